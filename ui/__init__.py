@@ -1,0 +1,1 @@
+"""Attune user interfaces: the ``attune`` CLI, the headless terminal monitor and the PySide6 GUI."""
