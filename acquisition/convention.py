@@ -1,0 +1,323 @@
+"""Attune's LSL stream convention, and recognition of streams found in the wild.
+
+The convention (documented in ``hardware.md``)
+----------------------------------------------
+One LSL stream per signal per person. For a stream of kind ``K``:
+
+* ``type``: ``RR``, ``HR``, ``EDA``, ``ECG`` or ``PPG`` (see :data:`KIND_TYPES`).
+* ``name``: free, by default ``"<participant> <device> <type>"``.
+* ``source_id``: stable per device and signal (serial number + type), so a
+  restarted device is recognised as the same stream.
+* ``desc``::
+
+      <participant>P1</participant>            (pseudonym; never a real name needed)
+      <manufacturer>Polar</manufacturer>
+      <device>H10</device>
+      <channels><channel><label>RR</label><unit>ms</unit><type>RR</type></channel></channels>
+
+Canonical units inside Attune (see :data:`CANONICAL_UNIT`): RR in seconds, HR
+in beats per minute, EDA in microsiemens, ECG in millivolts, PPG in arbitrary
+units. :func:`describe` works out the scale from a stream's declared unit, or
+from the magnitude of its first values when no unit is declared.
+
+This module is pure Python (no pylsl): it works on the stream's XML header,
+so the same rules apply to live streams and to XDF files.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+#: Kinds of stream Attune understands, with the LSL ``type`` it publishes for each.
+KIND_TYPES = {"rr": "RR", "hr": "HR", "eda": "EDA", "ecg": "ECG", "ppg": "PPG"}
+
+#: The unit each kind is normalised to.
+CANONICAL_UNIT = {"rr": "s", "hr": "bpm", "eda": "uS", "ecg": "mV", "ppg": "au"}
+
+#: Which synchrony modality a stream kind feeds.
+KIND_MODALITY = {"rr": "hr", "hr": "hr", "ecg": "hr", "ppg": "hr", "eda": "eda"}
+
+# Stream types (and name fragments) seen in the wild, lower-case, per kind.
+_TYPE_ALIASES = {
+    "rr": ("rr", "ibi", "rri", "rr-interval", "rrinterval", "interbeatinterval", "nn"),
+    "hr": ("hr", "heartrate", "heart_rate", "heart rate", "bpm", "pulse"),
+    "eda": ("eda", "gsr", "skinconductance", "skin_conductance", "sc", "electrodermal"),
+    "ecg": ("ecg", "ekg"),
+    "ppg": ("ppg", "bvp", "pleth", "photoplethysmogram"),
+}
+
+# Unit spellings, lower-case, with the factor that takes them to the canonical unit.
+_UNIT_SCALES = {
+    "rr": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "second": 1.0, "ms": 1e-3, "msec": 1e-3,
+           "milliseconds": 1e-3, "millisecond": 1e-3, "1/1024s": 1 / 1024, "1/1024 s": 1 / 1024},
+    "hr": {"bpm": 1.0, "beats/min": 1.0, "1/min": 1.0, "beats per minute": 1.0, "hz": 60.0},
+    "eda": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "micro siemens": 1.0,
+            "micro-siemens": 1.0, "usiemens": 1.0, "ms": 1e3, "millisiemens": 1e3, "s": 1e6,
+            "siemens": 1e6, "ns": 1e-3, "nanosiemens": 1e-3},
+    "ecg": {"mv": 1.0, "millivolts": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolts": 1e-3,
+            "v": 1e3, "volts": 1e3},
+    "ppg": {},
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel of a stream header."""
+
+    label: str
+    unit: str | None = None
+    type: str | None = None
+
+
+@dataclass
+class StreamDescriptor:
+    """What Attune knows about one stream, from its header.
+
+    Attributes
+    ----------
+    kind : str | None
+        One of :data:`KIND_TYPES` keys, or ``None`` when the stream is not one
+        Attune uses (markers, accelerometer, EEG ...).
+    participant : str | None
+        From the ``participant`` element of the desc; ``None`` when absent
+        (the roster then decides).
+    unit : str | None
+        The unit as declared (or guessed, see ``unit_guessed``).
+    scale : float | None
+        Multiply raw values by this to get :data:`CANONICAL_UNIT` of ``kind``.
+        ``None`` when it cannot be known yet (no unit declared; call
+        :meth:`guess_scale` with the first values).
+    channel_index : int
+        Which channel carries the signal (0 unless a label says otherwise).
+    """
+
+    name: str
+    type: str
+    source_id: str = ""
+    hostname: str = ""
+    srate: float = 0.0
+    channel_count: int = 1
+    channel_format: str = "float32"
+    uid: str = ""
+    channels: list[Channel] = field(default_factory=list)
+    participant: str | None = None
+    manufacturer: str | None = None
+    device: str | None = None
+    kind: str | None = None
+    unit: str | None = None
+    scale: float | None = None
+    unit_guessed: bool = False
+    channel_index: int = 0
+
+    @property
+    def modality(self) -> str | None:
+        """The synchrony modality (``"hr"`` or ``"eda"``) this stream feeds, if any."""
+        return KIND_MODALITY.get(self.kind) if self.kind else None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(name, type, source_id): how Attune tells streams apart."""
+        return (self.name, self.type, self.source_id)
+
+    def guess_scale(self, values) -> float | None:
+        """Fill in ``scale`` from the magnitude of the first values when no unit was declared.
+
+        Parameters
+        ----------
+        values : array-like, shape (n_samples,)
+            Raw values of the signal channel.
+
+        Returns
+        -------
+        scale : float | None
+            The scale now in ``self.scale`` (``None`` if still unknown).
+        """
+        if self.scale is not None or self.kind is None:
+            return self.scale
+        import numpy as np
+
+        v = np.asarray(values, dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            return None
+        med = float(np.median(np.abs(v)))
+        if self.kind == "rr":
+            # 250 ms .. 2500 ms in ms; 0.25 .. 2.5 in s; 1/1024 s ticks are 256..2560 (ambiguous with ms: take ms)
+            self.scale, self.unit = (1e-3, "ms") if med > 10 else (1.0, "s")
+        elif self.kind == "eda":
+            if med > 200:  # nanosiemens or raw ADC: cannot be told apart; assume nS
+                self.scale, self.unit = 1e-3, "nS"
+            else:
+                self.scale, self.unit = 1.0, "uS"
+        elif self.kind == "hr":
+            self.scale, self.unit = (60.0, "Hz") if med < 4 else (1.0, "bpm")
+        elif self.kind == "ecg":
+            self.scale, self.unit = (1e-3, "uV") if med > 20 else (1.0, "mV")
+        else:
+            self.scale, self.unit = 1.0, "au"
+        self.unit_guessed = True
+        return self.scale
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary (for ``attune streams --json`` and recordings)."""
+        return {
+            "name": self.name, "type": self.type, "source_id": self.source_id,
+            "hostname": self.hostname, "srate": self.srate, "channel_count": self.channel_count,
+            "participant": self.participant, "kind": self.kind, "modality": self.modality,
+            "unit": self.unit, "unit_guessed": self.unit_guessed,
+        }
+
+
+def _norm(text: str | None) -> str:
+    return re.sub(r"\s+", " ", (text or "").strip().lower())
+
+
+def kind_from_type(stream_type: str | None, name: str | None = None, labels=()) -> str | None:
+    """Recognise the kind of a stream from its ``type``, else its name or channel labels.
+
+    Parameters
+    ----------
+    stream_type : str | None
+        The LSL ``type`` field (``"RR"``, ``"IBI"``, ``"GSR"``, ``"BVP"`` ...).
+    name : str | None
+        The stream name, used when the type says nothing (``"Polar H10 ECG"``).
+    labels : iterable of str
+        Channel labels, used last.
+
+    Returns
+    -------
+    kind : str | None
+        ``"rr"``, ``"hr"``, ``"eda"``, ``"ecg"``, ``"ppg"`` or ``None``.
+    """
+    t = _norm(stream_type).replace("-", "").replace("_", "")
+    for kind, aliases in _TYPE_ALIASES.items():
+        if t in {a.replace("-", "").replace("_", "") for a in aliases}:
+            return kind
+    # Names and labels: whole-word match, most specific kinds first (ECG names often also say "HR").
+    texts = [_norm(name)] + [_norm(lbl) for lbl in labels]
+    for kind in ("rr", "ecg", "ppg", "eda", "hr"):
+        for text in texts:
+            words = set(re.split(r"[^a-z0-9µμ]+", text))
+            if words & set(_TYPE_ALIASES[kind]):
+                return kind
+    return None
+
+
+def unit_scale(kind: str, unit: str | None) -> float | None:
+    """Factor from ``unit`` to the canonical unit of ``kind`` (``None`` if the unit is unknown)."""
+    if kind == "ppg":
+        return 1.0
+    u = _norm(unit)
+    if not u:
+        return None
+    return _UNIT_SCALES.get(kind, {}).get(u)
+
+
+def _text(el: ET.Element | None, tag: str) -> str | None:
+    if el is None:
+        return None
+    child = el.find(tag)
+    if child is None or child.text is None:
+        return None
+    return child.text.strip() or None
+
+
+def describe(header: str | dict) -> StreamDescriptor:
+    """Build a :class:`StreamDescriptor` from a stream header.
+
+    Parameters
+    ----------
+    header : str | dict
+        The stream's XML (``pylsl.StreamInfo.as_xml()`` or an XDF StreamHeader
+        chunk), or the ``info`` dict pyxdf returns (values are lists of strings).
+
+    Returns
+    -------
+    desc : StreamDescriptor
+    """
+    if isinstance(header, dict):
+        root = _dict_to_xml(header)
+    else:
+        root = ET.fromstring(header)
+    desc_el = root.find("desc")
+    channels: list[Channel] = []
+    if desc_el is not None:
+        for ch in desc_el.findall("./channels/channel"):
+            channels.append(Channel(_text(ch, "label") or "", _text(ch, "unit"), _text(ch, "type")))
+    d = StreamDescriptor(
+        name=_text(root, "name") or "",
+        type=_text(root, "type") or "",
+        source_id=_text(root, "source_id") or "",
+        hostname=_text(root, "hostname") or "",
+        srate=float(_text(root, "nominal_srate") or 0.0),
+        channel_count=int(float(_text(root, "channel_count") or 1)),
+        channel_format=_text(root, "channel_format") or "float32",
+        uid=_text(root, "uid") or "",
+        channels=channels,
+        participant=_text(desc_el, "participant"),
+        manufacturer=_text(desc_el, "manufacturer"),
+        device=_text(desc_el, "device") or _text(desc_el, "model"),
+    )
+    d.kind = kind_from_type(d.type, d.name, [c.label for c in channels])
+    if d.kind is not None:
+        # Pick the channel whose label or type names the kind; else the first.
+        for i, ch in enumerate(channels):
+            if kind_from_type(ch.type, ch.label) == d.kind:
+                d.channel_index = i
+                break
+        unit = channels[d.channel_index].unit if channels and d.channel_index < len(channels) else None
+        unit = unit or _text(desc_el, "unit")
+        d.unit = unit
+        d.scale = unit_scale(d.kind, unit)
+        if d.kind == "ppg":
+            d.scale, d.unit = 1.0, unit or "au"
+    return d
+
+
+def _dict_to_xml(info: dict) -> ET.Element:
+    """Turn pyxdf's nested ``info`` dict back into an Element.
+
+    pyxdf maps each element to ``{child_tag: [child, ...]}`` where a child is a
+    text string (leaf), a dict (subtree) or ``None`` (empty element).
+    """
+
+    def build(parent: ET.Element, tag: str, items) -> None:
+        for item in items if isinstance(items, list) else [items]:
+            el = ET.SubElement(parent, tag)
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    build(el, k, v)
+            elif item is not None:
+                el.text = str(item)
+
+    root = ET.Element("info")
+    for k, v in info.items():
+        if k in ("effective_srate", "segments", "clock_segments", "stream_id", "clock_times", "clock_values"):
+            continue
+        build(root, k, v)
+    return root
+
+
+def desc_fields(kind: str, participant: str, *, device: str, manufacturer: str, unit: str | None = None,
+                label: str | None = None) -> dict:
+    """The header fields Attune's convention asks of a stream of ``kind`` (for outlets and writers).
+
+    Returns
+    -------
+    fields : dict
+        ``type``, ``participant``, ``device``, ``manufacturer`` and
+        ``channels`` (a list of ``{"label", "unit", "type"}``).
+    """
+    if kind not in KIND_TYPES:
+        raise ValueError(f"Invalid value for 'kind': expected one of {', '.join(KIND_TYPES)}, but got {kind!r}.")
+    default_unit = {"rr": "ms", "hr": "bpm", "eda": "microsiemens", "ecg": "uV", "ppg": "au"}[kind]
+    typ = KIND_TYPES[kind]
+    return {
+        "type": typ,
+        "participant": participant,
+        "device": device,
+        "manufacturer": manufacturer,
+        "channels": [{"label": label or typ, "unit": unit or default_unit, "type": typ}],
+    }
