@@ -1,0 +1,128 @@
+"""Rupture/repair state machine on synchrony series with a known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
+from dsp.quality import Quality
+
+
+def _series(rng, segments, noise=0.06):
+    """Concatenate (duration_s, r) segments at 1 window per second, with noise."""
+    r = np.concatenate([np.full(int(d), v, dtype=float) for d, v in segments])
+    return np.clip(r + noise * rng.standard_normal(r.size), -0.99, 0.99)
+
+
+def _run(sync, chance=0.05, preset="balanced", people=("A", "B")):
+    det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=preset)
+    t = np.arange(sync.shape[-1], dtype=float) + 1.0
+    events = det.update("hr", t, np.atleast_2d(sync), np.full(np.atleast_2d(sync).shape, chance))
+    det.finish(t[-1])
+    return det, events
+
+
+def test_rupture_then_repair_is_flagged_once(rng):
+    sync = _series(rng, [(120, 0.7), (45, 0.0), (120, 0.7)])
+    det, events = _run(sync)
+    assert len(det.episodes) == 1
+    ep = det.episodes[0]
+    assert 115 <= ep.onset_s <= 135          # drop starts at 120 s
+    assert ep.flagged_s - 120 <= 20           # flagged within 20 s of the truth
+    assert ep.repaired and 165 <= ep.offset_s <= 185
+    assert ep.depth > 0.8 and ep.people == ["A", "B"]
+    kinds = [e["type"] for e in events if e["type"].startswith("episode")]
+    assert kinds == ["episode_open", "episode_repaired"]
+
+
+def test_unrepaired_rupture_stays_open_at_session_end(rng):
+    sync = _series(rng, [(120, 0.7), (60, 0.0)])
+    det, _ = _run(sync)
+    assert len(det.episodes) == 1 and not det.episodes[0].repaired
+    assert det.episodes[0].offset_s is None and det.episodes[0].time_to_repair_s is None
+
+
+@pytest.mark.parametrize("segments", [
+    [(120, 0.7), (60, 0.95), (120, 0.7)],          # shared stressor: synchrony up, then back to usual
+    [(120, 0.7)] + [(20, 0.7), (3, 0.0)] * 8,       # flicker: short dips are not ruptures
+    [(300, 0.08)],                                   # never in tune: nothing to lose
+])
+def test_no_false_flags(rng, segments):
+    det, _ = _run(_series(rng, segments))
+    assert det.episodes == []
+
+
+def test_signal_loss_freezes_instead_of_flagging(rng):
+    sync = _series(rng, [(120, 0.7), (40, 0.7), (120, 0.7)])
+    sync[120:160] = np.nan
+    det, _ = _run(sync)
+    assert det.episodes == []
+
+
+def test_presets_trade_sensitivity(rng):
+    sync = _series(rng, [(120, 0.7), (30, 0.2), (120, 0.7)])  # a shallow drop
+    counts = {p: len(_run(sync, preset=p)[0].episodes) for p in PRESETS}
+    assert counts["sensitive"] >= counts["balanced"] >= counts["conservative"]
+    assert counts["sensitive"] == 1 and counts["conservative"] == 0
+    with pytest.raises(ValueError, match="expected one of conservative, balanced, sensitive"):
+        get_preset("paranoid")
+
+
+def test_group_names_who_disconnects(rng):
+    people = ["P1", "P2", "P3", "P4"]
+    n_pairs = 6
+    sync = np.stack([_series(rng, [(120, 0.7), (60, 0.7), (120, 0.7)]) for _ in range(n_pairs)])
+    # P4 withdraws: pairs (0,3), (1,3), (2,3) are indices 2, 4, 5 in triu order
+    for p in (2, 4, 5):
+        sync[p, 120:180] = 0.0 + 0.06 * rng.standard_normal(60)
+    det, _ = _run(sync, people=people)
+    assert {ep.pair for ep in det.episodes} == {("P1", "P4"), ("P2", "P4"), ("P3", "P4")}
+    assert all(ep.people == ["P4"] for ep in det.episodes)
+
+
+def test_two_modalities_agreeing_raise_confidence(rng):
+    det = RuptureDetector(["A", "B"], modalities=("hr", "eda"), step_s=1.0)
+    t = np.arange(1, 301, dtype=float)
+    both = _series(rng, [(120, 0.7), (60, 0.0), (120, 0.7)])
+    det.update("hr", t, both[None], np.full((1, 300), 0.05))
+    det.update("eda", t, both[None], np.full((1, 300), 0.05))
+    det2 = RuptureDetector(["A", "B"], modalities=("hr", "eda"), step_s=1.0)
+    det2.update("hr", t, both[None], np.full((1, 300), 0.05))
+    det2.update("eda", t, _series(rng, [(300, 0.7)])[None], np.full((1, 300), 0.05))
+    (ep_both,), (ep_one,) = det.episodes, det2.episodes
+    assert sorted(ep_both.modalities) == ["eda", "hr"] and ep_one.modalities == ["hr"]
+    assert ep_both.confidence > ep_one.confidence
+
+
+def test_chunked_feeding_gives_identical_episodes(rng):
+    sync = _series(rng, [(120, 0.7), (45, 0.0), (120, 0.7), (40, -0.1), (100, 0.7)])
+    det_a, _ = _run(sync)
+    det_b = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0)
+    t = np.arange(sync.size, dtype=float) + 1.0
+    cuts = np.sort(rng.choice(np.arange(1, sync.size), 30, replace=False))
+    for s, e in zip(np.r_[0, cuts], np.r_[cuts, sync.size]):
+        det_b.update("hr", t[s:e], sync[None, s:e], np.full((1, e - s), 0.05))
+    det_b.finish(t[-1])
+    assert [e.to_json() for e in det_a.episodes] == [e.to_json() for e in det_b.episodes]
+    assert len(det_a.episodes) == 2
+
+
+def test_signal_loss_tracker_runs_and_reasons():
+    fs = 4.0
+    q = np.zeros(400, dtype=np.uint8)
+    q[40:80] = Quality.ELECTRODE_OFF       # 10 s
+    q[200:203] = Quality.NO_DATA           # 0.75 s: too short to report
+    q[300:360] = Quality.NO_DATA           # 15 s
+    tr = SignalLossTracker(fs, min_duration_s=2.0)
+    for s in range(0, 400, 7):             # odd chunking
+        tr.update("P1", "eda", s, q[s:s + 7])
+    got = [(p["onset_s"], p["offset_s"], p["reason"]) for p in tr.periods]
+    assert got == [(10.0, 20.0, "electrode_off"), (75.0, 90.0, "no_data")]
+
+
+def test_arousal_trend():
+    t = np.arange(0, 60, 0.25)
+    assert arousal_trend(t, 0.05 * t, 10, 50) == "rising"
+    assert arousal_trend(t, -0.05 * t, 10, 50) == "falling"
+    assert arousal_trend(t, np.zeros_like(t), 10, 50) == "steady"
