@@ -1,0 +1,154 @@
+"""Find the LSL streams that are visible now, with their full headers.
+
+``resolve_streams`` returns headers *without* their ``desc`` (where Attune's
+convention keeps the participant and the units). :func:`discover` therefore
+opens a short-lived inlet per stream and asks for the full header with
+``inlet.info(timeout)``, in parallel, every wait bounded. Streams whose full
+header does not arrive in time are still listed, described from the short
+header (no participant, unit unknown) and marked so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from .convention import StreamDescriptor, describe
+from .lsl import pylsl
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DiscoveredStream:
+    """A visible stream: its resolved ``info`` (to open an inlet) and what its header says.
+
+    Attributes
+    ----------
+    info : pylsl.StreamInfo
+        As resolved (no desc); pass it to :class:`acquisition.inlet.StreamReceiver`.
+    descriptor : StreamDescriptor
+        Built from the full header when ``full_header`` is true.
+    full_header : bool
+        False when the full header (desc) did not arrive within the timeout.
+    """
+
+    info: object
+    descriptor: StreamDescriptor
+    full_header: bool = True
+
+
+def matches(descriptor: StreamDescriptor, pattern: str | None) -> bool:
+    """True if ``pattern`` (a glob, case-insensitive) matches the stream's name, source_id, hostname or type."""
+    if not pattern:
+        return True
+    pat = pattern.lower()
+    return any(fnmatchcase((v or "").lower(), pat)
+               for v in (descriptor.name, descriptor.source_id, descriptor.hostname, descriptor.type))
+
+
+def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[StreamDescriptor, bool]:
+    """The descriptor of one resolved stream from its full header (desc included).
+
+    Parameters
+    ----------
+    info : pylsl.StreamInfo
+        A resolved stream.
+    timeout : float
+        Seconds to wait for the full header.
+    peek : float
+        When > 0 and the header declares no unit, pull up to this many seconds
+        of samples to guess the unit from their magnitude.
+
+    Returns
+    -------
+    descriptor : StreamDescriptor
+    full : bool
+        False when the full header did not arrive in time (the short one was used).
+    """
+    inlet = pylsl.StreamInlet(info, max_buflen=2, recover=False)
+    try:
+        try:
+            full = inlet.info(timeout)
+        except Exception as exc:  # TimeoutError, LostError
+            logger.warning("stream %r: full header not received within %.1f s (%s); participant and unit unknown",
+                           info.name(), timeout, exc)
+            return describe(info.as_xml()), False
+        d = describe(full.as_xml())
+        if peek > 0 and d.kind is not None and d.scale is None and info.channel_format() != pylsl.cf_string:
+            try:
+                samples, _ = inlet.pull_chunk(timeout=peek, max_samples=16, as_numpy=True)
+                if len(samples):
+                    d.guess_scale(samples[:, min(d.channel_index, samples.shape[1] - 1)])
+            except Exception as exc:  # the stream vanished meanwhile: unit stays unknown
+                logger.info("stream %r: could not peek at samples: %s", info.name(), exc)
+        return d, True
+    finally:
+        try:
+            inlet.close_stream()
+        except Exception:
+            pass
+        del inlet
+
+
+def discover(timeout: float = 1.0, *, header_timeout: float | None = None, match: str | None = None,
+             peek: float = 0.0, exclude: set[str] | None = None, resolver=None) -> list[DiscoveredStream]:
+    """Resolve every visible stream and fetch its full header.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds to wait for streams to answer the resolve.
+    header_timeout : float | None
+        Seconds to wait for each full header (in parallel); default ``max(0.5, timeout)``.
+    match : str | None
+        Glob on name / source_id / hostname / type (case-insensitive); only matching streams are kept.
+    peek : float
+        Seconds to peek at samples of streams without a declared unit (see :func:`full_descriptor`).
+    exclude : set of str | None
+        Stream uids to skip (already known).
+    resolver : pylsl.ContinuousResolver | None
+        Take the streams a continuous resolver has seen instead of resolving
+        now (``timeout`` then only bounds nothing but the header fetch default).
+
+    Notes
+    -----
+    liblsl answers a resolve in waves: a wait of 0.5 s often sees only part of
+    the streams on this machine, 1 s or more sees them all; hence the 1 s default.
+
+    Returns
+    -------
+    streams : list of DiscoveredStream
+        Sorted by (name, source_id); one entry per stream uid.
+    """
+    if not timeout > 0:
+        raise ValueError(f"Invalid value for 'timeout': expected seconds > 0, but got {timeout}.")
+    header_timeout = max(0.5, timeout) if header_timeout is None else header_timeout
+    infos = resolver.results() if resolver is not None else pylsl.resolve_streams(wait_time=timeout)
+    seen, todo = set(exclude or ()), []
+    for info in infos:
+        uid = info.uid()
+        if uid in seen:
+            continue
+        seen.add(uid)
+        short = describe(info.as_xml())
+        if match and not matches(short, match):
+            continue
+        todo.append(info)
+    if not todo:
+        return []
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=min(8, len(todo)), thread_name_prefix="attune-discover") as pool:
+        results = list(pool.map(lambda i: full_descriptor(i, header_timeout, peek), todo))
+    logger.debug("fetched %d full headers in %.2f s", len(todo), time.monotonic() - t0)
+    out = [DiscoveredStream(info, d, full) for info, (d, full) in zip(todo, results)]
+    out.sort(key=lambda s: (s.descriptor.name, s.descriptor.source_id, s.descriptor.uid))
+    return out
+
+
+def resolve_source_id(source_id: str, timeout: float = 1.0) -> list:
+    """Resolved infos of the stream(s) with ``source_id`` (bounded by ``timeout`` seconds)."""
+    return list(pylsl.resolve_byprop("source_id", source_id, 1, timeout))

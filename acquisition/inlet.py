@@ -1,0 +1,499 @@
+"""One live LSL stream pulled by a worker thread into a bounded ring buffer.
+
+:class:`StreamReceiver` owns the inlet of one stream. Its worker thread
+
+* pulls with ``pull_chunk(timeout=0.0, dest_obj=...)`` into a preallocated
+  buffer (the mne-lsl pattern), with LSL post-processing
+  ``proc_clocksync | proc_dejitter | proc_monotonize`` for regular streams and
+  ``proc_clocksync | proc_monotonize`` for irregular ones (RR: dejittering
+  event times would move the beats);
+* converts the signal channel to :data:`acquisition.convention.CANONICAL_UNIT`
+  (declared unit, or guessed from the first values' magnitude) and stores it
+  with its LSL timestamp in a :class:`~acquisition.ringbuffer.RingBuffer`;
+* stores NaN, inf and physiologically absurd values as NaN with quality code
+  ``IMPLAUSIBLE``, counts them and keeps a readable last problem (status
+  ``noisy``), never raising;
+* notices a stream going quiet (``stale`` after ``max(2 s, 3 x expected
+  interval)``) or vanishing (``lost``: liblsl's ``LostError``, the inlet is
+  opened with ``recover=False`` so the loss is seen), then re-resolves the same
+  ``source_id`` with bounded resolves, recreates the inlet (``recovered``) and
+  records the hole as a :class:`Gap`. Nothing is interpolated.
+
+Status is a state the user sees: ``connecting``, ``connected``, ``noisy``,
+``stale``, ``lost``, ``recovered``, ``closed``, each with the time it began.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp.quality import Quality
+
+from .convention import CANONICAL_UNIT, StreamDescriptor, describe
+from .lsl import pylsl
+from .ringbuffer import Chunk, RingBuffer
+
+logger = logging.getLogger(__name__)
+
+#: Physiologically plausible ranges, in canonical units; values outside are flagged and stored as NaN.
+PLAUSIBLE_RANGE = {"rr": (0.25, 2.5), "hr": (25.0, 240.0), "eda": (0.0, 100.0)}
+
+#: Samples per second assumed when sizing the buffer of an irregular stream (RR at 240 bpm is 4 Hz).
+IRREGULAR_MAX_RATE = {"rr": 4.0, "hr": 4.0, "eda": 32.0}
+
+STATES = ("connecting", "connected", "noisy", "stale", "lost", "recovered", "closed")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A hole in a stream's data, in LSL time.
+
+    Attributes
+    ----------
+    start : float
+        Timestamp of the last sample before the hole.
+    end : float
+        Timestamp of the first sample after it.
+    reason : str
+        ``"lost"`` (the outlet vanished and came back) or ``"stale"`` (no samples arrived).
+    """
+
+    start: float
+    end: float
+    reason: str
+
+    @property
+    def duration(self) -> float:
+        """Seconds between the samples on either side of the gap."""
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ReceiverStatus:
+    """A snapshot of one receiver, safe to hand to another thread or the GUI."""
+
+    key: str
+    name: str
+    source_id: str
+    hostname: str
+    participant: str | None
+    kind: str | None
+    modality: str | None
+    unit: str | None
+    unit_guessed: bool
+    state: str
+    since: float  # wall-clock time (time.time()) the state began
+    last_sample_age: float | None  # seconds since the last sample arrived (local clock)
+    n_samples: int
+    n_flagged: int
+    problems: dict = field(default_factory=dict)
+    last_problem: str | None = None
+    n_gaps: int = 0
+    n_recoveries: int = 0
+    history: tuple = ()  # ((wall_time, state), ...) most recent last
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        d = dict(self.__dict__)
+        d["problems"] = dict(self.problems)
+        d["history"] = [list(h) for h in self.history]
+        return d
+
+
+def processing_flags(srate: float) -> int:
+    """LSL post-processing flags for a stream of nominal rate ``srate`` (0 = irregular)."""
+    flags = pylsl.proc_clocksync | pylsl.proc_monotonize
+    if srate > 0:
+        flags |= pylsl.proc_dejitter
+    return flags
+
+
+class StreamReceiver:
+    """Pull one LSL stream into a bounded ring buffer, watching its health.
+
+    Parameters
+    ----------
+    info : pylsl.StreamInfo
+        A resolved stream (from :func:`acquisition.discovery.discover`).
+    descriptor : StreamDescriptor | None
+        What is known about the stream (with its desc); default: built from the
+        inlet's full header when the receiver starts.
+    buffer_seconds : float
+        Seconds of data kept; fixes the memory (not the session length).
+    participant : str | None
+        Who wears the device (from the roster); default ``descriptor.participant``.
+    poll_interval : float
+        Seconds the worker sleeps between non-blocking pulls.
+    resolve_timeout : float
+        Bound on each re-resolve of a lost stream, in seconds.
+    stale_after : float | None
+        Seconds without samples before the stream is ``stale``; default
+        ``max(2, 3 x expected interval)`` (RR: the last beat's interval).
+    noisy_hold : float
+        Seconds the state stays ``noisy`` after the last flagged sample.
+    recovered_hold : float
+        Seconds the state stays ``recovered`` before becoming ``connected``.
+    """
+
+    def __init__(self, info, descriptor: StreamDescriptor | None = None, *, buffer_seconds: float = 300.0,
+                 participant: str | None = None, poll_interval: float = 0.02, resolve_timeout: float = 0.5,
+                 stale_after: float | None = None, noisy_hold: float = 5.0, recovered_hold: float = 5.0,
+                 max_chunk: int = 1024):
+        if not buffer_seconds > 0:
+            raise ValueError(f"Invalid value for 'buffer_seconds': expected seconds > 0, but got {buffer_seconds}.")
+        self._info = info
+        self.descriptor = descriptor if descriptor is not None else describe(info.as_xml())
+        if info.channel_format() == pylsl.cf_string:
+            raise ValueError(f"Stream {self.descriptor.name!r} carries strings (markers), not a signal; "
+                             "only numeric streams can be received.")
+        self._participant = participant  # the roster's word; else the header's (see `participant`)
+        self.buffer_seconds = float(buffer_seconds)
+        self.poll_interval = float(poll_interval)
+        self.resolve_timeout = float(resolve_timeout)
+        self._stale_after = stale_after
+        self.noisy_hold = float(noisy_hold)
+        self.recovered_hold = float(recovered_hold)
+        self.max_chunk = int(max_chunk)
+        d = self.descriptor
+        rate = d.srate if d.srate > 0 else IRREGULAR_MAX_RATE.get(d.kind or "", 10.0)
+        self.buffer = RingBuffer.for_seconds(self.buffer_seconds, rate)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inlet = None
+        self._dest = None
+        self._gaps: list[Gap] = []
+        self._problems: dict[str, int] = {}
+        self._last_problem: str | None = None
+        self._last_problem_at = -math.inf
+        self._n_flagged = 0
+        self._n_recoveries = 0
+        self._state = "connecting"
+        self._since = time.time()
+        self._history: list[tuple[float, str]] = [(self._since, "connecting")]
+        self._last_arrival: float | None = None  # local_clock() when the last sample arrived
+        self._last_ts: float | None = None  # LSL timestamp of the last sample
+        self._last_interval = 1.0  # RR: last beat interval (s), the expected time to the next beat
+        self._lost_since_last_sample = False
+        self._recovered_at = -math.inf
+        self._opened_at = -math.inf  # local_clock() when the current inlet opened
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def key(self) -> str:
+        """Stable identity: the source_id, else the uid."""
+        return self.descriptor.source_id or self.descriptor.uid
+
+    @property
+    def participant(self) -> str | None:
+        """Who wears the device: as assigned (roster), else the header's ``participant`` element."""
+        return self._participant if self._participant is not None else self.descriptor.participant
+
+    @participant.setter
+    def participant(self, value: str | None) -> None:
+        self._participant = value
+
+    @property
+    def state(self) -> str:
+        """Current state (one of :data:`STATES`)."""
+        with self._lock:
+            return self._state
+
+    def start(self) -> StreamReceiver:
+        """Start the worker thread (returns ``self``)."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name=f"attune-recv-{self.descriptor.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the worker and close the inlet (bounded by ``timeout`` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._close_inlet()
+        self._set_state("closed")
+
+    def __enter__(self) -> StreamReceiver:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get_window(self, seconds: float, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the last ``seconds`` of ``(timestamps (n,), values (n,))`` in canonical units."""
+        return self.buffer.get_window(seconds, now)
+
+    def read_new(self, cursor: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Samples since ``cursor``: ``(timestamps (n,), values (n,), new_cursor)``; see :meth:`RingBuffer.read_new`."""
+        return self.buffer.read_new(cursor)
+
+    def read(self, cursor: int = 0) -> Chunk:
+        """Samples since ``cursor`` with quality codes and the overflow count (:class:`Chunk`)."""
+        return self.buffer.read(cursor)
+
+    @property
+    def gaps(self) -> list[Gap]:
+        """Holes in the data so far (copies), oldest first."""
+        with self._lock:
+            return list(self._gaps)
+
+    def status(self) -> ReceiverStatus:
+        """A thread-safe snapshot of this receiver's health."""
+        now = pylsl.local_clock()
+        self._update_timers(now)
+        d = self.descriptor
+        with self._lock:
+            age = None if self._last_arrival is None else now - self._last_arrival
+            return ReceiverStatus(
+                key=self.key, name=d.name, source_id=d.source_id, hostname=d.hostname,
+                participant=self.participant, kind=d.kind, modality=d.modality, unit=d.unit,
+                unit_guessed=d.unit_guessed, state=self._state, since=self._since, last_sample_age=age,
+                n_samples=self.buffer.n_written, n_flagged=self._n_flagged, problems=dict(self._problems),
+                last_problem=self._last_problem, n_gaps=len(self._gaps), n_recoveries=self._n_recoveries,
+                history=tuple(self._history[-20:]),
+            )
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds without samples after which the stream counts as stale."""
+        if self._stale_after is not None:
+            return float(self._stale_after)
+        d = self.descriptor
+        if d.srate > 0:
+            expected = 1.0 / d.srate
+        elif d.kind == "rr":
+            expected = self._last_interval
+        else:
+            expected = 1.0
+        return max(2.0, 3.0 * expected)
+
+    # ------------------------------------------------------------------ state
+    def _set_state(self, state: str) -> None:
+        with self._lock:
+            if state == self._state:
+                return
+            old, self._state, self._since = self._state, state, time.time()
+            self._history.append((self._since, state))
+            del self._history[:-50]
+        level = logging.WARNING if state in ("lost", "stale") else logging.INFO
+        logger.log(level, "stream %r (%s): %s -> %s", self.descriptor.name, self.key, old, state)
+
+    def _flag(self, what: str, detail: str, count: int) -> None:
+        """Count a problem (``count`` flagged samples; 0 for a header problem) and make it the last one."""
+        with self._lock:
+            self._problems[what] = self._problems.get(what, 0) + max(count, 1)
+            self._n_flagged += count
+            self._last_problem = detail
+            self._last_problem_at = pylsl.local_clock()
+        logger.info("stream %r: %s", self.descriptor.name, detail)
+
+    def _update_timers(self, now: float) -> None:
+        """Time-driven transitions: stale, noisy and recovered wearing off."""
+        with self._lock:
+            state, arrival = self._state, self._last_arrival
+            problem_at, recovered_at = self._last_problem_at, self._recovered_at
+        if state in ("lost", "closed", "connecting"):
+            return
+        ref = max(arrival if arrival is not None else -math.inf, self._opened_at)
+        if math.isfinite(ref) and now - ref > self.stale_after:
+            self._set_state("stale")
+            return
+        if state == "stale":
+            return  # only a new sample ends staleness (see _ingest)
+        if now - problem_at < self.noisy_hold:
+            self._set_state("noisy")
+        elif state == "recovered" and now - recovered_at < self.recovered_hold:
+            pass
+        else:
+            self._set_state("connected")
+
+    # ------------------------------------------------------------------ worker
+    def _open(self, info) -> bool:
+        """Create and open an inlet for ``info``; refresh the header. False if it did not open in time."""
+        inlet = pylsl.StreamInlet(info, max_buflen=max(1, int(math.ceil(self.buffer_seconds))), recover=False,
+                                  processing_flags=processing_flags(info.nominal_srate()))
+        try:
+            full = inlet.info(max(self.resolve_timeout, 1.0))
+            inlet.open_stream(max(self.resolve_timeout, 1.0))
+        except Exception as exc:  # TimeoutError / LostError: try again later
+            logger.info("could not open stream %r yet: %s", self.descriptor.name, exc)
+            inlet.close_stream()
+            del inlet
+            return False
+        new = describe(full.as_xml())
+        self._check_header(new)
+        self._inlet = inlet
+        self._opened_at = pylsl.local_clock()
+        self._dest = np.empty((self.max_chunk, new.channel_count), dtype=inlet.np_dtype or np.float64)
+        return True
+
+    def _check_header(self, new: StreamDescriptor) -> None:
+        """Keep the descriptor (and its unit decision) unless the header changed; flag channel mismatches."""
+        old = self.descriptor
+        if old.scale is not None and new.scale is None and new.kind == old.kind:
+            new.scale, new.unit, new.unit_guessed = old.scale, old.unit, old.unit_guessed
+        if not new.channels and old.channels:
+            new.channels, new.channel_index = old.channels, old.channel_index
+        if new.kind is None and old.kind is not None:
+            # The roster may have told us the kind of a stream whose header does not say it.
+            new.kind, new.channel_index = old.kind, old.channel_index
+            new.unit, new.scale, new.unit_guessed = old.unit, old.scale, old.unit_guessed
+        if new.participant is None:
+            new.participant = old.participant
+        if new.channel_count != old.channel_count and old.channel_count:
+            self._flag("channel_count", f"channel count changed from {old.channel_count} to {new.channel_count} "
+                       "after the stream restarted", 0)
+        if new.channels and len(new.channels) != new.channel_count:
+            self._flag("channel_count", f"header declares {new.channel_count} channel(s) but describes "
+                       f"{len(new.channels)}; using channel {new.channel_index}", 0)
+        self.descriptor = new
+
+    def _close_inlet(self) -> None:
+        inlet, self._inlet = self._inlet, None
+        if inlet is not None:
+            try:
+                inlet.close_stream()
+            except Exception:  # already gone: nothing to close
+                pass
+            del inlet
+
+    def _run(self) -> None:
+        info = self._info
+        try:
+            while not self._stop.is_set():
+                if self._inlet is None:
+                    if info is None:
+                        info = self._resolve_again()
+                        if info is None:
+                            continue
+                    if not self._open(info):
+                        info = None
+                        self._stop.wait(self.poll_interval * 5)
+                        continue
+                    if self.state == "lost":
+                        with self._lock:
+                            self._n_recoveries += 1
+                            self._recovered_at = pylsl.local_clock()
+                        self._set_state("recovered")
+                    elif self.state == "connecting":
+                        self._set_state("connected")
+                try:
+                    self._drain()
+                except pylsl.util.LostError:
+                    self._mark_lost("the outlet is gone (liblsl LostError)")
+                    info = None
+                    continue
+                self._update_timers(pylsl.local_clock())
+                if self.state == "stale" and self._stale_check_due():
+                    # A quiet stream may have vanished without liblsl noticing (network gone): look for it.
+                    if not pylsl.resolve_byprop("source_id", self.key, 1, self.resolve_timeout):
+                        self._mark_lost("stale and no longer found on the network")
+                        info = None
+                        continue
+                self._stop.wait(self.poll_interval)
+        except Exception:  # never die silently: the status says what happened
+            logger.exception("receiver for %r stopped on an unexpected error", self.descriptor.name)
+            self._flag("internal", "receiver stopped on an unexpected error (see log)", 0)
+            self._set_state("lost")
+
+    def _stale_check_due(self) -> bool:
+        now = time.monotonic()
+        last = getattr(self, "_last_stale_check", 0.0)
+        if now - last < 2.0:
+            return False
+        self._last_stale_check = now
+        return True
+
+    def _mark_lost(self, why: str) -> None:
+        self._close_inlet()
+        with self._lock:
+            self._lost_since_last_sample = True
+        logger.warning("stream %r (%s) lost: %s", self.descriptor.name, self.key, why)
+        self._set_state("lost")
+
+    def _resolve_again(self):
+        """One bounded resolve of this stream's source_id (the worker calls it repeatedly while lost)."""
+        if not self.key:
+            self._stop.wait(self.resolve_timeout)
+            return None
+        found = pylsl.resolve_byprop("source_id", self.key, 1, self.resolve_timeout)
+        for info in found:
+            if info.type() == self.descriptor.type:
+                return info
+        if not found:
+            self._stop.wait(min(self.resolve_timeout, 0.2))
+        return None
+
+    def _drain(self) -> None:
+        """Pull everything available now (non-blocking) into the ring buffer."""
+        inlet, dest = self._inlet, self._dest
+        while True:
+            _, ts = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=dest, as_numpy=True)
+            n = len(ts)
+            if n == 0:
+                return
+            self._ingest(np.asarray(ts, dtype=np.float64), dest[:n])
+            if n < self.max_chunk:
+                return
+
+    def _ingest(self, ts: np.ndarray, block: np.ndarray) -> None:
+        """Convert, check and store one chunk: ``ts`` shape (n,), ``block`` shape (n, channel_count)."""
+        d = self.descriptor
+        n = ts.shape[0]
+        ch = d.channel_index
+        if ch >= block.shape[1]:
+            raw = np.full(n, np.nan)
+            self._flag("channel_count", f"signal channel {ch} missing: the stream has {block.shape[1]} channel(s)", n)
+        else:
+            raw = block[:, ch].astype(np.float64)
+        if d.scale is None and d.kind is not None:
+            if d.guess_scale(raw) is not None:
+                logger.warning("stream %r declares no unit: guessed %s from the values' magnitude "
+                               "(put a <unit> in its desc to be sure)", d.name, d.unit)
+        values = raw * (d.scale if d.scale is not None else 1.0)
+        codes = np.zeros(n, np.uint8)
+        bad = ~np.isfinite(values)
+        if bad.any() and ch < block.shape[1]:  # a missing channel was flagged above, once
+            self._flag("non_finite", f"{int(bad.sum())} non-finite value(s) (NaN/inf) received", int(bad.sum()))
+        lo_hi = PLAUSIBLE_RANGE.get(d.kind or "")
+        if lo_hi is not None:
+            with np.errstate(invalid="ignore"):
+                out = ~bad & ((values < lo_hi[0]) | (values > lo_hi[1]))
+            if out.any():
+                unit = CANONICAL_UNIT.get(d.kind, "")
+                example = values[out][0]
+                self._flag("out_of_range", f"{int(out.sum())} {d.kind.upper()} value(s) outside "
+                           f"{lo_hi[0]:g}..{lo_hi[1]:g} {unit} (e.g. {example:g} {unit})", int(out.sum()))
+                bad |= out
+        values[bad] = np.nan
+        codes[bad] = Quality.IMPLAUSIBLE
+        if d.kind == "rr":
+            good = values[~bad]
+            if good.size:
+                self._last_interval = float(good[-1])
+        now = pylsl.local_clock()
+        with self._lock:
+            prev_ts, lost, stale = self._last_ts, self._lost_since_last_sample, self._state == "stale"
+        # A hole is known from the arrival times (stale / lost), not from the timestamps alone: liblsl's
+        # dejitter fits timestamps to the sample count and smooths a pause in a regular stream away.
+        if prev_ts is not None and (lost or stale or ts[0] - prev_ts > self.stale_after):
+            gap = Gap(prev_ts, float(ts[0]), "lost" if lost else "stale")
+            with self._lock:
+                self._gaps.append(gap)
+                del self._gaps[:-1000]
+            logger.warning("stream %r: %.1f s gap in the data (%s)", d.name, gap.duration, gap.reason)
+        self.buffer.push(ts, values, codes)
+        with self._lock:
+            self._last_ts = float(ts[-1])
+            self._last_arrival = now
+            self._lost_since_last_sample = False
+        if self.state == "stale":
+            self._set_state("connected")

@@ -1,0 +1,309 @@
+"""StreamReceiver and LiveSession on real LSL over loopback (no hardware, every wait bounded)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acquisition.convention import desc_fields
+from acquisition.inlet import StreamReceiver
+from acquisition.live import LiveSession
+from acquisition.lsl import pylsl
+from dsp.quality import Quality
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_info(name, kind, participant, source_id, *, srate=0.0, unit=None, with_index=False, declare_unit=True,
+              channel_count=None, channel_format="float32"):
+    """A convention-conformant StreamInfo (optionally with a sample-index channel first)."""
+    f = desc_fields(kind, participant, device="H10", manufacturer="Polar", unit=unit)
+    chans = ([{"label": "index", "unit": "count", "type": "index"}] if with_index else []) + f["channels"]
+    n = channel_count or len(chans)
+    info = pylsl.StreamInfo(name, f["type"], n, srate, channel_format, source_id)
+    d = info.desc()
+    if participant:
+        d.append_child_value("participant", participant)
+    d.append_child_value("manufacturer", f["manufacturer"])
+    d.append_child_value("device", f["device"])
+    chs = d.append_child("channels")
+    for c in chans:
+        ch = chs.append_child("channel")
+        for k, v in c.items():
+            if k != "unit" or declare_unit:
+                ch.append_child_value(k, v)
+    return info
+
+
+def wait_until(pred, timeout, step=0.02):
+    """Poll ``pred`` until true or ``timeout`` seconds; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def open_receiver(outlet_info_sid, **kw):
+    found = pylsl.resolve_byprop("source_id", outlet_info_sid, 1, 3.0)
+    assert len(found) == 1
+    return StreamReceiver(found[0], **kw).start()
+
+
+def sid(tag):
+    return f"attune-test-{tag}-{uuid.uuid4()}"
+
+
+# --------------------------------------------------------------------------- same process
+def test_same_process_samples_complete_in_order_and_in_canonical_units():
+    """EDA in nS with an index channel first: receiver picks the EDA channel, scales to uS, loses nothing."""
+    s = sid("eda")
+    outlet = pylsl.StreamOutlet(make_info("P1 EDA", "eda", "P1", s, srate=32, unit="nS", with_index=True))
+    rec = open_receiver(s)
+    try:
+        assert outlet.wait_for_consumers(3.0)
+        n = 400
+        idx = np.arange(n, dtype=np.float32)
+        nS = 2000.0 + idx  # 2.000 .. 2.399 uS
+        t0 = pylsl.local_clock() - n / 32  # explicit timestamps on a 32 Hz grid, as a device would stamp them
+        for k in range(n):
+            outlet.push_sample([float(idx[k]), float(nS[k])], t0 + k / 32, k % 50 == 49)
+        assert wait_until(lambda: rec.buffer.n_written >= n, 3.0)
+        t, v, cursor = rec.read_new(0)
+        assert cursor == n and rec.descriptor.channel_index == 1
+        np.testing.assert_allclose(v, (2000.0 + np.arange(n)) * 1e-3, rtol=1e-6)  # uS, complete, in order
+        assert np.all(np.diff(t) > 0)
+        st = rec.status()
+        assert st.state == "connected" and st.unit == "nS" and st.n_flagged == 0 and st.participant == "P1"
+        # dejitter on a regular stream: timestamps on a 32 Hz grid
+        np.testing.assert_allclose(np.diff(t), 1 / 32, rtol=1e-3)
+    finally:
+        rec.close()
+        del outlet
+
+
+def test_units_are_guessed_when_undeclared():
+    """RR in ms and EDA in nS without a <unit>: guessed from magnitude, flagged as guessed, values canonical."""
+    s_rr, s_eda = sid("rr-nounit"), sid("eda-nounit")
+    o_rr = pylsl.StreamOutlet(make_info("RR", "rr", "P1", s_rr, declare_unit=False))
+    o_eda = pylsl.StreamOutlet(make_info("EDA", "eda", "P1", s_eda, srate=4, declare_unit=False))
+    r_rr, r_eda = open_receiver(s_rr), open_receiver(s_eda)
+    try:
+        assert o_rr.wait_for_consumers(3.0) and o_eda.wait_for_consumers(3.0)
+        for k in range(8):
+            o_rr.push_sample([812.0 + k])
+            o_eda.push_sample([5400.0 + k])
+        assert wait_until(lambda: r_rr.buffer.n_written == 8 and r_eda.buffer.n_written == 8, 3.0)
+        np.testing.assert_allclose(r_rr.read_new(0)[1], (812.0 + np.arange(8)) / 1000, rtol=1e-6)
+        np.testing.assert_allclose(r_eda.read_new(0)[1], (5400.0 + np.arange(8)) / 1000, rtol=1e-6)
+        assert r_rr.status().unit == "ms" and r_rr.status().unit_guessed
+        assert r_eda.status().unit == "nS" and r_eda.status().unit_guessed
+    finally:
+        r_rr.close(), r_eda.close()
+        del o_rr, o_eda
+
+
+def test_nonsense_values_are_flagged_stored_as_nan_never_crash():
+    s_rr, s_hr, s_eda = sid("rr-bad"), sid("hr-bad"), sid("eda-bad")
+    o_rr = pylsl.StreamOutlet(make_info("RR", "rr", "P1", s_rr, unit="ms"))
+    o_hr = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s_hr, unit="bpm"))
+    o_eda = pylsl.StreamOutlet(make_info("EDA", "eda", "P1", s_eda, srate=4, unit="uS"))
+    recs = [open_receiver(x, noisy_hold=30.0) for x in (s_rr, s_hr, s_eda)]
+    try:
+        for o in (o_rr, o_hr, o_eda):
+            assert o.wait_for_consumers(3.0)
+        o_rr.push_chunk([[800.0], [np.nan], [np.inf], [100.0], [3000.0], [900.0]])
+        o_hr.push_chunk([[60.0], [20.0], [300.0], [-np.inf], [72.0]])
+        o_eda.push_chunk([[3.0], [-0.5], [150.0], [np.nan], [3.1]])
+        assert wait_until(lambda: [r.buffer.n_written for r in recs] == [6, 5, 5], 3.0)
+        rr, hr, eda = (r.read(0) for r in recs)
+        np.testing.assert_allclose(rr.values, [0.8, np.nan, np.nan, np.nan, np.nan, 0.9], rtol=1e-6)
+        np.testing.assert_allclose(hr.values, [60, np.nan, np.nan, np.nan, 72], rtol=1e-6)
+        np.testing.assert_allclose(eda.values, [3.0, np.nan, np.nan, np.nan, 3.1], rtol=1e-6)
+        assert list(rr.codes) == [Quality.OK] + [Quality.IMPLAUSIBLE] * 4 + [Quality.OK]
+        st = recs[0].status()
+        assert st.state == "noisy" and st.n_flagged == 4
+        assert st.problems == {"non_finite": 2, "out_of_range": 2}
+        assert "outside 0.25..2.5 s" in st.last_problem
+        assert recs[2].status().problems == {"non_finite": 1, "out_of_range": 2}
+        assert all(r._thread.is_alive() for r in recs)  # still receiving
+        o_rr.push_sample([850.0])
+        assert wait_until(lambda: recs[0].buffer.n_written == 7, 2.0)
+        assert recs[0].read(6).values[0] == pytest.approx(0.85)
+    finally:
+        for r in recs:
+            r.close()
+        del o_rr, o_hr, o_eda
+
+
+def test_channel_count_mismatch_is_flagged():
+    """Header says 1 channel but describes 2 (index + RR): flagged, and the missing RR channel is NaN."""
+    s = sid("chan")
+    outlet = pylsl.StreamOutlet(make_info("RR", "rr", "P1", s, unit="ms", with_index=True, channel_count=1))
+    rec = open_receiver(s, noisy_hold=30.0)
+    try:
+        assert outlet.wait_for_consumers(3.0)
+        outlet.push_chunk([[1.0], [2.0]])
+        assert wait_until(lambda: rec.buffer.n_written == 2, 3.0)
+        st = rec.status()
+        assert st.state == "noisy" and "channel" in st.last_problem
+        assert np.isnan(rec.read(0).values).all()
+    finally:
+        rec.close()
+        del outlet
+
+
+def test_stale_stream_is_reported_and_gap_marked():
+    s = sid("stale")
+    outlet = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s, unit="bpm"))  # irregular: honest timestamps
+    rec = open_receiver(s, stale_after=0.4)
+    try:
+        assert outlet.wait_for_consumers(3.0)
+        outlet.push_chunk([[70.0]] * 5)
+        assert wait_until(lambda: rec.buffer.n_written == 5, 2.0)
+        assert wait_until(lambda: rec.status().state == "stale", 2.0)
+        outlet.push_chunk([[71.0]] * 5)
+        assert wait_until(lambda: rec.status().state == "connected", 2.0)
+        (gap,) = rec.gaps
+        assert gap.reason == "stale" and gap.duration > 0.4
+    finally:
+        rec.close()
+        del outlet
+    # the default threshold: max(2 s, 3 x expected interval); RR adapts to the last beat
+    d = make_info("RR", "rr", "P1", sid("x"))
+    r = StreamReceiver(d)
+    assert r.stale_after == 3.0
+    r._last_interval = 1.5
+    assert r.stale_after == pytest.approx(4.5)
+    assert StreamReceiver(make_info("E", "eda", "P1", sid("y"), srate=32)).stale_after == 2.0
+
+
+# --------------------------------------------------------------------------- separate process
+_PUBLISHER = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[4])
+    from tests.test_inlet import make_info
+    from acquisition.lsl import pylsl
+    sid, n, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    o = pylsl.StreamOutlet(make_info("P9 H10 RR", "rr", "P9", sid, unit="ms", with_index=True))
+    print("ready", flush=True)
+    if not o.wait_for_consumers(10):
+        sys.exit(3)
+    k = 0
+    while n < 0 or k < n:
+        o.push_sample([float(k), 600.0 + (k % 1000)])
+        k += 1
+        time.sleep(1.0 / rate)
+    time.sleep(30)
+    """
+)
+
+
+def start_publisher(source_id, n, rate):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    assert "LSLAPICFG" in env
+    p = subprocess.Popen([sys.executable, "-c", _PUBLISHER, source_id, str(n), str(rate), str(ROOT)],
+                         env=env, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def stop(p):
+    p.kill()
+    p.wait(timeout=10)
+
+
+def test_separate_process_samples_arrive_complete_and_in_order():
+    s = sid("proc")
+    pub = start_publisher(s, 500, 1000.0)
+    try:
+        rec = open_receiver(s)
+        try:
+            assert wait_until(lambda: rec.buffer.n_written >= 500, 5.0)
+            t, v, cursor = rec.read_new(0)
+            k = np.rint(v * 1000 - 600).astype(int)  # RR value encodes the sample index
+            np.testing.assert_array_equal(k, np.arange(500))
+            assert np.all(np.diff(t) >= 0)  # monotonized, not dejittered (irregular stream)
+            assert rec.status().participant == "P9" and rec.status().kind == "rr"
+        finally:
+            rec.close()
+    finally:
+        stop(pub)
+
+
+def test_killed_stream_is_lost_then_recovered_with_gap():
+    s = sid("restart")
+    pub = start_publisher(s, -1, 20.0)
+    rec = None
+    try:
+        rec = open_receiver(s, resolve_timeout=0.3)
+        assert wait_until(lambda: rec.buffer.n_written >= 5, 3.0)
+        stop(pub)
+        killed = time.monotonic()
+        assert wait_until(lambda: rec.status().state == "lost", 3.0)
+        assert time.monotonic() - killed < 2.0  # "lost within 2 s"
+        n_before = rec.buffer.n_written
+        last_before = rec.read(0).timestamps[-1]
+        time.sleep(0.3)
+        pub = start_publisher(s, -1, 20.0)  # same source_id, new process
+        assert wait_until(lambda: rec.status().state == "recovered", 6.0)
+        assert wait_until(lambda: rec.buffer.n_written >= n_before + 5, 3.0)
+        st = rec.status()
+        assert st.n_recoveries == 1
+        assert [h[1] for h in st.history][-2:] == ["lost", "recovered"]
+        (gap,) = rec.gaps
+        assert gap.reason == "lost" and gap.start == last_before and gap.duration > 0.3
+        t = rec.read(0).timestamps
+        jump = np.argmax(np.diff(t))
+        assert t[jump] == gap.start and t[jump + 1] == gap.end  # the reader sees the hole, nothing filled in
+        # values after the restart start again at index 0: the new process's samples, none invented
+        v = rec.read(n_before).values
+        assert np.rint(v[0] * 1000 - 600) == 0
+    finally:
+        if rec is not None:
+            rec.close()
+        stop(pub)
+
+
+# --------------------------------------------------------------------------- live session
+def test_live_session_assigns_and_receives_two_participants():
+    prefix = f"attune-test-live-{uuid.uuid4()}"
+    outlets = [pylsl.StreamOutlet(make_info(f"{p} {k}", k, p, f"{prefix}-{p}-{k}", unit=u, srate=r))
+               for p in ("P1", "P2") for k, u, r in (("rr", "ms", 0.0), ("eda", "uS", 4.0))]
+    session = LiveSession(accept=lambda d: d.source_id.startswith(prefix), discover_timeout=0.5,
+                          rescan_interval=0.3)
+    try:
+        session.start()
+        assert session.wait_for_streams(4, 3.0)
+        assert session.participants == ["P1", "P2"]
+        for o in outlets:
+            o.wait_for_consumers(2.0)
+        for _ in range(3):
+            for o in outlets:
+                o.push_sample([800.0 if o.get_info().type() == "RR" else 4.0])
+        assert wait_until(lambda: all(r.buffer.n_written == 3 for r in session.receivers.values()), 3.0)
+        st = session.status()
+        assert {(s.participant, s.modality) for s in st.streams} == {(p, m) for p in ("P1", "P2")
+                                                                     for m in ("hr", "eda")}
+        assert all(s.state == "connected" for s in st.streams)
+        assert st.primary[("P2", "eda")] == f"{prefix}-P2-eda"
+        np.testing.assert_allclose(session.receiver_for("P1", "hr").get_window(60)[1], [0.8] * 3, rtol=1e-6)
+        # a stream that appears later is picked up by the background scan
+        late = pylsl.StreamOutlet(make_info("P3 rr", "rr", "P3", f"{prefix}-P3-rr", unit="ms"))
+        assert session.wait_for_streams(5, 3.0)
+        assert session.participants == ["P1", "P2", "P3"]
+        assert st.to_dict()["primary"]["P1/hr"] == f"{prefix}-P1-rr"
+    finally:
+        session.close()
+        assert all(r.state == "closed" for r in session.receivers.values())
+        del outlets

@@ -1,0 +1,130 @@
+"""``attune streams``: list the LSL streams visible now, and whose heart / skin they are.
+
+Examples
+--------
+``attune streams``                       streams on this computer (2 s look)
+``attune streams --lsl-scope link``      also streams on other computers of the local network
+``attune streams --roster roster.toml``  with your roster's assignment
+``attune streams --save-roster r.toml``  write the automatic assignment as a roster to edit
+``attune streams --json``                machine-readable
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..errors import UsageError
+
+SCOPES = ("machine", "link", "site")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "streams",
+        help="list visible LSL streams with their participant and modality",
+        description="List the LSL streams visible now: name, type, source_id, host, rate, channels, and the "
+                    "participant and modality (heart or EDA) Attune assigns each to.",
+    )
+    p.add_argument("--timeout", type=float, default=2.0, metavar="S",
+                   help="seconds to look for streams (and, again at most, to read their headers); default 2")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--lsl-scope", choices=SCOPES, default=None,
+                   help="where to look: machine (this computer, the default), link (local network), site")
+    p.add_argument("--roster", metavar="TOML", help="roster file naming who wears which stream")
+    p.add_argument("--match", metavar="GLOB", help="only streams whose name, source_id, host or type match")
+    p.add_argument("--save-roster", metavar="TOML", help="write the resulting assignment as a roster file")
+    p.set_defaults(func=run)
+
+
+def _rate(srate: float) -> str:
+    return "irregular" if not srate else f"{srate:g} Hz"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*r).rstrip() for r in [header] + rows)
+
+
+def run(args) -> int:
+    if not args.timeout > 0:
+        raise UsageError(f"Invalid value for '--timeout': expected seconds > 0, but got {args.timeout:g}.")
+    from acquisition.lslconfig import configure
+
+    try:
+        cfg = configure(args.lsl_scope)
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from None
+    # pylsl is imported only now, with the chosen configuration in force.
+    from acquisition.discovery import discover
+    from acquisition.roster import Roster, RosterError
+
+    try:
+        roster = Roster.load(args.roster) if args.roster else Roster()
+    except RosterError as exc:
+        raise UsageError(str(exc)) from None
+    found = discover(args.timeout, match=args.match, peek=min(1.0, args.timeout / 2))
+    descs = [s.descriptor for s in found]
+    assignment = roster.assign(descs)
+    assigned = {(a.descriptor.uid, a.descriptor.source_id): a for a in assignment.streams}
+    unassigned = {(d.uid, d.source_id): reason for d, reason in assignment.unassigned}
+
+    if args.save_roster:
+        path = Roster.from_assignment(assignment).save(args.save_roster)
+        print(f"roster written to {path}", file=sys.stderr)
+
+    scope = args.lsl_scope or "machine"
+    if args.json:
+        out = {"scope": scope, "config": str(cfg), "timeout": args.timeout, "streams": []}
+        for s in found:
+            d = s.descriptor
+            a = assigned.get((d.uid, d.source_id))
+            item = d.to_dict()
+            item.update(uid=d.uid, full_header=s.full_header,
+                        participant=a.participant if a else d.participant,
+                        assigned_by=a.source if a else None, primary=a.primary if a else False,
+                        kind=a.kind if a else d.kind, modality=a.modality if a else d.modality,
+                        unit=a.descriptor.unit if a else d.unit,
+                        note=unassigned.get((d.uid, d.source_id)))
+            out["streams"].append(item)
+        out["participants"] = {p: {m: a.descriptor.name for m, a in mods.items()}
+                               for p, mods in assignment.by_participant().items()}
+        out["warnings"] = list(assignment.warnings)
+        print(json.dumps(out, indent=2))
+        return 0
+
+    if not found:
+        print(f"No LSL streams visible within {args.timeout:g} s (scope {scope}). Is the device app or "
+              "`attune simulate` running? Devices on another computer need --lsl-scope link.")
+        return 0
+    rows = []
+    for s in found:
+        d = s.descriptor
+        a = assigned.get((d.uid, d.source_id))
+        if a is not None:
+            unit = (a.descriptor.unit or "?") + (" (guessed)" if a.descriptor.unit_guessed else "")
+            who = a.participant + ("" if a.source == "desc" else f" ({a.source})")
+            what = f"{a.modality}:{a.kind}" + ("" if a.primary else " (alt)")
+        else:
+            unit, who, what = d.unit or "", "-", "-"
+        rows.append([d.name, d.type, d.source_id, d.hostname, _rate(d.srate), str(d.channel_count), who, what,
+                     unit + ("" if s.full_header else " [no header]")])
+    print(_table(rows, ["NAME", "TYPE", "SOURCE_ID", "HOST", "RATE", "CH", "PARTICIPANT", "MODALITY", "UNIT"]))
+    parts = assignment.by_participant()
+    if parts:
+        print()
+        print(f"{len(parts)} participant(s):")
+        for p, mods in parts.items():
+            desc = ", ".join(f"{m} <- {a.descriptor.name!r}" for m, a in sorted(mods.items()))
+            print(f"  {p}: {desc}")
+    if assignment.unassigned:
+        print()
+        print("Not used:")
+        for d, reason in assignment.unassigned:
+            print(f"  {d.name!r}: {reason}")
+    if assignment.warnings:
+        print()
+        for w in assignment.warnings:
+            print(f"warning: {w}")
+    return 0
