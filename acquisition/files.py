@@ -1,0 +1,376 @@
+"""Recorded sessions from files: XDF (ours and LabRecorder's), Empatica E4 export folders, CSV.
+
+Everything is turned into a :class:`Recording`: a list of :class:`RecordedStream`
+(header, :class:`~acquisition.convention.StreamDescriptor`, timestamps in
+seconds, values) plus a list of *problems* — what could not be read, in words
+— so that a damaged file gives what is readable and says what is not.
+
+Supported inputs
+----------------
+* ``*.xdf`` — read with pyxdf (clock offsets applied, no dejittering, so
+  timestamps are the recorded ones).
+* An **Empatica E4 export folder** (``EDA.csv``, ``HR.csv``, ``BVP.csv``,
+  ``IBI.csv``; standard layout: first row start Unix time, second row rate;
+  or the timestamped layout ``,EDA,time`` with wall-clock times).
+* A **session folder of E4 exports**: one sub-folder per participant (the
+  sub-folder's name is the participant id), each holding E4 exports at any
+  depth (e.g. ``round_1/phase1``); segments are joined on their wall-clock
+  times, the gaps between them stay gaps.
+* **CSV** (``*.csv``) in Attune's tidy layout: columns ``participant, kind,
+  timestamp, value`` (kind ``rr|hr|eda|ecg|ppg`` in canonical units: RR in s,
+  HR bpm, EDA uS, ECG mV).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .convention import KIND_TYPES, StreamDescriptor, describe
+
+logger = logging.getLogger(__name__)
+
+
+class RecordingError(Exception):
+    """A recording that cannot be used at all. The message is one line, for the user."""
+
+
+@dataclass
+class RecordedStream:
+    """One stream of a recording.
+
+    Attributes
+    ----------
+    descriptor : StreamDescriptor
+    timestamps : ndarray, shape (n_samples,)
+        Seconds (LSL time for XDF; Unix time for E4/CSV).
+    values : ndarray, shape (n_samples, n_channels) or list of str (marker streams)
+        Raw values as recorded.
+    header : dict | str | None
+        The original header (pyxdf ``info`` dict or XML) for writing back.
+    """
+
+    descriptor: StreamDescriptor
+    timestamps: np.ndarray
+    values: object
+    header: object = None
+
+    @property
+    def signal(self) -> np.ndarray:
+        """The signal channel in canonical units, shape (n_samples,) (NaN where not numeric)."""
+        d = self.descriptor
+        v = np.asarray(self.values)
+        if v.dtype.kind not in "fiu":
+            return np.full(len(self.timestamps), np.nan)
+        v = v.reshape(len(self.timestamps), -1)[:, min(d.channel_index, max(v.shape[-1] - 1, 0))] if v.size else np.zeros(0)
+        if d.scale is None:
+            d.guess_scale(v[:200])
+        return v.astype(float) * (d.scale if d.scale is not None else 1.0)
+
+
+@dataclass
+class Recording:
+    """A recorded session.
+
+    Attributes
+    ----------
+    path : Path
+    streams : list of RecordedStream
+    problems : list of str
+        What could not be read (one sentence each).
+    """
+
+    path: Path
+    streams: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    @property
+    def origin(self) -> float:
+        """The earliest timestamp of any stream (session time 0)."""
+        firsts = [s.timestamps[0] for s in self.streams if len(s.timestamps)]
+        if not firsts:
+            raise RecordingError(f"{self.path}: no samples in any stream.")
+        return float(min(firsts))
+
+    @property
+    def end(self) -> float:
+        """The latest timestamp of any stream."""
+        return float(max(s.timestamps[-1] for s in self.streams if len(s.timestamps)))
+
+    def physio_streams(self) -> list:
+        """Streams Attune can use (heart or EDA kinds) that hold samples."""
+        return [s for s in self.streams if s.descriptor.kind in KIND_TYPES and len(s.timestamps)]
+
+    def markers(self) -> list:
+        """String streams (markers, episodes) as ``(descriptor, timestamps, list of str)``."""
+        out = []
+        for s in self.streams:
+            if s.descriptor.channel_format == "string":
+                out.append((s.descriptor, s.timestamps, [v[0] if isinstance(v, (list, tuple)) else v for v in s.values]))
+        return out
+
+
+def load_recording(path) -> Recording:
+    """Load any supported recording (see the module docstring).
+
+    Raises
+    ------
+    RecordingError
+        When nothing usable can be read; the message says why in one line.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RecordingError(f"{p}: no such file or folder.")
+    if p.is_dir():
+        if _is_e4_folder(p):
+            return load_e4_folder(p)
+        subs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(_is_e4_folder(x) for x in [d, *d.rglob("*")] if x.is_dir())]
+        if subs:
+            return load_e4_session(p)
+        raise RecordingError(f"{p}: a folder, but neither an E4 export (EDA.csv, HR.csv ...) nor a folder of them.")
+    suffix = p.suffix.lower()
+    if suffix == ".xdf" or suffix == ".xdfz":
+        return load_xdf(p)
+    if suffix == ".csv":
+        return load_tidy_csv(p)
+    raise RecordingError(f"{p}: unknown file type {suffix!r}; expected .xdf, .csv or an E4 export folder.")
+
+
+# -- XDF ---------------------------------------------------------------------------------------------
+def load_xdf(path) -> Recording:
+    """Read an XDF file with pyxdf.
+
+    Truncated or partly malformed files give the streams pyxdf could read; the
+    problems are listed in ``Recording.problems``.
+    """
+    import pyxdf
+
+    p = Path(path)
+    rec = Recording(p)
+    catcher = _LogCatcher()
+    pylog = logging.getLogger("pyxdf.pyxdf")
+    pylog.addHandler(catcher)
+    old_propagate = pylog.propagate
+    pylog.propagate = False
+    try:
+        streams, _header = pyxdf.load_xdf(str(p), dejitter_timestamps=False, synchronize_clocks=True,
+                                          handle_clock_resets=True)
+    except Exception as exc:  # pyxdf raises many kinds for damaged files
+        raise RecordingError(f"{p}: unreadable XDF ({type(exc).__name__}: {exc}).") from None
+    finally:
+        pylog.removeHandler(catcher)
+        pylog.propagate = old_propagate
+    rec.problems.extend(sorted(set(catcher.messages)))
+    for s in streams:
+        try:
+            d = describe(s["info"])
+        except Exception as exc:  # header we cannot parse
+            rec.problems.append(f"a stream header could not be read ({exc}); stream skipped.")
+            continue
+        ts = np.asarray(s.get("time_stamps", []), dtype=float)
+        vals = s.get("time_series", [])
+        if isinstance(vals, np.ndarray):
+            if vals.ndim == 1:
+                vals = vals[:, None]
+            if len(ts) != len(vals):
+                rec.problems.append(f"stream {d.name!r}: {len(ts)} timestamps for {len(vals)} samples; cut to the shorter.")
+                n = min(len(ts), len(vals))
+                ts, vals = ts[:n], vals[:n]
+        if len(ts) and d.kind is not None:
+            bad = ~np.isfinite(ts)
+            if bad.any():
+                rec.problems.append(f"stream {d.name!r}: {int(bad.sum())} samples without a valid timestamp dropped.")
+                ts, vals = ts[~bad], np.asarray(vals)[~bad]
+            order = np.argsort(ts, kind="stable")
+            if np.any(np.diff(order) < 0):
+                rec.problems.append(f"stream {d.name!r}: samples out of time order were sorted.")
+                ts, vals = ts[order], np.asarray(vals)[order]
+        rec.streams.append(RecordedStream(d, ts, vals, s["info"]))
+    if not rec.streams:
+        raise RecordingError(f"{p}: no streams could be read.")
+    return rec
+
+
+class _LogCatcher(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        msg = record.getMessage().splitlines()[0]
+        self.messages.append(f"pyxdf: {msg}")
+
+
+# -- Empatica E4 -----------------------------------------------------------------------------------------
+_E4_FILES = {"EDA.csv": "eda", "HR.csv": "hr", "BVP.csv": "ppg", "IBI.csv": "rr"}
+_E4_UNITS = {"eda": "uS", "hr": "bpm", "ppg": "au", "rr": "s"}
+
+
+def _is_e4_folder(p: Path) -> bool:
+    return (p / "EDA.csv").is_file() or (p / "HR.csv").is_file()
+
+
+def _read_e4_csv(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """One E4 CSV -> (Unix timestamps (n,), values (n,)). Both layouts."""
+    with open(path, newline="") as fh:
+        first = fh.readline()
+        if first.startswith(",") or "time" in first.lower() and "," in first and not _is_number(first.split(",")[0]):
+            # timestamped layout: index, value, wall-clock time
+            reader = csv.reader(fh)
+            ts, vs = [], []
+            for row in reader:
+                if len(row) < 3:
+                    continue
+                try:
+                    vs.append(float(row[1]))
+                    ts.append(_parse_time(row[2]))
+                except ValueError:
+                    continue
+            return np.asarray(ts, dtype=float), np.asarray(vs, dtype=float)
+        start = float(first.split(",")[0])
+        if kind == "rr":  # IBI.csv: start, "IBI" then rows "offset, ibi"
+            rows = [line.split(",") for line in fh if line.strip()]
+            data = np.array([[float(a), float(b)] for a, b in rows], dtype=float).reshape(-1, 2)
+            return start + data[:, 0], data[:, 1]
+        rate = float(fh.readline().split(",")[0])
+        vals = np.loadtxt(fh, delimiter=",", ndmin=2)[:, 0] if rate > 0 else np.zeros(0)
+        return start + np.arange(vals.size) / rate, vals
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _parse_time(text: str) -> float:
+    """Wall-clock time string -> Unix seconds (naive times taken as UTC, consistently for all partners)."""
+    dt = datetime.fromisoformat(text.strip())
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _e4_stream(kind: str, participant: str, ts: np.ndarray, vs: np.ndarray, name: str, rate: float) -> RecordedStream:
+    xml = (
+        f"<info><name>{name}</name><type>{KIND_TYPES[kind]}</type><channel_count>1</channel_count>"
+        f"<nominal_srate>{rate}</nominal_srate><channel_format>double64</channel_format>"
+        f"<source_id>e4-{participant}-{kind}</source_id><desc><participant>{participant}</participant>"
+        f"<manufacturer>Empatica</manufacturer><device>E4</device><channels><channel><label>{KIND_TYPES[kind]}</label>"
+        f"<unit>{_E4_UNITS[kind]}</unit><type>{KIND_TYPES[kind]}</type></channel></channels></desc></info>"
+    )
+    from xml.sax.saxutils import escape
+
+    xml = xml.replace(f"<name>{name}</name>", f"<name>{escape(name)}</name>")
+    xml = xml.replace(f"<participant>{participant}</participant>", f"<participant>{escape(participant)}</participant>")
+    d = describe(xml)
+    return RecordedStream(d, ts, vs[:, None], xml)
+
+
+def load_e4_folder(path, participant: str | None = None) -> Recording:
+    """One E4 export folder (one person)."""
+    p = Path(path)
+    participant = participant or p.name
+    rec = Recording(p)
+    for fname, kind in _E4_FILES.items():
+        f = p / fname
+        if not f.is_file():
+            continue
+        try:
+            ts, vs = _read_e4_csv(f, kind)
+        except Exception as exc:
+            rec.problems.append(f"{f.name}: unreadable ({exc}); skipped.")
+            continue
+        if ts.size == 0:
+            rec.problems.append(f"{f.name}: no samples.")
+            continue
+        rate = 0.0 if kind == "rr" else float(np.round(1.0 / np.median(np.diff(ts)), 3)) if ts.size > 1 else 0.0
+        rec.streams.append(_e4_stream(kind, participant, ts, vs, f"{participant} E4 {KIND_TYPES[kind]}", rate))
+    if not rec.streams:
+        raise RecordingError(f"{p}: an E4 folder without readable EDA.csv/HR.csv/BVP.csv/IBI.csv.")
+    return rec
+
+
+def load_e4_session(path) -> Recording:
+    """A folder with one sub-folder of E4 exports per participant; segments joined on wall-clock time."""
+    p = Path(path)
+    rec = Recording(p)
+    for sub in sorted(d for d in p.iterdir() if d.is_dir()):
+        folders = sorted({f.parent for f in sub.rglob("EDA.csv")} | {f.parent for f in sub.rglob("HR.csv")})
+        if not folders:
+            continue
+        parts: dict[str, list] = {}
+        for folder in folders:
+            try:
+                r = load_e4_folder(folder, participant=sub.name)
+            except RecordingError as exc:
+                rec.problems.append(str(exc))
+                continue
+            rec.problems.extend(f"{folder.relative_to(p)}: {m}" for m in r.problems)
+            for s in r.streams:
+                parts.setdefault(s.descriptor.kind, []).append(s)
+        for kind, segs in parts.items():
+            segs.sort(key=lambda s: s.timestamps[0])
+            ts = np.concatenate([s.timestamps for s in segs])
+            vs = np.concatenate([np.asarray(s.values)[:, 0] for s in segs])
+            order = np.argsort(ts, kind="stable")
+            ts, vs = ts[order], vs[order]
+            keep = np.r_[True, np.diff(ts) > 0]
+            rate = segs[0].descriptor.srate
+            rec.streams.append(_e4_stream(kind, sub.name, ts[keep], vs[keep], f"{sub.name} E4 {KIND_TYPES[kind]}", rate))
+    if len({s.descriptor.participant for s in rec.streams}) < 1:
+        raise RecordingError(f"{p}: no E4 exports found in its sub-folders.")
+    return rec
+
+
+# -- tidy CSV ----------------------------------------------------------------------------------------------
+def load_tidy_csv(path) -> Recording:
+    """Attune's CSV layout: ``participant,kind,timestamp,value`` (canonical units)."""
+    p = Path(path)
+    rec = Recording(p)
+    data: dict[tuple[str, str], list] = {}
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        need = {"participant", "kind", "timestamp", "value"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise RecordingError(
+                f"{p}: expected CSV columns participant,kind,timestamp,value but got {','.join(reader.fieldnames or [])}."
+            )
+        bad = 0
+        for row in reader:
+            kind = row["kind"].strip().lower()
+            try:
+                t, v = float(row["timestamp"]), float(row["value"])
+            except ValueError:
+                bad += 1
+                continue
+            if kind not in KIND_TYPES or not math.isfinite(t):
+                bad += 1
+                continue
+            data.setdefault((row["participant"].strip(), kind), []).append((t, v))
+    if bad:
+        rec.problems.append(f"{bad} rows with an unknown kind or non-numeric timestamp/value were skipped.")
+    units = {"rr": "s", "hr": "bpm", "eda": "uS", "ecg": "mV", "ppg": "au"}
+    for (who, kind), rows in data.items():
+        arr = np.array(sorted(rows), dtype=float)
+        rate = 0.0 if kind == "rr" or len(arr) < 2 else float(np.round(1 / np.median(np.diff(arr[:, 0])), 3))
+        xml = (f"<info><name>{who} {KIND_TYPES[kind]}</name><type>{KIND_TYPES[kind]}</type><channel_count>1</channel_count>"
+               f"<nominal_srate>{rate}</nominal_srate><channel_format>double64</channel_format><source_id>csv-{who}-{kind}</source_id>"
+               f"<desc><participant>{who}</participant><channels><channel><label>{KIND_TYPES[kind]}</label><unit>{units[kind]}</unit>"
+               f"</channel></channels></desc></info>")
+        from xml.sax.saxutils import escape
+
+        xml = xml.replace(f"<participant>{who}</participant>", f"<participant>{escape(who)}</participant>")
+        xml = xml.replace(f"<name>{who} ", f"<name>{escape(who)} ")
+        rec.streams.append(RecordedStream(describe(xml), arr[:, 0], arr[:, 1:2], xml))
+    if not rec.streams:
+        raise RecordingError(f"{p}: no usable rows.")
+    return rec
