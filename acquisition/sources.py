@@ -234,3 +234,79 @@ class RecordingSource:
 
     def close(self) -> None:
         pass
+
+
+#: Receiver states shown to the user, from the inlet layer's states.
+_STATUS_WORDS = {"connected": "ok", "connecting": "lost", "stale": "lost", "lost": "lost", "recovered": "recovered",
+                 "noisy": "noisy", "closed": "lost"}
+
+
+class LiveSource:
+    """The live LSL source: a :class:`~acquisition.live.LiveSession`'s primary streams on the pipeline's slots.
+
+    The slots are fixed when the source is made (a stream that appears later is
+    announced in ``messages``; restart monitoring to include it). A stream
+    that is lost keeps its slot: the pipeline marks the gap as missing and
+    picks the stream up again when it recovers.
+
+    Parameters
+    ----------
+    session : LiveSession
+        A started session.
+    safety_s : float
+        How far behind ``local_clock()`` the source declares the data complete
+        (network and chunking delay).
+    """
+
+    def __init__(self, session, safety_s: float = 0.5):
+        from .lsl import pylsl
+
+        self._clock = pylsl.local_clock
+        self.session = session
+        self.safety_s = float(safety_s)
+        self.inputs = []
+        self._receivers = []
+        for who in session.participants:
+            for modality in ("hr", "eda"):
+                r = session.receiver_for(who, modality)
+                if r is None:
+                    continue
+                d = r.descriptor
+                self.inputs.append(InputSpec(who, d.kind, float(d.srate), d.name))
+                self._receivers.append(r)
+        if len({s.participant for s in self.inputs}) < 2:
+            people = sorted({s.participant for s in self.inputs})
+            raise RecordingError(
+                f"synchrony needs heart or EDA streams of at least 2 participants, but found {len(people)} "
+                f"({', '.join(people) or 'none'}); start the wearables (or `attune simulate`), or write a roster."
+            )
+        self._cursors = [0] * len(self._receivers)
+        self.origin = self._clock()
+        self.messages: list[str] = []
+        self._known_keys = {r.key for r in session.receivers.values()}
+
+    def poll(self):
+        """New samples of every slot; complete up to ``local_clock() - safety_s``."""
+        chunks = []
+        for i, r in enumerate(self._receivers):
+            ts, vs, self._cursors[i] = r.read_new(self._cursors[i])
+            if len(ts):
+                keep = ts >= self.origin - 10.0  # samples from before the session began are not ours
+                if keep.any():
+                    chunks.append((i, ts[keep], vs[keep]))
+        status: dict = {}
+        for spec, r in zip(self.inputs, self._receivers):
+            status.setdefault(spec.participant, {})[spec.modality] = _STATUS_WORDS.get(r.state, r.state)
+        return chunks, self._clock() - self.safety_s, status
+
+    def new_streams(self) -> list[str]:
+        """Names of streams that appeared after the source was made (not in the pipeline)."""
+        out = []
+        for key, r in self.session.receivers.items():
+            if key not in self._known_keys:
+                self._known_keys.add(key)
+                out.append(r.descriptor.name)
+        return out
+
+    def close(self) -> None:
+        self.session.close()
