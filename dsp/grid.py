@@ -1,0 +1,244 @@
+"""The common time grid every preprocessor writes onto, and the streaming contract.
+
+Grid
+----
+A grid has a rate ``fs`` (Hz, default 4.0) and an ``origin`` (seconds, in the
+stream's time base, i.e. LSL seconds) chosen by the caller. Grid sample ``k``
+sits at ``t_k = origin + k / fs``.
+
+Streaming contract (shared by every preprocessor in :mod:`dsp`)
+----------------------------------------------------------------
+``p.push(timestamps, values)`` feeds raw samples (canonical units, timestamps
+strictly increasing; non-increasing ones are dropped with a logged warning).
+``p.pull(until)`` returns a :class:`GridBlock` with every not-yet-emitted grid
+sample ``k`` with ``t_k <= until - p.latency``. Indices are contiguous across
+pulls and the first pull starts at ``k = 0``.
+
+``pull(until)`` *declares* that every sample with a timestamp ``<= until`` has
+been pushed (the stream has been read up to ``until``). ``p.latency`` is a
+fixed number of seconds: grid sample ``k`` depends only on input with
+timestamps ``<= t_k + p.latency``. Therefore any chunking of ``push`` and any
+sequence of ``pull`` calls give the same output as one push of everything and
+one pull at the end. Samples that arrive after their period was declared
+complete are still used, but only for grid samples not yet emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp.quality import Quality
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GridBlock:
+    """A contiguous run of grid samples.
+
+    Attributes
+    ----------
+    start : int
+        Grid index of the first sample.
+    values : ndarray, shape (m,), float64
+        The signal on the grid; NaN where missing.
+    quality : ndarray, shape (m,), uint8
+        :class:`dsp.quality.Quality` code of each sample.
+    tonic, phasic : ndarray, shape (m,), float64 | None
+        EDA only: tonic level and phasic component (NaN where missing).
+    """
+
+    start: int
+    values: np.ndarray
+    quality: np.ndarray
+    tonic: np.ndarray | None = None
+    phasic: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def stop(self) -> int:
+        """One past the last grid index."""
+        return self.start + len(self)
+
+    def times(self, fs: float, origin: float) -> np.ndarray:
+        """Times of the samples, shape (m,): ``origin + k / fs``."""
+        return grid_times(self.start, len(self), fs, origin)
+
+
+def grid_times(start: int, n: int, fs: float, origin: float) -> np.ndarray:
+    """Times of grid samples ``start .. start + n - 1``, shape (n,)."""
+    return origin + np.arange(start, start + n, dtype=np.float64) / fs
+
+
+def last_index_at_or_before(t: float, fs: float, origin: float) -> int:
+    """Largest grid index ``k`` with ``origin + k / fs <= t`` (may be negative)."""
+    k = int(np.floor((t - origin) * fs))
+    # guard against rounding at exact grid times
+    while origin + (k + 1) / fs <= t:
+        k += 1
+    while origin + k / fs > t:
+        k -= 1
+    return k
+
+
+def concat_blocks(blocks: list[GridBlock]) -> GridBlock:
+    """Join contiguous blocks into one (checks contiguity).
+
+    Parameters
+    ----------
+    blocks : list of GridBlock
+        Consecutive outputs of one preprocessor's ``pull``.
+
+    Returns
+    -------
+    block : GridBlock
+    """
+    if not blocks:
+        return GridBlock(0, np.empty(0), np.empty(0, np.uint8))
+    for a, b in zip(blocks[:-1], blocks[1:]):
+        if a.stop != b.start:
+            raise ValueError(f"Blocks are not contiguous: one ends at {a.stop}, the next starts at {b.start}; "
+                             "pass the blocks of one preprocessor in the order they were pulled.")
+    has_eda = blocks[0].tonic is not None
+    return GridBlock(
+        blocks[0].start,
+        np.concatenate([b.values for b in blocks]),
+        np.concatenate([b.quality for b in blocks]).astype(np.uint8),
+        np.concatenate([b.tonic for b in blocks]) if has_eda else None,
+        np.concatenate([b.phasic for b in blocks]) if has_eda else None,
+    )
+
+
+def check_positive(name: str, value: float) -> float:
+    """Validate a positive finite number (rates, windows in seconds)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid value for {name!r}: expected a positive number, but got {value!r}.") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"Invalid value for {name!r}: expected a positive number, but got {value!r}.")
+    return v
+
+
+class GridPreprocessor:
+    """Base class: grid bookkeeping and input validation for streaming preprocessors.
+
+    Subclasses implement ``_ingest(ts, x)`` (new, validated samples) and
+    ``_emit(k0, t)`` (values for grid times ``t``, shape (m,), starting at
+    index ``k0``) and set ``latency`` (seconds).
+    """
+
+    latency: float = 0.0
+
+    def __init__(self, fs: float = 4.0, origin: float = 0.0):
+        self.fs = check_positive("fs", fs)
+        try:
+            self.origin = float(origin)
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid value for 'origin': expected a time in seconds, but got {origin!r}.") from None
+        if not np.isfinite(self.origin):
+            raise ValueError(f"Invalid value for 'origin': expected a finite time in seconds, but got {origin!r}.")
+        self.next_index = 0  # first grid index not yet emitted
+        self.last_ts = -np.inf  # last accepted input timestamp
+        self.known_until = -np.inf  # all input with ts <= known_until has been pushed
+        self.n_dropped = 0
+
+    # -- input ---------------------------------------------------------------------------------
+    def push(self, timestamps, values) -> None:
+        """Feed raw samples.
+
+        Parameters
+        ----------
+        timestamps : array-like, shape (n,)
+            Sample times in the stream's time base (seconds), increasing.
+        values : array-like, shape (n,)
+            Samples in canonical units (RR s, HR bpm, ECG mV, PPG au, EDA uS).
+            NaN is allowed and treated as a missing or invalid sample.
+        """
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        if ts.shape != x.shape:
+            raise ValueError(f"Invalid input: timestamps and values must have the same length, but got "
+                             f"{ts.shape[0]} timestamps and {x.shape[0]} values.")
+        if ts.size == 0:
+            return
+        finite = np.isfinite(ts)
+        # keep only strictly increasing timestamps (also against the last accepted one)
+        prev = np.maximum.accumulate(np.concatenate([[self.last_ts], np.where(finite, ts, -np.inf)]))[:-1]
+        keep = finite & (ts > prev)
+        if not keep.all():
+            n_bad = int((~keep).sum())
+            self.n_dropped += n_bad
+            logger.warning("%s: dropped %d sample(s) with non-increasing or non-finite timestamps",
+                           type(self).__name__, n_bad)
+            ts, x = ts[keep], x[keep]
+            if ts.size == 0:
+                return
+        self.last_ts = float(ts[-1])
+        self.known_until = max(self.known_until, self.last_ts)
+        self._ingest(ts, x)
+
+    def pull(self, until: float) -> GridBlock:
+        """Emit every grid sample ``k`` not yet emitted with ``t_k <= until - latency``.
+
+        Parameters
+        ----------
+        until : float
+            Stream time up to which all input has been pushed (seconds).
+
+        Returns
+        -------
+        block : GridBlock
+            Possibly empty (``len(block) == 0``), starting at the next grid index.
+        """
+        until = float(until)
+        if not np.isfinite(until):
+            raise ValueError(f"Invalid value for 'until': expected a finite time in seconds, but got {until!r}.")
+        self.known_until = max(self.known_until, until)
+        self._advance(self.known_until)
+        k_last = last_index_at_or_before(until - self.latency, self.fs, self.origin)
+        k0 = self.next_index
+        m = max(0, k_last - k0 + 1)
+        t = grid_times(k0, m, self.fs, self.origin)
+        block = self._emit(k0, t)
+        self.next_index = k0 + m
+        return block
+
+    # -- subclass hooks ------------------------------------------------------------------------
+    def _ingest(self, ts: np.ndarray, x: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _advance(self, known_until: float) -> None:
+        """Finalise whatever input ``known_until`` makes final (default: nothing)."""
+
+    def _emit(self, k0: int, t: np.ndarray) -> GridBlock:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def stream_in_chunks(p: GridPreprocessor, ts, x, rng: np.random.Generator, t_end: float,
+                     max_chunk: int = 50) -> GridBlock:
+    """Push ``ts, x`` in random chunks with random pulls in between (for tests and benchmarks).
+
+    Each pull's ``until`` lies between the last pushed timestamp and the next
+    one, so it honours the contract. Returns all blocks concatenated, ending
+    with ``pull(t_end + latency)``.
+    """
+    ts = np.asarray(ts, float)
+    x = np.asarray(x, float)
+    blocks = []
+    i = 0
+    while i < ts.size:
+        n = int(rng.integers(1, max_chunk + 1))
+        p.push(ts[i:i + n], x[i:i + n])
+        i = min(i + n, ts.size)
+        if i < ts.size and rng.random() < 0.5:
+            lo, hi = ts[i - 1], ts[i]
+            blocks.append(p.pull(lo + rng.random() * (hi - lo)))
+    blocks.append(p.pull(float(t_end) + p.latency))
+    return concat_blocks(blocks)
