@@ -1,0 +1,125 @@
+"""``attune streams`` on real loopback LSL streams: in-process (capsys) and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from acquisition.convention import desc_fields
+from acquisition.lsl import pylsl
+from acquisition.roster import Roster
+from ui.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _info(name, kind, participant, source_id, unit, srate):
+    f = desc_fields(kind, participant, device="H10", manufacturer="Polar", unit=unit)
+    info = pylsl.StreamInfo(name, f["type"], 1, srate, "float32", source_id)
+    d = info.desc()
+    d.append_child_value("participant", participant)
+    d.append_child_value("manufacturer", f["manufacturer"])
+    d.append_child_value("device", f["device"])
+    ch = d.append_child("channels").append_child("channel")
+    for k, v in f["channels"][0].items():
+        ch.append_child_value(k, v)
+    return info
+
+
+@pytest.fixture(scope="module")
+def two_people():
+    """P1 and P2, each with an RR (ms) and an EDA (uS) stream, plus one unlabelled EDA stream in nS."""
+    prefix = f"attune-test-cli-{uuid.uuid4()}"
+    specs = [("P1 H10 RR", "rr", "P1", "ms", 0.0, 820.0), ("P1 EDA", "eda", "P1", "uS", 4.0, 4.2),
+             ("P2 H10 RR", "rr", "P2", "ms", 0.0, 760.0), ("P2 EDA", "eda", "P2", "uS", 4.0, 6.1)]
+    outlets = [(pylsl.StreamOutlet(_info(n, k, p, f"{prefix}-{p}-{k}", u, r)), v) for n, k, p, u, r, v in specs]
+    # a stream with no participant and no unit: device fallback, unit guessed from its values
+    raw = pylsl.StreamInfo("Shimmer 4F2A GSR", "GSR", 1, 4.0, "float32", f"{prefix}-shimmer")
+    outlets.append((pylsl.StreamOutlet(raw), 5300.0))
+    stop = threading.Event()
+
+    def pump():
+        while not stop.wait(0.05):
+            for o, v in outlets:
+                o.push_sample([v])
+
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+    yield prefix
+    stop.set()
+    th.join(2)
+    del outlets
+
+
+def _mine(rows, prefix):
+    return {r["source_id"]: r for r in rows if r["source_id"].startswith(prefix)}
+
+
+def test_streams_table_shows_two_participants_heart_and_eda(two_people, capsys):
+    assert main(["streams", "--timeout", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0] + " " + ln.split()[1]: ln for ln in out.splitlines() if two_people in ln}
+    for p in ("P1", "P2"):
+        rr = next(ln for ln in out.splitlines() if f"{two_people}-{p}-rr" in ln)
+        eda = next(ln for ln in out.splitlines() if f"{two_people}-{p}-eda" in ln)
+        assert " RR " in rr and "irregular" in rr and f" {p} " in rr and "hr:rr" in rr and " ms" in rr
+        assert " EDA " in eda and "4 Hz" in eda and f" {p} " in eda and "eda:eda" in eda
+        assert f"  {p}: eda <- '{p} EDA', hr <- '{p} H10 RR'" in out
+    shimmer = next(ln for ln in out.splitlines() if f"{two_people}-shimmer" in ln)
+    assert "Shimmer 4F2A@" in shimmer and "(device)" in shimmer and "nS (guessed)" in shimmer
+    assert "names no participant" in out
+    assert len(lines) == 5
+
+
+def test_streams_as_subprocess_json(two_people, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    assert env["LSLAPICFG"].endswith("lsl_api.cfg")
+    saved = tmp_path / "roster.toml"
+    proc = subprocess.run([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--json",
+                           "--match", f"{two_people}*", "--save-roster", str(saved)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["scope"] == "machine" and data["config"] == env["LSLAPICFG"]
+    mine = _mine(data["streams"], two_people)
+    assert len(mine) == 5 == len(data["streams"])  # --match kept only ours
+    for p in ("P1", "P2"):
+        rr, eda = mine[f"{two_people}-{p}-rr"], mine[f"{two_people}-{p}-eda"]
+        assert (rr["participant"], rr["modality"], rr["kind"], rr["unit"], rr["srate"]) == (p, "hr", "rr", "ms", 0)
+        assert (eda["participant"], eda["modality"], eda["unit"], eda["srate"]) == (p, "eda", "uS", 4)
+        assert rr["full_header"] and rr["assigned_by"] == "desc" and rr["hostname"]
+        assert data["participants"][p] == {"hr": f"{p} H10 RR", "eda": f"{p} EDA"}
+    sh = mine[f"{two_people}-shimmer"]
+    assert sh["assigned_by"] == "device" and sh["unit"] == "nS" and sh["unit_guessed"]
+    # the saved roster reproduces the assignment, and can be fed back
+    roster = Roster.load(saved)
+    assert sorted(p.id for p in roster.participants)[:2] == ["P1", "P2"]
+    proc2 = subprocess.run([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--json",
+                            "--match", f"{two_people}*", "--roster", str(saved)],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    again = _mine(json.loads(proc2.stdout)["streams"], two_people)
+    assert {k: (v["participant"], v["assigned_by"]) for k, v in again.items()} == \
+        {k: (v["participant"], "roster") for k, v in mine.items()}
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["streams", "--timeout", "0"], "Invalid value for '--timeout': expected seconds > 0, but got 0"),
+    (["streams", "--roster", "/nonexistent/roster.toml"], "does not exist; check the path"),
+    (["streams", "--lsl-scope", "link"], "call acquisition.lslconfig.configure() before importing pylsl"),
+])
+def test_bad_input_is_one_clear_line(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_no_streams_is_said_plainly(capsys):
+    assert main(["streams", "--timeout", "0.3", "--match", f"nothing-{uuid.uuid4()}"]) == 0
+    assert "No LSL streams visible within 0.3 s (scope machine)" in capsys.readouterr().out
