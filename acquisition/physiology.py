@@ -1,0 +1,459 @@
+"""Synthetic wearable physiology for a group of people (pure numpy, no LSL).
+
+:func:`simulate_session` turns a :class:`~acquisition.scenario.Scenario` and a
+seed into the streams real devices would send (Polar H10 RR and ECG, wrist
+HR, E4 / EmotiBit / Shimmer EDA, E4 BVP), plus the ground truth of what was
+scripted. The same (scenario, seed, duration) gives bitwise identical data.
+
+The model, per participant ``i`` (on an internal 20 Hz grid, times in seconds):
+
+* **Coupling.** A slow shared drive ``S(t)`` and an own drive ``O_i(t)``
+  (independent, band-limited 0.005-0.1 Hz, unit variance). Person ``i``'s
+  arousal drive is ``d_i = sqrt(c_i) S + sqrt(1 - c_i) O_i`` where ``c_i(t)``
+  is the scenario's coupling, pulled to 0 for the person who ruptures and
+  brought back linearly over ``repair_s`` afterwards. The drive moves heart
+  rate (``HR_DRIVE_BPM`` per unit), the tonic skin conductance and the rate of
+  spontaneous skin-conductance responses (SCRs). Shared "events" (3/min)
+  evoke an SCR in each person with probability ``sqrt(c_i)``, so partners'
+  SCRs co-occur in proportion to their coupling.
+* **Heart.** Instantaneous heart rate = baseline + drive + respiratory sinus
+  arrhythmia (breathing 0.2-0.3 Hz, slowly varying) + scripted events. Beats
+  come from integral pulse frequency modulation (IPFM): the integral of
+  HR/60 is interpolated linearly between grid points, and a beat falls where
+  it crosses an integer, so beat times (and RR intervals) are continuous,
+  not on a sample grid. Ectopic beats: premature by 35 % of the RR, with a
+  full compensatory pause.
+* **EDA.** Tonic level (participant's ``eda_us`` + drive + slow drift) plus
+  SCRs with a bi-exponential shape (rise time constant 0.4 s, so about 1.2 s
+  to peak; decay 5-9 s), white sensor noise, and ADC quantisation of the
+  device.
+* **ECG** (130 Hz, microvolts, 16-bit integers) from a sum of Gaussian P, Q,
+  R, S, T waves per beat plus respiratory baseline wander and noise; **PPG**
+  (64 Hz, arbitrary units) from a systolic and a diastolic wave per beat,
+  delayed by the pulse transit time, with respiratory modulation.
+
+Stream timestamps are session seconds: regular streams start at exactly 0,
+which is the time origin of the ground truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from .convention import desc_fields
+from .scenario import Scenario
+from .xdf_writer import stream_header_xml
+
+logger = logging.getLogger(__name__)
+
+#: Internal simulation grid (Hz) for the slow latent processes.
+GRID_HZ = 20.0
+#: Heart-rate change (bpm) per unit of arousal drive.
+HR_DRIVE_BPM = 6.0
+#: Peak RSA swing (bpm, half peak-to-peak).
+RSA_BPM = 1.4
+#: Spontaneous SCRs per minute at zero drive.
+SCR_RATE_PER_MIN = 1.2
+#: Shared SCR-eliciting events per minute.
+SHARED_EVENTS_PER_MIN = 4.0
+
+#: EDA devices: (manufacturer, model, rate in Hz, ADC step in microsiemens, noise std in microsiemens).
+EDA_DEVICES = {
+    "e4": ("Empatica", "E4", 4.0, 0.001, 0.002),
+    "emotibit": ("EmotiBit", "EmotiBit", 15.0, 0.0005, 0.003),
+    "shimmer": ("Shimmer", "GSR+", 32.0, 0.0005, 0.004),
+}
+#: Wrist HR device that goes with each EDA device (1 Hz HR stream).
+HR_DEVICES = {"e4": ("Empatica", "E4"), "emotibit": ("EmotiBit", "EmotiBit"),
+              "shimmer": ("Polar", "Verity Sense"), "none": ("Polar", "Verity Sense")}
+ECG_HZ = 130.0
+PPG_HZ = 64.0
+
+
+@dataclass
+class SimStream:
+    """One simulated device stream, complete for the whole session.
+
+    Attributes
+    ----------
+    timestamps : ndarray, shape (n_samples,)
+        Session seconds (float64); add the recording's time origin for LSL time.
+    values : ndarray, shape (n_samples, 1)
+        float32 samples in the unit the header declares.
+    """
+
+    kind: str
+    participant: str
+    name: str
+    type: str
+    srate: float
+    source_id: str
+    manufacturer: str
+    device: str
+    unit: str
+    timestamps: np.ndarray
+    values: np.ndarray
+    channel_format: str = "float32"
+
+    @property
+    def desc(self) -> dict:
+        """The convention's desc fields (``acquisition.convention.desc_fields``)."""
+        return desc_fields(self.kind, self.participant, device=self.device, manufacturer=self.manufacturer,
+                           unit=self.unit)
+
+    @property
+    def header_xml(self) -> str:
+        """The stream's ``<info>`` XML (same fields an LSL outlet of this stream declares)."""
+        return stream_header_xml(name=self.name, type=self.type, channel_count=1, nominal_srate=self.srate,
+                                 channel_format=self.channel_format, source_id=self.source_id, desc=self.desc)
+
+
+@dataclass
+class Session:
+    """The output of :func:`simulate_session`."""
+
+    scenario: Scenario
+    seed: int
+    duration_s: float
+    streams: list[SimStream]
+    truth: dict
+    #: latent per-participant signals on the internal grid (for tests and plots)
+    latent: dict = field(default_factory=dict)
+
+    def stream(self, participant: str, kind: str) -> SimStream:
+        """The stream of ``kind`` of ``participant`` (``KeyError`` with the choices if absent)."""
+        for s in self.streams:
+            if s.participant == participant and s.kind == kind:
+                return s
+        have = ", ".join(f"{s.participant}/{s.kind}" for s in self.streams)
+        raise KeyError(f"no {kind!r} stream for {participant!r}; this session has {have}")
+
+
+# --------------------------------------------------------------------------- helpers
+def _rng(seed: int, *keys) -> np.random.Generator:
+    """An independent generator per (seed, keys): one person's noise does not shift when another is added."""
+    words = [int(seed) & 0xFFFFFFFF] + [zlib.crc32(str(k).encode()) for k in keys]
+    return np.random.default_rng(words)
+
+
+def band_noise(rng: np.random.Generator, n: int, fs: float, lo: float, hi: float) -> np.ndarray:
+    """Gaussian noise with a flat spectrum between ``lo`` and ``hi`` Hz, unit variance, shape (n,)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1.0 / fs)
+    spec[(f < lo) | (f > hi)] = 0.0
+    x = np.fft.irfft(spec, n)
+    sd = x.std()
+    return x / sd if sd > 0 else x
+
+
+def _ramp(t: np.ndarray, onset: float, offset: float, rise: float, fall: float) -> np.ndarray:
+    """0 before ``onset``, up to 1 over ``rise`` s, 1 until ``offset``, back to 0 over ``fall`` s."""
+    up = np.clip((t - onset) / max(rise, 1e-9), 0.0, 1.0)
+    down = np.clip(1.0 - (t - offset) / max(fall, 1e-9), 0.0, 1.0)
+    return np.minimum(up, down)
+
+
+def _scr_kernel(t: np.ndarray, tau_rise: float, tau_decay: float) -> np.ndarray:
+    """Bi-exponential SCR shape, peak 1, zero for ``t < 0``."""
+    t_peak = np.log(tau_decay / tau_rise) * tau_rise * tau_decay / (tau_decay - tau_rise)
+    norm = np.exp(-t_peak / tau_decay) - np.exp(-t_peak / tau_rise)
+    tt = np.maximum(t, 0.0)
+    return np.where(t > 0, (np.exp(-tt / tau_decay) - np.exp(-tt / tau_rise)) / norm, 0.0)
+
+
+#: SCR rise time constant (s): 1.1-1.3 s from onset to peak with the 5-9 s decays below.
+SCR_TAU_RISE = 0.4
+
+
+def _poisson_times(rng, t: np.ndarray, rate_hz: np.ndarray) -> np.ndarray:
+    """Event times of an inhomogeneous Poisson process given its rate on grid ``t`` (thinning)."""
+    dt = t[1] - t[0]
+    hits = rng.random(t.size) < rate_hz * dt
+    return t[hits] + rng.random(int(hits.sum())) * dt
+
+
+def _windows(confounds, kind, pid, duration):
+    return [(c.onset_s, min(c.onset_s + c.duration_s, duration), c) for c in confounds
+            if c.kind == kind and pid in c.participants and c.onset_s < duration]
+
+
+def _in_any(t: np.ndarray, wins) -> np.ndarray:
+    m = np.zeros(t.shape, bool)
+    for on, off, *_ in wins:
+        m |= (t >= on) & (t < off)
+    return m
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+
+
+# --------------------------------------------------------------------------- main entry
+def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None = None, *,
+                     source_prefix: str = "attune-sim") -> Session:
+    """Generate every stream of a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    seed : int
+        Same seed, same data (bitwise).
+    duration_s : float | None
+        Seconds of data; default the scenario's ``duration_s``.
+    source_prefix : str
+        Start of every ``source_id`` (``<prefix>-<seed>-<participant>-<device>-<kind>``),
+        stable per (participant, device, kind, seed) so a restarted simulator is the same stream.
+
+    Returns
+    -------
+    session : Session
+    """
+    duration = float(scenario.duration_s if duration_s is None else duration_s)
+    if not duration > 0:
+        raise ValueError(f"Invalid value for 'duration_s': expected a positive number of seconds, but got {duration_s}.")
+    fs = GRID_HZ
+    n = int(np.ceil((duration + 4.0) * fs)) + 1
+    t = np.arange(n) / fs
+    ids = scenario.ids
+    rng_shared = _rng(seed, "shared")
+    shared = band_noise(rng_shared, n, fs, 0.005, 0.1)
+    # shared SCR-eliciting events
+    shared_events = _poisson_times(rng_shared, t, np.full(n, SHARED_EVENTS_PER_MIN / 60.0))
+
+    c_base = np.interp(t, [p for p, _ in scenario.coupling], [c for _, c in scenario.coupling])
+    ruptures = [r for r in scenario.ruptures if r.onset_s < duration]
+
+    streams: list[SimStream] = []
+    latent: dict = {}
+    for pid in ids:
+        p = next(q for q in scenario.participants if q.id == pid)
+        rng = _rng(seed, "person", pid)
+        own = band_noise(rng, n, fs, 0.005, 0.1)
+
+        # rupture envelopes: w = 1 inside the rupture, back to 0 over the repair time
+        c_i = c_base.copy()
+        aversive = np.zeros(n)
+        withdrawn = np.zeros(n)
+        for r in ruptures:
+            if r.who != pid:
+                continue
+            rep = scenario.repair_s if r.repair_s is None else r.repair_s
+            w = _ramp(t, r.onset_s, r.onset_s + r.duration_s, 3.0, rep)
+            c_i *= 1.0 - w
+            if r.style == "aversive":
+                # arousal climbs over ~20 s and stays up until the repair
+                aversive = np.maximum(aversive, _ramp(t, r.onset_s, r.onset_s + r.duration_s, 20.0, rep + 5.0))
+            else:
+                withdrawn = np.maximum(withdrawn, w)
+        drive = np.sqrt(c_i) * shared + np.sqrt(1.0 - c_i) * own
+        drive = drive * (1.0 - 0.75 * withdrawn)
+
+        # shared stressors: everybody listed reacts at once
+        stress = np.zeros(n)
+        stress_hr = np.zeros(n)
+        stress_eda = np.zeros(n)
+        stress_onsets = []
+        for on, off, c in _windows(scenario.confounds, "shared_stressor", pid, duration):
+            env = _ramp(t, on + rng.uniform(0.5, 2.0), off, 6.0, 15.0)
+            stress = np.maximum(stress, env)
+            stress_hr += float(c.options.get("hr_bpm", 15.0)) * env
+            stress_eda += float(c.options.get("eda_us", 1.5)) * env
+            stress_onsets.append(on)
+
+        # ---- heart: RSA + drive + events, then IPFM beats
+        rng_h = _rng(seed, "heart", pid)
+        f_resp = p.resp_hz * (1.0 + 0.12 * band_noise(rng_h, n, fs, 0.002, 0.03))
+        resp_phase = 2 * np.pi * np.cumsum(f_resp) / fs + rng_h.uniform(0, 2 * np.pi)
+        rsa_amp = RSA_BPM * (1.0 - 0.4 * stress) * (1.0 - 0.3 * aversive)
+        hr = (p.hr_bpm + HR_DRIVE_BPM * drive + rsa_amp * np.sin(resp_phase)
+              + 0.4 * band_noise(rng_h, n, fs, 0.1, 0.5)  # fast beat-to-beat variability
+              + stress_hr + 10.0 * aversive - 2.0 * withdrawn)
+        hr = np.clip(hr, 35.0, 200.0)
+        phase = np.concatenate([[0.0], np.cumsum((hr[1:] + hr[:-1]) / 2.0) / 60.0 / fs]) + rng_h.uniform(0, 1)
+        levels = np.arange(np.ceil(phase[0]), np.floor(phase[-1]) + 1)
+        beats = np.interp(levels, phase, t)
+        beats = beats[beats < duration]
+        # ectopic beats: premature by 35 % of the RR, next beat on time (full compensatory pause)
+        ectopic_times = []
+        for on, off, c in _windows(scenario.confounds, "ectopic", pid, duration):
+            cand = np.flatnonzero((beats >= on) & (beats < off))
+            cand = cand[(cand > 0) & (cand < beats.size - 1)][::3]  # never two in a row
+            pick = np.sort(rng_h.choice(cand, size=min(int(c.options.get("count", 5)), cand.size), replace=False))
+            for k in pick:
+                beats[k] = beats[k - 1] + 0.65 * (beats[k] - beats[k - 1])
+                ectopic_times.append(float(beats[k]))
+        rr = np.diff(beats, prepend=np.nan)  # RR of each beat (from the previous true beat)
+        dropout = _windows(scenario.confounds, "strap_dropout", pid, duration)
+        sent = ~_in_any(beats, dropout)
+        sent[0] = False  # the first beat has no RR yet
+        latent[pid] = {"t": t, "coupling": c_i, "drive": drive, "hr": hr, "beats": beats.copy(),
+                       "resp_hz": f_resp, "ectopic_s": ectopic_times}
+
+        has_rr = p.heart in ("rr", "both")
+        has_hr = p.heart in ("hr", "both")
+        sid = f"{source_prefix}-{seed}-{_slug(pid)}"
+        if has_rr:
+            streams.append(_make(sid, "rr", pid, "Polar", "H10", "ms", 0.0, beats[sent], rr[sent] * 1000.0))
+        if has_hr:
+            ticks = np.arange(1.0, duration, 1.0)
+            hi = np.searchsorted(beats, ticks, side="right")
+            lo = np.searchsorted(beats, ticks - 4.0, side="right")
+            ok = (hi - lo >= 2) & ~_in_any(ticks, dropout)
+            hi, lo = hi[ok], lo[ok]
+            hr_dev = 60.0 * (hi - lo - 1) / (beats[hi - 1] - beats[lo])
+            man, dev = HR_DEVICES[p.eda]
+            streams.append(_make(sid, "hr", pid, man, dev, "bpm", 1.0, ticks[ok], np.round(hr_dev, 2)))
+        if p.ecg:
+            streams.append(_ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed))
+        if p.ppg:
+            streams.append(_ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed))
+
+        # ---- EDA
+        if p.eda != "none":
+            streams.append(_eda(sid, p, t, drive, c_i, aversive, withdrawn, stress, stress_eda, stress_onsets,
+                                shared_events, duration, scenario, seed, latent[pid]))
+
+    truth = _truth(scenario, seed, duration, ruptures, latent)
+    return Session(scenario=scenario, seed=int(seed), duration_s=duration, streams=streams, truth=truth, latent=latent)
+
+
+def _make(sid, kind, pid, manufacturer, device, unit, srate, ts, values) -> SimStream:
+    typ = {"rr": "RR", "hr": "HR", "eda": "EDA", "ecg": "ECG", "ppg": "PPG"}[kind]
+    return SimStream(kind=kind, participant=pid, name=f"{pid} {device} {typ}", type=typ, srate=float(srate),
+                     source_id=f"{sid}-{_slug(device)}-{kind}", manufacturer=manufacturer, device=device, unit=unit,
+                     timestamps=np.asarray(ts, dtype=np.float64),
+                     values=np.asarray(values, dtype=np.float32).reshape(-1, 1))
+
+
+def _eda(sid, p, t, drive, c_i, aversive, withdrawn, stress, stress_eda, stress_onsets, shared_events, duration,
+         scenario, seed, latent_p) -> SimStream:
+    man, dev, fs, step, noise_sd = EDA_DEVICES[p.eda]
+    rng = _rng(seed, "eda", p.id)
+    ts = np.arange(int(np.floor(duration * fs)) + 1) / fs
+    ts = ts[ts < duration]
+    # tonic: level + slow part of the drive + an own slow drift
+    slow = uniform_filter1d(drive, int(20 * GRID_HZ), mode="nearest")  # 20 s moving average
+    drift = np.cumsum(rng.standard_normal(t.size)) / np.sqrt(t.size)  # a random walk spanning the session
+    tonic = p.eda_us * (1.0 + 0.06 * slow + 0.08 * drive + 0.15 * drift) + 1.2 * aversive - 0.3 * withdrawn * p.eda_us / 4 + stress_eda
+    tonic = np.maximum(tonic, 0.2 * p.eda_us)
+    # SCRs: spontaneous (rate follows the drive) + responses to shared events (probability sqrt(c_i))
+    rate = SCR_RATE_PER_MIN / 60.0 * np.exp(0.6 * drive) * (1.0 + 3.0 * aversive) * (1.0 - 0.75 * withdrawn) * (1 + stress)
+    spont = _poisson_times(rng, t, rate)
+    p_resp = np.sqrt(np.interp(shared_events, t, c_i))
+    resp = rng.random(shared_events.size) < p_resp
+    # latency: set by the event (same stimulus), plus a little individual jitter
+    latency = _rng(seed, "shared").uniform(1.0, 2.5, shared_events.size) + rng.uniform(-0.2, 0.2, shared_events.size)
+    driven = shared_events[resp] + latency[resp]
+    stress_scr = np.array([on + rng.uniform(1.0, 3.0) for on in stress_onsets])
+    onsets = np.concatenate([spont, driven, stress_scr])
+    amps = np.concatenate([rng.lognormal(np.log(0.25), 0.5, spont.size), rng.lognormal(np.log(0.4), 0.4, driven.size),
+                           rng.lognormal(np.log(1.0), 0.3, stress_scr.size)])
+    amps *= np.interp(onsets, t, 1.0 - 0.5 * withdrawn) * p.eda_us / 4.0
+    decays = rng.uniform(5.0, 9.0, onsets.size)
+    order = np.argsort(onsets, kind="stable")
+    onsets, amps, decays = onsets[order], amps[order], decays[order]
+    latent_p.update(scr_onsets_s=onsets, scr_amps_us=amps, scr_decay_s=decays, eda_tonic_us=tonic)
+    x = np.interp(ts, t, tonic)
+    for on, a, tau in zip(onsets, amps, decays):
+        i0, i1 = np.searchsorted(ts, [on, on + 8 * tau])
+        x[i0:i1] += a * _scr_kernel(ts[i0:i1] - on, SCR_TAU_RISE, tau)
+    # motion: sharp spikes (electrodes shift)
+    for on, off, c in _windows(scenario.confounds, "motion", p.id, duration):
+        for at in np.sort(rng.uniform(on, off, int(c.options.get("count", 5)))):
+            width = rng.uniform(0.2, 0.5)
+            x += rng.uniform(1.0, 3.0) * np.clip(1.0 - np.abs(ts - at) / width, 0.0, None)
+    x += noise_sd * rng.standard_normal(ts.size)
+    keep = np.ones(ts.size, bool)
+    for on, off, c in _windows(scenario.confounds, "electrode_loss", p.id, duration):
+        m = (ts >= on) & (ts < off)
+        if c.options.get("mode", "zero") == "gap":
+            keep &= ~m
+        else:
+            x[m] = np.abs(0.004 * rng.standard_normal(int(m.sum())))
+    x = np.round(np.maximum(x, 0.0) / step) * step
+    return _make(sid, "eda", p.id, man, dev, "microsiemens", fs, ts[keep], x[keep])
+
+
+def _ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed) -> SimStream:
+    rng = _rng(seed, "ecg", pid)
+    ts = np.arange(int(np.floor(duration * ECG_HZ)) + 1) / ECG_HZ
+    ts = ts[ts < duration]
+    rr = np.diff(beats, prepend=beats[0] - (beats[1] - beats[0]) if beats.size > 1 else beats[0] - 1.0)
+    amp_scale = rng.uniform(0.8, 1.3)
+    # (offset s, amplitude uV, width s); T offset scales with sqrt(RR) (Bazett)
+    waves = [(-0.20, 120.0, 0.025), (-0.035, -150.0, 0.010), (0.0, 1200.0, 0.011), (0.035, -320.0, 0.011),
+             (None, 300.0, 0.055)]
+    x = np.zeros(ts.size)
+    nxt = np.searchsorted(beats, ts)
+    for shift in (-2, -1, 0, 1):
+        k = np.clip(nxt + shift, 0, beats.size - 1)
+        dt = ts - beats[k]
+        for off, a, w in waves:
+            mu = 0.30 * np.sqrt(rr[k]) if off is None else off
+            x += a * np.exp(-0.5 * ((dt - mu) / w) ** 2)
+    x *= amp_scale
+    resp_phase = 2 * np.pi * np.cumsum(f_resp) / GRID_HZ
+    x += 120.0 * np.sin(np.interp(ts, t, resp_phase)) + 60.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.1))
+    x += 12.0 * rng.standard_normal(ts.size)
+    for on, off, c in _windows(scenario.confounds, "motion", pid, duration):
+        for at in rng.uniform(on, off, int(c.options.get("count", 5))):
+            m = (ts >= at) & (ts < at + rng.uniform(0.5, 1.5))
+            x[m] += 400.0 * rng.standard_normal(int(m.sum())) + rng.uniform(-1500, 1500)
+    x = np.clip(np.round(x), -32768, 32767)  # 16-bit microvolt ADC
+    keep = ~_in_any(ts, dropout)
+    return _make(sid, "ecg", pid, "Polar", "H10", "uV", ECG_HZ, ts[keep], x[keep])
+
+
+def _ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed) -> SimStream:
+    rng = _rng(seed, "ppg", pid)
+    ts = np.arange(int(np.floor(duration * PPG_HZ)) + 1) / PPG_HZ
+    ts = ts[ts < duration]
+    rr = np.diff(beats, prepend=beats[0] - 1.0)
+    ptt = rng.uniform(0.18, 0.26)  # pulse transit time to the wrist
+    x = np.zeros(ts.size)
+    nxt = np.searchsorted(beats + ptt, ts)
+    for shift in (-2, -1, 0):
+        k = np.clip(nxt + shift, 0, beats.size - 1)
+        dt = ts - beats[k] - ptt
+        x += np.exp(-0.5 * ((dt - 0.10) / 0.08) ** 2) + 0.3 * np.exp(-0.5 * ((dt - 0.10 - 0.25 * np.sqrt(rr[k])) / 0.10) ** 2)
+    rp = np.interp(ts, t, resp_phase)
+    x = 60.0 * x * (1.0 + 0.15 * np.sin(rp)) + 25.0 * np.sin(rp + 1.0)
+    x += 30.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.08)) + 1.5 * rng.standard_normal(ts.size)
+    x -= x.mean()
+    for on, off, c in _windows(scenario.confounds, "motion", pid, duration):
+        for at in rng.uniform(on, off, int(c.options.get("count", 5))):
+            m = (ts >= at) & (ts < at + rng.uniform(0.5, 1.5))
+            x[m] += 150.0 * rng.standard_normal(int(m.sum()))
+    x = np.round(x, 2)
+    keep = ~_in_any(ts, dropout)
+    return _make(sid, "ppg", pid, "Empatica", "E4", "au", PPG_HZ, ts[keep], x[keep])
+
+
+def _truth(scenario: Scenario, seed: int, duration: float, ruptures, latent) -> dict:
+    ids = scenario.ids
+    rup = []
+    for r in ruptures:
+        rep = scenario.repair_s if r.repair_s is None else r.repair_s
+        offset = min(r.onset_s + r.duration_s, duration)
+        pairs = [sorted([r.who, q], key=ids.index) for q in ids if q != r.who]
+        rup.append({"onset_s": r.onset_s, "offset_s": offset, "repair_s": min(offset + rep, duration),
+                    "who": r.who, "style": r.style, "pairs": pairs})
+    conf = []
+    for c in scenario.confounds:
+        if c.onset_s >= duration:
+            continue
+        item = {"kind": c.kind, "participants": list(c.participants), "onset_s": c.onset_s,
+                "offset_s": min(c.onset_s + c.duration_s, duration)}
+        if c.kind == "ectopic":
+            item["times_s"] = sorted(x for q in c.participants for x in latent[q]["ectopic_s"]
+                                     if c.onset_s <= x < item["offset_s"])
+        if c.kind == "electrode_loss":
+            item["mode"] = c.options.get("mode", "zero")
+        conf.append(item)
+    return {"schema": "attune.truth/1", "scenario": scenario.name, "seed": int(seed), "duration_s": duration,
+            "participants": ids, "ruptures": rup, "confounds": conf, "coupling": scenario.mean_coupling}

@@ -1,0 +1,213 @@
+"""Publish a simulated session as LSL streams, or write it to an XDF file.
+
+Timing convention (``--speed``)
+-------------------------------
+Stream timestamps are always **session time**: ``time_origin + t`` where
+``t`` is seconds from the first sample, exactly as a real device would stamp
+them, so rates, RR intervals and beat times stay consistent. ``speed`` only
+changes how fast samples are *pushed*: with ``speed=8`` a 4 Hz EDA stream
+delivers 32 samples per wall-clock second, their timestamps 0.25 s apart, and
+the timestamps run ahead of ``local_clock()``. A monitor that computes on
+timestamps (as it must) therefore sees the same data at any speed, just
+sooner; staleness checks must use arrival time, not timestamps. At
+``speed=1`` the timestamps equal the local clock at the moment of the push.
+
+The ground-truth times (``session.truth``) are session seconds; add
+``time_origin`` to get LSL time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from .physiology import Session, simulate_session
+from .scenario import Scenario
+from .xdf_writer import XdfWriter, desc_element
+
+logger = logging.getLogger(__name__)
+
+#: LSL time of session time 0 in files written by :func:`write_session_xdf` (a fixed origin).
+XDF_TIME_ORIGIN = 1000.0
+
+
+def _append_element(parent, el: ET.Element) -> None:
+    """Copy an ElementTree subtree into a pylsl ``XMLElement``."""
+    for child in el:
+        if len(child) == 0:
+            parent.append_child_value(child.tag, child.text or "")
+        else:
+            _append_element(parent.append_child(child.tag), child)
+
+
+def stream_info(stream, pylsl):
+    """A ``pylsl.StreamInfo`` for a :class:`~acquisition.physiology.SimStream`, desc per the convention."""
+    info = pylsl.StreamInfo(stream.name, stream.type, 1, stream.srate, stream.channel_format, stream.source_id)
+    _append_element(info.desc(), desc_element(stream.desc))
+    return info
+
+
+class Simulator:
+    """Push every stream of a :class:`~acquisition.physiology.Session` to LSL from a background thread.
+
+    Parameters
+    ----------
+    session : Session
+        From :func:`~acquisition.physiology.simulate_session`.
+    speed : float
+        Wall-clock speed-up (see the module docstring: timestamps stay in session time).
+    chunk_interval : float
+        Seconds of wall clock between pushes (50-100 ms like a device bridge).
+
+    Examples
+    --------
+    >>> sim = Simulator.from_scenario(load_scenario("couple-calm"), seed=1)   # doctest: +SKIP
+    >>> sim.start(); ...; sim.stop()
+    """
+
+    def __init__(self, session: Session, *, speed: float = 1.0, chunk_interval: float = 0.05):
+        if not speed > 0:
+            raise ValueError(f"Invalid value for 'speed': expected a positive number, but got {speed}.")
+        self.session = session
+        self.speed = float(speed)
+        self.chunk_interval = float(chunk_interval)
+        self.time_origin: float | None = None
+        self._outlets = []
+        self._pos = [0] * len(session.streams)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, seed: int = 0, duration_s: float | None = None, *,
+                      source_prefix: str = "attune-sim", **kwargs) -> Simulator:
+        """Generate the session and wrap it (see :func:`simulate_session` for the parameters)."""
+        return cls(simulate_session(scenario, seed, duration_s, source_prefix=source_prefix), **kwargs)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        """True once every sample of the session was pushed."""
+        return self._done.is_set()
+
+    def session_time(self) -> float:
+        """Session seconds pushed so far (0 before :meth:`start`)."""
+        from .lsl import pylsl
+
+        if self.time_origin is None:
+            return 0.0
+        return min((pylsl.local_clock() - self._wall_start) * self.speed, self.session.duration_s)
+
+    def open(self) -> None:
+        """Create the outlets (visible on the network, no samples yet).
+
+        Call it before :meth:`start` when consumers must connect first so that
+        they receive the session from its very first sample.
+        """
+        from .lsl import pylsl
+
+        if not self._outlets:
+            self._outlets = [pylsl.StreamOutlet(stream_info(s, pylsl), chunk_size=0, max_buffered=360)
+                             for s in self.session.streams]
+
+    def start(self, time_origin: float | None = None) -> float:
+        """Start pushing (opening the outlets if needed); returns the LSL time of session time 0.
+
+        Parameters
+        ----------
+        time_origin : float | None
+            LSL time of session time 0; default: now (``local_clock()``).
+        """
+        from .lsl import pylsl
+
+        if self._thread is not None:
+            raise RuntimeError("this Simulator was already started; create a new one to run again")
+        self.open()
+        self._wall_start = pylsl.local_clock()
+        self.time_origin = float(self._wall_start if time_origin is None else time_origin)
+        self._thread = threading.Thread(target=self._run, name="attune-simulator", daemon=True)
+        self._thread.start()
+        return self.time_origin
+
+    def _run(self) -> None:
+        from .lsl import pylsl
+
+        try:
+            k = 0
+            while not self._stop.is_set():
+                t_now = min((pylsl.local_clock() - self._wall_start) * self.speed, self.session.duration_s)
+                for i, (s, outlet) in enumerate(zip(self.session.streams, self._outlets)):
+                    j = int(np.searchsorted(s.timestamps, t_now, side="right"))
+                    if j > self._pos[i]:
+                        sl = slice(self._pos[i], j)
+                        outlet.push_chunk(np.ascontiguousarray(s.values[sl]),
+                                          (s.timestamps[sl] + self.time_origin).tolist())
+                        self._pos[i] = j
+                if t_now >= self.session.duration_s:
+                    self._done.set()
+                    return
+                k += 1
+                # sleep to the next tick on the absolute schedule, so sleep errors never accumulate
+                delay = self._wall_start + k * self.chunk_interval - pylsl.local_clock()
+                if delay > 0:
+                    self._stop.wait(delay)
+        except BaseException as exc:  # noqa: BLE001 - reported through .error and the log
+            self.error = exc
+            logger.exception("simulator stopped by an error")
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the session was pushed completely (or ``timeout`` s); return :attr:`finished`."""
+        self._done.wait(timeout)
+        return self.finished
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop pushing and close the outlets. Safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._outlets = []  # outlets close when released
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def write_session_xdf(session: Session, path, *, time_origin: float = XDF_TIME_ORIGIN,
+                      chunk_s: float = 1.0, clock_offset_interval: float = 5.0) -> None:
+    """Write a session to an XDF file as LabRecorder would have recorded it (no LSL involved).
+
+    Streams are interleaved in chunks of ``chunk_s`` session seconds; a zero
+    ClockOffset is written every ``clock_offset_interval`` s per stream (all
+    streams share one clock). Timestamps are ``time_origin + session time``.
+
+    Raises
+    ------
+    acquisition.xdf_writer.XdfWriteError
+        When the file cannot be written (message names the path and the fix).
+    """
+    with XdfWriter(path, fsync=False) as w:
+        ids = [w.add_stream(s.header_xml) for s in session.streams]
+        pos = [0] * len(ids)
+        edges = np.arange(chunk_s, session.duration_s + chunk_s, chunk_s)
+        next_offset = 0.0
+        for edge in edges:
+            if edge - chunk_s >= next_offset:
+                for sid in ids:
+                    w.write_clock_offset(sid, time_origin + next_offset, 0.0)
+                next_offset += clock_offset_interval
+            for i, (s, sid) in enumerate(zip(session.streams, ids)):
+                last = edge >= edges[-1]
+                j = s.timestamps.size if last else int(np.searchsorted(s.timestamps, edge, side="left"))
+                if j > pos[i]:
+                    w.write_samples(sid, s.timestamps[pos[i]:j] + time_origin, s.values[pos[i]:j])
+                    pos[i] = j

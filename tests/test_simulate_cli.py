@@ -1,0 +1,91 @@
+"""`attune simulate` end to end: XDF test recordings with truth, live LSL at high speed, clear errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import numpy as np
+import pyxdf
+
+from acquisition.convention import describe
+from acquisition.physiology import simulate_session
+from acquisition.scenario import load_scenario
+from ui.cli import main
+
+
+def test_out_writes_xdf_and_truth(tmp_path, capsys):
+    out, truth = tmp_path / "rec.xdf", tmp_path / "rec.truth.json"
+    rc = main(["simulate", "--scenario", "couple-confounds", "--duration", "160", "--seed", "4",
+               "--out", str(out), "--truth", str(truth)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "P1 H10 RR" in printed and "irregular" in printed and "wrote" in printed
+    streams, _ = pyxdf.load_xdf(str(out))
+    descs = {(d.participant, d.kind): (d, s) for s in streams for d in [describe(s["info"])]}
+    assert set(descs) == {("P1", "rr"), ("P1", "ecg"), ("P1", "eda"), ("P2", "rr"), ("P2", "ppg"), ("P2", "eda")}
+    assert descs[("P1", "rr")][0].srate == 0 and descs[("P1", "rr")][0].unit == "ms"
+    assert descs[("P1", "eda")][0].device == "E4" and descs[("P2", "eda")][0].manufacturer == "Shimmer"
+    for (pid, kind), (d, s) in descs.items():
+        if d.srate:
+            assert abs(s["info"]["effective_srate"] - d.srate) < 0.01 * d.srate
+        assert "footer" in s
+    # the file holds exactly the session the same seed generates
+    session = simulate_session(load_scenario("couple-confounds"), 4, 160)
+    t = json.loads(truth.read_text())
+    for sim in session.streams:
+        _, s = descs[(sim.participant, sim.kind)]
+        raw, _ = pyxdf.load_xdf(str(out), select_streams=[s["info"]["stream_id"]], synchronize_clocks=False,
+                                dejitter_timestamps=False)
+        np.testing.assert_array_equal(raw[0]["time_series"], sim.values)
+        np.testing.assert_allclose(raw[0]["time_stamps"] - t["time_origin"], sim.timestamps, atol=1e-9)
+    assert t["schema"] == "attune.truth/1" and t["seed"] == 4 and t["duration_s"] == 160
+    assert [c["kind"] for c in t["confounds"]] == ["shared_stressor", "ectopic", "motion"]
+    assert t == dict(session.truth, time_origin=t["time_origin"])
+
+
+def test_live_publishing_at_high_speed(tmp_path, capsys):
+    from acquisition.lsl import pylsl
+
+    prefix = f"test-cli-{uuid.uuid4().hex[:10]}"
+    truth = tmp_path / "t.json"
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(rc=main(
+        ["simulate", "--scenario", "couple-calm", "--participants", "3", "--duration", "8", "--speed", "8",
+         "--source-prefix", prefix, "--truth", str(truth)])))
+    runner.start()
+    infos = pylsl.resolve_bypred(f"starts-with(source_id,'{prefix}')", 7, 10.0)
+    runner.join(timeout=30)
+    assert not runner.is_alive() and result["rc"] == 0
+    # P1 rr+e4, P2 rr+hr+emotibit, P3 (added) rr+hr+shimmer
+    assert len(infos) == 7
+    assert {i.source_id().split("-")[-1] for i in infos} == {"rr", "hr", "eda"}
+    printed = capsys.readouterr().out
+    assert "P3" in printed and "done: every sample was published" in printed
+    assert json.loads(truth.read_text())["participants"] == ["P1", "P2", "P3"]
+
+
+def test_bad_input_gets_one_clear_line(tmp_path, capsys):
+    assert main(["simulate", "--scenario", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attune simulate: error:") and "couple-calm" in err and "\n" not in err
+    bad = tmp_path / "s.toml"
+    bad.write_text('[[participants]]\nid = "P1"\n[[participants]]\nid = "P2"\n'
+                   '[[ruptures]]\nonset_s = 5\nduration_s = 10\nwho = "P3"\n')
+    assert main(["simulate", "--scenario", str(bad), "--out", str(tmp_path / "x.xdf")]) == 2
+    assert "rupture 1: 'who' must be one of P1, P2, but got 'P3'" in capsys.readouterr().err
+    assert not (tmp_path / "x.xdf").exists()
+    assert main(["simulate", "--out", str(tmp_path / "missing" / "x.xdf")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["simulate", "--speed", "0"]) == 2
+    assert main(["simulate", "--scenario", "group-withdrawal", "--participants", "2"]) == 2
+    assert "involve P3" in capsys.readouterr().err
+
+
+def test_list_scenarios(capsys):
+    assert main(["simulate", "--list-scenarios"]) == 0
+    out = capsys.readouterr().out
+    for name in ("couple-calm", "couple-rupture-repair", "group-withdrawal", "couple-confounds"):
+        assert name in out

@@ -1,0 +1,135 @@
+"""``attune simulate``: publish synthetic wearables over LSL, or write them to an XDF file.
+
+Examples::
+
+    attune simulate                                   # the rupture/repair demo couple, live
+    attune simulate --scenario group-withdrawal --speed 4
+    attune simulate --scenario couple-confounds --out test.xdf --truth test.truth.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+from ..errors import UsageError
+
+DEFAULT_SCENARIO = "couple-rupture-repair"
+
+
+def register(subparsers) -> None:
+    """Add the ``simulate`` parser."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="publish simulated heart and EDA streams (LSL) or write them to XDF",
+        description=(
+            "Publish LSL streams that mimic real wearables (Polar H10 RR/ECG, wrist HR, E4/EmotiBit/Shimmer EDA, "
+            "E4 PPG), one set per participant, following a scenario with scripted ruptures, repairs and "
+            "confounds. Timestamps are session time; --speed only pushes faster."
+        ),
+    )
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
+                   help=f"built-in scenario name or a TOML file (default {DEFAULT_SCENARIO}; --list-scenarios)")
+    p.add_argument("--list-scenarios", action="store_true", help="list the built-in scenarios and exit")
+    p.add_argument("--participants", type=int, metavar="N", help="number of participants (default: the scenario's)")
+    p.add_argument("--duration", type=float, metavar="S", help="seconds to simulate (default: the scenario's)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed; same seed, same data (default 0)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="push X times faster than real time (timestamps stay in session time; default 1)")
+    p.add_argument("--truth", metavar="PATH", help="write the ground truth (ruptures, confounds) as JSON here")
+    p.add_argument("--out", metavar="FILE.xdf", help="write an XDF file as fast as possible instead of publishing")
+    p.add_argument("--source-prefix", default="attune-sim", metavar="TEXT",
+                   help="start of every source_id (to run two simulators side by side; default attune-sim)")
+    p.set_defaults(func=run)
+
+
+def _rate(srate: float) -> str:
+    return "irregular (one per beat)" if srate == 0 else f"{srate:g} Hz"
+
+
+def run(args) -> int:
+    """Run ``attune simulate``; return the exit code."""
+    from acquisition.physiology import simulate_session
+    from acquisition.scenario import ScenarioError, builtin_names, load_scenario
+
+    if args.list_scenarios:
+        for name in builtin_names():
+            sc = load_scenario(name)
+            print(f"{name:24s} {len(sc.participants)} people, {sc.duration_s:g} s  {sc.description}")
+        return 0
+    if args.speed is not None and not (math.isfinite(args.speed) and args.speed > 0):
+        raise UsageError(f"Invalid value for '--speed': expected a positive number such as 1 or 8, but got {args.speed}.")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise UsageError(f"Invalid value for '--duration': expected a positive number of seconds, but got {args.duration}.")
+    if args.participants is not None and not 1 <= args.participants <= 16:
+        raise UsageError(f"Invalid value for '--participants': expected 1 .. 16, but got {args.participants}.")
+    try:
+        scenario = load_scenario(args.scenario)
+        if args.participants is not None and args.participants != len(scenario.participants):
+            scenario = scenario.with_participants(args.participants)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    for opt in ("truth", "out"):
+        path = getattr(args, opt)
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise UsageError(f"Invalid value for '--{opt}': folder '{folder}' does not exist; create it or "
+                                 "choose another path.")
+
+    session = simulate_session(scenario, args.seed, args.duration, source_prefix=args.source_prefix)
+    print(f"scenario {scenario.name}: {len(scenario.participants)} participants, {session.duration_s:g} s, "
+          f"seed {args.seed}, coupling {scenario.mean_coupling:g}")
+    for s in session.streams:
+        print(f"  {s.participant:6s} {s.name:22s} type={s.type:4s} rate={_rate(s.srate):24s} "
+              f"{s.manufacturer} {s.device}, {s.unit}  source_id={s.source_id}")
+
+    if args.out:
+        from acquisition.simulator import XDF_TIME_ORIGIN, write_session_xdf
+        from acquisition.xdf_writer import XdfWriteError
+
+        try:
+            write_session_xdf(session, args.out, time_origin=XDF_TIME_ORIGIN)
+        except XdfWriteError as exc:
+            raise UsageError(str(exc)) from None
+        _write_truth(args.truth, session, XDF_TIME_ORIGIN)
+        n = sum(s.timestamps.size for s in session.streams)
+        print(f"wrote {args.out}: {len(session.streams)} streams, {n} samples")
+        return 0
+
+    from acquisition.simulator import Simulator
+
+    sim = Simulator(session, speed=args.speed)
+    origin = sim.start()
+    try:
+        _write_truth(args.truth, session, origin)
+        print(f"publishing at {args.speed:g}x real time ({session.duration_s / args.speed:.0f} s); Ctrl-C stops",
+              flush=True)
+        while not sim.wait(0.5):
+            pass
+        if sim.error is not None:
+            raise UsageError(f"the simulator stopped: {sim.error}")
+        time.sleep(min(1.0, 0.2 + sim.chunk_interval))  # let inlets drain the last chunk before outlets close
+        print("done: every sample was published")
+    except KeyboardInterrupt:
+        print(f"stopped at {sim.session_time():.1f} s of {session.duration_s:g} s", file=sys.stderr)
+        return 130
+    finally:
+        sim.stop()
+    return 0
+
+
+def _write_truth(path, session, origin: float) -> None:
+    if not path:
+        return
+    truth = dict(session.truth, time_origin=origin)
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(truth, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the truth file '{path}': {exc.strerror or exc}; choose another path.") from None
