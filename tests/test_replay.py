@@ -1,0 +1,101 @@
+"""Replay: re-publishing a recording over LSL, and replaying through the live pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from acquisition.files import load_recording
+from acquisition.lsl import pylsl
+from acquisition.replay_publish import RecordingPublisher
+from acquisition.xdf_writer import XdfWriter
+
+
+def _write_small(path, rng):
+    """3 s of a 2-channel 50 Hz stream, an irregular RR stream and a marker stream."""
+    with XdfWriter(path, fsync=False) as w:
+        a = w.add_stream(dict(name="P1 ECG", type="ECG", channel_count=2, nominal_srate=50.0, channel_format="float32",
+                              source_id="pub-ecg", desc={"participant": "P1", "manufacturer": "TestCo", "channels": [
+                                  {"label": "ECG", "unit": "microvolts"}, {"label": "index", "unit": "n"}]}))
+        b = w.add_stream(dict(name="P1 RR", type="RR", channel_count=1, nominal_srate=0.0, channel_format="double64",
+                              source_id="pub-rr", desc={"participant": "P1"}))
+        c = w.add_stream(dict(name="Notes", type="Markers", channel_count=1, nominal_srate=0.0,
+                              channel_format="string", source_id="pub-notes"))
+        t = 100.0 + np.arange(150) / 50.0
+        w.write_samples(a, t, np.c_[rng.normal(0, 100, 150), np.arange(150)])
+        beats = 100.0 + np.cumsum(rng.uniform(0.7, 0.9, 3))
+        w.write_samples(b, beats, rng.uniform(700, 900, (3, 1)))
+        w.write_samples(c, [100.5, 102.0], [["start ü"], ["half"]])
+
+
+def test_publish_keeps_headers_samples_and_shifted_timestamps(tmp_path, rng):
+    path = tmp_path / "small.xdf"
+    _write_small(path, rng)
+    rec = load_recording(path)
+    suffix = f"-{uuid.uuid4().hex}"
+    pub = RecordingPublisher(rec, speed=4.0, source_suffix=suffix, chunk_interval=0.02)
+    pub.open()
+    inlets = {}
+    try:
+        for name in ("ecg", "rr", "notes"):
+            found = pylsl.resolve_byprop("source_id", f"pub-{name}{suffix}", 1, 5.0)
+            assert found, f"outlet pub-{name}{suffix} not found"
+            inlets[name] = pylsl.StreamInlet(found[0], processing_flags=0)
+            inlets[name].open_stream(5.0)
+        full = inlets["ecg"].info(5.0)
+        time.sleep(0.3)
+        t_wall = time.monotonic()
+        shift = pub.start()
+        got = {k: ([], []) for k in inlets}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for k, inlet in inlets.items():
+                vals, ts = inlet.pull_chunk(timeout=0.0, max_samples=1000)
+                got[k][0].extend(vals)
+                got[k][1].extend(ts)
+            if pub.finished and len(got["ecg"][1]) >= 150 and len(got["rr"][1]) >= 3 and len(got["notes"][1]) >= 2:
+                break
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t_wall
+    finally:
+        for inlet in inlets.values():
+            inlet.close_stream()
+        pub.stop()
+    assert pub.error is None
+    # 3 s recorded at 4x: ~0.75 s of pushing (not instantly, not drifting)
+    assert 0.5 < elapsed < 3.0, elapsed
+    by_name = {s.descriptor.name: s for s in rec.streams}
+    ecg = by_name["P1 ECG"]
+    np.testing.assert_array_equal(np.array(got["ecg"][0], dtype=np.float32), np.asarray(ecg.values, np.float32))
+    np.testing.assert_allclose(got["ecg"][1], ecg.timestamps + shift, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(np.array(got["rr"][0]), by_name["P1 RR"].values)
+    np.testing.assert_allclose(got["rr"][1], by_name["P1 RR"].timestamps + shift, rtol=0, atol=1e-7)
+    assert [v[0] for v in got["notes"][0]] == ["start ü", "half"]
+    np.testing.assert_allclose(got["notes"][1], np.array([100.5, 102.0]) + shift, rtol=0, atol=1e-7)
+    # the original header travels: all channels, desc with participant, manufacturer, channel labels
+    assert full.channel_count() == 2 and full.nominal_srate() == 50.0 and full.type() == "ECG"
+    d = full.desc()
+    assert d.child_value("participant") == "P1" and d.child_value("manufacturer") == "TestCo"
+    ch = d.child("channels").child("channel")
+    labels = []
+    while not ch.empty():
+        labels.append(ch.child_value("label"))
+        ch = ch.next_sibling()
+    assert labels == ["ECG", "index"]
+    # "now" is the replay start: the first sample's timestamp is the local clock at start
+    assert abs((ecg.timestamps[0] + shift) - pylsl.local_clock()) < elapsed + 1.0
+
+
+def test_publisher_refuses_bad_speed_and_start(tmp_path, rng):
+    path = tmp_path / "small.xdf"
+    _write_small(path, rng)
+    rec = load_recording(path)
+    with pytest.raises(ValueError, match="'speed'"):
+        RecordingPublisher(rec, speed=0)
+    with pytest.raises(ValueError, match="'start_s'"):
+        RecordingPublisher(rec, start_s=99.0)
