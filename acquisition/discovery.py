@@ -50,7 +50,7 @@ def matches(descriptor: StreamDescriptor, pattern: str | None) -> bool:
                for v in (descriptor.name, descriptor.source_id, descriptor.hostname, descriptor.type))
 
 
-def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[StreamDescriptor, bool]:
+def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[StreamDescriptor | None, bool]:
     """The descriptor of one resolved stream from its full header (desc included).
 
     Parameters
@@ -65,7 +65,8 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
 
     Returns
     -------
-    descriptor : StreamDescriptor
+    descriptor : StreamDescriptor | None
+        ``None`` when the stream vanished meanwhile.
     full : bool
         False when the full header did not arrive in time (the short one was used).
     """
@@ -73,7 +74,10 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
     try:
         try:
             full = inlet.info(timeout)
-        except Exception as exc:  # TimeoutError, LostError
+        except pylsl.util.LostError:
+            logger.info("stream %r vanished while its header was read; not listed", info.name())
+            return None, False
+        except Exception as exc:  # TimeoutError: list it with what the short header says
             logger.warning("stream %r: full header not received within %.1f s (%s); participant and unit unknown",
                            info.name(), timeout, exc)
             return describe(info.as_xml()), False
@@ -144,7 +148,7 @@ def discover(timeout: float = 1.0, *, header_timeout: float | None = None, match
     with ThreadPoolExecutor(max_workers=min(8, len(todo)), thread_name_prefix="attune-discover") as pool:
         results = list(pool.map(lambda i: full_descriptor(i, header_timeout, peek), todo))
     logger.debug("fetched %d full headers in %.2f s", len(todo), time.monotonic() - t0)
-    out = [DiscoveredStream(info, d, full) for info, (d, full) in zip(todo, results)]
+    out = [DiscoveredStream(info, d, full) for info, (d, full) in zip(todo, results) if d is not None]
     out.sort(key=lambda s: (s.descriptor.name, s.descriptor.source_id, s.descriptor.uid))
     return out
 

@@ -36,10 +36,14 @@ def _info(name, kind, participant, source_id, unit, srate):
 @pytest.fixture(scope="module")
 def two_people():
     """P1 and P2, each with an RR (ms) and an EDA (uS) stream, plus one unlabelled EDA stream in nS."""
-    prefix = f"attune-test-cli-{uuid.uuid4()}"
-    specs = [("P1 H10 RR", "rr", "P1", "ms", 0.0, 820.0), ("P1 EDA", "eda", "P1", "uS", 4.0, 4.2),
-             ("P2 H10 RR", "rr", "P2", "ms", 0.0, 760.0), ("P2 EDA", "eda", "P2", "uS", 4.0, 6.1)]
-    outlets = [(pylsl.StreamOutlet(_info(n, k, p, f"{prefix}-{p}-{k}", u, r)), v) for n, k, p, u, r, v in specs]
+    tok = uuid.uuid4().hex[:8]
+    prefix = f"attune-test-cli-{tok}"
+    # participant ids unique to this run: other tests on this machine publish their own "P1"
+    p1, p2 = f"P1-{tok}", f"P2-{tok}"
+    specs = [("P1 H10 RR", "rr", p1, "ms", 0.0, 820.0), ("P1 EDA", "eda", p1, "uS", 4.0, 4.2),
+             ("P2 H10 RR", "rr", p2, "ms", 0.0, 760.0), ("P2 EDA", "eda", p2, "uS", 4.0, 6.1)]
+    outlets = [(pylsl.StreamOutlet(_info(n, k, p, f"{prefix}-{p[:2]}-{k}", u, r)), v)
+               for n, k, p, u, r, v in specs]
     # a stream with no participant and no unit: device fallback, unit guessed from its values
     raw = pylsl.StreamInfo("Shimmer 4F2A GSR", "GSR", 1, 4.0, "float32", f"{prefix}-shimmer")
     outlets.append((pylsl.StreamOutlet(raw), 5300.0))
@@ -52,7 +56,7 @@ def two_people():
 
     th = threading.Thread(target=pump, daemon=True)
     th.start()
-    yield prefix
+    yield prefix, tok
     stop.set()
     th.join(2)
     del outlets
@@ -63,15 +67,17 @@ def _mine(rows, prefix):
 
 
 def test_streams_table_shows_two_participants_heart_and_eda(two_people, capsys):
+    two_people, tok = two_people
     assert main(["streams", "--timeout", "2"]) == 0
     out = capsys.readouterr().out
     lines = {ln.split()[0] + " " + ln.split()[1]: ln for ln in out.splitlines() if two_people in ln}
     for p in ("P1", "P2"):
         rr = next(ln for ln in out.splitlines() if f"{two_people}-{p}-rr" in ln)
         eda = next(ln for ln in out.splitlines() if f"{two_people}-{p}-eda" in ln)
-        assert " RR " in rr and "irregular" in rr and f" {p} " in rr and "hr:rr" in rr and " ms" in rr
-        assert " EDA " in eda and "4 Hz" in eda and f" {p} " in eda and "eda:eda" in eda
-        assert f"  {p}: eda <- '{p} EDA', hr <- '{p} H10 RR'" in out
+        pid = f"{p}-{tok}"
+        assert " RR " in rr and "irregular" in rr and f" {pid} " in rr and "hr:rr" in rr and " ms" in rr
+        assert " EDA " in eda and "4 Hz" in eda and f" {pid} " in eda and "eda:eda" in eda and " uS" in eda
+        assert f"  {pid}: eda <- '{p} EDA', hr <- '{p} H10 RR'" in out
     shimmer = next(ln for ln in out.splitlines() if f"{two_people}-shimmer" in ln)
     assert "Shimmer 4F2A@" in shimmer and "(device)" in shimmer and "nS (guessed)" in shimmer
     assert "names no participant" in out
@@ -79,6 +85,7 @@ def test_streams_table_shows_two_participants_heart_and_eda(two_people, capsys):
 
 
 def test_streams_as_subprocess_json(two_people, tmp_path):
+    two_people, tok = two_people
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     assert env["LSLAPICFG"].endswith("lsl_api.cfg")
     saved = tmp_path / "roster.toml"
@@ -92,15 +99,16 @@ def test_streams_as_subprocess_json(two_people, tmp_path):
     assert len(mine) == 5 == len(data["streams"])  # --match kept only ours
     for p in ("P1", "P2"):
         rr, eda = mine[f"{two_people}-{p}-rr"], mine[f"{two_people}-{p}-eda"]
-        assert (rr["participant"], rr["modality"], rr["kind"], rr["unit"], rr["srate"]) == (p, "hr", "rr", "ms", 0)
-        assert (eda["participant"], eda["modality"], eda["unit"], eda["srate"]) == (p, "eda", "uS", 4)
+        pid = f"{p}-{tok}"
+        assert (rr["participant"], rr["modality"], rr["kind"], rr["unit"], rr["srate"]) == (pid, "hr", "rr", "ms", 0)
+        assert (eda["participant"], eda["modality"], eda["unit"], eda["srate"]) == (pid, "eda", "uS", 4)
         assert rr["full_header"] and rr["assigned_by"] == "desc" and rr["hostname"]
-        assert data["participants"][p] == {"hr": f"{p} H10 RR", "eda": f"{p} EDA"}
+        assert data["participants"][pid] == {"hr": f"{p} H10 RR", "eda": f"{p} EDA"}
     sh = mine[f"{two_people}-shimmer"]
     assert sh["assigned_by"] == "device" and sh["unit"] == "nS" and sh["unit_guessed"]
     # the saved roster reproduces the assignment, and can be fed back
     roster = Roster.load(saved)
-    assert sorted(p.id for p in roster.participants)[:2] == ["P1", "P2"]
+    assert sorted(p.id for p in roster.participants)[:2] == [f"P1-{tok}", f"P2-{tok}"]
     proc2 = subprocess.run([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--json",
                             "--match", f"{two_people}*", "--roster", str(saved)],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)

@@ -12,6 +12,7 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 from ..errors import UsageError
@@ -66,7 +67,14 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     found = discover(args.timeout, match=args.match, peek=min(1.0, args.timeout / 2))
     descs = [s.descriptor for s in found]
-    assignment = roster.assign(descs)
+    roster_log = logging.getLogger("acquisition.roster")
+    level = roster_log.level
+    if not args.json and getattr(args, "verbose", 0) == 0:
+        roster_log.setLevel(logging.ERROR)  # its warnings are printed below the table; don't log them twice
+    try:
+        assignment = roster.assign(descs)
+    finally:
+        roster_log.setLevel(level)
     assigned = {(a.descriptor.uid, a.descriptor.source_id): a for a in assignment.streams}
     unassigned = {(d.uid, d.source_id): reason for d, reason in assignment.unassigned}
 
