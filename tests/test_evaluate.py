@@ -1,0 +1,154 @@
+"""Evaluation: matching of flagged episodes with scripted ruptures, on hand-made lists, and end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ui.commands.evaluate import Detection, aggregate, detections_from_result, find_cases, score_file
+
+TRUTH = {
+    "schema": "attune.truth/1", "duration_s": 600.0, "participants": ["P1", "P2", "P3"],
+    "ruptures": [
+        {"onset_s": 100.0, "offset_s": 150.0, "repair_s": 156.0, "who": "P2",
+         "pairs": [["P1", "P2"], ["P2", "P3"]]},
+        {"onset_s": 400.0, "offset_s": 440.0, "repair_s": 446.0, "who": "P1",
+         "pairs": [["P1", "P2"], ["P1", "P3"]]},
+    ],
+    "confounds": [
+        {"kind": "electrode_loss", "participants": ["P3"], "onset_s": 250.0, "offset_s": 270.0},
+        {"kind": "strap_dropout", "participants": ["P1"], "onset_s": 500.0, "offset_s": 520.0},
+        {"kind": "shared_stressor", "participants": ["P1", "P2", "P3"], "onset_s": 300.0, "offset_s": 330.0},
+    ],
+}
+
+
+def D(pair, onset, flagged=None):
+    return Detection(tuple(pair), tuple(pair), float(onset), float(onset + 8 if flagged is None else flagged))
+
+
+def test_perfect_detection():
+    s = score_file([D(("P1", "P2"), 104, 112), D(("P1", "P3"), 398, 415)], TRUTH)
+    assert s.detected == [True, True]
+    assert s.true_positives == 2 and s.duplicates == 0 and s.false_alarms == []
+    assert s.detection_latency_s == [12.0, 15.0]
+    assert s.onset_latency_s == [4.0, -2.0]
+    m = aggregate([s])
+    assert m["precision"] == 1.0 and m["recall"] == 1.0 and m["f1"] == 1.0
+    assert m["false_alarms_per_hour"] == 0.0 and m["signal_loss_flagged"] == 0 and m["signal_loss_periods"] == 2
+    assert m["median_detection_latency_s"] == 13.5 and m["median_onset_latency_s"] == 1.0
+    assert all(m["meets_targets"].values())
+
+
+@pytest.mark.parametrize("onset,ok", [(89.9, False), (90.0, True), (170.0, True), (170.1, False)])
+def test_window_edges(onset, ok):
+    """Onset must be within [truth onset - 10 s, truth offset + 20 s] = [90, 170]."""
+    s = score_file([D(("P2", "P3"), onset)], TRUTH)
+    assert s.detected[0] is ok
+    assert len(s.false_alarms) == (0 if ok else 1)
+
+
+def test_pair_must_involve_who():
+    # P1-P3 does not involve P2 (who of rupture 1): a false alarm even at the right time
+    s = score_file([D(("P1", "P3"), 105)], TRUTH)
+    assert s.detected == [False, False] and len(s.false_alarms) == 1
+
+
+def test_duplicates_and_group_pairs():
+    dets = [D(("P1", "P2"), 105), D(("P2", "P3"), 107),  # two pairs of one group rupture: both true positives
+            D(("P1", "P2"), 130)]  # the same pair split in two prompts: a duplicate
+    s = score_file(dets, TRUTH)
+    assert s.true_positives == 2 and s.duplicates == 1 and s.false_alarms == []
+    assert s.truth_pairs == 4 and s.truth_pairs_detected == 2
+    m = aggregate([s])
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 0.5
+    assert m["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert m["false_alarms_per_hour"] == 0.0
+
+
+def test_latency_uses_earliest_flag_and_earliest_onset():
+    s = score_file([D(("P2", "P3"), 120, 125), D(("P1", "P2"), 95, 140)], TRUTH)
+    assert s.detection_latency_s == [25.0]  # earliest flag (P2-P3 at 125)
+    assert s.onset_latency_s == [-5.0]      # earliest estimated onset (P1-P2 at 95)
+
+
+def test_closest_truth_wins():
+    truth = {"duration_s": 300.0, "confounds": [], "ruptures": [
+        {"onset_s": 100.0, "offset_s": 130.0, "who": "P1", "pairs": [["P1", "P2"]]},
+        {"onset_s": 140.0, "offset_s": 170.0, "who": "P1", "pairs": [["P1", "P2"]]}]}
+    s = score_file([D(("P1", "P2"), 138)], truth)
+    assert s.detected == [False, True]
+
+
+def test_signal_loss_and_confounds_counted_from_false_alarms():
+    dets = [D(("P1", "P3"), 255),   # during P3's electrode loss -> mistaken signal loss
+            D(("P2", "P3"), 310),   # during the shared stressor (P2 is not who of any rupture then)
+            D(("P1", "P2"), 530)]   # P1's strap dropout ended at 520: within +20 s
+    s = score_file(dets, TRUTH)
+    assert len(s.false_alarms) == 3
+    assert s.signal_loss_flagged == 2 and s.signal_loss_periods == 2
+    assert s.confounds_flagged == {"electrode_loss": [1, 1], "strap_dropout": [1, 1], "shared_stressor": [1, 1]}
+    m = aggregate([s])
+    assert m["false_alarms_per_hour"] == pytest.approx(3 / (600 / 3600))
+    assert m["meets_targets"]["signal_loss_flagged"] is False
+    assert m["precision"] == 0.0 and m["recall"] == 0.0 and m["f1"] == 0.0
+
+
+def test_aggregate_is_micro_averaged():
+    a = score_file([D(("P1", "P2"), 104)], TRUTH, duration_s=600)       # 1 of 2, no FA
+    b = score_file([D(("P1", "P2"), 10)], {"duration_s": 1200, "ruptures": [], "confounds": []})  # 1 FA
+    m = aggregate([a, b])
+    assert m["truth_ruptures"] == 2 and m["detected"] == 1 and m["episodes"] == 2 and m["true_positives"] == 1
+    assert m["hours"] == 0.5 and m["false_alarms_per_hour"] == 2.0
+    assert m["precision"] == 0.5 and m["recall"] == 0.5
+
+
+def test_no_truth_no_episodes_is_perfect_precision_undefined_recall():
+    m = aggregate([score_file([], {"duration_s": 3600, "ruptures": [], "confounds": []})])
+    assert m["precision"] == 1.0 and m["recall"] is None and m["f1"] is None
+    assert m["false_alarms_per_hour"] == 0.0
+
+
+def test_time_shift_from_file_origin_to_truth():
+    class R:
+        origin = 1003.5  # the file's earliest timestamp
+        doc = {"episodes": [{"pair": ["P1", "P2"], "people": ["P2"], "onset_s": 56.5}]}
+        flagged_s = [66.5]
+
+    d = detections_from_result(R, {"time_origin": 1000.0})[0]
+    assert d.onset_s == 60.0 and d.flagged_s == 70.0 and d.people == ("P2",)
+
+
+def test_find_cases(tmp_path):
+    for name in ("a.xdf", "a.truth.json", "b.xdf", "c.truth.json", "d.csv", "d.truth.json"):
+        (tmp_path / name).write_text("x")
+    assert [(r.name, t.name) for r, t in find_cases(tmp_path)] == [("a.xdf", "a.truth.json"), ("d.csv", "d.truth.json")]
+
+
+def test_cli_bad_dir(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "ui.cli", "evaluate", str(tmp_path)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "no recording with a truth file" in p.stderr
+
+
+@pytest.mark.timeout(180)
+def test_evaluate_end_to_end(tmp_path):
+    """Simulate a rupture/repair couple and a confound couple; evaluate finds the ruptures, flags no loss."""
+    env_cmd = [sys.executable, "-m", "ui.cli"]
+    for scen, name in (("couple-rupture-repair", "crr"), ("couple-confounds", "conf")):
+        subprocess.run([*env_cmd, "simulate", "--scenario", scen, "--seed", "11", "--out", str(tmp_path / f"{name}.xdf"),
+                        "--truth", str(tmp_path / f"{name}.truth.json")], check=True, capture_output=True, timeout=60)
+    out = tmp_path / "scores.json"
+    p = subprocess.run([*env_cmd, "evaluate", str(tmp_path), "--json", str(out), "--jobs", "2"], capture_output=True,
+                       text=True, timeout=170)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    m = json.loads(out.read_text())["overall"]
+    assert m["files"] == 2 and m["truth_ruptures"] == 2
+    assert m["recall"] == 1.0
+    assert m["signal_loss_flagged"] == 0 and m["signal_loss_periods"] == 3
+    assert "precision" in p.stdout and "median detection latency" in p.stdout

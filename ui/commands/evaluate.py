@@ -1,0 +1,356 @@
+"""``attune evaluate DIR``: score the detector on recordings with ground truth.
+
+Every recording ``X.xdf`` (or ``X.csv`` / folder ``X``) in DIR that has a
+``X.truth.json`` beside it (as ``attune simulate --out X.xdf --truth
+X.truth.json`` writes) is analysed exactly as ``attune analyze`` does, and
+its possible-rupture episodes are matched with the scripted ruptures.
+
+Matching (all times in the truth's session seconds)
+--------------------------------------------------
+An episode **matches** a truth rupture when
+
+* its pair is one of the rupture's ``pairs`` or involves the rupture's
+  ``who``, and
+* its onset lies in ``[truth onset - 10 s, truth offset + 20 s]``.
+
+When an episode could match several truth ruptures it is given to the one
+whose onset is closest to its onset.
+
+* A truth rupture is **detected** when at least one episode matches it.
+  ``recall = detected / truth ruptures``.
+* An episode is a **true positive** when it is the first episode (by onset)
+  matched to its (rupture, pair); further matched episodes of the same
+  (rupture, pair) are **duplicates** (one rupture split into several
+  prompts). ``precision = true positives / all episodes``: duplicates count
+  against precision but are not false alarms.
+* An episode that matches no truth rupture is a **false alarm**; false alarms
+  per hour are over the total analysed duration.
+* A **signal-loss period** (truth confound ``electrode_loss`` or
+  ``strap_dropout``) is **mistaken for a rupture** when a false alarm involves
+  one of its participants and starts in ``[loss onset - 10 s, loss offset +
+  20 s]``. Other confounds (shared stressor, ectopic beats, motion) are
+  counted the same way, per kind.
+* **Latency** per detected rupture, from its earliest matched episode:
+  *detection latency* = when the episode was flagged (the moment the live
+  monitor shows it) - truth onset; *onset latency* = the episode's estimated
+  onset - truth onset. The target (median <= 20 s) is on the **detection
+  latency**: it is what a facilitator experiences.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+
+#: Tolerances of the matching window around a truth rupture (s).
+EARLY_S = 10.0
+LATE_S = 20.0
+SIGNAL_LOSS_KINDS = ("electrode_loss", "strap_dropout")
+
+TARGETS = {"f1": 0.9, "false_alarms_per_hour": 1.0, "signal_loss_flagged": 0, "median_detection_latency_s": 20.0}
+
+
+def register(subparsers) -> None:
+    """Add the ``evaluate`` parser."""
+    from dsp.detector import PRESETS
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score possible-rupture detection on recordings with ground truth (X.xdf + X.truth.json)",
+        description=(
+            "Analyse every recording in DIR that has a truth file beside it (X.xdf + X.truth.json, as "
+            "'attune simulate --out X.xdf --truth X.truth.json' writes) and report precision, recall, F1, "
+            "median latency, false alarms per hour and signal-loss periods mistaken for ruptures. An episode "
+            f"matches a truth rupture when it involves the rupture's person and starts within "
+            f"[onset - {EARLY_S:g} s, offset + {LATE_S:g} s]."
+        ),
+    )
+    p.add_argument("dir", metavar="DIR", help="folder with X.xdf + X.truth.json pairs")
+    p.add_argument("--preset", default="balanced", choices=list(PRESETS), help="detector sensitivity (default balanced)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="analyse N files in parallel processes")
+    p.add_argument("--json", metavar="OUT", help="write the scores (per file and overall) as JSON here")
+    p.add_argument("--verbose-files", action="store_true", help="list every episode and truth rupture per file")
+    p.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
+    p.set_defaults(func=run)
+
+
+# -- scoring -----------------------------------------------------------------------------------------------------
+@dataclass
+class Detection:
+    """One episode, in truth time (s)."""
+
+    pair: tuple
+    people: tuple
+    onset_s: float
+    flagged_s: float
+
+
+@dataclass
+class FileScore:
+    """Matching result of one recording (see the module docstring for the definitions)."""
+
+    name: str
+    duration_s: float
+    n_truth: int = 0
+    detected: list = field(default_factory=list)          # per truth rupture: bool
+    detection_latency_s: list = field(default_factory=list)  # per detected truth rupture
+    onset_latency_s: list = field(default_factory=list)
+    n_episodes: int = 0
+    true_positives: int = 0
+    duplicates: int = 0
+    false_alarms: list = field(default_factory=list)       # Detection
+    signal_loss_periods: int = 0
+    signal_loss_flagged: int = 0
+    confounds_flagged: dict = field(default_factory=dict)  # kind -> [flagged, total]
+    truth_pairs: int = 0
+    truth_pairs_detected: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "duration_s": self.duration_s, "truth_ruptures": self.n_truth,
+            "detected": sum(self.detected), "episodes": self.n_episodes, "true_positives": self.true_positives,
+            "duplicates": self.duplicates, "false_alarms": len(self.false_alarms),
+            "false_alarm_times_s": [round(d.onset_s, 1) for d in self.false_alarms],
+            "detection_latency_s": [round(x, 2) for x in self.detection_latency_s],
+            "onset_latency_s": [round(x, 2) for x in self.onset_latency_s],
+            "signal_loss_periods": self.signal_loss_periods, "signal_loss_flagged": self.signal_loss_flagged,
+            "confounds_flagged": self.confounds_flagged,
+            "truth_pairs": self.truth_pairs, "truth_pairs_detected": self.truth_pairs_detected,
+        }
+
+
+def _involves(det: Detection, rupture: dict) -> bool:
+    pairs = {frozenset(p) for p in rupture.get("pairs", [])}
+    return frozenset(det.pair) in pairs or rupture.get("who") in det.pair
+
+
+def _in_window(t: float, onset: float, offset: float) -> bool:
+    return onset - EARLY_S <= t <= offset + LATE_S
+
+
+def score_file(detections, truth: dict, name: str = "", duration_s: float | None = None) -> FileScore:
+    """Match one recording's episodes with its truth.
+
+    Parameters
+    ----------
+    detections : list of Detection
+        Episodes in truth time.
+    truth : dict
+        ``attune.truth/1``: ``ruptures`` (``onset_s``, ``offset_s``, ``who``, ``pairs``), ``confounds``
+        (``kind``, ``participants``, ``onset_s``, ``offset_s``), ``duration_s``.
+    name : str
+    duration_s : float | None
+        Analysed duration (default: the truth's).
+
+    Returns
+    -------
+    score : FileScore
+    """
+    ruptures = list(truth.get("ruptures", []))
+    dur = float(duration_s if duration_s is not None else truth.get("duration_s", 0.0))
+    sc = FileScore(name, dur, n_truth=len(ruptures), n_episodes=len(detections))
+    dets = sorted(detections, key=lambda d: (d.onset_s, d.pair))
+    matched: dict[int, list] = {k: [] for k in range(len(ruptures))}
+    seen_pairs: set = set()
+    for d in dets:
+        cands = [k for k, r in enumerate(ruptures)
+                 if _involves(d, r) and _in_window(d.onset_s, float(r["onset_s"]), float(r["offset_s"]))]
+        if not cands:
+            sc.false_alarms.append(d)
+            continue
+        k = min(cands, key=lambda k: abs(d.onset_s - float(ruptures[k]["onset_s"])))
+        matched[k].append(d)
+        key = (k, frozenset(d.pair))
+        if key in seen_pairs:
+            sc.duplicates += 1
+        else:
+            seen_pairs.add(key)
+            sc.true_positives += 1
+    for k, r in enumerate(ruptures):
+        ms = matched[k]
+        sc.detected.append(bool(ms))
+        sc.truth_pairs += len(r.get("pairs", [])) or 1
+        sc.truth_pairs_detected += len({frozenset(d.pair) for d in ms})
+        if ms:
+            first = min(ms, key=lambda d: d.flagged_s)
+            sc.detection_latency_s.append(first.flagged_s - float(r["onset_s"]))
+            sc.onset_latency_s.append(min(d.onset_s for d in ms) - float(r["onset_s"]))
+    for c in truth.get("confounds", []):
+        people = set(c.get("participants", []))
+        hit = any((people & set(d.pair)) and _in_window(d.onset_s, float(c["onset_s"]), float(c["offset_s"]))
+                  for d in sc.false_alarms)
+        rec = sc.confounds_flagged.setdefault(c["kind"], [0, 0])
+        rec[0] += int(bool(hit))
+        rec[1] += 1
+        if c["kind"] in SIGNAL_LOSS_KINDS:
+            sc.signal_loss_periods += 1
+            sc.signal_loss_flagged += int(bool(hit))
+    return sc
+
+
+def _median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def aggregate(scores) -> dict:
+    """Overall metrics over files (micro-averaged: counts are summed first).
+
+    Returns
+    -------
+    metrics : dict
+        ``precision``, ``recall``, ``f1`` (None when undefined), ``median_detection_latency_s``,
+        ``median_onset_latency_s``, ``false_alarms_per_hour``, ``signal_loss_flagged`` /
+        ``signal_loss_periods``, counts, and ``meets_targets``.
+    """
+    n_truth = sum(s.n_truth for s in scores)
+    detected = sum(sum(s.detected) for s in scores)
+    n_eps = sum(s.n_episodes for s in scores)
+    tp = sum(s.true_positives for s in scores)
+    fa = sum(len(s.false_alarms) for s in scores)
+    hours = sum(s.duration_s for s in scores) / 3600.0
+    precision = tp / n_eps if n_eps else (1.0 if n_truth == 0 else None)
+    recall = detected / n_truth if n_truth else None
+    f1 = (2 * precision * recall / (precision + recall) if precision is not None and recall is not None
+          and precision + recall > 0 else (0.0 if precision is not None and recall is not None else None))
+    det_lat = [x for s in scores for x in s.detection_latency_s]
+    on_lat = [x for s in scores for x in s.onset_latency_s]
+    conf: dict = {}
+    for s in scores:
+        for k, (h, t) in s.confounds_flagged.items():
+            c = conf.setdefault(k, [0, 0])
+            c[0] += h
+            c[1] += t
+    m = {
+        "files": len(scores), "hours": round(hours, 3), "truth_ruptures": n_truth, "detected": detected,
+        "episodes": n_eps, "true_positives": tp, "duplicates": sum(s.duplicates for s in scores), "false_alarms": fa,
+        "precision": precision, "recall": recall, "f1": f1,
+        "median_detection_latency_s": _median(det_lat), "median_onset_latency_s": _median(on_lat),
+        "max_detection_latency_s": max(det_lat) if det_lat else None,
+        "false_alarms_per_hour": fa / hours if hours > 0 else None,
+        "signal_loss_periods": sum(s.signal_loss_periods for s in scores),
+        "signal_loss_flagged": sum(s.signal_loss_flagged for s in scores),
+        "confounds_flagged": conf,
+        "truth_pairs": sum(s.truth_pairs for s in scores),
+        "truth_pairs_detected": sum(s.truth_pairs_detected for s in scores),
+    }
+    m["meets_targets"] = {
+        "f1": f1 is not None and f1 >= TARGETS["f1"],
+        "false_alarms_per_hour": m["false_alarms_per_hour"] is not None
+        and m["false_alarms_per_hour"] <= TARGETS["false_alarms_per_hour"],
+        "signal_loss_flagged": m["signal_loss_flagged"] <= TARGETS["signal_loss_flagged"],
+        "median_detection_latency_s": m["median_detection_latency_s"] is None
+        or m["median_detection_latency_s"] <= TARGETS["median_detection_latency_s"],
+    }
+    return m
+
+
+def detections_from_result(res, truth: dict) -> list:
+    """Episodes of an analyze :class:`~ui.commands.analyze.FileResult` in the truth's time.
+
+    The truth counts from ``truth["time_origin"]`` (stream time of session 0);
+    the analysis document counts from the file's earliest timestamp
+    (``res.origin``).
+    """
+    shift = res.origin - float(truth.get("time_origin", res.origin))
+    out = []
+    for ep, flagged in zip(res.doc["episodes"], res.flagged_s):
+        out.append(Detection(tuple(ep["pair"]), tuple(ep["people"]), ep["onset_s"] + shift, flagged + shift))
+    return out
+
+
+def find_cases(folder) -> list[tuple[Path, Path]]:
+    """(recording, truth) pairs in a folder: ``X.truth.json`` next to ``X.xdf``, ``X.csv`` or a folder ``X``."""
+    folder = Path(folder)
+    cases = []
+    for truth in sorted(folder.glob("*.truth.json")):
+        stem = truth.name[: -len(".truth.json")]
+        for cand in (folder / f"{stem}.xdf", folder / f"{stem}.csv", folder / stem):
+            if cand.exists():
+                cases.append((cand, truth))
+                break
+    return cases
+
+
+def _fmt(x, spec=".2f"):
+    return "n/a" if x is None else format(x, spec)
+
+
+def format_metrics(m: dict) -> str:
+    """Readable lines of :func:`aggregate`'s metrics."""
+    ok = lambda k: "ok" if m["meets_targets"][k] else "MISSED"  # noqa: E731
+    conf = ", ".join(f"{k} {h}/{t}" for k, (h, t) in sorted(m["confounds_flagged"].items())) or "none"
+    return "\n".join([
+        f"files {m['files']}, {m['hours']:.2f} h, truth ruptures {m['truth_ruptures']}, episodes {m['episodes']}",
+        f"precision {_fmt(m['precision'])}  recall {_fmt(m['recall'])}  F1 {_fmt(m['f1'])}"
+        f"  (target >= {TARGETS['f1']}: {ok('f1')})",
+        f"true positives {m['true_positives']}, duplicates {m['duplicates']}, false alarms {m['false_alarms']}"
+        f" = {_fmt(m['false_alarms_per_hour'])}/h (target <= {TARGETS['false_alarms_per_hour']:g}: "
+        f"{ok('false_alarms_per_hour')})",
+        f"median detection latency (flagged - truth onset) {_fmt(m['median_detection_latency_s'], '.1f')} s "
+        f"(target <= {TARGETS['median_detection_latency_s']:g} s: {ok('median_detection_latency_s')}); "
+        f"max {_fmt(m['max_detection_latency_s'], '.1f')} s; "
+        f"median onset latency (estimated onset - truth onset) {_fmt(m['median_onset_latency_s'], '.1f')} s",
+        f"signal-loss periods mistaken for ruptures {m['signal_loss_flagged']}/{m['signal_loss_periods']} "
+        f"(target 0: {ok('signal_loss_flagged')}); confounds flagged: {conf}",
+        f"pairs of truth ruptures flagged {m['truth_pairs_detected']}/{m['truth_pairs']}",
+    ])
+
+
+def run(args) -> int:
+    """Run ``attune evaluate``; return the exit code (0 ok, 2 unusable DIR or files)."""
+    from .analyze import run_many
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise UsageError(f"Invalid value for 'DIR': {str(folder)!r} is not a folder; give the folder that holds "
+                         "X.xdf + X.truth.json pairs (attune simulate --out X.xdf --truth X.truth.json).")
+    if args.jobs < 1:
+        raise UsageError(f"Invalid value for '--jobs': expected a positive number of processes, but got {args.jobs}.")
+    cases = find_cases(folder)
+    if not cases:
+        raise UsageError(f"{folder}: no recording with a truth file beside it (X.xdf + X.truth.json); make some "
+                         "with 'attune simulate --out X.xdf --truth X.truth.json' or bench/make_eval_set.py.")
+    truths = []
+    for _, tpath in cases:
+        try:
+            truths.append(json.loads(tpath.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{tpath}: not a readable truth JSON ({exc}).") from None
+    show = bool(args.progress or sys.stderr.isatty())
+    results = run_many([str(r) for r, _ in cases], [dict(preset=args.preset) for _ in cases], args.jobs, show)
+    scores, code = [], 0
+    for (rpath, _), truth, res in zip(cases, truths, results):
+        if res.code:
+            print(f"attune evaluate: error: {res.message}", file=sys.stderr)
+            code = max(code, res.code)
+            continue
+        s = score_file(detections_from_result(res, truth), truth, rpath.name,
+                       duration_s=float(truth.get("duration_s", res.doc["duration_s"])))
+        scores.append(s)
+        lat = ", ".join(f"{x:.0f}" for x in s.detection_latency_s) or "-"
+        print(f"{rpath.name:<32} truth {s.n_truth}  detected {sum(s.detected)}  episodes {s.n_episodes}  "
+              f"false alarms {len(s.false_alarms)}  signal loss flagged {s.signal_loss_flagged}/"
+              f"{s.signal_loss_periods}  latency {lat} s")
+        if args.verbose_files:
+            for r in truth.get("ruptures", []):
+                print(f"    truth  {r['who']} {r['onset_s']:.0f}-{r['offset_s']:.0f} s ({r.get('style', '')})")
+            for d in detections_from_result(res, truth):
+                print(f"    flag   {'-'.join(d.pair)} onset {d.onset_s:.0f} s flagged {d.flagged_s:.0f} s")
+    if not scores:
+        return max(code, 2)
+    m = aggregate(scores)
+    print()
+    print(format_metrics(m))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"overall": m, "files": [s.to_dict() for s in scores]}, indent=1,
+                                              default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
+    return code

@@ -1,0 +1,311 @@
+"""HTML report of one analysed recording: plots (PNG, matplotlib Agg), tables, ``episodes.csv``.
+
+:func:`write_report` writes into a folder::
+
+    index.html        summary, per-pair table, episodes, signal loss, what could not be read
+    signals.png       every person's heart rate and skin conductance on the common grid
+    sync_01.png ...   one per pair: windowed synchrony per modality with the pair's own
+                      baseline, the rupture threshold and the chance level; episodes shaded,
+                      signal loss hatched
+    episodes.csv      one row per possible rupture
+    analysis.json     the attune.analysis/1 document
+
+Every text that comes from a file (stream names, participant ids, the file
+name) is HTML-escaped: a recording is untrusted input.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .analysis_io import analysis_to_json, clock, write_episodes_csv, write_json
+
+logger = logging.getLogger(__name__)
+
+#: Colours of people (signals) and of modalities (synchrony), colour-blind safe (Okabe-Ito).
+PERSON_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+MODALITY_COLORS = {"hr": "#C0392B", "eda": "#0072B2", "combined": "#333333"}
+MODALITY_WORDS = {"hr": "heart rate", "eda": "skin conductance", "combined": "combined"}
+UNITS = {"hr": "bpm", "eda": "µS"}
+EPISODE_COLOR = "#E74C3C"
+
+
+def _esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _time_axis(ax, duration_s: float) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: clock(x)))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 3, 5, 6, 10]))
+    ax.set_xlim(0, max(duration_s, 1.0))
+    ax.grid(True, color="#dddddd", linewidth=0.6)
+
+
+def _shade_episodes(ax, episodes, end_s: float, label: bool = True) -> None:
+    for i, ep in episodes:
+        off = ep["offset_s"] if ep["offset_s"] is not None else end_s
+        ax.axvspan(ep["onset_s"], off, color=EPISODE_COLOR, alpha=0.13, linewidth=0, zorder=0)
+        if label:
+            ax.text(ep["onset_s"], 0.97, f" #{i}", transform=ax.get_xaxis_transform(), va="top", ha="left",
+                    fontsize=8, color=EPISODE_COLOR)
+
+
+def _hatch_losses(ax, losses, end_s: float, color: str = "#777777") -> None:
+    for x in losses:
+        off = x["offset_s"] if x["offset_s"] is not None else end_s
+        ax.axvspan(x["onset_s"], off, facecolor="none", edgecolor=color, hatch="////", linewidth=0, alpha=0.6,
+                   zorder=0)
+
+
+def _new_figure(n_rows: int, height_per_row: float = 2.3):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 0.8 + height_per_row * n_rows), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
+    return fig, axes
+
+
+def _decimate_for_plot(t: np.ndarray, y: np.ndarray, max_points: int = 6000):
+    """Keep at most ~max_points columns (min/max pairs would be overkill for smooth signals)."""
+    step = max(1, int(math.ceil(t.size / max_points)))
+    return t[::step], y[..., ::step]
+
+
+def plot_signals(analysis, doc: dict, time_offset: float, path) -> Path | None:
+    """Every person's signals per modality, episodes shaded, signal loss hatched.
+
+    Parameters
+    ----------
+    analysis : ui.runner.Analysis
+        ``grid[m]`` of shape (n_people, n_samples) at ``analysis.fs``.
+    doc : dict
+        The attune.analysis/1 document (episodes, signal loss in file time).
+    time_offset : float
+        File time of session time 0.
+    path : path-like
+        PNG to write.
+    """
+    mods = [m for m in analysis.modalities if m in analysis.grid and analysis.grid[m].size]
+    if not mods:
+        return None
+    fig, axes = _new_figure(len(mods))
+    end = doc["duration_s"]
+    eps = list(enumerate(doc["episodes"], 1))
+    for ax, m in zip(axes, mods):
+        g = np.asarray(analysis.grid[m], dtype=float)
+        t = np.arange(g.shape[1]) / analysis.fs + time_offset
+        tt, gg = _decimate_for_plot(t, g)
+        for i, person in enumerate(analysis.participants):
+            color = PERSON_COLORS[i % len(PERSON_COLORS)]
+            ax.plot(tt, gg[i], color=color, linewidth=0.9, label=str(person))
+            _hatch_losses(ax, [x for x in doc["signal_loss"] if x["participant"] == person and x["modality"] == m],
+                          end, color)
+        _shade_episodes(ax, eps, end, label=ax is axes[0])
+        ax.set_ylabel(f"{MODALITY_WORDS[m]} ({UNITS[m]})")
+        ax.legend(loc="upper right", fontsize=8, ncol=min(4, len(analysis.participants)), framealpha=0.8)
+        _time_axis(ax, end)
+    axes[0].set_title("Signals (grid). Shaded red: possible ruptures; hatched: signal lost or unreliable", fontsize=10)
+    axes[-1].set_xlabel("time since the start of the recording (mm:ss)")
+    fig.savefig(path)
+    return Path(path)
+
+
+def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: str, step_s: float,
+                   modality: str = "hr") -> tuple[np.ndarray, np.ndarray]:
+    """Replay the detector's per-pair machine to get its baseline and rupture threshold over time.
+
+    Parameters
+    ----------
+    sync, chance : ndarray, shape (n_windows,)
+    t : ndarray, shape (n_windows,)
+    preset : str
+    step_s : float
+
+    Returns
+    -------
+    baseline, threshold : ndarray, shape (n_windows,)
+        As r; NaN while calibrating or when the pair is never clearly above chance.
+    """
+    from dsp.detector import PairModalityMachine, get_preset
+
+    cfg = get_preset(preset)
+    mach = PairModalityMachine(modality, cfg, step_s)
+    base = np.full(t.size, np.nan)
+    thr = np.full(t.size, np.nan)
+    for k in range(t.size):
+        mach.step(float(t[k]), float(sync[k]), float(chance[k]))
+        if mach.state != "calibrating" and np.isfinite(mach.baseline_z):
+            margin = mach.baseline_z - mach.chance_z
+            if margin >= cfg.min_margin:
+                base[k] = math.tanh(mach.baseline_z)
+                thr[k] = math.tanh(mach.baseline_z - cfg.rupture_frac * margin)
+    return base, thr
+
+
+def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str = "balanced") -> Path | None:
+    """Synchrony of pair ``p`` per modality with baseline, threshold and chance, episodes and losses.
+
+    Parameters
+    ----------
+    analysis : ui.runner.Analysis
+        ``sync[m]["t"]`` (n_windows,), ``sync[m]["sync"]`` and ``sync[m]["chance"]`` (n_pairs, n_windows).
+    p : int
+        Pair index into ``analysis.pairs``.
+    """
+    pair = tuple(analysis.pairs[p])
+    mods = [m for m in analysis.modalities if m in analysis.sync and np.asarray(analysis.sync[m]["t"]).size]
+    if not mods:
+        return None
+    fig, axes = _new_figure(len(mods), 2.1)
+    end = doc["duration_s"]
+    eps = [(i, e) for i, e in enumerate(doc["episodes"], 1) if tuple(e["pair"]) == pair]
+    n_pairs = len(analysis.pairs)
+    for ax, m in zip(axes, mods):
+        w = analysis.sync[m]
+        t = np.asarray(w["t"], dtype=float)
+        r = np.asarray(w["sync"], dtype=float).reshape(n_pairs, -1)[p]
+        ch = w.get("chance")
+        ch = (np.full_like(r, np.nan) if ch is None
+              else np.broadcast_to(np.asarray(ch, dtype=float).reshape(n_pairs, -1)[p], r.shape))
+        base, thr = baseline_trace(r, ch, t, preset, analysis.step_s, m)
+        tf = t + time_offset
+        ax.fill_between(tf, -1, ch, where=np.isfinite(ch), color="#bbbbbb", alpha=0.45, linewidth=0,
+                        label="chance level (and below)")
+        ax.plot(tf, r, color=MODALITY_COLORS[m], linewidth=0.8, label="synchrony r (window)")
+        ax.plot(tf, base, color="#2E7D32", linewidth=1.6, label="pair's baseline")
+        ax.plot(tf, thr, color="#2E7D32", linewidth=1.0, linestyle="--", label="rupture threshold")
+        who = [x for x in doc["signal_loss"] if x["participant"] in pair and x["modality"] == m]
+        _hatch_losses(ax, who, end)
+        _shade_episodes(ax, eps, end, label=ax is axes[0])
+        ax.set_ylim(-1.02, 1.02)
+        ax.axhline(0, color="#999999", linewidth=0.5)
+        ax.set_ylabel(f"{MODALITY_WORDS[m]}\nsynchrony r")
+        ax.legend(loc="lower left", fontsize=7.5, ncol=4, framealpha=0.85)
+        _time_axis(ax, end)
+    axes[0].set_title(f"Pair {pair[0]} – {pair[1]}. Shaded red: possible ruptures; hatched: signal loss "
+                      "(synchrony not computed)", fontsize=10)
+    axes[-1].set_xlabel("time since the start of the recording (mm:ss)")
+    fig.savefig(path)
+    return Path(path)
+
+
+def _table(header, rows) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1150px; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #f3f3f3; }
+.note { color: #555; } .warn { color: #a04000; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+"""
+
+
+def _f(x, spec="+.2f"):
+    return "–" if x is None else format(x, spec)
+
+
+def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float = 0.0, problems=(), notes=(),
+                 preset: str = "balanced") -> Path:
+    """Write the HTML report of one analysis into ``out_dir`` (created if needed).
+
+    Parameters
+    ----------
+    analysis : ui.runner.Analysis
+    out_dir : path-like
+    doc : dict | None
+        Its attune.analysis/1 document (built when None).
+    time_offset : float
+        File time of session time 0 (see :func:`ui.analysis_io.analysis_to_json`).
+    problems, notes : sequence of str
+        What could not be read; which streams were chosen.
+    preset : str
+        Detector preset the analysis used (for the baseline and threshold lines).
+
+    Returns
+    -------
+    index : Path
+        The ``index.html`` written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = doc if doc is not None else analysis_to_json(analysis, time_offset)
+    write_json(doc, out / "analysis.json")
+    write_episodes_csv(doc, out / "episodes.csv")
+    images = []
+    if plot_signals(analysis, doc, time_offset, out / "signals.png"):
+        images.append(("signals.png", "Signals of every participant"))
+    for p, pair in enumerate(analysis.pairs):
+        name = f"sync_{p + 1:02d}.png"
+        if plot_pair(analysis, p, doc, time_offset, out / name, preset):
+            images.append((name, f"Synchrony of {pair[0]} and {pair[1]}"))
+
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Attune analysis – {_esc(Path(doc['recording']).name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Attune analysis of {_esc(doc['recording'])}</h1>",
+        f"<p>Duration {_esc(clock(doc['duration_s']))}, {len(doc['participants'])} participants, "
+        f"{len(analysis.pairs)} pairs, detector preset {_esc(preset)}.</p>",
+        '<p class="note">A flagged drop in synchrony is a <em>possible</em> rupture: a prompt for the '
+        "facilitator to check in with the people, never a diagnosis. Synchrony is the windowed correlation of "
+        "two people's heart rate / skin conductance; the chance level is what unrelated people reach.</p>",
+    ]
+    if problems:
+        parts.append("<h2>What could not be read</h2><ul>" + "".join(
+            f'<li class="warn">{_esc(x)}</li>' for x in problems) + "</ul>")
+    parts.append("<h2>Participants</h2>")
+    parts.append(_table(("participant", "streams used"), [(p["id"], ", ".join(p["streams"])) for p in doc["participants"]]))
+    if notes:
+        parts.append("<ul>" + "".join(f'<li class="note">{_esc(x)}</li>' for x in notes) + "</ul>")
+    parts.append("<h2>Synchrony per pair</h2>")
+    parts.append(_table(
+        ("pair", "modality", "mean synchrony (Fisher z mean of r)", "SSI ln(Σr+/Σ|r−|)", "coverage"),
+        [("–".join(r["pair"]), r["modality"], _f(r["mean_sync"]), _f(r["ssi"]), f"{r['coverage']:.0%}")
+         for r in doc["pairs"]]))
+    parts.append(f"<h2>Possible ruptures ({len(doc['episodes'])})</h2>")
+    if doc["episodes"]:
+        parts.append(_table(
+            ("#", "pair", "withdrawing / aroused", "onset", "deepest", "end", "repaired", "time to repair",
+             "depth", "modalities", "confidence", "arousal context"),
+            [(i, "–".join(e["pair"]), ", ".join(e["people"]), clock(e["onset_s"]), clock(e["nadir_s"]),
+              clock(e["offset_s"]), "yes" if e["repaired"] else "no",
+              "–" if e["time_to_repair_s"] is None else f"{e['time_to_repair_s']:.0f} s", f"{e['depth']:.2f}",
+              "+".join(e["modalities"]), f"{e['confidence']:.2f}",
+              ", ".join(f"{k}: {v}" for k, v in e["context"].items()))
+             for i, e in enumerate(doc["episodes"], 1)]))
+        parts.append('<p class="note">Depth: 0 = as in tune as usual for this pair, 1 = down to chance level. '
+                     'Also in <a href="episodes.csv">episodes.csv</a>.</p>')
+    else:
+        parts.append("<p>None flagged.</p>")
+    parts.append(f"<h2>Signal loss ({len(doc['signal_loss'])})</h2>")
+    if doc["signal_loss"]:
+        parts.append(_table(("participant", "modality", "from", "to", "reason"),
+                            [(x["participant"], x["modality"], clock(x["onset_s"]),
+                              "end" if x["offset_s"] is None else clock(x["offset_s"]), x["reason"])
+                             for x in doc["signal_loss"]]))
+        parts.append('<p class="note">Synchrony is not computed while a signal is lost; these periods are not '
+                     "counted as ruptures.</p>")
+    else:
+        parts.append("<p>None.</p>")
+    parts.append("<h2>Plots</h2>")
+    for name, alt in images:
+        parts.append(f'<figure><img src="{_esc(name)}" alt="{_esc(alt)}"><figcaption>{_esc(alt)}</figcaption></figure>')
+    parts.append('<p class="note">Files: <a href="analysis.json">analysis.json</a> (attune.analysis/1), '
+                 '<a href="episodes.csv">episodes.csv</a>.</p></body></html>')
+    index = out / "index.html"
+    index.write_text("\n".join(parts), encoding="utf-8")
+    return index
