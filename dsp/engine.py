@@ -1,0 +1,294 @@
+"""Streaming synchrony engine: push grid samples, get the newest completed windows.
+
+Window ``j`` of a metric covers grid samples ``[j * step, j * step + win)``, exactly as in the batch
+functions of :mod:`dsp.synchrony`; the engine computes each completed window from its own samples with
+the same per-window functions, so feeding a session in chunks of any size gives the batch numbers
+(within 1e-9), also across NaN gaps, and nothing accumulates over a long session. Memory is bounded:
+only the samples (and standardized windows) needed by the longest window / surrogate shift are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp import synchrony as sy
+
+logger = logging.getLogger(__name__)
+
+
+#: windows per computation block (bounds temporaries when one push completes many windows)
+_BLOCK = 256
+
+
+def _blocked(fn, W, *args, **kw):
+    """Apply a per-window-stack function in blocks of windows and concatenate its outputs (axis 0)."""
+    if W.shape[0] <= _BLOCK:
+        return fn(W, *args, **kw)
+    parts = [fn(W[b : b + _BLOCK], *args, **kw) for b in range(0, W.shape[0], _BLOCK)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(p, 0) for p in zip(*parts))
+    return np.concatenate(parts, 0)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine computes. Durations in seconds.
+
+    Attributes
+    ----------
+    window_s, step_s : synchrony / pearson / direction / surrogate windows.
+    wcc_window_s, wcc_step_s, max_lag_s : windowed cross-correlation (lags +-max_lag_s).
+    wcc_detrend : detrend the lagged segments (partial r on time), like the default synchrony.
+    slope_s, concordance_window_s, concordance_step_s : SC concordance (Marci et al. 2007).
+    concordance_modalities : modalities that get concordance (skin conductance only by default).
+    surrogate_shifts_s : causal time-shifted-partner shifts for the chance level.
+    min_valid : minimum share of valid samples per person and window.
+    modalities : modality names; ``push`` takes one block per modality.
+    """
+
+    window_s: float = 30.0
+    step_s: float = 1.0
+    wcc_window_s: float = 30.0
+    wcc_step_s: float = 1.0
+    max_lag_s: float = 5.0
+    wcc_detrend: bool = True
+    slope_s: float = 5.0
+    concordance_window_s: float = 15.0
+    concordance_step_s: float = 1.0
+    concordance_modalities: tuple = ("eda",)
+    surrogate_shifts_s: tuple = (20.0, 40.0, 60.0, 80.0, 100.0, 120.0)
+    min_valid: float = 0.8
+    modalities: tuple = ("hr", "eda")
+
+
+#: metric names produced per modality
+METRICS = (
+    "synchrony",
+    "surrogate_mean",
+    "surrogate_sd",
+    "pearson",
+    "pearson_diff",
+    "direction",
+    "wcc_r0",
+    "wcc_rmax",
+    "wcc_lag_s",
+    "wcc_leader",
+    "concordance",
+)
+
+
+@dataclass
+class _Group:
+    """One window geometry and its next window to compute."""
+
+    win: int
+    step: int
+    next_j: int = 0
+
+
+@dataclass
+class _ModalityState:
+    buf: np.ndarray  # (n_people, capacity) history
+    buf_start: int = 0  # absolute grid index of buf[:, 0]
+    n_total: int = 0  # samples received
+    n_buf: int = 0  # valid columns in buf
+    groups: dict = field(default_factory=dict)
+    z_ring: np.ndarray | None = None  # (R, n_people, win) standardized synchrony windows
+    z_index: np.ndarray | None = None  # (R,) window index held in each ring slot (-1 = none)
+
+
+class SynchronyEngine:
+    """Streaming synchrony for ``n_people`` on a common grid at ``fs``.
+
+    Parameters
+    ----------
+    n_people : int
+    fs : float
+        Grid rate (Hz).
+    config : EngineConfig, optional
+
+    Examples
+    --------
+    >>> eng = SynchronyEngine(3, 4.0, EngineConfig(modalities=("hr",)))
+    >>> out = eng.push({"hr": block})  # block: (3, n_new) # doctest: +SKIP
+    >>> out["hr"]["synchrony"].values  # (n_pairs, n_new_windows) # doctest: +SKIP
+    """
+
+    def __init__(self, n_people: int, fs: float, config: EngineConfig | None = None):
+        self.config = cfg = config or EngineConfig()
+        self.fs = fs = sy._check_fs(fs)
+        self.n_people = int(n_people)
+        self.ia, self.ib = sy.pair_index(self.n_people)
+        sy._check_min_valid(cfg.min_valid)
+        if not cfg.modalities or len(set(cfg.modalities)) != len(cfg.modalities):
+            raise ValueError(
+                f"Invalid value for 'modalities': expected unique modality names, but got {cfg.modalities!r}."
+            )
+        win = sy.to_samples(cfg.window_s, fs, "window_s", 3)
+        step = sy.to_samples(cfg.step_s, fs, "step_s", 1)
+        wwin = sy.to_samples(cfg.wcc_window_s, fs, "wcc_window_s", 3)
+        wstep = sy.to_samples(cfg.wcc_step_s, fs, "wcc_step_s", 1)
+        self.max_lag = sy.to_samples(cfg.max_lag_s, fs, "max_lag_s", 0)
+        if wwin - self.max_lag < 3:
+            raise ValueError(
+                f"Invalid value for 'max_lag_s': {cfg.max_lag_s} s leaves fewer than 3 samples per lagged "
+                f"segment of a {cfg.wcc_window_s} s window; use a smaller lag or a longer window."
+            )
+        self.n_slope, cwin, cstep = sy._concordance_geometry(
+            fs, cfg.slope_s, cfg.concordance_window_s, cfg.concordance_step_s
+        )
+        self.shifts = sy.surrogate_shifts(cfg.surrogate_shifts_s, fs, step)
+        self.geom = {"sync": (win, step), "wcc": (wwin, wstep), "conc": (cwin, cstep)}
+        history = max(win, wwin, cwin) + 1
+        cap = 4 * history + 64
+        self._cap = cap
+        self._history = history
+        self.state: dict[str, _ModalityState] = {}
+        R = int(self.shifts.max())
+        for m in cfg.modalities:
+            st = _ModalityState(buf=np.full((self.n_people, cap), np.nan))
+            st.groups = {k: _Group(*v) for k, v in self.geom.items()}
+            st.z_ring = np.full((R, self.n_people, win), np.nan)
+            st.z_index = np.full(R, -1, dtype=np.int64)
+            self.state[m] = st
+
+    # ------------------------------------------------------------------ input
+    def push(self, blocks) -> dict:
+        """Add new grid samples and compute every window completed by them.
+
+        Parameters
+        ----------
+        blocks : mapping modality -> array (n_people, n_new), or one array when there is one modality
+            NaN marks missing samples.
+
+        Returns
+        -------
+        dict modality -> dict metric name -> :class:`dsp.synchrony.WindowedMetric`
+            Only the newly completed windows (possibly none: ``n_windows == 0``).
+        """
+        if not isinstance(blocks, dict):
+            if len(self.config.modalities) != 1:
+                raise ValueError(
+                    f"Invalid value for 'blocks': expected a dict with keys {list(self.config.modalities)}, "
+                    "but got one array; pass {modality: array}."
+                )
+            blocks = {self.config.modalities[0]: blocks}
+        out = {}
+        for m, block in blocks.items():
+            if m not in self.state:
+                raise ValueError(
+                    f"Invalid value for 'modality': expected one of {', '.join(self.config.modalities)}, but got {m!r}."
+                )
+            b = np.asarray(block, dtype=np.float64)
+            if b.ndim == 1 and self.n_people == b.shape[0]:
+                b = b[:, None]
+            if b.ndim != 2 or b.shape[0] != self.n_people:
+                raise ValueError(
+                    f"Invalid value for '{m}' block: expected shape ({self.n_people}, n_new), but got {b.shape}."
+                )
+            self._append(self.state[m], np.where(np.isinf(b), np.nan, b))
+            out[m] = self._compute(m, self.state[m])
+        return out
+
+    def _append(self, st: _ModalityState, b: np.ndarray) -> None:
+        n_new = b.shape[1]
+        if st.n_buf + n_new > self._cap:
+            keep = min(st.n_buf, self._history)
+            drop = st.n_buf - keep
+            st.buf[:, :keep] = st.buf[:, drop : st.n_buf]
+            st.buf_start += drop
+            st.n_buf = keep
+            if keep + n_new > self._cap:  # one huge block: grow once
+                nb = np.full((self.n_people, keep + n_new + self._cap), np.nan)
+                nb[:, :keep] = st.buf[:, :keep]
+                st.buf = nb
+                self._cap = nb.shape[1]
+        st.buf[:, st.n_buf : st.n_buf + n_new] = b
+        st.n_buf += n_new
+        st.n_total += n_new
+
+    def _new_windows(self, st: _ModalityState, key: str):
+        g = st.groups[key]
+        last = (st.n_total - g.win) // g.step  # last complete window
+        if last < g.next_j:
+            return None
+        js = np.arange(g.next_j, last + 1, dtype=np.int64)
+        g.next_j = last + 1
+        off = js * g.step - st.buf_start
+        if off[0] < 0:  # (only if a single push skipped past the history: compute what is still held)
+            keep = off >= 0
+            js, off = js[keep], off[keep]
+            if not len(js):
+                return None
+        W = sy._windows(st.buf[:, : st.n_buf], g.win, g.step, len(js), int(off[0]))
+        return js, W, g
+
+    def _metric(self, name, values, status, js, g):
+        return sy.WindowedMetric(name, values, status, js, js * g.step + g.win, self.fs, g.win, g.step)
+
+    def _compute(self, modality: str, st: _ModalityState) -> dict:
+        cfg = self.config
+        ia, ib = self.ia, self.ib
+        res = {}
+        nw = self._new_windows(st, "sync")
+        if nw is not None:
+            js, W, g = nw
+            r, s = _blocked(sy.pearson_windows, W, ia, ib, detrend=True, min_valid=cfg.min_valid)
+            res["synchrony"] = self._metric("synchrony", r.T, s.T, js, g)
+            r, s = _blocked(sy.pearson_windows, W, ia, ib, min_valid=cfg.min_valid)
+            res["pearson"] = self._metric("pearson", r.T, s.T, js, g)
+            r, s = _blocked(sy.pearson_windows, W, ia, ib, diff=True, min_valid=cfg.min_valid)
+            res["pearson_diff"] = self._metric("pearson_diff", r.T, s.T, js, g)
+            r, s = _blocked(sy.direction_windows, W, ia, ib, cfg.min_valid)
+            res["direction"] = self._metric("direction", r.T, s.T, js, g)
+            # surrogate: ring of standardized windows, shifted partners from the past
+            Z = _blocked(sy.standardized_windows, W, detrend=True)
+            R = len(st.z_index)
+            past = []
+            for d in self.shifts:  # read the shifted partners before this push's windows enter the ring
+                src = js - d
+                ps = src % R
+                in_ring = (src >= 0) & (st.z_index[ps] == src)
+                Zp = np.where(in_ring[:, None, None], st.z_ring[ps], np.nan)
+                here = src >= js[0]
+                if here.any():
+                    Zp[here] = Z[src[here] - js[0]]
+                past.append(Zp)
+            keep = js[-R:]
+            st.z_ring[keep % R] = Z[-R:]
+            st.z_index[keep % R] = keep
+            S = sy.shifted_surrogate_from_z(Z, past, ia, ib)
+            mean, sd, _ = sy.surrogate_stats(S)
+            sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8).T
+            res["surrogate_mean"] = self._metric("surrogate_mean", mean.T, sst, js, g)
+            res["surrogate_sd"] = self._metric("surrogate_sd", sd.T, sst.copy(), js, g)
+        nw = self._new_windows(st, "wcc")
+        if nw is not None:
+            js, W, g = nw
+            Rl, s = _blocked(sy.xcorr_windows, W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
+            r0, rmax, lag_s, leader = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
+            s = s.T
+            res["wcc_r0"] = self._metric("wcc_r0", r0.T, s, js, g)
+            res["wcc_rmax"] = self._metric("wcc_rmax", rmax.T, s.copy(), js, g)
+            res["wcc_lag_s"] = self._metric("wcc_lag_s", lag_s.T, s.copy(), js, g)
+            res["wcc_leader"] = self._metric("wcc_leader", leader.T, s.copy(), js, g)
+        if modality in cfg.concordance_modalities:
+            nw = self._new_windows(st, "conc")
+            if nw is not None:
+                js, W, g = nw
+                r, s = _blocked(sy.concordance_windows, W, ia, ib, self.n_slope, cfg.min_valid)
+                res["concordance"] = self._metric("concordance", r.T, s.T, js, g)
+        return res
+
+    # ------------------------------------------------------------------ state
+    @property
+    def n_samples(self) -> dict:
+        """Samples received so far, per modality."""
+        return {m: s.n_total for m, s in self.state.items()}
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the history buffers and surrogate rings (bounded, independent of session length)."""
+        return sum(s.buf.nbytes + s.z_ring.nbytes for s in self.state.values())

@@ -1,0 +1,970 @@
+"""Interpersonal physiological synchrony in sliding windows (batch).
+
+Every function takes ``x`` of shape ``(n_people, n_samples)`` on the common
+grid (sample ``k`` at ``origin + k / fs``; NaN = missing) and returns arrays of
+shape ``(n_pairs, n_windows)``, pairs ordered as :func:`pair_index`.
+
+Windows
+-------
+Window ``j`` covers the grid samples ``[j * step, j * step + win)`` in absolute
+grid indices, with ``win`` and ``step`` converted from seconds once
+(``round(seconds * fs)``). Its end time is ``(j * step + win) / fs`` seconds
+after the grid origin (the window is the half-open interval
+``[start / fs, end / fs)``). The streaming :class:`dsp.engine.SynchronyEngine`
+uses exactly the same definition, so the same window index means the same
+samples in both.
+
+Missing data
+------------
+A window in which either person of a pair has fewer than ``min_valid`` (default
+80 %) valid samples gives NaN with status :data:`MISSING`; a window where one
+signal has (numerically) zero variance gives NaN with status :data:`FLAT`.
+Windows above the threshold use only the samples valid for both people.
+
+Which metric is "synchrony"
+---------------------------
+Slow trends (drifting skin conductance, heart rate settling after a task) make
+two unrelated people correlate: on the real EmoPairCompete E4 dyad a 40 s r of
+raw levels is about as large against a time-shifted partner as against the
+true one. The default synchrony metric is therefore the *linearly detrended*
+windowed r (``detrend=True``: the partial correlation of the two signals
+controlling for time within the window), reported next to a time-shifted
+surrogate chance level (:func:`shifted_surrogate`).
+
+Implementation
+--------------
+Fully valid windows go through a fast path: per-window sums of cross products
+are cumulative sums of per-block (``step`` samples) products, computed in
+chunks of windows whose data are re-anchored (minus the chunk mean) so that
+precision does not depend on the session length. Windows with missing data,
+or where the anchored moments would lose precision (near-flat windows), are
+recomputed directly from their samples (masked path).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+logger = logging.getLogger(__name__)
+
+#: window status codes (``int8``)
+OK = 0
+MISSING = 1
+FLAT = 2
+STATUS_NAMES = {OK: "ok", MISSING: "missing_data", FLAT: "flat"}
+
+#: Fisher-z averaging clips |r| to this to keep arctanh finite.
+R_CLIP = 1.0 - 1e-12
+#: relative precision budget of the fast (anchored-moment) path; worse windows go to the masked path
+_FAST_REL = 1e-6
+#: windows per chunk in the fast path (each chunk is re-anchored)
+_CHUNK_WINDOWS = 128
+#: windows per block in the masked path (bounds temporary memory)
+_MASKED_BLOCK = 256
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def pair_index(n_people: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair order used by every ``(n_pairs, ...)`` array.
+
+    Parameters
+    ----------
+    n_people : int
+        Number of people (>= 2).
+
+    Returns
+    -------
+    i, j : ndarray of int, shape (n_pairs,)
+        ``np.triu_indices(n_people, 1)``: pair ``p`` is people ``(i[p], j[p])`` with ``i < j``.
+    """
+    n_people = int(n_people)
+    if n_people < 2:
+        raise ValueError(f"Invalid value for 'n_people': expected at least 2, but got {n_people}.")
+    return np.triu_indices(n_people, 1)
+
+
+def to_samples(seconds: float, fs: float, name: str, minimum: int = 1) -> int:
+    """Convert a duration in seconds to a whole number of grid samples (``round(seconds * fs)``)."""
+    if not (isinstance(seconds, (int, float, np.floating, np.integer)) and math.isfinite(seconds)):
+        raise ValueError(f"Invalid value for '{name}': expected a finite number of seconds, but got {seconds!r}.")
+    n = int(round(float(seconds) * float(fs)))
+    if n < minimum:
+        raise ValueError(
+            f"Invalid value for '{name}': {seconds} s is {n} sample(s) at {fs} Hz, expected at least "
+            f"{minimum}; use a longer duration."
+        )
+    return n
+
+
+def n_windows(n_samples: int, win: int, step: int) -> int:
+    """Number of complete windows ``[j*step, j*step+win)`` inside ``n_samples`` grid samples."""
+    return max(0, (int(n_samples) - win) // step + 1)
+
+
+def _check_fs(fs: float) -> float:
+    if not (isinstance(fs, (int, float, np.floating, np.integer)) and math.isfinite(fs) and fs > 0):
+        raise ValueError(f"Invalid value for 'fs': expected a positive sampling rate in Hz, but got {fs!r}.")
+    return float(fs)
+
+
+def _check_x(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(
+            f"Invalid value for 'x': expected an array of shape (n_people >= 2, n_samples), but got shape {x.shape}."
+        )
+    x = np.where(np.isinf(x), np.nan, x)
+    return x
+
+
+def _check_min_valid(min_valid: float) -> float:
+    if not (0.0 < float(min_valid) <= 1.0):
+        raise ValueError(f"Invalid value for 'min_valid': expected a fraction in (0, 1], but got {min_valid!r}.")
+    return float(min_valid)
+
+
+def fisher_mean(r: np.ndarray, axis=0) -> np.ndarray:
+    """Mean of correlations through Fisher's z (``tanh(mean(arctanh(r)))``), ignoring NaN.
+
+    ``|r|`` is clipped to ``1 - 1e-12`` first. All-NaN slices give NaN.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    z = np.arctanh(np.clip(r, -R_CLIP, R_CLIP))
+    valid = np.isfinite(z)
+    cnt = valid.sum(axis=axis)
+    s = np.where(valid, z, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, np.tanh(s / np.maximum(cnt, 1)), np.nan)
+
+
+@dataclass
+class WindowedMetric:
+    """One metric for every pair and window.
+
+    Attributes
+    ----------
+    name : str
+    values : ndarray, shape (n_pairs, n_windows)
+        float64, NaN where ``status != OK``.
+    status : ndarray of int8, shape (n_pairs, n_windows)
+        :data:`OK`, :data:`MISSING` or :data:`FLAT`.
+    window_index : ndarray of int64, shape (n_windows,)
+        Absolute window index ``j``.
+    end_sample : ndarray of int64, shape (n_windows,)
+        Exclusive end grid index ``j * step + win``.
+    fs, win, step : window geometry (samples).
+    """
+
+    name: str
+    values: np.ndarray
+    status: np.ndarray
+    window_index: np.ndarray
+    end_sample: np.ndarray
+    fs: float
+    win: int
+    step: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def end_s(self) -> np.ndarray:
+        """Window end times in seconds after the grid origin, shape (n_windows,)."""
+        return self.end_sample / self.fs
+
+    @property
+    def start_sample(self) -> np.ndarray:
+        return self.end_sample - self.win
+
+
+def _geometry(n_samples, win, step, first=0):
+    nw = n_windows(n_samples, win, step)
+    idx = np.arange(nw, dtype=np.int64) + first
+    return idx, (np.arange(nw, dtype=np.int64) * step + win + first * step)
+
+
+def _windows(x: np.ndarray, win: int, step: int, nw: int, start: int = 0) -> np.ndarray:
+    """Strided view (nw, n_people, win) of windows starting at ``start + j*step``."""
+    v = sliding_window_view(x[:, start:], win, axis=1)[:, : (nw - 1) * step + 1 : step]
+    return v.transpose(1, 0, 2)
+
+
+# ----------------------------------------------------------------------------- masked (direct) kernel
+
+
+def masked_r(A: np.ndarray, B: np.ndarray, detrend: bool = False):
+    """Pearson r between every row of ``A`` and every row of ``B``, window by window.
+
+    Uses only samples valid (finite) in both rows. With ``detrend`` the linear
+    trend in time is removed first (= partial correlation controlling for
+    time, fitted on the pair-valid samples).
+
+    Parameters
+    ----------
+    A : ndarray, shape (n_windows, n_a, n)
+    B : ndarray, shape (n_windows, n_b, n)
+    detrend : bool
+
+    Returns
+    -------
+    r : ndarray, shape (n_windows, n_a, n_b)
+        NaN where undefined.
+    flat : ndarray of bool, shape (n_windows, n_a, n_b)
+        True where either (detrended) signal has numerically zero variance.
+    """
+    MA = np.isfinite(A)
+    MB = np.isfinite(B)
+    ca = MA.sum(-1)
+    cb = MB.sum(-1)
+    ma = np.where(MA, A, 0.0).sum(-1) / np.maximum(ca, 1)
+    mb = np.where(MB, B, 0.0).sum(-1) / np.maximum(cb, 1)
+    XA = np.where(MA, A - ma[..., None], 0.0)
+    XB = np.where(MB, B - mb[..., None], 0.0)
+    FA = MA.astype(np.float64)
+    FBt = MB.astype(np.float64).swapaxes(-1, -2)
+    XBt = XB.swapaxes(-1, -2)
+    N = FA @ FBt
+    Sa = XA @ FBt
+    Sb = FA @ XBt
+    Saa = (XA * XA) @ FBt
+    Sbb = FA @ (XB * XB).swapaxes(-1, -2)
+    Sab = XA @ XBt
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Ni = 1.0 / N
+        caa = Saa - Sa * Sa * Ni
+        cbb = Sbb - Sb * Sb * Ni
+        cab = Sab - Sa * Sb * Ni
+        if detrend:
+            n = A.shape[-1]
+            t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+            FAt = FA * t
+            St = FAt @ FBt
+            Stt = (FAt * t) @ FBt
+            Sat = (XA * t) @ FBt
+            Sbt = FAt @ XBt
+            ctt = Stt - St * St * Ni
+            cat = Sat - Sa * St * Ni
+            cbt = Sbt - Sb * St * Ni
+            caa = caa - cat * cat / ctt
+            cbb = cbb - cbt * cbt / ctt
+            cab = cab - cat * cbt / ctt
+        sa = (1e-10 * np.maximum(1.0, np.abs(ma)))[..., :, None] ** 2
+        sb = (1e-10 * np.maximum(1.0, np.abs(mb)))[..., None, :] ** 2
+        flat = ~((caa > N * sa) & (cbb > N * sb))
+        r = np.clip(cab / np.sqrt(caa * cbb), -1.0, 1.0)
+    r[flat] = np.nan
+    return r, flat
+
+
+def _valid_fraction(W: np.ndarray) -> np.ndarray:
+    """(n_windows, n_people) fraction of finite samples."""
+    return np.isfinite(W).mean(-1)
+
+
+def _pair_status(frac, flat_pairs, ia, ib, min_valid):
+    """status (n_windows, n_pairs) from per-person valid fraction (n_windows, n_people)."""
+    miss = (frac[:, ia] < min_valid) | (frac[:, ib] < min_valid)
+    st = np.where(miss, MISSING, np.where(flat_pairs, FLAT, OK)).astype(np.int8)
+    return st
+
+
+# ----------------------------------------------------------------------------- window transforms
+
+
+def _slopes(W: np.ndarray, n_slope: int) -> np.ndarray:
+    """OLS slopes (per sample) over sliding sub-windows of ``n_slope`` samples.
+
+    W (..., n) -> (..., n - n_slope + 1); NaN where any sample of the sub-window is missing.
+    """
+    t = np.arange(n_slope, dtype=np.float64) - (n_slope - 1) / 2.0
+    k = t / (t @ t)
+    return sliding_window_view(W, n_slope, axis=-1) @ k
+
+
+def _diff(W: np.ndarray) -> np.ndarray:
+    return W[..., 1:] - W[..., :-1]
+
+
+# ----------------------------------------------------------------------------- direct per-window metrics
+# Each takes a stack of windows W (n_windows, n_people, win) and returns arrays (n_windows, ...).
+# The streaming engine calls these on its newly completed windows; the batch functions call them on
+# all windows (or, for the fast-path metrics, on the windows the fast path could not do).
+
+
+def _z_pairs(Z, ia, ib):
+    """r for pairs from unit-norm rows: (n_windows, n_people, n) -> (n_windows, n_pairs)."""
+    M = Z @ Z.swapaxes(-1, -2)
+    return np.clip(M[:, ia, ib], -1.0, 1.0)
+
+
+def pearson_windows(W, ia, ib, *, detrend=False, diff=False, min_valid=0.8):
+    """Windowed r for a stack of windows.
+
+    Fully valid windows use unit-norm (detrended) window vectors and one batched matmul; windows with
+    missing samples use the masked pair-complete path.
+
+    Parameters
+    ----------
+    W : ndarray, shape (n_windows, n_people, win)
+    ia, ib : ndarray, shape (n_pairs,)
+    detrend, diff : bool
+        Remove the linear trend within the window / use first differences within the window.
+
+    Returns
+    -------
+    r : ndarray, shape (n_windows, n_pairs)
+    status : ndarray of int8, shape (n_windows, n_pairs)
+    """
+    frac = _valid_fraction(W)
+    full = (frac == 1.0).all(-1)
+    r = np.empty((W.shape[0], len(ia)))
+    flat = np.zeros(r.shape, dtype=bool)
+    if full.any():
+        Wf = W if full.all() else W[full]
+        rf = _z_pairs(standardized_windows(Wf, detrend=detrend, diff=diff), ia, ib)
+        r[full] = rf
+        flat[full] = np.isnan(rf)
+    if not full.all():
+        part = ~full
+        D = W[part]
+        D = _diff(D) if diff else D
+        R, fl = masked_r(D, D, detrend=detrend)
+        r[part] = R[:, ia, ib]
+        flat[part] = fl[:, ia, ib]
+    st = _pair_status(frac, flat, ia, ib, min_valid)
+    r = np.where(st == OK, r, np.nan)
+    return r, st
+
+
+def xcorr_windows(W, ia, ib, max_lag: int, *, detrend=False, min_valid=0.8):
+    """Windowed cross-correlation for a stack of windows (see :func:`windowed_xcorr`).
+
+    Returns
+    -------
+    R : ndarray, shape (n_windows, n_pairs, 2 * max_lag + 1)
+        r at lags ``-max_lag .. +max_lag`` samples (positive = first person of the pair leads).
+    status : ndarray of int8, shape (n_windows, n_pairs)
+    """
+    nw, P, win = W.shape
+    n_seg = win - max_lag
+    frac = _valid_fraction(W)
+    full = (frac == 1.0).all(-1)
+    R = np.full((nw, len(ia), 2 * max_lag + 1), np.nan)
+    flat_any = np.zeros((nw, len(ia)), dtype=bool)
+    if full.any():
+        Wf = W if full.all() else W[full]
+        nf = Wf.shape[0]
+        Zl = standardized_windows(Wf[..., :n_seg], detrend=detrend)  # (nf, P, n_seg)
+        F = sliding_window_view(Wf, n_seg, axis=-1)  # (nf, P, L+1, n_seg)
+        Zf = standardized_windows(F.reshape(nf, P * (max_lag + 1), n_seg), detrend=detrend)
+        M = np.clip(Zl @ Zf.swapaxes(-1, -2), -1.0, 1.0).reshape(nf, P, P, max_lag + 1)  # [w, a, b, lag]
+        Rf = np.empty((nf, len(ia), 2 * max_lag + 1))
+        Rf[..., max_lag:] = M[:, ia, ib, :]
+        Rf[..., : max_lag + 1] = M[:, ib, ia, ::-1]
+        R[full] = Rf
+        flat_any[full] = np.isnan(Rf).any(-1)
+    if not full.all():
+        part = np.flatnonzero(~full)
+        Wp = W[part]
+        lead = Wp[..., :n_seg]
+        for lag in range(max_lag + 1):  # one block of all pairs per lag
+            Rl, fl = masked_r(lead, Wp[..., lag : lag + n_seg], detrend=detrend)
+            R[part, :, max_lag + lag] = Rl[:, ia, ib]
+            R[part, :, max_lag - lag] = Rl[:, ib, ia]
+            flat_any[part] |= fl[:, ia, ib] | fl[:, ib, ia]
+    st = _pair_status(frac, flat_any, ia, ib, min_valid)
+    R[st != OK] = np.nan
+    return R, st
+
+
+def concordance_windows(W, ia, ib, n_slope: int, min_valid=0.8):
+    """SC concordance for a stack of raw windows: r of the 5-s slope series inside each window.
+
+    Returns r, status : (n_windows, n_pairs)
+    """
+    S = _slopes(W, n_slope)
+    frac = _valid_fraction(S)
+    R, flat = masked_r(S, S)
+    st = _pair_status(frac, flat[:, ia, ib], ia, ib, min_valid)
+    return np.where(st == OK, R[:, ia, ib], np.nan), st
+
+
+def direction_windows(W, ia, ib, min_valid=0.8):
+    """Directional agreement for a stack of windows.
+
+    Share of the window's sample-to-sample changes (``win - 1`` first differences) that have the same
+    sign in both people (a zero change counts as its own sign), among changes valid for both.
+
+    Returns agree, status : (n_windows, n_pairs)
+    """
+    D = _diff(W)
+    V = np.isfinite(D)
+    frac = V.mean(-1)
+    sg = np.sign(np.where(V, D, 0.0))
+    Vf = V.astype(np.float64)
+    agree = np.zeros(D.shape[:1] + (W.shape[1], W.shape[1]))
+    for s in (-1.0, 0.0, 1.0):
+        I = ((sg == s) & V).astype(np.float64)
+        agree += I @ I.swapaxes(-1, -2)
+    N = Vf @ Vf.swapaxes(-1, -2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = (agree / N)[:, ia, ib]
+    st = _pair_status(frac, np.zeros(a.shape, bool), ia, ib, min_valid)
+    return np.where(st == OK, a, np.nan), st
+
+
+def standardized_windows(W, *, detrend=True, diff=False):
+    """Per-person unit-norm (detrended) window vectors, NaN rows where not fully valid or flat.
+
+    Parameters
+    ----------
+    W : ndarray, shape (n_windows, n_people, win)
+
+    Returns
+    -------
+    Z : ndarray, shape (n_windows, n_people, n) with ``n = win`` (``win - 1`` with ``diff``)
+        ``Z[j, a] @ Z[j', b]`` is Pearson's r (partial on time with ``detrend``) between a's window j
+        and b's window j'.
+    """
+    D = _diff(W) if diff else W
+    n = D.shape[-1]
+    scale = np.maximum(1.0, np.abs(D.mean(-1)))
+    X = D - D.mean(-1, keepdims=True)
+    if detrend:
+        t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        X = X - ((X @ t) / (t @ t))[..., None] * t
+    nrm = np.sqrt(np.einsum("...i,...i->...", X, X))
+    bad = ~(nrm > 1e-10 * scale * math.sqrt(n))  # NaN (missing) or flat
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Z = X / nrm[..., None]
+    Z[bad] = np.nan
+    return Z
+
+
+# ----------------------------------------------------------------------------- fast path
+
+
+def _fast_cross(x, win, step, nw, n_seg, lags, pa, pb, detrend):
+    """Anchored block-cumsum cross-correlation for fully valid windows.
+
+    Window j: person ``pa[k]``'s segment ``[j*step, j*step + n_seg)`` against person ``pb[k]``'s segment
+    shifted by ``lag`` samples, for every lag in ``lags``.
+
+    Returns
+    -------
+    r : ndarray, shape (nw, n_lags, n_sel)
+    redo : ndarray of bool, shape (nw,)
+        Windows the fast path cannot do exactly (missing samples or precision): recompute them.
+    """
+    P, n = x.shape
+    J = min(_CHUNK_WINDOWS, nw)
+    C = -(-nw // J)
+    L = max(lags)
+    span = (J - 1) * step + n_seg + L
+    need = (C - 1) * J * step + span
+    xp = np.full((P, max(need, n)), np.nan)
+    xp[:, :n] = x
+    spans = sliding_window_view(xp, span, axis=1)[:, : (C - 1) * J * step + 1 : J * step]  # (P, C, span)
+    Y = np.ascontiguousarray(spans.transpose(1, 0, 2))  # (C, P, span)
+    M = np.isfinite(Y)
+    cnt = M.sum(-1)
+    anchor = np.where(M, Y, 0.0).sum(-1) / np.maximum(cnt, 1)
+    Y = np.where(M, Y - anchor[..., None], 0.0)
+
+    # windows with any missing sample (whole window, any person) -> masked path
+    bad = ~np.isfinite(x)
+    cb = np.concatenate([[0], np.cumsum(bad.any(0))])
+    st = np.arange(nw) * step
+    redo = (cb[st + win] - cb[st]) > 0
+
+    # per-person per-sample cumulative sums (within each chunk): sum y, y^2, k*y
+    k = np.arange(span, dtype=np.float64)
+    z = np.zeros((C, P, 1))
+    c1 = np.concatenate([z, np.cumsum(Y, -1)], -1)
+    c2 = np.concatenate([z, np.cumsum(Y * Y, -1)], -1)
+    ck = np.concatenate([z, np.cumsum(Y * k, -1)], -1) if detrend else None
+    jj = np.arange(J) * step  # local window starts
+
+    def seg_sums(off):
+        s0 = jj + off
+        s1 = c1[..., s0 + n_seg] - c1[..., s0]  # (C, P, J)
+        s2 = c2[..., s0 + n_seg] - c2[..., s0]
+        skt = None
+        if detrend:
+            sk = ck[..., s0 + n_seg] - ck[..., s0]
+            skt = sk - (s0 + (n_seg - 1) / 2.0) * s1  # sum of centred t * y
+        return s1, s2, skt
+
+    nfull = n_seg // step
+    rem = n_seg - nfull * step
+    nb = J - 1 + nfull
+    ctt = n_seg * (n_seg * n_seg - 1) / 12.0
+    out = np.empty((C, J, len(lags), len(pa)))
+    lowprec = np.zeros((C, J), dtype=bool)
+    s1a, s2a, sta = seg_sums(0)
+    lead_blocks = Y[..., : nb * step].reshape(C, P, nb, step).transpose(0, 2, 1, 3)
+    if rem:
+        rv = sliding_window_view(Y, rem, axis=-1)  # (C, P, positions, rem)
+        lead_rem = rv[:, :, nfull * step : nfull * step + (J - 1) * step + 1 : step].transpose(0, 2, 1, 3)
+    for li, lag in enumerate(lags):  # loop over lags; all pairs and windows at once
+        fol_blocks = Y[..., lag : lag + nb * step].reshape(C, P, nb, step).transpose(0, 2, 1, 3)
+        prod = (lead_blocks @ fol_blocks.swapaxes(-1, -2))[..., pa, pb]  # (C, nb, K)
+        cs = np.concatenate([np.zeros((C, 1, len(pa))), np.cumsum(prod, axis=1)], axis=1)
+        sab = cs[:, nfull : nfull + J] - cs[:, :J]  # (C, J, K)
+        if rem:
+            o = lag + nfull * step
+            fr = rv[:, :, o : o + (J - 1) * step + 1 : step].transpose(0, 2, 1, 3)  # (C, J, P, rem)
+            sab = sab + (lead_rem @ fr.swapaxes(-1, -2))[..., pa, pb]
+        s1b, s2b, stb = (s1a, s2a, sta) if lag == 0 else seg_sums(lag)
+        A1 = s1a[:, pa].swapaxes(1, 2)  # (C, J, K)
+        B1 = s1b[:, pb].swapaxes(1, 2)
+        caa = s2a - s1a * s1a / n_seg  # (C, P, J)
+        cbb = s2b - s1b * s1b / n_seg
+        cab = sab - A1 * B1 / n_seg
+        if detrend:
+            caa = caa - sta * sta / ctt
+            cbb = cbb - stb * stb / ctt
+            cab = cab - sta[:, pa].swapaxes(1, 2) * stb[:, pb].swapaxes(1, 2) / ctt
+        # anchored raw moments lose ~eps * s2 / c relative precision: send such windows to the masked path
+        lowprec |= (caa <= _FAST_REL * s2a).any(1) | (cbb <= _FAST_REL * s2b).any(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ia_ = 1.0 / np.sqrt(caa)
+            ib_ = 1.0 / np.sqrt(cbb)
+            out[:, :, li] = cab * ia_[:, pa].swapaxes(1, 2) * ib_[:, pb].swapaxes(1, 2)
+    out = out.reshape(C * J, len(lags), len(pa))[:nw]
+    redo |= lowprec.reshape(-1)[:nw]
+    np.clip(out, -1.0, 1.0, out=out)
+    return out, redo
+
+
+# ----------------------------------------------------------------------------- public batch API
+
+
+def rolling_pearson(
+    x,
+    fs: float,
+    window_s: float = 30.0,
+    step_s: float = 1.0,
+    *,
+    detrend: bool = False,
+    diff: bool = False,
+    min_valid: float = 0.8,
+    name: str | None = None,
+) -> WindowedMetric:
+    """Rolling Pearson correlation for every pair.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_people, n_samples)
+        Grid samples, NaN = missing.
+    fs : float
+        Grid rate in Hz.
+    window_s, step_s : float
+        Window length and step in seconds.
+    detrend : bool
+        Remove each person's linear trend within the window first (partial correlation controlling
+        for time). This is the honest default for synchrony (see module docstring).
+    diff : bool
+        Correlate first differences within the window (``win - 1`` values).
+    min_valid : float
+        Minimum share of valid samples per person and window.
+
+    Returns
+    -------
+    WindowedMetric
+        ``values`` / ``status`` of shape (n_pairs, n_windows).
+    """
+    fs = _check_fs(fs)
+    x = _check_x(x)
+    min_valid = _check_min_valid(min_valid)
+    win = to_samples(window_s, fs, "window_s", 3)
+    step = to_samples(step_s, fs, "step_s", 1)
+    ia, ib = pair_index(x.shape[0])
+    idx, end = _geometry(x.shape[1], win, step)
+    nw = len(idx)
+    r = np.full((len(ia), nw), np.nan)
+    st = np.zeros((len(ia), nw), np.int8)
+    if nw:
+        if diff:
+            d = x[:, 1:] - x[:, :-1]
+            # window j's differences are d[j*step : j*step + win - 1]
+            rf, redo = _fast_cross(d, win - 1, step, nw, win - 1, [0], ia, ib, detrend)
+            # redo also windows where the raw window has a missing sample (covered via d's NaN)
+        else:
+            rf, redo = _fast_cross(x, win, step, nw, win, [0], ia, ib, detrend)
+        r[:] = rf[:, 0, :].T
+        todo = np.flatnonzero(redo)
+        for b in range(0, len(todo), _MASKED_BLOCK):
+            sel = todo[b : b + _MASKED_BLOCK]
+            W = np.stack([x[:, s * step : s * step + win] for s in sel]) if len(sel) < 8 else _windows(x, win, step, nw)[sel]
+            rr, ss = pearson_windows(W, ia, ib, detrend=detrend, diff=diff, min_valid=min_valid)
+            r[:, sel] = rr.T
+            st[:, sel] = ss.T
+    if name is None:
+        name = "pearson" + ("_diff" if diff else "") + ("_detrended" if detrend else "")
+    return WindowedMetric(name, r, st, idx, end, fs, win, step)
+
+
+def synchrony(x, fs: float, window_s: float = 30.0, step_s: float = 1.0, *, min_valid: float = 0.8) -> WindowedMetric:
+    """The default synchrony metric: linearly detrended windowed r (see :func:`rolling_pearson`)."""
+    return rolling_pearson(x, fs, window_s, step_s, detrend=True, min_valid=min_valid, name="synchrony")
+
+
+@dataclass
+class XcorrResult:
+    """Windowed cross-correlation summary, every array of shape (n_pairs, n_windows).
+
+    Attributes
+    ----------
+    r0 : r at lag 0.
+    rmax : maximum r over lags ``-max_lag_s .. +max_lag_s``.
+    lag_s : lag (s) of that maximum. Positive: the pair's first person (``i`` of :func:`pair_index`)
+        leads — the second person's signal follows ``lag_s`` seconds later. Ties go to the smallest |lag|.
+    leader : int16, index of the leading person; -1 when the peak is at lag 0 or undefined.
+    status : int8 status codes.
+    window_index, end_sample : (n_windows,)
+    """
+
+    r0: np.ndarray
+    rmax: np.ndarray
+    lag_s: np.ndarray
+    leader: np.ndarray
+    status: np.ndarray
+    window_index: np.ndarray
+    end_sample: np.ndarray
+    fs: float
+    win: int
+    step: int
+    max_lag: int
+
+
+def summarize_xcorr(R, ia, ib, max_lag, fs):
+    """Peak picking on lagged r.
+
+    Parameters
+    ----------
+    R : ndarray, shape (..., 2 * max_lag + 1), lags ascending from ``-max_lag``.
+
+    Returns
+    -------
+    r0, rmax, lag_s, leader : ndarray, shape R.shape[:-1]
+    """
+    lags = np.arange(-max_lag, max_lag + 1)
+    order = np.argsort(np.abs(lags), kind="stable")  # 0, -1, 1, -2, 2, ...: ties -> smallest |lag|
+    Ro = R[..., order]
+    ok = np.isfinite(Ro).any(-1)
+    best = np.argmax(np.where(np.isfinite(Ro), Ro, -np.inf), axis=-1)
+    rmax = np.take_along_axis(Ro, best[..., None], -1)[..., 0]
+    lag = lags[order][best]
+    lag_s = np.where(ok, lag / fs, np.nan)
+    rmax = np.where(ok, rmax, np.nan)
+    bshape = (1,) * (R.ndim - 2) + (len(ia),) if R.ndim >= 2 else ()
+    leader = np.where(lag > 0, ia.reshape(bshape), np.where(lag < 0, ib.reshape(bshape), -1))
+    leader = np.where(ok, leader, -1).astype(np.int16)
+    return R[..., max_lag], rmax, lag_s, leader
+
+
+def windowed_xcorr(
+    x,
+    fs: float,
+    window_s: float = 30.0,
+    step_s: float = 1.0,
+    max_lag_s: float = 5.0,
+    *,
+    detrend: bool = False,
+    min_valid: float = 0.8,
+    return_lags: bool = False,
+):
+    """Windowed cross-correlation with lag search and peak picking (Boker et al. 2002; rMEA ``MEAccf``).
+
+    Inside window ``j`` (``[j*step, j*step + win)``), for a lag of ``l >= 0`` samples the leading
+    person's segment is the window's first ``win - L`` samples (``L`` = max lag in samples) and the
+    follower's segment the same length starting ``l`` samples later, so every lag uses the same number
+    of samples and nothing outside the window. Lag ``+l``: the pair's first person leads
+    (``r(x_i(t), x_j(t + l))``); lag ``-l``: the second person leads.
+
+    Parameters
+    ----------
+    x : array_like, shape (n_people, n_samples)
+    fs, window_s, step_s, max_lag_s : float
+    detrend : bool
+        Remove the linear trend of each segment (partial r on time) before correlating.
+    min_valid : float
+    return_lags : bool
+        Also return the full ``(n_pairs, n_windows, 2 * L + 1)`` array of r per lag.
+
+    Returns
+    -------
+    XcorrResult (and the lag array when ``return_lags``)
+    """
+    fs = _check_fs(fs)
+    x = _check_x(x)
+    min_valid = _check_min_valid(min_valid)
+    win = to_samples(window_s, fs, "window_s", 3)
+    step = to_samples(step_s, fs, "step_s", 1)
+    L = to_samples(max_lag_s, fs, "max_lag_s", 0)
+    if win - L < 3:
+        raise ValueError(
+            f"Invalid value for 'max_lag_s': {max_lag_s} s leaves fewer than 3 samples per lagged segment of "
+            f"a {window_s} s window; use a smaller lag or a longer window."
+        )
+    P = x.shape[0]
+    ia, ib = pair_index(P)
+    idx, end = _geometry(x.shape[1], win, step)
+    nw = len(idx)
+    R = np.full((nw, len(ia), 2 * L + 1), np.nan)
+    st = np.zeros((nw, len(ia)), np.int8)
+    if nw:
+        pa = np.concatenate([ia, ib])
+        pb = np.concatenate([ib, ia])
+        rf, redo = _fast_cross(x, win, step, nw, win - L, list(range(L + 1)), pa, pb, detrend)
+        K = len(ia)
+        R[:, :, L:] = rf[:, :, :K].swapaxes(1, 2)
+        R[:, :, : L + 1] = rf[:, ::-1, K:].swapaxes(1, 2)
+        todo = np.flatnonzero(redo)
+        if len(todo):
+            Wv = _windows(x, win, step, nw)
+            for b in range(0, len(todo), _MASKED_BLOCK):
+                sel = todo[b : b + _MASKED_BLOCK]
+                Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
+                R[sel] = Rr
+                st[sel] = ss
+    R[st != OK] = np.nan
+    r0, rmax, lag_s, leader = summarize_xcorr(R, ia, ib, L, fs)
+    res = XcorrResult(r0.T, rmax.T, lag_s.T, leader.T, st.T, idx, end, fs, win, step, L)
+    if return_lags:
+        return res, R.transpose(1, 0, 2)
+    return res
+
+
+def _concordance_geometry(fs, slope_s, window_s, step_s):
+    n_slope = to_samples(slope_s, fs, "slope_s", 2)
+    n_r = to_samples(window_s, fs, "window_s", 3)
+    step = to_samples(step_s, fs, "step_s", 1)
+    return n_slope, n_r + n_slope - 1, step
+
+
+def sc_concordance(
+    x, fs: float, slope_s: float = 5.0, window_s: float = 15.0, step_s: float = 1.0, *, min_valid: float = 0.8
+) -> WindowedMetric:
+    """Skin-conductance concordance (Marci et al. 2007).
+
+    Each person's slope (least-squares, per second) over sliding ``slope_s`` sub-windows (one per grid
+    sample), then Pearson r of the two slope series over ``window_s`` of slopes. Window ``j`` covers
+    raw grid samples ``[j*step, j*step + win)`` with ``win = window_s*fs + slope_s*fs - 1`` so that every
+    slope inside lies entirely in the window.
+
+    Returns
+    -------
+    WindowedMetric, values (n_pairs, n_windows)
+    """
+    fs = _check_fs(fs)
+    x = _check_x(x)
+    min_valid = _check_min_valid(min_valid)
+    n_slope, win, step = _concordance_geometry(fs, slope_s, window_s, step_s)
+    ia, ib = pair_index(x.shape[0])
+    idx, end = _geometry(x.shape[1], win, step)
+    nw = len(idx)
+    r = np.full((len(ia), nw), np.nan)
+    st = np.zeros((len(ia), nw), np.int8)
+    if nw:
+        # slope series once, then windows over it: window j's slopes are s[j*step : j*step + n_r]
+        s = _slopes(x, n_slope)
+        n_r = win - n_slope + 1
+        Sv = _windows(s, n_r, step, nw)
+        for b in range(0, nw, _MASKED_BLOCK):
+            sl = slice(b, min(nw, b + _MASKED_BLOCK))
+            S = Sv[sl]
+            R, flat = masked_r(S, S)
+            ss = _pair_status(_valid_fraction(S), flat[:, ia, ib], ia, ib, min_valid)
+            r[:, sl] = np.where(ss == OK, R[:, ia, ib], np.nan).T
+            st[:, sl] = ss.T
+    return WindowedMetric("concordance", r, st, idx, end, fs, win, step, {"slope_samples": n_slope})
+
+
+def single_session_index(r) -> np.ndarray:
+    """Single Session Index (Marci et al. 2007): ``ln(sum(r > 0) / |sum(r < 0)|)`` per pair.
+
+    Parameters
+    ----------
+    r : array_like, shape (n_pairs, n_windows) or (n_windows,)
+        Concordance values (NaN ignored).
+
+    Returns
+    -------
+    ndarray, shape (n_pairs,) (or scalar): +inf when there is no negative r, -inf when no positive
+    r, NaN when there is neither.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    pos = np.where(r > 0, r, 0.0).sum(-1)
+    neg = np.abs(np.where(r < 0, r, 0.0).sum(-1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(pos / neg)
+
+
+def directional_agreement(
+    x, fs: float, window_s: float = 30.0, step_s: float = 1.0, *, min_valid: float = 0.8
+) -> WindowedMetric:
+    """Share of sample-to-sample changes with the same sign in both people, per window.
+
+    Returns
+    -------
+    WindowedMetric, values in [0, 1] of shape (n_pairs, n_windows)
+    """
+    fs = _check_fs(fs)
+    x = _check_x(x)
+    min_valid = _check_min_valid(min_valid)
+    win = to_samples(window_s, fs, "window_s", 3)
+    step = to_samples(step_s, fs, "step_s", 1)
+    ia, ib = pair_index(x.shape[0])
+    idx, end = _geometry(x.shape[1], win, step)
+    nw = len(idx)
+    a = np.full((len(ia), nw), np.nan)
+    st = np.zeros((len(ia), nw), np.int8)
+    if nw:
+        Wv = _windows(x, win, step, nw)
+        for b in range(0, nw, _MASKED_BLOCK):
+            sl = slice(b, min(nw, b + _MASKED_BLOCK))
+            aa, ss = direction_windows(Wv[sl], ia, ib, min_valid)
+            a[:, sl] = aa.T
+            st[:, sl] = ss.T
+    return WindowedMetric("direction", a, st, idx, end, fs, win, step)
+
+
+def group_synchrony(r) -> np.ndarray:
+    """Mean pairwise synchrony of the group per window (Fisher-z mean over pairs).
+
+    Parameters
+    ----------
+    r : array_like, shape (n_pairs, n_windows)
+
+    Returns
+    -------
+    ndarray, shape (n_windows,)
+    """
+    return fisher_mean(np.asarray(r, dtype=np.float64), axis=0)
+
+
+def connectedness(r, n_people: int) -> np.ndarray:
+    """Each person's mean synchrony with the others (Fisher-z mean): who drifts out of the group.
+
+    Parameters
+    ----------
+    r : array_like, shape (n_pairs, n_windows)
+    n_people : int
+
+    Returns
+    -------
+    ndarray, shape (n_people, n_windows)
+    """
+    r = np.asarray(r, dtype=np.float64)
+    ia, ib = pair_index(n_people)
+    if r.shape[0] != len(ia):
+        raise ValueError(
+            f"Invalid value for 'r': expected {len(ia)} pairs for {n_people} people, but got {r.shape[0]} rows."
+        )
+    full = np.full((n_people, n_people) + r.shape[1:], np.nan)
+    full[ia, ib] = r
+    full[ib, ia] = r
+    return fisher_mean(full, axis=1)
+
+
+def surrogate_shifts(shifts_s, fs: float, step: int) -> np.ndarray:
+    """Surrogate shifts in windows (each rounded to a whole number of steps), unique and positive."""
+    sh = sorted({int(round(float(s) * fs / step)) for s in shifts_s})
+    if not sh or sh[0] < 1:
+        raise ValueError(
+            f"Invalid value for 'surrogate_shifts_s': expected positive shifts of at least one step "
+            f"({step / fs} s), but got {list(shifts_s)!r}."
+        )
+    return np.asarray(sh, dtype=np.int64)
+
+
+def shifted_surrogate_from_z(Z, Zpast_list, ia, ib):
+    """Surrogate r values from standardized windows.
+
+    Parameters
+    ----------
+    Z : ndarray, shape (n_windows, n_people, n)
+    Zpast_list : list of ndarray, each (n_windows, n_people, n)
+        The same people's windows ``d`` windows earlier (NaN where unavailable).
+
+    Returns
+    -------
+    ndarray, shape (n_windows, n_pairs, 2 * n_shifts)
+        ``r(a now, b past)`` and ``r(b now, a past)`` for every shift.
+    """
+    out = []
+    for Zp in Zpast_list:  # loop over shifts; all pairs and windows at once
+        M = Z @ Zp.swapaxes(-1, -2)
+        out.append(M[:, ia, ib])
+        out.append(M[:, ib, ia])
+    return np.clip(np.stack(out, -1), -1.0, 1.0)
+
+
+def surrogate_stats(S):
+    """Mean and SD (ddof=1) over the last axis ignoring NaN; NaN when fewer than 2 values."""
+    v = np.isfinite(S)
+    n = v.sum(-1)
+    s0 = np.where(v, S, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s0.sum(-1) / n
+        var = (np.where(v, S - mean[..., None], 0.0) ** 2).sum(-1) / (n - 1)
+    ok = n >= 2
+    return np.where(ok, mean, np.nan), np.where(ok, np.sqrt(var), np.nan), n
+
+
+def shifted_surrogate(
+    x,
+    fs: float,
+    window_s: float = 30.0,
+    step_s: float = 1.0,
+    shifts_s=(20.0, 40.0, 60.0, 80.0, 100.0, 120.0),
+    *,
+    detrend: bool = True,
+    diff: bool = False,
+) -> tuple[WindowedMetric, WindowedMetric]:
+    """Causal time-shifted-partner surrogate (pseudo-synchrony, Moulder et al. 2018).
+
+    For window ``j`` and every shift ``d`` in ``shifts_s``: r between a's window j and b's window
+    ``d`` seconds earlier, and between b's window j and a's window ``d`` earlier. Only fully valid,
+    non-flat windows take part. The mean and SD of these 2 * n_shifts values are a per-pair chance
+    level for the value of window j, available as soon as window j completes (also when streaming).
+
+    Returns
+    -------
+    mean, sd : WindowedMetric, values (n_pairs, n_windows); NaN (status MISSING) with < 2 values.
+    """
+    fs = _check_fs(fs)
+    x = _check_x(x)
+    win = to_samples(window_s, fs, "window_s", 3)
+    step = to_samples(step_s, fs, "step_s", 1)
+    sh = surrogate_shifts(shifts_s, fs, step)
+    ia, ib = pair_index(x.shape[0])
+    idx, end = _geometry(x.shape[1], win, step)
+    nw = len(idx)
+    mean = np.full((len(ia), nw), np.nan)
+    sd = np.full((len(ia), nw), np.nan)
+    if nw:
+        Z = standardized_windows(_windows(x, win, step, nw), detrend=detrend, diff=diff)
+        for b in range(0, nw, _MASKED_BLOCK):
+            sl = np.arange(b, min(nw, b + _MASKED_BLOCK))
+            past = []
+            for d in sh:
+                src = sl - d
+                Zp = np.full(Z[sl].shape, np.nan)
+                ok = src >= 0
+                Zp[ok] = Z[src[ok]]
+                past.append(Zp)
+            S = shifted_surrogate_from_z(Z[sl], past, ia, ib)
+            m, s, _ = surrogate_stats(S)
+            mean[:, sl] = m.T
+            sd[:, sl] = s.T
+    st = np.where(np.isfinite(mean), OK, MISSING).astype(np.int8)
+    mk = lambda nm, v: WindowedMetric(nm, v, st.copy(), idx, end, fs, win, step, {"shifts_windows": sh})  # noqa: E731
+    return mk("surrogate_mean", mean), mk("surrogate_sd", sd)

@@ -1,0 +1,209 @@
+"""Batch synchrony metrics against independent references and known truths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.signal
+
+from dsp import synchrony as sy
+
+FS = 4.0
+
+
+def _noise_walks(rng, P, n, trend=0.0):
+    x = np.cumsum(rng.standard_normal((P, n)), 1) * 0.1 + 10.0
+    return x + trend * np.arange(n) / n
+
+
+def test_pair_index_and_validation():
+    i, j = sy.pair_index(4)
+    assert list(zip(i, j)) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    with pytest.raises(ValueError, match="Invalid value for 'n_people'"):
+        sy.pair_index(1)
+    x = np.zeros((2, 100))
+    with pytest.raises(ValueError, match="Invalid value for 'window_s'.*longer"):
+        sy.rolling_pearson(x, FS, 0.1)
+    with pytest.raises(ValueError, match="Invalid value for 'fs'"):
+        sy.rolling_pearson(x, -1.0)
+    with pytest.raises(ValueError, match="Invalid value for 'x'.*n_people >= 2"):
+        sy.rolling_pearson(np.zeros(100), FS)
+    with pytest.raises(ValueError, match="Invalid value for 'min_valid'"):
+        sy.rolling_pearson(x, FS, min_valid=1.5)
+    with pytest.raises(ValueError, match="Invalid value for 'max_lag_s'"):
+        sy.windowed_xcorr(x, FS, 5.0, 1.0, 5.0)
+
+
+def test_rolling_pearson_matches_pandas(rng):
+    x = _noise_walks(rng, 3, 1500)
+    m = sy.rolling_pearson(x, FS, 30.0, 1.0)
+    win, step = 120, 4
+    assert m.values.shape == (3, sy.n_windows(1500, win, step))
+    assert np.array_equal(m.end_sample, np.arange(m.values.shape[1]) * step + win)
+    np.testing.assert_allclose(m.end_s, m.end_sample / FS)
+    for p, (a, b) in enumerate(zip(*sy.pair_index(3))):
+        ref = pd.Series(x[a]).rolling(win).corr(pd.Series(x[b])).to_numpy()[win - 1 :: step]
+        np.testing.assert_allclose(m.values[p], ref[: m.values.shape[1]], atol=1e-10)
+    # first differences against pandas on the differenced series (window j: diffs inside [s, s+win))
+    d = sy.rolling_pearson(x, FS, 30.0, 1.0, diff=True)
+    dx = np.diff(x, axis=1)
+    ref = pd.Series(dx[0]).rolling(win - 1).corr(pd.Series(dx[2])).to_numpy()[win - 2 :: step]
+    np.testing.assert_allclose(d.values[1], ref[: d.values.shape[1]], atol=1e-10)
+
+
+def test_detrended_is_partial_correlation_on_time(rng):
+    x = _noise_walks(rng, 2, 800, trend=3.0)
+    m = sy.synchrony(x, FS, 20.0, 2.0)
+    t = np.arange(80)
+    for j in range(0, m.values.shape[1], 7):
+        seg = x[:, j * 8 : j * 8 + 80]
+        res = [s - np.polyval(np.polyfit(t, s, 1), t) for s in seg]
+        assert m.values[0, j] == pytest.approx(np.corrcoef(res)[0, 1], abs=1e-9)
+
+
+def test_missing_and_flat_windows(rng):
+    x = _noise_walks(rng, 2, 600)
+    x[1, 100:130] = np.nan  # 30 samples: windows containing them have 75 % valid -> missing
+    x[0, 300:310] = np.nan  # 10 samples -> 92 % valid -> computed on the pair-valid samples
+    x[1, 450:600] = 7.0  # flat
+    m = sy.rolling_pearson(x, FS, 30.0, 1.0)
+    st = m.status[0]
+    assert st[25] == sy.MISSING and np.isnan(m.values[0, 25])  # [100, 220): 30 of 120 missing
+    assert st[0] == sy.OK  # [0, 120): 20 of 120 missing (83 % valid)
+    j = 300 // 4 - 5  # window [280, 400) holds the 10-sample gap
+    seg = x[:, j * 4 : j * 4 + 120]
+    ok = np.isfinite(seg).all(0)
+    assert st[j] == sy.OK
+    assert m.values[0, j] == pytest.approx(np.corrcoef(seg[:, ok])[0, 1], abs=1e-10)
+    jf = 450 // 4 + 1
+    assert (st[jf:] == sy.FLAT).all() and np.isnan(m.values[0, jf:]).all()
+    assert set(np.unique(st)) == {sy.OK, sy.MISSING, sy.FLAT}
+
+
+def test_known_truths(rng):
+    x = rng.standard_normal(1200)
+    X = np.stack([x, x, -x, rng.standard_normal(1200)])
+    for det in (False, True):
+        m = sy.rolling_pearson(X, FS, 30.0, 1.0, detrend=det)
+        np.testing.assert_allclose(m.values[0], 1.0, atol=1e-12)  # identical
+        np.testing.assert_allclose(m.values[1], -1.0, atol=1e-12)  # x vs -x
+        assert np.abs(m.values[2]).mean() < 0.1  # independent noise
+
+
+def test_neurokit2_signal_synchrony(rng):
+    nk = pytest.importorskip("neurokit2")
+    x = _noise_walks(rng, 2, 800)
+    w = 120
+    ours = sy.rolling_pearson(x, FS, w / FS, 1 / FS)  # step 1 sample
+    ref = nk.signal_synchrony(x[0], x[1], method="correlation", window_size=w)
+    # NeuroKit2 shifts its rolling r back by w//2 (value of the window ending at i + w//2) and fills NaN
+    # with the mean: our window j (ending at j + w - 1) is its index j + w - 1 - w//2.
+    k = np.arange(ours.values.shape[1]) + w - 1 - w // 2
+    valid = k < len(ref) - w // 2
+    np.testing.assert_allclose(ours.values[0][valid], ref[k[valid]], atol=1e-10)
+
+
+def _xcorr_loop(x, a, b, win, step, L, j):
+    n_seg = win - L
+    s = j * step
+    out = {}
+    for lag in range(-L, L + 1):
+        lead, fol = (a, b) if lag >= 0 else (b, a)
+        u = x[lead, s : s + n_seg]
+        v = x[fol, s + abs(lag) : s + abs(lag) + n_seg]
+        out[lag] = np.corrcoef(u, v)[0, 1]
+    return out
+
+
+def test_windowed_xcorr_against_loop_and_scipy(rng):
+    x = _noise_walks(rng, 3, 700)
+    res, R = sy.windowed_xcorr(x, FS, 20.0, 2.0, 3.0, return_lags=True)
+    L = 12
+    for p, (a, b) in enumerate(zip(*sy.pair_index(3))):
+        for j in (0, 9, res.r0.shape[1] - 1):
+            ref = _xcorr_loop(x, a, b, 80, 8, L, j)
+            np.testing.assert_allclose(R[p, j], [ref[lag] for lag in range(-L, L + 1)], atol=1e-10)
+            best = max(ref, key=lambda k: (ref[k], -abs(k)))
+            assert res.lag_s[p, j] == best / FS
+            assert res.rmax[p, j] == pytest.approx(ref[best], abs=1e-10)
+            assert res.r0[p, j] == pytest.approx(ref[0], abs=1e-10)
+    # unnormalised lag-0/+lag products against scipy.signal.correlate for one window
+    s, n_seg = 8 * 5, 80 - L
+    u = x[0, s : s + n_seg] - x[0, s : s + n_seg].mean()
+    seg = x[1, s : s + 80]
+    c = scipy.signal.correlate(seg, u, mode="valid")  # c[l] = sum u[k] * seg[k + l], l = 0..L
+    v = np.lib.stride_tricks.sliding_window_view(seg, n_seg)
+    r_sc = c / np.sqrt((u @ u) * ((v - v.mean(1, keepdims=True)) ** 2).sum(1))
+    np.testing.assert_allclose(R[0, 5, L:], r_sc, atol=1e-10)
+
+
+@pytest.mark.parametrize("detrend", [False, True])
+def test_xcorr_delay_truth(rng, detrend):
+    n = 1200
+    src = np.convolve(rng.standard_normal(n + 50), np.ones(4) / 4, mode="same")
+    d = 8  # 2 s at 4 Hz
+    x = np.stack([src[50:], src[50 - d : n + 50 - d]])  # person 1 = person 0 delayed by 2 s
+    res = sy.windowed_xcorr(x, FS, 30.0, 1.0, 5.0, detrend=detrend)
+    assert np.all(res.lag_s[0] == 2.0)
+    assert np.all(res.leader[0] == 0)  # person 0 leads
+    np.testing.assert_allclose(res.rmax[0], 1.0, atol=1e-12)
+    res2 = sy.windowed_xcorr(x[::-1], FS, 30.0, 1.0, 5.0, detrend=detrend)
+    assert np.all(res2.lag_s[0] == -2.0) and np.all(res2.leader[0] == 1)
+
+
+def test_concordance_and_ssi(rng):
+    x = _noise_walks(rng, 2, 400)
+    m = sy.sc_concordance(x, FS, 5.0, 15.0, 1.0)
+    assert m.win == 60 + 20 - 1
+    t = np.arange(20)
+    for j in (0, 33, m.values.shape[1] - 1):
+        seg = x[:, j * 4 : j * 4 + m.win]
+        slopes = np.array([[np.polyfit(t, s[k : k + 20], 1)[0] for k in range(60)] for s in seg])
+        assert m.values[0, j] == pytest.approx(np.corrcoef(slopes)[0, 1], abs=1e-9)
+    # SSI by hand: ln(sum r+ / |sum r-|)
+    r = np.array([[0.5, -0.25, 0.3, np.nan, -0.1, 0.2]])
+    assert sy.single_session_index(r)[0] == pytest.approx(np.log(1.0 / 0.35))
+    assert sy.single_session_index(np.array([0.2, 0.1])) == np.inf
+
+
+def test_directional_agreement_loop(rng):
+    x = np.round(_noise_walks(rng, 2, 300), 1)  # rounding makes zero changes happen
+    m = sy.directional_agreement(x, FS, 10.0, 2.0)
+    for j in (0, 5, m.values.shape[1] - 1):
+        seg = x[:, j * 8 : j * 8 + 40]
+        sg = np.sign(np.diff(seg, axis=1))
+        assert m.values[0, j] == pytest.approx(np.mean(sg[0] == sg[1]))
+
+
+def test_group_and_connectedness():
+    # 3 people: pairs (0,1), (0,2), (1,2)
+    r = np.array([[0.8, 0.5], [0.8, np.nan], [0.1, 0.5]])
+    g = sy.group_synchrony(r)
+    assert g[0] == pytest.approx(np.tanh(np.mean(np.arctanh([0.8, 0.8, 0.1]))))
+    assert g[1] == pytest.approx(0.5)
+    c = sy.connectedness(r, 3)
+    assert c.shape == (3, 2)
+    assert c[0, 0] == pytest.approx(0.8)
+    assert c[2, 0] == pytest.approx(np.tanh(np.mean(np.arctanh([0.8, 0.1]))))
+    assert c[1, 1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="expected 3 pairs"):
+        sy.connectedness(r[:2], 3)
+
+
+def test_surrogate_independent_noise_within_band(rng):
+    x = _noise_walks(rng, 2, 4 * 600)
+    val = sy.synchrony(x, FS, 30.0, 1.0).values[0]
+    mean, sd = sy.shifted_surrogate(x, FS, 30.0, 1.0)
+    assert np.isnan(mean.values[0, :20]).all()  # no partner 20 s back yet... then available
+    ok = np.isfinite(mean.values[0]) & np.isfinite(val)
+    assert ok.mean() > 0.9
+    z = (val[ok] - mean.values[0, ok]) / sd.values[0, ok]
+    assert np.mean(np.abs(z) < 2.5) > 0.9
+    # a truly coupled pair is far above its chance level
+    y = x.copy()
+    y[1] = x[0] + 0.3 * rng.standard_normal(x.shape[1]) * np.std(np.diff(x[0]))
+    val = sy.synchrony(y, FS, 30.0, 1.0).values[0]
+    m2, s2 = sy.shifted_surrogate(y, FS, 30.0, 1.0)
+    ok = np.isfinite(m2.values[0])
+    assert np.mean(val[ok] > m2.values[0, ok] + 2 * s2.values[0, ok]) > 0.9
