@@ -1,0 +1,217 @@
+"""GUI widgets against a model filled with scripted updates (known input -> asserted drawing state).
+
+End-to-end tests with the real runner, simulator and recordings are in test_gui_e2e.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6 import QtCore  # noqa: E402
+
+from gui_fake import FakeSession  # noqa: E402
+from ui.model import RUPTURE_TYPES  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def tmp_qsettings(tmp_path):
+    """Keep QSettings away from the user's real settings."""
+    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path / "qs"))
+    yield tmp_path / "qs"
+
+
+@pytest.fixture
+def couple():
+    fs = FakeSession(n_people=2, rupture=(60.0, 110.0), loss=("P2", 140.0, 150.0))
+    return fs
+
+
+def make_window(qtbot, model, **kw):
+    from ui.gui.main_window import MainWindow
+    from ui.gui.settings import Settings
+
+    win = MainWindow(model, settings=Settings(recordings_dir="/nonexistent"), **kw)
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def test_traces_update_and_skip_when_unchanged(qtbot, couple):
+    couple.advance(30)
+    win = make_window(qtbot, couple.model)
+    win.redraw()
+    curve = win.traces.curves[("P1", "hr")]
+    x, y = curve.getData()
+    t_grid, v_grid = couple.model.snapshot(seconds=180).grid["hr"]
+    np.testing.assert_allclose(x, t_grid)
+    np.testing.assert_allclose(y, v_grid[0])
+    frames = win.frames
+    win.tick()
+    win.tick()
+    assert win.frames == frames, "redrew although the model did not change"
+    couple.advance(2)
+    win.tick()
+    assert win.frames == frames + 1
+    assert curve.getData()[0][-1] == pytest.approx(couple.model.t_now)
+
+
+def test_rupture_shaded_then_repaired_colour_and_meter_words(qtbot, couple):
+    couple.advance(90)   # inside the scripted drop: flagged, not repaired
+    win = make_window(qtbot, couple.model)
+    win.redraw()
+    pair = ("P1", "P2")
+    eps = couple.model.snapshot().episodes
+    assert len(eps) == 1 and not eps[0]["repaired"]
+    spans = win.timelines.episode_spans(pair)
+    (x0, x1, colour), = spans.values()
+    assert colour == "open"
+    assert x0 == pytest.approx(eps[0]["onset_s"]) and x1 == pytest.approx(couple.model.t_now)
+    assert win.meters.meters[pair].words == "possible rupture"
+    assert "possible rupture" in win.timelines.title_state(pair).replace("_", " ")
+    couple.advance(50)   # synchrony back: repaired
+    win.redraw()
+    ep = couple.model.snapshot().episodes[0]
+    assert ep["repaired"]
+    (x0, x1, colour), = win.timelines.episode_spans(pair).values()
+    assert colour == "repaired" and x1 == pytest.approx(ep["offset_s"])
+    assert win.meters.meters[pair].words in ("repaired", "in tune")
+
+
+def test_signal_loss_hatched_and_badge_lost(qtbot, couple):
+    couple.advance(145)  # P2's HR missing since 140 s
+    win = make_window(qtbot, couple.model)
+    win.redraw()
+    assert win.traces.badge("P2", "hr") == "lost"
+    assert win.traces.badge("P1", "hr") == "ok"
+    hatches = win.timelines.loss_spans(("P1", "P2"))
+    assert len(hatches) == 1
+    (x0, x1), = hatches.values()
+    assert x0 == pytest.approx(140.0) and x1 == pytest.approx(couple.model.t_now)
+    # the loss is not an episode
+    assert all(ep["onset_s"] < 130 for ep in couple.model.snapshot().episodes)
+    couple.advance(10)
+    win.redraw()
+    assert win.traces.badge("P2", "hr") == "ok"
+    (x0, x1), = win.timelines.loss_spans(("P1", "P2")).values()
+    assert x1 == pytest.approx(150.0)
+
+
+def test_episode_panel_label_goes_to_marker_sink(qtbot, couple):
+    couple.advance(120)
+    got = []
+    couple.model.marker_sinks.append(got.append)
+    win = make_window(qtbot, couple.model)
+    win.redraw()
+    panel = win.episodes
+    assert panel.table.rowCount() == 1
+    assert panel.table.item(0, 2).text() == "P1 \u2013 P2"
+    # click the row: the timelines scroll to the episode and stop following
+    rect = panel.table.visualItemRect(panel.table.item(0, 1))
+    qtbot.mouseClick(panel.table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
+    assert panel.selected_id() == 1
+    assert not win.follow and win.live_action.isVisible()
+    # choose a label from the taxonomy
+    idx = panel.label_box.findText("limit-setting")
+    panel.label_box.setCurrentIndex(idx)
+    panel.label_box.activated.emit(idx)
+    qtbot.mouseClick(panel.confirm_btn, QtCore.Qt.MouseButton.LeftButton)
+    assert [(m["kind"], m["text"], m["episode"]) for m in got] == [("label", "limit-setting", 1), ("confirm", "episode 1", 1)]
+    win.redraw()
+    assert panel.table.item(0, 7).text() == "limit-setting"
+    assert panel.table.item(0, 8).text() == "confirm"
+    assert set(RUPTURE_TYPES) <= {panel.label_box.itemText(i) for i in range(panel.label_box.count())}
+
+
+def test_marker_shortcuts_and_timeline_lines(qtbot, couple):
+    couple.advance(40)
+    got = []
+    couple.model.marker_sinks.append(got.append)
+    win = make_window(qtbot, couple.model)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=2000)
+    qtbot.keyClick(win, QtCore.Qt.Key.Key_R)
+    qtbot.keyClick(win, QtCore.Qt.Key.Key_P)
+    assert [m["kind"] for m in got] == ["rupture_noticed", "repair"]
+    assert got[0]["t"] == pytest.approx(couple.model.t_now)
+    win.redraw()
+    lines = win.timelines.plots[0]["markers"].items
+    assert sorted(k[1] for k in lines) == ["repair", "rupture_noticed"]
+    assert all(line.value() == pytest.approx(couple.model.t_now) for line in lines.values())
+
+
+def test_group_matrix_and_drifting_away(qtbot):
+    fs = FakeSession(n_people=4, rupture=(60.0, 200.0), withdrawer="P3", loss=None)
+    fs.advance(100)
+    win = make_window(qtbot, fs.model)
+    win.redraw()
+    assert win.matrix is not None
+    assert win.matrix.away == ["P3"]
+    m = win.matrix.matrix
+    i3 = 2
+    others = [0, 1, 3]
+    assert np.nanmax(m[i3, others]) < np.nanmin([m[0, 1], m[0, 3], m[1, 3]])
+    words = {pair: meter.words for pair, meter in win.meters.meters.items()}
+    assert {p for p, w in words.items() if w == "possible rupture"} == {("P1", "P3"), ("P2", "P3"), ("P3", "P4")}
+
+
+def test_settings_roundtrip_in_temporary_location(tmp_qsettings):
+    from ui.gui.settings import Settings, qsettings
+
+    s = Settings(display_s=240, preset="sensitive", modalities="heart only", hr_window_s=30)
+    s.save()
+    assert (tmp_qsettings).exists()
+    back = Settings.load(qsettings())
+    assert (back.display_s, back.preset, back.modalities, back.hr_window_s) == (240, "sensitive", "heart only", 30)
+    store = qsettings()
+    store.setValue("preset", "wild")
+    store.setValue("display_s", "5")
+    bad = Settings.load(store)
+    assert bad.preset == "balanced" and bad.display_s == 60.0
+    cfg = back.pipeline_config()
+    assert cfg.preset == "sensitive" and cfg.window_for("hr") == 30
+
+
+@pytest.mark.qt_no_exception_capture
+def test_error_dialog_instead_of_crash(qtbot):
+    """An exception in a Qt slot opens a critical dialog with the message; the recording hook runs first."""
+    from PySide6 import QtWidgets
+
+    from ui.gui.app import ErrorReporter
+
+    flushed, seen = [], []
+    rep = ErrorReporter(on_error=flushed.append).install()
+
+    def close_dialog():
+        box = QtWidgets.QApplication.activeModalWidget()
+        if isinstance(box, QtWidgets.QMessageBox):
+            seen.append(box.text())
+            box.done(0)
+        else:
+            QtCore.QTimer.singleShot(20, close_dialog)
+
+    def bad_slot():
+        raise RuntimeError("boom in a slot")
+
+    try:
+        QtCore.QTimer.singleShot(0, bad_slot)
+        QtCore.QTimer.singleShot(20, close_dialog)
+        qtbot.waitUntil(lambda: len(seen) == 1, timeout=3000)
+    finally:
+        rep.uninstall()
+    assert rep.errors == ["RuntimeError: boom in a slot"]
+    assert "boom in a slot" in seen[0] and "recording is kept safe" in seen[0]
+    assert len(flushed) == 1
+
+
+def test_fits_a_laptop_screen(qtbot, couple):
+    couple.advance(60)
+    win = make_window(qtbot, couple.model)
+    win.resize(1366, 768)
+    win.redraw()
+    qtbot.wait(50)
+    assert win.minimumSizeHint().width() <= 1366 and win.minimumSizeHint().height() <= 768
+    assert win.meters.meters[("P1", "P2")].height() >= 200   # the meter stays large

@@ -1,0 +1,445 @@
+"""The live / replay window: traces, synchrony timelines, meters, matrix, episodes, markers, record/replay.
+
+One ``QTimer`` drives every redraw: each tick checks ``model.version`` and, if
+it changed (or the view moved), takes one :meth:`ui.model.SessionModel.snapshot`
+and hands it to every view. Widgets are touched only here, on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ui.model import DISCLAIMER
+
+from .episodes import EpisodesPanel
+from .matrix import SyncMatrix
+from .meter import MeterPanel
+from .settings import Settings, SettingsDialog
+from .style import INK, MODALITY_COLOURS, MUTED, OKABE_ITO, STYLESHEET, fmt_time
+from .sync_view import PairTimelines
+from .traces import PeopleTraces
+
+logger = logging.getLogger(__name__)
+
+#: Replay speeds offered.
+SPEEDS = (0.5, 1, 2, 4, 8, 16, 32, 64)
+#: Marker kinds drawn on the timelines: colour and short text.
+MARKER_STYLE = {
+    "rupture_noticed": (OKABE_ITO["vermillion"], "noticed"),
+    "repair": (OKABE_ITO["blue"], "repair"),
+    "note": (MUTED, None),
+}
+
+
+def legend_html(modalities) -> str:
+    """The timeline legend."""
+    names = {"hr": "heart", "eda": "skin", "combined": "combined"}
+    parts = [f"<span style='color:{MODALITY_COLOURS[m]}'>\u2501</span> {names[m]}" for m in (*modalities, "combined")]
+    parts += [f"<span style='color:{MUTED}'>\u2505</span> chance",
+              f"<span style='background:#CCE9E0'>&nbsp;&nbsp;&nbsp;</span> usual range",
+              f"<span style='background:#F5C9AE'>&nbsp;&nbsp;&nbsp;</span> possible rupture",
+              f"<span style='background:#CDE7F6'>&nbsp;&nbsp;&nbsp;</span> repaired",
+              "<span style='color:#6B7280'>////</span> signal lost"]
+    return f"<span style='color:{INK}'>" + " &nbsp;&nbsp; ".join(parts) + "</span>"
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Attune's session window.
+
+    Parameters
+    ----------
+    model : ui.model.SessionModel
+    runner : ui.runner.Runner | None
+        Source of the controls (record, seek, speed, pause); None for a view of a model alone.
+    settings : Settings | None
+    fps : float
+        Redraw timer rate (Hz).
+    """
+
+    def __init__(self, model, runner=None, settings: Settings | None = None, fps: float = 30.0, title: str = "Attune"):
+        super().__init__()
+        self.model = model
+        self.runner = runner
+        self.settings = settings or Settings()
+        self.setWindowTitle(title)
+        self.setStyleSheet(STYLESHEET)
+        self._last_version = -1
+        self._dirty = True
+        self.follow = True
+        self.view_end: float | None = None
+        self.frames = 0           # redraws done (for the fps measurement)
+        self.ticks = 0
+        self.redraw_s = 0.0       # cumulative time spent redrawing
+        self.snapshot = None
+        self._seen_episodes: dict = {}   # (pair, onset) -> episode, survives replay seeks
+        self._ff = None           # fast-forward to the next episode: (n_episodes, previous speed)
+        self._slider_busy = False
+        n = len(model.participants)
+        self.group = n >= 3
+
+        # -- views -------------------------------------------------------------------------------
+        self.traces = PeopleTraces(model.participants, model.modalities)
+        self.timelines = PairTimelines(model.pairs, model.modalities, stacked=len(model.pairs) == 1,
+                                       preset=self.settings.preset)
+        self.meters = MeterPanel(model.pairs)
+        self.matrix = SyncMatrix(model.participants) if self.group else None
+        self.episodes = EpisodesPanel(model)
+
+        left = self._section("PEOPLE", self._scroll(self.traces))
+        legend = QtWidgets.QLabel(legend_html(model.modalities))
+        legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        legend.setWordWrap(True)
+        legend.setStyleSheet("font-size: 9pt")
+        self.timeline_scroll = self._scroll(self.timelines)
+        centre = self._section("SYNCHRONY PER PAIR", legend, self.timeline_scroll)
+        right_parts = [self.meters]
+        if self.matrix is not None:
+            right_parts.append(self.matrix)
+        right = self._section("ATTUNEMENT", *right_parts)
+        right.setMinimumWidth(300 if not self.group else 320)
+        if self.matrix is not None:
+            right.layout().setStretch(1, 2)
+            right.layout().setStretch(2, 3)
+        else:
+            self.meters.setMinimumHeight(240)
+            self.meters.setMaximumHeight(340)
+            right.layout().addStretch(1)
+
+        top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        for w in (left, centre, right):
+            top.addWidget(w)
+        top.setStretchFactor(0, 4)
+        top.setStretchFactor(1, 5)
+        top.setStretchFactor(2, 3)
+        top.setChildrenCollapsible(False)
+        vsplit = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        vsplit.addWidget(top)
+        vsplit.addWidget(self.episodes)
+        vsplit.setStretchFactor(0, 5)
+        vsplit.setStretchFactor(1, 1)
+        vsplit.setChildrenCollapsible(False)
+        self.episodes.setMinimumHeight(110)
+        wrap = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(wrap)
+        lay.setContentsMargins(8, 6, 8, 4)
+        lay.addWidget(vsplit)
+        self.setCentralWidget(wrap)
+        self._build_toolbar()
+        self._build_statusbar()
+
+        self.meters.pair_clicked.connect(self.scroll_to_pair)
+        if self.matrix is not None:
+            self.matrix.pair_clicked.connect(self.scroll_to_pair)
+        self.episodes.episode_selected.connect(self.show_episode)
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start(int(round(1000 / fps)))
+        self.resize(1366, 768)
+
+    # -- layout helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _scroll(widget) -> QtWidgets.QScrollArea:
+        sa = QtWidgets.QScrollArea()
+        sa.setWidget(widget)
+        sa.setWidgetResizable(True)
+        sa.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        sa.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        return sa
+
+    @staticmethod
+    def _section(title: str, *widgets) -> QtWidgets.QWidget:
+        w = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(w)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(4)
+        label = QtWidgets.QLabel(title)
+        label.setObjectName("sectionTitle")
+        lay.addWidget(label)
+        for x in widgets:
+            lay.addWidget(x)
+        return w
+
+    def _build_toolbar(self) -> None:
+        tb = QtWidgets.QToolBar("Session")
+        tb.setMovable(False)
+        self.addToolBar(tb)
+        brand = QtWidgets.QLabel("<b style='font-size:14pt'>Attune</b>")
+        brand.setContentsMargins(4, 0, 10, 0)
+        tb.addWidget(brand)
+        self.session_label = QtWidgets.QLabel("")
+        self.session_label.setStyleSheet(f"color:{MUTED}; font-size: 11pt")
+        tb.addWidget(self.session_label)
+        tb.addSeparator()
+        # record
+        self.record_btn = QtWidgets.QPushButton("\u25CF Record")
+        self.record_btn.setCheckable(True)
+        self.record_btn.setShortcut(QtGui.QKeySequence("Ctrl+R"))
+        can_record = self.runner is not None and hasattr(self.runner, "start_recording")
+        self.record_btn.setEnabled(can_record)
+        self.record_btn.setToolTip("Record every stream and your markers to an XDF file (Ctrl+R)." if can_record
+                                   else "Recording is not available for this source.")
+        self.record_btn.clicked.connect(self.toggle_recording)
+        tb.addWidget(self.record_btn)
+        self.record_label = QtWidgets.QLabel("")
+        self.record_label.setStyleSheet(f"color:{MUTED}")
+        tb.addWidget(self.record_label)
+        # replay
+        self.replay_box = QtWidgets.QWidget()
+        rl = QtWidgets.QHBoxLayout(self.replay_box)
+        rl.setContentsMargins(6, 0, 6, 0)
+        self.play_btn = QtWidgets.QPushButton("\u23F8 Pause")
+        self.play_btn.setToolTip("Play / pause the replay (Space)")
+        self.play_btn.clicked.connect(self.toggle_pause)
+        self.scrubber = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.scrubber.setMinimumWidth(160)
+        self.scrubber.setRange(0, 0)
+        self.scrubber.sliderPressed.connect(lambda: setattr(self, "_slider_busy", True))
+        self.scrubber.sliderReleased.connect(self._scrub_released)
+        self.pos_label = QtWidgets.QLabel("0:00 / 0:00")
+        self.speed_box = QtWidgets.QComboBox()
+        for s in SPEEDS:
+            self.speed_box.addItem(f"{s:g}\u00d7", s)
+        self.speed_box.setCurrentIndex(SPEEDS.index(1))
+        self.speed_box.activated.connect(lambda i: self.set_speed(SPEEDS[i]))
+        self.next_btn = QtWidgets.QPushButton("\u23ED Next episode")
+        self.next_btn.setToolTip("Jump to the next flagged episode (E)")
+        self.next_btn.clicked.connect(self.next_episode)
+        for w in (self.play_btn, self.scrubber, self.pos_label, self.speed_box, self.next_btn):
+            rl.addWidget(w)
+        self.replay_action = tb.addWidget(self.replay_box)
+        self.replay_action.setVisible(False)
+        spacer = QtWidgets.QWidget()
+        spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        # live-follow
+        self.live_btn = QtWidgets.QPushButton("\u25B6 Back to now")
+        self.live_btn.setToolTip("Follow the newest data again")
+        self.live_btn.clicked.connect(self.follow_live)
+        self.live_action = tb.addWidget(self.live_btn)
+        self.live_action.setVisible(False)
+        # markers
+        self.noticed_btn = QtWidgets.QPushButton("\u25B2 Rupture noticed (R)")
+        self.repair_btn = QtWidgets.QPushButton("\u21BB Repair (P)")
+        self.note_btn = QtWidgets.QPushButton("\u270E Note (N)")
+        self.noticed_btn.clicked.connect(lambda: self.add_marker("rupture_noticed"))
+        self.repair_btn.clicked.connect(lambda: self.add_marker("repair"))
+        self.note_btn.clicked.connect(self.add_note)
+        for w in (self.noticed_btn, self.repair_btn, self.note_btn):
+            w.setToolTip("Put a marker on the timelines and into the recording")
+            tb.addWidget(w)
+        self.settings_btn = QtWidgets.QPushButton("\u2699")
+        self.settings_btn.setToolTip("Settings")
+        self.settings_btn.clicked.connect(self.open_settings)
+        tb.addWidget(self.settings_btn)
+        for key, fn in (("R", lambda: self.add_marker("rupture_noticed")), ("P", lambda: self.add_marker("repair")),
+                        ("N", self.add_note), ("Space", self.toggle_pause), ("E", self.next_episode),
+                        ("Home", self.follow_live)):
+            sc = QtGui.QShortcut(QtGui.QKeySequence(key), self)
+            sc.activated.connect(fn)
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        disc = QtWidgets.QLabel(DISCLAIMER)
+        disc.setStyleSheet(f"color:{MUTED}; padding-left: 6px")
+        sb.addWidget(disc, 1)
+        self.message_label = QtWidgets.QLabel("")
+        self.message_label.setStyleSheet(f"color:{MUTED}")
+        sb.addPermanentWidget(self.message_label)
+        self.fps_label = QtWidgets.QLabel("")
+        self.fps_label.setStyleSheet("color:#9CA3AF")
+        sb.addPermanentWidget(self.fps_label)
+
+    # -- the one timer ---------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Redraw if the model (or the view) changed."""
+        self.ticks += 1
+        v = self.model.version
+        if v == self._last_version and not self._dirty:
+            return
+        self.redraw()
+
+    def x_range(self, t_now: float) -> tuple[float, float]:
+        d = self.settings.display_s
+        if self.follow or self.view_end is None:
+            x0 = max(0.0, t_now - d)
+        else:
+            x0 = max(0.0, self.view_end - d)
+        return x0, x0 + d
+
+    def redraw(self) -> None:
+        """Take one snapshot and hand it to every view."""
+        t0 = time.perf_counter()
+        v = self.model.version
+        t_now = self.model.t_now
+        x0, x1 = self.x_range(t_now)
+        snap = self.model.snapshot(seconds=max(self.settings.display_s, t_now - x0 + 2.0))
+        self.snapshot = snap
+        self._last_version = v
+        self._dirty = False
+        markers = {}
+        for i, m in enumerate(snap.markers):
+            style = MARKER_STYLE.get(m["kind"])
+            if style is None or not (x0 - 1 <= m["t"] <= x1 + 1):
+                continue
+            colour, text = style
+            markers[(i, m["kind"])] = (m["t"], colour, text if text is not None else (m["text"] or "note")[:24])
+        self.traces.update_view(snap, (x0, x1), markers)
+        self.timelines.update_view(snap, (x0, x1), markers)
+        self.meters.update_view(snap)
+        if self.matrix is not None:
+            self.matrix.update_view(snap)
+        self.episodes.update_view(snap)
+        for ep in snap.episodes:
+            self._seen_episodes[(tuple(ep["pair"]), round(ep["onset_s"]))] = ep
+        self._update_controls(snap)
+        self.frames += 1
+        self.redraw_s += time.perf_counter() - t0
+
+    def _update_controls(self, snap) -> None:
+        mode = "Replay" if snap.replay is not None else "Live"
+        self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(snap.t_now)}")
+        rec = snap.recording
+        if rec:
+            elapsed = rec.get("elapsed_s")
+            if elapsed is None and rec.get("started_wall") is not None:
+                elapsed = time.time() - rec["started_wall"]
+            self.record_label.setText(f"\u25CF {fmt_time(elapsed)}  {Path(str(rec.get('path', ''))).name}")
+            self.record_label.setStyleSheet(f"color:{OKABE_ITO['vermillion']}; font-weight:600")
+            self.record_btn.setChecked(True)
+            self.record_btn.setText("\u25A0 Stop")
+        else:
+            self.record_label.setText("")
+            self.record_btn.setChecked(False)
+            self.record_btn.setText("\u25CF Record")
+        rp = snap.replay
+        self.replay_action.setVisible(rp is not None)
+        if rp is not None:
+            pos, dur = float(rp.get("position_s", 0.0)), float(rp.get("duration_s", 0.0))
+            if not self._slider_busy:
+                self.scrubber.blockSignals(True)
+                self.scrubber.setRange(0, int(dur))
+                self.scrubber.setValue(int(pos))
+                self.scrubber.blockSignals(False)
+            self.pos_label.setText(f"{fmt_time(pos)} / {fmt_time(dur)}")
+            self.play_btn.setText("\u25B6 Play" if rp.get("paused") else "\u23F8 Pause")
+            speed = rp.get("speed", 1.0)
+            if speed in SPEEDS and self._ff is None:
+                self.speed_box.setCurrentIndex(SPEEDS.index(speed))
+            if self._ff is not None and len(snap.episodes) > self._ff[0]:
+                self.set_speed(self._ff[1])
+                self._ff = None
+                newest = max(snap.episodes, key=lambda e: e["id"])
+                self.show_episode(newest)
+        if snap.messages:
+            self.message_label.setText(snap.messages[-1])
+
+    # -- navigation -----------------------------------------------------------------------------------
+    def show_episode(self, ep: dict) -> None:
+        """Scroll the timelines to an episode (stops following live until "Back to now")."""
+        d = self.settings.display_s
+        self.follow = False
+        end = ep["offset_s"] if ep.get("offset_s") is not None else ep.get("flagged_s", ep["onset_s"])
+        self.view_end = min(max(end + 0.3 * d, ep["onset_s"] + 0.5 * d), max(self.model.t_now, ep["onset_s"] + 10))
+        self.live_action.setVisible(True)
+        self.scroll_to_pair(tuple(ep["pair"]))
+        self._dirty = True
+
+    def follow_live(self) -> None:
+        self.follow = True
+        self.view_end = None
+        self.live_action.setVisible(False)
+        self._dirty = True
+
+    def scroll_to_pair(self, pair) -> None:
+        row_plots = self.timelines.plots_for(self.timelines.pairs.index(tuple(pair)))
+        item = row_plots[0]["plot"]
+        y = int(item.mapRectToScene(item.boundingRect()).top())
+        self.timeline_scroll.ensureVisible(0, max(0, y), 0, max(50, int(self.timeline_scroll.height() * 0.9)))
+        self.timeline_scroll.verticalScrollBar().setValue(max(0, y - 4))
+
+    # -- facilitator actions ----------------------------------------------------------------------------
+    def add_marker(self, kind: str, text: str = "") -> dict:
+        m = self.model.add_marker(kind, text=text)
+        self.statusBar().showMessage(f"Marker: {kind.replace('_', ' ')} at {fmt_time(m['t'])}", 3000)
+        self._dirty = True
+        return m
+
+    def add_note(self) -> None:
+        t = self.model.t_now  # the moment the key was pressed, not when the dialog closes
+        text, ok = QtWidgets.QInputDialog.getText(self, "Note", f"Note at {fmt_time(t)}:")
+        if ok and text.strip():
+            self.model.add_marker("note", text=text.strip(), t=t)
+            self._dirty = True
+
+    def toggle_recording(self) -> None:
+        if self.runner is None or not hasattr(self.runner, "start_recording"):
+            return
+        if self.model.recording:
+            self.runner.stop_recording()
+            return
+        folder = Path(self.settings.recordings_dir).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / time.strftime("attune-%Y%m%d-%H%M%S.xdf")
+            self.runner.start_recording(path)
+        except Exception as exc:  # e.g. folder not writable: say so, keep the session running
+            self.record_btn.setChecked(False)
+            QtWidgets.QMessageBox.warning(self, "Recording not started",
+                                          f"Could not start recording in {folder}:\n{exc}\n\nChoose another folder in Settings.")
+        self._dirty = True
+
+    # -- replay ------------------------------------------------------------------------------------------
+    def _call(self, name: str, *args) -> None:
+        fn = getattr(self.runner, name, None) if self.runner is not None else None
+        if fn is not None:
+            fn(*args)
+            self._dirty = True
+
+    def toggle_pause(self) -> None:
+        rp = self.model.replay
+        if rp is None:
+            return
+        self._call("resume" if rp.get("paused") else "pause")
+
+    def set_speed(self, speed: float) -> None:
+        self._call("set_speed", float(speed))
+
+    def seek(self, t: float) -> None:
+        self._call("seek", float(t))
+        self.follow_live()
+
+    def _scrub_released(self) -> None:
+        self._slider_busy = False
+        self.seek(self.scrubber.value())
+
+    def next_episode(self) -> None:
+        """Jump to the next episode: one already seen ahead, else fast-forward at 64x until one is flagged."""
+        rp = self.model.replay
+        if rp is None:
+            return
+        pos = float(rp.get("position_s", self.model.t_now))
+        ahead = sorted((ep for ep in self._seen_episodes.values() if ep["onset_s"] > pos + 1), key=lambda e: e["onset_s"])
+        if ahead:
+            self.seek(max(0.0, ahead[0].get("flagged_s", ahead[0]["onset_s"]) + 2))
+            return
+        self._ff = (len(self.model.snapshot(seconds=1).episodes), float(rp.get("speed", 1.0)))
+        self._call("resume")
+        self.set_speed(64)
+
+    # -- settings ------------------------------------------------------------------------------------------
+    def open_settings(self) -> None:
+        dlg = SettingsDialog(self.settings, self)
+        if dlg.exec():
+            self.settings = dlg.settings
+            self.settings.save()
+            self._dirty = True
+
+    def closeEvent(self, event):  # noqa: N802
+        self.timer.stop()
+        super().closeEvent(event)

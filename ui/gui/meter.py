@@ -1,0 +1,172 @@
+"""The attunement meter: one large, glanceable tile per pair (word + symbol + gauge)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from dsp.detector import STATE_WORDS
+
+from .style import GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_SYMBOLS, STATE_TEXT, qcolor
+
+
+def attunement_level(pair_state: dict | None) -> float | None:
+    """How close the pair is to its usual synchrony: 1 = as usual, 0 = chance level.
+
+    ``1 - drop`` averaged over the modalities whose baseline is known
+    (``drop`` as in :mod:`dsp.detector`); None while calibrating.
+    """
+    if not pair_state:
+        return None
+    drops = [d.get("drop") for d in pair_state.get("modalities", {}).values()]
+    drops = [x for x in drops if x is not None and np.isfinite(x)]
+    if not drops:
+        return None
+    return float(np.clip(1.0 - np.mean(drops), -0.2, 1.2))
+
+
+def meter_details(pair_state: dict) -> str:
+    """``"r now: heart .62 · skin .58"`` from the detector's smoothed synchrony."""
+    names = {"hr": "heart", "eda": "skin"}
+    parts = []
+    for m, d in pair_state.get("modalities", {}).items():
+        v = d.get("sync")
+        if v is not None and np.isfinite(v):
+            parts.append(f"{names.get(m, m)} {v:+.2f}".replace("0.", "."))
+    return ("r now: " + " \u00b7 ".join(parts)) if parts else ""
+
+
+class AttunementMeter(QtWidgets.QWidget):
+    """One pair's tile: names, the state in words with a symbol, and a chance-to-usual gauge."""
+
+    clicked = QtCore.Signal(tuple)
+
+    def __init__(self, pair, parent=None):
+        super().__init__(parent)
+        self.pair = tuple(pair)
+        self.state = "calibrating"
+        self.level: float | None = None
+        self.details = ""
+        self.setMinimumSize(150, 84)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding)
+        self.setCursor(QtCore.Qt.CursorShape.PointingHandCursor)
+        self._update_tooltip()
+
+    @property
+    def words(self) -> str:
+        """The state in words, as shown."""
+        return STATE_WORDS.get(self.state, self.state)
+
+    def set_state(self, state: str, level: float | None, details: str = "") -> None:
+        """Show a new state; repaints only on change."""
+        level = None if level is None else round(level, 2)
+        if (state, level, details) == (self.state, self.level, self.details):
+            return
+        self.state, self.level, self.details = state, level, details
+        self._update_tooltip()
+        self.update()
+
+    def _update_tooltip(self) -> None:
+        lvl = "" if self.level is None else f"\nAttunement: {self.level:.0%} of the way from chance to this pair's usual level."
+        self.setToolTip(f"{self.pair[0]} \u2013 {self.pair[1]}: {self.words}{lvl}")
+
+    def mousePressEvent(self, event):  # noqa: N802
+        self.clicked.emit(self.pair)
+
+    def paintEvent(self, event):  # noqa: N802
+        p = QtGui.QPainter(self)
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        r = QtCore.QRectF(self.rect()).adjusted(3, 3, -3, -3)
+        colour = qcolor(STATE_COLOURS.get(self.state, MUTED))
+        p.setPen(QtGui.QPen(qcolor(GRID), 1))
+        p.setBrush(qcolor(PANEL))
+        p.drawRoundedRect(r, 10, 10)
+        p.setBrush(qcolor(STATE_COLOURS.get(self.state, MUTED), 34))
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        p.drawRoundedRect(r, 10, 10)
+        p.setBrush(colour)  # state stripe on the left
+        p.drawRoundedRect(QtCore.QRectF(r.left(), r.top(), 8, r.height()), 4, 4)
+        inner = r.adjusted(18, 6, -12, -6)
+        h, w = inner.height(), inner.width()
+        left_mid = QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter
+        # pair names
+        f = QtGui.QFont(self.font())
+        f.setPixelSize(int(max(11, min(22, h * 0.13))))
+        p.setFont(f)
+        p.setPen(qcolor(MUTED))
+        name_h = f.pixelSize() * 1.35
+        p.drawText(QtCore.QRectF(inner.left(), inner.top(), w, name_h), left_mid, f"{self.pair[0]} \u2013 {self.pair[1]}")
+        # details line (current r per modality), only when there is room
+        small = QtGui.QFont(self.font())
+        small.setPixelSize(int(max(9, min(14, h * 0.09))))
+        detail_h = small.pixelSize() * 1.4 if (self.details and h > 130) else 0.0
+        # gauge: chance (left) ... usual (right), labels under the track
+        track_h = max(6.0, min(14.0, h * 0.07))
+        label_h = small.pixelSize() * 1.3
+        gauge_top = inner.bottom() - detail_h - label_h - track_h - 2
+        word_rect = QtCore.QRectF(inner.left(), inner.top() + name_h, w, gauge_top - inner.top() - name_h - 4)
+        # the word, as large as fits (two lines if needed)
+        word = f"{STATE_SYMBOLS.get(self.state, '')} {self.words}"
+        fw = QtGui.QFont(self.font())
+        fw.setBold(True)
+        size = int(max(12, min(56, word_rect.height() * 0.7)))
+        fw.setPixelSize(size)
+        flags = left_mid
+        while size > 11 and QtGui.QFontMetricsF(fw).horizontalAdvance(word) > w:
+            two = QtGui.QFontMetricsF(fw).boundingRect(word_rect, int(left_mid | QtCore.Qt.TextFlag.TextWordWrap), word)
+            if two.height() <= word_rect.height() and two.width() <= w and " " in self.words:
+                flags = left_mid | QtCore.Qt.TextFlag.TextWordWrap
+                break
+            size -= 1
+            fw.setPixelSize(size)
+        p.setFont(fw)
+        p.setPen(qcolor(STATE_TEXT.get(self.state, INK)))
+        p.drawText(word_rect, flags, word)
+        track = QtCore.QRectF(inner.left(), gauge_top, w, track_h)
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        p.setBrush(qcolor("#E5E7EB"))
+        p.drawRoundedRect(track, track_h / 2, track_h / 2)
+        if self.level is not None:
+            frac = float(np.clip(self.level, 0.0, 1.0))
+            p.setBrush(colour)
+            p.drawRoundedRect(QtCore.QRectF(track.left(), track.top(), max(track_h, w * frac), track_h), track_h / 2, track_h / 2)
+        p.setFont(small)
+        p.setPen(qcolor(MUTED))
+        lab = QtCore.QRectF(inner.left(), track.bottom() + 1, w, label_h)
+        if self.level is None:
+            p.drawText(lab, left_mid, "learning this pair's usual level\u2026")
+        else:
+            p.drawText(lab, left_mid, "chance")
+            p.drawText(lab, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, "usual")
+        if detail_h:
+            p.drawText(QtCore.QRectF(inner.left(), lab.bottom(), w, detail_h), left_mid, self.details)
+        p.end()
+
+
+class MeterPanel(QtWidgets.QWidget):
+    """A grid of :class:`AttunementMeter`, one per pair."""
+
+    pair_clicked = QtCore.Signal(tuple)
+
+    def __init__(self, pairs, parent=None):
+        super().__init__(parent)
+        n = len(pairs)
+        cols = 1 if n <= 2 else 2 if n <= 6 else 3 if n <= 12 else 4
+        lay = QtWidgets.QGridLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(6)
+        self.meters = {}
+        for i, pair in enumerate(pairs):
+            m = AttunementMeter(pair)
+            if n > 2:
+                m.setMinimumSize(110, 64)
+                m.setMaximumHeight(130)
+            m.clicked.connect(self.pair_clicked)
+            lay.addWidget(m, i // cols, i % cols)
+            self.meters[tuple(pair)] = m
+
+    def update_view(self, snap) -> None:
+        for ps in snap.pair_states:
+            m = self.meters.get(tuple(ps["pair"]))
+            if m is not None:
+                m.set_state(ps["state"], attunement_level(ps), meter_details(ps))

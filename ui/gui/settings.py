@@ -1,0 +1,139 @@
+"""User settings (window lengths, sensitivity, modalities), remembered between runs with QSettings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from dsp.detector import PRESETS
+
+ORGANIZATION = "Attune"
+APPLICATION = "attune"
+MODALITY_CHOICES = {"heart + skin": ("hr", "eda"), "heart only": ("hr",), "skin only": ("eda",)}
+
+
+@dataclass
+class Settings:
+    """What the facilitator can set.
+
+    Attributes
+    ----------
+    display_s : float
+        Seconds of history the traces and timelines show (120-300).
+    hr_window_s, eda_window_s : float
+        Synchrony window per modality (s); applies to the next session.
+    preset : str
+        Detector sensitivity (``conservative`` / ``balanced`` / ``sensitive``); next session.
+    modalities : str
+        ``"heart + skin"``, ``"heart only"`` or ``"skin only"``; next session.
+    recordings_dir : str
+        Where the record button writes.
+    """
+
+    display_s: float = 180.0
+    hr_window_s: float = 20.0
+    eda_window_s: float = 20.0
+    preset: str = "balanced"
+    modalities: str = "heart + skin"
+    recordings_dir: str = str(Path.home() / "attune-recordings")
+
+    def validate(self) -> Settings:
+        """Clamp numbers into range and fall back on unknown choices (settings files can be stale)."""
+        self.display_s = float(min(max(self.display_s, 60.0), 600.0))
+        self.hr_window_s = float(min(max(self.hr_window_s, 5.0), 120.0))
+        self.eda_window_s = float(min(max(self.eda_window_s, 5.0), 120.0))
+        if self.preset not in PRESETS:
+            self.preset = "balanced"
+        if self.modalities not in MODALITY_CHOICES:
+            self.modalities = "heart + skin"
+        return self
+
+    def pipeline_config(self, **overrides):
+        """A :class:`dsp.pipeline.PipelineConfig` from these settings."""
+        from dsp.pipeline import PipelineConfig
+
+        kw = dict(window_s=(("hr", self.hr_window_s), ("eda", self.eda_window_s)), preset=self.preset)
+        kw.update(overrides)
+        return PipelineConfig(**kw)
+
+    @classmethod
+    def load(cls, store: QtCore.QSettings | None = None) -> Settings:
+        """Read from ``store`` (default: the user's Attune settings)."""
+        store = store or qsettings()
+        s = cls()
+        for f in fields(cls):
+            v = store.value(f.name)
+            if v is None:
+                continue
+            try:
+                setattr(s, f.name, type(getattr(s, f.name))(v))
+            except (TypeError, ValueError):
+                pass
+        return s.validate()
+
+    def save(self, store: QtCore.QSettings | None = None) -> None:
+        """Write to ``store`` (default: the user's Attune settings)."""
+        store = store or qsettings()
+        for k, v in asdict(self.validate()).items():
+            store.setValue(k, v)
+        store.sync()
+
+
+def qsettings() -> QtCore.QSettings:
+    """The user's Attune settings (tests point ``QSettings.setPath`` at a temporary directory)."""
+    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
+
+
+class SettingsDialog(QtWidgets.QDialog):
+    """Edit :class:`Settings`; ``accept`` leaves the result in :attr:`settings`."""
+
+    def __init__(self, settings: Settings, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Attune settings")
+        self.settings = Settings(**asdict(settings))
+        form = QtWidgets.QFormLayout(self)
+        self.display = QtWidgets.QSpinBox()
+        self.display.setRange(60, 600)
+        self.display.setSingleStep(30)
+        self.display.setSuffix(" s")
+        self.display.setValue(int(settings.display_s))
+        form.addRow("Show the last", self.display)
+        self.hr_win = QtWidgets.QDoubleSpinBox()
+        self.eda_win = QtWidgets.QDoubleSpinBox()
+        for w, v in ((self.hr_win, settings.hr_window_s), (self.eda_win, settings.eda_window_s)):
+            w.setRange(5, 120)
+            w.setSuffix(" s")
+            w.setDecimals(0)
+            w.setValue(v)
+        form.addRow("Heart synchrony window", self.hr_win)
+        form.addRow("Skin synchrony window", self.eda_win)
+        self.preset = QtWidgets.QComboBox()
+        self.preset.addItems(list(PRESETS))
+        self.preset.setCurrentText(settings.preset)
+        self.preset.setToolTip("conservative: fewer, deeper flags; sensitive: more, earlier prompts (more of them false).")
+        form.addRow("Sensitivity", self.preset)
+        self.modalities = QtWidgets.QComboBox()
+        self.modalities.addItems(list(MODALITY_CHOICES))
+        self.modalities.setCurrentText(settings.modalities)
+        form.addRow("Signals used", self.modalities)
+        self.rec_dir = QtWidgets.QLineEdit(settings.recordings_dir)
+        form.addRow("Recordings folder", self.rec_dir)
+        note = QtWidgets.QLabel("Windows, sensitivity and signals apply when the next session starts.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color:#6B7280")
+        form.addRow(note)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def accept(self) -> None:
+        self.settings = Settings(
+            display_s=float(self.display.value()), hr_window_s=self.hr_win.value(), eda_window_s=self.eda_win.value(),
+            preset=self.preset.currentText(), modalities=self.modalities.currentText(),
+            recordings_dir=self.rec_dir.text().strip() or Settings().recordings_dir,
+        ).validate()
+        super().accept()

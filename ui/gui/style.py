@@ -1,0 +1,107 @@
+"""Colours, words and fonts shared by the GUI views.
+
+The palette is Okabe & Ito's (2008) colour-blind-safe set; every state is also
+told by a word and a symbol, never by colour alone.
+"""
+
+from __future__ import annotations
+
+from PySide6 import QtGui
+
+#: Okabe-Ito colours.
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+
+BACKGROUND = "#F7F6F2"   # warm off-white: calm, low glare
+PANEL = "#FFFFFF"
+INK = "#1F2328"          # text
+MUTED = "#6B7280"        # secondary text, axes
+GRID = "#E5E3DC"
+
+#: Detector state -> colour (lines, tiles). Words come from dsp.detector.STATE_WORDS.
+STATE_COLOURS = {
+    "calibrating": "#9CA3AF",
+    "attuned": OKABE_ITO["bluish_green"],
+    "drifting": OKABE_ITO["orange"],
+    "possible_rupture": OKABE_ITO["vermillion"],
+    "repairing": OKABE_ITO["sky_blue"],
+    "repaired": OKABE_ITO["blue"],
+}
+#: Darker variants for text on light backgrounds (contrast >= 4.5:1 on white).
+STATE_TEXT = {
+    "calibrating": "#4B5563",
+    "attuned": "#00684C",
+    "drifting": "#8A5F00",
+    "possible_rupture": "#A33F00",
+    "repairing": "#1F6E99",
+    "repaired": "#00558A",
+}
+#: A symbol per state, so state never rests on colour alone.
+STATE_SYMBOLS = {
+    "calibrating": "\u25CC",       # dotted circle
+    "attuned": "\u25CF",           # filled circle
+    "drifting": "\u25D0",          # half circle
+    "possible_rupture": "\u25B2",  # triangle
+    "repairing": "\u21BB",         # clockwise arrow
+    "repaired": "\u2713",          # check
+}
+
+#: Signal status (acquisition) -> (colour, symbol).
+STATUS_STYLE = {
+    "ok": (OKABE_ITO["bluish_green"], "\u25CF"),
+    "noisy": (OKABE_ITO["orange"], "\u25D0"),
+    "lost": (OKABE_ITO["vermillion"], "\u2715"),
+    "recovered": (OKABE_ITO["sky_blue"], "\u21BB"),
+    "absent": ("#9CA3AF", "\u2013"),
+}
+
+#: Synchrony curves.
+MODALITY_COLOURS = {"hr": OKABE_ITO["reddish_purple"], "eda": OKABE_ITO["blue"], "combined": INK}
+MODALITY_NAMES = {"hr": "heart", "eda": "skin", "combined": "combined"}
+
+#: Episode shading.
+RUPTURE_FILL = (213, 94, 0, 60)       # vermillion, translucent
+REPAIRED_FILL = (86, 180, 233, 70)    # sky blue, translucent
+DISMISSED_FILL = (156, 163, 175, 40)  # grey
+LOSS_HATCH = (107, 114, 128, 150)     # grey diagonal hatch
+
+
+def qcolor(spec, alpha: int | None = None) -> QtGui.QColor:
+    """A QColor from ``"#RRGGBB"`` or an ``(r, g, b[, a])`` tuple."""
+    c = QtGui.QColor(*spec) if isinstance(spec, tuple) else QtGui.QColor(spec)
+    if alpha is not None:
+        c.setAlpha(alpha)
+    return c
+
+
+def fmt_time(t: float | None) -> str:
+    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour)."""
+    if t is None or t != t:
+        return "–"
+    t = max(0, int(round(t)))
+    h, rem = divmod(t, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+STYLESHEET = f"""
+QMainWindow, QDialog {{ background: {BACKGROUND}; }}
+QWidget {{ color: {INK}; }}
+QToolBar {{ background: {PANEL}; border: none; border-bottom: 1px solid {GRID}; spacing: 6px; padding: 4px; }}
+QPushButton, QToolButton {{ padding: 4px 10px; border: 1px solid #D1D5DB; border-radius: 6px; background: {PANEL}; }}
+QPushButton:hover, QToolButton:hover {{ background: #EEF2F7; }}
+QPushButton:checked, QToolButton:checked {{ background: #FDE7DA; border-color: {OKABE_ITO['vermillion']}; }}
+QPushButton:disabled, QToolButton:disabled {{ color: #A0A4AB; }}
+QTableWidget {{ background: {PANEL}; gridline-color: {GRID}; border: 1px solid {GRID}; border-radius: 6px; }}
+QHeaderView::section {{ background: {BACKGROUND}; border: none; border-bottom: 1px solid {GRID}; padding: 3px; color: {MUTED}; }}
+QStatusBar {{ color: {MUTED}; }}
+QLabel#sectionTitle {{ color: {MUTED}; font-weight: 600; letter-spacing: 0.5px; }}
+"""

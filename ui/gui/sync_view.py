@@ -1,0 +1,204 @@
+"""Per-pair synchrony timelines: HR, EDA and combined, with baseline band, chance level,
+possible-rupture shading (turning to the repaired colour), signal-loss hatching and markers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore
+
+from dsp.detector import STATE_WORDS, get_preset
+
+from .plots import MarkerSet, SpanSet, hatch_brush, make_plot
+from .style import (PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED, OKABE_ITO, REPAIRED_FILL,
+                    RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
+
+#: Fixed y range of every synchrony plot (Pearson r).
+Y_RANGE = (-0.5, 1.0)
+
+
+def _fisher_mean(values) -> float | None:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return None
+    return math.tanh(float(np.mean([math.atanh(min(max(v, -0.999), 0.999)) for v in vals])))
+
+
+def baseline_band(pair_state: dict, modality: str, drift_frac: float) -> tuple[float, float] | None:
+    """The pair's "usual" band for one modality (or ``"combined"``): from the drift threshold up to its baseline.
+
+    Inside the band the detector calls the pair in tune; below it, drifting.
+    Returns ``(lower_r, baseline_r)`` or None while the baseline is being learned.
+    """
+    mods = pair_state.get("modalities", {})
+    names = list(mods) if modality == "combined" else [modality]
+    base = _fisher_mean(mods.get(m, {}).get("baseline") for m in names)
+    chance = _fisher_mean(mods.get(m, {}).get("chance") for m in names)
+    if base is None:
+        return None
+    bz = math.atanh(min(max(base, -0.999), 0.999))
+    cz = math.atanh(min(max(chance if chance is not None else 0.0, -0.999), 0.999))
+    lo = math.tanh(bz - drift_frac * max(bz - cz, 0.0))
+    return (lo, base)
+
+
+def episode_brush(ep: dict):
+    """Shade of an episode: open = vermillion, repaired = sky blue, dismissed = grey."""
+    if ep.get("review") == "dismiss":
+        return "dismissed", pg.mkBrush(DISMISSED_FILL)
+    if ep.get("repaired"):
+        return "repaired", pg.mkBrush(REPAIRED_FILL)
+    return "open", pg.mkBrush(RUPTURE_FILL)
+
+
+class PairTimelines(pg.GraphicsLayoutWidget):
+    """Synchrony timelines of every pair.
+
+    Parameters
+    ----------
+    pairs : list of (str, str)
+    modalities : tuple of str
+    stacked : bool
+        One plot per modality plus one combined (for a couple); otherwise one
+        plot per pair with the modalities as thin lines under the combined one.
+    preset : str
+        Detector preset (for the baseline band's lower edge).
+    """
+
+    def __init__(self, pairs, modalities, stacked: bool = False, preset: str = "balanced", parent=None):
+        super().__init__(parent=parent)
+        self.setBackground(PANEL)
+        self.pairs = [tuple(p) for p in pairs]
+        self.modalities = tuple(modalities)
+        self.stacked = stacked
+        self.drift_frac = get_preset(preset).drift_frac
+        self.ci.setSpacing(2)
+        self.ci.layout.setContentsMargins(2, 2, 2, 2)
+        self.plots = []   # list of dicts: pair index, kinds, plot, curves, chance, band, spans, markers
+        self.pair_rows = {}
+        self._titles = {}
+        kinds_per_plot = [[m] for m in self.modalities] + [["combined"]] if stacked else [[*self.modalities, "combined"]]
+        row = 0
+        for p, pair in enumerate(self.pairs):
+            self.pair_rows[pair] = row
+            for k, kinds in enumerate(kinds_per_plot):
+                last = (p == len(self.pairs) - 1 and k == len(kinds_per_plot) - 1)
+                plot = make_plot(show_time=last or stacked and k == len(kinds_per_plot) - 1, left_width=36)
+                plot.setYRange(*Y_RANGE, padding=0)
+                plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, ".5"), (1.0, "1")]])
+                self.addItem(plot, row=row, col=0)
+                row += 1
+                band = pg.LinearRegionItem((0, 0), orientation="horizontal", movable=False,
+                                           brush=pg.mkBrush(qcolor(OKABE_ITO["bluish_green"], 38)), pen=pg.mkPen(None))
+                for line in band.lines:
+                    line.setPen(pg.mkPen(None))
+                band.setZValue(-20)
+                band.setVisible(False)
+                plot.addItem(band, ignoreBounds=True)
+                curves = {}
+                for m in kinds:
+                    main = m == "combined"
+                    width = 2.6 if main else (1.8 if stacked else 1.3)
+                    colour = qcolor(MODALITY_COLOURS[m], 255 if (main or stacked) else 170)
+                    c = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width), connect="finite")
+                    c.setZValue(10 if main else 5)
+                    plot.addItem(c)
+                    curves[m] = c
+                chance_kind = kinds[0] if stacked else "combined"
+                chance = pg.PlotCurveItem(pen=pg.mkPen(MUTED, width=1.2, style=QtCore.Qt.PenStyle.DashLine),
+                                          connect="finite")
+                chance.setZValue(4)
+                plot.addItem(chance)
+                self.plots.append({
+                    "pair": p, "kinds": kinds, "chance_kind": chance_kind, "plot": plot, "curves": curves,
+                    "chance": chance, "band": band, "band_val": None, "spans": SpanSet(plot),
+                    "markers": MarkerSet(plot, labels=(p == 0 and k == 0)),
+                })
+                if k == 0:
+                    self._set_title(p, "calibrating")
+                elif stacked:
+                    plot.setTitle(f"<span style='color:{MUTED}'>{MODALITY_NAMES[kinds[0]]}</span>", size="8pt",
+                                  justify="left")
+        per_plot = 150 if stacked else 92
+        self.setMinimumHeight(min(per_plot * len(self.plots) + 20, 100000))
+
+    def _set_title(self, p: int, state: str) -> None:
+        if self._titles.get(p) == state:
+            return
+        self._titles[p] = state
+        a, b = self.pairs[p]
+        word = STATE_WORDS.get(state, state)
+        sub = f" &nbsp;<span style='color:{MUTED}'>{MODALITY_NAMES[self.plots_for(p)[0]['kinds'][0]]}</span>" if self.stacked else ""
+        html = (f"<b style='font-size:11pt'>{a} \u2013 {b}</b>{sub} &nbsp; "
+                f"<span style='color:{STATE_TEXT.get(state, MUTED)}'>{STATE_SYMBOLS.get(state, '')} {word}</span>")
+        self.plots_for(p)[0]["plot"].setTitle(html, justify="left")
+
+    def plots_for(self, p: int) -> list:
+        """The plot records of pair ``p``."""
+        return [d for d in self.plots if d["pair"] == p] or [self.plots[0]]
+
+    def title_state(self, pair) -> str:
+        """The state word currently in a pair's title (for tests)."""
+        return self._titles[self.pairs.index(tuple(pair))]
+
+    def episode_spans(self, pair) -> dict:
+        """``key -> (x0, x1, brush_key)`` of the episode spans drawn for a pair (for tests)."""
+        d = self.plots_for(self.pairs.index(tuple(pair)))[0]
+        return {k: (*st[0], st[1]) for k, st in d["spans"]._state.items() if k[0] == "ep"}
+
+    def loss_spans(self, pair) -> dict:
+        """Signal-loss spans drawn on a pair's first plot (for tests)."""
+        d = self.plots_for(self.pairs.index(tuple(pair)))[0]
+        return {k: st[0] for k, st in d["spans"]._state.items() if k[0] == "loss"}
+
+    def update_view(self, snap, x_range, markers: dict) -> None:
+        """Redraw from a :class:`ui.model.Snapshot` for the time span ``x_range``."""
+        x0, x1 = x_range
+        states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
+        eps_by_pair: dict = {}
+        for ep in snap.episodes:
+            end = ep["offset_s"] if ep.get("offset_s") is not None else snap.t_now
+            if end < x0 or ep["onset_s"] > x1:
+                continue
+            key, brush = episode_brush(ep)
+            eps_by_pair.setdefault(tuple(ep["pair"]), {})[("ep", ep["id"])] = (ep["onset_s"], end, key, brush)
+        loss = []
+        for rec in snap.signal_loss:
+            end = rec["offset_s"] if rec["offset_s"] is not None else snap.t_now
+            if end >= x0 and rec["onset_s"] <= x1:
+                loss.append((rec["participant"], rec["modality"], rec["onset_s"], end))
+        hatch = hatch_brush(LOSS_HATCH)
+        for p, pair in enumerate(self.pairs):
+            ps = states.get(pair)
+            if ps is not None:
+                self._set_title(p, ps["state"])
+        for d in self.plots:
+            p = d["pair"]
+            pair = self.pairs[p]
+            plot = d["plot"]
+            for m, curve in d["curves"].items():
+                series = snap.sync.get(m)
+                if series is None:
+                    curve.setData([], [])
+                    continue
+                curve.setData(series[0], series[1][p] if series[1].shape[0] > p else np.zeros(series[0].size))
+            series = snap.sync.get(d["chance_kind"])
+            if series is not None and series[2].shape[0] > p:
+                d["chance"].setData(series[0], series[2][p])
+            ps = states.get(pair)
+            band = baseline_band(ps, d["chance_kind"], self.drift_frac) if ps else None
+            if band != d["band_val"]:
+                d["band_val"] = band
+                d["band"].setVisible(band is not None)
+                if band is not None:
+                    d["band"].setRegion(band)
+            spans = dict(eps_by_pair.get(pair, {}))
+            mods = set(self.modalities) if "combined" in d["kinds"] else set(d["kinds"])
+            for who, m, on, end in loss:
+                if who in pair and m in mods:
+                    spans[("loss", who, m, on)] = (on, end, "loss", hatch)
+            d["spans"].sync(spans)
+            d["markers"].sync(markers)
+            plot.setXRange(x0, x1, padding=0)
