@@ -183,6 +183,7 @@ class StreamReceiver:
         self._lost_since_last_sample = False
         self._recovered_at = -math.inf
         self._opened_at = -math.inf  # local_clock() when the current inlet opened
+        self._dejitter_reset = False  # done for the current stale episode
 
     # ------------------------------------------------------------------ public API
     @property
@@ -432,8 +433,27 @@ class StreamReceiver:
             self._stop.wait(min(self.resolve_timeout, 0.2))
         return None
 
+    def _reset_dejitter(self) -> None:
+        """Restart liblsl's dejitter model (toggling the flag resets it).
+
+        Dejitter fits timestamps to the sample count, so after a pause in a
+        regular stream it would squeeze the samples that follow onto the old
+        grid and hide the gap. Called once per stale episode, before the
+        resumed samples are pulled.
+        """
+        flags = processing_flags(self.descriptor.srate)
+        if not flags & pylsl.proc_dejitter or self._inlet is None:
+            return
+        lib = pylsl.lib.lib
+        lib.lsl_set_postprocessing(self._inlet.obj, flags & ~pylsl.proc_dejitter)
+        lib.lsl_set_postprocessing(self._inlet.obj, flags)
+        logger.debug("stream %r: dejitter reset after a pause", self.descriptor.name)
+
     def _drain(self) -> None:
         """Pull everything available now (non-blocking) into the ring buffer."""
+        if self.state == "stale" and not self._dejitter_reset:
+            self._reset_dejitter()
+            self._dejitter_reset = True
         inlet, dest = self._inlet, self._dest
         while True:
             _, ts = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=dest, as_numpy=True)
@@ -497,3 +517,4 @@ class StreamReceiver:
             self._lost_since_last_sample = False
         if self.state == "stale":
             self._set_state("connected")
+        self._dejitter_reset = False

@@ -162,19 +162,30 @@ def test_channel_count_mismatch_is_flagged():
         del outlet
 
 
-def test_stale_stream_is_reported_and_gap_marked():
+@pytest.mark.parametrize("srate", [0.0, 20.0])
+def test_stale_stream_is_reported_and_gap_marked(srate):
+    """A pause is reported (stale), and the gap shows in the timestamps, also through dejitter (20 Hz)."""
     s = sid("stale")
-    outlet = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s, unit="bpm"))  # irregular: honest timestamps
+    outlet = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s, unit="bpm", srate=srate))
     rec = open_receiver(s, stale_after=0.4)
     try:
         assert outlet.wait_for_consumers(3.0)
-        outlet.push_chunk([[70.0]] * 5)
-        assert wait_until(lambda: rec.buffer.n_written == 5, 2.0)
+        for _ in range(20):  # 1 s at 20 Hz, stamped as sent
+            outlet.push_sample([70.0])
+            time.sleep(0.05)
+        assert wait_until(lambda: rec.buffer.n_written == 20, 2.0)
         assert wait_until(lambda: rec.status().state == "stale", 2.0)
-        outlet.push_chunk([[71.0]] * 5)
+        paused = time.monotonic()
+        time.sleep(0.3)
+        pause = time.monotonic() - paused + 0.4
+        for _ in range(10):
+            outlet.push_sample([71.0])
+            time.sleep(0.05)
         assert wait_until(lambda: rec.status().state == "connected", 2.0)
         (gap,) = rec.gaps
-        assert gap.reason == "stale" and gap.duration > 0.4
+        assert gap.reason == "stale" and gap.duration > pause
+        t = rec.read(0).timestamps
+        assert np.diff(t).max() == pytest.approx(gap.duration) and np.argmax(np.diff(t)) == 19
     finally:
         rec.close()
         del outlet
@@ -302,7 +313,8 @@ def test_live_session_assigns_and_receives_two_participants():
         late = pylsl.StreamOutlet(make_info("P3 rr", "rr", "P3", f"{prefix}-P3-rr", unit="ms"))
         assert session.wait_for_streams(5, 3.0)
         assert session.participants == ["P1", "P2", "P3"]
-        assert st.to_dict()["primary"]["P1/hr"] == f"{prefix}-P1-rr"
+        d = __import__("json").loads(__import__("json").dumps(st.to_dict()))  # JSON-ready for the monitor
+        assert d["primary"]["P1/hr"] == f"{prefix}-P1-rr" and len(d["streams"]) == 4
     finally:
         session.close()
         assert all(r.state == "closed" for r in session.receivers.values())
