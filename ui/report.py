@@ -178,8 +178,15 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
               else np.broadcast_to(np.asarray(ch, dtype=float).reshape(n_pairs, -1)[p], r.shape))
         base, thr = baseline_trace(r, ch, t, preset, analysis.step_s, m)
         tf = t + time_offset
-        ax.fill_between(tf, -1, ch, where=np.isfinite(ch), color="#bbbbbb", alpha=0.45, linewidth=0,
-                        label="chance level (and below)")
+        sd = w.get("chance_sd")
+        if sd is not None:
+            sd = np.broadcast_to(np.asarray(sd, dtype=float).reshape(n_pairs, -1)[p], r.shape)
+            ok = np.isfinite(ch) & np.isfinite(sd)
+            ax.fill_between(tf, ch - sd, ch + sd, where=ok, color="#9e9e9e", alpha=0.35, linewidth=0,
+                            label="chance (surrogate mean ± 1 sd)")
+        else:
+            ax.fill_between(tf, -1, ch, where=np.isfinite(ch), color="#9e9e9e", alpha=0.3, linewidth=0,
+                            label="chance level (and below)")
         ax.plot(tf, r, color=MODALITY_COLORS[m], linewidth=0.8, label="synchrony r (window)")
         ax.plot(tf, base, color="#2E7D32", linewidth=1.6, label="pair's baseline")
         ax.plot(tf, thr, color="#2E7D32", linewidth=1.0, linestyle="--", label="rupture threshold")
