@@ -1,0 +1,105 @@
+"""``attune export``: a recording's analysis grid, synchrony and episodes as EDF+, FIF or CSV (through MNE).
+
+Examples::
+
+    attune export recordings/sample-couple.xdf --format edf           # -> recordings/sample-couple.edf
+    attune export session.xdf --format fif --out out/session_raw.fif
+    attune export session.xdf --format csv --out out/session-csv/     # grid.csv, episodes.csv, stream-*.csv
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+FORMATS = ("edf", "fif", "csv")
+
+
+def register(subparsers) -> None:
+    """Add the ``export`` parser."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a recording's signals, synchrony and episodes as EDF+, FIF (MNE) or CSV tables",
+        description=(
+            "Analyse a recording (XDF, E4 export folder, CSV) with the live pipeline and write its common grid "
+            "(HR as MNE type ecg at 1 uV per bpm, EDA as gsr in siemens, synchrony per pair as misc) with the "
+            "episodes, signal losses and markers as annotations: EDF+ (mne.export, needs edfio), FIF "
+            "(raw.save), or CSV (a folder: grid.csv, episodes.csv, annotations.csv, one table per stream)."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="recording to export")
+    p.add_argument("--format", required=True, choices=FORMATS, help="edf, fif or csv")
+    p.add_argument("--out", metavar="PATH",
+                   help="output file (edf/fif) or folder (csv); default next to FILE: NAME.edf, NAME_raw.fif, "
+                        "NAME-csv/")
+    p.add_argument("--roster", metavar="R.toml", help="who wears which stream")
+    p.add_argument("--preset", default="balanced", metavar="NAME",
+                   help="detector sensitivity: conservative, balanced (default), sensitive")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=run)
+
+
+def default_out(path: str, fmt: str) -> Path:
+    """Where the export goes when ``--out`` is not given."""
+    p = Path(path)
+    stem = p.name if p.is_dir() else p.stem
+    folder = p.parent
+    return folder / {"edf": f"{stem}.edf", "fif": f"{stem}_raw.fif", "csv": f"{stem}-csv"}[fmt]
+
+
+def run(args) -> int:
+    """Run ``attune export``; return the exit code."""
+    from .monitor import check_preset
+
+    check_preset(args.preset)
+    out = Path(args.out) if args.out else default_out(args.file, args.format)
+    if args.format == "fif" and not out.name.endswith(("raw.fif", "raw.fif.gz")):
+        raise UsageError(f"Invalid value for '--out': MNE expects raw FIF names to end with _raw.fif, but got "
+                         f"'{out.name}'; e.g. {out.with_name(out.stem + '_raw.fif').name}.")
+    if args.format == "edf" and out.suffix.lower() != ".edf":
+        raise UsageError(f"Invalid value for '--out': an EDF file name ends with .edf, but got '{out.name}'.")
+    parent = out.parent if args.format != "csv" else out.parent
+    if not parent.is_dir():
+        raise UsageError(f"Invalid value for '--out': folder '{parent}' does not exist; create it or choose another.")
+    if out.exists() and not args.force:
+        raise UsageError(f"Invalid value for '--out': '{out}' already exists; add --force to overwrite it or "
+                         "choose another path.")
+    if args.format == "edf":
+        try:
+            import edfio  # noqa: F401  (mne.export needs it for EDF)
+        except ImportError:
+            raise UsageError("EDF export needs the edfio package: pip install edfio "
+                             "(or use --format fif / csv).") from None
+
+    from acquisition.export import export_session
+    from acquisition.files import RecordingError, load_recording
+    from acquisition.roster import RosterError
+    from dsp.pipeline import PipelineConfig
+
+    from ..runner import analyze_recording
+    from .analyze import _check_usable, make_assign
+
+    try:
+        rec = load_recording(args.file)
+        assign, notes = make_assign(rec, args.roster)
+        _check_usable(rec, assign)
+        analysis = analyze_recording(rec, PipelineConfig(preset=args.preset), assign=assign)
+    except (RecordingError, RosterError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    for p in rec.problems:
+        print(f"attune export: {args.file}: {p}", file=sys.stderr)
+    try:
+        paths, more = export_session(analysis, rec, args.format, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write '{out}': {exc.strerror or exc}; choose another path.") from None
+    for n in notes + more:
+        print(f"attune export: {n}", file=sys.stderr)
+    size = sum(os.path.getsize(p) for p in paths)
+    n_ch = len(analysis.participants) * len(analysis.modalities) + len(analysis.pairs) * len(analysis.sync)
+    print(f"wrote {out}{'/' if args.format == 'csv' else ''} ({len(paths)} file(s), {size / 1e6:.2f} MB): "
+          f"{n_ch} channels at {analysis.fs:g} Hz over {analysis.duration_s:.0f} s, "
+          f"{len(analysis.episodes)} episode(s)")
+    return 0
