@@ -89,3 +89,31 @@ def test_list_scenarios(capsys):
     out = capsys.readouterr().out
     for name in ("couple-calm", "couple-rupture-repair", "group-withdrawal", "couple-confounds"):
         assert name in out
+
+
+def test_ctrl_c_stops_cleanly():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    prefix = f"test-sigint-{uuid.uuid4().hex[:10]}"
+    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm",
+                             "--source-prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while "publishing" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+        assert "publishing" in line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130
+    assert err.strip().startswith("stopped at") and "Traceback" not in err
