@@ -1,0 +1,152 @@
+"""The headless terminal view and ``attune monitor`` against simulated LSL streams."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+
+def _model_with_data():
+    from dsp.detector import Episode
+    from dsp.pipeline import Update
+    from ui.model import SessionModel
+
+    people = ["P1", "P2", "P3"]
+    pairs = [("P1", "P2"), ("P1", "P3"), ("P2", "P3")]
+    model = SessionModel(people, ("hr", "eda"), pairs, 4.0, 1.0, 60.0)
+    t = np.arange(20.0, 31.0)
+    sync = np.vstack([np.full(t.size, 0.61), np.full(t.size, -0.12), np.r_[np.full(t.size - 1, 0.3), np.nan]])
+    ep = Episode(id=1, pair=("P1", "P3"), people=["P3"], onset_s=24.0, flagged_s=27.0, nadir_s=26.0, offset_s=None,
+                 repaired=False, depth=0.9, modalities=["hr"], confidence=0.55)
+    upd = Update(grid_start=0, grid={m: np.full((3, 124), 70.0) for m in ("hr", "eda")},
+                 quality={m: np.zeros((3, 124), np.uint8) for m in ("hr", "eda")},
+                 windows={m: {"t": t, "sync": sync, "chance": np.full((3, t.size), 0.1)} for m in ("hr", "eda")},
+                 events=[{"type": "episode_open", "pair": ("P1", "P3"), "t": 27.0, "episode": ep}])
+    states = [{"pair": p, "state": s, "words": w, "modalities": {}} for p, s, w in
+              zip(pairs, ("attuned", "possible_rupture", "drifting"), ("in tune", "possible rupture", "drifting"))]
+    model.apply(upd, states, {"P1": {"hr": "ok", "eda": "ok"}, "P2": {"hr": "lost", "eda": "ok"},
+                              "P3": {"hr": "ok", "eda": "noisy"}})
+    return model, ep
+
+
+def test_render_shows_people_status_pairs_states_and_episodes():
+    from ui.headless import render
+
+    model, _ = _model_with_data()
+    text = "\n".join(render(model.snapshot()))
+    assert "session 00:30" in text
+    assert "P2" in text and "LOST" in text and "noisy" in text
+    lines = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("  P")}
+    assert "+0.61" in lines["P1-P2"] and "in tune" in lines["P1-P2"]
+    assert "-0.12" in lines["P1-P3"] and "possible rupture" in lines["P1-P3"]
+    assert "+0.30" in lines["P2-P3"]  # the latest finite value, not the NaN after it
+    assert "#1 00:24 possible rupture P1-P3 (hr, led by P3), confidence 0.55; open: check in" in text
+    assert "not a diagnosis" in text
+
+
+def test_plain_mode_appends_lines_and_reports_each_episode_change_once():
+    from ui.headless import HeadlessView
+
+    model, ep = _model_with_data()
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=False, interval=1000.0)
+    view.draw()
+    view.draw()  # nothing new: nothing appended (the status block waits for the interval)
+    first = out.getvalue()
+    assert "\x1b" not in first
+    assert first.count("episode #1") == 1 and first.count("status:") == 1
+    assert "people: P1, P2, P3; pairs: P1-P2, P1-P3, P2-P3" in first
+    assert "P2 hr=LOST eda=ok" in first and "pair P1-P2: hr +0.61 eda +0.61; in tune" in first
+    from dsp.pipeline import Update
+
+    ep.offset_s, ep.repaired, ep.open = 40.0, True, False
+    model.apply(Update(events=[{"type": "episode_repaired", "pair": ("P1", "P3"), "t": 41.0, "episode": ep}]))
+    model.message("Recording stopped: disk full.")
+    view.draw()
+    more = out.getvalue()[len(first):]
+    assert "repaired at 00:40 (after 16 s)" in more and "! " in more and "disk full" in more
+
+
+def test_tty_mode_redraws_in_place():
+    from ui.headless import HeadlessView
+
+    model, _ = _model_with_data()
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=True)
+    view.draw()
+    n = view._drawn
+    model.message("hello")
+    view.draw()
+    second = out.getvalue().split("\x1b[J", 1)[1]
+    assert second.startswith(f"\x1b[{n}F")  # cursor back up over the previous frame
+    assert "\x1b[K" in second and "hello" in second
+
+
+def test_monitor_refuses_bad_arguments_clearly(tmp_path):
+    from ui.cli import main
+
+    existing = tmp_path / "x.xdf"
+    existing.write_bytes(b"")
+    for argv, msg in [
+        (["monitor", "--headless", "--record", str(existing)], "already exists"),
+        (["monitor", "--headless", "--record", str(tmp_path / "no" / "x.xdf")], "does not exist"),
+        (["monitor", "--headless", "--record", "--label", "John Smith"], "pseudonymous"),
+        (["monitor", "--headless", "--label", "c07"], "add --record"),
+        (["monitor", "--headless", "--preset", "wild"], "expected one of conservative"),
+        (["monitor", "--headless", "--duration", "-3"], "'--duration'"),
+    ]:
+        err = io.StringIO()
+        old, sys.stderr = sys.stderr, err
+        try:
+            assert main(argv) == 2, argv
+        finally:
+            sys.stderr = old
+        assert msg in err.getvalue() and "Traceback" not in err.getvalue(), (argv, err.getvalue())
+
+
+@pytest.mark.timeout(60)
+def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
+    """`attune monitor --headless --record` against simulated LSL wearables (subprocess, bounded)."""
+    import pyxdf
+
+    from acquisition.physiology import simulate_session
+    from acquisition.scenario import load_scenario
+    from acquisition.simulator import Simulator
+
+    prefix = f"mon-{uuid.uuid4().hex[:12]}"
+    sim = Simulator(simulate_session(load_scenario("couple-calm"), 3, 60.0, source_prefix=prefix))
+    sim.start()
+    out_path = tmp_path / "rec" / "session.xdf"
+    out_path.parent.mkdir()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "7", "--wait", "10",
+             "--match", f"{prefix}*", "--record", str(out_path), "--label", "t-01"],
+            capture_output=True, text=True, timeout=45, env=os.environ.copy(), cwd=tmp_path)
+    finally:
+        sim.stop()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "people: P1, P2; pairs: P1-P2" in out, out
+    assert "status: P1 hr=ok eda=ok; P2 hr=ok eda=ok" in out, out
+    assert "pair P1-P2:" in out
+    assert "session ended at" in out
+    rec_file = tmp_path / "rec" / "session-t-01.xdf"
+    assert f"recording written: {rec_file}" in proc.stderr.replace(str(tmp_path / "rec") + "/", str(tmp_path / "rec") + "/")
+    assert stat.S_IMODE(os.stat(rec_file).st_mode) == 0o600
+    streams, _ = pyxdf.load_xdf(str(rec_file))
+    by_name = {s["info"]["name"][0]: s for s in streams}
+    raw = [s for s in streams if s["info"]["source_id"][0].startswith(prefix)]
+    assert len(raw) == len(sim.session.streams)  # every device stream, with its own header
+    for s in raw:
+        assert s["info"]["desc"][0]["participant"][0] in ("P1", "P2")
+        assert len(s["time_stamps"]) > 0 and len(s["clock_times"]) >= 1 and "footer" in s
+    assert {"Attune synchrony hr", "Attune synchrony eda", "Attune events", "Attune markers"} <= set(by_name)

@@ -1,0 +1,110 @@
+"""``attune replay``: play a recording back through the live pipeline (and optionally over LSL).
+
+Examples::
+
+    attune replay recordings/sample-couple.xdf                     # GUI: play, pause, seek, 0.5x-64x
+    attune replay recordings/sample-couple.xdf --headless --speed 16
+    attune replay session.xdf --publish --speed 1                  # also re-publish its streams on LSL
+
+Replaying a recording gives the same episodes as ``attune analyze`` on it: both
+run the same causal pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from ..errors import UsageError
+from .monitor import SCOPES, _positive, check_preset, open_view
+
+#: Replay speeds the command accepts (the GUI offers 0.5x .. 64x).
+MIN_SPEED, MAX_SPEED = 0.1, 1000.0
+
+
+def register(subparsers) -> None:
+    """Add the ``replay`` parser."""
+    p = subparsers.add_parser(
+        "replay",
+        help="play a recording back through the live view (GUI or terminal), optionally re-publishing it on LSL",
+        description=(
+            "Play a recording (XDF, E4 export folder or CSV) back through the same pipeline as a live session, "
+            "in the GUI (play, pause, seek, 0.5x-64x) or the terminal (--headless). --publish also re-publishes "
+            "the recording's streams as LSL outlets (all channels, original headers, timestamps shifted to now) "
+            "for other LSL tools. A flag is a prompt to check in, never a diagnosis."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="recording to replay")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X", help="replay speed (default 1; GUI 0.5-64)")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="start at S seconds into the recording")
+    p.add_argument("--publish", action="store_true", help="re-publish the recording's streams as LSL outlets")
+    p.add_argument("--source-suffix", default="-replay", metavar="TEXT",
+                   help="appended to every re-published source_id (default -replay; '' keeps the originals)")
+    p.add_argument("--lsl-scope", choices=SCOPES, default=None, help="with --publish: where the outlets are seen")
+    p.add_argument("--roster", metavar="R.toml", help="who wears which stream")
+    p.add_argument("--preset", default="balanced", metavar="NAME",
+                   help="detector sensitivity: conservative, balanced (default), sensitive")
+    p.add_argument("--headless", action="store_true", help="terminal view instead of the GUI")
+    p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a screenshot after --quit-after seconds, exit")
+    p.add_argument("--quit-after", type=float, metavar="S", help="quit after S seconds")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run ``attune replay``; return the exit code."""
+    if not (math.isfinite(args.speed) and MIN_SPEED <= args.speed <= MAX_SPEED):
+        raise UsageError(f"Invalid value for '--speed': expected {MIN_SPEED:g} .. {MAX_SPEED:g} (e.g. 1, 8, 64), "
+                         f"but got {args.speed}.")
+    if not (math.isfinite(args.start) and args.start >= 0):
+        raise UsageError(f"Invalid value for '--start': expected seconds >= 0, but got {args.start}.")
+    _positive("--quit-after", args.quit_after)
+    check_preset(args.preset)
+    if args.publish or args.lsl_scope:
+        from acquisition.lslconfig import configure
+
+        try:
+            configure(args.lsl_scope)
+        except (RuntimeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+
+    from acquisition.files import RecordingError, load_recording
+    from acquisition.roster import RosterError
+    from acquisition.sources import RecordingSource
+    from dsp.pipeline import PipelineConfig
+
+    from ..runner import Runner
+    from .analyze import make_assign
+
+    try:
+        rec = load_recording(args.file)
+        assign, notes = make_assign(rec, args.roster)
+        source = RecordingSource(rec, speed=args.speed, assign=assign)
+    except (RecordingError, RosterError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.start > source.duration_s:
+        raise UsageError(f"Invalid value for '--start': the recording lasts {source.duration_s:.0f} s, "
+                         f"but got {args.start:g}.")
+    if args.start:
+        source.seek(args.start)
+    for p in rec.problems:
+        print(f"attune replay: {args.file}: {p}", file=sys.stderr)
+    runner = Runner(source, PipelineConfig(preset=args.preset))
+    for n in notes:
+        runner.model.message(n)
+    publisher = None
+    if args.publish:
+        from acquisition.replay_publish import RecordingPublisher
+
+        publisher = RecordingPublisher(rec, speed=args.speed, start_s=args.start, source_suffix=args.source_suffix)
+        publisher.start()
+        print(f"re-publishing {len(publisher.streams)} streams on LSL (source_id + {args.source_suffix!r}), "
+              f"timestamps shifted by {publisher.shift:+.3f} s", file=sys.stderr)
+    print(f"replaying {args.file} ({source.duration_s:.0f} s, {', '.join(runner.model.participants)}) at "
+          f"{args.speed:g}x", file=sys.stderr)
+    try:
+        return open_view(runner, args, title=f"Attune - replay {args.file}")
+    finally:
+        if publisher is not None:
+            publisher.stop()
+            if publisher.error is not None:
+                print(f"attune replay: re-publishing stopped: {publisher.error}", file=sys.stderr)

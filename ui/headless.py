@@ -1,0 +1,277 @@
+"""The terminal live view: for machines with no display and operators on a server.
+
+:func:`run_headless` drives a :class:`ui.runner.Runner` and shows, from the
+Qt-free :class:`ui.model.SessionModel`, the people and their signal status,
+synchrony per pair and modality, each pair's current state in words, and the
+episodes as they are flagged.
+
+* On a terminal (``out.isatty()``) the view is redrawn in place with ANSI
+  escapes, a few times a second.
+* Otherwise (CI, logs, ``| tee``) it appends plain lines: a status block every
+  ``interval`` seconds, and one line for every episode, repair and message as
+  it happens.
+
+A flag is a prompt to check in with the people, never a diagnosis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
+
+_STATUS_WORDS = {"ok": "ok", "noisy": "noisy", "lost": "LOST", "recovered": "recovered", "absent": "-",
+                 "connected": "ok", "stale": "stale", "connecting": "connecting"}
+
+
+def has_display() -> bool:
+    """True when a GUI can open (the GUI's own check when Qt is importable, else $DISPLAY / platform)."""
+    try:
+        from ui.gui.app import has_display as gui_has_display
+    except Exception:  # noqa: BLE001 - Qt missing or broken: no GUI
+        return False
+    return gui_has_display()
+
+
+def clock(seconds: float | None) -> str:
+    """``mm:ss`` (or ``h:mm:ss``) of session seconds; ``--:--`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    s = int(max(0.0, seconds))
+    h, rem = divmod(s, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60:02d}:{rem % 60:02d}"
+
+
+def _num(x) -> str:
+    return "   -  " if x is None or not np.isfinite(x) else f"{x:+.2f} "
+
+
+def current_sync(snap) -> dict:
+    """``modality -> (n_pairs,)`` latest finite synchrony of each pair (NaN when none yet)."""
+    out = {}
+    for m, (ts, s, _c) in snap.sync.items():
+        vals = np.full(len(snap.pairs), np.nan)
+        if s.size:
+            for p in range(s.shape[0]):
+                fin = np.flatnonzero(np.isfinite(s[p]))
+                if fin.size:
+                    vals[p] = s[p, fin[-1]]
+        out[m] = vals
+    return out
+
+
+def episode_text(ep: dict) -> str:
+    """One line about an episode dict (:func:`dsp.detector.episode_dict`)."""
+    pair = "-".join(ep["pair"])
+    mods = "+".join(ep.get("modalities") or [])
+    who = ep.get("people") or []
+    lead = f", led by {', '.join(who)}" if who and len(who) == 1 else ""
+    if ep.get("repaired") and ep.get("offset_s") is not None:
+        tail = f"repaired at {clock(ep['offset_s'])} (after {ep['offset_s'] - ep['onset_s']:.0f} s)"
+    elif ep.get("open", True):
+        tail = "open: check in"
+    else:
+        tail = "not repaired"
+    label = f" [{ep['label']}]" if ep.get("label") else ""
+    return (f"#{ep['id']} {clock(ep['onset_s'])} possible rupture {pair} ({mods}{lead}), "
+            f"confidence {ep.get('confidence', 0):.2f}; {tail}{label}")
+
+
+def render(snap, width: int = 100) -> list[str]:
+    """The lines of one full frame of the view.
+
+    Parameters
+    ----------
+    snap : ui.model.Snapshot
+    width : int
+        Characters per line (longer lines are cut).
+
+    Returns
+    -------
+    lines : list of str
+    """
+    lines = []
+    head = f"Attune  session {clock(snap.t_now)}"
+    if snap.replay:
+        r = snap.replay
+        head += (f"  replay {clock(r.get('position_s'))}/{clock(r.get('duration_s'))} at {r.get('speed', 1):g}x"
+                 + ("  (paused)" if r.get("paused") else ""))
+    rec = snap.recording
+    if rec:
+        if rec.get("error"):
+            head += "  RECORDING STOPPED"
+        elif rec.get("active"):
+            head += f"  REC {os.path.basename(rec.get('path', ''))} {rec.get('bytes', 0) / 1e6:.1f} MB"
+    lines.append(head)
+    mods = list(snap.modalities)
+    lines.append("People" + "".join(f"  {m:>9s}" for m in mods))
+    for p in snap.participants:
+        st = snap.status.get(p, {})
+        lines.append(f"  {p:<10s}" + "".join(f"  {_STATUS_WORDS.get(st.get(m, 'absent'), st.get(m, '-')):>9s}"
+                                             for m in mods))
+    cur = current_sync(snap)
+    states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
+    lines.append("Pairs" + " " * 9 + "".join(f"{m:>8s}" for m in mods) + "   state")
+    for k, pair in enumerate(snap.pairs):
+        ps = states.get(tuple(pair), {})
+        words = ps.get("words") or "waiting for data"
+        lines.append(f"  {'-'.join(pair):<12s}" + "".join(f"{_num(cur[m][k]):>8s}" for m in mods) + f"   {words}")
+    eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
+    lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
+    for ep in eps[-6:]:
+        lines.append("  " + episode_text(ep))
+    for msg in snap.messages[-3:]:
+        lines.append("! " + msg)
+    lines.append(DISCLAIMER + "  Ctrl-C stops.")
+    return [ln[:width] for ln in lines]
+
+
+class HeadlessView:
+    """Draw a session model to a text stream (in place on a TTY, appended lines otherwise).
+
+    Parameters
+    ----------
+    model : ui.model.SessionModel
+    out : text stream
+    tty : bool | None
+        Redraw in place; default ``out.isatty()``.
+    interval : float
+        Seconds between status blocks in plain mode.
+    """
+
+    def __init__(self, model, out=None, tty: bool | None = None, interval: float = 5.0):
+        self.model = model
+        self.out = out or sys.stdout
+        if tty is None:
+            try:
+                tty = self.out.isatty()
+            except (AttributeError, ValueError):
+                tty = False
+        self.tty = bool(tty)
+        self.interval = float(interval)
+        self._drawn = 0
+        self._version = -1
+        self._last_block = -math.inf
+        self._seen_eps: dict[int, tuple] = {}
+        self._n_msgs = 0
+        self._introduced = False
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def draw(self, force: bool = False) -> None:
+        """Draw what changed since the last call."""
+        snap = self.model.snapshot(seconds=30.0)
+        if self.tty:
+            if snap.version == self._version and not force:
+                return
+            self._version = snap.version
+            try:
+                width = os.get_terminal_size(self.out.fileno()).columns
+            except (OSError, AttributeError, ValueError):
+                width = 100
+            lines = render(snap, width=max(40, width - 1))
+            up = f"\x1b[{self._drawn}F" if self._drawn else ""
+            self._write(up + "".join(f"{ln}\x1b[K\n" for ln in lines) + "\x1b[J")
+            self._drawn = len(lines)
+            return
+        self._draw_plain(snap, force)
+
+    def _draw_plain(self, snap, force: bool) -> None:
+        out = []
+        if not self._introduced:
+            self._introduced = True
+            out.append(f"people: {', '.join(snap.participants)}; pairs: "
+                       f"{', '.join('-'.join(p) for p in snap.pairs)}; modalities: {', '.join(snap.modalities)}")
+            out.append(DISCLAIMER)
+        for msg in snap.messages[self._n_msgs:]:
+            out.append(f"[{clock(snap.t_now)}] ! {msg}")
+        self._n_msgs = len(snap.messages)
+        for ep in sorted(snap.episodes, key=lambda e: e["onset_s"]):
+            key = (ep.get("repaired"), ep.get("open"), tuple(ep.get("modalities") or ()), ep.get("label"))
+            if self._seen_eps.get(ep["id"]) != key:
+                self._seen_eps[ep["id"]] = key
+                out.append(f"[{clock(snap.t_now)}] episode {episode_text(ep)}")
+        now = time.monotonic()
+        if force or now - self._last_block >= self.interval:
+            self._last_block = now
+            st = "; ".join(f"{p} " + " ".join(f"{m}={_STATUS_WORDS.get(snap.status.get(p, {}).get(m, 'absent'), '-')}"
+                                               for m in snap.modalities) for p in snap.participants)
+            out.append(f"[{clock(snap.t_now)}] status: {st}")
+            cur = current_sync(snap)
+            states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
+            for k, pair in enumerate(snap.pairs):
+                ps = states.get(tuple(pair), {})
+                syn = " ".join(f"{m} {_num(cur[m][k]).strip()}" for m in snap.modalities)
+                out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; {ps.get('words') or 'waiting for data'}")
+        if out:
+            self._write("".join(ln + "\n" for ln in out))
+
+    def summary(self) -> None:
+        """Final lines: every episode of the session."""
+        snap = self.model.snapshot(seconds=30.0)
+        eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
+        lines = [f"session ended at {clock(snap.t_now)}: {len(eps)} possible rupture(s)"]
+        lines += ["  " + episode_text(ep) for ep in eps]
+        rec = snap.recording
+        if rec:
+            lines.append(f"recording: {rec.get('path')}" + (f" (stopped early: {rec['error']})" if rec.get("error")
+                                                            else ""))
+        self._write("".join(ln + "\n" for ln in lines))
+
+
+def run_headless(runner, duration: float | None = None, out=sys.stdout, *, interval: float | None = None,
+                 tty: bool | None = None) -> int:
+    """Run a session in the terminal until ``duration`` seconds pass, the replay ends, or Ctrl-C.
+
+    Parameters
+    ----------
+    runner : ui.runner.Runner
+        Started here if it has not been; stopped (source closed) on return.
+        A recorder attached to it must be closed by the caller afterwards.
+    duration : float | None
+        Wall-clock seconds; ``None`` runs until the source is finished or Ctrl-C.
+    out : text stream
+    interval : float | None
+        Seconds between frames (TTY, default 0.5) or status blocks (plain, default 5).
+    tty : bool | None
+        Force in-place redraws on or off (default: ``out.isatty()``).
+
+    Returns
+    -------
+    exit_code : int
+        0 (Ctrl-C is the normal way to end a live session), 1 if the pipeline failed.
+    """
+    view = HeadlessView(runner.model, out, tty=tty, interval=interval or 5.0)
+    frame = interval if (interval and view.tty) else (0.5 if view.tty else 0.25)
+    if getattr(runner, "_thread", None) is None:
+        runner.start()
+    deadline = None if duration is None else time.monotonic() + float(duration)
+    stopped_by_user = False
+    try:
+        while True:
+            view.draw()
+            if runner.finished.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            wait = frame if deadline is None else max(0.0, min(frame, deadline - time.monotonic()))
+            runner.finished.wait(wait)
+    except KeyboardInterrupt:
+        stopped_by_user = True
+    finally:
+        runner.stop()
+    view.draw(force=True)
+    if stopped_by_user:
+        view._write("stopped (Ctrl-C)\n")
+    view.summary()
+    return 1 if getattr(runner, "error", None) is not None and not runner.model.snapshot().t_now else 0
