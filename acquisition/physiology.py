@@ -277,7 +277,7 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         phase = np.concatenate([[0.0], np.cumsum((hr[1:] + hr[:-1]) / 2.0) / 60.0 / fs]) + rng_h.uniform(0, 1)
         levels = np.arange(np.ceil(phase[0]), np.floor(phase[-1]) + 1)
         beats = np.interp(levels, phase, t)
-        beats = beats[beats < duration]
+        # beats run on to the end of the grid (duration + 4 s) so waveforms are whole at the end
         # ectopic beats: premature by 35 % of the RR, next beat on time (full compensatory pause)
         ectopic_times = []
         for on, off, c in _windows(scenario.confounds, "ectopic", pid, duration):
@@ -289,9 +289,9 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
                 ectopic_times.append(float(beats[k]))
         rr = np.diff(beats, prepend=np.nan)  # RR of each beat (from the previous true beat)
         dropout = _windows(scenario.confounds, "strap_dropout", pid, duration)
-        sent = ~_in_any(beats, dropout)
+        sent = ~_in_any(beats, dropout) & (beats < duration)
         sent[0] = False  # the first beat has no RR yet
-        latent[pid] = {"t": t, "coupling": c_i, "drive": drive, "hr": hr, "beats": beats.copy(),
+        latent[pid] = {"t": t, "coupling": c_i, "drive": drive, "hr": hr, "beats": beats[beats < duration],
                        "resp_hz": f_resp, "ectopic_s": ectopic_times}
 
         has_rr = p.heart in ("rr", "both")
