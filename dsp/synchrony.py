@@ -63,7 +63,7 @@ R_CLIP = 1.0 - 1e-12
 #: relative precision budget of the fast (anchored-moment) path; worse windows go to the masked path
 _FAST_REL = 1e-6
 #: windows per chunk in the fast path (each chunk is re-anchored)
-_CHUNK_WINDOWS = 128
+_CHUNK_WINDOWS = 64
 #: windows per block in the masked path (bounds temporary memory)
 _MASKED_BLOCK = 256
 
@@ -449,7 +449,31 @@ def standardized_windows(W, *, detrend=True, diff=False):
 # ----------------------------------------------------------------------------- fast path
 
 
+def _group_windows(P, win, step):
+    """Windows per fast-path group: ~1-2 MB of (P x P) block products per group."""
+    per = max(1, int(2e6 // (8 * P * P * max(1, (win // step)))))
+    return max(_CHUNK_WINDOWS // 4, min(_CHUNK_WINDOWS * 8, per * 16))
+
+
 def _fast_cross(x, win, step, nw, n_seg, lags, pa, pb, detrend):
+    """Fast path over all windows, in groups of windows small enough to stay in cache (and to reuse
+    heap memory instead of page-faulting fresh large temporaries). See :func:`_fast_cross_core`."""
+    P = x.shape[0]
+    G = _group_windows(P, win, step)
+    if nw <= G:
+        return _fast_cross_core(x, win, step, nw, n_seg, lags, pa, pb, detrend)
+    r = np.empty((nw, len(lags), len(pa)))
+    redo = np.empty(nw, dtype=bool)
+    L = max(lags)
+    for j0 in range(0, nw, G):  # loop over blocks of windows, all pairs at once
+        m = min(G, nw - j0)
+        s0 = j0 * step
+        seg = x[:, s0 : s0 + (m - 1) * step + max(win, n_seg + L)]
+        r[j0 : j0 + m], redo[j0 : j0 + m] = _fast_cross_core(seg, win, step, m, n_seg, lags, pa, pb, detrend)
+    return r, redo
+
+
+def _fast_cross_core(x, win, step, nw, n_seg, lags, pa, pb, detrend):
     """Anchored block-cumsum cross-correlation for fully valid windows.
 
     Window j: person ``pa[k]``'s segment ``[j*step, j*step + n_seg)`` against person ``pb[k]``'s segment
@@ -507,19 +531,23 @@ def _fast_cross(x, win, step, nw, n_seg, lags, pa, pb, detrend):
     out = np.empty((C, J, len(lags), len(pa)))
     lowprec = np.zeros((C, J), dtype=bool)
     s1a, s2a, sta = seg_sums(0)
-    lead_blocks = Y[..., : nb * step].reshape(C, P, nb, step).transpose(0, 2, 1, 3)
+    # contiguous (C, nb, P, step) blocks: matmul only reaches BLAS on contiguous operands
+    lead_blocks = np.ascontiguousarray(Y[..., : nb * step].reshape(C, P, nb, step).transpose(0, 2, 1, 3))
+    flat_sel = pa * P + pb
     if rem:
         rv = sliding_window_view(Y, rem, axis=-1)  # (C, P, positions, rem)
         lead_rem = rv[:, :, nfull * step : nfull * step + (J - 1) * step + 1 : step].transpose(0, 2, 1, 3)
     for li, lag in enumerate(lags):  # loop over lags; all pairs and windows at once
-        fol_blocks = Y[..., lag : lag + nb * step].reshape(C, P, nb, step).transpose(0, 2, 1, 3)
-        prod = (lead_blocks @ fol_blocks.swapaxes(-1, -2))[..., pa, pb]  # (C, nb, K)
+        fol_blocks = Y[..., lag : lag + nb * step].reshape(C, P, nb, step).transpose(0, 2, 3, 1)
+        prod = np.matmul(lead_blocks, np.ascontiguousarray(fol_blocks))  # (C, nb, P, P)
+        prod = prod.reshape(C, nb, P * P).take(flat_sel, axis=2)  # (C, nb, K)
         cs = np.concatenate([np.zeros((C, 1, len(pa))), np.cumsum(prod, axis=1)], axis=1)
         sab = cs[:, nfull : nfull + J] - cs[:, :J]  # (C, J, K)
         if rem:
             o = lag + nfull * step
             fr = rv[:, :, o : o + (J - 1) * step + 1 : step].transpose(0, 2, 1, 3)  # (C, J, P, rem)
-            sab = sab + (lead_rem @ fr.swapaxes(-1, -2))[..., pa, pb]
+            rp = np.matmul(np.ascontiguousarray(lead_rem), np.ascontiguousarray(fr.swapaxes(-1, -2)))
+            sab = sab + rp.reshape(C, J, P * P).take(flat_sel, axis=2)
         s1b, s2b, stb = (s1a, s2a, sta) if lag == 0 else seg_sums(lag)
         A1 = s1a[:, pa].swapaxes(1, 2)  # (C, J, K)
         B1 = s1b[:, pb].swapaxes(1, 2)
@@ -643,30 +671,34 @@ class XcorrResult:
     max_lag: int
 
 
-def summarize_xcorr(R, ia, ib, max_lag, fs):
+def summarize_xcorr(R, ia, ib, max_lag, fs, lag_axis=-1):
     """Peak picking on lagged r.
 
     Parameters
     ----------
-    R : ndarray, shape (..., 2 * max_lag + 1), lags ascending from ``-max_lag``.
+    R : ndarray
+        r per lag along ``lag_axis`` (length ``2 * max_lag + 1``, lags ascending from ``-max_lag``); the
+        pair axis is the last of the remaining axes.
 
     Returns
     -------
-    r0, rmax, lag_s, leader : ndarray, shape R.shape[:-1]
+    r0, rmax, lag_s, leader : ndarray, shape of ``R`` without the lag axis
+        The maximum r over lags, ties to the smallest |lag| (then the negative one).
     """
-    lags = np.arange(-max_lag, max_lag + 1)
-    order = np.argsort(np.abs(lags), kind="stable")  # 0, -1, 1, -2, 2, ...: ties -> smallest |lag|
-    Ro = R[..., order]
-    ok = np.isfinite(Ro).any(-1)
-    best = np.argmax(np.where(np.isfinite(Ro), Ro, -np.inf), axis=-1)
-    rmax = np.take_along_axis(Ro, best[..., None], -1)[..., 0]
-    lag = lags[order][best]
+    R = np.moveaxis(R, lag_axis, 0)
+    best = np.full(R.shape[1:], -np.inf)
+    lag = np.zeros(R.shape[1:], dtype=np.int64)
+    for lg in sorted(range(-max_lag, max_lag + 1), key=abs):  # loop over lags, all pairs/windows at once
+        r = R[lg + max_lag]
+        better = r > best  # NaN never wins; ties keep the smaller |lag|
+        best = np.where(better, r, best)
+        lag = np.where(better, lg, lag)
+    ok = np.isfinite(best)
+    rmax = np.where(ok, best, np.nan)
     lag_s = np.where(ok, lag / fs, np.nan)
-    rmax = np.where(ok, rmax, np.nan)
-    bshape = (1,) * (R.ndim - 2) + (len(ia),) if R.ndim >= 2 else ()
-    leader = np.where(lag > 0, ia.reshape(bshape), np.where(lag < 0, ib.reshape(bshape), -1))
+    leader = np.where(lag > 0, ia, np.where(lag < 0, ib, -1))
     leader = np.where(ok, leader, -1).astype(np.int16)
-    return R[..., max_lag], rmax, lag_s, leader
+    return R[max_lag], rmax, lag_s, leader
 
 
 def windowed_xcorr(
@@ -717,28 +749,39 @@ def windowed_xcorr(
     ia, ib = pair_index(P)
     idx, end = _geometry(x.shape[1], win, step)
     nw = len(idx)
-    R = np.full((nw, len(ia), 2 * L + 1), np.nan)
-    st = np.zeros((nw, len(ia)), np.int8)
-    if nw:
-        pa = np.concatenate([ia, ib])
-        pb = np.concatenate([ib, ia])
-        rf, redo = _fast_cross(x, win, step, nw, win - L, list(range(L + 1)), pa, pb, detrend)
-        K = len(ia)
-        R[:, :, L:] = rf[:, :, :K].swapaxes(1, 2)
-        R[:, :, : L + 1] = rf[:, ::-1, K:].swapaxes(1, 2)
+    K = len(ia)
+    r0 = np.full((nw, K), np.nan)
+    rmax = np.full((nw, K), np.nan)
+    lag_s = np.full((nw, K), np.nan)
+    leader = np.full((nw, K), -1, np.int16)
+    st = np.zeros((nw, K), np.int8)
+    keep = [] if return_lags else None
+    pa = np.concatenate([ia, ib])
+    pb = np.concatenate([ib, ia])
+    G = _group_windows(P, win, step)
+    Wv = _windows(x, win, step, nw) if nw else None
+    for j0 in range(0, nw, G):  # blocks of windows (bounded memory), all pairs and lags at once
+        m = min(G, nw - j0)
+        seg = x[:, j0 * step : j0 * step + (m - 1) * step + win]
+        rf, redo = _fast_cross_core(seg, win, step, m, win - L, list(range(L + 1)), pa, pb, detrend)
+        R = np.empty((m, 2 * L + 1, K))  # lag-major: cheap peak picking
+        R[:, L:, :] = rf[:, :, :K]
+        R[:, : L + 1, :] = rf[:, ::-1, K:]
+        sg = st[j0 : j0 + m]
         todo = np.flatnonzero(redo)
         if len(todo):
-            Wv = _windows(x, win, step, nw)
-            for b in range(0, len(todo), _MASKED_BLOCK):
-                sel = todo[b : b + _MASKED_BLOCK]
-                Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
-                R[sel] = Rr
-                st[sel] = ss
-    R[st != OK] = np.nan
-    r0, rmax, lag_s, leader = summarize_xcorr(R, ia, ib, L, fs)
+            Rr, ss = xcorr_windows(Wv[j0 + todo], ia, ib, L, detrend=detrend, min_valid=min_valid)
+            R[todo] = Rr.swapaxes(1, 2)
+            sg[todo] = ss
+        R[np.broadcast_to((sg != OK)[:, None, :], R.shape)] = np.nan
+        sl = slice(j0, j0 + m)
+        r0[sl], rmax[sl], lag_s[sl], leader[sl] = summarize_xcorr(R, ia, ib, L, fs, lag_axis=1)
+        if keep is not None:
+            keep.append(R)
     res = XcorrResult(r0.T, rmax.T, lag_s.T, leader.T, st.T, idx, end, fs, win, step, L)
     if return_lags:
-        return res, R.transpose(1, 0, 2)
+        R = np.concatenate(keep, 0) if keep else np.empty((0, 2 * L + 1, K))
+        return res, R.transpose(2, 0, 1)
     return res
 
 
