@@ -35,7 +35,7 @@ def ensure_app(argv=None) -> QtWidgets.QApplication:
     app.setOrganizationName("Attune")
     import pyqtgraph as pg
 
-    pg.setConfigOptions(antialias=True, background=None, foreground="#374151", useOpenGL=False)
+    pg.setConfigOptions(antialias=False, background=None, foreground="#374151", useOpenGL=False)
     font = app.font()
     font.setPointSizeF(max(font.pointSizeF(), 10.0))
     app.setFont(font)

@@ -95,6 +95,7 @@ class MainWindow(QtWidgets.QMainWindow):
         legend.setWordWrap(True)
         legend.setStyleSheet("font-size: 9pt")
         self.timeline_scroll = self._scroll(self.timelines)
+        self.timeline_scroll.verticalScrollBar().valueChanged.connect(lambda _v: setattr(self, "_dirty", True))
         centre = self._section("SYNCHRONY PER PAIR", legend, self.timeline_scroll)
         right_parts = [self.meters]
         if self.matrix is not None:
@@ -290,7 +291,9 @@ class MainWindow(QtWidgets.QMainWindow):
             colour, text = style
             markers[(i, m["kind"])] = (m["t"], colour, text if text is not None else (m["text"] or "note")[:24])
         self.traces.update_view(snap, (x0, x1), markers)
-        self.timelines.update_view(snap, (x0, x1), markers)
+        vbar = self.timeline_scroll.verticalScrollBar()
+        top = vbar.value()
+        self.timelines.update_view(snap, (x0, x1), markers, (top, top + self.timeline_scroll.viewport().height()))
         self.meters.update_view(snap)
         if self.matrix is not None:
             self.matrix.update_view(snap)

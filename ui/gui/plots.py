@@ -29,7 +29,6 @@ def make_plot(show_time: bool = True, left_width: int = 44) -> pg.PlotItem:
     plot.setClipToView(True)
     plot.setDownsampling(auto=True, mode="peak")
     plot.vb.disableAutoRange()
-    plot.showGrid(x=False, y=True, alpha=0.25)
     axis_pen = pg.mkPen(GRID)
     for name in ("left", "bottom"):
         ax = plot.getAxis(name)
@@ -37,8 +36,7 @@ def make_plot(show_time: bool = True, left_width: int = 44) -> pg.PlotItem:
         ax.setTextPen(pg.mkPen(MUTED))
     plot.getAxis("left").setWidth(left_width)
     if not show_time:
-        plot.getAxis("bottom").setStyle(showValues=False)
-        plot.getAxis("bottom").setHeight(4)
+        plot.hideAxis("bottom")
     plot.layout.setContentsMargins(0, 0, 4, 0)
     return plot
 

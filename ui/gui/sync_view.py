@@ -100,7 +100,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 curves = {}
                 for m in kinds:
                     main = m == "combined"
-                    width = 2.6 if main else (1.8 if stacked else 1.3)
+                    width = 2.4 if main else (1.5 if stacked else 1.0)
                     colour = qcolor(MODALITY_COLOURS[m], 255 if (main or stacked) else 170)
                     c = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width), connect="finite")
                     c.setZValue(10 if main else 5)
@@ -153,8 +153,12 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         d = self.plots_for(self.pairs.index(tuple(pair)))[0]
         return {k: st[0] for k, st in d["spans"]._state.items() if k[0] == "loss"}
 
-    def update_view(self, snap, x_range, markers: dict) -> None:
-        """Redraw from a :class:`ui.model.Snapshot` for the time span ``x_range``."""
+    def update_view(self, snap, x_range, markers: dict, visible: tuple | None = None) -> None:
+        """Redraw from a :class:`ui.model.Snapshot` for the time span ``x_range``.
+
+        ``visible`` = (top, bottom) in this widget's pixels: plots scrolled out of view are skipped
+        (the window marks itself dirty when the user scrolls).
+        """
         x0, x1 = x_range
         states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
         eps_by_pair: dict = {}
@@ -178,6 +182,10 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             p = d["pair"]
             pair = self.pairs[p]
             plot = d["plot"]
+            if visible is not None:
+                r = plot.sceneBoundingRect()
+                if r.bottom() < visible[0] or r.top() > visible[1]:
+                    continue
             for m, curve in d["curves"].items():
                 series = snap.sync.get(m)
                 if series is None:

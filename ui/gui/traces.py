@@ -67,7 +67,7 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                 if r == 0:
                     plot.setTitle(f"<span style='color:{MUTED}'>{TRACE_NAMES[m]} ({UNITS[m]})</span>", size="9pt")
                 self.addItem(plot, row=r, col=1 + c)
-                curve = pg.PlotCurveItem(pen=pg.mkPen(MODALITY_COLOURS[m], width=1.6), connect="finite")
+                curve = pg.PlotCurveItem(pen=pg.mkPen(MODALITY_COLOURS[m], width=1.0), connect="finite")
                 plot.addItem(curve)
                 self.plots[(person, m)] = plot
                 self.curves[(person, m)] = curve

@@ -1,0 +1,139 @@
+"""``attune demo``: simulated couple with a rupture about a minute in and its repair, in the live view.
+
+The simulator publishes LSL streams (loopback), a :class:`acquisition.live.LiveSession`
+receives them exactly as it would real wearables, and the session window opens.
+With no display it says so and runs the headless monitor on the same simulator.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+
+from ..errors import UsageError
+
+DEFAULT_SCENARIO = "couple-rupture-repair"
+
+
+def register(subparsers) -> None:
+    """Add the ``demo`` parser."""
+    p = subparsers.add_parser(
+        "demo",
+        help="simulated couple with a rupture and its repair, in the live view (no hardware needed)",
+        description=(
+            "Start the simulator (a couple that talks calmly; at about a minute one partner's arousal climbs "
+            "alone, then they repair) and open the live view: a possible rupture is flagged within two minutes "
+            "and its repair after. A flag is a prompt to check in, never a diagnosis."
+        ),
+    )
+    p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
+                   help=f"simulator scenario (default {DEFAULT_SCENARIO}; see `attune simulate --list-scenarios`)")
+    p.add_argument("--participants", type=int, metavar="N", help="number of people (default: the scenario's)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="run the session X times faster than real time (default 1; e.g. 4 to see the repair sooner)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="simulator seed (default 0)")
+    p.add_argument("--preset", default="balanced", metavar="NAME",
+                   help="detector sensitivity: conservative, balanced (default) or sensitive")
+    p.add_argument("--headless", action="store_true", help="terminal view instead of the GUI")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (wall clock)")
+    p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a PNG of the window after --quit-after s, exit")
+    p.add_argument("--quit-after", type=float, metavar="S", help="GUI: quit after S seconds (wall clock)")
+    p.set_defaults(func=run)
+
+
+class SimulatorClockSource:
+    """A live LSL source whose completeness clock is the simulator's, so ``--speed`` speeds the pipeline too.
+
+    The simulator stamps samples in session time and pushes them ``speed``
+    times faster than real time; the plain :class:`acquisition.sources.LiveSource`
+    declares data complete up to ``local_clock()``, which would hold the
+    pipeline at real time. Here data are complete up to the simulator's session
+    time minus a safety margin of 0.5 s of wall clock (network and chunking).
+    Session time 0 is the simulator's first sample.
+    """
+
+    def __init__(self, live_source, simulator, safety_wall_s: float = 0.5):
+        self.live = live_source
+        self.sim = simulator
+        self.inputs = live_source.inputs
+        self.origin = float(simulator.time_origin)
+        self.safety_s = safety_wall_s * simulator.speed
+        self.notes = getattr(live_source, "notes", [])
+        self.messages = live_source.messages
+
+    def poll(self):
+        chunks, _, status = self.live.poll()
+        return chunks, self.origin + self.sim.session_time() - self.safety_s, status
+
+    def close(self) -> None:
+        self.live.close()
+
+
+def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0, seed: int = 0,
+               preset: str = "balanced", wait_s: float = 15.0):
+    """Start simulator, live session and runner (not its thread).
+
+    Returns
+    -------
+    runner : ui.runner.Runner
+        ``runner.simulator`` is the running simulator; ``runner.stop()`` does not stop it: call
+        ``runner.simulator.stop()`` too.
+    """
+    from acquisition.files import RecordingError
+    from acquisition.live import LiveSession
+    from acquisition.scenario import ScenarioError, load_scenario
+    from acquisition.simulator import Simulator
+    from acquisition.sources import LiveSource
+    from dsp.pipeline import PipelineConfig
+
+    from ..runner import Runner
+    from .monitor import _wait_for_source
+
+    try:
+        sc = load_scenario(scenario)
+        if participants is not None:
+            sc = sc.with_participants(participants)
+    except (ScenarioError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    prefix = f"attune-demo-{uuid.uuid4().hex[:8]}"
+    sim = Simulator.from_scenario(sc, seed=seed, source_prefix=prefix, speed=speed)
+    sim.open()  # outlets visible first, so the session receives the very first sample
+    session = LiveSession(match=f"{prefix}*", rescan_interval=1.0).start()
+    try:
+        live = _wait_for_source(session, wait_s, LiveSource, RecordingError)
+        time.sleep(0.5)  # inlets of every stream connected
+        sim.start()
+        runner = Runner(SimulatorClockSource(live, sim), PipelineConfig(preset=preset))
+    except BaseException:
+        session.close()
+        sim.stop()
+        raise
+    runner.simulator = sim
+    return runner
+
+
+def run(args) -> int:
+    """Run ``attune demo``; return the exit code."""
+    from .monitor import check_preset, open_view
+
+    if not args.speed > 0 or args.speed > 64:
+        raise UsageError(f"Invalid value for '--speed': expected a number in (0, 64], but got {args.speed:g}.")
+    for name in ("quit_after", "duration"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise UsageError(f"Invalid value for '--{name.replace('_', '-')}': expected seconds > 0, but got {v:g}.")
+    if args.participants is not None and not 2 <= args.participants <= 8:
+        raise UsageError(f"Invalid value for '--participants': expected 2 to 8, but got {args.participants}.")
+    check_preset(args.preset)
+    from acquisition.lslconfig import configure
+
+    configure(None)
+    runner = start_demo(args.scenario, args.participants, args.speed, args.seed, args.preset)
+    print(f"demo: simulator '{args.scenario}' at {args.speed:g}x; people {', '.join(runner.model.participants)}. "
+          "A possible rupture is flagged about a minute in, its repair later.", file=sys.stderr)
+    try:
+        return open_view(runner, args, title="Attune - demo (simulated)")
+    finally:
+        runner.stop()
+        runner.simulator.stop()
