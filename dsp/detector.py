@@ -80,6 +80,13 @@ class DetectorConfig:
     loss_guard_s : float
         After either person's signal returns from a loss, this long is not
         used for onsets (windows straddling the gap are not trustworthy).
+    chance_halflife_s : float
+        Half-life of the running mean of the per-window surrogate (chance)
+        level; one window's surrogate is too noisy to compare against.
+    merge_gap_s : float
+        A modality that flags within this long after the pair's last episode
+        was repaired reopens that episode instead of starting a new one (HR
+        and EDA do not drop and recover at exactly the same moment).
     """
 
     calibration_s: float = 40.0
@@ -93,6 +100,8 @@ class DetectorConfig:
     min_repaired_s: float = 8.0
     smooth_s: float = 3.0
     loss_guard_s: float = 20.0
+    chance_halflife_s: float = 60.0
+    merge_gap_s: float = 20.0
 
     def validate(self) -> DetectorConfig:
         """Check the hysteresis ordering; return self."""
@@ -164,6 +173,7 @@ class PairModalityMachine:
         self.episode: ModalityEpisode | None = None
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
         self._alpha_base = 1.0 - 0.5 ** (self.step_s / max(config.baseline_halflife_s, 1e-9))
+        self._alpha_chance = 1.0 - 0.5 ** (self.step_s / max(config.chance_halflife_s, 1e-9))
 
     # -- helpers ---------------------------------------------------------------------------
     def _set(self, state: str, t: float, events: list) -> None:
@@ -202,8 +212,10 @@ class PairModalityMachine:
             self._guard_until = max(self._guard_until, t + cfg.loss_guard_s)
         self._last_valid_t = t
         z = _fisher(float(sync))
-        cz = _fisher(float(chance)) if np.isfinite(chance) else 0.0
-        self.chance_z = cz
+        if np.isfinite(chance):
+            c = _fisher(float(chance))
+            self.chance_z = c if not np.isfinite(self.chance_z) else self.chance_z + self._alpha_chance * (c - self.chance_z)
+        cz = self.chance_z if np.isfinite(self.chance_z) else 0.0
         self.smooth_z = z if not np.isfinite(self.smooth_z) else self.smooth_z + self._alpha_smooth * (z - self.smooth_z)
         self.valid_s += self.step_s
 
@@ -376,6 +388,7 @@ class RuptureDetector:
         self._open: dict[int, Episode] = {}
         self._modal_eps: dict[int, dict[str, ModalityEpisode]] = {}
         self._pending: dict[str, list] = {}
+        self._last_closed: dict[int, Episode] = {}
 
     def update(self, modality: str, t_end: np.ndarray, sync: np.ndarray, chance: np.ndarray) -> list[dict]:
         """Feed new synchrony windows of one modality.
@@ -452,6 +465,12 @@ class RuptureDetector:
             mep = self.machines[(p, ev["modality"])].episode
             eps[ev["modality"]] = mep
             ep = self._open.get(p)
+            last = self._last_closed.get(p)
+            if ep is None and last is not None and ev["t"] - last.offset_s <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
+                # the same rupture seen late in another modality (or a relapse): reopen it
+                ep = last
+                ep.open, ep.repaired, ep.offset_s = True, False, None
+                self._open[p] = ep
             if ep is None:
                 ep = Episode(
                     id=len(self.episodes) + 1, pair=self.pairs[p], people=self._who(p), onset_s=mep.onset_s,
@@ -476,6 +495,7 @@ class RuptureDetector:
             ):
                 ep.offset_s, ep.repaired, ep.open = ev["offset_s"], True, False
                 del self._open[p]
+                self._last_closed[p] = ep
                 self._modal_eps[p] = {}
                 out.append({"type": "episode_repaired", "pair": self.pairs[p], "t": ev["t"], "episode": ep})
         # keep nadir/depth of the open episode current

@@ -1,0 +1,368 @@
+"""The session pipeline: raw samples of every stream -> grid -> synchrony -> episodes.
+
+One causal pipeline serves live monitoring, replay and offline analysis, so
+that they give the same episodes: whoever owns the samples (LSL inlets, an XDF
+file, an E4 export) calls :meth:`SessionPipeline.push` with each stream's new
+samples and :meth:`SessionPipeline.advance` with the time up to which data has
+arrived. Every stage is chunk-invariant (see ``dsp.heart``, ``dsp.eda``,
+``dsp.engine``, ``dsp.detector``), so the outputs do not depend on how the
+samples were chunked or how often ``advance`` was called.
+
+Times
+-----
+Stream timestamps are in the streams' time base (LSL seconds). ``origin`` (in
+that time base) is grid sample 0; every time the pipeline reports is
+*session time*: seconds since ``origin``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
+from .quality import Quality
+
+logger = logging.getLogger(__name__)
+
+#: Stream kinds per synchrony modality, most precise first (the roster picks one per person).
+HEART_KINDS = ("rr", "ecg", "ppg", "hr")
+EDA_KINDS = ("eda",)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One input stream of the pipeline.
+
+    Attributes
+    ----------
+    participant : str
+    kind : {"rr", "hr", "ecg", "ppg", "eda"}
+    srate : float
+        Nominal rate (0 for irregular streams such as RR).
+    name : str
+        Stream name, for messages.
+    """
+
+    participant: str
+    kind: str
+    srate: float = 0.0
+    name: str = ""
+
+    @property
+    def modality(self) -> str:
+        """``"hr"`` or ``"eda"``."""
+        return "eda" if self.kind in EDA_KINDS else "hr"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Pipeline parameters. Windows and steps in seconds.
+
+    Attributes
+    ----------
+    fs : float
+        Common grid rate (Hz).
+    window_s : float
+        Synchrony window (all modalities).
+    step_s : float
+        Step between synchrony windows (also the detector's tick).
+    max_lag_s : float
+        Lag search of the windowed cross-correlation.
+    preset : str
+        Detector sensitivity preset.
+    history_s : float
+        How much grid and synchrony history is kept for displays (bounded memory).
+    """
+
+    fs: float = 4.0
+    window_s: float = 20.0
+    step_s: float = 1.0
+    max_lag_s: float = 5.0
+    preset: str = "balanced"
+    history_s: float = 600.0
+
+
+@dataclass
+class Update:
+    """What one :meth:`SessionPipeline.advance` produced.
+
+    Attributes
+    ----------
+    grid_start : int
+        Index of the first new grid sample (session time ``grid_start / fs``).
+    grid : dict
+        ``modality -> (n_people, n_new)`` values (NaN where missing).
+    quality : dict
+        ``modality -> (n_people, n_new)`` uint8 quality codes.
+    windows : dict
+        ``modality -> {"t": (n_win,), "sync": (n_pairs, n_win), "chance": (n_pairs, n_win), ...}``.
+    events : list of dict
+        Detector state changes, episode events and signal-loss events, in time order.
+    """
+
+    grid_start: int = 0
+    grid: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
+    windows: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+
+    @property
+    def n_new(self) -> int:
+        """Number of new grid samples."""
+        return next((v.shape[1] for v in self.grid.values()), 0)
+
+
+class SessionPipeline:
+    """Causal all-participants pipeline.
+
+    Parameters
+    ----------
+    slots : list of Slot
+        The input streams; at most one heart and one EDA stream per participant.
+    origin : float
+        Time (stream time base) of grid sample 0.
+    config : PipelineConfig
+    participants : list of str | None
+        Participant order (default: order of first appearance in ``slots``).
+    """
+
+    def __init__(self, slots, origin: float, config: PipelineConfig | None = None, participants=None):
+        from .eda import EdaPreprocessor
+        from .engine import EngineConfig, SynchronyEngine
+        from .heart import HeartPreprocessor
+
+        self.cfg = config or PipelineConfig()
+        get_preset(self.cfg.preset)  # validate early
+        self.slots = list(slots)
+        self.origin = float(origin)
+        self.participants = list(participants) if participants else list(dict.fromkeys(s.participant for s in self.slots))
+        if len(self.participants) < 2:
+            raise ValueError(
+                f"Synchrony needs at least 2 participants, but the streams belong to {len(self.participants)} "
+                f"({', '.join(self.participants) or 'none'}). Check the roster: each person's streams need a participant."
+            )
+        seen = {}
+        for i, s in enumerate(self.slots):
+            key = (s.participant, s.modality)
+            if key in seen:
+                raise ValueError(
+                    f"Participant {s.participant!r} has two {s.modality} streams ({self.slots[seen[key]].name!r} and "
+                    f"{s.name!r}); pick one in the roster."
+                )
+            if s.participant not in self.participants:
+                raise ValueError(f"Stream {s.name!r} belongs to {s.participant!r}, who is not in {self.participants}.")
+            seen[key] = i
+        self.modalities = tuple(m for m in ("hr", "eda") if any(s.modality == m for s in self.slots))
+        fs = self.cfg.fs
+        self.fs = fs
+        self._pre = []
+        for s in self.slots:
+            if s.modality == "eda":
+                self._pre.append(EdaPreprocessor(fs=fs, origin=self.origin, srate=s.srate or None))
+            else:
+                self._pre.append(HeartPreprocessor(kind=s.kind, fs=fs, origin=self.origin, srate=s.srate or None))
+        # (modality, person index) -> slot index
+        self._slot_of = {(s.modality, self.participants.index(s.participant)): i for i, s in enumerate(self.slots)}
+        n = len(self.participants)
+        self._pending = [[] for _ in self.slots]  # emitted-but-not-consumed grid blocks per slot
+        self._emitted = [0] * len(self.slots)     # grid index emitted so far per slot
+        self.k = 0                                 # grid samples consumed so far (all people, all modalities)
+        self.engine = SynchronyEngine(n, fs, EngineConfig(
+            window_s=self.cfg.window_s, step_s=self.cfg.step_s, wcc_window_s=self.cfg.window_s,
+            wcc_step_s=self.cfg.step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
+        self.detector = RuptureDetector(self.participants, self.modalities, self.cfg.step_s, self.cfg.preset)
+        self.loss = SignalLossTracker(fs)
+        hist = int(self.cfg.history_s * fs)
+        self._hist_grid = {m: deque(maxlen=max(1, hist // 64)) for m in self.modalities}  # blocks
+        self._level_hist = {m: np.full((n, hist), np.nan) for m in self.modalities}
+        self._level_len = 0
+        self.pairs = self.detector.pairs
+        self.last_time = 0.0
+
+    # -- input ------------------------------------------------------------------------------
+    def push(self, slot: int, timestamps: np.ndarray, values: np.ndarray) -> None:
+        """Give the pipeline new raw samples of one stream.
+
+        Parameters
+        ----------
+        slot : int
+            Index into ``slots``.
+        timestamps : ndarray, shape (n,)
+            Stream-time stamps, increasing.
+        values : ndarray, shape (n,)
+            Values in canonical units (RR s, HR bpm, ECG mV, PPG au, EDA uS); NaN for rejected samples.
+        """
+        ts = np.asarray(timestamps, dtype=float).ravel()
+        vs = np.asarray(values, dtype=float).ravel()
+        if ts.size:
+            self._pre[slot].push(ts, vs)
+
+    # -- processing ----------------------------------------------------------------------------
+    def advance(self, until: float, end: float | None = None) -> Update:
+        """Process everything that can be processed with data up to ``until``.
+
+        Parameters
+        ----------
+        until : float
+            Stream-time up to which every stream's samples have been pushed.
+        end : float | None
+            The session's end (stream time) when it is over: no grid sample
+            after it is produced. Use :meth:`flush` for that.
+
+        Returns
+        -------
+        update : Update
+        """
+        for i, p in enumerate(self._pre):
+            block = p.pull(until)
+            if block.values.size:
+                self._pending[i].append(block)
+                self._emitted[i] = block.start + block.values.size
+        ready = min(self._emitted) if self._emitted else self.k
+        if end is not None:
+            ready = min(ready, int(math.floor((end - self.origin) * self.fs)) + 1)
+        upd = Update(grid_start=self.k)
+        if ready <= self.k:
+            return upd
+        n_new = ready - self.k
+        n = len(self.participants)
+        for m in self.modalities:
+            vals = np.full((n, n_new), np.nan)
+            qual = np.full((n, n_new), Quality.NO_DATA, dtype=np.uint8)
+            for person in range(n):
+                i = self._slot_of.get((m, person))
+                if i is None:
+                    continue
+                v, q = self._take(i, n_new)
+                vals[person], qual[person] = v, q
+            upd.grid[m], upd.quality[m] = vals, qual
+            for person in range(n):
+                for ev in self.loss.update(self.participants[person], m, self.k, qual[person]):
+                    upd.events.append(ev)
+            self._remember_levels(m, vals)
+        res = self.engine.push(upd.grid)
+        for m in self.modalities:
+            upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
+        self.k = ready
+        self.last_time = ready / self.fs
+        for m in self.modalities:
+            w = upd.windows[m]
+            if w["t"].size:
+                for ev in self.detector.update(m, w["t"], w["sync"], w["chance"]):
+                    if "episode" in ev:
+                        self._set_context(ev["episode"])
+                    upd.events.append(ev)
+        upd.events.sort(key=lambda e: e.get("t", e.get("onset_s", 0.0)))
+        return upd
+
+    def _take(self, i: int, n_new: int) -> tuple[np.ndarray, np.ndarray]:
+        """Take the next ``n_new`` grid samples of slot ``i`` from its pending blocks."""
+        vals, quals, need = [], [], n_new
+        blocks = self._pending[i]
+        while need > 0:
+            b = blocks[0]
+            take = min(need, b.values.size)
+            vals.append(b.values[:take])
+            quals.append(b.quality[:take])
+            if take == b.values.size:
+                blocks.pop(0)
+            else:
+                blocks[0] = _Block(b.start + take, b.values[take:], b.quality[take:])
+            need -= take
+        return np.concatenate(vals), np.concatenate(quals).astype(np.uint8)
+
+    def _remember_levels(self, m: str, vals: np.ndarray) -> None:
+        h = self._level_hist[m]
+        n_new = vals.shape[1]
+        if n_new >= h.shape[1]:
+            h[:] = vals[:, -h.shape[1]:]
+        else:
+            h[:, :-n_new] = h[:, n_new:]
+            h[:, -n_new:] = vals
+
+    def _set_context(self, ep) -> None:
+        """Arousal context (rising / falling / steady) of each person in the pair during the episode."""
+        hist_n = next(iter(self._level_hist.values())).shape[1]
+        t = (self.k - hist_n + np.arange(hist_n)) / self.fs
+        end = ep.nadir_s if ep.offset_s is None else ep.offset_s
+        end = max(end, ep.flagged_s)
+        for person in ep.pair:
+            pi = self.participants.index(person)
+            zs = []
+            for m in self.modalities:
+                x = self._level_hist[m][pi]
+                ok = np.isfinite(x)
+                if ok.sum() < 8:
+                    continue
+                sd = np.nanstd(x)
+                zs.append((x - np.nanmean(x)) / (sd if sd > 0 else 1.0))
+            if not zs:
+                ep.context[person] = "steady"
+                continue
+            stack = np.vstack(zs)
+            n_ok = np.isfinite(stack).sum(axis=0)
+            level = np.where(n_ok > 0, np.nansum(stack, axis=0) / np.maximum(n_ok, 1), np.nan)
+            ep.context[person] = arousal_trend(t, level, ep.onset_s, end)
+
+    def flush(self, end: float) -> Update:
+        """The session is over at stream time ``end``: process what is left up to it."""
+        horizon = end + max(p.latency for p in self._pre) + 1.0 / self.fs
+        return self.advance(horizon, end=end)
+
+    def finish(self) -> list:
+        """End of session: returns all episodes (open ones stay unrepaired)."""
+        return self.detector.finish(self.last_time)
+
+
+@dataclass
+class _Block:
+    start: int
+    values: np.ndarray
+    quality: np.ndarray
+
+
+def _windows_of(metrics: dict, n_pairs: int) -> dict:
+    """The engine's metrics for one push as plain arrays.
+
+    Returns
+    -------
+    windows : dict
+        ``"t"`` (n_win,) session time of each synchrony window's end;
+        ``"sync"`` (n_pairs, n_win) detrended windowed r (the synchrony the
+        detector uses); ``"chance"`` / ``"chance_sd"`` the surrogate level;
+        and every other engine metric by name (``"wcc_lag_s"``, ``"concordance"`` ...,
+        each (n_pairs, n_win') with its own ``"<name>_t"``).
+    """
+    sync = metrics.get("synchrony")
+    if sync is None:
+        return {"t": np.zeros(0), "sync": np.zeros((n_pairs, 0)), "chance": np.zeros((n_pairs, 0)),
+                "chance_sd": np.zeros((n_pairs, 0))}
+    out = {"t": sync.end_s - 1.0 / sync.fs, "sync": sync.values, "chance": metrics["surrogate_mean"].values,
+           "chance_sd": metrics["surrogate_sd"].values}
+    for name, m in metrics.items():
+        if name not in ("synchrony", "surrogate_mean", "surrogate_sd"):
+            out[name] = m.values
+            out[f"{name}_t"] = m.end_s - 1.0 / m.fs
+    return out
+
+
+def mean_fisher(r: np.ndarray, axis=-1) -> np.ndarray:
+    """Mean of correlations through Fisher z (NaN ignored)."""
+    z = np.arctanh(np.clip(np.asarray(r, dtype=float), -0.999, 0.999))
+    with np.errstate(all="ignore"):
+        return np.tanh(np.nanmean(z, axis=axis))
+
+
+def ssi(r: np.ndarray) -> float:
+    """Single Session Index ln(sum r+ / sum |r-|) of a series of windowed r (NaN ignored)."""
+    r = np.asarray(r, dtype=float)
+    r = r[np.isfinite(r)]
+    pos, neg = r[r > 0].sum(), -r[r < 0].sum()
+    if pos <= 0 or neg <= 0:
+        return math.nan
+    return float(np.log(pos / neg))

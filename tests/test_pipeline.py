@@ -1,0 +1,83 @@
+"""The session pipeline end to end on simulated sessions with a known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from acquisition.files import load_recording
+from acquisition.physiology import simulate_session
+from acquisition.scenario import load_scenario
+from acquisition.simulator import write_session_xdf
+from dsp.pipeline import PipelineConfig
+from ui.runner import analyze_recording
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    out = {}
+    d = tmp_path_factory.mktemp("sim")
+    for name, seed in (("couple-rupture-repair", 3), ("couple-confounds", 5)):
+        s = simulate_session(load_scenario(name), seed=seed)
+        path = d / f"{name}.xdf"
+        write_session_xdf(s, path)
+        out[name] = (load_recording(path), s.truth)
+    return out
+
+
+def test_chunking_does_not_change_anything(sessions):
+    rec, _ = sessions["couple-rupture-repair"]
+    a = analyze_recording(rec, chunk_s=60.0)
+    b = analyze_recording(rec, chunk_s=7.3)
+    assert [e.to_json() for e in a.episodes] == [e.to_json() for e in b.episodes]
+    for m in a.modalities:
+        np.testing.assert_array_equal(a.quality[m], b.quality[m])
+        np.testing.assert_allclose(a.grid[m], b.grid[m], rtol=0, atol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(a.sync[m]["sync"], b.sync[m]["sync"], rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_scripted_ruptures_are_flagged_and_repaired(sessions):
+    rec, truth = sessions["couple-rupture-repair"]
+    a = analyze_recording(rec)
+    assert a.participants == ["P1", "P2"] and a.modalities == ("hr", "eda")
+    assert a.duration_s == pytest.approx(truth["duration_s"], abs=1.0)
+    for r in truth["ruptures"]:
+        hits = [e for e in a.episodes if r["onset_s"] - 10 <= e.onset_s <= r["offset_s"]]
+        assert hits, f"rupture at {r['onset_s']} s not flagged: {[e.to_json() for e in a.episodes]}"
+        ep = hits[0]
+        assert ep.flagged_s - r["onset_s"] <= 30.0
+        assert ep.repaired and ep.offset_s <= r["repair_s"] + 45
+        assert set(ep.context) == {"P1", "P2"}
+
+
+def test_signal_loss_is_reported_not_flagged(sessions):
+    rec, truth = sessions["couple-confounds"]
+    a = analyze_recording(rec)
+    losses = [c for c in truth["confounds"] if c["kind"] in ("electrode_loss", "strap_dropout")]
+    for c in losses:
+        who = c["participants"][0]
+        modality = "eda" if c["kind"] == "electrode_loss" else "hr"
+        found = [p for p in a.signal_loss if p["participant"] == who and p["modality"] == modality
+                 and abs(p["onset_s"] - c["onset_s"]) <= 2.0 and abs(p["offset_s"] - c["offset_s"]) <= 2.0]
+        assert found, (c, a.signal_loss)
+        for e in a.episodes:
+            assert not (c["onset_s"] - 5 <= e.onset_s <= c["offset_s"] + 20), f"signal loss flagged as rupture: {e}"
+
+
+def test_one_person_is_a_clear_error(tmp_path):
+    from acquisition.files import RecordingError
+
+    s = simulate_session(load_scenario("couple-calm"), seed=1, duration_s=60)
+    s.streams[:] = [st for st in s.streams if "P1" in st.header_xml]
+    path = tmp_path / "solo.xdf"
+    write_session_xdf(s, path)
+    with pytest.raises(RecordingError, match="at least 2 participants"):
+        analyze_recording(load_recording(path))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="expected one of conservative, balanced, sensitive"):
+        PipelineConfig(preset="loud").__class__  # noqa: B018 - constructing is fine, the pipeline validates
+        from dsp.pipeline import SessionPipeline, Slot
+
+        SessionPipeline([Slot("A", "rr"), Slot("B", "rr")], origin=0.0, config=PipelineConfig(preset="loud"))

@@ -1,0 +1,264 @@
+"""The Qt-free session model under every Attune view (GUI, headless monitor, replay).
+
+A worker thread (see :mod:`ui.runner`) applies pipeline updates with
+:meth:`SessionModel.apply`; views read consistent copies with
+:meth:`SessionModel.snapshot` at their own pace (the GUI from one QTimer) and
+check :attr:`SessionModel.version` to skip redraws when nothing changed.
+Facilitator actions (markers, episode labels) go through the model too, which
+hands them to whoever records (``marker_sinks``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp.detector import STATE_WORDS, episode_dict
+from dsp.pipeline import mean_fisher
+
+#: Rupture types a facilitator can give an episode (taxonomy from the rupture/repair literature).
+RUPTURE_TYPES = (
+    "benign", "oscillating", "limit-setting", "contractual", "dismissive", "hit-and-run", "power-assertive", "toxic",
+)
+#: Marker kinds: one-key shortcuts in the GUI.
+MARKER_KINDS = ("rupture_noticed", "repair", "note", "label", "confirm", "dismiss")
+
+DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
+
+
+class _Ring:
+    """Fixed-size 2-D ring of columns (rows = people or pairs), newest last."""
+
+    def __init__(self, n_rows: int, n_cols: int, dtype=float, fill=np.nan):
+        self.buf = np.full((n_rows, n_cols), fill, dtype=dtype)
+        self.t = np.full(n_cols, np.nan)
+        self.n = 0  # total columns ever written
+        self.fill = fill
+
+    def extend(self, t: np.ndarray, cols: np.ndarray) -> None:
+        k = cols.shape[1]
+        if k == 0:
+            return
+        cap = self.buf.shape[1]
+        if k >= cap:
+            self.buf[:] = cols[:, -cap:]
+            self.t[:] = t[-cap:]
+        else:
+            self.buf[:, :-k] = self.buf[:, k:]
+            self.buf[:, -k:] = cols
+            self.t[:-k] = self.t[k:]
+            self.t[-k:] = t
+        self.n += k
+
+    def last(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        n = min(n, self.buf.shape[1], self.n)
+        return self.t[self.buf.shape[1] - n:].copy(), self.buf[:, self.buf.shape[1] - n:].copy()
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of the session for one redraw.
+
+    Attributes
+    ----------
+    t_now : float
+        Session time (s) of the newest processed grid sample.
+    grid : dict
+        ``modality -> (times (n,), values (n_people, n))``.
+    sync : dict
+        ``modality -> (times (n_w,), sync (n_pairs, n_w), chance (n_pairs, n_w))``; plus key
+        ``"combined"`` (Fisher-z mean of the modalities).
+    pair_states : list of dict
+        Per pair: ``pair``, ``state``, ``words`` and per-modality ``baseline``/``chance``/``sync``.
+    matrix : ndarray, shape (n_people, n_people)
+        Current combined synchrony of every pair (NaN diagonal).
+    connectedness : ndarray, shape (n_people,)
+        Each person's mean current synchrony with the others.
+    status : dict
+        ``participant -> {modality: "ok" | "noisy" | "lost" | "recovered" | "absent"}``.
+    episodes : list of dict
+    signal_loss : list of dict
+    markers : list of dict
+    """
+
+    version: int
+    t_now: float
+    participants: list
+    pairs: list
+    modalities: tuple
+    grid: dict
+    sync: dict
+    pair_states: list
+    matrix: np.ndarray
+    connectedness: np.ndarray
+    status: dict
+    episodes: list
+    signal_loss: list
+    markers: list
+    recording: dict | None = None
+    replay: dict | None = None
+    messages: list = field(default_factory=list)
+
+
+class SessionModel:
+    """Thread-safe state of one session.
+
+    Parameters
+    ----------
+    participants : list of str
+    modalities : tuple of str
+    pairs : list of (str, str)
+    fs : float
+        Grid rate (Hz).
+    step_s : float
+        Synchrony window step (s).
+    history_s : float
+        How much history views can show.
+    """
+
+    def __init__(self, participants, modalities, pairs, fs: float, step_s: float = 1.0, history_s: float = 600.0):
+        self.participants = list(participants)
+        self.modalities = tuple(modalities)
+        self.pairs = [tuple(p) for p in pairs]
+        self.fs = float(fs)
+        self.step_s = float(step_s)
+        self.history_s = float(history_s)
+        self._lock = threading.Lock()
+        self.version = 0
+        self.recording: dict | None = None
+        self.replay: dict | None = None
+        #: callables ``sink(marker_dict)`` — e.g. the recorder's marker stream.
+        self.marker_sinks: list = []
+        self._messages: list[str] = []
+        self._markers: list[dict] = []
+        self._clear()
+
+    def reset(self) -> None:
+        """Forget the signals, synchrony and episodes (replay seek); keep markers, messages and sinks."""
+        with self._lock:
+            self._clear()
+            self.version += 1
+
+    def _clear(self) -> None:
+        fs, step_s, history_s = self.fs, self.step_s, self.history_s
+        n, npairs = len(self.participants), len(self.pairs)
+        self._grid = {m: _Ring(n, int(history_s * fs)) for m in self.modalities}
+        self._sync = {m: _Ring(npairs, int(history_s / step_s)) for m in self.modalities}
+        self._chance = {m: _Ring(npairs, int(history_s / step_s)) for m in self.modalities}
+        self._pair_states: list = []
+        self._status = {p: {m: "absent" for m in self.modalities} for p in self.participants}
+        self._episodes: dict[int, dict] = {}
+        self._loss: list[dict] = []
+        self.t_now = 0.0
+
+    # -- writer side (worker thread) ------------------------------------------------------------
+    def apply(self, update, pair_states=None, status=None) -> None:
+        """Take one :class:`dsp.pipeline.Update` (and optional detector/acquisition status)."""
+        with self._lock:
+            if update.n_new:
+                t = (update.grid_start + np.arange(update.n_new)) / self.fs
+                for m, v in update.grid.items():
+                    self._grid[m].extend(t, v)
+                self.t_now = float(t[-1])
+            for m, w in update.windows.items():
+                if w["t"].size:
+                    self._sync[m].extend(w["t"], w["sync"])
+                    self._chance[m].extend(w["t"], w["chance"])
+            for ev in update.events:
+                if "episode" in ev:
+                    d = episode_dict(ev["episode"])
+                    old = self._episodes.get(d["id"], {})
+                    d["label"] = old.get("label")
+                    d["review"] = old.get("review")
+                    self._episodes[d["id"]] = d
+                elif ev.get("type") == "signal_loss":
+                    self._loss.append({k: ev[k] for k in ("participant", "modality", "onset_s", "offset_s", "reason")})
+                elif ev.get("type") == "signal_back":
+                    for rec in reversed(self._loss):
+                        if (rec["participant"], rec["modality"], rec["onset_s"]) == (ev["participant"], ev["modality"], ev["onset_s"]):
+                            rec["offset_s"] = ev["offset_s"]
+                            break
+            if pair_states is not None:
+                self._pair_states = pair_states
+            if status is not None:
+                for p, d in status.items():
+                    self._status.setdefault(p, {}).update(d)
+            self.version += 1
+
+    def set_status(self, participant: str, modality: str, state: str) -> None:
+        """Acquisition status of one person's stream (``ok``/``noisy``/``lost``/``recovered``)."""
+        with self._lock:
+            self._status.setdefault(participant, {})[modality] = state
+            self.version += 1
+
+    def message(self, text: str) -> None:
+        """A user-visible message (stream lost, recording error ...)."""
+        with self._lock:
+            self._messages.append(f"{time.strftime('%H:%M:%S')} {text}")
+            self._messages = self._messages[-50:]
+            self.version += 1
+
+    # -- facilitator side -------------------------------------------------------------------------
+    def add_marker(self, kind: str, text: str = "", t: float | None = None, episode: int | None = None) -> dict:
+        """Record a facilitator marker (``rupture_noticed``, ``repair``, ``note``, ``label`` ...)."""
+        if kind not in MARKER_KINDS:
+            raise ValueError(f"Invalid value for 'kind': expected one of {', '.join(MARKER_KINDS)}, but got {kind!r}.")
+        if kind == "label" and text not in RUPTURE_TYPES:
+            raise ValueError(f"Invalid rupture type: expected one of {', '.join(RUPTURE_TYPES)}, but got {text!r}.")
+        with self._lock:
+            m = {"kind": kind, "text": text, "t": self.t_now if t is None else float(t), "episode": episode}
+            self._markers.append(m)
+            if episode is not None and episode in self._episodes:
+                if kind == "label":
+                    self._episodes[episode]["label"] = text
+                elif kind in ("confirm", "dismiss"):
+                    self._episodes[episode]["review"] = kind
+            self.version += 1
+            sinks = list(self.marker_sinks)
+        for sink in sinks:
+            sink(m)
+        return m
+
+    # -- reader side -------------------------------------------------------------------------------
+    def snapshot(self, seconds: float = 180.0) -> Snapshot:
+        """A consistent copy of the last ``seconds`` of the session."""
+        with self._lock:
+            n_grid = int(seconds * self.fs)
+            n_win = int(seconds / self.step_s)
+            grid = {m: r.last(n_grid) for m, r in self._grid.items()}
+            sync = {}
+            for m in self.modalities:
+                ts, s = self._sync[m].last(n_win)
+                _, c = self._chance[m].last(n_win)
+                sync[m] = (ts, s, c)
+            if self.modalities:
+                ts = sync[self.modalities[0]][0]
+                if all(sync[m][0].shape == ts.shape for m in self.modalities):
+                    comb = mean_fisher(np.stack([sync[m][1] for m in self.modalities]), axis=0)
+                    ch = mean_fisher(np.stack([sync[m][2] for m in self.modalities]), axis=0)
+                    sync["combined"] = (ts, comb, ch)
+            n = len(self.participants)
+            matrix = np.full((n, n), np.nan)
+            if "combined" in sync and sync["combined"][1].shape[1]:
+                cur = mean_fisher(sync["combined"][1][:, -5:], axis=1)
+                iu = np.triu_indices(n, 1)
+                matrix[iu] = cur
+                matrix[(iu[1], iu[0])] = cur
+            with np.errstate(all="ignore"):
+                conn = mean_fisher(matrix, axis=1) if n else np.zeros(0)
+            return Snapshot(
+                version=self.version, t_now=self.t_now, participants=list(self.participants), pairs=list(self.pairs),
+                modalities=self.modalities, grid=grid, sync=sync, pair_states=[dict(p) for p in self._pair_states],
+                matrix=matrix, connectedness=conn, status={p: dict(d) for p, d in self._status.items()},
+                episodes=[dict(e) for e in self._episodes.values()], signal_loss=[dict(x) for x in self._loss],
+                markers=[dict(m) for m in self._markers], recording=None if self.recording is None else dict(self.recording),
+                replay=None if self.replay is None else dict(self.replay), messages=list(self._messages),
+            )
+
+    @staticmethod
+    def words(state: str) -> str:
+        """User-facing words for a detector state."""
+        return STATE_WORDS.get(state, state)

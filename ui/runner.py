@@ -1,0 +1,266 @@
+"""Drive a source through the session pipeline into the model, off the GUI thread.
+
+``Runner`` owns one worker thread that, every ``tick_s``, polls the source
+(live LSL or a replayed recording), pushes the new samples into
+:class:`dsp.pipeline.SessionPipeline`, advances it, and applies the update to
+the Qt-free :class:`ui.model.SessionModel`. Views read the model at their own
+pace. Listeners (the recorder, the headless view) are called from the worker
+with every update.
+
+:func:`analyze_recording` runs the very same pipeline over a whole recording
+at full speed — that is what ``attune analyze`` does, so replaying a recording
+live and analysing it give the same episodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
+
+from .model import SessionModel
+
+logger = logging.getLogger(__name__)
+
+
+def make_pipeline(source, config: PipelineConfig) -> SessionPipeline:
+    """A pipeline whose slots are the source's inputs."""
+    slots = [Slot(s.participant, s.kind, s.srate, s.name) for s in source.inputs]
+    people = list(dict.fromkeys(s.participant for s in source.inputs))
+    return SessionPipeline(slots, origin=source.origin, config=config, participants=people)
+
+
+def feed(pipeline: SessionPipeline, chunks) -> None:
+    """Push a source's chunks into the pipeline."""
+    for slot, ts, vs in chunks:
+        pipeline.push(slot, ts, vs)
+
+
+class Runner:
+    """Source -> pipeline -> model, in a worker thread.
+
+    Parameters
+    ----------
+    source : object
+        A source (see :mod:`acquisition.sources`).
+    config : PipelineConfig | None
+    tick_s : float
+        Worker period (s).
+    """
+
+    def __init__(self, source, config: PipelineConfig | None = None, tick_s: float = 0.05):
+        self.source = source
+        self.config = config or PipelineConfig()
+        self.tick_s = float(tick_s)
+        self.pipeline = make_pipeline(source, self.config)
+        self.model = SessionModel(
+            self.pipeline.participants, self.pipeline.modalities, self.pipeline.pairs, self.config.fs,
+            self.config.step_s, self.config.history_s,
+        )
+        for note in getattr(source, "notes", []):
+            self.model.message(note)
+        #: callables ``listener(update)`` called from the worker thread after every advance
+        self.listeners: list = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.finished = threading.Event()
+        self._flushed = False
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> Runner:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._loop, name="attune-runner", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker and close the source."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.source.close()
+        except Exception:  # closing must not hide the session's results
+            logger.exception("closing the source failed")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.step()
+            except Exception as exc:  # keep the session (and its recording) alive; show the error
+                self.error = exc
+                logger.error("pipeline error: %s", "".join(traceback.format_exception(exc)))
+                self.model.message(f"Processing error: {exc}")
+            self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - t0)))
+
+    # -- one tick ---------------------------------------------------------------------------------------
+    def step(self):
+        """Poll, push, advance, apply. Returns the pipeline update (or None)."""
+        seek = getattr(self.source, "take_seek", lambda: None)()
+        if seek is not None:
+            self._restart(seek)
+            return None
+        chunks, until, status = self.source.poll()
+        feed(self.pipeline, chunks)
+        upd = None
+        if until is not None:
+            upd = self.pipeline.advance(until)
+            self._publish(upd, status)
+        if getattr(self.source, "finished", False) and not self._flushed:
+            upd = self.pipeline.flush(self.source.end)
+            self.pipeline.finish()
+            self._flushed = True
+            self._publish(upd, status)
+            self.finished.set()
+        return upd
+
+    def _publish(self, upd, status) -> None:
+        st = {}
+        for who, d in (status or {}).items():
+            st[who] = d
+        self.model.apply(upd, self.pipeline.detector.pair_states(), st)
+        if self.model.replay is not None or hasattr(self.source, "seek"):
+            self.model.replay = {
+                "position_s": getattr(self.source, "position_s", 0.0),
+                "duration_s": getattr(self.source, "duration_s", 0.0),
+                "speed": getattr(self.source, "speed", 1.0),
+                "paused": getattr(self.source, "paused", False),
+            }
+        for listener in list(self.listeners):
+            try:
+                listener(upd)
+            except Exception as exc:
+                logger.exception("listener failed")
+                self.model.message(f"{getattr(listener, '__name__', 'listener')} failed: {exc}")
+
+    def _restart(self, target_s: float) -> None:
+        """Seek: rebuild the pipeline, reprocess from the start up to ``target_s`` at full speed."""
+        self.pipeline = make_pipeline(self.source, self.config)
+        self.model.reset()
+        self._flushed = False
+        self.finished.clear()
+        chunks, until, status = self.source.poll(horizon_s=target_s)
+        feed(self.pipeline, chunks)
+        self._publish(self.pipeline.advance(until), status)
+
+    # -- replay controls (no-ops on live sources) ---------------------------------------------------------
+    def seek(self, t_s: float) -> None:
+        if hasattr(self.source, "seek"):
+            self.source.seek(t_s)
+
+    def set_speed(self, speed: float) -> None:
+        if hasattr(self.source, "set_speed"):
+            self.source.set_speed(speed)
+
+    def pause(self) -> None:
+        if hasattr(self.source, "pause"):
+            self.source.pause()
+
+    def resume(self) -> None:
+        if hasattr(self.source, "resume"):
+            self.source.resume()
+
+
+@dataclass
+class Analysis:
+    """Everything ``attune analyze`` reports about one recording.
+
+    Times are session seconds (since the recording's earliest timestamp).
+    """
+
+    recording: str
+    duration_s: float
+    participants: list
+    streams: dict
+    pairs: list
+    modalities: tuple
+    fs: float
+    step_s: float
+    grid: dict = field(default_factory=dict)       # modality -> (n_people, n) values
+    quality: dict = field(default_factory=dict)    # modality -> (n_people, n) codes
+    sync: dict = field(default_factory=dict)       # modality -> {"t", "sync", "chance", ...} full series
+    episodes: list = field(default_factory=list)
+    signal_loss: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    origin: float = 0.0
+
+
+def analyze_recording(recording, config: PipelineConfig | None = None, assign=None, progress=None,
+                      chunk_s: float = 60.0) -> Analysis:
+    """Run the live pipeline over a whole recording as fast as possible.
+
+    Parameters
+    ----------
+    recording : acquisition.files.Recording
+    config : PipelineConfig | None
+    assign : callable | None
+        Participant assignment (roster).
+    progress : callable | None
+        ``progress(done_s, total_s)`` after every chunk.
+    chunk_s : float
+        Session seconds handed to the pipeline per step (results do not depend on it).
+
+    Returns
+    -------
+    analysis : Analysis
+    """
+    from acquisition.sources import RecordingSource
+
+    config = config or PipelineConfig()
+    source = RecordingSource(recording, speed=math.inf, assign=assign)
+    pipe = make_pipeline(source, config)
+    grids = {m: [] for m in pipe.modalities}
+    quals = {m: [] for m in pipe.modalities}
+    wins = {m: [] for m in pipe.modalities}
+    events = []
+
+    def collect(upd):
+        for m in pipe.modalities:
+            if upd.n_new:
+                grids[m].append(upd.grid[m])
+                quals[m].append(upd.quality[m])
+            if m in upd.windows and upd.windows[m]["t"].size:
+                wins[m].append(upd.windows[m])
+        events.extend(upd.events)
+
+    t = 0.0
+    while True:
+        t = min(t + chunk_s, source.duration_s)
+        chunks, until, _ = source.poll(horizon_s=t)
+        feed(pipe, chunks)
+        collect(pipe.advance(until))
+        if progress:
+            progress(t, source.duration_s)
+        if t >= source.duration_s:
+            break
+    collect(pipe.flush(source.end))
+    episodes = pipe.finish()
+    streams = {}
+    for spec in source.inputs:
+        streams.setdefault(spec.participant, []).append(spec.name)
+    sync = {}
+    for m, ws in wins.items():
+        parts: dict = {}
+        for w in ws:
+            for k, v in w.items():
+                parts.setdefault(k, []).append(v)
+        sync[m] = {k: np.concatenate(v, axis=-1) for k, v in parts.items()}
+    n = len(pipe.participants)
+    return Analysis(
+        recording=str(recording.path), duration_s=float(source.duration_s), participants=pipe.participants,
+        streams=streams, pairs=pipe.pairs, modalities=pipe.modalities, fs=pipe.fs, step_s=config.step_s,
+        grid={m: np.concatenate(g, axis=1) if g else np.zeros((n, 0)) for m, g in grids.items()},
+        quality={m: np.concatenate(q, axis=1) if q else np.zeros((n, 0), np.uint8) for m, q in quals.items()},
+        sync=sync, episodes=episodes, signal_loss=list(pipe.loss.periods), problems=list(recording.problems),
+        notes=list(source.notes), origin=source.origin,
+    )
