@@ -391,7 +391,7 @@ class SessionRecorder:
         step_s = float(runner.config.step_s)
         for m in pipe.modalities:
             chans = [{"label": p, "unit": "r", "type": SYNC_STREAM_TYPE} for p in pairs]
-            desc = {"modality": m, "step_s": step_s, "window_s": runner.config.window_for(m),
+            desc = {"modality": m, "step_s": step_s, "window_s": _window_s(runner.config, m),
                     "origin": repr(self._origin), "channels": chans, "software": "attune", **label}
             sid = self.add_raw_stream(dict(name=f"Attune synchrony {m}", type=SYNC_STREAM_TYPE,
                                            channel_count=len(pairs), nominal_srate=1.0 / step_s,
@@ -486,6 +486,19 @@ class SessionRecorder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _window_s(config, modality: str):
+    """The synchrony window (s) of a modality from a PipelineConfig (one value, or per modality)."""
+    fn = getattr(config, "window_for", None)
+    if callable(fn):
+        return fn(modality)
+    w = getattr(config, "window_s", None)
+    if isinstance(w, dict):
+        return w.get(modality)
+    if isinstance(w, (tuple, list)):
+        return dict(w).get(modality)
+    return w
 
 
 def record_session(path, runner, session=None, *, label: str | None = None, **options) -> SessionRecorder:

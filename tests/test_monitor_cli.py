@@ -140,7 +140,7 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     assert "pair P1-P2:" in out
     assert "session ended at" in out
     rec_file = tmp_path / "rec" / "session-t-01.xdf"
-    assert f"recording written: {rec_file}" in proc.stderr.replace(str(tmp_path / "rec") + "/", str(tmp_path / "rec") + "/")
+    assert f"recording written: {rec_file}" in proc.stderr
     assert stat.S_IMODE(os.stat(rec_file).st_mode) == 0o600
     streams, _ = pyxdf.load_xdf(str(rec_file))
     by_name = {s["info"]["name"][0]: s for s in streams}

@@ -68,6 +68,23 @@ def current_sync(snap) -> dict:
     return out
 
 
+def signal_status(snap) -> dict:
+    """``participant -> {modality: word}``: the source's status, else (replay) whether the grid has data now."""
+    out = {}
+    for i, p in enumerate(snap.participants):
+        st = snap.status.get(p, {})
+        out[p] = {}
+        for m in snap.modalities:
+            s = st.get(m, "absent")
+            if s == "absent":
+                t, vals = snap.grid.get(m, (np.zeros(0), np.zeros((0, 0))))
+                if vals.size and i < vals.shape[0]:
+                    recent = vals[i, t >= t[-1] - 3.0]  # the last 3 s (heart rate lags the beats a little)
+                    s = "ok" if np.isfinite(recent).any() else "no data"
+            out[p][m] = _STATUS_WORDS.get(s, s)
+    return out
+
+
 def episode_text(ep: dict) -> str:
     """One line about an episode dict (:func:`dsp.detector.episode_dict`)."""
     pair = "-".join(ep["pair"])
@@ -113,10 +130,9 @@ def render(snap, width: int = 100) -> list[str]:
     lines.append(head)
     mods = list(snap.modalities)
     lines.append("People" + "".join(f"  {m:>9s}" for m in mods))
+    status = signal_status(snap)
     for p in snap.participants:
-        st = snap.status.get(p, {})
-        lines.append(f"  {p:<10s}" + "".join(f"  {_STATUS_WORDS.get(st.get(m, 'absent'), st.get(m, '-')):>9s}"
-                                             for m in mods))
+        lines.append(f"  {p:<10s}" + "".join(f"  {status[p][m]:>9s}" for m in mods))
     cur = current_sync(snap)
     states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
     lines.append("Pairs" + " " * 9 + "".join(f"{m:>8s}" for m in mods) + "   state")
@@ -204,8 +220,9 @@ class HeadlessView:
         now = time.monotonic()
         if force or now - self._last_block >= self.interval:
             self._last_block = now
-            st = "; ".join(f"{p} " + " ".join(f"{m}={_STATUS_WORDS.get(snap.status.get(p, {}).get(m, 'absent'), '-')}"
-                                               for m in snap.modalities) for p in snap.participants)
+            status = signal_status(snap)
+            st = "; ".join(f"{p} " + " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
+                           for p in snap.participants)
             out.append(f"[{clock(snap.t_now)}] status: {st}")
             cur = current_sync(snap)
             states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
