@@ -161,18 +161,19 @@ def test_group_matrix_and_drifting_away(qtbot):
 def test_settings_roundtrip_in_temporary_location(tmp_qsettings):
     from ui.gui.settings import Settings, qsettings
 
-    s = Settings(display_s=240, preset="sensitive", modalities="heart only", hr_window_s=30)
+    s = Settings(display_s=240, preset="sensitive", modalities="heart only", window_s=30)
     s.save()
     assert (tmp_qsettings).exists()
     back = Settings.load(qsettings())
-    assert (back.display_s, back.preset, back.modalities, back.hr_window_s) == (240, "sensitive", "heart only", 30)
+    assert (back.display_s, back.preset, back.modalities, back.window_s) == (240, "sensitive", "heart only", 30)
     store = qsettings()
     store.setValue("preset", "wild")
     store.setValue("display_s", "5")
     bad = Settings.load(store)
     assert bad.preset == "balanced" and bad.display_s == 60.0
     cfg = back.pipeline_config()
-    assert cfg.preset == "sensitive" and cfg.window_for("hr") == 30
+    assert cfg.preset == "sensitive" and cfg.window_s == 30
+    assert back.modality_tuple == ("hr",)
 
 
 @pytest.mark.qt_no_exception_capture

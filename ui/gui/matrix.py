@@ -14,7 +14,7 @@ R_RANGE = (-0.2, 1.0)
 DRIFT_AWAY_MARGIN = 0.25
 
 
-def drifting_away(participants, connectedness, episodes) -> list[str]:
+def drifting_away(participants, connectedness, episodes, states: dict | None = None) -> list[str]:
     """Who is drifting away from the group.
 
     A person is drifting away when an open episode names them alone (the
@@ -28,11 +28,15 @@ def drifting_away(participants, connectedness, episodes) -> list[str]:
     connectedness : ndarray, shape (n_people,)
     episodes : list of dict
         Snapshot episodes.
+    states : dict | None
+        ``pair -> detector state``; when given, only pairs still drifting or in a possible rupture count
+        (a pair that is repairing is coming back).
     """
     out = set()
     for ep in episodes:
         if ep.get("open") and not ep.get("repaired") and len(ep.get("people", [])) == 1 and ep.get("review") != "dismiss":
-            out.add(ep["people"][0])
+            if states is None or states.get(tuple(ep["pair"])) in ("drifting", "possible_rupture"):
+                out.add(ep["people"][0])
     c = np.asarray(connectedness, dtype=float)
     if c.size >= 3 and np.isfinite(c).sum() >= 3:
         for i, who in enumerate(participants):
@@ -66,7 +70,7 @@ class SyncMatrix(QtWidgets.QWidget):
 
     def update_view(self, snap) -> None:
         states = {tuple(ps["pair"]): ps["state"] for ps in snap.pair_states}
-        away = drifting_away(self.participants, snap.connectedness, snap.episodes)
+        away = drifting_away(self.participants, snap.connectedness, snap.episodes, states)
         key = (np.round(np.nan_to_num(snap.matrix, nan=-9), 2).tobytes(),
                np.round(np.nan_to_num(snap.connectedness, nan=-9), 2).tobytes(), tuple(sorted(states.items())), tuple(away))
         if key == self._key:

@@ -22,8 +22,8 @@ class Settings:
     ----------
     display_s : float
         Seconds of history the traces and timelines show (120-300).
-    hr_window_s, eda_window_s : float
-        Synchrony window per modality (s); applies to the next session.
+    window_s : float
+        Synchrony window (s, all modalities); applies to the next session.
     preset : str
         Detector sensitivity (``conservative`` / ``balanced`` / ``sensitive``); next session.
     modalities : str
@@ -33,8 +33,7 @@ class Settings:
     """
 
     display_s: float = 180.0
-    hr_window_s: float = 20.0
-    eda_window_s: float = 20.0
+    window_s: float = 20.0
     preset: str = "balanced"
     modalities: str = "heart + skin"
     recordings_dir: str = str(Path.home() / "attune-recordings")
@@ -42,8 +41,7 @@ class Settings:
     def validate(self) -> Settings:
         """Clamp numbers into range and fall back on unknown choices (settings files can be stale)."""
         self.display_s = float(min(max(self.display_s, 60.0), 600.0))
-        self.hr_window_s = float(min(max(self.hr_window_s, 5.0), 120.0))
-        self.eda_window_s = float(min(max(self.eda_window_s, 5.0), 120.0))
+        self.window_s = float(min(max(self.window_s, 5.0), 120.0))
         if self.preset not in PRESETS:
             self.preset = "balanced"
         if self.modalities not in MODALITY_CHOICES:
@@ -54,9 +52,14 @@ class Settings:
         """A :class:`dsp.pipeline.PipelineConfig` from these settings."""
         from dsp.pipeline import PipelineConfig
 
-        kw = dict(window_s=(("hr", self.hr_window_s), ("eda", self.eda_window_s)), preset=self.preset)
+        kw = dict(window_s=self.window_s, preset=self.preset)
         kw.update(overrides)
         return PipelineConfig(**kw)
+
+    @property
+    def modality_tuple(self) -> tuple:
+        """The modalities to use, e.g. ``("hr", "eda")``."""
+        return MODALITY_CHOICES[self.modalities]
 
     @classmethod
     def load(cls, store: QtCore.QSettings | None = None) -> Settings:
@@ -100,15 +103,12 @@ class SettingsDialog(QtWidgets.QDialog):
         self.display.setSuffix(" s")
         self.display.setValue(int(settings.display_s))
         form.addRow("Show the last", self.display)
-        self.hr_win = QtWidgets.QDoubleSpinBox()
-        self.eda_win = QtWidgets.QDoubleSpinBox()
-        for w, v in ((self.hr_win, settings.hr_window_s), (self.eda_win, settings.eda_window_s)):
-            w.setRange(5, 120)
-            w.setSuffix(" s")
-            w.setDecimals(0)
-            w.setValue(v)
-        form.addRow("Heart synchrony window", self.hr_win)
-        form.addRow("Skin synchrony window", self.eda_win)
+        self.sync_win = QtWidgets.QDoubleSpinBox()
+        self.sync_win.setRange(5, 120)
+        self.sync_win.setSuffix(" s")
+        self.sync_win.setDecimals(0)
+        self.sync_win.setValue(settings.window_s)
+        form.addRow("Synchrony window", self.sync_win)
         self.preset = QtWidgets.QComboBox()
         self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(settings.preset)
@@ -132,7 +132,7 @@ class SettingsDialog(QtWidgets.QDialog):
 
     def accept(self) -> None:
         self.settings = Settings(
-            display_s=float(self.display.value()), hr_window_s=self.hr_win.value(), eda_window_s=self.eda_win.value(),
+            display_s=float(self.display.value()), window_s=self.sync_win.value(),
             preset=self.preset.currentText(), modalities=self.modalities.currentText(),
             recordings_dir=self.rec_dir.text().strip() or Settings().recordings_dir,
         ).validate()

@@ -1,0 +1,168 @@
+"""End to end: the real simulator -> LSL -> LiveSession -> Runner -> SessionModel -> window (and recordings replayed).
+
+Kept fast with the simulator's speed-up and high replay speeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6 import QtCore  # noqa: E402
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "recordings" / "sample-couple.xdf"
+
+
+@pytest.fixture(autouse=True)
+def tmp_qsettings(tmp_path):
+    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path / "qs"))
+
+
+def _window(qtbot, runner):
+    from ui.gui.main_window import MainWindow
+    from ui.gui.settings import Settings
+
+    win = MainWindow(runner.model, runner, settings=Settings())
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def test_demo_live_rupture_flag_and_label_into_recording(qtbot, tmp_path):
+    """Simulated couple at 16x: traces update, the scripted rupture (60 s) shows in the panel,
+    a label chosen there lands in the XDF recording's marker stream."""
+    import pyxdf
+
+    from acquisition.recorder import record_session
+    from ui.commands.demo import start_demo
+
+    runner = start_demo("couple-rupture-repair", speed=16.0)
+    rec_path = tmp_path / "demo.xdf"
+    recorder = record_session(rec_path, runner, runner.source.live.session)
+    try:
+        win = _window(qtbot, runner)
+        runner.start()
+        qtbot.waitUntil(lambda: win.snapshot is not None and win.snapshot.t_now > 20, timeout=20000)
+        x, y = win.traces.curves[("P1", "hr")].getData()
+        assert x.size > 40 and np.isfinite(y).sum() > 20 and 40 < np.nanmedian(y) < 120
+        qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=30000)
+        ep = win.snapshot.episodes[0]
+        # the scripted rupture starts at 60 s (P2's arousal climbs alone for 50 s)
+        assert 50 <= ep["onset_s"] <= 110 and tuple(ep["pair"]) == ("P1", "P2")
+        assert win.timelines.episode_spans(("P1", "P2"))
+        win.episodes.select_episode(ep["id"])
+        idx = win.episodes.label_box.findText("hit-and-run")
+        win.episodes.label_box.activated.emit(idx)
+        qtbot.waitUntil(lambda: any(m["kind"] == "label" for m in runner.model.snapshot(1).markers), timeout=2000)
+    finally:
+        runner.stop()
+        runner.simulator.stop()
+        recorder.close()
+    streams, _ = pyxdf.load_xdf(str(rec_path))
+    markers = [s for s in streams if s["info"]["type"][0] == "Markers"]
+    assert markers, [s["info"]["name"][0] for s in streams]
+    payloads = [json.loads(x[0]) for x in markers[0]["time_series"]]
+    assert {"kind": "label", "text": "hit-and-run", "episode": ep["id"]}.items() <= next(
+        p for p in payloads if p["kind"] == "label").items()
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
+@pytest.mark.xfail(strict=True, reason="Runner seek -> SessionPipeline._take IndexError (ui/runner.py + dsp/pipeline.py "
+                   "are still being integrated); remove this mark when the seek works")
+def test_replay_scrub_play_pause_speed(qtbot):
+    from acquisition.files import load_recording
+    from acquisition.sources import RecordingSource
+    from ui.runner import Runner
+
+    runner = Runner(RecordingSource(load_recording(SAMPLE), speed=8.0))
+    win = _window(qtbot, runner)
+    runner.start()
+    try:
+        qtbot.waitUntil(lambda: win.replay_action.isVisible(), timeout=5000)
+        assert win.scrubber.maximum() == int(runner.model.replay["duration_s"])
+        # scrub to 150 s: the runner reprocesses up to there, the view follows
+        win.scrubber.setValue(150)
+        win._scrub_released()
+        qtbot.waitUntil(lambda: runner.model.t_now >= 149, timeout=20000)
+        qtbot.waitUntil(lambda: win.scrubber.value() >= 149, timeout=3000)
+        x0, x1 = win.x_range(runner.model.t_now)
+        assert x1 >= 149
+        # the episode of 60-110 s was found while reprocessing
+        qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=5000)
+        # pause holds the position; speed goes to the source
+        win.toggle_pause()
+        qtbot.waitUntil(lambda: runner.model.replay["paused"], timeout=3000)
+        t_paused = runner.model.t_now
+        qtbot.wait(600)
+        assert runner.model.t_now - t_paused < 1.0
+        win.set_speed(64)
+        win.toggle_pause()
+        qtbot.waitUntil(lambda: runner.model.replay["speed"] == 64 and not runner.model.replay["paused"], timeout=3000)
+        qtbot.waitUntil(lambda: runner.model.t_now > t_paused + 20, timeout=5000)
+    finally:
+        runner.stop()
+
+
+def test_lost_stream_shows_lost_within_2s_and_recovers(qtbot):
+    """Two people's HR streams from our own outlets; one outlet goes away -> its badge says "lost"."""
+    import time
+
+    from acquisition.live import LiveSession
+    from acquisition.lsl import pylsl
+    from acquisition.sources import LiveSource
+    from ui.runner import Runner
+
+    tag = f"attune-guitest-{uuid.uuid4().hex[:8]}"
+
+    def outlet(who):
+        info = pylsl.StreamInfo(f"{who} HR", "HR", 1, 4.0, "float32", f"{tag}-{who}")
+        info.desc().append_child_value("participant", who)
+        ch = info.desc().append_child("channels").append_child("channel")
+        ch.append_child_value("label", "HR")
+        ch.append_child_value("unit", "bpm")
+        return pylsl.StreamOutlet(info)
+
+    outs = {"P1": outlet("P1"), "P2": outlet("P2")}
+    alive = {"P1": True, "P2": True}
+    k = [0]
+
+    def push():
+        k[0] += 1
+        for who, o in outs.items():
+            if alive[who] and o is not None:
+                o.push_sample([70.0 + 5 * math.sin(k[0] / 7) + (who == "P2")])
+
+    pusher = QtCore.QTimer()
+    pusher.timeout.connect(push)
+    pusher.start(250)
+    session = LiveSession(match=f"{tag}*", rescan_interval=1.0).start()
+    runner = None
+    try:
+        qtbot.waitUntil(lambda: len(session.participants) >= 2, timeout=15000)
+        qtbot.wait(600)
+        runner = Runner(LiveSource(session))
+        win = _window(qtbot, runner)
+        runner.start()
+        qtbot.waitUntil(lambda: win.traces.badge("P2", "hr") == "ok", timeout=10000)
+        alive["P2"] = False
+        outs["P2"] = None   # the device vanishes: outlet destroyed
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: win.traces.badge("P2", "hr") == "lost", timeout=8000)
+        lost_after = time.monotonic() - t0
+        snap = runner.model.snapshot(5)
+        assert win.traces.badge("P1", "hr") == "ok", (snap.status, snap.signal_loss, snap.t_now)
+        assert lost_after <= 2.5, f"took {lost_after:.1f} s to show 'lost'"
+    finally:
+        pusher.stop()
+        if runner is not None:
+            runner.stop()
+        else:
+            session.close()
