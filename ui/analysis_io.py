@@ -340,7 +340,7 @@ def episode_line(ep: dict) -> str:
             f"{'+'.join(ep['modalities'])}, confidence {ep['confidence']:.2f}{who}{ctx}")
 
 
-def summary_text(doc: dict, problems=(), notes=()) -> str:
+def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8) -> str:
     """A readable multi-line summary of an ``attune.analysis/1`` document.
 
     Parameters
@@ -350,6 +350,8 @@ def summary_text(doc: dict, problems=(), notes=()) -> str:
         What could not be read from the file.
     notes : sequence of str
         Choices made (which stream was used for whom).
+    max_losses : int
+        At most this many signal-loss periods are listed (the longest), then a total per person.
     """
     lines = [f"{doc['recording']}  ({clock(doc['duration_s'])}, {len(doc['participants'])} participants)"]
     for p in doc["participants"]:
@@ -368,9 +370,21 @@ def summary_text(doc: dict, problems=(), notes=()) -> str:
         lines.append(f"    #{i} {episode_line(ep)}")
     if doc["signal_loss"]:
         lines.append(f"  signal loss: {len(doc['signal_loss'])} periods (not counted as ruptures)")
-        for x in doc["signal_loss"]:
+        losses = doc["signal_loss"]
+        shown = losses if len(losses) <= max_losses else sorted(
+            losses, key=lambda x: -((x["offset_s"] if x["offset_s"] is not None else doc["duration_s"]) - x["onset_s"])
+        )[:max_losses]
+        for x in sorted(shown, key=lambda x: x["onset_s"]):
             end = "end" if x["offset_s"] is None else clock(x["offset_s"])
             lines.append(f"    {x['participant']} {x['modality']} {clock(x['onset_s'])} -> {end}: {x['reason']}")
+        if len(losses) > len(shown):
+            total = {}
+            for x in losses:
+                key = f"{x['participant']} {x['modality']}"
+                total[key] = total.get(key, 0.0) + ((x["offset_s"] if x["offset_s"] is not None else doc["duration_s"])
+                                                    - x["onset_s"])
+            lines.append(f"    ... the {len(shown)} longest shown; {len(losses) - len(shown)} more (all in --json/--report);"
+                         " total lost: " + ", ".join(f"{k} {clock(v)}" for k, v in total.items()))
     return "\n".join(lines)
 
 

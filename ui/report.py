@@ -40,10 +40,12 @@ def _esc(x) -> str:
 
 
 def _time_axis(ax, duration_s: float) -> None:
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: clock(x)))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 3, 5, 6, 10]))
+    # ticks on round clock times (10 s ... 30 min), at most ~12 of them
+    tick = next((s for s in (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600) if duration_s / s <= 12), 7200)
+    ax.xaxis.set_major_locator(MultipleLocator(tick))
     ax.set_xlim(0, max(duration_s, 1.0))
     ax.grid(True, color="#dddddd", linewidth=0.6)
 
