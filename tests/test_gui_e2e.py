@@ -91,7 +91,7 @@ def test_replay_scrub_play_pause_speed(qtbot):
         # scrub to 150 s: the runner reprocesses up to there, the view follows
         win.scrubber.setValue(150)
         win._scrub_released()
-        qtbot.waitUntil(lambda: runner.model.t_now >= 149, timeout=20000)
+        qtbot.waitUntil(lambda: runner.model.t_now >= 149, timeout=8000)
         qtbot.waitUntil(lambda: win.scrubber.value() >= 149, timeout=3000)
         x0, x1 = win.x_range(runner.model.t_now)
         assert x1 >= 149
