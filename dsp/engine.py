@@ -195,17 +195,17 @@ class SynchronyEngine:
 
     def _append(self, st: _ModalityState, b: np.ndarray) -> None:
         n_new = b.shape[1]
-        if st.n_buf + n_new > self._cap:
+        cap = st.buf.shape[1]  # per modality: one modality may have grown its buffer already
+        if st.n_buf + n_new > cap:
             keep = min(st.n_buf, self._history)
             drop = st.n_buf - keep
             st.buf[:, :keep] = st.buf[:, drop : st.n_buf]
             st.buf_start += drop
             st.n_buf = keep
-            if keep + n_new > self._cap:  # one huge block: grow once
-                nb = np.full((self.n_people, keep + n_new + self._cap), np.nan)
+            if keep + n_new > cap:  # one huge block: grow once
+                nb = np.full((self.n_people, keep + n_new + cap), np.nan)
                 nb[:, :keep] = st.buf[:, :keep]
                 st.buf = nb
-                self._cap = nb.shape[1]
         st.buf[:, st.n_buf : st.n_buf + n_new] = b
         st.n_buf += n_new
         st.n_total += n_new

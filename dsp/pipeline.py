@@ -26,6 +26,7 @@ import numpy as np
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .quality import Quality
+from .synchrony import fisher_mean, single_session_index
 
 logger = logging.getLogger(__name__)
 
@@ -352,17 +353,11 @@ def _windows_of(metrics: dict, n_pairs: int) -> dict:
 
 
 def mean_fisher(r: np.ndarray, axis=-1) -> np.ndarray:
-    """Mean of correlations through Fisher z (NaN ignored)."""
-    z = np.arctanh(np.clip(np.asarray(r, dtype=float), -0.999, 0.999))
-    with np.errstate(all="ignore"):
-        return np.tanh(np.nanmean(z, axis=axis))
+    """Mean of correlations through Fisher z along ``axis`` (NaN ignored; all-NaN gives NaN)."""
+    return fisher_mean(r, axis=axis)
 
 
 def ssi(r: np.ndarray) -> float:
-    """Single Session Index ln(sum r+ / sum |r-|) of a series of windowed r (NaN ignored)."""
-    r = np.asarray(r, dtype=float)
-    r = r[np.isfinite(r)]
-    pos, neg = r[r > 0].sum(), -r[r < 0].sum()
-    if pos <= 0 or neg <= 0:
-        return math.nan
-    return float(np.log(pos / neg))
+    """Single Session Index of one pair's windowed r (NaN when undefined or infinite: JSON-safe)."""
+    v = float(single_session_index(np.asarray(r, dtype=float).ravel()))
+    return v if math.isfinite(v) else math.nan

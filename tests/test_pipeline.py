@@ -81,3 +81,30 @@ def test_config_validation():
         from dsp.pipeline import SessionPipeline, Slot
 
         SessionPipeline([Slot("A", "rr"), Slot("B", "rr")], origin=0.0, config=PipelineConfig(preset="loud"))
+
+
+def test_replay_seek_then_play_gives_the_analysis_episodes(sessions):
+    """Seeking rebuilds the causal pipeline from the start: after a seek (even backwards) the episodes are the analysis'."""
+    import math
+
+    from acquisition.sources import RecordingSource
+    from ui.runner import Runner
+
+    rec, _ = sessions["couple-rupture-repair"]
+    expected = [e.to_json() for e in analyze_recording(rec).episodes]
+    src = RecordingSource(rec, speed=math.inf)
+    runner = Runner(src)
+    runner.step()                   # everything at once (first big block for both modalities)
+    src.seek(150.0)
+    runner.step()
+    assert 140.0 <= runner.model.t_now <= 150.0
+    src.seek(20.0)                  # backwards
+    runner.step()
+    assert runner.model.t_now <= 20.0
+    src.set_speed(math.inf)
+    for _ in range(3):
+        runner.step()
+    assert runner.finished.is_set()
+    assert [e.to_json() for e in runner.pipeline.detector.episodes] == expected
+    snap = runner.model.snapshot(seconds=600)
+    assert [e["onset_s"] for e in snap.episodes] == [e["onset_s"] for e in expected]
