@@ -73,6 +73,9 @@ class Runner:
         self._thread: threading.Thread | None = None
         self.finished = threading.Event()
         self._flushed = False
+        #: the running :class:`acquisition.recorder.SessionRecorder`, if any
+        self.recorder = None
+        self._rec_started = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> Runner:
@@ -82,10 +85,11 @@ class Runner:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker and close the source."""
+        """Stop the worker, close the recording (if any) and the source."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.stop_recording()
         try:
             self.source.close()
         except Exception:  # closing must not hide the session's results
@@ -123,7 +127,65 @@ class Runner:
             self.finished.set()
         return upd
 
+    # -- recording ---------------------------------------------------------------------------------
+    def start_recording(self, path=None, label: str | None = None):
+        """Record this session (raw streams of a live source, synchrony, events, markers) to XDF.
+
+        Parameters
+        ----------
+        path : str | Path | None
+            File, or ``None`` for ``recordings/session-<time>[-label].xdf``.
+        label : str | None
+            A pseudonymous session label (never a real name needed).
+
+        Raises
+        ------
+        acquisition.xdf_writer.XdfWriteError
+            When the file cannot be created; the session goes on.
+        """
+        from acquisition.recorder import default_recording_path, record_session
+
+        if self.recorder is not None and self.recorder.active:
+            return self.recorder
+        path = path or default_recording_path("recordings", label)
+        session = getattr(self.source, "session", None)
+        self.recorder = record_session(path, self, session, label=label)
+        self._rec_started = time.monotonic()
+        self._update_recording_status()
+        return self.recorder
+
+    def stop_recording(self) -> dict | None:
+        """Close the recording cleanly (footers written); returns its final status."""
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return None
+        rec.close()
+        st = rec.status()
+        self.model.recording = None
+        self.model.message(f"Recording saved: {st['path']} ({st['bytes'] / 1e6:.2f} MB)")
+        return st
+
+    def flush_recording(self) -> None:
+        """Make what was recorded so far safe on disk (called before an error dialog)."""
+        if self.recorder is not None:
+            try:
+                self.recorder.writer.flush()
+            except Exception:  # the dialog must still show
+                logger.exception("flushing the recording failed")
+
+    def _update_recording_status(self) -> None:
+        if self.recorder is None:
+            return
+        st = self.recorder.status()
+        st["elapsed_s"] = time.monotonic() - self._rec_started
+        self.model.recording = st
+        if not st.get("active", True) and st.get("error"):
+            self.model.message(f"Recording stopped: {st['error']}")
+            self.recorder = None
+            self.model.recording = None
+
     def _publish(self, upd, status) -> None:
+        self._update_recording_status()
         st = {}
         for who, d in (status or {}).items():
             st[who] = d
