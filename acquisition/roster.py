@@ -18,7 +18,9 @@ streams for P1), Attune says so, lists the candidates and picks one
 deterministically (a roster rule with ``primary = true`` first, then by name
 and source_id); the others stay listed as alternates. Different kinds of the
 same modality (a Polar H10's RR, HR and ECG) are not a conflict: RR is
-preferred, then ECG, PPG, HR (:data:`KIND_PREFERENCE`).
+preferred, then ECG, the device's own HR, then PPG (:data:`KIND_PREFERENCE`): wrist PPG
+beats are unreliable with movement (on the real E4 dyad, BVP-derived HR jumps between 50 and
+200 bpm while the E4's own HR.csv is smooth).
 
 Roster file format (TOML)
 -------------------------
@@ -74,7 +76,7 @@ from .convention import _TYPE_ALIASES, KIND_MODALITY, KIND_TYPES, StreamDescript
 logger = logging.getLogger(__name__)
 
 #: Which kind wins when one participant has several streams of one modality.
-KIND_PREFERENCE = {"rr": 0, "ecg": 1, "ppg": 2, "hr": 3, "eda": 0}
+KIND_PREFERENCE = {"rr": 0, "ecg": 1, "hr": 2, "ppg": 3, "eda": 0}
 
 MATCH_FIELDS = ("name", "source_id", "hostname", "type")
 _RULE_KEYS = MATCH_FIELDS + ("kind", "unit", "primary")

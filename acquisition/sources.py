@@ -27,9 +27,10 @@ import numpy as np
 
 from .convention import KIND_MODALITY
 from .files import Recording, RecordingError
+from .roster import KIND_PREFERENCE
 
-#: Heart stream kinds, most precise first: which one feeds a person's HR.
-HEART_PREFERENCE = ("rr", "ecg", "ppg", "hr")
+#: Heart stream kinds, most precise first: which one feeds a person's HR (the roster's order).
+HEART_PREFERENCE = tuple(sorted(("rr", "ecg", "hr", "ppg"), key=KIND_PREFERENCE.__getitem__))
 
 
 @dataclass(frozen=True)
