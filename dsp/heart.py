@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import deque
+
 import numpy as np
 
 from dsp.grid import GridBlock, GridPreprocessor, check_positive
