@@ -75,8 +75,6 @@ def test_demo_live_rupture_flag_and_label_into_recording(qtbot, tmp_path):
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
-@pytest.mark.xfail(strict=True, reason="Runner seek -> SessionPipeline._take IndexError (ui/runner.py + dsp/pipeline.py "
-                   "are still being integrated); remove this mark when the seek works")
 def test_replay_scrub_play_pause_speed(qtbot):
     from acquisition.files import load_recording
     from acquisition.sources import RecordingSource
@@ -107,6 +105,50 @@ def test_replay_scrub_play_pause_speed(qtbot):
         win.toggle_pause()
         qtbot.waitUntil(lambda: runner.model.replay["speed"] == 64 and not runner.model.replay["paused"], timeout=3000)
         qtbot.waitUntil(lambda: runner.model.t_now > t_paused + 20, timeout=5000)
+    finally:
+        runner.stop()
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
+def test_replay_jump_to_next_episode(qtbot):
+    """"Next episode" seeks to just after the next flag (scripted ruptures at 60 s and 190 s) and shows it;
+    the episodes it jumps to are the ones the replay itself then flags (and those of `attune analyze`)."""
+    import json
+
+    from acquisition.files import load_recording
+    from acquisition.sources import RecordingSource
+    from ui.runner import Runner, analyze_recording
+
+    truth = json.loads(SAMPLE.with_suffix(".truth.json").read_text())
+    onsets = [r["onset_s"] for r in truth["ruptures"]]
+    rec = load_recording(SAMPLE)
+    expected = sorted(e.onset_s for e in analyze_recording(rec).episodes)
+    runner = Runner(RecordingSource(rec, speed=1.0))
+    win = _window(qtbot, runner)
+    runner.start()
+    try:
+        qtbot.waitUntil(lambda: win.replay_action.isVisible(), timeout=5000)
+        seen = []
+        for k, onset in enumerate(onsets):
+            win.next_episode()   # the first press may come before the look-ahead is ready: it waits for it
+            qtbot.waitUntil(lambda: win._show_after_seek is None and not win._next_pending and len(win.snapshot.episodes) > k,
+                            timeout=10000)
+            ep = max(win.snapshot.episodes, key=lambda e: e["onset_s"])
+            assert onset - 10 <= ep["onset_s"] <= onset + 50, (k, ep)
+            assert runner.model.t_now < ep["flagged_s"] + 10, "jumped, not played through"
+            assert not win.follow
+            x0, x1 = win.x_range(runner.model.t_now)
+            assert x0 <= ep["onset_s"] <= x1   # the view shows it
+            seen.append(ep["onset_s"])
+        assert seen == pytest.approx(expected[:len(onsets)])
+        assert runner.model.replay["speed"] == 1.0 and not runner.model.replay["paused"]
+        # past the last one: says so, stays put
+        win.next_episode()
+        assert "No further episode" in win.statusBar().currentMessage() or len(expected) > len(onsets)
+        # scrub back to the start: the model is rebuilt from the recording
+        win.scrubber.setValue(5)
+        win._scrub_released()
+        qtbot.waitUntil(lambda: runner.model.t_now < 30 and not win.snapshot.episodes, timeout=5000)
     finally:
         runner.stop()
 

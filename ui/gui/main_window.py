@@ -8,6 +8,7 @@ and hands it to every view. Widgets are touched only here, on the GUI thread.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -76,7 +77,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw_s = 0.0       # cumulative time spent redrawing
         self.snapshot = None
         self._seen_episodes: dict = {}   # (pair, onset) -> episode, survives replay seeks
-        self._ff = None           # fast-forward to the next episode: (n_episodes, previous speed)
+        #: replay: every episode of the recording (same pipeline, run ahead in a worker); None until known
+        self.episode_index: list | None = None
+        self._index_thread: threading.Thread | None = None
+        self._next_pending = False    # "next episode" pressed before the index was ready
+        self._show_after_seek = None  # episode to show once the seek has reached it
         self._slider_busy = False
         n = len(model.participants)
         self.group = n >= 3
@@ -332,13 +337,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.pos_label.setText(f"{fmt_time(pos)} / {fmt_time(dur)}")
             self.play_btn.setText("\u25B6 Play" if rp.get("paused") else "\u23F8 Pause")
             speed = rp.get("speed", 1.0)
-            if speed in SPEEDS and self._ff is None:
+            if speed in SPEEDS:
                 self.speed_box.setCurrentIndex(SPEEDS.index(speed))
-            if self._ff is not None and len(snap.episodes) > self._ff[0]:
-                self.set_speed(self._ff[1])
-                self._ff = None
-                newest = max(snap.episodes, key=lambda e: e["id"])
-                self.show_episode(newest)
+            self.start_episode_index()
+            if self._next_pending and self.episode_index is not None:
+                self._next_pending = False
+                self.next_episode()
+            ep = self._show_after_seek
+            if ep is not None and (snap.t_now >= ep.get("flagged_s", ep["onset_s"]) or any(
+                    tuple(e["pair"]) == tuple(ep["pair"]) and abs(e["onset_s"] - ep["onset_s"]) < 1 for e in snap.episodes)):
+                self._show_after_seek = None
+                self.show_episode(ep)
         if snap.messages:
             self.message_label.setText(snap.messages[-1])
 
@@ -391,11 +400,24 @@ class MainWindow(QtWidgets.QMainWindow):
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / time.strftime("attune-%Y%m%d-%H%M%S.xdf")
             self.runner.start_recording(path)
-        except Exception as exc:  # e.g. folder not writable: say so, keep the session running
+        except Exception as exc:  # XdfWriteError, folder not writable ...: say so, the session goes on
             self.record_btn.setChecked(False)
-            QtWidgets.QMessageBox.warning(self, "Recording not started",
-                                          f"Could not start recording in {folder}:\n{exc}\n\nChoose another folder in Settings.")
+            self.model.message(f"Recording not started: {exc}")
+            self.notify("Recording not started",
+                        f"Could not start recording in {folder}:\n{exc}\n\n"
+                        "The session goes on. Choose a folder you can write to in Settings (\u2699), then press Record again.")
+        else:
+            self.statusBar().showMessage(f"Recording to {path}", 5000)
         self._dirty = True
+
+    def notify(self, title: str, text: str) -> QtWidgets.QMessageBox:
+        """A warning box that does not block the session (the timer keeps redrawing behind it)."""
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("notice")
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
 
     # -- replay ------------------------------------------------------------------------------------------
     def _call(self, name: str, *args) -> None:
@@ -421,19 +443,59 @@ class MainWindow(QtWidgets.QMainWindow):
         self._slider_busy = False
         self.seek(self.scrubber.value())
 
+    def start_episode_index(self) -> None:
+        """Replay: find every episode of the recording in a worker (the live pipeline, run at full speed).
+
+        The pipeline is causal and deterministic, so these are the episodes the
+        replay will flag (``attune analyze`` == replay); "next episode" seeks to them.
+        """
+        src = getattr(self.runner, "source", None)
+        rec = getattr(src, "recording", None)
+        if rec is None or self._index_thread is not None:
+            return
+        config, modalities, assign = self.runner.config, getattr(self.runner, "modalities", None), getattr(src, "assign", None)
+
+        def work():
+            from dsp.detector import episode_dict
+            from ui.runner import analyze_recording
+
+            try:
+                found = analyze_recording(rec, config, assign=assign, modalities=modalities).episodes
+                self.episode_index = sorted((episode_dict(e) for e in found), key=lambda e: e["onset_s"])
+            except Exception as exc:  # the replay goes on; "next episode" then uses what was seen
+                logger.exception("finding the recording's episodes failed")
+                self.model.message(f"Could not look ahead for episodes: {exc}")
+                self.episode_index = []
+
+        self._index_thread = threading.Thread(target=work, name="attune-episode-index", daemon=True)
+        self._index_thread.start()
+
     def next_episode(self) -> None:
-        """Jump to the next episode: one already seen ahead, else fast-forward at 64x until one is flagged."""
+        """Replay: jump to just after the next episode is flagged (and show it)."""
         rp = self.model.replay
         if rp is None:
             return
+        if self.episode_index is None:
+            self.start_episode_index()
+            if self._index_thread is not None:
+                self._next_pending = True
+                self.statusBar().showMessage("Looking ahead for the next episode\u2026", 3000)
+                return
         pos = float(rp.get("position_s", self.model.t_now))
-        ahead = sorted((ep for ep in self._seen_episodes.values() if ep["onset_s"] > pos + 1), key=lambda e: e["onset_s"])
-        if ahead:
-            self.seek(max(0.0, ahead[0].get("flagged_s", ahead[0]["onset_s"]) + 2))
+        known = {(tuple(e["pair"]), round(e["onset_s"])): e for e in (self.episode_index or [])}
+        for key, e in self._seen_episodes.items():
+            known.setdefault(key, e)
+        ahead = sorted((e for e in known.values() if e["onset_s"] > pos + 1), key=lambda e: e["onset_s"])
+        if not ahead:
+            self.statusBar().showMessage("No further episode in this recording.", 4000)
             return
-        self._ff = (len(self.model.snapshot(seconds=1).episodes), float(rp.get("speed", 1.0)))
-        self._call("resume")
-        self.set_speed(64)
+        ep = ahead[0]
+        # the pipeline's output trails the replay clock (causal beat detection and filters): seek that much
+        # further, so the flag has been processed when the seek lands
+        lag = pos - self.model.t_now if self.model.t_now > 0 else 10.0
+        target = ep.get("flagged_s", ep["onset_s"]) + min(max(lag, 0.0), 30.0) + 2.0
+        self.seek(min(float(rp.get("duration_s", 1e12)), target))
+        self._show_after_seek = ep
 
     # -- settings ------------------------------------------------------------------------------------------
     def open_settings(self) -> None:

@@ -73,7 +73,10 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         self.pairs = [tuple(p) for p in pairs]
         self.modalities = tuple(modalities)
         self.stacked = stacked
-        self.drift_frac = get_preset(preset).drift_frac
+        cfg = get_preset(preset)
+        # lower edge of the "usual range": the drop the detector tolerates (threshold detector: drift_frac;
+        # CUSUM detector: its reference drop cusum_k, below which drops wash out)
+        self.drift_frac = float(getattr(cfg, "drift_frac", getattr(cfg, "cusum_k", 0.5)))
         self.ci.setSpacing(2)
         self.ci.layout.setContentsMargins(2, 2, 2, 2)
         self.plots = []   # list of dicts: pair index, kinds, plot, curves, chance, band, spans, markers
