@@ -124,6 +124,7 @@ class RecordingSource:
                 f"found {len(people)} ({', '.join(people) or 'none'}); a roster (--roster) can assign streams to people."
             )
         self.recording = recording
+        self.assign = assign  # kept so a view can analyse the same recording with the same people
         self.inputs = [spec for spec, _ in chosen]
         self._data = [(s.timestamps, s.signal) for _, s in chosen]
         self.origin = min(ts[0] for ts, _ in self._data)

@@ -30,16 +30,51 @@ from .model import SessionModel
 logger = logging.getLogger(__name__)
 
 
-def make_pipeline(source, config: PipelineConfig) -> SessionPipeline:
-    """A pipeline whose slots are the source's inputs."""
-    slots = [Slot(s.participant, s.kind, s.srate, s.name) for s in source.inputs]
-    people = list(dict.fromkeys(s.participant for s in source.inputs))
-    return SessionPipeline(slots, origin=source.origin, config=config, participants=people)
+def make_pipeline(source, config: PipelineConfig, modalities=None) -> SessionPipeline:
+    """A pipeline whose slots are the source's inputs.
+
+    Parameters
+    ----------
+    source : object
+        A source (``source.inputs``, ``source.origin``).
+    config : PipelineConfig
+    modalities : iterable of {"hr", "eda"} | None
+        Use only these signals (the "signals used" setting); default: every input.
+
+    Raises
+    ------
+    ValueError
+        When fewer than 2 people have a stream of the chosen modalities.
+    """
+    inputs = list(source.inputs)
+    keep = list(range(len(inputs)))
+    if modalities is not None:
+        modalities = tuple(modalities)
+        bad = [m for m in modalities if m not in ("hr", "eda")]
+        if bad or not modalities:
+            raise ValueError(f"Invalid value for 'modalities': expected one or both of hr, eda, but got {modalities!r}.")
+        keep = [i for i, s in enumerate(inputs) if s.modality in modalities]
+        people = list(dict.fromkeys(inputs[i].participant for i in keep))
+        if len(people) < 2:
+            raise ValueError(
+                f"With signals used = {' + '.join(modalities)}, only {len(people)} participant(s) have a stream "
+                f"({', '.join(people) or 'none'}); synchrony needs 2. Choose other signals (Settings, or --signals).")
+    slots = [Slot(inputs[i].participant, inputs[i].kind, inputs[i].srate, inputs[i].name) for i in keep]
+    people = list(dict.fromkeys(s.participant for s in slots))
+    pipe = SessionPipeline(slots, origin=source.origin, config=config, participants=people)
+    if len(keep) != len(inputs):
+        pipe.input_map = {src: k for k, src in enumerate(keep)}  # source slot -> pipeline slot (see feed)
+    return pipe
 
 
 def feed(pipeline: SessionPipeline, chunks) -> None:
-    """Push a source's chunks into the pipeline."""
+    """Push a source's chunks into the pipeline (chunks of inputs the pipeline does not use are dropped)."""
+    imap = getattr(pipeline, "input_map", None)
     for slot, ts, vs in chunks:
+        if imap is not None:
+            slot = imap.get(slot)
+            if slot is None:
+                continue
         pipeline.push(slot, ts, vs)
 
 
@@ -53,13 +88,16 @@ class Runner:
     config : PipelineConfig | None
     tick_s : float
         Worker period (s).
+    modalities : iterable of {"hr", "eda"} | None
+        Use only these signals (default: every input of the source).
     """
 
-    def __init__(self, source, config: PipelineConfig | None = None, tick_s: float = 0.05):
+    def __init__(self, source, config: PipelineConfig | None = None, tick_s: float = 0.05, modalities=None):
         self.source = source
         self.config = config or PipelineConfig()
         self.tick_s = float(tick_s)
-        self.pipeline = make_pipeline(source, self.config)
+        self.modalities = None if modalities is None else tuple(modalities)
+        self.pipeline = make_pipeline(source, self.config, self.modalities)
         self.model = SessionModel(
             self.pipeline.participants, self.pipeline.modalities, self.pipeline.pairs, self.config.fs,
             self.config.step_s, self.config.history_s,
@@ -187,8 +225,9 @@ class Runner:
     def _publish(self, upd, status) -> None:
         self._update_recording_status()
         st = {}
-        for who, d in (status or {}).items():
-            st[who] = d
+        for who, d in (status or {}).items():  # only the people and signals the pipeline uses
+            if who in self.model.participants:
+                st[who] = {m: v for m, v in d.items() if m in self.model.modalities}
         self.model.apply(upd, self.pipeline.detector.pair_states(), st)
         if self.model.replay is not None or hasattr(self.source, "seek"):
             self.model.replay = {
@@ -206,7 +245,7 @@ class Runner:
 
     def _restart(self, target_s: float) -> None:
         """Seek: rebuild the pipeline, reprocess from the start up to ``target_s`` at full speed."""
-        self.pipeline = make_pipeline(self.source, self.config)
+        self.pipeline = make_pipeline(self.source, self.config, self.modalities)
         self.model.reset()
         self._flushed = False
         self.finished.clear()
@@ -258,7 +297,7 @@ class Analysis:
 
 
 def analyze_recording(recording, config: PipelineConfig | None = None, assign=None, progress=None,
-                      chunk_s: float = 60.0) -> Analysis:
+                      chunk_s: float = 60.0, modalities=None) -> Analysis:
     """Run the live pipeline over a whole recording as fast as possible.
 
     Parameters
@@ -271,6 +310,8 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
         ``progress(done_s, total_s)`` after every chunk.
     chunk_s : float
         Session seconds handed to the pipeline per step (results do not depend on it).
+    modalities : iterable of {"hr", "eda"} | None
+        Use only these signals (default: all).
 
     Returns
     -------
@@ -280,7 +321,7 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
 
     config = config or PipelineConfig()
     source = RecordingSource(recording, speed=math.inf, assign=assign)
-    pipe = make_pipeline(source, config)
+    pipe = make_pipeline(source, config, modalities)
     grids = {m: [] for m in pipe.modalities}
     quals = {m: [] for m in pipe.modalities}
     wins = {m: [] for m in pipe.modalities}
