@@ -36,42 +36,90 @@ def _window(qtbot, runner):
     return win
 
 
-def test_demo_live_rupture_flag_and_label_into_recording(qtbot, tmp_path):
-    """Simulated couple at 16x: traces update, the scripted rupture (60 s) shows in the panel,
-    a label chosen there lands in the XDF recording's marker stream."""
+def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tmp_path):
+    """Simulated couple at 16x: traces update; press Record: elapsed time and file name show; a marker goes in;
+    the scripted rupture (60 s) shows in the panel; a label chosen there goes in; Stop -> the XDF holds every
+    raw simulator stream, the synchrony/event streams and the markers."""
     import pyxdf
 
-    from acquisition.recorder import record_session
     from ui.commands.demo import start_demo
+    from ui.gui.main_window import MainWindow
+    from ui.gui.settings import Settings
 
     runner = start_demo("couple-rupture-repair", speed=16.0)
-    rec_path = tmp_path / "demo.xdf"
-    recorder = record_session(rec_path, runner, runner.source.live.session)
+    folder = tmp_path / "recs"
     try:
-        win = _window(qtbot, runner)
+        raw_ids = {r.descriptor.source_id for r in runner.source.session.receivers.values()}
+        win = MainWindow(runner.model, runner, settings=Settings(recordings_dir=str(folder)))
+        qtbot.addWidget(win)
+        win.show()
         runner.start()
-        qtbot.waitUntil(lambda: win.snapshot is not None and win.snapshot.t_now > 20, timeout=20000)
+        qtbot.waitUntil(lambda: runner.model.t_now > 5, timeout=15000)
+        assert win.record_btn.isEnabled()
+        qtbot.mouseClick(win.record_btn, QtCore.Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: runner.model.recording is not None, timeout=3000)
+        path = Path(runner.model.recording["path"])
+        assert path.parent == folder
+        qtbot.waitUntil(lambda: path.name in win.record_label.text() and "0:01" in win.record_label.text(), timeout=5000)
+        assert win.record_btn.text().endswith("Stop")
         x, y = win.traces.curves[("P1", "hr")].getData()
-        assert x.size > 40 and np.isfinite(y).sum() > 20 and 40 < np.nanmedian(y) < 120
+        assert x.size > 10 and np.isfinite(y).sum() > 5 and 40 < np.nanmedian(y) < 120
+        win.add_marker("rupture_noticed")
         qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=30000)
         ep = win.snapshot.episodes[0]
         # the scripted rupture starts at 60 s (P2's arousal climbs alone for 50 s)
         assert 50 <= ep["onset_s"] <= 110 and tuple(ep["pair"]) == ("P1", "P2")
         assert win.timelines.episode_spans(("P1", "P2"))
         win.episodes.select_episode(ep["id"])
-        idx = win.episodes.label_box.findText("hit-and-run")
-        win.episodes.label_box.activated.emit(idx)
-        qtbot.waitUntil(lambda: any(m["kind"] == "label" for m in runner.model.snapshot(1).markers), timeout=2000)
+        win.episodes.label_box.activated.emit(win.episodes.label_box.findText("dismissive"))
+        qtbot.mouseClick(win.record_btn, QtCore.Qt.MouseButton.LeftButton)   # stop
+        qtbot.waitUntil(lambda: runner.model.recording is None and win.record_label.text() == "", timeout=3000)
+        assert any("Recording saved" in m for m in runner.model.snapshot(1).messages)
     finally:
         runner.stop()
         runner.simulator.stop()
-        recorder.close()
-    streams, _ = pyxdf.load_xdf(str(rec_path))
-    markers = [s for s in streams if s["info"]["type"][0] == "Markers"]
-    assert markers, [s["info"]["name"][0] for s in streams]
-    payloads = [json.loads(x[0]) for x in markers[0]["time_series"]]
-    assert {"kind": "label", "text": "hit-and-run", "episode": ep["id"]}.items() <= next(
-        p for p in payloads if p["kind"] == "label").items()
+    streams, _ = pyxdf.load_xdf(str(path))
+    by_type = {}
+    for s in streams:
+        by_type.setdefault(s["info"]["type"][0], []).append(s)
+    got_raw = {s["info"]["source_id"][0] for s in streams} & raw_ids
+    assert got_raw == raw_ids, (raw_ids, [s["info"]["name"][0] for s in streams])
+    assert all(len(s["time_stamps"]) > 10 for s in streams if s["info"]["source_id"][0] in raw_ids)
+    assert {"Synchrony", "AttuneEvents", "Markers"} <= set(by_type)
+    payloads = [json.loads(x[0]) for x in by_type["Markers"][0]["time_series"]]
+    assert [p["kind"] for p in payloads][:2] == ["rupture_noticed", "label"]
+    assert payloads[1]["episode"] == ep["id"] and payloads[1]["text"] == "dismissive"
+
+
+def test_record_to_unwritable_folder_says_so_and_session_goes_on(qtbot, tmp_path):
+    from acquisition.files import load_recording
+    from acquisition.sources import RecordingSource
+    from ui.gui.main_window import MainWindow
+    from ui.gui.settings import Settings
+    from ui.runner import Runner
+
+    from PySide6 import QtWidgets
+
+    runner = Runner(RecordingSource(load_recording(SAMPLE), speed=16.0))
+    win = MainWindow(runner.model, runner, settings=Settings(recordings_dir="/proc/self"))  # no file can be made there
+    qtbot.addWidget(win)
+    win.show()
+    runner.start()
+    try:
+        qtbot.waitUntil(lambda: runner.model.t_now > 2, timeout=8000)
+        qtbot.mouseClick(win.record_btn, QtCore.Qt.MouseButton.LeftButton)
+        box = win.findChild(QtWidgets.QMessageBox, "notice")
+        assert box is not None and box.isVisible()
+        assert "Cannot create XDF file" in box.text() and "Settings" in box.text()
+        assert runner.model.recording is None and not win.record_btn.isChecked()
+        assert "Recording not started" in win.message_label.text() or any(
+            "Recording not started" in m for m in runner.model.snapshot(1).messages)
+        t = runner.model.t_now
+        frames = win.frames
+        qtbot.waitUntil(lambda: runner.model.t_now > t + 5 and win.frames > frames + 3, timeout=5000)  # UI alive
+        box.done(0)
+    finally:
+        runner.stop()
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")

@@ -55,6 +55,7 @@ class SimulatorClockSource:
 
     def __init__(self, live_source, simulator, safety_wall_s: float = 0.5):
         self.live = live_source
+        self.session = live_source.session  # the record button records its raw streams
         self.sim = simulator
         self.inputs = live_source.inputs
         self.origin = float(simulator.time_origin)

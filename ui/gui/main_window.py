@@ -314,7 +314,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(snap.t_now)}")
         rec = snap.recording
         if rec:
-            elapsed = rec.get("elapsed_s")
+            elapsed = rec.get("elapsed_s", rec.get("seconds"))  # runner's status, or the recorder's own
             if elapsed is None and rec.get("started_wall") is not None:
                 elapsed = time.time() - rec["started_wall"]
             self.record_label.setText(f"\u25CF {fmt_time(elapsed)}  {Path(str(rec.get('path', ''))).name}")
