@@ -33,8 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
                    help="run the session X times faster than real time (default 1; e.g. 4 to see the repair sooner)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="simulator seed (default 0)")
-    p.add_argument("--preset", default="balanced", metavar="NAME",
-                   help="detector sensitivity: conservative, balanced (default) or sensitive")
+    from .monitor import add_session_options
+
+    add_session_options(p)
     p.add_argument("--headless", action="store_true", help="terminal view instead of the GUI")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (wall clock)")
     p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a PNG of the window after --quit-after s, exit")
@@ -72,8 +73,11 @@ class SimulatorClockSource:
 
 
 def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0, seed: int = 0,
-               preset: str = "balanced", wait_s: float = 15.0):
+               preset: str = "balanced", wait_s: float = 15.0, config=None, modalities=None):
     """Start simulator, live session and runner (not its thread).
+
+    ``config`` (a :class:`dsp.pipeline.PipelineConfig`) replaces ``preset`` when given; ``modalities``
+    limits the signals used (default: heart and skin).
 
     Returns
     -------
@@ -88,8 +92,7 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
     from acquisition.sources import LiveSource
     from dsp.pipeline import PipelineConfig
 
-    from ..runner import Runner
-    from .monitor import _wait_for_source
+    from .monitor import _wait_for_source, make_runner
 
     try:
         sc = load_scenario(scenario)
@@ -105,7 +108,7 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
         live = _wait_for_source(session, wait_s, LiveSource, RecordingError)
         time.sleep(0.5)  # inlets of every stream connected
         sim.start()
-        runner = Runner(SimulatorClockSource(live, sim), PipelineConfig(preset=preset))
+        runner = make_runner(SimulatorClockSource(live, sim), config or PipelineConfig(preset=preset), modalities)
     except BaseException:
         session.close()
         sim.stop()
@@ -116,7 +119,7 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
 
 def run(args) -> int:
     """Run ``attune demo``; return the exit code."""
-    from .monitor import check_preset, open_view
+    from .monitor import describe_settings, open_view, session_settings, will_use_gui
 
     if not args.speed > 0 or args.speed > 64:
         raise UsageError(f"Invalid value for '--speed': expected a number in (0, 64], but got {args.speed:g}.")
@@ -126,15 +129,16 @@ def run(args) -> int:
             raise UsageError(f"Invalid value for '--{name.replace('_', '-')}': expected seconds > 0, but got {v:g}.")
     if args.participants is not None and not 2 <= args.participants <= 8:
         raise UsageError(f"Invalid value for '--participants': expected 2 to 8, but got {args.participants}.")
-    check_preset(args.preset)
+    config, modalities, settings = session_settings(args, will_use_gui(args))
     from acquisition.lslconfig import configure
 
     configure(None)
-    runner = start_demo(args.scenario, args.participants, args.speed, args.seed, args.preset)
-    print(f"demo: simulator '{args.scenario}' at {args.speed:g}x; people {', '.join(runner.model.participants)}. "
-          "A possible rupture is flagged about a minute in, its repair later.", file=sys.stderr)
+    runner = start_demo(args.scenario, args.participants, args.speed, args.seed, config=config, modalities=modalities)
+    print(f"demo: simulator '{args.scenario}' at {args.speed:g}x; people {', '.join(runner.model.participants)}; "
+          f"{describe_settings(config, modalities)}. A possible rupture is flagged about a minute in, its repair later.",
+          file=sys.stderr)
     try:
-        return open_view(runner, args, title="Attune - demo (simulated)")
+        return open_view(runner, args, title="Attune - demo (simulated)", settings=settings)
     finally:
         runner.stop()
         runner.simulator.stop()

@@ -20,6 +20,91 @@ from pathlib import Path
 from ..errors import UsageError
 
 SCOPES = ("machine", "link", "site")
+#: ``--signals`` choices -> modalities (None: every signal the streams have).
+SIGNALS = {"both": None, "heart": ("hr",), "skin": ("eda",)}
+
+
+def add_session_options(p) -> None:
+    """``--preset``, ``--window``, ``--signals``: in GUI mode they override the stored Settings."""
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="detector sensitivity: conservative, balanced, sensitive (default: the GUI's setting, "
+                        "else balanced)")
+    p.add_argument("--window", type=float, default=None, metavar="S",
+                   help="synchrony window in seconds, 5-120 (default: the GUI's setting, else 20)")
+    p.add_argument("--signals", choices=tuple(SIGNALS), default=None,
+                   help="signals used: both (heart + skin), heart or skin (default: the GUI's setting, else both)")
+
+
+def will_use_gui(args) -> bool:
+    """True when the session will open the GUI (not --headless, a display, Qt importable)."""
+    from ..headless import has_display
+
+    if getattr(args, "headless", False) or not has_display():
+        return False
+    try:
+        import PySide6.QtWidgets  # noqa: F401
+    except Exception:  # noqa: BLE001 - open_view says why and falls back
+        return False
+    return True
+
+
+def session_settings(args, gui: bool):
+    """Pipeline settings of a session: command-line flags, else (GUI mode) the stored Settings, else defaults.
+
+    Returns
+    -------
+    config : dsp.pipeline.PipelineConfig
+    modalities : tuple of str | None
+        None: every signal the streams have.
+    settings : ui.gui.settings.Settings | None
+        GUI mode: the stored settings with the flags applied (handed to the window; not saved).
+    """
+    from dsp.pipeline import PipelineConfig
+
+    if args.preset is not None:
+        check_preset(args.preset)
+    window = getattr(args, "window", None)
+    if window is not None and not (math.isfinite(window) and 5 <= window <= 120):
+        raise UsageError(f"Invalid value for '--window': expected seconds in 5..120, but got {window:g}.")
+    signals = getattr(args, "signals", None)
+    settings = None
+    if gui:
+        try:
+            from ..gui.settings import MODALITY_CHOICES, Settings
+
+            settings = Settings.load()
+        except Exception:  # noqa: BLE001 - unreadable settings: defaults
+            settings = None
+    if settings is not None:
+        if args.preset is not None:
+            settings.preset = args.preset
+        if window is not None:
+            settings.window_s = float(window)
+        if signals is not None:
+            settings.modalities = {"both": "heart + skin", "heart": "heart only", "skin": "skin only"}[signals]
+        config = settings.pipeline_config()
+        mods = MODALITY_CHOICES[settings.modalities]
+        modalities = None if set(mods) == {"hr", "eda"} else tuple(mods)
+    else:
+        config = PipelineConfig(preset=args.preset or "balanced", **({"window_s": float(window)} if window else {}))
+        modalities = SIGNALS[signals] if signals else None
+    return config, modalities, settings
+
+
+def describe_settings(config, modalities) -> str:
+    """One line for stderr: what the pipeline uses."""
+    sig = {None: "heart + skin", ("hr",): "heart only", ("eda",): "skin only"}.get(modalities, "+".join(modalities or ()))
+    return f"signals {sig}, window {config.window_s:g} s, sensitivity {config.preset}"
+
+
+def make_runner(source, config, modalities):
+    """A Runner, with a clear usage error when the chosen signals leave fewer than 2 people."""
+    from ..runner import Runner
+
+    try:
+        return Runner(source, config, modalities=modalities)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def register(subparsers) -> None:
@@ -44,8 +129,9 @@ def register(subparsers) -> None:
     p.add_argument("--lsl-scope", choices=SCOPES, default=None,
                    help="where to look for streams: machine (this computer, default), link (local network), site")
     p.add_argument("--match", metavar="GLOB", help="only streams whose name, source_id, host or type match")
-    p.add_argument("--preset", default="balanced", metavar="NAME",
-                   help="detector sensitivity: conservative, balanced (default), sensitive")
+    add_session_options(p)
+    p.add_argument("--no-setup", action="store_true",
+                   help="GUI: skip the session setup dialog (it opens when no --roster is given)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--wait", type=float, default=15.0, metavar="S",
                    help="seconds to wait for streams of at least 2 people (default 15)")
@@ -104,7 +190,7 @@ def check_preset(preset: str) -> None:
         raise UsageError(f"Invalid value for '--preset': expected one of {', '.join(PRESETS)}, but got {preset!r}.")
 
 
-def open_view(runner, args, title: str) -> int:
+def open_view(runner, args, title: str, settings=None) -> int:
     """GUI unless --headless or no display (then say so and use the terminal view)."""
     from ..headless import has_display, run_headless
 
@@ -116,7 +202,7 @@ def open_view(runner, args, title: str) -> int:
                 print(f"attune: the GUI cannot start ({exc}); showing the terminal view instead.", file=sys.stderr)
             else:
                 quit_after = args.quit_after if args.quit_after is not None else getattr(args, "duration", None)
-                return run_gui(runner, screenshot=args.screenshot, quit_after=quit_after, title=title)
+                return run_gui(runner, screenshot=args.screenshot, quit_after=quit_after, title=title, settings=settings)
         else:
             print("attune: no display available (no $DISPLAY / $WAYLAND_DISPLAY); showing the terminal view "
                   "instead (use --headless to skip this check).", file=sys.stderr)
@@ -131,8 +217,11 @@ def run(args) -> int:
     _positive("--duration", args.duration)
     _positive("--wait", args.wait, allow_none=False)
     _positive("--quit-after", args.quit_after)
-    check_preset(args.preset)
+    if args.preset is not None:
+        check_preset(args.preset)
     path = resolve_record_path(args.record, args.label)
+    gui = will_use_gui(args)
+    config, modalities, settings = session_settings(args, gui)
 
     from acquisition.lslconfig import configure
 
@@ -147,21 +236,29 @@ def run(args) -> int:
     from acquisition.roster import Roster, RosterError
     from acquisition.sources import LiveSource
     from acquisition.xdf_writer import XdfWriteError
-    from dsp.pipeline import PipelineConfig
-
-    from ..runner import Runner
-
     roster = None
     if args.roster:
         try:
             roster = Roster.load(args.roster)
         except (RosterError, OSError) as exc:
             raise UsageError(str(exc)) from None
+    elif gui and not args.no_setup and args.screenshot is None and args.quit_after is None and args.duration is None:
+        # GUI without a roster: the setup dialog first (who wears which stream; or a recording to replay)
+        from ..gui.setup_dialog import run_setup
+
+        choice, roster, rec_path = run_setup(match=args.match)
+        if choice is None:
+            print("attune monitor: setup closed; no session started.", file=sys.stderr)
+            return 0
+        if choice == "replay":
+            from .replay import replay_from_setup
+
+            return replay_from_setup(rec_path, args)
     session = LiveSession(roster=roster, match=args.match).start()
     recorder = None
     try:
         source = _wait_for_source(session, args.wait, LiveSource, RecordingError)
-        runner = Runner(source, PipelineConfig(preset=args.preset))
+        runner = make_runner(source, config, modalities)
         for w in session.status().warnings:
             runner.model.message(w)
         if path is not None:
@@ -171,8 +268,9 @@ def run(args) -> int:
                 raise UsageError(str(exc)) from None
             print(f"recording to {path}", file=sys.stderr)
         people = ", ".join(session.participants)
-        print(f"monitoring {people} ({len(source.inputs)} streams); Ctrl-C stops", file=sys.stderr)
-        return open_view(runner, args, title="Attune - live")
+        print(f"monitoring {people} ({len(source.inputs)} streams; {describe_settings(config, modalities)}); "
+              "Ctrl-C stops", file=sys.stderr)
+        return open_view(runner, args, title="Attune - live", settings=settings)
     finally:
         if recorder is not None:
             recorder.close()

@@ -16,7 +16,8 @@ import math
 import sys
 
 from ..errors import UsageError
-from .monitor import SCOPES, _positive, check_preset, open_view
+from .monitor import (SCOPES, _positive, add_session_options, describe_settings, make_runner, open_view,
+                      session_settings, will_use_gui)
 
 #: Replay speeds the command accepts (the GUI offers 0.5x .. 64x).
 MIN_SPEED, MAX_SPEED = 0.1, 1000.0
@@ -42,8 +43,7 @@ def register(subparsers) -> None:
                    help="appended to every re-published source_id (default -replay; '' keeps the originals)")
     p.add_argument("--lsl-scope", choices=SCOPES, default=None, help="with --publish: where the outlets are seen")
     p.add_argument("--roster", metavar="R.toml", help="who wears which stream")
-    p.add_argument("--preset", default="balanced", metavar="NAME",
-                   help="detector sensitivity: conservative, balanced (default), sensitive")
+    add_session_options(p)
     p.add_argument("--headless", action="store_true", help="terminal view instead of the GUI")
     p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a screenshot after --quit-after seconds, exit")
     p.add_argument("--quit-after", type=float, metavar="S", help="quit after S seconds")
@@ -58,7 +58,7 @@ def run(args) -> int:
     if not (math.isfinite(args.start) and args.start >= 0):
         raise UsageError(f"Invalid value for '--start': expected seconds >= 0, but got {args.start}.")
     _positive("--quit-after", args.quit_after)
-    check_preset(args.preset)
+    config, modalities, settings = session_settings(args, will_use_gui(args))
     if args.publish or args.lsl_scope:
         from acquisition.lslconfig import configure
 
@@ -70,9 +70,7 @@ def run(args) -> int:
     from acquisition.files import RecordingError, load_recording
     from acquisition.roster import RosterError
     from acquisition.sources import RecordingSource
-    from dsp.pipeline import PipelineConfig
 
-    from ..runner import Runner
     from .analyze import make_assign
 
     try:
@@ -88,7 +86,7 @@ def run(args) -> int:
         source.seek(args.start)
     for p in rec.problems:
         print(f"attune replay: {args.file}: {p}", file=sys.stderr)
-    runner = Runner(source, PipelineConfig(preset=args.preset))
+    runner = make_runner(source, config, modalities)
     for n in notes:
         runner.model.message(n)
     publisher = None
@@ -100,11 +98,22 @@ def run(args) -> int:
         print(f"re-publishing {len(publisher.streams)} streams on LSL (source_id + {args.source_suffix!r}), "
               f"timestamps shifted by {publisher.shift:+.3f} s", file=sys.stderr)
     print(f"replaying {args.file} ({source.duration_s:.0f} s, {', '.join(runner.model.participants)}) at "
-          f"{args.speed:g}x", file=sys.stderr)
+          f"{args.speed:g}x; {describe_settings(config, modalities)}", file=sys.stderr)
     try:
-        return open_view(runner, args, title=f"Attune - replay {args.file}")
+        return open_view(runner, args, title=f"Attune - replay {args.file}", settings=settings)
     finally:
         if publisher is not None:
             publisher.stop()
             if publisher.error is not None:
                 print(f"attune replay: re-publishing stopped: {publisher.error}", file=sys.stderr)
+
+
+def replay_from_setup(path: str, monitor_args) -> int:
+    """Replay the recording chosen in ``attune monitor``'s setup dialog (GUI, 1x, the monitor's session options)."""
+    import argparse
+
+    args = argparse.Namespace(
+        file=path, speed=1.0, start=0.0, publish=False, source_suffix="-replay", lsl_scope=None, roster=None,
+        preset=monitor_args.preset, window=getattr(monitor_args, "window", None),
+        signals=getattr(monitor_args, "signals", None), headless=False, screenshot=None, quit_after=None)
+    return run(args)
