@@ -256,3 +256,43 @@ def test_lost_stream_shows_lost_within_2s_and_recovers(qtbot):
             runner.stop()
         else:
             session.close()
+
+
+@pytest.mark.qt_no_exception_capture
+@pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
+def test_unhandled_error_flushes_the_recording_and_session_goes_on(qtbot, tmp_path):
+    """run_gui's error hook (recording_guard) flushes the running recording before the dialog; the file reads."""
+    import pyxdf
+
+    from acquisition.files import load_recording
+    from acquisition.sources import RecordingSource
+    from ui.gui.app import ErrorReporter, recording_guard
+    from ui.runner import Runner
+
+    runner = Runner(RecordingSource(load_recording(SAMPLE), speed=32.0))
+    flushed = []
+    real_flush = runner.flush_recording
+    runner.flush_recording = lambda: (flushed.append(runner.model.t_now), real_flush())
+    rep = ErrorReporter(on_error=recording_guard(runner), show_dialog=False).install()
+    win = _window(qtbot, runner)
+    path = tmp_path / "guarded.xdf"
+    runner.start()
+    try:
+        qtbot.waitUntil(lambda: runner.model.t_now > 40, timeout=8000)
+        runner.start_recording(path)
+        qtbot.waitUntil(lambda: runner.model.t_now > 80, timeout=8000)
+
+        def bad_slot():
+            raise RuntimeError("boom while recording")
+
+        QtCore.QTimer.singleShot(0, bad_slot)
+        qtbot.waitUntil(lambda: rep.errors == ["RuntimeError: boom while recording"], timeout=3000)
+        assert len(flushed) == 1
+        streams, _ = pyxdf.load_xdf(str(path))   # readable while still recording
+        assert any(s["info"]["type"][0] == "Synchrony" and len(s["time_stamps"]) > 10 for s in streams)
+        t = runner.model.t_now
+        qtbot.waitUntil(lambda: runner.model.t_now > t + 10 and runner.model.recording is not None, timeout=5000)
+        assert win.record_label.text()
+    finally:
+        rep.uninstall()
+        runner.stop()

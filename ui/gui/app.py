@@ -96,6 +96,17 @@ class ErrorReporter(QtCore.QObject):
             self._showing = False
 
 
+def recording_guard(runner):
+    """The error hook of a session: flush its recording to disk (``runner.flush_recording``) before the dialog."""
+
+    def keep_recording_safe(exc):
+        flush = getattr(runner, "flush_recording", None)
+        if flush is not None:
+            flush()
+
+    return keep_recording_safe
+
+
 def run_gui(runner, screenshot: str | Path | None = None, quit_after: float | None = None, settings=None,
             title: str = "Attune") -> int:
     """Open the session window on ``runner.model`` and run the Qt event loop.
@@ -121,12 +132,7 @@ def run_gui(runner, screenshot: str | Path | None = None, quit_after: float | No
     app = ensure_app()
     settings = settings or Settings.load()
 
-    def keep_recording_safe(exc):
-        flush = getattr(runner, "flush_recording", None)
-        if flush is not None:
-            flush()
-
-    reporter = ErrorReporter(app, on_error=keep_recording_safe).install()
+    reporter = ErrorReporter(app, on_error=recording_guard(runner)).install()
     win = MainWindow(runner.model, runner, settings=settings, title=title)
     if getattr(runner, "_thread", None) is None and hasattr(runner, "start"):
         runner.start()
