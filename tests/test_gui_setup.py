@@ -105,6 +105,10 @@ def test_table_fills_edit_participant_saved_roster_assigns_it(qtbot, streams, tm
     dlg.set_signal(row["p1eda"], None)
     a2 = assign(descs, dlg.roster())
     assert "eda" not in a2.by_participant()["P1"]
+    assert dlg.table.item(row["p1eda"], 7).text() == "\u2013"
+    dlg.set_signal(row["p1eda"], "hr")   # a second heart stream for P1: the device-HR one stays in use
+    assert [dlg.table.item(row[k], 7).text() for k in ("p1hr", "p1eda")] == ["\u2713", "spare"]
+    dlg.set_signal(row["p1eda"], "eda")
     # a rescan keeps the edit
     dlg.rescan()
     qtbot.waitUntil(lambda: dlg.scans >= 2 and not dlg._scanning, timeout=8000)
@@ -139,6 +143,7 @@ def test_load_roster_applies_it_and_preview_shows_the_stream(qtbot, streams, tmp
     assert x[-1] == pytest.approx(0.0) and x[0] >= -10.5
     assert 64.5 <= np.min(y) and np.max(y) <= 75.5
     assert "Polar P1 HR" in dlg.preview_title.text() and "bpm" in dlg.preview_title.text()
+    assert dlg.table.item(row["p1hr"], 7).text() == "\u2713"
     dlg.table.clearSelection()
     assert dlg._preview_rx is None
 

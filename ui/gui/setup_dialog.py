@@ -34,8 +34,8 @@ SIGNAL_CHOICES = {
     "skin conductance (EDA)": "eda", "not used": None,
 }
 KIND_LABEL = {k: label for label, k in SIGNAL_CHOICES.items()}
-COLUMNS = ("Stream", "Type", "Host", "Rate", "Participant", "Signal", "How assigned")
-COL_PARTICIPANT, COL_SIGNAL, COL_HOW = 4, 5, 6
+COLUMNS = ("Stream", "Type", "Host", "Rate", "Participant", "Signal", "How assigned", "In use")
+COL_PARTICIPANT, COL_SIGNAL, COL_HOW, COL_USE = 4, 5, 6, 7
 #: Seconds of signal shown in the preview.
 PREVIEW_S = 10.0
 
@@ -325,7 +325,30 @@ class SetupDialog(QtWidgets.QDialog):
         roster.ignore = ignore
         return roster
 
+    def _primaries(self) -> set:
+        """Keys of the streams the session will use: per person and signal the preferred kind (RR > ECG > HR > PPG)."""
+        from acquisition.convention import KIND_MODALITY
+        from acquisition.roster import KIND_PREFERENCE
+
+        best: dict = {}
+        for key, (who, kind) in self._row_choices().items():
+            if who and kind:
+                k = (who, KIND_MODALITY[kind])
+                if k not in best or KIND_PREFERENCE[kind] < KIND_PREFERENCE[best[k][1]]:
+                    best[k] = (key, kind)
+        return {key for key, _ in best.values()}
+
     def _update_summary(self) -> None:
+        used = self._primaries()
+        choices = self._row_choices()
+        for row, st in enumerate(self.streams):
+            who, kind = choices.get(_key(st.descriptor), ("", None))
+            text = "\u2713" if _key(st.descriptor) in used else ("spare" if who and kind else "\u2013")
+            item = QtWidgets.QTableWidgetItem(text)
+            item.setToolTip("Used for this person's signal" if _key(st.descriptor) in used else
+                            "Not used: this person has a preferred stream of this signal (RR > ECG > device HR > PPG)")
+            item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+            self.table.setItem(row, COL_USE, item)
         by_person: dict = {}
         for who, kind in self._row_choices().values():
             if who and kind:
@@ -392,7 +415,7 @@ class SetupDialog(QtWidgets.QDialog):
             return
         from acquisition.convention import CANONICAL_UNIT
 
-        unit = CANONICAL_UNIT.get(s.descriptor.kind, s.descriptor.unit or "?")
+        unit = CANONICAL_UNIT.get(s.descriptor.kind, s.descriptor.unit or "?").replace("uS", "\u00b5S")
         self.preview_title.setText(f"{s.descriptor.name} \u2013 last {PREVIEW_S:g} s ({unit})")
         self.preview_timer.start(200)
 
