@@ -62,8 +62,6 @@ STATUS_NAMES = {OK: "ok", MISSING: "missing_data", FLAT: "flat"}
 R_CLIP = 1.0 - 1e-12
 #: relative precision budget of the fast (anchored-moment) path; worse windows go to the masked path
 _FAST_REL = 1e-6
-#: windows per chunk in the fast path (each chunk is re-anchored)
-_CHUNK_WINDOWS = 64
 #: windows per block in the masked path (bounds temporary memory)
 _MASKED_BLOCK = 256
 
@@ -449,125 +447,249 @@ def standardized_windows(W, *, detrend=True, diff=False):
 # ----------------------------------------------------------------------------- fast path
 
 
-def _group_windows(P, win, step):
-    """Windows per fast-path group: ~1-2 MB of (P x P) block products per group."""
-    per = max(1, int(2e6 // (8 * P * P * max(1, (win // step)))))
-    return max(_CHUNK_WINDOWS // 4, min(_CHUNK_WINDOWS * 8, per * 16))
+def _chunk_windows(P: int, nw: int) -> int:
+    """Windows per fast-path chunk: ~1 MB per (J, P, P) float64 work array (stays in L2 cache)."""
+    return int(min(max(nw, 1), max(16, min(1024, 131072 // (P * P)))))
 
 
-def _fast_cross(x, win, step, nw, n_seg, lags, pa, pb, detrend):
-    """Fast path over all windows, in groups of windows small enough to stay in cache (and to reuse
-    heap memory instead of page-faulting fresh large temporaries). See :func:`_fast_cross_core`."""
-    P = x.shape[0]
-    G = _group_windows(P, win, step)
-    if nw <= G:
-        return _fast_cross_core(x, win, step, nw, n_seg, lags, pa, pb, detrend)
-    r = np.empty((nw, len(lags), len(pa)))
-    redo = np.empty(nw, dtype=bool)
-    L = max(lags)
-    for j0 in range(0, nw, G):  # loop over blocks of windows, all pairs at once
-        m = min(G, nw - j0)
-        s0 = j0 * step
-        seg = x[:, s0 : s0 + (m - 1) * step + max(win, n_seg + L)]
-        r[j0 : j0 + m], redo[j0 : j0 + m] = _fast_cross_core(seg, win, step, m, n_seg, lags, pa, pb, detrend)
-    return r, redo
+def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
+    """Windowed r at lag 0 for every pair, fully valid windows (fast path of :func:`rolling_pearson`).
 
+    Window ``j`` is grid samples ``[j*step, j*step + n_seg)`` of ``x``. Per chunk of ``J`` windows the
+    data are re-anchored (minus the chunk mean, or the chunk's line with ``detrend``: the partial r on
+    time does not change, and hours of drift do not eat the precision), two rows are appended (ones and
+    time), and one batched matmul gives the Gram matrix of every ``step``-sample block. Prefix sums of
+    the block Grams (within the chunk) give every window's sums of ``y_a * y_b``, ``y_a``, ``t * y_a``,
+    ``y_a ** 2`` at once; the correlation formula then runs in (pairs, windows) layout.
 
-def _fast_cross_core(x, win, step, nw, n_seg, lags, pa, pb, detrend):
-    """Anchored block-cumsum cross-correlation for fully valid windows.
-
-    Window j: person ``pa[k]``'s segment ``[j*step, j*step + n_seg)`` against person ``pb[k]``'s segment
-    shifted by ``lag`` samples, for every lag in ``lags``.
+    Parameters
+    ----------
+    x : ndarray, shape (n_people, n_samples)
+    step, nw, n_seg : int
+        Window step (samples), number of windows, samples per window.
+    detrend : bool
+        Partial r on time within the window.
+    ia, ib : ndarray, shape (n_pairs,)
+    out : ndarray, shape (n_pairs, nw)
+        Receives r (clipped to [-1, 1]); undefined where ``redo``.
+    J : int
+        Windows per chunk (scratch arrays of ~J * (n_people + 2)**2 values stay in cache).
 
     Returns
     -------
-    r : ndarray, shape (nw, n_lags, n_sel)
     redo : ndarray of bool, shape (nw,)
-        Windows the fast path cannot do exactly (missing samples or precision): recompute them.
+        Windows with a missing sample, or whose anchored moments would lose precision (near-flat):
+        recompute them with the masked path.
     """
     P, n = x.shape
-    J = min(_CHUNK_WINDOWS, nw)
-    C = -(-nw // J)
-    L = max(lags)
-    span = (J - 1) * step + n_seg + L
-    need = (C - 1) * J * step + span
-    xp = np.full((P, max(need, n)), np.nan)
-    xp[:, :n] = x
-    spans = sliding_window_view(xp, span, axis=1)[:, : (C - 1) * J * step + 1 : J * step]  # (P, C, span)
-    Y = np.ascontiguousarray(spans.transpose(1, 0, 2))  # (C, P, span)
-    M = np.isfinite(Y)
-    cnt = M.sum(-1)
-    anchor = np.where(M, Y, 0.0).sum(-1) / np.maximum(cnt, 1)
-    Y = np.where(M, Y - anchor[..., None], 0.0)
-
-    # windows with any missing sample (whole window, any person) -> masked path
+    g = step
+    q, rem = divmod(n_seg, g)
+    K = len(ia)
+    Pa = P + 2
     bad = ~np.isfinite(x)
     cb = np.concatenate([[0], np.cumsum(bad.any(0))])
-    st = np.arange(nw) * step
-    redo = (cb[st + win] - cb[st]) > 0
-
-    # per-person per-sample cumulative sums (within each chunk): sum y, y^2, k*y
-    k = np.arange(span, dtype=np.float64)
-    z = np.zeros((C, P, 1))
-    c1 = np.concatenate([z, np.cumsum(Y, -1)], -1)
-    c2 = np.concatenate([z, np.cumsum(Y * Y, -1)], -1)
-    ck = np.concatenate([z, np.cumsum(Y * k, -1)], -1) if detrend else None
-    jj = np.arange(J) * step  # local window starts
-
-    def seg_sums(off):
-        s0 = jj + off
-        s1 = c1[..., s0 + n_seg] - c1[..., s0]  # (C, P, J)
-        s2 = c2[..., s0 + n_seg] - c2[..., s0]
-        skt = None
-        if detrend:
-            sk = ck[..., s0 + n_seg] - ck[..., s0]
-            skt = sk - (s0 + (n_seg - 1) / 2.0) * s1  # sum of centred t * y
-        return s1, s2, skt
-
-    nfull = n_seg // step
-    rem = n_seg - nfull * step
-    nb = J - 1 + nfull
     ctt = n_seg * (n_seg * n_seg - 1) / 12.0
-    out = np.empty((C, J, len(lags), len(pa)))
-    lowprec = np.zeros((C, J), dtype=bool)
-    s1a, s2a, sta = seg_sums(0)
-    # contiguous (C, nb, P, step) blocks: matmul only reaches BLAS on contiguous operands
-    lead_blocks = np.ascontiguousarray(Y[..., : nb * step].reshape(C, P, nb, step).transpose(0, 2, 1, 3))
-    flat_sel = pa * P + pb
-    if rem:
-        rv = sliding_window_view(Y, rem, axis=-1)  # (C, P, positions, rem)
-        lead_rem = rv[:, :, nfull * step : nfull * step + (J - 1) * step + 1 : step].transpose(0, 2, 1, 3)
-    for li, lag in enumerate(lags):  # loop over lags; all pairs and windows at once
-        fol_blocks = Y[..., lag : lag + nb * step].reshape(C, P, nb, step).transpose(0, 2, 3, 1)
-        prod = np.matmul(lead_blocks, np.ascontiguousarray(fol_blocks))  # (C, nb, P, P)
-        prod = prod.reshape(C, nb, P * P).take(flat_sel, axis=2)  # (C, nb, K)
-        cs = np.concatenate([np.zeros((C, 1, len(pa))), np.cumsum(prod, axis=1)], axis=1)
-        sab = cs[:, nfull : nfull + J] - cs[:, :J]  # (C, J, K)
+    J = int(min(nw, J))
+    nbk = J + q - 1
+    span = (J - 1) * step + n_seg
+    pr = np.arange(P)
+    redo = np.zeros(nw, dtype=bool)
+    tk = np.arange(span) - (span - 1) / 2.0
+    st = np.arange(J) * step
+    cj = st + (n_seg - 1) / 2.0 - (span - 1) / 2.0  # window centre in chunk time
+    # scratch arrays, reused for every chunk (no page faults on fresh temporaries, stays in cache)
+    A = np.empty((Pa, span))
+    A[P] = 1.0
+    A[P + 1] = tk
+    Bl = np.empty((nbk, Pa, g))
+    BlT = np.empty((nbk, g, Pa))
+    Gm = np.empty((nbk, Pa, Pa))
+    cs = np.empty((nbk + 1, Pa * Pa))
+    cs[0] = 0.0
+    W = np.empty((J, Pa * Pa))
+    flat = ia * Pa + ib
+    sn = 1.0 / n_seg
+    for j0 in range(0, nw, J):
+        Jc = min(J, nw - j0)
+        s0 = j0 * step
+        Y = A[:P]
+        seg = x[:, s0 : s0 + span]
+        m = seg.shape[1]
+        Y[:, :m] = seg
+        if m < span:
+            Y[:, m:] = np.nan
+        full = cb[s0 + m] == cb[s0] and m == span
+        if full:
+            Y -= Y.mean(1)[:, None]
+            if detrend:  # partial r on time is unchanged by removing a line: anchor on the chunk's line
+                Y -= ((Y @ tk) / (tk @ tk))[:, None] * tk
+        else:
+            M = np.isfinite(Y)
+            Y0 = np.where(M, Y, 0.0)
+            Y -= (Y0.sum(-1) / np.maximum(M.sum(-1), 1))[:, None]
+            if detrend:
+                Y -= ((np.where(M, Y, 0.0) @ tk) / (tk @ tk))[:, None] * tk
+            np.copyto(Y, 0.0, where=~M)
+        nb = Jc + q - 1
+        Av = A[:, : nb * g].reshape(Pa, nb, g)
+        np.copyto(Bl[:nb], Av.transpose(1, 0, 2))
+        np.copyto(BlT[:nb], Av.transpose(1, 2, 0))
+        Gv = np.matmul(Bl[:nb], BlT[:nb], out=Gm[:nb]).reshape(nb, Pa * Pa)
+        for i in range(nb):  # prefix sums over blocks: row adds beat np.cumsum along axis 0
+            np.add(cs[i], Gv[i], out=cs[i + 1])
+        Wv = np.subtract(cs[q : q + Jc], cs[:Jc], out=W[:Jc])
         if rem:
-            o = lag + nfull * step
-            fr = rv[:, :, o : o + (J - 1) * step + 1 : step].transpose(0, 2, 1, 3)  # (C, J, P, rem)
-            rp = np.matmul(np.ascontiguousarray(lead_rem), np.ascontiguousarray(fr.swapaxes(-1, -2)))
-            sab = sab + rp.reshape(C, J, P * P).take(flat_sel, axis=2)
-        s1b, s2b, stb = (s1a, s2a, sta) if lag == 0 else seg_sums(lag)
-        A1 = s1a[:, pa].swapaxes(1, 2)  # (C, J, K)
-        B1 = s1b[:, pb].swapaxes(1, 2)
-        caa = s2a - s1a * s1a / n_seg  # (C, P, J)
-        cbb = s2b - s1b * s1b / n_seg
-        cab = sab - A1 * B1 / n_seg
+            # the last rem samples of each window (step does not divide the window): direct Gram
+            Ar = sliding_window_view(A, rem, axis=1)[:, q * g : q * g + (Jc - 1) * step + 1 : step]
+            Ar = Ar.transpose(1, 0, 2)
+            Wv += np.matmul(Ar, Ar.swapaxes(-1, -2)).reshape(Jc, Pa * Pa)
+        S1 = Wv[:, P * Pa : P * Pa + P]
+        St = Wv[:, (P + 1) * Pa : (P + 1) * Pa + P] - cj[:Jc, None] * S1
+        S2 = Wv[:, pr * Pa + pr]
+        c = S2 - S1 * S1 * sn
         if detrend:
-            caa = caa - sta * sta / ctt
-            cbb = cbb - stb * stb / ctt
-            cab = cab - sta[:, pa].swapaxes(1, 2) * stb[:, pb].swapaxes(1, 2) / ctt
-        # anchored raw moments lose ~eps * s2 / c relative precision: send such windows to the masked path
-        lowprec |= (caa <= _FAST_REL * s2a).any(1) | (cbb <= _FAST_REL * s2b).any(1)
+            c -= St * St / ctt
+        low = (c <= _FAST_REL * S2).any(-1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ia_ = 1.0 / np.sqrt(caa)
-            ib_ = 1.0 / np.sqrt(cbb)
-            out[:, :, li] = cab * ia_[:, pa].swapaxes(1, 2) * ib_[:, pb].swapaxes(1, 2)
-    out = out.reshape(C * J, len(lags), len(pa))[:nw]
-    redo |= lowprec.reshape(-1)[:nw]
-    np.clip(out, -1.0, 1.0, out=out)
-    return out, redo
+            w = 1.0 / np.sqrt(c)
+        # (pairs, windows) layout: fancy indexing along axis 1 then .T is C-contiguous, and row gathers
+        # of per-person (P, J) arrays are contiguous copies
+        with np.errstate(invalid="ignore", over="ignore"):  # redo windows may hold inf/NaN
+            R = Wv[:, flat].T  # (K, J) sum of cross products
+            pT = (S1 * math.sqrt(sn)).T.copy()
+            t1 = pT[ia]
+            t1 *= pT[ib]
+            R -= t1
+            if detrend:
+                qT = (St * (1.0 / math.sqrt(ctt))).T.copy()
+                t1 = qT[ia]
+                t1 *= qT[ib]
+                R -= t1
+            wT = w.T.copy()
+            R *= wT[ia]
+            R *= wT[ib]
+        np.clip(R, -1.0, 1.0, out=out[:, j0 : j0 + Jc])
+        sw = s0 + st[:Jc]
+        redo[j0 : j0 + Jc] = ((cb[sw + n_seg] - cb[sw]) > 0) | low
+    return redo
+
+
+def _fast_lagged(x, step, nw, n_seg, L, detrend):
+    """Anchored block-product moments for fully valid windows, lag by lag (generator).
+
+    Window ``j``: the lead segment is grid samples ``[j*step, j*step + n_seg)``; for a lag ``l`` in
+    ``0 .. L`` the follower segment starts ``l`` samples later. For every chunk of windows the data are
+    re-anchored (minus the chunk mean, so precision does not depend on the session length), the cross
+    products of each ``step``-sample block are one batched matmul, and window sums are differences of
+    their prefix sums within the chunk. Per-person sums (``y``, ``y**2``, ``t*y``) come from prefix sums
+    of the same anchored data.
+
+    Yields
+    ------
+    j0, J : int
+        First window and number of windows of the chunk.
+    redo : ndarray of bool, shape (J,)
+        Windows the fast path cannot do exactly (a missing sample, or too little variance for the
+        anchored moments): recompute them with the masked path. Final for the chunk only after its
+        last lag.
+    lag : int
+    R : ndarray, shape (J, n_people, n_people)
+        ``R[j, a, b]`` = r of person a's lead segment with person b's follower segment (partial r on
+        time with ``detrend``), clipped to [-1, 1]. A scratch array: overwritten at the next yield.
+    """
+    P, n = x.shape
+    g = step
+    q, rem = divmod(n_seg, g)
+    bad = ~np.isfinite(x)
+    cb = np.concatenate([[0], np.cumsum(bad.any(0))])
+    ctt = n_seg * (n_seg * n_seg - 1) / 12.0
+    chunk = _chunk_windows(P, nw)
+    Jmax = min(chunk, nw)
+    nbmax = Jmax + q - 1
+    spanmax = (Jmax - 1) * step + n_seg + L
+    PP = P * P
+    # scratch arrays, reused for every chunk and lag (no page faults on fresh temporaries)
+    Bk = np.empty((nbmax, P, P))
+    cs = np.empty((nbmax + 1, PP))
+    cs[0] = 0.0
+    Sab = np.empty((Jmax, PP))
+    corr = np.empty((Jmax, P, P))
+    wbuf = np.empty((Jmax, P, P))
+    C3 = np.empty((3, P, spanmax + 1))
+    C3[:, :, 0] = 0.0
+    rowwise = PP >= 256  # long rows: a loop of row adds beats np.cumsum along axis 0
+    for j0 in range(0, nw, chunk):
+        J = min(chunk, nw - j0)
+        s0 = j0 * step
+        span = (J - 1) * step + n_seg + L
+        Y = x[:, s0 : s0 + span]
+        st = np.arange(J) * step
+        redo = (cb[s0 + st + n_seg + L] - cb[s0 + st]) > 0
+        kc = (span - 1) / 2.0
+        tk = np.arange(span) - kc
+        M = None if cb[s0 + span] == cb[s0] else np.isfinite(Y)
+        Y0 = Y if M is None else np.where(M, Y, 0.0)
+        cnt = span if M is None else np.maximum(M.sum(1), 1)
+        anchor = Y0.sum(1) / cnt
+        Y = Y - anchor[:, None]
+        if detrend:
+            # partial r on time does not change when a line is removed: anchor on the chunk's line, so
+            # slow drifts (skin conductance over hours) do not eat the precision of the raw moments
+            Yc = Y if M is None else np.where(M, Y, 0.0)
+            Mt = tk if M is None else np.where(M, tk, 0.0)
+            Y = Y - ((Yc @ tk) / np.maximum((Mt * Mt).sum(-1), 1e-300))[:, None] * tk
+        if M is not None:
+            Y = np.where(M, Y, 0.0)
+        C = C3[:, :, : span + 1]
+        np.cumsum(np.stack([Y, Y * Y, Y * tk]), 2, out=C[:, :, 1:])
+
+        def person(off):
+            s = st + off
+            S = (C[:, :, s + n_seg] - C[:, :, s]).transpose(0, 2, 1)  # (3, J, P)
+            S1, S2 = S[0], S[1]
+            c = S2 - S1 * S1 / n_seg
+            St = None
+            if detrend:
+                St = S[2] - (s + (n_seg - 1) / 2.0 - kc)[:, None] * S1  # sum of centred t * y
+                c -= St * St / ctt
+            # anchored raw moments lose ~eps * S2 / c relative precision: such windows go to the masked path
+            low = c <= _FAST_REL * S2
+            with np.errstate(invalid="ignore", divide="ignore"):
+                inv = 1.0 / np.sqrt(c)
+            return S1, St, inv, low
+
+        nbk = J + q - 1
+        # contiguous (nbk, P, step) blocks: matmul only reaches BLAS on contiguous operands
+        lead = np.ascontiguousarray(Y[:, : nbk * g].reshape(P, nbk, g).transpose(1, 0, 2))
+        A1, At, Ainv, Alow = person(0)
+        redo |= Alow.any(1)
+        U = np.stack([A1 / n_seg, At / ctt], -1) if detrend else (A1 / n_seg)[..., None]  # (J, P, 1|2)
+        if rem:
+            lead_rem = sliding_window_view(Y, rem, axis=1)[:, q * g : q * g + (J - 1) * step + 1 : step]
+            lead_rem = lead_rem.transpose(1, 0, 2)  # (J, P, rem)
+        for lag in range(L + 1):  # loop over lags; all pairs and windows of the chunk at once
+            fol = np.ascontiguousarray(Y[:, lag : lag + nbk * g].reshape(P, nbk, g).transpose(1, 2, 0))
+            B = np.matmul(lead, fol, out=Bk[:nbk]).reshape(nbk, PP)  # block cross products
+            if rowwise:
+                for i in range(nbk):
+                    np.add(cs[i], B[i], out=cs[i + 1])
+            else:
+                np.cumsum(B, 0, out=cs[1 : nbk + 1])
+            S = np.subtract(cs[q : q + J], cs[:J], out=Sab[:J])  # window sums of cross products
+            if lag == 0:
+                B1, Bt, Binv = A1, At, Ainv
+            else:
+                B1, Bt, Binv, Blow = person(lag)
+                redo |= Blow.any(1)
+            V = np.stack([B1, Bt], 1) if detrend else B1[:, None, :]  # (J, 1|2, P)
+            cr = np.matmul(U, V, out=corr[:J])
+            if rem:
+                fv = sliding_window_view(Y, rem, axis=1)[:, q * g + lag : q * g + lag + (J - 1) * step + 1 : step]
+                cr -= np.matmul(lead_rem, fv.transpose(1, 2, 0))
+            S -= cr.reshape(J, PP)
+            S *= np.einsum("ja,jb->jab", Ainv, Binv, out=wbuf[:J]).reshape(J, PP)
+            np.clip(S, -1.0, 1.0, out=S)
+            yield j0, J, redo, lag, S.reshape(J, P, P)
 
 
 # ----------------------------------------------------------------------------- public batch API
@@ -615,17 +737,12 @@ def rolling_pearson(
     ia, ib = pair_index(x.shape[0])
     idx, end = _geometry(x.shape[1], win, step)
     nw = len(idx)
-    r = np.full((len(ia), nw), np.nan)
+    r = np.empty((len(ia), nw))
     st = np.zeros((len(ia), nw), np.int8)
     if nw:
-        if diff:
-            d = x[:, 1:] - x[:, :-1]
-            # window j's differences are d[j*step : j*step + win - 1]
-            rf, redo = _fast_cross(d, win - 1, step, nw, win - 1, [0], ia, ib, detrend)
-            # redo also windows where the raw window has a missing sample (covered via d's NaN)
-        else:
-            rf, redo = _fast_cross(x, win, step, nw, win, [0], ia, ib, detrend)
-        r[:] = rf[:, 0, :].T
+        # window j's differences are d[j*step : j*step + win - 1]; NaN in d covers the raw window's gaps
+        src, n_seg = (x[:, 1:] - x[:, :-1], win - 1) if diff else (x, win)
+        redo = _fast_pearson(src, step, nw, n_seg, detrend, ia, ib, r)
         todo = np.flatnonzero(redo)
         for b in range(0, len(todo), _MASKED_BLOCK):
             sel = todo[b : b + _MASKED_BLOCK]
@@ -755,33 +872,55 @@ def windowed_xcorr(
     lag_s = np.full((nw, K), np.nan)
     leader = np.full((nw, K), -1, np.int16)
     st = np.zeros((nw, K), np.int8)
-    keep = [] if return_lags else None
-    pa = np.concatenate([ia, ib])
-    pb = np.concatenate([ib, ia])
-    G = _group_windows(P, win, step)
-    Wv = _windows(x, win, step, nw) if nw else None
-    for j0 in range(0, nw, G):  # blocks of windows (bounded memory), all pairs and lags at once
-        m = min(G, nw - j0)
-        seg = x[:, j0 * step : j0 * step + (m - 1) * step + win]
-        rf, redo = _fast_cross_core(seg, win, step, m, win - L, list(range(L + 1)), pa, pb, detrend)
-        R = np.empty((m, 2 * L + 1, K))  # lag-major: cheap peak picking
-        R[:, L:, :] = rf[:, :, :K]
-        R[:, : L + 1, :] = rf[:, ::-1, K:]
-        sg = st[j0 : j0 + m]
-        todo = np.flatnonzero(redo)
-        if len(todo):
-            Rr, ss = xcorr_windows(Wv[j0 + todo], ia, ib, L, detrend=detrend, min_valid=min_valid)
-            R[todo] = Rr.swapaxes(1, 2)
-            sg[todo] = ss
-        R[np.broadcast_to((sg != OK)[:, None, :], R.shape)] = np.nan
-        sl = slice(j0, j0 + m)
-        r0[sl], rmax[sl], lag_s[sl], leader[sl] = summarize_xcorr(R, ia, ib, L, fs, lag_axis=1)
-        if keep is not None:
-            keep.append(R)
+    Rall = np.full((nw, 2 * L + 1, K), np.nan) if return_lags else None
+    lag_i = np.zeros((nw, K), np.int64)
+    redo = np.zeros(nw, dtype=bool)
+    for j0, J, rd, lag, Rl in _fast_lagged(x, step, nw, win - L, L, detrend):
+        # peak picking on the full (P, P) matrices: [a, b] at lag l is "a leads b by l" (pair lag +l
+        # when a < b, pair lag -l when a > b). best/arg over l >= 1, lag 0 kept apart.
+        sl = slice(j0, j0 + J)
+        if lag == 0:
+            R0 = Rl.copy()
+            best = np.full(Rl.shape, -np.inf)
+            arg = np.zeros(Rl.shape, np.int64)
+        else:
+            better = Rl > best  # strict: ties keep the smaller lag
+            np.maximum(best, Rl, out=best)
+            np.copyto(arg, lag, where=better)
+        if Rall is not None:
+            Rall[sl, L + lag] = Rl[:, ia, ib]
+            Rall[sl, L - lag] = Rl[:, ib, ia]
+        if lag == L:
+            p0 = R0[:, ia, ib]
+            if L:
+                bp, lp = best[:, ia, ib], arg[:, ia, ib]
+                use = bp > p0  # lag 0 wins ties
+                pos = np.where(use, bp, p0)
+                lp = np.where(use, lp, 0)
+                neg, ln = best[:, ib, ia], arg[:, ib, ia]
+                # order of preference among equal maxima: 0, -1, +1, -2, +2, ... (as summarize_xcorr)
+                take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
+                rmax[sl] = np.where(take_neg, neg, pos)
+                lag_i[sl] = np.where(take_neg, -ln, lp)
+            else:
+                rmax[sl] = p0
+            r0[sl] = p0
+            redo[sl] = rd
+    ok = np.isfinite(rmax)
+    lag_s[:] = np.where(ok, lag_i / fs, np.nan)
+    leader[:] = np.where(ok, np.where(lag_i > 0, ia, np.where(lag_i < 0, ib, -1)), -1)
+    todo = np.flatnonzero(redo)
+    Wv = _windows(x, win, step, nw) if len(todo) else None
+    for b0 in range(0, len(todo), _MASKED_BLOCK):  # windows the fast path could not do: direct, masked
+        sel = todo[b0 : b0 + _MASKED_BLOCK]
+        Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
+        st[sel] = ss
+        r0[sel], rmax[sel], lag_s[sel], leader[sel] = summarize_xcorr(Rr, ia, ib, L, fs)
+        if Rall is not None:
+            Rall[sel] = Rr.swapaxes(1, 2)
     res = XcorrResult(r0.T, rmax.T, lag_s.T, leader.T, st.T, idx, end, fs, win, step, L)
     if return_lags:
-        R = np.concatenate(keep, 0) if keep else np.empty((0, 2 * L + 1, K))
-        return res, R.transpose(2, 0, 1)
+        return res, Rall.transpose(2, 0, 1)
     return res
 
 
