@@ -48,7 +48,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 logger = logging.getLogger(__name__)
 
@@ -447,11 +447,6 @@ def standardized_windows(W, *, detrend=True, diff=False):
 # ----------------------------------------------------------------------------- fast path
 
 
-def _chunk_windows(P: int, nw: int) -> int:
-    """Windows per fast-path chunk: ~1 MB per (J, P, P) float64 work array (stays in L2 cache)."""
-    return int(min(max(nw, 1), max(16, min(1024, 131072 // (P * P)))))
-
-
 def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
     """Windowed r at lag 0 for every pair, fully valid windows (fast path of :func:`rolling_pearson`).
 
@@ -574,122 +569,132 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
     return redo
 
 
-def _fast_lagged(x, step, nw, n_seg, L, detrend):
-    """Anchored block-product moments for fully valid windows, lag by lag (generator).
+def _fast_xcorr(x, step, nw, n_seg, L, detrend):
+    """Lagged r for every ordered pair and fully valid window, with the peak over lags (generator).
 
-    Window ``j``: the lead segment is grid samples ``[j*step, j*step + n_seg)``; for a lag ``l`` in
-    ``0 .. L`` the follower segment starts ``l`` samples later. For every chunk of windows the data are
-    re-anchored (minus the chunk mean, so precision does not depend on the session length), the cross
-    products of each ``step``-sample block are one batched matmul, and window sums are differences of
-    their prefix sums within the chunk. Per-person sums (``y``, ``y**2``, ``t*y``) come from prefix sums
-    of the same anchored data.
+    Window ``j``: person a's lead segment is grid samples ``[j*step, j*step + n_seg)``; person b's
+    follower segment for lag ``l`` (``0 .. L``) starts ``l`` samples later. Per chunk of windows the
+    data are re-anchored (chunk mean, or the chunk's line with ``detrend``), the cross products of
+    every ``step``-sample lead block with the follower blocks of all lags are one batched matmul, and
+    window sums are differences of their prefix sums within the chunk. Per-person sums (``y``,
+    ``y**2``, ``t*y``) come from prefix sums of the same anchored data.
 
     Yields
     ------
-    j0, J : int
+    j0, Jc : int
         First window and number of windows of the chunk.
-    redo : ndarray of bool, shape (J,)
+    redo : ndarray of bool, shape (Jc,)
         Windows the fast path cannot do exactly (a missing sample, or too little variance for the
-        anchored moments): recompute them with the masked path. Final for the chunk only after its
-        last lag.
-    lag : int
-    R : ndarray, shape (J, n_people, n_people)
-        ``R[j, a, b]`` = r of person a's lead segment with person b's follower segment (partial r on
-        time with ``detrend``), clipped to [-1, 1]. A scratch array: overwritten at the next yield.
+        anchored moments): recompute them with the masked path.
+    r0 : ndarray, shape (Jc, n_people, n_people)
+        ``r0[j, a, b]``: r at lag 0.
+    best, arg : ndarray, shape (Jc, n_people, n_people)
+        Maximum over lags ``1 .. L`` of r(a's lead segment, b's segment ``l`` later) and the smallest
+        lag reaching it (float).
+    R : ndarray, shape (Jc, n_people, L + 1, n_people)
+        ``R[j, a, l, b]``: every lag. Scratch arrays: all are overwritten at the next yield.
     """
     P, n = x.shape
     g = step
     q, rem = divmod(n_seg, g)
+    L1 = L + 1
     bad = ~np.isfinite(x)
     cb = np.concatenate([[0], np.cumsum(bad.any(0))])
     ctt = n_seg * (n_seg * n_seg - 1) / 12.0
-    chunk = _chunk_windows(P, nw)
-    Jmax = min(chunk, nw)
-    nbmax = Jmax + q - 1
-    spanmax = (Jmax - 1) * step + n_seg + L
-    PP = P * P
-    # scratch arrays, reused for every chunk and lag (no page faults on fresh temporaries)
-    Bk = np.empty((nbmax, P, P))
-    cs = np.empty((nbmax + 1, PP))
-    cs[0] = 0.0
-    Sab = np.empty((Jmax, PP))
-    corr = np.empty((Jmax, P, P))
-    wbuf = np.empty((Jmax, P, P))
-    C3 = np.empty((3, P, spanmax + 1))
+    J = int(min(nw, max(16, min(512, 700_000 // (P * P * L1)))))  # (J, P, L+1, P) arrays of ~5 MB
+    nbk = J + q - 1
+    span = (J - 1) * step + n_seg + L
+    tk = np.arange(span) - (span - 1) / 2.0
+    st = np.arange(J) * step
+    lags = np.arange(L1)
+    Yb = np.empty((P, span))
+    lead = np.empty((nbk, P, g))
+    fol = np.empty((nbk, g, L1, P))
+    B = np.empty((nbk + 1, P, L1 * P))
+    B[0] = 0.0
+    C3 = np.empty((3, P, span + 1))
     C3[:, :, 0] = 0.0
-    rowwise = PP >= 256  # long rows: a loop of row adds beats np.cumsum along axis 0
-    for j0 in range(0, nw, chunk):
-        J = min(chunk, nw - j0)
+    R = np.empty((J, P, L1, P))
+    T = np.empty((J, P, L1, P))
+    sn = 1.0 / n_seg
+    for j0 in range(0, nw, J):
+        Jc = min(J, nw - j0)
         s0 = j0 * step
-        span = (J - 1) * step + n_seg + L
-        Y = x[:, s0 : s0 + span]
-        st = np.arange(J) * step
-        redo = (cb[s0 + st + n_seg + L] - cb[s0 + st]) > 0
-        kc = (span - 1) / 2.0
-        tk = np.arange(span) - kc
-        M = None if cb[s0 + span] == cb[s0] else np.isfinite(Y)
-        Y0 = Y if M is None else np.where(M, Y, 0.0)
-        cnt = span if M is None else np.maximum(M.sum(1), 1)
-        anchor = Y0.sum(1) / cnt
-        Y = Y - anchor[:, None]
-        if detrend:
-            # partial r on time does not change when a line is removed: anchor on the chunk's line, so
-            # slow drifts (skin conductance over hours) do not eat the precision of the raw moments
-            Yc = Y if M is None else np.where(M, Y, 0.0)
-            Mt = tk if M is None else np.where(M, tk, 0.0)
-            Y = Y - ((Yc @ tk) / np.maximum((Mt * Mt).sum(-1), 1e-300))[:, None] * tk
-        if M is not None:
-            Y = np.where(M, Y, 0.0)
-        C = C3[:, :, : span + 1]
-        np.cumsum(np.stack([Y, Y * Y, Y * tk]), 2, out=C[:, :, 1:])
-
-        def person(off):
-            s = st + off
-            S = (C[:, :, s + n_seg] - C[:, :, s]).transpose(0, 2, 1)  # (3, J, P)
-            S1, S2 = S[0], S[1]
-            c = S2 - S1 * S1 / n_seg
-            St = None
+        seg = x[:, s0 : s0 + span]
+        m = seg.shape[1]
+        Y = Yb
+        Y[:, :m] = seg
+        if m < span:
+            Y[:, m:] = np.nan
+        if cb[s0 + m] == cb[s0] and m == span:
+            Y -= Y.mean(1)[:, None]
             if detrend:
-                St = S[2] - (s + (n_seg - 1) / 2.0 - kc)[:, None] * S1  # sum of centred t * y
-                c -= St * St / ctt
-            # anchored raw moments lose ~eps * S2 / c relative precision: such windows go to the masked path
-            low = c <= _FAST_REL * S2
-            with np.errstate(invalid="ignore", divide="ignore"):
-                inv = 1.0 / np.sqrt(c)
-            return S1, St, inv, low
-
-        nbk = J + q - 1
-        # contiguous (nbk, P, step) blocks: matmul only reaches BLAS on contiguous operands
-        lead = np.ascontiguousarray(Y[:, : nbk * g].reshape(P, nbk, g).transpose(1, 0, 2))
-        A1, At, Ainv, Alow = person(0)
-        redo |= Alow.any(1)
-        U = np.stack([A1 / n_seg, At / ctt], -1) if detrend else (A1 / n_seg)[..., None]  # (J, P, 1|2)
-        if rem:
-            lead_rem = sliding_window_view(Y, rem, axis=1)[:, q * g : q * g + (J - 1) * step + 1 : step]
-            lead_rem = lead_rem.transpose(1, 0, 2)  # (J, P, rem)
-        for lag in range(L + 1):  # loop over lags; all pairs and windows of the chunk at once
-            fol = np.ascontiguousarray(Y[:, lag : lag + nbk * g].reshape(P, nbk, g).transpose(1, 2, 0))
-            B = np.matmul(lead, fol, out=Bk[:nbk]).reshape(nbk, PP)  # block cross products
-            if rowwise:
-                for i in range(nbk):
-                    np.add(cs[i], B[i], out=cs[i + 1])
-            else:
-                np.cumsum(B, 0, out=cs[1 : nbk + 1])
-            S = np.subtract(cs[q : q + J], cs[:J], out=Sab[:J])  # window sums of cross products
-            if lag == 0:
-                B1, Bt, Binv = A1, At, Ainv
-            else:
-                B1, Bt, Binv, Blow = person(lag)
-                redo |= Blow.any(1)
-            V = np.stack([B1, Bt], 1) if detrend else B1[:, None, :]  # (J, 1|2, P)
-            cr = np.matmul(U, V, out=corr[:J])
-            if rem:
-                fv = sliding_window_view(Y, rem, axis=1)[:, q * g + lag : q * g + lag + (J - 1) * step + 1 : step]
-                cr -= np.matmul(lead_rem, fv.transpose(1, 2, 0))
-            S -= cr.reshape(J, PP)
-            S *= np.einsum("ja,jb->jab", Ainv, Binv, out=wbuf[:J]).reshape(J, PP)
-            np.clip(S, -1.0, 1.0, out=S)
-            yield j0, J, redo, lag, S.reshape(J, P, P)
+                Y -= ((Y @ tk) / (tk @ tk))[:, None] * tk
+        else:
+            M = np.isfinite(Y)
+            Y -= (np.where(M, Y, 0.0).sum(-1) / np.maximum(M.sum(-1), 1))[:, None]
+            if detrend:
+                Y -= ((np.where(M, Y, 0.0) @ tk) / (tk @ tk))[:, None] * tk
+            np.copyto(Y, 0.0, where=~M)
+        np.cumsum(np.stack([Y, Y * Y, Y * tk]), 2, out=C3[:, :, 1:])
+        # per-person sums of every segment starting l samples after a window start: (3, Jc, L1, P)
+        s = st[:Jc, None] + lags
+        Sp = (C3[:, :, s + n_seg] - C3[:, :, s]).transpose(0, 2, 3, 1)
+        S1, S2 = Sp[0], Sp[1]
+        c = S2 - S1 * S1 * sn
+        St = None
+        if detrend:
+            St = Sp[2] - (s + (n_seg - 1) / 2.0 - (span - 1) / 2.0)[:, :, None] * S1  # sum of centred t * y
+            c -= St * St / ctt
+        low = (c <= _FAST_REL * S2).any(axis=(1, 2))  # (Jc,)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = 1.0 / np.sqrt(c)  # (Jc, L1, P)
+        nb = Jc + q - 1
+        Yv = Y[:, : nb * g].reshape(P, nb, g)
+        np.copyto(lead[:nb], Yv.transpose(1, 0, 2))
+        H = sliding_window_view(Y, L1, axis=1)  # (P, span - L, L1): H[b, i, l] = Y[b, i + l]
+        Hs = H.strides
+        Fv = as_strided(H, shape=(nb, g, L1, P), strides=(g * Hs[1], Hs[1], Hs[2], Hs[0]), writeable=False)
+        np.copyto(fol[:nb], Fv)
+        Bv = B[: nb + 1]
+        np.matmul(lead[:nb], fol[:nb].reshape(nb, g, L1 * P), out=Bv[1:])
+        for i in range(1, nb + 1):  # prefix sums over blocks: row adds beat np.cumsum along axis 0
+            np.add(Bv[i - 1], Bv[i], out=Bv[i])
+        Rv = R[:Jc]
+        Tv = T[:Jc]
+        np.subtract(Bv[q : q + Jc], Bv[:Jc], out=Rv.reshape(Jc, P, L1 * P))
+        if rem:  # the last rem samples of each segment (step does not divide it): direct products
+            o = q * g
+            lr = sliding_window_view(Y, rem, axis=1)[:, o : o + (Jc - 1) * step + 1 : step].transpose(1, 0, 2)
+            Fr = as_strided(H[:, o:], shape=(Jc, rem, L1, P), strides=(step * Hs[1], Hs[1], Hs[2], Hs[0]))
+            Rv.reshape(Jc, P, L1 * P)[...] += np.matmul(lr, np.ascontiguousarray(Fr).reshape(Jc, rem, L1 * P))
+        with np.errstate(invalid="ignore", over="ignore"):
+            # r = S_ab / (s_a s_b) - (u_a / s_a)(u_b / s_b) - (v_a / s_a)(v_b / s_b) with u = S1 / sqrt(n),
+            # v = St / sqrt(ctt) (a = lead at lag 0, b = follower at lag l); both outer products as
+            # batched matmuls with an inner dimension of 2 (BLAS; broadcasting is 3x slower here)
+            Ua = np.empty((Jc, P, 2))
+            Vb = np.empty((Jc, 2, L1 * P))
+            Ua[:, :, 0] = inv[:, 0]
+            Ua[:, :, 1] = 0.0
+            Vb[:, 0] = inv.reshape(Jc, L1 * P)
+            Vb[:, 1] = 0.0
+            Rf = Rv.reshape(Jc, P, L1 * P)
+            Rf *= np.matmul(Ua, Vb, out=Tv.reshape(Jc, P, L1 * P))
+            Ua[:, :, 0] = S1[:, 0] * inv[:, 0] * math.sqrt(sn)
+            Vb[:, 0] = (S1 * inv).reshape(Jc, L1 * P) * math.sqrt(sn)
+            if detrend:
+                Ua[:, :, 1] = St[:, 0] * inv[:, 0] / math.sqrt(ctt)
+                Vb[:, 1] = (St * inv).reshape(Jc, L1 * P) / math.sqrt(ctt)
+            Rf -= np.matmul(Ua, Vb, out=Tv.reshape(Jc, P, L1 * P))
+        np.clip(Rv, -1.0, 1.0, out=Rv)
+        # peak over lags 1..L (lag axis 2); first (smallest) lag among equal maxima
+        best = Rv[:, :, 1:].max(2)
+        arg = np.zeros(best.shape)
+        for l in range(L, 0, -1):
+            arg[Rv[:, :, l] == best] = l
+        sw = s0 + st[:Jc]
+        redo = ((cb[sw + n_seg + L] - cb[sw]) > 0) | low
+        yield j0, Jc, redo, Rv[:, :, 0], best, arg, Rv
 
 
 # ----------------------------------------------------------------------------- public batch API
@@ -875,37 +880,27 @@ def windowed_xcorr(
     Rall = np.full((nw, 2 * L + 1, K), np.nan) if return_lags else None
     lag_i = np.zeros((nw, K), np.int64)
     redo = np.zeros(nw, dtype=bool)
-    for j0, J, rd, lag, Rl in _fast_lagged(x, step, nw, win - L, L, detrend):
-        # peak picking on the full (P, P) matrices: [a, b] at lag l is "a leads b by l" (pair lag +l
-        # when a < b, pair lag -l when a > b). best/arg over l >= 1, lag 0 kept apart.
+    for j0, J, rd, R0, best, arg, Rl in _fast_xcorr(x, step, nw, win - L, L, detrend):
+        # [a, b] is "a leads b": pair lag +l when a < b (a = i of the pair), -l when a > b
         sl = slice(j0, j0 + J)
-        if lag == 0:
-            R0 = Rl.copy()
-            best = np.full(Rl.shape, -np.inf)
-            arg = np.zeros(Rl.shape, np.int64)
+        p0 = R0[:, ia, ib]
+        if L:
+            bp, lp = best[:, ia, ib], arg[:, ia, ib]
+            use = bp > p0  # lag 0 wins ties
+            pos = np.where(use, bp, p0)
+            lp = np.where(use, lp, 0.0)
+            neg, ln = best[:, ib, ia], arg[:, ib, ia]
+            # preference among equal maxima: 0, -1, +1, -2, +2, ... (as summarize_xcorr)
+            take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
+            rmax[sl] = np.where(take_neg, neg, pos)
+            lag_i[sl] = np.where(take_neg, -ln, lp)
         else:
-            better = Rl > best  # strict: ties keep the smaller lag
-            np.maximum(best, Rl, out=best)
-            np.copyto(arg, lag, where=better)
+            rmax[sl] = p0
+        r0[sl] = p0
+        redo[sl] = rd
         if Rall is not None:
-            Rall[sl, L + lag] = Rl[:, ia, ib]
-            Rall[sl, L - lag] = Rl[:, ib, ia]
-        if lag == L:
-            p0 = R0[:, ia, ib]
-            if L:
-                bp, lp = best[:, ia, ib], arg[:, ia, ib]
-                use = bp > p0  # lag 0 wins ties
-                pos = np.where(use, bp, p0)
-                lp = np.where(use, lp, 0)
-                neg, ln = best[:, ib, ia], arg[:, ib, ia]
-                # order of preference among equal maxima: 0, -1, +1, -2, +2, ... (as summarize_xcorr)
-                take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
-                rmax[sl] = np.where(take_neg, neg, pos)
-                lag_i[sl] = np.where(take_neg, -ln, lp)
-            else:
-                rmax[sl] = p0
-            r0[sl] = p0
-            redo[sl] = rd
+            Rall[sl, L::-1] = Rl[:, ib, :, ia].transpose(1, 2, 0)  # lags 0, -1, .., -L
+            Rall[sl, L:] = Rl[:, ia, :, ib].transpose(1, 2, 0)  # lags 0, 1, .., L
     ok = np.isfinite(rmax)
     lag_s[:] = np.where(ok, lag_i / fs, np.nan)
     leader[:] = np.where(ok, np.where(lag_i > 0, ia, np.where(lag_i < 0, ib, -1)), -1)
