@@ -109,15 +109,21 @@ class AttunementMeter(QtWidgets.QWidget):
         word = f"{STATE_SYMBOLS.get(self.state, '')} {self.words}"
         fw = QtGui.QFont(self.font())
         fw.setBold(True)
-        size = int(max(12, min(56, word_rect.height() * 0.7)))
+        start = int(max(12, min(56, word_rect.height() * 0.7)))
+        size = start
         fw.setPixelSize(size)
         flags = left_mid
-        while size > 11 and QtGui.QFontMetricsF(fw).horizontalAdvance(word) > w:
-            two = QtGui.QFontMetricsF(fw).boundingRect(word_rect, int(left_mid | QtCore.Qt.TextFlag.TextWordWrap), word)
-            if two.height() <= word_rect.height() and two.width() <= w and " " in self.words:
-                flags = left_mid | QtCore.Qt.TextFlag.TextWordWrap
-                break
+        while size > 11 and QtGui.QFontMetricsF(fw).horizontalAdvance(word) > w:   # largest size on one line
             size -= 1
+            fw.setPixelSize(size)
+        if size < 28 and " " in self.words:   # one line only in small type: two lines in larger type read better
+            wrap = left_mid | QtCore.Qt.TextFlag.TextWordWrap
+            for s2 in range(start, size, -1):
+                fw.setPixelSize(s2)
+                two = QtGui.QFontMetricsF(fw).boundingRect(word_rect, int(wrap), word)
+                if two.height() <= word_rect.height() and two.width() <= w:
+                    size, flags = s2, wrap
+                    break
             fw.setPixelSize(size)
         p.setFont(fw)
         p.setPen(qcolor(STATE_TEXT.get(self.state, INK)))
