@@ -5,28 +5,49 @@ the level that pair showed while attuned down towards chance (the surrogate
 level); *repair* is its return. A flag is a prompt for the facilitator to
 check in, never a diagnosis.
 
-Per pair and modality a small state machine with hysteresis runs on every new
-synchrony window::
+Evidence, fused over modalities
+-------------------------------
+Per pair and modality (:class:`ModalityTrack`) the detector learns the
+attuned baseline (Fisher z, median of the first ``calibration_s`` of valid
+windows, then followed slowly while attuned) and the running chance level,
+and measures each window's drop as a fraction of the way to chance::
+
+    drop_m = (baseline_z - sync_z) / (baseline_z - chance_z)
+
+``drop = 0`` is "as attuned as usual", ``drop = 1`` "no more in tune than two
+strangers". The modalities available at that moment (not missing, not just
+back from a gap, clearly above chance at baseline) are fused into one drop,
+weighted by their signal-to-noise ratio ``snr_m = (baseline_z - chance_z) /
+z_sd``. One modality alone is used only when the other is missing (and then
+needs ``single_h_factor`` times more evidence); a hole in EDA is never read
+as a drop.
+
+A one-sided CUSUM (:class:`PairMachine`) accumulates ``mean(snr**2) * (drop -
+cusum_k)`` per second (the log-likelihood ratio of a shift from the baseline
+to chance, up to the window overlap); a possible rupture is flagged when the
+evidence reaches ``cusum_h``, its onset is where the evidence last left 0.
+Because a rupture must fall *towards chance*, a shared stressor (synchrony
+up) only drives the evidence to 0; short dips wash out below ``cusum_k``.
+
+States per pair (what the UI shows)::
 
     attuned -> drifting -> possible_rupture -> repairing -> repaired (-> attuned)
                   |                               |
-                  +-> attuned (drift recovered)   +-> possible_rupture (relapse)
+                  +-> attuned (evidence back to 0) +-> possible_rupture (relapse)
 
-The drop is measured as a fraction of the distance between the pair's own
-baseline and its chance level::
+``drifting`` = evidence above ``drift_h``; repair follows the smoothed drop
+(below ``repair_frac``: repairing; below ``repaired_frac`` for
+``min_repaired_s``: repaired); a new flag soon after a repair reopens the
+same episode.
 
-    drop = (baseline_z - sync_z) / (baseline_z - chance_z)      (Fisher z)
-
-so ``drop = 0`` is "as attuned as usual" and ``drop = 1`` is "no more in tune
-than two strangers". Because a rupture must fall *towards chance*, the end of a
-shared stressor (synchrony high, then back to usual, still far above chance)
-does not flag; and because synchrony is NaN wherever either person's signal is
-missing, signal loss freezes the machine instead of flagging (it is reported
-separately by :class:`SignalLossTracker`).
-
-Pair episodes from the per-modality machines are fused by
-:class:`RuptureDetector`: a modality alone flags at lower confidence, both
-together at higher confidence.
+Presets (measured on 72 simulated tune sessions, 18 h; see the project report)
+------------------------------------------------------------------------------
+``sensitive`` (k 0.6, h 10): F1 ~0.4, ~26 false alarms/h, ~25 s latency: earliest prompts, most of them false.
+``balanced`` (k 0.7, h 15): F1 ~0.5, ~14 false alarms/h, ~31 s median detection latency.
+``conservative`` (k 0.9, h 20): F1 ~0.6, ~3 false alarms/h, ~38 s latency, misses shallow/short drops.
+With 20 s windows of a slow (< 0.1 Hz) shared drive, one window's r has a
+spread close to the attuned-vs-chance difference, so the targets
+(F1 >= 0.9, <= 1 false alarm/h, <= 20 s latency) are not reached by any preset.
 """
 
 from __future__ import annotations
@@ -54,72 +75,104 @@ STATE_WORDS = {
 class DetectorConfig:
     """Parameters of the detector; see :data:`PRESETS`.
 
-    All times in seconds of session time.
+    All times in seconds of session time; ``drop`` is the fused fraction of
+    the way from the pair's baseline to chance (see the module docstring).
 
     Attributes
     ----------
     calibration_s : float
-        Seconds of valid synchrony a pair needs before its baseline is trusted
-        and anything can be flagged.
+        Seconds of valid synchrony a modality needs before its baseline is
+        trusted and it contributes evidence.
     baseline_halflife_s : float
-        Half-life of the running (attuned-only) baseline.
+        Half-life of the running baseline (learned only while attuned).
     min_margin : float
-        Fisher-z distance the baseline must keep above chance; a pair that was
-        never clearly in tune cannot "lose" attunement.
-    drift_frac, rupture_frac : float
-        ``drop`` above which the pair is drifting / in a possible rupture.
+        Fisher-z distance the baseline must keep above chance; a modality that
+        was never clearly in tune cannot "lose" attunement and gives no evidence.
+    cusum_k : float
+        Reference drop of the CUSUM: each window adds ``drop - cusum_k`` to the
+        evidence (so drops smaller than ``cusum_k`` wash out).
+    cusum_h : float
+        Evidence (drop-seconds above ``cusum_k``) at which a possible rupture
+        is flagged. Chosen from the null distribution of attuned sessions for
+        the preset's false-alarm rate.
+    drift_h : float
+        Evidence above which the pair is shown as drifting.
+    drop_clip : float
+        Each window's drop is clipped to ``[-drop_clip, drop_clip]`` so that a
+        single wild window cannot flag (nor one very high window cancel a drop).
+    single_h_factor : float
+        With only one modality available, ``cusum_h`` is multiplied by this
+        (one noisy series needs more evidence).
     repair_frac, repaired_frac : float
-        ``drop`` below which a rupture is repairing / repaired.
-    min_rupture_s : float
-        How long ``drop`` must stay above ``rupture_frac`` before flagging.
+        Smoothed drop below which a rupture is repairing / repaired.
+    relapse_frac : float
+        Smoothed drop above which a repairing pair falls back to possible rupture.
     min_repaired_s : float
-        How long ``drop`` must stay below ``repaired_frac`` to call it repaired.
+        How long the smoothed drop must stay below ``repaired_frac`` to call it repaired.
     smooth_s : float
-        Time constant of the exponential smoothing of synchrony before the
-        state machine (suppresses flicker).
+        Time constant of the exponential smoothing of the drop for the repair
+        decisions and the display.
     loss_guard_s : float
-        After either person's signal returns from a loss, this long is not
-        used for onsets (windows straddling the gap are not trustworthy).
+        After a modality's synchrony returns from a gap (signal loss), this long
+        it gives no evidence (windows straddling the gap are not trustworthy).
     chance_halflife_s : float
         Half-life of the running mean of the per-window surrogate (chance)
         level; one window's surrogate is too noisy to compare against.
     merge_gap_s : float
-        A modality that flags within this long after the pair's last episode
-        was repaired reopens that episode instead of starting a new one (HR
-        and EDA do not drop and recover at exactly the same moment).
+        A flag within this long after the pair's last episode was repaired
+        reopens that episode instead of starting a new one.
+    weights : tuple of (str, float)
+        Weight of each modality in the fused drop.
+    z_sd : float
+        Typical window-to-window spread (Fisher z) of attuned synchrony; the
+        evidence of a modality is weighted by ``(margin / z_sd) ** 2``, so a
+        pair whose baseline sits close to chance needs longer to flag.
     """
 
     calibration_s: float = 40.0
-    baseline_halflife_s: float = 240.0
+    baseline_halflife_s: float = 300.0
     min_margin: float = 0.2
-    drift_frac: float = 0.5
-    rupture_frac: float = 0.8
+    cusum_k: float = 0.7
+    cusum_h: float = 15.0
+    drift_h: float = 4.0
+    drop_clip: float = 2.0
+    single_h_factor: float = 1.5
     repair_frac: float = 0.6
     repaired_frac: float = 0.4
-    min_rupture_s: float = 6.0
+    relapse_frac: float = 0.9
     min_repaired_s: float = 8.0
-    smooth_s: float = 3.0
+    smooth_s: float = 5.0
     loss_guard_s: float = 20.0
     chance_halflife_s: float = 60.0
     merge_gap_s: float = 20.0
+    weights: tuple = (("hr", 1.0), ("eda", 1.0))
+    z_sd: float = 0.6
 
     def validate(self) -> DetectorConfig:
         """Check the hysteresis ordering; return self."""
-        if not (0 < self.repaired_frac < self.repair_frac <= self.rupture_frac and self.drift_frac <= self.rupture_frac):
+        if not (0 < self.repaired_frac < self.repair_frac < self.relapse_frac and 0 <= self.drift_h < self.cusum_h
+                and self.single_h_factor >= 1.0):
             raise ValueError(
-                "Invalid detector thresholds: expected 0 < repaired_frac < repair_frac <= rupture_frac "
-                f"and drift_frac <= rupture_frac, but got {self}."
+                "Invalid detector thresholds: expected 0 < repaired_frac < repair_frac < relapse_frac, "
+                f"0 <= drift_h < cusum_h and single_h_factor >= 1, but got {self}."
             )
         return self
 
+    @property
+    def drift_frac(self) -> float:
+        """Drop at which evidence starts to accumulate (the lower edge of the "usual" band in displays)."""
+        return self.cusum_k
 
-#: Sensitivity presets. ``conservative`` flags only deep, sustained drops (fewer
-#: false alarms, later and fewer flags); ``sensitive`` flags shallower, shorter
-#: drops sooner (more prompts, more of them false).
+    def weight(self, modality: str) -> float:
+        """Weight of ``modality`` in the fused drop (1 when not listed)."""
+        return dict(self.weights).get(modality, 1.0)
+
+
+#: Sensitivity presets (see the module docstring for what each trades).
 PRESETS = {
-    "conservative": DetectorConfig(rupture_frac=0.95, drift_frac=0.6, min_rupture_s=12.0, min_repaired_s=12.0, min_margin=0.25),
+    "conservative": DetectorConfig(cusum_k=0.9, cusum_h=20.0, drift_h=5.0),
     "balanced": DetectorConfig(),
-    "sensitive": DetectorConfig(rupture_frac=0.65, drift_frac=0.4, repair_frac=0.5, repaired_frac=0.3, min_rupture_s=3.0, min_repaired_s=6.0, min_margin=0.15),
+    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0),
 }
 
 
@@ -134,166 +187,85 @@ def _fisher(r: float) -> float:
     return math.atanh(min(max(r, -0.999), 0.999))
 
 
-@dataclass
-class ModalityEpisode:
-    """A possible rupture seen in one modality of one pair."""
+class ModalityTrack:
+    """Baseline, chance level and drop of one pair in one modality (streaming).
 
-    modality: str
-    onset_s: float
-    flagged_s: float
-    nadir_s: float
-    nadir_drop: float
-    offset_s: float | None = None
-    repaired: bool = False
-
-
-class PairModalityMachine:
-    """Streaming state machine for one pair and one modality.
-
-    Feed it one synchrony window at a time with :meth:`step`; it is a pure
-    function of the sequence of windows it has seen.
+    Learns the pair's attuned level (Fisher z) over its first
+    ``calibration_s`` of valid windows, then follows it slowly while the pair
+    is attuned; keeps the running chance level; and gives each new window's
+    ``drop`` (NaN when this modality has no evidence: missing, calibrating,
+    just back from a gap, or never clearly above chance).
     """
 
     def __init__(self, modality: str, config: DetectorConfig, step_s: float):
         self.modality = modality
         self.cfg = config
         self.step_s = float(step_s)
-        self.state = "calibrating"
-        self.state_since = None  # type: float | None
         self.valid_s = 0.0
         self._calib: list[float] = []
         self.baseline_z = math.nan
         self.chance_z = math.nan
+        self.z = math.nan
         self.smooth_z = math.nan
         self.drop = math.nan
-        self._cand_since: float | None = None  # candidate for a transition (rupture or repaired)
-        self._drift_since: float | None = None
         self._guard_until = -math.inf
         self._last_valid_t: float | None = None
-        self.episode: ModalityEpisode | None = None
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
         self._alpha_base = 1.0 - 0.5 ** (self.step_s / max(config.baseline_halflife_s, 1e-9))
         self._alpha_chance = 1.0 - 0.5 ** (self.step_s / max(config.chance_halflife_s, 1e-9))
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _set(self, state: str, t: float, events: list) -> None:
-        if state != self.state:
-            events.append({"type": "state", "modality": self.modality, "state": state, "previous": self.state, "t": t})
-            self.state = state
-            self.state_since = t
+    @property
+    def calibrating(self) -> bool:
+        """True until the baseline is known."""
+        return not np.isfinite(self.baseline_z)
 
-    def step(self, t: float, sync: float, chance: float) -> list[dict]:
-        """Advance by one window.
+    @property
+    def margin(self) -> float:
+        """Baseline minus chance (Fisher z); NaN while calibrating."""
+        return self.baseline_z - (self.chance_z if np.isfinite(self.chance_z) else 0.0)
 
-        Parameters
-        ----------
-        t : float
-            Session time of the window's end (s).
-        sync : float
-            Pearson r of the window (NaN when not computable: signal loss).
-        chance : float
-            Chance (surrogate) level of r for this pair (NaN when unknown yet).
-
-        Returns
-        -------
-        events : list of dict
-            State changes and episode events (``{"type": "state" | "episode_open" |
-            "episode_repaired" ...}``).
-        """
+    def step(self, t: float, sync: float, chance: float) -> float:
+        """Take one window; return its drop (NaN: no evidence from this modality now)."""
         cfg = self.cfg
-        events: list[dict] = []
+        gap = self._last_valid_t is not None and t - self._last_valid_t > 2 * self.step_s
         if not np.isfinite(sync):
-            # Signal loss (or not computable): freeze; after it, guard against straddling windows.
-            if self._last_valid_t is not None and t - self._last_valid_t > 2 * self.step_s:
-                self._guard_until = t + cfg.loss_guard_s
-            self._cand_since = None
-            return events
-        if self._last_valid_t is not None and t - self._last_valid_t > 2 * self.step_s:
+            self.z = self.drop = math.nan
+            return math.nan
+        if gap:
             self._guard_until = max(self._guard_until, t + cfg.loss_guard_s)
         self._last_valid_t = t
-        z = _fisher(float(sync))
+        z = self.z = _fisher(float(sync))
         if np.isfinite(chance):
             c = _fisher(float(chance))
             self.chance_z = c if not np.isfinite(self.chance_z) else self.chance_z + self._alpha_chance * (c - self.chance_z)
-        cz = self.chance_z if np.isfinite(self.chance_z) else 0.0
         self.smooth_z = z if not np.isfinite(self.smooth_z) else self.smooth_z + self._alpha_smooth * (z - self.smooth_z)
         self.valid_s += self.step_s
-
-        if self.state == "calibrating":
+        if self.calibrating:
             self._calib.append(z)
             if self.valid_s >= cfg.calibration_s:
-                self.baseline_z = float(np.mean(self._calib))
+                # median: the first windows of a session often hold warm-up transients
+                self.baseline_z = float(np.median(self._calib))
                 self._calib = []
-                self._set("attuned", t, events)
-            return events
-
-        margin = self.baseline_z - cz
-        if margin < cfg.min_margin:
-            # Never clearly above chance: nothing to lose. Keep learning the baseline.
             self.drop = math.nan
-            self.baseline_z += self._alpha_base * (self.smooth_z - self.baseline_z)
-            if self.state in ("drifting",):
-                self._set("attuned", t, events)
-            return events
-        drop = (self.baseline_z - self.smooth_z) / margin
-        self.drop = drop
-        guarded = t < self._guard_until
+            return math.nan
+        margin = self.margin
+        if margin < cfg.min_margin or t < self._guard_until:
+            self.drop = math.nan
+            return math.nan
+        self.drop = (self.baseline_z - z) / margin
+        return self.drop
 
-        if self.state in ("attuned", "repaired"):
-            # Only attuned time teaches the baseline (a rupture must not lower the bar).
-            self.baseline_z += self._alpha_base * (self.smooth_z - self.baseline_z)
-            if drop >= cfg.drift_frac and not guarded:
-                self._drift_since = t
-                self._cand_since = t if drop >= cfg.rupture_frac else None
-                self._set("drifting", t, events)
-            elif self.state == "repaired" and self.state_since is not None and t - self.state_since >= cfg.min_repaired_s:
-                self._set("attuned", t, events)
-        elif self.state == "drifting":
-            if drop < cfg.drift_frac * 0.8 or guarded:
-                self._cand_since = None
-                self._set("attuned", t, events)
-            elif drop >= cfg.rupture_frac:
-                if self._cand_since is None:
-                    self._cand_since = t
-                if t - self._cand_since >= cfg.min_rupture_s:
-                    onset = self._drift_since if self._drift_since is not None else self._cand_since
-                    self.episode = ModalityEpisode(self.modality, onset, t, t, drop)
-                    events.append({"type": "modality_rupture", "modality": self.modality, "t": t, "onset_s": onset})
-                    self._cand_since = None
-                    self._set("possible_rupture", t, events)
-            else:
-                self._cand_since = None
-        elif self.state in ("possible_rupture", "repairing"):
-            ep = self.episode
-            if ep is not None and drop > ep.nadir_drop:
-                ep.nadir_drop, ep.nadir_s = drop, t
-            if self.state == "possible_rupture":
-                if drop < cfg.repair_frac:
-                    self._set("repairing", t, events)
-                    self._cand_since = t if drop < cfg.repaired_frac else None
-            else:  # repairing
-                if drop >= cfg.rupture_frac:
-                    self._cand_since = None
-                    self._set("possible_rupture", t, events)
-                elif drop < cfg.repaired_frac:
-                    if self._cand_since is None:
-                        self._cand_since = t
-                    if t - self._cand_since >= cfg.min_repaired_s:
-                        if ep is not None:
-                            ep.offset_s, ep.repaired = self._cand_since, True
-                        events.append({"type": "modality_repaired", "modality": self.modality, "t": t,
-                                       "offset_s": self._cand_since})
-                        self._cand_since = None
-                        self.episode = None
-                        self._set("repaired", t, events)
-                else:
-                    self._cand_since = None
-        return events
+    def learn(self) -> None:
+        """Follow the baseline with the current smoothed synchrony (call only while attuned)."""
+        if not self.calibrating and np.isfinite(self.smooth_z):
+            # clip so that a shared stressor (synchrony up) does not raise the bar much
+            target = min(self.smooth_z, self.baseline_z + 0.5 * max(self.margin, self.cfg.min_margin))
+            self.baseline_z += self._alpha_base * (target - self.baseline_z)
 
-    def snapshot(self) -> dict:
+    def snapshot(self, state: str) -> dict:
         """Current numbers for the UI (baseline and chance as r)."""
         return {
-            "state": self.state,
+            "state": "calibrating" if self.calibrating else state,
             "baseline": math.tanh(self.baseline_z) if np.isfinite(self.baseline_z) else None,
             "chance": math.tanh(self.chance_z) if np.isfinite(self.chance_z) else None,
             "sync": math.tanh(self.smooth_z) if np.isfinite(self.smooth_z) else None,
@@ -302,11 +274,185 @@ class PairModalityMachine:
 
 
 @dataclass
+class PairEpisodeDraft:
+    """A possible rupture being followed by a :class:`PairMachine`."""
+
+    onset_s: float
+    flagged_s: float
+    nadir_s: float
+    nadir_drop: float
+    modalities: list
+    offset_s: float | None = None
+    repaired: bool = False
+
+
+class PairMachine:
+    """Streaming fused CUSUM state machine for one pair over all its modalities.
+
+    Feed it one time step at a time with :meth:`step`; it is a pure function
+    of the sequence of windows it has seen.
+    """
+
+    def __init__(self, modalities, config: DetectorConfig, step_s: float):
+        self.modalities = tuple(modalities)
+        self.cfg = config
+        self.step_s = float(step_s)
+        self.tracks = {m: ModalityTrack(m, config, step_s) for m in self.modalities}
+        self.state = "calibrating"
+        self.state_since: float | None = None
+        self.evidence = 0.0
+        self._run_start: float | None = None
+        self.drop = math.nan
+        self.smooth_drop = math.nan
+        self.n_used = 0
+        self.used: list = []
+        self._cand_since: float | None = None
+        self.episode: PairEpisodeDraft | None = None
+        self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
+
+    def _set(self, state: str, t: float, events: list) -> None:
+        if state != self.state:
+            events.append({"type": "state", "state": state, "previous": self.state, "t": t})
+            self.state = state
+            self.state_since = t
+
+    def step(self, t: float, values: dict) -> list[dict]:
+        """Advance by one time step.
+
+        Parameters
+        ----------
+        t : float
+            Session time of the windows' end (s).
+        values : dict
+            ``modality -> (sync, chance)`` for this step (NaN sync where missing).
+
+        Returns
+        -------
+        events : list of dict
+        """
+        cfg = self.cfg
+        events: list[dict] = []
+        drops, ws = [], []
+        for m in self.modalities:
+            s, c = values.get(m, (math.nan, math.nan))
+            d = self.tracks[m].step(t, s, c)
+            if np.isfinite(d):
+                drops.append(min(max(d, -cfg.drop_clip), cfg.drop_clip))
+                # evidence weight = the modality's signal-to-noise ratio (baseline-to-chance distance over the
+                # window-to-window spread, squared): the log-likelihood ratio of a mean shift from the
+                # baseline to chance is snr**2 * (drop - 1/2) per window.
+                ws.append(cfg.weight(m) * (self.tracks[m].margin / cfg.z_sd) ** 2)
+        self.used = [m for m in self.modalities if np.isfinite(self.tracks[m].drop)]
+        if self.state == "calibrating":
+            if any(not tr.calibrating for tr in self.tracks.values()):
+                self._set("attuned", t, events)
+            else:
+                return events
+        if not drops:
+            # no evidence now (loss, guard, never in tune): freeze
+            self.drop = math.nan
+            return events
+        D = float(np.dot(ws, drops) / np.sum(ws))
+        # HR and EDA noise are correlated (one shared drive): the fused evidence uses their mean SNR, not the sum
+        gain = float(np.mean(ws))
+        self.drop = D
+        self.smooth_drop = D if not np.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
+        h = cfg.cusum_h * (1.0 if len(drops) >= 2 or len(self.modalities) < 2 else cfg.single_h_factor)
+        prev = self.evidence
+        self.evidence = min(max(0.0, prev + gain * (D - cfg.cusum_k) * self.step_s), 2.0 * h)
+        if prev == 0.0 and self.evidence > 0.0:
+            self._run_start = t
+        sd = self.smooth_drop
+        if self.state in ("attuned", "repaired", "drifting"):
+            if self.evidence >= h:
+                onset = self._run_start if self._run_start is not None else t
+                self.episode = PairEpisodeDraft(onset, t, t, sd, list(self.used))
+                events.append({"type": "pair_rupture", "t": t, "onset_s": onset})
+                self._set("possible_rupture", t, events)
+            elif self.evidence >= cfg.drift_h:
+                self._set("drifting", t, events)
+            elif self.state == "drifting" and self.evidence == 0.0:
+                self._set("attuned", t, events)
+            elif self.state == "repaired" and self.state_since is not None and t - self.state_since >= cfg.min_repaired_s:
+                self._set("attuned", t, events)
+            if self.state in ("attuned", "repaired") and self.evidence == 0.0:
+                for tr in self.tracks.values():
+                    if np.isfinite(tr.drop):
+                        tr.learn()
+        elif self.state in ("possible_rupture", "repairing"):
+            ep = self.episode
+            if ep is not None:
+                if sd > ep.nadir_drop:
+                    ep.nadir_drop, ep.nadir_s = sd, t
+                for m in self.used:
+                    if m not in ep.modalities and self.tracks[m].drop >= cfg.repair_frac:
+                        ep.modalities.append(m)
+            if self.state == "possible_rupture":
+                if sd < cfg.repair_frac:
+                    self._set("repairing", t, events)
+                    self._cand_since = t if sd < cfg.repaired_frac else None
+            else:
+                if sd >= cfg.relapse_frac:
+                    self._cand_since = None
+                    self._set("possible_rupture", t, events)
+                elif sd < cfg.repaired_frac:
+                    if self._cand_since is None:
+                        self._cand_since = t
+                    if t - self._cand_since >= cfg.min_repaired_s:
+                        if ep is not None:
+                            ep.offset_s, ep.repaired = self._cand_since, True
+                        events.append({"type": "pair_repaired", "t": t, "offset_s": self._cand_since})
+                        self._cand_since = None
+                        self.episode = None
+                        self.evidence = 0.0
+                        self._run_start = None
+                        self._set("repaired", t, events)
+                else:
+                    self._cand_since = None
+        return events
+
+    def snapshots(self) -> dict:
+        """Per-modality numbers for the UI."""
+        return {m: tr.snapshot(self.state) for m, tr in self.tracks.items()}
+
+
+class PairModalityMachine(PairMachine):
+    """A :class:`PairMachine` on one modality alone (replays for reports and tests).
+
+    ``step(t, sync, chance)`` takes one window of that modality.
+    """
+
+    def __init__(self, modality: str, config: DetectorConfig, step_s: float):
+        super().__init__((modality,), config, step_s)
+        self.modality = modality
+
+    def step(self, t: float, sync: float, chance: float) -> list[dict]:  # noqa: D102
+        return super().step(t, {self.modality: (sync, chance)})
+
+    @property
+    def baseline_z(self) -> float:
+        """The modality's baseline (Fisher z; NaN while calibrating)."""
+        return self.tracks[self.modality].baseline_z
+
+    @property
+    def chance_z(self) -> float:
+        """The modality's running chance level (Fisher z)."""
+        return self.tracks[self.modality].chance_z
+
+    def threshold_z(self) -> float:
+        """Synchrony (Fisher z) below which evidence for a rupture accumulates; NaN when there is no evidence."""
+        tr = self.tracks[self.modality]
+        if tr.calibrating or tr.margin < self.cfg.min_margin:
+            return math.nan
+        return tr.baseline_z - self.cfg.cusum_k * tr.margin
+
+
+@dataclass
 class Episode:
     """A possible rupture of one pair (all modalities fused).
 
     Times are seconds of session time (from the session origin). ``depth`` is
-    the deepest ``drop`` reached: 1.0 means synchrony fell to chance level.
+    the deepest smoothed ``drop`` reached: 1.0 means synchrony fell to chance level.
     """
 
     id: int
@@ -347,19 +493,18 @@ class Episode:
         }
 
 
-def _confidence(n_modalities_available: int, modal_eps: list[ModalityEpisode]) -> float:
-    """Confidence in [0, 1]: more when modalities agree and the drop is deep."""
-    depth = max((e.nadir_drop for e in modal_eps), default=0.0)
-    depth_term = min(max(depth - 0.8, 0.0) / 0.6, 1.0)  # 0 at threshold, 1 at well below chance
-    if len(modal_eps) >= 2:
+def _confidence(n_available: int, modalities: list, depth: float) -> float:
+    """Confidence in [0, 1]: more when several modalities carry the drop and it is deep."""
+    depth_term = min(max(depth - 0.5, 0.0) / 0.8, 1.0)  # 0 at half-way to chance, 1 well below chance
+    if len(modalities) >= 2:
         return round(0.75 + 0.25 * depth_term, 3)
-    # one modality: lower when the other one was available and stayed in tune
-    base = 0.45 if n_modalities_available >= 2 else 0.55
+    # one modality: lower when another one was available and stayed in tune
+    base = 0.45 if n_available >= 2 else 0.55
     return round(base + 0.25 * depth_term, 3)
 
 
 class RuptureDetector:
-    """All pairs, all modalities: per-modality machines fused into pair episodes.
+    """All pairs: one fused :class:`PairMachine` per pair, giving pair episodes.
 
     Parameters
     ----------
@@ -381,12 +526,9 @@ class RuptureDetector:
         n = len(self.participants)
         iu = np.triu_indices(n, 1)
         self.pairs = [(self.participants[i], self.participants[j]) for i, j in zip(*iu)]
-        self.machines = {
-            (p, m): PairModalityMachine(m, self.cfg, step_s) for p in range(len(self.pairs)) for m in self.modalities
-        }
+        self.machines = [PairMachine(self.modalities, self.cfg, step_s) for _ in self.pairs]
         self.episodes: list[Episode] = []
         self._open: dict[int, Episode] = {}
-        self._modal_eps: dict[int, dict[str, ModalityEpisode]] = {}
         self._pending: dict[str, list] = {}
         self._last_closed: dict[int, Episode] = {}
 
@@ -394,9 +536,9 @@ class RuptureDetector:
         """Feed new synchrony windows of one modality.
 
         Windows are queued per modality and processed in time order once every
-        modality has delivered that time, each time step visiting the
-        modalities in a fixed order. So the episodes do not depend on how the
-        windows were chunked or in which order the modalities were fed.
+        modality has delivered that time; each time step fuses the modalities
+        that have a window at that time. So the episodes do not depend on how
+        the windows were chunked or in which order the modalities were fed.
 
         Parameters
         ----------
@@ -446,69 +588,65 @@ class RuptureDetector:
             t = min(ts)
             if t > horizon + 1e-9:
                 break
+            now = {}
             for i, m in enumerate(self.modalities):
                 if heads[i] < len(queues[i]) and abs(queues[i][heads[i]][0] - t) < 1e-6:
-                    _, sv, cv = queues[i][heads[i]]
+                    now[m] = queues[i][heads[i]]
                     heads[i] += 1
-                    for p in range(len(self.pairs)):
-                        for ev in self.machines[(p, m)].step(t, float(sv[p]), float(cv[p])):
-                            ev["pair"] = self.pairs[p]
-                            events.extend(self._fuse(p, ev))
+            for p in range(len(self.pairs)):
+                vals = {m: (float(sv[p]), float(cv[p])) for m, (_, sv, cv) in now.items()}
+                for ev in self.machines[p].step(t, vals):
+                    ev["pair"] = self.pairs[p]
+                    events.extend(self._episode_events(p, ev))
+            for p, ep in self._open.items():
+                self._refresh(p, ep)
         for i, m in enumerate(self.modalities):
             self._pending[m] = queues[i][heads[i]:]
         return events
 
-    def _fuse(self, p: int, ev: dict) -> list[dict]:
+    def _refresh(self, p: int, ep: Episode) -> None:
+        draft = self.machines[p].episode
+        if draft is not None:
+            if draft.nadir_drop >= ep.depth:
+                ep.depth, ep.nadir_s = draft.nadir_drop, draft.nadir_s
+            for m in draft.modalities:
+                if m not in ep.modalities:
+                    ep.modalities.append(m)
+            ep.confidence = _confidence(self._available(p), ep.modalities, ep.depth)
+
+    def _episode_events(self, p: int, ev: dict) -> list[dict]:
         out = [ev] if ev["type"] == "state" else []
-        eps = self._modal_eps.setdefault(p, {})
-        if ev["type"] == "modality_rupture":
-            mep = self.machines[(p, ev["modality"])].episode
-            eps[ev["modality"]] = mep
-            ep = self._open.get(p)
+        mach = self.machines[p]
+        if ev["type"] == "pair_rupture":
+            draft = mach.episode
             last = self._last_closed.get(p)
-            if ep is None and last is not None and ev["t"] - last.offset_s <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
-                # the same rupture seen late in another modality (or a relapse): reopen it
+            if last is not None and ev["t"] - last.offset_s <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
+                # the same rupture again after a brief recovery (or its relapse): reopen it
                 ep = last
                 ep.open, ep.repaired, ep.offset_s = True, False, None
                 self._open[p] = ep
-            if ep is None:
+                kind = "episode_update"
+            else:
                 ep = Episode(
-                    id=len(self.episodes) + 1, pair=self.pairs[p], people=self._who(p), onset_s=mep.onset_s,
-                    flagged_s=ev["t"], nadir_s=mep.nadir_s, offset_s=None, repaired=False, depth=mep.nadir_drop,
-                    modalities=[ev["modality"]], confidence=0.0,
+                    id=len(self.episodes) + 1, pair=self.pairs[p], people=self._who(p), onset_s=draft.onset_s,
+                    flagged_s=ev["t"], nadir_s=draft.nadir_s, offset_s=None, repaired=False,
+                    depth=draft.nadir_drop, modalities=list(draft.modalities), confidence=0.0,
                 )
                 self._open[p] = ep
                 self.episodes.append(ep)
                 kind = "episode_open"
-            else:
-                ep.onset_s = min(ep.onset_s, mep.onset_s)
-                if ev["modality"] not in ep.modalities:
-                    ep.modalities.append(ev["modality"])
-                kind = "episode_update"
-            ep.confidence = _confidence(self._available(p), list(eps.values()))
+            self._refresh(p, ep)
             out.append({"type": kind, "pair": self.pairs[p], "t": ev["t"], "episode": ep})
-        elif ev["type"] == "modality_repaired":
-            ep = self._open.get(p)
-            eps.pop(ev["modality"], None)
-            if ep is not None and not any(
-                self.machines[(p, m)].state in ("possible_rupture", "repairing") for m in self.modalities
-            ):
+        elif ev["type"] == "pair_repaired":
+            ep = self._open.pop(p, None)
+            if ep is not None:
                 ep.offset_s, ep.repaired, ep.open = ev["offset_s"], True, False
-                del self._open[p]
                 self._last_closed[p] = ep
-                self._modal_eps[p] = {}
                 out.append({"type": "episode_repaired", "pair": self.pairs[p], "t": ev["t"], "episode": ep})
-        # keep nadir/depth of the open episode current
-        ep = self._open.get(p)
-        if ep is not None:
-            for m in self.modalities:
-                mep = self.machines[(p, m)].episode
-                if mep is not None and mep.nadir_drop >= ep.depth:
-                    ep.depth, ep.nadir_s = mep.nadir_drop, mep.nadir_s
         return out
 
     def _available(self, p: int) -> int:
-        return sum(1 for m in self.modalities if self.machines[(p, m)].state != "calibrating")
+        return sum(1 for tr in self.machines[p].tracks.values() if not tr.calibrating)
 
     def _who(self, p: int) -> list[str]:
         """Who is disconnecting: in a group, the member of the pair most of whose pairs are dropping."""
@@ -518,25 +656,20 @@ class RuptureDetector:
         score = {}
         for person in (a, b):
             mine = [q for q, pr in enumerate(self.pairs) if person in pr]
-            dropping = sum(
-                1 for q in mine
-                if any(self.machines[(q, m)].state in ("drifting", "possible_rupture", "repairing") for m in self.modalities)
-            )
+            dropping = sum(1 for q in mine if self.machines[q].state in ("drifting", "possible_rupture", "repairing"))
             score[person] = dropping / len(mine)
         if abs(score[a] - score[b]) < 1e-9:
             return [a, b]
         return [max(score, key=score.get)]
 
     def pair_states(self) -> list[dict]:
-        """Per pair: overall state (worst over modalities) and per-modality snapshots."""
-        order = {s: i for i, s in enumerate(("calibrating", "attuned", "repaired", "drifting", "repairing", "possible_rupture"))}
+        """Per pair: the fused state, its words, the evidence and per-modality snapshots."""
         out = []
         for p, pair in enumerate(self.pairs):
-            snaps = {m: self.machines[(p, m)].snapshot() for m in self.modalities}
-            worst = max((s["state"] for s in snaps.values()), key=lambda s: order[s])
-            if all(s["state"] == "calibrating" for s in snaps.values()):
-                worst = "calibrating"
-            out.append({"pair": pair, "state": worst, "words": STATE_WORDS[worst], "modalities": snaps})
+            mach = self.machines[p]
+            out.append({"pair": pair, "state": mach.state, "words": STATE_WORDS[mach.state],
+                        "evidence": mach.evidence, "drop": None if not np.isfinite(mach.smooth_drop) else mach.smooth_drop,
+                        "modalities": mach.snapshots()})
         return out
 
     def finish(self, t_end: float | None = None) -> list[Episode]:
