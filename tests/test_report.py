@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dsp.detector import Episode
+from dsp.detector import Episode, get_preset
 from ui.analysis_io import clock, validate
 from ui.report import baseline_trace, write_report
 from ui.runner import Analysis
@@ -98,7 +98,8 @@ def test_baseline_trace_follows_detector():
     assert np.isnan(base[:30]).all()  # calibrating (40 s of valid windows)
     assert base[-1] == pytest.approx(0.6, abs=1e-6)
     z_b, z_c = math.atanh(0.6), math.atanh(0.1)
-    assert thr[-1] == pytest.approx(math.tanh(z_b - 0.8 * (z_b - z_c)), abs=1e-6)
+    k = get_preset("balanced").cusum_k  # evidence accumulates below baseline - k * (baseline - chance)
+    assert thr[-1] == pytest.approx(math.tanh(z_b - k * (z_b - z_c)), abs=1e-6)
 
 
 def test_report_without_episodes_or_losses(tmp_path):

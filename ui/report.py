@@ -145,11 +145,10 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     thr = np.full(t.size, np.nan)
     for k in range(t.size):
         mach.step(float(t[k]), float(sync[k]), float(chance[k]))
-        if mach.state != "calibrating" and np.isfinite(mach.baseline_z):
-            margin = mach.baseline_z - mach.chance_z
-            if margin >= cfg.min_margin:
-                base[k] = math.tanh(mach.baseline_z)
-                thr[k] = math.tanh(mach.baseline_z - cfg.rupture_frac * margin)
+        thr_z = mach.threshold_z()
+        if np.isfinite(thr_z):
+            base[k] = math.tanh(mach.baseline_z)
+            thr[k] = math.tanh(thr_z)
     return base, thr
 
 
@@ -163,6 +162,8 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
     p : int
         Pair index into ``analysis.pairs``.
     """
+    from dsp.pipeline import DETECTOR_METRIC
+
     pair = tuple(analysis.pairs[p])
     mods = [m for m in analysis.modalities if m in analysis.sync and np.asarray(analysis.sync[m]["t"]).size]
     if not mods:
@@ -178,7 +179,8 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
         ch = w.get("chance")
         ch = (np.full_like(r, np.nan) if ch is None
               else np.broadcast_to(np.asarray(ch, dtype=float).reshape(n_pairs, -1)[p], r.shape))
-        base, thr = baseline_trace(r, ch, t, preset, analysis.step_s, m)
+        rd = np.asarray(w.get(DETECTOR_METRIC, w["sync"]), dtype=float).reshape(n_pairs, -1)[p]  # what the detector saw
+        base, thr = baseline_trace(rd, ch, t, preset, analysis.step_s, m)
         tf = t + time_offset
         sd = w.get("chance_sd")
         if sd is not None:
