@@ -33,6 +33,71 @@ def _blocked(fn, W, *args, **kw):
     return np.concatenate(parts, 0)
 
 
+def _standardize_both(W):
+    """``(standardized_windows(W, detrend=False), standardized_windows(W, detrend=True))``, sharing the
+    centring (the same operations, so the same numbers)."""
+    n = W.shape[-1]
+    mean = W.mean(-1)
+    lim = (1e-10 * np.sqrt(n)) * np.maximum(1.0, np.abs(mean))
+    X = W - mean[..., None]
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    Xd = X - ((X @ t) / (t @ t))[..., None] * t
+    out = []
+    for Y in (X, Xd):
+        nrm = np.sqrt(np.einsum("...i,...i->...", Y, Y))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            Z = Y / nrm[..., None]
+        Z[~(nrm > lim)] = np.nan
+        out.append(Z)
+    return out[0], out[1]
+
+
+def _xcorr_full(W, ia, ib, L, detrend):
+    """Lagged r of fully valid windows from sums (one matmul for all lags), as :func:`sy.xcorr_windows`.
+
+    Parameters
+    ----------
+    W : ndarray, shape (n_windows, n_people, win)
+
+    Returns
+    -------
+    R : ndarray, shape (n_windows, n_pairs, 2 * L + 1), or None when a segment is (nearly) flat: such
+        stacks go to :func:`sy.xcorr_windows`, which decides what is flat.
+    """
+    n_w, P, win = W.shape
+    n = win - L
+    L1 = L + 1
+    mean = W.mean(-1)
+    Y = W - mean[..., None]  # anchored on the window mean: no cancellation from the level
+    C = np.zeros((3, n_w, P, win + 1))
+    t = np.arange(win, dtype=np.float64)
+    np.cumsum(np.stack([Y, Y * Y, Y * t]), -1, out=C[..., 1:])
+    lo = np.arange(L1)
+    S = C[..., lo + n] - C[..., lo]  # (3, n_w, P, L1): sums over the segment starting at each lag
+    S1, S2 = S[0], S[1]
+    c = S2 - S1 * S1 / n
+    if detrend:
+        ctt = n * (n * n - 1) / 12.0
+        St = S[2] - (lo + (n - 1) / 2.0) * S1  # sum of centred t * y
+        c = c - St * St / ctt
+    scale = np.maximum(1.0, np.abs(mean))[..., None]
+    if ((c <= sy._FAST_REL * S2) | (c <= 1e-18 * n * scale * scale)).any():
+        return None
+    inv = 1.0 / np.sqrt(c)
+    F = sy._sliding(Y, n)  # (n_w, P, L1, n): F[.., b, l, :] = Y[b, l:l+n]
+    Sab = np.matmul(Y[..., None, :n], np.ascontiguousarray(F).reshape(n_w, 1, P * L1, n).swapaxes(-1, -2))
+    Sab = Sab.reshape(n_w, P, P, L1)  # [w, a, b, l] = sum y_a(s) y_b(s + l)
+    cov = Sab - (S1[..., 0] / n)[..., None, None] * S1[:, None]
+    if detrend:
+        cov -= (St[..., 0] / ctt)[..., None, None] * St[:, None]
+    r = np.clip(cov * inv[..., 0, None, None] * inv[:, None], -1.0, 1.0)
+    R = np.empty((n_w, len(ia), 2 * L + 1))
+    R[..., L:] = r[:, ia, ib]
+    R[..., L::-1] = r[:, ib, ia]
+    R[..., L] = r[:, ia, ib, 0]
+    return R
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """What the engine computes. Durations in seconds.
@@ -176,7 +241,7 @@ class SynchronyEngine:
                     "but got one array; pass {modality: array}."
                 )
             blocks = {self.config.modalities[0]: blocks}
-        out = {}
+        new = []
         for m, block in blocks.items():
             if m not in self.state:
                 raise ValueError(
@@ -189,9 +254,10 @@ class SynchronyEngine:
                 raise ValueError(
                     f"Invalid value for '{m}' block: expected shape ({self.n_people}, n_new), but got {b.shape}."
                 )
+            new.append((m, b))
+        for m, b in new:  # validate every block before any state changes
             self._append(self.state[m], np.where(np.isinf(b), np.nan, b))
-            out[m] = self._compute(m, self.state[m])
-        return out
+        return self._compute([m for m, _ in new])
 
     def _append(self, st: _ModalityState, b: np.ndarray) -> None:
         n_new = b.shape[1]
@@ -229,59 +295,115 @@ class SynchronyEngine:
     def _metric(self, name, values, status, js, g):
         return sy.WindowedMetric(name, values, status, js, js * g.step + g.win, self.fs, g.win, g.step)
 
-    def _compute(self, modality: str, st: _ModalityState) -> dict:
+    def _stacks(self, modalities, key):
+        """New windows of geometry ``key`` for every modality, stacked along the window axis.
+
+        Modalities whose new windows have the same indices (the usual case: they are pushed together)
+        share one stack, so each metric runs once per tick for all of them.
+
+        Returns
+        -------
+        list of (js, W, g, parts)
+            ``W`` of shape (n_modalities * n_new, n_people, win); ``parts`` lists (modality, slice).
+        """
+        found = []
+        for m in modalities:
+            nw = self._new_windows(self.state[m], key)
+            if nw is not None:
+                found.append((m,) + nw)
+        stacks = []
+        for m, js, W, g in found:
+            for s in stacks:
+                if len(s[0]) == len(js) and s[0][0] == js[0]:
+                    s[1].append(W)
+                    s[3].append(m)
+                    break
+            else:
+                stacks.append((js, [W], g, [m]))
+        out = []
+        for js, Ws, g, ms in stacks:
+            n = len(js)
+            W = Ws[0] if len(Ws) == 1 else np.concatenate(Ws, 0)
+            out.append((js, W, g, [(m, slice(k * n, (k + 1) * n)) for k, m in enumerate(ms)]))
+        return out
+
+    def _compute(self, modalities) -> dict:
         cfg = self.config
         ia, ib = self.ia, self.ib
-        res = {}
-        nw = self._new_windows(st, "sync")
-        if nw is not None:
-            js, W, g = nw
-            r, s = _blocked(sy.pearson_windows, W, ia, ib, detrend=True, min_valid=cfg.min_valid)
-            res["synchrony"] = self._metric("synchrony", r.T, s.T, js, g)
-            r, s = _blocked(sy.pearson_windows, W, ia, ib, min_valid=cfg.min_valid)
-            res["pearson"] = self._metric("pearson", r.T, s.T, js, g)
-            r, s = _blocked(sy.pearson_windows, W, ia, ib, diff=True, min_valid=cfg.min_valid)
-            res["pearson_diff"] = self._metric("pearson_diff", r.T, s.T, js, g)
-            r, s = _blocked(sy.direction_windows, W, ia, ib, cfg.min_valid)
-            res["direction"] = self._metric("direction", r.T, s.T, js, g)
-            # surrogate: ring of standardized windows, shifted partners from the past
-            Z = _blocked(sy.standardized_windows, W, detrend=True)
-            R = len(st.z_index)
-            past = []
-            for d in self.shifts:  # read the shifted partners before this push's windows enter the ring
-                src = js - d
-                ps = src % R
-                in_ring = (src >= 0) & (st.z_index[ps] == src)
-                Zp = np.where(in_ring[:, None, None], st.z_ring[ps], np.nan)
-                here = src >= js[0]
-                if here.any():
-                    Zp[here] = Z[src[here] - js[0]]
-                past.append(Zp)
-            keep = js[-R:]
-            st.z_ring[keep % R] = Z[-R:]
-            st.z_index[keep % R] = keep
-            S = sy.shifted_surrogate_from_z(Z, past, ia, ib)
-            mean, sd, _ = sy.surrogate_stats(S)
-            sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8).T
-            res["surrogate_mean"] = self._metric("surrogate_mean", mean.T, sst, js, g)
-            res["surrogate_sd"] = self._metric("surrogate_sd", sd.T, sst.copy(), js, g)
-        nw = self._new_windows(st, "wcc")
-        if nw is not None:
-            js, W, g = nw
-            Rl, s = _blocked(sy.xcorr_windows, W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
+        res = {m: {} for m in modalities}
+        for js, W, g, parts in self._stacks(modalities, "sync"):
+            if np.isfinite(W).all():
+                # fully valid (the usual case): the same numbers as pearson_windows, with the centring
+                # shared between plain and detrended r and one matmul for both
+                Zp, Z = _standardize_both(W)
+                Zf = sy.standardized_windows(W, detrend=False, diff=True)
+                M2 = np.matmul(np.concatenate([Z, Zp]), np.concatenate([Z, Zp]).swapaxes(-1, -2))
+                Mf = np.matmul(Zf, Zf.swapaxes(-1, -2))
+                n = W.shape[0]
+                metrics = []
+                for name, rr in (("synchrony", M2[:n]), ("pearson", M2[n:]), ("pearson_diff", Mf)):
+                    r = np.clip(rr[:, ia, ib], -1.0, 1.0)
+                    metrics.append((name, r, np.where(np.isnan(r), sy.FLAT, sy.OK).astype(np.int8)))
+            else:
+                Z = _blocked(sy.standardized_windows, W, detrend=True)
+                metrics = [
+                    ("synchrony",) + _blocked(sy.pearson_windows, W, ia, ib, detrend=True, min_valid=cfg.min_valid),
+                    ("pearson",) + _blocked(sy.pearson_windows, W, ia, ib, min_valid=cfg.min_valid),
+                    ("pearson_diff",) + _blocked(sy.pearson_windows, W, ia, ib, diff=True, min_valid=cfg.min_valid),
+                ]
+            metrics.append(("direction",) + _blocked(sy.direction_windows, W, ia, ib, cfg.min_valid))
+            for m, sl in parts:
+                out = res[m]
+                for name, v, st_ in metrics:
+                    out[name] = self._metric(name, v[sl].T, st_[sl].T, js, g)
+                mean, sd = self._surrogate(self.state[m], js, Z[sl])
+                sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8).T
+                out["surrogate_mean"] = self._metric("surrogate_mean", mean.T, sst, js, g)
+                out["surrogate_sd"] = self._metric("surrogate_sd", sd.T, sst.copy(), js, g)
+        for js, W, g, parts in self._stacks(modalities, "wcc"):
+            Rl = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend) if np.isfinite(W).all() else None
+            if Rl is None:
+                Rl, s = _blocked(
+                    sy.xcorr_windows, W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid
+                )
+            else:
+                s = np.zeros(Rl.shape[:2], np.int8)  # OK
             r0, rmax, lag_s, leader = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
-            s = s.T
-            res["wcc_r0"] = self._metric("wcc_r0", r0.T, s, js, g)
-            res["wcc_rmax"] = self._metric("wcc_rmax", rmax.T, s.copy(), js, g)
-            res["wcc_lag_s"] = self._metric("wcc_lag_s", lag_s.T, s.copy(), js, g)
-            res["wcc_leader"] = self._metric("wcc_leader", leader.T, s.copy(), js, g)
-        if modality in cfg.concordance_modalities:
-            nw = self._new_windows(st, "conc")
-            if nw is not None:
-                js, W, g = nw
-                r, s = _blocked(sy.concordance_windows, W, ia, ib, self.n_slope, cfg.min_valid)
-                res["concordance"] = self._metric("concordance", r.T, s.T, js, g)
+            for m, sl in parts:
+                out, st_ = res[m], s[sl].T
+                out["wcc_r0"] = self._metric("wcc_r0", r0[sl].T, st_, js, g)
+                out["wcc_rmax"] = self._metric("wcc_rmax", rmax[sl].T, st_.copy(), js, g)
+                out["wcc_lag_s"] = self._metric("wcc_lag_s", lag_s[sl].T, st_.copy(), js, g)
+                out["wcc_leader"] = self._metric("wcc_leader", leader[sl].T, st_.copy(), js, g)
+        conc = [m for m in modalities if m in cfg.concordance_modalities]
+        for js, W, g, parts in self._stacks(conc, "conc"):
+            r, s = _blocked(sy.concordance_windows, W, ia, ib, self.n_slope, cfg.min_valid)
+            for m, sl in parts:
+                res[m]["concordance"] = self._metric("concordance", r[sl].T, s[sl].T, js, g)
         return res
+
+    def _surrogate(self, st: _ModalityState, js, Z):
+        """Chance level from the ring of past standardized windows; ``Z`` enters the ring.
+
+        Returns mean, sd : (n_new, n_pairs)
+        """
+        R = len(st.z_index)
+        src = js[:, None] - self.shifts  # (n_new, n_shifts) window index of each shifted partner
+        ps = src % R
+        in_ring = (src >= 0) & (st.z_index[ps] == src)
+        Zp = st.z_ring[ps]  # (n_new, n_shifts, P, win): read before this push's windows enter the ring
+        Zp[~in_ring] = np.nan
+        here = src >= js[0]
+        if here.any():  # partners completed by this same push
+            Zp[here] = Z[src[here] - js[0]]
+        keep = js[-R:]
+        st.z_ring[keep % R] = Z[-R:]
+        st.z_index[keep % R] = keep
+        M = np.clip(np.matmul(Z[:, None], Zp.swapaxes(-1, -2)), -1.0, 1.0)  # (n_new, n_shifts, P, P)
+        ia, ib = self.ia, self.ib
+        S = np.concatenate([M[:, :, ia, ib], M[:, :, ib, ia]], 1)  # (n_new, 2 * n_shifts, n_pairs)
+        mean, sd, _ = sy.surrogate_stats(S.swapaxes(1, 2))
+        return mean, sd
 
     # ------------------------------------------------------------------ state
     @property

@@ -187,9 +187,19 @@ def _geometry(n_samples, win, step, first=0):
 
 
 def _windows(x: np.ndarray, win: int, step: int, nw: int, start: int = 0) -> np.ndarray:
-    """Strided view (nw, n_people, win) of windows starting at ``start + j*step``."""
-    v = sliding_window_view(x[:, start:], win, axis=1)[:, : (nw - 1) * step + 1 : step]
-    return v.transpose(1, 0, 2)
+    """Strided read-only view (nw, n_people, win) of windows starting at ``start + j*step``."""
+    if nw < 1 or start + (nw - 1) * step + win > x.shape[1]:
+        raise ValueError(f"{nw} windows of {win} samples (step {step}) from {start} do not fit in {x.shape[1]}.")
+    xs = x[:, start:]
+    s0, s1 = xs.strides
+    return as_strided(xs, shape=(nw, x.shape[0], win), strides=(step * s1, s0, s1), writeable=False)
+
+
+def _sliding(a: np.ndarray, n: int) -> np.ndarray:
+    """Read-only view (..., a.shape[-1] - n + 1, n) of every run of ``n`` samples along the last axis
+    (``sliding_window_view`` without its per-call overhead, which matters per streaming tick)."""
+    st = a.strides
+    return as_strided(a, shape=a.shape[:-1] + (a.shape[-1] - n + 1, n), strides=st + (st[-1],), writeable=False)
 
 
 # ----------------------------------------------------------------------------- masked (direct) kernel
@@ -281,7 +291,7 @@ def _slopes(W: np.ndarray, n_slope: int) -> np.ndarray:
     """
     t = np.arange(n_slope, dtype=np.float64) - (n_slope - 1) / 2.0
     k = t / (t @ t)
-    return sliding_window_view(W, n_slope, axis=-1) @ k
+    return _sliding(W, n_slope) @ k
 
 
 def _diff(W: np.ndarray) -> np.ndarray:
@@ -358,7 +368,7 @@ def xcorr_windows(W, ia, ib, max_lag: int, *, detrend=False, min_valid=0.8):
         Wf = W if full.all() else W[full]
         nf = Wf.shape[0]
         Zl = standardized_windows(Wf[..., :n_seg], detrend=detrend)  # (nf, P, n_seg)
-        F = sliding_window_view(Wf, n_seg, axis=-1)  # (nf, P, L+1, n_seg)
+        F = _sliding(Wf, n_seg)  # (nf, P, L+1, n_seg)
         Zf = standardized_windows(F.reshape(nf, P * (max_lag + 1), n_seg), detrend=detrend)
         M = np.clip(Zl @ Zf.swapaxes(-1, -2), -1.0, 1.0).reshape(nf, P, P, max_lag + 1)  # [w, a, b, lag]
         Rf = np.empty((nf, len(ia), 2 * max_lag + 1))
@@ -807,20 +817,22 @@ def summarize_xcorr(R, ia, ib, max_lag, fs, lag_axis=-1):
     r0, rmax, lag_s, leader : ndarray, shape of ``R`` without the lag axis
         The maximum r over lags, ties to the smallest |lag| (then the negative one).
     """
-    R = np.moveaxis(R, lag_axis, 0)
-    best = np.full(R.shape[1:], -np.inf)
-    lag = np.zeros(R.shape[1:], dtype=np.int64)
-    for lg in sorted(range(-max_lag, max_lag + 1), key=abs):  # loop over lags, all pairs/windows at once
-        r = R[lg + max_lag]
-        better = r > best  # NaN never wins; ties keep the smaller |lag|
-        best = np.where(better, r, best)
-        lag = np.where(better, lg, lag)
+    R = np.moveaxis(np.asarray(R), lag_axis, -1)
+    # lags in order of preference (0, -1, +1, -2, +2, ...): argmax keeps the first of equal maxima
+    order = np.array(sorted(range(-max_lag, max_lag + 1), key=abs), dtype=np.int64)
+    Ro = R[..., order + max_lag]
+    nan = np.isnan(Ro)
+    if nan.any():  # NaN never wins
+        Ro[nan] = -np.inf
+    k = Ro.argmax(-1)
+    best = np.take_along_axis(Ro, k[..., None], -1)[..., 0]
+    lag = order[k]
     ok = np.isfinite(best)
     rmax = np.where(ok, best, np.nan)
     lag_s = np.where(ok, lag / fs, np.nan)
     leader = np.where(lag > 0, ia, np.where(lag < 0, ib, -1))
     leader = np.where(ok, leader, -1).astype(np.int16)
-    return R[max_lag], rmax, lag_s, leader
+    return R[..., max_lag], rmax, lag_s, leader
 
 
 def windowed_xcorr(
