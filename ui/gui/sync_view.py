@@ -12,6 +12,8 @@ from PySide6 import QtCore
 from dsp.detector import STATE_WORDS, get_preset
 
 from .plots import MarkerSet, SpanSet, hatch_brush, make_plot
+from dsp.synchrony import fisher_mean
+
 from .style import (PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED, OKABE_ITO, REPAIRED_FILL,
                     RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
 
@@ -21,9 +23,7 @@ Y_RANGE = (-0.5, 1.0)
 
 def _fisher_mean(values) -> float | None:
     vals = [v for v in values if v is not None and np.isfinite(v)]
-    if not vals:
-        return None
-    return math.tanh(float(np.mean([math.atanh(min(max(v, -0.999), 0.999)) for v in vals])))
+    return float(fisher_mean(np.asarray(vals))) if vals else None
 
 
 def baseline_band(pair_state: dict, modality: str, drift_frac: float) -> tuple[float, float] | None:
