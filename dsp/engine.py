@@ -81,7 +81,7 @@ def _xcorr_full(W, ia, ib, L, detrend):
         St = S[2] - (lo + (n - 1) / 2.0) * S1  # sum of centred t * y
         c = c - St * St / ctt
     scale = np.maximum(1.0, np.abs(mean))[..., None]
-    if ((c <= sy._FAST_REL * S2) | (c <= 1e-18 * n * scale * scale)).any():
+    if ((c <= sy._FAST_REL * S2) | (c <= sy._FLAT_ABS * n * scale * scale)).any():
         return None
     inv = 1.0 / np.sqrt(c)
     F = sy._sliding(Y, n)  # (n_w, P, L1, n): F[.., b, l, :] = Y[b, l:l+n]

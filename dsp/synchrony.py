@@ -62,6 +62,10 @@ STATUS_NAMES = {OK: "ok", MISSING: "missing_data", FLAT: "flat"}
 R_CLIP = 1.0 - 1e-12
 #: relative precision budget of the fast (anchored-moment) path; worse windows go to the masked path
 _FAST_REL = 1e-6
+#: fast-path windows whose variance is below (1e-9 * level)**2 per sample also go to the masked path,
+#: which decides what is flat (its threshold, (1e-10 * level)**2, is 100x lower: no borderline case is
+#: decided by the fast path)
+_FLAT_ABS = 1e-18
 #: windows per block in the masked path (bounds temporary memory)
 _MASKED_BLOCK = 256
 
@@ -524,6 +528,8 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
         if m < span:
             Y[:, m:] = np.nan
         full = cb[s0 + m] == cb[s0] and m == span
+        lvl = np.abs(seg).max(1) if full else np.where(np.isfinite(seg), np.abs(seg), 0.0).max(1)
+        sc2 = np.maximum(1.0, lvl) ** 2  # level scale per person
         if full:
             Y -= Y.mean(1)[:, None]
             if detrend:  # partial r on time is unchanged by removing a line: anchor on the chunk's line
@@ -554,7 +560,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
         c = S2 - S1 * S1 * sn
         if detrend:
             c -= St * St / ctt
-        low = (c <= _FAST_REL * S2).any(-1)
+        low = ((c <= _FAST_REL * S2) | (c <= _FLAT_ABS * n_seg * sc2)).any(-1)
         with np.errstate(invalid="ignore", divide="ignore"):
             w = 1.0 / np.sqrt(c)
         # (pairs, windows) layout: fancy indexing along axis 1 then .T is C-contiguous, and row gathers
@@ -656,7 +662,8 @@ def _fast_xcorr(x, step, nw, n_seg, L, detrend):
         if detrend:
             St = Sp[2] - (s + (n_seg - 1) / 2.0 - (span - 1) / 2.0)[:, :, None] * S1  # sum of centred t * y
             c -= St * St / ctt
-        low = (c <= _FAST_REL * S2).any(axis=(1, 2))  # (Jc,)
+        sc2 = np.maximum(1.0, np.where(np.isfinite(seg), np.abs(seg), 0.0).max(1)) ** 2  # level scale per person
+        low = ((c <= _FAST_REL * S2) | (c <= _FLAT_ABS * n_seg * sc2)).any(axis=(1, 2))  # (Jc,)
         with np.errstate(invalid="ignore", divide="ignore"):
             inv = 1.0 / np.sqrt(c)  # (Jc, L1, P)
         nb = Jc + q - 1

@@ -207,3 +207,33 @@ def test_surrogate_independent_noise_within_band(rng):
     m2, s2 = sy.shifted_surrogate(y, FS, 30.0, 1.0)
     ok = np.isfinite(m2.values[0])
     assert np.mean(val[ok] > m2.values[0, ok] + 2 * s2.values[0, ok]) > 0.9
+
+
+@pytest.mark.parametrize("detrend", [False, True])
+def test_fast_paths_equal_direct_windows(rng, detrend):
+    """Batch fast paths (block sums over chunks of windows) == the direct per-window functions, for many
+    people (several chunks), a step that does not divide the window, gaps, a flat stretch and drift."""
+    P, n = 12, 2200
+    x = _noise_walks(rng, P, n, trend=50.0) + 100.0 * np.arange(P)[:, None]
+    x[3, 700:705] = np.nan  # short gap: above 80 %
+    x[5, 1200:1500] = np.nan  # long gap: missing windows
+    x[7, 1800:1950] = x[7, 1800]  # flat stretch
+    win, step, L = 118, 6, 20  # 29.5 s, 1.5 s, 5 s at 4 Hz: 118 = 19 * 6 + 4
+    ia, ib = sy.pair_index(P)
+    nw = sy.n_windows(n, win, step)
+    W = sy._windows(x, win, step, nw)
+    for diff in (False, True):
+        m = sy.rolling_pearson(x, FS, 29.5, 1.5, detrend=detrend, diff=diff)
+        r, st = sy.pearson_windows(W, ia, ib, detrend=detrend, diff=diff)
+        assert set(np.unique(st)) == {sy.OK, sy.MISSING, sy.FLAT}
+        np.testing.assert_array_equal(m.status, st.T)
+        np.testing.assert_allclose(m.values, r.T, atol=1e-9)
+    res, R = sy.windowed_xcorr(x, FS, 29.5, 1.5, 5.0, detrend=detrend, return_lags=True)
+    Rd, st = sy.xcorr_windows(W, ia, ib, L, detrend=detrend)
+    np.testing.assert_array_equal(res.status, st.T)
+    np.testing.assert_allclose(R, Rd.transpose(1, 0, 2), atol=1e-9)
+    r0, rmax, lag_s, leader = sy.summarize_xcorr(Rd, ia, ib, L, FS)
+    np.testing.assert_allclose(res.r0, r0.T, atol=1e-9)
+    np.testing.assert_allclose(res.rmax, rmax.T, atol=1e-9)
+    np.testing.assert_array_equal(res.lag_s, lag_s.T)
+    np.testing.assert_array_equal(res.leader, leader.T)
