@@ -7,15 +7,33 @@ scripted. The same (scenario, seed, duration) gives bitwise identical data.
 
 The model, per participant ``i`` (on an internal 20 Hz grid, times in seconds):
 
-* **Coupling.** A slow shared drive ``S(t)`` and an own drive ``O_i(t)``
+* **Coupling, slow.** A slow shared drive ``S(t)`` and an own drive ``O_i(t)``
   (independent, band-limited 0.005-0.1 Hz, unit variance). Person ``i``'s
   arousal drive is ``d_i = sqrt(c_i) S + sqrt(1 - c_i) O_i`` where ``c_i(t)``
   is the scenario's coupling, pulled to 0 for the person who ruptures and
   brought back linearly over ``repair_s`` afterwards. The drive moves heart
   rate (``HR_DRIVE_BPM`` per unit), the tonic skin conductance and the rate of
-  spontaneous skin-conductance responses (SCRs). Shared "events" (3/min)
-  evoke an SCR in each person with probability ``sqrt(c_i)``, so partners'
-  SCRs co-occur in proportion to their coupling.
+  spontaneous skin-conductance responses (SCRs).
+* **Coupling, moment to moment.** Partners in conversation also react to the
+  *same moments* (a laugh, a raised voice, a pause) with co-occurring phasic
+  responses: co-occurring SCRs and short heart-rate accelerations or
+  decelerations are what physiological-linkage studies measure (Levenson &
+  Gottman 1983, J Pers Soc Psychol 45:587; Marci et al. 2007, J Nerv Ment Dis
+  195:103, SC concordance from co-occurring slopes; Palumbo et al. 2017, Pers
+  Soc Psychol Rev 21:99, review). Shared events arrive as a Poisson process
+  (scenario ``shared_events_per_min``, default 3; 0 leaves only the slow
+  drive), each with its own salience and direction (about 70 % evoke a heart
+  rate acceleration, the rest an orienting deceleration). Person ``i``
+  responds to an event with probability ``sqrt(c_i)`` (engagement), after a
+  person-specific latency of 1-3 s (plus 0.25 s jitter), with an SCR whose
+  amplitude follows the event's salience and a transient HR response
+  (``HR_EVENT_BPM`` per unit salience, peak ~1.5 s after the response, over
+  after ~8 s). Everybody also has *own* moments (``OWN_EVENTS_PER_MIN``,
+  a thought, a shift in the chair) with the same kind of response, which the
+  partners do not share. During a rupture ``who``'s coupling is 0, so they
+  stop responding to shared moments: *withdrawn* responds to nothing and
+  flattens (drive x 0.25, no own moments); *aversive* responds to own moments
+  at 4 x the rate while arousal (HR, tonic SC, SCR rate) climbs.
 * **Heart.** Instantaneous heart rate = baseline + drive + respiratory sinus
   arrhythmia (breathing 0.2-0.3 Hz, slowly varying) + scripted events. Beats
   come from integral pulse frequency modulation (IPFM): the integral of
@@ -59,8 +77,14 @@ HR_DRIVE_BPM = 6.0
 RSA_BPM = 1.4
 #: Spontaneous SCRs per minute at zero drive.
 SCR_RATE_PER_MIN = 1.2
-#: Shared SCR-eliciting events per minute.
-SHARED_EVENTS_PER_MIN = 4.0
+#: Own (unshared) response-eliciting moments per person per minute, at rest.
+OWN_EVENTS_PER_MIN = 1.0
+#: Peak HR acceleration (bpm) per unit salience of a moment; decelerations are 0.75 of it.
+HR_EVENT_BPM = 4.0
+#: Time constant (s) of the transient HR response ``(t / tau) exp(1 - t / tau)``: peak at tau.
+HR_EVENT_TAU_S = 1.5
+#: Mean SCR amplitude (microsiemens at ``eda_us`` = 4) per unit salience of a moment.
+SCR_EVENT_US = 0.4
 
 #: EDA devices: (manufacturer, model, rate in Hz, ADC step in microsiemens, noise std in microsiemens).
 EDA_DEVICES = {
@@ -222,8 +246,12 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
     ids = scenario.ids
     rng_shared = _rng(seed, "shared")
     shared = band_noise(rng_shared, n, fs, 0.005, 0.1)
-    # shared SCR-eliciting events
-    shared_events = _poisson_times(rng_shared, t, np.full(n, SHARED_EVENTS_PER_MIN / 60.0))
+    # shared conversational moments: time, salience, direction of the HR response
+    rng_ev = _rng(seed, "events")
+    ev_t = _poisson_times(rng_ev, t, np.full(n, scenario.shared_events_per_min / 60.0))
+    ev_t = ev_t[ev_t < duration]
+    ev_sal = rng_ev.lognormal(0.0, 0.35, ev_t.size)
+    ev_dir = np.where(rng_ev.random(ev_t.size) < 0.7, 1.0, -0.75)
 
     c_base = np.interp(t, [p for p, _ in scenario.coupling], [c for _, c in scenario.coupling])
     ruptures = [r for r in scenario.ruptures if r.onset_s < duration]
@@ -265,6 +293,11 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
             stress_eda += float(c.options.get("eda_us", 1.5)) * env
             stress_onsets.append(on)
 
+        # ---- responses to moments: shared ones in proportion to engagement, own ones (more when aversive)
+        resp_t, resp_sal, resp_dir, resp_shared = _responses(
+            _rng(seed, "respond", pid), t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir)
+        hr_events = _hr_responses(t, resp_t, resp_sal * resp_dir)
+
         # ---- heart: RSA + drive + events, then IPFM beats
         rng_h = _rng(seed, "heart", pid)
         f_resp = p.resp_hz * (1.0 + 0.12 * band_noise(rng_h, n, fs, 0.002, 0.03))
@@ -272,7 +305,7 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         rsa_amp = RSA_BPM * (1.0 - 0.4 * stress) * (1.0 - 0.3 * aversive)
         hr = (p.hr_bpm + HR_DRIVE_BPM * drive + rsa_amp * np.sin(resp_phase)
               + 0.4 * band_noise(rng_h, n, fs, 0.1, 0.5)  # fast beat-to-beat variability
-              + stress_hr + 10.0 * aversive - 2.0 * withdrawn)
+              + hr_events + stress_hr + 10.0 * aversive - 2.0 * withdrawn)
         hr = np.clip(hr, 35.0, 200.0)
         phase = np.concatenate([[0.0], np.cumsum((hr[1:] + hr[:-1]) / 2.0) / 60.0 / fs]) + rng_h.uniform(0, 1)
         levels = np.arange(np.ceil(phase[0]), np.floor(phase[-1]) + 1)
@@ -292,7 +325,9 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         sent = ~_in_any(beats, dropout) & (beats < duration)
         sent[0] = False  # the first beat has no RR yet
         latent[pid] = {"t": t, "coupling": c_i, "drive": drive, "hr": hr, "beats": beats[beats < duration],
-                       "resp_hz": f_resp, "ectopic_s": ectopic_times}
+                       "resp_hz": f_resp, "ectopic_s": ectopic_times,
+                       "shared_events_s": ev_t, "shared_events_hr_dir": ev_dir, "response_s": resp_t, "response_shared": resp_shared,
+                       "hr_events_bpm": hr_events}
 
         has_rr = p.heart in ("rr", "both")
         has_hr = p.heart in ("hr", "both")
@@ -315,8 +350,8 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
 
         # ---- EDA
         if p.eda != "none":
-            streams.append(_eda(sid, p, t, drive, c_i, aversive, withdrawn, stress, stress_eda, stress_onsets,
-                                shared_events, duration, scenario, seed, latent[pid]))
+            streams.append(_eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onsets,
+                                resp_t, resp_sal, duration, scenario, seed, latent[pid]))
 
     truth = _truth(scenario, seed, duration, ruptures, latent)
     return Session(scenario=scenario, seed=int(seed), duration_s=duration, streams=streams, truth=truth, latent=latent)
@@ -330,7 +365,50 @@ def _make(sid, kind, pid, manufacturer, device, unit, srate, ts, values) -> SimS
                      values=np.asarray(values, dtype=np.float32).reshape(-1, 1))
 
 
-def _eda(sid, p, t, drive, c_i, aversive, withdrawn, stress, stress_eda, stress_onsets, shared_events, duration,
+def _responses(rng, t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir):
+    """The moments one person responds to: shared ones with probability sqrt(coupling), plus own ones.
+
+    Returns
+    -------
+    times, salience, direction, shared : ndarray, shape (n_responses,)
+        Response onsets (s, after the person's latency), salience, HR direction (+1 up, -0.75 down) and
+        whether the moment was a shared one; sorted by time.
+    """
+    latency = rng.uniform(1.0, 3.0)  # this person's response latency
+    gain = rng.uniform(0.7, 1.3)      # this person's responsiveness
+    p_resp = np.sqrt(np.clip(np.interp(ev_t, t, c_i), 0.0, 1.0))
+    hit = rng.random(ev_t.size) < p_resp
+    jitter = rng.normal(0.0, 0.25, ev_t.size)
+    sh_t = (ev_t + latency + jitter)[hit]
+    sh_sal = (ev_sal * gain * rng.lognormal(0.0, 0.25, ev_t.size))[hit]
+    own_rate = OWN_EVENTS_PER_MIN / 60.0 * (1.0 + 3.0 * aversive) * (1.0 - withdrawn)
+    own_t = _poisson_times(rng, t, own_rate)
+    own_sal = gain * rng.lognormal(0.0, 0.35, own_t.size)
+    own_dir = np.where(rng.random(own_t.size) < 0.7, 1.0, -0.75)
+    times = np.concatenate([sh_t, own_t + latency])
+    sal = np.concatenate([sh_sal, own_sal])
+    dirs = np.concatenate([ev_dir[hit], own_dir])
+    shared = np.r_[np.ones(sh_t.size, bool), np.zeros(own_t.size, bool)]
+    order = np.argsort(times, kind="stable")
+    return times[order], sal[order], dirs[order], shared[order]
+
+
+def _hr_responses(t: np.ndarray, onsets: np.ndarray, amps: np.ndarray) -> np.ndarray:
+    """Sum of transient HR responses ``HR_EVENT_BPM * a * (s / tau) exp(1 - s / tau)`` on grid ``t``, shape (n,)."""
+    fs = 1.0 / (t[1] - t[0])
+    imp = np.zeros(t.size)
+    pos = onsets * fs
+    k = np.floor(pos).astype(int)
+    frac = pos - k
+    ok = (k >= 0) & (k + 1 < t.size)
+    np.add.at(imp, k[ok], amps[ok] * (1.0 - frac[ok]))  # sub-grid onset: split between the two grid points
+    np.add.at(imp, k[ok] + 1, amps[ok] * frac[ok])
+    s = np.arange(int(8 * HR_EVENT_TAU_S * fs)) / fs
+    kernel = HR_EVENT_BPM * (s / HR_EVENT_TAU_S) * np.exp(1.0 - s / HR_EVENT_TAU_S)
+    return np.convolve(imp, kernel)[: t.size]
+
+
+def _eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onsets, resp_t, resp_sal, duration,
          scenario, seed, latent_p) -> SimStream:
     man, dev, fs, step, noise_sd = EDA_DEVICES[p.eda]
     rng = _rng(seed, "eda", p.id)
@@ -341,17 +419,12 @@ def _eda(sid, p, t, drive, c_i, aversive, withdrawn, stress, stress_eda, stress_
     drift = np.cumsum(rng.standard_normal(t.size)) / np.sqrt(t.size)  # a random walk spanning the session
     tonic = p.eda_us * (1.0 + 0.06 * slow + 0.08 * drive + 0.15 * drift) + 1.2 * aversive - 0.3 * withdrawn * p.eda_us / 4 + stress_eda
     tonic = np.maximum(tonic, 0.2 * p.eda_us)
-    # SCRs: spontaneous (rate follows the drive) + responses to shared events (probability sqrt(c_i))
+    # SCRs: spontaneous (rate follows the drive) + responses to moments (shared and own, see _responses)
     rate = SCR_RATE_PER_MIN / 60.0 * np.exp(0.6 * drive) * (1.0 + 3.0 * aversive) * (1.0 - 0.75 * withdrawn) * (1 + stress)
     spont = _poisson_times(rng, t, rate)
-    p_resp = np.sqrt(np.interp(shared_events, t, c_i))
-    resp = rng.random(shared_events.size) < p_resp
-    # latency: set by the event (same stimulus), plus a little individual jitter
-    latency = _rng(seed, "shared").uniform(1.0, 2.5, shared_events.size) + rng.uniform(-0.2, 0.2, shared_events.size)
-    driven = shared_events[resp] + latency[resp]
     stress_scr = np.array([on + rng.uniform(1.0, 3.0) for on in stress_onsets])
-    onsets = np.concatenate([spont, driven, stress_scr])
-    amps = np.concatenate([rng.lognormal(np.log(0.25), 0.5, spont.size), rng.lognormal(np.log(0.4), 0.4, driven.size),
+    onsets = np.concatenate([spont, resp_t, stress_scr])
+    amps = np.concatenate([rng.lognormal(np.log(0.25), 0.5, spont.size), SCR_EVENT_US * resp_sal,
                            rng.lognormal(np.log(1.0), 0.3, stress_scr.size)])
     amps *= np.interp(onsets, t, 1.0 - 0.5 * withdrawn) * p.eda_us / 4.0
     decays = rng.uniform(5.0, 9.0, onsets.size)

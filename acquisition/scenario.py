@@ -10,6 +10,7 @@ Schema (every time in seconds from the first sample)::
     duration_s = 300
     coupling = 0.7                 # 0..1, or a schedule [[t_s, c], ...] (piecewise linear)
     repair_s = 6                   # default seconds for coupling to come back after a rupture
+    shared_events_per_min = 3      # conversational moments both react to (0: slow shared drive only)
 
     [[participants]]
     id = "P1"                      # pseudonym
@@ -99,6 +100,9 @@ class Scenario:
     coupling: tuple[tuple[float, float], ...] = ((0.0, 0.7),)
     repair_s: float = 6.0
     ruptures: tuple[Rupture, ...] = ()
+    #: Poisson rate of shared conversational moments (a laugh, a raised voice, a pause) that evoke
+    #: co-occurring SCRs and heart-rate responses in the engaged partners; 0 leaves only the slow shared drive.
+    shared_events_per_min: float = 3.0
     confounds: tuple[Confound, ...] = ()
     description: str = ""
 
@@ -213,10 +217,11 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
     """Validate a scenario given as a dict (parsed TOML); see the module docstring for the schema."""
     name = str(data.get("name") or Path(source).stem)
     where = f"scenario {name}"
-    _unknown(where, data, ("name", "description", "duration_s", "coupling", "repair_s", "participants",
-                           "ruptures", "confounds"))
+    _unknown(where, data, ("name", "description", "duration_s", "coupling", "repair_s", "shared_events_per_min",
+                           "participants", "ruptures", "confounds"))
     duration = _num(where, "duration_s", data.get("duration_s", 300.0), lo=1.0, hi=24 * 3600.0)
     repair = _num(where, "repair_s", data.get("repair_s", 6.0), lo=0.0, hi=600.0)
+    events = _num(where, "shared_events_per_min", data.get("shared_events_per_min", 3.0), lo=0.0, hi=30.0)
     raw_c = data.get("coupling", 0.7)
     if isinstance(raw_c, list):
         if not raw_c:
@@ -303,4 +308,4 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
                                   duration_s=_num(w, "duration_s", c.get("duration_s"), lo=0.1, hi=duration),
                                   options=opts))
     return Scenario(name=name, participants=tuple(people), duration_s=duration, coupling=coupling, repair_s=repair,
-                    ruptures=tuple(ruptures), confounds=tuple(confounds), description=str(data.get("description", "")))
+                    shared_events_per_min=events, ruptures=tuple(ruptures), confounds=tuple(confounds), description=str(data.get("description", "")))

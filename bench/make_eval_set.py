@@ -9,6 +9,9 @@ the session number:
   a wrist HR (1 Hz) or both; EDA from an E4 (4 Hz), EmotiBit (15 Hz) or
   Shimmer (32 Hz); sometimes raw ECG / PPG streams as well;
 * baseline coupling 0.5-0.85, repair time 4-12 s;
+* shared conversational moments: the simulator default (3/min) unless
+  ``--shared-events-per-min`` is given (``0``: slow shared drive only, the
+  hard case for a detector);
 * 1-3 ruptures per session (aversive or withdrawn, 30-75 s, any person),
   at least 130 s apart;
 * confounds between the ruptures that must **not** be flagged: electrode
@@ -53,8 +56,11 @@ def _table(name: str, d: dict) -> str:
     return f"[[{name}]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in d.items())
 
 
-def random_scenario(seed: int, duration_s: float = 900.0) -> tuple[str, dict]:
-    """A random scenario as TOML text (and the same as a dict, for the listing)."""
+def random_scenario(seed: int, duration_s: float = 900.0, shared_events_per_min: float | None = None) -> tuple[str, dict]:
+    """A random scenario as TOML text (and the same as a dict, for the listing).
+
+    ``shared_events_per_min`` None keeps the simulator's default rate of shared moments.
+    """
     rng = np.random.default_rng(seed)
     n = int(rng.choice([2, 2, 3, 4]))
     ids = [f"P{i + 1}" for i in range(n)]
@@ -68,6 +74,8 @@ def random_scenario(seed: int, duration_s: float = 900.0) -> tuple[str, dict]:
     head = {"name": f"eval-{seed}", "description": f"random evaluation scenario, seed {seed}",
             "duration_s": float(duration_s), "coupling": float(rng.uniform(0.5, 0.85)),
             "repair_s": float(rng.uniform(4, 12))}
+    if shared_events_per_min is not None:
+        head["shared_events_per_min"] = float(shared_events_per_min)
     # events on a timeline: ruptures first, confounds in the gaps (>= 45 s away from any rupture)
     events, t = [], float(rng.uniform(110, 200))
     n_rup = int(rng.integers(1, 4))
@@ -107,8 +115,8 @@ def random_scenario(seed: int, duration_s: float = 900.0) -> tuple[str, dict]:
     return text, {**head, "participants": people, "ruptures": ruptures, "confounds": confounds}
 
 
-def make_one(folder: Path, seed: int, duration_s: float) -> str:
-    text, sc = random_scenario(seed, duration_s)
+def make_one(folder: Path, seed: int, duration_s: float, shared_events_per_min: float | None = None) -> str:
+    text, sc = random_scenario(seed, duration_s, shared_events_per_min)
     stem = f"s{seed}"
     toml = folder / f"{stem}.scenario.toml"
     toml.write_text(text)
@@ -129,12 +137,14 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=24, help="number of sessions (default 24)")
     ap.add_argument("--duration", type=float, default=900.0, help="seconds per session (default 900)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--shared-events-per-min", type=float, default=None, metavar="R",
+                    help="rate of shared moments in every session (default: the simulator's; 0 = slow drive only)")
     args = ap.parse_args(argv)
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     seeds = [SPLIT_BASE[args.split] + k for k in range(args.n)]
     with ThreadPoolExecutor(args.jobs) as pool:
-        for line in pool.map(lambda s: make_one(folder, s, args.duration), seeds):
+        for line in pool.map(lambda s: make_one(folder, s, args.duration, args.shared_events_per_min), seeds):
             print(line)
     return 0
 

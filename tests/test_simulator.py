@@ -7,6 +7,7 @@ import uuid
 
 import numpy as np
 import pytest
+from scipy.ndimage import uniform_filter1d
 from scipy.optimize import curve_fit
 from scipy.signal import detrend, welch
 
@@ -176,6 +177,50 @@ def test_partners_synchronise_in_calm_and_not_during_ruptures(demo):
     assert np.mean(eda_calm) > 0.4 and np.mean(eda_calm) - np.mean(eda_rupt) > 0.3
 
 
+def _event_locked(session, pid, kind, times, dirs):
+    """Mean response (after minus before) of a stream to moments at ``times`` (HR signed by the moment's direction)."""
+    st = session.stream(pid, kind)
+    g = np.arange(0, session.duration_s, 0.25)
+    v = st.values[:, 0].astype(float)
+    x = np.interp(g, st.timestamps, 60000.0 / v if kind == "rr" else v)
+    x = x - uniform_filter1d(x, 60, mode="nearest")  # minus the 15 s moving average: the slow drive out
+    after = np.array([np.interp(t + np.arange(2.0, 6.0, 0.25), g, x).mean()
+                      - np.interp(t + np.arange(-2.0, 0.5, 0.25), g, x).mean() for t in times])
+    return float(np.mean(after * (np.sign(dirs) if kind == "rr" else 1.0)))
+
+
+@pytest.mark.parametrize("style", ["withdrawn", "aversive"])
+def test_partners_respond_to_shared_moments_except_who_ruptures(style):
+    people = [{"id": "P1", "eda": "shimmer"}, {"id": "P2", "eda": "shimmer", "hr_bpm": 74}]
+    rupture = [{"onset_s": 400, "duration_s": 400, "who": "P2", "style": style}]
+    sc = parse_scenario({"name": "ev", "duration_s": 1200, "shared_events_per_min": 8, "participants": people,
+                         "ruptures": rupture})
+    s = simulate_session(sc, 1)
+    ev, dirs = s.latent["P1"]["shared_events_s"], s.latent["P1"]["shared_events_hr_dir"]
+    assert 120 < ev.size < 200 and np.array_equal(ev, s.latent["P2"]["shared_events_s"])
+    calm = ((ev > 20) & (ev < 380)) | ((ev > 830) & (ev < 1180))
+    rupt = (ev > 410) & (ev < 790)
+    for pid in ("P1", "P2"):
+        # both skin conductances rise after shared moments while attuned (co-occurring SCRs) ...
+        assert _event_locked(s, pid, "eda", ev[calm], dirs[calm]) > 0.15
+    assert np.mean([_event_locked(s, pid, "rr", ev[calm], dirs[calm]) for pid in ("P1", "P2")]) > 1.5  # bpm
+    # ... the one who ruptures stops responding to them, the partner goes on
+    assert abs(_event_locked(s, "P2", "eda", ev[rupt], dirs[rupt])) < 0.05
+    assert _event_locked(s, "P1", "eda", ev[rupt], dirs[rupt]) > 0.1
+    shared = s.latent["P2"]["response_shared"]
+    resp = s.latent["P2"]["response_s"]
+    inside = (resp > 410) & (resp < 790)
+    assert not np.any(shared & inside)
+    own_rate = (inside & ~shared).sum() / 380 * 60
+    assert own_rate > 2.0 if style == "aversive" else own_rate == 0  # aversive: own moments; withdrawn: none
+    # drive only (no shared moments): no response at those times
+    s0 = simulate_session(parse_scenario({"name": "ev0", "duration_s": 1200, "shared_events_per_min": 0,
+                                          "participants": people}), 1)
+    assert s0.latent["P1"]["shared_events_s"].size == 0
+    for pid in ("P1", "P2"):
+        assert abs(_event_locked(s0, pid, "eda", ev[calm], dirs[calm])) < 0.05
+
+
 def test_confounds_are_where_the_truth_says(confounds):
     s = confounds
     by_kind = {}
@@ -250,6 +295,8 @@ def test_scenario_validation_messages(tmp_path):
         parse_scenario(dict(base, participants=[{"id": "P1"}, {"id": "P2", "eda": "apple"}]))
     with pytest.raises(ScenarioError, match=r"'coupling' must be between 0 and 1, but got 1.5"):
         parse_scenario(dict(base, coupling=1.5))
+    with pytest.raises(ScenarioError, match=r"'shared_events_per_min' must be between 0 and 30, but got -1"):
+        parse_scenario(dict(base, shared_events_per_min=-1))
     with pytest.raises(ScenarioError, match=r"confound 1: 'kind' must be one of shared_stressor"):
         parse_scenario(dict(base, confounds=[{"kind": "sneeze", "onset_s": 1, "duration_s": 1}]))
     with pytest.raises(ScenarioError, match=r"unknown key\(s\) colour"):
