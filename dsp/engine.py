@@ -292,8 +292,9 @@ class SynchronyEngine:
         W = sy._windows(st.buf[:, : st.n_buf], g.win, g.step, len(js), int(off[0]))
         return js, W, g
 
-    def _metric(self, name, values, status, js, g):
-        return sy.WindowedMetric(name, values, status, js, js * g.step + g.win, self.fs, g.win, g.step)
+    def _metric(self, name, values, status, js, g, end=None):
+        end = js * g.step + g.win if end is None else end
+        return sy.WindowedMetric(name, values, status, js, end, self.fs, g.win, g.step)
 
     def _stacks(self, modalities, key):
         """New windows of geometry ``key`` for every modality, stacked along the window axis.
@@ -352,14 +353,15 @@ class SynchronyEngine:
                     ("pearson_diff",) + _blocked(sy.pearson_windows, W, ia, ib, diff=True, min_valid=cfg.min_valid),
                 ]
             metrics.append(("direction",) + _blocked(sy.direction_windows, W, ia, ib, cfg.min_valid))
+            end = js * g.step + g.win
+            mean, sd = self._surrogate([self.state[m] for m, _ in parts], js, Z)
+            sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
             for m, sl in parts:
                 out = res[m]
                 for name, v, st_ in metrics:
-                    out[name] = self._metric(name, v[sl].T, st_[sl].T, js, g)
-                mean, sd = self._surrogate(self.state[m], js, Z[sl])
-                sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8).T
-                out["surrogate_mean"] = self._metric("surrogate_mean", mean.T, sst, js, g)
-                out["surrogate_sd"] = self._metric("surrogate_sd", sd.T, sst.copy(), js, g)
+                    out[name] = self._metric(name, v[sl].T, st_[sl].T, js, g, end)
+                out["surrogate_mean"] = self._metric("surrogate_mean", mean[sl].T, sst[sl].T, js, g, end)
+                out["surrogate_sd"] = self._metric("surrogate_sd", sd[sl].T, sst[sl].T.copy(), js, g, end)
         for js, W, g, parts in self._stacks(modalities, "wcc"):
             Rl = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend) if np.isfinite(W).all() else None
             if Rl is None:
@@ -369,12 +371,13 @@ class SynchronyEngine:
             else:
                 s = np.zeros(Rl.shape[:2], np.int8)  # OK
             r0, rmax, lag_s, leader = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
+            end = js * g.step + g.win
             for m, sl in parts:
                 out, st_ = res[m], s[sl].T
-                out["wcc_r0"] = self._metric("wcc_r0", r0[sl].T, st_, js, g)
-                out["wcc_rmax"] = self._metric("wcc_rmax", rmax[sl].T, st_.copy(), js, g)
-                out["wcc_lag_s"] = self._metric("wcc_lag_s", lag_s[sl].T, st_.copy(), js, g)
-                out["wcc_leader"] = self._metric("wcc_leader", leader[sl].T, st_.copy(), js, g)
+                out["wcc_r0"] = self._metric("wcc_r0", r0[sl].T, st_, js, g, end)
+                out["wcc_rmax"] = self._metric("wcc_rmax", rmax[sl].T, st_.copy(), js, g, end)
+                out["wcc_lag_s"] = self._metric("wcc_lag_s", lag_s[sl].T, st_.copy(), js, g, end)
+                out["wcc_leader"] = self._metric("wcc_leader", leader[sl].T, st_.copy(), js, g, end)
         conc = [m for m in modalities if m in cfg.concordance_modalities]
         for js, W, g, parts in self._stacks(conc, "conc"):
             r, s = _blocked(sy.concordance_windows, W, ia, ib, self.n_slope, cfg.min_valid)
@@ -382,26 +385,40 @@ class SynchronyEngine:
                 res[m]["concordance"] = self._metric("concordance", r[sl].T, s[sl].T, js, g)
         return res
 
-    def _surrogate(self, st: _ModalityState, js, Z):
-        """Chance level from the ring of past standardized windows; ``Z`` enters the ring.
+    def _surrogate(self, states, js, Z):
+        """Chance level from the rings of past standardized windows; ``Z`` enters the rings.
 
-        Returns mean, sd : (n_new, n_pairs)
+        Parameters
+        ----------
+        states : list of _ModalityState
+            The modalities stacked in ``Z``, in order.
+        js : ndarray, shape (n_new,)
+        Z : ndarray, shape (len(states) * n_new, n_people, win)
+
+        Returns
+        -------
+        mean, sd : ndarray, shape (len(states) * n_new, n_pairs)
         """
-        R = len(st.z_index)
+        n = len(js)
+        R = len(states[0].z_index)
         src = js[:, None] - self.shifts  # (n_new, n_shifts) window index of each shifted partner
         ps = src % R
-        in_ring = (src >= 0) & (st.z_index[ps] == src)
-        Zp = st.z_ring[ps]  # (n_new, n_shifts, P, win): read before this push's windows enter the ring
-        Zp[~in_ring] = np.nan
         here = src >= js[0]
-        if here.any():  # partners completed by this same push
-            Zp[here] = Z[src[here] - js[0]]
-        keep = js[-R:]
-        st.z_ring[keep % R] = Z[-R:]
-        st.z_index[keep % R] = keep
-        M = np.clip(np.matmul(Z[:, None], Zp.swapaxes(-1, -2)), -1.0, 1.0)  # (n_new, n_shifts, P, P)
+        Zp = []
+        for k, st in enumerate(states):
+            Zk = Z[k * n : (k + 1) * n]
+            zp = st.z_ring[ps]  # (n_new, n_shifts, P, win): read before this push's windows enter the ring
+            zp[~((src >= 0) & (st.z_index[ps] == src))] = np.nan
+            if here.any():  # partners completed by this same push
+                zp[here] = Zk[src[here] - js[0]]
+            keep = js[-R:]
+            st.z_ring[keep % R] = Zk[-R:]
+            st.z_index[keep % R] = keep
+            Zp.append(zp)
+        Zp = Zp[0] if len(Zp) == 1 else np.concatenate(Zp, 0)
+        M = np.clip(np.matmul(Z[:, None], Zp.swapaxes(-1, -2)), -1.0, 1.0)  # (n, n_shifts, P, P)
         ia, ib = self.ia, self.ib
-        S = np.concatenate([M[:, :, ia, ib], M[:, :, ib, ia]], 1)  # (n_new, 2 * n_shifts, n_pairs)
+        S = np.concatenate([M[:, :, ia, ib], M[:, :, ib, ia]], 1)  # (n, 2 * n_shifts, n_pairs)
         mean, sd, _ = sy.surrogate_stats(S.swapaxes(1, 2))
         return mean, sd
 
