@@ -122,7 +122,8 @@ def _check_x(x) -> np.ndarray:
         raise ValueError(
             f"Invalid value for 'x': expected an array of shape (n_people >= 2, n_samples), but got shape {x.shape}."
         )
-    x = np.where(np.isinf(x), np.nan, x)
+    if np.isinf(x).any():
+        x = np.where(np.isinf(x), np.nan, x)
     return x
 
 
@@ -461,7 +462,7 @@ def standardized_windows(W, *, detrend=True, diff=False):
 # ----------------------------------------------------------------------------- fast path
 
 
-def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
+def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
     """Windowed r at lag 0 for every pair, fully valid windows (fast path of :func:`rolling_pearson`).
 
     Window ``j`` is grid samples ``[j*step, j*step + n_seg)`` of ``x``. Per chunk of ``J`` windows the
@@ -481,8 +482,8 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
     ia, ib : ndarray, shape (n_pairs,)
     out : ndarray, shape (n_pairs, nw)
         Receives r (clipped to [-1, 1]); undefined where ``redo``.
-    J : int
-        Windows per chunk (scratch arrays of ~J * (n_people + 2)**2 values stay in cache).
+    J : int, optional
+        Windows per chunk (scratch arrays of ~J * (n_people + 2)**2 values); by default ~300k values.
 
     Returns
     -------
@@ -498,7 +499,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
     bad = ~np.isfinite(x)
     cb = np.concatenate([[0], np.cumsum(bad.any(0))])
     ctt = n_seg * (n_seg * n_seg - 1) / 12.0
-    J = int(min(nw, J))
+    J = int(min(nw, J or max(128, min(1024, 300_000 // (Pa * Pa)))))
     nbk = J + q - 1
     span = (J - 1) * step + n_seg
     pr = np.arange(P)
@@ -512,8 +513,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
     A[P + 1] = tk
     Bl = np.empty((nbk, Pa, g))
     BlT = np.empty((nbk, g, Pa))
-    Gm = np.empty((nbk, Pa, Pa))
-    cs = np.empty((nbk + 1, Pa * Pa))
+    cs = np.empty((nbk + 1, Pa, Pa))  # block Grams, then (in place) their prefix sums; row 0 = 0
     cs[0] = 0.0
     W = np.empty((J, Pa * Pa))
     flat = ia * Pa + ib
@@ -545,10 +545,11 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=128):
         Av = A[:, : nb * g].reshape(Pa, nb, g)
         np.copyto(Bl[:nb], Av.transpose(1, 0, 2))
         np.copyto(BlT[:nb], Av.transpose(1, 2, 0))
-        Gv = np.matmul(Bl[:nb], BlT[:nb], out=Gm[:nb]).reshape(nb, Pa * Pa)
-        for i in range(nb):  # prefix sums over blocks: row adds beat np.cumsum along axis 0
-            np.add(cs[i], Gv[i], out=cs[i + 1])
-        Wv = np.subtract(cs[q : q + Jc], cs[:Jc], out=W[:Jc])
+        np.matmul(Bl[:nb], BlT[:nb], out=cs[1 : nb + 1])
+        cv = cs.reshape(nbk + 1, Pa * Pa)
+        for i in range(1, nb + 1):  # prefix sums over blocks: row adds beat np.cumsum along axis 0
+            np.add(cv[i - 1], cv[i], out=cv[i])
+        Wv = np.subtract(cv[q : q + Jc], cv[:Jc], out=W[:Jc])
         if rem:
             # the last rem samples of each window (step does not divide the window): direct Gram
             Ar = sliding_window_view(A, rem, axis=1)[:, q * g : q * g + (Jc - 1) * step + 1 : step]
