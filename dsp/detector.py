@@ -316,7 +316,7 @@ class PairMachine:
             self.state = state
             self.state_since = t
 
-    def step(self, t: float, values: dict) -> list[dict]:
+    def step(self, t: float, values: dict, blocked: bool = False) -> list[dict]:
         """Advance by one time step.
 
         Parameters
@@ -325,6 +325,9 @@ class PairMachine:
             Session time of the windows' end (s).
         values : dict
             ``modality -> (sync, chance)`` for this step (NaN sync where missing).
+        blocked : bool
+            Signal of either person was lost (any modality) recently enough for this window to hold part of
+            it: the window gives no evidence and a possible rupture that was building up is dropped.
 
         Returns
         -------
@@ -343,6 +346,14 @@ class PairMachine:
                 # baseline to chance is snr**2 * (drop - 1/2) per window.
                 ws.append(cfg.weight(m) * (self.tracks[m].margin / cfg.z_sd) ** 2)
         self.used = [m for m in self.modalities if np.isfinite(self.tracks[m].drop)]
+        if blocked:
+            # evidence gathered from windows that touch a loss is not evidence of a rupture
+            self.drop = math.nan
+            if self.state in ("attuned", "drifting", "repaired"):
+                self.evidence, self._run_start = 0.0, None
+                if self.state == "drifting":
+                    self._set("attuned", t, events)
+            return events
         if self.state == "calibrating":
             if any(not tr.calibrating for tr in self.tracks.values()):
                 self._set("attuned", t, events)
@@ -517,10 +528,16 @@ class RuptureDetector:
         Seconds between consecutive synchrony windows.
     config : DetectorConfig | str
         A config or a preset name.
+    window_s : float
+        Length of the synchrony windows (s): a window ending up to ``window_s + loss_guard_s`` after a
+        signal loss of either person still holds part of it (see :meth:`note_signal_loss`).
     """
 
-    def __init__(self, participants, modalities=("hr", "eda"), step_s: float = 1.0, config="balanced"):
+    def __init__(self, participants, modalities=("hr", "eda"), step_s: float = 1.0, config="balanced",
+                 window_s: float = 20.0):
         self.participants = list(participants)
+        self.window_s = float(window_s)
+        self._losses: dict[str, list] = {p: [] for p in self.participants}
         self.modalities = tuple(modalities)
         self.cfg = (get_preset(config) if isinstance(config, str) else config).validate()
         n = len(self.participants)
@@ -531,6 +548,33 @@ class RuptureDetector:
         self._open: dict[int, Episode] = {}
         self._pending: dict[str, list] = {}
         self._last_closed: dict[int, Episode] = {}
+
+    def note_signal_loss(self, participant: str, onset_s: float, known_s: float, offset_s: float | None = None) -> None:
+        """Tell the detector that ``participant`` lost a signal (any modality) from ``onset_s``.
+
+        Call once when the loss is known (``known_s``: the session time at which it was detected, e.g. onset
+        plus the loss tracker's minimum duration) with ``offset_s=None``, and again with the same ``onset_s``
+        and its ``offset_s`` when the signal is back. Windows ending from ``known_s`` until ``offset_s +
+        window_s + loss_guard_s`` of every pair with this person give no evidence, and a possible rupture
+        building up when the loss became known is dropped: a lost electrode or strap is never a rupture.
+        Only windows ending at or after ``known_s`` are affected, so the result does not depend on chunking.
+        """
+        if participant not in self._losses:
+            raise ValueError(f"Invalid value for 'participant': expected one of {', '.join(self.participants)}, "
+                             f"but got {participant!r}.")
+        for rec in self._losses[participant]:
+            if abs(rec[0] - onset_s) < 1e-9:
+                rec[2] = offset_s
+                return
+        self._losses[participant].append([float(onset_s), float(known_s), offset_s])
+
+    def _blocked(self, p: int, t: float) -> bool:
+        guard = self.window_s + self.cfg.loss_guard_s
+        for person in self.pairs[p]:
+            for onset, known, offset in self._losses[person]:
+                if known <= t + 1e-9 and (offset is None or t < offset + guard):
+                    return True
+        return False
 
     def update(self, modality: str, t_end: np.ndarray, sync: np.ndarray, chance: np.ndarray) -> list[dict]:
         """Feed new synchrony windows of one modality.
@@ -595,7 +639,7 @@ class RuptureDetector:
                     heads[i] += 1
             for p in range(len(self.pairs)):
                 vals = {m: (float(sv[p]), float(cv[p])) for m, (_, sv, cv) in now.items()}
-                for ev in self.machines[p].step(t, vals):
+                for ev in self.machines[p].step(t, vals, self._blocked(p, t)):
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
             for p, ep in self._open.items():

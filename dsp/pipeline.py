@@ -180,7 +180,8 @@ class SessionPipeline:
         self.engine = SynchronyEngine(n, fs, EngineConfig(
             window_s=self.cfg.window_s, step_s=self.cfg.step_s, wcc_window_s=self.cfg.window_s,
             wcc_step_s=self.cfg.step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
-        self.detector = RuptureDetector(self.participants, self.modalities, self.cfg.step_s, self.cfg.preset)
+        self.detector = RuptureDetector(self.participants, self.modalities, self.cfg.step_s, self.cfg.preset,
+                                        window_s=self.cfg.window_s)
         self.loss = SignalLossTracker(fs)
         hist = int(self.cfg.history_s * fs)
         self._hist_grid = {m: deque(maxlen=max(1, hist // 64)) for m in self.modalities}  # blocks
@@ -248,6 +249,9 @@ class SessionPipeline:
             upd.grid[m], upd.quality[m] = vals, qual
             for person in range(n):
                 for ev in self.loss.update(self.participants[person], m, self.k, qual[person]):
+                    # known once the run reached the tracker's minimum length: the same for any chunking
+                    self.detector.note_signal_loss(ev["participant"], ev["onset_s"],
+                                                   ev["onset_s"] + self.loss.min_n / self.fs, ev["offset_s"])
                     upd.events.append(ev)
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)

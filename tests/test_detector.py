@@ -64,6 +64,30 @@ def test_signal_loss_freezes_instead_of_flagging(rng):
     assert det.episodes == []
 
 
+def test_noted_signal_loss_blocks_evidence_of_every_pair_of_that_person(rng):
+    # a drop around an electrode loss of B (windows still computed from what is left) must not be a rupture,
+    # in any pair with B; the same drop without the loss note is flagged (so the test can fail)
+    sync = np.vstack([_series(rng, [(120, 0.7), (50, 0.0), (150, 0.7)]) for _ in range(3)])
+    t = np.arange(sync.shape[1], dtype=float) + 1.0
+
+    def run(note):
+        det = RuptureDetector(("A", "B", "C"), modalities=("hr",), step_s=1.0, window_s=20.0)
+        if note:
+            det.note_signal_loss("B", 118.0, 120.0)
+        # chunked feeding; the loss's end arrives later, as the pipeline's signal_back does
+        det.update("hr", t[:150], sync[:, :150], np.full((3, 150), 0.05))
+        if note:
+            det.note_signal_loss("B", 118.0, 120.0, offset_s=160.0)
+        det.update("hr", t[150:], sync[:, 150:], np.full((3, sync.shape[1] - 150), 0.05))
+        return det.finish()
+
+    flagged = {tuple(e.pair) for e in run(False)}
+    assert flagged == {("A", "B"), ("A", "C"), ("B", "C")}
+    assert {tuple(e.pair) for e in run(True)} == {("A", "C")}  # only the pair without B
+    with pytest.raises(ValueError, match="'participant': expected one of A, B, C, but got 'D'"):
+        RuptureDetector(("A", "B", "C")).note_signal_loss("D", 1.0, 3.0)
+
+
 def test_presets_trade_sensitivity(rng):
     sync = _series(rng, [(120, 0.7), (30, 0.2), (120, 0.7)])  # a shallow drop
     counts = {p: len(_run(sync, preset=p)[0].episodes) for p in PRESETS}
