@@ -33,12 +33,14 @@ surrogate chance level (:func:`shifted_surrogate`).
 
 Implementation
 --------------
-Fully valid windows go through a fast path: per-window sums of cross products
-are cumulative sums of per-block (``step`` samples) products, computed in
-chunks of windows whose data are re-anchored (minus the chunk mean) so that
-precision does not depend on the session length. Windows with missing data,
-or where the anchored moments would lose precision (near-flat windows), are
-recomputed directly from their samples (masked path).
+Fully valid windows go through fast paths: per-window sums of cross products are prefix sums of
+per-block (``step`` samples) cross products, computed in chunks of windows whose data are re-anchored
+(minus the chunk mean; minus the chunk's line for the detrended r, which does not change it) so that
+precision does not depend on the session length. At lag 0 the block products are the Gram matrices of
+the data with a row of ones (and time) appended, so one matmul per chunk also gives the per-person sums;
+the windowed cross-correlation multiplies every lead block by the follower blocks of all lags at once.
+Windows with missing data, or where the anchored moments would lose precision (near-flat windows), are
+recomputed directly from their samples (masked path), which alone decides what is flat.
 """
 
 from __future__ import annotations
@@ -467,10 +469,11 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
 
     Window ``j`` is grid samples ``[j*step, j*step + n_seg)`` of ``x``. Per chunk of ``J`` windows the
     data are re-anchored (minus the chunk mean, or the chunk's line with ``detrend``: the partial r on
-    time does not change, and hours of drift do not eat the precision), two rows are appended (ones and
-    time), and one batched matmul gives the Gram matrix of every ``step``-sample block. Prefix sums of
-    the block Grams (within the chunk) give every window's sums of ``y_a * y_b``, ``y_a``, ``t * y_a``,
-    ``y_a ** 2`` at once; the correlation formula then runs in (pairs, windows) layout.
+    time does not change, and hours of drift do not eat the precision), a row of ones (and of time, with
+    ``detrend``) is appended, and one batched matmul gives the Gram matrix of every ``step``-sample
+    block. Prefix sums of the block Grams (within the chunk) give every window's sums of ``y_a * y_b``,
+    ``y_a``, ``t * y_a`` and ``y_a ** 2`` at once; the correlation formula then runs in (pairs, windows)
+    layout.
 
     Parameters
     ----------
@@ -495,7 +498,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
     g = step
     q, rem = divmod(n_seg, g)
     K = len(ia)
-    Pa = P + 2
+    Pa = P + 2 if detrend else P + 1  # appended rows: ones (and time, for the detrended r)
     bad = ~np.isfinite(x)
     cb = np.concatenate([[0], np.cumsum(bad.any(0))])
     ctt = n_seg * (n_seg * n_seg - 1) / 12.0
@@ -510,7 +513,8 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
     # scratch arrays, reused for every chunk (no page faults on fresh temporaries, stays in cache)
     A = np.empty((Pa, span))
     A[P] = 1.0
-    A[P + 1] = tk
+    if detrend:
+        A[P + 1] = tk
     Bl = np.empty((nbk, Pa, g))
     BlT = np.empty((nbk, g, Pa))
     cs = np.empty((nbk + 1, Pa, Pa))  # block Grams, then (in place) their prefix sums; row 0 = 0
@@ -556,7 +560,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
             Ar = Ar.transpose(1, 0, 2)
             Wv += np.matmul(Ar, Ar.swapaxes(-1, -2)).reshape(Jc, Pa * Pa)
         S1 = Wv[:, P * Pa : P * Pa + P]
-        St = Wv[:, (P + 1) * Pa : (P + 1) * Pa + P] - cj[:Jc, None] * S1
+        St = Wv[:, (P + 1) * Pa : (P + 1) * Pa + P] - cj[:Jc, None] * S1 if detrend else None
         S2 = Wv[:, pr * Pa + pr]
         c = S2 - S1 * S1 * sn
         if detrend:
