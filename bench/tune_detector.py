@@ -1,0 +1,146 @@
+"""Offline tuning of the rupture detector on simulated tune sessions (never on the eval split).
+
+Step 1 caches, per session, the pipeline's grid (``ui.runner.analyze_recording``), its signal-loss
+periods, the truth and the engine's per-window metrics for some window lengths; step 2 replays the
+detector on the cached windows in well under a second per session, so presets and metrics can be
+compared quickly; ``sep`` prints how far attuned and ruptured windows lie apart per metric (d').
+
+Usage::
+
+    python bench/make_eval_set.py /tmp/tune --split tune -n 36
+    python bench/tune_detector.py cache /tmp/tune /tmp/tune-cache --windows 20,30
+    python bench/tune_detector.py score /tmp/tune-cache --window 20 --metric pearson
+    python bench/tune_detector.py sep /tmp/tune-cache
+
+Final numbers come from ``attune evaluate`` on a fresh ``--split eval`` folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def cache(folder: Path, out: Path, windows: list[float]) -> None:
+    """Analyse every ``X.xdf`` with a truth beside it once; store grid, losses, truth and windows per length."""
+    from acquisition.files import load_recording
+    from dsp.engine import EngineConfig, SynchronyEngine
+    from dsp.pipeline import PipelineConfig, _windows_of
+    from ui.runner import analyze_recording
+
+    out.mkdir(parents=True, exist_ok=True)
+    for xdf in sorted(folder.glob("*.xdf")):
+        f = out / (xdf.stem + ".pkl")
+        if f.exists():
+            continue
+        t0 = time.time()
+        truth = json.loads(xdf.with_name(xdf.stem + ".truth.json").read_text())
+        ana = analyze_recording(load_recording(str(xdf)), config=PipelineConfig())
+        d = dict(grid=ana.grid, participants=ana.participants, pairs=ana.pairs, modalities=ana.modalities,
+                 origin=ana.origin, truth=truth, loss=ana.signal_loss, duration_s=ana.duration_s, fs=ana.fs, win={})
+        for w in windows:
+            eng = SynchronyEngine(len(d["participants"]), d["fs"], EngineConfig(
+                window_s=w, step_s=1.0, wcc_window_s=w, wcc_step_s=1.0, max_lag_s=5.0, modalities=d["modalities"]))
+            res = eng.push(d["grid"])
+            d["win"][w] = {m: _windows_of(res[m], len(d["pairs"])) for m in d["modalities"]}
+        pickle.dump(d, open(f, "wb"))
+        print(f"{xdf.stem}: {time.time() - t0:.1f} s", flush=True)
+
+
+def load(folder) -> list[dict]:
+    return [pickle.load(open(f, "rb")) for f in sorted(glob.glob(str(Path(folder) / "*.pkl")))]
+
+
+def score(data, config, window_s: float = 20.0, metric: str = "pearson"):
+    """Replay the detector (with the pipeline's loss notes) on cached windows; ``attune evaluate``'s metrics."""
+    from dsp.detector import RuptureDetector
+    from ui.commands.evaluate import Detection, aggregate, score_file
+
+    scores = []
+    for d in data:
+        det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s)
+        for x in d["loss"]:
+            det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
+        for m in d["modalities"]:
+            w = d["win"][window_s][m]
+            det.update(m, w["t"], w.get(metric, w["sync"]), w["chance"])
+        det.finish()
+        tr = d["truth"]
+        shift = d["origin"] - float(tr.get("time_origin", d["origin"]))
+        dets = [Detection(tuple(e.pair), tuple(e.people), e.onset_s + shift, e.flagged_s + shift) for e in det.episodes]
+        scores.append(score_file(dets, tr, tr.get("scenario", ""), duration_s=float(tr.get("duration_s", d["duration_s"]))))
+    return aggregate(scores), scores
+
+
+def separation(data, window_s: float, modality: str, metric: str) -> tuple[float, float, float]:
+    """(attuned mean, ruptured mean, d') of a metric's Fisher z over windows fully inside / outside ruptures."""
+    att, rup = [], []
+    for d in data:
+        ws = d["win"][window_s].get(modality, {})
+        if metric not in ws:
+            continue
+        t = ws.get(metric + "_t", ws["t"])
+        tr = d["truth"]
+        tt = t + d["origin"] - float(tr.get("time_origin", d["origin"]))
+        for p, pair in enumerate(d["pairs"]):
+            lab = np.zeros(t.size, int)  # 0 attuned, 1 fully ruptured, 2 neither
+            for r in tr["ruptures"]:
+                if r["who"] in pair:
+                    lab[(tt >= r["onset_s"]) & (tt < r["repair_s"] + window_s + 5)] = 2
+                    lab[(tt >= r["onset_s"] + window_s) & (tt <= r["offset_s"])] = 1
+            for c in tr["confounds"]:
+                lab[(tt >= c["onset_s"] - 5) & (tt < c["offset_s"] + window_s + 5) & (lab == 0)] = 2
+            lab[tt < 40 + window_s] = 2
+            z = np.arctanh(np.clip(ws[metric][p], -0.999, 0.999))
+            att.append(z[(lab == 0) & np.isfinite(z)])
+            rup.append(z[(lab == 1) & np.isfinite(z)])
+    if not att:
+        return float("nan"), float("nan"), float("nan")
+    a, r = np.concatenate(att), np.concatenate(rup)
+    return float(a.mean()), float(r.mean()), float((a.mean() - r.mean()) / a.std())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cache")
+    c.add_argument("folder", type=Path)
+    c.add_argument("out", type=Path)
+    c.add_argument("--windows", default="20,30")
+    s = sub.add_parser("score")
+    s.add_argument("cache", type=Path)
+    s.add_argument("--window", type=float, default=20.0)
+    s.add_argument("--metric", default="pearson")
+    p = sub.add_parser("sep")
+    p.add_argument("cache", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "cache":
+        cache(args.folder, args.out, [float(x) for x in args.windows.split(",")])
+    elif args.cmd == "score":
+        from dsp.detector import PRESETS
+        from ui.commands.evaluate import format_metrics
+
+        data = load(args.cache)
+        for name, cfg in PRESETS.items():
+            m, _ = score(data, cfg, args.window, args.metric)
+            print(f"== {name} (window {args.window:g} s, {args.metric})\n{format_metrics(m)}")
+    else:
+        data = load(args.cache)
+        for w in sorted(data[0]["win"]):
+            for mod in ("hr", "eda"):
+                for metric in ("sync", "pearson", "pearson_diff", "wcc_rmax", "concordance"):
+                    a, r, dp = separation(data, w, mod, metric)
+                    if np.isfinite(dp):
+                        print(f"window {w:g} s {mod:3s} {metric:13s} attuned z {a:.2f} ruptured z {r:.2f} d' {dp:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
