@@ -23,16 +23,6 @@ logger = logging.getLogger(__name__)
 _BLOCK = 256
 
 
-def _blocked(fn, W, *args, **kw):
-    """Apply a per-window-stack function in blocks of windows and concatenate its outputs (axis 0)."""
-    if W.shape[0] <= _BLOCK:
-        return fn(W, *args, **kw)
-    parts = [fn(W[b : b + _BLOCK], *args, **kw) for b in range(0, W.shape[0], _BLOCK)]
-    if isinstance(parts[0], tuple):
-        return tuple(np.concatenate(p, 0) for p in zip(*parts))
-    return np.concatenate(parts, 0)
-
-
 def _standardize_both(W):
     """``(standardized_windows(W, detrend=False), standardized_windows(W, detrend=True))``, sharing the
     centring (the same operations, so the same numbers)."""
@@ -292,20 +282,19 @@ class SynchronyEngine:
         W = sy._windows(st.buf[:, : st.n_buf], g.win, g.step, len(js), int(off[0]))
         return js, W, g
 
-    def _metric(self, name, values, status, js, g, end=None):
-        end = js * g.step + g.win if end is None else end
-        return sy.WindowedMetric(name, values, status, js, end, self.fs, g.win, g.step)
-
     def _stacks(self, modalities, key):
         """New windows of geometry ``key`` for every modality, stacked along the window axis.
 
         Modalities whose new windows have the same indices (the usual case: they are pushed together)
-        share one stack, so each metric runs once per tick for all of them.
+        share one stack, so each metric runs once per tick for all of them. A stack holds at most
+        ``_BLOCK`` windows per modality (a push that completes more gives several, in window order), which
+        bounds the temporaries.
 
         Returns
         -------
         list of (js, W, g, parts)
-            ``W`` of shape (n_modalities * n_new, n_people, win); ``parts`` lists (modality, slice).
+            ``js`` (n_new,) window indices; ``W`` of shape (n_modalities * n_new, n_people, win); ``parts``
+            lists (modality, slice of ``W``'s first axis).
         """
         found = []
         for m in modalities:
@@ -323,22 +312,29 @@ class SynchronyEngine:
                 stacks.append((js, [W], g, [m]))
         out = []
         for js, Ws, g, ms in stacks:
-            n = len(js)
-            W = Ws[0] if len(Ws) == 1 else np.concatenate(Ws, 0)
-            out.append((js, W, g, [(m, slice(k * n, (k + 1) * n)) for k, m in enumerate(ms)]))
+            for b0 in range(0, len(js), _BLOCK):
+                b1 = min(len(js), b0 + _BLOCK)
+                n = b1 - b0
+                W = Ws[0][b0:b1] if len(Ws) == 1 else np.concatenate([w[b0:b1] for w in Ws], 0)
+                out.append((js[b0:b1], W, g, [(m, slice(k * n, (k + 1) * n)) for k, m in enumerate(ms)]))
         return out
 
     def _compute(self, modalities) -> dict:
         cfg = self.config
         ia, ib = self.ia, self.ib
-        res = {m: {} for m in modalities}
+        acc = {m: {} for m in modalities}  # modality -> metric -> [(js, g, end, values (n, K), status)]
+
+        def emit(m, name, js, g, end, v, st_):
+            acc[m].setdefault(name, []).append((js, g, end, v, st_))
+
         for js, W, g, parts in self._stacks(modalities, "sync"):
             if np.isfinite(W).all():
                 # fully valid (the usual case): the same numbers as pearson_windows, with the centring
                 # shared between plain and detrended r and one matmul for both
                 Zp, Z = _standardize_both(W)
                 Zf = sy.standardized_windows(W, detrend=False, diff=True)
-                M2 = np.matmul(np.concatenate([Z, Zp]), np.concatenate([Z, Zp]).swapaxes(-1, -2))
+                Z2 = np.concatenate([Z, Zp])
+                M2 = np.matmul(Z2, Z2.swapaxes(-1, -2))
                 Mf = np.matmul(Zf, Zf.swapaxes(-1, -2))
                 n = W.shape[0]
                 metrics = []
@@ -346,43 +342,48 @@ class SynchronyEngine:
                     r = np.clip(rr[:, ia, ib], -1.0, 1.0)
                     metrics.append((name, r, np.where(np.isnan(r), sy.FLAT, sy.OK).astype(np.int8)))
             else:
-                Z = _blocked(sy.standardized_windows, W, detrend=True)
+                Z = sy.standardized_windows(W, detrend=True)
                 metrics = [
-                    ("synchrony",) + _blocked(sy.pearson_windows, W, ia, ib, detrend=True, min_valid=cfg.min_valid),
-                    ("pearson",) + _blocked(sy.pearson_windows, W, ia, ib, min_valid=cfg.min_valid),
-                    ("pearson_diff",) + _blocked(sy.pearson_windows, W, ia, ib, diff=True, min_valid=cfg.min_valid),
+                    ("synchrony",) + sy.pearson_windows(W, ia, ib, detrend=True, min_valid=cfg.min_valid),
+                    ("pearson",) + sy.pearson_windows(W, ia, ib, min_valid=cfg.min_valid),
+                    ("pearson_diff",) + sy.pearson_windows(W, ia, ib, diff=True, min_valid=cfg.min_valid),
                 ]
-            metrics.append(("direction",) + _blocked(sy.direction_windows, W, ia, ib, cfg.min_valid))
-            end = js * g.step + g.win
+            metrics.append(("direction",) + sy.direction_windows(W, ia, ib, cfg.min_valid))
             mean, sd = self._surrogate([self.state[m] for m, _ in parts], js, Z)
             sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
+            metrics += [("surrogate_mean", mean, sst), ("surrogate_sd", sd, sst)]
+            end = js * g.step + g.win
             for m, sl in parts:
-                out = res[m]
                 for name, v, st_ in metrics:
-                    out[name] = self._metric(name, v[sl].T, st_[sl].T, js, g, end)
-                out["surrogate_mean"] = self._metric("surrogate_mean", mean[sl].T, sst[sl].T, js, g, end)
-                out["surrogate_sd"] = self._metric("surrogate_sd", sd[sl].T, sst[sl].T.copy(), js, g, end)
+                    emit(m, name, js, g, end, v[sl], st_[sl])
         for js, W, g, parts in self._stacks(modalities, "wcc"):
             Rl = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend) if np.isfinite(W).all() else None
             if Rl is None:
-                Rl, s = _blocked(
-                    sy.xcorr_windows, W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid
-                )
+                Rl, s = sy.xcorr_windows(W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
             else:
                 s = np.zeros(Rl.shape[:2], np.int8)  # OK
             r0, rmax, lag_s, leader = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
             end = js * g.step + g.win
             for m, sl in parts:
-                out, st_ = res[m], s[sl].T
-                out["wcc_r0"] = self._metric("wcc_r0", r0[sl].T, st_, js, g, end)
-                out["wcc_rmax"] = self._metric("wcc_rmax", rmax[sl].T, st_.copy(), js, g, end)
-                out["wcc_lag_s"] = self._metric("wcc_lag_s", lag_s[sl].T, st_.copy(), js, g, end)
-                out["wcc_leader"] = self._metric("wcc_leader", leader[sl].T, st_.copy(), js, g, end)
+                for name, v in (("wcc_r0", r0), ("wcc_rmax", rmax), ("wcc_lag_s", lag_s), ("wcc_leader", leader)):
+                    emit(m, name, js, g, end, v[sl], s[sl])
         conc = [m for m in modalities if m in cfg.concordance_modalities]
         for js, W, g, parts in self._stacks(conc, "conc"):
-            r, s = _blocked(sy.concordance_windows, W, ia, ib, self.n_slope, cfg.min_valid)
+            r, s = sy.concordance_windows(W, ia, ib, self.n_slope, cfg.min_valid)
+            end = js * g.step + g.win
             for m, sl in parts:
-                res[m]["concordance"] = self._metric("concordance", r[sl].T, s[sl].T, js, g)
+                emit(m, "concordance", js, g, end, r[sl], s[sl])
+        res = {}
+        for m, metrics in acc.items():
+            out = res[m] = {}
+            for name, parts_ in metrics.items():
+                js, g, end, v, st_ = parts_[0]
+                if len(parts_) > 1:
+                    js = np.concatenate([p[0] for p in parts_])
+                    end = np.concatenate([p[2] for p in parts_])
+                    v = np.concatenate([p[3] for p in parts_], 0)
+                    st_ = np.concatenate([p[4] for p in parts_], 0)
+                out[name] = sy.WindowedMetric(name, v.T, st_.T.copy(), js, end, self.fs, g.win, g.step)
         return res
 
     def _surrogate(self, states, js, Z):
