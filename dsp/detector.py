@@ -40,11 +40,13 @@ States per pair (what the UI shows)::
 ``min_repaired_s``: repaired); a new flag soon after a repair reopens the
 same episode.
 
-Presets (measured on 72 simulated tune sessions, 18 h; see the project report)
-------------------------------------------------------------------------------
-``sensitive`` (k 0.6, h 10): F1 ~0.4, ~26 false alarms/h, ~25 s latency: earliest prompts, most of them false.
-``balanced`` (k 0.7, h 15): F1 ~0.5, ~14 false alarms/h, ~31 s median detection latency.
-``conservative`` (k 0.9, h 20): F1 ~0.6, ~3 false alarms/h, ~38 s latency, misses shallow/short drops.
+Presets (``attune evaluate`` on a fresh eval split, 24 simulated sessions = 6 h, 48 ruptures, with the
+simulator's default 3 shared moments/min; drive-only sessions in brackets)
+------------------------------------------------------------------------------------------------------
+``sensitive`` (k 0.6, h 10): F1 0.34 [0.33], 33 [33] false alarms/h, detection latency 23 [19.5] s.
+``balanced`` (k 0.7, h 15): F1 0.45 [0.43], 18 [20] false alarms/h, detection latency 25 [25] s.
+``conservative`` (k 0.9, h 20): F1 0.61 [0.58], 5.5 [6.5] false alarms/h, detection latency 30 [31] s.
+Signal-loss periods flagged: 0/19 (balanced, conservative), 1/19 (sensitive, with shared moments).
 With 20 s windows of a slow (< 0.1 Hz) shared drive, one window's r has a
 spread close to the attuned-vs-chance difference, so the targets
 (F1 >= 0.9, <= 1 false alarm/h, <= 20 s latency) are not reached by any preset.
