@@ -180,6 +180,8 @@ class SessionPipeline:
         self.engine = SynchronyEngine(n, fs, EngineConfig(
             window_s=self.cfg.window_s, step_s=self.cfg.step_s, wcc_window_s=self.cfg.window_s,
             wcc_step_s=self.cfg.step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
+        n_pairs = n * (n - 1) // 2
+        self._chance = {m: ChanceLevel(n_pairs, self.cfg.step_s) for m in self.modalities}
         self.detector = RuptureDetector(self.participants, self.modalities, self.cfg.step_s, self.cfg.preset,
                                         window_s=self.cfg.window_s)
         self.loss = SignalLossTracker(fs)
@@ -256,7 +258,8 @@ class SessionPipeline:
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
         for m in self.modalities:
-            upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
+            w = upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
+            w["chance_level"] = self._chance[m].update(w["chance"])
         self.k = ready
         self.last_time = ready / self.fs
         for m in self.modalities:
@@ -337,29 +340,70 @@ class _Block:
     quality: np.ndarray
 
 
+#: Engine metric holding the surrogate (chance) level of each detector metric.
+CHANCE_OF = {"synchrony": ("surrogate_mean", "surrogate_sd"), "pearson": ("surrogate_pearson_mean", "surrogate_pearson_sd")}
+
+
 def _windows_of(metrics: dict, n_pairs: int) -> dict:
     """The engine's metrics for one push as plain arrays.
 
     Returns
     -------
     windows : dict
-        ``"t"`` (n_win,) session time of each synchrony window's end;
-        ``"sync"`` (n_pairs, n_win) detrended windowed r (the synchrony the
-        detector uses); ``"chance"`` / ``"chance_sd"`` the surrogate level;
-        and every other engine metric by name (``"wcc_lag_s"``, ``"concordance"`` ...,
-        each (n_pairs, n_win') with its own ``"<name>_t"``).
+        ``"t"`` (n_win,) session time of each synchrony window's last sample;
+        ``"sync"`` (n_pairs, n_win) the windowed synchrony the detector follows
+        (:data:`DETECTOR_METRIC`) and ``"chance"`` / ``"chance_sd"`` the
+        surrogate (time-shifted partner) level *of that same metric*; and every
+        engine metric by name (``"synchrony"`` = detrended r, ``"pearson"``,
+        ``"wcc_lag_s"``, ``"concordance"`` ..., each (n_pairs, n_win') with
+        its own ``"<name>_t"``).
     """
-    sync = metrics.get("synchrony")
-    if sync is None:
+    main = metrics.get(DETECTOR_METRIC)
+    if main is None:
         return {"t": np.zeros(0), "sync": np.zeros((n_pairs, 0)), "chance": np.zeros((n_pairs, 0)),
                 "chance_sd": np.zeros((n_pairs, 0))}
-    out = {"t": sync.end_s - 1.0 / sync.fs, "sync": sync.values, "chance": metrics["surrogate_mean"].values,
-           "chance_sd": metrics["surrogate_sd"].values}
+    mean_key, sd_key = CHANCE_OF[DETECTOR_METRIC]
+    if mean_key not in metrics:  # engine without that surrogate: fall back to the detrended one
+        mean_key, sd_key = CHANCE_OF["synchrony"]
+    out = {"t": main.end_s - 1.0 / main.fs, "sync": main.values, "chance": metrics[mean_key].values,
+           "chance_sd": metrics[sd_key].values}
     for name, m in metrics.items():
-        if name not in ("synchrony", "surrogate_mean", "surrogate_sd"):
-            out[name] = m.values
-            out[f"{name}_t"] = m.end_s - 1.0 / m.fs
+        out[name] = m.values
+        out[f"{name}_t"] = m.end_s - 1.0 / m.fs
     return out
+
+
+class ChanceLevel:
+    """Causal running chance level per pair: exponentially weighted mean of the per-window surrogate.
+
+    One window's surrogate (a handful of time-shifted partners) is too noisy to
+    draw or to compare against; this is the level views show. State is explicit
+    (``level``), so chunked == batch.
+
+    Parameters
+    ----------
+    n_pairs : int
+    step_s : float
+        Seconds between windows.
+    halflife_s : float
+    """
+
+    def __init__(self, n_pairs: int, step_s: float, halflife_s: float = 60.0):
+        self.alpha = 1.0 - 0.5 ** (step_s / halflife_s)
+        self.level = np.full(n_pairs, np.nan)
+
+    def update(self, chance: np.ndarray) -> np.ndarray:
+        """Feed (n_pairs, n_win) surrogate means; return the running level after each window, same shape."""
+        out = np.empty_like(chance, dtype=float)
+        for j in range(chance.shape[1]):  # windows of one tick: a handful
+            c = chance[:, j]
+            ok = np.isfinite(c)
+            first = ok & ~np.isfinite(self.level)
+            self.level[first] = c[first]
+            upd = ok & ~first
+            self.level[upd] += self.alpha * (c[upd] - self.level[upd])
+            out[:, j] = self.level
+        return out
 
 
 def mean_fisher(r: np.ndarray, axis=-1) -> np.ndarray:

@@ -166,7 +166,7 @@ class SessionModel:
             for m, w in update.windows.items():
                 if w["t"].size:
                     self._sync[m].extend(w["t"], w["sync"])
-                    self._chance[m].extend(w["t"], w["chance"])
+                    self._chance[m].extend(w["t"], w.get("chance_level", w["chance"]))
             for ev in update.events:
                 if "episode" in ev:
                     d = episode_dict(ev["episode"])
