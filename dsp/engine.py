@@ -42,17 +42,19 @@ def _standardize_both(W):
     return out[0], out[1]
 
 
-def _xcorr_full(W, ia, ib, L, detrend):
-    """Lagged r of fully valid windows from sums (one matmul for all lags), as :func:`sy.xcorr_windows`.
+def _xcorr_full(W, ia, ib, L, detrend, fs):
+    """WCC summary of fully valid windows from sums (one matmul for all lags): the numbers of
+    :func:`sy.xcorr_windows` + :func:`sy.summarize_xcorr` (within rounding).
 
     Parameters
     ----------
     W : ndarray, shape (n_windows, n_people, win)
+    ia, ib : pair index; L : max lag (samples); detrend : bool; fs : grid rate (Hz)
 
     Returns
     -------
-    R : ndarray, shape (n_windows, n_pairs, 2 * L + 1), or None when a segment is (nearly) flat: such
-        stacks go to :func:`sy.xcorr_windows`, which decides what is flat.
+    r0, rmax, lag_s, leader : ndarray, shape (n_windows, n_pairs), or None when a segment is (nearly)
+        flat: such stacks go to :func:`sy.xcorr_windows`, which decides what is flat.
     """
     n_w, P, win = W.shape
     n = win - L
@@ -81,11 +83,20 @@ def _xcorr_full(W, ia, ib, L, detrend):
     if detrend:
         cov -= (St[..., 0] / ctt)[..., None, None] * St[:, None]
     r = np.clip(cov * inv[..., 0, None, None] * inv[:, None], -1.0, 1.0)
-    R = np.empty((n_w, len(ia), 2 * L + 1))
-    R[..., L:] = r[:, ia, ib]
-    R[..., L::-1] = r[:, ib, ia]
-    R[..., L] = r[:, ia, ib, 0]
-    return R
+    # peak picking as summarize_xcorr: [a, b] at lag l is "a leads b"; ties to 0, -1, +1, -2, ...
+    p0 = r[:, ia, ib, 0]
+    if L:
+        best, arg = r[..., 1:].max(-1), r[..., 1:].argmax(-1) + 1  # first maximum: the smallest lag
+        bp, lp = best[:, ia, ib], arg[:, ia, ib]
+        use = bp > p0
+        pos, lp = np.where(use, bp, p0), np.where(use, lp, 0)
+        neg, ln = best[:, ib, ia], arg[:, ib, ia]
+        take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
+        rmax, lag = np.where(take_neg, neg, pos), np.where(take_neg, -ln, lp)
+    else:
+        rmax, lag = p0, np.zeros(p0.shape, np.int64)
+    leader = np.where(lag > 0, ia, np.where(lag < 0, ib, -1)).astype(np.int16)
+    return p0, rmax, lag / fs, leader
 
 
 @dataclass(frozen=True)
@@ -357,12 +368,15 @@ class SynchronyEngine:
                 for name, v, st_ in metrics:
                     emit(m, name, js, g, end, v[sl], st_[sl])
         for js, W, g, parts in self._stacks(modalities, "wcc"):
-            Rl = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend) if np.isfinite(W).all() else None
-            if Rl is None:
+            summ = None
+            if np.isfinite(W).all():
+                summ = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend, self.fs)
+            if summ is None:
                 Rl, s = sy.xcorr_windows(W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
+                summ = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
             else:
-                s = np.zeros(Rl.shape[:2], np.int8)  # OK
-            r0, rmax, lag_s, leader = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
+                s = np.zeros(summ[0].shape, np.int8)  # OK
+            r0, rmax, lag_s, leader = summ
             end = js * g.step + g.win
             for m, sl in parts:
                 for name, v in (("wcc_r0", r0), ("wcc_rmax", rmax), ("wcc_lag_s", lag_s), ("wcc_leader", leader)):

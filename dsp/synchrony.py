@@ -419,6 +419,11 @@ def direction_windows(W, ia, ib, min_valid=0.8):
     """
     D = _diff(W)
     V = np.isfinite(D)
+    if V.all():  # the usual case: one matmul of the sign indicators (integer counts: the same numbers)
+        sg = np.sign(D)
+        I = np.concatenate([sg == -1.0, sg == 0.0, sg == 1.0], -1).astype(np.float64)
+        a = (I @ I.swapaxes(-1, -2))[:, ia, ib] / D.shape[-1]
+        return a, np.zeros(a.shape, np.int8)
     frac = V.mean(-1)
     sg = np.sign(np.where(V, D, 0.0))
     Vf = V.astype(np.float64)
