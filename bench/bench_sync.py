@@ -7,9 +7,9 @@ Baselines (same data, same run, same windows):
     subset of pairs and extrapolated to all 496 (printed as such);
   * WCC: pandas per lag and per pair ``lead.rolling(100).corr(follower.shift(-lag))``, 41 lags, subset of
     pairs + extrapolation.
-Every timing (ours and baselines) is the median of the same number of runs, after one warm-up run. The outputs are compared:
-ours vs pandas on all pairs and windows, vs NeuroKit2 and the pandas WCC (r at lag 0, peak r over lags) on
-the timed subsets; the maximum differences are printed.
+Every timing (ours and baselines) is the median of the same number of runs, after one warm-up run.
+The outputs are compared: ours vs pandas on all pairs and windows, vs NeuroKit2 and the pandas WCC (r at
+lag 0, peak r over lags) on the timed subsets; the maximum differences are printed.
 
 Memory bandwidth: best of several 256 MB numpy copies (bytes read + bytes written per second).
 "bandwidth_fraction" = (bytes any implementation must touch: the input read once + the output written once,
@@ -188,7 +188,10 @@ def main() -> int:
         ),
     ]
     print(f"Synchrony benchmark: {P} people, {N / FS / 3600:.0f} h at {FS:g} Hz, {WIN_S:g} s windows, {STEP_S:g} s step")
-    print(f"every time is the median of {REPEAT} runs after a warm-up; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end")
+    print(
+        f"every time is the median of {REPEAT} runs after a warm-up; "
+        f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end"
+    )
     print(f"{'what':38s} {'seconds':>10s}  note")
     for name, sec, note in rows:
         print(f"{name:38s} {sec:10.3f}  {note}")

@@ -778,7 +778,7 @@ def rolling_pearson(
         todo = np.flatnonzero(redo)
         for b in range(0, len(todo), _MASKED_BLOCK):
             sel = todo[b : b + _MASKED_BLOCK]
-            W = np.stack([x[:, s * step : s * step + win] for s in sel]) if len(sel) < 8 else _windows(x, win, step, nw)[sel]
+            W = _windows(x, win, step, nw)[sel]
             rr, ss = pearson_windows(W, ia, ib, detrend=detrend, diff=diff, min_valid=min_valid)
             r[:, sel] = rr.T
             st[:, sel] = ss.T
