@@ -135,6 +135,8 @@ METRICS = (
     "synchrony",
     "surrogate_mean",
     "surrogate_sd",
+    "surrogate_pearson_mean",
+    "surrogate_pearson_sd",
     "pearson",
     "pearson_diff",
     "direction",
@@ -164,6 +166,8 @@ class _ModalityState:
     groups: dict = field(default_factory=dict)
     z_ring: np.ndarray | None = None  # (R, n_people, win) standardized synchrony windows
     z_index: np.ndarray | None = None  # (R,) window index held in each ring slot (-1 = none)
+    zp_ring: np.ndarray | None = None  # the same for plain (not detrended) Pearson r
+    zp_index: np.ndarray | None = None
 
 
 class SynchronyEngine:
@@ -219,6 +223,8 @@ class SynchronyEngine:
             st.groups = {k: _Group(*v) for k, v in self.geom.items()}
             st.z_ring = np.full((R, self.n_people, win), np.nan)
             st.z_index = np.full(R, -1, dtype=np.int64)
+            st.zp_ring = np.full((R, self.n_people, win), np.nan)
+            st.zp_index = np.full(R, -1, dtype=np.int64)
             self.state[m] = st
 
     # ------------------------------------------------------------------ input
@@ -354,15 +360,21 @@ class SynchronyEngine:
                     metrics.append((name, r, np.where(np.isnan(r), sy.FLAT, sy.OK).astype(np.int8)))
             else:
                 Z = sy.standardized_windows(W, detrend=True)
+                Zp = sy.standardized_windows(W, detrend=False)
                 metrics = [
                     ("synchrony",) + sy.pearson_windows(W, ia, ib, detrend=True, min_valid=cfg.min_valid),
                     ("pearson",) + sy.pearson_windows(W, ia, ib, min_valid=cfg.min_valid),
                     ("pearson_diff",) + sy.pearson_windows(W, ia, ib, diff=True, min_valid=cfg.min_valid),
                 ]
             metrics.append(("direction",) + sy.direction_windows(W, ia, ib, cfg.min_valid))
-            mean, sd = self._surrogate([self.state[m] for m, _ in parts], js, Z)
+            states = [self.state[m] for m, _ in parts]
+            mean, sd = self._surrogate(states, js, Z, "z")
             sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
             metrics += [("surrogate_mean", mean, sst), ("surrogate_sd", sd, sst)]
+            # the chance level of plain r too: slow trends make plain r's chance level higher
+            mean, sd = self._surrogate(states, js, Zp, "zp")
+            sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
+            metrics += [("surrogate_pearson_mean", mean, sst), ("surrogate_pearson_sd", sd, sst)]
             end = js * g.step + g.win
             for m, sl in parts:
                 for name, v, st_ in metrics:
@@ -400,7 +412,7 @@ class SynchronyEngine:
                 out[name] = sy.WindowedMetric(name, v.T, st_.T.copy(), js, end, self.fs, g.win, g.step)
         return res
 
-    def _surrogate(self, states, js, Z):
+    def _surrogate(self, states, js, Z, ring: str = "z"):
         """Chance level from the rings of past standardized windows; ``Z`` enters the rings.
 
         Parameters
@@ -409,26 +421,30 @@ class SynchronyEngine:
             The modalities stacked in ``Z``, in order.
         js : ndarray, shape (n_new,)
         Z : ndarray, shape (len(states) * n_new, n_people, win)
+        ring : {"z", "zp"}
+            Which rings: detrended (``z``) or plain (``zp``) standardized windows.
 
         Returns
         -------
         mean, sd : ndarray, shape (len(states) * n_new, n_pairs)
         """
         n = len(js)
-        R = len(states[0].z_index)
+        ring_of = lambda st: (getattr(st, f"{ring}_ring"), getattr(st, f"{ring}_index"))  # noqa: E731
+        R = len(ring_of(states[0])[1])
         src = js[:, None] - self.shifts  # (n_new, n_shifts) window index of each shifted partner
         ps = src % R
         here = src >= js[0]
         Zp = []
         for k, st in enumerate(states):
             Zk = Z[k * n : (k + 1) * n]
-            zp = st.z_ring[ps]  # (n_new, n_shifts, P, win): read before this push's windows enter the ring
-            zp[~((src >= 0) & (st.z_index[ps] == src))] = np.nan
+            z_ring, z_index = ring_of(st)
+            zp = z_ring[ps]  # (n_new, n_shifts, P, win): read before this push's windows enter the ring
+            zp[~((src >= 0) & (z_index[ps] == src))] = np.nan
             if here.any():  # partners completed by this same push
                 zp[here] = Zk[src[here] - js[0]]
             keep = js[-R:]
-            st.z_ring[keep % R] = Zk[-R:]
-            st.z_index[keep % R] = keep
+            z_ring[keep % R] = Zk[-R:]
+            z_index[keep % R] = keep
             Zp.append(zp)
         Zp = Zp[0] if len(Zp) == 1 else np.concatenate(Zp, 0)
         M = np.clip(np.matmul(Z[:, None], Zp.swapaxes(-1, -2)), -1.0, 1.0)  # (n, n_shifts, P, P)
@@ -445,4 +461,4 @@ class SynchronyEngine:
 
     def memory_bytes(self) -> int:
         """Bytes held by the history buffers and surrogate rings (bounded, independent of session length)."""
-        return sum(s.buf.nbytes + s.z_ring.nbytes for s in self.state.values())
+        return sum(s.buf.nbytes + s.z_ring.nbytes + s.zp_ring.nbytes for s in self.state.values())

@@ -77,6 +77,10 @@ def test_chunked_equals_batch(rng):
         sm, ssd = sy.shifted_surrogate(x, FS, 30.0, 1.0)
         _same(got[(m, "surrogate_mean")], sm.values, sm.status)
         _same(got[(m, "surrogate_sd")], ssd.values)
+        pm, psd = sy.shifted_surrogate(x, FS, 30.0, 1.0, detrend=False)
+        _same(got[(m, "surrogate_pearson_mean")], pm.values, pm.status)
+        _same(got[(m, "surrogate_pearson_sd")], psd.values)
+        assert not np.allclose(pm.values, sm.values, equal_nan=True)  # a different chance level, really
     c = sy.sc_concordance(blocks["eda"], FS)
     _same(got[("eda", "concordance")], c.values, c.status)
     assert ("hr", "concordance") not in got
