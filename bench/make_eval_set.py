@@ -25,6 +25,7 @@ session seeds of the splits never overlap.
 Usage::
 
     python bench/make_eval_set.py /tmp/eval --split eval -n 24
+    python bench/make_eval_set.py /tmp/eval2 --split eval -n 24 --first 100   # a fresh eval set
     attune evaluate /tmp/eval --jobs 2
 """
 
@@ -135,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("out", help="folder to write into (created)")
     ap.add_argument("--split", choices=list(SPLIT_BASE), default="eval")
     ap.add_argument("-n", type=int, default=24, help="number of sessions (default 24)")
+    ap.add_argument("--first", type=int, default=0, metavar="K",
+                    help="index of the first session within the split (default 0); a fresh set of the same split "
+                         "that shares no session with an earlier one: --first 100")
     ap.add_argument("--duration", type=float, default=900.0, help="seconds per session (default 900)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--shared-events-per-min", type=float, default=None, metavar="R",
@@ -142,7 +146,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    seeds = [SPLIT_BASE[args.split] + k for k in range(args.n)]
+    if not (0 <= args.first and args.first + args.n <= 40_000):
+        raise SystemExit(f"Invalid value for '--first': expected 0 <= K and K + n <= 40000, but got {args.first}.")
+    seeds = [SPLIT_BASE[args.split] + args.first + k for k in range(args.n)]
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(lambda s: make_one(folder, s, args.duration, args.shared_events_per_min), seeds):
             print(line)

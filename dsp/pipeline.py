@@ -85,7 +85,7 @@ class PipelineConfig:
     """
 
     fs: float = 4.0
-    window_s: float = 20.0
+    window_s: float = 30.0
     step_s: float = 1.0
     max_lag_s: float = 5.0
     preset: str = "balanced"

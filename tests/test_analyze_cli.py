@@ -168,7 +168,7 @@ def test_cli_json_and_summary(sims, tmp_path):
     # both scripted ruptures are flagged near their onsets (times counted from the file's first sample)
     for r in truth["ruptures"]:
         assert any(r["onset_s"] - 10 <= e["onset_s"] <= r["offset_s"] + 20 for e in doc["episodes"]), doc["episodes"]
-    assert 290 <= doc["duration_s"] <= 301
+    assert truth["duration_s"] - 10 <= doc["duration_s"] <= truth["duration_s"] + 1
     # the summary shows pairs with their numbers and each episode in mm:ss
     assert "P1-P2" in p.stdout and "possible ruptures" in p.stdout
     for e in doc["episodes"]:

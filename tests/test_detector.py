@@ -173,3 +173,55 @@ def test_arousal_trend():
     assert arousal_trend(t, 0.05 * t, 10, 50) == "rising"
     assert arousal_trend(t, -0.05 * t, 10, 50) == "falling"
     assert arousal_trend(t, np.zeros_like(t), 10, 50) == "steady"
+
+
+def test_calibration_trimmed_mean_and_capped_adaptation():
+    """The first baseline ignores a warm-up transient (trimmed mean); afterwards the baseline follows a slow
+    change, but a drop to chance moves it at most ``cap_down * margin`` per half-life."""
+    from scipy.stats import trim_mean
+
+    from dsp.detector import DetectorConfig, ModalityTrack, _fisher
+
+    cfg = DetectorConfig()
+    tr = ModalityTrack("hr", cfg, 1.0)
+    calib = np.r_[np.full(10, -0.3), np.full(int(cfg.calibration_s) - 10, 0.6)]   # 10 s warm-up dip
+    for k, r in enumerate(calib):
+        tr.step(k + 1.0, r, 0.0)
+    expected = trim_mean([_fisher(r) for r in calib], cfg.calibration_trim)
+    assert tr.baseline_z == pytest.approx(expected) and tr.baseline_z == pytest.approx(_fisher(0.6))
+    # pair at chance (here z 0) for one half-life while "learning": each step moves the baseline at most
+    # alpha * cap_down * margin, so it loses ~20 % of its margin instead of the uncapped 50 %
+    b0, m0 = tr.baseline_z, tr.margin
+    n = int(cfg.baseline_halflife_s)
+    for k in range(n):
+        tr.step(100.0 + k, 0.0, 0.0)
+        tr.learn()
+    alpha = 1.0 - 0.5 ** (1.0 / cfg.baseline_halflife_s)
+    bound = m0 * (1.0 - (1.0 - alpha * cfg.baseline_cap_down) ** n)
+    assert b0 - tr.baseline_z <= bound + 1e-9 and bound < 0.25 * m0
+    assert b0 - tr.baseline_z > 0.8 * bound   # but it does adapt downwards
+    # and upwards, towards a higher attuned level
+    b1 = tr.baseline_z
+    for k in range(600):
+        tr.step(500.0 + k, 0.8, 0.0)
+        tr.learn()
+    assert tr.baseline_z > b1 + 0.1 and tr.baseline_z <= _fisher(0.8) + 1e-9
+
+
+def test_group_prior_shrinks_an_unusual_pair_baseline(rng):
+    """With a group prior, a pair whose calibration stretch was unusual starts from a baseline between its own
+    and the other pairs' median; without it, from its own."""
+    import dataclasses
+
+    people = ("A", "B", "C")
+    n = int(get_preset("balanced").calibration_s)   # exactly the calibration stretch
+    sync = np.vstack([np.full(n, 0.7), np.full(n, 0.7), np.full(n, 0.3)])   # pair B-C calibrates low
+    t = np.arange(n, dtype=float) + 1.0
+    z3, z7 = np.arctanh(0.3), np.arctanh(0.7)
+    for w in (0.0, 0.5):
+        cfg = dataclasses.replace(get_preset("balanced"), group_prior_weight=w)
+        det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=cfg)
+        det.update("hr", t, sync, np.zeros_like(sync))
+        # pairs (A,B), (A,C), (B,C): the prior of each is the median of the other two pairs' first baselines
+        assert det.machines[2].tracks["hr"].baseline_z == pytest.approx((1 - w) * z3 + w * z7)
+        assert det.machines[0].tracks["hr"].baseline_z == pytest.approx((1 - w) * z7 + w * 0.5 * (z3 + z7))

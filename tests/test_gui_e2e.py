@@ -38,7 +38,7 @@ def _window(qtbot, runner):
 
 def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tmp_path):
     """Simulated couple at 16x: traces update; press Record: elapsed time and file name show; a marker goes in;
-    the scripted rupture (60 s) shows in the panel; a label chosen there goes in; Stop -> the XDF holds every
+    the scripted rupture (90 s) shows in the panel; a label chosen there goes in; Stop -> the XDF holds every
     raw simulator stream, the synchrony/event streams and the markers."""
     import pyxdf
 
@@ -67,8 +67,8 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
         win.add_marker("rupture_noticed")
         qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=30000)
         ep = win.snapshot.episodes[0]
-        # the scripted rupture starts at 60 s (P2's arousal climbs alone for 50 s)
-        assert 50 <= ep["onset_s"] <= 110 and tuple(ep["pair"]) == ("P1", "P2")
+        # the scripted rupture starts at 90 s (P2's arousal climbs alone for 60 s)
+        assert 80 <= ep["onset_s"] <= 150 and tuple(ep["pair"]) == ("P1", "P2")
         assert win.timelines.episode_spans(("P1", "P2"))
         win.episodes.select_episode(ep["id"])
         win.episodes.label_box.activated.emit(win.episodes.label_box.findText("dismissive"))
@@ -141,7 +141,7 @@ def test_replay_scrub_play_pause_speed(qtbot):
         qtbot.waitUntil(lambda: win.scrubber.value() >= 149, timeout=3000)
         x0, x1 = win.x_range(runner.model.t_now)
         assert x1 >= 149
-        # the episode of 60-110 s was found while reprocessing
+        # the episode of 90-150 s was found while reprocessing
         qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=5000)
         # pause holds the position; speed goes to the source
         win.toggle_pause()
@@ -159,7 +159,7 @@ def test_replay_scrub_play_pause_speed(qtbot):
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
 def test_replay_jump_to_next_episode(qtbot):
-    """"Next episode" seeks to just after the next flag (scripted ruptures at 60 s and 190 s) and shows it;
+    """"Next episode" seeks to just after the next flag (scripted ruptures at 90 s and 230 s) and shows it;
     the episodes it jumps to are the ones the replay itself then flags (and those of `attune analyze`)."""
     import json
 

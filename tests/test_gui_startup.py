@@ -84,7 +84,7 @@ def test_replay_gui_uses_stored_settings_and_flags_win(tmp_path):
     from ui.gui.settings import Settings, qsettings
 
     QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path))
-    Settings(window_s=30, preset="sensitive", modalities="heart only").save(qsettings())
+    Settings(window_s=45, preset="sensitive", modalities="heart only").save(qsettings())
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))
     sample = str(ROOT / "recordings" / "sample-couple.xdf")
 
@@ -94,10 +94,10 @@ def test_replay_gui_uses_stored_settings_and_flags_win(tmp_path):
 
     gui = replay("--preset", "conservative")
     assert gui.returncode == 0, gui.stderr
-    assert "signals heart only, window 30 s, sensitivity conservative" in gui.stderr
+    assert "signals heart only, window 45 s, sensitivity conservative" in gui.stderr
     term = replay("--headless")
     assert term.returncode == 0, term.stderr
-    assert "signals heart + skin, window 20 s, sensitivity balanced" in term.stderr
+    assert "signals heart + skin, window 30 s, sensitivity balanced" in term.stderr
 
 
 def test_session_settings_change_the_pipeline(tmp_path):

@@ -45,7 +45,7 @@ def test_scripted_ruptures_are_flagged_and_repaired(sessions):
         hits = [e for e in a.episodes if r["onset_s"] - 10 <= e.onset_s <= r["offset_s"]]
         assert hits, f"rupture at {r['onset_s']} s not flagged: {[e.to_json() for e in a.episodes]}"
         ep = hits[0]
-        assert ep.flagged_s - r["onset_s"] <= 35.0  # fused CUSUM: ~30 s on the demo (balanced preset)
+        assert ep.flagged_s - r["onset_s"] <= 60.0  # fused CUSUM over 30 s windows: 30-60 s on the demo (balanced)
         assert ep.repaired and ep.offset_s <= r["repair_s"] + 45
         assert set(ep.context) == {"P1", "P2"}
 

@@ -154,4 +154,4 @@ def test_replay_cli_refuses_bad_input(tmp_path, capsys):
     assert main(["replay", str(SAMPLE / "sample-couple.xdf"), "--speed", "0"]) == 2
     assert "'--speed'" in capsys.readouterr().err
     assert main(["replay", str(SAMPLE / "sample-couple.xdf"), "--start", "9999", "--headless"]) == 2
-    assert "lasts 300 s" in capsys.readouterr().err
+    assert "lasts 350 s" in capsys.readouterr().err
