@@ -225,3 +225,18 @@ def test_group_prior_shrinks_an_unusual_pair_baseline(rng):
         # pairs (A,B), (A,C), (B,C): the prior of each is the median of the other two pairs' first baselines
         assert det.machines[2].tracks["hr"].baseline_z == pytest.approx((1 - w) * z3 + w * z7)
         assert det.machines[0].tracks["hr"].baseline_z == pytest.approx((1 - w) * z7 + w * 0.5 * (z3 + z7))
+
+
+def test_groups_need_more_evidence_per_pair(rng):
+    """A group of four watches six pairs: each needs (1 + group_h_factor * ln 6) times the evidence, so the
+    same drop of one pair flags later (by that factor, as the evidence grows linearly) than in a couple."""
+    cfg = get_preset("balanced")
+    drop = _series(rng, [(120, 0.7), (90, 0.0), (60, 0.7)], noise=0.0)
+    couple, _ = _run(drop)
+    others = np.tile(np.full(drop.size, 0.7), (5, 1))
+    group, _ = _run(np.vstack([drop, others]), people=("A", "B", "C", "D"))
+    assert len(couple.episodes) == 1 and len(group.episodes) == 1 and group.episodes[0].pair == ("A", "B")
+    scale = 1.0 + cfg.group_h_factor * np.log(6)
+    assert group.machines[0].h_scale == pytest.approx(scale) and scale > 1.3
+    t0 = 120.0
+    assert group.episodes[0].flagged_s - t0 == pytest.approx((couple.episodes[0].flagged_s - t0) * scale, abs=2.0)
