@@ -261,28 +261,28 @@ class ModalityTrack:
     @property
     def calibrating(self) -> bool:
         """True until the baseline is known."""
-        return not np.isfinite(self.baseline_z)
+        return not math.isfinite(self.baseline_z)
 
     @property
     def margin(self) -> float:
         """Baseline minus chance (Fisher z); NaN while calibrating."""
-        return self.baseline_z - (self.chance_z if np.isfinite(self.chance_z) else 0.0)
+        return self.baseline_z - (self.chance_z if math.isfinite(self.chance_z) else 0.0)
 
     def step(self, t: float, sync: float, chance: float) -> float:
         """Take one window; return its drop (NaN: no evidence from this modality now)."""
         cfg = self.cfg
         gap = self._last_valid_t is not None and t - self._last_valid_t > 2 * self.step_s
-        if not np.isfinite(sync):
+        if not math.isfinite(sync):
             self.z = self.drop = math.nan
             return math.nan
         if gap:
             self._guard_until = max(self._guard_until, t + cfg.loss_guard_s)
         self._last_valid_t = t
         z = self.z = _fisher(float(sync))
-        if np.isfinite(chance):
+        if math.isfinite(chance):
             c = _fisher(float(chance))
-            self.chance_z = c if not np.isfinite(self.chance_z) else self.chance_z + self._alpha_chance * (c - self.chance_z)
-        self.smooth_z = z if not np.isfinite(self.smooth_z) else self.smooth_z + self._alpha_smooth * (z - self.smooth_z)
+            self.chance_z = c if not math.isfinite(self.chance_z) else self.chance_z + self._alpha_chance * (c - self.chance_z)
+        self.smooth_z = z if not math.isfinite(self.smooth_z) else self.smooth_z + self._alpha_smooth * (z - self.smooth_z)
         self.valid_s += self.step_s
         if self.calibrating:
             self._calib.append(z)
@@ -302,7 +302,7 @@ class ModalityTrack:
 
     def learn(self) -> None:
         """Follow the baseline with the current smoothed synchrony (call only while not in a possible rupture)."""
-        if not self.calibrating and np.isfinite(self.smooth_z):
+        if not self.calibrating and math.isfinite(self.smooth_z):
             # clipped, so that a shared stressor (synchrony up) or a rupture (down) cannot drag the bar far
             m = max(self.margin, self.cfg.min_margin)
             target = min(max(self.smooth_z, self.baseline_z - self.cfg.baseline_cap_down * m),
@@ -313,10 +313,10 @@ class ModalityTrack:
         """Current numbers for the UI (baseline and chance as r)."""
         return {
             "state": "calibrating" if self.calibrating else state,
-            "baseline": math.tanh(self.baseline_z) if np.isfinite(self.baseline_z) else None,
-            "chance": math.tanh(self.chance_z) if np.isfinite(self.chance_z) else None,
-            "sync": math.tanh(self.smooth_z) if np.isfinite(self.smooth_z) else None,
-            "drop": None if not np.isfinite(self.drop) else float(self.drop),
+            "baseline": math.tanh(self.baseline_z) if math.isfinite(self.baseline_z) else None,
+            "chance": math.tanh(self.chance_z) if math.isfinite(self.chance_z) else None,
+            "sync": math.tanh(self.smooth_z) if math.isfinite(self.smooth_z) else None,
+            "drop": None if not math.isfinite(self.drop) else float(self.drop),
         }
 
 
@@ -387,13 +387,13 @@ class PairMachine:
         for m in self.modalities:
             s, c = values.get(m, (math.nan, math.nan))
             d = self.tracks[m].step(t, s, c)
-            if np.isfinite(d):
+            if math.isfinite(d):
                 drops.append(min(max(d, -cfg.drop_clip), cfg.drop_clip))
                 # evidence weight = the modality's signal-to-noise ratio (baseline-to-chance distance over the
                 # window-to-window spread, squared): the log-likelihood ratio of a mean shift from the
                 # baseline to chance is snr**2 * (drop - 1/2) per window.
                 ws.append(cfg.weight(m) * (self.tracks[m].margin / cfg.z_sd) ** 2)
-        self.used = [m for m in self.modalities if np.isfinite(self.tracks[m].drop)]
+        self.used = [m for m in self.modalities if math.isfinite(self.tracks[m].drop)]
         if blocked:
             # evidence gathered from windows that touch a loss is not evidence of a rupture
             self.drop = math.nan
@@ -411,11 +411,12 @@ class PairMachine:
             # no evidence now (loss, guard, never in tune): freeze
             self.drop = math.nan
             return events
-        D = float(np.dot(ws, drops) / np.sum(ws))
+        sw = sum(ws)
+        D = sum(w * d for w, d in zip(ws, drops)) / sw
         # HR and EDA noise are correlated (one shared drive): the fused evidence uses their mean SNR, not the sum
-        gain = float(np.mean(ws))
+        gain = sw / len(ws)
         self.drop = D
-        self.smooth_drop = D if not np.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
+        self.smooth_drop = D if not math.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
         h = self.h_scale * cfg.cusum_h * (1.0 if len(drops) >= 2 or len(self.modalities) < 2 else cfg.single_h_factor)
         prev = self.evidence
         self.evidence = min(max(0.0, prev + gain * (D - cfg.cusum_k) * self.step_s), 2.0 * h)
@@ -436,7 +437,7 @@ class PairMachine:
                 self._set("attuned", t, events)
             if self.state in ("attuned", "repaired", "drifting") and self.evidence <= cfg.learn_evidence * h:
                 for tr in self.tracks.values():
-                    if np.isfinite(tr.drop):
+                    if math.isfinite(tr.drop):
                         tr.learn()
         elif self.state in ("possible_rupture", "repairing"):
             ep = self.episode
@@ -662,8 +663,9 @@ class RuptureDetector:
         if chance.ndim == 1:
             chance = np.repeat(chance[:, None], t_end.size, axis=1)
         q = self._pending.setdefault(modality, [])
-        for w, t in enumerate(t_end):
-            q.append((float(t), sync[:, w], chance[:, w]))
+        # plain Python floats: the per-window state machines work on scalars
+        for t, sv, cv in zip(t_end.tolist(), sync.T.tolist(), chance.T.tolist()):
+            q.append((t, sv, cv))
         return self._drain(final=False)
 
     def _drain(self, final: bool) -> list[dict]:
@@ -689,7 +691,7 @@ class RuptureDetector:
                     now[m] = queues[i][heads[i]]
                     heads[i] += 1
             for p in range(len(self.pairs)):
-                vals = {m: (float(sv[p]), float(cv[p])) for m, (_, sv, cv) in now.items()}
+                vals = {m: (sv[p], cv[p]) for m, (_, sv, cv) in now.items()}
                 for ev in self.machines[p].step(t, vals, self._blocked(p, t)):
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
@@ -712,7 +714,7 @@ class RuptureDetector:
                 tr.just_calibrated = False
                 if len(self.participants) < 3 or w <= 0:
                     continue
-                others = [o.first_baseline_z for o in tracks if o is not tr and np.isfinite(o.first_baseline_z)]
+                others = [o.first_baseline_z for o in tracks if o is not tr and math.isfinite(o.first_baseline_z)]
                 if others:
                     tr.baseline_z = (1.0 - w) * tr.first_baseline_z + w * float(np.median(others))
 
@@ -780,7 +782,7 @@ class RuptureDetector:
         for p, pair in enumerate(self.pairs):
             mach = self.machines[p]
             out.append({"pair": pair, "state": mach.state, "words": STATE_WORDS[mach.state],
-                        "evidence": mach.evidence, "drop": None if not np.isfinite(mach.smooth_drop) else mach.smooth_drop,
+                        "evidence": mach.evidence, "drop": None if not math.isfinite(mach.smooth_drop) else mach.smooth_drop,
                         "modalities": mach.snapshots()})
         return out
 

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.signal import lfilter
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .quality import Quality
@@ -394,8 +395,15 @@ class ChanceLevel:
 
     def update(self, chance: np.ndarray) -> np.ndarray:
         """Feed (n_pairs, n_win) surrogate means; return the running level after each window, same shape."""
-        out = np.empty_like(chance, dtype=float)
-        for j in range(chance.shape[1]):  # windows of one tick: a handful
+        chance = np.asarray(chance, dtype=float)
+        if chance.shape[1] and np.isfinite(chance).all() and np.isfinite(self.level).all():
+            # the usual case: one first-order IIR filter per pair, state carried in zi
+            a = self.alpha
+            out, _ = lfilter([a], [1.0, a - 1.0], chance, axis=1, zi=((1.0 - a) * self.level)[:, None])
+            self.level = out[:, -1].copy()
+            return out
+        out = np.empty_like(chance)
+        for j in range(chance.shape[1]):  # NaN or first windows: skip missing values per pair
             c = chance[:, j]
             ok = np.isfinite(c)
             first = ok & ~np.isfinite(self.level)

@@ -33,7 +33,7 @@ class Settings:
     """
 
     display_s: float = 180.0
-    window_s: float = 20.0
+    window_s: float = 30.0
     preset: str = "balanced"
     modalities: str = "heart + skin"
     recordings_dir: str = str(Path.home() / "attune-recordings")
