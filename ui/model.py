@@ -101,6 +101,7 @@ class Snapshot:
     recording: dict | None = None
     replay: dict | None = None
     messages: list = field(default_factory=list)
+    label: str | None = None
 
 
 class SessionModel:
@@ -130,6 +131,8 @@ class SessionModel:
         self.version = 0
         self.recording: dict | None = None
         self.replay: dict | None = None
+        #: what views call the session when it is not plain live/replay (e.g. "Demo · simulated · 2x")
+        self.label: str | None = None
         #: callables ``sink(marker_dict)`` — e.g. the recorder's marker stream.
         self.marker_sinks: list = []
         self._messages: list[str] = []
@@ -256,6 +259,7 @@ class SessionModel:
                 episodes=[dict(e) for e in self._episodes.values()], signal_loss=[dict(x) for x in self._loss],
                 markers=[dict(m) for m in self._markers], recording=None if self.recording is None else dict(self.recording),
                 replay=None if self.replay is None else dict(self.replay), messages=list(self._messages),
+                label=self.label,
             )
 
     @staticmethod

@@ -30,8 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
                    help=f"simulator scenario (default {DEFAULT_SCENARIO}; see `attune simulate --list-scenarios`)")
     p.add_argument("--participants", type=int, metavar="N", help="number of people (default: the scenario's)")
-    p.add_argument("--speed", type=float, default=1.0, metavar="X",
-                   help="run the session X times faster than real time (default 1; e.g. 4 to see the repair sooner)")
+    p.add_argument("--speed", type=float, default=2.0, metavar="X",
+                   help="run the session X times faster than real time (default 2: the first possible rupture (at 90 s of "
+                        "session time) is flagged and repaired within about two minutes; 1 for real time)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="simulator seed (default 0)")
     from .monitor import add_session_options
 
@@ -134,8 +135,10 @@ def run(args) -> int:
 
     configure(None)
     runner = start_demo(args.scenario, args.participants, args.speed, args.seed, config=config, modalities=modalities)
-    print(f"demo: simulator '{args.scenario}' at {args.speed:g}x; people {', '.join(runner.model.participants)}; "
-          f"{describe_settings(config, modalities)}. A possible rupture is flagged about a minute in, its repair later.",
+    runner.model.label = f"Demo \u00b7 simulated at {args.speed:g}x"
+    print(f"demo: simulator '{args.scenario}' at {args.speed:g}x (session time runs {args.speed:g}x faster than the "
+          f"clock); people {', '.join(runner.model.participants)}; {describe_settings(config, modalities)}. "
+          "In the default scenario a possible rupture begins at 1:30 of session time and is repaired a minute later.",
           file=sys.stderr)
     try:
         return open_view(runner, args, title="Attune - demo (simulated)", settings=settings)

@@ -310,7 +310,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw_s += time.perf_counter() - t0
 
     def _update_controls(self, snap) -> None:
-        mode = "Replay" if snap.replay is not None else "Live"
+        mode = snap.label or ("Replay" if snap.replay is not None else "Live")
         self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(snap.t_now)}")
         rec = snap.recording
         if rec:
