@@ -507,7 +507,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
     bad = ~np.isfinite(x)
     cb = np.concatenate([[0], np.cumsum(bad.any(0))])
     ctt = n_seg * (n_seg * n_seg - 1) / 12.0
-    J = int(min(nw, J or max(128, min(1024, 300_000 // (Pa * Pa)))))
+    J = int(min(nw, J or max(64, min(1024, 140_000 // (Pa * Pa)))))
     nbk = J + q - 1
     span = (J - 1) * step + n_seg
     pr = np.arange(P)
@@ -520,76 +520,88 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
     A[P] = 1.0
     if detrend:
         A[P + 1] = tk
-    Bl = np.empty((nbk, Pa, g))
     BlT = np.empty((nbk, g, Pa))
     cs = np.empty((nbk + 1, Pa, Pa))  # block Grams, then (in place) their prefix sums; row 0 = 0
     cs[0] = 0.0
-    W = np.empty((J, Pa * Pa))
     flat = ia * Pa + ib
     sn = 1.0 / n_seg
+    cv = cs.reshape(nbk + 1, Pa * Pa)
+    rows = list(cv)  # row views made once: the prefix-sum loop is bound by per-call cost
+    add = np.add
+    # (pairs, windows) scratch, flat so that the first Jc windows are one contiguous (K, Jc) array
+    T1b, T2b, Rb = np.empty(K * J), np.empty(K * J), np.empty(K * J)
+    sidx = np.concatenate([pr * Pa + pr, P * Pa + pr] + ([(P + 1) * Pa + pr] if detrend else []))
     for j0 in range(0, nw, J):
         Jc = min(J, nw - j0)
         s0 = j0 * step
         Y = A[:P]
         seg = x[:, s0 : s0 + span]
         m = seg.shape[1]
-        Y[:, :m] = seg
-        if m < span:
-            Y[:, m:] = np.nan
         full = cb[s0 + m] == cb[s0] and m == span
-        lvl = np.abs(seg).max(1) if full else np.where(np.isfinite(seg), np.abs(seg), 0.0).max(1)
-        sc2 = np.maximum(1.0, lvl) ** 2  # level scale per person
         if full:
-            Y -= Y.mean(1)[:, None]
+            lvl = np.maximum(seg.max(1), -seg.min(1))
+            np.subtract(seg, seg.mean(1)[:, None], out=Y)
             if detrend:  # partial r on time is unchanged by removing a line: anchor on the chunk's line
                 Y -= ((Y @ tk) / (tk @ tk))[:, None] * tk
         else:
+            lvl = np.where(np.isfinite(seg), np.abs(seg), 0.0).max(1)
+            Y[:, :m] = seg
+            Y[:, m:] = np.nan
             M = np.isfinite(Y)
             Y0 = np.where(M, Y, 0.0)
             Y -= (Y0.sum(-1) / np.maximum(M.sum(-1), 1))[:, None]
             if detrend:
                 Y -= ((np.where(M, Y, 0.0) @ tk) / (tk @ tk))[:, None] * tk
             np.copyto(Y, 0.0, where=~M)
+        sc2 = np.maximum(1.0, lvl) ** 2  # level scale per person
         nb = Jc + q - 1
         Av = A[:, : nb * g].reshape(Pa, nb, g)
-        np.copyto(Bl[:nb], Av.transpose(1, 0, 2))
+        # left operand straight from the strided view (BLAS takes its row stride); the right one copied
         np.copyto(BlT[:nb], Av.transpose(1, 2, 0))
-        np.matmul(Bl[:nb], BlT[:nb], out=cs[1 : nb + 1])
-        cv = cs.reshape(nbk + 1, Pa * Pa)
-        for i in range(1, nb + 1):  # prefix sums over blocks: row adds beat np.cumsum along axis 0
-            np.add(cv[i - 1], cv[i], out=cv[i])
-        Wv = np.subtract(cv[q : q + Jc], cv[:Jc], out=W[:Jc])
+        np.matmul(Av.transpose(1, 0, 2), BlT[:nb], out=cs[1 : nb + 1])
+        prev = rows[0]
+        for r in rows[1 : nb + 1]:  # prefix sums over blocks: row adds beat np.cumsum along axis 0
+            add(prev, r, r)
+            prev = r
+        # (pairs, windows) layout from here: fancy indexing along axis 1 then .T is C-contiguous, so the
+        # pair (and per-person) entries of every prefix row are gathered once and differenced as rows
+        Cp = cv[: nb + 1, flat].T  # (K, nb + 1)
+        R = np.subtract(Cp[:, q : q + Jc], Cp[:, :Jc], out=Rb[: K * Jc].reshape(K, Jc))
+        Cs = cv[: nb + 1, sidx].T  # (2 or 3 P, nb + 1): sums of y**2, y (and t * y)
+        Sw = Cs[:, q : q + Jc] - Cs[:, :Jc]
         if rem:
             # the last rem samples of each window (step does not divide the window): direct Gram
             Ar = sliding_window_view(A, rem, axis=1)[:, q * g : q * g + (Jc - 1) * step + 1 : step]
             Ar = Ar.transpose(1, 0, 2)
-            Wv += np.matmul(Ar, Ar.swapaxes(-1, -2)).reshape(Jc, Pa * Pa)
-        S1 = Wv[:, P * Pa : P * Pa + P]
-        St = Wv[:, (P + 1) * Pa : (P + 1) * Pa + P] - cj[:Jc, None] * S1 if detrend else None
-        S2 = Wv[:, pr * Pa + pr]
+            Gr = np.matmul(Ar, Ar.swapaxes(-1, -2)).reshape(Jc, Pa * Pa)
+            R += Gr[:, flat].T
+            Sw += Gr[:, sidx].T
+        S2, S1 = Sw[:P], Sw[P : 2 * P]  # (P, Jc)
         c = S2 - S1 * S1 * sn
         if detrend:
+            St = Sw[2 * P :] - cj[:Jc] * S1  # sum of centred t * y
             c -= St * St / ctt
-        low = ((c <= _FAST_REL * S2) | (c <= _FLAT_ABS * n_seg * sc2)).any(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w = 1.0 / np.sqrt(c)
-        # (pairs, windows) layout: fancy indexing along axis 1 then .T is C-contiguous, and row gathers
-        # of per-person (P, J) arrays are contiguous copies
-        with np.errstate(invalid="ignore", over="ignore"):  # redo windows may hold inf/NaN
-            R = Wv[:, flat].T  # (K, J) sum of cross products
-            pT = (S1 * math.sqrt(sn)).T.copy()
-            t1 = pT[ia]
-            t1 *= pT[ib]
-            R -= t1
+        low = ((c <= _FAST_REL * S2) | (c <= _FLAT_ABS * n_seg * sc2[:, None])).any(0)
+        # r = w_a w_b (S_ab - u_a u_b - v_a v_b), w = 1 / sqrt(c), u = S1 / sqrt(n), v = St / sqrt(ctt);
+        # row gathers (np.take into preallocated scratch) of the per-person (P, Jc) arrays
+        T1 = T1b[: K * Jc].reshape(K, Jc)
+        T2 = T2b[: K * Jc].reshape(K, Jc)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # redo windows: inf/NaN
+            wT = 1.0 / np.sqrt(c)
+            uT = S1 * math.sqrt(sn)
+            np.take(uT, ia, axis=0, out=T1, mode="clip")
+            T1 *= np.take(uT, ib, axis=0, out=T2, mode="clip")
+            R -= T1
             if detrend:
-                qT = (St * (1.0 / math.sqrt(ctt))).T.copy()
-                t1 = qT[ia]
-                t1 *= qT[ib]
-                R -= t1
-            wT = w.T.copy()
-            R *= wT[ia]
-            R *= wT[ib]
-        np.clip(R, -1.0, 1.0, out=out[:, j0 : j0 + Jc])
+                vT = St * (1.0 / math.sqrt(ctt))
+                np.take(vT, ia, axis=0, out=T1, mode="clip")
+                T1 *= np.take(vT, ib, axis=0, out=T2, mode="clip")
+                R -= T1
+            np.take(wT, ia, axis=0, out=T1, mode="clip")
+            T1 *= np.take(wT, ib, axis=0, out=T2, mode="clip")
+            R *= T1
+        np.clip(R, -1.0, 1.0, out=R)  # contiguous, then one copy into the strided output columns
+        out[:, j0 : j0 + Jc] = R
         sw = s0 + st[:Jc]
         redo[j0 : j0 + Jc] = ((cb[sw + n_seg] - cb[sw]) > 0) | low
     return redo
