@@ -115,6 +115,9 @@ def main() -> int:
 
     # --- ours, batch
     t_p, m = timed(lambda: sy.rolling_pearson(x, FS, WIN_S, STEP_S))
+    # the same call again, 10 more times: once the allocator reuses freed memory, the fresh 14 MB output
+    # no longer costs page faults (the headline above keeps the same warm-up as every baseline)
+    t_p_steady, _ = timed(lambda: sy.rolling_pearson(x, FS, WIN_S, STEP_S), repeat=10)
     t_s, _ = timed(lambda: sy.synchrony(x, FS, WIN_S, STEP_S))
     t_w, wres = timed(lambda: sy.windowed_xcorr(x, FS, WIN_S, STEP_S, LAG_S))
 
@@ -172,6 +175,7 @@ def main() -> int:
 
     rows = [
         ("ours rolling_pearson (levels)", t_p, f"{n_pairs} pairs x {nw} windows; max |r - pandas| = {err_pd:.1e}"),
+        ("ours rolling_pearson, steady state", t_p_steady, "median of 10 further runs (output pages reused)"),
         ("ours synchrony (detrended r)", t_s, "default metric"),
         ("pandas rolling().corr per pair", t_pd, "all pairs; every sample, then every 4th kept"),
         (
@@ -208,6 +212,8 @@ def main() -> int:
     res = {
         "speedup_vs_pandas": round(t_pd / t_p, 1),
         "speedup_vs_neurokit2": round(t_nk / t_p, 1),
+        "rolling_pearson_ms": round(t_p * 1e3, 1),
+        "rolling_pearson_ms_steady": round(t_p_steady * 1e3, 1),
         "wcc_speedup_vs_pandas": round(t_wpd / t_w, 1),
         "synchrony_detrended_speedup_vs_pandas": round(t_pd / t_s, 1),
         "memory_bandwidth_gbs": round(bw, 2),

@@ -491,7 +491,8 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
     out : ndarray, shape (n_pairs, nw)
         Receives r (clipped to [-1, 1]); undefined where ``redo``.
     J : int, optional
-        Windows per chunk (scratch arrays of ~J * (n_people + 2)**2 values); by default ~300k values.
+        Windows per chunk (scratch arrays of ~J * (n_people + 2)**2 values); by default ~140k values
+        (the block Grams of a chunk then stay in a 2 MB L2 cache; measured best at 32 people).
 
     Returns
     -------

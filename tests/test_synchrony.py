@@ -237,3 +237,22 @@ def test_fast_paths_equal_direct_windows(rng, detrend):
     np.testing.assert_allclose(res.rmax, rmax.T, atol=1e-9)
     np.testing.assert_array_equal(res.lag_s, lag_s.T)
     np.testing.assert_array_equal(res.leader, leader.T)
+
+
+@pytest.mark.parametrize("detrend", [False, True])
+def test_fast_pearson_chunks_equal_direct_windows(rng, detrend):
+    """Lag-0 fast path over several chunks (the last one partial), a step that does not divide the window
+    and a gap == the direct per-window r; windows it flags for the masked path are exactly those with a gap."""
+    P, n = 9, 1500
+    x = _noise_walks(rng, P, n, trend=50.0) + 100.0 * np.arange(P)[:, None]
+    x[4, 900:903] = np.nan
+    win, step = 118, 6
+    ia, ib = sy.pair_index(P)
+    nw = sy.n_windows(n, win, step)
+    r = np.empty((len(ia), nw))
+    redo = sy._fast_pearson(x, step, nw, win, detrend, ia, ib, r, J=37)  # 37 does not divide nw = 231
+    rd, st = sy.pearson_windows(sy._windows(x, win, step, nw), ia, ib, detrend=detrend)
+    gap = np.isnan(sy._windows(x, win, step, nw)).any(axis=(1, 2))
+    np.testing.assert_array_equal(redo, gap)
+    np.testing.assert_allclose(r[:, ~redo], rd[~redo].T, atol=1e-9)
+    assert (st[~redo] == sy.OK).all()
