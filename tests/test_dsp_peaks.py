@@ -7,20 +7,7 @@ import pytest
 
 from dsp.peaks import BeatDetector, detect_beats
 
-
-def match_rates(ours, ref, tol=0.05):
-    """(sensitivity, positive predictive value) of ``ours`` against ``ref`` (times, s)."""
-    ours, ref = np.sort(ours), np.sort(ref)
-
-    def hits(a, b):
-        j = np.searchsorted(a, b)
-        d = np.full(b.size, np.inf)
-        for k in (j - 1, j):
-            kk = np.clip(k, 0, a.size - 1)
-            d = np.minimum(d, np.abs(a[kk] - b))
-        return d <= tol
-
-    return float(hits(ours, ref).mean()), float(hits(ref, ours).mean())
+from beat_match import match_rates
 
 
 def synthetic_ecg(rng, srate, beats, duration, invert=False):

@@ -9,25 +9,12 @@ from dsp.heart import signal_to_hr_grid
 from dsp.peaks import detect_beats
 from dsp.quality import is_valid
 
+from beat_match import match_rates
+
 pytestmark = pytest.mark.realdata
 
 MOVESENSE = "tutorial_dyadic_movesense/data"
 STAMP = "2025_01_25-16_42_59"
-
-
-def match_rates(ours, ref, tol=0.05):
-    """(sensitivity, positive predictive value) of ``ours`` against ``ref`` (times, s)."""
-    ours, ref = np.sort(ours), np.sort(ref)
-
-    def hits(a, b):
-        j = np.searchsorted(a, b)
-        d = np.full(b.size, np.inf)
-        for k in (j - 1, j):
-            kk = np.clip(k, 0, a.size - 1)
-            d = np.minimum(d, np.abs(a[kk] - b))
-        return d <= tol
-
-    return float(hits(ours, ref).mean()), float(hits(ref, ours).mean())
 
 
 def test_neurokit_resting_ecg_and_ppg(realdata):

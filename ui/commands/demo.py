@@ -22,9 +22,10 @@ def register(subparsers) -> None:
         "demo",
         help="simulated couple with a rupture and its repair, in the live view (no hardware needed)",
         description=(
-            "Start the simulator (a couple that talks calmly; at about a minute one partner's arousal climbs "
-            "alone, then they repair) and open the live view: a possible rupture is flagged within two minutes "
-            "and its repair after. A flag is a prompt to check in, never a diagnosis."
+            "Start the simulator (a couple that talks calmly; at 1:30 of session time one partner's arousal climbs "
+            "alone for a minute, then they repair) and open the live view, at 2x by default: the possible rupture "
+            "is flagged and its repair shown within about two minutes on the clock. A flag is a prompt to check "
+            "in, never a diagnosis."
         ),
     )
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
