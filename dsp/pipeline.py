@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,8 +34,7 @@ logger = logging.getLogger(__name__)
 #: windows better than the detrended r on simulated tune sessions (fewer false alarms at equal recall).
 DETECTOR_METRIC = "pearson"
 
-#: Stream kinds per synchrony modality, most precise first (the roster picks one per person).
-HEART_KINDS = ("rr", "ecg", "ppg", "hr")
+#: Stream kinds that feed the skin-conductance modality (every other kind feeds heart rate).
 EDA_KINDS = ("eda",)
 
 
@@ -187,9 +185,7 @@ class SessionPipeline:
                                         window_s=self.cfg.window_s)
         self.loss = SignalLossTracker(fs)
         hist = int(self.cfg.history_s * fs)
-        self._hist_grid = {m: deque(maxlen=max(1, hist // 64)) for m in self.modalities}  # blocks
         self._level_hist = {m: np.full((n, hist), np.nan) for m in self.modalities}
-        self._level_len = 0
         self.pairs = self.detector.pairs
         self.last_time = 0.0
 
