@@ -34,3 +34,23 @@ def test_start_and_stop_recording(tmp_path):
     markers = [s for n, s in names.items() if "marker" in n.lower()]
     assert markers and any("voice rose" in m[0] for m in markers[0]["time_series"])
     assert runner.stop_recording() is None  # idempotent
+
+
+def test_a_stream_that_appears_later_is_announced():
+    """Slots are fixed when monitoring starts; a later stream is told to the user, not silently ignored."""
+    rec = load_recording(os.path.join(ROOT, "recordings", "sample-couple.xdf"))
+
+    class LateStreamSource(RecordingSource):
+        announced = False
+
+        def new_streams(self):
+            if self.announced:
+                return []
+            self.announced = True
+            return ["P3 Polar H10 RR"]
+
+    runner = Runner(LateStreamSource(rec, speed=math.inf))
+    runner.step()
+    runner.step()
+    msgs = runner.model.snapshot().messages
+    assert sum("P3 Polar H10 RR" in m and "restart monitoring" in m for m in msgs) == 1

@@ -114,6 +114,7 @@ class Runner:
         #: the running :class:`acquisition.recorder.SessionRecorder`, if any
         self.recorder = None
         self._rec_started = 0.0
+        self._next_stream_check = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> Runner:
@@ -153,6 +154,11 @@ class Runner:
             return None
         chunks, until, status = self.source.poll()
         feed(self.pipeline, chunks)
+        if hasattr(self.source, "new_streams") and time.monotonic() >= self._next_stream_check:
+            self._next_stream_check = time.monotonic() + 2.0
+            for name in self.source.new_streams():
+                self.model.message(f"New stream {name!r} appeared; it is not in this session's pipeline: "
+                                   "restart monitoring to include it.")
         upd = None
         if until is not None:
             upd = self.pipeline.advance(until)
