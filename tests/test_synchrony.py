@@ -256,3 +256,47 @@ def test_fast_pearson_chunks_equal_direct_windows(rng, detrend):
     np.testing.assert_array_equal(redo, gap)
     np.testing.assert_allclose(r[:, ~redo], rd[~redo].T, atol=1e-9)
     assert (st[~redo] == sy.OK).all()
+
+
+@pytest.mark.skipif(not sy._kernels.HAVE_NUMBA, reason="numba not installed: the numpy path is the only one")
+@pytest.mark.parametrize("step", [4, 6, 130])
+def test_compiled_lag0_kernel_equals_numpy_path(rng, monkeypatch, step):
+    """The numba lag-0 kernel == the numpy fast path (its reference) within 1e-9, same windows flagged for
+    the masked path (gaps, a flat stretch); and rolling_pearson (levels, diff) equals itself with numba off."""
+    P, n = 7, 1400
+    x = _noise_walks(rng, P, n, trend=30.0) + 1000.0 * np.arange(P)[:, None]
+    x[2, 700:703] = np.nan
+    x[5, 300:460] = x[5, 300]  # stuck sensor: flat for longer than a window
+    win = 118
+    ia, ib = sy.pair_index(P)
+    nw = sy.n_windows(n, win, step)
+    r_np, r_nb = np.empty((len(ia), nw)), np.empty((len(ia), nw))
+    redo_np = sy._fast_pearson(x, step, nw, win, False, ia, ib, r_np, J=37)
+    redo_nb = np.zeros(nw, dtype=bool)
+    sy._kernels.get("pearson_lag0")(x, step, nw, win, 37, ia, ib, r_nb, redo_nb, sy._FAST_REL, sy._FLAT_ABS)
+    np.testing.assert_array_equal(redo_nb, redo_np)
+    assert redo_np.any() and not redo_np.all()
+    np.testing.assert_allclose(r_nb[:, ~redo_nb], r_np[:, ~redo_np], rtol=0, atol=1e-9)
+    for diff in (False, True):
+        m_nb = sy.rolling_pearson(x, FS, win / FS, step / FS, diff=diff)
+        monkeypatch.setattr(sy._kernels, "HAVE_NUMBA", False)
+        m_np = sy.rolling_pearson(x, FS, win / FS, step / FS, diff=diff)
+        monkeypatch.setattr(sy._kernels, "HAVE_NUMBA", True)
+        np.testing.assert_array_equal(m_nb.status, m_np.status)
+        np.testing.assert_allclose(m_nb.values, m_np.values, rtol=0, atol=1e-9, equal_nan=True)
+        nw_d = m_np.values.shape[1]
+        rd, st = sy.pearson_windows(sy._windows(x, win, step, nw_d), ia, ib, diff=diff)  # direct reference
+        np.testing.assert_array_equal(m_nb.status, st.T)
+        np.testing.assert_allclose(m_nb.values, rd.T, rtol=0, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.skipif(not sy._kernels.HAVE_NUMBA, reason="numba not installed: the numpy path is the only one")
+def test_compiled_lag0_kernel_bench_size_equals_numpy_path(monkeypatch):
+    """At the bench size (32 people, 1 h at 4 Hz, 30 s windows, 1 s step) the numba kernel == numpy path."""
+    rng = np.random.default_rng(7)
+    x = 70 + np.cumsum(rng.standard_normal((32, 14400)), 1) * 0.3
+    m_nb = sy.rolling_pearson(x, FS, 30.0, 1.0)
+    monkeypatch.setattr(sy._kernels, "HAVE_NUMBA", False)
+    m_np = sy.rolling_pearson(x, FS, 30.0, 1.0)
+    np.testing.assert_array_equal(m_nb.status, m_np.status)
+    np.testing.assert_allclose(m_nb.values, m_np.values, rtol=0, atol=1e-9)
