@@ -283,23 +283,42 @@ class LiveSource:
                 f"({', '.join(people) or 'none'}); start the wearables (or `attune simulate`), or write a roster."
             )
         self._cursors = [0] * len(self._receivers)
+        self._last_ts: list = [None] * len(self._receivers)
+        self._until = -math.inf
         self.origin = self._clock()
         self.messages: list[str] = []
         self._known_keys = {r.key for r in session.receivers.values()}
 
     def poll(self):
-        """New samples of every slot; complete up to ``local_clock() - safety_s``."""
+        """New samples of every slot, and the time up to which every slot is complete.
+
+        That time is ``local_clock() - safety_s``, or later when every stream
+        that is flowing has already delivered later samples (a simulator
+        replaying faster than real time stamps samples ahead of the clock;
+        samples arrive in order, so a stream is complete up to its newest
+        timestamp). While any stream is lost or stale, the clock alone decides:
+        the session goes on and the missing stream's gap is marked missing.
+        """
         chunks = []
         for i, r in enumerate(self._receivers):
             ts, vs, self._cursors[i] = r.read_new(self._cursors[i])
             if len(ts):
+                self._last_ts[i] = float(ts[-1])
                 keep = ts >= self.origin - 10.0  # samples from before the session began are not ours
                 if keep.any():
                     chunks.append((i, ts[keep], vs[keep]))
         status: dict = {}
-        for spec, r in zip(self.inputs, self._receivers):
-            status.setdefault(spec.participant, {})[spec.modality] = _STATUS_WORDS.get(r.state, r.state)
-        return chunks, self._clock() - self.safety_s, status
+        flowing = []
+        for i, (spec, r) in enumerate(zip(self.inputs, self._receivers)):
+            word = _STATUS_WORDS.get(r.state, r.state)
+            status.setdefault(spec.participant, {})[spec.modality] = word
+            if word in ("ok", "noisy", "recovered") and self._last_ts[i] is not None:
+                flowing.append(self._last_ts[i])
+        until = self._clock() - self.safety_s
+        if flowing and len(flowing) == len(self._receivers):
+            until = max(until, min(flowing))
+        self._until = max(self._until, until)  # what was complete stays complete
+        return chunks, self._until, status
 
     def new_streams(self) -> list[str]:
         """Names of streams that appeared after the source was made (not in the pipeline)."""

@@ -321,3 +321,39 @@ def test_live_session_assigns_and_receives_two_participants():
         session.close()
         assert all(r.state == "closed" for r in session.receivers.values())
         del outlets
+
+
+def test_live_source_follows_streams_stamped_ahead_of_the_clock():
+    """A simulator replaying at 20x stamps samples ahead of local_clock(): the session follows the data."""
+    from acquisition.live import LiveSession
+    from acquisition.sources import LiveSource
+
+    tag = sid("ahead")
+    outlets = [pylsl.StreamOutlet(make_info(f"{p} HR", "hr", p, f"{tag}-{p}", unit="bpm", srate=1.0))
+               for p in ("P1", "P2")]
+    session = LiveSession(accept=lambda d: d.source_id.startswith(tag), discover_timeout=2.0).start()
+    try:
+        assert session.wait_for_streams(2, 10.0)
+        src = LiveSource(session)
+        assert all(o.wait_for_consumers(5.0) for o in outlets)
+        t0 = pylsl.local_clock()
+        n, untils = 0, []
+        for i in range(60):  # one minute of 1 Hz HR in 3 s of wall clock, stamped in session time
+            for o in outlets:
+                o.push_sample([70.0], t0 + i)
+            time.sleep(0.05)
+            chunks, until, status = src.poll()
+            n += sum(len(c[1]) for c in chunks)
+            untils.append(until)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and n < 120:
+            chunks, until, status = src.poll()
+            n += sum(len(c[1]) for c in chunks)
+            untils.append(until)
+            time.sleep(0.02)
+        assert n == 120
+        assert max(untils) >= t0 + 55  # the clock alone would say about t0 + 3
+        assert all(b >= a for a, b in zip(untils, untils[1:]))
+    finally:
+        session.close()
+        del outlets
