@@ -48,6 +48,14 @@ _TYPE_ALIASES = {
     "ppg": ("ppg", "bvp", "pleth", "photoplethysmogram"),
 }
 
+# Stream types that say the stream is something else: their names are not searched for heart/EDA words
+# (Attune's own "Attune synchrony hr" stream must not be taken for a heart-rate stream).
+_OTHER_TYPES = {
+    "synchrony", "markers", "marker", "stringmarker", "events", "event", "eeg", "emg", "eog", "meg", "nirs",
+    "accelerometer", "acc", "gyroscope", "gyro", "magnetometer", "mocap", "audio", "video", "gaze", "control",
+    "temperature", "temp", "resp", "respiration",
+}
+
 # Unit spellings, lower-case, with the factor that takes them to the canonical unit.
 _UNIT_SCALES = {
     "rr": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "second": 1.0, "ms": 1e-3, "msec": 1e-3,
@@ -195,6 +203,8 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=()) 
     for kind, aliases in _TYPE_ALIASES.items():
         if t in {a.replace("-", "").replace("_", "") for a in aliases}:
             return kind
+    if t in _OTHER_TYPES:
+        return None
     # Names and labels: whole-word match, most specific kinds first (ECG names often also say "HR").
     texts = [_norm(name)] + [_norm(lbl) for lbl in labels]
     for kind in ("rr", "ecg", "ppg", "eda", "hr"):

@@ -166,7 +166,8 @@ def load_xdf(path) -> Recording:
     finally:
         pylog.removeHandler(catcher)
         pylog.propagate = old_propagate
-    rec.problems.extend(sorted(set(catcher.messages)))
+    # "Segments and clock-segments differ": pyxdf noting a gap in a stream; gaps are marked missing anyway
+    rec.problems.extend(sorted({m for m in catcher.messages if "clock-segments differ" not in m}))
     for s in streams:
         try:
             d = describe(s["info"])
