@@ -34,6 +34,8 @@ def test_start_and_stop_recording(tmp_path):
     markers = [s for n, s in names.items() if "marker" in n.lower()]
     assert markers and any("voice rose" in m[0] for m in markers[0]["time_series"])
     assert runner.stop_recording() is None  # idempotent
+    # our own derived streams ("Attune synchrony hr" ...) are never mistaken for a person's heart or EDA
+    assert load_recording(out).physio_streams() == []
 
 
 def test_a_stream_that_appears_later_is_announced():
