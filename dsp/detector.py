@@ -163,6 +163,12 @@ class DetectorConfig:
         Typical window-to-window spread (Fisher z) of attuned synchrony; the
         evidence of a modality is weighted by ``(margin / z_sd) ** 2``, so a
         pair whose baseline sits close to chance needs longer to flag.
+    ref_chance_sd : float
+        The spread of the time-shifted-partner r (surrogate SD) the presets were
+        tuned at. Where the pair's running surrogate SD is wider (smooth 1 Hz
+        device HR: ~0.8 on a real E4 dyad vs ~0.35-0.45 in the simulated tune sessions), chance
+        alone moves r that much, and the evidence is scaled down by
+        ``(ref_chance_sd / chance_sd) ** 2``; never scaled up.
     """
 
     calibration_s: float = 50.0
@@ -189,6 +195,7 @@ class DetectorConfig:
     merge_gap_s: float = 20.0
     weights: tuple = (("hr", 1.0), ("eda", 1.0))
     z_sd: float = 0.6
+    ref_chance_sd: float = 0.5
 
     def validate(self) -> DetectorConfig:
         """Check the hysteresis ordering; return self."""
@@ -249,6 +256,7 @@ class ModalityTrack:
         self.baseline_z = math.nan
         self.first_baseline_z = math.nan
         self.chance_z = math.nan
+        self.chance_sd = math.nan
         self.z = math.nan
         self.smooth_z = math.nan
         self.drop = math.nan
@@ -268,9 +276,19 @@ class ModalityTrack:
         """Baseline minus chance (Fisher z); NaN while calibrating."""
         return self.baseline_z - (self.chance_z if math.isfinite(self.chance_z) else 0.0)
 
-    def step(self, t: float, sync: float, chance: float) -> float:
+    @property
+    def spread_factor(self) -> float:
+        """Evidence scale from the chance spread: ``min(1, (ref_chance_sd / chance_sd) ** 2)``."""
+        if not math.isfinite(self.chance_sd) or self.chance_sd <= self.cfg.ref_chance_sd:
+            return 1.0
+        return (self.cfg.ref_chance_sd / self.chance_sd) ** 2
+
+    def step(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> float:
         """Take one window; return its drop (NaN: no evidence from this modality now)."""
         cfg = self.cfg
+        if math.isfinite(chance_sd):
+            self.chance_sd = chance_sd if not math.isfinite(self.chance_sd) else (
+                self.chance_sd + self._alpha_chance * (chance_sd - self.chance_sd))
         gap = self._last_valid_t is not None and t - self._last_valid_t > 2 * self.step_s
         if not math.isfinite(sync):
             self.z = self.drop = math.nan
@@ -385,14 +403,15 @@ class PairMachine:
         events: list[dict] = []
         drops, ws = [], []
         for m in self.modalities:
-            s, c = values.get(m, (math.nan, math.nan))
-            d = self.tracks[m].step(t, s, c)
+            s, c, *rest = values.get(m, (math.nan, math.nan))
+            d = self.tracks[m].step(t, s, c, *rest)
             if math.isfinite(d):
                 drops.append(min(max(d, -cfg.drop_clip), cfg.drop_clip))
                 # evidence weight = the modality's signal-to-noise ratio (baseline-to-chance distance over the
                 # window-to-window spread, squared): the log-likelihood ratio of a mean shift from the
                 # baseline to chance is snr**2 * (drop - 1/2) per window.
-                ws.append(cfg.weight(m) * (self.tracks[m].margin / cfg.z_sd) ** 2)
+                tr = self.tracks[m]
+                ws.append(cfg.weight(m) * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
         self.used = [m for m in self.modalities if math.isfinite(self.tracks[m].drop)]
         if blocked:
             # evidence gathered from windows that touch a loss is not evidence of a rupture
@@ -628,7 +647,8 @@ class RuptureDetector:
                     return True
         return False
 
-    def update(self, modality: str, t_end: np.ndarray, sync: np.ndarray, chance: np.ndarray) -> list[dict]:
+    def update(self, modality: str, t_end: np.ndarray, sync: np.ndarray, chance: np.ndarray,
+               chance_sd: np.ndarray | None = None) -> list[dict]:
         """Feed new synchrony windows of one modality.
 
         Windows are queued per modality and processed in time order once every
@@ -643,6 +663,9 @@ class RuptureDetector:
             Session time of each window's end (s), increasing.
         sync : ndarray, shape (n_pairs, n_windows)
             Synchrony (Pearson r, NaN where missing).
+        chance_sd : ndarray, shape (n_pairs, n_windows) | None
+            Spread (SD) of the surrogate r per window; scales the evidence down
+            where chance alone spreads wider than the presets were tuned at.
         chance : ndarray, shape (n_pairs, n_windows) or (n_pairs,)
             Chance level of r per pair.
 
@@ -664,8 +687,9 @@ class RuptureDetector:
             chance = np.repeat(chance[:, None], t_end.size, axis=1)
         q = self._pending.setdefault(modality, [])
         # plain Python floats: the per-window state machines work on scalars
-        for t, sv, cv in zip(t_end.tolist(), sync.T.tolist(), chance.T.tolist()):
-            q.append((t, sv, cv))
+        sd = np.full_like(sync, np.nan) if chance_sd is None else np.asarray(chance_sd, dtype=float).reshape(sync.shape)
+        for t, sv, cv, dv in zip(t_end.tolist(), sync.T.tolist(), chance.T.tolist(), sd.T.tolist()):
+            q.append((t, sv, cv, dv))
         return self._drain(final=False)
 
     def _drain(self, final: bool) -> list[dict]:
@@ -691,7 +715,7 @@ class RuptureDetector:
                     now[m] = queues[i][heads[i]]
                     heads[i] += 1
             for p in range(len(self.pairs)):
-                vals = {m: (sv[p], cv[p]) for m, (_, sv, cv) in now.items()}
+                vals = {m: (sv[p], cv[p], dv[p]) for m, (_, sv, cv, dv) in now.items()}
                 for ev in self.machines[p].step(t, vals, self._blocked(p, t)):
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))

@@ -262,7 +262,7 @@ class SessionPipeline:
         for m in self.modalities:
             w = upd.windows[m]
             if w["t"].size:
-                for ev in self.detector.update(m, w["t"], w.get(DETECTOR_METRIC, w["sync"]), w["chance"]):
+                for ev in self.detector.update(m, w["t"], w.get(DETECTOR_METRIC, w["sync"]), w["chance"], w["chance_sd"]):
                     if "episode" in ev:
                         self._set_context(ev["episode"], ev["t"])
                     upd.events.append(ev)

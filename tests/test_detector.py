@@ -240,3 +240,17 @@ def test_groups_need_more_evidence_per_pair(rng):
     assert group.machines[0].h_scale == pytest.approx(scale) and scale > 1.3
     t0 = 120.0
     assert group.episodes[0].flagged_s - t0 == pytest.approx((couple.episodes[0].flagged_s - t0) * scale, abs=2.0)
+
+
+def test_wide_chance_spread_weakens_the_evidence(rng):
+    """Where time-shifted partners already spread widely (smooth 1 Hz device HR), the same drop flags later."""
+    sync = _series(rng, [(120, 0.7), (60, 0.0), (120, 0.7)])
+    t = np.arange(sync.size, dtype=float) + 1.0
+    flagged = {}
+    for sd in (0.35, 0.8):
+        det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0)
+        det.update("hr", t, sync[None], np.full((1, t.size), 0.05), np.full((1, t.size), sd))
+        det.finish()
+        flagged[sd] = [e.flagged_s for e in det.episodes]
+    assert len(flagged[0.35]) == 1
+    assert not flagged[0.8] or flagged[0.8][0] > flagged[0.35][0] + 5
