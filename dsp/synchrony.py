@@ -194,6 +194,22 @@ class WindowedMetric:
         return self.end_sample - self.win
 
 
+def _setup(x, fs: float, window_s: float, step_s: float):
+    """Validated input and window geometry shared by the batch metrics.
+
+    Returns
+    -------
+    fs, x (n_people, n_samples), win, step, ia, ib, window_index (n_windows,), end_sample (n_windows,), n_windows
+    """
+    fs = _check_fs(fs)
+    x = _check_x(x)
+    win = to_samples(window_s, fs, "window_s", 3)
+    step = to_samples(step_s, fs, "step_s", 1)
+    ia, ib = pair_index(x.shape[0])
+    idx, end = _geometry(x.shape[1], win, step)
+    return fs, x, win, step, ia, ib, idx, end, len(idx)
+
+
 def _geometry(n_samples, win, step, first=0):
     nw = n_windows(n_samples, win, step)
     idx = np.arange(nw, dtype=np.int64) + first
@@ -781,14 +797,8 @@ def rolling_pearson(
     WindowedMetric
         ``values`` / ``status`` of shape (n_pairs, n_windows).
     """
-    fs = _check_fs(fs)
-    x = _check_x(x)
+    fs, x, win, step, ia, ib, idx, end, nw = _setup(x, fs, window_s, step_s)
     min_valid = _check_min_valid(min_valid)
-    win = to_samples(window_s, fs, "window_s", 3)
-    step = to_samples(step_s, fs, "step_s", 1)
-    ia, ib = pair_index(x.shape[0])
-    idx, end = _geometry(x.shape[1], win, step)
-    nw = len(idx)
     r = np.empty((len(ia), nw))
     st = np.zeros((len(ia), nw), np.int8)
     if nw:
@@ -1048,14 +1058,8 @@ def directional_agreement(
     -------
     WindowedMetric, values in [0, 1] of shape (n_pairs, n_windows)
     """
-    fs = _check_fs(fs)
-    x = _check_x(x)
+    fs, x, win, step, ia, ib, idx, end, nw = _setup(x, fs, window_s, step_s)
     min_valid = _check_min_valid(min_valid)
-    win = to_samples(window_s, fs, "window_s", 3)
-    step = to_samples(step_s, fs, "step_s", 1)
-    ia, ib = pair_index(x.shape[0])
-    idx, end = _geometry(x.shape[1], win, step)
-    nw = len(idx)
     a = np.full((len(ia), nw), np.nan)
     st = np.zeros((len(ia), nw), np.int8)
     if nw:
@@ -1172,14 +1176,8 @@ def shifted_surrogate(
     -------
     mean, sd : WindowedMetric, values (n_pairs, n_windows); NaN (status MISSING) with < 2 values.
     """
-    fs = _check_fs(fs)
-    x = _check_x(x)
-    win = to_samples(window_s, fs, "window_s", 3)
-    step = to_samples(step_s, fs, "step_s", 1)
+    fs, x, win, step, ia, ib, idx, end, nw = _setup(x, fs, window_s, step_s)
     sh = surrogate_shifts(shifts_s, fs, step)
-    ia, ib = pair_index(x.shape[0])
-    idx, end = _geometry(x.shape[1], win, step)
-    nw = len(idx)
     mean = np.full((len(ia), nw), np.nan)
     sd = np.full((len(ia), nw), np.nan)
     if nw:
