@@ -58,19 +58,29 @@ def load(folder) -> list[dict]:
     return [pickle.load(open(f, "rb")) for f in sorted(glob.glob(str(Path(folder) / "*.pkl")))]
 
 
-def score(data, config, window_s: float = 20.0, metric: str = "pearson"):
-    """Replay the detector (with the pipeline's loss notes) on cached windows; ``attune evaluate``'s metrics."""
+def score(data, config, window_s: float = 30.0, metric: str = "pearson", arousal: bool = True):
+    """Replay the detector (with the pipeline's loss notes) on cached windows; ``attune evaluate``'s metrics.
+
+    With ``arousal`` the person-level arousal divergence is computed from the cached grid and fed too, as the
+    pipeline does.
+    """
     from dsp.detector import RuptureDetector
+    from dsp.divergence import ArousalDivergence
     from ui.commands.evaluate import Detection, aggregate, score_file
 
     scores = []
     for d in data:
-        det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s)
+        det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal)
         for x in d["loss"]:
             det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
         for m in d["modalities"]:
             w = d["win"][window_s][m]
-            det.update(m, w["t"], w.get(metric, w["sync"]), w["chance"])
+            det.update(m, w["t"], w.get(metric, w["sync"]), w["chance"], w.get("chance_sd"))
+        if arousal:
+            if "arousal" not in d:
+                ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
+                d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})[:2]
+            det.update_arousal(*d["arousal"])
         det.finish()
         tr = d["truth"]
         shift = d["origin"] - float(tr.get("time_origin", d["origin"]))

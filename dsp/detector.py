@@ -73,6 +73,7 @@ difference, so the targets (F1 >= 0.9, <= 1 false alarm/h, <= 20 s latency) are 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -163,6 +164,16 @@ class DetectorConfig:
         Typical window-to-window spread (Fisher z) of attuned synchrony; the
         evidence of a modality is weighted by ``(margin / z_sd) ** 2``, so a
         pair whose baseline sits close to chance needs longer to flag.
+    arousal_k, arousal_h : float
+        Person-level arousal divergence (:mod:`dsp.divergence`): each second a pair adds
+        ``cusum_h * (min(L, arousal_clip) - arousal_k) / arousal_h`` to its evidence, where ``L`` is the
+        larger of its two people's log-likelihood ratios "in a rupture" vs "in tune"; so ``arousal_h``
+        seconds of a ratio one above ``arousal_k`` flag on their own, and less together with a drop of synchrony.
+    arousal_clip : float
+        Largest log-likelihood ratio one second can contribute.
+    arousal_in_tune, arousal_rupture : float
+        Typical ratio in tune and in a rupture: the arousal *drop* ``(L - in_tune) / (rupture - in_tune)``
+        joins the synchrony drop (the larger of the two) in the repair decisions and the display.
     ref_chance_sd : float
         The spread of the time-shifted-partner r (surrogate SD) the presets were
         tuned at. Where the pair's running surrogate SD is wider (smooth 1 Hz
@@ -196,6 +207,11 @@ class DetectorConfig:
     weights: tuple = (("hr", 1.0), ("eda", 1.0))
     z_sd: float = 0.6
     ref_chance_sd: float = 0.5
+    arousal_k: float = 3.0
+    arousal_h: float = 40.0
+    arousal_clip: float = 8.0
+    arousal_in_tune: float = -2.0
+    arousal_rupture: float = 3.5
 
     def validate(self) -> DetectorConfig:
         """Check the hysteresis ordering; return self."""
@@ -219,10 +235,14 @@ class DetectorConfig:
 
 #: Sensitivity presets (see the module docstring for what each trades).
 PRESETS = {
-    "conservative": DetectorConfig(cusum_k=0.8, cusum_h=20.0, drift_h=5.0),
+    "conservative": DetectorConfig(cusum_k=0.8, cusum_h=25.0, drift_h=6.0, arousal_k=3.0, arousal_h=40.0),
     "balanced": DetectorConfig(),
-    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0),
+    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=2.0, arousal_h=30.0),
 }
+
+
+#: Queue key of the arousal divergence in :class:`RuptureDetector` (never a modality name).
+AROUSAL_KEY = "_arousal"
 
 
 def get_preset(name: str) -> DetectorConfig:
@@ -363,6 +383,7 @@ class PairMachine:
         self.cfg = config
         self.step_s = float(step_s)
         self.tracks = {m: ModalityTrack(m, config, step_s) for m in self.modalities}
+        self._weight = {m: config.weight(m) for m in self.modalities}
         self.h_scale = 1.0
         self.state = "calibrating"
         self.state_since: float | None = None
@@ -375,6 +396,8 @@ class PairMachine:
         self._cand_since: float | None = None
         self.episode: PairEpisodeDraft | None = None
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
+        self.arousal = math.nan         # this second's log-likelihood ratio (larger of the pair's two people)
+        self.smooth_arousal = math.nan  # smoothed arousal drop (see DetectorConfig.arousal_in_tune)
 
     def _set(self, state: str, t: float, events: list) -> None:
         if state != self.state:
@@ -382,7 +405,7 @@ class PairMachine:
             self.state = state
             self.state_since = t
 
-    def step(self, t: float, values: dict, blocked: bool = False) -> list[dict]:
+    def step(self, t: float, values: dict, blocked: bool = False, arousal: float = math.nan) -> list[dict]:
         """Advance by one time step.
 
         Parameters
@@ -394,6 +417,9 @@ class PairMachine:
         blocked : bool
             Signal of either person was lost (any modality) recently enough for this window to hold part of
             it: the window gives no evidence and a possible rupture that was building up is dropped.
+        arousal : float
+            Person-level arousal divergence of the pair this second (log-likelihood ratio, the larger of its two
+            people's; NaN: not known), see :mod:`dsp.divergence`.
 
         Returns
         -------
@@ -401,18 +427,19 @@ class PairMachine:
         """
         cfg = self.cfg
         events: list[dict] = []
-        drops, ws = [], []
+        drops, ws, used = [], [], []
         for m in self.modalities:
-            s, c, *rest = values.get(m, (math.nan, math.nan))
-            d = self.tracks[m].step(t, s, c, *rest)
-            if math.isfinite(d):
+            tr = self.tracks[m]
+            d = tr.step(t, *values.get(m, (math.nan, math.nan)))
+            if d == d:  # not NaN
+                used.append(m)
                 drops.append(min(max(d, -cfg.drop_clip), cfg.drop_clip))
                 # evidence weight = the modality's signal-to-noise ratio (baseline-to-chance distance over the
                 # window-to-window spread, squared): the log-likelihood ratio of a mean shift from the
                 # baseline to chance is snr**2 * (drop - 1/2) per window.
-                tr = self.tracks[m]
-                ws.append(cfg.weight(m) * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
-        self.used = [m for m in self.modalities if math.isfinite(self.tracks[m].drop)]
+                ws.append(self._weight[m] * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
+        self.used = used
+        self.arousal = arousal if not blocked else math.nan
         if blocked:
             # evidence gathered from windows that touch a loss is not evidence of a rupture
             self.drop = math.nan
@@ -426,22 +453,35 @@ class PairMachine:
                 self._set("attuned", t, events)
             else:
                 return events
-        if not drops:
+        has_arousal = math.isfinite(arousal)
+        if not drops and not has_arousal:
             # no evidence now (loss, guard, never in tune): freeze
             self.drop = math.nan
             return events
-        sw = sum(ws)
-        D = sum(w * d for w, d in zip(ws, drops)) / sw
-        # HR and EDA noise are correlated (one shared drive): the fused evidence uses their mean SNR, not the sum
-        gain = sw / len(ws)
-        self.drop = D
-        self.smooth_drop = D if not math.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
-        h = self.h_scale * cfg.cusum_h * (1.0 if len(drops) >= 2 or len(self.modalities) < 2 else cfg.single_h_factor)
+        inc = 0.0
+        if drops:
+            sw = sum(ws)
+            D = sum(w * d for w, d in zip(ws, drops)) / sw
+            # HR and EDA noise are correlated (one shared drive): the fused evidence uses their mean SNR, not the sum
+            gain = sw / len(ws)
+            if len(drops) < 2 and len(self.modalities) >= 2:
+                gain /= cfg.single_h_factor  # one noisy series alone needs more evidence
+            self.drop = D
+            self.smooth_drop = D if not math.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
+            inc += gain * (D - cfg.cusum_k) * self.step_s
+        else:
+            self.drop = math.nan
+        if has_arousal:
+            inc += cfg.cusum_h * (min(arousal, cfg.arousal_clip) - cfg.arousal_k) / cfg.arousal_h * self.step_s
+            a = (arousal - cfg.arousal_in_tune) / (cfg.arousal_rupture - cfg.arousal_in_tune)
+            a = min(max(a, -cfg.drop_clip), cfg.drop_clip)
+            self.smooth_arousal = a if not math.isfinite(self.smooth_arousal) else self.smooth_arousal + self._alpha_smooth * (a - self.smooth_arousal)
+        h = self.h_scale * cfg.cusum_h
         prev = self.evidence
-        self.evidence = min(max(0.0, prev + gain * (D - cfg.cusum_k) * self.step_s), 2.0 * h)
+        self.evidence = min(max(0.0, prev + inc), 2.0 * h)
         if prev == 0.0 and self.evidence > 0.0:
             self._run_start = t
-        sd = self.smooth_drop
+        sd = self.severity
         if self.state in ("attuned", "repaired", "drifting"):
             if self.evidence >= h:
                 onset = self._run_start if self._run_start is not None else t
@@ -489,6 +529,12 @@ class PairMachine:
                 else:
                     self._cand_since = None
         return events
+
+    @property
+    def severity(self) -> float:
+        """The larger of the smoothed synchrony drop and the smoothed arousal drop (NaN when neither is known)."""
+        vals = [v for v in (self.smooth_drop, self.smooth_arousal) if math.isfinite(v)]
+        return max(vals) if vals else math.nan
 
     def snapshots(self) -> dict:
         """Per-modality numbers for the UI."""
@@ -599,11 +645,16 @@ class RuptureDetector:
     window_s : float
         Length of the synchrony windows (s): a window ending up to ``window_s + loss_guard_s`` after a
         signal loss of either person still holds part of it (see :meth:`note_signal_loss`).
+    arousal : bool
+        Also take person-level arousal divergence (:meth:`update_arousal`, from :mod:`dsp.divergence`) as
+        evidence; then a time step is processed once the synchrony of every modality *and* the arousal of
+        that second have been fed.
     """
 
     def __init__(self, participants, modalities=("hr", "eda"), step_s: float = 1.0, config="balanced",
-                 window_s: float = 30.0):
+                 window_s: float = 30.0, arousal: bool = False):
         self.participants = list(participants)
+        self.arousal = bool(arousal)
         self.window_s = float(window_s)
         self._losses: dict[str, list] = {p: [] for p in self.participants}
         self.modalities = tuple(modalities)
@@ -619,6 +670,9 @@ class RuptureDetector:
         self._open: dict[int, Episode] = {}
         self._pending: dict[str, list] = {}
         self._last_closed: dict[int, Episode] = {}
+        self._iu = iu
+        # the last few steps of each person's arousal log-likelihood ratio (see person_arousal)
+        self._recent_arousal: deque = deque(maxlen=max(1, int(round(self.cfg.smooth_s / step_s))))
 
     def note_signal_loss(self, participant: str, onset_s: float, known_s: float, offset_s: float | None = None) -> None:
         """Tell the detector that ``participant`` lost a signal (any modality) from ``onset_s``.
@@ -640,6 +694,9 @@ class RuptureDetector:
         self._losses[participant].append([float(onset_s), float(known_s), offset_s])
 
     def _blocked(self, p: int, t: float) -> bool:
+        a, b = self.pairs[p]
+        if not self._losses[a] and not self._losses[b]:
+            return False
         guard = self.window_s + self.cfg.loss_guard_s
         for person in self.pairs[p]:
             for onset, known, offset in self._losses[person]:
@@ -692,9 +749,38 @@ class RuptureDetector:
             q.append((t, sv, cv, dv))
         return self._drain(final=False)
 
+    def update_arousal(self, t: np.ndarray, llr: np.ndarray) -> list[dict]:
+        """Feed person-level arousal divergence (requires ``arousal=True``).
+
+        Parameters
+        ----------
+        t : ndarray, shape (n_sec,)
+            Session time of each value (s), on the same steps as the synchrony windows.
+        llr : ndarray, shape (n_people, n_sec)
+            Log-likelihood ratio "in a rupture" vs "in tune" per person (NaN: unknown), see
+            :class:`dsp.divergence.ArousalDivergence`.
+
+        Returns
+        -------
+        events : list of dict
+            As :meth:`update`.
+        """
+        if not self.arousal:
+            raise ValueError("This detector was made with arousal=False; pass arousal=True to feed arousal divergence.")
+        t = np.asarray(t, dtype=float)
+        llr = np.asarray(llr, dtype=float).reshape(len(self.participants), t.size)
+        i, j = self._iu
+        with np.errstate(invalid="ignore"):
+            both = np.fmax(llr[i], llr[j])  # per pair: the larger of its two people's (NaN only if both are)
+        q = self._pending.setdefault(AROUSAL_KEY, [])
+        for tt, v, person in zip(t.tolist(), both.T.tolist(), llr.T.tolist()):
+            q.append((tt, v, person))
+        return self._drain(final=False)
+
     def _drain(self, final: bool) -> list[dict]:
         events: list[dict] = []
-        queues = [self._pending.get(m, []) for m in self.modalities]
+        keys = [*self.modalities, AROUSAL_KEY] if self.arousal else list(self.modalities)
+        queues = [self._pending.get(m, []) for m in keys]
         if final:
             horizon = max((q[-1][0] for q in queues if q), default=-np.inf)
         else:
@@ -710,25 +796,41 @@ class RuptureDetector:
             if t > horizon + 1e-9:
                 break
             now = {}
-            for i, m in enumerate(self.modalities):
+            for i, m in enumerate(keys):
                 if heads[i] < len(queues[i]) and abs(queues[i][heads[i]][0] - t) < 1e-6:
                     now[m] = queues[i][heads[i]]
                     heads[i] += 1
+            ar = now.pop(AROUSAL_KEY, None)
+            if ar is not None:
+                self._recent_arousal.append(ar[2])
             for p in range(len(self.pairs)):
                 vals = {m: (sv[p], cv[p], dv[p]) for m, (_, sv, cv, dv) in now.items()}
-                for ev in self.machines[p].step(t, vals, self._blocked(p, t)):
+                a = ar[1][p] if ar is not None else math.nan
+                for ev in self.machines[p].step(t, vals, self._blocked(p, t), a):
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
             self._group_prior()
             for p, ep in self._open.items():
                 self._refresh(p, ep)
-        for i, m in enumerate(self.modalities):
+        for i, m in enumerate(keys):
             self._pending[m] = queues[i][heads[i]:]
         return events
+
+    @property
+    def person_arousal(self) -> np.ndarray:
+        """Each person's arousal log-likelihood ratio, mean of the last ``smooth_s`` steps (NaN: unknown), shape (n,)."""
+        if not self._recent_arousal:
+            return np.full(len(self.participants), np.nan)
+        x = np.array(self._recent_arousal, dtype=float)
+        ok = np.isfinite(x)
+        n = ok.sum(axis=0)
+        return np.where(n > 0, np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
 
     def _group_prior(self) -> None:
         """Shrink each just-calibrated baseline towards the median first baseline of the other pairs (groups)."""
         w = self.cfg.group_prior_weight
+        if w <= 0 or len(self.participants) < 3:
+            return  # nothing to shrink towards (the just-calibrated flags are read only here)
         for m in self.modalities:
             tracks = [mach.tracks[m] for mach in self.machines]
             fresh = [tr for tr in tracks if tr.just_calibrated]
@@ -791,6 +893,11 @@ class RuptureDetector:
         a, b = self.pairs[p]
         if len(self.participants) < 3:
             return [a, b]
+        pa = self.person_arousal
+        la, lb = (pa[self.participants.index(x)] for x in (a, b))
+        if math.isfinite(la) and math.isfinite(lb) and abs(la - lb) >= 1.0:
+            # one of them moved away from the group in their own arousal: that is who
+            return [a] if la > lb else [b]
         score = {}
         for person in (a, b):
             mine = [q for q, pr in enumerate(self.pairs) if person in pr]

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
+from .divergence import ArousalDivergence
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -81,6 +82,8 @@ class PipelineConfig:
         Detector sensitivity preset.
     history_s : float
         How much grid and synchrony history is kept for displays (bounded memory).
+    arousal : bool
+        Feed person-level arousal divergence (:mod:`dsp.divergence`) to the detector as well as synchrony.
     """
 
     fs: float = 4.0
@@ -89,6 +92,7 @@ class PipelineConfig:
     max_lag_s: float = 5.0
     preset: str = "balanced"
     history_s: float = 600.0
+    arousal: bool = True
 
 
 @dataclass
@@ -107,6 +111,10 @@ class Update:
         ``modality -> {"t": (n_win,), "sync": (n_pairs, n_win), "chance": (n_pairs, n_win), ...}``.
     events : list of dict
         Detector state changes, episode events and signal-loss events, in time order.
+    arousal_t : ndarray, shape (n_sec,)
+        Session times of the new person-level arousal values.
+    arousal : ndarray, shape (n_people, n_sec)
+        Log-likelihood ratio "in a rupture" vs "in tune" per person (see :mod:`dsp.divergence`; NaN: unknown).
     """
 
     grid_start: int = 0
@@ -114,6 +122,8 @@ class Update:
     quality: dict = field(default_factory=dict)
     windows: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
+    arousal_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    arousal: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n_new(self) -> int:
@@ -181,8 +191,9 @@ class SessionPipeline:
             wcc_step_s=self.cfg.step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
         n_pairs = n * (n - 1) // 2
         self._chance = {m: ChanceLevel(n_pairs, self.cfg.step_s) for m in self.modalities}
+        self.arousal = ArousalDivergence(n, fs, self.modalities) if self.cfg.arousal else None
         self.detector = RuptureDetector(self.participants, self.modalities, self.cfg.step_s, self.cfg.preset,
-                                        window_s=self.cfg.window_s)
+                                        window_s=self.cfg.window_s, arousal=self.arousal is not None)
         self.loss = SignalLossTracker(fs)
         hist = int(self.cfg.history_s * fs)
         self._level_hist = {m: np.full((n, hist), np.nan) for m in self.modalities}
@@ -254,18 +265,25 @@ class SessionPipeline:
                     upd.events.append(ev)
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
+        if self.arousal is not None:
+            upd.arousal_t, upd.arousal = self.arousal.push(upd.grid)[:2]
         for m in self.modalities:
             w = upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
             w["chance_level"] = self._chance[m].update(w["chance"])
         self.k = ready
         self.last_time = ready / self.fs
+        fed = []
         for m in self.modalities:
             w = upd.windows[m]
             if w["t"].size:
-                for ev in self.detector.update(m, w["t"], w.get(DETECTOR_METRIC, w["sync"]), w["chance"], w["chance_sd"]):
-                    if "episode" in ev:
-                        self._set_context(ev["episode"], ev["t"])
-                    upd.events.append(ev)
+                fed.append(self.detector.update(m, w["t"], w.get(DETECTOR_METRIC, w["sync"]), w["chance"], w["chance_sd"]))
+        if self.arousal is not None and upd.arousal_t.size:
+            fed.append(self.detector.update_arousal(upd.arousal_t, upd.arousal))
+        for evs in fed:
+            for ev in evs:
+                if "episode" in ev:
+                    self._set_context(ev["episode"], ev["t"])
+                upd.events.append(ev)
         upd.events.sort(key=lambda e: e.get("t", e.get("onset_s", 0.0)))
         return upd
 

@@ -303,7 +303,7 @@ class Analysis:
 
 
 def analyze_recording(recording, config: PipelineConfig | None = None, assign=None, progress=None,
-                      chunk_s: float = 60.0, modalities=None) -> Analysis:
+                      chunk_s: float = 120.0, modalities=None) -> Analysis:
     """Run the live pipeline over a whole recording as fast as possible.
 
     Parameters

@@ -1,0 +1,180 @@
+"""Person-level arousal divergence (dsp.divergence) and its use by the rupture detector.
+
+The signals here are made with a few lines of numpy (not the project's simulator): a shared slow drive
+plus each person's own, heart rate and skin conductance with skin-conductance responses (SCRs); then one
+person's arousal is made to climb alone (aversive), flatten alone (withdrawn), or everybody's climbs at
+once (a shared stressor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfiltfilt
+
+from dsp.detector import RuptureDetector
+from dsp.divergence import FEATURES, ArousalDivergence
+
+FS = 4.0
+
+
+def _slow(rng, n):
+    """Unit-variance noise below 0.1 Hz, shape (n,)."""
+    x = sosfiltfilt(butter(2, 0.1, fs=FS, output="sos"), rng.standard_normal(n + 400))[200:-200]
+    return x / x.std()
+
+
+def _group(rng, n_people=3, dur=600.0, aversive=None, withdrawn=None, stressor=None):
+    """Grid dict {'hr': (n, N), 'eda': (n, N)}; events are (person or None, onset_s, offset_s)."""
+    n = int(dur * FS)
+    t = np.arange(n) / FS
+    shared = _slow(rng, n)
+    hr, eda = np.zeros((n_people, n)), np.zeros((n_people, n))
+    for p in range(n_people):
+        av = np.zeros(n)
+        wd = np.zeros(n)
+        if aversive and aversive[0] == p:
+            av = np.clip((t - aversive[1]) / 20.0, 0, 1) * (t < aversive[2])
+        if withdrawn and withdrawn[0] == p:
+            wd = ((t >= withdrawn[1]) & (t < withdrawn[2])).astype(float)
+        st = np.zeros(n)
+        if stressor:
+            st = np.clip((t - stressor[0]) / 6.0, 0, 1) * (t < stressor[1])
+        drive = (np.sqrt(0.7) * shared + np.sqrt(0.3) * _slow(rng, n)) * (1 - 0.75 * wd)
+        hr[p] = (70 + 5 * p + 6 * drive + 1.4 * np.sin(2 * np.pi * 0.25 * t + p) + 0.4 * rng.standard_normal(n)
+                 + 12 * av + 15 * st - 2 * wd)
+        rate = 4.0 / 60 / FS * (1 + 3 * av) * (1 - 0.9 * wd) * (1 + st)
+        onsets = np.flatnonzero(rng.random(n) < rate)
+        scr = np.zeros(n)
+        k = np.arange(int(30 * FS)) / FS
+        shape = np.exp(-k / 6.0) - np.exp(-k / 0.4)
+        for o in onsets:
+            seg = min(shape.size, n - o)
+            scr[o:o + seg] += 0.3 * rng.lognormal(0, 0.3) * shape[:seg]
+        eda[p] = 4 + p + 0.3 * drive + scr + 1.2 * av + 1.5 * st - 0.3 * wd + 0.003 * rng.standard_normal(n)
+    return {"hr": hr, "eda": eda}
+
+
+def _llr(grid, n_people):
+    ad = ArousalDivergence(n_people, FS, ("hr", "eda"))
+    t, llr, div = ad.push(grid)
+    return t, llr, div
+
+
+def test_chunked_equals_batch(rng):
+    grid = _group(rng, 3, 500.0, aversive=(1, 300, 360))
+    t, llr, div = _llr(grid, 3)
+    ad = ArousalDivergence(3, FS, ("hr", "eda"))
+    parts, k, n = [], 0, grid["hr"].shape[1]
+    while k < n:
+        s = int(rng.integers(1, 50))
+        parts.append(ad.push({m: v[:, k:k + s] for m, v in grid.items()}))
+        k += s
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), t)
+    np.testing.assert_allclose(np.concatenate([p[1] for p in parts], axis=1), llr, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(np.concatenate([p[2] for p in parts], axis=2), div, atol=1e-9, equal_nan=True)
+    assert t[0] == 1.0 - 1.0 / FS and np.all(np.diff(t) == 1.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_aversive_person_stands_out(seed):
+    rng = np.random.default_rng(seed)
+    grid = _group(rng, 3, 600.0, aversive=(1, 300, 370))
+    t, llr, div = _llr(grid, 3)
+    before = (t > 200) & (t < 295)
+    during = (t > 325) & (t < 370)
+    assert np.nanmedian(llr[1, during]) > 3.0
+    assert np.nanmedian(llr[1, before]) < 0.0
+    # the person whose arousal climbs, not the others, is the one that diverges; their HR and EDA levels rose
+    assert np.nanmedian(llr[1, during]) > np.nanmedian(llr[0, during]) + 3
+    assert np.nanmedian(div[1, FEATURES.index("hr_level"), during]) > 1.5
+    assert np.nanmedian(div[1, FEATURES.index("eda_level"), during]) > 1.5
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_withdrawn_person_stands_out(seed):
+    rng = np.random.default_rng(seed)
+    grid = _group(rng, 3, 600.0, withdrawn=(2, 300, 370))
+    t, llr, div = _llr(grid, 3)
+    before = (t > 200) & (t < 295)
+    during = (t > 325) & (t < 370)
+    assert np.nanmedian(llr[2, during]) > np.nanmedian(llr[2, before]) + 1.5
+    assert np.nanmedian(llr[2, during]) > np.nanmax(np.nanmedian(llr[:2, during], axis=1))
+    assert np.nanmedian(div[2, FEATURES.index("eda_activity"), during]) < -1.0
+    assert np.nanmedian(div[2, FEATURES.index("hr_variability"), during]) < -0.5
+
+
+def test_shared_stressor_is_not_a_divergence(rng):
+    grid = _group(rng, 2, 600.0, stressor=(300, 340))
+    t, llr, _ = _llr(grid, 2)
+    during = (t > 305) & (t < 345)
+    # everybody's arousal climbs at once: levels rise for both, nobody moves away from the other
+    assert np.nanmax(np.nanmedian(llr[:, during], axis=1)) < 0.5
+
+
+def test_missing_eda_uses_heart_alone(rng):
+    grid = _group(rng, 2, 400.0, aversive=(0, 250, 320))
+    grid["eda"][0] = np.nan  # P1 wears no EDA sensor
+    t, llr, div = _llr(grid, 2)
+    late = t > 200
+    assert np.isfinite(llr[0, late]).all()
+    assert np.isnan(div[0, FEATURES.index("eda_level"), late]).all()
+    assert np.nanmedian(llr[0, (t > 275) & (t < 320)]) > 2.0
+
+
+def test_not_enough_history_gives_nan(rng):
+    grid = _group(rng, 2, 120.0)
+    t, llr, _ = _llr(grid, 2)
+    assert np.isnan(llr[:, t < 100]).all()  # baseline and spread need ~2 minutes
+
+
+def test_validation_messages():
+    with pytest.raises(ValueError, match="whole number of samples per second"):
+        ArousalDivergence(2, 2.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        ArousalDivergence(1, 4.0)
+    ad = ArousalDivergence(2, 4.0, ("hr", "eda"))
+    with pytest.raises(ValueError, match="same number of new samples"):
+        ad.push({"hr": np.zeros((2, 4)), "eda": np.zeros((2, 5))})
+
+
+def _feed(det, t, sync_r, llr):
+    n_pairs = len(det.pairs)
+    det.update("hr", t, np.tile(sync_r, (n_pairs, 1)), np.zeros(n_pairs))
+    det.update_arousal(t, llr)
+    return det.finish()
+
+
+def test_detector_flags_arousal_divergence_without_a_sync_drop():
+    t = np.arange(1.0, 401.0)
+    sync = np.full(t.size, 0.4)  # synchrony never drops (a pair clearly in tune would need more arousal evidence)
+    llr = np.full((2, t.size), -2.0)
+    llr[1, (t >= 250) & (t < 300)] = 5.0  # B moves away for 50 s
+    det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, arousal=True)
+    eps = _feed(det, t, sync, llr)
+    assert len(eps) == 1
+    assert 249 <= eps[0].onset_s <= 252 and eps[0].flagged_s < 290
+    # the episode is repaired once B's arousal is back in line
+    assert eps[0].repaired and 300 <= eps[0].offset_s <= 320
+
+
+def test_detector_ignores_arousal_below_its_reference():
+    t = np.arange(1.0, 401.0)
+    llr = np.full((2, t.size), 2.0)  # above "in tune" but below arousal_k (3 in the balanced preset)
+    det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, arousal=True)
+    assert _feed(det, t, np.full(t.size, 0.4), llr) == []
+
+
+def test_detector_names_who_moves_away_in_a_group():
+    t = np.arange(1.0, 401.0)
+    llr = np.full((3, t.size), -2.0)
+    llr[2, (t >= 250) & (t < 300)] = 6.0
+    det = RuptureDetector(["A", "B", "C"], modalities=("hr",), step_s=1.0, arousal=True)
+    eps = _feed(det, t, np.full(t.size, 0.4), llr)
+    assert eps and all("C" in e.pair and e.people == ["C"] for e in eps)
+
+
+def test_arousal_needs_opt_in():
+    det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0)
+    with pytest.raises(ValueError, match="arousal=True"):
+        det.update_arousal(np.arange(1.0, 3.0), np.zeros((2, 2)))
