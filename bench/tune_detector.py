@@ -11,6 +11,7 @@ Usage::
     python bench/tune_detector.py cache /tmp/tune /tmp/tune-cache --windows 20,30
     python bench/tune_detector.py score /tmp/tune-cache --window 20 --metric pearson
     python bench/tune_detector.py sep /tmp/tune-cache
+    python bench/tune_detector.py fit-arousal /tmp/tune-cache   # the model in dsp.divergence.LLR_MODEL
 
 Final numbers come from ``attune evaluate`` on a fresh ``--split eval`` folder.
 """
@@ -89,6 +90,50 @@ def score(data, config, window_s: float = 30.0, metric: str = "pearson", arousal
     return aggregate(scores), scores
 
 
+def arousal_labels(d: dict, t: np.ndarray) -> dict:
+    """Per person: each second's label, "in_tune" (away from ruptures and confounds), "aversive" / "withdrawn"
+    (from 10 s after the onset of that person's rupture to its offset) or "" (neither), shape (n_sec,)."""
+    tr = d["truth"]
+    shift = d["origin"] - float(tr.get("time_origin", d["origin"]))
+    tt = t + shift
+    out = {}
+    for p in d["participants"]:
+        lab = np.full(t.size, "in_tune", dtype=object)
+        for r in tr["ruptures"]:
+            lab[(tt > r["onset_s"] - 10) & (tt < r.get("repair_s", r["offset_s"]) + 30)] = ""
+        for c in tr.get("confounds", []):
+            if p in c.get("participants", d["participants"]):
+                lab[(tt > c["onset_s"] - 5) & (tt < c["offset_s"] + 30)] = ""
+        for r in tr["ruptures"]:
+            if r["who"] == p:
+                lab[(tt >= r["onset_s"] + 10) & (tt <= r["offset_s"])] = r["style"]
+        out[p] = lab
+    return out
+
+
+def fit_arousal(data, config=None) -> dict:
+    """Fit :data:`dsp.divergence.LLR_MODEL` (means per label, covariance in tune) on cached tune sessions."""
+    from dsp.divergence import ArousalDivergence
+
+    rows: dict = {"in_tune": [], "aversive": [], "withdrawn": []}
+    for d in data:
+        ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"], config)
+        t, _, div = ad.push({m: d["grid"][m] for m in d["modalities"]})
+        labels = arousal_labels(d, t)
+        for i, p in enumerate(d["participants"]):
+            x = div[i].T
+            ok = np.isfinite(x).all(axis=1)
+            for k in rows:
+                rows[k].append(x[ok & (labels[p] == k)])
+    r = {k: np.vstack(v) for k, v in rows.items()}
+    mu0 = r["in_tune"].mean(axis=0)
+    return {"in_tune": tuple(np.round(mu0, 2).tolist()),
+            "aversive": tuple(np.round(r["aversive"].mean(axis=0), 2).tolist()),
+            "withdrawn": tuple(np.round(r["withdrawn"].mean(axis=0), 2).tolist()),
+            "cov": tuple(tuple(row) for row in np.round(np.cov(r["in_tune"].T), 2).tolist()),
+            "n": {k: len(v) for k, v in r.items()}}
+
+
 def separation(data, window_s: float, modality: str, metric: str) -> tuple[float, float, float]:
     """(attuned mean, ruptured mean, d') of a metric's Fisher z over windows fully inside / outside ruptures."""
     att, rup = [], []
@@ -130,6 +175,8 @@ def main(argv=None) -> int:
     s.add_argument("--metric", default="pearson")
     p = sub.add_parser("sep")
     p.add_argument("cache", type=Path)
+    f = sub.add_parser("fit-arousal", help="fit the arousal divergence model (dsp.divergence.LLR_MODEL)")
+    f.add_argument("cache", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "cache":
         cache(args.folder, args.out, [float(x) for x in args.windows.split(",")])
@@ -141,6 +188,8 @@ def main(argv=None) -> int:
         for name, cfg in PRESETS.items():
             m, _ = score(data, cfg, args.window, args.metric)
             print(f"== {name} (window {args.window:g} s, {args.metric})\n{format_metrics(m)}")
+    elif args.cmd == "fit-arousal":
+        print(fit_arousal(load(args.cache)))
     else:
         data = load(args.cache)
         for w in sorted(data[0]["win"]):

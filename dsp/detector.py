@@ -2,11 +2,12 @@
 
 A *rupture* here is a sustained drop of a pair's physiological synchrony from
 the level that pair showed while attuned down towards chance (the surrogate
-level); *repair* is its return. A flag is a prompt for the facilitator to
+level), made likelier when one of the two people's arousal moves away from
+the other's; *repair* is its return. A flag is a prompt for the facilitator to
 check in, never a diagnosis.
 
-Evidence, fused over modalities
--------------------------------
+Evidence, fused over modalities and arousal
+-------------------------------------------
 Per pair and modality (:class:`ModalityTrack`) the detector learns the
 attuned baseline (Fisher z, see Calibration below) and the running chance level,
 and measures each window's drop as a fraction of the way to chance::
@@ -17,16 +18,22 @@ and measures each window's drop as a fraction of the way to chance::
 strangers". The modalities available at that moment (not missing, not just
 back from a gap, clearly above chance at baseline) are fused into one drop,
 weighted by their signal-to-noise ratio ``snr_m = (baseline_z - chance_z) /
-z_sd``. One modality alone is used only when the other is missing (and then
-needs ``single_h_factor`` times more evidence); a hole in EDA is never read
-as a drop.
+z_sd``; one modality alone counts ``1 / single_h_factor`` as much; a hole in
+EDA is never read as a drop.
 
 A one-sided CUSUM (:class:`PairMachine`) accumulates ``mean(snr**2) * (drop -
 cusum_k)`` per second (the log-likelihood ratio of a shift from the baseline
-to chance, up to the window overlap); a possible rupture is flagged when the
-evidence reaches ``cusum_h``, its onset is where the evidence last left 0.
-Because a rupture must fall *towards chance*, a shared stressor (synchrony
-up) only drives the evidence to 0; short dips wash out below ``cusum_k``.
+to chance, up to the window overlap). With ``arousal=True`` (what the
+pipeline uses) it also adds, per second, ``cusum_h * (min(L, arousal_clip) -
+arousal_k) / arousal_h``, where ``L`` is the larger of the pair's two people's
+*arousal divergence* log-likelihood ratios (:mod:`dsp.divergence`: one
+person's heart rate and skin conductance climbing alone, "aversive", or
+flattening alone, "withdrawn", against the others). A possible rupture is
+flagged when the evidence reaches ``cusum_h`` (times the group factor); its
+onset is where the evidence was last below ``onset_frac * cusum_h``. Because
+a rupture must fall *towards chance*, a shared stressor (synchrony up,
+everybody's arousal up together) only drives the evidence to 0; short dips
+wash out below ``cusum_k``.
 
 States per pair (what the UI shows)::
 
@@ -34,10 +41,11 @@ States per pair (what the UI shows)::
                   |                               |
                   +-> attuned (evidence back to 0) +-> possible_rupture (relapse)
 
-``drifting`` = evidence above ``drift_h``; repair follows the smoothed drop
-(below ``repair_frac``: repairing; below ``repaired_frac`` for
-``min_repaired_s``: repaired); a new flag soon after a repair reopens the
-same episode.
+``drifting`` = evidence above ``drift_h``; repair follows the *severity*, the larger of the smoothed
+synchrony drop and the smoothed arousal drop ``(L - arousal_in_tune) / (arousal_rupture - arousal_in_tune)``
+(below ``repair_frac``: repairing; below ``repaired_frac`` for ``min_repaired_s``: repaired); a new flag soon
+after a repair reopens the same episode. In groups, an episode names the member of the pair whose arousal
+moved away from the group (when the two differ clearly), else the one most of whose pairs are dropping.
 
 Calibration
 -----------
@@ -51,23 +59,23 @@ median of the other pairs; on the tune split it did not help (F1 0.58-0.60 eithe
 Groups: with ``n_pairs`` pairs watched, each pair needs ``1 + group_h_factor * ln(n_pairs)`` times the
 evidence, so a group of four (six pairs) does not have six times a couple's false alarms per session.
 
-Presets (30 s windows, the pipeline default)
---------------------------------------------
-Tune split (36 sessions, offline replay with ``bench/tune_detector.py``; with shared moments / drive-only):
-``sensitive`` (k 0.6, h 10): F1 0.56/0.56, 9.8/10 false alarms/h, detection latency 37/36 s.
-``balanced`` (k 0.7, h 15): F1 0.64/0.65, 3.3/3.9 false alarms/h, latency 40/43 s.
-``conservative`` (k 0.8, h 20): F1 0.50/0.61, 0.9/1.3 false alarms/h, latency 51/46 s.
-Eval (``attune evaluate`` on 24 fresh sessions, eval seeds 50200-50223 = ``make_eval_set.py --split eval
---first 200``, 6 h, 44 ruptures, shared moments):
-``sensitive``: F1 0.57, 10.7 false alarms/h, detection latency 34 s (onset 19 s).
-``balanced``: F1 0.64, 3.7 false alarms/h, detection latency 38 s (onset 19 s).
-``conservative``: F1 0.65, 0.8 false alarms/h, detection latency 41 s (onset 18 s).
-Signal-loss periods flagged: 0/19 with every preset. Numbers swing with the mix of group sizes: on the
-earlier eval seeds 50100-50123 (10 of 24 sessions with four people; used once before the group term was
-added, so no longer fresh) sensitive / balanced / conservative give F1 0.50 / 0.60 / 0.57 and 20 / 8.5 /
-4.0 false alarms/h.
-With a slow (< 0.1 Hz) shared drive, one window's r has a spread close to the attuned-vs-chance
-difference, so the targets (F1 >= 0.9, <= 1 false alarm/h, <= 20 s latency) are not reached by any preset.
+Presets (30 s windows, the pipeline default; arousal divergence on)
+----------------------------------------------------------------
+Tune split (36 sessions, offline replay with ``bench/tune_detector.py score``):
+``conservative`` (sync k 0.8 / h 25, arousal k 3 / h 40): F1 0.81, 0.4 false alarms/h, detection latency 33 s.
+``balanced`` (sync k 0.7 / h 15, arousal k 3 / h 40): F1 0.84, 1.0 false alarms/h, latency 31 s.
+``sensitive`` (sync k 0.6 / h 10, arousal k 2 / h 30): F1 0.75, 4.3 false alarms/h, latency 26 s.
+Eval (``attune evaluate`` on 24 fresh sessions, eval seeds 50400-50423 = ``make_eval_set.py --split eval
+--first 400``, 6 h, 49 ruptures, never used for tuning):
+``conservative``: P 0.90, R 0.69, F1 0.78, 1.0 false alarms/h, detection latency 32 s (onset 21 s).
+``balanced``: P 0.87, R 0.78, F1 0.82, 1.7 false alarms/h, detection latency 30 s (onset 20 s).
+``sensitive``: P 0.68, R 0.86, F1 0.76, 5.7 false alarms/h, detection latency 26 s (onset 19 s).
+Signal-loss periods flagged: 0/11 with every preset. Without the arousal divergence (synchrony alone, the
+earlier detector) the same tune split gave F1 0.64 / 3.3 false alarms/h (balanced) and eval seeds 50200-50223
+F1 0.64 / 3.7. Withdrawn ruptures are missed about three times as often as aversive ones (their signature,
+fewer responses and flatter heart rate, needs longer to show than a climb), and ruptures in the first two
+minutes rely on synchrony alone (the arousal baseline needs ~2.5 min). The targets (F1 >= 0.9, <= 1 false
+alarm/h, <= 20 s latency) are not reached.
 """
 
 from __future__ import annotations
@@ -138,7 +146,7 @@ class DetectorConfig:
         Each window's drop is clipped to ``[-drop_clip, drop_clip]`` so that a
         single wild window cannot flag (nor one very high window cancel a drop).
     single_h_factor : float
-        With only one modality available, ``cusum_h`` is multiplied by this
+        With only one modality available (of two), its evidence is divided by this
         (one noisy series needs more evidence).
     repair_frac, repaired_frac : float
         Smoothed drop below which a rupture is repairing / repaired.
@@ -171,6 +179,9 @@ class DetectorConfig:
         seconds of a ratio one above ``arousal_k`` flag on their own, and less together with a drop of synchrony.
     arousal_clip : float
         Largest log-likelihood ratio one second can contribute.
+    onset_frac : float
+        A flag's onset is the last time the evidence was at most ``onset_frac`` of the threshold (0: where it
+        last left 0, the CUSUM's change-point estimate).
     arousal_in_tune, arousal_rupture : float
         Typical ratio in tune and in a rupture: the arousal *drop* ``(L - in_tune) / (rupture - in_tune)``
         joins the synchrony drop (the larger of the two) in the repair decisions and the display.
@@ -209,6 +220,7 @@ class DetectorConfig:
     ref_chance_sd: float = 0.5
     arousal_k: float = 3.0
     arousal_h: float = 40.0
+    onset_frac: float = 0.1
     arousal_clip: float = 8.0
     arousal_in_tune: float = -2.0
     arousal_rupture: float = 3.5
@@ -389,6 +401,7 @@ class PairMachine:
         self.state_since: float | None = None
         self.evidence = 0.0
         self._run_start: float | None = None
+        self._low_t: float | None = None
         self.drop = math.nan
         self.smooth_drop = math.nan
         self.n_used = 0
@@ -481,10 +494,14 @@ class PairMachine:
         self.evidence = min(max(0.0, prev + inc), 2.0 * h)
         if prev == 0.0 and self.evidence > 0.0:
             self._run_start = t
+        if self.evidence <= cfg.onset_frac * h:
+            self._low_t = t
         sd = self.severity
         if self.state in ("attuned", "repaired", "drifting"):
             if self.evidence >= h:
-                onset = self._run_start if self._run_start is not None else t
+                # onset: the last time the evidence was still low (not merely above 0: a slow creep before a
+                # rupture would date it too early)
+                onset = max(x for x in (self._run_start, self._low_t, t - 1e9) if x is not None)
                 self.episode = PairEpisodeDraft(onset, t, t, sd, list(self.used))
                 events.append({"type": "pair_rupture", "t": t, "onset_s": onset})
                 self._set("possible_rupture", t, events)

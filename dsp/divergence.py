@@ -23,8 +23,10 @@ grid (all causal, from samples up to that second):
 Each feature is taken relative to the person's own recent baseline (median of
 ``[t - baseline_s, t - baseline_gap_s]``) and scaled by its spread (MAD of the
 baseline-relative values over the last ``scale_s``), then compared with the
-mean of everybody else's (the *divergence*, in the person's own standard
-units; in a couple the two divergences mirror each other). The evidence that
+typical value of everybody else's (the *divergence*, in the person's own standard
+units; in a couple the two divergences mirror each other; with three or more
+others their median, so one person moving away does not make the rest look
+diverged). The evidence that
 person ``i`` is in a rupture is the Gaussian log-likelihood ratio of the
 divergence vector under "aversive" or "withdrawn" (whichever is larger) against
 "in tune", with the mean vectors and covariance in :data:`LLR_MODEL`
@@ -53,13 +55,13 @@ _MODALITY_OF = {"hr_level": "hr", "hr_variability": "hr", "eda_level": "eda", "e
 #: and a withdrawn rupture, and the shared covariance. Fitted on 36 simulated tune sessions
 #: (``bench/tune_detector.py fit-arousal``), rounded.
 LLR_MODEL = {
-    "in_tune": (0.0, 0.0, 0.0, 0.0),
-    "aversive": (2.08, 0.04, 2.98, 1.03),
-    "withdrawn": (-0.76, -2.39, -1.47, -2.47),
-    "cov": ((0.79, 0.10, 0.52, 0.24),
-            (0.10, 1.50, 0.13, 0.67),
-            (0.52, 0.13, 1.11, 0.49),
-            (0.24, 0.67, 0.49, 1.50)),
+    "in_tune": (0.0, -0.01, 0.0, -0.02),
+    "aversive": (2.2, 0.06, 2.89, 0.87),
+    "withdrawn": (-0.72, -2.49, -1.42, -2.55),
+    "cov": ((0.75, 0.09, 0.49, 0.22),
+            (0.09, 1.47, 0.10, 0.63),
+            (0.49, 0.10, 1.11, 0.45),
+            (0.22, 0.63, 0.45, 1.44)),
 }
 
 
@@ -256,14 +258,18 @@ class ArousalDivergence:
         return arr
 
     def _divergence(self, z: np.ndarray) -> np.ndarray:
-        """Each person's scaled features minus the mean of the others' (NaN-aware), shape (n, F, n_sec)."""
-        ok = np.isfinite(z)
-        tot = np.where(ok, z, 0.0).sum(axis=0, keepdims=True)
-        cnt = ok.sum(axis=0, keepdims=True)
-        others_n = cnt - ok
-        with np.errstate(all="ignore"):
-            others_mean = np.where(others_n > 0, (tot - np.where(ok, z, 0.0)) / np.maximum(others_n, 1), np.nan)
-        return z - others_mean
+        """Each person's scaled features minus the others' typical value, shape (n, F, n_sec).
+
+        The others' typical value is their median (NaN-aware), which for three or more others leaves out
+        one person who is moving away themselves (a group member in a rupture must not make everybody else
+        look diverged); with one or two others it is their mean.
+        """
+        out = np.full_like(z, np.nan)
+        for i in range(self.n):
+            others = np.delete(z, i, axis=0)  # (n - 1, F, T)
+            ref = _nanmedian_last(np.moveaxis(others, 0, -1))[0]
+            out[i] = z[i] - ref
+        return out
 
     def _llr(self, div: np.ndarray) -> np.ndarray:
         """max over {aversive, withdrawn} of the Gaussian log-likelihood ratio against in tune, shape (n, n_sec)."""

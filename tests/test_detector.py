@@ -254,3 +254,21 @@ def test_wide_chance_spread_weakens_the_evidence(rng):
         flagged[sd] = [e.flagged_s for e in det.episodes]
     assert len(flagged[0.35]) == 1
     assert not flagged[0.8] or flagged[0.8][0] > flagged[0.35][0] + 5
+
+
+def test_onset_is_not_dated_back_to_a_slow_creep(rng):
+    """A slight sag (just above cusum_k) before a real drop: the onset is the drop, not the start of the sag."""
+    import dataclasses
+
+    # in tune, then 30 s a little below the baseline (drop 0.72 vs cusum_k 0.7: the evidence creeps up by
+    # snr**2 * 0.02 ~ 0.04 per second, ~1.1 in all, under 10 % of cusum_h), then a full drop at 180 s
+    drop_r = np.tanh(np.arctanh(0.7) - 0.72 * (np.arctanh(0.7) - np.arctanh(0.05)))
+    sync = _series(rng, [(150, 0.7), (30, drop_r), (45, 0.0), (120, 0.7)], noise=0.0)
+    onsets = {}
+    for frac in (0.0, 0.1):
+        cfg = dataclasses.replace(get_preset("balanced"), onset_frac=frac)
+        det, _ = _run(sync, preset=cfg)
+        assert len(det.episodes) == 1
+        onsets[frac] = det.episodes[0].onset_s
+    assert 148 <= onsets[0.0] <= 153     # the CUSUM's own change point: where the sag began
+    assert 178 <= onsets[0.1] <= 185     # last time the evidence was under 10 % of the threshold: the drop
