@@ -24,8 +24,10 @@ EDA is never read as a drop.
 A one-sided CUSUM (:class:`PairMachine`) accumulates ``mean(snr**2) * (drop -
 cusum_k)`` per second (the log-likelihood ratio of a shift from the baseline
 to chance, up to the window overlap). With ``arousal=True`` (what the
-pipeline uses) it also adds, per second, ``cusum_h * (min(L, arousal_clip) -
-arousal_k) / arousal_h``, where ``L`` is the larger of the pair's two people's
+pipeline uses) it also adds, per second, ``cusum_h * (L' - arousal_k) /
+arousal_h`` with ``L'`` = ``L`` clipped to ``[arousal_floor, arousal_clip]``
+(an arousal plainly in tune must not veto a clear drop of synchrony), where
+``L`` is the larger of the pair's two people's
 *arousal divergence* log-likelihood ratios (:mod:`dsp.divergence`: one
 person's heart rate and skin conductance climbing alone, "aversive", or
 flattening alone, "withdrawn", against the others). A possible rupture is
@@ -174,11 +176,13 @@ class DetectorConfig:
         pair whose baseline sits close to chance needs longer to flag.
     arousal_k, arousal_h : float
         Person-level arousal divergence (:mod:`dsp.divergence`): each second a pair adds
-        ``cusum_h * (min(L, arousal_clip) - arousal_k) / arousal_h`` to its evidence, where ``L`` is the
+        ``cusum_h * (L' - arousal_k) / arousal_h`` to its evidence (``L'``: ``L`` clipped to
+        ``[arousal_floor, arousal_clip]``), where ``L`` is the
         larger of its two people's log-likelihood ratios "in a rupture" vs "in tune"; so ``arousal_h``
         seconds of a ratio one above ``arousal_k`` flag on their own, and less together with a drop of synchrony.
-    arousal_clip : float
-        Largest log-likelihood ratio one second can contribute.
+    arousal_clip, arousal_floor : float
+        Largest and smallest log-likelihood ratio one second can contribute (the floor keeps an arousal
+        that is plainly in tune from cancelling a clear drop of synchrony).
     onset_frac : float
         A flag's onset is the last time the evidence was at most ``onset_frac`` of the threshold (0: where it
         last left 0, the CUSUM's change-point estimate).
@@ -222,6 +226,7 @@ class DetectorConfig:
     arousal_h: float = 40.0
     onset_frac: float = 0.1
     arousal_clip: float = 8.0
+    arousal_floor: float = 1.0
     arousal_in_tune: float = -2.0
     arousal_rupture: float = 3.5
 
@@ -249,7 +254,7 @@ class DetectorConfig:
 PRESETS = {
     "conservative": DetectorConfig(cusum_k=0.8, cusum_h=25.0, drift_h=6.0, arousal_k=3.0, arousal_h=40.0),
     "balanced": DetectorConfig(),
-    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=2.0, arousal_h=30.0),
+    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=2.0, arousal_h=25.0, arousal_floor=-1.0),
 }
 
 
@@ -485,7 +490,8 @@ class PairMachine:
         else:
             self.drop = math.nan
         if has_arousal:
-            inc += cfg.cusum_h * (min(arousal, cfg.arousal_clip) - cfg.arousal_k) / cfg.arousal_h * self.step_s
+            la = min(max(arousal, cfg.arousal_floor), cfg.arousal_clip)
+            inc += cfg.cusum_h * (la - cfg.arousal_k) / cfg.arousal_h * self.step_s
             a = (arousal - cfg.arousal_in_tune) / (cfg.arousal_rupture - cfg.arousal_in_tune)
             a = min(max(a, -cfg.drop_clip), cfg.drop_clip)
             self.smooth_arousal = a if not math.isfinite(self.smooth_arousal) else self.smooth_arousal + self._alpha_smooth * (a - self.smooth_arousal)

@@ -178,3 +178,25 @@ def test_arousal_needs_opt_in():
     det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0)
     with pytest.raises(ValueError, match="arousal=True"):
         det.update_arousal(np.arange(1.0, 3.0), np.zeros((2, 2)))
+
+
+def test_in_tune_arousal_does_not_veto_a_clear_synchrony_drop():
+    """Synchrony falls below chance for 45 s while both people's arousal is plainly in tune (L = -6)."""
+    import dataclasses
+
+    from dsp.detector import get_preset
+
+    t = np.arange(1.0, 401.0)
+    sync = np.where((t >= 200) & (t < 245), -0.3, 0.7)
+    llr = np.full((2, t.size), -6.0)
+    flagged = {}
+    for floor in (1.0, -np.inf):
+        cfg = dataclasses.replace(get_preset("balanced"), arousal_floor=floor)
+        det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=cfg, arousal=True)
+        eps = _feed(det, t, sync, llr)
+        flagged[floor] = eps[0].flagged_s if eps else None
+    # drop (z 0.87 -> -0.31) = 1.36 of the way to chance: snr**2 * (1.36 - 0.7) ~ 1.38 per second for, the
+    # floored arousal 15 * (1 - 3) / 40 = 0.75 against: the evidence reaches 15 after ~24 s
+    assert flagged[1.0] is not None and 215 < flagged[1.0] <= 235
+    # without the floor an in-tune arousal (15 * (-6 - 3) / 40 = 3.4 per second against) cancels the drop
+    assert flagged[-np.inf] is None
