@@ -25,7 +25,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
-from .divergence import ArousalDivergence
+from .divergence import FEATURES as _AROUSAL_FEATURES, ArousalDivergence
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -115,6 +115,9 @@ class Update:
         Session times of the new person-level arousal values.
     arousal : ndarray, shape (n_people, n_sec)
         Log-likelihood ratio "in a rupture" vs "in tune" per person (see :mod:`dsp.divergence`; NaN: unknown).
+    arousal_div : ndarray, shape (n_people, len(dsp.divergence.FEATURES), n_sec)
+        The divergence features behind ``arousal`` (person's standard units; NaN: unknown), for views that
+        say *how* a person moved away (climbing or flattening).
     """
 
     grid_start: int = 0
@@ -124,6 +127,7 @@ class Update:
     events: list = field(default_factory=list)
     arousal_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
     arousal: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    arousal_div: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_AROUSAL_FEATURES), 0)))
 
     @property
     def n_new(self) -> int:
@@ -266,7 +270,7 @@ class SessionPipeline:
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
         if self.arousal is not None:
-            upd.arousal_t, upd.arousal = self.arousal.push(upd.grid)[:2]
+            upd.arousal_t, upd.arousal, upd.arousal_div = self.arousal.push(upd.grid)
         for m in self.modalities:
             w = upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
             w["chance_level"] = self._chance[m].update(w["chance"])

@@ -137,6 +137,7 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     out = proc.stdout
     assert "people: P1, P2; pairs: P1-P2" in out, out
     assert "status: P1 hr=ok eda=ok; P2 hr=ok eda=ok" in out, out
+    assert "arousal: P1 learning baseline; P2 learning baseline" in out, out  # 7 s in: no arousal baseline yet
     assert "pair P1-P2:" in out
     assert "session ended at" in out
     rec_file = tmp_path / "rec" / "session-t-01.xdf"

@@ -1,9 +1,11 @@
 """The terminal live view: for machines with no display and operators on a server.
 
 :func:`run_headless` drives a :class:`ui.runner.Runner` and shows, from the
-Qt-free :class:`ui.model.SessionModel`, the people and their signal status,
-synchrony per pair and modality, each pair's current state in words, and the
-episodes as they are flagged.
+Qt-free :class:`ui.model.SessionModel`, the people and their signal status
+and arousal ("moving away (climbing)" / "moving away (flattening)" / "with
+the group" / "learning baseline"), synchrony per pair and modality, each
+pair's current state in words (and when its evidence comes from one person's
+arousal), and the episodes as they are flagged.
 
 * On a terminal (``out.isatty()``) the view is redrawn in place with ANSI
   escapes, a few times a second.
@@ -85,6 +87,27 @@ def signal_status(snap) -> dict:
     return out
 
 
+def arousal_words(snap) -> dict:
+    """``participant -> words`` of each person's arousal now (``ui.model.AROUSAL_WORDS``)."""
+    pa = getattr(snap, "people_arousal", {}) or {}
+    return {p: pa.get(p, {}).get("words", "learning baseline") for p in snap.participants}
+
+
+def pair_arousal_text(snap, pair) -> str:
+    """``"; P2's arousal moving away (climbing): the flag comes from it ..."`` for a pair (``""`` when nobody is)."""
+    pa = (getattr(snap, "pair_arousal", {}) or {}).get(tuple(pair), {})
+    away = pa.get("away") or {}
+    if not away:
+        return ""
+    text = "; " + ", ".join(f"{w}'s arousal moving away ({st})" for w, st in away.items())
+    ev = pa.get("evidence")
+    if ev == "arousal":
+        text += ": the flag comes from it (synchrony as usual)"
+    elif ev == "synchrony+arousal":
+        text += ": the flag comes from it and synchrony"
+    return text
+
+
 def episode_text(ep: dict) -> str:
     """One line about an episode dict (:func:`dsp.detector.episode_dict`)."""
     pair = "-".join(ep["pair"])
@@ -98,6 +121,9 @@ def episode_text(ep: dict) -> str:
     else:
         tail = "not repaired"
     label = f" [{ep['label']}]" if ep.get("label") else ""
+    ar = ep.get("arousal") or {}
+    if ar:
+        mods = "+".join([*(ep.get("modalities") or []), *(f"{w}'s arousal {st}" for w, st in ar.items())])
     return (f"#{ep['id']} {clock(ep['onset_s'])} possible rupture {pair} ({mods}{lead}), "
             f"confidence {ep.get('confidence', 0):.2f}; {tail}{label}")
 
@@ -129,17 +155,19 @@ def render(snap, width: int = 100) -> list[str]:
             head += f"  REC {os.path.basename(rec.get('path', ''))} {rec.get('bytes', 0) / 1e6:.1f} MB"
     lines.append(head)
     mods = list(snap.modalities)
-    lines.append("People" + "".join(f"  {m:>9s}" for m in mods))
+    lines.append("People      " + "".join(f"  {m:>9s}" for m in mods) + "   arousal")
     status = signal_status(snap)
+    words = arousal_words(snap)
     for p in snap.participants:
-        lines.append(f"  {p:<10s}" + "".join(f"  {status[p][m]:>9s}" for m in mods))
+        lines.append(f"  {p:<10s}" + "".join(f"  {status[p][m]:>9s}" for m in mods) + f"   {words[p]}")
     cur = current_sync(snap)
     states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
     lines.append("Pairs" + " " * 9 + "".join(f"{m:>8s}" for m in mods) + "   state")
     for k, pair in enumerate(snap.pairs):
         ps = states.get(tuple(pair), {})
         words = ps.get("words") or "waiting for data"
-        lines.append(f"  {'-'.join(pair):<12s}" + "".join(f"{_num(cur[m][k]):>8s}" for m in mods) + f"   {words}")
+        lines.append(f"  {'-'.join(pair):<12s}" + "".join(f"{_num(cur[m][k]):>8s}" for m in mods) + f"   {words}"
+                     + pair_arousal_text(snap, pair))
     eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
     lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
     for ep in eps[-6:]:
@@ -224,12 +252,15 @@ class HeadlessView:
             st = "; ".join(f"{p} " + " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
                            for p in snap.participants)
             out.append(f"[{clock(snap.t_now)}] status: {st}")
+            words = arousal_words(snap)
+            out.append(f"[{clock(snap.t_now)}] arousal: " + "; ".join(f"{p} {words[p]}" for p in snap.participants))
             cur = current_sync(snap)
             states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
             for k, pair in enumerate(snap.pairs):
                 ps = states.get(tuple(pair), {})
                 syn = " ".join(f"{m} {_num(cur[m][k]).strip()}" for m in snap.modalities)
-                out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; {ps.get('words') or 'waiting for data'}")
+                out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; {ps.get('words') or 'waiting for data'}"
+                           + pair_arousal_text(snap, pair))
         if out:
             self._write("".join(ln + "\n" for ln in out))
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsp.detector import STATE_WORDS, episode_dict
+from dsp.detector import STATE_WORDS, episode_dict, get_preset
+from dsp.divergence import FEATURES as AROUSAL_FEATURES
+from dsp.divergence import LLR_MODEL
 from dsp.pipeline import mean_fisher
 
 #: Rupture types a facilitator can give an episode (taxonomy from the rupture/repair literature).
@@ -27,6 +29,125 @@ RUPTURE_TYPES = (
 MARKER_KINDS = ("rupture_noticed", "repair", "note", "label", "confirm", "dismiss")
 
 DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
+
+#: Person-level arousal states (codes in :attr:`Snapshot.arousal`), in code order.
+AROUSAL_STATES = ("unknown", "with_group", "climbing", "flattening")
+#: What views say for each arousal state.
+AROUSAL_WORDS = {
+    "unknown": "learning baseline",
+    "with_group": "with the group",
+    "climbing": "moving away (climbing)",
+    "flattening": "moving away (flattening)",
+}
+#: Pair states in which the detector has evidence of a drop (what the evidence came from is then worth saying).
+_ALERT_STATES = ("drifting", "possible_rupture", "repairing")
+
+
+def arousal_flavour(div: np.ndarray, model: dict | None = None) -> np.ndarray:
+    """Which way a person's arousal moved: aversive ("climbing") or withdrawn ("flattening").
+
+    The divergence vector is compared under the same Gaussian model the
+    detector's log-likelihood ratio uses (:data:`dsp.divergence.LLR_MODEL`):
+    the flavour is the style with the larger likelihood ratio against "in
+    tune", over the features the person has.
+
+    Parameters
+    ----------
+    div : ndarray, shape (..., len(AROUSAL_FEATURES))
+        Divergence features (NaN where missing).
+    model : dict | None
+        Gaussian model (default :data:`dsp.divergence.LLR_MODEL`).
+
+    Returns
+    -------
+    flavour : ndarray of int, shape (...)
+        Code into :data:`AROUSAL_STATES`: 2 climbing, 3 flattening, 0 when no feature is known.
+    """
+    m = model or LLR_MODEL
+    x = np.asarray(div, dtype=float)
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.zeros(flat.shape[0], dtype=np.uint8)
+    mu_t = np.asarray(m["in_tune"], float)
+    mu_a = np.asarray(m["aversive"], float) - mu_t
+    mu_w = np.asarray(m["withdrawn"], float) - mu_t
+    cov = np.asarray(m["cov"], float)
+    ok = np.isfinite(flat)
+    code = ok @ (1 << np.arange(flat.shape[1]))
+    for c in np.unique(code):
+        if c == 0:
+            continue
+        rows = np.flatnonzero(code == c)
+        idx = np.flatnonzero((c >> np.arange(flat.shape[1])) & 1)
+        si = np.linalg.inv(cov[np.ix_(idx, idx)])
+        xi = flat[np.ix_(rows, idx)] - mu_t[idx]
+        llr = [xi @ (si @ mv[idx]) - 0.5 * mv[idx] @ si @ mv[idx] for mv in (mu_a, mu_w)]
+        out[rows] = np.where(llr[0] >= llr[1], 2, 3)
+    return out.reshape(x.shape[:-1])
+
+
+class ArousalTracker:
+    """Streaming per-person arousal state from the pipeline's log-likelihood ratios (explicit state: chunked == batch).
+
+    Each second, a person's ratio ``L`` is the mean of the finite values of the
+    last ``smooth_s`` seconds (as :attr:`dsp.detector.RuptureDetector.person_arousal`);
+    ``L >= threshold`` is "moving away", its flavour from the mean divergence
+    features over the same seconds (:func:`arousal_flavour`); NaN is unknown.
+
+    Parameters
+    ----------
+    n_people : int
+    threshold : float
+        The detector's ``arousal_k``.
+    smooth_s : float
+        The detector's ``smooth_s``.
+    step_s : float
+        Seconds between values.
+    """
+
+    def __init__(self, n_people: int, threshold: float, smooth_s: float = 5.0, step_s: float = 1.0):
+        self.n = int(n_people)
+        self.threshold = float(threshold)
+        self.w = max(1, int(round(smooth_s / step_s)))
+        F = len(AROUSAL_FEATURES)
+        self._tail_l = np.full((self.n, self.w - 1), np.nan)
+        self._tail_d = np.full((self.n, F, self.w - 1), np.nan)
+
+    def push(self, llr: np.ndarray, div: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Take ``llr`` (n_people, n_sec) and ``div`` (n_people, F, n_sec) or None; return the smoothed ``L``
+        (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`."""
+        llr = np.asarray(llr, dtype=float).reshape(self.n, -1)
+        k = llr.shape[1]
+        F = len(AROUSAL_FEATURES)
+        div = np.full((self.n, F, k), np.nan) if div is None or np.size(div) == 0 else np.asarray(div, float)
+        ll = np.concatenate([self._tail_l, llr], axis=1)
+        dd = np.concatenate([self._tail_d, div], axis=2)
+        if self.w > 1:
+            self._tail_l, self._tail_d = ll[:, -(self.w - 1):], dd[:, :, -(self.w - 1):]
+        if k == 0:
+            return np.zeros((self.n, 0)), np.zeros((self.n, 0), np.uint8)
+        smooth = _rolling_nanmean(ll, self.w)                    # (n, k)
+        dmean = _rolling_nanmean(dd, self.w)                     # (n, F, k)
+        code = np.where(np.isfinite(smooth), 1, 0).astype(np.uint8)
+        with np.errstate(invalid="ignore"):
+            away = np.isfinite(smooth) & (smooth >= self.threshold)
+        if away.any():
+            flav = arousal_flavour(np.moveaxis(dmean, 1, 2))  # (n, k)
+            # no feature behind it (should not happen): call it climbing, the evidence is still there
+            code[away] = np.where(flav[away] == 0, 2, flav[away])
+        return smooth, code
+
+
+def _rolling_nanmean(x: np.ndarray, w: int) -> np.ndarray:
+    """Mean of the finite values of each trailing window of ``w`` along the last axis; input has ``w - 1``
+    leading columns of history; output one column per remaining column (NaN where none is finite)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(x, w, axis=-1)
+    ok = np.isfinite(win)
+    n = ok.sum(axis=-1)
+    s = np.where(ok, win, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
 class _Ring:
@@ -80,8 +201,21 @@ class Snapshot:
     status : dict
         ``participant -> {modality: "ok" | "noisy" | "lost" | "recovered" | "absent"}``.
     episodes : list of dict
+        Episode dicts (:func:`dsp.detector.episode_dict`) plus ``"arousal"``: ``{person: "climbing" |
+        "flattening"}`` for members of the pair whose arousal was moving away when it was flagged.
     signal_loss : list of dict
     markers : list of dict
+    arousal : tuple
+        ``(times (n_s,), L (n_people, n_s), state codes (n_people, n_s))``: each person's smoothed
+        arousal log-likelihood ratio and state (codes into :data:`AROUSAL_STATES`).
+    people_arousal : dict
+        ``participant -> {"state": one of AROUSAL_STATES, "words": AROUSAL_WORDS[state], "llr": float}`` now.
+    pair_arousal : dict
+        ``pair -> {"away": {person: "climbing" | "flattening"}, "evidence": None | "synchrony" | "arousal" |
+        "synchrony+arousal"}``: who of the pair is moving away now, and (while the pair is drifting, in a
+        possible rupture or repairing) what the detector's evidence comes from.
+    arousal_threshold : float
+        The ratio at or above which a person is "moving away" (the preset's ``arousal_k``).
     """
 
     version: int
@@ -102,6 +236,10 @@ class Snapshot:
     replay: dict | None = None
     messages: list = field(default_factory=list)
     label: str | None = None
+    arousal: tuple = field(default_factory=lambda: (np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0), np.uint8)))
+    people_arousal: dict = field(default_factory=dict)
+    pair_arousal: dict = field(default_factory=dict)
+    arousal_threshold: float = float("nan")
 
 
 class SessionModel:
@@ -118,9 +256,17 @@ class SessionModel:
         Synchrony window step (s).
     history_s : float
         How much history views can show.
+    preset : str
+        Detector preset: its ``arousal_k`` is the ratio at which a person reads as "moving away".
     """
 
-    def __init__(self, participants, modalities, pairs, fs: float, step_s: float = 1.0, history_s: float = 600.0):
+    def __init__(self, participants, modalities, pairs, fs: float, step_s: float = 1.0, history_s: float = 600.0,
+                 preset: str = "balanced"):
+        cfg = get_preset(preset)
+        self.preset = preset
+        self.arousal_threshold = float(cfg.arousal_k)
+        self._arousal_smooth_s = float(cfg.smooth_s)
+        self._sync_k = float(cfg.cusum_k)
         self.participants = list(participants)
         self.modalities = tuple(modalities)
         self.pairs = [tuple(p) for p in pairs]
@@ -155,6 +301,9 @@ class SessionModel:
         self._status = {p: {m: "absent" for m in self.modalities} for p in self.participants}
         self._episodes: dict[int, dict] = {}
         self._loss: list[dict] = []
+        self._arousal_l = _Ring(n, int(history_s / step_s))
+        self._arousal_code = _Ring(n, int(history_s / step_s), dtype=np.uint8, fill=0)
+        self._arousal_track = ArousalTracker(n, self.arousal_threshold, self._arousal_smooth_s, step_s)
         self.t_now = 0.0
 
     # -- writer side (worker thread) ------------------------------------------------------------
@@ -170,12 +319,20 @@ class SessionModel:
                 if w["t"].size:
                     self._sync[m].extend(w["t"], w["sync"])
                     self._chance[m].extend(w["t"], w.get("chance_level", w["chance"]))
+            at = np.asarray(getattr(update, "arousal_t", np.zeros(0)), dtype=float)
+            if at.size:
+                smooth, code = self._arousal_track.push(update.arousal, getattr(update, "arousal_div", None))
+                self._arousal_l.extend(at, smooth)
+                self._arousal_code.extend(at, code)
             for ev in update.events:
                 if "episode" in ev:
                     d = episode_dict(ev["episode"])
                     old = self._episodes.get(d["id"], {})
                     d["label"] = old.get("label")
                     d["review"] = old.get("review")
+                    d["arousal"] = dict(old.get("arousal") or {})
+                    for who, st in self._away_at(d["pair"], d.get("flagged_s", d["onset_s"]), ev.get("t")).items():
+                        d["arousal"].setdefault(who, st)
                     self._episodes[d["id"]] = d
                 elif ev.get("type") == "signal_loss":
                     self._loss.append({k: ev[k] for k in ("participant", "modality", "onset_s", "offset_s", "reason")})
@@ -190,6 +347,23 @@ class SessionModel:
                 for p, d in status.items():
                     self._status.setdefault(p, {}).update(d)
             self.version += 1
+
+    def _away_at(self, pair, *times) -> dict:
+        """``{person: "climbing" | "flattening"}`` for members of ``pair`` moving away at any of ``times``."""
+        r = self._arousal_code
+        out = {}
+        filled = np.isfinite(r.t)
+        for t in times:
+            if t is None:
+                continue
+            cols = np.flatnonzero(filled & (np.abs(r.t - t) < 0.5 * self.step_s + 1e-9))
+            if not cols.size:
+                continue
+            for who in pair:
+                c = int(r.buf[self.participants.index(who), cols[-1]])
+                if c >= 2:
+                    out.setdefault(who, AROUSAL_STATES[c])
+        return out
 
     def set_status(self, participant: str, modality: str, state: str) -> None:
         """Acquisition status of one person's stream (``ok``/``noisy``/``lost``/``recovered``)."""
@@ -252,14 +426,35 @@ class SessionModel:
                 matrix[(iu[1], iu[0])] = cur
             with np.errstate(all="ignore"):
                 conn = mean_fisher(matrix, axis=1) if n else np.zeros(0)
+            at, al = self._arousal_l.last(n_win)
+            _, ac = self._arousal_code.last(n_win)
+            people_arousal = {}
+            for i, who in enumerate(self.participants):
+                # now = the newest second the pipeline reported (the ring is empty until the first one)
+                code = int(self._arousal_code.buf[i, -1]) if self._arousal_code.n else 0
+                llr = float(self._arousal_l.buf[i, -1]) if self._arousal_l.n else float("nan")
+                st = AROUSAL_STATES[code]
+                people_arousal[who] = {"state": st, "words": AROUSAL_WORDS[st], "llr": llr}
+            pair_arousal = {}
+            pstates = {tuple(ps["pair"]): ps for ps in self._pair_states}
+            for pair in self.pairs:
+                away = {w: people_arousal[w]["state"] for w in pair if people_arousal[w]["state"] in ("climbing", "flattening")}
+                ps = pstates.get(tuple(pair), {})
+                evidence = None
+                if ps.get("state") in _ALERT_STATES:
+                    drop = ps.get("drop")
+                    sync_says = drop is not None and np.isfinite(drop) and drop >= self._sync_k
+                    evidence = ("synchrony+arousal" if sync_says else "arousal") if away else "synchrony"
+                pair_arousal[tuple(pair)] = {"away": away, "evidence": evidence}
             return Snapshot(
                 version=self.version, t_now=self.t_now, participants=list(self.participants), pairs=list(self.pairs),
                 modalities=self.modalities, grid=grid, sync=sync, pair_states=[dict(p) for p in self._pair_states],
                 matrix=matrix, connectedness=conn, status={p: dict(d) for p, d in self._status.items()},
-                episodes=[dict(e) for e in self._episodes.values()], signal_loss=[dict(x) for x in self._loss],
+                episodes=[{**e, "arousal": dict(e.get("arousal") or {})} for e in self._episodes.values()], signal_loss=[dict(x) for x in self._loss],
                 markers=[dict(m) for m in self._markers], recording=None if self.recording is None else dict(self.recording),
                 replay=None if self.replay is None else dict(self.replay), messages=list(self._messages),
-                label=self.label,
+                label=self.label, arousal=(at, al, ac), people_arousal=people_arousal, pair_arousal=pair_arousal,
+                arousal_threshold=self.arousal_threshold,
             )
 
     @staticmethod

@@ -100,7 +100,7 @@ class Runner:
         self.pipeline = make_pipeline(source, self.config, self.modalities)
         self.model = SessionModel(
             self.pipeline.participants, self.pipeline.modalities, self.pipeline.pairs, self.config.fs,
-            self.config.step_s, self.config.history_s,
+            self.config.step_s, self.config.history_s, preset=self.config.preset,
         )
         for note in getattr(source, "notes", []):
             self.model.message(note)

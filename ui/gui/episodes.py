@@ -34,7 +34,8 @@ def episode_row(ep: dict) -> tuple:
     ttr = ep.get("time_to_repair_s")
     return (
         str(ep["id"]), fmt_time(ep.get("flagged_s", ep["onset_s"])), pair, depth_words(ep.get("depth")),
-        " + ".join({"hr": "heart", "eda": "skin"}.get(m, m) for m in ep.get("modalities", [])), status,
+        " + ".join([*({"hr": "heart", "eda": "skin"}.get(m, m) for m in ep.get("modalities", [])),
+                    *(f"{w}'s arousal ({st})" for w, st in (ep.get("arousal") or {}).items())]), status,
         "–" if ttr is None else f"{ttr:.0f} s", ep.get("label") or "", ep.get("review") or "",
     )
 

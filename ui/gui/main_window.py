@@ -20,7 +20,7 @@ from .episodes import EpisodesPanel
 from .matrix import SyncMatrix
 from .meter import MeterPanel
 from .settings import Settings, SettingsDialog
-from .style import INK, MODALITY_COLOURS, MUTED, OKABE_ITO, STYLESHEET, fmt_time
+from .style import AROUSAL_STYLE, INK, MODALITY_COLOURS, MUTED, OKABE_ITO, STYLESHEET, fmt_time
 from .sync_view import PairTimelines
 from .traces import PeopleTraces
 
@@ -44,8 +44,21 @@ def legend_html(modalities) -> str:
               f"<span style='background:#CCE9E0'>&nbsp;&nbsp;&nbsp;</span> usual range",
               f"<span style='background:#F5C9AE'>&nbsp;&nbsp;&nbsp;</span> possible rupture",
               f"<span style='background:#CDE7F6'>&nbsp;&nbsp;&nbsp;</span> repaired",
-              "<span style='color:#6B7280'>////</span> signal lost"]
+              "<span style='color:#6B7280'>////</span> signal lost",
+              f"<span style='color:{AROUSAL_STYLE['climbing'][0]}'>\u2501</span>"
+              f"<span style='color:{AROUSAL_STYLE['flattening'][0]}'>\u2501</span> arousal moving away"]
     return f"<span style='color:{INK}'>" + " &nbsp;&nbsp; ".join(parts) + "</span>"
+
+
+def people_legend_html() -> str:
+    """The legend of the people's arousal shading."""
+    def swatch(st):
+        *rgb, a = AROUSAL_STYLE[st][2]
+        r, g, b = (round(255 - (255 - x) * a / 255) for x in rgb)  # the shade on white, as the traces show it
+        return f"<span style='background:#{r:02X}{g:02X}{b:02X}'>&nbsp;&nbsp;&nbsp;</span>"
+    return (f"<span style='color:{INK}'>{swatch('climbing')} {AROUSAL_STYLE['climbing'][1]} climbing &nbsp; "
+            f"{swatch('flattening')} {AROUSAL_STYLE['flattening'][1]} flattening &nbsp;"
+            f"<span style='color:{MUTED}'>arousal moving away from the others' and the person's own baseline</span></span>")
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -94,7 +107,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.matrix = SyncMatrix(model.participants) if self.group else None
         self.episodes = EpisodesPanel(model)
 
-        left = self._section("PEOPLE", self._scroll(self.traces))
+        people_legend = QtWidgets.QLabel(people_legend_html())
+        people_legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        people_legend.setWordWrap(True)
+        people_legend.setStyleSheet("font-size: 9pt")
+        left = self._section("PEOPLE", people_legend, self._scroll(self.traces))
         legend = QtWidgets.QLabel(legend_html(model.modalities))
         legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         legend.setWordWrap(True)

@@ -7,7 +7,44 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from dsp.detector import STATE_WORDS
 
-from .style import GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_SYMBOLS, STATE_TEXT, qcolor
+from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_SYMBOLS, STATE_TEXT, qcolor
+
+
+def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
+    """What a pair's tile says about its people's arousal.
+
+    Parameters
+    ----------
+    pair_arousal : dict | None
+        One entry of :attr:`ui.model.Snapshot.pair_arousal`.
+
+    Returns
+    -------
+    short : str
+        A few words for the tile (``"↑ P2 arousal"``; ``""`` when nobody is moving away).
+    long : str
+        A sentence for the tooltip.
+    state : str | None
+        ``"climbing"`` / ``"flattening"`` (of the first person moving away), for the colour.
+    """
+    pa = pair_arousal or {}
+    away = pa.get("away") or {}
+    if not away:
+        return "", "", None
+    evidence = pa.get("evidence")
+    who = " + ".join(f"{AROUSAL_STYLE[st][1]} {w}" for w, st in away.items())
+    short = f"{who} arousal"
+    if evidence == "arousal":
+        short += " (sync as usual)"
+    flav = {"climbing": "climbing (heart rate / skin conductance up, more responses)",
+            "flattening": "flattening (fewer responses, less heart-rate variation)"}
+    lines = [f"{w}'s arousal is moving away from the others' and from {w}'s own baseline: {flav[st]}."
+             for w, st in away.items()]
+    if evidence == "arousal":
+        lines.append("The flag comes from this arousal divergence; the pair's synchrony is still in its usual range.")
+    elif evidence == "synchrony+arousal":
+        lines.append("The flag comes from a drop of synchrony and this arousal divergence together.")
+    return short, "\n".join(lines), next(iter(away.values()))
 
 
 def attunement_level(pair_state: dict | None) -> float | None:
@@ -47,6 +84,9 @@ class AttunementMeter(QtWidgets.QWidget):
         self.state = "calibrating"
         self.level: float | None = None
         self.details = ""
+        self.reason = ""
+        self.reason_long = ""
+        self.reason_state: str | None = None
         self.setMinimumSize(150, 84)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding)
         self.setCursor(QtCore.Qt.CursorShape.PointingHandCursor)
@@ -57,18 +97,22 @@ class AttunementMeter(QtWidgets.QWidget):
         """The state in words, as shown."""
         return STATE_WORDS.get(self.state, self.state)
 
-    def set_state(self, state: str, level: float | None, details: str = "") -> None:
-        """Show a new state; repaints only on change."""
+    def set_state(self, state: str, level: float | None, details: str = "", pair_arousal: dict | None = None) -> None:
+        """Show a new state (and who of the pair is moving away in arousal); repaints only on change."""
         level = None if level is None else round(level, 2)
-        if (state, level, details) == (self.state, self.level, self.details):
+        reason, reason_long, reason_state = arousal_reason(pair_arousal)
+        if (state, level, details, reason, reason_long) == (self.state, self.level, self.details, self.reason,
+                                                            self.reason_long):
             return
         self.state, self.level, self.details = state, level, details
+        self.reason, self.reason_long, self.reason_state = reason, reason_long, reason_state
         self._update_tooltip()
         self.update()
 
     def _update_tooltip(self) -> None:
         lvl = "" if self.level is None else f"\nAttunement: {self.level:.0%} of the way from chance to this pair's usual level."
-        self.setToolTip(f"{self.pair[0]} \u2013 {self.pair[1]}: {self.words}{lvl}")
+        why = f"\n{self.reason_long}" if self.reason_long else ""
+        self.setToolTip(f"{self.pair[0]} \u2013 {self.pair[1]}: {self.words}{lvl}{why}")
 
     def mousePressEvent(self, event):  # noqa: N802
         self.clicked.emit(self.pair)
@@ -95,7 +139,20 @@ class AttunementMeter(QtWidgets.QWidget):
         p.setFont(f)
         p.setPen(qcolor(MUTED))
         name_h = f.pixelSize() * 1.35
-        p.drawText(QtCore.QRectF(inner.left(), inner.top(), w, name_h), left_mid, f"{self.pair[0]} \u2013 {self.pair[1]}")
+        names = f"{self.pair[0]} \u2013 {self.pair[1]}"
+        p.drawText(QtCore.QRectF(inner.left(), inner.top(), w, name_h), left_mid, names)
+        if self.reason:
+            # who is moving away in arousal: right of the names, in that flavour's colour, shrunk to fit
+            fr = QtGui.QFont(f)
+            fr.setBold(True)
+            room = w - QtGui.QFontMetricsF(f).horizontalAdvance(names) - 10
+            while fr.pixelSize() > 8 and QtGui.QFontMetricsF(fr).horizontalAdvance(self.reason) > room:
+                fr.setPixelSize(fr.pixelSize() - 1)
+            p.setFont(fr)
+            p.setPen(qcolor(AROUSAL_STYLE.get(self.reason_state, AROUSAL_STYLE["climbing"])[0]))
+            p.drawText(QtCore.QRectF(inner.left(), inner.top(), w, name_h),
+                       QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, self.reason)
+            p.setFont(f)
         # details line (current r per modality), only when there is room
         small = QtGui.QFont(self.font())
         small.setPixelSize(int(max(9, min(14, h * 0.09))))
@@ -172,7 +229,8 @@ class MeterPanel(QtWidgets.QWidget):
             self.meters[tuple(pair)] = m
 
     def update_view(self, snap) -> None:
+        pair_arousal = getattr(snap, "pair_arousal", {}) or {}
         for ps in snap.pair_states:
             m = self.meters.get(tuple(ps["pair"]))
             if m is not None:
-                m.set_state(ps["state"], attunement_level(ps), meter_details(ps))
+                m.set_state(ps["state"], attunement_level(ps), meter_details(ps), pair_arousal.get(tuple(ps["pair"])))

@@ -63,6 +63,15 @@ STATUS_STYLE = {
     "absent": ("#9CA3AF", "\u2013"),
 }
 
+#: Person-level arousal state (ui.model.AROUSAL_STATES) -> (text colour, symbol, trace shading rgba or None).
+#: Words come from ui.model.AROUSAL_WORDS; moving away is told by a word and an arrow, never by colour alone.
+AROUSAL_STYLE = {
+    "unknown": ("#4B5563", "\u25CC", None),                 # dotted circle: learning the person's baseline
+    "with_group": ("#00684C", "\u25CF", None),              # filled circle
+    "climbing": ("#A33F00", "\u2191", (230, 159, 0, 70)),    # up arrow, orange shading
+    "flattening": ("#6A3D9A", "\u2193", (204, 121, 167, 70)),  # down arrow, reddish-purple shading
+}
+
 #: Synchrony curves.
 MODALITY_COLOURS = {"hr": OKABE_ITO["reddish_purple"], "eda": OKABE_ITO["blue"], "combined": INK}
 MODALITY_NAMES = {"hr": "heart", "eda": "skin", "combined": "combined"}

@@ -1,5 +1,11 @@
 """Per-pair synchrony timelines: HR, EDA and combined, with baseline band, chance level,
-possible-rupture shading (turning to the repaired colour), signal-loss hatching and markers."""
+possible-rupture shading (turning to the repaired colour), signal-loss hatching and markers.
+
+A pair's flag can come from one person's arousal moving away (:mod:`dsp.divergence`) while
+its synchrony looks as usual: the pair's title then names who is moving away and says where
+the evidence comes from, and an *arousal strip* along the bottom of the combined plot marks
+the seconds in which either person was moving away (orange: climbing, purple: flattening).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,40 @@ from dsp.detector import STATE_WORDS, get_preset
 from .plots import MarkerSet, SpanSet, hatch_brush, make_plot
 from dsp.synchrony import fisher_mean
 
-from .style import (PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED, OKABE_ITO, REPAIRED_FILL,
-                    RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
+from ui.model import AROUSAL_STATES
+
+from .style import (AROUSAL_STYLE, INK, PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED,
+                    OKABE_ITO, REPAIRED_FILL, RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
 
 #: Fixed y range of every synchrony plot (Pearson r).
 Y_RANGE = (-0.5, 1.0)
+#: Height (r units) of the arousal strip's lines along the bottom of the combined plot.
+AROUSAL_STRIP_Y = {"climbing": -0.44, "flattening": -0.47}
+#: What the pair title says about where a flag's evidence comes from (``ui.model`` ``pair_arousal["evidence"]``).
+EVIDENCE_WORDS = {
+    "arousal": "from arousal \u2013 synchrony as usual",
+    "synchrony+arousal": "from synchrony + arousal",
+    "synchrony": None,
+    None: None,
+}
+
+
+def arousal_title_html(away: dict) -> str:
+    """The (short) part of a pair's title about its people's arousal: who is moving away, which way."""
+    parts = []
+    for who, st in away.items():
+        colour, symbol, _ = AROUSAL_STYLE[st]
+        parts.append(f"<span style='color:{colour}'>{symbol} {who} arousal</span>")
+    return " &nbsp;".join(parts)
+
+
+def arousal_note(away: dict, evidence: str | None) -> str:
+    """The note on a pair's combined plot while its flag's evidence comes (partly) from someone's arousal."""
+    if not away or evidence not in ("arousal", "synchrony+arousal"):
+        return ""  # the title already names who is moving away; the note is for a pair the detector flags
+    text = ", ".join(f"{AROUSAL_STYLE[st][1]} {who} moving away ({st})" for who, st in away.items())
+    words = EVIDENCE_WORDS.get(evidence)
+    return f"{text}: flag {words}" if words else text
 
 
 def _fisher_mean(values) -> float | None:
@@ -109,6 +144,20 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                     c.setZValue(10 if main else 5)
                     plot.addItem(c)
                     curves[m] = c
+                strips = {}
+                if "combined" in kinds:
+                    for st in ("climbing", "flattening"):
+                        c = pg.PlotCurveItem(pen=pg.mkPen(qcolor(AROUSAL_STYLE[st][0]), width=5), connect="finite")
+                        c.setZValue(8)
+                        plot.addItem(c)
+                        strips[st] = c
+                note = None
+                if strips:
+                    # a TextItem lives in the view and never widens the layout (a long title would)
+                    note = pg.TextItem("", color=INK, anchor=(1, 1), fill=pg.mkBrush(255, 255, 255, 210))
+                    note.setZValue(12)
+                    note.setVisible(False)
+                    plot.addItem(note, ignoreBounds=True)
                 chance_kind = kinds[0] if stacked else "combined"
                 chance = pg.PlotCurveItem(pen=pg.mkPen(MUTED, width=1.2, style=QtCore.Qt.PenStyle.DashLine),
                                           connect="finite")
@@ -116,26 +165,31 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 plot.addItem(chance)
                 self.plots.append({
                     "pair": p, "kinds": kinds, "chance_kind": chance_kind, "plot": plot, "curves": curves,
-                    "chance": chance, "band": band, "band_val": None, "spans": SpanSet(plot),
+                    "chance": chance, "band": band, "band_val": None, "spans": SpanSet(plot), "strips": strips,
+                    "note": note, "note_text": "",
                     "markers": MarkerSet(plot, labels=(p == 0 and k == 0)),
                 })
                 if k == 0:
-                    self._set_title(p, "calibrating")
+                    self._set_title(p, "calibrating", {}, None)
                 elif stacked:
                     plot.setTitle(f"<span style='color:{MUTED}'>{MODALITY_NAMES[kinds[0]]}</span>", size="8pt",
                                   justify="left")
         per_plot = 150 if stacked else 92
         self.setMinimumHeight(min(per_plot * len(self.plots) + 20, 100000))
 
-    def _set_title(self, p: int, state: str) -> None:
-        if self._titles.get(p) == state:
+    def _set_title(self, p: int, state: str, away: dict, evidence: str | None) -> None:
+        key = (state, tuple(sorted(away.items())), evidence)
+        if self._titles.get(p) == key:
             return
-        self._titles[p] = state
+        self._titles[p] = key
         a, b = self.pairs[p]
         word = STATE_WORDS.get(state, state)
         sub = f" &nbsp;<span style='color:{MUTED}'>{MODALITY_NAMES[self.plots_for(p)[0]['kinds'][0]]}</span>" if self.stacked else ""
         html = (f"<b style='font-size:11pt'>{a} \u2013 {b}</b>{sub} &nbsp; "
                 f"<span style='color:{STATE_TEXT.get(state, MUTED)}'>{STATE_SYMBOLS.get(state, '')} {word}</span>")
+        extra = arousal_title_html(away)
+        if extra:
+            html += " &nbsp; " + extra
         self.plots_for(p)[0]["plot"].setTitle(html, justify="left")
 
     def plots_for(self, p: int) -> list:
@@ -144,7 +198,30 @@ class PairTimelines(pg.GraphicsLayoutWidget):
 
     def title_state(self, pair) -> str:
         """The state word currently in a pair's title (for tests)."""
-        return self._titles[self.pairs.index(tuple(pair))]
+        return self._titles[self.pairs.index(tuple(pair))][0]
+
+    def arousal_note(self, pair) -> str:
+        """The arousal note shown on a pair's combined plot (``""`` when none; for tests)."""
+        for d in self.plots_for(self.pairs.index(tuple(pair))):
+            if d["note"] is not None:
+                return d["note_text"] if d["note"].isVisible() else ""
+        return ""
+
+    def title_arousal(self, pair) -> tuple[dict, str | None]:
+        """``(who is moving away -> flavour, evidence)`` currently in a pair's title (for tests)."""
+        _, away, evidence = self._titles[self.pairs.index(tuple(pair))]
+        return dict(away), evidence
+
+    def title_html(self, pair) -> str:
+        """The pair title's text as drawn (for tests)."""
+        return self.plots_for(self.pairs.index(tuple(pair)))[0]["plot"].titleLabel.text
+
+    def strip_data(self, pair, state: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, y)`` of a pair's arousal strip of one flavour (NaN = gap; for tests)."""
+        for d in self.plots_for(self.pairs.index(tuple(pair))):
+            if state in d["strips"]:
+                return d["strips"][state].getData()
+        return np.zeros(0), np.zeros(0)
 
     def episode_spans(self, pair) -> dict:
         """``key -> (x0, x1, brush_key)`` of the episode spans drawn for a pair (for tests)."""
@@ -177,10 +254,14 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             if end >= x0 and rec["onset_s"] <= x1:
                 loss.append((rec["participant"], rec["modality"], rec["onset_s"], end))
         hatch = hatch_brush(LOSS_HATCH)
+        pair_arousal = getattr(snap, "pair_arousal", {}) or {}
+        at, _al, ac = getattr(snap, "arousal", (np.zeros(0), None, np.zeros((0, 0))))
+        index = {who: i for i, who in enumerate(snap.participants)}
         for p, pair in enumerate(self.pairs):
             ps = states.get(pair)
+            pa = pair_arousal.get(pair, {})
             if ps is not None:
-                self._set_title(p, ps["state"])
+                self._set_title(p, ps["state"], pa.get("away", {}), pa.get("evidence"))
         for d in self.plots:
             p = d["pair"]
             pair = self.pairs[p]
@@ -198,6 +279,22 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             series = snap.sync.get(d["chance_kind"])
             if series is not None and series[2].shape[0] > p:
                 d["chance"].setData(series[0], series[2][p])
+            if d["strips"]:
+                rows = [index[w] for w in pair if w in index and index[w] < ac.shape[0]]
+                code = ac[rows].astype(int) if rows else np.zeros((0, at.size), int)
+                for st, curve in d["strips"].items():
+                    on = (code == AROUSAL_STATES.index(st)).any(axis=0) if code.size else np.zeros(at.size, bool)
+                    curve.setData(at, np.where(on, AROUSAL_STRIP_Y[st], np.nan))
+                pa = pair_arousal.get(pair, {})
+                text = arousal_note(pa.get("away") or {}, pa.get("evidence"))
+                if text != d["note_text"]:
+                    d["note_text"] = text
+                    d["note"].setText(text)
+                    st = next(iter((pa.get("away") or {}).values()), "climbing")
+                    d["note"].setColor(qcolor(AROUSAL_STYLE[st][0]))
+                    d["note"].setVisible(bool(text))
+                if text:
+                    d["note"].setPos(x1, AROUSAL_STRIP_Y["climbing"] + 0.05)
             ps = states.get(pair)
             band = baseline_band(ps, d["chance_kind"], self.drift_frac) if ps else None
             if band != d["band_val"]:

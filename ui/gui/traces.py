@@ -1,4 +1,11 @@
-"""Per-person HR and EDA traces with a signal-status badge."""
+"""Per-person HR and EDA traces with a signal-status badge and the person's arousal state.
+
+The arousal state (:data:`ui.model.AROUSAL_WORDS`: "moving away (climbing)" /
+"moving away (flattening)" / "with the group" / "learning baseline") is
+shown under the badges, and the seconds in which the person was moving away
+are shaded on their traces (orange: climbing, purple: flattening), so a flag
+that comes from one person's arousal rather than from synchrony can be seen.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,9 @@ import numpy as np
 import pyqtgraph as pg
 
 from .plots import SpanSet, hatch_brush, make_plot
-from .style import PANEL, LOSS_HATCH, MODALITY_COLOURS, MUTED, STATUS_STYLE
+from ui.model import AROUSAL_STATES, AROUSAL_WORDS
+
+from .style import AROUSAL_STYLE, PANEL, LOSS_HATCH, MODALITY_COLOURS, MUTED, STATUS_STYLE
 
 #: Units and sensible minimum y spans of the traces.
 UNITS = {"hr": "bpm", "eda": "\u00b5S"}
@@ -33,6 +42,42 @@ def badge_html(modality: str, status: str) -> str:
             f"<span style='color:{MUTED}'>&nbsp;{word}&nbsp;</span><b style='color:{colour}'>{status}</b>")
 
 
+def arousal_html(state: str) -> str:
+    """The header line of a person's arousal state (symbol + words, two lines when moving away)."""
+    colour, symbol, _ = AROUSAL_STYLE.get(state, AROUSAL_STYLE["unknown"])
+    words = AROUSAL_WORDS.get(state, state)
+    if state in ("climbing", "flattening"):
+        return (f"<span style='color:{colour}'>{symbol}&nbsp;<b>moving away</b></span><br>"
+                f"<span style='color:{colour}'>&nbsp;&nbsp;&nbsp;({state})</span>")
+    return f"<span style='color:{colour}'>{symbol}&nbsp;{words}</span>"
+
+
+def arousal_runs(t: np.ndarray, codes: np.ndarray, step_s: float = 1.0) -> list[tuple[float, float, str]]:
+    """Spans in which a person was moving away: ``[(t0, t1, "climbing" | "flattening"), ...]``.
+
+    Parameters
+    ----------
+    t : ndarray, shape (n,)
+        Time of each second's value (the end of that second).
+    codes : ndarray, shape (n,)
+        State codes into :data:`ui.model.AROUSAL_STATES`.
+    step_s : float
+        Seconds each value covers (it covers ``(t - step_s, t]``).
+    """
+    codes = np.asarray(codes)
+    ok = np.isfinite(t)
+    t, codes = np.asarray(t, float)[ok], codes[ok]
+    out = []
+    if not t.size:
+        return out
+    edges = np.flatnonzero(np.diff(codes.astype(int)) != 0) + 1
+    for a, b in zip(np.r_[0, edges], np.r_[edges, codes.size]):
+        c = int(codes[a])
+        if c >= 2:
+            out.append((float(t[a] - step_s), float(t[b - 1]), AROUSAL_STATES[c]))
+    return out
+
+
 class PeopleTraces(pg.GraphicsLayoutWidget):
     """One row per person: a header (name + badges) and a trace per modality.
 
@@ -56,11 +101,12 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
         self.spans = {}     # (person, modality) -> SpanSet
         self.markers = {}
         self.badge_state = {}
+        self.arousal_state = {p: "unknown" for p in self.participants}
         self._yrange = {}
         n = len(self.participants)
         for r, person in enumerate(self.participants):
             header = self.addLabel("", row=r, col=0)
-            header.setFixedWidth(92)
+            header.setFixedWidth(104)
             self.headers[person] = header
             for c, m in enumerate(self.modalities):
                 plot = make_plot(show_time=(r == n - 1), left_width=40)
@@ -73,17 +119,32 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                 self.curves[(person, m)] = curve
                 self.spans[(person, m)] = SpanSet(plot)
                 plot.setYRange(*((55, 100) if m == "hr" else (0, 10)), padding=0)
-            self._set_header(person, {m: "absent" for m in self.modalities})
-        self.setMinimumHeight(70 * n + 30)
+            self._set_header(person, {m: "absent" for m in self.modalities}, "unknown", force=True)
+        self.setMinimumHeight(84 * n + 30)
 
-    def _set_header(self, person: str, states: dict) -> None:
+    def _set_header(self, person: str, states: dict, arousal: str, force: bool = False) -> None:
         key = tuple(states.get(m, "absent") for m in self.modalities)
-        if self.badge_state.get(person) == key:
+        if not force and self.badge_state.get(person) == key and self.arousal_state.get(person) == arousal:
             return
         self.badge_state[person] = key
+        self.arousal_state[person] = arousal
         lines = [f"<b style='font-size:15pt'>{person}</b>"]
         lines += [badge_html(m, states.get(m, "absent")) for m in self.modalities]
+        lines.append(arousal_html(arousal))
         self.headers[person].setText("<br>".join(lines))
+
+    def arousal_words(self, person: str) -> str:
+        """The arousal words shown for a person (for tests and the status line)."""
+        return AROUSAL_WORDS[self.arousal_state[person]]
+
+    def arousal_colour(self, person: str) -> str:
+        """The colour of a person's arousal words (for tests)."""
+        return AROUSAL_STYLE[self.arousal_state[person]][0]
+
+    def arousal_spans(self, person: str, modality: str | None = None) -> dict:
+        """``key -> ((t0, t1), state)`` of the moving-away shading drawn on a person's trace (for tests)."""
+        m = modality or self.modalities[0]
+        return {k: st for k, st in self.spans[(person, m)]._state.items() if k[0] == "arousal"}
 
     def badge(self, person: str, modality: str) -> str:
         """The status word shown for one person's modality (for tests and the headless view)."""
@@ -101,10 +162,20 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                 open_loss[key] = rec["reason"]
             if end >= x0 and rec["onset_s"] <= x1:
                 loss_spans.setdefault(key, {})[("loss", rec["onset_s"])] = (rec["onset_s"], end, "loss", hatch_brush(LOSS_HATCH))
+        at, _al, ac = getattr(snap, "arousal", (np.zeros(0), None, np.zeros((0, 0))))
+        step = float(np.median(np.diff(at))) if at.size > 1 else 1.0
+        people_arousal = getattr(snap, "people_arousal", {}) or {}
         for i, person in enumerate(self.participants):
             states = {m: display_status(snap.status.get(person, {}).get(m, "absent"), open_loss.get((person, m)))
                       for m in self.modalities}
-            self._set_header(person, states)
+            self._set_header(person, states, people_arousal.get(person, {}).get("state", "unknown"))
+            away = {}
+            if ac.shape[0] > i:
+                for t0, t1, st in arousal_runs(at, ac[i], step):
+                    if t1 >= x0 and t0 <= x1:
+                        # a run cut by the start of the snapshot keeps one key while the view scrolls
+                        start = "cut" if t0 <= at[0] - step + 1e-6 else round(t0, 3)
+                        away[("arousal", st, start)] = (t0, t1, st, pg.mkBrush(AROUSAL_STYLE[st][2]))
             for m in self.modalities:
                 plot = self.plots[(person, m)]
                 t, vals = snap.grid.get(m, (np.zeros(0), np.zeros((len(self.participants), 0))))
@@ -112,7 +183,7 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                 self.curves[(person, m)].setData(t, y)
                 self._adapt_y(person, m, y)
                 plot.setXRange(x0, x1, padding=0)
-                self.spans[(person, m)].sync(loss_spans.get((person, m), {}))
+                self.spans[(person, m)].sync({**away, **loss_spans.get((person, m), {})})
 
     def _adapt_y(self, person: str, m: str, y: np.ndarray) -> None:
         """Slow, hysteretic y range: changes only when the data leave it or use a small part of it."""
