@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 #: name -> (scenario, seed). Each file stays under 1 MB.
 SAMPLES = {
-    "sample-couple": ("couple-rupture-repair", 0),
+    "sample-couple": ("couple-rupture-repair", 3),
     "sample-group": ("group-rupture", 0),
 }
 

@@ -45,24 +45,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 #: Feature names, in the order of the feature axis.
 FEATURES = ("hr_level", "hr_variability", "eda_level", "eda_activity")
 _MODALITY_OF = {"hr_level": "hr", "hr_variability": "hr", "eda_level": "eda", "eda_activity": "eda"}
 
 #: Gaussian model of the divergence vector (``FEATURES`` order): mean when in tune, mean in an aversive
-#: and a withdrawn rupture, and the shared covariance. Fitted on 36 simulated tune sessions
+#: and a withdrawn rupture, and the shared covariance. Fitted on 84 simulated tune sessions
 #: (``bench/tune_detector.py fit-arousal``), rounded.
 LLR_MODEL = {
-    "in_tune": (0.0, -0.01, 0.0, -0.02),
-    "aversive": (2.2, 0.06, 2.89, 0.87),
-    "withdrawn": (-0.72, -2.49, -1.42, -2.55),
-    "cov": ((0.75, 0.09, 0.49, 0.22),
-            (0.09, 1.47, 0.10, 0.63),
-            (0.49, 0.10, 1.11, 0.45),
-            (0.22, 0.63, 0.45, 1.44)),
+    "in_tune": (0.0, -0.02, 0.0, -0.04),
+    "aversive": (2.0, 0.15, 2.44, 0.83),
+    "withdrawn": (-0.6, -2.64, -1.23, -2.62),
+    "cov": ((0.73, 0.05, 0.47, 0.17),
+            (0.05, 1.20, 0.05, 0.52),
+            (0.47, 0.05, 1.02, 0.40),
+            (0.17, 0.52, 0.40, 1.26)),
 }
+
+
+#: Typical spread of each baseline-relative feature (``FEATURES`` order; the EDA level's as a fraction of the
+#: person's skin-conductance level): the median over the 72 people of a 36-session tune split after 15 minutes
+#: (q10-q90: HR 3.6-5.5 bpm, 0.30-0.52, 7-14 % of the level, 0.37-0.70). The scale of a person's feature is
+#: shrunk towards it with the weight of ``scale_prior_s`` seconds, so the first minutes are not over-read.
+SCALE_PRIOR = (4.3, 0.40, 0.10, 0.50)
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,15 @@ class DivergenceConfig:
     level_s: float = 10.0
     activity_s: float = 20.0
     baseline_s: float = 240.0
-    baseline_gap_s: float = 30.0
+    baseline_gap_s: float = 20.0
     baseline_min_s: float = 20.0
     scale_s: float = 300.0
     scale_gap_s: float = 10.0
-    scale_min_s: float = 90.0
+    scale_min_s: float = 30.0
+    scale_prior_s: float = 240.0
     min_fraction: float = 0.6
     refresh_s: float = 10.0
+    exclude_llr: float = 2.0
 
 
 class ArousalDivergence:
@@ -122,6 +130,8 @@ class ArousalDivergence:
         self._dev_hist = np.full((self.n, len(FEATURES), self._scale_keep), np.nan)
         self._base_held = np.full((self.n, len(FEATURES)), np.nan)
         self._scale_held = np.full((self.n, len(FEATURES)), np.nan)
+        self._llr_keep = max(self._base_keep, self._scale_keep)
+        self._llr_hist = np.full((self.n, self._llr_keep), np.nan)  # each person's ratio, last column = last second
         self._sec = 0  # seconds completed so far
         m = model or LLR_MODEL
         self._mu = {k: np.asarray(m[k], float) for k in ("in_tune", "aversive", "withdrawn")}
@@ -173,9 +183,19 @@ class ArousalDivergence:
         t = (ends - 1) / self.fs  # time of the last sample in (as the synchrony engine stamps its windows)
         if not ends.size:
             return t, np.full((self.n, 0), np.nan), feats
-        dev = self._relative(feats)
-        div = self._divergence(dev)
-        return t, self._llr(div), div
+        # one segment per baseline refresh, in order: each refresh may leave out the seconds found diverged
+        # before it (their ratio is known by then, because the baseline window ends ``baseline_gap_s`` back)
+        every = max(1, int(round(self.cfg.refresh_s)))
+        starts = np.flatnonzero((self._sec + np.arange(ends.size)) % every == 0)
+        bounds = np.unique(np.r_[0, starts, ends.size])
+        llr = np.full((self.n, ends.size), np.nan)
+        div = np.full_like(feats, np.nan)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            z = self._relative(feats[:, :, a:b])
+            div[:, :, a:b] = self._divergence(z)
+            llr[:, a:b] = self._llr(div[:, :, a:b])
+            self._llr_hist = np.concatenate([self._llr_hist, llr[:, a:b]], axis=1)[:, -self._llr_keep:]
+        return t, llr, div
 
     # -- stages ------------------------------------------------------------------------------------
     def _raw_features(self, buf: np.ndarray, le: np.ndarray, modality: str):
@@ -208,54 +228,49 @@ class ArousalDivergence:
         return level, other
 
     def _relative(self, feats: np.ndarray) -> np.ndarray:
-        """Baseline-relative, spread-scaled features, shape (n, F, n_sec); updates the histories.
+        """Baseline-relative, spread-scaled features of one segment, shape (n, F, n_sec); updates the histories.
 
-        The baseline and the scale move slowly; they are computed every ``refresh_s`` seconds of session time
-        (seconds whose number is a multiple of it, so the result does not depend on the chunking) and held
-        in between.
+        The baseline and the scale move slowly; they are computed at the segment's first second when its
+        number is a multiple of ``refresh_s`` (so the result does not depend on the chunking) and held
+        otherwise. Seconds in which the person's ratio reached ``exclude_llr`` (they were moving away) are
+        left out of both, unless that would leave out more than half of the window: a rupture must not become
+        the person's new normal, nor make its own end look like a divergence the other way.
         """
         c = self.cfg
         n_sec = feats.shape[2]
-        every = max(1, int(round(c.refresh_s)))
-        s0 = self._sec  # absolute number (0-based) of the first new second
-        fresh = np.flatnonzero((s0 + np.arange(n_sec)) % every == 0)
+        fresh = self._sec % max(1, int(round(c.refresh_s))) == 0
         gap, nb = int(round(c.baseline_gap_s)), self._base_keep
-        hist = np.concatenate([self._feat_hist, feats], axis=2)
-        base = self._held(self._base_held, n_sec, fresh)
-        if fresh.size:
-            # baseline of second j (hist index nb + j): hist[j : nb + j - gap]
-            win = sliding_window_view(hist, nb - gap, axis=2)[:, :, fresh]
-            med, cnt = _nanmedian_last(win)
-            val = np.where(cnt >= c.baseline_min_s, med, np.nan)
-            base = self._fill(base, fresh, val)
-        self._base_held = base[:, :, -1].copy() if n_sec else self._base_held
-        dev = feats - base
-        self._feat_hist = hist[:, :, -nb:]
         sgap, ns = int(round(c.scale_gap_s)), self._scale_keep
-        dh = np.concatenate([self._dev_hist, dev], axis=2)
-        scale = self._held(self._scale_held, n_sec, fresh)
-        if fresh.size:
-            sw = sliding_window_view(dh, ns - sgap, axis=2)[:, :, fresh]
+        if fresh:
+            away = self._llr_hist >= c.exclude_llr  # (n, llr_keep), last column = the previous second
+            # baseline of the first new second: the raw features of seconds [-nb, -gap) back
+            win = self._feat_hist[:, :, : nb - gap]
+            win = np.where(self._keep(away[:, -nb: away.shape[1] - gap], win), win, np.nan)
+            med, cnt = _nanmedian_last(win)
+            self._base_held = np.where(cnt >= c.baseline_min_s, med, np.nan)
+            sw = self._dev_hist[:, :, : ns - sgap]
+            sw = np.where(self._keep(away[:, -ns: away.shape[1] - sgap], sw), sw, np.nan)
             med, scnt = _nanmedian_last(sw)
             mad = 1.4826 * _nanmedian_last(np.abs(sw - med[..., None]))[0]
-            scale = self._fill(scale, fresh, np.where(scnt >= c.scale_min_s, mad + 1e-9, np.nan))
-        self._scale_held = scale[:, :, -1].copy() if n_sec else self._scale_held
-        self._dev_hist = dh[:, :, -ns:]
-        self._sec = s0 + n_sec
-        return dev / scale
+            mad = np.where(scnt > 0, mad, 0.0)
+            # shrunk towards a typical spread while there are few values (see SCALE_PRIOR)
+            prior = np.broadcast_to(np.asarray(SCALE_PRIOR, float)[None, :], mad.shape).copy()
+            prior[:, 2] *= np.abs(self._base_held[:, 2])  # EDA level: a fraction of the person's own level
+            n0 = c.scale_prior_s
+            shrunk = np.sqrt((scnt * mad ** 2 + n0 * prior ** 2) / np.maximum(scnt + n0, 1e-9))
+            self._scale_held = np.where(scnt >= c.scale_min_s, shrunk + 1e-9, np.nan)
+        dev = feats - self._base_held[:, :, None]
+        self._feat_hist = np.concatenate([self._feat_hist, feats], axis=2)[:, :, -nb:]
+        self._dev_hist = np.concatenate([self._dev_hist, dev], axis=2)[:, :, -ns:]
+        self._sec += n_sec
+        return dev / self._scale_held[:, :, None]
 
     @staticmethod
-    def _held(last: np.ndarray, n_sec: int, fresh: np.ndarray) -> np.ndarray:
-        """``last`` repeated over the new seconds (to be overwritten from each fresh second on)."""
-        return np.repeat(last[:, :, None], n_sec, axis=2)
-
-    @staticmethod
-    def _fill(arr: np.ndarray, fresh: np.ndarray, val: np.ndarray) -> np.ndarray:
-        """Set ``arr`` from each fresh second up to the next one to that second's value (forward fill)."""
-        bounds = np.r_[fresh, arr.shape[2]]
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            arr[:, :, a:b] = val[:, :, i, None]
-        return arr
+    def _keep(away: np.ndarray, win: np.ndarray) -> np.ndarray:
+        """Which window values to use, shape like ``win``: not the diverged seconds, unless they are most of it."""
+        keep = ~away[:, None, :]
+        mostly_away = keep.mean(axis=2, keepdims=True) < 0.5
+        return np.broadcast_to(keep | mostly_away, win.shape)
 
     def _divergence(self, z: np.ndarray) -> np.ndarray:
         """Each person's scaled features minus the others' typical value, shape (n, F, n_sec).

@@ -14,6 +14,9 @@ import uuid
 from ..errors import UsageError
 
 DEFAULT_SCENARIO = "couple-rupture-repair"
+#: Simulator seed of the demo. Not every seed shows both scripted ruptures (the detector misses some, see
+#: the README: with seed 0 the first one goes unflagged); the demo shows the one where both are.
+DEFAULT_SEED = 3
 
 
 def register(subparsers) -> None:
@@ -34,7 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--speed", type=float, default=2.0, metavar="X",
                    help="run the session X times faster than real time (default 2: the first possible rupture (at 90 s of "
                         "session time) is flagged and repaired within about two minutes; 1 for real time)")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="simulator seed (default 0)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
+                   help=f"simulator seed (default {DEFAULT_SEED}: both scripted ruptures are flagged and repaired)")
     from .monitor import add_session_options
 
     add_session_options(p)
@@ -74,7 +78,7 @@ class SimulatorClockSource:
         self.live.close()
 
 
-def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0, seed: int = 0,
+def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0, seed: int = DEFAULT_SEED,
                preset: str = "balanced", wait_s: float = 15.0, config=None, modalities=None):
     """Start simulator, live session and runner (not its thread).
 
