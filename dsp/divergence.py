@@ -86,6 +86,7 @@ class DivergenceConfig:
     scale_prior_s: float = 240.0
     min_fraction: float = 0.6
     refresh_s: float = 10.0
+    scale_refresh_s: float = 30.0
     exclude_llr: float = 2.0
 
 
@@ -231,14 +232,15 @@ class ArousalDivergence:
         """Baseline-relative, spread-scaled features of one segment, shape (n, F, n_sec); updates the histories.
 
         The baseline and the scale move slowly; they are computed at the segment's first second when its
-        number is a multiple of ``refresh_s`` (so the result does not depend on the chunking) and held
-        otherwise. Seconds in which the person's ratio reached ``exclude_llr`` (they were moving away) are
+        number is a multiple of ``refresh_s`` (the scale: ``scale_refresh_s``), so the result does not depend
+        on the chunking, and held otherwise. Seconds in which the person's ratio reached ``exclude_llr`` (they were moving away) are
         left out of both, unless that would leave out more than half of the window: a rupture must not become
         the person's new normal, nor make its own end look like a divergence the other way.
         """
         c = self.cfg
         n_sec = feats.shape[2]
         fresh = self._sec % max(1, int(round(c.refresh_s))) == 0
+        fresh_scale = self._sec % max(1, int(round(c.scale_refresh_s))) == 0
         gap, nb = int(round(c.baseline_gap_s)), self._base_keep
         sgap, ns = int(round(c.scale_gap_s)), self._scale_keep
         if fresh:
@@ -248,6 +250,8 @@ class ArousalDivergence:
             win = np.where(self._keep(away[:, -nb: away.shape[1] - gap], win), win, np.nan)
             med, cnt = _nanmedian_last(win)
             self._base_held = np.where(cnt >= c.baseline_min_s, med, np.nan)
+        if fresh_scale:
+            away = self._llr_hist >= c.exclude_llr
             sw = self._dev_hist[:, :, : ns - sgap]
             sw = np.where(self._keep(away[:, -ns: away.shape[1] - sgap], sw), sw, np.nan)
             med, scnt = _nanmedian_last(sw)
@@ -279,6 +283,14 @@ class ArousalDivergence:
         one person who is moving away themselves (a group member in a rupture must not make everybody else
         look diverged); with one or two others it is their mean.
         """
+        if self.n <= 3:
+            # one or two others: their (NaN-aware) mean, vectorised
+            ok = np.isfinite(z)
+            zz = np.where(ok, z, 0.0)
+            others_n = ok.sum(axis=0, keepdims=True) - ok
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ref = np.where(others_n > 0, (zz.sum(axis=0, keepdims=True) - zz) / others_n, np.nan)
+            return z - ref
         out = np.full_like(z, np.nan)
         for i in range(self.n):
             others = np.delete(z, i, axis=0)  # (n - 1, F, T)
@@ -319,9 +331,10 @@ def _nanmedian_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Same values as ``np.nanmedian(x, axis=-1)``; NaN sorts last, so the median is read from the sorted
     finite head. About 10x faster than ``np.nanmedian`` on many short rows (which goes through masked arrays).
     """
-    srt = np.sort(x, axis=-1)
+    srt = np.sort(x, axis=-1).reshape(-1, x.shape[-1])
     cnt = np.isfinite(x).sum(axis=-1)
-    lo = np.maximum((cnt - 1) // 2, 0)[..., None]
-    hi = np.maximum(cnt // 2, 0)[..., None]
-    m = 0.5 * (np.take_along_axis(srt, lo, axis=-1) + np.take_along_axis(srt, hi, axis=-1))[..., 0]
+    c = cnt.reshape(-1)
+    rows = np.arange(c.size)
+    lo, hi = np.maximum((c - 1) // 2, 0), np.maximum(c // 2, 0)
+    m = (0.5 * (srt[rows, lo] + srt[rows, hi])).reshape(cnt.shape)
     return np.where(cnt > 0, m, np.nan), cnt
