@@ -63,21 +63,21 @@ evidence, so a group of four (six pairs) does not have six times a couple's fals
 
 Presets (30 s windows, the pipeline default; arousal divergence on)
 ----------------------------------------------------------------
-Tune split (36 sessions, offline replay with ``bench/tune_detector.py score``):
-``conservative`` (sync k 0.8 / h 25, arousal k 3 / h 40): F1 0.81, 0.4 false alarms/h, detection latency 33 s.
-``balanced`` (sync k 0.7 / h 15, arousal k 3 / h 40): F1 0.84, 1.0 false alarms/h, latency 31 s.
-``sensitive`` (sync k 0.6 / h 10, arousal k 2 / h 30): F1 0.75, 4.3 false alarms/h, latency 26 s.
-Eval (``attune evaluate`` on 24 fresh sessions, eval seeds 50400-50423 = ``make_eval_set.py --split eval
---first 400``, 6 h, 49 ruptures, never used for tuning):
-``conservative``: P 0.90, R 0.69, F1 0.78, 1.0 false alarms/h, detection latency 32 s (onset 21 s).
-``balanced``: P 0.87, R 0.78, F1 0.82, 1.7 false alarms/h, detection latency 30 s (onset 20 s).
-``sensitive``: P 0.68, R 0.86, F1 0.76, 5.7 false alarms/h, detection latency 26 s (onset 19 s).
-Signal-loss periods flagged: 0/11 with every preset. Without the arousal divergence (synchrony alone, the
-earlier detector) the same tune split gave F1 0.64 / 3.3 false alarms/h (balanced) and eval seeds 50200-50223
-F1 0.64 / 3.7. Withdrawn ruptures are missed about three times as often as aversive ones (their signature,
-fewer responses and flatter heart rate, needs longer to show than a climb), and ruptures in the first two
-minutes rely on synchrony alone (the arousal baseline needs ~2.5 min). The targets (F1 >= 0.9, <= 1 false
-alarm/h, <= 20 s latency) are not reached.
+Chosen on 84 tune-split sessions (``bench/tune_detector.py score``; the arousal model with ``fit-arousal``):
+``conservative`` (sync k 0.8 / h 20, arousal k 4 / h 40, floor 2): F1 0.80, 0.24 false alarms/h, latency 34 s.
+``balanced`` (sync k 0.7 / h 15, arousal k 4 / h 25, floor 2): F1 0.85, 0.90 false alarms/h, latency 30 s.
+``sensitive`` (sync k 0.6 / h 10, arousal k 3 / h 25, floor 1): F1 0.80, 4.7 false alarms/h, latency 26 s.
+Eval (``attune evaluate`` on 24 sessions used for nothing else, eval seeds 50700-50723 =
+``make_eval_set.py --split eval --first 700``, 6 h, 40 ruptures):
+``conservative``: P 0.95, R 0.68, F1 0.79, 0.33 false alarms/h, detection latency 38 s (onset 21 s).
+``balanced``: P 0.79, R 0.78, F1 0.78, 2.2 false alarms/h, detection latency 31 s (onset 19 s).
+``sensitive``: P 0.55, R 0.93, F1 0.69, 7.5 false alarms/h, detection latency 27 s (onset 19 s).
+Pooled with four earlier eval sets (seeds 50200-50523, looked at during development), 120 sessions / 30 h /
+235 ruptures: F1 0.81 / 0.86 / 0.80 at 0.23 / 0.93 / 4.4 false alarms/h. Signal-loss periods flagged: 0/111.
+On synchrony alone (the detector before :mod:`dsp.divergence`) seeds 50200-50223 gave F1 0.65 / 0.64 / 0.57
+at 0.8 / 3.7 / 10.7 false alarms/h. Withdrawn ruptures are missed about three times as often as aversive
+ones (fewer responses and a flatter heart rate take longer to show than a climb). The targets (F1 >= 0.9,
+<= 1 false alarm/h, <= 20 s latency) are not all reached.
 """
 
 from __future__ import annotations

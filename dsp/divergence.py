@@ -21,12 +21,15 @@ grid (all causal, from samples up to that second):
 =================  ===============================================================
 
 Each feature is taken relative to the person's own recent baseline (median of
-``[t - baseline_s, t - baseline_gap_s]``) and scaled by its spread (MAD of the
-baseline-relative values over the last ``scale_s``), then compared with the
-typical value of everybody else's (the *divergence*, in the person's own standard
-units; in a couple the two divergences mirror each other; with three or more
-others their median, so one person moving away does not make the rest look
-diverged). The evidence that
+``[t - baseline_s, t - baseline_gap_s]``, 4 min to 20 s back) and scaled by its
+spread (MAD of the baseline-relative values over the last ``scale_s``, shrunk
+towards a typical spread, :data:`SCALE_PRIOR`, while there are few values, so
+the score is known from ~1.5 min into the session); seconds in which the person
+was found moving away are left out of both, so a rupture does not become their
+new normal. Then it is compared with the typical value of everybody else's (the
+*divergence*, in the person's own standard units; in a couple the two
+divergences mirror each other; with three or more others their median, so one
+person moving away does not make the rest look diverged). The evidence that
 person ``i`` is in a rupture is the Gaussian log-likelihood ratio of the
 divergence vector under "aversive" or "withdrawn" (whichever is larger) against
 "in tune", with the mean vectors and covariance in :data:`LLR_MODEL`
@@ -35,9 +38,14 @@ fit-arousal``; never on the eval split); features a person lacks (no EDA
 sensor, say) are left out of the ratio.
 
 Chunk invariance: the features at second ``t`` depend only on grid samples
-before ``t`` and on earlier seconds, and the state kept between pushes is the
-raw tail and the per-second history, so feeding the grid in any chunking gives
-the same output.
+before ``t`` and on earlier seconds, baselines and spreads are refreshed at
+fixed session seconds, and the state kept between pushes is the raw tail and
+the per-second histories, so feeding the grid in any chunking gives the same
+output (tested).
+
+Limits: the model is the simulator's. On a real E4 dyad (rest / competition
+rounds) people's arousal changes by different amounts in a shared task, which
+this reads as one of them moving away (see the README).
 """
 
 from __future__ import annotations
