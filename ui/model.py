@@ -91,7 +91,9 @@ class ArousalTracker:
     Each second, a person's ratio ``L`` is the mean of the finite values of the
     last ``smooth_s`` seconds (as :attr:`dsp.detector.RuptureDetector.person_arousal`);
     ``L >= threshold`` is "moving away", its flavour from the mean divergence
-    features over the same seconds (:func:`arousal_flavour`); NaN is unknown.
+    features over the same seconds (:func:`arousal_flavour`); NaN is unknown. In a
+    couple only the one with the larger ``L`` can be moving away (their divergences
+    mirror each other, so the two readings are alternatives, not two events).
 
     Parameters
     ----------
@@ -130,6 +132,11 @@ class ArousalTracker:
         code = np.where(np.isfinite(smooth), 1, 0).astype(np.uint8)
         with np.errstate(invalid="ignore"):
             away = np.isfinite(smooth) & (smooth >= self.threshold)
+            if self.n == 2:
+                # in a couple the two divergences mirror each other (one climbing alone looks like the other
+                # flattening alone): name only the likelier of the two
+                other = smooth[::-1]
+                away &= ~(np.isfinite(other) & (other > smooth))
         if away.any():
             flav = arousal_flavour(np.moveaxis(dmean, 1, 2))  # (n, k)
             # no feature behind it (should not happen): call it climbing, the evidence is still there
