@@ -396,3 +396,22 @@ def test_headless_shows_each_persons_arousal_word():
     assert p2.rstrip().endswith("moving away (flattening)")
     p1 = next(ln for ln in lines if ln.startswith("  P1 "))
     assert p1.rstrip().endswith("with the group")
+
+
+def test_tile_reason_shortens_to_fit_instead_of_overlapping(qtbot):
+    """A small group tile has no room for '↓ P3 arousal (sync as usual)': it shows a shorter form, never overflows."""
+    from PySide6 import QtGui
+
+    from ui.gui.meter import fit_reason
+
+    reason = "\u2193 P3 arousal (sync as usual)"
+    font = QtGui.QFont()
+    font.setPixelSize(14)
+    full = QtGui.QFontMetricsF(font).horizontalAdvance(reason)
+    assert fit_reason(reason, QtGui.QFont(font), full + 5) == reason
+    for room, expected in ((full * 0.5, "\u2193 P3 arousal"), (full * 0.2, "\u2193 P3"), (3.0, "")):
+        f = QtGui.QFont(font)
+        got = fit_reason(reason, f, room)
+        assert got == expected
+        if got:
+            assert QtGui.QFontMetricsF(f).horizontalAdvance(got) <= room

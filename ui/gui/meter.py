@@ -47,6 +47,25 @@ def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
     return short, "\n".join(lines), next(iter(away.values()))
 
 
+def fit_reason(reason: str, font: QtGui.QFont, room: float, min_px: int = 8) -> str:
+    """The longest form of ``reason`` that fits in ``room`` pixels, shrinking ``font`` (in place) down to
+    ``min_px`` first: the whole text, then without the parenthesis, then only the arrows and names; ``""`` if
+    nothing fits (the tooltip still has it all)."""
+    forms = [reason]
+    if " (" in reason:
+        forms.append(reason.split(" (")[0])
+    if reason.endswith(" arousal") or " arousal" in reason:
+        forms.append(reason.split(" arousal")[0])
+    start = font.pixelSize()
+    for text in forms:
+        font.setPixelSize(start)
+        while font.pixelSize() > min_px and QtGui.QFontMetricsF(font).horizontalAdvance(text) > room:
+            font.setPixelSize(font.pixelSize() - 1)
+        if QtGui.QFontMetricsF(font).horizontalAdvance(text) <= room:
+            return text
+    return ""
+
+
 def attunement_level(pair_state: dict | None) -> float | None:
     """How close the pair is to its usual synchrony: 1 = as usual, 0 = chance level.
 
@@ -146,12 +165,12 @@ class AttunementMeter(QtWidgets.QWidget):
             fr = QtGui.QFont(f)
             fr.setBold(True)
             room = w - QtGui.QFontMetricsF(f).horizontalAdvance(names) - 10
-            while fr.pixelSize() > 8 and QtGui.QFontMetricsF(fr).horizontalAdvance(self.reason) > room:
-                fr.setPixelSize(fr.pixelSize() - 1)
-            p.setFont(fr)
-            p.setPen(qcolor(AROUSAL_STYLE.get(self.reason_state, AROUSAL_STYLE["climbing"])[0]))
-            p.drawText(QtCore.QRectF(inner.left(), inner.top(), w, name_h),
-                       QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, self.reason)
+            text = fit_reason(self.reason, fr, room)
+            if text:
+                p.setFont(fr)
+                p.setPen(qcolor(AROUSAL_STYLE.get(self.reason_state, AROUSAL_STYLE["climbing"])[0]))
+                p.drawText(QtCore.QRectF(inner.left(), inner.top(), w, name_h),
+                           QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, text)
             p.setFont(f)
         # details line (current r per modality), only when there is room
         small = QtGui.QFont(self.font())
