@@ -324,8 +324,22 @@ def _fmt(x, spec: str = "+.2f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def episode_line(ep: dict) -> str:
-    """One readable line about an episode record."""
+def away_words(away: dict | None) -> str:
+    """``{person: "climbing" | "flattening"}`` as ``"P1 flattening"`` (several joined by ``", "``); ``""`` for none."""
+    return ", ".join(f"{p} {v}" for p, v in (away or {}).items())
+
+
+def episode_line(ep: dict, away: dict | None = None) -> str:
+    """One readable line about an episode record.
+
+    Parameters
+    ----------
+    ep : dict
+        An ``attune.analysis/1`` episode record.
+    away : dict | None
+        ``{person: "climbing" | "flattening"}``: whose arousal was moving away from the group when the
+        episode was flagged (:meth:`ui.runner.Analysis.episode_arousal`); said when not empty.
+    """
     pair = "-".join(ep["pair"])
     if ep["offset_s"] is None:
         span = f"{clock(ep['onset_s'])} -> (not repaired by the end)"
@@ -336,11 +350,13 @@ def episode_line(ep: dict) -> str:
     who = "" if sorted(ep["people"]) == sorted(ep["pair"]) else f", withdrawing: {', '.join(ep['people'])}"
     ctx = ", ".join(f"{p} {c}" for p, c in ep["context"].items() if c != "steady")
     ctx = f"; arousal: {ctx}" if ctx else ""
+    moving = away_words(away)
+    moving = f"; moving away at the flag: {moving}" if moving else ""
     return (f"{pair}  {span}, deepest {clock(ep['nadir_s'])}, depth {ep['depth']:.2f}, "
-            f"{'+'.join(ep['modalities'])}, confidence {ep['confidence']:.2f}{who}{ctx}")
+            f"{'+'.join(ep['modalities'])}, confidence {ep['confidence']:.2f}{who}{ctx}{moving}")
 
 
-def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8) -> str:
+def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=None) -> str:
     """A readable multi-line summary of an ``attune.analysis/1`` document.
 
     Parameters
@@ -352,6 +368,9 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8) -> str:
         Choices made (which stream was used for whom).
     max_losses : int
         At most this many signal-loss periods are listed (the longest), then a total per person.
+    away : sequence of dict | None
+        Per episode of ``doc`` (same order): whose arousal was moving away at the flag
+        (:meth:`ui.runner.Analysis.episode_arousal`); not in the document (its schema is fixed).
     """
     lines = [f"{doc['recording']}  ({clock(doc['duration_s'])}, {len(doc['participants'])} participants)"]
     for p in doc["participants"]:
@@ -366,8 +385,9 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8) -> str:
                      f"{_fmt(r['ssi']):>6} {r['coverage']:>8.0%}")
     eps = doc["episodes"]
     lines.append(f"  possible ruptures: {len(eps)}" + (" (prompts to check in, not diagnoses)" if eps else ""))
-    for i, ep in enumerate(eps, 1):
-        lines.append(f"    #{i} {episode_line(ep)}")
+    away = list(away) if away is not None else [None] * len(eps)
+    for i, (ep, aw) in enumerate(zip(eps, away), 1):
+        lines.append(f"    #{i} {episode_line(ep, aw)}")
     if doc["signal_loss"]:
         lines.append(f"  signal loss: {len(doc['signal_loss'])} periods (not counted as ruptures)")
         losses = doc["signal_loss"]
@@ -389,19 +409,35 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8) -> str:
 
 
 EPISODE_CSV_COLUMNS = ("number", "pair", "people", "onset_s", "onset", "nadir_s", "offset_s", "offset", "repaired",
-                       "time_to_repair_s", "depth", "modalities", "confidence", "context")
+                       "time_to_repair_s", "depth", "modalities", "confidence", "context", "moving_away")
 
 
-def write_episodes_csv(doc: dict, path) -> Path:
-    """Write the episodes of a document as CSV (one row each; lists joined with ``;``)."""
+def write_episodes_csv(doc: dict, path, away=None) -> Path:
+    """Write the episodes of a document as CSV (one row each; lists joined with ``;``).
+
+    Parameters
+    ----------
+    doc : dict
+        An ``attune.analysis/1`` document.
+    path : path-like
+    away : sequence of dict | None
+        Per episode of ``doc`` (same order), ``{person: "climbing" | "flattening"}``: whose arousal was moving
+        away from the group when it was flagged (:meth:`ui.runner.Analysis.episode_arousal`). Column
+        ``moving_away``: e.g. ``P1 flattening`` (several joined with ``;``), empty when nobody was (or unknown).
+    """
     path = Path(path)
+    away = list(away) if away is not None else [None] * len(doc["episodes"])
+    if len(away) != len(doc["episodes"]):
+        raise ValueError(f"Invalid value for 'away': expected one entry per episode ({len(doc['episodes'])}), "
+                         f"but got {len(away)}.")
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(EPISODE_CSV_COLUMNS)
-        for i, ep in enumerate(doc["episodes"], 1):
+        for i, (ep, aw) in enumerate(zip(doc["episodes"], away), 1):
             w.writerow([i, "-".join(ep["pair"]), ";".join(ep["people"]), ep["onset_s"], clock(ep["onset_s"]),
                         ep["nadir_s"], "" if ep["offset_s"] is None else ep["offset_s"], clock(ep["offset_s"]),
                         ep["repaired"], "" if ep["time_to_repair_s"] is None else ep["time_to_repair_s"],
                         ep["depth"], ";".join(ep["modalities"]), ep["confidence"],
-                        ";".join(f"{k}={v}" for k, v in ep["context"].items())])
+                        ";".join(f"{k}={v}" for k, v in ep["context"].items()),
+                        ";".join(f"{p} {v}" for p, v in (aw or {}).items())])
     return path

@@ -7,11 +7,18 @@
     sync_01.png ...   one per pair: windowed synchrony per modality with the pair's own
                       baseline, the rupture threshold and the chance level; episodes shaded,
                       signal loss hatched
-    episodes.csv      one row per possible rupture
+    arousal.png       one row per person: their arousal log-likelihood ratio L (moving away
+                      from the group vs in tune, 5 s mean) with the preset's threshold, the
+                      seconds they were moving away shaded (climbing / flattening), their
+                      episodes shaded
+    episodes.csv      one row per possible rupture (with whose arousal was moving away at the flag)
     analysis.json     the attune.analysis/1 document
 
 Every text that comes from a file (stream names, participant ids, the file
 name) is HTML-escaped: a recording is untrusted input.
+
+Every plot has the same width and the same fixed margins and spans the whole
+recording, so the time axes of all PNGs line up when shown one above the other.
 """
 
 from __future__ import annotations
@@ -33,10 +40,26 @@ MODALITY_COLORS = {"hr": "#C0392B", "eda": "#0072B2", "combined": "#333333"}
 MODALITY_WORDS = {"hr": "heart rate", "eda": "skin conductance", "combined": "combined"}
 UNITS = {"hr": "bpm", "eda": "µS"}
 EPISODE_COLOR = "#E74C3C"
+#: Arousal "moving away" shading, as the live view's (:data:`ui.gui.style.AROUSAL_STYLE`, not imported: no Qt here):
+#: state -> (fill colour, alpha, text colour).
+AROUSAL_SHADES = {
+    "climbing": ("#E69F00", 0.3, "#A33F00"),
+    "flattening": ("#CC79A7", 0.3, "#6A3D9A"),
+}
+#: Fixed figure margins (inches), the same for every plot, so their time axes line up.
+_MARGIN_IN = {"left": 0.95, "right": 0.2, "top": 0.4, "bottom": 0.6}
 
 
 def _esc(x) -> str:
     return html.escape(str(x), quote=True)
+
+
+def _plain(x, max_len: int | None = None) -> str:
+    """A file-derived name as plot text: ``$`` escaped (no mathtext), shortened to ``max_len`` characters."""
+    s = str(x)
+    if max_len is not None and len(s) > max_len:
+        s = s[: max_len - 1] + "…"
+    return s.replace("$", r"\$")
 
 
 def _time_axis(ax, duration_s: float) -> None:
@@ -66,12 +89,20 @@ def _hatch_losses(ax, losses, end_s: float, color: str = "#777777") -> None:
                    zorder=0)
 
 
-def _new_figure(n_rows: int, height_per_row: float = 2.3):
+def _new_figure(n_rows: int, height_per_row: float = 2.3, extra_top_in: float = 0.0):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 0.8 + height_per_row * n_rows), dpi=100, layout="constrained")
+    m = _MARGIN_IN
+    width = 11.0
+    height = m["top"] + extra_top_in + m["bottom"] + height_per_row * n_rows
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    # fixed margins (not a layout engine, which sizes them by the labels): every plot's time axis spans the
+    # same pixels, so the report's plots line up in time
+    fig.subplots_adjust(left=m["left"] / width, right=1 - m["right"] / width,
+                        top=1 - (m["top"] + extra_top_in) / height, bottom=m["bottom"] / height,
+                        hspace=0.25 / max(height_per_row - 0.25, 0.5))
     axes = fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
     return fig, axes
 
@@ -108,7 +139,7 @@ def plot_signals(analysis, doc: dict, time_offset: float, path) -> Path | None:
         tt, gg = _decimate_for_plot(t, g)
         for i, person in enumerate(analysis.participants):
             color = PERSON_COLORS[i % len(PERSON_COLORS)]
-            ax.plot(tt, gg[i], color=color, linewidth=0.9, label=str(person))
+            ax.plot(tt, gg[i], color=color, linewidth=0.9, label=_plain(person, 24))
             _hatch_losses(ax, [x for x in doc["signal_loss"] if x["participant"] == person and x["modality"] == m],
                           end, color)
         _shade_episodes(ax, eps, end, label=ax is axes[0])
@@ -202,11 +233,104 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
         ax.set_ylabel(f"{MODALITY_WORDS[m]}\nsynchrony r")
         ax.legend(loc="lower left", fontsize=7.5, ncol=4, framealpha=0.85)
         _time_axis(ax, end)
-    axes[0].set_title(f"Pair {pair[0]} – {pair[1]}. Shaded red: possible ruptures; hatched: signal loss "
+    axes[0].set_title(f"Pair {_plain(pair[0], 24)} – {_plain(pair[1], 24)}. Shaded red: possible ruptures; hatched: signal loss "
                       "(synchrony not computed)", fontsize=10)
     axes[-1].set_xlabel("time since the start of the recording (mm:ss)")
     fig.savefig(path)
     return Path(path)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` index ranges (stop exclusive) where a 1-D boolean mask is True."""
+    d = np.diff(np.r_[0, np.asarray(mask, dtype=np.int8), 0])
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
+def plot_arousal(analysis, doc: dict, time_offset: float, path) -> Path | None:
+    """Each person's smoothed arousal log-likelihood ratio with the threshold, moving-away spans and episodes.
+
+    Parameters
+    ----------
+    analysis : ui.runner.Analysis
+        ``arousal_t`` (n_sec,), ``arousal`` (n_people, n_sec) smoothed ``L``, ``arousal_state``
+        (n_people, n_sec) codes into :data:`ui.model.AROUSAL_STATES`, ``arousal_threshold``.
+    doc : dict
+        The attune.analysis/1 document (episodes in file time).
+    time_offset : float
+        File time of session time 0.
+    path : path-like
+        PNG to write.
+
+    Returns
+    -------
+    path : Path | None
+        ``None`` when the analysis has no arousal values (nothing written).
+    """
+    from matplotlib.patches import Patch
+
+    from .model import AROUSAL_STATES
+
+    t = np.asarray(getattr(analysis, "arousal_t", np.zeros(0)), dtype=float)
+    L = np.asarray(getattr(analysis, "arousal", np.zeros((0, 0))), dtype=float)
+    code = np.asarray(getattr(analysis, "arousal_state", np.zeros((0, 0))), dtype=np.uint8)
+    people = list(analysis.participants)
+    if not t.size or L.shape != (len(people), t.size) or not np.isfinite(L).any():
+        return None
+    thr = float(analysis.arousal_threshold)
+    fig, axes = _new_figure(len(people), 1.6, extra_top_in=0.15)
+    end = doc["duration_s"]
+    tf = t + time_offset
+    half = 0.5 * float(analysis.step_s)
+    # one y range for everybody (comparable rows), the threshold always in view, extremes clipped
+    fin = L[np.isfinite(L)]
+    lo = min(-2.0, float(np.clip(fin.min(), -30.0, 0.0))) - 0.5
+    hi = max(thr + 2.0, float(np.clip(fin.max(), 0.0, 40.0))) + 0.5
+    hi += 0.12 * (hi - lo)  # room for the episode numbers above the curves
+    states = {s: AROUSAL_STATES.index(s) for s in AROUSAL_SHADES}
+    for i, (ax, person) in enumerate(zip(axes, people)):
+        for state, k in states.items():
+            color, alpha, _ = AROUSAL_SHADES[state]
+            # each moving-away second covers its whole step (start - step/2 .. end + step/2); a solid strip
+            # along the bottom keeps the flavour readable where an episode's shading overlaps
+            for a, b in _runs(code[i] == k):
+                x0, x1 = tf[a] - half, tf[b - 1] + half
+                ax.axvspan(x0, x1, color=color, alpha=alpha, linewidth=0, zorder=1)
+                ax.axvspan(x0, x1, ymin=0.0, ymax=0.07, color=color, linewidth=0, zorder=1)
+        eps = [(n, e) for n, e in enumerate(doc["episodes"], 1) if person in e["pair"]]
+        _shade_episodes(ax, eps, end)
+        known = np.flatnonzero(np.isfinite(L[i]))
+        first = tf[known[0]] if known.size else end
+        if first - time_offset > 20:
+            ax.text(0.5 * (time_offset + first), 0.25, "learning baseline", transform=ax.get_xaxis_transform(),
+                    ha="center", va="center", fontsize=8, color="#6B7280")
+        ax.axhline(thr, color="#333333", linewidth=1.0, linestyle="--", zorder=2)
+        ax.axhline(0, color="#999999", linewidth=0.5, zorder=2)
+        ax.plot(tf, np.clip(L[i], lo, hi), color=PERSON_COLORS[i % len(PERSON_COLORS)], linewidth=1.1, zorder=3)
+        ax.set_ylim(lo, hi)
+        ax.set_ylabel(f"{_plain(person, 14)}\narousal L", fontsize=9)
+        _time_axis(ax, end)
+    handles = [
+        plt_line("#555555", "-", "L: moving away vs in tune (5 s mean)"),
+        plt_line("#333333", "--", f"threshold (preset: {thr:g})"),
+        *[Patch(facecolor=AROUSAL_SHADES[s][0], alpha=AROUSAL_SHADES[s][1], label=f"moving away ({s})")
+          for s in AROUSAL_SHADES],
+        Patch(facecolor=EPISODE_COLOR, alpha=0.13, label="possible rupture (their pairs)"),
+    ]
+    axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7.5, ncol=5,
+                   frameon=False, borderaxespad=0.1)
+    fig.suptitle("Arousal of each person vs the rest of the group: L = log-likelihood ratio 'moving away' vs "
+                 "'in tune' (heart rate, skin conductance)", fontsize=10, y=1 - 0.08 / fig.get_figheight(),
+                 va="top")
+    axes[-1].set_xlabel("time since the start of the recording (mm:ss)")
+    fig.savefig(path)
+    return Path(path)
+
+
+def plt_line(color: str, style: str, label: str):
+    """A legend handle for a line."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color=color, linestyle=style, linewidth=1.2, label=label)
 
 
 def _table(header, rows) -> str:
@@ -256,7 +380,11 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     out.mkdir(parents=True, exist_ok=True)
     doc = doc if doc is not None else analysis_to_json(analysis, time_offset)
     write_json(doc, out / "analysis.json")
-    write_episodes_csv(doc, out / "episodes.csv")
+    away = analysis.episode_arousal() if hasattr(analysis, "episode_arousal") else None
+    if away is not None and len(away) != len(doc["episodes"]):
+        away = None  # a document of another analysis: nothing to say about its flags
+    write_episodes_csv(doc, out / "episodes.csv", away=away)
+    away = away or [{} for _ in doc["episodes"]]
     images = []
     if plot_signals(analysis, doc, time_offset, out / "signals.png"):
         images.append(("signals.png", "Signals of every participant"))
@@ -264,6 +392,8 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
         name = f"sync_{p + 1:02d}.png"
         if plot_pair(analysis, p, doc, time_offset, out / name, preset):
             images.append((name, f"Synchrony of {pair[0]} and {pair[1]}"))
+    if plot_arousal(analysis, doc, time_offset, out / "arousal.png"):
+        images.append(("arousal.png", "Arousal of each person: moving away from the group (climbing or flattening)"))
 
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -291,15 +421,18 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     if doc["episodes"]:
         parts.append(_table(
             ("#", "pair", "withdrawing / aroused", "onset", "deepest", "end", "repaired", "time to repair",
-             "depth", "modalities", "confidence", "arousal context"),
+             "depth", "modalities", "confidence", "arousal context", "moving away at the flag"),
             [(i, "–".join(e["pair"]), ", ".join(e["people"]), clock(e["onset_s"]), clock(e["nadir_s"]),
               clock(e["offset_s"]), "yes" if e["repaired"] else "no",
               "–" if e["time_to_repair_s"] is None else f"{e['time_to_repair_s']:.0f} s", f"{e['depth']:.2f}",
               "+".join(e["modalities"]), f"{e['confidence']:.2f}",
-              ", ".join(f"{k}: {v}" for k, v in e["context"].items()))
+              ", ".join(f"{k}: {v}" for k, v in e["context"].items()),
+              ", ".join(f"{k} ({v})" for k, v in away[i - 1].items()) or "–")
              for i, e in enumerate(doc["episodes"], 1)]))
         parts.append('<p class="note">Depth: 0 = as in tune as usual for this pair, 1 = down to chance level. '
-                     'Also in <a href="episodes.csv">episodes.csv</a>.</p>')
+                     "Moving away at the flag: whose arousal (heart rate, skin conductance) was moving away from the "
+                     "rest of the group when the episode was flagged, climbing (aversive) or flattening (withdrawn); "
+                     'see the arousal plot. Also in <a href="episodes.csv">episodes.csv</a>.</p>')
     else:
         parts.append("<p>None flagged.</p>")
     parts.append(f"<h2>Signal loss ({len(doc['signal_loss'])})</h2>")
@@ -315,6 +448,17 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     parts.append("<h2>Plots</h2>")
     for name, alt in images:
         parts.append(f'<figure><img src="{_esc(name)}" alt="{_esc(alt)}"><figcaption>{_esc(alt)}</figcaption></figure>')
+        if name == "arousal.png":
+            parts.append(
+                '<p class="note">Arousal: per person and second, L is the log-likelihood ratio of their heart rate '
+                "and skin conductance (level, variability, responses; relative to their own baseline) moving away "
+                "from the rest of the group rather than being in tune with it, mean of the last 5 s. At or above the "
+                f"preset's threshold ({_esc(format(float(getattr(analysis, 'arousal_threshold', math.nan)), 'g'))}) "
+                "the person reads as moving away: climbing (aversive: more aroused) or flattening (withdrawn). "
+                + ("In a couple the two readings mirror each other, so only the likelier of the two counts. "
+                   if len(analysis.participants) == 2 else "")
+                + "No line: still learning the person's baseline (about the first 1.5 minutes). The plots share "
+                "one time axis.</p>")
     parts.append('<p class="note">Files: <a href="analysis.json">analysis.json</a> (attune.analysis/1), '
                  '<a href="episodes.csv">episodes.csv</a>.</p></body></html>')
     index = out / "index.html"

@@ -25,7 +25,7 @@ import numpy as np
 
 from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
-from .model import SessionModel
+from .model import AROUSAL_STATES, ArousalTracker, SessionModel
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,24 @@ class Runner:
 class Analysis:
     """Everything ``attune analyze`` reports about one recording.
 
-    Times are session seconds (since the recording's earliest timestamp).
+    Times are session seconds (the pipeline's origin; ``origin`` is its time stamp).
+
+    Attributes
+    ----------
+    arousal_t : ndarray, shape (n_sec,)
+        Session times of the person-level arousal values (one a second, within the recording).
+    arousal : ndarray, shape (n_people, n_sec)
+        Each person's arousal log-likelihood ratio ``L`` ("moving away from the group" vs "in tune",
+        :mod:`dsp.divergence`), smoothed as the live view and the detector do (mean of the last
+        ``smooth_s`` seconds; NaN: unknown).
+    arousal_state : ndarray of uint8, shape (n_people, n_sec)
+        State codes into :data:`ui.model.AROUSAL_STATES` (0 learning baseline, 1 with the group,
+        2 moving away climbing, 3 moving away flattening), as :class:`ui.model.ArousalTracker` gives them
+        live (threshold = the preset's ``arousal_k``; in a couple only the likelier of the two mirror readings).
+    arousal_threshold : float
+        The preset's ``arousal_k``: ``L`` at or above it is "moving away".
+    flag_times : dict
+        ``episode id -> [session times (s)]`` at which the episode was flagged (and re-flagged when it reopened).
     """
 
     recording: str
@@ -300,6 +317,48 @@ class Analysis:
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     origin: float = 0.0
+    arousal_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    arousal: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    arousal_state: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    arousal_threshold: float = math.nan
+    flag_times: dict = field(default_factory=dict)
+
+    def moving_away(self, pair, times) -> dict:
+        """Who of ``pair`` was moving away in their arousal at any of ``times`` (session s), and which way.
+
+        Parameters
+        ----------
+        pair : sequence of str
+            Participants to look at (in this order).
+        times : sequence of float
+            Session times; each is matched to the arousal second within half a step of it.
+
+        Returns
+        -------
+        away : dict
+            ``{person: "climbing" | "flattening"}``; the first time a person was away decides their flavour.
+        """
+        out: dict = {}
+        t = np.asarray(self.arousal_t, dtype=float)
+        if not t.size:
+            return out
+        for tt in times:
+            k = int(np.argmin(np.abs(t - tt)))
+            if abs(t[k] - tt) > 0.5 * self.step_s + 1e-9:
+                continue
+            for who in pair:
+                code = int(self.arousal_state[self.participants.index(who), k])
+                if code >= 2:
+                    out.setdefault(who, AROUSAL_STATES[code])
+        return out
+
+    def episode_arousal(self) -> list[dict]:
+        """Per episode, in the document's order (:func:`ui.analysis_io.sorted_episodes`), who of its pair was
+        moving away in their arousal when it was flagged: ``{person: "climbing" | "flattening"}`` (may be empty)."""
+        from .analysis_io import sorted_episodes
+
+        return [self.moving_away(ep.pair, self.flag_times.get(ep.id, [ep.flagged_s]))
+                for ep in sorted_episodes(self.episodes)]
 
 
 def analyze_recording(recording, config: PipelineConfig | None = None, assign=None, progress=None,
@@ -332,6 +391,11 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
     quals = {m: [] for m in pipe.modalities}
     wins = {m: [] for m in pipe.modalities}
     events = []
+    n = len(pipe.participants)
+    dcfg = pipe.detector.cfg
+    # the live view's reading of each person's arousal (smoothing, threshold, couple rule): the same here
+    tracker = ArousalTracker(n, dcfg.arousal_k, dcfg.smooth_s, config.step_s)
+    ar_t, ar_l, ar_c = [], [], []
 
     def collect(upd):
         for m in pipe.modalities:
@@ -340,6 +404,12 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
                 quals[m].append(upd.quality[m])
             if m in upd.windows and upd.windows[m]["t"].size:
                 wins[m].append(upd.windows[m])
+        at = np.asarray(upd.arousal_t, dtype=float)
+        if at.size:
+            smooth, code = tracker.push(upd.arousal, upd.arousal_div)
+            ar_t.append(at)
+            ar_l.append(smooth)
+            ar_c.append(code)
         events.extend(upd.events)
 
     t = 0.0
@@ -364,7 +434,14 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
             for k, v in w.items():
                 parts.setdefault(k, []).append(v)
         sync[m] = {k: np.concatenate(v, axis=-1) for k, v in parts.items()}
-    n = len(pipe.participants)
+    at = np.concatenate(ar_t) if ar_t else np.zeros(0)
+    al = np.concatenate(ar_l, axis=1) if ar_l else np.zeros((n, 0))
+    ac = np.concatenate(ar_c, axis=1) if ar_c else np.zeros((n, 0), np.uint8)
+    inside = at <= source.duration_s + 1e-9  # offline: nothing past the end of the recording
+    flags: dict = {}
+    for ev in events:
+        if ev.get("type") in ("episode_open", "episode_update") and "episode" in ev:
+            flags.setdefault(ev["episode"].id, []).append(float(ev["t"]))
     return Analysis(
         recording=str(recording.path), duration_s=float(source.duration_s), participants=pipe.participants,
         streams=streams, pairs=pipe.pairs, modalities=pipe.modalities, fs=pipe.fs, step_s=config.step_s,
@@ -372,4 +449,6 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
         quality={m: np.concatenate(q, axis=1) if q else np.zeros((n, 0), np.uint8) for m, q in quals.items()},
         sync=sync, episodes=episodes, signal_loss=list(pipe.loss.periods), problems=list(recording.problems),
         notes=list(source.notes), origin=source.origin,
+        arousal_t=at[inside], arousal=al[:, inside], arousal_state=ac[:, inside],
+        arousal_threshold=float(dcfg.arousal_k), flag_times=flags,
     )

@@ -222,7 +222,8 @@ def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", j
     res.doc = doc
     res.flagged_s = [round(ep.flagged_s + offset, 3) for ep in sorted_episodes(analysis.episodes)]
     res.warnings = [f"not readable: {p}" for p in analysis.problems] + [f"note: {n}" for n in [*notes, *analysis.notes]]
-    res.summary = summary_text(doc)
+    # who was moving away in their arousal at each flag: readable summary and report only (the JSON schema is fixed)
+    res.summary = summary_text(doc, away=analysis.episode_arousal())
     try:
         if json_path and json_path != "-":
             res.outputs.append(str(write_json(doc, json_path)))
