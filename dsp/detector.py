@@ -811,28 +811,40 @@ class RuptureDetector:
                 return events
             horizon = min(q[-1][0] for q in queues)
         heads = [0] * len(queues)
+        lens = [len(q) for q in queues]
+        nq = len(queues)
+        pairs = range(len(self.pairs))
         while True:
-            ts = [queues[i][heads[i]][0] for i in range(len(queues)) if heads[i] < len(queues[i])]
-            if not ts:
-                break
-            t = min(ts)
-            if t > horizon + 1e-9:
+            t = math.inf
+            for i in range(nq):
+                if heads[i] < lens[i]:
+                    ti = queues[i][heads[i]][0]
+                    if ti < t:
+                        t = ti
+            if t == math.inf or t > horizon + 1e-9:
                 break
             now = {}
-            for i, m in enumerate(keys):
-                if heads[i] < len(queues[i]) and abs(queues[i][heads[i]][0] - t) < 1e-6:
-                    now[m] = queues[i][heads[i]]
-                    heads[i] += 1
-            ar = now.pop(AROUSAL_KEY, None)
+            ar = None
+            for i in range(nq):
+                if heads[i] < lens[i]:
+                    item = queues[i][heads[i]]
+                    if abs(item[0] - t) < 1e-6:
+                        heads[i] += 1
+                        if keys[i] == AROUSAL_KEY:
+                            ar = item
+                        else:
+                            now[keys[i]] = item
             if ar is not None:
                 self._recent_arousal.append(ar[2])
-            for p in range(len(self.pairs)):
+            for p in pairs:
                 vals = {m: (sv[p], cv[p], dv[p]) for m, (_, sv, cv, dv) in now.items()}
                 a = ar[1][p] if ar is not None else math.nan
-                for ev in self.machines[p].step(t, vals, self._blocked(p, t), a):
+                evs = self.machines[p].step(t, vals, self._blocked(p, t), a)
+                for ev in evs:
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
-            self._group_prior()
+            if self.cfg.group_prior_weight > 0:
+                self._group_prior()
             for p, ep in self._open.items():
                 self._refresh(p, ep)
         for i, m in enumerate(keys):

@@ -142,9 +142,7 @@ class ArousalDivergence:
         self._llr_keep = max(self._base_keep, self._scale_keep)
         self._llr_hist = np.full((self.n, self._llr_keep), np.nan)  # each person's ratio, last column = last second
         self._sec = 0  # seconds completed so far
-        m = model or LLR_MODEL
-        self._mu = {k: np.asarray(m[k], float) for k in ("in_tune", "aversive", "withdrawn")}
-        self._cov = np.asarray(m["cov"], float)
+        self._model = model or LLR_MODEL
         self._inv_cache: dict[tuple, np.ndarray] = {}
 
     def push(self, grid: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,29 +306,55 @@ class ArousalDivergence:
 
     def _llr(self, div: np.ndarray) -> np.ndarray:
         """max over {aversive, withdrawn} of the Gaussian log-likelihood ratio against in tune, shape (n, n_sec)."""
-        n, F, T = div.shape
-        out = np.full((n, T), np.nan)
-        X = np.moveaxis(div, 1, 2).reshape(-1, F)
-        ok = np.isfinite(X)
-        flat = out.reshape(-1)
-        code = ok @ (1 << np.arange(F))  # which features each row has, as one integer
-        for c in np.unique(code):
-            if c == 0:
-                continue
-            rows = np.flatnonzero(code == c)
-            idx = np.flatnonzero((c >> np.arange(F)) & 1)
-            key = tuple(idx)
-            if key not in self._inv_cache:
-                self._inv_cache[key] = np.linalg.inv(self._cov[np.ix_(idx, idx)])
-            si = self._inv_cache[key]
-            x = X[np.ix_(rows, idx)] - self._mu["in_tune"][idx]
-            best = np.full(rows.size, -np.inf)
-            for style in ("aversive", "withdrawn"):
-                mvec = self._mu[style][idx] - self._mu["in_tune"][idx]
-                a = si @ mvec
-                best = np.maximum(best, x @ a - 0.5 * mvec @ a)
-            flat[rows] = best
-        return out
+        both = style_llr(np.moveaxis(div, 1, 2), self._model, self._inv_cache)  # (n, n_sec, 2)
+        return both.max(axis=-1)
+
+
+#: The rupture flavours :func:`style_llr` scores, in the order of its last axis.
+STYLES = ("aversive", "withdrawn")
+
+
+def style_llr(div: np.ndarray, model: dict | None = None, cache: dict | None = None) -> np.ndarray:
+    """Gaussian log-likelihood ratio of each flavour of rupture against "in tune", per divergence vector.
+
+    Parameters
+    ----------
+    div : ndarray, shape (..., len(FEATURES))
+        Divergence features (NaN where a person lacks one: it is left out of the ratio).
+    model : dict | None
+        Means and shared covariance (default :data:`LLR_MODEL`).
+    cache : dict | None
+        Inverse covariances by feature subset, kept between calls by the caller.
+
+    Returns
+    -------
+    llr : ndarray, shape (..., 2)
+        Ratio for ``STYLES`` (aversive, withdrawn); NaN where no feature is known.
+    """
+    m = model or LLR_MODEL
+    cache = {} if cache is None else cache
+    x = np.asarray(div, dtype=float)
+    F = x.shape[-1]
+    X = x.reshape(-1, F)
+    out = np.full((X.shape[0], len(STYLES)), np.nan)
+    mu0 = np.asarray(m["in_tune"], float)
+    cov = np.asarray(m["cov"], float)
+    code = np.isfinite(X) @ (1 << np.arange(F))  # which features each row has, as one integer
+    for c in np.unique(code):
+        if c == 0:
+            continue
+        rows = np.flatnonzero(code == c)
+        idx = np.flatnonzero((c >> np.arange(F)) & 1)
+        key = tuple(idx)
+        if key not in cache:
+            cache[key] = np.linalg.inv(cov[np.ix_(idx, idx)])
+        si = cache[key]
+        xi = X[np.ix_(rows, idx)] - mu0[idx]
+        for j, style in enumerate(STYLES):
+            mvec = np.asarray(m[style], float)[idx] - mu0[idx]
+            a = si @ mvec
+            out[rows, j] = xi @ a - 0.5 * mvec @ a
+    return out.reshape(*x.shape[:-1], len(STYLES))
 
 
 def _nanmedian_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
-from .divergence import FEATURES as _AROUSAL_FEATURES, ArousalDivergence
+from .divergence import FEATURES as _AROUSAL_FEATURES
+from .divergence import ArousalDivergence, style_llr
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -84,6 +85,9 @@ class PipelineConfig:
         How much grid and synchrony history is kept for displays (bounded memory).
     arousal : bool
         Feed person-level arousal divergence (:mod:`dsp.divergence`) to the detector as well as synchrony.
+    wcc_step_s : float
+        Step of the windowed cross-correlation (lead-lag) windows. Neither the detector nor the views use
+        them every second, and at 1 s they were ~15 % of the pipeline's time.
     """
 
     fs: float = 4.0
@@ -93,6 +97,7 @@ class PipelineConfig:
     preset: str = "balanced"
     history_s: float = 600.0
     arousal: bool = True
+    wcc_step_s: float = 5.0
 
 
 @dataclass
@@ -192,7 +197,7 @@ class SessionPipeline:
         self.k = 0                                 # grid samples consumed so far (all people, all modalities)
         self.engine = SynchronyEngine(n, fs, EngineConfig(
             window_s=self.cfg.window_s, step_s=self.cfg.step_s, wcc_window_s=self.cfg.window_s,
-            wcc_step_s=self.cfg.step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
+            wcc_step_s=self.cfg.wcc_step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
         n_pairs = n * (n - 1) // 2
         self._chance = {m: ChanceLevel(n_pairs, self.cfg.step_s) for m in self.modalities}
         self.arousal = ArousalDivergence(n, fs, self.modalities) if self.cfg.arousal else None
@@ -201,6 +206,11 @@ class SessionPipeline:
         self.loss = SignalLossTracker(fs)
         hist = int(self.cfg.history_s * fs)
         self._level_hist = {m: np.full((n, hist), np.nan) for m in self.modalities}
+        # the last history_s seconds of each person's arousal ratio and divergence (for episode contexts)
+        hist_sec = int(self.cfg.history_s / self.cfg.step_s)
+        self._ar_t = np.full(hist_sec, np.nan)
+        self._ar_L = np.full((n, hist_sec), np.nan)
+        self._ar_div = np.full((n, len(_AROUSAL_FEATURES), hist_sec), np.nan)
         self.pairs = self.detector.pairs
         self.last_time = 0.0
 
@@ -271,6 +281,12 @@ class SessionPipeline:
         res = self.engine.push(upd.grid)
         if self.arousal is not None:
             upd.arousal_t, upd.arousal, upd.arousal_div = self.arousal.push(upd.grid)
+            k = upd.arousal_t.size
+            if k:
+                keep = self._ar_t.size
+                self._ar_t = np.concatenate([self._ar_t, upd.arousal_t])[-keep:]
+                self._ar_L = np.concatenate([self._ar_L, upd.arousal], axis=1)[:, -keep:]
+                self._ar_div = np.concatenate([self._ar_div, upd.arousal_div], axis=2)[:, :, -keep:]
         for m in self.modalities:
             w = upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
             w["chance_level"] = self._chance[m].update(w["chance"])
@@ -317,13 +333,22 @@ class SessionPipeline:
             h[:, -n_new:] = vals
 
     def _set_context(self, ep, at: float) -> None:
-        """Arousal context (rising / falling / steady) of each person in the pair during the episode, as known at ``at``."""
+        """Arousal context (rising / falling / steady) of each person in the pair during the episode, as known at ``at``.
+
+        A person whose arousal was moving away from the others during the episode (see :meth:`_moved_away`)
+        is "rising" when it climbed (aversive) and "falling" when it flattened (withdrawn); for the others,
+        the trend of their standardised heart-rate / skin-conductance level over the episode.
+        """
         hist_n = next(iter(self._level_hist.values())).shape[1]
         t = (self.k - hist_n + np.arange(hist_n)) / self.fs
         end = ep.nadir_s if ep.offset_s is None else ep.offset_s
         # the episode may have moved on within this advance (chunk-dependent): only what was known at ``at``
         end = min(max(end, ep.flagged_s), at)
+        moved = self._moved_away(ep, end)
         for person in ep.pair:
+            if person in moved:
+                ep.context[person] = moved[person]
+                continue
             pi = self.participants.index(person)
             zs = []
             for m in self.modalities:
@@ -341,6 +366,43 @@ class SessionPipeline:
             n_ok = np.isfinite(stack).sum(axis=0)
             level = np.where(n_ok > 0, np.nansum(stack, axis=0) / np.maximum(n_ok, 1), np.nan)
             ep.context[person] = arousal_trend(t, level, ep.onset_s, end)
+
+    def _moved_away(self, ep, end: float, smooth_s: float = 5.0) -> dict:
+        """``{person: "rising" | "falling"}`` for members of the episode's pair whose arousal moved away.
+
+        Moving away: the ``smooth_s`` mean of the person's ratio reached the detector's ``arousal_k`` between 10 s
+        before the onset and ``end`` (in a couple only the likelier of the two mirror readings); its flavour
+        is the likelier rupture style of the mean divergence over those seconds.
+        """
+        if self.arousal is None:
+            return {}
+        sel = np.isfinite(self._ar_t) & (self._ar_t >= ep.onset_s - 10.0) & (self._ar_t <= end + 1e-9)
+        if not sel.any():
+            return {}
+        w = max(1, int(round(smooth_s / self.cfg.step_s)))
+        L = self._ar_L[:, sel]
+        ok = np.isfinite(L)
+        kern = np.ones(w)
+        num = np.apply_along_axis(lambda r: np.convolve(r, kern)[: L.shape[1]], 1, np.where(ok, L, 0.0))
+        cnt = np.apply_along_axis(lambda r: np.convolve(r, kern)[: L.shape[1]], 1, ok.astype(float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = np.where(cnt > 0, num / cnt, np.nan)
+        k = self.detector.cfg.arousal_k
+        peak = {p: np.nanmax(smooth[self.participants.index(p)], initial=-np.inf) for p in ep.pair}
+        away = [p for p in ep.pair if peak[p] >= k]
+        if len(self.participants) == 2 and len(away) == 2:
+            away = [max(away, key=peak.get)]
+        out = {}
+        for p in away:
+            i = self.participants.index(p)
+            div = self._ar_div[i][:, sel][:, smooth[i] >= k]
+            ok = np.isfinite(div)
+            n_ok = ok.sum(axis=1)
+            mean_div = np.where(n_ok > 0, np.where(ok, div, 0.0).sum(axis=1) / np.maximum(n_ok, 1), np.nan)
+            llr = style_llr(mean_div)
+            if np.isfinite(llr).all():
+                out[p] = "rising" if llr[0] >= llr[1] else "falling"
+        return out
 
     def flush(self, end: float) -> Update:
         """The session is over at stream time ``end``: process what is left up to it."""

@@ -205,3 +205,27 @@ def test_in_tune_arousal_does_not_veto_a_clear_synchrony_drop():
     assert flagged[2.0] is not None and 205 < flagged[2.0] <= 225
     # without the floor an in-tune arousal (15 * (-6 - 4) / 25 = 6 per second against) cancels the drop
     assert flagged[-np.inf] is None
+
+
+def test_episode_context_is_the_flavour_of_who_moved_away():
+    """Sample couple (seed 3): P2 climbs alone at 90-150 s (aversive), P1 withdraws at 230-290 s.
+
+    The episode's arousal context of the person who moved away is their flavour (aversive -> rising,
+    withdrawn -> falling), the same whether the recording is analysed in 120 s or 7 s chunks.
+    """
+    from pathlib import Path
+
+    from acquisition.files import load_recording
+    from ui.runner import analyze_recording
+
+    rec = load_recording(Path(__file__).resolve().parents[1] / "recordings" / "sample-couple.xdf")
+    by_chunk = {}
+    for chunk in (120.0, 7.0):
+        eps = analyze_recording(rec, chunk_s=chunk).episodes
+        by_chunk[chunk] = [(round(e.onset_s, 2), dict(e.context)) for e in eps]
+    assert by_chunk[120.0] == by_chunk[7.0]
+    eps = by_chunk[120.0]
+    first = [c for on, c in eps if 85 <= on <= 150]
+    second = [c for on, c in eps if 225 <= on <= 290]
+    assert first and first[0]["P2"] == "rising"
+    assert second and second[0]["P1"] == "falling"

@@ -18,7 +18,7 @@ import numpy as np
 
 from dsp.detector import STATE_WORDS, episode_dict, get_preset
 from dsp.divergence import FEATURES as AROUSAL_FEATURES
-from dsp.divergence import LLR_MODEL
+from dsp.divergence import style_llr
 from dsp.pipeline import mean_fisher
 
 #: Rupture types a facilitator can give an episode (taxonomy from the rupture/repair literature).
@@ -63,26 +63,9 @@ def arousal_flavour(div: np.ndarray, model: dict | None = None) -> np.ndarray:
     flavour : ndarray of int, shape (...)
         Code into :data:`AROUSAL_STATES`: 2 climbing, 3 flattening, 0 when no feature is known.
     """
-    m = model or LLR_MODEL
-    x = np.asarray(div, dtype=float)
-    flat = x.reshape(-1, x.shape[-1])
-    out = np.zeros(flat.shape[0], dtype=np.uint8)
-    mu_t = np.asarray(m["in_tune"], float)
-    mu_a = np.asarray(m["aversive"], float) - mu_t
-    mu_w = np.asarray(m["withdrawn"], float) - mu_t
-    cov = np.asarray(m["cov"], float)
-    ok = np.isfinite(flat)
-    code = ok @ (1 << np.arange(flat.shape[1]))
-    for c in np.unique(code):
-        if c == 0:
-            continue
-        rows = np.flatnonzero(code == c)
-        idx = np.flatnonzero((c >> np.arange(flat.shape[1])) & 1)
-        si = np.linalg.inv(cov[np.ix_(idx, idx)])
-        xi = flat[np.ix_(rows, idx)] - mu_t[idx]
-        llr = [xi @ (si @ mv[idx]) - 0.5 * mv[idx] @ si @ mv[idx] for mv in (mu_a, mu_w)]
-        out[rows] = np.where(llr[0] >= llr[1], 2, 3)
-    return out.reshape(x.shape[:-1])
+    llr = style_llr(div, model)  # (..., 2): aversive, withdrawn
+    known = np.isfinite(llr).all(axis=-1)
+    return np.where(known, np.where(llr[..., 0] >= llr[..., 1], 2, 3), 0).astype(np.uint8)
 
 
 class ArousalTracker:
