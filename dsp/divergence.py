@@ -56,7 +56,6 @@ import numpy as np
 
 #: Feature names, in the order of the feature axis.
 FEATURES = ("hr_level", "hr_variability", "eda_level", "eda_activity")
-_MODALITY_OF = {"hr_level": "hr", "hr_variability": "hr", "eda_level": "eda", "eda_activity": "eda"}
 
 #: Gaussian model of the divergence vector (``FEATURES`` order): mean when in tune, mean in an aversive
 #: and a withdrawn rupture, and the shared covariance. Fitted on 84 simulated tune sessions
@@ -81,7 +80,28 @@ SCALE_PRIOR = (4.3, 0.40, 0.10, 0.50)
 
 @dataclass(frozen=True)
 class DivergenceConfig:
-    """Windows (s) of the person-level features; see the module docstring."""
+    """Windows of the person-level features (all in seconds); see the module docstring.
+
+    Attributes
+    ----------
+    level_s, activity_s : float
+        Trailing windows of the level features and of the variability / phasic-activity features.
+    baseline_s, baseline_gap_s, baseline_min_s : float
+        A person's baseline is the median of ``[t - baseline_s, t - baseline_gap_s)`` and needs at least
+        ``baseline_min_s`` seconds with a value there.
+    scale_s, scale_gap_s, scale_min_s : float
+        The spread is the MAD of the baseline-relative values of ``[t - scale_s, t - scale_gap_s)``, known
+        once ``scale_min_s`` of them are there.
+    scale_prior_s : float
+        Weight (in seconds of data) of :data:`SCALE_PRIOR` in the spread.
+    min_fraction : float
+        Share of valid grid samples a trailing window needs.
+    refresh_s, scale_refresh_s : float
+        How often the baseline and the spread are recomputed (at session seconds that are multiples of them).
+    exclude_llr : float
+        Seconds whose ratio reached this are left out of the baseline and spread (unless they are most of
+        the window).
+    """
 
     level_s: float = 10.0
     activity_s: float = 20.0
