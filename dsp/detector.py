@@ -72,10 +72,10 @@ Eval (``attune evaluate`` on 24 sessions used for nothing else, eval seeds 50700
 ``conservative``: P 0.95, R 0.68, F1 0.79, 0.33 false alarms/h, detection latency 38 s (onset 21 s).
 ``balanced``: P 0.79, R 0.78, F1 0.78, 2.2 false alarms/h, detection latency 31 s (onset 19 s).
 ``sensitive``: P 0.55, R 0.93, F1 0.69, 7.5 false alarms/h, detection latency 27 s (onset 19 s).
-Pooled with four earlier eval sets (seeds 50200-50523, looked at during development), 120 sessions / 30 h /
+Pooled with four earlier eval sets (seeds 50300-50623, looked at during development), 120 sessions / 30 h /
 235 ruptures: F1 0.81 / 0.86 / 0.80 at 0.23 / 0.93 / 4.4 false alarms/h. Signal-loss periods flagged: 0/111.
 On synchrony alone (the detector before :mod:`dsp.divergence`) seeds 50200-50223 gave F1 0.65 / 0.64 / 0.57
-at 0.8 / 3.7 / 10.7 false alarms/h. Withdrawn ruptures are missed about three times as often as aversive
+at 0.8 / 3.7 / 10.7 false alarms/h; these presets give 0.77 / 0.81 / 0.81 at 0.17 / 0.67 / 3.5 there. Withdrawn ruptures are missed about three times as often as aversive
 ones (fewer responses and a flatter heart rate take longer to show than a climb). The targets (F1 >= 0.9,
 <= 1 false alarm/h, <= 20 s latency) are not all reached.
 """
