@@ -111,6 +111,8 @@ class EngineConfig:
     slope_s, concordance_window_s, concordance_step_s : SC concordance (Marci et al. 2007).
     concordance_modalities : modalities that get concordance (skin conductance only by default).
     surrogate_shifts_s : causal time-shifted-partner shifts for the chance level.
+    chance_of : which r get a chance level: ``"synchrony"`` (detrended r: ``surrogate_mean`` / ``_sd``) and/or
+        ``"pearson"`` (plain r: ``surrogate_pearson_mean`` / ``_sd``). Each costs about a tenth of a push.
     min_valid : minimum share of valid samples per person and window.
     modalities : modality names; ``push`` takes one block per modality.
     """
@@ -126,6 +128,7 @@ class EngineConfig:
     concordance_step_s: float = 1.0
     concordance_modalities: tuple = ("eda",)
     surrogate_shifts_s: tuple = (20.0, 40.0, 60.0, 80.0, 100.0, 120.0)
+    chance_of: tuple = ("synchrony", "pearson")
     min_valid: float = 0.8
     modalities: tuple = ("hr", "eda")
 
@@ -201,6 +204,9 @@ class SynchronyEngine:
         step = sy.to_samples(cfg.step_s, fs, "step_s", 1)
         wwin = sy.to_samples(cfg.wcc_window_s, fs, "wcc_window_s", 3)
         wstep = sy.to_samples(cfg.wcc_step_s, fs, "wcc_step_s", 1)
+        if not set(cfg.chance_of) <= {"synchrony", "pearson"}:
+            raise ValueError("Invalid value for 'chance_of': expected a subset of ('synchrony', 'pearson'), "
+                             f"but got {cfg.chance_of!r}.")
         self.max_lag = sy.to_samples(cfg.max_lag_s, fs, "max_lag_s", 0)
         if wwin - self.max_lag < 3:
             raise ValueError(
@@ -368,13 +374,15 @@ class SynchronyEngine:
                 ]
             metrics.append(("direction",) + sy.direction_windows(W, ia, ib, cfg.min_valid))
             states = [self.state[m] for m, _ in parts]
-            mean, sd = self._surrogate(states, js, Z, "z")
-            sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
-            metrics += [("surrogate_mean", mean, sst), ("surrogate_sd", sd, sst)]
-            # the chance level of plain r too: slow trends make plain r's chance level higher
-            mean, sd = self._surrogate(states, js, Zp, "zp")
-            sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
-            metrics += [("surrogate_pearson_mean", mean, sst), ("surrogate_pearson_sd", sd, sst)]
+            if "synchrony" in cfg.chance_of:
+                mean, sd = self._surrogate(states, js, Z, "z")
+                sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
+                metrics += [("surrogate_mean", mean, sst), ("surrogate_sd", sd, sst)]
+            if "pearson" in cfg.chance_of:
+                # the chance level of plain r too: slow trends make plain r's chance level higher
+                mean, sd = self._surrogate(states, js, Zp, "zp")
+                sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
+                metrics += [("surrogate_pearson_mean", mean, sst), ("surrogate_pearson_sd", sd, sst)]
             end = js * g.step + g.win
             for m, sl in parts:
                 for name, v, st_ in metrics:

@@ -197,7 +197,8 @@ class SessionPipeline:
         self.k = 0                                 # grid samples consumed so far (all people, all modalities)
         self.engine = SynchronyEngine(n, fs, EngineConfig(
             window_s=self.cfg.window_s, step_s=self.cfg.step_s, wcc_window_s=self.cfg.window_s,
-            wcc_step_s=self.cfg.wcc_step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities))
+            wcc_step_s=self.cfg.wcc_step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities,
+            chance_of=(DETECTOR_METRIC,)))  # only the followed metric's chance level is used downstream
         n_pairs = n * (n - 1) // 2
         self._chance = {m: ChanceLevel(n_pairs, self.cfg.step_s) for m in self.modalities}
         self.arousal = ArousalDivergence(n, fs, self.modalities) if self.cfg.arousal else None

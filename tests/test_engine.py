@@ -156,3 +156,17 @@ def test_one_large_push_has_bounded_temporaries(rng):
     np.testing.assert_allclose(out["wcc_rmax"].values[:, :k], w.rmax, atol=1e-9)
     np.testing.assert_array_equal(out["wcc_lag_s"].values[:, :k], w.lag_s)
     assert out["synchrony"].values.shape == (P * (P - 1) // 2, sy.n_windows(n, 120, 4))
+
+
+def test_chance_of_only_the_followed_metric(rng):
+    """An engine asked for plain r's chance level alone gives the same values as one computing both."""
+    blocks = {"hr": _session(rng, 3, 4 * 1000), "eda": _session(rng, 3, 4 * 1000)}
+    both = SynchronyEngine(3, 4.0, EngineConfig(modalities=("hr", "eda"))).push(blocks)
+    one = SynchronyEngine(3, 4.0, EngineConfig(modalities=("hr", "eda"), chance_of=("pearson",))).push(blocks)
+    for m in ("hr", "eda"):
+        assert "surrogate_mean" not in one[m] and "surrogate_sd" not in one[m]
+        for name in ("surrogate_pearson_mean", "surrogate_pearson_sd", "pearson", "synchrony"):
+            np.testing.assert_array_equal(one[m][name].values, both[m][name].values)
+        assert np.isfinite(one[m]["surrogate_pearson_mean"].values).any()
+    with pytest.raises(ValueError, match="chance_of"):
+        SynchronyEngine(3, 4.0, EngineConfig(chance_of=("spearman",)))
