@@ -414,7 +414,6 @@ class PairMachine:
         self._cand_since: float | None = None
         self.episode: PairEpisodeDraft | None = None
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
-        self.arousal = math.nan         # this second's log-likelihood ratio (larger of the pair's two people)
         self.smooth_arousal = math.nan  # smoothed arousal drop (see DetectorConfig.arousal_in_tune)
 
     def _set(self, state: str, t: float, events: list) -> None:
@@ -457,7 +456,6 @@ class PairMachine:
                 # baseline to chance is snr**2 * (drop - 1/2) per window.
                 ws.append(self._weight[m] * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
         self.used = used
-        self.arousal = arousal if not blocked else math.nan
         if blocked:
             # evidence gathered from windows that touch a loss is not evidence of a rupture
             self.drop = math.nan
@@ -843,8 +841,7 @@ class RuptureDetector:
                 for ev in evs:
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
-            if self.cfg.group_prior_weight > 0:
-                self._group_prior()
+            self._group_prior()
             for p, ep in self._open.items():
                 self._refresh(p, ep)
         for i, m in enumerate(keys):

@@ -390,3 +390,104 @@ def _nanmedian_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = np.maximum((c - 1) // 2, 0), np.maximum(c // 2, 0)
     m = (0.5 * (srt[rows, lo] + srt[rows, hi])).reshape(cnt.shape)
     return np.where(cnt > 0, m, np.nan), cnt
+
+
+#: Person-level arousal states (the codes :class:`ArousalTracker` gives), in code order.
+AROUSAL_STATES = ("unknown", "with_group", "climbing", "flattening")
+
+
+def arousal_flavour(div: np.ndarray, model: dict | None = None) -> np.ndarray:
+    """Which way a person's arousal moved: aversive ("climbing") or withdrawn ("flattening").
+
+    The divergence vector is compared under the same Gaussian model the
+    detector's log-likelihood ratio uses (:data:`LLR_MODEL`):
+    the flavour is the style with the larger likelihood ratio against "in
+    tune", over the features the person has.
+
+    Parameters
+    ----------
+    div : ndarray, shape (..., len(FEATURES))
+        Divergence features (NaN where missing).
+    model : dict | None
+        Gaussian model (default :data:`LLR_MODEL`).
+
+    Returns
+    -------
+    flavour : ndarray of int, shape (...)
+        Code into :data:`AROUSAL_STATES`: 2 climbing, 3 flattening, 0 when no feature is known.
+    """
+    llr = style_llr(div, model)  # (..., 2): aversive, withdrawn
+    known = np.isfinite(llr).all(axis=-1)
+    return np.where(known, np.where(llr[..., 0] >= llr[..., 1], 2, 3), 0).astype(np.uint8)
+
+
+class ArousalTracker:
+    """Streaming per-person arousal state from the pipeline's log-likelihood ratios (explicit state: chunked == batch).
+
+    Each second, a person's ratio ``L`` is the mean of the finite values of the
+    last ``smooth_s`` seconds (as :attr:`dsp.detector.RuptureDetector.person_arousal`);
+    ``L >= threshold`` is "moving away", its flavour from the mean divergence
+    features over the same seconds (:func:`arousal_flavour`); NaN is unknown. In a
+    couple only the one with the larger ``L`` can be moving away (their divergences
+    mirror each other, so the two readings are alternatives, not two events).
+
+    Parameters
+    ----------
+    n_people : int
+    threshold : float
+        The detector's ``arousal_k``.
+    smooth_s : float
+        The detector's ``smooth_s``.
+    step_s : float
+        Seconds between values.
+    """
+
+    def __init__(self, n_people: int, threshold: float, smooth_s: float = 5.0, step_s: float = 1.0):
+        self.n = int(n_people)
+        self.threshold = float(threshold)
+        self.w = max(1, int(round(smooth_s / step_s)))
+        F = len(FEATURES)
+        self._tail_l = np.full((self.n, self.w - 1), np.nan)
+        self._tail_d = np.full((self.n, F, self.w - 1), np.nan)
+
+    def push(self, llr: np.ndarray, div: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Take ``llr`` (n_people, n_sec) and ``div`` (n_people, F, n_sec) or None; return the smoothed ``L``
+        (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`."""
+        llr = np.asarray(llr, dtype=float).reshape(self.n, -1)
+        k = llr.shape[1]
+        F = len(FEATURES)
+        div = np.full((self.n, F, k), np.nan) if div is None or np.size(div) == 0 else np.asarray(div, float)
+        ll = np.concatenate([self._tail_l, llr], axis=1)
+        dd = np.concatenate([self._tail_d, div], axis=2)
+        if self.w > 1:
+            self._tail_l, self._tail_d = ll[:, -(self.w - 1):], dd[:, :, -(self.w - 1):]
+        if k == 0:
+            return np.zeros((self.n, 0)), np.zeros((self.n, 0), np.uint8)
+        smooth = _rolling_nanmean(ll, self.w)                    # (n, k)
+        dmean = _rolling_nanmean(dd, self.w)                     # (n, F, k)
+        code = np.where(np.isfinite(smooth), 1, 0).astype(np.uint8)
+        with np.errstate(invalid="ignore"):
+            away = np.isfinite(smooth) & (smooth >= self.threshold)
+            if self.n == 2:
+                # in a couple the two divergences mirror each other (one climbing alone looks like the other
+                # flattening alone): name only the likelier of the two
+                other = smooth[::-1]
+                away &= ~(np.isfinite(other) & (other > smooth))
+        if away.any():
+            flav = arousal_flavour(np.moveaxis(dmean, 1, 2))  # (n, k)
+            # no feature behind it (should not happen): call it climbing, the evidence is still there
+            code[away] = np.where(flav[away] == 0, 2, flav[away])
+        return smooth, code
+
+
+def _rolling_nanmean(x: np.ndarray, w: int) -> np.ndarray:
+    """Mean of the finite values of each trailing window of ``w`` along the last axis; input has ``w - 1``
+    leading columns of history; output one column per remaining column (NaN where none is finite)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(x, w, axis=-1)
+    ok = np.isfinite(win)
+    n = ok.sum(axis=-1)
+    s = np.where(ok, win, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / np.maximum(n, 1), np.nan)

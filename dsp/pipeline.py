@@ -26,7 +26,7 @@ from scipy.signal import lfilter
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .divergence import FEATURES as _AROUSAL_FEATURES
-from .divergence import ArousalDivergence, style_llr
+from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -123,6 +123,10 @@ class Update:
     arousal_div : ndarray, shape (n_people, len(dsp.divergence.FEATURES), n_sec)
         The divergence features behind ``arousal`` (person's standard units; NaN: unknown), for views that
         say *how* a person moved away (climbing or flattening).
+    arousal_smooth, arousal_state : ndarray, shape (n_people, n_sec)
+        The same read as the detector reads it (:class:`dsp.divergence.ArousalTracker`: ``smooth_s`` mean,
+        the preset's ``arousal_k``, the couple rule): smoothed ratio and codes into
+        :data:`dsp.divergence.AROUSAL_STATES`.
     """
 
     grid_start: int = 0
@@ -133,6 +137,8 @@ class Update:
     arousal_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
     arousal: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     arousal_div: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_AROUSAL_FEATURES), 0)))
+    arousal_smooth: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    arousal_state: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
 
     @property
     def n_new(self) -> int:
@@ -207,11 +213,12 @@ class SessionPipeline:
         self.loss = SignalLossTracker(fs)
         hist = int(self.cfg.history_s * fs)
         self._level_hist = {m: np.full((n, hist), np.nan) for m in self.modalities}
-        # the last history_s seconds of each person's arousal ratio and divergence (for episode contexts)
+        dcfg = self.detector.cfg
+        self._reading = ArousalTracker(n, dcfg.arousal_k, dcfg.smooth_s, self.cfg.step_s) if self.arousal else None
+        # the last history_s seconds of each person's arousal state (for episode contexts)
         hist_sec = int(self.cfg.history_s / self.cfg.step_s)
         self._ar_t = np.full(hist_sec, np.nan)
-        self._ar_L = np.full((n, hist_sec), np.nan)
-        self._ar_div = np.full((n, len(_AROUSAL_FEATURES), hist_sec), np.nan)
+        self._ar_state = np.zeros((n, hist_sec), np.uint8)
         self.pairs = self.detector.pairs
         self.last_time = 0.0
 
@@ -282,12 +289,11 @@ class SessionPipeline:
         res = self.engine.push(upd.grid)
         if self.arousal is not None:
             upd.arousal_t, upd.arousal, upd.arousal_div = self.arousal.push(upd.grid)
-            k = upd.arousal_t.size
-            if k:
+            upd.arousal_smooth, upd.arousal_state = self._reading.push(upd.arousal, upd.arousal_div)
+            if upd.arousal_t.size:
                 keep = self._ar_t.size
                 self._ar_t = np.concatenate([self._ar_t, upd.arousal_t])[-keep:]
-                self._ar_L = np.concatenate([self._ar_L, upd.arousal], axis=1)[:, -keep:]
-                self._ar_div = np.concatenate([self._ar_div, upd.arousal_div], axis=2)[:, :, -keep:]
+                self._ar_state = np.concatenate([self._ar_state, upd.arousal_state], axis=1)[:, -keep:]
         for m in self.modalities:
             w = upd.windows[m] = _windows_of(res[m], len(self.detector.pairs))
             w["chance_level"] = self._chance[m].update(w["chance"])
@@ -368,41 +374,23 @@ class SessionPipeline:
             level = np.where(n_ok > 0, np.nansum(stack, axis=0) / np.maximum(n_ok, 1), np.nan)
             ep.context[person] = arousal_trend(t, level, ep.onset_s, end)
 
-    def _moved_away(self, ep, end: float, smooth_s: float = 5.0) -> dict:
+    def _moved_away(self, ep, end: float) -> dict:
         """``{person: "rising" | "falling"}`` for members of the episode's pair whose arousal moved away.
 
-        Moving away: the ``smooth_s`` mean of the person's ratio reached the detector's ``arousal_k`` between 10 s
-        before the onset and ``end`` (in a couple only the likelier of the two mirror readings); its flavour
-        is the likelier rupture style of the mean divergence over those seconds.
+        Moving away: the person's arousal state (:class:`dsp.divergence.ArousalTracker`, as the views show it)
+        was climbing or flattening at some second between 10 s before the onset and ``end``; "rising" when
+        climbing was the more frequent of the two, else "falling".
         """
         if self.arousal is None:
             return {}
         sel = np.isfinite(self._ar_t) & (self._ar_t >= ep.onset_s - 10.0) & (self._ar_t <= end + 1e-9)
-        if not sel.any():
-            return {}
-        w = max(1, int(round(smooth_s / self.cfg.step_s)))
-        L = self._ar_L[:, sel]
-        ok = np.isfinite(L)
-        kern = np.ones(w)
-        num = np.apply_along_axis(lambda r: np.convolve(r, kern)[: L.shape[1]], 1, np.where(ok, L, 0.0))
-        cnt = np.apply_along_axis(lambda r: np.convolve(r, kern)[: L.shape[1]], 1, ok.astype(float))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            smooth = np.where(cnt > 0, num / cnt, np.nan)
-        k = self.detector.cfg.arousal_k
-        peak = {p: np.nanmax(smooth[self.participants.index(p)], initial=-np.inf) for p in ep.pair}
-        away = [p for p in ep.pair if peak[p] >= k]
-        if len(self.participants) == 2 and len(away) == 2:
-            away = [max(away, key=peak.get)]
+        climbing, flattening = AROUSAL_STATES.index("climbing"), AROUSAL_STATES.index("flattening")
         out = {}
-        for p in away:
-            i = self.participants.index(p)
-            div = self._ar_div[i][:, sel][:, smooth[i] >= k]
-            ok = np.isfinite(div)
-            n_ok = ok.sum(axis=1)
-            mean_div = np.where(n_ok > 0, np.where(ok, div, 0.0).sum(axis=1) / np.maximum(n_ok, 1), np.nan)
-            llr = style_llr(mean_div)
-            if np.isfinite(llr).all():
-                out[p] = "rising" if llr[0] >= llr[1] else "falling"
+        for p in ep.pair:
+            codes = self._ar_state[self.participants.index(p), sel]
+            up, down = int((codes == climbing).sum()), int((codes == flattening).sum())
+            if up or down:
+                out[p] = "rising" if up >= down else "falling"
         return out
 
     def flush(self, end: float) -> Update:

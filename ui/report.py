@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis_io import analysis_to_json, clock, write_episodes_csv, write_json
+from .palette import AROUSAL_COLOURS
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,9 @@ MODALITY_COLORS = {"hr": "#C0392B", "eda": "#0072B2", "combined": "#333333"}
 MODALITY_WORDS = {"hr": "heart rate", "eda": "skin conductance", "combined": "combined"}
 UNITS = {"hr": "bpm", "eda": "µS"}
 EPISODE_COLOR = "#E74C3C"
-#: Arousal "moving away" shading, as the live view's (:data:`ui.gui.style.AROUSAL_STYLE`, not imported: no Qt here):
+#: Arousal "moving away" shading, from the colours the live view uses too (:mod:`ui.palette`):
 #: state -> (fill colour, alpha, text colour).
-AROUSAL_SHADES = {
-    "climbing": ("#E69F00", 0.3, "#A33F00"),
-    "flattening": ("#CC79A7", 0.3, "#6A3D9A"),
-}
+AROUSAL_SHADES = {state: (shade, 0.3, text) for state, (text, shade) in AROUSAL_COLOURS.items()}
 #: Fixed figure margins (inches), the same for every plot, so their time axes line up.
 _MARGIN_IN = {"left": 0.95, "right": 0.2, "top": 0.4, "bottom": 0.6}
 
@@ -253,7 +251,7 @@ def plot_arousal(analysis, doc: dict, time_offset: float, path) -> Path | None:
     ----------
     analysis : ui.runner.Analysis
         ``arousal_t`` (n_sec,), ``arousal`` (n_people, n_sec) smoothed ``L``, ``arousal_state``
-        (n_people, n_sec) codes into :data:`ui.model.AROUSAL_STATES`, ``arousal_threshold``.
+        (n_people, n_sec) codes into :data:`dsp.divergence.AROUSAL_STATES`, ``arousal_threshold``.
     doc : dict
         The attune.analysis/1 document (episodes in file time).
     time_offset : float

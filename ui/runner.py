@@ -25,7 +25,7 @@ import numpy as np
 
 from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
-from .model import AROUSAL_STATES, ArousalTracker, SessionModel
+from .model import SessionModel, away_at
 
 logger = logging.getLogger(__name__)
 
@@ -292,8 +292,8 @@ class Analysis:
         :mod:`dsp.divergence`), smoothed as the live view and the detector do (mean of the last
         ``smooth_s`` seconds; NaN: unknown).
     arousal_state : ndarray of uint8, shape (n_people, n_sec)
-        State codes into :data:`ui.model.AROUSAL_STATES` (0 learning baseline, 1 with the group,
-        2 moving away climbing, 3 moving away flattening), as :class:`ui.model.ArousalTracker` gives them
+        State codes into :data:`dsp.divergence.AROUSAL_STATES` (0 learning baseline, 1 with the group,
+        2 moving away climbing, 3 moving away flattening), as :class:`dsp.divergence.ArousalTracker` gives them
         live (threshold = the preset's ``arousal_k``; in a couple only the likelier of the two mirror readings).
     arousal_threshold : float
         The preset's ``arousal_k``: ``L`` at or above it is "moving away".
@@ -338,19 +338,7 @@ class Analysis:
         away : dict
             ``{person: "climbing" | "flattening"}``; the first time a person was away decides their flavour.
         """
-        out: dict = {}
-        t = np.asarray(self.arousal_t, dtype=float)
-        if not t.size:
-            return out
-        for tt in times:
-            k = int(np.argmin(np.abs(t - tt)))
-            if abs(t[k] - tt) > 0.5 * self.step_s + 1e-9:
-                continue
-            for who in pair:
-                code = int(self.arousal_state[self.participants.index(who), k])
-                if code >= 2:
-                    out.setdefault(who, AROUSAL_STATES[code])
-        return out
+        return away_at(self.arousal_t, self.arousal_state, self.participants, pair, times, self.step_s)
 
     def episode_arousal(self) -> list[dict]:
         """Per episode, in the document's order (:func:`ui.analysis_io.sorted_episodes`), who of its pair was
@@ -393,8 +381,6 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
     events = []
     n = len(pipe.participants)
     dcfg = pipe.detector.cfg
-    # the live view's reading of each person's arousal (smoothing, threshold, couple rule): the same here
-    tracker = ArousalTracker(n, dcfg.arousal_k, dcfg.smooth_s, config.step_s)
     ar_t, ar_l, ar_c = [], [], []
 
     def collect(upd):
@@ -406,10 +392,10 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
                 wins[m].append(upd.windows[m])
         at = np.asarray(upd.arousal_t, dtype=float)
         if at.size:
-            smooth, code = tracker.push(upd.arousal, upd.arousal_div)
+            # the pipeline's reading of each person's arousal: the live view's (smoothing, threshold, couple rule)
             ar_t.append(at)
-            ar_l.append(smooth)
-            ar_c.append(code)
+            ar_l.append(upd.arousal_smooth)
+            ar_c.append(upd.arousal_state)
         events.extend(upd.events)
 
     t = 0.0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from PySide6 import QtGui
 
+from ui.palette import AROUSAL_COLOURS, rgb
+
 #: Okabe-Ito colours.
 OKABE_ITO = {
     "black": "#000000",
@@ -63,13 +65,13 @@ STATUS_STYLE = {
     "absent": ("#9CA3AF", "\u2013"),
 }
 
-#: Person-level arousal state (ui.model.AROUSAL_STATES) -> (text colour, symbol, trace shading rgba or None).
+#: Person-level arousal state (dsp.divergence.AROUSAL_STATES) -> (text colour, symbol, trace shading rgba or None).
 #: Words come from ui.model.AROUSAL_WORDS; moving away is told by a word and an arrow, never by colour alone.
 AROUSAL_STYLE = {
     "unknown": ("#4B5563", "\u25CC", None),                 # dotted circle: learning the person's baseline
     "with_group": ("#00684C", "\u25CF", None),              # filled circle
-    "climbing": ("#A33F00", "\u2191", (230, 159, 0, 70)),    # up arrow, orange shading
-    "flattening": ("#6A3D9A", "\u2193", (204, 121, 167, 70)),  # down arrow, reddish-purple shading
+    "climbing": (AROUSAL_COLOURS["climbing"][0], "\u2191", (*rgb(AROUSAL_COLOURS["climbing"][1]), 70)),  # up arrow
+    "flattening": (AROUSAL_COLOURS["flattening"][0], "\u2193", (*rgb(AROUSAL_COLOURS["flattening"][1]), 70)),
 }
 
 #: Synchrony curves.

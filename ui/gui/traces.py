@@ -60,7 +60,7 @@ def arousal_runs(t: np.ndarray, codes: np.ndarray, step_s: float = 1.0) -> list[
     t : ndarray, shape (n,)
         Time of each second's value (the end of that second).
     codes : ndarray, shape (n,)
-        State codes into :data:`ui.model.AROUSAL_STATES`.
+        State codes into :data:`dsp.divergence.AROUSAL_STATES`.
     step_s : float
         Seconds each value covers (it covers ``(t - step_s, t]``).
     """
