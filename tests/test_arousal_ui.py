@@ -415,3 +415,62 @@ def test_tile_reason_shortens_to_fit_instead_of_overlapping(qtbot):
         assert got == expected
         if got:
             assert QtGui.QFontMetricsF(f).horizontalAdvance(got) <= room
+
+
+# -- hysteresis of the live word -------------------------------------------------------------------------------
+def _hover_series(k, n_people):
+    """Seconds 1..60: P1's L alternates k +/- 0.6 from 11 s (its 5-s mean hovers at k +/- 0.12) and drops to
+    k - 3 at 41 s; everybody else sits at -1. Aversive divergence for P1 (climbing)."""
+    t = np.arange(1, 61, dtype=float)
+    L = np.full((n_people, t.size), -1.0)
+    div = np.zeros((n_people, len(FEATURES), t.size))
+    hover = (t > 10) & (t <= 40)
+    L[0, hover] = np.where(t[hover] % 2 == 0, k + 0.6, k - 0.6)
+    L[0, t > 40] = k - 3.0
+    div[0][:, t > 10] = AVERSIVE[:, None]
+    return t, L, div
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 3, 13]])
+def test_live_word_does_not_flicker_when_the_ratio_hovers_at_the_threshold(sizes):
+    """The tracker flips every second while the 5-s mean of L hovers at the threshold; the word shown flips once
+    to "moving away" and back only when the mean is clearly below (k - AROUSAL_RELEASE_MARGIN) after the hold."""
+    from ui.model import AROUSAL_HOLD_S, AROUSAL_RELEASE_MARGIN, AROUSAL_STATES
+
+    k = get_preset("balanced").arousal_k
+    people = ["P1", "P2", "P3"]
+    t, L, div = _hover_series(k, 3)
+    model = SessionModel(people, ("hr",), [("P1", "P2"), ("P1", "P3"), ("P2", "P3")], 4.0, 1.0, 600.0)
+    words = _feed(model, t, L, div, sizes)
+    _, _, ac = model.snapshot(seconds=600).arousal
+    raw = [AROUSAL_STATES[c] for c in ac[0]]
+    assert sum(a != b for a, b in zip(raw, raw[1:])) >= 20  # the tracker itself flickers
+    # independent reference: pandas 5-s mean; away from the first second >= k, back at the first second
+    # below k - margin that is at least the hold after it
+    smooth = pd.Series(L[0]).rolling(5, min_periods=1).mean().to_numpy()
+    on = t[np.argmax(smooth >= k)]
+    off = t[np.argmax((smooth < k - AROUSAL_RELEASE_MARGIN) & (t > 40) & (t >= on + AROUSAL_HOLD_S))]
+    assert 10 < on < 20 and 41 < off < 50
+    for tt, w in words.items():
+        expected = "with the group" if tt < on or tt >= off else "moving away (climbing)"
+        assert w["P1"] == expected, (tt, sizes)
+        assert w["P2"] == w["P3"] == "with the group"
+    if sizes == [1]:
+        shown = [words[tt]["P1"] for tt in t[10:]]
+        assert sum(a != b for a, b in zip(shown, shown[1:])) == 2
+    snap = model.snapshot()
+    assert snap.pair_arousal[("P1", "P2")]["away"] == {}
+
+
+def test_live_word_in_a_couple_moves_to_the_other_person_at_once():
+    """In a couple, when the tracker names the other person, the one shown moving away is released at once."""
+    k = get_preset("balanced").arousal_k
+    t, L, div = _hover_series(k, 2)
+    L[0, t > 40] = k + 0.3          # P1 stays near the threshold ...
+    L[1, t > 40] = k + 4.0          # ... but P2 is now the likelier one
+    model = SessionModel(PEOPLE, ("hr",), PAIRS, 4.0, 1.0, 600.0)
+    words = _feed(model, t, L, div, [1])
+    assert words[20.0]["P1"] == "moving away (climbing)"
+    first_p2 = min(tt for tt, w in words.items() if w["P2"].startswith("moving away"))
+    assert words[first_p2]["P1"] == "with the group"
+    assert model.snapshot().pair_arousal[PAIRS[0]]["away"] == {"P2": words[60.0]["P2"].split("(")[1][:-1]}

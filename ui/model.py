@@ -36,6 +36,14 @@ AROUSAL_WORDS = {
     "climbing": "moving away (climbing)",
     "flattening": "moving away (flattening)",
 }
+#: Hysteresis of the live arousal word (see :meth:`SessionModel.snapshot`): a person shown "moving away"
+#: goes back to "with the group" only once their smoothed ratio is below ``threshold - AROUSAL_RELEASE_MARGIN``
+#: and they have been shown moving away for at least ``AROUSAL_HOLD_S`` seconds.
+AROUSAL_RELEASE_MARGIN = 1.0
+AROUSAL_HOLD_S = 4.0
+_AWAY = ("climbing", "flattening")
+
+
 def away_at(t, codes, participants, pair, times, step_s: float) -> dict:
     """Who of ``pair`` was moving away in their arousal at any of ``times``, and which way.
 
@@ -134,7 +142,9 @@ class Snapshot:
         ``(times (n_s,), L (n_people, n_s), state codes (n_people, n_s))``: each person's smoothed
         arousal log-likelihood ratio and state (codes into :data:`AROUSAL_STATES`).
     people_arousal : dict
-        ``participant -> {"state": one of AROUSAL_STATES, "words": AROUSAL_WORDS[state], "llr": float}`` now.
+        ``participant -> {"state": one of AROUSAL_STATES, "words": AROUSAL_WORDS[state], "llr": float}`` now:
+        the *shown* state, the tracker's with hysteresis (:class:`SessionModel`), so the word does not flicker
+        while the ratio hovers at the threshold (``arousal`` holds the tracker's own codes).
     pair_arousal : dict
         ``pair -> {"away": {person: "climbing" | "flattening"}, "evidence": None | "synchrony" | "arousal" |
         "synchrony+arousal"}``: who of the pair is moving away now, and (while the pair is drifting, in a
@@ -183,6 +193,24 @@ class SessionModel:
         How much history views can show.
     preset : str
         Detector preset: its ``arousal_k`` is the ratio at which a person reads as "moving away".
+
+    Notes
+    -----
+    The live arousal word (``Snapshot.people_arousal`` and who is "away" in ``Snapshot.pair_arousal``) is the
+    :class:`dsp.divergence.ArousalTracker` state with hysteresis, decided second by second as the states arrive
+    (so chunked == batch):
+
+    * a person shown "with the group" (or "learning baseline") switches to "moving away" as soon as the tracker
+      says so (its smoothed ratio ``L >= arousal_k``);
+    * a person shown "moving away" stays so while the tracker says so (following its flavour, climbing or
+      flattening), and after it stops, until their ratio is *clearly* below the threshold
+      (``L < arousal_k - AROUSAL_RELEASE_MARGIN``) *and* they have been shown moving away for at least
+      ``AROUSAL_HOLD_S`` seconds; then the tracker's state is shown;
+    * exceptions, shown at once: no ratio any more (``L`` NaN: "learning baseline"), and in a couple the other
+      person moving away per the tracker (only the likelier of two mirror readings is named).
+
+    The history (``Snapshot.arousal`` codes, trace shading, arousal strip, an episode's ``arousal``) keeps the
+    tracker's own states.
     """
 
     def __init__(self, participants, modalities, pairs, fs: float, step_s: float = 1.0, history_s: float = 600.0,
@@ -229,6 +257,8 @@ class SessionModel:
         self._arousal_l = _Ring(n, int(history_s / step_s))
         self._arousal_code = _Ring(n, int(history_s / step_s), dtype=np.uint8, fill=0)
         self._arousal_track = ArousalTracker(n, self.arousal_threshold, self._arousal_smooth_s, step_s)
+        self._shown = ["unknown"] * n           # the live arousal state shown for each person (with hysteresis)
+        self._shown_since = [np.nan] * n         # session time since when they are shown moving away
         self.t_now = 0.0
 
     # -- writer side (worker thread) ------------------------------------------------------------
@@ -249,6 +279,7 @@ class SessionModel:
                 smooth, code = self._arousal_track.push(update.arousal, getattr(update, "arousal_div", None))
                 self._arousal_l.extend(at, smooth)
                 self._arousal_code.extend(at, code)
+                self._show_arousal(at, smooth, code)
             for ev in update.events:
                 if "episode" in ev:
                     d = episode_dict(ev["episode"])
@@ -272,6 +303,36 @@ class SessionModel:
                 for p, d in status.items():
                     self._status.setdefault(p, {}).update(d)
             self.version += 1
+
+    def _show_arousal(self, t: np.ndarray, smooth: np.ndarray, code: np.ndarray) -> None:
+        """Advance the shown arousal states over new seconds (hysteresis: see the class notes).
+
+        Parameters
+        ----------
+        t : ndarray, shape (n_sec,)
+        smooth : ndarray, shape (n_people, n_sec)
+            The tracker's smoothed ratio ``L``.
+        code : ndarray, shape (n_people, n_sec)
+            The tracker's state codes into :data:`AROUSAL_STATES`.
+        """
+        n = len(self.participants)
+        release = self.arousal_threshold - AROUSAL_RELEASE_MARGIN
+        for j in range(t.size):
+            for i in range(n):
+                st = AROUSAL_STATES[int(code[i, j])]
+                if st in _AWAY:
+                    if self._shown[i] not in _AWAY:
+                        self._shown_since[i] = float(t[j])
+                    self._shown[i] = st
+                    continue
+                if self._shown[i] in _AWAY:
+                    level = float(smooth[i, j])
+                    partner_away = n == 2 and int(code[1 - i, j]) >= 2
+                    clearly_back = (np.isfinite(level) and level < release
+                                    and t[j] - self._shown_since[i] >= AROUSAL_HOLD_S - 1e-9)
+                    if not (partner_away or not np.isfinite(level) or clearly_back):
+                        continue  # keep showing "moving away"
+                self._shown[i] = st
 
     def _away_at(self, pair, *times) -> dict:
         """``{person: "climbing" | "flattening"}`` for members of ``pair`` moving away at any of ``times``."""
@@ -343,10 +404,9 @@ class SessionModel:
             _, ac = self._arousal_code.last(n_win)
             people_arousal = {}
             for i, who in enumerate(self.participants):
-                # now = the newest second the pipeline reported (the ring is empty until the first one)
-                code = int(self._arousal_code.buf[i, -1]) if self._arousal_code.n else 0
+                # now = the shown state after the newest second the pipeline reported (hysteresis: class notes)
                 llr = float(self._arousal_l.buf[i, -1]) if self._arousal_l.n else float("nan")
-                st = AROUSAL_STATES[code]
+                st = self._shown[i]
                 people_arousal[who] = {"state": st, "words": AROUSAL_WORDS[st], "llr": llr}
             pair_arousal = {}
             pstates = {tuple(ps["pair"]): ps for ps in self._pair_states}
