@@ -151,3 +151,75 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
         assert s["info"]["desc"][0]["participant"][0] in ("P1", "P2")
         assert len(s["time_stamps"]) > 0 and len(s["clock_times"]) >= 1 and "footer" in s
     assert {"Attune synchrony hr", "Attune synchrony eda", "Attune events", "Attune markers"} <= set(by_name)
+
+
+def _more_sync(model, t0, value):
+    """A few more synchrony windows (new numbers, same words) for every pair of ``_model_with_data``."""
+    from dsp.pipeline import Update
+
+    t = np.arange(t0, t0 + 5.0)
+    sync = np.full((3, t.size), value)
+    model.apply(Update(windows={m: {"t": t, "sync": sync, "chance": np.full((3, t.size), 0.1)}
+                                for m in ("hr", "eda")}))
+
+
+def test_plain_mode_prints_a_status_block_only_when_its_words_change():
+    """Not a block per interval: new synchrony numbers alone print nothing; a changed state prints one block."""
+    from dsp.pipeline import Update
+    from ui.headless import HeadlessView
+
+    model, _ = _model_with_data()
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=False, interval=0.0)
+    view.draw()
+    for i, v in enumerate((0.5, 0.4, 0.45)):
+        _more_sync(model, 31.0 + 5 * i, v)
+        view.draw()
+    text = out.getvalue()
+    assert text.count("] status:") == 1 and text.count("] pair P1-P2:") == 1, text
+    pairs = ("P1", "P2"), ("P1", "P3"), ("P2", "P3")
+    model.apply(Update(),
+                [{"pair": p, "state": s, "words": w, "modalities": {}} for p, s, w in
+                 zip(pairs, ("drifting", "possible_rupture", "drifting"), ("drifting", "possible rupture", "drifting"))])
+    view.draw()
+    view.draw()
+    text = out.getvalue()
+    assert text.count("] status:") == 2
+    assert text.splitlines()[-3].endswith("pair P1-P2: hr +0.45 eda +0.45; drifting")
+
+
+def test_plain_mode_heartbeat_loss_and_immediate_episode_lines():
+    from dsp.pipeline import Update
+    from ui.headless import HeadlessView
+
+    now = [1000.0]
+    model, ep = _model_with_data()
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=False, interval=5.0, heartbeat=60.0, clock=lambda: now[0])
+    view.draw()
+    assert out.getvalue().count("] status:") == 1
+    for step in range(11):   # 55 s of new numbers and no news: nothing printed
+        now[0] += 5.0
+        _more_sync(model, 31.0 + 5 * step, 0.2 + 0.01 * step)
+        view.draw()
+    assert out.getvalue().count("] status:") == 1
+    now[0] += 5.0            # a minute after the last block: a heartbeat
+    view.draw()
+    assert out.getvalue().count("] status:") == 2
+    now[0] += 1.0            # signal loss: a block, but not before `interval` s after the last one
+    model.apply(Update(events=[{"type": "signal_loss", "participant": "P2", "modality": "eda", "onset_s": 84.0,
+                                "offset_s": None, "reason": "no_data"}]))
+    ep.offset_s, ep.repaired, ep.open = 80.0, True, False
+    model.apply(Update(events=[{"type": "episode_repaired", "pair": ("P1", "P3"), "t": 85.0, "episode": ep}]))
+    n = len(out.getvalue())
+    view.draw()
+    new = out.getvalue()[n:]
+    assert "episode #1" in new and "repaired at 01:20" in new  # immediate
+    assert "status:" not in new
+    now[0] += 4.0
+    view.draw()
+    new = out.getvalue()[n:]
+    assert new.count("] status:") == 1 and "] signal loss: P2 eda since 01:24 (no data)\n" in new
+    now[0] += 30.0
+    view.draw()
+    assert out.getvalue().count("] status:") == 3   # nothing changed since: no block

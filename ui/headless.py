@@ -9,9 +9,13 @@ arousal), and the episodes as they are flagged.
 
 * On a terminal (``out.isatty()``) the view is redrawn in place with ANSI
   escapes, a few times a second.
-* Otherwise (CI, logs, ``| tee``) it appends plain lines: a status block every
-  ``interval`` seconds, and one line for every episode, repair and message as
-  it happens.
+* Otherwise (CI, logs, ``| tee``) it appends plain lines: one line for every
+  episode, repair and message as it happens, and a status block (signal status,
+  arousal words, each pair's synchrony and state) only when something it shows
+  in words changed (signal status or loss, arousal words, a pair's state or
+  arousal note, the episodes) -- at most once every ``interval`` seconds -- plus a
+  heartbeat block after ``heartbeat`` seconds without one, so a log shows the
+  monitor is alive. Synchrony numbers alone never trigger a block.
 
 A flag is a prompt to check in with the people, never a diagnosis.
 """
@@ -108,6 +112,12 @@ def pair_arousal_text(snap, pair) -> str:
     return text
 
 
+def open_losses(snap) -> list[tuple]:
+    """``[(participant, modality, onset_s, reason), ...]`` of the signal losses still going on, oldest first."""
+    return sorted(((r["participant"], r["modality"], r["onset_s"], r.get("reason") or "lost")
+                   for r in snap.signal_loss if r.get("offset_s") is None), key=lambda x: (x[2], x[0], x[1]))
+
+
 def episode_text(ep: dict) -> str:
     """One line about an episode dict (:func:`dsp.detector.episode_dict`)."""
     pair = "-".join(ep["pair"])
@@ -188,10 +198,15 @@ class HeadlessView:
     tty : bool | None
         Redraw in place; default ``out.isatty()``.
     interval : float
-        Seconds between status blocks in plain mode.
+        Plain mode: at least this many seconds between two status blocks (a change in between waits for it).
+    heartbeat : float
+        Plain mode: seconds without any status block after which it is printed anyway (default one minute).
+    clock : callable | None
+        Seconds (monotonic) for the two timings above; default :func:`time.monotonic`.
     """
 
-    def __init__(self, model, out=None, tty: bool | None = None, interval: float = 5.0):
+    def __init__(self, model, out=None, tty: bool | None = None, interval: float = 5.0, heartbeat: float = 60.0,
+                 clock=None):
         self.model = model
         self.out = out or sys.stdout
         if tty is None:
@@ -201,6 +216,9 @@ class HeadlessView:
                 tty = False
         self.tty = bool(tty)
         self.interval = float(interval)
+        self.heartbeat = float(heartbeat)
+        self._clock = clock or time.monotonic
+        self._shown_key = None
         self._drawn = 0
         self._version = -1
         self._last_block = -math.inf
@@ -245,10 +263,13 @@ class HeadlessView:
             if self._seen_eps.get(ep["id"]) != key:
                 self._seen_eps[ep["id"]] = key
                 out.append(f"[{clock(snap.t_now)}] episode {episode_text(ep)}")
-        now = time.monotonic()
-        if force or now - self._last_block >= self.interval:
+        now = self._clock()
+        status = signal_status(snap)
+        key = self.shown_key(snap, status)
+        since = now - self._last_block
+        if force or (key != self._shown_key and since >= self.interval) or since >= self.heartbeat:
             self._last_block = now
-            status = signal_status(snap)
+            self._shown_key = key
             st = "; ".join(f"{p} " + " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
                            for p in snap.participants)
             out.append(f"[{clock(snap.t_now)}] status: {st}")
@@ -261,8 +282,25 @@ class HeadlessView:
                 syn = " ".join(f"{m} {_num(cur[m][k]).strip()}" for m in snap.modalities)
                 out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; {ps.get('words') or 'waiting for data'}"
                            + pair_arousal_text(snap, pair))
+            lost = open_losses(snap)
+            if lost:
+                out.append(f"[{clock(snap.t_now)}] signal loss: " + "; ".join(
+                    f"{p} {m} since {clock(on)} ({reason.replace('_', ' ')})" for p, m, on, reason in lost))
         if out:
             self._write("".join(ln + "\n" for ln in out))
+
+    @staticmethod
+    def shown_key(snap, status: dict | None = None) -> tuple:
+        """What a status block says in words (not the synchrony numbers): a new block is due when it changes."""
+        status = signal_status(snap) if status is None else status
+        states = {tuple(ps["pair"]): ps.get("words") or ps.get("state") for ps in snap.pair_states}
+        return (
+            tuple((p, tuple(sorted(d.items()))) for p, d in sorted(status.items())),
+            tuple(sorted(arousal_words(snap).items())),
+            tuple((tuple(pair), states.get(tuple(pair)), pair_arousal_text(snap, pair)) for pair in snap.pairs),
+            tuple(sorted((ep["id"], bool(ep.get("repaired")), bool(ep.get("open", True))) for ep in snap.episodes)),
+            tuple(open_losses(snap)),
+        )
 
     def summary(self) -> None:
         """Final lines: every episode of the session."""
@@ -290,7 +328,8 @@ def run_headless(runner, duration: float | None = None, out=sys.stdout, *, inter
         Wall-clock seconds; ``None`` runs until the source is finished or Ctrl-C.
     out : text stream
     interval : float | None
-        Seconds between frames (TTY, default 0.5) or status blocks (plain, default 5).
+        Seconds between frames (TTY, default 0.5), or plain: the least time between two status blocks
+        (default 5; a block is printed only when what it says changed, or as a heartbeat once a minute).
     tty : bool | None
         Force in-place redraws on or off (default: ``out.isatty()``).
 
