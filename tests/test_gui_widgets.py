@@ -216,3 +216,45 @@ def test_fits_a_laptop_screen(qtbot, couple):
     qtbot.wait(50)
     assert win.minimumSizeHint().width() <= 1366 and win.minimumSizeHint().height() <= 768
     assert win.meters.meters[("P1", "P2")].height() >= 200   # the meter stays large
+
+
+def _windows(t0, n, value, npairs=1, n_people=2, fs=4.0):
+    """Seconds t0..t0+n of a constant synchrony ``value`` (and flat signals, so the session clock moves on)."""
+    from dsp.pipeline import Update
+
+    t = np.arange(t0 + 1, t0 + n + 1, dtype=float)
+    k = int(n * fs)
+    return Update(grid_start=int(t0 * fs), grid={m: np.full((n_people, k), 70.0) for m in ("hr", "eda")},
+                  quality={m: np.zeros((n_people, k), np.uint8) for m in ("hr", "eda")},
+                  windows={m: {"t": t, "sync": np.full((npairs, n), value), "chance": np.full((npairs, n), 0.08)}
+                           for m in ("hr", "eda")})
+
+
+def test_strongly_negative_synchrony_is_visible_and_the_axis_does_not_jitter(qtbot):
+    """r = -0.85 was clipped by the fixed -0.5..1 range: the plots showing it extend down to -1, stay so while
+    values hover just above -0.5, and go back once the negative values have scrolled out of view."""
+    fs = FakeSession(n_people=2, rupture=None, loss=None)
+    fs.advance(60)
+    win = make_window(qtbot, fs.model)
+    win.redraw()
+
+    def lows():
+        return [d["plot"].vb.viewRange()[1][0] for d in win.timelines.plots_for(0)]
+
+    assert len(win.timelines.plots_for(0)) == 3 and lows() == pytest.approx([-0.5] * 3)
+    fs.model.apply(_windows(60, 10, -0.85))
+    win.tick()
+    for d in win.timelines.plots_for(0):
+        lo, hi = d["plot"].vb.viewRange()[1]
+        assert lo < -0.85 and hi == pytest.approx(1.0)
+        x, y = d["curves"][d["kinds"][-1]].getData()
+        assert np.nanmin(y) == pytest.approx(-0.85)  # drawn inside the range, not clipped
+        assert d["plot"].getAxis("left")._tickLevels[0][0] == (-1.0, "\u22121")
+    fs.model.apply(_windows(70, 10, -0.48))   # hovering just above the usual edge: no jump back
+    win.tick()
+    assert all(lo < -0.85 for lo in lows())
+    display = win.settings.display_s
+    fs.model.apply(_windows(80, int(display) + 5, 0.5))  # the negative values scroll out of the view
+    assert fs.model.t_now == pytest.approx(85.0 + int(display), abs=0.3)
+    win.tick()
+    assert lows() == pytest.approx([-0.5] * 3)

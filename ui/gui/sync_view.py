@@ -5,6 +5,9 @@ A pair's flag can come from one person's arousal moving away (:mod:`dsp.divergen
 its synchrony looks as usual: the pair's title then names who is moving away and says where
 the evidence comes from, and an *arousal strip* along the bottom of the combined plot marks
 the seconds in which either person was moving away (orange: climbing, purple: flattening).
+
+The y axis shows r from -0.5 to 1; a plot extends it down to -1 while a value it shows (in the
+visible time span) is below -0.5, and goes back once every shown value is above -0.45.
 """
 
 from __future__ import annotations
@@ -25,9 +28,18 @@ from ui.model import AROUSAL_STATES
 from .style import (AROUSAL_STYLE, INK, PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED,
                     OKABE_ITO, REPAIRED_FILL, RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
 
-#: Fixed y range of every synchrony plot (Pearson r).
+#: Usual y range of every synchrony plot (Pearson r).
 Y_RANGE = (-0.5, 1.0)
-#: Height (r units) of the arousal strip's lines along the bottom of the combined plot.
+#: Lower y bound of a plot while a value it shows is below ``Y_RANGE[0]`` (a strongly negative synchrony).
+Y_LOW_EXTENDED = -1.02
+#: The extended range goes back to ``Y_RANGE`` only once every shown value is at least this far above
+#: ``Y_RANGE[0]`` (r units), so values hovering at the edge do not make the axis jump back and forth.
+Y_RETURN_MARGIN = 0.05
+#: y ticks of the usual and the extended range.
+Y_TICKS = {False: [(0.0, "0"), (0.5, ".5"), (1.0, "1")],
+           True: [(-1.0, "−1"), (-0.5, "−.5"), (0.0, "0"), (0.5, ".5"), (1.0, "1")]}
+#: Height (r units) of the arousal strip's lines along the bottom of the combined plot (usual range; with the
+#: extended range they move down with the bottom edge).
 AROUSAL_STRIP_Y = {"climbing": -0.44, "flattening": -0.47}
 #: What the pair title says about where a flag's evidence comes from (``ui.model`` ``pair_arousal["evidence"]``).
 EVIDENCE_WORDS = {
@@ -125,7 +137,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 last = (p == len(self.pairs) - 1 and k == len(kinds_per_plot) - 1)
                 plot = make_plot(show_time=last or stacked and k == len(kinds_per_plot) - 1, left_width=36)
                 plot.setYRange(*Y_RANGE, padding=0)
-                plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, ".5"), (1.0, "1")]])
+                plot.getAxis("left").setTicks([Y_TICKS[False]])
                 self.addItem(plot, row=row, col=0)
                 row += 1
                 band = pg.LinearRegionItem((0, 0), orientation="horizontal", movable=False,
@@ -166,7 +178,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 self.plots.append({
                     "pair": p, "kinds": kinds, "chance_kind": chance_kind, "plot": plot, "curves": curves,
                     "chance": chance, "band": band, "band_val": None, "spans": SpanSet(plot), "strips": strips,
-                    "note": note, "note_text": "",
+                    "note": note, "note_text": "", "extended": False,
                     "markers": MarkerSet(plot, labels=(p == 0 and k == 0)),
                 })
                 if k == 0:
@@ -215,6 +227,19 @@ class PairTimelines(pg.GraphicsLayoutWidget):
     def title_html(self, pair) -> str:
         """The pair title's text as drawn (for tests)."""
         return self.plots_for(self.pairs.index(tuple(pair)))[0]["plot"].titleLabel.text
+
+    def _fit_y(self, d: dict, low: float) -> None:
+        """Extend a plot's y range down to -1 while a shown value is below ``Y_RANGE[0]``; back (hysteretic)."""
+        extended = d["extended"]
+        if not extended and low < Y_RANGE[0]:
+            extended = True
+        elif extended and not low < Y_RANGE[0] + Y_RETURN_MARGIN:  # NaN (nothing shown) also goes back
+            extended = False
+        if extended == d["extended"]:
+            return
+        d["extended"] = extended
+        d["plot"].setYRange(Y_LOW_EXTENDED if extended else Y_RANGE[0], Y_RANGE[1], padding=0)
+        d["plot"].getAxis("left").setTicks([Y_TICKS[extended]])
 
     def strip_data(self, pair, state: str) -> tuple[np.ndarray, np.ndarray]:
         """``(t, y)`` of a pair's arousal strip of one flavour (NaN = gap; for tests)."""
@@ -270,12 +295,19 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 r = plot.sceneBoundingRect()
                 if r.bottom() < visible[0] or r.top() > visible[1]:
                     continue
+            low = np.nan
             for m, curve in d["curves"].items():
                 series = snap.sync.get(m)
                 if series is None:
                     curve.setData([], [])
                     continue
-                curve.setData(series[0], series[1][p] if series[1].shape[0] > p else np.zeros(series[0].size))
+                y = series[1][p] if series[1].shape[0] > p else np.zeros(series[0].size)
+                curve.setData(series[0], y)
+                shown = y[(series[0] >= x0) & (series[0] <= x1) & np.isfinite(y)]
+                if shown.size:
+                    low = float(np.fmin(low, shown.min()))
+            self._fit_y(d, low)
+            bottom = Y_LOW_EXTENDED if d["extended"] else Y_RANGE[0]
             series = snap.sync.get(d["chance_kind"])
             if series is not None and series[2].shape[0] > p:
                 d["chance"].setData(series[0], series[2][p])
@@ -284,7 +316,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 code = ac[rows].astype(int) if rows else np.zeros((0, at.size), int)
                 for st, curve in d["strips"].items():
                     on = (code == AROUSAL_STATES.index(st)).any(axis=0) if code.size else np.zeros(at.size, bool)
-                    curve.setData(at, np.where(on, AROUSAL_STRIP_Y[st], np.nan))
+                    curve.setData(at, np.where(on, AROUSAL_STRIP_Y[st] - Y_RANGE[0] + bottom, np.nan))
                 pa = pair_arousal.get(pair, {})
                 text = arousal_note(pa.get("away") or {}, pa.get("evidence"))
                 if text != d["note_text"]:
@@ -294,7 +326,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                     d["note"].setColor(qcolor(AROUSAL_STYLE[st][0]))
                     d["note"].setVisible(bool(text))
                 if text:
-                    d["note"].setPos(x1, AROUSAL_STRIP_Y["climbing"] + 0.05)
+                    d["note"].setPos(x1, AROUSAL_STRIP_Y["climbing"] - Y_RANGE[0] + bottom + 0.05)
             ps = states.get(pair)
             band = baseline_band(ps, d["chance_kind"], self.drift_frac) if ps else None
             if band != d["band_val"]:
