@@ -258,3 +258,44 @@ def test_strongly_negative_synchrony_is_visible_and_the_axis_does_not_jitter(qtb
     assert fs.model.t_now == pytest.approx(85.0 + int(display), abs=0.3)
     win.tick()
     assert lows() == pytest.approx([-0.5] * 3)
+
+
+def test_four_people_traces_label_time_once_per_column_without_overlap(qtbot, tmp_path):
+    """Each trace column has one time axis (its bottom plot), the plots above follow it (x linked), and its
+    labels leave room between them at a laptop window size (they ran into each other: "0:501:402:30")."""
+    from PySide6 import QtGui
+
+    fs = FakeSession(n_people=4, rupture=None, loss=None)
+    fs.advance(150)
+    win = make_window(qtbot, fs.model)
+    win.resize(1366, 768)
+    win.redraw()
+    qtbot.wait(50)
+    traces = win.traces
+    for m in traces.modalities:
+        column = [traces.plots[(p, m)] for p in traces.participants]
+        bottom = column[-1]
+        assert bottom.getAxis("bottom").isVisible()
+        for plot in column[:-1]:
+            assert not plot.getAxis("bottom").isVisible()
+            assert plot.vb.linkedView(plot.vb.XAxis) is bottom.vb
+            assert plot.vb.viewRange()[0] == pytest.approx(bottom.vb.viewRange()[0])
+        axis = bottom.getAxis("bottom")
+        lo, hi = axis.range
+        width = axis.geometry().width()
+        assert 60 < width < 400  # a narrow column, as in a 4-person window
+        levels = axis.tickValues(lo, hi, width)
+        fm = QtGui.QFontMetricsF(axis.style["tickFont"] or axis.font())
+        labelled = []
+        for spacing, values in levels:
+            strings = axis.tickStrings(values, axis.scale, spacing)
+            labelled = sorted(set(labelled) | {v for v, s in zip(values, strings) if s})
+            break  # the major level always gets its labels
+        assert len(labelled) >= 2
+        px = [(v - lo) / (hi - lo) * width for v in labelled]
+        label_w = max(fm.horizontalAdvance(s) for s in axis.tickStrings(labelled, 1.0, 1.0))
+        gaps = np.diff(px)
+        assert gaps.min() >= label_w + 8, (m, labelled, gaps, label_w)
+    path = tmp_path / "traces4.png"
+    win.grab().save(str(path))
+    assert path.stat().st_size > 10000

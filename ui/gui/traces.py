@@ -5,14 +5,20 @@ The arousal state (:data:`ui.model.AROUSAL_WORDS`: "moving away (climbing)" /
 shown under the badges, and the seconds in which the person was moving away
 are shaded on their traces (orange: climbing, purple: flattening), so a flag
 that comes from one person's arousal rather than from synchrony can be seen.
+
+Each column (heart rate, skin conductance) has one time axis, under its bottom
+plot; the plots above follow it (x linked), and its labels keep at least
+:data:`MIN_LABEL_GAP_PX` between them, so a narrow column of a 4-person window
+stays readable.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6 import QtGui
 
-from .plots import SpanSet, hatch_brush, make_plot
+from .plots import SpanSet, TimeAxis, hatch_brush, make_plot
 from ui.model import AROUSAL_STATES, AROUSAL_WORDS
 
 from .style import AROUSAL_STYLE, PANEL, LOSS_HATCH, MODALITY_COLOURS, MUTED, STATUS_STYLE
@@ -21,6 +27,33 @@ from .style import AROUSAL_STYLE, PANEL, LOSS_HATCH, MODALITY_COLOURS, MUTED, ST
 UNITS = {"hr": "bpm", "eda": "\u00b5S"}
 MIN_SPAN = {"hr": 12.0, "eda": 0.6}
 TRACE_NAMES = {"hr": "heart rate", "eda": "skin conductance"}
+#: Least room (pixels) between two time labels of a column's axis.
+MIN_LABEL_GAP_PX = 8.0
+#: Time-label steps (s) a column's axis chooses from: the smallest that leaves room between its labels.
+LABEL_STEPS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600, 7200)
+
+
+class ColumnTimeAxis(TimeAxis):
+    """Session-time axis (``m:ss``) whose labels never run into each other, however narrow the column."""
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 (Qt naming)
+        span = abs(maxVal - minVal)
+        if span == 0 or size <= 0:
+            return []
+        fm = QtGui.QFontMetricsF(self.style.get("tickFont") or self.font())
+        widest = max(fm.horizontalAdvance(s) for s in self.tickStrings([minVal, maxVal], 1.0, 1.0))
+        need = span * (widest + MIN_LABEL_GAP_PX) / size  # seconds between two labels
+        step = next((s for s in LABEL_STEPS_S if s >= need), LABEL_STEPS_S[-1] * int(np.ceil(need / LABEL_STEPS_S[-1])))
+        return [(float(step), 0.0)]
+
+
+def _column_axis(plot: pg.PlotItem) -> None:
+    """Give a column's bottom plot a :class:`ColumnTimeAxis` styled as :func:`ui.gui.plots.make_plot`'s."""
+    old = plot.getAxis("bottom")
+    axis = ColumnTimeAxis(orientation="bottom")
+    plot.setAxisItems({"bottom": axis})
+    axis.setPen(old.pen())
+    axis.setTextPen(old.textPen())
 
 
 def display_status(status: str, open_loss_reason: str | None) -> str:
@@ -119,7 +152,14 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                 self.curves[(person, m)] = curve
                 self.spans[(person, m)] = SpanSet(plot)
                 plot.setYRange(*((55, 100) if m == "hr" else (0, 10)), padding=0)
+                if r == n - 1:
+                    _column_axis(plot)
             self._set_header(person, {m: "absent" for m in self.modalities}, "unknown", force=True)
+        # one time axis per column: the plots above follow the bottom one's x range
+        for m in self.modalities:
+            bottom = self.plots[(self.participants[-1], m)]
+            for person in self.participants[:-1]:
+                self.plots[(person, m)].setXLink(bottom)
         self.setMinimumHeight(84 * n + 30)
 
     def _set_header(self, person: str, states: dict, arousal: str, force: bool = False) -> None:
@@ -182,7 +222,8 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                 y = vals[i] if vals.shape[0] > i else np.zeros(0)
                 self.curves[(person, m)].setData(t, y)
                 self._adapt_y(person, m, y)
-                plot.setXRange(x0, x1, padding=0)
+                if i == len(self.participants) - 1:
+                    plot.setXRange(x0, x1, padding=0)  # the column's plots above follow (x linked)
                 self.spans[(person, m)].sync({**away, **loss_spans.get((person, m), {})})
 
     def _adapt_y(self, person: str, m: str, y: np.ndarray) -> None:
