@@ -250,6 +250,21 @@ def test_strongly_negative_synchrony_is_visible_and_the_axis_does_not_jitter(qtb
         x, y = d["curves"][d["kinds"][-1]].getData()
         assert np.nanmin(y) == pytest.approx(-0.85)  # drawn inside the range, not clipped
         assert d["plot"].getAxis("left")._tickLevels[0][0] == (-1.0, "\u22121")
+    # P1's arousal moving away while the pair is flagged: the note on the combined plot must not cover r < -0.5
+    from dsp.divergence import FEATURES, LLR_MODEL
+    from dsp.pipeline import Update
+
+    k = fs.model.arousal_threshold
+    fs.model.apply(Update(arousal_t=np.arange(61.0, 71.0), arousal=np.vstack([np.full(10, k + 3), np.full(10, -1.0)]),
+                          arousal_div=np.stack([np.repeat(np.asarray(LLR_MODEL["aversive"], float)[:, None], 10, 1),
+                                                np.zeros((len(FEATURES), 10))])),
+                   [{**fs.det.pair_states()[0], "state": "possible_rupture", "drop": 0.1}])
+    win.tick()
+    qtbot.wait(20)
+    d = win.timelines.plots_for(0)[-1]
+    assert d["note"].isVisible() and "P1 moving away" in d["note_text"]
+    r = d["note"].mapRectToView(d["note"].boundingRect())
+    assert min(r.top(), r.bottom()) > -0.5
     fs.model.apply(_windows(70, 10, -0.48))   # hovering just above the usual edge: no jump back
     win.tick()
     assert all(lo < -0.85 for lo in lows())

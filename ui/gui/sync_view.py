@@ -325,8 +325,13 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                     st = next(iter((pa.get("away") or {}).values()), "climbing")
                     d["note"].setColor(qcolor(AROUSAL_STYLE[st][0]))
                     d["note"].setVisible(bool(text))
-                if text:
-                    d["note"].setPos(x1, AROUSAL_STRIP_Y["climbing"] - Y_RANGE[0] + bottom + 0.05)
+                if text and d["extended"]:
+                    # the extended range is there to show values below -0.5: the note goes to the top instead
+                    d["note"].setAnchor((1, 0))
+                    d["note"].setPos(x1, Y_RANGE[1])
+                elif text:
+                    d["note"].setAnchor((1, 1))
+                    d["note"].setPos(x1, AROUSAL_STRIP_Y["climbing"] + 0.05)
             ps = states.get(pair)
             band = baseline_band(ps, d["chance_kind"], self.drift_frac) if ps else None
             if band != d["band_val"]:
