@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from dsp.quality import Quality
+
+
+#: The balanced preset for series without the lag of a trailing window (see ``_run``).
+NO_LAG = dataclasses.replace(get_preset("balanced"), onset_delay_s=0.0)
 
 
 def _series(rng, segments, noise=0.06):
@@ -15,8 +21,14 @@ def _series(rng, segments, noise=0.06):
     return np.clip(r + noise * rng.standard_normal(r.size), -0.99, 0.99)
 
 
-def _run(sync, chance=0.05, preset="balanced", people=("A", "B")):
-    det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=preset)
+def _run(sync, chance=0.05, preset="balanced", people=("A", "B"), onset_delay_s=0.0):
+    """Run a detector on per-second synchrony values.
+
+    These series are the windows' values themselves, with no lag of a trailing window behind the change, so
+    the onset is not dated back (``onset_delay_s`` 0) unless a test asks for it.
+    """
+    cfg = dataclasses.replace(get_preset(preset) if isinstance(preset, str) else preset, onset_delay_s=onset_delay_s)
+    det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=cfg)
     t = np.arange(sync.shape[-1], dtype=float) + 1.0
     events = det.update("hr", t, np.atleast_2d(sync), np.full(np.atleast_2d(sync).shape, chance))
     det.finish(t[-1])
@@ -110,7 +122,7 @@ def test_group_names_who_disconnects(rng):
 
 
 def _two(hr, eda, chance=0.05):
-    det = RuptureDetector(["A", "B"], modalities=("hr", "eda"), step_s=1.0)
+    det = RuptureDetector(["A", "B"], modalities=("hr", "eda"), step_s=1.0, config=NO_LAG)
     t = np.arange(1, hr.size + 1, dtype=float)
     det.update("hr", t, hr[None], np.full((1, t.size), chance))
     det.update("eda", t, eda[None], np.full((1, t.size), chance))
@@ -145,7 +157,7 @@ def test_loss_in_one_modality_is_not_a_drop(rng):
 def test_chunked_feeding_gives_identical_episodes(rng):
     sync = _series(rng, [(120, 0.7), (45, 0.0), (120, 0.7), (40, -0.1), (100, 0.7)])
     det_a, _ = _run(sync)
-    det_b = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0)
+    det_b = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=NO_LAG)
     t = np.arange(sync.size, dtype=float) + 1.0
     cuts = np.sort(rng.choice(np.arange(1, sync.size), 30, replace=False))
     for s, e in zip(np.r_[0, cuts], np.r_[cuts, sync.size]):
@@ -272,3 +284,47 @@ def test_onset_is_not_dated_back_to_a_slow_creep(rng):
         onsets[frac] = det.episodes[0].onset_s
     assert 148 <= onsets[0.0] <= 153     # the CUSUM's own change point: where the sag began
     assert 178 <= onsets[0.1] <= 185     # last time the evidence was under 10 % of the threshold: the drop
+
+
+def test_onset_is_dated_back_by_the_trailing_windows_delay():
+    """Windowed r lags a decoupling: the default onset is closer to the true one than the CUSUM's own.
+
+    Two people share a slow drive until 200 s; then B decouples for 70 s (own drive only). The detector sees
+    30 s rolling Pearson windows, which reach chance only ~20-30 s after 200 s.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    from dsp.synchrony import rolling_pearson
+
+    fs = 4.0
+    n = int(420 * fs)
+    t = np.arange(n) / fs
+    sos = butter(2, [0.01, 0.1], btype="band", fs=fs, output="sos")
+    errs = {0.0: [], get_preset("balanced").onset_delay_s: []}
+    for seed in range(8):
+        g = np.random.default_rng(100 + seed)
+        shared, own_a, own_b = (sosfiltfilt(sos, g.standard_normal(n)) for _ in range(3))
+        a = shared + 0.5 * own_a
+        b = np.where((t >= 200) & (t < 270), 1.5 * own_b, shared + 0.5 * own_b)
+        res = rolling_pearson(np.vstack([a, b]), fs, 30.0, 1.0)
+        r = res.values[0]
+        t_end = res.end_s
+        found = {}
+        for delay in errs:
+            cfg = dataclasses.replace(get_preset("balanced"), onset_delay_s=delay)
+            det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=cfg)
+            det.update("hr", t_end, r[None], np.zeros((1, r.size)))
+            det.finish()
+            eps = [e for e in det.episodes if 190 <= e.flagged_s <= 300]
+            assert len(eps) <= 1 and len(det.episodes) == len(eps)  # no flag outside the decoupling
+            found[delay] = eps[0].onset_s - 200.0 if eps else None
+        # the delay moves the onset, never whether (or when) a flag is raised
+        assert (found[0.0] is None) == (found[cfg.onset_delay_s] is None)
+        if found[0.0] is not None:
+            for delay, err in found.items():
+                errs[delay].append(err)
+    plain, dated = (np.array(v) for v in errs.values())
+    assert plain.size >= 5, plain
+    assert np.median(plain) > 8.0                               # the CUSUM's change point lags the decoupling
+    assert abs(np.median(dated)) < np.median(plain) - 5.0     # dated back: much closer
+    assert dated.min() >= -10.0                                 # and never far before it

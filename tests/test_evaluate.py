@@ -75,6 +75,20 @@ def test_latency_uses_earliest_flag_and_earliest_onset():
     assert s.onset_latency_s == [-5.0]      # earliest estimated onset (P1-P2 at 95)
 
 
+def test_onset_and_detection_latency_targets_are_separate():
+    """The issue's target is on the estimated onset; the (later) flag time is checked on its own line."""
+    s = score_file([D(("P1", "P2"), 112, 135), D(("P1", "P3"), 415, 436)], TRUTH)
+    m = aggregate([s])
+    assert m["median_onset_latency_s"] == 13.5 and m["median_detection_latency_s"] == 35.5
+    assert m["meets_targets"]["median_onset_latency_s"] is True
+    assert m["meets_targets"]["median_detection_latency_s"] is False
+    from ui.commands.evaluate import format_metrics
+
+    text = format_metrics(m)
+    assert "median onset latency (estimated onset - truth onset) 13.5 s (target <= 20 s: ok)" in text
+    assert "35.5 s (<= 20 s: MISSED)" in text
+
+
 def test_closest_truth_wins():
     truth = {"duration_s": 300.0, "confounds": [], "ruptures": [
         {"onset_s": 100.0, "offset_s": 130.0, "who": "P1", "pairs": [["P1", "P2"]]},

@@ -33,8 +33,10 @@ whose onset is closest to its onset.
 * **Latency** per detected rupture, from its earliest matched episode:
   *detection latency* = when the episode was flagged (the moment the live
   monitor shows it) - truth onset; *onset latency* = the episode's estimated
-  onset - truth onset. The target (median <= 20 s) is on the **detection
-  latency**: it is what a facilitator experiences.
+  onset - truth onset. The issue's target (median <= 20 s) is on the **onset
+  latency**; the detection latency is reported beside it (and checked
+  against the same 20 s, as a second line): it is what a facilitator
+  experiences live, and it is longer (the evidence has to build up).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ EARLY_S = 10.0
 LATE_S = 20.0
 SIGNAL_LOSS_KINDS = ("electrode_loss", "strap_dropout")
 
-TARGETS = {"f1": 0.9, "false_alarms_per_hour": 1.0, "signal_loss_flagged": 0, "median_detection_latency_s": 20.0}
+TARGETS = {"f1": 0.9, "false_alarms_per_hour": 1.0, "signal_loss_flagged": 0, "median_onset_latency_s": 20.0,
+           "median_detection_latency_s": 20.0}
 
 
 def register(subparsers) -> None:
@@ -247,6 +250,8 @@ def aggregate(scores) -> dict:
         "false_alarms_per_hour": m["false_alarms_per_hour"] is not None
         and m["false_alarms_per_hour"] <= TARGETS["false_alarms_per_hour"],
         "signal_loss_flagged": m["signal_loss_flagged"] <= TARGETS["signal_loss_flagged"],
+        "median_onset_latency_s": m["median_onset_latency_s"] is None
+        or m["median_onset_latency_s"] <= TARGETS["median_onset_latency_s"],
         "median_detection_latency_s": m["median_detection_latency_s"] is None
         or m["median_detection_latency_s"] <= TARGETS["median_detection_latency_s"],
     }
@@ -295,10 +300,11 @@ def format_metrics(m: dict) -> str:
         f"true positives {m['true_positives']}, duplicates {m['duplicates']}, false alarms {m['false_alarms']}"
         f" = {_fmt(m['false_alarms_per_hour'])}/h (target <= {TARGETS['false_alarms_per_hour']:g}: "
         f"{ok('false_alarms_per_hour')})",
-        f"median detection latency (flagged - truth onset) {_fmt(m['median_detection_latency_s'], '.1f')} s "
-        f"(target <= {TARGETS['median_detection_latency_s']:g} s: {ok('median_detection_latency_s')}); "
-        f"max {_fmt(m['max_detection_latency_s'], '.1f')} s; "
-        f"median onset latency (estimated onset - truth onset) {_fmt(m['median_onset_latency_s'], '.1f')} s",
+        f"median onset latency (estimated onset - truth onset) {_fmt(m['median_onset_latency_s'], '.1f')} s "
+        f"(target <= {TARGETS['median_onset_latency_s']:g} s: {ok('median_onset_latency_s')})",
+        f"median detection latency (flagged - truth onset, what the live view shows) "
+        f"{_fmt(m['median_detection_latency_s'], '.1f')} s (<= {TARGETS['median_detection_latency_s']:g} s: "
+        f"{ok('median_detection_latency_s')}); max {_fmt(m['max_detection_latency_s'], '.1f')} s",
         f"signal-loss periods mistaken for ruptures {m['signal_loss_flagged']}/{m['signal_loss_periods']} "
         f"(target 0: {ok('signal_loss_flagged')}); confounds flagged: {conf}",
         f"pairs of truth ruptures flagged {m['truth_pairs_detected']}/{m['truth_pairs']}",
