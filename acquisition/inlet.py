@@ -49,6 +49,10 @@ IRREGULAR_MAX_RATE = {"rr": 4.0, "hr": 4.0, "eda": 32.0}
 
 STATES = ("connecting", "connected", "noisy", "stale", "lost", "recovered", "closed")
 
+#: Consecutive stale checks (2 s apart, each a resolve of up to max(resolve_timeout, 1 s)) that must fail
+#: to find a quiet stream before it is reported lost.
+STALE_MISSES_LOST = 2
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -156,6 +160,7 @@ class StreamReceiver:
         self.buffer_seconds = float(buffer_seconds)
         self.poll_interval = float(poll_interval)
         self.resolve_timeout = float(resolve_timeout)
+        self._stale_misses = 0  # consecutive stale checks that did not find the stream (see STALE_MISSES_LOST)
         self._stale_after = stale_after
         self.noisy_hold = float(noisy_hold)
         self.recovered_hold = float(recovered_hold)
@@ -283,6 +288,8 @@ class StreamReceiver:
                 return
             old, self._state, self._since = self._state, state, time.time()
             self._history.append((self._since, state))
+            if state != "stale":
+                self._stale_misses = 0
             del self._history[:-50]
         level = logging.WARNING if state in ("lost", "stale") else logging.INFO
         logger.log(level, "stream %r (%s): %s -> %s", self.descriptor.name, self.key, old, state)
@@ -395,10 +402,17 @@ class StreamReceiver:
                 self._update_timers(pylsl.local_clock())
                 if self.state == "stale" and self._stale_check_due():
                     # A quiet stream may have vanished without liblsl noticing (network gone): look for it.
-                    if not pylsl.resolve_byprop("source_id", self.key, 1, self.resolve_timeout):
-                        self._mark_lost("stale and no longer found on the network")
-                        info = None
-                        continue
+                    # One missed answer is not enough: on a busy machine a resolve can time out although the
+                    # stream is there, and closing its inlet would drop the samples it sends meanwhile.
+                    if pylsl.resolve_byprop("source_id", self.key, 1, max(self.resolve_timeout, 1.0)):
+                        self._stale_misses = 0
+                    else:
+                        self._stale_misses += 1
+                        if self._stale_misses >= STALE_MISSES_LOST:
+                            self._stale_misses = 0
+                            self._mark_lost("stale and no longer found on the network")
+                            info = None
+                            continue
                 self._stop.wait(self.poll_interval)
         except Exception:  # never die silently: the status says what happened
             logger.exception("receiver for %r stopped on an unexpected error", self.descriptor.name)
