@@ -228,7 +228,7 @@ class DetectorConfig:
     weights: tuple = (("hr", 1.0), ("eda", 1.0))
     z_sd: float = 0.6
     ref_chance_sd: float = 0.5
-    arousal_k: float = 4.0
+    arousal_k: float = 4.5
     arousal_h: float = 25.0
     onset_frac: float = 0.1
     onset_delay_s: float = 10.0
@@ -261,7 +261,7 @@ class DetectorConfig:
 PRESETS = {
     "conservative": DetectorConfig(cusum_k=0.8, cusum_h=20.0, drift_h=5.0, arousal_k=4.0, arousal_h=40.0),
     "balanced": DetectorConfig(),
-    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.0, arousal_h=25.0, arousal_floor=1.0,
+    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.5, arousal_h=25.0, arousal_floor=1.0,
                                 onset_delay_s=8.0),
 }
 

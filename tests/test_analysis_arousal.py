@@ -65,7 +65,7 @@ def test_analysis_holds_the_smoothed_arousal_and_states(couple):
     # moving away exactly where the smoothed L reaches the threshold, only the likelier of the couple's two
     with np.errstate(invalid="ignore"):
         likelier = ~(np.isfinite(smooth[::-1]) & (smooth[::-1] > smooth))
-        np.testing.assert_array_equal(a.arousal_state >= 2, np.isfinite(smooth) & (smooth >= 4.0) & likelier)
+        np.testing.assert_array_equal(a.arousal_state >= 2, np.isfinite(smooth) & (smooth >= a.arousal_threshold) & likelier)
     # the known truth: P2 aversive (climbing) in the first rupture, P1 withdrawn (flattening) in the second
     (r1, r2) = truth["ruptures"]
     assert (r1["who"], r1["style"], r2["who"], r2["style"]) == ("P2", "aversive", "P1", "withdrawn")
