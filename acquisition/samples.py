@@ -7,7 +7,7 @@ seconds; ``time_origin`` is the LSL time of session second 0)::
 
     recordings/sample-couple.xdf        2 people, 300 s, a rupture and its repair
     recordings/sample-couple.truth.json
-    recordings/sample-group.xdf         3 people, 240 s, one person withdraws
+    recordings/sample-group.xdf         3 people, 240 s, P1 climbs alone (aversive rupture 90-135 s)
     recordings/sample-group.truth.json
 
 ``--check`` regenerates into a temporary folder and fails when the shipped
