@@ -327,10 +327,9 @@ class SessionModel:
                     continue
                 if self._shown[i] in _AWAY:
                     level = float(smooth[i, j])
-                    partner_away = n == 2 and int(code[1 - i, j]) >= 2
-                    clearly_back = (np.isfinite(level) and level < release
-                                    and t[j] - self._shown_since[i] >= AROUSAL_HOLD_S - 1e-9)
-                    if not (partner_away or not np.isfinite(level) or clearly_back):
+                    partner_away = n == 2 and AROUSAL_STATES[int(code[1 - i, j])] in _AWAY
+                    held = t[j] - self._shown_since[i] >= AROUSAL_HOLD_S - 1e-9
+                    if np.isfinite(level) and not partner_away and not (level < release and held):
                         continue  # keep showing "moving away"
                 self._shown[i] = st
 
