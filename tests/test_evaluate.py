@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ui.commands.evaluate import Detection, aggregate, detections_from_result, find_cases, score_file
+from ui.commands.evaluate import Detection, aggregate, detections_from_result, find_cases, format_metrics, score_file
 
 TRUTH = {
     "schema": "attune.truth/1", "duration_s": 600.0, "participants": ["P1", "P2", "P3"],
@@ -184,3 +184,27 @@ def test_evaluate_end_to_end(tmp_path):
         detected += sum(any(h[k] for h in hits) for k in range(len(truth["ruptures"])))
     assert m["episodes"] == n_eps and m["false_alarms"] == fa and m["detected"] == detected
     assert m["recall"] == detected / 2
+
+
+def test_breakdown_counts_each_rupture_once_per_axis():
+    """Recall per style / group size / duration and false alarms per group size, from hand-made scores."""
+    truth = {**TRUTH, "ruptures": [{**TRUTH["ruptures"][0], "style": "aversive"},      # 50 s
+                                   {**TRUTH["ruptures"][1], "style": "withdrawn"}]}    # 40 s
+    a = score_file([D(("P1", "P2"), 104)], truth)                                 # 3 people: 1 of 2, no FA
+    couple = {"duration_s": 1800.0, "participants": ["P1", "P2"], "confounds": [],
+              "ruptures": [{"onset_s": 100.0, "offset_s": 170.0, "who": "P1", "style": "withdrawn",
+                            "pairs": [["P1", "P2"]]}]}
+    b = score_file([D(("P1", "P2"), 105), D(("P1", "P2"), 900)], couple)          # 2 people: 1 of 1, 1 FA
+    m = aggregate([a, b])
+    br = m["breakdown"]
+    assert br["recall"]["style"] == {"aversive": [1, 1], "withdrawn": [1, 2]}
+    assert br["recall"]["group_size"] == {"2 people": [1, 1], "3 people": [1, 2]}
+    assert list(br["recall"]["duration"].items()) == [("< 45 s", [0, 1]), ("45-60 s", [1, 1]), (">= 60 s", [1, 1])]
+    assert br["false_alarms_per_hour"] == {"2 people": [1, 0.5], "3 people": [0, pytest.approx(600 / 3600)]}
+    # every axis adds up to the overall counts
+    for axis in br["recall"].values():
+        assert sum(d for d, _ in axis.values()) == m["detected"] and sum(t for _, t in axis.values()) == m["truth_ruptures"]
+    text = format_metrics(m)
+    assert "recall by style: aversive 1/1 (1.00), withdrawn 1/2 (0.50)" in text
+    assert "false alarms by group size: 2 people 2.00/h (1 in 0.50 h), 3 people 0.00/h" in text
+    assert json.loads(json.dumps(m))["breakdown"] == json.loads(json.dumps(br))

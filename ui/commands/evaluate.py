@@ -37,6 +37,10 @@ whose onset is closest to its onset.
   latency**; the detection latency is reported beside it (and checked
   against the same 20 s, as a second line): it is what a facilitator
   experiences live, and it is longer (the evidence has to build up).
+* **Breakdown**: recall per rupture style (aversive / withdrawn), group
+  size and rupture duration (< 45 s, 45-60 s, >= 60 s), and false alarms per
+  hour per group size, so a miss can be traced to the kind of session or
+  rupture it comes from (printed, and under ``breakdown`` in the JSON).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from ..errors import UsageError
 EARLY_S = 10.0
 LATE_S = 20.0
 SIGNAL_LOSS_KINDS = ("electrode_loss", "strap_dropout")
+#: Edges (s) of the rupture-duration bins of the recall breakdown.
+DURATION_BINS_S = (45.0, 60.0)
 
 TARGETS = {"f1": 0.9, "false_alarms_per_hour": 1.0, "signal_loss_flagged": 0, "median_onset_latency_s": 20.0,
            "median_detection_latency_s": 20.0}
@@ -112,6 +118,8 @@ class FileScore:
     confounds_flagged: dict = field(default_factory=dict)  # kind -> [flagged, total]
     truth_pairs: int = 0
     truth_pairs_detected: int = 0
+    group_size: int = 0
+    rupture_kinds: list = field(default_factory=list)      # per truth rupture: {"style":, "duration":} labels
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +132,7 @@ class FileScore:
             "signal_loss_periods": self.signal_loss_periods, "signal_loss_flagged": self.signal_loss_flagged,
             "confounds_flagged": self.confounds_flagged,
             "truth_pairs": self.truth_pairs, "truth_pairs_detected": self.truth_pairs_detected,
+            "group_size": self.group_size, "rupture_kinds": self.rupture_kinds,
         }
 
 
@@ -134,6 +143,12 @@ def _involves(det: Detection, rupture: dict) -> bool:
 
 def _in_window(t: float, onset: float, offset: float) -> bool:
     return onset - EARLY_S <= t <= offset + LATE_S
+
+
+def duration_label(seconds: float) -> str:
+    """The bin of a rupture's duration in the recall breakdown, e.g. ``"< 45 s"``, ``"45-60 s"``, ``">= 60 s"``."""
+    lo, hi = DURATION_BINS_S
+    return f"< {lo:g} s" if seconds < lo else (f"{lo:g}-{hi:g} s" if seconds < hi else f">= {hi:g} s")
 
 
 def score_file(detections, truth: dict, name: str = "", duration_s: float | None = None) -> FileScore:
@@ -156,7 +171,8 @@ def score_file(detections, truth: dict, name: str = "", duration_s: float | None
     """
     ruptures = list(truth.get("ruptures", []))
     dur = float(duration_s if duration_s is not None else truth.get("duration_s", 0.0))
-    sc = FileScore(name, dur, n_truth=len(ruptures), n_episodes=len(detections))
+    sc = FileScore(name, dur, n_truth=len(ruptures), n_episodes=len(detections),
+                   group_size=len(truth.get("participants", [])))
     dets = sorted(detections, key=lambda d: (d.onset_s, d.pair))
     matched: dict[int, list] = {k: [] for k in range(len(ruptures))}
     seen_pairs: set = set()
@@ -177,6 +193,8 @@ def score_file(detections, truth: dict, name: str = "", duration_s: float | None
     for k, r in enumerate(ruptures):
         ms = matched[k]
         sc.detected.append(bool(ms))
+        sc.rupture_kinds.append({"style": str(r.get("style") or "unknown"),
+                                 "duration": duration_label(float(r["offset_s"]) - float(r["onset_s"]))})
         sc.truth_pairs += len(r.get("pairs", [])) or 1
         sc.truth_pairs_detected += len({frozenset(d.pair) for d in ms})
         if ms:
@@ -245,6 +263,7 @@ def aggregate(scores) -> dict:
         "truth_pairs": sum(s.truth_pairs for s in scores),
         "truth_pairs_detected": sum(s.truth_pairs_detected for s in scores),
     }
+    m["breakdown"] = breakdown(scores)
     m["meets_targets"] = {
         "f1": f1 is not None and f1 >= TARGETS["f1"],
         "false_alarms_per_hour": m["false_alarms_per_hour"] is not None
@@ -256,6 +275,48 @@ def aggregate(scores) -> dict:
         or m["median_detection_latency_s"] <= TARGETS["median_detection_latency_s"],
     }
     return m
+
+
+def breakdown(scores) -> dict:
+    """Where the detector succeeds and fails: recall per rupture style, group size and duration, and false
+    alarms per hour per group size.
+
+    Returns
+    -------
+    breakdown : dict
+        ``{"recall": {"style" | "group_size" | "duration": {label: [detected, total]}},
+        "false_alarms_per_hour": {group_size: [false alarms, hours]}}``; group sizes as ``"2 people"``.
+    """
+    rec: dict = {"style": {}, "group_size": {}, "duration": {}}
+    fa: dict = {}
+    for s in scores:
+        size = f"{s.group_size} people"
+        for hit, kinds in zip(s.detected, s.rupture_kinds):
+            for axis, label in (("style", kinds["style"]), ("group_size", size), ("duration", kinds["duration"])):
+                c = rec[axis].setdefault(label, [0, 0])
+                c[0] += int(hit)
+                c[1] += 1
+        c = fa.setdefault(size, [0, 0.0])
+        c[0] += len(s.false_alarms)
+        c[1] += s.duration_s / 3600.0
+    order = {duration_label(x): k for k, x in enumerate((0.0, *DURATION_BINS_S))}
+    rec["duration"] = dict(sorted(rec["duration"].items(), key=lambda kv: order.get(kv[0], len(order))))
+    return {"recall": {axis: v if axis == "duration" else dict(sorted(v.items())) for axis, v in rec.items()},
+            "false_alarms_per_hour": dict(sorted(fa.items()))}
+
+
+def format_breakdown(b: dict) -> list[str]:
+    """Readable lines of :func:`breakdown` (empty when there is nothing to break down)."""
+    lines = []
+    for axis, title in (("style", "style"), ("group_size", "group size"), ("duration", "duration")):
+        parts = [f"{label} {d}/{t} ({d / t:.2f})" for label, (d, t) in b["recall"][axis].items() if t]
+        if parts:
+            lines.append(f"recall by {title}: " + ", ".join(parts))
+    parts = [f"{label} {n / h:.2f}/h ({n} in {h:.2f} h)" for label, (n, h) in b["false_alarms_per_hour"].items()
+             if h > 0]
+    if parts:
+        lines.append("false alarms by group size: " + ", ".join(parts))
+    return lines
 
 
 def detections_from_result(res, truth: dict) -> list:
@@ -308,6 +369,7 @@ def format_metrics(m: dict) -> str:
         f"signal-loss periods mistaken for ruptures {m['signal_loss_flagged']}/{m['signal_loss_periods']} "
         f"(target 0: {ok('signal_loss_flagged')}); confounds flagged: {conf}",
         f"pairs of truth ruptures flagged {m['truth_pairs_detected']}/{m['truth_pairs']}",
+        *format_breakdown(m.get("breakdown") or breakdown([])),
     ])
 
 
