@@ -56,6 +56,22 @@ _OTHER_TYPES = {
     "temperature", "temp", "resp", "respiration",
 }
 
+#: Stream types of event / marker streams (another app's experiment markers, a facilitator's button box ...).
+MARKER_TYPES = frozenset({"markers", "marker", "stringmarker", "events", "event"})
+
+
+def is_marker_stream(d) -> bool:
+    """True when a stream descriptor is an event / marker stream: a :data:`MARKER_TYPES` type or string samples.
+
+    Attune's own derived streams (type ``AttuneEvents``, ``Synchrony``) are not: they belong to the recording that
+    made them.
+    """
+    typ = (d.type or "").strip().lower()
+    if typ in ("attuneevents", "synchrony"):
+        return False
+    return typ in MARKER_TYPES or str(d.channel_format).lower() == "string"
+
+
 # Unit spellings, lower-case, with the factor that takes them to the canonical unit.
 _UNIT_SCALES = {
     "rr": {"s": 1.0, "sec": 1.0, "seconds": 1.0, "second": 1.0, "ms": 1e-3, "msec": 1e-3,

@@ -208,6 +208,15 @@ class LiveSession:
         with self._lock:
             return dict(self._receivers)
 
+    def marker_streams(self) -> dict:
+        """``{key: pylsl.StreamInfo}`` of the event / marker streams seen (another app's experiment markers):
+        they are no one's physiology, but a recording of the session keeps them, as LabRecorder would
+        (:func:`acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters apply)."""
+        from .convention import is_marker_stream
+
+        with self._lock:
+            return {k: self._infos[k] for k, d in self._known.items() if is_marker_stream(d) and k in self._infos}
+
     def receiver_for(self, participant: str, modality: str):
         """The primary receiver of ``participant``'s ``modality`` (``"hr"`` / ``"eda"``), or ``None``."""
         a: AssignedStream | None = self.assignment.primary(participant, modality)

@@ -14,6 +14,9 @@
   (type ``Synchrony``, one channel per pair, rate ``1 / step_s``);
 * the detector's **state changes and episodes** (type ``AttuneEvents``, a
   string stream of JSON payloads);
+* other apps' **event / marker streams** seen by the session (type
+  ``Markers`` and the like, or any string stream: an experiment's triggers,
+  a button box), recorded like the raw streams;
 * the facilitator's **markers** (type ``Markers``, JSON payloads of
   :meth:`ui.model.SessionModel.add_marker`: free text, rupture types of the
   taxonomy, ``repair`` ...).
@@ -273,7 +276,8 @@ class SessionRecorder:
             self._pending_infos.append((key, info))
 
     def follow(self, session) -> None:
-        """Record every stream a :class:`acquisition.live.LiveSession` receives, as they appear."""
+        """Record every stream a :class:`acquisition.live.LiveSession` receives, and the event / marker streams
+        it sees (:meth:`~acquisition.live.LiveSession.marker_streams`), as they appear."""
         self._session = session
 
     def _open_pending(self) -> None:
@@ -322,12 +326,13 @@ class SessionRecorder:
             return
         self._followed_at = time.monotonic()
         infos = getattr(self._session, "_infos", {})  # key -> resolved StreamInfo (LiveSession)
-        for key in list(self._session.receivers):
+        markers = self._session.marker_streams() if hasattr(self._session, "marker_streams") else {}
+        for key in [*self._session.receivers, *markers]:
             with self._lock:
                 known = key in self._inlets or any(k == key for k, _ in self._pending_infos)
             if known:
                 continue
-            info = infos.get(key) or self._resolve(key)
+            info = markers.get(key) or infos.get(key) or self._resolve(key)
             if info is not None:
                 self.add_lsl_stream(info, key)
 

@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from .convention import _TYPE_ALIASES, KIND_MODALITY, KIND_TYPES, StreamDescriptor, unit_scale
+from .convention import _TYPE_ALIASES, KIND_MODALITY, KIND_TYPES, StreamDescriptor, is_marker_stream, unit_scale
 
 logger = logging.getLogger(__name__)
 
@@ -486,8 +486,12 @@ def assign(descriptors, roster: Roster | None = None) -> Assignment:
                 result.warnings.append(f"stream {d.name!r} says participant {d.participant!r} in its header, "
                                        f"the roster says {p.id!r}: using the roster.")
         elif d.kind is None:
-            result.unassigned.append((d, f"not a heart or EDA stream (type {d.type!r}); "
-                                         "name its kind in a roster rule if it is one"))
+            if is_marker_stream(d):
+                result.unassigned.append((d, f"event / marker stream (type {d.type!r}): no one's physiology; "
+                                             "a recording keeps it"))
+            else:
+                result.unassigned.append((d, f"not a heart or EDA stream (type {d.type!r}); "
+                                             "name its kind in a roster rule if it is one"))
             continue
         elif d.participant:
             participant, source = d.participant, "desc"

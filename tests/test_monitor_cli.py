@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -124,6 +125,23 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     prefix = f"mon-{uuid.uuid4().hex[:12]}"
     sim = Simulator(simulate_session(load_scenario("couple-calm"), 3, 60.0, source_prefix=prefix))
     sim.start()
+    # another app's experiment markers on the same network (not anyone's physiology)
+    from acquisition.lsl import pylsl
+
+    m_out = pylsl.StreamOutlet(pylsl.StreamInfo(f"{prefix} task markers", "Markers", 1, 0.0, "string", f"{prefix}-task"))
+    sent: list = []
+    stop = threading.Event()
+
+    def push_markers():
+        k = 0
+        while not stop.wait(0.25):
+            ts = pylsl.local_clock()
+            m_out.push_sample([f"trial {k} start"], ts)
+            sent.append((f"trial {k} start", ts))
+            k += 1
+
+    pusher = threading.Thread(target=push_markers, daemon=True)
+    pusher.start()
     out_path = tmp_path / "rec" / "session.xdf"
     out_path.parent.mkdir()
     try:
@@ -132,7 +150,10 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
              "--match", f"{prefix}*", "--record", str(out_path), "--label", "t-01"],
             capture_output=True, text=True, timeout=45, env=os.environ.copy(), cwd=tmp_path)
     finally:
+        stop.set()
+        pusher.join(2)
         sim.stop()
+        del m_out
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "people: P1, P2; pairs: P1-P2" in out, out
@@ -145,8 +166,16 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     assert stat.S_IMODE(os.stat(rec_file).st_mode) == 0o600
     streams, _ = pyxdf.load_xdf(str(rec_file))
     by_name = {s["info"]["name"][0]: s for s in streams}
-    raw = [s for s in streams if s["info"]["source_id"][0].startswith(prefix)]
+    raw = [s for s in streams if s["info"]["source_id"][0].startswith(prefix) and s["info"]["type"][0] != "Markers"]
     assert len(raw) == len(sim.session.streams)  # every device stream, with its own header
+    # the other app's markers were recorded as sent (exact text; timestamps up to pyxdf's loopback clock
+    # correction of microseconds), in order, without gaps; they are no one's physiology (status line above)
+    task = by_name[f"{prefix} task markers"]
+    got = [v[0] for v in task["time_series"]]
+    assert len(got) >= 8, got
+    first = [x for x, _ in sent].index(got[0])
+    assert got == [x for x, _ in sent[first:first + len(got)]]
+    np.testing.assert_allclose(task["time_stamps"], [t for _, t in sent[first:first + len(got)]], rtol=0, atol=1e-3)
     for s in raw:
         assert s["info"]["desc"][0]["participant"][0] in ("P1", "P2")
         assert len(s["time_stamps"]) > 0 and len(s["clock_times"]) >= 1 and "footer" in s

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from acquisition.convention import describe
+from acquisition.convention import describe, is_marker_stream
 from acquisition.roster import Roster, RosterError, assign, device_id, device_participant
 
 _CH = "<channels><channel><label>{lbl}</label>{unit}<type>{lbl}</type></channel></channels>"
@@ -35,8 +35,22 @@ def test_participant_from_desc():
     assert a.primary("P1", "eda").descriptor.source_id == "a-eda"
     assert a.primary("P2", "eda") is None
     assert {s.source for s in a.streams} == {"desc"}
-    assert [(x.source_id, "not a heart or EDA stream" in r) for x, r in a.unassigned] == [("m", True)]
+    assert [(x.source_id, "event / marker stream" in r) for x, r in a.unassigned] == [("m", True)]
     assert a.warnings == []
+
+
+@pytest.mark.parametrize("typ,fmt,marker", [
+    ("Markers", "string", True), ("Events", "float32", True), ("StringMarker", "string", True),
+    ("Triggers", "string", True),          # any string stream: text events
+    ("EEG", "float32", False), ("Accelerometer", "float32", False),
+    ("AttuneEvents", "string", False), ("Synchrony", "float32", False),   # another Attune's derived streams
+])
+def test_marker_streams_are_told_apart(typ, fmt, marker):
+    """Event / marker streams (kept by a recording) vs other non-physiology streams (left out)."""
+    desc = describe(header("X", typ, "x").replace("<channel_format>float32", f"<channel_format>{fmt}"))
+    assert is_marker_stream(desc) is marker
+    (_, reason), = assign([desc]).unassigned
+    assert ("event / marker stream" in reason) is marker
 
 
 def test_fallback_one_participant_per_device_with_warning(caplog):

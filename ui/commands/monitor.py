@@ -116,7 +116,8 @@ def register(subparsers) -> None:
             "Find the heart (RR/HR/ECG/PPG) and EDA streams on LSL, assign them to people (roster, or each "
             "stream's participant / device), and show synchrony per pair and possible ruptures live, in the GUI "
             "or (--headless, or with no display) in the terminal. --record writes the session to XDF as "
-            "LabRecorder does, plus synchrony, detector events and your markers. Ctrl-C ends the session and "
+            "LabRecorder does (other apps' marker streams included), plus synchrony, detector events and your "
+            "markers. Ctrl-C ends the session and "
             "closes the recording cleanly. A flag is a prompt to check in, never a diagnosis."
         ),
     )
