@@ -138,11 +138,8 @@ def annotations(analysis, recording=None) -> list[tuple[float, float, str]]:
         dur = (float(off) if off is not None else end) - onset
         out.append((onset, max(0.0, dur), f"BAD_signal_loss {loss['participant']} {loss['modality']}"))
     if recording is not None:
-        for d, ts, texts in recording.markers():
-            if d.type == "AttuneEvents":
-                continue  # the episodes above are the analysis' own
-            for t, text in zip(ts, texts):
-                out.append((float(t) - float(analysis.origin), 0.0, marker_description(text)))
+        for t, _, text in recording.event_markers():  # not the live detector's events: the episodes above are ours
+            out.append((t - float(analysis.origin), 0.0, marker_description(text)))
     out.sort(key=lambda x: (x[0], x[2]))
     return out
 

@@ -115,6 +115,20 @@ class Recording:
                 out.append((s.descriptor, s.timestamps, [v[0] if isinstance(v, (list, tuple)) else v for v in s.values]))
         return out
 
+    def event_markers(self) -> list:
+        """Every recorded marker but the live detector's own events, in time order.
+
+        Returns
+        -------
+        markers : list of (float, str, str)
+            ``(timestamp, stream name, text)``: the facilitator's markers (``Attune markers``, JSON) and other
+            apps' event / marker streams; not ``Attune events`` (type ``AttuneEvents``: an analysis finds its
+            own episodes).
+        """
+        out = [(float(t), d.name, str(text)) for d, ts, texts in self.markers() if d.type != "AttuneEvents"
+               for t, text in zip(ts, texts)]
+        return sorted(out, key=lambda x: x[0])
+
 
 def load_recording(path) -> Recording:
     """Load any supported recording (see the module docstring).

@@ -259,3 +259,55 @@ def test_progress_bar_only_when_asked(sims, tmp_path):
     assert p.returncode == 0 and "analysing crr [" in p.stderr and "100%" in p.stderr
     p = subprocess.run([*CLI, "analyze", str(sims["crr"])], capture_output=True, text=True, timeout=60)
     assert "analysing" not in p.stderr  # stderr is not a TTY here
+
+
+@pytest.mark.timeout(120)
+def test_recorded_markers_in_summary_report_and_csv(tmp_path):
+    """A recorded session with the facilitator's markers, another app's markers and the live detector's events:
+    the first two are listed (file times, escaped, in time order) and drawn; the detector's events are not."""
+    import csv
+
+    from acquisition.physiology import simulate_session
+    from acquisition.scenario import load_scenario
+    from acquisition.simulator import write_session_xdf
+    from acquisition.xdf_writer import XdfWriter
+    from ui.commands.analyze import analyze_file
+
+    sim_path = tmp_path / "sim.xdf"
+    session = simulate_session(load_scenario("couple-calm"), 3, 120.0)
+    write_session_xdf(session, sim_path, time_origin=5000.0)
+    # the same streams again, with three string streams added (a recording of a live session)
+    path = tmp_path / "session.xdf"
+    evil = "<img src=x onerror=alert(1)>"
+    with XdfWriter(path, fsync=False) as w:
+        ids = [w.add_stream(s.header_xml) for s in session.streams]
+        for sid, s in zip(ids, session.streams):
+            w.write_samples(sid, s.timestamps + 5000.0, s.values)
+        fac = w.add_stream(dict(name="Attune markers", type="Markers", channel_count=1, nominal_srate=0,
+                                channel_format="string"))
+        task = w.add_stream(dict(name="PsychoPy task", type="Markers", channel_count=1, nominal_srate=0,
+                                 channel_format="string"))
+        ev = w.add_stream(dict(name="Attune events", type="AttuneEvents", channel_count=1, nominal_srate=0,
+                               channel_format="string"))
+        w.write_samples(task, [5030.0, 5090.5], [["block 1"], [evil]])
+        w.write_samples(fac, [5061.25], [[json.dumps({"kind": "dismissive", "text": "he looked away", "t": 61.25})]])
+        w.write_samples(ev, [5040.0], [[json.dumps({"type": "state", "t": 40.0})]])
+    res = analyze_file(str(path), report_dir=str(tmp_path / "rep"))
+    assert res.code == 0, res.message
+    first = min(float(s.timestamps[0]) for s in session.streams) + 5000.0  # the file's earliest timestamp
+    assert "recorded markers: 3 (Attune markers, PsychoPy task;" in res.summary
+    with open(tmp_path / "rep" / "markers.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["stream"], r["marker"]) for r in rows] == [
+        ("PsychoPy task", "block 1"), ("Attune markers", "dismissive: he looked away"), ("PsychoPy task", evil)]
+    np.testing.assert_allclose([float(r["time_s"]) for r in rows], np.array([5030.0, 5061.25, 5090.5]) - first,
+                               atol=1e-3)
+    assert [r["time"] for r in rows] == [clock(float(r["time_s"])) for r in rows]
+    page = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "Recorded markers (3)" in page and "dismissive: he looked away" in page
+    assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert '"type": "state"' not in page  # the live detector's own events are not markers
+    # the analysis is the same as without the string streams
+    plain = analyze_file(str(sim_path))
+    assert plain.doc["episodes"] == res.doc["episodes"] and plain.doc["pairs"] == res.doc["pairs"]
+    assert "recorded markers" not in plain.summary

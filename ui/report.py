@@ -12,6 +12,9 @@
                       seconds they were moving away shaded (climbing / flattening), their
                       episodes shaded
     episodes.csv      one row per possible rupture (with whose arousal was moving away at the flag)
+    markers.csv       the recorded markers (the facilitator's and other apps'), when there are any;
+                      they are listed in the page and drawn as dotted lines in the synchrony plots,
+                      so a facilitator's noted ruptures can be set beside the flagged ones
     analysis.json     the attune.analysis/1 document
 
 Every text that comes from a file (stream names, participant ids, the file
@@ -85,6 +88,38 @@ def _hatch_losses(ax, losses, end_s: float, color: str = "#777777") -> None:
         off = x["offset_s"] if x["offset_s"] is not None else end_s
         ax.axvspan(x["onset_s"], off, facecolor="none", edgecolor=color, hatch="////", linewidth=0, alpha=0.6,
                    zorder=0)
+
+
+MARKER_COLOR = "#6A1B9A"
+
+
+def _marker_times(analysis, time_offset: float) -> list[float]:
+    """Recorded marker times in file time (s), within the recording."""
+    end = float(analysis.duration_s) + time_offset
+    return [t + time_offset for t, _, _ in getattr(analysis, "markers", []) if time_offset - 1e-9 <= t + time_offset <= end]
+
+
+def _draw_markers(ax, times, label: bool = False) -> None:
+    for k, t in enumerate(times):
+        ax.axvline(t, color=MARKER_COLOR, linewidth=0.9, linestyle=":", zorder=1,
+                   label="recorded marker" if label and k == 0 else None)
+
+
+def write_markers_csv(analysis, path, time_offset: float = 0.0) -> Path:
+    """Write the recorded markers as CSV: ``time_s`` (file time, as in the JSON), ``time``, ``stream``, ``marker``
+    (Attune's JSON markers in words, others as recorded) and ``raw`` (as recorded)."""
+    import csv
+
+    from acquisition.export import marker_description
+
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time_s", "time", "stream", "marker", "raw"])
+        for t, name, text in getattr(analysis, "markers", []):
+            tf = round(t + time_offset, 3)
+            w.writerow([tf, clock(tf), name, marker_description(text).removeprefix("marker "), text])
+    return path
 
 
 def _new_figure(n_rows: int, height_per_row: float = 2.3, extra_top_in: float = 0.0):
@@ -226,6 +261,7 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
         who = [x for x in doc["signal_loss"] if x["participant"] in pair and x["modality"] == m]
         _hatch_losses(ax, who, end)
         _shade_episodes(ax, eps, end, label=ax is axes[0])
+        _draw_markers(ax, _marker_times(analysis, time_offset), label=True)
         ax.set_ylim(-1.02, 1.02)
         ax.axhline(0, color="#999999", linewidth=0.5)
         ax.set_ylabel(f"{MODALITY_WORDS[m]}\nsynchrony r")
@@ -382,6 +418,9 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     if away is not None and len(away) != len(doc["episodes"]):
         away = None  # a document of another analysis: nothing to say about its flags
     write_episodes_csv(doc, out / "episodes.csv", away=away)
+    markers = list(getattr(analysis, "markers", []))
+    if markers:
+        write_markers_csv(analysis, out / "markers.csv", time_offset)
     away = away or [{} for _ in doc["episodes"]]
     images = []
     if plot_signals(analysis, doc, time_offset, out / "signals.png"):
@@ -443,6 +482,15 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
                      "counted as ruptures.</p>")
     else:
         parts.append("<p>None.</p>")
+    if markers:
+        from acquisition.export import marker_description
+
+        parts.append(f"<h2>Recorded markers ({len(markers)})</h2>")
+        parts.append(_table(("time", "stream", "marker"),
+                            [(clock(t + time_offset), name, marker_description(text).removeprefix("marker "))
+                             for t, name, text in markers]))
+        parts.append('<p class="note">What the facilitator (or another app) marked during the session; dotted '
+                     'lines in the synchrony plots. Also in <a href="markers.csv">markers.csv</a>.</p>')
     parts.append("<h2>Plots</h2>")
     for name, alt in images:
         parts.append(f'<figure><img src="{_esc(name)}" alt="{_esc(alt)}"><figcaption>{_esc(alt)}</figcaption></figure>')

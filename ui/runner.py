@@ -299,6 +299,9 @@ class Analysis:
         The preset's ``arousal_k``: ``L`` at or above it is "moving away".
     flag_times : dict
         ``episode id -> [session times (s)]`` at which the episode was flagged (and re-flagged when it reopened).
+    markers : list of (float, str, str)
+        Recorded markers, ``(session time (s), stream name, text)``: the facilitator's (``Attune markers``) and
+        other apps' event streams (:meth:`acquisition.files.Recording.event_markers`).
     """
 
     recording: str
@@ -322,6 +325,7 @@ class Analysis:
     arousal_state: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
     arousal_threshold: float = math.nan
     flag_times: dict = field(default_factory=dict)
+    markers: list = field(default_factory=list)
 
     def moving_away(self, pair, times) -> dict:
         """Who of ``pair`` was moving away in their arousal at any of ``times`` (session s), and which way.
@@ -437,4 +441,5 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
         notes=list(source.notes), origin=source.origin,
         arousal_t=at[inside], arousal=al[:, inside], arousal_state=ac[:, inside],
         arousal_threshold=float(dcfg.arousal_k), flag_times=flags,
+        markers=[(t - source.origin, name, text) for t, name, text in getattr(recording, "event_markers", list)()],
     )

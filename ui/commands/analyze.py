@@ -224,6 +224,10 @@ def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", j
     res.warnings = [f"not readable: {p}" for p in analysis.problems] + [f"note: {n}" for n in [*notes, *analysis.notes]]
     # who was moving away in their arousal at each flag: readable summary and report only (the JSON schema is fixed)
     res.summary = summary_text(doc, away=analysis.episode_arousal())
+    if analysis.markers:
+        names = sorted({name for _, name, _ in analysis.markers})
+        res.summary += (f"\n  recorded markers: {len(analysis.markers)} ({', '.join(names)}; listed with times in the "
+                        "report, --report DIR)")
     try:
         if json_path and json_path != "-":
             res.outputs.append(str(write_json(doc, json_path)))
