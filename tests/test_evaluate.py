@@ -208,3 +208,30 @@ def test_breakdown_counts_each_rupture_once_per_axis():
     assert "recall by style: aversive 1/1 (1.00), withdrawn 1/2 (0.50)" in text
     assert "false alarms by group size: 2 people 2.00/h (1 in 0.50 h), 3 people 0.00/h" in text
     assert json.loads(json.dumps(m))["breakdown"] == json.loads(json.dumps(br))
+
+
+def test_repair_latency_from_the_first_flagged_matched_episode():
+    """Repair latency = shown-repaired time of the earliest-flagged matched episode - truth repair_s."""
+    dets = [Detection(("P1", "P2"), ("P2",), 104.0, 115.0, 170.0),   # rupture 1 (repair_s 156): +14 s
+            Detection(("P2", "P3"), ("P2",), 106.0, 118.0, 150.0),   # same rupture, flagged later: not used
+            Detection(("P1", "P3"), ("P1",), 402.0, 420.0, None)]    # rupture 2: never shown repaired
+    s = score_file(dets, TRUTH)
+    assert s.repair_latency_s == [14.0] and s.unrepaired == 1
+    no_repair_s = {**TRUTH, "ruptures": [{k: v for k, v in TRUTH["ruptures"][0].items() if k != "repair_s"}]}
+    assert score_file(dets[:1], no_repair_s).repair_latency_s == [20.0]   # falls back to offset_s (150)
+    m = aggregate([s, score_file([Detection(("P1", "P2"), ("P1",), 405.0, 425.0, 440.0)], TRUTH)])
+    assert m["shown_repaired"] == 2 and m["never_shown_repaired"] == 1
+    assert m["median_repair_latency_s"] == pytest.approx((14.0 + (440.0 - 446.0)) / 2)
+    assert "repair: 2 of 3 detected ruptures shown repaired; median repair latency" in format_metrics(m)
+    assert s.to_dict()["repair_latency_s"] == [14.0] and s.to_dict()["unrepaired"] == 1
+
+
+def test_detections_carry_the_episode_end_in_truth_time():
+    class R:
+        origin = 1003.5
+        doc = {"episodes": [{"pair": ["P1", "P2"], "people": ["P2"], "onset_s": 56.5, "offset_s": 96.5},
+                            {"pair": ["P1", "P2"], "people": ["P1"], "onset_s": 156.5, "offset_s": None}]}
+        flagged_s = [66.5, 170.0]
+
+    a, b = detections_from_result(R, {"time_origin": 1000.0})
+    assert a.offset_s == 100.0 and b.offset_s is None

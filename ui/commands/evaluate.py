@@ -37,6 +37,12 @@ whose onset is closest to its onset.
   latency**; the detection latency is reported beside it (and checked
   against the same 20 s, as a second line): it is what a facilitator
   experiences live, and it is longer (the evidence has to build up).
+* **Repair** per detected rupture, from the same earliest-flagged matched
+  episode: whether it was shown repaired before the recording ended, and
+  its *repair latency* = the episode's end (the detector's "repaired",
+  dated to when the drop fell below ``repaired_frac``) - the truth's
+  ``repair_s`` (when the scripted coupling was fully back; the rupture's
+  ``offset_s`` when the truth has none). Reported, no target.
 * **Breakdown**: recall per rupture style (aversive / withdrawn), group
   size and rupture duration (< 45 s, 45-60 s, >= 60 s), and false alarms per
   hour per group size, so a miss can be traced to the kind of session or
@@ -97,6 +103,7 @@ class Detection:
     people: tuple
     onset_s: float
     flagged_s: float
+    offset_s: float | None = None  # shown repaired at (None: not repaired by the end)
 
 
 @dataclass
@@ -109,6 +116,8 @@ class FileScore:
     detected: list = field(default_factory=list)          # per truth rupture: bool
     detection_latency_s: list = field(default_factory=list)  # per detected truth rupture
     onset_latency_s: list = field(default_factory=list)
+    repair_latency_s: list = field(default_factory=list)    # per detected truth rupture shown repaired
+    unrepaired: int = 0                                      # detected truth ruptures never shown repaired
     n_episodes: int = 0
     true_positives: int = 0
     duplicates: int = 0
@@ -129,6 +138,7 @@ class FileScore:
             "false_alarm_times_s": [round(d.onset_s, 1) for d in self.false_alarms],
             "detection_latency_s": [round(x, 2) for x in self.detection_latency_s],
             "onset_latency_s": [round(x, 2) for x in self.onset_latency_s],
+            "repair_latency_s": [round(x, 2) for x in self.repair_latency_s], "unrepaired": self.unrepaired,
             "signal_loss_periods": self.signal_loss_periods, "signal_loss_flagged": self.signal_loss_flagged,
             "confounds_flagged": self.confounds_flagged,
             "truth_pairs": self.truth_pairs, "truth_pairs_detected": self.truth_pairs_detected,
@@ -201,6 +211,10 @@ def score_file(detections, truth: dict, name: str = "", duration_s: float | None
             first = min(ms, key=lambda d: d.flagged_s)
             sc.detection_latency_s.append(first.flagged_s - float(r["onset_s"]))
             sc.onset_latency_s.append(min(d.onset_s for d in ms) - float(r["onset_s"]))
+            if first.offset_s is None:
+                sc.unrepaired += 1
+            else:
+                sc.repair_latency_s.append(first.offset_s - float(r.get("repair_s", r["offset_s"])))
     for c in truth.get("confounds", []):
         people = set(c.get("participants", []))
         hit = any((people & set(d.pair)) and _in_window(d.onset_s, float(c["onset_s"]), float(c["offset_s"]))
@@ -243,6 +257,7 @@ def aggregate(scores) -> dict:
     f1 = (2 * precision * recall / (precision + recall) if precision is not None and recall is not None
           and precision + recall > 0 else (0.0 if precision is not None and recall is not None else None))
     det_lat = [x for s in scores for x in s.detection_latency_s]
+    rep_lat = [x for s in scores for x in s.repair_latency_s]
     on_lat = [x for s in scores for x in s.onset_latency_s]
     conf: dict = {}
     for s in scores:
@@ -256,6 +271,8 @@ def aggregate(scores) -> dict:
         "precision": precision, "recall": recall, "f1": f1,
         "median_detection_latency_s": _median(det_lat), "median_onset_latency_s": _median(on_lat),
         "max_detection_latency_s": max(det_lat) if det_lat else None,
+        "shown_repaired": len(rep_lat), "never_shown_repaired": sum(s.unrepaired for s in scores),
+        "median_repair_latency_s": _median(rep_lat),
         "false_alarms_per_hour": fa / hours if hours > 0 else None,
         "signal_loss_periods": sum(s.signal_loss_periods for s in scores),
         "signal_loss_flagged": sum(s.signal_loss_flagged for s in scores),
@@ -329,7 +346,9 @@ def detections_from_result(res, truth: dict) -> list:
     shift = res.origin - float(truth.get("time_origin", res.origin))
     out = []
     for ep, flagged in zip(res.doc["episodes"], res.flagged_s):
-        out.append(Detection(tuple(ep["pair"]), tuple(ep["people"]), ep["onset_s"] + shift, flagged + shift))
+        off = ep.get("offset_s")
+        out.append(Detection(tuple(ep["pair"]), tuple(ep["people"]), ep["onset_s"] + shift, flagged + shift,
+                             None if off is None else off + shift))
     return out
 
 
@@ -369,6 +388,9 @@ def format_metrics(m: dict) -> str:
         f"signal-loss periods mistaken for ruptures {m['signal_loss_flagged']}/{m['signal_loss_periods']} "
         f"(target 0: {ok('signal_loss_flagged')}); confounds flagged: {conf}",
         f"pairs of truth ruptures flagged {m['truth_pairs_detected']}/{m['truth_pairs']}",
+        f"repair: {m['shown_repaired']} of {m['shown_repaired'] + m['never_shown_repaired']} detected ruptures shown "
+        f"repaired; median repair latency (shown repaired - truth repair) "
+        f"{_fmt(m['median_repair_latency_s'], '.1f')} s",
         *format_breakdown(m.get("breakdown") or breakdown([])),
     ])
 
