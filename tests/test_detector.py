@@ -11,8 +11,8 @@ from dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_tr
 from dsp.quality import Quality
 
 
-#: The balanced preset for series without the lag of a trailing window (see ``_run``).
-NO_LAG = dataclasses.replace(get_preset("balanced"), onset_delay_s=0.0)
+#: The balanced preset for series without the lag of a trailing window (see ``_run``): onsets and ends not dated back.
+NO_LAG = dataclasses.replace(get_preset("balanced"), onset_delay_s=0.0, repair_delay_s=0.0)
 
 
 def _series(rng, segments, noise=0.06):
@@ -21,13 +21,14 @@ def _series(rng, segments, noise=0.06):
     return np.clip(r + noise * rng.standard_normal(r.size), -0.99, 0.99)
 
 
-def _run(sync, chance=0.05, preset="balanced", people=("A", "B"), onset_delay_s=0.0):
+def _run(sync, chance=0.05, preset="balanced", people=("A", "B"), onset_delay_s=0.0, repair_delay_s=0.0):
     """Run a detector on per-second synchrony values.
 
     These series are the windows' values themselves, with no lag of a trailing window behind the change, so
-    the onset is not dated back (``onset_delay_s`` 0) unless a test asks for it.
+    the onset and the end are not dated back (``onset_delay_s``, ``repair_delay_s`` 0) unless a test asks for it.
     """
-    cfg = dataclasses.replace(get_preset(preset) if isinstance(preset, str) else preset, onset_delay_s=onset_delay_s)
+    cfg = dataclasses.replace(get_preset(preset) if isinstance(preset, str) else preset, onset_delay_s=onset_delay_s,
+                              repair_delay_s=repair_delay_s)
     det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=cfg)
     t = np.arange(sync.shape[-1], dtype=float) + 1.0
     events = det.update("hr", t, np.atleast_2d(sync), np.full(np.atleast_2d(sync).shape, chance))
@@ -328,3 +329,45 @@ def test_onset_is_dated_back_by_the_trailing_windows_delay():
     assert np.median(plain) > 8.0                               # the CUSUM's change point lags the decoupling
     assert abs(np.median(dated)) < np.median(plain) - 5.0     # dated back: much closer
     assert dated.min() >= -10.0                                 # and never far before it
+
+
+def test_repair_is_dated_back_never_before_the_flag_or_the_deepest_point():
+    """Windowed r lags a recoupling: the reported end of the episode is closer to the true repair.
+
+    Two people share a slow drive; B decouples from 200 s to 270 s (own drive only) and then shares it again.
+    The delay moves only the reported end: the same flags, at the same times, with the same onsets.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    from dsp.synchrony import rolling_pearson
+
+    fs = 4.0
+    n = int(420 * fs)
+    t = np.arange(n) / fs
+    sos = butter(2, [0.01, 0.1], btype="band", fs=fs, output="sos")
+    delay = get_preset("balanced").repair_delay_s
+    assert delay > 0
+    errs = {0.0: [], delay: []}
+    for seed in range(8):
+        g = np.random.default_rng(100 + seed)
+        shared, own_a, own_b = (sosfiltfilt(sos, g.standard_normal(n)) for _ in range(3))
+        a = shared + 0.5 * own_a
+        b = np.where((t >= 200) & (t < 270), 1.5 * own_b, shared + 0.5 * own_b)
+        res = rolling_pearson(np.vstack([a, b]), fs, 30.0, 1.0)
+        eps = {}
+        for d in errs:
+            det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0,
+                                  config=dataclasses.replace(get_preset("balanced"), repair_delay_s=d))
+            det.update("hr", res.end_s, res.values[0][None], np.zeros((1, res.values.shape[1])))
+            eps[d] = det.finish()
+        plain, dated = eps[0.0], eps[delay]
+        assert [(e.onset_s, e.flagged_s, e.repaired) for e in plain] == [(e.onset_s, e.flagged_s, e.repaired) for e in dated]
+        for p, q in zip(plain, dated):
+            assert q.offset_s >= max(q.flagged_s, q.nadir_s) and q.offset_s >= p.offset_s - delay - 1e-9
+            assert q.time_to_repair_s == pytest.approx(q.offset_s - q.onset_s)
+            errs[0.0].append(p.offset_s - 270.0)
+            errs[delay].append(q.offset_s - 270.0)
+    plain, dated = (np.array(v) for v in errs.values())
+    assert plain.size >= 5, plain
+    assert np.median(plain) > 20.0                                   # "repaired" comes well after the recoupling
+    assert np.median(np.abs(dated)) < np.median(plain) - 15.0        # dated back: much closer

@@ -155,8 +155,8 @@ def test_detector_flags_arousal_divergence_without_a_sync_drop():
     sync = np.full(t.size, 0.4)  # synchrony never drops (a pair clearly in tune would need more arousal evidence)
     llr = np.full((2, t.size), -2.0)
     llr[1, (t >= 250) & (t < 300)] = 6.0  # B moves away for 50 s
-    # these ratios change at once (no trailing window behind them), so the onset is not dated back
-    cfg = dataclasses.replace(get_preset("balanced"), onset_delay_s=0.0)
+    # these ratios change at once (no trailing window behind them), so the onset and the end are not dated back
+    cfg = dataclasses.replace(get_preset("balanced"), onset_delay_s=0.0, repair_delay_s=0.0)
     det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=cfg, arousal=True)
     eps = _feed(det, t, sync, llr)
     assert len(eps) == 1
