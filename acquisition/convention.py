@@ -85,6 +85,12 @@ _UNIT_SCALES = {
     "ppg": {},
 }
 
+#: Skin-resistance units (some EDA devices and apps, e.g. Shimmer's, offer resistance as well as conductance):
+#: conductance in microsiemens = factor / resistance. "MOhm" lower-cased is megaohm (skin is never milliohms).
+_RESISTANCE_UNITS = {"ohm": 1e6, "ohms": 1e6, "ω": 1e6, "kohm": 1e3, "kohms": 1e3, "kω": 1e3, "k ohm": 1e3,
+                     "kiloohm": 1e3, "kiloohms": 1e3, "mohm": 1.0, "mohms": 1.0, "mω": 1.0, "megaohm": 1.0,
+                     "megaohms": 1.0}
+
 
 @dataclass(frozen=True)
 class Channel:
@@ -110,9 +116,12 @@ class StreamDescriptor:
     unit : str | None
         The unit as declared (or guessed, see ``unit_guessed``).
     scale : float | None
-        Multiply raw values by this to get :data:`CANONICAL_UNIT` of ``kind``.
-        ``None`` when it cannot be known yet (no unit declared; call
-        :meth:`guess_scale` with the first values).
+        Multiply raw values by this to get :data:`CANONICAL_UNIT` of ``kind``
+        (with ``reciprocal``: divide it by them). ``None`` when it cannot be
+        known yet (no unit declared; call :meth:`guess_scale` with the first values).
+    reciprocal : bool
+        The values are skin *resistance* (kΩ, Ω, MΩ): conductance = ``scale / value``
+        (see :meth:`to_canonical`).
     channel_index : int
         Which channel carries the signal (0 unless a label says otherwise).
     """
@@ -134,6 +143,7 @@ class StreamDescriptor:
     scale: float | None = None
     unit_guessed: bool = False
     channel_index: int = 0
+    reciprocal: bool = False
 
     @property
     def modality(self) -> str | None:
@@ -144,6 +154,29 @@ class StreamDescriptor:
     def key(self) -> tuple[str, str, str]:
         """(name, type, source_id): how Attune tells streams apart."""
         return (self.name, self.type, self.source_id)
+
+    def set_unit(self, unit: str | None) -> None:
+        """Declare the unit of the signal channel: sets ``unit``, ``scale`` and ``reciprocal`` (``scale`` None when
+        the unit is not known for the kind)."""
+        self.unit = unit
+        self.scale, self.reciprocal = unit_conversion(self.kind, unit) if self.kind else (None, False)
+        self.unit_guessed = False
+        if self.kind == "ppg":
+            self.scale, self.unit = 1.0, unit or "au"
+
+    def to_canonical(self, raw):
+        """Raw values of the signal channel in :data:`CANONICAL_UNIT` of ``kind``, shape as ``raw`` (float).
+
+        A resistance of zero or below (or not finite) becomes NaN: no conductance can be read from it.
+        """
+        import numpy as np
+
+        raw = np.asarray(raw, dtype=np.float64)
+        scale = self.scale if self.scale is not None else 1.0
+        if not self.reciprocal:
+            return raw * scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(raw > 0, scale / np.where(raw > 0, raw, 1.0), np.nan)
 
     def guess_scale(self, values) -> float | None:
         """Fill in ``scale`` from the magnitude of the first values when no unit was declared.
@@ -232,13 +265,32 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=()) 
 
 
 def unit_scale(kind: str, unit: str | None) -> float | None:
-    """Factor from ``unit`` to the canonical unit of ``kind`` (``None`` if the unit is unknown)."""
+    """Factor from ``unit`` to the canonical unit of ``kind`` (``None`` if the unit is unknown); for a skin
+    resistance unit the factor of the reciprocal (see :func:`unit_conversion`)."""
+    return unit_conversion(kind, unit)[0]
+
+
+def unit_conversion(kind: str, unit: str | None) -> tuple[float | None, bool]:
+    """``(scale, reciprocal)`` from ``unit`` to the canonical unit of ``kind``.
+
+    ``reciprocal`` is True for skin resistance (EDA in kΩ, Ω or MΩ): conductance (µS) = ``scale / value``.
+    ``scale`` is None when the unit is unknown.
+    """
     if kind == "ppg":
-        return 1.0
+        return 1.0, False
     u = _norm(unit)
     if not u:
-        return None
-    return _UNIT_SCALES.get(kind, {}).get(u)
+        return None, False
+    if u in _UNIT_SCALES.get(kind, {}):
+        return _UNIT_SCALES[kind][u], False
+    if kind == "eda" and u in _RESISTANCE_UNITS:
+        return _RESISTANCE_UNITS[u], True
+    return None, False
+
+
+def _is_resistance(ch: Channel) -> bool:
+    u = _norm(ch.unit)
+    return u in _RESISTANCE_UNITS or "resist" in _norm(ch.label) or "resist" in _norm(ch.type)
 
 
 def _text(el: ET.Element | None, tag: str) -> str | None:
@@ -288,17 +340,15 @@ def describe(header: str | dict) -> StreamDescriptor:
     )
     d.kind = kind_from_type(d.type, d.name, [c.label for c in channels])
     if d.kind is not None:
-        # Pick the channel whose label or type names the kind; else the first.
-        for i, ch in enumerate(channels):
-            if kind_from_type(ch.type, ch.label) == d.kind:
-                d.channel_index = i
-                break
+        # Pick the channel whose label or type names the kind; else the first. For EDA a conductance channel
+        # comes before a resistance one (Shimmer's software offers both).
+        matches = [i for i, ch in enumerate(channels) if kind_from_type(ch.type, ch.label) == d.kind]
+        if d.kind == "eda":
+            matches.sort(key=lambda i: _is_resistance(channels[i]))
+        if matches:
+            d.channel_index = matches[0]
         unit = channels[d.channel_index].unit if channels and d.channel_index < len(channels) else None
-        unit = unit or _text(desc_el, "unit")
-        d.unit = unit
-        d.scale = unit_scale(d.kind, unit)
-        if d.kind == "ppg":
-            d.scale, d.unit = 1.0, unit or "au"
+        d.set_unit(unit or _text(desc_el, "unit"))
     return d
 
 

@@ -71,7 +71,7 @@ class RecordedStream:
         v = v.reshape(len(self.timestamps), -1)[:, min(d.channel_index, max(v.shape[-1] - 1, 0))] if v.size else np.zeros(0)
         if d.scale is None:
             d.guess_scale(v[:200])
-        return v.astype(float) * (d.scale if d.scale is not None else 1.0)
+        return d.to_canonical(v)
 
 
 @dataclass

@@ -347,13 +347,13 @@ class StreamReceiver:
         """Keep the descriptor (and its unit decision) unless the header changed; flag channel mismatches."""
         old = self.descriptor
         if old.scale is not None and new.scale is None and new.kind == old.kind:
-            new.scale, new.unit, new.unit_guessed = old.scale, old.unit, old.unit_guessed
+            new.scale, new.unit, new.unit_guessed, new.reciprocal = old.scale, old.unit, old.unit_guessed, old.reciprocal
         if not new.channels and old.channels:
             new.channels, new.channel_index = old.channels, old.channel_index
         if new.kind is None and old.kind is not None:
             # The roster may have told us the kind of a stream whose header does not say it.
             new.kind, new.channel_index = old.kind, old.channel_index
-            new.unit, new.scale, new.unit_guessed = old.unit, old.scale, old.unit_guessed
+            new.unit, new.scale, new.unit_guessed, new.reciprocal = old.unit, old.scale, old.unit_guessed, old.reciprocal
         if new.participant is None:
             new.participant = old.participant
         if new.channel_count != old.channel_count and old.channel_count:
@@ -492,11 +492,19 @@ class StreamReceiver:
             if d.guess_scale(raw) is not None:
                 logger.warning("stream %r declares no unit: guessed %s from the values' magnitude "
                                "(put a <unit> in its desc to be sure)", d.name, d.unit)
-        values = raw * (d.scale if d.scale is not None else 1.0)
+        values = d.to_canonical(raw)
         codes = np.zeros(n, np.uint8)
         bad = ~np.isfinite(values)
-        if bad.any() and ch < block.shape[1]:  # a missing channel was flagged above, once
-            self._flag("non_finite", f"{int(bad.sum())} non-finite value(s) (NaN/inf) received", int(bad.sum()))
+        with np.errstate(invalid="ignore"):
+            # a skin resistance of 0 or below has no conductance (a shorted electrode, a sensor fault)
+            no_conductance = np.isfinite(raw) & (raw <= 0) if d.reciprocal else np.zeros(n, bool)
+        if no_conductance.any():
+            self._flag("out_of_range", f"{int(no_conductance.sum())} skin resistance value(s) of 0 or below "
+                       f"(e.g. {raw[no_conductance][0]:g} {d.unit})", int(no_conductance.sum()))
+        non_finite = bad & ~no_conductance
+        if non_finite.any() and ch < block.shape[1]:  # a missing channel was flagged above, once
+            self._flag("non_finite", f"{int(non_finite.sum())} non-finite value(s) (NaN/inf) received",
+                       int(non_finite.sum()))
         lo_hi = PLAUSIBLE_RANGE.get(d.kind or "")
         if lo_hi is not None:
             with np.errstate(invalid="ignore"):

@@ -457,12 +457,9 @@ def _apply_rule(d: StreamDescriptor, rule: StreamRule) -> StreamDescriptor:
     d = dataclasses.replace(d, channels=list(d.channels))
     if rule.kind is not None and rule.kind != d.kind:
         d.kind = rule.kind
-        d.scale = unit_scale(d.kind, d.unit)
-        d.unit_guessed = False
-        if d.kind == "ppg":
-            d.scale, d.unit = 1.0, d.unit or "au"
+        d.set_unit(d.unit)
     if rule.unit is not None and d.kind is not None:
-        d.unit, d.scale, d.unit_guessed = rule.unit, unit_scale(d.kind, rule.unit), False
+        d.set_unit(rule.unit)
     return d
 
 

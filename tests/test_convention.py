@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from acquisition.convention import describe, desc_fields, kind_from_type, unit_scale
+from acquisition.convention import describe, desc_fields, kind_from_type, unit_conversion, unit_scale
 
 
 def _xml(name, typ, unit=None, label=None, participant=None, srate=0):
@@ -48,3 +49,47 @@ def test_desc_fields_validates_kind():
     assert f["type"] == "RR" and f["channels"][0]["unit"] == "ms"
     with pytest.raises(ValueError, match="expected one of rr, hr, eda, ecg, ppg, but got 'emg'"):
         desc_fields("emg", "P1", device="x", manufacturer="y")
+
+
+def _shimmer_header(channels):
+    chans = "".join(f"<channel><label>{lbl}</label><unit>{unit}</unit></channel>" for lbl, unit in channels)
+    return (f"<?xml version='1.0'?><info><name>Shimmer_A1B2</name><type>GSR</type><channel_count>{len(channels)}"
+            f"</channel_count><nominal_srate>128</nominal_srate><channel_format>float32</channel_format>"
+            f"<source_id>shimmer-a1b2</source_id><desc><channels>{chans}</channels></desc></info>")
+
+
+def test_eda_prefers_conductance_and_reads_resistance_as_its_reciprocal():
+    both = describe(_shimmer_header([("Timestamp", "mSecs"), ("GSR_Skin_Resistance_CAL", "kOhms"),
+                                     ("GSR_Skin_Conductance_CAL", "uSiemens")]))
+    assert both.kind == "eda" and both.channel_index == 2 and not both.reciprocal and both.scale == 1.0
+    only_r = describe(_shimmer_header([("Timestamp", "mSecs"), ("GSR_Skin_Resistance_CAL", "kOhms")]))
+    assert only_r.channel_index == 1 and only_r.reciprocal and only_r.unit == "kOhms"
+    # 250 kOhm = 4 uS; 0 or negative: no conductance (NaN)
+    np.testing.assert_allclose(only_r.to_canonical([250.0, 1000.0, 0.0, -3.0]), [4.0, 1.0, np.nan, np.nan])
+    for unit, raw, us in (("Ohm", 250_000.0, 4.0), ("MOhm", 0.25, 4.0), ("kΩ", 500.0, 2.0)):
+        d = describe(_shimmer_header([("GSR", unit)]))
+        assert d.reciprocal and d.to_canonical([raw])[0] == pytest.approx(us), unit
+    assert unit_conversion("eda", "kohm") == (1e3, True) and unit_conversion("eda", "uS") == (1.0, False)
+    assert unit_conversion("hr", "kohm") == (None, False)  # resistance means nothing for heart rate
+
+
+def test_roster_unit_can_be_a_resistance():
+    from acquisition.roster import Roster, assign
+
+    d = describe(_shimmer_header([("GSR", "")]))   # no unit declared
+    roster = Roster.from_dict({"participant": [{"id": "P1", "streams": [{"name": "Shimmer_A1B2", "kind": "eda",
+                                                                          "unit": "kOhm"}]}]})
+    a = assign([d], roster)
+    got = a.primary("P1", "eda").descriptor
+    assert got.reciprocal and got.scale == 1e3 and got.to_canonical([125.0])[0] == pytest.approx(8.0)
+
+
+def test_recorded_resistance_is_read_as_conductance(tmp_path):
+    from acquisition.files import load_recording
+    from acquisition.xdf_writer import XdfWriter
+
+    with XdfWriter(tmp_path / "r.xdf", fsync=False) as w:
+        sid = w.add_stream(_shimmer_header([("GSR_Skin_Resistance_CAL", "kOhms")]))
+        w.write_samples(sid, 100.0 + np.arange(4) / 128, np.array([[250.0], [500.0], [0.0], [125.0]]))
+    (s,) = load_recording(tmp_path / "r.xdf").streams
+    np.testing.assert_allclose(s.signal, [4.0, 2.0, np.nan, 8.0])

@@ -400,3 +400,26 @@ def test_a_quiet_stream_is_not_lost_on_one_missed_resolve(monkeypatch):
     finally:
         rec.close()
         del outlet
+
+
+def test_skin_resistance_is_read_as_conductance_live():
+    """A Shimmer-like EDA stream in kOhm: conductance (uS = 1000 / kOhm) arrives; 0 kOhm is flagged, not a crash."""
+    s = sid("eda-kohm")
+    info = pylsl.StreamInfo("P1 GSR", "GSR", 1, 0.0, "float32", s)
+    ch = info.desc().append_child("channels").append_child("channel")
+    ch.append_child_value("label", "GSR_Skin_Resistance_CAL")
+    ch.append_child_value("unit", "kOhms")
+    info.desc().append_child_value("participant", "P1")
+    outlet = pylsl.StreamOutlet(info)
+    rec = open_receiver(s, noisy_hold=30.0)
+    try:
+        assert outlet.wait_for_consumers(3.0)
+        outlet.push_chunk([[250.0], [200.0], [0.0], [-5.0], [400.0]])
+        assert wait_until(lambda: rec.buffer.n_written == 5, 3.0)
+        np.testing.assert_allclose(rec.read(0).values, [4.0, 5.0, np.nan, np.nan, 2.5], rtol=1e-6)
+        st = rec.status()
+        assert st.unit == "kOhms" and not st.unit_guessed
+        assert st.problems == {"out_of_range": 2} and "skin resistance value(s) of 0 or below" in st.last_problem
+    finally:
+        rec.close()
+        del outlet
