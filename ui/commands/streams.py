@@ -111,7 +111,8 @@ def run(args) -> int:
         d = s.descriptor
         a = assigned.get((d.uid, d.source_id))
         if a is not None:
-            unit = (a.descriptor.unit or "?") + (" (guessed)" if a.descriptor.unit_guessed else "")
+            unit = ((a.descriptor.unit or "?") + (" (guessed)" if a.descriptor.unit_guessed else "")
+                    + (" (resistance, read as µS)" if a.descriptor.reciprocal else ""))
             who = a.participant + ("" if a.source == "desc" else f" ({a.source})")
             what = f"{a.modality}:{a.kind}" + ("" if a.primary else " (alt)")
         else:
