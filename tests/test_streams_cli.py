@@ -131,3 +131,20 @@ def test_bad_input_is_one_clear_line(argv, match, capsys):
 def test_no_streams_is_said_plainly(capsys):
     assert main(["streams", "--timeout", "0.3", "--match", f"nothing-{uuid.uuid4()}"]) == 0
     assert "No LSL streams visible within 0.3 s (scope machine)" in capsys.readouterr().out
+
+
+def test_a_resistance_stream_says_it_is_read_as_conductance(capsys):
+    prefix = f"attune-test-kohm-{uuid.uuid4().hex[:8]}"
+    info = pylsl.StreamInfo("Shimmer 77C1 GSR", "GSR", 1, 4.0, "float32", f"{prefix}-gsr")
+    d = info.desc()
+    d.append_child_value("participant", "P1")
+    ch = d.append_child("channels").append_child("channel")
+    ch.append_child_value("label", "GSR_Skin_Resistance_CAL")
+    ch.append_child_value("unit", "kOhms")
+    outlet = pylsl.StreamOutlet(info)
+    try:
+        assert main(["streams", "--timeout", "1.5", "--match", f"{prefix}*"]) == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if f"{prefix}-gsr" in ln)
+        assert "eda:eda" in line and "kOhms (resistance, read as µS)" in line
+    finally:
+        del outlet
