@@ -314,3 +314,26 @@ def test_four_people_traces_label_time_once_per_column_without_overlap(qtbot, tm
     path = tmp_path / "traces4.png"
     win.grab().save(str(path))
     assert path.stat().st_size > 10000
+
+
+def test_recorded_markers_show_on_the_timelines_and_are_not_recorded_again(qtbot, couple):
+    """Replay: the recording's markers (Attune's JSON ones and another app's) appear where they were set."""
+    import json
+
+    couple.advance(40)
+    got = []
+    couple.model.marker_sinks.append(got.append)
+    n = couple.model.show_recorded_markers([
+        (30.0, "PsychoPy task", "block 2"),
+        (12.5, "Attune markers", json.dumps({"kind": "rupture_noticed", "text": "", "t": 12.5, "episode": None})),
+        (35.0, "Attune markers", json.dumps({"kind": "label", "text": "dismissive", "t": 35.0, "episode": 1})),
+    ])
+    assert n == 3 and got == []          # shown, not handed to a recorder again
+    marks = couple.model.snapshot(60).markers
+    assert [(m["t"], m["kind"], m["text"]) for m in marks] == [
+        (12.5, "rupture_noticed", ""), (30.0, "note", "PsychoPy task: block 2"), (35.0, "label", "dismissive")]
+    win = make_window(qtbot, couple.model)
+    win.redraw()
+    lines = win.timelines.plots[0]["markers"].items
+    drawn = sorted((line.value(), k[1]) for k, line in lines.items())
+    assert drawn == [(12.5, "rupture_noticed"), (30.0, "note")]   # labels go to the episodes table, not a line

@@ -155,3 +155,35 @@ def test_replay_cli_refuses_bad_input(tmp_path, capsys):
     assert "'--speed'" in capsys.readouterr().err
     assert main(["replay", str(SAMPLE / "sample-couple.xdf"), "--start", "9999", "--headless"]) == 2
     assert "lasts 350 s" in capsys.readouterr().err
+
+
+def test_replay_shows_the_recordings_markers(tmp_path, monkeypatch):
+    """`attune replay` puts the recording's markers on the model at their session times (origin = first sample)."""
+    import json
+
+    import ui.commands.replay as replay
+    from acquisition.physiology import simulate_session
+    from acquisition.scenario import load_scenario
+    from ui.cli import main
+
+    session = simulate_session(load_scenario("couple-calm"), 3, 60.0)
+    path = tmp_path / "couple.xdf"
+    with XdfWriter(path, fsync=False) as w:
+        for st in session.streams:
+            w.write_samples(w.add_stream(st.header_xml), st.timestamps + 500.0, st.values)
+        m = w.add_stream(dict(name="Attune markers", type="Markers", channel_count=1, nominal_srate=0,
+                              channel_format="string"))
+        w.write_samples(m, [520.0, 530.5], [[json.dumps({"kind": "repair", "text": "", "t": 20.0})], ["trial ü"]])
+    first = min(float(st.timestamps[0]) for st in session.streams) + 500.0
+    seen = {}
+
+    def fake_view(runner, args, **kw):
+        seen["markers"] = runner.model.snapshot(10).markers
+        runner.stop()
+        return 0
+
+    monkeypatch.setattr(replay, "open_view", fake_view)
+    assert main(["replay", str(path), "--headless"]) == 0
+    got = [(m["t"], m["kind"], m["text"]) for m in seen["markers"]]
+    assert [(k, txt) for _, k, txt in got] == [("repair", ""), ("note", "Attune markers: trial ü")]
+    np.testing.assert_allclose([t for t, _, _ in got], [520.0 - first, 530.5 - first])

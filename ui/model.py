@@ -372,6 +372,43 @@ class SessionModel:
             sink(m)
         return m
 
+    def show_recorded_markers(self, markers) -> int:
+        """Show the markers of a recording being replayed on the timelines (not handed to ``marker_sinks``).
+
+        Parameters
+        ----------
+        markers : iterable of (float, str, str)
+            ``(session time (s), stream name, text)`` as :meth:`acquisition.files.Recording.event_markers` gives
+            them (times relative to the source's origin). Attune's own JSON markers keep their kind and text;
+            other apps' markers show as notes with their text.
+
+        Returns
+        -------
+        n : int
+            How many were added.
+        """
+        import json
+
+        added = []
+        for t, name, text in markers:
+            kind, words, episode = "note", str(text), None
+            try:
+                d = json.loads(text)
+            except (ValueError, TypeError):
+                d = None
+            if isinstance(d, dict) and d.get("kind") in MARKER_KINDS:
+                kind, words, episode = d["kind"], str(d.get("text") or ""), d.get("episode")
+            elif isinstance(d, dict) and d.get("kind"):
+                words = str(d["kind"]) + (f": {d['text']}" if d.get("text") else "")
+            elif name:
+                words = f"{name}: {text}"
+            added.append({"kind": kind, "text": words, "t": float(t), "episode": episode, "recorded": True})
+        with self._lock:
+            self._markers.extend(added)
+            self._markers.sort(key=lambda m: m["t"])
+            self.version += 1
+        return len(added)
+
     # -- reader side -------------------------------------------------------------------------------
     def snapshot(self, seconds: float = 180.0) -> Snapshot:
         """A consistent copy of the last ``seconds`` of the session."""
