@@ -287,11 +287,13 @@ def test_onset_is_not_dated_back_to_a_slow_creep(rng):
     assert 178 <= onsets[0.1] <= 185     # last time the evidence was under 10 % of the threshold: the drop
 
 
-def test_onset_is_dated_back_by_the_trailing_windows_delay():
-    """Windowed r lags a decoupling: the default onset is closer to the true one than the CUSUM's own.
+def _decoupling(seed: int):
+    """30 s rolling Pearson r of two people who share a slow drive, except B from 200 s to 270 s (own drive only).
 
-    Two people share a slow drive until 200 s; then B decouples for 70 s (own drive only). The detector sees
-    30 s rolling Pearson windows, which reach chance only ~20-30 s after 200 s.
+    Returns
+    -------
+    t_end, r : ndarray, shape (n_windows,)
+        Window end times (s) and r.
     """
     from scipy.signal import butter, sosfiltfilt
 
@@ -301,15 +303,23 @@ def test_onset_is_dated_back_by_the_trailing_windows_delay():
     n = int(420 * fs)
     t = np.arange(n) / fs
     sos = butter(2, [0.01, 0.1], btype="band", fs=fs, output="sos")
+    g = np.random.default_rng(100 + seed)
+    shared, own_a, own_b = (sosfiltfilt(sos, g.standard_normal(n)) for _ in range(3))
+    a = shared + 0.5 * own_a
+    b = np.where((t >= 200) & (t < 270), 1.5 * own_b, shared + 0.5 * own_b)
+    res = rolling_pearson(np.vstack([a, b]), fs, 30.0, 1.0)
+    return res.end_s, res.values[0]
+
+
+def test_onset_is_dated_back_by_the_trailing_windows_delay():
+    """Windowed r lags a decoupling: the default onset is closer to the true one than the CUSUM's own.
+
+    Two people share a slow drive until 200 s; then B decouples for 70 s (:func:`_decoupling`). The detector sees
+    30 s rolling Pearson windows, which reach chance only ~20-30 s after 200 s.
+    """
     errs = {0.0: [], get_preset("balanced").onset_delay_s: []}
     for seed in range(8):
-        g = np.random.default_rng(100 + seed)
-        shared, own_a, own_b = (sosfiltfilt(sos, g.standard_normal(n)) for _ in range(3))
-        a = shared + 0.5 * own_a
-        b = np.where((t >= 200) & (t < 270), 1.5 * own_b, shared + 0.5 * own_b)
-        res = rolling_pearson(np.vstack([a, b]), fs, 30.0, 1.0)
-        r = res.values[0]
-        t_end = res.end_s
+        t_end, r = _decoupling(seed)
         found = {}
         for delay in errs:
             cfg = dataclasses.replace(get_preset("balanced"), onset_delay_s=delay)
@@ -334,31 +344,19 @@ def test_onset_is_dated_back_by_the_trailing_windows_delay():
 def test_repair_is_dated_back_never_before_the_flag_or_the_deepest_point():
     """Windowed r lags a recoupling: the reported end of the episode is closer to the true repair.
 
-    Two people share a slow drive; B decouples from 200 s to 270 s (own drive only) and then shares it again.
+    B decouples from 200 s to 270 s and then shares the drive again (:func:`_decoupling`).
     The delay moves only the reported end: the same flags, at the same times, with the same onsets.
     """
-    from scipy.signal import butter, sosfiltfilt
-
-    from dsp.synchrony import rolling_pearson
-
-    fs = 4.0
-    n = int(420 * fs)
-    t = np.arange(n) / fs
-    sos = butter(2, [0.01, 0.1], btype="band", fs=fs, output="sos")
     delay = get_preset("balanced").repair_delay_s
     assert delay > 0
     errs = {0.0: [], delay: []}
     for seed in range(8):
-        g = np.random.default_rng(100 + seed)
-        shared, own_a, own_b = (sosfiltfilt(sos, g.standard_normal(n)) for _ in range(3))
-        a = shared + 0.5 * own_a
-        b = np.where((t >= 200) & (t < 270), 1.5 * own_b, shared + 0.5 * own_b)
-        res = rolling_pearson(np.vstack([a, b]), fs, 30.0, 1.0)
+        t_end, r = _decoupling(seed)
         eps = {}
         for d in errs:
             det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0,
                                   config=dataclasses.replace(get_preset("balanced"), repair_delay_s=d))
-            det.update("hr", res.end_s, res.values[0][None], np.zeros((1, res.values.shape[1])))
+            det.update("hr", t_end, r[None], np.zeros((1, r.size)))
             eps[d] = det.finish()
         plain, dated = eps[0.0], eps[delay]
         assert [(e.onset_s, e.flagged_s, e.repaired) for e in plain] == [(e.onset_s, e.flagged_s, e.repaired) for e in dated]
