@@ -139,6 +139,9 @@ def test_replay_scrub_play_pause_speed(qtbot):
         win._scrub_released()
         qtbot.waitUntil(lambda: runner.model.t_now >= 149, timeout=8000)
         qtbot.waitUntil(lambda: win.scrubber.value() >= 149, timeout=3000)
+        # the recording's signals show as there (its source reports no device status: from the grid)
+        qtbot.waitUntil(lambda: win.traces.badge("P1", "hr") == "ok" and win.traces.badge("P2", "eda") == "ok",
+                        timeout=3000)
         x0, x1 = win.x_range(runner.model.t_now)
         assert x1 >= 149
         # the episode of 90-150 s was found while reprocessing

@@ -252,3 +252,22 @@ def test_plain_mode_heartbeat_loss_and_immediate_episode_lines():
     now[0] += 30.0
     view.draw()
     assert out.getvalue().count("] status:") == 3   # nothing changed since: no block
+
+
+def test_signal_states_of_a_replay_come_from_the_grid():
+    """A replayed recording's source reports no device status: 'ok' while the grid has values in the last 3 s,
+    'no data' when it has none; a source's own status wins. The GUI badges and the terminal share this."""
+    from dsp.pipeline import Update
+    from ui.headless import signal_status
+    from ui.model import SessionModel
+
+    model = SessionModel(["P1", "P2"], ("hr", "eda"), [("P1", "P2")], 4.0, 1.0, 60.0)
+    hr = np.full((2, 80), 70.0)
+    hr[1, -16:] = np.nan                # P2's heart rate: nothing in the last 4 s
+    model.apply(Update(grid_start=0, grid={"hr": hr, "eda": np.full((2, 80), 3.0)},
+                       quality={m: np.zeros((2, 80), np.uint8) for m in ("hr", "eda")}), None, {})
+    snap = model.snapshot(30)
+    assert snap.signal_states() == {"P1": {"hr": "ok", "eda": "ok"}, "P2": {"hr": "no data", "eda": "ok"}}
+    assert signal_status(snap) == {"P1": {"hr": "ok", "eda": "ok"}, "P2": {"hr": "no data", "eda": "ok"}}
+    model.set_status("P1", "eda", "lost")
+    assert model.snapshot(30).signal_states()["P1"]["eda"] == "lost"

@@ -75,20 +75,9 @@ def current_sync(snap) -> dict:
 
 
 def signal_status(snap) -> dict:
-    """``participant -> {modality: word}``: the source's status, else (replay) whether the grid has data now."""
-    out = {}
-    for i, p in enumerate(snap.participants):
-        st = snap.status.get(p, {})
-        out[p] = {}
-        for m in snap.modalities:
-            s = st.get(m, "absent")
-            if s == "absent":
-                t, vals = snap.grid.get(m, (np.zeros(0), np.zeros((0, 0))))
-                if vals.size and i < vals.shape[0]:
-                    recent = vals[i, t >= t[-1] - 3.0]  # the last 3 s (heart rate lags the beats a little)
-                    s = "ok" if np.isfinite(recent).any() else "no data"
-            out[p][m] = _STATUS_WORDS.get(s, s)
-    return out
+    """``participant -> {modality: word}``: the source's status, else (replay) whether the grid has data now
+    (:meth:`ui.model.Snapshot.signal_states`)."""
+    return {p: {m: _STATUS_WORDS.get(s, s) for m, s in d.items()} for p, d in snap.signal_states().items()}
 
 
 def arousal_words(snap) -> dict:

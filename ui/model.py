@@ -176,6 +176,23 @@ class Snapshot:
     pair_arousal: dict = field(default_factory=dict)
     arousal_threshold: float = float("nan")
 
+    def signal_states(self, recent_s: float = 3.0) -> dict:
+        """``participant -> {modality: state}``: the source's status (:attr:`status`); where it reports none
+        (``"absent"``: a replayed recording's source has no devices), ``"ok"`` while the grid has values in the
+        last ``recent_s`` seconds (heart rate lags the beats a little) and ``"no data"`` when it has none."""
+        out = {}
+        for i, p in enumerate(self.participants):
+            st = self.status.get(p, {})
+            out[p] = {}
+            for m in self.modalities:
+                s = st.get(m, "absent")
+                if s == "absent":
+                    t, vals = self.grid.get(m, (np.zeros(0), np.zeros((0, 0))))
+                    if vals.size and i < vals.shape[0]:
+                        s = "ok" if np.isfinite(vals[i, t >= t[-1] - recent_s]).any() else "no data"
+                out[p][m] = s
+        return out
+
 
 class SessionModel:
     """Thread-safe state of one session.

@@ -63,6 +63,7 @@ STATUS_STYLE = {
     "lost": (OKABE_ITO["vermillion"], "\u2715"),
     "recovered": (OKABE_ITO["sky_blue"], "\u21BB"),
     "absent": ("#9CA3AF", "\u2013"),
+    "no data": ("#9CA3AF", "\u2013"),
 }
 
 #: Person-level arousal state (dsp.divergence.AROUSAL_STATES) -> (text colour, symbol, trace shading rgba or None).

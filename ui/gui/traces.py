@@ -63,7 +63,7 @@ def display_status(status: str, open_loss_reason: str | None) -> str:
     samples unusable (electrode off, motion): that shows as ``noisy``; no data
     at all shows as ``lost``.
     """
-    if open_loss_reason is None or status in ("lost", "absent"):
+    if open_loss_reason is None or status in ("lost", "absent", "no data"):
         return status
     return "lost" if open_loss_reason == "no_data" else "noisy"
 
@@ -205,8 +205,9 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
         at, _al, ac = getattr(snap, "arousal", (np.zeros(0), None, np.zeros((0, 0))))
         step = float(np.median(np.diff(at))) if at.size > 1 else 1.0
         people_arousal = getattr(snap, "people_arousal", {}) or {}
+        signal = snap.signal_states()  # a replay's source reports no device status: from the grid
         for i, person in enumerate(self.participants):
-            states = {m: display_status(snap.status.get(person, {}).get(m, "absent"), open_loss.get((person, m)))
+            states = {m: display_status(signal.get(person, {}).get(m, "absent"), open_loss.get((person, m)))
                       for m in self.modalities}
             self._set_header(person, states, people_arousal.get(person, {}).get("state", "unknown"))
             away = {}
