@@ -149,6 +149,8 @@ def test_replay_scrub_play_pause_speed(qtbot):
         # pause holds the position; speed goes to the source
         win.toggle_pause()
         qtbot.waitUntil(lambda: runner.model.replay["paused"], timeout=3000)
+        qtbot.waitUntil(lambda: win.play_btn.text() == "Play", timeout=3000)
+        assert not win.play_btn.icon().isNull() and not win.next_btn.icon().isNull()  # drawn icons, not font glyphs
         t_paused = runner.model.t_now
         qtbot.wait(600)
         assert runner.model.t_now - t_paused < 1.0

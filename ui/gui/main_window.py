@@ -216,7 +216,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.replay_box = QtWidgets.QWidget()
         rl = QtWidgets.QHBoxLayout(self.replay_box)
         rl.setContentsMargins(6, 0, 6, 0)
-        self.play_btn = QtWidgets.QPushButton("\u23F8 Pause")
+        # the platform's media icons: the media-control characters (U+23F8 ...) are missing from common fonts
+        icon = self.style().standardIcon
+        self._icons = {"pause": icon(QtWidgets.QStyle.StandardPixmap.SP_MediaPause),
+                       "play": icon(QtWidgets.QStyle.StandardPixmap.SP_MediaPlay)}
+        self.play_btn = QtWidgets.QPushButton(self._icons["pause"], "Pause")
         self.play_btn.setToolTip("Play / pause the replay (Space)")
         self.play_btn.clicked.connect(self.toggle_pause)
         self.scrubber = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
@@ -230,7 +234,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.speed_box.addItem(f"{s:g}\u00d7", s)
         self.speed_box.setCurrentIndex(SPEEDS.index(1))
         self.speed_box.activated.connect(lambda i: self.set_speed(SPEEDS[i]))
-        self.next_btn = QtWidgets.QPushButton("\u23ED Next episode")
+        self.next_btn = QtWidgets.QPushButton(icon(QtWidgets.QStyle.StandardPixmap.SP_MediaSkipForward), "Next episode")
         self.next_btn.setToolTip("Jump to the next flagged episode (E)")
         self.next_btn.clicked.connect(self.next_episode)
         for w in (self.play_btn, self.scrubber, self.pos_label, self.speed_box, self.next_btn):
@@ -352,7 +356,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.scrubber.setValue(int(pos))
                 self.scrubber.blockSignals(False)
             self.pos_label.setText(f"{fmt_time(pos)} / {fmt_time(dur)}")
-            self.play_btn.setText("\u25B6 Play" if rp.get("paused") else "\u23F8 Pause")
+            paused = bool(rp.get("paused"))
+            if self.play_btn.text() != ("Play" if paused else "Pause"):
+                self.play_btn.setText("Play" if paused else "Pause")
+                self.play_btn.setIcon(self._icons["play" if paused else "pause"])
             speed = rp.get("speed", 1.0)
             if speed in SPEEDS:
                 self.speed_box.setCurrentIndex(SPEEDS.index(speed))
