@@ -12,6 +12,7 @@ pytest.importorskip("pytestqt")
 from PySide6 import QtCore  # noqa: E402
 
 from gui_fake import FakeSession  # noqa: E402
+from ui.gui.style import fmt_time  # noqa: E402
 from ui.model import RUPTURE_TYPES  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -109,6 +110,12 @@ def test_episode_panel_label_goes_to_marker_sink(qtbot, couple):
     panel = win.episodes
     assert panel.table.rowCount() == 1
     assert panel.table.item(0, 2).text() == "P1 \u2013 P2"
+    # the flag time is shown; when it began (estimated) and ended is in its tooltip
+    ep = couple.model.snapshot(200).episodes[0]
+    assert panel.table.horizontalHeaderItem(1).text() == "flagged"
+    assert panel.table.item(0, 1).text() == fmt_time(ep["flagged_s"])
+    tip = panel.table.item(0, 1).toolTip()
+    assert f"began about {fmt_time(ep['onset_s'])} (estimated)" in tip and f"flagged at {fmt_time(ep['flagged_s'])}" in tip
     # click the row: the timelines scroll to the episode and stop following
     rect = panel.table.visualItemRect(panel.table.item(0, 1))
     qtbot.mouseClick(panel.table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())

@@ -8,7 +8,7 @@ from ui.model import RUPTURE_TYPES
 
 from .style import MUTED, STATE_TEXT, fmt_time
 
-COLUMNS = ("#", "time", "pair", "depth", "signals", "status", "time to repair", "label", "review")
+COLUMNS = ("#", "flagged", "pair", "depth", "signals", "status", "time to repair", "label", "review")
 
 
 def depth_words(depth: float) -> str:
@@ -38,6 +38,14 @@ def episode_row(ep: dict) -> tuple:
                     *(f"{w}'s arousal ({st})" for w, st in (ep.get("arousal") or {}).items())]), status,
         "–" if ttr is None else f"{ttr:.0f} s", ep.get("label") or "", ep.get("review") or "",
     )
+
+
+def episode_times_tip(ep: dict) -> str:
+    """When a possible rupture began (estimated), was flagged and ended, in words (the "flagged" cell's tooltip)."""
+    parts = [f"began about {fmt_time(ep['onset_s'])} (estimated)", f"flagged at {fmt_time(ep.get('flagged_s', ep['onset_s']))}"]
+    if ep.get("offset_s") is not None:
+        parts.append(f"{'repaired' if ep.get('repaired') else 'ended'} about {fmt_time(ep['offset_s'])}")
+    return "; ".join(parts)
 
 
 class EpisodesPanel(QtWidgets.QWidget):
@@ -116,6 +124,8 @@ class EpisodesPanel(QtWidgets.QWidget):
                 item = self.table.item(row, c)
                 item.setText(text)
                 item.setData(QtCore.Qt.ItemDataRole.UserRole, ep["id"])
+                if c == 1:
+                    item.setToolTip(episode_times_tip(ep))
                 if c == 5:
                     item.setForeground(QtGui.QColor(colour))
                 if ep.get("review") == "dismiss":
