@@ -107,6 +107,7 @@ class LiveSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resolver = None  # pylsl.ContinuousResolver, made by start()
+        self._marker_inlets: dict = {}  # key -> (pylsl.StreamInlet, stream name): other apps' markers, live
         self._changed = threading.Condition(self._lock)
 
     # ---------------------------------------------------------------- lifecycle
@@ -135,6 +136,13 @@ class LiveSession:
             receivers = list(self._receivers.values())
         for r in receivers:
             r.close()
+        with self._lock:
+            inlets, self._marker_inlets = list(self._marker_inlets.values()), {}
+        for inlet, _ in inlets:
+            try:
+                inlet.close_stream()
+            except Exception:  # noqa: BLE001 - closing what may already be gone
+                pass
         self._resolver = None  # frees the continuous resolver
 
     def __enter__(self) -> LiveSession:
@@ -188,7 +196,49 @@ class LiveSession:
                 logger.info("receiving %r for %s (%s, via %s)", a.descriptor.name, a.participant, a.kind, a.source)
             if added:
                 self._changed.notify_all()
+        self._open_marker_inlets()
         return added
+
+    def _open_marker_inlets(self) -> None:
+        """Open an inlet on each event / marker stream not yet followed (bounded; retried on the next scan)."""
+        from .lsl import pylsl
+
+        for key, info in self.marker_streams().items():
+            with self._lock:
+                if key in self._marker_inlets:
+                    continue
+            try:
+                inlet = pylsl.StreamInlet(info, max_buflen=60, recover=True,
+                                          processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+                inlet.open_stream(self.discover_timeout)
+            except Exception as exc:  # noqa: BLE001 - timeout / lost: the next scan tries again
+                logger.info("cannot follow markers of %r yet (%s)", info.name(), exc)
+                continue
+            with self._lock:
+                self._marker_inlets[key] = (inlet, info.name())
+            logger.info("following markers of %r", info.name())
+
+    def poll_markers(self) -> list:
+        """New samples of the event / marker streams since the last call, in time order.
+
+        Returns
+        -------
+        markers : list of (float, str, str)
+            ``(LSL timestamp, stream name, text)``; several channels are joined with ``" | "``.
+        """
+        from .lsl import pylsl
+
+        with self._lock:
+            inlets = list(self._marker_inlets.values())
+        out = []
+        for inlet, name in inlets:
+            try:
+                vals, ts = inlet.pull_chunk(timeout=0.0, max_samples=256)
+            except pylsl.util.LostError:
+                continue  # recover=True: liblsl reconnects by itself
+            out += [(float(t), name, " | ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+                    for v, t in zip(vals, ts)]
+        return sorted(out, key=lambda x: x[0])
 
     # ---------------------------------------------------------------- views
     @property

@@ -12,6 +12,9 @@ the live LSL source (:class:`acquisition.live.LiveSource`)::
         status : {participant: {modality: "ok" | "noisy" | "lost" | "recovered"}}
     source.close()
 
+and, optionally (the live source), ``source.poll_markers()`` -> new ``(timestamp, stream name, text)`` of
+other apps' marker streams.
+
 :class:`RecordingSource` replays a :class:`~acquisition.files.Recording` at a
 speed (``math.inf`` = as fast as possible), with pause, resume and seek.
 """
@@ -319,6 +322,11 @@ class LiveSource:
             until = max(until, min(flowing))
         self._until = max(self._until, until)  # what was complete stays complete
         return chunks, self._until, status
+
+    def poll_markers(self) -> list:
+        """New event / marker samples of other apps (``(LSL timestamp, stream name, text)``, from the session's
+        :meth:`~acquisition.live.LiveSession.poll_markers`), from this source's start on."""
+        return [m for m in self.session.poll_markers() if m[0] >= self.origin - 10.0]
 
     def new_streams(self) -> list[str]:
         """Names of streams that appeared after the source was made (not in the pipeline)."""

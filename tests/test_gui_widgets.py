@@ -330,7 +330,7 @@ def test_recorded_markers_show_on_the_timelines_and_are_not_recorded_again(qtbot
     couple.advance(40)
     got = []
     couple.model.marker_sinks.append(got.append)
-    n = couple.model.show_recorded_markers([
+    n = couple.model.show_external_markers([
         (30.0, "PsychoPy task", "block 2"),
         (12.5, "Attune markers", json.dumps({"kind": "rupture_noticed", "text": "", "t": 12.5, "episode": None})),
         (35.0, "Attune markers", json.dumps({"kind": "label", "text": "dismissive", "t": 35.0, "episode": 1})),

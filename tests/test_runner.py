@@ -56,3 +56,67 @@ def test_a_stream_that_appears_later_is_announced():
     runner.step()
     msgs = runner.model.snapshot().messages
     assert sum("P3 Polar H10 RR" in m and "restart monitoring" in m for m in msgs) == 1
+
+
+def test_other_apps_markers_show_live_at_their_session_time():
+    """A live session with two people and another app's marker stream: each marker reaches the model at its
+    session time (its LSL timestamp - the source's origin), as a note, and is not handed to the marker sinks."""
+    import time
+    import uuid
+
+    import numpy as np
+
+    from acquisition.live import LiveSession
+    from acquisition.lsl import pylsl
+    from acquisition.sources import LiveSource
+
+    tag = f"attune-mk-{uuid.uuid4().hex[:8]}"
+
+    def hr_outlet(who):
+        info = pylsl.StreamInfo(f"{who} HR", "HR", 1, 4.0, "float32", f"{tag}-{who}")
+        info.desc().append_child_value("participant", who)
+        ch = info.desc().append_child("channels").append_child("channel")
+        ch.append_child_value("label", "HR")
+        ch.append_child_value("unit", "bpm")
+        return pylsl.StreamOutlet(info)
+
+    outs = [hr_outlet("P1"), hr_outlet("P2")]
+    task = pylsl.StreamOutlet(pylsl.StreamInfo(f"{tag} task", "Markers", 1, 0.0, "string", f"{tag}-task"))
+    session = LiveSession(match=f"{tag}*", rescan_interval=0.5, discover_timeout=1.0).start()
+    runner = None
+    try:
+        deadline = time.monotonic() + 10
+        while len(session.participants) < 2 and time.monotonic() < deadline:
+            for o in outs:
+                o.push_sample([70.0])
+            time.sleep(0.1)
+        runner = Runner(LiveSource(session))
+        got = []
+        runner.model.marker_sinks.append(got.append)
+        deadline = time.monotonic() + 10
+        while not session.marker_streams() or not session._marker_inlets:
+            assert time.monotonic() < deadline, "the marker stream was not followed"
+            runner.step()
+            time.sleep(0.1)
+        sent = []
+        for k in range(3):
+            ts = pylsl.local_clock()
+            task.push_sample([f"trial {k}"], ts)
+            sent.append(ts)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        while len(runner.model.snapshot().markers) < 3 and time.monotonic() < deadline:
+            for o in outs:
+                o.push_sample([70.0])
+            runner.step()
+            time.sleep(0.05)
+        marks = runner.model.snapshot().markers
+        assert [(m["kind"], m["text"]) for m in marks] == [("note", f"{tag} task: trial {k}") for k in range(3)]
+        np.testing.assert_allclose([m["t"] for m in marks], np.array(sent) - runner.source.origin, atol=0.05)
+        assert got == []
+    finally:
+        if runner is not None:
+            runner.source.close()
+        else:
+            session.close()
+        del outs, task

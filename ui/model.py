@@ -389,8 +389,9 @@ class SessionModel:
             sink(m)
         return m
 
-    def show_recorded_markers(self, markers) -> int:
-        """Show the markers of a recording being replayed on the timelines (not handed to ``marker_sinks``).
+    def show_external_markers(self, markers) -> int:
+        """Show markers that come from elsewhere on the timelines: a replayed recording's, or other apps' marker
+        streams live (not handed to ``marker_sinks``: a recording of the session records those streams itself).
 
         Parameters
         ----------
@@ -419,7 +420,7 @@ class SessionModel:
                 words = str(d["kind"]) + (f": {d['text']}" if d.get("text") else "")
             elif name:
                 words = f"{name}: {text}"
-            added.append({"kind": kind, "text": words, "t": float(t), "episode": episode, "recorded": True})
+            added.append({"kind": kind, "text": words, "t": float(t), "episode": episode, "external": True})
         with self._lock:
             self._markers.extend(added)
             self._markers.sort(key=lambda m: m["t"])

@@ -154,6 +154,10 @@ class Runner:
             return None
         chunks, until, status = self.source.poll()
         feed(self.pipeline, chunks)
+        if hasattr(self.source, "poll_markers"):
+            new = self.source.poll_markers()
+            if new:  # other apps' markers, live: on the timelines (the recorder records their streams itself)
+                self.model.show_external_markers([(t - self.source.origin, name, text) for t, name, text in new])
         if hasattr(self.source, "new_streams") and time.monotonic() >= self._next_stream_check:
             self._next_stream_check = time.monotonic() + 2.0
             for name in self.source.new_streams():

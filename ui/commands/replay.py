@@ -90,7 +90,7 @@ def run(args) -> int:
     for n in notes:
         runner.model.message(n)
     # what the facilitator (and other apps) marked during the session, on the timelines as it was
-    runner.model.show_recorded_markers([(t - source.origin, name, text) for t, name, text in rec.event_markers()])
+    runner.model.show_external_markers([(t - source.origin, name, text) for t, name, text in rec.event_markers()])
     publisher = None
     if args.publish:
         from acquisition.replay_publish import RecordingPublisher
