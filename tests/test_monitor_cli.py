@@ -271,3 +271,21 @@ def test_signal_states_of_a_replay_come_from_the_grid():
     assert signal_status(snap) == {"P1": {"hr": "ok", "eda": "ok"}, "P2": {"hr": "no data", "eda": "ok"}}
     model.set_status("P1", "eda", "lost")
     assert model.snapshot(30).signal_states()["P1"]["eda"] == "lost"
+
+
+def test_markers_from_elsewhere_are_printed_once_when_their_time_comes():
+    """Plain mode prints each external marker (a replay's, another app's) once, when the session reaches it;
+    the full-screen view shows how many and the last one."""
+    from ui.headless import HeadlessView, render
+
+    model, _ = _model_with_data()   # t_now = 30.75 s
+    model.show_external_markers([(12.0, "PsychoPy task", "block 1"),
+                                 (20.5, "Attune markers", '{"kind": "repair", "text": "", "t": 20.5}'),
+                                 (95.0, "PsychoPy task", "block 2")])   # not reached yet
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=False, interval=0.0)
+    view.draw()
+    view.draw()
+    lines = [ln for ln in out.getvalue().splitlines() if "] marker " in ln]
+    assert lines == ["[00:30] marker 00:12 PsychoPy task: block 1", "[00:30] marker 00:20 repair"]
+    assert "Markers (2), last: 00:20 repair" in render(model.snapshot(30))

@@ -127,6 +127,18 @@ def episode_text(ep: dict) -> str:
             f"confidence {ep.get('confidence', 0):.2f}; {tail}{label}")
 
 
+def reached_markers(snap) -> list[dict]:
+    """Markers from elsewhere (a replayed recording's, other apps' live) whose time has come, in time order."""
+    return sorted((m for m in snap.markers if m.get("external") and m["t"] <= snap.t_now + 1e-9), key=lambda m: m["t"])
+
+
+def marker_text(m: dict) -> str:
+    """One marker in words: ``"01:23 repair"``, ``"02:05 PsychoPy task: trial 3"``."""
+    words = m["kind"] if m["kind"] != "note" else ""
+    text = m.get("text") or ""
+    return f"{clock(m['t'])} " + (f"{words}: {text}" if words and text else (words or text))
+
+
 def render(snap, width: int = 100) -> list[str]:
     """The lines of one full frame of the view.
 
@@ -171,6 +183,9 @@ def render(snap, width: int = 100) -> list[str]:
     lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
     for ep in eps[-6:]:
         lines.append("  " + episode_text(ep))
+    marks = reached_markers(snap)
+    if marks:
+        lines.append(f"Markers ({len(marks)}), last: {marker_text(marks[-1])}")
     for msg in snap.messages[-3:]:
         lines.append("! " + msg)
     lines.append(DISCLAIMER + "  Ctrl-C stops.")
@@ -212,6 +227,7 @@ class HeadlessView:
         self._version = -1
         self._last_block = -math.inf
         self._seen_eps: dict[int, tuple] = {}
+        self._seen_markers: set = set()
         self._n_msgs = 0
         self._introduced = False
 
@@ -252,6 +268,11 @@ class HeadlessView:
             if self._seen_eps.get(ep["id"]) != key:
                 self._seen_eps[ep["id"]] = key
                 out.append(f"[{clock(snap.t_now)}] episode {episode_text(ep)}")
+        for m in reached_markers(snap):
+            key = (m["t"], m["kind"], m.get("text"))
+            if key not in self._seen_markers:
+                self._seen_markers.add(key)
+                out.append(f"[{clock(snap.t_now)}] marker {marker_text(m)}")
         now = self._clock()
         status = signal_status(snap)
         key = self.shown_key(snap, status)
