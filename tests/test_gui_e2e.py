@@ -211,21 +211,14 @@ def test_lost_stream_shows_lost_within_2s_and_recovers(qtbot):
     import time
 
     from acquisition.live import LiveSession
-    from acquisition.lsl import pylsl
     from acquisition.sources import LiveSource
     from ui.runner import Runner
 
     tag = f"attune-guitest-{uuid.uuid4().hex[:8]}"
 
-    def outlet(who):
-        info = pylsl.StreamInfo(f"{who} HR", "HR", 1, 4.0, "float32", f"{tag}-{who}")
-        info.desc().append_child_value("participant", who)
-        ch = info.desc().append_child("channels").append_child("channel")
-        ch.append_child_value("label", "HR")
-        ch.append_child_value("unit", "bpm")
-        return pylsl.StreamOutlet(info)
+    from lsl_outlets import hr_outlet
 
-    outs = {"P1": outlet("P1"), "P2": outlet("P2")}
+    outs = {"P1": hr_outlet(tag, "P1"), "P2": hr_outlet(tag, "P2")}
     alive = {"P1": True, "P2": True}
     k = [0]
 

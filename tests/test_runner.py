@@ -72,15 +72,9 @@ def test_other_apps_markers_show_live_at_their_session_time():
 
     tag = f"attune-mk-{uuid.uuid4().hex[:8]}"
 
-    def hr_outlet(who):
-        info = pylsl.StreamInfo(f"{who} HR", "HR", 1, 4.0, "float32", f"{tag}-{who}")
-        info.desc().append_child_value("participant", who)
-        ch = info.desc().append_child("channels").append_child("channel")
-        ch.append_child_value("label", "HR")
-        ch.append_child_value("unit", "bpm")
-        return pylsl.StreamOutlet(info)
+    from lsl_outlets import hr_outlet
 
-    outs = [hr_outlet("P1"), hr_outlet("P2")]
+    outs = [hr_outlet(tag, "P1"), hr_outlet(tag, "P2")]
     task = pylsl.StreamOutlet(pylsl.StreamInfo(f"{tag} task", "Markers", 1, 0.0, "string", f"{tag}-task"))
     session = LiveSession(match=f"{tag}*", rescan_interval=0.5, discover_timeout=1.0).start()
     runner = None
