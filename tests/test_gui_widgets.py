@@ -344,3 +344,15 @@ def test_recorded_markers_show_on_the_timelines_and_are_not_recorded_again(qtbot
     lines = win.timelines.plots[0]["markers"].items
     drawn = sorted((line.value(), k[1]) for k, line in lines.items())
     assert drawn == [(12.5, "rupture_noticed"), (30.0, "note")]   # labels go to the episodes table, not a line
+
+
+def test_a_marker_arriving_late_with_an_earlier_time_is_drawn_where_it_belongs(qtbot, couple):
+    """Another app's marker stamped just before the facilitator's (network delay) must not move or hide it."""
+    couple.advance(40)
+    win = make_window(qtbot, couple.model)
+    couple.model.add_marker("note", "mine", t=38.0)
+    win.redraw()
+    couple.model.show_external_markers([(37.5, "PsychoPy task", "trial 9")])
+    win.redraw()
+    lines = win.timelines.plots[0]["markers"].items
+    assert sorted(line.value() for line in lines.values()) == [37.5, 38.0]

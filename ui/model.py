@@ -10,6 +10,7 @@ hands them to whoever records (``marker_sinks``).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -405,8 +406,6 @@ class SessionModel:
         n : int
             How many were added.
         """
-        import json
-
         added = []
         for t, name, text in markers:
             kind, words, episode = "note", str(text), None
@@ -421,9 +420,9 @@ class SessionModel:
             elif name:
                 words = f"{name}: {text}"
             added.append({"kind": kind, "text": words, "t": float(t), "episode": episode, "external": True})
+        added.sort(key=lambda m: m["t"])
         with self._lock:
-            self._markers.extend(added)
-            self._markers.sort(key=lambda m: m["t"])
+            self._markers.extend(added)  # appended, never re-sorted: views key the markers they drew by index
             self.version += 1
         return len(added)
 
