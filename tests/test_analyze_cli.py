@@ -311,3 +311,15 @@ def test_recorded_markers_in_summary_report_and_csv(tmp_path):
     plain = analyze_file(str(sim_path))
     assert plain.doc["episodes"] == res.doc["episodes"] and plain.doc["pairs"] == res.doc["pairs"]
     assert "recorded markers" not in plain.summary
+
+
+def test_episode_line_names_who_is_disconnecting_in_a_group():
+    from ui.analysis_io import episode_line
+
+    ep = {"pair": ["P1", "P3"], "people": ["P1"], "onset_s": 94.0, "nadir_s": 115.0, "offset_s": 127.0,
+          "repaired": True, "time_to_repair_s": 33.0, "depth": 1.85, "modalities": ["hr", "eda"], "confidence": 1.0,
+          "context": {"P1": "rising", "P3": "rising"}}
+    line = episode_line(ep, {"P1": "climbing"})
+    assert line.startswith("P1-P3  01:34 -> 02:07 (repaired after 33 s)")
+    assert "disconnecting: P1;" in line and "moving away at the flag: P1 climbing" in line
+    assert "disconnecting" not in episode_line({**ep, "people": ["P1", "P3"]})   # a couple: both

@@ -347,7 +347,7 @@ def episode_line(ep: dict, away: dict | None = None) -> str:
         span = f"{clock(ep['onset_s'])} -> {clock(ep['offset_s'])} (repaired after {ep['time_to_repair_s']:.0f} s)"
     else:
         span = f"{clock(ep['onset_s'])} -> {clock(ep['offset_s'])}"
-    who = "" if sorted(ep["people"]) == sorted(ep["pair"]) else f", withdrawing: {', '.join(ep['people'])}"
+    who = "" if sorted(ep["people"]) == sorted(ep["pair"]) else f", disconnecting: {', '.join(ep['people'])}"
     ctx = ", ".join(f"{p} {c}" for p, c in ep["context"].items() if c != "steady")
     ctx = f"; arousal: {ctx}" if ctx else ""
     moving = away_words(away)

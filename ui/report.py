@@ -457,7 +457,7 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     parts.append(f"<h2>Possible ruptures ({len(doc['episodes'])})</h2>")
     if doc["episodes"]:
         parts.append(_table(
-            ("#", "pair", "withdrawing / aroused", "onset", "deepest", "end", "repaired", "time to repair",
+            ("#", "pair", "who is disconnecting", "onset", "deepest", "end", "repaired", "time to repair",
              "depth", "modalities", "confidence", "arousal context", "moving away at the flag"),
             [(i, "–".join(e["pair"]), ", ".join(e["people"]), clock(e["onset_s"]), clock(e["nadir_s"]),
               clock(e["offset_s"]), "yes" if e["repaired"] else "no",
