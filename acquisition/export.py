@@ -29,13 +29,14 @@ channel).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import re
 from pathlib import Path
 
 import numpy as np
+
+from .files import marker_words
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +146,9 @@ def annotations(analysis, recording=None) -> list[tuple[float, float, str]]:
 
 
 def marker_description(text: str) -> str:
-    """A recorded marker as an annotation: Attune's JSON markers in words, other markers as they are."""
-    try:
-        d = json.loads(text)
-    except (ValueError, TypeError):
-        return f"marker {text}"
-    if isinstance(d, dict) and "kind" in d:
-        extra = f": {d['text']}" if d.get("text") else ""
-        ep = f" (episode {d['episode']})" if d.get("episode") is not None else ""
-        return f"marker {d['kind']}{extra}{ep}"
-    return f"marker {text}"
+    """A recorded marker as an annotation: Attune's JSON markers in words, other markers as they are
+    (:func:`acquisition.files.marker_words`)."""
+    return f"marker {marker_words(text)}"
 
 
 def to_raw(analysis, recording=None, *, nan_fill: float | None = None):

@@ -24,6 +24,7 @@ Supported inputs
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -128,6 +129,26 @@ class Recording:
         out = [(float(t), d.name, str(text)) for d, ts, texts in self.markers() if d.type != "AttuneEvents"
                for t, text in zip(ts, texts)]
         return sorted(out, key=lambda x: x[0])
+
+
+def marker_fields(text: str) -> tuple[str | None, str, int | None]:
+    """``(kind, text, episode)`` of a recorded marker: Attune's JSON markers (``{"kind", "text", "episode"}``, as
+    :meth:`ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text, None)``."""
+    try:
+        d = json.loads(text)
+    except (ValueError, TypeError):
+        return None, str(text), None
+    if isinstance(d, dict) and d.get("kind"):
+        return str(d["kind"]), str(d.get("text") or ""), d.get("episode")
+    return None, str(text), None
+
+
+def marker_words(text: str) -> str:
+    """A recorded marker in words: ``"label: hit-and-run (episode 1)"`` for Attune's, others as recorded."""
+    kind, words, episode = marker_fields(text)
+    if kind is None:
+        return words
+    return kind + (f": {words}" if words else "") + (f" (episode {episode})" if episode is not None else "")
 
 
 def load_recording(path) -> Recording:

@@ -10,13 +10,13 @@ hands them to whoever records (``marker_sinks``).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from acquisition.files import marker_fields, marker_words
 from dsp.detector import STATE_WORDS, episode_dict, get_preset
 from dsp.divergence import AROUSAL_STATES, ArousalTracker
 from dsp.pipeline import mean_fisher
@@ -408,17 +408,9 @@ class SessionModel:
         """
         added = []
         for t, name, text in markers:
-            kind, words, episode = "note", str(text), None
-            try:
-                d = json.loads(text)
-            except (ValueError, TypeError):
-                d = None
-            if isinstance(d, dict) and d.get("kind") in MARKER_KINDS:
-                kind, words, episode = d["kind"], str(d.get("text") or ""), d.get("episode")
-            elif isinstance(d, dict) and d.get("kind"):
-                words = str(d["kind"]) + (f": {d['text']}" if d.get("text") else "")
-            elif name:
-                words = f"{name}: {text}"
+            kind, words, episode = marker_fields(text)
+            if kind not in MARKER_KINDS:  # another app's marker, or a kind this view does not draw by its own
+                kind, words, episode = "note", (f"{name}: " if name and kind is None else "") + marker_words(text), None
             added.append({"kind": kind, "text": words, "t": float(t), "episode": episode, "external": True})
         added.sort(key=lambda m: m["t"])
         with self._lock:

@@ -110,7 +110,7 @@ def write_markers_csv(analysis, path, time_offset: float = 0.0) -> Path:
     (Attune's JSON markers in words, others as recorded) and ``raw`` (as recorded)."""
     import csv
 
-    from acquisition.export import marker_description
+    from acquisition.files import marker_words
 
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -118,7 +118,7 @@ def write_markers_csv(analysis, path, time_offset: float = 0.0) -> Path:
         w.writerow(["time_s", "time", "stream", "marker", "raw"])
         for t, name, text in getattr(analysis, "markers", []):
             tf = round(t + time_offset, 3)
-            w.writerow([tf, clock(tf), name, marker_description(text).removeprefix("marker "), text])
+            w.writerow([tf, clock(tf), name, marker_words(text), text])
     return path
 
 
@@ -483,11 +483,11 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     else:
         parts.append("<p>None.</p>")
     if markers:
-        from acquisition.export import marker_description
+        from acquisition.files import marker_words
 
         parts.append(f"<h2>Recorded markers ({len(markers)})</h2>")
         parts.append(_table(("time", "stream", "marker"),
-                            [(clock(t + time_offset), name, marker_description(text).removeprefix("marker "))
+                            [(clock(t + time_offset), name, marker_words(text))
                              for t, name, text in markers]))
         parts.append('<p class="note">What the facilitator (or another app) marked during the session; dotted '
                      'lines in the synchrony plots. Also in <a href="markers.csv">markers.csv</a>.</p>')

@@ -39,8 +39,9 @@ whose onset is closest to its onset.
   experiences live, and it is longer (the evidence has to build up).
 * **Repair** per detected rupture, from the same earliest-flagged matched
   episode: whether it was shown repaired before the recording ended, and
-  its *repair latency* = the episode's end (the detector's "repaired",
-  dated to when the drop fell below ``repaired_frac``) - the truth's
+  its *repair latency* = the episode's reported end (``offset_s``: when
+  its drop fell below ``repaired_frac``, dated back by the detector's
+  ``repair_delay_s``) - the truth's
   ``repair_s`` (when the scripted coupling was fully back; the rupture's
   ``offset_s`` when the truth has none). Reported, no target.
 * **Breakdown**: recall per rupture style (aversive / withdrawn), group
@@ -159,6 +160,10 @@ def duration_label(seconds: float) -> str:
     """The bin of a rupture's duration in the recall breakdown, e.g. ``"< 45 s"``, ``"45-60 s"``, ``">= 60 s"``."""
     lo, hi = DURATION_BINS_S
     return f"< {lo:g} s" if seconds < lo else (f"{lo:g}-{hi:g} s" if seconds < hi else f">= {hi:g} s")
+
+
+#: The duration bins' labels, shortest first (the order of the breakdown).
+DURATION_LABELS = tuple(duration_label(x) for x in (0.0, *DURATION_BINS_S))
 
 
 def score_file(detections, truth: dict, name: str = "", duration_s: float | None = None) -> FileScore:
@@ -316,9 +321,9 @@ def breakdown(scores) -> dict:
         c = fa.setdefault(size, [0, 0.0])
         c[0] += len(s.false_alarms)
         c[1] += s.duration_s / 3600.0
-    order = {duration_label(x): k for k, x in enumerate((0.0, *DURATION_BINS_S))}
-    rec["duration"] = dict(sorted(rec["duration"].items(), key=lambda kv: order.get(kv[0], len(order))))
-    return {"recall": {axis: v if axis == "duration" else dict(sorted(v.items())) for axis, v in rec.items()},
+    return {"recall": {"style": dict(sorted(rec["style"].items())),
+                       "group_size": dict(sorted(rec["group_size"].items())),
+                       "duration": {k: rec["duration"][k] for k in DURATION_LABELS if k in rec["duration"]}},
             "false_alarms_per_hour": dict(sorted(fa.items()))}
 
 
