@@ -110,6 +110,14 @@ class EngineConfig:
     wcc_detrend : detrend the lagged segments (partial r on time), like the default synchrony.
     slope_s, concordance_window_s, concordance_step_s : SC concordance (Marci et al. 2007).
     concordance_modalities : modalities that get concordance (skin conductance only by default).
+    phasic_modalities : modalities that get *phasic* synchrony (none by default; the session pipeline asks
+        for skin conductance): the windowed cross-correlation of the sample-to-sample changes (each
+        person's skin-conductance responses), the best r over lags ``+-phasic_max_lag_s`` (``phasic``, with
+        ``phasic_lag_s``), and its time-shifted-partner chance level (``surrogate_phasic_mean`` / ``_sd``,
+        the same shifts as the other surrogates, each with the same lag search). Partners answer the same
+        moment a second or two apart (response latencies of 1-3 s), so the lag search finds co-occurring
+        responses that zero-lag r of the changes misses.
+    phasic_max_lag_s : lag search of the phasic synchrony (s).
     surrogate_shifts_s : causal time-shifted-partner shifts for the chance level.
     chance_of : which r get a chance level: ``"synchrony"`` (detrended r: ``surrogate_mean`` / ``_sd``) and/or
         ``"pearson"`` (plain r: ``surrogate_pearson_mean`` / ``_sd``). Each costs about a tenth of a push.
@@ -127,6 +135,8 @@ class EngineConfig:
     concordance_window_s: float = 15.0
     concordance_step_s: float = 1.0
     concordance_modalities: tuple = ("eda",)
+    phasic_modalities: tuple = ()
+    phasic_max_lag_s: float = 3.0
     surrogate_shifts_s: tuple = (20.0, 40.0, 60.0, 80.0, 100.0, 120.0)
     chance_of: tuple = ("synchrony", "pearson")
     min_valid: float = 0.8
@@ -148,6 +158,10 @@ METRICS = (
     "wcc_lag_s",
     "wcc_leader",
     "concordance",
+    "phasic",
+    "phasic_lag_s",
+    "surrogate_phasic_mean",
+    "surrogate_phasic_sd",
 )
 
 
@@ -218,7 +232,18 @@ class SynchronyEngine:
         )
         self.shifts = sy.surrogate_shifts(cfg.surrogate_shifts_s, fs, step)
         self.geom = {"sync": (win, step), "wcc": (wwin, wstep), "conc": (cwin, cstep)}
+        self.phasic_lag = sy.to_samples(cfg.phasic_max_lag_s, fs, "phasic_max_lag_s", 0)
+        if not set(cfg.phasic_modalities) <= set(cfg.modalities):
+            raise ValueError(f"Invalid value for 'phasic_modalities': expected a subset of {cfg.modalities!r}, "
+                             f"but got {cfg.phasic_modalities!r}.")
+        if cfg.phasic_modalities and win - self.phasic_lag < 3:
+            raise ValueError(
+                f"Invalid value for 'phasic_max_lag_s': {cfg.phasic_max_lag_s} s leaves fewer than 3 samples per "
+                f"lagged segment of a {cfg.window_s} s window; use a smaller lag or a longer window."
+            )
         history = max(win, wwin, cwin) + 1
+        if cfg.phasic_modalities:  # the phasic surrogate reads the partner's raw samples up to the longest shift back
+            history = max(history, win + 1 + int(self.shifts.max()) * step)
         cap = 4 * history + 64
         self._cap = cap
         self._history = history
@@ -387,6 +412,9 @@ class SynchronyEngine:
             for m, sl in parts:
                 for name, v, st_ in metrics:
                     emit(m, name, js, g, end, v[sl], st_[sl])
+                if m in cfg.phasic_modalities:
+                    for name, v, st_ in self._phasic(self.state[m], js, g):
+                        emit(m, name, js, g, end, v, st_)
         for js, W, g, parts in self._stacks(modalities, "wcc"):
             summ = None
             if np.isfinite(W).all():
@@ -419,6 +447,58 @@ class SynchronyEngine:
                     st_ = np.concatenate([p[4] for p in parts_], 0)
                 out[name] = sy.WindowedMetric(name, v.T, st_.T.copy(), js, end, self.fs, g.win, g.step)
         return res
+
+    def _change_windows(self, st: _ModalityState, js, g: _Group, back: int = 0) -> np.ndarray:
+        """Sample-to-sample changes in windows ``js - back`` of ``st``: (n, n_people, win), NaN before the start.
+
+        Change ``k`` of a window is ``x[start + k] - x[start + k - 1]``, so the first one reaches one sample
+        before the window (NaN at the session's first sample); the same as windowing the changes of the
+        whole series (``np.diff(x, prepend=nan)``).
+        """
+        start = (js - back) * g.step - 1  # absolute index of the sample before each window
+        idx = (start - st.buf_start)[:, None] + np.arange(g.win + 1)
+        ok = (idx >= 0) & (idx < st.n_buf)
+        X = st.buf[:, np.clip(idx, 0, max(st.n_buf - 1, 0))].transpose(1, 0, 2)  # (n, P, win + 1)
+        X = np.where(ok[:, None, :], X, np.nan)
+        return np.diff(X, axis=-1)
+
+    def _lagged_rmax(self, D, ia, ib):
+        """Best r over lags ``+-phasic_lag`` per window and pair of the change windows ``D`` (n, P', win)."""
+        L = self.phasic_lag
+        summ = _xcorr_full(D, ia, ib, L, False, self.fs) if np.isfinite(D).all() else None
+        if summ is None:
+            R, s = sy.xcorr_windows(D, ia, ib, L, detrend=False, min_valid=self.config.min_valid)
+            _, rmax, lag_s, _ = sy.summarize_xcorr(R, ia, ib, L, self.fs)
+        else:
+            _, rmax, lag_s, _ = summ
+            s = np.zeros(rmax.shape, np.int8)
+        return rmax, lag_s, s
+
+    def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
+        """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
+
+        For the chance level, each person's changes are correlated (same lag search) with every partner's
+        changes ``shifts`` windows earlier, both ways, as :meth:`_surrogate` does for the zero-lag r.
+        """
+        ia, ib = self.ia, self.ib
+        P = self.n_people
+        D = self._change_windows(st, js, g)
+        rmax, lag_s, s = self._lagged_rmax(D, ia, ib)
+        S = np.full((len(js), len(ia), 2 * len(self.shifts)), np.nan)
+        ia2, ib2 = np.concatenate([ia, ib]), np.concatenate([P + ib, P + ia])  # (now, partner back then)
+        for k, back in enumerate(self.shifts):
+            have = (js - back) * g.step >= 1  # the partner's window lies in the session
+            if not have.any():
+                continue
+            Dp = self._change_windows(st, js[have], g, int(back))
+            r, _, ss = self._lagged_rmax(np.concatenate([D[have], Dp], axis=1), ia2, ib2)
+            r = np.where(ss == sy.OK, r, np.nan)
+            S[have, :, 2 * k] = r[:, : len(ia)]
+            S[have, :, 2 * k + 1] = r[:, len(ia):]
+        mean, sd, _ = sy.surrogate_stats(S)
+        sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
+        return [("phasic", rmax, s), ("phasic_lag_s", lag_s, s),
+                ("surrogate_phasic_mean", mean, sst), ("surrogate_phasic_sd", sd, sst)]
 
     def _surrogate(self, states, js, Z, ring: str = "z"):
         """Chance level from the rings of past standardized windows; ``Z`` enters the rings.

@@ -170,3 +170,63 @@ def test_chance_of_only_the_followed_metric(rng):
         assert np.isfinite(one[m]["surrogate_pearson_mean"].values).any()
     with pytest.raises(ValueError, match="chance_of"):
         SynchronyEngine(3, 4.0, EngineConfig(chance_of=("spearman",)))
+
+
+def _best_lagged_r(u, v, L):
+    """Brute force: max over lags 0..L of r(u[:n], v[l:l+n]) and r(v[:n], u[l:l+n]), n = len - L (NaN-free)."""
+    n = len(u) - L
+    return max(np.corrcoef(p[:n], q[lag : lag + n])[0, 1] for lag in range(L + 1) for p, q in ((u, v), (v, u)))
+
+
+def test_phasic_chunked_equals_batch_and_brute_force(rng):
+    """Phasic synchrony = windowed cross-correlation (+-3 s) of the changes, chunked == batch; its chance level
+    = the same lag search against each partner's changes 20..120 s earlier, both ways (brute force)."""
+    P, n = 3, 4400
+    x = _session(rng, P, n)  # with gaps and a flat stretch
+    eng = SynchronyEngine(P, FS, EngineConfig(modalities=("eda",), phasic_modalities=("eda",), chance_of=()))
+    got = _run_chunked(eng, {"eda": x}, rng)
+    d = np.diff(x, axis=1, prepend=np.nan)
+    w = sy.windowed_xcorr(d, FS, 30.0, 1.0, 3.0, detrend=False)
+    _same(got[("eda", "phasic")], w.rmax, w.status)
+    _same(got[("eda", "phasic_lag_s")], w.lag_s, w.status, tol=0)
+    assert ("eda", "pearson") in got and ("eda", "surrogate_pearson_mean") not in got
+    mean, sd = got[("eda", "surrogate_phasic_mean")][0], got[("eda", "surrogate_phasic_sd")][0]
+    assert np.isnan(mean[:, :19]).all()  # window 19 is the first with a partner window 20 s earlier in the session
+    win, L = 120, 12
+    for j in (40, 130, 500):  # one partner shift, six, six (no window of pair (0, 1) touching a gap)
+        vals = []
+        for back in (20, 40, 60, 80, 100, 120):
+            if j - back < 0 or (j - back) * 4 < 1:
+                continue
+            now, then = slice(j * 4, j * 4 + win), slice((j - back) * 4, (j - back) * 4 + win)
+            vals += [_best_lagged_r(d[0, now], d[1, then], L), _best_lagged_r(d[1, now], d[0, then], L)]
+        assert mean[0, j] == pytest.approx(np.mean(vals), abs=1e-9)
+        assert sd[0, j] == pytest.approx(np.std(vals, ddof=1), abs=1e-9)
+    with pytest.raises(ValueError, match="phasic_modalities"):
+        SynchronyEngine(2, FS, EngineConfig(modalities=("hr",), phasic_modalities=("eda",)))
+
+
+def test_phasic_finds_responses_a_second_apart(rng):
+    """Known truth: two people answer the same moments with skin-conductance responses, B 1.5 s after A, over
+    their own slow drifts. Phasic synchrony finds the lag (+1.5 s: A leads) and stays far above its chance
+    level; for two people answering different moments it sits at chance."""
+    n = int(300 * FS)
+    t = np.arange(n) / FS
+
+    def scr(onsets):
+        k = np.clip(t[None, :] - np.asarray(onsets)[:, None], 0, None)
+        return ((np.exp(-k / 6.0) - np.exp(-k / 0.4)) * (k > 0)).sum(0)
+
+    moments = np.sort(rng.uniform(0, 295, 60))
+    drift = lambda: np.cumsum(rng.standard_normal(n)) * 0.01  # noqa: E731
+    a = 4 + scr(moments) + drift()
+    b = 3 + 0.8 * scr(moments + 1.5) + drift()
+    c = 5 + scr(np.sort(rng.uniform(0, 295, 60))) + drift()
+    eng = SynchronyEngine(3, FS, EngineConfig(modalities=("eda",), phasic_modalities=("eda",), chance_of=()))
+    out = eng.push({"eda": np.vstack([a, b, c])})["eda"]
+    late = out["phasic"].window_index >= 150  # every partner shift available
+    r, lag, ch = (out[k].values[:, late] for k in ("phasic", "phasic_lag_s", "surrogate_phasic_mean"))
+    # pairs (A, B), (A, C), (B, C)
+    assert np.median(lag[0]) == 1.5  # positive: the pair's first person (A) leads
+    assert np.median(r[0]) > 0.8 and np.median(r[0] - ch[0]) > 0.5
+    assert abs(np.median(r[1] - ch[1])) < 0.1 and abs(np.median(r[2] - ch[2])) < 0.1
