@@ -9,7 +9,7 @@ Usage::
 
     python bench/make_eval_set.py /tmp/tune --split tune -n 36
     python bench/tune_detector.py cache /tmp/tune /tmp/tune-cache --windows 20,30
-    python bench/tune_detector.py score /tmp/tune-cache --window 20 --metric pearson
+    python bench/tune_detector.py score /tmp/tune-cache --window 20
     python bench/tune_detector.py sep /tmp/tune-cache
     python bench/tune_detector.py fit-arousal /tmp/tune-cache   # the model in dsp.divergence.LLR_MODEL
 
@@ -33,7 +33,7 @@ def cache(folder: Path, out: Path, windows: list[float]) -> None:
     """Analyse every ``X.xdf`` with a truth beside it once; store grid, losses, truth and windows per length."""
     from acquisition.files import load_recording
     from dsp.engine import EngineConfig, SynchronyEngine
-    from dsp.pipeline import PipelineConfig, _windows_of
+    from dsp.pipeline import PipelineConfig, _windows_of, detector_metric
     from ui.runner import analyze_recording
 
     out.mkdir(parents=True, exist_ok=True)
@@ -48,9 +48,10 @@ def cache(folder: Path, out: Path, windows: list[float]) -> None:
                  origin=ana.origin, truth=truth, loss=ana.signal_loss, duration_s=ana.duration_s, fs=ana.fs, win={})
         for w in windows:
             eng = SynchronyEngine(len(d["participants"]), d["fs"], EngineConfig(
-                window_s=w, step_s=1.0, wcc_window_s=w, wcc_step_s=1.0, max_lag_s=5.0, modalities=d["modalities"]))
+                window_s=w, step_s=1.0, wcc_window_s=w, wcc_step_s=1.0, max_lag_s=5.0, modalities=d["modalities"],
+                phasic_modalities=tuple(m for m in d["modalities"] if detector_metric(m) == "phasic")))
             res = eng.push(d["grid"])
-            d["win"][w] = {m: _windows_of(res[m], len(d["pairs"])) for m in d["modalities"]}
+            d["win"][w] = {m: _windows_of(res[m], len(d["pairs"]), m) for m in d["modalities"]}
         pickle.dump(d, open(f, "wb"))
         print(f"{xdf.stem}: {time.time() - t0:.1f} s", flush=True)
 
@@ -59,8 +60,11 @@ def load(folder) -> list[dict]:
     return [pickle.load(open(f, "rb")) for f in sorted(glob.glob(str(Path(folder) / "*.pkl")))]
 
 
-def score(data, config, window_s: float = 30.0, metric: str = "pearson", arousal: bool = True):
+def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: bool = True):
     """Replay the detector (with the pipeline's loss notes) on cached windows; ``attune evaluate``'s metrics.
+
+    ``metric`` "sync" follows what the pipeline follows per modality (``dsp.pipeline.detector_metric``),
+    with its chance level; another engine metric name replaces it (with the same chance level).
 
     With ``arousal`` the person-level arousal divergence is computed from the cached grid and fed too, as the
     pipeline does.
@@ -173,7 +177,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("score")
     s.add_argument("cache", type=Path)
     s.add_argument("--window", type=float, default=20.0)
-    s.add_argument("--metric", default="pearson")
+    s.add_argument("--metric", default="sync")
     p = sub.add_parser("sep")
     p.add_argument("cache", type=Path)
     f = sub.add_parser("fit-arousal", help="fit the arousal divergence model (dsp.divergence.LLR_MODEL)")
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
         data = load(args.cache)
         for w in sorted(data[0]["win"]):
             for mod in ("hr", "eda"):
-                for metric in ("sync", "pearson", "pearson_diff", "wcc_rmax", "concordance"):
+                for metric in ("sync", "pearson", "pearson_diff", "wcc_rmax", "concordance", "phasic"):
                     a, r, dp = separation(data, w, mod, metric)
                     if np.isfinite(dp):
                         print(f"window {w:g} s {mod:3s} {metric:13s} attuned z {a:.2f} ruptured z {r:.2f} d' {dp:.2f}")

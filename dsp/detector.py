@@ -65,23 +65,29 @@ evidence, so a group of four (six pairs) does not have six times a couple's fals
 
 Presets (30 s windows, the pipeline default; arousal divergence on)
 ----------------------------------------------------------------
-Chosen on 84 tune-split sessions (``bench/tune_detector.py score``; the arousal model with ``fit-arousal``):
-``conservative`` (sync k 0.8 / h 20, arousal k 4 / h 40, floor 2): F1 0.84, 0.33 false alarms/h, latency 34 s.
-``balanced`` (sync k 0.7 / h 15, arousal k 4.5 / h 25, floor 2): F1 0.86, 0.90 false alarms/h, latency 30 s.
-``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1): F1 0.81, 4.3 false alarms/h, latency 27 s.
-Eval (``attune evaluate`` / the same replay on cached sessions), four sets of 24 eval-split sessions pooled
-(seeds 50700-, 50800-, 50900-, 51000-51023 = ``make_eval_set.py --split eval --first 700 ...``; 24 h, 180
-ruptures, 86 signal-loss periods):
-``conservative``: P 0.93, R 0.69, F1 0.79, 0.58 false alarms/h, detection latency 34 s (onset 10.5 s).
-``balanced``: P 0.88, R 0.77, F1 0.82, 1.2 false alarms/h, detection latency 30.5 s (onset 11 s).
-``sensitive``: P 0.73, R 0.87, F1 0.79, 4.1 false alarms/h, detection latency 27 s (onset 11 s).
-Per set, balanced F1 0.74-0.86 at 0.2-2.2 false alarms/h; on the newest set (51000-, clean for every choice
-here) 0.82 / 0.86 / 0.80 at 0.33 / 1.0 / 4.2. Signal-loss periods flagged: 0/86. The best of 243 settings of
-(arousal_k, cusum_k, arousal_h, arousal_floor, cusum_h) chosen on those 24 h themselves reached F1 0.82 at
-<= 1 false alarm/h and 0.85 at any rate: the limit is the evidence, not the presets (see the README). On
-synchrony alone (the detector before :mod:`dsp.divergence`) seeds 50200-50223 gave F1 0.65 / 0.64 / 0.57 at
-0.8 / 3.7 / 10.7 false alarms/h. The targets (F1 >= 0.9, <= 1 false alarm/h) are not reached; the median
-onset latency (<= 20 s) is.
+The pipeline feeds heart rate as plain windowed r and skin conductance as *phasic* synchrony (co-occurring
+responses, best r over +-3 s of the sample-to-sample changes; ``dsp.pipeline.DETECTOR_METRICS``). Chosen on
+72 tune-split sessions (seeds 10500-10523 and 10600-10647, ``bench/tune_detector.py``; a grid of 54 settings of
+cusum_k, cusum_h, arousal_k, arousal_h; the arousal model with ``fit-arousal`` on 84 earlier tune sessions):
+``conservative`` (sync k 0.8 / h 15, arousal k 3.5 / h 40, floor 2): F1 0.89, 0.39 false alarms/h.
+``balanced`` (sync k 0.7 / h 10, arousal k 4.5 / h 25, floor 2): F1 0.90, 0.56 false alarms/h.
+``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1): F1 0.88, 2.0 false alarms/h.
+Eval (``attune evaluate`` / the same replay on cached sessions; ``make_eval_set.py --split eval``):
+
+* a fresh set made after every choice here, seeds 51100-51147 (12 h, 100 ruptures, 44 signal-loss periods):
+  ``conservative`` P 0.94, R 0.82, F1 0.88, 0.67 false alarms/h; ``balanced`` P 0.95, R 0.86, **F1 0.90,
+  0.58 false alarms/h**; ``sensitive`` P 0.85, R 0.86, F1 0.85, 2.2 false alarms/h. Onset latency 10-11 s,
+  detection latency 35 / 32 / 27 s.
+* pooled with the four earlier sets (seeds 50700-, 50800-, 50900-, 51000-51023; 36 h, 280 ruptures, 130
+  signal-loss periods): ``conservative`` P 0.93, R 0.78, F1 0.85, 0.72/h; ``balanced`` P 0.93, R 0.80,
+  F1 0.86, 0.78/h; ``sensitive`` P 0.82, R 0.85, F1 0.84, 2.4/h. Per set of 24, balanced F1 0.77-0.91 at
+  0.17-1.17 false alarms/h. Signal-loss periods flagged: 0/130.
+
+With skin conductance followed as r of its levels (the detector before phasic synchrony, presets then chosen
+on 84 tune sessions) the same four earlier sets gave balanced F1 0.82 at 1.2 false alarms/h (0.79 / 0.79 for
+conservative / sensitive at 0.58 / 4.1/h); with phasic synchrony the best F1 over the same 54-setting grid at
+<= 0.5 / 0.75 / 1 false alarm/h on them rose from 0.79 / 0.80 / 0.83 to 0.83 / 0.85 / 0.85. On synchrony alone
+(before :mod:`dsp.divergence`) seeds 50200-50223 gave F1 0.65 / 0.64 / 0.57 at 0.8 / 3.7 / 10.7 false alarms/h.
 """
 
 from __future__ import annotations
@@ -225,8 +231,8 @@ class DetectorConfig:
     group_h_factor: float = 0.3
     min_margin: float = 0.2
     cusum_k: float = 0.7
-    cusum_h: float = 15.0
-    drift_h: float = 4.0
+    cusum_h: float = 10.0
+    drift_h: float = 3.0
     drop_clip: float = 2.0
     single_h_factor: float = 1.5
     repair_frac: float = 0.6
@@ -272,7 +278,7 @@ class DetectorConfig:
 
 #: Sensitivity presets (see the module docstring for what each trades).
 PRESETS = {
-    "conservative": DetectorConfig(cusum_k=0.8, cusum_h=20.0, drift_h=5.0, arousal_k=4.0, arousal_h=40.0),
+    "conservative": DetectorConfig(cusum_k=0.8, cusum_h=15.0, drift_h=4.0, arousal_k=3.5, arousal_h=40.0),
     "balanced": DetectorConfig(),
     "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.5, arousal_h=25.0, arousal_floor=1.0,
                                 onset_delay_s=8.0),

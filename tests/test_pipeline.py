@@ -108,3 +108,29 @@ def test_replay_seek_then_play_gives_the_analysis_episodes(sessions):
     assert [e.to_json() for e in runner.pipeline.detector.episodes] == expected
     snap = runner.model.snapshot(seconds=600)
     assert [e["onset_s"] for e in snap.episodes] == [e["onset_s"] for e in expected]
+
+
+def test_skin_conductance_is_followed_as_phasic_synchrony(sessions):
+    """The detector (and the views) follow heart rate as windowed r and skin conductance as phasic synchrony:
+    the windowed cross-correlation (+-3 s) of the grid's sample-to-sample changes (batch reference). Known
+    truth: it is well above its chance level while the couple is in tune and falls to it while P1 withdraws."""
+    from dsp import synchrony as sy
+
+    rec, truth = sessions["couple-rupture-repair"]
+    a = analyze_recording(rec)
+    eda, hr = a.sync["eda"], a.sync["hr"]
+    np.testing.assert_array_equal(hr["sync"], hr["pearson"])
+    np.testing.assert_array_equal(eda["sync"], eda["phasic"])
+    np.testing.assert_array_equal(eda["chance"], eda["surrogate_phasic_mean"])
+    ref = sy.windowed_xcorr(np.diff(a.grid["eda"], axis=1, prepend=np.nan), a.fs, 30.0, 1.0, 3.0, detrend=False)
+    k = eda["sync"].shape[1]
+    assert k >= truth["duration_s"] - 40
+    np.testing.assert_allclose(eda["sync"], ref.rmax[:, :k], rtol=0, atol=1e-9)
+    t, r, ch = eda["t"], eda["sync"][0], eda["chance"][0]
+    withdrawal = next(x for x in truth["ruptures"] if x["who"] == "P1")
+    inside = (t >= withdrawal["onset_s"] + 30) & (t <= withdrawal["offset_s"])  # windows wholly in the withdrawal
+    first = truth["ruptures"][0]
+    in_tune = (t >= first["repair_s"] + 30) & (t <= withdrawal["onset_s"])  # between the two ruptures
+    assert inside.sum() >= 20 and in_tune.sum() >= 20
+    assert np.median(r[in_tune] - ch[in_tune]) > 0.15  # 0.22 on this seed; 0.02 inside the withdrawal
+    assert abs(np.median(r[inside] - ch[inside])) < 0.1

@@ -226,8 +226,6 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
     p : int
         Pair index into ``analysis.pairs``.
     """
-    from dsp.pipeline import DETECTOR_METRIC
-
     pair = tuple(analysis.pairs[p])
     mods = [m for m in analysis.modalities if m in analysis.sync and np.asarray(analysis.sync[m]["t"]).size]
     if not mods:
@@ -243,8 +241,7 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
         ch = w.get("chance")
         ch = (np.full_like(r, np.nan) if ch is None
               else np.broadcast_to(np.asarray(ch, dtype=float).reshape(n_pairs, -1)[p], r.shape))
-        rd = np.asarray(w.get(DETECTOR_METRIC, w["sync"]), dtype=float).reshape(n_pairs, -1)[p]  # what the detector saw
-        base, thr = baseline_trace(rd, ch, t, preset, analysis.step_s, m)
+        base, thr = baseline_trace(r, ch, t, preset, analysis.step_s, m)  # "sync" is what the detector saw
         tf = t + time_offset
         sd = w.get("chance_sd")
         if sd is not None:
@@ -439,8 +436,9 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
         f"<p>Duration {_esc(clock(doc['duration_s']))}, {len(doc['participants'])} participants, "
         f"{len(analysis.pairs)} pairs, detector preset {_esc(preset)}.</p>",
         '<p class="note">A flagged drop in synchrony is a <em>possible</em> rupture: a prompt for the '
-        "facilitator to check in with the people, never a diagnosis. Synchrony is the windowed correlation of "
-        "two people's heart rate / skin conductance; the chance level is what unrelated people reach.</p>",
+        "facilitator to check in with the people, never a diagnosis. Synchrony is the windowed (30 s) correlation "
+        "of two people's heart rate and of their skin-conductance changes (responses to the same moments, up "
+        "to 3 s apart); the chance level is what unrelated people reach.</p>",
     ]
     if problems:
         parts.append("<h2>What could not be read</h2><ul>" + "".join(
