@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dsp import synchrony as sy  # noqa: E402
 from dsp.engine import EngineConfig, SynchronyEngine  # noqa: E402
+from dsp.pipeline import PipelineConfig, engine_config  # noqa: E402
 
 FS = 4.0
 P = 32
@@ -72,13 +73,19 @@ def bandwidth_gbs():
     return 2 * a.nbytes / min(ts) / 1e9
 
 
-def streaming_ticks(rng, sessions=3):
-    """Per-tick cost (ms) of the engine: median over sessions of each session's p50 and p99, in wall time
-    and in this thread's CPU time (the wall p99 includes preemption when other processes load the cores)."""
+#: The engine as the session pipeline runs it: lead-lag windows every 5 s, the chance level of heart rate's
+#: plain r, phasic synchrony of skin conductance with its own chance level.
+PIPELINE_ENGINE = engine_config(PipelineConfig(), ("hr", "eda"))
+
+
+def streaming_ticks(rng, sessions=3, config=None):
+    """Per-tick cost (ms) of the engine (``config``, default: every metric but phasic synchrony): median over
+    sessions of each session's p50 and p99, in wall time and in this thread's CPU time (the wall p99 includes
+    preemption when other processes load the cores)."""
     P8 = 8
     p50s, p99s, cpu99s = [], [], []
     for _ in range(sessions):
-        eng = SynchronyEngine(P8, FS, EngineConfig())
+        eng = SynchronyEngine(P8, FS, config or EngineConfig())
         xs = {
             "hr": 70 + np.cumsum(rng.standard_normal((P8, 4 * 900)), 1),
             "eda": 5 + np.cumsum(rng.standard_normal((P8, 4 * 900)), 1) * 0.01,
@@ -171,6 +178,7 @@ def main() -> int:
 
     # --- streaming ticks, 8 people, hr + eda, all metrics, one sample per tick
     p50, p99, cpu99, p99s = streaming_ticks(rng)
+    q50, q99, qcpu99, _ = streaming_ticks(rng, config=PIPELINE_ENGINE)
     load1 = os.getloadavg()
 
     rows = [
@@ -209,6 +217,8 @@ def main() -> int:
         f"p50 {p50:.3f} ms, p99 {p99:.3f} ms (per session p99: {', '.join(f'{v:.3f}' for v in p99s)}); "
         f"p99 of CPU time per tick {cpu99:.3f} ms (wall - CPU = waiting for a core)"
     )
+    print(f"the same with the pipeline's engine (phasic skin synchrony, lead-lag every 5 s): p50 {q50:.3f} ms, "
+          f"p99 {q99:.3f} ms, p99 of CPU time {qcpu99:.3f} ms")
     res = {
         "speedup_vs_pandas": round(t_pd / t_p, 1),
         "speedup_vs_neurokit2": round(t_nk / t_p, 1),
@@ -221,6 +231,9 @@ def main() -> int:
         "tick_ms_p50_8p": round(p50, 3),
         "tick_ms_p99_8p": round(p99, 3),
         "tick_ms_p99_8p_cpu_time": round(cpu99, 3),
+        "pipeline_tick_ms_p50_8p": round(q50, 3),
+        "pipeline_tick_ms_p99_8p": round(q99, 3),
+        "pipeline_tick_ms_p99_8p_cpu_time": round(qcpu99, 3),
         "wcc_windows": int(wres.r0.shape[1]),
         "max_abs_diff_vs_pandas": err_pd,
         "max_abs_diff_vs_neurokit2": err_nk,

@@ -71,15 +71,15 @@ responses, best r over +-3 s of the sample-to-sample changes; ``dsp.pipeline.DET
 cusum_k, cusum_h, arousal_k, arousal_h; the arousal model with ``fit-arousal`` on 84 earlier tune sessions):
 ``conservative`` (sync k 0.8 / h 15, arousal k 3.5 / h 40, floor 2): F1 0.89, 0.39 false alarms/h.
 ``balanced`` (sync k 0.7 / h 10, arousal k 4.5 / h 25, floor 2): F1 0.90, 0.56 false alarms/h.
-``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1): F1 0.88, 2.0 false alarms/h.
+``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1): F1 0.88, 1.9 false alarms/h.
 Eval (``attune evaluate`` / the same replay on cached sessions; ``make_eval_set.py --split eval``):
 
 * a fresh set made after every choice here, seeds 51100-51147 (12 h, 100 ruptures, 44 signal-loss periods):
   ``conservative`` P 0.94, R 0.82, F1 0.88, 0.67 false alarms/h; ``balanced`` P 0.95, R 0.86, **F1 0.90,
   0.58 false alarms/h**; ``sensitive`` P 0.85, R 0.86, F1 0.85, 2.2 false alarms/h. Onset latency 10-11 s,
-  detection latency 35 / 32 / 27 s.
+  detection latency 34 / 32 / 27 s.
 * pooled with the four earlier sets (seeds 50700-, 50800-, 50900-, 51000-51023; 36 h, 280 ruptures, 130
-  signal-loss periods): ``conservative`` P 0.93, R 0.78, F1 0.85, 0.72/h; ``balanced`` P 0.93, R 0.80,
+  signal-loss periods): ``conservative`` P 0.93, R 0.78, F1 0.85, 0.75/h; ``balanced`` P 0.93, R 0.80,
   F1 0.86, 0.78/h; ``sensitive`` P 0.82, R 0.85, F1 0.84, 2.4/h. Per set of 24, balanced F1 0.77-0.91 at
   0.17-1.17 false alarms/h. Signal-loss periods flagged: 0/130.
 

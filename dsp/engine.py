@@ -61,9 +61,9 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
     L1 = L + 1
     mean = W.mean(-1)
     Y = W - mean[..., None]  # anchored on the window mean: no cancellation from the level
-    C = np.zeros((3, n_w, P, win + 1))
-    t = np.arange(win, dtype=np.float64)
-    np.cumsum(np.stack([Y, Y * Y, Y * t]), -1, out=C[..., 1:])
+    parts = [Y, Y * Y, Y * np.arange(win, dtype=np.float64)] if detrend else [Y, Y * Y]  # t-term: detrend only
+    C = np.zeros((len(parts), n_w, P, win + 1))
+    np.cumsum(np.stack(parts), -1, out=C[..., 1:])
     lo = np.arange(L1)
     S = C[..., lo + n] - C[..., lo]  # (3, n_w, P, L1): sums over the segment starting at each lag
     S1, S2 = S[0], S[1]
@@ -118,9 +118,13 @@ class EngineConfig:
         moment a second or two apart (response latencies of 1-3 s), so the lag search finds co-occurring
         responses that zero-lag r of the changes misses.
     phasic_max_lag_s : lag search of the phasic synchrony (s).
+    phasic_chance_every_s : the phasic chance level is computed for every window whose start is a multiple of
+        this (s) and held until the next one (it costs ``2 * len(surrogate_shifts_s)`` lag searches per window;
+        the detector follows a 60 s running mean of it anyway); the shifts must be multiples of it.
     surrogate_shifts_s : causal time-shifted-partner shifts for the chance level.
     chance_of : which r get a chance level: ``"synchrony"`` (detrended r: ``surrogate_mean`` / ``_sd``) and/or
         ``"pearson"`` (plain r: ``surrogate_pearson_mean`` / ``_sd``). Each costs about a tenth of a push.
+    chance_modalities : the modalities that get those chance levels (None: all).
     min_valid : minimum share of valid samples per person and window.
     modalities : modality names; ``push`` takes one block per modality.
     """
@@ -137,8 +141,10 @@ class EngineConfig:
     concordance_modalities: tuple = ("eda",)
     phasic_modalities: tuple = ()
     phasic_max_lag_s: float = 3.0
+    phasic_chance_every_s: float = 10.0
     surrogate_shifts_s: tuple = (20.0, 40.0, 60.0, 80.0, 100.0, 120.0)
     chance_of: tuple = ("synchrony", "pearson")
+    chance_modalities: tuple | None = None
     min_valid: float = 0.8
     modalities: tuple = ("hr", "eda")
 
@@ -185,6 +191,11 @@ class _ModalityState:
     z_index: np.ndarray | None = None  # (R,) window index held in each ring slot (-1 = none)
     zp_ring: np.ndarray | None = None  # the same for plain (not detrended) Pearson r
     zp_index: np.ndarray | None = None
+    # phasic synchrony: standardized lead / lagged follow segments of the changes of past windows
+    ph_lead: np.ndarray | None = None    # (R, n_people, n_seg)
+    ph_follow: np.ndarray | None = None  # (R, n_people, L + 1, n_seg)
+    ph_index: np.ndarray | None = None   # (R,) window index held in each ring slot (-1 = none)
+    ph_held: tuple | None = None         # (mean, sd) (n_pairs,) of the last window with a computed chance level
 
 
 class SynchronyEngine:
@@ -232,18 +243,26 @@ class SynchronyEngine:
         )
         self.shifts = sy.surrogate_shifts(cfg.surrogate_shifts_s, fs, step)
         self.geom = {"sync": (win, step), "wcc": (wwin, wstep), "conc": (cwin, cstep)}
+        self.chance_modalities = tuple(cfg.modalities if cfg.chance_modalities is None else cfg.chance_modalities)
+        if not set(self.chance_modalities) <= set(cfg.modalities):
+            raise ValueError(f"Invalid value for 'chance_modalities': expected a subset of {cfg.modalities!r}, "
+                             f"but got {cfg.chance_modalities!r}.")
         self.phasic_lag = sy.to_samples(cfg.phasic_max_lag_s, fs, "phasic_max_lag_s", 0)
         if not set(cfg.phasic_modalities) <= set(cfg.modalities):
             raise ValueError(f"Invalid value for 'phasic_modalities': expected a subset of {cfg.modalities!r}, "
                              f"but got {cfg.phasic_modalities!r}.")
+        self.phasic_every = sy.to_samples(cfg.phasic_chance_every_s, fs, "phasic_chance_every_s", 1) // step or 1
+        if cfg.phasic_modalities and np.any(self.shifts % self.phasic_every):
+            raise ValueError(
+                f"Invalid value for 'surrogate_shifts_s': with phasic synchrony every shift must be a multiple of "
+                f"phasic_chance_every_s ({cfg.phasic_chance_every_s} s), but got {list(cfg.surrogate_shifts_s)!r}."
+            )
         if cfg.phasic_modalities and win - self.phasic_lag < 3:
             raise ValueError(
                 f"Invalid value for 'phasic_max_lag_s': {cfg.phasic_max_lag_s} s leaves fewer than 3 samples per "
                 f"lagged segment of a {cfg.window_s} s window; use a smaller lag or a longer window."
             )
-        history = max(win, wwin, cwin) + 1
-        if cfg.phasic_modalities:  # the phasic surrogate reads the partner's raw samples up to the longest shift back
-            history = max(history, win + 1 + int(self.shifts.max()) * step)
+        history = max(win, wwin, cwin) + 1  # + 1: the sample before a window (its first change)
         cap = 4 * history + 64
         self._cap = cap
         self._history = history
@@ -256,6 +275,14 @@ class SynchronyEngine:
             st.z_index = np.full(R, -1, dtype=np.int64)
             st.zp_ring = np.full((R, self.n_people, win), np.nan)
             st.zp_index = np.full(R, -1, dtype=np.int64)
+            if m in cfg.phasic_modalities:
+                n_seg, L1 = win - self.phasic_lag, self.phasic_lag + 1
+                Rp = R // self.phasic_every + 1  # slots for the windows with a computed chance level
+                st.ph_lead = np.full((Rp, self.n_people, n_seg), np.nan)
+                st.ph_follow = np.full((Rp, self.n_people, L1, n_seg), np.nan)
+                st.ph_index = np.full(Rp, -1, dtype=np.int64)
+                n_pairs = len(self.ia)
+                st.ph_held = (np.full(n_pairs, np.nan), np.full(n_pairs, np.nan))
             self.state[m] = st
 
     # ------------------------------------------------------------------ input
@@ -398,20 +425,28 @@ class SynchronyEngine:
                     ("pearson_diff",) + sy.pearson_windows(W, ia, ib, diff=True, min_valid=cfg.min_valid),
                 ]
             metrics.append(("direction",) + sy.direction_windows(W, ia, ib, cfg.min_valid))
-            states = [self.state[m] for m, _ in parts]
-            if "synchrony" in cfg.chance_of:
-                mean, sd = self._surrogate(states, js, Z, "z")
-                sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
-                metrics += [("surrogate_mean", mean, sst), ("surrogate_sd", sd, sst)]
-            if "pearson" in cfg.chance_of:
-                # the chance level of plain r too: slow trends make plain r's chance level higher
-                mean, sd = self._surrogate(states, js, Zp, "zp")
-                sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
-                metrics += [("surrogate_pearson_mean", mean, sst), ("surrogate_pearson_sd", sd, sst)]
             end = js * g.step + g.win
             for m, sl in parts:
                 for name, v, st_ in metrics:
                     emit(m, name, js, g, end, v[sl], st_[sl])
+            # chance levels of the zero-lag r, for the modalities that want them
+            cparts = [(m, sl) for m, sl in parts if m in self.chance_modalities]
+            if cparts:
+                states = [self.state[m] for m, _ in cparts]
+                sel = np.concatenate([np.arange(sl.start, sl.stop) for _, sl in cparts])
+                n = len(js)
+                for key, ring, names in (("synchrony", "z", ("surrogate_mean", "surrogate_sd")),
+                                         ("pearson", "zp", ("surrogate_pearson_mean", "surrogate_pearson_sd"))):
+                    # plain r gets its own chance level: slow trends make plain r's chance level higher
+                    if key not in cfg.chance_of:
+                        continue
+                    mean, sd = self._surrogate(states, js, (Z if ring == "z" else Zp)[sel], ring)
+                    sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
+                    for k, (m, _) in enumerate(cparts):
+                        part = slice(k * n, (k + 1) * n)
+                        emit(m, names[0], js, g, end, mean[part], sst[part])
+                        emit(m, names[1], js, g, end, sd[part], sst[part])
+            for m, _ in parts:
                 if m in cfg.phasic_modalities:
                     for name, v, st_ in self._phasic(self.state[m], js, g):
                         emit(m, name, js, g, end, v, st_)
@@ -448,23 +483,37 @@ class SynchronyEngine:
                 out[name] = sy.WindowedMetric(name, v.T, st_.T.copy(), js, end, self.fs, g.win, g.step)
         return res
 
-    def _change_windows(self, st: _ModalityState, js, g: _Group, back: int = 0) -> np.ndarray:
-        """Sample-to-sample changes in windows ``js - back`` of ``st``: (n, n_people, win), NaN before the start.
+    def _change_windows(self, st: _ModalityState, js, g: _Group) -> np.ndarray:
+        """Sample-to-sample changes in consecutive windows ``js`` of ``st``: a read-only view (n, n_people, win).
 
         Change ``k`` of a window is ``x[start + k] - x[start + k - 1]``, so the first one reaches one sample
         before the window (NaN at the session's first sample); the same as windowing the changes of the
         whole series (``np.diff(x, prepend=nan)``).
         """
-        start = (js - back) * g.step - 1  # absolute index of the sample before each window
-        idx = (start - st.buf_start)[:, None] + np.arange(g.win + 1)
-        ok = (idx >= 0) & (idx < st.n_buf)
-        X = st.buf[:, np.clip(idx, 0, max(st.n_buf - 1, 0))].transpose(1, 0, 2)  # (n, P, win + 1)
-        X = np.where(ok[:, None, :], X, np.nan)
-        return np.diff(X, axis=-1)
+        n = len(js)
+        first = int(js[0]) * g.step - 1 - st.buf_start  # buffer index of the sample before the first window
+        span = (n - 1) * g.step + g.win + 1
+        if first >= 0:
+            seg = st.buf[:, first : first + span]
+        else:  # the session's first window: no sample before it
+            seg = np.concatenate([np.full((self.n_people, -first), np.nan), st.buf[:, : first + span]], axis=1)
+        return sy._windows(np.diff(seg, axis=1), g.win, g.step, n)
 
-    def _lagged_rmax(self, D, ia, ib):
-        """Best r over lags ``+-phasic_lag`` per window and pair of the change windows ``D`` (n, P', win)."""
-        L = self.phasic_lag
+    def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
+        """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
+
+        The windowed cross-correlation (:func:`dsp.synchrony.xcorr_windows`, lags ``+-L``) of each window's
+        changes: the best r and its lag. Chance level, for the windows ``j`` that are multiples of
+        ``phasic_every`` (held for the windows after them): each person's changes are split into a *lead*
+        segment (the first ``win - L``) and ``L + 1`` *follow* segments (starting 0..L later), standardized
+        once and kept in a ring; a window is correlated (same lag search) with every partner's window
+        ``shifts`` earlier, both ways, and only a person's fully valid, non-flat windows take part (as in
+        :meth:`_surrogate`).
+        """
+        ia, ib = self.ia, self.ib
+        P, L, n = self.n_people, self.phasic_lag, len(js)
+        L1, n_seg = L + 1, g.win - L
+        D = self._change_windows(st, js, g)
         summ = _xcorr_full(D, ia, ib, L, False, self.fs) if np.isfinite(D).all() else None
         if summ is None:
             R, s = sy.xcorr_windows(D, ia, ib, L, detrend=False, min_valid=self.config.min_valid)
@@ -472,30 +521,48 @@ class SynchronyEngine:
         else:
             _, rmax, lag_s, _ = summ
             s = np.zeros(rmax.shape, np.int8)
-        return rmax, lag_s, s
-
-    def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
-        """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
-
-        For the chance level, each person's changes are correlated (same lag search) with every partner's
-        changes ``shifts`` windows earlier, both ways, as :meth:`_surrogate` does for the zero-lag r.
-        """
-        ia, ib = self.ia, self.ib
-        P = self.n_people
-        D = self._change_windows(st, js, g)
-        rmax, lag_s, s = self._lagged_rmax(D, ia, ib)
-        S = np.full((len(js), len(ia), 2 * len(self.shifts)), np.nan)
-        ia2, ib2 = np.concatenate([ia, ib]), np.concatenate([P + ib, P + ia])  # (now, partner back then)
-        for k, back in enumerate(self.shifts):
-            have = (js - back) * g.step >= 1  # the partner's window lies in the session
-            if not have.any():
-                continue
-            Dp = self._change_windows(st, js[have], g, int(back))
-            r, _, ss = self._lagged_rmax(np.concatenate([D[have], Dp], axis=1), ia2, ib2)
-            r = np.where(ss == sy.OK, r, np.nan)
-            S[have, :, 2 * k] = r[:, : len(ia)]
-            S[have, :, 2 * k + 1] = r[:, len(ia):]
-        mean, sd, _ = sy.surrogate_stats(S)
+        mean = np.empty((n, len(ia)))
+        sd = np.empty((n, len(ia)))
+        every = self.phasic_every
+        at = np.flatnonzero(js % every == 0)  # the windows whose chance level is computed
+        if at.size:
+            jb = js[at]
+            Db = D[at]
+            Zl = sy.standardized_windows(Db[..., :n_seg], detrend=False)  # (nb, P, n_seg)
+            F = np.ascontiguousarray(sy._sliding(Db, n_seg)).reshape(len(at), P * L1, n_seg)
+            Zf = sy.standardized_windows(F, detrend=False).reshape(len(at), P, L1, n_seg)
+            ok = np.isfinite(Zl).all(-1) & np.isfinite(Zf).all((-2, -1))  # (nb, P): fully valid, not flat
+            Zl[~ok], Zf[~ok] = np.nan, np.nan
+            Rr, nb, ns = len(st.ph_index), len(at), len(self.shifts)
+            src = jb[:, None] - self.shifts[None, :]  # (nb, n_shifts) the partner's window
+            here = src >= jb[0]  # in this push (its segments are in Zl / Zf)
+            slot = (src // every) % Rr
+            in_ring = ~here & (src >= 0) & (st.ph_index[slot] == src)
+            pl = np.empty((nb, ns) + Zl.shape[1:])
+            pf = np.empty((nb, ns) + Zf.shape[1:])
+            pl[~(here | in_ring)], pf[~(here | in_ring)] = np.nan, np.nan  # no partner window (yet)
+            pl[in_ring], pf[in_ring] = st.ph_lead[slot[in_ring]], st.ph_follow[slot[in_ring]]
+            pos = (src[here] - jb[0]) // every
+            pl[here], pf[here] = Zl[pos], Zf[pos]
+            # (a now, b then): lead_a . follow_b then (a leads) or lead_b then . follow_a (b leads)
+            M1 = np.matmul(Zl[:, None], pf.reshape(nb, ns, P * L1, n_seg).swapaxes(-1, -2)).reshape(nb, ns, P, P, L1)
+            M2 = np.matmul(pl, Zf.reshape(nb, 1, P * L1, n_seg).swapaxes(-1, -2)).reshape(nb, ns, P, P, L1)
+            S = np.empty((nb, len(ia), 2 * ns))
+            S[..., 0::2] = np.maximum(M1[:, :, ia, ib].max(-1), M2[:, :, ib, ia].max(-1)).swapaxes(1, 2)
+            S[..., 1::2] = np.maximum(M1[:, :, ib, ia].max(-1), M2[:, :, ia, ib].max(-1)).swapaxes(1, 2)
+            keep = jb[-Rr:]
+            slots = (keep // every) % Rr
+            st.ph_lead[slots], st.ph_follow[slots] = Zl[-Rr:], Zf[-Rr:]
+            st.ph_index[slots] = keep
+            bm, bsd, _ = sy.surrogate_stats(np.clip(S, -1.0, 1.0))
+        # every window takes the chance level of the last computed window at or before it
+        last = np.searchsorted(at, np.arange(n), side="right") - 1  # index into ``at`` (-1: held from before)
+        held_m, held_sd = st.ph_held
+        mean[:] = held_m
+        sd[:] = held_sd
+        if at.size:
+            mean[last >= 0], sd[last >= 0] = bm[last[last >= 0]], bsd[last[last >= 0]]
+            st.ph_held = (bm[-1].copy(), bsd[-1].copy())
         sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
         return [("phasic", rmax, s), ("phasic_lag_s", lag_s, s),
                 ("surrogate_phasic_mean", mean, sst), ("surrogate_phasic_sd", sd, sst)]
@@ -549,4 +616,5 @@ class SynchronyEngine:
 
     def memory_bytes(self) -> int:
         """Bytes held by the history buffers and surrogate rings (bounded, independent of session length)."""
-        return sum(s.buf.nbytes + s.z_ring.nbytes + s.zp_ring.nbytes for s in self.state.values())
+        return sum(s.buf.nbytes + s.z_ring.nbytes + s.zp_ring.nbytes
+                   + sum(a.nbytes for a in (s.ph_lead, s.ph_follow) if a is not None) for s in self.state.values())

@@ -114,6 +114,21 @@ class PipelineConfig:
     wcc_step_s: float = 5.0
 
 
+def engine_config(config: PipelineConfig, modalities) -> "EngineConfig":
+    """The synchrony engine's configuration in the pipeline: the pipeline's windows, lead-lag windows every
+    ``wcc_step_s``, and only the chance levels of the metrics the detector follows (:func:`detector_metric`):
+    plain r's for heart rate, phasic synchrony (with its own) for skin conductance."""
+    from .engine import EngineConfig
+
+    modalities = tuple(modalities)
+    return EngineConfig(
+        window_s=config.window_s, step_s=config.step_s, wcc_window_s=config.window_s, wcc_step_s=config.wcc_step_s,
+        max_lag_s=config.max_lag_s, modalities=modalities,
+        chance_of=tuple(sorted({detector_metric(m) for m in modalities} & set(CHANCE_RING))),
+        chance_modalities=tuple(m for m in modalities if detector_metric(m) in CHANCE_RING),
+        phasic_modalities=tuple(m for m in modalities if detector_metric(m) == "phasic"))
+
+
 @dataclass
 class Update:
     """What one :meth:`SessionPipeline.advance` produced.
@@ -215,12 +230,7 @@ class SessionPipeline:
         self._pending = [[] for _ in self.slots]  # emitted-but-not-consumed grid blocks per slot
         self._emitted = [0] * len(self.slots)     # grid index emitted so far per slot
         self.k = 0                                 # grid samples consumed so far (all people, all modalities)
-        self.engine = SynchronyEngine(n, fs, EngineConfig(
-            window_s=self.cfg.window_s, step_s=self.cfg.step_s, wcc_window_s=self.cfg.window_s,
-            wcc_step_s=self.cfg.wcc_step_s, max_lag_s=self.cfg.max_lag_s, modalities=self.modalities,
-            # only the followed metrics' chance levels are used downstream
-            chance_of=tuple(sorted({detector_metric(m) for m in self.modalities} & set(CHANCE_RING))),
-            phasic_modalities=tuple(m for m in self.modalities if detector_metric(m) == "phasic")))
+        self.engine = SynchronyEngine(n, fs, engine_config(self.cfg, self.modalities))
         n_pairs = n * (n - 1) // 2
         self._chance = {m: ChanceLevel(n_pairs, self.cfg.step_s) for m in self.modalities}
         self.arousal = ArousalDivergence(n, fs, self.modalities) if self.cfg.arousal else None

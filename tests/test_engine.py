@@ -170,6 +170,15 @@ def test_chance_of_only_the_followed_metric(rng):
         assert np.isfinite(one[m]["surrogate_pearson_mean"].values).any()
     with pytest.raises(ValueError, match="chance_of"):
         SynchronyEngine(3, 4.0, EngineConfig(chance_of=("spearman",)))
+    # and for one modality only (the pipeline follows phasic synchrony for skin conductance, with its own chance)
+    hr_only = SynchronyEngine(3, 4.0, EngineConfig(modalities=("hr", "eda"), chance_of=("pearson",),
+                                                   chance_modalities=("hr",))).push(blocks)
+    assert "surrogate_pearson_mean" not in hr_only["eda"]
+    np.testing.assert_array_equal(hr_only["eda"]["pearson"].values, both["eda"]["pearson"].values)
+    for name in ("surrogate_pearson_mean", "surrogate_pearson_sd"):
+        np.testing.assert_array_equal(hr_only["hr"][name].values, both["hr"][name].values)
+    with pytest.raises(ValueError, match="chance_modalities"):
+        SynchronyEngine(3, 4.0, EngineConfig(modalities=("hr",), chance_modalities=("eda",)))
 
 
 def _best_lagged_r(u, v, L):
@@ -180,7 +189,7 @@ def _best_lagged_r(u, v, L):
 
 def test_phasic_chunked_equals_batch_and_brute_force(rng):
     """Phasic synchrony = windowed cross-correlation (+-3 s) of the changes, chunked == batch; its chance level
-    = the same lag search against each partner's changes 20..120 s earlier, both ways (brute force)."""
+    = the same lag search against each partner's changes 20..120 s earlier, both ways (brute force), every 10 s."""
     P, n = 3, 4400
     x = _session(rng, P, n)  # with gaps and a flat stretch
     eng = SynchronyEngine(P, FS, EngineConfig(modalities=("eda",), phasic_modalities=("eda",), chance_of=()))
@@ -191,9 +200,13 @@ def test_phasic_chunked_equals_batch_and_brute_force(rng):
     _same(got[("eda", "phasic_lag_s")], w.lag_s, w.status, tol=0)
     assert ("eda", "pearson") in got and ("eda", "surrogate_pearson_mean") not in got
     mean, sd = got[("eda", "surrogate_phasic_mean")][0], got[("eda", "surrogate_phasic_sd")][0]
-    assert np.isnan(mean[:, :19]).all()  # window 19 is the first with a partner window 20 s earlier in the session
+    # computed for every 10th window, held for the next nine; window 20's partner 20 s earlier (window 0) lacks
+    # its first change, so window 30 is the first with a chance level
+    assert np.isnan(mean[:, :30]).all() and np.isfinite(mean[0, 30:40]).all()
+    np.testing.assert_array_equal(mean[:, 41:50], np.repeat(mean[:, 40:41], 9, axis=1))
     win, L = 120, 12
-    for j in (40, 130, 500):  # one partner shift, six, six (no window of pair (0, 1) touching a gap)
+    # one partner shift, six, six; no window of pair (0, 1) touches a gap, but person 2's gap covers window 500
+    for j in (40, 130, 500):
         vals = []
         for back in (20, 40, 60, 80, 100, 120):
             if j - back < 0 or (j - back) * 4 < 1:
@@ -204,6 +217,8 @@ def test_phasic_chunked_equals_batch_and_brute_force(rng):
         assert sd[0, j] == pytest.approx(np.std(vals, ddof=1), abs=1e-9)
     with pytest.raises(ValueError, match="phasic_modalities"):
         SynchronyEngine(2, FS, EngineConfig(modalities=("hr",), phasic_modalities=("eda",)))
+    with pytest.raises(ValueError, match="multiple of phasic_chance_every_s"):
+        SynchronyEngine(2, FS, EngineConfig(modalities=("eda",), phasic_modalities=("eda",), surrogate_shifts_s=(22.0,)))
 
 
 def test_phasic_finds_responses_a_second_apart(rng):
