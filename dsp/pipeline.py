@@ -191,7 +191,7 @@ class SessionPipeline:
 
     def __init__(self, slots, origin: float, config: PipelineConfig | None = None, participants=None):
         from .eda import EdaPreprocessor
-        from .engine import EngineConfig, SynchronyEngine
+        from .engine import SynchronyEngine
         from .heart import HeartPreprocessor
 
         self.cfg = config or PipelineConfig()
