@@ -225,6 +225,20 @@ def test_fits_a_laptop_screen(qtbot, couple):
     assert win.meters.meters[("P1", "P2")].height() >= 200   # the meter stays large
 
 
+def test_synchrony_legend_says_what_each_line_is(qtbot, couple):
+    """Hovering the synchrony legend says what heart and skin synchrony are (skin: co-occurring responses)."""
+    from PySide6 import QtWidgets
+
+    from ui.gui.main_window import sync_legend_tip
+
+    win = make_window(qtbot, couple.model)
+    tips = [w.toolTip() for w in win.findChildren(QtWidgets.QLabel) if "usual range" in w.text()]
+    assert len(tips) == 1 and "skin-conductance responses" in tips[0] and "3 s" in tips[0]
+    assert "heart rates" in tips[0] and "never a diagnosis" in tips[0]
+    heart_only = sync_legend_tip(("hr",))
+    assert "heart rates" in heart_only and "skin" not in heart_only
+
+
 def _windows(t0, n, value, npairs=1, n_people=2, fs=4.0):
     """Seconds t0..t0+n of a constant synchrony ``value`` (and flat signals, so the session clock moves on)."""
     from dsp.pipeline import Update

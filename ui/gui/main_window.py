@@ -50,6 +50,17 @@ def legend_html(modalities) -> str:
     return f"<span style='color:{INK}'>" + " &nbsp;&nbsp; ".join(parts) + "</span>"
 
 
+def sync_legend_tip(modalities) -> str:
+    """What each synchrony line is (the legend's tooltip)."""
+    lines = {"hr": "heart: correlation of the two heart rates over the last 30 s",
+             "eda": "skin: co-occurring skin-conductance responses over the last 30 s (correlation of the changes, "
+                    "one person up to 3 s after the other)"}
+    return "\n".join([*(lines[m] for m in modalities if m in lines),
+                      "combined: the mean of the two (Fisher z)",
+                      "chance: what two people who are not interacting reach (a partner shifted in time)",
+                      "A drop towards chance is a prompt to check in, never a diagnosis."])
+
+
 def people_legend_html() -> str:
     """The legend of the people's arousal shading."""
     def swatch(st):
@@ -113,6 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
         people_legend.setStyleSheet("font-size: 9pt")
         left = self._section("PEOPLE", people_legend, self._scroll(self.traces))
         legend = QtWidgets.QLabel(legend_html(model.modalities))
+        legend.setToolTip(sync_legend_tip(model.modalities))
         legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         legend.setWordWrap(True)
         legend.setStyleSheet("font-size: 9pt")
