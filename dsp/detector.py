@@ -74,14 +74,15 @@ cusum_k, cusum_h, arousal_k, arousal_h; the arousal model with ``fit-arousal`` o
 ``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1): F1 0.88, 1.9 false alarms/h.
 Eval (``attune evaluate`` / the same replay on cached sessions; ``make_eval_set.py --split eval``):
 
-* a fresh set made after every choice here, seeds 51100-51147 (12 h, 100 ruptures, 44 signal-loss periods):
-  ``conservative`` P 0.94, R 0.82, F1 0.88, 0.67 false alarms/h; ``balanced`` P 0.95, R 0.86, **F1 0.90,
-  0.58 false alarms/h**; ``sensitive`` P 0.85, R 0.86, F1 0.85, 2.2 false alarms/h. Onset latency 10-11 s,
-  detection latency 34 / 32 / 27 s.
-* pooled with the four earlier sets (seeds 50700-, 50800-, 50900-, 51000-51023; 36 h, 280 ruptures, 130
-  signal-loss periods): ``conservative`` P 0.93, R 0.78, F1 0.85, 0.75/h; ``balanced`` P 0.93, R 0.80,
-  F1 0.86, 0.78/h; ``sensitive`` P 0.82, R 0.85, F1 0.84, 2.4/h. Per set of 24, balanced F1 0.77-0.91 at
-  0.17-1.17 false alarms/h. Signal-loss periods flagged: 0/130.
+* two fresh sets made after every choice here, seeds 51100-51147 and 51200-51247 (24 h, 205 ruptures, 85
+  signal-loss periods): ``conservative`` P 0.94, R 0.80, F1 0.86, 0.63 false alarms/h; ``balanced`` P 0.95,
+  R 0.82, F1 0.88, 0.54 false alarms/h (0.90 at 0.58/h on the first, 0.85 at 0.50/h on the second);
+  ``sensitive`` P 0.86, R 0.85, F1 0.86, 1.9 false alarms/h. Onset latency 10-11 s, detection latency
+  35 / 32 / 27 s.
+* pooled with the four earlier sets (seeds 50700-, 50800-, 50900-, 51000-51023; 48 h, 385 ruptures, 171
+  signal-loss periods): ``conservative`` P 0.93, R 0.78, F1 0.85, 0.71/h; ``balanced`` P 0.93, R 0.79,
+  F1 0.86, 0.71/h; ``sensitive`` P 0.84, R 0.85, F1 0.84, 2.2/h. Per set of 24, balanced F1 0.77-0.91 at
+  0.17-1.17 false alarms/h. Signal-loss periods flagged: 0/171.
 
 With skin conductance followed as r of its levels (the detector before phasic synchrony, presets then chosen
 on 84 tune sessions) the same four earlier sets gave balanced F1 0.82 at 1.2 false alarms/h (0.79 / 0.79 for
