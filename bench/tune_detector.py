@@ -32,8 +32,10 @@ import numpy as np
 def cache(folder: Path, out: Path, windows: list[float]) -> None:
     """Analyse every ``X.xdf`` with a truth beside it once; store grid, losses, truth and windows per length."""
     from acquisition.files import load_recording
-    from dsp.engine import EngineConfig, SynchronyEngine
-    from dsp.pipeline import PipelineConfig, _windows_of, detector_metric
+    from dataclasses import replace
+
+    from dsp.engine import RING_CHANCE_OF, SynchronyEngine
+    from dsp.pipeline import PipelineConfig, _windows_of, engine_config
     from ui.runner import analyze_recording
 
     out.mkdir(parents=True, exist_ok=True)
@@ -47,9 +49,10 @@ def cache(folder: Path, out: Path, windows: list[float]) -> None:
         d = dict(grid=ana.grid, participants=ana.participants, pairs=ana.pairs, modalities=ana.modalities,
                  origin=ana.origin, truth=truth, loss=ana.signal_loss, duration_s=ana.duration_s, fs=ana.fs, win={})
         for w in windows:
-            eng = SynchronyEngine(len(d["participants"]), d["fs"], EngineConfig(
-                window_s=w, step_s=1.0, wcc_window_s=w, wcc_step_s=1.0, max_lag_s=5.0, modalities=d["modalities"],
-                phasic_modalities=tuple(m for m in d["modalities"] if detector_metric(m) == "phasic")))
+            # the pipeline's engine at window w, with every metric (lead-lag every second, all chance levels)
+            cfg = replace(engine_config(PipelineConfig(window_s=w), d["modalities"]), wcc_step_s=1.0,
+                          chance_of=RING_CHANCE_OF, chance_modalities=None)
+            eng = SynchronyEngine(len(d["participants"]), d["fs"], cfg)
             res = eng.push(d["grid"])
             d["win"][w] = {m: _windows_of(res[m], len(d["pairs"]), m) for m in d["modalities"]}
         pickle.dump(d, open(f, "wb"))

@@ -65,7 +65,7 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
     C = np.zeros((len(parts), n_w, P, win + 1))
     np.cumsum(np.stack(parts), -1, out=C[..., 1:])
     lo = np.arange(L1)
-    S = C[..., lo + n] - C[..., lo]  # (3, n_w, P, L1): sums over the segment starting at each lag
+    S = C[..., lo + n] - C[..., lo]  # (len(parts), n_w, P, L1): sums over the segment starting at each lag
     S1, S2 = S[0], S[1]
     c = S2 - S1 * S1 / n
     if detrend:
@@ -97,6 +97,10 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
         rmax, lag = p0, np.zeros(p0.shape, np.int64)
     leader = np.where(lag > 0, ia, np.where(lag < 0, ib, -1)).astype(np.int16)
     return p0, rmax, lag / fs, leader
+
+
+#: The r whose chance level comes from the rings of past standardized windows (``EngineConfig.chance_of``).
+RING_CHANCE_OF = ("synchrony", "pearson")
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class EngineConfig:
     phasic_max_lag_s: float = 3.0
     phasic_chance_every_s: float = 10.0
     surrogate_shifts_s: tuple = (20.0, 40.0, 60.0, 80.0, 100.0, 120.0)
-    chance_of: tuple = ("synchrony", "pearson")
+    chance_of: tuple = RING_CHANCE_OF
     chance_modalities: tuple | None = None
     min_valid: float = 0.8
     modalities: tuple = ("hr", "eda")
@@ -229,8 +233,8 @@ class SynchronyEngine:
         step = sy.to_samples(cfg.step_s, fs, "step_s", 1)
         wwin = sy.to_samples(cfg.wcc_window_s, fs, "wcc_window_s", 3)
         wstep = sy.to_samples(cfg.wcc_step_s, fs, "wcc_step_s", 1)
-        if not set(cfg.chance_of) <= {"synchrony", "pearson"}:
-            raise ValueError("Invalid value for 'chance_of': expected a subset of ('synchrony', 'pearson'), "
+        if not set(cfg.chance_of) <= set(RING_CHANCE_OF):
+            raise ValueError(f"Invalid value for 'chance_of': expected a subset of {RING_CHANCE_OF!r}, "
                              f"but got {cfg.chance_of!r}.")
         self.max_lag = sy.to_samples(cfg.max_lag_s, fs, "max_lag_s", 0)
         if wwin - self.max_lag < 3:

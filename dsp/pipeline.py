@@ -118,14 +118,14 @@ def engine_config(config: PipelineConfig, modalities) -> "EngineConfig":
     """The synchrony engine's configuration in the pipeline: the pipeline's windows, lead-lag windows every
     ``wcc_step_s``, and only the chance levels of the metrics the detector follows (:func:`detector_metric`):
     plain r's for heart rate, phasic synchrony (with its own) for skin conductance."""
-    from .engine import EngineConfig
+    from .engine import RING_CHANCE_OF, EngineConfig
 
     modalities = tuple(modalities)
     return EngineConfig(
         window_s=config.window_s, step_s=config.step_s, wcc_window_s=config.window_s, wcc_step_s=config.wcc_step_s,
         max_lag_s=config.max_lag_s, modalities=modalities,
-        chance_of=tuple(sorted({detector_metric(m) for m in modalities} & set(CHANCE_RING))),
-        chance_modalities=tuple(m for m in modalities if detector_metric(m) in CHANCE_RING),
+        chance_of=tuple(sorted({detector_metric(m) for m in modalities} & set(RING_CHANCE_OF))),
+        chance_modalities=tuple(m for m in modalities if detector_metric(m) in RING_CHANCE_OF),
         phasic_modalities=tuple(m for m in modalities if detector_metric(m) == "phasic"))
 
 
@@ -439,8 +439,6 @@ class _Block:
 #: Engine metric holding the surrogate (chance) level of each detector metric.
 CHANCE_OF = {"synchrony": ("surrogate_mean", "surrogate_sd"), "pearson": ("surrogate_pearson_mean", "surrogate_pearson_sd"),
              "phasic": ("surrogate_phasic_mean", "surrogate_phasic_sd")}
-#: Detector metrics whose chance level comes from the engine's rings (``EngineConfig.chance_of``).
-CHANCE_RING = ("synchrony", "pearson")
 
 
 def _windows_of(metrics: dict, n_pairs: int, modality: str = "hr") -> dict:
