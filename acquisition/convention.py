@@ -15,6 +15,12 @@ One LSL stream per signal per person. For a stream of kind ``K``:
       <device>H10</device>
       <channels><channel><label>RR</label><unit>ms</unit><type>RR</type></channel></channels>
 
+A device HR stream (``type`` ``HR``) whose values are averages over the last
+``W`` seconds of beats may declare ``<averaging_s>W</averaging_s>`` in its
+desc: each value then describes the heart rate about ``W / 2`` s before its
+timestamp, and Attune dates it back by that much so it lines up with a
+partner's beat-by-beat HR (see :data:`DEFAULT_HR_AVERAGING_S`).
+
 Canonical units inside Attune (see :data:`CANONICAL_UNIT`): RR in seconds, HR
 in beats per minute, EDA in microsiemens, ECG in millivolts, PPG in arbitrary
 units. :func:`describe` works out the scale from a stream's declared unit, or
@@ -35,6 +41,12 @@ KIND_TYPES = {"rr": "RR", "hr": "HR", "eda": "EDA", "ecg": "ECG", "ppg": "PPG"}
 
 #: The unit each kind is normalised to.
 CANONICAL_UNIT = {"rr": "s", "hr": "bpm", "eda": "uS", "ecg": "mV", "ppg": "au"}
+
+#: Seconds of beats a device HR value averages over when its stream does not say (``<averaging_s>``).
+#: Wrist and strap HR (BLE Heart Rate Measurement, optical sensors) is a trailing average of the last
+#: few beats; 4 s is an assumption, not a measurement: declare the real span when a device documents it
+#: (an Empatica E4 export's HR.csv does: 10 s, see :mod:`acquisition.files`).
+DEFAULT_HR_AVERAGING_S = 4.0
 
 #: Which synchrony modality a stream kind feeds.
 KIND_MODALITY = {"rr": "hr", "hr": "hr", "ecg": "hr", "ppg": "hr", "eda": "eda"}
@@ -124,6 +136,9 @@ class StreamDescriptor:
         (see :meth:`to_canonical`).
     channel_index : int
         Which channel carries the signal (0 unless a label says otherwise).
+    averaging_s : float | None
+        Device HR: the span (s) each value averages over, from the desc's ``averaging_s``; ``None`` when
+        not declared (see :meth:`hr_averaging_s`).
     """
 
     name: str
@@ -144,6 +159,16 @@ class StreamDescriptor:
     unit_guessed: bool = False
     channel_index: int = 0
     reciprocal: bool = False
+    averaging_s: float | None = None
+
+    @property
+    def hr_averaging_s(self) -> float:
+        """Seconds each value averages over: the declared ``averaging_s``, else
+        :data:`DEFAULT_HR_AVERAGING_S` for device HR (``kind == "hr"``); 0 for every other kind (beat by beat
+        or raw)."""
+        if self.kind != "hr":
+            return 0.0
+        return DEFAULT_HR_AVERAGING_S if self.averaging_s is None else float(self.averaging_s)
 
     @property
     def modality(self) -> str | None:
@@ -337,6 +362,7 @@ def describe(header: str | dict) -> StreamDescriptor:
         participant=_text(desc_el, "participant"),
         manufacturer=_text(desc_el, "manufacturer"),
         device=_text(desc_el, "device") or _text(desc_el, "model"),
+        averaging_s=_positive_seconds(_text(desc_el, "averaging_s")),
     )
     d.kind = kind_from_type(d.type, d.name, [c.label for c in channels])
     if d.kind is not None:
@@ -350,6 +376,15 @@ def describe(header: str | dict) -> StreamDescriptor:
         unit = channels[d.channel_index].unit if channels and d.channel_index < len(channels) else None
         d.set_unit(unit or _text(desc_el, "unit"))
     return d
+
+
+def _positive_seconds(text: str | None) -> float | None:
+    """A declared number of seconds (``>= 0``, finite), else ``None`` (absent or not a number: the default applies)."""
+    try:
+        v = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return v if v is not None and 0.0 <= v < 600.0 else None
 
 
 def _dict_to_xml(info: dict) -> ET.Element:
@@ -377,14 +412,16 @@ def _dict_to_xml(info: dict) -> ET.Element:
 
 
 def desc_fields(kind: str, participant: str, *, device: str, manufacturer: str, unit: str | None = None,
-                label: str | None = None) -> dict:
+                label: str | None = None, averaging_s: float | None = None) -> dict:
     """The header fields Attune's convention asks of a stream of ``kind`` (for outlets and writers).
+
+    ``averaging_s``: for device HR, the span (s) each value averages over (declared as ``<averaging_s>``).
 
     Returns
     -------
     fields : dict
-        ``type``, ``participant``, ``device``, ``manufacturer`` and
-        ``channels`` (a list of ``{"label", "unit", "type"}``).
+        ``type``, ``participant``, ``device``, ``manufacturer``,
+        ``channels`` (a list of ``{"label", "unit", "type"}``) and, when given, ``averaging_s``.
     """
     if kind not in KIND_TYPES:
         raise ValueError(f"Invalid value for 'kind': expected one of {', '.join(KIND_TYPES)}, but got {kind!r}.")
@@ -396,4 +433,5 @@ def desc_fields(kind: str, participant: str, *, device: str, manufacturer: str, 
         "device": device,
         "manufacturer": manufacturer,
         "channels": [{"label": label or typ, "unit": unit or default_unit, "type": typ}],
+        **({"averaging_s": f"{float(averaging_s):g}"} if averaging_s is not None else {}),
     }

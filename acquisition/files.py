@@ -246,6 +246,9 @@ class _LogCatcher(logging.Handler):
 # -- Empatica E4 -----------------------------------------------------------------------------------------
 _E4_FILES = {"EDA.csv": "eda", "HR.csv": "hr", "BVP.csv": "ppg", "IBI.csv": "rr"}
 _E4_UNITS = {"eda": "uS", "hr": "bpm", "ppg": "au", "rr": "s"}
+#: An E4 export's HR.csv holds "average heart rate values, computed in spans of 10 seconds" (Empatica support,
+#: "E4 data - HR.csv explanation"; its first value comes 10 s after the recording starts).
+E4_HR_AVERAGING_S = 10.0
 
 
 def _is_e4_folder(p: Path) -> bool:
@@ -300,7 +303,9 @@ def _e4_stream(kind: str, participant: str, ts: np.ndarray, vs: np.ndarray, name
         f"<info><name>{name}</name><type>{KIND_TYPES[kind]}</type><channel_count>1</channel_count>"
         f"<nominal_srate>{rate}</nominal_srate><channel_format>double64</channel_format>"
         f"<source_id>e4-{participant}-{kind}</source_id><desc><participant>{participant}</participant>"
-        f"<manufacturer>Empatica</manufacturer><device>E4</device><channels><channel><label>{KIND_TYPES[kind]}</label>"
+        f"<manufacturer>Empatica</manufacturer><device>E4</device>"
+        + (f"<averaging_s>{E4_HR_AVERAGING_S:g}</averaging_s>" if kind == "hr" else "")
+        + f"<channels><channel><label>{KIND_TYPES[kind]}</label>"
         f"<unit>{_E4_UNITS[kind]}</unit><type>{KIND_TYPES[kind]}</type></channel></channels></desc></info>"
     )
     from xml.sax.saxutils import escape

@@ -95,6 +95,9 @@ EDA_DEVICES = {
 #: Wrist HR device that goes with each EDA device (1 Hz HR stream).
 HR_DEVICES = {"e4": ("Empatica", "E4"), "emotibit": ("EmotiBit", "EmotiBit"),
               "shimmer": ("Polar", "Verity Sense"), "none": ("Polar", "Verity Sense")}
+#: Seconds of beats each simulated wrist HR value averages over (trailing); declared in its desc as
+#: ``averaging_s`` (``acquisition.convention``).
+HR_DEVICE_AVERAGING_S = 4.0
 ECG_HZ = 130.0
 PPG_HZ = 64.0
 
@@ -123,12 +126,14 @@ class SimStream:
     timestamps: np.ndarray
     values: np.ndarray
     channel_format: str = "float32"
+    #: device HR: seconds each value averages over (declared in the desc), else None
+    averaging_s: float | None = None
 
     @property
     def desc(self) -> dict:
         """The convention's desc fields (``acquisition.convention.desc_fields``)."""
         return desc_fields(self.kind, self.participant, device=self.device, manufacturer=self.manufacturer,
-                           unit=self.unit)
+                           unit=self.unit, averaging_s=self.averaging_s)
 
     @property
     def header_xml(self) -> str:
@@ -337,12 +342,13 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         if has_hr:
             ticks = np.arange(1.0, duration, 1.0)
             hi = np.searchsorted(beats, ticks, side="right")
-            lo = np.searchsorted(beats, ticks - 4.0, side="right")
+            lo = np.searchsorted(beats, ticks - HR_DEVICE_AVERAGING_S, side="right")
             ok = (hi - lo >= 2) & ~_in_any(ticks, dropout)
             hi, lo = hi[ok], lo[ok]
             hr_dev = 60.0 * (hi - lo - 1) / (beats[hi - 1] - beats[lo])
             man, dev = HR_DEVICES[p.eda]
-            streams.append(_make(sid, "hr", pid, man, dev, "bpm", 1.0, ticks[ok], np.round(hr_dev, 2)))
+            streams.append(_make(sid, "hr", pid, man, dev, "bpm", 1.0, ticks[ok], np.round(hr_dev, 2),
+                                 averaging_s=HR_DEVICE_AVERAGING_S))
         if p.ecg:
             streams.append(_ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed))
         if p.ppg:
@@ -357,12 +363,12 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
     return Session(scenario=scenario, seed=int(seed), duration_s=duration, streams=streams, truth=truth, latent=latent)
 
 
-def _make(sid, kind, pid, manufacturer, device, unit, srate, ts, values) -> SimStream:
+def _make(sid, kind, pid, manufacturer, device, unit, srate, ts, values, averaging_s=None) -> SimStream:
     typ = {"rr": "RR", "hr": "HR", "eda": "EDA", "ecg": "ECG", "ppg": "PPG"}[kind]
     return SimStream(kind=kind, participant=pid, name=f"{pid} {device} {typ}", type=typ, srate=float(srate),
                      source_id=f"{sid}-{_slug(device)}-{kind}", manufacturer=manufacturer, device=device, unit=unit,
                      timestamps=np.asarray(ts, dtype=np.float64),
-                     values=np.asarray(values, dtype=np.float32).reshape(-1, 1))
+                     values=np.asarray(values, dtype=np.float32).reshape(-1, 1), averaging_s=averaging_s)
 
 
 def _responses(rng, t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir):

@@ -38,12 +38,17 @@ HEART_PREFERENCE = tuple(sorted(("rr", "ecg", "hr", "ppg"), key=KIND_PREFERENCE.
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One pipeline input: a participant's heart or EDA stream."""
+    """One pipeline input: a participant's heart or EDA stream.
+
+    ``averaging_s``: seconds each value averages over (device HR, see
+    :attr:`acquisition.convention.StreamDescriptor.hr_averaging_s`); 0 for beat-by-beat and raw signals.
+    """
 
     participant: str
     kind: str
     srate: float
     name: str
+    averaging_s: float = 0.0
 
     @property
     def modality(self) -> str:
@@ -91,7 +96,7 @@ def choose_inputs(streams, assign=None) -> tuple[list, list]:
                     + ", ".join(repr(c.descriptor.name) for c in cands[1:])
                 )
             d = best.descriptor
-            chosen.append((InputSpec(who, d.kind, float(d.srate), d.name), best))
+            chosen.append((InputSpec(who, d.kind, float(d.srate), d.name, d.hr_averaging_s), best))
     return chosen, notes
 
 
@@ -277,7 +282,7 @@ class LiveSource:
                 if r is None:
                     continue
                 d = r.descriptor
-                self.inputs.append(InputSpec(who, d.kind, float(d.srate), d.name))
+                self.inputs.append(InputSpec(who, d.kind, float(d.srate), d.name, d.hr_averaging_s))
                 self._receivers.append(r)
         if len({s.participant for s in self.inputs}) < 2:
             people = sorted({s.participant for s in self.inputs})

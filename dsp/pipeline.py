@@ -66,12 +66,16 @@ class Slot:
         Nominal rate (0 for irregular streams such as RR).
     name : str
         Stream name, for messages.
+    averaging_s : float
+        Device HR (``kind="hr"``): seconds each value averages over; its samples are dated back by half of
+        it (:class:`dsp.heart.HeartPreprocessor`). 0 for every other kind.
     """
 
     participant: str
     kind: str
     srate: float = 0.0
     name: str = ""
+    averaging_s: float = 0.0
 
     @property
     def modality(self) -> str:
@@ -223,7 +227,8 @@ class SessionPipeline:
             if s.modality == "eda":
                 self._pre.append(EdaPreprocessor(fs=fs, origin=self.origin, srate=s.srate or None))
             else:
-                self._pre.append(HeartPreprocessor(kind=s.kind, fs=fs, origin=self.origin, srate=s.srate or None))
+                self._pre.append(HeartPreprocessor(kind=s.kind, fs=fs, origin=self.origin, srate=s.srate or None,
+                                                   averaging_s=s.averaging_s if s.kind == "hr" else 0.0))
         # (modality, person index) -> slot index
         self._slot_of = {(s.modality, self.participants.index(s.participant)): i for i, s in enumerate(self.slots)}
         n = len(self.participants)

@@ -93,3 +93,47 @@ def test_recorded_resistance_is_read_as_conductance(tmp_path):
         w.write_samples(sid, 100.0 + np.arange(4) / 128, np.array([[250.0], [500.0], [0.0], [125.0]]))
     (s,) = load_recording(tmp_path / "r.xdf").streams
     np.testing.assert_allclose(s.signal, [4.0, 2.0, np.nan, 8.0])
+
+
+@pytest.mark.parametrize("declared,kind,expected", [
+    (None, "HR", 4.0),        # device HR that does not say: the documented default
+    ("10", "HR", 10.0),       # an E4 export's HR.csv: 10 s spans
+    ("0", "HR", 0.0),         # beat by beat
+    ("soon", "HR", 4.0),      # not a number: the default, not a crash
+    ("-3", "HR", 4.0),
+    (None, "RR", 0.0),        # beat-by-beat kinds are never dated back
+    ("10", "EDA", 0.0),
+])
+def test_device_hr_declares_its_averaging_span(declared, kind, expected):
+    from acquisition.convention import DEFAULT_HR_AVERAGING_S
+
+    extra = f"<averaging_s>{declared}</averaging_s>" if declared is not None else ""
+    d = describe(_xml("P1 watch", kind).replace("<desc>", f"<desc>{extra}"))
+    assert d.hr_averaging_s == expected
+    assert DEFAULT_HR_AVERAGING_S == 4.0
+
+
+def test_averaging_span_round_trips_through_a_written_header():
+    from acquisition.xdf_writer import stream_header_xml
+
+    fields = desc_fields("hr", "P1", device="Verity Sense", manufacturer="Polar", averaging_s=4)
+    xml = stream_header_xml(name="P1 HR", type="HR", channel_count=1, nominal_srate=1.0, desc=fields)
+    assert describe(xml).averaging_s == 4.0
+    assert "averaging_s" not in desc_fields("rr", "P1", device="H10", manufacturer="Polar")
+
+
+def test_e4_export_hr_is_declared_as_ten_second_averages(tmp_path):
+    """Empatica documents HR.csv as averages over 10 s spans; the loader says so, and analysis dates it back."""
+    from acquisition.files import E4_HR_AVERAGING_S, load_e4_folder
+    from acquisition.sources import choose_inputs
+
+    folder = tmp_path / "P1"
+    folder.mkdir()
+    (folder / "HR.csv").write_text("1560279835.0\n1.0\n" + "\n".join(["72.0"] * 30) + "\n")
+    (folder / "EDA.csv").write_text("1560279825.0\n4.0\n" + "\n".join(["2.0"] * 160) + "\n")
+    rec = load_e4_folder(folder)
+    kinds = {s.descriptor.kind: s.descriptor for s in rec.streams}
+    assert E4_HR_AVERAGING_S == 10.0
+    assert kinds["hr"].hr_averaging_s == 10.0 and kinds["eda"].hr_averaging_s == 0.0
+    chosen, _ = choose_inputs(rec.streams)
+    assert {spec.kind: spec.averaging_s for spec, _ in chosen} == {"hr": 10.0, "eda": 0.0}

@@ -204,3 +204,65 @@ def test_validation_messages():
         p = HeartPreprocessor("rr")
         b = p.pull(20.0)
         concat_blocks([b, b])
+
+
+def _trailing_average_hr(beats, ticks, span):
+    """What a wrist device sends: at each tick, 60 x (beats - 1) / their time span over the last ``span`` s."""
+    hi = np.searchsorted(beats, ticks, side="right")
+    lo = np.searchsorted(beats, ticks - span, side="right")
+    return 60.0 * (hi - lo - 1) / (beats[hi - 1] - beats[lo])
+
+
+def _beats(hr_of_t, t_end):
+    """Beat times whose instantaneous HR follows ``hr_of_t`` (integral pulse frequency modulation)."""
+    t = np.arange(0.0, t_end, 0.01)
+    phase = np.cumsum(hr_of_t(t)) / 60.0 * 0.01
+    return np.interp(np.arange(1.0, phase[-1]), phase, t)
+
+
+def _best_lag_s(a, b, max_lag=40):
+    """Lag (s, at 4 Hz) by which ``a`` trails ``b`` the most similarly: argmax of r(a[k+L], b[k])."""
+    rs = []
+    for lag in range(-max_lag, max_lag + 1):
+        x, y = (a[lag:], b[: b.size - lag]) if lag >= 0 else (a[: a.size + lag], b[-lag:])
+        ok = np.isfinite(x) & np.isfinite(y)
+        rs.append(np.corrcoef(x[ok], y[ok])[0, 1])
+    return (np.argmax(rs) - max_lag) / FS
+
+
+@pytest.mark.parametrize("span", [4.0, 10.0])
+def test_device_hr_is_dated_back_by_half_its_averaging_span(span):
+    """Known truth: a device HR that averages the last ``span`` s of beats trails the beat-by-beat HR by
+    ~span / 2; dated back by half its span it lines up with the same person's RR-derived HR."""
+    hr_of_t = lambda t: 70 + 8 * np.sin(2 * np.pi * t / 23.0) + 4 * np.sin(2 * np.pi * t / 61.0)
+    beats = _beats(hr_of_t, 400.0)
+    ticks = np.arange(20.0, 390.0, 1.0)
+    dev = _trailing_average_hr(beats, ticks, span)
+    ref = rr_to_hr_grid(beats[1:], np.diff(beats), fs=FS, origin=0.0, t_end=390.0).values
+    raw = hr_to_grid(ticks, dev, fs=FS, origin=0.0, t_end=390.0).values
+    dated = hr_to_grid(ticks, dev, fs=FS, origin=0.0, t_end=390.0, averaging_s=span).values
+    n = min(ref.size, raw.size, dated.size)
+    assert _best_lag_s(raw[:n], ref[:n]) == pytest.approx(span / 2, abs=0.5)
+    assert abs(_best_lag_s(dated[:n], ref[:n])) <= 0.5
+    # the values are the same, only their time moved: raw at t is dated at t - span / 2
+    k = int(span / 2 * FS)
+    np.testing.assert_allclose(dated[200:n - k], raw[200 + k:n], atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_dated_device_hr_chunked_equals_batch(seed):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(np.r_[np.arange(0, 40, 1.0), np.arange(48, 90, 1.0)]) + 0.01 * rng.standard_normal(82)
+    hr = 60 + 20 * rng.random(ts.size)
+    batch = hr_to_grid(ts, hr, fs=FS, origin=0.0, averaging_s=4.0)
+    p = HeartPreprocessor("hr", fs=FS, origin=0.0, averaging_s=4.0)
+    assert p.latency == pytest.approx(p.max_gap + 2.0)
+    live = stream_in_chunks(p, ts, hr, rng, t_end=ts[-1], max_chunk=5)
+    np.testing.assert_array_equal(live.quality, batch.quality)
+    np.testing.assert_allclose(live.values, batch.values, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_device_hr_averaging_span_is_checked(bad):
+    with pytest.raises(ValueError, match="averaging_s.*seconds a device HR value averages"):
+        HeartPreprocessor("hr", averaging_s=bad)

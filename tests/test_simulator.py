@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -76,6 +77,23 @@ def test_streams_follow_the_convention():
         assert (d.kind, d.participant, d.unit, d.srate) == (s.kind, s.participant, *expected[(s.participant, s.kind)])
         assert d.manufacturer and d.device and d.scale is not None
         assert s.source_id == f"attune-sim-3-{s.participant.lower()}-{s.device.lower().replace('+', '')}-{s.kind}"
+        assert d.averaging_s is None  # beat by beat or raw: nothing to date back
+
+
+def test_wrist_hr_is_the_trailing_average_it_declares():
+    """A simulated wrist HR value at tick t is 60 x (beats - 1) / span of the beats in (t - 4 s, t], and the
+    stream says so (``averaging_s`` 4), so analysis dates it back by 2 s."""
+    from acquisition.physiology import HR_DEVICE_AVERAGING_S
+
+    sc = load_scenario("couple-calm")
+    sc = dataclasses.replace(sc, participants=[dataclasses.replace(p, heart="both") for p in sc.participants])
+    session = simulate_session(sc, 5, 120)
+    s = session.stream("P1", "hr")
+    assert describe(s.header_xml).hr_averaging_s == HR_DEVICE_AVERAGING_S == 4.0
+    beats = session.latent["P1"]["beats"]
+    for t, v in zip(s.timestamps[::17], s.values[::17, 0]):
+        inside = beats[(beats > t - 4.0) & (beats <= t)]
+        assert v == pytest.approx(60.0 * (inside.size - 1) / (inside[-1] - inside[0]), abs=0.01)
 
 
 def test_rr_is_continuous_time_not_on_a_sample_grid(demo):
