@@ -246,7 +246,8 @@ def test_device_hr_is_dated_back_by_half_its_averaging_span(span):
     assert abs(_best_lag_s(dated[:n], ref[:n])) <= 0.5
     # the values are the same, only their time moved: raw at t is dated at t - span / 2
     k = int(span / 2 * FS)
-    np.testing.assert_allclose(dated[200:n - k], raw[200 + k:n], atol=1e-9)
+    both = np.isfinite(raw[200 + k:n])
+    np.testing.assert_allclose(dated[200:n - k][both], raw[200 + k:n][both], atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -266,3 +267,16 @@ def test_dated_device_hr_chunked_equals_batch(seed):
 def test_device_hr_averaging_span_is_checked(bad):
     with pytest.raises(ValueError, match="averaging_s.*seconds a device HR value averages"):
         HeartPreprocessor("hr", averaging_s=bad)
+
+
+def test_dated_device_hr_holds_its_last_value_up_to_its_own_timestamp():
+    """The last value before a gap (or the end) averages the beats up to its timestamp: after dating it back
+    it covers those 2 s, not a made-up hole (which the signal-loss report would show at every recording's end)."""
+    ts = np.r_[np.arange(10.0, 40.0, 1.0), np.arange(50.0, 61.0, 1.0)]
+    hr = np.full(ts.size, 70.0)
+    b = hr_to_grid(ts, hr, fs=FS, origin=0.0, t_end=70.0, averaging_s=4.0)
+    t = _grid_t(b)
+    ok = is_valid(b.quality)
+    assert ok[(t >= 8.0) & (t <= 39.0)].all() and ok[(t >= 48.0) & (t <= 60.0)].all()
+    assert not ok[(t > 39.0) & (t < 48.0)].any() and not ok[t > 60.0].any()
+    assert np.all(b.values[ok] == 70.0)
