@@ -362,7 +362,7 @@ def describe(header: str | dict) -> StreamDescriptor:
         participant=_text(desc_el, "participant"),
         manufacturer=_text(desc_el, "manufacturer"),
         device=_text(desc_el, "device") or _text(desc_el, "model"),
-        averaging_s=_positive_seconds(_text(desc_el, "averaging_s")),
+        averaging_s=_declared_seconds(_text(desc_el, "averaging_s")),
     )
     d.kind = kind_from_type(d.type, d.name, [c.label for c in channels])
     if d.kind is not None:
@@ -378,8 +378,9 @@ def describe(header: str | dict) -> StreamDescriptor:
     return d
 
 
-def _positive_seconds(text: str | None) -> float | None:
-    """A declared number of seconds (``>= 0``, finite), else ``None`` (absent or not a number: the default applies)."""
+def _declared_seconds(text: str | None) -> float | None:
+    """A declared number of seconds in ``[0, 600)``, else ``None`` (absent, not a number or absurd: the default
+    applies)."""
     try:
         v = float(text) if text is not None else None
     except ValueError:

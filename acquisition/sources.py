@@ -4,7 +4,7 @@ A *source* hands out new samples of the streams that feed the pipeline and
 says up to which time every stream is complete. Its interface, shared with
 the live LSL source (:class:`acquisition.live.LiveSource`)::
 
-    source.inputs      -> list of InputSpec (participant, kind, srate, name), one per pipeline slot
+    source.inputs      -> list of InputSpec (participant, kind, srate, name, averaging_s), one per pipeline slot
     source.origin      -> float, time base value of session time 0
     source.poll()      -> (chunks, until, status)
         chunks : list of (slot index, timestamps (n,), values (n,) canonical units)
@@ -49,6 +49,11 @@ class InputSpec:
     srate: float
     name: str
     averaging_s: float = 0.0
+
+    @classmethod
+    def of(cls, participant: str, d) -> InputSpec:
+        """The input of ``participant``'s stream described by ``d`` (a :class:`~acquisition.convention.StreamDescriptor`)."""
+        return cls(participant, d.kind, float(d.srate), d.name, d.hr_averaging_s)
 
     @property
     def modality(self) -> str:
@@ -96,7 +101,7 @@ def choose_inputs(streams, assign=None) -> tuple[list, list]:
                     + ", ".join(repr(c.descriptor.name) for c in cands[1:])
                 )
             d = best.descriptor
-            chosen.append((InputSpec(who, d.kind, float(d.srate), d.name, d.hr_averaging_s), best))
+            chosen.append((InputSpec.of(who, d), best))
     return chosen, notes
 
 
@@ -282,7 +287,7 @@ class LiveSource:
                 if r is None:
                     continue
                 d = r.descriptor
-                self.inputs.append(InputSpec(who, d.kind, float(d.srate), d.name, d.hr_averaging_s))
+                self.inputs.append(InputSpec.of(who, d))
                 self._receivers.append(r)
         if len({s.participant for s in self.inputs}) < 2:
             people = sorted({s.participant for s in self.inputs})

@@ -339,8 +339,10 @@ class HeartPreprocessor(GridPreprocessor):
             ai, bi = np.clip(a, 0, ts.size - 1), np.clip(b, 0, ts.size - 1)
             ok &= (ts[bi] - ts[ai]) <= self.max_gap
             xa, xb = x[ai], x[bi]
-            finite = np.isfinite(xa) & np.isfinite(xb)
-            plaus = finite & (np.minimum(xa, xb) >= self.hr_min) & (np.maximum(xa, xb) <= self.hr_max)
+            finite_a = np.isfinite(xa)
+            plaus_a = finite_a & (xa >= self.hr_min) & (xa <= self.hr_max)
+            finite = finite_a & np.isfinite(xb)
+            plaus = plaus_a & finite & (xb >= self.hr_min) & (xb <= self.hr_max)
             span = ts[bi] - ts[ai]
             w = np.where(span > 0, (t - ts[ai]) / np.where(span > 0, span, 1.0), 0.0)
             good = ok & plaus
@@ -350,11 +352,10 @@ class HeartPreprocessor(GridPreprocessor):
             if self.date_back > 0:
                 # a dated-back value still covers the beats up to its own timestamp: after the last sample
                 # before a gap (or the end of the stream) it holds for date_back s instead of a made-up gap
-                hold = ~ok & (a >= 0) & (t - ts[ai] <= self.date_back) & np.isfinite(xa)
-                hold_ok = hold & (xa >= self.hr_min) & (xa <= self.hr_max)
-                v[hold_ok] = xa[hold_ok]
-                q[hold_ok] = Quality.OK
-                q[hold & ~hold_ok] = Quality.IMPLAUSIBLE
+                hold = ~ok & (a >= 0) & (t - ts[ai] <= self.date_back) & finite_a
+                v[hold & plaus_a] = xa[hold & plaus_a]
+                q[hold & plaus_a] = Quality.OK
+                q[hold & ~plaus_a] = Quality.IMPLAUSIBLE
             keep = np.searchsorted(ts, t[-1] - self.max_gap, side="left")
             if keep > 1:
                 self._ts, self._x = ts[keep - 1:], x[keep - 1:]

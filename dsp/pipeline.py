@@ -228,7 +228,7 @@ class SessionPipeline:
                 self._pre.append(EdaPreprocessor(fs=fs, origin=self.origin, srate=s.srate or None))
             else:
                 self._pre.append(HeartPreprocessor(kind=s.kind, fs=fs, origin=self.origin, srate=s.srate or None,
-                                                   averaging_s=s.averaging_s if s.kind == "hr" else 0.0))
+                                                   averaging_s=s.averaging_s))
         # (modality, person index) -> slot index
         self._slot_of = {(s.modality, self.participants.index(s.participant)): i for i, s in enumerate(self.slots)}
         n = len(self.participants)

@@ -59,8 +59,8 @@ def make_pipeline(source, config: PipelineConfig, modalities=None) -> SessionPip
             raise ValueError(
                 f"With signals used = {' + '.join(modalities)}, only {len(people)} participant(s) have a stream "
                 f"({', '.join(people) or 'none'}); synchrony needs 2. Choose other signals (Settings, or --signals).")
-    slots = [Slot(inputs[i].participant, inputs[i].kind, inputs[i].srate, inputs[i].name,
-                  getattr(inputs[i], "averaging_s", 0.0)) for i in keep]
+    slots = [Slot(inputs[i].participant, inputs[i].kind, inputs[i].srate, inputs[i].name, inputs[i].averaging_s)
+             for i in keep]
     people = list(dict.fromkeys(s.participant for s in slots))
     pipe = SessionPipeline(slots, origin=source.origin, config=config, participants=people)
     if len(keep) != len(inputs):
