@@ -118,6 +118,12 @@ def test_moving_away_reads_the_scripted_states():
     assert a.episode_arousal() == [{"A": "climbing"}, {"B": "flattening"}]
     a.flag_times = {}  # without the events: the episode's own flag time
     assert a.episode_arousal() == [{"A": "climbing"}, {}]
+    # a flag just after A's span (100-130 s): A was climbing while the evidence built up (onset 95 s)
+    a.episodes[0].flagged_s = 133.75
+    assert a.moving_away(("A", "B"), [133.75]) == {}
+    assert a.episode_arousal()[0] == {"A": "climbing"}
+    a.episodes[0].onset_s = 131.0  # an onset after the span: nothing before the flag
+    assert a.episode_arousal()[0] == {}
 
 
 def _colour_pixels(img, hex_colour):
@@ -133,7 +139,7 @@ def test_report_plots_each_persons_arousal_and_escapes_names(tmp_path):
     index = write_report(a, tmp_path, time_offset=offset)
     page = index.read_text(encoding="utf-8")
     assert EVIL not in page and html_escaped(EVIL) in page and page.count("<img") == 3  # signals, sync, arousal
-    assert '<img src="arousal.png"' in page and "moving away at the flag" in page
+    assert '<img src="arousal.png"' in page and "moving away before the flag" in page
     assert "P1 (climbing)" in page and f"{html_escaped(EVIL)} (flattening)" in page
     img = imread(tmp_path / "arousal.png")
     h, w = img.shape[:2]
@@ -174,8 +180,8 @@ def test_episodes_csv_and_summary_say_who_moved_away(tmp_path):
     assert validate(doc) == [] and all("moving_away" not in e and "arousal" not in e for e in doc["episodes"])
     text = summary_text(doc, away=a.episode_arousal())
     lines = [x for x in text.splitlines() if x.strip().startswith("#")]
-    assert lines[0].endswith("moving away at the flag: P1 climbing")
-    assert lines[1].endswith(f"moving away at the flag: {EVIL} flattening")
+    assert lines[0].endswith("moving away before the flag: P1 climbing")
+    assert lines[1].endswith(f"moving away before the flag: {EVIL} flattening")
     # nobody moving away: nothing said
     assert "moving away" not in summary_text(doc, away=[{}, {}]) and "moving away" not in summary_text(doc)
 
@@ -189,7 +195,7 @@ def test_analyze_file_end_to_end_on_the_sample(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "rep" / "episodes.csv", encoding="utf-8")))
     assert [r["moving_away"] for r in rows] == ["P2 climbing", "P1 flattening"]
     eps = [x for x in res.summary.splitlines() if re.match(r"\s+#\d", x)]
-    assert "moving away at the flag: P2 climbing" in eps[0] and "moving away at the flag: P1 flattening" in eps[1]
+    assert "moving away before the flag: P2 climbing" in eps[0] and "moving away before the flag: P1 flattening" in eps[1]
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["schema"] == SCHEMA_ID and validate(doc) == []
     assert (tmp_path / "rep" / "arousal.png").read_bytes()[:4] == b"\x89PNG"

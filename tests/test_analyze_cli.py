@@ -321,5 +321,5 @@ def test_episode_line_names_who_is_disconnecting_in_a_group():
           "context": {"P1": "rising", "P3": "rising"}}
     line = episode_line(ep, {"P1": "climbing"})
     assert line.startswith("P1-P3  01:34 -> 02:07 (repaired after 33 s)")
-    assert "disconnecting: P1;" in line and "moving away at the flag: P1 climbing" in line
+    assert "disconnecting: P1;" in line and "moving away before the flag: P1 climbing" in line
     assert "disconnecting" not in episode_line({**ep, "people": ["P1", "P3"]})   # a couple: both

@@ -337,7 +337,7 @@ def episode_line(ep: dict, away: dict | None = None) -> str:
     ep : dict
         An ``attune.analysis/1`` episode record.
     away : dict | None
-        ``{person: "climbing" | "flattening"}``: whose arousal was moving away from the group when the
+        ``{person: "climbing" | "flattening"}``: whose arousal was moving away from the group before the
         episode was flagged (:meth:`ui.runner.Analysis.episode_arousal`); said when not empty.
     """
     pair = "-".join(ep["pair"])
@@ -351,7 +351,7 @@ def episode_line(ep: dict, away: dict | None = None) -> str:
     ctx = ", ".join(f"{p} {c}" for p, c in ep["context"].items() if c != "steady")
     ctx = f"; arousal: {ctx}" if ctx else ""
     moving = away_words(away)
-    moving = f"; moving away at the flag: {moving}" if moving else ""
+    moving = f"; moving away before the flag: {moving}" if moving else ""
     return (f"{pair}  {span}, deepest {clock(ep['nadir_s'])}, depth {ep['depth']:.2f}, "
             f"{'+'.join(ep['modalities'])}, confidence {ep['confidence']:.2f}{who}{ctx}{moving}")
 
@@ -369,7 +369,7 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=Non
     max_losses : int
         At most this many signal-loss periods are listed (the longest), then a total per person.
     away : sequence of dict | None
-        Per episode of ``doc`` (same order): whose arousal was moving away at the flag
+        Per episode of ``doc`` (same order): whose arousal was moving away before the flag
         (:meth:`ui.runner.Analysis.episode_arousal`); not in the document (its schema is fixed).
     """
     lines = [f"{doc['recording']}  ({clock(doc['duration_s'])}, {len(doc['participants'])} participants)"]
@@ -422,7 +422,7 @@ def write_episodes_csv(doc: dict, path, away=None) -> Path:
     path : path-like
     away : sequence of dict | None
         Per episode of ``doc`` (same order), ``{person: "climbing" | "flattening"}``: whose arousal was moving
-        away from the group when it was flagged (:meth:`ui.runner.Analysis.episode_arousal`). Column
+        away from the group before it was flagged (:meth:`ui.runner.Analysis.episode_arousal`). Column
         ``moving_away``: e.g. ``P1 flattening`` (several joined with ``;``), empty when nobody was (or unknown).
     """
     path = Path(path)

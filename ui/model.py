@@ -136,7 +136,8 @@ class Snapshot:
         ``participant -> {modality: "ok" | "noisy" | "lost" | "recovered" | "absent"}``.
     episodes : list of dict
         Episode dicts (:func:`dsp.detector.episode_dict`) plus ``"arousal"``: ``{person: "climbing" |
-        "flattening"}`` for members of the pair whose arousal was moving away when it was flagged.
+        "flattening"}`` for members of the pair whose arousal was moving away before it was flagged (from
+        its onset to the flag, or at a re-flag).
     signal_loss : list of dict
     markers : list of dict
     arousal : tuple
@@ -305,7 +306,8 @@ class SessionModel:
                     d["label"] = old.get("label")
                     d["review"] = old.get("review")
                     d["arousal"] = dict(old.get("arousal") or {})
-                    for who, st in self._away_at(d["pair"], d.get("flagged_s", d["onset_s"]), ev.get("t")).items():
+                    flag = d.get("flagged_s", d["onset_s"])
+                    for who, st in self._away_at(d["pair"], *self._buildup(d["onset_s"], flag), flag, ev.get("t")).items():
                         d["arousal"].setdefault(who, st)
                     self._episodes[d["id"]] = d
                 elif ev.get("type") == "signal_loss":
@@ -350,6 +352,11 @@ class SessionModel:
                     if np.isfinite(level) and not partner_away and not (level < release and held):
                         continue  # keep showing "moving away"
                 self._shown[i] = st
+
+    def _buildup(self, onset: float, flag: float) -> list:
+        """The arousal seconds held from an episode's onset to its flag (while its evidence built up)."""
+        t = self._arousal_code.t
+        return t[np.isfinite(t) & (t >= onset - 1e-9) & (t <= flag + 1e-9)].tolist()
 
     def _away_at(self, pair, *times) -> dict:
         """``{person: "climbing" | "flattening"}`` for members of ``pair`` moving away at any of ``times``."""

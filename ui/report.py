@@ -11,7 +11,7 @@
                       from the group vs in tune, 5 s mean) with the preset's threshold, the
                       seconds they were moving away shaded (climbing / flattening), their
                       episodes shaded
-    episodes.csv      one row per possible rupture (with whose arousal was moving away at the flag)
+    episodes.csv      one row per possible rupture (with whose arousal was moving away before the flag)
     markers.csv       the recorded markers (the facilitator's and other apps'), when there are any;
                       they are listed in the page and drawn as dotted lines in the synchrony plots,
                       so a facilitator's noted ruptures can be set beside the flagged ones
@@ -456,7 +456,7 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     if doc["episodes"]:
         parts.append(_table(
             ("#", "pair", "who is disconnecting", "onset", "deepest", "end", "repaired", "time to repair",
-             "depth", "modalities", "confidence", "arousal context", "moving away at the flag"),
+             "depth", "modalities", "confidence", "arousal context", "moving away before the flag"),
             [(i, "–".join(e["pair"]), ", ".join(e["people"]), clock(e["onset_s"]), clock(e["nadir_s"]),
               clock(e["offset_s"]), "yes" if e["repaired"] else "no",
               "–" if e["time_to_repair_s"] is None else f"{e['time_to_repair_s']:.0f} s", f"{e['depth']:.2f}",
@@ -465,8 +465,8 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
               ", ".join(f"{k} ({v})" for k, v in away[i - 1].items()) or "–")
              for i, e in enumerate(doc["episodes"], 1)]))
         parts.append('<p class="note">Depth: 0 = as in tune as usual for this pair, 1 = down to chance level. '
-                     "Moving away at the flag: whose arousal (heart rate, skin conductance) was moving away from the "
-                     "rest of the group when the episode was flagged, climbing (aversive) or flattening (withdrawn); "
+                     "Moving away before the flag: whose arousal (heart rate, skin conductance) was moving away from the "
+                     "rest of the group while the episode built up (from its onset to the flag), climbing (aversive) or flattening (withdrawn); "
                      'see the arousal plot. Also in <a href="episodes.csv">episodes.csv</a>.</p>')
     else:
         parts.append("<p>None flagged.</p>")

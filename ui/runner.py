@@ -351,11 +351,17 @@ class Analysis:
 
     def episode_arousal(self) -> list[dict]:
         """Per episode, in the document's order (:func:`ui.analysis_io.sorted_episodes`), who of its pair was
-        moving away in their arousal when it was flagged: ``{person: "climbing" | "flattening"}`` (may be empty)."""
+        moving away in their arousal before it was flagged (any second from its onset to the flag, or at a
+        re-flag; as the live view records it): ``{person: "climbing" | "flattening"}`` (may be empty)."""
         from .analysis_io import sorted_episodes
 
-        return [self.moving_away(ep.pair, self.flag_times.get(ep.id, [ep.flagged_s]))
-                for ep in sorted_episodes(self.episodes)]
+        out = []
+        t = np.asarray(self.arousal_t, dtype=float)
+        for ep in sorted_episodes(self.episodes):
+            flags = self.flag_times.get(ep.id, [ep.flagged_s])
+            buildup = t[(t >= ep.onset_s - 1e-9) & (t <= flags[0] + 1e-9)].tolist()
+            out.append(self.moving_away(ep.pair, [*buildup, *flags]))
+        return out
 
 
 def analyze_recording(recording, config: PipelineConfig | None = None, assign=None, progress=None,
