@@ -87,7 +87,7 @@ def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: b
         if arousal:
             if "arousal" not in d:
                 ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
-                d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})[:2]
+                d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
             det.update_arousal(*d["arousal"])
         det.finish()
         tr = d["truth"]

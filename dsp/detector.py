@@ -63,46 +63,54 @@ median of the other pairs; on the tune split it did not help (F1 0.58-0.60 eithe
 Groups: with ``n_pairs`` pairs watched, each pair needs ``1 + group_h_factor * ln(n_pairs)`` times the
 evidence, so a group of four (six pairs) does not have six times a couple's false alarms per session.
 
-Presets (30 s windows, the pipeline default; arousal divergence on)
-----------------------------------------------------------------
+Learned evidence (what the presets use)
+---------------------------------------
+With ``evidence="learned"`` the CUSUM adds, per second, ``spread * clip(llr) - learned_k`` instead of the two
+terms above, where ``llr`` is the log-likelihood ratio of :mod:`dsp.evidence` (a gradient-boosted tree
+ensemble over the pair's synchrony in both modalities, its chance levels, its distance from the pair's own
+level of the last five minutes, the same 10 and 20 s back, and both people's arousal divergence) and
+``spread`` the ``ref_chance_sd`` factor below; ``learned_h`` (times the group factor) flags. Everything else
+(calibration, the freeze when nothing is known, signal loss, onsets, severity, repair, relapse) is the same.
+The ensemble was fitted on 500 simulated tune-split sessions (``bench/train_evidence.py fit``) and the presets'
+``learned_k`` / ``learned_h`` chosen by 5-fold cross-validation on them (``bench/train_evidence.py cv``):
+``conservative`` 3.5 / 10, ``balanced`` 3.0 / 10, ``sensitive`` 2.5 / 7 (cross-validated F1 0.89 / 0.90 / 0.89
+at 0.44 / 0.72 / 1.66 false alarms/h).
+
+Measured on 60 h of eval sessions nothing was fitted or chosen on (seeds 50700-, 50800-, 50900-, 51000-51023,
+51100-51147, 51200-51247 and the fresh 51300-51347; 240 sessions, 472 ruptures, 207 signal-loss periods;
+``attune evaluate`` / the same replay on cached sessions): ``conservative`` P 0.97, R 0.82, F1 0.89 at 0.33
+false alarms/h; ``balanced`` P 0.95, R 0.86, **F1 0.90 at 0.63/h**; ``sensitive`` P 0.89, R 0.89, F1 0.89 at
+1.5/h; no signal-loss period flagged; median onset latency 13-15 s, detection latency 27-32 s. Sets of 24
+sessions scatter (balanced F1 0.86-0.93 at 0-1.5/h).
+
+Presets with the analytic evidence (:data:`ANALYTIC_PRESETS`, ``get_preset(name, "analytic")``)
+------------------------------------------------------------------------------------------------
 The pipeline feeds heart rate as plain windowed r and skin conductance as *phasic* synchrony (co-occurring
 responses, best r over +-3 s of the sample-to-sample changes; ``dsp.pipeline.DETECTOR_METRICS``). Chosen on
 72 tune-split sessions (seeds 10500-10523 and 10600-10647, ``bench/tune_detector.py``; a grid of 54 settings of
 cusum_k, cusum_h, arousal_k, arousal_h; the arousal model with ``fit-arousal`` on 84 earlier tune sessions):
-``conservative`` (sync k 0.8 / h 15, arousal k 3.5 / h 40, floor 2): F1 0.89, 0.39 false alarms/h.
-``balanced`` (sync k 0.7 / h 10, arousal k 4.5 / h 25, floor 2): F1 0.90, 0.56 false alarms/h.
-``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1): F1 0.88, 1.9 false alarms/h.
-Since device HR is dated back by half its averaging span (:mod:`dsp.heart`; mixed strap + wrist pairs read more
-in tune), the same presets give 0.90 / 0.91 / 0.89 at 0.61 / 0.94 / 2.4 false alarms/h on those tune sessions,
-and these on eval (``attune evaluate`` / the same replay on cached sessions; ``make_eval_set.py --split eval``):
-
-* two fresh sets made after every choice here, seeds 51100-51147 and 51200-51247 (24 h, 205 ruptures, 85
-  signal-loss periods): ``conservative`` P 0.93, R 0.78, F1 0.85, 0.75 false alarms/h; ``balanced`` P 0.93,
-  R 0.80, F1 0.86, 0.75 false alarms/h (0.89 at 0.92/h on the first, 0.84 at 0.58/h on the second);
-  ``sensitive`` P 0.85, R 0.85, F1 0.85, 2.0 false alarms/h. Onset latency 11-12 s, detection latency
-  35 / 32 / 28 s. (Before the alignment: balanced 0.88 at 0.54/h.)
-* pooled with the four earlier sets (seeds 50700-, 50800-, 50900-, 51000-51023; 48 h, 385 ruptures, 171
-  signal-loss periods): ``conservative`` P 0.92, R 0.78, F1 0.85, 0.83/h; ``balanced`` P 0.92, R 0.80,
-  F1 0.85, 0.92/h; ``sensitive`` P 0.83, R 0.86, F1 0.84, 2.3/h. Per set of 24, balanced F1 0.78-0.90 at
-  0.33-1.33 false alarms/h. Signal-loss periods flagged: 0/171. (Before the alignment: balanced 0.86 at 0.71/h.)
-
-With skin conductance followed as r of its levels (the detector before phasic synchrony, presets then chosen
-on 84 tune sessions) the same four earlier sets gave balanced F1 0.82 at 1.2 false alarms/h (0.79 / 0.79 for
-conservative / sensitive at 0.58 / 4.1/h); with phasic synchrony the best F1 over the same 54-setting grid at
-<= 0.5 / 0.75 / 1 false alarm/h on them rose from 0.79 / 0.80 / 0.83 to 0.83 / 0.85 / 0.85. On synchrony alone
-(before :mod:`dsp.divergence`) seeds 50200-50223 gave F1 0.65 / 0.64 / 0.57 at 0.8 / 3.7 / 10.7 false alarms/h.
+``conservative`` (sync k 0.8 / h 15, arousal k 3.5 / h 40, floor 2), ``balanced`` (sync k 0.7 / h 10, arousal
+k 4.5 / h 25, floor 2), ``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1). On the first 48 h of
+eval sessions above they score F1 0.85 / 0.85 / 0.84 at 0.83 / 0.92 / 2.3 false alarms/h (balanced P 0.92,
+R 0.80; the learned evidence on the same 48 h: 0.89 / 0.90 / 0.89 at 0.25 / 0.52 / 1.5). Their arousal_k
+still sets where the displays call a person "moving away", and their drift band the "usual" band.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy.stats import trim_mean
 
+from .divergence import FEATURES as DIVERGENCE_FEATURES
+from .evidence import PairFeatures, shipped_model
 from .quality import REASONS, Quality
+
+#: What the CUSUM can accumulate (``DetectorConfig.evidence``).
+EVIDENCE_KINDS = ("analytic", "learned")
 
 #: States of the per-pair machine, in words for the UI.
 STATES = ("calibrating", "attuned", "drifting", "possible_rupture", "repairing", "repaired")
@@ -216,6 +224,15 @@ class DetectorConfig:
     arousal_in_tune, arousal_rupture : float
         Typical ratio in tune and in a rupture: the arousal *drop* ``(L - in_tune) / (rupture - in_tune)``
         joins the synchrony drop (the larger of the two) in the repair decisions and the display.
+    evidence : {"analytic", "learned"}
+        What the CUSUM accumulates: ``"analytic"``, the synchrony drop weighted by its signal-to-noise ratio
+        plus the arousal term above; ``"learned"``, the log-likelihood ratio of :mod:`dsp.evidence` (a tree
+        ensemble over synchrony, its recent course and both people's arousal divergence), less ``learned_k``,
+        per second. Flags, onsets, repair and signal-loss handling are the same either way.
+    learned_k, learned_h, learned_clip : float
+        The learned evidence's reference and threshold: each second adds ``clip(llr, -learned_clip,
+        learned_clip) - learned_k``, and ``learned_h`` (times the group factor) flags, in place of ``cusum_h``
+        (``drift_h``, ``onset_frac`` and ``learn_evidence`` scale with it).
     ref_chance_sd : float
         The spread of the time-shifted-partner r (surrogate SD) the presets were
         tuned at. Where the pair's running surrogate SD is wider (smooth 1 Hz
@@ -258,16 +275,33 @@ class DetectorConfig:
     arousal_floor: float = 2.0
     arousal_in_tune: float = -2.0
     arousal_rupture: float = 3.5
+    evidence: str = "analytic"
+    learned_k: float = 3.0
+    learned_h: float = 10.0
+    learned_clip: float = 12.0
 
     def validate(self) -> DetectorConfig:
         """Check the hysteresis ordering; return self."""
+        if self.evidence not in EVIDENCE_KINDS:
+            raise ValueError(f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, "
+                             f"but got {self.evidence!r}.")
         if not (0 < self.repaired_frac < self.repair_frac < self.relapse_frac and 0 <= self.drift_h < self.cusum_h
-                and self.single_h_factor >= 1.0):
+                and self.single_h_factor >= 1.0 and self.learned_h > 0):
             raise ValueError(
                 "Invalid detector thresholds: expected 0 < repaired_frac < repair_frac < relapse_frac, "
-                f"0 <= drift_h < cusum_h and single_h_factor >= 1, but got {self}."
+                f"0 <= drift_h < cusum_h, single_h_factor >= 1 and learned_h > 0, but got {self}."
             )
         return self
+
+    @property
+    def threshold(self) -> float:
+        """The evidence that flags a couple: ``learned_h`` with learned evidence, else ``cusum_h``."""
+        return self.learned_h if self.evidence == "learned" else self.cusum_h
+
+    @property
+    def drift_threshold(self) -> float:
+        """The evidence above which a pair is shown drifting (``drift_h``, in proportion to :attr:`threshold`)."""
+        return self.drift_h * self.threshold / self.cusum_h
 
     @property
     def drift_frac(self) -> float:
@@ -279,24 +313,34 @@ class DetectorConfig:
         return dict(self.weights).get(modality, 1.0)
 
 
-#: Sensitivity presets (see the module docstring for what each trades).
-PRESETS = {
+#: The presets with the analytic evidence (what they were before the learned evidence; see the module docstring).
+ANALYTIC_PRESETS = {
     "conservative": DetectorConfig(cusum_k=0.8, cusum_h=15.0, drift_h=4.0, arousal_k=3.5, arousal_h=40.0),
     "balanced": DetectorConfig(),
     "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.5, arousal_h=25.0, arousal_floor=1.0,
                                 onset_delay_s=8.0),
 }
+#: Learned evidence (:mod:`dsp.evidence`): reference and threshold per preset (``bench/train_evidence.py cv``).
+LEARNED_THRESHOLDS = {"conservative": (3.5, 10.0), "balanced": (3.0, 10.0), "sensitive": (2.5, 7.0)}
+#: Sensitivity presets (see the module docstring for what each trades): the learned evidence, with the analytic
+#: parameters of the same name kept for the displays (the drift band, the arousal words) and the repair.
+PRESETS = {name: replace(cfg, evidence="learned", learned_k=LEARNED_THRESHOLDS[name][0],
+                         learned_h=LEARNED_THRESHOLDS[name][1])
+           for name, cfg in ANALYTIC_PRESETS.items()}
 
 
 #: Queue key of the arousal divergence in :class:`RuptureDetector` (never a modality name).
 AROUSAL_KEY = "_arousal"
 
 
-def get_preset(name: str) -> DetectorConfig:
-    """Return the :class:`DetectorConfig` of a preset by name."""
+def get_preset(name: str, evidence: str | None = None) -> DetectorConfig:
+    """Return the :class:`DetectorConfig` of a preset by name (with ``evidence`` "analytic" or "learned": that
+    kind of evidence; None: the preset's own, learned)."""
     if name not in PRESETS:
         raise ValueError(f"Invalid value for 'preset': expected one of {', '.join(PRESETS)}, but got {name!r}.")
-    return PRESETS[name]
+    if evidence is not None and evidence not in EVIDENCE_KINDS:
+        raise ValueError(f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, but got {evidence!r}.")
+    return (ANALYTIC_PRESETS if evidence == "analytic" else PRESETS)[name]
 
 
 def _fisher(r: float) -> float:
@@ -453,7 +497,8 @@ class PairMachine:
             self.state = state
             self.state_since = t
 
-    def step(self, t: float, values: dict, blocked: bool = False, arousal: float = math.nan) -> list[dict]:
+    def step(self, t: float, values: dict, blocked: bool = False, arousal: float = math.nan,
+             llr: float = math.nan) -> list[dict]:
         """Advance by one time step.
 
         Parameters
@@ -468,6 +513,9 @@ class PairMachine:
         arousal : float
             Person-level arousal divergence of the pair this second (log-likelihood ratio, the larger of its two
             people's; NaN: not known), see :mod:`dsp.divergence`.
+        llr : float
+            The learned log-likelihood ratio of this pair this second (:mod:`dsp.evidence`); used when the
+            config's ``evidence`` is ``"learned"``.
 
         Returns
         -------
@@ -507,6 +555,7 @@ class PairMachine:
             # no evidence now (loss, guard, never in tune): freeze
             self.drop = math.nan
             return events
+        learned = cfg.evidence == "learned"
         inc = 0.0
         if drops:
             sw = sum(ws)
@@ -517,16 +566,24 @@ class PairMachine:
                 gain /= cfg.single_h_factor  # one noisy series alone needs more evidence
             self.drop = D
             self.smooth_drop = D if not math.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
-            inc += gain * (D - cfg.cusum_k) * self.step_s
+            if not learned:
+                inc += gain * (D - cfg.cusum_k) * self.step_s
         else:
             self.drop = math.nan
         if has_arousal:
-            la = min(max(arousal, cfg.arousal_floor), cfg.arousal_clip)
-            inc += cfg.cusum_h * (la - cfg.arousal_k) / cfg.arousal_h * self.step_s
+            if not learned:
+                la = min(max(arousal, cfg.arousal_floor), cfg.arousal_clip)
+                inc += cfg.cusum_h * (la - cfg.arousal_k) / cfg.arousal_h * self.step_s
             a = (arousal - cfg.arousal_in_tune) / (cfg.arousal_rupture - cfg.arousal_in_tune)
             a = min(max(a, -cfg.drop_clip), cfg.drop_clip)
             self.smooth_arousal = a if not math.isfinite(self.smooth_arousal) else self.smooth_arousal + self._alpha_smooth * (a - self.smooth_arousal)
-        h = self.h_scale * cfg.cusum_h
+        if learned:
+            if not math.isfinite(llr):
+                return events
+            # where chance alone spreads wider than in the simulator (smooth 1 Hz device HR), a drop says less
+            spread = min((self.tracks[m].spread_factor for m in used), default=1.0)
+            inc = (spread * min(max(llr, -cfg.learned_clip), cfg.learned_clip) - cfg.learned_k) * self.step_s
+        h = self.h_scale * cfg.threshold
         prev = self.evidence
         self.evidence = min(max(0.0, prev + inc), 2.0 * h)
         if prev == 0.0 and self.evidence > 0.0:
@@ -544,7 +601,7 @@ class PairMachine:
                 self.episode = PairEpisodeDraft(onset, t, t, sd, list(self.used))
                 events.append({"type": "pair_rupture", "t": t, "onset_s": onset})
                 self._set("possible_rupture", t, events)
-            elif self.evidence >= cfg.drift_h:
+            elif self.evidence >= cfg.drift_threshold:
                 self._set("drifting", t, events)
             elif self.state == "drifting" and self.evidence == 0.0:
                 self._set("attuned", t, events)
@@ -710,10 +767,13 @@ class RuptureDetector:
         Also take person-level arousal divergence (:meth:`update_arousal`, from :mod:`dsp.divergence`) as
         evidence; then a time step is processed once the synchrony of every modality *and* the arousal of
         that second have been fed.
+    collect_features : bool
+        Keep every step's learned-evidence feature rows in :attr:`feature_log` (``(t, X)`` per drain, ``X``
+        of shape (n_steps, n_pairs, len(dsp.evidence.FEATURES))), for ``bench/train_evidence.py``.
     """
 
     def __init__(self, participants, modalities=("hr", "eda"), step_s: float = 1.0, config="balanced",
-                 window_s: float = 30.0, arousal: bool = False):
+                 window_s: float = 30.0, arousal: bool = False, collect_features: bool = False):
         self.participants = list(participants)
         self.arousal = bool(arousal)
         self.window_s = float(window_s)
@@ -733,6 +793,11 @@ class RuptureDetector:
         self._last_closed: dict[int, Episode] = {}
         self._last_below: dict[int, float] = {}  # per pair: when its last repaired episode's drop fell below
         self._iu = iu
+        # learned evidence (dsp.evidence): feature state of every pair, and the ensemble
+        self.feature_log: list | None = [] if collect_features else None
+        learned = self.cfg.evidence == "learned"
+        self._features = PairFeatures(n, iu) if (learned or collect_features) else None
+        self._model = shipped_model() if learned else None
         # the last few steps of each person's arousal log-likelihood ratio (see person_arousal)
         self._recent_arousal: deque = deque(maxlen=max(1, int(round(self.cfg.smooth_s / step_s))))
 
@@ -811,7 +876,7 @@ class RuptureDetector:
             q.append((t, sv, cv, dv))
         return self._drain(final=False)
 
-    def update_arousal(self, t: np.ndarray, llr: np.ndarray) -> list[dict]:
+    def update_arousal(self, t: np.ndarray, llr: np.ndarray, divergence: np.ndarray | None = None) -> list[dict]:
         """Feed person-level arousal divergence (requires ``arousal=True``).
 
         Parameters
@@ -821,6 +886,8 @@ class RuptureDetector:
         llr : ndarray, shape (n_people, n_sec)
             Log-likelihood ratio "in a rupture" vs "in tune" per person (NaN: unknown), see
             :class:`dsp.divergence.ArousalDivergence`.
+        divergence : ndarray, shape (n_people, len(dsp.divergence.FEATURES), n_sec) | None
+            The divergence features behind it (the learned evidence uses them; None: unknown).
 
         Returns
         -------
@@ -835,8 +902,12 @@ class RuptureDetector:
         with np.errstate(invalid="ignore"):
             both = np.fmax(llr[i], llr[j])  # per pair: the larger of its two people's (NaN only if both are)
         q = self._pending.setdefault(AROUSAL_KEY, [])
-        for tt, v, person in zip(t.tolist(), both.T.tolist(), llr.T.tolist()):
-            q.append((tt, v, person))
+        if divergence is None:
+            divs = [None] * t.size
+        else:
+            divs = list(np.moveaxis(np.asarray(divergence, dtype=float).reshape(len(self.participants), -1, t.size), 2, 0))
+        for tt, v, person, dv in zip(t.tolist(), both.T.tolist(), llr.T.tolist(), divs):
+            q.append((tt, v, person, dv))
         return self._drain(final=False)
 
     def _drain(self, final: bool) -> list[dict]:
@@ -852,7 +923,8 @@ class RuptureDetector:
         heads = [0] * len(queues)
         lens = [len(q) for q in queues]
         nq = len(queues)
-        pairs = range(len(self.pairs))
+        # the time steps due, each with what every queue has for it
+        steps = []
         while True:
             t = math.inf
             for i in range(nq):
@@ -873,21 +945,57 @@ class RuptureDetector:
                             ar = item
                         else:
                             now[keys[i]] = item
+            steps.append((t, now, ar))
+        for i, m in enumerate(keys):
+            self._pending[m] = queues[i][heads[i]:]
+        llr = self._learned_llr(steps)
+        pairs = range(len(self.pairs))
+        for s, (t, now, ar) in enumerate(steps):
             if ar is not None:
                 self._recent_arousal.append(ar[2])
             for p in pairs:
                 vals = {m: (sv[p], cv[p], dv[p]) for m, (_, sv, cv, dv) in now.items()}
                 a = ar[1][p] if ar is not None else math.nan
-                evs = self.machines[p].step(t, vals, self._blocked(p, t), a)
+                evs = self.machines[p].step(t, vals, self._blocked(p, t), a, llr[s, p])
                 for ev in evs:
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
             self._group_prior()
             for p, ep in self._open.items():
                 self._refresh(p, ep)
-        for i, m in enumerate(keys):
-            self._pending[m] = queues[i][heads[i]:]
         return events
+
+    def _learned_llr(self, steps: list) -> np.ndarray:
+        """The learned log-likelihood ratio of every pair at each step (NaN when not used), shape (n_steps, n_pairs).
+
+        Features of all due steps are computed at once (they depend only on inputs, never on the machines),
+        so a long file costs one pass of the tree ensemble; the feature state carries over between calls.
+        """
+        out = np.full((len(steps), len(self.pairs)), np.nan)
+        if self._features is None or not steps:
+            return out
+        n_p, n = len(self.pairs), len(self.participants)
+
+        def fz(m: str, k: int) -> np.ndarray:
+            a = np.full((len(steps), n_p), np.nan)
+            for s, (_, now, _) in enumerate(steps):
+                if m in now:
+                    a[s] = now[m][k]
+            return np.arctanh(np.clip(a, -0.999, 0.999))
+
+        arousal = np.full((len(steps), n), np.nan)
+        div = np.full((len(steps), n, len(DIVERGENCE_FEATURES)), np.nan)
+        for s, (_, _, ar) in enumerate(steps):
+            if ar is not None:
+                arousal[s] = ar[2]
+                if ar[3] is not None:
+                    div[s] = ar[3]
+        X = self._features.push(fz("hr", 1), fz("hr", 2), fz("eda", 1), fz("eda", 2), arousal, div)
+        if self.feature_log is not None:
+            self.feature_log.append((np.array([st[0] for st in steps]), X))
+        if self._model is not None:
+            out = self._model.llr(X)
+        return out
 
     @property
     def person_arousal(self) -> np.ndarray:

@@ -336,7 +336,7 @@ class SessionPipeline:
             if w["t"].size:
                 fed.append(self.detector.update(m, w["t"], w["sync"], w["chance"], w["chance_sd"]))
         if self.arousal is not None and upd.arousal_t.size:
-            fed.append(self.detector.update_arousal(upd.arousal_t, upd.arousal))
+            fed.append(self.detector.update_arousal(upd.arousal_t, upd.arousal, upd.arousal_div))
         for evs in fed:
             for ev in evs:
                 if "episode" in ev:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsp.detector import RuptureDetector, SignalLossTracker
+from dsp.detector import RuptureDetector, SignalLossTracker, get_preset
 from dsp.pipeline import Update
 from dsp.quality import Quality
 from ui.model import SessionModel
@@ -20,7 +20,9 @@ FS = 4.0
 
 def make_model(n_people: int = 2, modalities=("hr", "eda")) -> tuple[SessionModel, RuptureDetector, SignalLossTracker]:
     people = [f"P{i + 1}" for i in range(n_people)]
-    det = RuptureDetector(people, modalities, step_s=1.0)
+    # scripted synchrony series without arousal: the analytic evidence flags them as constructed (the learned
+    # evidence is tested on simulated sessions, test_evidence.py and the end-to-end tests)
+    det = RuptureDetector(people, modalities, step_s=1.0, config=get_preset("balanced", "analytic"))
     model = SessionModel(people, modalities, det.pairs, FS, 1.0, 600.0)
     return model, det, SignalLossTracker(FS)
 

@@ -218,9 +218,11 @@ def simulated(tmp_path_factory):
 
 
 def _withdrawn_snapshot_time(snaps) -> float:
-    """The first snapshot time in P1's withdrawal (230-290 s) at which the model says P1 is flattening."""
+    """The first snapshot time in P1's withdrawal (230-290 s) at which the model says P1 is flattening and the
+    detector has evidence of a drop for the pair (drifting, possible rupture or repairing)."""
     ts = [t for t in sorted(snaps) if 240 <= t <= 300
-          and snaps[t].people_arousal["P1"]["words"] == "moving away (flattening)"]
+          and snaps[t].people_arousal["P1"]["words"] == "moving away (flattening)"
+          and snaps[t].pair_states[0]["state"] in ("drifting", "possible_rupture", "repairing")]
     assert ts, {t: snaps[t].people_arousal["P1"]["words"] for t in sorted(snaps) if 240 <= t <= 300}
     return ts[0]
 

@@ -12,7 +12,16 @@ from dsp.quality import Quality
 
 
 #: The balanced preset for series without the lag of a trailing window (see ``_run``): onsets and ends not dated back.
-NO_LAG = dataclasses.replace(get_preset("balanced"), onset_delay_s=0.0, repair_delay_s=0.0)
+NO_LAG = dataclasses.replace(get_preset("balanced", "analytic"), onset_delay_s=0.0, repair_delay_s=0.0)
+
+@pytest.fixture(autouse=True)
+def analytic_evidence(monkeypatch):
+    """The state machine on hand-made series, with the analytic evidence (its response to them is known by
+    construction); the learned evidence is tested in test_evidence.py and on simulated sessions end to end."""
+    import dsp.detector
+
+    monkeypatch.setattr(dsp.detector, "PRESETS", dsp.detector.ANALYTIC_PRESETS)
+
 
 
 def _series(rng, segments, noise=0.06):

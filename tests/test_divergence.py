@@ -19,6 +19,15 @@ from dsp.divergence import FEATURES, ArousalDivergence
 
 FS = 4.0
 
+@pytest.fixture(autouse=True)
+def analytic_evidence(monkeypatch):
+    """The state machine on hand-made series, with the analytic evidence (its response to them is known by
+    construction); the learned evidence is tested in test_evidence.py and on simulated sessions end to end."""
+    import dsp.detector
+
+    monkeypatch.setattr(dsp.detector, "PRESETS", dsp.detector.ANALYTIC_PRESETS)
+
+
 
 def _slow(rng, n):
     """Unit-variance noise below 0.1 Hz, shape (n,)."""

@@ -1,0 +1,216 @@
+"""Fit the learned rupture evidence (:mod:`dsp.evidence`) on simulated tune sessions and choose its thresholds.
+
+Uses sessions cached by ``bench/tune_detector.py cache`` (the tune split only; never the eval split). Each
+session is replayed through :class:`dsp.detector.RuptureDetector` with ``collect_features=True``, so the
+feature rows are exactly those the detector computes live. A second is labelled *rupture* from 10 s after a
+scripted rupture's onset to its offset, for the pairs with the person who ruptures; *in tune* away from
+ruptures (10 s before the onset to 30 s after the repair); the first minute and the seconds within 50 s of a
+signal loss are left out. The ensemble is scikit-learn's ``HistGradientBoostingClassifier`` (a development
+dependency only); its trees are exported to ``dsp/evidence_model.npz`` and evaluated with numpy at run time.
+
+Usage::
+
+    python bench/make_eval_set.py /tmp/tune --split tune -n 300
+    python bench/tune_detector.py cache /tmp/tune /tmp/tune-cache --windows 30
+    python bench/train_evidence.py fit /tmp/tune-cache --val 80 --out dsp/evidence_model.npz
+    python bench/train_evidence.py sweep /tmp/tune-cache --val 80      # presets' learned_k / cusum_h
+
+``--val N``: the last N sessions are held out of the fit; ``sweep`` scores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_detector import load, score  # noqa: E402
+
+
+def labels(d: dict, t: np.ndarray, pair: tuple) -> np.ndarray:
+    """Per step of one pair: 1 rupture, 0 in tune, -1 left out, shape (n_steps,)."""
+    tr = d["truth"]
+    tt = t + d["origin"] - float(tr.get("time_origin", d["origin"]))
+    y = np.zeros(t.size, int)
+    for r in tr["ruptures"]:
+        if r["who"] in pair:
+            y[(tt > r["onset_s"] - 10) & (tt < r.get("repair_s", r["offset_s"]) + 30)] = -1
+            y[(tt >= r["onset_s"] + 10) & (tt <= r["offset_s"])] = 1
+    y[tt < 60] = -1
+    for x in d["loss"]:
+        if x["participant"] in pair:
+            off = x["offset_s"] if x["offset_s"] is not None else math.inf
+            y[(t >= x["onset_s"]) & (t < off + 50)] = -1
+    return y
+
+
+def collect(data) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows and labels of every pair and step of the sessions: X (n_rows, F), y (n_rows,)."""
+    per = collect_sessions(data)
+    return np.vstack([x for x, _ in per]), np.concatenate([y for _, y in per])
+
+
+def collect_sessions(data) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`collect` per session: a list of (X, y)."""
+    from dsp.detector import DetectorConfig, RuptureDetector
+    from dsp.divergence import ArousalDivergence
+
+    out = []
+    for d in data:
+        Xs, ys = [], []
+        det = RuptureDetector(d["participants"], d["modalities"], 1.0, DetectorConfig(), window_s=30.0, arousal=True,
+                              collect_features=True)
+        for x in d["loss"]:
+            det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
+        for m in d["modalities"]:
+            w = d["win"][30.0][m]
+            det.update(m, w["t"], w["sync"], w["chance"], w.get("chance_sd"))
+        if "arousal" not in d:
+            ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
+            d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
+        det.update_arousal(*d["arousal"])
+        det.finish()
+        t = np.concatenate([a for a, _ in det.feature_log])
+        X = np.concatenate([b for _, b in det.feature_log])  # (n_steps, n_pairs, F)
+        for p, pair in enumerate(det.pairs):
+            y = labels(d, t, pair)
+            keep = y >= 0
+            Xs.append(X[keep, p])
+            ys.append(y[keep])
+        out.append((np.vstack(Xs), np.concatenate(ys)))
+    return out
+
+
+def fit(X: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 200):
+    """The ensemble (scikit-learn), fitted."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    m = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=0.1, max_leaf_nodes=31,
+                                       l2_regularization=1.0, random_state=seed)
+    return m.fit(X, y)
+
+
+def export(model, y: np.ndarray) -> dict:
+    """The fitted ensemble's trees as the arrays :class:`dsp.evidence.TreeEnsemble` reads."""
+    from dsp.evidence import FEATURES
+
+    parts = {k: [] for k in ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value")}
+    roots, offset, depth = [], 0, 0
+    for (pred,) in model._predictors:
+        nodes = pred.nodes
+        roots.append(offset)
+        parts["feature"].append(nodes["feature_idx"].astype(np.int64))
+        parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
+        parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
+        parts["left"].append(nodes["left"].astype(np.int64) + offset)
+        parts["right"].append(nodes["right"].astype(np.int64) + offset)
+        parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
+        parts["value"].append(nodes["value"].astype(np.float64))
+        depth = max(depth, int(nodes["depth"].max()))
+        offset += nodes.size
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    share = float(np.mean(y))
+    out.update(roots=np.asarray(roots, np.int64), baseline=np.float64(np.ravel(model._baseline_prediction)[0]),
+               prior_logit=np.float64(math.log(share / (1.0 - share))), depth=np.int64(depth),
+               features=np.asarray(FEATURES))
+    return out
+
+
+def cross_validate(data, folds: int, grid: str) -> None:
+    """Score threshold settings on out-of-fold ratios: every session's ratio from an ensemble not fitted on it."""
+    import dsp.detector as det_mod
+    from dsp.detector import get_preset
+    from dsp.evidence import TreeEnsemble
+
+    per = collect_sessions(data)
+    fold = np.arange(len(data)) % folds
+    memo = {}
+    for f in range(folds):
+        Xf = np.vstack([x for (x, _), g in zip(per, fold) if g != f])
+        yf = np.concatenate([y for (_, y), g in zip(per, fold) if g != f])
+        model = TreeEnsemble(export(fit(Xf, yf), yf))
+        raw = model.llr
+
+        def llr(X, raw=raw):
+            key = (X.shape, hash(X.tobytes()))
+            if key not in memo:
+                memo[key] = raw(X)
+            return memo[key]
+
+        model.llr = llr
+        held = [d for d, g in zip(data, fold) if g == f]
+        det_mod.shipped_model = lambda model=model: model  # the detectors of this fold's sessions use it
+        score(held, replace(get_preset("balanced"), evidence="learned"))
+        print(f"fold {f + 1}/{folds}: fitted on {yf.size} rows, {len(held)} sessions held out", flush=True)
+    ks, hs = ([float(v) for v in part.split(",")] for part in grid.split(":"))
+    det_mod.shipped_model = lambda: TreeEnsemble.__new__(TreeEnsemble)  # every ratio is memoised by now
+    probe = det_mod.shipped_model()
+    probe.llr = lambda X: memo[(X.shape, hash(X.tobytes()))]
+    det_mod.shipped_model = lambda: probe
+    base = replace(get_preset("balanced"), evidence="learned")
+    for k, h in itertools.product(ks, hs):
+        m, _ = score(data, replace(base, learned_k=k, learned_h=h))
+        print(f"k {k} h {h}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
+              f"FA/h {m['false_alarms_per_hour']:.2f} onset {m['median_onset_latency_s']:.1f}", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cmd", choices=("fit", "sweep", "cv"))
+    ap.add_argument("--folds", type=int, default=5, help="cv: folds over the sessions")
+    ap.add_argument("--grid", default="2.5,3.0,3.5:7,10,14", help="cv: learned_k values:cusum_h values")
+    ap.add_argument("cache", help="comma-separated cache folders (tune split)")
+    ap.add_argument("--val", type=int, default=80, help="sessions held out of the fit, scored by sweep")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "dsp" / "evidence_model.npz")
+    ap.add_argument("--max-iter", type=int, default=200)
+    args = ap.parse_args(argv)
+    data = []
+    for folder in args.cache.split(","):
+        data += load(folder)
+    fit_data, val = (data[: -args.val], data[-args.val:]) if args.val else (data, [])
+    if args.cmd == "fit":
+        X, y = collect(fit_data)
+        print(f"{len(fit_data)} sessions, {y.size} rows, rupture share {y.mean():.3f}", flush=True)
+        model = fit(X, y, max_iter=args.max_iter)
+        arrays = export(model, y)
+        from dsp.evidence import TreeEnsemble
+
+        check = TreeEnsemble(arrays).log_odds(X[:5000])
+        err = float(np.max(np.abs(check - model.decision_function(X[:5000]))))
+        if err > 1e-9:
+            raise SystemExit(f"exported trees disagree with scikit-learn by {err}")
+        np.savez_compressed(args.out, **arrays)
+        print(f"wrote {args.out} ({arrays['roots'].size} trees, {arrays['feature'].size} nodes, depth {arrays['depth']})")
+    elif args.cmd == "cv":
+        cross_validate(data, args.folds, args.grid)
+    else:
+        from dsp.detector import get_preset
+        from dsp.evidence import shipped_model
+
+        # the ratios do not depend on the thresholds: compute each session's once
+        model, memo = shipped_model(), {}
+        raw = model.llr
+
+        def llr(X):
+            key = (X.shape, hash(X.tobytes()))
+            if key not in memo:
+                memo[key] = raw(X)
+            return memo[key]
+
+        model.llr = llr
+        base = replace(get_preset("balanced"), evidence="learned")
+        for k, h in itertools.product((2.0, 2.5, 3.0, 3.5, 4.0), (5.0, 7.0, 10.0, 14.0, 20.0, 28.0)):
+            m, _ = score(val, replace(base, learned_k=k, learned_h=h))
+            print(f"k {k} h {h}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
+                  f"FA/h {m['false_alarms_per_hour']:.2f} onset {m['median_onset_latency_s']:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

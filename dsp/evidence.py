@@ -1,0 +1,213 @@
+"""Learned rupture evidence: per pair and second, how much likelier "in a rupture" is than "in tune" (streaming).
+
+The analytic evidence of :mod:`dsp.detector` adds the synchrony drop (weighted by its signal-to-noise ratio)
+and the arousal divergence log-likelihood ratio, each compared with a fixed reference. It cannot use how the
+two interact (a modest drop of heart-rate synchrony *while* one person's skin conductance climbs alone), how
+a pair's synchrony moved over the last 20 s, or which way each person's features moved. This module computes
+those as a feature row per pair and second (:data:`FEATURES`) and turns each row into a log-likelihood ratio
+with a small gradient-boosted tree ensemble fitted on the simulator's tune split (``bench/train_evidence.py``;
+never on the eval split). The detector accumulates it in the same CUSUM (``DetectorConfig.evidence ==
+"learned"``).
+
+Features (Fisher z for synchrony; all causal, from values up to that second)
+---------------------------------------------------------------------------
+=====================  ==============================================================================
+``hr_z``, ``eda_z``     the windowed synchrony the detector follows (heart rate r, skin-conductance phasic r)
+``hr_chance_z`` ...     its chance (surrogate) level
+``hr_rel``, ``eda_rel``  synchrony minus the pair's own median over ``[t - 300 s, t - 30 s)`` (>= 20 values)
+``arousal_max/min``     the pair's two people's arousal divergence ratios (:mod:`dsp.divergence`), larger first
+``a_*``, ``b_*``        the divergence features of the person with the larger ratio (``a``) and the other
+``*_lag10``, ``_lag20``  ``hr_z``, ``eda_z``, ``hr_rel``, ``eda_rel``, ``arousal_max/min`` 10 and 20 steps back
+=====================  ==============================================================================
+
+NaN (a modality missing, a person without EDA, the first minutes) is a value the trees route explicitly.
+
+Limits: the trees learned the simulator's ruptures (:mod:`acquisition.physiology`). They rank what they
+have not seen (a real dyad's competition rounds) by the same features, but nothing here was fitted on real
+people; the analytic evidence (``evidence="analytic"``) stays available and is what the unit tests of the
+state machine use.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import _kernels
+from .divergence import FEATURES as DIVERGENCE_FEATURES
+
+#: Columns that are also given 10 and 20 steps back.
+LAGGED = ("hr_z", "eda_z", "hr_rel", "eda_rel", "arousal_max", "arousal_min")
+#: Steps (s at the detector's 1 s step) of the lagged copies.
+LAGS = (10, 20)
+#: The feature row, in column order.
+FEATURES = (("hr_z", "hr_chance_z", "eda_z", "eda_chance_z", "hr_rel", "eda_rel", "arousal_max", "arousal_min")
+            + tuple(f"a_{f}" for f in DIVERGENCE_FEATURES) + tuple(f"b_{f}" for f in DIVERGENCE_FEATURES)
+            + tuple(f"{c}_lag{lag}" for lag in LAGS for c in LAGGED))
+#: The pair's own synchrony level: median of ``[t - REL_SPAN[0], t - REL_SPAN[1])`` steps back, at least
+#: ``REL_MIN`` finite values.
+REL_SPAN = (300, 30)
+REL_MIN = 20
+#: The shipped ensemble (``bench/train_evidence.py`` writes it).
+MODEL_PATH = Path(__file__).with_name("evidence_model.npz")
+
+
+class PairFeatures:
+    """Streaming feature rows of every pair (explicit state: any chunking of the steps gives the same rows).
+
+    Parameters
+    ----------
+    n_people : int
+    pairs : tuple of ndarray
+        ``(i, j)`` person indices of each pair (``np.triu_indices(n_people, 1)``).
+    """
+
+    def __init__(self, n_people: int, pairs: tuple[np.ndarray, np.ndarray]):
+        self.n = int(n_people)
+        self.i, self.j = (np.asarray(x, int) for x in pairs)
+        self.n_pairs = self.i.size
+        span = REL_SPAN[0]
+        self._sync_hist = np.full((2, self.n_pairs, span), np.nan)  # hr_z, eda_z of the last `span` steps
+        self._lag_hist = np.full((len(LAGGED), self.n_pairs, max(LAGS)), np.nan)
+        self._lag_cols = [FEATURES.index(c) for c in LAGGED]
+
+    def push(self, hr_z, hr_chance_z, eda_z, eda_chance_z, arousal, divergence) -> np.ndarray:
+        """Feature rows of the next steps.
+
+        Parameters
+        ----------
+        hr_z, hr_chance_z, eda_z, eda_chance_z : ndarray, shape (n_steps, n_pairs)
+            Synchrony and its chance level as Fisher z (NaN where missing).
+        arousal : ndarray, shape (n_steps, n_people)
+            Each person's arousal divergence log-likelihood ratio (NaN: unknown).
+        divergence : ndarray, shape (n_steps, n_people, len(dsp.divergence.FEATURES))
+            The divergence features behind it.
+
+        Returns
+        -------
+        X : ndarray, shape (n_steps, n_pairs, len(FEATURES))
+        """
+        hz, ez = np.asarray(hr_z, float), np.asarray(eda_z, float)
+        T = hz.shape[0]
+        X = np.full((T, self.n_pairs, len(FEATURES)), np.nan)
+        if T == 0:
+            return X
+        X[:, :, 0], X[:, :, 1], X[:, :, 2], X[:, :, 3] = hz, hr_chance_z, ez, eda_chance_z
+        # the pair's own level: median over [t - 300, t - 30) of the steps before
+        lo, gap = REL_SPAN
+        for k, z in enumerate((hz, ez)):
+            hist = np.concatenate([self._sync_hist[k], z.T], axis=1)  # (n_pairs, lo + T)
+            win = np.lib.stride_tricks.sliding_window_view(hist[:, : hist.shape[1] - gap], lo - gap, axis=1)
+            win = win[:, :T]  # step s (at lo + s in hist) takes [s, s + lo - gap)
+            srt = np.sort(win, axis=-1)
+            cnt = np.isfinite(win).sum(axis=-1)
+            rows = np.maximum(cnt - 1, 0) // 2, cnt // 2
+            med = 0.5 * (np.take_along_axis(srt, rows[0][..., None], -1)[..., 0]
+                         + np.take_along_axis(srt, rows[1][..., None], -1)[..., 0])
+            med = np.where(cnt >= REL_MIN, med, np.nan)  # (n_pairs, T)
+            X[:, :, 4 + k] = z - med.T
+            self._sync_hist[k] = hist[:, -lo:]
+        L = np.asarray(arousal, float)
+        la, lb = L[:, self.i], L[:, self.j]
+        with np.errstate(invalid="ignore"):
+            a_first = np.nan_to_num(la, nan=-np.inf) >= np.nan_to_num(lb, nan=-np.inf)
+        X[:, :, 6] = np.fmax(la, lb)
+        X[:, :, 7] = np.fmin(la, lb)
+        D = np.asarray(divergence, float)
+        da, db = D[:, self.i], D[:, self.j]  # (T, n_pairs, F)
+        nf = len(DIVERGENCE_FEATURES)
+        X[:, :, 8: 8 + nf] = np.where(a_first[..., None], da, db)
+        X[:, :, 8 + nf: 8 + 2 * nf] = np.where(a_first[..., None], db, da)
+        # lagged copies: the column `lag` steps back (from this push or the history)
+        base = 8 + 2 * nf
+        cur = np.moveaxis(X[:, :, self._lag_cols], 2, 0)  # (n_lagged, T, n_pairs)
+        hist = np.concatenate([np.moveaxis(self._lag_hist, 2, 1), cur], axis=1)  # (n_lagged, H + T, n_pairs)
+        H = self._lag_hist.shape[2]
+        for q, lag in enumerate(LAGS):
+            X[:, :, base + q * len(LAGGED): base + (q + 1) * len(LAGGED)] = np.moveaxis(hist[:, H - lag: H - lag + T], 0, 2)
+        self._lag_hist = np.moveaxis(hist[:, -H:], 1, 2)
+        return X
+
+
+class TreeEnsemble:
+    """A gradient-boosted tree ensemble for binary classes, evaluated with numpy (no scikit-learn at run time).
+
+    The arrays are those of scikit-learn's ``HistGradientBoostingClassifier`` predictors (``bench/train_evidence.py``
+    exports them): per node ``feature``, ``threshold`` (go left when ``x <= threshold``), ``missing_left``
+    (where NaN goes), ``left``, ``right``, ``is_leaf`` and ``value``, all trees' nodes in one array with
+    ``roots`` the index of each tree's first node; ``baseline`` the initial log-odds; ``prior_logit`` the
+    log-odds of the training labels' rupture share, subtracted so the output is a likelihood ratio.
+    """
+
+    def __init__(self, arrays: dict):
+        self.feature = np.asarray(arrays["feature"], np.int64)
+        self.threshold = np.asarray(arrays["threshold"], np.float64)
+        self.missing_left = np.asarray(arrays["missing_left"], bool)
+        self.left = np.asarray(arrays["left"], np.int64)
+        self.right = np.asarray(arrays["right"], np.int64)
+        self.is_leaf = np.asarray(arrays["is_leaf"], bool)
+        self.value = np.asarray(arrays["value"], np.float64)
+        self.roots = np.asarray(arrays["roots"], np.int64)
+        self.baseline = float(arrays["baseline"])
+        self.prior_logit = float(arrays["prior_logit"])
+        self.depth = int(arrays["depth"])
+        names = tuple(str(x) for x in arrays["features"])
+        if names != FEATURES:
+            raise ValueError(f"Invalid evidence model: it was fitted on features {names}, but this version computes "
+                             f"{FEATURES}. Retrain it with bench/train_evidence.py.")
+
+    @classmethod
+    def load(cls, path: str | Path = MODEL_PATH) -> TreeEnsemble:
+        with np.load(path, allow_pickle=False) as z:
+            return cls({k: z[k] for k in z.files})
+
+    def log_odds(self, X: np.ndarray) -> np.ndarray:
+        """Raw log-odds of "in a rupture" per row, shape ``X.shape[:-1]``.
+
+        Uses the compiled walker of :mod:`dsp._kernels` when numba is there (about 30x faster), else numpy;
+        the two agree to rounding (the sums over trees run in another order).
+        """
+        X = np.asarray(X, float)
+        flat = np.ascontiguousarray(X.reshape(-1, X.shape[-1]))
+        out = np.zeros(flat.shape[0])
+        if flat.shape[0]:
+            kernel = _kernels.get("tree_sum")
+            if kernel is not None:
+                kernel(flat, self.feature, self.threshold, self.missing_left, self.left, self.right, self.is_leaf,
+                       self.value, self.roots, out)
+            else:
+                out = self._tree_sum_numpy(flat)
+        return (self.baseline + out).reshape(X.shape[:-1])
+
+    def _tree_sum_numpy(self, flat: np.ndarray) -> np.ndarray:
+        """Sum of every tree's leaf value per row, shape (n_rows,): all (row, tree) walks at once, one level
+        per step, dropping the walks that reached a leaf."""
+        n, n_trees = flat.shape[0], self.roots.size
+        row = np.repeat(np.arange(n), n_trees)
+        node = np.tile(self.roots, n)
+        leaf_of = np.empty(row.size, np.int64)
+        walk = np.arange(row.size)
+        for _ in range(self.depth + 1):
+            done = self.is_leaf[node]
+            leaf_of[walk[done]] = node[done]
+            if done.all():
+                break
+            keep = ~done
+            row, node, walk = row[keep], node[keep], walk[keep]
+            x = flat[row, self.feature[node]]
+            go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
+            node = np.where(go_left, self.left[node], self.right[node])
+        return self.value[leaf_of].reshape(n, n_trees).sum(axis=1)
+
+    def llr(self, X: np.ndarray) -> np.ndarray:
+        """Log-likelihood ratio "in a rupture" vs "in tune" per row (log-odds less the training prior)."""
+        return self.log_odds(X) - self.prior_logit
+
+
+@lru_cache(maxsize=2)
+def shipped_model(path: str = str(MODEL_PATH)) -> TreeEnsemble:
+    """The ensemble shipped with Attune (loaded once per process)."""
+    return TreeEnsemble.load(path)
+
