@@ -76,11 +76,11 @@ The ensemble was fitted on 500 simulated tune-split sessions (``bench/train_evid
 ``conservative`` 3.5 / 10, ``balanced`` 3.0 / 10, ``sensitive`` 2.5 / 7 (cross-validated F1 0.89 / 0.90 / 0.89
 at 0.44 / 0.72 / 1.66 false alarms/h).
 
-Measured on 60 h of eval sessions nothing was fitted or chosen on (seeds 50700-, 50800-, 50900-, 51000-51023,
-51100-51147, 51200-51247 and the fresh 51300-51347; 240 sessions, 472 ruptures, 207 signal-loss periods;
-``attune evaluate`` / the same replay on cached sessions): ``conservative`` P 0.97, R 0.82, F1 0.89 at 0.33
-false alarms/h; ``balanced`` P 0.95, R 0.86, **F1 0.90 at 0.63/h**; ``sensitive`` P 0.89, R 0.89, F1 0.89 at
-1.5/h; no signal-loss period flagged; median onset latency 13-15 s, detection latency 27-32 s. Sets of 24
+Measured on 72 h of eval sessions nothing was fitted or chosen on (seeds 50700-, 50800-, 50900-, 51000-51023,
+51100-51147, 51200-51247 and the fresh 51300-51347, 51400-51447; 288 sessions, 556 ruptures, 240 signal-loss
+periods; ``attune evaluate`` / the same replay on cached sessions): ``conservative`` P 0.97, R 0.82, F1 0.89 at
+0.32 false alarms/h; ``balanced`` P 0.95, R 0.87, **F1 0.905 at 0.63/h**; ``sensitive`` P 0.89, R 0.89, F1 0.89
+at 1.4/h; no signal-loss period flagged; median onset latency 13-14 s, detection latency 27-32 s. Sets of 24
 sessions scatter (balanced F1 0.86-0.93 at 0-1.5/h).
 
 Presets with the analytic evidence (:data:`ANALYTIC_PRESETS`, ``get_preset(name, "analytic")``)
@@ -225,7 +225,8 @@ class DetectorConfig:
         Typical ratio in tune and in a rupture: the arousal *drop* ``(L - in_tune) / (rupture - in_tune)``
         joins the synchrony drop (the larger of the two) in the repair decisions and the display.
     evidence : {"analytic", "learned"}
-        What the CUSUM accumulates: ``"analytic"``, the synchrony drop weighted by its signal-to-noise ratio
+        What the CUSUM accumulates: ``"analytic"`` (the default of a bare config; every preset in
+        :data:`PRESETS` uses ``"learned"``), the synchrony drop weighted by its signal-to-noise ratio
         plus the arousal term above; ``"learned"``, the log-likelihood ratio of :mod:`dsp.evidence` (a tree
         ensemble over synchrony, its recent course and both people's arousal divergence), less ``learned_k``,
         per second. Flags, onsets, repair and signal-loss handling are the same either way.
