@@ -13,9 +13,11 @@ Usage::
     python bench/make_eval_set.py /tmp/tune --split tune -n 300
     python bench/tune_detector.py cache /tmp/tune /tmp/tune-cache --windows 30
     python bench/train_evidence.py fit /tmp/tune-cache --val 80 --out dsp/evidence_model.npz
-    python bench/train_evidence.py sweep /tmp/tune-cache --val 80      # presets' learned_k / cusum_h
+    python bench/train_evidence.py cv /tmp/tune-cache                  # presets' learned_k / learned_h
+    python bench/train_evidence.py sweep /tmp/tune-cache --val 80      # the shipped trees on held-out sessions
 
-``--val N``: the last N sessions are held out of the fit; ``sweep`` scores them.
+``--val N``: the last N sessions are held out of the fit; ``sweep`` scores them. ``cv``: 5-fold cross-validation
+over all the sessions (every session scored by trees not fitted on it), what the presets were chosen with.
 """
 
 from __future__ import annotations
@@ -122,49 +124,56 @@ def export(model, y: np.ndarray) -> dict:
     return out
 
 
+class MemoisedRatios:
+    """An ``llr(X)`` that computes each distinct feature block once (the ratios do not depend on the thresholds,
+    so a sweep replays every session with the ratios of its first pass)."""
+
+    def __init__(self, model=None, memo: dict | None = None):
+        self.model = model
+        self.memo = {} if memo is None else memo
+
+    def llr(self, X: np.ndarray) -> np.ndarray:
+        key = (X.shape, hash(X.tobytes()))
+        if key not in self.memo:
+            self.memo[key] = self.model.llr(X)
+        return self.memo[key]
+
+
+def sweep(data, grid: str, ratios) -> None:
+    """Score every (learned_k, learned_h) of ``grid`` ("k,k,...:h,h,...") on the sessions and print them."""
+    from dsp.detector import get_preset
+
+    ks, hs = ([float(v) for v in part.split(",")] for part in grid.split(":"))
+    base = get_preset("balanced")
+    for k, h in itertools.product(ks, hs):
+        m, _ = score(data, replace(base, learned_k=k, learned_h=h), evidence_model=ratios)
+        print(f"k {k} h {h}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
+              f"FA/h {m['false_alarms_per_hour']:.2f} onset {m['median_onset_latency_s']:.1f}", flush=True)
+
+
 def cross_validate(data, folds: int, grid: str) -> None:
     """Score threshold settings on out-of-fold ratios: every session's ratio from an ensemble not fitted on it."""
-    import dsp.detector as det_mod
     from dsp.detector import get_preset
     from dsp.evidence import TreeEnsemble
 
     per = collect_sessions(data)
     fold = np.arange(len(data)) % folds
-    memo = {}
+    memo: dict = {}
     for f in range(folds):
         Xf = np.vstack([x for (x, _), g in zip(per, fold) if g != f])
         yf = np.concatenate([y for (_, y), g in zip(per, fold) if g != f])
-        model = TreeEnsemble(export(fit(Xf, yf), yf))
-        raw = model.llr
-
-        def llr(X, raw=raw):
-            key = (X.shape, hash(X.tobytes()))
-            if key not in memo:
-                memo[key] = raw(X)
-            return memo[key]
-
-        model.llr = llr
+        ratios = MemoisedRatios(TreeEnsemble(export(fit(Xf, yf), yf)), memo)
         held = [d for d, g in zip(data, fold) if g == f]
-        det_mod.shipped_model = lambda model=model: model  # the detectors of this fold's sessions use it
-        score(held, replace(get_preset("balanced"), evidence="learned"))
+        score(held, get_preset("balanced"), evidence_model=ratios)  # fills the memo with this fold's ratios
         print(f"fold {f + 1}/{folds}: fitted on {yf.size} rows, {len(held)} sessions held out", flush=True)
-    ks, hs = ([float(v) for v in part.split(",")] for part in grid.split(":"))
-    det_mod.shipped_model = lambda: TreeEnsemble.__new__(TreeEnsemble)  # every ratio is memoised by now
-    probe = det_mod.shipped_model()
-    probe.llr = lambda X: memo[(X.shape, hash(X.tobytes()))]
-    det_mod.shipped_model = lambda: probe
-    base = replace(get_preset("balanced"), evidence="learned")
-    for k, h in itertools.product(ks, hs):
-        m, _ = score(data, replace(base, learned_k=k, learned_h=h))
-        print(f"k {k} h {h}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
-              f"FA/h {m['false_alarms_per_hour']:.2f} onset {m['median_onset_latency_s']:.1f}", flush=True)
+    sweep(data, grid, MemoisedRatios(None, memo))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cmd", choices=("fit", "sweep", "cv"))
     ap.add_argument("--folds", type=int, default=5, help="cv: folds over the sessions")
-    ap.add_argument("--grid", default="2.5,3.0,3.5:7,10,14", help="cv: learned_k values:cusum_h values")
+    ap.add_argument("--grid", default="2.5,3.0,3.5:7,10,14", help="cv, sweep: learned_k values:learned_h values")
     ap.add_argument("cache", help="comma-separated cache folders (tune split)")
     ap.add_argument("--val", type=int, default=80, help="sessions held out of the fit, scored by sweep")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "dsp" / "evidence_model.npz")
@@ -190,25 +199,9 @@ def main(argv=None) -> int:
     elif args.cmd == "cv":
         cross_validate(data, args.folds, args.grid)
     else:
-        from dsp.detector import get_preset
         from dsp.evidence import shipped_model
 
-        # the ratios do not depend on the thresholds: compute each session's once
-        model, memo = shipped_model(), {}
-        raw = model.llr
-
-        def llr(X):
-            key = (X.shape, hash(X.tobytes()))
-            if key not in memo:
-                memo[key] = raw(X)
-            return memo[key]
-
-        model.llr = llr
-        base = replace(get_preset("balanced"), evidence="learned")
-        for k, h in itertools.product((2.0, 2.5, 3.0, 3.5, 4.0), (5.0, 7.0, 10.0, 14.0, 20.0, 28.0)):
-            m, _ = score(val, replace(base, learned_k=k, learned_h=h))
-            print(f"k {k} h {h}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
-                  f"FA/h {m['false_alarms_per_hour']:.2f} onset {m['median_onset_latency_s']:.1f}", flush=True)
+        sweep(val, args.grid, MemoisedRatios(shipped_model()))
     return 0
 
 

@@ -63,14 +63,14 @@ def load(folder) -> list[dict]:
     return [pickle.load(open(f, "rb")) for f in sorted(glob.glob(str(Path(folder) / "*.pkl")))]
 
 
-def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: bool = True):
+def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: bool = True, evidence_model=None):
     """Replay the detector (with the pipeline's loss notes) on cached windows; ``attune evaluate``'s metrics.
 
     ``metric`` "sync" follows what the pipeline follows per modality (``dsp.pipeline.detector_metric``),
     with its chance level; another engine metric name replaces it (with the same chance level).
 
     With ``arousal`` the person-level arousal divergence is computed from the cached grid and fed too, as the
-    pipeline does.
+    pipeline does. ``evidence_model``: the learned evidence's ratios (default: the shipped ensemble).
     """
     from dsp.detector import RuptureDetector
     from dsp.divergence import ArousalDivergence
@@ -78,7 +78,8 @@ def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: b
 
     scores = []
     for d in data:
-        det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal)
+        det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal,
+                              evidence_model=evidence_model)
         for x in d["loss"]:
             det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
         for m in d["modalities"]:

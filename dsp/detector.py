@@ -771,10 +771,13 @@ class RuptureDetector:
     collect_features : bool
         Keep every step's learned-evidence feature rows in :attr:`feature_log` (``(t, X)`` per drain, ``X``
         of shape (n_steps, n_pairs, len(dsp.evidence.FEATURES))), for ``bench/train_evidence.py``.
+    evidence_model : object | None
+        What turns feature rows into ratios (an ``llr(X)`` method, as :class:`dsp.evidence.TreeEnsemble`);
+        None: the shipped ensemble. ``bench/train_evidence.py`` passes the trees of a cross-validation fold.
     """
 
     def __init__(self, participants, modalities=("hr", "eda"), step_s: float = 1.0, config="balanced",
-                 window_s: float = 30.0, arousal: bool = False, collect_features: bool = False):
+                 window_s: float = 30.0, arousal: bool = False, collect_features: bool = False, evidence_model=None):
         self.participants = list(participants)
         self.arousal = bool(arousal)
         self.window_s = float(window_s)
@@ -798,7 +801,7 @@ class RuptureDetector:
         self.feature_log: list | None = [] if collect_features else None
         learned = self.cfg.evidence == "learned"
         self._features = PairFeatures(n, iu) if (learned or collect_features) else None
-        self._model = shipped_model() if learned else None
+        self._model = (evidence_model or shipped_model()) if learned else None
         # the last few steps of each person's arousal log-likelihood ratio (see person_arousal)
         self._recent_arousal: deque = deque(maxlen=max(1, int(round(self.cfg.smooth_s / step_s))))
 
