@@ -50,6 +50,8 @@ FEATURES = (("hr_z", "hr_chance_z", "eda_z", "eda_chance_z", "hr_rel", "eda_rel"
 #: ``REL_MIN`` finite values.
 REL_SPAN = (300, 30)
 REL_MIN = 20
+#: Steps per block of the running median (bounds the sorted copy: n_pairs x block x 270 values).
+_MEDIAN_BLOCK = 128
 #: The shipped ensemble (``bench/train_evidence.py`` writes it).
 MODEL_PATH = Path(__file__).with_name("evidence_model.npz")
 
@@ -101,12 +103,15 @@ class PairFeatures:
             hist = np.concatenate([self._sync_hist[k], z.T], axis=1)  # (n_pairs, lo + T)
             win = np.lib.stride_tricks.sliding_window_view(hist[:, : hist.shape[1] - gap], lo - gap, axis=1)
             win = win[:, :T]  # step s (at lo + s in hist) takes [s, s + lo - gap)
-            srt = np.sort(win, axis=-1)
-            cnt = np.isfinite(win).sum(axis=-1)
-            rows = np.maximum(cnt - 1, 0) // 2, cnt // 2
-            med = 0.5 * (np.take_along_axis(srt, rows[0][..., None], -1)[..., 0]
-                         + np.take_along_axis(srt, rows[1][..., None], -1)[..., 0])
-            med = np.where(cnt >= REL_MIN, med, np.nan)  # (n_pairs, T)
+            med = np.empty((self.n_pairs, T))
+            for b0 in range(0, T, _MEDIAN_BLOCK):  # blocks of steps: a whole file at once stays small in memory
+                w = win[:, b0: b0 + _MEDIAN_BLOCK]
+                srt = np.sort(w, axis=-1)  # NaN sorts last
+                cnt = np.isfinite(w).sum(axis=-1)
+                lo_i, hi_i = np.maximum(cnt - 1, 0) // 2, cnt // 2
+                m = 0.5 * (np.take_along_axis(srt, lo_i[..., None], -1)[..., 0]
+                           + np.take_along_axis(srt, hi_i[..., None], -1)[..., 0])
+                med[:, b0: b0 + _MEDIAN_BLOCK] = np.where(cnt >= REL_MIN, m, np.nan)
             X[:, :, 4 + k] = z - med.T
             self._sync_hist[k] = hist[:, -lo:]
         L = np.asarray(arousal, float)
