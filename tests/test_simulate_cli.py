@@ -98,9 +98,11 @@ def test_ctrl_c_stops_cleanly():
     import sys
 
     prefix = f"test-sigint-{uuid.uuid4().hex[:10]}"
+    # Ctrl-C as a terminal delivers it: a run started as a background job (e.g. `nohup make test &`) inherits
+    # SIGINT *ignored*, and Python then never turns it into KeyboardInterrupt (the test hung for 10 s that way)
     proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm",
                              "--source-prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ.copy())
+                            env=os.environ.copy(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         line = ""
