@@ -579,11 +579,12 @@ class PairMachine:
             a = min(max(a, -cfg.drop_clip), cfg.drop_clip)
             self.smooth_arousal = a if not math.isfinite(self.smooth_arousal) else self.smooth_arousal + self._alpha_smooth * (a - self.smooth_arousal)
         if learned:
-            if not math.isfinite(llr):
-                return events
-            # where chance alone spreads wider than in the simulator (smooth 1 Hz device HR), a drop says less
+            # where chance alone spreads wider than in the simulator (smooth 1 Hz device HR), a drop says less;
+            # no ratio (a replay without the ensemble, e.g. the report's baseline line): no evidence either way,
+            # while the baseline, the severity and the repair go on
             spread = min((self.tracks[m].spread_factor for m in used), default=1.0)
-            inc = (spread * min(max(llr, -cfg.learned_clip), cfg.learned_clip) - cfg.learned_k) * self.step_s
+            inc = ((spread * min(max(llr, -cfg.learned_clip), cfg.learned_clip) - cfg.learned_k) * self.step_s
+                   if math.isfinite(llr) else 0.0)
         h = self.h_scale * cfg.threshold
         prev = self.evidence
         self.evidence = min(max(0.0, prev + inc), 2.0 * h)

@@ -5,7 +5,7 @@
     index.html        summary, per-pair table, episodes, signal loss, what could not be read
     signals.png       every person's heart rate and skin conductance on the common grid
     sync_01.png ...   one per pair: windowed synchrony per modality with the pair's own
-                      baseline, the rupture threshold and the chance level; episodes shaded,
+                      baseline, the lower edge of its usual range and the chance level; episodes shaded,
                       signal loss hatched
     arousal.png       one row per person: their arousal log-likelihood ratio L (moving away
                       from the group vs in tune, 5 s mean) with the preset's threshold, the
@@ -187,7 +187,8 @@ def plot_signals(analysis, doc: dict, time_offset: float, path) -> Path | None:
 
 def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: str, step_s: float,
                    modality: str = "hr") -> tuple[np.ndarray, np.ndarray]:
-    """Replay the detector's per-pair machine to get its baseline and rupture threshold over time.
+    """Replay the detector's per-pair machine on one modality to get its baseline and the lower edge of the
+    usual range (``baseline - cusum_k * margin``, the live view's band) over time.
 
     Parameters
     ----------
@@ -217,7 +218,8 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
 
 
 def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str = "balanced") -> Path | None:
-    """Synchrony of pair ``p`` per modality with baseline, threshold and chance, episodes and losses.
+    """Synchrony of pair ``p`` per modality with baseline, the usual range's lower edge and chance, episodes and
+    losses.
 
     Parameters
     ----------
@@ -254,7 +256,7 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
                             label="chance level (and below)")
         ax.plot(tf, r, color=MODALITY_COLORS[m], linewidth=0.8, label="synchrony r (window)")
         ax.plot(tf, base, color="#2E7D32", linewidth=1.6, label="pair's baseline")
-        ax.plot(tf, thr, color="#2E7D32", linewidth=1.0, linestyle="--", label="rupture threshold")
+        ax.plot(tf, thr, color="#2E7D32", linewidth=1.0, linestyle="--", label="usual range, lower edge")
         who = [x for x in doc["signal_loss"] if x["participant"] in pair and x["modality"] == m]
         _hatch_losses(ax, who, end)
         _shade_episodes(ax, eps, end, label=ax is axes[0])
