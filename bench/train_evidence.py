@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_detector import load, score  # noqa: E402
+from tune_detector import load, replay, score  # noqa: E402
 
 
 def labels(d: dict, t: np.ndarray, pair: tuple) -> np.ndarray:
@@ -60,24 +60,12 @@ def collect(data) -> tuple[np.ndarray, np.ndarray]:
 
 def collect_sessions(data) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`collect` per session: a list of (X, y)."""
-    from dsp.detector import DetectorConfig, RuptureDetector
-    from dsp.divergence import ArousalDivergence
+    from dsp.detector import DetectorConfig
 
     out = []
     for d in data:
         Xs, ys = [], []
-        det = RuptureDetector(d["participants"], d["modalities"], 1.0, DetectorConfig(), window_s=30.0, arousal=True,
-                              collect_features=True)
-        for x in d["loss"]:
-            det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
-        for m in d["modalities"]:
-            w = d["win"][30.0][m]
-            det.update(m, w["t"], w["sync"], w["chance"], w.get("chance_sd"))
-        if "arousal" not in d:
-            ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
-            d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
-        det.update_arousal(*d["arousal"])
-        det.finish()
+        det = replay(d, DetectorConfig(), collect_features=True)
         t = np.concatenate([a for a, _ in det.feature_log])
         X = np.concatenate([b for _, b in det.feature_log])  # (n_steps, n_pairs, F)
         for p, pair in enumerate(det.pairs):

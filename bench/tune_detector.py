@@ -63,34 +63,43 @@ def load(folder) -> list[dict]:
     return [pickle.load(open(f, "rb")) for f in sorted(glob.glob(str(Path(folder) / "*.pkl")))]
 
 
-def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: bool = True, evidence_model=None):
-    """Replay the detector (with the pipeline's loss notes) on cached windows; ``attune evaluate``'s metrics.
+def replay(d: dict, config, window_s: float = 30.0, metric: str = "sync", arousal: bool = True, **detector_kw):
+    """The detector run over one cached session as the pipeline feeds it (loss notes, windows, arousal); finished.
 
     ``metric`` "sync" follows what the pipeline follows per modality (``dsp.pipeline.detector_metric``),
-    with its chance level; another engine metric name replaces it (with the same chance level).
-
-    With ``arousal`` the person-level arousal divergence is computed from the cached grid and fed too, as the
-    pipeline does. ``evidence_model``: the learned evidence's ratios (default: the shipped ensemble).
+    with its chance level; another engine metric name replaces it (with the same chance level). With
+    ``arousal`` the person-level arousal divergence is computed from the cached grid (once, kept in ``d``) and
+    fed too. ``detector_kw`` go to :class:`dsp.detector.RuptureDetector` (``evidence_model``, ``collect_features``).
     """
     from dsp.detector import RuptureDetector
     from dsp.divergence import ArousalDivergence
+
+    det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal,
+                          **detector_kw)
+    for x in d["loss"]:
+        det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
+    for m in d["modalities"]:
+        w = d["win"][window_s][m]
+        det.update(m, w["t"], w.get(metric, w["sync"]), w["chance"], w.get("chance_sd"))
+    if arousal:
+        if "arousal" not in d:
+            ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
+            d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
+        det.update_arousal(*d["arousal"])
+    det.finish()
+    return det
+
+
+def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: bool = True, evidence_model=None):
+    """Replay the detector (:func:`replay`) on cached sessions; ``attune evaluate``'s metrics.
+
+    ``evidence_model``: the learned evidence's ratios (default: the shipped ensemble).
+    """
     from ui.commands.evaluate import Detection, aggregate, score_file
 
     scores = []
     for d in data:
-        det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal,
-                              evidence_model=evidence_model)
-        for x in d["loss"]:
-            det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
-        for m in d["modalities"]:
-            w = d["win"][window_s][m]
-            det.update(m, w["t"], w.get(metric, w["sync"]), w["chance"], w.get("chance_sd"))
-        if arousal:
-            if "arousal" not in d:
-                ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
-                d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
-            det.update_arousal(*d["arousal"])
-        det.finish()
+        det = replay(d, config, window_s, metric, arousal, evidence_model=evidence_model)
         tr = d["truth"]
         shift = d["origin"] - float(tr.get("time_origin", d["origin"]))
         dets = [Detection(tuple(e.pair), tuple(e.people), e.onset_s + shift, e.flagged_s + shift,
