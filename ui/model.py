@@ -80,6 +80,24 @@ def away_at(t, codes, participants, pair, times, step_s: float) -> dict:
     return out
 
 
+def away_before_flag(t, codes, participants, pair, onset: float, flags, step_s: float) -> dict:
+    """Who of ``pair`` was moving away while an episode built up: any state second from its ``onset`` to its first
+    flag, or at a later flag (re-flag); as :func:`away_at` otherwise.
+
+    Parameters
+    ----------
+    t, codes, participants, pair, step_s
+        As :func:`away_at`.
+    onset : float
+        The episode's (dated-back) onset (s).
+    flags : sequence of float
+        When it was flagged, first the flag itself, then any re-flags (s).
+    """
+    t = np.asarray(t, dtype=float)
+    buildup = t[np.isfinite(t) & (t >= onset - 1e-9) & (t <= flags[0] + 1e-9)]
+    return away_at(t, codes, participants, pair, [*buildup.tolist(), *flags], step_s)
+
+
 #: Pair states in which the detector has evidence of a drop (what the evidence came from is then worth saying).
 _ALERT_STATES = ("drifting", "possible_rupture", "repairing")
 
@@ -306,8 +324,10 @@ class SessionModel:
                     d["label"] = old.get("label")
                     d["review"] = old.get("review")
                     d["arousal"] = dict(old.get("arousal") or {})
-                    flag = d.get("flagged_s", d["onset_s"])
-                    for who, st in self._away_at(d["pair"], *self._buildup(d["onset_s"], flag), flag, ev.get("t")).items():
+                    flags = [d.get("flagged_s", d["onset_s"])] + ([ev["t"]] if ev.get("t") is not None else [])
+                    r = self._arousal_code
+                    away = away_before_flag(r.t, r.buf, self.participants, d["pair"], d["onset_s"], flags, self.step_s)
+                    for who, st in away.items():
                         d["arousal"].setdefault(who, st)
                     self._episodes[d["id"]] = d
                 elif ev.get("type") == "signal_loss":
@@ -352,16 +372,6 @@ class SessionModel:
                     if np.isfinite(level) and not partner_away and not (level < release and held):
                         continue  # keep showing "moving away"
                 self._shown[i] = st
-
-    def _buildup(self, onset: float, flag: float) -> list:
-        """The arousal seconds held from an episode's onset to its flag (while its evidence built up)."""
-        t = self._arousal_code.t
-        return t[np.isfinite(t) & (t >= onset - 1e-9) & (t <= flag + 1e-9)].tolist()
-
-    def _away_at(self, pair, *times) -> dict:
-        """``{person: "climbing" | "flattening"}`` for members of ``pair`` moving away at any of ``times``."""
-        r = self._arousal_code
-        return away_at(r.t, r.buf, self.participants, pair, [t for t in times if t is not None], self.step_s)
 
     def set_status(self, participant: str, modality: str, state: str) -> None:
         """Acquisition status of one person's stream (``ok``/``noisy``/``lost``/``recovered``)."""

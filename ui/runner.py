@@ -25,7 +25,7 @@ import numpy as np
 
 from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
-from .model import SessionModel, away_at
+from .model import SessionModel, away_at, away_before_flag
 
 logger = logging.getLogger(__name__)
 
@@ -355,13 +355,9 @@ class Analysis:
         re-flag; as the live view records it): ``{person: "climbing" | "flattening"}`` (may be empty)."""
         from .analysis_io import sorted_episodes
 
-        out = []
-        t = np.asarray(self.arousal_t, dtype=float)
-        for ep in sorted_episodes(self.episodes):
-            flags = self.flag_times.get(ep.id, [ep.flagged_s])
-            buildup = t[(t >= ep.onset_s - 1e-9) & (t <= flags[0] + 1e-9)].tolist()
-            out.append(self.moving_away(ep.pair, [*buildup, *flags]))
-        return out
+        return [away_before_flag(self.arousal_t, self.arousal_state, self.participants, ep.pair, ep.onset_s,
+                                 self.flag_times.get(ep.id, [ep.flagged_s]), self.step_s)
+                for ep in sorted_episodes(self.episodes)]
 
 
 def analyze_recording(recording, config: PipelineConfig | None = None, assign=None, progress=None,
