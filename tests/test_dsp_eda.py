@@ -136,7 +136,8 @@ def _scr_peaks(phasic, fs, prominence=0.02):
 def test_real_e4_eda_clean(realdata):
     pd = pytest.importorskip("pandas")
     e = pd.read_csv(realdata / "emopaircompete/D1_5/ID_1/round_1/phase1/EDA.csv")
-    ts = pd.to_datetime(e["time"]).astype("int64").to_numpy() / 1e9
+    # Unix seconds without assuming a datetime64 unit (pandas 3 parses these as [us], pandas 2 as [ns]).
+    ts = ((pd.to_datetime(e["time"]) - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).to_numpy(float)
     x = e["EDA"].to_numpy(float)
     b = eda_to_grid(ts, x, 4.0, fs=FS)
     valid = is_valid(b.quality).mean()

@@ -24,7 +24,8 @@ def _read(path, col):
     import pandas as pd
 
     d = pd.read_csv(path)
-    t = pd.to_datetime(d["time"]).astype("int64").to_numpy() / 1e9
+    # Unix seconds without assuming a datetime64 unit (pandas 3 parses these as [us], pandas 2 as [ns]).
+    t = ((pd.to_datetime(d["time"]) - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).to_numpy(float)
     return t, d[col].to_numpy(dtype=float)
 
 
