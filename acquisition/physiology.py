@@ -8,7 +8,8 @@ scripted. The same (scenario, seed, duration) gives bitwise identical data.
 The model, per participant ``i`` (on an internal 20 Hz grid, times in seconds):
 
 * **Coupling, slow.** A slow shared drive ``S(t)`` and an own drive ``O_i(t)``
-  (independent, band-limited 0.005-0.1 Hz, unit variance). Person ``i``'s
+  (independent, band-limited to the scenario's ``drive_band_hz``, default
+  0.005-0.1 Hz, unit variance). Person ``i``'s
   arousal drive is ``d_i = sqrt(c_i) S + sqrt(1 - c_i) O_i`` where ``c_i(t)``
   is the scenario's coupling, pulled to 0 for the person who ruptures and
   brought back linearly over ``repair_s`` afterwards. The drive moves heart
@@ -30,10 +31,33 @@ The model, per participant ``i`` (on an internal 20 Hz grid, times in seconds):
   (``HR_EVENT_BPM`` per unit salience, peak ~1.5 s after the response, over
   after ~8 s). Everybody also has *own* moments (``OWN_EVENTS_PER_MIN``,
   a thought, a shift in the chair) with the same kind of response, which the
-  partners do not share. During a rupture ``who``'s coupling is 0, so they
+  partners do not share (scenario ``own_events_per_min``, default 1; the
+  shared moments' salience is scaled by ``shared_salience``, default 1).
+  During a rupture ``who``'s coupling is 0, so they
   stop responding to shared moments: *withdrawn* responds to nothing and
   flattens (drive x 0.25, no own moments); *aversive* responds to own moments
   at 4 x the rate while arousal (HR, tonic SC, SCR rate) climbs.
+* **Rupture families** (a rupture's ``family``; without one, its ``style``,
+  so every scenario written before families existed gives the same data).
+  In every family ``who`` decouples from everybody (from the shared drive and
+  the shared moments); what else changes, one line each:
+
+  - ``aversive``: coupling to 0 (3-s onset, back over ``repair_s``); arousal climbs (HR +10 bpm, tonic SC
+    +1.2 uS, SCR rate x 4) and own moments x 4.
+  - ``withdrawn``: coupling to 0; flattens: drive x 0.25, HR -2 bpm, tonic SC down, SCRs x 0.25, no moments.
+  - ``coupling_loss``: coupling to 0, nothing else: the shared moments no longer responded to become own
+    moments at the same rate, so mean HR, SC level and SCR rate stay as without the rupture.
+  - ``partial``: as coupling_loss, but the coupling drops by ``depth`` (drawn 50-90 %), not to 0.
+  - ``drift``: as coupling_loss, but the coupling ramps down linearly over ``ramp_s`` (drawn 30-90 s, at
+    most the duration) and back over as long (or ``repair_s``).
+  - ``sudden``: as coupling_loss, but the break and the return are abrupt (one grid step each).
+  - ``leave_group``: as coupling_loss with ``depth`` drawn 85-100 %, for a group of 3 or more, plus an
+    arousal shift drawn up, down or none (at full scale HR +-7 bpm, tonic SC +-25 % of ``eda_us``, SCR and
+    own-moment rates x e^+-0.7, over 20 s; scale drawn 0.5-1).
+
+  ``depth`` and ``arousal`` may be given for every newer family, ``ramp_s`` for drift; what is not given is
+  drawn from ``(seed, rupture number)`` (:func:`rupture_model`) and written to the truth (``family``,
+  ``params``; ``style`` is the family).
 * **Heart.** Instantaneous heart rate = baseline + drive + respiratory sinus
   arrhythmia (breathing 0.2-0.3 Hz, slowly varying) + scripted events. Beats
   come from integral pulse frequency modulation (IPFM): the integral of
@@ -44,7 +68,8 @@ The model, per participant ``i`` (on an internal 20 Hz grid, times in seconds):
 * **EDA.** Tonic level (participant's ``eda_us`` + drive + slow drift) plus
   SCRs with a bi-exponential shape (rise time constant 0.4 s, so about 1.2 s
   to peak; decay 5-9 s), white sensor noise, and ADC quantisation of the
-  device.
+  device (white noise scaled by the participant's ``noise``, default 1, as are the ECG and PPG noise and
+  the beat-to-beat HR variability).
 * **ECG** (130 Hz, microvolts, 16-bit integers) from a sum of Gaussian P, Q,
   R, S, T waves per beat plus respiratory baseline wander and noise; **PPG**
   (64 Hz, arbitrary units) from a systolic and a diastolic wave per beat,
@@ -64,7 +89,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from .convention import desc_fields
-from .scenario import Scenario
+from .scenario import AROUSAL_SHIFTS, RUPTURE_FAMILIES, RUPTURE_STYLES, Scenario
 from .xdf_writer import stream_header_xml
 
 logger = logging.getLogger(__name__)
@@ -100,6 +125,22 @@ HR_DEVICES = {"e4": ("Empatica", "E4"), "emotibit": ("EmotiBit", "EmotiBit"),
 HR_DEVICE_AVERAGING_S = 4.0
 ECG_HZ = 130.0
 PPG_HZ = 64.0
+
+#: The two original rupture models (the styles), simulated exactly as before families existed.
+LEGACY_FAMILIES = RUPTURE_STYLES
+#: Arousal shift of the newer families at full scale: heart rate (bpm), tonic skin conductance (fraction of the
+#: person's ``eda_us``), and the log-factor on the rates of spontaneous SCRs and own moments; reached over
+#: ``AROUSAL_SHIFT_RISE_S``.
+AROUSAL_SHIFT_BPM = 7.0
+AROUSAL_SHIFT_EDA = 0.25
+AROUSAL_SHIFT_RATE = 0.7
+AROUSAL_SHIFT_RISE_S = 20.0
+#: Ranges the newer families draw from when the scenario does not say: partial's lost fraction of the
+#: coupling, leave_group's, drift's ramp (s), and the scale of an arousal shift.
+PARTIAL_DEPTH = (0.5, 0.9)
+LEAVE_GROUP_DEPTH = (0.85, 1.0)
+DRIFT_RAMP_S = (30.0, 90.0)
+AROUSAL_SCALE = (0.5, 1.0)
 
 
 @dataclass
@@ -222,6 +263,42 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
 
 
+def rupture_model(scenario: Scenario, seed: int, k: int) -> dict:
+    """What rupture ``k`` of a scenario does, with what its family leaves open drawn from ``(seed, k)``.
+
+    Returns
+    -------
+    model : dict
+        ``family``; ``depth`` (fraction of the coupling lost at the rupture's full extent); ``rise_s``
+        (seconds from onset to full extent); ``repair_s`` (seconds from offset until the coupling is back);
+        ``arousal`` ("up", "down" or "none") and ``arousal_scale`` (0-1) of the newer families' arousal shift.
+        The same (scenario, seed, k) always gives the same model.
+    """
+    r = scenario.ruptures[k]
+    fam = r.model
+    if fam not in RUPTURE_FAMILIES:
+        raise ValueError(f"Invalid value for 'family': expected one of {', '.join(RUPTURE_FAMILIES)}, but got {fam!r}.")
+    repair = scenario.repair_s if r.repair_s is None else r.repair_s
+    if fam in LEGACY_FAMILIES:
+        return {"family": fam, "depth": 1.0, "rise_s": 3.0, "repair_s": repair,
+                "arousal": "up" if fam == "aversive" else "down", "arousal_scale": 1.0}
+    # always the same draws in the same order, so a value given in the scenario does not move the others
+    u = _rng(seed, "rupture", k).random(5)
+    lo = lambda rng_, x: rng_[0] + (rng_[1] - rng_[0]) * x  # noqa: E731
+    depth = {"partial": lo(PARTIAL_DEPTH, u[0]), "leave_group": lo(LEAVE_GROUP_DEPTH, u[1])}.get(fam, 1.0)
+    arousal = AROUSAL_SHIFTS[min(int(u[3] * 3), 2)] if fam == "leave_group" else "none"
+    rise = 3.0
+    if fam == "drift":
+        rise = min(lo(DRIFT_RAMP_S, u[2]) if r.ramp_s is None else r.ramp_s, r.duration_s)
+        repair = rise if r.repair_s is None else r.repair_s
+    elif fam == "sudden":
+        rise = 0.0
+        repair = 0.0 if r.repair_s is None else r.repair_s
+    return {"family": fam, "depth": float(depth if r.depth is None else r.depth), "rise_s": float(rise),
+            "repair_s": float(repair), "arousal": arousal if r.arousal is None else r.arousal,
+            "arousal_scale": float(lo(AROUSAL_SCALE, u[4]))}
+
+
 # --------------------------------------------------------------------------- main entry
 def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None = None, *,
                      source_prefix: str = "attune-sim") -> Session:
@@ -249,40 +326,59 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
     n = int(np.ceil((duration + 4.0) * fs)) + 1
     t = np.arange(n) / fs
     ids = scenario.ids
+    band_lo, band_hi = scenario.drive_band_hz
     rng_shared = _rng(seed, "shared")
-    shared = band_noise(rng_shared, n, fs, 0.005, 0.1)
+    shared = band_noise(rng_shared, n, fs, band_lo, band_hi)
     # shared conversational moments: time, salience, direction of the HR response
     rng_ev = _rng(seed, "events")
     ev_t = _poisson_times(rng_ev, t, np.full(n, scenario.shared_events_per_min / 60.0))
     ev_t = ev_t[ev_t < duration]
-    ev_sal = rng_ev.lognormal(0.0, 0.35, ev_t.size)
+    ev_sal = rng_ev.lognormal(0.0, 0.35, ev_t.size) * scenario.shared_salience
     ev_dir = np.where(rng_ev.random(ev_t.size) < 0.7, 1.0, -0.75)
 
     c_base = np.interp(t, [p for p, _ in scenario.coupling], [c for _, c in scenario.coupling])
-    ruptures = [r for r in scenario.ruptures if r.onset_s < duration]
+    # each rupture's model, drawn per (seed, rupture number) so adding a rupture does not move the others
+    models = [rupture_model(scenario, seed, k) for k in range(len(scenario.ruptures))]
+    ruptures = [(r, m) for r, m in zip(scenario.ruptures, models) if r.onset_s < duration]
 
     streams: list[SimStream] = []
     latent: dict = {}
     for pid in ids:
         p = next(q for q in scenario.participants if q.id == pid)
         rng = _rng(seed, "person", pid)
-        own = band_noise(rng, n, fs, 0.005, 0.1)
+        own = band_noise(rng, n, fs, band_lo, band_hi)
 
         # rupture envelopes: w = 1 inside the rupture, back to 0 over the repair time
         c_i = c_base.copy()
         aversive = np.zeros(n)
         withdrawn = np.zeros(n)
-        for r in ruptures:
+        shift = None     # signed arousal shift of the newer families (None: none, the data stay as before)
+        neutral = False  # a newer family: lost shared responses are replaced by own ones (arousal unchanged)
+        for r, m in ruptures:
             if r.who != pid:
                 continue
-            rep = scenario.repair_s if r.repair_s is None else r.repair_s
-            w = _ramp(t, r.onset_s, r.onset_s + r.duration_s, 3.0, rep)
-            c_i *= 1.0 - w
-            if r.style == "aversive":
-                # arousal climbs over ~20 s and stays up until the repair
-                aversive = np.maximum(aversive, _ramp(t, r.onset_s, r.onset_s + r.duration_s, 20.0, rep + 5.0))
-            else:
-                withdrawn = np.maximum(withdrawn, w)
+            if m["family"] in LEGACY_FAMILIES:
+                rep = m["repair_s"]
+                w = _ramp(t, r.onset_s, r.onset_s + r.duration_s, 3.0, rep)
+                c_i *= 1.0 - w
+                if r.style == "aversive":
+                    # arousal climbs over ~20 s and stays up until the repair
+                    aversive = np.maximum(aversive, _ramp(t, r.onset_s, r.onset_s + r.duration_s, 20.0, rep + 5.0))
+                else:
+                    withdrawn = np.maximum(withdrawn, w)
+                continue
+            neutral = True
+            w = _ramp(t, r.onset_s, r.onset_s + r.duration_s, m["rise_s"], m["repair_s"])
+            c_i *= 1.0 - m["depth"] * w
+            if m["arousal"] != "none":
+                sign = 1.0 if m["arousal"] == "up" else -1.0
+                env = _ramp(t, r.onset_s, r.onset_s + r.duration_s, AROUSAL_SHIFT_RISE_S, m["repair_s"] + 5.0)
+                shift = (np.zeros(n) if shift is None else shift) + sign * m["arousal_scale"] * env
+        extra_own = None
+        if neutral:
+            # the moments they no longer share become moments of their own, at the same rate
+            extra_own = scenario.shared_events_per_min / 60.0 * np.clip(
+                np.sqrt(np.clip(c_base, 0.0, 1.0)) - np.sqrt(np.clip(c_i, 0.0, 1.0)), 0.0, None)
         drive = np.sqrt(c_i) * shared + np.sqrt(1.0 - c_i) * own
         drive = drive * (1.0 - 0.75 * withdrawn)
 
@@ -300,7 +396,8 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
 
         # ---- responses to moments: shared ones in proportion to engagement, own ones (more when aversive)
         resp_t, resp_sal, resp_dir, resp_shared = _responses(
-            _rng(seed, "respond", pid), t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir)
+            _rng(seed, "respond", pid), t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir,
+            scenario.own_events_per_min, extra_own, shift)
         hr_events = _hr_responses(t, resp_t, resp_sal * resp_dir)
 
         # ---- heart: RSA + drive + events, then IPFM beats
@@ -309,8 +406,10 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         resp_phase = 2 * np.pi * np.cumsum(f_resp) / fs + rng_h.uniform(0, 2 * np.pi)
         rsa_amp = RSA_BPM * (1.0 - 0.4 * stress) * (1.0 - 0.3 * aversive)
         hr = (p.hr_bpm + HR_DRIVE_BPM * drive + rsa_amp * np.sin(resp_phase)
-              + 0.4 * band_noise(rng_h, n, fs, 0.1, 0.5)  # fast beat-to-beat variability
+              + (0.4 * p.noise) * band_noise(rng_h, n, fs, 0.1, 0.5)  # fast beat-to-beat variability
               + hr_events + stress_hr + 10.0 * aversive - 2.0 * withdrawn)
+        if shift is not None:
+            hr = hr + AROUSAL_SHIFT_BPM * shift
         hr = np.clip(hr, 35.0, 200.0)
         phase = np.concatenate([[0.0], np.cumsum((hr[1:] + hr[:-1]) / 2.0) / 60.0 / fs]) + rng_h.uniform(0, 1)
         levels = np.arange(np.ceil(phase[0]), np.floor(phase[-1]) + 1)
@@ -332,7 +431,7 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         latent[pid] = {"t": t, "coupling": c_i, "drive": drive, "hr": hr, "beats": beats[beats < duration],
                        "resp_hz": f_resp, "ectopic_s": ectopic_times,
                        "shared_events_s": ev_t, "shared_events_hr_dir": ev_dir, "response_s": resp_t, "response_shared": resp_shared,
-                       "hr_events_bpm": hr_events}
+                       "hr_events_bpm": hr_events, "arousal_shift": np.zeros(n) if shift is None else shift}
 
         has_rr = p.heart in ("rr", "both")
         has_hr = p.heart in ("hr", "both")
@@ -350,14 +449,14 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
             streams.append(_make(sid, "hr", pid, man, dev, "bpm", 1.0, ticks[ok], np.round(hr_dev, 2),
                                  averaging_s=HR_DEVICE_AVERAGING_S))
         if p.ecg:
-            streams.append(_ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed))
+            streams.append(_ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed, p.noise))
         if p.ppg:
-            streams.append(_ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed))
+            streams.append(_ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed, p.noise))
 
         # ---- EDA
         if p.eda != "none":
             streams.append(_eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onsets,
-                                resp_t, resp_sal, duration, scenario, seed, latent[pid]))
+                                resp_t, resp_sal, duration, scenario, seed, latent[pid], shift))
 
     truth = _truth(scenario, seed, duration, ruptures, latent)
     return Session(scenario=scenario, seed=int(seed), duration_s=duration, streams=streams, truth=truth, latent=latent)
@@ -371,8 +470,13 @@ def _make(sid, kind, pid, manufacturer, device, unit, srate, ts, values, averagi
                      values=np.asarray(values, dtype=np.float32).reshape(-1, 1), averaging_s=averaging_s)
 
 
-def _responses(rng, t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir):
+def _responses(rng, t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir, own_per_min=OWN_EVENTS_PER_MIN,
+               extra_own_hz=None, shift=None):
     """The moments one person responds to: shared ones with probability sqrt(coupling), plus own ones.
+
+    ``own_per_min`` is the rate of own moments at rest; ``extra_own_hz`` (shape (n,), or None) adds own
+    moments per second (the shared ones a newer rupture family no longer responds to), and ``shift``
+    (shape (n,), or None) scales the own rate by ``exp(AROUSAL_SHIFT_RATE * shift)``.
 
     Returns
     -------
@@ -387,7 +491,11 @@ def _responses(rng, t, c_i, aversive, withdrawn, ev_t, ev_sal, ev_dir):
     jitter = rng.normal(0.0, 0.25, ev_t.size)
     sh_t = (ev_t + latency + jitter)[hit]
     sh_sal = (ev_sal * gain * rng.lognormal(0.0, 0.25, ev_t.size))[hit]
-    own_rate = OWN_EVENTS_PER_MIN / 60.0 * (1.0 + 3.0 * aversive) * (1.0 - withdrawn)
+    own_rate = own_per_min / 60.0 * (1.0 + 3.0 * aversive) * (1.0 - withdrawn)
+    if shift is not None:
+        own_rate = own_rate * np.exp(AROUSAL_SHIFT_RATE * shift)
+    if extra_own_hz is not None:
+        own_rate = own_rate + extra_own_hz
     own_t = _poisson_times(rng, t, own_rate)
     own_sal = gain * rng.lognormal(0.0, 0.35, own_t.size)
     own_dir = np.where(rng.random(own_t.size) < 0.7, 1.0, -0.75)
@@ -415,7 +523,7 @@ def _hr_responses(t: np.ndarray, onsets: np.ndarray, amps: np.ndarray) -> np.nda
 
 
 def _eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onsets, resp_t, resp_sal, duration,
-         scenario, seed, latent_p) -> SimStream:
+         scenario, seed, latent_p, shift=None) -> SimStream:
     man, dev, fs, step, noise_sd = EDA_DEVICES[p.eda]
     rng = _rng(seed, "eda", p.id)
     ts = np.arange(int(np.floor(duration * fs)) + 1) / fs
@@ -424,9 +532,13 @@ def _eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onset
     slow = uniform_filter1d(drive, int(20 * GRID_HZ), mode="nearest")  # 20 s moving average
     drift = np.cumsum(rng.standard_normal(t.size)) / np.sqrt(t.size)  # a random walk spanning the session
     tonic = p.eda_us * (1.0 + 0.06 * slow + 0.08 * drive + 0.15 * drift) + 1.2 * aversive - 0.3 * withdrawn * p.eda_us / 4 + stress_eda
+    if shift is not None:
+        tonic = tonic + AROUSAL_SHIFT_EDA * p.eda_us * shift
     tonic = np.maximum(tonic, 0.2 * p.eda_us)
     # SCRs: spontaneous (rate follows the drive) + responses to moments (shared and own, see _responses)
     rate = SCR_RATE_PER_MIN / 60.0 * np.exp(0.6 * drive) * (1.0 + 3.0 * aversive) * (1.0 - 0.75 * withdrawn) * (1 + stress)
+    if shift is not None:
+        rate = rate * np.exp(AROUSAL_SHIFT_RATE * shift)
     spont = _poisson_times(rng, t, rate)
     stress_scr = np.array([on + rng.uniform(1.0, 3.0) for on in stress_onsets])
     onsets = np.concatenate([spont, resp_t, stress_scr])
@@ -446,7 +558,7 @@ def _eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onset
         for at in np.sort(rng.uniform(on, off, int(c.options.get("count", 5)))):
             width = rng.uniform(0.2, 0.5)
             x += rng.uniform(1.0, 3.0) * np.clip(1.0 - np.abs(ts - at) / width, 0.0, None)
-    x += noise_sd * rng.standard_normal(ts.size)
+    x += (noise_sd * p.noise) * rng.standard_normal(ts.size)
     keep = np.ones(ts.size, bool)
     for on, off, c in _windows(scenario.confounds, "electrode_loss", p.id, duration):
         m = (ts >= on) & (ts < off)
@@ -458,7 +570,7 @@ def _eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onset
     return _make(sid, "eda", p.id, man, dev, "microsiemens", fs, ts[keep], x[keep])
 
 
-def _ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed) -> SimStream:
+def _ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed, noise=1.0) -> SimStream:
     rng = _rng(seed, "ecg", pid)
     ts = np.arange(int(np.floor(duration * ECG_HZ)) + 1) / ECG_HZ
     ts = ts[ts < duration]
@@ -478,7 +590,7 @@ def _ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed) -> SimSt
     x *= amp_scale
     resp_phase = 2 * np.pi * np.cumsum(f_resp) / GRID_HZ
     x += 120.0 * np.sin(np.interp(ts, t, resp_phase)) + 60.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.1))
-    x += 12.0 * rng.standard_normal(ts.size)
+    x += (12.0 * noise) * rng.standard_normal(ts.size)
     for on, off, c in _windows(scenario.confounds, "motion", pid, duration):
         for at in rng.uniform(on, off, int(c.options.get("count", 5))):
             m = (ts >= at) & (ts < at + rng.uniform(0.5, 1.5))
@@ -488,7 +600,7 @@ def _ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed) -> SimSt
     return _make(sid, "ecg", pid, "Polar", "H10", "uV", ECG_HZ, ts[keep], x[keep])
 
 
-def _ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed) -> SimStream:
+def _ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed, noise=1.0) -> SimStream:
     rng = _rng(seed, "ppg", pid)
     ts = np.arange(int(np.floor(duration * PPG_HZ)) + 1) / PPG_HZ
     ts = ts[ts < duration]
@@ -502,7 +614,7 @@ def _ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed) -> S
         x += np.exp(-0.5 * ((dt - 0.10) / 0.08) ** 2) + 0.3 * np.exp(-0.5 * ((dt - 0.10 - 0.25 * np.sqrt(rr[k])) / 0.10) ** 2)
     rp = np.interp(ts, t, resp_phase)
     x = 60.0 * x * (1.0 + 0.15 * np.sin(rp)) + 25.0 * np.sin(rp + 1.0)
-    x += 30.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.08)) + 1.5 * rng.standard_normal(ts.size)
+    x += 30.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.08)) + (1.5 * noise) * rng.standard_normal(ts.size)
     x -= x.mean()
     for on, off, c in _windows(scenario.confounds, "motion", pid, duration):
         for at in rng.uniform(on, off, int(c.options.get("count", 5))):
@@ -516,12 +628,17 @@ def _ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed) -> S
 def _truth(scenario: Scenario, seed: int, duration: float, ruptures, latent) -> dict:
     ids = scenario.ids
     rup = []
-    for r in ruptures:
-        rep = scenario.repair_s if r.repair_s is None else r.repair_s
+    for r, m in ruptures:
+        rep = m["repair_s"]
         offset = min(r.onset_s + r.duration_s, duration)
         pairs = [sorted([r.who, q], key=ids.index) for q in ids if q != r.who]
-        rup.append({"onset_s": r.onset_s, "offset_s": offset, "repair_s": min(offset + rep, duration),
-                    "who": r.who, "style": r.style, "pairs": pairs})
+        item = {"onset_s": r.onset_s, "offset_s": offset, "repair_s": min(offset + rep, duration),
+                "who": r.who, "style": r.style, "pairs": pairs, "family": m["family"]}
+        if m["family"] not in LEGACY_FAMILIES:
+            # the family is the style evaluate breaks recall down by; what was drawn for it beside
+            item["style"] = m["family"]
+            item["params"] = {k: m[k] for k in ("depth", "rise_s", "repair_s", "arousal", "arousal_scale")}
+        rup.append(item)
     conf = []
     for c in scenario.confounds:
         if c.onset_s >= duration:

@@ -11,6 +11,9 @@ Schema (every time in seconds from the first sample)::
     coupling = 0.7                 # 0..1, or a schedule [[t_s, c], ...] (piecewise linear)
     repair_s = 6                   # default seconds for coupling to come back after a rupture
     shared_events_per_min = 3      # conversational moments both react to (0: slow shared drive only)
+    shared_salience = 1.0          # scale of the shared moments' salience (optional)
+    own_events_per_min = 1.0       # each person's own, unshared moments at rest (optional)
+    drive_band_hz = [0.005, 0.1]   # band of the slow shared and own drives (optional)
 
     [[participants]]
     id = "P1"                      # pseudonym
@@ -21,13 +24,18 @@ Schema (every time in seconds from the first sample)::
     hr_bpm = 70                    # resting heart rate
     eda_us = 4.0                   # tonic skin conductance level
     resp_hz = 0.25                 # mean breathing rate (optional)
+    noise = 1.0                    # scale of sensor and beat-to-beat noise (optional)
 
     [[ruptures]]
     onset_s = 60
     duration_s = 50
     who = "P2"
-    style = "aversive"             # aversive | withdrawn
+    style = "aversive"             # aversive | withdrawn (the family when 'family' is absent)
     repair_s = 6                   # optional
+    # family = "partial"           # optional, one of RUPTURE_FAMILIES (acquisition.physiology says what
+    #                              # each changes); then optionally depth = 0.7 (fraction of the coupling
+    #                              # lost), ramp_s = 60 (drift), arousal = "up" | "down" | "none";
+    #                              # what is not given is drawn from the seed
 
     [[confounds]]                  # not ruptures: a monitor must not flag them
     kind = "shared_stressor"       # shared_stressor | electrode_loss | strap_dropout | ectopic | motion
@@ -47,6 +55,10 @@ from pathlib import Path
 HEART_DEVICES = ("rr", "hr", "both", "none")
 EDA_DEVICES = ("e4", "emotibit", "shimmer", "none")
 RUPTURE_STYLES = ("aversive", "withdrawn")
+#: Rupture models (``family`` of a rupture); the first two styles are families of their own, and the default.
+RUPTURE_FAMILIES = ("coupling_loss", "aversive", "withdrawn", "partial", "drift", "sudden", "leave_group")
+#: Direction of the arousal shift of a rupture of the newer families.
+AROUSAL_SHIFTS = ("up", "down", "none")
 CONFOUND_KINDS = ("shared_stressor", "electrode_loss", "strap_dropout", "ectopic", "motion")
 
 
@@ -66,17 +78,32 @@ class Participant:
     hr_bpm: float = 70.0
     eda_us: float = 4.0
     resp_hz: float = 0.25
+    #: scale of the sensor noise (EDA, ECG, PPG) and of the beat-to-beat heart-rate variability
+    noise: float = 1.0
 
 
 @dataclass(frozen=True)
 class Rupture:
-    """A scripted rupture: ``who`` decouples from everybody else for ``duration_s``."""
+    """A scripted rupture: ``who`` decouples from everybody else for ``duration_s``.
+
+    ``family`` None is the style's own family (``aversive`` or ``withdrawn``); ``depth``, ``ramp_s`` and
+    ``arousal`` None are drawn from the seed where the family uses them (see ``acquisition.physiology``).
+    """
 
     onset_s: float
     duration_s: float
     who: str
     style: str = "aversive"
     repair_s: float | None = None
+    family: str | None = None
+    depth: float | None = None
+    ramp_s: float | None = None
+    arousal: str | None = None
+
+    @property
+    def model(self) -> str:
+        """The rupture's family: ``family``, or the style when no family is given."""
+        return self.family or self.style
 
 
 @dataclass(frozen=True)
@@ -105,6 +132,12 @@ class Scenario:
     shared_events_per_min: float = 3.0
     confounds: tuple[Confound, ...] = ()
     description: str = ""
+    #: scale of the shared moments' salience (SCR amplitude and HR response)
+    shared_salience: float = 1.0
+    #: each person's own (unshared) response-eliciting moments per minute, at rest
+    own_events_per_min: float = 1.0
+    #: band (Hz) of the slow shared drive and of everybody's own drive
+    drive_band_hz: tuple[float, float] = (0.005, 0.1)
 
     @property
     def ids(self) -> list[str]:
@@ -218,10 +251,20 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
     name = str(data.get("name") or Path(source).stem)
     where = f"scenario {name}"
     _unknown(where, data, ("name", "description", "duration_s", "coupling", "repair_s", "shared_events_per_min",
-                           "participants", "ruptures", "confounds"))
+                           "shared_salience", "own_events_per_min", "drive_band_hz", "participants", "ruptures",
+                           "confounds"))
     duration = _num(where, "duration_s", data.get("duration_s", 300.0), lo=1.0, hi=24 * 3600.0)
     repair = _num(where, "repair_s", data.get("repair_s", 6.0), lo=0.0, hi=600.0)
     events = _num(where, "shared_events_per_min", data.get("shared_events_per_min", 3.0), lo=0.0, hi=30.0)
+    salience = _num(where, "shared_salience", data.get("shared_salience", 1.0), lo=0.0, hi=5.0)
+    own_events = _num(where, "own_events_per_min", data.get("own_events_per_min", 1.0), lo=0.0, hi=30.0)
+    band = data.get("drive_band_hz", [0.005, 0.1])
+    if not (isinstance(band, list) and len(band) == 2):
+        raise ScenarioError(f"{where}: 'drive_band_hz' must be [low, high] in Hz, but got {band!r}.")
+    band = (_num(where, "drive_band_hz low", band[0], lo=0.001, hi=0.5),
+            _num(where, "drive_band_hz high", band[1], lo=0.001, hi=0.5))
+    if not band[1] > band[0]:
+        raise ScenarioError(f"{where}: 'drive_band_hz' must be [low, high] with low < high, but got {list(band)}.")
     raw_c = data.get("coupling", 0.7)
     if isinstance(raw_c, list):
         if not raw_c:
@@ -246,7 +289,7 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
         w = f"{where}: participant {k}"
         if not isinstance(p, dict):
             raise ScenarioError(f"{w}: must be a table, but got {p!r}.")
-        _unknown(w, p, ("id", "heart", "eda", "ecg", "ppg", "hr_bpm", "eda_us", "resp_hz"))
+        _unknown(w, p, ("id", "heart", "eda", "ecg", "ppg", "hr_bpm", "eda_us", "resp_hz", "noise"))
         pid = p.get("id")
         if not isinstance(pid, str) or not pid.strip():
             raise ScenarioError(f"{w}: 'id' must be a non-empty pseudonym such as \"P{k}\", but got {pid!r}.")
@@ -258,7 +301,8 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
             eda=_choice(w, "eda", p.get("eda", "e4"), EDA_DEVICES), ecg=p.get("ecg", False), ppg=p.get("ppg", False),
             hr_bpm=_num(w, "hr_bpm", p.get("hr_bpm", 70.0), lo=35.0, hi=180.0),
             eda_us=_num(w, "eda_us", p.get("eda_us", 4.0), lo=0.1, hi=60.0),
-            resp_hz=_num(w, "resp_hz", p.get("resp_hz", 0.25), lo=0.08, hi=0.6)))
+            resp_hz=_num(w, "resp_hz", p.get("resp_hz", 0.25), lo=0.08, hi=0.6),
+            noise=_num(w, "noise", p.get("noise", 1.0), lo=0.0, hi=10.0)))
     ids = [p.id for p in people]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -269,14 +313,40 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
         w = f"{where}: rupture {k}"
         if not isinstance(r, dict):
             raise ScenarioError(f"{w}: must be a table, but got {r!r}.")
-        _unknown(w, r, ("onset_s", "duration_s", "who", "style", "repair_s"))
+        _unknown(w, r, ("onset_s", "duration_s", "who", "style", "repair_s", "family", "depth", "ramp_s", "arousal"))
         if "who" not in r:
             raise ScenarioError(f"{w}: 'who' is missing; give one of {', '.join(ids)}.")
         onset = _num(w, "onset_s", r.get("onset_s"), lo=0.0, hi=duration)
+        style = _choice(w, "style", r.get("style", "aversive"), RUPTURE_STYLES)
+        family = r.get("family")
+        if family is not None:
+            family = _choice(w, "family", family, RUPTURE_FAMILIES)
+            if family in RUPTURE_STYLES:
+                if "style" in r and r["style"] != family:
+                    raise ScenarioError(f"{w}: 'style' {r['style']!r} contradicts 'family' {family!r}; "
+                                        "give one of them.")
+                style = family
+            elif "style" in r:
+                raise ScenarioError(f"{w}: 'style' applies to the aversive and withdrawn families only, but "
+                                    f"'family' is {family!r}; drop 'style'.")
+        newer = family is not None and family not in RUPTURE_STYLES
+        for key in ("depth", "ramp_s", "arousal"):
+            if key in r and not newer:
+                raise ScenarioError(f"{w}: '{key}' needs a 'family' other than aversive or withdrawn "
+                                    f"(one of {', '.join(f for f in RUPTURE_FAMILIES if f not in RUPTURE_STYLES)}).")
+        if "ramp_s" in r and family != "drift":
+            raise ScenarioError(f"{w}: 'ramp_s' applies to the drift family only, but 'family' is {family!r}.")
+        if family == "leave_group" and len(people) < 3:
+            raise ScenarioError(f"{w}: family 'leave_group' needs a group of at least 3 people, but there are "
+                                f"{len(people)}; use 'coupling_loss' for a couple.")
         ruptures.append(Rupture(
             onset_s=onset, duration_s=_num(w, "duration_s", r.get("duration_s"), lo=1.0, hi=duration),
-            who=_choice(w, "who", r["who"], ids), style=_choice(w, "style", r.get("style", "aversive"), RUPTURE_STYLES),
-            repair_s=None if r.get("repair_s") is None else _num(w, "repair_s", r["repair_s"], lo=0.0, hi=600.0)))
+            who=_choice(w, "who", r["who"], ids), style=style,
+            repair_s=None if r.get("repair_s") is None else _num(w, "repair_s", r["repair_s"], lo=0.0, hi=600.0),
+            family=family,
+            depth=None if r.get("depth") is None else _num(w, "depth", r["depth"], lo=0.01, hi=1.0),
+            ramp_s=None if r.get("ramp_s") is None else _num(w, "ramp_s", r["ramp_s"], lo=0.0, hi=600.0),
+            arousal=None if r.get("arousal") is None else _choice(w, "arousal", r["arousal"], AROUSAL_SHIFTS)))
     if len(people) < 2 and ruptures:
         raise ScenarioError(f"{where}: a rupture needs at least two participants, but there is only {ids[0]}.")
 
@@ -308,4 +378,6 @@ def parse_scenario(data: dict, *, source: str = "<dict>") -> Scenario:
                                   duration_s=_num(w, "duration_s", c.get("duration_s"), lo=0.1, hi=duration),
                                   options=opts))
     return Scenario(name=name, participants=tuple(people), duration_s=duration, coupling=coupling, repair_s=repair,
-                    shared_events_per_min=events, ruptures=tuple(ruptures), confounds=tuple(confounds), description=str(data.get("description", "")))
+                    shared_events_per_min=events, ruptures=tuple(ruptures), confounds=tuple(confounds),
+                    description=str(data.get("description", "")), shared_salience=salience,
+                    own_events_per_min=own_events, drive_band_hz=band)
