@@ -212,3 +212,23 @@ def test_family_validation_messages():
         parse_scenario(dict(base, drive_band_hz=[0.1, 0.01]))
     assert parse_scenario(dict(base, ruptures=[dict(rup, family="withdrawn")])).ruptures[0].style == "withdrawn"
 
+
+def test_family_eval_set_draws_only_the_listed_families_and_randomises_sessions():
+    mes = _bench("make_eval_set")
+    assert mes.parse_families("all") == list(RUPTURE_FAMILIES)
+    with pytest.raises(ValueError, match="expected a comma-separated list of coupling_loss, aversive"):
+        mes.parse_families("partial,sulk")
+    sizes, fams, bands = [], set(), set()
+    for seed in range(70000, 70040):
+        text, sc = mes.random_family_scenario(seed, ["partial", "drift"])
+        assert text == mes.random_family_scenario(seed, ["partial", "drift"])[0]  # deterministic
+        parsed = parse_scenario(tomllib.loads(text))
+        assert 600 <= parsed.duration_s <= 900 and 0.4 <= parsed.mean_coupling <= 0.85
+        assert all(30 <= r.duration_s <= 180 for r in parsed.ruptures) and parsed.ruptures
+        sizes.append(len(parsed.participants))
+        fams |= {r.family for r in parsed.ruptures}
+        bands.add(parsed.drive_band_hz)
+    assert fams == {"partial", "drift"} and 2 <= min(sizes) and max(sizes) >= 5 and len(bands) > 30
+    for seed in range(70000, 70010):  # a group family alone: always a group
+        _, sc = mes.random_family_scenario(seed, ["leave_group"])
+        assert len(sc["participants"]) >= 3
