@@ -218,7 +218,9 @@ def random_family_scenario(seed: int, families, duration_s: float | None = None,
         fam = str(rng.choice(usable))
         tail = 100.0 if fam == "drift" else 15.0  # the return (drift: up to 90 s) before anything else happens
         if t + dur + tail > duration_s:
-            break
+            if ruptures or duration_s - tail - t < 30:
+                break
+            dur = duration_s - tail - t  # a short session still gets its one rupture
         ruptures.append({"onset_s": round(t, 1), "duration_s": round(dur, 1), "who": str(rng.choice(ids)),
                          "family": fam})
         events.append((t, t + dur + tail))

@@ -232,3 +232,30 @@ def test_family_eval_set_draws_only_the_listed_families_and_randomises_sessions(
     for seed in range(70000, 70010):  # a group family alone: always a group
         _, sc = mes.random_family_scenario(seed, ["leave_group"])
         assert len(sc["participants"]) >= 3
+    for seed in range(70000, 70010):  # a short session (7 min) still gets a rupture
+        _, sc = mes.random_family_scenario(seed, ["drift", "leave_group"], duration_s=420)
+        assert 1 <= len(sc["ruptures"]) and all(30 <= r["duration_s"] for r in sc["ruptures"])
+
+
+def test_lofo_choice_respects_the_false_alarm_ceiling_and_grid_errors_are_clear():
+    from dsp.detector import get_preset
+    from ui.commands.evaluate import Detection, score_file
+
+    fam = _bench("families")
+    truth = {"duration_s": 3600.0, "participants": ["P1", "P2"], "confounds": [],
+             "ruptures": [{"onset_s": 100.0, "offset_s": 160.0, "who": "P2", "pairs": [["P1", "P2"]]}]}
+    hit = Detection(("P1", "P2"), ("P1", "P2"), 110.0, 130.0)
+    false = [Detection(("P1", "P2"), ("P1", "P2"), t, t + 20) for t in (1000.0, 2000.0)]
+    # config 0 finds the rupture with 2 false alarms/h, config 1 with none, config 2 misses it
+    per_cfg = [[score_file([hit, *false], truth)], [score_file([hit], truth)], [score_file([], truth)]]
+    scores = {"a": per_cfg, "b": per_cfg}
+    k, m, ok = fam.choose(scores, ["a", "b"], 3, max_fa=1.0)
+    assert (k, ok, m["f1"]) == (1, True, 1.0)
+    k, _, ok = fam.choose({"a": [per_cfg[0]]}, ["a"], 1, max_fa=1.0)
+    assert (k, ok) == (0, False)
+    pts = fam.grid_points(get_preset("balanced"), {"learned_k": [2.5, 3.0], "learned_h": [7, 10]})
+    assert [p for p, _ in pts][1] == {"learned_k": 2.5, "learned_h": 10} and pts[1][1].learned_h == 10
+    with pytest.raises(ValueError, match="Invalid detector field.*learned_q"):
+        fam.grid_points(get_preset("balanced"), {"learned_q": [1]})
+    assert fam.family_seeds("heldout", "partial", 2) == [73000, 73001]
+    assert fam.family_seeds("fit", "coupling_loss", 1, first=5) == [60005]
