@@ -143,6 +143,20 @@ def marker_fields(text: str) -> tuple[str | None, str, int | None]:
     return None, str(text), None
 
 
+#: Attune's own marker kinds that are about an episode, not an event everybody shared (see :func:`is_shared_event`).
+EPISODE_MARKER_KINDS = ("rupture_noticed", "repair", "label", "confirm", "dismiss")
+
+
+def is_shared_event(text: str) -> bool:
+    """Whether a recorded marker stands for something everybody in the session shared (re-baseline, don't flag).
+
+    Another app's marker (an experiment's phase or task switch, a stimulus) and the facilitator's ``note`` are;
+    Attune's markers about an episode (``rupture_noticed``, ``repair``, ``label``, ``confirm``, ``dismiss``) are not.
+    """
+    kind, _, _ = marker_fields(text)
+    return kind not in EPISODE_MARKER_KINDS
+
+
 def marker_words(text: str) -> str:
     """A recorded marker in words: ``"label: hit-and-run (episode 1)"`` for Attune's, others as recorded."""
     kind, words, episode = marker_fields(text)

@@ -109,13 +109,21 @@ from .divergence import FEATURES as DIVERGENCE_FEATURES
 from .evidence import PairFeatures, shipped_model
 from .quality import REASONS, Quality
 
+#: How an episode ended (:attr:`Episode.outcome`).
+OUTCOMES = ("open", "repaired", "unrepaired", "interrupted", "session_end")
+
 #: What the CUSUM can accumulate (``DetectorConfig.evidence``).
 EVIDENCE_KINDS = ("analytic", "learned")
 
 #: States of the per-pair machine, in words for the UI.
-STATES = ("calibrating", "attuned", "drifting", "possible_rupture", "repairing", "repaired")
+STATES = ("calibrating", "not_in_tune", "out_of_tune", "attuned", "drifting", "possible_rupture", "repairing",
+          "repaired")
+#: States in which a pair is not armed: no rupture can be raised (there is no measured attunement to lapse from).
+UNARMED_STATES = ("calibrating", "not_in_tune", "out_of_tune")
 STATE_WORDS = {
     "calibrating": "learning baseline",
+    "not_in_tune": "not measurably in tune",
+    "out_of_tune": "out of tune",
     "attuned": "in tune",
     "drifting": "drifting",
     "possible_rupture": "possible rupture",
@@ -240,6 +248,30 @@ class DetectorConfig:
         device HR: ~0.8 on a real E4 dyad vs ~0.35-0.45 in the simulated tune sessions), chance
         alone moves r that much, and the evidence is scaled down by
         ``(ref_chance_sd / chance_sd) ** 2``; never scaled up.
+    learned_sync_gate : float
+        With arming, the learned evidence can only grow while the fused synchrony drop of the armed
+        modalities is at least this (a fraction of the way to chance): arousal divergence alone never flags.
+    arming : bool
+        A modality gives evidence only once it is *armed*: its synchrony measurably above its chance level over
+        the last ``arm_span_s`` of clean windows (see :class:`ModalityTrack`). False: the first
+        ``calibration_s`` of windows are the baseline, whatever they are (the detector before arming).
+    arm_span_s : float
+        Seconds of clean windows (none touching a gap, a loss or a shared event) over which the synchrony's
+        excess over chance is measured for arming.
+    arm_sigma : float
+        The excess (mean Fisher z of synchrony minus chance over ``arm_span_s``) must reach this many standard
+        errors; the standard error is the surrogate's spread over the square root of the number of
+        independent windows in the span (``arm_span_s / window_s``, at least 1).
+    arm_min_excess : float
+        ... and at least this much (Fisher z), however narrow the surrogate.
+    lapse_s : float
+        A possible rupture not repaired this long after its onset is closed as *unrepaired*: the pair shows
+        "out of tune since" the onset and is disarmed until its synchrony is measurably above chance again
+        (a long lapse is a state, not a prompt that stays open). ``inf``: never.
+    arousal_evidence : bool
+        Let a person's arousal divergence add evidence for a rupture (the analytic term above). Off by
+        default: on real dyads and same-room pseudo-pairs (``bench/realdata_controls.py``) arousal divergence
+        prompted strangers as often as partners; it is shown per person, and it never raises a flag alone.
     """
 
     calibration_s: float = 50.0
@@ -280,6 +312,13 @@ class DetectorConfig:
     learned_k: float = 3.0
     learned_h: float = 10.0
     learned_clip: float = 12.0
+    learned_sync_gate: float = 0.5
+    arming: bool = True
+    arm_span_s: float = 60.0
+    arm_sigma: float = 2.0
+    arm_min_excess: float = 0.2
+    lapse_s: float = 240.0
+    arousal_evidence: bool = False
 
     def validate(self) -> DetectorConfig:
         """Check the hysteresis ordering; return self."""
@@ -287,7 +326,8 @@ class DetectorConfig:
             raise ValueError(f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, "
                              f"but got {self.evidence!r}.")
         if not (0 < self.repaired_frac < self.repair_frac < self.relapse_frac and 0 <= self.drift_h < self.cusum_h
-                and self.single_h_factor >= 1.0 and self.learned_h > 0):
+                and self.single_h_factor >= 1.0 and self.learned_h > 0 and self.arm_span_s > 0
+                and self.arm_sigma >= 0 and self.lapse_s > 0):
             raise ValueError(
                 "Invalid detector thresholds: expected 0 < repaired_frac < repair_frac < relapse_frac, "
                 f"0 <= drift_h < cusum_h, single_h_factor >= 1 and learned_h > 0, but got {self}."
@@ -323,11 +363,14 @@ ANALYTIC_PRESETS = {
 }
 #: Learned evidence (:mod:`dsp.evidence`): reference and threshold per preset (``bench/train_evidence.py cv``).
 LEARNED_THRESHOLDS = {"conservative": (3.5, 10.0), "balanced": (3.0, 10.0), "sensitive": (2.5, 7.0)}
-#: Sensitivity presets (see the module docstring for what each trades): the learned evidence, with the analytic
-#: parameters of the same name kept for the displays (the drift band, the arousal words) and the repair.
-PRESETS = {name: replace(cfg, evidence="learned", learned_k=LEARNED_THRESHOLDS[name][0],
-                         learned_h=LEARNED_THRESHOLDS[name][1])
-           for name, cfg in ANALYTIC_PRESETS.items()}
+#: The presets with the learned evidence (``get_preset(name, "learned")``): trees fitted on our own simulator,
+#: which did not hold on real dyads or on another physiological model (see the module docstring); kept for
+#: comparison.
+LEARNED_PRESETS = {name: replace(cfg, evidence="learned", learned_k=LEARNED_THRESHOLDS[name][0],
+                                 learned_h=LEARNED_THRESHOLDS[name][1])
+                   for name, cfg in ANALYTIC_PRESETS.items()}
+#: Sensitivity presets (see the module docstring for what each trades): armed, synchrony-only analytic evidence.
+PRESETS = ANALYTIC_PRESETS
 
 
 #: Queue key of the arousal divergence in :class:`RuptureDetector` (never a modality name).
@@ -336,12 +379,24 @@ AROUSAL_KEY = "_arousal"
 
 def get_preset(name: str, evidence: str | None = None) -> DetectorConfig:
     """Return the :class:`DetectorConfig` of a preset by name (with ``evidence`` "analytic" or "learned": that
-    kind of evidence; None: the preset's own, learned)."""
+    kind of evidence; None: the preset's own, analytic)."""
     if name not in PRESETS:
         raise ValueError(f"Invalid value for 'preset': expected one of {', '.join(PRESETS)}, but got {name!r}.")
     if evidence is not None and evidence not in EVIDENCE_KINDS:
         raise ValueError(f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, but got {evidence!r}.")
-    return (ANALYTIC_PRESETS if evidence == "analytic" else PRESETS)[name]
+    return (LEARNED_PRESETS if evidence == "learned" else PRESETS)[name]
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def pair_words(state: str, out_of_tune_since: float | None = None) -> str:
+    """A pair's state in the words every view uses: ``"out of tune since 12:34"`` after a long lapse."""
+    if state == "out_of_tune" and out_of_tune_since is not None:
+        return f"out of tune since {_clock(out_of_tune_since)}"
+    return STATE_WORDS.get(state, state)
 
 
 def _fisher(r: float) -> float:
@@ -349,19 +404,24 @@ def _fisher(r: float) -> float:
 
 
 class ModalityTrack:
-    """Baseline, chance level and drop of one pair in one modality (streaming).
+    """Arming, baseline, chance level and drop of one pair in one modality (streaming).
 
-    Learns the pair's attuned level (Fisher z) over its first
-    ``calibration_s`` of valid windows, then follows it slowly while the pair
-    is attuned; keeps the running chance level; and gives each new window's
-    ``drop`` (NaN when this modality has no evidence: missing, calibrating,
-    just back from a gap, or never clearly above chance).
+    With ``config.arming`` (the default) the track is *armed* once the mean of (synchrony - chance) in
+    Fisher z over the last ``arm_span_s`` of clean windows reaches ``arm_sigma`` standard errors and
+    ``arm_min_excess``: only then is there an attunement to lapse from, and the baseline is that span's
+    trimmed mean. A gap in the windows, a signal loss or a shared event (:meth:`reset`) disarms it; the
+    windows that touch the event are left out and arming starts again. Armed, it follows the baseline
+    slowly while the pair is attuned and gives each new window's ``drop`` (NaN when this modality has no
+    evidence: missing, unarmed, just back from a gap, or no longer clearly above chance).
+
+    Without arming, the first ``calibration_s`` of valid windows are the baseline, whatever they are.
     """
 
-    def __init__(self, modality: str, config: DetectorConfig, step_s: float):
+    def __init__(self, modality: str, config: DetectorConfig, step_s: float, window_s: float = 30.0):
         self.modality = modality
         self.cfg = config
         self.step_s = float(step_s)
+        self.window_s = float(window_s)
         self.valid_s = 0.0
         self._calib: list[float] = []
         self.just_calibrated = False
@@ -374,14 +434,24 @@ class ModalityTrack:
         self.drop = math.nan
         self._guard_until = -math.inf
         self._last_valid_t: float | None = None
+        # arming: the clean windows of the last arm_span_s, as (z, chance z, chance spread in z)
+        self._arm: deque = deque(maxlen=max(2, int(round(config.arm_span_s / self.step_s))))
+        self.excess = math.nan     # mean (z - chance z) over the arming span
+        self.excess_se = math.nan  # its standard error
+        self.ever_full = False     # has the arming span ever been filled (else: still learning)
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
         self._alpha_base = 1.0 - 0.5 ** (self.step_s / max(config.baseline_halflife_s, 1e-9))
         self._alpha_chance = 1.0 - 0.5 ** (self.step_s / max(config.chance_halflife_s, 1e-9))
 
     @property
     def calibrating(self) -> bool:
-        """True until the baseline is known."""
+        """True until the baseline is known (without arming) / while the track is not armed."""
         return not math.isfinite(self.baseline_z)
+
+    @property
+    def armed(self) -> bool:
+        """True while the track has a measured attunement to lapse from (its baseline is known)."""
+        return not self.calibrating
 
     @property
     def margin(self) -> float:
@@ -395,6 +465,30 @@ class ModalityTrack:
             return 1.0
         return (self.cfg.ref_chance_sd / self.chance_sd) ** 2
 
+    def reset(self, clean_from: float) -> None:
+        """Disarm: forget the baseline and the arming span; windows ending before ``clean_from`` give nothing.
+
+        Called at a gap, a signal loss, a shared event (a marker, a task switch) and a lapse: what comes after
+        is measured afresh instead of against a level from before.
+        """
+        if self.cfg.arming:
+            self.baseline_z = math.nan
+            self._arm.clear()
+            self.excess = self.excess_se = math.nan
+        self._guard_until = max(self._guard_until, clean_from)
+        self.drop = math.nan
+
+    def _arm_stats(self) -> tuple[float, float]:
+        """Mean excess over chance (Fisher z) of the arming span and its standard error."""
+        a = np.asarray(self._arm, dtype=float)  # (n, 3)
+        ex = a[:, 0] - a[:, 1]
+        sd = a[:, 2]
+        sd = sd[np.isfinite(sd)]
+        n_indep = max(1.0, len(a) * self.step_s / max(self.window_s, self.step_s))
+        # the surrogate's spread (what chance alone does to one window); unknown: the windows' own spread
+        spread = float(np.mean(sd)) if sd.size else max(float(np.std(a[:, 0])), 0.1)
+        return float(np.mean(ex)), spread / math.sqrt(n_indep)
+
     def step(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> float:
         """Take one window; return its drop (NaN: no evidence from this modality now)."""
         cfg = self.cfg
@@ -406,23 +500,46 @@ class ModalityTrack:
             self.z = self.drop = math.nan
             return math.nan
         if gap:
-            self._guard_until = max(self._guard_until, t + cfg.loss_guard_s)
+            # windows after a gap straddle it; with arming the pair is measured afresh after it
+            self.reset(t + cfg.loss_guard_s)
         self._last_valid_t = t
         z = self.z = _fisher(float(sync))
-        if math.isfinite(chance):
-            c = _fisher(float(chance))
+        c = _fisher(float(chance)) if math.isfinite(chance) else math.nan
+        if math.isfinite(c):
             self.chance_z = c if not math.isfinite(self.chance_z) else self.chance_z + self._alpha_chance * (c - self.chance_z)
         self.smooth_z = z if not math.isfinite(self.smooth_z) else self.smooth_z + self._alpha_smooth * (z - self.smooth_z)
         self.valid_s += self.step_s
-        if self.calibrating:
-            self._calib.append(z)
-            if self.valid_s >= cfg.calibration_s:
-                # trimmed mean: the first windows of a session often hold warm-up transients
-                self.baseline_z = self.first_baseline_z = float(trim_mean(self._calib, cfg.calibration_trim))
-                self.just_calibrated = True
-                self._calib = []
-            self.drop = math.nan
-            return math.nan
+        if not cfg.arming:
+            if self.calibrating:
+                self._calib.append(z)
+                if self.valid_s >= cfg.calibration_s:
+                    # trimmed mean: the first windows of a session often hold warm-up transients
+                    self.baseline_z = self.first_baseline_z = float(trim_mean(self._calib, cfg.calibration_trim))
+                    self.just_calibrated = True
+                    self._calib = []
+                self.drop = math.nan
+                return math.nan
+        else:
+            if t < self._guard_until:
+                self.drop = math.nan
+                return math.nan
+            cz = c if math.isfinite(c) else self.chance_z
+            sdz = (_fisher(float(chance) + chance_sd) - c) if (math.isfinite(c) and math.isfinite(chance_sd)) else (
+                self.chance_sd if math.isfinite(self.chance_sd) else math.nan)
+            self._arm.append((z, cz if math.isfinite(cz) else 0.0, sdz))
+            full = len(self._arm) == self._arm.maxlen
+            if full:
+                self.ever_full = True
+                self.excess, self.excess_se = self._arm_stats()
+            if self.calibrating:
+                if full and self.excess >= max(cfg.arm_min_excess, cfg.arm_sigma * self.excess_se):
+                    zs = [x[0] for x in self._arm]
+                    self.baseline_z = float(trim_mean(zs, cfg.calibration_trim))
+                    if not math.isfinite(self.first_baseline_z):
+                        self.first_baseline_z = self.baseline_z
+                    self.just_calibrated = True
+                self.drop = math.nan
+                return math.nan
         margin = self.margin
         if margin < cfg.min_margin or t < self._guard_until:
             self.drop = math.nan
@@ -440,13 +557,17 @@ class ModalityTrack:
             self.baseline_z += self._alpha_base * (target - self.baseline_z)
 
     def snapshot(self, state: str) -> dict:
-        """Current numbers for the UI (baseline and chance as r)."""
+        """Current numbers for the UI (baseline and chance as r; the arming excess in Fisher z)."""
         return {
-            "state": "calibrating" if self.calibrating else state,
+            "state": ("calibrating" if not self.cfg.arming or not self.ever_full else "not_in_tune")
+            if self.calibrating else state,
             "baseline": math.tanh(self.baseline_z) if math.isfinite(self.baseline_z) else None,
             "chance": math.tanh(self.chance_z) if math.isfinite(self.chance_z) else None,
             "sync": math.tanh(self.smooth_z) if math.isfinite(self.smooth_z) else None,
             "drop": None if not math.isfinite(self.drop) else float(self.drop),
+            "armed": self.armed,
+            "excess": None if not math.isfinite(self.excess) else round(self.excess, 4),
+            "excess_se": None if not math.isfinite(self.excess_se) else round(self.excess_se, 4),
         }
 
 
@@ -470,11 +591,13 @@ class PairMachine:
     of the sequence of windows it has seen.
     """
 
-    def __init__(self, modalities, config: DetectorConfig, step_s: float):
+    def __init__(self, modalities, config: DetectorConfig, step_s: float, window_s: float = 30.0):
         self.modalities = tuple(modalities)
         self.cfg = config
         self.step_s = float(step_s)
-        self.tracks = {m: ModalityTrack(m, config, step_s) for m in self.modalities}
+        self.window_s = float(window_s)
+        self.tracks = {m: ModalityTrack(m, config, step_s, window_s) for m in self.modalities}
+        self.out_of_tune_since: float | None = None  # onset of the last lapse, until the pair is armed again
         self._weight = {m: config.weight(m) for m in self.modalities}
         self.h_scale = 1.0
         self.state = "calibrating"
@@ -536,27 +659,44 @@ class PairMachine:
                 # baseline to chance is snr**2 * (drop - 1/2) per window.
                 ws.append(self._weight[m] * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
         self.used = used
+        learned = cfg.evidence == "learned"
         if blocked:
-            # evidence gathered from windows that touch a loss is not evidence of a rupture
+            # evidence gathered from windows that touch a loss is not evidence of a rupture; with arming the
+            # pair is measured afresh once the windows are clean again
             self.drop = math.nan
             self._onset_floor = t
-            if self.state in ("attuned", "drifting", "repaired"):
+            if self.state not in ("possible_rupture", "repairing"):
                 self.evidence, self._run_start = 0.0, None
-                if self.state == "drifting":
+                if cfg.arming:
+                    for tr in self.tracks.values():
+                        tr.reset(t)
+                    self._set(self._unarmed_state(), t, events)
+                elif self.state == "drifting":
                     self._set("attuned", t, events)
             return events
-        if self.state == "calibrating":
-            if any(not tr.calibrating for tr in self.tracks.values()):
+        armed = any(tr.armed for tr in self.tracks.values())
+        if self.state in UNARMED_STATES:
+            if armed:
                 self._set("attuned", t, events)
+                self.out_of_tune_since = None
+                self.evidence, self._run_start = 0.0, None
                 self._onset_floor = t
             else:
+                self._set(self._unarmed_state(), t, events)
+                self.drop = math.nan
                 return events
-        has_arousal = math.isfinite(arousal)
+        elif not armed and self.state in ("attuned", "drifting", "repaired"):
+            # disarmed by a gap: no level to compare with until it is measured again
+            self.evidence, self._run_start = 0.0, None
+            self._set(self._unarmed_state(), t, events)
+            self.drop = math.nan
+            return events
+        arousal_counts = learned or cfg.arousal_evidence
+        has_arousal = math.isfinite(arousal) and arousal_counts
         if not drops and not has_arousal:
             # no evidence now (loss, guard, never in tune): freeze
             self.drop = math.nan
             return events
-        learned = cfg.evidence == "learned"
         inc = 0.0
         if drops:
             sw = sum(ws)
@@ -572,7 +712,7 @@ class PairMachine:
         else:
             self.drop = math.nan
         if has_arousal:
-            if not learned:
+            if not learned:  # (arousal_evidence)
                 la = min(max(arousal, cfg.arousal_floor), cfg.arousal_clip)
                 inc += cfg.cusum_h * (la - cfg.arousal_k) / cfg.arousal_h * self.step_s
             a = (arousal - cfg.arousal_in_tune) / (cfg.arousal_rupture - cfg.arousal_in_tune)
@@ -584,7 +724,9 @@ class PairMachine:
             # while the baseline, the severity and the repair go on
             spread = min((self.tracks[m].spread_factor for m in used), default=1.0)
             inc = ((spread * min(max(llr, -cfg.learned_clip), cfg.learned_clip) - cfg.learned_k) * self.step_s
-                   if math.isfinite(llr) else 0.0)
+                   if math.isfinite(llr) and (used or not cfg.arming) else 0.0)
+            if cfg.arming and not (math.isfinite(self.drop) and self.drop >= cfg.learned_sync_gate):
+                inc = min(inc, 0.0)  # synchrony not dropping: arousal divergence alone never raises a flag
         h = self.h_scale * cfg.threshold
         prev = self.evidence
         self.evidence = min(max(0.0, prev + inc), 2.0 * h)
@@ -615,6 +757,12 @@ class PairMachine:
                         tr.learn()
         elif self.state in ("possible_rupture", "repairing"):
             ep = self.episode
+            if ep is not None and t - ep.onset_s >= cfg.lapse_s:
+                # a long lapse is a state, not a prompt: close it unrepaired, the pair is out of tune until its
+                # synchrony is measurably above chance again
+                events.append({"type": "pair_lapsed", "t": t, "offset_s": t})
+                self._close_unarmed(t, "out_of_tune", ep.onset_s, events)
+                return events
             if ep is not None:
                 if sd > ep.nadir_drop:
                     ep.nadir_drop, ep.nadir_s = sd, t
@@ -648,6 +796,44 @@ class PairMachine:
                         self._set("repaired", t, events)
                 else:
                     self._cand_since = None
+        return events
+
+    def _unarmed_state(self) -> str:
+        if self.out_of_tune_since is not None:
+            return "out_of_tune"
+        if not self.cfg.arming or not any(tr.ever_full for tr in self.tracks.values()):
+            return "calibrating"
+        return "not_in_tune"
+
+    def _close_unarmed(self, t: float, state: str, since: float | None, events: list,
+                       clean_from: float | None = None) -> None:
+        """Forget the episode, the evidence and every baseline; measure the pair afresh from ``clean_from``."""
+        clean_from = t if clean_from is None else clean_from
+        self.episode = None
+        self.evidence, self._run_start, self._cand_since = 0.0, None, None
+        self.smooth_drop = self.smooth_arousal = math.nan
+        for tr in self.tracks.values():
+            tr.reset(clean_from)
+        self._onset_floor = clean_from
+        if since is not None:
+            self.out_of_tune_since = since
+        self._set(state if self.cfg.arming else "attuned", t, events)
+
+    def shared_event(self, t: float, clean_from: float) -> list[dict]:
+        """Something everybody shared happened at ``t`` (a marker, a task switch): re-baseline, don't flag.
+
+        Evidence building up is dropped, an open possible rupture is closed (``pair_interrupted``), and the
+        pair is measured afresh from windows ending at ``clean_from`` on (windows that hold the event are
+        left out).
+        """
+        events: list[dict] = []
+        if self.state in ("possible_rupture", "repairing") and self.episode is not None:
+            events.append({"type": "pair_interrupted", "t": t, "offset_s": t})
+        self._close_unarmed(t, "out_of_tune" if self.out_of_tune_since is not None else "not_in_tune",
+                            None, events, clean_from)
+        if not self.cfg.arming:
+            for tr in self.tracks.values():
+                tr._guard_until = max(tr._guard_until, clean_from)
         return events
 
     @property
@@ -698,6 +884,9 @@ class Episode:
 
     Times are seconds of session time (from the session origin). ``depth`` is
     the deepest smoothed ``drop`` reached: 1.0 means synchrony fell to chance level.
+    ``outcome`` is one of :data:`OUTCOMES`: ``"open"`` (still a prompt), ``"repaired"``, ``"unrepaired"``
+    (a long lapse, closed after ``lapse_s``: the pair is then shown out of tune since ``onset_s``),
+    ``"interrupted"`` (closed by a shared event: a marker or task switch) or ``"session_end"``.
     """
 
     id: int
@@ -713,6 +902,7 @@ class Episode:
     confidence: float
     context: dict[str, str] = field(default_factory=dict)
     open: bool = True
+    outcome: str = "open"
 
     @property
     def time_to_repair_s(self) -> float | None:
@@ -735,6 +925,7 @@ class Episode:
             "modalities": list(self.modalities),
             "confidence": round(float(self.confidence), 3),
             "context": dict(self.context),
+            "outcome": self.outcome,
         }
 
 
@@ -788,7 +979,9 @@ class RuptureDetector:
         n = len(self.participants)
         iu = np.triu_indices(n, 1)
         self.pairs = [(self.participants[i], self.participants[j]) for i, j in zip(*iu)]
-        self.machines = [PairMachine(self.modalities, self.cfg, step_s) for _ in self.pairs]
+        self.machines = [PairMachine(self.modalities, self.cfg, step_s, self.window_s) for _ in self.pairs]
+        self._shared_pending: list[tuple[float, str]] = []  # shared events not yet reached, time order
+        self.shared_events: list[tuple[float, str]] = []     # shared events applied (session time, what)
         for mach in self.machines:
             # more pairs watched, more chances of a false alarm per session: ask each pair for more evidence
             mach.h_scale = 1.0 + self.cfg.group_h_factor * math.log(max(len(self.pairs), 1))
@@ -824,6 +1017,33 @@ class RuptureDetector:
                 rec[2] = offset_s
                 return
         self._losses[participant].append([float(onset_s), float(known_s), offset_s])
+
+    def note_shared_event(self, t: float, what: str = "marker") -> None:
+        """Tell the detector that something everybody shared happened at session time ``t`` (s).
+
+        A marker (the experiment's or the facilitator's), a task or phase switch: people react to the same event
+        by different amounts, which is not a rupture. Every pair is re-baselined when the detector reaches ``t``:
+        evidence building up is dropped, an open possible rupture is closed as interrupted, and arming starts
+        again from windows that end ``window_s`` after ``t`` (windows holding the event are left out). Events
+        may come in any order and before their time (offline: all at once); the result does not depend on
+        chunking as long as an event is noted before the detector reaches it.
+        """
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"Invalid value for 't': expected a finite session time in seconds, but got {t!r}.")
+        self._shared_pending.append((t, str(what)))
+        self._shared_pending.sort(key=lambda x: x[0])
+
+    def _apply_shared(self, t: float) -> list[dict]:
+        events: list[dict] = []
+        while self._shared_pending and self._shared_pending[0][0] <= t + 1e-9:
+            te, what = self._shared_pending.pop(0)
+            self.shared_events.append((te, what))
+            for p, mach in enumerate(self.machines):
+                for ev in mach.shared_event(te, te + self.window_s):
+                    ev["pair"] = self.pairs[p]
+                    events.extend(self._episode_events(p, ev))
+        return events
 
     def _blocked(self, p: int, t: float) -> bool:
         a, b = self.pairs[p]
@@ -956,6 +1176,8 @@ class RuptureDetector:
         llr = self._learned_llr(steps)
         pairs = range(len(self.pairs))
         for s, (t, now, ar) in enumerate(steps):
+            if self._shared_pending:
+                events.extend(self._apply_shared(t))
             if ar is not None:
                 self._recent_arousal.append(ar[2])
             for p in pairs:
@@ -1049,7 +1271,7 @@ class RuptureDetector:
             if last is not None and ev["t"] - self._last_below[p] <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
                 # the same rupture again after a brief recovery (or its relapse): reopen it
                 ep = last
-                ep.open, ep.repaired, ep.offset_s = True, False, None
+                ep.open, ep.repaired, ep.offset_s, ep.outcome = True, False, None, "open"
                 self._open[p] = ep
                 kind = "episode_update"
             else:
@@ -1063,10 +1285,17 @@ class RuptureDetector:
                 kind = "episode_open"
             self._refresh(p, ep)
             out.append({"type": kind, "pair": self.pairs[p], "t": ev["t"], "episode": ep})
+        elif ev["type"] in ("pair_lapsed", "pair_interrupted"):
+            ep = self._open.pop(p, None)
+            if ep is not None:
+                ep.offset_s, ep.repaired, ep.open = ev["offset_s"], False, False
+                ep.outcome = "unrepaired" if ev["type"] == "pair_lapsed" else "interrupted"
+                out.append({"type": "episode_closed", "pair": self.pairs[p], "t": ev["t"], "episode": ep})
         elif ev["type"] == "pair_repaired":
             ep = self._open.pop(p, None)
             if ep is not None:
                 ep.offset_s, ep.repaired, ep.open = ev["offset_s"], True, False
+                ep.outcome = "repaired"
                 self._last_below[p] = ev["below_s"]
                 self._last_closed[p] = ep
                 out.append({"type": "episode_repaired", "pair": self.pairs[p], "t": ev["t"], "episode": ep})
@@ -1099,8 +1328,9 @@ class RuptureDetector:
         out = []
         for p, pair in enumerate(self.pairs):
             mach = self.machines[p]
-            out.append({"pair": pair, "state": mach.state, "words": STATE_WORDS[mach.state],
+            out.append({"pair": pair, "state": mach.state, "words": pair_words(mach.state, mach.out_of_tune_since),
                         "evidence": mach.evidence, "drop": None if not math.isfinite(mach.smooth_drop) else mach.smooth_drop,
+                        "armed": mach.state not in UNARMED_STATES, "out_of_tune_since": mach.out_of_tune_since,
                         "modalities": mach.snapshots()})
         return out
 
@@ -1114,6 +1344,7 @@ class RuptureDetector:
         self._drain(final=True)
         for ep in self._open.values():
             ep.open = False
+            ep.outcome = "session_end"
         self._open.clear()
         return self.episodes
 

@@ -97,8 +97,8 @@ class PipelineConfig:
         Step between synchrony windows (also the detector's tick).
     max_lag_s : float
         Lag search of the windowed cross-correlation.
-    preset : str
-        Detector sensitivity preset.
+    preset : str | dsp.detector.DetectorConfig
+        Detector sensitivity preset (a name of :data:`dsp.detector.PRESETS`), or a config of its own.
     history_s : float
         How much grid and synchrony history is kept for displays (bounded memory).
     arousal : bool
@@ -199,7 +199,8 @@ class SessionPipeline:
         from .heart import HeartPreprocessor
 
         self.cfg = config or PipelineConfig()
-        get_preset(self.cfg.preset)  # validate early
+        if isinstance(self.cfg.preset, str):
+            get_preset(self.cfg.preset)  # validate early
         self.slots = list(slots)
         self.origin = float(origin)
         self.participants = list(participants) if participants else list(dict.fromkeys(s.participant for s in self.slots))
@@ -270,6 +271,14 @@ class SessionPipeline:
         vs = np.asarray(values, dtype=float).ravel()
         if ts.size:
             self._pre[slot].push(ts, vs)
+
+    def note_shared_event(self, t: float, what: str = "marker") -> None:
+        """Something everybody shared happened at session time ``t`` (s): a marker, a task or phase switch.
+
+        Every pair is re-baselined when the detector reaches ``t`` (:meth:`dsp.detector.RuptureDetector.
+        note_shared_event`). Note events known in advance (a recording's markers) before processing.
+        """
+        self.detector.note_shared_event(t, what)
 
     # -- processing ----------------------------------------------------------------------------
     def advance(self, until: float, end: float | None = None) -> Update:

@@ -204,7 +204,7 @@ def test_calibration_trimmed_mean_and_capped_adaptation():
 
     from dsp.detector import DetectorConfig, ModalityTrack, _fisher
 
-    cfg = DetectorConfig()
+    cfg = DetectorConfig(arming=False)  # the first calibration_s of windows are the baseline (test_arming.py: with)
     tr = ModalityTrack("hr", cfg, 1.0)
     calib = np.r_[np.full(10, -0.3), np.full(int(cfg.calibration_s) - 10, 0.6)]   # 10 s warm-up dip
     for k, r in enumerate(calib):
@@ -241,7 +241,7 @@ def test_group_prior_shrinks_an_unusual_pair_baseline(rng):
     t = np.arange(n, dtype=float) + 1.0
     z3, z7 = np.arctanh(0.3), np.arctanh(0.7)
     for w in (0.0, 0.5):
-        cfg = dataclasses.replace(get_preset("balanced"), group_prior_weight=w)
+        cfg = dataclasses.replace(get_preset("balanced"), group_prior_weight=w, arming=False)
         det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=cfg)
         det.update("hr", t, sync, np.zeros_like(sync))
         # pairs (A,B), (A,C), (B,C): the prior of each is the median of the other two pairs' first baselines

@@ -21,11 +21,13 @@ FS = 4.0
 
 @pytest.fixture(autouse=True)
 def analytic_evidence(monkeypatch):
-    """The state machine on hand-made series, with the analytic evidence (its response to them is known by
-    construction); the learned evidence is tested in test_evidence.py and on simulated sessions end to end."""
+    """The state machine on hand-made series, with the analytic evidence *including arousal divergence*
+    (``arousal_evidence=True``, off in the presets) and without arming, so that these series test how
+    arousal adds to the evidence; that the presets never let arousal alone flag is tested in test_arming.py."""
     import dsp.detector
 
-    monkeypatch.setattr(dsp.detector, "PRESETS", dsp.detector.ANALYTIC_PRESETS)
+    monkeypatch.setattr(dsp.detector, "PRESETS", {
+        k: dataclasses.replace(v, arousal_evidence=True, arming=False) for k, v in dsp.detector.ANALYTIC_PRESETS.items()})
 
 
 

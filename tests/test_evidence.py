@@ -139,7 +139,7 @@ def _steps_to_flag(llr: float, chance_sd: float, n: int = 200) -> float | None:
 
     from dsp.detector import PairMachine, get_preset
 
-    cfg = replace(get_preset("balanced"), learned_k=3.0, learned_h=10.0)
+    cfg = replace(get_preset("balanced", "learned"), learned_k=3.0, learned_h=10.0, arming=False)  # mechanics only
     assert cfg.evidence == "learned"
     mach = PairMachine(("hr",), cfg, 1.0)
     for t in range(1, n + 1):

@@ -12,7 +12,12 @@ is :data:`ANALYSIS_SCHEMA`; in words::
      "episodes": [{"kind": "rupture", "pair": [str, str], "people": [str], "onset_s": float,
                    "nadir_s": float, "offset_s": float|null, "repaired": bool,
                    "time_to_repair_s": float|null, "depth": float, "modalities": [str],
-                   "confidence": float, "context": {str: "rising"|"falling"|"steady"}}],
+                   "confidence": float, "context": {str: "rising"|"falling"|"steady"},
+                   "outcome": "open"|"repaired"|"unrepaired"|"interrupted"|"session_end"}],
+     "attunement": [{"pair": [str, str], "armed_s": float, "armed_fraction": float,
+                     "armed_spans": [[float, float]], "out_of_tune_spans": [[float, float]],
+                     "above_chance": {modality: {"excess": float|null, "se": float|null}},
+                     "verdict": "in tune at times"|"not measurably in tune"}],
      "signal_loss": [{"participant": str, "modality": str, "onset_s": float, "offset_s": float|null,
                       "reason": str}]}
 
@@ -29,7 +34,19 @@ Per pair and modality (``pairs``):
 window, the Fisher-z mean of the modalities that have a value in that window.
 
 An *episode* is a possible rupture: a sustained drop of a pair's synchrony
-towards chance, a prompt to check in, never a diagnosis.
+towards chance, a prompt to check in, never a diagnosis. Its ``outcome``:
+``repaired``; ``unrepaired`` (synchrony did not come back within the detector's
+``lapse_s``: the prompt closed and the pair was out of tune from its onset until
+it was measurably in tune again, see ``out_of_tune_spans``); ``interrupted``
+(closed by a shared event, a marker or task switch, at which every pair is
+re-baselined); ``open`` / ``session_end`` (still open when the recording ended).
+
+Per pair (``attunement``): a rupture can only be flagged while a pair is
+*armed*, i.e. its synchrony was measurably above chance over the detector's
+arming span (``armed_spans``, ``armed_fraction`` of the session);
+``above_chance`` is the whole session's mean synchrony minus chance (Fisher z)
+with its standard error, per modality. A pair never armed is "not measurably in
+tune": no rupture could be raised for it.
 """
 
 from __future__ import annotations
@@ -82,6 +99,16 @@ ANALYSIS_SCHEMA = _obj({
         "modalities": {"type": "array", "items": _STR},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         "context": {"type": "object", "additionalProperties": _TREND},
+        "outcome": {"enum": ["open", "repaired", "unrepaired", "interrupted", "session_end"]},
+    })},
+    "attunement": {"type": "array", "items": _obj({
+        "pair": _PAIR,
+        "armed_s": {"type": "number", "minimum": 0},
+        "armed_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+        "armed_spans": {"type": "array", "items": {"type": "array", "items": _NUM}},
+        "out_of_tune_spans": {"type": "array", "items": {"type": "array", "items": _NUM}},
+        "above_chance": {"type": "object", "additionalProperties": _obj({"excess": _NUM_OR_NULL, "se": _NUM_OR_NULL})},
+        "verdict": {"enum": ["in tune at times", "not measurably in tune"]},
     })},
     "signal_loss": {"type": "array", "items": _obj({
         "participant": _STR,
@@ -233,6 +260,70 @@ def pair_summaries(analysis) -> list[dict]:
     return out
 
 
+def _spans(changes: list, inside, end: float) -> list[list[float]]:
+    """``[[start, end], ...]`` of the times a pair's state (from its state changes) satisfies ``inside``."""
+    out, start = [], None
+    for t, state in changes:
+        if inside(state) and start is None:
+            start = t
+        elif not inside(state) and start is not None:
+            out.append([start, t])
+            start = None
+    if start is not None:
+        out.append([start, end])
+    return out
+
+
+def attunement_summaries(analysis, time_offset: float = 0.0) -> list[dict]:
+    """Per pair: when it was armed (measurably in tune, so a rupture could be flagged), when it was out of tune
+    after a long lapse, and its synchrony above chance over the session with the standard error.
+
+    ``excess`` per modality is the mean over valid windows of Fisher z of the synchrony minus Fisher z of its
+    chance level, ``se`` the surrogate's spread over the square root of the number of independent windows
+    (valid seconds / window length): the same reading the detector arms on, over the whole session.
+    """
+    from dsp.detector import UNARMED_STATES
+
+    window_s = float(getattr(analysis, "window_s", 30.0) or 30.0)
+    end = float(analysis.duration_s)
+    by_pair: dict = {tuple(p): [] for p in analysis.pairs}
+    for t, pair, state in getattr(analysis, "state_changes", []):
+        by_pair.setdefault(tuple(pair), []).append((t, state))
+    out = []
+    for p, pair in enumerate(analysis.pairs):
+        ch = by_pair.get(tuple(pair), [])
+        armed = _spans(ch, lambda s: s not in UNARMED_STATES, end)
+        lapsed = _spans(ch, lambda s: s == "out_of_tune", end)
+        armed_s = sum(b - a for a, b in armed)
+        excess = {}
+        for m in analysis.modalities:
+            w = analysis.sync.get(m)
+            if not w or "chance" not in w:
+                continue
+            r = np.asarray(w["sync"], dtype=float).reshape(len(analysis.pairs), -1)[p]
+            c = np.asarray(w["chance"], dtype=float).reshape(len(analysis.pairs), -1)[p]
+            sd = np.asarray(w.get("chance_sd", np.full_like(r, np.nan)), dtype=float).reshape(len(analysis.pairs), -1)[p]
+            ok = np.isfinite(r) & np.isfinite(c)
+            if ok.sum() < 2:
+                excess[m] = {"excess": None, "se": None}
+                continue
+            ex = np.arctanh(np.clip(r[ok], -0.999, 0.999)) - np.arctanh(np.clip(c[ok], -0.999, 0.999))
+            sdv = sd[ok & np.isfinite(sd)]
+            n_indep = max(1.0, ok.sum() * float(analysis.step_s) / window_s)
+            se = (float(np.mean(sdv)) if sdv.size else math.nan) / math.sqrt(n_indep)
+            excess[m] = {"excess": _num(float(np.mean(ex))), "se": _num(se)}
+        out.append({
+            "pair": list(pair),
+            "armed_s": round(armed_s, 1),
+            "armed_fraction": round(armed_s / end, 4) if end > 0 else 0.0,
+            "armed_spans": [[round(a + time_offset, 3), round(b + time_offset, 3)] for a, b in armed],
+            "out_of_tune_spans": [[round(a + time_offset, 3), round(b + time_offset, 3)] for a, b in lapsed],
+            "above_chance": excess,
+            "verdict": "in tune at times" if armed else "not measurably in tune",
+        })
+    return out
+
+
 def sorted_episodes(episodes) -> list:
     """Episodes in the document's order: by onset, then pair."""
     return sorted(episodes, key=lambda e: (e.onset_s, tuple(e.pair)))
@@ -274,6 +365,7 @@ def analysis_to_json(analysis, time_offset: float = 0.0) -> dict:
         "participants": participants,
         "pairs": pair_summaries(analysis),
         "episodes": episodes,
+        "attunement": attunement_summaries(analysis, time_offset),
         "signal_loss": losses,
     }
 
@@ -345,6 +437,11 @@ def episode_line(ep: dict, away: dict | None = None) -> str:
         span = f"{clock(ep['onset_s'])} -> (not repaired by the end)"
     elif ep["repaired"]:
         span = f"{clock(ep['onset_s'])} -> {clock(ep['offset_s'])} (repaired after {ep['time_to_repair_s']:.0f} s)"
+    elif ep.get("outcome") == "unrepaired":
+        span = (f"{clock(ep['onset_s'])} -> {clock(ep['offset_s'])} (not repaired: prompt closed, "
+                f"out of tune since {clock(ep['onset_s'])})")
+    elif ep.get("outcome") == "interrupted":
+        span = f"{clock(ep['onset_s'])} -> {clock(ep['offset_s'])} (closed at a shared event: re-baselined)"
     else:
         span = f"{clock(ep['onset_s'])} -> {clock(ep['offset_s'])}"
     who = "" if sorted(ep["people"]) == sorted(ep["pair"]) else f", disconnecting: {', '.join(ep['people'])}"
@@ -383,6 +480,15 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=Non
     for r in doc["pairs"]:
         lines.append(f"  {'-'.join(r['pair']):<16} {r['modality']:<9} {_fmt(r['mean_sync']):>9} "
                      f"{_fmt(r['ssi']):>6} {r['coverage']:>8.0%}")
+    names = {"hr": "heart", "eda": "skin"}
+    if doc.get("attunement"):
+        lines.append("  attunement (a rupture can only be flagged while a pair is measurably in tune):")
+    for a in doc.get("attunement", []):
+        ev = ", ".join(f"{names.get(m, m)} {x['excess']:+.2f} \u00b1 {x['se']:.2f}"
+                       for m, x in a["above_chance"].items() if x["excess"] is not None and x["se"] is not None)
+        state = (f"in tune {a['armed_fraction']:.0%} of the session" if a["armed_spans"] else "not measurably in tune")
+        lapses = "".join(f"; out of tune {clock(x)}-{clock(y)}" for x, y in a["out_of_tune_spans"])
+        lines.append(f"    {'-'.join(a['pair']):<16} {state}{lapses}" + (f" (above chance: {ev})" if ev else ""))
     eps = doc["episodes"]
     lines.append(f"  possible ruptures: {len(eps)}" + (" (prompts to check in, not diagnoses)" if eps else ""))
     away = list(away) if away is not None else [None] * len(eps)

@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from ui.model import tune_evidence_words
+
 logger = logging.getLogger(__name__)
 
 DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
@@ -117,6 +119,10 @@ def episode_text(ep: dict) -> str:
         tail = f"repaired at {clock(ep['offset_s'])} (after {ep['offset_s'] - ep['onset_s']:.0f} s)"
     elif ep.get("open", True):
         tail = "open: check in"
+    elif ep.get("outcome") == "unrepaired" and ep.get("offset_s") is not None:
+        tail = f"not repaired: out of tune since {clock(ep['onset_s'])} (prompt closed at {clock(ep['offset_s'])})"
+    elif ep.get("outcome") == "interrupted" and ep.get("offset_s") is not None:
+        tail = f"closed at a shared event at {clock(ep['offset_s'])} (re-baselined)"
     else:
         tail = "not repaired"
     label = f" [{ep['label']}]" if ep.get("label") else ""
@@ -177,6 +183,8 @@ def render(snap, width: int = 100) -> list[str]:
     for k, pair in enumerate(snap.pairs):
         ps = states.get(tuple(pair), {})
         words = ps.get("words") or "waiting for data"
+        evidence = tune_evidence_words(ps)
+        words += f" ({evidence})" if evidence else ""
         lines.append(f"  {'-'.join(pair):<12s}" + "".join(f"{_num(cur[m][k]):>8s}" for m in mods) + f"   {words}"
                      + pair_arousal_text(snap, pair))
     eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
@@ -290,7 +298,9 @@ class HeadlessView:
             for k, pair in enumerate(snap.pairs):
                 ps = states.get(tuple(pair), {})
                 syn = " ".join(f"{m} {_num(cur[m][k]).strip()}" for m in snap.modalities)
+                evidence = tune_evidence_words(ps)
                 out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; {ps.get('words') or 'waiting for data'}"
+                           + (f" ({evidence})" if evidence else "")
                            + pair_arousal_text(snap, pair))
             lost = open_losses(snap)
             if lost:

@@ -30,6 +30,21 @@ MARKER_KINDS = ("rupture_noticed", "repair", "note", "label", "confirm", "dismis
 
 DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 
+def tune_evidence_words(pair_state: dict | None) -> str:
+    """The evidence behind "not measurably in tune": each signal's synchrony above chance (Fisher z) over the
+    arming span with its standard error, e.g. ``"above chance: heart +0.05 ± 0.21, skin -0.02 ± 0.12"``
+    (``""`` while there is nothing to show or the pair is armed)."""
+    if not pair_state or pair_state.get("armed", True):
+        return ""
+    names = {"hr": "heart", "eda": "skin"}
+    parts = []
+    for m, d in (pair_state.get("modalities") or {}).items():
+        ex, se = d.get("excess"), d.get("excess_se")
+        if ex is not None and se is not None:
+            parts.append(f"{names.get(m, m)} {ex:+.2f} \u00b1 {se:.2f}")
+    return ("above chance: " + ", ".join(parts)) if parts else ""
+
+
 #: What views say for each arousal state.
 AROUSAL_WORDS = {
     "unknown": "learning baseline",
@@ -252,7 +267,7 @@ class SessionModel:
 
     def __init__(self, participants, modalities, pairs, fs: float, step_s: float = 1.0, history_s: float = 600.0,
                  preset: str = "balanced"):
-        cfg = get_preset(preset)
+        cfg = get_preset(preset) if isinstance(preset, str) else preset
         self.preset = preset
         self.arousal_threshold = float(cfg.arousal_k)
         self._arousal_smooth_s = float(cfg.smooth_s)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from acquisition.files import EPISODE_MARKER_KINDS, is_shared_event, marker_words
 from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
 from .model import SessionModel, away_at, away_before_flag
@@ -63,6 +64,12 @@ def make_pipeline(source, config: PipelineConfig, modalities=None) -> SessionPip
              for i in keep]
     people = list(dict.fromkeys(s.participant for s in slots))
     pipe = SessionPipeline(slots, origin=source.origin, config=config, participants=people)
+    recording = getattr(source, "recording", None)
+    if recording is not None and hasattr(recording, "event_markers"):
+        # a recording's markers are known in advance: every pair re-baselines at each shared event
+        for t, name, text in recording.event_markers():
+            if is_shared_event(text):
+                pipe.note_shared_event(t - source.origin, marker_words(text))
     if len(keep) != len(inputs):
         pipe.input_map = {src: k for k, src in enumerate(keep)}  # source slot -> pipeline slot (see feed)
     return pipe
@@ -116,6 +123,16 @@ class Runner:
         self.recorder = None
         self._rec_started = 0.0
         self._next_stream_check = 0.0
+        # the facilitator's markers (GUI thread) reach the pipeline (worker thread) through this list
+        self._shared_events: list = []
+        self._shared_lock = threading.Lock()
+        self.model.marker_sinks.append(self._on_marker)
+
+    def _on_marker(self, marker: dict) -> None:
+        """A facilitator's marker: a note is an event everybody shared (re-baseline); episode reviews are not."""
+        if marker.get("kind") not in EPISODE_MARKER_KINDS:
+            with self._shared_lock:
+                self._shared_events.append((float(marker["t"]), f"{marker.get('kind')}: {marker.get('text') or ''}"))
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> Runner:
@@ -155,10 +172,17 @@ class Runner:
             return None
         chunks, until, status = self.source.poll()
         feed(self.pipeline, chunks)
+        with self._shared_lock:
+            shared, self._shared_events = self._shared_events, []
+        for t, what in shared:
+            self.pipeline.note_shared_event(t, what)
         if hasattr(self.source, "poll_markers"):
             new = self.source.poll_markers()
             if new:  # other apps' markers, live: on the timelines (the recorder records their streams itself)
                 self.model.show_external_markers([(t - self.source.origin, name, text) for t, name, text in new])
+                for t, name, text in new:  # and every pair re-baselines at a shared event
+                    if is_shared_event(text):
+                        self.pipeline.note_shared_event(t - self.source.origin, marker_words(text))
         if hasattr(self.source, "new_streams") and time.monotonic() >= self._next_stream_check:
             self._next_stream_check = time.monotonic() + 2.0
             for name in self.source.new_streams():
@@ -307,6 +331,9 @@ class Analysis:
     markers : list of (float, str, str)
         Recorded markers, ``(session time (s), stream name, text)``: the facilitator's (``Attune markers``) and
         other apps' event streams (:meth:`acquisition.files.Recording.event_markers`).
+    state_changes : list of (float, tuple, str)
+        Every pair state change, ``(session time (s), pair, new state)`` in time order (armed / not measurably
+        in tune / out of tune, see :data:`dsp.detector.STATES`).
     """
 
     recording: str
@@ -317,6 +344,8 @@ class Analysis:
     modalities: tuple
     fs: float
     step_s: float
+    state_changes: list = field(default_factory=list)
+    window_s: float = 30.0
     grid: dict = field(default_factory=dict)       # modality -> (n_people, n) values
     quality: dict = field(default_factory=dict)    # modality -> (n_people, n) codes
     sync: dict = field(default_factory=dict)       # modality -> {"t", "sync", "chance", ...} full series
@@ -446,6 +475,9 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
         quality={m: np.concatenate(q, axis=1) if q else np.zeros((n, 0), np.uint8) for m, q in quals.items()},
         sync=sync, episodes=episodes, signal_loss=list(pipe.loss.periods), problems=list(recording.problems),
         notes=list(source.notes), origin=source.origin,
+        window_s=float(config.window_s),
+        state_changes=[(float(ev["t"]), tuple(ev["pair"]), str(ev["state"])) for ev in events
+                       if ev.get("type") == "state" and "pair" in ev],
         arousal_t=at[inside], arousal=al[:, inside], arousal_state=ac[:, inside],
         arousal_threshold=float(dcfg.arousal_k), flag_times=flags,
         markers=[(t - source.origin, name, text) for t, name, text in getattr(recording, "event_markers", list)()],

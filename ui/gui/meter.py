@@ -6,6 +6,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from dsp.detector import STATE_WORDS
+from ui.model import tune_evidence_words
 
 from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_SYMBOLS, STATE_TEXT, qcolor
 
@@ -82,7 +83,11 @@ def attunement_level(pair_state: dict | None) -> float | None:
 
 
 def meter_details(pair_state: dict) -> str:
-    """``"r now: heart .62 · skin .58"`` from the detector's smoothed synchrony."""
+    """``"r now: heart .62 · skin .58"`` from the detector's smoothed synchrony; for a pair that is not
+    measurably in tune, the evidence (synchrony above chance with its uncertainty) instead."""
+    evidence = tune_evidence_words(pair_state)
+    if evidence:
+        return evidence
     names = {"hr": "heart", "eda": "skin"}
     parts = []
     for m, d in pair_state.get("modalities", {}).items():
@@ -101,6 +106,7 @@ class AttunementMeter(QtWidgets.QWidget):
         super().__init__(parent)
         self.pair = tuple(pair)
         self.state = "calibrating"
+        self._words: str | None = None
         self.level: float | None = None
         self.details = ""
         self.reason = ""
@@ -114,16 +120,17 @@ class AttunementMeter(QtWidgets.QWidget):
     @property
     def words(self) -> str:
         """The state in words, as shown."""
-        return STATE_WORDS.get(self.state, self.state)
+        return self._words or STATE_WORDS.get(self.state, self.state)
 
-    def set_state(self, state: str, level: float | None, details: str = "", pair_arousal: dict | None = None) -> None:
+    def set_state(self, state: str, level: float | None, details: str = "", pair_arousal: dict | None = None,
+                  words: str | None = None) -> None:
         """Show a new state (and who of the pair is moving away in arousal); repaints only on change."""
         level = None if level is None else round(level, 2)
         reason, reason_long, reason_state = arousal_reason(pair_arousal)
-        if (state, level, details, reason, reason_long) == (self.state, self.level, self.details, self.reason,
-                                                            self.reason_long):
+        if (state, level, details, reason, reason_long, words) == (self.state, self.level, self.details, self.reason,
+                                                                   self.reason_long, self._words):
             return
-        self.state, self.level, self.details = state, level, details
+        self.state, self.level, self.details, self._words = state, level, details, words
         self.reason, self.reason_long, self.reason_state = reason, reason_long, reason_state
         self._update_tooltip()
         self.update()
@@ -252,4 +259,5 @@ class MeterPanel(QtWidgets.QWidget):
         for ps in snap.pair_states:
             m = self.meters.get(tuple(ps["pair"]))
             if m is not None:
-                m.set_state(ps["state"], attunement_level(ps), meter_details(ps), pair_arousal.get(tuple(ps["pair"])))
+                m.set_state(ps["state"], attunement_level(ps), meter_details(ps), pair_arousal.get(tuple(ps["pair"])),
+                            ps.get("words"))

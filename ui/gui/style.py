@@ -31,6 +31,8 @@ GRID = "#E5E3DC"
 #: Detector state -> colour (lines, tiles). Words come from dsp.detector.STATE_WORDS.
 STATE_COLOURS = {
     "calibrating": "#9CA3AF",
+    "not_in_tune": "#9CA3AF",
+    "out_of_tune": OKABE_ITO["reddish_purple"],
     "attuned": OKABE_ITO["bluish_green"],
     "drifting": OKABE_ITO["orange"],
     "possible_rupture": OKABE_ITO["vermillion"],
@@ -40,6 +42,8 @@ STATE_COLOURS = {
 #: Darker variants for text on light backgrounds (contrast >= 4.5:1 on white).
 STATE_TEXT = {
     "calibrating": "#4B5563",
+    "not_in_tune": "#4B5563",
+    "out_of_tune": "#8E4A72",
     "attuned": "#00684C",
     "drifting": "#8A5F00",
     "possible_rupture": "#A33F00",
@@ -49,6 +53,8 @@ STATE_TEXT = {
 #: A symbol per state, so state never rests on colour alone.
 STATE_SYMBOLS = {
     "calibrating": "\u25CC",       # dotted circle
+    "not_in_tune": "\u25CB",       # white circle: no measured attunement to lapse from
+    "out_of_tune": "\u25BD",       # white down-pointing triangle: a lapse that did not come back
     "attuned": "\u25CF",           # filled circle
     "drifting": "\u25D0",          # half circle
     "possible_rupture": "\u25B2",  # triangle

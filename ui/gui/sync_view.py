@@ -189,13 +189,13 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         per_plot = 150 if stacked else 92
         self.setMinimumHeight(min(per_plot * len(self.plots) + 20, 100000))
 
-    def _set_title(self, p: int, state: str, away: dict, evidence: str | None) -> None:
-        key = (state, tuple(sorted(away.items())), evidence)
+    def _set_title(self, p: int, state: str, away: dict, evidence: str | None, words: str | None = None) -> None:
+        key = (state, tuple(sorted(away.items())), evidence, words)
         if self._titles.get(p) == key:
             return
         self._titles[p] = key
         a, b = self.pairs[p]
-        word = STATE_WORDS.get(state, state)
+        word = words or STATE_WORDS.get(state, state)
         sub = f" &nbsp;<span style='color:{MUTED}'>{MODALITY_NAMES[self.plots_for(p)[0]['kinds'][0]]}</span>" if self.stacked else ""
         html = (f"<b style='font-size:11pt'>{a} \u2013 {b}</b>{sub} &nbsp; "
                 f"<span style='color:{STATE_TEXT.get(state, MUTED)}'>{STATE_SYMBOLS.get(state, '')} {word}</span>")
@@ -286,7 +286,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             ps = states.get(pair)
             pa = pair_arousal.get(pair, {})
             if ps is not None:
-                self._set_title(p, ps["state"], pa.get("away", {}), pa.get("evidence"))
+                self._set_title(p, ps["state"], pa.get("away", {}), pa.get("evidence"), ps.get("words"))
         for d in self.plots:
             p = d["pair"]
             pair = self.pairs[p]

@@ -1,0 +1,188 @@
+"""Arming, shared events and the long-lapse state of the rupture detector, on series with a known truth.
+
+A rupture needs an attunement to lapse from: a pair is *armed* only once its synchrony has been measurably
+above chance (:class:`dsp.detector.ModalityTrack`); a shared event (a marker, a task switch) or a gap
+re-baselines every pair; a lapse that does not come back closes as unrepaired and leaves the pair "out of
+tune since" its onset until it is armed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from dsp.detector import RuptureDetector, get_preset
+
+#: Analytic evidence, onsets not dated back (the series below have no trailing-window lag).
+CFG = dataclasses.replace(get_preset("balanced", "analytic"), onset_delay_s=0.0, repair_delay_s=0.0)
+
+
+def _series(rng, segments, noise=0.05):
+    """Concatenate (duration_s, r) segments at one window per second, with noise."""
+    r = np.concatenate([np.full(int(d), v, dtype=float) for d, v in segments])
+    return np.clip(r + noise * rng.standard_normal(r.size), -0.99, 0.99)
+
+
+def _states(events):
+    return [(ev["t"], ev["state"]) for ev in events if ev["type"] == "state"]
+
+
+def _run(sync, chance=0.0, chance_sd=0.25, cfg=CFG, shared=(), chunk=None):
+    det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=cfg, window_s=30.0)
+    for t in shared:
+        det.note_shared_event(t, "marker")
+    t = np.arange(sync.size, dtype=float) + 1.0
+    ch = np.full((1, sync.size), chance)
+    sd = np.full((1, sync.size), chance_sd)
+    events = []
+    step = chunk or sync.size
+    for k in range(0, sync.size, step):
+        sl = slice(k, k + step)
+        events += det.update("hr", t[sl], sync[None, sl], ch[:, sl], sd[:, sl])
+    det.finish(t[-1])
+    return det, events
+
+
+def test_a_pair_above_chance_arms_after_the_span_and_its_drop_is_flagged(rng):
+    sync = _series(rng, [(200, 0.7), (60, 0.0), (200, 0.7)])
+    det, events = _run(sync)
+    armed_at = next(t for t, s in _states(events) if s == "attuned")
+    # the arming span (60 s) must fill with clean windows; excess 0.87 z >> 2 * 0.25 / sqrt(2)
+    assert CFG.arm_span_s - 1 <= armed_at <= CFG.arm_span_s + 2
+    assert len(det.episodes) == 1 and 200 <= det.episodes[0].onset_s <= 215
+    assert det.episodes[0].repaired and det.episodes[0].outcome == "repaired"
+
+
+def test_a_pair_at_chance_never_arms_and_never_flags_however_low_it_goes(rng):
+    """Strangers in the same room: synchrony at its chance level, then even below it: no rupture, and every
+    state says "not measurably in tune" with the evidence."""
+    sync = _series(rng, [(300, 0.05), (120, -0.5), (200, 0.05)], noise=0.2)
+    det, events = _run(sync, chance=0.05, chance_sd=0.3)
+    assert det.episodes == []
+    assert {s for _, s in _states(events)} <= {"calibrating", "not_in_tune"}
+    ps = det.pair_states()[0]
+    assert ps["state"] == "not_in_tune" and ps["words"] == "not measurably in tune" and not ps["armed"]
+    snap = ps["modalities"]["hr"]
+    assert snap["excess"] is not None and snap["excess_se"] == pytest.approx(0.3 / math.sqrt(2), rel=0.15)
+
+
+def test_arming_needs_the_excess_to_beat_its_uncertainty(rng):
+    """The same modest synchrony (r 0.3 over chance 0) arms when chance alone spreads little and does not when
+    chance alone spreads as wide as smooth 1-Hz device HR does (surrogate SD 0.8)."""
+    sync = _series(rng, [(300, 0.3)], noise=0.02)
+    narrow, _ = _run(sync, chance_sd=0.15)
+    wide, _ = _run(sync, chance_sd=0.8)
+    assert narrow.pair_states()[0]["armed"]
+    assert not wide.pair_states()[0]["armed"]
+
+
+def test_arming_is_lost_at_a_gap_and_regained_after_a_span_of_clean_windows(rng):
+    sync = _series(rng, [(200, 0.7), (40, np.nan), (200, 0.7)])
+    det, events = _run(sync)
+    st = _states(events)
+    lost = [t for t, s in st if s == "not_in_tune" and t > 200]
+    back = [t for t, s in st if s == "attuned" and t > 240]
+    assert lost and back
+    # after the gap: the loss guard (20 s), then a full span of clean windows
+    assert back[0] >= 240 + CFG.loss_guard_s + CFG.arm_span_s - 2
+    assert det.episodes == []
+
+
+def test_a_marker_rebaselines_every_pair_instead_of_flagging(rng):
+    """A task switch at 200 s: the pair's synchrony settles at a lower level (still well above chance).
+    Without the marker that is a possible rupture; with it, the pair is measured afresh and nothing is flagged."""
+    sync = _series(rng, [(200, 0.75), (300, 0.25)])
+    without, _ = _run(sync, chance_sd=0.1)
+    with_marker, events = _run(sync, chance_sd=0.1, shared=[200.0])
+    assert len(without.episodes) >= 1
+    assert with_marker.episodes == []
+    back = [t for t, s in _states(events) if s == "attuned" and t > 200]
+    # windows holding the marker (ending before 200 + window_s) are left out, then a span is measured
+    assert back and back[0] >= 200 + 30 + CFG.arm_span_s - 2
+    assert with_marker.shared_events == [(200.0, "marker")]
+
+
+def test_a_marker_closes_an_open_prompt_as_interrupted(rng):
+    sync = _series(rng, [(200, 0.7), (200, 0.0)])
+    det, events = _run(sync, shared=[260.0])
+    assert len(det.episodes) == 1
+    ep = det.episodes[0]
+    assert ep.outcome == "interrupted" and not ep.repaired and ep.offset_s == pytest.approx(260.0)
+    assert any(ev["type"] == "episode_closed" for ev in events)
+
+
+def test_markers_noted_up_front_give_the_same_result_chunked(rng):
+    sync = _series(rng, [(200, 0.7), (100, 0.0), (200, 0.7), (100, 0.1)])
+    whole, _ = _run(sync, shared=[350.0])
+    chunked, _ = _run(sync, shared=[350.0], chunk=7)
+    assert [e.to_json() for e in whole.episodes] == [e.to_json() for e in chunked.episodes]
+
+
+def test_a_long_lapse_closes_unrepaired_and_the_pair_is_out_of_tune_until_it_rearms(rng):
+    cfg = CFG
+    sync = _series(rng, [(200, 0.7), (900, 0.0), (300, 0.7)])
+    det, events = _run(sync, cfg=cfg)
+    assert len(det.episodes) == 1
+    ep = det.episodes[0]
+    assert ep.outcome == "unrepaired" and not ep.repaired
+    # closed lapse_s after its onset: no prompt stays open for the rest of the lapse
+    assert ep.offset_s - ep.onset_s == pytest.approx(cfg.lapse_s, abs=1.5)
+    st = _states(events)
+    out = [t for t, s in st if s == "out_of_tune"]
+    assert out and out[0] == pytest.approx(ep.offset_s, abs=1.0)
+    # words while out of tune, then armed again once synchrony is measurably back (no new prompt)
+    back = [t for t, s in st if s == "attuned" and t > out[0]]
+    # the span's mean excess crosses arm_sigma standard errors once ~24 of its 60 windows are back at 0.7:
+    # 0.87 * k / 60 >= 2 * 0.25 / sqrt(2)
+    assert back and 1100 + 20 <= back[0] <= 1100 + cfg.arm_span_s
+    assert len(det.episodes) == 1
+
+
+def test_out_of_tune_words_name_the_onset(rng):
+    sync = _series(rng, [(200, 0.7), (600, 0.0)])
+    det, _ = _run(sync)
+    ps = det.pair_states()[0]
+    ep = det.episodes[0]
+    assert ps["state"] == "out_of_tune" and ps["out_of_tune_since"] == pytest.approx(ep.onset_s)
+    m, s = divmod(int(round(ep.onset_s)), 60)
+    assert ps["words"] == f"out of tune since {m:02d}:{s:02d}"
+
+
+def test_arousal_divergence_alone_never_raises_a_flag(rng):
+    """One person's arousal runs away from the other's for minutes while synchrony stays as usual: the
+    analytic presets do not let arousal alone flag (it is shown per person)."""
+    n = 600
+    # synchrony dips a little while the arousal runs away (less than a rupture's drop: under cusum_k)
+    sync = _series(rng, [(250, 0.7), (250, 0.45), (100, 0.7)])
+    det = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=CFG, window_s=30.0, arousal=True)
+    t = np.arange(n, dtype=float) + 1.0
+    llr = np.full((2, n), -2.0)
+    llr[0, 250:500] = 8.0   # far beyond any arousal_k
+    det.update("hr", t, sync[None], np.zeros((1, n)), np.full((1, n), 0.25))
+    det.update_arousal(t, llr)
+    det.finish(t[-1])
+    assert det.episodes == []
+    # the old behaviour, for contrast: with arousal as evidence the same input flags
+    old = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, window_s=30.0, arousal=True,
+                          config=dataclasses.replace(CFG, arousal_evidence=True))
+    old.update("hr", t, sync[None], np.zeros((1, n)), np.full((1, n), 0.25))
+    old.update_arousal(t, llr)
+    old.finish(t[-1])
+    assert len(old.episodes) >= 1
+
+
+def test_without_arming_the_first_windows_are_the_baseline(rng):
+    """``arming=False`` keeps the detector as it was: a pair at chance 'calibrates' and is then watched."""
+    sync = _series(rng, [(300, 0.05)], noise=0.05)
+    det, events = _run(sync, cfg=dataclasses.replace(CFG, arming=False))
+    assert any(s == "attuned" for _, s in _states(events))
+    assert det.pair_states()[0]["armed"]
+
+
+def test_shared_event_time_must_be_finite():
+    det = RuptureDetector(["A", "B"], modalities=("hr",), config=CFG)
+    with pytest.raises(ValueError, match="finite session time"):
+        det.note_shared_event(math.nan)
