@@ -284,19 +284,23 @@ def rupture_model(scenario: Scenario, seed: int, k: int) -> dict:
                 "arousal": "up" if fam == "aversive" else "down", "arousal_scale": 1.0}
     # always the same draws in the same order, so a value given in the scenario does not move the others
     u = _rng(seed, "rupture", k).random(5)
-    lo = lambda rng_, x: rng_[0] + (rng_[1] - rng_[0]) * x  # noqa: E731
-    depth = {"partial": lo(PARTIAL_DEPTH, u[0]), "leave_group": lo(LEAVE_GROUP_DEPTH, u[1])}.get(fam, 1.0)
+    depth = {"partial": _within(PARTIAL_DEPTH, u[0]), "leave_group": _within(LEAVE_GROUP_DEPTH, u[1])}.get(fam, 1.0)
     arousal = AROUSAL_SHIFTS[min(int(u[3] * 3), 2)] if fam == "leave_group" else "none"
     rise = 3.0
     if fam == "drift":
-        rise = min(lo(DRIFT_RAMP_S, u[2]) if r.ramp_s is None else r.ramp_s, r.duration_s)
+        rise = min(_within(DRIFT_RAMP_S, u[2]) if r.ramp_s is None else r.ramp_s, r.duration_s)
         repair = rise if r.repair_s is None else r.repair_s
     elif fam == "sudden":
         rise = 0.0
         repair = 0.0 if r.repair_s is None else r.repair_s
     return {"family": fam, "depth": float(depth if r.depth is None else r.depth), "rise_s": float(rise),
             "repair_s": float(repair), "arousal": arousal if r.arousal is None else r.arousal,
-            "arousal_scale": float(lo(AROUSAL_SCALE, u[4]))}
+            "arousal_scale": float(_within(AROUSAL_SCALE, u[4]))}
+
+
+def _within(bounds: tuple[float, float], u: float) -> float:
+    """The point a fraction ``u`` (0-1) of the way from ``bounds[0]`` to ``bounds[1]``."""
+    return bounds[0] + (bounds[1] - bounds[0]) * u
 
 
 # --------------------------------------------------------------------------- main entry
