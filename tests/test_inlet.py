@@ -20,6 +20,13 @@ from acquisition.lsl import pylsl
 from dsp.quality import Quality
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every wait polls for its condition and returns as soon as it holds; the deadline is only how long a loaded
+# machine (CI on 2 busy cores) may take before a missing sample or state counts as a failure. Timing that is
+# itself the behaviour under test ("lost within 2 s") is asserted separately, not through these deadlines.
+DEADLINE = 30.0
+# Receivers whose test checks another state (connected, noisy) must not drift into "stale" while a slow
+# machine catches up; staleness has its own tests with a short stale_after.
+NOT_STALE = 120.0
 
 
 def make_info(name, kind, participant, source_id, *, srate=0.0, unit=None, with_index=False, declare_unit=True,
@@ -43,7 +50,7 @@ def make_info(name, kind, participant, source_id, *, srate=0.0, unit=None, with_
     return info
 
 
-def wait_until(pred, timeout, step=0.02):
+def wait_until(pred, timeout=DEADLINE, step=0.02):
     """Poll ``pred`` until true or ``timeout`` seconds; returns its last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -54,7 +61,7 @@ def wait_until(pred, timeout, step=0.02):
 
 
 def open_receiver(outlet_info_sid, **kw):
-    found = pylsl.resolve_byprop("source_id", outlet_info_sid, 1, 3.0)
+    found = pylsl.resolve_byprop("source_id", outlet_info_sid, 1, DEADLINE)
     assert len(found) == 1
     return StreamReceiver(found[0], **kw).start()
 
@@ -68,16 +75,16 @@ def test_same_process_samples_complete_in_order_and_in_canonical_units():
     """EDA in nS with an index channel first: receiver picks the EDA channel, scales to uS, loses nothing."""
     s = sid("eda")
     outlet = pylsl.StreamOutlet(make_info("P1 EDA", "eda", "P1", s, srate=32, unit="nS", with_index=True))
-    rec = open_receiver(s)
+    rec = open_receiver(s, stale_after=NOT_STALE)
     try:
-        assert outlet.wait_for_consumers(3.0)
+        assert outlet.wait_for_consumers(DEADLINE)
         n = 400
         idx = np.arange(n, dtype=np.float32)
         nS = 2000.0 + idx  # 2.000 .. 2.399 uS
         t0 = pylsl.local_clock() - n / 32  # explicit timestamps on a 32 Hz grid, as a device would stamp them
         for k in range(n):
             outlet.push_sample([float(idx[k]), float(nS[k])], t0 + k / 32, k % 50 == 49)
-        assert wait_until(lambda: rec.buffer.n_written >= n, 3.0)
+        assert wait_until(lambda: rec.buffer.n_written >= n)
         t, v, cursor = rec.read_new(0)
         assert cursor == n and rec.descriptor.channel_index == 1
         np.testing.assert_allclose(v, (2000.0 + np.arange(n)) * 1e-3, rtol=1e-6)  # uS, complete, in order
@@ -98,11 +105,11 @@ def test_units_are_guessed_when_undeclared():
     o_eda = pylsl.StreamOutlet(make_info("EDA", "eda", "P1", s_eda, srate=4, declare_unit=False))
     r_rr, r_eda = open_receiver(s_rr), open_receiver(s_eda)
     try:
-        assert o_rr.wait_for_consumers(3.0) and o_eda.wait_for_consumers(3.0)
+        assert o_rr.wait_for_consumers(DEADLINE) and o_eda.wait_for_consumers(DEADLINE)
         for k in range(8):
             o_rr.push_sample([812.0 + k])
             o_eda.push_sample([5400.0 + k])
-        assert wait_until(lambda: r_rr.buffer.n_written == 8 and r_eda.buffer.n_written == 8, 3.0)
+        assert wait_until(lambda: r_rr.buffer.n_written == 8 and r_eda.buffer.n_written == 8)
         np.testing.assert_allclose(r_rr.read_new(0)[1], (812.0 + np.arange(8)) / 1000, rtol=1e-6)
         np.testing.assert_allclose(r_eda.read_new(0)[1], (5400.0 + np.arange(8)) / 1000, rtol=1e-6)
         assert r_rr.status().unit == "ms" and r_rr.status().unit_guessed
@@ -117,14 +124,14 @@ def test_nonsense_values_are_flagged_stored_as_nan_never_crash():
     o_rr = pylsl.StreamOutlet(make_info("RR", "rr", "P1", s_rr, unit="ms"))
     o_hr = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s_hr, unit="bpm"))
     o_eda = pylsl.StreamOutlet(make_info("EDA", "eda", "P1", s_eda, srate=4, unit="uS"))
-    recs = [open_receiver(x, noisy_hold=30.0) for x in (s_rr, s_hr, s_eda)]
+    recs = [open_receiver(x, noisy_hold=NOT_STALE, stale_after=NOT_STALE) for x in (s_rr, s_hr, s_eda)]
     try:
         for o in (o_rr, o_hr, o_eda):
-            assert o.wait_for_consumers(3.0)
+            assert o.wait_for_consumers(DEADLINE)
         o_rr.push_chunk([[800.0], [np.nan], [np.inf], [100.0], [3000.0], [900.0]])
         o_hr.push_chunk([[60.0], [20.0], [300.0], [-np.inf], [72.0]])
         o_eda.push_chunk([[3.0], [-0.5], [150.0], [np.nan], [3.1]])
-        assert wait_until(lambda: [r.buffer.n_written for r in recs] == [6, 5, 5], 3.0)
+        assert wait_until(lambda: [r.buffer.n_written for r in recs] == [6, 5, 5])
         rr, hr, eda = (r.read(0) for r in recs)
         np.testing.assert_allclose(rr.values, [0.8, np.nan, np.nan, np.nan, np.nan, 0.9], rtol=1e-6)
         np.testing.assert_allclose(hr.values, [60, np.nan, np.nan, np.nan, 72], rtol=1e-6)
@@ -137,7 +144,7 @@ def test_nonsense_values_are_flagged_stored_as_nan_never_crash():
         assert recs[2].status().problems == {"non_finite": 1, "out_of_range": 2}
         assert all(r._thread.is_alive() for r in recs)  # still receiving
         o_rr.push_sample([850.0])
-        assert wait_until(lambda: recs[0].buffer.n_written == 7, 2.0)
+        assert wait_until(lambda: recs[0].buffer.n_written == 7)
         assert recs[0].read(6).values[0] == pytest.approx(0.85)
     finally:
         for r in recs:
@@ -149,11 +156,11 @@ def test_channel_count_mismatch_is_flagged():
     """Header says 1 channel but describes 2 (index + RR): flagged, and the missing RR channel is NaN."""
     s = sid("chan")
     outlet = pylsl.StreamOutlet(make_info("RR", "rr", "P1", s, unit="ms", with_index=True, channel_count=1))
-    rec = open_receiver(s, noisy_hold=30.0)
+    rec = open_receiver(s, noisy_hold=NOT_STALE, stale_after=NOT_STALE)
     try:
-        assert outlet.wait_for_consumers(3.0)
+        assert outlet.wait_for_consumers(DEADLINE)
         outlet.push_chunk([[1.0], [2.0]])
-        assert wait_until(lambda: rec.buffer.n_written == 2, 3.0)
+        assert wait_until(lambda: rec.buffer.n_written == 2)
         st = rec.status()
         assert st.state == "noisy" and "channel" in st.last_problem
         assert np.isnan(rec.read(0).values).all()
@@ -169,12 +176,12 @@ def test_stale_stream_is_reported_and_gap_marked(srate):
     outlet = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s, unit="bpm", srate=srate))
     rec = open_receiver(s, stale_after=0.4)
     try:
-        assert outlet.wait_for_consumers(3.0)
+        assert outlet.wait_for_consumers(DEADLINE)
         for _ in range(20):  # 1 s at 20 Hz, stamped as sent
             outlet.push_sample([70.0])
             time.sleep(0.05)
-        assert wait_until(lambda: rec.buffer.n_written == 20, 2.0)
-        assert wait_until(lambda: rec.status().state == "stale", 2.0)
+        assert wait_until(lambda: rec.buffer.n_written == 20)
+        assert wait_until(lambda: rec.status().state == "stale")
         n_hist = len(rec.status().history)
         paused = time.monotonic()
         time.sleep(0.3)
@@ -183,7 +190,7 @@ def test_stale_stream_is_reported_and_gap_marked(srate):
             outlet.push_sample([71.0])
             time.sleep(0.05)
         # the history, not the state at one instant: under load the stream may go stale again after the burst
-        assert wait_until(lambda: "connected" in [st for _, st in rec.status().history[n_hist - 1:]], 2.0)
+        assert wait_until(lambda: "connected" in [st for _, st in rec.status().history[n_hist - 1:]])
         (gap,) = rec.gaps[:1]
         assert gap.reason == "stale" and gap.duration > pause
         t = rec.read(0).timestamps
@@ -210,7 +217,7 @@ _PUBLISHER = textwrap.dedent(
     sid, n, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     o = pylsl.StreamOutlet(make_info("P9 H10 RR", "rr", "P9", sid, unit="ms", with_index=True))
     print("ready", flush=True)
-    if not o.wait_for_consumers(10):
+    if not o.wait_for_consumers(60):
         sys.exit(3)
     k = 0
     while n < 0 or k < n:
@@ -242,7 +249,7 @@ def test_separate_process_samples_arrive_complete_and_in_order():
     try:
         rec = open_receiver(s)
         try:
-            assert wait_until(lambda: rec.buffer.n_written >= 500, 5.0)
+            assert wait_until(lambda: rec.buffer.n_written >= 500)
             t, v, cursor = rec.read_new(0)
             k = np.rint(v * 1000 - 600).astype(int)  # RR value encodes the sample index
             np.testing.assert_array_equal(k, np.arange(500))
@@ -259,18 +266,21 @@ def test_killed_stream_is_lost_then_recovered_with_gap():
     pub = start_publisher(s, -1, 20.0)
     rec = None
     try:
-        rec = open_receiver(s, resolve_timeout=0.3)
-        assert wait_until(lambda: rec.buffer.n_written >= 5, 3.0)
+        # recovered_hold: "recovered" stays the last state until the checks below, however slow the machine
+        rec = open_receiver(s, resolve_timeout=0.3, recovered_hold=NOT_STALE)
+        assert wait_until(lambda: rec.buffer.n_written >= 5)
         stop(pub)
-        killed = time.monotonic()
-        assert wait_until(lambda: rec.status().state == "lost", 3.0)
-        assert time.monotonic() - killed < 2.0  # "lost within 2 s"
+        killed = time.time()
+        assert wait_until(lambda: rec.status().state == "lost")
+        # "lost within 2 s", timed by the receiver's own transition, not by when this thread next polled
+        lost_at = [t for t, h in rec.status().history if h == "lost"][-1]
+        assert lost_at - killed < 2.0
         n_before = rec.buffer.n_written
         last_before = rec.read(0).timestamps[-1]
         time.sleep(0.3)
         pub = start_publisher(s, -1, 20.0)  # same source_id, new process
-        assert wait_until(lambda: rec.status().state == "recovered", 6.0)
-        assert wait_until(lambda: rec.buffer.n_written >= n_before + 5, 3.0)
+        assert wait_until(lambda: "recovered" in [h for _, h in rec.status().history])
+        assert wait_until(lambda: rec.buffer.n_written >= n_before + 5)
         st = rec.status()
         assert st.n_recoveries == 1
         assert [h[1] for h in st.history][-2:] == ["lost", "recovered"]
@@ -294,17 +304,17 @@ def test_live_session_assigns_and_receives_two_participants():
     outlets = [pylsl.StreamOutlet(make_info(f"{p} {k}", k, p, f"{prefix}-{p}-{k}", unit=u, srate=r))
                for p in ("P1", "P2") for k, u, r in (("rr", "ms", 0.0), ("eda", "uS", 4.0))]
     session = LiveSession(accept=lambda d: d.source_id.startswith(prefix), discover_timeout=0.5,
-                          rescan_interval=0.3)
+                          rescan_interval=0.3, receiver_options={"stale_after": NOT_STALE})
     try:
         session.start()
-        assert session.wait_for_streams(4, 3.0)
+        assert session.wait_for_streams(4, DEADLINE)
         assert session.participants == ["P1", "P2"]
         for o in outlets:
-            o.wait_for_consumers(2.0)
+            assert o.wait_for_consumers(DEADLINE)
         for _ in range(3):
             for o in outlets:
                 o.push_sample([800.0 if o.get_info().type() == "RR" else 4.0])
-        assert wait_until(lambda: all(r.buffer.n_written == 3 for r in session.receivers.values()), 3.0)
+        assert wait_until(lambda: all(r.buffer.n_written == 3 for r in session.receivers.values()))
         st = session.status()
         assert {(s.participant, s.modality) for s in st.streams} == {(p, m) for p in ("P1", "P2")
                                                                      for m in ("hr", "eda")}
@@ -313,7 +323,7 @@ def test_live_session_assigns_and_receives_two_participants():
         np.testing.assert_allclose(session.receiver_for("P1", "hr").get_window(60)[1], [0.8] * 3, rtol=1e-6)
         # a stream that appears later is picked up by the background scan
         late = pylsl.StreamOutlet(make_info("P3 rr", "rr", "P3", f"{prefix}-P3-rr", unit="ms"))
-        assert session.wait_for_streams(5, 3.0)
+        assert session.wait_for_streams(5, DEADLINE)
         assert session.participants == ["P1", "P2", "P3"]
         d = __import__("json").loads(__import__("json").dumps(st.to_dict()))  # JSON-ready for the monitor
         assert d["primary"]["P1/hr"] == f"{prefix}-P1-rr" and len(d["streams"]) == 4
@@ -333,9 +343,9 @@ def test_live_source_follows_streams_stamped_ahead_of_the_clock():
                for p in ("P1", "P2")]
     session = LiveSession(accept=lambda d: d.source_id.startswith(tag), discover_timeout=2.0).start()
     try:
-        assert session.wait_for_streams(2, 10.0)
+        assert session.wait_for_streams(2, DEADLINE)
         src = LiveSource(session)
-        assert all(o.wait_for_consumers(5.0) for o in outlets)
+        assert all(o.wait_for_consumers(DEADLINE) for o in outlets)
         t0 = pylsl.local_clock()
         n, untils = 0, []
         for i in range(60):  # one minute of 1 Hz HR in 3 s of wall clock, stamped in session time
@@ -345,7 +355,7 @@ def test_live_source_follows_streams_stamped_ahead_of_the_clock():
             chunks, until, status = src.poll()
             n += sum(len(c[1]) for c in chunks)
             untils.append(until)
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline and n < 120:
             chunks, until, status = src.poll()
             n += sum(len(c[1]) for c in chunks)
@@ -379,23 +389,23 @@ def test_a_quiet_stream_is_not_lost_on_one_missed_resolve(monkeypatch):
 
     monkeypatch.setattr(inlet_mod.pylsl, "resolve_byprop", flaky)
     try:
-        assert outlet.wait_for_consumers(3.0)
+        assert outlet.wait_for_consumers(DEADLINE)
         for k in range(10):
             outlet.push_sample([60.0 + k])
             time.sleep(0.02)
-        assert wait_until(lambda: rec.buffer.n_written == 10, 2.0)
-        assert wait_until(lambda: rec.status().state == "stale", 2.0)
-        assert wait_until(lambda: answers["n"] >= 2, 6.0)  # the missed check, then one that found it
+        assert wait_until(lambda: rec.buffer.n_written == 10)
+        assert wait_until(lambda: rec.status().state == "stale")
+        assert wait_until(lambda: answers["n"] >= 2)  # the missed check, then one that found it
         assert rec.status().state == "stale" and "lost" not in [h for _, h in rec.status().history]
         for k in range(10):
             outlet.push_sample([80.0 + k])
-        assert wait_until(lambda: rec.buffer.n_written == 20, 2.0)
+        assert wait_until(lambda: rec.buffer.n_written == 20)
         assert np.ravel(rec.read(0).values).tolist() == [60.0 + k for k in range(10)] + [80.0 + k for k in range(10)]
         # a stream that is really gone: two checks in a row miss it, then it is lost
         answers["mode"], answers["n"] = "never", 0
-        assert wait_until(lambda: rec.status().state == "stale", 2.0)
+        assert wait_until(lambda: rec.status().state == "stale")
         # (the receiver then finds it again, as this fake answers only while stale: look at the history)
-        assert wait_until(lambda: "lost" in [h for _, h in rec.status().history], 8.0), rec.status().history
+        assert wait_until(lambda: "lost" in [h for _, h in rec.status().history]), rec.status().history
         assert answers["n"] >= 2
     finally:
         rec.close()
@@ -413,9 +423,9 @@ def test_skin_resistance_is_read_as_conductance_live():
     outlet = pylsl.StreamOutlet(info)
     rec = open_receiver(s, noisy_hold=30.0)
     try:
-        assert outlet.wait_for_consumers(3.0)
+        assert outlet.wait_for_consumers(DEADLINE)
         outlet.push_chunk([[250.0], [200.0], [0.0], [-5.0], [400.0]])
-        assert wait_until(lambda: rec.buffer.n_written == 5, 3.0)
+        assert wait_until(lambda: rec.buffer.n_written == 5)
         np.testing.assert_allclose(rec.read(0).values, [4.0, 5.0, np.nan, np.nan, 2.5], rtol=1e-6)
         st = rec.status()
         assert st.unit == "kOhms" and not st.unit_guessed
