@@ -6,12 +6,15 @@ STAMP  := $(VENV)/.installed
 # LSL stays on loopback: this config is in force before pylsl is first imported.
 export LSLAPICFG := $(CURDIR)/acquisition/lsl_api.cfg
 
-.PHONY: demo test bench recordings install clean
+.PHONY: demo test bench recordings install lock clean
 
-$(STAMP): pyproject.toml
+# Installs the exact versions in constraints.txt (pip included), so a dependency's new release cannot break a
+# fresh clone's `make test`; pyproject.toml keeps the ranges for library users. To move the pins forward:
+# `make lock` (fresh venv, unpinned install, pip freeze > constraints.txt), then `make test`, then commit.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +30,19 @@ bench: $(STAMP)
 
 recordings: $(STAMP)
 	$(PY) -m acquisition.samples recordings
+
+# Newest releases within pyproject's ranges, resolved in a throwaway venv (not .venv), written to constraints.txt
+# (its # header kept). Pins hold for the Python and platform that ran this (README: 3.11, Linux x86_64).
+lock:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q --upgrade pip; \
+	"$$tmp/venv/bin/python" -m pip install -q '.[dev]'; \
+	{ grep '^#' constraints.txt || true; \
+	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude-editable \
+	    --exclude attune-monitor --exclude setuptools --exclude wheel; } > "$$tmp/constraints.txt"; \
+	mv "$$tmp/constraints.txt" constraints.txt; \
+	echo "constraints.txt regenerated ($$(grep -vc '^#' constraints.txt) pins); now: make test, then commit it"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
