@@ -98,8 +98,12 @@ SWEEP_METRICS = {"hr": ("pearson", "synchrony", "pearson_diff", "wcc_rmax", "pha
                  "ppg": ("pearson", "synchrony", "pearson_diff", "wcc_rmax", "phasic"),
                  "eda": ("pearson", "synchrony", "pearson_diff", "wcc_rmax", "phasic", "concordance")}
 SWEEP_LABEL = {"hr": "HR.csv", "ppg": "BVP beats", "eda": "EDA"}
-#: Minimum windows with a value for a pair-phase mean.
-MIN_WINDOWS = 20
+#: A pair-phase mean needs windows with a value whose ends span at least this (s): 60 windows at the pipeline's
+#: 1-s step, 12 at the sweep's 5-s step.
+MIN_COVER_S = 60.0
+#: Step (s) of the sweep's windows (the pipeline's is 1 s; a pair-phase mean of every 5th window is the same
+#: number within noise, at a fifth of the cost).
+SWEEP_STEP_S = 5.0
 SPLICE_MIN_S, SPLICE_MAX_S = 60.0, 180.0
 SPLICE_MARGIN_S = 60.0      # after a phase start; and the check window after a splice
 SPLICE_SPACING_S = 300.0    # between splices of one run
@@ -528,20 +532,23 @@ def _window_values(r, t, spans, window_s: float, origin: float, chance=None) -> 
     Returns
     -------
     values : dict
-        ``{"all": (mean_z, mean_z_minus_chance, n), label: (...)}`` (NaN when < ``MIN_WINDOWS`` windows).
+        ``{"all": (mean_z, mean_z_minus_chance, n), label: (...)}`` (NaN when the windows with a value cover
+        less than ``MIN_COVER_S``).
     """
     z = np.arctanh(np.clip(r, -0.999, 0.999))
     zc = None if chance is None else z - np.arctanh(np.clip(chance, -0.999, 0.999))
+    step = float(np.median(np.diff(t))) if t.size > 1 else 1.0
+    min_n = max(2, int(math.ceil(MIN_COVER_S / step)))
 
     def summary(sel):
         ok = sel & np.isfinite(z)
         n = int(ok.sum())
-        if n < MIN_WINDOWS:
+        if n < min_n:
             return (math.nan, math.nan, n)
         mc = math.nan
         if zc is not None:
             okc = sel & np.isfinite(zc)
-            mc = float(zc[okc].mean()) if okc.sum() >= MIN_WINDOWS else math.nan
+            mc = float(zc[okc].mean()) if okc.sum() >= min_n else math.nan
         return (float(z[ok].mean()), mc, n)
 
     out = {"all": summary(np.ones(z.shape, bool))}
@@ -777,7 +784,8 @@ def sweep_window(task: dict) -> dict:
     keys, origin, grids = _grids_cached(people, task["session"], tuple(task["kinds"]))
     kinds = tuple(task["kinds"])
     w = float(task["window_s"])
-    cfg = EngineConfig(window_s=w, step_s=1.0, wcc_window_s=w, wcc_step_s=5.0, max_lag_s=5.0, modalities=kinds,
+    cfg = EngineConfig(window_s=w, step_s=SWEEP_STEP_S, wcc_window_s=w, wcc_step_s=SWEEP_STEP_S, max_lag_s=5.0,
+                       modalities=kinds, concordance_step_s=SWEEP_STEP_S,
                        phasic_modalities=kinds, concordance_modalities=tuple(k for k in kinds if k == "eda"),
                        concordance_window_s=w, chance_of=RING_CHANCE_OF)
     eng = SynchronyEngine(len(keys), FS, cfg)
@@ -845,10 +853,16 @@ def sweep_table(results: list, real: list, pseudo: list, d11_real: list) -> list
     windows = sorted({r["window_s"] for r in results})
     kms = sorted({km for v in pairs.values() for km in v}, key=lambda km: (list(SWEEP_LABEL).index(km[0]),
                                                                          SWEEP_METRICS[km[0]].index(km[1])))
+    def bvp_phases(w, pair):
+        """The pair-phases where BVP beats give a (plain r) value at window ``w``."""
+        v = pairs.get((w, pair), {}).get(("ppg", "pearson"), {})
+        return {lab for lab, x in v.items() if lab != "all" and math.isfinite(x[0])}
+
     for (kind, metric), variant, w in itertools.product(kms, (0, 1), windows):
-        def phase_vals(pair):
+        def phase_vals(pair, only=None):
             v = pairs.get((w, pair), {}).get((kind, metric))
-            return [] if v is None else [x[variant] for lab, x in v.items() if lab != "all"]
+            return [] if v is None else [x[variant] for lab, x in v.items()
+                                         if lab != "all" and (only is None or lab in only)]
 
         def pair_val(pair):
             v = pairs.get((w, pair), {}).get((kind, metric))
@@ -861,7 +875,11 @@ def sweep_table(results: list, real: list, pseudo: list, d11_real: list) -> list
         rows.append({"signal": SWEEP_LABEL[kind], "kind": kind, "metric": metric + (" - chance" if variant else ""),
                      "window_s": w, "auc_phase": a, "ci": (lo, hi),
                      "auc_phase_d11": cluster_auc([phase_vals(p) for p in d11_real], ng, n_boot=1)[0],
+                     # on the pair-phases BVP beats cover (so HR.csv and BVP compare on the same moments)
+                     "auc_phase_bvp": cluster_auc([phase_vals(p, bvp_phases(w, p)) for p in real],
+                                                  [phase_vals(p, bvp_phases(w, p)) for p in pseudo], n_boot=1)[0],
                      "auc_pair": auc([pair_val(p) for p in real], [pair_val(p) for p in pseudo]),
+                     "ci_pair": cluster_auc([[pair_val(p)] for p in real], [[pair_val(p)] for p in pseudo], 500)[1:],
                      "real_z": float(np.nanmean(np.concatenate([np.asarray(g, float) for g in pg]))),
                      "pseudo_z": float(np.nanmean(np.concatenate([np.asarray(g, float) for g in ng]))),
                      "n_real": int(sum(np.isfinite(np.asarray(g, float)).sum() for g in pg)),
@@ -912,7 +930,7 @@ def _sync_aucs(groups: dict) -> list:
             ps = groups.get(g, [])
             if not ps:
                 continue
-            row[g] = {"auc_pair": auc([pair_val(r) for r in real], [pair_val(r) for r in ps]),
+            row[g] = {"auc_pair": cluster_auc([[pair_val(r)] for r in real], [[pair_val(r)] for r in ps]),
                       "auc_phase": cluster_auc([phase_vals(r) for r in real], [phase_vals(r) for r in ps]),
                       "auc_phase_d11": cluster_auc([phase_vals(r) for r in real if r["a"].startswith("D1_1")],
                                                    [phase_vals(r) for r in ps], n_boot=1)[0]}
@@ -1121,19 +1139,22 @@ def report(res: dict) -> str:
     L.append("  (/h: prompts per hour of paired data; under: share of paired time under a prompt; name sync: prompts "
              "naming hr/eda; armed: share of paired time armed;\n   prompted|armed: share of the armed time under a prompt)")
     L.append("")
-    L.append("AUC = P(real > pseudo) of the synchrony users see. pair: session mean per pair (5 real pairs); phase: "
-             "mean per pair-phase [95% CI, bootstrap over pairs]; d11: the 4 D1_1 teams only")
-    L.append(f"{'modality':9s} {'value':12s} | {'same-room pair':>14s} {'phase [CI]':>19s} {'d11':>5s} | "
-             f"{'cross pair':>10s} {'phase [CI]':>19s} | mean z real / same / cross")
+    L.append("AUC = P(real > pseudo) of the synchrony users see [95% CI, bootstrap over pairs]. pair: session mean "
+             "per pair (5 real pairs vs 24 / 16); phase: mean per pair-phase; d11: phase, the 4 D1_1 teams only")
+    L.append(f"{'modality':9s} {'value':12s} | {'same-room: pair':>19s} {'phase':>19s} {'d11':>5s} | "
+             f"{'cross-session: pair':>19s} {'phase':>19s} | mean z real / same / cross")
+
+    def ci(t):
+        return f"{_f(t[0])} [{_f(t[1])}, {_f(t[2])}]"
+
     for row in res["sync_auc"]:
         cells = []
-        for g, width in (("same-room", 14), ("cross-session", 10)):
+        for g in ("same-room", "cross-session"):
             c = row.get(g)
             if c is None:
-                cells.append(f"{'-':>{width}s} {'-':>19s}" + (f" {'-':>5s}" if g == "same-room" else ""))
+                cells.append(f"{'-':>19s} {'-':>19s}" + (f" {'-':>5s}" if g == "same-room" else ""))
                 continue
-            a, lo, hi = c["auc_phase"]
-            cells.append(f"{_f(c['auc_pair']):>{width}s} {_f(a) + ' [' + _f(lo) + ', ' + _f(hi) + ']':>19s}"
+            cells.append(f"{ci(c['auc_pair']):>19s} {ci(c['auc_phase']):>19s}"
                          + (f" {_f(c['auc_phase_d11']):>5s}" if g == "same-room" else ""))
         mz = row["mean_z"]
         L.append(f"{row['modality']:9s} {row['variant']:12s} | {cells[0]} | {cells[1]} | "
@@ -1160,7 +1181,8 @@ def report(res: dict) -> str:
         rows = res["sweep"]
         windows = sorted({r["window_s"] for r in rows})
         L.append("")
-        L.append("Point 4: AUC real (5 pairs) vs same-room pseudo (24), per pair-phase, by window (s)")
+        L.append(f"Point 4: AUC real (5 pairs) vs same-room pseudo (24), per pair-phase, by window (s); windows every "
+                 f"{SWEEP_STEP_S:g} s")
         L.append(f"{'signal':10s} {'metric':20s} " + " ".join(f"{w:>5g}" for w in windows))
         by = {}
         for r in rows:
@@ -1168,12 +1190,23 @@ def report(res: dict) -> str:
         for (sig, met), d in by.items():
             L.append(f"{sig:10s} {met:20s} " + " ".join(f"{_f(d[w]['auc_phase']) if w in d else '-':>5s}"
                                                        for w in windows))
+        if any(r["kind"] == "ppg" for r in rows):
+            L.append("")
+            L.append("the same on the pair-phases BVP beats cover (plain r of BVP-beat HR has a value): heart inputs "
+                     "compared on the same moments")
+            L.append(f"{'signal':10s} {'metric':20s} " + " ".join(f"{w:>5g}" for w in windows))
+            for (sig, met), d in by.items():
+                if sig == "EDA":
+                    continue
+                L.append(f"{sig:10s} {met:20s} " + " ".join(f"{_f(d[w]['auc_phase_bvp']) if w in d else '-':>5s}"
+                                                           for w in windows))
         L.append("")
-        L.append("best 12: per pair-phase AUC [95% CI] | D1_1 teams only | per pair (5 v 24) | mean z real v pseudo | "
-                 "n pair-phases")
+        L.append("best 12: per pair-phase AUC [95% CI] | D1_1 teams only | per pair (5 v 24) [95% CI] | mean z real v "
+                 "pseudo | n pair-phases with a value")
         for r in sorted(rows, key=lambda r: -r["auc_phase"] if math.isfinite(r["auc_phase"]) else 0)[:12]:
             L.append(f"  {r['signal']:10s} {r['metric']:20s} {r['window_s']:4g} s  {_f(r['auc_phase'])} "
-                     f"[{_f(r['ci'][0])}, {_f(r['ci'][1])}] | {_f(r['auc_phase_d11'])} | {_f(r['auc_pair'])} | "
+                     f"[{_f(r['ci'][0])}, {_f(r['ci'][1])}] | {_f(r['auc_phase_d11'])} | {_f(r['auc_pair'])} "
+                     f"[{_f(r['ci_pair'][0])}, {_f(r['ci_pair'][1])}] | "
                      f"{r['real_z']:.3f} v {r['pseudo_z']:.3f} | {r['n_real']}/{r['n_pseudo']}")
     L.append("")
     L.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in res["seconds"].items()))
