@@ -32,7 +32,8 @@ pipeline does), BVP.csv (64 Hz PPG -> :class:`dsp.peaks.BeatDetector` -> cleaned
 go onto the 4 Hz grid with the pipeline's own preprocessors (:mod:`dsp.heart`, :mod:`dsp.eda`), then
 through :class:`dsp.engine.SynchronyEngine` with every metric, for several windows; AUC real vs same-room
 pseudo per pair-phase for each (signal, metric, window), also "minus chance" (per window Fisher z of r minus
-Fisher z of its time-shifted-partner surrogate). The BVP beat HR is checked against HR.csv.
+Fisher z of its time-shifted-partner surrogate), and the same restricted to the pair-phases BVP beats cover.
+The sweep's windows are every 5 s (the pipeline's every 1 s). The BVP beat HR is checked against HR.csv.
 
 Semi-synthetic positives (splices): in each real pair, person B's signals are replaced for 60-180 s by
 another person's real signals of the same time span (a same-room person; for ``D1_5``, whose room had one
@@ -49,7 +50,12 @@ arming: a rupture needs an attunement to lapse from).
 Usage::
 
     python bench/realdata_controls.py [--preset balanced] [--evidence learned|analytic] [--heart hr|ppg|rr|auto]
-                                      [--window 30] [--jobs 2] [--quick] [--no-sweep] [--json out.json]
+                                      [--window 30] [--jobs 2] [--quick] [--no-sweep] [--phase-markers]
+                                      [--json out.json]
+
+Full run about 4 min on 2 free cores (45 pair analyses + 10 splice runs ~190 s CPU, the sweep ~230 s CPU);
+``--quick`` (8 + 4 pseudo-pairs, one splice run, the 30-s window) about 70 s. ``--phase-markers`` gives each
+recording an experiment-style marker at every phase start (the pipeline re-baselines at shared events).
 
 :func:`run_controls` is the entry point for other code (it takes a :class:`dsp.detector.DetectorConfig` or a
 preset name and returns a JSON-ready dict); the builders (:func:`load_people`, :func:`build_pair`,
