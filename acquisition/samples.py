@@ -27,14 +27,14 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-#: name -> (scenario, seed). Each file stays under 1 MB.
+#: name -> (scenario, seed). Each file stays under 1.6 MB (the couple: 9 min with raw ECG and PPG).
 SAMPLES = {
     "sample-couple": ("couple-rupture-repair", 3),
     "sample-group": ("group-rupture", 2),
 }
 
 #: Largest size a shipped sample may have (bytes).
-MAX_BYTES = 1_000_000
+MAX_BYTES = 1_600_000
 
 
 def write_sample(name: str, folder) -> tuple[Path, Path]:

@@ -72,19 +72,23 @@ def replay(d: dict, config, window_s: float = 30.0, metric: str = "sync", arousa
     fed too. ``detector_kw`` go to :class:`dsp.detector.RuptureDetector` (``evidence_model``, ``collect_features``).
     """
     from dsp.detector import RuptureDetector
-    from dsp.divergence import ArousalDivergence
+    from dsp.divergence import ArousalDivergence, SharedShift
 
     det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal,
                           **detector_kw)
     for x in d["loss"]:
         det.note_signal_loss(x["participant"], x["onset_s"], x["onset_s"] + 2.0, x["offset_s"])
+    if "arousal" not in d or "shared" not in d:
+        # the pipeline's arousal divergence and its shared events (everybody moving at once), once per session
+        ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
+        d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
+        d["shared"] = SharedShift(len(d["participants"])).push(d["arousal"][0], ad.last_relative)
+    for te in d["shared"]:
+        det.note_shared_event(te, "everybody's arousal moved at once")
     for m in d["modalities"]:
         w = d["win"][window_s][m]
         det.update(m, w["t"], w.get(metric, w["sync"]), w["chance"], w.get("chance_sd"))
     if arousal:
-        if "arousal" not in d:
-            ad = ArousalDivergence(len(d["participants"]), d["fs"], d["modalities"])
-            d["arousal"] = ad.push({m: d["grid"][m] for m in d["modalities"]})
         det.update_arousal(*d["arousal"])
     det.finish()
     return det

@@ -314,8 +314,8 @@ class DetectorConfig:
     learned_clip: float = 12.0
     learned_sync_gate: float = 0.5
     arming: bool = True
-    arm_span_s: float = 60.0
-    arm_sigma: float = 2.0
+    arm_span_s: float = 120.0
+    arm_sigma: float = 3.0
     arm_min_excess: float = 0.2
     lapse_s: float = 240.0
     arousal_evidence: bool = False
@@ -598,6 +598,7 @@ class PairMachine:
         self.window_s = float(window_s)
         self.tracks = {m: ModalityTrack(m, config, step_s, window_s) for m in self.modalities}
         self.out_of_tune_since: float | None = None  # onset of the last lapse, until the pair is armed again
+        self.last_inc = math.nan  # the evidence this step added (NaN: none known), for the person-to-group tie
         self._weight = {m: config.weight(m) for m in self.modalities}
         self.h_scale = 1.0
         self.state = "calibrating"
@@ -660,6 +661,14 @@ class PairMachine:
                 ws.append(self._weight[m] * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
         self.used = used
         learned = cfg.evidence == "learned"
+        self.last_inc = math.nan
+        ep = self.episode
+        if self.state in ("possible_rupture", "repairing") and ep is not None and t - ep.onset_s >= cfg.lapse_s:
+            # a long lapse is a state, not a prompt: close it unrepaired (whatever the signals do now: lost,
+            # disarmed, still low), the pair is out of tune until its synchrony is measurably above chance again
+            events.append({"type": "pair_lapsed", "t": t, "offset_s": t})
+            self._close_unarmed(t, "out_of_tune", ep.onset_s, events)
+            return events
         if blocked:
             # evidence gathered from windows that touch a loss is not evidence of a rupture; with arming the
             # pair is measured afresh once the windows are clean again
@@ -728,6 +737,7 @@ class PairMachine:
             if cfg.arming and not (math.isfinite(self.drop) and self.drop >= cfg.learned_sync_gate):
                 inc = min(inc, 0.0)  # synchrony not dropping: arousal divergence alone never raises a flag
         h = self.h_scale * cfg.threshold
+        self.last_inc = inc
         prev = self.evidence
         self.evidence = min(max(0.0, prev + inc), 2.0 * h)
         if prev == 0.0 and self.evidence > 0.0:
@@ -737,14 +747,7 @@ class PairMachine:
         sd = self.severity
         if self.state in ("attuned", "repaired", "drifting"):
             if self.evidence >= h:
-                # onset: the last time the evidence was still low (not merely above 0: a slow creep before a
-                # rupture would date it too early)
-                onset = max(x for x in (self._run_start, self._low_t, t - 1e9) if x is not None)
-                # dated back by the delay of the trailing windows, but not into what came before
-                onset = max(onset - cfg.onset_delay_s, self._onset_floor)
-                self.episode = PairEpisodeDraft(onset, t, t, sd, list(self.used))
-                events.append({"type": "pair_rupture", "t": t, "onset_s": onset})
-                self._set("possible_rupture", t, events)
+                self.flag(t, events)
             elif self.evidence >= cfg.drift_threshold:
                 self._set("drifting", t, events)
             elif self.state == "drifting" and self.evidence == 0.0:
@@ -757,12 +760,6 @@ class PairMachine:
                         tr.learn()
         elif self.state in ("possible_rupture", "repairing"):
             ep = self.episode
-            if ep is not None and t - ep.onset_s >= cfg.lapse_s:
-                # a long lapse is a state, not a prompt: close it unrepaired, the pair is out of tune until its
-                # synchrony is measurably above chance again
-                events.append({"type": "pair_lapsed", "t": t, "offset_s": t})
-                self._close_unarmed(t, "out_of_tune", ep.onset_s, events)
-                return events
             if ep is not None:
                 if sd > ep.nadir_drop:
                     ep.nadir_drop, ep.nadir_s = sd, t
@@ -797,6 +794,22 @@ class PairMachine:
                 else:
                     self._cand_since = None
         return events
+
+    def flag(self, t: float, events: list, who: list | None = None) -> None:
+        """Raise a possible rupture now (the pair's own evidence reached its threshold, or the person-to-group
+        tie of one of its members did: ``who``)."""
+        cfg = self.cfg
+        # onset: the last time the evidence was still low (not merely above 0: a slow creep before a
+        # rupture would date it too early)
+        onset = max(x for x in (self._run_start, self._low_t, t - 1e9) if x is not None)
+        # dated back by the delay of the trailing windows, but not into what came before
+        onset = max(onset - cfg.onset_delay_s, self._onset_floor)
+        self.episode = PairEpisodeDraft(onset, t, t, self.severity, list(self.used))
+        ev = {"type": "pair_rupture", "t": t, "onset_s": onset}
+        if who:
+            ev["who"] = list(who)
+        events.append(ev)
+        self._set("possible_rupture", t, events)
 
     def _unarmed_state(self) -> str:
         if self.out_of_tune_since is not None:
@@ -981,6 +994,10 @@ class RuptureDetector:
         self.pairs = [(self.participants[i], self.participants[j]) for i, j in zip(*iu)]
         self.machines = [PairMachine(self.modalities, self.cfg, step_s, self.window_s) for _ in self.pairs]
         self._shared_pending: list[tuple[float, str]] = []  # shared events not yet reached, time order
+        # person-to-group ties (3+ people): evidence that one person is drifting away from everyone
+        self._tie_ev = np.zeros(n) if n >= 3 else None
+        self._pairs_of = [[p for p, pr in enumerate(self.pairs) if person in pr] for person in self.participants]
+        self.tie_h_scale = 1.0 + self.cfg.group_h_factor * math.log(max(n, 1))
         self.shared_events: list[tuple[float, str]] = []     # shared events applied (session time, what)
         for mach in self.machines:
             # more pairs watched, more chances of a false alarm per session: ask each pair for more evidence
@@ -1044,6 +1061,44 @@ class RuptureDetector:
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
         return events
+
+    def _ties(self, t: float) -> list[dict]:
+        """Each person's tie to the group: the mean of the evidence their armed pairs added this step.
+
+        One person drifting away from everyone lowers all their pairs at once; the mean of two or more pairs
+        is steadier than one pair, so the tie flags sooner than each pair alone would. When it reaches the
+        threshold (times ``1 + group_h_factor * ln(n_people)``), every armed pair of that person that is not
+        already in a possible rupture is flagged, naming the person.
+        """
+        events: list[dict] = []
+        h = self.cfg.threshold * self.tie_h_scale
+        watching = ("attuned", "drifting", "repaired")
+        for i, person in enumerate(self.participants):
+            mine = [self.machines[p] for p in self._pairs_of[i]]
+            incs = [m.last_inc for m in mine if m.state in watching and math.isfinite(m.last_inc)]
+            if len(incs) < 2:
+                self._tie_ev[i] = 0.0
+                continue
+            self._tie_ev[i] = min(max(0.0, self._tie_ev[i] + sum(incs) / len(incs)), 2.0 * h)
+            if self._tie_ev[i] >= h:
+                self._tie_ev[i] = 0.0
+                for p in self._pairs_of[i]:
+                    mach = self.machines[p]
+                    if mach.state in watching:
+                        evs: list[dict] = []
+                        mach.flag(t, evs, who=[person])
+                        for ev in evs:
+                            ev["pair"] = self.pairs[p]
+                            events.extend(self._episode_events(p, ev))
+        return events
+
+    @property
+    def person_ties(self) -> dict:
+        """``person -> evidence / threshold`` of each person's tie to the group (3+ people; empty otherwise)."""
+        if self._tie_ev is None:
+            return {}
+        h = self.cfg.threshold * self.tie_h_scale
+        return {p: float(self._tie_ev[i] / h) for i, p in enumerate(self.participants)}
 
     def _blocked(self, p: int, t: float) -> bool:
         a, b = self.pairs[p]
@@ -1187,6 +1242,8 @@ class RuptureDetector:
                 for ev in evs:
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
+            if self._tie_ev is not None:
+                events.extend(self._ties(t))
             self._group_prior()
             for p, ep in self._open.items():
                 self._refresh(p, ep)
@@ -1276,7 +1333,8 @@ class RuptureDetector:
                 kind = "episode_update"
             else:
                 ep = Episode(
-                    id=len(self.episodes) + 1, pair=self.pairs[p], people=self._who(p), onset_s=draft.onset_s,
+                    id=len(self.episodes) + 1, pair=self.pairs[p], people=ev.get("who") or self._who(p),
+                    onset_s=draft.onset_s,
                     flagged_s=ev["t"], nadir_s=draft.nadir_s, offset_s=None, repaired=False,
                     depth=draft.nadir_drop, modalities=list(draft.modalities), confidence=0.0,
                 )

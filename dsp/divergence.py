@@ -214,6 +214,7 @@ class ArousalDivergence:
         self.k = k0 + n_new
         t = (ends - 1) / self.fs  # time of the last sample in (as the synchrony engine stamps its windows)
         if not ends.size:
+            self.last_relative = feats
             return t, np.full((self.n, 0), np.nan), feats
         # one segment per baseline refresh, in order: each refresh may leave out the seconds found diverged
         # before it (their ratio is known by then, because the baseline window ends ``baseline_gap_s`` back)
@@ -222,8 +223,10 @@ class ArousalDivergence:
         bounds = np.unique(np.r_[0, starts, ends.size])
         llr = np.full((self.n, ends.size), np.nan)
         div = np.full_like(feats, np.nan)
+        self.last_relative = np.full_like(feats, np.nan)
         for a, b in zip(bounds[:-1], bounds[1:]):
             z = self._relative(feats[:, :, a:b])
+            self.last_relative[:, :, a:b] = z
             div[:, :, a:b] = self._divergence(z)
             llr[:, a:b] = self._llr(div[:, :, a:b])
             self._llr_hist = np.concatenate([self._llr_hist, llr[:, a:b]], axis=1)[:, -self._llr_keep:]
@@ -498,3 +501,62 @@ def _rolling_nanmean(x: np.ndarray, w: int) -> np.ndarray:
     s = np.where(ok, win, 0.0).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+class SharedShift:
+    """Everybody's arousal moving at once: a task switch, a shared stressor (streaming).
+
+    People react to the same event by different amounts, which the divergence above would read as one of them
+    moving away; the detector re-baselines every pair at such a shared event instead
+    (:meth:`dsp.detector.RuptureDetector.note_shared_event`). A second is *shared* when, in heart-rate level
+    or in skin-conductance level, every person with a value (at least two, and at least half the group) has
+    moved the same way by at least ``z_min`` of their own spread (the baseline-relative features of
+    :class:`ArousalDivergence`, ``last_relative``); ``min_s`` such seconds in a row make an event, dated at
+    the first of them, and no other event follows within ``refractory_s``.
+
+    Parameters
+    ----------
+    n_people : int
+    z_min : float
+    min_s : int
+    refractory_s : float
+    """
+
+    def __init__(self, n_people: int, z_min: float = 3.0, min_s: int = 3, refractory_s: float = 60.0):
+        self.n = int(n_people)
+        self.z_min = float(z_min)
+        self.min_s = int(min_s)
+        self.refractory_s = float(refractory_s)
+        self._run = 0
+        self._run_start = np.nan
+        self._last_event = -np.inf
+
+    def push(self, t: np.ndarray, relative: np.ndarray) -> list[float]:
+        """Take seconds of baseline-relative features; return the times (s) of shared events found in them.
+
+        Parameters
+        ----------
+        t : ndarray, shape (n_sec,)
+        relative : ndarray, shape (n_people, len(FEATURES), n_sec)
+        """
+        t = np.asarray(t, dtype=float)
+        lev = np.asarray(relative, dtype=float)[:, [FEATURES.index("hr_level"), FEATURES.index("eda_level")], :]
+        ok = np.isfinite(lev)
+        n_ok = ok.sum(axis=0)  # (2, n_sec)
+        x = np.where(ok, lev, 0.0)
+        up = (ok & (x >= self.z_min)).sum(axis=0) == n_ok
+        down = (ok & (x <= -self.z_min)).sum(axis=0) == n_ok
+        enough = (n_ok >= 2) & (n_ok >= self.n / 2.0)
+        shared = ((up | down) & enough).any(axis=0)  # (n_sec,)
+        events = []
+        for ts, sh in zip(t.tolist(), shared.tolist()):
+            if sh:
+                if self._run == 0:
+                    self._run_start = ts
+                self._run += 1
+                if self._run == self.min_s and self._run_start - self._last_event >= self.refractory_s:
+                    events.append(self._run_start)
+                    self._last_event = self._run_start
+            else:
+                self._run = 0
+        return events

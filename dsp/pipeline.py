@@ -26,7 +26,7 @@ from scipy.signal import lfilter
 
 from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .divergence import FEATURES as _AROUSAL_FEATURES
-from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker
+from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -240,6 +240,7 @@ class SessionPipeline:
         n_pairs = n * (n - 1) // 2
         self._chance = {m: ChanceLevel(n_pairs, self.cfg.step_s) for m in self.modalities}
         self.arousal = ArousalDivergence(n, fs, self.modalities) if self.cfg.arousal else None
+        self._shared_shift = SharedShift(n)
         self.detector = RuptureDetector(self.participants, self.modalities, self.cfg.step_s, self.cfg.preset,
                                         window_s=self.cfg.window_s, arousal=self.arousal is not None)
         self.loss = SignalLossTracker(fs)
@@ -329,6 +330,10 @@ class SessionPipeline:
         res = self.engine.push(upd.grid)
         if self.arousal is not None:
             upd.arousal_t, upd.arousal, upd.arousal_div = self.arousal.push(upd.grid)
+            for te in self._shared_shift.push(upd.arousal_t, self.arousal.last_relative):
+                # everybody's arousal moved at once (a task switch, a shared stressor): re-baseline, don't flag
+                self.detector.note_shared_event(te, "everybody's arousal moved at once")
+                upd.events.append({"type": "shared_event", "t": te, "what": "everybody's arousal moved at once"})
             upd.arousal_smooth, upd.arousal_state = self._reading.push(upd.arousal, upd.arousal_div)
             if upd.arousal_t.size:
                 keep = self._ar_t.size

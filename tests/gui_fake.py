@@ -8,6 +8,8 @@ and :class:`dsp.detector.SignalLossTracker` run on those series.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from dsp.detector import RuptureDetector, SignalLossTracker, get_preset
@@ -22,7 +24,10 @@ def make_model(n_people: int = 2, modalities=("hr", "eda")) -> tuple[SessionMode
     people = [f"P{i + 1}" for i in range(n_people)]
     # scripted synchrony series without arousal: the analytic evidence flags them as constructed (the learned
     # evidence is tested on simulated sessions, test_evidence.py and the end-to-end tests)
-    det = RuptureDetector(people, modalities, step_s=1.0, config=get_preset("balanced", "analytic"))
+    # a short arming span (30 s instead of 120 s), so the scripted drop at 60 s comes after the pairs are armed
+    # (these widget tests are about drawing; arming itself is tested in test_arming.py)
+    cfg = dataclasses.replace(get_preset("balanced", "analytic"), arm_span_s=30.0)
+    det = RuptureDetector(people, modalities, step_s=1.0, config=cfg)
     model = SessionModel(people, modalities, det.pairs, FS, 1.0, 600.0)
     return model, det, SignalLossTracker(FS)
 

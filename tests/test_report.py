@@ -95,16 +95,16 @@ def test_baseline_trace_follows_detector():
     t = np.arange(0.0, 200.0, 1.0)
     r = np.full(t.size, 0.6)
     base, thr = baseline_trace(r, np.full(t.size, 0.1), t, "balanced", 1.0)
-    assert np.isnan(base[:30]).all()  # calibrating (40 s of valid windows)
+    assert np.isnan(base[:118]).all()  # not armed before a full arming span (120 s) of windows above chance
     assert base[-1] == pytest.approx(0.6, abs=1e-6)
     z_b, z_c = math.atanh(0.6), math.atanh(0.1)
     k = get_preset("balanced").cusum_k  # evidence accumulates below baseline - k * (baseline - chance)
     assert thr[-1] == pytest.approx(math.tanh(z_b - k * (z_b - z_c)), abs=1e-6)
     # and it follows the pair's level as the detector does (half-life 300 s), also with the learned preset
     t = np.arange(0.0, 1000.0, 1.0)
-    r = np.where(t < 100, 0.5, 0.6)
+    r = np.where(t < 300, 0.5, 0.6)
     base, _ = baseline_trace(r, np.full(t.size, 0.1), t, "balanced", 1.0)
-    assert base[99] == pytest.approx(0.5, abs=1e-6) and base[-1] > 0.57
+    assert base[299] == pytest.approx(0.5, abs=1e-6) and base[-1] > 0.57
 
 
 def test_report_without_episodes_or_losses(tmp_path):

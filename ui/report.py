@@ -186,7 +186,7 @@ def plot_signals(analysis, doc: dict, time_offset: float, path) -> Path | None:
 
 
 def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: str, step_s: float,
-                   modality: str = "hr") -> tuple[np.ndarray, np.ndarray]:
+                   modality: str = "hr", chance_sd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Replay the detector's per-pair machine on one modality to get its baseline and the lower edge of the
     usual range (``baseline - cusum_k * margin``, the live view's band) over time.
 
@@ -194,6 +194,8 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     ----------
     sync, chance : ndarray, shape (n_windows,)
     t : ndarray, shape (n_windows,)
+    chance_sd : ndarray, shape (n_windows,) | None
+        The surrogate's spread per window (what arming measures the excess against; None: unknown).
     preset : str
     step_s : float
 
@@ -202,14 +204,15 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     baseline, threshold : ndarray, shape (n_windows,)
         As r; NaN while calibrating or when the pair is never clearly above chance.
     """
-    from dsp.detector import PairModalityMachine, get_preset
+    from dsp.detector import PairMachine, PairModalityMachine, get_preset
 
     cfg = get_preset(preset)
     mach = PairModalityMachine(modality, cfg, step_s)
     base = np.full(t.size, np.nan)
     thr = np.full(t.size, np.nan)
+    sd = np.full(t.size, np.nan) if chance_sd is None else np.asarray(chance_sd, dtype=float)
     for k in range(t.size):
-        mach.step(float(t[k]), float(sync[k]), float(chance[k]))
+        PairMachine.step(mach, float(t[k]), {modality: (float(sync[k]), float(chance[k]), float(sd[k]))})
         thr_z = mach.threshold_z()
         if np.isfinite(thr_z):
             base[k] = math.tanh(mach.baseline_z)
@@ -243,11 +246,12 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
         ch = w.get("chance")
         ch = (np.full_like(r, np.nan) if ch is None
               else np.broadcast_to(np.asarray(ch, dtype=float).reshape(n_pairs, -1)[p], r.shape))
-        base, thr = baseline_trace(r, ch, t, preset, analysis.step_s, m)  # "sync" is what the detector saw
-        tf = t + time_offset
         sd = w.get("chance_sd")
         if sd is not None:
             sd = np.broadcast_to(np.asarray(sd, dtype=float).reshape(n_pairs, -1)[p], r.shape)
+        base, thr = baseline_trace(r, ch, t, preset, analysis.step_s, m, sd)  # "sync" is what the detector saw
+        tf = t + time_offset
+        if sd is not None:
             ok = np.isfinite(ch) & np.isfinite(sd)
             ax.fill_between(tf, ch - sd, ch + sd, where=ok, color="#9e9e9e", alpha=0.35, linewidth=0,
                             label="chance (surrogate mean ± 1 sd)")
@@ -454,13 +458,30 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
         ("pair", "modality", "mean synchrony (Fisher z mean of r)", "SSI ln(Σr+/Σ|r−|)", "coverage"),
         [("–".join(r["pair"]), r["modality"], _f(r["mean_sync"]), _f(r["ssi"]), f"{r['coverage']:.0%}")
          for r in doc["pairs"]]))
+    names = {"hr": "heart", "eda": "skin"}
+    parts.append("<h2>Measurably in tune?</h2>")
+    parts.append(_table(
+        ("pair", "in tune (armed)", "out of tune after a lapse", "synchrony above chance (Fisher z ± SE)"),
+        [("–".join(a["pair"]),
+          f"{a['armed_fraction']:.0%} of the session" if a["armed_spans"] else "not measurably in tune",
+          ", ".join(f"{clock(x)}–{clock(y)}" for x, y in a["out_of_tune_spans"]) or "–",
+          ", ".join(f"{names.get(m, m)} {x['excess']:+.2f} ± {x['se']:.2f}" for m, x in a["above_chance"].items()
+                    if x["excess"] is not None and x["se"] is not None) or "–")
+         for a in doc.get("attunement", [])]))
+    parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
+                 "while its synchrony has been measurably above chance (its mean over the last minute of windows at least "
+                 "two standard errors above the time-shifted-partner level). A pair never in tune is "
+                 "<em>not measurably in tune</em>, and nothing is flagged for it. A possible rupture that does not come "
+                 "back within 4 minutes closes as not repaired and the pair shows <em>out of tune</em> until it is "
+                 "measurably in tune again.</p>")
     parts.append(f"<h2>Possible ruptures ({len(doc['episodes'])})</h2>")
     if doc["episodes"]:
         parts.append(_table(
             ("#", "pair", "who is disconnecting", "onset", "deepest", "end", "repaired", "time to repair",
              "depth", "modalities", "confidence", "arousal context", "moving away before the flag"),
             [(i, "–".join(e["pair"]), ", ".join(e["people"]), clock(e["onset_s"]), clock(e["nadir_s"]),
-              clock(e["offset_s"]), "yes" if e["repaired"] else "no",
+              clock(e["offset_s"]), {"repaired": "yes", "unrepaired": "no (lapsed: out of tune)",
+                                     "interrupted": "closed at a shared event"}.get(e.get("outcome"), "no"),
               "–" if e["time_to_repair_s"] is None else f"{e['time_to_repair_s']:.0f} s", f"{e['depth']:.2f}",
               "+".join(e["modalities"]), f"{e['confidence']:.2f}",
               ", ".join(f"{k}: {v}" for k, v in e["context"].items()),

@@ -19,24 +19,34 @@ DEFAULT_SCENARIO = "couple-rupture-repair"
 DEFAULT_SEED = 3
 
 
+def scenario_description(name_or_path: str) -> str:
+    """The scenario's own description (the banner says what *this* scenario does, not the default's)."""
+    from acquisition.scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(name_or_path).description or name_or_path
+    except (ScenarioError, OSError):
+        return name_or_path
+
+
 def register(subparsers) -> None:
     """Add the ``demo`` parser."""
     p = subparsers.add_parser(
         "demo",
         help="simulated couple with a rupture and its repair, in the live view (no hardware needed)",
         description=(
-            "Start the simulator (a couple that talks calmly; at 1:30 of session time one partner's arousal climbs "
-            "alone for a minute, then they repair) and open the live view, at 2x by default: the possible rupture "
-            "is flagged and its repair shown within about two minutes on the clock. A flag is a prompt to check "
-            "in, never a diagnosis."
+            "Start the simulator (a couple that talks calmly: their attunement becomes measurable after about "
+            "3-4 minutes of session time; at 4:30 one partner's arousal climbs alone for a minute, then they "
+            "repair) and open the live view, at 4x by default: the possible rupture is flagged and its repair "
+            "shown within about 1.5 minutes on the clock. A flag is a prompt to check in, never a diagnosis."
         ),
     )
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
                    help=f"simulator scenario (default {DEFAULT_SCENARIO}; see `attune simulate --list-scenarios`)")
     p.add_argument("--participants", type=int, metavar="N", help="number of people (default: the scenario's)")
-    p.add_argument("--speed", type=float, default=2.0, metavar="X",
-                   help="run the session X times faster than real time (default 2: the first possible rupture (at 90 s of "
-                        "session time) is flagged and repaired within about two minutes; 1 for real time)")
+    p.add_argument("--speed", type=float, default=4.0, metavar="X",
+                   help="run the session X times faster than real time (default 4: the first possible rupture (at 4:30 "
+                        "of session time) is flagged and repaired within about 1.5 minutes; 1 for real time)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
                    help=f"simulator seed (default {DEFAULT_SEED}: both scripted ruptures are flagged and repaired)")
     from .monitor import add_session_options
@@ -143,7 +153,7 @@ def run(args) -> int:
     runner.model.label = f"Demo \u00b7 simulated at {args.speed:g}x"
     print(f"demo: simulator '{args.scenario}' at {args.speed:g}x (session time runs {args.speed:g}x faster than the "
           f"clock); people {', '.join(runner.model.participants)}; {describe_settings(config, modalities)}. "
-          "In the default scenario a possible rupture begins at 1:30 of session time and is repaired a minute later.",
+          f"Scenario: {scenario_description(args.scenario)}",
           file=sys.stderr)
     try:
         return open_view(runner, args, title="Attune - demo (simulated)", settings=settings)
