@@ -81,7 +81,7 @@ def family_seeds(split: str, family: str, n: int, first: int = 0) -> list[int]:
 
 # -- make ------------------------------------------------------------------------------------------------------
 def make(out: Path, split: str, n: int, fams, duration_s: float | None = None, first: int = 0, jobs: int = 2,
-         randomise: bool = True) -> None:
+         randomise: bool = True, lead_in_s: float | None = None) -> None:
     """Simulate ``n`` sessions per family into ``out/<family>/`` (``make_eval_set.make_one``; existing skipped)."""
     todo = []
     for fam in fams:
@@ -94,7 +94,7 @@ def make(out: Path, split: str, n: int, fams, duration_s: float | None = None, f
     def one(job):
         folder, seed, fam = job
         t0 = time.time()
-        line = make_eval_set.make_one(folder, seed, duration_s, None, [fam], randomise)
+        line = make_eval_set.make_one(folder, seed, duration_s, None, [fam], randomise, lead_in_s)
         return f"{fam:13s} {line}  [{time.time() - t0:.1f} s]"
 
     with ThreadPoolExecutor(jobs) as pool:  # each job is an `attune simulate` subprocess
@@ -340,6 +340,8 @@ def main(argv=None) -> int:
     mk.add_argument("--duration", type=float, default=None, help="seconds per session (default: drawn 600-900)")
     mk.add_argument("--families", default="all", help="comma-separated families (default all)")
     mk.add_argument("--no-randomise", dest="randomise", action="store_false")
+    mk.add_argument("--lead-in", type=float, default=None, metavar="S",
+                    help="first rupture 0-90 s after S seconds (default: 110-200 s into the session)")
     mk.add_argument("--jobs", type=int, default=2)
     ca = sub.add_parser("cache", help="analyse every session once (tune_detector's cache) into CACHE/<family>/")
     ca.add_argument("sets", type=Path)
@@ -373,7 +375,7 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "make":
             fams = make_eval_set.parse_families(args.families)
-            make(args.sets, args.split, args.n, fams, args.duration, args.first, args.jobs, args.randomise)
+            make(args.sets, args.split, args.n, fams, args.duration, args.first, args.jobs, args.randomise, args.lead_in)
         elif args.cmd == "cache":
             cache(args.sets, args.cache, args.jobs, args.window)
         else:

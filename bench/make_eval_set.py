@@ -87,6 +87,42 @@ def _table(name: str, d: dict) -> str:
     return f"[[{name}]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in d.items())
 
 
+def _draw_confounds(rng: np.random.Generator, ids: list, duration_s: float, events: list) -> list[dict]:
+    """1-3 confounds in the gaps (>= 45 s away from every event of ``events``, which grows with them)."""
+    confounds = []
+    kinds = ["electrode_loss", "strap_dropout", "shared_stressor", "ectopic", "motion"]
+    for _ in range(int(rng.integers(1, 4))):
+        for _try in range(30):
+            kind = str(rng.choice(kinds))
+            dur = float(rng.uniform(10, 35))
+            on = float(rng.uniform(60, duration_s - dur - 10))
+            if all(on + dur + 45 < a or on - 45 > b for a, b in events):
+                break
+        else:
+            continue
+        c = {"kind": kind, "onset_s": round(on, 1), "duration_s": round(dur, 1)}
+        if kind == "shared_stressor":
+            c["hr_bpm"], c["eda_us"] = float(rng.uniform(8, 18)), float(rng.uniform(0.5, 2.0))
+        else:
+            c["participants"] = [str(rng.choice(ids))]
+            if kind == "electrode_loss":
+                c["mode"] = str(rng.choice(["zero", "gap"]))
+            if kind in ("ectopic", "motion"):
+                c["count"] = int(rng.integers(3, 8))
+        confounds.append(c)
+        events.append((on, on + dur))
+    return confounds
+
+
+def _scenario_text(head: dict, people: list, ruptures: list, confounds: list) -> tuple[str, dict]:
+    """The scenario as TOML text and as a dict."""
+    text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in head.items()) + "\n"
+    text += "\n".join(_table("participants", p) for p in people) + "\n"
+    text += "\n".join(_table("ruptures", r) for r in ruptures) + "\n"
+    text += "\n".join(_table("confounds", c) for c in confounds)
+    return text, {**head, "participants": people, "ruptures": ruptures, "confounds": confounds}
+
+
 def random_scenario(seed: int, duration_s: float = 900.0, shared_events_per_min: float | None = None) -> tuple[str, dict]:
     """A random scenario as TOML text (and the same as a dict, for the listing).
 
@@ -117,33 +153,8 @@ def random_scenario(seed: int, duration_s: float = 900.0, shared_events_per_min:
                          "style": str(rng.choice(["aversive", "withdrawn"]))})
         events.append((t, t + dur + 12))
         t += dur + float(rng.uniform(130, 260))
-    confounds = []
-    kinds = ["electrode_loss", "strap_dropout", "shared_stressor", "ectopic", "motion"]
-    for _ in range(int(rng.integers(1, 4))):
-        for _try in range(30):
-            kind = str(rng.choice(kinds))
-            dur = float(rng.uniform(10, 35))
-            on = float(rng.uniform(60, duration_s - dur - 10))
-            if all(on + dur + 45 < a or on - 45 > b for a, b in events):
-                break
-        else:
-            continue
-        c = {"kind": kind, "onset_s": round(on, 1), "duration_s": round(dur, 1)}
-        if kind == "shared_stressor":
-            c["hr_bpm"], c["eda_us"] = float(rng.uniform(8, 18)), float(rng.uniform(0.5, 2.0))
-        else:
-            c["participants"] = [str(rng.choice(ids))]
-            if kind == "electrode_loss":
-                c["mode"] = str(rng.choice(["zero", "gap"]))
-            if kind in ("ectopic", "motion"):
-                c["count"] = int(rng.integers(3, 8))
-        confounds.append(c)
-        events.append((on, on + dur))
-    text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in head.items()) + "\n"
-    text += "\n".join(_table("participants", p) for p in people) + "\n"
-    text += "\n".join(_table("ruptures", r) for r in ruptures) + "\n"
-    text += "\n".join(_table("confounds", c) for c in confounds)
-    return text, {**head, "participants": people, "ruptures": ruptures, "confounds": confounds}
+    confounds = _draw_confounds(rng, ids, duration_s, events)
+    return _scenario_text(head, people, ruptures, confounds)
 
 
 def parse_families(text: str) -> list[str]:
@@ -159,12 +170,15 @@ def parse_families(text: str) -> list[str]:
 
 
 def random_family_scenario(seed: int, families, duration_s: float | None = None,
-                           shared_events_per_min: float | None = None, randomise: bool = True) -> tuple[str, dict]:
+                           shared_events_per_min: float | None = None, randomise: bool = True,
+                           lead_in_s: float | None = None) -> tuple[str, dict]:
     """A random scenario whose ruptures' families are drawn from ``families`` (TOML text and dict).
 
     ``randomise`` draws the session as the module docstring says (group size 2-8, device mix, noise, drive
     band, moments); without it, people and coupling are drawn as :func:`random_scenario` draws them.
-    ``duration_s`` None draws 600-900 s. Deterministic per (seed, families, duration_s, randomise).
+    ``duration_s`` None draws 600-900 s. ``lead_in_s``: the first rupture starts 0-90 s after it (a detector
+    that needs a measured attunement first cannot flag a rupture in the session's first minutes; None: 110-200 s,
+    as before). Deterministic per (seed, families, duration_s, randomise, lead_in_s).
     """
     families = list(families)
     rng = np.random.default_rng([seed, 0xFA51])  # not random_scenario's stream: a family set is its own draw
@@ -211,6 +225,8 @@ def random_family_scenario(seed: int, families, duration_s: float | None = None,
         head["shared_events_per_min"] = float(shared_events_per_min)
     usable = [f for f in families if n >= 3 or f not in GROUP_FAMILIES]
     events, t = [], float(rng.uniform(110, 200))
+    if lead_in_s is not None:
+        t = float(lead_in_s) + (t - 110.0)  # the same draw, shifted: 0-90 s after the lead-in
     n_rup = int(rng.integers(1, 4))
     ruptures = []
     while len(ruptures) < n_rup:
@@ -225,37 +241,12 @@ def random_family_scenario(seed: int, families, duration_s: float | None = None,
                          "family": fam})
         events.append((t, t + dur + tail))
         t += dur + tail + float(rng.uniform(120, 250))
-    confounds = []
-    kinds = ["electrode_loss", "strap_dropout", "shared_stressor", "ectopic", "motion"]
-    for _ in range(int(rng.integers(1, 4))):
-        for _try in range(30):
-            kind = str(rng.choice(kinds))
-            dur = float(rng.uniform(10, 35))
-            on = float(rng.uniform(60, duration_s - dur - 10))
-            if all(on + dur + 45 < a or on - 45 > b for a, b in events):
-                break
-        else:
-            continue
-        c = {"kind": kind, "onset_s": round(on, 1), "duration_s": round(dur, 1)}
-        if kind == "shared_stressor":
-            c["hr_bpm"], c["eda_us"] = float(rng.uniform(8, 18)), float(rng.uniform(0.5, 2.0))
-        else:
-            c["participants"] = [str(rng.choice(ids))]
-            if kind == "electrode_loss":
-                c["mode"] = str(rng.choice(["zero", "gap"]))
-            if kind in ("ectopic", "motion"):
-                c["count"] = int(rng.integers(3, 8))
-        confounds.append(c)
-        events.append((on, on + dur))
-    text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in head.items()) + "\n"
-    text += "\n".join(_table("participants", p) for p in people) + "\n"
-    text += "\n".join(_table("ruptures", r) for r in ruptures) + "\n"
-    text += "\n".join(_table("confounds", c) for c in confounds)
-    return text, {**head, "participants": people, "ruptures": ruptures, "confounds": confounds}
+    confounds = _draw_confounds(rng, ids, duration_s, events)
+    return _scenario_text(head, people, ruptures, confounds)
 
 
 def make_one(folder: Path, seed: int, duration_s: float | None, shared_events_per_min: float | None = None,
-             families=None, randomise: bool = True) -> str:
+             families=None, randomise: bool = True, lead_in_s: float | None = None) -> str:
     """Write ``s<seed>.scenario.toml`` and simulate it to ``s<seed>.xdf`` + ``.truth.json``; one listing line.
 
     ``families`` None: :func:`random_scenario` (``duration_s`` None is 900 s); else
@@ -264,7 +255,7 @@ def make_one(folder: Path, seed: int, duration_s: float | None, shared_events_pe
     if families is None:
         text, sc = random_scenario(seed, 900.0 if duration_s is None else duration_s, shared_events_per_min)
     else:
-        text, sc = random_family_scenario(seed, families, duration_s, shared_events_per_min, randomise)
+        text, sc = random_family_scenario(seed, families, duration_s, shared_events_per_min, randomise, lead_in_s)
     stem = f"s{seed}"
     toml = folder / f"{stem}.scenario.toml"
     toml.write_text(text)

@@ -115,6 +115,7 @@ SPLICE_MARGIN_S = 60.0      # after a phase start; and the check window after a 
 SPLICE_SPACING_S = 300.0    # between splices of one run
 SPLICE_SETTLE_S = 300.0     # no splice in the pair's first 5 minutes
 SPLICE_REF_S = 60.0         # B's level is taken over this span before the splice
+SPLICE_ARMED_S = 30.0       # a splice placed in an armed stretch starts at least this long into it
 
 
 class DataMissing(RuntimeError):
@@ -666,13 +667,22 @@ def plan_splices(people: dict, base: dict, kinds, rng: np.random.Generator, runs
         for label, p0, p1 in base["spans"]:
             if label in used:
                 continue
+            # armed stretches of this phase (the pair measurably in tune for >= SPLICE_ARMED_S before a start):
+            # a splice there is a lapse from a measured attunement, the case the detector is for
+            armed = [(max(x0 + SPLICE_ARMED_S, p0 + SPLICE_MARGIN_S), min(x1, p1)) for x0, x1 in (base.get("armed") or [])]
+            armed = [(x0, x1) for x0, x1 in armed if x1 > x0]
             for _try in range(20):  # a few draws per phase: length, then a start where everything holds
                 length = float(rng.uniform(SPLICE_MIN_S, SPLICE_MAX_S))
                 lo = max(p0 + SPLICE_MARGIN_S, base["origin"] + SPLICE_SETTLE_S, last_end + SPLICE_SPACING_S)
                 hi = p1 - SPLICE_MARGIN_S - length
                 if hi <= lo:
                     continue
-                s0 = float(rng.uniform(lo, hi))
+                inside = [(max(lo, x0), min(hi, x1)) for x0, x1 in armed if min(hi, x1) > max(lo, x0)]
+                if inside and _try < 10:  # prefer a start inside an armed stretch
+                    x0, x1 = inside[int(rng.integers(len(inside)))]
+                    s0 = float(rng.uniform(x0, x1))
+                else:
+                    s0 = float(rng.uniform(lo, hi))
                 s1 = s0 + length
                 # a lapse needs an attunement to lapse from: no prompt there in the unspliced run
                 if any(e[0] <= s1 + SPLICE_MARGIN_S and e[1] >= s0 for e in base["episodes"]):

@@ -257,3 +257,29 @@ def _marker_stream(t_abs: float):
            "<nominal_srate>0</nominal_srate><channel_format>string</channel_format><source_id>psychopy-1</source_id>"
            "<desc></desc></info>")
     return RecordedStream(describe(xml), np.array([t_abs]), [["block 2: puzzle"]], xml)
+
+
+def test_one_person_drifting_from_the_group_is_flagged_by_their_tie_naming_them(rng):
+    """Four people; P3's three pairs drop part of the way to chance at once. Their mean (the person's tie to the
+    group) reaches the tie threshold before any single pair reaches its (larger, six-pair) threshold: all three
+    of P3's pairs are flagged together, naming P3; no pair without P3 is flagged."""
+    people = ["P1", "P2", "P3", "P4"]
+    det = RuptureDetector(people, modalities=("hr",), step_s=1.0, config=CFG, window_s=30.0)
+    n = 600
+    t = np.arange(n, dtype=float) + 1.0
+    sync = np.empty((len(det.pairs), n))
+    for p, pair in enumerate(det.pairs):
+        sync[p] = _series(rng, [(300, 0.7), (150, 0.15 if "P3" in pair else 0.7), (150, 0.7)])
+    det.update("hr", t, sync, np.zeros_like(sync), np.full_like(sync, 0.25))
+    det.finish(t[-1])
+    flagged = {e.pair: e for e in det.episodes}
+    p3 = [pr for pr in det.pairs if "P3" in pr]
+    assert set(flagged) == set(p3)
+    assert all(e.people == ["P3"] for e in flagged.values())
+    assert len({e.flagged_s for e in flagged.values()}) == 1  # raised together, by the tie
+    # and without the tie each pair would have needed longer
+    solo = RuptureDetector(["A", "B"], modalities=("hr",), step_s=1.0, config=CFG, window_s=30.0)
+    solo.machines[0].h_scale = det.machines[0].h_scale
+    solo.update("hr", t, sync[det.pairs.index(p3[0])][None], np.zeros((1, n)), np.full((1, n), 0.25))
+    solo.finish(t[-1])
+    assert not solo.episodes or solo.episodes[0].flagged_s > next(iter(flagged.values())).flagged_s

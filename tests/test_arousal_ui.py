@@ -218,12 +218,12 @@ def simulated(tmp_path_factory):
 
 
 def _withdrawn_snapshot_time(snaps) -> float:
-    """The first snapshot time in P1's withdrawal (230-290 s) at which the model says P1 is flattening and the
+    """The first snapshot time in P1's withdrawal (410-470 s) at which the model says P1 is flattening and the
     detector has evidence of a drop for the pair (drifting, possible rupture or repairing)."""
-    ts = [t for t in sorted(snaps) if 240 <= t <= 300
+    ts = [t for t in sorted(snaps) if 420 <= t <= 480
           and snaps[t].people_arousal["P1"]["words"] == "moving away (flattening)"
           and snaps[t].pair_states[0]["state"] in ("drifting", "possible_rupture", "repairing")]
-    assert ts, {t: snaps[t].people_arousal["P1"]["words"] for t in sorted(snaps) if 240 <= t <= 300}
+    assert ts, {t: snaps[t].people_arousal["P1"]["words"] for t in sorted(snaps) if 420 <= t <= 480}
     return ts[0]
 
 
@@ -246,8 +246,8 @@ def test_model_on_a_simulated_session_matches_the_detector(simulated):
     with np.errstate(invalid="ignore"):
         likelier = ~(np.isfinite(smooth[::-1]) & (smooth[::-1] > smooth))
         np.testing.assert_array_equal(ac >= 2, np.isfinite(smooth) & (smooth >= k) & likelier)
-    # P1 withdraws at 230-290 s: moving away (flattening) for a while, never climbing then
-    p1 = ac[0, (t >= 240) & (t <= 300)]
+    # P1 withdraws at 410-470 s: moving away (flattening) for a while, never climbing then
+    p1 = ac[0, (t >= 420) & (t <= 480)]
     assert (p1 == 3).sum() >= 20 and not (p1 == 2).any()
     # a snapshot taken (every 10 s) while P1 reads as withdrawn
     at_ = _withdrawn_snapshot_time(snaps)
@@ -255,7 +255,7 @@ def test_model_on_a_simulated_session_matches_the_detector(simulated):
     assert s.people_arousal["P1"]["words"] == "moving away (flattening)"
     assert s.pair_arousal[("P1", "P2")]["away"] == {"P1": "flattening"}
     assert s.pair_arousal[("P1", "P2")]["evidence"] in ("arousal", "synchrony+arousal")
-    ep = [e for e in snap.episodes if e["onset_s"] > 200]
+    ep = [e for e in snap.episodes if e["onset_s"] > 380]  # P1 withdraws at 410 s (P2 climbed at 270 s)
     assert ep and ep[0]["arousal"] == {"P1": "flattening"}
 
 

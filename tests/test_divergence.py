@@ -224,7 +224,7 @@ def test_in_tune_arousal_does_not_veto_a_clear_synchrony_drop():
 
 
 def test_episode_context_is_the_flavour_of_who_moved_away():
-    """Sample couple (seed 3): P2 climbs alone at 90-150 s (aversive), P1 withdraws at 230-290 s.
+    """Sample couple (seed 3): P2 climbs alone at 270-330 s (aversive), P1 withdraws at 410-470 s.
 
     The episode's arousal context of the person who moved away is their flavour (aversive -> rising,
     withdrawn -> falling), the same whether the recording is analysed in 120 s or 7 s chunks.
@@ -241,7 +241,7 @@ def test_episode_context_is_the_flavour_of_who_moved_away():
         by_chunk[chunk] = [(round(e.onset_s, 2), dict(e.context)) for e in eps]
     assert by_chunk[120.0] == by_chunk[7.0]
     eps = by_chunk[120.0]
-    first = [c for on, c in eps if 85 <= on <= 150]
-    second = [c for on, c in eps if 225 <= on <= 290]
+    first = [c for on, c in eps if 265 <= on <= 330]   # P2 climbs at 4:30
+    second = [c for on, c in eps if 405 <= on <= 470]  # P1 withdraws at 6:50
     assert first and first[0]["P2"] == "rising"
     assert second and second[0]["P1"] == "falling"

@@ -58,10 +58,27 @@ EVAL_SET_HASHES = {10000: ("01c698455bf016f1", "725a772e7bf2b50d"), 50000: ("dc9
                    50001: ("d5b4d980985e50d7", "ea59b8752b287cc8")}
 
 
+# Issue 16 moved three built-in scenarios' ruptures later (a rupture needs a measured attunement first); their
+# hashes above are of the timing they had then, which these overrides restore.
+RETIMED = {"couple-rupture-repair": (350, [90, 230]), "group-rupture": (240, [90]), "group-withdrawal": (300, [120])}
+
+
+def _scenario_as_hashed(name: str):
+    if name not in RETIMED:
+        return load_scenario(name)
+    from importlib.resources import files
+
+    data = tomllib.loads((files("acquisition.scenarios") / f"{name}.toml").read_text())
+    data["duration_s"], onsets = RETIMED[name]
+    for r, onset in zip(data["ruptures"], onsets):
+        r["onset_s"] = onset
+    return parse_scenario(data)
+
+
 def test_builtin_scenarios_give_the_same_samples_as_before_families():
     assert set(BUILTIN_HASHES) <= set(builtin_names())
     for name, digest in BUILTIN_HASHES.items():
-        assert session_hash(simulate_session(load_scenario(name), 3)) == digest, name
+        assert session_hash(simulate_session(_scenario_as_hashed(name), 3)) == digest, name
 
 
 def test_eval_sets_without_families_are_unchanged():

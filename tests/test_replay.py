@@ -143,10 +143,10 @@ def test_replay_cli_headless(capsys):
     n = len(analyze_recording(load_recording(path)).episodes)
     assert "people: P1, P2, P3; pairs: P1-P2, P1-P3, P2-P3" in out
     assert "] status: P1 hr=ok eda=ok; P2 hr=ok eda=ok; P3 hr=ok eda=ok" in out  # replay: from the grid
-    # 240 s recording: the session ends with its last grid sample (03:59 or, when a loaded machine hands the
-    # last second over in one piece, the sample at 04:00)
+    # 420 s recording: the session ends with its last grid sample (06:59 or, when a loaded machine hands the
+    # last second over in one piece, the sample at 07:00)
     ended = re.search(r"session ended at (\d\d):(\d\d)", out)
-    assert ended and 238 <= 60 * int(ended[1]) + int(ended[2]) <= 240, out[-300:]
+    assert ended and 418 <= 60 * int(ended[1]) + int(ended[2]) <= 420, out[-300:]
     assert f": {n} possible rupture(s)" in out
 
 
@@ -158,7 +158,7 @@ def test_replay_cli_refuses_bad_input(tmp_path, capsys):
     assert main(["replay", str(SAMPLE / "sample-couple.xdf"), "--speed", "0"]) == 2
     assert "'--speed'" in capsys.readouterr().err
     assert main(["replay", str(SAMPLE / "sample-couple.xdf"), "--start", "9999", "--headless"]) == 2
-    assert "lasts 350 s" in capsys.readouterr().err
+    assert "lasts 540 s" in capsys.readouterr().err
 
 
 def test_replay_shows_the_recordings_markers(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 
 def tune_evidence_words(pair_state: dict | None) -> str:
     """The evidence behind "not measurably in tune": each signal's synchrony above chance (Fisher z) over the
-    arming span with its standard error, e.g. ``"above chance: heart +0.05 ± 0.21, skin -0.02 ± 0.12"``
+    arming span with its standard error, e.g. ``"vs chance: heart +0.05±0.21 · skin -0.02±0.12"``
     (``""`` while there is nothing to show or the pair is armed)."""
     if not pair_state or pair_state.get("armed", True):
         return ""
@@ -41,8 +41,8 @@ def tune_evidence_words(pair_state: dict | None) -> str:
     for m, d in (pair_state.get("modalities") or {}).items():
         ex, se = d.get("excess"), d.get("excess_se")
         if ex is not None and se is not None:
-            parts.append(f"{names.get(m, m)} {ex:+.2f} \u00b1 {se:.2f}")
-    return ("above chance: " + ", ".join(parts)) if parts else ""
+            parts.append(f"{names.get(m, m)} {ex:+.2f}\u00b1{se:.2f}")
+    return ("vs chance: " + " \u00b7 ".join(parts)) if parts else ""
 
 
 #: What views say for each arousal state.

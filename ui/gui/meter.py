@@ -223,12 +223,15 @@ class AttunementMeter(QtWidgets.QWidget):
         p.setPen(qcolor(MUTED))
         lab = QtCore.QRectF(inner.left(), track.bottom() + 1, w, label_h)
         if self.level is None:
-            p.drawText(lab, left_mid, "learning this pair's usual level\u2026")
+            waiting = {"not_in_tune": "synchrony not above chance: nothing to lapse from",
+                       "out_of_tune": "waiting for synchrony above chance"}.get(self.state, "learning this pair's usual level\u2026")
+            p.drawText(lab, left_mid, QtGui.QFontMetricsF(small).elidedText(waiting, QtCore.Qt.TextElideMode.ElideRight, w))
         else:
             p.drawText(lab, left_mid, "chance")
             p.drawText(lab, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, "usual")
         if detail_h:
-            p.drawText(QtCore.QRectF(inner.left(), lab.bottom(), w, detail_h), left_mid, self.details)
+            details = QtGui.QFontMetricsF(small).elidedText(self.details, QtCore.Qt.TextElideMode.ElideRight, w)
+            p.drawText(QtCore.QRectF(inner.left(), lab.bottom(), w, detail_h), left_mid, details)
         p.end()
 
 

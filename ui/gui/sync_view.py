@@ -221,7 +221,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
 
     def title_arousal(self, pair) -> tuple[dict, str | None]:
         """``(who is moving away -> flavour, evidence)`` currently in a pair's title (for tests)."""
-        _, away, evidence = self._titles[self.pairs.index(tuple(pair))]
+        _, away, evidence, _ = self._titles[self.pairs.index(tuple(pair))]
         return dict(away), evidence
 
     def title_html(self, pair) -> str:
