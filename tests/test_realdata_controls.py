@@ -153,3 +153,20 @@ def test_auc_is_the_mann_whitney_statistic():
     assert rc.auc(pos, neg) == pytest.approx(mannwhitneyu(pos, neg).statistic / (40 * 60))
     # clusters of one value each: the plain AUC
     assert rc.cluster_auc([[p] for p in pos], [[n] for n in neg], n_boot=10)[0] == pytest.approx(rc.auc(pos, neg))
+
+
+def test_pseudo_pairs_are_not_prompted_and_not_measurably_in_tune(people):
+    """Strangers in the same room (different teams of D1_1: same tasks and clock, never interacting) and across
+    sessions (phase-aligned): every rupture prompt on them would be false by construction. The shipped detector
+    (balanced) raises none and shows them 'not measurably in tune' nearly all the time. (All 40 pseudo-pairs:
+    bench/realdata_controls.py, docs/validation.md.)"""
+    from ui.analysis_io import analysis_to_json
+    from ui.runner import analyze_recording
+
+    for a, b, align in (("D1_1-ID_1", "D1_1-ID_3", False), ("D1_1-ID_2", "D1_1-ID_4", False),
+                        ("D1_5-ID_1", "D1_1-ID_3", True)):
+        rec, _ = rc.build_pair(people, a, b, kinds=("eda", "hr"), align=align)
+        an = analyze_recording(rec)
+        assert an.episodes == [], (a, b, [e.to_json() for e in an.episodes])
+        (att,) = analysis_to_json(an)["attunement"]
+        assert att["armed_fraction"] < 0.1, (a, b, att)
