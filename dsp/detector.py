@@ -465,6 +465,7 @@ class ModalityTrack:
         self._last_valid_t: float | None = None
         # arming: the clean windows of the last arm_span_s, as (z, chance z, chance spread in z)
         self._arm: deque = deque(maxlen=max(2, int(round(config.arm_span_s / self.step_s))))
+        self._arm_sums = [0.0, 0.0, 0.0, 0.0, 0.0]
         self.excess = math.nan     # mean (z - chance z) over the arming span
         self.excess_se = math.nan  # its standard error
         self.ever_full = False     # has the arming span ever been filled (else: still learning)
@@ -503,20 +504,41 @@ class ModalityTrack:
         if self.cfg.arming:
             self.baseline_z = math.nan
             self._arm.clear()
+            self._arm_sums = [0.0, 0.0, 0.0, 0.0, 0.0]
             self.excess = self.excess_se = math.nan
         self._guard_until = max(self._guard_until, clean_from)
         self.drop = math.nan
 
+    def _arm_push(self, z: float, cz: float, sdz: float) -> None:
+        """Append a clean window to the arming span, keeping running sums (one window in, one out: O(1))."""
+        s = self._arm_sums  # sum of excess, of z, of z**2, of finite sd, count of finite sd
+        if len(self._arm) == self._arm.maxlen:
+            oz, ocz, osd = self._arm[0]
+            s[0] -= oz - ocz
+            s[1] -= oz
+            s[2] -= oz * oz
+            if osd == osd:
+                s[3] -= osd
+                s[4] -= 1.0
+        self._arm.append((z, cz, sdz))
+        s[0] += z - cz
+        s[1] += z
+        s[2] += z * z
+        if sdz == sdz:
+            s[3] += sdz
+            s[4] += 1.0
+
     def _arm_stats(self) -> tuple[float, float]:
         """Mean excess over chance (Fisher z) of the arming span and its standard error."""
-        a = np.asarray(self._arm, dtype=float)  # (n, 3)
-        ex = a[:, 0] - a[:, 1]
-        sd = a[:, 2]
-        sd = sd[np.isfinite(sd)]
-        n_indep = max(1.0, len(a) * self.step_s / max(self.window_s, self.step_s))
+        n = len(self._arm)
+        s = self._arm_sums
+        n_indep = max(1.0, n * self.step_s / max(self.window_s, self.step_s))
         # the surrogate's spread (what chance alone does to one window); unknown: the windows' own spread
-        spread = float(np.mean(sd)) if sd.size else max(float(np.std(a[:, 0])), 0.1)
-        return float(np.mean(ex)), spread / math.sqrt(n_indep)
+        if s[4] > 0.5:
+            spread = s[3] / s[4]
+        else:
+            spread = max(math.sqrt(max(s[2] / n - (s[1] / n) ** 2, 0.0)), 0.1)
+        return s[0] / n, spread / math.sqrt(n_indep)
 
     def step(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> float:
         """Take one window; return its drop (NaN: no evidence from this modality now)."""
@@ -555,9 +577,9 @@ class ModalityTrack:
             cz = c if math.isfinite(c) else self.chance_z
             sdz = (_fisher(float(chance) + chance_sd) - c) if (math.isfinite(c) and math.isfinite(chance_sd)) else (
                 self.chance_sd if math.isfinite(self.chance_sd) else math.nan)
-            self._arm.append((z, cz if math.isfinite(cz) else 0.0, sdz))
+            self._arm_push(z, cz if math.isfinite(cz) else 0.0, sdz)
             full = len(self._arm) == self._arm.maxlen
-            if full:
+            if full and self.calibrating:  # (while armed the span is kept, its statistics not needed)
                 self.ever_full = True
                 self.excess, self.excess_se = self._arm_stats()
             if self.calibrating:
@@ -713,7 +735,11 @@ class PairMachine:
                 elif self.state == "drifting":
                     self._set("attuned", t, events)
             return events
-        armed = any(tr.armed for tr in self.tracks.values())
+        armed = False
+        for tr in self.tracks.values():
+            if tr.baseline_z == tr.baseline_z:  # armed: its baseline is known (not NaN)
+                armed = True
+                break
         if self.state in UNARMED_STATES:
             if armed:
                 self._set("attuned", t, events)

@@ -486,7 +486,9 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=Non
     for a in doc.get("attunement", []):
         ev = ", ".join(f"{names.get(m, m)} {x['excess']:+.2f} \u00b1 {x['se']:.2f}"
                        for m, x in a["above_chance"].items() if x["excess"] is not None and x["se"] is not None)
-        state = (f"in tune {a['armed_fraction']:.0%} of the session" if a["armed_spans"] else "not measurably in tune")
+        frac = a["armed_fraction"]
+        share = f"{frac:.0%}" if frac >= 0.01 else "under 1 %"
+        state = f"in tune {share} of the session" if a["armed_spans"] else "not measurably in tune"
         lapses = "".join(f"; out of tune {clock(x)}-{clock(y)}" for x, y in a["out_of_tune_spans"])
         lines.append(f"    {'-'.join(a['pair']):<16} {state}{lapses}" + (f" (above chance: {ev})" if ev else ""))
     eps = doc["episodes"]

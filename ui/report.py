@@ -463,17 +463,22 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     parts.append(_table(
         ("pair", "in tune (armed)", "out of tune after a lapse", "synchrony above chance (Fisher z ± SE)"),
         [("–".join(a["pair"]),
-          f"{a['armed_fraction']:.0%} of the session" if a["armed_spans"] else "not measurably in tune",
+          (f"{a['armed_fraction']:.0%}" if a["armed_fraction"] >= 0.01 else "under 1 %") + " of the session"
+          if a["armed_spans"] else "not measurably in tune",
           ", ".join(f"{clock(x)}–{clock(y)}" for x, y in a["out_of_tune_spans"]) or "–",
           ", ".join(f"{names.get(m, m)} {x['excess']:+.2f} ± {x['se']:.2f}" for m, x in a["above_chance"].items()
                     if x["excess"] is not None and x["se"] is not None) or "–")
          for a in doc.get("attunement", [])]))
+    from dsp.detector import get_preset
+
+    dc = get_preset(preset) if isinstance(preset, str) else preset
     parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
-                 "while its synchrony has been measurably above chance (its mean over the last minute of windows at least "
-                 "two standard errors above the time-shifted-partner level). A pair never in tune is "
-                 "<em>not measurably in tune</em>, and nothing is flagged for it. A possible rupture that does not come "
-                 "back within 4 minutes closes as not repaired and the pair shows <em>out of tune</em> until it is "
-                 "measurably in tune again.</p>")
+                 f"while its synchrony has been measurably above chance (its mean over the last {dc.arm_span_s:g} s of "
+                 f"windows at least {dc.arm_sigma:g} standard errors above the time-shifted-partner level). A pair never "
+                 "in tune is <em>not measurably in tune</em>, and nothing is flagged for it. A possible rupture that does "
+                 f"not come back within {dc.lapse_s / 60:g} minutes of its onset closes as not repaired and the pair shows "
+                 "<em>out of tune</em> until it is measurably in tune again. Markers, task switches, gaps and everybody's "
+                 "arousal moving at once re-baseline every pair.</p>")
     parts.append(f"<h2>Possible ruptures ({len(doc['episodes'])})</h2>")
     if doc["episodes"]:
         parts.append(_table(
