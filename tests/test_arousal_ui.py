@@ -332,7 +332,7 @@ def test_gui_indicator_changes_when_l_crosses_the_threshold(qtbot):
     x, y = win.timelines.strip_data(PAIRS[0], "climbing")
     assert np.isfinite(y[x > 62.5]).all() and not np.isfinite(y[x < 62.5]).any()
     meter = win.meters.meters[PAIRS[0]]
-    assert "P1 arousal" in meter.reason and "sync as usual" in meter.reason and "P1's arousal" in meter.toolTip()
+    assert "P1 arousal" in meter.reason and "sync dipping" in meter.reason and "P1's arousal" in meter.toolTip()
     # flattening, then back under the threshold
     model.apply(_arousal(64, 6, high, -0.5, WITHDRAWN))
     win.tick()
@@ -392,7 +392,7 @@ def test_headless_shows_each_persons_arousal_word():
     assert "] status: P1 hr=ok eda=ok; P2 hr=ok eda=ok\n" in text
     assert "] arousal: P1 with the group; P2 moving away (flattening)\n" in text
     assert ("pair P1-P2: hr - eda -; possible rupture; P2's arousal moving away (flattening): the flag comes from "
-            "it (synchrony as usual)") in text
+            "it with a dip in synchrony") in text
     lines = render(model.snapshot())
     p2 = next(ln for ln in lines if ln.startswith("  P2 "))
     assert p2.rstrip().endswith("moving away (flattening)")
@@ -401,12 +401,12 @@ def test_headless_shows_each_persons_arousal_word():
 
 
 def test_tile_reason_shortens_to_fit_instead_of_overlapping(qtbot):
-    """A small group tile has no room for '↓ P3 arousal (sync as usual)': it shows a shorter form, never overflows."""
+    """A small group tile has no room for '↓ P3 arousal (sync dipping)': it shows a shorter form, never overflows."""
     from PySide6 import QtGui
 
     from ui.gui.meter import fit_reason
 
-    reason = "\u2193 P3 arousal (sync as usual)"
+    reason = "\u2193 P3 arousal (sync dipping)"
     font = QtGui.QFont()
     font.setPixelSize(14)
     full = QtGui.QFontMetricsF(font).horizontalAdvance(reason)

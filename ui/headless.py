@@ -97,7 +97,7 @@ def pair_arousal_text(snap, pair) -> str:
     text = "; " + ", ".join(f"{w}'s arousal moving away ({st})" for w, st in away.items())
     ev = pa.get("evidence")
     if ev == "arousal":
-        text += ": the flag comes from it (synchrony as usual)"
+        text += ": the flag comes from it with a dip in synchrony"
     elif ev == "synchrony+arousal":
         text += ": the flag comes from it and synchrony"
     return text

@@ -36,13 +36,14 @@ def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
     who = " + ".join(f"{AROUSAL_STYLE[st][1]} {w}" for w, st in away.items())
     short = f"{who} arousal"
     if evidence == "arousal":
-        short += " (sync as usual)"
+        short += " (sync dipping)"
     flav = {"climbing": "climbing (heart rate / skin conductance up, more responses)",
             "flattening": "flattening (fewer responses, less heart-rate variation)"}
     lines = [f"{w}'s arousal is moving away from the others' and from {w}'s own baseline: {flav[st]}."
              for w, st in away.items()]
     if evidence == "arousal":
-        lines.append("The flag comes from this arousal divergence; the pair's synchrony is still in its usual range.")
+        lines.append("The flag comes from this arousal divergence with a dip in synchrony (arousal alone never flags; "
+                     "the pair's synchrony is not far below its usual range).")
     elif evidence == "synchrony+arousal":
         lines.append("The flag comes from a drop of synchrony and this arousal divergence together.")
     return short, "\n".join(lines), next(iter(away.values()))

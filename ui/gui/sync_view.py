@@ -43,7 +43,7 @@ Y_TICKS = {False: [(0.0, "0"), (0.5, ".5"), (1.0, "1")],
 AROUSAL_STRIP_Y = {"climbing": -0.44, "flattening": -0.47}
 #: What the pair title says about where a flag's evidence comes from (``ui.model`` ``pair_arousal["evidence"]``).
 EVIDENCE_WORDS = {
-    "arousal": "from arousal \u2013 synchrony as usual",
+    "arousal": "from arousal with a dip in synchrony",
     "synchrony+arousal": "from synchrony + arousal",
     "synchrony": None,
     None: None,
