@@ -147,14 +147,16 @@ def marker_fields(text: str) -> tuple[str | None, str, int | None]:
 EPISODE_MARKER_KINDS = ("rupture_noticed", "repair", "label", "confirm", "dismiss")
 
 
-def is_shared_event(text: str) -> bool:
-    """Whether a recorded marker stands for something everybody in the session shared (re-baseline, don't flag).
-
-    Another app's marker (an experiment's phase or task switch, a stimulus) and the facilitator's ``note`` are;
-    Attune's markers about an episode (``rupture_noticed``, ``repair``, ``label``, ``confirm``, ``dismiss``) are not.
-    """
-    kind, _, _ = marker_fields(text)
+def is_shared_kind(kind: str | None) -> bool:
+    """Whether a marker of this kind (None: another app's) stands for something everybody in the session shared
+    (re-baseline, don't flag): another app's marker (an experiment's phase or task switch, a stimulus) and the
+    facilitator's ``note`` do; Attune's markers about an episode (:data:`EPISODE_MARKER_KINDS`) do not."""
     return kind not in EPISODE_MARKER_KINDS
+
+
+def is_shared_event(text: str) -> bool:
+    """:func:`is_shared_kind` of a recorded marker's text."""
+    return is_shared_kind(marker_fields(text)[0])
 
 
 def marker_words(text: str) -> str:

@@ -127,6 +127,7 @@ still sets where the displays call a person "moving away", and their drift band 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -359,7 +360,8 @@ class DetectorConfig:
                 and self.arm_sigma >= 0 and self.lapse_s > 0):
             raise ValueError(
                 "Invalid detector thresholds: expected 0 < repaired_frac < repair_frac < relapse_frac, "
-                f"0 <= drift_h < cusum_h, single_h_factor >= 1 and learned_h > 0, but got {self}."
+                "0 <= drift_h < cusum_h, single_h_factor >= 1, learned_h > 0, arm_span_s > 0, arm_sigma >= 0 and "
+                f"lapse_s > 0, but got {self}."
             )
         return self
 
@@ -649,8 +651,7 @@ class PairMachine:
         self.window_s = float(window_s)
         self.tracks = {m: ModalityTrack(m, config, step_s, window_s) for m in self.modalities}
         self.out_of_tune_since: float | None = None  # onset of the last lapse, until the pair is armed again
-        self.last_inc = math.nan  # the evidence this step added (NaN: none known)
-        self.last_gain = math.nan  # the analytic weight of this step's drop (NaN: no drop), for the person-to-group tie
+        self.last_inc = math.nan  # the evidence this step added (NaN: none known), for the person-to-group tie
         self._weight = {m: config.weight(m) for m in self.modalities}
         self.h_scale = 1.0
         self.state = "calibrating"
@@ -713,7 +714,7 @@ class PairMachine:
                 ws.append(self._weight[m] * (tr.margin / cfg.z_sd) ** 2 * tr.spread_factor)
         self.used = used
         learned = cfg.evidence == "learned"
-        self.last_inc = self.last_gain = math.nan
+        self.last_inc = math.nan
         ep = self.episode
         if self.state in ("possible_rupture", "repairing") and ep is not None and t - ep.onset_s >= cfg.lapse_s:
             # a long lapse is a state, not a prompt: close it unrepaired (whatever the signals do now: lost,
@@ -770,7 +771,6 @@ class PairMachine:
             gain = sw / len(ws)
             if len(drops) < 2 and len(self.modalities) >= 2:
                 gain /= cfg.single_h_factor  # one noisy series alone needs more evidence
-            self.last_gain = gain
             self.drop = D
             self.smooth_drop = D if not math.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
             if not learned:
@@ -901,9 +901,6 @@ class PairMachine:
             events.append({"type": "pair_interrupted", "t": t, "offset_s": t})
         self._close_unarmed(t, "out_of_tune" if self.out_of_tune_since is not None else "not_in_tune",
                             None, events, clean_from)
-        if not self.cfg.arming:
-            for tr in self.tracks.values():
-                tr._guard_until = max(tr._guard_until, clean_from)
         return events
 
     @property
@@ -927,8 +924,8 @@ class PairModalityMachine(PairMachine):
         super().__init__((modality,), config, step_s)
         self.modality = modality
 
-    def step(self, t: float, sync: float, chance: float) -> list[dict]:  # noqa: D102
-        return super().step(t, {self.modality: (sync, chance)})
+    def step(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> list[dict]:  # noqa: D102
+        return super().step(t, {self.modality: (sync, chance, chance_sd)})
 
     @property
     def baseline_z(self) -> float:
@@ -1105,8 +1102,7 @@ class RuptureDetector:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"Invalid value for 't': expected a finite session time in seconds, but got {t!r}.")
-        self._shared_pending.append((t, str(what)))
-        self._shared_pending.sort(key=lambda x: x[0])
+        bisect.insort(self._shared_pending, (t, str(what)))
 
     def _apply_shared(self, t: float) -> list[dict]:
         events: list[dict] = []

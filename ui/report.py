@@ -204,7 +204,7 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     baseline, threshold : ndarray, shape (n_windows,)
         As r; NaN while calibrating or when the pair is never clearly above chance.
     """
-    from dsp.detector import PairMachine, PairModalityMachine, get_preset
+    from dsp.detector import PairModalityMachine, get_preset
 
     cfg = get_preset(preset)
     mach = PairModalityMachine(modality, cfg, step_s)
@@ -212,7 +212,7 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     thr = np.full(t.size, np.nan)
     sd = np.full(t.size, np.nan) if chance_sd is None else np.asarray(chance_sd, dtype=float)
     for k in range(t.size):
-        PairMachine.step(mach, float(t[k]), {modality: (float(sync[k]), float(chance[k]), float(sd[k]))})
+        mach.step(float(t[k]), float(sync[k]), float(chance[k]), float(sd[k]))
         thr_z = mach.threshold_z()
         if np.isfinite(thr_z):
             base[k] = math.tanh(mach.baseline_z)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from acquisition.files import EPISODE_MARKER_KINDS, is_shared_event, marker_words
+from acquisition.files import is_shared_event, is_shared_kind, marker_words
 from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
 from .model import SessionModel, away_at, away_before_flag
@@ -130,7 +130,7 @@ class Runner:
 
     def _on_marker(self, marker: dict) -> None:
         """A facilitator's marker: a note is an event everybody shared (re-baseline); episode reviews are not."""
-        if marker.get("kind") not in EPISODE_MARKER_KINDS:
+        if is_shared_kind(marker.get("kind")):
             with self._shared_lock:
                 self._shared_events.append((float(marker["t"]), f"{marker.get('kind')}: {marker.get('text') or ''}"))
 
