@@ -25,6 +25,9 @@ IPv6 = disable
 [multicast]
 ResolveScope = {scope}
 
+[lab]
+KnownPeers = {{127.0.0.1}}
+
 [log]
 level = -3
 """

@@ -10,8 +10,10 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
+
 from acquisition.lsl import pylsl
-from acquisition.lslconfig import DEFAULT_CONFIG
+from acquisition.lslconfig import _SCOPE_TEMPLATE, DEFAULT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +27,9 @@ def test_shipped_config_is_loopback_only():
     assert re.search(r"^\s*ResolveScope\s*=\s*machine\s*$", text, re.M)
     assert re.search(r"^\s*Interfaces\s*=\s*\{127\.0\.0\.1\}\s*$", text, re.M)
     assert re.search(r"^\s*level\s*=\s*-3\s*$", text, re.M)
+    # unicast discovery on loopback too: without it mne-lsl's liblsl finds 1 of N streams (test below)
+    assert re.search(r"^\[lab\]\s*^\s*KnownPeers\s*=\s*\{127\.0\.0\.1\}\s*$", text, re.M)
+    assert "KnownPeers = {127.0.0.1}" in _SCOPE_TEMPLATE.format(scope="link")
     assert os.environ["LSLAPICFG"] == str(DEFAULT_CONFIG)
 
 
@@ -70,3 +75,33 @@ def test_child_processes_read_lslapicfg(tmp_path):
     other = tmp_path / "other_session.cfg"
     other.write_text(DEFAULT_CONFIG.read_text() + "\n[lab]\nSessionID = not-attune\n")
     assert _resolve_from_child(other, f"cfg-{uuid.uuid4()}") == 0
+
+
+_MNE_RESOLVE = textwrap.dedent(
+    """
+    import sys
+    from mne_lsl.lsl import resolve_streams
+    found = resolve_streams(timeout=float(sys.argv[2]))
+    print(sum(s.source_id.startswith(sys.argv[1]) for s in found))
+    """
+)
+
+
+def test_mne_lsl_finds_every_stream_on_this_machine():
+    """mne-lsl (its own liblsl 1.17) resolves all N streams on this machine under the shipped config, not 1 of N
+    (it found 1 of 6 before ``[lab] KnownPeers = {127.0.0.1}``); pylsl finds them all as well."""
+    pytest.importorskip("mne_lsl")
+    tag = f"cfg-mne-{uuid.uuid4().hex[:10]}"
+    n = 6
+    outlets = [pylsl.StreamOutlet(pylsl.StreamInfo(f"probe {i}", "EEG", 1, 10.0, "float32", f"{tag}-{i}"))
+               for i in range(n)]
+    try:
+        env = dict(os.environ, LSLAPICFG=str(DEFAULT_CONFIG))
+        child = subprocess.run([sys.executable, "-c", _MNE_RESOLVE, tag, "2.0"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert child.returncode == 0, child.stderr[-2000:]
+        assert int(child.stdout.strip().splitlines()[-1]) == n
+        ours = pylsl.resolve_bypred(f"starts-with(source_id,'{tag}')", n, 5.0)
+        assert len(ours) == n
+    finally:
+        del outlets
