@@ -63,24 +63,23 @@ def test_mne_round_trip_types_data_annotations(tmp_path, rng, fmt):
     want = to_raw(ana, rec)
     out = tmp_path / ("s.edf" if fmt == "edf" else "s_raw.fif")
     paths, notes = export_session(ana, rec, fmt, out)
-    assert paths == [out] and notes == []
+    assert paths == [out] and len(notes) == 1 and notes[0].startswith("start time ")
     raw = read_exported(out)
     assert raw.ch_names == want.ch_names
-    assert raw.get_channel_types() == ["ecg"] * 3 + ["gsr"] * 3 + ["misc"] * 6
+    # heart rate is not a voltage: misc with no unit, in bpm; EDA gsr in siemens; synchrony misc
+    assert raw.get_channel_types() == ["misc"] * 3 + ["gsr"] * 3 + ["misc"] * 6
     assert raw.info["sfreq"] == 4.0
     got, ref = raw.get_data()[:, : want.n_times], want.get_data()
     ok = np.isfinite(ref)
-    if fmt == "fif":  # float32 on disk, NaN kept
-        np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-6)
-        assert np.array_equal(np.isnan(got), ~ok)
-    else:  # 16-bit over each channel's own range; NaN written as 0 and annotated
-        step = (np.nanmax(ref, axis=1) - np.minimum(np.nanmin(ref, axis=1), 0)) / 65534
+    assert np.array_equal(np.isnan(got), ~ok)  # missing stays missing (EDF: its code read back as NaN)
+    if fmt == "fif":  # float64 on disk
+        np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-12)
+    else:  # 16-bit over [missing code, channel maximum]
+        step = (np.nanmax(ref, axis=1) - np.array([-1.0] * 3 + [-1e-6] * 3 + [-2.0] * 6)) / 65535
         err = np.abs(np.where(ok, got - ref, 0))
         assert np.all(err <= step[:, None] * 1.01)
-        assert np.all(np.abs(np.where(ok, 0, got)) <= step[:, None] * 1.01)  # 0 up to quantisation
-    # HR at 1 uV per bpm, EDA in siemens
-    np.testing.assert_allclose(got[0][ok[0]] * 1e6, ana.grid["hr"][0][ok[0]], atol=0.01)
-    np.testing.assert_allclose(got[3] * 1e6, ana.grid["eda"][0], atol=0.01)
+    np.testing.assert_allclose(got[0][ok[0]], ana.grid["hr"][0][ok[0]], atol=0.01)  # bpm
+    np.testing.assert_allclose(got[3] * 1e6, ana.grid["eda"][0], atol=0.01)  # siemens
     anns = [(round(a["onset"], 3), a["description"]) for a in raw.annotations
             if not a["description"].startswith(("BAD_no_data", "BAD_ACQ_SKIP"))]
     assert anns == sorted(_expected_annotations(ana) + [(12.0, "marker label: hit-and-run (episode 1)")])
@@ -99,7 +98,7 @@ def test_edf_shortens_long_participant_names(tmp_path, rng):
     ana.participants = ["couple07-A", "couple07-B", "couple07-C"]
     ana.pairs = [("couple07-A", "couple07-B"), ("couple07-A", "couple07-C"), ("couple07-B", "couple07-C")]
     paths, notes = export_session(ana, None, "edf", tmp_path / "long.edf")
-    assert notes and "couple07-A -> P1" in notes[0]
+    assert notes[0].startswith("warning: start time unknown") and "couple07-A -> P1" in notes[1]
     raw = read_exported(paths[0])
     assert "P1 HR" in raw.ch_names and "P1-P2 eda" in raw.ch_names
 
@@ -109,7 +108,8 @@ def test_csv_tables(tmp_path, rng):
     rec = _recording_with_markers(tmp_path / "m.xdf")
     paths, _ = export_session(ana, rec, "csv", tmp_path / "csv")
     names = sorted(p.name for p in paths)
-    assert names == ["annotations.csv", "episodes.csv", "grid.csv", "stream-Attune_markers.csv", "stream-P1_RR.csv"]
+    assert names == ["annotations.csv", "episodes.csv", "grid.csv", "start.txt", "stream-Attune_markers.csv",
+                     "stream-P1_RR.csv"]
     with open(tmp_path / "csv" / "grid.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0][:2] == ["session_s", "P1 HR [bpm]"] and "P1-P2 eda [r]" in rows[0]

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
 
 FORMATS = ("edf", "fif", "csv")
 
@@ -25,9 +25,11 @@ def register(subparsers) -> None:
         help="export a recording's signals, synchrony and episodes as EDF+, FIF (MNE) or CSV tables",
         description=(
             "Analyse a recording (XDF, E4 export folder, CSV) with the live pipeline and write its common grid "
-            "(HR as MNE type ecg at 1 uV per bpm, EDA as gsr in siemens, synchrony per pair as misc) with the "
-            "episodes, signal losses and markers as annotations: EDF+ (mne.export, needs edfio), FIF "
-            "(raw.save), or CSV (a folder: grid.csv, episodes.csv, annotations.csv, one table per stream)."
+            "(heart rate in bpm, EDA in uS (FIF: siemens, MNE type gsr), synchrony per pair as r) with the "
+            "episodes, signal losses and markers as annotations and the session's wall-clock start: EDF+ "
+            "(edfio; a missing sample is the channel's physical minimum: -1 bpm, -1 uS, r = -2), FIF (MNE, "
+            "NaN kept), or CSV (a folder: grid.csv with empty cells where missing, episodes.csv, annotations.csv, "
+            "one table per stream). Files are private to you (mode 0600), like recordings."
         ),
     )
     p.add_argument("file", metavar="FILE", help="recording to export")
@@ -61,15 +63,19 @@ def run(args) -> int:
                          f"'{out.name}'; e.g. {out.with_name(out.stem + '_raw.fif').name}.")
     if args.format == "edf" and out.suffix.lower() != ".edf":
         raise UsageError(f"Invalid value for '--out': an EDF file name ends with .edf, but got '{out.name}'.")
-    parent = out.parent if args.format != "csv" else out.parent
-    if not parent.is_dir():
-        raise UsageError(f"Invalid value for '--out': folder '{parent}' does not exist; create it or choose another.")
     if out.exists() and not args.force:
         raise UsageError(f"Invalid value for '--out': '{out}' already exists; add --force to overwrite it or "
                          "choose another path.")
+    if args.format == "csv":
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"Invalid value for '--out': CSV export writes a folder, but '{out}' is a file; "
+                             "choose another path.")
+        check_writable_folder(out if out.exists() else out.parent, "--out")
+    else:
+        check_output_file(out, "--out", create_parents=False)
     if args.format == "edf":
         try:
-            import edfio  # noqa: F401  (mne.export needs it for EDF)
+            import edfio  # noqa: F401  (the EDF writer)
         except ImportError:
             raise UsageError("EDF export needs the edfio package: pip install edfio "
                              "(or use --format fif / csv).") from None
@@ -87,16 +93,20 @@ def run(args) -> int:
         assign, notes = make_assign(rec, args.roster)
         _check_usable(rec, assign)
         analysis = analyze_recording(rec, PipelineConfig(preset=args.preset), assign=assign)
-    except (RecordingError, RosterError, OSError) as exc:
+    except (RecordingError, RosterError) as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:  # what the pipeline says about unusable stream layouts (two EDA streams for one person)
+        raise UsageError(f"{args.file}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{args.file}: cannot read it ({os_error_text(exc)}).") from None
     for p in rec.problems:
-        print(f"attune export: {args.file}: {p}", file=sys.stderr)
+        print(f"attune export: warning: {args.file}: {p}", file=sys.stderr)
     try:
         paths, more = export_session(analysis, rec, args.format, out)
     except OSError as exc:
-        raise UsageError(f"cannot write '{out}': {exc.strerror or exc}; choose another path.") from None
+        raise UsageError(f"cannot write '{out}' ({os_error_text(exc)}); choose another path.") from None
     for n in notes + more:
-        print(f"attune export: {n}", file=sys.stderr)
+        print(f"attune export: {n if n.startswith('warning:') else 'note: ' + n}", file=sys.stderr)
     size = sum(os.path.getsize(p) for p in paths)
     n_ch = len(analysis.participants) * len(analysis.modalities) + len(analysis.pairs) * len(analysis.sync)
     print(f"wrote {out}{'/' if args.format == 'csv' else ''} ({len(paths)} file(s), {size / 1e6:.2f} MB): "
