@@ -23,15 +23,30 @@ Supported inputs
 * **CSV** (``*.csv``) in Attune's tidy layout: columns ``participant, kind,
   timestamp, value`` (kind ``rr|hr|eda|ecg|ppg`` in canonical units: RR in s,
   HR bpm, EDA uS, ECG mV).
+
+The roster of a recorded session
+--------------------------------
+Attune's recordings keep the live session's roster (a string stream ``Attune
+roster``, see :mod:`acquisition.recorder`). :func:`load_recording` applies the
+last one recorded: every stream gets the participant, kind and unit it had
+live (and streams the roster ignored are left out), so ``analyze``, ``replay``
+and ``export`` name the people as the monitor did, without ``--roster``
+(:attr:`Recording.roster`). A roster given explicitly (``--roster``) is applied
+on top and wins wherever its rules match a stream (the participant, kind and
+unit it gives); streams it does not name keep the recorded assignment.
+:meth:`Recording.use_roster` puts back the streams as recorded and applies
+another roster (or none).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,12 +106,23 @@ class Recording:
         What could not be read (one sentence each).
     notes : list of str
         What was done to the data on reading (re-stamped bursts ...), one sentence each.
+    roster : acquisition.roster.Roster | None
+        The roster applied to the streams' descriptors (participant, kind, unit): the one recorded with the
+        session (``roster_source == "recorded"``), one given to :meth:`use_roster`, or ``None``.
+    roster_source : str | None
+        ``"recorded"`` or what :meth:`use_roster` was told.
+    header : dict
+        The file header (XDF: pyxdf's ``info`` dict, e.g. ``header["datetime"]``); empty for E4 folders and CSV.
     """
 
     path: Path
     streams: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    roster: object = None
+    roster_source: str | None = None
+    header: dict = field(default_factory=dict)
+    _as_recorded: list = field(default_factory=list, repr=False)
 
     @property
     def origin(self) -> float:
@@ -109,7 +135,81 @@ class Recording:
     @property
     def end(self) -> float:
         """The latest timestamp of any stream."""
-        return float(max(s.timestamps[-1] for s in self.streams if len(s.timestamps)))
+        lasts = [s.timestamps[-1] for s in self.streams if len(s.timestamps)]
+        if not lasts:
+            raise RecordingError(f"{self.path}: no samples in any stream.")
+        return float(max(lasts))
+
+    @property
+    def start_datetime(self) -> datetime | None:
+        """The wall-clock time the recording started, timezone-aware, if the file says.
+
+        XDF: the header's ``datetime`` (LabRecorder and Attune write it: when recording began, about the first
+        sample); E4 folders and CSV: their timestamps are Unix time, so the time of the first sample (UTC).
+        ``None`` when unknown (an XDF without ``datetime``, or timestamps that are not Unix time).
+        """
+        text = _first_text(self.header.get("datetime")) if self.header else None
+        if text:
+            try:
+                dt = datetime.fromisoformat(text.strip())
+            except ValueError:
+                return None
+            return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+        if self.header or not self.streams:
+            return None
+        try:
+            t0 = self.origin
+        except RecordingError:
+            return None
+        if 946684800 <= t0 <= 4102444800:  # 2000 .. 2100: Unix time, not an LSL clock
+            return datetime.fromtimestamp(t0, tz=timezone.utc)
+        return None
+
+    def use_roster(self, roster, source: str | None = None) -> list[str]:
+        """Put back the streams as recorded, then assign them with ``roster`` (``None``: as recorded, no roster).
+
+        A stream an ``[[ignore]]`` rule matches is left out; a stream a participant's rule matches gets that
+        participant and the rule's kind / unit overrides (:func:`acquisition.roster.apply_rule`).
+
+        Parameters
+        ----------
+        roster : acquisition.roster.Roster | None
+        source : str | None
+            Where the roster came from, kept in :attr:`roster_source`.
+
+        Returns
+        -------
+        notes : list of str
+            What the roster changed, in words.
+        """
+        from .roster import apply_rule
+
+        if self._as_recorded:
+            for s, d in self._as_recorded:
+                s.descriptor = d
+            self.streams = [s for s, _ in self._as_recorded]
+        else:
+            self._as_recorded = [(s, s.descriptor) for s in self.streams]
+        self.roster, self.roster_source = roster, (source if roster is not None else None)
+        if roster is None:
+            return []
+        notes, kept = [], []
+        for s in self.streams:
+            d = s.descriptor
+            if roster.ignored(d):
+                notes.append(f"stream {d.name!r} left out (ignored by {source or 'the roster'})")
+                continue
+            hit = roster.match(d)
+            if hit is not None:
+                participant, rule = hit
+                d = apply_rule(d, rule)
+                if d is s.descriptor:
+                    d = replace(d, channels=list(d.channels))
+                d.participant = participant.id
+                s.descriptor = d
+            kept.append(s)
+        self.streams = kept
+        return notes
 
     def physio_streams(self) -> list:
         """Streams Attune can use (heart or EDA kinds) that hold samples."""
@@ -131,10 +231,12 @@ class Recording:
         markers : list of (float, str, str)
             ``(timestamp, stream name, text)``: the facilitator's markers (``Attune markers``, JSON) and other
             apps' event / marker streams; not ``Attune events`` (type ``AttuneEvents``: an analysis finds its
-            own episodes).
+            own episodes) nor the recorded roster (type ``AttuneRoster``).
         """
-        out = [(float(t), d.name, str(text)) for d, ts, texts in self.markers() if d.type != "AttuneEvents"
-               for t, text in zip(ts, texts)]
+        from .roster import RECORDED_ROSTER_TYPE
+
+        out = [(float(t), d.name, str(text)) for d, ts, texts in self.markers()
+               if d.type not in ("AttuneEvents", RECORDED_ROSTER_TYPE) for t, text in zip(ts, texts)]
         return sorted(out, key=lambda x: x[0])
 
 
@@ -174,8 +276,16 @@ def marker_words(text: str) -> str:
     return kind + (f": {words}" if words else "") + (f" (episode {episode})" if episode is not None else "")
 
 
-def load_recording(path) -> Recording:
+def load_recording(path, *, recorded_roster: bool = True) -> Recording:
     """Load any supported recording (see the module docstring).
+
+    Parameters
+    ----------
+    path : str | Path
+        An XDF file, an E4 export folder (or a folder of them), or a tidy CSV.
+    recorded_roster : bool
+        Apply the roster recorded with the session, if there is one (see the module docstring); ``False`` gives
+        the streams exactly as their headers describe them.
 
     Raises
     ------
@@ -194,7 +304,10 @@ def load_recording(path) -> Recording:
         raise RecordingError(f"{p}: a folder, but neither an E4 export (EDA.csv, HR.csv ...) nor a folder of them.")
     suffix = p.suffix.lower()
     if suffix == ".xdf" or suffix == ".xdfz":
-        return load_xdf(p)
+        rec = load_xdf(p)
+        if recorded_roster:
+            _use_recorded_roster(rec)
+        return rec
     if suffix == ".csv":
         return load_tidy_csv(p)
     raise RecordingError(f"{p}: unknown file type {suffix!r}; expected .xdf, .csv or an E4 export folder.")
@@ -217,15 +330,23 @@ def load_xdf(path) -> Recording:
     old_propagate = pylog.propagate
     pylog.propagate = False
     try:
-        streams, _header = pyxdf.load_xdf(str(p), dejitter_timestamps=False, synchronize_clocks=True,
-                                          handle_clock_resets=True)
+        # numpy warnings from pyxdf's clock fits on a damaged file (overflow ...) are listed, not printed
+        # the file is opened here, so that it is closed whatever pyxdf makes of it
+        opener = gzip.open if p.suffix.lower() == ".xdfz" or p.suffixes[-2:] == [".xdf", ".gz"] else open
+        with opener(p, "rb") as fh, warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+            warnings.simplefilter("always")
+            streams, header = pyxdf.load_xdf(fh, dejitter_timestamps=False, synchronize_clocks=True,
+                                             handle_clock_resets=True)
     except Exception as exc:  # pyxdf raises many kinds for damaged files
-        raise RecordingError(f"{p}: unreadable XDF ({type(exc).__name__}: {exc}).") from None
+        raise RecordingError(f"{p}: unreadable XDF ({type(exc).__name__}: {_one_line(exc)}).") from None
     finally:
         pylog.removeHandler(catcher)
         pylog.propagate = old_propagate
     # "Segments and clock-segments differ": pyxdf noting a gap in a stream; gaps are marked missing anyway
     rec.problems.extend(sorted({m for m in catcher.messages if "clock-segments differ" not in m}))
+    rec.problems.extend(sorted({f"pyxdf: {_one_line(w.message)}" for w in caught}))
+    info = header.get("info") if isinstance(header, dict) else None
+    rec.header = dict(info) if isinstance(info, dict) else {}
     for s in streams:
         try:
             d = describe(s["info"])
@@ -348,13 +469,45 @@ def dejitter_bursts(timestamps, srate: float, break_s: float = JITTER_BREAK_S) -
     return out, {"bursty_share": share, "rate": rate, "segments": len(starts), "break_s": threshold}
 
 
+def _first_text(value) -> str | None:
+    """The text of a pyxdf header field (a list of strings, or a string)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
+def _use_recorded_roster(rec: Recording) -> None:
+    """Apply the last roster recorded with the session (an ``Attune roster`` stream), if any."""
+    from .roster import RECORDED_ROSTER_TYPE, Roster, RosterError
+
+    found = [s for s in rec.streams if s.descriptor.type == RECORDED_ROSTER_TYPE and len(s.timestamps)
+             and s.descriptor.channel_format == "string"]
+    if not found:
+        return
+    # the recorder's own (a replayed session re-published and recorded again has a second one, "-replay")
+    found.sort(key=lambda s: s.descriptor.source_id != "attune-roster")
+    values = found[0].values
+    last = values[-1]
+    text = str(last[0] if isinstance(last, (list, tuple)) and last else last)
+    try:
+        roster = Roster.from_toml(text, source=f"the roster recorded in {rec.path.name}")
+    except RosterError as exc:
+        rec.problems.append(f"the roster recorded with the session cannot be used ({exc}); participants are named "
+                            "from the streams instead (give one with --roster).")
+        return
+    notes = rec.use_roster(roster, "recorded")
+    people = ", ".join(p.id for p in roster.participants)
+    rec.notes.append(f"participants as in the live session ({people}): the roster recorded with it"
+                     + (f"; {'; '.join(notes)}" if notes else "") + ".")
+
+
 class _LogCatcher(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
         self.messages = []
 
     def emit(self, record):
-        msg = record.getMessage().splitlines()[0]
+        msg = _one_line(record.getMessage())
         self.messages.append(f"pyxdf: {msg}")
 
 
@@ -370,31 +523,108 @@ def _is_e4_folder(p: Path) -> bool:
     return (p / "EDA.csv").is_file() or (p / "HR.csv").is_file()
 
 
-def _read_e4_csv(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """One E4 CSV -> (Unix timestamps (n,), values (n,)). Both layouts."""
-    with open(path, newline="") as fh:
+def _read_e4_csv(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """One E4 CSV -> (Unix timestamps (n,), values (n,), number of lines that could not be read). Both layouts.
+
+    Raises
+    ------
+    ValueError
+        When the file's layout cannot be read at all (its first lines say in what way).
+    """
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         first = fh.readline()
         if first.startswith(",") or "time" in first.lower() and "," in first and not _is_number(first.split(",")[0]):
             # timestamped layout: index, value, wall-clock time
-            reader = csv.reader(fh)
-            ts, vs = [], []
-            for row in reader:
-                if len(row) < 3:
-                    continue
+            ts, vs, bad = [], [], 0
+            for row in csv.reader(fh):
                 try:
-                    vs.append(float(row[1]))
-                    ts.append(_parse_time(row[2]))
-                except ValueError:
+                    v, t = float(row[1]), _parse_time(row[2])
+                except (ValueError, IndexError, OverflowError):
+                    bad += bool(row)
                     continue
-            return np.asarray(ts, dtype=float), np.asarray(vs, dtype=float)
-        start = float(first.split(",")[0])
+                vs.append(v)
+                ts.append(t)
+            return np.asarray(ts, dtype=float), np.asarray(vs, dtype=float), bad
+        start = _finite(first.split(",")[0], "the first line (the start, in Unix time)")
         if kind == "rr":  # IBI.csv: start, "IBI" then rows "offset, ibi"
-            rows = [line.split(",") for line in fh if line.strip()]
-            data = np.array([[float(a), float(b)] for a, b in rows], dtype=float).reshape(-1, 2)
-            return start + data[:, 0], data[:, 1]
-        rate = float(fh.readline().split(",")[0])
-        vals = np.loadtxt(fh, delimiter=",", ndmin=2)[:, 0] if rate > 0 else np.zeros(0)
-        return start + np.arange(vals.size) / rate, vals
+            ts, vs, bad = [], [], 0
+            for line in fh:
+                try:
+                    a, b = (float(x) for x in line.split(","))
+                except ValueError:
+                    bad += bool(line.strip())
+                    continue
+                if math.isfinite(a) and math.isfinite(b):
+                    ts.append(start + a)
+                    vs.append(b)
+                else:
+                    bad += 1
+            return np.asarray(ts, dtype=float), np.asarray(vs, dtype=float), bad
+        rate = _finite(fh.readline().split(",")[0], "the second line (the sample rate, Hz)")
+        if not rate > 0:
+            raise ValueError(f"the sample rate on the second line is {rate:g} Hz")
+        vals, bad = [], 0
+        for line in fh:  # one value a line; an unreadable line is a missing sample (NaN), so that timing holds
+            if not line.strip():
+                continue
+            try:
+                vals.append(float(line.split(",")[0]))
+            except ValueError:
+                vals.append(math.nan)
+                bad += 1
+        v = np.asarray(vals, dtype=float)
+        v[~np.isfinite(v)] = np.nan
+        return start + np.arange(v.size) / rate, v, bad
+
+
+def _finite(text: str, what: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise ValueError(f"{what} is not a number: {_one_line(text, 40)!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{what} is {x}")
+    return x
+
+
+def _rate(ts: np.ndarray) -> float:
+    """The sampling rate (Hz) of regularly spaced timestamps, rounded to 1 mHz; 0 when it cannot be told."""
+    d = np.diff(ts)
+    d = d[d > 0]
+    if d.size == 0:
+        return 0.0
+    rate = 1.0 / float(np.median(d))
+    return float(np.round(rate, 3)) if math.isfinite(rate) else 0.0
+
+
+def _one_line(text, limit: int = 200) -> str:
+    """``text`` on one line (whitespace runs and control characters as one space), at most ``limit`` characters."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _stream_xml(kind: str, name: str, participant: str, source_id: str, rate: float, unit: str,
+                extra: dict | None = None) -> str:
+    """The ``<info>`` XML of a stream read from a vendor export or a CSV (Attune's convention)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("info")
+    for tag, text in (("name", name), ("type", KIND_TYPES[kind]), ("channel_count", "1"),
+                      ("nominal_srate", repr(float(rate))), ("channel_format", "double64"), ("source_id", source_id)):
+        ET.SubElement(root, tag).text = _xml_text(text)
+    desc = ET.SubElement(root, "desc")
+    ET.SubElement(desc, "participant").text = _xml_text(participant)
+    for tag, text in (extra or {}).items():
+        ET.SubElement(desc, tag).text = _xml_text(text)
+    ch = ET.SubElement(ET.SubElement(desc, "channels"), "channel")
+    for tag, text in (("label", KIND_TYPES[kind]), ("unit", unit), ("type", KIND_TYPES[kind])):
+        ET.SubElement(ch, tag).text = text
+    return ET.tostring(root, encoding="unicode")
+
+
+def _xml_text(text) -> str:
+    """Text XML can hold (no control characters)."""
+    return "".join(c for c in str(text) if c.isprintable() or c in "\t")
 
 
 def _is_number(s: str) -> bool:
@@ -414,21 +644,11 @@ def _parse_time(text: str) -> float:
 
 
 def _e4_stream(kind: str, participant: str, ts: np.ndarray, vs: np.ndarray, name: str, rate: float) -> RecordedStream:
-    xml = (
-        f"<info><name>{name}</name><type>{KIND_TYPES[kind]}</type><channel_count>1</channel_count>"
-        f"<nominal_srate>{rate}</nominal_srate><channel_format>double64</channel_format>"
-        f"<source_id>e4-{participant}-{kind}</source_id><desc><participant>{participant}</participant>"
-        f"<manufacturer>Empatica</manufacturer><device>E4</device>"
-        + (f"<averaging_s>{E4_HR_AVERAGING_S:g}</averaging_s>" if kind == "hr" else "")
-        + f"<channels><channel><label>{KIND_TYPES[kind]}</label>"
-        f"<unit>{_E4_UNITS[kind]}</unit><type>{KIND_TYPES[kind]}</type></channel></channels></desc></info>"
-    )
-    from xml.sax.saxutils import escape
-
-    xml = xml.replace(f"<name>{name}</name>", f"<name>{escape(name)}</name>")
-    xml = xml.replace(f"<participant>{participant}</participant>", f"<participant>{escape(participant)}</participant>")
-    d = describe(xml)
-    return RecordedStream(d, ts, vs[:, None], xml)
+    extra = {"manufacturer": "Empatica", "device": "E4"}
+    if kind == "hr":
+        extra["averaging_s"] = f"{E4_HR_AVERAGING_S:g}"
+    xml = _stream_xml(kind, name, participant, f"e4-{participant}-{kind}", rate, _E4_UNITS[kind], extra)
+    return RecordedStream(describe(xml), ts, vs[:, None], xml)
 
 
 def load_e4_folder(path, participant: str | None = None) -> Recording:
@@ -441,14 +661,17 @@ def load_e4_folder(path, participant: str | None = None) -> Recording:
         if not f.is_file():
             continue
         try:
-            ts, vs = _read_e4_csv(f, kind)
-        except Exception as exc:
-            rec.problems.append(f"{f.name}: unreadable ({exc}); skipped.")
+            ts, vs, bad = _read_e4_csv(f, kind)
+        except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else _one_line(exc)
+            rec.problems.append(f"{f.name}: unreadable ({why}); skipped.")
             continue
+        if bad:
+            rec.problems.append(f"{f.name}: {bad} line(s) that are not numbers were read as missing samples.")
         if ts.size == 0:
             rec.problems.append(f"{f.name}: no samples.")
             continue
-        rate = 0.0 if kind == "rr" else float(np.round(1.0 / np.median(np.diff(ts)), 3)) if ts.size > 1 else 0.0
+        rate = 0.0 if kind == "rr" else _rate(ts)
         rec.streams.append(_e4_stream(kind, participant, ts, vs, f"{participant} E4 {KIND_TYPES[kind]}", rate))
     if not rec.streams:
         raise RecordingError(f"{p}: an E4 folder without readable EDA.csv/HR.csv/BVP.csv/IBI.csv.")
@@ -468,7 +691,7 @@ def load_e4_session(path) -> Recording:
             try:
                 r = load_e4_folder(folder, participant=sub.name)
             except RecordingError as exc:
-                rec.problems.append(str(exc))
+                rec.problems.append(_one_line(exc, 400))
                 continue
             rec.problems.extend(f"{folder.relative_to(p)}: {m}" for m in r.problems)
             for s in r.streams:
@@ -488,45 +711,73 @@ def load_e4_session(path) -> Recording:
 
 
 # -- tidy CSV ----------------------------------------------------------------------------------------------
+#: The columns of Attune's CSV layout, in order, and the canonical unit of each kind.
+CSV_COLUMNS = ("participant", "kind", "timestamp", "value")
+_CSV_UNITS = {"rr": "s", "hr": "bpm", "eda": "uS", "ecg": "mV", "ppg": "au"}
+
+
 def load_tidy_csv(path) -> Recording:
-    """Attune's CSV layout: ``participant,kind,timestamp,value`` (canonical units)."""
+    """Attune's CSV layout: ``participant,kind,timestamp,value`` (canonical units), one row per sample.
+
+    Rows that cannot be used (an unknown kind, no participant, a timestamp or value that is not a finite number,
+    too few fields) are skipped and counted in ``problems``.
+
+    Raises
+    ------
+    RecordingError
+        For an empty file, a file that is not UTF-8 text or not CSV, a header without the four columns, or no
+        usable row; the message says which and how the file should look.
+    """
     p = Path(path)
     rec = Recording(p)
+    layout = "a header line participant,kind,timestamp,value, then one row per sample (e.g. P1,eda,1712.25,4.2)"
     data: dict[tuple[str, str], list] = {}
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"participant", "kind", "timestamp", "value"}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise RecordingError(
-                f"{p}: expected CSV columns participant,kind,timestamp,value but got {','.join(reader.fieldnames or [])}."
-            )
-        bad = 0
-        for row in reader:
-            kind = row["kind"].strip().lower()
-            try:
-                t, v = float(row["timestamp"]), float(row["value"])
-            except ValueError:
-                bad += 1
-                continue
-            if kind not in KIND_TYPES or not math.isfinite(t):
-                bad += 1
-                continue
-            data.setdefault((row["participant"].strip(), kind), []).append((t, v))
+    bad = 0
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            while header is not None and not any(c.strip() for c in header):
+                header = next(reader, None)  # blank lines before the header
+            if header is None:
+                raise RecordingError(f"{p}: the CSV file is empty; expected {layout}.")
+            cols = [c.strip().lower() for c in header]
+            if not set(CSV_COLUMNS) <= set(cols):
+                missing = ", ".join(c for c in CSV_COLUMNS if c not in cols)
+                raise RecordingError(f"{p}: the CSV header lacks the column(s) {missing} (its first line is "
+                                     f"{_one_line(','.join(header), 80)!r}); expected {layout}.")
+            where = [cols.index(c) for c in CSV_COLUMNS]
+            need = max(where) + 1
+            for row in reader:
+                if not row or not any(c.strip() for c in row):
+                    continue
+                if len(row) < need:
+                    bad += 1
+                    continue
+                who, kind, t, v = (row[i] for i in where)
+                who, kind = who.strip(), kind.strip().lower()
+                try:
+                    t, v = float(t), float(v)
+                except ValueError:
+                    bad += 1
+                    continue
+                if kind not in KIND_TYPES or not who or not who.isprintable() or not (math.isfinite(t)
+                                                                                    and math.isfinite(v)):
+                    bad += 1
+                    continue
+                data.setdefault((who, kind), []).append((t, v))
+    except UnicodeDecodeError:
+        raise RecordingError(f"{p}: not a text CSV (not UTF-8); expected {layout}.") from None
+    except csv.Error as exc:
+        raise RecordingError(f"{p}: not a readable CSV ({_one_line(exc, 80)}); expected {layout}.") from None
     if bad:
-        rec.problems.append(f"{bad} rows with an unknown kind or non-numeric timestamp/value were skipped.")
-    units = {"rr": "s", "hr": "bpm", "eda": "uS", "ecg": "mV", "ppg": "au"}
+        rec.problems.append(f"{bad} rows with an unknown kind, no participant, too few fields or a timestamp/value "
+                            "that is not a finite number were skipped.")
     for (who, kind), rows in data.items():
         arr = np.array(sorted(rows), dtype=float)
-        rate = 0.0 if kind == "rr" or len(arr) < 2 else float(np.round(1 / np.median(np.diff(arr[:, 0])), 3))
-        xml = (f"<info><name>{who} {KIND_TYPES[kind]}</name><type>{KIND_TYPES[kind]}</type><channel_count>1</channel_count>"
-               f"<nominal_srate>{rate}</nominal_srate><channel_format>double64</channel_format><source_id>csv-{who}-{kind}</source_id>"
-               f"<desc><participant>{who}</participant><channels><channel><label>{KIND_TYPES[kind]}</label><unit>{units[kind]}</unit>"
-               f"</channel></channels></desc></info>")
-        from xml.sax.saxutils import escape
-
-        xml = xml.replace(f"<participant>{who}</participant>", f"<participant>{escape(who)}</participant>")
-        xml = xml.replace(f"<name>{who} ", f"<name>{escape(who)} ")
+        rate = 0.0 if kind == "rr" else _rate(arr[:, 0])
+        xml = _stream_xml(kind, f"{who} {KIND_TYPES[kind]}", who, f"csv-{who}-{kind}", rate, _CSV_UNITS[kind])
         rec.streams.append(RecordedStream(describe(xml), arr[:, 0], arr[:, 1:2], xml))
     if not rec.streams:
-        raise RecordingError(f"{p}: no usable rows.")
+        raise RecordingError(f"{p}: no usable rows" + (f" ({bad} skipped)" if bad else "") + f"; expected {layout}.")
     return rec

@@ -19,7 +19,19 @@
   a button box), recorded like the raw streams;
 * the facilitator's **markers** (type ``Markers``, JSON payloads of
   :meth:`ui.model.SessionModel.add_marker`: free text, rupture types of the
-  taxonomy, ``repair`` ...).
+  taxonomy, ``repair`` ...);
+* the session's **roster** (``Attune roster``, type ``AttuneRoster``, a
+  string stream): who wore which stream, with the kinds and the unit
+  overrides in force, as roster TOML
+  (:func:`acquisition.roster.recorded_roster`), written when recording starts
+  and again whenever the assignment changes; :func:`acquisition.files.load_recording`
+  applies the last one, so ``analyze``, ``replay`` and ``export`` name the
+  people as the live session did without ``--roster``.
+
+The file header carries the wall-clock ``datetime`` of the start (as
+LabRecorder's does), and every derived stream carries clock offsets (zero:
+it is stamped on the recording computer's own LSL clock), so that pyxdf
+synchronises it without a warning.
 
 Derived streams are stamped ``origin + session time`` (the LSL time base of the
 session), so they line up with the raw streams in any XDF reader.
@@ -50,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .roster import RECORDED_ROSTER_NAME, RECORDED_ROSTER_TYPE, recorded_roster
 from .xdf_writer import XdfWriteError, XdfWriter
 
 logger = logging.getLogger(__name__)
@@ -179,9 +192,10 @@ class SessionRecorder:
         self.label = check_label(label)
         self.clock_interval = float(clock_interval)
         self.poll_interval = float(poll_interval)
-        self.writer = XdfWriter(self.path, flush_interval=flush_interval, fsync=True, mode=0o600)
-        self.error: str | None = None
         self.started_at = time.time()
+        self.writer = XdfWriter(self.path, flush_interval=flush_interval, fsync=True, mode=0o600,
+                                started_at=self.started_at)
+        self.error: str | None = None
         self._lock = threading.RLock()
         self._inlets: dict[str, _Inlet] = {}
         self._pending_infos: list = []
@@ -192,6 +206,12 @@ class SessionRecorder:
         self._sync_ids: dict[str, int] = {}
         self._events_id: int | None = None
         self._markers_id: int | None = None
+        self._roster_id: int | None = None
+        self._roster_text: str | None = None
+        self._derived_ids: list[int] = []   # streams stamped on this computer's clock: zero clock offsets
+        self._next_derived_offset = 0.0
+        self._offset_times: dict[int, float] = {}   # derived stream id -> its last clock offset's time
+        self._last_stamp: float | None = None
         self._raw_ids: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -325,6 +345,7 @@ class SessionRecorder:
         if self._session is None or time.monotonic() - self._followed_at < 1.0:
             return
         self._followed_at = time.monotonic()
+        self._record_roster()
         infos = getattr(self._session, "_infos", {})  # key -> resolved StreamInfo (LiveSession)
         markers = self._session.marker_streams() if hasattr(self._session, "marker_streams") else {}
         for key in [*self._session.receivers, *markers]:
@@ -381,6 +402,52 @@ class SessionRecorder:
                 return
             self._stop.wait(self.poll_interval)
 
+    # ------------------------------------------------------------------ roster
+    def _record_roster(self) -> None:
+        """Write the session's roster (TOML) when it differs from the one written last."""
+        session = self._session
+        assignment = getattr(session, "assignment", None)
+        if assignment is None or not assignment.streams or not self.active:
+            return
+        user = getattr(session, "roster", None)
+        text = recorded_roster(assignment, user).to_toml()
+        if text == self._roster_text:
+            return
+        from .lsl import pylsl
+
+        with self._lock:
+            if self._roster_id is None:
+                source = getattr(user, "path", None)
+                desc = {"content": "who wears which stream (roster TOML; the last sample is the one in force)",
+                        "roster_file": Path(source).name if source else None, "software": "attune",
+                        **({"session_label": self.label} if self.label else {}),
+                        "channels": [{"label": "roster", "type": RECORDED_ROSTER_TYPE}]}
+                self._roster_id = self.add_raw_stream(dict(
+                    name=RECORDED_ROSTER_NAME, type=RECORDED_ROSTER_TYPE, channel_count=1, nominal_srate=0.0,
+                    channel_format="string", source_id="attune-roster", desc=desc))
+                if self._roster_id is None:
+                    return
+                self._derived_ids.append(self._roster_id)
+            now = pylsl.local_clock()
+            self.write_raw(self._roster_id, [now], [[text]])
+            self._roster_text = text
+            self._derived_clock_offsets(now, force=True)
+        logger.info("recorded the session's roster (%d participants)", len(assignment.participants))
+
+    def _derived_clock_offsets(self, stamp: float, force: bool = False) -> None:
+        """A zero ClockOffset for every derived stream every ``clock_interval`` s of session time (and when forced):
+        they are stamped on this computer's LSL clock, and pyxdf warns about a stream without offsets."""
+        if not self._derived_ids or not (force or stamp >= self._next_derived_offset) or not self.active:
+            return
+        for sid in list(self._derived_ids):
+            last = self._offset_times.get(sid)
+            if last is not None and stamp <= last:
+                continue  # a stream's collection times only move forward (pyxdf reads a step back as a clock reset)
+            if not self._write(self.writer.write_clock_offset, sid, stamp, 0.0):
+                return
+            self._offset_times[sid] = stamp
+        self._next_derived_offset = stamp + self.clock_interval
+
     # ------------------------------------------------------------------ derived streams
     def attach(self, runner) -> None:
         """Record the runner's synchrony, detector events and the facilitator's markers.
@@ -403,6 +470,7 @@ class SessionRecorder:
                                            channel_format="float32", source_id=f"attune-sync-{m}", desc=desc))
             if sid is not None:
                 self._sync_ids[m] = sid
+                self._derived_ids.append(sid)
         for attr, name, typ, what in (
             ("_events_id", EVENTS_STREAM_NAME, EVENTS_STREAM_TYPE, "detector state changes and episodes (JSON)"),
             ("_markers_id", MARKERS_STREAM_NAME, MARKERS_STREAM_TYPE, "facilitator markers (JSON)"),
@@ -412,6 +480,9 @@ class SessionRecorder:
             setattr(self, attr, self.add_raw_stream(dict(name=name, type=typ, channel_count=1, nominal_srate=0.0,
                                                           channel_format="string",
                                                           source_id=f"attune-{typ.lower()}", desc=desc)))
+            if getattr(self, attr) is not None:
+                self._derived_ids.append(getattr(self, attr))
+        self._derived_clock_offsets(self._origin, force=True)
         runner.listeners.append(self.on_update)
         model.marker_sinks.append(self.on_marker)
         self._publish_status()
@@ -427,6 +498,7 @@ class SessionRecorder:
                 continue
             sync = np.asarray(w["sync"], dtype=float).reshape(-1, t.size)
             self.write_raw(sid, self._origin + t, sync.T)
+            self._last_stamp = max(self._last_stamp or -math.inf, float(self._origin + t[-1]))
         if self._events_id is not None and upd.events:
             ts, rows = [], []
             for ev in upd.events:
@@ -434,6 +506,9 @@ class SessionRecorder:
                 ts.append(self._origin + t)
                 rows.append([text])
             self.write_raw(self._events_id, ts, rows)
+            self._last_stamp = max(self._last_stamp or -math.inf, max(ts))
+        if self._last_stamp is not None:
+            self._derived_clock_offsets(self._last_stamp)
         self._publish_status()
 
     def on_marker(self, marker: dict) -> None:
@@ -461,8 +536,11 @@ class SessionRecorder:
         if self.error is None and not self.writer.closed:
             try:
                 self._pull_all()
+                self._record_roster()
             except Exception:  # noqa: BLE001 - closing must still write the footers
                 logger.exception("last pull before closing failed")
+            if self._last_stamp is not None:
+                self._derived_clock_offsets(self._last_stamp, force=True)
         for rec in list(self._inlets.values()):
             try:
                 rec.inlet.close_stream()

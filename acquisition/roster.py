@@ -85,6 +85,11 @@ _TOP_KEYS = ("version", "participant", "ignore")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,63}$")
 
 
+#: Name and type of the string stream in which a recording keeps its roster (see :func:`recorded_roster`).
+RECORDED_ROSTER_NAME = "Attune roster"
+RECORDED_ROSTER_TYPE = "AttuneRoster"
+
+
 class RosterError(ValueError):
     """A roster file or roster value that cannot be used; the message says how to fix it."""
 
@@ -416,6 +421,21 @@ class Roster:
             by_id.setdefault(s.participant, Participant(s.participant)).streams.append(rule)
         return cls([by_id[p] for p in sorted(by_id, key=natural_key)])
 
+    @classmethod
+    def from_toml(cls, text: str, source: str = "roster") -> Roster:
+        """Parse and validate roster TOML text (``source`` names where it came from in messages).
+
+        Raises
+        ------
+        RosterError
+            For a TOML syntax error or an invalid entry.
+        """
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RosterError(f"{source} is not valid TOML: {exc}.") from None
+        return cls.from_dict(data, source=source)
+
     # ---------------------------------------------------------------- matching
     def match(self, d: StreamDescriptor) -> tuple[Participant, StreamRule] | None:
         """The first rule (in file order) that matches ``d``, with its participant."""
@@ -444,14 +464,61 @@ class Roster:
         return assign(descriptors, self)
 
 
+def glob_escape(text: str) -> str:
+    """``text`` as a roster glob that matches exactly it (``*``, ``?`` and ``[`` bracketed)."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def recorded_roster(assignment: Assignment, roster: Roster | None = None) -> Roster:
+    """The roster a recording keeps: who wore which stream in the live session, and the user's overrides.
+
+    One rule per assigned stream, matching it exactly by name, source_id and hostname (whichever it has), with
+    the kind the session used and the unit when the user's roster overrode it; the participants' labels and the
+    ``[[ignore]]`` rules of the user's roster. Loaded with the recording
+    (:func:`acquisition.files.load_recording`), it gives every stream the participant, kind and unit it had live,
+    also where the live session named people itself (a stream's ``participant`` element, or one person per device).
+
+    Parameters
+    ----------
+    assignment : Assignment
+        The live session's assignment (:attr:`acquisition.live.LiveSession.assignment`).
+    roster : Roster | None
+        The roster the session ran with (its unit overrides, labels and ignore rules are kept).
+
+    Returns
+    -------
+    roster : Roster
+        Participants whose id a roster file cannot hold (see :meth:`Roster.from_dict`) are left out: such ids come
+        from the streams' own headers, which give the same name offline.
+    """
+    roster = roster or Roster()
+    labels = {p.id: p.label for p in roster.participants}
+    by_id: dict[str, Participant] = {}
+    for a in assignment.streams:
+        d = a.descriptor
+        if not _ID_RE.match(a.participant):
+            continue
+        fields = {"name": d.name, "source_id": d.source_id, "hostname": d.hostname}
+        rule = StreamRule(**{k: glob_escape(v) for k, v in fields.items() if v and v.strip() == v})
+        if not any(getattr(rule, f) for f in MATCH_FIELDS):
+            continue
+        rule.kind = a.kind
+        hit = roster.match(d) if a.source == "roster" else None
+        if hit is not None and hit[1].unit is not None:
+            rule.unit = hit[1].unit
+        rule.primary = a.primary
+        by_id.setdefault(a.participant, Participant(a.participant, labels.get(a.participant))).streams.append(rule)
+    return Roster([by_id[p] for p in sorted(by_id, key=natural_key)], list(roster.ignore))
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
-def _apply_rule(d: StreamDescriptor, rule: StreamRule) -> StreamDescriptor:
-    """A copy of ``d`` with the rule's kind / unit overrides."""
+def apply_rule(d: StreamDescriptor, rule: StreamRule) -> StreamDescriptor:
+    """``d`` with the rule's kind / unit overrides (a copy when the rule has any; ``d`` itself otherwise)."""
     if rule.kind is None and rule.unit is None:
         return d
     d = dataclasses.replace(d, channels=list(d.channels))
@@ -477,7 +544,7 @@ def assign(descriptors, roster: Roster | None = None) -> Assignment:
         preferred = False
         if hit is not None:
             p, rule = hit
-            d = _apply_rule(d, rule)
+            d = apply_rule(d, rule)
             participant, source, preferred = p.id, "roster", rule.primary
             if d.participant and d.participant != p.id:
                 result.warnings.append(f"stream {d.name!r} says participant {d.participant!r} in its header, "

@@ -8,7 +8,8 @@ recorder. The layout follows the XDF 1.0 specification
 * then chunks ``[NumLengthBytes][Length][Tag u16][Content]``, where ``Length``
   counts the tag and the content and is stored as a *variable-length integer*
   (1, 4 or 8 little-endian bytes announced by the first byte);
-* tag 1 FileHeader (XML), tag 2 StreamHeader (u32 stream id + the stream's
+* tag 1 FileHeader (XML: version and, for a live recording, the wall-clock ``datetime`` of the start, as
+  LabRecorder writes it), tag 2 StreamHeader (u32 stream id + the stream's
   ``<info>`` XML), tag 3 Samples (u32 stream id, varlen sample count, per
   sample a timestamp byte, 8 = a float64 LSL timestamp follows, 0 = deduced,
   then the values), tag 4 ClockOffset (u32 stream id, float64
@@ -59,7 +60,39 @@ CHANNEL_FORMATS = {
 #: Seconds of data (or of wall-clock time) between Boundary chunks, as LabRecorder does.
 BOUNDARY_INTERVAL = 10.0
 
-_FILE_HEADER_XML = '<?xml version="1.0"?><info><version>1.0</version></info>'
+def file_header_xml(when: float | None = None, fields: dict | None = None) -> str:
+    """The FileHeader XML: version 1.0 and the wall-clock ``datetime`` of the start, as LabRecorder writes them.
+
+    Parameters
+    ----------
+    when : float | None
+        Unix time of the start, written in local time with its UTC offset (``2025-04-28T10:26:37+0200``,
+        LabRecorder's layout); ``None``: no ``datetime`` (a simulated session has no wall-clock start, and its
+        file stays the same byte for byte).
+    fields : dict | None
+        More elements of the header (text, or nested dicts).
+
+    Returns
+    -------
+    xml : str
+    """
+    root = ET.Element("info")
+    ET.SubElement(root, "version").text = "1.0"
+    if when is not None:
+        ET.SubElement(root, "datetime").text = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(when))
+    _add_fields(root, fields or {})
+    return '<?xml version="1.0"?>' + ET.tostring(root, encoding="unicode")
+
+
+def _add_fields(parent: ET.Element, fields: dict) -> None:
+    for key, value in fields.items():
+        if value is None:
+            continue
+        el = ET.SubElement(parent, key)
+        if isinstance(value, dict):
+            _add_fields(el, value)
+        else:
+            el.text = str(value)
 
 TAG_FILE_HEADER, TAG_STREAM_HEADER, TAG_SAMPLES, TAG_CLOCK_OFFSET, TAG_BOUNDARY, TAG_STREAM_FOOTER = range(1, 7)
 
@@ -209,6 +242,10 @@ class XdfWriter:
         Call ``os.fsync`` every ``flush_interval`` seconds and on close.
     mode : int
         Permission bits of a newly created file (recordings are personal data).
+    header : dict | None
+        More elements of the file header, next to ``version`` and ``datetime`` (see :func:`file_header_xml`).
+    started_at : float | None
+        Unix time written as the header's ``datetime`` (a live recording: when it began); ``None`` writes none.
 
     Examples
     --------
@@ -218,7 +255,8 @@ class XdfWriter:
     ...     w.write_samples(sid, [10.0, 10.8], [[800.0], [790.0]])
     """
 
-    def __init__(self, path, *, flush_interval: float = 1.0, fsync: bool = True, mode: int = 0o600):
+    def __init__(self, path, *, flush_interval: float = 1.0, fsync: bool = True, mode: int = 0o600,
+                 header: dict | None = None, started_at: float | None = None):
         self.path = Path(path)
         self.flush_interval = float(flush_interval)
         self.fsync = bool(fsync)
@@ -234,7 +272,7 @@ class XdfWriter:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode)
         except OSError as exc:
             raise self._error(exc, "create") from exc
-        self._write(b"XDF:" + _chunk(TAG_FILE_HEADER, _FILE_HEADER_XML.encode()))
+        self._write(b"XDF:" + _chunk(TAG_FILE_HEADER, file_header_xml(started_at, header).encode("utf-8")))
 
     # -- context manager -------------------------------------------------
     def __enter__(self) -> XdfWriter:

@@ -166,6 +166,85 @@ def test_derived_streams_events_and_markers(tmp_path, rng):
     np.testing.assert_array_equal(mk["time_stamps"], [5024.0, 5024.0])
 
 
+def test_a_fresh_recording_loads_in_pyxdf_without_a_warning(tmp_path, rng, caplog):
+    """Attune's derived streams carry (zero) clock offsets and the header a datetime: pyxdf, with its default clock
+    synchronisation and dejittering, has nothing to warn about (it warned "Segments and clock-segments differ" for
+    every derived stream before), and load_recording lists no problem."""
+    import logging
+    import warnings
+
+    from acquisition.files import load_recording
+
+    runner = _fake_runner(origin=5000.0)
+    path = tmp_path / "fresh.xdf"
+    rec = SessionRecorder(path, clock_interval=5.0)
+    rec.attach(runner)
+    for k in range(4):
+        rec.on_update(_update(np.arange(20.0 + 4 * k, 24.0 + 4 * k), rng, [
+            {"type": "state", "modality": "hr", "state": "drifting", "previous": "attuned", "t": 21.0 + 4 * k,
+             "pair": ("P1", "P2")}]))
+    runner.model.t_now = 30.0
+    runner.model.add_marker("note", "a note")
+    rec.close()
+    with caplog.at_level(logging.DEBUG, logger="pyxdf"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        streams, header = pyxdf.load_xdf(str(path))
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert header["info"]["datetime"][0][:2] == "20"
+    for s in streams:
+        assert len(s["clock_times"]) >= 2 and np.all(np.asarray(s["clock_values"]) == 0.0), s["info"]["name"]
+        assert s["info"]["clock_segments"] == s["info"]["segments"]
+    sync = next(s for s in streams if s["info"]["name"] == ["Attune synchrony hr"])
+    np.testing.assert_allclose(sync["time_stamps"], 5000.0 + np.arange(20.0, 36.0), atol=1e-9)   # not moved
+    loaded = load_recording(path)
+    assert loaded.problems == [] and loaded.start_datetime is not None
+
+
+class _FakeSession:
+    """What the recorder reads of a LiveSession for the roster: its assignment and roster (no LSL)."""
+
+    def __init__(self, assignment, roster):
+        self.assignment, self.roster, self.receivers = assignment, roster, {}
+
+    def marker_streams(self):
+        return {}
+
+
+def test_roster_is_recorded_when_it_changes_and_loads_back(tmp_path):
+    from acquisition.convention import describe
+    from acquisition.files import load_recording
+    from acquisition.roster import Roster, assign
+
+    def hdr(name, typ, sid):
+        return describe(f"<info><name>{name}</name><type>{typ}</type><channel_count>1</channel_count>"
+                        f"<nominal_srate>4</nominal_srate><channel_format>float32</channel_format>"
+                        f"<source_id>{sid}</source_id><hostname>pc</hostname><desc/></info>")
+
+    roster = Roster.from_toml('version = 1\n[[participant]]\nid = "P1"\nstreams = [{ name = "Strap A" }, '
+                              '{ name = "GSR A", unit = "kOhm" }]\n', source="test")
+    streams = [hdr("Strap A", "RR", "a-rr"), hdr("GSR A", "EDA", "a-eda")]
+    session = _FakeSession(assign(streams, roster), roster)
+    rec = SessionRecorder(tmp_path / "r.xdf", poll_interval=0.02)
+    rec.follow(session)
+    rec.start()
+    assert _wait(lambda: rec._roster_text is not None, 5.0)
+    first = rec._roster_text
+    rec._followed_at = 0.0   # the next look at the session is due now
+    time.sleep(0.1)
+    session.assignment = assign([*streams, hdr("Strap B", "RR", "b-rr")], roster)   # a second person appears
+    assert _wait(lambda: rec._roster_text != first, 5.0)
+    rec.close()
+    got, _ = _load(tmp_path / "r.xdf")
+    st = got["Attune roster"]
+    assert st["info"]["type"] == ["AttuneRoster"] and len(st["time_series"]) == 2   # once per change, not per look
+    assert "unit = \"kOhm\"" in st["time_series"][0][0] and "Strap B" in st["time_series"][1][0]
+    assert len(st["clock_times"]) >= 1
+    loaded = load_recording(tmp_path / "r.xdf")
+    assert loaded.roster_source == "recorded"
+    assert [p.id for p in loaded.roster.participants] == ["P1", "Strap B@pc"]
+    assert loaded.event_markers() == []   # the roster is not a marker
+
+
 def test_disk_full_mid_session_stops_recording_keeps_file_and_session_goes_on(tmp_path, rng, monkeypatch):
     import acquisition.xdf_writer as xw
 

@@ -206,3 +206,20 @@ def test_round_trip_of_real_xdf_files(realdata, tmp_path):
                 np.testing.assert_array_equal(a["time_series"], b["time_series"])
             assert a["clock_times"] == b["clock_times"] and a["clock_values"] == b["clock_values"]
             assert int(b["footer"]["info"]["sample_count"][0]) == len(a["time_stamps"])
+
+
+def test_file_header_has_labrecorders_datetime(tmp_path):
+    """The FileHeader says when the recording began, in LabRecorder's layout (local time with its UTC offset)."""
+    from datetime import datetime, timezone
+
+    when = 1_765_000_000.25
+    with XdfWriter(tmp_path / "h.xdf", started_at=when) as w:
+        w.add_stream(dict(name="x", type="EDA", channel_count=1, nominal_srate=4.0))
+    _, header = _load(tmp_path / "h.xdf")
+    text = header["info"]["datetime"][0]
+    assert len(text) == 24 and text[10] == "T" and text[19] in "+-", text   # 2025-04-28T10:26:37+0200
+    assert datetime.fromisoformat(text) == datetime.fromtimestamp(int(when), tz=timezone.utc)
+    assert header["info"]["version"] == ["1.0"]
+    with XdfWriter(tmp_path / "sim.xdf"):   # no start given (a simulated session): no datetime, same bytes each time
+        pass
+    assert "datetime" not in _load(tmp_path / "sim.xdf")[1]["info"]
