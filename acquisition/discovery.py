@@ -6,6 +6,11 @@ opens a short-lived inlet per stream and asks for the full header with
 ``inlet.info(timeout)``, in parallel, every wait bounded. Streams whose full
 header does not arrive in time are still listed, described from the short
 header (no participant, unit unknown) and marked so.
+
+A stream is found again by its identity (name, type, source_id and hostname:
+:func:`identity_predicate`, :func:`resolve_identity`), not by its source_id
+alone: mne-lsl players share the default source_id "MNE-LSL". Several live
+streams with one identity are duplicates (:func:`duplicates`).
 """
 
 from __future__ import annotations
@@ -98,6 +103,76 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
         del inlet
 
 
+def xpath_literal(text: str) -> str:
+    """``text`` as an XPath 1.0 string literal (for liblsl's resolve predicates), quotes and all."""
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    parts = text.split("'")
+    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in parts) + ")"
+
+
+def identity_predicate(d: StreamDescriptor) -> str:
+    """The liblsl resolve predicate that matches every stream claiming ``d``'s identity
+    (:attr:`~acquisition.convention.StreamDescriptor.identity`: name, type, source_id and hostname)."""
+    fields = zip(("name", "type", "source_id", "hostname"), d.identity)
+    return " and ".join(f"{field}={xpath_literal(value)}" for field, value in fields)
+
+
+def resolve_identity(d: StreamDescriptor, timeout: float) -> list:
+    """Every live stream claiming ``d``'s identity, found within ``timeout`` seconds (bounded).
+
+    Returns as soon as two are found (a duplicate is then known); with one, after ``timeout``.
+
+    Returns
+    -------
+    infos : list of pylsl.StreamInfo
+    """
+    return list(pylsl.resolve_bypred(identity_predicate(d), 2, timeout))
+
+
+def duplicates(streams) -> dict[str, list]:
+    """Visible streams that claim one identity: ``{identity key: [stream, ...]}`` for every identity that more
+    than one live ``uid`` claims (``streams``: :class:`DiscoveredStream` or
+    :class:`~acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses none of
+    them (:func:`duplicate_message`)."""
+    groups: dict[str, list] = {}
+    for s in streams:
+        d = getattr(s, "descriptor", s)
+        groups.setdefault(d.key, []).append(s)
+    return {k: v for k, v in groups.items() if len({getattr(s, "descriptor", s).uid for s in v}) > 1}
+
+
+def duplicate_message(d: StreamDescriptor, n: int, using: str | None = None) -> str:
+    """One sentence about ``n`` live streams claiming ``d``'s identity, and how to fix it.
+
+    ``using``: what Attune does with them (default: it uses none of them).
+    """
+    using = using or "Attune cannot tell them apart and uses none of them"
+    return (f"{n} streams claim to be the same stream {d.name!r} (type {d.type!r}, source_id {d.source_id!r}, host "
+            f"{d.hostname!r}): {using}. Give each its own name or source_id (mne-lsl: PlayerLSL(name=..., "
+            "source_id=...)), or stop the extra one.")
+
+
+def fetch_descriptors(infos, header_timeout: float = 1.0, peek: float = 0.0) -> list[DiscoveredStream]:
+    """Full headers of resolved streams, fetched in parallel (each wait bounded by ``header_timeout`` seconds).
+
+    Returns
+    -------
+    streams : list of DiscoveredStream
+        One per info whose stream did not vanish meanwhile, in the order of ``infos``.
+    """
+    infos = list(infos)
+    if not infos:
+        return []
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=min(8, len(infos)), thread_name_prefix="attune-discover") as pool:
+        results = list(pool.map(lambda i: full_descriptor(i, header_timeout, peek), infos))
+    logger.debug("fetched %d full headers in %.2f s", len(infos), time.monotonic() - t0)
+    return [DiscoveredStream(info, d, full) for info, (d, full) in zip(infos, results) if d is not None]
+
+
 def discover(timeout: float = 1.0, *, header_timeout: float | None = None, match: str | None = None,
              peek: float = 0.0, exclude: set[str] | None = None, resolver=None) -> list[DiscoveredStream]:
     """Resolve every visible stream and fetch its full header.
@@ -142,14 +217,8 @@ def discover(timeout: float = 1.0, *, header_timeout: float | None = None, match
         if match and not matches(short, match):
             continue
         todo.append(info)
-    if not todo:
-        return []
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=min(8, len(todo)), thread_name_prefix="attune-discover") as pool:
-        results = list(pool.map(lambda i: full_descriptor(i, header_timeout, peek), todo))
-    logger.debug("fetched %d full headers in %.2f s", len(todo), time.monotonic() - t0)
-    out = [DiscoveredStream(info, d, full) for info, (d, full) in zip(todo, results) if d is not None]
-    out.sort(key=lambda s: (s.descriptor.name, s.descriptor.source_id, s.descriptor.uid))
+    out = fetch_descriptors(todo, header_timeout, peek)
+    out.sort(key=lambda s: (s.descriptor.name, s.descriptor.source_id, s.descriptor.hostname, s.descriptor.uid))
     return out
 
 

@@ -16,8 +16,15 @@
 * notices a stream going quiet (``stale`` after ``max(2 s, 3 x expected
   interval)``) or vanishing (``lost``: liblsl's ``LostError``, the inlet is
   opened with ``recover=False`` so the loss is seen), then re-resolves the same
-  ``source_id`` with bounded resolves, recreates the inlet (``recovered``) and
-  records the hole as a :class:`Gap`. Nothing is interpolated.
+  stream identity (name, type, source_id and hostname) with bounded resolves,
+  recreates the inlet (``recovered``) and records the hole as a :class:`Gap`.
+  Nothing is interpolated.
+
+Only the stream it started with is adopted again: a publisher whose header
+differs (channels, units, rate, participant, device) is refused, and so is
+one the session found live beside it (a duplicate, :meth:`StreamReceiver.refuse`);
+while several candidates claim the identity at once, none is adopted. Each
+refusal is a problem in the status, never a silent switch of source.
 
 Status is a state the user sees: ``connecting``, ``connected``, ``noisy``,
 ``stale``, ``lost``, ``recovered``, ``closed``, each with the time it began.
@@ -35,7 +42,8 @@ import numpy as np
 
 from dsp.quality import Quality
 
-from .convention import CANONICAL_UNIT, StreamDescriptor, describe
+from .convention import CANONICAL_UNIT, StreamDescriptor, describe, header_fingerprint
+from .discovery import duplicate_message, resolve_identity
 from .lsl import pylsl
 from .ringbuffer import Chunk, RingBuffer
 
@@ -101,12 +109,15 @@ class ReceiverStatus:
     n_gaps: int = 0
     n_recoveries: int = 0
     history: tuple = ()  # ((wall_time, state), ...) most recent last
+    uid: str = ""  # the outlet run received now
+    refused: tuple = ()  # ((uid, reason), ...) other publishers claiming this stream's identity, not adopted
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
         d = dict(self.__dict__)
         d["problems"] = dict(self.problems)
         d["history"] = [list(h) for h in self.history]
+        d["refused"] = [list(r) for r in self.refused]
         return d
 
 
@@ -143,12 +154,18 @@ class StreamReceiver:
         Seconds the state stays ``noisy`` after the last flagged sample.
     recovered_hold : float
         Seconds the state stays ``recovered`` before becoming ``connected``.
+    finder : callable | None
+        ``finder(descriptor) -> list of pylsl.StreamInfo``: the live streams claiming the descriptor's identity,
+        asked while the stream is lost. Default: a bounded resolve of its own
+        (:func:`acquisition.discovery.resolve_identity`, a UDP socket per attempt); a
+        :class:`~acquisition.live.LiveSession` passes its continuous resolver's results instead, so receivers
+        of lost streams hold no discovery socket (liblsl binds each in the same 32 ports outlets need).
     """
 
     def __init__(self, info, descriptor: StreamDescriptor | None = None, *, buffer_seconds: float = 300.0,
                  participant: str | None = None, poll_interval: float = 0.02, resolve_timeout: float = 0.5,
                  stale_after: float | None = None, noisy_hold: float = 5.0, recovered_hold: float = 5.0,
-                 max_chunk: int = 1024):
+                 max_chunk: int = 1024, finder=None):
         if not buffer_seconds > 0:
             raise ValueError(f"Invalid value for 'buffer_seconds': expected seconds > 0, but got {buffer_seconds}.")
         self._info = info
@@ -160,6 +177,7 @@ class StreamReceiver:
         self.buffer_seconds = float(buffer_seconds)
         self.poll_interval = float(poll_interval)
         self.resolve_timeout = float(resolve_timeout)
+        self._finder = finder
         self._stale_misses = 0  # consecutive stale checks that did not find the stream (see STALE_MISSES_LOST)
         self._stale_after = stale_after
         self.noisy_hold = float(noisy_hold)
@@ -189,12 +207,50 @@ class StreamReceiver:
         self._recovered_at = -math.inf
         self._opened_at = -math.inf  # local_clock() when the current inlet opened
         self._dejitter_reset = False  # done for the current stale episode
+        self._fingerprint: tuple | None = None  # the header of the stream first received (header_fingerprint)
+        self._past_uids: set[str] = set()  # outlet runs this receiver received before (restarts: not duplicates)
+        self._refused: dict[str, str] = {}  # uid -> why it is not adopted
+        self._ambiguous: frozenset = frozenset()  # the last set of uids that claimed the identity at once
 
     # ------------------------------------------------------------------ public API
     @property
     def key(self) -> str:
-        """Stable identity: the source_id, else the uid."""
-        return self.descriptor.source_id or self.descriptor.uid
+        """The stream's identity as one string (name, type, source_id, hostname: see
+        :attr:`acquisition.convention.StreamDescriptor.key`); stable across restarts of the outlet."""
+        return self.descriptor.key
+
+    @property
+    def uid(self) -> str:
+        """The uid of the outlet run received now (a restarted outlet has a new one)."""
+        return self.descriptor.uid
+
+    @property
+    def past_uids(self) -> frozenset:
+        """Uids of the outlet runs received before this one (the same stream, restarted)."""
+        with self._lock:
+            return frozenset(self._past_uids)
+
+    @property
+    def refused(self) -> dict:
+        """``{uid: reason}`` of publishers claiming this stream's identity that were not adopted (a copy)."""
+        with self._lock:
+            return dict(self._refused)
+
+    def refuse(self, uid: str, reason: str) -> bool:
+        """Never adopt the outlet run ``uid`` (a duplicate or a different publisher claiming this identity).
+
+        Counted as a ``duplicate`` problem with ``reason`` as the last problem, once per uid; the receiver keeps
+        the run it receives now. Returns False when ``uid`` was already refused or is that run.
+        """
+        with self._lock:
+            if uid in self._refused or uid == self.descriptor.uid or not uid:
+                return False
+            self._refused[uid] = reason
+            del_keys = list(self._refused)[:-100]  # bounded: a flood of impostors cannot grow it without end
+            for k in del_keys:
+                del self._refused[k]
+        self._flag("duplicate", reason, 0)  # logged there (INFO); a LiveSession reports it to the user once
+        return True
 
     @property
     def participant(self) -> str | None:
@@ -264,7 +320,7 @@ class StreamReceiver:
                 unit_guessed=d.unit_guessed, state=self._state, since=self._since, last_sample_age=age,
                 n_samples=self.buffer.n_written, n_flagged=self._n_flagged, problems=dict(self._problems),
                 last_problem=self._last_problem, n_gaps=len(self._gaps), n_recoveries=self._n_recoveries,
-                history=tuple(self._history[-20:]),
+                history=tuple(self._history[-20:]), uid=d.uid, refused=tuple(self._refused.items()),
             )
 
     @property
@@ -295,12 +351,17 @@ class StreamReceiver:
         logger.log(level, "stream %r (%s): %s -> %s", self.descriptor.name, self.key, old, state)
 
     def _flag(self, what: str, detail: str, count: int) -> None:
-        """Count a problem (``count`` flagged samples; 0 for a header problem) and make it the last one."""
+        """Count a problem (``count`` flagged samples; 0 for a header problem) and make it the last one.
+
+        A problem with the data or the header makes the state ``noisy`` for ``noisy_hold`` s; a ``duplicate``
+        (another publisher refused) does not: the data received is this stream's.
+        """
         with self._lock:
             self._problems[what] = self._problems.get(what, 0) + max(count, 1)
             self._n_flagged += count
             self._last_problem = detail
-            self._last_problem_at = pylsl.local_clock()
+            if what != "duplicate":
+                self._last_problem_at = pylsl.local_clock()
         logger.info("stream %r: %s", self.descriptor.name, detail)
 
     def _update_timers(self, now: float) -> None:
@@ -325,7 +386,11 @@ class StreamReceiver:
 
     # ------------------------------------------------------------------ worker
     def _open(self, info) -> bool:
-        """Create and open an inlet for ``info``; refresh the header. False if it did not open in time."""
+        """Create and open an inlet for ``info``; refresh the header. False if it did not open in time, or when
+        ``info`` is a publisher that is refused (see :meth:`refuse`) or whose header is not the stream's."""
+        with self._lock:
+            if info.uid() in self._refused:
+                return False
         inlet = pylsl.StreamInlet(info, max_buflen=max(1, int(math.ceil(self.buffer_seconds))), recover=False,
                                   processing_flags=processing_flags(info.nominal_srate()))
         try:
@@ -337,23 +402,63 @@ class StreamReceiver:
             del inlet
             return False
         new = describe(full.as_xml())
+        why = self._different_publisher(new)
+        if why is not None:
+            inlet.close_stream()
+            del inlet
+            self.refuse(new.uid, why)
+            return False
+        old_uid = self.descriptor.uid
         self._check_header(new)
+        if old_uid and old_uid != new.uid:
+            with self._lock:
+                self._past_uids.add(old_uid)
         self._inlet = inlet
         self._opened_at = pylsl.local_clock()
         self._dest = np.empty((self.max_chunk, new.channel_count), dtype=inlet.np_dtype or np.float64)
         return True
 
+    def _different_publisher(self, new: StreamDescriptor) -> str | None:
+        """Why ``new`` (a full header claiming this stream's identity) is not the stream first received, else None.
+
+        The first full header received fixes the fingerprint (:func:`~acquisition.convention.header_fingerprint`);
+        a restarted outlet of the same stream repeats it.
+        """
+        fp = header_fingerprint(new)
+        if self._fingerprint is None:
+            self._fingerprint = fp
+            return None
+        if fp == self._fingerprint:
+            return None
+        names = ("channel count", "channel format", "nominal rate", "channels", "participant", "manufacturer",
+                 "device")
+        diff = "; ".join(f"{n} {b!r}, was {a!r}" for n, a, b in zip(names, self._fingerprint, fp) if a != b)
+        return (f"another publisher claims to be this stream (uid {new.uid}) with a different header ({diff}): not "
+                "adopted. If the device was reconfigured, restart monitoring.")
+
     def _check_header(self, new: StreamDescriptor) -> None:
-        """Keep the descriptor (and its unit decision) unless the header changed; flag channel mismatches."""
+        """Take the refreshed header, keeping what the caller decided (the roster's kind and unit, a unit
+        guessed earlier); flag channel mismatches."""
         old = self.descriptor
-        if old.scale is not None and new.scale is None and new.kind == old.kind:
-            new.scale, new.unit, new.unit_guessed, new.reciprocal = old.scale, old.unit, old.unit_guessed, old.reciprocal
+
+        def keep_unit() -> None:
+            new.unit, new.scale, new.unit_guessed, new.reciprocal = old.unit, old.scale, old.unit_guessed, old.reciprocal
+            new.declared_unit = old.declared_unit
+
+        if old.kind is not None and new.kind != old.kind:
+            # The roster told us the kind (and so the unit's meaning) of a stream whose header says another or none.
+            new.kind, new.channel_index = old.kind, old.channel_index
+            keep_unit()
+        elif old.kind is not None and old.channels:
+            # Decided on this stream's full header (a roster unit override, a unit guessed from the first values):
+            # the same stream repeats its header, the decision stands.
+            new.channel_index = old.channel_index
+            if old.scale is not None:
+                keep_unit()
+        elif old.scale is not None and new.scale is None and new.kind == old.kind:
+            keep_unit()
         if not new.channels and old.channels:
             new.channels, new.channel_index = old.channels, old.channel_index
-        if new.kind is None and old.kind is not None:
-            # The roster may have told us the kind of a stream whose header does not say it.
-            new.kind, new.channel_index = old.kind, old.channel_index
-            new.unit, new.scale, new.unit_guessed, new.reciprocal = old.unit, old.scale, old.unit_guessed, old.reciprocal
         if new.participant is None:
             new.participant = old.participant
         if new.channel_count != old.channel_count and old.channel_count:
@@ -396,15 +501,17 @@ class StreamReceiver:
                 try:
                     self._drain()
                 except pylsl.util.LostError:
+                    with self._lock:  # liblsl saw this run end: a resolver still listing it is out of date
+                        self._past_uids.add(self.descriptor.uid)
                     self._mark_lost("the outlet is gone (liblsl LostError)")
                     info = None
                     continue
                 self._update_timers(pylsl.local_clock())
                 if self.state == "stale" and self._stale_check_due():
-                    # A quiet stream may have vanished without liblsl noticing (network gone): look for it.
-                    # One missed answer is not enough: on a busy machine a resolve can time out although the
-                    # stream is there, and closing its inlet would drop the samples it sends meanwhile.
-                    if pylsl.resolve_byprop("source_id", self.key, 1, max(self.resolve_timeout, 1.0)):
+                    # A quiet stream may have vanished without liblsl noticing (network gone): look for it (this
+                    # run of it: its uid). One missed answer is not enough: on a busy machine a resolve can time out
+                    # although the stream is there, and closing its inlet would drop the samples it sends meanwhile.
+                    if pylsl.resolve_byprop("uid", self.uid, 1, max(self.resolve_timeout, 1.0)):
                         self._stale_misses = 0
                     else:
                         self._stale_misses += 1
@@ -435,16 +542,32 @@ class StreamReceiver:
         self._set_state("lost")
 
     def _resolve_again(self):
-        """One bounded resolve of this stream's source_id (the worker calls it repeatedly while lost)."""
-        if not self.key:
-            self._stop.wait(self.resolve_timeout)
-            return None
-        found = pylsl.resolve_byprop("source_id", self.key, 1, self.resolve_timeout)
-        for info in found:
-            if info.type() == self.descriptor.type:
-                return info
-        if not found:
-            self._stop.wait(min(self.resolve_timeout, 0.2))
+        """One bounded resolve of this stream's identity (the worker calls it repeatedly while lost).
+
+        Returns the one publisher claiming the identity that is not refused; ``None`` when there is none, or
+        when several claim it at once (a duplicate: which one is the stream cannot be told, so none is adopted
+        and the status says so).
+        """
+        with self._lock:
+            skip = set(self._refused) | self._past_uids  # refused publishers; runs that ended
+        if self._finder is not None:
+            found = self._finder(self.descriptor)
+            cands = [i for i in found if i.uid() not in skip]
+            if len(cands) > 1:  # a continuous resolver lists a vanished run for a few seconds: ask the network
+                found = resolve_identity(self.descriptor, self.resolve_timeout)
+        else:
+            found = resolve_identity(self.descriptor, self.resolve_timeout)
+        cands = [i for i in found if i.uid() not in skip]
+        if len(cands) == 1:
+            self._ambiguous = frozenset()
+            return cands[0]
+        if len(cands) > 1:
+            uids = frozenset(i.uid() for i in cands)
+            if uids != self._ambiguous:  # say it once per set of claimants, not on every resolve
+                self._ambiguous = uids
+                self._flag("duplicate", duplicate_message(self.descriptor, len(cands), "none is adopted until "
+                                                          "only one is left"), 0)
+        self._stop.wait(min(self.resolve_timeout, 0.5 if found else 0.2))
         return None
 
     def _reset_dejitter(self) -> None:
@@ -490,7 +613,7 @@ class StreamReceiver:
             raw = block[:, ch].astype(np.float64)
         if d.scale is None and d.kind is not None:
             if d.guess_scale(raw) is not None:
-                logger.warning("stream %r declares no unit: guessed %s from the values' magnitude "
+                logger.warning("stream %r declares no unit Attune can read: guessed %s from the values' magnitude "
                                "(put a <unit> in its desc to be sure)", d.name, d.unit)
         values = d.to_canonical(raw)
         codes = np.zeros(n, np.uint8)

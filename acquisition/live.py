@@ -7,6 +7,19 @@ Qt-free and thread-safe: a background thread keeps looking for new streams
 re-resolves its own stream when it is lost. :meth:`LiveSession.status` is a
 snapshot any thread may take.
 
+Streams are told apart by identity (name, type, source_id, hostname; see
+:attr:`acquisition.convention.StreamDescriptor.identity`), each run of an
+outlet by its uid:
+
+* a new uid with a known identity while that stream is lost is the stream
+  restarted (its receiver adopts it);
+* a new uid with a known identity while that stream is received is a
+  **duplicate** (seen in two scans in a row, so a restart is never taken for
+  one): it is refused, never mixed in, and reported (:meth:`LiveSession.notices`,
+  the status warnings, the log);
+* several uids with an identity not yet received: none is used until only
+  one is left, and that is reported the same way.
+
 Example
 -------
 >>> with LiveSession(roster=Roster.load("roster.toml")) as session:   # doctest: +SKIP
@@ -43,7 +56,7 @@ class SessionStatus:
     primary : dict
         ``{(participant, modality): receiver key}`` the pipeline uses.
     warnings : list of str
-        Roster / assignment warnings (ambiguities, fallbacks).
+        Roster / assignment warnings (ambiguities, fallbacks) and duplicate streams.
     unassigned : list of (str, str)
         (stream name, reason) of visible streams left out.
     """
@@ -99,15 +112,19 @@ class LiveSession:
         self.accept = accept
         self.receiver_options = dict(receiver_options or {})
         self._lock = threading.RLock()
-        self._receivers: dict = {}  # key -> StreamReceiver
-        self._known: dict[str, StreamDescriptor] = {}  # key -> descriptor (kept while lost)
-        self._infos: dict = {}  # key -> resolved pylsl.StreamInfo
-        self._uids: set[str] = set()  # stream uids already looked at
+        self._receivers: dict = {}  # identity key -> StreamReceiver
+        self._known: dict[str, StreamDescriptor] = {}  # identity key -> descriptor (kept while lost)
+        self._infos: dict = {}  # identity key -> resolved pylsl.StreamInfo of the run adopted
+        self._seen: dict[str, StreamDescriptor | None] = {}  # uid -> full descriptor (None: vanished / not accepted)
+        self._suspects: dict[str, int] = {}  # uid -> scans in a row it claimed an identity received from another uid
+        self._duplicates: dict[str, str] = {}  # identity key -> message (the duplicate now, for the status)
+        self._reported: set = set()  # (identity key, uids) already reported: each duplicate is said once
+        self._notices: list[str] = []  # messages for the user not yet taken by notices()
         self._assignment = Assignment()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resolver = None  # pylsl.ContinuousResolver, made by start()
-        self._marker_inlets: dict = {}  # key -> (pylsl.StreamInlet, stream name): other apps' markers, live
+        self._marker_inlets: dict = {}  # key -> (pylsl.StreamInlet, descriptor): other apps' markers, live
         self._changed = threading.Condition(self._lock)
 
     # ---------------------------------------------------------------- lifecycle
@@ -161,33 +178,47 @@ class LiveSession:
     # ---------------------------------------------------------------- discovery
     def scan(self) -> int:
         """Look for new streams once (bounded); returns how many receivers were added."""
-        from .discovery import discover
+        from .convention import describe
+        from .discovery import fetch_descriptors, matches
         from .inlet import StreamReceiver
+        from .lsl import pylsl
 
-        found = discover(self.discover_timeout, match=self.match, exclude=set(self._uids),
-                         resolver=self._resolver)
+        infos = (self._resolver.results() if self._resolver is not None
+                 else pylsl.resolve_streams(self.discover_timeout))
+        live: dict[str, object] = {}  # uid -> info, of the streams this session may use
+        for info in infos:
+            uid = info.uid()
+            if uid in live or (self.match and not matches(describe(info.as_xml()), self.match)):
+                continue
+            live[uid] = info
+        with self._lock:
+            new = [info for uid, info in live.items() if uid not in self._seen]
+            for uid in [u for u in self._seen if u not in live]:
+                del self._seen[uid]  # that run of the stream is gone (a uid never comes back)
+        for s in fetch_descriptors(new, max(0.5, self.discover_timeout)):
+            ok = self.accept is None or self.accept(s.descriptor)
+            with self._lock:
+                self._seen[s.descriptor.uid] = s.descriptor if ok else None
+        # (a stream that vanished while its header was read is not in _seen: looked at again when seen again)
         added = 0
         with self._lock:
-            for s in found:
-                d = s.descriptor
-                self._uids.add(d.uid)
-                if self.accept is not None and not self.accept(d):
-                    continue
-                key = d.source_id or d.uid
-                if key in self._receivers:
-                    continue  # the receiver re-resolves its own stream (a restarted outlet has a new uid)
-                self._known[key] = d
-                self._infos[key] = s.info
+            claims: dict[str, list[str]] = {}  # identity key -> live uids claiming it
+            for uid in live:
+                d = self._seen.get(uid)
+                if d is not None:
+                    claims.setdefault(d.key, []).append(uid)
+            self._check_claims(claims, live)
             self._assignment = assign(self._known.values(), self.roster)
             for a in self._assignment.streams:
-                key = a.descriptor.source_id or a.descriptor.uid
+                key = a.descriptor.key
                 if key in self._receivers:
                     self._receivers[key].participant = a.participant
                     continue
                 info = self._infos[key]
                 try:
                     rec = StreamReceiver(info, a.descriptor, participant=a.participant,
-                                         buffer_seconds=self.buffer_seconds, **self.receiver_options)
+                                         buffer_seconds=self.buffer_seconds,
+                                         **{"finder": self._find, **self.receiver_options})
                 except ValueError as exc:
                     logger.warning("cannot receive %r: %s", a.descriptor.name, exc)
                     continue
@@ -199,6 +230,83 @@ class LiveSession:
         self._open_marker_inlets()
         return added
 
+    def _find(self, d: StreamDescriptor) -> list:
+        """Live streams claiming ``d``'s identity, from the continuous resolver (no socket of their own; a lost
+        stream's receiver asks this while it looks for the stream)."""
+        resolver = self._resolver
+        if resolver is None:
+            return []
+        return [i for i in resolver.results() if (i.name(), i.type(), i.source_id(), i.hostname()) == d.identity]
+
+    def _check_claims(self, claims: dict[str, list[str]], live: dict) -> None:
+        """Adopt identities claimed by one live uid; refuse and report duplicates (called with the lock held).
+
+        Parameters
+        ----------
+        claims : dict
+            ``{identity key: [uid, ...]}`` of the live streams this session may use.
+        live : dict
+            ``{uid: pylsl.StreamInfo}`` of those streams.
+        """
+        from .discovery import duplicate_message
+
+        duplicates: dict[str, str] = {}
+        suspects: dict[str, int] = {}
+        for key, uids in claims.items():
+            rec = self._receivers.get(key)
+            if rec is not None:
+                # Received now from one run; another live run claiming the identity that is not a former run of
+                # this stream (a restart) is a duplicate once seen in two scans in a row (a restart's new run can
+                # show a moment before the receiver notices the old one is gone). While the stream is quiet or
+                # lost, a new run may be the stream restarted: the receiver decides when it looks for it.
+                if rec.state not in ("connected", "noisy", "recovered"):
+                    continue
+                past, refused = rec.past_uids, rec.refused
+                others = [u for u in uids if u != rec.uid and u not in past]
+                for u in others:
+                    if u in refused:
+                        continue
+                    suspects[u] = self._suspects.get(u, 0) + 1
+                    if suspects[u] >= 2:
+                        rec.refuse(u, duplicate_message(self._seen[u], 2, f"Attune keeps receiving the one it had "
+                                                        f"(uid {rec.uid}) and refuses the other (uid {u})"))
+                live_refused = [u for u in others if u in rec.refused]
+                if live_refused:
+                    duplicates[key] = duplicate_message(rec.descriptor, 1 + len(live_refused),
+                                                        "Attune keeps receiving the one it had and refuses the rest")
+                continue
+            if key in self._marker_inlets:
+                continue  # followed already (liblsl recovers it by itself); markers are no one's physiology
+            if len(uids) == 1:
+                if key not in self._known or self._known[key].uid not in live:
+                    self._known[key] = self._seen[uids[0]]
+                    self._infos[key] = live[uids[0]]
+                continue
+            # Several runs claim an identity not received yet: which is which cannot be told; none is used.
+            duplicates[key] = duplicate_message(self._seen[uids[0]], len(uids))
+            self._known.pop(key, None)
+            self._infos.pop(key, None)
+            report = (key, frozenset(uids))
+            if report not in self._reported:
+                self._reported.add(report)
+                self._notices.append(duplicates[key])
+                logger.warning("%s", duplicates[key])
+        for key, rec in self._receivers.items():  # refusals (duplicates, other publishers): each said once
+            for uid, why in rec.refused.items():
+                if (key, uid) not in self._reported:
+                    self._reported.add((key, uid))
+                    self._notices.append(f"stream {rec.descriptor.name!r}: {why}")
+                    logger.warning("stream %r: %s", rec.descriptor.name, why)
+        self._suspects = suspects
+        self._duplicates = duplicates
+        del self._notices[:-100]
+
+    def notices(self) -> list[str]:
+        """Messages for the user since the last call (duplicate streams: each said once), oldest first."""
+        with self._lock:
+            out, self._notices = self._notices, []
+        return out
+
     def _open_marker_inlets(self) -> None:
         """Open an inlet on each event / marker stream not yet followed (bounded; retried on the next scan)."""
         from .lsl import pylsl
@@ -207,6 +315,7 @@ class LiveSession:
             with self._lock:
                 if key in self._marker_inlets:
                     continue
+                d = self._known[key]
             try:
                 inlet = pylsl.StreamInlet(info, max_buflen=60, recover=True,
                                           processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
@@ -215,7 +324,7 @@ class LiveSession:
                 logger.info("cannot follow markers of %r yet (%s)", info.name(), exc)
                 continue
             with self._lock:
-                self._marker_inlets[key] = (inlet, info.name())
+                self._marker_inlets[key] = (inlet, d)
             logger.info("following markers of %r", info.name())
 
     def poll_markers(self) -> list:
@@ -224,20 +333,22 @@ class LiveSession:
         Returns
         -------
         markers : list of (float, str, str)
-            ``(LSL timestamp, stream name, text)``; several channels are joined with ``" | "``.
+            ``(LSL timestamp, stream name, text)``: string samples as sent (several channels joined with
+            ``" | "``), an mne-lsl annotation stream's samples as their descriptions
+            (:func:`acquisition.convention.marker_texts`); samples that say nothing are left out.
         """
+        from .convention import marker_texts
         from .lsl import pylsl
 
         with self._lock:
             inlets = list(self._marker_inlets.values())
         out = []
-        for inlet, name in inlets:
+        for inlet, d in inlets:
             try:
                 vals, ts = inlet.pull_chunk(timeout=0.0, max_samples=256)
             except pylsl.util.LostError:
                 continue  # recover=True: liblsl reconnects by itself
-            out += [(float(t), name, " | ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
-                    for v, t in zip(vals, ts)]
+            out += [(float(t), d.name, text) for text, t in zip(marker_texts(d, vals), ts) if text]
         return sorted(out, key=lambda x: x[0])
 
     # ---------------------------------------------------------------- views
@@ -254,7 +365,8 @@ class LiveSession:
 
     @property
     def receivers(self) -> dict:
-        """``{key: StreamReceiver}`` (a copy of the mapping; key = source_id, else uid)."""
+        """``{key: StreamReceiver}`` (a copy of the mapping; key: the stream's identity,
+        :attr:`acquisition.convention.StreamDescriptor.key`)."""
         with self._lock:
             return dict(self._receivers)
 
@@ -273,7 +385,7 @@ class LiveSession:
         if a is None:
             return None
         with self._lock:
-            return self._receivers.get(a.descriptor.source_id or a.descriptor.uid)
+            return self._receivers.get(a.descriptor.key)
 
     def wait_for_streams(self, n: int, timeout: float) -> bool:
         """Block until at least ``n`` receivers exist (or ``timeout`` seconds pass); True if they do."""
@@ -291,13 +403,20 @@ class LiveSession:
         with self._lock:
             assignment = self._assignment
             receivers = list(self._receivers.items())
+            duplicates = list(self._duplicates.values())
         primary = {}
         for a in assignment.streams:
             if a.primary:
-                primary[(a.participant, a.modality)] = a.descriptor.source_id or a.descriptor.uid
+                primary[(a.participant, a.modality)] = a.descriptor.key
         return SessionStatus(
             time=time.time(), participants=assignment.participants,
             streams=[r.status() for _, r in sorted(receivers, key=lambda kv: kv[0])],
-            primary=primary, warnings=list(assignment.warnings),
+            primary=primary, warnings=list(assignment.warnings) + duplicates,
             unassigned=[(d.name, reason) for d, reason in assignment.unassigned],
         )
+
+    @property
+    def duplicates(self) -> dict[str, str]:
+        """``{identity key: message}`` of the identities several live streams claim now (a copy)."""
+        with self._lock:
+            return dict(self._duplicates)

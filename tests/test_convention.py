@@ -137,3 +137,125 @@ def test_e4_export_hr_is_declared_as_ten_second_averages(tmp_path):
     assert kinds["hr"].hr_averaging_s == 10.0 and kinds["eda"].hr_averaging_s == 0.0
     chosen, _ = choose_inputs(rec.streams)
     assert {spec.kind: spec.averaging_s for spec, _ in chosen} == {"hr": 10.0, "eda": 0.0}
+
+
+# --------------------------------------------------------------------------- units: SI, prefixes, MNE's codes
+@pytest.mark.parametrize("text,unit,factor", [
+    ("S", "S", 1.0), ("mS", "S", 1e-3), ("µS", "S", 1e-6), ("μS", "S", 1e-6), ("uS", "S", 1e-6), ("nS", "S", 1e-9),
+    ("microsiemens", "S", 1e-6), ("micro-siemens", "S", 1e-6), ("uSiemens", "S", 1e-6), ("Siemens", "S", 1.0),
+    ("V", "V", 1.0), ("mV", "V", 1e-3), ("µV", "V", 1e-6), ("uV", "V", 1e-6), ("millivolts", "V", 1e-3),
+    ("volts", "V", 1.0), ("kOhm", "ohm", 1e3), ("KOhms", "ohm", 1e3), ("MOhm", "ohm", 1e6), ("Ω", "ohm", 1.0),
+    ("kΩ", "ohm", 1e3), ("s", "s", 1.0), ("ms", "s", 1e-3), ("mSecs", "s", 1e-3), ("seconds", "s", 1.0),
+    ("Hz", "Hz", 1.0), ("bpm", "bpm", 1.0), ("1/min", "bpm", 1.0), ("beats per minute", "bpm", 1.0),
+])
+def test_si_units_with_prefixes_are_read(text, unit, factor):
+    from acquisition.convention import read_unit
+
+    got = read_unit(text)
+    assert got is not None and got[0] == unit and got[1] == pytest.approx(factor), text
+
+
+@pytest.mark.parametrize("text", ["", None, "furlongs", "0", "-6", "none", "MOhmz", "kS/m"])
+def test_what_is_not_an_si_unit_is_not_read_as_one(text):
+    from acquisition.convention import read_unit
+
+    assert read_unit(text) is None
+
+
+@pytest.mark.parametrize("kind,unit,scale,reciprocal", [
+    # EDA to uS: siemens and its prefixes, resistance as the reciprocal
+    ("eda", "S", 1e6, False), ("eda", "mS", 1e3, False), ("eda", "µS", 1.0, False), ("eda", "nS", 1e-3, False),
+    ("eda", "kOhm", 1e3, True), ("eda", "MOhm", 1.0, True), ("eda", "Ohm", 1e6, True),
+    # ECG to mV
+    ("ecg", "V", 1e3, False), ("ecg", "mV", 1.0, False), ("ecg", "µV", 1e-3, False), ("ecg", "nV", 1e-6, False),
+    # RR to s, HR to bpm
+    ("rr", "s", 1.0, False), ("rr", "ms", 1e-3, False), ("rr", "µs", 1e-6, False),
+    ("hr", "bpm", 1.0, False), ("hr", "Hz", 60.0, False), ("hr", "mHz", 0.06, False),
+    # a unit of another quantity is no unit of the kind
+    ("eda", "V", None, False), ("ecg", "S", None, False), ("hr", "kOhm", None, False), ("rr", "V", None, False),
+])
+def test_units_convert_to_the_canonical_unit(kind, unit, scale, reciprocal):
+    got = unit_conversion(kind, unit)
+    assert got[1] == reciprocal
+    assert got[0] == (pytest.approx(scale) if scale is not None else None), (kind, unit)
+
+
+def _mne_lsl_header(name, ch_type, unit, fiff_kind, stype=None, label="X"):
+    """A header as mne-lsl's StreamInfo.set_channel_info writes it (unit: MNE's unit-multiplier code)."""
+    return (f"<info><name>{name}</name><type>{stype if stype is not None else ch_type}</type>"
+            "<channel_count>1</channel_count><channel_format>double64</channel_format><source_id>MNE-LSL"
+            f"</source_id><nominal_srate>250</nominal_srate><desc><channels><channel><label>{label}</label>"
+            f"<type>{ch_type}</type><unit>{unit}</unit><kind>{fiff_kind}</kind><coil_type>0</coil_type>"
+            "<range_cal>1.0</range_cal></channel></channels></desc></info>")
+
+
+@pytest.mark.parametrize("ch_type,code,fiff_kind,kind,unit,scale", [
+    ("ecg", "0", 402, "ecg", "V", 1e3),        # MNE stores ECG in volts: 1 mV arrives as 0.001
+    ("ecg", "-6", 402, "ecg", "µV", 1e-3),     # a player after set_channel_units("microvolts")
+    ("ecg", "-3", 402, "ecg", "mV", 1.0),
+    ("gsr", "0", 1300, "eda", "S", 1e6),       # galvanic skin response in siemens: 4 uS arrives as 4e-6
+    ("gsr", "-6", 1300, "eda", "µS", 1.0),
+])
+def test_mne_unit_codes_are_read_with_the_channel_type(ch_type, code, fiff_kind, kind, unit, scale):
+    d = describe(_mne_lsl_header("P1-X", ch_type, code, fiff_kind))
+    assert (d.kind, d.unit, d.declared_unit, d.unit_guessed) == (kind, unit, code, False)
+    assert d.scale == pytest.approx(scale)
+    raw = {"ecg": 1.2e-3, "eda": 4e-6}[kind] / 10.0 ** int(code)  # what the player sends (SI / 10^code)
+    assert d.to_canonical([raw])[0] == pytest.approx({"ecg": 1.2, "eda": 4.0}[kind])
+
+
+def test_mne_unit_code_of_a_channel_whose_type_has_no_unit_is_guessed_from_the_values():
+    """MNE's misc has no unit: the code says nothing; EDA in siemens is then told from its magnitude."""
+    d = describe(_mne_lsl_header("P2-EDA", "misc", "0", 502))
+    assert d.kind == "eda" and d.scale is None and d.unit == "0"
+    assert d.guess_scale([4.1e-6, 4.2e-6, 4.0e-6]) == 1e6 and d.unit == "S" and d.unit_guessed
+    # the FIFF kind names the unit when the type does not (an unknown type with kind 1300: galvanic)
+    d = describe(_mne_lsl_header("P2-EDA", "skin", "0", 1300, stype="EDA"))
+    assert d.scale == 1e6 and d.unit == "S"
+
+
+def test_ecg_in_volts_is_guessed_when_undeclared():
+    d = describe(_xml("ECG", "ECG"))
+    assert d.guess_scale(1e-3 * np.array([0.05, -0.1, 1.2, 0.08, -0.02])) == 1e3 and d.unit == "V"
+    d = describe(_xml("ECG", "ECG"))
+    assert d.guess_scale([0.05, -0.1, 1.2, 0.08, -0.02]) == 1.0 and d.unit == "mV"
+
+
+def test_mne_lsl_annotation_streams_are_markers_not_ecg():
+    """A player's '<name>-annotations' stream (type annotations, one float channel per description) is an event
+    stream even when its name says ECG; its samples read as the descriptions (duration when it has one)."""
+    from acquisition.convention import is_marker_stream, marker_texts
+
+    chans = "".join(f"<channel><label>{lbl}</label><type>annotations</type><unit>none</unit></channel>"
+                    for lbl in ("rest", "task start"))
+    d = describe("<info><name>P1-ECG-annotations</name><type>annotations</type><channel_count>2</channel_count>"
+                 "<channel_format>double64</channel_format><source_id>MNE-LSL</source_id><nominal_srate>0"
+                 f"</nominal_srate><desc><channels>{chans}</channels></desc></info>")
+    assert d.kind is None and is_marker_stream(d)
+    assert marker_texts(d, np.array([[0.0, -1.0], [2.5, 0.0], [0.0, 0.0], [-1.0, -1.0]])) == [
+        "task start", "rest (2.5 s)", "", "rest | task start"]
+    numeric = describe(_xml("trigger box", "Markers"))
+    assert marker_texts(numeric, [[3.0], [12.0]]) == ["3", "12"]
+    strings = describe(_xml("PsychoPy", "Markers").replace("<channel_count>1", "<channel_count>2"))
+    assert marker_texts(strings, [["block", "1"]]) == ["block | 1"]
+
+
+@pytest.mark.parametrize("stype,labels,types,kind", [
+    ("", ["EXG1", "EXG2"], ["ecg", "gsr"], "ecg"),   # a Raw with several channel types: stream type empty
+    ("", ["A", "B"], ["misc", "gsr"], "eda"),
+    ("", ["A"], ["stim"], None),
+])
+def test_kind_from_mne_channel_types_when_the_stream_type_is_empty(stype, labels, types, kind):
+    assert kind_from_type(stype, "Player", labels, types) == kind
+
+
+def test_identity_is_name_type_source_id_and_host():
+    from acquisition.convention import identity_key
+
+    a = describe(_mne_lsl_header("P1-ECG", "ecg", "0", 402))
+    b = describe(_mne_lsl_header("P2-ECG", "ecg", "0", 402))
+    assert a.source_id == b.source_id == "MNE-LSL" and a.key != b.key
+    assert a.identity == ("P1-ECG", "ecg", "MNE-LSL", "")
+    # fields are escaped: different identities never share a key
+    assert identity_key("a|b", "t", "s", "h") != identity_key("a", "b|t", "s", "h")
+    assert identity_key("a", "t", "s@h", "") != identity_key("a", "t", "s", "h")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.convention import desc_fields
+from acquisition.convention import desc_fields, identity_key
 from acquisition.inlet import StreamReceiver
 from acquisition.live import LiveSession
 from acquisition.lsl import pylsl
@@ -319,14 +320,17 @@ def test_live_session_assigns_and_receives_two_participants():
         assert {(s.participant, s.modality) for s in st.streams} == {(p, m) for p in ("P1", "P2")
                                                                      for m in ("hr", "eda")}
         assert all(s.state == "connected" for s in st.streams)
-        assert st.primary[("P2", "eda")] == f"{prefix}-P2-eda"
+        host = socket.gethostname()
+        # receivers are keyed by identity (name, type, source_id, host), not by source_id alone
+        assert st.primary[("P2", "eda")] == identity_key("P2 eda", "EDA", f"{prefix}-P2-eda", host)
         np.testing.assert_allclose(session.receiver_for("P1", "hr").get_window(60)[1], [0.8] * 3, rtol=1e-6)
         # a stream that appears later is picked up by the background scan
         late = pylsl.StreamOutlet(make_info("P3 rr", "rr", "P3", f"{prefix}-P3-rr", unit="ms"))
         assert session.wait_for_streams(5, DEADLINE)
         assert session.participants == ["P1", "P2", "P3"]
         d = __import__("json").loads(__import__("json").dumps(st.to_dict()))  # JSON-ready for the monitor
-        assert d["primary"]["P1/hr"] == f"{prefix}-P1-rr" and len(d["streams"]) == 4
+        assert d["primary"]["P1/hr"] == identity_key("P1 rr", "RR", f"{prefix}-P1-rr", host)
+        assert len(d["streams"]) == 4 and {s["uid"] for s in d["streams"]} == {o.get_info().uid() for o in outlets}
     finally:
         session.close()
         assert all(r.state == "closed" for r in session.receivers.values())
@@ -381,7 +385,8 @@ def test_a_quiet_stream_is_not_lost_on_one_missed_resolve(monkeypatch):
     answers = {"n": 0, "mode": "miss_once"}
 
     def flaky(prop, value, *a, **kw):
-        if prop == "source_id" and value == s and rec.status().state == "stale":
+        # the stale check looks for this run of the stream (its uid)
+        if prop == "uid" and value == rec.uid and rec.status().state == "stale":
             answers["n"] += 1
             if answers["mode"] == "never" or answers["n"] == 1:
                 return []
@@ -433,3 +438,150 @@ def test_skin_resistance_is_read_as_conductance_live():
     finally:
         rec.close()
         del outlet
+
+
+# --------------------------------------------------------------------------- stream identity
+def _hr_info(name, source_id, participant=None, unit="bpm"):
+    info = pylsl.StreamInfo(name, "HR", 1, 0.0, "float32", source_id)
+    if participant:
+        info.desc().append_child_value("participant", participant)
+    ch = info.desc().append_child("channels").append_child("channel")
+    ch.append_child_value("label", "HR")
+    ch.append_child_value("unit", unit)
+    return info
+
+
+def test_streams_sharing_a_source_id_are_told_apart_and_annotations_are_markers():
+    """mne-lsl players left at the default source_id: two people's streams and a player's '<name>-annotations'
+    stream (numeric one-hot, 'ECG' in its name) share it. Two receivers, one per person; the annotations are
+    an event stream whose samples read as their descriptions, never the ECG."""
+    shared = f"MNE-LSL-{uuid.uuid4().hex[:8]}"  # one source_id for all three (unique to this test run)
+    o1 = pylsl.StreamOutlet(_hr_info("P1 ECG player", shared, "P1"))
+    o2 = pylsl.StreamOutlet(_hr_info("P2 ECG player", shared, "P2"))
+    ann = pylsl.StreamInfo("P1 ECG player-annotations", "annotations", 2, 0.0, "double64", shared)
+    chs = ann.desc().append_child("channels")
+    for label in ("rest", "task start"):
+        ch = chs.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("type", "annotations")
+        ch.append_child_value("unit", "none")
+    o_ann = pylsl.StreamOutlet(ann)
+    session = LiveSession(accept=lambda d: d.source_id == shared, discover_timeout=0.5, rescan_interval=0.3,
+                          receiver_options={"stale_after": NOT_STALE})
+    try:
+        session.start()
+        assert session.wait_for_streams(2, DEADLINE)
+        assert wait_until(lambda: len(session.marker_streams()) == 1)
+        assert session.participants == ["P1", "P2"]
+        assert sorted(r.descriptor.name for r in session.receivers.values()) == ["P1 ECG player", "P2 ECG player"]
+        assert session.status().warnings == [] and session.duplicates == {}
+        for o in (o1, o2):
+            assert o.wait_for_consumers(DEADLINE)
+        o1.push_sample([61.0])
+        o2.push_sample([92.0])
+        assert wait_until(lambda: all(r.buffer.n_written == 1 for r in session.receivers.values()))
+        assert session.receiver_for("P1", "hr").read(0).values.tolist() == [61.0]
+        assert session.receiver_for("P2", "hr").read(0).values.tolist() == [92.0]
+        # mne-lsl one-hot: the duration (-1 for none) on the description's channel
+        assert wait_until(lambda: o_ann.have_consumers())
+        t0 = pylsl.local_clock()
+        o_ann.push_sample([0.0, -1.0], t0)
+        o_ann.push_sample([2.5, 0.0], t0 + 1.0)
+        got = []
+        assert wait_until(lambda: got.extend(session.poll_markers()) or len(got) >= 2)
+        assert [(name, text) for _, name, text in got] == [("P1 ECG player-annotations", "task start"),
+                                                           ("P1 ECG player-annotations", "rest (2.5 s)")]
+        assert got[1][0] - got[0][0] == pytest.approx(1.0, abs=1e-3)
+    finally:
+        session.close()
+        del o1, o2, o_ann
+
+
+def test_true_duplicates_are_reported_never_used_until_one_is_left():
+    """Two live streams with one identity (name, type, source_id, host): neither is received, the status and
+    notices say so once, how to fix it; once one is gone the other is used."""
+    sid_ = sid("dup")
+    a = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
+    b = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
+    p2 = pylsl.StreamOutlet(_hr_info("P2 HR", sid_, "P2"))
+    session = LiveSession(accept=lambda d: d.source_id == sid_, discover_timeout=0.5, rescan_interval=0.3,
+                          receiver_options={"stale_after": NOT_STALE})
+    try:
+        session.start()
+        assert session.wait_for_streams(1, DEADLINE)
+        assert wait_until(lambda: session.duplicates)
+        time.sleep(1.0)  # a few more scans: still not used, still said once
+        assert [r.descriptor.name for r in session.receivers.values()] == ["P2 HR"]
+        (msg,) = session.duplicates.values()
+        assert msg.startswith("2 streams claim to be the same stream 'P1 HR' (type 'HR'")
+        assert "uses none of them" in msg and "Give each its own name or source_id" in msg
+        assert msg in session.status().warnings
+        assert session.notices() == [msg] and session.notices() == []
+        del b  # the extra one stops: the other is used (after the resolver forgets the gone one)
+        assert session.wait_for_streams(2, DEADLINE)
+        assert session.receiver_for("P1", "hr").uid == a.get_info().uid()
+        assert wait_until(lambda: not session.duplicates)
+    finally:
+        session.close()
+        del a, p2
+
+
+def test_a_duplicate_appearing_while_received_is_refused_not_mixed_in():
+    """A second publisher of a stream Attune receives: refused (status, notice), its samples never arrive."""
+    sid_ = sid("dup-late")
+    a = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
+    session = LiveSession(accept=lambda d: d.source_id == sid_, discover_timeout=0.5, rescan_interval=0.3,
+                          receiver_options={"stale_after": NOT_STALE, "noisy_hold": 0.0})
+    b = None
+    try:
+        session.start()
+        assert session.wait_for_streams(1, DEADLINE)
+        rec = session.receiver_for("P1", "hr")
+        assert a.wait_for_consumers(DEADLINE)
+        a.push_sample([60.0])
+        assert wait_until(lambda: rec.buffer.n_written == 1)
+        b = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
+        assert wait_until(lambda: b.get_info().uid() in rec.refused)
+        for _ in range(5):
+            a.push_sample([61.0])
+            b.push_sample([150.0])
+        assert wait_until(lambda: rec.buffer.n_written == 6)
+        time.sleep(0.5)
+        assert rec.read(0).values.tolist() == [60.0] + [61.0] * 5  # nothing of the other publisher's
+        assert rec.uid == a.get_info().uid() and rec.status().problems.get("duplicate") == 1
+        (msg,) = session.notices()
+        assert "2 streams claim to be the same stream 'P1 HR'" in msg and "refuses the other" in msg
+        assert any("refuses the rest" in w for w in session.status().warnings)
+    finally:
+        session.close()
+        del a, b
+
+
+def test_a_different_publisher_is_not_adopted_after_a_loss():
+    """The stream vanishes; a publisher with its identity but another header (another participant, unit) is
+    refused; the stream itself coming back is recovered."""
+    sid_ = sid("impostor")
+    a = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
+    rec = open_receiver(sid_, resolve_timeout=0.3, recovered_hold=NOT_STALE, stale_after=NOT_STALE)
+    fake = back = None
+    try:
+        assert a.wait_for_consumers(DEADLINE)
+        a.push_sample([60.0])
+        assert wait_until(lambda: rec.buffer.n_written == 1)
+        del a
+        assert wait_until(lambda: rec.state == "lost")
+        fake = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P9", unit="Hz"))
+        assert wait_until(lambda: fake.get_info().uid() in rec.refused)
+        why = rec.refused[fake.get_info().uid()]
+        assert why.startswith("another publisher claims to be this stream") and "participant 'P9', was 'P1'" in why
+        assert rec.state == "lost" and not fake.have_consumers()
+        back = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
+        assert wait_until(lambda: rec.state == "recovered")
+        assert rec.uid == back.get_info().uid()
+        assert back.wait_for_consumers(DEADLINE)
+        back.push_sample([62.0])
+        assert wait_until(lambda: rec.buffer.n_written == 2)
+        assert rec.read(0).values.tolist() == [60.0, 62.0]
+    finally:
+        rec.close()
+        del fake, back

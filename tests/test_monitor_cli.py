@@ -289,3 +289,87 @@ def test_markers_from_elsewhere_are_printed_once_when_their_time_comes():
     lines = [ln for ln in out.getvalue().splitlines() if "] marker " in ln]
     assert lines == ["[00:30] marker 00:12 PsychoPy task: block 1", "[00:30] marker 00:20 repair"]
     assert "Markers (2), last: 00:20 repair" in render(model.snapshot(30))
+
+
+@pytest.mark.timeout(60)
+def test_monitor_says_when_two_streams_claim_one_identity_and_uses_neither(tmp_path):
+    """A true duplicate (two live streams with the same name, type, source_id and host): the monitor says so, once,
+    and goes on with the others; the duplicated person's data is never mixed in."""
+    from tests.lsl_outlets import hr_outlet
+
+    tag = f"mon-dup-{uuid.uuid4().hex[:10]}"
+    twins = [hr_outlet(tag, "P1") for _ in range(2)]
+    others = [hr_outlet(tag, who) for who in ("P2", "P3")]
+    stop = threading.Event()
+
+    def pump():
+        while not stop.wait(0.25):
+            for o, v in zip(twins + others, (60.0, 120.0, 70.0, 75.0)):
+                o.push_sample([v])
+
+    th = threading.Thread(target=pump, daemon=True)
+    th.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "3", "--wait", "10",
+             "--match", f"{tag}*"], capture_output=True, text=True, timeout=45, env=os.environ.copy(), cwd=tmp_path)
+    finally:
+        stop.set()
+        th.join(2)
+        del twins, others
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "people: P2, P3; pairs: P2-P3" in proc.stdout, proc.stdout
+    said = [ln for ln in proc.stdout.splitlines() if "2 streams claim to be the same stream 'P1 HR'" in ln]
+    assert len(said) == 1 and "] ! " in said[0], proc.stdout
+    assert f"source_id '{tag}-P1'" in said[0] and "uses none of them" in said[0]
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_closes_the_recording_like_ctrl_c_and_each_warning_shows_once(tmp_path):
+    """`kill` of `attune monitor --headless --record`: exit 143, summary printed, footers written; a roster that
+    contradicts the streams' headers gives its warnings once each (the live session re-assigns every second:
+    62 identical lines in a 60-s run before)."""
+    import signal
+
+    import pyxdf
+
+    prefix = f"sig-{uuid.uuid4().hex[:12]}"
+    roster = tmp_path / "roster.toml"
+    roster.write_text(f'version = 1\n[[participant]]\nid = "A"\n  [[participant.streams]]\n  source_id = "{prefix}*p1*"\n'
+                      f'[[participant]]\nid = "B"\n  [[participant.streams]]\n  source_id = "{prefix}*p2*"\n')
+    env = os.environ.copy()
+    sim = subprocess.Popen([sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm", "--speed", "4",
+                            "--source-prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    try:
+        with open(out, "w") as fo, open(err, "w") as fe:
+            mon = subprocess.Popen([sys.executable, "-m", "ui.cli", "monitor", "--headless", "--match", f"{prefix}*",
+                                    "--roster", str(roster), "--record", str(tmp_path / "recs"), "--wait", "20"],
+                                   stdout=fo, stderr=fe, cwd=tmp_path, env=env)
+            try:
+                deadline = time.monotonic() + 40
+                while "monitoring A, B" not in err.read_text() and time.monotonic() < deadline:
+                    assert mon.poll() is None, err.read_text()
+                    time.sleep(0.1)
+                time.sleep(4.0)  # several re-assignments of the streams
+                mon.send_signal(signal.SIGTERM)
+                code = mon.wait(timeout=30)
+            finally:
+                if mon.poll() is None:
+                    mon.kill()
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    text = err.read_text()
+    assert code == 143, text
+    assert "Traceback" not in text
+    warnings = [ln for ln in text.splitlines() if ln.startswith("WARNING")]
+    assert len(warnings) == len(set(warnings)), warnings
+    said = [ln for ln in warnings if "the roster says" in ln]
+    assert len(said) == 6, warnings  # 3 streams each of P1 and P2 (simulated couple), once each
+    assert "stopped (SIGTERM)" in out.read_text() and "session ended at" in out.read_text()
+    files = list((tmp_path / "recs").glob("*.xdf"))
+    assert len(files) == 1 and f"recording written: {files[0]}" in text
+    streams, _ = pyxdf.load_xdf(str(files[0]))
+    raw = [s for s in streams if s["info"]["source_id"][0].startswith(prefix)]
+    assert len(raw) == 6 and all("footer" in s and len(s["time_stamps"]) for s in raw)

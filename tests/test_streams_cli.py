@@ -148,3 +148,28 @@ def test_a_resistance_stream_says_it_is_read_as_conductance(capsys):
         assert "eda:eda" in line and "kOhms (resistance, read as µS)" in line
     finally:
         del outlet
+
+
+def test_duplicates_are_marked_and_left_out(capsys):
+    """Two live streams that claim one identity (name, type, source_id, host) are marked DUPLICATE, left out of
+    the assignment, and a warning says how to fix it; a stream that only shares the source_id is not one."""
+    prefix = f"attune-test-dup-{uuid.uuid4().hex[:8]}"
+    twins = [pylsl.StreamOutlet(_info("P1 H10 RR", "rr", "P1", prefix, "ms", 0.0)) for _ in range(2)]
+    other = pylsl.StreamOutlet(_info("P2 H10 RR", "rr", "P2", prefix, "ms", 0.0))  # same source_id, own name
+    try:
+        assert main(["streams", "--timeout", "1.5", "--match", f"{prefix}*"]) == 0
+        out = capsys.readouterr().out
+        rows = [ln for ln in out.splitlines() if ln.startswith(("P1 H10 RR ", "P2 H10 RR "))]
+        assert len(rows) == 3
+        assert sum(" DUPLICATE " in ln for ln in rows) == 2 and all("P1 H10 RR" in ln for ln in rows if "DUPL" in ln)
+        assert "  P2: hr <- 'P2 H10 RR'" in out and "  P1:" not in out
+        assert "'P1 H10 RR' (2 streams, uids " in out and "duplicate identity" in out
+        assert ("warning: 2 streams claim to be the same stream 'P1 H10 RR' (type 'RR', source_id "
+                f"'{prefix}'") in out and "Give each its own name or source_id" in out
+        assert main(["streams", "--timeout", "1.5", "--match", f"{prefix}*", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        flags = sorted((s["name"], s["duplicate"]) for s in data["streams"])
+        assert flags == [("P1 H10 RR", True), ("P1 H10 RR", True), ("P2 H10 RR", False)]
+        assert list(data["participants"]) == ["P2"] and any("2 streams claim" in w for w in data["warnings"])
+    finally:
+        del twins, other

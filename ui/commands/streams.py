@@ -7,6 +7,9 @@ Examples
 ``attune streams --roster roster.toml``  with your roster's assignment
 ``attune streams --save-roster r.toml``  write the automatic assignment as a roster to edit
 ``attune streams --json``                machine-readable
+
+Streams are told apart by name, type, source_id and host: two that claim all four at once are marked
+DUPLICATE and left out of the assignment (the monitor uses neither), with a line saying how to fix it.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def run(args) -> int:
     except RuntimeError as exc:
         raise UsageError(str(exc)) from None
     # pylsl is imported only now, with the chosen configuration in force.
-    from acquisition.discovery import discover
+    from acquisition.discovery import discover, duplicate_message, duplicates
     from acquisition.roster import Roster, RosterError
 
     try:
@@ -66,7 +69,11 @@ def run(args) -> int:
     except RosterError as exc:
         raise UsageError(str(exc)) from None
     found = discover(args.timeout, match=args.match, peek=min(1.0, args.timeout / 2))
-    descs = [s.descriptor for s in found]
+    # Streams that claim one identity (name, type, source_id, host) cannot be told apart: the monitor uses none
+    # of them, so they are not assigned here either, and are marked.
+    dups = duplicates(found)
+    dup_msg = {k: duplicate_message(v[0].descriptor, len(v)) for k, v in dups.items()}
+    descs = [s.descriptor for s in found if s.descriptor.key not in dups]
     roster_log = logging.getLogger("acquisition.roster")
     level = roster_log.level
     if not args.json and getattr(args, "verbose", 0) == 0:
@@ -94,11 +101,14 @@ def run(args) -> int:
                         assigned_by=a.source if a else None, primary=a.primary if a else False,
                         kind=a.kind if a else d.kind, modality=a.modality if a else d.modality,
                         unit=a.descriptor.unit if a else d.unit,
-                        note=unassigned.get((d.uid, d.source_id)))
+                        unit_guessed=(a.descriptor if a else d).unit_guessed,
+                        declared_unit=(a.descriptor if a else d).declared_unit,
+                        duplicate=d.key in dups,
+                        note=dup_msg.get(d.key) or unassigned.get((d.uid, d.source_id)))
             out["streams"].append(item)
         out["participants"] = {p: {m: a.descriptor.name for m, a in mods.items()}
                                for p, mods in assignment.by_participant().items()}
-        out["warnings"] = list(assignment.warnings)
+        out["warnings"] = list(assignment.warnings) + list(dup_msg.values())
         print(json.dumps(out, indent=2))
         return 0
 
@@ -112,11 +122,14 @@ def run(args) -> int:
         a = assigned.get((d.uid, d.source_id))
         if a is not None:
             unit = ((a.descriptor.unit or "?") + (" (guessed)" if a.descriptor.unit_guessed else "")
+                    + _declared(a.descriptor)
                     + (" (resistance, read as µS)" if a.descriptor.reciprocal else ""))
             who = a.participant + ("" if a.source == "desc" else f" ({a.source})")
             what = f"{a.modality}:{a.kind}" + ("" if a.primary else " (alt)")
         else:
-            unit, who, what = d.unit or "", "-", "-"
+            unit, who, what = (d.unit or "") + _declared(d), "-", "-"
+        if d.key in dups:
+            who, what = "DUPLICATE", "-"
         rows.append([d.name, d.type, d.source_id, d.hostname, _rate(d.srate), str(d.channel_count), who, what,
                      unit + ("" if s.full_header else " [no header]")])
     print(_table(rows, ["NAME", "TYPE", "SOURCE_ID", "HOST", "RATE", "CH", "PARTICIPANT", "MODALITY", "UNIT"]))
@@ -127,13 +140,23 @@ def run(args) -> int:
         for p, mods in parts.items():
             desc = ", ".join(f"{m} <- {a.descriptor.name!r}" for m, a in sorted(mods.items()))
             print(f"  {p}: {desc}")
-    if assignment.unassigned:
+    if assignment.unassigned or dups:
         print()
         print("Not used:")
         for d, reason in assignment.unassigned:
             print(f"  {d.name!r}: {reason}")
-    if assignment.warnings:
+        for streams in dups.values():
+            print(f"  {streams[0].descriptor.name!r} ({len(streams)} streams, uids "
+                  f"{', '.join(s.descriptor.uid for s in streams)}): duplicate identity")
+    if assignment.warnings or dups:
         print()
-        for w in assignment.warnings:
+        for w in list(assignment.warnings) + list(dup_msg.values()):
             print(f"warning: {w}")
     return 0
+
+
+def _declared(d) -> str:
+    """``" (declared '0')"`` when the header's unit text is not the unit it means (an mne-lsl unit code)."""
+    if d.declared_unit is None or d.unit_guessed or d.declared_unit == d.unit:
+        return ""
+    return f" (declared {d.declared_unit!r})"
