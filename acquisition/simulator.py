@@ -14,13 +14,30 @@ sooner; staleness checks must use arrival time, not timestamps. At
 
 The ground-truth times (``session.truth``) are session seconds; add
 ``time_origin`` to get LSL time.
+
+Instances (``source_id``)
+-------------------------
+Two simulators of the same session on one machine (two ``attune simulate``
+runs) must not publish the same streams: a monitor would take them for
+duplicates. Each publishing :class:`Simulator` therefore takes an instance
+number, the first free one among this user's simulators of the same
+source_ids on this machine, held by an exclusive lock (``flock``) on a file in
+the temporary folder for as long as it publishes. Instance 1 publishes the session's source_ids as they
+are; instance ``k`` appends ``-run<k>``. The lock dies with the process, so a
+simulator restarted after a crash gets instance 1 (its old source_ids) back,
+and a running monitor recovers its streams.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import os
+import tempfile
 import threading
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 
@@ -81,6 +98,8 @@ class Simulator:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.instance: int | None = None  # set by open() (see the module docstring)
+        self._instance_lock: int | None = None  # file descriptor holding the instance lock
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, seed: int = 0, duration_s: float | None = None, *,
@@ -114,8 +133,43 @@ class Simulator:
         from .lsl import pylsl
 
         if not self._outlets:
+            if self.instance is None:
+                self._take_instance()
             self._outlets = [pylsl.StreamOutlet(stream_info(s, pylsl), chunk_size=0, max_buffered=360)
                              for s in self.session.streams]
+
+    def _take_instance(self) -> None:
+        """Take the first free instance number of this session's source_ids on this machine (module docstring);
+        instance ``k > 1`` renames every stream's source_id to ``<source_id>-run<k>``."""
+        ids = "\n".join(sorted(s.source_id for s in self.session.streams))
+        tag = hashlib.sha1(ids.encode()).hexdigest()[:16]
+        user = os.getuid() if hasattr(os, "getuid") else "user"
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one instance per machine is assumed
+            self.instance = 1
+            return
+        for k in range(1, 1000):
+            path = Path(tempfile.gettempdir()) / f"attune-sim-{user}-{tag}-{k}.lock"
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            except OSError:
+                continue  # another user's file, or not a plain file: try the next number
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self._instance_lock, self.instance = fd, k
+            break
+        else:
+            self.instance = 1
+        if self.instance > 1:
+            suffix = f"-run{self.instance}"
+            self.session.streams = [dataclasses.replace(s, source_id=s.source_id + suffix)
+                                    for s in self.session.streams]
+            logger.warning("another simulator publishes these streams on this machine: this one is instance %d, "
+                           "its source_ids end in %r", self.instance, suffix)
 
     def start(self, time_origin: float | None = None) -> float:
         """Start pushing (opening the outlets if needed); returns the LSL time of session time 0.
@@ -174,6 +228,9 @@ class Simulator:
         if self._thread is not None:
             self._thread.join(timeout)
         self._outlets = []  # outlets close when released
+        fd, self._instance_lock = self._instance_lock, None
+        if fd is not None:
+            os.close(fd)  # releases the instance number
 
     def __enter__(self) -> Simulator:
         return self

@@ -384,3 +384,68 @@ def test_lsl_publishing_delivers_the_session_complete_and_in_order():
             inlet.close_stream()
         inlets.clear()
         sim.stop()
+
+
+def test_two_simulators_of_one_session_publish_distinct_source_ids_and_a_restart_gets_its_own_back():
+    """A second simulator of the same session on this machine is instance 2 (source_ids end in -run2), so a
+    monitor never sees duplicates; when the first stops, a new one is instance 1 again: the same source_ids, so
+    a monitor recovers its streams."""
+    from acquisition.lsl import pylsl
+    from acquisition.simulator import Simulator
+
+    prefix = f"test-inst-{uuid.uuid4().hex[:10]}"
+    make = lambda: Simulator.from_scenario(load_scenario("couple-calm"), seed=2, duration_s=5,  # noqa: E731
+                                           source_prefix=prefix)
+    first, second = make(), make()
+    base = sorted(s.source_id for s in first.session.streams)
+    third = None
+    try:
+        first.open()
+        second.open()
+        assert (first.instance, second.instance) == (1, 2)
+        assert sorted(s.source_id for s in first.session.streams) == base
+        assert sorted(s.source_id for s in second.session.streams) == [f"{b}-run2" for b in base]
+        live = pylsl.resolve_bypred(f"starts-with(source_id,'{prefix}')", 2 * len(base), 10.0)
+        assert sorted(i.source_id() for i in live) == sorted(base + [f"{b}-run2" for b in base])
+        first.stop()
+        third = make()
+        third.open()
+        assert third.instance == 1 and sorted(s.source_id for s in third.session.streams) == base
+    finally:
+        for sim in (first, second, third):
+            if sim is not None:
+                sim.stop()
+
+
+def test_two_attune_simulate_runs_are_two_sets_of_streams(tmp_path):
+    """`attune simulate` twice on one machine: the second run's streams have their own source_ids (it says so)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from acquisition.lsl import pylsl
+
+    root = Path(__file__).resolve().parents[1]
+    prefix = f"test-2runs-{uuid.uuid4().hex[:10]}"
+    cmd = [sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm", "--duration", "30", "--seed", "4",
+           "--source-prefix", prefix]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    runs = []
+    try:
+        for _ in range(2):
+            p = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            runs.append(p)
+            deadline = time.monotonic() + 30
+            while "publishing at" not in (line := p.stdout.readline()):
+                assert line and time.monotonic() < deadline, p.stderr.read()
+        n = len(simulate_session(load_scenario("couple-calm"), 4, 30, source_prefix=prefix).streams)
+        live = pylsl.resolve_bypred(f"starts-with(source_id,'{prefix}')", 2 * n, 10.0)
+        ids = [i.source_id() for i in live]
+        assert len(ids) == 2 * n and len(set(ids)) == 2 * n
+        assert sum(i.endswith("-run2") for i in ids) == n
+    finally:
+        for p in runs:
+            p.kill()
+            p.wait(timeout=10)
+    assert "instance 2" in runs[1].stderr.read()
