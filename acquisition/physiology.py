@@ -317,7 +317,9 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         Seconds of data; default the scenario's ``duration_s``.
     source_prefix : str
         Start of every ``source_id`` (``<prefix>-<seed>-<participant>-<device>-<kind>``),
-        stable per (participant, device, kind, seed) so a restarted simulator is the same stream.
+        stable per (participant, device, kind, seed) so a restarted simulator is the same stream
+        (a second simulator publishing the same session meanwhile appends ``-run2``: see
+        :mod:`acquisition.simulator`).
 
     Returns
     -------
