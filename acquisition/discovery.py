@@ -220,8 +220,3 @@ def discover(timeout: float = 1.0, *, header_timeout: float | None = None, match
     out = fetch_descriptors(todo, header_timeout, peek)
     out.sort(key=lambda s: (s.descriptor.name, s.descriptor.source_id, s.descriptor.hostname, s.descriptor.uid))
     return out
-
-
-def resolve_source_id(source_id: str, timeout: float = 1.0) -> list:
-    """Resolved infos of the stream(s) with ``source_id`` (bounded by ``timeout`` seconds)."""
-    return list(pylsl.resolve_byprop("source_id", source_id, 1, timeout))

@@ -225,6 +225,12 @@ class StreamReceiver:
         return self.descriptor.uid
 
     @property
+    def info(self):
+        """The resolved ``pylsl.StreamInfo`` of the run received now (after a recovery: the new run's); open
+        another inlet on it to follow exactly this run (a recorder), never a duplicate or another publisher."""
+        return self._info
+
+    @property
     def past_uids(self) -> frozenset:
         """Uids of the outlet runs received before this one (the same stream, restarted)."""
         with self._lock:
@@ -491,6 +497,7 @@ class StreamReceiver:
                         info = None
                         self._stop.wait(self.poll_interval * 5)
                         continue
+                    self._info = info
                     if self.state == "lost":
                         with self._lock:
                             self._n_recoveries += 1

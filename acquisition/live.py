@@ -415,6 +415,14 @@ class LiveSession:
             unassigned=[(d.name, reason) for d, reason in assignment.unassigned],
         )
 
+    def stream_info(self, key: str):
+        """The resolved ``pylsl.StreamInfo`` of stream ``key`` (an identity key of :attr:`receivers` or
+        :meth:`marker_streams`): the run its receiver receives now, else the run first adopted; ``None`` when
+        unknown."""
+        with self._lock:
+            rec = self._receivers.get(key)
+            return rec.info if rec is not None else self._infos.get(key)
+
     @property
     def duplicates(self) -> dict[str, str]:
         """``{identity key: message}`` of the identities several live streams claim now (a copy)."""

@@ -577,7 +577,7 @@ def test_a_different_publisher_is_not_adopted_after_a_loss():
         assert rec.state == "lost" and not fake.have_consumers()
         back = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
         assert wait_until(lambda: rec.state == "recovered")
-        assert rec.uid == back.get_info().uid()
+        assert rec.uid == back.get_info().uid() == rec.info.uid()  # what a recorder should follow now
         assert back.wait_for_consumers(DEADLINE)
         back.push_sample([62.0])
         assert wait_until(lambda: rec.buffer.n_written == 2)
