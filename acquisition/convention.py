@@ -100,7 +100,7 @@ def is_marker_stream(d) -> bool:
     made them.
     """
     typ = (d.type or "").strip().lower()
-    if typ in ("attuneevents", "synchrony"):
+    if typ in ("attuneevents", "attuneroster", "synchrony"):
         return False
     return typ in MARKER_TYPES or str(d.channel_format).lower() == "string"
 

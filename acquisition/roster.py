@@ -213,9 +213,9 @@ class Assignment:
         return out
 
     def for_stream(self, key: str) -> AssignedStream | None:
-        """The assignment of the stream whose source_id (or uid) is ``key``."""
+        """The assignment of the stream whose identity key (:attr:`StreamDescriptor.key`) or uid is ``key``."""
         for s in self.streams:
-            if (s.descriptor.source_id or s.descriptor.uid) == key:
+            if key in (s.descriptor.key, s.descriptor.uid):
                 return s
         return None
 
@@ -411,11 +411,17 @@ class Roster:
 
     @classmethod
     def from_assignment(cls, assignment: Assignment) -> Roster:
-        """Freeze an assignment into a roster (one exact source_id rule per stream, primaries marked)."""
+        """Freeze an assignment into a roster (one exact rule per stream, primaries marked).
+
+        A rule matches its stream by name, source_id and hostname together (whichever it has): several apps leave
+        every stream at one default source_id (mne-lsl's players: "MNE-LSL"), so the source_id alone would match
+        them all.
+        """
         by_id: dict[str, Participant] = {}
         for s in assignment.streams:
             d = s.descriptor
-            rule = StreamRule(source_id=d.source_id) if d.source_id else StreamRule(name=d.name, hostname=d.hostname)
+            fields = {"name": d.name, "source_id": d.source_id, "hostname": d.hostname}
+            rule = StreamRule(**{k: glob_escape(v) for k, v in fields.items() if v and v.strip() == v})
             rule.kind = s.kind
             rule.primary = s.primary
             by_id.setdefault(s.participant, Participant(s.participant)).streams.append(rule)

@@ -182,3 +182,25 @@ def test_missing_roster_file_is_explained(tmp_path):
 def test_device_participant_needs_no_serial():
     x = d("MyBand HR", "HR", "", host="")
     assert device_participant(x) == "MyBand"
+
+
+def test_frozen_roster_tells_apart_streams_sharing_a_default_source_id(tmp_path):
+    # mne-lsl players left at their default source_id "MNE-LSL": a rule on the source_id alone matched both
+    streams = [d("ecg-anna", "ECG", "MNE-LSL", participant="Anna"), d("ecg-ben", "ECG", "MNE-LSL", participant="Ben")]
+    auto = assign(streams)
+    frozen = Roster.load(Roster.from_assignment(auto).save(tmp_path / "frozen.toml")).assign(streams)
+    assert {(s.descriptor.name, s.participant) for s in frozen.streams} == {("ecg-anna", "Anna"), ("ecg-ben", "Ben")}
+    assert frozen.ambiguities == []
+    # an assigned stream is found by its identity key (what the live session keys receivers by) and by its uid
+    ben = streams[1]
+    assert auto.for_stream(ben.key).descriptor.name == "ecg-ben"
+    assert auto.for_stream("MNE-LSL") is None
+
+
+def test_attune_roster_stream_is_not_a_marker_stream():
+    # the roster a recording keeps (acquisition.recorder) is a string stream, but no event of the session
+    def text_stream(*a):
+        return describe(header(*a).replace("float32", "string"))
+
+    assert not is_marker_stream(text_stream("Attune roster", "AttuneRoster", "attune-roster"))
+    assert is_marker_stream(text_stream("Notes", "Notes", "n"))  # an unknown type with text samples: events
