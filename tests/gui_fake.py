@@ -28,7 +28,8 @@ def make_model(n_people: int = 2, modalities=("hr", "eda")) -> tuple[SessionMode
     # (these widget tests are about drawing; arming itself is tested in test_arming.py)
     cfg = dataclasses.replace(get_preset("balanced", "analytic"), arm_span_s=30.0)
     det = RuptureDetector(people, modalities, step_s=1.0, config=cfg)
-    model = SessionModel(people, modalities, det.pairs, FS, 1.0, 600.0)
+    # the fake's windows start at once (no 30-s window to fill first): window_s=1
+    model = SessionModel(people, modalities, det.pairs, FS, 1.0, 600.0, preset=cfg, window_s=1.0)
     return model, det, SignalLossTracker(FS)
 
 

@@ -66,7 +66,7 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
         assert x.size > 10 and np.isfinite(y).sum() > 5 and 40 < np.nanmedian(y) < 120
         win.add_marker("rupture_noticed")
         # the pair is measurably in tune after ~3-4 min of session time; the scripted rupture starts at 4:30
-        qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=60000)
+        qtbot.waitUntil(lambda: win.episodes.count() >= 1, timeout=60000)
         ep = win.snapshot.episodes[0]
         # the scripted rupture starts at 270 s (P2's arousal climbs alone for 60 s)
         assert 260 <= ep["onset_s"] <= 330 and tuple(ep["pair"]) == ("P1", "P2")
@@ -93,15 +93,13 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
 
 
 def test_record_to_unwritable_folder_says_so_and_session_goes_on(qtbot, tmp_path):
-    from acquisition.files import load_recording
-    from acquisition.sources import RecordingSource
+    from ui.commands.demo import start_demo
     from ui.gui.main_window import MainWindow
     from ui.gui.settings import Settings
-    from ui.runner import Runner
 
     from PySide6 import QtWidgets
 
-    runner = Runner(RecordingSource(load_recording(SAMPLE), speed=16.0))
+    runner = start_demo("couple-rupture-repair", speed=16.0)   # live (a replay offers no Record button)
     win = MainWindow(runner.model, runner, settings=Settings(recordings_dir="/proc/self"))  # no file can be made there
     qtbot.addWidget(win)
     win.show()
@@ -121,6 +119,7 @@ def test_record_to_unwritable_folder_says_so_and_session_goes_on(qtbot, tmp_path
         box.done(0)
     finally:
         runner.stop()
+        runner.simulator.stop()
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
@@ -146,7 +145,7 @@ def test_replay_scrub_play_pause_speed(qtbot):
         x0, x1 = win.x_range(runner.model.t_now)
         assert x1 >= 359
         # the episode of 270-330 s (flagged by ~5:30) was found while reprocessing
-        qtbot.waitUntil(lambda: win.episodes.table.rowCount() >= 1, timeout=5000)
+        qtbot.waitUntil(lambda: win.episodes.count() >= 1, timeout=5000)
         # pause holds the position; speed goes to the source
         win.toggle_pause()
         qtbot.waitUntil(lambda: runner.model.replay["paused"], timeout=3000)

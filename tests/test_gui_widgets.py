@@ -108,17 +108,21 @@ def test_episode_panel_label_goes_to_marker_sink(qtbot, couple):
     win = make_window(qtbot, couple.model)
     win.redraw()
     panel = win.episodes
-    assert panel.table.rowCount() == 1
-    assert panel.table.item(0, 2).text() == "P1 \u2013 P2"
+    assert panel.count() == 1
+    assert panel.row_texts(0)[2] == "P1 \u2013 P2"
     # the flag time is shown; when it began (estimated) and ended is in its tooltip
     ep = couple.model.snapshot(200).episodes[0]
-    assert panel.table.horizontalHeaderItem(1).text() == "flagged"
-    assert panel.table.item(0, 1).text() == fmt_time(ep["flagged_s"])
-    tip = panel.table.item(0, 1).toolTip()
+    assert panel.tree.headerItem().text(1) == "flagged"
+    item = panel.tree.topLevelItem(0)
+    assert item.text(1) == fmt_time(ep["flagged_s"])
+    tip = item.toolTip(1)
     assert f"began about {fmt_time(ep['onset_s'])} (estimated)" in tip and f"flagged at {fmt_time(ep['flagged_s'])}" in tip
+    # the status is the pair's state now, as its card says it
+    meter = win.meters.meters[("P1", "P2")]
+    assert meter.state == "repairing" and item.text(5) == "\u21bb repairing"   # not "open" next to "repairing"
     # click the row: the timelines scroll to the episode and stop following
-    rect = panel.table.visualItemRect(panel.table.item(0, 1))
-    qtbot.mouseClick(panel.table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
+    rect = panel.tree.visualItemRect(item)
+    qtbot.mouseClick(panel.tree.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
     assert panel.selected_id() == 1
     assert not win.follow and win.live_action.isVisible()
     # choose a label from the taxonomy
@@ -128,8 +132,8 @@ def test_episode_panel_label_goes_to_marker_sink(qtbot, couple):
     qtbot.mouseClick(panel.confirm_btn, QtCore.Qt.MouseButton.LeftButton)
     assert [(m["kind"], m["text"], m["episode"]) for m in got] == [("label", "limit-setting", 1), ("confirm", "episode 1", 1)]
     win.redraw()
-    assert panel.table.item(0, 7).text() == "limit-setting"
-    assert panel.table.item(0, 8).text() == "confirm"
+    assert panel.row_texts(0)[7] == "limit-setting"
+    assert panel.row_texts(0)[8] == "confirm"
     assert set(RUPTURE_TYPES) <= {panel.label_box.itemText(i) for i in range(panel.label_box.count())}
 
 
@@ -156,7 +160,9 @@ def test_group_matrix_and_drifting_away(qtbot):
     win = make_window(qtbot, fs.model)
     win.redraw()
     assert win.matrix is not None
-    assert win.matrix.away == ["P3"]
+    # P3's tie to the group: drifting away (said in P3's row); everyone else with the group
+    assert [p for p in fs.model.participants if win.traces.tie_words(p) == "drifting away"] == ["P3"]
+    assert {win.traces.tie_words(p) for p in ("P1", "P2", "P4")} == {"with the group"}
     m = win.matrix.matrix
     i3 = 2
     others = [0, 1, 3]
@@ -307,15 +313,24 @@ def test_four_people_traces_label_time_once_per_column_without_overlap(qtbot, tm
     win.resize(1366, 768)
     win.redraw()
     qtbot.wait(50)
+    win.select_pair(("P1", "P2"))   # a click on its matrix cell: the pair's synchrony plot shows
+    win.redraw()
+    qtbot.wait(50)
+    win.redraw()
+    assert win.timelines.shown == [("P1", "P2")]
     traces = win.traces
-    for m in traces.modalities:
+    steps = set()
+    for m in traces.columns:
         column = [traces.plots[(p, m)] for p in traces.participants]
         bottom = column[-1]
         assert bottom.getAxis("bottom").isVisible()
+        for plot in column:
+            if plot is not traces.master:
+                assert plot.vb.linkedView(plot.vb.XAxis) is traces.master.vb   # one x range for the panel
+            assert plot.vb.viewRange()[0] == pytest.approx(traces.master.vb.viewRange()[0])
         for plot in column[:-1]:
             assert not plot.getAxis("bottom").isVisible()
-            assert plot.vb.linkedView(plot.vb.XAxis) is bottom.vb
-            assert plot.vb.viewRange()[0] == pytest.approx(bottom.vb.viewRange()[0])
+        steps.add(bottom.getAxis("bottom").tickSpacing(*bottom.getAxis("bottom").range, 100)[0][0])
         axis = bottom.getAxis("bottom")
         lo, hi = axis.range
         width = axis.geometry().width()
@@ -332,6 +347,12 @@ def test_four_people_traces_label_time_once_per_column_without_overlap(qtbot, tm
         label_w = max(fm.horizontalAdvance(s) for s in axis.tickStrings(labelled, 1.0, 1.0))
         gaps = np.diff(px)
         assert gaps.min() >= label_w + 8, (m, labelled, gaps, label_w)
+    # the same time ticks on every column and on the pair plots (a person's row lines up with a pair's)
+    shown = [d["plot"].getAxis("bottom") for d in win.timelines.plots if d["plot"].getAxis("bottom").isVisible()]
+    assert shown
+    for axis in shown:
+        steps.add(axis.tickSpacing(*axis.range, 100)[0][0])
+    assert len(steps) == 1, steps
     path = tmp_path / "traces4.png"
     win.grab().save(str(path))
     assert path.stat().st_size > 10000

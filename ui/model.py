@@ -10,6 +10,7 @@ hands them to whoever records (``marker_sinks``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from acquisition.files import marker_fields, marker_words
-from dsp.detector import STATE_WORDS, episode_dict, get_preset
+from dsp.detector import STATE_WORDS, UNARMED_STATES, episode_dict, get_preset
 from dsp.divergence import AROUSAL_STATES, ArousalTracker
 from dsp.pipeline import mean_fisher
+
+from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, tie_label
 
 #: Rupture types a facilitator can give an episode (taxonomy from the rupture/repair literature).
 RUPTURE_TYPES = (
@@ -45,13 +48,12 @@ def tune_evidence_words(pair_state: dict | None) -> str:
     return ("vs chance: " + " \u00b7 ".join(parts)) if parts else ""
 
 
-#: What views say for each arousal state.
-AROUSAL_WORDS = {
-    "unknown": "learning baseline",
-    "with_group": "with the group",
-    "climbing": "moving away (climbing)",
-    "flattening": "moving away (flattening)",
-}
+#: A person's tie evidence (the detector's ``person_ties``: evidence / threshold) at or above which they read as
+#: drifting away from the group (the share of the threshold at which a pair reads "drifting": ``drift_h / cusum_h``).
+TIE_DRIFT_FRAC = 0.3
+#: Episodes of one person (a group) flagged within this many seconds of each other, overlapping in time, are shown
+#: as one group episode ("P3 drifting away — 3 of 3 ties dropped") with its pairs underneath.
+GROUP_EPISODE_TOL_S = 60.0
 #: Hysteresis of the live arousal word (see :meth:`SessionModel.snapshot`): a person shown "moving away"
 #: goes back to "with the group" only once their smoothed ratio is below ``threshold - AROUSAL_RELEASE_MARGIN``
 #: and they have been shown moving away for at least ``AROUSAL_HOLD_S`` seconds.
@@ -115,6 +117,143 @@ def away_before_flag(t, codes, participants, pair, onset: float, flags, step_s: 
 
 #: Pair states in which the detector has evidence of a drop (what the evidence came from is then worth saying).
 _ALERT_STATES = ("drifting", "possible_rupture", "repairing")
+
+
+def person_ties(participants, pair_states, episodes, connectedness=None, chance=None, tie_evidence=None) -> dict:
+    """Each person's tie to the group (3+ people), in the words of :data:`ui.words.TIE_WORDS`.
+
+    Parameters
+    ----------
+    participants : list of str
+    pair_states : list of dict
+        The detector's pair states (``pair``, ``state``).
+    episodes : list of dict
+        Episode dicts (``people``, ``pair``, ``open``, ``repaired``, ``review``).
+    connectedness, chance : ndarray, shape (n_people,) | None
+        Each person's current mean synchrony with the others, and its chance level (r).
+    tie_evidence : dict | None
+        ``person -> evidence / threshold`` of the detector's person-to-group tie
+        (:attr:`dsp.detector.RuptureDetector.person_ties`), when the source hands it over.
+
+    Returns
+    -------
+    ties : dict
+        ``person -> {"state", "words", "label", "conn", "chance", "armed", "ties", "dropping", "evidence"}``;
+        empty for a couple. ``state``: ``"calibrating"`` while none of the person's pairs has measured its
+        attunement yet and some are still learning; ``"drifting_away"`` when an open episode names them alone
+        and its pair is still in a possible rupture (or drifting), when their tie evidence reaches
+        :data:`TIE_DRIFT_FRAC` of the threshold, or when most of their armed ties are dropping (more than the
+        others'); else ``"with_group"`` when at least one of their pairs is measurably in tune, else
+        ``"not_in_tune"``.
+    """
+    n = len(participants)
+    if n < 3:
+        return {}
+    states = {tuple(ps["pair"]): ps.get("state", "calibrating") for ps in pair_states}
+    named = set()
+    for ep in episodes:
+        people = ep.get("people") or []
+        if (len(people) == 1 and ep.get("open", True) and not ep.get("repaired") and ep.get("review") != "dismiss"
+                and states.get(tuple(ep["pair"])) in ("drifting", "possible_rupture")):
+            named.add(people[0])
+    mine, frac = {}, {}
+    for who in participants:
+        st = [s for pair, s in states.items() if who in pair]
+        armed = [s for s in st if s not in UNARMED_STATES]
+        dropping = [s for s in armed if s in _ALERT_STATES]
+        mine[who] = (st, armed, dropping)
+        frac[who] = len(dropping) / len(armed) if armed else 0.0
+    out = {}
+    for i, who in enumerate(participants):
+        st, armed, dropping = mine[who]
+        others = [frac[o] for o in participants if o != who]
+        ev = None if not tie_evidence else tie_evidence.get(who)
+        most = len(armed) >= 2 and len(dropping) >= max(2, (len(armed) + 1) // 2) and frac[who] > float(np.median(others))
+        if who in named or (ev is not None and ev >= TIE_DRIFT_FRAC) or most:
+            state = "drifting_away"
+        elif armed:
+            state = "with_group"
+        elif any(s == "calibrating" for s in st) or not st:
+            state = "calibrating"
+        else:
+            state = "not_in_tune"
+        c = float(connectedness[i]) if connectedness is not None and i < len(connectedness) else float("nan")
+        ch = float(chance[i]) if chance is not None and i < len(chance) else float("nan")
+        out[who] = {"state": state, "words": TIE_WORDS[state], "label": tie_label(state), "conn": c, "chance": ch,
+                    "armed": len(armed), "ties": n - 1, "dropping": len(dropping), "evidence": ev}
+    return out
+
+
+def group_episodes(episodes, participants, tol_s: float = GROUP_EPISODE_TOL_S) -> list[dict]:
+    """Episodes of one person drifting away from several others, gathered into one group episode each.
+
+    Parameters
+    ----------
+    episodes : list of dict
+        Episode dicts in id order; each may carry ``"status"`` (``(state, text)``, see :meth:`SessionModel.snapshot`).
+    participants : list of str
+    tol_s : float
+        Episodes naming the same single person whose flags lie within this many seconds of the group's
+        and that overlap it in time join it.
+
+    Returns
+    -------
+    groups : list of dict
+        In order of the first flag: ``{"person": str | None, "episodes": [episode, ...], "n_ties": n - 1,
+        "open": bool, "state": str, "words": str}``. A pair episode that joins no other is a group of one
+        (``person`` None unless it names one person); ``words`` of a group of two or more say
+        ``"P3 drifting away — 3 of 3 ties dropped"``.
+    """
+    n = len(participants)
+    groups: list[dict] = []
+    for ep in sorted(episodes, key=lambda e: (e.get("flagged_s", e["onset_s"]), e["id"])):
+        people = ep.get("people") or []
+        who = people[0] if len(people) == 1 and n >= 3 else None
+        flag = ep.get("flagged_s", ep["onset_s"])
+        home = None
+        if who is not None:
+            for g in groups:
+                if g["person"] != who:
+                    continue
+                last = max(e.get("flagged_s", e["onset_s"]) for e in g["episodes"])
+                ends = [e.get("offset_s") for e in g["episodes"]]
+                end = math.inf if any(x is None for x in ends) else max(ends)
+                if abs(flag - last) <= tol_s and ep["onset_s"] <= end + tol_s:
+                    home = g
+                    break
+        if home is None:
+            home = {"person": who, "episodes": []}
+            groups.append(home)
+        home["episodes"].append(ep)
+    for g in groups:
+        eps = g["episodes"]
+        g["n_ties"] = n - 1
+        g["open"] = any(e.get("open", True) and not e.get("repaired") for e in eps)
+        states = [(e.get("status") or episode_status(e))[0] for e in eps]
+        for st in ("possible_rupture", "repairing", "unrepaired", "session_end", "interrupted", "repaired", "dismissed"):
+            if st in states:
+                g["state"] = st
+                break
+        else:
+            g["state"] = states[0]
+        g["words"] = (group_episode_words(g["person"], len(eps), n - 1, g["open"])
+                      if g["person"] is not None and len(eps) >= 2 else "")
+    return groups
+
+
+def trailing_valid_s(sync: np.ndarray, step_s: float) -> np.ndarray:
+    """Seconds of unbroken valid (finite) windows at the end of each row, shape (n_rows,).
+
+    Parameters
+    ----------
+    sync : ndarray, shape (n_rows, n_windows)
+    step_s : float
+    """
+    if sync.size == 0:
+        return np.zeros(sync.shape[0])
+    bad = ~np.isfinite(sync[:, ::-1])
+    first_bad = np.where(bad.any(axis=1), bad.argmax(axis=1), sync.shape[1])
+    return first_bad * float(step_s)
 
 
 class _Ring:
@@ -186,6 +325,25 @@ class Snapshot:
         possible rupture or repairing) what the detector's evidence comes from.
     arousal_threshold : float
         The ratio at or above which a person is "moving away" (the preset's ``arousal_k``).
+    chance_matrix : ndarray, shape (n_people, n_people)
+        The chance level of each pair's current combined synchrony (NaN diagonal).
+    connectedness_chance : ndarray, shape (n_people,)
+        The chance level of each person's connectedness.
+    ties : dict
+        Each person's tie to the group (3+ people; :func:`person_ties`).
+    tie_series : tuple
+        ``(times (n_w,), connectedness (n_people, n_w), chance (n_people, n_w))``: each person's mean combined
+        synchrony with the others over time, and its chance level.
+    groups : list of dict
+        The episodes gathered per person drifting away (:func:`group_episodes`).
+    arming : dict
+        ``{"learning": bool, "ready_in_s": float | None, "pairs": {pair: ready_in_s}}``: while pairs are still
+        learning their baseline (state ``calibrating``), about how many seconds of session time until the
+        arming span (the detector's ``arm_span_s`` of valid windows) is full and the pair is either measurably
+        in tune or not (``ready_in_s``: the last of them).
+
+    Every episode carries ``"status"``: ``(state, text)`` from :func:`ui.words.episode_status` with its pair's
+    state now, so a card and the episodes table never disagree.
     """
 
     version: int
@@ -210,6 +368,12 @@ class Snapshot:
     people_arousal: dict = field(default_factory=dict)
     pair_arousal: dict = field(default_factory=dict)
     arousal_threshold: float = float("nan")
+    chance_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    connectedness_chance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ties: dict = field(default_factory=dict)
+    tie_series: tuple = field(default_factory=lambda: (np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0))))
+    groups: list = field(default_factory=list)
+    arming: dict = field(default_factory=lambda: {"learning": False, "ready_in_s": None, "pairs": {}})
 
     def signal_states(self, recent_s: float = 3.0) -> dict:
         """``participant -> {modality: state}``: the source's status (:attr:`status`); where it reports none
@@ -244,7 +408,10 @@ class SessionModel:
     history_s : float
         How much history views can show.
     preset : str
-        Detector preset: its ``arousal_k`` is the ratio at which a person reads as "moving away".
+        Detector preset: its ``arousal_k`` is the ratio at which a person reads as "moving away"; its
+        ``arm_span_s`` the span of valid windows a pair needs before it is measurably in tune (or not).
+    window_s : float
+        Synchrony window (s): the first window ends this long into the session.
 
     Notes
     -----
@@ -266,9 +433,11 @@ class SessionModel:
     """
 
     def __init__(self, participants, modalities, pairs, fs: float, step_s: float = 1.0, history_s: float = 600.0,
-                 preset: str = "balanced"):
+                 preset: str = "balanced", window_s: float = 30.0):
         cfg = get_preset(preset) if isinstance(preset, str) else preset
         self.preset = preset
+        self.arm_span_s = float(cfg.arm_span_s)
+        self.window_s = float(window_s)
         self.arousal_threshold = float(cfg.arousal_k)
         self._arousal_smooth_s = float(cfg.smooth_s)
         self._sync_k = float(cfg.cusum_k)
@@ -303,6 +472,7 @@ class SessionModel:
         self._sync = {m: _Ring(npairs, int(history_s / step_s)) for m in self.modalities}
         self._chance = {m: _Ring(npairs, int(history_s / step_s)) for m in self.modalities}
         self._pair_states: list = []
+        self._ties_evidence: dict = {}
         self._status = {p: {m: "absent" for m in self.modalities} for p in self.participants}
         self._episodes: dict[int, dict] = {}
         self._loss: list[dict] = []
@@ -314,9 +484,15 @@ class SessionModel:
         self.t_now = 0.0
 
     # -- writer side (worker thread) ------------------------------------------------------------
-    def apply(self, update, pair_states=None, status=None) -> None:
-        """Take one :class:`dsp.pipeline.Update` (and optional detector/acquisition status)."""
+    def apply(self, update, pair_states=None, status=None, ties=None) -> None:
+        """Take one :class:`dsp.pipeline.Update` (and optional detector/acquisition status).
+
+        ``ties``: the detector's ``person_ties`` (``person -> evidence / threshold``), when the source hands
+        them over; without them a person's tie is read from their pairs' states alone (:func:`person_ties`).
+        """
         with self._lock:
+            if ties is not None:
+                self._ties_evidence = dict(ties)
             if update.n_new:
                 t = (update.grid_start + np.arange(update.n_new)) / self.fs
                 for m, v in update.grid.items():
@@ -470,13 +646,20 @@ class SessionModel:
                     sync["combined"] = (ts, comb, ch)
             n = len(self.participants)
             matrix = np.full((n, n), np.nan)
-            if "combined" in sync and sync["combined"][1].shape[1]:
-                cur = mean_fisher(sync["combined"][1][:, -5:], axis=1)
-                iu = np.triu_indices(n, 1)
-                matrix[iu] = cur
-                matrix[(iu[1], iu[0])] = cur
+            chance_matrix = np.full((n, n), np.nan)
+            iu = np.triu_indices(n, 1)
+            key = "combined" if "combined" in sync else (self.modalities[0] if self.modalities else None)
+            if key is not None and sync[key][1].shape[1]:
+                with np.errstate(all="ignore"):
+                    cur = mean_fisher(sync[key][1][:, -5:], axis=1)
+                    cch = mean_fisher(sync[key][2][:, -5:], axis=1)
+                matrix[iu], matrix[(iu[1], iu[0])] = cur, cur
+                chance_matrix[iu], chance_matrix[(iu[1], iu[0])] = cch, cch
             with np.errstate(all="ignore"):
                 conn = mean_fisher(matrix, axis=1) if n else np.zeros(0)
+                conn_chance = mean_fisher(chance_matrix, axis=1) if n else np.zeros(0)
+            tie_series = self._tie_series(sync.get(key) if key is not None else None)
+            arming = self._arming()
             at, al = self._arousal_l.last(n_win)
             _, ac = self._arousal_code.last(n_win)
             people_arousal = {}
@@ -496,16 +679,64 @@ class SessionModel:
                     sync_says = drop is not None and np.isfinite(drop) and drop >= self._sync_k
                     evidence = ("synchrony+arousal" if sync_says else "arousal") if away else "synchrony"
                 pair_arousal[tuple(pair)] = {"away": away, "evidence": evidence}
+            pstate = {tuple(ps["pair"]): ps.get("state") for ps in self._pair_states}
+            episodes = []
+            for e in self._episodes.values():
+                e2 = {**e, "arousal": dict(e.get("arousal") or {})}
+                e2["status"] = episode_status(e2, pstate.get(tuple(e2["pair"])))
+                episodes.append(e2)
+            ties = person_ties(self.participants, self._pair_states, episodes, conn, conn_chance, self._ties_evidence)
             return Snapshot(
                 version=self.version, t_now=self.t_now, participants=list(self.participants), pairs=list(self.pairs),
                 modalities=self.modalities, grid=grid, sync=sync, pair_states=[dict(p) for p in self._pair_states],
                 matrix=matrix, connectedness=conn, status={p: dict(d) for p, d in self._status.items()},
-                episodes=[{**e, "arousal": dict(e.get("arousal") or {})} for e in self._episodes.values()], signal_loss=[dict(x) for x in self._loss],
+                episodes=episodes, signal_loss=[dict(x) for x in self._loss],
                 markers=[dict(m) for m in self._markers], recording=None if self.recording is None else dict(self.recording),
                 replay=None if self.replay is None else dict(self.replay), messages=list(self._messages),
                 label=self.label, arousal=(at, al, ac), people_arousal=people_arousal, pair_arousal=pair_arousal,
-                arousal_threshold=self.arousal_threshold,
+                arousal_threshold=self.arousal_threshold, chance_matrix=chance_matrix,
+                connectedness_chance=conn_chance, ties=ties, tie_series=tie_series,
+                groups=group_episodes(episodes, self.participants), arming=arming,
             )
+
+    def _tie_series(self, series) -> tuple:
+        """Each person's mean synchrony with the others over time and its chance level (see :class:`Snapshot`)."""
+        n = len(self.participants)
+        if series is None or n < 2:
+            return np.zeros(0), np.zeros((n, 0)), np.zeros((n, 0))
+        t, s, c = series
+        index = {p: i for i, p in enumerate(self.participants)}
+        inc = np.zeros((n, len(self.pairs)))
+        for k, (a, b) in enumerate(self.pairs):
+            inc[index[a], k] = inc[index[b], k] = 1.0
+        out = []
+        for x in (s, c):
+            z = np.arctanh(np.clip(x, -0.999, 0.999))
+            ok = np.isfinite(z)
+            with np.errstate(all="ignore"):
+                m = (inc @ np.where(ok, z, 0.0)) / (inc @ ok)
+            out.append(np.tanh(m))
+        return t, out[0], out[1]
+
+    def _arming(self) -> dict:
+        """How long until each pair still learning its baseline has a full arming span (see :class:`Snapshot`)."""
+        learning = [k for k, ps in enumerate(self._pair_states) if ps.get("state") == "calibrating"]
+        if not self._pair_states:
+            learning = list(range(len(self.pairs)))
+        if not learning:
+            return {"learning": False, "ready_in_s": None, "pairs": {}}
+        need = np.full(len(self.pairs), np.inf)
+        # before the first window: the window itself still has to fill
+        first = max(0.0, self.window_s - self.t_now) if self.t_now < self.window_s else 0.0
+        span = int(math.ceil(self.arm_span_s / self.step_s))
+        for m in self.modalities:
+            _, s = self._sync[m].last(span)
+            have = trailing_valid_s(s, self.step_s)
+            if have.shape[0] == len(self.pairs):
+                need = np.minimum(need, np.maximum(self.arm_span_s - have, 0.0) + first)
+        need = np.where(np.isfinite(need), need, self.arm_span_s + first)
+        pairs = {tuple(self.pairs[k]): float(need[k]) for k in learning if k < len(self.pairs)}
+        return {"learning": True, "ready_in_s": max(pairs.values()) if pairs else None, "pairs": pairs}
 
     @staticmethod
     def words(state: str) -> str:

@@ -15,12 +15,14 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ui.model import DISCLAIMER
+from ui.words import countdown_words
 
 from .episodes import EpisodesPanel
 from .matrix import SyncMatrix
 from .meter import MeterPanel
 from .settings import Settings, SettingsDialog
-from .style import AROUSAL_STYLE, INK, MODALITY_COLOURS, MUTED, OKABE_ITO, STYLESHEET, fmt_time
+from .style import AROUSAL_STYLE, INK, MODALITY_COLOURS, MUTED, OKABE_ITO, STATE_TEXT, STYLESHEET, fmt_time
+from .plots import TimeTicks
 from .sync_view import PairTimelines
 from .traces import PeopleTraces
 
@@ -36,17 +38,18 @@ MARKER_STYLE = {
 }
 
 
-def legend_html(modalities) -> str:
-    """The timeline legend."""
+def legend_html(modalities, compact: bool = False) -> str:
+    """The timeline legend (``compact``: the lines only, for a group's narrow pair column)."""
     names = {"hr": "heart", "eda": "skin", "combined": "combined"}
     parts = [f"<span style='color:{MODALITY_COLOURS[m]}'>\u2501</span> {names[m]}" for m in (*modalities, "combined")]
     parts += [f"<span style='color:{MUTED}'>\u2505</span> chance",
               f"<span style='background:#CCE9E0'>&nbsp;&nbsp;&nbsp;</span> usual range",
               f"<span style='background:#F5C9AE'>&nbsp;&nbsp;&nbsp;</span> possible rupture",
-              f"<span style='background:#CDE7F6'>&nbsp;&nbsp;&nbsp;</span> repaired",
-              "<span style='color:#6B7280'>////</span> signal lost",
-              f"<span style='color:{AROUSAL_STYLE['climbing'][0]}'>\u2501</span>"
-              f"<span style='color:{AROUSAL_STYLE['flattening'][0]}'>\u2501</span> arousal moving away"]
+              f"<span style='background:#CDE7F6'>&nbsp;&nbsp;&nbsp;</span> repaired"]
+    if not compact:
+        parts += ["<span style='color:#6B7280'>////</span> signal lost",
+                  f"<span style='color:{AROUSAL_STYLE['climbing'][0]}'>\u2501</span>"
+                  f"<span style='color:{AROUSAL_STYLE['flattening'][0]}'>\u2501</span> arousal moving away"]
     return f"<span style='color:{INK}'>" + " &nbsp;&nbsp; ".join(parts) + "</span>"
 
 
@@ -61,14 +64,18 @@ def sync_legend_tip(modalities) -> str:
                       "A drop towards chance is a prompt to check in, never a diagnosis."])
 
 
-def people_legend_html() -> str:
-    """The legend of the people's arousal shading."""
+def people_legend_html(group: bool = False) -> str:
+    """The legend of the people's arousal shading (and, in a group, of the "with the others" column)."""
     def swatch(st):
         *rgb, a = AROUSAL_STYLE[st][2]
         r, g, b = (round(255 - (255 - x) * a / 255) for x in rgb)  # the shade on white, as the traces show it
         return f"<span style='background:#{r:02X}{g:02X}{b:02X}'>&nbsp;&nbsp;&nbsp;</span>"
-    return (f"<span style='color:{INK}'>{swatch('climbing')} {AROUSAL_STYLE['climbing'][1]} climbing &nbsp; "
-            f"{swatch('flattening')} {AROUSAL_STYLE['flattening'][1]} flattening &nbsp;"
+    arousal = (f"{swatch('climbing')} {AROUSAL_STYLE['climbing'][1]} climbing &nbsp; "
+               f"{swatch('flattening')} {AROUSAL_STYLE['flattening'][1]} flattening")
+    if group:
+        return (f"<span style='color:{INK}'>{arousal} <span style='color:{MUTED}'>arousal moving away</span> &nbsp; "
+                f"\u2501 synchrony with the others <span style='color:{MUTED}'>\u2505 chance</span></span>")
+    return (f"<span style='color:{INK}'>{arousal} &nbsp;"
             f"<span style='color:{MUTED}'>arousal moving away from the others' and the person's own baseline</span></span>")
 
 
@@ -109,55 +116,85 @@ class MainWindow(QtWidgets.QMainWindow):
         self._slider_busy = False
         n = len(model.participants)
         self.group = n >= 3
+        #: a big group shows cards only for what is flagged (people drifting away, pairs) or selected
+        self.big = n >= 5
+        self.selected_pair: tuple | None = None
+        self.time_ticks = TimeTicks()
 
         # -- views -------------------------------------------------------------------------------
-        self.traces = PeopleTraces(model.participants, model.modalities)
-        self.timelines = PairTimelines(model.pairs, model.modalities, stacked=len(model.pairs) == 1,
-                                       preset=self.settings.preset)
-        self.meters = MeterPanel(model.pairs)
+        self.traces = PeopleTraces(model.participants, model.modalities, ticks=self.time_ticks, group=self.group)
+        self.timelines = PairTimelines(model.pairs, model.modalities, stacked=not self.group,
+                                       preset=self.settings.preset, ticks=self.time_ticks,
+                                       shown=None if not self.group else [])
+        self.meters = MeterPanel(model.pairs, shown=[] if self.big else None, columns=(1 if n == 3 else 2) if self.group else None)
         self.matrix = SyncMatrix(model.participants) if self.group else None
         self.episodes = EpisodesPanel(model)
 
-        people_legend = QtWidgets.QLabel(people_legend_html())
+        people_legend = QtWidgets.QLabel(people_legend_html(self.group))
         people_legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         people_legend.setWordWrap(True)
         people_legend.setStyleSheet("font-size: 9pt")
-        left = self._section("PEOPLE", people_legend, self._scroll(self.traces))
-        legend = QtWidgets.QLabel(legend_html(model.modalities))
+        self.people_scroll = self._scroll(self.traces)
+        left = self._section("PEOPLE", people_legend, self.people_scroll)
+        legend = QtWidgets.QLabel(legend_html(model.modalities, compact=self.group))
         legend.setToolTip(sync_legend_tip(model.modalities))
         legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         legend.setWordWrap(True)
         legend.setStyleSheet("font-size: 9pt")
+        self.sync_legend = legend
         self.timeline_scroll = self._scroll(self.timelines)
         self.timeline_scroll.verticalScrollBar().valueChanged.connect(lambda _v: setattr(self, "_dirty", True))
-        centre = self._section("SYNCHRONY PER PAIR", legend, self.timeline_scroll)
-        right_parts = [self.meters]
-        if self.matrix is not None:
-            right_parts.append(self.matrix)
-        right = self._section("ATTUNEMENT", *right_parts)
-        right.setMinimumWidth(300 if not self.group else 320)
-        if self.matrix is not None:
-            right.layout().setStretch(1, 2)
-            right.layout().setStretch(2, 3)
-        else:
+        self.pairs_hint = QtWidgets.QLabel("")
+        self.pairs_hint.setWordWrap(True)
+        self.pairs_hint.setStyleSheet(f"color:{MUTED}")
+        if not self.group:
+            centre = self._section("SYNCHRONY PER PAIR", legend, self.timeline_scroll)
+            right = self._section("ATTUNEMENT", self.meters)
+            right.setMinimumWidth(300)
             self.meters.setMinimumHeight(240)
             self.meters.setMaximumHeight(340)
             right.layout().addStretch(1)
-
+            columns = (left, centre, right)
+            stretch = (4, 5, 3)
+        else:
+            pairs_title = QtWidgets.QLabel("PAIRS TO LOOK AT")
+            pairs_title.setObjectName("sectionTitle")
+            cards = QtWidgets.QWidget()
+            cl = QtWidgets.QVBoxLayout(cards)
+            cl.setContentsMargins(0, 0, 0, 0)
+            cl.setSpacing(4)
+            for w in (pairs_title, self.meters, self.pairs_hint):
+                cl.addWidget(w)
+            cl.addStretch(1)
+            cl.setStretch(1, 1)
+            row = QtWidgets.QWidget()
+            hl = QtWidgets.QHBoxLayout(row)
+            hl.setContentsMargins(0, 0, 0, 0)
+            hl.setSpacing(8)
+            hl.addWidget(self.matrix, 1)
+            hl.addWidget(cards, 1)
+            self.timeline_scroll.setMinimumHeight(0)
+            right = self._section("GROUP NOW", row, legend, self.timeline_scroll)
+            rl = right.layout()
+            rl.setStretch(1, 0)
+            rl.setStretch(3, 1)   # pair plots take what is left
+            right.setMinimumWidth(420)
+            columns = (left, right)
+            stretch = (5, 4)
         top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        for w in (left, centre, right):
+        for w in columns:
             top.addWidget(w)
-        top.setStretchFactor(0, 4)
-        top.setStretchFactor(1, 5)
-        top.setStretchFactor(2, 3)
+        for i, k in enumerate(stretch):
+            top.setStretchFactor(i, k)
         top.setChildrenCollapsible(False)
+        self.top_splitter = top
         vsplit = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         vsplit.addWidget(top)
         vsplit.addWidget(self.episodes)
         vsplit.setStretchFactor(0, 5)
         vsplit.setStretchFactor(1, 1)
         vsplit.setChildrenCollapsible(False)
-        self.episodes.setMinimumHeight(110)
+        self.episodes.setMinimumHeight(120)
         wrap = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(wrap)
         lay.setContentsMargins(8, 6, 8, 4)
@@ -166,9 +203,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_toolbar()
         self._build_statusbar()
 
-        self.meters.pair_clicked.connect(self.scroll_to_pair)
+        self.meters.pair_clicked.connect(self.select_pair)
         if self.matrix is not None:
-            self.matrix.pair_clicked.connect(self.scroll_to_pair)
+            self.matrix.pair_clicked.connect(self.select_pair)
         self.episodes.episode_selected.connect(self.show_episode)
 
         self.timer = QtCore.QTimer(self)
@@ -210,6 +247,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session_label = QtWidgets.QLabel("")
         self.session_label.setStyleSheet(f"color:{MUTED}; font-size: 11pt")
         tb.addWidget(self.session_label)
+        # while the baseline is being learned: how long until the pairs are measured (session time)
+        self.arming_label = QtWidgets.QLabel("")
+        self.arming_label.setStyleSheet(f"color:{STATE_TEXT['calibrating']}; font-size: 11pt; padding-left: 8px")
+        self.arming_label.setToolTip("Each pair's synchrony is measured against chance over its first "
+                                     "minutes; until then no rupture can be flagged. Time in session time.")
+        self.arming_action = tb.addWidget(self.arming_label)
+        self.arming_action.setVisible(False)
         tb.addSeparator()
         # record
         self.record_btn = QtWidgets.QPushButton("\u25CF Record")
@@ -220,10 +264,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.record_btn.setToolTip("Record every stream and your markers to an XDF file (Ctrl+R)." if can_record
                                    else "Recording is not available for this source.")
         self.record_btn.clicked.connect(self.toggle_recording)
-        tb.addWidget(self.record_btn)
+        self.record_action = tb.addWidget(self.record_btn)
         self.record_label = QtWidgets.QLabel("")
         self.record_label.setStyleSheet(f"color:{MUTED}")
-        tb.addWidget(self.record_label)
+        self.record_label_action = tb.addWidget(self.record_label)
         # replay
         self.replay_box = QtWidgets.QWidget()
         rl = QtWidgets.QHBoxLayout(self.replay_box)
@@ -328,6 +372,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 continue
             colour, text = style
             markers[(i, m["kind"])] = (m["t"], colour, text if text is not None else (m["text"] or "note")[:24])
+        if self.group:
+            self._choose_pairs(snap)
+        self.time_ticks.fit(x0, x1)
         self.traces.update_view(snap, (x0, x1), markers)
         vbar = self.timeline_scroll.verticalScrollBar()
         top = vbar.value()
@@ -342,9 +389,78 @@ class MainWindow(QtWidgets.QMainWindow):
         self.frames += 1
         self.redraw_s += time.perf_counter() - t0
 
+    def _choose_pairs(self, snap) -> None:
+        """A group: which pairs get a card and a synchrony plot (the flagged ones, the selected one), and the
+        line that says what is left out or why nothing is shown."""
+        order = {"possible_rupture": 0, "repairing": 1, "drifting": 2}
+        states = {tuple(ps["pair"]): ps.get("state") for ps in snap.pair_states}
+        flagged = sorted((p for p, st in states.items() if st in order), key=lambda p: (order[states[p]], p))
+        ties = getattr(snap, "ties", {}) or {}
+        away = [who for who, t in ties.items() if t.get("state") == "drifting_away" and t.get("dropping", 0) >= 2]
+        plots = ([self.selected_pair] if self.selected_pair else []) + [p for p in flagged if p != self.selected_pair]
+        room = max(1, int(self.timeline_scroll.viewport().height() // 105)) if self.timeline_scroll.isVisible() else 1
+        shown_plots = plots[:room]
+        self.timelines.set_shown(shown_plots)
+        self.timeline_scroll.setVisible(bool(shown_plots))
+        self.sync_legend.setVisible(bool(shown_plots))
+        left_out = len(plots) - len(shown_plots)
+        if self.big:
+            cards: list = [(who, "*") for who in away]
+            covered = set(away)
+            if self.selected_pair:
+                cards.insert(0, self.selected_pair)
+            cards += [p for p in flagged if not (set(p) & covered) and p not in cards]
+            more = ""
+            if len(cards) > 4:
+                more = f"+{len(cards) - 4} more flagged: see the episodes below"
+                cards = cards[:4]
+            self.meters.set_shown(cards, more)
+        arming = getattr(snap, "arming", {}) or {}
+        if shown_plots:
+            hint = (f"+{left_out} more flagged pair{'s' if left_out > 1 else ''} (click a cell of the matrix to see one)"
+                    if left_out else "")
+        elif arming.get("learning"):
+            ready = countdown_words(arming.get("ready_in_s"))
+            hint = ("Learning how in tune each pair usually is" + (f": {ready}" if ready else "") +
+                    ". Meanwhile the signals and their quality are on the left.")
+        else:
+            hint = "No pair flagged. A pair's synchrony shows here when it is flagged, or click a cell of the matrix."
+        if hint != self.pairs_hint.text():
+            self.pairs_hint.setText(hint)
+        self.pairs_hint.setVisible(bool(hint))
+
+    def select_pair(self, key) -> None:
+        """A click on a pair's card or matrix cell: show that pair (again: unselect); a person's card: their
+        most flagged pair."""
+        key = tuple(key)
+        if len(key) == 2 and key[1] == "*":
+            snap = self.snapshot
+            mine = [tuple(ps["pair"]) for ps in (snap.pair_states if snap else []) if key[0] in ps["pair"]
+                    and ps.get("state") in ("possible_rupture", "repairing", "drifting")]
+            key = mine[0] if mine else None
+        if not self.group:
+            if key is not None:
+                self.scroll_to_pair(key)
+            return
+        self.selected_pair = None if key == self.selected_pair else key
+        if self.matrix is not None:
+            self.matrix.set_selected(self.selected_pair)
+        self._dirty = True
+
+    def clock_s(self, snap) -> float:
+        """The session clock the header shows: in a replay, the replay position (the scrubber's clock)."""
+        rp = snap.replay
+        return float(rp.get("position_s", snap.t_now)) if rp is not None else float(snap.t_now)
+
     def _update_controls(self, snap) -> None:
         mode = snap.label or ("Replay" if snap.replay is not None else "Live")
-        self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(snap.t_now)}")
+        self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(self.clock_s(snap))}")
+        arming = getattr(snap, "arming", {}) or {}
+        ready = countdown_words(arming.get("ready_in_s")) if arming.get("learning") else ""
+        self.arming_label.setText(f"\u25CC learning baseline \u00b7 {ready}" if ready else "")
+        self.arming_action.setVisible(bool(ready))
+        self.record_action.setVisible(snap.replay is None)   # a replay is a recording already
+        self.record_label_action.setVisible(snap.replay is None)
         rec = snap.recording
         if rec:
             elapsed = rec.get("elapsed_s", rec.get("seconds"))  # runner's status, or the recorder's own
@@ -367,7 +483,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.scrubber.setRange(0, int(dur))
                 self.scrubber.setValue(int(pos))
                 self.scrubber.blockSignals(False)
-            self.pos_label.setText(f"{fmt_time(pos)} / {fmt_time(dur)}")
+            self.pos_label.setText(f"{fmt_time(self.clock_s(snap))} / {fmt_time(dur)}")
             paused = bool(rp.get("paused"))
             if self.play_btn.text() != ("Play" if paused else "Pause"):
                 self.play_btn.setText("Play" if paused else "Pause")
@@ -405,7 +521,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dirty = True
 
     def scroll_to_pair(self, pair) -> None:
-        row_plots = self.timelines.plots_for(self.timelines.pairs.index(tuple(pair)))
+        pair = tuple(pair)
+        if self.group and pair not in self.timelines.shown:
+            self.selected_pair = pair
+            if self.matrix is not None:
+                self.matrix.set_selected(pair)
+            if self.snapshot is not None:
+                self._choose_pairs(self.snapshot)
+        row_plots = self.timelines.plots_for(self.timelines.pairs.index(pair))
         item = row_plots[0]["plot"]
         y = int(item.mapRectToScene(item.boundingRect()).top())
         self.timeline_scroll.ensureVisible(0, max(0, y), 0, max(50, int(self.timeline_scroll.height() * 0.9)))
@@ -426,8 +549,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._dirty = True
 
     def toggle_recording(self) -> None:
-        if self.runner is None or not hasattr(self.runner, "start_recording"):
-            return
+        if self.runner is None or not hasattr(self.runner, "start_recording") or self.model.replay is not None:
+            return  # a replay is a recording already
         if self.model.recording:
             self.runner.stop_recording()
             return

@@ -1,57 +1,55 @@
-"""Group view: the pairwise synchrony matrix and each person's connectedness."""
+"""Group view: the pairwise synchrony matrix now, coloured by how far each pair is above chance, with a legend.
+
+Each cell is one pair's current combined synchrony (the last few windows). Its colour says how far above its
+own chance level it is: grey at or below chance, light to dark blue from chance up to r = 1 (Okabe-Ito blue, a
+single hue, so it reads the same for colour-blind eyes); a pair the detector is watching for a drop has its
+number in the cell, and a flagged pair a frame and a symbol (▲ possible rupture, ◐ drifting, ↻ repairing).
+The legend under the matrix shows the scale with chance marked. Who is drifting away from the group is said in
+each person's row (:mod:`ui.gui.traces`), not here.
+
+Every text this widget paints is measured first and recorded in :attr:`SyncMatrix.painted` (text, room,
+width), so a test can check that nothing is cut.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .style import GRID, INK, MUTED, OKABE_ITO, PANEL, STATE_COLOURS, STATE_SYMBOLS, qcolor
+from ui.words import STATE_SYMBOLS
 
-#: r range of the colour scale.
-R_RANGE = (-0.2, 1.0)
-#: Connectedness this far below the mean of the others reads as "drifting away".
-DRIFT_AWAY_MARGIN = 0.25
+from .style import GRID, INK, MUTED, OKABE_ITO, PANEL, STATE_COLOURS, STATE_TEXT, qcolor
+
+#: Colour of a cell at or below chance, and the two ends of the above-chance scale (chance -> r = 1).
+AT_CHANCE = "#E5E7EB"
+SCALE_LOW = "#D6E8F5"
+SCALE_HIGH = "#084A80"
+#: Pair states drawn with a frame.
+FRAMED = ("drifting", "possible_rupture", "repairing")
 
 
-def drifting_away(participants, connectedness, episodes, states: dict | None = None) -> list[str]:
-    """Who is drifting away from the group.
+def above_chance(value: float, chance: float) -> float:
+    """Where ``value`` lies between its chance level (0) and r = 1 (1); NaN when unknown, < 0 below chance."""
+    if not (np.isfinite(value) and np.isfinite(chance)) or chance >= 1:
+        return float("nan")
+    return float((value - chance) / (1.0 - chance))
 
-    A person is drifting away when an open episode names them alone (the
-    detector attributes a pair's drop to the member most of whose pairs are
-    dropping), or when their connectedness lies more than
-    :data:`DRIFT_AWAY_MARGIN` below the mean of the others'.
 
-    Parameters
-    ----------
-    participants : list of str
-    connectedness : ndarray, shape (n_people,)
-    episodes : list of dict
-        Snapshot episodes.
-    states : dict | None
-        ``pair -> detector state``; when given, only pairs still drifting or in a possible rupture count
-        (a pair that is repairing is coming back).
-    """
-    out = set()
-    for ep in episodes:
-        if ep.get("open") and not ep.get("repaired") and len(ep.get("people", [])) == 1 and ep.get("review") != "dismiss":
-            if states is None or states.get(tuple(ep["pair"])) in ("drifting", "possible_rupture"):
-                out.add(ep["people"][0])
-    c = np.asarray(connectedness, dtype=float)
-    if c.size >= 3 and np.isfinite(c).sum() >= 3:
-        for i, who in enumerate(participants):
-            others = np.delete(c, i)
-            if np.isfinite(c[i]) and np.nanmean(others) - c[i] > DRIFT_AWAY_MARGIN:
-                out.add(who)
-    return [p for p in participants if p in out]
+def cell_colour(value: float, chance: float) -> QtGui.QColor:
+    """The colour of a cell: grey at or below chance, blue above it (darker = further above)."""
+    f = above_chance(value, chance)
+    if not np.isfinite(f):
+        return qcolor(PANEL)
+    if f <= 0:
+        return qcolor(AT_CHANCE)
+    lo, hi = qcolor(SCALE_LOW), qcolor(SCALE_HIGH)
+    f = min(f, 1.0)
+    return QtGui.QColor(round(lo.red() + f * (hi.red() - lo.red())), round(lo.green() + f * (hi.green() - lo.green())),
+                        round(lo.blue() + f * (hi.blue() - lo.blue())))
 
 
 class SyncMatrix(QtWidgets.QWidget):
-    """Heatmap of current combined synchrony per pair, plus connectedness bars per person.
-
-    Cells of pairs in a possible rupture get a vermillion frame and a triangle;
-    people drifting away get the words "drifting away".
-    """
+    """Heatmap of every pair's synchrony now, relative to chance, with its legend; a click selects a pair."""
 
     pair_clicked = QtCore.Signal(tuple)
 
@@ -60,124 +58,182 @@ class SyncMatrix(QtWidgets.QWidget):
         self.participants = list(participants)
         n = len(self.participants)
         self.matrix = np.full((n, n), np.nan)
-        self.connectedness = np.full(n, np.nan)
-        self.states = {}
-        self.away: list[str] = []
-        self.cmap = pg.colormap.get("cividis")
-        self.setMinimumSize(260, 150)
-        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding)
+        self.chance = np.full((n, n), np.nan)
+        self.states: dict = {}
+        self.selected: tuple | None = None
+        self.painted: list = []
+        cell = 30 if n <= 4 else 22 if n <= 8 else 17
+        self.setMinimumSize(44 + cell * n, self.legend_height() + 50 + cell * n)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Minimum)
+        self.setToolTip("Synchrony now of every pair (combined heart + skin, last 5 s of windows), against chance:\n"
+                        "grey = at or below what two people who are not interacting reach, blue = above it "
+                        "(darker = closer to r = 1).\nA frame marks a pair the detector flags. Click a cell to "
+                        "show that pair.")
         self._key = None
 
     def update_view(self, snap) -> None:
         states = {tuple(ps["pair"]): ps["state"] for ps in snap.pair_states}
-        away = drifting_away(self.participants, snap.connectedness, snap.episodes, states)
-        key = (np.round(np.nan_to_num(snap.matrix, nan=-9), 2).tobytes(),
-               np.round(np.nan_to_num(snap.connectedness, nan=-9), 2).tobytes(), tuple(sorted(states.items())), tuple(away))
+        chance = getattr(snap, "chance_matrix", np.full_like(snap.matrix, np.nan))
+        key = (np.round(np.nan_to_num(snap.matrix, nan=-9), 2).tobytes(), np.round(np.nan_to_num(chance, nan=-9), 2).tobytes(),
+               tuple(sorted(states.items())))
         if key == self._key:
             return
         self._key = key
-        self.matrix, self.connectedness, self.states, self.away = snap.matrix, snap.connectedness, states, away
+        self.matrix, self.chance, self.states = snap.matrix, chance, states
         self.update()
 
+    def set_selected(self, pair) -> None:
+        """Outline the selected pair's cells (None: none)."""
+        self.selected = None if pair is None else tuple(pair)
+        self.update()
+
+    # -- geometry ------------------------------------------------------------------------------------------
+    def _font(self, px: float) -> QtGui.QFont:
+        f = QtGui.QFont(self.font())
+        f.setPixelSize(int(max(9, min(15, px))))
+        return f
+
+    def legend_height(self) -> int:
+        return 40
+
     def _layout(self):
-        """Matrix on top (square cells), connectedness bars under it."""
+        """Matrix (square cells, labels left and top), the legend under it."""
         n = max(1, len(self.participants))
         r = QtCore.QRectF(self.rect()).adjusted(8, 6, -8, -6)
-        label_w = 34.0
-        bars_h = n * 20.0 + 24
-        cell = max(8.0, min((r.width() - label_w) / n, (r.height() - 22 - bars_h) / n, 90.0))
-        origin = QtCore.QPointF(r.left() + label_w, r.top() + 20)
-        return r, cell, origin, label_w
+        label_f = self._font(12)
+        label_w = max(QtGui.QFontMetricsF(label_f).horizontalAdvance(p) for p in self.participants) + 10
+        top_h = QtGui.QFontMetricsF(label_f).height() + 4
+        avail_h = r.height() - 20 - top_h - self.legend_height()
+        cell = max(8.0, min((r.width() - label_w) / n, avail_h / n, 72.0))
+        origin = QtCore.QPointF(r.left() + label_w, r.top() + 20 + top_h)
+        return r, cell, origin, label_w, label_f
+
+    def cell_at(self, pos: QtCore.QPointF):
+        """The pair under a point (None off the matrix or on the diagonal)."""
+        _, cell, origin, _, _ = self._layout()
+        x = int((pos.x() - origin.x()) // cell)
+        y = int((pos.y() - origin.y()) // cell)
+        n = len(self.participants)
+        if 0 <= x < n and 0 <= y < n and x != y and pos.x() >= origin.x() and pos.y() >= origin.y():
+            a, b = sorted((x, y))
+            return (self.participants[a], self.participants[b])
+        return None
 
     def mousePressEvent(self, event):  # noqa: N802
-        _, cell, origin, _ = self._layout()
-        x = int((event.position().x() - origin.x()) // cell)
-        y = int((event.position().y() - origin.y()) // cell)
-        n = len(self.participants)
-        if 0 <= x < n and 0 <= y < n and x != y:
-            a, b = sorted((x, y))
-            self.pair_clicked.emit((self.participants[a], self.participants[b]))
+        pair = self.cell_at(event.position())
+        if pair is not None:
+            self.pair_clicked.emit(pair)
+
+    # -- painting ------------------------------------------------------------------------------------------
+    def _text(self, p: QtGui.QPainter, rect: QtCore.QRectF, flags, text: str) -> None:
+        """Draw ``text`` in ``rect``, recording whether it fits."""
+        w = QtGui.QFontMetricsF(p.font()).horizontalAdvance(text)
+        self.painted.append((text, rect.width(), w))
+        p.drawText(rect, flags, text)
 
     def paintEvent(self, event):  # noqa: N802
+        self.painted = []
         p = QtGui.QPainter(self)
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
-        r, cell, origin, label_w = self._layout()
+        r, cell, origin, label_w, label_f = self._layout()
         n = len(self.participants)
+        left = QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter
+        centre = QtCore.Qt.AlignmentFlag.AlignCenter
         p.setPen(QtGui.QPen(qcolor(GRID)))
         p.setBrush(qcolor(PANEL))
         p.drawRoundedRect(QtCore.QRectF(self.rect()).adjusted(1, 1, -1, -1), 8, 8)
-        f = QtGui.QFont(self.font())
-        f.setPixelSize(int(max(10, min(15, cell * 0.3))))
-        p.setFont(f)
+        p.setFont(self._font(12))
         p.setPen(qcolor(MUTED))
-        p.drawText(QtCore.QRectF(r.left(), r.top(), r.width(), 18), QtCore.Qt.AlignmentFlag.AlignLeft,
-                   "synchrony now (r)")
+        self._text(p, QtCore.QRectF(r.left(), r.top(), r.width(), 18), left,
+                   "synchrony now (r, heart + skin)" if QtGui.QFontMetricsF(p.font()).horizontalAdvance(
+                       "synchrony now (r, heart + skin)") <= r.width() else "synchrony now (r)")
+        p.setFont(label_f)
+        top_h = QtGui.QFontMetricsF(label_f).height() + 4
         for i, who in enumerate(self.participants):
-            p.drawText(QtCore.QRectF(origin.x() - label_w, origin.y() + i * cell, label_w - 4, cell),
+            p.setPen(qcolor(MUTED))
+            self._text(p, QtCore.QRectF(origin.x() - label_w, origin.y() + i * cell, label_w - 5, cell),
                        QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, who)
-        lo, hi = R_RANGE
+            w = QtGui.QFontMetricsF(label_f).horizontalAdvance(who)
+            if w <= cell + 2:   # column labels on top, where they fit the cell
+                self._text(p, QtCore.QRectF(origin.x() + i * cell, origin.y() - top_h, cell, top_h), centre, who)
+        num_f = self._font(cell * 0.3)
+        show_num = cell >= 30 and QtGui.QFontMetricsF(num_f).horizontalAdvance("\u25B2 .00") <= cell - 2
         for i in range(n):
             for j in range(n):
-                rect = QtCore.QRectF(origin.x() + j * cell + 1, origin.y() + i * cell + 1, cell - 2, cell - 2)
+                rect = QtCore.QRectF(origin.x() + j * cell, origin.y() + i * cell, cell - 1.5, cell - 1.5)
                 if i == j:
-                    p.setBrush(qcolor("#F3F4F6"))
                     p.setPen(QtCore.Qt.PenStyle.NoPen)
+                    p.setBrush(qcolor("#F3F4F6"))
                     p.drawRect(rect)
                     continue
-                v = self.matrix[i, j]
-                if np.isfinite(v):
-                    c = self.cmap.map((np.clip(v, lo, hi) - lo) / (hi - lo), mode="qcolor")
-                else:
-                    c = qcolor("#E5E7EB")
-                p.setBrush(c)
-                p.setPen(QtCore.Qt.PenStyle.NoPen)
-                p.drawRect(rect)
+                v, c = float(self.matrix[i, j]), float(self.chance[i, j])
                 a, b = sorted((i, j))
-                state = self.states.get((self.participants[a], self.participants[b]), "calibrating")
-                if state in ("possible_rupture", "drifting", "repairing"):
+                pair = (self.participants[a], self.participants[b])
+                state = self.states.get(pair)
+                p.setPen(QtCore.Qt.PenStyle.NoPen)
+                p.setBrush(cell_colour(v, c))
+                p.drawRect(rect)
+                if state in FRAMED:
                     p.setBrush(QtCore.Qt.BrushStyle.NoBrush)
                     p.setPen(QtGui.QPen(qcolor(STATE_COLOURS[state]), 3 if state == "possible_rupture" else 2))
                     p.drawRect(rect.adjusted(1.5, 1.5, -1.5, -1.5))
-                if cell >= 26:
-                    txt = "" if not np.isfinite(v) else f"{v:.2f}".replace("0.", ".")
-                    if state == "possible_rupture":
-                        txt = f"{STATE_SYMBOLS[state]} {txt}"
-                    lum = c.lightnessF() if np.isfinite(v) else 1.0
-                    p.setPen(qcolor("#FFFFFF" if lum < 0.5 else INK))
-                    p.drawText(rect, QtCore.Qt.AlignmentFlag.AlignCenter, txt)
-        # connectedness bars, one row per person
-        top = origin.y() + n * cell + 10
-        p.setPen(qcolor(MUTED))
-        p.setFont(f)
-        p.drawText(QtCore.QRectF(r.left(), top, r.width(), 18), QtCore.Qt.AlignmentFlag.AlignLeft,
-                   "connectedness")
-        top += 20
-        fb = QtGui.QFont(f)
-        fb.setBold(True)
-        word_w = QtGui.QFontMetricsF(fb).horizontalAdvance("\u25BC drifting away") + 8
-        track_w = max(20.0, r.right() - origin.x() - word_w)
-        row_h = 20.0
-        for i, who in enumerate(self.participants):
-            v = self.connectedness[i] if i < self.connectedness.size else np.nan
-            y = top + i * row_h
-            p.setPen(qcolor(MUTED))
-            p.setFont(f)
-            p.drawText(QtCore.QRectF(r.left(), y, label_w - 4, row_h),
-                       QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, who)
-            h = 12.0
-            track = QtCore.QRectF(origin.x(), y + (row_h - h) / 2, track_w, h)
-            p.setPen(QtCore.Qt.PenStyle.NoPen)
-            p.setBrush(qcolor("#EEF0F3"))
-            p.drawRoundedRect(track, 3, 3)
-            away = who in self.away
-            if np.isfinite(v):
-                frac = float(np.clip((v - lo) / (hi - lo), 0.02, 1))
-                p.setBrush(qcolor(OKABE_ITO["vermillion"] if away else OKABE_ITO["blue"]))
-                p.drawRoundedRect(QtCore.QRectF(track.left(), track.top(), track.width() * frac, h), 3, 3)
-            if away:
-                p.setPen(qcolor("#A33F00"))
-                p.setFont(fb)
-                p.drawText(QtCore.QRectF(track.right() + 8, y, word_w, row_h),
-                           QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter,
-                           "\u25BC drifting away")
+                if self.selected == pair:
+                    p.setBrush(QtCore.Qt.BrushStyle.NoBrush)
+                    p.setPen(QtGui.QPen(qcolor(INK), 1.5, QtCore.Qt.PenStyle.DashLine))
+                    p.drawRect(rect.adjusted(0.5, 0.5, -0.5, -0.5))
+                sym = STATE_SYMBOLS.get(state, "") if state in FRAMED else ""
+                txt = ""
+                if show_num and np.isfinite(v):
+                    txt = f"{v:.2f}".replace("0.", ".")
+                if sym and (show_num or cell >= 14):
+                    txt = f"{sym} {txt}".strip() if show_num else sym
+                if txt:
+                    p.setFont(num_f if show_num else self._font(cell * 0.7))
+                    dark = cell_colour(v, c).lightnessF() < 0.5
+                    p.setPen(qcolor("#FFFFFF" if dark else (STATE_TEXT.get(state, INK) if sym else INK)))
+                    self._text(p, rect, centre, txt)
+        self._paint_legend(p, QtCore.QRectF(r.left(), origin.y() + n * cell + 8, r.width(), self.legend_height()))
         p.end()
+
+    def _paint_legend(self, p: QtGui.QPainter, box: QtCore.QRectF) -> None:
+        """The colour scale with chance marked: ``[grey] ≤ chance | chance [light ... dark] 1``, and the frame."""
+        f = self._font(11)
+        p.setFont(f)
+        fm = QtGui.QFontMetricsF(f)
+        left = QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter
+        h = 12.0
+        y = box.top()
+        sw = QtCore.QRectF(box.left(), y, 14, h)
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        p.setBrush(qcolor(AT_CHANCE))
+        p.drawRect(sw)
+        x = sw.right() + 4
+        label = "\u2264 chance"
+        p.setPen(qcolor(MUTED))
+        self._text(p, QtCore.QRectF(x, y - 2, fm.horizontalAdvance(label) + 2, h + 4), left, label)
+        x += fm.horizontalAdvance(label) + 12
+        grad_w = max(40.0, box.right() - x - fm.horizontalAdvance("1") - 6)
+        grad = QtGui.QLinearGradient(x, 0, x + grad_w, 0)
+        grad.setColorAt(0.0, qcolor(SCALE_LOW))
+        grad.setColorAt(1.0, qcolor(SCALE_HIGH))
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        p.setBrush(QtGui.QBrush(grad))
+        bar = QtCore.QRectF(x, y, grad_w, h)
+        p.drawRect(bar)
+        p.setPen(QtGui.QPen(qcolor(INK), 2))
+        p.drawLine(QtCore.QPointF(x, y - 2), QtCore.QPointF(x, y + h + 2))   # chance, marked
+        p.setPen(qcolor(MUTED))
+        self._text(p, QtCore.QRectF(bar.right() + 4, y - 2, fm.horizontalAdvance("1") + 2, h + 4), left, "1")
+        under = QtCore.QRectF(x - 2, y + h + 1, grad_w, fm.height())
+        self._text(p, QtCore.QRectF(under.left(), under.top(), fm.horizontalAdvance("\u25B4 chance") + 2, under.height()),
+                   left, "\u25B4 chance")
+        frame = f"{STATE_SYMBOLS['possible_rupture']} frame: flagged"
+        fw = fm.horizontalAdvance(frame)
+        if fw + fm.horizontalAdvance("\u25B4 chance") + 16 <= grad_w:
+            p.setPen(qcolor(STATE_TEXT["possible_rupture"]))
+            self._text(p, QtCore.QRectF(bar.right() - fw - 2, under.top(), fw + 2, under.height()), left, frame)
+
+    def painted_clipped(self) -> list:
+        """Texts painted wider than their room in the last paint (for tests; should be empty)."""
+        return [(t, room, w) for t, room, w in self.painted if w > room + 0.5]
+

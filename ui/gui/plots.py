@@ -7,22 +7,116 @@ view and downsample automatically; nothing auto-ranges on a frame.
 
 from __future__ import annotations
 
+import math
+
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
 from .style import GRID, INK, MUTED, fmt_time, qcolor
 
 
+#: Least room (pixels) between two time labels.
+MIN_LABEL_GAP_PX = 8.0
+#: Time-label steps (s) the axes choose from: the smallest that leaves room between labels on the narrowest axis.
+LABEL_STEPS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 3600, 7200)
+
+
+class TimeTicks:
+    """One time-tick step shared by every time axis of a window, so a person's trace and a pair's synchrony
+    are labelled at the same times (2:00, 2:30 ... on both) and can be lined up by eye.
+
+    :meth:`fit` picks the smallest step of :data:`LABEL_STEPS_S` whose labels keep
+    :data:`MIN_LABEL_GAP_PX` between them on the narrowest axis; axes made with this object use it.
+    """
+
+    def __init__(self):
+        self.step: float | None = None
+        self.axes: list = []
+
+    def fit(self, x0: float, x1: float) -> float | None:
+        """Choose the step for the view ``x0 .. x1`` (s) from the axes' current widths; returns it."""
+        span_s = x1 - x0
+        widths = [a.geometry().width() for a in self.axes if a.isVisible() and a.geometry().width() > 20]
+        if not widths or span_s <= 0:
+            return self.step
+        ax = self.axes[0]
+        fm = QtGui.QFontMetricsF(ax.style.get("tickFont") or ax.font())
+        widest = max(fm.horizontalAdvance(fmt_time(x)) for x in (x0, x1))
+        need = span_s * (widest + MIN_LABEL_GAP_PX) / min(widths)
+        step = next((float(s) for s in LABEL_STEPS_S if s >= need), float(LABEL_STEPS_S[-1] * math.ceil(need / LABEL_STEPS_S[-1])))
+        if step != self.step:
+            self.step = step
+            for a in self.axes:
+                a.picture = None
+                a.update()
+        return step
+
+
 class TimeAxis(pg.AxisItem):
-    """Bottom axis labelled in session time (``m:ss``)."""
+    """Bottom axis labelled in session time (``m:ss``); with a :class:`TimeTicks`, at its shared step."""
+
+    def __init__(self, *args, ticks: TimeTicks | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.ticks = ticks
+        if ticks is not None:
+            ticks.axes.append(self)
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
         return [fmt_time(v) for v in values]
 
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 (Qt naming)
+        if self.ticks is not None and self.ticks.step:
+            return [(self.ticks.step, 0.0)]
+        span = abs(maxVal - minVal)
+        if span == 0 or size <= 0:
+            return []
+        fm = QtGui.QFontMetricsF(self.style.get("tickFont") or self.font())
+        widest = max(fm.horizontalAdvance(s) for s in self.tickStrings([minVal, maxVal], 1.0, 1.0))
+        need = span * (widest + MIN_LABEL_GAP_PX) / size
+        step = next((s for s in LABEL_STEPS_S if s >= need), LABEL_STEPS_S[-1] * math.ceil(need / LABEL_STEPS_S[-1]))
+        return [(float(step), 0.0)]
 
-def make_plot(show_time: bool = True, left_width: int = 44) -> pg.PlotItem:
-    """A quiet, non-interactive plot for streaming data."""
-    plot = pg.PlotItem(axisItems={"bottom": TimeAxis(orientation="bottom")})
+
+class FittedAxis(pg.AxisItem):
+    """Left (value) axis whose labels never run into each other nor past the plot's edge.
+
+    Ticks at round values ``k * step`` that lie at least half a label's height inside the range; the step is the
+    smallest of 1, 2, 2.5, 5 x 10^k that leaves ``1.5`` label heights between labels (a 40-px row shows one or
+    two labels instead of four overlapping ones).
+    """
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 (Qt naming)
+        lo, hi = sorted((float(minVal), float(maxVal)))
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or size <= 0:
+            return []
+        fm = QtGui.QFontMetricsF(self.style.get("tickFont") or self.font())
+        lh = fm.height()
+        per_px = (hi - lo) / size
+        need = 1.5 * lh * per_px
+        mag = 10.0 ** math.floor(math.log10(need)) if need > 0 else 1.0
+        step = next((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= need), 10 * mag)
+        margin = 0.5 * lh * per_px
+        first = math.ceil((lo + margin) / step) * step
+        values = []
+        v = first
+        while v <= hi - margin + 1e-12 and len(values) < 20:
+            values.append(round(v, 10))
+            v += step
+        return [(step, values)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
+        digits = next((d for d in range(4) if abs(round(spacing, d) - spacing) < 1e-9 * max(1.0, abs(spacing))), 3)
+        return [f"{v:.{digits}f}" for v in values]
+
+
+def make_plot(show_time: bool = True, left_width: int = 44, ticks: TimeTicks | None = None,
+              fitted_y: bool = False) -> pg.PlotItem:
+    """A quiet, non-interactive plot for streaming data (``ticks``: the window's shared time ticks;
+    ``fitted_y``: a :class:`FittedAxis` on the left)."""
+    items = {"bottom": TimeAxis(orientation="bottom", ticks=ticks)}
+    if fitted_y:
+        items["left"] = FittedAxis(orientation="left")
+    plot = pg.PlotItem(axisItems=items)
     plot.setMenuEnabled(False)
     plot.setMouseEnabled(x=False, y=False)
     plot.hideButtons()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from PySide6 import QtGui
 
 from ui.palette import AROUSAL_COLOURS, rgb
+from ui.words import STATE_SYMBOLS as _STATE_SYMBOLS
+from ui.words import clock
 
 #: Okabe-Ito colours.
 OKABE_ITO = {
@@ -50,16 +52,15 @@ STATE_TEXT = {
     "repairing": "#1F6E99",
     "repaired": "#00558A",
 }
-#: A symbol per state, so state never rests on colour alone.
-STATE_SYMBOLS = {
-    "calibrating": "\u25CC",       # dotted circle
-    "not_in_tune": "\u25CB",       # white circle: no measured attunement to lapse from
-    "out_of_tune": "\u25BD",       # white down-pointing triangle: a lapse that did not come back
-    "attuned": "\u25CF",           # filled circle
-    "drifting": "\u25D0",          # half circle
-    "possible_rupture": "\u25B2",  # triangle
-    "repairing": "\u21BB",         # clockwise arrow
-    "repaired": "\u2713",          # check
+#: A symbol per state, so state never rests on colour alone (the words and symbols live in ui.words).
+STATE_SYMBOLS = _STATE_SYMBOLS
+
+#: A person's tie to the group (ui.words.TIE_STATES) -> text colour (the words and symbols live in ui.words).
+TIE_TEXT = {
+    "calibrating": STATE_TEXT["calibrating"],
+    "not_in_tune": STATE_TEXT["not_in_tune"],
+    "with_group": STATE_TEXT["attuned"],
+    "drifting_away": STATE_TEXT["possible_rupture"],
 }
 
 #: Signal status (acquisition) -> (colour, symbol).
@@ -101,13 +102,8 @@ def qcolor(spec, alpha: int | None = None) -> QtGui.QColor:
 
 
 def fmt_time(t: float | None) -> str:
-    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour)."""
-    if t is None or t != t:
-        return "–"
-    t = max(0, int(round(t)))
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour); ``"–"`` when unknown (:func:`ui.words.clock`)."""
+    return clock(t)
 
 
 STYLESHEET = f"""

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 from dsp.detector import STATE_WORDS, get_preset
 
@@ -101,7 +101,7 @@ def episode_brush(ep: dict):
 
 
 class PairTimelines(pg.GraphicsLayoutWidget):
-    """Synchrony timelines of every pair.
+    """Synchrony timelines of pairs.
 
     Parameters
     ----------
@@ -112,101 +112,174 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         plot per pair with the modalities as thin lines under the combined one.
     preset : str
         Detector preset (for the baseline band's lower edge).
+    ticks : ui.gui.plots.TimeTicks | None
+        The window's shared time ticks.
+    shown : list of (str, str) | None
+        The pairs drawn (default: all); :meth:`set_shown` changes them (a big group shows only the pairs that
+        are flagged or selected). Plots are made the first time a pair is shown.
     """
 
-    def __init__(self, pairs, modalities, stacked: bool = False, preset: str = "balanced", parent=None):
+    def __init__(self, pairs, modalities, stacked: bool = False, preset: str = "balanced", ticks=None, shown=None,
+                 parent=None):
         super().__init__(parent=parent)
         self.setBackground(PANEL)
         self.pairs = [tuple(p) for p in pairs]
         self.modalities = tuple(modalities)
         self.stacked = stacked
+        self.ticks = ticks
         cfg = get_preset(preset)
         # lower edge of the "usual range": the drop the detector tolerates (threshold detector: drift_frac;
         # CUSUM detector: its reference drop cusum_k, below which drops wash out)
         self.drift_frac = float(getattr(cfg, "drift_frac", getattr(cfg, "cusum_k", 0.5)))
         self.ci.setSpacing(2)
         self.ci.layout.setContentsMargins(2, 2, 2, 2)
-        self.plots = []   # list of dicts: pair index, kinds, plot, curves, chance, band, spans, markers
+        self.plots = []   # plot records of the shown pairs, in order
+        self._records: dict[int, list] = {}  # pair index -> its plot records (made once)
         self.pair_rows = {}
         self._titles = {}
-        kinds_per_plot = [[m] for m in self.modalities] + [["combined"]] if stacked else [[*self.modalities, "combined"]]
-        row = 0
-        for p, pair in enumerate(self.pairs):
-            self.pair_rows[pair] = row
-            for k, kinds in enumerate(kinds_per_plot):
-                last = (p == len(self.pairs) - 1 and k == len(kinds_per_plot) - 1)
-                plot = make_plot(show_time=last or stacked and k == len(kinds_per_plot) - 1, left_width=36)
-                plot.setYRange(*Y_RANGE, padding=0)
-                plot.getAxis("left").setTicks([Y_TICKS[False]])
-                self.addItem(plot, row=row, col=0)
-                row += 1
-                band = pg.LinearRegionItem((0, 0), orientation="horizontal", movable=False,
-                                           brush=pg.mkBrush(qcolor(OKABE_ITO["bluish_green"], 38)), pen=pg.mkPen(None))
-                for line in band.lines:
-                    line.setPen(pg.mkPen(None))
-                band.setZValue(-20)
-                band.setVisible(False)
-                plot.addItem(band, ignoreBounds=True)
-                curves = {}
-                for m in kinds:
-                    main = m == "combined"
-                    width = 2.4 if main else (1.5 if stacked else 1.0)
-                    colour = qcolor(MODALITY_COLOURS[m], 255 if (main or stacked) else 170)
-                    c = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width), connect="finite")
-                    c.setZValue(10 if main else 5)
-                    plot.addItem(c)
-                    curves[m] = c
-                strips = {}
-                if "combined" in kinds:
-                    for st in ("climbing", "flattening"):
-                        c = pg.PlotCurveItem(pen=pg.mkPen(qcolor(AROUSAL_STYLE[st][0]), width=5), connect="finite")
-                        c.setZValue(8)
-                        plot.addItem(c)
-                        strips[st] = c
-                note = None
-                if strips:
-                    # a TextItem lives in the view and never widens the layout (a long title would)
-                    note = pg.TextItem("", color=INK, anchor=(1, 1), fill=pg.mkBrush(255, 255, 255, 210))
-                    note.setZValue(12)
-                    note.setVisible(False)
-                    plot.addItem(note, ignoreBounds=True)
-                chance_kind = kinds[0] if stacked else "combined"
-                chance = pg.PlotCurveItem(pen=pg.mkPen(MUTED, width=1.2, style=QtCore.Qt.PenStyle.DashLine),
-                                          connect="finite")
-                chance.setZValue(4)
-                plot.addItem(chance)
-                self.plots.append({
-                    "pair": p, "kinds": kinds, "chance_kind": chance_kind, "plot": plot, "curves": curves,
-                    "chance": chance, "band": band, "band_val": None, "spans": SpanSet(plot), "strips": strips,
-                    "note": note, "note_text": "", "extended": False,
-                    "markers": MarkerSet(plot, labels=(p == 0 and k == 0)),
-                })
-                if k == 0:
-                    self._set_title(p, "calibrating", {}, None)
-                elif stacked:
-                    plot.setTitle(f"<span style='color:{MUTED}'>{MODALITY_NAMES[kinds[0]]}</span>", size="8pt",
-                                  justify="left")
-        per_plot = 150 if stacked else 92
-        self.setMinimumHeight(min(per_plot * len(self.plots) + 20, 100000))
+        self.kinds_per_plot = [[m] for m in self.modalities] + [["combined"]] if stacked else [[*self.modalities, "combined"]]
+        self.shown: list = []
+        self.set_shown(self.pairs if shown is None else shown)
 
-    def _set_title(self, p: int, state: str, away: dict, evidence: str | None, words: str | None = None) -> None:
+    def _make_records(self, p: int) -> list:
+        """The plots of pair ``p`` (made on first use)."""
+        if p in self._records:
+            return self._records[p]
+        stacked = self.stacked
+        recs = []
+        for k, kinds in enumerate(self.kinds_per_plot):
+            plot = make_plot(show_time=False, left_width=36, ticks=self.ticks)
+            plot.setYRange(*Y_RANGE, padding=0)
+            plot.getAxis("left").setTicks([Y_TICKS[False]])
+            band = pg.LinearRegionItem((0, 0), orientation="horizontal", movable=False,
+                                       brush=pg.mkBrush(qcolor(OKABE_ITO["bluish_green"], 38)), pen=pg.mkPen(None))
+            for line in band.lines:
+                line.setPen(pg.mkPen(None))
+            band.setZValue(-20)
+            band.setVisible(False)
+            plot.addItem(band, ignoreBounds=True)
+            curves = {}
+            for m in kinds:
+                main = m == "combined"
+                width = 2.4 if main else (1.5 if stacked else 1.0)
+                colour = qcolor(MODALITY_COLOURS[m], 255 if (main or stacked) else 170)
+                c = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width), connect="finite")
+                c.setZValue(10 if main else 5)
+                plot.addItem(c)
+                curves[m] = c
+            strips = {}
+            if "combined" in kinds:
+                for st in ("climbing", "flattening"):
+                    c = pg.PlotCurveItem(pen=pg.mkPen(qcolor(AROUSAL_STYLE[st][0]), width=5), connect="finite")
+                    c.setZValue(8)
+                    plot.addItem(c)
+                    strips[st] = c
+            note = None
+            if strips:
+                # a TextItem lives in the view and never widens the layout (a long title would)
+                note = pg.TextItem("", color=INK, anchor=(1, 1), fill=pg.mkBrush(255, 255, 255, 210))
+                note.setZValue(12)
+                note.setVisible(False)
+                plot.addItem(note, ignoreBounds=True)
+            chance_kind = kinds[0] if stacked else "combined"
+            chance = pg.PlotCurveItem(pen=pg.mkPen(MUTED, width=1.2, style=QtCore.Qt.PenStyle.DashLine),
+                                      connect="finite")
+            chance.setZValue(4)
+            plot.addItem(chance)
+            recs.append({
+                "pair": p, "kinds": kinds, "chance_kind": chance_kind, "plot": plot, "curves": curves,
+                "chance": chance, "band": band, "band_val": None, "spans": SpanSet(plot), "strips": strips,
+                "note": note, "note_text": "", "extended": False,
+                "markers": MarkerSet(plot, labels=(k == 0)),
+            })
+            if k > 0 and stacked:
+                plot.setTitle(f"<span style='color:{MUTED}'>{MODALITY_NAMES[kinds[0]]}</span>", size="8pt",
+                              justify="left")
+        self._records[p] = recs
+        state, away, evidence, words = self._titles.get(p, ("calibrating", (), None, None))
+        self._set_title(p, state, dict(away), evidence, words, force=True)
+        return recs
+
+    def set_shown(self, pairs) -> bool:
+        """Draw exactly these pairs, in this order; True when that changed the layout."""
+        shown = [tuple(p) for p in pairs if tuple(p) in self.pairs]
+        if shown == self.shown and self.plots:
+            return False
+        self.ci.clear()
+        self.shown = shown
+        self.plots = []
+        self.pair_rows = {}
+        row = 0
+        for pair in shown:
+            p = self.pairs.index(pair)
+            self.pair_rows[pair] = row
+            for d in self._make_records(p):
+                self.ci.addItem(d["plot"], row=row, col=0)
+                d["plot"].hideAxis("bottom")
+                self.plots.append(d)
+                row += 1
+        if self.plots:
+            self.plots[-1]["plot"].showAxis("bottom")
+            if self.stacked:
+                for d in self.plots:
+                    if d["kinds"] == ["combined"]:
+                        d["plot"].showAxis("bottom")
+            # one x range: every plot follows the last one
+            last = self.plots[-1]["plot"]
+            for d in self.plots[:-1]:
+                d["plot"].setXLink(last)
+            last.setXLink(None)
+        per_plot = 150 if self.stacked else 92
+        self.setMinimumHeight(min(per_plot * len(self.plots) + 20, 100000) if self.stacked else 0)
+        return True
+
+    def _set_title(self, p: int, state: str, away: dict, evidence: str | None, words: str | None = None,
+                   force: bool = False) -> None:
         key = (state, tuple(sorted(away.items())), evidence, words)
-        if self._titles.get(p) == key:
+        if self._titles.get(p) == key and not force:
+            return
+        if p not in self._records:
+            self._titles[p] = key
             return
         self._titles[p] = key
+        self._draw_title(p)
+
+    def _title_forms(self, p: int) -> list[str]:
+        """A pair's title, longest first: with who is moving away in arousal, then without."""
+        state, away, evidence, words = self._titles[p]
         a, b = self.pairs[p]
         word = words or STATE_WORDS.get(state, state)
-        sub = f" &nbsp;<span style='color:{MUTED}'>{MODALITY_NAMES[self.plots_for(p)[0]['kinds'][0]]}</span>" if self.stacked else ""
+        sub = f" &nbsp;<span style='color:{MUTED}'>{MODALITY_NAMES[self._records[p][0]['kinds'][0]]}</span>" if self.stacked else ""
         html = (f"<b style='font-size:11pt'>{a} \u2013 {b}</b>{sub} &nbsp; "
                 f"<span style='color:{STATE_TEXT.get(state, MUTED)}'>{STATE_SYMBOLS.get(state, '')} {word}</span>")
-        extra = arousal_title_html(away)
-        if extra:
-            html += " &nbsp; " + extra
-        self.plots_for(p)[0]["plot"].setTitle(html, justify="left")
+        extra = arousal_title_html(dict(away))
+        return [html + " &nbsp; " + extra, html] if extra else [html]
+
+    def _draw_title(self, p: int) -> None:
+        """Set the longest title form that fits the plot's width (a title wider than the plot would widen it)."""
+        plot = self._records[p][0]["plot"]
+        room = self.width() - 16
+        doc = QtGui.QTextDocument()
+        doc.setDefaultFont(plot.titleLabel.item.font())
+        forms = self._title_forms(p)
+        html = forms[-1]
+        for form in forms:
+            doc.setHtml(form)
+            if doc.idealWidth() <= room or room <= 0:
+                html = form
+                break
+        if getattr(plot, "_attune_title", None) != html:
+            plot._attune_title = html
+            plot.setTitle(html, justify="left")
+
+    def resizeEvent(self, ev):  # noqa: N802
+        super().resizeEvent(ev)
+        for pair in getattr(self, "shown", ()):
+            self._draw_title(self.pairs.index(pair))
 
     def plots_for(self, p: int) -> list:
-        """The plot records of pair ``p``."""
-        return [d for d in self.plots if d["pair"] == p] or [self.plots[0]]
+        """The plot records of pair ``p`` (made if it was never shown)."""
+        return self._make_records(p)
 
     def title_state(self, pair) -> str:
         """The state word currently in a pair's title (for tests)."""
@@ -310,7 +383,8 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             bottom = Y_LOW_EXTENDED if d["extended"] else Y_RANGE[0]
             series = snap.sync.get(d["chance_kind"])
             if series is not None and series[2].shape[0] > p:
-                d["chance"].setData(series[0], series[2][p])
+                # the chance line stays inside the plot: clipped to the view range
+                d["chance"].setData(series[0], np.clip(series[2][p], bottom + 0.01, Y_RANGE[1]))
             if d["strips"]:
                 rows = [index[w] for w in pair if w in index and index[w] < ac.shape[0]]
                 code = ac[rows].astype(int) if rows else np.zeros((0, at.size), int)
@@ -346,4 +420,5 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                     spans[("loss", who, m, on)] = (on, end, "loss", hatch)
             d["spans"].sync(spans)
             d["markers"].sync(markers)
-            plot.setXRange(x0, x1, padding=0)
+        if self.plots:
+            self.plots[-1]["plot"].setXRange(x0, x1, padding=0)  # the others follow (x linked)
