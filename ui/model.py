@@ -51,6 +51,11 @@ def tune_evidence_words(pair_state: dict | None) -> str:
 #: A person's tie evidence (the detector's ``person_ties``: evidence / threshold) at or above which they read as
 #: drifting away from the group (the share of the threshold at which a pair reads "drifting": ``drift_h / cusum_h``).
 TIE_DRIFT_FRAC = 0.3
+#: A person whose synchrony with most of the others has dropped at least this far towards chance (the detector's
+#: smoothed drop of each armed pair, 0 = as usual, 1 = chance; the balanced preset's reference drop ``cusum_k``),
+#: more of them than anyone else's, reads as drifting away even before a flag: their row then agrees with their
+#: cards' gauges and their "synchrony with the others" line. A flag still needs the detector's evidence.
+TIE_DROP = 0.7
 #: Episodes of one person (a group) flagged within this many seconds of each other, overlapping in time, are shown
 #: as one group episode ("P3 drifting away — 3 of 3 ties dropped") with its pairs underneath.
 GROUP_EPISODE_TOL_S = 60.0
@@ -142,14 +147,16 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
         empty for a couple. ``state``: ``"calibrating"`` while none of the person's pairs has measured its
         attunement yet and some are still learning; ``"drifting_away"`` when an open episode names them alone
         and its pair is still in a possible rupture (or drifting), when their tie evidence reaches
-        :data:`TIE_DRIFT_FRAC` of the threshold, or when most of their armed ties are dropping (more than the
-        others'); else ``"with_group"`` when at least one of their pairs is measurably in tune, else
+        :data:`TIE_DRIFT_FRAC` of the threshold, or when most of their armed ties (at least two) are dropping
+        (drifting, flagged or repairing, or down :data:`TIE_DROP` of the way to chance) and a larger share of
+        theirs than the median of the others'; else ``"with_group"`` when at least one of their pairs is measurably in tune, else
         ``"not_in_tune"``.
     """
     n = len(participants)
     if n < 3:
         return {}
     states = {tuple(ps["pair"]): ps.get("state", "calibrating") for ps in pair_states}
+    drops = {tuple(ps["pair"]): ps.get("drop") for ps in pair_states}
     named = set()
     for ep in episodes:
         people = ep.get("people") or []
@@ -159,8 +166,9 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
     mine, frac = {}, {}
     for who in participants:
         st = [s for pair, s in states.items() if who in pair]
-        armed = [s for s in st if s not in UNARMED_STATES]
-        dropping = [s for s in armed if s in _ALERT_STATES]
+        armed = [pair for pair, s in states.items() if who in pair and s not in UNARMED_STATES]
+        dropping = [pair for pair in armed if states[pair] in _ALERT_STATES or (
+            drops.get(pair) is not None and np.isfinite(drops[pair]) and drops[pair] >= TIE_DROP)]
         mine[who] = (st, armed, dropping)
         frac[who] = len(dropping) / len(armed) if armed else 0.0
     out = {}

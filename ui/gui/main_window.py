@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ui.model import DISCLAIMER
@@ -396,8 +397,14 @@ class MainWindow(QtWidgets.QMainWindow):
         states = {tuple(ps["pair"]): ps.get("state") for ps in snap.pair_states}
         flagged = sorted((p for p, st in states.items() if st in order), key=lambda p: (order[states[p]], p))
         ties = getattr(snap, "ties", {}) or {}
-        away = [who for who, t in ties.items() if t.get("state") == "drifting_away" and t.get("dropping", 0) >= 2]
-        plots = ([self.selected_pair] if self.selected_pair else []) + [p for p in flagged if p != self.selected_pair]
+        drifting = [who for who, t in ties.items() if t.get("state") == "drifting_away"]
+        away = [who for who in drifting if ties[who].get("dropping", 0) >= 2]
+        drops = {tuple(ps["pair"]): ps.get("drop") for ps in snap.pair_states}
+        # then the pairs of whoever is drifting away (not flagged yet), the farthest down first
+        theirs = sorted((p for p in states if set(p) & set(drifting) and p not in flagged
+                         and drops.get(p) is not None and np.isfinite(drops[p])), key=lambda p: -drops[p])
+        plots = ([self.selected_pair] if self.selected_pair else []) + [
+            p for p in (*flagged, *theirs) if p != self.selected_pair]
         room = max(1, int(self.timeline_scroll.viewport().height() // 105)) if self.timeline_scroll.isVisible() else 1
         shown_plots = plots[:room]
         self.timelines.set_shown(shown_plots)
@@ -417,8 +424,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.meters.set_shown(cards, more)
         arming = getattr(snap, "arming", {}) or {}
         if shown_plots:
-            hint = (f"+{left_out} more flagged pair{'s' if left_out > 1 else ''} (click a cell of the matrix to see one)"
-                    if left_out else "")
+            hint = (f"+{left_out} more pair{'s' if left_out > 1 else ''} to look at (click a cell of the matrix to "
+                    "see one)" if left_out else "")
+            if not flagged and drifting and not self.selected_pair:
+                hint = (f"Not flagged (yet): {' and '.join(drifting)}'s synchrony with the others is down towards "
+                        "chance." + (f" {hint}" if hint else ""))
         elif arming.get("learning"):
             ready = countdown_words(arming.get("ready_in_s"))
             hint = ("Learning how in tune each pair usually is" + (f": {ready}" if ready else "") +
