@@ -112,3 +112,28 @@ def test_report_without_episodes_or_losses(tmp_path):
     a.episodes, a.signal_loss = [], []
     page = write_report(a, tmp_path).read_text()
     assert "None flagged." in page and "<h2>Signal loss (0)</h2>" in page
+
+
+def test_report_words_depth_and_one_group_episode(tmp_path):
+    """Depth on its 0-1 scale (1.99 shows as 1.00 (below chance)), the outcome in the live view's words, and one
+    person drifting away from everyone listed once, with its pairs' episodes."""
+    people = ("P1", "P2", "P3", "P4")
+    a = make_analysis(people=("P1", "P2"))
+    a.participants = list(people)
+    a.streams = {p: [f"{p} RR"] for p in people}
+    a.pairs = [("P1", "P2"), ("P1", "P3"), ("P1", "P4"), ("P2", "P3"), ("P2", "P4"), ("P3", "P4")]
+    for m in a.sync:
+        a.sync[m]["sync"] = np.repeat(a.sync[m]["sync"], 6, axis=0)
+        a.sync[m]["chance"] = np.full_like(a.sync[m]["sync"], 0.1)
+        a.sync[m]["chance_sd"] = np.full_like(a.sync[m]["sync"], 0.3)
+    for m in a.grid:
+        a.grid[m] = np.vstack([a.grid[m], a.grid[m]])
+        a.quality[m] = np.zeros(a.grid[m].shape, np.uint8)
+    a.episodes = [Episode(id=k + 1, pair=pair, people=["P3"], onset_s=100.0 + k, flagged_s=110.0 + k, nadir_s=120.0,
+                          offset_s=145.0, repaired=True, depth=1.99 if k == 0 else 0.8, modalities=["hr"],
+                          confidence=0.8, outcome="repaired", open=False)
+                  for k, pair in enumerate([("P1", "P3"), ("P2", "P3"), ("P3", "P4")])]
+    page = write_report(a, tmp_path).read_text()
+    assert "P3 drifted away \u2014 3 of 3 ties dropped (episodes 1, 2, 3; \u2713 repaired)" in page
+    assert "<td>1.00 (below chance)</td>" in page and "<td>0.80</td>" in page and "1.99" not in page
+    assert page.count("<td>\u2713 repaired</td>") == 3

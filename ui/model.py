@@ -236,7 +236,7 @@ def group_episodes(episodes, participants, tol_s: float = GROUP_EPISODE_TOL_S) -
     for g in groups:
         eps = g["episodes"]
         g["n_ties"] = n - 1
-        g["open"] = any(e.get("open", True) and not e.get("repaired") for e in eps)
+        g["open"] = any(e.get("open", e.get("outcome", "open") == "open") and not e.get("repaired") for e in eps)
         states = [(e.get("status") or episode_status(e))[0] for e in eps]
         for st in ("possible_rupture", "repairing", "unrepaired", "session_end", "interrupted", "repaired", "dismissed"):
             if st in states:

@@ -34,7 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from .analysis_io import analysis_to_json, clock, write_episodes_csv, write_json
+from .model import group_episodes
 from .palette import AROUSAL_COLOURS
+from .words import depth_number, disconnecting_words, episode_status
+
+
+def _group_status(group: dict) -> str:
+    """A group episode's status: the words of its pairs' episode in the group's state."""
+    return next(episode_status(e)[1] for e in group["episodes"] if episode_status(e)[0] == group["state"])
 
 logger = logging.getLogger(__name__)
 
@@ -481,18 +488,29 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
                  "arousal moving at once re-baseline every pair.</p>")
     parts.append(f"<h2>Possible ruptures ({len(doc['episodes'])})</h2>")
     if doc["episodes"]:
+        numbered = [{**e, "id": i} for i, e in enumerate(doc["episodes"], 1)]
+        groups = [g for g in group_episodes(numbered, [p["id"] for p in doc["participants"]]) if g["words"]]
+        if groups:
+            parts.append("<p>One person drifting away from several others at once (their pairs' episodes, "
+                         "flagged together):</p><ul>" + "".join(
+                             f"<li>{_esc(g['words'])} (episodes {', '.join(str(e['id']) for e in g['episodes'])}; "
+                             f"{_esc(_group_status(g))})</li>"
+                             for g in groups) + "</ul>")
         parts.append(_table(
-            ("#", "pair", "who is disconnecting", "onset", "deepest", "end", "repaired", "time to repair",
-             "depth", "modalities", "confidence", "arousal context", "moving away before the flag"),
-            [(i, "–".join(e["pair"]), ", ".join(e["people"]), clock(e["onset_s"]), clock(e["nadir_s"]),
-              clock(e["offset_s"]), {"repaired": "yes", "unrepaired": "no (lapsed: out of tune)",
-                                     "interrupted": "closed at a shared event"}.get(e.get("outcome"), "no"),
-              "–" if e["time_to_repair_s"] is None else f"{e['time_to_repair_s']:.0f} s", f"{e['depth']:.2f}",
+            ("#", "pair", "who is disconnecting", "onset", "deepest", "end", "outcome", "time to repair",
+             "depth (0-1)", "modalities", "confidence", "arousal context", "moving away before the flag"),
+            [(i, "–".join(e["pair"]), disconnecting_words(e["people"], e["pair"], away[i - 1]), clock(e["onset_s"]),
+              clock(e["nadir_s"]), clock(e["offset_s"]), episode_status(e)[1],
+              "–" if e["time_to_repair_s"] is None else f"{e['time_to_repair_s']:.0f} s", depth_number(e["depth"]),
               "+".join(e["modalities"]), f"{e['confidence']:.2f}",
               ", ".join(f"{k}: {v}" for k, v in e["context"].items()),
               ", ".join(f"{k} ({v})" for k, v in away[i - 1].items()) or "–")
              for i, e in enumerate(doc["episodes"], 1)]))
-        parts.append('<p class="note">Depth: 0 = as in tune as usual for this pair, 1 = down to chance level. '
+        parts.append('<p class="note">Depth: 0 = as in tune as usual for this pair, 1 = down to chance level '
+                     "(synchrony that fell further, below chance, shows as 1.00 (below chance)). Who is "
+                     "disconnecting: in a group, the member most of whose pairs dropped; a couple's drop cannot be "
+                     "told apart, unless one partner's arousal moved away before the flag (then that partner, "
+                     "marked (arousal)). "
                      "Moving away before the flag: whose arousal (heart rate, skin conductance) was moving away from the "
                      "rest of the group while the episode built up (from its onset to the flag), climbing (aversive) or flattening (withdrawn); "
                      'see the arousal plot. Also in <a href="episodes.csv">episodes.csv</a>.</p>')
