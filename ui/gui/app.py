@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import traceback
@@ -15,12 +14,12 @@ logger = logging.getLogger(__name__)
 
 
 def has_display() -> bool:
-    """True when Qt can open windows: a display server, or an explicit offscreen/minimal platform."""
-    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
-        return True
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    """True when Qt can open windows: a display server that answers (not only a ``$DISPLAY`` that is set: Qt
+    aborts on one with no server behind it), or an explicit offscreen/minimal platform
+    (:func:`ui.gui.display.display_usable` says why not)."""
+    from .display import display_usable
+
+    return display_usable()[0]
 
 
 def ensure_app(argv=None) -> QtWidgets.QApplication:
