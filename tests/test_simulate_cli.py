@@ -119,3 +119,18 @@ def test_ctrl_c_stops_cleanly():
             proc.wait(timeout=10)
     assert proc.returncode == 130
     assert err.strip().startswith("stopped at") and "Traceback" not in err
+
+
+def test_default_seed_rupture_is_flagged_with_the_balanced_preset(tmp_path):
+    """`attune simulate` with no --seed: both scripted ruptures of the default scenario are flagged by the
+    pipeline the live monitor runs (balanced preset), so a first live try shows a flag (seed 0 missed the first)."""
+    from ui.commands.simulate import DEFAULT_SCENARIO, DEFAULT_SEED
+
+    assert DEFAULT_SEED != 0
+    assert main(["simulate", "--out", str(tmp_path / "s.xdf"), "--truth", str(tmp_path / "s.truth.json")]) == 0
+    truth = json.loads((tmp_path / "s.truth.json").read_text())
+    assert (truth["scenario"], truth["seed"]) == (DEFAULT_SCENARIO, DEFAULT_SEED)
+    assert len(truth["ruptures"]) == 2
+    assert main(["evaluate", str(tmp_path), "--preset", "balanced", "--json", str(tmp_path / "e.json")]) == 0
+    m = json.loads((tmp_path / "e.json").read_text())["overall"]
+    assert m["truth_ruptures"] == 2 and m["detected"] == 2, m

@@ -217,7 +217,7 @@ def combined_sync(sync: dict, step_s: float) -> tuple[np.ndarray, np.ndarray] | 
     (t, r) : ndarray (n,), ndarray (n_pairs, n) | None
         ``None`` when fewer than two modalities have windows.
     """
-    mods = [m for m in ("hr", "eda") if m in sync and np.asarray(sync[m]["t"]).size]
+    mods = [m for m in ("hr", "eda") if "t" in sync.get(m, {}) and np.asarray(sync[m]["t"]).size]
     if len(mods) < 2:
         return None
     keys = {m: np.round(np.asarray(sync[m]["t"], dtype=float) / step_s).astype(np.int64) for m in mods}
@@ -240,7 +240,7 @@ def combined_sync(sync: dict, step_s: float) -> tuple[np.ndarray, np.ndarray] | 
 def pair_summaries(analysis) -> list[dict]:
     """The ``pairs`` records of an :class:`ui.runner.Analysis` (see the module docstring)."""
     series = {m: (np.asarray(analysis.sync[m]["t"]), np.asarray(analysis.sync[m]["sync"], dtype=float))
-              for m in analysis.modalities if m in analysis.sync}
+              for m in analysis.modalities if "t" in analysis.sync.get(m, {})}
     comb = combined_sync(analysis.sync, analysis.step_s) if len(analysis.modalities) > 1 else None
     if comb is not None:
         series["combined"] = comb

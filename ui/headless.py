@@ -34,6 +34,9 @@ from ui.model import tune_evidence_words
 
 logger = logging.getLogger(__name__)
 
+#: Exit codes of a session stopped by Ctrl-C (SIGINT) or SIGTERM (128 + the signal's number).
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
 DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 
 _STATUS_WORDS = {"ok": "ok", "noisy": "noisy", "lost": "LOST", "recovered": "recovered", "absent": "-",
@@ -356,14 +359,15 @@ def run_headless(runner, duration: float | None = None, out=sys.stdout, *, inter
     Returns
     -------
     exit_code : int
-        0 (Ctrl-C is the normal way to end a live session), 1 if the pipeline failed.
+        0 when the duration passed or the replay ended, 130 after Ctrl-C and 143 after SIGTERM (the view and
+        the summary are written either way), 1 if the pipeline failed before any data.
     """
     view = HeadlessView(runner.model, out, tty=tty, interval=interval or 5.0)
     frame = interval if (interval and view.tty) else (0.5 if view.tty else 0.25)
     if getattr(runner, "_thread", None) is None:
         runner.start()
     deadline = None if duration is None else time.monotonic() + float(duration)
-    stopped_by_user = False
+    stopped_by = None
     try:
         while True:
             view.draw()
@@ -373,12 +377,16 @@ def run_headless(runner, duration: float | None = None, out=sys.stdout, *, inter
                 break
             wait = frame if deadline is None else max(0.0, min(frame, deadline - time.monotonic()))
             runner.finished.wait(wait)
-    except KeyboardInterrupt:
-        stopped_by_user = True
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (ui.cli.Terminated): the session ends the same way
+        stopped_by = getattr(exc, "reason", "Ctrl-C")
     finally:
         runner.stop()
     view.draw(force=True)
-    if stopped_by_user:
-        view._write("stopped (Ctrl-C)\n")
+    if stopped_by:
+        view._write(f"stopped ({stopped_by})\n")
     view.summary()
-    return 1 if getattr(runner, "error", None) is not None and not runner.model.snapshot().t_now else 0
+    if getattr(runner, "error", None) is not None and not runner.model.snapshot().t_now:
+        return 1
+    if stopped_by:
+        return EXIT_SIGTERM if stopped_by == "SIGTERM" else EXIT_SIGINT
+    return 0

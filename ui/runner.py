@@ -455,6 +455,8 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
         streams.setdefault(spec.participant, []).append(spec.name)
     sync = {}
     for m, ws in wins.items():
+        if not ws:  # shorter than one synchrony window (or no overlap): no series, as if the modality had none
+            continue
         parts: dict = {}
         for w in ws:
             for k, v in w.items():

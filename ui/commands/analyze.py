@@ -30,11 +30,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
 
 logger = logging.getLogger(__name__)
 
 STEM_FIELD = "{stem}"
+#: Warnings of a FileResult that go to stderr (the notes are in the summary and the report).
+SHOWN_WARNINGS = ("not readable", "too short")
 
 
 def register(subparsers) -> None:
@@ -147,8 +149,20 @@ def make_assign(recording, roster_path: str | None):
     return assign, notes
 
 
+#: The lowest sampling rate (Hz) at which each waveform kind can be read (the beat detectors' and the EDA
+#: filters' bands must fit under the Nyquist frequency), and the highest Attune takes from a file.
+MIN_RATE_HZ = {"ecg": 12.0, "ppg": 2.0, "eda": 0.2}
+MAX_RATE_HZ = 20000.0
+#: The longest span of heart/EDA samples analysed at once (a session lasts hours, not days).
+MAX_SPAN_S = 48 * 3600.0
+
+
 def _check_usable(recording, assign) -> None:
-    """Raise RecordingError with a clear reason when the recording cannot give synchrony."""
+    """Raise RecordingError with a clear reason when the recording cannot give synchrony.
+
+    Checks that there are heart or EDA streams, that their sampling rates fit their kinds
+    (:data:`MIN_RATE_HZ`), that they span at most :data:`MAX_SPAN_S`, and that they belong to 2+ people.
+    """
     from acquisition.files import RecordingError
     from acquisition.sources import choose_inputs
 
@@ -160,6 +174,23 @@ def _check_usable(recording, assign) -> None:
             f"{recording.path}: no heart (RR/HR/ECG/PPG) or EDA streams with samples (streams: {kinds}); "
             "if one of them is, name its kind in a roster (--roster).")
     chosen, _ = choose_inputs(physio, assign)
+    for spec, stream in chosen:
+        low = MIN_RATE_HZ.get(spec.kind)
+        rate = float(spec.srate or 0.0)
+        if low is not None and not (math.isfinite(rate) and low <= rate <= MAX_RATE_HZ):
+            got = "no regular rate (irregular samples)" if rate == 0 else f"a sampling rate of {rate:g} Hz"
+            raise RecordingError(
+                f"{recording.path}: stream {spec.name!r} ({spec.kind.upper()}) has {got} (declared, or from its "
+                f"timestamps), but {spec.kind.upper()} needs {low:g} to {MAX_RATE_HZ:g} Hz; if it is another kind of "
+                "signal, name its kind in a roster (--roster), or [[ignore]] it there.")
+    starts = [float(stream.timestamps[0]) for _, stream in chosen]
+    ends = [float(stream.timestamps[-1]) for _, stream in chosen]
+    if starts and max(ends) - min(starts) > MAX_SPAN_S:
+        span = max(ends) - min(starts)
+        raise RecordingError(
+            f"{recording.path}: its heart/EDA samples span {span / 86400:.3g} days, longer than Attune analyses at "
+            f"once ({MAX_SPAN_S / 3600:g} h); a timestamp is probably wrong (a clock reset or a device sending "
+            "another clock), or split the recording into sessions.")
     people = sorted({spec.participant for spec, _ in chosen})
     if len(people) < 2:
         names = ", ".join(repr(spec.name) for spec, _ in chosen)
@@ -222,6 +253,11 @@ def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", j
     res.doc = doc
     res.flagged_s = [round(ep.flagged_s + offset, 3) for ep in sorted_episodes(analysis.episodes)]
     res.warnings = [f"not readable: {p}" for p in analysis.problems] + [f"note: {n}" for n in [*notes, *analysis.notes]]
+    if not any(analysis.sync.values()):
+        res.warnings.append(
+            f"too short: {analysis.duration_s:.0f} s of data gave no synchrony window (a window is "
+            f"{analysis.window_s:g} s of signal after the preprocessing's warm-up of about 10 s), so nothing could "
+            "be flagged; analyse a longer recording (a few minutes at least).")
     # who was moving away in their arousal at each flag: readable summary and report only (the JSON schema is fixed)
     res.summary = summary_text(doc, away=analysis.episode_arousal())
     if analysis.markers:
@@ -238,7 +274,7 @@ def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", j
                                                 problems=analysis.problems, notes=[*notes, *analysis.notes],
                                                 preset=preset)))
     except OSError as exc:
-        res.code, res.message = 2, f"{path}: results could not be written ({exc})."
+        res.code, res.message = 2, f"{path}: results could not be written ({os_error_text(exc)}); choose another path."
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -268,10 +304,12 @@ def _unique_stems(paths) -> list[str]:
 def output_paths(files, json_out: str | None, report_dir: str | None) -> tuple[list, list]:
     """Per-file JSON paths and report folders from ``--json`` / ``--report``.
 
+    Parent folders are created and checked for writing here, before any file is analysed.
+
     Raises
     ------
     UsageError
-        When the destination cannot hold several results.
+        When the destination cannot hold several results, or cannot be written.
     """
     stems = _unique_stems(files)
     several = len(files) > 1
@@ -293,9 +331,10 @@ def output_paths(files, json_out: str | None, report_dir: str | None) -> tuple[l
             jsons = [json_out]
         for j in jsons:
             if j != "-":
-                Path(j).parent.mkdir(parents=True, exist_ok=True)
+                check_output_file(j, "--json")  # before the work: folders created, writable
     reports: list = [None] * len(files)
     if report_dir:
+        check_writable_folder(report_dir, "--report", create=True)
         reports = [str(Path(report_dir) / s) for s in stems] if several else [report_dir]
     return jsons, reports
 
@@ -399,7 +438,7 @@ def print_result(res: FileResult, out=None, err=None) -> None:
         print(f"attune analyze: error: {res.message}", file=err)
         return
     for w in res.warnings:
-        if w.startswith("not readable"):
+        if w.startswith(SHOWN_WARNINGS):
             print(f"attune analyze: warning: {res.path}: {w}", file=err)
     print(res.summary, file=out)
     print("  (a flagged drop in synchrony is a prompt to check in, never a diagnosis)", file=out)
@@ -429,7 +468,7 @@ def run(args) -> int:
         if jsons[i] == "-" and not res.code:
             print(json.dumps(res.doc, indent=1))
             for w in res.warnings:
-                if w.startswith("not readable"):
+                if w.startswith(SHOWN_WARNINGS):
                     print(f"attune analyze: warning: {res.path}: {w}", file=sys.stderr)
             return
         print_result(res)

@@ -58,7 +58,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, check_output_file, os_error_text
 
 #: Tolerances of the matching window around a truth rupture (s).
 EARLY_S = 10.0
@@ -357,6 +357,46 @@ def detections_from_result(res, truth: dict) -> list:
     return out
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def truth_problem(truth) -> str | None:
+    """What makes ``truth`` unusable as an ``attune.truth/1`` document (the fields :func:`score_file` reads), or
+    None when it is usable."""
+    if not isinstance(truth, dict):
+        return f"expected a JSON object, but got {type(truth).__name__}"
+    for key in ("duration_s", "time_origin"):
+        if key in truth and not _number(truth[key]):
+            return f"'{key}' must be a number, but got {truth[key]!r:.40}"
+    for key, need in (("ruptures", ("onset_s", "offset_s")), ("confounds", ("kind", "onset_s", "offset_s"))):
+        items = truth.get(key, [])
+        if not isinstance(items, list):
+            return f"'{key}' must be a list, but got {type(items).__name__}"
+        for i, r in enumerate(items):
+            if not isinstance(r, dict):
+                return f"{key}[{i}] must be an object, but got {type(r).__name__}"
+            for f in need:
+                if f not in r:
+                    return f"{key}[{i}] has no '{f}'"
+                if f != "kind" and not _number(r[f]):
+                    return f"{key}[{i}].{f} must be a number, but got {r[f]!r:.40}"
+            if "repair_s" in r and not _number(r["repair_s"]):
+                return f"{key}[{i}].repair_s must be a number, but got {r['repair_s']!r:.40}"
+            pairs = r.get("pairs", [])
+            if not isinstance(pairs, list) or not all(isinstance(p, list) and all(isinstance(x, str) for x in p)
+                                                      for p in pairs):
+                return f"{key}[{i}].pairs must be a list of [person, person] lists"
+            people = r.get("participants", [])
+            if not isinstance(people, list) or not all(isinstance(x, str) for x in people):
+                return f"{key}[{i}].participants must be a list of names"
+            if not isinstance(r.get("who", ""), (str, type(None))) or not isinstance(r.get("kind", ""), str):
+                return f"{key}[{i}]: 'who' and 'kind' must be text"
+    if not isinstance(truth.get("participants", []), list):
+        return "'participants' must be a list"
+    return None
+
+
 def find_cases(folder) -> list[tuple[Path, Path]]:
     """(recording, truth) pairs in a folder: ``X.truth.json`` next to ``X.xdf``, ``X.csv`` or a folder ``X``."""
     folder = Path(folder)
@@ -410,6 +450,8 @@ def run(args) -> int:
                          "X.xdf + X.truth.json pairs (attune simulate --out X.xdf --truth X.truth.json).")
     if args.jobs < 1:
         raise UsageError(f"Invalid value for '--jobs': expected a positive number of processes, but got {args.jobs}.")
+    if args.json:
+        check_output_file(args.json, "--json")  # before the work: folders created, writable
     cases = find_cases(folder)
     if not cases:
         raise UsageError(f"{folder}: no recording with a truth file beside it (X.xdf + X.truth.json); make some "
@@ -417,9 +459,14 @@ def run(args) -> int:
     truths = []
     for _, tpath in cases:
         try:
-            truths.append(json.loads(tpath.read_text(encoding="utf-8")))
+            truth = json.loads(tpath.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{tpath}: not a readable truth JSON ({exc}).") from None
+        problem = truth_problem(truth)
+        if problem:
+            raise UsageError(f"{tpath}: not an attune.truth/1 file: {problem}; write it with 'attune simulate --out "
+                             "X.xdf --truth X.truth.json'.")
+        truths.append(truth)
     show = bool(args.progress or sys.stderr.isatty())
     results = run_many([str(r) for r, _ in cases], [dict(preset=args.preset) for _ in cases], args.jobs, show)
     scores, code = [], 0
@@ -437,7 +484,7 @@ def run(args) -> int:
               f"{s.signal_loss_periods}  latency {lat} s")
         if args.verbose_files:
             for r in truth.get("ruptures", []):
-                print(f"    truth  {r['who']} {r['onset_s']:.0f}-{r['offset_s']:.0f} s ({r.get('style', '')})")
+                print(f"    truth  {r.get('who') or '-'} {r['onset_s']:.0f}-{r['offset_s']:.0f} s ({r.get('style', '')})")
             for d in detections_from_result(res, truth):
                 print(f"    flag   {'-'.join(d.pair)} onset {d.onset_s:.0f} s flagged {d.flagged_s:.0f} s")
     if not scores:
@@ -446,6 +493,11 @@ def run(args) -> int:
     print()
     print(format_metrics(m))
     if args.json:
-        Path(args.json).write_text(json.dumps({"overall": m, "files": [s.to_dict() for s in scores]}, indent=1,
-                                              default=lambda o: None if isinstance(o, float) and math.isnan(o) else o))
+        try:
+            Path(args.json).write_text(json.dumps({"overall": m, "files": [s.to_dict() for s in scores]}, indent=1,
+                                                  default=lambda o: None if isinstance(o, float) and math.isnan(o)
+                                                  else o))
+        except OSError as exc:
+            raise UsageError(f"cannot write '{args.json}' ({os_error_text(exc)}); the metrics are printed above, "
+                             "choose another path for --json.") from None
     return code

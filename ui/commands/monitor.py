@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import UsageError, check_writable_folder, os_error_text
 
 SCOPES = ("machine", "link", "site")
 #: ``--signals`` choices -> modalities (None: every signal the streams have).
@@ -151,6 +151,10 @@ def _positive(name: str, value, allow_none: bool = True) -> None:
 def resolve_record_path(record: str | None, label: str | None) -> Path | None:
     """The file ``--record`` asks for: a folder gets a timestamped name; an existing file is refused.
 
+    ``FILE.xdf`` is a file; a path ending in ``/``, an existing folder or a name without a suffix is a folder
+    (created, mode 0700); any other suffix (``x.txt``) is refused with a hint. The folder is checked for
+    writing here, before any stream is opened.
+
     Raises
     ------
     UsageError
@@ -167,20 +171,24 @@ def resolve_record_path(record: str | None, label: str | None) -> Path | None:
             raise UsageError("--label names a recording: add --record (e.g. --record --label couple-07).")
         return None
     p = Path(record)
-    if p.is_dir() or record.endswith(("/", "\\")) or (p.suffix.lower() != ".xdf" and not p.exists()):
+    as_folder = record.endswith(("/", "\\")) or p.is_dir() or not p.suffix
+    if not as_folder and p.suffix.lower() != ".xdf":
+        raise UsageError(f"Invalid value for '--record': {record!r} ends in {p.suffix!r}, but a recording is an "
+                         f".xdf file; give FILE.xdf (e.g. {p.with_suffix('.xdf')}), or a folder (a name without a "
+                         "suffix, or ending in /) for a timestamped name.")
+    if as_folder:
+        check_writable_folder(p, "--record", create=True)
         try:
             return default_recording_path(p, label)
         except OSError as exc:
-            raise UsageError(f"Invalid value for '--record': cannot use folder '{p}' ({exc.strerror or exc}); "
+            raise UsageError(f"Invalid value for '--record': cannot use folder '{p}' ({os_error_text(exc)}); "
                              "choose a folder you can write to.") from None
+    if label:
+        p = p.with_name(f"{p.stem}-{label}{p.suffix}")
     if p.exists():
         raise UsageError(f"Invalid value for '--record': '{p}' already exists; choose another name (recordings are "
                          "never overwritten) or give a folder for a timestamped name.")
-    if not p.parent.is_dir():
-        raise UsageError(f"Invalid value for '--record': folder '{p.parent}' does not exist; create it or choose "
-                         "another path.")
-    if label:
-        p = p.with_name(f"{p.stem}-{label}{p.suffix}")
+    check_writable_folder(p.parent, "--record")
     return p
 
 
@@ -266,7 +274,7 @@ def run(args) -> int:
             try:
                 recorder = record_session(path, runner, session, label=args.label)
             except XdfWriteError as exc:
-                raise UsageError(str(exc)) from None
+                raise UsageError(os_error_text(exc)) from None
             print(f"recording to {path}", file=sys.stderr)
         people = ", ".join(session.participants)
         print(f"monitoring {people} ({len(source.inputs)} streams; {describe_settings(config, modalities)}); "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 
-from ..errors import UsageError
+from ..errors import UsageError, os_error_text
 from .monitor import (SCOPES, _positive, add_session_options, describe_settings, make_runner, open_view,
                       session_settings, will_use_gui)
 
@@ -71,22 +71,27 @@ def run(args) -> int:
     from acquisition.roster import RosterError
     from acquisition.sources import RecordingSource
 
-    from .analyze import make_assign
+    from .analyze import _check_usable, make_assign
 
     try:
         rec = load_recording(args.file)
         assign, notes = make_assign(rec, args.roster)
+        _check_usable(rec, assign)
         source = RecordingSource(rec, speed=args.speed, assign=assign)
-    except (RecordingError, RosterError, OSError) as exc:
+    except (RecordingError, RosterError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{args.file}: cannot read it ({os_error_text(exc)}).") from None
+    except ValueError as exc:  # what the pipeline says about unusable stream layouts
+        raise UsageError(f"{args.file}: {exc}") from None
     if args.start > source.duration_s:
         raise UsageError(f"Invalid value for '--start': the recording lasts {source.duration_s:.0f} s, "
                          f"but got {args.start:g}.")
     if args.start:
         source.seek(args.start)
-    for p in rec.problems:
-        print(f"attune replay: {args.file}: {p}", file=sys.stderr)
     runner = make_runner(source, config, modalities)
+    for p in rec.problems:  # after the last check: an unusable file gets its one error line only
+        print(f"attune replay: warning: {args.file}: {p}", file=sys.stderr)
     for n in notes:
         runner.model.message(n)
     # what the facilitator (and other apps) marked during the session, on the timelines as it was
