@@ -218,6 +218,10 @@ def test_nothing_clipped_at_laptop_and_full_hd(qtbot, sessions, n):
             assert win.traces.tie_words("P3") == "drifting away"
             assert all(win.traces.tie_words(p) == "with the group" for p in fs.model.participants if p != "P3")
             assert win.timelines.shown and all("P3" in p for p in win.timelines.shown)
+        # the synchrony plots shown are laid out in their view (not collapsed after being swapped in)
+        view_w = win.timelines.viewport().width()
+        for d in win.timelines.plots:
+            assert d["plot"].vb.height() >= 40 and d["plot"].geometry().width() >= 0.9 * view_w, (n, size)
 
 
 def test_replay_toolbar_fits_and_offers_no_record_button(qtbot, sessions):

@@ -336,7 +336,7 @@ class MeterPanel(QtWidgets.QWidget):
 
     pair_clicked = QtCore.Signal(tuple)
 
-    def __init__(self, pairs, parent=None, shown=None, columns: int | None = None):
+    def __init__(self, pairs, parent=None, shown=None, columns: int | None = None, empty_text: str | None = None):
         super().__init__(parent)
         self.pairs = [tuple(p) for p in pairs]
         n = len(self.pairs)
@@ -347,8 +347,7 @@ class MeterPanel(QtWidgets.QWidget):
         self.grid.setSpacing(6)
         self.meters: dict = {}
         self.shown: list = []
-        self.empty = QtWidgets.QLabel("No pair flagged: every pair's synchrony is as usual, or not measured yet. "
-                                      "Click a cell of the matrix to look at a pair.")
+        self.empty = QtWidgets.QLabel(empty_text or "")
         self.empty.setWordWrap(True)
         self.empty.setStyleSheet(f"color:{MUTED}")
         self.empty.setVisible(False)
@@ -388,8 +387,8 @@ class MeterPanel(QtWidgets.QWidget):
             self.grid.addWidget(m, i // cols, i % cols)
             m.setVisible(True)
         rows = (n + cols - 1) // cols
-        self.empty.setVisible(n == 0)
-        if n == 0:
+        self.empty.setVisible(n == 0 and bool(self.empty.text()))
+        if n == 0 and self.empty.text():
             self.grid.addWidget(self.empty, 0, 0)
         self.more.setText(more)
         self.more.setVisible(bool(more))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
@@ -133,6 +134,37 @@ def make_plot(show_time: bool = True, left_width: int = 44, ticks: TimeTicks | N
         plot.hideAxis("bottom")
     plot.layout.setContentsMargins(0, 0, 4, 0)
     return plot
+
+
+class StreamCurve(pg.PlotCurveItem):
+    """A :class:`pyqtgraph.PlotCurveItem` for data replaced on every frame in a plot with fixed ranges.
+
+    A plain curve recomputes its data bounds (NaN-aware min/max of x and y, and the pixel size) every time its
+    data change, several times per paint; with 50+ curves redrawn 30 times a second that was a third of the
+    paint time. Here the bounds are the data's first and last time (the data come in time order) and a fixed,
+    generous y extent: the view box clips its children to the view and nothing auto-ranges, so nothing needs
+    the data's own y bounds. (Kept within what a view can map to pixels: an "infinite" rect overflows Qt's
+    integer rectangles and the view then never repaints.)
+    """
+
+    Y_EXTENT = 1e5
+
+    def setData(self, *args, **kw):  # noqa: N802 (Qt naming)
+        super().setData(*args, **kw)
+        x = self.xData
+        if x is None or not len(x):
+            self._stream_rect = QtCore.QRectF()
+        else:
+            x0, x1 = float(x[0]), float(x[-1])
+            if not (math.isfinite(x0) and math.isfinite(x1)):
+                x0, x1 = float(np.nanmin(x)), float(np.nanmax(x))
+            self._stream_rect = QtCore.QRectF(x0, -self.Y_EXTENT, max(x1 - x0, 1e-6), 2 * self.Y_EXTENT)
+
+    def boundingRect(self):  # noqa: N802 (Qt naming)
+        return getattr(self, "_stream_rect", QtCore.QRectF())
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):  # noqa: N803 (pyqtgraph naming)
+        return None, None   # never used to range a plot (fixed ranges)
 
 
 def hatch_brush(rgba) -> QtGui.QBrush:

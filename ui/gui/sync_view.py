@@ -20,7 +20,7 @@ from PySide6 import QtCore, QtGui
 
 from dsp.detector import STATE_WORDS, get_preset
 
-from .plots import MarkerSet, SpanSet, hatch_brush, make_plot
+from .plots import MarkerSet, SpanSet, StreamCurve, hatch_brush, make_plot
 from dsp.synchrony import fisher_mean
 
 from ui.model import AROUSAL_STATES
@@ -163,14 +163,14 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 main = m == "combined"
                 width = 2.4 if main else (1.5 if stacked else 1.0)
                 colour = qcolor(MODALITY_COLOURS[m], 255 if (main or stacked) else 170)
-                c = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width), connect="finite")
+                c = StreamCurve(pen=pg.mkPen(colour, width=width), connect="finite")
                 c.setZValue(10 if main else 5)
                 plot.addItem(c)
                 curves[m] = c
             strips = {}
             if "combined" in kinds:
                 for st in ("climbing", "flattening"):
-                    c = pg.PlotCurveItem(pen=pg.mkPen(qcolor(AROUSAL_STYLE[st][0]), width=5), connect="finite")
+                    c = StreamCurve(pen=pg.mkPen(qcolor(AROUSAL_STYLE[st][0]), width=5), connect="finite")
                     c.setZValue(8)
                     plot.addItem(c)
                     strips[st] = c
@@ -182,7 +182,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                 note.setVisible(False)
                 plot.addItem(note, ignoreBounds=True)
             chance_kind = kinds[0] if stacked else "combined"
-            chance = pg.PlotCurveItem(pen=pg.mkPen(MUTED, width=1.2, style=QtCore.Qt.PenStyle.DashLine),
+            chance = StreamCurve(pen=pg.mkPen(MUTED, width=1.2, style=QtCore.Qt.PenStyle.DashLine),
                                       connect="finite")
             chance.setZValue(4)
             plot.addItem(chance)
@@ -195,6 +195,9 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             if k > 0 and stacked:
                 plot.setTitle(f"<span style='color:{MUTED}'>{MODALITY_NAMES[kinds[0]]}</span>", size="8pt",
                               justify="left")
+        for d in recs:   # owned by the scene from the start (hidden until shown): see set_shown
+            self.scene().addItem(d["plot"])
+            d["plot"].hide()
         self._records[p] = recs
         state, away, evidence, words = self._titles.get(p, ("calibrating", (), None, None))
         self._set_title(p, state, dict(away), evidence, words, force=True)
@@ -209,12 +212,23 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         self.shown = shown
         self.plots = []
         self.pair_rows = {}
+        for recs in self._records.values():
+            for d in recs:
+                # a plot out of the layout stays in the scene, hidden and unlinked: the scene keeps owning it, so
+                # closing the window never leaves a plot whose linked view was deleted before it
+                d["plot"].setXLink(None)
+                d["plot"].hide()
+                if d["plot"].scene() is None:
+                    self.scene().addItem(d["plot"])
         row = 0
         for pair in shown:
             p = self.pairs.index(pair)
             self.pair_rows[pair] = row
             for d in self._make_records(p):
+                if d["plot"].scene() is not None:
+                    d["plot"].scene().removeItem(d["plot"])
                 self.ci.addItem(d["plot"], row=row, col=0)
+                d["plot"].show()
                 d["plot"].hideAxis("bottom")
                 self.plots.append(d)
                 row += 1
@@ -422,3 +436,8 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             d["markers"].sync(markers)
         if self.plots:
             self.plots[-1]["plot"].setXRange(x0, x1, padding=0)  # the others follow (x linked)
+        view = self.viewport().size()
+        geo = self.ci.geometry()
+        if abs(geo.width() - view.width()) > 1 or abs(geo.height() - view.height()) > 1:
+            # shown again after being hidden (nothing to show), or pairs swapped: lay out in the view's size
+            pg.GraphicsLayoutWidget.resizeEvent(self, None)

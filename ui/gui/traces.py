@@ -28,7 +28,7 @@ from PySide6 import QtCore, QtGui
 from ui.model import AROUSAL_STATES
 from ui.words import AROUSAL_WORDS, TIE_WORDS, tie_label
 
-from .plots import MIN_LABEL_GAP_PX, SpanSet, TimeAxis, hatch_brush, make_plot  # noqa: F401 (re-exported)
+from .plots import MIN_LABEL_GAP_PX, SpanSet, StreamCurve, TimeAxis, hatch_brush, make_plot  # noqa: F401
 from .style import (AROUSAL_STYLE, INK, LOSS_HATCH, MODALITY_COLOURS, MUTED, PANEL, RUPTURE_FILL, REPAIRED_FILL,
                     STATUS_STYLE, TIE_TEXT, qcolor)
 
@@ -38,6 +38,8 @@ MIN_SPAN = {"hr": 12.0, "eda": 0.6}
 TRACE_NAMES = {"hr": "heart rate", "eda": "skin conductance", "tie": "synchrony with the others"}
 #: Shorter column titles, used when the long ones do not fit the column.
 SHORT_NAMES = {"hr": "heart", "eda": "skin", "tie": "with the others"}
+#: A trace's y range is reconsidered on every this many redraws (see PeopleTraces._adapt_y).
+Y_CHECK_EVERY = 8
 #: y range of the tie plot (r).
 TIE_RANGE = (-0.3, 1.0)
 
@@ -159,6 +161,7 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
         self.arousal_state = {p: "unknown" for p in self.participants}
         self.tie_state = {p: "calibrating" for p in self.participants}
         self._yrange = {}
+        self._y_checks: dict = {}
         self._titles = {}
         n = len(self.participants)
         left_w = 34 if self.group else 40
@@ -171,15 +174,15 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
                     self._titles[m] = None
                 self.addItem(plot, row=r, col=1 + c)
                 if m == "tie":
-                    curve = pg.PlotCurveItem(pen=pg.mkPen(INK, width=1.6), connect="finite")
-                    ch = pg.PlotCurveItem(pen=pg.mkPen(MUTED, width=1.0, style=QtCore.Qt.PenStyle.DashLine),
+                    curve = StreamCurve(pen=pg.mkPen(INK, width=1.6), connect="finite")
+                    ch = StreamCurve(pen=pg.mkPen(MUTED, width=1.0, style=QtCore.Qt.PenStyle.DashLine),
                                           connect="finite")
                     ch.setZValue(4)
                     plot.addItem(ch)
                     self.chance[person] = ch
                     plot.setYRange(*TIE_RANGE, padding=0)
                 else:
-                    curve = pg.PlotCurveItem(pen=pg.mkPen(MODALITY_COLOURS[m], width=1.0), connect="finite")
+                    curve = StreamCurve(pen=pg.mkPen(MODALITY_COLOURS[m], width=1.0), connect="finite")
                     plot.setYRange(*((55, 100) if m == "hr" else (0, 10)), padding=0)
                 curve.setZValue(5)
                 plot.addItem(curve)
@@ -375,11 +378,19 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
             pg.GraphicsLayoutWidget.resizeEvent(self, None)  # laid out while a wider text was in it: again
 
     def _adapt_y(self, person: str, m: str, y: np.ndarray) -> None:
-        """Slow, hysteretic y range: changes only when the data leave it or use a small part of it."""
+        """Slow, hysteretic y range: changes only when the data leave it or use a small part of it.
+
+        Looked at on every :data:`Y_CHECK_EVERY`-th redraw of a trace (the range moves slowly by design; the
+        percentiles of every trace on every frame cost more than drawing them).
+        """
+        k = self._y_checks.get((person, m), 0)
+        self._y_checks[(person, m)] = k + 1
+        if k % Y_CHECK_EVERY and (person, m) in self._yrange:
+            return
         finite = y[np.isfinite(y)]
         if finite.size < 4:
             return
-        lo, hi = float(np.percentile(finite, 1)), float(np.percentile(finite, 99))
+        lo, hi = (float(v) for v in np.percentile(finite, (1, 99)))
         span = max(hi - lo, MIN_SPAN[m])
         cur = self._yrange.get((person, m))
         if cur is not None:
