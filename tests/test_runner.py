@@ -114,3 +114,45 @@ def test_other_apps_markers_show_live_at_their_session_time():
         else:
             session.close()
         del outs, task
+
+
+def test_a_duplicate_appearing_mid_session_is_told_in_the_view():
+    """A second publisher of a stream in use appears after monitoring started: the live session refuses it, and
+    the runner shows the session's notice in the view (not only on the terminal at start)."""
+    import time
+    import uuid
+
+    from acquisition.live import LiveSession
+    from acquisition.sources import LiveSource
+
+    from lsl_outlets import hr_outlet
+
+    tag = f"attune-dup-{uuid.uuid4().hex[:8]}"
+    outs = [hr_outlet(tag, "P1"), hr_outlet(tag, "P2")]
+    session = LiveSession(match=f"{tag}*", rescan_interval=0.3, discover_timeout=1.0).start()
+    twin = None
+    try:
+        deadline = time.monotonic() + 20
+        while len(session.participants) < 2 and time.monotonic() < deadline:
+            for o in outs:
+                o.push_sample([70.0])
+            time.sleep(0.1)
+        runner = Runner(LiveSource(session))
+        runner._next_stream_check = 0.0
+        runner.step()
+        assert not any("same stream" in m for m in runner.model.snapshot().messages)
+        twin = hr_outlet(tag, "P1")  # same name, type, source_id, host: a true duplicate, another uid
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for o in outs + [twin]:
+                o.push_sample([70.0])
+            runner._next_stream_check = 0.0
+            runner.step()
+            if any("same stream 'P1 HR'" in m for m in runner.model.snapshot().messages):
+                break
+            time.sleep(0.1)
+        msgs = [m for m in runner.model.snapshot().messages if "same stream 'P1 HR'" in m]
+        assert len(msgs) == 1 and "refuses" in msgs[0]
+    finally:
+        session.close()
+        del outs, twin

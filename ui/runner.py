@@ -188,6 +188,9 @@ class Runner:
             for name in self.source.new_streams():
                 self.model.message(f"New stream {name!r} appeared; it is not in this session's pipeline: "
                                    "restart monitoring to include it.")
+            session = getattr(self.source, "session", None)
+            for text in (session.notices() if hasattr(session, "notices") else ()):
+                self.model.message(text)  # e.g. a duplicate of a stream in use appeared and was refused
         upd = None
         if until is not None:
             upd = self.pipeline.advance(until)
