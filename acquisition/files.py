@@ -13,6 +13,12 @@ Supported inputs
   ~0.56 s): those are re-stamped by a straight-line fit of time on sample
   index per unbroken segment, the way pyxdf dejitters (see
   :func:`dejitter_bursts`); a real gap in the stream stays a gap.
+  The file's chunks are checked first (:func:`scan_xdf`, reading only their
+  headers): a chunk cut short at the end of the file, a damaged stretch, a
+  header pyxdf cannot use, or a samples chunk claiming more samples than its
+  bytes can hold (a 6-kB file claiming 10^9 channels) is left out with a
+  problem line, so pyxdf only ever sees whole chunks and its memory and time
+  follow the bytes actually in the file.
 * An **Empatica E4 export folder** (``EDA.csv``, ``HR.csv``, ``BVP.csv``,
   ``IBI.csv``; standard layout: first row start Unix time, second row rate;
   or the timestamped layout ``,EDA,time`` with wall-clock times).
@@ -23,6 +29,24 @@ Supported inputs
 * **CSV** (``*.csv``) in Attune's tidy layout: columns ``participant, kind,
   timestamp, value`` (kind ``rr|hr|eda|ecg|ppg`` in canonical units: RR in s,
   HR bpm, EDA uS, ECG mV).
+
+Hostile or damaged recordings
+-----------------------------
+Whatever the format, :func:`load_recording` keeps the session where the data are:
+
+* a few samples stamped far away from all the others (a bridge sending one Unix
+  timestamp among session-clock ones, a clock glitch) are left out as **stray
+  timestamps** (:func:`drop_stray_timestamps`), so that they cannot stretch the
+  session over decades;
+* a stream whose header claims an **implausible rate** (over
+  :data:`MAX_PLAUSIBLE_SRATE`, e.g. 1e9 Hz) is read at the rate its timestamps
+  show, or as an irregular stream (RR, HR, markers), or left out (a raw signal
+  whose rate cannot be told);
+* losses the live recorder wrote into the file (its ``Attune recording log``:
+  a burst that lost samples, a stream it could not record) are listed among the
+  problems.
+
+Each of these is one line in :attr:`Recording.problems`.
 
 The roster of a recorded session
 --------------------------------
@@ -40,12 +64,17 @@ another roster (or none).
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
+import io
 import json
 import logging
 import math
+import os
+import struct
 import warnings
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -231,12 +260,14 @@ class Recording:
         markers : list of (float, str, str)
             ``(timestamp, stream name, text)``: the facilitator's markers (``Attune markers``, JSON) and other
             apps' event / marker streams; not ``Attune events`` (type ``AttuneEvents``: an analysis finds its
-            own episodes) nor the recorded roster (type ``AttuneRoster``).
+            own episodes), the recorded roster (type ``AttuneRoster``) nor the recorder's log (type
+            ``AttuneRecordingLog``, see :attr:`Recording.problems`).
         """
         from .roster import RECORDED_ROSTER_TYPE
 
         out = [(float(t), d.name, str(text)) for d, ts, texts in self.markers()
-               if d.type not in ("AttuneEvents", RECORDED_ROSTER_TYPE) for t, text in zip(ts, texts)]
+               if d.type not in ("AttuneEvents", RECORDED_ROSTER_TYPE, RECORDING_LOG_TYPE)
+               for t, text in zip(ts, texts)]
         return sorted(out, key=lambda x: x[0])
 
 
@@ -297,19 +328,21 @@ def load_recording(path, *, recorded_roster: bool = True) -> Recording:
         raise RecordingError(f"{p}: no such file or folder.")
     if p.is_dir():
         if _is_e4_folder(p):
-            return load_e4_folder(p)
+            return _checked(load_e4_folder(p))
         subs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(_is_e4_folder(x) for x in [d, *d.rglob("*")] if x.is_dir())]
         if subs:
-            return load_e4_session(p)
+            return _checked(load_e4_session(p))
         raise RecordingError(f"{p}: a folder, but neither an E4 export (EDA.csv, HR.csv ...) nor a folder of them.")
     suffix = p.suffix.lower()
     if suffix == ".xdf" or suffix == ".xdfz":
         rec = load_xdf(p)
+        _recording_log(rec)
+        _checked(rec)
         if recorded_roster:
             _use_recorded_roster(rec)
         return rec
     if suffix == ".csv":
-        return load_tidy_csv(p)
+        return _checked(load_tidy_csv(p))
     raise RecordingError(f"{p}: unknown file type {suffix!r}; expected .xdf, .csv or an E4 export folder.")
 
 
@@ -335,8 +368,14 @@ def load_xdf(path) -> Recording:
         opener = gzip.open if p.suffix.lower() == ".xdfz" or p.suffixes[-2:] == [".xdf", ".gz"] else open
         with opener(p, "rb") as fh, warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")
-            streams, header = pyxdf.load_xdf(fh, dejitter_timestamps=False, synchronize_clocks=True,
+            scan = scan_xdf(fh)
+            rec.problems.extend(scan.problems)
+            fh.seek(0)
+            source = fh if scan.whole else io.BufferedReader(_Spliced(fh, scan.chunks), buffer_size=2**20)
+            streams, header = pyxdf.load_xdf(source, dejitter_timestamps=False, synchronize_clocks=True,
                                              handle_clock_resets=True)
+    except RecordingError:
+        raise
     except Exception as exc:  # pyxdf raises many kinds for damaged files
         raise RecordingError(f"{p}: unreadable XDF ({type(exc).__name__}: {_one_line(exc)}).") from None
     finally:
@@ -367,6 +406,19 @@ def load_xdf(path) -> Recording:
             if bad.any():
                 rec.problems.append(f"stream {d.name!r}: {int(bad.sum())} samples without a valid timestamp dropped.")
                 ts, vals = ts[~bad], np.asarray(vals)[~bad]
+        rec.streams.append(RecordedStream(d, ts, vals, s["info"]))
+    # stray stamps first: they would skew the rate read from the timestamps and break a stream into segments
+    drop_stray_timestamps(rec)
+    kept = []
+    for st in rec.streams:
+        d = _plausible_rate(rec, st.descriptor, st.timestamps, st.header)
+        if d is None:
+            continue
+        st.descriptor = d
+        kept.append(st)
+    rec.streams = kept
+    for st in rec.streams:
+        d, ts, vals = st.descriptor, st.timestamps, st.values
         if len(ts) and d.srate > 0 and d.channel_format != "string":
             ts, info = dejitter_bursts(ts, d.srate)
             if info is not None:
@@ -382,10 +434,411 @@ def load_xdf(path) -> Recording:
             if np.any(np.diff(order) < 0):
                 rec.problems.append(f"stream {d.name!r}: samples out of time order were sorted.")
                 ts, vals = ts[order], np.asarray(vals)[order]
-        rec.streams.append(RecordedStream(d, ts, vals, s["info"]))
+        st.timestamps, st.values = ts, vals
     if not rec.streams:
-        raise RecordingError(f"{p}: no streams could be read.")
+        why = f" ({rec.problems[0][:-1] if rec.problems[0].endswith('.') else rec.problems[0]})" if rec.problems else ""
+        raise RecordingError(f"{p}: no streams could be read{why}.")
     return rec
+
+
+# -- XDF chunk scan: whole chunks only, header claims checked against the bytes ----------------------------------
+_BOUNDARY = bytes([0x43, 0xA5, 0x46, 0xDC, 0xCB, 0xF5, 0x41, 0x0F, 0xB3, 0x0E, 0xD5, 0x46, 0x73, 0x83, 0xCB, 0xE4])
+#: Bytes of one value of each XDF channel format (a string: at least its 2-byte length, when empty).
+_VALUE_BYTES = {"int8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "double64": 8, "string": 2}
+#: More channels than this in a stream header is no recording of people (a 10^9-channel claim is refused).
+MAX_CHANNELS = 65536
+
+
+@dataclass
+class XdfScan:
+    """What :func:`scan_xdf` found.
+
+    Attributes
+    ----------
+    chunks : list of (int, int)
+        Byte ranges ``[start, stop)`` to read, in order: the magic and every whole, usable chunk.
+    whole : bool
+        True when that is the entire file (nothing to leave out).
+    problems : list of str
+        What was left out and why, one sentence each.
+    """
+
+    chunks: list = field(default_factory=list)
+    whole: bool = True
+    problems: list = field(default_factory=list)
+
+
+def scan_xdf(fh) -> XdfScan:
+    """Walk an XDF file's chunks, reading only their headers, and say which ones pyxdf may read.
+
+    pyxdf believes what a file says: a samples chunk claiming one sample of 10^9 channels makes it allocate and
+    read gigabytes before failing, a chunk cut short at the end or a header without ``channel_count`` makes it give
+    up on the whole file. This scan keeps a chunk only when it is whole and usable: a stream header of valid XML
+    with an ``<info>`` root, a name, ``channel_count`` 1 .. :data:`MAX_CHANNELS`, a numeric ``nominal_srate`` and a
+    known ``channel_format``; a samples chunk of a known stream whose sample count fits its bytes (every sample
+    takes at least a timestamp byte and its values); a clock offset of the right size; the file header as valid
+    XML; boundaries and footers. A damaged stretch is skipped to the next boundary chunk (as pyxdf does), a chunk
+    running past the end of the file ends the scan. Time and memory follow the file's size, never its claims.
+
+    Parameters
+    ----------
+    fh : binary file object
+        Open at any position (seekable; a gzip file works too).
+
+    Returns
+    -------
+    scan : XdfScan
+    """
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(0)
+    out = XdfScan()
+    if fh.read(4) != b"XDF:":
+        return out  # not XDF at all: pyxdf says so
+    keep = [(0, 4)]
+    streams: dict[int, tuple[int, str, str]] = {}  # id -> (channel count, format, name)
+    unusable: dict[int, str] = {}                   # id -> why its header was not used
+    lies: dict[int, list] = {}                      # id -> [chunks left out, example claim]
+    orphans = 0
+    pos = 4
+    while pos < size:
+        fh.seek(pos)
+        head = fh.read(9)
+        nb = head[0]
+        length = int.from_bytes(head[1:1 + nb], "little") if nb in (1, 4, 8) and len(head) >= 1 + nb else -1
+        body = pos + 1 + nb
+        # running past the end: cut short (a valid length byte with its length missing, or a chunk longer than
+        # what is left), unless a boundary follows (then the length lied in the middle of the file)
+        past_end = nb in (1, 4, 8) and (len(head) < 1 + nb or (length >= 2 and body + length > size))
+        if length < 2 or body + length > size:
+            nxt = _next_boundary(fh, pos + 1, size)
+            if past_end and nxt is None:
+                out.problems.append(f"the file ends inside a chunk (cut short: its last {size - pos} bytes are an "
+                                    "incomplete chunk); read up to the last whole chunk.")
+            elif nxt is None:
+                out.problems.append(f"bytes {pos} .. {size} are not XDF chunks (damaged); read up to byte {pos}.")
+            else:
+                out.problems.append(f"bytes {pos} .. {nxt} are not XDF chunks (damaged); skipped to the next "
+                                    "boundary chunk.")
+            if nxt is None:
+                break
+            pos = nxt
+            continue
+        stop = body + length
+        fh.seek(body)
+        first = fh.read(min(length, 2 + 4 + 9))
+        tag = struct.unpack_from("<H", first)[0]
+        ok = True
+        if tag in (2, 3, 4, 6):
+            if length < 6:
+                ok = False
+                orphans += 1
+            else:
+                sid = struct.unpack_from("<I", first, 2)[0]
+                if tag == 2:
+                    fh.seek(body + 6)
+                    why, info = _usable_header(fh.read(length - 6))
+                    if why is None:
+                        streams[sid] = info
+                        unusable.pop(sid, None)
+                    else:
+                        ok = False
+                        unusable[sid] = why
+                elif sid not in streams:
+                    ok = False
+                    if sid not in unusable:
+                        orphans += 1
+                elif tag == 3:
+                    ok = _samples_fit(first, length, streams[sid], lies.setdefault(sid, [0, None]))
+                elif tag == 4:
+                    ok = length == 2 + 4 + 16
+                    orphans += not ok
+        elif tag == 1:
+            fh.seek(body + 2)
+            try:
+                ET.fromstring(fh.read(length - 2))
+            except ET.ParseError as exc:
+                ok = False
+                out.problems.append(f"the file header is not valid XML ({_one_line(exc, 80)}); it was left out "
+                                    "(no recording start time).")
+        elif tag != 5:
+            ok = False  # not an XDF 1.0 chunk: pyxdf would skip it too
+        if ok:
+            if keep[-1][1] == pos:
+                keep[-1] = (keep[-1][0], stop)
+            else:
+                keep.append((pos, stop))
+        pos = stop
+    for sid, why in unusable.items():
+        out.problems.append(f"stream {sid}: its header cannot be used ({why}); the stream was left out.")
+    for sid, (n, claim) in lies.items():
+        if n:
+            out.problems.append(f"stream {streams[sid][2]!r}: {n} samples chunk(s) claiming more than their bytes can "
+                                f"hold ({claim}) left out.")
+    if orphans:
+        out.problems.append(f"{orphans} chunk(s) of streams without a usable header, or of the wrong size, left out.")
+    out.chunks = keep
+    out.whole = keep == [(0, size)]
+    return out
+
+
+def _usable_header(content: bytes) -> tuple[str | None, tuple]:
+    """``(None, (channel_count, format, name))`` for a stream header pyxdf can use, else ``(why, ())``."""
+    try:
+        root = ET.fromstring(content.decode("utf-8", "replace"))
+    except ET.ParseError as exc:
+        return f"not valid XML: {_one_line(exc, 60)}", ()
+    if root.tag != "info" or root.find("name") is None:
+        return "no <info> with a <name>", ()
+    fmt = (root.findtext("channel_format") or "").strip()
+    if fmt not in _VALUE_BYTES:
+        return f"channel_format {_one_line(fmt, 20)!r} is not an XDF format", ()
+    try:
+        n_ch = int(root.findtext("channel_count"))
+        float(root.findtext("nominal_srate"))
+    except (TypeError, ValueError):
+        return "channel_count / nominal_srate are not numbers", ()
+    if not 1 <= n_ch <= MAX_CHANNELS:
+        return f"it claims {n_ch} channels (at most {MAX_CHANNELS})", ()
+    return None, (n_ch, fmt, root.findtext("name") or "")
+
+
+def _samples_fit(first: bytes, length: int, stream: tuple, lie: list) -> bool:
+    """Whether a samples chunk's sample count fits its bytes; ``first`` holds its tag, stream id and count."""
+    n_ch, fmt, _ = stream
+    if len(first) < 7:
+        return False
+    nb = first[6]
+    if nb not in (1, 4, 8) or len(first) < 7 + nb:
+        return False
+    n = int.from_bytes(first[7:7 + nb], "little")
+    room = length - (2 + 4 + 1 + nb)
+    # each sample: a timestamp byte, then each value (a string: at least its length's 2 bytes)
+    if n * (1 + n_ch * _VALUE_BYTES[fmt]) <= room:
+        return True
+    lie[0] += 1
+    lie[1] = lie[1] or f"{n} sample(s) of {n_ch} {fmt} channel(s) in {room} bytes"
+    return False
+
+
+def _next_boundary(fh, start: int, size: int) -> int | None:
+    """The byte just after the next boundary chunk's UUID at or after ``start`` (the next chunk), or ``None``."""
+    block = 2**20
+    pos = start
+    while pos < size:
+        fh.seek(pos)
+        data = fh.read(block + len(_BOUNDARY) - 1)
+        i = data.find(_BOUNDARY)
+        if i >= 0:
+            return pos + i + len(_BOUNDARY)
+        if len(data) < block:
+            return None
+        pos += block
+    return None
+
+
+class _Spliced(io.RawIOBase):
+    """A read-only view of chosen byte ranges of a file, one after the other (what pyxdf reads of a damaged file)."""
+
+    def __init__(self, fh, ranges):
+        self._fh = fh
+        self._starts, self._ranges, total = [], [], 0
+        for a, b in ranges:
+            self._starts.append(total)
+            self._ranges.append((a, b))
+            total += b - a
+        self._size = total
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + int(offset))
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        if self._pos >= self._size:
+            return 0
+        i = bisect.bisect_right(self._starts, self._pos) - 1
+        a, b = self._ranges[i]
+        at = a + self._pos - self._starts[i]
+        n = min(len(buf), b - at)
+        self._fh.seek(at)
+        data = self._fh.read(n)
+        buf[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+# -- what a recording holds, checked against where its data are ----------------------------------------------------
+#: Highest nominal rate (Hz) a header is believed: no wearable or biosignal amplifier Attune reads samples faster.
+MAX_PLAUSIBLE_SRATE = 100_000.0
+#: A stretch of samples separated from the rest of the recording by more than this (s) may be stray ...
+STRAY_GAP_S = 3600.0
+#: ... when it holds at most this share of the recording's samples and lies further from them than they span ...
+STRAY_SHARE = 0.01
+#: ... and, whatever it holds, when it lies further than this (s): another clock (Unix time among LSL's).
+OTHER_CLOCK_S = 30 * 86400.0
+
+
+def _checked(rec: Recording) -> Recording:
+    """Stray timestamps and rates of any recording (XDF's are checked while reading, before dejitter)."""
+    drop_stray_timestamps(rec)
+    kept = []
+    for s in rec.streams:
+        d = _plausible_rate(rec, s.descriptor, np.asarray(s.timestamps, dtype=float), s.header)
+        if d is not None:
+            s.descriptor = d
+            kept.append(s)
+    rec.streams = kept
+    return rec
+
+
+def _plausible_rate(rec: Recording, d, ts: np.ndarray, header=None):
+    """``d`` with a believable nominal rate, or ``None`` when the stream must be left out (either said in
+    ``rec.problems``: the file's header is wrong).
+
+    A claim over :data:`MAX_PLAUSIBLE_SRATE` (or not a finite number >= 0) gives way to the rate the timestamps
+    show; when they cannot tell, a stream that needs no rate (RR, HR, markers, other apps' data) is read as
+    irregular, and a raw signal (ECG, PPG, EDA) is left out.
+    """
+    srate = d.srate
+    if math.isfinite(srate) and 0 <= srate <= MAX_PLAUSIBLE_SRATE:
+        return d
+    t = ts[np.isfinite(ts)] if ts.size else ts
+    span = float(t.max() - t.min()) if t.size >= 2 else 0.0
+    seen = (t.size - 1) / span if span > 0 else 0.0
+    claim = f"its header claims {srate:g} Hz, which no device sends"
+    if d.kind == "rr" or d.channel_format == "string":  # one sample per beat / per event: irregular by nature
+        new, how = 0.0, "read as an irregular stream"
+    elif 0 < seen <= MAX_PLAUSIBLE_SRATE:
+        new, how = float(np.round(seen, 3)), f"read at the rate its timestamps show, {np.round(seen, 3):g} Hz"
+    elif d.kind in ("hr", None):
+        new, how = 0.0, "read as an irregular stream"
+    else:
+        rec.problems.append(f"stream {d.name!r}: {claim}, and its timestamps cannot tell its rate; left out.")
+        return None
+    rec.problems.append(f"stream {d.name!r}: {claim}; {how}.")
+    if isinstance(header, dict) and "nominal_srate" in header:
+        header["nominal_srate"] = [repr(new)]  # what is written back or re-published is believable too
+    return replace(d, srate=new, channels=list(d.channels))
+
+
+def drop_stray_timestamps(rec: Recording) -> list[str]:
+    """Leave out samples stamped far from where a recording's data are (a stray Unix timestamp, another clock).
+
+    Every stream's sorted timestamps are cut where they jump by more than :data:`STRAY_GAP_S`; the pieces of all
+    streams that lie within that distance of one another make up *islands* of data. The island with the most
+    samples is the session. Another island is stray when it holds at most :data:`STRAY_SHARE` of all samples and
+    lies further from the session than the session spans (and than :data:`STRAY_GAP_S`) — one sample stamped in
+    Unix time among LSL stamps would otherwise stretch the session over 50 years — or, however large, when it lies
+    more than :data:`OTHER_CLOCK_S` away (a stream on another clock altogether). A real pause in a session (an
+    hour's break, rounds a few days apart) holds more than a stray share of the samples and is kept.
+
+    Parameters
+    ----------
+    rec : Recording
+        Changed in place: samples left out, one line per stream in ``rec.problems``.
+
+    Returns
+    -------
+    problems : list of str
+        The lines added.
+    """
+    pieces = []  # (first, last, n samples)
+    for s in rec.streams:
+        ts = np.asarray(s.timestamps, dtype=float)
+        t = np.sort(ts[np.isfinite(ts)])
+        if t.size == 0:
+            continue
+        cut = np.flatnonzero(np.diff(t) > STRAY_GAP_S) + 1
+        for a, b in zip(np.r_[0, cut], np.r_[cut, t.size]):
+            pieces.append((float(t[a]), float(t[b - 1]), int(b - a)))
+    if len(pieces) < 2:
+        return []
+    pieces.sort()
+    islands = [list(pieces[0])]
+    for a, b, n in pieces[1:]:
+        last = islands[-1]
+        if a - last[1] <= STRAY_GAP_S:
+            last[1], last[2] = max(last[1], b), last[2] + n
+        else:
+            islands.append([a, b, n])
+    if len(islands) < 2:
+        return []
+    total = sum(i[2] for i in islands)
+    main = max(islands, key=lambda i: i[2])
+    span = main[1] - main[0]
+    stray = []
+    for isl in islands:
+        if isl is main:
+            continue
+        far = max(main[0] - isl[1], isl[0] - main[1])
+        if far > OTHER_CLOCK_S or (isl[2] <= STRAY_SHARE * total and far > max(STRAY_GAP_S, span)):
+            stray.append((isl[0], isl[1], far))
+    if not stray:
+        return []
+    added = []
+    for s in rec.streams:
+        ts = np.asarray(s.timestamps, dtype=float)
+        if ts.size == 0:
+            continue
+        out = np.zeros(ts.size, dtype=bool)
+        far = 0.0
+        for a, b, dist in stray:
+            hit = (ts >= a) & (ts <= b)
+            if hit.any():
+                out |= hit
+                far = max(far, dist)
+        k = int(out.sum())
+        if not k:
+            continue
+        where = ", ".join(f"{x:.10g}" for x in np.unique(ts[out])[:3]) + (" ..." if k > 3 else "")
+        keep = ~out
+        s.timestamps = ts[keep]
+        s.values = (s.values[keep] if isinstance(s.values, np.ndarray)
+                    else [v for v, ok in zip(s.values, keep) if ok])
+        line = (f"stream {s.descriptor.name!r}: {k} sample(s) stamped {_duration_words(far)} away from the rest of "
+                f"the recording (at {where}) left out as stray timestamps (a clock glitch, e.g. a device sending "
+                "Unix time), so that the session covers where the data are.")
+        rec.problems.append(line)
+        added.append(line)
+    return added
+
+
+def _duration_words(seconds: float) -> str:
+    """``"54 years"``, ``"3.2 days"``, ``"2.5 hours"``."""
+    for unit, s in (("years", 365.25 * 86400), ("days", 86400.0), ("hours", 3600.0)):
+        if seconds >= s:
+            return f"{seconds / s:.2g} {unit}" if seconds < 10 * s else f"{seconds / s:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+#: The string stream in which the live recorder notes what it lost (see :mod:`acquisition.recorder`).
+RECORDING_LOG_TYPE = "AttuneRecordingLog"
+
+
+def _recording_log(rec: Recording) -> None:
+    """List what the live recorder noted it lost (its ``Attune recording log``) among the recording's problems."""
+    for s in rec.streams:
+        if s.descriptor.type != RECORDING_LOG_TYPE or s.descriptor.channel_format != "string":
+            continue
+        for v in s.values:
+            text = v[0] if isinstance(v, (list, tuple)) and v else v
+            try:
+                entry = json.loads(text)
+                line = str(entry["text"])
+            except (ValueError, TypeError, KeyError):
+                line = str(text)
+            rec.problems.append(f"while recording: {_one_line(line, 400)}")
 
 
 #: A regular stream counts as *bursty* when more than this share of its sample intervals are shorter than a quarter
@@ -671,6 +1124,10 @@ def load_e4_folder(path, participant: str | None = None) -> Recording:
         if ts.size == 0:
             rec.problems.append(f"{f.name}: no samples.")
             continue
+        if np.any(np.diff(ts) < 0):  # IBI.csv rows are offsets as written: a damaged one can step back
+            order = np.argsort(ts, kind="stable")
+            ts, vs = ts[order], vs[order]
+            rec.problems.append(f"{f.name}: rows out of time order were sorted.")
         rate = 0.0 if kind == "rr" else _rate(ts)
         rec.streams.append(_e4_stream(kind, participant, ts, vs, f"{participant} E4 {KIND_TYPES[kind]}", rate))
     if not rec.streams:

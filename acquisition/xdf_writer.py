@@ -234,7 +234,7 @@ class XdfWriter:
     Parameters
     ----------
     path : str | Path
-        The file to create (truncated if it exists).
+        The file to create (truncated if it exists, unless ``exclusive``).
     flush_interval : float
         Seconds; with ``fsync=True`` the data are forced to disk at least
         this often. Data are handed to the OS at every write regardless.
@@ -246,6 +246,17 @@ class XdfWriter:
         More elements of the file header, next to ``version`` and ``datetime`` (see :func:`file_header_xml`).
     started_at : float | None
         Unix time written as the header's ``datetime`` (a live recording: when it began); ``None`` writes none.
+    exclusive : bool
+        Create the file only if nothing is at ``path`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, in one system call):
+        an existing file is never overwritten and a symbolic link is never followed, whatever appeared at the
+        path since it was checked (a live recording: see :class:`acquisition.recorder.SessionRecorder`). The
+        file gets exactly ``mode``, whatever the umask.
+
+    Raises
+    ------
+    XdfWriteError
+        When the file cannot be created; the message names the file and how to fix the problem (with
+        ``exclusive``: that something is already at the path, and what it is).
 
     Examples
     --------
@@ -256,7 +267,7 @@ class XdfWriter:
     """
 
     def __init__(self, path, *, flush_interval: float = 1.0, fsync: bool = True, mode: int = 0o600,
-                 header: dict | None = None, started_at: float | None = None):
+                 header: dict | None = None, started_at: float | None = None, exclusive: bool = False):
         self.path = Path(path)
         self.flush_interval = float(flush_interval)
         self.fsync = bool(fsync)
@@ -268,10 +279,18 @@ class XdfWriter:
         self._last_sync = time.monotonic()
         self._last_boundary_wall = time.monotonic()
         self._last_boundary_ts: float | None = None
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        # exclusive: one atomic call that neither follows a symlink planted at the path nor opens an existing file
+        flags |= (os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)) if exclusive else os.O_TRUNC
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode)
+            self._fd = os.open(self.path, flags, mode)
         except OSError as exc:
             raise self._error(exc, "create") from exc
+        if exclusive:
+            try:  # our own new file: its mode is exactly ``mode``, whatever the umask
+                os.fchmod(self._fd, mode)
+            except (OSError, AttributeError):  # pragma: no cover - no fchmod (Windows): the umask'd mode stays
+                pass
         self._write(b"XDF:" + _chunk(TAG_FILE_HEADER, file_header_xml(started_at, header).encode("utf-8")))
 
     # -- context manager -------------------------------------------------
@@ -289,6 +308,19 @@ class XdfWriter:
     def _error(self, exc: OSError, action: str) -> XdfWriteError:
         import errno
 
+        if exc.errno in (errno.EEXIST, errno.ELOOP) and action == "create":
+            # exclusive creation: something appeared at the path (a file, or a symlink pointing elsewhere)
+            if os.path.islink(self.path) or exc.errno == errno.ELOOP:
+                what = "a symbolic link"
+            elif os.path.isdir(self.path):
+                what = "a folder"
+            else:
+                what = "a file"
+            err = XdfWriteError(exc.errno, f"Cannot create XDF file '{self.path}': {what} is already there "
+                                f"(recordings are never written over an existing file nor through a link); "
+                                "choose another name (or a folder, for a timestamped name), or remove it.")
+            err.filename = str(self.path)
+            return err
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             fix = "free some disk space or record to another drive"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -26,7 +26,7 @@ XDF_EXPECT = {
     "xdf-example-files/clock_resets.xdf": "no heart (RR/HR/ECG/PPG) or EDA streams",
     "xdf-example-files/empty_streams.xdf": "no heart (RR/HR/ECG/PPG) or EDA streams",
     "xdf-example-files/minimal.xdf": "no heart (RR/HR/ECG/PPG) or EDA streams",
-    "xdf_rs-tests/chunk_length_lie.xdf": "unreadable XDF",
+    "xdf_rs-tests/chunk_length_lie.xdf": "no streams could be read (bytes 71 .. 75 are not XDF chunks",
     "xdf_rs-tests/out_of_order_clock_offsets.xdf": "no heart (RR/HR/ECG/PPG) or EDA streams",
     "xdf_rs-tests/out_of_order_sample_chunk.xdf": "no heart (RR/HR/ECG/PPG) or EDA streams",
 }
