@@ -146,7 +146,8 @@ class EdaPreprocessor(GridPreprocessor):
         jj = np.clip(j, 0, n - 1)
         dt = ts - ts[jj]
         has &= (dt > 0) & (dt <= self.slope_span + self.max_interp_gap) & ~off & ~off[jj]
-        slope = np.where(has, (x - x[jj]) / np.where(dt > 0, dt, 1.0), 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308): an infinite slope is motion
+            slope = np.where(has, (x - x[jj]) / np.where(dt > 0, dt, 1.0), 0.0)
         seed = np.abs(slope) > self.max_slope
         cs = np.r_[0, np.cumsum(seed)]
         lo = np.searchsorted(ts, ts[i0:i1] - self.pad, side="left")

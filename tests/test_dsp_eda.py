@@ -163,3 +163,22 @@ def test_real_neurokit_eda_scr_peaks_preserved(realdata):
     d = np.array([np.min(np.abs(ours - r)) for r in ref])
     assert len(ref) >= 5 and np.all(d <= 1.5), d
     assert len(ours) <= 2.5 * len(ref)
+
+
+def test_absurd_values_are_not_data_and_raise_no_warning(rng):
+    """A device that reports 1e308 / -1e308 (nonsense): those samples are no data, the rest stays clean, and
+    numpy's overflow in the slope check is not a warning on the user's terminal."""
+    import warnings
+
+    ts = np.arange(0, 60, 0.25)
+    x = smooth(ts) + 0.002 * rng.standard_normal(ts.size)
+    x[100], x[101] = 1e308, -1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b = eda_to_grid(ts, x, 4.0, fs=FS, origin=0.0)
+    t = b.times(FS, 0.0)
+    at = (t >= ts[100]) & (t <= ts[101])
+    assert at.any() and not is_valid(b.quality[at]).any()
+    ok = is_valid(b.quality)
+    assert np.all(np.abs(b.values[ok] - smooth(t[ok])) < 0.1)  # nothing of the nonsense leaks into the signal
+    assert is_valid(b.quality[(t > 5) & (t < 20)]).all() and is_valid(b.quality[(t > 32) & (t < 55)]).all()
