@@ -93,16 +93,73 @@ MARKER_TYPES = frozenset({"markers", "marker", "stringmarker", "events", "event"
 ANNOTATION_TYPES = frozenset({"annotations", "annotation"})
 
 
+#: The highest nominal rate (Hz) a stream of each kind plausibly has: the fastest devices of hardware.md with room
+#: to spare (ECG / PPG amplifiers sample at up to a few kHz, EDA at up to 1 kHz, a device HR or RR stream is a few
+#: values a second; "marker": event / marker streams, normally irregular). A header claiming more is not believed:
+#: the stream is not used (buffers sized by the claim would take the memory of the machine: 300 s of a "1e8 Hz"
+#: stream are 279 GiB), see :func:`unusable_reason`.
+PLAUSIBLE_MAX_RATE = {"ecg": 10_000.0, "ppg": 10_000.0, "eda": 1_000.0, "hr": 1_000.0, "rr": 100.0,
+                      "marker": 1_000.0}
+
+#: The highest nominal rate (Hz) of any stream Attune opens an inlet on, even only to read its full header: liblsl
+#: reserves an inlet's queue (seconds x nominal rate places, ~17 bytes each) when the inlet is made, so one inlet on
+#: a header claiming 1e8 Hz takes gigabytes. Streams claiming more are described from their short header only.
+MAX_INLET_RATE = 100_000.0
+
+
+def rate_is_implausible(d) -> bool:
+    """True when a stream's nominal rate is not a rate (negative, not finite) or above :data:`MAX_INLET_RATE`, or
+    above :data:`PLAUSIBLE_MAX_RATE` of its kind (heart, EDA or marker stream)."""
+    rate = float(d.srate or 0.0)
+    if not math.isfinite(rate) or rate < 0 or rate > MAX_INLET_RATE:
+        return True
+    kind = d.kind if d.kind is not None else ("marker" if is_marker_stream(d) else None)
+    return kind is not None and rate > PLAUSIBLE_MAX_RATE[kind]
+
+
 def is_marker_stream(d) -> bool:
     """True when a stream descriptor is an event / marker stream: a :data:`MARKER_TYPES` type or string samples.
 
     Attune's own derived streams (type ``AttuneEvents``, ``Synchrony``) are not: they belong to the recording that
-    made them.
+    made them. Nor is a string stream that says it is a heart or EDA signal (``type`` RR, ECG ...): its text is
+    not anyone's markers, and Attune cannot read it as the signal either (:func:`unusable_reason`).
     """
     typ = (d.type or "").strip().lower()
     if typ in ("attuneevents", "attuneroster", "synchrony"):
         return False
-    return typ in MARKER_TYPES or str(d.channel_format).lower() == "string"
+    if typ in MARKER_TYPES:
+        return True
+    return str(d.channel_format).lower() == "string" and getattr(d, "kind", None) is None
+
+
+def unusable_reason(d) -> str | None:
+    """Why Attune refuses a stream it would otherwise use, in one sentence that says how to fix it; else ``None``.
+
+    * a heart or EDA stream (``kind`` set) whose samples are text (channel format ``string``): neither the signal
+      (Attune reads numbers) nor markers;
+    * a heart, EDA or marker stream whose header claims a nominal rate above :data:`PLAUSIBLE_MAX_RATE` for its
+      kind ("implausible rate"): any process can publish such a header, and buffers sized by it would exhaust
+      the memory.
+
+    Parameters
+    ----------
+    d : StreamDescriptor
+    """
+    kind = d.kind if d.kind is not None else ("marker" if is_marker_stream(d) else None)
+    if kind is None:
+        return None  # not used by Attune anyway
+    what = f"stream {d.name!r} (type {d.type!r}, source_id {d.source_id!r}, host {d.hostname!r})"
+    if kind != "marker" and str(d.channel_format).lower() == "string":
+        return (f"{what} says it is {kind.upper()} but carries text (channel format string): Attune reads "
+                f"{kind.upper()} only as numbers, and does not take it for markers either. Publish the values as "
+                "float32 or double64, or give the stream another type.")
+    rate = float(d.srate or 0.0)
+    top = PLAUSIBLE_MAX_RATE[kind]
+    if rate_is_implausible(d):
+        label = "an event / marker" if kind == "marker" else ("a " if kind == "ppg" else "an ") + kind.upper()
+        return (f"implausible rate: {what} claims {rate:g} Hz, more than {label} stream has (at most {top:g} Hz): "
+                "not used. Fix the nominal_srate the publisher declares (0 for an irregular stream).")
+    return None
 
 
 def marker_texts(d, values) -> list[str]:

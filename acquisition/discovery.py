@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .convention import StreamDescriptor, describe
+from .convention import StreamDescriptor, describe, rate_is_implausible, unusable_reason
 from .lsl import pylsl
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class DiscoveredStream:
     descriptor : StreamDescriptor
         Built from the full header when ``full_header`` is true.
     full_header : bool
-        False when the full header (desc) did not arrive within the timeout.
+        False when the full header (desc) did not arrive within the timeout, or was not asked for: a header
+        claiming an implausible rate (:func:`acquisition.convention.rate_is_implausible`) gets no inlet at all.
     """
 
     info: object
@@ -75,7 +76,11 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
     full : bool
         False when the full header did not arrive in time (the short one was used).
     """
-    inlet = pylsl.StreamInlet(info, max_buflen=2, recover=False)
+    short = describe(info.as_xml())
+    if rate_is_implausible(short):
+        # no inlet at all: liblsl reserves its queue by the claimed rate as it makes one (1e8 Hz: gigabytes)
+        return short, False
+    inlet = pylsl.StreamInlet(info, max_buflen=1, recover=False)
     try:
         try:
             full = inlet.info(timeout)
@@ -87,7 +92,8 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
                            info.name(), timeout, exc)
             return describe(info.as_xml()), False
         d = describe(full.as_xml())
-        if peek > 0 and d.kind is not None and d.scale is None and info.channel_format() != pylsl.cf_string:
+        # (never a stream with an implausible rate: the inlet's queue, sized by the claim, could take gigabytes)
+        if peek > 0 and d.kind is not None and d.scale is None and unusable_reason(d) is None:
             try:
                 samples, _ = inlet.pull_chunk(timeout=peek, max_samples=16, as_numpy=True)
                 if len(samples):

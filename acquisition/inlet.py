@@ -42,7 +42,7 @@ import numpy as np
 
 from dsp.quality import Quality
 
-from .convention import CANONICAL_UNIT, StreamDescriptor, describe, header_fingerprint
+from .convention import CANONICAL_UNIT, StreamDescriptor, describe, header_fingerprint, unusable_reason
 from .discovery import duplicate_message, resolve_identity
 from .lsl import pylsl
 from .ringbuffer import Chunk, RingBuffer
@@ -56,6 +56,9 @@ PLAUSIBLE_RANGE = {"rr": (0.25, 2.5), "hr": (25.0, 240.0), "eda": (0.0, 100.0)}
 IRREGULAR_MAX_RATE = {"rr": 4.0, "hr": 4.0, "eda": 32.0}
 
 STATES = ("connecting", "connected", "noisy", "stale", "lost", "recovered", "closed")
+
+#: Seconds of samples liblsl may queue for a receiver between two pulls (irregular streams: 100 x as many samples).
+LSL_QUEUE_SECONDS = 30
 
 #: Consecutive stale checks (2 s apart, each a resolve of up to max(resolve_timeout, 1 s)) that must fail
 #: to find a quiet stream before it is reported lost.
@@ -122,11 +125,160 @@ class ReceiverStatus:
 
 
 def processing_flags(srate: float) -> int:
-    """LSL post-processing flags for a stream of nominal rate ``srate`` (0 = irregular)."""
-    flags = pylsl.proc_clocksync | pylsl.proc_monotonize
-    if srate > 0:
-        flags |= pylsl.proc_dejitter
-    return flags
+    """LSL post-processing flags of a receiver's inlet: clock synchronisation only.
+
+    Monotonizing and dejittering are done by :class:`TimestampCleaner`, after clock jumps are looked for: liblsl
+    would clamp a clock set back by 60 s into a minute of identical timestamps (the stream looks lost), and its
+    dejitter spreads a jump over minutes, so that neither can be seen nor undone.
+    """
+    return pylsl.proc_clocksync
+
+
+#: Halving time (s) of the weight of past samples in the dejitter fit (liblsl's SmoothingHalftime default).
+DEJITTER_HALFTIME = 90.0
+#: A sample stamped this much (s) before the one before it is a clock set back (less is jitter: monotonized).
+CLOCK_JUMP_BACK_S = 2.0
+#: A sample stamped this much (s) after the one before it, beyond the time between their arrivals, is a clock set
+#: forward. (A hole in the data of a sender running faster than real time, as ``attune simulate --speed`` does,
+#: also outruns the arrival clock, by the hole's length: holes of up to 10 minutes are not taken for jumps.)
+CLOCK_JUMP_FORWARD_S = 600.0
+
+
+class TimestampCleaner:
+    """Clock-jump re-anchoring, dejittering and monotonizing of one stream's timestamps, chunk by chunk.
+
+    Parameters
+    ----------
+    srate : float
+        Nominal rate (Hz); 0 for an irregular stream (not dejittered: event times such as beats must not move).
+    halftime : float
+        Seconds over which a past sample's weight in the dejitter fit halves.
+    gap_s : float
+        A step between samples larger than this (s) starts a new dejitter fit (a pause in the data stays a pause).
+
+    Notes
+    -----
+    *Clock jumps.* A step between consecutive samples is compared with the time between their arrivals (on this
+    computer's clock): a step back of more than :data:`CLOCK_JUMP_BACK_S`, or forward by more than the arrival
+    gap plus :data:`CLOCK_JUMP_FORWARD_S`, is the sender's clock being set, not time passing. From that sample
+    on, an offset is added to the stamps so that the sample follows the one before as time did (by the arrival
+    gap, or one sample period). :attr:`jumps` lists the last 100 (:attr:`n_jumps` counts them all); :attr:`offset` is
+    the correction in force.
+
+    *Dejitter* (regular streams): the stamps are fitted by a straight line over the sample count, past samples
+    weighted ``2 ** (-age / (srate * halftime))`` — the exponentially weighted least squares that liblsl's
+    recursive estimate converges to — computed per chunk with :func:`scipy.signal.lfilter` (sums re-centred on the
+    chunk, so they stay exact over hours).
+
+    *Monotonize*: a stamp is never before the one before it.
+    """
+
+    def __init__(self, srate: float, halftime: float = DEJITTER_HALFTIME, gap_s: float = 2.0):
+        self.srate = float(srate) if srate and srate > 0 else 0.0
+        self.lam = 2.0 ** (-1.0 / (self.srate * halftime)) if self.srate else 0.0
+        self.gap_s = float(gap_s)
+        self.offset = 0.0
+        self.jumps: list[tuple[float, float]] = []  # the last 100: (corrected stamp where it happened, size in s)
+        self.n_jumps = 0
+        self._last_raw: float | None = None  # last stamp received, offset-corrected, before dejitter
+        self._last_arrival: float | None = None
+        self._last_out = -math.inf
+        self.reset_fit()
+
+    @property
+    def last(self) -> float:
+        """The last stamp handed out (``-inf`` before the first)."""
+        return self._last_out
+
+    def not_before(self, t: float) -> None:
+        """Hand out no stamp before ``t`` (the last stamp of a stream's previous run)."""
+        self._last_out = max(self._last_out, float(t))
+
+    def reset_fit(self) -> None:
+        """Start a new dejitter fit with the next sample (after a pause: its samples are not on the old grid)."""
+        self._t0: float | None = None
+        self._n = 0  # samples in the fit so far (the index of the next one)
+        self._sums = np.zeros(5)  # S0, S1, S2, St, Sjt with indices relative to _base, t relative to _t0
+        self._base = 0
+
+    def process(self, ts, arrival: float) -> np.ndarray:
+        """The cleaned stamps of one chunk.
+
+        Parameters
+        ----------
+        ts : array-like, shape (n,)
+            Stamps as received (clock-synchronised), in order of arrival.
+        arrival : float
+            ``local_clock()`` when the chunk was pulled.
+
+        Returns
+        -------
+        ts : ndarray, shape (n,)
+        """
+        raw = np.asarray(ts, dtype=np.float64) + self.offset
+        n = raw.size
+        if n == 0:
+            return raw
+        waited = 0.0 if self._last_arrival is None else max(0.0, arrival - self._last_arrival)
+        period = 1.0 / self.srate if self.srate else 0.0
+        prev = np.concatenate(([self._last_raw if self._last_raw is not None else raw[0]], raw[:-1]))
+        step = raw - prev
+        allowed = np.full(n, period)
+        allowed[0] = max(waited, period)
+        jump = (step < -CLOCK_JUMP_BACK_S) | (step > allowed + CLOCK_JUMP_FORWARD_S)
+        if self._last_raw is None:
+            jump[0] = False
+        for i in np.flatnonzero(jump):  # rare: one re-anchoring per jump
+            if (i > 0 and period) or self._last_arrival is None:
+                target = prev[i] + period  # within a chunk of a regular stream: the next sample on the grid
+            else:  # the chunk's last sample arrives as late after its stamp as the samples before the jump did
+                lag = self._last_arrival - self._last_raw
+                target = max(raw[i] - (raw[-1] - (arrival - lag)), prev[i] + period)
+            size = raw[i] - target
+            raw[i:] -= size
+            prev[i + 1:] = raw[i:-1] if i + 1 < n else prev[i + 1:]
+            self.offset -= size
+            self.jumps.append((float(raw[i]), float(size)))
+            self.n_jumps += 1
+        del self.jumps[:-100]
+        self._last_raw, self._last_arrival = float(raw[-1]), float(arrival)
+        out = self._dejitter(raw, np.diff(np.concatenate(([prev[0]], raw))) > self.gap_s) if self.srate else raw
+        out = np.maximum.accumulate(np.maximum(out, self._last_out))
+        self._last_out = float(out[-1])
+        return out
+
+    def _dejitter(self, t: np.ndarray, breaks: np.ndarray) -> np.ndarray:
+        """Dejitter ``t`` (shape (n,)), starting a new fit at each ``breaks`` (bool, shape (n,)) sample."""
+        from scipy.signal import lfilter
+
+        out = np.empty_like(t)
+        cuts = [0, *(np.flatnonzero(breaks[1:]) + 1), t.size]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if a > 0 or breaks[0]:
+                self.reset_fit()
+            seg = t[a:b]
+            if self._t0 is None:
+                self._t0 = float(seg[0])
+            # re-centre the sums on this segment's first index (d samples later than the last centre)
+            d = self._n - self._base
+            s0, s1, s2, st, sjt = self._sums
+            s2, s1, sjt = s2 - 2 * d * s1 + d * d * s0, s1 - d * s0, sjt - d * st
+            self._base = self._n
+            j = np.arange(seg.size, dtype=np.float64)
+            y = seg - self._t0
+            lam = self.lam
+            x = np.vstack((np.ones_like(j), j, j * j, y, j * y))
+            zi = lam * np.array([[s0], [s1], [s2], [st], [sjt]])
+            S0, S1, S2, St, Sjt = lfilter([1.0], [1.0, -lam], x, axis=1, zi=zi)[0]
+            det = S0 * S2 - S1 * S1
+            ok = det > 1e-9 * np.maximum(S0 * S2, 1e-300)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w1 = np.where(ok, (S0 * Sjt - S1 * St) / np.where(ok, det, 1.0), 0.0)
+                w0 = np.where(ok, (St - w1 * S1) / S0, y)
+            out[a:b] = np.where(ok, w0 + w1 * j, y) + self._t0
+            self._sums = np.array([S0[-1], S1[-1], S2[-1], St[-1], Sjt[-1]])
+            self._n += seg.size
+        return out
 
 
 class StreamReceiver:
@@ -171,8 +323,12 @@ class StreamReceiver:
         self._info = info
         self.descriptor = descriptor if descriptor is not None else describe(info.as_xml())
         if info.channel_format() == pylsl.cf_string:
-            raise ValueError(f"Stream {self.descriptor.name!r} carries strings (markers), not a signal; "
+            raise ValueError(unusable_reason(self.descriptor) or
+                             f"Stream {self.descriptor.name!r} carries strings (markers), not a signal; "
                              "only numeric streams can be received.")
+        why = unusable_reason(self.descriptor)
+        if why is not None:  # an implausible claimed rate: buffers sized by it would take the machine's memory
+            raise ValueError(why)
         self._participant = participant  # the roster's word; else the header's (see `participant`)
         self.buffer_seconds = float(buffer_seconds)
         self.poll_interval = float(poll_interval)
@@ -207,8 +363,12 @@ class StreamReceiver:
         self._recovered_at = -math.inf
         self._opened_at = -math.inf  # local_clock() when the current inlet opened
         self._dejitter_reset = False  # done for the current stale episode
+        self._clock: TimestampCleaner | None = None  # the run received now: re-anchoring, dejitter, monotonize
         self._fingerprint: tuple | None = None  # the header of the stream first received (header_fingerprint)
         self._past_uids: set[str] = set()  # outlet runs this receiver received before (restarts: not duplicates)
+        self._ended: set[str] = set()  # of those, the runs whose connection liblsl saw end (never back)
+        self._return_to = None  # a pylsl.StreamInfo of a superseded run that came back (see return_to)
+        self._run_note: str | None = None  # how the run adopted last came to be adopted (said at recovery)
         self._refused: dict[str, str] = {}  # uid -> why it is not adopted
         self._ambiguous: frozenset = frozenset()  # the last set of uids that claimed the identity at once
 
@@ -234,7 +394,21 @@ class StreamReceiver:
     def past_uids(self) -> frozenset:
         """Uids of the outlet runs received before this one (the same stream, restarted)."""
         with self._lock:
-            return frozenset(self._past_uids)
+            return frozenset(self._past_uids | self._ended)
+
+    @property
+    def returnable(self) -> frozenset:
+        """Uids of runs received before that were given up without liblsl seeing them end (a network outage, a
+        stopped process): if one is live again it is the genuine stream, and the run received since is not."""
+        with self._lock:
+            return frozenset(self._past_uids - self._ended - set(self._refused))
+
+    def return_to(self, info) -> None:
+        """Go back to ``info``, a run of :attr:`returnable` live again: the run received now (adopted while the
+        genuine one was unreachable) is refused from then on. Done by the worker thread."""
+        with self._lock:
+            if info.uid() in self._past_uids - self._ended and info.uid() != self.descriptor.uid:
+                self._return_to = info
 
     @property
     def refused(self) -> dict:
@@ -300,8 +474,19 @@ class StreamReceiver:
         return self.buffer.get_window(seconds, now)
 
     def read_new(self, cursor: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Samples since ``cursor``: ``(timestamps (n,), values (n,), new_cursor)``; see :meth:`RingBuffer.read_new`."""
-        return self.buffer.read_new(cursor)
+        """Samples since ``cursor`` for the pipeline: ``(timestamps (n,), values (n,), new_cursor)``.
+
+        As :meth:`RingBuffer.read_new`, except that a heart rate or RR sample flagged ``IMPLAUSIBLE`` (NaN in the
+        buffer) is handed over as 0: a value the pipeline's own plausibility check refuses, so the signal loss
+        it reports says "implausible", not "no data" (a NaN is what a missing sample looks like to it).
+        """
+        chunk = self.buffer.read(cursor)
+        values = chunk.values
+        if self.descriptor.kind in ("rr", "hr"):
+            flagged = chunk.codes == Quality.IMPLAUSIBLE
+            if flagged.any():
+                values[flagged] = 0.0  # (a copy: the buffer keeps its NaN)
+        return chunk.timestamps, values, chunk.cursor
 
     def read(self, cursor: int = 0) -> Chunk:
         """Samples since ``cursor`` with quality codes and the overflow count (:class:`Chunk`)."""
@@ -360,13 +545,14 @@ class StreamReceiver:
         """Count a problem (``count`` flagged samples; 0 for a header problem) and make it the last one.
 
         A problem with the data or the header makes the state ``noisy`` for ``noisy_hold`` s; a ``duplicate``
-        (another publisher refused) does not: the data received is this stream's.
+        (another publisher refused) or a ``new_run`` (the stream came back from another run) does not: the data
+        received is this stream's.
         """
         with self._lock:
             self._problems[what] = self._problems.get(what, 0) + max(count, 1)
             self._n_flagged += count
             self._last_problem = detail
-            if what != "duplicate":
+            if what not in ("duplicate", "new_run"):
                 self._last_problem_at = pylsl.local_clock()
         logger.info("stream %r: %s", self.descriptor.name, detail)
 
@@ -397,7 +583,9 @@ class StreamReceiver:
         with self._lock:
             if info.uid() in self._refused:
                 return False
-        inlet = pylsl.StreamInlet(info, max_buflen=max(1, int(math.ceil(self.buffer_seconds))), recover=False,
+        # liblsl's queue only bridges the worker's pauses (it pulls every poll_interval): a few seconds are plenty,
+        # and its size (max_buflen x the claimed rate) never follows a session-long buffer_seconds
+        inlet = pylsl.StreamInlet(info, max_buflen=LSL_QUEUE_SECONDS, recover=False,
                                   processing_flags=processing_flags(info.nominal_srate()))
         try:
             full = inlet.info(max(self.resolve_timeout, 1.0))
@@ -409,20 +597,47 @@ class StreamReceiver:
             return False
         new = describe(full.as_xml())
         why = self._different_publisher(new)
+        old_uid = self.descriptor.uid
+        self._run_note = None
+        if why is None and old_uid and new.uid != old_uid and new.uid not in self._past_uids:
+            why = self._created_while_received(inlet, full)
         if why is not None:
             inlet.close_stream()
             del inlet
             self.refuse(new.uid, why)
             return False
-        old_uid = self.descriptor.uid
         self._check_header(new)
         if old_uid and old_uid != new.uid:
             with self._lock:
                 self._past_uids.add(old_uid)
         self._inlet = inlet
         self._opened_at = pylsl.local_clock()
+        # a new run has its own clock: jumps are looked for within a run; stamps stay monotonic across runs
+        prev = self._clock
+        self._clock = TimestampCleaner(new.srate, gap_s=self.stale_after)
+        if prev is not None:
+            self._clock.not_before(prev.last)
         self._dest = np.empty((self.max_chunk, new.channel_count), dtype=inlet.np_dtype or np.float64)
         return True
+
+    def _created_while_received(self, inlet, full) -> str | None:
+        """Why a new run claiming this stream cannot be its restart, else ``None`` (and :attr:`_run_note` says when
+        it was created): its outlet was made while this stream was still sending from the run received then."""
+        with self._lock:
+            last = self._last_arrival  # local_clock() of the last sample of the run lost
+        if last is None:
+            return None
+        try:
+            offset = inlet.time_correction(max(self.resolve_timeout, 1.0))  # its clock -> ours
+        except Exception:  # noqa: BLE001 - not measured in time: cannot tell
+            return None
+        created = full.created_at() + offset
+        if created < last - 1.0:
+            return (f"another publisher claims to be this stream (uid {full.uid()}): its outlet was created "
+                    f"{last - created:.1f} s before the stream stopped sending, while Attune still received it from "
+                    f"uid {self.descriptor.uid}; a restarted stream is created after that. Not adopted.")
+        self._run_note = f"; its outlet was created {created - last:.1f} s after the stream stopped"
+        return None
 
     def _different_publisher(self, new: StreamDescriptor) -> str | None:
         """Why ``new`` (a full header claiming this stream's identity) is not the stream first received, else None.
@@ -488,11 +703,17 @@ class StreamReceiver:
         info = self._info
         try:
             while not self._stop.is_set():
+                with self._lock:
+                    back, self._return_to = self._return_to, None
+                if back is not None:
+                    self._go_back(back)
+                    info = None if self._inlet is None else self._info
                 if self._inlet is None:
                     if info is None:
                         info = self._resolve_again()
                         if info is None:
                             continue
+                    before = self.uid
                     if not self._open(info):
                         info = None
                         self._stop.wait(self.poll_interval * 5)
@@ -503,13 +724,15 @@ class StreamReceiver:
                             self._n_recoveries += 1
                             self._recovered_at = pylsl.local_clock()
                         self._set_state("recovered")
+                        if self.uid != before:
+                            self._new_run_notice(before)
                     elif self.state == "connecting":
                         self._set_state("connected")
                 try:
                     self._drain()
                 except pylsl.util.LostError:
                     with self._lock:  # liblsl saw this run end: a resolver still listing it is out of date
-                        self._past_uids.add(self.descriptor.uid)
+                        self._ended.add(self.descriptor.uid)
                     self._mark_lost("the outlet is gone (liblsl LostError)")
                     info = None
                     continue
@@ -518,7 +741,7 @@ class StreamReceiver:
                     # A quiet stream may have vanished without liblsl noticing (network gone): look for it (this
                     # run of it: its uid). One missed answer is not enough: on a busy machine a resolve can time out
                     # although the stream is there, and closing its inlet would drop the samples it sends meanwhile.
-                    if pylsl.resolve_byprop("uid", self.uid, 1, max(self.resolve_timeout, 1.0)):
+                    if self._still_listed():
                         self._stale_misses = 0
                     else:
                         self._stale_misses += 1
@@ -532,6 +755,35 @@ class StreamReceiver:
             logger.exception("receiver for %r stopped on an unexpected error", self.descriptor.name)
             self._flag("internal", "receiver stopped on an unexpected error (see log)", 0)
             self._set_state("lost")
+
+    def _new_run_notice(self, before: str) -> None:
+        """Say that the stream came back from another outlet run than the one lost (a warning, once per run)."""
+        text = (f"came back from a new run (uid {self.uid}, was {before}{self._run_note or ''}): its device or app "
+                "restarted, or another process now publishes under its name, type, source_id and host. If nobody "
+                "restarted it, check who publishes on this computer; if the original run comes back, Attune goes "
+                "back to it.")
+        self._flag("new_run", text, 0)
+        logger.warning("stream %r %s", self.descriptor.name, text)
+
+    def _go_back(self, info) -> None:
+        """Leave the run received now for ``info``, the genuine run live again (see :meth:`return_to`)."""
+        impostor = self.uid
+        self._close_inlet()
+        if not self._open(info):
+            self._mark_lost("the original run came back but could not be opened")  # resolves again
+            return
+        self._info = info
+        why = (f"the original run of this stream (uid {info.uid()}) is back: the run received meanwhile (uid "
+               f"{impostor}) is another publisher using its identity and is refused")
+        self.refuse(impostor, why)
+        logger.warning("stream %r: %s", self.descriptor.name, why)
+
+    def _still_listed(self) -> bool:
+        """Whether the run received now is still found on the network: in the session's continuous resolver
+        (the finder; no socket of its own), else by one bounded resolve of its uid."""
+        if self._finder is not None:
+            return any(i.uid() == self.uid for i in self._finder(self.descriptor))
+        return bool(pylsl.resolve_byprop("uid", self.uid, 1, max(self.resolve_timeout, 1.0)))
 
     def _stale_check_due(self) -> bool:
         now = time.monotonic()
@@ -556,7 +808,8 @@ class StreamReceiver:
         and the status says so).
         """
         with self._lock:
-            skip = set(self._refused) | self._past_uids  # refused publishers; runs that ended
+            skip = set(self._refused) | self._ended  # refused publishers; runs that ended
+            genuine = (self._past_uids - self._ended) | {self.descriptor.uid}  # runs of this stream given up
         if self._finder is not None:
             found = self._finder(self.descriptor)
             cands = [i for i in found if i.uid() not in skip]
@@ -565,6 +818,10 @@ class StreamReceiver:
         else:
             found = resolve_identity(self.descriptor, self.resolve_timeout)
         cands = [i for i in found if i.uid() not in skip]
+        back = [i for i in cands if i.uid() in genuine]
+        if back:  # a run given up (unreachable, not ended) is live again: it is the stream, whoever else claims it
+            self._ambiguous = frozenset()
+            return back[0]
         if len(cands) == 1:
             self._ambiguous = frozenset()
             return cands[0]
@@ -578,20 +835,16 @@ class StreamReceiver:
         return None
 
     def _reset_dejitter(self) -> None:
-        """Restart liblsl's dejitter model (toggling the flag resets it).
+        """Restart the dejitter fit (:meth:`TimestampCleaner.reset_fit`).
 
         Dejitter fits timestamps to the sample count, so after a pause in a
         regular stream it would squeeze the samples that follow onto the old
         grid and hide the gap. Called once per stale episode, before the
         resumed samples are pulled.
         """
-        flags = processing_flags(self.descriptor.srate)
-        if not flags & pylsl.proc_dejitter or self._inlet is None:
-            return
-        lib = pylsl.lib.lib
-        lib.lsl_set_postprocessing(self._inlet.obj, flags & ~pylsl.proc_dejitter)
-        lib.lsl_set_postprocessing(self._inlet.obj, flags)
-        logger.debug("stream %r: dejitter reset after a pause", self.descriptor.name)
+        if self._clock is not None:
+            self._clock.reset_fit()
+            logger.debug("stream %r: dejitter reset after a pause", self.descriptor.name)
 
     def _drain(self) -> None:
         """Pull everything available now (non-blocking) into the ring buffer."""
@@ -604,9 +857,25 @@ class StreamReceiver:
             n = len(ts)
             if n == 0:
                 return
-            self._ingest(np.asarray(ts, dtype=np.float64), dest[:n])
+            clock = self._clock
+            before = clock.n_jumps
+            ts = clock.process(ts, pylsl.local_clock())
+            for _, size in clock.jumps[len(clock.jumps) - min(clock.n_jumps - before, len(clock.jumps)):]:
+                self._clock_jumped(size, clock.offset)
+            self._ingest(ts, dest[:n])
             if n < self.max_chunk:
                 return
+
+    def _clock_jumped(self, size: float, offset: float) -> None:
+        """Report a jump of the sender's clock (:class:`TimestampCleaner`): the first as a warning, each counted."""
+        with self._lock:
+            first = "clock_jump" not in self._problems
+        text = (f"the sender's clock jumped {size:+.1f} s (timestamps {'ahead' if size > 0 else 'back'} by that much "
+                f"from one sample to the next): Attune re-anchors them so the data stays in line with the other "
+                f"streams (correction now {offset:+.1f} s). Check the clock of the computer or device that sends it.")
+        self._flag("clock_jump", text, 0)
+        if first:
+            logger.warning("stream %r: %s", self.descriptor.name, text)
 
     def _ingest(self, ts: np.ndarray, block: np.ndarray) -> None:
         """Convert, check and store one chunk: ``ts`` shape (n,), ``block`` shape (n, channel_count)."""

@@ -41,6 +41,53 @@ from .roster import Assignment, AssignedStream, Roster, assign
 
 logger = logging.getLogger(__name__)
 
+#: Markers of one event / marker stream shown a second, on average, and in one burst (:class:`_MarkerLimit`).
+MARKER_RATE = 5.0
+MARKER_BURST = 50
+#: Marker samples pulled from one stream per :meth:`LiveSession.poll_markers` call (bounds its time).
+MARKER_PULL = 1024
+#: Seconds of samples liblsl queues for a marker inlet (irregular: 100 x as many samples); a flood beyond it is
+#: dropped by liblsl, oldest first.
+MARKER_QUEUE_SECONDS = 2
+
+
+class _MarkerLimit:
+    """A token bucket over one marker stream: :data:`MARKER_RATE` markers a second, bursts of :data:`MARKER_BURST`.
+
+    Counts what it leaves out; :meth:`report` says so once at the first drop, then at most once a minute.
+    """
+
+    def __init__(self, rate: float = MARKER_RATE, burst: int = MARKER_BURST):
+        self.rate, self.burst = float(rate), int(burst)
+        self.tokens = float(burst)
+        self.last = None
+        self.dropped = 0
+        self.reported = 0
+        self.reported_at = -1e9
+
+    def admit(self, n: int, now: float) -> int:
+        """How many of ``n`` new markers may be shown now (the rest count as dropped)."""
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        kept = min(n, int(self.tokens))
+        self.tokens -= kept
+        self.dropped += n - kept
+        return kept
+
+    def report_total(self, name: str) -> str:
+        """The markers of stream ``name`` left out so far, as a status warning."""
+        return f"marker stream {name!r}: {self.dropped} markers not shown live (more than {self.rate:g} a second)"
+
+    def report(self, name: str, now: float) -> str | None:
+        """A sentence about the markers dropped since the last one (first drop at once, then once a minute)."""
+        if self.dropped == self.reported or now - self.reported_at < 60.0 and self.reported:
+            return None
+        self.reported, self.reported_at = self.dropped, now
+        return (f"marker stream {name!r} sends more than {self.rate:g} markers a second: {self.dropped} not shown "
+                f"live so far (at least: a flood beyond liblsl's queue is dropped before Attune sees it). Slow the "
+                "sender down, or stop it.")
+
 
 @dataclass(frozen=True)
 class SessionStatus:
@@ -120,6 +167,9 @@ class LiveSession:
         self._duplicates: dict[str, str] = {}  # identity key -> message (the duplicate now, for the status)
         self._reported: set = set()  # (identity key, uids) already reported: each duplicate is said once
         self._notices: list[str] = []  # messages for the user not yet taken by notices()
+        self._ended: dict[str, None] = {}  # uids of runs whose connection liblsl saw end (ordered; bounded)
+        self._unusable: dict[str, tuple[str, str, str]] = {}  # identity key -> (uid, name, reason): refused live streams
+        self._marker_limits: dict[str, _MarkerLimit] = {}  # key -> rate limit of a followed marker stream
         self._assignment = Assignment()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -178,7 +228,7 @@ class LiveSession:
     # ---------------------------------------------------------------- discovery
     def scan(self) -> int:
         """Look for new streams once (bounded); returns how many receivers were added."""
-        from .convention import describe
+        from .convention import describe, unusable_reason
         from .discovery import fetch_descriptors, matches
         from .inlet import StreamReceiver
         from .lsl import pylsl
@@ -186,19 +236,26 @@ class LiveSession:
         infos = (self._resolver.results() if self._resolver is not None
                  else pylsl.resolve_streams(self.discover_timeout))
         live: dict[str, object] = {}  # uid -> info, of the streams this session may use
+        with self._lock:
+            ended = set(self._ended)
         for info in infos:
             uid = info.uid()
-            if uid in live or (self.match and not matches(describe(info.as_xml()), self.match)):
-                continue
+            if uid in live or uid in ended or (self.match and not matches(describe(info.as_xml()), self.match)):
+                continue  # (an ended run: liblsl saw its connection end, the resolver lists it a few s longer)
             live[uid] = info
         with self._lock:
             new = [info for uid, info in live.items() if uid not in self._seen]
             for uid in [u for u in self._seen if u not in live]:
-                del self._seen[uid]  # that run of the stream is gone (a uid never comes back)
+                del self._seen[uid]  # not listed now (ended, or unreachable: looked at again if it comes back)
+            for key in [k for k, (uid, _, _) in self._unusable.items() if uid not in live]:
+                del self._unusable[key]
         for s in fetch_descriptors(new, max(0.5, self.discover_timeout)):
             ok = self.accept is None or self.accept(s.descriptor)
+            why = unusable_reason(s.descriptor) if ok else None
             with self._lock:
-                self._seen[s.descriptor.uid] = s.descriptor if ok else None
+                self._seen[s.descriptor.uid] = s.descriptor if ok and why is None else None
+                if why is not None:  # a heart stream of text, an implausible rate: never received, said once
+                    self._refuse_stream(s.descriptor, why)
         # (a stream that vanished while its header was read is not in _seen: looked at again when seen again)
         added = 0
         with self._lock:
@@ -236,7 +293,10 @@ class LiveSession:
         resolver = self._resolver
         if resolver is None:
             return []
-        return [i for i in resolver.results() if (i.name(), i.type(), i.source_id(), i.hostname()) == d.identity]
+        with self._lock:
+            ended = set(self._ended)
+        return [i for i in resolver.results()
+                if (i.name(), i.type(), i.source_id(), i.hostname()) == d.identity and i.uid() not in ended]
 
     def _check_claims(self, claims: dict[str, list[str]], live: dict) -> None:
         """Adopt identities claimed by one live uid; refuse and report duplicates (called with the lock held).
@@ -259,6 +319,12 @@ class LiveSession:
                 # this stream (a restart) is a duplicate once seen in two scans in a row (a restart's new run can
                 # show a moment before the receiver notices the old one is gone). While the stream is quiet or
                 # lost, a new run may be the stream restarted: the receiver decides when it looks for it.
+                back = [u for u in uids if u in rec.returnable]
+                if back and rec.state != "lost":
+                    # a run of this stream given up while unreachable is live again: the genuine one; the run
+                    # adopted meanwhile was another publisher (the receiver refuses it when it goes back)
+                    rec.return_to(live[back[0]])
+                    continue
                 if rec.state not in ("connected", "noisy", "recovered"):
                     continue
                 past, refused = rec.past_uids, rec.refused
@@ -308,16 +374,20 @@ class LiveSession:
         return out
 
     def _open_marker_inlets(self) -> None:
-        """Open an inlet on each event / marker stream not yet followed (bounded; retried on the next scan)."""
+        """Open an inlet on each event / marker stream not yet followed (bounded; retried on the next scan).
+
+        Opened with ``recover=False``: liblsl's own recovery runs an endless resolve per lost inlet, each wave
+        binding ports of the 32 outlets need; a marker stream that ends is taken up again by the session's
+        continuous resolver when it comes back (:meth:`scan`)."""
         from .lsl import pylsl
 
         for key, info in self.marker_streams().items():
             with self._lock:
-                if key in self._marker_inlets:
+                if key in self._marker_inlets or info.uid() in self._ended:
                     continue
                 d = self._known[key]
             try:
-                inlet = pylsl.StreamInlet(info, max_buflen=60, recover=True,
+                inlet = pylsl.StreamInlet(info, max_buflen=MARKER_QUEUE_SECONDS, recover=False,
                                           processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
                 inlet.open_stream(self.discover_timeout)
             except Exception as exc:  # noqa: BLE001 - timeout / lost: the next scan tries again
@@ -325,10 +395,31 @@ class LiveSession:
                 continue
             with self._lock:
                 self._marker_inlets[key] = (inlet, d)
+                self._marker_limits.setdefault(key, _MarkerLimit())
             logger.info("following markers of %r", info.name())
+
+    def _mark_ended(self, uid: str) -> None:
+        """liblsl saw the connection to run ``uid`` end: a uid never comes back, forget it (called with the lock)."""
+        self._ended[uid] = None
+        for old in list(self._ended)[:-1000]:
+            del self._ended[old]
+
+    def _refuse_stream(self, d: StreamDescriptor, why: str) -> None:
+        """Leave a live stream out for good (its header cannot be right), and say so once (called with the lock)."""
+        self._unusable[d.key] = (d.uid, d.name, why)
+        report = (d.key, d.uid, "unusable")
+        if report not in self._reported:
+            self._reported.add(report)
+            self._notices.append(why)
+            logger.warning("%s", why)
 
     def poll_markers(self) -> list:
         """New samples of the event / marker streams since the last call, in time order.
+
+        Each stream is rate limited (:class:`_MarkerLimit`: at most :data:`MARKER_RATE` a second on average,
+        bursts of :data:`MARKER_BURST`; at most :data:`MARKER_PULL` samples pulled a call): a stream flooding
+        markers cannot grow the session's memory or slow its ticks. What is left out is counted and said
+        (:meth:`notices`, the log, the status warnings).
 
         Returns
         -------
@@ -341,14 +432,28 @@ class LiveSession:
         from .lsl import pylsl
 
         with self._lock:
-            inlets = list(self._marker_inlets.values())
+            inlets = list(self._marker_inlets.items())
         out = []
-        for inlet, d in inlets:
+        now = time.monotonic()
+        for key, (inlet, d) in inlets:
             try:
-                vals, ts = inlet.pull_chunk(timeout=0.0, max_samples=256)
+                vals, ts = inlet.pull_chunk(timeout=0.0, max_samples=MARKER_PULL)
             except pylsl.util.LostError:
-                continue  # recover=True: liblsl reconnects by itself
+                with self._lock:  # this run ended: the scan takes the stream up again when it comes back
+                    self._marker_inlets.pop(key, None)
+                    self._mark_ended(d.uid)
+                logger.warning("marker stream %r ended; following it again if it comes back", d.name)
+                continue
+            limit = self._marker_limits.setdefault(key, _MarkerLimit())
+            kept = limit.admit(len(ts), now)
+            if kept < len(ts):  # newest first: the view is live
+                vals, ts = vals[len(ts) - kept:], ts[len(ts) - kept:]
             out += [(float(t), d.name, text) for text, t in zip(marker_texts(d, vals), ts) if text]
+            msg = limit.report(d.name, now)
+            if msg:
+                with self._lock:
+                    self._notices.append(msg)
+                logger.warning("%s", msg)
         return sorted(out, key=lambda x: x[0])
 
     # ---------------------------------------------------------------- views
@@ -404,6 +509,9 @@ class LiveSession:
             assignment = self._assignment
             receivers = list(self._receivers.items())
             duplicates = list(self._duplicates.values())
+            unusable = list(self._unusable.values())
+            names = {k: d.name for k, (_, d) in self._marker_inlets.items()}
+            flooding = [lim.report_total(names.get(k, k)) for k, lim in self._marker_limits.items() if lim.dropped]
         primary = {}
         for a in assignment.streams:
             if a.primary:
@@ -411,8 +519,9 @@ class LiveSession:
         return SessionStatus(
             time=time.time(), participants=assignment.participants,
             streams=[r.status() for _, r in sorted(receivers, key=lambda kv: kv[0])],
-            primary=primary, warnings=list(assignment.warnings) + duplicates,
-            unassigned=[(d.name, reason) for d, reason in assignment.unassigned],
+            primary=primary, warnings=list(assignment.warnings) + duplicates + [why for _, _, why in unusable] + flooding,
+            unassigned=[(d.name, reason) for d, reason in assignment.unassigned] + [
+                (name, why) for _, name, why in unusable],
         )
 
     def stream_info(self, key: str):

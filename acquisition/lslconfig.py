@@ -21,6 +21,8 @@ SCOPES = ("machine", "link", "site")
 _SCOPE_TEMPLATE = """; Attune: LSL configuration for live use, scope chosen with --lsl-scope.
 [ports]
 IPv6 = disable
+PortRange = 128
+AllowRandomPorts = false
 
 [multicast]
 ResolveScope = {scope}

@@ -155,6 +155,7 @@ class _Inlet:
     string: bool
     next_offset: float
     dest: np.ndarray | None
+    uid: str = ""  # the outlet run this inlet reads (a restarted stream is followed to its new run)
 
 
 class SessionRecorder:
@@ -309,7 +310,7 @@ class SessionRecorder:
             if self._stop.is_set():
                 return
             try:
-                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=True, processing_flags=0)
+                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False, processing_flags=0)
                 full = inlet.info(2.0)
                 inlet.open_stream(2.0)
             except Exception as exc:  # TimeoutError / LostError: try again on the next round
@@ -326,6 +327,7 @@ class SessionRecorder:
                 string = full.channel_format() == pylsl.cf_string
                 dest = None if string else np.empty((1024, full.channel_count()), dtype=inlet.np_dtype or np.float64)
                 rec = _Inlet(key, full.name(), inlet, out[0], string, 0.0, dest)
+                rec.uid = full.uid()
                 self._inlets[key] = rec
             logger.info("recording %r as XDF stream %d", full.name(), out[0])
             self._clock_offset(rec, pylsl, timeout=2.0)
@@ -346,23 +348,45 @@ class SessionRecorder:
             return
         self._followed_at = time.monotonic()
         self._record_roster()
-        infos = getattr(self._session, "_infos", {})  # key -> resolved StreamInfo (LiveSession)
+        # The session's receivers decide which run of a stream is the stream (restarts, duplicates, impostors;
+        # LiveSession.stream_info): the recorder follows them, with inlets opened recover=False. liblsl's own
+        # recovery would run an endless resolve per lost inlet, each binding ports of the 32 that restarted
+        # outlets need (issue 18: with 5 streams lost, 4 never came back).
         markers = self._session.marker_streams() if hasattr(self._session, "marker_streams") else {}
         for key in [*self._session.receivers, *markers]:
+            info = markers.get(key) or self._session.stream_info(key)
             with self._lock:
-                known = key in self._inlets or any(k == key for k, _ in self._pending_infos)
-            if known:
+                rec = self._inlets.get(key)
+                pending = any(k == key for k, _ in self._pending_infos)
+            if info is None or pending:
                 continue
-            info = markers.get(key) or infos.get(key) or self._resolve(key)
-            if info is not None:
+            if rec is None:
                 self.add_lsl_stream(info, key)
+            elif rec.uid and info.uid() != rec.uid:
+                self._follow_run(rec, info)
 
-    def _resolve(self, key: str):
-        """One bounded resolve of a stream by source_id (else uid)."""
+    def _follow_run(self, rec: _Inlet, info) -> None:
+        """Go on recording ``rec``'s stream from its new run ``info`` (restarted, or the session went back to the
+        genuine run): a new inlet into the same XDF stream; the old one is drained and closed. Bounded waits;
+        on failure the next round tries again."""
         from .lsl import pylsl
 
-        found = pylsl.resolve_byprop("source_id", key, 1, 1.0) or pylsl.resolve_bypred(f"uid='{key}'", 1, 1.0)
-        return found[0] if found else None
+        try:
+            inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False, processing_flags=0)
+            inlet.open_stream(2.0)
+        except Exception as exc:  # noqa: BLE001 - timeout / lost: the next round tries again
+            logger.info("recorder: cannot open the new run of %r yet (%s)", rec.name, exc)
+            return
+        try:
+            self._pull_all()  # what the old run sent last
+        finally:
+            old, rec.inlet, rec.uid = rec.inlet, inlet, info.uid()
+            try:
+                old.close_stream()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        logger.info("recording %r from its new run (uid %s)", rec.name, rec.uid)
+        self._clock_offset(rec, pylsl, timeout=2.0)
 
     def _pull_all(self) -> None:
         from .lsl import pylsl
@@ -383,7 +407,7 @@ class SessionRecorder:
                     if n < 1024 or self.error is not None:
                         break
             except pylsl.util.LostError:
-                continue  # recover=True: liblsl reconnects by itself
+                continue  # this run ended: _follow_session follows the stream to its next run
             if time.monotonic() >= rec.next_offset and self.error is None:
                 self._clock_offset(rec, pylsl, timeout=0.2)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -105,3 +106,96 @@ def test_mne_lsl_finds_every_stream_on_this_machine():
         assert len(ours) == n
     finally:
         del outlets
+
+
+def _cfg_int(key: str) -> int:
+    m = re.search(rf"^\s*{key}\s*=\s*(\d+)\s*$", DEFAULT_CONFIG.read_text(), re.M)
+    return int(m.group(1)) if m else {"BasePort": 16572, "PortRange": 32, "MulticastPort": 16571}[key]
+
+
+def test_more_than_32_streams_on_this_machine_are_all_found():
+    """liblsl finds a stream on this machine only on the ports BasePort .. BasePort + PortRange - 1 (unicast to
+    KnownPeers); its default range of 32 left the 33rd stream undiscoverable. The shipped range is 128 and no
+    outlet leaves it (AllowRandomPorts = false: the firewall rule of hardware.md covers them all)."""
+    text = DEFAULT_CONFIG.read_text()
+    assert re.search(r"^\s*PortRange\s*=\s*128\s*$", text, re.M)
+    assert re.search(r"^\s*AllowRandomPorts\s*=\s*false\s*$", text, re.M)
+    assert "AllowRandomPorts = false" in _SCOPE_TEMPLATE and "PortRange = 128" in _SCOPE_TEMPLATE
+    tag = f"cfg-many-{uuid.uuid4().hex[:10]}"
+    n = 40
+    outlets = [pylsl.StreamOutlet(pylsl.StreamInfo(f"probe {i}", "EEG", 1, 10.0, "float32", f"{tag}-{i}"))
+               for i in range(n)]
+    try:
+        lo, hi = _cfg_int("BasePort"), _cfg_int("BasePort") + _cfg_int("PortRange")
+        for o in outlets:
+            xml = o.get_info().as_xml()
+            ports = [int(p) for p in re.findall(r"<v4(?:data|service)_port>(\d+)<", xml)]
+            assert len(ports) == 2 and all(lo <= p < hi for p in ports), ports
+        found = pylsl.resolve_bypred(f"starts-with(source_id,'{tag}')", n, 10.0)
+        assert len(found) == n
+    finally:
+        del outlets
+
+
+_LISTENING = textwrap.dedent(
+    """
+    import json, os, re, socket, sys
+    import psutil
+    from acquisition.lsl import pylsl
+    o = pylsl.StreamOutlet(pylsl.StreamInfo("cfgprobe", "EEG", 1, 10.0, "float32", sys.argv[1]))
+    data = int(re.search(r"<v4data_port>(\\d+)<", o.get_info().as_xml()).group(1))
+    conns = [(c.type == socket.SOCK_STREAM, c.laddr.ip, c.laddr.port, c.status)
+             for c in psutil.Process(os.getpid()).net_connections(kind="inet")]
+    print(json.dumps({"data_port": data, "conns": conns}), flush=True)
+    sys.stdin.readline()   # keep the outlet until the parent has looked
+    """
+)
+
+
+def _listening(cfg: Path, sid: str):
+    """A child process under ``cfg`` makes one outlet: (its data port, its sockets, the child)."""
+    import json
+
+    env = dict(os.environ, LSLAPICFG=str(cfg), PYTHONPATH=str(ROOT))
+    child = subprocess.Popen([sys.executable, "-c", _LISTENING, sid], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    got = json.loads(child.stdout.readline())
+    return got["data_port"], got["conns"], child
+
+
+def test_outlets_listen_on_every_interface_as_hardware_md_says(tmp_path):
+    """What hardware.md says holds: under the shipped config (and with ListenAddress = 127.0.0.1) liblsl's data
+    server listens on 0.0.0.0, so anyone who reaches this computer's network address reads the stream; the
+    firewall rules it gives cover exactly the ports the shipped config lets outlets use."""
+    psutil = pytest.importorskip("psutil")
+    listen_cfg = tmp_path / "listen.cfg"
+    listen_cfg.write_text(DEFAULT_CONFIG.read_text().replace("[multicast]\n", "[multicast]\nListenAddress = 127.0.0.1\n"))
+    for cfg in (DEFAULT_CONFIG, listen_cfg):
+        sid = f"cfg-listen-{uuid.uuid4().hex[:10]}"
+        port, conns, child = _listening(cfg, sid)
+        try:
+            tcp = [c for c in conns if c[0] and c[3] == "LISTEN"]
+            assert tcp and {c[1] for c in tcp} == {"0.0.0.0"}, conns  # not 127.0.0.1: liblsl offers no such setting
+            assert port in {c[2] for c in tcp}
+            # this computer's non-loopback addresses reach it (skipped where there is none, e.g. a bare netns)
+            addrs = [a.address for al in psutil.net_if_addrs().values() for a in al
+                     if a.family == socket.AF_INET and not a.address.startswith("127.")]
+            for addr in addrs[:1]:
+                with socket.create_connection((addr, port), timeout=5) as s:
+                    s.sendall(b"LSL:fullinfo\r\n")
+                    s.settimeout(5)
+                    header = b""
+                    while sid.encode() not in header and len(header) < 100_000:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        header += chunk
+                assert sid.encode() in header  # the stream's full header, read through a LAN address
+        finally:
+            child.stdin.close()
+            child.wait(timeout=10)
+    hw = (ROOT / "hardware.md").read_text()
+    first, last = _cfg_int("MulticastPort"), _cfg_int("BasePort") + _cfg_int("PortRange") - 1
+    assert "**all interfaces (0.0.0.0)**" in hw and "ListenAddress = 127.0.0.1" in hw
+    assert f'iifname != "lo" tcp dport {first}-{last} drop' in hw and f"--dport {first}:{last}" in hw
+    assert f"-LocalPort {first}-{last}" in hw and f"port {first}:{last}" in hw

@@ -173,3 +173,42 @@ def test_duplicates_are_marked_and_left_out(capsys):
         assert list(data["participants"]) == ["P2"] and any("2 streams claim" in w for w in data["warnings"])
     finally:
         del twins, other
+
+
+def test_refused_streams_are_marked_with_the_reason(capsys):
+    """An RR stream of text and an EDA header claiming 1e8 Hz: REFUSED with the reason, never assigned (the text
+    RR was taken for a marker stream before, the 1e8-Hz header's inlet alone took gigabytes)."""
+    prefix = f"attune-test-refused-{uuid.uuid4().hex[:8]}"
+    text = pylsl.StreamInfo("P1 H10 RR", "RR", 1, 0.0, "string", f"{prefix}-rr")
+    huge = _info("P1 E4 EDA", "eda", "P1", f"{prefix}-eda", "uS", 1e8)
+    fine = pylsl.StreamOutlet(_info("P2 H10 RR", "rr", "P2", f"{prefix}-p2", "ms", 0.0))
+    outlets = [pylsl.StreamOutlet(text), pylsl.StreamOutlet(huge)]
+    try:
+        assert main(["streams", "--timeout", "1.5", "--match", f"{prefix}*"]) == 0
+        out = capsys.readouterr().out
+        rows = {ln.split("  ")[0]: ln for ln in out.splitlines() if ln.startswith(("P1 ", "P2 "))}
+        assert " REFUSED " in rows["P1 H10 RR"] and " REFUSED " in rows["P1 E4 EDA"], out
+        assert " REFUSED " not in rows["P2 H10 RR"] and "  P2: hr <- 'P2 H10 RR'" in out and "  P1:" not in out
+        assert "says it is RR but carries text (channel format string)" in out
+        assert "implausible rate: stream 'P1 E4 EDA'" in out and "claims 1e+08 Hz" in out
+        assert main(["streams", "--timeout", "1.5", "--match", f"{prefix}*", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        refused = {s["name"]: s["refused"] for s in data["streams"]}
+        assert refused["P2 H10 RR"] is None and "carries text" in refused["P1 H10 RR"]
+        assert "implausible rate" in refused["P1 E4 EDA"]
+    finally:
+        del outlets, fine
+
+
+@pytest.mark.parametrize("fmt", [[], ["--json"]])
+def test_output_cut_short_by_its_reader_ends_quietly(two_people, fmt):
+    """``attune streams | head``: the reader is gone before the table is written (``head`` that has its lines);
+    no BrokenPipe traceback nor "Exception ignored", exit 141 (ui/cli.py: as a program killed by SIGPIPE)."""
+    prefix, _ = two_people
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--match", f"{prefix}*",
+                             *fmt], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader has gone: every write of the table fails with EPIPE
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err

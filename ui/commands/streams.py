@@ -10,6 +10,11 @@ Examples
 
 Streams are told apart by name, type, source_id and host: two that claim all four at once are marked
 DUPLICATE and left out of the assignment (the monitor uses neither), with a line saying how to fix it.
+A stream the monitor refuses — a heart or EDA stream of text, a header claiming an implausible rate
+(:func:`acquisition.convention.unusable_reason`) — is marked REFUSED, with the reason.
+
+The output may be cut short by its reader (``attune streams | head``): that ends the command quietly
+(exit 141, as for every command).
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run(args) -> int:
+    code = _run(args)
+    # Written now, not when Python exits: a reader gone meanwhile (`attune streams | head`) is then a
+    # BrokenPipeError the CLI ends quietly on (exit 141), not an "Exception ignored" at interpreter exit.
+    sys.stdout.flush()
+    return code
+
+
+def _run(args) -> int:
     if not args.timeout > 0:
         raise UsageError(f"Invalid value for '--timeout': expected seconds > 0, but got {args.timeout:g}.")
     from acquisition.lslconfig import configure
@@ -61,6 +74,7 @@ def run(args) -> int:
     except RuntimeError as exc:
         raise UsageError(str(exc)) from None
     # pylsl is imported only now, with the chosen configuration in force.
+    from acquisition.convention import unusable_reason
     from acquisition.discovery import discover, duplicate_message, duplicates
     from acquisition.roster import Roster, RosterError
 
@@ -73,7 +87,9 @@ def run(args) -> int:
     # of them, so they are not assigned here either, and are marked.
     dups = duplicates(found)
     dup_msg = {k: duplicate_message(v[0].descriptor, len(v)) for k, v in dups.items()}
-    descs = [s.descriptor for s in found if s.descriptor.key not in dups]
+    # Streams the monitor refuses whatever the roster says (text typed as a heart signal, an implausible rate).
+    refused = {s.descriptor.uid: why for s in found if (why := unusable_reason(s.descriptor)) is not None}
+    descs = [s.descriptor for s in found if s.descriptor.key not in dups and s.descriptor.uid not in refused]
     roster_log = logging.getLogger("acquisition.roster")
     level = roster_log.level
     if not args.json and getattr(args, "verbose", 0) == 0:
@@ -103,12 +119,12 @@ def run(args) -> int:
                         unit=a.descriptor.unit if a else d.unit,
                         unit_guessed=(a.descriptor if a else d).unit_guessed,
                         declared_unit=(a.descriptor if a else d).declared_unit,
-                        duplicate=d.key in dups,
-                        note=dup_msg.get(d.key) or unassigned.get((d.uid, d.source_id)))
+                        duplicate=d.key in dups, refused=refused.get(d.uid),
+                        note=dup_msg.get(d.key) or refused.get(d.uid) or unassigned.get((d.uid, d.source_id)))
             out["streams"].append(item)
         out["participants"] = {p: {m: a.descriptor.name for m, a in mods.items()}
                                for p, mods in assignment.by_participant().items()}
-        out["warnings"] = list(assignment.warnings) + list(dup_msg.values())
+        out["warnings"] = list(assignment.warnings) + list(dup_msg.values()) + list(refused.values())
         print(json.dumps(out, indent=2))
         return 0
 
@@ -130,6 +146,8 @@ def run(args) -> int:
             unit, who, what = (d.unit or "") + _declared(d), "-", "-"
         if d.key in dups:
             who, what = "DUPLICATE", "-"
+        elif d.uid in refused:
+            who, what = "REFUSED", "-"
         rows.append([d.name, d.type, d.source_id, d.hostname, _rate(d.srate), str(d.channel_count), who, what,
                      unit + ("" if s.full_header else " [no header]")])
     print(_table(rows, ["NAME", "TYPE", "SOURCE_ID", "HOST", "RATE", "CH", "PARTICIPANT", "MODALITY", "UNIT"]))
@@ -140,11 +158,14 @@ def run(args) -> int:
         for p, mods in parts.items():
             desc = ", ".join(f"{m} <- {a.descriptor.name!r}" for m, a in sorted(mods.items()))
             print(f"  {p}: {desc}")
-    if assignment.unassigned or dups:
+    if assignment.unassigned or dups or refused:
         print()
         print("Not used:")
         for d, reason in assignment.unassigned:
             print(f"  {d.name!r}: {reason}")
+        for s in found:
+            if s.descriptor.uid in refused:
+                print(f"  {s.descriptor.name!r}: {refused[s.descriptor.uid]}")
         for streams in dups.values():
             print(f"  {streams[0].descriptor.name!r} ({len(streams)} streams, uids "
                   f"{', '.join(s.descriptor.uid for s in streams)}): duplicate identity")
