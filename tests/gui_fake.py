@@ -27,8 +27,8 @@ def make_model(n_people: int = 2, modalities=("hr", "eda")) -> tuple[SessionMode
     # a short arming span (30 s instead of 120 s), so the scripted drop at 60 s comes after the pairs are armed
     # (these widget tests are about drawing; arming itself is tested in test_arming.py)
     cfg = dataclasses.replace(get_preset("balanced", "analytic"), arm_span_s=30.0)
-    det = RuptureDetector(people, modalities, step_s=1.0, config=cfg)
-    # the fake's windows start at once (no 30-s window to fill first): window_s=1
+    # its windows start at once (no 30-s window to fill first): window_s=1 for the detector and the model alike
+    det = RuptureDetector(people, modalities, step_s=1.0, config=cfg, window_s=1.0)
     model = SessionModel(people, modalities, det.pairs, FS, 1.0, 600.0, preset=cfg, window_s=1.0)
     return model, det, SignalLossTracker(FS)
 
@@ -85,7 +85,11 @@ class FakeSession:
         events = []
         for m in ("hr", "eda"):
             for i, p in enumerate(self.model.participants):
-                events += self.loss_tracker.update(p, m, self.k, qual[m][i])
+                for ev in self.loss_tracker.update(p, m, self.k, qual[m][i]):
+                    # as dsp.pipeline does: the detector drops the windows of a lost signal's pairs
+                    self.det.note_signal_loss(ev["participant"], ev["onset_s"],
+                                              ev["onset_s"] + self.loss_tracker.min_n / FS, ev["offset_s"])
+                    events.append(ev)
         self.k += n_new
         t_end = self.k / FS
         tw = np.arange(self.tw + 1, int(t_end) + 1, dtype=float)

@@ -173,3 +173,27 @@ def test_countdown_says_when_the_pairs_are_measured():
     assert armed_at is not None and abs(armed_at - 149) <= 2
     for sec in (5, 29, 60, 120):
         assert predicted[sec] == pytest.approx(armed_at, abs=2.0), sec
+
+
+def test_countdown_waits_for_a_lost_signal_then_counts_from_its_guard():
+    """P2's heart rate is missing for the first 20 s: the pair waits for it (no countdown); once it is back the
+    countdown counts from the end of the detector's guard (window + loss guard after the loss), and the pair is
+    measured when it says."""
+    from ui.words import arming_words
+
+    fs = FakeSession(n_people=2, rupture=None, loss=("P2", 0.0, 20.0))
+    said, armed_at = {}, None
+    while fs.model.t_now < 120:
+        fs.advance(1)
+        s = fs.model.snapshot()
+        sec = round(s.t_now)
+        if s.arming["learning"]:
+            said[sec] = (s.arming["ready_in_s"], arming_words(s.arming))
+        elif armed_at is None:
+            armed_at = sec
+    assert said[10] == (None, "learning baseline \u00b7 waiting for P2's heart rate")
+    assert armed_at is not None
+    for sec in (25, 40, 60):
+        ready, words = said[sec]
+        assert ready == pytest.approx(armed_at - sec, abs=3.0), sec
+        assert words.startswith("learning baseline \u00b7 ready in ~")

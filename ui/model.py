@@ -345,10 +345,12 @@ class Snapshot:
     groups : list of dict
         The episodes gathered per person drifting away (:func:`group_episodes`).
     arming : dict
-        ``{"learning": bool, "ready_in_s": float | None, "pairs": {pair: ready_in_s}}``: while pairs are still
-        learning their baseline (state ``calibrating``), about how many seconds of session time until the
-        arming span (the detector's ``arm_span_s`` of valid windows) is full and the pair is either measurably
-        in tune or not (``ready_in_s``: the last of them).
+        ``{"learning": bool, "ready_in_s": float | None, "pairs": {pair: ready_in_s | None},
+        "waiting": {pair: {person: [modality, ...]}}}``: while pairs are still learning their baseline (state
+        ``calibrating``), about how many seconds of session time until the arming span (the detector's
+        ``arm_span_s`` of valid windows) is full and the pair is either measurably in tune or not
+        (``ready_in_s``: the last of them); a pair one of whose people has a signal lost waits for it (None,
+        and who in ``waiting``).
 
     Every episode carries ``"status"``: ``(state, text)`` from :func:`ui.words.episode_status` with its pair's
     state now, so a card and the episodes table never disagree.
@@ -381,7 +383,7 @@ class Snapshot:
     ties: dict = field(default_factory=dict)
     tie_series: tuple = field(default_factory=lambda: (np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0))))
     groups: list = field(default_factory=list)
-    arming: dict = field(default_factory=lambda: {"learning": False, "ready_in_s": None, "pairs": {}})
+    arming: dict = field(default_factory=lambda: {"learning": False, "ready_in_s": None, "pairs": {}, "waiting": {}})
 
     def signal_states(self, recent_s: float = 3.0) -> dict:
         """``participant -> {modality: state}``: the source's status (:attr:`status`); where it reports none
@@ -445,6 +447,7 @@ class SessionModel:
         cfg = get_preset(preset) if isinstance(preset, str) else preset
         self.preset = preset
         self.arm_span_s = float(cfg.arm_span_s)
+        self._loss_guard_s = float(cfg.loss_guard_s)
         self.window_s = float(window_s)
         self.arousal_threshold = float(cfg.arousal_k)
         self._arousal_smooth_s = float(cfg.smooth_s)
@@ -727,24 +730,53 @@ class SessionModel:
         return t, out[0], out[1]
 
     def _arming(self) -> dict:
-        """How long until each pair still learning its baseline has a full arming span (see :class:`Snapshot`)."""
+        """How long until each pair still learning its baseline has a full arming span (see :class:`Snapshot`).
+
+        A pair arms (or reads "not measurably in tune") once one of its signals has ``arm_span_s`` of unbroken
+        windows that the detector counts: none while either person has a signal lost (it drops every window of
+        their pairs then), nor for ``window_s + loss_guard_s`` after the signal is back. Such a pair waits for
+        the signal (``ready_in_s`` None, the person named in ``waiting``).
+        """
         learning = [k for k, ps in enumerate(self._pair_states) if ps.get("state") == "calibrating"]
         if not self._pair_states:
             learning = list(range(len(self.pairs)))
         if not learning:
-            return {"learning": False, "ready_in_s": None, "pairs": {}}
+            return {"learning": False, "ready_in_s": None, "pairs": {}, "waiting": {}}
         need = np.full(len(self.pairs), np.inf)
         # before the first window: the window itself still has to fill
         first = max(0.0, self.window_s - self.t_now) if self.t_now < self.window_s else 0.0
         span = int(math.ceil(self.arm_span_s / self.step_s))
+        guard = self.window_s + self._loss_guard_s
+        lost, clean_from = {}, {}
+        for rec in self._loss:
+            who = rec["participant"]
+            if rec["offset_s"] is None:
+                lost.setdefault(who, []).append(rec["modality"])
+            else:
+                clean_from[who] = max(clean_from.get(who, -math.inf), rec["offset_s"] + guard)
         for m in self.modalities:
             _, s = self._sync[m].last(span)
             have = trailing_valid_s(s, self.step_s)
             if have.shape[0] == len(self.pairs):
                 need = np.minimum(need, np.maximum(self.arm_span_s - have, 0.0) + first)
         need = np.where(np.isfinite(need), need, self.arm_span_s + first)
-        pairs = {tuple(self.pairs[k]): float(need[k]) for k in learning if k < len(self.pairs)}
-        return {"learning": True, "ready_in_s": max(pairs.values()) if pairs else None, "pairs": pairs}
+        pairs, waiting = {}, {}
+        for k in learning:
+            if k >= len(self.pairs):
+                continue
+            pair = tuple(self.pairs[k])
+            gone = [w for w in pair if w in lost]
+            if gone:
+                waiting[pair] = {w: lost[w] for w in gone}
+                pairs[pair] = None
+                continue
+            since = max((clean_from.get(w, -math.inf) for w in pair), default=-math.inf)
+            n = float(need[k])
+            if since > -math.inf:   # after a loss: the span counts from the end of the guard
+                n = max(n, since + self.arm_span_s - self.t_now)
+            pairs[pair] = n
+        known = [v for v in pairs.values() if v is not None]
+        return {"learning": True, "ready_in_s": max(known) if known else None, "pairs": pairs, "waiting": waiting}
 
     @staticmethod
     def words(state: str) -> str:

@@ -18,7 +18,7 @@ __all__ = [
     "STATE_WORDS", "STATES", "UNARMED_STATES", "pair_words", "STATE_SYMBOLS", "state_label", "AROUSAL_WORDS",
     "TIE_STATES", "TIE_WORDS", "TIE_SYMBOLS", "tie_label", "OPEN_EPISODE_STATES", "OUTCOME_WORDS", "episode_state",
     "episode_status", "depth_shown", "depth_words", "depth_number", "disconnecting_words", "group_episode_words",
-    "countdown_words", "clock",
+    "countdown_words", "waiting_for_words", "arming_words", "clock",
 ]
 
 #: A symbol per pair state, so a state never rests on colour alone.
@@ -200,3 +200,38 @@ def countdown_words(ready_in_s: float | None) -> str:
     if ready_in_s is None or not math.isfinite(ready_in_s):
         return ""
     return f"ready in ~{clock(max(ready_in_s, 0.0))}"
+
+
+#: A signal's name in a sentence.
+SIGNAL_NAMES = {"hr": "heart rate", "eda": "skin conductance"}
+
+
+def waiting_for_words(waiting: dict | None) -> str:
+    """``{person: [modality, ...]}`` of lost signals as ``"waiting for P12's heart rate"`` (``""`` for none)."""
+    if not waiting:
+        return ""
+    parts = [f"{who}'s {' and '.join(SIGNAL_NAMES.get(m, m) for m in mods)}" for who, mods in waiting.items()]
+    return "waiting for " + ", ".join(parts)
+
+
+def arming_words(arming: dict | None) -> str:
+    """The session's line while its pairs learn their baseline: ``"learning baseline · ready in ~1:20"``, or what
+    it waits for when no pair can finish (a lost signal); ``""`` once no pair is learning.
+
+    Parameters
+    ----------
+    arming : dict | None
+        :attr:`ui.model.Snapshot.arming`.
+    """
+    if not arming or not arming.get("learning"):
+        return ""
+    ready = countdown_words(arming.get("ready_in_s"))
+    if ready:
+        return f"learning baseline \u00b7 {ready}"
+    waiting = {}
+    for who_mods in (arming.get("waiting") or {}).values():
+        for who, mods in who_mods.items():
+            waiting.setdefault(who, [])
+            waiting[who] += [m for m in mods if m not in waiting[who]]
+    wait = waiting_for_words(waiting)
+    return f"learning baseline \u00b7 {wait}" if wait else "learning baseline"

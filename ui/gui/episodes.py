@@ -15,7 +15,7 @@ from ui.words import depth_words, disconnecting_words, episode_status
 
 from .style import MUTED, STATE_TEXT, fmt_time
 
-COLUMNS = ("#", "flagged", "who", "depth", "signals", "status", "time to repair", "label", "review")
+COLUMNS = ("#", "flagged", "who", "deepest", "signals", "status", "time to repair", "label", "review")
 #: Column of the status words, and the colour of each status.
 STATUS_COLUMN = 5
 STATUS_TEXT = {**STATE_TEXT, "unrepaired": STATE_TEXT["out_of_tune"], "interrupted": MUTED, "session_end": MUTED,

@@ -16,7 +16,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ui.model import DISCLAIMER
-from ui.words import countdown_words
+from ui.words import arming_words
 
 from .episodes import EpisodesPanel
 from .matrix import SyncMatrix
@@ -430,9 +430,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 hint = (f"Not flagged (yet): {' and '.join(drifting)}'s synchrony with the others is down towards "
                         "chance." + (f" {hint}" if hint else ""))
         elif arming.get("learning"):
-            ready = countdown_words(arming.get("ready_in_s"))
-            hint = ("Learning how in tune each pair usually is" + (f": {ready}" if ready else "") +
-                    ". Meanwhile the signals and their quality are on the left.")
+            ready = arming_words(arming).replace("learning baseline \u00b7 ", "")
+            hint = ("Learning how in tune each pair usually is" + (f": {ready}" if ready != "learning baseline" else "")
+                    + ". Meanwhile the signals and their quality are on the left.")
         else:
             hint = "No pair flagged. A pair's synchrony shows here when it is flagged, or click a cell of the matrix."
         if hint != self.pairs_hint.text():
@@ -465,10 +465,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_controls(self, snap) -> None:
         mode = snap.label or ("Replay" if snap.replay is not None else "Live")
         self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(self.clock_s(snap))}")
-        arming = getattr(snap, "arming", {}) or {}
-        ready = countdown_words(arming.get("ready_in_s")) if arming.get("learning") else ""
-        self.arming_label.setText(f"\u25CC learning baseline \u00b7 {ready}" if ready else "")
-        self.arming_action.setVisible(bool(ready))
+        text = arming_words(getattr(snap, "arming", None))
+        self.arming_label.setText(f"\u25CC {text}" if text else "")
+        self.arming_action.setVisible(bool(text))
         self.record_action.setVisible(snap.replay is None)   # a replay is a recording already
         self.record_label_action.setVisible(snap.replay is None)
         rec = snap.recording

@@ -6,7 +6,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ui.model import tune_evidence_words
-from ui.words import STATE_SYMBOLS, STATE_WORDS, TIE_SYMBOLS, TIE_WORDS, countdown_words
+from ui.words import STATE_SYMBOLS, STATE_WORDS, TIE_SYMBOLS, TIE_WORDS, countdown_words, waiting_for_words
 
 from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_TEXT, TIE_TEXT, qcolor
 
@@ -102,12 +102,15 @@ def meter_details(pair_state: dict) -> str:
     return ("r now: " + " \u00b7 ".join(parts)) if parts else ""
 
 
-def waiting_words(state: str, ready_in_s: float | None = None) -> str:
-    """The gauge's line while there is no baseline to measure against."""
+def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | None = None) -> str:
+    """The gauge's line while there is no baseline to measure against (``waiting``: the pair's lost signals,
+    ``{person: [modality, ...]}``)."""
     if state == "not_in_tune":
         return "synchrony not above chance: nothing to lapse from"
     if state == "out_of_tune":
         return "waiting for synchrony above chance"
+    if waiting:
+        return waiting_for_words(waiting)
     ready = countdown_words(ready_in_s)
     return f"learning this pair's usual level \u00b7 {ready}" if ready else "learning this pair's usual level\u2026"
 
@@ -138,6 +141,7 @@ class AttunementMeter(QtWidgets.QWidget):
         self.reason_long = ""
         self.reason_state: str | None = None
         self.ready_in_s: float | None = None
+        self.waiting = ""
         self.painted: list = []
         self.setMinimumSize(150, 84)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Expanding)
@@ -160,15 +164,18 @@ class AttunementMeter(QtWidgets.QWidget):
         return TIE_SYMBOLS["drifting_away"] if self.person else STATE_SYMBOLS.get(self.state, "")
 
     def set_state(self, state: str, level: float | None, details: str = "", pair_arousal: dict | None = None,
-                  words: str | None = None, ready_in_s: float | None = None) -> None:
+                  words: str | None = None, ready_in_s: float | None = None, waiting: dict | None = None) -> None:
         """Show a new state (and who of the pair is moving away in arousal); repaints only on change."""
         level = None if level is None else round(level, 2)
         ready = None if ready_in_s is None else int(round(ready_in_s / 5.0)) * 5
         reason, reason_long, reason_state = arousal_reason(pair_arousal)
-        if (state, level, details, reason, reason_long, words, ready) == (
-                self.state, self.level, self.details, self.reason, self.reason_long, self._words, self.ready_in_s):
+        waiting = waiting_for_words(waiting)
+        if (state, level, details, reason, reason_long, words, ready, waiting) == (
+                self.state, self.level, self.details, self.reason, self.reason_long, self._words, self.ready_in_s,
+                self.waiting):
             return
         self.state, self.level, self.details, self._words, self.ready_in_s = state, level, details, words, ready
+        self.waiting = waiting
         self.reason, self.reason_long, self.reason_state = reason, reason_long, reason_state
         self._update_tooltip()
         self.update()
@@ -299,7 +306,8 @@ class AttunementMeter(QtWidgets.QWidget):
             text = self.details
             self._text(p, lab, left_mid, fs.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, w))
         elif self.level is None:
-            waiting = waiting_words(self.state, self.ready_in_s)
+            waiting = self.waiting if self.waiting and self.state == "calibrating" else waiting_words(
+                self.state, self.ready_in_s)
             self._text(p, lab, left_mid, fs.elidedText(waiting, QtCore.Qt.TextElideMode.ElideRight, w))
         else:
             cw, uw = fs.horizontalAdvance("chance"), fs.horizontalAdvance("usual")
@@ -399,7 +407,9 @@ class MeterPanel(QtWidgets.QWidget):
 
     def update_view(self, snap) -> None:
         pair_arousal = getattr(snap, "pair_arousal", {}) or {}
-        ready = (getattr(snap, "arming", {}) or {}).get("pairs", {})
+        arming = getattr(snap, "arming", {}) or {}
+        ready = arming.get("pairs", {})
+        waiting = arming.get("waiting", {})
         states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
         for key in self.shown:
             m = self.meters[key]
@@ -416,4 +426,4 @@ class MeterPanel(QtWidgets.QWidget):
             if ps is None:
                 continue
             m.set_state(ps["state"], attunement_level(ps), meter_details(ps), pair_arousal.get(key), ps.get("words"),
-                        ready.get(key))
+                        ready.get(key), waiting.get(key))
