@@ -224,13 +224,22 @@ def test_nothing_clipped_at_laptop_and_full_hd(qtbot, sessions, n):
             assert d["plot"].vb.height() >= 40 and d["plot"].geometry().width() >= 0.9 * view_w, (n, size)
 
 
-def test_replay_toolbar_fits_and_offers_no_record_button(qtbot, sessions):
-    fs = FakeSession(n_people=2, rupture=None, loss=None)
-    fs.advance(30)
-    fs.model.replay = {"position_s": 37.0, "duration_s": 600.0, "speed": 1.0, "paused": False}
+@pytest.mark.parametrize("n", [2, 8])
+def test_replay_toolbar_fits_and_offers_no_record_button(qtbot, n):
+    """A replay in its first seconds (learning, with the countdown) at 1366x768: the toolbar has no overflow,
+    no Record button, one clock (the scrubber's); the countdown is on the card (couple) or the pairs' line."""
+    fs = FakeSession(n_people=n, rupture=None, loss=None)
+    fs.advance(15)
+    fs.model.replay = {"position_s": 21.0, "duration_s": 600.0, "speed": 1.0, "paused": False}
     win = _window(qtbot, fs.model)
     _fit(qtbot, win, SIZES[0])
+    assert win.snapshot.arming["learning"]
     assert win.replay_action.isVisible() and not win.record_action.isVisible()
-    # one clock: the header says what the scrubber says
-    assert win.session_label.text().endswith("0:37") and win.pos_label.text().startswith("0:37 /")
+    assert win.pos_label.text().startswith("0:21 /") and not any(c.isdigit() for c in win.session_label.text().split("people")[-1])
+    if n == 2:
+        tile = win.meters.meters[("P1", "P2")]
+        tile.repaint()
+        assert any(t.startswith("ready in ~") for t, _room, _w in tile.painted)
+    else:
+        assert "ready in ~" in win.pairs_hint.text()
     assert clipping_problems(win) == []

@@ -281,7 +281,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.play_btn.setToolTip("Play / pause the replay (Space)")
         self.play_btn.clicked.connect(self.toggle_pause)
         self.scrubber = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
-        self.scrubber.setMinimumWidth(160)
+        self.scrubber.setMinimumWidth(120)
         self.scrubber.setRange(0, 0)
         self.scrubber.sliderPressed.connect(lambda: setattr(self, "_slider_busy", True))
         self.scrubber.sliderReleased.connect(self._scrub_released)
@@ -464,10 +464,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_controls(self, snap) -> None:
         mode = snap.label or ("Replay" if snap.replay is not None else "Live")
-        self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people \u00b7 {fmt_time(self.clock_s(snap))}")
+        # one clock: in a replay the scrubber's label has it
+        clock = "" if snap.replay is not None else f" \u00b7 {fmt_time(self.clock_s(snap))}"
+        self.session_label.setText(f"{mode} \u00b7 {len(snap.participants)} people{clock}")
         text = arming_words(getattr(snap, "arming", None))
         self.arming_label.setText(f"\u25CC {text}" if text else "")
-        self.arming_action.setVisible(bool(text))
+        # a replay's controls fill the toolbar: there the cards and the pairs' line carry the countdown
+        self.arming_action.setVisible(bool(text) and snap.replay is None)
         self.record_action.setVisible(snap.replay is None)   # a replay is a recording already
         self.record_label_action.setVisible(snap.replay is None)
         rec = snap.recording

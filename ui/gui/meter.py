@@ -112,7 +112,7 @@ def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | N
     if waiting:
         return waiting_for_words(waiting)
     ready = countdown_words(ready_in_s)
-    return f"learning this pair's usual level \u00b7 {ready}" if ready else "learning this pair's usual level\u2026"
+    return ready if ready else "learning this pair's usual level\u2026"
 
 
 #: Smallest type a tile's state word is drawn in (px); below that it wraps onto two lines.
