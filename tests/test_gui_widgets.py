@@ -391,3 +391,17 @@ def test_a_marker_arriving_late_with_an_earlier_time_is_drawn_where_it_belongs(q
     win.redraw()
     lines = win.timelines.plots[0]["markers"].items
     assert sorted(line.value() for line in lines.values()) == [37.5, 38.0]
+
+
+def test_first_minutes_fill_the_plots(qtbot, couple):
+    """While less than the display span has been seen, the plots span the first whole minutes holding the data
+    (a minute at a time), then the usual last ``display_s`` seconds."""
+    couple.advance(20)
+    win = make_window(qtbot, couple.model)
+    d = win.settings.display_s
+    assert d >= 120
+    assert win.x_range(20.0) == (0.0, 60.0) and win.x_range(56.0) == (0.0, 120.0)
+    assert win.x_range(d + 30.0) == (30.0, d + 30.0)
+    win.redraw()
+    lo, hi = win.traces.master.vb.viewRange()[0]
+    assert (lo, hi) == pytest.approx((0.0, 60.0))

@@ -8,6 +8,7 @@ and hands it to every view. Widgets are touched only here, on the GUI thread.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from pathlib import Path
@@ -349,9 +350,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw()
 
     def x_range(self, t_now: float) -> tuple[float, float]:
+        """The time span shown: the last ``display_s`` seconds (or up to ``view_end`` when not following).
+
+        In the first minutes, while less than ``display_s`` has been seen, the span is the first of 1, 2, ...
+        minutes that holds the data (plus 5 s), so the first signals fill the plots instead of a sliver at their
+        left edge; it widens a minute at a time (not every frame) until it reaches ``display_s``.
+        """
         d = self.settings.display_s
         if self.follow or self.view_end is None:
             x0 = max(0.0, t_now - d)
+            if t_now + 5.0 < d:
+                return 0.0, float(min(d, 60.0 * math.ceil((t_now + 5.0) / 60.0)))
         else:
             x0 = max(0.0, self.view_end - d)
         return x0, x0 + d
