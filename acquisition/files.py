@@ -741,7 +741,8 @@ def drop_stray_timestamps(rec: Recording) -> list[str]:
     lies further from the session than the session spans (and than :data:`STRAY_GAP_S`) — one sample stamped in
     Unix time among LSL stamps would otherwise stretch the session over 50 years — or, however large, when it lies
     more than :data:`OTHER_CLOCK_S` away (a stream on another clock altogether). A real pause in a session (an
-    hour's break, rounds a few days apart) holds more than a stray share of the samples and is kept.
+    hour's break, rounds a few days apart) holds more than a stray share of the samples and is kept. Attune's
+    own notes (the recorded roster, the recorder's log) are metadata: they are neither counted nor left out.
 
     Parameters
     ----------
@@ -753,8 +754,13 @@ def drop_stray_timestamps(rec: Recording) -> list[str]:
     problems : list of str
         The lines added.
     """
+    from .roster import RECORDED_ROSTER_TYPE
+
+    meta = (RECORDING_LOG_TYPE, RECORDED_ROSTER_TYPE)
     pieces = []  # (first, last, n samples)
     for s in rec.streams:
+        if s.descriptor.type in meta:
+            continue
         ts = np.asarray(s.timestamps, dtype=float)
         t = np.sort(ts[np.isfinite(ts)])
         if t.size == 0:
@@ -789,7 +795,7 @@ def drop_stray_timestamps(rec: Recording) -> list[str]:
     added = []
     for s in rec.streams:
         ts = np.asarray(s.timestamps, dtype=float)
-        if ts.size == 0:
+        if ts.size == 0 or s.descriptor.type in meta:
             continue
         out = np.zeros(ts.size, dtype=bool)
         far = 0.0

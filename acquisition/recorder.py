@@ -46,7 +46,23 @@ loads with pyxdf up to about a second before the kill. When a write fails
 readable, the error is kept in :attr:`SessionRecorder.error` and handed to
 ``model.message`` — the live session carries on.
 
-Files are created with mode 0600 (physiological data are health data).
+Files are created with mode 0600 (physiological data are health data), exclusively, when recording begins
+(:class:`SessionRecorder` is made): ``O_CREAT | O_EXCL | O_NOFOLLOW`` in one system call, so a file or a symbolic
+link that appeared at the path after ``attune monitor`` checked it (during the wait for streams) is refused with
+a clear error, never overwritten nor followed.
+
+Bursts and losses
+-----------------
+The recorder's own inlets buffer a stream by *samples*, not by the rate its header claims: at least
+:data:`MIN_BUFFER_SAMPLES` (a burst of 100,000 samples into a 4 Hz stream fits), at most
+:data:`MAX_BUFFER_SAMPLES` and :data:`MAX_BUFFER_BYTES` per stream, so a burst is recorded whole when its sender
+kept it. When samples are lost all the same — the recorder's buffer overflowed, or a burst arrived larger than an
+LSL sender keeps by default (360 s of data) with holes in its timestamps, running ahead of the sender's clock or
+ending long before it arrived (liblsl stamps a chunk from its first sample) — the loss is written into the file (an ``Attune recording log`` string stream, type ``AttuneRecordingLog``, JSON entries that
+:func:`acquisition.files.load_recording` lists among a recording's problems) and said to the user
+(``model.message``). A stream whose header claims an impossible rate (over :data:`MAX_BUFFER_SAMPLES` Hz, whose
+LSL buffer alone would take gigabytes) or more than :data:`MAX_RECORDED_CHANNELS` channels is not recorded, and
+the log says so.
 """
 
 from __future__ import annotations
@@ -57,7 +73,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +94,30 @@ EVENTS_STREAM_NAME = "Attune events"
 EVENTS_STREAM_TYPE = "AttuneEvents"
 MARKERS_STREAM_NAME = "Attune markers"
 MARKERS_STREAM_TYPE = "Markers"
+#: The recording's own log (samples lost, streams not recorded): JSON entries, written only when there is one.
+LOG_STREAM_NAME = "Attune recording log"
+LOG_STREAM_TYPE = "AttuneRecordingLog"
+
+#: Samples the recorder's own LSL inlet keeps of a stream, at least (a burst of 100,000 samples into a 4 Hz stream
+#: fits; liblsl's default, 360 s x the nominal rate, is 1,440 samples) ...
+MIN_BUFFER_SAMPLES = 2**17
+#: ... and at most (liblsl reserves ~17 bytes per place when the inlet opens: 2**19 places = 9 MB) ...
+MAX_BUFFER_SAMPLES = 2**19
+#: ... and at most this many bytes of samples held (per stream), whatever the channel count.
+MAX_BUFFER_BYTES = 64 * 2**20
+#: Bytes liblsl spends per buffered sample besides its values (queue place + sample object), for the byte cap.
+_SAMPLE_OVERHEAD = 64
+#: More channels than this in a header is not a physiological stream (a 4096-channel pull alone is 32 kB a sample).
+MAX_RECORDED_CHANNELS = 4096
+#: Bytes of the array one pull writes into (rows = this / bytes per sample, at most 1024).
+_PULL_BYTES = 8 * 2**20
+#: Seconds of data an LSL sender keeps for each receiver by default (``pylsl.StreamOutlet(max_buffered=360)``;
+#: liblsl counts x 100 samples for an irregular stream). A burst larger than that may have lost samples at the
+#: sender, before any receiver could take them.
+SENDER_BUFFER_S = 360.0
+_IRREGULAR_SAMPLES_PER_S = 100
+#: Seconds between two log entries about one stream (a flood is noted, not written down pull by pull).
+LOSS_NOTE_INTERVAL_S = 10.0
 
 
 def check_label(label: str | None) -> str | None:
@@ -146,6 +186,68 @@ def event_payload(ev: dict) -> tuple[float, str]:
     return t, json.dumps(d, default=_json_default, sort_keys=True)
 
 
+def inlet_buffer(srate: float, channel_count: int, channel_format: str) -> tuple[int, int]:
+    """The ``max_buflen`` to give ``pylsl.StreamInlet`` for a recorder's inlet, and the samples it then holds.
+
+    liblsl sizes an inlet's queue as ``max_buflen`` x the nominal rate (x 100 for an irregular stream): 360 s of a
+    4 Hz stream is 1,440 samples, and a burst of 100,000 is cut to its last 1,440. Here the queue holds 360 s of
+    data but at least :data:`MIN_BUFFER_SAMPLES`, at most :data:`MAX_BUFFER_SAMPLES` samples and
+    :data:`MAX_BUFFER_BYTES` bytes: sized by samples and bytes, never by what a header claims alone.
+
+    Parameters
+    ----------
+    srate : float
+        The header's nominal rate (Hz); 0 for an irregular stream. At most :data:`MAX_BUFFER_SAMPLES`
+        (see :func:`unrecordable`).
+    channel_count : int
+    channel_format : str
+        ``float32``, ``double64``, ``int16``, ``string`` ...
+
+    Returns
+    -------
+    max_buflen : int
+        Seconds (regular stream) or hundreds of samples (irregular), as liblsl takes it.
+    capacity : int
+        Samples the queue then holds.
+    """
+    value_bytes = {"double64": 8, "int64": 8, "float32": 4, "int32": 4, "int16": 2, "int8": 1}.get(channel_format, 32)
+    per_sample = _SAMPLE_OVERHEAD + max(1, int(channel_count)) * value_bytes
+    usual = SENDER_BUFFER_S * (srate if srate > 0 else _IRREGULAR_SAMPLES_PER_S)
+    target = int(min(max(usual, MIN_BUFFER_SAMPLES), MAX_BUFFER_SAMPLES, max(1, MAX_BUFFER_BYTES // per_sample)))
+    if srate > 0:
+        max_buflen = max(1, int(target // srate))
+        return max_buflen, max(1, int(srate * max_buflen))
+    max_buflen = max(1, target // _IRREGULAR_SAMPLES_PER_S)
+    return max_buflen, max_buflen * _IRREGULAR_SAMPLES_PER_S
+
+
+def unrecordable(srate: float, channel_count: int) -> str | None:
+    """Why a stream whose header claims ``srate`` Hz and ``channel_count`` channels is not recorded, or ``None``.
+
+    liblsl reserves room for at least one second of a stream when an inlet opens: a header claiming 1e8 Hz would
+    take gigabytes before sending anything.
+    """
+    if not math.isfinite(srate) or srate < 0 or srate > MAX_BUFFER_SAMPLES:
+        return (f"its header claims {srate:g} Hz, which no device sends (at most {MAX_BUFFER_SAMPLES} Hz are "
+                "recorded)")
+    if not 1 <= channel_count <= MAX_RECORDED_CHANNELS:
+        return f"its header claims {channel_count} channels (at most {MAX_RECORDED_CHANNELS} are recorded)"
+    return None
+
+
+@dataclass
+class _Burst:
+    """Samples of one stream that arrived faster than its rate, over consecutive pulls."""
+
+    n: int = 0
+    t_min: float = math.inf
+    t_max: float = -math.inf
+    ahead_s: float = -math.inf   # how far the latest stamp ran ahead of the sender's clock (s; -inf: unknown)
+    lag_s: float = -math.inf     # how far the burst's last stamp was behind the sender's clock when it arrived
+    overflowed: bool = False     # the recorder's own queue was full
+    max_pull: int = 0            # the most samples one round of pulls brought
+
+
 @dataclass
 class _Inlet:
     key: str
@@ -156,6 +258,14 @@ class _Inlet:
     next_offset: float
     dest: np.ndarray | None
     uid: str = ""  # the outlet run this inlet reads (a restarted stream is followed to its new run)
+    srate: float = 0.0
+    max_buflen: int = 360        # as given to pylsl.StreamInlet (see inlet_buffer)
+    capacity: int = 0            # samples the inlet's queue holds
+    offset: float | None = None  # the last clock offset measured (the sender's stamp + offset = local time)
+    last_pull: float = 0.0       # time.monotonic() of the last pull
+    burst: _Burst = field(default_factory=_Burst)
+    last_note: float = -math.inf  # time.monotonic() of the last log entry about this stream
+    unsaid: int = 0              # losses noted since then and not yet written
 
 
 class SessionRecorder:
@@ -177,7 +287,8 @@ class SessionRecorder:
     Raises
     ------
     XdfWriteError
-        When the file cannot be created; the message says how to fix it.
+        When the file cannot be created (something is already at ``path``: a file or a symbolic link is never
+        written over nor followed; the folder is missing or read-only); the message says how to fix it.
 
     Examples
     --------
@@ -195,7 +306,7 @@ class SessionRecorder:
         self.poll_interval = float(poll_interval)
         self.started_at = time.time()
         self.writer = XdfWriter(self.path, flush_interval=flush_interval, fsync=True, mode=0o600,
-                                started_at=self.started_at)
+                                started_at=self.started_at, exclusive=True)
         self.error: str | None = None
         self._lock = threading.RLock()
         self._inlets: dict[str, _Inlet] = {}
@@ -209,6 +320,10 @@ class SessionRecorder:
         self._markers_id: int | None = None
         self._roster_id: int | None = None
         self._roster_text: str | None = None
+        self._log_id: int | None = None
+        self._refused: set[str] = set()   # keys of streams that cannot be recorded (said once, in the log)
+        #: what the recording log holds, in words (samples lost, streams not recorded)
+        self.problems: list[str] = []
         self._derived_ids: list[int] = []   # streams stamped on this computer's clock: zero clock offsets
         self._next_derived_offset = 0.0
         self._offset_times: dict[int, float] = {}   # derived stream id -> its last clock offset's time
@@ -292,7 +407,7 @@ class SessionRecorder:
         """
         key = key or info.source_id() or info.uid()
         with self._lock:
-            if key in self._inlets or any(k == key for k, _ in self._pending_infos):
+            if key in self._inlets or key in self._refused or any(k == key for k, _ in self._pending_infos):
                 return
             self._pending_infos.append((key, info))
 
@@ -306,11 +421,22 @@ class SessionRecorder:
 
         with self._lock:
             pending, self._pending_infos = self._pending_infos, []
+        formats = {pylsl.cf_float32: "float32", pylsl.cf_double64: "double64", pylsl.cf_string: "string",
+                   pylsl.cf_int32: "int32", pylsl.cf_int16: "int16", pylsl.cf_int8: "int8"}
         for key, info in pending:
             if self._stop.is_set():
                 return
+            srate, n_ch = float(info.nominal_srate()), int(info.channel_count())
+            why = unrecordable(srate, n_ch)
+            if why is not None:  # an impossible header: it never gets to take the recording's memory
+                with self._lock:
+                    self._refused.add(key)
+                self._note(None, f"stream {info.name()!r} (source_id {info.source_id()!r}) is not recorded: {why}.",
+                           what="not_recorded", stream=info.name(), source_id=info.source_id())
+                continue
+            max_buflen, capacity = inlet_buffer(srate, n_ch, formats.get(info.channel_format(), "string"))
             try:
-                inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False, processing_flags=0)
+                inlet = pylsl.StreamInlet(info, max_buflen=max_buflen, recover=False, processing_flags=0)
                 full = inlet.info(2.0)
                 inlet.open_stream(2.0)
             except Exception as exc:  # TimeoutError / LostError: try again on the next round
@@ -325,8 +451,11 @@ class SessionRecorder:
                     inlet.close_stream()
                     return
                 string = full.channel_format() == pylsl.cf_string
-                dest = None if string else np.empty((1024, full.channel_count()), dtype=inlet.np_dtype or np.float64)
-                rec = _Inlet(key, full.name(), inlet, out[0], string, 0.0, dest)
+                dtype = np.dtype(inlet.np_dtype or np.float64)
+                rows = max(1, min(1024, _PULL_BYTES // max(1, n_ch * dtype.itemsize)))
+                dest = None if string else np.empty((rows, full.channel_count()), dtype=dtype)
+                rec = _Inlet(key, full.name(), inlet, out[0], string, 0.0, dest, srate=srate, max_buflen=max_buflen,
+                             capacity=capacity, last_pull=time.monotonic())
                 rec.uid = full.uid()
                 self._inlets[key] = rec
             logger.info("recording %r as XDF stream %d", full.name(), out[0])
@@ -340,6 +469,7 @@ class SessionRecorder:
             logger.debug("time_correction of %r failed: %s", rec.name, exc)
             rec.next_offset = time.monotonic() + 1.0
             return
+        rec.offset = float(offset)
         self._write(self.writer.write_clock_offset, rec.stream_id, pylsl.local_clock(), offset)
         rec.next_offset = time.monotonic() + self.clock_interval
 
@@ -358,7 +488,7 @@ class SessionRecorder:
             with self._lock:
                 rec = self._inlets.get(key)
                 pending = any(k == key for k, _ in self._pending_infos)
-            if info is None or pending:
+            if info is None or pending or key in self._refused:
                 continue
             if rec is None:
                 self.add_lsl_stream(info, key)
@@ -372,7 +502,7 @@ class SessionRecorder:
         from .lsl import pylsl
 
         try:
-            inlet = pylsl.StreamInlet(info, max_buflen=360, recover=False, processing_flags=0)
+            inlet = pylsl.StreamInlet(info, max_buflen=rec.max_buflen, recover=False, processing_flags=0)
             inlet.open_stream(2.0)
         except Exception as exc:  # noqa: BLE001 - timeout / lost: the next round tries again
             logger.info("recorder: cannot open the new run of %r yet (%s)", rec.name, exc)
@@ -388,28 +518,146 @@ class SessionRecorder:
         logger.info("recording %r from its new run (uid %s)", rec.name, rec.uid)
         self._clock_offset(rec, pylsl, timeout=2.0)
 
-    def _pull_all(self) -> None:
+    def _pull_all(self, final: bool = False) -> None:
         from .lsl import pylsl
 
         for rec in list(self._inlets.values()):
+            got, t_min, t_max, full = 0, math.inf, -math.inf, False
             try:
-                while True:
+                # a queue holding all it can hold has dropped its oldest samples (liblsl makes room that way)
+                full = rec.capacity > 0 and rec.inlet.samples_available() >= rec.capacity - 1
+                rows = 1024 if rec.string else rec.dest.shape[0]
+                while got < max(rec.capacity, rows):  # at most a queue's worth a round: no stream starves the others
                     if rec.string:
-                        vals, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=1024)
+                        vals, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=rows)
                         n = len(ts)
                         if n:
                             self.write_raw(rec.stream_id, ts, [list(v) for v in vals])
                     else:
-                        _, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=rec.dest.shape[0], dest_obj=rec.dest)
+                        _, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=rows, dest_obj=rec.dest)
                         n = len(ts)
                         if n:
                             self.write_raw(rec.stream_id, ts, rec.dest[:n])
-                    if n < 1024 or self.error is not None:
+                    if n:
+                        got += n
+                        t_min, t_max = min(t_min, float(np.min(ts))), max(t_max, float(np.max(ts)))
+                    if n < rows or self.error is not None:
                         break
             except pylsl.util.LostError:
+                self._watch_burst(rec, got, t_min, t_max, full, pylsl.local_clock(), final)
                 continue  # this run ended: _follow_session follows the stream to its next run
+            self._watch_burst(rec, got, t_min, t_max, full, pylsl.local_clock(), final)
             if time.monotonic() >= rec.next_offset and self.error is None:
                 self._clock_offset(rec, pylsl, timeout=0.2)
+
+    # ------------------------------------------------------------------ bursts and losses
+    def _watch_burst(self, rec: _Inlet, got: int, t_min: float, t_max: float, full: bool, now: float,
+                     final: bool = False) -> None:
+        """Follow samples that arrive faster than the stream's rate; when such a burst is over, note what it lost.
+
+        A pull that brings more than twice what the rate allows since the one before (and more than 16 samples)
+        belongs to a burst, as does any pull that found the queue full; the burst ends at the first pull that
+        does not (or when recording ends, ``final``).
+        """
+        mono = time.monotonic()
+        elapsed = max(mono - rec.last_pull, 1e-3)
+        rec.last_pull = mono
+        rate = rec.srate if rec.srate > 0 else _IRREGULAR_SAMPLES_PER_S
+        b = rec.burst
+        if got > max(16.0, 2.0 * rate * elapsed) or full:
+            b.n += got
+            b.t_min, b.t_max = min(b.t_min, t_min), max(b.t_max, t_max)
+            if rec.offset is not None and got:  # the sender's clock now: local time - offset
+                b.ahead_s = max(b.ahead_s, t_max - (now - rec.offset))
+                b.lag_s = (now - rec.offset) - max(t_max, b.t_max)
+            b.overflowed |= full
+            b.max_pull = max(b.max_pull, got)
+            if not final:
+                return
+        if b.n == 0 and not b.overflowed:
+            return
+        rec.burst = _Burst()
+        text = self._burst_loss(rec, b)
+        if text is not None:
+            self._note(rec, text, what="loss", stream=rec.name, source_id=rec.key, received=b.n)
+        else:
+            logger.info("stream %r: a burst of %d samples recorded whole", rec.name, b.n)
+
+    @staticmethod
+    def _burst_loss(rec: _Inlet, b: _Burst) -> str | None:
+        """What a finished burst lost, in words, or ``None`` when nothing says it lost anything."""
+        if b.overflowed:
+            held = f"{rec.capacity} samples" + (f", {rec.capacity / rec.srate:.0f} s" if rec.srate > 0 else "")
+            return (f"stream {rec.name!r}: the recorder's buffer ({held}) overflowed during a burst, so its oldest "
+                    f"samples were lost ({b.n} samples of the burst were recorded): the stream sent faster than the "
+                    "recording could take it.")
+        usual = SENDER_BUFFER_S * (rec.srate if rec.srate > 0 else _IRREGULAR_SAMPLES_PER_S)
+        if rec.srate <= 0:  # no timestamps to check: only a sender's queue found (nearly) full says it
+            if b.max_pull < 0.9 * usual:
+                return None
+            return (f"stream {rec.name!r}: {b.max_pull} samples arrived at once, about as many as an LSL sender "
+                    "keeps for a receiver by default, so older samples may have been lost by the sender (an "
+                    f"irregular stream's timestamps cannot tell; {b.n} samples of the burst were recorded).")
+        if b.n < 0.9 * usual:  # a sender keeps at least this much by default: nothing can have been dropped there
+            return None
+        missing = int(round((b.t_max - b.t_min) * rec.srate)) + 1 - b.n
+        if missing > max(2, 0.001 * b.n):
+            return (f"stream {rec.name!r}: a burst of {b.n} samples arrived at once with holes in its timestamps: "
+                    f"at least {missing} samples ({missing / rec.srate:.0f} s at {rec.srate:g} Hz) were lost by the "
+                    f"sender, which keeps {SENDER_BUFFER_S:.0f} s by default.")
+        if b.ahead_s > 5.0:
+            return (f"stream {rec.name!r}: a burst of {b.n} samples arrived at once, stamped up to "
+                    f"{b.ahead_s:.0f} s ahead of the sender's clock: the sender could not keep the whole burst "
+                    f"(an LSL sender keeps {SENDER_BUFFER_S:.0f} s by default), so samples were lost and the rest "
+                    "stamped as if they followed on.")
+        if b.lag_s > 5.0:
+            return (f"stream {rec.name!r}: a burst of {b.n} samples arrived at once, its last sample stamped "
+                    f"{b.lag_s:.0f} s before it arrived: about {b.lag_s * rec.srate:.0f} samples "
+                    f"({b.lag_s:.0f} s at {rec.srate:g} Hz) were probably lost by the sender, which keeps "
+                    f"{SENDER_BUFFER_S:.0f} s by default (unless it sent old data on purpose).")
+        return None
+
+    def _note(self, rec: _Inlet | None, text: str, **fields) -> None:
+        """Write an entry into the recording log (see the module docstring) and tell the user.
+
+        About one stream (``rec``), at most one entry every :data:`LOSS_NOTE_INTERVAL_S` seconds; the entries
+        left out in between are counted in the next one.
+        """
+        now = time.monotonic()
+        if rec is not None:
+            if now - rec.last_note < LOSS_NOTE_INTERVAL_S:
+                rec.unsaid += 1
+                return
+            if rec.unsaid:
+                text += f" ({rec.unsaid} more such note(s) in the {now - rec.last_note:.0f} s before.)"
+            rec.last_note, rec.unsaid = now, 0
+        logger.warning("recording: %s", text)
+        with self._lock:
+            self.problems.append(text)
+        if self._model is not None:
+            self._model.message(f"Recording: {text}")
+        self._write_log(dict(fields, text=text))
+
+    def _write_log(self, entry: dict) -> None:
+        """Append ``entry`` (JSON) to the ``Attune recording log`` stream, made when first needed."""
+        from .lsl import pylsl
+
+        with self._lock:
+            if not self.active:
+                return
+            if self._log_id is None:
+                desc = {"content": "what the recording lost or left out (JSON: what, stream, source_id, text)",
+                        "software": "attune", **({"session_label": self.label} if self.label else {}),
+                        "channels": [{"label": "json", "type": LOG_STREAM_TYPE}]}
+                self._log_id = self.add_raw_stream(dict(
+                    name=LOG_STREAM_NAME, type=LOG_STREAM_TYPE, channel_count=1, nominal_srate=0.0,
+                    channel_format="string", source_id="attune-recording-log", desc=desc))
+                if self._log_id is None:
+                    return
+                self._derived_ids.append(self._log_id)
+            now = pylsl.local_clock()
+            self.write_raw(self._log_id, [now], [[json.dumps(entry, default=_json_default, sort_keys=True)]])
+            self._derived_clock_offsets(now, force=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -559,7 +807,7 @@ class SessionRecorder:
             self._thread.join(5.0)
         if self.error is None and not self.writer.closed:
             try:
-                self._pull_all()
+                self._pull_all(final=True)
                 self._record_roster()
             except Exception:  # noqa: BLE001 - closing must still write the footers
                 logger.exception("last pull before closing failed")
