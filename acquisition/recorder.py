@@ -70,6 +70,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -150,7 +151,7 @@ def default_recording_path(folder=DEFAULT_FOLDER, label: str | None = None, when
     base = f"session-{stamp}" + (f"-{label}" if label else "")
     path = folder / f"{base}.xdf"
     n = 2
-    while path.exists():
+    while os.path.lexists(path):  # a dangling symlink is taken too (the file is created exclusively anyway)
         path = folder / f"{base}-{n}.xdf"
         n += 1
     return path

@@ -108,6 +108,17 @@ def test_a_recording_is_0600_whatever_the_umask_and_stays_ours_if_its_name_is_sw
     np.testing.assert_allclose(got["P1 RR"]["time_series"][:, 0], [0.8, 0.79], rtol=1e-6)
 
 
+def test_a_timestamped_name_skips_a_dangling_link(tmp_path):
+    from acquisition.recorder import default_recording_path
+
+    when = time.mktime((2026, 3, 4, 5, 6, 7, 0, 0, -1))
+    os.symlink(tmp_path / "nowhere.xdf", tmp_path / "session-20260304-050607.xdf")
+    path = default_recording_path(tmp_path, when=when)
+    assert path.name == "session-20260304-050607-2.xdf"
+    SessionRecorder(path).close()
+    assert not (tmp_path / "nowhere.xdf").exists()
+
+
 @pytest.mark.timeout(60)
 def test_attune_monitor_refuses_a_link_planted_during_the_wait_for_streams(tmp_path):
     """The issue's repro: the path is checked at start, a link appears while the monitor waits for streams."""
