@@ -3,10 +3,13 @@
 :class:`StreamReceiver` owns the inlet of one stream. Its worker thread
 
 * pulls with ``pull_chunk(timeout=0.0, dest_obj=...)`` into a preallocated
-  buffer (the mne-lsl pattern), with LSL post-processing
-  ``proc_clocksync | proc_dejitter | proc_monotonize`` for regular streams and
-  ``proc_clocksync | proc_monotonize`` for irregular ones (RR: dejittering
-  event times would move the beats);
+  buffer (the mne-lsl pattern), with LSL's clock synchronisation
+  (``proc_clocksync``); the stamps are then cleaned by a :class:`TimestampCleaner`:
+  a jump of the sender's clock is re-anchored and said once, regular streams are
+  dejittered (irregular ones are not: dejittering event times would move the
+  beats), and every stream is monotonized (what liblsl's ``proc_dejitter |
+  proc_monotonize`` would do, but after the jumps are undone: liblsl clamps a
+  clock set back by a minute into a minute of identical stamps);
 * converts the signal channel to :data:`acquisition.convention.CANONICAL_UNIT`
   (declared unit, or guessed from the first values' magnitude) and stores it
   with its LSL timestamp in a :class:`~acquisition.ringbuffer.RingBuffer`;
@@ -22,9 +25,17 @@
 
 Only the stream it started with is adopted again: a publisher whose header
 differs (channels, units, rate, participant, device) is refused, and so is
-one the session found live beside it (a duplicate, :meth:`StreamReceiver.refuse`);
-while several candidates claim the identity at once, none is adopted. Each
-refusal is a problem in the status, never a silent switch of source.
+one the session found live beside it (a duplicate, :meth:`StreamReceiver.refuse`)
+or one whose outlet was created while the stream was still sending; while
+several candidates claim the identity at once, none is adopted. Each refusal is
+a problem in the status, never a silent switch of source. A stream that comes
+back from a new run is said (a warning: a restart, or another process using its
+identity), and when the run given up comes back (it was unreachable, not ended),
+it wins over the run adopted meanwhile, which is refused (:meth:`StreamReceiver.return_to`).
+
+A header claiming an implausible rate, or a heart / EDA stream of text, is not
+received at all (:func:`acquisition.convention.unusable_reason`): buffers are sized
+by the rate, and liblsl's queue is kept to :data:`LSL_QUEUE_SECONDS`.
 
 Status is a state the user sees: ``connecting``, ``connected``, ``noisy``,
 ``stale``, ``lost``, ``recovered``, ``closed``, each with the time it began.
@@ -229,10 +240,10 @@ class TimestampCleaner:
         if self._last_raw is None:
             jump[0] = False
         for i in np.flatnonzero(jump):  # rare: one re-anchoring per jump
-            if (i > 0 and period) or self._last_arrival is None:
+            if i > 0 and period:
                 target = prev[i] + period  # within a chunk of a regular stream: the next sample on the grid
             else:  # the chunk's last sample arrives as late after its stamp as the samples before the jump did
-                lag = self._last_arrival - self._last_raw
+                lag = self._last_arrival - self._last_raw if self._last_arrival is not None else 0.0
                 target = max(raw[i] - (raw[-1] - (arrival - lag)), prev[i] + period)
             size = raw[i] - target
             raw[i:] -= size

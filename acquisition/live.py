@@ -18,7 +18,16 @@ outlet by its uid:
   one): it is refused, never mixed in, and reported (:meth:`LiveSession.notices`,
   the status warnings, the log);
 * several uids with an identity not yet received: none is used until only
-  one is left, and that is reported the same way.
+  one is left, and that is reported the same way;
+* a run given up while unreachable that answers again is the genuine stream:
+  its receiver goes back to it (:meth:`~acquisition.inlet.StreamReceiver.return_to`).
+
+Resources stay bounded whatever the streams do: one continuous resolver does all
+the looking (lost receivers and marker streams included; every inlet is opened
+``recover=False``, as liblsl's own recovery runs an endless resolve per inlet,
+each binding ports of the range restarted outlets need), a header that cannot be
+right is refused before any inlet is made on it, and event / marker streams are
+rate limited (:data:`MARKER_RATE`).
 
 Example
 -------
@@ -103,9 +112,11 @@ class SessionStatus:
     primary : dict
         ``{(participant, modality): receiver key}`` the pipeline uses.
     warnings : list of str
-        Roster / assignment warnings (ambiguities, fallbacks) and duplicate streams.
+        Roster / assignment warnings (ambiguities, fallbacks), duplicate streams, streams refused for good (an
+        implausible rate, a heart / EDA stream of text: :func:`acquisition.convention.unusable_reason`) and
+        marker streams whose flood is not shown in full.
     unassigned : list of (str, str)
-        (stream name, reason) of visible streams left out.
+        (stream name, reason) of visible streams left out, refused ones included.
     """
 
     time: float

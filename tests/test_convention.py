@@ -259,3 +259,33 @@ def test_identity_is_name_type_source_id_and_host():
     # fields are escaped: different identities never share a key
     assert identity_key("a|b", "t", "s", "h") != identity_key("a", "b|t", "s", "h")
     assert identity_key("a", "t", "s@h", "") != identity_key("a", "t", "s", "h")
+
+
+def _hdr(name, typ, srate, fmt="float32"):
+    return describe(f"<info><name>{name}</name><type>{typ}</type><channel_count>1</channel_count>"
+                    f"<nominal_srate>{srate}</nominal_srate><channel_format>{fmt}</channel_format>"
+                    f"<source_id>s</source_id><hostname>pc</hostname><desc/></info>")
+
+
+@pytest.mark.parametrize("name, typ, srate, fmt, refused", [
+    ("P1 ECG", "ECG", 130, "float32", None),
+    ("P1 ECG", "ECG", 10_000, "float32", None),            # the top of what an ECG amplifier sends
+    ("P1 ECG", "ECG", 1e6, "float32", "implausible rate"),
+    ("P1 EDA", "EDA", 1e8, "float32", "implausible rate"),   # 300 s of it were 279 GiB of ring buffer
+    ("P1 EDA", "EDA", float("inf"), "float32", "implausible rate"),
+    ("P1 EDA", "EDA", -4, "float32", "implausible rate"),
+    ("P1 RR", "RR", 0, "string", "carries text"),            # not a marker stream either
+    ("Task", "Markers", 0, "string", None),
+    ("Task", "Markers", 1e6, "string", "implausible rate"),
+    ("EEG", "EEG", 1e6, "float32", None),                    # not used by Attune: nothing to refuse
+])
+def test_streams_attune_cannot_believe_are_refused_with_a_reason(name, typ, srate, fmt, refused):
+    from acquisition.convention import is_marker_stream, rate_is_implausible, unusable_reason
+
+    d = _hdr(name, typ, srate, fmt)
+    why = unusable_reason(d)
+    assert (why is None) == (refused is None) and (refused is None or refused in why), why
+    if why is not None:
+        assert name in why and ("Fix the nominal_srate" in why or "float32 or double64" in why)
+    assert is_marker_stream(d) == (typ == "Markers")
+    assert rate_is_implausible(d) == (refused == "implausible rate" or srate > 1e5)

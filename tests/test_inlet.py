@@ -585,3 +585,60 @@ def test_a_different_publisher_is_not_adopted_after_a_loss():
     finally:
         rec.close()
         del fake, back
+
+
+# --------------------------------------------------------------------------- timestamps (no LSL)
+def test_dejitter_is_the_exponentially_weighted_line_fit_liblsl_converges_to(rng):
+    """Chunked, jittered stamps of a 32 Hz stream: the cleaner's output equals a direct weighted least-squares
+    fit per sample (weights 2 ** (-age / (srate * halftime))) to 1e-9 s, and is closer to the true grid."""
+    from acquisition.inlet import TimestampCleaner
+
+    fs, halftime, n = 32.0, 20.0, 1500
+    true = 500.0 + np.arange(n) / fs
+    stamped = true + rng.normal(0, 0.01, n)
+    c = TimestampCleaner(fs, halftime=halftime)
+    out, i = [], 0
+    while i < n:
+        m = int(rng.integers(1, 40))
+        out.append(c.process(stamped[i:i + m], arrival=true[min(i + m, n) - 1] + 0.02))
+        i += m
+    out = np.concatenate(out)
+    lam = 2.0 ** (-1.0 / (fs * halftime))
+    ref = np.empty(n)
+    ref[0] = stamped[0]
+    for k in range(1, n):
+        w = np.sqrt(lam ** (k - np.arange(k + 1)))
+        a = np.vstack([np.ones(k + 1), np.arange(k + 1.0)]).T * w[:, None]
+        b0, b1 = np.linalg.lstsq(a, stamped[:k + 1] * w, rcond=None)[0]
+        ref[k] = b0 + b1 * k
+    np.testing.assert_allclose(out, np.maximum.accumulate(ref), rtol=0, atol=1e-9)
+    assert np.std(out[300:] - true[300:]) < 0.2 * np.std(stamped[300:] - true[300:])
+
+
+def test_clock_jumps_are_re_anchored_and_pauses_stay_pauses():
+    from acquisition.inlet import TimestampCleaner
+
+    t = 1000.0 + np.arange(80) / 4.0  # 4 Hz, arriving as stamped
+    for jump in (3600.0, -60.0, 1.7e9):  # an hour ahead, a minute back, Unix time instead of LSL time
+        c = TimestampCleaner(4.0)
+        first = c.process(t[:40], arrival=t[39])
+        second = c.process(t[40:] + jump, arrival=t[79])
+        np.testing.assert_allclose(np.r_[first, second], t, atol=1e-6)
+        assert c.n_jumps == 1 and c.jumps[0][1] == pytest.approx(jump) and c.offset == pytest.approx(-jump)
+    # within one chunk, and on an irregular stream (beats: never moved, only re-anchored)
+    c = TimestampCleaner(0.0)
+    beats = 200.0 + np.cumsum(np.full(30, 0.8))
+    out = c.process(np.r_[beats[:10], beats[10:] - 60.0], arrival=beats[-1])
+    np.testing.assert_allclose(np.diff(out), 0.8, atol=1e-9)
+    # a pause (the device stopped for 30 s, arriving as stamped) is not a jump, and the dejitter restarts after it
+    c = TimestampCleaner(4.0, gap_s=2.0)
+    c.process(t[:40], arrival=t[39])
+    later = t[40:] + 30.0
+    out = c.process(later, arrival=later[-1])
+    assert c.n_jumps == 0
+    np.testing.assert_allclose(out, later, atol=1e-6)
+    # a sender running ahead of the clock (``attune simulate --speed 32``): holes of minutes are not jumps
+    c = TimestampCleaner(4.0)
+    c.process(t[:40], arrival=1.0)
+    c.process(t[40:] + 300.0, arrival=1.2)
+    assert c.n_jumps == 0
