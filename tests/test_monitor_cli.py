@@ -96,8 +96,11 @@ def test_monitor_refuses_bad_arguments_clearly(tmp_path):
 
     existing = tmp_path / "x.xdf"
     existing.write_bytes(b"")
+    dangling = tmp_path / "link.xdf"
+    dangling.symlink_to(tmp_path / "elsewhere.xdf")  # a link to nothing yet: never written through
     for argv, msg in [
         (["monitor", "--headless", "--record", str(existing)], "already exists"),
+        (["monitor", "--headless", "--record", str(dangling)], "already exists"),
         (["monitor", "--headless", "--record", str(tmp_path / "no" / "x.xdf")], "does not exist"),
         (["monitor", "--headless", "--record", "--label", "John Smith"], "pseudonymous"),
         (["monitor", "--headless", "--label", "c07"], "add --record"),

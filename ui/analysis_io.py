@@ -475,7 +475,7 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=Non
     for n in notes:
         lines.append(f"  note: {n}")
     for pr in problems:
-        lines.append(f"  not readable: {pr}")
+        lines.append(f"  in the file: {pr}")
     lines.append(f"  {'pair':<16} {'modality':<9} {'mean sync':>9} {'SSI':>6} {'coverage':>8}")
     for r in doc["pairs"]:
         lines.append(f"  {'-'.join(r['pair']):<16} {r['modality']:<9} {_fmt(r['mean_sync']):>9} "

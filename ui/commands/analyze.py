@@ -36,7 +36,14 @@ logger = logging.getLogger(__name__)
 
 STEM_FIELD = "{stem}"
 #: Warnings of a FileResult that go to stderr (the notes are in the summary and the report).
-SHOWN_WARNINGS = ("not readable", "too short")
+SHOWN_WARNINGS = ("in the file", "too short", "on reading")
+
+
+def _warning_line(path, text: str) -> str:
+    """One stderr line for a file's warning (problems reading it, too short) or what was done to it on reading."""
+    if text.startswith("on reading: "):
+        return f"attune analyze: note: {path}: {text[len('on reading: '):]}"
+    return f"attune analyze: warning: {path}: {text}"
 
 
 def register(subparsers) -> None:
@@ -252,7 +259,8 @@ def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", j
     doc = analysis_to_json(analysis, time_offset=offset)
     res.doc = doc
     res.flagged_s = [round(ep.flagged_s + offset, 3) for ep in sorted_episodes(analysis.episodes)]
-    res.warnings = [f"not readable: {p}" for p in analysis.problems] + [f"note: {n}" for n in [*notes, *analysis.notes]]
+    res.warnings = [f"in the file: {p}" for p in analysis.problems] + [f"note: {n}" for n in [*notes, *analysis.notes]] + [
+        f"on reading: {n}" for n in getattr(recording, "notes", [])]
     if not any(analysis.sync.values()):
         res.warnings.append(
             f"too short: {analysis.duration_s:.0f} s of data gave no synchrony window (a window is "
@@ -439,7 +447,7 @@ def print_result(res: FileResult, out=None, err=None) -> None:
         return
     for w in res.warnings:
         if w.startswith(SHOWN_WARNINGS):
-            print(f"attune analyze: warning: {res.path}: {w}", file=err)
+            print(_warning_line(res.path, w), file=err)
     print(res.summary, file=out)
     print("  (a flagged drop in synchrony is a prompt to check in, never a diagnosis)", file=out)
     for o in res.outputs:
@@ -469,7 +477,7 @@ def run(args) -> int:
             print(json.dumps(res.doc, indent=1))
             for w in res.warnings:
                 if w.startswith(SHOWN_WARNINGS):
-                    print(f"attune analyze: warning: {res.path}: {w}", file=sys.stderr)
+                    print(_warning_line(res.path, w), file=sys.stderr)
             return
         print_result(res)
         sys.stdout.flush()

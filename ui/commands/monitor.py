@@ -13,6 +13,7 @@ A flagged drop in synchrony is a prompt to check in, never a diagnosis.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -185,7 +186,7 @@ def resolve_record_path(record: str | None, label: str | None) -> Path | None:
                              "choose a folder you can write to.") from None
     if label:
         p = p.with_name(f"{p.stem}-{label}{p.suffix}")
-    if p.exists():
+    if os.path.lexists(p):  # a dangling symbolic link too: never written through
         raise UsageError(f"Invalid value for '--record': '{p}' already exists; choose another name (recordings are "
                          "never overwritten) or give a folder for a timestamped name.")
     check_writable_folder(p.parent, "--record")
