@@ -3,9 +3,15 @@
 A worker thread applies scripted updates (tests/gui_fake.py) to the SessionModel
 every ``--update-ms`` (default 20 ms, faster than the 30 Hz timer, so every
 tick has something new to draw: the worst case). The window's own QTimer
-redraws; we count redraws actually painted and the process CPU time.
+redraws; we count redraws actually painted and the process CPU time. The session
+is the flagged group layout (P3 drifting away from everyone: person card, P3's
+pair plots, one group episode), the worst case of the group view.
 
-    python bench/bench_gui.py --people 8 --seconds 10
+``capacity_fps`` is frames per second of GUI-thread CPU (what the window could
+draw with a core of its own); ``redraws_per_s`` what it drew with the worker
+thread and whatever else runs on the machine (``load_avg_1min``).
+
+    python bench/bench_gui.py --people 8 12 --seconds 10 --size 1366x768
 """
 
 from __future__ import annotations
@@ -83,12 +89,14 @@ def measure(people: int = 8, seconds: float = 10.0, update_ms: float = 20.0, fps
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--people", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--people", type=int, nargs="+", default=[2, 4, 8, 12])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--update-ms", type=float, default=20.0)
+    ap.add_argument("--size", default="1600x1000", help="window size WxH (default 1600x1000)")
     args = ap.parse_args()
+    size = tuple(int(x) for x in args.size.lower().split("x"))
     for n in args.people:
-        print(measure(n, args.seconds, args.update_ms), flush=True)
+        print({**measure(n, args.seconds, args.update_ms, size=size), "size": args.size}, flush=True)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,10 @@ class FakeSession:
         return pair == self.det.pairs[0]
 
     def advance(self, seconds: float) -> Update:
-        """Produce and apply ``seconds`` more of session."""
-        n_new = int(round(seconds * FS))
+        """Produce and apply ``seconds`` more of session (fractions of a grid sample carry over to the next call)."""
+        self._carry = getattr(self, "_carry", 0.0) + seconds * FS
+        n_new = int(round(self._carry)) if abs(self._carry - round(self._carry)) < 1e-9 else int(self._carry)
+        self._carry -= n_new
         t = (self.k + np.arange(n_new)) / FS
         grid, qual = {}, {}
         base = np.arange(self.n)[:, None]

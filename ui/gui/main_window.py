@@ -30,6 +30,9 @@ from .traces import PeopleTraces
 
 logger = logging.getLogger(__name__)
 
+#: At most this many pair plots in a group's "pairs to look at" (more are named, a click on the matrix shows one):
+#: each costs ~1 ms of every frame, and a person drifting away from everyone is already one card and one row.
+MAX_GROUP_PAIR_PLOTS = 3
 #: Replay speeds offered.
 SPEEDS = (0.5, 1, 2, 4, 8, 16, 32, 64)
 #: Marker kinds drawn on the timelines: colour and short text.
@@ -354,15 +357,19 @@ class MainWindow(QtWidgets.QMainWindow):
 
         In the first minutes, while less than ``display_s`` has been seen, the span is the first of 1, 2, ...
         minutes that holds the data (plus 5 s), so the first signals fill the plots instead of a sliver at their
-        left edge; it widens a minute at a time (not every frame) until it reaches ``display_s``.
+        left edge; it widens a minute at a time (not every frame) until it reaches ``display_s``. Following,
+        the span ends at the newest sample rounded up to about a pixel of the narrowest plot.
         """
         d = self.settings.display_s
         if self.follow or self.view_end is None:
-            x0 = max(0.0, t_now - d)
             if t_now + 5.0 < d:
                 return 0.0, float(min(d, 60.0 * math.ceil((t_now + 5.0) / 60.0)))
-        else:
-            x0 = max(0.0, self.view_end - d)
+            # the view moves in steps of about one pixel of the narrowest plot (the newest sample at most a pixel
+            # from the edge): a sub-pixel scroll looks the same and costs a repaint of every plot
+            q = d / max(100.0, float(self.traces.master.vb.width()))
+            x1 = math.ceil(t_now / q) * q
+            return max(0.0, x1 - d), max(d, x1)
+        x0 = max(0.0, self.view_end - d)
         return x0, x0 + d
 
     def redraw(self) -> None:
@@ -415,6 +422,7 @@ class MainWindow(QtWidgets.QMainWindow):
         plots = ([self.selected_pair] if self.selected_pair else []) + [
             p for p in (*flagged, *theirs) if p != self.selected_pair]
         room = max(1, int(self.timeline_scroll.viewport().height() // 105)) if self.timeline_scroll.isVisible() else 1
+        room = min(room, MAX_GROUP_PAIR_PLOTS)
         shown_plots = plots[:room]
         self.timelines.set_shown(shown_plots)
         self.timeline_scroll.setVisible(bool(shown_plots))

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .style import GRID, INK, MUTED, fmt_time, qcolor
 
@@ -129,7 +129,12 @@ def make_plot(show_time: bool = True, left_width: int = 44, ticks: TimeTicks | N
         ax = plot.getAxis(name)
         ax.setPen(axis_pen)
         ax.setTextPen(pg.mkPen(MUTED))
+        # no SI prefixes (seconds, bpm, r): without this every range change re-renders each axis label's HTML
+        ax.enableAutoSIPrefix(False)
     plot.getAxis("left").setWidth(left_width)
+    # the value axis and the title change rarely while the view scrolls every frame: painted from a pixmap
+    plot.getAxis("left").setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    plot.titleLabel.item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
     if not show_time:
         plot.hideAxis("bottom")
     plot.layout.setContentsMargins(0, 0, 4, 0)
@@ -148,6 +153,20 @@ class StreamCurve(pg.PlotCurveItem):
     """
 
     Y_EXTENT = 1e5
+
+    def set_series(self, x: np.ndarray, y: np.ndarray) -> bool:
+        """:meth:`setData` unless these are the samples already drawn: same times (count, first, last) and the
+        same values (their NaN-aware sum and count: a synchrony window, once computed, never changes; new ones
+        arrive once a second). Keeping the curve keeps its path, so the frames in between only scroll it.
+        Returns True when the data were set."""
+        fin = np.isfinite(y)
+        key = (x.size, float(x[0]) if x.size else None, float(x[-1]) if x.size else None,
+               int(fin.sum()), float(y[fin].sum()) if fin.any() else 0.0)
+        if key == getattr(self, "_series_key", None):
+            return False
+        self._series_key = key
+        self.setData(x, y)
+        return True
 
     def setData(self, *args, **kw):  # noqa: N802 (Qt naming)
         super().setData(*args, **kw)

@@ -389,7 +389,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                     curve.setData([], [])
                     continue
                 y = series[1][p] if series[1].shape[0] > p else np.zeros(series[0].size)
-                curve.setData(series[0], y)
+                curve.set_series(series[0], y)
                 shown = y[(series[0] >= x0) & (series[0] <= x1) & np.isfinite(y)]
                 if shown.size:
                     low = float(np.fmin(low, shown.min()))
@@ -398,13 +398,14 @@ class PairTimelines(pg.GraphicsLayoutWidget):
             series = snap.sync.get(d["chance_kind"])
             if series is not None and series[2].shape[0] > p:
                 # the chance line stays inside the plot: clipped to the view range
-                d["chance"].setData(series[0], np.clip(series[2][p], bottom + 0.01, Y_RANGE[1]))
+                d["chance"].set_series(series[0], np.clip(series[2][p], bottom + 0.01, Y_RANGE[1]))
             if d["strips"]:
                 rows = [index[w] for w in pair if w in index and index[w] < ac.shape[0]]
                 code = ac[rows].astype(int) if rows else np.zeros((0, at.size), int)
                 for st, curve in d["strips"].items():
                     on = (code == AROUSAL_STATES.index(st)).any(axis=0) if code.size else np.zeros(at.size, bool)
-                    curve.setData(at, np.where(on, AROUSAL_STRIP_Y[st] - Y_RANGE[0] + bottom, np.nan))
+                    curve.set_series(at, np.where(on, AROUSAL_STRIP_Y[st] - Y_RANGE[0] + bottom, np.nan))
+                    curve.setVisible(bool(on.any()))   # nothing to draw: not painted at all
                 pa = pair_arousal.get(pair, {})
                 text = arousal_note(pa.get("away") or {}, pa.get("evidence"))
                 if text != d["note_text"]:
@@ -421,7 +422,12 @@ class PairTimelines(pg.GraphicsLayoutWidget):
                     d["note"].setAnchor((1, 1))
                     d["note"].setPos(x1, AROUSAL_STRIP_Y["climbing"] + 0.05)
             ps = states.get(pair)
-            band = baseline_band(ps, d["chance_kind"], self.drift_frac) if ps else None
+            band_key = None if not ps else tuple(
+                (m, v.get("baseline"), v.get("chance")) for m, v in sorted((ps.get("modalities") or {}).items()))
+            if band_key != d.get("band_key", ()) or "band_new" not in d:   # the baseline moves once a window
+                d["band_key"] = band_key
+                d["band_new"] = baseline_band(ps, d["chance_kind"], self.drift_frac) if ps else None
+            band = d["band_new"]
             if band != d["band_val"]:
                 d["band_val"] = band
                 d["band"].setVisible(band is not None)

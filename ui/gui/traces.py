@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from ui.model import AROUSAL_STATES
 from ui.words import AROUSAL_WORDS, TIE_WORDS, tie_label
@@ -167,6 +167,7 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
         left_w = 34 if self.group else 40
         for r, person in enumerate(self.participants):
             header = self.addLabel("", row=r, col=0, justify="left")
+            header.item.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)   # rich text: a pixmap
             self.headers[person] = header
             for c, m in enumerate(self.columns):
                 plot = make_plot(show_time=(r == n - 1), left_width=left_w, ticks=ticks, fitted_y=True)
@@ -368,9 +369,9 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
             if self.group:
                 if conn.shape[0] > i and tt.size:
                     lo = TIE_RANGE[0] + 0.01
-                    self.curves[(person, "tie")].setData(tt, np.clip(conn[i], lo, TIE_RANGE[1]))
+                    self.curves[(person, "tie")].set_series(tt, np.clip(conn[i], lo, TIE_RANGE[1]))
                     # chance kept inside the plot: clipped to the view range
-                    self.chance[person].setData(tt, np.clip(chance[i], lo, TIE_RANGE[1]))
+                    self.chance[person].set_series(tt, np.clip(chance[i], lo, TIE_RANGE[1]))
                 self.spans[(person, "tie")].sync(named.get(person, {}))
         self.master.setXRange(x0, x1, padding=0)  # every other plot follows (x linked)
         view_w = self.viewport().width()
