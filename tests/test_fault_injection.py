@@ -90,8 +90,9 @@ def test_restarted_publisher_recovers_every_stream_and_the_recording_follows(tmp
         keys = sorted(session.receivers)
         assert wait_until(lambda: all(k in recorder._inlets for k in keys)), list(recorder._inlets)
         opened = pylsl.local_clock()  # every stream sent after this reached the recorder's inlets too
-        assert wait_until(lambda: all(r.get_window(1e9)[0].size and r.get_window(1e9)[0][-1] > opened + 1.5
-                                      for r in session.receivers.values()))
+        before = []  # discovery ports held while every stream flows (this process may hold others' too)
+        assert wait_until(lambda: before.append(range_ports_held(os.getpid())) or all(
+            r.get_window(1e9)[0].size and r.get_window(1e9)[0][-1] > opened + 1.5 for r in session.receivers.values()))
         kill(sim)
         assert wait_until(lambda: all(r.state == "lost" for r in session.receivers.values())), \
             [r.state for r in session.receivers.values()]
@@ -101,7 +102,7 @@ def test_restarted_publisher_recovers_every_stream_and_the_recording_follows(tmp
         while time.monotonic() - lost_at < 2.0:
             held.append(range_ports_held(os.getpid()))
             time.sleep(0.1)
-        assert max(held) <= 12, held
+        assert max(held) <= max(before) + 6, (before, held)  # liblsl's recovery: + 20 or more
         restart = pylsl.local_clock()
         sim = simulate(prefix)
         receivers = session.receivers
@@ -253,7 +254,8 @@ def test_a_spoofer_after_a_loss_is_said_and_the_genuine_run_wins_when_it_returns
         spoofer = pylsl.StreamOutlet(make_info("P1 H10 RR", "rr", "P1", source_id, unit="ms"))
         spoof_uid = spoofer.get_info().uid()
         assert wait_until(lambda: rec.uid == spoof_uid and rec.state in ("recovered", "connected"))
-        came_back = [r.getMessage() for r in caplog.records if "came back from a new run" in r.getMessage()]
+        came_back = [r.getMessage() for r in caplog.records
+                     if "came back from a new run" in r.getMessage() and spoof_uid in r.getMessage()]
         assert len(came_back) == 1 and spoof_uid in came_back[0] and genuine_uid in came_back[0], came_back
         genuine.send_signal(signal.SIGCONT)
         stop_at = time.monotonic() + DEADLINE
@@ -288,8 +290,9 @@ def test_clock_jumps_are_said_once_and_re_anchored_so_data_keeps_flowing(caplog)
 
     caplog.set_level(logging.INFO, logger="acquisition")
     tag = f"fi-clock-{uuid.uuid4().hex[:8]}"
-    eda = pylsl.StreamOutlet(make_info("P1 E4 EDA", "eda", "P1", f"{tag}-eda", srate=4.0, unit="uS"))
-    rr = pylsl.StreamOutlet(make_info("P1 H10 RR", "rr", "P1", f"{tag}-rr", unit="ms"))
+    # names with the tag: only this test's log lines are looked at (other tests' receivers may log meanwhile)
+    eda = pylsl.StreamOutlet(make_info(f"{tag} EDA", "eda", "P1", f"{tag}-eda", srate=4.0, unit="uS"))
+    rr = pylsl.StreamOutlet(make_info(f"{tag} RR", "rr", "P1", f"{tag}-rr", unit="ms"))
     session = LiveSession(match=f"{tag}*", rescan_interval=1.0, receiver_options={"stale_after": 30.0}).start()
     try:
         assert session.wait_for_streams(2, DEADLINE)
@@ -316,7 +319,7 @@ def test_clock_jumps_are_said_once_and_re_anchored_so_data_keeps_flowing(caplog)
             assert abs(t[-1] - pylsl.local_clock()) < 5.0  # in line with the local clock after the jump
             st = r.status()
             assert st.problems.get("clock_jump") == 1 and "clock jumped" in st.last_problem
-        said = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING]
+        said = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING and tag in rec.getMessage()]
         sizes = sorted(float(m.split("clock jumped ")[1].split(" s")[0]) for m in said if "clock jumped" in m)
         assert len(sizes) == 2 and abs(sizes[0] + 60) < 2 and abs(sizes[1] - 3600) < 2, said
         assert not [m for m in said if "gap in the data" in m or "stale" in m], said
