@@ -224,7 +224,7 @@ class SetupDialog(QtWidgets.QDialog):
         self.table.setRowCount(len(self.streams))
         for row, s in enumerate(self.streams):
             d = s.descriptor
-            a = assignment.for_stream(_key(d))
+            a = assignment.for_stream(getattr(d, "key", None) or _key(d))   # by identity (name, type, source_id, host)
             who, kind, how = (a.participant, a.kind, {"roster": "roster", "desc": "stream label",
                                                       "device": "one per device"}.get(a.source, a.source)) if a else (
                 "", None, reasons.get(_key(d), "not a heart or skin signal"))
