@@ -271,6 +271,7 @@ def run(args) -> int:
         runner = make_runner(source, config, modalities)
         for w in session.status().warnings:
             runner.model.message(w)
+        session.notices()  # said just now in the warnings; the runner shows only what comes later
         if path is not None:
             try:
                 recorder = record_session(path, runner, session, label=args.label)
