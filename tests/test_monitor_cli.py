@@ -376,3 +376,37 @@ def test_sigterm_closes_the_recording_like_ctrl_c_and_each_warning_shows_once(tm
     assert len(raw) >= 4 and all("footer" in s and len(s["time_stamps"]) for s in raw)
     said = sorted(ln for ln in warnings if "the roster says" in ln)
     assert [ln.split("'")[1] for ln in said] == sorted(s["info"]["name"][0] for s in raw), warnings  # once each
+
+
+def test_terminal_view_says_it_is_learning_and_when_it_will_be_ready():
+    """While the pairs learn their baseline the terminal view is not silent: it says so with a countdown
+    (plain mode: a line each 30-s step of the countdown, not each second), and stops once the pairs are armed."""
+    from dsp.pipeline import Update
+    from ui.headless import HeadlessView, render
+    from ui.model import SessionModel
+
+    people, pairs = ["P1", "P2"], [("P1", "P2")]
+    model = SessionModel(people, ("hr",), pairs, 4.0, 1.0, 60.0)
+    clock_s = [0.0]
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=False, interval=1.0, heartbeat=1e9, clock=lambda: clock_s[0])
+    ok = {"P1": {"hr": "ok"}, "P2": {"hr": "ok"}}
+    learning = [{"pair": pairs[0], "state": "calibrating", "words": "learning baseline", "modalities": {}}]
+    lines_at = []
+    for t_end in range(40, 101, 5):  # windows every second from 30 s on, all valid
+        t = np.arange(30.0, t_end + 1.0)
+        upd = Update(grid_start=0, grid={"hr": np.full((2, 4 * t_end), 70.0)},
+                     quality={"hr": np.zeros((2, 4 * t_end), np.uint8)},
+                     windows={"hr": {"t": t, "sync": np.full((1, t.size), 0.5), "chance": np.zeros((1, t.size))}})
+        model.apply(upd, learning, ok)
+        clock_s[0] += 5.0
+        view.draw()
+        lines_at.append(out.getvalue().count("] learning baseline \u00b7 ready in ~"))
+    text = out.getvalue()
+    assert "learning baseline \u00b7 ready in ~" in text
+    assert "learning baseline \u00b7 ready in ~" in "\n".join(render(model.snapshot()))
+    # ready in (arming span 120 s - seen) falls 5 s a draw: a new line each 30-s step, not at every draw
+    assert 2 <= lines_at[-1] - lines_at[0] <= 4, lines_at
+    armed = [{"pair": pairs[0], "state": "attuned", "words": "in tune", "modalities": {}}]
+    model.apply(Update(), armed, ok)
+    assert "ready in" not in "\n".join(render(model.snapshot()))

@@ -137,3 +137,23 @@ def test_report_words_depth_and_one_group_episode(tmp_path):
     assert "P3 drifted away \u2014 3 of 3 ties dropped (episodes 1, 2, 3; \u2713 repaired)" in page
     assert "<td>1.00 (below chance)</td>" in page and "<td>0.80</td>" in page and "1.99" not in page
     assert page.count("<td>\u2713 repaired</td>") == 3
+
+
+def test_attunement_of_each_pair_without_a_surrogate_spread():
+    """Windows without ``chance_sd`` (an analysis made before the surrogate spread was kept): each pair's excess
+    over chance comes from its own windows, for every pair of a group (the default was shaped for one pair)."""
+    from ui.analysis_io import attunement_summaries
+
+    a = make_analysis(people=("P1", "P2"))
+    a.participants = ["P1", "P2", "P3"]
+    a.pairs = [("P1", "P2"), ("P1", "P3"), ("P2", "P3")]
+    for m in a.sync:
+        one = np.asarray(a.sync[m]["sync"], dtype=float)[:1]
+        a.sync[m]["sync"] = np.vstack([np.full_like(one, 0.6), np.full_like(one, 0.2), np.full_like(one, -0.1)])
+        a.sync[m]["chance"] = np.zeros_like(a.sync[m]["sync"])
+        a.sync[m].pop("chance_sd", None)
+    recs = attunement_summaries(a)
+    assert len(recs) == 3
+    for rec, r in zip(recs, (0.6, 0.2, -0.1)):
+        for m, ex in rec["above_chance"].items():
+            assert ex["excess"] == pytest.approx(np.arctanh(r), abs=1e-3), (rec["pair"], m)

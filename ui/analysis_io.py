@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from dsp.pipeline import mean_fisher, ssi
+from ui.words import depth_number
 
 SCHEMA_ID = "attune.analysis/1"
 
@@ -302,7 +303,8 @@ def attunement_summaries(analysis, time_offset: float = 0.0) -> list[dict]:
                 continue
             r = np.asarray(w["sync"], dtype=float).reshape(len(analysis.pairs), -1)[p]
             c = np.asarray(w["chance"], dtype=float).reshape(len(analysis.pairs), -1)[p]
-            sd = np.asarray(w.get("chance_sd", np.full_like(r, np.nan)), dtype=float).reshape(len(analysis.pairs), -1)[p]
+            sd = (np.asarray(w["chance_sd"], dtype=float).reshape(len(analysis.pairs), -1)[p] if "chance_sd" in w
+                  else np.full_like(r, np.nan))  # no surrogate spread kept: no standard error
             ok = np.isfinite(r) & np.isfinite(c)
             if ok.sum() < 2:
                 excess[m] = {"excess": None, "se": None}
@@ -449,7 +451,7 @@ def episode_line(ep: dict, away: dict | None = None) -> str:
     ctx = f"; arousal: {ctx}" if ctx else ""
     moving = away_words(away)
     moving = f"; moving away before the flag: {moving}" if moving else ""
-    return (f"{pair}  {span}, deepest {clock(ep['nadir_s'])}, depth {ep['depth']:.2f}, "
+    return (f"{pair}  {span}, deepest {clock(ep['nadir_s'])}, depth {depth_number(ep['depth'])}, "
             f"{'+'.join(ep['modalities'])}, confidence {ep['confidence']:.2f}{who}{ctx}{moving}")
 
 

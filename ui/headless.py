@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from ui.model import tune_evidence_words
+from ui.words import arming_words
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,9 @@ def render(snap, width: int = 100) -> list[str]:
         elif rec.get("active"):
             head += f"  REC {os.path.basename(rec.get('path', ''))} {rec.get('bytes', 0) / 1e6:.1f} MB"
     lines.append(head)
+    learning = arming_words(getattr(snap, "arming", None))
+    if learning:
+        lines.append(learning)
     mods = list(snap.modalities)
     lines.append("People      " + "".join(f"  {m:>9s}" for m in mods) + "   arousal")
     status = signal_status(snap)
@@ -201,6 +205,16 @@ def render(snap, width: int = 100) -> list[str]:
         lines.append("! " + msg)
     lines.append(DISCLAIMER + "  Ctrl-C stops.")
     return [ln[:width] for ln in lines]
+
+
+def _learning_key(arming: dict | None) -> tuple:
+    """What the learning line says, with the countdown in 30-s steps (a block every 30 s while learning, not
+    one a second)."""
+    if not arming or not arming.get("learning"):
+        return ()
+    ready = arming.get("ready_in_s")
+    step = math.ceil(ready / 30.0) if ready is not None and math.isfinite(ready) else None
+    return (step, tuple(sorted((k, repr(v)) for k, v in (arming.get("waiting") or {}).items())))
 
 
 class HeadlessView:
@@ -293,6 +307,9 @@ class HeadlessView:
             self._shown_key = key
             st = "; ".join(f"{p} " + " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
                            for p in snap.participants)
+            learning = arming_words(getattr(snap, "arming", None))
+            if learning:
+                out.append(f"[{clock(snap.t_now)}] {learning}")
             out.append(f"[{clock(snap.t_now)}] status: {st}")
             words = arousal_words(snap)
             out.append(f"[{clock(snap.t_now)}] arousal: " + "; ".join(f"{p} {words[p]}" for p in snap.participants))
@@ -323,6 +340,7 @@ class HeadlessView:
             tuple((tuple(pair), states.get(tuple(pair)), pair_arousal_text(snap, pair)) for pair in snap.pairs),
             tuple(sorted((ep["id"], bool(ep.get("repaired")), bool(ep.get("open", True))) for ep in snap.episodes)),
             tuple(open_losses(snap)),
+            _learning_key(getattr(snap, "arming", None)),
         )
 
     def summary(self) -> None:

@@ -266,7 +266,7 @@ class Runner:
         for who, d in (status or {}).items():  # only the people and signals the pipeline uses
             if who in self.model.participants:
                 st[who] = {m: v for m, v in d.items() if m in self.model.modalities}
-        self.model.apply(upd, self.pipeline.detector.pair_states(), st)
+        self.model.apply(upd, self.pipeline.detector.pair_states(), st, ties=self.pipeline.detector.person_ties)
         if self.model.replay is not None or hasattr(self.source, "seek"):
             self.model.replay = {
                 "position_s": getattr(self.source, "position_s", 0.0),

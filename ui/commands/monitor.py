@@ -214,8 +214,10 @@ def open_view(runner, args, title: str, settings=None) -> int:
                 quit_after = args.quit_after if args.quit_after is not None else getattr(args, "duration", None)
                 return run_gui(runner, screenshot=args.screenshot, quit_after=quit_after, title=title, settings=settings)
         else:
-            print("attune: no display available (no $DISPLAY / $WAYLAND_DISPLAY); showing the terminal view "
-                  "instead (use --headless to skip this check).", file=sys.stderr)
+            from ..gui.display import display_usable
+
+            print(f"attune: no usable display ({display_usable()[1]}); showing the terminal view instead "
+                  "(use --headless to skip this check).", file=sys.stderr)
     duration = getattr(args, "duration", None)
     if duration is None and args.quit_after is not None:
         duration = args.quit_after
