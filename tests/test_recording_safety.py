@@ -301,7 +301,7 @@ def test_a_header_claiming_the_impossible_is_not_recorded_nor_given_memory(tmp_p
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert len(res["problems"]) == 1 and "P9 EDA" in res["problems"][0] and "is not recorded" in res["problems"][0]
     assert words in res["problems"][0]
-    assert res["maxrss_mb"] < 500, res
+    assert res["maxrss_mb"] < 1024, res  # (~250 MB warm; 630 MB in a fresh clone compiling numba; pre-fix ~6 GB)
     streams = _streams(path)
     assert "P9 EDA" not in streams
     assert words in json.loads(streams[LOG_STREAM_NAME]["time_series"][0][0])["text"]
