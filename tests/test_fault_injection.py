@@ -198,7 +198,7 @@ def test_hostile_headers_and_a_marker_flood_keep_the_monitor_small_and_say_why(t
     finally:
         kill(pub)
     assert mon.returncode == 0, stderr[-3000:]
-    assert peak < 1e9, f"peak RSS {peak / 1e6:.0f} MB"  # 137 MB warm; pre-fix past 10 GB (1e6 Hz claim)
+    assert peak < 500e6, f"peak RSS {peak / 1e6:.0f} MB"  # issue 18: under 500 MB (137 MB measured; pre-fix past 10 GB)
     said = stdout + stderr
     assert "implausible rate: stream 'P3 E4 EDA'" in said and "claims 1e+08 Hz" in said, said[-3000:]
     assert "implausible rate: stream 'P4 H10 ECG'" in said and "claims 1e+06 Hz" in said
