@@ -81,7 +81,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .convention import KIND_TYPES, StreamDescriptor, describe
+from .convention import KIND_TYPES, StreamDescriptor, describe, is_marker_stream, marker_texts
 
 logger = logging.getLogger(__name__)
 
@@ -245,11 +245,14 @@ class Recording:
         return [s for s in self.streams if s.descriptor.kind in KIND_TYPES and len(s.timestamps)]
 
     def markers(self) -> list:
-        """String streams (markers, episodes) as ``(descriptor, timestamps, list of str)``."""
+        """Event streams as ``(descriptor, timestamps, list of str)``: string streams (markers, Attune's episodes,
+        roster and log) and numeric marker streams, decoded (:func:`acquisition.convention.marker_texts`: an
+        mne-lsl annotation stream's one-hot samples give their descriptions)."""
         out = []
         for s in self.streams:
-            if s.descriptor.channel_format == "string":
-                out.append((s.descriptor, s.timestamps, [v[0] if isinstance(v, (list, tuple)) else v for v in s.values]))
+            d = s.descriptor
+            if d.channel_format == "string" or is_marker_stream(d):
+                out.append((d, s.timestamps, marker_texts(d, s.values)))
         return out
 
     def event_markers(self) -> list:

@@ -29,6 +29,7 @@ pytest.importorskip("mne_lsl")
 pyxdf = pytest.importorskip("pyxdf")
 
 from acquisition.convention import describe, marker_texts  # noqa: E402
+from acquisition.files import load_recording  # noqa: E402
 from dsp.eda import eda_to_grid  # noqa: E402
 from dsp.heart import signal_to_hr_grid  # noqa: E402
 from dsp.quality import Quality  # noqa: E402
@@ -202,16 +203,21 @@ def test_mne_lsl_players_into_a_recorded_monitor_session(tmp_path, rng):
             assert not np.any(grid.quality == Quality.ELECTRODE_OFF)
             assert np.mean(grid.quality == Quality.OK) > 0.8
         # the annotations, recorded as markers: descriptions and planted spacing (onset differences)
+        decoded = {}
         for name in ("P1-ECG-annotations", "P1-EDA-annotations"):
             a = by_name[name]
             d = describe(a["info"])
             assert d.kind is None and d.type == "annotations"
-            texts = marker_texts(d, a["time_series"])
+            texts = decoded[name] = marker_texts(d, a["time_series"])
             planted = ["task start" if k % 2 == 0 else "rest (2 s)" for k in range(len(ANNOTATIONS))]
             k = planted.index(texts[0])  # the first one the recording caught
             assert len(texts) >= 3 and texts == planted[k:k + len(texts)]  # every one after it, in order
             # stamped 3 s apart, as planted (to the player's chunk timing, 10 samples = 40 ms)
             np.testing.assert_allclose(np.diff(a["time_stamps"]), 3.0, atol=0.05)
+        # offline, Attune's own reader gives the same markers (analyze / replay / export show them)
+        offline = [text for _, name, text in load_recording(out_path).event_markers()
+                   if name.endswith("P1-ECG-annotations")]
+        assert offline and offline == decoded["P1-ECG-annotations"], offline
 
 
 def test_mne_lsl_stream_reads_attune_simulate(tmp_path):
