@@ -14,11 +14,13 @@ live and analysing it give the same episodes.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,6 +129,36 @@ class Runner:
         self._shared_events: list = []
         self._shared_lock = threading.Lock()
         self.model.marker_sinks.append(self._on_marker)
+        #: wall durations (s) of the worker's recent ticks, once :meth:`measure_ticks` turned measuring on
+        #: (``None``: off, the default); :meth:`take_tick_durations` drains it
+        self.tick_durations: deque | None = None
+        #: ticks measured but dropped unread because the bounded deque was full
+        self.ticks_dropped = 0
+
+    def measure_ticks(self, maxlen: int = 8192) -> None:
+        """Keep the wall duration of every worker tick (:meth:`step`, listeners and recorder included).
+
+        Off by default; a probe for soak measurements (``bench/bench_soak.py`` through ``attune monitor``'s
+        hidden ``--tick-log``). At most ``maxlen`` durations are kept between two :meth:`take_tick_durations`
+        (8192 ticks: ~7 minutes at the default 50-ms tick); older ones are dropped and counted in
+        ``ticks_dropped``.
+        """
+        if maxlen < 1:
+            raise ValueError(f"Invalid value for 'maxlen': expected at least 1 tick, but got {maxlen}.")
+        self.tick_durations = deque(maxlen=int(maxlen))
+
+    def take_tick_durations(self) -> np.ndarray:
+        """The tick durations measured since the last call, oldest first, shape (n_ticks,), in seconds
+        (empty when measuring is off). Safe to call from any thread."""
+        d = self.tick_durations
+        if d is None:
+            return np.zeros(0)
+        out = []
+        while True:
+            try:
+                out.append(d.popleft())
+            except IndexError:
+                return np.asarray(out, dtype=float)
 
     def _on_marker(self, marker: dict) -> None:
         """A facilitator's marker: a note is an event everybody shared (re-baseline); episode reviews are not."""
@@ -161,6 +193,11 @@ class Runner:
                 self.error = exc
                 logger.error("pipeline error: %s", "".join(traceback.format_exception(exc)))
                 self.model.message(f"Processing error: {exc}")
+            ticks = self.tick_durations
+            if ticks is not None:
+                if len(ticks) == ticks.maxlen:
+                    self.ticks_dropped += 1
+                ticks.append(time.monotonic() - t0)
             self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - t0)))
 
     # -- one tick ---------------------------------------------------------------------------------------
@@ -307,6 +344,87 @@ class Runner:
     def resume(self) -> None:
         if hasattr(self.source, "resume"):
             self.source.resume()
+
+
+class TickLog:
+    """Write a runner's tick durations to a file, one JSON line per interval (a soak-measurement probe).
+
+    Turns on :meth:`Runner.measure_ticks` and, from a daemon thread, every ``interval_s`` seconds (and once
+    more at :meth:`close`) appends one line::
+
+        {"monotonic": 1234.5, "session_s": 3601.2, "ticks": 100, "dropped": 0,
+         "p50_ms": 3.1, "p99_ms": 19.8, "max_ms": 24.0, "ticks_ms": [3.05, 2.98, ...]}
+
+    ``monotonic`` is :func:`time.monotonic` when the line was written (the same clock in every process on
+    Linux, so another process can line its own samples up with it); ``session_s`` is the model's session time
+    then; ``ticks_ms`` holds every duration of the interval (ms, oldest first), so percentiles over any span
+    can be computed exactly; ``dropped`` counts ticks the runner's bounded buffer lost. Each line is flushed.
+
+    Parameters
+    ----------
+    runner : Runner
+    path : str | Path
+        A new file (created exclusively, mode 0600: an existing file or link is never written through).
+    interval_s : float
+        Seconds between lines.
+
+    Raises
+    ------
+    OSError
+        When the file exists or cannot be created.
+    """
+
+    def __init__(self, runner: Runner, path, interval_s: float = 5.0):
+        import os
+
+        if not (math.isfinite(interval_s) and interval_s > 0):
+            raise ValueError(f"Invalid value for 'interval_s': expected a positive number of seconds, "
+                             f"but got {interval_s}.")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self.runner = runner
+        self.interval_s = float(interval_s)
+        self._dropped = runner.ticks_dropped
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        runner.measure_ticks()
+        self._thread = threading.Thread(target=self._loop, name="attune-tick-log", daemon=True)
+
+    def start(self) -> TickLog:
+        """Start writing (one line every ``interval_s``)."""
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.write()
+
+    def write(self) -> dict:
+        """Drain the runner's tick durations into one line now; returns what was written."""
+        with self._lock:
+            d = self.runner.take_tick_durations() * 1e3
+            dropped = self.runner.ticks_dropped
+            line = {"monotonic": round(time.monotonic(), 4), "session_s": round(float(self.runner.model.t_now), 3),
+                    "ticks": int(d.size), "dropped": dropped - self._dropped}
+            self._dropped = dropped
+            if d.size:
+                p50, p99 = np.percentile(d, [50, 99])
+                line.update(p50_ms=round(float(p50), 3), p99_ms=round(float(p99), 3),
+                            max_ms=round(float(d.max()), 3))
+            line["ticks_ms"] = [round(float(x), 3) for x in d]
+            if not self._file.closed:
+                self._file.write(json.dumps(line) + "\n")
+                self._file.flush()
+            return line
+
+    def close(self) -> None:
+        """Stop the thread, write the last interval, close the file (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.interval_s + 1.0)
+        if not self._file.closed:
+            self.write()
+            self._file.close()
 
 
 @dataclass

@@ -12,6 +12,7 @@ A flagged drop in synchrony is a prompt to check in, never a diagnosis.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -139,6 +140,8 @@ def register(subparsers) -> None:
                    help="seconds to wait for streams of at least 2 people (default 15)")
     p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a screenshot after --quit-after seconds, exit")
     p.add_argument("--quit-after", type=float, metavar="S", help="GUI: quit after S seconds")
+    # hidden: the worker's tick durations, one JSON line every 5 s (ui.runner.TickLog; bench/bench_soak.py reads it)
+    p.add_argument("--tick-log", metavar="PATH", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -232,6 +235,9 @@ def run(args) -> int:
     if args.preset is not None:
         check_preset(args.preset)
     path = resolve_record_path(args.record, args.label)
+    tick_log_path = getattr(args, "tick_log", None)
+    if tick_log_path is not None and os.path.lexists(tick_log_path):
+        raise UsageError(f"Invalid value for '--tick-log': '{tick_log_path}' already exists; choose a new file name.")
     gui = will_use_gui(args)
     config, modalities, settings = session_settings(args, gui)
 
@@ -267,10 +273,18 @@ def run(args) -> int:
 
             return replay_from_setup(rec_path, args)
     session = LiveSession(roster=roster, match=args.match).start()
-    recorder = None
+    recorder = tick_log = None
     try:
         source = _wait_for_source(session, args.wait, LiveSource, RecordingError)
         runner = make_runner(source, config, modalities)
+        if tick_log_path is not None:
+            from ..runner import TickLog
+
+            try:
+                tick_log = TickLog(runner, tick_log_path).start()
+            except OSError as exc:
+                raise UsageError(f"Invalid value for '--tick-log': cannot create '{tick_log_path}' "
+                                 f"({exc.strerror or exc}); choose a new file in a folder you can write to.") from None
         for w in session.status().warnings:
             runner.model.message(w)
         session.notices()  # said just now in the warnings; the runner shows only what comes later
@@ -285,6 +299,8 @@ def run(args) -> int:
               "Ctrl-C stops", file=sys.stderr)
         return open_view(runner, args, title="Attune - live", settings=settings)
     finally:
+        if tick_log is not None:
+            tick_log.close()
         if recorder is not None:
             recorder.close()
             st = recorder.status()
