@@ -162,6 +162,10 @@ def clipping_problems(win) -> list[str]:
     if win.matrix is not None and _shown(win.matrix):
         win.matrix.repaint()
         problems += [f"matrix text {t!r}: {w:.0f} px in {room:.0f}" for t, room, w in win.matrix.painted_clipped()]
+        # every person labelled on both axes (a 12-person group's P10-P12 columns were left unlabelled)
+        painted = [t for t, _room, _w in win.matrix.painted]
+        problems += [f"matrix: {who} is labelled {painted.count(who)} time(s), not on both axes"
+                     for who in win.matrix.participants if painted.count(who) < 2]
     for m in win.meters.meters.values():
         if _shown(m):
             m.repaint()

@@ -97,20 +97,50 @@ class SyncMatrix(QtWidgets.QWidget):
         return 40
 
     def _layout(self):
-        """Matrix (square cells, labels left and top), the legend under it."""
+        """Matrix (square cells, labels left and top), the legend under it.
+
+        Returns ``(r, cell, origin, label_w, label_f, col_f, rotated)``: the inner rectangle, the cell size, the
+        top-left corner of the cells, the width of the row labels and their font, the column labels' font and
+        whether they are turned on their side. Every column gets its label: in the row labels' type where it fits
+        the cell, else in smaller type (down to 9 px), else turned 90 degrees (a 12-person group's ``P10``).
+        """
         n = max(1, len(self.participants))
         r = QtCore.QRectF(self.rect()).adjusted(8, 6, -8, -6)
         label_f = self._font(12)
-        label_w = max(QtGui.QFontMetricsF(label_f).horizontalAdvance(p) for p in self.participants) + 10
-        top_h = QtGui.QFontMetricsF(label_f).height() + 4
-        avail_h = r.height() - 20 - top_h - self.legend_height()
-        cell = max(8.0, min((r.width() - label_w) / n, avail_h / n, 72.0))
+        fm = QtGui.QFontMetricsF(label_f)
+        label_w = max(fm.horizontalAdvance(p) for p in self.participants) + 10
+
+        def cell_for(top_h: float) -> float:
+            avail_h = r.height() - 20 - top_h - self.legend_height()
+            return max(8.0, min((r.width() - label_w) / n, avail_h / n, 72.0))
+
+        def widest(f: QtGui.QFont) -> float:
+            fmf = QtGui.QFontMetricsF(f)
+            return max(fmf.horizontalAdvance(p) for p in self.participants)
+
+        top_h = fm.height() + 4
+        cell = cell_for(top_h)
+        col_f, rotated = label_f, False
+        if widest(label_f) > cell - 1:
+            for px in range(label_f.pixelSize() - 1, 8, -1):   # smaller type first ...
+                f = self._font(px)
+                if widest(f) <= cell - 1:
+                    col_f = f
+                    break
+            else:                                               # ... else turned on its side
+                rotated = True
+                top_h = widest(label_f) + 6
+                cell = cell_for(top_h)
+                px = label_f.pixelSize()
+                while px > 9 and QtGui.QFontMetricsF(self._font(px)).height() > cell:
+                    px -= 1
+                col_f = self._font(px)
         origin = QtCore.QPointF(r.left() + label_w, r.top() + 20 + top_h)
-        return r, cell, origin, label_w, label_f
+        return r, cell, origin, label_w, label_f, col_f, rotated
 
     def cell_at(self, pos: QtCore.QPointF):
         """The pair under a point (None off the matrix or on the diagonal)."""
-        _, cell, origin, _, _ = self._layout()
+        _, cell, origin, *_ = self._layout()
         x = int((pos.x() - origin.x()) // cell)
         y = int((pos.y() - origin.y()) // cell)
         n = len(self.participants)
@@ -135,7 +165,7 @@ class SyncMatrix(QtWidgets.QWidget):
         self.painted = []
         p = QtGui.QPainter(self)
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
-        r, cell, origin, label_w, label_f = self._layout()
+        r, cell, origin, label_w, label_f, col_f, rotated = self._layout()
         n = len(self.participants)
         left = QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter
         centre = QtCore.Qt.AlignmentFlag.AlignCenter
@@ -147,15 +177,21 @@ class SyncMatrix(QtWidgets.QWidget):
         self._text(p, QtCore.QRectF(r.left(), r.top(), r.width(), 18), left,
                    "synchrony now (r, heart + skin)" if QtGui.QFontMetricsF(p.font()).horizontalAdvance(
                        "synchrony now (r, heart + skin)") <= r.width() else "synchrony now (r)")
-        p.setFont(label_f)
-        top_h = QtGui.QFontMetricsF(label_f).height() + 4
+        top_h = origin.y() - r.top() - 20
+        p.setPen(qcolor(MUTED))
         for i, who in enumerate(self.participants):
-            p.setPen(qcolor(MUTED))
+            p.setFont(label_f)
             self._text(p, QtCore.QRectF(origin.x() - label_w, origin.y() + i * cell, label_w - 5, cell),
                        QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter, who)
-            w = QtGui.QFontMetricsF(label_f).horizontalAdvance(who)
-            if w <= cell + 2:   # column labels on top, where they fit the cell
-                self._text(p, QtCore.QRectF(origin.x() + i * cell, origin.y() - top_h, cell, top_h), centre, who)
+            p.setFont(col_f)   # every column its label (see _layout)
+            if rotated:   # read bottom to top, ending just above its column
+                p.save()
+                p.translate(origin.x() + i * cell, origin.y() - 3)
+                p.rotate(-90)
+                self._text(p, QtCore.QRectF(0, 0, top_h - 4, cell - 1.5), left, who)
+                p.restore()
+            else:
+                self._text(p, QtCore.QRectF(origin.x() + i * cell, origin.y() - top_h, cell - 1.5, top_h), centre, who)
         num_f = self._font(cell * 0.3)
         show_num = cell >= 30 and QtGui.QFontMetricsF(num_f).horizontalAdvance("\u25B2 .00") <= cell - 2
         for i in range(n):
