@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
-from PySide6 import QtCore  # noqa: E402
+from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from gui_fake import FakeSession  # noqa: E402
 from ui.gui.style import fmt_time  # noqa: E402
@@ -406,3 +406,34 @@ def test_first_minutes_fill_the_plots(qtbot, couple):
     win.redraw()
     lo, hi = win.traces.master.vb.viewRange()[0]
     assert (lo, hi) == pytest.approx((0.0, 60.0))
+
+
+def test_tile_says_in_tune_dipping_while_the_detector_lags_the_drop(qtbot):
+    """4 people, P3 drifting away: at the moment the detector still calls P3's pairs in tune while their gauges
+    are near chance and P3's row already says "drifting away", the tiles paint "● in tune · dipping", never plain
+    "in tune" (the state, its colour and symbol stay the detector's)."""
+    from ui.gui.meter import attunement_level
+
+    fs = FakeSession(n_people=4, rupture=(60.0, 200.0), withdrawer="P3", loss=None)
+    pair = ("P1", "P3")
+    while fs.model.t_now < 80:
+        fs.advance(1)
+        ps = next(p for p in fs.model.snapshot(60).pair_states if tuple(p["pair"]) == pair)
+        if ps["state"] == "attuned" and "dipping" in ps["words"]:
+            break
+    else:
+        raise AssertionError("the scripted drop never passed the repair threshold before the detector moved")
+    win = make_window(qtbot, fs.model)
+    win.resize(1366, 768)
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
+        win.redraw()
+        qtbot.wait(10)
+    assert win.traces.tie_words("P3") == "drifting away"
+    tile = win.meters.meters[pair]
+    assert tile.state == "attuned" and tile.words == "in tune \u00b7 dipping"
+    assert attunement_level(ps) <= 1 - fs.model._repair_frac + 1e-9   # the gauge is near chance
+    tile.repaint()
+    painted = [t for t, _room, _w in tile.painted]
+    assert ("\u25cf in tune \u00b7 dipping" in painted or ["\u25cf in tune \u00b7", "dipping"] == painted[1:3]), painted
+    assert tile.painted_clipped() == []

@@ -197,3 +197,42 @@ def test_countdown_waits_for_a_lost_signal_then_counts_from_its_guard():
         ready, words = said[sec]
         assert ready == pytest.approx(armed_at - sec, abs=3.0), sec
         assert words.startswith("learning baseline \u00b7 ready in ~")
+
+
+def test_pair_state_words_add_dipping_only_to_in_tune_past_the_repair_threshold():
+    from ui.words import pair_state_words
+
+    assert pair_state_words("attuned", None, 0.59, 0.6) == "in tune"
+    assert pair_state_words("attuned", "in tune", 0.6, 0.6) == "in tune \u00b7 dipping"
+    assert pair_state_words("repaired", None, 1.4, 0.6) == "repaired \u00b7 dipping"
+    assert pair_state_words("attuned", None, None, 0.6) == "in tune"           # no drop known
+    assert pair_state_words("attuned", None, float("nan"), 0.6) == "in tune"
+    assert pair_state_words("attuned", None, 0.9, None) == "in tune"           # no threshold: never
+    # the other states already say the pair is not as usual; their own words (and the detector's) are kept
+    assert pair_state_words("drifting", None, 0.9, 0.6) == "drifting"
+    assert pair_state_words("out_of_tune", "out of tune since 12:34", 0.9, 0.6) == "out of tune since 12:34"
+
+
+def test_card_words_never_say_in_tune_over_a_gauge_at_chance():
+    """4 people, P3's synchrony with everyone falls to chance from 60 s, a snapshot every second: while the
+    detector still says "in tune" (its evidence trails the drop), a pair whose smoothed drop is past the preset's
+    repair threshold reads "in tune · dipping" (its state unchanged); P3's row never says "drifting away" beside a
+    card of P3 that says plain "in tune"."""
+    fs = FakeSession(n_people=4, rupture=(60.0, 200.0), withdrawer="P3", loss=None)
+    repair = fs.model._repair_frac
+    assert repair == get_preset("balanced").repair_frac
+    dipping = 0
+    while fs.model.t_now < 90:
+        fs.advance(1)
+        s = fs.model.snapshot(60)
+        for ps in s.pair_states:
+            drop = ps.get("drop")
+            low = drop is not None and drop >= repair
+            if ps["state"] == "attuned":
+                assert ps["words"] == ("in tune \u00b7 dipping" if low else "in tune"), (s.t_now, ps["pair"], drop)
+                dipping += low
+            else:
+                assert "dipping" not in ps["words"]
+        if s.ties["P3"]["state"] == "drifting_away":
+            assert all(ps["words"] != "in tune" for ps in s.pair_states if "P3" in ps["pair"]), s.t_now
+    assert dipping >= 2   # the scripted drop really passes through that moment (P1-P3 and P2-P3 at 66 s)

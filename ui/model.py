@@ -22,7 +22,7 @@ from dsp.detector import STATE_WORDS, UNARMED_STATES, episode_dict, get_preset
 from dsp.divergence import AROUSAL_STATES, ArousalTracker
 from dsp.pipeline import mean_fisher
 
-from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, tie_label
+from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, pair_state_words, tie_label
 
 #: Rupture types a facilitator can give an episode (taxonomy from the rupture/repair literature).
 RUPTURE_TYPES = (
@@ -307,7 +307,8 @@ class Snapshot:
         ``modality -> (times (n_w,), sync (n_pairs, n_w), chance (n_pairs, n_w))``; plus key
         ``"combined"`` (Fisher-z mean of the modalities).
     pair_states : list of dict
-        Per pair: ``pair``, ``state``, ``words`` and per-modality ``baseline``/``chance``/``sync``.
+        Per pair: ``pair``, ``state``, ``words`` (what every view says: :func:`ui.words.pair_state_words`, e.g.
+        "in tune · dipping"), ``drop`` and per-modality ``baseline``/``chance``/``sync``.
     matrix : ndarray, shape (n_people, n_people)
         Current combined synchrony of every pair (NaN diagonal).
     connectedness : ndarray, shape (n_people,)
@@ -452,6 +453,7 @@ class SessionModel:
         self.arousal_threshold = float(cfg.arousal_k)
         self._arousal_smooth_s = float(cfg.smooth_s)
         self._sync_k = float(cfg.cusum_k)
+        self._repair_frac = float(cfg.repair_frac)   # an "in tune" pair dropped this far reads "in tune · dipping"
         self.participants = list(participants)
         self.modalities = tuple(modalities)
         self.pairs = [tuple(p) for p in pairs]
@@ -699,7 +701,7 @@ class SessionModel:
             ties = person_ties(self.participants, self._pair_states, episodes, conn, conn_chance, self._ties_evidence)
             return Snapshot(
                 version=self.version, t_now=self.t_now, participants=list(self.participants), pairs=list(self.pairs),
-                modalities=self.modalities, grid=grid, sync=sync, pair_states=[dict(p) for p in self._pair_states],
+                modalities=self.modalities, grid=grid, sync=sync, pair_states=self._shown_pair_states(),
                 matrix=matrix, connectedness=conn, status={p: dict(d) for p, d in self._status.items()},
                 episodes=episodes, signal_loss=[dict(x) for x in self._loss],
                 markers=[dict(m) for m in self._markers], recording=None if self.recording is None else dict(self.recording),
@@ -709,6 +711,17 @@ class SessionModel:
                 connectedness_chance=conn_chance, ties=ties, tie_series=tie_series,
                 groups=group_episodes(episodes, self.participants), arming=arming,
             )
+
+    def _shown_pair_states(self) -> list[dict]:
+        """Copies of the detector's pair states with the words every view shows (:func:`ui.words.pair_state_words`:
+        "in tune · dipping" while an in-tune pair's smoothed drop is past the repair threshold)."""
+        out = []
+        for ps in self._pair_states:
+            d = dict(ps)
+            if "state" in d:
+                d["words"] = pair_state_words(d["state"], d.get("words"), d.get("drop"), self._repair_frac)
+            out.append(d)
+        return out
 
     def _tie_series(self, series) -> tuple:
         """Each person's mean synchrony with the others over time and its chance level (see :class:`Snapshot`)."""

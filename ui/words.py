@@ -3,7 +3,8 @@ the report and its JSON say the same thing for the same state.
 
 Nothing here imports Qt. The pair states and their words come from the detector
 (:data:`dsp.detector.STATES`, :data:`dsp.detector.STATE_WORDS`, :func:`dsp.detector.pair_words`); this module
-adds the symbols, a person's tie to the group, an episode's status (derived from the same pair state the card
+adds the symbols, a pair that is still "in tune" while its synchrony dips (:func:`pair_state_words`), a person's
+tie to the group, an episode's status (derived from the same pair state the card
 shows, so a card never says "repairing" while the table says "open"), depth on its documented 0-1 scale, and
 the arming countdown.
 """
@@ -18,7 +19,8 @@ __all__ = [
     "STATE_WORDS", "STATES", "UNARMED_STATES", "pair_words", "STATE_SYMBOLS", "state_label", "AROUSAL_WORDS",
     "TIE_STATES", "TIE_WORDS", "TIE_SYMBOLS", "tie_label", "OPEN_EPISODE_STATES", "OUTCOME_WORDS", "episode_state",
     "episode_status", "depth_shown", "depth_words", "depth_number", "disconnecting_words", "group_episode_words",
-    "countdown_words", "waiting_for_words", "arming_words", "clock",
+    "countdown_words", "waiting_for_words", "arming_words", "clock", "DIPPING_STATES", "DIPPING_WORD",
+    "pair_state_words",
 ]
 
 #: A symbol per pair state, so a state never rests on colour alone.
@@ -85,6 +87,44 @@ def state_label(state: str, words: str | None = None) -> str:
     sym = STATE_SYMBOLS.get(state, "")
     text = words or STATE_WORDS.get(state, state)
     return f"{sym} {text}" if sym else text
+
+
+#: Pair states whose words get :data:`DIPPING_WORD` while the pair's smoothed synchrony drop is past the repair
+#: threshold: the detector has not (yet) gathered the evidence of a lapse, but its gauge is already near chance.
+DIPPING_STATES = ("attuned", "repaired")
+DIPPING_WORD = "dipping"
+
+
+def pair_state_words(state: str, words: str | None = None, drop: float | None = None,
+                     dip_at: float | None = None) -> str:
+    """A pair's state in the words every live view shows (card, pair plot title, terminal view).
+
+    The detector's words, and ``" · dipping"`` after them when it still says "in tune" (or "repaired") while the
+    pair's smoothed synchrony drop is at least ``dip_at`` (its repair threshold, ``repair_frac``): the evidence of
+    a lapse trails the drop by some seconds, and a card must not read "in tune" over a gauge near chance (nor
+    beside a person's row that says "drifting away"). The state itself is the detector's, unchanged.
+
+    Parameters
+    ----------
+    state : str
+        The detector's state (:data:`STATES`).
+    words : str | None
+        The detector's words for it (default :data:`STATE_WORDS`).
+    drop : float | None
+        The pair's smoothed synchrony drop (0 = as usual, 1 = chance; the gauge shows ``1 - drop``).
+    dip_at : float | None
+        The drop from which the pair reads as dipping (None: never).
+
+    Returns
+    -------
+    words : str
+        E.g. ``"in tune"``, ``"in tune · dipping"``, ``"out of tune since 12:34"``.
+    """
+    text = words or STATE_WORDS.get(state, state)
+    if (state in DIPPING_STATES and dip_at is not None and drop is not None and math.isfinite(drop)
+            and drop >= dip_at):
+        return f"{text} · {DIPPING_WORD}"
+    return text
 
 
 def tie_label(state: str) -> str:

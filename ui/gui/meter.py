@@ -320,10 +320,13 @@ class AttunementMeter(QtWidgets.QWidget):
 
 
 def _two_lines(text: str, fm: QtGui.QFontMetricsF, room: float) -> list[str] | None:
-    """``text`` split at a space into two lines that each fit ``room`` (the most even split), or None."""
+    """``text`` split at a space into two lines that each fit ``room`` (the most even split), or None. A
+    separator (``·``) stays at the end of the first line ("● in tune ·" / "dipping")."""
     words = text.split(" ")
     best = None
     for k in range(1, len(words)):
+        if words[k] == "\u00b7":
+            continue
         a, b = " ".join(words[:k]), " ".join(words[k:])
         wa, wb = fm.horizontalAdvance(a), fm.horizontalAdvance(b)
         if wa <= room and wb <= room and (best is None or max(wa, wb) < best[0]):
