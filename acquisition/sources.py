@@ -180,6 +180,11 @@ class RecordingSource:
             self._wall = time.monotonic()
             self._paused = False
 
+    def start_clock(self) -> None:
+        """Start the replay clock now, from the current position (the time a view took to open is not skipped)."""
+        with self._lock:
+            self._wall = time.monotonic()
+
     @property
     def paused(self) -> bool:
         return self._paused

@@ -163,6 +163,43 @@ def test_replay_scrub_play_pause_speed(qtbot):
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
+def test_replay_window_opens_filled_at_1x(qtbot, monkeypatch):
+    """`attune replay sample-couple.xdf` (GUI, 1x): the window's first frames show the pre-rolled first 3:00 --
+    the pair's card "in tune" (no "learning baseline", no countdown), its synchrony plot drawn from 0:30, the
+    scrubber and the clock at 3:00 -- and the replay plays on from there."""
+    import ui.commands.replay as replay
+    from ui.cli import main
+    from ui.words import STATE_WORDS
+
+    seen = {}
+
+    def gui_view(runner, args, **kw):
+        win = _window(qtbot, runner)
+        runner.start()
+        try:
+            qtbot.waitUntil(lambda: win.replay_action.isVisible(), timeout=5000)
+            win.redraw()
+            seen["card"] = win.meters.meters[("P1", "P2")].words
+            seen["clock"] = win.pos_label.text()
+            seen["scrubber"] = win.scrubber.value()
+            seen["arming"] = win.arming_label.text()
+            seen["drawn"] = {m: c.getData()[0] for m, c in win.timelines.plots[0]["curves"].items()}
+            qtbot.wait(1500)
+            seen["later"] = runner.model.replay["position_s"]
+        finally:
+            runner.stop()
+        return 0
+
+    monkeypatch.setattr(replay, "open_view", gui_view)
+    assert main(["replay", str(SAMPLE)]) == 0
+    assert seen["card"] == STATE_WORDS["attuned"] and seen["arming"] == ""
+    assert seen["clock"].startswith("3:0") and seen["clock"].endswith("/ 9:00") and 180 <= seen["scrubber"] <= 183
+    for m, x in seen["drawn"].items():   # the synchrony plot drawn from the first window on
+        assert x is not None and x.size >= 130 and x[0] <= 35 and x[-1] >= 165, m
+    assert 181.0 <= seen["later"] <= 186.0
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
 def test_replay_jump_to_next_episode(qtbot):
     """"Next episode" seeks to just after the next flag (scripted ruptures at 90 s and 230 s) and shows it;
     the episodes it jumps to are the ones the replay itself then flags (and those of `attune analyze`)."""

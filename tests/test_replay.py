@@ -189,3 +189,148 @@ def test_replay_shows_the_recordings_markers(tmp_path, monkeypatch):
     got = [(m["t"], m["kind"], m["text"]) for m in seen["markers"]]
     assert [(k, txt) for _, k, txt in got] == [("repair", ""), ("note", "Attune markers: trial ü")]
     np.testing.assert_allclose([t for t, _, _ in got], [520.0 - first, 530.5 - first])
+
+
+# -- pre-roll: the view opens on the recording's first minutes, already processed --------------------------------
+
+@pytest.fixture(scope="module")
+def couple_analysis():
+    from ui.runner import analyze_recording
+
+    return analyze_recording(load_recording(SAMPLE / "sample-couple.xdf"))
+
+
+def _replay_a_moment(monkeypatch, capsys, *argv, play_s=0.6):
+    """`attune replay sample-couple.xdf --headless ARGV` at 1x with a view that lets the runner tick for ``play_s``
+    seconds; the model's snapshots when the view opens and after those ticks, and what was said on stderr."""
+    import ui.commands.replay as replay
+    from ui.cli import main
+
+    seen = {}
+
+    def fake_view(runner, args, **kw):
+        seen["open"] = runner.model.snapshot(600)
+        runner.start()
+        time.sleep(play_s)
+        seen["after"] = runner.model.snapshot(600)
+        runner.stop()
+        return 0
+
+    monkeypatch.setattr(replay, "open_view", fake_view)
+    assert main(["replay", str(SAMPLE / "sample-couple.xdf"), "--headless", *argv]) == 0
+    seen["err"] = capsys.readouterr().err
+    return seen
+
+
+def _state_at(ana, pair, t):
+    """The pair's state in ``attune analyze``'s state changes at session time ``t``."""
+    state = "calibrating"
+    for tc, p, st in ana.state_changes:
+        if tuple(p) == tuple(pair) and tc <= t + 1e-9:
+            state = st
+    return state
+
+
+def _episode_keys(eps):
+    return [(e["id"], tuple(e["pair"]), e["onset_s"], e["flagged_s"], e["open"], e.get("outcome"), e["offset_s"])
+            for e in eps]
+
+
+def _check_against_analysis(snap, ana):
+    """The pre-rolled model holds what `attune analyze` found up to its last window: the same synchrony, the
+    same pair states, the same episodes."""
+    from dsp.detector import episode_dict
+
+    t_last = min(float(snap.sync[m][0][-1]) for m in ("hr", "eda"))
+    for m in ("hr", "eda"):
+        t, s, _c = snap.sync[m]
+        ref = ana.sync[m]
+        idx = np.searchsorted(ref["t"], t)
+        np.testing.assert_allclose(ref["t"][idx], t)
+        np.testing.assert_allclose(s, ref["sync"][:, idx], equal_nan=True)
+    for ps in snap.pair_states:
+        assert ps["state"] == _state_at(ana, ps["pair"], t_last), (ps["pair"], t_last)
+    found = [episode_dict(e) for e in ana.episodes if e.flagged_s <= t_last]
+    assert _episode_keys(snap.episodes) == _episode_keys(found)
+    return t_last
+
+
+@pytest.mark.timeout(90)
+def test_replay_opens_with_the_baseline_prerolled(monkeypatch, capsys, couple_analysis):
+    """Default: the first 3:00 are processed before the view opens (the couple is measurably in tune from 2:29):
+    the view opens on their signals, synchrony and the pair's state as `attune analyze` has them, and plays on
+    from 3:00 at 1x (not from 3:00 plus the time the view took to open)."""
+    seen = _replay_a_moment(monkeypatch, capsys)
+    assert "pre-rolled the first 3:00" in seen["err"] and "every pair has measured its baseline" in seen["err"]
+    for key in ("open", "after"):
+        snap = seen[key]
+        assert 170 <= snap.t_now <= 182, (key, snap.t_now)      # the grid trails the clock by the causal filters
+        assert snap.sync["hr"][0].size >= 130 and snap.sync["hr"][0][0] <= 35
+        assert [ps["state"] for ps in snap.pair_states] == ["attuned"]
+        assert not snap.arming["learning"]
+        assert snap.grid["hr"][0][0] <= 1.0                     # the signals from the start of the recording
+        _check_against_analysis(snap, couple_analysis)
+    assert seen["open"].replay["position_s"] == pytest.approx(180.0)
+    assert 180.0 < seen["after"].replay["position_s"] <= 180.0 + 3.0
+
+
+@pytest.mark.timeout(90)
+def test_prerolled_episodes_equal_analyze(monkeypatch, capsys, couple_analysis):
+    """--preroll 420 takes in the first scripted rupture (flagged at 5:04, repaired): the view opens with that
+    episode, closed, exactly as `attune analyze` has it, and the pair's state there (in tune again)."""
+    seen = _replay_a_moment(monkeypatch, capsys, "--preroll", "420", play_s=0.3)
+    assert "pre-rolled the first 7:00" in seen["err"]
+    snap = seen["open"]
+    t_last = _check_against_analysis(snap, couple_analysis)
+    assert t_last > 404 and len(snap.episodes) == 1 and snap.episodes[0]["outcome"] == "repaired"
+    assert snap.replay["position_s"] == pytest.approx(420.0)
+
+
+@pytest.mark.timeout(60)
+def test_no_preroll_keeps_the_replay_at_its_start(monkeypatch, capsys):
+    seen = _replay_a_moment(monkeypatch, capsys, "--no-preroll")
+    assert "pre-rolled" not in seen["err"]
+    assert seen["open"].t_now == 0.0 and seen["open"].sync["hr"][0].size == 0
+    after = seen["after"]
+    assert after.t_now < 3.0 and after.replay["position_s"] < 3.0
+    assert after.sync["hr"][0].size == 0                         # the first 30-s window is not complete yet
+    assert after.arming["learning"] and all(ps["state"] == "calibrating" for ps in after.pair_states)
+
+
+def test_preroll_options_are_checked(capsys):
+    from ui.cli import main
+
+    path = str(SAMPLE / "sample-couple.xdf")
+    assert main(["replay", path, "--preroll", "9999", "--headless"]) == 2
+    assert "'--preroll'" in capsys.readouterr().err
+    assert main(["replay", path, "--preroll", "-5", "--headless"]) == 2
+    assert "'--preroll'" in capsys.readouterr().err
+    # one place to start: --start, --preroll or --no-preroll
+    assert main(["replay", path, "--start", "10", "--no-preroll", "--headless"]) == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_default_preroll_follows_the_settings_and_plays_half_the_recording_at_least():
+    from acquisition.sources import RecordingSource
+    from dsp.pipeline import PipelineConfig
+    from ui.commands.replay import default_preroll
+    from ui.runner import Runner
+
+    rec = load_recording(SAMPLE / "sample-couple.xdf")
+    runner = Runner(RecordingSource(rec), PipelineConfig(window_s=20.0))
+    assert default_preroll(runner, 1000.0) == (20.0 + 120.0 + 30.0, 20.0 + 240.0 + 30.0)
+    assert default_preroll(runner, 540.0) == (170.0, 270.0)     # half of the recording is played at least
+    assert default_preroll(runner, 200.0) == (100.0, 100.0)
+
+
+def test_replay_clock_starts_when_the_view_does():
+    """A source made, then a view that takes 0.5 s to open at 100x: the replay goes on from where it stood (before,
+    it had already jumped 50 s when the first frame was drawn)."""
+    from acquisition.sources import RecordingSource
+
+    source = RecordingSource(load_recording(SAMPLE / "sample-couple.xdf"), speed=100.0)
+    source.poll(horizon_s=60.0)
+    time.sleep(0.5)
+    source.start_clock()
+    source.poll()
+    assert 60.0 <= source.position_s < 60.0 + 15.0

@@ -156,3 +156,39 @@ def test_a_duplicate_appearing_mid_session_is_told_in_the_view():
     finally:
         session.close()
         del outs, twin
+
+
+def test_preroll_runs_until_the_pairs_are_measured_within_its_bounds():
+    """sample-couple is measurably in tune from 2:29 (`attune analyze`'s first state change, 148.75 s): a pre-roll
+    of at least 60 s goes on until then (in 10-s steps), one of at least 200 s stops at 200, a bound stops it;
+    the model and the replay clock stand where it stopped."""
+    import pytest
+
+    from ui.runner import analyze_recording
+
+    rec = load_recording(os.path.join(ROOT, "recordings", "sample-couple.xdf"))
+    first = analyze_recording(rec).state_changes[0]
+    assert first[2] == "attuned"
+
+    def preroll(lo, hi):
+        runner = Runner(RecordingSource(rec, speed=1.0))
+        return runner, runner.preroll(lo, hi)
+
+    runner, pos = preroll(60.0, 300.0)
+    assert first[0] < pos <= first[0] + 20.0 and pos % 10 == 0
+    assert [ps["state"] for ps in runner.pipeline.detector.pair_states()] == ["attuned"]
+    assert runner.model.replay["position_s"] == pos and pos - 12 <= runner.model.t_now <= pos
+    runner, pos = preroll(60.0, 100.0)          # bounded: still learning there
+    assert pos == 100.0 and runner.pipeline.detector.pair_states()[0]["state"] == "calibrating"
+    runner, pos = preroll(200.0, 300.0)         # at least min_s, even when armed earlier
+    assert pos == 200.0
+    runner, pos = preroll(0.0, 0.0)
+    assert pos == 0.0 and runner.model.t_now == 0.0
+    runner, pos = preroll(9999.0, 9999.0)       # clipped to the recording
+    assert pos == pytest.approx(runner.source.duration_s)
+    runner.start()
+    try:
+        with pytest.raises(RuntimeError, match="before start"):
+            runner.preroll(10.0)
+    finally:
+        runner.stop()

@@ -168,7 +168,10 @@ class Runner:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> Runner:
-        """Start the worker thread."""
+        """Start the worker thread (a replayed recording's clock starts now, from where it stands)."""
+        start_clock = getattr(self.source, "start_clock", None)
+        if start_clock is not None:  # a view that took seconds to open misses none of the replay
+            start_clock()
         self._thread = threading.Thread(target=self._loop, name="attune-runner", daemon=True)
         self._thread.start()
         return self
@@ -327,6 +330,59 @@ class Runner:
         chunks, until, status = self.source.poll(horizon_s=target_s)
         feed(self.pipeline, chunks)
         self._publish(self.pipeline.advance(until), status)
+
+    def preroll(self, min_s: float, max_s: float | None = None, step_s: float = 10.0) -> float:
+        """Run the pipeline over a recording's first stretch before the replay clock starts.
+
+        The view then opens on that stretch's signals, synchrony, pair states and episodes, and the replay goes
+        on from its end. The source's first ``min_s`` session seconds are handed to the pipeline at full speed
+        in steps of ``step_s`` (every step reaches the model, as a fast replay would: chunked == batch); then,
+        up to ``max_s``, more steps while any pair is still learning its baseline (state ``calibrating``).
+
+        Parameters
+        ----------
+        min_s : float
+            Session seconds pre-rolled at least (0: none).
+        max_s : float | None
+            At most this far (default ``min_s``: exactly ``min_s``). Both are clipped to the recording.
+        step_s : float
+            Session seconds per step (how finely the end is found; results do not depend on it).
+
+        Returns
+        -------
+        position_s : float
+            Session time the replay continues from.
+
+        Raises
+        ------
+        RuntimeError
+            When the worker is already running, or the source cannot be pre-rolled (a live source).
+        """
+        if self._thread is not None:
+            raise RuntimeError("Runner.preroll: the worker is already running; pre-roll before start().")
+        duration = getattr(self.source, "duration_s", None)
+        if duration is None or not hasattr(self.source, "seek"):
+            raise RuntimeError("Runner.preroll: only a replayed recording can be pre-rolled (a live source cannot).")
+        max_s = min_s if max_s is None else max(min_s, max_s)
+        if not (math.isfinite(min_s) and min_s >= 0 and math.isfinite(max_s) and step_s > 0):
+            raise ValueError(f"Invalid pre-roll: expected 0 <= min_s <= max_s (finite seconds) and step_s > 0, "
+                             f"but got min_s={min_s!r}, max_s={max_s!r}, step_s={step_s!r}.")
+        min_s, max_s = min(min_s, duration), min(max_s, duration)
+        t = self.source.position_s
+        while t < max_s:
+            t = min(t + step_s, max_s)
+            try:
+                chunks, until, status = self.source.poll(horizon_s=t)
+                feed(self.pipeline, chunks)
+                self._publish(self.pipeline.advance(until), status)
+            except Exception as exc:  # as in the worker: the replay goes on from here, the error shown
+                self.error = exc
+                logger.error("pipeline error: %s", "".join(traceback.format_exception(exc)))
+                self.model.message(f"Processing error: {exc}")
+                break
+            if t >= min_s and not any(ps.get("state") == "calibrating" for ps in self.pipeline.detector.pair_states()):
+                break
+        return self.source.position_s
 
     # -- replay controls (no-ops on live sources) ---------------------------------------------------------
     def seek(self, t_s: float) -> None:

@@ -5,6 +5,13 @@ Examples::
     attune replay recordings/sample-couple.xdf                     # GUI: play, pause, seek, 0.5x-64x
     attune replay recordings/sample-couple.xdf --headless --speed 16
     attune replay session.xdf --publish --speed 1                  # also re-publish its streams on LSL
+    attune replay session.xdf --no-preroll                         # open at 0:00, the baseline still to learn
+
+By default the replay *pre-rolls*: before the view opens, the pipeline runs at full speed over the recording's
+first stretch (the synchrony window, the detector's arming span and a warm-up: about 3 min with the default
+settings, longer while a pair is still learning its baseline, at most one arming span more and never past half
+the recording), so the view opens on that stretch's signals, synchrony, pair states and episodes instead of minutes
+of "learning baseline", and the replay goes on from there at the chosen speed.
 
 Replaying a recording gives the same episodes as ``attune analyze`` on it: both
 run the same causal pipeline.
@@ -21,6 +28,23 @@ from .monitor import (SCOPES, _positive, add_session_options, describe_settings,
 
 #: Replay speeds the command accepts (the GUI offers 0.5x .. 64x).
 MIN_SPEED, MAX_SPEED = 0.1, 1000.0
+#: Seconds of warm-up the default pre-roll adds to the synchrony window and the arming span (the chance level
+#: and the first windows settle).
+PREROLL_WARMUP_S = 30.0
+
+
+def default_preroll(runner, duration_s: float) -> tuple[float, float]:
+    """The default pre-roll of a replay: ``(min_s, max_s)`` for :meth:`ui.runner.Runner.preroll`.
+
+    At least the synchrony window + the detector's arming span (its calibration span without arming) +
+    :data:`PREROLL_WARMUP_S` (180 s with the default settings); on while a pair is still learning its baseline,
+    up to one arming span more; never past half the recording (at least half of it is played).
+    """
+    cfg = runner.pipeline.detector.cfg
+    span = float(cfg.arm_span_s if cfg.arming else cfg.calibration_s)
+    lo = float(runner.config.window_s) + span + PREROLL_WARMUP_S
+    cap = duration_s / 2.0
+    return min(lo, cap), min(lo + span, cap)
 
 
 def register(subparsers) -> None:
@@ -37,7 +61,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("file", metavar="FILE", help="recording to replay")
     p.add_argument("--speed", type=float, default=1.0, metavar="X", help="replay speed (default 1; GUI 0.5-64)")
-    p.add_argument("--start", type=float, default=0.0, metavar="S", help="start at S seconds into the recording")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--start", type=float, default=None, metavar="S",
+                       help="start playing at S seconds into the recording (everything before S is processed first; "
+                            "0 = from the very start, as --no-preroll)")
+    where.add_argument("--preroll", type=float, default=None, metavar="SECONDS",
+                       help="process the first SECONDS at full speed before the view opens, then play on from there "
+                            "(default: the synchrony window + the detector's arming span + 30 s, about 3 min, then on "
+                            "while a pair is still learning its baseline, up to 2 min more; at most half the "
+                            "recording)")
+    where.add_argument("--no-preroll", action="store_true",
+                       help="open at 0:00 and play from the start (the first minutes show 'learning baseline')")
     p.add_argument("--publish", action="store_true", help="re-publish the recording's streams as LSL outlets")
     p.add_argument("--source-suffix", default="-replay", metavar="TEXT",
                    help="appended to every re-published source_id (default -replay; '' keeps the originals)")
@@ -55,8 +89,9 @@ def run(args) -> int:
     if not (math.isfinite(args.speed) and MIN_SPEED <= args.speed <= MAX_SPEED):
         raise UsageError(f"Invalid value for '--speed': expected {MIN_SPEED:g} .. {MAX_SPEED:g} (e.g. 1, 8, 64), "
                          f"but got {args.speed}.")
-    if not (math.isfinite(args.start) and args.start >= 0):
-        raise UsageError(f"Invalid value for '--start': expected seconds >= 0, but got {args.start}.")
+    for flag, value in (("--start", args.start), ("--preroll", getattr(args, "preroll", None))):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"Invalid value for '{flag}': expected seconds >= 0, but got {value}.")
     _positive("--quit-after", args.quit_after)
     config, modalities, settings = session_settings(args, will_use_gui(args))
     if args.publish or args.lsl_scope:
@@ -84,11 +119,11 @@ def run(args) -> int:
         raise UsageError(f"{args.file}: cannot read it ({os_error_text(exc)}).") from None
     except ValueError as exc:  # what the pipeline says about unusable stream layouts
         raise UsageError(f"{args.file}: {exc}") from None
-    if args.start > source.duration_s:
-        raise UsageError(f"Invalid value for '--start': the recording lasts {source.duration_s:.0f} s, "
-                         f"but got {args.start:g}.")
-    if args.start:
-        source.seek(args.start)
+    fixed = args.start if args.start is not None else getattr(args, "preroll", None)
+    if fixed is not None and fixed > source.duration_s:
+        flag = "--start" if args.start is not None else "--preroll"
+        raise UsageError(f"Invalid value for '{flag}': the recording lasts {source.duration_s:.0f} s, "
+                         f"but got {fixed:g}.")
     runner = make_runner(source, config, modalities)
     for p in rec.problems:  # after the last check: an unusable file gets its one error line only
         print(f"attune replay: warning: {args.file}: {p}", file=sys.stderr)
@@ -96,16 +131,18 @@ def run(args) -> int:
         runner.model.message(n)
     # what the facilitator (and other apps) marked during the session, on the timelines as it was
     runner.model.show_external_markers([(t - source.origin, name, text) for t, name, text in rec.event_markers()])
+    print(f"replaying {args.file} ({source.duration_s:.0f} s, {', '.join(runner.model.participants)}) at "
+          f"{args.speed:g}x; {describe_settings(config, modalities)}", file=sys.stderr)
+    start = _preroll(runner, args, source.duration_s)
     publisher = None
     if args.publish:
         from acquisition.replay_publish import RecordingPublisher
 
-        publisher = RecordingPublisher(rec, speed=args.speed, start_s=args.start, source_suffix=args.source_suffix)
+        # the outlets start where the view does
+        publisher = RecordingPublisher(rec, speed=args.speed, start_s=start, source_suffix=args.source_suffix)
         publisher.start()
         print(f"re-publishing {len(publisher.streams)} streams on LSL (source_id + {args.source_suffix!r}), "
               f"timestamps shifted by {publisher.shift:+.3f} s", file=sys.stderr)
-    print(f"replaying {args.file} ({source.duration_s:.0f} s, {', '.join(runner.model.participants)}) at "
-          f"{args.speed:g}x; {describe_settings(config, modalities)}", file=sys.stderr)
     try:
         return open_view(runner, args, title=f"Attune - replay {args.file}", settings=settings)
     finally:
@@ -115,12 +152,43 @@ def run(args) -> int:
                 print(f"attune replay: re-publishing stopped: {publisher.error}", file=sys.stderr)
 
 
+def _preroll(runner, args, duration_s: float) -> float:
+    """Process the stretch before the replay starts (``--start``, ``--preroll`` or the default); say what was done.
+
+    Returns the session time the replay plays on from.
+    """
+    import time
+
+    from ..words import clock
+
+    if args.start is not None:
+        lo = hi = args.start
+    elif getattr(args, "no_preroll", False):
+        lo = hi = 0.0
+    elif getattr(args, "preroll", None) is not None:
+        lo = hi = args.preroll
+    else:
+        lo, hi = default_preroll(runner, duration_s)
+    if hi <= 0:
+        return 0.0
+    t0 = time.monotonic()
+    start = runner.preroll(lo, hi)
+    if args.start is None:
+        learning = sum(ps.get("state") == "calibrating" for ps in runner.model.snapshot(1).pair_states)
+        npairs = len(runner.model.pairs)
+        how = (f"{learning} of {npairs} pair(s) still learning their baseline" if learning
+               else "every pair has measured its baseline")
+        print(f"pre-rolled the first {clock(start)} in {time.monotonic() - t0:.1f} s ({how}); playing on from "
+              f"{clock(start)} (--no-preroll starts at 0:00)", file=sys.stderr)
+    return start
+
+
 def replay_from_setup(path: str, monitor_args) -> int:
     """Replay the recording chosen in ``attune monitor``'s setup dialog (GUI, 1x, the monitor's session options)."""
     import argparse
 
     args = argparse.Namespace(
-        file=path, speed=1.0, start=0.0, publish=False, source_suffix="-replay", lsl_scope=None, roster=None,
+        file=path, speed=1.0, start=None, preroll=None, no_preroll=False, publish=False, source_suffix="-replay", lsl_scope=None, roster=None,
         preset=monitor_args.preset, window=getattr(monitor_args, "window", None),
         signals=getattr(monitor_args, "signals", None), headless=False, screenshot=None, quit_after=None)
     return run(args)
