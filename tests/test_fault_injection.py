@@ -26,6 +26,7 @@ import pytest
 from acquisition.live import LiveSession
 from acquisition.lsl import pylsl
 from acquisition.recorder import SessionRecorder
+from lsl_outlets import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 40.0
@@ -33,13 +34,7 @@ ATTUNE = [sys.executable, "-m", "ui.cli"]
 
 
 def wait_until(pred, timeout=DEADLINE, step=0.05):
-    """Poll ``pred`` until true or ``timeout`` seconds; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
+    return _wait_until(pred, timeout, step)
 
 
 def child_env() -> dict:

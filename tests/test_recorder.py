@@ -21,6 +21,7 @@ import pyxdf
 from acquisition.lsl import pylsl
 from acquisition.recorder import SessionRecorder, check_label, default_recording_path, event_payload
 from acquisition.xdf_writer import XdfWriteError
+from lsl_outlets import wait_until
 
 
 def _load(path, **kw):
@@ -29,12 +30,7 @@ def _load(path, **kw):
 
 
 def _wait(cond, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
+    return bool(wait_until(cond, timeout))
 
 
 def _outlet(name, type_, n_ch, srate, fmt, sid):

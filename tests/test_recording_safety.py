@@ -37,15 +37,11 @@ from acquisition.recorder import (
     unrecordable,
 )
 from acquisition.xdf_writer import XdfWriteError
+from lsl_outlets import wait_until
 
 
 def _wait(cond, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
+    return bool(wait_until(cond, timeout))
 
 
 def _streams(path):
