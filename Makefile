@@ -25,8 +25,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
+# bench_sync: synchrony kernels and engine ticks. bench_soak: a live 4-person monitor recording 2 simulated
+# hours at 32x (~4 min; `$(PY) bench/bench_soak.py` alone runs the full 8 h, ~15 min): RSS slope, CPU and tick p99
+# first vs last hour, the recording checked complete. Each prints its figures as one JSON line at the end.
 bench: $(STAMP)
 	$(PY) bench/bench_sync.py
+	$(PY) bench/bench_soak.py --hours 2
 
 recordings: $(STAMP)
 	$(PY) -m acquisition.samples recordings
