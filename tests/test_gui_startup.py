@@ -108,7 +108,7 @@ def test_session_settings_change_the_pipeline(tmp_path):
 
     from acquisition.files import load_recording
     from acquisition.sources import RecordingSource
-    from ui.commands.monitor import make_runner, session_settings
+    from ui.commands.options import make_runner, session_settings
     from ui.errors import UsageError
     from ui.gui.settings import Settings, qsettings
 

@@ -118,7 +118,7 @@ def test_streams_as_subprocess_json(two_people, tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["streams", "--timeout", "0"], "Invalid value for '--timeout': expected seconds > 0, but got 0"),
+    (["streams", "--timeout", "0"], "Invalid value for '--timeout': expected a positive number of seconds, but got 0; use e.g. --timeout 5."),
     (["streams", "--roster", "/nonexistent/roster.toml"], "does not exist; check the path"),
     (["streams", "--lsl-scope", "link"], "call acquisition.lslconfig.configure() before importing pylsl"),
 ])

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
+from .options import DEFAULT_PRESET, check_at_least, check_usable, make_assign
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,10 @@ def register(subparsers) -> None:
     p.add_argument("--report", metavar="DIR",
                    help="write an HTML report with plots and episodes.csv into DIR (one sub-folder per FILE "
                         "when there are several)")
-    p.add_argument("--preset", default="balanced", choices=list(PRESETS),
-                   help="detector sensitivity (default balanced)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="analyse N files in parallel processes")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="detector sensitivity (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="analyse N files in parallel processes, 1 or more (default %(default)s)")
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar on stderr even when it is not a terminal")
     p.set_defaults(func=run)
@@ -119,95 +121,7 @@ class FileResult:
     seconds: float = 0.0
 
 
-def make_assign(recording, roster_path: str | None):
-    """Apply a roster to a recording: drop ignored streams, apply kind/unit overrides, return ``assign``.
-
-    Returns
-    -------
-    assign : callable | None
-        ``assign(descriptor) -> participant id | None`` for :func:`ui.runner.analyze_recording`.
-    notes : list of str
-    """
-    if not roster_path:
-        return None, []
-    from acquisition.roster import Roster
-    from acquisition.roster import assign as roster_assign
-
-    roster = Roster.load(roster_path)
-    notes = []
-    kept = []
-    for s in recording.streams:
-        d = s.descriptor
-        if roster.ignored(d):
-            notes.append(f"stream {d.name!r} ignored by the roster")
-            continue
-        if roster.match(d) is not None:
-            assigned = roster_assign([d], roster)
-            if assigned.streams:  # the rule's kind/unit overrides applied
-                s.descriptor = assigned.streams[0].descriptor
-            notes += assigned.warnings
-        kept.append(s)
-    recording.streams = kept
-
-    def assign(d):
-        hit = roster.match(d)
-        return hit[0].id if hit else None
-
-    return assign, notes
-
-
-#: The lowest sampling rate (Hz) at which each waveform kind can be read (the beat detectors' and the EDA
-#: filters' bands must fit under the Nyquist frequency), and the highest Attune takes from a file.
-MIN_RATE_HZ = {"ecg": 12.0, "ppg": 2.0, "eda": 0.2}
-MAX_RATE_HZ = 20000.0
-#: The longest span of heart/EDA samples analysed at once (a session lasts hours, not days).
-MAX_SPAN_S = 48 * 3600.0
-
-
-def _check_usable(recording, assign) -> None:
-    """Raise RecordingError with a clear reason when the recording cannot give synchrony.
-
-    Checks that there are heart or EDA streams, that their sampling rates fit their kinds
-    (:data:`MIN_RATE_HZ`), that they span at most :data:`MAX_SPAN_S`, and that they belong to 2+ people.
-    """
-    from acquisition.files import RecordingError
-    from acquisition.sources import choose_inputs
-
-    physio = recording.physio_streams()
-    if not physio:
-        kinds = ", ".join(f"{s.descriptor.name!r} ({s.descriptor.type or 'no type'}, {len(s.timestamps)} samples)"
-                          for s in recording.streams[:6]) or "none"
-        raise RecordingError(
-            f"{recording.path}: no heart (RR/HR/ECG/PPG) or EDA streams with samples (streams: {kinds}); "
-            "if one of them is, name its kind in a roster (--roster).")
-    chosen, _ = choose_inputs(physio, assign)
-    for spec, stream in chosen:
-        low = MIN_RATE_HZ.get(spec.kind)
-        rate = float(spec.srate or 0.0)
-        if low is not None and not (math.isfinite(rate) and low <= rate <= MAX_RATE_HZ):
-            got = "no regular rate (irregular samples)" if rate == 0 else f"a sampling rate of {rate:g} Hz"
-            raise RecordingError(
-                f"{recording.path}: stream {spec.name!r} ({spec.kind.upper()}) has {got} (declared, or from its "
-                f"timestamps), but {spec.kind.upper()} needs {low:g} to {MAX_RATE_HZ:g} Hz; if it is another kind of "
-                "signal, name its kind in a roster (--roster), or [[ignore]] it there.")
-    starts = [float(stream.timestamps[0]) for _, stream in chosen]
-    ends = [float(stream.timestamps[-1]) for _, stream in chosen]
-    if starts and max(ends) - min(starts) > MAX_SPAN_S:
-        span = max(ends) - min(starts)
-        raise RecordingError(
-            f"{recording.path}: its heart/EDA samples span {span / 86400:.3g} days, longer than Attune analyses at "
-            f"once ({MAX_SPAN_S / 3600:g} h); a timestamp is probably wrong (a clock reset or a device sending "
-            "another clock), or split the recording into sessions.")
-    people = sorted({spec.participant for spec, _ in chosen})
-    if len(people) < 2:
-        names = ", ".join(repr(spec.name) for spec, _ in chosen)
-        raise RecordingError(
-            f"{recording.path}: synchrony needs at least 2 participants, but all heart/EDA streams ({names}) "
-            f"belong to {people[0]!r}; analyse a recording of two or more people, or assign the streams to "
-            "people with --roster.")
-
-
-def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", json_path: str | None = None,
+def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESET, json_path: str | None = None,
                  report_dir: str | None = None, progress=None) -> FileResult:
     """Analyse one recording; never raises for bad input (see :class:`FileResult`).
 
@@ -239,7 +153,7 @@ def analyze_file(path, *, roster: str | None = None, preset: str = "balanced", j
     try:
         recording = load_recording(path)
         assign, notes = make_assign(recording, roster)
-        _check_usable(recording, assign)
+        check_usable(recording, assign)
         config = dataclasses.replace(PipelineConfig(), preset=preset)
         analysis = analyze_recording(recording, config=config, assign=assign, progress=progress)
         res.origin = float(recording.origin)
@@ -459,8 +373,7 @@ def run(args) -> int:
     """Run ``attune analyze``; return the exit code (the worst over the files)."""
     import json
 
-    if args.jobs < 1:
-        raise UsageError(f"Invalid value for '--jobs': expected a positive number of processes, but got {args.jobs}.")
+    check_at_least("--jobs", args.jobs, 1, what="a number of processes")
     if args.roster:
         from acquisition.roster import Roster, RosterError
 

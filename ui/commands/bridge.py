@@ -16,6 +16,7 @@ import sys
 import time
 
 from ..errors import UsageError
+from .options import SCOPES, check_at_least, check_positive
 
 
 def register(subparsers) -> None:
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
     ble.add_argument("--scan", action="store_true",
                      help="list nearby devices advertising the Heart Rate Service (name, address, RSSI) and exit")
     ble.add_argument("--scan-time", type=float, default=8.0, metavar="SECONDS",
-                     help="how long to scan (default 8 s)")
+                     help="how long to scan in seconds, a positive number (default %(default)g s)")
     ble.add_argument("--address", help="Bluetooth address of the device (a UUID on macOS); see --scan")
     ble.add_argument("--name", help="connect to the device whose BLE name contains NAME, e.g. the serial "
                                     "printed on the strap ('8554112A') or 'Polar H10'")
@@ -44,13 +45,13 @@ def register(subparsers) -> None:
     ble.add_argument("--stream-name", metavar="NAME",
                      help="base of the LSL stream names (default '<participant> <manufacturer> <device>'); "
                           "' RR' and ' HR' are appended")
-    ble.add_argument("--lsl-scope", choices=("machine", "link", "site"), default="machine",
+    ble.add_argument("--lsl-scope", choices=SCOPES, default="machine",
                      help="who can see the streams: this computer only (machine, default), the local network "
                           "segment (link) or the site. Physiological data: widen only on a network you trust.")
     ble.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                     help="stop after this many seconds (default: run until Ctrl+C)")
+                     help="stop after this many seconds, a positive number (default: run until Ctrl+C)")
     ble.add_argument("--max-attempts", type=int, default=20,
-                     help="consecutive failed connection attempts before giving up (default 20)")
+                     help="consecutive failed connection attempts before giving up, 1 or more (default %(default)s)")
     ble.set_defaults(func=run)
     parser.set_defaults(func=lambda args: _missing_bridge(parser))
 
@@ -67,14 +68,9 @@ def run(args) -> int:
     """Run ``attune bridge ble-hr``."""
     from acquisition import lslconfig
 
-    if args.scan_time <= 0:
-        raise UsageError(f"Invalid value for '--scan-time': expected a positive number of seconds, "
-                         f"but got {args.scan_time}.")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"Invalid value for '--duration': expected a positive number of seconds, "
-                         f"but got {args.duration}.")
-    if args.max_attempts < 1:
-        raise UsageError(f"Invalid value for '--max-attempts': expected 1 or more, but got {args.max_attempts}.")
+    check_positive("--scan-time", args.scan_time, example=8)
+    check_positive("--duration", args.duration, example=3600)
+    check_at_least("--max-attempts", args.max_attempts, 1)
     if not args.scan and not (args.participant and args.participant.strip()):
         raise UsageError("--participant is required to connect: give the pseudonym of the person wearing this "
                          "device, e.g. --participant P1 (or use --scan to list devices).")

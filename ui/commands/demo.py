@@ -1,4 +1,4 @@
-"""``attune demo``: simulated couple with a rupture about a minute in and its repair, in the live view.
+"""``attune demo``: a simulated session (by default a couple with a rupture and its repair) in the live view.
 
 The simulator publishes LSL streams (loopback), a :class:`acquisition.live.LiveSession`
 receives them exactly as it would real wearables, and the session window opens.
@@ -12,11 +12,15 @@ import time
 import uuid
 
 from ..errors import UsageError
-# the simulator seed of the demo is attune simulate's: not every seed shows both scripted ruptures (the detector
-# misses some: with seed 0 the first one goes unflagged); the demo shows one where both are
-from .simulate import DEFAULT_SEED
+# the simulator defaults are attune simulate's: not every seed shows both scripted ruptures (the detector misses
+# some: with seed 0 the first one goes unflagged); the demo shows one where both are
+from .options import (DEFAULT_PRESET, DEFAULT_SCENARIO, DEFAULT_SEED, add_session_options, check_at_least,
+                      check_positive, check_range, describe_settings, make_runner, open_view, session_settings,
+                      wait_for_source, will_use_gui)
 
-DEFAULT_SCENARIO = "couple-rupture-repair"
+#: The people a demo can show (the live view's layout) and how much faster than real time it can run.
+PARTICIPANTS = (2, 8)
+SPEED_RANGE = (0.1, 64.0)
 
 
 def scenario_description(name_or_path: str) -> str:
@@ -33,29 +37,33 @@ def register(subparsers) -> None:
     """Add the ``demo`` parser."""
     p = subparsers.add_parser(
         "demo",
-        help="simulated couple with a rupture and its repair, in the live view (no hardware needed)",
+        help="a simulated session in the live view, by default a couple with a rupture and its repair (no hardware "
+             "needed)",
         description=(
-            "Start the simulator (a couple that talks calmly: their attunement becomes measurable after about "
-            "3-4 minutes of session time; at 4:30 one partner's arousal climbs alone for a minute, then they "
-            "repair) and open the live view, at 4x by default: the possible rupture is flagged and its repair "
-            "shown within about 1.5 minutes on the clock. A flag is a prompt to check in, never a diagnosis."
+            "Start the simulator on a scenario and open the live view. The default scenario is a couple that talks "
+            "calmly: their attunement becomes measurable after about 3-4 minutes of session time; at 4:30 one "
+            "partner's arousal climbs alone for a minute, then they repair. At the default 4x the possible rupture "
+            "is flagged and its repair shown within about 1.5 minutes on the clock. Other scenarios: `attune "
+            "simulate --list-scenarios`. A flag is a prompt to check in, never a diagnosis."
         ),
     )
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
                    help=f"simulator scenario (default {DEFAULT_SCENARIO}; see `attune simulate --list-scenarios`)")
-    p.add_argument("--participants", type=int, metavar="N", help="number of people (default: the scenario's)")
+    p.add_argument("--participants", type=int, metavar="N",
+                   help=f"number of people, between {PARTICIPANTS[0]} and {PARTICIPANTS[1]} (default: the scenario's)")
     p.add_argument("--speed", type=float, default=4.0, metavar="X",
-                   help="run the session X times faster than real time (default 4: the first possible rupture (at 4:30 "
-                        "of session time) is flagged and repaired within about 1.5 minutes; 1 for real time)")
+                   help=f"run the session X times faster than real time, between {SPEED_RANGE[0]:g} and "
+                        f"{SPEED_RANGE[1]:g} (default %(default)g: in the default scenario the first possible rupture, "
+                        "at 4:30 of session time, is flagged and repaired within about 1.5 minutes; 1 for real time)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
-                   help=f"simulator seed (default {DEFAULT_SEED}: both scripted ruptures are flagged and repaired)")
-    from .monitor import add_session_options
-
+                   help="simulator seed, 0 or more (default %(default)s: both scripted ruptures of the default "
+                        "scenario are flagged and repaired)")
     add_session_options(p)
     p.add_argument("--headless", action="store_true", help="terminal view instead of the GUI")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (wall clock)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (wall clock), a positive number")
     p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a PNG of the window after --quit-after s, exit")
-    p.add_argument("--quit-after", type=float, metavar="S", help="GUI: quit after S seconds (wall clock)")
+    p.add_argument("--quit-after", type=float, metavar="S",
+                   help="GUI: quit after S seconds (wall clock), a positive number")
     p.set_defaults(func=run)
 
 
@@ -89,7 +97,7 @@ class SimulatorClockSource:
 
 
 def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0, seed: int = DEFAULT_SEED,
-               preset: str = "balanced", wait_s: float = 15.0, config=None, modalities=None):
+               preset: str = DEFAULT_PRESET, wait_s: float = 15.0, config=None, modalities=None):
     """Start simulator, live session and runner (not its thread).
 
     ``config`` (a :class:`dsp.pipeline.PipelineConfig`) replaces ``preset`` when given; ``modalities``
@@ -101,14 +109,10 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
         ``runner.simulator`` is the running simulator; ``runner.stop()`` does not stop it: call
         ``runner.simulator.stop()`` too.
     """
-    from acquisition.files import RecordingError
     from acquisition.live import LiveSession
     from acquisition.scenario import ScenarioError, load_scenario
     from acquisition.simulator import Simulator
-    from acquisition.sources import LiveSource
     from dsp.pipeline import PipelineConfig
-
-    from .monitor import _wait_for_source, make_runner
 
     try:
         sc = load_scenario(scenario)
@@ -121,7 +125,7 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
     sim.open()  # outlets visible first, so the session receives the very first sample
     session = LiveSession(match=f"{prefix}*", rescan_interval=1.0).start()
     try:
-        live = _wait_for_source(session, wait_s, LiveSource, RecordingError)
+        live = wait_for_source(session, wait_s)
         time.sleep(0.5)  # inlets of every stream connected
         sim.start()
         runner = make_runner(SimulatorClockSource(live, sim), config or PipelineConfig(preset=preset), modalities)
@@ -135,16 +139,11 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
 
 def run(args) -> int:
     """Run ``attune demo``; return the exit code."""
-    from .monitor import describe_settings, open_view, session_settings, will_use_gui
-
-    if not args.speed > 0 or args.speed > 64:
-        raise UsageError(f"Invalid value for '--speed': expected a number in (0, 64], but got {args.speed:g}.")
-    for name in ("quit_after", "duration"):
-        v = getattr(args, name)
-        if v is not None and not v > 0:
-            raise UsageError(f"Invalid value for '--{name.replace('_', '-')}': expected seconds > 0, but got {v:g}.")
-    if args.participants is not None and not 2 <= args.participants <= 8:
-        raise UsageError(f"Invalid value for '--participants': expected 2 to 8, but got {args.participants}.")
+    check_range("--speed", args.speed, *SPEED_RANGE, what="a speed-up")
+    check_positive("--quit-after", args.quit_after, example=60)
+    check_positive("--duration", args.duration, example=60)
+    check_range("--participants", args.participants, *PARTICIPANTS, what="a number of people")
+    check_at_least("--seed", args.seed, 0)
     config, modalities, settings = session_settings(args, will_use_gui(args))
     from acquisition.lslconfig import configure
 

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError, check_output_file, os_error_text
+from .options import DEFAULT_PRESET, check_at_least
 
 #: Tolerances of the matching window around a truth rupture (s).
 EARLY_S = 10.0
@@ -87,8 +88,10 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("dir", metavar="DIR", help="folder with X.xdf + X.truth.json pairs")
-    p.add_argument("--preset", default="balanced", choices=list(PRESETS), help="detector sensitivity (default balanced)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="analyse N files in parallel processes")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="detector sensitivity (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="analyse N files in parallel processes, 1 or more (default %(default)s)")
     p.add_argument("--json", metavar="OUT", help="write the scores (per file and overall) as JSON here")
     p.add_argument("--verbose-files", action="store_true", help="list every episode and truth rupture per file")
     p.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
@@ -444,12 +447,11 @@ def run(args) -> int:
     """Run ``attune evaluate``; return the exit code (0 ok, 2 unusable DIR or files)."""
     from .analyze import run_many
 
+    check_at_least("--jobs", args.jobs, 1, what="a number of processes")
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(f"Invalid value for 'DIR': {str(folder)!r} is not a folder; give the folder that holds "
                          "X.xdf + X.truth.json pairs (attune simulate --out X.xdf --truth X.truth.json).")
-    if args.jobs < 1:
-        raise UsageError(f"Invalid value for '--jobs': expected a positive number of processes, but got {args.jobs}.")
     if args.json:
         check_output_file(args.json, "--json")  # before the work: folders created, writable
     cases = find_cases(folder)

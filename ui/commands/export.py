@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
+from .options import DEFAULT_PRESET, check_preset, check_usable, make_assign
 
 FORMATS = ("edf", "fif", "csv")
 
@@ -38,8 +39,8 @@ def register(subparsers) -> None:
                    help="output file (edf/fif) or folder (csv); default next to FILE: NAME.edf, NAME_raw.fif, "
                         "NAME-csv/")
     p.add_argument("--roster", metavar="R.toml", help="who wears which stream")
-    p.add_argument("--preset", default="balanced", metavar="NAME",
-                   help="detector sensitivity: conservative, balanced (default), sensitive")
+    p.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME",
+                   help="detector sensitivity: conservative, balanced, sensitive (default %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=run)
 
@@ -54,8 +55,6 @@ def default_out(path: str, fmt: str) -> Path:
 
 def run(args) -> int:
     """Run ``attune export``; return the exit code."""
-    from .monitor import check_preset
-
     check_preset(args.preset)
     out = Path(args.out) if args.out else default_out(args.file, args.format)
     if args.format == "fif" and not out.name.endswith(("raw.fif", "raw.fif.gz")):
@@ -86,12 +85,11 @@ def run(args) -> int:
     from dsp.pipeline import PipelineConfig
 
     from ..runner import analyze_recording
-    from .analyze import _check_usable, make_assign
 
     try:
         rec = load_recording(args.file)
         assign, notes = make_assign(rec, args.roster)
-        _check_usable(rec, assign)
+        check_usable(rec, assign)
         analysis = analyze_recording(rec, PipelineConfig(preset=args.preset), assign=assign)
     except (RecordingError, RosterError) as exc:
         raise UsageError(str(exc)) from None

@@ -23,8 +23,8 @@ import math
 import sys
 
 from ..errors import UsageError, os_error_text
-from .monitor import (SCOPES, _positive, add_session_options, describe_settings, make_runner, open_view,
-                      session_settings, will_use_gui)
+from .options import (SCOPES, add_session_options, check_at_least, check_positive, check_range, check_usable,
+                      describe_settings, make_assign, make_runner, open_view, session_settings, will_use_gui)
 
 #: Replay speeds the command accepts (the GUI offers 0.5x .. 64x).
 MIN_SPEED, MAX_SPEED = 0.1, 1000.0
@@ -60,16 +60,17 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("file", metavar="FILE", help="recording to replay")
-    p.add_argument("--speed", type=float, default=1.0, metavar="X", help="replay speed (default 1; GUI 0.5-64)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X", help=f"replay speed, between {MIN_SPEED:g} and "
+                   f"{MAX_SPEED:g} (default %(default)g; the GUI's speed menu offers 0.5x to 64x)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--start", type=float, default=None, metavar="S",
                        help="start playing at S seconds into the recording (everything before S is processed first; "
-                            "0 = from the very start, as --no-preroll)")
+                            "S is 0 or more; 0 = from the very start, as --no-preroll)")
     where.add_argument("--preroll", type=float, default=None, metavar="SECONDS",
                        help="process the first SECONDS at full speed before the view opens, then play on from there "
                             "(default: the synchrony window + the detector's arming span + 30 s, about 3 min, then on "
                             "while a pair is still learning its baseline, up to 2 min more; at most half the "
-                            "recording)")
+                            "recording; SECONDS is 0 or more)")
     where.add_argument("--no-preroll", action="store_true",
                        help="open at 0:00 and play from the start (the first minutes show 'learning baseline')")
     p.add_argument("--publish", action="store_true", help="re-publish the recording's streams as LSL outlets")
@@ -80,19 +81,17 @@ def register(subparsers) -> None:
     add_session_options(p)
     p.add_argument("--headless", action="store_true", help="terminal view instead of the GUI")
     p.add_argument("--screenshot", metavar="PATH.png", help="GUI: save a screenshot after --quit-after seconds, exit")
-    p.add_argument("--quit-after", type=float, metavar="S", help="quit after S seconds")
+    p.add_argument("--quit-after", type=float, metavar="S", help="quit after S seconds, a positive number")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Run ``attune replay``; return the exit code."""
-    if not (math.isfinite(args.speed) and MIN_SPEED <= args.speed <= MAX_SPEED):
-        raise UsageError(f"Invalid value for '--speed': expected {MIN_SPEED:g} .. {MAX_SPEED:g} (e.g. 1, 8, 64), "
-                         f"but got {args.speed}.")
+    check_range("--speed", args.speed, MIN_SPEED, MAX_SPEED, what="a speed")
     for flag, value in (("--start", args.start), ("--preroll", getattr(args, "preroll", None))):
         if value is not None and not (math.isfinite(value) and value >= 0):
-            raise UsageError(f"Invalid value for '{flag}': expected seconds >= 0, but got {value}.")
-    _positive("--quit-after", args.quit_after)
+            check_at_least(flag, value, 0, what="seconds")
+    check_positive("--quit-after", args.quit_after, example=60)
     config, modalities, settings = session_settings(args, will_use_gui(args))
     if args.publish or args.lsl_scope:
         from acquisition.lslconfig import configure
@@ -106,12 +105,10 @@ def run(args) -> int:
     from acquisition.roster import RosterError
     from acquisition.sources import RecordingSource
 
-    from .analyze import _check_usable, make_assign
-
     try:
         rec = load_recording(args.file)
         assign, notes = make_assign(rec, args.roster)
-        _check_usable(rec, assign)
+        check_usable(rec, assign)
         source = RecordingSource(rec, speed=args.speed, assign=assign)
     except (RecordingError, RosterError) as exc:
         raise UsageError(str(exc)) from None

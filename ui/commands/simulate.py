@@ -10,18 +10,15 @@ Examples::
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 
 from ..errors import UsageError, check_output_file, os_error_text
+from .options import DEFAULT_SCENARIO, DEFAULT_SEED, check_at_least, check_positive, check_range
 
-DEFAULT_SCENARIO = "couple-rupture-repair"
-#: The default seed is the demo's: with it the balanced preset flags both scripted ruptures of the default scenario
-#: (at 4:30 and 6:50 of session time; seed 0 leaves the first one unflagged, so a first live try showed nothing).
-#: tests/test_simulate_cli.py checks it.
-DEFAULT_SEED = 3
+#: How many people a simulated session can have.
+PARTICIPANTS = (1, 16)
 
 
 def register(subparsers) -> None:
@@ -38,13 +35,17 @@ def register(subparsers) -> None:
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, metavar="NAME|FILE.toml",
                    help=f"built-in scenario name or a TOML file (default {DEFAULT_SCENARIO}; --list-scenarios)")
     p.add_argument("--list-scenarios", action="store_true", help="list the built-in scenarios and exit")
-    p.add_argument("--participants", type=int, metavar="N", help="number of participants (default: the scenario's)")
-    p.add_argument("--duration", type=float, metavar="S", help="seconds to simulate (default: the scenario's)")
+    p.add_argument("--participants", type=int, metavar="N",
+                   help=f"number of participants, between {PARTICIPANTS[0]} and {PARTICIPANTS[1]} (default: the "
+                        "scenario's)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="seconds to simulate, a positive number (default: the scenario's)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
-                   help=f"random seed; same seed, same data (default {DEFAULT_SEED}: both ruptures of the default "
-                        "scenario are flagged with the balanced preset)")
+                   help="random seed, 0 or more; same seed, same data (default %(default)s: both ruptures of the "
+                        "default scenario are flagged with the balanced preset)")
     p.add_argument("--speed", type=float, default=1.0, metavar="X",
-                   help="push X times faster than real time (timestamps stay in session time; default 1)")
+                   help="push X times faster than real time, a positive number (timestamps stay in session time; "
+                        "default %(default)g)")
     p.add_argument("--truth", metavar="PATH", help="write the ground truth (ruptures, confounds) as JSON here")
     p.add_argument("--out", metavar="FILE.xdf", help="write an XDF file as fast as possible instead of publishing")
     p.add_argument("--source-prefix", default="attune-sim", metavar="TEXT",
@@ -66,12 +67,10 @@ def run(args) -> int:
             sc = load_scenario(name)
             print(f"{name:24s} {len(sc.participants)} people, {sc.duration_s:g} s  {sc.description}")
         return 0
-    if args.speed is not None and not (math.isfinite(args.speed) and args.speed > 0):
-        raise UsageError(f"Invalid value for '--speed': expected a positive number such as 1 or 8, but got {args.speed}.")
-    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
-        raise UsageError(f"Invalid value for '--duration': expected a positive number of seconds, but got {args.duration}.")
-    if args.participants is not None and not 1 <= args.participants <= 16:
-        raise UsageError(f"Invalid value for '--participants': expected 1 .. 16, but got {args.participants}.")
+    check_positive("--speed", args.speed, what="a positive speed-up", example=8)
+    check_positive("--duration", args.duration, example=600)
+    check_range("--participants", args.participants, *PARTICIPANTS, what="a number of participants")
+    check_at_least("--seed", args.seed, 0)
     try:
         scenario = load_scenario(args.scenario)
         if args.participants is not None and args.participants != len(scenario.participants):

@@ -24,8 +24,7 @@ import logging
 import sys
 
 from ..errors import UsageError
-
-SCOPES = ("machine", "link", "site")
+from .options import SCOPES, check_positive
 
 
 def register(subparsers) -> None:
@@ -36,7 +35,8 @@ def register(subparsers) -> None:
                     "participant and modality (heart or EDA) Attune assigns each to.",
     )
     p.add_argument("--timeout", type=float, default=2.0, metavar="S",
-                   help="seconds to look for streams (and, again at most, to read their headers); default 2")
+                   help="seconds to look for streams (and, again at most, to read their headers), a positive number; "
+                        "default %(default)g")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--lsl-scope", choices=SCOPES, default=None,
                    help="where to look: machine (this computer, the default), link (local network), site")
@@ -65,8 +65,7 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    if not args.timeout > 0:
-        raise UsageError(f"Invalid value for '--timeout': expected seconds > 0, but got {args.timeout:g}.")
+    check_positive("--timeout", args.timeout, example=5)
     from acquisition.lslconfig import configure
 
     try:

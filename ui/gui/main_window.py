@@ -58,10 +58,11 @@ def legend_html(modalities, compact: bool = False) -> str:
     return f"<span style='color:{INK}'>" + " &nbsp;&nbsp; ".join(parts) + "</span>"
 
 
-def sync_legend_tip(modalities) -> str:
-    """What each synchrony line is (the legend's tooltip)."""
-    lines = {"hr": "heart: correlation of the two heart rates over the last 30 s",
-             "eda": "skin: co-occurring skin-conductance responses over the last 30 s (correlation of the changes, "
+def sync_legend_tip(modalities, window_s: float | None = None) -> str:
+    """What each synchrony line is (the legend's tooltip), over the session's synchrony window ``window_s`` (s)."""
+    span = f"the last {window_s:g} s" if window_s else "the synchrony window"
+    lines = {"hr": f"heart: correlation of the two heart rates over {span}",
+             "eda": f"skin: co-occurring skin-conductance responses over {span} (correlation of the changes, "
                     "one person up to 3 s after the other)"}
     return "\n".join([*(lines[m] for m in modalities if m in lines),
                       "combined: the mean of the two (Fisher z)",
@@ -142,7 +143,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.people_scroll = self._scroll(self.traces)
         left = self._section("PEOPLE", people_legend, self.people_scroll)
         legend = QtWidgets.QLabel(legend_html(model.modalities, compact=self.group))
-        legend.setToolTip(sync_legend_tip(model.modalities))
+        legend.setToolTip(sync_legend_tip(model.modalities, model.window_s))
         legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         legend.setWordWrap(True)
         legend.setStyleSheet("font-size: 9pt")

@@ -9,9 +9,10 @@ from PySide6 import QtCore, QtWidgets
 
 from dsp.detector import PRESETS
 
+from ..commands.options import MODALITY_CHOICES, WINDOW_RANGE_S  # shared with the CLI's --signals / --window
+
 ORGANIZATION = "Attune"
 APPLICATION = "attune"
-MODALITY_CHOICES = {"heart + skin": ("hr", "eda"), "heart only": ("hr",), "skin only": ("eda",)}
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Settings:
     def validate(self) -> Settings:
         """Clamp numbers into range and fall back on unknown choices (settings files can be stale)."""
         self.display_s = float(min(max(self.display_s, 60.0), 600.0))
-        self.window_s = float(min(max(self.window_s, 5.0), 120.0))
+        self.window_s = float(min(max(self.window_s, WINDOW_RANGE_S[0]), WINDOW_RANGE_S[1]))
         if self.preset not in PRESETS:
             self.preset = "balanced"
         if self.modalities not in MODALITY_CHOICES:
@@ -104,7 +105,7 @@ class SettingsDialog(QtWidgets.QDialog):
         self.display.setValue(int(settings.display_s))
         form.addRow("Show the last", self.display)
         self.sync_win = QtWidgets.QDoubleSpinBox()
-        self.sync_win.setRange(5, 120)
+        self.sync_win.setRange(*WINDOW_RANGE_S)
         self.sync_win.setSuffix(" s")
         self.sync_win.setDecimals(0)
         self.sync_win.setValue(settings.window_s)
