@@ -247,6 +247,15 @@ class _Burst:
     lag_s: float = -math.inf     # how far the burst's last stamp was behind the sender's clock when it arrived
     overflowed: bool = False     # the recorder's own queue was full
     max_pull: int = 0            # the most samples one round of pulls brought
+    wall_first: float = math.inf   # monotonic time of the burst's first pull
+    wall_last: float = -math.inf   # ... and of its last
+
+
+#: A "burst" that keeps arriving for longer than this (wall seconds) with no hole in its timestamps is a sender
+#: running faster than its nominal rate on purpose (``attune simulate --speed 4``, a replay published at 8x): its
+#: stamps run ahead of the clock by design, and nothing was lost. A real burst (data sent at once) arrives within
+#: a few pulls.
+STEADY_FAST_SENDER_S = 10.0
 
 
 @dataclass
@@ -573,6 +582,7 @@ class SessionRecorder:
                 b.lag_s = (now - rec.offset) - max(t_max, b.t_max)
             b.overflowed |= full
             b.max_pull = max(b.max_pull, got)
+            b.wall_first, b.wall_last = min(b.wall_first, mono), mono
             if not final:
                 return
         if b.n == 0 and not b.overflowed:
@@ -606,6 +616,8 @@ class SessionRecorder:
             return (f"stream {rec.name!r}: a burst of {b.n} samples arrived at once with holes in its timestamps: "
                     f"at least {missing} samples ({missing / rec.srate:.0f} s at {rec.srate:g} Hz) were lost by the "
                     f"sender, which keeps {SENDER_BUFFER_S:.0f} s by default.")
+        if b.wall_last - b.wall_first > STEADY_FAST_SENDER_S:
+            return None  # a sender running faster than its rate all along, without a hole: nothing lost
         if b.ahead_s > 5.0:
             return (f"stream {rec.name!r}: a burst of {b.n} samples arrived at once, stamped up to "
                     f"{b.ahead_s:.0f} s ahead of the sender's clock: the sender could not keep the whole burst "

@@ -260,6 +260,44 @@ def test_a_lossy_burst_with_its_own_timestamps_says_at_least_how_many_were_lost(
     assert abs(lost - ((burst.max() - burst.min() + 1) - burst.size)) <= 2  # the holes between first and last received
 
 
+@pytest.mark.timeout(60)
+def test_a_sender_running_faster_than_its_rate_on_purpose_is_no_loss(tmp_path):
+    """`attune simulate --speed 4` (or a replay published at 8x) sends a 4 Hz stream many times faster than 4 Hz
+    with stamps in session time, ahead of the clock by design, and no hole. Recording it for minutes gave false
+    "samples were lost" notes; every sample arrives, so nothing may be said."""
+    speed, srate = 200.0, 4.0
+    tag = uuid.uuid4().hex
+    out = pylsl.StreamOutlet(pylsl.StreamInfo("P1 EDA", "EDA", 2, srate, "float32", f"fast-{tag}"))
+    path = tmp_path / "fast.xdf"
+    rec = SessionRecorder(path, poll_interval=0.1)
+    model, messages = _fake_model()
+    rec._model = model
+    k = 0
+    try:
+        found = pylsl.resolve_byprop("source_id", f"fast-{tag}", 1, 5.0)
+        assert found, "test outlet not found on loopback"
+        rec.add_lsl_stream(found[0])
+        rec.start()
+        assert _wait(lambda: len(rec._inlets) == 1), "the recorder did not open its inlet"
+        time.sleep(0.3)
+        t0 = wall0 = pylsl.local_clock()
+        while pylsl.local_clock() - wall0 < 1.5 * 10.0:  # longer than a burst could last (STEADY_FAST_SENDER_S)
+            due = int((pylsl.local_clock() - wall0) * speed * srate)
+            if due > k:
+                idx = np.arange(k, due)
+                out.push_chunk(np.c_[idx, np.full(idx.size, 4.0)].tolist(), (t0 + idx / srate).tolist())
+                k = due
+            time.sleep(0.05)
+        assert _wait(lambda: rec.n_samples >= k, 10.0)
+    finally:
+        rec.close()
+        del out
+    got = _streams(path)["P1 EDA"]
+    np.testing.assert_array_equal(got["time_series"][:, 0], np.arange(k, dtype=np.float32))
+    assert rec.problems == [] and messages == [], rec.problems
+    assert k > 0.9 * 360 * srate  # enough for the loss rules to look at it at all
+
+
 _HUGE_CLAIM = textwrap.dedent("""
     import json, resource, sys, time, uuid
     from acquisition.lsl import pylsl
