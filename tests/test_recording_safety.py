@@ -171,6 +171,25 @@ def _fake_model():
     return model, messages
 
 
+def _recording_one(path, source_id: str):
+    """A started recorder (on a fake model) of the one loopback outlet with ``source_id``, its inlet open.
+    Returns (recorder, messages shown to the user)."""
+    rec = SessionRecorder(path, poll_interval=0.1)
+    model, messages = _fake_model()
+    rec._model = model
+    try:
+        found = pylsl.resolve_byprop("source_id", source_id, 1, 5.0)
+        assert found, "test outlet not found on loopback"
+        rec.add_lsl_stream(found[0])
+        rec.start()
+        assert _wait(lambda: len(rec._inlets) == 1), "the recorder did not open its inlet"
+    except BaseException:
+        rec.close()
+        raise
+    time.sleep(0.3)
+    return rec, messages
+
+
 def _burst_session(tmp_path, *, big_sender: bool, explicit: bool, n: int = 100_000, srate: float = 4.0):
     """A running recorder on a 4 Hz, 2-channel (sample index, value) outlet: 8 regular samples, one burst of ``n``
     in a single push_chunk, 4 regular samples. Returns (path, recorder, messages, pushed index array)."""
@@ -178,16 +197,8 @@ def _burst_session(tmp_path, *, big_sender: bool, explicit: bool, n: int = 100_0
     info = pylsl.StreamInfo("P1 EDA", "EDA", 2, srate, "float32", f"burst-{tag}")
     out = pylsl.StreamOutlet(info, 0, 360_000) if big_sender else pylsl.StreamOutlet(info)  # default: 360 s kept
     path = tmp_path / "burst.xdf"
-    rec = SessionRecorder(path, poll_interval=0.1)
-    model, messages = _fake_model()
-    rec._model = model
+    rec, messages = _recording_one(path, f"burst-{tag}")
     try:
-        found = pylsl.resolve_byprop("source_id", f"burst-{tag}", 1, 5.0)
-        assert found, "test outlet not found on loopback"
-        rec.add_lsl_stream(found[0])
-        rec.start()
-        assert _wait(lambda: len(rec._inlets) == 1), "the recorder did not open its inlet"
-        time.sleep(0.3)
         k = 0
         for _ in range(8):
             out.push_sample([k, 4.0], pylsl.local_clock())
@@ -269,17 +280,9 @@ def test_a_sender_running_faster_than_its_rate_on_purpose_is_no_loss(tmp_path):
     tag = uuid.uuid4().hex
     out = pylsl.StreamOutlet(pylsl.StreamInfo("P1 EDA", "EDA", 2, srate, "float32", f"fast-{tag}"))
     path = tmp_path / "fast.xdf"
-    rec = SessionRecorder(path, poll_interval=0.1)
-    model, messages = _fake_model()
-    rec._model = model
+    rec, messages = _recording_one(path, f"fast-{tag}")
     k = 0
     try:
-        found = pylsl.resolve_byprop("source_id", f"fast-{tag}", 1, 5.0)
-        assert found, "test outlet not found on loopback"
-        rec.add_lsl_stream(found[0])
-        rec.start()
-        assert _wait(lambda: len(rec._inlets) == 1), "the recorder did not open its inlet"
-        time.sleep(0.3)
         t0 = wall0 = pylsl.local_clock()
         while pylsl.local_clock() - wall0 < 1.5 * 10.0:  # longer than a burst could last (STEADY_FAST_SENDER_S)
             due = int((pylsl.local_clock() - wall0) * speed * srate)
