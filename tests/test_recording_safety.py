@@ -243,11 +243,15 @@ def test_a_burst_the_sender_could_not_keep_is_recorded_as_a_loss(tmp_path):
     path, rec, messages, pushed = _burst_session(tmp_path, big_sender=False, explicit=False)
     streams = _streams(path)
     n_got = len(streams["P1 EDA"]["time_stamps"])
-    assert n_got < pushed.size // 2
+    # how much of the burst gets through depends on how fast the recorder pulls while it is pushed (usually ~4 %,
+    # once 60 % on a loaded machine): some of it is always lost, and that must be said
+    assert n_got < pushed.size
     assert len(rec.problems) == 1 and "P1 EDA" in rec.problems[0] and "lost" in rec.problems[0]
     # liblsl stamps such a chunk from its first sample: whether that one got through decides which way the survivors'
-    # stamps are off (running ahead of the clock, or ending long before they arrived)
-    assert "ahead of the sender's clock" in rec.problems[0] or "before it arrived" in rec.problems[0]
+    # stamps are off (running ahead of the clock, or ending long before they arrived); survivors taken while the
+    # chunk was still being pushed leave holes between them
+    assert any(w in rec.problems[0] for w in ("ahead of the sender's clock", "before it arrived",
+                                              "holes in its timestamps")), rec.problems
     assert messages == [f"Recording: {rec.problems[0]}"]
     log = streams[LOG_STREAM_NAME]
     entry = json.loads(log["time_series"][0][0])
