@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_soak.py --hours 2
 
 recordings: $(STAMP)
-	$(PY) -m acquisition.samples recordings
+	$(PY) -m attune_monitor.acquisition.samples recordings
 
 # Newest releases within pyproject's ranges, resolved in a throwaway venv (not .venv), written to constraints.txt
 # (its # header kept). Pins hold for the Python and platform that ran this (README: 3.11, Linux x86_64).

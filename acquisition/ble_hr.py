@@ -19,7 +19,7 @@ Each notification of the Heart Rate Measurement characteristic (0x2A37) is
     [2*n bytes]   RR intervals, oldest first, little-endian, to the end of the packet
 
 The bridge publishes two LSL streams per device following
-:mod:`acquisition.convention`: ``RR`` (one sample per beat, ms, irregular
+:mod:`attune_monitor.acquisition.convention`: ``RR`` (one sample per beat, ms, irregular
 rate) and ``HR`` (one sample per notification, bpm, irregular rate), each
 with the participant, manufacturer and device in its desc, so the monitor
 assigns them with no roster.

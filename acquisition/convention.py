@@ -35,7 +35,7 @@ A stream is who it says it is by ``(name, type, source_id, hostname)``
 (:attr:`StreamDescriptor.identity`); its ``uid`` tells one run of the outlet
 from the next. A new uid with a known identity after the old one vanished is
 the same stream restarted; two live uids with one identity are duplicates,
-which Attune reports and never mixes (see :mod:`acquisition.live`). mne-lsl
+which Attune reports and never mixes (see :mod:`attune_monitor.acquisition.live`). mne-lsl
 players left at the default ``source_id`` "MNE-LSL" are therefore different
 streams as long as their names differ, and a player's ``<name>-annotations``
 stream (type ``annotations``) is an event stream (:func:`is_marker_stream`,
@@ -61,7 +61,7 @@ CANONICAL_UNIT = {"rr": "s", "hr": "bpm", "eda": "uS", "ecg": "mV", "ppg": "au"}
 #: Seconds of beats a device HR value averages over when its stream does not say (``<averaging_s>``).
 #: Wrist and strap HR (BLE Heart Rate Measurement, optical sensors) is a trailing average of the last
 #: few beats; 4 s is an assumption, not a measurement: declare the real span when a device documents it
-#: (an Empatica E4 export's HR.csv does: 10 s, see :mod:`acquisition.files`).
+#: (an Empatica E4 export's HR.csv does: 10 s, see :mod:`attune_monitor.acquisition.files`).
 DEFAULT_HR_AVERAGING_S = 4.0
 
 #: Which synchrony modality a stream kind feeds.
@@ -425,7 +425,7 @@ class StreamDescriptor:
         """``(name, type, source_id, hostname)``: who the stream says it is.
 
         A new ``uid`` with a known identity after the old one vanished is the same stream restarted; two live
-        uids with one identity are duplicates (see :mod:`acquisition.live`).
+        uids with one identity are duplicates (see :mod:`attune_monitor.acquisition.live`).
         """
         return (self.name, self.type, self.source_id, self.hostname)
 
@@ -545,7 +545,7 @@ def header_fingerprint(d: StreamDescriptor) -> tuple:
     every channel's label, unit and type, and the desc's participant, manufacturer and device.
 
     A publisher that claims a known identity (:attr:`StreamDescriptor.identity`) with another fingerprint is a
-    different source, not the stream restarted (:mod:`acquisition.inlet` refuses it).
+    different source, not the stream restarted (:mod:`attune_monitor.acquisition.inlet` refuses it).
     """
     return (d.channel_count, str(d.channel_format), float(d.srate),
             tuple((c.label, c.unit, c.type) for c in d.channels), d.participant, d.manufacturer, d.device)

@@ -34,12 +34,12 @@ class DiscoveredStream:
     Attributes
     ----------
     info : pylsl.StreamInfo
-        As resolved (no desc); pass it to :class:`acquisition.inlet.StreamReceiver`.
+        As resolved (no desc); pass it to :class:`attune_monitor.acquisition.inlet.StreamReceiver`.
     descriptor : StreamDescriptor
         Built from the full header when ``full_header`` is true.
     full_header : bool
         False when the full header (desc) did not arrive within the timeout, or was not asked for: a header
-        claiming an implausible rate (:func:`acquisition.convention.rate_is_implausible`) gets no inlet at all.
+        claiming an implausible rate (:func:`attune_monitor.acquisition.convention.rate_is_implausible`) gets no inlet at all.
     """
 
     info: object
@@ -121,7 +121,7 @@ def xpath_literal(text: str) -> str:
 
 def identity_predicate(d: StreamDescriptor) -> str:
     """The liblsl resolve predicate that matches every stream claiming ``d``'s identity
-    (:attr:`~acquisition.convention.StreamDescriptor.identity`: name, type, source_id and hostname)."""
+    (:attr:`~attune_monitor.acquisition.convention.StreamDescriptor.identity`: name, type, source_id and hostname)."""
     fields = zip(("name", "type", "source_id", "hostname"), d.identity)
     return " and ".join(f"{field}={xpath_literal(value)}" for field, value in fields)
 
@@ -141,7 +141,7 @@ def resolve_identity(d: StreamDescriptor, timeout: float) -> list:
 def duplicates(streams) -> dict[str, list]:
     """Visible streams that claim one identity: ``{identity key: [stream, ...]}`` for every identity that more
     than one live ``uid`` claims (``streams``: :class:`DiscoveredStream` or
-    :class:`~acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses none of
+    :class:`~attune_monitor.acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses none of
     them (:func:`duplicate_message`)."""
     groups: dict[str, list] = {}
     for s in streams:

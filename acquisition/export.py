@@ -1,7 +1,7 @@
 """Export an analysed session as EDF+ (edfio), FIF (MNE) or tidy CSV tables.
 
 The exported signals are the **common analysis grid** (``fs`` Hz, session time
-0 = the pipeline's origin) that :func:`ui.runner.analyze_recording` produces:
+0 = the pipeline's origin) that :func:`attune_monitor.ui.runner.analyze_recording` produces:
 
 ==================  ===========  =================  ===============  ==========================================
 channel             MNE type     FIF value (unit)   EDF value (dim)  what
@@ -224,7 +224,7 @@ def annotations(analysis, recording=None) -> list[tuple[float, float, str]]:
 
 def marker_description(text: str) -> str:
     """A recorded marker as an annotation: Attune's JSON markers in words, other markers as they are
-    (:func:`acquisition.files.marker_words`)."""
+    (:func:`attune_monitor.acquisition.files.marker_words`)."""
     return f"marker {marker_words(text)}"
 
 

@@ -1,7 +1,7 @@
 """Recorded sessions from files: XDF (ours and LabRecorder's), Empatica E4 export folders, CSV.
 
 Everything is turned into a :class:`Recording`: a list of :class:`RecordedStream`
-(header, :class:`~acquisition.convention.StreamDescriptor`, timestamps in
+(header, :class:`~attune_monitor.acquisition.convention.StreamDescriptor`, timestamps in
 seconds, values) plus a list of *problems* — what could not be read, in words
 — so that a damaged file gives what is readable and says what is not.
 
@@ -51,7 +51,7 @@ Each of these is one line in :attr:`Recording.problems`.
 The roster of a recorded session
 --------------------------------
 Attune's recordings keep the live session's roster (a string stream ``Attune
-roster``, see :mod:`acquisition.recorder`). :func:`load_recording` applies the
+roster``, see :mod:`attune_monitor.acquisition.recorder`). :func:`load_recording` applies the
 last one recorded: every stream gets the participant, kind and unit it had
 live (and streams the roster ignored are left out), so ``analyze``, ``replay``
 and ``export`` name the people as the monitor did, without ``--roster``
@@ -198,7 +198,7 @@ class Recording:
         """Put back the streams as recorded, then assign them with ``roster`` (``None``: as recorded, no roster).
 
         A stream an ``[[ignore]]`` rule matches is left out; a stream a participant's rule matches gets that
-        participant and the rule's kind / unit overrides (:func:`acquisition.roster.apply_rule`).
+        participant and the rule's kind / unit overrides (:func:`attune_monitor.acquisition.roster.apply_rule`).
 
         Parameters
         ----------
@@ -246,7 +246,7 @@ class Recording:
 
     def markers(self) -> list:
         """Event streams as ``(descriptor, timestamps, list of str)``: string streams (markers, Attune's episodes,
-        roster and log) and numeric marker streams, decoded (:func:`acquisition.convention.marker_texts`: an
+        roster and log) and numeric marker streams, decoded (:func:`attune_monitor.acquisition.convention.marker_texts`: an
         mne-lsl annotation stream's one-hot samples give their descriptions)."""
         out = []
         for s in self.streams:
@@ -276,7 +276,7 @@ class Recording:
 
 def marker_fields(text: str) -> tuple[str | None, str, int | None]:
     """``(kind, text, episode)`` of a recorded marker: Attune's JSON markers (``{"kind", "text", "episode"}``, as
-    :meth:`ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text, None)``."""
+    :meth:`attune_monitor.ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text, None)``."""
     try:
         d = json.loads(text)
     except (ValueError, TypeError):
@@ -831,7 +831,7 @@ def _duration_words(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-#: The string stream in which the live recorder notes what it lost (see :mod:`acquisition.recorder`).
+#: The string stream in which the live recorder notes what it lost (see :mod:`attune_monitor.acquisition.recorder`).
 RECORDING_LOG_TYPE = "AttuneRecordingLog"
 
 

@@ -10,9 +10,9 @@
   beats), and every stream is monotonized (what liblsl's ``proc_dejitter |
   proc_monotonize`` would do, but after the jumps are undone: liblsl clamps a
   clock set back by a minute into a minute of identical stamps);
-* converts the signal channel to :data:`acquisition.convention.CANONICAL_UNIT`
+* converts the signal channel to :data:`attune_monitor.acquisition.convention.CANONICAL_UNIT`
   (declared unit, or guessed from the first values' magnitude) and stores it
-  with its LSL timestamp in a :class:`~acquisition.ringbuffer.RingBuffer`;
+  with its LSL timestamp in a :class:`~attune_monitor.acquisition.ringbuffer.RingBuffer`;
 * stores NaN, inf and physiologically absurd values as NaN with quality code
   ``IMPLAUSIBLE``, counts them and keeps a readable last problem (status
   ``noisy``), never raising;
@@ -34,7 +34,7 @@ identity), and when the run given up comes back (it was unreachable, not ended),
 it wins over the run adopted meanwhile, which is refused (:meth:`StreamReceiver.return_to`).
 
 A header claiming an implausible rate, or a heart / EDA stream of text, is not
-received at all (:func:`acquisition.convention.unusable_reason`): buffers are sized
+received at all (:func:`attune_monitor.acquisition.convention.unusable_reason`): buffers are sized
 by the rate, and liblsl's queue is kept to :data:`LSL_QUEUE_SECONDS`.
 
 Status is a state the user sees: ``connecting``, ``connected``, ``noisy``,
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsp.quality import Quality
+from attune_monitor.dsp.quality import Quality
 
 from .convention import CANONICAL_UNIT, StreamDescriptor, describe, header_fingerprint, unusable_reason
 from .discovery import duplicate_message, resolve_identity
@@ -298,7 +298,7 @@ class StreamReceiver:
     Parameters
     ----------
     info : pylsl.StreamInfo
-        A resolved stream (from :func:`acquisition.discovery.discover`).
+        A resolved stream (from :func:`attune_monitor.acquisition.discovery.discover`).
     descriptor : StreamDescriptor | None
         What is known about the stream (with its desc); default: built from the
         inlet's full header when the receiver starts.
@@ -320,8 +320,8 @@ class StreamReceiver:
     finder : callable | None
         ``finder(descriptor) -> list of pylsl.StreamInfo``: the live streams claiming the descriptor's identity,
         asked while the stream is lost. Default: a bounded resolve of its own
-        (:func:`acquisition.discovery.resolve_identity`, a UDP socket per attempt); a
-        :class:`~acquisition.live.LiveSession` passes its continuous resolver's results instead, so receivers
+        (:func:`attune_monitor.acquisition.discovery.resolve_identity`, a UDP socket per attempt); a
+        :class:`~attune_monitor.acquisition.live.LiveSession` passes its continuous resolver's results instead, so receivers
         of lost streams hold no discovery socket (liblsl binds each in the same 32 ports outlets need).
     """
 
@@ -387,7 +387,7 @@ class StreamReceiver:
     @property
     def key(self) -> str:
         """The stream's identity as one string (name, type, source_id, hostname: see
-        :attr:`acquisition.convention.StreamDescriptor.key`); stable across restarts of the outlet."""
+        :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`); stable across restarts of the outlet."""
         return self.descriptor.key
 
     @property
@@ -653,7 +653,7 @@ class StreamReceiver:
     def _different_publisher(self, new: StreamDescriptor) -> str | None:
         """Why ``new`` (a full header claiming this stream's identity) is not the stream first received, else None.
 
-        The first full header received fixes the fingerprint (:func:`~acquisition.convention.header_fingerprint`);
+        The first full header received fixes the fingerprint (:func:`~attune_monitor.acquisition.convention.header_fingerprint`);
         a restarted outlet of the same stream repeats it.
         """
         fp = header_fingerprint(new)

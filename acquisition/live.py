@@ -3,12 +3,12 @@
 :class:`LiveSession` is what the headless monitor and the GUI drive. It is
 Qt-free and thread-safe: a background thread keeps looking for new streams
 (bounded resolves), re-assigns with the roster and starts a
-:class:`~acquisition.inlet.StreamReceiver` per usable stream; each receiver
+:class:`~attune_monitor.acquisition.inlet.StreamReceiver` per usable stream; each receiver
 re-resolves its own stream when it is lost. :meth:`LiveSession.status` is a
 snapshot any thread may take.
 
 Streams are told apart by identity (name, type, source_id, hostname; see
-:attr:`acquisition.convention.StreamDescriptor.identity`), each run of an
+:attr:`attune_monitor.acquisition.convention.StreamDescriptor.identity`), each run of an
 outlet by its uid:
 
 * a new uid with a known identity while that stream is lost is the stream
@@ -20,7 +20,7 @@ outlet by its uid:
 * several uids with an identity not yet received: none is used until only
   one is left, and that is reported the same way;
 * a run given up while unreachable that answers again is the genuine stream:
-  its receiver goes back to it (:meth:`~acquisition.inlet.StreamReceiver.return_to`).
+  its receiver goes back to it (:meth:`~attune_monitor.acquisition.inlet.StreamReceiver.return_to`).
 
 Resources stay bounded whatever the streams do: one continuous resolver does all
 the looking (lost receivers and marker streams included; every inlet is opened
@@ -113,7 +113,7 @@ class SessionStatus:
         ``{(participant, modality): receiver key}`` the pipeline uses.
     warnings : list of str
         Roster / assignment warnings (ambiguities, fallbacks), duplicate streams, streams refused for good (an
-        implausible rate, a heart / EDA stream of text: :func:`acquisition.convention.unusable_reason`) and
+        implausible rate, a heart / EDA stream of text: :func:`attune_monitor.acquisition.convention.unusable_reason`) and
         marker streams whose flood is not shown in full.
     unassigned : list of (str, str)
         (stream name, reason) of visible streams left out, refused ones included.
@@ -142,7 +142,7 @@ class LiveSession:
         The user's roster; ``None`` assigns automatically (desc, then per device).
     scope : {"machine", "link", "site"} | None
         LSL discovery scope, put in force before pylsl is imported
-        (:func:`acquisition.lslconfig.configure`); ``None`` keeps the current one.
+        (:func:`attune_monitor.acquisition.lslconfig.configure`); ``None`` keeps the current one.
     buffer_seconds : float
         Seconds each receiver keeps (fixes memory).
     discover_timeout : float
@@ -154,7 +154,7 @@ class LiveSession:
     accept : callable | None
         ``accept(descriptor) -> bool``: a further filter (e.g. by source_id).
     receiver_options : dict | None
-        Extra keyword arguments for every :class:`~acquisition.inlet.StreamReceiver`.
+        Extra keyword arguments for every :class:`~attune_monitor.acquisition.inlet.StreamReceiver`.
     """
 
     def __init__(self, roster: Roster | None = None, scope: str | None = None, *, buffer_seconds: float = 300.0,
@@ -437,7 +437,7 @@ class LiveSession:
         markers : list of (float, str, str)
             ``(LSL timestamp, stream name, text)``: string samples as sent (several channels joined with
             ``" | "``), an mne-lsl annotation stream's samples as their descriptions
-            (:func:`acquisition.convention.marker_texts`); samples that say nothing are left out.
+            (:func:`attune_monitor.acquisition.convention.marker_texts`); samples that say nothing are left out.
         """
         from .convention import marker_texts
         from .lsl import pylsl
@@ -482,14 +482,14 @@ class LiveSession:
     @property
     def receivers(self) -> dict:
         """``{key: StreamReceiver}`` (a copy of the mapping; key: the stream's identity,
-        :attr:`acquisition.convention.StreamDescriptor.key`)."""
+        :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`)."""
         with self._lock:
             return dict(self._receivers)
 
     def marker_streams(self) -> dict:
         """``{key: pylsl.StreamInfo}`` of the event / marker streams seen (another app's experiment markers):
         they are no one's physiology, but a recording of the session keeps them, as LabRecorder would
-        (:func:`acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters apply)."""
+        (:func:`attune_monitor.acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters apply)."""
         from .convention import is_marker_stream
 
         with self._lock:

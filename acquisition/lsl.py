@@ -1,7 +1,7 @@
 """The one door to pylsl: ``from acquisition.lsl import pylsl``.
 
 Importing this module makes sure an LSL configuration is in force (the
-shipped loopback-only one, unless :func:`acquisition.lslconfig.configure`
+shipped loopback-only one, unless :func:`attune_monitor.acquisition.lslconfig.configure`
 chose another) before pylsl loads liblsl.
 """
 

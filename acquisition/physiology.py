@@ -1,6 +1,6 @@
 """Synthetic wearable physiology for a group of people (pure numpy, no LSL).
 
-:func:`simulate_session` turns a :class:`~acquisition.scenario.Scenario` and a
+:func:`simulate_session` turns a :class:`~attune_monitor.acquisition.scenario.Scenario` and a
 seed into the streams real devices would send (Polar H10 RR and ECG, wrist
 HR, E4 / EmotiBit / Shimmer EDA, E4 BVP), plus the ground truth of what was
 scripted. The same (scenario, seed, duration) gives bitwise identical data.
@@ -319,7 +319,7 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         Start of every ``source_id`` (``<prefix>-<seed>-<participant>-<device>-<kind>``),
         stable per (participant, device, kind, seed) so a restarted simulator is the same stream
         (a second simulator publishing the same session meanwhile appends ``-run2``: see
-        :mod:`acquisition.simulator`).
+        :mod:`attune_monitor.acquisition.simulator`).
 
     Returns
     -------

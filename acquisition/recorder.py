@@ -1,7 +1,7 @@
 """Record a live session to XDF 1.0, the way LabRecorder does, plus Attune's derived streams.
 
 :class:`SessionRecorder` writes one XDF file (through
-:class:`acquisition.xdf_writer.XdfWriter`) holding
+:class:`attune_monitor.acquisition.xdf_writer.XdfWriter`) holding
 
 * every **raw** stream of the session, as LabRecorder records it: the full
   header of the device (``inlet.info().as_xml()``, desc included), all
@@ -18,13 +18,13 @@
   ``Markers`` and the like, or any string stream: an experiment's triggers,
   a button box), recorded like the raw streams;
 * the facilitator's **markers** (type ``Markers``, JSON payloads of
-  :meth:`ui.model.SessionModel.add_marker`: free text, rupture types of the
+  :meth:`attune_monitor.ui.model.SessionModel.add_marker`: free text, rupture types of the
   taxonomy, ``repair`` ...);
 * the session's **roster** (``Attune roster``, type ``AttuneRoster``, a
   string stream): who wore which stream, with the kinds and the unit
   overrides in force, as roster TOML
-  (:func:`acquisition.roster.recorded_roster`), written when recording starts
-  and again whenever the assignment changes; :func:`acquisition.files.load_recording`
+  (:func:`attune_monitor.acquisition.roster.recorded_roster`), written when recording starts
+  and again whenever the assignment changes; :func:`attune_monitor.acquisition.files.load_recording`
   applies the last one, so ``analyze``, ``replay`` and ``export`` name the
   people as the live session did without ``--roster``.
 
@@ -59,7 +59,7 @@ The recorder's own inlets buffer a stream by *samples*, not by the rate its head
 kept it. When samples are lost all the same — the recorder's buffer overflowed, or a burst arrived larger than an
 LSL sender keeps by default (360 s of data) with holes in its timestamps, running ahead of the sender's clock or
 ending long before it arrived (liblsl stamps a chunk from its first sample) — the loss is written into the file (an ``Attune recording log`` string stream, type ``AttuneRecordingLog``, JSON entries that
-:func:`acquisition.files.load_recording` lists among a recording's problems) and said to the user
+:func:`attune_monitor.acquisition.files.load_recording` lists among a recording's problems) and said to the user
 (``model.message``). A stream whose header claims an impossible rate (over :data:`MAX_BUFFER_SAMPLES` Hz, whose
 LSL buffer alone would take gigabytes) or more than :data:`MAX_RECORDED_CHANNELS` channels is not recorded, and
 the log says so.
@@ -176,7 +176,7 @@ def event_payload(ev: dict) -> tuple[float, str]:
     d = {}
     for k, v in ev.items():
         if k == "episode" and hasattr(v, "__dataclass_fields__"):
-            from dsp.detector import episode_dict
+            from attune_monitor.dsp.detector import episode_dict
 
             v = episode_dict(v)
         d[k] = v
@@ -422,8 +422,8 @@ class SessionRecorder:
             self._pending_infos.append((key, info))
 
     def follow(self, session) -> None:
-        """Record every stream a :class:`acquisition.live.LiveSession` receives, and the event / marker streams
-        it sees (:meth:`~acquisition.live.LiveSession.marker_streams`), as they appear."""
+        """Record every stream a :class:`attune_monitor.acquisition.live.LiveSession` receives, and the event / marker streams
+        it sees (:meth:`~attune_monitor.acquisition.live.LiveSession.marker_streams`), as they appear."""
         self._session = session
 
     def _open_pending(self) -> None:

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def header_xml(stream) -> str:
-    """The ``<info>`` XML of a :class:`~acquisition.files.RecordedStream` (pyxdf dict or XML text)."""
+    """The ``<info>`` XML of a :class:`~attune_monitor.acquisition.files.RecordedStream` (pyxdf dict or XML text)."""
     h = stream.header
     if isinstance(h, dict):
         return info_to_xml(h)

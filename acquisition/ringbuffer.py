@@ -34,7 +34,7 @@ class Chunk:
     values : ndarray, shape (n,)
         Values in canonical units (float64); NaN where a sample was flagged.
     codes : ndarray, shape (n,)
-        :class:`dsp.quality.Quality` code per sample (uint8).
+        :class:`attune_monitor.dsp.quality.Quality` code per sample (uint8).
     cursor : int
         Pass this to the next read.
     n_lost : int

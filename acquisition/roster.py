@@ -8,7 +8,7 @@ assigned, in this order of precedence:
    including a ``participant`` element in the stream's desc: the file is the
    user's explicit word; the disagreement is reported as a warning);
 2. the ``participant`` element of the stream's desc (Attune's convention,
-   :mod:`acquisition.convention`);
+   :mod:`attune_monitor.acquisition.convention`);
 3. otherwise one participant per **source device**: the computer's hostname
    plus a device id parsed from the name (``"Polar H10 85530429"`` ->
    ``85530429@labpc``), with a warning that a roster would be better.
@@ -461,7 +461,7 @@ class Roster:
         Parameters
         ----------
         descriptors : iterable of StreamDescriptor
-            The visible streams (with their desc; see :func:`acquisition.discovery.discover`).
+            The visible streams (with their desc; see :func:`attune_monitor.acquisition.discovery.discover`).
 
         Returns
         -------
@@ -481,13 +481,13 @@ def recorded_roster(assignment: Assignment, roster: Roster | None = None) -> Ros
     One rule per assigned stream, matching it exactly by name, source_id and hostname (whichever it has), with
     the kind the session used and the unit when the user's roster overrode it; the participants' labels and the
     ``[[ignore]]`` rules of the user's roster. Loaded with the recording
-    (:func:`acquisition.files.load_recording`), it gives every stream the participant, kind and unit it had live,
+    (:func:`attune_monitor.acquisition.files.load_recording`), it gives every stream the participant, kind and unit it had live,
     also where the live session named people itself (a stream's ``participant`` element, or one person per device).
 
     Parameters
     ----------
     assignment : Assignment
-        The live session's assignment (:attr:`acquisition.live.LiveSession.assignment`).
+        The live session's assignment (:attr:`attune_monitor.acquisition.live.LiveSession.assignment`).
     roster : Roster | None
         The roster the session ran with (its unit overrides, labels and ignore rules are kept).
 

@@ -191,7 +191,7 @@ class Scenario:
 
 def builtin_names() -> list[str]:
     """Names of the scenarios shipped in ``acquisition/scenarios/``."""
-    files = resources.files("acquisition.scenarios")
+    files = resources.files("attune_monitor.acquisition.scenarios")
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
 
 
@@ -206,7 +206,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     text_name = str(name_or_path)
     path = Path(text_name)
     if text_name in builtin_names():
-        text = resources.files("acquisition.scenarios").joinpath(text_name + ".toml").read_text(encoding="utf-8")
+        text = resources.files("attune_monitor.acquisition.scenarios").joinpath(text_name + ".toml").read_text(encoding="utf-8")
         source = text_name
     elif path.suffix == ".toml" or path.exists():
         try:

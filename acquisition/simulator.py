@@ -61,19 +61,19 @@ def _append_element(parent, el: ET.Element) -> None:
 
 
 def stream_info(stream, pylsl):
-    """A ``pylsl.StreamInfo`` for a :class:`~acquisition.physiology.SimStream`, desc per the convention."""
+    """A ``pylsl.StreamInfo`` for a :class:`~attune_monitor.acquisition.physiology.SimStream`, desc per the convention."""
     info = pylsl.StreamInfo(stream.name, stream.type, 1, stream.srate, stream.channel_format, stream.source_id)
     _append_element(info.desc(), desc_element(stream.desc))
     return info
 
 
 class Simulator:
-    """Push every stream of a :class:`~acquisition.physiology.Session` to LSL from a background thread.
+    """Push every stream of a :class:`~attune_monitor.acquisition.physiology.Session` to LSL from a background thread.
 
     Parameters
     ----------
     session : Session
-        From :func:`~acquisition.physiology.simulate_session`.
+        From :func:`~attune_monitor.acquisition.physiology.simulate_session`.
     speed : float
         Wall-clock speed-up (see the module docstring: timestamps stay in session time).
     chunk_interval : float

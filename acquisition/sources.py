@@ -2,7 +2,7 @@
 
 A *source* hands out new samples of the streams that feed the pipeline and
 says up to which time every stream is complete. Its interface, shared with
-the live LSL source (:class:`acquisition.live.LiveSource`)::
+the live LSL source (:class:`attune_monitor.acquisition.live.LiveSource`)::
 
     source.inputs      -> list of InputSpec (participant, kind, srate, name, averaging_s), one per pipeline slot
     source.origin      -> float, time base value of session time 0
@@ -15,7 +15,7 @@ the live LSL source (:class:`acquisition.live.LiveSource`)::
 and, optionally (the live source), ``source.poll_markers()`` -> new ``(timestamp, stream name, text)`` of
 other apps' marker streams.
 
-:class:`RecordingSource` replays a :class:`~acquisition.files.Recording` at a
+:class:`RecordingSource` replays a :class:`~attune_monitor.acquisition.files.Recording` at a
 speed (``math.inf`` = as fast as possible), with pause, resume and seek.
 """
 
@@ -41,7 +41,7 @@ class InputSpec:
     """One pipeline input: a participant's heart or EDA stream.
 
     ``averaging_s``: seconds each value averages over (device HR, see
-    :attr:`acquisition.convention.StreamDescriptor.hr_averaging_s`); 0 for beat-by-beat and raw signals.
+    :attr:`attune_monitor.acquisition.convention.StreamDescriptor.hr_averaging_s`); 0 for beat-by-beat and raw signals.
     """
 
     participant: str
@@ -52,7 +52,7 @@ class InputSpec:
 
     @classmethod
     def of(cls, participant: str, d) -> InputSpec:
-        """The input of ``participant``'s stream described by ``d`` (a :class:`~acquisition.convention.StreamDescriptor`)."""
+        """The input of ``participant``'s stream described by ``d`` (a :class:`~attune_monitor.acquisition.convention.StreamDescriptor`)."""
         return cls(participant, d.kind, float(d.srate), d.name, d.hr_averaging_s)
 
     @property
@@ -262,7 +262,7 @@ _STATUS_WORDS = {"connected": "ok", "connecting": "lost", "stale": "lost", "lost
 
 
 class LiveSource:
-    """The live LSL source: a :class:`~acquisition.live.LiveSession`'s primary streams on the pipeline's slots.
+    """The live LSL source: a :class:`~attune_monitor.acquisition.live.LiveSession`'s primary streams on the pipeline's slots.
 
     The slots are fixed when the source is made (a stream that appears later is
     announced in ``messages``; restart monitoring to include it). A stream
@@ -340,7 +340,7 @@ class LiveSource:
 
     def poll_markers(self) -> list:
         """New event / marker samples of other apps (``(LSL timestamp, stream name, text)``, from the session's
-        :meth:`~acquisition.live.LiveSession.poll_markers`), from this source's start on."""
+        :meth:`~attune_monitor.acquisition.live.LiveSession.poll_markers`), from this source's start on."""
         return [m for m in self.session.poll_markers() if m[0] >= self.origin - 10.0]
 
     def new_streams(self) -> list[str]:

@@ -155,7 +155,7 @@ def stream_header_xml(*, name: str, type: str, channel_count: int, nominal_srate
         One of :data:`CHANNEL_FORMATS`.
     desc : str | xml.etree.ElementTree.Element | dict | None
         The ``<desc>`` element: XML (kept verbatim), an Element, or a dict in
-        the form :func:`acquisition.convention.desc_fields` returns (its
+        the form :func:`attune_monitor.acquisition.convention.desc_fields` returns (its
         ``type`` key is the stream type and is not repeated in the desc).
     extra : dict | None
         More top-level fields (``created_at``, ``hostname``, ``uid`` ...).
@@ -249,7 +249,7 @@ class XdfWriter:
     exclusive : bool
         Create the file only if nothing is at ``path`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, in one system call):
         an existing file is never overwritten and a symbolic link is never followed, whatever appeared at the
-        path since it was checked (a live recording: see :class:`acquisition.recorder.SessionRecorder`). The
+        path since it was checked (a live recording: see :class:`attune_monitor.acquisition.recorder.SessionRecorder`). The
         file gets exactly ``mode``, whatever the umask.
 
     Raises

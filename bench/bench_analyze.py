@@ -5,8 +5,8 @@ Simulates a 60-minute dyad (Polar H10 RR + E4 EDA each; ``--ecg`` adds the
 
 * ``pyxdf.load_xdf`` alone (the reference),
 * ``attune analyze`` in-process: load + the causal pipeline + JSON
-  (:func:`ui.commands.analyze.analyze_file`),
-* the pipeline alone (:func:`ui.runner.analyze_recording` on a loaded recording),
+  (:func:`attune_monitor.ui.commands.analyze.analyze_file`),
+* the pipeline alone (:func:`attune_monitor.ui.runner.analyze_recording` on a loaded recording),
 
 best of ``--repeat`` runs each, and prints the ratio analyse / load (target <= 3).
 ``--profile`` prints where the pipeline's time goes (cProfile, by cumulative
@@ -85,15 +85,15 @@ def main(argv=None) -> int:
 
     import pyxdf
 
-    from acquisition.files import load_recording
-    from ui.commands.analyze import analyze_file
-    from ui.runner import analyze_recording
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.ui.commands.analyze import analyze_file
+    from attune_monitor.ui.runner import analyze_recording
 
     with tempfile.TemporaryDirectory() as tmp:
         toml = Path(tmp) / "bench.toml"
         toml.write_text(SCENARIO.format(duration=args.minutes * 60, ecg="true" if args.ecg else "false"))
         xdf = Path(args.keep) if args.keep else Path(tmp) / "bench.xdf"
-        subprocess.run([sys.executable, "-m", "ui.cli", "simulate", "--scenario", str(toml), "--seed", "1",
+        subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", str(toml), "--seed", "1",
                         "--out", str(xdf)], check=True, capture_output=True, env=os.environ.copy())
         size = xdf.stat().st_size
         t_load, (streams, _) = best_of(lambda: pyxdf.load_xdf(str(xdf)), args.repeat)

@@ -33,8 +33,8 @@ def measure(people: int = 8, seconds: float = 10.0, update_ms: float = 20.0, fps
     from PySide6 import QtCore
 
     from gui_fake import FakeSession
-    from ui.gui.app import ensure_app
-    from ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.app import ensure_app
+    from attune_monitor.ui.gui.main_window import MainWindow
 
     app = ensure_app()
     fs = FakeSession(n_people=people, withdrawer="P3", rupture=(120, 400), loss=None)

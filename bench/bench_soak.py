@@ -6,7 +6,7 @@ Runs, as subprocesses with ``LSLAPICFG=acquisition/lsl_api.cfg`` (LSL on loopbac
   --source-prefix soak-<random> --truth truth.json`` (4 people: 9 streams, RR / HR / EDA at 4-32 Hz);
 * ``attune monitor --headless --record soak.xdf --match 'soak-<random>*' --tick-log ticks.jsonl`` against it
   (the unique prefix keeps other LSL streams on the machine out of the session; ``--tick-log`` is the monitor's
-  hidden probe, :class:`ui.runner.TickLog`: every worker tick's wall duration, per 5-s interval, with the
+  hidden probe, :class:`attune_monitor.ui.runner.TickLog`: every worker tick's wall duration, per 5-s interval, with the
   session time).
 
 While they run, every ``--sample-s`` seconds: the monitor's resident memory (RSS) and CPU (psutil; 100 % = one
@@ -28,7 +28,7 @@ Reported (printed as one JSON object, last line; also written to ``--json PATH``
 * ``cpu_pct_first_hour`` / ``cpu_pct_last_hour``: the monitor's mean CPU in the first and last simulated hour;
 * ``tick_ms_first_hour`` / ``tick_ms_last_hour``: p50 / p99 / max / count of the worker's tick durations in the
   first and last simulated hour (ticks are 50 ms apart in wall time; each processes ``speed`` x 50 ms of session);
-* ``recording``: size, whether :func:`acquisition.files.load_recording` loads it, streams found vs published,
+* ``recording``: size, whether :func:`attune_monitor.acquisition.files.load_recording` loads it, streams found vs published,
   per stream samples recorded vs published in its span, largest gap, and ``spans_whole_session``;
 * ``load_avg_mean``: the machine's load during the run (2 cores here; other work inflates CPU and ticks).
 
@@ -148,9 +148,9 @@ def tick_stats(ticks: list, lo: float, hi: float) -> dict:
 
 def check_recording(path: Path, truth_path: Path, people: int, hours: float, tolerance_s: float) -> dict:
     """Load the recording with Attune's reader and compare it with the simulator's data (same seed)."""
-    from acquisition.files import load_recording
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
 
     out = {"path": str(path), "bytes": path.stat().st_size if path.exists() else 0}
     out["mb"] = round(out["bytes"] / 1e6, 2)
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     prefix = f"soak-{uuid.uuid4().hex[:10]}"
     duration_s = args.hours * 3600.0
     env = lsl_env()
-    cli = [sys.executable, "-m", "ui.cli"]
+    cli = [sys.executable, "-m", "attune_monitor.ui.cli"]
     sim_cmd = cli + ["simulate", "--scenario", SCENARIO, "--participants", str(args.people), "--duration",
                      f"{duration_s:g}", "--speed", f"{args.speed:g}", "--seed", str(SEED), "--source-prefix", prefix,
                      "--truth", str(work / "truth.json")]

@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsp import synchrony as sy  # noqa: E402
-from dsp.engine import EngineConfig, SynchronyEngine  # noqa: E402
-from dsp.pipeline import PipelineConfig, engine_config  # noqa: E402
+from attune_monitor.dsp import synchrony as sy  # noqa: E402
+from attune_monitor.dsp.engine import EngineConfig, SynchronyEngine  # noqa: E402
+from attune_monitor.dsp.pipeline import PipelineConfig, engine_config  # noqa: E402
 
 FS = 4.0
 P = 32

@@ -16,7 +16,7 @@ No two families share a session background (people, devices, drives, confounds),
 session whose twin it was fitted on.
 
 Scoring is ``attune evaluate``'s: each cached session is replayed through
-:class:`dsp.detector.RuptureDetector` (``bench/tune_detector.py`` ``replay``/``score``) and matched with
+:class:`attune_monitor.dsp.detector.RuptureDetector` (``bench/tune_detector.py`` ``replay``/``score``) and matched with
 ``ui.commands.evaluate.score_file``/``aggregate``. The detector is reached only through
 ``DetectorConfig``/``get_preset`` and the replay, so the harness keeps working while its internals change.
 
@@ -61,7 +61,7 @@ MAX_FALSE_ALARMS_PER_H = 1.0
 
 def families() -> tuple[str, ...]:
     """Every rupture family, in the order that numbers their seed ranges."""
-    from acquisition.scenario import RUPTURE_FAMILIES
+    from attune_monitor.acquisition.scenario import RUPTURE_FAMILIES
 
     return tuple(RUPTURE_FAMILIES)
 
@@ -133,7 +133,7 @@ def _window(window_s: float | None) -> float:
     """The synchrony window the pipeline uses (what ``attune analyze`` / ``evaluate`` replay at)."""
     if window_s is not None:
         return float(window_s)
-    from dsp.pipeline import PipelineConfig
+    from attune_monitor.dsp.pipeline import PipelineConfig
 
     return float(PipelineConfig().window_s)
 
@@ -147,7 +147,7 @@ def base_config(preset: str = "balanced", evidence: str | None = None, config_mo
     them (``preset`` picks one) or a callable returning either; otherwise ``get_preset(preset, evidence)``.
     ``override`` replaces fields (``dataclasses.replace``).
     """
-    from dsp.detector import DetectorConfig, get_preset
+    from attune_monitor.dsp.detector import DetectorConfig, get_preset
 
     if config_module:
         mod_name, _, attr = config_module.partition(":")
@@ -249,7 +249,7 @@ def choose(scores: dict, fams, n_configs: int, max_fa: float = MAX_FALSE_ALARMS_
 
     Returns ``(index, pooled metrics of that config on fams, whether it met the false-alarm ceiling)``.
     """
-    from ui.commands.evaluate import aggregate
+    from attune_monitor.ui.commands.evaluate import aggregate
 
     ms = [aggregate([s for f in fams for s in scores[f][k]]) for k in range(n_configs)]
     fa = [m["false_alarms_per_hour"] if m["false_alarms_per_hour"] is not None else math.inf for m in ms]
@@ -273,7 +273,7 @@ HEADER = "family         ses     h  rup  det      P     R    F1  FA/h  loss"
 
 def score_preset(cache_dir: Path, config, window_s: float | None = None, jobs: int = 2) -> dict:
     """Score one configuration per family (no fitting); print a table; return ``{family: metrics, "pooled": ...}``."""
-    from ui.commands.evaluate import aggregate
+    from attune_monitor.ui.commands.evaluate import aggregate
 
     sets = load_sets(cache_dir)
     scores, secs = score_sets(sets, [config], _window(window_s), jobs)
@@ -298,7 +298,7 @@ def lofo(cache_dir: Path, base, grid: dict, max_fa: float = MAX_FALSE_ALARMS_PER
     result : dict
         ``{family: {"params":, "fit":, "held_out":, "fa_ok":}, "pooled": metrics over every held-out family}``.
     """
-    from ui.commands.evaluate import aggregate
+    from attune_monitor.ui.commands.evaluate import aggregate
 
     sets = load_sets(cache_dir)
     if len(sets) < 2:

@@ -159,7 +159,7 @@ def random_scenario(seed: int, duration_s: float = 900.0, shared_events_per_min:
 
 def parse_families(text: str) -> list[str]:
     """``"f1,f2"`` (or ``"all"``) -> a list of rupture families; ``ValueError`` naming the valid ones."""
-    from acquisition.scenario import RUPTURE_FAMILIES
+    from attune_monitor.acquisition.scenario import RUPTURE_FAMILIES
 
     names = list(RUPTURE_FAMILIES) if text.strip() == "all" else [x.strip() for x in text.split(",") if x.strip()]
     bad = [x for x in names if x not in RUPTURE_FAMILIES]
@@ -259,7 +259,7 @@ def make_one(folder: Path, seed: int, duration_s: float | None, shared_events_pe
     stem = f"s{seed}"
     toml = folder / f"{stem}.scenario.toml"
     toml.write_text(text)
-    cmd = [sys.executable, "-m", "ui.cli", "simulate", "--scenario", str(toml), "--seed", str(seed),
+    cmd = [sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", str(toml), "--seed", str(seed),
            "--out", str(folder / f"{stem}.xdf"), "--truth", str(folder / f"{stem}.truth.json")]
     p = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if p.returncode:

@@ -2,7 +2,7 @@
 
 An upper bound on rupture detection from the detector's own input, per rupture family. For every session of a
 family cache (``bench/families.py cache``) the shipped detector is replayed (``tune_detector.replay``) and the
-fused synchrony ``drop`` of every armed pair is logged each second (from :class:`dsp.detector.PairMachine`'s
+fused synchrony ``drop`` of every armed pair is logged each second (from :class:`attune_monitor.dsp.detector.PairMachine`'s
 ``step``). A *person's* drop is the mean over their armed pairs (the rupture families always take one person
 away from all their pairs).
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tune_detector  # noqa: E402
-from dsp import detector as D  # noqa: E402
+from attune_monitor.dsp import detector as D  # noqa: E402
 
 #: Seconds after a rupture's onset before the 30-s windows can show it (they must reach into it).
 REACH_S = 20.0

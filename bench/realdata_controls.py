@@ -6,7 +6,7 @@ unrecorded between phases). ``D1_1``: four teams in **one** room and session (``
 ``D1_5``: one more team, another day. Nothing is copied into the project; without the folder this script
 says so and exits 0.
 
-Pairs analysed, each as a dyad through :func:`ui.runner.analyze_recording` (the live pipeline):
+Pairs analysed, each as a dyad through :func:`attune_monitor.ui.runner.analyze_recording` (the live pipeline):
 
 * **real** -- the 4 ``D1_1`` teams and the ``D1_5`` team (5 pairs);
 * **same-room pseudo** -- every ``D1_1`` pair of people of *different* teams (24): same room, clock and task
@@ -21,16 +21,16 @@ Reported (per group): hours of paired data (grid samples where both people have 
 one modality), prompts (episodes) per paired hour, the share of paired time under a prompt (onset..offset,
 an open prompt to the end), the longest prompt, and prompts that name a synchrony modality (``hr``/``eda``
 in the episode's modalities). The synchrony users see (the detector's metric per modality,
-:data:`dsp.pipeline.DETECTOR_METRICS`, and their per-window Fisher-z mean "combined", as in the analysis
+:data:`attune_monitor.dsp.pipeline.DETECTOR_METRICS`, and their per-window Fisher-z mean "combined", as in the analysis
 JSON) is compared between groups by AUC (Mann-Whitney, P(real > pseudo)), per pair over the session and per
 *pair-phase*: a pair's Fisher-z mean of the windows lying wholly inside a recorded phase both people have
 (the intersection of their folders of that round/phase). Pair-phases of one pair are not independent, so
 the 95 % intervals come from a cluster bootstrap over pairs.
 
 Heart inputs and metrics (issue point 4): every person's HR.csv (1 Hz device HR, dated back 5 s as the
-pipeline does), BVP.csv (64 Hz PPG -> :class:`dsp.peaks.BeatDetector` -> cleaned beats -> HR) and EDA.csv
-go onto the 4 Hz grid with the pipeline's own preprocessors (:mod:`dsp.heart`, :mod:`dsp.eda`), then
-through :class:`dsp.engine.SynchronyEngine` with every metric, for several windows; AUC real vs same-room
+pipeline does), BVP.csv (64 Hz PPG -> :class:`attune_monitor.dsp.peaks.BeatDetector` -> cleaned beats -> HR) and EDA.csv
+go onto the 4 Hz grid with the pipeline's own preprocessors (:mod:`attune_monitor.dsp.heart`, :mod:`attune_monitor.dsp.eda`), then
+through :class:`attune_monitor.dsp.engine.SynchronyEngine` with every metric, for several windows; AUC real vs same-room
 pseudo per pair-phase for each (signal, metric, window), also "minus chance" (per window Fisher z of r minus
 Fisher z of its time-shifted-partner surrogate), and the same restricted to the pair-phases BVP beats cover.
 The sweep's windows are every 5 s (the pipeline's every 1 s). The BVP beat HR is checked against HR.csv.
@@ -57,7 +57,7 @@ Full run about 4 min on 2 free cores (45 pair analyses + 10 splice runs ~190 s C
 ``--quick`` (8 + 4 pseudo-pairs, one splice run, the 30-s window) about 70 s. ``--phase-markers`` gives each
 recording an experiment-style marker at every phase start (the pipeline re-baselines at shared events).
 
-:func:`run_controls` is the entry point for other code (it takes a :class:`dsp.detector.DetectorConfig` or a
+:func:`run_controls` is the entry point for other code (it takes a :class:`attune_monitor.dsp.detector.DetectorConfig` or a
 preset name and returns a JSON-ready dict); the builders (:func:`load_people`, :func:`build_pair`,
 :func:`splice_stream`) are used by ``tests/test_realdata_controls.py``.
 """
@@ -171,7 +171,7 @@ def _teams(session_dir: Path) -> dict:
 
 
 def load_people(root=DATA, sessions=SESSIONS, people=None) -> dict:
-    """Every person's E4 folders, read with :func:`acquisition.files.load_e4_folder`.
+    """Every person's E4 folders, read with :func:`attune_monitor.acquisition.files.load_e4_folder`.
 
     Parameters
     ----------
@@ -191,7 +191,7 @@ def load_people(root=DATA, sessions=SESSIONS, people=None) -> dict:
     DataMissing
         When ``root`` (or a session) is absent.
     """
-    from acquisition.files import load_e4_folder
+    from attune_monitor.acquisition.files import load_e4_folder
 
     root = Path(root)
     out = {}
@@ -272,7 +272,7 @@ def aligned_segments(person: Person, to: Person | None) -> list:
 
 
 def join_segments(segments, kinds) -> dict:
-    """Segments joined on their (wall-clock) times, as :func:`acquisition.files.load_e4_session` joins them.
+    """Segments joined on their (wall-clock) times, as :func:`attune_monitor.acquisition.files.load_e4_session` joins them.
 
     Returns
     -------
@@ -376,7 +376,7 @@ def person_streams(people: dict, key: str, kinds, align_to: str | None = None) -
 
 def build_pair(people: dict, a: str, b: str, kinds=("hr", "eda"), align: bool = False, splices=(),
                markers: bool = False):
-    """A 2-person :class:`acquisition.files.Recording` in memory.
+    """A 2-person :class:`attune_monitor.acquisition.files.Recording` in memory.
 
     Parameters
     ----------
@@ -401,7 +401,7 @@ def build_pair(people: dict, a: str, b: str, kinds=("hr", "eda"), align: bool = 
     """
     from dataclasses import replace
 
-    from acquisition.files import Recording, RecordedStream
+    from attune_monitor.acquisition.files import Recording, RecordedStream
 
     sa, seg_a = person_streams(people, a, kinds, align_to=b if align else None)
     sb, seg_b = person_streams(people, b, kinds)
@@ -428,9 +428,9 @@ def build_pair(people: dict, a: str, b: str, kinds=("hr", "eda"), align: bool = 
 
 
 def _marker_stream(times, texts):
-    """A string marker stream (an experiment's phase triggers) as a :class:`acquisition.files.RecordedStream`."""
-    from acquisition.convention import describe
-    from acquisition.files import RecordedStream
+    """A string marker stream (an experiment's phase triggers) as a :class:`attune_monitor.acquisition.files.RecordedStream`."""
+    from attune_monitor.acquisition.convention import describe
+    from attune_monitor.acquisition.files import RecordedStream
 
     xml = ("<info><name>EmoPairCompete phases</name><type>Markers</type><channel_count>1</channel_count>"
            "<nominal_srate>0</nominal_srate><channel_format>string</channel_format>"
@@ -444,22 +444,22 @@ _PEOPLE: dict | None = None  # set in the parent before the workers fork
 
 @contextlib.contextmanager
 def _detector_config(dcfg):
-    """Make :func:`ui.runner.analyze_recording` run the pipeline with the detector configuration ``dcfg``.
+    """Make :func:`attune_monitor.ui.runner.analyze_recording` run the pipeline with the detector configuration ``dcfg``.
 
-    ``PipelineConfig`` takes a preset *name* only; for any other :class:`dsp.detector.DetectorConfig` the
+    ``PipelineConfig`` takes a preset *name* only; for any other :class:`attune_monitor.dsp.detector.DetectorConfig` the
     pipeline's detector (and the arousal reading that uses its threshold) is rebuilt right after the pipeline
     is made. Only ``ui.runner.make_pipeline`` is wrapped, only within this context, in this process.
     """
-    import ui.runner as runner
-    from dsp.detector import RuptureDetector
-    from dsp.divergence import ArousalTracker
+    import attune_monitor.ui.runner as runner
+    from attune_monitor.dsp.detector import RuptureDetector
+    from attune_monitor.dsp.divergence import ArousalTracker
 
     make = runner.make_pipeline
 
     def make_with(source, config, modalities=None):
         pipe = make(source, config, modalities)
         if not hasattr(pipe, "detector") or not hasattr(pipe, "_reading"):
-            raise RuntimeError("dsp.pipeline.SessionPipeline changed: cannot swap its detector configuration; "
+            raise RuntimeError("attune_monitor.dsp.pipeline.SessionPipeline changed: cannot swap its detector configuration; "
                                "pass a preset name instead.")
         pipe.detector = RuptureDetector(pipe.participants, pipe.modalities, pipe.cfg.step_s, dcfg,
                                         window_s=pipe.cfg.window_s, arousal=pipe.arousal is not None)
@@ -477,8 +477,8 @@ def _detector_config(dcfg):
 
 def _pipeline_takes_config() -> bool:
     """Whether ``PipelineConfig(preset=DetectorConfig(...))`` works in this version of the pipeline."""
-    from dsp.detector import get_preset
-    from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
+    from attune_monitor.dsp.detector import get_preset
+    from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
     cfg = get_preset("balanced")
     try:
@@ -489,10 +489,10 @@ def _pipeline_takes_config() -> bool:
 
 
 def analyze(recording, detector="balanced", window_s: float = 30.0):
-    """:func:`ui.runner.analyze_recording` with a preset name or a :class:`dsp.detector.DetectorConfig`."""
-    from dsp.detector import PRESETS
-    from dsp.pipeline import PipelineConfig
-    from ui.runner import analyze_recording
+    """:func:`attune_monitor.ui.runner.analyze_recording` with a preset name or a :class:`attune_monitor.dsp.detector.DetectorConfig`."""
+    from attune_monitor.dsp.detector import PRESETS
+    from attune_monitor.dsp.pipeline import PipelineConfig
+    from attune_monitor.ui.runner import analyze_recording
 
     if not isinstance(detector, str):
         detector = next((n for n, c in PRESETS.items() if c == detector), detector)
@@ -515,7 +515,7 @@ def _episodes_abs(analysis) -> list:
 def _armed(analysis):
     """Armed spans of the (only) pair, absolute seconds, from the analysis JSON's ``attunement`` record (the
     detector's arming, issue 16 point 1); None when this version of the analysis has none."""
-    from ui.analysis_io import analysis_to_json
+    from attune_monitor.ui.analysis_io import analysis_to_json
 
     att = analysis_to_json(analysis).get("attunement")
     if not att:
@@ -567,7 +567,7 @@ def _window_values(r, t, spans, window_s: float, origin: float, chance=None) -> 
 
 def _pair_sync(analysis, spans, window_s: float) -> dict:
     """The synchrony users see, per modality (and combined): :func:`_window_values` of the pair."""
-    from ui.analysis_io import combined_sync
+    from attune_monitor.ui.analysis_io import combined_sync
 
     out = {}
     for m in analysis.modalities:
@@ -753,9 +753,9 @@ def person_grids(people: dict, keys, origin: float, t_end: float, kinds=("hr", "
     grids : dict
         ``kind -> (values (n_people, n), valid (n_people, n) bool)``, people in ``keys`` order.
     """
-    from dsp.eda import eda_to_grid
-    from dsp.heart import hr_to_grid, signal_to_hr_grid
-    from dsp.quality import is_valid
+    from attune_monitor.dsp.eda import eda_to_grid
+    from attune_monitor.dsp.heart import hr_to_grid, signal_to_hr_grid
+    from attune_monitor.dsp.quality import is_valid
 
     n = int(math.floor((t_end - origin) * FS)) + 1
     out = {}
@@ -791,9 +791,9 @@ def _session_grids(people: dict, session: str, kinds) -> tuple[list, float, dict
 def sweep_window(task: dict) -> dict:
     """One window length of the sweep for one session (a worker's job): per pair, per (kind, metric, variant),
     the :func:`_window_values` of the engine's windows. ``task``: session, window_s, kinds."""
-    from dsp import synchrony as sy
-    from dsp.engine import RING_CHANCE_OF, EngineConfig, SynchronyEngine
-    from dsp.pipeline import CHANCE_OF
+    from attune_monitor.dsp import synchrony as sy
+    from attune_monitor.dsp.engine import RING_CHANCE_OF, EngineConfig, SynchronyEngine
+    from attune_monitor.dsp.pipeline import CHANCE_OF
 
     t0 = time.perf_counter()
     people = _PEOPLE if _PEOPLE is not None else load_people(task.get("root", DATA))
@@ -1264,7 +1264,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DATA), help="the emopaircompete folder")
     ap.add_argument("--json", help="write every number to this file")
     args = ap.parse_args(argv)
-    from dsp.detector import get_preset
+    from attune_monitor.dsp.detector import get_preset
 
     try:
         config = get_preset(args.preset, args.evidence)  # validates the name

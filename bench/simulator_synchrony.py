@@ -20,8 +20,8 @@ import itertools
 import numpy as np
 from scipy.signal import detrend
 
-from acquisition.physiology import simulate_session
-from acquisition.scenario import builtin_names, load_scenario
+from attune_monitor.acquisition.physiology import simulate_session
+from attune_monitor.acquisition.scenario import builtin_names, load_scenario
 
 
 def grid(session, pid, kind, fs=4.0):

@@ -1,7 +1,7 @@
-"""Fit the learned rupture evidence (:mod:`dsp.evidence`) on simulated tune sessions and choose its thresholds.
+"""Fit the learned rupture evidence (:mod:`attune_monitor.dsp.evidence`) on simulated tune sessions and choose its thresholds.
 
 Uses sessions cached by ``bench/tune_detector.py cache`` (the tune split only; never the eval split). Each
-session is replayed through :class:`dsp.detector.RuptureDetector` with ``collect_features=True``, so the
+session is replayed through :class:`attune_monitor.dsp.detector.RuptureDetector` with ``collect_features=True``, so the
 feature rows are exactly those the detector computes live. A second is labelled *rupture* from 10 s after a
 scripted rupture's onset to its offset, for the pairs with the person who ruptures; *in tune* away from
 ruptures (10 s before the onset to 30 s after the repair); the first minute and the seconds within 50 s of a
@@ -60,7 +60,7 @@ def collect(data) -> tuple[np.ndarray, np.ndarray]:
 
 def collect_sessions(data) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`collect` per session: a list of (X, y)."""
-    from dsp.detector import DetectorConfig
+    from attune_monitor.dsp.detector import DetectorConfig
 
     out = []
     for d in data:
@@ -87,8 +87,8 @@ def fit(X: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 200):
 
 
 def export(model, y: np.ndarray) -> dict:
-    """The fitted ensemble's trees as the arrays :class:`dsp.evidence.TreeEnsemble` reads."""
-    from dsp.evidence import FEATURES
+    """The fitted ensemble's trees as the arrays :class:`attune_monitor.dsp.evidence.TreeEnsemble` reads."""
+    from attune_monitor.dsp.evidence import FEATURES
 
     parts = {k: [] for k in ("feature", "threshold", "missing_left", "left", "right", "is_leaf", "value")}
     roots, offset, depth = [], 0, 0
@@ -129,7 +129,7 @@ class MemoisedRatios:
 
 def sweep(data, grid: str, ratios) -> None:
     """Score every (learned_k, learned_h) of ``grid`` ("k,k,...:h,h,...") on the sessions and print them."""
-    from dsp.detector import get_preset
+    from attune_monitor.dsp.detector import get_preset
 
     ks, hs = ([float(v) for v in part.split(",")] for part in grid.split(":"))
     base = get_preset("balanced")
@@ -141,8 +141,8 @@ def sweep(data, grid: str, ratios) -> None:
 
 def cross_validate(data, folds: int, grid: str) -> None:
     """Score threshold settings on out-of-fold ratios: every session's ratio from an ensemble not fitted on it."""
-    from dsp.detector import get_preset
-    from dsp.evidence import TreeEnsemble
+    from attune_monitor.dsp.detector import get_preset
+    from attune_monitor.dsp.evidence import TreeEnsemble
 
     per = collect_sessions(data)
     fold = np.arange(len(data)) % folds
@@ -164,7 +164,7 @@ def _family_folders(root: str) -> dict:
 
 def _choose(data, ratios, ks, hs, max_fa: float = 1.0):
     """The (learned_k, learned_h) of the grid with the best F1 at <= ``max_fa`` false alarms/h on ``data``."""
-    from dsp.detector import get_preset
+    from attune_monitor.dsp.detector import get_preset
 
     best = None
     for k, h in itertools.product(ks, hs):
@@ -181,8 +181,8 @@ def _collect_family(folder: str) -> list:
 
 def _lofo_one(task: dict) -> tuple:
     """One family of :func:`leave_one_family_out` (in a worker process)."""
-    from dsp.detector import get_preset
-    from dsp.evidence import TreeEnsemble
+    from attune_monitor.dsp.detector import get_preset
+    from attune_monitor.dsp.evidence import TreeEnsemble
 
     fam, per, held, ks, hs, max_fa, max_iter = (task[k] for k in ("fam", "per", "held", "ks", "hs", "max_fa", "max_iter"))
     X = np.vstack([x for f, xs in per.items() if f != fam for x, _ in xs])
@@ -204,7 +204,7 @@ def leave_one_family_out(fit_root: str, heldout_root: str, grid: str, max_fa: fl
     Returns the per-family results and the pooled aggregate (``attune evaluate``'s metrics)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from ui.commands.evaluate import aggregate
+    from attune_monitor.ui.commands.evaluate import aggregate
 
     ks, hs = ([float(v) for v in part.split(",")] for part in grid.split(":"))
     fit_dirs = {f.name: str(f) for f in sorted(Path(fit_root).iterdir()) if f.is_dir()}
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
         print(f"{len(fit_data)} sessions, {y.size} rows, rupture share {y.mean():.3f}", flush=True)
         model = fit(X, y, max_iter=args.max_iter)
         arrays = export(model, y)
-        from dsp.evidence import TreeEnsemble
+        from attune_monitor.dsp.evidence import TreeEnsemble
 
         check = TreeEnsemble(arrays).log_odds(X[:5000])
         err = float(np.max(np.abs(check - model.decision_function(X[:5000]))))
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     elif args.cmd == "cv":
         cross_validate(data, args.folds, args.grid)
     else:
-        from dsp.evidence import shipped_model
+        from attune_monitor.dsp.evidence import shipped_model
 
         sweep(val, args.grid, MemoisedRatios(shipped_model()))
     return 0

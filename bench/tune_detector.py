@@ -31,12 +31,12 @@ import numpy as np
 
 def cache(folder: Path, out: Path, windows: list[float]) -> None:
     """Analyse every ``X.xdf`` with a truth beside it once; store grid, losses, truth and windows per length."""
-    from acquisition.files import load_recording
+    from attune_monitor.acquisition.files import load_recording
     from dataclasses import replace
 
-    from dsp.engine import RING_CHANCE_OF, SynchronyEngine
-    from dsp.pipeline import PipelineConfig, _windows_of, engine_config
-    from ui.runner import analyze_recording
+    from attune_monitor.dsp.engine import RING_CHANCE_OF, SynchronyEngine
+    from attune_monitor.dsp.pipeline import PipelineConfig, _windows_of, engine_config
+    from attune_monitor.ui.runner import analyze_recording
 
     out.mkdir(parents=True, exist_ok=True)
     for xdf in sorted(folder.glob("*.xdf")):
@@ -69,10 +69,10 @@ def replay(d: dict, config, window_s: float = 30.0, metric: str = "sync", arousa
     ``metric`` "sync" follows what the pipeline follows per modality (``dsp.pipeline.detector_metric``),
     with its chance level; another engine metric name replaces it (with the same chance level). With
     ``arousal`` the person-level arousal divergence is computed from the cached grid (once, kept in ``d``) and
-    fed too. ``detector_kw`` go to :class:`dsp.detector.RuptureDetector` (``evidence_model``, ``collect_features``).
+    fed too. ``detector_kw`` go to :class:`attune_monitor.dsp.detector.RuptureDetector` (``evidence_model``, ``collect_features``).
     """
-    from dsp.detector import RuptureDetector
-    from dsp.divergence import ArousalDivergence, SharedShift
+    from attune_monitor.dsp.detector import RuptureDetector
+    from attune_monitor.dsp.divergence import ArousalDivergence, SharedShift
 
     det = RuptureDetector(d["participants"], d["modalities"], 1.0, config, window_s=window_s, arousal=arousal,
                           **detector_kw)
@@ -99,7 +99,7 @@ def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: b
 
     ``evidence_model``: the learned evidence's ratios (default: the shipped ensemble).
     """
-    from ui.commands.evaluate import Detection, aggregate, score_file
+    from attune_monitor.ui.commands.evaluate import Detection, aggregate, score_file
 
     scores = []
     for d in data:
@@ -134,8 +134,8 @@ def arousal_labels(d: dict, t: np.ndarray) -> dict:
 
 
 def fit_arousal(data, config=None) -> dict:
-    """Fit :data:`dsp.divergence.LLR_MODEL` (means per label, covariance in tune) on cached tune sessions."""
-    from dsp.divergence import ArousalDivergence
+    """Fit :data:`attune_monitor.dsp.divergence.LLR_MODEL` (means per label, covariance in tune) on cached tune sessions."""
+    from attune_monitor.dsp.divergence import ArousalDivergence
 
     rows: dict = {"in_tune": [], "aversive": [], "withdrawn": []}
     for d in data:
@@ -203,8 +203,8 @@ def main(argv=None) -> int:
     if args.cmd == "cache":
         cache(args.folder, args.out, [float(x) for x in args.windows.split(",")])
     elif args.cmd == "score":
-        from dsp.detector import PRESETS
-        from ui.commands.evaluate import format_metrics
+        from attune_monitor.dsp.detector import PRESETS
+        from attune_monitor.ui.commands.evaluate import format_metrics
 
         data = load(args.cache)
         for name, cfg in PRESETS.items():

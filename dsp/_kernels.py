@@ -1,4 +1,4 @@
-"""Compiled (numba) kernels for :mod:`dsp.synchrony`; optional.
+"""Compiled (numba) kernels for :mod:`attune_monitor.dsp.synchrony`; optional.
 
 ``get(name)`` returns None when numba is not installed or cannot be imported: callers then use their
 numpy paths, which are also the reference the kernels are tested against (equal within 1e-9).

@@ -15,7 +15,7 @@ What makes a flag (issue 16; measured in docs/validation.md)
   120 s at 3 brought them to 0.2-0.4/h with the analytic evidence and to 0/h with the learned one.
 * **Shared events re-baseline instead of flagging** (:meth:`RuptureDetector.note_shared_event`): a marker (the
   experiment's or the facilitator's note), a task switch, a gap in the data, a signal loss, and everybody's
-  arousal moving the same way at once (:class:`dsp.divergence.SharedShift`, from the pipeline) disarm every
+  arousal moving the same way at once (:class:`attune_monitor.dsp.divergence.SharedShift`, from the pipeline) disarm every
   pair; windows holding the event are left out and arming starts again. An open prompt is closed as
   ``interrupted``.
 * **A long lapse is a state, not a prompt.** A possible rupture not repaired ``lapse_s`` (240 s) after its onset
@@ -52,7 +52,7 @@ pipeline uses) it also adds, per second, ``cusum_h * (L' - arousal_k) /
 arousal_h`` with ``L'`` = ``L`` clipped to ``[arousal_floor, arousal_clip]``
 (an arousal plainly in tune must not veto a clear drop of synchrony), where
 ``L`` is the larger of the pair's two people's
-*arousal divergence* log-likelihood ratios (:mod:`dsp.divergence`: one
+*arousal divergence* log-likelihood ratios (:mod:`attune_monitor.dsp.divergence`: one
 person's heart rate and skin conductance climbing alone, "aversive", or
 flattening alone, "withdrawn", against the others). A possible rupture is
 flagged when the evidence reaches ``cusum_h`` (times the group factor); its
@@ -90,7 +90,7 @@ evidence, so a group of four (six pairs) does not have six times a couple's fals
 Learned evidence (what the presets use)
 ---------------------------------------
 With ``evidence="learned"`` the CUSUM adds, per second, ``spread * clip(llr) - learned_k`` instead of the two
-terms above, where ``llr`` is the log-likelihood ratio of :mod:`dsp.evidence` (a gradient-boosted tree
+terms above, where ``llr`` is the log-likelihood ratio of :mod:`attune_monitor.dsp.evidence` (a gradient-boosted tree
 ensemble over the pair's synchrony in both modalities, its chance levels, its distance from the pair's own
 level of the last five minutes, the same 10 and 20 s back, and both people's arousal divergence) and
 ``spread`` the ``ref_chance_sd`` factor below; ``learned_h`` (times the group factor) flags. With arming, the
@@ -234,7 +234,7 @@ class DetectorConfig:
         evidence of a modality is weighted by ``(margin / z_sd) ** 2``, so a
         pair whose baseline sits close to chance needs longer to flag.
     arousal_k, arousal_h : float
-        Person-level arousal divergence (:mod:`dsp.divergence`): each second a pair adds
+        Person-level arousal divergence (:mod:`attune_monitor.dsp.divergence`): each second a pair adds
         ``cusum_h * (L' - arousal_k) / arousal_h`` to its evidence (``L'``: ``L`` clipped to
         ``[arousal_floor, arousal_clip]``), where ``L`` is the
         larger of its two people's log-likelihood ratios "in a rupture" vs "in tune"; so ``arousal_h``
@@ -265,7 +265,7 @@ class DetectorConfig:
     evidence : {"analytic", "learned"}
         What the CUSUM accumulates: ``"analytic"`` (the default of a bare config; every preset in
         :data:`PRESETS` uses ``"learned"``), the synchrony drop weighted by its signal-to-noise ratio
-        plus the arousal term above; ``"learned"``, the log-likelihood ratio of :mod:`dsp.evidence` (a tree
+        plus the arousal term above; ``"learned"``, the log-likelihood ratio of :mod:`attune_monitor.dsp.evidence` (a tree
         ensemble over synchrony, its recent course and both people's arousal divergence), less ``learned_k``,
         per second. Flags, onsets, repair and signal-loss handling are the same either way.
     learned_k, learned_h, learned_clip : float
@@ -392,7 +392,7 @@ ANALYTIC_PRESETS = {
     "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.5, arousal_h=25.0, arousal_floor=1.0,
                                 onset_delay_s=8.0),
 }
-#: Learned evidence (:mod:`dsp.evidence`): reference and threshold per preset (``bench/train_evidence.py cv``).
+#: Learned evidence (:mod:`attune_monitor.dsp.evidence`): reference and threshold per preset (``bench/train_evidence.py cv``).
 LEARNED_THRESHOLDS = {"conservative": (3.0, 10.0), "balanced": (3.0, 7.0), "sensitive": (2.5, 7.0)}
 #: The presets with the learned evidence (``get_preset(name, "learned")``, what :data:`PRESETS` are): trees fitted
 #: on the seven rupture families of the simulator, thresholds as leave-one-family-out chose them.
@@ -690,9 +690,9 @@ class PairMachine:
             it: the window gives no evidence and a possible rupture that was building up is dropped.
         arousal : float
             Person-level arousal divergence of the pair this second (log-likelihood ratio, the larger of its two
-            people's; NaN: not known), see :mod:`dsp.divergence`.
+            people's; NaN: not known), see :mod:`attune_monitor.dsp.divergence`.
         llr : float
-            The learned log-likelihood ratio of this pair this second (:mod:`dsp.evidence`); used when the
+            The learned log-likelihood ratio of this pair this second (:mod:`attune_monitor.dsp.evidence`); used when the
             config's ``evidence`` is ``"learned"``.
 
         Returns
@@ -1024,14 +1024,14 @@ class RuptureDetector:
         Length of the synchrony windows (s): a window ending up to ``window_s + loss_guard_s`` after a
         signal loss of either person still holds part of it (see :meth:`note_signal_loss`).
     arousal : bool
-        Also take person-level arousal divergence (:meth:`update_arousal`, from :mod:`dsp.divergence`) as
+        Also take person-level arousal divergence (:meth:`update_arousal`, from :mod:`attune_monitor.dsp.divergence`) as
         evidence; then a time step is processed once the synchrony of every modality *and* the arousal of
         that second have been fed.
     collect_features : bool
         Keep every step's learned-evidence feature rows in :attr:`feature_log` (``(t, X)`` per drain, ``X``
         of shape (n_steps, n_pairs, len(dsp.evidence.FEATURES))), for ``bench/train_evidence.py``.
     evidence_model : object | None
-        What turns feature rows into ratios (an ``llr(X)`` method, as :class:`dsp.evidence.TreeEnsemble`);
+        What turns feature rows into ratios (an ``llr(X)`` method, as :class:`attune_monitor.dsp.evidence.TreeEnsemble`);
         None: the shipped ensemble. ``bench/train_evidence.py`` passes the trees of a cross-validation fold.
     """
 
@@ -1219,7 +1219,7 @@ class RuptureDetector:
             Session time of each value (s), on the same steps as the synchrony windows.
         llr : ndarray, shape (n_people, n_sec)
             Log-likelihood ratio "in a rupture" vs "in tune" per person (NaN: unknown), see
-            :class:`dsp.divergence.ArousalDivergence`.
+            :class:`attune_monitor.dsp.divergence.ArousalDivergence`.
         divergence : ndarray, shape (n_people, len(dsp.divergence.FEATURES), n_sec) | None
             The divergence features behind it (the learned evidence uses them; None: unknown).
 

@@ -435,7 +435,7 @@ class ArousalTracker:
     """Streaming per-person arousal state from the pipeline's log-likelihood ratios (explicit state: chunked == batch).
 
     Each second, a person's ratio ``L`` is the mean of the finite values of the
-    last ``smooth_s`` seconds (as :attr:`dsp.detector.RuptureDetector.person_arousal`);
+    last ``smooth_s`` seconds (as :attr:`attune_monitor.dsp.detector.RuptureDetector.person_arousal`);
     ``L >= threshold`` is "moving away", its flavour from the mean divergence
     features over the same seconds (:func:`arousal_flavour`); NaN is unknown. In a
     couple only the one with the larger ``L`` can be moving away (their divergences
@@ -508,7 +508,7 @@ class SharedShift:
 
     People react to the same event by different amounts, which the divergence above would read as one of them
     moving away; the detector re-baselines every pair at such a shared event instead
-    (:meth:`dsp.detector.RuptureDetector.note_shared_event`). A second is *shared* when, in heart-rate level
+    (:meth:`attune_monitor.dsp.detector.RuptureDetector.note_shared_event`). A second is *shared* when, in heart-rate level
     or in skin-conductance level, every person with a value (at least two, and at least half the group) has
     moved the same way by at least ``z_min`` of their own spread (the baseline-relative features of
     :class:`ArousalDivergence`, ``last_relative``); ``min_s`` such seconds in a row make an event, dated at

@@ -33,8 +33,8 @@ import logging
 import numpy as np
 from scipy import signal
 
-from dsp.grid import GridBlock, GridPreprocessor, check_positive
-from dsp.quality import Quality
+from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
+from attune_monitor.dsp.quality import Quality
 
 logger = logging.getLogger(__name__)
 

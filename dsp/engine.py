@@ -1,7 +1,7 @@
 """Streaming synchrony engine: push grid samples, get the newest completed windows.
 
 Window ``j`` of a metric covers grid samples ``[j * step, j * step + win)``, exactly as in the batch
-functions of :mod:`dsp.synchrony`; the engine computes each completed window from its own samples with
+functions of :mod:`attune_monitor.dsp.synchrony`; the engine computes each completed window from its own samples with
 the same per-window functions, so feeding a session in chunks of any size gives the batch numbers
 (within 1e-9), also across NaN gaps, and nothing accumulates over a long session. Memory is bounded:
 only the samples (and standardized windows) needed by the longest window / surrogate shift are kept.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsp import synchrony as sy
+from attune_monitor.dsp import synchrony as sy
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class SynchronyEngine:
 
         Returns
         -------
-        dict modality -> dict metric name -> :class:`dsp.synchrony.WindowedMetric`
+        dict modality -> dict metric name -> :class:`attune_monitor.dsp.synchrony.WindowedMetric`
             Only the newly completed windows (possibly none: ``n_windows == 0``).
         """
         if not isinstance(blocks, dict):
@@ -506,7 +506,7 @@ class SynchronyEngine:
     def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
         """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
 
-        The windowed cross-correlation (:func:`dsp.synchrony.xcorr_windows`, lags ``+-L``) of each window's
+        The windowed cross-correlation (:func:`attune_monitor.dsp.synchrony.xcorr_windows`, lags ``+-L``) of each window's
         changes: the best r and its lag. Chance level, for the windows ``j`` that are multiples of
         ``phasic_every`` (held for the windows after them): each person's changes are split into a *lead*
         segment (the first ``win - L``) and ``L + 1`` *follow* segments (starting 0..L later), standardized

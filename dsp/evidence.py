@@ -1,6 +1,6 @@
 """Learned rupture evidence: per pair and second, how much likelier "in a rupture" is than "in tune" (streaming).
 
-The analytic evidence of :mod:`dsp.detector` adds the synchrony drop (weighted by its signal-to-noise ratio)
+The analytic evidence of :mod:`attune_monitor.dsp.detector` adds the synchrony drop (weighted by its signal-to-noise ratio)
 and the arousal divergence log-likelihood ratio, each compared with a fixed reference. It cannot use how the
 two interact (a modest drop of heart-rate synchrony *while* one person's skin conductance climbs alone), how
 a pair's synchrony moved over the last 20 s, or which way each person's features moved. This module computes
@@ -15,14 +15,14 @@ Features (Fisher z for synchrony; all causal, from values up to that second)
 ``hr_z``, ``eda_z``     the windowed synchrony the detector follows (heart rate r, skin-conductance phasic r)
 ``hr_chance_z`` ...     its chance (surrogate) level
 ``hr_rel``, ``eda_rel``  synchrony minus the pair's own median over ``[t - 300 s, t - 30 s)`` (>= 20 values)
-``arousal_max/min``     the pair's two people's arousal divergence ratios (:mod:`dsp.divergence`), larger first
+``arousal_max/min``     the pair's two people's arousal divergence ratios (:mod:`attune_monitor.dsp.divergence`), larger first
 ``a_*``, ``b_*``        the divergence features of the person with the larger ratio (``a``) and the other
 ``*_lag10``, ``_lag20``  ``hr_z``, ``eda_z``, ``hr_rel``, ``eda_rel``, ``arousal_max/min`` 10 and 20 steps back
 =====================  ==============================================================================
 
 NaN (a modality missing, a person without EDA, the first minutes) is a value the trees route explicitly.
 
-Limits: the trees learned the simulator's ruptures (:mod:`acquisition.physiology`). They rank what they
+Limits: the trees learned the simulator's ruptures (:mod:`attune_monitor.acquisition.physiology`). They rank what they
 have not seen (a real dyad's competition rounds) by the same features, but nothing here was fitted on real
 people; the analytic evidence (``evidence="analytic"``) stays available and is what the unit tests of the
 state machine use.
@@ -171,7 +171,7 @@ class TreeEnsemble:
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """Raw log-odds of "in a rupture" per row, shape ``X.shape[:-1]``.
 
-        Uses the compiled walker of :mod:`dsp._kernels` when numba is there (about 30x faster), else numpy;
+        Uses the compiled walker of :mod:`attune_monitor.dsp._kernels` when numba is there (about 30x faster), else numpy;
         the two agree to rounding (the sums over trees run in another order).
         """
         X = np.asarray(X, float)

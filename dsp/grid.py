@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsp.quality import Quality
+from attune_monitor.dsp.quality import Quality
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class GridBlock:
     values : ndarray, shape (m,), float64
         The signal on the grid; NaN where missing.
     quality : ndarray, shape (m,), uint8
-        :class:`dsp.quality.Quality` code of each sample.
+        :class:`attune_monitor.dsp.quality.Quality` code of each sample.
     tonic, phasic : ndarray, shape (m,), float64 | None
         EDA only: tonic level and phasic component (NaN where missing).
     """

@@ -4,7 +4,7 @@ Pipeline
 --------
 ``kind="rr"``: RR intervals (s) -> reject implausible -> correct ectopic / missed /
 extra beats (causal local-median rule) -> step-wise HR on the grid.
-``kind="ecg"`` / ``"ppg"``: raw signal -> :class:`dsp.peaks.BeatDetector` -> beat
+``kind="ecg"`` / ``"ppg"``: raw signal -> :class:`attune_monitor.dsp.peaks.BeatDetector` -> beat
 times -> RR -> the same path. ``kind="hr"``: 1 Hz device HR (bpm) -> dated back by half its averaging span
 -> linear interpolation between samples at most ``max_gap`` apart.
 
@@ -48,8 +48,8 @@ from collections import deque
 
 import numpy as np
 
-from dsp.grid import GridBlock, GridPreprocessor, check_positive
-from dsp.quality import Quality
+from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
+from attune_monitor.dsp.quality import Quality
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class HeartPreprocessor(GridPreprocessor):
     **params
         Passed to :class:`BeatCleaner` (``rr_min``, ``rr_max``, ``tol``, ``n_ref``,
         ``horizon``, ``reset_after``) and, for ``"ecg"``/``"ppg"``, to
-        :class:`dsp.peaks.BeatDetector` (``detector_params`` dict).
+        :class:`attune_monitor.dsp.peaks.BeatDetector` (``detector_params`` dict).
 
     Attributes
     ----------
@@ -295,7 +295,7 @@ class HeartPreprocessor(GridPreprocessor):
             if self.srate is None:
                 raise ValueError(f"Invalid value for 'srate': kind={kind!r} needs the device sampling rate in Hz "
                                  "(e.g. srate=130 for a Polar H10 ECG), but got None.")
-            from dsp.peaks import BeatDetector
+            from attune_monitor.dsp.peaks import BeatDetector
 
             self.detector = BeatDetector(kind, self.srate, **(detector_params or {}))
             self.latency = self.cleaner.latency + self.detector.delay

@@ -32,7 +32,7 @@ from collections import deque
 import numpy as np
 from scipy import signal
 
-from dsp.grid import check_positive
+from attune_monitor.dsp.grid import check_positive
 
 logger = logging.getLogger(__name__)
 

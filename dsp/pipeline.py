@@ -68,7 +68,7 @@ class Slot:
         Stream name, for messages.
     averaging_s : float
         Device HR (``kind="hr"``): seconds each value averages over; its samples are dated back by half of
-        it (:class:`dsp.heart.HeartPreprocessor`). 0 for every other kind.
+        it (:class:`attune_monitor.dsp.heart.HeartPreprocessor`). 0 for every other kind.
     """
 
     participant: str
@@ -98,11 +98,11 @@ class PipelineConfig:
     max_lag_s : float
         Lag search of the windowed cross-correlation.
     preset : str | dsp.detector.DetectorConfig
-        Detector sensitivity preset (a name of :data:`dsp.detector.PRESETS`), or a config of its own.
+        Detector sensitivity preset (a name of :data:`attune_monitor.dsp.detector.PRESETS`), or a config of its own.
     history_s : float
         How much grid and synchrony history is kept for displays (bounded memory).
     arousal : bool
-        Feed person-level arousal divergence (:mod:`dsp.divergence`) to the detector as well as synchrony.
+        Feed person-level arousal divergence (:mod:`attune_monitor.dsp.divergence`) to the detector as well as synchrony.
     wcc_step_s : float
         Step of the windowed cross-correlation (lead-lag) windows. Neither the detector nor the views use
         them every second, and at 1 s they were ~15 % of the pipeline's time.
@@ -152,14 +152,14 @@ class Update:
     arousal_t : ndarray, shape (n_sec,)
         Session times of the new person-level arousal values.
     arousal : ndarray, shape (n_people, n_sec)
-        Log-likelihood ratio "in a rupture" vs "in tune" per person (see :mod:`dsp.divergence`; NaN: unknown).
+        Log-likelihood ratio "in a rupture" vs "in tune" per person (see :mod:`attune_monitor.dsp.divergence`; NaN: unknown).
     arousal_div : ndarray, shape (n_people, len(dsp.divergence.FEATURES), n_sec)
         The divergence features behind ``arousal`` (person's standard units; NaN: unknown), for views that
         say *how* a person moved away (climbing or flattening).
     arousal_smooth, arousal_state : ndarray, shape (n_people, n_sec)
-        The same read as the detector reads it (:class:`dsp.divergence.ArousalTracker`: ``smooth_s`` mean,
+        The same read as the detector reads it (:class:`attune_monitor.dsp.divergence.ArousalTracker`: ``smooth_s`` mean,
         the preset's ``arousal_k``, the couple rule): smoothed ratio and codes into
-        :data:`dsp.divergence.AROUSAL_STATES`.
+        :data:`attune_monitor.dsp.divergence.AROUSAL_STATES`.
     """
 
     grid_start: int = 0
@@ -276,7 +276,7 @@ class SessionPipeline:
     def note_shared_event(self, t: float, what: str = "marker") -> None:
         """Something everybody shared happened at session time ``t`` (s): a marker, a task or phase switch.
 
-        Every pair is re-baselined when the detector reaches ``t`` (:meth:`dsp.detector.RuptureDetector.
+        Every pair is re-baselined when the detector reaches ``t`` (:meth:`attune_monitor.dsp.detector.RuptureDetector.
         note_shared_event`). Note events known in advance (a recording's markers) before processing.
         """
         self.detector.note_shared_event(t, what)
@@ -422,7 +422,7 @@ class SessionPipeline:
     def _moved_away(self, ep, end: float) -> dict:
         """``{person: "rising" | "falling"}`` for members of the episode's pair whose arousal moved away.
 
-        Moving away: the person's arousal state (:class:`dsp.divergence.ArousalTracker`, as the views show it)
+        Moving away: the person's arousal state (:class:`attune_monitor.dsp.divergence.ArousalTracker`, as the views show it)
         was climbing or flattening at some second between 10 s before the onset and ``end``; "rising" when
         climbing was the more frequent of the two, else "falling".
         """

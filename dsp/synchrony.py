@@ -10,7 +10,7 @@ Window ``j`` covers the grid samples ``[j * step, j * step + win)`` in absolute
 grid indices, with ``win`` and ``step`` converted from seconds once
 (``round(seconds * fs)``). Its end time is ``(j * step + win) / fs`` seconds
 after the grid origin (the window is the half-open interval
-``[start / fs, end / fs)``). The streaming :class:`dsp.engine.SynchronyEngine`
+``[start / fs, end / fs)``). The streaming :class:`attune_monitor.dsp.engine.SynchronyEngine`
 uses exactly the same definition, so the same window index means the same
 samples in both.
 
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from dsp import _kernels
+from attune_monitor.dsp import _kernels
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Synthetic sessions for widget tests and design screenshots (not end-to-end: see test_gui_e2e.py).
 
-Fills a real :class:`ui.model.SessionModel` with :class:`dsp.pipeline.Update`
+Fills a real :class:`attune_monitor.ui.model.SessionModel` with :class:`attune_monitor.dsp.pipeline.Update`
 objects whose windows are scripted synchrony series, and whose episode and
-signal-loss events come from the real :class:`dsp.detector.RuptureDetector`
-and :class:`dsp.detector.SignalLossTracker` run on those series.
+signal-loss events come from the real :class:`attune_monitor.dsp.detector.RuptureDetector`
+and :class:`attune_monitor.dsp.detector.SignalLossTracker` run on those series.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import dataclasses
 
 import numpy as np
 
-from dsp.detector import RuptureDetector, SignalLossTracker, get_preset
-from dsp.pipeline import Update
-from dsp.quality import Quality
-from ui.model import SessionModel
+from attune_monitor.dsp.detector import RuptureDetector, SignalLossTracker, get_preset
+from attune_monitor.dsp.pipeline import Update
+from attune_monitor.dsp.quality import Quality
+from attune_monitor.ui.model import SessionModel
 
 FS = 4.0
 

@@ -24,7 +24,7 @@ def hr_outlet(tag: str, who: str, srate: float = 4.0):
     -------
     outlet : pylsl.StreamOutlet
     """
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
 
     info = pylsl.StreamInfo(f"{who} HR", "HR", 1, srate, "float32", f"{tag}-{who}")
     info.desc().append_child_value("participant", who)

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsp.detector import Episode, get_preset
-from ui.analysis_io import EPISODE_CSV_COLUMNS, validate
-from ui.report import AROUSAL_SHADES, _MARGIN_IN, _new_figure, write_report
-from ui.runner import Analysis
+from attune_monitor.dsp.detector import Episode, get_preset
+from attune_monitor.ui.analysis_io import EPISODE_CSV_COLUMNS, validate
+from attune_monitor.ui.report import AROUSAL_SHADES, _MARGIN_IN, _new_figure, write_report
+from attune_monitor.ui.runner import Analysis
 
 SAMPLE = Path(__file__).resolve().parents[1] / "recordings" / "sample-couple.xdf"
 EVIL = '<img src=x onerror="alert(1)">'
@@ -25,10 +25,10 @@ EVIL = '<img src=x onerror="alert(1)">'
 def couple():
     """The sample couple (seed 3: P2 aversive 90-150 s, P1 withdrawn 230-290 s) analysed offline, and the
     pipeline's raw arousal ratios from an independent run fed 10 s at a time."""
-    from acquisition.files import load_recording
-    from acquisition.sources import RecordingSource
-    from dsp.pipeline import PipelineConfig
-    from ui.runner import analyze_recording, feed, make_pipeline
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.dsp.pipeline import PipelineConfig
+    from attune_monitor.ui.runner import analyze_recording, feed, make_pipeline
 
     a = analyze_recording(load_recording(SAMPLE))
     cfg = PipelineConfig()
@@ -169,7 +169,7 @@ def html_escaped(s):
 
 
 def test_episodes_csv_and_summary_say_who_moved_away(tmp_path):
-    from ui.analysis_io import analysis_to_json, summary_text
+    from attune_monitor.ui.analysis_io import analysis_to_json, summary_text
 
     a = _scripted()
     write_report(a, tmp_path)
@@ -187,8 +187,8 @@ def test_episodes_csv_and_summary_say_who_moved_away(tmp_path):
 
 
 def test_analyze_file_end_to_end_on_the_sample(tmp_path):
-    from ui.analysis_io import SCHEMA_ID
-    from ui.commands.analyze import analyze_file
+    from attune_monitor.ui.analysis_io import SCHEMA_ID
+    from attune_monitor.ui.commands.analyze import analyze_file
 
     res = analyze_file(str(SAMPLE), json_path=str(tmp_path / "a.json"), report_dir=str(tmp_path / "rep"))
     assert res.code == 0, res.message
@@ -215,7 +215,7 @@ def test_plots_share_the_time_axis_pixels():
 
 def test_report_colours_are_the_live_views():
     pytest.importorskip("PySide6")
-    from ui.gui.style import AROUSAL_STYLE
+    from attune_monitor.ui.gui.style import AROUSAL_STYLE
 
     for state, (fill, _alpha, text) in AROUSAL_SHADES.items():
         _, _, rgba = AROUSAL_STYLE[state]

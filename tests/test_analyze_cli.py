@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.detector import Episode
-from ui.analysis_io import ANALYSIS_SCHEMA, analysis_to_json, clock, read_json, summary_text, validate, write_json
-from ui.commands.analyze import output_paths
-from ui.errors import UsageError
-from ui.runner import Analysis
+from attune_monitor.dsp.detector import Episode
+from attune_monitor.ui.analysis_io import ANALYSIS_SCHEMA, analysis_to_json, clock, read_json, summary_text, validate, write_json
+from attune_monitor.ui.commands.analyze import output_paths
+from attune_monitor.ui.errors import UsageError
+from attune_monitor.ui.runner import Analysis
 
-CLI = [sys.executable, "-m", "ui.cli"]
+CLI = [sys.executable, "-m", "attune_monitor.ui.cli"]
 
 
 def _analysis(r_hr, r_eda, t=None, episodes=(), losses=()):
@@ -106,7 +106,7 @@ def test_schema_documents_every_key():
     att_keys = ANALYSIS_SCHEMA["properties"]["attunement"]["items"]["required"]
     assert att_keys == ["pair", "armed_s", "armed_fraction", "armed_spans", "out_of_tune_spans", "above_chance",
                         "verdict"]
-    from ui import analysis_io
+    from attune_monitor.ui import analysis_io
 
     for key in ["attunement", "outcome", *att_keys]:  # the module docstring (the schema in words) names each
         assert key in analysis_io.__doc__, key
@@ -274,11 +274,11 @@ def test_recorded_markers_in_summary_report_and_csv(tmp_path):
     the first two are listed (file times, escaped, in time order) and drawn; the detector's events are not."""
     import csv
 
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from acquisition.simulator import write_session_xdf
-    from acquisition.xdf_writer import XdfWriter
-    from ui.commands.analyze import analyze_file
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.simulator import write_session_xdf
+    from attune_monitor.acquisition.xdf_writer import XdfWriter
+    from attune_monitor.ui.commands.analyze import analyze_file
 
     sim_path = tmp_path / "sim.xdf"
     session = simulate_session(load_scenario("couple-calm"), 3, 120.0)
@@ -321,7 +321,7 @@ def test_recorded_markers_in_summary_report_and_csv(tmp_path):
 
 
 def test_episode_line_names_who_is_disconnecting_in_a_group():
-    from ui.analysis_io import episode_line
+    from attune_monitor.ui.analysis_io import episode_line
 
     ep = {"pair": ["P1", "P3"], "people": ["P1"], "onset_s": 94.0, "nadir_s": 115.0, "offset_s": 127.0,
           "repaired": True, "time_to_repair_s": 33.0, "depth": 1.85, "modalities": ["hr", "eda"], "confidence": 1.0,

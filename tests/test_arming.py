@@ -1,7 +1,7 @@
 """Arming, shared events and the long-lapse state of the rupture detector, on series with a known truth.
 
 A rupture needs an attunement to lapse from: a pair is *armed* only once its synchrony has been measurably
-above chance (:class:`dsp.detector.ModalityTrack`); a shared event (a marker, a task switch) or a gap
+above chance (:class:`attune_monitor.dsp.detector.ModalityTrack`); a shared event (a marker, a task switch) or a gap
 re-baselines every pair; a lapse that does not come back closes as unrepaired and leaves the pair "out of
 tune since" its onset until it is armed again.
 """
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from dsp.detector import RuptureDetector, get_preset
+from attune_monitor.dsp.detector import RuptureDetector, get_preset
 
 #: Analytic evidence, onsets not dated back (the series below have no trailing-window lag).
 CFG = dataclasses.replace(get_preset("balanced", "analytic"), onset_delay_s=0.0, repair_delay_s=0.0)
@@ -205,7 +205,7 @@ def test_shared_shift_needs_everybody_moving_the_same_way():
     """SharedShift: a second is shared when every person with a value moved the same way by >= z_min of their
     own spread, in heart-rate or skin-conductance level; min_s such seconds make one event, dated at the first;
     nothing within refractory_s of it; one person alone (a divergence) is not shared."""
-    from dsp.divergence import FEATURES, SharedShift
+    from attune_monitor.dsp.divergence import FEATURES, SharedShift
 
     n_sec = 200
     t = np.arange(n_sec, dtype=float)
@@ -228,11 +228,11 @@ def test_shared_shift_needs_everybody_moving_the_same_way():
 def test_pipeline_rebaselines_at_a_recorded_marker(tmp_path):
     """A recording's markers reach the detector before processing (analyze == replay): a marker in the middle of
     an armed stretch re-baselines every pair, so the pair is 'not measurably in tune' right after it."""
-    from acquisition.files import load_recording
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from acquisition.simulator import write_session_xdf
-    from ui.runner import analyze_recording
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.simulator import write_session_xdf
+    from attune_monitor.ui.runner import analyze_recording
 
     path = tmp_path / "calm.xdf"
     write_session_xdf(simulate_session(load_scenario("couple-calm"), seed=1), path)
@@ -251,7 +251,7 @@ def test_pipeline_rebaselines_at_a_recorded_marker(tmp_path):
 
 
 def _marker_stream(t_abs: float):
-    from acquisition.files import RecordedStream, describe
+    from attune_monitor.acquisition.files import RecordedStream, describe
 
     xml = ("<info><name>Task markers</name><type>Markers</type><channel_count>1</channel_count>"
            "<nominal_srate>0</nominal_srate><channel_format>string</channel_format><source_id>psychopy-1</source_id>"

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsp.detector import get_preset
-from dsp.divergence import FEATURES, LLR_MODEL
-from dsp.pipeline import Update
-from ui.model import AROUSAL_WORDS, SessionModel
+from attune_monitor.dsp.detector import get_preset
+from attune_monitor.dsp.divergence import FEATURES, LLR_MODEL
+from attune_monitor.dsp.pipeline import Update
+from attune_monitor.ui.model import AROUSAL_WORDS, SessionModel
 
 PEOPLE = ["P1", "P2"]
 PAIRS = [("P1", "P2")]
@@ -101,7 +101,7 @@ def test_model_word_follows_a_known_llr_series(sizes):
     at, al, ac = snap.arousal
     np.testing.assert_array_equal(at, t)
     np.testing.assert_allclose(al, smooth, equal_nan=True)
-    from ui.model import AROUSAL_STATES
+    from attune_monitor.ui.model import AROUSAL_STATES
 
     for i in range(2):
         for j in range(t.size):
@@ -124,7 +124,7 @@ def test_model_word_follows_a_known_llr_series(sizes):
 
 def test_couple_names_only_the_likelier_of_two_mirror_readings():
     """In a couple both ratios can pass the threshold at once (mirror images); only the larger one is away."""
-    from ui.model import AROUSAL_STATES, ArousalTracker
+    from attune_monitor.ui.model import AROUSAL_STATES, ArousalTracker
 
     k = get_preset("balanced").arousal_k
     L = np.array([[k + 3.0] * 10 + [k + 1.0] * 10, [k + 1.0] * 10 + [k + 3.0] * 10])
@@ -141,7 +141,7 @@ def test_couple_names_only_the_likelier_of_two_mirror_readings():
 
 
 def test_model_threshold_is_the_presets_arousal_k():
-    from dsp.detector import PRESETS
+    from attune_monitor.dsp.detector import PRESETS
 
     t = np.arange(1, 21, dtype=float)
     div = np.repeat(AVERSIVE[None, :, None], t.size, axis=2).repeat(2, axis=0)
@@ -158,7 +158,7 @@ def test_model_threshold_is_the_presets_arousal_k():
 
 
 def test_pair_evidence_and_episode_arousal():
-    from dsp.detector import Episode
+    from attune_monitor.dsp.detector import Episode
 
     t, L, div = _scripted()
     model = SessionModel(PEOPLE, ("hr", "eda"), PAIRS, 4.0, 1.0, 600.0)
@@ -186,13 +186,13 @@ def test_pair_evidence_and_episode_arousal():
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     """couple-rupture-repair (seed 3) through the real pipeline into a model, 10 s at a time."""
-    from acquisition.files import load_recording
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from acquisition.simulator import write_session_xdf
-    from acquisition.sources import RecordingSource
-    from dsp.pipeline import PipelineConfig
-    from ui.runner import feed, make_pipeline
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.simulator import write_session_xdf
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.dsp.pipeline import PipelineConfig
+    from attune_monitor.ui.runner import feed, make_pipeline
 
     path = tmp_path_factory.mktemp("arousal") / "couple.xdf"
     write_session_xdf(simulate_session(load_scenario("couple-rupture-repair"), seed=3), path)
@@ -272,8 +272,8 @@ def tmp_qsettings(tmp_path):
 
 
 def _window(qtbot, model):
-    from ui.gui.main_window import MainWindow
-    from ui.gui.settings import Settings
+    from attune_monitor.ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.settings import Settings
 
     win = MainWindow(model, settings=Settings(recordings_dir="/nonexistent"))
     qtbot.addWidget(win)
@@ -293,7 +293,7 @@ def _arousal(t0, n, l1, l2, d1=None):
 @pytest.mark.gui
 def test_gui_indicator_changes_when_l_crosses_the_threshold(qtbot):
     from gui_fake import FakeSession
-    from ui.gui.style import AROUSAL_STYLE
+    from attune_monitor.ui.gui.style import AROUSAL_STYLE
 
     fs = FakeSession(n_people=2, rupture=None, loss=None)
     fs.advance(60)
@@ -371,7 +371,7 @@ def test_gui_on_a_simulated_withdrawal_shows_who_and_why(qtbot, simulated, tmp_p
 
 # -- headless ----------------------------------------------------------------------------------------------
 def test_headless_shows_each_persons_arousal_word():
-    from ui.headless import HeadlessView, render
+    from attune_monitor.ui.headless import HeadlessView, render
 
     model = SessionModel(PEOPLE, ("hr", "eda"), PAIRS, 4.0, 1.0, 60.0)
     model.apply(Update(grid_start=0, grid={m: np.full((2, 40), 70.0) for m in ("hr", "eda")},
@@ -404,7 +404,7 @@ def test_tile_reason_shortens_to_fit_instead_of_overlapping(qtbot):
     """A small group tile has no room for '↓ P3 arousal (sync dipping)': it shows a shorter form, never overflows."""
     from PySide6 import QtGui
 
-    from ui.gui.meter import fit_reason
+    from attune_monitor.ui.gui.meter import fit_reason
 
     reason = "\u2193 P3 arousal (sync dipping)"
     font = QtGui.QFont()
@@ -437,7 +437,7 @@ def _hover_series(k, n_people):
 def test_live_word_does_not_flicker_when_the_ratio_hovers_at_the_threshold(sizes):
     """The tracker flips every second while the 5-s mean of L hovers at the threshold; the word shown flips once
     to "moving away" and back only when the mean is clearly below (k - AROUSAL_RELEASE_MARGIN) after the hold."""
-    from ui.model import AROUSAL_HOLD_S, AROUSAL_RELEASE_MARGIN, AROUSAL_STATES
+    from attune_monitor.ui.model import AROUSAL_HOLD_S, AROUSAL_RELEASE_MARGIN, AROUSAL_STATES
 
     k = get_preset("balanced").arousal_k
     people = ["P1", "P2", "P3"]

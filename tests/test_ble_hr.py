@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition import ble_hr
-from acquisition.ble_hr import (
+from attune_monitor.acquisition import ble_hr
+from attune_monitor.acquisition.ble_hr import (
     CONTACT_DETECTED,
     CONTACT_NOT_DETECTED,
     CONTACT_NOT_SUPPORTED,
@@ -39,7 +39,7 @@ from acquisition.ble_hr import (
     device_identity,
     parse_heart_rate_measurement,
 )
-from acquisition.convention import describe
+from attune_monitor.acquisition.convention import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -382,7 +382,7 @@ def _pull_all(inlet, n, timeout):
 
 
 def test_bridge_end_to_end_with_fake_client_drop_out_and_reconnect(rng, caplog):
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
 
     sid = f"test-blehr-{uuid.uuid4()}"
     t0 = pylsl.local_clock() + 1.0
@@ -410,7 +410,7 @@ def test_bridge_end_to_end_with_fake_client_drop_out_and_reconnect(rng, caplog):
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
-    caplog.set_level(logging.INFO, logger="acquisition.ble_hr")
+    caplog.set_level(logging.INFO, logger="attune_monitor.acquisition.ble_hr")
     thread = threading.Thread(target=runner, daemon=True)
     thread.start()
     rr_inlet = hr_inlet = None
@@ -504,7 +504,7 @@ def test_a_broken_notification_handler_never_kills_the_callback(caplog):
 
 def _cli(*args, timeout=60):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "ui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 

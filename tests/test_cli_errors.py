@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "ui.cli"]
+CLI = [sys.executable, "-m", "attune_monitor.ui.cli"]
 SAMPLE = ROOT / "recordings" / "sample-couple.xdf"
 
 
@@ -35,7 +35,7 @@ def attune(*args, cwd, timeout=90) -> subprocess.CompletedProcess:
 @pytest.fixture
 def attune_here(capsys, monkeypatch, tmp_path):
     """``attune ARGS`` in this process (``ui.cli.main``, the console script's entry point), in ``tmp_path``."""
-    from ui.cli import main
+    from attune_monitor.ui.cli import main
 
     monkeypatch.chdir(tmp_path)
 
@@ -69,7 +69,7 @@ def short_xdf(tmp_path_factory) -> Path:
 
 def test_analyze_of_a_recording_shorter_than_a_window(short_xdf, tmp_path):
     """Was ``KeyError: 't'``: now the summary, with one line saying why nothing could be flagged."""
-    from ui.analysis_io import validate
+    from attune_monitor.ui.analysis_io import validate
 
     p = attune("analyze", short_xdf, "--json", tmp_path / "s.json", "--report", tmp_path / "rep", cwd=tmp_path)
     line = assert_one_line_error(p, code=0, words="too short: 25 s of data gave no synchrony window")
@@ -95,7 +95,7 @@ def test_export_of_a_recording_shorter_than_a_window(short_xdf, tmp_path, fmt, a
 
 def test_export_csv_with_an_empty_stream(tmp_path, attune_here):
     """Was ``ValueError: cannot reshape array of size 0``: a stream that never sent a sample."""
-    from acquisition.xdf_writer import XdfWriter
+    from attune_monitor.acquisition.xdf_writer import XdfWriter
 
     path = tmp_path / "e.xdf"
     with XdfWriter(path, fsync=False) as w:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.cli import build_parser, main
+from attune_monitor.ui.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Paths that do not exist: each command's base arguments fail on them after the option checks.
@@ -87,7 +87,7 @@ def _number(text: str) -> float | None:
 
 def _session_fallbacks() -> dict[str, str]:
     """What an unset ``--preset`` / ``--window`` / ``--signals`` becomes without a GUI (the code, not the help)."""
-    from ui.commands.options import session_settings
+    from attune_monitor.ui.commands.options import session_settings
 
     def settings(**given):
         args = argparse.Namespace(**{"preset": None, "window": None, "signals": None, **given})
@@ -204,8 +204,8 @@ def test_probe_bases_fail_after_the_option_checks(capsys):
 
 def test_scopes_and_signals_have_one_home():
     """Every --lsl-scope offers acquisition.lslconfig's scopes; --signals the session options' choices."""
-    from acquisition.lslconfig import SCOPES
-    from ui.commands.options import SIGNALS
+    from attune_monitor.acquisition.lslconfig import SCOPES
+    from attune_monitor.ui.commands.options import SIGNALS
 
     scopes = [a for _, a, _ in OPTIONS if a.option_strings[-1] == "--lsl-scope"]
     signals = [a for _, a, _ in OPTIONS if a.option_strings[-1] == "--signals"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acquisition.convention import describe, desc_fields, kind_from_type, unit_conversion, unit_scale
+from attune_monitor.acquisition.convention import describe, desc_fields, kind_from_type, unit_conversion, unit_scale
 
 
 def _xml(name, typ, unit=None, label=None, participant=None, srate=0):
@@ -74,7 +74,7 @@ def test_eda_prefers_conductance_and_reads_resistance_as_its_reciprocal():
 
 
 def test_roster_unit_can_be_a_resistance():
-    from acquisition.roster import Roster, assign
+    from attune_monitor.acquisition.roster import Roster, assign
 
     d = describe(_shimmer_header([("GSR", "")]))   # no unit declared
     roster = Roster.from_dict({"participant": [{"id": "P1", "streams": [{"name": "Shimmer_A1B2", "kind": "eda",
@@ -85,8 +85,8 @@ def test_roster_unit_can_be_a_resistance():
 
 
 def test_recorded_resistance_is_read_as_conductance(tmp_path):
-    from acquisition.files import load_recording
-    from acquisition.xdf_writer import XdfWriter
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.xdf_writer import XdfWriter
 
     with XdfWriter(tmp_path / "r.xdf", fsync=False) as w:
         sid = w.add_stream(_shimmer_header([("GSR_Skin_Resistance_CAL", "kOhms")]))
@@ -105,7 +105,7 @@ def test_recorded_resistance_is_read_as_conductance(tmp_path):
     ("10", "EDA", 0.0),
 ])
 def test_device_hr_declares_its_averaging_span(declared, kind, expected):
-    from acquisition.convention import DEFAULT_HR_AVERAGING_S
+    from attune_monitor.acquisition.convention import DEFAULT_HR_AVERAGING_S
 
     extra = f"<averaging_s>{declared}</averaging_s>" if declared is not None else ""
     d = describe(_xml("P1 watch", kind).replace("<desc>", f"<desc>{extra}"))
@@ -114,7 +114,7 @@ def test_device_hr_declares_its_averaging_span(declared, kind, expected):
 
 
 def test_averaging_span_round_trips_through_a_written_header():
-    from acquisition.xdf_writer import stream_header_xml
+    from attune_monitor.acquisition.xdf_writer import stream_header_xml
 
     fields = desc_fields("hr", "P1", device="Verity Sense", manufacturer="Polar", averaging_s=4)
     xml = stream_header_xml(name="P1 HR", type="HR", channel_count=1, nominal_srate=1.0, desc=fields)
@@ -124,8 +124,8 @@ def test_averaging_span_round_trips_through_a_written_header():
 
 def test_e4_export_hr_is_declared_as_ten_second_averages(tmp_path):
     """Empatica documents HR.csv as averages over 10 s spans; the loader says so, and analysis dates it back."""
-    from acquisition.files import E4_HR_AVERAGING_S, load_e4_folder
-    from acquisition.sources import choose_inputs
+    from attune_monitor.acquisition.files import E4_HR_AVERAGING_S, load_e4_folder
+    from attune_monitor.acquisition.sources import choose_inputs
 
     folder = tmp_path / "P1"
     folder.mkdir()
@@ -149,7 +149,7 @@ def test_e4_export_hr_is_declared_as_ten_second_averages(tmp_path):
     ("Hz", "Hz", 1.0), ("bpm", "bpm", 1.0), ("1/min", "bpm", 1.0), ("beats per minute", "bpm", 1.0),
 ])
 def test_si_units_with_prefixes_are_read(text, unit, factor):
-    from acquisition.convention import read_unit
+    from attune_monitor.acquisition.convention import read_unit
 
     got = read_unit(text)
     assert got is not None and got[0] == unit and got[1] == pytest.approx(factor), text
@@ -157,7 +157,7 @@ def test_si_units_with_prefixes_are_read(text, unit, factor):
 
 @pytest.mark.parametrize("text", ["", None, "furlongs", "0", "-6", "none", "MOhmz", "kS/m"])
 def test_what_is_not_an_si_unit_is_not_read_as_one(text):
-    from acquisition.convention import read_unit
+    from attune_monitor.acquisition.convention import read_unit
 
     assert read_unit(text) is None
 
@@ -224,7 +224,7 @@ def test_ecg_in_volts_is_guessed_when_undeclared():
 def test_mne_lsl_annotation_streams_are_markers_not_ecg():
     """A player's '<name>-annotations' stream (type annotations, one float channel per description) is an event
     stream even when its name says ECG; its samples read as the descriptions (duration when it has one)."""
-    from acquisition.convention import is_marker_stream, marker_texts
+    from attune_monitor.acquisition.convention import is_marker_stream, marker_texts
 
     chans = "".join(f"<channel><label>{lbl}</label><type>annotations</type><unit>none</unit></channel>"
                     for lbl in ("rest", "task start"))
@@ -250,7 +250,7 @@ def test_kind_from_mne_channel_types_when_the_stream_type_is_empty(stype, labels
 
 
 def test_identity_is_name_type_source_id_and_host():
-    from acquisition.convention import identity_key
+    from attune_monitor.acquisition.convention import identity_key
 
     a = describe(_mne_lsl_header("P1-ECG", "ecg", "0", 402))
     b = describe(_mne_lsl_header("P2-ECG", "ecg", "0", 402))
@@ -280,7 +280,7 @@ def _hdr(name, typ, srate, fmt="float32"):
     ("EEG", "EEG", 1e6, "float32", None),                    # not used by Attune: nothing to refuse
 ])
 def test_streams_attune_cannot_believe_are_refused_with_a_reason(name, typ, srate, fmt, refused):
-    from acquisition.convention import is_marker_stream, rate_is_implausible, unusable_reason
+    from attune_monitor.acquisition.convention import is_marker_stream, rate_is_implausible, unusable_reason
 
     d = _hdr(name, typ, srate, fmt)
     why = unusable_reason(d)

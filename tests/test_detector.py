@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
-from dsp.quality import Quality
+from attune_monitor.dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
+from attune_monitor.dsp.quality import Quality
 
 
 #: The balanced preset for series without the lag of a trailing window (see ``_run``): onsets and ends not dated back.
@@ -18,9 +18,9 @@ NO_LAG = dataclasses.replace(get_preset("balanced", "analytic"), onset_delay_s=0
 def analytic_evidence(monkeypatch):
     """The state machine on hand-made series, with the analytic evidence (its response to them is known by
     construction); the learned evidence is tested in test_evidence.py and on simulated sessions end to end."""
-    import dsp.detector
+    import attune_monitor.dsp.detector as detector_mod
 
-    monkeypatch.setattr(dsp.detector, "PRESETS", dsp.detector.ANALYTIC_PRESETS)
+    monkeypatch.setattr(detector_mod, "PRESETS", detector_mod.ANALYTIC_PRESETS)
 
 
 
@@ -202,7 +202,7 @@ def test_calibration_trimmed_mean_and_capped_adaptation():
     change, but a drop to chance moves it at most ``cap_down * margin`` per half-life."""
     from scipy.stats import trim_mean
 
-    from dsp.detector import DetectorConfig, ModalityTrack, _fisher
+    from attune_monitor.dsp.detector import DetectorConfig, ModalityTrack, _fisher
 
     cfg = DetectorConfig(arming=False)  # the first calibration_s of windows are the baseline (test_arming.py: with)
     tr = ModalityTrack("hr", cfg, 1.0)
@@ -306,7 +306,7 @@ def _decoupling(seed: int):
     """
     from scipy.signal import butter, sosfiltfilt
 
-    from dsp.synchrony import rolling_pearson
+    from attune_monitor.dsp.synchrony import rolling_pearson
 
     fs = 4.0
     n = int(420 * fs)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from dsp.detector import RuptureDetector, get_preset
-from dsp.divergence import FEATURES, ArousalDivergence
+from attune_monitor.dsp.detector import RuptureDetector, get_preset
+from attune_monitor.dsp.divergence import FEATURES, ArousalDivergence
 
 FS = 4.0
 
@@ -24,10 +24,10 @@ def analytic_evidence(monkeypatch):
     """The state machine on hand-made series, with the analytic evidence *including arousal divergence*
     (``arousal_evidence=True``, off in the presets) and without arming, so that these series test how
     arousal adds to the evidence; that the presets never let arousal alone flag is tested in test_arming.py."""
-    import dsp.detector
+    import attune_monitor.dsp.detector as detector_mod
 
-    monkeypatch.setattr(dsp.detector, "PRESETS", {
-        k: dataclasses.replace(v, arousal_evidence=True, arming=False) for k, v in dsp.detector.ANALYTIC_PRESETS.items()})
+    monkeypatch.setattr(detector_mod, "PRESETS", {
+        k: dataclasses.replace(v, arousal_evidence=True, arming=False) for k, v in detector_mod.ANALYTIC_PRESETS.items()})
 
 
 
@@ -205,7 +205,7 @@ def test_in_tune_arousal_does_not_veto_a_clear_synchrony_drop():
     """Synchrony falls well below chance for 45 s while both people's arousal is plainly in tune (L = -6)."""
     import dataclasses
 
-    from dsp.detector import get_preset
+    from attune_monitor.dsp.detector import get_preset
 
     t = np.arange(1.0, 401.0)
     sync = np.where((t >= 200) & (t < 245), -0.6, 0.7)
@@ -231,8 +231,8 @@ def test_episode_context_is_the_flavour_of_who_moved_away():
     """
     from pathlib import Path
 
-    from acquisition.files import load_recording
-    from ui.runner import analyze_recording
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.ui.runner import analyze_recording
 
     rec = load_recording(Path(__file__).resolve().parents[1] / "recordings" / "sample-couple.xdf")
     by_chunk = {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.eda import EdaPreprocessor, eda_to_grid
-from dsp.grid import stream_in_chunks
-from dsp.quality import Quality, is_valid
+from attune_monitor.dsp.eda import EdaPreprocessor, eda_to_grid
+from attune_monitor.dsp.grid import stream_in_chunks
+from attune_monitor.dsp.quality import Quality, is_valid
 
 FS = 4.0
 

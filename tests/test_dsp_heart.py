@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from dsp.grid import concat_blocks, stream_in_chunks
-from dsp.heart import HeartPreprocessor, hr_to_grid, rr_to_hr_grid, signal_to_hr_grid
-from dsp.quality import Quality, is_valid
+from attune_monitor.dsp.grid import concat_blocks, stream_in_chunks
+from attune_monitor.dsp.heart import HeartPreprocessor, hr_to_grid, rr_to_hr_grid, signal_to_hr_grid
+from attune_monitor.dsp.quality import Quality, is_valid
 
 FS = 4.0
 
@@ -185,7 +185,7 @@ def test_output_depends_only_on_input_up_to_latency():
 
 def test_non_increasing_timestamps_are_dropped_with_warning(caplog):
     p = HeartPreprocessor("rr", origin=0.0)
-    with caplog.at_level(logging.WARNING, logger="dsp.grid"):
+    with caplog.at_level(logging.WARNING, logger="attune_monitor.dsp.grid"):
         p.push([1.0, 1.8, 1.8, 1.5, 2.6], [0.8, 0.8, 0.8, 0.8, 0.8])
     assert p.n_dropped == 2
     assert "non-increasing" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.peaks import BeatDetector, detect_beats
+from attune_monitor.dsp.peaks import BeatDetector, detect_beats
 
 from beat_match import match_rates
 

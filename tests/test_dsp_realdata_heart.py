@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.heart import signal_to_hr_grid
-from dsp.peaks import detect_beats
-from dsp.quality import is_valid
+from attune_monitor.dsp.heart import signal_to_hr_grid
+from attune_monitor.dsp.peaks import detect_beats
+from attune_monitor.dsp.quality import is_valid
 
 from beat_match import match_rates
 

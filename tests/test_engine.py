@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp import synchrony as sy
-from dsp.engine import EngineConfig, SynchronyEngine
+from attune_monitor.dsp import synchrony as sy
+from attune_monitor.dsp.engine import EngineConfig, SynchronyEngine
 
 FS = 4.0
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ui.commands.evaluate import Detection, aggregate, detections_from_result, find_cases, format_metrics, score_file
+from attune_monitor.ui.commands.evaluate import Detection, aggregate, detections_from_result, find_cases, format_metrics, score_file
 
 TRUTH = {
     "schema": "attune.truth/1", "duration_s": 600.0, "participants": ["P1", "P2", "P3"],
@@ -82,7 +82,7 @@ def test_onset_and_detection_latency_targets_are_separate():
     assert m["median_onset_latency_s"] == 13.5 and m["median_detection_latency_s"] == 35.5
     assert m["meets_targets"]["median_onset_latency_s"] is True
     assert m["meets_targets"]["median_detection_latency_s"] is False
-    from ui.commands.evaluate import format_metrics
+    from attune_monitor.ui.commands.evaluate import format_metrics
 
     text = format_metrics(m)
     assert "median onset latency (estimated onset - truth onset) 13.5 s (target <= 20 s: ok)" in text
@@ -143,7 +143,7 @@ def test_find_cases(tmp_path):
 
 
 def test_cli_bad_dir(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "ui.cli", "evaluate", str(tmp_path)], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "evaluate", str(tmp_path)], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "no recording with a truth file" in p.stderr
@@ -155,7 +155,7 @@ def test_evaluate_end_to_end(tmp_path):
 
     (Whether the detector meets its targets is measured by bench/make_eval_set.py + attune evaluate, not here.)
     """
-    cli = [sys.executable, "-m", "ui.cli"]
+    cli = [sys.executable, "-m", "attune_monitor.ui.cli"]
     for scen, name in (("couple-rupture-repair", "crr"), ("couple-confounds", "conf")):
         subprocess.run([*cli, "simulate", "--scenario", scen, "--seed", "11", "--out", str(tmp_path / f"{name}.xdf"),
                         "--truth", str(tmp_path / f"{name}.truth.json")], check=True, capture_output=True, timeout=60)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsp.divergence import FEATURES as DIV
-from dsp.evidence import FEATURES, LAGGED, LAGS, MODEL_PATH, REL_MIN, REL_SPAN, PairFeatures, TreeEnsemble, shipped_model
+from attune_monitor.dsp.divergence import FEATURES as DIV
+from attune_monitor.dsp.evidence import FEATURES, LAGGED, LAGS, MODEL_PATH, REL_MIN, REL_SPAN, PairFeatures, TreeEnsemble, shipped_model
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -75,7 +75,7 @@ def test_tree_evaluator_matches_scikit_learn(compiled, monkeypatch):
     """Both evaluators (numba, numpy) give scikit-learn's decision function on the same trees (NaN routed the
     same)."""
     pytest.importorskip("sklearn", reason="scikit-learn (a development dependency) fits the ensemble")
-    from dsp import _kernels
+    from attune_monitor.dsp import _kernels
 
     if compiled and not _kernels.HAVE_NUMBA:
         pytest.skip("numba not installed: the numpy path is the only one")
@@ -137,7 +137,7 @@ def _steps_to_flag(llr: float, chance_sd: float, n: int = 200) -> float | None:
     """Feed a pair machine (learned evidence, k 3, h 10) a constant ratio after its 50 s calibration."""
     from dataclasses import replace
 
-    from dsp.detector import PairMachine, get_preset
+    from attune_monitor.dsp.detector import PairMachine, get_preset
 
     cfg = replace(get_preset("balanced", "learned"), learned_k=3.0, learned_h=10.0, arming=False)  # mechanics only
     assert cfg.evidence == "learned"

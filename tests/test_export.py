@@ -10,14 +10,14 @@ import pytest
 
 mne = pytest.importorskip("mne")
 
-from acquisition.export import export_session, held_on_grid, read_exported, to_raw  # noqa: E402
-from acquisition.files import load_recording  # noqa: E402
-from acquisition.xdf_writer import XdfWriter  # noqa: E402
+from attune_monitor.acquisition.export import export_session, held_on_grid, read_exported, to_raw  # noqa: E402
+from attune_monitor.acquisition.files import load_recording  # noqa: E402
+from attune_monitor.acquisition.xdf_writer import XdfWriter  # noqa: E402
 
 
 def _analysis(rng, n=403, fs=4.0):
-    from dsp.detector import Episode
-    from ui.runner import Analysis
+    from attune_monitor.dsp.detector import Episode
+    from attune_monitor.ui.runner import Analysis
 
     grid = {"hr": 70 + 5 * rng.standard_normal((3, n)), "eda": 2 + 10 * rng.random((3, n))}
     grid["hr"][1, 100:120] = np.nan  # a gap

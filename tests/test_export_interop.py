@@ -21,9 +21,9 @@ mne = pytest.importorskip("mne")
 edfio = pytest.importorskip("edfio")
 pyedflib = pytest.importorskip("pyedflib")
 
-from acquisition.export import export_session, session_start, xdf_header_datetime  # noqa: E402
-from acquisition.files import load_recording  # noqa: E402
-from acquisition.xdf_writer import XdfWriter, varlen_int  # noqa: E402
+from attune_monitor.acquisition.export import export_session, session_start, xdf_header_datetime  # noqa: E402
+from attune_monitor.acquisition.files import load_recording  # noqa: E402
+from attune_monitor.acquisition.xdf_writer import XdfWriter, varlen_int  # noqa: E402
 
 UTC = dt.timezone.utc
 #: What LabRecorder writes in the header (local time with its offset): 2024-02-14 11:51:17 UTC.
@@ -63,7 +63,7 @@ def _recording(tmp_path, header_datetime: str | None = HEADER_DATETIME):
 
 def _analysis(origin: float):
     """Planted grid: P1 HR 67.8 bpm with a gap at 10-15 s, P2 HR a ramp; EDA in µS; synchrony from 20 s."""
-    from ui.runner import Analysis
+    from attune_monitor.ui.runner import Analysis
 
     hr = np.vstack([np.full(N, HR_VALUE), np.linspace(55.0, 95.0, N)])
     hr[0, 40:60] = np.nan

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.physiology import simulate_session
-from acquisition.scenario import RUPTURE_FAMILIES, ScenarioError, builtin_names, load_scenario, parse_scenario
+from attune_monitor.acquisition.physiology import simulate_session
+from attune_monitor.acquisition.scenario import RUPTURE_FAMILIES, ScenarioError, builtin_names, load_scenario, parse_scenario
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 ON, DUR = 120.0, 180.0
@@ -68,7 +68,7 @@ def _scenario_as_hashed(name: str):
         return load_scenario(name)
     from importlib.resources import files
 
-    data = tomllib.loads((files("acquisition.scenarios") / f"{name}.toml").read_text())
+    data = tomllib.loads((files("attune_monitor.acquisition.scenarios") / f"{name}.toml").read_text())
     data["duration_s"], onsets = RETIMED[name]
     for r, onset in zip(data["ruptures"], onsets):
         r["onset_s"] = onset
@@ -255,8 +255,8 @@ def test_family_eval_set_draws_only_the_listed_families_and_randomises_sessions(
 
 
 def test_lofo_choice_respects_the_false_alarm_ceiling_and_grid_errors_are_clear():
-    from dsp.detector import get_preset
-    from ui.commands.evaluate import Detection, score_file
+    from attune_monitor.dsp.detector import get_preset
+    from attune_monitor.ui.commands.evaluate import Detection, score_file
 
     fam = _bench("families")
     truth = {"duration_s": 3600.0, "participants": ["P1", "P2"], "confounds": [],

@@ -2,8 +2,8 @@
 spoof a stream, jump their clocks; each against a live session that records, every wait bounded.
 
 Publishers are real LSL outlets on loopback (``attune simulate`` or small scripts in child processes, so they can
-be killed with ``kill -9``); the session under test is Attune's own :class:`~acquisition.live.LiveSession` with a
-:class:`~acquisition.recorder.SessionRecorder` following it, as ``attune monitor --record`` runs them. Each test
+be killed with ``kill -9``); the session under test is Attune's own :class:`~attune_monitor.acquisition.live.LiveSession` with a
+:class:`~attune_monitor.acquisition.recorder.SessionRecorder` following it, as ``attune monitor --record`` runs them. Each test
 matches only its own streams (a unique source_id prefix), so tests running beside it on this machine do not
 disturb it. Waits poll their condition with generous deadlines (a loaded 2-core machine); nothing sleeps a fixed
 time to let something happen.
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.live import LiveSession
-from acquisition.lsl import pylsl
-from acquisition.recorder import SessionRecorder
+from attune_monitor.acquisition.live import LiveSession
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.acquisition.recorder import SessionRecorder
 from lsl_outlets import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 40.0
-ATTUNE = [sys.executable, "-m", "ui.cli"]
+ATTUNE = [sys.executable, "-m", "attune_monitor.ui.cli"]
 
 
 def wait_until(pred, timeout=DEADLINE, step=0.05):
@@ -127,7 +127,7 @@ _HOSTILE = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, sys.argv[2])
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
     from tests.test_inlet import make_info
     tag, seconds = sys.argv[1], float(sys.argv[3])
 
@@ -213,7 +213,7 @@ _GENUINE = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, sys.argv[2])
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
     from tests.test_inlet import make_info
     o = pylsl.StreamOutlet(make_info("P1 H10 RR", "rr", "P1", sys.argv[1], unit="ms"))
     print(o.get_info().uid(), flush=True)

@@ -1,7 +1,7 @@
 """XDF streams whose samples arrive in bursts (a Polar H10's ECG over LSL, as LabRecorder records it) give heart rate.
 
 A Polar H10 hands LSL ~73 ECG samples at a time, all with one stamp, every ~0.56 s. Read as recorded, no beat
-detector can use that; :func:`acquisition.files.load_recording` re-stamps such streams the way pyxdf dejitters
+detector can use that; :func:`attune_monitor.acquisition.files.load_recording` re-stamps such streams the way pyxdf dejitters
 (a straight line of time on sample index per unbroken segment) while leaving irregular streams (RR, markers),
 streams stamped sample by sample and real gaps alone. Every test here loads through ``load_recording`` without
 asking for any dejittering itself.
@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acquisition.files import RecordedStream, Recording, dejitter_bursts, load_recording
-from acquisition.physiology import ECG_HZ, simulate_session
-from acquisition.scenario import parse_scenario
-from acquisition.xdf_writer import XdfWriter
-from dsp.heart import signal_to_hr_grid
-from dsp.quality import is_valid
+from attune_monitor.acquisition.files import RecordedStream, Recording, dejitter_bursts, load_recording
+from attune_monitor.acquisition.physiology import ECG_HZ, simulate_session
+from attune_monitor.acquisition.scenario import parse_scenario
+from attune_monitor.acquisition.xdf_writer import XdfWriter
+from attune_monitor.dsp.heart import signal_to_hr_grid
+from attune_monitor.dsp.quality import is_valid
 
 PACKET = 73          # samples per Polar H10 ECG notification
 GAP = (50.0, 52.0)   # s: a planted hole in P1's ECG (the strap lost contact)
@@ -169,7 +169,7 @@ def _neurokit_hr(realdata, name):
 def test_real_polar_h10_ecg_gives_heart_rate_through_the_pipeline(realdata, name):
     """Real LabRecorder Polar H10 ECG (98.5 % of stamps in bursts) has heart rate all through the offline pipeline,
     close to neurokit2's on the same samples (before the fix: P1 was no_data for the whole file)."""
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.runner import analyze_recording
 
     rec = load_recording(realdata / name)
     ecg = next(s for s in rec.physio_streams() if s.descriptor.kind == "ecg")

@@ -29,8 +29,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from acquisition.xdf_writer import XdfWriter  # noqa: E402
-from ui.cli import main  # noqa: E402
+from attune_monitor.acquisition.xdf_writer import XdfWriter  # noqa: E402
+from attune_monitor.ui.cli import main  # noqa: E402
 
 N_EXAMPLES = int(os.environ.get("ATTUNE_FUZZ_EXAMPLES", "30"))
 #: Longest an input may take (s): a hang is a failure, not a slow pass.
@@ -41,9 +41,9 @@ FUZZ = settings(max_examples=N_EXAMPLES, deadline=timedelta(seconds=DEADLINE_S),
 
 def _valid_xdf() -> bytes:
     """A real 40-s simulated couple (Attune's writer): the seed that truncations and bit flips start from."""
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from acquisition.simulator import write_session_xdf
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.simulator import write_session_xdf
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "v.xdf"

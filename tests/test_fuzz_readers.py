@@ -1,8 +1,8 @@
 """Property-based fuzzing of the recording readers: short, empty, truncated and garbage inputs.
 
-Whatever the bytes, :func:`acquisition.files.load_recording` either returns a Recording that can be used as far as
+Whatever the bytes, :func:`attune_monitor.acquisition.files.load_recording` either returns a Recording that can be used as far as
 it goes (its streams' signals, markers, start, problems in one line each) or raises
-:class:`acquisition.files.RecordingError` with a one-line message — never another exception, never a Python
+:class:`attune_monitor.acquisition.files.RecordingError` with a one-line message — never another exception, never a Python
 warning on the user's screen, never a hang (hypothesis' deadline per example and pytest-timeout per test).
 Inputs: XDF (the real sample recording under recordings/ cut short or with bytes overwritten, garbage after the
 magic, plain garbage), Empatica E4 export folders (each file absent, cut short, garbled or garbage) and Attune's
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acquisition.files import Recording, RecordingError, load_recording
+from attune_monitor.acquisition.files import Recording, RecordingError, load_recording
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_XDF = (ROOT / "recordings" / "sample-group.xdf").read_bytes()

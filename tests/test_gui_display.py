@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.gui.display import display_usable, x11_reachable
+from attune_monitor.ui.gui.display import display_usable, x11_reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_demo_with_an_unusable_display_falls_back_to_the_terminal_view():
     n = _free_display_number()
     env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
     env["DISPLAY"] = f":{n}"
-    proc = subprocess.run([sys.executable, "-m", "ui.cli", "demo", "--speed", "8", "--duration", "4"],
+    proc = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "demo", "--speed", "8", "--duration", "4"],
                           capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert "terminal view" in proc.stderr and "Traceback" not in proc.stderr

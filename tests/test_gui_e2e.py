@@ -27,8 +27,8 @@ def tmp_qsettings(tmp_path):
 
 
 def _window(qtbot, runner):
-    from ui.gui.main_window import MainWindow
-    from ui.gui.settings import Settings
+    from attune_monitor.ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.settings import Settings
 
     win = MainWindow(runner.model, runner, settings=Settings())
     qtbot.addWidget(win)
@@ -42,9 +42,9 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
     raw simulator stream, the synchrony/event streams and the markers."""
     import pyxdf
 
-    from ui.commands.demo import start_demo
-    from ui.gui.main_window import MainWindow
-    from ui.gui.settings import Settings
+    from attune_monitor.ui.commands.demo import start_demo
+    from attune_monitor.ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.settings import Settings
 
     runner = start_demo("couple-rupture-repair", speed=24.0)
     folder = tmp_path / "recs"
@@ -93,9 +93,9 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
 
 
 def test_record_to_unwritable_folder_says_so_and_session_goes_on(qtbot, tmp_path):
-    from ui.commands.demo import start_demo
-    from ui.gui.main_window import MainWindow
-    from ui.gui.settings import Settings
+    from attune_monitor.ui.commands.demo import start_demo
+    from attune_monitor.ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.settings import Settings
 
     from PySide6 import QtWidgets
 
@@ -124,9 +124,9 @@ def test_record_to_unwritable_folder_says_so_and_session_goes_on(qtbot, tmp_path
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")
 def test_replay_scrub_play_pause_speed(qtbot):
-    from acquisition.files import load_recording
-    from acquisition.sources import RecordingSource
-    from ui.runner import Runner
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.ui.runner import Runner
 
     runner = Runner(RecordingSource(load_recording(SAMPLE), speed=8.0))
     win = _window(qtbot, runner)
@@ -167,9 +167,9 @@ def test_replay_window_opens_filled_at_1x(qtbot, monkeypatch):
     """`attune replay sample-couple.xdf` (GUI, 1x): the window's first frames show the pre-rolled first 3:00 --
     the pair's card "in tune" (no "learning baseline", no countdown), its synchrony plot drawn from 0:30, the
     scrubber and the clock at 3:00 -- and the replay plays on from there."""
-    import ui.commands.replay as replay
-    from ui.cli import main
-    from ui.words import STATE_WORDS
+    import attune_monitor.ui.commands.replay as replay
+    from attune_monitor.ui.cli import main
+    from attune_monitor.ui.words import STATE_WORDS
 
     seen = {}
 
@@ -205,9 +205,9 @@ def test_replay_jump_to_next_episode(qtbot):
     the episodes it jumps to are the ones the replay itself then flags (and those of `attune analyze`)."""
     import json
 
-    from acquisition.files import load_recording
-    from acquisition.sources import RecordingSource
-    from ui.runner import Runner, analyze_recording
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.ui.runner import Runner, analyze_recording
 
     truth = json.loads(SAMPLE.with_suffix(".truth.json").read_text())
     onsets = [r["onset_s"] for r in truth["ruptures"]]
@@ -247,9 +247,9 @@ def test_lost_stream_shows_lost_within_2s_and_recovers(qtbot):
     """Two people's HR streams from our own outlets; one outlet goes away -> its badge says "lost"."""
     import time
 
-    from acquisition.live import LiveSession
-    from acquisition.sources import LiveSource
-    from ui.runner import Runner
+    from attune_monitor.acquisition.live import LiveSession
+    from attune_monitor.acquisition.sources import LiveSource
+    from attune_monitor.ui.runner import Runner
 
     tag = f"attune-guitest-{uuid.uuid4().hex[:8]}"
 
@@ -299,10 +299,10 @@ def test_unhandled_error_flushes_the_recording_and_session_goes_on(qtbot, tmp_pa
     """run_gui's error hook (recording_guard) flushes the running recording before the dialog; the file reads."""
     import pyxdf
 
-    from acquisition.files import load_recording
-    from acquisition.sources import RecordingSource
-    from ui.gui.app import ErrorReporter, recording_guard
-    from ui.runner import Runner
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.ui.gui.app import ErrorReporter, recording_guard
+    from attune_monitor.ui.runner import Runner
 
     runner = Runner(RecordingSource(load_recording(SAMPLE), speed=32.0))
     flushed = []

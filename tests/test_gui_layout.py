@@ -30,8 +30,8 @@ def tmp_qsettings(tmp_path):
 
 
 def _window(qtbot, model):
-    from ui.gui.main_window import MainWindow
-    from ui.gui.settings import Settings
+    from attune_monitor.ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.settings import Settings
 
     win = MainWindow(model, settings=Settings(recordings_dir="/nonexistent"))
     qtbot.addWidget(win)

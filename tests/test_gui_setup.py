@@ -24,7 +24,7 @@ def tmp_qsettings(tmp_path):
 @pytest.fixture
 def streams(qtbot):
     """Four streams: P1 HR + EDA and P2 HR labelled in their desc, one EDA stream without a participant."""
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
 
     tag = f"attune-setuptest-{uuid.uuid4().hex[:8]}"
     spec = {  # key: (name, type, unit, participant)
@@ -58,7 +58,7 @@ def streams(qtbot):
 
 
 def _dialog(qtbot, tag, n=4, **kw):
-    from ui.gui.setup_dialog import SetupDialog
+    from attune_monitor.ui.gui.setup_dialog import SetupDialog
 
     dlg = SetupDialog(match=f"{tag}*", timeout=1.0, **kw)
     qtbot.addWidget(dlg)
@@ -73,8 +73,8 @@ def _dialog(qtbot, tag, n=4, **kw):
 
 
 def test_table_fills_edit_participant_saved_roster_assigns_it(qtbot, streams, tmp_path):
-    from acquisition.roster import Roster, assign
-    from ui.gui.setup_dialog import COL_HOW, COL_PARTICIPANT, COL_SIGNAL
+    from attune_monitor.acquisition.roster import Roster, assign
+    from attune_monitor.ui.gui.setup_dialog import COL_HOW, COL_PARTICIPANT, COL_SIGNAL
 
     tag, _ = streams
     dlg = _dialog(qtbot, tag)
@@ -117,7 +117,7 @@ def test_table_fills_edit_participant_saved_roster_assigns_it(qtbot, streams, tm
 
 
 def test_load_roster_applies_it_and_preview_shows_the_stream(qtbot, streams, tmp_path):
-    from ui.gui.setup_dialog import COL_HOW, COL_PARTICIPANT
+    from attune_monitor.ui.gui.setup_dialog import COL_HOW, COL_PARTICIPANT
 
     tag, _ = streams
     dlg = _dialog(qtbot, tag)
@@ -149,7 +149,7 @@ def test_load_roster_applies_it_and_preview_shows_the_stream(qtbot, streams, tmp
 
 
 def test_open_recording_and_nothing_found(qtbot):
-    from ui.gui.setup_dialog import SetupDialog
+    from attune_monitor.ui.gui.setup_dialog import SetupDialog
 
     dlg = SetupDialog(match=f"attune-nothing-{uuid.uuid4().hex}*", timeout=0.5)
     qtbot.addWidget(dlg)

@@ -43,8 +43,8 @@ WINDOW = r"""
 import sys
 sys.path.insert(0, %r)
 from gui_fake import FakeSession
-from ui.gui.app import ensure_app
-from ui.gui.main_window import MainWindow
+from attune_monitor.ui.gui.app import ensure_app
+from attune_monitor.ui.gui.main_window import MainWindow
 from PySide6 import QtCore
 app = ensure_app()
 fs = FakeSession(n_people=4, withdrawer="P3", rupture=(60, 200), loss=None)
@@ -81,7 +81,7 @@ def test_replay_gui_uses_stored_settings_and_flags_win(tmp_path):
     a command-line flag beats the stored value; the terminal view ignores the GUI's settings."""
     from PySide6 import QtCore
 
-    from ui.gui.settings import Settings, qsettings
+    from attune_monitor.ui.gui.settings import Settings, qsettings
 
     QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path))
     Settings(window_s=45, preset="sensitive", modalities="heart only").save(qsettings())
@@ -89,7 +89,7 @@ def test_replay_gui_uses_stored_settings_and_flags_win(tmp_path):
     sample = str(ROOT / "recordings" / "sample-couple.xdf")
 
     def replay(*extra):
-        return subprocess.run([sys.executable, "-m", "ui.cli", "replay", sample, "--speed", "64", "--quit-after", "1.5",
+        return subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "replay", sample, "--speed", "64", "--quit-after", "1.5",
                                *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     gui = replay("--preset", "conservative")
@@ -106,11 +106,11 @@ def test_session_settings_change_the_pipeline(tmp_path):
 
     from PySide6 import QtCore
 
-    from acquisition.files import load_recording
-    from acquisition.sources import RecordingSource
-    from ui.commands.options import make_runner, session_settings
-    from ui.errors import UsageError
-    from ui.gui.settings import Settings, qsettings
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.ui.commands.options import make_runner, session_settings
+    from attune_monitor.ui.errors import UsageError
+    from attune_monitor.ui.gui.settings import Settings, qsettings
 
     QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path))
     Settings(window_s=30, preset="sensitive", modalities="skin only").save(qsettings())
@@ -126,7 +126,7 @@ def test_session_settings_change_the_pipeline(tmp_path):
     snap = runner.model.snapshot(600)
     assert set(snap.grid) == {"eda"} and np.isfinite(snap.grid["eda"][1]).mean() > 0.9
     # same as analysing with those settings (independent run of the same causal pipeline)
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.runner import analyze_recording
 
     ref = analyze_recording(rec, config, modalities=("eda",))
     assert [round(e["onset_s"], 2) for e in snap.episodes] == [round(e.onset_s, 2) for e in ref.episodes]

@@ -12,8 +12,8 @@ pytest.importorskip("pytestqt")
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from gui_fake import FakeSession  # noqa: E402
-from ui.gui.style import fmt_time  # noqa: E402
-from ui.model import RUPTURE_TYPES  # noqa: E402
+from attune_monitor.ui.gui.style import fmt_time  # noqa: E402
+from attune_monitor.ui.model import RUPTURE_TYPES  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -32,8 +32,8 @@ def couple():
 
 
 def make_window(qtbot, model, **kw):
-    from ui.gui.main_window import MainWindow
-    from ui.gui.settings import Settings
+    from attune_monitor.ui.gui.main_window import MainWindow
+    from attune_monitor.ui.gui.settings import Settings
 
     win = MainWindow(model, settings=Settings(recordings_dir="/nonexistent"), **kw)
     qtbot.addWidget(win)
@@ -172,7 +172,7 @@ def test_group_matrix_and_drifting_away(qtbot):
 
 
 def test_settings_roundtrip_in_temporary_location(tmp_qsettings):
-    from ui.gui.settings import Settings, qsettings
+    from attune_monitor.ui.gui.settings import Settings, qsettings
 
     s = Settings(display_s=240, preset="sensitive", modalities="heart only", window_s=30)
     s.save()
@@ -194,7 +194,7 @@ def test_error_dialog_instead_of_crash(qtbot):
     """An exception in a Qt slot opens a critical dialog with the message; the recording hook runs first."""
     from PySide6 import QtWidgets
 
-    from ui.gui.app import ErrorReporter
+    from attune_monitor.ui.gui.app import ErrorReporter
 
     flushed, seen = [], []
     rep = ErrorReporter(on_error=flushed.append).install()
@@ -235,7 +235,7 @@ def test_synchrony_legend_says_what_each_line_is(qtbot, couple):
     """Hovering the synchrony legend says what heart and skin synchrony are (skin: co-occurring responses)."""
     from PySide6 import QtWidgets
 
-    from ui.gui.main_window import sync_legend_tip
+    from attune_monitor.ui.gui.main_window import sync_legend_tip
 
     win = make_window(qtbot, couple.model)
     tips = [w.toolTip() for w in win.findChildren(QtWidgets.QLabel) if "usual range" in w.text()]
@@ -247,7 +247,7 @@ def test_synchrony_legend_says_what_each_line_is(qtbot, couple):
 
 def _windows(t0, n, value, npairs=1, n_people=2, fs=4.0):
     """Seconds t0..t0+n of a constant synchrony ``value`` (and flat signals, so the session clock moves on)."""
-    from dsp.pipeline import Update
+    from attune_monitor.dsp.pipeline import Update
 
     t = np.arange(t0 + 1, t0 + n + 1, dtype=float)
     k = int(n * fs)
@@ -278,8 +278,8 @@ def test_strongly_negative_synchrony_is_visible_and_the_axis_does_not_jitter(qtb
         assert np.nanmin(y) == pytest.approx(-0.85)  # drawn inside the range, not clipped
         assert d["plot"].getAxis("left")._tickLevels[0][0] == (-1.0, "\u22121")
     # P1's arousal moving away while the pair is flagged: the note on the combined plot must not cover r < -0.5
-    from dsp.divergence import FEATURES, LLR_MODEL
-    from dsp.pipeline import Update
+    from attune_monitor.dsp.divergence import FEATURES, LLR_MODEL
+    from attune_monitor.dsp.pipeline import Update
 
     k = fs.model.arousal_threshold
     fs.model.apply(Update(arousal_t=np.arange(61.0, 71.0), arousal=np.vstack([np.full(10, k + 3), np.full(10, -1.0)]),
@@ -412,7 +412,7 @@ def test_tile_says_in_tune_dipping_while_the_detector_lags_the_drop(qtbot):
     """4 people, P3 drifting away: at the moment the detector still calls P3's pairs in tune while their gauges
     are near chance and P3's row already says "drifting away", the tiles paint "● in tune · dipping", never plain
     "in tune" (the state, its colour and symbol stay the detector's)."""
-    from ui.gui.meter import attunement_level
+    from attune_monitor.ui.gui.meter import attunement_level
 
     fs = FakeSession(n_people=4, rupture=(60.0, 200.0), withdrawer="P3", loss=None)
     pair = ("P1", "P3")

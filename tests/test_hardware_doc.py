@@ -1,7 +1,7 @@
 """hardware.md's stream table says what Attune's own code does with each device's streams.
 
 Each row of the machine-checked table (between ``<!-- streams-table -->`` markers) is turned into an LSL
-stream header and run through :func:`acquisition.convention.describe`; the "Kind" column must be what
+stream header and run through :func:`attune_monitor.acquisition.convention.describe`; the "Kind" column must be what
 Attune recognises, a declared unit must be one Attune converts. The bridge rows are compared with the
 headers ``attune bridge ble-hr`` really publishes, and the PolarBand2lsl / spectHR rows with the real
 XDF recordings they come from.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from acquisition.convention import describe
+from attune_monitor.acquisition.convention import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "hardware.md"
@@ -91,7 +91,7 @@ def test_participant_column_desc_only_for_streams_that_carry_one():
 
 
 def test_bridge_rows_match_the_headers_the_bridge_publishes():
-    from acquisition.ble_hr import HeartRateBridge
+    from attune_monitor.acquisition.ble_hr import HeartRateBridge
 
     bridge = HeartRateBridge("C8:2E:1A:00:11:22", "P1", client_factory=lambda a, c: None,
                              source_id=f"test-hwdoc-{uuid.uuid4()}")
@@ -132,8 +132,8 @@ def test_polar_ecg_rows_match_real_recordings(realdata):
 
 
 def test_roster_example_loads_and_assigns_as_described(tmp_path):
-    from acquisition.convention import StreamDescriptor
-    from acquisition.roster import Roster
+    from attune_monitor.acquisition.convention import StreamDescriptor
+    from attune_monitor.acquisition.roster import Roster
 
     text = DOC.read_text(encoding="utf-8")
     m = re.search(r"## 8\. Writing a roster.*?```toml\n(.*?)```", text, re.S)

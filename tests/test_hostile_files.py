@@ -12,7 +12,7 @@ fails here instead of swapping the machine); the child's peak memory is read wit
   the timestamps show, the analysis equal to the honest file's;
 * a recording cut short anywhere (was a traceback or "unreadable XDF" for some cuts): what is whole is read, the
   same samples pyxdf reads of the whole chunks, with one line;
-* and the same hostile cases as property-based fuzz of :func:`acquisition.files.load_recording`.
+* and the same hostile cases as property-based fuzz of :func:`attune_monitor.acquisition.files.load_recording`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import pyxdf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acquisition.files import MAX_PLAUSIBLE_SRATE, Recording, RecordingError, load_recording
-from acquisition.xdf_writer import (
+from attune_monitor.acquisition.files import MAX_PLAUSIBLE_SRATE, Recording, RecordingError, load_recording
+from attune_monitor.acquisition.xdf_writer import (
     TAG_SAMPLES,
     TAG_STREAM_HEADER,
     XdfWriter,
@@ -61,7 +61,7 @@ def run_attune(*args, cwd, timeout=30.0) -> dict:
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-m", "ui.cli", *map(str, args)], stdout=out, stderr=err,
+        p = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", *map(str, args)], stdout=out, stderr=err,
                              cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=limit)
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
@@ -90,8 +90,8 @@ def lines(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def session():
     """Two simulated people for 120 s (RR and E4 EDA of P1; RR, HR and EDA of P2), seeded."""
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
 
     return simulate_session(load_scenario("couple-calm"), 3, 120.0)
 
@@ -162,7 +162,7 @@ def test_one_unix_timestamp_among_lsl_stamps_is_a_stray_outlier_for_analyze_and_
 
 
 def test_stray_timestamps_in_csv_are_left_out_and_real_pauses_kept(tmp_path):
-    from acquisition.files import drop_stray_timestamps
+    from attune_monitor.acquisition.files import drop_stray_timestamps
 
     t = 1_000.0 + np.arange(480) * 0.25
     rows = [f"{who},eda,{float(x)!r},4.0" for who in ("P1", "P2") for x in t] + ["P2,eda,1700000000.0,4.0"]
@@ -183,8 +183,8 @@ def test_stray_timestamps_in_csv_are_left_out_and_real_pauses_kept(tmp_path):
 
 
 def _stream(name, ts):
-    from acquisition.convention import describe
-    from acquisition.files import RecordedStream
+    from attune_monitor.acquisition.convention import describe
+    from attune_monitor.acquisition.files import RecordedStream
 
     xml = stream_header_xml(name=name, type="EDA", channel_count=1, nominal_srate=4.0, channel_format="float32")
     return RecordedStream(describe(xml), np.asarray(ts, float), np.full((len(ts), 1), 4.0), xml)
@@ -281,7 +281,7 @@ def chunked(tmp_path_factory, session):
 @pytest.mark.parametrize("where", ["length byte", "tag", "samples", "clock offset"])
 def test_a_recording_cut_short_exports_what_is_whole(tmp_path, chunked, where, capsys, monkeypatch):
     """Was a traceback from ``export --format csv`` (or "unreadable XDF" for a cut inside a chunk's tag)."""
-    from ui.cli import main
+    from attune_monitor.ui.cli import main
 
     path, marks = chunked
     data = path.read_bytes()

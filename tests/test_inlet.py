@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.convention import desc_fields, identity_key
-from acquisition.inlet import StreamReceiver
-from acquisition.live import LiveSession
-from acquisition.lsl import pylsl
-from dsp.quality import Quality
+from attune_monitor.acquisition.convention import desc_fields, identity_key
+from attune_monitor.acquisition.inlet import StreamReceiver
+from attune_monitor.acquisition.live import LiveSession
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.dsp.quality import Quality
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every wait polls for its condition and returns as soon as it holds; the deadline is only how long a loaded
@@ -214,7 +214,7 @@ _PUBLISHER = textwrap.dedent(
     import sys, time
     sys.path.insert(0, sys.argv[4])
     from tests.test_inlet import make_info
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
     sid, n, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     o = pylsl.StreamOutlet(make_info("P9 H10 RR", "rr", "P9", sid, unit="ms", with_index=True))
     print("ready", flush=True)
@@ -339,8 +339,8 @@ def test_live_session_assigns_and_receives_two_participants():
 
 def test_live_source_follows_streams_stamped_ahead_of_the_clock():
     """A simulator replaying at 20x stamps samples ahead of local_clock(): the session follows the data."""
-    from acquisition.live import LiveSession
-    from acquisition.sources import LiveSource
+    from attune_monitor.acquisition.live import LiveSession
+    from attune_monitor.acquisition.sources import LiveSource
 
     tag = sid("ahead")
     outlets = [pylsl.StreamOutlet(make_info(f"{p} HR", "hr", p, f"{tag}-{p}", unit="bpm", srate=1.0))
@@ -376,7 +376,7 @@ def test_live_source_follows_streams_stamped_ahead_of_the_clock():
 def test_a_quiet_stream_is_not_lost_on_one_missed_resolve(monkeypatch):
     """On a busy machine one resolve can time out although the stream is there: it stays stale, keeps its inlet
     and loses no sample; only a stream missing from two checks in a row is reported lost."""
-    import acquisition.inlet as inlet_mod
+    import attune_monitor.acquisition.inlet as inlet_mod
 
     s = sid("quiet")
     outlet = pylsl.StreamOutlet(make_info("HR", "hr", "P1", s, unit="bpm"))
@@ -591,7 +591,7 @@ def test_a_different_publisher_is_not_adopted_after_a_loss():
 def test_dejitter_is_the_exponentially_weighted_line_fit_liblsl_converges_to(rng):
     """Chunked, jittered stamps of a 32 Hz stream: the cleaner's output equals a direct weighted least-squares
     fit per sample (weights 2 ** (-age / (srate * halftime))) to 1e-9 s, and is closer to the true grid."""
-    from acquisition.inlet import TimestampCleaner
+    from attune_monitor.acquisition.inlet import TimestampCleaner
 
     fs, halftime, n = 32.0, 20.0, 1500
     true = 500.0 + np.arange(n) / fs
@@ -616,7 +616,7 @@ def test_dejitter_is_the_exponentially_weighted_line_fit_liblsl_converges_to(rng
 
 
 def test_clock_jumps_are_re_anchored_and_pauses_stay_pauses():
-    from acquisition.inlet import TimestampCleaner
+    from attune_monitor.acquisition.inlet import TimestampCleaner
 
     t = 1000.0 + np.arange(80) / 4.0  # 4 Hz, arriving as stamped
     for jump in (3600.0, -60.0, 1.7e9):  # an hour ahead, a minute back, Unix time instead of LSL time

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from acquisition.lsl import pylsl
-from acquisition.lslconfig import _SCOPE_TEMPLATE, DEFAULT_CONFIG
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.acquisition.lslconfig import _SCOPE_TEMPLATE, DEFAULT_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_liblsl_runs_with_our_config():
 _OUTLET = textwrap.dedent(
     """
     import sys, time
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
     o = pylsl.StreamOutlet(pylsl.StreamInfo("cfgprobe", "Markers", 1, 0, "string", sys.argv[1]))
     print("ready", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -141,7 +141,7 @@ _LISTENING = textwrap.dedent(
     """
     import json, os, re, socket, sys
     import psutil
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
     o = pylsl.StreamOutlet(pylsl.StreamInfo("cfgprobe", "EEG", 1, 10.0, "float32", sys.argv[1]))
     data = int(re.search(r"<v4data_port>(\\d+)<", o.get_info().as_xml()).group(1))
     conns = [(c.type == socket.SOCK_STREAM, c.laddr.ip, c.laddr.port, c.status)

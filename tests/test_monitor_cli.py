@@ -16,9 +16,9 @@ import pytest
 
 
 def _model_with_data():
-    from dsp.detector import Episode
-    from dsp.pipeline import Update
-    from ui.model import SessionModel
+    from attune_monitor.dsp.detector import Episode
+    from attune_monitor.dsp.pipeline import Update
+    from attune_monitor.ui.model import SessionModel
 
     people = ["P1", "P2", "P3"]
     pairs = [("P1", "P2"), ("P1", "P3"), ("P2", "P3")]
@@ -39,7 +39,7 @@ def _model_with_data():
 
 
 def test_render_shows_people_status_pairs_states_and_episodes():
-    from ui.headless import render
+    from attune_monitor.ui.headless import render
 
     model, _ = _model_with_data()
     text = "\n".join(render(model.snapshot()))
@@ -54,7 +54,7 @@ def test_render_shows_people_status_pairs_states_and_episodes():
 
 
 def test_plain_mode_appends_lines_and_reports_each_episode_change_once():
-    from ui.headless import HeadlessView
+    from attune_monitor.ui.headless import HeadlessView
 
     model, ep = _model_with_data()
     out = io.StringIO()
@@ -66,7 +66,7 @@ def test_plain_mode_appends_lines_and_reports_each_episode_change_once():
     assert first.count("episode #1") == 1 and first.count("status:") == 1
     assert "people: P1, P2, P3; pairs: P1-P2, P1-P3, P2-P3" in first
     assert "P2 hr=LOST eda=ok" in first and "pair P1-P2: hr +0.61 eda +0.61; in tune" in first
-    from dsp.pipeline import Update
+    from attune_monitor.dsp.pipeline import Update
 
     ep.offset_s, ep.repaired, ep.open = 40.0, True, False
     model.apply(Update(events=[{"type": "episode_repaired", "pair": ("P1", "P3"), "t": 41.0, "episode": ep}]))
@@ -77,7 +77,7 @@ def test_plain_mode_appends_lines_and_reports_each_episode_change_once():
 
 
 def test_tty_mode_redraws_in_place():
-    from ui.headless import HeadlessView
+    from attune_monitor.ui.headless import HeadlessView
 
     model, _ = _model_with_data()
     out = io.StringIO()
@@ -92,7 +92,7 @@ def test_tty_mode_redraws_in_place():
 
 
 def test_monitor_refuses_bad_arguments_clearly(tmp_path):
-    from ui.cli import main
+    from attune_monitor.ui.cli import main
 
     existing = tmp_path / "x.xdf"
     existing.write_bytes(b"")
@@ -121,15 +121,15 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     """`attune monitor --headless --record` against simulated LSL wearables (subprocess, bounded)."""
     import pyxdf
 
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from acquisition.simulator import Simulator
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.simulator import Simulator
 
     prefix = f"mon-{uuid.uuid4().hex[:12]}"
     sim = Simulator(simulate_session(load_scenario("couple-calm"), 3, 60.0, source_prefix=prefix))
     sim.start()
     # another app's experiment markers on the same network (not anyone's physiology)
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
 
     m_out = pylsl.StreamOutlet(pylsl.StreamInfo(f"{prefix} task markers", "Markers", 1, 0.0, "string", f"{prefix}-task"))
     sent: list = []
@@ -149,7 +149,7 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     out_path.parent.mkdir()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "7", "--wait", "10",
+            [sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--duration", "7", "--wait", "10",
              "--match", f"{prefix}*", "--record", str(out_path), "--label", "t-01"],
             capture_output=True, text=True, timeout=45, env=os.environ.copy(), cwd=tmp_path)
     finally:
@@ -187,7 +187,7 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
 
 def _more_sync(model, t0, value):
     """A few more synchrony windows (new numbers, same words) for every pair of ``_model_with_data``."""
-    from dsp.pipeline import Update
+    from attune_monitor.dsp.pipeline import Update
 
     t = np.arange(t0, t0 + 5.0)
     sync = np.full((3, t.size), value)
@@ -197,8 +197,8 @@ def _more_sync(model, t0, value):
 
 def test_plain_mode_prints_a_status_block_only_when_its_words_change():
     """Not a block per interval: new synchrony numbers alone print nothing; a changed state prints one block."""
-    from dsp.pipeline import Update
-    from ui.headless import HeadlessView
+    from attune_monitor.dsp.pipeline import Update
+    from attune_monitor.ui.headless import HeadlessView
 
     model, _ = _model_with_data()
     out = io.StringIO()
@@ -221,8 +221,8 @@ def test_plain_mode_prints_a_status_block_only_when_its_words_change():
 
 
 def test_plain_mode_heartbeat_loss_and_immediate_episode_lines():
-    from dsp.pipeline import Update
-    from ui.headless import HeadlessView
+    from attune_monitor.dsp.pipeline import Update
+    from attune_monitor.ui.headless import HeadlessView
 
     now = [1000.0]
     model, ep = _model_with_data()
@@ -260,9 +260,9 @@ def test_plain_mode_heartbeat_loss_and_immediate_episode_lines():
 def test_signal_states_of_a_replay_come_from_the_grid():
     """A replayed recording's source reports no device status: 'ok' while the grid has values in the last 3 s,
     'no data' when it has none; a source's own status wins. The GUI badges and the terminal share this."""
-    from dsp.pipeline import Update
-    from ui.headless import signal_status
-    from ui.model import SessionModel
+    from attune_monitor.dsp.pipeline import Update
+    from attune_monitor.ui.headless import signal_status
+    from attune_monitor.ui.model import SessionModel
 
     model = SessionModel(["P1", "P2"], ("hr", "eda"), [("P1", "P2")], 4.0, 1.0, 60.0)
     hr = np.full((2, 80), 70.0)
@@ -279,7 +279,7 @@ def test_signal_states_of_a_replay_come_from_the_grid():
 def test_markers_from_elsewhere_are_printed_once_when_their_time_comes():
     """Plain mode prints each external marker (a replay's, another app's) once, when the session reaches it;
     the full-screen view shows how many and the last one."""
-    from ui.headless import HeadlessView, render
+    from attune_monitor.ui.headless import HeadlessView, render
 
     model, _ = _model_with_data()   # t_now = 30.75 s
     model.show_external_markers([(12.0, "PsychoPy task", "block 1"),
@@ -314,7 +314,7 @@ def test_monitor_says_when_two_streams_claim_one_identity_and_uses_neither(tmp_p
     th.start()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "3", "--wait", "10",
+            [sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--duration", "3", "--wait", "10",
              "--match", f"{tag}*"], capture_output=True, text=True, timeout=45, env=os.environ.copy(), cwd=tmp_path)
     finally:
         stop.set()
@@ -341,12 +341,12 @@ def test_sigterm_closes_the_recording_like_ctrl_c_and_each_warning_shows_once(tm
     roster.write_text(f'version = 1\n[[participant]]\nid = "A"\n  [[participant.streams]]\n  source_id = "{prefix}*p1*"\n'
                       f'[[participant]]\nid = "B"\n  [[participant.streams]]\n  source_id = "{prefix}*p2*"\n')
     env = os.environ.copy()
-    sim = subprocess.Popen([sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm", "--speed", "4",
+    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm", "--speed", "4",
                             "--source-prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     try:
         with open(out, "w") as fo, open(err, "w") as fe:
-            mon = subprocess.Popen([sys.executable, "-m", "ui.cli", "monitor", "--headless", "--match", f"{prefix}*",
+            mon = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--match", f"{prefix}*",
                                     "--roster", str(roster), "--record", str(tmp_path / "recs"), "--wait", "20"],
                                    stdout=fo, stderr=fe, cwd=tmp_path, env=env)
             try:
@@ -381,9 +381,9 @@ def test_sigterm_closes_the_recording_like_ctrl_c_and_each_warning_shows_once(tm
 def test_terminal_view_says_it_is_learning_and_when_it_will_be_ready():
     """While the pairs learn their baseline the terminal view is not silent: it says so with a countdown
     (plain mode: a line each 30-s step of the countdown, not each second), and stops once the pairs are armed."""
-    from dsp.pipeline import Update
-    from ui.headless import HeadlessView, render
-    from ui.model import SessionModel
+    from attune_monitor.dsp.pipeline import Update
+    from attune_monitor.ui.headless import HeadlessView, render
+    from attune_monitor.ui.model import SessionModel
 
     people, pairs = ["P1", "P2"], [("P1", "P2")]
     model = SessionModel(people, ("hr",), pairs, 4.0, 1.0, 60.0)

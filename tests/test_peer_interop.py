@@ -28,11 +28,11 @@ mne = pytest.importorskip("mne")
 pytest.importorskip("mne_lsl")
 pyxdf = pytest.importorskip("pyxdf")
 
-from acquisition.convention import describe, marker_texts  # noqa: E402
-from acquisition.files import load_recording  # noqa: E402
-from dsp.eda import eda_to_grid  # noqa: E402
-from dsp.heart import signal_to_hr_grid  # noqa: E402
-from dsp.quality import Quality  # noqa: E402
+from attune_monitor.acquisition.convention import describe, marker_texts  # noqa: E402
+from attune_monitor.acquisition.files import load_recording  # noqa: E402
+from attune_monitor.dsp.eda import eda_to_grid  # noqa: E402
+from attune_monitor.dsp.heart import signal_to_hr_grid  # noqa: E402
+from attune_monitor.dsp.quality import Quality  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "hardware.md"
@@ -98,7 +98,7 @@ def _tagged(code: str, tag: str) -> str:
 def test_doc_roster_assigns_mne_lsl_headers(tmp_path):
     """hardware.md section 10's roster on the headers mne-lsl players publish (no LSL needed): two people with
     heart and skin each, P2's misc EDA in siemens by the roster's word, the annotations left to the markers."""
-    from acquisition.roster import Roster
+    from attune_monitor.acquisition.roster import Roster
 
     def header(name, stype, ch_type, unit, fiff_kind, labels=("X",)):
         chans = "".join(f"<channel><label>{lbl}</label><type>{ch_type}</type><unit>{unit}</unit>"
@@ -140,10 +140,10 @@ def test_mne_lsl_players_into_a_recorded_monitor_session(tmp_path, rng):
         assert {p._source_id for p in players} == {"MNE-LSL"}
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         streams = subprocess.run(
-            [sys.executable, "-m", "ui.cli", "streams", "--timeout", "2", "--json", "--match", f"{tag}-*",
+            [sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "2", "--json", "--match", f"{tag}-*",
              "--roster", str(roster)], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
         proc = subprocess.run(
-            [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "16", "--wait", "15",
+            [sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--duration", "16", "--wait", "15",
              "--match", f"{tag}-*", "--roster", str(roster), "--record", str(out_path)],
             capture_output=True, text=True, timeout=90, env=env, cwd=tmp_path)
     finally:
@@ -226,15 +226,15 @@ def test_mne_lsl_stream_reads_attune_simulate(tmp_path):
     import mne_lsl
     from mne_lsl.stream import StreamLSL
 
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
 
     mne_lsl.set_log_level("WARNING")
     tag = f"mnesim-{uuid.uuid4().hex[:8]}"
     session = simulate_session(load_scenario("couple-confounds"), 5, 20.0, source_prefix=tag)
     want = session.stream("P1", "ecg")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    sim = subprocess.Popen([sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-confounds", "--seed",
+    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-confounds", "--seed",
                             "5", "--duration", "20", "--source-prefix", tag], env=env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stream = None

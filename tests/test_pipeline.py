@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acquisition.files import load_recording
-from acquisition.physiology import simulate_session
-from acquisition.scenario import load_scenario
-from acquisition.simulator import write_session_xdf
-from dsp.pipeline import PipelineConfig
-from ui.runner import analyze_recording
+from attune_monitor.acquisition.files import load_recording
+from attune_monitor.acquisition.physiology import simulate_session
+from attune_monitor.acquisition.scenario import load_scenario
+from attune_monitor.acquisition.simulator import write_session_xdf
+from attune_monitor.dsp.pipeline import PipelineConfig
+from attune_monitor.ui.runner import analyze_recording
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_signal_loss_is_reported_not_flagged(sessions):
 
 
 def test_one_person_is_a_clear_error(tmp_path):
-    from acquisition.files import RecordingError
+    from attune_monitor.acquisition.files import RecordingError
 
     s = simulate_session(load_scenario("couple-calm"), seed=1, duration_s=60)
     s.streams[:] = [st for st in s.streams if "P1" in st.header_xml]
@@ -78,7 +78,7 @@ def test_one_person_is_a_clear_error(tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="expected one of conservative, balanced, sensitive"):
         PipelineConfig(preset="loud").__class__  # noqa: B018 - constructing is fine, the pipeline validates
-        from dsp.pipeline import SessionPipeline, Slot
+        from attune_monitor.dsp.pipeline import SessionPipeline, Slot
 
         SessionPipeline([Slot("A", "rr"), Slot("B", "rr")], origin=0.0, config=PipelineConfig(preset="loud"))
 
@@ -87,8 +87,8 @@ def test_replay_seek_then_play_gives_the_analysis_episodes(sessions):
     """Seeking rebuilds the causal pipeline from the start: after a seek (even backwards) the episodes are the analysis'."""
     import math
 
-    from acquisition.sources import RecordingSource
-    from ui.runner import Runner
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.ui.runner import Runner
 
     rec, _ = sessions["couple-rupture-repair"]
     expected = [e.to_json() for e in analyze_recording(rec).episodes]
@@ -114,7 +114,7 @@ def test_skin_conductance_is_followed_as_phasic_synchrony(sessions):
     """The detector (and the views) follow heart rate as windowed r and skin conductance as phasic synchrony:
     the windowed cross-correlation (+-3 s) of the grid's sample-to-sample changes (batch reference). Known
     truth: it is well above its chance level while the couple is in tune and falls to it while P1 withdraws."""
-    from dsp import synchrony as sy
+    from attune_monitor.dsp import synchrony as sy
 
     rec, truth = sessions["couple-rupture-repair"]
     a = analyze_recording(rec)

@@ -160,8 +160,8 @@ def test_pseudo_pairs_are_not_prompted_and_not_measurably_in_tune(people):
     sessions (phase-aligned): every rupture prompt on them would be false by construction. The shipped detector
     (balanced) raises none and shows them 'not measurably in tune' nearly all the time. (All 40 pseudo-pairs:
     bench/realdata_controls.py, docs/validation.md.)"""
-    from ui.analysis_io import analysis_to_json
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.analysis_io import analysis_to_json
+    from attune_monitor.ui.runner import analyze_recording
 
     for a, b, align in (("D1_1-ID_1", "D1_1-ID_3", False), ("D1_1-ID_2", "D1_1-ID_4", False),
                         ("D1_5-ID_1", "D1_1-ID_3", True)):

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from ui.analysis_io import validate
-from ui.commands.analyze import analyze_file
+from attune_monitor.ui.analysis_io import validate
+from attune_monitor.ui.commands.analyze import analyze_file
 
 pytestmark = pytest.mark.realdata
 
@@ -48,7 +48,7 @@ def test_real_xdf_gets_clear_reason(realdata, name):
 
 def test_cli_on_all_real_xdf_one_line_each(realdata):
     files = [str(realdata / n) for n in sorted(XDF_EXPECT)]
-    p = subprocess.run([sys.executable, "-m", "ui.cli", "analyze", *files, "--jobs", "2"], capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "analyze", *files, "--jobs", "2"], capture_output=True,
                        text=True, timeout=110)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr

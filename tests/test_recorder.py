@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import pyxdf
 
-from acquisition.lsl import pylsl
-from acquisition.recorder import SessionRecorder, check_label, default_recording_path, event_payload
-from acquisition.xdf_writer import XdfWriteError
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.acquisition.recorder import SessionRecorder, check_label, default_recording_path, event_payload
+from attune_monitor.acquisition.xdf_writer import XdfWriteError
 from lsl_outlets import wait_until
 
 
@@ -97,8 +97,8 @@ def test_lsl_streams_round_trip_with_header_clock_offsets_and_footer(tmp_path):
 
 
 def _fake_runner(origin=5000.0):
-    from dsp.pipeline import PipelineConfig
-    from ui.model import SessionModel
+    from attune_monitor.dsp.pipeline import PipelineConfig
+    from attune_monitor.ui.model import SessionModel
 
     cfg = PipelineConfig()
     people = ["P1", "P2", "P3"]
@@ -109,7 +109,7 @@ def _fake_runner(origin=5000.0):
 
 
 def _update(t, rng, events=()):
-    from dsp.pipeline import Update
+    from attune_monitor.dsp.pipeline import Update
 
     wins = {m: {"t": t, "sync": rng.uniform(-1, 1, (3, t.size)), "chance": np.full((3, t.size), 0.1)}
             for m in ("hr", "eda")}
@@ -117,7 +117,7 @@ def _update(t, rng, events=()):
 
 
 def test_derived_streams_events_and_markers(tmp_path, rng):
-    from dsp.detector import Episode
+    from attune_monitor.dsp.detector import Episode
 
     runner = _fake_runner(origin=5000.0)
     path = tmp_path / "derived.xdf"
@@ -169,7 +169,7 @@ def test_a_fresh_recording_loads_in_pyxdf_without_a_warning(tmp_path, rng, caplo
     import logging
     import warnings
 
-    from acquisition.files import load_recording
+    from attune_monitor.acquisition.files import load_recording
 
     runner = _fake_runner(origin=5000.0)
     path = tmp_path / "fresh.xdf"
@@ -207,9 +207,9 @@ class _FakeSession:
 
 
 def test_roster_is_recorded_when_it_changes_and_loads_back(tmp_path):
-    from acquisition.convention import describe
-    from acquisition.files import load_recording
-    from acquisition.roster import Roster, assign
+    from attune_monitor.acquisition.convention import describe
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.acquisition.roster import Roster, assign
 
     def hdr(name, typ, sid):
         return describe(f"<info><name>{name}</name><type>{typ}</type><channel_count>1</channel_count>"
@@ -242,7 +242,7 @@ def test_roster_is_recorded_when_it_changes_and_loads_back(tmp_path):
 
 
 def test_disk_full_mid_session_stops_recording_keeps_file_and_session_goes_on(tmp_path, rng, monkeypatch):
-    import acquisition.xdf_writer as xw
+    import attune_monitor.acquisition.xdf_writer as xw
 
     runner = _fake_runner()
     path = tmp_path / "full.xdf"
@@ -302,8 +302,8 @@ def test_event_payload_is_json_with_session_time():
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from acquisition.lsl import pylsl
-    from acquisition.recorder import SessionRecorder
+    from attune_monitor.acquisition.lsl import pylsl
+    from attune_monitor.acquisition.recorder import SessionRecorder
     sid = sys.argv[2]
     info = pylsl.StreamInfo("kill-test ECG", "ECG", 1, 100.0, "float32", sid)
     out = pylsl.StreamOutlet(info)

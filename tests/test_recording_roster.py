@@ -19,11 +19,11 @@ import uuid
 import numpy as np
 import pytest
 
-from acquisition.files import load_recording
-from acquisition.physiology import SimStream, simulate_session
-from acquisition.roster import Roster, assign, recorded_roster
-from acquisition.scenario import parse_scenario
-from dsp.quality import Quality
+from attune_monitor.acquisition.files import load_recording
+from attune_monitor.acquisition.physiology import SimStream, simulate_session
+from attune_monitor.acquisition.roster import Roster, assign, recorded_roster
+from attune_monitor.acquisition.scenario import parse_scenario
+from attune_monitor.dsp.quality import Quality
 
 HR_BPM = {"P1": 58.0, "P2": 92.0}   # far apart, so that whose heart rate is whose is plain to see
 
@@ -78,7 +78,7 @@ def recorded(tmp_path_factory):
     """`attune monitor --headless --record --roster` on the four anonymous devices (4x speed, 18 s of wall clock).
 
     Returns (recording path, roster path, the monitor's stdout, the simulated session, the prefix)."""
-    from acquisition.simulator import Simulator
+    from attune_monitor.acquisition.simulator import Simulator
 
     tmp = tmp_path_factory.mktemp("roster-rec")
     prefix = f"rrec-{uuid.uuid4().hex[:10]}"
@@ -91,7 +91,7 @@ def recorded(tmp_path_factory):
     sim.start()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "18", "--wait", "10",
+            [sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--duration", "18", "--wait", "10",
              "--match", f"{prefix}*", "--roster", str(roster), "--record", str(path)],
             capture_output=True, text=True, timeout=60, env=os.environ.copy(), cwd=tmp)
     finally:
@@ -116,7 +116,7 @@ def test_the_recording_holds_the_roster_and_pyxdf_reads_it(recorded):
 
 
 def test_analysis_without_roster_has_the_live_people_and_their_eda(recorded):
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.runner import analyze_recording
 
     path, _, _, truth, prefix = recorded
     rec = load_recording(path)
@@ -145,7 +145,7 @@ def test_analysis_without_roster_has_the_live_people_and_their_eda(recorded):
 def test_cli_analyze_without_roster_and_an_explicit_roster_wins(recorded, tmp_path):
     path, _, _, _, prefix = recorded
     out = tmp_path / "a.json"
-    p = subprocess.run([sys.executable, "-m", "ui.cli", "analyze", str(path), "--json", str(out)],
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "analyze", str(path), "--json", str(out)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert [x["id"] for x in json.loads(out.read_text())["participants"]] == ["P1", "P2"]
@@ -156,7 +156,7 @@ def test_cli_analyze_without_roster_and_an_explicit_roster_wins(recorded, tmp_pa
         '[[participant]]', 'id = "Ann"', f'streams = [{{ name = "{prefix} * 8A11F0C1" }}]',
         '[[participant]]', 'id = "Bob"', f'streams = [{{ name = "{prefix} * 8A11F0C2" }}]', ""]))
     out2 = tmp_path / "b.json"
-    p = subprocess.run([sys.executable, "-m", "ui.cli", "analyze", str(path), "--roster", str(other),
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "analyze", str(path), "--roster", str(other),
                         "--json", str(out2)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert [x["id"] for x in json.loads(out2.read_text())["participants"]] == ["Ann", "Bob"]
@@ -166,7 +166,7 @@ def test_edf_export_without_roster_labels_each_heart_rate_with_its_owner(recorde
     pyedflib = pytest.importorskip("pyedflib")
     path, _, _, truth, _ = recorded
     out = tmp_path / "s.edf"
-    p = subprocess.run([sys.executable, "-m", "ui.cli", "export", str(path), "--format", "edf", "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "export", str(path), "--format", "edf", "--out", str(out)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     with pyedflib.EdfReader(str(out)) as f:
@@ -183,7 +183,7 @@ def test_edf_export_without_roster_labels_each_heart_rate_with_its_owner(recorde
 
 def test_recorded_roster_freezes_live_names_and_user_overrides():
     """Unit tests of the freezing itself: exact (escaped) rules, the session's kinds, the user's units and labels."""
-    from acquisition.convention import describe
+    from attune_monitor.acquisition.convention import describe
 
     def hdr(name, typ, sid, unit=None, participant=None):
         desc = (f"<participant>{participant}</participant>" if participant else "") + (

@@ -6,7 +6,7 @@
 * Bursts: the recorder's own inlets are sized by samples (not by the rate a header claims), so a burst of 10^5
   samples into a 4 Hz stream is recorded whole when its sender kept it; when the sender could not (a default LSL
   outlet keeps 360 s), the loss is written into the file (``Attune recording log``), said to the user and listed by
-  :func:`acquisition.files.load_recording` among the recording's problems.
+  :func:`attune_monitor.acquisition.files.load_recording` among the recording's problems.
 * A header claiming an impossible rate or channel count is not recorded (said once), never given gigabytes.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import pyxdf
 
-from acquisition.lsl import pylsl
-from acquisition.recorder import (
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.acquisition.recorder import (
     LOG_STREAM_NAME,
     MAX_BUFFER_BYTES,
     MAX_BUFFER_SAMPLES,
@@ -36,7 +36,7 @@ from acquisition.recorder import (
     inlet_buffer,
     unrecordable,
 )
-from acquisition.xdf_writer import XdfWriteError
+from attune_monitor.acquisition.xdf_writer import XdfWriteError
 from lsl_outlets import wait_until
 
 
@@ -105,7 +105,7 @@ def test_a_recording_is_0600_whatever_the_umask_and_stays_ours_if_its_name_is_sw
 
 
 def test_a_timestamped_name_skips_a_dangling_link(tmp_path):
-    from acquisition.recorder import default_recording_path
+    from attune_monitor.acquisition.recorder import default_recording_path
 
     when = time.mktime((2026, 3, 4, 5, 6, 7, 0, 0, -1))
     os.symlink(tmp_path / "nowhere.xdf", tmp_path / "session-20260304-050607.xdf")
@@ -118,15 +118,15 @@ def test_a_timestamped_name_skips_a_dangling_link(tmp_path):
 @pytest.mark.timeout(60)
 def test_attune_monitor_refuses_a_link_planted_during_the_wait_for_streams(tmp_path):
     """The issue's repro: the path is checked at start, a link appears while the monitor waits for streams."""
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from acquisition.simulator import Simulator
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.acquisition.simulator import Simulator
 
     prefix = f"safe-{uuid.uuid4().hex[:12]}"
     path = tmp_path / "x.xdf"
     elsewhere = tmp_path / "planted-target.xdf"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.cli", "monitor", "--headless", "--duration", "3", "--wait", "25",
+        [sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--duration", "3", "--wait", "25",
          "--match", f"{prefix}*", "--record", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=tmp_path)
     sim = None
@@ -238,7 +238,7 @@ def test_a_burst_of_100000_samples_into_a_4_hz_stream_is_recorded_whole(tmp_path
 def test_a_burst_the_sender_could_not_keep_is_recorded_as_a_loss(tmp_path):
     """A default outlet keeps 360 s (1,440 samples at 4 Hz): most of a 10^5 burst never reaches any receiver.
     Was: ~4,000 of ~100,000 recorded without a word. Now the loss is in the file, on screen and in the reader."""
-    from acquisition.files import load_recording
+    from attune_monitor.acquisition.files import load_recording
 
     path, rec, messages, pushed = _burst_session(tmp_path, big_sender=False, explicit=False)
     streams = _streams(path)
@@ -307,8 +307,8 @@ def test_a_sender_running_faster_than_its_rate_on_purpose_is_no_loss(tmp_path):
 
 _HUGE_CLAIM = textwrap.dedent("""
     import json, resource, sys, time, uuid
-    from acquisition.lsl import pylsl
-    from acquisition.recorder import SessionRecorder
+    from attune_monitor.acquisition.lsl import pylsl
+    from attune_monitor.acquisition.recorder import SessionRecorder
     rate, n_ch = float(sys.argv[2]), int(sys.argv[3])
     tag = uuid.uuid4().hex
     outlet = pylsl.StreamOutlet(pylsl.StreamInfo("P9 EDA", "EDA", n_ch, rate, "float32", tag), 0, 1)

@@ -11,10 +11,10 @@ import uuid
 import numpy as np
 import pytest
 
-from acquisition.files import load_recording
-from acquisition.lsl import pylsl
-from acquisition.replay_publish import RecordingPublisher
-from acquisition.xdf_writer import XdfWriter
+from attune_monitor.acquisition.files import load_recording
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.acquisition.replay_publish import RecordingPublisher
+from attune_monitor.acquisition.xdf_writer import XdfWriter
 
 
 def _write_small(path, rng):
@@ -112,8 +112,8 @@ def _episodes_json(episodes):
 @pytest.mark.timeout(90)
 def test_replay_through_runner_gives_the_same_episodes_as_analyze():
     """Live replay (many small ticks at 200x) and offline analysis run the same causal pipeline."""
-    from acquisition.sources import RecordingSource
-    from ui.runner import Runner, analyze_recording
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.ui.runner import Runner, analyze_recording
 
     path = SAMPLE / "sample-couple.xdf"
     ana = analyze_recording(load_recording(path))
@@ -134,8 +134,8 @@ def test_replay_through_runner_gives_the_same_episodes_as_analyze():
 
 @pytest.mark.timeout(90)
 def test_replay_cli_headless(capsys):
-    from ui.cli import main
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.cli import main
+    from attune_monitor.ui.runner import analyze_recording
 
     path = SAMPLE / "sample-group.xdf"
     assert main(["replay", str(path), "--headless", "--speed", "64"]) == 0
@@ -151,7 +151,7 @@ def test_replay_cli_headless(capsys):
 
 
 def test_replay_cli_refuses_bad_input(tmp_path, capsys):
-    from ui.cli import main
+    from attune_monitor.ui.cli import main
 
     assert main(["replay", str(tmp_path / "nope.xdf"), "--headless"]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -163,10 +163,10 @@ def test_replay_cli_refuses_bad_input(tmp_path, capsys):
 
 def test_replay_shows_the_recordings_markers(tmp_path, monkeypatch):
     """`attune replay` puts the recording's markers on the model at their session times (origin = first sample)."""
-    import ui.commands.replay as replay
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import load_scenario
-    from ui.cli import main
+    import attune_monitor.ui.commands.replay as replay
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import load_scenario
+    from attune_monitor.ui.cli import main
 
     session = simulate_session(load_scenario("couple-calm"), 3, 60.0)
     path = tmp_path / "couple.xdf"
@@ -195,7 +195,7 @@ def test_replay_shows_the_recordings_markers(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def couple_analysis():
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.runner import analyze_recording
 
     return analyze_recording(load_recording(SAMPLE / "sample-couple.xdf"))
 
@@ -203,8 +203,8 @@ def couple_analysis():
 def _replay_a_moment(monkeypatch, capsys, *argv, play_s=0.6):
     """`attune replay sample-couple.xdf --headless ARGV` at 1x with a view that lets the runner tick for ``play_s``
     seconds; the model's snapshots when the view opens and after those ticks, and what was said on stderr."""
-    import ui.commands.replay as replay
-    from ui.cli import main
+    import attune_monitor.ui.commands.replay as replay
+    from attune_monitor.ui.cli import main
 
     seen = {}
 
@@ -239,7 +239,7 @@ def _episode_keys(eps):
 def _check_against_analysis(snap, ana):
     """The pre-rolled model holds what `attune analyze` found up to its last window: the same synchrony, the
     same pair states, the same episodes."""
-    from dsp.detector import episode_dict
+    from attune_monitor.dsp.detector import episode_dict
 
     t_last = min(float(snap.sync[m][0][-1]) for m in ("hr", "eda"))
     for m in ("hr", "eda"):
@@ -298,7 +298,7 @@ def test_no_preroll_keeps_the_replay_at_its_start(monkeypatch, capsys):
 
 
 def test_preroll_options_are_checked(capsys):
-    from ui.cli import main
+    from attune_monitor.ui.cli import main
 
     path = str(SAMPLE / "sample-couple.xdf")
     assert main(["replay", path, "--preroll", "9999", "--headless"]) == 2
@@ -311,10 +311,10 @@ def test_preroll_options_are_checked(capsys):
 
 
 def test_default_preroll_follows_the_settings_and_plays_half_the_recording_at_least():
-    from acquisition.sources import RecordingSource
-    from dsp.pipeline import PipelineConfig
-    from ui.commands.replay import default_preroll
-    from ui.runner import Runner
+    from attune_monitor.acquisition.sources import RecordingSource
+    from attune_monitor.dsp.pipeline import PipelineConfig
+    from attune_monitor.ui.commands.replay import default_preroll
+    from attune_monitor.ui.runner import Runner
 
     rec = load_recording(SAMPLE / "sample-couple.xdf")
     runner = Runner(RecordingSource(rec), PipelineConfig(window_s=20.0))
@@ -326,7 +326,7 @@ def test_default_preroll_follows_the_settings_and_plays_half_the_recording_at_le
 def test_replay_clock_starts_when_the_view_does():
     """A source made, then a view that takes 0.5 s to open at 100x: the replay goes on from where it stood (before,
     it had already jumped 50 s when the first frame was drawn)."""
-    from acquisition.sources import RecordingSource
+    from attune_monitor.acquisition.sources import RecordingSource
 
     source = RecordingSource(load_recording(SAMPLE / "sample-couple.xdf"), speed=100.0)
     source.poll(horizon_s=60.0)

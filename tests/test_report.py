@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from dsp.detector import Episode, get_preset
-from ui.analysis_io import clock, validate
-from ui.report import baseline_trace, write_report
-from ui.runner import Analysis
+from attune_monitor.dsp.detector import Episode, get_preset
+from attune_monitor.ui.analysis_io import clock, validate
+from attune_monitor.ui.report import baseline_trace, write_report
+from attune_monitor.ui.runner import Analysis
 
 EVIL = "<script>alert(1)</script>"
 
@@ -142,7 +142,7 @@ def test_report_words_depth_and_one_group_episode(tmp_path):
 def test_attunement_of_each_pair_without_a_surrogate_spread():
     """Windows without ``chance_sd`` (an analysis made before the surrogate spread was kept): each pair's excess
     over chance comes from its own windows, for every pair of a group (the default was shaped for one pair)."""
-    from ui.analysis_io import attunement_summaries
+    from attune_monitor.ui.analysis_io import attunement_summaries
 
     a = make_analysis(people=("P1", "P2"))
     a.participants = ["P1", "P2", "P3"]

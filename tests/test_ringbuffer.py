@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from acquisition.ringbuffer import RingBuffer
+from attune_monitor.acquisition.ringbuffer import RingBuffer
 
 
 def test_wraparound_matches_reference_list(rng):

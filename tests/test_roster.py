@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from acquisition.convention import describe, is_marker_stream
-from acquisition.roster import Roster, RosterError, assign, device_id, device_participant
+from attune_monitor.acquisition.convention import describe, is_marker_stream
+from attune_monitor.acquisition.roster import Roster, RosterError, assign, device_id, device_participant
 
 _CH = "<channels><channel><label>{lbl}</label>{unit}<type>{lbl}</type></channel></channels>"
 
@@ -58,7 +58,7 @@ def test_fallback_one_participant_per_device_with_warning(caplog):
                d("Polar H10 85530429", "ECG", "85530429-ecg", host="pc1", srate=130),
                d("Polar H10 9A1B2C3D", "HR", "9a1b2c3d-hr", host="pc1"),
                d("E4_Bvp_A02F5C", "BVP", "e4-bvp", host="pc2"), d("E4_Gsr_A02F5C", "GSR", "e4-gsr", host="pc2")]
-    with caplog.at_level(logging.WARNING, logger="acquisition.roster"):
+    with caplog.at_level(logging.WARNING, logger="attune_monitor.acquisition.roster"):
         a = assign(streams)
     assert device_id(streams[0]) == "Polar H10 85530429" and device_id(streams[3]) == "E4 A02F5C"
     # natural order: the serial "9A1B.." sorts before "85530429" (9 < 85530429)

@@ -8,9 +8,9 @@ import stat
 
 import pyxdf
 
-from acquisition.files import load_recording
-from acquisition.sources import RecordingSource
-from ui.runner import Runner
+from attune_monitor.acquisition.files import load_recording
+from attune_monitor.acquisition.sources import RecordingSource
+from attune_monitor.ui.runner import Runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,9 +66,9 @@ def test_other_apps_markers_show_live_at_their_session_time():
 
     import numpy as np
 
-    from acquisition.live import LiveSession
-    from acquisition.lsl import pylsl
-    from acquisition.sources import LiveSource
+    from attune_monitor.acquisition.live import LiveSession
+    from attune_monitor.acquisition.lsl import pylsl
+    from attune_monitor.acquisition.sources import LiveSource
 
     tag = f"attune-mk-{uuid.uuid4().hex[:8]}"
 
@@ -122,8 +122,8 @@ def test_a_duplicate_appearing_mid_session_is_told_in_the_view():
     import time
     import uuid
 
-    from acquisition.live import LiveSession
-    from acquisition.sources import LiveSource
+    from attune_monitor.acquisition.live import LiveSession
+    from attune_monitor.acquisition.sources import LiveSource
 
     from lsl_outlets import hr_outlet
 
@@ -164,7 +164,7 @@ def test_preroll_runs_until_the_pairs_are_measured_within_its_bounds():
     the model and the replay clock stand where it stopped."""
     import pytest
 
-    from ui.runner import analyze_recording
+    from attune_monitor.ui.runner import analyze_recording
 
     rec = load_recording(os.path.join(ROOT, "recordings", "sample-couple.xdf"))
     first = analyze_recording(rec).state_changes[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.commands.options import (MODALITY_CHOICES, SIGNALS, WINDOW_RANGE_S, describe_settings, session_settings)
+from attune_monitor.ui.commands.options import (MODALITY_CHOICES, SIGNALS, WINDOW_RANGE_S, describe_settings, session_settings)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def qsettings_in(tmp_path):
 
 def test_cli_signals_and_gui_menu_choose_the_same_modalities(qsettings_in):
     """Each --signals choice: the CLI's modalities (no GUI) equal the GUI's, whose menu shows the same words."""
-    from ui.gui.settings import Settings, qsettings
+    from attune_monitor.ui.gui.settings import Settings, qsettings
 
     Settings().save(qsettings())
     for choice in SIGNALS:
@@ -51,7 +51,7 @@ def test_cli_signals_and_gui_menu_choose_the_same_modalities(qsettings_in):
 
 def test_gui_settings_offer_the_windows_the_cli_accepts(qtbot, qsettings_in):
     """The settings clamp a stale window into --window's range, and the dialog's spin box offers exactly it."""
-    from ui.gui.settings import Settings, SettingsDialog
+    from attune_monitor.ui.gui.settings import Settings, SettingsDialog
 
     low, high = WINDOW_RANGE_S
     assert Settings(window_s=high * 10).validate().window_s == high
@@ -68,9 +68,9 @@ def test_synchrony_tooltip_says_the_sessions_window(qtbot, qsettings_in):
     """A 45-s session's legend says 'over the last 45 s' (it said 30 s whatever the window)."""
     from PySide6 import QtWidgets
 
-    from ui.gui.main_window import MainWindow, sync_legend_tip
-    from ui.gui.settings import Settings
-    from ui.model import SessionModel
+    from attune_monitor.ui.gui.main_window import MainWindow, sync_legend_tip
+    from attune_monitor.ui.gui.settings import Settings
+    from attune_monitor.ui.model import SessionModel
 
     model = SessionModel(["P1", "P2"], ("hr", "eda"), [("P1", "P2")], 4.0, 1.0, 600.0, window_s=45.0)
     win = MainWindow(model, settings=Settings(recordings_dir="/nonexistent"))

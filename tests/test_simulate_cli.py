@@ -10,10 +10,10 @@ import uuid
 import numpy as np
 import pyxdf
 
-from acquisition.convention import describe
-from acquisition.physiology import simulate_session
-from acquisition.scenario import load_scenario
-from ui.cli import main
+from attune_monitor.acquisition.convention import describe
+from attune_monitor.acquisition.physiology import simulate_session
+from attune_monitor.acquisition.scenario import load_scenario
+from attune_monitor.ui.cli import main
 
 
 def test_out_writes_xdf_and_truth(tmp_path, capsys):
@@ -47,7 +47,7 @@ def test_out_writes_xdf_and_truth(tmp_path, capsys):
 
 
 def test_live_publishing_at_high_speed(tmp_path, capsys):
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
 
     prefix = f"test-cli-{uuid.uuid4().hex[:10]}"
     truth = tmp_path / "t.json"
@@ -100,7 +100,7 @@ def test_ctrl_c_stops_cleanly():
     prefix = f"test-sigint-{uuid.uuid4().hex[:10]}"
     # Ctrl-C as a terminal delivers it: a run started as a background job (e.g. `nohup make test &`) inherits
     # SIGINT *ignored*, and Python then never turns it into KeyboardInterrupt (the test hung for 10 s that way)
-    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm",
+    proc = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm",
                              "--source-prefix", prefix], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
@@ -124,7 +124,7 @@ def test_ctrl_c_stops_cleanly():
 def test_default_seed_rupture_is_flagged_with_the_balanced_preset(tmp_path):
     """`attune simulate` with no --seed: both scripted ruptures of the default scenario are flagged by the
     pipeline the live monitor runs (balanced preset), so a first live try shows a flag (seed 0 missed the first)."""
-    from ui.commands.simulate import DEFAULT_SCENARIO, DEFAULT_SEED
+    from attune_monitor.ui.commands.simulate import DEFAULT_SCENARIO, DEFAULT_SEED
 
     assert DEFAULT_SEED != 0
     assert main(["simulate", "--out", str(tmp_path / "s.xdf"), "--truth", str(tmp_path / "s.truth.json")]) == 0

@@ -12,9 +12,9 @@ from scipy.ndimage import uniform_filter1d
 from scipy.optimize import curve_fit
 from scipy.signal import detrend, welch
 
-from acquisition.convention import describe
-from acquisition.physiology import simulate_session
-from acquisition.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
+from attune_monitor.acquisition.convention import describe
+from attune_monitor.acquisition.physiology import simulate_session
+from attune_monitor.acquisition.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_streams_follow_the_convention():
 def test_wrist_hr_is_the_trailing_average_it_declares():
     """A simulated wrist HR value at tick t is 60 x (beats - 1) / span of the beats in (t - 4 s, t], and the
     stream says so (``averaging_s`` 4), so analysis dates it back by 2 s."""
-    from acquisition.physiology import HR_DEVICE_AVERAGING_S
+    from attune_monitor.acquisition.physiology import HR_DEVICE_AVERAGING_S
 
     sc = load_scenario("couple-calm")
     sc = dataclasses.replace(sc, participants=[dataclasses.replace(p, heart="both") for p in sc.participants])
@@ -342,8 +342,8 @@ def test_sixty_minute_dyad_generates_in_seconds():
 
 
 def test_lsl_publishing_delivers_the_session_complete_and_in_order():
-    from acquisition.lsl import pylsl
-    from acquisition.simulator import Simulator
+    from attune_monitor.acquisition.lsl import pylsl
+    from attune_monitor.acquisition.simulator import Simulator
 
     prefix = f"test-sim-{uuid.uuid4().hex[:10]}"
     sim = Simulator.from_scenario(load_scenario("couple-confounds"), seed=9, duration_s=12, source_prefix=prefix,
@@ -390,8 +390,8 @@ def test_two_simulators_of_one_session_publish_distinct_source_ids_and_a_restart
     """A second simulator of the same session on this machine is instance 2 (source_ids end in -run2), so a
     monitor never sees duplicates; when the first stops, a new one is instance 1 again: the same source_ids, so
     a monitor recovers its streams."""
-    from acquisition.lsl import pylsl
-    from acquisition.simulator import Simulator
+    from attune_monitor.acquisition.lsl import pylsl
+    from attune_monitor.acquisition.simulator import Simulator
 
     prefix = f"test-inst-{uuid.uuid4().hex[:10]}"
     make = lambda: Simulator.from_scenario(load_scenario("couple-calm"), seed=2, duration_s=5,  # noqa: E731
@@ -424,11 +424,11 @@ def test_two_attune_simulate_runs_are_two_sets_of_streams(tmp_path):
     import sys
     from pathlib import Path
 
-    from acquisition.lsl import pylsl
+    from attune_monitor.acquisition.lsl import pylsl
 
     root = Path(__file__).resolve().parents[1]
     prefix = f"test-2runs-{uuid.uuid4().hex[:10]}"
-    cmd = [sys.executable, "-m", "ui.cli", "simulate", "--scenario", "couple-calm", "--duration", "30", "--seed", "4",
+    cmd = [sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm", "--duration", "30", "--seed", "4",
            "--source-prefix", prefix]
     env = dict(os.environ, PYTHONPATH=str(root))
     runs = []

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from acquisition.convention import desc_fields
-from acquisition.lsl import pylsl
-from acquisition.roster import Roster
-from ui.cli import main
+from attune_monitor.acquisition.convention import desc_fields
+from attune_monitor.acquisition.lsl import pylsl
+from attune_monitor.acquisition.roster import Roster
+from attune_monitor.ui.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_streams_as_subprocess_json(two_people, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     assert env["LSLAPICFG"].endswith("lsl_api.cfg")
     saved = tmp_path / "roster.toml"
-    proc = subprocess.run([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--json",
+    proc = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "1.5", "--json",
                            "--match", f"{two_people}*", "--save-roster", str(saved)],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
@@ -109,7 +109,7 @@ def test_streams_as_subprocess_json(two_people, tmp_path):
     # the saved roster reproduces the assignment, and can be fed back
     roster = Roster.load(saved)
     assert sorted(p.id for p in roster.participants)[:2] == [f"P1-{tok}", f"P2-{tok}"]
-    proc2 = subprocess.run([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--json",
+    proc2 = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "1.5", "--json",
                             "--match", f"{two_people}*", "--roster", str(saved)],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
     again = _mine(json.loads(proc2.stdout)["streams"], two_people)
@@ -206,7 +206,7 @@ def test_output_cut_short_by_its_reader_ends_quietly(two_people, fmt):
     no BrokenPipe traceback nor "Exception ignored", exit 141 (ui/cli.py: as a program killed by SIGPIPE)."""
     prefix, _ = two_people
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "ui.cli", "streams", "--timeout", "1.5", "--match", f"{prefix}*",
+    proc = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "1.5", "--match", f"{prefix}*",
                              *fmt], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader has gone: every write of the table fails with EPIPE
     err = proc.stderr.read().decode()

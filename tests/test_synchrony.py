@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.signal
 
-from dsp import synchrony as sy
+from attune_monitor.dsp import synchrony as sy
 
 FS = 4.0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp import synchrony as sy
+from attune_monitor.dsp import synchrony as sy
 
 pytestmark = pytest.mark.realdata
 

@@ -12,11 +12,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dsp.detector import STATE_WORDS, RuptureDetector, get_preset
-from dsp.pipeline import Update
+from attune_monitor.dsp.detector import STATE_WORDS, RuptureDetector, get_preset
+from attune_monitor.dsp.pipeline import Update
 from gui_fake import FakeSession
-from ui.model import SessionModel, group_episodes, person_ties
-from ui.words import (depth_number, depth_shown, depth_words, disconnecting_words, episode_state, episode_status,
+from attune_monitor.ui.model import SessionModel, group_episodes, person_ties
+from attune_monitor.ui.words import (depth_number, depth_shown, depth_words, disconnecting_words, episode_state, episode_status,
                       group_episode_words)
 
 
@@ -179,7 +179,7 @@ def test_countdown_waits_for_a_lost_signal_then_counts_from_its_guard():
     """P2's heart rate is missing for the first 20 s: the pair waits for it (no countdown); once it is back the
     countdown counts from the end of the detector's guard (window + loss guard after the loss), and the pair is
     measured when it says."""
-    from ui.words import arming_words
+    from attune_monitor.ui.words import arming_words
 
     fs = FakeSession(n_people=2, rupture=None, loss=("P2", 0.0, 20.0))
     said, armed_at = {}, None
@@ -200,7 +200,7 @@ def test_countdown_waits_for_a_lost_signal_then_counts_from_its_guard():
 
 
 def test_pair_state_words_add_dipping_only_to_in_tune_past_the_repair_threshold():
-    from ui.words import pair_state_words
+    from attune_monitor.ui.words import pair_state_words
 
     assert pair_state_words("attuned", None, 0.59, 0.6) == "in tune"
     assert pair_state_words("attuned", "in tune", 0.6, 0.6) == "in tune \u00b7 dipping"

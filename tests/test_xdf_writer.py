@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import pyxdf
 
-from acquisition.xdf_writer import BOUNDARY_UUID, XdfWriteError, XdfWriter, info_to_xml, varlen_int
+from attune_monitor.acquisition.xdf_writer import BOUNDARY_UUID, XdfWriteError, XdfWriter, info_to_xml, varlen_int
 
 LOAD = dict(dejitter_timestamps=False, synchronize_clocks=False)
 
@@ -141,7 +141,7 @@ def test_disk_full_keeps_what_was_written_readable(tmp_path, monkeypatch):
 WRITER_SCRIPT = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from acquisition.xdf_writer import XdfWriter
+    from attune_monitor.acquisition.xdf_writer import XdfWriter
     w = XdfWriter(sys.argv[1], flush_interval=0.2)
     a = w.add_stream(dict(name="ECG", type="ECG", channel_count=1, nominal_srate=130))
     b = w.add_stream(dict(name="RR", type="RR", channel_count=1, nominal_srate=0, channel_format="double64"))

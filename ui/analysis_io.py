@@ -58,8 +58,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dsp.pipeline import mean_fisher, ssi
-from ui.words import depth_number
+from attune_monitor.dsp.pipeline import mean_fisher, ssi
+from attune_monitor.ui.words import depth_number
 
 SCHEMA_ID = "attune.analysis/1"
 
@@ -239,7 +239,7 @@ def combined_sync(sync: dict, step_s: float) -> tuple[np.ndarray, np.ndarray] | 
 
 
 def pair_summaries(analysis) -> list[dict]:
-    """The ``pairs`` records of an :class:`ui.runner.Analysis` (see the module docstring)."""
+    """The ``pairs`` records of an :class:`attune_monitor.ui.runner.Analysis` (see the module docstring)."""
     series = {m: (np.asarray(analysis.sync[m]["t"]), np.asarray(analysis.sync[m]["sync"], dtype=float))
               for m in analysis.modalities if "t" in analysis.sync.get(m, {})}
     comb = combined_sync(analysis.sync, analysis.step_s) if len(analysis.modalities) > 1 else None
@@ -283,7 +283,7 @@ def attunement_summaries(analysis, time_offset: float = 0.0) -> list[dict]:
     chance level, ``se`` the surrogate's spread over the square root of the number of independent windows
     (valid seconds / window length): the same reading the detector arms on, over the whole session.
     """
-    from dsp.detector import UNARMED_STATES
+    from attune_monitor.dsp.detector import UNARMED_STATES
 
     window_s = float(getattr(analysis, "window_s", 30.0) or 30.0)
     end = float(analysis.duration_s)
@@ -432,7 +432,7 @@ def episode_line(ep: dict, away: dict | None = None) -> str:
         An ``attune.analysis/1`` episode record.
     away : dict | None
         ``{person: "climbing" | "flattening"}``: whose arousal was moving away from the group before the
-        episode was flagged (:meth:`ui.runner.Analysis.episode_arousal`); said when not empty.
+        episode was flagged (:meth:`attune_monitor.ui.runner.Analysis.episode_arousal`); said when not empty.
     """
     pair = "-".join(ep["pair"])
     if ep["offset_s"] is None:
@@ -469,7 +469,7 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=Non
         At most this many signal-loss periods are listed (the longest), then a total per person.
     away : sequence of dict | None
         Per episode of ``doc`` (same order): whose arousal was moving away before the flag
-        (:meth:`ui.runner.Analysis.episode_arousal`); not in the document (its schema is fixed).
+        (:meth:`attune_monitor.ui.runner.Analysis.episode_arousal`); not in the document (its schema is fixed).
     """
     lines = [f"{doc['recording']}  ({clock(doc['duration_s'])}, {len(doc['participants'])} participants)"]
     for p in doc["participants"]:
@@ -532,7 +532,7 @@ def write_episodes_csv(doc: dict, path, away=None) -> Path:
     path : path-like
     away : sequence of dict | None
         Per episode of ``doc`` (same order), ``{person: "climbing" | "flattening"}``: whose arousal was moving
-        away from the group before it was flagged (:meth:`ui.runner.Analysis.episode_arousal`). Column
+        away from the group before it was flagged (:meth:`attune_monitor.ui.runner.Analysis.episode_arousal`). Column
         ``moving_away``: e.g. ``P1 flattening`` (several joined with ``;``), empty when nobody was (or unknown).
     """
     path = Path(path)

@@ -141,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"ui.commands.{name}")
+            module = importlib.import_module(f"attune_monitor.ui.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"ui.commands.{name}":
+            if exc.name == f"attune_monitor.ui.commands.{name}":
                 continue  # not built yet
             raise
         module.register(sub)

@@ -1,7 +1,7 @@
 """The terminal live view: for machines with no display and operators on a server.
 
-:func:`run_headless` drives a :class:`ui.runner.Runner` and shows, from the
-Qt-free :class:`ui.model.SessionModel`, the people and their signal status
+:func:`run_headless` drives a :class:`attune_monitor.ui.runner.Runner` and shows, from the
+Qt-free :class:`attune_monitor.ui.model.SessionModel`, the people and their signal status
 and arousal ("moving away (climbing)" / "moving away (flattening)" / "with
 the group" / "learning baseline"), synchrony per pair and modality, each
 pair's current state in words (and when its evidence comes from one person's
@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from ui.model import tune_evidence_words
-from ui.words import arming_words
+from attune_monitor.ui.model import tune_evidence_words
+from attune_monitor.ui.words import arming_words
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ _STATUS_WORDS = {"ok": "ok", "noisy": "noisy", "lost": "LOST", "recovered": "rec
 def has_display() -> bool:
     """True when a GUI can open (the GUI's own check when Qt is importable, else $DISPLAY / platform)."""
     try:
-        from ui.gui.app import has_display as gui_has_display
+        from attune_monitor.ui.gui.app import has_display as gui_has_display
     except Exception:  # noqa: BLE001 - Qt missing or broken: no GUI
         return False
     return gui_has_display()
@@ -82,7 +82,7 @@ def current_sync(snap) -> dict:
 
 def signal_status(snap) -> dict:
     """``participant -> {modality: word}``: the source's status, else (replay) whether the grid has data now
-    (:meth:`ui.model.Snapshot.signal_states`)."""
+    (:meth:`attune_monitor.ui.model.Snapshot.signal_states`)."""
     return {p: {m: _STATUS_WORDS.get(s, s) for m, s in d.items()} for p, d in snap.signal_states().items()}
 
 
@@ -114,7 +114,7 @@ def open_losses(snap) -> list[tuple]:
 
 
 def episode_text(ep: dict) -> str:
-    """One line about an episode dict (:func:`dsp.detector.episode_dict`)."""
+    """One line about an episode dict (:func:`attune_monitor.dsp.detector.episode_dict`)."""
     pair = "-".join(ep["pair"])
     mods = "+".join(ep.get("modalities") or [])
     who = ep.get("people") or []

@@ -1,6 +1,6 @@
 """The Qt-free session model under every Attune view (GUI, headless monitor, replay).
 
-A worker thread (see :mod:`ui.runner`) applies pipeline updates with
+A worker thread (see :mod:`attune_monitor.ui.runner`) applies pipeline updates with
 :meth:`SessionModel.apply`; views read consistent copies with
 :meth:`SessionModel.snapshot` at their own pace (the GUI from one QTimer) and
 check :attr:`SessionModel.version` to skip redraws when nothing changed.
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from acquisition.files import marker_fields, marker_words
-from dsp.detector import STATE_WORDS, UNARMED_STATES, episode_dict, get_preset
-from dsp.divergence import AROUSAL_STATES, ArousalTracker
-from dsp.pipeline import mean_fisher
+from attune_monitor.acquisition.files import marker_fields, marker_words
+from attune_monitor.dsp.detector import STATE_WORDS, UNARMED_STATES, episode_dict, get_preset
+from attune_monitor.dsp.divergence import AROUSAL_STATES, ArousalTracker
+from attune_monitor.dsp.pipeline import mean_fisher
 
 from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, pair_state_words, tie_label
 
@@ -125,7 +125,7 @@ _ALERT_STATES = ("drifting", "possible_rupture", "repairing")
 
 
 def person_ties(participants, pair_states, episodes, connectedness=None, chance=None, tie_evidence=None) -> dict:
-    """Each person's tie to the group (3+ people), in the words of :data:`ui.words.TIE_WORDS`.
+    """Each person's tie to the group (3+ people), in the words of :data:`attune_monitor.ui.words.TIE_WORDS`.
 
     Parameters
     ----------
@@ -138,7 +138,7 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
         Each person's current mean synchrony with the others, and its chance level (r).
     tie_evidence : dict | None
         ``person -> evidence / threshold`` of the detector's person-to-group tie
-        (:attr:`dsp.detector.RuptureDetector.person_ties`), when the source hands it over.
+        (:attr:`attune_monitor.dsp.detector.RuptureDetector.person_ties`), when the source hands it over.
 
     Returns
     -------
@@ -307,7 +307,7 @@ class Snapshot:
         ``modality -> (times (n_w,), sync (n_pairs, n_w), chance (n_pairs, n_w))``; plus key
         ``"combined"`` (Fisher-z mean of the modalities).
     pair_states : list of dict
-        Per pair: ``pair``, ``state``, ``words`` (what every view says: :func:`ui.words.pair_state_words`, e.g.
+        Per pair: ``pair``, ``state``, ``words`` (what every view says: :func:`attune_monitor.ui.words.pair_state_words`, e.g.
         "in tune · dipping"), ``drop`` and per-modality ``baseline``/``chance``/``sync``.
     matrix : ndarray, shape (n_people, n_people)
         Current combined synchrony of every pair (NaN diagonal).
@@ -316,7 +316,7 @@ class Snapshot:
     status : dict
         ``participant -> {modality: "ok" | "noisy" | "lost" | "recovered" | "absent"}``.
     episodes : list of dict
-        Episode dicts (:func:`dsp.detector.episode_dict`) plus ``"arousal"``: ``{person: "climbing" |
+        Episode dicts (:func:`attune_monitor.dsp.detector.episode_dict`) plus ``"arousal"``: ``{person: "climbing" |
         "flattening"}`` for members of the pair whose arousal was moving away before it was flagged (from
         its onset to the flag, or at a re-flag).
     signal_loss : list of dict
@@ -353,7 +353,7 @@ class Snapshot:
         (``ready_in_s``: the last of them); a pair one of whose people has a signal lost waits for it (None,
         and who in ``waiting``).
 
-    Every episode carries ``"status"``: ``(state, text)`` from :func:`ui.words.episode_status` with its pair's
+    Every episode carries ``"status"``: ``(state, text)`` from :func:`attune_monitor.ui.words.episode_status` with its pair's
     state now, so a card and the episodes table never disagree.
     """
 
@@ -427,7 +427,7 @@ class SessionModel:
     Notes
     -----
     The live arousal word (``Snapshot.people_arousal`` and who is "away" in ``Snapshot.pair_arousal``) is the
-    :class:`dsp.divergence.ArousalTracker` state with hysteresis, decided second by second as the states arrive
+    :class:`attune_monitor.dsp.divergence.ArousalTracker` state with hysteresis, decided second by second as the states arrive
     (so chunked == batch):
 
     * a person shown "with the group" (or "learning baseline") switches to "moving away" as soon as the tracker
@@ -498,7 +498,7 @@ class SessionModel:
 
     # -- writer side (worker thread) ------------------------------------------------------------
     def apply(self, update, pair_states=None, status=None, ties=None) -> None:
-        """Take one :class:`dsp.pipeline.Update` (and optional detector/acquisition status).
+        """Take one :class:`attune_monitor.dsp.pipeline.Update` (and optional detector/acquisition status).
 
         ``ties``: the detector's ``person_ties`` (``person -> evidence / threshold``), when the source hands
         them over; without them a person's tie is read from their pairs' states alone (:func:`person_ties`).
@@ -618,7 +618,7 @@ class SessionModel:
         Parameters
         ----------
         markers : iterable of (float, str, str)
-            ``(session time (s), stream name, text)`` as :meth:`acquisition.files.Recording.event_markers` gives
+            ``(session time (s), stream name, text)`` as :meth:`attune_monitor.acquisition.files.Recording.event_markers` gives
             them (times relative to the source's origin). Attune's own JSON markers keep their kind and text;
             other apps' markers show as notes with their text.
 
@@ -713,7 +713,7 @@ class SessionModel:
             )
 
     def _shown_pair_states(self) -> list[dict]:
-        """Copies of the detector's pair states with the words every view shows (:func:`ui.words.pair_state_words`:
+        """Copies of the detector's pair states with the words every view shows (:func:`attune_monitor.ui.words.pair_state_words`:
         "in tune · dipping" while an in-tune pair's smoothed drop is past the repair threshold)."""
         out = []
         for ps in self._pair_states:

@@ -51,7 +51,7 @@ MODALITY_COLORS = {"hr": "#C0392B", "eda": "#0072B2", "combined": "#333333"}
 MODALITY_WORDS = {"hr": "heart rate", "eda": "skin conductance", "combined": "combined"}
 UNITS = {"hr": "bpm", "eda": "µS"}
 EPISODE_COLOR = "#E74C3C"
-#: Arousal "moving away" shading, from the colours the live view uses too (:mod:`ui.palette`):
+#: Arousal "moving away" shading, from the colours the live view uses too (:mod:`attune_monitor.ui.palette`):
 #: state -> (fill colour, alpha, text colour).
 AROUSAL_SHADES = {state: (shade, 0.3, text) for state, (text, shade) in AROUSAL_COLOURS.items()}
 #: Fixed figure margins (inches), the same for every plot, so their time axes line up.
@@ -117,7 +117,7 @@ def write_markers_csv(analysis, path, time_offset: float = 0.0) -> Path:
     (Attune's JSON markers in words, others as recorded) and ``raw`` (as recorded)."""
     import csv
 
-    from acquisition.files import marker_words
+    from attune_monitor.acquisition.files import marker_words
 
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -211,7 +211,7 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     baseline, threshold : ndarray, shape (n_windows,)
         As r; NaN while calibrating or when the pair is never clearly above chance.
     """
-    from dsp.detector import PairModalityMachine, get_preset
+    from attune_monitor.dsp.detector import PairModalityMachine, get_preset
 
     cfg = get_preset(preset)
     mach = PairModalityMachine(modality, cfg, step_s)
@@ -297,7 +297,7 @@ def plot_arousal(analysis, doc: dict, time_offset: float, path) -> Path | None:
     ----------
     analysis : ui.runner.Analysis
         ``arousal_t`` (n_sec,), ``arousal`` (n_people, n_sec) smoothed ``L``, ``arousal_state``
-        (n_people, n_sec) codes into :data:`dsp.divergence.AROUSAL_STATES`, ``arousal_threshold``.
+        (n_people, n_sec) codes into :data:`attune_monitor.dsp.divergence.AROUSAL_STATES`, ``arousal_threshold``.
     doc : dict
         The attune.analysis/1 document (episodes in file time).
     time_offset : float
@@ -409,7 +409,7 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     doc : dict | None
         Its attune.analysis/1 document (built when None).
     time_offset : float
-        File time of session time 0 (see :func:`ui.analysis_io.analysis_to_json`).
+        File time of session time 0 (see :func:`attune_monitor.ui.analysis_io.analysis_to_json`).
     problems, notes : sequence of str
         What could not be read; which streams were chosen.
     preset : str
@@ -476,7 +476,7 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
           ", ".join(f"{names.get(m, m)} {x['excess']:+.2f} ± {x['se']:.2f}" for m, x in a["above_chance"].items()
                     if x["excess"] is not None and x["se"] is not None) or "–")
          for a in doc.get("attunement", [])]))
-    from dsp.detector import get_preset
+    from attune_monitor.dsp.detector import get_preset
 
     dc = get_preset(preset) if isinstance(preset, str) else preset
     parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
@@ -527,7 +527,7 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     else:
         parts.append("<p>None.</p>")
     if markers:
-        from acquisition.files import marker_words
+        from attune_monitor.acquisition.files import marker_words
 
         parts.append(f"<h2>Recorded markers ({len(markers)})</h2>")
         parts.append(_table(("time", "stream", "marker"),

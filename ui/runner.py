@@ -2,8 +2,8 @@
 
 ``Runner`` owns one worker thread that, every ``tick_s``, polls the source
 (live LSL or a replayed recording), pushes the new samples into
-:class:`dsp.pipeline.SessionPipeline`, advances it, and applies the update to
-the Qt-free :class:`ui.model.SessionModel`. Views read the model at their own
+:class:`attune_monitor.dsp.pipeline.SessionPipeline`, advances it, and applies the update to
+the Qt-free :class:`attune_monitor.ui.model.SessionModel`. Views read the model at their own
 pace. Listeners (the recorder, the headless view) are called from the worker
 with every update.
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from acquisition.files import is_shared_event, is_shared_kind, marker_words
-from dsp.pipeline import PipelineConfig, SessionPipeline, Slot
+from attune_monitor.acquisition.files import is_shared_event, is_shared_kind, marker_words
+from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
 from .model import SessionModel, away_at, away_before_flag
 
@@ -94,7 +94,7 @@ class Runner:
     Parameters
     ----------
     source : object
-        A source (see :mod:`acquisition.sources`).
+        A source (see :mod:`attune_monitor.acquisition.sources`).
     config : PipelineConfig | None
     tick_s : float
         Worker period (s).
@@ -121,7 +121,7 @@ class Runner:
         self._thread: threading.Thread | None = None
         self.finished = threading.Event()
         self._flushed = False
-        #: the running :class:`acquisition.recorder.SessionRecorder`, if any
+        #: the running :class:`attune_monitor.acquisition.recorder.SessionRecorder`, if any
         self.recorder = None
         self._rec_started = 0.0
         self._next_stream_check = 0.0
@@ -259,7 +259,7 @@ class Runner:
         acquisition.xdf_writer.XdfWriteError
             When the file cannot be created; the session goes on.
         """
-        from acquisition.recorder import default_recording_path, record_session
+        from attune_monitor.acquisition.recorder import default_recording_path, record_session
 
         if self.recorder is not None and self.recorder.active:
             return self.recorder
@@ -495,11 +495,11 @@ class Analysis:
         Session times of the person-level arousal values (one a second, within the recording).
     arousal : ndarray, shape (n_people, n_sec)
         Each person's arousal log-likelihood ratio ``L`` ("moving away from the group" vs "in tune",
-        :mod:`dsp.divergence`), smoothed as the live view and the detector do (mean of the last
+        :mod:`attune_monitor.dsp.divergence`), smoothed as the live view and the detector do (mean of the last
         ``smooth_s`` seconds; NaN: unknown).
     arousal_state : ndarray of uint8, shape (n_people, n_sec)
-        State codes into :data:`dsp.divergence.AROUSAL_STATES` (0 learning baseline, 1 with the group,
-        2 moving away climbing, 3 moving away flattening), as :class:`dsp.divergence.ArousalTracker` gives them
+        State codes into :data:`attune_monitor.dsp.divergence.AROUSAL_STATES` (0 learning baseline, 1 with the group,
+        2 moving away climbing, 3 moving away flattening), as :class:`attune_monitor.dsp.divergence.ArousalTracker` gives them
         live (threshold = the preset's ``arousal_k``; in a couple only the likelier of the two mirror readings).
     arousal_threshold : float
         The preset's ``arousal_k``: ``L`` at or above it is "moving away".
@@ -507,10 +507,10 @@ class Analysis:
         ``episode id -> [session times (s)]`` at which the episode was flagged (and re-flagged when it reopened).
     markers : list of (float, str, str)
         Recorded markers, ``(session time (s), stream name, text)``: the facilitator's (``Attune markers``) and
-        other apps' event streams (:meth:`acquisition.files.Recording.event_markers`).
+        other apps' event streams (:meth:`attune_monitor.acquisition.files.Recording.event_markers`).
     state_changes : list of (float, tuple, str)
         Every pair state change, ``(session time (s), pair, new state)`` in time order (armed / not measurably
-        in tune / out of tune, see :data:`dsp.detector.STATES`).
+        in tune / out of tune, see :data:`attune_monitor.dsp.detector.STATES`).
     """
 
     recording: str
@@ -556,7 +556,7 @@ class Analysis:
         return away_at(self.arousal_t, self.arousal_state, self.participants, pair, times, self.step_s)
 
     def episode_arousal(self) -> list[dict]:
-        """Per episode, in the document's order (:func:`ui.analysis_io.sorted_episodes`), who of its pair was
+        """Per episode, in the document's order (:func:`attune_monitor.ui.analysis_io.sorted_episodes`), who of its pair was
         moving away in their arousal before it was flagged (any second from its onset to the flag, or at a
         re-flag; as the live view records it): ``{person: "climbing" | "flattening"}`` (may be empty)."""
         from .analysis_io import sorted_episodes
@@ -587,7 +587,7 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
     -------
     analysis : Analysis
     """
-    from acquisition.sources import RecordingSource
+    from attune_monitor.acquisition.sources import RecordingSource
 
     config = config or PipelineConfig()
     source = RecordingSource(recording, speed=math.inf, assign=assign)

@@ -2,7 +2,7 @@
 the report and its JSON say the same thing for the same state.
 
 Nothing here imports Qt. The pair states and their words come from the detector
-(:data:`dsp.detector.STATES`, :data:`dsp.detector.STATE_WORDS`, :func:`dsp.detector.pair_words`); this module
+(:data:`attune_monitor.dsp.detector.STATES`, :data:`attune_monitor.dsp.detector.STATE_WORDS`, :func:`attune_monitor.dsp.detector.pair_words`); this module
 adds the symbols, a pair that is still "in tune" while its synchrony dips (:func:`pair_state_words`), a person's
 tie to the group, an episode's status (derived from the same pair state the card
 shows, so a card never says "repairing" while the table says "open"), depth on its documented 0-1 scale, and
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from dsp.detector import STATE_WORDS, STATES, UNARMED_STATES, pair_words
+from attune_monitor.dsp.detector import STATE_WORDS, STATES, UNARMED_STATES, pair_words
 
 __all__ = [
     "STATE_WORDS", "STATES", "UNARMED_STATES", "pair_words", "STATE_SYMBOLS", "state_label", "AROUSAL_WORDS",
@@ -35,7 +35,7 @@ STATE_SYMBOLS = {
     "repaired": "\u2713",          # check
 }
 
-#: What views say for each person's arousal state (:data:`dsp.divergence.AROUSAL_STATES`).
+#: What views say for each person's arousal state (:data:`attune_monitor.dsp.divergence.AROUSAL_STATES`).
 AROUSAL_WORDS = {
     "unknown": "learning baseline",
     "with_group": "with the group",
@@ -60,7 +60,7 @@ TIE_SYMBOLS = {
 
 #: The pair states of an open episode (a possible rupture not yet repaired).
 OPEN_EPISODE_STATES = ("drifting", "possible_rupture", "repairing")
-#: How a closed episode ended (:data:`dsp.detector.OUTCOMES`), in words.
+#: How a closed episode ended (:data:`attune_monitor.dsp.detector.OUTCOMES`), in words.
 OUTCOME_WORDS = {
     "repaired": "repaired",
     "unrepaired": "not repaired (out of tune)",
@@ -83,7 +83,7 @@ def clock(seconds: float | None) -> str:
 
 def state_label(state: str, words: str | None = None) -> str:
     """A pair state as shown: symbol and words (``"▲ possible rupture"``); ``words`` overrides the plain words
-    (e.g. :func:`dsp.detector.pair_words`' "out of tune since 12:34")."""
+    (e.g. :func:`attune_monitor.dsp.detector.pair_words`' "out of tune since 12:34")."""
     sym = STATE_SYMBOLS.get(state, "")
     text = words or STATE_WORDS.get(state, state)
     return f"{sym} {text}" if sym else text
@@ -138,7 +138,7 @@ def episode_state(ep: dict, pair_state: str | None = None) -> str:
     Parameters
     ----------
     ep : dict
-        An episode (:func:`dsp.detector.episode_dict` or an ``attune.analysis/1`` record).
+        An episode (:func:`attune_monitor.dsp.detector.episode_dict` or an ``attune.analysis/1`` record).
     pair_state : str | None
         Its pair's detector state now (live views); None offline.
 
@@ -261,7 +261,7 @@ def arming_words(arming: dict | None) -> str:
     Parameters
     ----------
     arming : dict | None
-        :attr:`ui.model.Snapshot.arming`.
+        :attr:`attune_monitor.ui.model.Snapshot.arming`.
     """
     if not arming or not arming.get("learning"):
         return ""

@@ -8,7 +8,7 @@ Examples::
     attune analyze day1/*.xdf --jobs 2 --json out/ --report reports/  # many files in parallel
 
 The analysis is the same causal streaming pipeline the live monitor runs
-(:func:`ui.runner.analyze_recording`), so the episodes are the ones a
+(:func:`attune_monitor.ui.runner.analyze_recording`), so the episodes are the ones a
 facilitator would have been shown live. A flagged drop in synchrony is a
 *possible* rupture, a prompt to check in, never a diagnosis.
 
@@ -49,7 +49,7 @@ def _warning_line(path, text: str) -> str:
 
 def register(subparsers) -> None:
     """Add the ``analyze`` parser."""
-    from dsp.detector import PRESETS
+    from attune_monitor.dsp.detector import PRESETS
 
     p = subparsers.add_parser(
         "analyze",
@@ -142,8 +142,8 @@ def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESE
     """
     import dataclasses
 
-    from acquisition.files import RecordingError, load_recording
-    from dsp.pipeline import PipelineConfig
+    from attune_monitor.acquisition.files import RecordingError, load_recording
+    from attune_monitor.dsp.pipeline import PipelineConfig
 
     from ..analysis_io import analysis_to_json, sorted_episodes, summary_text, write_json
     from ..runner import analyze_recording
@@ -375,7 +375,7 @@ def run(args) -> int:
 
     check_at_least("--jobs", args.jobs, 1, what="a number of processes")
     if args.roster:
-        from acquisition.roster import Roster, RosterError
+        from attune_monitor.acquisition.roster import Roster, RosterError
 
         try:
             Roster.load(args.roster)  # check once, up front

@@ -66,7 +66,7 @@ def _say(line: str) -> None:
 
 def run(args) -> int:
     """Run ``attune bridge ble-hr``."""
-    from acquisition import lslconfig
+    from attune_monitor.acquisition import lslconfig
 
     check_positive("--scan-time", args.scan_time, example=8)
     check_positive("--duration", args.duration, example=3600)
@@ -79,7 +79,7 @@ def run(args) -> int:
     except (RuntimeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
 
-    from acquisition import ble_hr  # imports pylsl lazily, after the configuration
+    from attune_monitor.acquisition import ble_hr  # imports pylsl lazily, after the configuration
 
     # bleak warns at import time on computers without bluetoothctl; our own message says what matters.
     logging.getLogger("bleak.backends.bluezdbus.version").setLevel(logging.ERROR)

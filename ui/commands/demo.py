@@ -1,6 +1,6 @@
 """``attune demo``: a simulated session (by default a couple with a rupture and its repair) in the live view.
 
-The simulator publishes LSL streams (loopback), a :class:`acquisition.live.LiveSession`
+The simulator publishes LSL streams (loopback), a :class:`attune_monitor.acquisition.live.LiveSession`
 receives them exactly as it would real wearables, and the session window opens.
 With no display it says so and runs the headless monitor on the same simulator.
 """
@@ -25,7 +25,7 @@ SPEED_RANGE = (0.1, 64.0)
 
 def scenario_description(name_or_path: str) -> str:
     """The scenario's own description (the banner says what *this* scenario does, not the default's)."""
-    from acquisition.scenario import ScenarioError, load_scenario
+    from attune_monitor.acquisition.scenario import ScenarioError, load_scenario
 
     try:
         return load_scenario(name_or_path).description or name_or_path
@@ -71,7 +71,7 @@ class SimulatorClockSource:
     """A live LSL source whose completeness clock is the simulator's, so ``--speed`` speeds the pipeline too.
 
     The simulator stamps samples in session time and pushes them ``speed``
-    times faster than real time; the plain :class:`acquisition.sources.LiveSource`
+    times faster than real time; the plain :class:`attune_monitor.acquisition.sources.LiveSource`
     declares data complete up to ``local_clock()``, which would hold the
     pipeline at real time. Here data are complete up to the simulator's session
     time minus a safety margin of 0.5 s of wall clock (network and chunking).
@@ -100,7 +100,7 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
                preset: str = DEFAULT_PRESET, wait_s: float = 15.0, config=None, modalities=None):
     """Start simulator, live session and runner (not its thread).
 
-    ``config`` (a :class:`dsp.pipeline.PipelineConfig`) replaces ``preset`` when given; ``modalities``
+    ``config`` (a :class:`attune_monitor.dsp.pipeline.PipelineConfig`) replaces ``preset`` when given; ``modalities``
     limits the signals used (default: heart and skin).
 
     Returns
@@ -109,10 +109,10 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
         ``runner.simulator`` is the running simulator; ``runner.stop()`` does not stop it: call
         ``runner.simulator.stop()`` too.
     """
-    from acquisition.live import LiveSession
-    from acquisition.scenario import ScenarioError, load_scenario
-    from acquisition.simulator import Simulator
-    from dsp.pipeline import PipelineConfig
+    from attune_monitor.acquisition.live import LiveSession
+    from attune_monitor.acquisition.scenario import ScenarioError, load_scenario
+    from attune_monitor.acquisition.simulator import Simulator
+    from attune_monitor.dsp.pipeline import PipelineConfig
 
     try:
         sc = load_scenario(scenario)
@@ -145,7 +145,7 @@ def run(args) -> int:
     check_range("--participants", args.participants, *PARTICIPANTS, what="a number of people")
     check_at_least("--seed", args.seed, 0)
     config, modalities, settings = session_settings(args, will_use_gui(args))
-    from acquisition.lslconfig import configure
+    from attune_monitor.acquisition.lslconfig import configure
 
     configure(None)
     runner = start_demo(args.scenario, args.participants, args.speed, args.seed, config=config, modalities=modalities)

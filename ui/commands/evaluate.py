@@ -74,7 +74,7 @@ TARGETS = {"f1": 0.9, "false_alarms_per_hour": 1.0, "signal_loss_flagged": 0, "m
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` parser."""
-    from dsp.detector import PRESETS
+    from attune_monitor.dsp.detector import PRESETS
 
     p = subparsers.add_parser(
         "evaluate",
@@ -345,7 +345,7 @@ def format_breakdown(b: dict) -> list[str]:
 
 
 def detections_from_result(res, truth: dict) -> list:
-    """Episodes of an analyze :class:`~ui.commands.analyze.FileResult` in the truth's time.
+    """Episodes of an analyze :class:`~attune_monitor.ui.commands.analyze.FileResult` in the truth's time.
 
     The truth counts from ``truth["time_origin"]`` (stream time of session 0);
     the analysis document counts from the file's earliest timestamp

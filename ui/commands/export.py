@@ -79,10 +79,10 @@ def run(args) -> int:
             raise UsageError("EDF export needs the edfio package: pip install edfio "
                              "(or use --format fif / csv).") from None
 
-    from acquisition.export import export_session
-    from acquisition.files import RecordingError, load_recording
-    from acquisition.roster import RosterError
-    from dsp.pipeline import PipelineConfig
+    from attune_monitor.acquisition.export import export_session
+    from attune_monitor.acquisition.files import RecordingError, load_recording
+    from attune_monitor.acquisition.roster import RosterError
+    from attune_monitor.dsp.pipeline import PipelineConfig
 
     from ..runner import analyze_recording
 

@@ -71,7 +71,7 @@ def resolve_record_path(record: str | None, label: str | None) -> Path | None:
     UsageError
         For an unusable path or label (nothing was started yet).
     """
-    from acquisition.recorder import check_label, default_recording_path
+    from attune_monitor.acquisition.recorder import check_label, default_recording_path
 
     try:
         check_label(label)
@@ -117,17 +117,17 @@ def run(args) -> int:
     gui = will_use_gui(args)
     config, modalities, settings = session_settings(args, gui)
 
-    from acquisition.lslconfig import configure
+    from attune_monitor.acquisition.lslconfig import configure
 
     try:  # before anything imports pylsl
         configure(args.lsl_scope)
     except (RuntimeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
-    from acquisition.live import LiveSession
-    from acquisition.recorder import record_session
-    from acquisition.roster import Roster, RosterError
-    from acquisition.xdf_writer import XdfWriteError
+    from attune_monitor.acquisition.live import LiveSession
+    from attune_monitor.acquisition.recorder import record_session
+    from attune_monitor.acquisition.roster import Roster, RosterError
+    from attune_monitor.acquisition.xdf_writer import XdfWriteError
     roster = None
     if args.roster:
         try:

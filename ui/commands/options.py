@@ -2,13 +2,13 @@
 
 No command module reaches into another's helpers: what two commands need lives here, once —
 
-* the constants behind several options: the LSL scopes (:data:`SCOPES`, from :mod:`acquisition.lslconfig`), the
+* the constants behind several options: the LSL scopes (:data:`SCOPES`, from :mod:`attune_monitor.acquisition.lslconfig`), the
   signals a session can use (:data:`SIGNALS`, also the GUI's menu :data:`MODALITY_CHOICES`), the synchrony
   window's range (:data:`WINDOW_RANGE_S`, also the GUI's settings), the simulator's defaults;
 * the session options ``--preset`` / ``--window`` / ``--signals`` of ``monitor``, ``demo`` and ``replay``
   (:func:`add_session_options`, :func:`session_settings`);
 * one set of checks for option values (:func:`check_range`, :func:`check_positive`, :func:`check_at_least`,
-  :func:`check_preset`), each raising :class:`ui.errors.UsageError` with one message style: what was wrong, the
+  :func:`check_preset`), each raising :class:`attune_monitor.ui.errors.UsageError` with one message style: what was wrong, the
   range in the words the ``--help`` uses ("between 5 and 120", "a positive number", "1 or more"), and a value to
   use instead;
 * what the live commands do alike: open the view, wait for a live source, build the runner, check a recording.
@@ -23,7 +23,7 @@ import math
 import sys
 import time
 
-from acquisition.lslconfig import SCOPES
+from attune_monitor.acquisition.lslconfig import SCOPES
 
 from ..errors import UsageError
 
@@ -46,7 +46,7 @@ MODALITY_CHOICES = {words: modalities for words, modalities in SIGNALS.values()}
 #: The synchrony windows (s) a session accepts: ``--window`` and the GUI's settings.
 WINDOW_RANGE_S = (5.0, 120.0)
 #: What an unset ``--window`` / ``--preset`` becomes without a GUI setting: the defaults of
-#: :class:`dsp.pipeline.PipelineConfig`, which :func:`session_settings` uses. Repeated here only so that the
+#: :class:`attune_monitor.dsp.pipeline.PipelineConfig`, which :func:`session_settings` uses. Repeated here only so that the
 #: ``--help`` can say them without importing the DSP; tests/test_cli_help.py checks that they agree.
 DEFAULT_WINDOW_S = 30.0
 DEFAULT_PRESET = "balanced"
@@ -150,14 +150,14 @@ def check_at_least(name: str, value, low: float, *, what: str = "a whole number"
 
 
 def check_preset(preset: str, name: str = "--preset") -> None:
-    """Refuse a detector preset that :data:`dsp.detector.PRESETS` does not have.
+    """Refuse a detector preset that :data:`attune_monitor.dsp.detector.PRESETS` does not have.
 
     Raises
     ------
     UsageError
         ``Invalid value for '--preset': expected one of conservative, balanced, sensitive, but got 'wild'.``
     """
-    from dsp.detector import PRESETS
+    from attune_monitor.dsp.detector import PRESETS
 
     if preset not in PRESETS:
         raise UsageError(f"Invalid value for '{name}': expected one of {', '.join(PRESETS)}, but got {preset!r}.")
@@ -220,7 +220,7 @@ def session_settings(args, gui: bool):
     UsageError
         For a preset, window or signals value the session cannot use.
     """
-    from dsp.pipeline import PipelineConfig
+    from attune_monitor.dsp.pipeline import PipelineConfig
 
     preset = getattr(args, "preset", None)
     window = getattr(args, "window", None)
@@ -280,7 +280,7 @@ def will_use_gui(args) -> bool:
 
 # -- the live commands' session ----------------------------------------------------------------------------------
 def make_runner(source, config, modalities):
-    """A :class:`ui.runner.Runner`, with a clear usage error when the chosen signals leave fewer than 2 people.
+    """A :class:`attune_monitor.ui.runner.Runner`, with a clear usage error when the chosen signals leave fewer than 2 people.
 
     Parameters
     ----------
@@ -341,7 +341,7 @@ def open_view(runner, args, title: str, settings=None) -> int:
 
 
 def wait_for_source(session, wait_s: float):
-    """A :class:`acquisition.sources.LiveSource` once streams of 2 people are visible, within ``wait_s`` seconds.
+    """A :class:`attune_monitor.acquisition.sources.LiveSource` once streams of 2 people are visible, within ``wait_s`` seconds.
 
     Parameters
     ----------
@@ -355,8 +355,8 @@ def wait_for_source(session, wait_s: float):
     UsageError
         When no 2 people's streams appeared in time: what was found, and what to try.
     """
-    from acquisition.files import RecordingError
-    from acquisition.sources import LiveSource
+    from attune_monitor.acquisition.files import RecordingError
+    from attune_monitor.acquisition.sources import LiveSource
 
     deadline = time.monotonic() + wait_s
     last = None
@@ -389,13 +389,13 @@ def make_assign(recording, roster_path: str | None):
     Returns
     -------
     assign : callable | None
-        ``assign(descriptor) -> participant id | None`` for :func:`ui.runner.analyze_recording`.
+        ``assign(descriptor) -> participant id | None`` for :func:`attune_monitor.ui.runner.analyze_recording`.
     notes : list of str
     """
     if not roster_path:
         return None, []
-    from acquisition.roster import Roster
-    from acquisition.roster import assign as roster_assign
+    from attune_monitor.acquisition.roster import Roster
+    from attune_monitor.acquisition.roster import assign as roster_assign
 
     roster = Roster.load(roster_path)
     notes = []
@@ -436,8 +436,8 @@ def check_usable(recording, assign) -> None:
     ------
     acquisition.files.RecordingError
     """
-    from acquisition.files import RecordingError
-    from acquisition.sources import choose_inputs
+    from attune_monitor.acquisition.files import RecordingError
+    from attune_monitor.acquisition.sources import choose_inputs
 
     physio = recording.physio_streams()
     if not physio:

@@ -34,7 +34,7 @@ PREROLL_WARMUP_S = 30.0
 
 
 def default_preroll(runner, duration_s: float) -> tuple[float, float]:
-    """The default pre-roll of a replay: ``(min_s, max_s)`` for :meth:`ui.runner.Runner.preroll`.
+    """The default pre-roll of a replay: ``(min_s, max_s)`` for :meth:`attune_monitor.ui.runner.Runner.preroll`.
 
     At least the synchrony window + the detector's arming span (its calibration span without arming) +
     :data:`PREROLL_WARMUP_S` (180 s with the default settings); on while a pair is still learning its baseline,
@@ -94,16 +94,16 @@ def run(args) -> int:
     check_positive("--quit-after", args.quit_after, example=60)
     config, modalities, settings = session_settings(args, will_use_gui(args))
     if args.publish or args.lsl_scope:
-        from acquisition.lslconfig import configure
+        from attune_monitor.acquisition.lslconfig import configure
 
         try:
             configure(args.lsl_scope)
         except (RuntimeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
 
-    from acquisition.files import RecordingError, load_recording
-    from acquisition.roster import RosterError
-    from acquisition.sources import RecordingSource
+    from attune_monitor.acquisition.files import RecordingError, load_recording
+    from attune_monitor.acquisition.roster import RosterError
+    from attune_monitor.acquisition.sources import RecordingSource
 
     try:
         rec = load_recording(args.file)
@@ -133,7 +133,7 @@ def run(args) -> int:
     start = _preroll(runner, args, source.duration_s)
     publisher = None
     if args.publish:
-        from acquisition.replay_publish import RecordingPublisher
+        from attune_monitor.acquisition.replay_publish import RecordingPublisher
 
         # the outlets start where the view does
         publisher = RecordingPublisher(rec, speed=args.speed, start_s=start, source_suffix=args.source_suffix)

@@ -59,8 +59,8 @@ def _rate(srate: float) -> str:
 
 def run(args) -> int:
     """Run ``attune simulate``; return the exit code."""
-    from acquisition.physiology import simulate_session
-    from acquisition.scenario import ScenarioError, builtin_names, load_scenario
+    from attune_monitor.acquisition.physiology import simulate_session
+    from attune_monitor.acquisition.scenario import ScenarioError, builtin_names, load_scenario
 
     if args.list_scenarios:
         for name in builtin_names():
@@ -93,8 +93,8 @@ def run(args) -> int:
               f"{s.manufacturer} {s.device}, {s.unit}  source_id={s.source_id}")
 
     if args.out:
-        from acquisition.simulator import XDF_TIME_ORIGIN, write_session_xdf
-        from acquisition.xdf_writer import XdfWriteError
+        from attune_monitor.acquisition.simulator import XDF_TIME_ORIGIN, write_session_xdf
+        from attune_monitor.acquisition.xdf_writer import XdfWriteError
 
         try:
             write_session_xdf(session, args.out, time_origin=XDF_TIME_ORIGIN)
@@ -105,7 +105,7 @@ def run(args) -> int:
         print(f"wrote {args.out}: {len(session.streams)} streams, {n} samples")
         return 0
 
-    from acquisition.simulator import Simulator
+    from attune_monitor.acquisition.simulator import Simulator
 
     sim = Simulator(session, speed=args.speed)
     origin = sim.start()

@@ -11,7 +11,7 @@ Examples
 Streams are told apart by name, type, source_id and host: two that claim all four at once are marked
 DUPLICATE and left out of the assignment (the monitor uses neither), with a line saying how to fix it.
 A stream the monitor refuses — a heart or EDA stream of text, a header claiming an implausible rate
-(:func:`acquisition.convention.unusable_reason`) — is marked REFUSED, with the reason.
+(:func:`attune_monitor.acquisition.convention.unusable_reason`) — is marked REFUSED, with the reason.
 
 The output may be cut short by its reader (``attune streams | head``): that ends the command quietly
 (exit 141, as for every command).
@@ -66,16 +66,16 @@ def run(args) -> int:
 
 def _run(args) -> int:
     check_positive("--timeout", args.timeout, example=5)
-    from acquisition.lslconfig import configure
+    from attune_monitor.acquisition.lslconfig import configure
 
     try:
         cfg = configure(args.lsl_scope)
     except RuntimeError as exc:
         raise UsageError(str(exc)) from None
     # pylsl is imported only now, with the chosen configuration in force.
-    from acquisition.convention import unusable_reason
-    from acquisition.discovery import discover, duplicate_message, duplicates
-    from acquisition.roster import Roster, RosterError
+    from attune_monitor.acquisition.convention import unusable_reason
+    from attune_monitor.acquisition.discovery import discover, duplicate_message, duplicates
+    from attune_monitor.acquisition.roster import Roster, RosterError
 
     try:
         roster = Roster.load(args.roster) if args.roster else Roster()
@@ -89,7 +89,7 @@ def _run(args) -> int:
     # Streams the monitor refuses whatever the roster says (text typed as a heart signal, an implausible rate).
     refused = {s.descriptor.uid: why for s in found if (why := unusable_reason(s.descriptor)) is not None}
     descs = [s.descriptor for s in found if s.descriptor.key not in dups and s.descriptor.uid not in refused]
-    roster_log = logging.getLogger("acquisition.roster")
+    roster_log = logging.getLogger("attune_monitor.acquisition.roster")
     level = roster_log.level
     if not args.json and getattr(args, "verbose", 0) == 0:
         roster_log.setLevel(logging.ERROR)  # its warnings are printed below the table; don't log them twice

@@ -1,8 +1,8 @@
 """The episodes panel: flagged possible ruptures, with confirm / dismiss / label.
 
 In a group, the episodes of one person drifting away from several others at once are one row ("P3 drifting
-away — 3 of 3 ties dropped", :func:`ui.model.group_episodes`) with its pairs underneath (expand the row). An
-episode's status is the state its pair's card shows (:func:`ui.words.episode_status`): a card never says
+away — 3 of 3 ties dropped", :func:`attune_monitor.ui.model.group_episodes`) with its pairs underneath (expand the row). An
+episode's status is the state its pair's card shows (:func:`attune_monitor.ui.words.episode_status`): a card never says
 "repairing" while the table says something else.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ui.model import RUPTURE_TYPES
-from ui.words import depth_words, disconnecting_words, episode_status
+from attune_monitor.ui.model import RUPTURE_TYPES
+from attune_monitor.ui.words import depth_words, disconnecting_words, episode_status
 
 from .style import MUTED, STATE_TEXT, fmt_time
 
@@ -160,7 +160,7 @@ class EpisodesPanel(QtWidgets.QWidget):
     def update_view(self, snap) -> None:
         groups = getattr(snap, "groups", None)
         if groups is None:
-            from ui.model import group_episodes
+            from attune_monitor.ui.model import group_episodes
 
             groups = group_episodes(sorted(snap.episodes, key=lambda e: e["id"]), snap.participants)
         seen = set()

@@ -1,7 +1,7 @@
 """The live / replay window: traces, synchrony timelines, meters, matrix, episodes, markers, record/replay.
 
 One ``QTimer`` drives every redraw: each tick checks ``model.version`` and, if
-it changed (or the view moved), takes one :meth:`ui.model.SessionModel.snapshot`
+it changed (or the view moved), takes one :meth:`attune_monitor.ui.model.SessionModel.snapshot`
 and hands it to every view. Widgets are touched only here, on the GUI thread.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ui.model import DISCLAIMER
-from ui.words import arming_words
+from attune_monitor.ui.model import DISCLAIMER
+from attune_monitor.ui.words import arming_words
 
 from .episodes import EpisodesPanel
 from .matrix import SyncMatrix
@@ -645,8 +645,8 @@ class MainWindow(QtWidgets.QMainWindow):
         config, modalities, assign = self.runner.config, getattr(self.runner, "modalities", None), getattr(src, "assign", None)
 
         def work():
-            from dsp.detector import episode_dict
-            from ui.runner import analyze_recording
+            from attune_monitor.dsp.detector import episode_dict
+            from attune_monitor.ui.runner import analyze_recording
 
             try:
                 found = analyze_recording(rec, config, assign=assign, modalities=modalities).episodes

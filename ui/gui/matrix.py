@@ -5,7 +5,7 @@ own chance level it is: grey at or below chance, light to dark blue from chance 
 single hue, so it reads the same for colour-blind eyes); a pair the detector is watching for a drop has its
 number in the cell, and a flagged pair a frame and a symbol (▲ possible rupture, ◐ drifting, ↻ repairing).
 The legend under the matrix shows the scale with chance marked. Who is drifting away from the group is said in
-each person's row (:mod:`ui.gui.traces`), not here.
+each person's row (:mod:`attune_monitor.ui.gui.traces`), not here.
 
 Every text this widget paints is measured first and recorded in :attr:`SyncMatrix.painted` (text, room,
 width), so a test can check that nothing is cut.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ui.words import STATE_SYMBOLS
+from attune_monitor.ui.words import STATE_SYMBOLS
 
 from .style import GRID, INK, MUTED, OKABE_ITO, PANEL, STATE_COLOURS, STATE_TEXT, qcolor
 

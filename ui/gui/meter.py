@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ui.model import tune_evidence_words
-from ui.words import STATE_SYMBOLS, STATE_WORDS, TIE_SYMBOLS, TIE_WORDS, countdown_words, waiting_for_words
+from attune_monitor.ui.model import tune_evidence_words
+from attune_monitor.ui.words import STATE_SYMBOLS, STATE_WORDS, TIE_SYMBOLS, TIE_WORDS, countdown_words, waiting_for_words
 
 from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_TEXT, TIE_TEXT, qcolor
 
@@ -17,7 +17,7 @@ def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
     Parameters
     ----------
     pair_arousal : dict | None
-        One entry of :attr:`ui.model.Snapshot.pair_arousal`.
+        One entry of :attr:`attune_monitor.ui.model.Snapshot.pair_arousal`.
 
     Returns
     -------
@@ -123,7 +123,7 @@ class AttunementMeter(QtWidgets.QWidget):
     """One tile: names, the state in words with a symbol, and a chance-to-usual gauge.
 
     A pair's tile (``key`` a pair) shows the pair's detector state; a person's tile (``key`` ``(person, "*")``, a
-    group) shows one person drifting away from the group: the word from :data:`ui.words.TIE_WORDS` and how many of
+    group) shows one person drifting away from the group: the word from :data:`attune_monitor.ui.words.TIE_WORDS` and how many of
     their ties dropped. Every text is fitted before it is painted and recorded in :attr:`painted`.
     """
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
-from dsp.detector import PRESETS
+from attune_monitor.dsp.detector import PRESETS
 
 from ..commands.options import MODALITY_CHOICES, WINDOW_RANGE_S  # shared with the CLI's --signals / --window
 
@@ -50,8 +50,8 @@ class Settings:
         return self
 
     def pipeline_config(self, **overrides):
-        """A :class:`dsp.pipeline.PipelineConfig` from these settings."""
-        from dsp.pipeline import PipelineConfig
+        """A :class:`attune_monitor.dsp.pipeline.PipelineConfig` from these settings."""
+        from attune_monitor.dsp.pipeline import PipelineConfig
 
         kw = dict(window_s=self.window_s, preset=self.preset)
         kw.update(overrides)

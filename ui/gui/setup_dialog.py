@@ -1,15 +1,15 @@
 """Session setup: the LSL streams on the network, who wears which, a signal preview; or a recording to replay.
 
-:class:`SetupDialog` lists what :func:`acquisition.discovery.discover` finds
+:class:`SetupDialog` lists what :func:`attune_monitor.acquisition.discovery.discover` finds
 (in a worker thread: the window never waits on LSL), auto-assigns every stream
-to a participant and a signal with :func:`acquisition.roster.assign` (the
+to a participant and a signal with :func:`attune_monitor.acquisition.roster.assign` (the
 roster's rules, then the stream's ``participant`` element, then one person per
 device), and lets the facilitator change both from combo boxes. The table is
 the roster: :meth:`SetupDialog.roster` freezes it
-(:meth:`acquisition.roster.Roster.from_assignment`, streams marked "not used"
+(:meth:`attune_monitor.acquisition.roster.Roster.from_assignment`, streams marked "not used"
 become ``[[ignore]]`` rules), "Save roster…" writes it and "Load roster…"
 applies a saved one to the streams in view. Selecting a row previews the last
-~10 s of that stream from a short-lived :class:`acquisition.inlet.StreamReceiver`.
+~10 s of that stream from a short-lived :class:`attune_monitor.acquisition.inlet.StreamReceiver`.
 
 ``attune monitor`` opens this dialog first in GUI mode when no ``--roster`` is
 given; ``attune demo`` never does.
@@ -171,7 +171,7 @@ class SetupDialog(QtWidgets.QDialog):
 
         def work():
             try:
-                from acquisition.discovery import discover
+                from attune_monitor.acquisition.discovery import discover
 
                 found, err = discover(self.timeout, match=self.match, peek=0.5), None
             except Exception as exc:  # shown in the dialog, never a crash
@@ -205,7 +205,7 @@ class SetupDialog(QtWidgets.QDialog):
 
     # -- assignment ----------------------------------------------------------------------------------------
     def _auto(self):
-        from acquisition.roster import assign
+        from attune_monitor.acquisition.roster import assign
 
         return assign([s.descriptor for s in self.streams], self._roster)
 
@@ -301,8 +301,8 @@ class SetupDialog(QtWidgets.QDialog):
         acquisition.roster.RosterError
             For an invalid participant id (the message says what is allowed).
         """
-        from acquisition.convention import KIND_MODALITY
-        from acquisition.roster import KIND_PREFERENCE, AssignedStream, Assignment, Roster, StreamRule
+        from attune_monitor.acquisition.convention import KIND_MODALITY
+        from attune_monitor.acquisition.roster import KIND_PREFERENCE, AssignedStream, Assignment, Roster, StreamRule
 
         chosen, ignore = [], []
         for s in self.streams:
@@ -327,8 +327,8 @@ class SetupDialog(QtWidgets.QDialog):
 
     def _primaries(self) -> set:
         """Keys of the streams the session will use: per person and signal the preferred kind (RR > ECG > HR > PPG)."""
-        from acquisition.convention import KIND_MODALITY
-        from acquisition.roster import KIND_PREFERENCE
+        from attune_monitor.acquisition.convention import KIND_MODALITY
+        from attune_monitor.acquisition.roster import KIND_PREFERENCE
 
         best: dict = {}
         for key, (who, kind) in self._row_choices().items():
@@ -371,7 +371,7 @@ class SetupDialog(QtWidgets.QDialog):
         ------
         acquisition.roster.RosterError
         """
-        from acquisition.roster import Roster
+        from attune_monitor.acquisition.roster import Roster
 
         self._roster = Roster.load(path)
         self._fill(self._auto())
@@ -406,14 +406,14 @@ class SetupDialog(QtWidgets.QDialog):
             return
         s = self.streams[row]
         try:
-            from acquisition.inlet import StreamReceiver
+            from attune_monitor.acquisition.inlet import StreamReceiver
 
             self._preview_rx = StreamReceiver(s.info, s.descriptor, buffer_seconds=PREVIEW_S + 5).start()
             self._preview_key = _key(s.descriptor)
         except Exception as exc:  # the stream vanished: say so
             self.preview_title.setText(f"{s.descriptor.name}: no preview ({exc})")
             return
-        from acquisition.convention import CANONICAL_UNIT
+        from attune_monitor.acquisition.convention import CANONICAL_UNIT
 
         unit = CANONICAL_UNIT.get(s.descriptor.kind, s.descriptor.unit or "?").replace("uS", "\u00b5S")
         self.preview_title.setText(f"{s.descriptor.name} \u2013 last {PREVIEW_S:g} s ({unit})")

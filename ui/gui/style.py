@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from PySide6 import QtGui
 
-from ui.palette import AROUSAL_COLOURS, rgb
-from ui.words import STATE_SYMBOLS as _STATE_SYMBOLS
-from ui.words import clock
+from attune_monitor.ui.palette import AROUSAL_COLOURS, rgb
+from attune_monitor.ui.words import STATE_SYMBOLS as _STATE_SYMBOLS
+from attune_monitor.ui.words import clock
 
 #: Okabe-Ito colours.
 OKABE_ITO = {
@@ -102,7 +102,7 @@ def qcolor(spec, alpha: int | None = None) -> QtGui.QColor:
 
 
 def fmt_time(t: float | None) -> str:
-    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour); ``"–"`` when unknown (:func:`ui.words.clock`)."""
+    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour); ``"–"`` when unknown (:func:`attune_monitor.ui.words.clock`)."""
     return clock(t)
 
 

@@ -1,7 +1,7 @@
 """Per-pair synchrony timelines: HR, EDA and combined, with baseline band, chance level,
 possible-rupture shading (turning to the repaired colour), signal-loss hatching and markers.
 
-A pair's flag can come from one person's arousal moving away (:mod:`dsp.divergence`) while
+A pair's flag can come from one person's arousal moving away (:mod:`attune_monitor.dsp.divergence`) while
 its synchrony looks as usual: the pair's title then names who is moving away and says where
 the evidence comes from, and an *arousal strip* along the bottom of the combined plot marks
 the seconds in which either person was moving away (orange: climbing, purple: flattening).
@@ -18,12 +18,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
-from dsp.detector import STATE_WORDS, get_preset
+from attune_monitor.dsp.detector import STATE_WORDS, get_preset
 
 from .plots import MarkerSet, SpanSet, StreamCurve, hatch_brush, make_plot
-from dsp.synchrony import fisher_mean
+from attune_monitor.dsp.synchrony import fisher_mean
 
-from ui.model import AROUSAL_STATES
+from attune_monitor.ui.model import AROUSAL_STATES
 
 from .style import (AROUSAL_STYLE, INK, PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED,
                     OKABE_ITO, REPAIRED_FILL, RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
@@ -346,7 +346,7 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         return {k: st[0] for k, st in d["spans"]._state.items() if k[0] == "loss"}
 
     def update_view(self, snap, x_range, markers: dict, visible: tuple | None = None) -> None:
-        """Redraw from a :class:`ui.model.Snapshot` for the time span ``x_range``.
+        """Redraw from a :class:`attune_monitor.ui.model.Snapshot` for the time span ``x_range``.
 
         ``visible`` = (top, bottom) in this widget's pixels: plots scrolled out of view are skipped
         (the window marks itself dirty when the user scrolls).

@@ -1,22 +1,22 @@
 """Per-person HR and EDA traces with a signal-status badge, the person's arousal state and, in a group, their
 tie to the group.
 
-The arousal state (:data:`ui.words.AROUSAL_WORDS`: "moving away (climbing)" /
+The arousal state (:data:`attune_monitor.ui.words.AROUSAL_WORDS`: "moving away (climbing)" /
 "moving away (flattening)" / "with the group" / "learning baseline") is
 shown under the badges, and the seconds in which the person was moving away
 are shaded on their traces (orange: climbing, purple: flattening), so a flag
 that comes from one person's arousal rather than from synchrony can be seen.
 
 In a group (3+ people) each row leads with the person's tie to the group
-(:data:`ui.words.TIE_WORDS`: "with the group" / "drifting away" / "not measurably in tune" /
+(:data:`attune_monitor.ui.words.TIE_WORDS`: "with the group" / "drifting away" / "not measurably in tune" /
 "learning baseline") and has a third plot: their mean synchrony with the others over time against its chance
 level, with the episodes that name them shaded. The arousal line then only speaks when the person is moving
 away, so the row never says "with the group" twice for two different things.
 
 Every plot of the panel shares one x range (linked) and the window's time ticks
-(:class:`ui.gui.plots.TimeTicks`): a person's row lines up in time with the
+(:class:`attune_monitor.ui.gui.plots.TimeTicks`): a person's row lines up in time with the
 pair plots. Only the bottom row shows its time axis; the value axes label at
-most what fits (:class:`ui.gui.plots.FittedAxis`).
+most what fits (:class:`attune_monitor.ui.gui.plots.FittedAxis`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ui.model import AROUSAL_STATES
-from ui.words import AROUSAL_WORDS, TIE_WORDS, tie_label
+from attune_monitor.ui.model import AROUSAL_STATES
+from attune_monitor.ui.words import AROUSAL_WORDS, TIE_WORDS, tie_label
 
 from .plots import MIN_LABEL_GAP_PX, SpanSet, StreamCurve, TimeAxis, hatch_brush, make_plot  # noqa: F401
 from .style import (AROUSAL_STYLE, INK, LOSS_HATCH, MODALITY_COLOURS, MUTED, PANEL, RUPTURE_FILL, REPAIRED_FILL,
@@ -109,7 +109,7 @@ def arousal_runs(t: np.ndarray, codes: np.ndarray, step_s: float = 1.0) -> list[
     t : ndarray, shape (n,)
         Time of each second's value (the end of that second).
     codes : ndarray, shape (n,)
-        State codes into :data:`dsp.divergence.AROUSAL_STATES`.
+        State codes into :data:`attune_monitor.dsp.divergence.AROUSAL_STATES`.
     step_s : float
         Seconds each value covers (it covers ``(t - step_s, t]``).
     """
@@ -310,7 +310,7 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
 
     # -- redraw ---------------------------------------------------------------------------------------------
     def update_view(self, snap, x_range, markers: dict) -> None:
-        """Redraw from a :class:`ui.model.Snapshot` for the time span ``x_range``."""
+        """Redraw from a :class:`attune_monitor.ui.model.Snapshot` for the time span ``x_range``."""
         x0, x1 = x_range
         open_loss = {}
         loss_spans = {}
