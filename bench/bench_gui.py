@@ -1,6 +1,6 @@
 """GUI frame rate and CPU with N people: one QTimer redraws while a worker thread updates the model.
 
-A worker thread applies scripted updates (tests/gui_fake.py) to the SessionModel
+A worker thread applies scripted updates (tests/helpers/gui_fake.py) to the SessionModel
 every ``--update-ms`` (default 20 ms, faster than the 30 Hz timer, so every
 tick has something new to draw: the worst case). The window's own QTimer
 redraws; we count redraws actually painted and the process CPU time. The session
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests package (tests/helpers/gui_fake.py)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
@@ -32,7 +32,7 @@ def measure(people: int = 8, seconds: float = 10.0, update_ms: float = 20.0, fps
             size=(1600, 1000)) -> dict:
     from PySide6 import QtCore
 
-    from gui_fake import FakeSession
+    from tests.helpers.gui_fake import FakeSession
     from attune_monitor.ui.gui.app import ensure_app
     from attune_monitor.ui.gui.main_window import MainWindow
 

@@ -1,0 +1,162 @@
+"""Learned rupture evidence (dsp.evidence): streaming features, the numpy tree evaluator, the shipped ensemble."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attune_monitor.dsp.divergence import FEATURES as DIV
+from attune_monitor.dsp.evidence import FEATURES, LAGGED, LAGS, MODEL_PATH, REL_MIN, REL_SPAN, PairFeatures, TreeEnsemble, shipped_model
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _inputs(T: int, n: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n_pairs = n * (n - 1) // 2
+    hz = rng.normal(0.6, 0.3, (T, n_pairs))
+    ez = rng.normal(0.4, 0.3, (T, n_pairs))
+    hz[rng.random(hz.shape) < 0.05] = np.nan  # missing windows
+    ez[40:90, 1] = np.nan  # a gap in one pair's skin conductance
+    hc = rng.normal(0.0, 0.05, (T, n_pairs))
+    ec = rng.normal(0.0, 0.05, (T, n_pairs))
+    L = rng.normal(-2.0, 1.5, (T, n))
+    L[:30] = np.nan
+    D = rng.normal(0.0, 1.0, (T, n, len(DIV)))
+    return hz, hc, ez, ec, L, D
+
+
+def test_features_chunked_equal_batch():
+    T, n = 700, 3
+    args = _inputs(T, n)
+    iu = np.triu_indices(n, 1)
+    batch = PairFeatures(n, iu).push(*args)
+    pf = PairFeatures(n, iu)
+    bounds = [0, 1, 7, 8, 150, 151, 333, 520, 699, 700]
+    parts = [pf.push(*(a[b0:b1] for a in args)) for b0, b1 in zip(bounds[:-1], bounds[1:])]
+    np.testing.assert_array_equal(np.concatenate(parts), batch)
+
+
+def test_features_against_direct_computation():
+    """Each column checked against a plain per-step computation (np.nanmedian, index arithmetic)."""
+    T, n = 500, 3
+    hz, hc, ez, ec, L, D = _inputs(T, n, seed=3)
+    iu = np.triu_indices(n, 1)
+    X = PairFeatures(n, iu).push(hz, hc, ez, ec, L, D)
+    assert X.shape == (T, 3, len(FEATURES))
+    col = {name: k for k, name in enumerate(FEATURES)}
+    lo, gap = REL_SPAN
+    for s in (0, 25, 49, 60, 200, 299, 300, 331, 499):
+        for p in range(3):
+            seg = hz[max(0, s - lo): max(0, s - gap), p]
+            want = hz[s, p] - np.nanmedian(seg) if np.isfinite(seg).sum() >= REL_MIN else np.nan
+            np.testing.assert_allclose(X[s, p, col["hr_rel"]], want, equal_nan=True)
+            a, b = iu[0][p], iu[1][p]
+            la, lb = L[s, a], L[s, b]
+            if np.isfinite(la) and np.isfinite(lb):
+                assert X[s, p, col["arousal_max"]] == max(la, lb)
+                assert X[s, p, col["arousal_min"]] == min(la, lb)
+                first, second = (a, b) if la >= lb else (b, a)
+                np.testing.assert_array_equal(X[s, p, col["a_hr_level"]: col["a_hr_level"] + len(DIV)], D[s, first])
+                np.testing.assert_array_equal(X[s, p, col["b_hr_level"]: col["b_hr_level"] + len(DIV)], D[s, second])
+            for lag in LAGS:
+                for c in LAGGED:
+                    want = X[s - lag, p, col[c]] if s >= lag else np.nan
+                    np.testing.assert_array_equal(X[s, p, col[f"{c}_lag{lag}"]], want)
+    np.testing.assert_array_equal(X[:, :, col["hr_z"]], hz)
+    np.testing.assert_array_equal(X[:, :, col["eda_chance_z"]], ec)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+def test_tree_evaluator_matches_scikit_learn(compiled, monkeypatch):
+    """Both evaluators (numba, numpy) give scikit-learn's decision function on the same trees (NaN routed the
+    same)."""
+    pytest.importorskip("sklearn", reason="scikit-learn (a development dependency) fits the ensemble")
+    from attune_monitor.dsp import _kernels
+
+    if compiled and not _kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    if not compiled:
+        monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
+    spec = importlib.util.spec_from_file_location("train_evidence", BENCH / "train_evidence.py")
+    train_evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_evidence)
+    export, fit = train_evidence.export, train_evidence.fit
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    X = rng.normal(size=(n, len(FEATURES)))
+    y = ((X[:, 0] - X[:, 6] + 0.5 * X[:, 4] * X[:, 7] + rng.normal(0, 0.5, n)) > 0.8).astype(int)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    model = fit(X, y, max_iter=30)
+    ens = TreeEnsemble(export(model, y))
+    Xt = rng.normal(size=(500, len(FEATURES)))
+    Xt[rng.random(Xt.shape) < 0.2] = np.nan
+    np.testing.assert_allclose(ens.log_odds(Xt), model.decision_function(Xt), rtol=0, atol=1e-9)
+    share = y.mean()
+    np.testing.assert_allclose(ens.llr(Xt), model.decision_function(Xt) - np.log(share / (1 - share)), atol=1e-9)
+    assert ens.log_odds(Xt.reshape(50, 10, -1)).shape == (50, 10)
+
+
+def test_model_for_other_features_is_refused(tmp_path):
+    with np.load(MODEL_PATH) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["features"] = np.asarray(FEATURES[:-1])
+    with pytest.raises(ValueError, match="Retrain it with bench/train_evidence.py"):
+        TreeEnsemble(arrays)
+
+
+def test_shipped_model_reads_a_rupture_as_likelier():
+    """Known contrast: a pair in tune (synchrony at its usual level, arousal in tune) vs the same pair with
+    synchrony fallen to chance while one person's arousal climbs alone."""
+    model = shipped_model()
+    T, n = 400, 2
+    iu = np.triu_indices(n, 1)
+    col = {name: k for k, name in enumerate(FEATURES)}
+
+    def rows(rupture: bool) -> np.ndarray:
+        hz = np.full((T, 1), 0.9)
+        ez = np.full((T, 1), 0.5)
+        L = np.full((T, n), -2.5)
+        D = np.zeros((T, n, len(DIV)))
+        if rupture:
+            hz[330:], ez[330:] = 0.0, 0.0
+            L[330:, 0], L[330:, 1] = 6.0, -4.0
+            D[330:, 0] = (2.5, 0.2, 3.0, 1.0)
+            D[330:, 1] = -D[330:, 0]
+        return PairFeatures(n, iu).push(hz, np.zeros((T, 1)), ez, np.zeros((T, 1)), L, D)
+
+    calm, rup = model.llr(rows(False))[-1, 0], model.llr(rows(True))[-1, 0]
+    assert rows(True)[-1, 0, col["hr_rel"]] < -0.8
+    assert calm < 0 < rup
+    assert rup - calm > 5
+
+
+def _steps_to_flag(llr: float, chance_sd: float, n: int = 200) -> float | None:
+    """Feed a pair machine (learned evidence, k 3, h 10) a constant ratio after its 50 s calibration."""
+    from dataclasses import replace
+
+    from attune_monitor.dsp.detector import PairMachine, get_preset
+
+    cfg = replace(get_preset("balanced", "learned"), learned_k=3.0, learned_h=10.0, arming=False)  # mechanics only
+    assert cfg.evidence == "learned"
+    mach = PairMachine(("hr",), cfg, 1.0)
+    for t in range(1, n + 1):
+        events = mach.step(float(t), {"hr": (0.7, 0.05, chance_sd)}, llr=llr if t > 60 else -5.0)
+        if any(e["type"] == "pair_rupture" for e in events):
+            return t - 60
+    return None
+
+
+def test_learned_evidence_accumulates_ratio_less_reference():
+    """Each second adds llr - learned_k: a ratio of 5 reaches 10 in 5 s, of 4 in 10 s, of 3 never; a ratio
+    from a pair whose chance level spreads twice as wide as the simulator's counts a quarter."""
+    assert _steps_to_flag(5.0, 0.4) == 5
+    assert _steps_to_flag(4.0, 0.4) == 10
+    assert _steps_to_flag(3.0, 0.4) is None
+    assert _steps_to_flag(5.0, 1.0) is None          # 0.25 * 5 - 3 < 0
+    assert _steps_to_flag(20.0, 0.5 * 2 ** 0.5) == 4  # clipped to 12, then halved: 3 a second
