@@ -17,7 +17,7 @@ session whose twin it was fitted on.
 
 Scoring is ``attune evaluate``'s: each cached session is replayed through
 :class:`attune_monitor.dsp.detector.RuptureDetector` (``bench/tune_detector.py`` ``replay``/``score``) and matched with
-``ui.commands.evaluate.score_file``/``aggregate``. The detector is reached only through
+``attune_monitor.evaluation.score_file``/``aggregate``. The detector is reached only through
 ``DetectorConfig``/``get_preset`` and the replay, so the harness keeps working while its internals change.
 
 Layout: ``SETS/<family>/s<seed>.{scenario.toml,xdf,truth.json}``, ``CACHE/<family>/s<seed>.pkl``.
@@ -249,7 +249,7 @@ def choose(scores: dict, fams, n_configs: int, max_fa: float = MAX_FALSE_ALARMS_
 
     Returns ``(index, pooled metrics of that config on fams, whether it met the false-alarm ceiling)``.
     """
-    from attune_monitor.ui.commands.evaluate import aggregate
+    from attune_monitor.evaluation import aggregate
 
     ms = [aggregate([s for f in fams for s in scores[f][k]]) for k in range(n_configs)]
     fa = [m["false_alarms_per_hour"] if m["false_alarms_per_hour"] is not None else math.inf for m in ms]
@@ -273,7 +273,7 @@ HEADER = "family         ses     h  rup  det      P     R    F1  FA/h  loss"
 
 def score_preset(cache_dir: Path, config, window_s: float | None = None, jobs: int = 2) -> dict:
     """Score one configuration per family (no fitting); print a table; return ``{family: metrics, "pooled": ...}``."""
-    from attune_monitor.ui.commands.evaluate import aggregate
+    from attune_monitor.evaluation import aggregate
 
     sets = load_sets(cache_dir)
     scores, secs = score_sets(sets, [config], _window(window_s), jobs)
@@ -298,7 +298,7 @@ def lofo(cache_dir: Path, base, grid: dict, max_fa: float = MAX_FALSE_ALARMS_PER
     result : dict
         ``{family: {"params":, "fit":, "held_out":, "fa_ok":}, "pooled": metrics over every held-out family}``.
     """
-    from attune_monitor.ui.commands.evaluate import aggregate
+    from attune_monitor.evaluation import aggregate
 
     sets = load_sets(cache_dir)
     if len(sets) < 2:

@@ -204,7 +204,7 @@ def leave_one_family_out(fit_root: str, heldout_root: str, grid: str, max_fa: fl
     Returns the per-family results and the pooled aggregate (``attune evaluate``'s metrics)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from attune_monitor.ui.commands.evaluate import aggregate
+    from attune_monitor.evaluation import aggregate
 
     ks, hs = ([float(v) for v in part.split(",")] for part in grid.split(":"))
     fit_dirs = {f.name: str(f) for f in sorted(Path(fit_root).iterdir()) if f.is_dir()}

@@ -99,7 +99,7 @@ def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: b
 
     ``evidence_model``: the learned evidence's ratios (default: the shipped ensemble).
     """
-    from attune_monitor.ui.commands.evaluate import Detection, aggregate, score_file
+    from attune_monitor.evaluation import Detection, aggregate, score_file
 
     scores = []
     for d in data:
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         cache(args.folder, args.out, [float(x) for x in args.windows.split(",")])
     elif args.cmd == "score":
         from attune_monitor.dsp.detector import PRESETS
-        from attune_monitor.ui.commands.evaluate import format_metrics
+        from attune_monitor.evaluation import format_metrics
 
         data = load(args.cache)
         for name, cfg in PRESETS.items():

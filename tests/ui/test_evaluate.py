@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from attune_monitor.ui.commands.evaluate import Detection, aggregate, detections_from_result, find_cases, format_metrics, score_file
+from attune_monitor.evaluation import Detection, aggregate, detections_from_result, find_cases, format_metrics, score_file
 
 TRUTH = {
     "schema": "attune.truth/1", "duration_s": 600.0, "participants": ["P1", "P2", "P3"],
@@ -82,7 +82,7 @@ def test_onset_and_detection_latency_targets_are_separate():
     assert m["median_onset_latency_s"] == 13.5 and m["median_detection_latency_s"] == 35.5
     assert m["meets_targets"]["median_onset_latency_s"] is True
     assert m["meets_targets"]["median_detection_latency_s"] is False
-    from attune_monitor.ui.commands.evaluate import format_metrics
+    from attune_monitor.evaluation import format_metrics
 
     text = format_metrics(m)
     assert "median onset latency (estimated onset - truth onset) 13.5 s (target <= 20 s: ok)" in text
