@@ -381,7 +381,7 @@ def _edf_labels(names: list[str], kinds: list[str], participants) -> tuple[list[
     for t, name in zip(prefix, names):
         new = name
         for p in sorted(short, key=len, reverse=True):
-            new = re.sub(rf"(^|-)({re.escape(p)})(?=[ -])", lambda mo: mo.group(1) + short[p], new)
+            new = re.sub(rf"(^|-)({re.escape(p)})(?=[ -])", rf"\g<1>{short[p]}", new)
         out.append(f"{t} {new}"[:EDF_LABEL_MAX])
     note = ("EDF labels are at most 16 characters: participants renamed "
             + ", ".join(f"{p} -> {s}" for p, s in short.items()))

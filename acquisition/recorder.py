@@ -399,9 +399,13 @@ class SessionRecorder:
         Returns the XDF stream id, or ``None`` when recording has stopped.
         """
         with self._lock:
-            out = []
-            if self._write(lambda: out.append(self.writer.add_stream(header))):
-                return out[0]
+            return self._add_stream(header)
+
+    def _add_stream(self, header) -> int | None:
+        """Declare a stream in the file: its XDF stream id, or ``None`` when writing has stopped (lock held)."""
+        ids: list[int] = []
+        if self._write(lambda: ids.append(self.writer.add_stream(header))):
+            return ids[0]
         return None
 
     def write_raw(self, stream_id: int, timestamps, values) -> None:
@@ -454,21 +458,20 @@ class SessionRecorder:
                 with self._lock:
                     self._pending_infos.append((key, info))
                 continue
-            xml = full.as_xml()
-            out = []
             with self._lock:
-                if not self._write(lambda: out.append(self.writer.add_stream(xml))):
+                stream_id = self._add_stream(full.as_xml())
+                if stream_id is None:
                     inlet.close_stream()
                     return
                 string = full.channel_format() == pylsl.cf_string
                 dtype = np.dtype(inlet.np_dtype or np.float64)
                 rows = max(1, min(1024, _PULL_BYTES // max(1, n_ch * dtype.itemsize)))
                 dest = None if string else np.empty((rows, full.channel_count()), dtype=dtype)
-                rec = _Inlet(key, full.name(), inlet, out[0], string, 0.0, dest, srate=srate, max_buflen=max_buflen,
+                rec = _Inlet(key, full.name(), inlet, stream_id, string, 0.0, dest, srate=srate, max_buflen=max_buflen,
                              capacity=capacity, last_pull=time.monotonic())
                 rec.uid = full.uid()
                 self._inlets[key] = rec
-            logger.info("recording %r as XDF stream %d", full.name(), out[0])
+            logger.info("recording %r as XDF stream %d", full.name(), stream_id)
             self._clock_offset(rec, pylsl, timeout=2.0)
         self._publish_status()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.signal import lfilter
@@ -29,6 +30,9 @@ from .divergence import FEATURES as _AROUSAL_FEATURES
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
+
+if TYPE_CHECKING:  # imported where used, like the engine itself
+    from .engine import EngineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ class PipelineConfig:
     wcc_step_s: float = 5.0
 
 
-def engine_config(config: PipelineConfig, modalities) -> "EngineConfig":
+def engine_config(config: PipelineConfig, modalities) -> EngineConfig:
     """The synchrony engine's configuration in the pipeline: the pipeline's windows, lead-lag windows every
     ``wcc_step_s``, and only the chance levels of the metrics the detector follows (:func:`detector_metric`):
     plain r's for heart rate, phasic synchrony (with its own) for skin conductance."""
