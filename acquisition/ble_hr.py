@@ -49,8 +49,9 @@ import logging
 import re
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -492,7 +493,8 @@ class ReconnectPolicy:
 class BridgeStatus:
     """A state change the user should see: ``state`` is one of
     ``connecting``, ``connected``, ``lost``, ``waiting``, ``contact_lost``,
-    ``contact_ok``, ``gave_up``, ``stopped``."""
+    ``contact_ok``, ``gave_up``, ``stopped``.
+    """
 
     state: str
     message: str
@@ -683,7 +685,7 @@ class HeartRateBridge:
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def run(self, duration: float | None = None) -> None:

@@ -109,7 +109,8 @@ MAX_INLET_RATE = 100_000.0
 
 def rate_is_implausible(d) -> bool:
     """True when a stream's nominal rate is not a rate (negative, not finite) or above :data:`MAX_INLET_RATE`, or
-    above :data:`PLAUSIBLE_MAX_RATE` of its kind (heart, EDA or marker stream)."""
+    above :data:`PLAUSIBLE_MAX_RATE` of its kind (heart, EDA or marker stream).
+    """
     rate = float(d.srate or 0.0)
     if not math.isfinite(rate) or rate < 0 or rate > MAX_INLET_RATE:
         return True
@@ -410,7 +411,8 @@ class StreamDescriptor:
     def hr_averaging_s(self) -> float:
         """Seconds each value averages over: the declared ``averaging_s``, else
         :data:`DEFAULT_HR_AVERAGING_S` for device HR (``kind == "hr"``); 0 for every other kind (beat by beat
-        or raw)."""
+        or raw).
+        """
         if self.kind != "hr":
             return 0.0
         return DEFAULT_HR_AVERAGING_S if self.averaging_s is None else float(self.averaging_s)
@@ -442,7 +444,8 @@ class StreamDescriptor:
     def set_unit(self, unit: str | None) -> None:
         """Declare the unit of the signal channel: sets ``unit``, ``scale`` and ``reciprocal`` (``scale`` None when
         the unit is not known for the kind). An MNE unit-multiplier code (``"0"``, ``"-6"``) is read with the
-        signal channel's MNE type (:func:`mne_unit`); ``unit`` then says what it means (``"V"``, ``"µV"``)."""
+        signal channel's MNE type (:func:`mne_unit`); ``unit`` then says what it means (``"V"``, ``"µV"``).
+        """
         ch = self.signal_channel
         ctype, fkind = (ch.type, ch.fiff_kind) if ch is not None else (None, None)
         self.declared_unit = unit
@@ -533,7 +536,8 @@ class StreamDescriptor:
 
 def identity_key(name: str, type: str, source_id: str, hostname: str) -> str:
     """One string for a stream identity (see :attr:`StreamDescriptor.identity`): ``"name|type|source_id@host"``
-    (``|`` and ``@`` inside a field are escaped, so different identities never share a key)."""
+    (``|`` and ``@`` inside a field are escaped, so different identities never share a key).
+    """
     def esc(s: str) -> str:
         return (s or "").replace("\\", "\\\\").replace("|", "\\|").replace("@", "\\@")
 
@@ -598,7 +602,8 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=(), 
 
 def unit_scale(kind: str, unit: str | None) -> float | None:
     """Factor from ``unit`` to the canonical unit of ``kind`` (``None`` if the unit is unknown); for a skin
-    resistance unit the factor of the reciprocal (see :func:`unit_conversion`)."""
+    resistance unit the factor of the reciprocal (see :func:`unit_conversion`).
+    """
     return unit_conversion(kind, unit)[0]
 
 
@@ -717,7 +722,8 @@ def describe(header: str | dict) -> StreamDescriptor:
 
 def _declared_seconds(text: str | None) -> float | None:
     """A declared number of seconds in ``[0, 600)``, else ``None`` (absent, not a number or absurd: the default
-    applies)."""
+    applies).
+    """
     try:
         v = float(text) if text is not None else None
     except ValueError:

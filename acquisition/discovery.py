@@ -121,7 +121,8 @@ def xpath_literal(text: str) -> str:
 
 def identity_predicate(d: StreamDescriptor) -> str:
     """The liblsl resolve predicate that matches every stream claiming ``d``'s identity
-    (:attr:`~attune_monitor.acquisition.convention.StreamDescriptor.identity`: name, type, source_id and hostname)."""
+    (:attr:`~attune_monitor.acquisition.convention.StreamDescriptor.identity`: name, type, source_id and hostname).
+    """
     fields = zip(("name", "type", "source_id", "hostname"), d.identity)
     return " and ".join(f"{field}={xpath_literal(value)}" for field, value in fields)
 
@@ -142,7 +143,8 @@ def duplicates(streams) -> dict[str, list]:
     """Visible streams that claim one identity: ``{identity key: [stream, ...]}`` for every identity that more
     than one live ``uid`` claims (``streams``: :class:`DiscoveredStream` or
     :class:`~attune_monitor.acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses none of
-    them (:func:`duplicate_message`)."""
+    them (:func:`duplicate_message`).
+    """
     groups: dict[str, list] = {}
     for s in streams:
         d = getattr(s, "descriptor", s)

@@ -224,7 +224,8 @@ def annotations(analysis, recording=None) -> list[tuple[float, float, str]]:
 
 def marker_description(text: str) -> str:
     """A recorded marker as an annotation: Attune's JSON markers in words, other markers as they are
-    (:func:`attune_monitor.acquisition.files.marker_words`)."""
+    (:func:`attune_monitor.acquisition.files.marker_words`).
+    """
     return f"marker {marker_words(text)}"
 
 
@@ -272,8 +273,8 @@ def xdf_header_datetime(path) -> dt.datetime | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
 
 
 def _plausible(when: dt.datetime | None) -> bool:
@@ -317,14 +318,14 @@ def session_start(recording, origin: float) -> tuple[dt.datetime | None, str]:
                 return start, ("from the XDF header's datetime (when the recorder opened the file; the first "
                                "sample follows within seconds)")
     if _looks_like_unix_time(float(origin)):
-        return (dt.datetime.fromtimestamp(float(origin), tz=dt.timezone.utc),
+        return (dt.datetime.fromtimestamp(float(origin), tz=dt.UTC),
                 "from the recording's timestamps (Unix time, as in E4 exports)")
     try:
         mtime = path.stat().st_mtime if path.is_file() else None
     except OSError:
         mtime = None
     if mtime is not None and math.isfinite(last):
-        start = dt.datetime.fromtimestamp(mtime - (last - float(origin)), tz=dt.timezone.utc)
+        start = dt.datetime.fromtimestamp(mtime - (last - float(origin)), tz=dt.UTC)
         if _plausible(start):
             return start, ("estimated from the file's modification time minus the time from the session's "
                            "start to its last sample (the file has no wall-clock start)")
@@ -361,7 +362,7 @@ def to_raw(analysis, recording=None, *, start: dt.datetime | None = None):
         f"pair channels (e.g. 'P1-P2 hr') synchrony {units['sync']}. NaN = missing.")[:255]
     raw = mne.io.RawArray(scaled, info, verbose="error")
     if start is not None:
-        raw.set_meas_date(start.astimezone(dt.timezone.utc))
+        raw.set_meas_date(start.astimezone(dt.UTC))
     anns = annotations(analysis, recording)
     if anns:
         on, du, de = zip(*sorted(anns))
@@ -454,7 +455,7 @@ def build_edf(analysis, recording=None, start: dt.datetime | None = None):
         notes.append(f"{early} marker(s) before the session's start are dated at its start in the EDF file")
     startdate = starttime = None
     if start is not None:
-        start = start.astimezone(dt.timezone.utc)
+        start = start.astimezone(dt.UTC)
         startdate = start.date()
         starttime = start.time().replace(tzinfo=None)
     edf = edfio.Edf(signals, recording=edfio.Recording(startdate=startdate, equipment_code="Attune"),

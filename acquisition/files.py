@@ -76,7 +76,7 @@ import struct
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +183,7 @@ class Recording:
                 dt = datetime.fromisoformat(text.strip())
             except ValueError:
                 return None
-            return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+            return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
         if self.header or not self.streams:
             return None
         try:
@@ -191,7 +191,7 @@ class Recording:
         except RecordingError:
             return None
         if 946684800 <= t0 <= 4102444800:  # 2000 .. 2100: Unix time, not an LSL clock
-            return datetime.fromtimestamp(t0, tz=timezone.utc)
+            return datetime.fromtimestamp(t0, tz=UTC)
         return None
 
     def use_roster(self, roster, source: str | None = None) -> list[str]:
@@ -247,7 +247,8 @@ class Recording:
     def markers(self) -> list:
         """Event streams as ``(descriptor, timestamps, list of str)``: string streams (markers, Attune's episodes,
         roster and log) and numeric marker streams, decoded (:func:`attune_monitor.acquisition.convention.marker_texts`: an
-        mne-lsl annotation stream's one-hot samples give their descriptions)."""
+        mne-lsl annotation stream's one-hot samples give their descriptions).
+        """
         out = []
         for s in self.streams:
             d = s.descriptor
@@ -276,7 +277,8 @@ class Recording:
 
 def marker_fields(text: str) -> tuple[str | None, str, int | None]:
     """``(kind, text, episode)`` of a recorded marker: Attune's JSON markers (``{"kind", "text", "episode"}``, as
-    :meth:`attune_monitor.ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text, None)``."""
+    :meth:`attune_monitor.ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text, None)``.
+    """
     try:
         d = json.loads(text)
     except (ValueError, TypeError):
@@ -293,7 +295,8 @@ EPISODE_MARKER_KINDS = ("rupture_noticed", "repair", "label", "confirm", "dismis
 def is_shared_kind(kind: str | None) -> bool:
     """Whether a marker of this kind (None: another app's) stands for something everybody in the session shared
     (re-baseline, don't flag): another app's marker (an experiment's phase or task switch, a stimulus) and the
-    facilitator's ``note`` do; Attune's markers about an episode (:data:`EPISODE_MARKER_KINDS`) do not."""
+    facilitator's ``note`` do; Attune's markers about an episode (:data:`EPISODE_MARKER_KINDS`) do not.
+    """
     return kind not in EPISODE_MARKER_KINDS
 
 
@@ -1101,7 +1104,7 @@ def _parse_time(text: str) -> float:
     """Wall-clock time string -> Unix seconds (naive times taken as UTC, consistently for all partners)."""
     dt = datetime.fromisoformat(text.strip())
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 

@@ -387,7 +387,8 @@ class StreamReceiver:
     @property
     def key(self) -> str:
         """The stream's identity as one string (name, type, source_id, hostname: see
-        :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`); stable across restarts of the outlet."""
+        :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`); stable across restarts of the outlet.
+        """
         return self.descriptor.key
 
     @property
@@ -398,7 +399,8 @@ class StreamReceiver:
     @property
     def info(self):
         """The resolved ``pylsl.StreamInfo`` of the run received now (after a recovery: the new run's); open
-        another inlet on it to follow exactly this run (a recorder), never a duplicate or another publisher."""
+        another inlet on it to follow exactly this run (a recorder), never a duplicate or another publisher.
+        """
         return self._info
 
     @property
@@ -410,13 +412,15 @@ class StreamReceiver:
     @property
     def returnable(self) -> frozenset:
         """Uids of runs received before that were given up without liblsl seeing them end (a network outage, a
-        stopped process): if one is live again it is the genuine stream, and the run received since is not."""
+        stopped process): if one is live again it is the genuine stream, and the run received since is not.
+        """
         with self._lock:
             return frozenset(self._past_uids - self._ended - set(self._refused))
 
     def return_to(self, info) -> None:
         """Go back to ``info``, a run of :attr:`returnable` live again: the run received now (adopted while the
-        genuine one was unreachable) is refused from then on. Done by the worker thread."""
+        genuine one was unreachable) is refused from then on. Done by the worker thread.
+        """
         with self._lock:
             if info.uid() in self._past_uids - self._ended and info.uid() != self.descriptor.uid:
                 self._return_to = info
@@ -590,7 +594,8 @@ class StreamReceiver:
     # ------------------------------------------------------------------ worker
     def _open(self, info) -> bool:
         """Create and open an inlet for ``info``; refresh the header. False if it did not open in time, or when
-        ``info`` is a publisher that is refused (see :meth:`refuse`) or whose header is not the stream's."""
+        ``info`` is a publisher that is refused (see :meth:`refuse`) or whose header is not the stream's.
+        """
         with self._lock:
             if info.uid() in self._refused:
                 return False
@@ -633,7 +638,8 @@ class StreamReceiver:
 
     def _created_while_received(self, inlet, full) -> str | None:
         """Why a new run claiming this stream cannot be its restart, else ``None`` (and :attr:`_run_note` says when
-        it was created): its outlet was made while this stream was still sending from the run received then."""
+        it was created): its outlet was made while this stream was still sending from the run received then.
+        """
         with self._lock:
             last = self._last_arrival  # local_clock() of the last sample of the run lost
         if last is None:
@@ -670,7 +676,8 @@ class StreamReceiver:
 
     def _check_header(self, new: StreamDescriptor) -> None:
         """Take the refreshed header, keeping what the caller decided (the roster's kind and unit, a unit
-        guessed earlier); flag channel mismatches."""
+        guessed earlier); flag channel mismatches.
+        """
         old = self.descriptor
 
         def keep_unit() -> None:
@@ -791,7 +798,8 @@ class StreamReceiver:
 
     def _still_listed(self) -> bool:
         """Whether the run received now is still found on the network: in the session's continuous resolver
-        (the finder; no socket of its own), else by one bounded resolve of its uid."""
+        (the finder; no socket of its own), else by one bounded resolve of its uid.
+        """
         if self._finder is not None:
             return any(i.uid() == self.uid for i in self._finder(self.descriptor))
         return bool(pylsl.resolve_byprop("uid", self.uid, 1, max(self.resolve_timeout, 1.0)))

@@ -41,12 +41,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .convention import StreamDescriptor
 from .lslconfig import configure
-from .roster import Assignment, AssignedStream, Roster, assign
+from .roster import AssignedStream, Assignment, Roster, assign
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,8 @@ class LiveSession:
 
     def _find(self, d: StreamDescriptor) -> list:
         """Live streams claiming ``d``'s identity, from the continuous resolver (no socket of their own; a lost
-        stream's receiver asks this while it looks for the stream)."""
+        stream's receiver asks this while it looks for the stream).
+        """
         resolver = self._resolver
         if resolver is None:
             return []
@@ -389,7 +390,8 @@ class LiveSession:
 
         Opened with ``recover=False``: liblsl's own recovery runs an endless resolve per lost inlet, each wave
         binding ports of the 32 outlets need; a marker stream that ends is taken up again by the session's
-        continuous resolver when it comes back (:meth:`scan`)."""
+        continuous resolver when it comes back (:meth:`scan`).
+        """
         from .lsl import pylsl
 
         for key, info in self.marker_streams().items():
@@ -410,7 +412,7 @@ class LiveSession:
             logger.info("following markers of %r", info.name())
 
     def _mark_ended(self, uid: str) -> None:
-        """liblsl saw the connection to run ``uid`` end: a uid never comes back, forget it (called with the lock)."""
+        """Liblsl saw the connection to run ``uid`` end: a uid never comes back, forget it (called with the lock)."""
         self._ended[uid] = None
         for old in list(self._ended)[:-1000]:
             del self._ended[old]
@@ -482,14 +484,16 @@ class LiveSession:
     @property
     def receivers(self) -> dict:
         """``{key: StreamReceiver}`` (a copy of the mapping; key: the stream's identity,
-        :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`)."""
+        :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`).
+        """
         with self._lock:
             return dict(self._receivers)
 
     def marker_streams(self) -> dict:
         """``{key: pylsl.StreamInfo}`` of the event / marker streams seen (another app's experiment markers):
         they are no one's physiology, but a recording of the session keeps them, as LabRecorder would
-        (:func:`attune_monitor.acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters apply)."""
+        (:func:`attune_monitor.acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters apply).
+        """
         from .convention import is_marker_stream
 
         with self._lock:
@@ -538,7 +542,8 @@ class LiveSession:
     def stream_info(self, key: str):
         """The resolved ``pylsl.StreamInfo`` of stream ``key`` (an identity key of :attr:`receivers` or
         :meth:`marker_streams`): the run its receiver receives now, else the run first adopted; ``None`` when
-        unknown."""
+        unknown.
+        """
         with self._lock:
             rec = self._receivers.get(key)
             return rec.info if rec is not None else self._infos.get(key)

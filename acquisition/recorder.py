@@ -427,7 +427,8 @@ class SessionRecorder:
 
     def follow(self, session) -> None:
         """Record every stream a :class:`attune_monitor.acquisition.live.LiveSession` receives, and the event / marker streams
-        it sees (:meth:`~attune_monitor.acquisition.live.LiveSession.marker_streams`), as they appear."""
+        it sees (:meth:`~attune_monitor.acquisition.live.LiveSession.marker_streams`), as they appear.
+        """
         self._session = session
 
     def _open_pending(self) -> None:
@@ -511,7 +512,8 @@ class SessionRecorder:
     def _follow_run(self, rec: _Inlet, info) -> None:
         """Go on recording ``rec``'s stream from its new run ``info`` (restarted, or the session went back to the
         genuine run): a new inlet into the same XDF stream; the old one is drained and closed. Bounded waits;
-        on failure the next round tries again."""
+        on failure the next round tries again.
+        """
         from .lsl import pylsl
 
         try:
@@ -724,7 +726,8 @@ class SessionRecorder:
 
     def _derived_clock_offsets(self, stamp: float, force: bool = False) -> None:
         """A zero ClockOffset for every derived stream every ``clock_interval`` s of session time (and when forced):
-        they are stamped on this computer's LSL clock, and pyxdf warns about a stream without offsets."""
+        they are stamped on this computer's LSL clock, and pyxdf warns about a stream without offsets.
+        """
         if not self._derived_ids or not (force or stamp >= self._next_derived_offset) or not self.active:
             return
         for sid in list(self._derived_ids):

@@ -140,7 +140,8 @@ class Simulator:
 
     def _take_instance(self) -> None:
         """Take the first free instance number of this session's source_ids on this machine (module docstring);
-        instance ``k > 1`` renames every stream's source_id to ``<source_id>-run<k>``."""
+        instance ``k > 1`` renames every stream's source_id to ``<source_id>-run<k>``.
+        """
         ids = "\n".join(sorted(s.source_id for s in self.session.streams))
         tag = hashlib.sha1(ids.encode()).hexdigest()[:16]
         user = os.getuid() if hasattr(os, "getuid") else "user"

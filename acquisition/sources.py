@@ -340,7 +340,8 @@ class LiveSource:
 
     def poll_markers(self) -> list:
         """New event / marker samples of other apps (``(LSL timestamp, stream name, text)``, from the session's
-        :meth:`~attune_monitor.acquisition.live.LiveSession.poll_markers`), from this source's start on."""
+        :meth:`~attune_monitor.acquisition.live.LiveSession.poll_markers`), from this source's start on.
+        """
         return [m for m in self.session.poll_markers() if m[0] >= self.origin - 10.0]
 
     def new_streams(self) -> list[str]:

@@ -32,9 +32,9 @@ def measure(people: int = 8, seconds: float = 10.0, update_ms: float = 20.0, fps
             size=(1600, 1000)) -> dict:
     from PySide6 import QtCore
 
-    from tests.helpers.gui_fake import FakeSession
     from attune_monitor.ui.gui.app import ensure_app
     from attune_monitor.ui.gui.main_window import MainWindow
+    from tests.helpers.gui_fake import FakeSession
 
     app = ensure_app()
     fs = FakeSession(n_people=people, withdrawer="P3", rupture=(120, 400), loss=None)

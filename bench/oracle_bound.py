@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tune_detector  # noqa: E402
+
 from attune_monitor.dsp import detector as D  # noqa: E402
 
 #: Seconds after a rupture's onset before the 30-s windows can show it (they must reach into it).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attune_monitor.acquisition.convention import describe, desc_fields, kind_from_type, unit_conversion, unit_scale
+from attune_monitor.acquisition.convention import desc_fields, describe, kind_from_type, unit_conversion, unit_scale
 
 
 def _xml(name, typ, unit=None, label=None, participant=None, srate=0):

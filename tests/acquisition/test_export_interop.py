@@ -25,7 +25,7 @@ from attune_monitor.acquisition.export import export_session, session_start, xdf
 from attune_monitor.acquisition.files import load_recording  # noqa: E402
 from attune_monitor.acquisition.xdf_writer import XdfWriter, varlen_int  # noqa: E402
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: What LabRecorder writes in the header (local time with its offset): 2024-02-14 11:51:17 UTC.
 HEADER_DATETIME = "2024-02-14T12:51:17+0100"
 FS = 4.0

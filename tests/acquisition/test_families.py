@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from attune_monitor.acquisition.physiology import simulate_session
-from attune_monitor.acquisition.scenario import RUPTURE_FAMILIES, ScenarioError, builtin_names, load_scenario, parse_scenario
+from attune_monitor.acquisition.scenario import (
+    RUPTURE_FAMILIES,
+    ScenarioError,
+    builtin_names,
+    load_scenario,
+    parse_scenario,
+)
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 ON, DUR = 120.0, 180.0

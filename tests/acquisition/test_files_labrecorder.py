@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from attune_monitor.acquisition.files import RecordedStream, Recording, dejitter_bursts, load_recording
-from attune_monitor.acquisition.physiology import ECG_HZ, simulate_session
+from attune_monitor.acquisition.physiology import simulate_session
 from attune_monitor.acquisition.scenario import parse_scenario
 from attune_monitor.acquisition.xdf_writer import XdfWriter
 from attune_monitor.dsp.heart import signal_to_hr_grid

@@ -482,7 +482,7 @@ def test_streams_sharing_a_source_id_are_told_apart_and_annotations_are_markers(
         assert session.receiver_for("P1", "hr").read(0).values.tolist() == [61.0]
         assert session.receiver_for("P2", "hr").read(0).values.tolist() == [92.0]
         # mne-lsl one-hot: the duration (-1 for none) on the description's channel
-        assert wait_until(lambda: o_ann.have_consumers())
+        assert wait_until(o_ann.have_consumers)
         t0 = pylsl.local_clock()
         o_ann.push_sample([0.0, -1.0], t0)
         o_ann.push_sample([2.5, 0.0], t0 + 1.0)
@@ -540,7 +540,8 @@ def test_a_duplicate_appearing_while_received_is_refused_not_mixed_in():
         a.push_sample([60.0])
         assert wait_until(lambda: rec.buffer.n_written == 1)
         b = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
-        assert wait_until(lambda: b.get_info().uid() in rec.refused)
+        b_uid = b.get_info().uid()
+        assert wait_until(lambda: b_uid in rec.refused)
         for _ in range(5):
             a.push_sample([61.0])
             b.push_sample([150.0])
@@ -570,8 +571,9 @@ def test_a_different_publisher_is_not_adopted_after_a_loss():
         del a
         assert wait_until(lambda: rec.state == "lost")
         fake = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P9", unit="Hz"))
-        assert wait_until(lambda: fake.get_info().uid() in rec.refused)
-        why = rec.refused[fake.get_info().uid()]
+        fake_uid = fake.get_info().uid()
+        assert wait_until(lambda: fake_uid in rec.refused)
+        why = rec.refused[fake_uid]
         assert why.startswith("another publisher claims to be this stream") and "participant 'P9', was 'P1'" in why
         assert rec.state == "lost" and not fake.have_consumers()
         back = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -210,7 +211,7 @@ def test_round_trip_of_real_xdf_files(realdata, tmp_path):
 
 def test_file_header_has_labrecorders_datetime(tmp_path):
     """The FileHeader says when the recording began, in LabRecorder's layout (local time with its UTC offset)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     when = 1_765_000_000.25
     with XdfWriter(tmp_path / "h.xdf", started_at=when) as w:
@@ -218,7 +219,7 @@ def test_file_header_has_labrecorders_datetime(tmp_path):
     _, header = _load(tmp_path / "h.xdf")
     text = header["info"]["datetime"][0]
     assert len(text) == 24 and text[10] == "T" and text[19] in "+-", text   # 2025-04-28T10:26:37+0200
-    assert datetime.fromisoformat(text) == datetime.fromtimestamp(int(when), tz=timezone.utc)
+    assert datetime.fromisoformat(text) == datetime.fromtimestamp(int(when), tz=UTC)
     assert header["info"]["version"] == ["1.0"]
     with XdfWriter(tmp_path / "sim.xdf"):   # no start given (a simulated session): no datetime, same bytes each time
         pass

@@ -10,7 +10,6 @@ import pytest
 from attune_monitor.dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from attune_monitor.dsp.quality import Quality
 
-
 #: The balanced preset for series without the lag of a trailing window (see ``_run``): onsets and ends not dated back.
 NO_LAG = dataclasses.replace(get_preset("balanced", "analytic"), onset_delay_s=0.0, repair_delay_s=0.0)
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from attune_monitor.dsp.peaks import BeatDetector, detect_beats
-
 from tests.helpers.beat_match import match_rates
 
 

@@ -8,7 +8,6 @@ import pytest
 from attune_monitor.dsp.heart import signal_to_hr_grid
 from attune_monitor.dsp.peaks import detect_beats
 from attune_monitor.dsp.quality import is_valid
-
 from tests.helpers.beat_match import match_rates
 
 pytestmark = pytest.mark.realdata

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from attune_monitor.dsp.divergence import FEATURES as DIV
-from attune_monitor.dsp.evidence import FEATURES, LAGGED, LAGS, MODEL_PATH, REL_MIN, REL_SPAN, PairFeatures, TreeEnsemble, shipped_model
+from attune_monitor.dsp.evidence import (
+    FEATURES,
+    LAGGED,
+    LAGS,
+    MODEL_PATH,
+    REL_MIN,
+    REL_SPAN,
+    PairFeatures,
+    TreeEnsemble,
+    shipped_model,
+)
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -14,7 +14,7 @@ import pytest
 
 from attune_monitor.dsp.detector import Episode, get_preset
 from attune_monitor.ui.analysis_io import EPISODE_CSV_COLUMNS, validate
-from attune_monitor.ui.report import AROUSAL_SHADES, _MARGIN_IN, _new_figure, write_report
+from attune_monitor.ui.report import _MARGIN_IN, AROUSAL_SHADES, _new_figure, write_report
 from attune_monitor.ui.runner import Analysis
 
 SAMPLE = Path(__file__).resolve().parents[2] / "recordings" / "sample-couple.xdf"
@@ -169,7 +169,7 @@ def html_escaped(s):
 
 
 def test_episodes_csv_and_summary_say_who_moved_away(tmp_path):
-    from attune_monitor.ui.analysis_io import analysis_to_json, summary_text
+    from attune_monitor.ui.analysis_io import summary_text
 
     a = _scripted()
     write_report(a, tmp_path)

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from attune_monitor.dsp.detector import Episode
-from attune_monitor.ui.analysis_io import ANALYSIS_SCHEMA, analysis_to_json, clock, read_json, summary_text, validate, write_json
+from attune_monitor.ui.analysis_io import (
+    ANALYSIS_SCHEMA,
+    analysis_to_json,
+    clock,
+    read_json,
+    summary_text,
+    validate,
+    write_json,
+)
 from attune_monitor.ui.commands.analyze import output_paths
 from attune_monitor.ui.errors import UsageError
 from attune_monitor.ui.runner import Analysis

@@ -292,8 +292,8 @@ def _arousal(t0, n, l1, l2, d1=None):
 
 @pytest.mark.gui
 def test_gui_indicator_changes_when_l_crosses_the_threshold(qtbot):
-    from tests.helpers.gui_fake import FakeSession
     from attune_monitor.ui.gui.style import AROUSAL_STYLE
+    from tests.helpers.gui_fake import FakeSession
 
     fs = FakeSession(n_people=2, rupture=None, loss=None)
     fs.advance(60)

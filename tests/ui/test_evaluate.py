@@ -8,7 +8,14 @@ import sys
 
 import pytest
 
-from attune_monitor.evaluation import Detection, aggregate, detections_from_result, find_cases, format_metrics, score_file
+from attune_monitor.evaluation import (
+    Detection,
+    aggregate,
+    detections_from_result,
+    find_cases,
+    format_metrics,
+    score_file,
+)
 
 TRUTH = {
     "schema": "attune.truth/1", "duration_s": 600.0, "participants": ["P1", "P2", "P3"],

@@ -93,11 +93,11 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
 
 
 def test_record_to_unwritable_folder_says_so_and_session_goes_on(qtbot, tmp_path):
+    from PySide6 import QtWidgets
+
     from attune_monitor.ui.commands.demo import start_demo
     from attune_monitor.ui.gui.main_window import MainWindow
     from attune_monitor.ui.gui.settings import Settings
-
-    from PySide6 import QtWidgets
 
     runner = start_demo("couple-rupture-repair", speed=16.0)   # live (a replay offers no Record button)
     win = MainWindow(runner.model, runner, settings=Settings(recordings_dir="/proc/self"))  # no file can be made there
@@ -221,8 +221,8 @@ def test_replay_jump_to_next_episode(qtbot):
         seen = []
         for k, onset in enumerate(onsets):
             win.next_episode()   # the first press may come before the look-ahead is ready: it waits for it
-            qtbot.waitUntil(lambda: win._show_after_seek is None and not win._next_pending and len(win.snapshot.episodes) > k,
-                            timeout=10000)
+            qtbot.waitUntil(lambda k=k: (win._show_after_seek is None and not win._next_pending
+                                         and len(win.snapshot.episodes) > k), timeout=10000)
             ep = max(win.snapshot.episodes, key=lambda e: e["onset_s"])
             assert onset - 10 <= ep["onset_s"] <= onset + 50, (k, ep)
             assert runner.model.t_now < ep["flagged_s"] + 10, "jumped, not played through"

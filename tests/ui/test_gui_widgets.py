@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from tests.helpers.gui_fake import FakeSession  # noqa: E402
 from attune_monitor.ui.gui.style import fmt_time  # noqa: E402
 from attune_monitor.ui.model import RUPTURE_TYPES  # noqa: E402
+from tests.helpers.gui_fake import FakeSession  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

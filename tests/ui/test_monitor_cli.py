@@ -135,15 +135,15 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     sent: list = []
     stop = threading.Event()
 
-    def push_markers():
+    def push_markers(outlet):  # an argument, not a closure: the test deletes its name to close the outlet
         k = 0
         while not stop.wait(0.25):
             ts = pylsl.local_clock()
-            m_out.push_sample([f"trial {k} start"], ts)
+            outlet.push_sample([f"trial {k} start"], ts)
             sent.append((f"trial {k} start", ts))
             k += 1
 
-    pusher = threading.Thread(target=push_markers, daemon=True)
+    pusher = threading.Thread(target=push_markers, args=(m_out,), daemon=True)
     pusher.start()
     out_path = tmp_path / "rec" / "session.xdf"
     out_path.parent.mkdir()
@@ -305,12 +305,12 @@ def test_monitor_says_when_two_streams_claim_one_identity_and_uses_neither(tmp_p
     others = [hr_outlet(tag, who) for who in ("P2", "P3")]
     stop = threading.Event()
 
-    def pump():
+    def pump(outlets):  # an argument, not a closure: the test deletes the names to close the outlets
         while not stop.wait(0.25):
-            for o, v in zip(twins + others, (60.0, 120.0, 70.0, 75.0)):
+            for o, v in zip(outlets, (60.0, 120.0, 70.0, 75.0), strict=True):
                 o.push_sample([v])
 
-    th = threading.Thread(target=pump, daemon=True)
+    th = threading.Thread(target=pump, args=(twins + others,), daemon=True)
     th.start()
     try:
         proc = subprocess.run(

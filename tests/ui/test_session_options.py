@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from attune_monitor.ui.commands.options import (MODALITY_CHOICES, SIGNALS, WINDOW_RANGE_S, describe_settings, session_settings)
+from attune_monitor.ui.commands.options import (
+    MODALITY_CHOICES,
+    SIGNALS,
+    WINDOW_RANGE_S,
+    describe_settings,
+    session_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

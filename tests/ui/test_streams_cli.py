@@ -49,12 +49,12 @@ def two_people():
     outlets.append((pylsl.StreamOutlet(raw), 5300.0))
     stop = threading.Event()
 
-    def pump():
+    def pump(outlets):  # an argument, not a closure: the fixture deletes its name to close the outlets
         while not stop.wait(0.05):
             for o, v in outlets:
                 o.push_sample([v])
 
-    th = threading.Thread(target=pump, daemon=True)
+    th = threading.Thread(target=pump, args=(outlets,), daemon=True)
     th.start()
     yield prefix, tok
     stop.set()

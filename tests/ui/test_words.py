@@ -14,10 +14,17 @@ import pytest
 
 from attune_monitor.dsp.detector import STATE_WORDS, RuptureDetector, get_preset
 from attune_monitor.dsp.pipeline import Update
-from tests.helpers.gui_fake import FakeSession
 from attune_monitor.ui.model import SessionModel, group_episodes, person_ties
-from attune_monitor.ui.words import (depth_number, depth_shown, depth_words, disconnecting_words, episode_state, episode_status,
-                      group_episode_words)
+from attune_monitor.ui.words import (
+    depth_number,
+    depth_shown,
+    depth_words,
+    disconnecting_words,
+    episode_state,
+    episode_status,
+    group_episode_words,
+)
+from tests.helpers.gui_fake import FakeSession
 
 
 def test_episode_status_follows_the_pair_state_while_open():
