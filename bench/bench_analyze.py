@@ -6,7 +6,7 @@ Simulates a 60-minute dyad (Polar H10 RR + E4 EDA each; ``--ecg`` adds the
 * ``pyxdf.load_xdf`` alone (the reference),
 * ``attune analyze`` in-process: load + the causal pipeline + JSON
   (:func:`attune_monitor.ui.commands.analyze.analyze_file`),
-* the pipeline alone (:func:`attune_monitor.ui.runner.analyze_recording` on a loaded recording),
+* the pipeline alone (:func:`attune_monitor.analysis.analyze_recording` on a loaded recording),
 
 best of ``--repeat`` runs each, and prints the ratio analyse / load (target <= 3).
 ``--profile`` prints where the pipeline's time goes (cProfile, by cumulative
@@ -86,8 +86,8 @@ def main(argv=None) -> int:
     import pyxdf
 
     from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.analysis import analyze_recording
     from attune_monitor.ui.commands.analyze import analyze_file
-    from attune_monitor.ui.runner import analyze_recording
 
     with tempfile.TemporaryDirectory() as tmp:
         toml = Path(tmp) / "bench.toml"

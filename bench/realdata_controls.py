@@ -6,7 +6,7 @@ unrecorded between phases). ``D1_1``: four teams in **one** room and session (``
 ``D1_5``: one more team, another day. Nothing is copied into the project; without the folder this script
 says so and exits 0.
 
-Pairs analysed, each as a dyad through :func:`attune_monitor.ui.runner.analyze_recording` (the live pipeline):
+Pairs analysed, each as a dyad through :func:`attune_monitor.analysis.analyze_recording` (the live pipeline):
 
 * **real** -- the 4 ``D1_1`` teams and the ``D1_5`` team (5 pairs);
 * **same-room pseudo** -- every ``D1_1`` pair of people of *different* teams (24): same room, clock and task
@@ -401,7 +401,7 @@ def build_pair(people: dict, a: str, b: str, kinds=("hr", "eda"), align: bool = 
     """
     from dataclasses import replace
 
-    from attune_monitor.acquisition.files import Recording, RecordedStream
+    from attune_monitor.acquisition.files import RecordedStream, Recording
 
     sa, seg_a = person_streams(people, a, kinds, align_to=b if align else None)
     sb, seg_b = person_streams(people, b, kinds)
@@ -444,17 +444,17 @@ _PEOPLE: dict | None = None  # set in the parent before the workers fork
 
 @contextlib.contextmanager
 def _detector_config(dcfg):
-    """Make :func:`attune_monitor.ui.runner.analyze_recording` run the pipeline with the detector configuration ``dcfg``.
+    """Make :func:`attune_monitor.analysis.analyze_recording` run the pipeline with the detector configuration ``dcfg``.
 
     ``PipelineConfig`` takes a preset *name* only; for any other :class:`attune_monitor.dsp.detector.DetectorConfig` the
     pipeline's detector (and the arousal reading that uses its threshold) is rebuilt right after the pipeline
-    is made. Only ``ui.runner.make_pipeline`` is wrapped, only within this context, in this process.
+    is made. Only ``attune_monitor.analysis.make_pipeline`` is wrapped, only within this context, in this process.
     """
-    import attune_monitor.ui.runner as runner
+    import attune_monitor.analysis as analysis
     from attune_monitor.dsp.detector import RuptureDetector
     from attune_monitor.dsp.divergence import ArousalTracker
 
-    make = runner.make_pipeline
+    make = analysis.make_pipeline
 
     def make_with(source, config, modalities=None):
         pipe = make(source, config, modalities)
@@ -468,11 +468,11 @@ def _detector_config(dcfg):
             pipe._reading = ArousalTracker(len(pipe.participants), dcfg.arousal_k, dcfg.smooth_s, pipe.cfg.step_s)
         return pipe
 
-    runner.make_pipeline = make_with
+    analysis.make_pipeline = make_with
     try:
         yield
     finally:
-        runner.make_pipeline = make
+        analysis.make_pipeline = make
 
 
 def _pipeline_takes_config() -> bool:
@@ -489,10 +489,10 @@ def _pipeline_takes_config() -> bool:
 
 
 def analyze(recording, detector="balanced", window_s: float = 30.0):
-    """:func:`attune_monitor.ui.runner.analyze_recording` with a preset name or a :class:`attune_monitor.dsp.detector.DetectorConfig`."""
+    """:func:`attune_monitor.analysis.analyze_recording` with a preset name or a :class:`attune_monitor.dsp.detector.DetectorConfig`."""
+    from attune_monitor.analysis import analyze_recording
     from attune_monitor.dsp.detector import PRESETS
     from attune_monitor.dsp.pipeline import PipelineConfig
-    from attune_monitor.ui.runner import analyze_recording
 
     if not isinstance(detector, str):
         detector = next((n for n, c in PRESETS.items() if c == detector), detector)

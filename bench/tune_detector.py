@@ -1,6 +1,6 @@
 """Offline tuning of the rupture detector on simulated tune sessions (never on the eval split).
 
-Step 1 caches, per session, the pipeline's grid (``ui.runner.analyze_recording``), its signal-loss
+Step 1 caches, per session, the pipeline's grid (``attune_monitor.analysis.analyze_recording``), its signal-loss
 periods, the truth and the engine's per-window metrics for some window lengths; step 2 replays the
 detector on the cached windows in well under a second per session, so presets and metrics can be
 compared quickly; ``sep`` prints how far attuned and ruptured windows lie apart per metric (d').
@@ -31,12 +31,12 @@ import numpy as np
 
 def cache(folder: Path, out: Path, windows: list[float]) -> None:
     """Analyse every ``X.xdf`` with a truth beside it once; store grid, losses, truth and windows per length."""
-    from attune_monitor.acquisition.files import load_recording
     from dataclasses import replace
 
+    from attune_monitor.acquisition.files import load_recording
+    from attune_monitor.analysis import analyze_recording
     from attune_monitor.dsp.engine import RING_CHANCE_OF, SynchronyEngine
     from attune_monitor.dsp.pipeline import PipelineConfig, _windows_of, engine_config
-    from attune_monitor.ui.runner import analyze_recording
 
     out.mkdir(parents=True, exist_ok=True)
     for xdf in sorted(folder.glob("*.xdf")):

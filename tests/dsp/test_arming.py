@@ -232,7 +232,7 @@ def test_pipeline_rebaselines_at_a_recorded_marker(tmp_path):
     from attune_monitor.acquisition.physiology import simulate_session
     from attune_monitor.acquisition.scenario import load_scenario
     from attune_monitor.acquisition.simulator import write_session_xdf
-    from attune_monitor.ui.runner import analyze_recording
+    from attune_monitor.analysis import analyze_recording
 
     path = tmp_path / "calm.xdf"
     write_session_xdf(simulate_session(load_scenario("couple-calm"), seed=1), path)

@@ -232,7 +232,7 @@ def test_episode_context_is_the_flavour_of_who_moved_away():
     from pathlib import Path
 
     from attune_monitor.acquisition.files import load_recording
-    from attune_monitor.ui.runner import analyze_recording
+    from attune_monitor.analysis import analyze_recording
 
     rec = load_recording(Path(__file__).resolve().parents[2] / "recordings" / "sample-couple.xdf")
     by_chunk = {}

@@ -9,8 +9,8 @@ from attune_monitor.acquisition.files import load_recording
 from attune_monitor.acquisition.physiology import simulate_session
 from attune_monitor.acquisition.scenario import load_scenario
 from attune_monitor.acquisition.simulator import write_session_xdf
+from attune_monitor.analysis import analyze_recording
 from attune_monitor.dsp.pipeline import PipelineConfig
-from attune_monitor.ui.runner import analyze_recording
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,6 @@ def test_a_duplicate_appearing_mid_session_is_told_in_the_view():
 
     from attune_monitor.acquisition.live import LiveSession
     from attune_monitor.acquisition.sources import LiveSource
-
     from tests.helpers.lsl_outlets import hr_outlet
 
     tag = f"attune-dup-{uuid.uuid4().hex[:8]}"
@@ -164,7 +163,7 @@ def test_preroll_runs_until_the_pairs_are_measured_within_its_bounds():
     the model and the replay clock stand where it stopped."""
     import pytest
 
-    from attune_monitor.ui.runner import analyze_recording
+    from attune_monitor.analysis import analyze_recording
 
     rec = load_recording(os.path.join(ROOT, "recordings", "sample-couple.xdf"))
     first = analyze_recording(rec).state_changes[0]

@@ -146,7 +146,7 @@ def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESE
     from attune_monitor.dsp.pipeline import PipelineConfig
 
     from ..analysis_io import analysis_to_json, sorted_episodes, summary_text, write_json
-    from ..runner import analyze_recording
+    from attune_monitor.analysis import analyze_recording
 
     t0 = time.perf_counter()
     res = FileResult(str(path))

@@ -84,7 +84,7 @@ def run(args) -> int:
     from attune_monitor.acquisition.roster import RosterError
     from attune_monitor.dsp.pipeline import PipelineConfig
 
-    from ..runner import analyze_recording
+    from attune_monitor.analysis import analyze_recording
 
     try:
         rec = load_recording(args.file)
