@@ -587,9 +587,9 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=(), 
         return None
     if not t:
         for ct in channel_types:
-            kind = kind_from_type(ct) if _norm(ct) not in _OTHER_TYPES else None
-            if kind is not None:
-                return kind
+            ct_kind = kind_from_type(ct) if _norm(ct) not in _OTHER_TYPES else None
+            if ct_kind is not None:
+                return ct_kind
     # Names and labels: whole-word match, most specific kinds first (ECG names often also say "HR").
     texts = [_norm(name)] + [_norm(lbl) for lbl in labels]
     for kind in ("rr", "ecg", "ppg", "eda", "hr"):

@@ -197,7 +197,7 @@ def grid_channels(analysis) -> tuple[list[str], list[str], np.ndarray, list[str]
     return names, kinds, data, units
 
 
-def annotations(analysis, recording=None) -> list[tuple[float, float, str]]:
+def session_annotations(analysis, recording=None) -> list[tuple[float, float, str]]:
     """Episodes, repairs, signal loss and recorded markers as ``(onset_s, duration_s, description)``."""
     out = []
     end = float(analysis.duration_s)
@@ -363,7 +363,7 @@ def to_raw(analysis, recording=None, *, start: dt.datetime | None = None):
     raw = mne.io.RawArray(scaled, info, verbose="error")
     if start is not None:
         raw.set_meas_date(start.astimezone(dt.UTC))
-    anns = annotations(analysis, recording)
+    anns = session_annotations(analysis, recording)
     if anns:
         on, du, de = zip(*sorted(anns))
         raw.set_annotations(mne.Annotations(list(on), list(du), list(de), orig_time=raw.info["meas_date"]))
@@ -446,7 +446,7 @@ def build_edf(analysis, recording=None, start: dt.datetime | None = None):
             anns.append((s / fs, (e - s) / fs, f"BAD_no_data {names[i]}"))
     if n_pad:
         anns.append((n / fs, n_pad / fs, "BAD_ACQ_SKIP"))
-    anns += annotations(analysis, recording)
+    anns += session_annotations(analysis, recording)
     total = n_records * record_s
     edf_anns = [edfio.EdfAnnotation(max(0.0, min(float(on), total)), float(du) if du > 0 else None, _edf_text(de))
                 for on, du, de in sorted(anns)]
@@ -474,10 +474,10 @@ def private_file(final, suffix: str = ""):
         Write the file here; it is chmod 0600 and renamed over ``final`` afterwards, removed on error.
     """
     final = Path(final)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".part" if not suffix else suffix,
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".part" if not suffix else suffix,
                                dir=final.parent if str(final.parent) else ".")
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, EXPORT_MODE)
@@ -632,7 +632,7 @@ def export_csv(analysis, recording, folder, *, start: dt.datetime | None = None,
     p = folder / "annotations.csv"
     with _csv_writer(p) as w:
         w.writerow(["onset_s", "duration_s", "description"])
-        for on, du, de in annotations(analysis, recording):
+        for on, du, de in session_annotations(analysis, recording):
             w.writerow([repr(float(on)), repr(float(du)), de])
     paths.append(p)
     p = folder / "start.txt"

@@ -48,6 +48,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -243,7 +244,8 @@ class TimestampCleaner:
             if i > 0 and period:
                 target = prev[i] + period  # within a chunk of a regular stream: the next sample on the grid
             else:  # the chunk's last sample arrives as late after its stamp as the samples before the jump did
-                lag = self._last_arrival - self._last_raw if self._last_arrival is not None else 0.0
+                lag = (self._last_arrival - self._last_raw
+                       if self._last_arrival is not None and self._last_raw is not None else 0.0)
                 target = max(raw[i] - (raw[-1] - (arrival - lag)), prev[i] + period)
             size = raw[i] - target
             raw[i:] -= size
@@ -356,8 +358,8 @@ class StreamReceiver:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._inlet = None
-        self._dest = None
+        self._inlet: Any = None  # pylsl.StreamInlet of the run received now
+        self._dest: np.ndarray | None = None
         self._gaps: list[Gap] = []
         self._problems: dict[str, int] = {}
         self._last_problem: str | None = None
@@ -871,12 +873,14 @@ class StreamReceiver:
             self._reset_dejitter()
             self._dejitter_reset = True
         inlet, dest = self._inlet, self._dest
+        assert inlet is not None and dest is not None, "drained before a stream was opened"
         while True:
             _, ts = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=dest, as_numpy=True)
             n = len(ts)
             if n == 0:
                 return
             clock = self._clock
+            assert clock is not None  # opened with the inlet
             before = clock.n_jumps
             ts = clock.process(ts, pylsl.local_clock())
             for _, size in clock.jumps[len(clock.jumps) - min(clock.n_jumps - before, len(clock.jumps)):]:
@@ -928,9 +932,9 @@ class StreamReceiver:
             with np.errstate(invalid="ignore"):
                 out = ~bad & ((values < lo_hi[0]) | (values > lo_hi[1]))
             if out.any():
-                unit = CANONICAL_UNIT.get(d.kind, "")
+                unit = CANONICAL_UNIT.get(d.kind or "", "")
                 example = values[out][0]
-                self._flag("out_of_range", f"{int(out.sum())} {d.kind.upper()} value(s) outside "
+                self._flag("out_of_range", f"{int(out.sum())} {(d.kind or '').upper()} value(s) outside "
                            f"{lo_hi[0]:g}..{lo_hi[1]:g} {unit} (e.g. {example:g} {unit})", int(out.sum()))
                 bad |= out
         values[bad] = np.nan

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .convention import StreamDescriptor
 from .lslconfig import configure
@@ -69,7 +70,7 @@ class _MarkerLimit:
     def __init__(self, rate: float = MARKER_RATE, burst: int = MARKER_BURST):
         self.rate, self.burst = float(rate), int(burst)
         self.tokens = float(burst)
-        self.last = None
+        self.last: float | None = None
         self.dropped = 0
         self.reported = 0
         self.reported_at = -1e9
@@ -184,7 +185,7 @@ class LiveSession:
         self._assignment = Assignment()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._resolver = None  # pylsl.ContinuousResolver, made by start()
+        self._resolver: Any = None  # pylsl.ContinuousResolver, made by start()
         self._marker_inlets: dict = {}  # key -> (pylsl.StreamInlet, descriptor): other apps' markers, live
         self._changed = threading.Condition(self._lock)
 
@@ -345,8 +346,9 @@ class LiveSession:
                     if u in refused:
                         continue
                     suspects[u] = self._suspects.get(u, 0) + 1
-                    if suspects[u] >= 2:
-                        rec.refuse(u, duplicate_message(self._seen[u], 2, f"Attune keeps receiving the one it had "
+                    seen = self._seen[u]
+                    if suspects[u] >= 2 and seen is not None:  # claims holds accepted streams only
+                        rec.refuse(u, duplicate_message(seen, 2, f"Attune keeps receiving the one it had "
                                                         f"(uid {rec.uid}) and refuses the other (uid {u})"))
                 live_refused = [u for u in others if u in rec.refused]
                 if live_refused:
@@ -355,13 +357,16 @@ class LiveSession:
                 continue
             if key in self._marker_inlets:
                 continue  # followed already (liblsl recovers it by itself); markers are no one's physiology
+            first = self._seen.get(uids[0])
+            if first is None:  # claims holds accepted streams only
+                continue
             if len(uids) == 1:
                 if key not in self._known or self._known[key].uid not in live:
-                    self._known[key] = self._seen[uids[0]]
+                    self._known[key] = first
                     self._infos[key] = live[uids[0]]
                 continue
             # Several runs claim an identity not received yet: which is which cannot be told; none is used.
-            duplicates[key] = duplicate_message(self._seen[uids[0]], len(uids))
+            duplicates[key] = duplicate_message(first, len(uids))
             self._known.pop(key, None)
             self._infos.pop(key, None)
             report = (key, frozenset(uids))

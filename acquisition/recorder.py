@@ -76,6 +76,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -262,7 +263,7 @@ STEADY_FAST_SENDER_S = 10.0
 class _Inlet:
     key: str
     name: str
-    inlet: object
+    inlet: Any  # pylsl.StreamInlet
     stream_id: int
     string: bool
     next_offset: float
@@ -541,7 +542,8 @@ class SessionRecorder:
             try:
                 # a queue holding all it can hold has dropped its oldest samples (liblsl makes room that way)
                 full = rec.capacity > 0 and rec.inlet.samples_available() >= rec.capacity - 1
-                rows = 1024 if rec.string else rec.dest.shape[0]
+                dest = rec.dest  # numeric streams pull into this buffer; string streams have none
+                rows = 1024 if dest is None else dest.shape[0]
                 while got < max(rec.capacity, rows):  # at most a queue's worth a round: no stream starves the others
                     if rec.string:
                         vals, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=rows)
@@ -549,10 +551,11 @@ class SessionRecorder:
                         if n:
                             self.write_raw(rec.stream_id, ts, [list(v) for v in vals])
                     else:
-                        _, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=rows, dest_obj=rec.dest)
+                        assert dest is not None
+                        _, ts = rec.inlet.pull_chunk(timeout=0.0, max_samples=rows, dest_obj=dest)
                         n = len(ts)
                         if n:
-                            self.write_raw(rec.stream_id, ts, rec.dest[:n])
+                            self.write_raw(rec.stream_id, ts, dest[:n])
                     if n:
                         got += n
                         t_min, t_max = min(t_min, float(np.min(ts))), max(t_max, float(np.max(ts)))
@@ -791,13 +794,14 @@ class SessionRecorder:
             self.write_raw(sid, self._origin + t, sync.T)
             self._last_stamp = max(self._last_stamp or -math.inf, float(self._origin + t[-1]))
         if self._events_id is not None and upd.events:
-            ts, rows = [], []
+            stamps: list[float] = []
+            rows = []
             for ev in upd.events:
-                t, text = event_payload(ev)
-                ts.append(self._origin + t)
+                t_ev, text = event_payload(ev)
+                stamps.append(self._origin + t_ev)
                 rows.append([text])
-            self.write_raw(self._events_id, ts, rows)
-            self._last_stamp = max(self._last_stamp or -math.inf, max(ts))
+            self.write_raw(self._events_id, stamps, rows)
+            self._last_stamp = max(self._last_stamp or -math.inf, max(stamps))
         if self._last_stamp is not None:
             self._derived_clock_offsets(self._last_stamp)
         self._publish_status()

@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import numpy as np
 
@@ -110,8 +111,8 @@ class RecordingPublisher:
         self.streams = chosen
         self.shift = 0.0
         self.error: BaseException | None = None
-        self._outlets = []
-        self._cursor = []
+        self._outlets: list[Any] = []  # pylsl.StreamOutlet per stream
+        self._cursor: list[int] = []
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None

@@ -38,6 +38,7 @@ import tempfile
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class Simulator:
         self.speed = float(speed)
         self.chunk_interval = float(chunk_interval)
         self.time_origin: float | None = None
-        self._outlets = []
+        self._outlets: list[Any] = []  # pylsl.StreamOutlet per stream
         self._pos = [0] * len(session.streams)
         self._stop = threading.Event()
         self._done = threading.Event()

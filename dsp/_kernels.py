@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +18,8 @@ logger = logging.getLogger(__name__)
 #: numba is installed (imported, and the kernels compiled or loaded from its cache, on first use only:
 #: importing numba costs ~0.15 s, which every ``import dsp.synchrony`` would otherwise pay)
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
-numba = None
-_compiled = {}
+numba: Any = None
+_compiled: dict[str, Any] = {}
 
 
 def get(name: str):

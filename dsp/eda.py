@@ -81,10 +81,16 @@ class EdaPreprocessor(GridPreprocessor):
             raise ValueError("Invalid value for 'srate': the EDA preprocessor needs the device sampling rate in Hz "
                              "(e.g. srate=4 for an Empatica E4), but got None.")
         self.srate = check_positive("srate", srate)
-        for name, v in dict(cutoff=cutoff, tonic_cutoff=tonic_cutoff, min_level=min_level, max_level=max_level,
-                            resolution=resolution, flat_s=flat_s, max_slope=max_slope, slope_span=slope_span,
-                            pad=pad, bridge=bridge).items():
-            setattr(self, name, check_positive(name, v))
+        self.cutoff = check_positive("cutoff", cutoff)
+        self.tonic_cutoff = check_positive("tonic_cutoff", tonic_cutoff)
+        self.min_level = check_positive("min_level", min_level)
+        self.max_level = check_positive("max_level", max_level)
+        self.resolution = check_positive("resolution", resolution)
+        self.flat_s = check_positive("flat_s", flat_s)
+        self.max_slope = check_positive("max_slope", max_slope)
+        self.slope_span = check_positive("slope_span", slope_span)
+        self.pad = check_positive("pad", pad)
+        self.bridge = check_positive("bridge", bridge)
         self.max_interp_gap = (max(0.5, 2.5 / self.srate) if max_interp_gap is None
                                else check_positive("max_interp_gap", max_interp_gap))
         nyq = 0.5 * self.srate

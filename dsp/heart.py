@@ -278,7 +278,7 @@ class HeartPreprocessor(GridPreprocessor):
         self.kind = kind
         self.max_gap = check_positive("max_gap", max_gap)
         self.srate = None if srate is None else check_positive("srate", srate)
-        self.detector = None
+        self.detector: BeatDetector | None = None
         if kind == "hr":
             self.hr_min, self.hr_max = float(hr_min), float(hr_max)
             if not (math.isfinite(averaging_s) and averaging_s >= 0):
@@ -308,12 +308,14 @@ class HeartPreprocessor(GridPreprocessor):
             self._ts = np.concatenate([self._ts, ts - self.date_back])
             self._x = np.concatenate([self._x, x])
         else:
+            assert self.detector is not None  # made for ecg / ppg
             self.detector.push(ts, x)
 
     def _advance(self, known_until: float) -> None:
         if self.kind == "rr":
             self.cleaner.advance(known_until)
         elif self.kind in ("ecg", "ppg"):
+            assert self.detector is not None
             bt, rr = self.detector.advance(known_until)
             self.cleaner.push_beats(bt, rr)
             self.cleaner.advance(known_until - self.detector.delay)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -36,7 +37,7 @@ from attune_monitor.dsp.grid import check_positive
 
 logger = logging.getLogger(__name__)
 
-_DEFAULTS = {
+_DEFAULTS: dict[str, dict[str, Any]] = {
     "ecg": dict(band=(5.0, 20.0), refine_band=(0.5, 40.0), window=0.2, refractory=0.25, refine_back=0.25,
                 warmup=2.0, gap=0.5, mwi=0.15, max_rel=0.3),
     "ppg": dict(band=(0.5, 4.0), refine_band=(0.5, 8.0), window=0.25, refractory=0.3, refine_back=0.25,
@@ -92,10 +93,14 @@ class BeatDetector:
         p = {**_DEFAULTS[kind], **params}
         self.kind = kind
         self.srate = check_positive("srate", srate)
-        for name in ("window", "refractory", "refine_back", "warmup", "gap", "max_rel"):
-            setattr(self, name, check_positive(name, p[name]))
-        self.sos = _bandpass(*p["band"], self.srate)
-        self.ref_sos = _bandpass(*p["refine_band"], self.srate)
+        self.window = check_positive("window", p["window"])
+        self.refractory = check_positive("refractory", p["refractory"])
+        self.refine_back = check_positive("refine_back", p["refine_back"])
+        self.warmup = check_positive("warmup", p["warmup"])
+        self.gap = check_positive("gap", p["gap"])
+        self.max_rel = check_positive("max_rel", p["max_rel"])
+        self.sos = _bandpass(p["band"][0], p["band"][1], self.srate)
+        self.ref_sos = _bandpass(p["refine_band"][0], p["refine_band"][1], self.srate)
         if kind == "ecg":
             self.deriv = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * self.srate / 8.0
             n = max(1, int(round(p["mwi"] * self.srate)))
@@ -126,7 +131,8 @@ class BeatDetector:
         self._warm: list = []
         self._warm_max = -np.inf  # extremes of the refine signal during warm-up (initial polarity)
         self._warm_min = np.inf
-        self._spk = self._npk = None
+        self._spk: float | None = None  # signal and noise peak levels, set at the end of warm-up
+        self._npk: float | None = None
         self._last_beat = -np.inf
         self._last_peak = 0.0
         self._rr_hist: deque = deque(maxlen=8)
@@ -210,6 +216,7 @@ class BeatDetector:
             self._npk = float(np.median(small)) if small.size else 0.0
             if self._warm_max > -np.inf:
                 self._polarity = 1.0 if self._warm_max >= -self._warm_min else -1.0
+        assert self._npk is not None  # set with _spk just above
         pk = max(p, 0.0)
         # Pan-Tompkins threshold, capped so that noise-level creep (missed beats counted as noise)
         # cannot lift it above a fixed fraction of the signal level
