@@ -55,6 +55,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from attune_monitor.errors import AttuneError
+
 from .convention import desc_fields
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ CONTACT_NOT_DETECTED = "not_detected"
 CONTACT_DETECTED = "detected"
 
 
-class MalformedPacket(ValueError):
+class MalformedPacket(ValueError, AttuneError):
     """A Heart Rate Measurement notification that does not follow the specification."""
 
 
@@ -319,7 +321,7 @@ def device_identity(ble_name: str | None) -> tuple[str, str]:
 # --------------------------------------------------------------------------- Bluetooth availability
 
 
-class BluetoothUnavailable(RuntimeError):
+class BluetoothUnavailable(RuntimeError, AttuneError):
     """No usable Bluetooth on this computer; the message says what is missing and how to fix it."""
 
 
@@ -501,7 +503,7 @@ class BridgeStatus:
     time: float = field(default_factory=time.time)
 
 
-class GaveUp(RuntimeError):
+class GaveUp(RuntimeError, AttuneError):
     """The device stayed unreachable for ``ReconnectPolicy.max_attempts`` attempts."""
 
 

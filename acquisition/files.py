@@ -81,12 +81,14 @@ from pathlib import Path
 
 import numpy as np
 
+from attune_monitor.errors import AttuneError
+
 from .convention import KIND_TYPES, StreamDescriptor, describe, is_marker_stream, marker_texts
 
 logger = logging.getLogger(__name__)
 
 
-class RecordingError(Exception):
+class RecordingError(AttuneError):
     """A recording that cannot be used at all. The message is one line, for the user."""
 
 

@@ -71,6 +71,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from attune_monitor.errors import AttuneError
+
 from .convention import _TYPE_ALIASES, KIND_MODALITY, KIND_TYPES, StreamDescriptor, is_marker_stream, unit_scale
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ RECORDED_ROSTER_NAME = "Attune roster"
 RECORDED_ROSTER_TYPE = "AttuneRoster"
 
 
-class RosterError(ValueError):
+class RosterError(ValueError, AttuneError):
     """A roster file or roster value that cannot be used; the message says how to fix it."""
 
 

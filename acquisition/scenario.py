@@ -52,6 +52,8 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from attune_monitor.errors import AttuneError
+
 HEART_DEVICES = ("rr", "hr", "both", "none")
 EDA_DEVICES = ("e4", "emotibit", "shimmer", "none")
 RUPTURE_STYLES = ("aversive", "withdrawn")
@@ -62,7 +64,7 @@ AROUSAL_SHIFTS = ("up", "down", "none")
 CONFOUND_KINDS = ("shared_stressor", "electrode_loss", "strap_dropout", "ectopic", "motion")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ValueError, AttuneError):
     """A scenario file is unusable; the message says where and how to fix it."""
 
 

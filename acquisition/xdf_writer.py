@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attune_monitor.errors import AttuneError
+
 logger = logging.getLogger(__name__)
 
 #: The Boundary chunk's UUID (from the XDF specification).
@@ -97,7 +99,7 @@ def _add_fields(parent: ET.Element, fields: dict) -> None:
 TAG_FILE_HEADER, TAG_STREAM_HEADER, TAG_SAMPLES, TAG_CLOCK_OFFSET, TAG_BOUNDARY, TAG_STREAM_FOOTER = range(1, 7)
 
 
-class XdfWriteError(OSError):
+class XdfWriteError(OSError, AttuneError):
     """Writing an XDF file failed; the message names the file and how to fix the problem."""
 
 

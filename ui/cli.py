@@ -25,7 +25,9 @@ import os
 import signal
 import sys
 
-from .errors import UsageError
+from attune_monitor.errors import AttuneError
+
+from .errors import os_error_text
 
 #: Subcommands in the order ``attune --help`` lists them.
 COMMANDS = (
@@ -200,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if stops.received is not None and code in (0, EXIT_SIGINT):
             code = stops.exit_code()  # the command closed cleanly after a stop signal: say which one it was
         return code
-    except UsageError as exc:
-        _say(f"attune {args.command}: error: {exc}")
-        return exc.exit_code
+    except AttuneError as exc:  # the one place a domain error (bad input: UsageError, RecordingError ...) is said
+        _say(f"attune {args.command}: error: {os_error_text(exc) if isinstance(exc, OSError) else exc}")
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt as exc:
         return stops.exit_code(exc)
     except BrokenPipeError:

@@ -11,9 +11,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from attune_monitor.errors import AttuneError
 
-class UsageError(Exception):
-    """Unusable input or arguments. The message says what was wrong and how to fix it."""
+
+class UsageError(AttuneError):
+    """Unusable input or arguments. The message says what was wrong and how to fix it.
+
+    One of the :class:`attune_monitor.errors.AttuneError` that ``attune`` turns into its one-line error
+    (:func:`attune_monitor.ui.cli.main`).
+    """
 
     exit_code = 2
 

@@ -375,12 +375,9 @@ def run(args) -> int:
 
     check_at_least("--jobs", args.jobs, 1, what="a number of processes")
     if args.roster:
-        from attune_monitor.acquisition.roster import Roster, RosterError
+        from attune_monitor.acquisition.roster import Roster
 
-        try:
-            Roster.load(args.roster)  # check once, up front
-        except RosterError as exc:
-            raise UsageError(str(exc)) from None
+        Roster.load(args.roster)  # check once, up front (a RosterError is said by attune_monitor.ui.cli)
     jsons, reports = output_paths(args.files, args.json, args.report)
     kwargs = [dict(roster=args.roster, preset=args.preset, json_path=j, report_dir=r) for j, r in zip(jsons, reports)]
     show = bool(args.progress or sys.stderr.isatty())

@@ -88,8 +88,6 @@ def run(args) -> int:
         if args.scan:
             return asyncio.run(_scan(ble_hr, args.scan_time))
         return asyncio.run(_bridge(ble_hr, args))
-    except ble_hr.BluetoothUnavailable as exc:
-        raise UsageError(str(exc)) from exc
     except LookupError as exc:
         raise UsageError(str(exc)) from exc
     except ble_hr.GaveUp as exc:

@@ -126,13 +126,12 @@ def run(args) -> int:
 
     from attune_monitor.acquisition.live import LiveSession
     from attune_monitor.acquisition.recorder import record_session
-    from attune_monitor.acquisition.roster import Roster, RosterError
-    from attune_monitor.acquisition.xdf_writer import XdfWriteError
+    from attune_monitor.acquisition.roster import Roster
     roster = None
     if args.roster:
         try:
             roster = Roster.load(args.roster)
-        except (RosterError, OSError) as exc:
+        except OSError as exc:  # a RosterError is said by attune_monitor.ui.cli
             raise UsageError(str(exc)) from None
     elif gui and not args.no_setup and args.screenshot is None and args.quit_after is None and args.duration is None:
         # GUI without a roster: the setup dialog first (who wears which stream; or a recording to replay)
@@ -163,10 +162,7 @@ def run(args) -> int:
             runner.model.message(w)
         session.notices()  # said just now in the warnings; the runner shows only what comes later
         if path is not None:
-            try:
-                recorder = record_session(path, runner, session, label=args.label)
-            except XdfWriteError as exc:
-                raise UsageError(os_error_text(exc)) from None
+            recorder = record_session(path, runner, session, label=args.label)  # XdfWriteError: said by the cli
             print(f"recording to {path}", file=sys.stderr)
         people = ", ".join(session.participants)
         print(f"monitoring {people} ({len(source.inputs)} streams; {describe_settings(config, modalities)}); "

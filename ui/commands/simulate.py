@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from ..errors import UsageError, check_output_file, os_error_text
+from ..errors import UsageError, check_output_file
 from .options import DEFAULT_SCENARIO, DEFAULT_SEED, check_at_least, check_positive, check_range
 
 #: How many people a simulated session can have.
@@ -60,7 +60,7 @@ def _rate(srate: float) -> str:
 def run(args) -> int:
     """Run ``attune simulate``; return the exit code."""
     from attune_monitor.acquisition.physiology import simulate_session
-    from attune_monitor.acquisition.scenario import ScenarioError, builtin_names, load_scenario
+    from attune_monitor.acquisition.scenario import builtin_names, load_scenario
 
     if args.list_scenarios:
         for name in builtin_names():
@@ -71,12 +71,9 @@ def run(args) -> int:
     check_positive("--duration", args.duration, example=600)
     check_range("--participants", args.participants, *PARTICIPANTS, what="a number of participants")
     check_at_least("--seed", args.seed, 0)
-    try:
-        scenario = load_scenario(args.scenario)
-        if args.participants is not None and args.participants != len(scenario.participants):
-            scenario = scenario.with_participants(args.participants)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
+    scenario = load_scenario(args.scenario)  # a ScenarioError is said by attune_monitor.ui.cli
+    if args.participants is not None and args.participants != len(scenario.participants):
+        scenario = scenario.with_participants(args.participants)
     for opt in ("truth", "out"):
         path = getattr(args, opt)
         if path:
@@ -94,12 +91,7 @@ def run(args) -> int:
 
     if args.out:
         from attune_monitor.acquisition.simulator import XDF_TIME_ORIGIN, write_session_xdf
-        from attune_monitor.acquisition.xdf_writer import XdfWriteError
-
-        try:
-            write_session_xdf(session, args.out, time_origin=XDF_TIME_ORIGIN)
-        except XdfWriteError as exc:
-            raise UsageError(os_error_text(exc)) from None
+        write_session_xdf(session, args.out, time_origin=XDF_TIME_ORIGIN)  # XdfWriteError: said by the cli
         _write_truth(args.truth, session, XDF_TIME_ORIGIN)
         n = sum(s.timestamps.size for s in session.streams)
         print(f"wrote {args.out}: {len(session.streams)} streams, {n} samples")

@@ -75,12 +75,9 @@ def _run(args) -> int:
     # pylsl is imported only now, with the chosen configuration in force.
     from attune_monitor.acquisition.convention import unusable_reason
     from attune_monitor.acquisition.discovery import discover, duplicate_message, duplicates
-    from attune_monitor.acquisition.roster import Roster, RosterError
+    from attune_monitor.acquisition.roster import Roster
 
-    try:
-        roster = Roster.load(args.roster) if args.roster else Roster()
-    except RosterError as exc:
-        raise UsageError(str(exc)) from None
+    roster = Roster.load(args.roster) if args.roster else Roster()  # a RosterError is said by the cli
     found = discover(args.timeout, match=args.match, peek=min(1.0, args.timeout / 2))
     # Streams that claim one identity (name, type, source_id, host) cannot be told apart: the monitor uses none
     # of them, so they are not assigned here either, and are marked.

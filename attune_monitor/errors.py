@@ -1,0 +1,22 @@
+"""The one base of Attune's domain errors.
+
+Every exception Attune raises about its input (a recording it cannot read, a
+roster that does not fit, a scenario file, a file it cannot write, an LSL
+stream that went away ...) derives from :class:`AttuneError`, so a notebook
+can catch them all with one ``except AttuneError`` and the ``attune`` command
+line turns them into a one-line usage error (exit code 2) in one place
+(:func:`attune_monitor.ui.cli.main`). The message says what happened and how
+to fix it; nothing else is added to it.
+
+This module is layer-free (it imports nothing from Attune), so every layer,
+acquisition, dsp and ui alike, can derive its errors from it without breaking
+the one-way flow acquisition -> dsp -> ui.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AttuneError"]
+
+
+class AttuneError(Exception):
+    """Base of every error Attune raises about its input; its message says what happened and how to fix it."""
