@@ -12,8 +12,36 @@ one way, acquisition -> dsp -> ui:
 ``attune_monitor.ui``
     The ``attune`` command line, the headless monitor and the PySide6 GUI.
 
+Two library modules sit over acquisition and dsp (no Qt):
+:mod:`attune_monitor.analysis` runs the live pipeline over a whole recording
+(what ``attune analyze`` does) and :mod:`attune_monitor.evaluation` scores its
+episodes against ground truth (``attune evaluate``). Every error Attune raises
+about its input derives from :class:`attune_monitor.errors.AttuneError`.
+
 Importing this package imports none of them; ``from attune_monitor import dsp``
-gives the public DSP API.
+gives the public DSP API, and :func:`read_recording` / :func:`analyze_recording`
+are loaded from here on first use.
+
+Use from Python
+---------------
+Run from the repository's root (the sample recording is in ``recordings/``)::
+
+    import numpy as np
+
+    from attune_monitor import analyze_recording, read_recording
+    from attune_monitor.dsp import rolling_pearson
+
+    recording = read_recording("recordings/sample-couple.xdf")
+    analysis = analyze_recording(recording)   # the live pipeline, as fast as possible
+    for ep in analysis.episodes:              # times in session seconds
+        print(f"{ep.pair[0]}-{ep.pair[1]}: possible rupture from {ep.onset_s:.0f} s, flagged at {ep.flagged_s:.0f} s")
+
+    fs = 4.0                                  # rolling Pearson r of two signals on a 4-Hz grid
+    t = np.arange(0.0, 120.0, 1.0 / fs)
+    a = np.sin(2 * np.pi * t / 20.0)
+    b = a + 0.3 * np.random.default_rng(0).standard_normal(t.size)
+    m = rolling_pearson(np.vstack([a, b]), fs, window_s=30.0, step_s=1.0)
+    print(f"{m.values.shape[1]} windows, median r = {np.median(m.values[0]):.2f}")
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
@@ -23,4 +51,26 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a checkout that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+#: public name -> (module, name there), loaded on first use (PEP 562) so that ``import attune_monitor`` stays cheap
+_HOME = {
+    "read_recording": ("attune_monitor.acquisition.files", "load_recording"),
+    "analyze_recording": ("attune_monitor.analysis", "analyze_recording"),
+    "AttuneError": ("attune_monitor.errors", "AttuneError"),
+}
+
+__all__ = ["__version__", *_HOME]
+
+
+def __getattr__(name: str):
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home[0]), home[1])
+    globals()[name] = value  # loaded once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -36,7 +36,7 @@ def cache(folder: Path, out: Path, windows: list[float]) -> None:
     from attune_monitor.acquisition.files import load_recording
     from attune_monitor.analysis import analyze_recording
     from attune_monitor.dsp.engine import RING_CHANCE_OF, SynchronyEngine
-    from attune_monitor.dsp.pipeline import PipelineConfig, _windows_of, engine_config
+    from attune_monitor.dsp.pipeline import PipelineConfig, windows_of, engine_config
 
     out.mkdir(parents=True, exist_ok=True)
     for xdf in sorted(folder.glob("*.xdf")):
@@ -54,7 +54,7 @@ def cache(folder: Path, out: Path, windows: list[float]) -> None:
                           chance_of=RING_CHANCE_OF, chance_modalities=None)
             eng = SynchronyEngine(len(d["participants"]), d["fs"], cfg)
             res = eng.push(d["grid"])
-            d["win"][w] = {m: _windows_of(res[m], len(d["pairs"]), m) for m in d["modalities"]}
+            d["win"][w] = {m: windows_of(res[m], len(d["pairs"]), m) for m in d["modalities"]}
         pickle.dump(d, open(f, "wb"))
         print(f"{xdf.stem}: {time.time() - t0:.1f} s", flush=True)
 

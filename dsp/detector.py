@@ -131,6 +131,7 @@ import bisect
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 from scipy.stats import trim_mean
@@ -139,17 +140,40 @@ from .divergence import FEATURES as DIVERGENCE_FEATURES
 from .evidence import PairFeatures, shipped_model
 from .quality import REASONS, Quality
 
+__all__ = [
+    "OUTCOMES", "EVIDENCE_KINDS", "PairState", "STATES", "UNARMED_STATES", "STATE_WORDS", "DetectorConfig",
+    "ANALYTIC_PRESETS", "LEARNED_THRESHOLDS", "LEARNED_PRESETS", "PRESETS", "AROUSAL_KEY", "get_preset",
+    "pair_words", "ModalityTrack", "PairEpisodeDraft", "PairMachine", "PairModalityMachine", "Episode",
+    "RuptureDetector", "SignalLossTracker", "arousal_trend", "episode_dict",
+]
+
 #: How an episode ended (:attr:`Episode.outcome`).
 OUTCOMES = ("open", "repaired", "unrepaired", "interrupted", "session_end")
 
 #: What the CUSUM can accumulate (``DetectorConfig.evidence``).
 EVIDENCE_KINDS = ("analytic", "learned")
 
-#: States of the per-pair machine, in words for the UI.
-STATES = ("calibrating", "not_in_tune", "out_of_tune", "attuned", "drifting", "possible_rupture", "repairing",
-          "repaired")
+class PairState(StrEnum):
+    """State of a pair's machine (:class:`PairMachine`); each member equals its plain-text value.
+
+    The members compare equal to (and hash like) their strings, and are written as them in JSON and text, so
+    ``state == "attuned"`` and ``STATE_WORDS[state]`` keep working; :data:`STATE_WORDS` gives their words.
+    """
+
+    CALIBRATING = "calibrating"
+    NOT_IN_TUNE = "not_in_tune"
+    OUT_OF_TUNE = "out_of_tune"
+    ATTUNED = "attuned"
+    DRIFTING = "drifting"
+    POSSIBLE_RUPTURE = "possible_rupture"
+    REPAIRING = "repairing"
+    REPAIRED = "repaired"
+
+
+#: States of the per-pair machine, in order (:class:`PairState` members; see :data:`STATE_WORDS` for the UI).
+STATES = tuple(PairState)
 #: States in which a pair is not armed: no rupture can be raised (there is no measured attunement to lapse from).
-UNARMED_STATES = ("calibrating", "not_in_tune", "out_of_tune")
+UNARMED_STATES = (PairState.CALIBRATING, PairState.NOT_IN_TUNE, PairState.OUT_OF_TUNE)
 STATE_WORDS = {
     "calibrating": "learning baseline",
     "not_in_tune": "not measurably in tune",
@@ -612,7 +636,7 @@ class ModalityTrack:
     def snapshot(self, state: str) -> dict:
         """Current numbers for the UI (baseline and chance as r; the arming excess in Fisher z)."""
         return {
-            "state": ("calibrating" if not self.cfg.arming or not self.ever_full else "not_in_tune")
+            "state": (PairState.CALIBRATING if not self.cfg.arming or not self.ever_full else PairState.NOT_IN_TUNE)
             if self.calibrating else state,
             "baseline": math.tanh(self.baseline_z) if math.isfinite(self.baseline_z) else None,
             "chance": math.tanh(self.chance_z) if math.isfinite(self.chance_z) else None,
@@ -654,7 +678,7 @@ class PairMachine:
         self.last_inc = math.nan  # the evidence this step added (NaN: none known), for the person-to-group tie
         self._weight = {m: config.weight(m) for m in self.modalities}
         self.h_scale = 1.0
-        self.state = "calibrating"
+        self.state = PairState.CALIBRATING
         self.state_since: float | None = None
         self.evidence = 0.0
         self._run_start: float | None = None
@@ -670,6 +694,7 @@ class PairMachine:
         self._onset_floor = -math.inf  # an onset is never dated before this (last repair, loss, calibration)
 
     def _set(self, state: str, t: float, events: list) -> None:
+        state = PairState(state)  # a typo'd state fails here, not in a view
         if state != self.state:
             events.append({"type": "state", "state": state, "previous": self.state, "t": t})
             self.state = state

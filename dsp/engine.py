@@ -16,6 +16,10 @@ import numpy as np
 
 from attune_monitor.dsp import synchrony as sy
 
+__all__ = [
+    "RING_CHANCE_OF", "EngineConfig", "METRICS", "SynchronyEngine",
+]
+
 logger = logging.getLogger(__name__)
 
 
@@ -73,10 +77,10 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
         St = S[2] - (lo + (n - 1) / 2.0) * S1  # sum of centred t * y
         c = c - St * St / ctt
     scale = np.maximum(1.0, np.abs(mean))[..., None]
-    if ((c <= sy._FAST_REL * S2) | (c <= sy._FLAT_ABS * n * scale * scale)).any():
+    if ((c <= sy.FAST_REL * S2) | (c <= sy.FLAT_ABS * n * scale * scale)).any():
         return None
     inv = 1.0 / np.sqrt(c)
-    F = sy._sliding(Y, n)  # (n_w, P, L1, n): F[.., b, l, :] = Y[b, l:l+n]
+    F = sy.sliding_view(Y, n)  # (n_w, P, L1, n): F[.., b, l, :] = Y[b, l:l+n]
     Sab = np.matmul(Y[..., None, :n], np.ascontiguousarray(F).reshape(n_w, 1, P * L1, n).swapaxes(-1, -2))
     Sab = Sab.reshape(n_w, P, P, L1)  # [w, a, b, l] = sum y_a(s) y_b(s + l)
     cov = Sab - (S1[..., 0] / n)[..., None, None] * S1[:, None]
@@ -221,10 +225,10 @@ class SynchronyEngine:
 
     def __init__(self, n_people: int, fs: float, config: EngineConfig | None = None):
         self.config = cfg = config or EngineConfig()
-        self.fs = fs = sy._check_fs(fs)
+        self.fs = fs = sy.check_fs(fs)
         self.n_people = int(n_people)
         self.ia, self.ib = sy.pair_index(self.n_people)
-        sy._check_min_valid(cfg.min_valid)
+        sy.check_min_valid(cfg.min_valid)
         if not cfg.modalities or len(set(cfg.modalities)) != len(cfg.modalities):
             raise ValueError(
                 f"Invalid value for 'modalities': expected unique modality names, but got {cfg.modalities!r}."
@@ -242,7 +246,7 @@ class SynchronyEngine:
                 f"Invalid value for 'max_lag_s': {cfg.max_lag_s} s leaves fewer than 3 samples per lagged "
                 f"segment of a {cfg.wcc_window_s} s window; use a smaller lag or a longer window."
             )
-        self.n_slope, cwin, cstep = sy._concordance_geometry(
+        self.n_slope, cwin, cstep = sy.concordance_geometry(
             fs, cfg.slope_s, cfg.concordance_window_s, cfg.concordance_step_s
         )
         self.shifts = sy.surrogate_shifts(cfg.surrogate_shifts_s, fs, step)
@@ -358,7 +362,7 @@ class SynchronyEngine:
             js, off = js[keep], off[keep]
             if not len(js):
                 return None
-        W = sy._windows(st.buf[:, : st.n_buf], g.win, g.step, len(js), int(off[0]))
+        W = sy.window_view(st.buf[:, : st.n_buf], g.win, g.step, len(js), int(off[0]))
         return js, W, g
 
     def _stacks(self, modalities, key):
@@ -501,7 +505,7 @@ class SynchronyEngine:
             seg = st.buf[:, first : first + span]
         else:  # the session's first window: no sample before it
             seg = np.concatenate([np.full((self.n_people, -first), np.nan), st.buf[:, : first + span]], axis=1)
-        return sy._windows(np.diff(seg, axis=1), g.win, g.step, n)
+        return sy.window_view(np.diff(seg, axis=1), g.win, g.step, n)
 
     def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
         """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
@@ -533,7 +537,7 @@ class SynchronyEngine:
             jb = js[at]
             Db = D[at]
             Zl = sy.standardized_windows(Db[..., :n_seg], detrend=False)  # (nb, P, n_seg)
-            F = np.ascontiguousarray(sy._sliding(Db, n_seg)).reshape(len(at), P * L1, n_seg)
+            F = np.ascontiguousarray(sy.sliding_view(Db, n_seg)).reshape(len(at), P * L1, n_seg)
             Zf = sy.standardized_windows(F, detrend=False).reshape(len(at), P, L1, n_seg)
             ok = np.isfinite(Zl).all(-1) & np.isfinite(Zf).all((-2, -1))  # (nb, P): fully valid, not flat
             Zl[~ok], Zf[~ok] = np.nan, np.nan

@@ -31,6 +31,12 @@ from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, Share
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
+__all__ = [
+    "DETECTOR_METRICS", "DEFAULT_DETECTOR_METRIC", "detector_metric", "EDA_KINDS", "Slot", "PipelineConfig",
+    "engine_config", "Update", "SessionPipeline", "CHANCE_OF", "windows_of", "ChanceLevel", "mean_fisher",
+    "ssi",
+]
+
 if TYPE_CHECKING:  # imported where used, like the engine itself
     from .engine import EngineConfig
 
@@ -344,7 +350,7 @@ class SessionPipeline:
                 self._ar_t = np.concatenate([self._ar_t, upd.arousal_t])[-keep:]
                 self._ar_state = np.concatenate([self._ar_state, upd.arousal_state], axis=1)[:, -keep:]
         for m in self.modalities:
-            w = upd.windows[m] = _windows_of(res[m], len(self.detector.pairs), m)
+            w = upd.windows[m] = windows_of(res[m], len(self.detector.pairs), m)
             w["chance_level"] = self._chance[m].update(w["chance"])
         self.k = ready
         self.last_time = ready / self.fs
@@ -464,7 +470,7 @@ CHANCE_OF = {"synchrony": ("surrogate_mean", "surrogate_sd"), "pearson": ("surro
              "phasic": ("surrogate_phasic_mean", "surrogate_phasic_sd")}
 
 
-def _windows_of(metrics: dict, n_pairs: int, modality: str = "hr") -> dict:
+def windows_of(metrics: dict, n_pairs: int, modality: str = "hr") -> dict:
     """The engine's metrics of one modality for one push as plain arrays.
 
     Returns

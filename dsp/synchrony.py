@@ -57,6 +57,15 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from attune_monitor.dsp import _kernels
 
+__all__ = [
+    "OK", "MISSING", "FLAT", "STATUS_NAMES", "R_CLIP", "FAST_REL", "FLAT_ABS", "pair_index", "to_samples",
+    "n_windows", "check_fs", "check_min_valid", "fisher_mean", "WindowedMetric", "window_view", "sliding_view",
+    "masked_r", "pearson_windows", "xcorr_windows", "concordance_windows", "direction_windows",
+    "standardized_windows", "rolling_pearson", "synchrony", "XcorrResult", "summarize_xcorr", "windowed_xcorr",
+    "concordance_geometry", "sc_concordance", "single_session_index", "directional_agreement", "group_synchrony",
+    "connectedness", "surrogate_shifts", "shifted_surrogate_from_z", "surrogate_stats", "shifted_surrogate",
+]
+
 logger = logging.getLogger(__name__)
 
 #: window status codes (``int8``)
@@ -68,11 +77,11 @@ STATUS_NAMES = {OK: "ok", MISSING: "missing_data", FLAT: "flat"}
 #: Fisher-z averaging clips |r| to this to keep arctanh finite.
 R_CLIP = 1.0 - 1e-12
 #: relative precision budget of the fast (anchored-moment) path; worse windows go to the masked path
-_FAST_REL = 1e-6
+FAST_REL = 1e-6
 #: fast-path windows whose variance is below (1e-9 * level)**2 per sample also go to the masked path,
 #: which decides what is flat (its threshold, (1e-10 * level)**2, is 100x lower: no borderline case is
 #: decided by the fast path)
-_FLAT_ABS = 1e-18
+FLAT_ABS = 1e-18
 #: windows per block in the masked path (bounds temporary memory)
 _MASKED_BLOCK = 256
 #: windows per chunk of the compiled lag-0 kernel (restart and re-anchor of its running sums)
@@ -119,7 +128,8 @@ def n_windows(n_samples: int, win: int, step: int) -> int:
     return max(0, (int(n_samples) - win) // step + 1)
 
 
-def _check_fs(fs: float) -> float:
+def check_fs(fs: float) -> float:
+    """``fs`` as a float, or ValueError when it is not a positive, finite sampling rate (Hz)."""
     if not (isinstance(fs, (int, float, np.floating, np.integer)) and math.isfinite(fs) and fs > 0):
         raise ValueError(f"Invalid value for 'fs': expected a positive sampling rate in Hz, but got {fs!r}.")
     return float(fs)
@@ -136,7 +146,8 @@ def _check_x(x) -> np.ndarray:
     return x
 
 
-def _check_min_valid(min_valid: float) -> float:
+def check_min_valid(min_valid: float) -> float:
+    """``min_valid`` as a float, or ValueError when it is not a fraction in (0, 1]."""
     if not (0.0 < float(min_valid) <= 1.0):
         raise ValueError(f"Invalid value for 'min_valid': expected a fraction in (0, 1], but got {min_valid!r}.")
     return float(min_valid)
@@ -201,7 +212,7 @@ def _setup(x, fs: float, window_s: float, step_s: float):
     -------
     fs, x (n_people, n_samples), win, step, ia, ib, window_index (n_windows,), end_sample (n_windows,), n_windows
     """
-    fs = _check_fs(fs)
+    fs = check_fs(fs)
     x = _check_x(x)
     win = to_samples(window_s, fs, "window_s", 3)
     step = to_samples(step_s, fs, "step_s", 1)
@@ -216,7 +227,7 @@ def _geometry(n_samples, win, step, first=0):
     return idx, (np.arange(nw, dtype=np.int64) * step + win + first * step)
 
 
-def _windows(x: np.ndarray, win: int, step: int, nw: int, start: int = 0) -> np.ndarray:
+def window_view(x: np.ndarray, win: int, step: int, nw: int, start: int = 0) -> np.ndarray:
     """Strided read-only view (nw, n_people, win) of windows starting at ``start + j*step``."""
     if nw < 1 or start + (nw - 1) * step + win > x.shape[1]:
         raise ValueError(f"{nw} windows of {win} samples (step {step}) from {start} do not fit in {x.shape[1]}.")
@@ -225,7 +236,7 @@ def _windows(x: np.ndarray, win: int, step: int, nw: int, start: int = 0) -> np.
     return as_strided(xs, shape=(nw, x.shape[0], win), strides=(step * s1, s0, s1), writeable=False)
 
 
-def _sliding(a: np.ndarray, n: int) -> np.ndarray:
+def sliding_view(a: np.ndarray, n: int) -> np.ndarray:
     """Read-only view (..., a.shape[-1] - n + 1, n) of every run of ``n`` samples along the last axis
     (``sliding_window_view`` without its per-call overhead, which matters per streaming tick)."""
     st = a.strides
@@ -321,7 +332,7 @@ def _slopes(W: np.ndarray, n_slope: int) -> np.ndarray:
     """
     t = np.arange(n_slope, dtype=np.float64) - (n_slope - 1) / 2.0
     k = t / (t @ t)
-    return _sliding(W, n_slope) @ k
+    return sliding_view(W, n_slope) @ k
 
 
 def _diff(W: np.ndarray) -> np.ndarray:
@@ -398,7 +409,7 @@ def xcorr_windows(W, ia, ib, max_lag: int, *, detrend=False, min_valid=0.8):
         Wf = W if full.all() else W[full]
         nf = Wf.shape[0]
         Zl = standardized_windows(Wf[..., :n_seg], detrend=detrend)  # (nf, P, n_seg)
-        F = _sliding(Wf, n_seg)  # (nf, P, L+1, n_seg)
+        F = sliding_view(Wf, n_seg)  # (nf, P, L+1, n_seg)
         Zf = standardized_windows(F.reshape(nf, P * (max_lag + 1), n_seg), detrend=detrend)
         M = np.clip(Zl @ Zf.swapaxes(-1, -2), -1.0, 1.0).reshape(nf, P, P, max_lag + 1)  # [w, a, b, lag]
         Rf = np.empty((nf, len(ia), 2 * max_lag + 1))
@@ -605,7 +616,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
         if detrend:
             St = Sw[2 * P :] - cj[:Jc] * S1  # sum of centred t * y
             c -= St * St / ctt
-        low = ((c <= _FAST_REL * S2) | (c <= _FLAT_ABS * n_seg * sc2[:, None])).any(0)
+        low = ((c <= FAST_REL * S2) | (c <= FLAT_ABS * n_seg * sc2[:, None])).any(0)
         # r = w_a w_b (S_ab - u_a u_b - v_a v_b), w = 1 / sqrt(c), u = S1 / sqrt(n), v = St / sqrt(ctt);
         # row gathers (np.take into preallocated scratch) of the per-person (P, Jc) arrays
         T1 = T1b[: K * Jc].reshape(K, Jc)
@@ -709,7 +720,7 @@ def _fast_xcorr(x, step, nw, n_seg, L, detrend):
             St = Sp[2] - (s + (n_seg - 1) / 2.0 - (span - 1) / 2.0)[:, :, None] * S1  # sum of centred t * y
             c -= St * St / ctt
         sc2 = np.maximum(1.0, np.where(np.isfinite(seg), np.abs(seg), 0.0).max(1)) ** 2  # level scale per person
-        low = ((c <= _FAST_REL * S2) | (c <= _FLAT_ABS * n_seg * sc2)).any(axis=(1, 2))  # (Jc,)
+        low = ((c <= FAST_REL * S2) | (c <= FLAT_ABS * n_seg * sc2)).any(axis=(1, 2))  # (Jc,)
         with np.errstate(invalid="ignore", divide="ignore"):
             inv = 1.0 / np.sqrt(c)  # (Jc, L1, P)
         nb = Jc + q - 1
@@ -798,7 +809,7 @@ def rolling_pearson(
         ``values`` / ``status`` of shape (n_pairs, n_windows).
     """
     fs, x, win, step, ia, ib, idx, end, nw = _setup(x, fs, window_s, step_s)
-    min_valid = _check_min_valid(min_valid)
+    min_valid = check_min_valid(min_valid)
     r = np.empty((len(ia), nw))
     st = np.zeros((len(ia), nw), np.int8)
     if nw:
@@ -808,13 +819,13 @@ def rolling_pearson(
         if kernel is not None:
             redo = np.zeros(nw, dtype=bool)
             src = np.ascontiguousarray(src, dtype=np.float64)
-            kernel(src, step, nw, n_seg, _KERNEL_CHUNK, ia, ib, r, redo, _FAST_REL, _FLAT_ABS)
+            kernel(src, step, nw, n_seg, _KERNEL_CHUNK, ia, ib, r, redo, FAST_REL, FLAT_ABS)
         else:
             redo = _fast_pearson(src, step, nw, n_seg, detrend, ia, ib, r)
         todo = np.flatnonzero(redo)
         for b in range(0, len(todo), _MASKED_BLOCK):
             sel = todo[b : b + _MASKED_BLOCK]
-            W = _windows(x, win, step, nw)[sel]
+            W = window_view(x, win, step, nw)[sel]
             rr, ss = pearson_windows(W, ia, ib, detrend=detrend, diff=diff, min_valid=min_valid)
             r[:, sel] = rr.T
             st[:, sel] = ss.T
@@ -921,9 +932,9 @@ def windowed_xcorr(
     -------
     XcorrResult (and the lag array when ``return_lags``)
     """
-    fs = _check_fs(fs)
+    fs = check_fs(fs)
     x = _check_x(x)
-    min_valid = _check_min_valid(min_valid)
+    min_valid = check_min_valid(min_valid)
     win = to_samples(window_s, fs, "window_s", 3)
     step = to_samples(step_s, fs, "step_s", 1)
     L = to_samples(max_lag_s, fs, "max_lag_s", 0)
@@ -970,7 +981,7 @@ def windowed_xcorr(
     lag_s[:] = np.where(ok, lag_i / fs, np.nan)
     leader[:] = np.where(ok, np.where(lag_i > 0, ia, np.where(lag_i < 0, ib, -1)), -1)
     todo = np.flatnonzero(redo)
-    Wv = _windows(x, win, step, nw) if len(todo) else None
+    Wv = window_view(x, win, step, nw) if len(todo) else None
     for b0 in range(0, len(todo), _MASKED_BLOCK):  # windows the fast path could not do: direct, masked
         sel = todo[b0 : b0 + _MASKED_BLOCK]
         Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
@@ -984,7 +995,11 @@ def windowed_xcorr(
     return res
 
 
-def _concordance_geometry(fs, slope_s, window_s, step_s):
+def concordance_geometry(fs, slope_s, window_s, step_s):
+    """Samples of the skin-conductance concordance: ``(n_slope, window, step)``.
+
+    ``window`` spans ``window_s`` of slopes plus the ``n_slope - 1`` samples the first slope needs.
+    """
     n_slope = to_samples(slope_s, fs, "slope_s", 2)
     n_r = to_samples(window_s, fs, "window_s", 3)
     step = to_samples(step_s, fs, "step_s", 1)
@@ -1005,10 +1020,10 @@ def sc_concordance(
     -------
     WindowedMetric, values (n_pairs, n_windows)
     """
-    fs = _check_fs(fs)
+    fs = check_fs(fs)
     x = _check_x(x)
-    min_valid = _check_min_valid(min_valid)
-    n_slope, win, step = _concordance_geometry(fs, slope_s, window_s, step_s)
+    min_valid = check_min_valid(min_valid)
+    n_slope, win, step = concordance_geometry(fs, slope_s, window_s, step_s)
     ia, ib = pair_index(x.shape[0])
     idx, end = _geometry(x.shape[1], win, step)
     nw = len(idx)
@@ -1018,7 +1033,7 @@ def sc_concordance(
         # slope series once, then windows over it: window j's slopes are s[j*step : j*step + n_r]
         s = _slopes(x, n_slope)
         n_r = win - n_slope + 1
-        Sv = _windows(s, n_r, step, nw)
+        Sv = window_view(s, n_r, step, nw)
         for b in range(0, nw, _MASKED_BLOCK):
             sl = slice(b, min(nw, b + _MASKED_BLOCK))
             S = Sv[sl]
@@ -1059,11 +1074,11 @@ def directional_agreement(
     WindowedMetric, values in [0, 1] of shape (n_pairs, n_windows)
     """
     fs, x, win, step, ia, ib, idx, end, nw = _setup(x, fs, window_s, step_s)
-    min_valid = _check_min_valid(min_valid)
+    min_valid = check_min_valid(min_valid)
     a = np.full((len(ia), nw), np.nan)
     st = np.zeros((len(ia), nw), np.int8)
     if nw:
-        Wv = _windows(x, win, step, nw)
+        Wv = window_view(x, win, step, nw)
         for b in range(0, nw, _MASKED_BLOCK):
             sl = slice(b, min(nw, b + _MASKED_BLOCK))
             aa, ss = direction_windows(Wv[sl], ia, ib, min_valid)
@@ -1181,7 +1196,7 @@ def shifted_surrogate(
     mean = np.full((len(ia), nw), np.nan)
     sd = np.full((len(ia), nw), np.nan)
     if nw:
-        Z = standardized_windows(_windows(x, win, step, nw), detrend=detrend, diff=diff)
+        Z = standardized_windows(window_view(x, win, step, nw), detrend=detrend, diff=diff)
         for b in range(0, nw, _MASKED_BLOCK):
             sl = np.arange(b, min(nw, b + _MASKED_BLOCK))
             past = []

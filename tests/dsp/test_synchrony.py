@@ -221,7 +221,7 @@ def test_fast_paths_equal_direct_windows(rng, detrend):
     win, step, L = 118, 6, 20  # 29.5 s, 1.5 s, 5 s at 4 Hz: 118 = 19 * 6 + 4
     ia, ib = sy.pair_index(P)
     nw = sy.n_windows(n, win, step)
-    W = sy._windows(x, win, step, nw)
+    W = sy.window_view(x, win, step, nw)
     for diff in (False, True):
         m = sy.rolling_pearson(x, FS, 29.5, 1.5, detrend=detrend, diff=diff)
         r, st = sy.pearson_windows(W, ia, ib, detrend=detrend, diff=diff)
@@ -251,8 +251,8 @@ def test_fast_pearson_chunks_equal_direct_windows(rng, detrend):
     nw = sy.n_windows(n, win, step)
     r = np.empty((len(ia), nw))
     redo = sy._fast_pearson(x, step, nw, win, detrend, ia, ib, r, J=37)  # 37 does not divide nw = 231
-    rd, st = sy.pearson_windows(sy._windows(x, win, step, nw), ia, ib, detrend=detrend)
-    gap = np.isnan(sy._windows(x, win, step, nw)).any(axis=(1, 2))
+    rd, st = sy.pearson_windows(sy.window_view(x, win, step, nw), ia, ib, detrend=detrend)
+    gap = np.isnan(sy.window_view(x, win, step, nw)).any(axis=(1, 2))
     np.testing.assert_array_equal(redo, gap)
     np.testing.assert_allclose(r[:, ~redo], rd[~redo].T, atol=1e-9)
     assert (st[~redo] == sy.OK).all()
@@ -273,7 +273,7 @@ def test_compiled_lag0_kernel_equals_numpy_path(rng, monkeypatch, step):
     r_np, r_nb = np.empty((len(ia), nw)), np.empty((len(ia), nw))
     redo_np = sy._fast_pearson(x, step, nw, win, False, ia, ib, r_np, J=37)
     redo_nb = np.zeros(nw, dtype=bool)
-    sy._kernels.get("pearson_lag0")(x, step, nw, win, 37, ia, ib, r_nb, redo_nb, sy._FAST_REL, sy._FLAT_ABS)
+    sy._kernels.get("pearson_lag0")(x, step, nw, win, 37, ia, ib, r_nb, redo_nb, sy.FAST_REL, sy.FLAT_ABS)
     np.testing.assert_array_equal(redo_nb, redo_np)
     assert redo_np.any() and not redo_np.all()
     np.testing.assert_allclose(r_nb[:, ~redo_nb], r_np[:, ~redo_np], rtol=0, atol=1e-9)
@@ -285,7 +285,7 @@ def test_compiled_lag0_kernel_equals_numpy_path(rng, monkeypatch, step):
         np.testing.assert_array_equal(m_nb.status, m_np.status)
         np.testing.assert_allclose(m_nb.values, m_np.values, rtol=0, atol=1e-9, equal_nan=True)
         nw_d = m_np.values.shape[1]
-        rd, st = sy.pearson_windows(sy._windows(x, win, step, nw_d), ia, ib, diff=diff)  # direct reference
+        rd, st = sy.pearson_windows(sy.window_view(x, win, step, nw_d), ia, ib, diff=diff)  # direct reference
         np.testing.assert_array_equal(m_nb.status, st.T)
         np.testing.assert_allclose(m_nb.values, rd.T, rtol=0, atol=1e-9, equal_nan=True)
 
