@@ -50,6 +50,7 @@ OTHER_RANGE = re.compile(r"\d\s*(?:-|\.\.|to)\s*\d|[(\[]\s*-?\d+(?:\.\d+)?\s*,\s
 STATED_DEFAULT = re.compile(r"\bdefault(?::| is)? +(?P<text>[^;,)]+)")
 CHOICE_DEFAULT = re.compile(r"(?P<value>[\w.-]+) \(default\)")
 ELSE_DEFAULT = re.compile(r"\belse (?P<value>[^\s;,)]+)")
+COMMA_DEFAULT = re.compile(r"\((?P<value>[\w.-]+), default\)")
 
 
 def _options() -> list[tuple[tuple, argparse.Action, str]]:
@@ -130,6 +131,29 @@ def test_stated_default_is_the_default_used(option):
         code = _session_fallbacks().get(name)
         assert code is not None, f"{_id(option)}: states a fallback ({fallback['value']!r}) nobody checks"
         assert fallback["value"] == code, f"{_id(option)}: help says 'else {fallback['value']}', the code uses {code}"
+
+
+#: Options whose default is "nothing given" (an empty list, a flag that is off): no default to state.
+def _has_default(action: argparse.Action) -> bool:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._CountAction)):
+        return False
+    return action.default not in (None, False, argparse.SUPPRESS) and action.default != []
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if _has_default(o[1])], ids=_id)
+def test_every_default_is_stated_and_is_the_one_used(option):
+    """Every option with a default (numbers, choices, words) says it in its help, and says the one argparse uses."""
+    _, action, text = option
+    choice = CHOICE_DEFAULT.search(text) or COMMA_DEFAULT.search(text)
+    stated = STATED_DEFAULT.search(text)
+    assert choice or stated, f"{_id(option)}: the help does not state its default {action.default!r}: {text!r}"
+    if choice:
+        assert choice["value"] == str(action.default), (_id(option), text, action.default)
+    else:
+        said = stated["text"].split(": ")[0].strip().rstrip(":").strip("'\"")
+        first = said.split()[0] if said.split() else said
+        want = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
+        assert first.rstrip("/") in (want, str(action.default)), (_id(option), said, action.default)
 
 
 def _probe(argv: list[str], capsys) -> tuple[int, list[str]]:
