@@ -16,7 +16,11 @@ import pytest
 from attune_monitor.acquisition.lsl import pylsl
 from attune_monitor.acquisition.lslconfig import _SCOPE_TEMPLATE, DEFAULT_CONFIG
 
+from ..conftest import LSL_SESSION_ID
+
 ROOT = Path(__file__).resolve().parents[2]
+#: The config in force in this test process: the shipped one plus this worker's [lab] SessionID (tests/conftest.py).
+IN_FORCE = Path(os.environ["LSLAPICFG"])
 
 
 def test_shipped_config_is_loopback_only():
@@ -31,7 +35,7 @@ def test_shipped_config_is_loopback_only():
     # unicast discovery on loopback too: without it mne-lsl's liblsl finds 1 of N streams (test below)
     assert re.search(r"^\[lab\]\s*^\s*KnownPeers\s*=\s*\{127\.0\.0\.1\}\s*$", text, re.M)
     assert "KnownPeers = {127.0.0.1}" in _SCOPE_TEMPLATE.format(scope="link")
-    assert os.environ["LSLAPICFG"] == str(DEFAULT_CONFIG)
+    assert IN_FORCE.read_text().replace(f"SessionID = {LSL_SESSION_ID}\n", "") == text
 
 
 def test_liblsl_runs_with_our_config():
@@ -72,7 +76,7 @@ def _resolve_from_child(cfg: Path, sid: str) -> int:
 
 def test_child_processes_read_lslapicfg(tmp_path):
     """Our config is what a child process uses: change only its SessionID and its stream disappears."""
-    assert _resolve_from_child(DEFAULT_CONFIG, f"cfg-{uuid.uuid4()}") == 1
+    assert _resolve_from_child(IN_FORCE, f"cfg-{uuid.uuid4()}") == 1
     other = tmp_path / "other_session.cfg"
     other.write_text(DEFAULT_CONFIG.read_text() + "\n[lab]\nSessionID = not-attune\n")
     assert _resolve_from_child(other, f"cfg-{uuid.uuid4()}") == 0
@@ -97,7 +101,7 @@ def test_mne_lsl_finds_every_stream_on_this_machine():
     outlets = [pylsl.StreamOutlet(pylsl.StreamInfo(f"probe {i}", "EEG", 1, 10.0, "float32", f"{tag}-{i}"))
                for i in range(n)]
     try:
-        env = dict(os.environ, LSLAPICFG=str(DEFAULT_CONFIG))
+        env = dict(os.environ, LSLAPICFG=str(IN_FORCE))
         child = subprocess.run([sys.executable, "-c", _MNE_RESOLVE, tag, "2.0"], env=env, capture_output=True,
                                text=True, timeout=60)
         assert child.returncode == 0, child.stderr[-2000:]
