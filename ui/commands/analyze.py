@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
-from .options import DEFAULT_PRESET, check_at_least, check_usable, make_assign
+from .options import DEFAULT_PRESET, PRESET_NAMES, check_at_least, check_usable, make_assign
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ def _warning_line(path, text: str) -> str:
 
 def register(subparsers) -> None:
     """Add the ``analyze`` parser."""
-    from attune_monitor.dsp.detector import PRESETS
-
     p = subparsers.add_parser(
         "analyze",
         help="analyse recorded sessions (XDF, E4 export folders, CSV): synchrony, possible ruptures, reports",
@@ -71,7 +69,7 @@ def register(subparsers) -> None:
     p.add_argument("--report", metavar="DIR",
                    help="write an HTML report with plots and episodes.csv into DIR (one sub-folder per FILE "
                         "when there are several)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESET_NAMES),
                    help="detector sensitivity (default %(default)s)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="analyse N files in parallel processes, 1 or more (default %(default)s)")

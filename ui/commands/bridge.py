@@ -10,7 +10,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 import time
@@ -78,6 +77,8 @@ def run(args) -> int:
         lslconfig.configure(args.lsl_scope)
     except (RuntimeError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+
+    import asyncio
 
     from attune_monitor.acquisition import ble_hr  # imports pylsl lazily, after the configuration
 

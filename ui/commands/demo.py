@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 
 from ..errors import UsageError
 # the simulator defaults are attune simulate's: not every seed shows both scripted ruptures (the detector misses
@@ -109,6 +108,8 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
         ``runner.simulator`` is the running simulator; ``runner.stop()`` does not stop it: call
         ``runner.simulator.stop()`` too.
     """
+    import uuid
+
     from attune_monitor.acquisition.live import LiveSession
     from attune_monitor.acquisition.scenario import ScenarioError, load_scenario
     from attune_monitor.acquisition.simulator import Simulator

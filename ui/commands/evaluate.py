@@ -22,13 +22,11 @@ from attune_monitor.evaluation import (  # noqa: F401 - the old names stay impor
     truth_problem)
 
 from ..errors import UsageError, check_output_file, os_error_text
-from .options import DEFAULT_PRESET, check_at_least
+from .options import DEFAULT_PRESET, PRESET_NAMES, check_at_least
 
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` parser."""
-    from attune_monitor.dsp.detector import PRESETS
-
     p = subparsers.add_parser(
         "evaluate",
         help="score possible-rupture detection on recordings with ground truth (X.xdf + X.truth.json)",
@@ -41,7 +39,7 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("dir", metavar="DIR", help="folder with X.xdf + X.truth.json pairs")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESET_NAMES),
                    help="detector sensitivity (default %(default)s)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="analyse N files in parallel processes, 1 or more (default %(default)s)")

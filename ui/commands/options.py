@@ -28,7 +28,7 @@ from attune_monitor.acquisition.lslconfig import SCOPES
 from ..errors import UsageError
 
 __all__ = [
-    "SCOPES", "SIGNALS", "MODALITY_CHOICES", "WINDOW_RANGE_S", "DEFAULT_WINDOW_S", "DEFAULT_PRESET",
+    "SCOPES", "SIGNALS", "MODALITY_CHOICES", "WINDOW_RANGE_S", "DEFAULT_WINDOW_S", "DEFAULT_PRESET", "PRESET_NAMES",
     "DEFAULT_SCENARIO", "DEFAULT_SEED", "MIN_RATE_HZ", "MAX_RATE_HZ", "MAX_SPAN_S",
     "check_range", "check_positive", "check_at_least", "check_preset",
     "add_session_options", "session_settings", "session_modalities", "describe_settings", "will_use_gui",
@@ -50,6 +50,10 @@ WINDOW_RANGE_S = (5.0, 120.0)
 #: ``--help`` can say them without importing the DSP; tests/test_cli_help.py checks that they agree.
 DEFAULT_WINDOW_S = 30.0
 DEFAULT_PRESET = "balanced"
+#: The detector presets (the keys of :data:`attune_monitor.dsp.detector.PRESETS`), for ``--preset`` choices: the
+#: parsers are built for ``attune --help``, which must not import the DSP (numpy, scipy); tests/ui/test_startup.py
+#: checks that they agree.
+PRESET_NAMES = ("conservative", "balanced", "sensitive")
 #: The simulator's defaults (``attune simulate`` and ``attune demo``). With seed 3 the balanced preset flags both
 #: scripted ruptures of the default scenario (at 4:30 and 6:50 of session time; seed 0 leaves the first one
 #: unflagged, so a first live try showed nothing); tests/test_simulate_cli.py checks it.
