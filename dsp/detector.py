@@ -4,15 +4,14 @@ A *rupture* here is a sustained drop of a pair's physiological synchrony from a 
 above chance down towards chance (the surrogate level); *repair* is its return. A flag is a prompt for the
 facilitator to check in, never a diagnosis.
 
-What makes a flag (issue 16; measured in docs/validation.md)
-------------------------------------------------------------
+What makes a flag (the measurements behind each choice: docs/validation.md)
+---------------------------------------------------------------------------
 * **Arming: a rupture needs an attunement to lapse from.** A modality of a pair is armed once the mean of its
   synchrony minus its chance level (Fisher z) over the last ``arm_span_s`` (120 s) of clean windows reaches
   ``arm_sigma`` (3) standard errors (the time-shifted-partner surrogate's spread over the square root of the
   number of independent windows in the span); its baseline is that span's level. Unarmed, a pair shows "not
-  measurably in tune" (state ``not_in_tune``) with that evidence and raises nothing. On the real EmoPairCompete
-  E4 data, 60 s at 2 standard errors armed strangers on brief highs and prompted them 3.1-3.6 times an hour;
-  120 s at 3 brought them to 0.2-0.4/h with the analytic evidence and to 0/h with the learned one.
+  measurably in tune" (state ``not_in_tune``) with that evidence and raises nothing. The span and the threshold
+  were chosen on real pseudo-pairs (docs/validation.md).
 * **Shared events re-baseline instead of flagging** (:meth:`RuptureDetector.note_shared_event`): a marker (the
   experiment's or the facilitator's note), a task switch, a gap in the data, a signal loss, and everybody's
   arousal moving the same way at once (:class:`attune_monitor.dsp.divergence.SharedShift`, from the pipeline) disarm every
@@ -82,7 +81,7 @@ no evidence before it. It then follows the smoothed synchrony up and down (half-
 whenever the pair is not in a possible rupture and its evidence is below ``learn_evidence * cusum_h``, with
 the target clipped to ``+cap_up`` / ``-cap_down`` of the margin per step, so a shared stressor or a rupture
 cannot drag it. An optional group prior (``group_prior_weight``) shrinks a pair's first baseline towards the
-median of the other pairs; on the tune split it did not help (F1 0.58-0.60 either way), so it is off.
+median of the other pairs; it is off (it did not help: docs/validation.md).
 
 Groups: with ``n_pairs`` pairs watched, each pair needs ``1 + group_h_factor * ln(n_pairs)`` times the
 evidence, so a group of four (six pairs) does not have six times a couple's false alarms per session.
@@ -95,34 +94,20 @@ ensemble over the pair's synchrony in both modalities, its chance levels, its di
 level of the last five minutes, the same 10 and 20 s back, and both people's arousal divergence) and
 ``spread`` the ``ref_chance_sd`` factor below; ``learned_h`` (times the group factor) flags. With arming, the
 evidence can only grow while the fused drop of the armed modalities is at least ``learned_sync_gate``.
-The ensemble shipped now was fitted on 116 domain-randomised simulated sessions of seven rupture families
+The shipped ensemble was fitted on domain-randomised simulated sessions of seven rupture families
 (``bench/families.py``: coupling loss alone, with arousal up, with flattening, partial, slow drift, sudden,
-one person leaving a group; seeds 60000-66019), and the presets' ``learned_k`` / ``learned_h`` are what
-leave-one-family-out chose (``bench/train_evidence.py lofo``): ``conservative`` 3.0 / 10, ``balanced`` 3.0 / 7,
-``sensitive`` 2.5 / 7. Leave-one-family-out on held-out sessions (first rupture after 4-5.5 minutes) it is
-far from the F1 0.85 aimed at (docs/validation.md); the trees of the previous version, fitted on the
-first simulator's two rupture styles only, detected none of the coupling-loss ruptures there.
-
-Earlier figures (the first simulator, before arming)
-----------------------------------------------------
-Measured on 72 h of eval sessions nothing was fitted or chosen on (seeds 50700-, 50800-, 50900-, 51000-51023,
-51100-51147, 51200-51247 and the fresh 51300-51347, 51400-51447; 288 sessions, 556 ruptures, 240 signal-loss
-periods; ``attune evaluate`` / the same replay on cached sessions): ``conservative`` P 0.97, R 0.82, F1 0.89 at
-0.32 false alarms/h; ``balanced`` P 0.95, R 0.87, **F1 0.905 at 0.63/h**; ``sensitive`` P 0.89, R 0.89, F1 0.89
-at 1.4/h; no signal-loss period flagged; median onset latency 13-14 s, detection latency 27-32 s. Sets of 24
-sessions scatter (balanced F1 0.86-0.93 at 0-1.5/h).
+one person leaving a group), and the presets' ``learned_k`` / ``learned_h`` (:data:`LEARNED_PRESETS`) were
+chosen by leave-one-family-out (``bench/train_evidence.py lofo``). How well it does, and how the earlier
+versions did: docs/validation.md.
 
 Presets with the analytic evidence (:data:`ANALYTIC_PRESETS`, ``get_preset(name, "analytic")``)
 ------------------------------------------------------------------------------------------------
 The pipeline feeds heart rate as plain windowed r and skin conductance as *phasic* synchrony (co-occurring
-responses, best r over +-3 s of the sample-to-sample changes; ``dsp.pipeline.DETECTOR_METRICS``). Chosen on
-72 tune-split sessions (seeds 10500-10523 and 10600-10647, ``bench/tune_detector.py``; a grid of 54 settings of
-cusum_k, cusum_h, arousal_k, arousal_h; the arousal model with ``fit-arousal`` on 84 earlier tune sessions):
-``conservative`` (sync k 0.8 / h 15, arousal k 3.5 / h 40, floor 2), ``balanced`` (sync k 0.7 / h 10, arousal
-k 4.5 / h 25, floor 2), ``sensitive`` (sync k 0.6 / h 10, arousal k 3.5 / h 25, floor 1). On the first 48 h of
-eval sessions above they score F1 0.85 / 0.85 / 0.84 at 0.83 / 0.92 / 2.3 false alarms/h (balanced P 0.92,
-R 0.80; the learned evidence on the same 48 h: 0.89 / 0.90 / 0.89 at 0.25 / 0.52 / 1.5). Their arousal_k
-still sets where the displays call a person "moving away", and their drift band the "usual" band.
+responses, best r over +-3 s of the sample-to-sample changes; ``dsp.pipeline.DETECTOR_METRICS``). Their
+cusum_k, cusum_h, arousal_k and arousal_h were chosen by a grid search on simulated tune-split sessions
+(``bench/tune_detector.py``; the arousal model with ``fit-arousal``); the values are in the table, the
+figures in docs/validation.md. Their arousal_k still sets where the displays call a person "moving away",
+and their drift band the "usual" band.
 """
 
 from __future__ import annotations
@@ -272,9 +257,8 @@ class DetectorConfig:
     onset_delay_s : float
         How long before that time the onset is dated: the evidence of a second comes from trailing windows
         (synchrony 30 s, arousal levels 10 s, arousal activity 20 s), so it reflects a change only some seconds
-        after it began. Never before the pair's last repair, signal loss or the end of its calibration. On the
-        84 tune sessions the estimated onset lagged the scripted one by a median 20.7 s with 0 and 10.8 s
-        with 10 s (balanced; F1 and false alarms unchanged: a flag still needs the same evidence).
+        after it began. Never before the pair's last repair, signal loss or the end of its calibration. It moves
+        the reported onset only; a flag still needs the same evidence (the lag it corrects: docs/validation.md).
     repair_delay_s : float
         How long before the time the severity fell below ``repaired_frac`` (for good) an episode's end
         (``offset_s``, hence ``time_to_repair_s``) is dated, never before the flag or the deepest point: the
@@ -324,8 +308,8 @@ class DetectorConfig:
         (a long lapse is a state, not a prompt that stays open). ``inf``: never.
     arousal_evidence : bool
         Let a person's arousal divergence add evidence for a rupture (the analytic term above). Off by
-        default: on real dyads and same-room pseudo-pairs (``bench/realdata_controls.py``) arousal divergence
-        prompted strangers as often as partners; it is shown per person, and it never raises a flag alone.
+        default (why: docs/validation.md): arousal divergence is shown per person and never raises a flag
+        alone.
     """
 
     calibration_s: float = 50.0
@@ -1146,8 +1130,8 @@ class RuptureDetector:
         One person drifting away from everyone lowers all their pairs at once; the mean of two or more pairs
         is steadier than one pair, so the tie flags sooner than each pair alone would. When it reaches the
         threshold (times ``1 + group_h_factor * ln(n_people)``), every armed pair of that person that is not
-        already in a possible rupture is flagged, naming the person. (A tie on the pairs' analytic drops
-        instead flagged more: 3.6 false alarms/h on the held-out family sets against 0.6.)
+        already in a possible rupture is flagged, naming the person. (Why the learned evidence and not the pairs'
+        analytic drops: docs/validation.md.)
         """
         events: list[dict] = []
         h = self.cfg.threshold * self.tie_h_scale

@@ -45,7 +45,7 @@ output (tested).
 
 Limits: the model is the simulator's. On a real E4 dyad (rest / competition
 rounds) people's arousal changes by different amounts in a shared task, which
-this reads as one of them moving away (see the README).
+this reads as one of them moving away (docs/validation.md).
 """
 
 from __future__ import annotations
@@ -58,12 +58,11 @@ import numpy as np
 FEATURES = ("hr_level", "hr_variability", "eda_level", "eda_activity")
 
 #: Gaussian model of the divergence vector (``FEATURES`` order): mean when in tune, mean in an aversive
-#: and a withdrawn rupture, and the shared covariance. Fitted on 84 simulated tune sessions
+#: and a withdrawn rupture, and the shared covariance. Fitted on simulated tune-split sessions
 #: (``bench/tune_detector.py fit-arousal``), rounded. ``offset`` (per style, ``STYLES`` order) is added to
 #: each style's ratio, a log prior weight: a withdrawal shows less (fewer responses, a flatter heart rate) and
-#: was missed more often, so its ratio counts one unit more. Chosen on the tune split (balanced F1 0.85 at 0.86
-#: false alarms/h with 0, 0.86 at 0.90 with 1 and arousal_k 4.5; withdrawn recall 0.74 -> 0.84) and then
-#: checked on 48 eval sessions (seeds 50700-50723, 50800-50823): F1 0.78 / 0.81 / 0.76 -> 0.80 / 0.83 / 0.78.
+#: was missed more often, so its ratio counts one unit more (chosen on the tune split, checked on eval
+#: sessions: docs/validation.md).
 LLR_MODEL = {
     "in_tune": (0.0, -0.02, 0.0, -0.04),
     "aversive": (2.0, 0.15, 2.44, 0.83),
@@ -77,8 +76,8 @@ LLR_MODEL = {
 
 
 #: Typical spread of each baseline-relative feature (``FEATURES`` order; the EDA level's as a fraction of the
-#: person's skin-conductance level): the median over the 72 people of a 36-session tune split after 15 minutes
-#: (q10-q90: HR 3.6-5.5 bpm, 0.30-0.52, 7-14 % of the level, 0.37-0.70). The scale of a person's feature is
+#: person's skin-conductance level): the median over the people of simulated tune-split sessions after 15
+#: minutes (their spread: docs/validation.md). The scale of a person's feature is
 #: shrunk towards it with the weight of ``scale_prior_s`` seconds, so the first minutes are not over-read.
 SCALE_PRIOR = (4.3, 0.40, 0.10, 0.50)
 
@@ -391,7 +390,7 @@ def _nanmedian_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median over the last axis ignoring NaN (NaN where all are), and the count of finite values.
 
     Same values as ``np.nanmedian(x, axis=-1)``; NaN sorts last, so the median is read from the sorted
-    finite head. About 10x faster than ``np.nanmedian`` on many short rows (which goes through masked arrays).
+    finite head, without ``np.nanmedian``'s masked arrays (slow on many short rows).
     """
     srt = np.sort(x, axis=-1).reshape(-1, x.shape[-1])
     cnt = np.isfinite(x).sum(axis=-1)

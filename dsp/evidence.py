@@ -171,7 +171,7 @@ class TreeEnsemble:
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """Raw log-odds of "in a rupture" per row, shape ``X.shape[:-1]``.
 
-        Uses the compiled walker of :mod:`attune_monitor.dsp._kernels` when numba is there (about 30x faster), else numpy;
+        Uses the compiled walker of :mod:`attune_monitor.dsp._kernels` when numba is there, else numpy;
         the two agree to rounding (the sums over trees run in another order).
         """
         X = np.asarray(X, float)

@@ -43,14 +43,10 @@ if TYPE_CHECKING:  # imported where used, like the engine itself
 logger = logging.getLogger(__name__)
 
 #: Engine metric the rupture detector follows (and the views show as "synchrony"), per modality. Heart rate:
-#: plain windowed Pearson r, which separated attuned from ruptured windows better than the detrended r on
-#: simulated tune sessions (fewer false alarms at equal recall). Skin conductance: *phasic* synchrony, the best
-#: r over lags of +-3 s between the partners' sample-to-sample changes (co-occurring skin-conductance
-#: responses, a second or two apart; see ``dsp.engine.EngineConfig``). Following it instead of r of the EDA
-#: levels, the detector's best F1 at <= 1 false alarm/h on 24 h of eval sessions rose from 0.83 to 0.85, and
-#: at <= 0.5/h from 0.79 to 0.83 (``dsp.detector``'s presets); slow shared trends of the levels (a task that
-#: arouses both) no longer count as being in tune. The same for heart rate (changes of 0.15 Hz low-passed
-#: heart rate) did not help, instead of r or beside it (tune F1 0.85-0.87 / 0.89 vs 0.90).
+#: plain windowed Pearson r. Skin conductance: *phasic* synchrony, the best r over lags of +-3 s between the
+#: partners' sample-to-sample changes (co-occurring skin-conductance responses, a second or two apart; see
+#: ``dsp.engine.EngineConfig``), so that slow shared trends of the levels (a task that arouses both) do not
+#: count as being in tune. Each was chosen against the alternatives on simulated sessions (docs/validation.md).
 DETECTOR_METRICS = {"hr": "pearson", "eda": "phasic"}
 #: The metric followed for a modality not in :data:`DETECTOR_METRICS`.
 DEFAULT_DETECTOR_METRIC = "pearson"
@@ -115,7 +111,7 @@ class PipelineConfig:
         Feed person-level arousal divergence (:mod:`attune_monitor.dsp.divergence`) to the detector as well as synchrony.
     wcc_step_s : float
         Step of the windowed cross-correlation (lead-lag) windows. Neither the detector nor the views use
-        them every second, and at 1 s they were ~15 % of the pipeline's time.
+        them every second, and a 1 s step would cost a sizeable share of the pipeline's time (docs/validation.md).
     """
 
     fs: float = 4.0

@@ -31,7 +31,7 @@ from .traces import PeopleTraces
 logger = logging.getLogger(__name__)
 
 #: At most this many pair plots in a group's "pairs to look at" (more are named, a click on the matrix shows one):
-#: each costs ~1 ms of every frame, and a person drifting away from everyone is already one card and one row.
+#: each one costs time in every frame, and a person drifting away from everyone is already one card and one row.
 MAX_GROUP_PAIR_PLOTS = 3
 #: Replay speeds offered.
 SPEEDS = (0.5, 1, 2, 4, 8, 16, 32, 64)
