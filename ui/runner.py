@@ -27,6 +27,7 @@ from collections import deque
 import numpy as np
 
 from attune_monitor.acquisition.files import is_shared_event, is_shared_kind, marker_words
+from attune_monitor.acquisition.protocols import MarkerSource, NewStreamsSource, ReplaySource, SessionSource, Source
 from attune_monitor.analysis import Analysis, analyze_recording, feed, make_pipeline  # noqa: F401 - importable here
 from attune_monitor.dsp.pipeline import PipelineConfig
 
@@ -49,8 +50,16 @@ class Runner:
         Use only these signals (default: every input of the source).
     """
 
-    def __init__(self, source, config: PipelineConfig | None = None, tick_s: float = 0.05, modalities=None):
+    def __init__(self, source: Source, config: PipelineConfig | None = None, tick_s: float = 0.05, modalities=None):
+        if not isinstance(source, Source):
+            raise TypeError(f"Runner: {type(source).__name__} is not a source (it needs inputs, origin, poll() and "
+                            "close(); see attune_monitor.acquisition.protocols.Source).")
         self.source = source
+        #: the source's optional capabilities (None: it has not got them), see attune_monitor.acquisition.protocols
+        self.replay: ReplaySource | None = source if isinstance(source, ReplaySource) else None
+        self._markers: MarkerSource | None = source if isinstance(source, MarkerSource) else None
+        self._new_streams: NewStreamsSource | None = source if isinstance(source, NewStreamsSource) else None
+        self._session = source.session if isinstance(source, SessionSource) else None
         self.config = config or PipelineConfig()
         self.tick_s = float(tick_s)
         self.modalities = None if modalities is None else tuple(modalities)
@@ -116,9 +125,8 @@ class Runner:
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> Runner:
         """Start the worker thread (a replayed recording's clock starts now, from where it stands)."""
-        start_clock = getattr(self.source, "start_clock", None)
-        if start_clock is not None:  # a view that took seconds to open misses none of the replay
-            start_clock()
+        if self.replay is not None:  # a view that took seconds to open misses none of the replay
+            self.replay.start_clock()
         self._thread = threading.Thread(target=self._loop, name="attune-runner", daemon=True)
         self._thread.start()
         return self
@@ -153,7 +161,7 @@ class Runner:
     # -- one tick ---------------------------------------------------------------------------------------
     def step(self):
         """Poll, push, advance, apply. Returns the pipeline update (or None)."""
-        seek = getattr(self.source, "take_seek", lambda: None)()
+        seek = self.replay.take_seek() if self.replay is not None else None
         if seek is not None:
             self._restart(seek)
             return None
@@ -163,27 +171,27 @@ class Runner:
             shared, self._shared_events = self._shared_events, []
         for t, what in shared:
             self.pipeline.note_shared_event(t, what)
-        if hasattr(self.source, "poll_markers"):
-            new = self.source.poll_markers()
+        if self._markers is not None:
+            new = self._markers.poll_markers()
             if new:  # other apps' markers, live: on the timelines (the recorder records their streams itself)
                 self.model.show_external_markers([(t - self.source.origin, name, text) for t, name, text in new])
                 for t, name, text in new:  # and every pair re-baselines at a shared event
                     if is_shared_event(text):
                         self.pipeline.note_shared_event(t - self.source.origin, marker_words(text))
-        if hasattr(self.source, "new_streams") and time.monotonic() >= self._next_stream_check:
+        if self._new_streams is not None and time.monotonic() >= self._next_stream_check:
             self._next_stream_check = time.monotonic() + 2.0
-            for name in self.source.new_streams():
+            for name in self._new_streams.new_streams():
                 self.model.message(f"New stream {name!r} appeared; it is not in this session's pipeline: "
                                    "restart monitoring to include it.")
-            session = getattr(self.source, "session", None)
-            for text in (session.notices() if hasattr(session, "notices") else ()):
+            notices = getattr(self._session, "notices", None)  # a LiveSession's; a test's stand-in may have none
+            for text in (notices() if notices is not None else ()):
                 self.model.message(text)  # e.g. a duplicate of a stream in use appeared and was refused
         upd = None
         if until is not None:
             upd = self.pipeline.advance(until)
             self._publish(upd, status)
-        if getattr(self.source, "finished", False) and not self._flushed:
-            upd = self.pipeline.flush(self.source.end)
+        if self.replay is not None and self.replay.finished and not self._flushed:
+            upd = self.pipeline.flush(self.replay.end)
             self.pipeline.finish()
             self._flushed = True
             self._publish(upd, status)
@@ -211,8 +219,7 @@ class Runner:
         if self.recorder is not None and self.recorder.active:
             return self.recorder
         path = path or default_recording_path("recordings", label)
-        session = getattr(self.source, "session", None)
-        self.recorder = record_session(path, self, session, label=label)
+        self.recorder = record_session(path, self, self._session, label=label)
         self._rec_started = time.monotonic()
         self._update_recording_status()
         return self.recorder
@@ -254,12 +261,12 @@ class Runner:
             if who in self.model.participants:
                 st[who] = {m: v for m, v in d.items() if m in self.model.modalities}
         self.model.apply(upd, self.pipeline.detector.pair_states(), st, ties=self.pipeline.detector.person_ties)
-        if self.model.replay is not None or hasattr(self.source, "seek"):
+        if self.replay is not None:
             self.model.replay = {
-                "position_s": getattr(self.source, "position_s", 0.0),
-                "duration_s": getattr(self.source, "duration_s", 0.0),
-                "speed": getattr(self.source, "speed", 1.0),
-                "paused": getattr(self.source, "paused", False),
+                "position_s": self.replay.position_s,
+                "duration_s": self.replay.duration_s,
+                "speed": self.replay.speed,
+                "paused": self.replay.paused,
             }
         for listener in list(self.listeners):
             try:
@@ -307,19 +314,19 @@ class Runner:
         """
         if self._thread is not None:
             raise RuntimeError("Runner.preroll: the worker is already running; pre-roll before start().")
-        duration = getattr(self.source, "duration_s", None)
-        if duration is None or not hasattr(self.source, "seek"):
+        if self.replay is None:
             raise RuntimeError("Runner.preroll: only a replayed recording can be pre-rolled (a live source cannot).")
         max_s = min_s if max_s is None else max(min_s, max_s)
         if not (math.isfinite(min_s) and min_s >= 0 and math.isfinite(max_s) and step_s > 0):
             raise ValueError(f"Invalid pre-roll: expected 0 <= min_s <= max_s (finite seconds) and step_s > 0, "
                              f"but got min_s={min_s!r}, max_s={max_s!r}, step_s={step_s!r}.")
+        duration = self.replay.duration_s
         min_s, max_s = min(min_s, duration), min(max_s, duration)
-        t = self.source.position_s
+        t = self.replay.position_s
         while t < max_s:
             t = min(t + step_s, max_s)
             try:
-                chunks, until, status = self.source.poll(horizon_s=t)
+                chunks, until, status = self.replay.poll(horizon_s=t)
                 feed(self.pipeline, chunks)
                 self._publish(self.pipeline.advance(until), status)
             except Exception as exc:  # as in the worker: the replay goes on from here, the error shown
@@ -329,24 +336,28 @@ class Runner:
                 break
             if t >= min_s and not any(ps.get("state") == "calibrating" for ps in self.pipeline.detector.pair_states()):
                 break
-        return self.source.position_s
+        return self.replay.position_s
 
     # -- replay controls (no-ops on live sources) ---------------------------------------------------------
     def seek(self, t_s: float) -> None:
-        if hasattr(self.source, "seek"):
-            self.source.seek(t_s)
+        """Move a replay to session time ``t_s`` (s)."""
+        if self.replay is not None:
+            self.replay.seek(t_s)
 
     def set_speed(self, speed: float) -> None:
-        if hasattr(self.source, "set_speed"):
-            self.source.set_speed(speed)
+        """Replay at ``speed`` x real time."""
+        if self.replay is not None:
+            self.replay.set_speed(speed)
 
     def pause(self) -> None:
-        if hasattr(self.source, "pause"):
-            self.source.pause()
+        """Pause a replay."""
+        if self.replay is not None:
+            self.replay.pause()
 
     def resume(self) -> None:
-        if hasattr(self.source, "resume"):
-            self.source.resume()
+        """Resume a paused replay."""
+        if self.replay is not None:
+            self.replay.resume()
 
 
 class TickLog:
