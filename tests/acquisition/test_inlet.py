@@ -240,7 +240,7 @@ def start_publisher(source_id, n, rate):
 
 def stop(p):
     p.kill()
-    p.wait(timeout=10)
+    p.communicate(timeout=10)  # waits and closes the pipe (no ResourceWarning)
 
 
 def test_separate_process_samples_arrive_complete_and_in_order():

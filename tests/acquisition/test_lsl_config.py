@@ -71,7 +71,7 @@ def _resolve_from_child(cfg: Path, sid: str) -> int:
         return len(pylsl.resolve_byprop("source_id", sid, 1, 2.0))
     finally:
         child.kill()
-        child.wait(timeout=10)
+        child.communicate(timeout=10)  # waits and closes the pipe
 
 
 def test_child_processes_read_lslapicfg(tmp_path):
@@ -196,8 +196,7 @@ def test_outlets_listen_on_every_interface_as_hardware_md_says(tmp_path):
                         header += chunk
                 assert sid.encode() in header  # the stream's full header, read through a LAN address
         finally:
-            child.stdin.close()
-            child.wait(timeout=10)
+            child.communicate(timeout=10)  # closes stdin (the child's cue to stop), waits, closes stdout
     hw = (ROOT / "hardware.md").read_text()
     first, last = _cfg_int("MulticastPort"), _cfg_int("BasePort") + _cfg_int("PortRange") - 1
     assert "**all interfaces (0.0.0.0)**" in hw and "ListenAddress = 127.0.0.1" in hw

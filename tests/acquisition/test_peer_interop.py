@@ -261,4 +261,4 @@ def test_mne_lsl_stream_reads_attune_simulate(tmp_path):
         if stream is not None:
             stream.disconnect()
         sim.kill()
-        sim.wait(timeout=10)
+        sim.communicate(timeout=10)  # waits and closes the pipes

@@ -447,5 +447,5 @@ def test_two_attune_simulate_runs_are_two_sets_of_streams(tmp_path):
     finally:
         for p in runs:
             p.kill()
-            p.wait(timeout=10)
-    assert "instance 2" in runs[1].stderr.read()
+        errs = [p.communicate(timeout=10)[1] for p in runs]  # waits and closes the pipes
+    assert "instance 2" in errs[1]
