@@ -22,6 +22,16 @@ completes every 4th tick (1 s step), so the p99 is the cost of a completing tick
 median of their p50 / p99 (wall time, the headline) and of the p99 of the thread's CPU time per tick: on a
 loaded machine the wall p99 also contains preemption (a scheduler time slice of a few ms).
 
+First call (issue 21): a batch of files pays, per process, numba's loading of the compiled kernel, and per
+call a fresh output (14 MB) whose pages the kernel faults in. ``speedup_vs_pandas_first`` is pandas' time over
+the first of our calls in this process that follows the warm-up of every contender (fresh output pages, as the
+headline was measured before), ``speedup_vs_pandas_steady`` over the median of 10 further calls;
+``first_call_fresh_process_ms`` is the very first call of a new Python process (import, data made, one call),
+with the kernel preloaded in the background at import (``dsp._kernels.preload``, the numpy path answering until
+it is ready) and with ``ATTUNE_NUMBA_PRELOAD=0`` (the first call loads it), each also over a batch of 5 calls.
+``peer_versions``: the versions of the contenders and of numpy / scipy / numba; ``load_avg_1min`` before / after
+each group of timings.
+
 The last line of output is one JSON object with the headline figures.
 """
 
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -105,6 +116,50 @@ def streaming_ticks(rng, sessions=3, config=None):
     return float(np.median(p50s)), float(np.median(p99s)), float(np.median(cpu99s)), p99s
 
 
+#: the first call(s) of a fresh process: import, the bench's data, 5 calls of all-pairs rolling r (ms each)
+FRESH_PROCESS = """
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+from attune_monitor.dsp import synchrony as sy
+t1 = time.perf_counter()
+x = 70 + np.cumsum(np.random.default_rng(7).standard_normal((32, 14400)), 1) * 0.3
+ts = []
+for _ in range(5):
+    t = time.perf_counter()
+    sy.rolling_pearson(x, 4.0, 30.0, 1.0)
+    ts.append((time.perf_counter() - t) * 1e3)
+print(json.dumps({"import_ms": (t1 - t0) * 1e3, "calls_ms": ts}))
+"""
+
+
+def fresh_process_calls(preload: bool, runs: int = 3) -> dict:
+    """Median over ``runs`` new processes of the first call's ms and of the 5-call batch's total ms."""
+    env = dict(os.environ, ATTUNE_NUMBA_PRELOAD="1" if preload else "0")
+    firsts, totals = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, env=env,
+                             cwd=Path(__file__).resolve().parents[1], check=True)
+        calls = json.loads(out.stdout.strip().splitlines()[-1])["calls_ms"]
+        firsts.append(calls[0])
+        totals.append(sum(calls))
+    return {"first_ms": round(float(np.median(firsts)), 1), "batch5_ms": round(float(np.median(totals)), 1)}
+
+
+def peer_versions() -> dict:
+    """Installed versions of the contenders and the libraries under us."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("pandas", "neurokit2", "numpy", "scipy", "numba"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    out["python"] = sys.version.split()[0]
+    return out
+
+
 def main() -> int:
     import neurokit2 as nk
     import pandas as pd
@@ -176,6 +231,12 @@ def main() -> int:
     bytes_p = x.nbytes + n_pairs * nw * 9
     frac = bytes_p / t_p / 1e9 / bw
 
+    load_batch = os.getloadavg()
+    # --- the first call of a fresh process (a batch worker), with and without the background preload
+    fresh_pre = fresh_process_calls(True)
+    fresh_cold = fresh_process_calls(False)
+    load_fresh = os.getloadavg()
+
     # --- streaming ticks, 8 people, hr + eda, all metrics, one sample per tick
     p50, p99, cpu99, p99s = streaming_ticks(rng)
     q50, q99, qcpu99, _ = streaming_ticks(rng, config=PIPELINE_ENGINE)
@@ -217,10 +278,23 @@ def main() -> int:
         f"p50 {p50:.3f} ms, p99 {p99:.3f} ms (per session p99: {', '.join(f'{v:.3f}' for v in p99s)}); "
         f"p99 of CPU time per tick {cpu99:.3f} ms (wall - CPU = waiting for a core)"
     )
+    print(f"first call in a fresh process (median of 3): {fresh_pre['first_ms']} ms with the kernel preloaded in "
+          f"the background ({fresh_pre['batch5_ms']} ms for 5 calls), {fresh_cold['first_ms']} ms loading it on "
+          f"the first call ({fresh_cold['batch5_ms']} ms for 5 calls); pandas {t_pd * 1e3:.0f} ms")
+    versions = peer_versions()
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"the same with the pipeline's engine (phasic skin synchrony, lead-lag every 5 s): p50 {q50:.3f} ms, "
           f"p99 {q99:.3f} ms, p99 of CPU time {qcpu99:.3f} ms")
     res = {
         "speedup_vs_pandas": round(t_pd / t_p, 1),
+        "speedup_vs_pandas_first": round(t_pd / t_p, 1),
+        "speedup_vs_pandas_steady": round(t_pd / t_p_steady, 1),
+        "pandas_per_pair_loop_s": round(t_pd, 3),
+        "first_call_fresh_process_ms": fresh_pre["first_ms"],
+        "first_call_fresh_process_ms_no_preload": fresh_cold["first_ms"],
+        "batch5_fresh_process_ms": fresh_pre["batch5_ms"],
+        "batch5_fresh_process_ms_no_preload": fresh_cold["batch5_ms"],
+        "speedup_vs_pandas_fresh_process_first": round(t_pd * 1e3 / fresh_pre["first_ms"], 1),
         "speedup_vs_neurokit2": round(t_nk / t_p, 1),
         "rolling_pearson_ms": round(t_p * 1e3, 1),
         "rolling_pearson_ms_steady": round(t_p_steady * 1e3, 1),
@@ -238,7 +312,11 @@ def main() -> int:
         "max_abs_diff_vs_pandas": err_pd,
         "max_abs_diff_vs_neurokit2": err_nk,
         "max_abs_diff_wcc_peak_vs_pandas": err_wmax,
+        "peer_versions": versions,
         "load_avg_1min": [round(load0[0], 2), round(load1[0], 2)],
+        "load_avg_1min_batch_timings": [round(load0[0], 2), round(load_batch[0], 2)],
+        "load_avg_1min_fresh_process": [round(load_batch[0], 2), round(load_fresh[0], 2)],
+        "load_avg_1min_ticks": [round(load_fresh[0], 2), round(load1[0], 2)],
     }
     print(json.dumps(res))
     return 0

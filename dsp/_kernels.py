@@ -2,6 +2,14 @@
 
 ``get(name)`` returns None when numba is not installed or cannot be imported: callers then use their
 numpy paths, which are also the reference the kernels are tested against (equal within 1e-9).
+
+``preload(name, example_args)`` loads a kernel from numba's on-disk cache (compiling it the first time) in a
+background thread, so the first call a process makes does not pay it (~0.3-0.5 s: importing numba, then the
+cached machine code): ``get(name, wait=False)`` returns None until it is ready, and the caller uses its numpy
+path meanwhile. The thread only compiles (``Dispatcher.compile`` for the example's types), it never runs a
+kernel: numba's default threading layer may not be entered from two threads at once. A fork waits for the
+thread (``os.register_at_fork``), so a child process never inherits a half-held import or compiler lock.
+``ATTUNE_NUMBA_PRELOAD=0`` turns preloading off (the first call then loads the kernel, as before).
 """
 
 from __future__ import annotations
@@ -9,40 +17,99 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
+import threading
 from typing import Any
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: numba is installed (imported, and the kernels compiled or loaded from its cache, on first use only:
-#: importing numba costs ~0.15 s, which every ``import dsp.synchrony`` would otherwise pay)
+#: numba is installed (imported, and the kernels compiled or loaded from its cache, on first use or by
+#: :func:`preload` in the background: importing numba costs ~0.15 s, which every ``import dsp.synchrony``
+#: would otherwise pay in the importing thread)
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 numba: Any = None
 _compiled: dict[str, Any] = {}
+_lock = threading.RLock()  # held while numba is imported or a kernel compiled / loaded
+_preloading: dict[str, threading.Thread] = {}
 
 
-def get(name: str):
+def _import_numba() -> bool:
+    """Import numba once (under ``_lock``); False (and ``HAVE_NUMBA`` False) when it cannot be imported."""
+    global numba, HAVE_NUMBA
+    if numba is not None:
+        return True
+    try:
+        import numba as nb
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        logger.warning("numba is installed but cannot be imported (%s): using the numpy paths", exc)
+        HAVE_NUMBA = False
+        return False
+    numba = nb
+    return True
+
+
+def _dispatcher(name: str):
+    return numba.njit(cache=True, fastmath=False, parallel=True)(globals()["_" + name])
+
+
+def get(name: str, wait: bool = True):
     """The compiled kernel ``name`` (e.g. ``"pearson_lag0"``), or None when numba cannot be used.
 
     The first call imports numba and compiles (or loads from numba's on-disk cache) the kernel; if numba
     fails to import (e.g. it does not support the installed numpy), ``HAVE_NUMBA`` becomes False and
-    callers use their numpy paths.
+    callers use their numpy paths. With ``wait=False``, None while :func:`preload` is still loading the
+    kernel (the caller's numpy path gives the same numbers within 1e-9, without waiting for it).
     """
-    global numba, HAVE_NUMBA
     if not HAVE_NUMBA:
         return None
     fn = _compiled.get(name)
-    if fn is None:
-        try:
-            import numba as nb
-        except Exception as exc:  # pragma: no cover - depends on the environment
-            logger.warning("numba is installed but cannot be imported (%s): using the numpy paths", exc)
-            HAVE_NUMBA = False
-            return None
-        numba = nb
-        fn = _compiled[name] = nb.njit(cache=True, fastmath=False, parallel=True)(globals()["_" + name])
+    if fn is not None:
+        return fn
+    loading = _preloading.get(name)
+    if not wait and loading is not None and loading.is_alive():
+        return None
+    with _lock:
+        fn = _compiled.get(name)
+        if fn is None:
+            if not _import_numba():
+                return None
+            fn = _compiled[name] = _dispatcher(name)
     return fn
+
+
+def preload(name: str, example_args: tuple) -> threading.Thread | None:
+    """Load kernel ``name`` for the argument types of ``example_args`` in a daemon thread (see the module
+    notes); returns the thread, or None when numba is missing, preloading is off or the kernel is loaded."""
+    if not HAVE_NUMBA or name in _compiled or name in _preloading or os.environ.get("ATTUNE_NUMBA_PRELOAD") == "0":
+        return None
+
+    def load():
+        with _lock:
+            if name in _compiled or not _import_numba():
+                return
+            fn = _dispatcher(name)
+            try:
+                fn.compile(tuple(numba.typeof(a) for a in example_args))
+            except Exception as exc:  # pragma: no cover - a first real call compiles it instead
+                logger.debug("preloading kernel %s failed: %s", name, exc)
+            _compiled[name] = fn
+
+    thread = _preloading[name] = threading.Thread(target=load, name=f"attune-numba-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for_preloads() -> None:
+    """Before a fork: let the preload threads finish (a child must not inherit their locks half-held)."""
+    for thread in list(_preloading.values()):
+        if thread.is_alive() and thread is not threading.current_thread():
+            thread.join()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_wait_for_preloads)
 
 
 def _pearson_lag0(x, step, nw, n_seg, J, ia, ib, out, redo, rel, flat_abs):  # pragma: no cover

@@ -815,7 +815,7 @@ def rolling_pearson(
     if nw:
         # window j's differences are d[j*step : j*step + win - 1]; NaN in d covers the raw window's gaps
         src, n_seg = (x[:, 1:] - x[:, :-1], win - 1) if diff else (x, win)
-        kernel = None if detrend else _kernels.get("pearson_lag0")
+        kernel = None if detrend else _kernels.get("pearson_lag0", wait=False)  # numpy while it loads
         if kernel is not None:
             redo = np.zeros(nw, dtype=bool)
             src = np.ascontiguousarray(src, dtype=np.float64)
@@ -1213,3 +1213,16 @@ def shifted_surrogate(
     st = np.where(np.isfinite(mean), OK, MISSING).astype(np.int8)
     mk = lambda nm, v: WindowedMetric(nm, v, st.copy(), idx, end, fs, win, step, {"shifts_windows": sh})  # noqa: E731
     return mk("surrogate_mean", mean), mk("surrogate_sd", sd)
+
+
+def _preload_kernel() -> None:
+    """Load the lag-0 kernel in the background now (:func:`attune_monitor.dsp._kernels.preload`), for the
+    argument types :func:`rolling_pearson` passes it: the first call of a process then costs what every later
+    one does, instead of ~0.3-0.5 s of numba loading (until it is ready, the numpy path answers)."""
+    ia, ib = pair_index(2)
+    nw = 2
+    _kernels.preload("pearson_lag0", (np.zeros((2, 4)), 1, nw, 3, _KERNEL_CHUNK, ia, ib, np.empty((1, nw)),
+                                      np.zeros(nw, dtype=bool), FAST_REL, FLAT_ABS))
+
+
+_preload_kernel()

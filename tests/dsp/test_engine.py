@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -245,3 +251,70 @@ def test_phasic_finds_responses_a_second_apart(rng):
     assert np.median(lag[0]) == 1.5  # positive: the pair's first person (A) leads
     assert np.median(r[0]) > 0.8 and np.median(r[0] - ch[0]) > 0.5
     assert abs(np.median(r[1] - ch[1])) < 0.1 and abs(np.median(r[2] - ch[2])) < 0.1
+
+
+def test_window_ticks_run_blas_on_one_thread_and_give_the_same_numbers(rng):
+    """Where windows complete, the engine multiplies with one BLAS thread (issue 21: a second one only waited
+    for a core on the 2-core machine); outside, BLAS keeps its threads. The numbers equal a run with BLAS on its
+    threads throughout (the limit switched off), within 1e-12."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from attune_monitor.dsp import engine as engine_mod
+
+    ctl = threadpoolctl.ThreadpoolController()
+    seen = []
+    real = SynchronyEngine._compute
+
+    def spy(self, modalities):
+        seen.append(max((lib["num_threads"] for lib in ctl.info() if lib["user_api"] == "blas"), default=1))
+        return real(self, modalities)
+
+    x = _session(rng, 4, 4000)[:, 2600:3400]  # the long gap's end, a short gap and a flat stretch
+    blocks = {"hr": x, "eda": x[::-1].copy()}
+    cfg = EngineConfig(phasic_modalities=("eda",))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SynchronyEngine, "_compute", spy)
+        limited = SynchronyEngine(4, FS, cfg).push(blocks)
+    assert seen and max(seen) == 1
+    outside = max((lib["num_threads"] for lib in ctl.info() if lib["user_api"] == "blas"), default=1)
+    assert outside == max((lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                           if lib["user_api"] == "blas"), default=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine_mod, "_one_blas_thread", contextlib.nullcontext)
+        free = SynchronyEngine(4, FS, cfg).push(blocks)
+    for m in blocks:
+        assert set(limited[m]) == set(free[m])
+        for name, met in limited[m].items():
+            np.testing.assert_allclose(met.values, free[m][name].values, rtol=0, atol=1e-12, equal_nan=True)
+            np.testing.assert_array_equal(met.status, free[m][name].status)
+
+
+def test_first_call_while_the_kernel_preloads_equals_the_kernel():
+    """A fresh process starts loading the compiled lag-0 kernel at import (issue 21); a call before it is ready
+    takes the numpy path, and the kernel, once loaded, needs no second compile for the real call's types (the
+    preload compiled exactly those). Both agree with pandas' rolling correlation within 1e-9."""
+    from attune_monitor.dsp import _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba is not installed: there is no kernel to preload")
+    code = """
+import json, numpy as np, pandas as pd
+from attune_monitor.dsp import _kernels, synchrony as sy
+x = 70 + np.cumsum(np.random.default_rng(3).standard_normal((3, 600)), 1) * 0.3
+ready_before = _kernels.get("pearson_lag0", wait=False) is not None
+first = sy.rolling_pearson(x, 4.0, 30.0, 1.0).values
+_kernels._preloading["pearson_lag0"].join()
+kernel = _kernels.get("pearson_lag0", wait=False)
+second = sy.rolling_pearson(x, 4.0, 30.0, 1.0).values
+ia, ib = sy.pair_index(3)
+ref = np.array([pd.Series(x[a]).rolling(120).corr(pd.Series(x[b])).to_numpy()[119::4] for a, b in zip(ia, ib)])
+print(json.dumps({"ready_before": ready_before, "signatures": len(kernel.signatures),
+                  "first_vs_second": float(np.max(np.abs(first - second))),
+                  "second_vs_pandas": float(np.max(np.abs(second - ref[:, :second.shape[1]])))}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "ATTUNE_NUMBA_PRELOAD": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["signatures"] == 1
+    assert res["first_vs_second"] <= 1e-9
+    assert res["second_vs_pandas"] <= 1e-9
