@@ -9,6 +9,7 @@ Examples::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -72,12 +73,10 @@ def run(args) -> int:
         check_writable_folder(out if out.exists() else out.parent, "--out")
     else:
         check_output_file(out, "--out", create_parents=False)
-    if args.format == "edf":
-        try:
-            import edfio  # noqa: F401  (the EDF writer)
-        except ImportError:
-            raise UsageError("EDF export needs the edfio package: pip install edfio "
-                             "(or use --format fif / csv).") from None
+    writer = {"edf": "edfio", "fif": "mne"}.get(args.format)  # the [export] extra's package for this format
+    if writer is not None and importlib.util.find_spec(writer) is None:
+        raise UsageError(f"{args.format.upper()} export needs {writer}, which is not installed: pip install "
+                         f"'attune-monitor[export]' (or use --format csv).")
 
     from attune_monitor.acquisition.export import export_session
     from attune_monitor.acquisition.files import RecordingError, load_recording

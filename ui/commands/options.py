@@ -325,15 +325,16 @@ def open_view(runner, args, title: str, settings=None) -> int:
     from ..headless import has_display, run_headless
 
     if not args.headless:
-        if has_display():
-            try:
-                from ..gui.app import run_gui
-            except Exception as exc:  # noqa: BLE001 - Qt missing/broken: the terminal view still works
-                print(f"attune: the GUI cannot start ({exc}); showing the terminal view instead.", file=sys.stderr)
-            else:
+        try:
+            from ..gui.app import run_gui
+        except ModuleNotFoundError as exc:  # the [gui] extra is not installed: the message says how to install it
+            print(f"attune: {exc}; showing the terminal view.", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - Qt broken: the terminal view still works
+            print(f"attune: the GUI cannot start ({exc}); showing the terminal view instead.", file=sys.stderr)
+        else:
+            if has_display():
                 quit_after = args.quit_after if args.quit_after is not None else getattr(args, "duration", None)
                 return run_gui(runner, screenshot=args.screenshot, quit_after=quit_after, title=title, settings=settings)
-        else:
             from ..gui.display import display_usable
 
             print(f"attune: no usable display ({display_usable()[1]}); showing the terminal view instead "

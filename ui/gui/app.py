@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import threading
 import traceback
 from pathlib import Path
 
-from PySide6 import QtCore, QtGui, QtWidgets
+#: What a missing [gui] extra (PySide6 / pyqtgraph) is called in messages (the commands show the terminal view).
+GUI_MISSING = "no GUI installed (pip install 'attune-monitor[gui]')"
+
+try:
+    from PySide6 import QtCore, QtGui, QtWidgets
+except ModuleNotFoundError as exc:  # the [gui] extra is not installed: say how to install it
+    raise ModuleNotFoundError(GUI_MISSING, name=exc.name) from None
+if importlib.util.find_spec("pyqtgraph") is None:  # the plots (imported when the window opens)
+    raise ModuleNotFoundError(GUI_MISSING, name="pyqtgraph")
 
 logger = logging.getLogger(__name__)
 
