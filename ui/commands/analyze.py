@@ -6,6 +6,15 @@ Examples::
     attune analyze session.xdf --json session.analysis.json --report session-report/
     attune analyze ../shared/realdata/emopaircompete/D1_5            # an E4 session folder
     attune analyze day1/*.xdf --jobs 2 --json out/ --report reports/  # many files in parallel
+    attune analyze study/*.xdf --dask 4 --dataset study-tables/      # a local Dask cluster, tidy tables out
+    attune analyze study/*.xdf --scheduler tcp://10.0.0.5:8786 --cache results/   # a running Dask cluster
+
+Batch runs (``--jobs``, ``--dask``, ``--scheduler``) go through
+:func:`attune_monitor.batch.run_batch`; with ``--cache DIR`` (or ``--dataset
+OUT``, which keeps its results in ``OUT/.attune-cache``) a file whose result
+is up to date (same bytes, Attune version and options) is not analysed again,
+so an interrupted batch resumes. ``docs/cluster.md`` has the cluster command
+lines, ``docs/dataset.md`` the tables.
 
 The analysis is the same causal streaming pipeline the live monitor runs
 (:func:`attune_monitor.ui.runner.analyze_recording`), so the episodes are the ones a
@@ -75,7 +84,30 @@ def register(subparsers) -> None:
                    help="analyse N files in parallel processes, 1 or more (default %(default)s)")
     p.add_argument("--progress", action="store_true",
                    help="show a progress bar on stderr even when it is not a terminal")
+    add_batch_options(p)
+    p.add_argument("--dataset", metavar="OUT",
+                   help="also write long-format tables into the folder OUT: windows, episodes, person_phases, "
+                        "sessions (docs/dataset.md); results are kept in OUT/.attune-cache, so a re-run resumes")
+    p.add_argument("--dataset-format", default="auto", choices=["auto", "parquet", "csv"],
+                   help="table format of --dataset: parquet (needs pyarrow), csv, or auto: parquet when pyarrow is "
+                        "installed (default %(default)s)")
     p.set_defaults(func=run)
+
+
+def add_batch_options(p) -> None:
+    """The batch options ``analyze`` and ``evaluate`` share: Dask, path map, result cache."""
+    p.add_argument("--dask", type=int, metavar="N",
+                   help="analyse on a local Dask cluster of N worker processes, 1 or more (needs "
+                        "pip install 'attune-monitor[cluster]')")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="analyse on a running Dask scheduler, e.g. tcp://10.0.0.5:8786; its workers need Attune "
+                        "installed and read access to the files (docs/cluster.md)")
+    p.add_argument("--path-map", action="append", default=[], metavar="LOCAL=REMOTE",
+                   help="with --dask/--scheduler: workers read LOCAL/... as REMOTE/... (repeatable)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="keep each file's result in DIR under a content hash (file bytes + Attune version + "
+                        "options); a re-run skips files whose result is up to date")
+    p.add_argument("--force", action="store_true", help="analyse every file again, even when its result is up to date")
 
 
 # -- one file ----------------------------------------------------------------------------------------------------
@@ -105,6 +137,9 @@ class FileResult:
         Files written.
     seconds : float
         Wall-clock time the analysis took.
+    tables : dict | None
+        The rows this file adds to the ``--dataset`` tables (:func:`attune_monitor.dataset.tables_from_analysis`
+        plus its ``sessions`` row), when asked for.
     """
 
     path: str
@@ -117,10 +152,11 @@ class FileResult:
     warnings: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     seconds: float = 0.0
+    tables: dict | None = None
 
 
 def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESET, json_path: str | None = None,
-                 report_dir: str | None = None, progress=None) -> FileResult:
+                 report_dir: str | None = None, progress=None, tables: bool = False) -> FileResult:
     """Analyse one recording; never raises for bad input (see :class:`FileResult`).
 
     Parameters
@@ -137,6 +173,8 @@ def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESE
         Where to write the HTML report.
     progress : callable | None
         ``progress(done_s, total_s)``.
+    tables : bool
+        Also compute the rows of the ``--dataset`` tables (``FileResult.tables``).
     """
     import dataclasses
 
@@ -184,6 +222,11 @@ def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESE
         names = sorted({name for _, name, _ in analysis.markers})
         res.summary += (f"\n  recorded markers: {len(analysis.markers)} ({', '.join(names)}; listed with times in the "
                         "report, --report DIR)")
+    if tables:
+        from attune_monitor.dataset import session_row, tables_from_analysis
+
+        res.tables = tables_from_analysis(analysis, doc, offset, res.flagged_s)
+        res.tables["sessions"] = {k: [v] for k, v in session_row(doc, len(analysis.markers)).items()}
     try:
         if json_path and json_path != "-":
             res.outputs.append(str(write_json(doc, json_path)))
@@ -294,60 +337,202 @@ class ProgressBar:
 
 
 # -- command -----------------------------------------------------------------------------------------------------
-def _worker(path, kwargs) -> FileResult:
-    return analyze_file(path, **kwargs)
+#: What a kept result holds of a FileResult (outputs and timings belong to one run and are not kept).
+_KEPT = ("code", "summary", "doc", "flagged_s", "origin", "warnings", "tables")
 
 
-def run_many(files, kwargs_per_file, jobs: int, show_progress: bool, on_result=None) -> list[FileResult]:
-    """Analyse files, in parallel processes when ``jobs > 1``; results in input order.
+def result_record(res: FileResult) -> dict | None:
+    """What :class:`attune_monitor.batch.ResultStore` keeps of a result (None for a failure: it is tried again)."""
+    if res.code:
+        return None
+    return {k: getattr(res, k) for k in _KEPT}
+
+
+def result_from_record(path, record: dict) -> FileResult | None:
+    """A kept result as a :class:`FileResult` for ``path`` (None when the record is not a usable result)."""
+    r = record.get("result") if isinstance(record, dict) else None
+    if not isinstance(r, dict) or r.get("code") != 0 or not isinstance(r.get("doc"), dict):
+        return None
+    doc, summary = r["doc"], str(r.get("summary", ""))
+    old = str(record.get("path", ""))
+    if old and old != str(path) and doc.get("recording") == old:  # the same bytes, kept under another name
+        doc = dict(doc, recording=str(path))
+        summary = summary.replace(old, str(path), 1)
+    return FileResult(str(path), code=0, summary=summary, doc=doc,
+                      flagged_s=list(r.get("flagged_s") or []), origin=float(r.get("origin") or 0.0),
+                      warnings=list(r.get("warnings") or []), tables=r.get("tables"))
+
+
+def key_options(preset: str, roster: str | None = None) -> dict:
+    """The options that change a file's result: part of its content key (the roster by its bytes)."""
+    from attune_monitor.batch import file_digest
+
+    digest = None
+    if roster:
+        try:
+            digest = file_digest(roster)
+        except OSError:
+            digest = str(roster)
+    return {"preset": preset, "roster": digest}
+
+
+def failed_result(index: int, path, exc: BaseException) -> FileResult:
+    """The result of a file whose analysis process (or Dask worker) died: an internal error, the rest go on."""
+    return FileResult(str(path), code=1, message=f"{path}: analysis process failed "
+                                                  f"({_one_line(f'{type(exc).__name__}: {exc}')[:200]}).")
+
+
+def check_batch_options(args) -> dict:
+    """Check ``--jobs`` / ``--dask`` / ``--scheduler`` / ``--path-map`` / ``--cache`` before any work.
+
+    Returns
+    -------
+    batch : dict
+        ``jobs``, ``dask_workers``, ``scheduler``, ``path_map`` (parsed) and ``cache`` (a folder or None).
+
+    Raises
+    ------
+    UsageError
+        Options that exclude each other, a bad value, Dask missing, or a cache folder that cannot be written.
+    """
+    from attune_monitor.batch import INSTALL_HINT, BatchError, parse_path_map
+
+    check_at_least("--jobs", args.jobs, 1, what="a number of processes")
+    n = getattr(args, "dask", None)
+    scheduler = getattr(args, "scheduler", None)
+    if n is not None:
+        check_at_least("--dask", n, 1, what="a number of worker processes")
+    if n is not None and scheduler:
+        raise UsageError("--dask N starts a local Dask cluster and --scheduler uses a running one: give one of them.")
+    cluster = n is not None or bool(scheduler)
+    if cluster and args.jobs > 1:
+        raise UsageError("--jobs runs local processes and does not combine with --dask/--scheduler; drop --jobs "
+                         "(--dask N sets the number of workers).")
+    if getattr(args, "path_map", None) and not cluster:
+        raise UsageError("--path-map rewrites the paths sent to Dask workers: give it with --dask or --scheduler.")
+    try:
+        path_map = parse_path_map(getattr(args, "path_map", None))
+    except BatchError as exc:
+        raise UsageError(str(exc)) from None
+    if cluster:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError(f"--dask and --scheduler need Dask, which is not installed: {INSTALL_HINT}") from None
+    cache = getattr(args, "cache", None)
+    if cache:
+        check_writable_folder(cache, "--cache", create=True)
+    return {"jobs": args.jobs, "dask_workers": n, "scheduler": scheduler, "path_map": path_map, "cache": cache}
+
+
+def _write_json_output(res: FileResult, json_path) -> None:
+    """Write a result's document to ``json_path`` here (results kept or computed on a Dask worker)."""
+    from ..analysis_io import write_json
+
+    if not json_path or json_path == "-" or res.code or res.doc is None:
+        return
+    try:
+        res.outputs.insert(0, str(write_json(res.doc, json_path)))
+    except OSError as exc:
+        res.code = 2
+        res.message = f"{res.path}: results could not be written ({os_error_text(exc)}); choose another path."
+
+
+def run_files(files, kwargs_per_file, *, show_progress: bool = False, on_result=None, jobs: int = 1,
+              dask_workers: int | None = None, scheduler: str | None = None, path_map=(), store=None,
+              key_options=None, force: bool = False):
+    """Analyse files with :func:`analyze_file`, locally or on Dask, skipping those with an up-to-date kept result.
 
     Parameters
     ----------
     files : list of str
     kwargs_per_file : list of dict
-        Keyword arguments of :func:`analyze_file` per file.
-    jobs : int
+        Keyword arguments of :func:`analyze_file` per file (``json_path`` is written here for results that come
+        from Dask or from ``store``).
     show_progress : bool
+        A progress bar on stderr (per file in this process; files done of those analysed otherwise).
     on_result : callable | None
-        ``on_result(index, FileResult)``, called in input order as soon as possible.
-    """
-    results: list = [None] * len(files)
-    if jobs <= 1 or len(files) == 1:
-        for i, (f, kw) in enumerate(zip(files, kwargs_per_file)):
-            bar = ProgressBar(f"analysing {stem_of(f)}", clock=True) if show_progress else None
-            try:
-                results[i] = analyze_file(f, progress=bar, **kw)
-            finally:
-                if bar:
-                    bar.close()
-            if on_result:
-                on_result(i, results[i])
-        return results
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+        ``on_result(index, FileResult)``, in input order as soon as possible.
+    jobs, dask_workers, scheduler, path_map
+        Where to run (see :func:`attune_monitor.batch.run_batch`).
+    store : attune_monitor.batch.ResultStore | None
+        Kept results; None: every file is analysed.
+    key_options : dict | None
+        :func:`key_options` of the run.
+    force : bool
+        Analyse files even when their kept result is up to date.
 
-    bar = ProgressBar(f"analysing {len(files)} files") if show_progress else None
-    next_out = 0
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_worker, f, kw): i for i, (f, kw) in enumerate(zip(files, kwargs_per_file))}
-        done = 0
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                results[i] = fut.result()
-            except Exception as exc:  # the worker process died (e.g. killed for memory)
-                results[i] = FileResult(files[i], code=1, message=f"{files[i]}: analysis process failed ({exc}).")
-            done += 1
-            if bar:
-                bar(done, len(files))
-            while next_out < len(files) and results[next_out] is not None:
-                if on_result:
-                    if bar:
-                        bar.close()
-                    on_result(next_out, results[next_out])
-                next_out += 1
-    if bar:
-        bar.close()
-    return results
+    Returns
+    -------
+    report : attune_monitor.batch.BatchReport
+        ``results`` in input order, ``skipped``, ``analysed``.
+    """
+    from attune_monitor.batch import run_batch, to_local, to_remote
+
+    cluster = bool(dask_workers or scheduler)
+    restored: set = set()
+    bar = None
+    if show_progress and (cluster or jobs > 1):
+        bar = ProgressBar(f"analysing {len(files)} files")
+
+    def restore(i, record):
+        res = result_from_record(files[i], record)
+        if res is None:
+            return None
+        kw = kwargs_per_file[i]
+        if kw.get("tables") and not res.tables:
+            return None  # kept without the dataset rows: analysed again
+        if kw.get("report_dir") and not (Path(kw["report_dir"]) / "index.html").is_file():
+            return None  # the report needs the full analysis
+        _write_json_output(res, kw.get("json_path"))
+        restored.add(i)
+        return res
+
+    def remote(kw):
+        kw = dict(kw, json_path=None)  # written here, on the client
+        if kw.get("report_dir"):
+            kw["report_dir"] = to_remote(kw["report_dir"], path_map)  # written by the worker (shared file system)
+        return kw
+
+    def from_remote(i, res):
+        if path_map:  # the worker named the files by their remote paths
+            res.path = str(files[i])
+            res.message = to_local(res.message, path_map)
+            res.summary = to_local(res.summary, path_map)
+            res.warnings = [to_local(w, path_map) for w in res.warnings]
+            res.outputs = [to_local(o, path_map) for o in res.outputs]
+            if res.doc is not None:
+                res.doc = dict(res.doc, recording=to_local(res.doc["recording"], path_map))
+        return res
+
+    def emit(i, res):
+        if bar:
+            bar.close()
+        if cluster and i not in restored:
+            _write_json_output(res, kwargs_per_file[i].get("json_path"))
+        if on_result:
+            on_result(i, res)
+
+    def one_bar(path):
+        return ProgressBar(f"analysing {stem_of(path)}", clock=True) if show_progress else None
+
+    try:
+        return run_batch(analyze_file, list(files), list(kwargs_per_file), jobs=jobs, dask_workers=dask_workers,
+                         scheduler=scheduler, path_map=path_map, store=store, key_options=key_options, force=force,
+                         restore=restore, keep=result_record, failed=failed_result, on_result=emit,
+                         progress=bar, file_progress=one_bar, remote_kwargs=remote, from_remote=from_remote)
+    finally:
+        if bar:
+            bar.close()
+
+
+def run_many(files, kwargs_per_file, jobs: int, show_progress: bool, on_result=None, **batch) -> list[FileResult]:
+    """Analyse files, in parallel processes when ``jobs > 1``; results in input order.
+
+    :func:`run_files` without its report; ``batch`` are its Dask and store options.
+    """
+    return run_files(files, kwargs_per_file, show_progress=show_progress, on_result=on_result, jobs=jobs,
+                     **batch).results
 
 
 def print_result(res: FileResult, out=None, err=None) -> None:
@@ -367,17 +552,66 @@ def print_result(res: FileResult, out=None, err=None) -> None:
     print(file=out)
 
 
+def open_store(folder):
+    """The :class:`attune_monitor.batch.ResultStore` in ``folder`` (None: no folder, nothing kept)."""
+    if not folder:
+        return None
+    from attune_monitor.batch import ResultStore
+
+    try:
+        return ResultStore(folder)
+    except OSError as exc:
+        raise UsageError(f"Invalid value for '--cache': cannot keep results in '{folder}' ({os_error_text(exc)}); "
+                         "choose another folder.") from None
+
+
+def write_dataset_tables(out, files, results, fmt: str) -> list:
+    """The ``--dataset`` tables of a run: every file's rows, and a ``sessions`` row for each failure too.
+
+    Raises
+    ------
+    UsageError
+        When the tables cannot be written (the per-file results are kept and printed already).
+    """
+    from attune_monitor.dataset import failed_session_row, write_dataset
+
+    parts = []
+    for f, res in zip(files, results):
+        if res.code == 0 and res.tables:
+            parts.append((f, res.tables))
+        else:
+            parts.append((f, {"sessions": {k: [v] for k, v in failed_session_row(res.message).items()}}))
+    try:
+        return write_dataset(out, parts, fmt)
+    except OSError as exc:
+        raise UsageError(f"the dataset could not be written to '{out}' ({os_error_text(exc)}); the analyses are "
+                         "kept: run the same command with another --dataset folder.") from None
+
+
 def run(args) -> int:
     """Run ``attune analyze``; return the exit code (the worst over the files)."""
     import json
 
-    check_at_least("--jobs", args.jobs, 1, what="a number of processes")
+    batch = check_batch_options(args)
     if args.roster:
         from attune_monitor.acquisition.roster import Roster
 
         Roster.load(args.roster)  # check once, up front (a RosterError is said by attune_monitor.ui.cli)
+    dataset = getattr(args, "dataset", None)
+    fmt = None
+    if dataset:
+        from attune_monitor.dataset import resolve_format
+
+        try:
+            fmt = resolve_format(args.dataset_format)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        check_writable_folder(dataset, "--dataset", create=True)
     jsons, reports = output_paths(args.files, args.json, args.report)
-    kwargs = [dict(roster=args.roster, preset=args.preset, json_path=j, report_dir=r) for j, r in zip(jsons, reports)]
+    extra = {"tables": True} if dataset else {}
+    kwargs = [dict(roster=args.roster, preset=args.preset, json_path=j, report_dir=r, **extra)
+              for j, r in zip(jsons, reports)]
+    store = open_store(batch["cache"] or (str(Path(dataset) / ".attune-cache") if dataset else None))
     show = bool(args.progress or sys.stderr.isatty())
 
     def emit(i, res):
@@ -390,5 +624,14 @@ def run(args) -> int:
         print_result(res)
         sys.stdout.flush()
 
-    results = run_many(args.files, kwargs, args.jobs, show, on_result=emit)
-    return max(r.code for r in results)
+    report = run_files(args.files, kwargs, show_progress=show, on_result=emit, jobs=batch["jobs"],
+                       dask_workers=batch["dask_workers"], scheduler=batch["scheduler"], path_map=batch["path_map"],
+                       store=store, key_options=key_options(args.preset, args.roster),
+                       force=bool(getattr(args, "force", False)))
+    if report.skipped:
+        print(f"attune analyze: skipped {report.skipped} up to date (kept in {store.folder}; --force analyses them "
+              "again)", file=sys.stderr)
+    if dataset:
+        paths = write_dataset_tables(dataset, args.files, report.results, fmt)
+        print(f"dataset ({fmt}): " + ", ".join(str(p) for p in paths))
+    return max(r.code for r in report.results)

@@ -22,7 +22,7 @@ from attune_monitor.evaluation import (  # noqa: F401 - the old names stay impor
     truth_problem)
 
 from ..errors import UsageError, check_output_file, os_error_text
-from .options import DEFAULT_PRESET, PRESET_NAMES, check_at_least
+from .options import DEFAULT_PRESET, PRESET_NAMES
 
 
 def register(subparsers) -> None:
@@ -46,14 +46,17 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="OUT", help="write the scores (per file and overall) as JSON here")
     p.add_argument("--verbose-files", action="store_true", help="list every episode and truth rupture per file")
     p.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
+    from .analyze import add_batch_options
+
+    add_batch_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Run ``attune evaluate``; return the exit code (0 ok, 2 unusable DIR or files)."""
-    from .analyze import run_many
+    from .analyze import check_batch_options, key_options, open_store, run_files
 
-    check_at_least("--jobs", args.jobs, 1, what="a number of processes")
+    batch = check_batch_options(args)
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(f"Invalid value for 'DIR': {str(folder)!r} is not a folder; give the folder that holds "
@@ -76,7 +79,14 @@ def run(args) -> int:
                              "X.xdf --truth X.truth.json'.")
         truths.append(truth)
     show = bool(args.progress or sys.stderr.isatty())
-    results = run_many([str(r) for r, _ in cases], [dict(preset=args.preset) for _ in cases], args.jobs, show)
+    report = run_files([str(r) for r, _ in cases], [dict(preset=args.preset) for _ in cases], show_progress=show,
+                       jobs=batch["jobs"], dask_workers=batch["dask_workers"], scheduler=batch["scheduler"],
+                       path_map=batch["path_map"], store=open_store(batch["cache"]),
+                       key_options=key_options(args.preset), force=bool(args.force))
+    results = report.results
+    if report.skipped:
+        print(f"attune evaluate: skipped {report.skipped} up to date (kept in {batch['cache']}; --force analyses "
+              "them again)", file=sys.stderr)
     scores, code = [], 0
     for (rpath, _), truth, res in zip(cases, truths, results):
         if res.code:
