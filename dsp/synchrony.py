@@ -24,9 +24,9 @@ Windows above the threshold use only the samples valid for both people.
 Which metric is "synchrony"
 ---------------------------
 Slow trends (drifting skin conductance, heart rate settling after a task) make
-two unrelated people correlate: on the real EmoPairCompete E4 dyad a 40 s r of
-raw levels is about as large against a time-shifted partner as against the
-true one. The default synchrony metric is therefore the *linearly detrended*
+two unrelated people correlate: a windowed r of raw levels can be about as large
+against a time-shifted partner as against the true one (a real E4 dyad:
+docs/validation.md). The default synchrony metric is therefore the *linearly detrended*
 windowed r (``detrend=True``: the partial correlation of the two signals
 controlling for time within the window), reported next to a time-shifted
 surrogate chance level (:func:`shifted_surrogate`).
@@ -43,7 +43,7 @@ Windows with missing data, or where the anchored moments would lose precision (n
 recomputed directly from their samples (masked path), which alone decides what is flat.
 When numba is importable, the plain (not detrended) lag-0 r uses a compiled kernel
 (``dsp._kernels.get("pearson_lag0")``: the same chunk anchoring, running window sums, same precision
-checks; ~3x faster than the numpy path, which stays the fallback and the reference).
+checks; faster than the numpy path, which stays the fallback and the reference).
 """
 
 from __future__ import annotations
@@ -526,7 +526,7 @@ def _fast_pearson(x, step, nw, n_seg, detrend, ia, ib, out, J=None):
         Receives r (clipped to [-1, 1]); undefined where ``redo``.
     J : int, optional
         Windows per chunk (scratch arrays of ~J * (n_people + 2)**2 values); by default ~140k values
-        (the block Grams of a chunk then stay in a 2 MB L2 cache; measured best at 32 people).
+        (the block Grams of a chunk then stay in a 2 MB L2 cache).
 
     Returns
     -------
