@@ -856,7 +856,8 @@ def _recording_log(rec: Recording) -> None:
 
 
 #: A regular stream counts as *bursty* when more than this share of its sample intervals are shorter than a quarter
-#: of the nominal interval (real LabRecorder Polar H10 ECG: 98.5 %; a stream stamped sample by sample: 0 %).
+#: of the nominal interval (a real LabRecorder Polar H10 ECG recording is far above it; a stream stamped sample by sample
+#: is at 0: docs/validation.md).
 BURSTY_SHARE = 0.5
 
 #: Seconds of missing data, beyond the stream's usual spacing between bursts, that make a gap: the stream is
