@@ -23,7 +23,8 @@ Reported (printed as one JSON object, last line; also written to ``--json PATH``
 
 * ``simulated_hours`` (the monitor's session time when the simulator ended), ``wall_s``;
 * ``rss_mb_start`` (first sample once the monitor is monitoring) / ``rss_mb_end`` / ``rss_mb_max``;
-* ``rss_slope_mb_per_sim_hour``: least-squares slope of RSS over simulated hours, samples after the first 5 %;
+* ``rss_slope_mb_per_sim_hour`` (also ``rss_slope_mb_per_h``): least-squares slope of RSS over simulated hours,
+  samples after the first 5 %;
   ``rss_mb_by_sim_hour``: the mean RSS of each simulated hour (a leak climbs on; buffers filling level off);
 * ``cpu_pct_first_hour`` / ``cpu_pct_last_hour``: the monitor's mean CPU in the first and last simulated hour;
 * ``tick_ms_first_hour`` / ``tick_ms_last_hour``: p50 / p99 / max / count of the worker's tick durations in the
@@ -289,6 +290,7 @@ def main(argv=None) -> int:
         "simulated_hours": round(total_s / 3600.0, 3), "wall_s": round(wall_s, 1),
         "rss_mb_start": round(float(rss[0]), 1), "rss_mb_end": round(float(rss[-1]), 1),
         "rss_mb_max": round(float(rss.max()), 1), "rss_slope_mb_per_sim_hour": round(slope, 3),
+        "rss_slope_mb_per_h": round(slope, 3),  # issue 21's name for the same slope
         "rss_mb_by_sim_hour": [mean_in(rss, h * 3600.0, min((h + 1) * 3600.0, total_s))
                                for h in range(int(np.ceil(total_s / 3600.0)))],
         "cpu_pct_first_hour": mean_in(cpu, *first), "cpu_pct_last_hour": mean_in(cpu, *last),
