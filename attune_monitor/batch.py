@@ -29,6 +29,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attune_monitor.errors import AttuneError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -46,7 +48,7 @@ _DASK_LOGGERS = ("distributed", "distributed.nanny", "distributed.scheduler", "d
                  "distributed.core", "distributed.client", "distributed.comm", "tornado", "bokeh")
 
 
-class BatchError(ValueError):
+class BatchError(AttuneError, ValueError):
     """A batch cannot run as asked: Dask missing, the scheduler unreachable, a bad ``--path-map``.
 
     The message is one line that says how to fix it.
@@ -208,7 +210,7 @@ def _quiet_dask():
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, n_workers: int | None = None, timeout_s: float = 20.0):
+def dask_client(scheduler: str | None = None, n_workers: int | None = None, timeout_s: float = 10.0):
     """A Dask client: on a running scheduler (``scheduler``) or on a local cluster of ``n_workers`` processes.
 
     The local cluster listens on 127.0.0.1 only, without a dashboard, one thread per worker process.

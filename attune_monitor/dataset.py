@@ -51,7 +51,7 @@ COLUMNS = {
         ("person_b", "str", "", "second participant of the pair"),
         ("modality", "str", "", "'hr' (windowed Pearson r of heart rate) or 'eda' (phasic skin-conductance "
                                 "synchrony)"),
-        ("t_s", "float", "s", "the window's time (its end), seconds since the recording's earliest timestamp"),
+        ("t_s", "float", "s", "the window's time: its last sample, seconds since the recording's earliest timestamp"),
         ("synchrony", "float", "r", "the pair's synchrony in this window (empty: no value, e.g. a signal lost)"),
         ("chance", "float", "r", "the time-shifted-partner chance level of that synchrony"),
         ("armed", "bool", "", "the pair was measurably in tune at this time (a rupture could be flagged)"),

@@ -212,3 +212,14 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "not-an-address"])
+def test_unreachable_scheduler_one_line(address):
+    from attune_monitor.batch import dask_client
+    from attune_monitor.errors import AttuneError
+
+    with pytest.raises(AttuneError, match=r"could not reach the Dask scheduler at .*start one with 'dask scheduler"):
+        with dask_client(address, timeout_s=1.0):
+            pass
