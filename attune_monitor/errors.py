@@ -15,8 +15,17 @@ the one-way flow acquisition -> dsp -> ui.
 
 from __future__ import annotations
 
-__all__ = ["AttuneError"]
+__all__ = ["AttuneError", "ConfigError"]
 
 
 class AttuneError(Exception):
     """Base of every error Attune raises about its input; its message says what happened and how to fix it."""
+
+
+class ConfigError(AttuneError, ValueError):
+    """A configuration dataclass got a value out of its range (raised in its ``__post_init__``).
+
+    A :class:`ValueError` too, so code that caught the engine's or the detector's ``ValueError`` before the
+    checks moved into the configs still catches it. The message names the class, the field, the value, the
+    allowed range and a value to use instead.
+    """

@@ -123,6 +123,7 @@ from scipy.stats import trim_mean
 
 from .divergence import FEATURES as DIVERGENCE_FEATURES
 from .evidence import PairFeatures, shipped_model
+from .limits import Limit, check_fields, check_flag, config_error
 from .quality import REASONS, Quality
 
 __all__ = [
@@ -358,19 +359,43 @@ class DetectorConfig:
     lapse_s: float = 240.0
     arousal_evidence: bool = False
 
+    def __post_init__(self) -> None:
+        """Check every field (:class:`attune_monitor.errors.ConfigError` naming the field, its range and a fix)."""
+        self.validate()
+
     def validate(self) -> DetectorConfig:
-        """Check the hysteresis ordering; return self."""
+        """Check every field's range and the hysteresis ordering; return self.
+
+        Raises
+        ------
+        attune_monitor.errors.ConfigError
+            A ``ValueError`` naming the field, the value, the range and a value to use instead.
+        """
+        check_fields(self, _DETECTOR_LIMITS)
+        for name in ("arming", "arousal_evidence"):
+            check_flag(self, name)
         if self.evidence not in EVIDENCE_KINDS:
-            raise ValueError(f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, "
-                             f"but got {self.evidence!r}.")
-        if not (0 < self.repaired_frac < self.repair_frac < self.relapse_frac and 0 <= self.drift_h < self.cusum_h
-                and self.single_h_factor >= 1.0 and self.learned_h > 0 and self.arm_span_s > 0
-                and self.arm_sigma >= 0 and self.lapse_s > 0):
-            raise ValueError(
-                "Invalid detector thresholds: expected 0 < repaired_frac < repair_frac < relapse_frac, "
-                "0 <= drift_h < cusum_h, single_h_factor >= 1, learned_h > 0, arm_span_s > 0, arm_sigma >= 0 and "
-                f"lapse_s > 0, but got {self}."
-            )
+            raise config_error(self, "evidence", f"one of {', '.join(EVIDENCE_KINDS)}", self.evidence)
+        if not (isinstance(self.weights, tuple) and all(
+                isinstance(w, tuple) and len(w) == 2 and isinstance(w[0], str) and _WEIGHT.accepts(w[1])
+                for w in self.weights)):
+            raise config_error(self, "weights", "a tuple of (modality, weight 0 or more) pairs", self.weights)
+        # the orderings: each message names the field that breaks it and the bound it must keep
+        if not self.repaired_frac < self.repair_frac:
+            raise config_error(self, "repaired_frac", f"a fraction less than repair_frac ({self.repair_frac:g})",
+                               self.repaired_frac)
+        if not self.repair_frac < self.relapse_frac:
+            raise config_error(self, "relapse_frac", f"a fraction greater than repair_frac ({self.repair_frac:g})",
+                               self.relapse_frac)
+        if not self.drift_h < self.cusum_h:
+            raise config_error(self, "drift_h", f"evidence 0 or more and less than cusum_h ({self.cusum_h:g})",
+                               self.drift_h)
+        if not self.arousal_floor <= self.arousal_clip:
+            raise config_error(self, "arousal_floor", f"a ratio at most arousal_clip ({self.arousal_clip:g})",
+                               self.arousal_floor)
+        if not self.arousal_in_tune < self.arousal_rupture:
+            raise config_error(self, "arousal_rupture",
+                               f"a ratio greater than arousal_in_tune ({self.arousal_in_tune:g})", self.arousal_rupture)
         return self
 
     @property
@@ -391,6 +416,58 @@ class DetectorConfig:
     def weight(self, modality: str) -> float:
         """Weight of ``modality`` in the fused drop (1 when not listed)."""
         return dict(self.weights).get(modality, 1.0)
+
+
+_SECONDS = Limit(0, None, what="seconds")
+_POSITIVE_S = Limit(0, None, low_open=True, what="seconds")
+_FRACTION = Limit(0, 1, what="a fraction")
+_NUMBER = Limit(what="number")
+_WEIGHT = Limit(0, None, what="a weight")
+_CLIP = Limit(what="log-likelihood ratio", inf=True)  # +-inf: no clip / no floor
+#: The range of each numeric field of :class:`DetectorConfig` (the orderings between fields: ``validate``).
+_DETECTOR_LIMITS = {
+    "calibration_s": _POSITIVE_S,
+    "calibration_trim": Limit(0, 0.5, high_open=True, what="a fraction"),
+    "group_prior_weight": _FRACTION,
+    "baseline_halflife_s": _POSITIVE_S,
+    "baseline_cap_up": Limit(0, None, what="a share of the margin"),
+    "baseline_cap_down": Limit(0, None, what="a share of the margin"),
+    "learn_evidence": _FRACTION,
+    "group_h_factor": Limit(0, None, what="a factor"),
+    "min_margin": Limit(0, None, what="a Fisher-z distance"),
+    "cusum_k": Limit(0, None, what="a drop"),
+    "cusum_h": Limit(0, None, low_open=True, what="evidence"),
+    "drift_h": Limit(0, None, what="evidence"),
+    "drop_clip": Limit(0, None, low_open=True, what="a drop", inf=True),
+    "single_h_factor": Limit(1, None, what="a factor"),
+    "repair_frac": Limit(0, None, low_open=True, what="a fraction"),
+    "repaired_frac": Limit(0, None, low_open=True, what="a fraction"),
+    "relapse_frac": Limit(0, None, low_open=True, what="a fraction"),
+    "min_repaired_s": _SECONDS,
+    "smooth_s": _POSITIVE_S,
+    "loss_guard_s": _SECONDS,
+    "chance_halflife_s": _POSITIVE_S,
+    "merge_gap_s": _SECONDS,
+    "z_sd": Limit(0, None, low_open=True, what="a Fisher-z spread"),
+    "ref_chance_sd": Limit(0, None, low_open=True, what="a Fisher-z spread"),
+    "arousal_k": _NUMBER,
+    "arousal_h": _POSITIVE_S,
+    "onset_frac": Limit(0, 1, high_open=True, what="a fraction"),
+    "onset_delay_s": _SECONDS,
+    "repair_delay_s": _SECONDS,
+    "arousal_clip": _CLIP,
+    "arousal_floor": _CLIP,
+    "arousal_in_tune": _NUMBER,
+    "arousal_rupture": _NUMBER,
+    "learned_k": _NUMBER,
+    "learned_h": Limit(0, None, low_open=True, what="evidence"),
+    "learned_clip": Limit(0, None, low_open=True, what="a log-likelihood ratio", inf=True),
+    "learned_sync_gate": _NUMBER,
+    "arm_span_s": _POSITIVE_S,
+    "arm_sigma": Limit(0, None, what="standard errors"),
+    "arm_min_excess": Limit(0, None, what="a Fisher-z excess"),
+    "lapse_s": Limit(0, None, low_open=True, what="seconds", inf=True),
+}
 
 
 #: The presets with the analytic evidence (what they were before the learned evidence; see the module docstring).

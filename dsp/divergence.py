@@ -54,6 +54,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .limits import Limit, check_fields
+
 #: Feature names, in the order of the feature axis.
 FEATURES = ("hr_level", "hr_variability", "eda_level", "eda_activity")
 
@@ -120,6 +122,21 @@ class DivergenceConfig:
     refresh_s: float = 10.0
     scale_refresh_s: float = 30.0
     exclude_llr: float = 2.0
+
+    def __post_init__(self) -> None:
+        """Check every field (:class:`attune_monitor.errors.ConfigError` naming the field, its range and a fix)."""
+        positive = Limit(0, None, low_open=True, what="seconds")
+        check_fields(self, {
+            **dict.fromkeys(("level_s", "activity_s", "baseline_s", "scale_s", "refresh_s", "scale_refresh_s"),
+                            positive),
+            "baseline_gap_s": Limit(0, self.baseline_s, high_open=True, what="seconds", bound="baseline_s"),
+            "baseline_min_s": Limit(0, self.baseline_s, what="seconds", bound="baseline_s"),
+            "scale_gap_s": Limit(0, self.scale_s, high_open=True, what="seconds", bound="scale_s"),
+            "scale_min_s": Limit(0, self.scale_s, what="seconds", bound="scale_s"),
+            "scale_prior_s": Limit(0, None, what="seconds"),
+            "min_fraction": Limit(0, 1, low_open=True, what="a fraction"),
+            "exclude_llr": Limit(what="log-likelihood ratio", inf=True),
+        })
 
 
 class ArousalDivergence:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attune_monitor.dsp import synchrony as sy
+from attune_monitor.dsp.limits import Limit, check_fields, check_flag, check_names, config_error
 
 __all__ = [
     "RING_CHANCE_OF", "EngineConfig", "METRICS", "SynchronyEngine",
@@ -175,6 +176,32 @@ class EngineConfig:
     chance_modalities: tuple | None = None
     min_valid: float = 0.8
     modalities: tuple = ("hr", "eda")
+
+    def __post_init__(self) -> None:
+        """Check every field (:class:`attune_monitor.errors.ConfigError` naming the field, its range and a fix).
+
+        What depends on the grid rate (a window of at least 3 samples, a lag that leaves 3 samples per lagged
+        segment, shifts that are multiples of the step) is checked by :class:`SynchronyEngine`, which knows it.
+        """
+        positive = Limit(0, None, low_open=True, what="seconds")
+        lag = Limit(0, None, what="seconds")
+        check_fields(self, {
+            **dict.fromkeys(("window_s", "step_s", "wcc_window_s", "wcc_step_s", "slope_s", "concordance_window_s",
+                             "concordance_step_s", "phasic_chance_every_s"), positive),
+            "max_lag_s": lag, "phasic_max_lag_s": lag,
+            "min_valid": Limit(0, 1, low_open=True, what="a fraction"),
+        })
+        check_flag(self, "wcc_detrend")
+        check_names(self, "modalities", empty=False)
+        check_names(self, "concordance_modalities")
+        check_names(self, "phasic_modalities", allowed=self.modalities)
+        check_names(self, "chance_of", allowed=RING_CHANCE_OF)
+        if self.chance_modalities is not None:
+            check_names(self, "chance_modalities", allowed=self.modalities)
+        if not (isinstance(self.surrogate_shifts_s, tuple) and self.surrogate_shifts_s
+                and all(positive.accepts(s) for s in self.surrogate_shifts_s)):
+            raise config_error(self, "surrogate_shifts_s", "a non-empty tuple of seconds greater than 0",
+                               self.surrogate_shifts_s)
 
 
 #: metric names produced per modality

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.signal import lfilter
 
-from .detector import RuptureDetector, SignalLossTracker, arousal_trend, get_preset
+from .detector import DetectorConfig, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .divergence import FEATURES as _AROUSAL_FEATURES
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
+from .limits import (DEFAULT_PRESET, DEFAULT_WINDOW_S, PRESET_NAMES, WINDOW_RANGE_S, Limit, check_fields, check_flag,
+                     config_error)
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -115,13 +117,35 @@ class PipelineConfig:
     """
 
     fs: float = 4.0
-    window_s: float = 30.0
+    window_s: float = DEFAULT_WINDOW_S
     step_s: float = 1.0
     max_lag_s: float = 5.0
-    preset: str = "balanced"
+    preset: str | DetectorConfig = DEFAULT_PRESET
     history_s: float = 600.0
     arousal: bool = True
     wcc_step_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        """Check every field (:class:`attune_monitor.errors.ConfigError` naming the field, its range and a fix)."""
+        check_fields(self, {
+            "fs": Limit(0, None, low_open=True, what="a grid rate in Hz"),
+            "window_s": Limit(*WINDOW_RANGE_S, what="seconds"),
+            "step_s": Limit(0, self.window_s, low_open=True, what="seconds", bound="window_s"),
+            "max_lag_s": Limit(0, None, what="seconds"),  # and short enough for the window: below
+            "history_s": Limit(self.window_s, None, what="seconds", bound="window_s"),
+            "wcc_step_s": Limit(0, None, low_open=True, what="seconds"),
+        })
+        # the lead-lag search needs 3 samples per lagged segment of a window (as the engine checks)
+        room = round(self.window_s * self.fs) - 3
+        if round(self.max_lag_s * self.fs) > room:
+            longest = max(room, 0) / self.fs
+            raise config_error(self, "max_lag_s", f"seconds that leave 3 grid samples per lagged segment of the "
+                               f"{self.window_s:g} s window at {self.fs:g} Hz (at most {longest:g}; or a longer "
+                               "window)", self.max_lag_s, example=longest)
+        check_flag(self, "arousal")
+        named = isinstance(self.preset, str) and self.preset in PRESET_NAMES
+        if not (named or isinstance(self.preset, DetectorConfig)):
+            raise config_error(self, "preset", f"one of {', '.join(PRESET_NAMES)} (or a DetectorConfig)", self.preset)
 
 
 def engine_config(config: PipelineConfig, modalities) -> EngineConfig:

@@ -4,7 +4,8 @@ No command module reaches into another's helpers: what two commands need lives h
 
 * the constants behind several options: the LSL scopes (:data:`SCOPES`, from :mod:`attune_monitor.acquisition.lslconfig`), the
   signals a session can use (:data:`SIGNALS`, also the GUI's menu :data:`MODALITY_CHOICES`), the synchrony
-  window's range (:data:`WINDOW_RANGE_S`, also the GUI's settings), the simulator's defaults;
+  window's range (:data:`WINDOW_RANGE_S`, from :mod:`attune_monitor.dsp.limits`, also the GUI's settings and
+  ``PipelineConfig``), the simulator's defaults;
 * the session options ``--preset`` / ``--window`` / ``--signals`` of ``monitor``, ``demo`` and ``replay``
   (:func:`add_session_options`, :func:`session_settings`);
 * one set of checks for option values (:func:`check_range`, :func:`check_positive`, :func:`check_at_least`,
@@ -24,6 +25,7 @@ import sys
 import time
 
 from attune_monitor.acquisition.lslconfig import SCOPES
+from attune_monitor.dsp.limits import DEFAULT_PRESET, DEFAULT_WINDOW_S, PRESET_NAMES, WINDOW_RANGE_S
 
 from ..errors import UsageError
 
@@ -43,17 +45,10 @@ SIGNALS = {
 }
 #: The GUI's "Signals used" menu (the same choices as ``--signals``): its words -> the modalities.
 MODALITY_CHOICES = {words: modalities for words, modalities in SIGNALS.values()}
-#: The synchrony windows (s) a session accepts: ``--window`` and the GUI's settings.
-WINDOW_RANGE_S = (5.0, 120.0)
-#: What an unset ``--window`` / ``--preset`` becomes without a GUI setting: the defaults of
-#: :class:`attune_monitor.dsp.pipeline.PipelineConfig`, which :func:`session_settings` uses. Repeated here only so that the
-#: ``--help`` can say them without importing the DSP; tests/test_cli_help.py checks that they agree.
-DEFAULT_WINDOW_S = 30.0
-DEFAULT_PRESET = "balanced"
-#: The detector presets (the keys of :data:`attune_monitor.dsp.detector.PRESETS`), for ``--preset`` choices: the
-#: parsers are built for ``attune --help``, which must not import the DSP (numpy, scipy); tests/ui/test_startup.py
-#: checks that they agree.
-PRESET_NAMES = ("conservative", "balanced", "sensitive")
+# The synchrony windows (s) a session accepts (``--window``, the GUI's settings, ``PipelineConfig`` itself), what
+# an unset ``--window`` / ``--preset`` becomes (the defaults of PipelineConfig) and the detector presets (the
+# ``--preset`` choices) have their one home in attune_monitor.dsp.limits, which imports no numpy: the parsers are
+# built for ``attune --help``. Re-exported here for the commands and the GUI.
 #: The simulator's defaults (``attune simulate`` and ``attune demo``). With seed 3 the balanced preset flags both
 #: scripted ruptures of the default scenario (at 4:30 and 6:50 of session time; seed 0 leaves the first one
 #: unflagged, so a first live try showed nothing); tests/test_simulate_cli.py checks it.
