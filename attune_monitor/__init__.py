@@ -45,6 +45,15 @@ Run from the repository's root (the sample recording is in ``recordings/``)::
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
+from pathlib import Path as _Path
+
+# Run from a source checkout (the current directory on sys.path, e.g. `python -c ...` at the clone's root), this
+# folder is found before the installed package, and the layers are its siblings (setuptools maps them there on
+# install): look for them there too, so `import attune_monitor.dsp` works from the clone's root however Attune was
+# installed. An installed copy has no pyproject.toml beside it and is left as it is.
+_CHECKOUT = _Path(__file__).resolve().parent.parent
+if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "dsp" / "__init__.py").is_file():
+    __path__.append(str(_CHECKOUT))  # noqa: F821 - the package's own __path__
 
 try:
     __version__ = _version("attune-monitor")
