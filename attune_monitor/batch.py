@@ -184,8 +184,12 @@ def _swap(path: str, pairs) -> str:
 
 
 def to_remote(path, path_map) -> str:
-    """The path a worker reads for ``path`` (absolute, with the first matching local prefix rewritten)."""
-    return _swap(os.path.abspath(str(path)), path_map) if path_map else str(path)
+    """The path a worker reads for ``path``.
+
+    Absolute (a worker's working folder is not ours), with the first matching local prefix of ``path_map``
+    rewritten.
+    """
+    return _swap(os.path.abspath(str(path)), path_map or ())
 
 
 def to_local(text: str, path_map) -> str:

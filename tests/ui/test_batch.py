@@ -64,17 +64,19 @@ def _same(a, b) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_local_cluster_same_as_jobs_1_and_corrupt_file_reported(folder):
+def test_local_cluster_same_as_jobs_1_and_corrupt_file_reported(folder, monkeypatch):
     seen = []
     t0 = time.monotonic()
-    report = run_files(folder["files"], [dict(preset="balanced")] * 4, dask_workers=2,
-                       on_result=lambda i, r: seen.append(i))
+    monkeypatch.chdir(folder["dir"])  # relative names: the workers get absolute ones, the results say the given ones
+    names = [Path(f).name for f in folder["files"]]
+    report = run_files(names, [dict(preset="balanced")] * 4, dask_workers=2, on_result=lambda i, r: seen.append(i))
     assert time.monotonic() - t0 < 60
     assert seen == [0, 1, 2, 3]  # handed on in input order
     for got, ref in zip(report.results, folder["ref"]):
         _same(got, ref)
     bad = report.results[3]
-    assert bad.code == 2 and bad.message.startswith(folder["files"][3] + ": ")
+    assert bad.code == 2 and bad.message.startswith("broken.xdf: ")
+    assert [r.path for r in report.results] == names
     assert report.analysed == 4 and report.skipped == 0
 
 
@@ -185,15 +187,17 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
         # again: every good file is up to date (kept on this side), the corrupt one is tried again
         p2 = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
         assert p2.returncode == 2 and "skipped 3 up to date" in p2.stderr, p2.stderr
-        # evaluate on the same cluster: the scores of the --jobs 1 results (attune_monitor.evaluation on them)
+        # evaluate with the same cache, now that the files are here too: the same bytes and preset are the same
+        # keys, so it scores the kept results; the scores are those of the --jobs 1 results
         from attune_monitor.evaluation import aggregate, detections_from_result, score_file
 
         shutil.copytree(folder["dir"], local)
         os.remove(local / "broken.xdf")
         os.remove(local / "broken.truth.json")
-        p_d = subprocess.run([*CLI, "evaluate", str(local), "--scheduler", address, "--json", str(tmp_path / "d.json")],
-                             capture_output=True, text=True, timeout=150)
+        p_d = subprocess.run([*CLI, "evaluate", str(local), "--scheduler", address, "--json", str(tmp_path / "d.json"),
+                              "--cache", str(cache)], capture_output=True, text=True, timeout=150)
         assert p_d.returncode == 0, p_d.stderr
+        assert "skipped 3 up to date" in p_d.stderr
         scores = []
         for f, ref in zip(folder["files"][:3], folder["ref"]):
             truth = json.loads(Path(f).with_name(Path(f).stem + ".truth.json").read_text())

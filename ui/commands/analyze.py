@@ -42,6 +42,12 @@ from pathlib import Path
 from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
 from .options import DEFAULT_PRESET, PRESET_NAMES, check_at_least, check_usable, make_assign
 
+__all__ = [
+    "STEM_FIELD", "SHOWN_WARNINGS", "register", "add_batch_options", "FileResult", "analyze_file", "stem_of",
+    "output_paths", "ProgressBar", "result_record", "result_from_record", "key_options", "failed_result",
+    "check_batch_options", "run_files", "run_many", "print_result", "open_store", "write_dataset_tables", "run"
+]
+
 logger = logging.getLogger(__name__)
 
 STEM_FIELD = "{stem}"
@@ -490,19 +496,24 @@ def run_files(files, kwargs_per_file, *, show_progress: bool = False, on_result=
 
     def remote(kw):
         kw = dict(kw, json_path=None)  # written here, on the client
-        if kw.get("report_dir"):
-            kw["report_dir"] = to_remote(kw["report_dir"], path_map)  # written by the worker (shared file system)
+        for key in ("report_dir", "roster"):  # read or written by the worker (shared file system)
+            if kw.get(key):
+                kw[key] = to_remote(kw[key], path_map)
         return kw
 
     def from_remote(i, res):
-        if path_map:  # the worker named the files by their remote paths
-            res.path = str(files[i])
-            res.message = to_local(res.message, path_map)
-            res.summary = to_local(res.summary, path_map)
-            res.warnings = [to_local(w, path_map) for w in res.warnings]
-            res.outputs = [to_local(o, path_map) for o in res.outputs]
-            if res.doc is not None:
-                res.doc = dict(res.doc, recording=to_local(res.doc["recording"], path_map))
+        # the worker named the file by the path it read (absolute, mapped): name it as it was given here
+        given, there = str(files[i]), to_remote(files[i], path_map)
+
+        def local(text):
+            return to_local(text.replace(there, given), path_map)
+
+        res.path = given
+        res.message, res.summary = local(res.message), local(res.summary)
+        res.warnings = [local(w) for w in res.warnings]
+        res.outputs = [to_local(o, path_map) for o in res.outputs]
+        if res.doc is not None:
+            res.doc = dict(res.doc, recording=local(res.doc["recording"]))
         return res
 
     def emit(i, res):
