@@ -173,7 +173,7 @@ def test_episodes_csv_and_summary_say_who_moved_away(tmp_path):
 
     a = _scripted()
     write_report(a, tmp_path)
-    rows = list(csv.DictReader(open(tmp_path / "episodes.csv", encoding="utf-8")))
+    rows = list(csv.DictReader((tmp_path / "episodes.csv").read_text(encoding="utf-8").splitlines()))
     assert list(rows[0]) == list(EPISODE_CSV_COLUMNS)
     assert [r["moving_away"] for r in rows] == ["P1 climbing", f"{EVIL} flattening"]  # raw text: CSV is data
     doc = json.loads((tmp_path / "analysis.json").read_text())
@@ -192,7 +192,7 @@ def test_analyze_file_end_to_end_on_the_sample(tmp_path):
 
     res = analyze_file(str(SAMPLE), json_path=str(tmp_path / "a.json"), report_dir=str(tmp_path / "rep"))
     assert res.code == 0, res.message
-    rows = list(csv.DictReader(open(tmp_path / "rep" / "episodes.csv", encoding="utf-8")))
+    rows = list(csv.DictReader((tmp_path / "rep" / "episodes.csv").read_text(encoding="utf-8").splitlines()))
     assert [r["moving_away"] for r in rows] == ["P2 climbing", "P1 flattening"]
     eps = [x for x in res.summary.splitlines() if re.match(r"\s+#\d", x)]
     assert "moving away before the flag: P2 climbing" in eps[0] and "moving away before the flag: P1 flattening" in eps[1]

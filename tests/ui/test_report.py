@@ -81,7 +81,7 @@ def test_episodes_csv_matches_document(tmp_path):
     write_report(a, tmp_path, time_offset=5.0)
     doc = json.loads((tmp_path / "analysis.json").read_text())
     assert validate(doc) == []
-    rows = list(csv.DictReader(open(tmp_path / "episodes.csv", encoding="utf-8")))
+    rows = list(csv.DictReader((tmp_path / "episodes.csv").read_text(encoding="utf-8").splitlines()))
     assert len(rows) == len(doc["episodes"]) == 1
     row, ep = rows[0], doc["episodes"][0]
     assert float(row["onset_s"]) == ep["onset_s"] == 105.0
