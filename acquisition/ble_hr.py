@@ -684,6 +684,7 @@ class HeartRateBridge:
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep; return True if stop was requested meanwhile."""
+        assert self._stop is not None  # made by the running bridge
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
             return True

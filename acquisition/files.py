@@ -602,8 +602,8 @@ def _usable_header(content: bytes) -> tuple[str | None, tuple]:
     if fmt not in _VALUE_BYTES:
         return f"channel_format {_one_line(fmt, 20)!r} is not an XDF format", ()
     try:
-        n_ch = int(root.findtext("channel_count"))
-        float(root.findtext("nominal_srate"))
+        n_ch = int(root.findtext("channel_count") or "")
+        float(root.findtext("nominal_srate") or "")
     except (TypeError, ValueError):
         return "channel_count / nominal_srate are not numbers", ()
     if not 1 <= n_ch <= MAX_CHANNELS:
@@ -1040,9 +1040,9 @@ def _read_e4_csv(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray, int]:
             except ValueError:
                 vals.append(math.nan)
                 bad += 1
-        v = np.asarray(vals, dtype=float)
-        v[~np.isfinite(v)] = np.nan
-        return start + np.arange(v.size) / rate, v, bad
+        values = np.asarray(vals, dtype=float)
+        values[~np.isfinite(values)] = np.nan
+        return start + np.arange(values.size) / rate, values, bad
 
 
 def _finite(text: str, what: str) -> float:
@@ -1226,10 +1226,10 @@ def load_tidy_csv(path) -> Recording:
                 if len(row) < need:
                     bad += 1
                     continue
-                who, kind, t, v = (row[i] for i in where)
+                who, kind, t_text, v_text = (row[i] for i in where)
                 who, kind = who.strip(), kind.strip().lower()
                 try:
-                    t, v = float(t), float(v)
+                    t, v = float(t_text), float(v_text)
                 except ValueError:
                     bad += 1
                     continue

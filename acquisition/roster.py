@@ -70,6 +70,7 @@ import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 from attune_monitor.errors import AttuneError
 
@@ -278,7 +279,7 @@ def _parse_rule(raw, where: str, allow_overrides: bool = True) -> StreamRule:
     if not isinstance(raw, dict):
         raise RosterError(f"Invalid {where}: expected a table like {{ name = \"Polar H10*\" }}, but got {raw!r}.")
     _unknown(raw, _RULE_KEYS if allow_overrides else MATCH_FIELDS, where)
-    kw = {k: _check_str(raw[k], where, k) for k in MATCH_FIELDS + ("unit",) if k in raw}
+    kw: dict[str, Any] = {k: _check_str(raw[k], where, k) for k in MATCH_FIELDS + ("unit",) if k in raw}
     if not any(k in kw for k in MATCH_FIELDS):
         raise RosterError(f"Invalid {where}: give at least one of {', '.join(MATCH_FIELDS)} to match streams by.")
     if "kind" in raw:
@@ -422,8 +423,7 @@ class Roster:
         by_id: dict[str, Participant] = {}
         for s in assignment.streams:
             d = s.descriptor
-            fields = {"name": d.name, "source_id": d.source_id, "hostname": d.hostname}
-            rule = StreamRule(**{k: glob_escape(v) for k, v in fields.items() if v and v.strip() == v})
+            rule = _exact_rule(d)
             rule.kind = s.kind
             rule.primary = s.primary
             by_id.setdefault(s.participant, Participant(s.participant)).streams.append(rule)
@@ -477,6 +477,15 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
+def _exact_rule(d: StreamDescriptor) -> StreamRule:
+    """A rule matching exactly ``d``'s name, source_id and hostname (a field empty or padded with spaces: any)."""
+
+    def exact(v: str | None) -> str | None:
+        return glob_escape(v) if v and v.strip() == v else None
+
+    return StreamRule(name=exact(d.name), source_id=exact(d.source_id), hostname=exact(d.hostname))
+
+
 def recorded_roster(assignment: Assignment, roster: Roster | None = None) -> Roster:
     """The roster a recording keeps: who wore which stream in the live session, and the user's overrides.
 
@@ -506,8 +515,7 @@ def recorded_roster(assignment: Assignment, roster: Roster | None = None) -> Ros
         d = a.descriptor
         if not _ID_RE.match(a.participant):
             continue
-        fields = {"name": d.name, "source_id": d.source_id, "hostname": d.hostname}
-        rule = StreamRule(**{k: glob_escape(v) for k, v in fields.items() if v and v.strip() == v})
+        rule = _exact_rule(d)
         if not any(getattr(rule, f) for f in MATCH_FIELDS):
             continue
         rule.kind = a.kind

@@ -365,6 +365,8 @@ class XdfWriter:
 
     def _sync(self) -> None:
         self._last_sync = time.monotonic()
+        if self._fd is None:  # closed
+            return
         try:
             os.fsync(self._fd)
         except OSError as exc:  # fsync not supported (pipes, some filesystems): data are still with the OS
@@ -560,8 +562,9 @@ class XdfWriter:
                     logger.warning("closing %s failed: %s", self.path, exc)
 
     def __del__(self):  # pragma: no cover - best effort only
-        if getattr(self, "_fd", None) is not None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
             try:
-                os.close(self._fd)
+                os.close(fd)
             except OSError:
                 pass
