@@ -59,6 +59,14 @@ from attune_monitor.errors import AttuneError
 
 from .convention import desc_fields
 
+__all__ = [
+    "HEART_RATE_SERVICE_UUID", "HEART_RATE_MEASUREMENT_UUID", "RR_TICKS_PER_SECOND", "CONTACT_NOT_SUPPORTED",
+    "CONTACT_NOT_DETECTED", "CONTACT_DETECTED", "MalformedPacket", "HeartRateMeasurement",
+    "parse_heart_rate_measurement", "BeatClock", "device_identity", "BluetoothUnavailable",
+    "bluetooth_unavailable_reason", "FoundDevice", "scan_heart_rate_devices", "HeartRateClient", "ClientFactory",
+    "bleak_client_factory", "ReconnectPolicy", "BridgeStatus", "GaveUp", "HeartRateBridge", "resolve_device"
+]
+
 logger = logging.getLogger(__name__)
 
 #: Heart Rate Service and Heart Rate Measurement characteristic, as 128-bit UUID strings.

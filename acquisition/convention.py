@@ -52,6 +52,14 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+__all__ = [
+    "KIND_TYPES", "CANONICAL_UNIT", "DEFAULT_HR_AVERAGING_S", "KIND_MODALITY", "TYPE_ALIASES", "MARKER_TYPES",
+    "ANNOTATION_TYPES", "PLAUSIBLE_MAX_RATE", "MAX_INLET_RATE", "rate_is_implausible", "is_marker_stream",
+    "unusable_reason", "marker_texts", "MNE_TYPE_UNITS", "FIFF_KIND_UNITS", "FIFF_UNIT_MULTIPLIERS", "read_unit",
+    "mne_unit", "Channel", "StreamDescriptor", "identity_key", "header_fingerprint", "kind_from_type", "unit_scale",
+    "unit_conversion", "describe", "dict_to_xml", "desc_fields"
+]
+
 #: Kinds of stream Attune understands, with the LSL ``type`` it publishes for each.
 KIND_TYPES = {"rr": "RR", "hr": "HR", "eda": "EDA", "ecg": "ECG", "ppg": "PPG"}
 
@@ -68,7 +76,7 @@ DEFAULT_HR_AVERAGING_S = 4.0
 KIND_MODALITY = {"rr": "hr", "hr": "hr", "ecg": "hr", "ppg": "hr", "eda": "eda"}
 
 # Stream types (and name fragments) seen in the wild, lower-case, per kind.
-_TYPE_ALIASES = {
+TYPE_ALIASES = {
     "rr": ("rr", "ibi", "rri", "rr-interval", "rrinterval", "interbeatinterval", "nn"),
     "hr": ("hr", "heartrate", "heart_rate", "heart rate", "bpm", "pulse"),
     "eda": ("eda", "gsr", "skinconductance", "skin_conductance", "sc", "electrodermal"),
@@ -580,7 +588,7 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=(), 
         ``"rr"``, ``"hr"``, ``"eda"``, ``"ecg"``, ``"ppg"`` or ``None``.
     """
     t = _norm(stream_type).replace("-", "").replace("_", "")
-    for kind, aliases in _TYPE_ALIASES.items():
+    for kind, aliases in TYPE_ALIASES.items():
         if t in {a.replace("-", "").replace("_", "") for a in aliases}:
             return kind
     if t in _OTHER_TYPES:
@@ -595,7 +603,7 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=(), 
     for kind in ("rr", "ecg", "ppg", "eda", "hr"):
         for text in texts:
             words = set(re.split(r"[^a-z0-9µμ]+", text))
-            if words & set(_TYPE_ALIASES[kind]):
+            if words & set(TYPE_ALIASES[kind]):
                 return kind
     return None
 
@@ -681,7 +689,7 @@ def describe(header: str | dict) -> StreamDescriptor:
     desc : StreamDescriptor
     """
     if isinstance(header, dict):
-        root = _dict_to_xml(header)
+        root = dict_to_xml(header)
     else:
         root = ET.fromstring(header)
     desc_el = root.find("desc")
@@ -731,7 +739,7 @@ def _declared_seconds(text: str | None) -> float | None:
     return v if v is not None and 0.0 <= v < 600.0 else None
 
 
-def _dict_to_xml(info: dict) -> ET.Element:
+def dict_to_xml(info: dict) -> ET.Element:
     """Turn pyxdf's nested ``info`` dict back into an Element.
 
     pyxdf maps each element to ``{child_tag: [child, ...]}`` where a child is a

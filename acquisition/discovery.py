@@ -24,6 +24,11 @@ from fnmatch import fnmatchcase
 from .convention import StreamDescriptor, describe, rate_is_implausible, unusable_reason
 from .lsl import pylsl
 
+__all__ = [
+    "DiscoveredStream", "matches", "full_descriptor", "xpath_literal", "identity_predicate", "resolve_identity",
+    "duplicates", "duplicate_message", "fetch_descriptors", "discover"
+]
+
 logger = logging.getLogger(__name__)
 
 

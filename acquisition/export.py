@@ -71,6 +71,12 @@ import numpy as np
 
 from .files import marker_words
 
+__all__ = [
+    "FORMATS", "EDF_LABEL_MAX", "EXPORT_MODE", "EDF_DIGITAL", "EDF_YEARS", "ChannelKind", "CHANNEL_KINDS",
+    "held_on_grid", "grid_channels", "session_annotations", "marker_description", "xdf_header_datetime",
+    "session_start", "to_raw", "build_edf", "private_file", "export_session", "read_exported", "export_csv"
+]
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("edf", "fif", "csv")

@@ -85,6 +85,14 @@ from attune_monitor.errors import AttuneError
 
 from .convention import KIND_TYPES, StreamDescriptor, describe, is_marker_stream, marker_texts
 
+__all__ = [
+    "RecordingError", "RecordedStream", "Recording", "marker_fields", "EPISODE_MARKER_KINDS", "is_shared_kind",
+    "is_shared_event", "marker_words", "load_recording", "load_xdf", "MAX_CHANNELS", "XdfScan", "scan_xdf",
+    "MAX_PLAUSIBLE_SRATE", "STRAY_GAP_S", "STRAY_SHARE", "OTHER_CLOCK_S", "drop_stray_timestamps", "RECORDING_LOG_TYPE",
+    "BURSTY_SHARE", "JITTER_BREAK_S", "dejitter_bursts", "E4_HR_AVERAGING_S", "load_e4_folder", "load_e4_session",
+    "CSV_COLUMNS", "load_tidy_csv"
+]
+
 logger = logging.getLogger(__name__)
 
 

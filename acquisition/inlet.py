@@ -59,6 +59,12 @@ from .discovery import duplicate_message, resolve_identity
 from .lsl import pylsl
 from .ringbuffer import Chunk, RingBuffer
 
+__all__ = [
+    "PLAUSIBLE_RANGE", "IRREGULAR_MAX_RATE", "STATES", "LSL_QUEUE_SECONDS", "STALE_MISSES_LOST", "Gap",
+    "ReceiverStatus", "processing_flags", "DEJITTER_HALFTIME", "CLOCK_JUMP_BACK_S", "CLOCK_JUMP_FORWARD_S",
+    "TimestampCleaner", "StreamReceiver"
+]
+
 logger = logging.getLogger(__name__)
 
 #: Physiologically plausible ranges, in canonical units; values outside are flagged and stored as NaN.

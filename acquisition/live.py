@@ -49,6 +49,8 @@ from .convention import StreamDescriptor
 from .lslconfig import configure
 from .roster import AssignedStream, Assignment, Roster, assign
 
+__all__ = ["MARKER_RATE", "MARKER_BURST", "MARKER_PULL", "MARKER_QUEUE_SECONDS", "SessionStatus", "LiveSession"]
+
 logger = logging.getLogger(__name__)
 
 #: Markers of one event / marker stream shown a second, on average, and in one burst (:class:`_MarkerLimit`).

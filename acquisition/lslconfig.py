@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+__all__ = ["DEFAULT_CONFIG", "SCOPES", "configure"]
+
 #: The loopback-only configuration shipped with Attune.
 DEFAULT_CONFIG = Path(__file__).with_name("lsl_api.cfg")
 

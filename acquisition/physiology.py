@@ -92,6 +92,14 @@ from .convention import desc_fields
 from .scenario import AROUSAL_SHIFTS, RUPTURE_FAMILIES, RUPTURE_STYLES, Scenario
 from .xdf_writer import stream_header_xml
 
+__all__ = [
+    "GRID_HZ", "HR_DRIVE_BPM", "RSA_BPM", "SCR_RATE_PER_MIN", "OWN_EVENTS_PER_MIN", "HR_EVENT_BPM", "HR_EVENT_TAU_S",
+    "SCR_EVENT_US", "EDA_DEVICES", "HR_DEVICES", "HR_DEVICE_AVERAGING_S", "ECG_HZ", "PPG_HZ", "LEGACY_FAMILIES",
+    "AROUSAL_SHIFT_BPM", "AROUSAL_SHIFT_EDA", "AROUSAL_SHIFT_RATE", "AROUSAL_SHIFT_RISE_S", "PARTIAL_DEPTH",
+    "LEAVE_GROUP_DEPTH", "DRIFT_RAMP_S", "AROUSAL_SCALE", "SimStream", "Session", "band_noise", "SCR_TAU_RISE",
+    "rupture_model", "simulate_session"
+]
+
 logger = logging.getLogger(__name__)
 
 #: Internal simulation grid (Hz) for the slow latent processes.

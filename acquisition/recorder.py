@@ -83,6 +83,14 @@ import numpy as np
 from .roster import RECORDED_ROSTER_NAME, RECORDED_ROSTER_TYPE, recorded_roster
 from .xdf_writer import XdfWriteError, XdfWriter
 
+__all__ = [
+    "DEFAULT_FOLDER", "SYNC_STREAM_TYPE", "EVENTS_STREAM_NAME", "EVENTS_STREAM_TYPE", "MARKERS_STREAM_NAME",
+    "MARKERS_STREAM_TYPE", "LOG_STREAM_NAME", "LOG_STREAM_TYPE", "MIN_BUFFER_SAMPLES", "MAX_BUFFER_SAMPLES",
+    "MAX_BUFFER_BYTES", "MAX_RECORDED_CHANNELS", "SENDER_BUFFER_S", "LOSS_NOTE_INTERVAL_S", "check_label",
+    "default_recording_path", "event_payload", "inlet_buffer", "unrecordable", "STEADY_FAST_SENDER_S",
+    "SessionRecorder", "record_session"
+]
+
 logger = logging.getLogger(__name__)
 
 #: Default folder of recordings (relative to the working directory).

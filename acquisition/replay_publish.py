@@ -27,6 +27,8 @@ import numpy as np
 from .files import Recording
 from .xdf_writer import info_to_xml
 
+__all__ = ["header_xml", "stream_info_from_xml", "RecordingPublisher"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["Chunk", "RingBuffer"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -74,7 +74,13 @@ from typing import Any
 
 from attune_monitor.errors import AttuneError
 
-from .convention import _TYPE_ALIASES, KIND_MODALITY, KIND_TYPES, StreamDescriptor, is_marker_stream, unit_scale
+from .convention import KIND_MODALITY, KIND_TYPES, TYPE_ALIASES, StreamDescriptor, is_marker_stream, unit_scale
+
+__all__ = [
+    "KIND_PREFERENCE", "MATCH_FIELDS", "RECORDED_ROSTER_NAME", "RECORDED_ROSTER_TYPE", "RosterError", "StreamRule",
+    "Participant", "AssignedStream", "Ambiguity", "Assignment", "natural_key", "device_id", "device_participant",
+    "Roster", "glob_escape", "recorded_roster", "apply_rule", "assign"
+]
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +242,7 @@ def natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
-_KIND_WORDS = {a for aliases in _TYPE_ALIASES.values() for a in aliases} | {"stream", "data", "lsl"}
+_KIND_WORDS = {a for aliases in TYPE_ALIASES.values() for a in aliases} | {"stream", "data", "lsl"}
 
 
 def device_id(d: StreamDescriptor) -> str:

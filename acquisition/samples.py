@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+__all__ = ["SAMPLES", "MAX_BYTES", "write_sample", "write_all", "main"]
+
 logger = logging.getLogger(__name__)
 
 #: name -> (scenario, seed). Each file stays under 1.6 MB (the couple: 9 min with raw ECG and PPG).

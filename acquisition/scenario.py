@@ -54,6 +54,12 @@ from pathlib import Path
 
 from attune_monitor.errors import AttuneError
 
+__all__ = [
+    "HEART_DEVICES", "EDA_DEVICES", "RUPTURE_STYLES", "RUPTURE_FAMILIES", "AROUSAL_SHIFTS", "CONFOUND_KINDS",
+    "ScenarioError", "Participant", "Rupture", "Confound", "Scenario", "builtin_names", "load_scenario",
+    "parse_scenario"
+]
+
 HEART_DEVICES = ("rr", "hr", "both", "none")
 EDA_DEVICES = ("e4", "emotibit", "shimmer", "none")
 RUPTURE_STYLES = ("aversive", "withdrawn")

@@ -46,6 +46,8 @@ from .physiology import Session, simulate_session
 from .scenario import Scenario
 from .xdf_writer import XdfWriter, desc_element
 
+__all__ = ["XDF_TIME_ORIGIN", "stream_info", "Simulator", "write_session_xdf"]
+
 logger = logging.getLogger(__name__)
 
 #: LSL time of session time 0 in files written by :func:`write_session_xdf` (a fixed origin).

@@ -32,6 +32,8 @@ from .convention import KIND_MODALITY
 from .files import Recording, RecordingError
 from .roster import KIND_PREFERENCE
 
+__all__ = ["HEART_PREFERENCE", "InputSpec", "choose_inputs", "RecordingSource", "LiveSource"]
+
 #: Heart stream kinds, most precise first: which one feeds a person's HR (the roster's order).
 HEART_PREFERENCE = tuple(sorted(("rr", "ecg", "hr", "ppg"), key=KIND_PREFERENCE.__getitem__))
 

@@ -41,6 +41,12 @@ import numpy as np
 
 from attune_monitor.errors import AttuneError
 
+__all__ = [
+    "BOUNDARY_UUID", "CHANNEL_FORMATS", "BOUNDARY_INTERVAL", "file_header_xml", "TAG_FILE_HEADER", "TAG_STREAM_HEADER",
+    "TAG_SAMPLES", "TAG_CLOCK_OFFSET", "TAG_BOUNDARY", "TAG_STREAM_FOOTER", "XdfWriteError", "varlen_int",
+    "info_to_xml", "stream_header_xml", "desc_element", "XdfWriter"
+]
+
 logger = logging.getLogger(__name__)
 
 #: The Boundary chunk's UUID (from the XDF specification).
@@ -132,9 +138,9 @@ def info_to_xml(info: dict) -> str:
     -------
     xml : str
     """
-    from .convention import _dict_to_xml
+    from .convention import dict_to_xml
 
-    return ET.tostring(_dict_to_xml(info), encoding="unicode")
+    return ET.tostring(dict_to_xml(info), encoding="unicode")
 
 
 def _fmt(x: float) -> str:

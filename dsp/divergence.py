@@ -56,6 +56,11 @@ import numpy as np
 
 from .limits import Limit, check_fields
 
+__all__ = [
+    "FEATURES", "LLR_MODEL", "SCALE_PRIOR", "DivergenceConfig", "ArousalDivergence", "STYLES", "style_llr",
+    "AROUSAL_STATES", "arousal_flavour", "ArousalTracker", "SharedShift"
+]
+
 #: Feature names, in the order of the feature axis.
 FEATURES = ("hr_level", "hr_variability", "eda_level", "eda_activity")
 

@@ -36,6 +36,8 @@ from scipy import signal
 from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
 from attune_monitor.dsp.quality import Quality
 
+__all__ = ["EdaPreprocessor", "eda_to_grid"]
+
 logger = logging.getLogger(__name__)
 
 

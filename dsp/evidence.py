@@ -38,6 +38,10 @@ import numpy as np
 from . import _kernels
 from .divergence import FEATURES as DIVERGENCE_FEATURES
 
+__all__ = [
+    "LAGGED", "LAGS", "FEATURES", "REL_SPAN", "REL_MIN", "MODEL_PATH", "PairFeatures", "TreeEnsemble", "shipped_model"
+]
+
 #: Columns that are also given 10 and 20 steps back.
 LAGGED = ("hr_z", "eda_z", "hr_rel", "eda_rel", "arousal_max", "arousal_min")
 #: Steps (s at the detector's 1 s step) of the lagged copies.

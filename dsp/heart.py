@@ -51,6 +51,8 @@ import numpy as np
 from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
 from attune_monitor.dsp.quality import Quality
 
+__all__ = ["KINDS", "BeatCleaner", "HeartPreprocessor", "rr_to_hr_grid", "hr_to_grid", "signal_to_hr_grid"]
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("rr", "hr", "ecg", "ppg")

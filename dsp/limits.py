@@ -25,7 +25,8 @@ from typing import NamedTuple
 from attune_monitor.errors import ConfigError
 
 __all__ = [
-    "WINDOW_RANGE_S", "DEFAULT_WINDOW_S", "DEFAULT_PRESET", "PRESET_NAMES", "Limit", "check_fields", "check_flag", "check_names",
+    "WINDOW_RANGE_S", "DEFAULT_WINDOW_S", "DEFAULT_PRESET", "PRESET_NAMES", "Limit", "check_fields", "check_flag",
+    "check_names",
     "config_error",
 ]
 
@@ -86,7 +87,11 @@ class Limit(NamedTuple):
             if hi is not None:
                 parts.append(f"less than {hi:g}" if self.high_open else f"at most {hi:g}")
             text = " and ".join([f"{self.what} " + parts[0]] + parts[1:]) if parts else f"a finite {self.what}"
-        return text + (f" ({self.bound})" if self.bound else "") + (" (or inf)" if self.inf and self.low is not None else " (or -inf or inf)" if self.inf else "")
+        if self.bound:
+            text += f" ({self.bound})"
+        if self.inf:
+            text += " (or inf)" if self.low is not None else " (or -inf or inf)"
+        return text
 
 
 def _shown(value) -> str:

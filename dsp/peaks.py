@@ -35,6 +35,8 @@ from scipy import signal
 
 from attune_monitor.dsp.grid import check_positive
 
+__all__ = ["BeatDetector", "detect_beats"]
+
 logger = logging.getLogger(__name__)
 
 _DEFAULTS: dict[str, dict[str, Any]] = {

@@ -10,6 +10,8 @@ from enum import IntEnum
 
 import numpy as np
 
+__all__ = ["Quality", "VALID", "REASONS", "is_valid"]
+
 
 class Quality(IntEnum):
     """Why a grid sample is (or is not) usable. Codes fit in ``uint8``."""

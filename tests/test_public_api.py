@@ -2,18 +2,22 @@
 
 * the example in ``attune_monitor``'s docstring runs as written and finds the episodes ``attune analyze --json``
   writes for the same file;
-* every name in every public module's ``__all__`` resolves (the lazy ones to the object of their home module);
+* every public module (walked with pkgutil) has an ``__all__`` and every name in it resolves (the lazy ones to
+  the object of their home module); no module imports another's private name;
 * ``import attune_monitor.dsp`` loads neither Qt, pylsl, the acquisition layer nor scipy.signal;
 * every domain exception is an :class:`attune_monitor.errors.AttuneError`.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -27,11 +31,70 @@ import attune_monitor
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "recordings" / "sample-couple.xdf"
 
-PUBLIC_MODULES = (
-    "attune_monitor", "attune_monitor.dsp", "attune_monitor.acquisition", "attune_monitor.analysis",
-    "attune_monitor.evaluation", "attune_monitor.errors", "attune_monitor.dsp.synchrony", "attune_monitor.dsp.engine",
-    "attune_monitor.dsp.pipeline", "attune_monitor.dsp.detector", "attune_monitor.dsp.arousal",
-)
+#: The packages whose modules are walked (the three layers are mapped into attune_monitor by package-dir, so
+#: walking attune_monitor's own folder would not find them).
+PACKAGES = ("attune_monitor", "attune_monitor.acquisition", "attune_monitor.dsp", "attune_monitor.ui")
+
+
+def public_modules() -> list[str]:
+    """Every public module of the distribution: each package and every module under it (pkgutil.iter_modules,
+    recursively) whose name has no part starting with ``_`` (the GUI's modules too: Qt runs offscreen in tests)."""
+    names = []
+
+    def walk(pkg: str, folder: str) -> None:
+        names.append(pkg)
+        for info in pkgutil.iter_modules([folder], pkg + "."):
+            if info.name.rsplit(".", 1)[1].startswith("_"):
+                continue
+            if info.ispkg:
+                sub = os.path.join(folder, info.name.rsplit(".", 1)[1])
+                if os.path.exists(os.path.join(sub, "__init__.py")):  # not a data folder (acquisition/scenarios)
+                    walk(info.name, sub)
+            else:
+                names.append(info.name)
+
+    for pkg in PACKAGES:
+        # the package's own folder only: attune_monitor's __path__ also holds the repository root (package-dir)
+        walk(pkg, importlib.import_module(pkg).__path__[0])
+    return sorted(dict.fromkeys(names))
+
+
+PUBLIC_MODULES = public_modules()
+#: Packages whose modules (or data files) are what they hold, nothing of their own to export: an empty ``__all__``.
+EMPTY_ALL = {"attune_monitor.ui", "attune_monitor.ui.commands", "attune_monitor.ui.gui",
+             "attune_monitor.acquisition.scenarios"}
+
+
+def test_the_walk_finds_every_layer_and_the_gui():
+    for name in ("attune_monitor.analysis", "attune_monitor.errors", "attune_monitor.acquisition.convention",
+                 "attune_monitor.dsp.limits", "attune_monitor.ui.commands.options", "attune_monitor.ui.gui.app"):
+        assert name in PUBLIC_MODULES
+    files = {p for layer in ("acquisition", "dsp", "ui") for p in (ROOT / layer).rglob("*.py")
+             if not any(part.startswith("_") and part != "__init__.py" for part in p.relative_to(ROOT).parts)}
+    assert len(PUBLIC_MODULES) >= len(files) + 1  # + attune_monitor itself
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """``from .x import _name`` across modules is what __all__ and public names are for (a private *module*,
+    such as ``dsp._kernels``, may be imported inside its package)."""
+    found = []
+    for layer in ("acquisition", "dsp", "ui", "attune_monitor"):
+        for path in (ROOT / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
+                    continue
+                if node.level == 0 and not (node.module or "").startswith("attune_monitor"):
+                    continue
+                for alias in node.names:
+                    if alias.name.startswith("_") and alias.name != "__version__":
+                        if node.level:
+                            base = path.parents[node.level - 1] / (node.module or "").replace(".", "/")
+                            is_module = (base / f"{alias.name}.py").exists() or (base / alias.name).is_dir()
+                        else:
+                            is_module = importlib.util.find_spec(f"{node.module}.{alias.name}") is not None
+                        if not is_module:
+                            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}")
+    assert found == []
 
 
 def docstring_example() -> str:
@@ -90,7 +153,8 @@ def test_docstring_example_runs_and_gives_the_episodes_of_attune_analyze(tmp_pat
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_every_name_in_all_resolves(name):
     mod = importlib.import_module(name)
-    assert isinstance(mod.__all__, list | tuple) and mod.__all__, f"{name} has no __all__"
+    assert isinstance(mod.__all__, list | tuple), f"{name} has no __all__"
+    assert bool(mod.__all__) != (name in EMPTY_ALL), f"{name}.__all__ = {mod.__all__!r}"
     assert len(set(mod.__all__)) == len(mod.__all__), f"{name}.__all__ lists a name twice"
     for attr in mod.__all__:
         assert getattr(mod, attr) is not None or attr.isupper(), f"{name}.{attr}"

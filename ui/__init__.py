@@ -6,3 +6,4 @@ if __name__ != "attune_monitor.ui":  # pragma: no cover - only a wrong import ge
         "break the guarantee that LSL's loopback configuration is in force before pylsl loads); install Attune with "
         "'make install' or 'pip install -e .' and write 'from attune_monitor import ui'")
 
+__all__: list[str] = []  # nothing here: the CLI, the headless monitor and the GUI are its modules

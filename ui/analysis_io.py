@@ -58,8 +58,15 @@ from pathlib import Path
 
 import numpy as np
 
+from attune_monitor.analysis import sorted_episodes  # the document's episode order (importable here too)
 from attune_monitor.dsp.pipeline import mean_fisher, ssi
 from attune_monitor.ui.words import depth_number
+
+__all__ = [
+    "SCHEMA_ID", "ANALYSIS_SCHEMA", "validate", "combined_sync", "pair_summaries", "attunement_summaries",
+    "analysis_to_json", "write_json", "read_json", "clock", "away_words", "episode_line", "summary_text",
+    "EPISODE_CSV_COLUMNS", "write_episodes_csv"
+]
 
 SCHEMA_ID = "attune.analysis/1"
 
@@ -324,11 +331,6 @@ def attunement_summaries(analysis, time_offset: float = 0.0) -> list[dict]:
             "verdict": "in tune at times" if armed else "not measurably in tune",
         })
     return out
-
-
-def sorted_episodes(episodes) -> list:
-    """Episodes in the document's order: by onset, then pair."""
-    return sorted(episodes, key=lambda e: (e.onset_s, tuple(e.pair)))
 
 
 def analysis_to_json(analysis, time_offset: float = 0.0) -> dict:

@@ -29,6 +29,11 @@ from attune_monitor.errors import AttuneError
 
 from .errors import os_error_text
 
+__all__ = [
+    "COMMANDS", "EXIT_SIGINT", "EXIT_SIGTERM", "EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "Terminated", "StopSignals",
+    "OncePerMessage", "build_parser", "main"
+]
+
 #: Subcommands in the order ``attune --help`` lists them.
 COMMANDS = (
     "demo",

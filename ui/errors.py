@@ -13,6 +13,8 @@ from pathlib import Path
 
 from attune_monitor.errors import AttuneError
 
+__all__ = ["UsageError", "os_error_text", "check_writable_folder", "check_output_file"]
+
 
 class UsageError(AttuneError):
     """Unusable input or arguments. The message says what was wrong and how to fix it.

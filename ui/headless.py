@@ -33,6 +33,12 @@ import numpy as np
 from attune_monitor.ui.model import tune_evidence_words
 from attune_monitor.ui.words import arming_words
 
+__all__ = [
+    "EXIT_SIGINT", "EXIT_SIGTERM", "DISCLAIMER", "has_display", "clock", "current_sync", "signal_status",
+    "arousal_words", "pair_arousal_text", "open_losses", "episode_text", "reached_markers", "marker_text", "render",
+    "HeadlessView", "run_headless"
+]
+
 logger = logging.getLogger(__name__)
 
 #: Exit codes of a session stopped by Ctrl-C (SIGINT) or SIGTERM (128 + the signal's number).

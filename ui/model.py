@@ -25,6 +25,12 @@ from attune_monitor.dsp.pipeline import mean_fisher
 
 from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, pair_state_words, tie_label
 
+__all__ = [
+    "RUPTURE_TYPES", "MARKER_KINDS", "DISCLAIMER", "tune_evidence_words", "TIE_DRIFT_FRAC", "TIE_DROP",
+    "GROUP_EPISODE_TOL_S", "AROUSAL_RELEASE_MARGIN", "AROUSAL_HOLD_S", "person_ties", "group_episodes",
+    "trailing_valid_s", "Snapshot", "SessionModel"
+]
+
 #: Rupture types a facilitator can give an episode (taxonomy from the rupture/repair literature).
 RUPTURE_TYPES = (
     "benign", "oscillating", "limit-setting", "contractual", "dismissive", "hit-and-run", "power-assertive", "toxic",

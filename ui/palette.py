@@ -3,6 +3,8 @@
 From Okabe & Ito's (2008) colour-blind-safe set; every state is also told by a word or a symbol.
 """
 
+__all__ = ["AROUSAL_COLOURS", "rgb"]
+
 #: Person-level arousal moving away: ``state -> (text colour, shading colour)``; the shading is a lighter
 #: Okabe-Ito colour, the text a darker one of the same hue that stays readable on white.
 AROUSAL_COLOURS = {

@@ -38,6 +38,11 @@ from .model import group_episodes
 from .palette import AROUSAL_COLOURS
 from .words import depth_number, disconnecting_words, episode_status
 
+__all__ = [
+    "PERSON_COLORS", "MODALITY_COLORS", "MODALITY_WORDS", "UNITS", "EPISODE_COLOR", "AROUSAL_SHADES", "MARKER_COLOR",
+    "write_markers_csv", "plot_signals", "baseline_trace", "plot_pair", "plot_arousal", "plt_line", "write_report"
+]
+
 
 def _group_status(group: dict) -> str:
     """A group episode's status: the words of its pairs' episode in the group's state."""

@@ -33,6 +33,8 @@ from attune_monitor.dsp.pipeline import PipelineConfig
 
 from .model import SessionModel
 
+__all__ = ["Runner", "TickLog"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -17,6 +17,8 @@ import time
 from ..errors import UsageError
 from .options import SCOPES, check_at_least, check_positive
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers) -> None:
     """Add ``bridge`` and its ``ble-hr`` subcommand."""

@@ -17,6 +17,10 @@ from .options import (DEFAULT_PRESET, DEFAULT_SCENARIO, DEFAULT_SEED, add_sessio
                       check_positive, check_range, describe_settings, make_runner, open_view, session_settings,
                       wait_for_source, will_use_gui)
 
+__all__ = [
+    "PARTICIPANTS", "SPEED_RANGE", "scenario_description", "register", "SimulatorClockSource", "start_demo", "run"
+]
+
 #: The people a demo can show (the live view's layout) and how much faster than real time it can run.
 PARTICIPANTS = (2, 8)
 SPEED_RANGE = (0.1, 64.0)

@@ -25,6 +25,9 @@ from ..errors import UsageError, check_output_file, os_error_text
 from .options import DEFAULT_PRESET, PRESET_NAMES
 
 
+__all__ = ["register", "run"]
+
+
 def register(subparsers) -> None:
     """Add the ``evaluate`` parser."""
     p = subparsers.add_parser(

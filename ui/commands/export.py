@@ -17,6 +17,8 @@ from pathlib import Path
 from ..errors import UsageError, check_output_file, check_writable_folder, os_error_text
 from .options import DEFAULT_PRESET, check_preset, check_usable, make_assign
 
+__all__ = ["FORMATS", "register", "default_out", "run"]
+
 FORMATS = ("edf", "fif", "csv")
 
 

@@ -22,6 +22,9 @@ from .options import (SCOPES, add_session_options, check_positive, check_preset,
                       open_view, session_settings, wait_for_source, will_use_gui)
 
 
+__all__ = ["register", "resolve_record_path", "run"]
+
+
 def register(subparsers) -> None:
     """Add the ``monitor`` parser."""
     p = subparsers.add_parser(

@@ -26,6 +26,8 @@ from ..errors import UsageError, os_error_text
 from .options import (SCOPES, add_session_options, check_at_least, check_positive, check_range, check_usable,
                       describe_settings, make_assign, make_runner, open_view, session_settings, will_use_gui)
 
+__all__ = ["MIN_SPEED", "MAX_SPEED", "PREROLL_WARMUP_S", "default_preroll", "register", "run", "replay_from_setup"]
+
 #: Replay speeds the command accepts (the GUI offers 0.5x .. 64x).
 MIN_SPEED, MAX_SPEED = 0.1, 1000.0
 #: Seconds of warm-up the default pre-roll adds to the synchrony window and the arming span (the chance level

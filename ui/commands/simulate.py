@@ -17,6 +17,8 @@ import time
 from ..errors import UsageError, check_output_file
 from .options import DEFAULT_SCENARIO, DEFAULT_SEED, check_at_least, check_positive, check_range
 
+__all__ = ["PARTICIPANTS", "register", "run"]
+
 #: How many people a simulated session can have.
 PARTICIPANTS = (1, 16)
 

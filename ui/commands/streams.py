@@ -26,6 +26,8 @@ import sys
 from ..errors import UsageError
 from .options import SCOPES, check_positive
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(

@@ -9,3 +9,5 @@ actions (markers, episode labels) go back through
 
 Entry point: :func:`attune_monitor.ui.gui.app.run_gui`.
 """
+
+__all__: list[str] = []  # nothing here: the GUI is its modules

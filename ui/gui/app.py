@@ -9,6 +9,8 @@ import threading
 import traceback
 from pathlib import Path
 
+__all__ = ["GUI_MISSING", "has_display", "ensure_app", "ErrorReporter", "recording_guard", "run_gui"]
+
 #: What a missing [gui] extra (PySide6 / pyqtgraph) is called in messages (the commands show the terminal view).
 GUI_MISSING = "no GUI installed (pip install 'attune-monitor[gui]')"
 

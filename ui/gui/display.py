@@ -12,6 +12,8 @@ import os
 import socket
 import sys
 
+__all__ = ["HEADLESS_PLATFORMS", "CONNECT_TIMEOUT_S", "x11_reachable", "display_usable"]
+
 #: Qt platforms that need no display server.
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb")
 #: Seconds to wait for a display server to accept a connection.

@@ -15,6 +15,8 @@ from attune_monitor.ui.words import depth_words, disconnecting_words, episode_st
 
 from .style import MUTED, STATE_TEXT, fmt_time
 
+__all__ = ["COLUMNS", "STATUS_COLUMN", "STATUS_TEXT", "episode_row", "group_row", "episode_times_tip", "EpisodesPanel"]
+
 COLUMNS = ("#", "flagged", "who", "deepest", "signals", "status", "time to repair", "label", "review")
 #: Column of the status words, and the colour of each status.
 STATUS_COLUMN = 5

@@ -28,6 +28,11 @@ from .plots import TimeTicks
 from .sync_view import PairTimelines
 from .traces import PeopleTraces
 
+__all__ = [
+    "MAX_GROUP_PAIR_PLOTS", "SPEEDS", "MARKER_STYLE", "legend_html", "sync_legend_tip", "people_legend_html",
+    "MainWindow"
+]
+
 logger = logging.getLogger(__name__)
 
 #: At most this many pair plots in a group's "pairs to look at" (more are named, a click on the matrix shows one):

@@ -20,6 +20,8 @@ from attune_monitor.ui.words import STATE_SYMBOLS
 
 from .style import GRID, INK, MUTED, OKABE_ITO, PANEL, STATE_COLOURS, STATE_TEXT, qcolor
 
+__all__ = ["AT_CHANCE", "SCALE_LOW", "SCALE_HIGH", "FRAMED", "above_chance", "cell_colour", "SyncMatrix"]
+
 #: Colour of a cell at or below chance, and the two ends of the above-chance scale (chance -> r = 1).
 AT_CHANCE = "#E5E7EB"
 SCALE_LOW = "#D6E8F5"

@@ -11,6 +11,12 @@ from attune_monitor.ui.words import STATE_SYMBOLS, STATE_WORDS, TIE_SYMBOLS, TIE
 from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_TEXT, TIE_TEXT, qcolor
 
 
+__all__ = [
+    "arousal_reason", "fit_reason", "attunement_level", "meter_details", "waiting_words", "MIN_WORD_PX",
+    "AttunementMeter", "MeterPanel"
+]
+
+
 def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
     """What a pair's tile says about its people's arousal.
 

@@ -16,6 +16,11 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from .style import GRID, INK, MUTED, fmt_time, qcolor
 
 
+__all__ = [
+    "MIN_LABEL_GAP_PX", "LABEL_STEPS_S", "TimeTicks", "TimeAxis", "FittedAxis", "make_plot", "StreamCurve",
+    "hatch_brush", "SpanSet", "MarkerSet"
+]
+
 #: Least room (pixels) between two time labels.
 MIN_LABEL_GAP_PX = 8.0
 #: Time-label steps (s) the axes choose from: the smallest that leaves room between labels on the narrowest axis.

@@ -11,6 +11,8 @@ from attune_monitor.dsp.detector import PRESETS
 
 from ..commands.options import MODALITY_CHOICES, WINDOW_RANGE_S  # shared with the CLI's --signals / --window
 
+__all__ = ["ORGANIZATION", "APPLICATION", "Settings", "qsettings", "SettingsDialog"]
+
 ORGANIZATION = "Attune"
 APPLICATION = "attune"
 

@@ -26,6 +26,11 @@ from PySide6 import QtCore, QtWidgets
 
 from .style import MUTED, OKABE_ITO, STYLESHEET
 
+__all__ = [
+    "SIGNAL_CHOICES", "KIND_LABEL", "COLUMNS", "COL_PARTICIPANT", "COL_SIGNAL", "COL_HOW", "COL_USE", "PREVIEW_S",
+    "SetupDialog", "run_setup"
+]
+
 logger = logging.getLogger(__name__)
 
 #: Signal choices in the table: label -> stream kind (None: leave the stream out).

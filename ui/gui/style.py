@@ -12,6 +12,12 @@ from attune_monitor.ui.palette import AROUSAL_COLOURS, rgb
 from attune_monitor.ui.words import STATE_SYMBOLS as _STATE_SYMBOLS
 from attune_monitor.ui.words import clock
 
+__all__ = [
+    "OKABE_ITO", "BACKGROUND", "PANEL", "INK", "MUTED", "GRID", "STATE_COLOURS", "STATE_TEXT", "STATE_SYMBOLS",
+    "TIE_TEXT", "STATUS_STYLE", "AROUSAL_STYLE", "MODALITY_COLOURS", "MODALITY_NAMES", "RUPTURE_FILL", "REPAIRED_FILL",
+    "DISMISSED_FILL", "LOSS_HATCH", "qcolor", "fmt_time", "STYLESHEET"
+]
+
 #: Okabe-Ito colours.
 OKABE_ITO = {
     "black": "#000000",

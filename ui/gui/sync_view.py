@@ -28,6 +28,11 @@ from attune_monitor.ui.model import AROUSAL_STATES
 from .style import (AROUSAL_STYLE, INK, PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED,
                     OKABE_ITO, REPAIRED_FILL, RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
 
+__all__ = [
+    "Y_RANGE", "Y_LOW_EXTENDED", "Y_RETURN_MARGIN", "Y_TICKS", "AROUSAL_STRIP_Y", "EVIDENCE_WORDS",
+    "arousal_title_html", "arousal_note", "baseline_band", "episode_brush", "PairTimelines"
+]
+
 #: Usual y range of every synchrony plot (Pearson r).
 Y_RANGE = (-0.5, 1.0)
 #: Lower y bound of a plot while a value it shows is below ``Y_RANGE[0]`` (a strongly negative synchrony).

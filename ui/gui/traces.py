@@ -32,6 +32,11 @@ from .plots import MIN_LABEL_GAP_PX, SpanSet, StreamCurve, TimeAxis, hatch_brush
 from .style import (AROUSAL_STYLE, INK, LOSS_HATCH, MODALITY_COLOURS, MUTED, PANEL, RUPTURE_FILL, REPAIRED_FILL,
                     STATUS_STYLE, TIE_TEXT, qcolor)
 
+__all__ = [
+    "UNITS", "MIN_SPAN", "TRACE_NAMES", "SHORT_NAMES", "Y_CHECK_EVERY", "TIE_RANGE", "display_status", "badge_html",
+    "compact_badges_html", "arousal_html", "tie_html", "short_arousal_html", "arousal_runs", "PeopleTraces"
+]
+
 #: Units and sensible minimum y spans of the traces.
 UNITS = {"hr": "bpm", "eda": "\u00b5S", "tie": "r"}
 MIN_SPAN = {"hr": 12.0, "eda": 0.6}
