@@ -11,7 +11,7 @@ This module imports neither numpy nor scipy: ``attune --help`` builds its parser
 The checks (:func:`check_fields`) raise :class:`attune_monitor.errors.ConfigError` (a ``ValueError``) with one
 message style, the CLI's: what was wrong, the range in words, and a value to use instead::
 
-    Invalid value for 'window_s' of PipelineConfig: expected seconds between 5 and 120, but got -3; use e.g.
+    Invalid value for 'window_s' of PipelineConfig: expected seconds between 6 and 120, but got -3; use e.g.
     window_s=30.
 """
 
@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 #: The synchrony windows (s) a session accepts: ``PipelineConfig.window_s``, ``--window`` and the GUI's settings.
-WINDOW_RANGE_S = (5.0, 120.0)
+#: The lower end leaves samples to correlate at the lead-lag search's largest lag (5 s on the 4-Hz grid needs a
+#: window over 5.75 s): 5 s was refused by the engine.
+WINDOW_RANGE_S = (6.0, 120.0)
 #: ``PipelineConfig``'s synchrony window (s) when none is given (what an unset ``--window`` becomes).
 DEFAULT_WINDOW_S = 30.0
 #: ``PipelineConfig``'s detector preset when none is given (what an unset ``--preset`` becomes).
@@ -76,7 +78,7 @@ class Limit(NamedTuple):
         return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
 
     def words(self) -> str:
-        """The range in words: "seconds between 5 and 120", "seconds greater than 0", "a number 1 or more"."""
+        """The range in words: "seconds between 6 and 120", "seconds greater than 0", "a number 1 or more"."""
         lo, hi = self.low, self.high
         if lo is not None and hi is not None and not self.low_open and not self.high_open:
             text = f"{self.what} between {lo:g} and {hi:g}"

@@ -13,7 +13,9 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attune_monitor.dsp.detector import ANALYTIC_PRESETS, LEARNED_PRESETS, PRESETS, DetectorConfig, get_preset
@@ -121,7 +123,7 @@ def test_the_error_is_a_value_error_and_an_attune_error():
 def test_the_message_reads_as_the_cli_does():
     with pytest.raises(ConfigError) as info:
         PipelineConfig(window_s=-3)
-    assert str(info.value) == ("Invalid value for 'window_s' of PipelineConfig: expected seconds between 5 and 120, "
+    assert str(info.value) == ("Invalid value for 'window_s' of PipelineConfig: expected seconds between 6 and 120, "
                                "but got -3; use e.g. window_s=30.")
     with pytest.raises(ConfigError, match=r"'lapse_s' of DetectorConfig: expected seconds greater than 0 \(or inf\)"):
         DetectorConfig(lapse_s=-1.0)
@@ -211,13 +213,14 @@ def test_limits_import_no_numpy():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("window_s", [5.0, 5.5, 5.75, 6.0, 30.0])
-def test_the_lag_search_must_fit_the_window_as_the_engine_requires(window_s):
+@pytest.mark.parametrize(("window_s", "max_lag_s"), [(6.0, 5.0), (6.0, 5.25), (6.0, 5.5), (8.0, 7.25), (8.0, 7.5),
+                                                    (30.0, 5.0)])
+def test_the_lag_search_must_fit_the_window_as_the_engine_requires(window_s, max_lag_s):
     """PipelineConfig refuses a lag the engine would refuse (3 samples per lagged segment), and only such a lag."""
     from attune_monitor.dsp.engine import SynchronyEngine
     from attune_monitor.dsp.pipeline import engine_config
 
-    raw = EngineConfig(window_s=window_s, wcc_window_s=window_s, max_lag_s=5.0, modalities=("hr",))
+    raw = EngineConfig(window_s=window_s, wcc_window_s=window_s, max_lag_s=max_lag_s, modalities=("hr",))
     try:
         SynchronyEngine(2, 4.0, raw)
         engine_ok = True
@@ -225,11 +228,26 @@ def test_the_lag_search_must_fit_the_window_as_the_engine_requires(window_s):
         assert "max_lag_s" in str(exc)
         engine_ok = False
     if engine_ok:
-        SynchronyEngine(2, 4.0, engine_config(PipelineConfig(window_s=window_s), ("hr",)))
+        SynchronyEngine(2, 4.0, engine_config(PipelineConfig(window_s=window_s, max_lag_s=max_lag_s), ("hr",)))
     else:
         with pytest.raises(ConfigError, match=r"'max_lag_s' of PipelineConfig: expected seconds that leave 3 grid "
                                               rf"samples per lagged segment of the {window_s:g} s window at 4 Hz"):
-            PipelineConfig(window_s=window_s)
+            PipelineConfig(window_s=window_s, max_lag_s=max_lag_s)
         fixed = PipelineConfig(window_s=window_s, max_lag_s=(round(window_s * 4) - 3) / 4)  # the suggested fix
         SynchronyEngine(2, 4.0, engine_config(fixed, ("hr",)))
-    assert engine_ok == (window_s >= 5.75)
+    assert engine_ok == (max_lag_s <= window_s - 0.75)
+
+
+def test_every_window_in_the_range_analyses_a_recording_with_the_default_lag():
+    """The shortest and longest windows --window and the GUI accept run end to end (5 s, the old lower end, was
+    refused by the engine: its default 5-s lag search left no samples to correlate)."""
+    from attune_monitor.acquisition import read_recording
+    from attune_monitor.analysis import analyze_recording
+
+    rec = read_recording(Path(__file__).resolve().parents[2] / "recordings" / "sample-couple.xdf")
+    for window_s in WINDOW_RANGE_S:
+        res = analyze_recording(rec, PipelineConfig(window_s=window_s))
+        assert res.window_s == window_s
+        assert any(np.isfinite(s["sync"]).any() for s in res.sync.values())
+    with pytest.raises(ConfigError, match="'window_s' of PipelineConfig: expected seconds between 6 and 120"):
+        PipelineConfig(window_s=5.0)

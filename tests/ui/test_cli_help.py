@@ -3,7 +3,7 @@
 * A default the help states ("default 15", "(default: the GUI's setting, else 30)", "balanced (default)") is the
   value argparse uses, or, for an option left unset that falls back on the pipeline's setting, the value the
   session really gets (``session_settings`` without a GUI). A number-valued option states its default.
-* A range the help states ("between 5 and 120", "a positive number", "1 or more") is what the validator accepts,
+* A range the help states ("between 6 and 120", "a positive number", "1 or more") is what the validator accepts,
   probed through the real entry point ``ui.cli.main``: the bounds (and a value just inside) pass the check, a
   value just outside (and NaN) is exit 2 with exactly one stderr line naming the option and saying the same range.
   A numeric option whose help states no range has no validator that refuses -1, 0 or a large value.

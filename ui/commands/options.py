@@ -10,7 +10,7 @@ No command module reaches into another's helpers: what two commands need lives h
   (:func:`add_session_options`, :func:`session_settings`);
 * one set of checks for option values (:func:`check_range`, :func:`check_positive`, :func:`check_at_least`,
   :func:`check_preset`), each raising :class:`attune_monitor.ui.errors.UsageError` with one message style: what was wrong, the
-  range in the words the ``--help`` uses ("between 5 and 120", "a positive number", "1 or more"), and a value to
+  range in the words the ``--help`` uses ("between 6 and 120", "a positive number", "1 or more"), and a value to
   use instead;
 * what the live commands do alike: open the view, wait for a live source, build the runner, check a recording.
 
@@ -84,14 +84,14 @@ def check_range(name: str, value, low: float, high: float, *, what: str = "a num
     value : int | float | None
         The value given; ``None`` (option not given) passes.
     low, high : float
-        The inclusive bounds, as the ``--help`` states them ("between 5 and 120").
+        The inclusive bounds, as the ``--help`` states them ("between 6 and 120").
     what : str
         What the value is, e.g. ``"seconds"``, ``"a number of people"``.
 
     Raises
     ------
     UsageError
-        ``Invalid value for '--window': expected seconds between 5 and 120, but got 200; use e.g. --window 120.``
+        ``Invalid value for '--window': expected seconds between 6 and 120, but got 200; use e.g. --window 120.``
     """
     if value is None or (_number_in(value) and low <= value <= high):
         return
