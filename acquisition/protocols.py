@@ -35,7 +35,8 @@ class Source(Protocol):
 
     def poll(self, *args: Any, **kwargs: Any) -> tuple[list, float | None, dict]:
         """New chunks ``[(slot, timestamps (n,), values (n,))]``, the time the pipeline may advance to (or None),
-        and a per-person signal status."""
+        and a per-person signal status.
+        """
         ...
 
     def close(self) -> None:

@@ -44,7 +44,8 @@ Run from the repository's root (the sample recording is in ``recordings/``)::
     print(f"{m.values.shape[1]} windows, median r = {np.median(m.values[0]):.2f}")
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from pathlib import Path as _Path
 
 # Run from a source checkout (the current directory on sys.path, e.g. `python -c ...` at the clone's root), this

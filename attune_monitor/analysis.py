@@ -163,7 +163,8 @@ class Analysis:
     def episode_arousal(self) -> list[dict]:
         """Per episode, in the document's order (:func:`sorted_episodes`), who of its pair was
         moving away in their arousal before it was flagged (any second from its onset to the flag, or at a
-        re-flag; as the live view records it): ``{person: "climbing" | "flattening"}`` (may be empty)."""
+        re-flag; as the live view records it): ``{person: "climbing" | "flattening"}`` (may be empty).
+        """
         return [away_before_flag(self.arousal_t, self.arousal_state, self.participants, ep.pair, ep.onset_s,
                                  self.flag_times.get(ep.id, [ep.flagged_s]), self.step_s)
                 for ep in sorted_episodes(self.episodes)]

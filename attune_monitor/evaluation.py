@@ -340,7 +340,8 @@ def _number(x) -> bool:
 
 def truth_problem(truth) -> str | None:
     """What makes ``truth`` unusable as an ``attune.truth/1`` document (the fields :func:`score_file` reads), or
-    None when it is usable."""
+    None when it is usable.
+    """
     if not isinstance(truth, dict):
         return f"expected a JSON object, but got {type(truth).__name__}"
     for key in ("duration_s", "time_origin"):

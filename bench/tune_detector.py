@@ -36,7 +36,7 @@ def cache(folder: Path, out: Path, windows: list[float]) -> None:
     from attune_monitor.acquisition.files import load_recording
     from attune_monitor.analysis import analyze_recording
     from attune_monitor.dsp.engine import RING_CHANCE_OF, SynchronyEngine
-    from attune_monitor.dsp.pipeline import PipelineConfig, windows_of, engine_config
+    from attune_monitor.dsp.pipeline import PipelineConfig, engine_config, windows_of
 
     out.mkdir(parents=True, exist_ok=True)
     for xdf in sorted(folder.glob("*.xdf")):

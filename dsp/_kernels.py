@@ -81,7 +81,8 @@ def get(name: str, wait: bool = True):
 
 def preload(name: str, example_args: tuple) -> threading.Thread | None:
     """Load kernel ``name`` for the argument types of ``example_args`` in a daemon thread (see the module
-    notes); returns the thread, or None when numba is missing, preloading is off or the kernel is loaded."""
+    notes); returns the thread, or None when numba is missing, preloading is off or the kernel is loaded.
+    """
     if not HAVE_NUMBA or name in _compiled or name in _preloading or os.environ.get("ATTUNE_NUMBA_PRELOAD") == "0":
         return None
 

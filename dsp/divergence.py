@@ -354,7 +354,7 @@ class ArousalDivergence:
         return out
 
     def _llr(self, div: np.ndarray) -> np.ndarray:
-        """max over {aversive, withdrawn} of the Gaussian log-likelihood ratio against in tune, shape (n, n_sec)."""
+        """Largest Gaussian log-likelihood ratio against in tune over {aversive, withdrawn}, shape (n, n_sec)."""
         both = style_llr(np.moveaxis(div, 1, 2), self._model, self._inv_cache)  # (n, n_sec, 2)
         return both.max(axis=-1)
 
@@ -483,7 +483,8 @@ class ArousalTracker:
 
     def push(self, llr: np.ndarray, div: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Take ``llr`` (n_people, n_sec) and ``div`` (n_people, F, n_sec) or None; return the smoothed ``L``
-        (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`."""
+        (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`.
+        """
         llr = np.asarray(llr, dtype=float).reshape(self.n, -1)
         k = llr.shape[1]
         F = len(FEATURES)
@@ -513,7 +514,8 @@ class ArousalTracker:
 
 def _rolling_nanmean(x: np.ndarray, w: int) -> np.ndarray:
     """Mean of the finite values of each trailing window of ``w`` along the last axis; input has ``w - 1``
-    leading columns of history; output one column per remaining column (NaN where none is finite)."""
+    leading columns of history; output one column per remaining column (NaN where none is finite).
+    """
     from numpy.lib.stride_tricks import sliding_window_view
 
     win = sliding_window_view(x, w, axis=-1)

@@ -192,7 +192,8 @@ class TreeEnsemble:
 
     def _tree_sum_numpy(self, flat: np.ndarray) -> np.ndarray:
         """Sum of every tree's leaf value per row, shape (n_rows,): all (row, tree) walks at once, one level
-        per step, dropping the walks that reached a leaf."""
+        per step, dropping the walks that reached a leaf.
+        """
         n, n_trees = flat.shape[0], self.roots.size
         row = np.repeat(np.arange(n), n_trees)
         node = np.tile(self.roots, n)

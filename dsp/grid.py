@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attune_monitor.dsp.quality import Quality
-
 __all__ = [
     "GridBlock", "grid_times", "last_index_at_or_before", "concat_blocks", "check_positive", "GridPreprocessor",
     "stream_in_chunks"

@@ -56,7 +56,8 @@ EXIT_INTERNAL = 1
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C would be, so that every ``except KeyboardInterrupt`` (close the recording,
-    print the summary) handles ``kill`` exactly like Ctrl-C."""
+    print the summary) handles ``kill`` exactly like Ctrl-C.
+    """
 
     reason = "SIGTERM"
 
@@ -114,7 +115,8 @@ class StopSignals:
 
 class OncePerMessage(logging.Filter):
     """Let each distinct warning through once: the live session re-assigns its streams every second, and the
-    same roster warning 62 times in a minute hides everything else."""
+    same roster warning 62 times in a minute hides everything else.
+    """
 
     def __init__(self):
         super().__init__()

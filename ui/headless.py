@@ -88,7 +88,8 @@ def current_sync(snap) -> dict:
 
 def signal_status(snap) -> dict:
     """``participant -> {modality: word}``: the source's status, else (replay) whether the grid has data now
-    (:meth:`attune_monitor.ui.model.Snapshot.signal_states`)."""
+    (:meth:`attune_monitor.ui.model.Snapshot.signal_states`).
+    """
     return {p: {m: _STATUS_WORDS.get(s, s) for m, s in d.items()} for p, d in snap.signal_states().items()}
 
 
@@ -215,7 +216,8 @@ def render(snap, width: int = 100) -> list[str]:
 
 def _learning_key(arming: dict | None) -> tuple:
     """What the learning line says, with the countdown in 30-s steps (a block every 30 s while learning, not
-    one a second)."""
+    one a second).
+    """
     if not arming or not arming.get("learning"):
         return ()
     ready = arming.get("ready_in_s")

@@ -43,7 +43,8 @@ DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 def tune_evidence_words(pair_state: dict | None) -> str:
     """The evidence behind "not measurably in tune": each signal's synchrony above chance (Fisher z) over the
     arming span with its standard error, e.g. ``"vs chance: heart +0.05±0.21 · skin -0.02±0.12"``
-    (``""`` while there is nothing to show or the pair is armed)."""
+    (``""`` while there is nothing to show or the pair is armed).
+    """
     if not pair_state or pair_state.get("armed", True):
         return ""
     names = {"hr": "heart", "eda": "skin"}
@@ -343,7 +344,8 @@ class Snapshot:
     def signal_states(self, recent_s: float = 3.0) -> dict:
         """``participant -> {modality: state}``: the source's status (:attr:`status`); where it reports none
         (``"absent"``: a replayed recording's source has no devices), ``"ok"`` while the grid has values in the
-        last ``recent_s`` seconds (heart rate lags the beats a little) and ``"no data"`` when it has none."""
+        last ``recent_s`` seconds (heart rate lags the beats a little) and ``"no data"`` when it has none.
+        """
         out = {}
         for i, p in enumerate(self.participants):
             st = self.status.get(p, {})
@@ -668,7 +670,8 @@ class SessionModel:
 
     def _shown_pair_states(self) -> list[dict]:
         """Copies of the detector's pair states with the words every view shows (:func:`attune_monitor.ui.words.pair_state_words`:
-        "in tune · dipping" while an in-tune pair's smoothed drop is past the repair threshold)."""
+        "in tune · dipping" while an in-tune pair's smoothed drop is past the repair threshold).
+        """
         out = []
         for ps in self._pair_states:
             d = dict(ps)

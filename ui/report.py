@@ -119,7 +119,8 @@ def _draw_markers(ax, times, label: bool = False) -> None:
 
 def write_markers_csv(analysis, path, time_offset: float = 0.0) -> Path:
     """Write the recorded markers as CSV: ``time_s`` (file time, as in the JSON), ``time``, ``stream``, ``marker``
-    (Attune's JSON markers in words, others as recorded) and ``raw`` (as recorded)."""
+    (Attune's JSON markers in words, others as recorded) and ``raw`` (as recorded).
+    """
     import csv
 
     from attune_monitor.acquisition.files import marker_words

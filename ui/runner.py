@@ -107,7 +107,8 @@ class Runner:
 
     def take_tick_durations(self) -> np.ndarray:
         """The tick durations measured since the last call, oldest first, shape (n_ticks,), in seconds
-        (empty when measuring is off). Safe to call from any thread."""
+        (empty when measuring is off). Safe to call from any thread.
+        """
         d = self.tick_durations
         if d is None:
             return np.zeros(0)

@@ -83,7 +83,8 @@ def clock(seconds: float | None) -> str:
 
 def state_label(state: str, words: str | None = None) -> str:
     """A pair state as shown: symbol and words (``"▲ possible rupture"``); ``words`` overrides the plain words
-    (e.g. :func:`attune_monitor.dsp.detector.pair_words`' "out of tune since 12:34")."""
+    (e.g. :func:`attune_monitor.dsp.detector.pair_words`' "out of tune since 12:34").
+    """
     sym = STATE_SYMBOLS.get(state, "")
     text = words or STATE_WORDS.get(state, state)
     return f"{sym} {text}" if sym else text
@@ -161,7 +162,8 @@ def episode_state(ep: dict, pair_state: str | None = None) -> str:
 
 def episode_status(ep: dict, pair_state: str | None = None) -> tuple[str, str]:
     """``(state, text)`` of an episode's status cell: :func:`episode_state` and its words with a symbol
-    (``"↻ repairing"``, ``"✓ repaired"``, ``"▽ not repaired (out of tune)"``)."""
+    (``"↻ repairing"``, ``"✓ repaired"``, ``"▽ not repaired (out of tune)"``).
+    """
     st = episode_state(ep, pair_state)
     if st in STATE_WORDS:
         return st, state_label(st)
@@ -172,7 +174,8 @@ def episode_status(ep: dict, pair_state: str | None = None) -> tuple[str, str]:
 
 def depth_shown(depth: float | None) -> float | None:
     """An episode's depth on its documented scale, 0 (as in tune as usual) to 1 (down to chance): the
-    detector's value clipped (it goes past 1 when synchrony falls below chance)."""
+    detector's value clipped (it goes past 1 when synchrony falls below chance).
+    """
     if depth is None or not math.isfinite(depth):
         return None
     return min(max(float(depth), 0.0), 1.0)
@@ -230,7 +233,8 @@ def disconnecting_words(people, pair, away: dict | None = None) -> str:
 
 def group_episode_words(person: str, n_pairs: int, n_ties: int, open_: bool = True) -> str:
     """The line of a group episode: ``"P3 drifting away — 3 of 3 ties dropped"`` while it is open,
-    ``"P3 drifted away — 3 of 3 ties dropped"`` once it is closed."""
+    ``"P3 drifted away — 3 of 3 ties dropped"`` once it is closed.
+    """
     verb = "drifting away" if open_ else "drifted away"
     return f"{person} {verb} \u2014 {n_pairs} of {n_ties} ties dropped"
 

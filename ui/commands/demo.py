@@ -11,11 +11,24 @@ import sys
 import time
 
 from ..errors import UsageError
+
 # the simulator defaults are attune simulate's: not every seed shows both scripted ruptures (the detector misses
 # some: with seed 0 the first one goes unflagged); the demo shows one where both are
-from .options import (DEFAULT_PRESET, DEFAULT_SCENARIO, DEFAULT_SEED, add_session_options, check_at_least,
-                      check_positive, check_range, describe_settings, make_runner, open_view, session_settings,
-                      wait_for_source, will_use_gui)
+from .options import (
+    DEFAULT_PRESET,
+    DEFAULT_SCENARIO,
+    DEFAULT_SEED,
+    add_session_options,
+    check_at_least,
+    check_positive,
+    check_range,
+    describe_settings,
+    make_runner,
+    open_view,
+    session_settings,
+    wait_for_source,
+    will_use_gui,
+)
 
 __all__ = [
     "PARTICIPANTS", "SPEED_RANGE", "scenario_description", "register", "SimulatorClockSource", "start_demo", "run"

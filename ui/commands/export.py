@@ -83,9 +83,8 @@ def run(args) -> int:
     from attune_monitor.acquisition.export import export_session
     from attune_monitor.acquisition.files import RecordingError, load_recording
     from attune_monitor.acquisition.roster import RosterError
-    from attune_monitor.dsp.pipeline import PipelineConfig
-
     from attune_monitor.analysis import analyze_recording
+    from attune_monitor.dsp.pipeline import PipelineConfig
 
     try:
         rec = load_recording(args.file)

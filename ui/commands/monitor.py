@@ -18,9 +18,18 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError, check_writable_folder, os_error_text
-from .options import (SCOPES, add_session_options, check_positive, check_preset, describe_settings, make_runner,
-                      open_view, session_settings, wait_for_source, will_use_gui)
-
+from .options import (
+    SCOPES,
+    add_session_options,
+    check_positive,
+    check_preset,
+    describe_settings,
+    make_runner,
+    open_view,
+    session_settings,
+    wait_for_source,
+    will_use_gui,
+)
 
 __all__ = ["register", "resolve_record_path", "run"]
 

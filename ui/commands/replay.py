@@ -23,8 +23,20 @@ import math
 import sys
 
 from ..errors import UsageError, os_error_text
-from .options import (SCOPES, add_session_options, check_at_least, check_positive, check_range, check_usable,
-                      describe_settings, make_assign, make_runner, open_view, session_settings, will_use_gui)
+from .options import (
+    SCOPES,
+    add_session_options,
+    check_at_least,
+    check_positive,
+    check_range,
+    check_usable,
+    describe_settings,
+    make_assign,
+    make_runner,
+    open_view,
+    session_settings,
+    will_use_gui,
+)
 
 __all__ = ["MIN_SPEED", "MAX_SPEED", "PREROLL_WARMUP_S", "default_preroll", "register", "run", "replay_from_setup"]
 

@@ -22,9 +22,9 @@ from attune_monitor.ui.words import arming_words
 from .episodes import EpisodesPanel
 from .matrix import SyncMatrix
 from .meter import MeterPanel
+from .plots import TimeTicks
 from .settings import Settings, SettingsDialog
 from .style import AROUSAL_STYLE, INK, MODALITY_COLOURS, MUTED, OKABE_ITO, STATE_TEXT, STYLESHEET, fmt_time
-from .plots import TimeTicks
 from .sync_view import PairTimelines
 from .traces import PeopleTraces
 
@@ -53,9 +53,9 @@ def legend_html(modalities, compact: bool = False) -> str:
     names = {"hr": "heart", "eda": "skin", "combined": "combined"}
     parts = [f"<span style='color:{MODALITY_COLOURS[m]}'>\u2501</span> {names[m]}" for m in (*modalities, "combined")]
     parts += [f"<span style='color:{MUTED}'>\u2505</span> chance",
-              f"<span style='background:#CCE9E0'>&nbsp;&nbsp;&nbsp;</span> usual range",
-              f"<span style='background:#F5C9AE'>&nbsp;&nbsp;&nbsp;</span> possible rupture",
-              f"<span style='background:#CDE7F6'>&nbsp;&nbsp;&nbsp;</span> repaired"]
+              "<span style='background:#CCE9E0'>&nbsp;&nbsp;&nbsp;</span> usual range",
+              "<span style='background:#F5C9AE'>&nbsp;&nbsp;&nbsp;</span> possible rupture",
+              "<span style='background:#CDE7F6'>&nbsp;&nbsp;&nbsp;</span> repaired"]
     if not compact:
         parts += ["<span style='color:#6B7280'>////</span> signal lost",
                   f"<span style='color:{AROUSAL_STYLE['climbing'][0]}'>\u2501</span>"
@@ -414,7 +414,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _choose_pairs(self, snap) -> None:
         """A group: which pairs get a card and a synchrony plot (the flagged ones, the selected one), and the
-        line that says what is left out or why nothing is shown."""
+        line that says what is left out or why nothing is shown.
+        """
         order = {"possible_rupture": 0, "repairing": 1, "drifting": 2}
         states = {tuple(ps["pair"]): ps.get("state") for ps in snap.pair_states}
         flagged = sorted((p for p, st in states.items() if st in order), key=lambda p: (order[states[p]], p))
@@ -464,7 +465,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def select_pair(self, key) -> None:
         """A click on a pair's card or matrix cell: show that pair (again: unselect); a person's card: their
-        most flagged pair."""
+        most flagged pair.
+        """
         key = tuple(key)
         if len(key) == 2 and key[1] == "*":
             snap = self.snapshot

@@ -18,7 +18,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from attune_monitor.ui.words import STATE_SYMBOLS
 
-from .style import GRID, INK, MUTED, OKABE_ITO, PANEL, STATE_COLOURS, STATE_TEXT, qcolor
+from .style import GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_TEXT, qcolor
 
 __all__ = ["AT_CHANCE", "SCALE_LOW", "SCALE_HIGH", "FRAMED", "above_chance", "cell_colour", "SyncMatrix"]
 

@@ -6,10 +6,16 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from attune_monitor.ui.model import tune_evidence_words
-from attune_monitor.ui.words import STATE_SYMBOLS, STATE_WORDS, TIE_SYMBOLS, TIE_WORDS, countdown_words, waiting_for_words
+from attune_monitor.ui.words import (
+    STATE_SYMBOLS,
+    STATE_WORDS,
+    TIE_SYMBOLS,
+    TIE_WORDS,
+    countdown_words,
+    waiting_for_words,
+)
 
 from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_TEXT, TIE_TEXT, qcolor
-
 
 __all__ = [
     "arousal_reason", "fit_reason", "attunement_level", "meter_details", "waiting_words", "MIN_WORD_PX",
@@ -58,7 +64,8 @@ def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
 def fit_reason(reason: str, font: QtGui.QFont, room: float, min_px: int = 8) -> str:
     """The longest form of ``reason`` that fits in ``room`` pixels, shrinking ``font`` (in place) down to
     ``min_px`` first: the whole text, then without the parenthesis, then only the arrows and names; ``""`` if
-    nothing fits (the tooltip still has it all)."""
+    nothing fits (the tooltip still has it all).
+    """
     forms = [reason]
     if " (" in reason:
         forms.append(reason.split(" (")[0])
@@ -95,7 +102,8 @@ def attunement_level(pair_state: dict | None) -> float | None:
 
 def meter_details(pair_state: dict) -> str:
     """``"r now: heart .62 · skin .58"`` from the detector's smoothed synchrony; for a pair that is not
-    measurably in tune, the evidence (synchrony above chance with its uncertainty) instead."""
+    measurably in tune, the evidence (synchrony above chance with its uncertainty) instead.
+    """
     evidence = tune_evidence_words(pair_state)
     if evidence:
         return evidence
@@ -110,7 +118,8 @@ def meter_details(pair_state: dict) -> str:
 
 def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | None = None) -> str:
     """The gauge's line while there is no baseline to measure against (``waiting``: the pair's lost signals,
-    ``{person: [modality, ...]}``)."""
+    ``{person: [modality, ...]}``).
+    """
     if state == "not_in_tune":
         return "synchrony not above chance: nothing to lapse from"
     if state == "out_of_tune":
@@ -205,12 +214,14 @@ class AttunementMeter(QtWidgets.QWidget):
 
     def painted_clipped(self) -> list:
         """Texts painted wider than their room (or outside the tile) in the last paint (for tests; should be
-        empty)."""
+        empty).
+        """
         return [(t, room, w) for t, room, w in self.painted if w > room + 0.5]
 
     def _fit(self, font: QtGui.QFont, text: str, room: float, start: int, least: int = 9) -> str:
         """Shrink ``font`` (in place) from ``start`` px until ``text`` fits ``room``; else elide it (the tooltip
-        holds it all)."""
+        holds it all).
+        """
         size = start
         font.setPixelSize(size)
         while size > least and QtGui.QFontMetricsF(font).horizontalAdvance(text) > room:
@@ -327,7 +338,8 @@ class AttunementMeter(QtWidgets.QWidget):
 
 def _two_lines(text: str, fm: QtGui.QFontMetricsF, room: float) -> list[str] | None:
     """``text`` split at a space into two lines that each fit ``room`` (the most even split), or None. A
-    separator (``·``) stays at the end of the first line ("● in tune ·" / "dipping")."""
+    separator (``·``) stays at the end of the first line ("● in tune ·" / "dipping").
+    """
     words = text.split(" ")
     best = None
     for k in range(1, len(words)):

@@ -15,7 +15,6 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from .style import GRID, INK, MUTED, fmt_time, qcolor
 
-
 __all__ = [
     "MIN_LABEL_GAP_PX", "LABEL_STEPS_S", "TimeTicks", "TimeAxis", "FittedAxis", "make_plot", "StreamCurve",
     "hatch_brush", "SpanSet", "MarkerSet"
@@ -118,7 +117,8 @@ class FittedAxis(pg.AxisItem):
 def make_plot(show_time: bool = True, left_width: int = 44, ticks: TimeTicks | None = None,
               fitted_y: bool = False) -> pg.PlotItem:
     """A quiet, non-interactive plot for streaming data (``ticks``: the window's shared time ticks;
-    ``fitted_y``: a :class:`FittedAxis` on the left)."""
+    ``fitted_y``: a :class:`FittedAxis` on the left).
+    """
     items = {"bottom": TimeAxis(orientation="bottom", ticks=ticks)}
     if fitted_y:
         items["left"] = FittedAxis(orientation="left")
@@ -163,7 +163,8 @@ class StreamCurve(pg.PlotCurveItem):
         """:meth:`setData` unless these are the samples already drawn: same times (count, first, last) and the
         same values (their NaN-aware sum and count: a synchrony window, once computed, never changes; new ones
         arrive once a second). Keeping the curve keeps its path, so the frames in between only scroll it.
-        Returns True when the data were set."""
+        Returns True when the data were set.
+        """
         fin = np.isfinite(y)
         key = (x.size, float(x[0]) if x.size else None, float(x[-1]) if x.size else None,
                int(fin.sum()), float(y[fin].sum()) if fin.any() else 0.0)

@@ -19,14 +19,26 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui
 
 from attune_monitor.dsp.detector import STATE_WORDS, get_preset
-
-from .plots import MarkerSet, SpanSet, StreamCurve, hatch_brush, make_plot
 from attune_monitor.dsp.synchrony import fisher_mean
-
 from attune_monitor.ui.model import AROUSAL_STATES
 
-from .style import (AROUSAL_STYLE, INK, PANEL, DISMISSED_FILL, LOSS_HATCH, MODALITY_COLOURS, MODALITY_NAMES, MUTED,
-                    OKABE_ITO, REPAIRED_FILL, RUPTURE_FILL, STATE_SYMBOLS, STATE_TEXT, qcolor)
+from .plots import MarkerSet, SpanSet, StreamCurve, hatch_brush, make_plot
+from .style import (
+    AROUSAL_STYLE,
+    DISMISSED_FILL,
+    INK,
+    LOSS_HATCH,
+    MODALITY_COLOURS,
+    MODALITY_NAMES,
+    MUTED,
+    OKABE_ITO,
+    PANEL,
+    REPAIRED_FILL,
+    RUPTURE_FILL,
+    STATE_SYMBOLS,
+    STATE_TEXT,
+    qcolor,
+)
 
 __all__ = [
     "Y_RANGE", "Y_LOW_EXTENDED", "Y_RETURN_MARGIN", "Y_TICKS", "AROUSAL_STRIP_Y", "EVIDENCE_WORDS",

@@ -29,8 +29,18 @@ from attune_monitor.ui.model import AROUSAL_STATES
 from attune_monitor.ui.words import AROUSAL_WORDS, TIE_WORDS, tie_label
 
 from .plots import MIN_LABEL_GAP_PX, SpanSet, StreamCurve, TimeAxis, hatch_brush, make_plot  # noqa: F401
-from .style import (AROUSAL_STYLE, INK, LOSS_HATCH, MODALITY_COLOURS, MUTED, PANEL, RUPTURE_FILL, REPAIRED_FILL,
-                    STATUS_STYLE, TIE_TEXT, qcolor)
+from .style import (
+    AROUSAL_STYLE,
+    INK,
+    LOSS_HATCH,
+    MODALITY_COLOURS,
+    MUTED,
+    PANEL,
+    REPAIRED_FILL,
+    RUPTURE_FILL,
+    STATUS_STYLE,
+    TIE_TEXT,
+)
 
 __all__ = [
     "UNITS", "MIN_SPAN", "TRACE_NAMES", "SHORT_NAMES", "Y_CHECK_EVERY", "TIE_RANGE", "display_status", "badge_html",
@@ -70,7 +80,8 @@ def badge_html(modality: str, status: str) -> str:
 
 def compact_badges_html(states: dict, modalities) -> str:
     """The signal badges of a group row: a coloured symbol per signal, the word only when it is not ok
-    (``"● HR ● EDA"``, ``"✕ HR lost ● EDA"``)."""
+    (``"● HR ● EDA"``, ``"✕ HR lost ● EDA"``).
+    """
     parts = []
     for m in modalities:
         st = states.get(m, "absent")
