@@ -224,7 +224,8 @@ def test_phasic_chunked_equals_batch_and_brute_force(rng):
     with pytest.raises(ValueError, match="phasic_modalities"):
         SynchronyEngine(2, FS, EngineConfig(modalities=("hr",), phasic_modalities=("eda",)))
     with pytest.raises(ValueError, match="multiple of phasic_chance_every_s"):
-        SynchronyEngine(2, FS, EngineConfig(modalities=("eda",), phasic_modalities=("eda",), surrogate_shifts_s=(22.0,)))
+        SynchronyEngine(2, FS,
+                        EngineConfig(modalities=("eda",), phasic_modalities=("eda",), surrogate_shifts_s=(22.0,)))
 
 
 def test_phasic_finds_responses_a_second_apart(rng):
@@ -261,23 +262,27 @@ def test_window_ticks_run_blas_on_one_thread_and_give_the_same_numbers(rng):
     from attune_monitor.dsp import engine as engine_mod
 
     ctl = threadpoolctl.ThreadpoolController()
+
+    def numpy_blas_threads(libs):  # numpy's own BLAS (scipy may load another one, which matmul never uses)
+        return max((lib["num_threads"] for lib in libs if lib["user_api"] == "blas" and "numpy" in lib["filepath"]),
+                   default=1)
+
     seen = []
     real = SynchronyEngine._compute
 
     def spy(self, modalities):
-        seen.append(max((lib["num_threads"] for lib in ctl.info() if lib["user_api"] == "blas"), default=1))
+        seen.append(numpy_blas_threads(ctl.info()))
         return real(self, modalities)
 
     x = _session(rng, 4, 4000)[:, 2600:3400]  # the long gap's end, a short gap and a flat stretch
     blocks = {"hr": x, "eda": x[::-1].copy()}
     cfg = EngineConfig(phasic_modalities=("eda",))
+    before = numpy_blas_threads(ctl.info())
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SynchronyEngine, "_compute", spy)
         limited = SynchronyEngine(4, FS, cfg).push(blocks)
     assert seen and max(seen) == 1
-    outside = max((lib["num_threads"] for lib in ctl.info() if lib["user_api"] == "blas"), default=1)
-    assert outside == max((lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                           if lib["user_api"] == "blas"), default=1)
+    assert numpy_blas_threads(ctl.info()) == before  # restored after the push
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(engine_mod, "_one_blas_thread", contextlib.nullcontext)
         free = SynchronyEngine(4, FS, cfg).push(blocks)
