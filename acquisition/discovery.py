@@ -44,7 +44,8 @@ class DiscoveredStream:
         Built from the full header when ``full_header`` is true.
     full_header : bool
         False when the full header (desc) did not arrive within the timeout, or was not asked for: a header
-        claiming an implausible rate (:func:`attune_monitor.acquisition.convention.rate_is_implausible`) gets no inlet at all.
+        claiming an implausible rate (:func:`attune_monitor.acquisition.convention.rate_is_implausible`) gets no inlet
+        at all.
     """
 
     info: object
@@ -147,8 +148,8 @@ def resolve_identity(d: StreamDescriptor, timeout: float) -> list:
 def duplicates(streams) -> dict[str, list]:
     """Visible streams that claim one identity: ``{identity key: [stream, ...]}`` for every identity that more
     than one live ``uid`` claims (``streams``: :class:`DiscoveredStream` or
-    :class:`~attune_monitor.acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses none of
-    them (:func:`duplicate_message`).
+    :class:`~attune_monitor.acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses
+    none of them (:func:`duplicate_message`).
     """
     groups: dict[str, list] = {}
     for s in streams:

@@ -256,8 +256,8 @@ class Recording:
 
     def markers(self) -> list:
         """Event streams as ``(descriptor, timestamps, list of str)``: string streams (markers, Attune's episodes,
-        roster and log) and numeric marker streams, decoded (:func:`attune_monitor.acquisition.convention.marker_texts`: an
-        mne-lsl annotation stream's one-hot samples give their descriptions).
+        roster and log) and numeric marker streams, decoded (:func:`attune_monitor.acquisition.convention.marker_texts`:
+        an mne-lsl annotation stream's one-hot samples give their descriptions).
         """
         out = []
         for s in self.streams:
@@ -287,7 +287,8 @@ class Recording:
 
 def marker_fields(text: str) -> tuple[str | None, str, int | None]:
     """``(kind, text, episode)`` of a recorded marker: Attune's JSON markers (``{"kind", "text", "episode"}``, as
-    :meth:`attune_monitor.ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text, None)``.
+    :meth:`attune_monitor.ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text,
+    None)``.
     """
     try:
         d = json.loads(text)
@@ -864,8 +865,8 @@ def _recording_log(rec: Recording) -> None:
 
 
 #: A regular stream counts as *bursty* when more than this share of its sample intervals are shorter than a quarter
-#: of the nominal interval (a real LabRecorder Polar H10 ECG recording is far above it; a stream stamped sample by sample
-#: is at 0: docs/validation.md).
+#: of the nominal interval (a real LabRecorder Polar H10 ECG recording is far above it; a stream stamped sample by
+#: sample is at 0: docs/validation.md).
 BURSTY_SHARE = 0.5
 
 #: Seconds of missing data, beyond the stream's usual spacing between bursts, that make a gap: the stream is
@@ -1184,7 +1185,8 @@ def load_e4_session(path) -> Recording:
             ts, vs = ts[order], vs[order]
             keep = np.r_[True, np.diff(ts) > 0]
             rate = segs[0].descriptor.srate
-            rec.streams.append(_e4_stream(kind, sub.name, ts[keep], vs[keep], f"{sub.name} E4 {KIND_TYPES[kind]}", rate))
+            rec.streams.append(_e4_stream(kind, sub.name, ts[keep], vs[keep], f"{sub.name} E4 {KIND_TYPES[kind]}",
+                                          rate))
     if len({s.descriptor.participant for s in rec.streams}) < 1:
         raise RecordingError(f"{p}: no E4 exports found in its sub-folders.")
     return rec

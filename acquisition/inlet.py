@@ -329,8 +329,8 @@ class StreamReceiver:
         ``finder(descriptor) -> list of pylsl.StreamInfo``: the live streams claiming the descriptor's identity,
         asked while the stream is lost. Default: a bounded resolve of its own
         (:func:`attune_monitor.acquisition.discovery.resolve_identity`, a UDP socket per attempt); a
-        :class:`~attune_monitor.acquisition.live.LiveSession` passes its continuous resolver's results instead, so receivers
-        of lost streams hold no discovery socket (liblsl binds each in the same 32 ports outlets need).
+        :class:`~attune_monitor.acquisition.live.LiveSession` passes its continuous resolver's results instead, so
+        receivers of lost streams hold no discovery socket (liblsl binds each in the same 32 ports outlets need).
     """
 
     def __init__(self, info, descriptor: StreamDescriptor | None = None, *, buffer_seconds: float = 300.0,
@@ -667,7 +667,8 @@ class StreamReceiver:
     def _different_publisher(self, new: StreamDescriptor) -> str | None:
         """Why ``new`` (a full header claiming this stream's identity) is not the stream first received, else None.
 
-        The first full header received fixes the fingerprint (:func:`~attune_monitor.acquisition.convention.header_fingerprint`);
+        The first full header received fixes the fingerprint
+        (:func:`~attune_monitor.acquisition.convention.header_fingerprint`);
         a restarted outlet of the same stream repeats it.
         """
         fp = header_fingerprint(new)

@@ -116,8 +116,8 @@ class SessionStatus:
         ``{(participant, modality): receiver key}`` the pipeline uses.
     warnings : list of str
         Roster / assignment warnings (ambiguities, fallbacks), duplicate streams, streams refused for good (an
-        implausible rate, a heart / EDA stream of text: :func:`attune_monitor.acquisition.convention.unusable_reason`) and
-        marker streams whose flood is not shown in full.
+        implausible rate, a heart / EDA stream of text: :func:`attune_monitor.acquisition.convention.unusable_reason`)
+        and marker streams whose flood is not shown in full.
     unassigned : list of (str, str)
         (stream name, reason) of visible streams left out, refused ones included.
     """
@@ -499,7 +499,8 @@ class LiveSession:
     def marker_streams(self) -> dict:
         """``{key: pylsl.StreamInfo}`` of the event / marker streams seen (another app's experiment markers):
         they are no one's physiology, but a recording of the session keeps them, as LabRecorder would
-        (:func:`attune_monitor.acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters apply).
+        (:func:`attune_monitor.acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters
+        apply).
         """
         from .convention import is_marker_stream
 
@@ -541,7 +542,8 @@ class LiveSession:
         return SessionStatus(
             time=time.time(), participants=assignment.participants,
             streams=[r.status() for _, r in sorted(receivers, key=lambda kv: kv[0])],
-            primary=primary, warnings=list(assignment.warnings) + duplicates + [why for _, _, why in unusable] + flooding,
+            primary=primary,
+            warnings=list(assignment.warnings) + duplicates + [why for _, _, why in unusable] + flooding,
             unassigned=[(d.name, reason) for d, reason in assignment.unassigned] + [
                 (name, why) for _, name, why in unusable],
         )

@@ -444,7 +444,8 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
         sent[0] = False  # the first beat has no RR yet
         latent[pid] = {"t": t, "coupling": c_i, "drive": drive, "hr": hr, "beats": beats[beats < duration],
                        "resp_hz": f_resp, "ectopic_s": ectopic_times,
-                       "shared_events_s": ev_t, "shared_events_hr_dir": ev_dir, "response_s": resp_t, "response_shared": resp_shared,
+                       "shared_events_s": ev_t, "shared_events_hr_dir": ev_dir, "response_s": resp_t,
+                       "response_shared": resp_shared,
                        "hr_events_bpm": hr_events, "arousal_shift": np.zeros(n) if shift is None else shift}
 
         has_rr = p.heart in ("rr", "both")
@@ -603,7 +604,8 @@ def _ecg(sid, pid, beats, duration, f_resp, t, dropout, scenario, seed, noise=1.
             x += a * np.exp(-0.5 * ((dt - mu) / w) ** 2)
     x *= amp_scale
     resp_phase = 2 * np.pi * np.cumsum(f_resp) / GRID_HZ
-    x += 120.0 * np.sin(np.interp(ts, t, resp_phase)) + 60.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.1))
+    x += 120.0 * np.sin(np.interp(ts, t, resp_phase)) + 60.0 * np.interp(ts, t,
+                                                                         band_noise(rng, t.size, GRID_HZ, 0.01, 0.1))
     x += (12.0 * noise) * rng.standard_normal(ts.size)
     for on, off, c in _windows(scenario.confounds, "motion", pid, duration):
         for at in rng.uniform(on, off, int(c.options.get("count", 5))):

@@ -58,7 +58,8 @@ The recorder's own inlets buffer a stream by *samples*, not by the rate its head
 :data:`MAX_BUFFER_SAMPLES` and :data:`MAX_BUFFER_BYTES` per stream, so a burst is recorded whole when its sender
 kept it. When samples are lost all the same — the recorder's buffer overflowed, or a burst arrived larger than an
 LSL sender keeps by default (360 s of data) with holes in its timestamps, running ahead of the sender's clock or
-ending long before it arrived (liblsl stamps a chunk from its first sample) — the loss is written into the file (an ``Attune recording log`` string stream, type ``AttuneRecordingLog``, JSON entries that
+ending long before it arrived (liblsl stamps a chunk from its first sample) — the loss is written into the file (an
+``Attune recording log`` string stream, type ``AttuneRecordingLog``, JSON entries that
 :func:`attune_monitor.acquisition.files.load_recording` lists among a recording's problems) and said to the user
 (``model.message``). A stream whose header claims an impossible rate (over :data:`MAX_BUFFER_SAMPLES` Hz, whose
 LSL buffer alone would take gigabytes) or more than :data:`MAX_RECORDED_CHANNELS` channels is not recorded, and

@@ -498,7 +498,8 @@ def recorded_roster(assignment: Assignment, roster: Roster | None = None) -> Ros
     One rule per assigned stream, matching it exactly by name, source_id and hostname (whichever it has), with
     the kind the session used and the unit when the user's roster overrode it; the participants' labels and the
     ``[[ignore]]`` rules of the user's roster. Loaded with the recording
-    (:func:`attune_monitor.acquisition.files.load_recording`), it gives every stream the participant, kind and unit it had live,
+    (:func:`attune_monitor.acquisition.files.load_recording`), it gives every stream the participant, kind and unit it
+    had live,
     also where the live session named people itself (a stream's ``participant`` element, or one person per device).
 
     Parameters

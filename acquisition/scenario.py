@@ -187,7 +187,8 @@ class Scenario:
                     continue
                 heart, eda = devices[len(people) % len(devices)]
                 people.append(Participant(pid, heart=heart, eda=eda, hr_bpm=62.0 + 4 * (len(people) % 5),
-                                          eda_us=2.5 + 0.8 * (len(people) % 4), resp_hz=0.22 + 0.015 * (len(people) % 4)))
+                                          eda_us=2.5 + 0.8 * (len(people) % 4),
+                                          resp_hz=0.22 + 0.015 * (len(people) % 4)))
                 taken.add(pid)
             # confounds that concern everybody keep concerning everybody
             everybody = set(self.ids)

@@ -95,7 +95,8 @@ def choose_inputs(streams, assign=None) -> tuple[list, list]:
             cands = by_person[who].get(modality, [])
             if not cands:
                 continue
-            cands.sort(key=lambda s: (HEART_PREFERENCE.index(s.descriptor.kind) if modality == "hr" else 0, -len(s.timestamps)))
+            cands.sort(key=lambda s: (HEART_PREFERENCE.index(s.descriptor.kind) if modality == "hr" else 0,
+                                      -len(s.timestamps)))
             best = cands[0]
             if len(cands) > 1:
                 notes.append(

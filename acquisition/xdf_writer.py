@@ -257,8 +257,8 @@ class XdfWriter:
     exclusive : bool
         Create the file only if nothing is at ``path`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, in one system call):
         an existing file is never overwritten and a symbolic link is never followed, whatever appeared at the
-        path since it was checked (a live recording: see :class:`attune_monitor.acquisition.recorder.SessionRecorder`). The
-        file gets exactly ``mode``, whatever the umask.
+        path since it was checked (a live recording: see :class:`attune_monitor.acquisition.recorder.SessionRecorder`).
+        The file gets exactly ``mode``, whatever the umask.
 
     Raises
     ------

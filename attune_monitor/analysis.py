@@ -104,7 +104,8 @@ class Analysis:
         ``smooth_s`` seconds; NaN: unknown).
     arousal_state : ndarray of uint8, shape (n_people, n_sec)
         State codes into :data:`attune_monitor.dsp.divergence.AROUSAL_STATES` (0 learning baseline, 1 with the group,
-        2 moving away climbing, 3 moving away flattening), as :class:`attune_monitor.dsp.divergence.ArousalTracker` gives them
+        2 moving away climbing, 3 moving away flattening), as :class:`attune_monitor.dsp.divergence.ArousalTracker`
+        gives them
         live (threshold = the preset's ``arousal_k``; in a couple only the likelier of the two mirror readings).
     arousal_threshold : float
         The preset's ``arousal_k``: ``L`` at or above it is "moving away".

@@ -93,8 +93,8 @@ def main(argv=None) -> int:
         toml = Path(tmp) / "bench.toml"
         toml.write_text(SCENARIO.format(duration=args.minutes * 60, ecg="true" if args.ecg else "false"))
         xdf = Path(args.keep) if args.keep else Path(tmp) / "bench.xdf"
-        subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", str(toml), "--seed", "1",
-                        "--out", str(xdf)], check=True, capture_output=True, env=os.environ.copy())
+        subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", str(toml), "--seed",
+                        "1", "--out", str(xdf)], check=True, capture_output=True, env=os.environ.copy())
         size = xdf.stat().st_size
         t_load, (streams, _) = best_of(lambda: pyxdf.load_xdf(str(xdf)), args.repeat)
         n_samples = sum(len(s["time_stamps"]) for s in streams)

@@ -29,7 +29,8 @@ Reported (printed as one JSON object, last line; also written to ``--json PATH``
 * ``cpu_pct_first_hour`` / ``cpu_pct_last_hour``: the monitor's mean CPU in the first and last simulated hour;
 * ``tick_ms_first_hour`` / ``tick_ms_last_hour``: p50 / p99 / max / count of the worker's tick durations in the
   first and last simulated hour (ticks are 50 ms apart in wall time; each processes ``speed`` x 50 ms of session);
-* ``recording``: size, whether :func:`attune_monitor.acquisition.files.load_recording` loads it, streams found vs published,
+* ``recording``: size, whether :func:`attune_monitor.acquisition.files.load_recording` loads it, streams found vs
+published,
   per stream samples recorded vs published in its span, largest gap, and ``spans_whole_session``;
 * ``load_avg_mean``: the machine's load during the run (2 cores here; other work inflates CPU and ticks).
 
@@ -229,7 +230,8 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + 120
         while "publishing at" not in (work / "simulate.out").read_text():
             if sim.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench_soak: the simulator did not start: {(work / 'simulate.out').read_text()[-500:]}")
+                raise SystemExit("bench_soak: the simulator did not start: "
+                                 f"{(work / 'simulate.out').read_text()[-500:]}")
             time.sleep(0.2)
         mon = subprocess.Popen(mon_cmd, stdout=mon_out, stderr=mon_err, env=env, cwd=work)
         proc = psutil.Process(mon.pid)

@@ -357,7 +357,8 @@ def main(argv=None) -> int:
                        help="the preset with this evidence (default: the preset's own)")
         p.add_argument("--config-module", default=None, metavar="MODULE[:NAME]",
                        help="take the config from NAME (default CONFIG) in MODULE instead of the presets")
-        p.add_argument("--override", default=None, metavar="JSON", help="replace config fields, e.g. '{\"learned_h\": 12}'")
+        p.add_argument("--override", default=None, metavar="JSON",
+                       help="replace config fields, e.g. '{\"learned_h\": 12}'")
         p.add_argument("--window", type=float, default=None)
         p.add_argument("--jobs", type=int, default=2)
         p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
@@ -375,7 +376,8 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "make":
             fams = make_eval_set.parse_families(args.families)
-            make(args.sets, args.split, args.n, fams, args.duration, args.first, args.jobs, args.randomise, args.lead_in)
+            make(args.sets, args.split, args.n, fams, args.duration, args.first, args.jobs, args.randomise,
+                 args.lead_in)
         elif args.cmd == "cache":
             cache(args.sets, args.cache, args.jobs, args.window)
         else:

@@ -202,8 +202,10 @@ def random_family_scenario(seed: int, families, duration_s: float | None = None,
                 eda = str(rng.choice(["e4", "emotibit", "shimmer", "none"], p=[0.35, 0.30, 0.30, 0.05]))
                 person = {"heart": heart, "eda": eda, "ecg": bool(rng.random() < 0.15 and heart != "hr"),
                           "ppg": bool(rng.random() < 0.15)}
-            person.update(hr_bpm=float(rng.uniform(55, 90)), eda_us=float(np.exp(rng.uniform(np.log(1.0), np.log(12.0)))),
-                          resp_hz=float(rng.uniform(0.15, 0.35)), noise=float(np.exp(rng.uniform(np.log(0.5), np.log(3.0)))))
+            person.update(hr_bpm=float(rng.uniform(55, 90)),
+                          eda_us=float(np.exp(rng.uniform(np.log(1.0), np.log(12.0)))),
+                          resp_hz=float(rng.uniform(0.15, 0.35)),
+                          noise=float(np.exp(rng.uniform(np.log(0.5), np.log(3.0)))))
         else:
             heart = str(rng.choice(["rr", "rr", "hr", "both"]))
             person = {"heart": heart, "eda": str(rng.choice(["e4", "emotibit", "shimmer"])),

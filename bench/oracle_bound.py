@@ -2,7 +2,8 @@
 
 An upper bound on rupture detection from the detector's own input, per rupture family. For every session of a
 family cache (``bench/families.py cache``) the shipped detector is replayed (``tune_detector.replay``) and the
-fused synchrony ``drop`` of every armed pair is logged each second (from :class:`attune_monitor.dsp.detector.PairMachine`'s
+fused synchrony ``drop`` of every armed pair is logged each second (from
+:class:`attune_monitor.dsp.detector.PairMachine`'s
 ``step``). A *person's* drop is the mean over their armed pairs (the rupture families always take one person
 away from all their pairs).
 

@@ -29,7 +29,8 @@ the 95 % intervals come from a cluster bootstrap over pairs.
 
 Heart inputs and metrics (issue point 4): every person's HR.csv (1 Hz device HR, dated back 5 s as the
 pipeline does), BVP.csv (64 Hz PPG -> :class:`attune_monitor.dsp.peaks.BeatDetector` -> cleaned beats -> HR) and EDA.csv
-go onto the 4 Hz grid with the pipeline's own preprocessors (:mod:`attune_monitor.dsp.heart`, :mod:`attune_monitor.dsp.eda`), then
+go onto the 4 Hz grid with the pipeline's own preprocessors (:mod:`attune_monitor.dsp.heart`,
+:mod:`attune_monitor.dsp.eda`), then
 through :class:`attune_monitor.dsp.engine.SynchronyEngine` with every metric, for several windows; AUC real vs same-room
 pseudo per pair-phase for each (signal, metric, window), also "minus chance" (per window Fisher z of r minus
 Fisher z of its time-shifted-partner surrogate), and the same restricted to the pair-phases BVP beats cover.
@@ -57,8 +58,8 @@ Full run about 4 min on 2 free cores (45 pair analyses + 10 splice runs ~190 s C
 ``--quick`` (8 + 4 pseudo-pairs, one splice run, the 30-s window) about 70 s. ``--phase-markers`` gives each
 recording an experiment-style marker at every phase start (the pipeline re-baselines at shared events).
 
-:func:`run_controls` is the entry point for other code (it takes a :class:`attune_monitor.dsp.detector.DetectorConfig` or a
-preset name and returns a JSON-ready dict); the builders (:func:`load_people`, :func:`build_pair`,
+:func:`run_controls` is the entry point for other code (it takes a :class:`attune_monitor.dsp.detector.DetectorConfig`
+or a preset name and returns a JSON-ready dict); the builders (:func:`load_people`, :func:`build_pair`,
 :func:`splice_stream`) are used by ``tests/test_realdata_controls.py``.
 """
 
@@ -459,7 +460,8 @@ def _detector_config(dcfg):
     def make_with(source, config, modalities=None):
         pipe = make(source, config, modalities)
         if not hasattr(pipe, "detector") or not hasattr(pipe, "_reading"):
-            raise RuntimeError("attune_monitor.dsp.pipeline.SessionPipeline changed: cannot swap its detector configuration; "
+            raise RuntimeError("attune_monitor.dsp.pipeline.SessionPipeline changed: cannot swap its detector "
+                               "configuration; "
                                "pass a preset name instead.")
         pipe.detector = RuptureDetector(pipe.participants, pipe.modalities, pipe.cfg.step_s, dcfg,
                                         window_s=pipe.cfg.window_s, arousal=pipe.arousal is not None)
@@ -1101,8 +1103,8 @@ def _summarise(people, config, heart, window_s, quick, results, splice_results, 
         "quick": quick, "groups": {g: _group_row(rs) for g, rs in groups.items() if rs},
         "sync_auc": _sync_aucs(groups), "splices": splices,
         "splice_summary": _splice_summary(splices, groups["real"]),
-        "pairs": [{k: r[k] for k in ("group", "a", "b", "paired_h", "under_s", "armed_s", "armed_under_s", "episodes", "spans",
-                                     "sync", "streams", "armed")} for r in results],
+        "pairs": [{k: r[k] for k in ("group", "a", "b", "paired_h", "under_s", "armed_s", "armed_under_s", "episodes",
+                                     "spans", "sync", "streams", "armed")} for r in results],
         "seconds": timing,
     }
     if sweep_results:
@@ -1150,10 +1152,12 @@ def report(res: dict) -> str:
     for g, r in res["groups"].items():
         L.append(f"{g:14s} {r['pairs']:5d} {r['hours']:6.2f} {r['prompts']:7d} {_f(r['prompts_per_h']):>5s} "
                  f"{_f(100 * r['share_under'], '{:.0f}%'):>6s} {r['longest_s']:9.0f} {_f(r['median_s'], '{:.0f}'):>8s} "
-                 f"{r['naming_sync']:9d} {_f(None if r['armed_share'] is None else 100 * r['armed_share'], '{:.0f}%'):>6s} "
+                 f"{r['naming_sync']:9d} "
+                 f"{_f(None if r['armed_share'] is None else 100 * r['armed_share'], '{:.0f}%'):>6s} "
                  f"{_f(None if r['under_when_armed'] is None else 100 * r['under_when_armed'], '{:.0f}%'):>14s}")
     L.append("  (/h: prompts per hour of paired data; under: share of paired time under a prompt; name sync: prompts "
-             "naming hr/eda; armed: share of paired time armed;\n   prompted|armed: share of the armed time under a prompt)")
+             "naming hr/eda; armed: share of paired time armed;\n"
+             "   prompted|armed: share of the armed time under a prompt)")
     L.append("")
     L.append("AUC = P(real > pseudo) of the synchrony users see [95% CI, bootstrap over pairs]. pair: session mean "
              "per pair (5 real pairs vs 24 / 16); phase: mean per pair-phase; d11: phase, the 4 D1_1 teams only")
@@ -1188,7 +1192,8 @@ def report(res: dict) -> str:
     if res.get("bvp"):
         L.append("")
         L.append("BVP beats vs HR.csv: share of recorded time with a valid HR, |HR(BVP) - HR.csv| where both")
-        L.append(f"{'person':10s} {'rec h':>5s} {'HR.csv':>6s} {'BVP':>5s} {'med|d|':>6s} {'p90|d|':>6s} {'<=10bpm':>7s}")
+        L.append(f"{'person':10s} {'rec h':>5s} {'HR.csv':>6s} {'BVP':>5s} {'med|d|':>6s} {'p90|d|':>6s} "
+                 f"{'<=10bpm':>7s}")
         for k, v in sorted(res["bvp"].items()):
             L.append(f"{k:10s} {v['recorded_h']:5.2f} {_f(v['hr_valid']):>6s} {_f(v['ppg_valid']):>5s} "
                      f"{_f(v['median_abs_diff_bpm'], '{:.1f}'):>6s} {_f(v['p90_abs_diff_bpm'], '{:.1f}'):>6s} "

@@ -184,7 +184,8 @@ def _lofo_one(task: dict) -> tuple:
     from attune_monitor.dsp.detector import get_preset
     from attune_monitor.dsp.evidence import TreeEnsemble
 
-    fam, per, held, ks, hs, max_fa, max_iter = (task[k] for k in ("fam", "per", "held", "ks", "hs", "max_fa", "max_iter"))
+    fam, per, held, ks, hs, max_fa, max_iter = (task[k] for k in ("fam", "per", "held", "ks", "hs", "max_fa",
+                                                                  "max_iter"))
     X = np.vstack([x for f, xs in per.items() if f != fam for x, _ in xs])
     y = np.concatenate([y for f, xs in per.items() if f != fam for _, y in xs])
     ratios = MemoisedRatios(TreeEnsemble(export(fit(X, y, max_iter=max_iter), y)))
@@ -222,7 +223,8 @@ def leave_one_family_out(fit_root: str, heldout_root: str, grid: str, max_fa: fl
                   f"{m['signal_loss_periods']} ({rows} rows)", flush=True)
     agg = aggregate(pooled)
     print(f"pooled LOFO: P {agg['precision']:.3f} R {agg['recall']:.3f} F1 {agg['f1']:.3f} "
-          f"FA/h {agg['false_alarms_per_hour']:.2f} signal loss {agg['signal_loss_flagged']}/{agg['signal_loss_periods']}")
+          f"FA/h {agg['false_alarms_per_hour']:.2f} signal loss "
+          f"{agg['signal_loss_flagged']}/{agg['signal_loss_periods']}")
     return out, agg
 
 
@@ -257,7 +259,8 @@ def main(argv=None) -> int:
         if err > 1e-9:
             raise SystemExit(f"exported trees disagree with scikit-learn by {err}")
         np.savez_compressed(args.out, **arrays)
-        print(f"wrote {args.out} ({arrays['roots'].size} trees, {arrays['feature'].size} nodes, depth {arrays['depth']})")
+        print(f"wrote {args.out} ({arrays['roots'].size} trees, {arrays['feature'].size} nodes, depth "
+              f"{arrays['depth']})")
     elif args.cmd == "cv":
         cross_validate(data, args.folds, args.grid)
     else:

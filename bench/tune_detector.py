@@ -69,7 +69,8 @@ def replay(d: dict, config, window_s: float = 30.0, metric: str = "sync", arousa
     ``metric`` "sync" follows what the pipeline follows per modality (``dsp.pipeline.detector_metric``),
     with its chance level; another engine metric name replaces it (with the same chance level). With
     ``arousal`` the person-level arousal divergence is computed from the cached grid (once, kept in ``d``) and
-    fed too. ``detector_kw`` go to :class:`attune_monitor.dsp.detector.RuptureDetector` (``evidence_model``, ``collect_features``).
+    fed too. ``detector_kw`` go to :class:`attune_monitor.dsp.detector.RuptureDetector` (``evidence_model``,
+    ``collect_features``).
     """
     from attune_monitor.dsp.detector import RuptureDetector
     from attune_monitor.dsp.divergence import ArousalDivergence, SharedShift
@@ -108,7 +109,8 @@ def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: b
         shift = d["origin"] - float(tr.get("time_origin", d["origin"]))
         dets = [Detection(tuple(e.pair), tuple(e.people), e.onset_s + shift, e.flagged_s + shift,
                           None if e.offset_s is None else e.offset_s + shift) for e in det.episodes]
-        scores.append(score_file(dets, tr, tr.get("scenario", ""), duration_s=float(tr.get("duration_s", d["duration_s"]))))
+        scores.append(score_file(dets, tr, tr.get("scenario", ""),
+                                 duration_s=float(tr.get("duration_s", d["duration_s"]))))
     return aggregate(scores), scores
 
 

@@ -288,7 +288,8 @@ class ArousalDivergence:
 
         The baseline and the scale move slowly; they are computed at the segment's first second when its
         number is a multiple of ``refresh_s`` (the scale: ``scale_refresh_s``), so the result does not depend
-        on the chunking, and held otherwise. Seconds in which the person's ratio reached ``exclude_llr`` (they were moving away) are
+        on the chunking, and held otherwise. Seconds in which the person's ratio reached ``exclude_llr`` (they were
+        moving away) are
         left out of both, unless that would leave out more than half of the window: a rupture must not become
         the person's new normal, nor make its own end look like a divergence the other way.
         """
@@ -531,8 +532,8 @@ class SharedShift:
 
     People react to the same event by different amounts, which the divergence above would read as one of them
     moving away; the detector re-baselines every pair at such a shared event instead
-    (:meth:`attune_monitor.dsp.detector.RuptureDetector.note_shared_event`). A second is *shared* when, in heart-rate level
-    or in skin-conductance level, every person with a value (at least two, and at least half the group) has
+    (:meth:`attune_monitor.dsp.detector.RuptureDetector.note_shared_event`). A second is *shared* when, in heart-rate
+    level or in skin-conductance level, every person with a value (at least two, and at least half the group) has
     moved the same way by at least ``z_min`` of their own spread (the baseline-relative features of
     :class:`ArousalDivergence`, ``last_relative``); ``min_s`` such seconds in a row make an event, dated at
     the first of them, and no other event follows within ``refractory_s``.

@@ -1,7 +1,7 @@
 """Learned rupture evidence: per pair and second, how much likelier "in a rupture" is than "in tune" (streaming).
 
-The analytic evidence of :mod:`attune_monitor.dsp.detector` adds the synchrony drop (weighted by its signal-to-noise ratio)
-and the arousal divergence log-likelihood ratio, each compared with a fixed reference. It cannot use how the
+The analytic evidence of :mod:`attune_monitor.dsp.detector` adds the synchrony drop (weighted by its signal-to-noise
+ratio) and the arousal divergence log-likelihood ratio, each compared with a fixed reference. It cannot use how the
 two interact (a modest drop of heart-rate synchrony *while* one person's skin conductance climbs alone), how
 a pair's synchrony moved over the last 20 s, or which way each person's features moved. This module computes
 those as a feature row per pair and second (:data:`FEATURES`) and turns each row into a log-likelihood ratio
@@ -135,7 +135,8 @@ class PairFeatures:
         hist = np.concatenate([np.moveaxis(self._lag_hist, 2, 1), cur], axis=1)  # (n_lagged, H + T, n_pairs)
         H = self._lag_hist.shape[2]
         for q, lag in enumerate(LAGS):
-            X[:, :, base + q * len(LAGGED): base + (q + 1) * len(LAGGED)] = np.moveaxis(hist[:, H - lag: H - lag + T], 0, 2)
+            X[:, :, base + q * len(LAGGED): base + (q + 1) * len(LAGGED)] = np.moveaxis(hist[:, H - lag: H - lag + T],
+                                                                                        0, 2)
         self._lag_hist = np.moveaxis(hist[:, -H:], 1, 2)
         return X
 

@@ -515,7 +515,8 @@ def summary_text(doc: dict, problems=(), notes=(), max_losses: int = 8, away=Non
                 key = f"{x['participant']} {x['modality']}"
                 total[key] = total.get(key, 0.0) + ((x["offset_s"] if x["offset_s"] is not None else doc["duration_s"])
                                                     - x["onset_s"])
-            lines.append(f"    ... the {len(shown)} longest shown; {len(losses) - len(shown)} more (all in --json/--report);"
+            lines.append(f"    ... the {len(shown)} longest shown; {len(losses) - len(shown)} more (all in "
+                         "--json/--report);"
                          " total lost: " + ", ".join(f"{k} {clock(v)}" for k, v in total.items()))
     return "\n".join(lines)
 

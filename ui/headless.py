@@ -327,7 +327,8 @@ class HeadlessView:
                 ps = states.get(tuple(pair), {})
                 syn = " ".join(f"{m} {_num(cur[m][k]).strip()}" for m in snap.modalities)
                 evidence = tune_evidence_words(ps)
-                out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; {ps.get('words') or 'waiting for data'}"
+                out.append(f"[{clock(snap.t_now)}] pair {'-'.join(pair)}: {syn}; "
+                           f"{ps.get('words') or 'waiting for data'}"
                            + (f" ({evidence})" if evidence else "")
                            + pair_arousal_text(snap, pair))
             lost = open_losses(snap)

@@ -104,8 +104,8 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
         and its pair is still in a possible rupture (or drifting), when their tie evidence reaches
         :data:`TIE_DRIFT_FRAC` of the threshold, or when most of their armed ties (at least two) are dropping
         (drifting, flagged or repairing, or down :data:`TIE_DROP` of the way to chance) and a larger share of
-        theirs than the median of the others'; else ``"with_group"`` when at least one of their pairs is measurably in tune, else
-        ``"not_in_tune"``.
+        theirs than the median of the others'; else ``"with_group"`` when at least one of their pairs is measurably in
+        tune, else ``"not_in_tune"``.
     """
     n = len(participants)
     if n < 3:
@@ -193,7 +193,8 @@ def group_episodes(episodes, participants, tol_s: float = GROUP_EPISODE_TOL_S) -
         g["n_ties"] = n - 1
         g["open"] = any(e.get("open", e.get("outcome", "open") == "open") and not e.get("repaired") for e in eps)
         states = [(e.get("status") or episode_status(e))[0] for e in eps]
-        for st in ("possible_rupture", "repairing", "unrepaired", "session_end", "interrupted", "repaired", "dismissed"):
+        for st in ("possible_rupture", "repairing", "unrepaired", "session_end", "interrupted", "repaired",
+                   "dismissed"):
             if st in states:
                 g["state"] = st
                 break
@@ -262,7 +263,8 @@ class Snapshot:
         ``modality -> (times (n_w,), sync (n_pairs, n_w), chance (n_pairs, n_w))``; plus key
         ``"combined"`` (Fisher-z mean of the modalities).
     pair_states : list of dict
-        Per pair: ``pair``, ``state``, ``words`` (what every view says: :func:`attune_monitor.ui.words.pair_state_words`, e.g.
+        Per pair: ``pair``, ``state``, ``words`` (what every view says:
+        :func:`attune_monitor.ui.words.pair_state_words`, e.g.
         "in tune · dipping"), ``drop`` and per-modality ``baseline``/``chance``/``sync``.
     matrix : ndarray, shape (n_people, n_people)
         Current combined synchrony of every pair (NaN diagonal).
@@ -308,8 +310,8 @@ class Snapshot:
         (``ready_in_s``: the last of them); a pair one of whose people has a signal lost waits for it (None,
         and who in ``waiting``).
 
-    Every episode carries ``"status"``: ``(state, text)`` from :func:`attune_monitor.ui.words.episode_status` with its pair's
-    state now, so a card and the episodes table never disagree.
+    Every episode carries ``"status"``: ``(state, text)`` from :func:`attune_monitor.ui.words.episode_status` with its
+    pair's state now, so a card and the episodes table never disagree.
     """
 
     version: int
@@ -383,8 +385,8 @@ class SessionModel:
     Notes
     -----
     The live arousal word (``Snapshot.people_arousal`` and who is "away" in ``Snapshot.pair_arousal``) is the
-    :class:`attune_monitor.dsp.divergence.ArousalTracker` state with hysteresis, decided second by second as the states arrive
-    (so chunked == batch):
+    :class:`attune_monitor.dsp.divergence.ArousalTracker` state with hysteresis, decided second by second as the states
+    arrive (so chunked == batch):
 
     * a person shown "with the group" (or "learning baseline") switches to "moving away" as soon as the tracker
       says so (its smoothed ratio ``L >= arousal_k``);
@@ -494,7 +496,8 @@ class SessionModel:
                     self._loss.append({k: ev[k] for k in ("participant", "modality", "onset_s", "offset_s", "reason")})
                 elif ev.get("type") == "signal_back":
                     for rec in reversed(self._loss):
-                        if (rec["participant"], rec["modality"], rec["onset_s"]) == (ev["participant"], ev["modality"], ev["onset_s"]):
+                        if (rec["participant"], rec["modality"], rec["onset_s"]) == (ev["participant"], ev["modality"],
+                                                                                     ev["onset_s"]):
                             rec["offset_s"] = ev["offset_s"]
                             break
             if pair_states is not None:
@@ -574,7 +577,8 @@ class SessionModel:
         Parameters
         ----------
         markers : iterable of (float, str, str)
-            ``(session time (s), stream name, text)`` as :meth:`attune_monitor.acquisition.files.Recording.event_markers` gives
+            ``(session time (s), stream name, text)`` as
+            :meth:`attune_monitor.acquisition.files.Recording.event_markers` gives
             them (times relative to the source's origin). Attune's own JSON markers keep their kind and text;
             other apps' markers show as notes with their text.
 
@@ -640,7 +644,8 @@ class SessionModel:
             pair_arousal = {}
             pstates = {tuple(ps["pair"]): ps for ps in self._pair_states}
             for pair in self.pairs:
-                away = {w: people_arousal[w]["state"] for w in pair if people_arousal[w]["state"] in ("climbing", "flattening")}
+                away = {w: people_arousal[w]["state"] for w in pair if people_arousal[w]["state"] in ("climbing",
+                                                                                                      "flattening")}
                 ps = pstates.get(tuple(pair), {})
                 evidence = None
                 if ps.get("state") in _ALERT_STATES:
@@ -660,7 +665,8 @@ class SessionModel:
                 modalities=self.modalities, grid=grid, sync=sync, pair_states=self._shown_pair_states(),
                 matrix=matrix, connectedness=conn, status={p: dict(d) for p, d in self._status.items()},
                 episodes=episodes, signal_loss=[dict(x) for x in self._loss],
-                markers=[dict(m) for m in self._markers], recording=None if self.recording is None else dict(self.recording),
+                markers=[dict(m) for m in self._markers],
+                recording=None if self.recording is None else dict(self.recording),
                 replay=None if self.replay is None else dict(self.replay), messages=list(self._messages),
                 label=self.label, arousal=(at, al, ac), people_arousal=people_arousal, pair_arousal=pair_arousal,
                 arousal_threshold=self.arousal_threshold, chance_matrix=chance_matrix,

@@ -463,7 +463,8 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
         parts.append("<h2>What could not be read</h2><ul>" + "".join(
             f'<li class="warn">{_esc(x)}</li>' for x in problems) + "</ul>")
     parts.append("<h2>Participants</h2>")
-    parts.append(_table(("participant", "streams used"), [(p["id"], ", ".join(p["streams"])) for p in doc["participants"]]))
+    parts.append(_table(("participant", "streams used"),
+                        [(p["id"], ", ".join(p["streams"])) for p in doc["participants"]]))
     if notes:
         parts.append("<ul>" + "".join(f'<li class="note">{_esc(x)}</li>' for x in notes) + "</ul>")
     parts.append("<h2>Synchrony per pair</h2>")
@@ -518,7 +519,8 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
                      "told apart, unless one partner's arousal moved away before the flag (then that partner, "
                      "marked (arousal)). "
                      "Moving away before the flag: whose arousal (heart rate, skin conductance) was moving away from the "
-                     "rest of the group while the episode built up (from its onset to the flag), climbing (aversive) or flattening (withdrawn); "
+                     "rest of the group while the episode built up (from its onset to the flag), climbing (aversive) "
+                     "or flattening (withdrawn); "
                      'see the arousal plot. Also in <a href="episodes.csv">episodes.csv</a>.</p>')
     else:
         parts.append("<p>None flagged.</p>")

@@ -2,7 +2,8 @@
 the report and its JSON say the same thing for the same state.
 
 Nothing here imports Qt. The pair states and their words come from the detector
-(:data:`attune_monitor.dsp.detector.STATES`, :data:`attune_monitor.dsp.detector.STATE_WORDS`, :func:`attune_monitor.dsp.detector.pair_words`); this module
+(:data:`attune_monitor.dsp.detector.STATES`, :data:`attune_monitor.dsp.detector.STATE_WORDS`,
+:func:`attune_monitor.dsp.detector.pair_words`); this module
 adds the symbols, a pair that is still "in tune" while its synchrony dips (:func:`pair_state_words`), a person's
 tie to the group, an episode's status (derived from the same pair state the card
 shows, so a card never says "repairing" while the table says "open"), depth on its documented 0-1 scale, and

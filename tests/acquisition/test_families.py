@@ -98,7 +98,8 @@ def test_eval_sets_without_families_are_unchanged():
 
 def test_truth_names_the_family_of_every_rupture():
     truth = simulate_session(load_scenario("couple-rupture-repair"), 1).truth
-    assert [(r["style"], r["family"]) for r in truth["ruptures"]] == [("aversive", "aversive"), ("withdrawn", "withdrawn")]
+    assert [(r["style"], r["family"]) for r in truth["ruptures"]] == [("aversive", "aversive"),
+                                                                      ("withdrawn", "withdrawn")]
     r = simulate_session(_scenario("partial"), 1).truth["ruptures"][0]
     assert r["family"] == r["style"] == "partial" and 0.5 <= r["params"]["depth"] <= 0.9
 

@@ -2,9 +2,10 @@
 spoof a stream, jump their clocks; each against a live session that records, every wait bounded.
 
 Publishers are real LSL outlets on loopback (``attune simulate`` or small scripts in child processes, so they can
-be killed with ``kill -9``); the session under test is Attune's own :class:`~attune_monitor.acquisition.live.LiveSession` with a
-:class:`~attune_monitor.acquisition.recorder.SessionRecorder` following it, as ``attune monitor --record`` runs them. Each test
-matches only its own streams (a unique source_id prefix), so tests running beside it on this machine do not
+be killed with ``kill -9``); the session under test is Attune's own
+:class:`~attune_monitor.acquisition.live.LiveSession` with a
+:class:`~attune_monitor.acquisition.recorder.SessionRecorder` following it, as ``attune monitor --record`` runs them.
+Each test matches only its own streams (a unique source_id prefix), so tests running beside it on this machine do not
 disturb it. Waits poll their condition with generous deadlines (a loaded 2-core machine); nothing sleeps a fixed
 time to let something happen.
 """

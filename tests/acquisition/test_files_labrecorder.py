@@ -1,8 +1,8 @@
 """XDF streams whose samples arrive in bursts (a Polar H10's ECG over LSL, as LabRecorder records it) give heart rate.
 
 A Polar H10 hands LSL ~73 ECG samples at a time, all with one stamp, every ~0.56 s. Read as recorded, no beat
-detector can use that; :func:`attune_monitor.acquisition.files.load_recording` re-stamps such streams the way pyxdf dejitters
-(a straight line of time on sample index per unbroken segment) while leaving irregular streams (RR, markers),
+detector can use that; :func:`attune_monitor.acquisition.files.load_recording` re-stamps such streams the way pyxdf
+dejitters (a straight line of time on sample index per unbroken segment) while leaving irregular streams (RR, markers),
 streams stamped sample by sample and real gaps alone. Every test here loads through ``load_recording`` without
 asking for any dejittering itself.
 """
@@ -24,7 +24,8 @@ GAP = (50.0, 52.0)   # s: a planted hole in P1's ECG (the strap lost contact)
 
 
 def _scenario():
-    people = [{"id": pid, "heart": "rr", "ecg": True, "eda": "e4", "hr_bpm": bpm} for pid, bpm in (("P1", 62), ("P2", 84))]
+    people = [{"id": pid, "heart": "rr", "ecg": True, "eda": "e4", "hr_bpm": bpm} for pid, bpm in (("P1", 62),
+                                                                                                   ("P2", 84))]
     return parse_scenario({"name": "bursts", "duration_s": 100, "coupling": 0.5, "participants": people})
 
 

@@ -1,9 +1,9 @@
 """Property-based fuzzing of the recording readers: short, empty, truncated and garbage inputs.
 
-Whatever the bytes, :func:`attune_monitor.acquisition.files.load_recording` either returns a Recording that can be used as far as
-it goes (its streams' signals, markers, start, problems in one line each) or raises
-:class:`attune_monitor.acquisition.files.RecordingError` with a one-line message — never another exception, never a Python
-warning on the user's screen, never a hang (hypothesis' deadline per example and pytest-timeout per test).
+Whatever the bytes, :func:`attune_monitor.acquisition.files.load_recording` either returns a Recording that can be used
+as far as it goes (its streams' signals, markers, start, problems in one line each) or raises
+:class:`attune_monitor.acquisition.files.RecordingError` with a one-line message — never another exception, never a
+Python warning on the user's screen, never a hang (hypothesis' deadline per example and pytest-timeout per test).
 Inputs: XDF (the real sample recording under recordings/ cut short or with bytes overwritten, garbage after the
 magic, plain garbage), Empatica E4 export folders (each file absent, cut short, garbled or garbage) and Attune's
 tidy CSV (the same, plus binary and rows of the wrong width).
@@ -98,7 +98,7 @@ def test_the_real_sample_whole_loads_and_its_start_cut_says_why(tmp_path):
         load_recording(path)
 
 
-# -- Empatica E4 folders ------------------------------------------------------------------------------------------------
+# -- Empatica E4 folders -----------------------------------------------------------------------------------------------
 E4_GOOD = {
     "EDA.csv": "1560281025.000000\n4.000000\n" + "".join(f"{0.5 + 0.01 * i:.6f}\n" for i in range(24)),
     "HR.csv": "1560281035.000000\n1.000000\n" + "".join(f"{70 + i % 5:.2f}\n" for i in range(12)),
@@ -148,7 +148,7 @@ def test_e4_folder_reader_on_damaged_exports(files):
         _loads_or_says_why(folder)
 
 
-# -- tidy CSV -----------------------------------------------------------------------------------------------------------
+# -- tidy CSV ----------------------------------------------------------------------------------------------------------
 CSV_GOOD = "participant,kind,timestamp,value\n" + "".join(
     f"P{1 + i % 2},{('rr', 'eda', 'hr', 'ecg')[i % 4]},{1700000000 + 0.25 * i},{(0.8, 4.2, 71.0, 0.3)[i % 4]}\n"
     for i in range(40))

@@ -173,7 +173,8 @@ def test_outlets_listen_on_every_interface_as_hardware_md_says(tmp_path):
     firewall rules it gives cover exactly the ports the shipped config lets outlets use."""
     psutil = pytest.importorskip("psutil")
     listen_cfg = tmp_path / "listen.cfg"
-    listen_cfg.write_text(DEFAULT_CONFIG.read_text().replace("[multicast]\n", "[multicast]\nListenAddress = 127.0.0.1\n"))
+    listen_cfg.write_text(DEFAULT_CONFIG.read_text().replace("[multicast]\n",
+                                                             "[multicast]\nListenAddress = 127.0.0.1\n"))
     for cfg in (DEFAULT_CONFIG, listen_cfg):
         sid = f"cfg-listen-{uuid.uuid4().hex[:10]}"
         port, conns, child = _listening(cfg, sid)

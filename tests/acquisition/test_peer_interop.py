@@ -140,8 +140,8 @@ def test_mne_lsl_players_into_a_recorded_monitor_session(tmp_path, rng):
         assert {p._source_id for p in players} == {"MNE-LSL"}
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         streams = subprocess.run(
-            [sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "2", "--json", "--match", f"{tag}-*",
-             "--roster", str(roster)], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+            [sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "2", "--json", "--match",
+             f"{tag}-*", "--roster", str(roster)], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
         proc = subprocess.run(
             [sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--duration", "16", "--wait", "15",
              "--match", f"{tag}-*", "--roster", str(roster), "--record", str(out_path)],
@@ -234,8 +234,8 @@ def test_mne_lsl_stream_reads_attune_simulate(tmp_path):
     session = simulate_session(load_scenario("couple-confounds"), 5, 20.0, source_prefix=tag)
     want = session.stream("P1", "ecg")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-confounds", "--seed",
-                            "5", "--duration", "20", "--source-prefix", tag], env=env, cwd=tmp_path,
+    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-confounds",
+                            "--seed", "5", "--duration", "20", "--source-prefix", tag], env=env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stream = None
     try:

@@ -48,8 +48,8 @@ def test_real_xdf_gets_clear_reason(realdata, name):
 
 def test_cli_on_all_real_xdf_one_line_each(realdata):
     files = [str(realdata / n) for n in sorted(XDF_EXPECT)]
-    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "analyze", *files, "--jobs", "2"], capture_output=True,
-                       text=True, timeout=110)
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "analyze", *files, "--jobs", "2"],
+                       capture_output=True, text=True, timeout=110)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     errors = [x for x in p.stderr.splitlines() if x.startswith("attune analyze: error:")]

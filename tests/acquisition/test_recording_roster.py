@@ -66,9 +66,11 @@ def _roster_toml(prefix: str) -> str:
     return "\n".join([
         "version = 1",
         '[[participant]]', 'id = "P1"', 'label = "Client"',
-        f'streams = [{{ name = "{prefix} Polar H10 8A11F0C1" }}, {{ name = "{prefix} Shimmer3 GSR 8A11F0C1", unit = "kOhm" }}]',
+        f'streams = [{{ name = "{prefix} Polar H10 8A11F0C1" }}, '
+        f'{{ name = "{prefix} Shimmer3 GSR 8A11F0C1", unit = "kOhm" }}]',
         '[[participant]]', 'id = "P2"',
-        f'streams = [{{ name = "{prefix} Polar H10 8A11F0C2" }}, {{ name = "{prefix} Shimmer3 GSR 8A11F0C2", unit = "kOhm" }}]',
+        f'streams = [{{ name = "{prefix} Polar H10 8A11F0C2" }}, '
+        f'{{ name = "{prefix} Shimmer3 GSR 8A11F0C2", unit = "kOhm" }}]',
         "",
     ])
 
@@ -166,7 +168,8 @@ def test_edf_export_without_roster_labels_each_heart_rate_with_its_owner(recorde
     pyedflib = pytest.importorskip("pyedflib")
     path, _, _, truth, _ = recorded
     out = tmp_path / "s.edf"
-    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "export", str(path), "--format", "edf", "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "export", str(path), "--format", "edf", "--out",
+                        str(out)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     with pyedflib.EdfReader(str(out)) as f:

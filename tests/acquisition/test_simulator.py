@@ -162,7 +162,8 @@ def test_truth_matches_the_script():
     assert t["schema"] == "attune.truth/1" and t["scenario"] == "group-withdrawal" and t["seed"] == 2
     assert t["participants"] == ["P1", "P2", "P3", "P4"] and t["coupling"] == pytest.approx(0.7)
     (r,) = t["ruptures"]
-    assert (r["onset_s"], r["offset_s"], r["repair_s"], r["who"], r["style"]) == (270.0, 330.0, 338.0, "P3", "withdrawn")
+    assert (r["onset_s"], r["offset_s"], r["repair_s"], r["who"], r["style"]) == (270.0, 330.0, 338.0, "P3",
+                                                                                  "withdrawn")
     assert r["pairs"] == [["P1", "P3"], ["P2", "P3"], ["P3", "P4"]]
     # and the latent coupling does what the truth says
     c = session.latent["P3"]["coupling"]
@@ -428,8 +429,8 @@ def test_two_attune_simulate_runs_are_two_sets_of_streams(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     prefix = f"test-2runs-{uuid.uuid4().hex[:10]}"
-    cmd = [sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm", "--duration", "30", "--seed", "4",
-           "--source-prefix", prefix]
+    cmd = [sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm", "--duration", "30",
+           "--seed", "4", "--source-prefix", prefix]
     env = dict(os.environ, PYTHONPATH=str(root))
     runs = []
     try:

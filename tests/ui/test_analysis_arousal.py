@@ -65,7 +65,8 @@ def test_analysis_holds_the_smoothed_arousal_and_states(couple):
     # moving away exactly where the smoothed L reaches the threshold, only the likelier of the couple's two
     with np.errstate(invalid="ignore"):
         likelier = ~(np.isfinite(smooth[::-1]) & (smooth[::-1] > smooth))
-        np.testing.assert_array_equal(a.arousal_state >= 2, np.isfinite(smooth) & (smooth >= a.arousal_threshold) & likelier)
+        np.testing.assert_array_equal(a.arousal_state >= 2,
+                                      np.isfinite(smooth) & (smooth >= a.arousal_threshold) & likelier)
     # the known truth: P2 aversive (climbing) in the first rupture, P1 withdrawn (flattening) in the second
     (r1, r2) = truth["ruptures"]
     assert (r1["who"], r1["style"], r2["who"], r2["style"]) == ("P2", "aversive", "P1", "withdrawn")
@@ -99,7 +100,8 @@ def _scripted(people=("P1", EVIL), duration=300.0):
     ts = np.arange(30.0, duration, 1.0)
     r = np.full((1, ts.size), 0.6)
     return Analysis(
-        recording="/data/s.xdf", duration_s=duration, participants=list(people), streams={p: [f"{p} RR"] for p in people},
+        recording="/data/s.xdf", duration_s=duration, participants=list(people),
+        streams={p: [f"{p} RR"] for p in people},
         pairs=[tuple(people)], modalities=("hr",), fs=4.0, step_s=1.0, grid={"hr": hr},
         quality={"hr": np.zeros((2, tg.size), np.uint8)},
         sync={"hr": {"t": ts, "sync": r, "chance": np.full_like(r, 0.1)}}, episodes=eps,

@@ -150,8 +150,8 @@ def test_find_cases(tmp_path):
 
 
 def test_cli_bad_dir(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "evaluate", str(tmp_path)], capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "evaluate", str(tmp_path)], capture_output=True,
+                       text=True, timeout=60)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "no recording with a truth file" in p.stderr
 

@@ -184,7 +184,8 @@ NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0,
 @st.composite
 def tidy_csv(draw) -> str:
     header = draw(st.sampled_from(["participant,kind,timestamp,value", "participant,kind,timestamp,value",
-                                   "", "a,b", "kind,participant,value,timestamp", "\ufeffparticipant,kind,timestamp,value"]))
+                                   "", "a,b", "kind,participant,value,timestamp",
+                                   "\ufeffparticipant,kind,timestamp,value"]))
     rows = draw(st.lists(st.tuples(st.sampled_from(["P1", "P2", "P3", "", "P 1", "é"]),
                                    st.sampled_from(["rr", "hr", "eda", "ecg", "ppg", "RR", "xx", ""]),
                                    NUMBERS, NUMBERS), max_size=300))

@@ -60,7 +60,8 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
         qtbot.waitUntil(lambda: runner.model.recording is not None, timeout=3000)
         path = Path(runner.model.recording["path"])
         assert path.parent == folder
-        qtbot.waitUntil(lambda: path.name in win.record_label.text() and "0:01" in win.record_label.text(), timeout=5000)
+        qtbot.waitUntil(lambda: path.name in win.record_label.text() and "0:01" in win.record_label.text(),
+                        timeout=5000)
         assert win.record_btn.text().endswith("Stop")
         x, y = win.traces.curves[("P1", "hr")].getData()
         assert x.size > 10 and np.isfinite(y).sum() > 5 and 40 < np.nanmedian(y) < 120

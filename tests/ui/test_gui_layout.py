@@ -141,7 +141,8 @@ def clipping_problems(win) -> list[str]:
             need = doc.idealWidth()
             r = item.mapRectToScene(item.boundingRect())
             if need > item.boundingRect().width() + 1:
-                problems.append(f"plot text {item.text[:60]!r}: needs {need:.0f} px, has {item.boundingRect().width():.0f}")
+                problems.append(f"plot text {item.text[:60]!r}: needs {need:.0f} px, has "
+                                f"{item.boundingRect().width():.0f}")
             vr = gw.mapFromScene(r).boundingRect()
             if vr.right() > view.right() + 2 and vr.left() < view.right():
                 problems.append(f"plot text {item.text[:60]!r} runs past the view's right edge")

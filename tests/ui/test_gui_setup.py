@@ -122,7 +122,8 @@ def test_load_roster_applies_it_and_preview_shows_the_stream(qtbot, streams, tmp
     tag, _ = streams
     dlg = _dialog(qtbot, tag)
     roster = tmp_path / "r.toml"
-    roster.write_text(f'version = 1\n[[participant]]\nid = "Client"\n  [[participant.streams]]\n  source_id = "{tag}-p2hr"\n'
+    roster.write_text('version = 1\n[[participant]]\nid = "Client"\n  [[participant.streams]]\n'
+                      f'  source_id = "{tag}-p2hr"\n'
                       f'[[participant]]\nid = "Partner"\n  [[participant.streams]]\n  source_id = "{tag}-anon"\n')
     dlg.load_roster(roster)
     row = {s.descriptor.source_id.rsplit("-", 1)[1]: i for i, s in enumerate(dlg.streams)}

@@ -87,7 +87,8 @@ def test_replay_gui_uses_stored_settings_and_flags_win(tmp_path):
     sample = str(ROOT / "recordings" / "sample-couple.xdf")
 
     def replay(*extra):
-        return subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "replay", sample, "--speed", "64", "--quit-after", "1.5",
+        return subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "replay", sample, "--speed", "64",
+                               "--quit-after", "1.5",
                                *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     gui = replay("--preset", "conservative")
@@ -131,13 +132,15 @@ def test_session_settings_change_the_pipeline(tmp_path):
     t, s, _ = snap.sync["eda"]
     np.testing.assert_allclose(s[0], ref.sync["eda"]["sync"][0][-t.size:], equal_nan=True)
     # flags win; a choice that leaves fewer than 2 people is a usage error
-    config, modalities, _ = session_settings(argparse.Namespace(preset="conservative", window=None, signals="both"), True)
+    config, modalities, _ = session_settings(argparse.Namespace(preset="conservative", window=None, signals="both"),
+                                             True)
     assert config.preset == "conservative" and modalities is None and config.window_s == 30
     with pytest.raises(UsageError, match="window"):
         session_settings(argparse.Namespace(preset=None, window=2.0, signals=None), True)
 
     class OnePersonEda:
-        inputs = [type(runner.source.inputs[0])("P1", "eda", 4.0, "x"), type(runner.source.inputs[0])("P2", "hr", 1.0, "y")]
+        inputs = [type(runner.source.inputs[0])("P1", "eda", 4.0, "x"),
+                  type(runner.source.inputs[0])("P2", "hr", 1.0, "y")]
         origin = 0.0
 
     with pytest.raises(UsageError, match="synchrony needs 2"):

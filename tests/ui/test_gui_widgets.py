@@ -130,7 +130,8 @@ def test_episode_panel_label_goes_to_marker_sink(qtbot, couple):
     panel.label_box.setCurrentIndex(idx)
     panel.label_box.activated.emit(idx)
     qtbot.mouseClick(panel.confirm_btn, QtCore.Qt.MouseButton.LeftButton)
-    assert [(m["kind"], m["text"], m["episode"]) for m in got] == [("label", "limit-setting", 1), ("confirm", "episode 1", 1)]
+    assert [(m["kind"], m["text"], m["episode"]) for m in got] == [("label", "limit-setting", 1),
+                                                                   ("confirm", "episode 1", 1)]
     win.redraw()
     assert panel.row_texts(0)[7] == "limit-setting"
     assert panel.row_texts(0)[8] == "confirm"

@@ -131,7 +131,8 @@ def test_headless_monitor_on_simulated_streams_records_the_session(tmp_path):
     # another app's experiment markers on the same network (not anyone's physiology)
     from attune_monitor.acquisition.lsl import pylsl
 
-    m_out = pylsl.StreamOutlet(pylsl.StreamInfo(f"{prefix} task markers", "Markers", 1, 0.0, "string", f"{prefix}-task"))
+    m_out = pylsl.StreamOutlet(pylsl.StreamInfo(f"{prefix} task markers", "Markers", 1, 0.0, "string",
+                                                f"{prefix}-task"))
     sent: list = []
     stop = threading.Event()
 
@@ -212,7 +213,8 @@ def test_plain_mode_prints_a_status_block_only_when_its_words_change():
     pairs = ("P1", "P2"), ("P1", "P3"), ("P2", "P3")
     model.apply(Update(),
                 [{"pair": p, "state": s, "words": w, "modalities": {}} for p, s, w in
-                 zip(pairs, ("drifting", "possible_rupture", "drifting"), ("drifting", "possible rupture", "drifting"))])
+                 zip(pairs, ("drifting", "possible_rupture", "drifting"),
+                     ("drifting", "possible rupture", "drifting"))])
     view.draw()
     view.draw()
     text = out.getvalue()
@@ -338,15 +340,18 @@ def test_sigterm_closes_the_recording_like_ctrl_c_and_each_warning_shows_once(tm
 
     prefix = f"sig-{uuid.uuid4().hex[:12]}"
     roster = tmp_path / "roster.toml"
-    roster.write_text(f'version = 1\n[[participant]]\nid = "A"\n  [[participant.streams]]\n  source_id = "{prefix}*p1*"\n'
+    roster.write_text('version = 1\n[[participant]]\nid = "A"\n  [[participant.streams]]\n'
+                      f'  source_id = "{prefix}*p1*"\n'
                       f'[[participant]]\nid = "B"\n  [[participant.streams]]\n  source_id = "{prefix}*p2*"\n')
     env = os.environ.copy()
-    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm", "--speed", "4",
+    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm",
+                            "--speed", "4",
                             "--source-prefix", prefix], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     try:
         with open(out, "w") as fo, open(err, "w") as fe:
-            mon = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--match", f"{prefix}*",
+            mon = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--match",
+                                    f"{prefix}*",
                                     "--roster", str(roster), "--record", str(tmp_path / "recs"), "--wait", "20"],
                                    stdout=fo, stderr=fe, cwd=tmp_path, env=env)
             try:

@@ -118,7 +118,8 @@ def test_streams_as_subprocess_json(two_people, tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["streams", "--timeout", "0"], "Invalid value for '--timeout': expected a positive number of seconds, but got 0; use e.g. --timeout 5."),
+    (["streams", "--timeout", "0"],
+     "Invalid value for '--timeout': expected a positive number of seconds, but got 0; use e.g. --timeout 5."),
     (["streams", "--roster", "/nonexistent/roster.toml"], "does not exist; check the path"),
     (["streams", "--lsl-scope", "link"], "call acquisition.lslconfig.configure() before importing pylsl"),
 ])
@@ -206,8 +207,8 @@ def test_output_cut_short_by_its_reader_ends_quietly(two_people, fmt):
     no BrokenPipe traceback nor "Exception ignored", exit 141 (ui/cli.py: as a program killed by SIGPIPE)."""
     prefix, _ = two_people
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "1.5", "--match", f"{prefix}*",
-                             *fmt], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "1.5", "--match",
+                             f"{prefix}*", *fmt], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader has gone: every write of the table fails with EPIPE
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141, err

@@ -126,12 +126,13 @@ def test_the_log_never_writes_through_an_existing_file_or_link(tmp_path):
 
 def test_tick_log_option_is_hidden_and_refuses_an_existing_file(tmp_path):
     env = dict(os.environ)
-    help_text = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--help"], capture_output=True, text=True,
-                               timeout=60, env=env, cwd=ROOT).stdout
+    help_text = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--help"],
+                               capture_output=True, text=True, timeout=60, env=env, cwd=ROOT).stdout
     assert "--match" in help_text and "tick-log" not in help_text
     existing = tmp_path / "ticks.jsonl"
     existing.write_text("")
-    proc = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--tick-log", str(existing)],
+    proc = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "monitor", "--headless", "--tick-log",
+                           str(existing)],
                           capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert proc.returncode == 2
     assert "'--tick-log'" in proc.stderr and "already exists" in proc.stderr
@@ -143,8 +144,8 @@ def test_headless_monitor_writes_the_tick_log_during_a_live_session(tmp_path):
     """`attune monitor --headless --tick-log` against simulated wearables: lines every 5 s, ticks at ~20/s."""
     prefix = f"tick-{uuid.uuid4().hex[:12]}"
     env = dict(os.environ)
-    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm", "--duration", "120",
-                            "--speed", "4", "--source-prefix", prefix],
+    sim = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario", "couple-calm",
+                            "--duration", "120", "--speed", "4", "--source-prefix", prefix],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     path = tmp_path / "ticks.jsonl"
     try:

@@ -78,7 +78,8 @@ def test_card_and_table_never_disagree(group):
         for ep in s.episodes:
             st, text = ep["status"]
             if ep["open"]:
-                assert st == (states[tuple(ep["pair"])] if states[tuple(ep["pair"])] in ("possible_rupture", "repairing")
+                assert st == (states[tuple(ep["pair"])] if states[tuple(ep["pair"])] in ("possible_rupture",
+                                                                                         "repairing")
                               else "possible_rupture"), (t, ep["pair"])
                 assert "open" not in text
             seen.add(st)

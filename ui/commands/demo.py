@@ -112,7 +112,8 @@ class SimulatorClockSource:
         self.live.close()
 
 
-def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0, seed: int = DEFAULT_SEED,
+def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None, speed: float = 1.0,
+               seed: int = DEFAULT_SEED,
                preset: str = DEFAULT_PRESET, wait_s: float = 15.0, config=None, modalities=None):
     """Start simulator, live session and runner (not its thread).
 

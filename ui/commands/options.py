@@ -2,14 +2,16 @@
 
 No command module reaches into another's helpers: what two commands need lives here, once —
 
-* the constants behind several options: the LSL scopes (:data:`SCOPES`, from :mod:`attune_monitor.acquisition.lslconfig`), the
+* the constants behind several options: the LSL scopes (:data:`SCOPES`, from
+:mod:`attune_monitor.acquisition.lslconfig`), the
   signals a session can use (:data:`SIGNALS`, also the GUI's menu :data:`MODALITY_CHOICES`), the synchrony
   window's range (:data:`WINDOW_RANGE_S`, from :mod:`attune_monitor.dsp.limits`, also the GUI's settings and
   ``PipelineConfig``), the simulator's defaults;
 * the session options ``--preset`` / ``--window`` / ``--signals`` of ``monitor``, ``demo`` and ``replay``
   (:func:`add_session_options`, :func:`session_settings`);
 * one set of checks for option values (:func:`check_range`, :func:`check_positive`, :func:`check_at_least`,
-  :func:`check_preset`), each raising :class:`attune_monitor.ui.errors.UsageError` with one message style: what was wrong, the
+  :func:`check_preset`), each raising :class:`attune_monitor.ui.errors.UsageError` with one message style: what was
+  wrong, the
   range in the words the ``--help`` uses ("between 6 and 120", "a positive number", "1 or more"), and a value to
   use instead;
 * what the live commands do alike: open the view, wait for a live source, build the runner, check a recording.
@@ -329,7 +331,8 @@ def open_view(runner, args, title: str, settings=None) -> int:
         else:
             if has_display():
                 quit_after = args.quit_after if args.quit_after is not None else getattr(args, "duration", None)
-                return run_gui(runner, screenshot=args.screenshot, quit_after=quit_after, title=title, settings=settings)
+                return run_gui(runner, screenshot=args.screenshot, quit_after=quit_after, title=title,
+                               settings=settings)
             from ..gui.display import display_usable
 
             print(f"attune: no usable display ({display_usable()[1]}); showing the terminal view instead "

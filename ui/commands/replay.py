@@ -199,7 +199,7 @@ def replay_from_setup(path: str, monitor_args) -> int:
     import argparse
 
     args = argparse.Namespace(
-        file=path, speed=1.0, start=None, preroll=None, no_preroll=False, publish=False, source_suffix="-replay", lsl_scope=None, roster=None,
-        preset=monitor_args.preset, window=getattr(monitor_args, "window", None),
+        file=path, speed=1.0, start=None, preroll=None, no_preroll=False, publish=False, source_suffix="-replay",
+        lsl_scope=None, roster=None, preset=monitor_args.preset, window=getattr(monitor_args, "window", None),
         signals=getattr(monitor_args, "signals", None), headless=False, screenshot=None, quit_after=None)
     return run(args)

@@ -1,7 +1,8 @@
 """The episodes panel: flagged possible ruptures, with confirm / dismiss / label.
 
 In a group, the episodes of one person drifting away from several others at once are one row ("P3 drifting
-away — 3 of 3 ties dropped", :func:`attune_monitor.ui.model.group_episodes`) with its pairs underneath (expand the row). An
+away — 3 of 3 ties dropped", :func:`attune_monitor.ui.model.group_episodes`) with its pairs underneath (expand the row).
+An
 episode's status is the state its pair's card shows (:func:`attune_monitor.ui.words.episode_status`): a card never says
 "repairing" while the table says something else.
 """
@@ -66,7 +67,8 @@ def group_row(group: dict) -> tuple:
 
 def episode_times_tip(ep: dict) -> str:
     """When a possible rupture began (estimated), was flagged and ended, in words (the "flagged" cell's tooltip)."""
-    parts = [f"began about {fmt_time(ep['onset_s'])} (estimated)", f"flagged at {fmt_time(ep.get('flagged_s', ep['onset_s']))}"]
+    parts = [f"began about {fmt_time(ep['onset_s'])} (estimated)",
+             f"flagged at {fmt_time(ep.get('flagged_s', ep['onset_s']))}"]
     if ep.get("offset_s") is not None:
         parts.append(f"{'repaired' if ep.get('repaired') else 'ended'} about {fmt_time(ep['offset_s'])}")
     return "; ".join(parts)

@@ -87,7 +87,8 @@ def people_legend_html(group: bool = False) -> str:
         return (f"<span style='color:{INK}'>{arousal} <span style='color:{MUTED}'>arousal moving away</span> &nbsp; "
                 f"\u2501 synchrony with the others <span style='color:{MUTED}'>\u2505 chance</span></span>")
     return (f"<span style='color:{INK}'>{arousal} &nbsp;"
-            f"<span style='color:{MUTED}'>arousal moving away from the others' and the person's own baseline</span></span>")
+            f"<span style='color:{MUTED}'>arousal moving away from the others' and the person's own "
+            "baseline</span></span>")
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -137,7 +138,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timelines = PairTimelines(model.pairs, model.modalities, stacked=not self.group,
                                        preset=self.settings.preset, ticks=self.time_ticks,
                                        shown=None if not self.group else [])
-        self.meters = MeterPanel(model.pairs, shown=[] if self.big else None, columns=(1 if n == 3 else 2) if self.group else None)
+        self.meters = MeterPanel(model.pairs, shown=[] if self.big else None,
+                                 columns=(1 if n == 3 else 2) if self.group else None)
         self.matrix = SyncMatrix(model.participants) if self.group else None
         self.episodes = EpisodesPanel(model)
 

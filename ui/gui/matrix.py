@@ -76,8 +76,8 @@ class SyncMatrix(QtWidgets.QWidget):
     def update_view(self, snap) -> None:
         states = {tuple(ps["pair"]): ps["state"] for ps in snap.pair_states}
         chance = getattr(snap, "chance_matrix", np.full_like(snap.matrix, np.nan))
-        key = (np.round(np.nan_to_num(snap.matrix, nan=-9), 2).tobytes(), np.round(np.nan_to_num(chance, nan=-9), 2).tobytes(),
-               tuple(sorted(states.items())))
+        key = (np.round(np.nan_to_num(snap.matrix, nan=-9), 2).tobytes(),
+               np.round(np.nan_to_num(chance, nan=-9), 2).tobytes(), tuple(sorted(states.items())))
         if key == self._key:
             return
         self._key = key
@@ -263,7 +263,8 @@ class SyncMatrix(QtWidgets.QWidget):
         p.setPen(qcolor(MUTED))
         self._text(p, QtCore.QRectF(bar.right() + 4, y - 2, fm.horizontalAdvance("1") + 2, h + 4), left, "1")
         under = QtCore.QRectF(x - 2, y + h + 1, grad_w, fm.height())
-        self._text(p, QtCore.QRectF(under.left(), under.top(), fm.horizontalAdvance("\u25B4 chance") + 2, under.height()),
+        self._text(p,
+                   QtCore.QRectF(under.left(), under.top(), fm.horizontalAdvance("\u25B4 chance") + 2, under.height()),
                    left, "\u25B4 chance")
         frame = f"{STATE_SYMBOLS['possible_rupture']} frame: flagged"
         fw = fm.horizontalAdvance(frame)

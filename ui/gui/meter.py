@@ -138,8 +138,8 @@ class AttunementMeter(QtWidgets.QWidget):
     """One tile: names, the state in words with a symbol, and a chance-to-usual gauge.
 
     A pair's tile (``key`` a pair) shows the pair's detector state; a person's tile (``key`` ``(person, "*")``, a
-    group) shows one person drifting away from the group: the word from :data:`attune_monitor.ui.words.TIE_WORDS` and how many of
-    their ties dropped. Every text is fitted before it is painted and recorded in :attr:`painted`.
+    group) shows one person drifting away from the group: the word from :data:`attune_monitor.ui.words.TIE_WORDS` and
+    how many of their ties dropped. Every text is fitted before it is painted and recorded in :attr:`painted`.
     """
 
     clicked = QtCore.Signal(tuple)
@@ -228,7 +228,8 @@ class AttunementMeter(QtWidgets.QWidget):
             size -= 1
             font.setPixelSize(size)
         fm = QtGui.QFontMetricsF(font)
-        return text if fm.horizontalAdvance(text) <= room else fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, room)
+        return text if fm.horizontalAdvance(text) <= room else fm.elidedText(text, QtCore.Qt.TextElideMode.ElideRight,
+                                                                             room)
 
     def paintEvent(self, event):  # noqa: N802
         self.painted = []
@@ -314,7 +315,8 @@ class AttunementMeter(QtWidgets.QWidget):
         if self.level is not None:
             frac = float(np.clip(self.level, 0.0, 1.0))
             p.setBrush(colour)
-            p.drawRoundedRect(QtCore.QRectF(track.left(), track.top(), max(track_h, w * frac), track_h), track_h / 2, track_h / 2)
+            p.drawRoundedRect(QtCore.QRectF(track.left(), track.top(), max(track_h, w * frac), track_h), track_h / 2,
+                              track_h / 2)
         p.setFont(small)
         p.setPen(qcolor(MUTED))
         lab = QtCore.QRectF(inner.left(), track.bottom() + 1, w, label_h)

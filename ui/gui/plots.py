@@ -48,7 +48,8 @@ class TimeTicks:
         fm = QtGui.QFontMetricsF(ax.style.get("tickFont") or ax.font())
         widest = max(fm.horizontalAdvance(fmt_time(x)) for x in (x0, x1))
         need = span_s * (widest + MIN_LABEL_GAP_PX) / min(widths)
-        step = next((float(s) for s in LABEL_STEPS_S if s >= need), float(LABEL_STEPS_S[-1] * math.ceil(need / LABEL_STEPS_S[-1])))
+        step = next((float(s) for s in LABEL_STEPS_S if s >= need),
+                    float(LABEL_STEPS_S[-1] * math.ceil(need / LABEL_STEPS_S[-1])))
         if step != self.step:
             self.step = step
             for a in self.axes:

@@ -89,7 +89,8 @@ class Settings:
 
 def qsettings() -> QtCore.QSettings:
     """The user's Attune settings (tests point ``QSettings.setPath`` at a temporary directory)."""
-    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
+    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, ORGANIZATION,
+                            APPLICATION)
 
 
 class SettingsDialog(QtWidgets.QDialog):

@@ -314,7 +314,8 @@ class SetupDialog(QtWidgets.QDialog):
             who, kind = self._row_choices().get(_key(s.descriptor), ("", None))
             d = s.descriptor
             if kind is None or not who:
-                ignore.append(StreamRule(source_id=d.source_id) if d.source_id else StreamRule(name=d.name, hostname=d.hostname))
+                ignore.append(StreamRule(source_id=d.source_id) if d.source_id else StreamRule(name=d.name,
+                                                                                               hostname=d.hostname))
                 continue
             chosen.append(AssignedStream(who, KIND_MODALITY[kind], kind, d, "roster"))
         best: dict = {}

@@ -154,7 +154,8 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         self._records: dict[int, list] = {}  # pair index -> its plot records (made once)
         self.pair_rows = {}
         self._titles = {}
-        self.kinds_per_plot = [[m] for m in self.modalities] + [["combined"]] if stacked else [[*self.modalities, "combined"]]
+        self.kinds_per_plot = [[m] for m in self.modalities] + [["combined"]] if stacked else [[*self.modalities,
+                                                                                                "combined"]]
         self.shown: list = []
         self.set_shown(self.pairs if shown is None else shown)
 

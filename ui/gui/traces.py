@@ -88,7 +88,8 @@ def compact_badges_html(states: dict, modalities) -> str:
         colour, symbol = STATUS_STYLE.get(st, STATUS_STYLE["absent"])
         word = {"hr": "HR", "eda": "EDA"}[m]
         extra = "" if st in ("ok", "recovered", "absent") else f"&nbsp;<b style='color:{colour}'>{st}</b>"
-        parts.append(f"<span style='color:{colour}'>{symbol}</span><span style='color:{MUTED}'>&nbsp;{word}</span>{extra}")
+        parts.append(f"<span style='color:{colour}'>{symbol}</span><span "
+                     f"style='color:{MUTED}'>&nbsp;{word}</span>{extra}")
     return "&nbsp;&nbsp;".join(parts)
 
 
@@ -336,7 +337,8 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
             if rec["offset_s"] is None:
                 open_loss[key] = rec["reason"]
             if end >= x0 and rec["onset_s"] <= x1:
-                loss_spans.setdefault(key, {})[("loss", rec["onset_s"])] = (rec["onset_s"], end, "loss", hatch_brush(LOSS_HATCH))
+                loss_spans.setdefault(key, {})[("loss", rec["onset_s"])] = (rec["onset_s"], end, "loss",
+                                                                            hatch_brush(LOSS_HATCH))
         at, _al, ac = getattr(snap, "arousal", (np.zeros(0), None, np.zeros((0, 0))))
         step = float(np.median(np.diff(at))) if at.size > 1 else 1.0
         people_arousal = getattr(snap, "people_arousal", {}) or {}
