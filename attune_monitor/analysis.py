@@ -69,7 +69,7 @@ def make_pipeline(source, config: PipelineConfig, modalities=None) -> SessionPip
     recording = getattr(source, "recording", None)
     if recording is not None and hasattr(recording, "event_markers"):
         # a recording's markers are known in advance: every pair re-baselines at each shared event
-        for t, name, text in recording.event_markers():
+        for t, _name, text in recording.event_markers():
             if is_shared_event(text):
                 pipe.note_shared_event(t - source.origin, marker_words(text))
     if len(keep) != len(inputs):

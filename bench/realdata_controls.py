@@ -877,12 +877,12 @@ def sweep_table(results: list, real: list, pseudo: list, d11_real: list) -> list
         return {lab for lab, x in v.items() if lab != "all" and math.isfinite(x[0])}
 
     for (kind, metric), variant, w in itertools.product(kms, (0, 1), windows):
-        def phase_vals(pair, only=None):
+        def phase_vals(pair, only=None, w=w, kind=kind, metric=metric, variant=variant):
             v = pairs.get((w, pair), {}).get((kind, metric))
             return [] if v is None else [x[variant] for lab, x in v.items()
                                          if lab != "all" and (only is None or lab in only)]
 
-        def pair_val(pair):
+        def pair_val(pair, w=w, kind=kind, metric=metric, variant=variant):
             v = pairs.get((w, pair), {}).get((kind, metric))
             return math.nan if v is None else v["all"][variant]
 
@@ -936,11 +936,11 @@ def _sync_aucs(groups: dict) -> list:
         if m == "combined" and variant:
             continue
 
-        def phase_vals(r):
+        def phase_vals(r, m=m, variant=variant):
             v = r["sync"].get(m, {})
             return [x[variant] for lab, x in v.items() if lab != "all"]
 
-        def pair_val(r):
+        def pair_val(r, m=m, variant=variant):
             return r["sync"].get(m, {}).get("all", (math.nan, math.nan))[variant]
 
         row = {"modality": m, "variant": "minus chance" if variant else "mean sync"}

@@ -75,7 +75,7 @@ def _num(x) -> str:
 def current_sync(snap) -> dict:
     """``modality -> (n_pairs,)`` latest finite synchrony of each pair (NaN when none yet)."""
     out = {}
-    for m, (ts, s, _c) in snap.sync.items():
+    for m, (_ts, s, _c) in snap.sync.items():
         vals = np.full(len(snap.pairs), np.nan)
         if s.size:
             for p in range(s.shape[0]):

@@ -178,7 +178,7 @@ class Runner:
             new = self._markers.poll_markers()
             if new:  # other apps' markers, live: on the timelines (the recorder records their streams itself)
                 self.model.show_external_markers([(t - self.source.origin, name, text) for t, name, text in new])
-                for t, name, text in new:  # and every pair re-baselines at a shared event
+                for t, _name, text in new:  # and every pair re-baselines at a shared event
                     if is_shared_event(text):
                         self.pipeline.note_shared_event(t - self.source.origin, marker_words(text))
         if self._new_streams is not None and time.monotonic() >= self._next_stream_check:

@@ -232,7 +232,7 @@ def test_unknown_start_is_said_and_left_anonymous(tmp_path):
     paths, notes = export_session(_analysis(1000.0), None, "edf", tmp_path / "x.edf")
     assert notes[0].startswith("warning: start time unknown")
     with pytest.raises(edfio.AnonymizedDateError):
-        edfio.read_edf(paths[0]).startdate
+        _ = edfio.read_edf(paths[0]).startdate
     paths, _ = export_session(_analysis(1000.0), None, "fif", tmp_path / "x_raw.fif")
     assert mne.io.read_raw_fif(paths[0], verbose="error").info["meas_date"] is None
 

@@ -323,8 +323,8 @@ def test_live_session_assigns_and_receives_two_participants():
         # receivers are keyed by identity (name, type, source_id, host), not by source_id alone
         assert st.primary[("P2", "eda")] == identity_key("P2 eda", "EDA", f"{prefix}-P2-eda", host)
         np.testing.assert_allclose(session.receiver_for("P1", "hr").get_window(60)[1], [0.8] * 3, rtol=1e-6)
-        # a stream that appears later is picked up by the background scan
-        late = pylsl.StreamOutlet(make_info("P3 rr", "rr", "P3", f"{prefix}-P3-rr", unit="ms"))
+        # a stream that appears later is picked up by the background scan (_late keeps its outlet open)
+        _late = pylsl.StreamOutlet(make_info("P3 rr", "rr", "P3", f"{prefix}-P3-rr", unit="ms"))
         assert session.wait_for_streams(5, DEADLINE)
         assert session.participants == ["P1", "P2", "P3"]
         d = __import__("json").loads(__import__("json").dumps(st.to_dict()))  # JSON-ready for the monitor

@@ -176,7 +176,7 @@ def test_edf_export_without_roster_labels_each_heart_rate_with_its_owner(recorde
         labels = f.getSignalLabels()
         hr = {who: f.readSignal(next(i for i, lbl in enumerate(labels) if who in lbl and "HR" in lbl))
               for who in ("P1", "P2")}
-    for who, bpm in HR_BPM.items():
+    for who, _bpm in HR_BPM.items():
         x = hr[who][np.isfinite(hr[who]) & (hr[who] > 20)]
         assert x.size > 100, labels
         truth_hr = np.median(60.0 / np.diff(truth.latent[who]["beats"]))

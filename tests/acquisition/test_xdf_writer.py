@@ -61,7 +61,7 @@ def test_round_trip_every_format_interleaved(tmp_path, rng):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     got, header = _load(path)
     assert header["info"]["version"] == ["1.0"]
-    for k, (fmt, n, sr) in specs.items():
+    for k, (fmt, _n, _sr) in specs.items():
         s = got[k]
         ts = np.concatenate(sent[k][0])
         np.testing.assert_array_equal(s["time_stamps"], ts)

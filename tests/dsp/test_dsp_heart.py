@@ -234,7 +234,9 @@ def _best_lag_s(a, b, max_lag=40):
 def test_device_hr_is_dated_back_by_half_its_averaging_span(span):
     """Known truth: a device HR that averages the last ``span`` s of beats trails the beat-by-beat HR by
     ~span / 2; dated back by half its span it lines up with the same person's RR-derived HR."""
-    hr_of_t = lambda t: 70 + 8 * np.sin(2 * np.pi * t / 23.0) + 4 * np.sin(2 * np.pi * t / 61.0)
+    def hr_of_t(t):
+        return 70 + 8 * np.sin(2 * np.pi * t / 23.0) + 4 * np.sin(2 * np.pi * t / 61.0)
+
     beats = _beats(hr_of_t, 400.0)
     ticks = np.arange(20.0, 390.0, 1.0)
     dev = _trailing_average_hr(beats, ticks, span)

@@ -116,7 +116,6 @@ class FakeSession:
             events += self.det.update(m, tw, s, ch)
         upd = Update(grid_start=self.k - n_new, grid=grid, quality=qual, windows=windows, events=events)
         self.model.apply(upd, self.det.pair_states())
-        status = {}
         for p in self.model.participants:
             for m in ("hr", "eda"):
                 lost = (p, m) in self.loss_tracker.currently_lost()

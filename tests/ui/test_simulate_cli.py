@@ -28,7 +28,7 @@ def test_out_writes_xdf_and_truth(tmp_path, capsys):
     assert set(descs) == {("P1", "rr"), ("P1", "ecg"), ("P1", "eda"), ("P2", "rr"), ("P2", "ppg"), ("P2", "eda")}
     assert descs[("P1", "rr")][0].srate == 0 and descs[("P1", "rr")][0].unit == "ms"
     assert descs[("P1", "eda")][0].device == "E4" and descs[("P2", "eda")][0].manufacturer == "Shimmer"
-    for (pid, kind), (d, s) in descs.items():
+    for d, s in descs.values():
         if d.srate:
             assert abs(s["info"]["effective_srate"] - d.srate) < 0.01 * d.srate
         assert "footer" in s

@@ -450,7 +450,7 @@ def check_usable(recording, assign) -> None:
             f"{recording.path}: no heart (RR/HR/ECG/PPG) or EDA streams with samples (streams: {kinds}); "
             "if one of them is, name its kind in a roster (--roster).")
     chosen, _ = choose_inputs(physio, assign)
-    for spec, stream in chosen:
+    for spec, _stream in chosen:
         low = MIN_RATE_HZ.get(spec.kind)
         rate = float(spec.srate or 0.0)
         if low is not None and not (math.isfinite(rate) and low <= rate <= MAX_RATE_HZ):

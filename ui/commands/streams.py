@@ -30,6 +30,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
+    """Add the ``streams`` parser."""
     p = subparsers.add_parser(
         "streams",
         help="list visible LSL streams with their participant and modality",
@@ -59,6 +60,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def run(args) -> int:
+    """Run ``attune streams``; return the exit code."""
     code = _run(args)
     # Written now, not when Python exits: a reader gone meanwhile (`attune streams | head`) is then a
     # BrokenPipeError the CLI ends quietly on (exit 141), not an "Exception ignored" at interpreter exit.

@@ -72,6 +72,7 @@ def display_status(status: str, open_loss_reason: str | None) -> str:
 
 
 def badge_html(modality: str, status: str) -> str:
+    """A person's header badge for one modality: the status symbol, ``HR``/``EDA`` and the status word (rich text)."""
     colour, symbol = STATUS_STYLE.get(status, STATUS_STYLE["absent"])
     word = {"hr": "HR", "eda": "EDA"}[modality]
     return (f"<span style='color:{colour}; font-size:13pt'>{symbol}</span>"
@@ -210,7 +211,7 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
             self._set_header(person, {m: "absent" for m in self.modalities}, "unknown", "calibrating", force=True)
         # one time axis: every plot follows the bottom-left one's x range
         self.master = self.plots[(self.participants[-1], self.columns[0])]
-        for key, plot in self.plots.items():
+        for plot in self.plots.values():
             if plot is not self.master:
                 plot.setXLink(self.master)
         self.header_width = self._fix_header_width()
