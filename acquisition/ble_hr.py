@@ -501,9 +501,10 @@ class ReconnectPolicy:
 
 @dataclass
 class BridgeStatus:
-    """A state change the user should see: ``state`` is one of
-    ``connecting``, ``connected``, ``lost``, ``waiting``, ``contact_lost``,
-    ``contact_ok``, ``gave_up``, ``stopped``.
+    """A state change the user should see.
+
+    ``state`` is one of ``connecting``, ``connected``, ``lost``, ``waiting``, ``contact_lost``, ``contact_ok``,
+    ``gave_up``, ``stopped``.
     """
 
     state: str

@@ -417,9 +417,10 @@ class StreamDescriptor:
 
     @property
     def hr_averaging_s(self) -> float:
-        """Seconds each value averages over: the declared ``averaging_s``, else
-        :data:`DEFAULT_HR_AVERAGING_S` for device HR (``kind == "hr"``); 0 for every other kind (beat by beat
-        or raw).
+        """Seconds each value averages over.
+
+        The declared ``averaging_s``, else :data:`DEFAULT_HR_AVERAGING_S` for device HR (``kind == "hr"``); 0 for every
+        other kind (beat by beat or raw).
         """
         if self.kind != "hr":
             return 0.0
@@ -450,9 +451,11 @@ class StreamDescriptor:
         return self.channels[self.channel_index] if 0 <= self.channel_index < len(self.channels) else None
 
     def set_unit(self, unit: str | None) -> None:
-        """Declare the unit of the signal channel: sets ``unit``, ``scale`` and ``reciprocal`` (``scale`` None when
-        the unit is not known for the kind). An MNE unit-multiplier code (``"0"``, ``"-6"``) is read with the
-        signal channel's MNE type (:func:`mne_unit`); ``unit`` then says what it means (``"V"``, ``"µV"``).
+        """Declare the unit of the signal channel.
+
+        Sets ``unit``, ``scale`` and ``reciprocal`` (``scale`` None when the unit is not known for the kind). An MNE
+        unit-multiplier code (``"0"``, ``"-6"``) is read with the signal channel's MNE type (:func:`mne_unit`); ``unit``
+        then says what it means (``"V"``, ``"µV"``).
         """
         ch = self.signal_channel
         ctype, fkind = (ch.type, ch.fiff_kind) if ch is not None else (None, None)
@@ -543,8 +546,10 @@ class StreamDescriptor:
 
 
 def identity_key(name: str, type: str, source_id: str, hostname: str) -> str:
-    """One string for a stream identity (see :attr:`StreamDescriptor.identity`): ``"name|type|source_id@host"``
-    (``|`` and ``@`` inside a field are escaped, so different identities never share a key).
+    """One string for a stream identity (see :attr:`StreamDescriptor.identity`).
+
+    ``"name|type|source_id@host"`` (``|`` and ``@`` inside a field are escaped, so different identities never share a
+    key).
     """
     def esc(s: str) -> str:
         return (s or "").replace("\\", "\\\\").replace("|", "\\|").replace("@", "\\@")
@@ -553,8 +558,10 @@ def identity_key(name: str, type: str, source_id: str, hostname: str) -> str:
 
 
 def header_fingerprint(d: StreamDescriptor) -> tuple:
-    """What a restarted outlet of the same stream repeats in its header: channel count and format, nominal rate,
-    every channel's label, unit and type, and the desc's participant, manufacturer and device.
+    """What a restarted outlet of the same stream repeats in its header.
+
+    Channel count and format, nominal rate, every channel's label, unit and type, and the desc's participant,
+    manufacturer and device.
 
     A publisher that claims a known identity (:attr:`StreamDescriptor.identity`) with another fingerprint is a
     different source, not the stream restarted (:mod:`attune_monitor.acquisition.inlet` refuses it).
@@ -609,8 +616,9 @@ def kind_from_type(stream_type: str | None, name: str | None = None, labels=(), 
 
 
 def unit_scale(kind: str, unit: str | None) -> float | None:
-    """Factor from ``unit`` to the canonical unit of ``kind`` (``None`` if the unit is unknown); for a skin
-    resistance unit the factor of the reciprocal (see :func:`unit_conversion`).
+    """Factor from ``unit`` to the canonical unit of ``kind`` (``None`` if the unit is unknown).
+
+    For a skin resistance unit the factor of the reciprocal (see :func:`unit_conversion`).
     """
     return unit_conversion(kind, unit)[0]
 

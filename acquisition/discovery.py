@@ -146,10 +146,11 @@ def resolve_identity(d: StreamDescriptor, timeout: float) -> list:
 
 
 def duplicates(streams) -> dict[str, list]:
-    """Visible streams that claim one identity: ``{identity key: [stream, ...]}`` for every identity that more
-    than one live ``uid`` claims (``streams``: :class:`DiscoveredStream` or
-    :class:`~attune_monitor.acquisition.convention.StreamDescriptor`). Attune cannot tell such streams apart and uses
-    none of them (:func:`duplicate_message`).
+    """Visible streams that claim one identity.
+
+    ``{identity key: [stream, ...]}`` for every identity that more than one live ``uid`` claims (``streams``:
+    :class:`DiscoveredStream` or :class:`~attune_monitor.acquisition.convention.StreamDescriptor`). Attune cannot tell
+    such streams apart and uses none of them (:func:`duplicate_message`).
     """
     groups: dict[str, list] = {}
     for s in streams:

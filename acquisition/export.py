@@ -229,8 +229,9 @@ def session_annotations(analysis, recording=None) -> list[tuple[float, float, st
 
 
 def marker_description(text: str) -> str:
-    """A recorded marker as an annotation: Attune's JSON markers in words, other markers as they are
-    (:func:`attune_monitor.acquisition.files.marker_words`).
+    """A recorded marker as an annotation.
+
+    Attune's JSON markers in words, other markers as they are (:func:`attune_monitor.acquisition.files.marker_words`).
     """
     return f"marker {marker_words(text)}"
 

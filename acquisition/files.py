@@ -255,9 +255,11 @@ class Recording:
         return [s for s in self.streams if s.descriptor.kind in KIND_TYPES and len(s.timestamps)]
 
     def markers(self) -> list:
-        """Event streams as ``(descriptor, timestamps, list of str)``: string streams (markers, Attune's episodes,
-        roster and log) and numeric marker streams, decoded (:func:`attune_monitor.acquisition.convention.marker_texts`:
-        an mne-lsl annotation stream's one-hot samples give their descriptions).
+        """Event streams as ``(descriptor, timestamps, list of str)``.
+
+        String streams (markers, Attune's episodes, roster and log) and numeric marker streams, decoded
+        (:func:`attune_monitor.acquisition.convention.marker_texts`: an mne-lsl annotation stream's one-hot samples give
+        their descriptions).
         """
         out = []
         for s in self.streams:
@@ -286,9 +288,10 @@ class Recording:
 
 
 def marker_fields(text: str) -> tuple[str | None, str, int | None]:
-    """``(kind, text, episode)`` of a recorded marker: Attune's JSON markers (``{"kind", "text", "episode"}``, as
-    :meth:`attune_monitor.ui.model.SessionModel.add_marker` records them) by field; any other marker is ``(None, text,
-    None)``.
+    """``(kind, text, episode)`` of a recorded marker.
+
+    Attune's JSON markers (``{"kind", "text", "episode"}``, as :meth:`attune_monitor.ui.model.SessionModel.add_marker`
+    records them) by field; any other marker is ``(None, text, None)``.
     """
     try:
         d = json.loads(text)

@@ -406,8 +406,9 @@ class StreamReceiver:
 
     @property
     def info(self):
-        """The resolved ``pylsl.StreamInfo`` of the run received now (after a recovery: the new run's); open
-        another inlet on it to follow exactly this run (a recorder), never a duplicate or another publisher.
+        """The resolved ``pylsl.StreamInfo`` of the run received now (after a recovery: the new run's).
+
+        Open another inlet on it to follow exactly this run (a recorder), never a duplicate or another publisher.
         """
         return self._info
 
@@ -426,8 +427,10 @@ class StreamReceiver:
             return frozenset(self._past_uids - self._ended - set(self._refused))
 
     def return_to(self, info) -> None:
-        """Go back to ``info``, a run of :attr:`returnable` live again: the run received now (adopted while the
-        genuine one was unreachable) is refused from then on. Done by the worker thread.
+        """Go back to ``info``, a run of :attr:`returnable` live again.
+
+        The run received now (adopted while the genuine one was unreachable) is refused from then on. Done by the worker
+        thread.
         """
         with self._lock:
             if info.uid() in self._past_uids - self._ended and info.uid() != self.descriptor.uid:
@@ -601,8 +604,10 @@ class StreamReceiver:
 
     # ------------------------------------------------------------------ worker
     def _open(self, info) -> bool:
-        """Create and open an inlet for ``info``; refresh the header. False if it did not open in time, or when
-        ``info`` is a publisher that is refused (see :meth:`refuse`) or whose header is not the stream's.
+        """Create and open an inlet for ``info``; refresh the header.
+
+        False if it did not open in time, or when ``info`` is a publisher that is refused (see :meth:`refuse`) or whose
+        header is not the stream's.
         """
         with self._lock:
             if info.uid() in self._refused:
@@ -806,8 +811,9 @@ class StreamReceiver:
         logger.warning("stream %r: %s", self.descriptor.name, why)
 
     def _still_listed(self) -> bool:
-        """Whether the run received now is still found on the network: in the session's continuous resolver
-        (the finder; no socket of its own), else by one bounded resolve of its uid.
+        """Whether the run received now is still found on the network.
+
+        In the session's continuous resolver (the finder; no socket of its own), else by one bounded resolve of its uid.
         """
         if self._finder is not None:
             return any(i.uid() == self.uid for i in self._finder(self.descriptor))

@@ -277,8 +277,9 @@ def aggregate(scores) -> dict:
 
 
 def breakdown(scores) -> dict:
-    """Where the detector succeeds and fails: recall per rupture style, group size and duration, and false
-    alarms per hour per group size.
+    """Where the detector succeeds and fails.
+
+    Recall per rupture style, group size and duration, and false alarms per hour per group size.
 
     Returns
     -------

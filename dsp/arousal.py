@@ -54,8 +54,9 @@ def away_at(t, codes, participants, pair, times, step_s: float) -> dict:
 
 
 def away_before_flag(t, codes, participants, pair, onset: float, flags, step_s: float) -> dict:
-    """Who of ``pair`` was moving away while an episode built up: any state second from its ``onset`` to its first
-    flag, or at a later flag (re-flag); as :func:`away_at` otherwise.
+    """Who of ``pair`` was moving away while an episode built up.
+
+    Any state second from its ``onset`` to its first flag, or at a later flag (re-flag); as :func:`away_at` otherwise.
 
     Parameters
     ----------

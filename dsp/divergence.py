@@ -483,8 +483,9 @@ class ArousalTracker:
         self._tail_d = np.full((self.n, F, self.w - 1), np.nan)
 
     def push(self, llr: np.ndarray, div: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Take ``llr`` (n_people, n_sec) and ``div`` (n_people, F, n_sec) or None; return the smoothed ``L``
-        (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`.
+        """Take ``llr`` (n_people, n_sec) and ``div`` (n_people, F, n_sec) or None.
+
+        Return the smoothed ``L`` (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`.
         """
         llr = np.asarray(llr, dtype=float).reshape(self.n, -1)
         k = llr.shape[1]
@@ -514,8 +515,9 @@ class ArousalTracker:
 
 
 def _rolling_nanmean(x: np.ndarray, w: int) -> np.ndarray:
-    """Mean of the finite values of each trailing window of ``w`` along the last axis; input has ``w - 1``
-    leading columns of history; output one column per remaining column (NaN where none is finite).
+    """Mean of the finite values of each trailing window of ``w`` along the last axis.
+
+    Input has ``w - 1`` leading columns of history; output one column per remaining column (NaN where none is finite).
     """
     from numpy.lib.stride_tricks import sliding_window_view
 

@@ -192,8 +192,9 @@ class TreeEnsemble:
         return (self.baseline + out).reshape(X.shape[:-1])
 
     def _tree_sum_numpy(self, flat: np.ndarray) -> np.ndarray:
-        """Sum of every tree's leaf value per row, shape (n_rows,): all (row, tree) walks at once, one level
-        per step, dropping the walks that reached a leaf.
+        """Sum of every tree's leaf value per row, shape (n_rows,).
+
+        All (row, tree) walks at once, one level per step, dropping the walks that reached a leaf.
         """
         n, n_trees = flat.shape[0], self.roots.size
         row = np.repeat(np.arange(n), n_trees)

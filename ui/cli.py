@@ -114,8 +114,10 @@ class StopSignals:
 
 
 class OncePerMessage(logging.Filter):
-    """Let each distinct warning through once: the live session re-assigns its streams every second, and the
-    same roster warning 62 times in a minute hides everything else.
+    """Let each distinct warning through once.
+
+    The live session re-assigns its streams every second, and the same roster warning 62 times in a minute hides
+    everything else.
     """
 
     def __init__(self):

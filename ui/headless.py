@@ -87,7 +87,9 @@ def current_sync(snap) -> dict:
 
 
 def signal_status(snap) -> dict:
-    """``participant -> {modality: word}``: the source's status, else (replay) whether the grid has data now
+    """``participant -> {modality: word}``.
+
+    The source's status, else (replay) whether the grid has data now
     (:meth:`attune_monitor.ui.model.Snapshot.signal_states`).
     """
     return {p: {m: _STATUS_WORDS.get(s, s) for m, s in d.items()} for p, d in snap.signal_states().items()}

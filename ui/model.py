@@ -41,9 +41,10 @@ MARKER_KINDS = ("rupture_noticed", "repair", "note", "label", "confirm", "dismis
 DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 
 def tune_evidence_words(pair_state: dict | None) -> str:
-    """The evidence behind "not measurably in tune": each signal's synchrony above chance (Fisher z) over the
-    arming span with its standard error, e.g. ``"vs chance: heart +0.05±0.21 · skin -0.02±0.12"``
-    (``""`` while there is nothing to show or the pair is armed).
+    """The evidence behind "not measurably in tune".
+
+    Each signal's synchrony above chance (Fisher z) over the arming span with its standard error, e.g. ``"vs chance:
+    heart +0.05±0.21 · skin -0.02±0.12"`` (``""`` while there is nothing to show or the pair is armed).
     """
     if not pair_state or pair_state.get("armed", True):
         return ""
@@ -344,9 +345,10 @@ class Snapshot:
     arming: dict = field(default_factory=lambda: {"learning": False, "ready_in_s": None, "pairs": {}, "waiting": {}})
 
     def signal_states(self, recent_s: float = 3.0) -> dict:
-        """``participant -> {modality: state}``: the source's status (:attr:`status`); where it reports none
-        (``"absent"``: a replayed recording's source has no devices), ``"ok"`` while the grid has values in the
-        last ``recent_s`` seconds (heart rate lags the beats a little) and ``"no data"`` when it has none.
+        """``participant -> {modality: state}``: the source's status (:attr:`status`).
+
+        Where it reports none (``"absent"``: a replayed recording's source has no devices), ``"ok"`` while the grid has
+        values in the last ``recent_s`` seconds (heart rate lags the beats a little) and ``"no data"`` when it has none.
         """
         out = {}
         for i, p in enumerate(self.participants):
@@ -571,8 +573,10 @@ class SessionModel:
         return m
 
     def show_external_markers(self, markers) -> int:
-        """Show markers that come from elsewhere on the timelines: a replayed recording's, or other apps' marker
-        streams live (not handed to ``marker_sinks``: a recording of the session records those streams itself).
+        """Show markers that come from elsewhere on the timelines.
+
+        A replayed recording's, or other apps' marker streams live (not handed to ``marker_sinks``: a recording of the
+        session records those streams itself).
 
         Parameters
         ----------

@@ -118,8 +118,10 @@ def _draw_markers(ax, times, label: bool = False) -> None:
 
 
 def write_markers_csv(analysis, path, time_offset: float = 0.0) -> Path:
-    """Write the recorded markers as CSV: ``time_s`` (file time, as in the JSON), ``time``, ``stream``, ``marker``
-    (Attune's JSON markers in words, others as recorded) and ``raw`` (as recorded).
+    """Write the recorded markers as CSV.
+
+    ``time_s`` (file time, as in the JSON), ``time``, ``stream``, ``marker`` (Attune's JSON markers in words, others as
+    recorded) and ``raw`` (as recorded).
     """
     import csv
 

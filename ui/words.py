@@ -1,5 +1,7 @@
-"""The words of every Attune view, in one place: pair cards, the meter, the episodes table, the terminal view,
-the report and its JSON say the same thing for the same state.
+"""The words of every Attune view, in one place.
+
+Pair cards, the meter, the episodes table, the terminal view, the report and its JSON say the same thing for the same
+state.
 
 Nothing here imports Qt. The pair states and their words come from the detector
 (:data:`attune_monitor.dsp.detector.STATES`, :data:`attune_monitor.dsp.detector.STATE_WORDS`,
@@ -83,8 +85,10 @@ def clock(seconds: float | None) -> str:
 
 
 def state_label(state: str, words: str | None = None) -> str:
-    """A pair state as shown: symbol and words (``"▲ possible rupture"``); ``words`` overrides the plain words
-    (e.g. :func:`attune_monitor.dsp.detector.pair_words`' "out of tune since 12:34").
+    """A pair state as shown: symbol and words (``"▲ possible rupture"``).
+
+    ``words`` overrides the plain words (e.g. :func:`attune_monitor.dsp.detector.pair_words`' "out of tune since
+    12:34").
     """
     sym = STATE_SYMBOLS.get(state, "")
     text = words or STATE_WORDS.get(state, state)
@@ -162,8 +166,10 @@ def episode_state(ep: dict, pair_state: str | None = None) -> str:
 
 
 def episode_status(ep: dict, pair_state: str | None = None) -> tuple[str, str]:
-    """``(state, text)`` of an episode's status cell: :func:`episode_state` and its words with a symbol
-    (``"↻ repairing"``, ``"✓ repaired"``, ``"▽ not repaired (out of tune)"``).
+    """``(state, text)`` of an episode's status cell.
+
+    :func:`episode_state` and its words with a symbol (``"↻ repairing"``, ``"✓ repaired"``, ``"▽ not repaired (out of
+    tune)"``).
     """
     st = episode_state(ep, pair_state)
     if st in STATE_WORDS:
@@ -174,8 +180,9 @@ def episode_status(ep: dict, pair_state: str | None = None) -> tuple[str, str]:
 
 
 def depth_shown(depth: float | None) -> float | None:
-    """An episode's depth on its documented scale, 0 (as in tune as usual) to 1 (down to chance): the
-    detector's value clipped (it goes past 1 when synchrony falls below chance).
+    """An episode's depth on its documented scale, 0 (as in tune as usual) to 1 (down to chance).
+
+    The detector's value clipped (it goes past 1 when synchrony falls below chance).
     """
     if depth is None or not math.isfinite(depth):
         return None
@@ -233,8 +240,10 @@ def disconnecting_words(people, pair, away: dict | None = None) -> str:
 
 
 def group_episode_words(person: str, n_pairs: int, n_ties: int, open_: bool = True) -> str:
-    """The line of a group episode: ``"P3 drifting away — 3 of 3 ties dropped"`` while it is open,
-    ``"P3 drifted away — 3 of 3 ties dropped"`` once it is closed.
+    """The line of a group episode.
+
+    ``"P3 drifting away — 3 of 3 ties dropped"`` while it is open, ``"P3 drifted away — 3 of 3 ties dropped"`` once it
+    is closed.
     """
     verb = "drifting away" if open_ else "drifted away"
     return f"{person} {verb} \u2014 {n_pairs} of {n_ties} ties dropped"
@@ -260,8 +269,10 @@ def waiting_for_words(waiting: dict | None) -> str:
 
 
 def arming_words(arming: dict | None) -> str:
-    """The session's line while its pairs learn their baseline: ``"learning baseline · ready in ~1:20"``, or what
-    it waits for when no pair can finish (a lost signal); ``""`` once no pair is learning.
+    """The session's line while its pairs learn their baseline.
+
+    ``"learning baseline · ready in ~1:20"``, or what it waits for when no pair can finish (a lost signal); ``""`` once
+    no pair is learning.
 
     Parameters
     ----------

@@ -25,9 +25,10 @@ logger = logging.getLogger(__name__)
 
 
 def has_display() -> bool:
-    """True when Qt can open windows: a display server that answers (not only a ``$DISPLAY`` that is set: Qt
-    aborts on one with no server behind it), or an explicit offscreen/minimal platform
-    (:func:`attune_monitor.ui.gui.display.display_usable` says why not).
+    """True when Qt can open windows.
+
+    A display server that answers (not only a ``$DISPLAY`` that is set: Qt aborts on one with no server behind it), or
+    an explicit offscreen/minimal platform (:func:`attune_monitor.ui.gui.display.display_usable` says why not).
     """
     from .display import display_usable
 

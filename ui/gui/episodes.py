@@ -75,8 +75,9 @@ def episode_times_tip(ep: dict) -> str:
 
 
 class EpisodesPanel(QtWidgets.QWidget):
-    """A tree of episodes (group episodes with their pairs underneath); selecting one emits
-    :attr:`episode_selected` (the window scrolls there).
+    """A tree of episodes (group episodes with their pairs underneath).
+
+    Selecting one emits :attr:`episode_selected` (the window scrolls there).
 
     Confirm / dismiss / label go to ``model.add_marker`` (for every pair of a group row) so they land in the
     recording.

@@ -466,8 +466,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pairs_hint.setVisible(bool(hint))
 
     def select_pair(self, key) -> None:
-        """A click on a pair's card or matrix cell: show that pair (again: unselect); a person's card: their
-        most flagged pair.
+        """A click on a pair's card or matrix cell: show that pair (again: unselect).
+
+        A person's card: their most flagged pair.
         """
         key = tuple(key)
         if len(key) == 2 and key[1] == "*":

@@ -101,8 +101,9 @@ def attunement_level(pair_state: dict | None) -> float | None:
 
 
 def meter_details(pair_state: dict) -> str:
-    """``"r now: heart .62 · skin .58"`` from the detector's smoothed synchrony; for a pair that is not
-    measurably in tune, the evidence (synchrony above chance with its uncertainty) instead.
+    """``"r now: heart .62 · skin .58"`` from the detector's smoothed synchrony.
+
+    For a pair that is not measurably in tune, the evidence (synchrony above chance with its uncertainty) instead.
     """
     evidence = tune_evidence_words(pair_state)
     if evidence:
@@ -219,8 +220,9 @@ class AttunementMeter(QtWidgets.QWidget):
         return [(t, room, w) for t, room, w in self.painted if w > room + 0.5]
 
     def _fit(self, font: QtGui.QFont, text: str, room: float, start: int, least: int = 9) -> str:
-        """Shrink ``font`` (in place) from ``start`` px until ``text`` fits ``room``; else elide it (the tooltip
-        holds it all).
+        """Shrink ``font`` (in place) from ``start`` px until ``text`` fits ``room``.
+
+        Else elide it (the tooltip holds it all).
         """
         size = start
         font.setPixelSize(size)
@@ -339,8 +341,9 @@ class AttunementMeter(QtWidgets.QWidget):
 
 
 def _two_lines(text: str, fm: QtGui.QFontMetricsF, room: float) -> list[str] | None:
-    """``text`` split at a space into two lines that each fit ``room`` (the most even split), or None. A
-    separator (``·``) stays at the end of the first line ("● in tune ·" / "dipping").
+    """``text`` split at a space into two lines that each fit ``room`` (the most even split), or None.
+
+    A separator (``·``) stays at the end of the first line ("● in tune ·" / "dipping").
     """
     words = text.split(" ")
     best = None

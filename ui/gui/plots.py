@@ -161,10 +161,11 @@ class StreamCurve(pg.PlotCurveItem):
     Y_EXTENT = 1e5
 
     def set_series(self, x: np.ndarray, y: np.ndarray) -> bool:
-        """:meth:`setData` unless these are the samples already drawn: same times (count, first, last) and the
-        same values (their NaN-aware sum and count: a synchrony window, once computed, never changes; new ones
-        arrive once a second). Keeping the curve keeps its path, so the frames in between only scroll it.
-        Returns True when the data were set.
+        """:meth:`setData` unless these are the samples already drawn.
+
+        Same times (count, first, last) and the same values (their NaN-aware sum and count: a synchrony window, once
+        computed, never changes; new ones arrive once a second). Keeping the curve keeps its path, so the frames in
+        between only scroll it. Returns True when the data were set.
         """
         fin = np.isfinite(y)
         key = (x.size, float(x[0]) if x.size else None, float(x[-1]) if x.size else None,

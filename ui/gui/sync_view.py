@@ -1,5 +1,7 @@
-"""Per-pair synchrony timelines: HR, EDA and combined, with baseline band, chance level,
-possible-rupture shading (turning to the repaired colour), signal-loss hatching and markers.
+"""Per-pair synchrony timelines.
+
+HR, EDA and combined, with baseline band, chance level, possible-rupture shading (turning to the repaired colour),
+signal-loss hatching and markers.
 
 A pair's flag can come from one person's arousal moving away (:mod:`attune_monitor.dsp.divergence`) while
 its synchrony looks as usual: the pair's title then names who is moving away and says where

@@ -80,8 +80,9 @@ def badge_html(modality: str, status: str) -> str:
 
 
 def compact_badges_html(states: dict, modalities) -> str:
-    """The signal badges of a group row: a coloured symbol per signal, the word only when it is not ok
-    (``"● HR ● EDA"``, ``"✕ HR lost ● EDA"``).
+    """The signal badges of a group row.
+
+    A coloured symbol per signal, the word only when it is not ok (``"● HR ● EDA"``, ``"✕ HR lost ● EDA"``).
     """
     parts = []
     for m in modalities:
