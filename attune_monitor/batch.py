@@ -253,8 +253,11 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, time
                         "start one with 'dask scheduler --host 127.0.0.1' and workers with 'dask worker ADDRESS', "
                         "and give the address it prints (tcp://HOST:PORT).") from None
             else:
+                # dashboard_address=None alone still starts the scheduler's HTTP server (metrics, health) on port
+                # 8787, warning when it is taken: a random loopback port, no dashboard
                 cluster = LocalCluster(n_workers=int(n_workers or 1), threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                                       scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
                 client = Client(cluster, set_as_default=False)
             try:
                 yield client

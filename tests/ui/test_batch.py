@@ -63,14 +63,46 @@ def _same(a, b) -> None:
         assert a.flagged_s == b.flagged_s and a.origin == b.origin and a.summary.replace(a.path, b.path) == b.summary
 
 
+def _listening(pids) -> set:
+    """``(ip, port)`` of the TCP sockets these processes listen on."""
+    import psutil
+
+    out = set()
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        out |= {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return out
+
+
+def _tree(pid) -> list:
+    import psutil
+
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
+
+
 @pytest.mark.timeout(120)
 def test_local_cluster_same_as_jobs_1_and_corrupt_file_reported(folder, monkeypatch):
     seen = []
+    before = _listening(_tree(os.getpid()))
+    during = set()
+
+    def on_result(i, res):
+        seen.append(i)
+        during.update(_listening(_tree(os.getpid())) - before)  # the cluster's scheduler, nannies, workers
+
     t0 = time.monotonic()
     monkeypatch.chdir(folder["dir"])  # relative names: the workers get absolute ones, the results say the given ones
     names = [Path(f).name for f in folder["files"]]
-    report = run_files(names, [dict(preset="balanced")] * 4, dask_workers=2, on_result=lambda i, r: seen.append(i))
+    report = run_files(names, [dict(preset="balanced")] * 4, dask_workers=2, on_result=on_result)
     assert time.monotonic() - t0 < 60
+    assert len(during) >= 3 and {ip for ip, _ in during} == {"127.0.0.1"}, during  # nothing beyond loopback
+    assert 8787 not in {port for _, port in during}  # no dashboard on its usual port
     assert seen == [0, 1, 2, 3]  # handed on in input order
     for got, ref in zip(report.results, folder["ref"]):
         _same(got, ref)
@@ -157,8 +189,9 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
     ``attune analyze --scheduler`` and ``attune evaluate --scheduler`` as subprocesses."""
     sched_file = tmp_path / "scheduler.json"
     log = open(tmp_path / "dask.log", "w")
+    # --no-dashboard alone leaves an HTTP server (metrics, health) on 0.0.0.0: its address is given too
     procs = [_start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", str(sched_file)], log)]
+                     "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)], log)]
     try:
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline:
@@ -166,7 +199,8 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
         address = json.loads(sched_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
         procs.append(_start([DASK, "worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
-                             "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--memory-limit", "0"], log))
+                             "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--dashboard-address",
+                             "127.0.0.1:0", "--memory-limit", "0"], log))
         # the workers read the recordings under another path: the local names do not exist on this side
         remote = tmp_path / "remote"
         shutil.copytree(folder["dir"], remote)
@@ -176,6 +210,8 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
         cmd = [*CLI, "analyze", *files, "--scheduler", address, "--path-map", f"{local}={remote}",
                "--json", str(tmp_path / "out") + "/", "--cache", str(cache)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
+        listening = _listening([pid for proc in procs for pid in _tree(proc.pid)])
+        assert len(listening) >= 4 and {ip for ip, _ in listening} == {"127.0.0.1"}, listening
         assert p.returncode == 2, p.stderr  # the corrupt file
         errs = [x for x in p.stderr.splitlines() if x.strip()]
         assert len(errs) == 1 and "error" in errs[0] and str(local / "broken.xdf") in errs[0], p.stderr
