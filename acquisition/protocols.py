@@ -34,8 +34,10 @@ class Source(Protocol):
     origin: float
 
     def poll(self, *args: Any, **kwargs: Any) -> tuple[list, float | None, dict]:
-        """New chunks ``[(slot, timestamps (n,), values (n,))]``, the time the pipeline may advance to (or None),
-        and a per-person signal status.
+        """Take what arrived since the last call.
+
+        Returns the new chunks ``[(slot, timestamps (n,), values (n,))]``, the time the pipeline may advance to
+        (or None) and a per-person signal status.
         """
         ...
 
@@ -52,45 +54,71 @@ class ReplaySource(Source, Protocol):
     duration_s: float
 
     @property
-    def position_s(self) -> float: ...
+    def position_s(self) -> float:
+        """Session time handed out so far (s)."""
+        ...
 
     @property
-    def speed(self) -> float: ...
+    def speed(self) -> float:
+        """Replay speed, a multiple of real time (``inf``: as fast as possible)."""
+        ...
 
     @property
-    def paused(self) -> bool: ...
+    def paused(self) -> bool:
+        """True while the replay clock is paused."""
+        ...
 
     @property
-    def finished(self) -> bool: ...
+    def finished(self) -> bool:
+        """True once everything has been handed out (the runner then flushes the pipeline)."""
+        ...
 
     @property
-    def end(self) -> float: ...
+    def end(self) -> float:
+        """Stream time of the last sample (s)."""
+        ...
 
-    def start_clock(self) -> None: ...
+    def start_clock(self) -> None:
+        """Start the replay clock now, from the current position."""
+        ...
 
-    def seek(self, t_s: float) -> None: ...
+    def seek(self, t_s: float) -> None:
+        """Continue the replay from session time ``t_s`` (s); the runner reprocesses up to it."""
+        ...
 
-    def take_seek(self) -> float | None: ...
+    def take_seek(self) -> float | None:
+        """The pending seek target (s), cleared; None when there is none."""
+        ...
 
-    def set_speed(self, speed: float) -> None: ...
+    def set_speed(self, speed: float) -> None:
+        """Change the replay speed (a positive multiple of real time)."""
+        ...
 
-    def pause(self) -> None: ...
+    def pause(self) -> None:
+        """Stop the replay clock where it is."""
+        ...
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """Start the paused replay clock again."""
+        ...
 
 
 @runtime_checkable
 class MarkerSource(Source, Protocol):
     """Live LSL: other apps' markers as they arrive, ``[(stream time, stream name, text)]``."""
 
-    def poll_markers(self) -> list: ...
+    def poll_markers(self) -> list:
+        """Other apps' markers since the last call, ``[(stream time, stream name, text)]``."""
+        ...
 
 
 @runtime_checkable
 class NewStreamsSource(Source, Protocol):
     """Live LSL: names of streams that appeared after the session started (not in its slots)."""
 
-    def new_streams(self) -> list[str]: ...
+    def new_streams(self) -> list[str]:
+        """Names of streams that appeared after the source was made (not in its slots)."""
+        ...
 
 
 @runtime_checkable

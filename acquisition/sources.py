@@ -54,7 +54,10 @@ class InputSpec:
 
     @classmethod
     def of(cls, participant: str, d) -> InputSpec:
-        """The input of ``participant``'s stream described by ``d`` (a :class:`~attune_monitor.acquisition.convention.StreamDescriptor`)."""
+        """The input of ``participant``'s stream described by ``d``.
+
+        ``d`` is a :class:`~attune_monitor.acquisition.convention.StreamDescriptor`.
+        """
         return cls(participant, d.kind, float(d.srate), d.name, d.hr_averaging_s)
 
     @property
@@ -137,7 +140,8 @@ class RecordingSource:
             people = sorted({spec.participant for spec, _ in chosen})
             raise RecordingError(
                 f"{recording.path}: synchrony needs heart or EDA streams of at least 2 participants, "
-                f"found {len(people)} ({', '.join(people) or 'none'}); a roster (--roster) can assign streams to people."
+                f"found {len(people)} ({', '.join(people) or 'none'}); "
+                "a roster (--roster) can assign streams to people."
             )
         self.recording = recording
         self.assign = assign  # kept so a view can analyse the same recording with the same people
@@ -163,6 +167,7 @@ class RecordingSource:
 
     @property
     def speed(self) -> float:
+        """Replay speed, a multiple of real time (``inf``: as fast as possible)."""
         return self._speed
 
     def set_speed(self, speed: float) -> None:
@@ -174,11 +179,13 @@ class RecordingSource:
             self._speed = float(speed)
 
     def pause(self) -> None:
+        """Stop the replay clock where it is."""
         with self._lock:
             self._advance_clock()
             self._paused = True
 
     def resume(self) -> None:
+        """Start the paused replay clock again."""
         with self._lock:
             self._wall = time.monotonic()
             self._paused = False
@@ -190,6 +197,7 @@ class RecordingSource:
 
     @property
     def paused(self) -> bool:
+        """True while the replay clock is paused."""
         return self._paused
 
     def seek(self, t_s: float) -> None:
@@ -256,7 +264,7 @@ class RecordingSource:
         return chunks, until, {}
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the recording is in memory."""
 
 
 #: Receiver states shown to the user, from the inlet layer's states.
@@ -265,7 +273,9 @@ _STATUS_WORDS = {"connected": "ok", "connecting": "lost", "stale": "lost", "lost
 
 
 class LiveSource:
-    """The live LSL source: a :class:`~attune_monitor.acquisition.live.LiveSession`'s primary streams on the pipeline's slots.
+    """The live LSL source: a live session's primary streams on the pipeline's slots.
+
+    The session is a :class:`~attune_monitor.acquisition.live.LiveSession`.
 
     The slots are fixed when the source is made (a stream that appears later is
     announced in ``messages``; restart monitoring to include it). A stream
@@ -342,8 +352,10 @@ class LiveSource:
         return chunks, self._until, status
 
     def poll_markers(self) -> list:
-        """New event / marker samples of other apps (``(LSL timestamp, stream name, text)``, from the session's
-        :meth:`~attune_monitor.acquisition.live.LiveSession.poll_markers`), from this source's start on.
+        """New event / marker samples of other apps, ``[(LSL timestamp, stream name, text)]``.
+
+        They come from the session's :meth:`~attune_monitor.acquisition.live.LiveSession.poll_markers`, from this
+        source's start on.
         """
         return [m for m in self.session.poll_markers() if m[0] >= self.origin - 10.0]
 
@@ -357,4 +369,5 @@ class LiveSource:
         return out
 
     def close(self) -> None:
+        """Close the live session: its scan stops and every receiver closes."""
         self.session.close()
