@@ -524,6 +524,10 @@ def run_files(files, kwargs_per_file, *, show_progress: bool = False, on_result=
         if on_result:
             on_result(i, res)
 
+    def on_progress(done, total):
+        bar.label = f"analysing {total} files"  # those not skipped as up to date
+        bar(done, total)
+
     def one_bar(path):
         return ProgressBar(f"analysing {stem_of(path)}", clock=True) if show_progress else None
 
@@ -531,7 +535,7 @@ def run_files(files, kwargs_per_file, *, show_progress: bool = False, on_result=
         return run_batch(analyze_file, list(files), list(kwargs_per_file), jobs=jobs, dask_workers=dask_workers,
                          scheduler=scheduler, path_map=path_map, store=store, key_options=key_options, force=force,
                          restore=restore, keep=result_record, failed=failed_result, on_result=emit,
-                         progress=bar, file_progress=one_bar, remote_kwargs=remote, from_remote=from_remote)
+                         progress=on_progress if bar else None, file_progress=one_bar, remote_kwargs=remote, from_remote=from_remote)
     finally:
         if bar:
             bar.close()
