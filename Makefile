@@ -25,6 +25,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
+# Style (ruff, config in pyproject.toml) and types of dsp/ and acquisition/ (mypy). mypy cannot follow setuptools'
+# package-dir mapping, so it reads a tree of symlinks in build/mypy (attune_monitor/dsp -> ../../../dsp ...).
+# Not yet a prerequisite of `test` (issue 19): ruff and mypy still report errors; see the last lint commit.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	rm -rf build/mypy && mkdir -p build/mypy/attune_monitor
+	ln -s $(addprefix ../../../,$(wildcard attune_monitor/*.py)) build/mypy/attune_monitor/
+	for d in acquisition dsp ui; do ln -s ../../../$$d build/mypy/attune_monitor/$$d; done
+	$(VENV)/bin/mypy -p attune_monitor.dsp -p attune_monitor.acquisition
+
 # bench_sync: synchrony kernels and engine ticks. bench_soak: a live 4-person monitor recording 2 simulated
 # hours at 32x (~4 min; `$(PY) bench/bench_soak.py` alone runs the full 8 h, ~15 min): RSS slope, CPU and tick p99
 # first vs last hour, the recording checked complete. Each prints its figures as one JSON line at the end.
