@@ -71,11 +71,12 @@ class Limit(NamedTuple):
         """Whether ``value`` is a real number (not a bool) within the limit."""
         if not isinstance(value, Real) or isinstance(value, bool) or math.isnan(value):
             return False
-        if math.isinf(value) and not self.inf:
+        x = float(value)  # numbers.Real declares no ordering; every real number converts
+        if math.isinf(x) and not self.inf:
             return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
             return False
-        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+        return not (self.high is not None and (x >= self.high if self.high_open else x > self.high))
 
     def words(self) -> str:
         """The range in words: "seconds between 6 and 120", "seconds greater than 0", "a number 1 or more"."""
