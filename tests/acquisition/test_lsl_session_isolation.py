@@ -107,3 +107,4 @@ def test_a_resolver_sees_only_outlets_of_its_own_session(tmp_path, how):
     finally:
         outlet.stdin.close()
         outlet.wait(timeout=10)
+        outlet.stdout.close()
