@@ -185,10 +185,10 @@ def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESE
     import dataclasses
 
     from attune_monitor.acquisition.files import RecordingError, load_recording
+    from attune_monitor.analysis import analyze_recording
     from attune_monitor.dsp.pipeline import PipelineConfig
 
     from ..analysis_io import analysis_to_json, sorted_episodes, summary_text, write_json
-    from attune_monitor.analysis import analyze_recording
 
     t0 = time.perf_counter()
     res = FileResult(str(path))
@@ -209,14 +209,17 @@ def analyze_file(path, *, roster: str | None = None, preset: str = DEFAULT_PRESE
         return res
     except Exception as exc:  # a bug: say so in one line, the traceback goes to the log (-v)
         logger.debug("analysis of %s failed:\n%s", path, traceback.format_exc())
-        res.code, res.message = 1, f"{path}: internal error {type(exc).__name__}: {_one_line(str(exc))} (please report; -vv shows the traceback)"
+        res.code = 1
+        res.message = (f"{path}: internal error {type(exc).__name__}: {_one_line(str(exc))} (please report; -vv shows "
+                       "the traceback)")
         return res
     offset = float(analysis.origin) - res.origin
     doc = analysis_to_json(analysis, time_offset=offset)
     res.doc = doc
     res.flagged_s = [round(ep.flagged_s + offset, 3) for ep in sorted_episodes(analysis.episodes)]
-    res.warnings = [f"in the file: {p}" for p in analysis.problems] + [f"note: {n}" for n in [*notes, *analysis.notes]] + [
-        f"on reading: {n}" for n in getattr(recording, "notes", [])]
+    res.warnings = ([f"in the file: {p}" for p in analysis.problems]
+                    + [f"note: {n}" for n in [*notes, *analysis.notes]]
+                    + [f"on reading: {n}" for n in getattr(recording, "notes", [])])
     if not any(analysis.sync.values()):
         res.warnings.append(
             f"too short: {analysis.duration_s:.0f} s of data gave no synchrony window (a window is "
@@ -291,7 +294,8 @@ def output_paths(files, json_out: str | None, report_dir: str | None) -> tuple[l
             jsons = ["-"]
         elif STEM_FIELD in json_out:
             jsons = [json_out.replace(STEM_FIELD, s) for s in stems]
-        elif Path(json_out).is_dir() or json_out.endswith(("/", os.sep)) or (several and not json_out.endswith(".json")):
+        elif (Path(json_out).is_dir() or json_out.endswith(("/", os.sep))
+              or (several and not json_out.endswith(".json"))):
             jsons = [str(Path(json_out) / f"{s}.analysis.json") for s in stems]
         elif several:
             raise UsageError(f"Invalid value for '--json': {json_out!r} is one file but there are {len(files)} FILEs; "
@@ -310,7 +314,7 @@ def output_paths(files, json_out: str | None, report_dir: str | None) -> tuple[l
 
 # -- progress ----------------------------------------------------------------------------------------------------
 class ProgressBar:
-    """A one-line progress bar on stderr (``\\r`` redraws), at most 10 redraws a second."""
+    r"""A one-line progress bar on stderr (``\r`` redraws), at most 10 redraws a second."""
 
     def __init__(self, label: str, stream=None, width: int = 30, clock: bool = False):
         self.label = label
@@ -321,6 +325,7 @@ class ProgressBar:
         self._shown = False
 
     def __call__(self, done: float, total: float) -> None:
+        """Redraw for ``done`` of ``total`` (at most 10 times a second, always at the end)."""
         now = time.monotonic()
         if done < total and now - self._last < 0.1:
             return
@@ -337,6 +342,7 @@ class ProgressBar:
         self._shown = True
 
     def close(self) -> None:
+        """Erase the bar (when it was drawn)."""
         if self._shown:
             self.stream.write("\r" + " " * (len(self.label) + self.width + 30) + "\r")
             self.stream.flush()
@@ -535,7 +541,8 @@ def run_files(files, kwargs_per_file, *, show_progress: bool = False, on_result=
         return run_batch(analyze_file, list(files), list(kwargs_per_file), jobs=jobs, dask_workers=dask_workers,
                          scheduler=scheduler, path_map=path_map, store=store, key_options=key_options, force=force,
                          restore=restore, keep=result_record, failed=failed_result, on_result=emit,
-                         progress=on_progress if bar else None, file_progress=one_bar, remote_kwargs=remote, from_remote=from_remote)
+                         progress=on_progress if bar else None, file_progress=one_bar, remote_kwargs=remote,
+                         from_remote=from_remote)
     finally:
         if bar:
             bar.close()

@@ -17,13 +17,27 @@ import sys
 from pathlib import Path
 
 from attune_monitor.evaluation import (  # noqa: F401 - the old names stay importable from here
-    DURATION_BINS_S, DURATION_LABELS, EARLY_S, LATE_S, SIGNAL_LOSS_KINDS, TARGETS, Detection, FileScore, aggregate,
-    breakdown, detections_from_result, duration_label, find_cases, format_breakdown, format_metrics, score_file,
-    truth_problem)
+    DURATION_BINS_S,
+    DURATION_LABELS,
+    EARLY_S,
+    LATE_S,
+    SIGNAL_LOSS_KINDS,
+    TARGETS,
+    Detection,
+    FileScore,
+    aggregate,
+    breakdown,
+    detections_from_result,
+    duration_label,
+    find_cases,
+    format_breakdown,
+    format_metrics,
+    score_file,
+    truth_problem,
+)
 
 from ..errors import UsageError, check_output_file, os_error_text
 from .options import DEFAULT_PRESET, PRESET_NAMES
-
 
 __all__ = ["register", "run"]
 
@@ -105,7 +119,8 @@ def run(args) -> int:
               f"{s.signal_loss_periods}  latency {lat} s")
         if args.verbose_files:
             for r in truth.get("ruptures", []):
-                print(f"    truth  {r.get('who') or '-'} {r['onset_s']:.0f}-{r['offset_s']:.0f} s ({r.get('style', '')})")
+                print(f"    truth  {r.get('who') or '-'} {r['onset_s']:.0f}-{r['offset_s']:.0f} s "
+                      f"({r.get('style', '')})")
             for d in detections_from_result(res, truth):
                 print(f"    flag   {'-'.join(d.pair)} onset {d.onset_s:.0f} s flagged {d.flagged_s:.0f} s")
     if not scores:
