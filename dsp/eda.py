@@ -33,7 +33,7 @@ import logging
 import numpy as np
 from scipy import signal
 
-from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
+from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive, sosfilt_1d
 from attune_monitor.dsp.quality import Quality
 
 __all__ = ["EdaPreprocessor", "eda_to_grid"]
@@ -99,6 +99,7 @@ class EdaPreprocessor(GridPreprocessor):
         self.cutoff = min(self.cutoff, 0.4 * self.srate)
         self.sos = signal.butter(2, self.cutoff / nyq, output="sos")
         self.tonic_sos = signal.butter(2, min(self.tonic_cutoff, 0.4 * self.srate) / nyq, output="sos")
+        self._zi_unit, self._tzi_unit = signal.sosfilt_zi(self.sos), signal.sosfilt_zi(self.tonic_sos)
         self._look_flags = max(self.flat_s, self.pad + self.slope_span)
         self.latency = self._look_flags + self.bridge + self.max_interp_gap
         self._history = max(self.flat_s, self.bridge, self.pad + self.slope_span) + self.max_interp_gap + 1.0
@@ -133,7 +134,13 @@ class EdaPreprocessor(GridPreprocessor):
 
     # -- stage 1: flags ------------------------------------------------------------------------
     def _flags(self, i0: int, i1: int) -> np.ndarray:
-        ts, x = self._ts, self._x
+        # Only the samples from ``_look_flags`` (+1 s) before ts[i0] can change the flags of [i0, i1): a flat
+        # run reaching further back is >= flat_s long whether or not it is cut there, and the slopes of the
+        # motion test look back slope_span, padded by pad. Working on that window keeps a live call O(chunk)
+        # instead of O(buffer), with the same flags.
+        w0 = max(int(np.searchsorted(self._ts, self._ts[i0] - self._look_flags - 1.0, side="right")) - 1, 0)
+        ts, x = self._ts[w0:], self._x[w0:]
+        i0, i1 = i0 - w0, i1 - w0
         n = ts.size
         off = ~np.isfinite(x) | (x < self.min_level) | (x > self.max_level)
         # flat runs: the value stays in one ADC step (x quantised by the resolution), no timestamp gap;
@@ -144,8 +151,8 @@ class EdaPreprocessor(GridPreprocessor):
             step_ok[1:] = (np.diff(level) == 0) & (np.diff(ts) <= self.max_interp_gap)
         step_ok &= ~off
         run_id = np.cumsum(~step_ok)
-        first = np.r_[0, np.flatnonzero(np.diff(run_id)) + 1]  # first index of each run
-        last = np.r_[first[1:] - 1, n - 1]
+        first = np.concatenate(([0], np.flatnonzero(np.diff(run_id)) + 1))  # first index of each run
+        last = np.concatenate((first[1:] - 1, [n - 1]))
         length = ts[last] - ts[first]
         flat = length[run_id - run_id[0]] >= self.flat_s
         # motion: slope over slope_span
@@ -157,7 +164,7 @@ class EdaPreprocessor(GridPreprocessor):
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308): an infinite slope is motion
             slope = np.where(has, (x - x[jj]) / np.where(dt > 0, dt, 1.0), 0.0)
         seed = np.abs(slope) > self.max_slope
-        cs = np.r_[0, np.cumsum(seed)]
+        cs = np.concatenate(([0], np.cumsum(seed)))
         lo = np.searchsorted(ts, ts[i0:i1] - self.pad, side="left")
         hi = np.searchsorted(ts, ts[i0:i1] + self.pad, side="right")
         motion = (cs[hi] - cs[lo]) > 0
@@ -188,10 +195,10 @@ class EdaPreprocessor(GridPreprocessor):
         lvl = np.full(val.shape, np.nan)
         ton = np.full(val.shape, np.nan)
         valid = np.isfinite(val)
-        prev_ts = np.r_[self._last_clean_ts, ts[i0:i1 - 1]]
+        prev_ts = np.concatenate(([self._last_clean_ts], ts[i0:i1 - 1]))
         restart = valid & ((ts[i0:i1] - prev_ts) > self.max_interp_gap)
         brk = ~valid | restart
-        bounds = np.r_[0, np.flatnonzero(brk), val.size]
+        bounds = np.concatenate(([0], np.flatnonzero(brk), [val.size]))
         for a, b in zip(bounds[:-1], bounds[1:]):
             if a == b:
                 continue
@@ -204,10 +211,10 @@ class EdaPreprocessor(GridPreprocessor):
                 self._zi = self._tzi = None
             seg = val[a:b]
             if self._zi is None:
-                self._zi = signal.sosfilt_zi(self.sos) * seg[0]
-                self._tzi = signal.sosfilt_zi(self.tonic_sos) * seg[0]
-            lvl[a:b], self._zi = signal.sosfilt(self.sos, seg, zi=self._zi)
-            ton[a:b], self._tzi = signal.sosfilt(self.tonic_sos, seg, zi=self._tzi)
+                self._zi = self._zi_unit * seg[0]
+                self._tzi = self._tzi_unit * seg[0]
+            lvl[a:b], self._zi = sosfilt_1d(self.sos, seg, self._zi)
+            ton[a:b], self._tzi = sosfilt_1d(self.tonic_sos, seg, self._tzi)
         self._last_clean_ts = float(ts[i1 - 1])
         self._lvl = np.concatenate([self._lvl, lvl])
         self._ton = np.concatenate([self._ton, ton])
