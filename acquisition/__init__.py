@@ -20,9 +20,9 @@ neither pylsl nor the readers):
 
 if __name__ != "attune_monitor.acquisition":  # pragma: no cover - only a wrong import gets here
     raise ImportError(
-        f"import this package as 'attune_monitor.acquisition', not '{__name__}' (a second copy under another name would "
-        "break the guarantee that LSL's loopback configuration is in force before pylsl loads); install Attune with "
-        "'make install' or 'pip install -e .' and write 'from attune_monitor import acquisition'")
+        f"import this package as 'attune_monitor.acquisition', not '{__name__}' (a second copy under another name "
+        "would break the guarantee that LSL's loopback configuration is in force before pylsl loads); install Attune "
+        "with 'make install' or 'pip install -e .' and write 'from attune_monitor import acquisition'")
 
 #: public name -> (module, name there)
 _HOME = {

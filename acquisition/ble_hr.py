@@ -454,13 +454,17 @@ class HeartRateClient(Protocol):
     """What the bridge needs of a BLE client (``bleak.BleakClient`` satisfies it)."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The device's advertised name."""
 
-    async def connect(self) -> Any: ...
+    async def connect(self) -> Any:
+        """Connect to the device."""
 
-    async def disconnect(self) -> Any: ...
+    async def disconnect(self) -> Any:
+        """Disconnect from the device."""
 
-    async def start_notify(self, char_specifier: str, callback: Callable[[Any, bytearray], None]) -> Any: ...
+    async def start_notify(self, char_specifier: str, callback: Callable[[Any, bytearray], None]) -> Any:
+        """Call ``callback(characteristic, data)`` on each notification of ``char_specifier``."""
 
 
 #: ``factory(address, disconnected_callback) -> client``.

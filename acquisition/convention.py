@@ -116,7 +116,9 @@ MAX_INLET_RATE = 100_000.0
 
 
 def rate_is_implausible(d) -> bool:
-    """True when a stream's nominal rate is not a rate (negative, not finite) or above :data:`MAX_INLET_RATE`, or
+    """True when a stream's nominal rate cannot be believed.
+
+    True when a stream's nominal rate is not a rate (negative, not finite) or above :data:`MAX_INLET_RATE`, or
     above :data:`PLAUSIBLE_MAX_RATE` of its kind (heart, EDA or marker stream).
     """
     rate = float(d.srate or 0.0)
@@ -737,7 +739,9 @@ def describe(header: str | dict) -> StreamDescriptor:
 
 
 def _declared_seconds(text: str | None) -> float | None:
-    """A declared number of seconds in ``[0, 600)``, else ``None`` (absent, not a number or absurd: the default
+    """A declared number of seconds in ``[0, 600)``, else ``None``.
+
+    A declared number of seconds in ``[0, 600)``, else ``None`` (absent, not a number or absurd: the default
     applies).
     """
     try:

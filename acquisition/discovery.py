@@ -126,7 +126,9 @@ def xpath_literal(text: str) -> str:
 
 
 def identity_predicate(d: StreamDescriptor) -> str:
-    """The liblsl resolve predicate that matches every stream claiming ``d``'s identity
+    """The liblsl resolve predicate for streams claiming ``d``'s identity.
+
+    The liblsl resolve predicate that matches every stream claiming ``d``'s identity
     (:attr:`~attune_monitor.acquisition.convention.StreamDescriptor.identity`: name, type, source_id and hostname).
     """
     fields = zip(("name", "type", "source_id", "hostname"), d.identity)

@@ -127,7 +127,8 @@ class RecordedStream:
         v = np.asarray(self.values)
         if v.dtype.kind not in "fiu":
             return np.full(len(self.timestamps), np.nan)
-        v = v.reshape(len(self.timestamps), -1)[:, min(d.channel_index, max(v.shape[-1] - 1, 0))] if v.size else np.zeros(0)
+        column = min(d.channel_index, max(v.shape[-1] - 1, 0))
+        v = v.reshape(len(self.timestamps), -1)[:, column] if v.size else np.zeros(0)
         if d.scale is None:
             d.guess_scale(v[:200])
         return d.to_canonical(v)
@@ -307,7 +308,9 @@ EPISODE_MARKER_KINDS = ("rupture_noticed", "repair", "label", "confirm", "dismis
 
 
 def is_shared_kind(kind: str | None) -> bool:
-    """Whether a marker of this kind (None: another app's) stands for something everybody in the session shared
+    """Whether a marker of this kind stands for something everybody in the session shared.
+
+    Whether a marker of this kind (None: another app's) stands for something everybody in the session shared
     (re-baseline, don't flag): another app's marker (an experiment's phase or task switch, a stimulus) and the
     facilitator's ``note`` do; Attune's markers about an episode (:data:`EPISODE_MARKER_KINDS`) do not.
     """
@@ -349,7 +352,8 @@ def load_recording(path, *, recorded_roster: bool = True) -> Recording:
     if p.is_dir():
         if _is_e4_folder(p):
             return _checked(load_e4_folder(p))
-        subs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(_is_e4_folder(x) for x in [d, *d.rglob("*")] if x.is_dir())]
+        subs = [d for d in sorted(p.iterdir())
+                if d.is_dir() and any(_is_e4_folder(x) for x in [d, *d.rglob("*")] if x.is_dir())]
         if subs:
             return _checked(load_e4_session(p))
         raise RecordingError(f"{p}: a folder, but neither an E4 export (EDA.csv, HR.csv ...) nor a folder of them.")
@@ -418,7 +422,8 @@ def load_xdf(path) -> Recording:
             if vals.ndim == 1:
                 vals = vals[:, None]
             if len(ts) != len(vals):
-                rec.problems.append(f"stream {d.name!r}: {len(ts)} timestamps for {len(vals)} samples; cut to the shorter.")
+                rec.problems.append(
+                    f"stream {d.name!r}: {len(ts)} timestamps for {len(vals)} samples; cut to the shorter.")
                 n = min(len(ts), len(vals))
                 ts, vals = ts[:n], vals[:n]
         if len(ts) and d.kind is not None:
@@ -723,7 +728,9 @@ def _checked(rec: Recording) -> Recording:
 
 
 def _plausible_rate(rec: Recording, d, ts: np.ndarray, header=None):
-    """``d`` with a believable nominal rate, or ``None`` when the stream must be left out (either said in
+    """``d`` with a believable nominal rate, or ``None`` when the stream must be left out.
+
+    ``d`` with a believable nominal rate, or ``None`` when the stream must be left out (either said in
     ``rec.problems``: the file's header is wrong).
 
     A claim over :data:`MAX_PLAUSIBLE_SRATE` (or not a finite number >= 0) gives way to the rate the timestamps

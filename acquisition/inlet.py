@@ -394,7 +394,9 @@ class StreamReceiver:
     # ------------------------------------------------------------------ public API
     @property
     def key(self) -> str:
-        """The stream's identity as one string (name, type, source_id, hostname: see
+        """The stream's identity as one string, stable across restarts of the outlet.
+
+        The stream's identity as one string (name, type, source_id, hostname: see
         :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`); stable across restarts of the outlet.
         """
         return self.descriptor.key
@@ -420,7 +422,9 @@ class StreamReceiver:
 
     @property
     def returnable(self) -> frozenset:
-        """Uids of runs received before that were given up without liblsl seeing them end (a network outage, a
+        """Uids of earlier runs that were given up without liblsl seeing them end.
+
+        Uids of runs received before that were given up without liblsl seeing them end (a network outage, a
         stopped process): if one is live again it is the genuine stream, and the run received since is not.
         """
         with self._lock:
@@ -650,7 +654,9 @@ class StreamReceiver:
         return True
 
     def _created_while_received(self, inlet, full) -> str | None:
-        """Why a new run claiming this stream cannot be its restart, else ``None`` (and :attr:`_run_note` says when
+        """Why a new run claiming this stream cannot be its restart, else ``None``.
+
+        Why a new run claiming this stream cannot be its restart, else ``None`` (and :attr:`_run_note` says when
         it was created): its outlet was made while this stream was still sending from the run received then.
         """
         with self._lock:
@@ -689,13 +695,16 @@ class StreamReceiver:
                 "adopted. If the device was reconfigured, restart monitoring.")
 
     def _check_header(self, new: StreamDescriptor) -> None:
-        """Take the refreshed header, keeping what the caller decided (the roster's kind and unit, a unit
+        """Take the refreshed header, keeping what the caller decided; flag channel mismatches.
+
+        Take the refreshed header, keeping what the caller decided (the roster's kind and unit, a unit
         guessed earlier); flag channel mismatches.
         """
         old = self.descriptor
 
         def keep_unit() -> None:
-            new.unit, new.scale, new.unit_guessed, new.reciprocal = old.unit, old.scale, old.unit_guessed, old.reciprocal
+            new.unit, new.scale = old.unit, old.scale
+            new.unit_guessed, new.reciprocal = old.unit_guessed, old.reciprocal
             new.declared_unit = old.declared_unit
 
         if old.kind is not None and new.kind != old.kind:

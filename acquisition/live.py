@@ -130,6 +130,7 @@ class SessionStatus:
     unassigned: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The assignment as plain JSON types (participants, streams, primary per person/modality, warnings)."""
         return {"time": self.time, "participants": list(self.participants),
                 "streams": [s.to_dict() for s in self.streams],
                 "primary": {f"{p}/{m}": k for (p, m), k in self.primary.items()},
@@ -182,7 +183,8 @@ class LiveSession:
         self._reported: set = set()  # (identity key, uids) already reported: each duplicate is said once
         self._notices: list[str] = []  # messages for the user not yet taken by notices()
         self._ended: dict[str, None] = {}  # uids of runs whose connection liblsl saw end (ordered; bounded)
-        self._unusable: dict[str, tuple[str, str, str]] = {}  # identity key -> (uid, name, reason): refused live streams
+        # identity key -> (uid, name, reason): refused live streams
+        self._unusable: dict[str, tuple[str, str, str]] = {}
         self._marker_limits: dict[str, _MarkerLimit] = {}  # key -> rate limit of a followed marker stream
         self._assignment = Assignment()
         self._stop = threading.Event()
@@ -302,7 +304,9 @@ class LiveSession:
         return added
 
     def _find(self, d: StreamDescriptor) -> list:
-        """Live streams claiming ``d``'s identity, from the continuous resolver (no socket of their own; a lost
+        """Live streams claiming ``d``'s identity, from the continuous resolver.
+
+        Live streams claiming ``d``'s identity, from the continuous resolver (no socket of their own; a lost
         stream's receiver asks this while it looks for the stream).
         """
         resolver = self._resolver
@@ -490,14 +494,18 @@ class LiveSession:
 
     @property
     def receivers(self) -> dict:
-        """``{key: StreamReceiver}`` (a copy of the mapping; key: the stream's identity,
+        """The stream receivers by identity key (a copy of the mapping).
+
+        ``{key: StreamReceiver}`` (a copy of the mapping; key: the stream's identity,
         :attr:`attune_monitor.acquisition.convention.StreamDescriptor.key`).
         """
         with self._lock:
             return dict(self._receivers)
 
     def marker_streams(self) -> dict:
-        """``{key: pylsl.StreamInfo}`` of the event / marker streams seen (another app's experiment markers):
+        """The event / marker streams seen (another app's experiment markers), by identity key.
+
+        ``{key: pylsl.StreamInfo}`` of the event / marker streams seen (another app's experiment markers):
         they are no one's physiology, but a recording of the session keeps them, as LabRecorder would
         (:func:`attune_monitor.acquisition.convention.is_marker_stream`; the session's ``match`` / ``accept`` filters
         apply).
@@ -549,7 +557,9 @@ class LiveSession:
         )
 
     def stream_info(self, key: str):
-        """The resolved ``pylsl.StreamInfo`` of stream ``key`` (an identity key of :attr:`receivers` or
+        """The resolved ``pylsl.StreamInfo`` of stream ``key``, ``None`` when unknown.
+
+        The resolved ``pylsl.StreamInfo`` of stream ``key`` (an identity key of :attr:`receivers` or
         :meth:`marker_streams`): the run its receiver receives now, else the run first adopted; ``None`` when
         unknown.
         """

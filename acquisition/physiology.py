@@ -335,7 +335,8 @@ def simulate_session(scenario: Scenario, seed: int = 0, duration_s: float | None
     """
     duration = float(scenario.duration_s if duration_s is None else duration_s)
     if not duration > 0:
-        raise ValueError(f"Invalid value for 'duration_s': expected a positive number of seconds, but got {duration_s}.")
+        raise ValueError(
+            f"Invalid value for 'duration_s': expected a positive number of seconds, but got {duration_s}.")
     fs = GRID_HZ
     n = int(np.ceil((duration + 4.0) * fs)) + 1
     t = np.arange(n) / fs
@@ -546,12 +547,14 @@ def _eda(sid, p, t, drive, aversive, withdrawn, stress, stress_eda, stress_onset
     # tonic: level + slow part of the drive + an own slow drift
     slow = uniform_filter1d(drive, int(20 * GRID_HZ), mode="nearest")  # 20 s moving average
     drift = np.cumsum(rng.standard_normal(t.size)) / np.sqrt(t.size)  # a random walk spanning the session
-    tonic = p.eda_us * (1.0 + 0.06 * slow + 0.08 * drive + 0.15 * drift) + 1.2 * aversive - 0.3 * withdrawn * p.eda_us / 4 + stress_eda
+    tonic = (p.eda_us * (1.0 + 0.06 * slow + 0.08 * drive + 0.15 * drift) + 1.2 * aversive
+             - 0.3 * withdrawn * p.eda_us / 4 + stress_eda)
     if shift is not None:
         tonic = tonic + AROUSAL_SHIFT_EDA * p.eda_us * shift
     tonic = np.maximum(tonic, 0.2 * p.eda_us)
     # SCRs: spontaneous (rate follows the drive) + responses to moments (shared and own, see _responses)
-    rate = SCR_RATE_PER_MIN / 60.0 * np.exp(0.6 * drive) * (1.0 + 3.0 * aversive) * (1.0 - 0.75 * withdrawn) * (1 + stress)
+    rate = (SCR_RATE_PER_MIN / 60.0 * np.exp(0.6 * drive) * (1.0 + 3.0 * aversive) * (1.0 - 0.75 * withdrawn)
+            * (1 + stress))
     if shift is not None:
         rate = rate * np.exp(AROUSAL_SHIFT_RATE * shift)
     spont = _poisson_times(rng, t, rate)
@@ -627,10 +630,12 @@ def _ppg(sid, pid, beats, duration, resp_phase, t, dropout, scenario, seed, nois
     for shift in (-2, -1, 0):
         k = np.clip(nxt + shift, 0, beats.size - 1)
         dt = ts - beats[k] - ptt
-        x += np.exp(-0.5 * ((dt - 0.10) / 0.08) ** 2) + 0.3 * np.exp(-0.5 * ((dt - 0.10 - 0.25 * np.sqrt(rr[k])) / 0.10) ** 2)
+        x += (np.exp(-0.5 * ((dt - 0.10) / 0.08) ** 2)
+              + 0.3 * np.exp(-0.5 * ((dt - 0.10 - 0.25 * np.sqrt(rr[k])) / 0.10) ** 2))
     rp = np.interp(ts, t, resp_phase)
     x = 60.0 * x * (1.0 + 0.15 * np.sin(rp)) + 25.0 * np.sin(rp + 1.0)
-    x += 30.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.08)) + (1.5 * noise) * rng.standard_normal(ts.size)
+    x += (30.0 * np.interp(ts, t, band_noise(rng, t.size, GRID_HZ, 0.01, 0.08))
+          + (1.5 * noise) * rng.standard_normal(ts.size))
     x -= x.mean()
     for on, off, c in _windows(scenario.confounds, "motion", pid, duration):
         for at in rng.uniform(on, off, int(c.options.get("count", 5))):

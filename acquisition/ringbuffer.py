@@ -68,7 +68,8 @@ class RingBuffer:
     def __init__(self, capacity: int):
         capacity = int(capacity)
         if capacity < 1:
-            raise ValueError(f"Invalid value for 'capacity': expected a positive number of samples, but got {capacity}.")
+            raise ValueError(
+                f"Invalid value for 'capacity': expected a positive number of samples, but got {capacity}.")
         self.capacity = capacity
         self._t = np.full(capacity, np.nan, dtype=np.float64)
         self._v = np.full(capacity, np.nan, dtype=np.float64)

@@ -121,6 +121,7 @@ class StreamRule:
         return bool(given) and all(fnmatchcase((getattr(d, f) or "").lower(), p.lower()) for f, p in given)
 
     def to_toml(self) -> dict:
+        """The rule as a roster TOML table: only the fields that are set."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, False)}
 
 
@@ -161,6 +162,7 @@ class AssignedStream:
     preferred: bool = False  # roster rule said primary = true
 
     def to_dict(self) -> dict:
+        """The assigned stream as plain JSON types."""
         return {"participant": self.participant, "modality": self.modality, "kind": self.kind,
                 "source": self.source, "primary": self.primary, "stream": self.descriptor.to_dict()}
 
@@ -175,6 +177,7 @@ class Ambiguity:
     chosen: StreamDescriptor
 
     def message(self) -> str:
+        """The ambiguity in words: the candidates, the one used and how to choose another."""
         names = ", ".join(f"{c.name!r} (source_id {c.source_id!r}, host {c.hostname!r})" for c in self.candidates)
         return (f"participant {self.participant} has {len(self.candidates)} {self.modality} streams of the same "
                 f"kind: {names}; using {self.chosen.name!r} ({self.chosen.source_id!r}). To choose another, add it "
@@ -229,6 +232,7 @@ class Assignment:
         return None
 
     def to_dict(self) -> dict:
+        """The assignment as plain JSON types (participants, streams, unassigned with reasons, warnings)."""
         return {
             "participants": self.participants,
             "streams": [s.to_dict() for s in self.streams],

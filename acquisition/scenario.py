@@ -149,6 +149,7 @@ class Scenario:
 
     @property
     def ids(self) -> list[str]:
+        """The participants' ids, in order."""
         return [p.id for p in self.participants]
 
     @property
@@ -215,7 +216,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     text_name = str(name_or_path)
     path = Path(text_name)
     if text_name in builtin_names():
-        text = resources.files("attune_monitor.acquisition.scenarios").joinpath(text_name + ".toml").read_text(encoding="utf-8")
+        packaged = resources.files("attune_monitor.acquisition.scenarios").joinpath(text_name + ".toml")
+        text = packaged.read_text(encoding="utf-8")
         source = text_name
     elif path.suffix == ".toml" or path.exists():
         try:

@@ -64,7 +64,7 @@ def _append_element(parent, el: ET.Element) -> None:
 
 
 def stream_info(stream, pylsl):
-    """A ``pylsl.StreamInfo`` for a :class:`~attune_monitor.acquisition.physiology.SimStream`, desc per the convention."""
+    """A ``pylsl.StreamInfo`` for a :class:`~attune_monitor.acquisition.physiology.SimStream` (desc: the convention)."""
     info = pylsl.StreamInfo(stream.name, stream.type, 1, stream.srate, stream.channel_format, stream.source_id)
     _append_element(info.desc(), desc_element(stream.desc))
     return info
@@ -112,6 +112,7 @@ class Simulator:
 
     @property
     def running(self) -> bool:
+        """True while the pushing thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
     @property
@@ -142,7 +143,9 @@ class Simulator:
                              for s in self.session.streams]
 
     def _take_instance(self) -> None:
-        """Take the first free instance number of this session's source_ids on this machine (module docstring);
+        """Take the first free instance number of this session's source_ids on this machine.
+
+        Take the first free instance number of this session's source_ids on this machine (module docstring);
         instance ``k > 1`` renames every stream's source_id to ``<source_id>-run<k>``.
         """
         ids = "\n".join(sorted(s.source_id for s in self.session.streams))

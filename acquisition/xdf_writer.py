@@ -310,6 +310,7 @@ class XdfWriter:
 
     @property
     def closed(self) -> bool:
+        """True once the file is closed."""
         return self._fd is None
 
     # -- low level -------------------------------------------------------
@@ -555,7 +556,8 @@ class XdfWriter:
                 if self._failed is None:
                     open_streams = [s for s in self._streams.values() if not s.closed]
                     if open_streams:
-                        self._write(_chunk(TAG_BOUNDARY, BOUNDARY_UUID) + b"".join(self._footer(s) for s in open_streams))
+                        self._write(_chunk(TAG_BOUNDARY, BOUNDARY_UUID)
+                                    + b"".join(self._footer(s) for s in open_streams))
                     for s in open_streams:
                         s.closed = True
                     if self.fsync:

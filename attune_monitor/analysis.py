@@ -55,7 +55,8 @@ def make_pipeline(source, config: PipelineConfig, modalities=None) -> SessionPip
         modalities = tuple(modalities)
         bad = [m for m in modalities if m not in ("hr", "eda")]
         if bad or not modalities:
-            raise ValueError(f"Invalid value for 'modalities': expected one or both of hr, eda, but got {modalities!r}.")
+            raise ValueError(
+                f"Invalid value for 'modalities': expected one or both of hr, eda, but got {modalities!r}.")
         keep = [i for i, s in enumerate(inputs) if s.modality in modalities]
         people = list(dict.fromkeys(inputs[i].participant for i in keep))
         if len(people) < 2:
@@ -162,7 +163,9 @@ class Analysis:
         return away_at(self.arousal_t, self.arousal_state, self.participants, pair, times, self.step_s)
 
     def episode_arousal(self) -> list[dict]:
-        """Per episode, in the document's order (:func:`sorted_episodes`), who of its pair was
+        """Per episode, who of its pair was moving away in arousal before it was flagged.
+
+        Per episode, in the document's order (:func:`sorted_episodes`), who of its pair was
         moving away in their arousal before it was flagged (any second from its onset to the flag, or at a
         re-flag; as the live view records it): ``{person: "climbing" | "flattening"}`` (may be empty).
         """

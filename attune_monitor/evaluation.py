@@ -109,6 +109,7 @@ class FileScore:
     rupture_kinds: list = field(default_factory=list)      # per truth rupture: {"style":, "duration":} labels
 
     def to_dict(self) -> dict:
+        """The session's scores as plain JSON types (counts, latencies, false-alarm times)."""
         return {
             "name": self.name, "duration_s": self.duration_s, "truth_ruptures": self.n_truth,
             "detected": sum(self.detected), "episodes": self.n_episodes, "true_positives": self.true_positives,
@@ -320,8 +321,10 @@ def format_breakdown(b: dict) -> list[str]:
 
 
 def detections_from_result(res, truth: dict) -> list:
-    """Episodes of an analyze :class:`~attune_monitor.ui.commands.analyze.FileResult` (or anything with ``origin``, ``doc`` and ``flagged_s``) in the truth's time.
+    """Episodes of an analyze result, in the truth's time.
 
+    ``res`` is a :class:`~attune_monitor.ui.commands.analyze.FileResult` (or anything with ``origin``, ``doc`` and
+    ``flagged_s``).
     The truth counts from ``truth["time_origin"]`` (stream time of session 0);
     the analysis document counts from the file's earliest timestamp
     (``res.origin``).
@@ -340,7 +343,9 @@ def _number(x) -> bool:
 
 
 def truth_problem(truth) -> str | None:
-    """What makes ``truth`` unusable as an ``attune.truth/1`` document (the fields :func:`score_file` reads), or
+    """What makes ``truth`` unusable as an ``attune.truth/1`` document, or None when usable.
+
+    What makes ``truth`` unusable as an ``attune.truth/1`` document (the fields :func:`score_file` reads), or
     None when it is usable.
     """
     if not isinstance(truth, dict):

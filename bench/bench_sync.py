@@ -260,7 +260,8 @@ def main() -> int:
             f"max |diff| r0 {err_w0:.1e}, peak r {err_wmax:.1e}",
         ),
     ]
-    print(f"Synchrony benchmark: {P} people, {N / FS / 3600:.0f} h at {FS:g} Hz, {WIN_S:g} s windows, {STEP_S:g} s step")
+    print(f"Synchrony benchmark: {P} people, {N / FS / 3600:.0f} h at {FS:g} Hz, {WIN_S:g} s windows, "
+          f"{STEP_S:g} s step")
     print(
         f"every time is the median of {REPEAT} runs after a warm-up; "
         f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end"

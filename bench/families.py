@@ -155,7 +155,8 @@ def base_config(preset: str = "balanced", evidence: str | None = None, config_mo
         obj = obj() if callable(obj) and not isinstance(obj, DetectorConfig) else obj
         if isinstance(obj, dict):
             if preset not in obj:
-                raise ValueError(f"Invalid value for 'preset': {config_module} has {', '.join(obj)}, but got {preset!r}.")
+                raise ValueError(
+                    f"Invalid value for 'preset': {config_module} has {', '.join(obj)}, but got {preset!r}.")
             obj = obj[preset]
         if not isinstance(obj, DetectorConfig):
             raise ValueError(f"Invalid value for 'config-module': expected {config_module} to give a DetectorConfig "

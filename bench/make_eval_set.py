@@ -123,7 +123,8 @@ def _scenario_text(head: dict, people: list, ruptures: list, confounds: list) ->
     return text, {**head, "participants": people, "ruptures": ruptures, "confounds": confounds}
 
 
-def random_scenario(seed: int, duration_s: float = 900.0, shared_events_per_min: float | None = None) -> tuple[str, dict]:
+def random_scenario(seed: int, duration_s: float = 900.0,
+                    shared_events_per_min: float | None = None) -> tuple[str, dict]:
     """A random scenario as TOML text (and the same as a dict, for the listing).
 
     ``shared_events_per_min`` None keeps the simulator's default rate of shared moments.

@@ -273,7 +273,7 @@ def aligned_segments(person: Person, to: Person | None) -> list:
 
 
 def join_segments(segments, kinds) -> dict:
-    """Segments joined on their (wall-clock) times, as :func:`attune_monitor.acquisition.files.load_e4_session` joins them.
+    """Segments joined on their (wall-clock) times, as :func:`~attune_monitor.acquisition.files.load_e4_session` does.
 
     Returns
     -------
@@ -422,14 +422,14 @@ def build_pair(people: dict, a: str, b: str, kinds=("hr", "eda"), align: bool = 
             streams.append(RecordedStream(d, ts, vs[:, None], None))
     spans = phase_spans(seg_a, seg_b)
     if markers and spans:
-        streams.append(_marker_stream([s0 for _, s0, _ in spans],
-                                      [f"{lab} start ({PHASE_NAMES.get(lab.split('/')[-1], '?')})" for lab, _, _ in spans]))
+        labels = [f"{lab} start ({PHASE_NAMES.get(lab.split('/')[-1], '?')})" for lab, _, _ in spans]
+        streams.append(_marker_stream([s0 for _, s0, _ in spans], labels))
     rec = Recording(Path(f"{a}+{b}" + ("+spliced" if splices else "")), streams)
     return rec, spans
 
 
 def _marker_stream(times, texts):
-    """A string marker stream (an experiment's phase triggers) as a :class:`attune_monitor.acquisition.files.RecordedStream`."""
+    """A string marker stream (phase triggers) as a :class:`~attune_monitor.acquisition.files.RecordedStream`."""
     from attune_monitor.acquisition.convention import describe
     from attune_monitor.acquisition.files import RecordedStream
 
@@ -491,7 +491,10 @@ def _pipeline_takes_config() -> bool:
 
 
 def analyze(recording, detector="balanced", window_s: float = 30.0):
-    """:func:`attune_monitor.analysis.analyze_recording` with a preset name or a :class:`attune_monitor.dsp.detector.DetectorConfig`."""
+    """:func:`~attune_monitor.analysis.analyze_recording` with a preset name or a detector configuration.
+
+    ``config`` is a preset name or a :class:`~attune_monitor.dsp.detector.DetectorConfig`.
+    """
     from attune_monitor.analysis import analyze_recording
     from attune_monitor.dsp.detector import PRESETS
     from attune_monitor.dsp.pipeline import PipelineConfig
@@ -671,7 +674,8 @@ def plan_splices(people: dict, base: dict, kinds, rng: np.random.Generator, runs
                 continue
             # armed stretches of this phase (the pair measurably in tune for >= SPLICE_ARMED_S before a start):
             # a splice there is a lapse from a measured attunement, the case the detector is for
-            armed = [(max(x0 + SPLICE_ARMED_S, p0 + SPLICE_MARGIN_S), min(x1, p1)) for x0, x1 in (base.get("armed") or [])]
+            armed = [(max(x0 + SPLICE_ARMED_S, p0 + SPLICE_MARGIN_S), min(x1, p1))
+                     for x0, x1 in (base.get("armed") or [])]
             armed = [(x0, x1) for x0, x1 in armed if x1 > x0]
             for _try in range(20):  # a few draws per phase: length, then a start where everything holds
                 length = float(rng.uniform(SPLICE_MIN_S, SPLICE_MAX_S))

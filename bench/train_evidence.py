@@ -1,4 +1,4 @@
-"""Fit the learned rupture evidence (:mod:`attune_monitor.dsp.evidence`) on simulated tune sessions and choose its thresholds.
+"""Fit the learned rupture evidence (:mod:`~attune_monitor.dsp.evidence`) on simulated tune sessions; choose thresholds.
 
 Uses sessions cached by ``bench/tune_detector.py cache`` (the tune split only; never the eval split). Each
 session is replayed through :class:`attune_monitor.dsp.detector.RuptureDetector` with ``collect_features=True``, so the

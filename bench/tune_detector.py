@@ -136,7 +136,7 @@ def arousal_labels(d: dict, t: np.ndarray) -> dict:
 
 
 def fit_arousal(data, config=None) -> dict:
-    """Fit :data:`attune_monitor.dsp.divergence.LLR_MODEL` (means per label, covariance in tune) on cached tune sessions."""
+    """Fit :data:`~attune_monitor.dsp.divergence.LLR_MODEL` (means per label, covariance in tune) on cached sessions."""
     from attune_monitor.dsp.divergence import ArousalDivergence
 
     rows: dict = {"in_tune": [], "aversive": [], "withdrawn": []}

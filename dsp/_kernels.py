@@ -80,7 +80,9 @@ def get(name: str, wait: bool = True):
 
 
 def preload(name: str, example_args: tuple) -> threading.Thread | None:
-    """Load kernel ``name`` for the argument types of ``example_args`` in a daemon thread (see the module
+    """Load kernel ``name`` in a daemon thread; the thread, or None when there is nothing to load.
+
+    Load kernel ``name`` for the argument types of ``example_args`` in a daemon thread (see the module
     notes); returns the thread, or None when numba is missing, preloading is off or the kernel is loaded.
     """
     if not HAVE_NUMBA or name in _compiled or name in _preloading or os.environ.get("ATTUNE_NUMBA_PRELOAD") == "0":
@@ -243,7 +245,9 @@ def _pearson_lag0(x, step, nw, n_seg, J, ia, ib, out, redo, rel, flat_abs):  # p
 
 
 def _tree_sum(X, feature, threshold, missing_left, left, right, is_leaf, value, roots, out):  # pragma: no cover
-    """Sum of the leaf values a gradient-boosted ensemble gives each row (the compiled twin of
+    """Sum of the leaf values a gradient-boosted ensemble gives each row (compiled).
+
+    Sum of the leaf values a gradient-boosted ensemble gives each row (the compiled twin of
     ``evidence.TreeEnsemble._tree_sum_numpy``); rows run in parallel (numba ``prange``).
 
     Parameters

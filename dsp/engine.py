@@ -32,10 +32,13 @@ _blas = None  # threadpoolctl's controller of the loaded BLAS (created on first 
 
 
 def _one_blas_thread():
-    """A context in which BLAS (numpy's matmul) runs on one thread: where windows complete, the engine's
+    """A context in which BLAS (numpy's matmul) runs on one thread.
+
+    Where windows complete, the engine's
     matmuls are small (tens of MFLOP at 64 people), and a second BLAS thread only waits for a core that the
     GUI, the inlets and other processes also want. On 2 busy cores (load ~5) the 64-person tick's p99 fell from
-    ~650 ms to ~100 ms with it. Needs threadpoolctl (installed with scikit-learn; else a no-op)."""
+    ~650 ms to ~100 ms with it. Needs threadpoolctl (installed with scikit-learn; else a no-op).
+    """
     global _blas
     if _blas is None:
         try:
@@ -49,8 +52,11 @@ def _one_blas_thread():
 
 
 def _standardize_both(W):
-    """``(standardized_windows(W, detrend=False), standardized_windows(W, detrend=True))``, sharing the
-    centring (the same operations, so the same numbers)."""
+    """Windows standardized without and with detrending, sharing the centring.
+
+    ``(standardized_windows(W, detrend=False), standardized_windows(W, detrend=True))``, sharing the
+    centring (the same operations, so the same numbers).
+    """
     n = W.shape[-1]
     mean = W.mean(-1)
     lim = (1e-10 * np.sqrt(n)) * np.maximum(1.0, np.abs(mean))
@@ -68,7 +74,9 @@ def _standardize_both(W):
 
 
 def _xcorr_full(W, ia, ib, L, detrend, fs):
-    """WCC summary of fully valid windows from sums (one matmul for all lags): the numbers of
+    """WCC summary of fully valid windows from sums (one matmul for all lags).
+
+    The numbers of
     :func:`sy.xcorr_windows` + :func:`sy.summarize_xcorr` (within rounding).
 
     Parameters
@@ -561,8 +569,8 @@ class SynchronyEngine:
     def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
         """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
 
-        The windowed cross-correlation (:func:`attune_monitor.dsp.synchrony.xcorr_windows`, lags ``+-L``) of each window's
-        changes: the best r and its lag. Chance level, for the windows ``j`` that are multiples of
+        The windowed cross-correlation (:func:`attune_monitor.dsp.synchrony.xcorr_windows`, lags ``+-L``) of each
+        window's changes: the best r and its lag. Chance level, for the windows ``j`` that are multiples of
         ``phasic_every`` (held for the windows after them): each person's changes are split into a *lead*
         segment (the first ``win - L``) and ``L + 1`` *follow* segments (starting 0..L later), standardized
         once and kept in a ring; a window is correlated (same lag search) with every partner's window

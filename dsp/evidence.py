@@ -15,7 +15,7 @@ Features (Fisher z for synchrony; all causal, from values up to that second)
 ``hr_z``, ``eda_z``     the windowed synchrony the detector follows (heart rate r, skin-conductance phasic r)
 ``hr_chance_z`` ...     its chance (surrogate) level
 ``hr_rel``, ``eda_rel``  synchrony minus the pair's own median over ``[t - 300 s, t - 30 s)`` (>= 20 values)
-``arousal_max/min``     the pair's two people's arousal divergence ratios (:mod:`attune_monitor.dsp.divergence`), larger first
+``arousal_max/min``     the two people's arousal divergence ratios (:mod:`~attune_monitor.dsp.divergence`), larger first
 ``a_*``, ``b_*``        the divergence features of the person with the larger ratio (``a``) and the other
 ``*_lag10``, ``_lag20``  ``hr_z``, ``eda_z``, ``hr_rel``, ``eda_rel``, ``arousal_max/min`` 10 and 20 steps back
 =====================  ==============================================================================
@@ -170,6 +170,7 @@ class TreeEnsemble:
 
     @classmethod
     def load(cls, path: str | Path = MODEL_PATH) -> TreeEnsemble:
+        """The ensemble saved in the ``.npz`` at ``path`` (default: the packaged model)."""
         with np.load(path, allow_pickle=False) as z:
             return cls({k: z[k] for k in z.files})
 

@@ -202,6 +202,7 @@ class WindowedMetric:
 
     @property
     def start_sample(self) -> np.ndarray:
+        """First sample of each window, shape ``(n_windows,)``: ``end_sample - win``."""
         return self.end_sample - self.win
 
 
@@ -237,8 +238,11 @@ def window_view(x: np.ndarray, win: int, step: int, nw: int, start: int = 0) -> 
 
 
 def sliding_view(a: np.ndarray, n: int) -> np.ndarray:
-    """Read-only view (..., a.shape[-1] - n + 1, n) of every run of ``n`` samples along the last axis
-    (``sliding_window_view`` without its per-call overhead, which matters per streaming tick)."""
+    """Read-only view of every run of ``n`` samples along the last axis.
+
+    Read-only view (..., a.shape[-1] - n + 1, n) of every run of ``n`` samples along the last axis
+    (``sliding_window_view`` without its per-call overhead, which matters per streaming tick).
+    """
     st = a.strides
     return as_strided(a, shape=a.shape[:-1] + (a.shape[-1] - n + 1, n), strides=st + (st[-1],), writeable=False)
 
@@ -316,7 +320,7 @@ def _valid_fraction(W: np.ndarray) -> np.ndarray:
 
 
 def _pair_status(frac, flat_pairs, ia, ib, min_valid):
-    """status (n_windows, n_pairs) from per-person valid fraction (n_windows, n_people)."""
+    """Pair status, shape (n_windows, n_pairs), from per-person valid fraction (n_windows, n_people)."""
     miss = (frac[:, ia] < min_valid) | (frac[:, ib] < min_valid)
     st = np.where(miss, MISSING, np.where(flat_pairs, FLAT, OK)).astype(np.int8)
     return st
@@ -346,7 +350,7 @@ def _diff(W: np.ndarray) -> np.ndarray:
 
 
 def _z_pairs(Z, ia, ib):
-    """r for pairs from unit-norm rows: (n_windows, n_people, n) -> (n_windows, n_pairs)."""
+    """Pearson r of pairs from unit-norm rows: (n_windows, n_people, n) -> (n_windows, n_pairs)."""
     M = Z @ Z.swapaxes(-1, -2)
     return np.clip(M[:, ia, ib], -1.0, 1.0)
 
@@ -455,16 +459,16 @@ def direction_windows(W, ia, ib, min_valid=0.8):
     V = np.isfinite(D)
     if V.all():  # the usual case: one matmul of the sign indicators (integer counts: the same numbers)
         sg = np.sign(D)
-        I = np.concatenate([sg == -1.0, sg == 0.0, sg == 1.0], -1).astype(np.float64)
-        a = (I @ I.swapaxes(-1, -2))[:, ia, ib] / D.shape[-1]
+        ind = np.concatenate([sg == -1.0, sg == 0.0, sg == 1.0], -1).astype(np.float64)
+        a = (ind @ ind.swapaxes(-1, -2))[:, ia, ib] / D.shape[-1]
         return a, np.zeros(a.shape, np.int8)
     frac = V.mean(-1)
     sg = np.sign(np.where(V, D, 0.0))
     Vf = V.astype(np.float64)
     agree = np.zeros(D.shape[:1] + (W.shape[1], W.shape[1]))
     for s in (-1.0, 0.0, 1.0):
-        I = ((sg == s) & V).astype(np.float64)
-        agree += I @ I.swapaxes(-1, -2)
+        ind = ((sg == s) & V).astype(np.float64)
+        agree += ind @ ind.swapaxes(-1, -2)
     N = Vf @ Vf.swapaxes(-1, -2)
     with np.errstate(invalid="ignore", divide="ignore"):
         a = (agree / N)[:, ia, ib]
@@ -764,8 +768,8 @@ def _fast_xcorr(x, step, nw, n_seg, L, detrend):
         # peak over lags 1..L (lag axis 2); first (smallest) lag among equal maxima
         best = Rv[:, :, 1:].max(2)
         arg = np.zeros(best.shape)
-        for l in range(L, 0, -1):
-            arg[Rv[:, :, l] == best] = l
+        for lag in range(L, 0, -1):
+            arg[Rv[:, :, lag] == best] = lag
         sw = s0 + st[:Jc]
         redo = ((cb[sw + n_seg + L] - cb[sw]) > 0) | low
         yield j0, Jc, redo, Rv[:, :, 0], best, arg, Rv
@@ -1216,9 +1220,12 @@ def shifted_surrogate(
 
 
 def _preload_kernel() -> None:
-    """Load the lag-0 kernel in the background now (:func:`attune_monitor.dsp._kernels.preload`), for the
+    """Load the lag-0 kernel in the background now.
+
+    Load the lag-0 kernel in the background now (:func:`attune_monitor.dsp._kernels.preload`), for the
     argument types :func:`rolling_pearson` passes it: the first call of a process then costs what every later
-    one does, instead of ~0.3-0.5 s of numba loading (until it is ready, the numpy path answers)."""
+    one does, instead of ~0.3-0.5 s of numba loading (until it is ready, the numpy path answers).
+    """
     ia, ib = pair_index(2)
     nw = 2
     _kernels.preload("pearson_lag0", (np.zeros((2, 4)), 1, nw, 3, _KERNEL_CHUNK, ia, ib, np.empty((1, nw)),

@@ -283,7 +283,9 @@ def _spans(changes: list, inside, end: float) -> list[list[float]]:
 
 
 def attunement_summaries(analysis, time_offset: float = 0.0) -> list[dict]:
-    """Per pair: when it was armed (measurably in tune, so a rupture could be flagged), when it was out of tune
+    """Per pair: when it was armed, when it was out of tune, and its synchrony above chance.
+
+    Per pair: when it was armed (measurably in tune, so a rupture could be flagged), when it was out of tune
     after a long lapse, and its synchrony above chance over the session with the standard error.
 
     ``excess`` per modality is the mean over valid windows of Fisher z of the synchrony minus Fisher z of its

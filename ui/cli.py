@@ -55,7 +55,9 @@ EXIT_INTERNAL = 1
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be, so that every ``except KeyboardInterrupt`` (close the recording,
+    """SIGTERM, raised where Ctrl-C would be, so that ``kill`` is handled like Ctrl-C.
+
+    SIGTERM, raised where Ctrl-C would be, so that every ``except KeyboardInterrupt`` (close the recording,
     print the summary) handles ``kill`` exactly like Ctrl-C.
     """
 
@@ -76,6 +78,7 @@ class StopSignals:
         self._previous: dict = {}
 
     def install(self) -> StopSignals:
+        """Handle SIGINT and SIGTERM (main thread only; elsewhere left alone); returns self."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -84,6 +87,7 @@ class StopSignals:
         return self
 
     def uninstall(self) -> None:
+        """Restore the signal handlers that were there before :meth:`install`."""
         for sig, old in self._previous.items():
             try:
                 signal.signal(sig, old)
@@ -125,6 +129,7 @@ class OncePerMessage(logging.Filter):
         self._seen: set = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """True for a record below WARNING or a warning not seen before."""
         if record.levelno < logging.WARNING:
             return True
         try:

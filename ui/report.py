@@ -108,7 +108,8 @@ MARKER_COLOR = "#6A1B9A"
 def _marker_times(analysis, time_offset: float) -> list[float]:
     """Recorded marker times in file time (s), within the recording."""
     end = float(analysis.duration_s) + time_offset
-    return [t + time_offset for t, _, _ in getattr(analysis, "markers", []) if time_offset - 1e-9 <= t + time_offset <= end]
+    return [t + time_offset for t, _, _ in getattr(analysis, "markers", [])
+            if time_offset - 1e-9 <= t + time_offset <= end]
 
 
 def _draw_markers(ax, times, label: bool = False) -> None:
@@ -202,7 +203,9 @@ def plot_signals(analysis, doc: dict, time_offset: float, path) -> Path | None:
 
 def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: str, step_s: float,
                    modality: str = "hr", chance_sd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Replay the detector's per-pair machine on one modality to get its baseline and the lower edge of the
+    """Baseline and lower edge of the usual range of one pair and modality over time.
+
+    Replay the detector's per-pair machine on one modality to get its baseline and the lower edge of the
     usual range (``baseline - cusum_k * margin``, the live view's band) over time.
 
     Parameters
@@ -236,7 +239,9 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
 
 
 def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str = "balanced") -> Path | None:
-    """Synchrony of pair ``p`` per modality with baseline, the usual range's lower edge and chance, episodes and
+    """Synchrony of pair ``p`` per modality with its baseline, usual range, chance, episodes and losses.
+
+    Synchrony of pair ``p`` per modality with baseline, the usual range's lower edge and chance, episodes and
     losses.
 
     Parameters
@@ -285,8 +290,8 @@ def plot_pair(analysis, p: int, doc: dict, time_offset: float, path, preset: str
         ax.set_ylabel(f"{MODALITY_WORDS[m]}\nsynchrony r")
         ax.legend(loc="lower left", fontsize=7.5, ncol=4, framealpha=0.85)
         _time_axis(ax, end)
-    axes[0].set_title(f"Pair {_plain(pair[0], 24)} – {_plain(pair[1], 24)}. Shaded red: possible ruptures; hatched: signal loss "
-                      "(synchrony not computed)", fontsize=10)
+    axes[0].set_title(f"Pair {_plain(pair[0], 24)} – {_plain(pair[1], 24)}. Shaded red: possible ruptures; "
+                      "hatched: signal loss (synchrony not computed)", fontsize=10)
     axes[-1].set_xlabel("time since the start of the recording (mm:ss)")
     fig.savefig(path)
     return Path(path)
@@ -490,11 +495,12 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     dc = get_preset(preset) if isinstance(preset, str) else preset
     parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
                  f"while its synchrony has been measurably above chance (its mean over the last {dc.arm_span_s:g} s of "
-                 f"windows at least {dc.arm_sigma:g} standard errors above the time-shifted-partner level). A pair never "
-                 "in tune is <em>not measurably in tune</em>, and nothing is flagged for it. A possible rupture that does "
-                 f"not come back within {dc.lapse_s / 60:g} minutes of its onset closes as not repaired and the pair shows "
-                 "<em>out of tune</em> until it is measurably in tune again. Markers, task switches, gaps and everybody's "
-                 "arousal moving at once re-baseline every pair.</p>")
+                 f"windows at least {dc.arm_sigma:g} standard errors above the time-shifted-partner level). "
+                 "A pair never in tune is <em>not measurably in tune</em>, and nothing is flagged for it. "
+                 f"A possible rupture that does not come back within {dc.lapse_s / 60:g} minutes of its onset "
+                 "closes as not repaired and the pair shows <em>out of tune</em> until it is measurably in tune "
+                 "again. Markers, task switches, gaps and everybody's arousal moving at once re-baseline every "
+                 "pair.</p>")
     parts.append(f"<h2>Possible ruptures ({len(doc['episodes'])})</h2>")
     if doc["episodes"]:
         numbered = [{**e, "id": i} for i, e in enumerate(doc["episodes"], 1)]
@@ -520,9 +526,9 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
                      "disconnecting: in a group, the member most of whose pairs dropped; a couple's drop cannot be "
                      "told apart, unless one partner's arousal moved away before the flag (then that partner, "
                      "marked (arousal)). "
-                     "Moving away before the flag: whose arousal (heart rate, skin conductance) was moving away from the "
-                     "rest of the group while the episode built up (from its onset to the flag), climbing (aversive) "
-                     "or flattening (withdrawn); "
+                     "Moving away before the flag: whose arousal (heart rate, skin conductance) was moving away "
+                     "from the rest of the group while the episode built up (from its onset to the flag), climbing "
+                     "(aversive) or flattening (withdrawn); "
                      'see the arousal plot. Also in <a href="episodes.csv">episodes.csv</a>.</p>')
     else:
         parts.append("<p>None flagged.</p>")

@@ -157,7 +157,8 @@ def episode_state(ep: dict, pair_state: str | None = None) -> str:
     """
     if ep.get("review") == "dismiss":
         return "dismissed"
-    outcome = ep.get("outcome") or ("repaired" if ep.get("repaired") else "open" if ep.get("open", True) else "unrepaired")
+    outcome = ep.get("outcome") or (
+        "repaired" if ep.get("repaired") else "open" if ep.get("open", True) else "unrepaired")
     if ep.get("repaired"):
         outcome = "repaired"
     if outcome == "open":

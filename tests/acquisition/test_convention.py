@@ -9,7 +9,8 @@ from attune_monitor.acquisition.convention import desc_fields, describe, kind_fr
 
 
 def _xml(name, typ, unit=None, label=None, participant=None, srate=0):
-    ch = f"<channels><channel><label>{label or typ}</label>{f'<unit>{unit}</unit>' if unit else ''}</channel></channels>"
+    unit_xml = f"<unit>{unit}</unit>" if unit else ""
+    ch = f"<channels><channel><label>{label or typ}</label>{unit_xml}</channel></channels>"
     who = f"<participant>{participant}</participant>" if participant else ""
     return (f"<info><name>{name}</name><type>{typ}</type><channel_count>1</channel_count>"
             f"<nominal_srate>{srate}</nominal_srate><source_id>x</source_id><desc>{who}{ch}</desc></info>")

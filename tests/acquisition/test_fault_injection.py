@@ -313,7 +313,8 @@ def test_clock_jumps_are_said_once_and_re_anchored_so_data_keeps_flowing(caplog)
             assert abs(t[-1] - pylsl.local_clock()) < 5.0  # in line with the local clock after the jump
             st = r.status()
             assert st.problems.get("clock_jump") == 1 and "clock jumped" in st.last_problem
-        said = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING and tag in rec.getMessage()]
+        said = [rec.getMessage() for rec in caplog.records
+                if rec.levelno >= logging.WARNING and tag in rec.getMessage()]
         sizes = sorted(float(m.split("clock jumped ")[1].split(" s")[0]) for m in said if "clock jumped" in m)
         assert len(sizes) == 2 and abs(sizes[0] + 60) < 2 and abs(sizes[1] - 3600) < 2, said
         assert not [m for m in said if "gap in the data" in m or "stale" in m], said

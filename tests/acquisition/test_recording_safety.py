@@ -321,7 +321,8 @@ _HUGE_CLAIM = textwrap.dedent("""
         time.sleep(0.05)
     time.sleep(0.5)
     rec.close()
-    print(json.dumps({"problems": rec.problems, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"problems": rec.problems, "maxrss_mb": maxrss_mb}))
 """)
 
 

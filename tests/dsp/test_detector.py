@@ -367,7 +367,10 @@ def test_repair_is_dated_back_never_before_the_flag_or_the_deepest_point():
             det.update("hr", t_end, r[None], np.zeros((1, r.size)))
             eps[d] = det.finish()
         plain, dated = eps[0.0], eps[delay]
-        assert [(e.onset_s, e.flagged_s, e.repaired) for e in plain] == [(e.onset_s, e.flagged_s, e.repaired) for e in dated]
+        def key(e):
+            return (e.onset_s, e.flagged_s, e.repaired)
+
+        assert [key(e) for e in plain] == [key(e) for e in dated]
         for p, q in zip(plain, dated):
             assert q.offset_s >= max(q.flagged_s, q.nadir_s) and q.offset_s >= p.offset_s - delay - 1e-9
             assert q.time_to_repair_s == pytest.approx(q.offset_s - q.onset_s)

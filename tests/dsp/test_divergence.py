@@ -27,7 +27,8 @@ def analytic_evidence(monkeypatch):
     import attune_monitor.dsp.detector as detector_mod
 
     monkeypatch.setattr(detector_mod, "PRESETS", {
-        k: dataclasses.replace(v, arousal_evidence=True, arming=False) for k, v in detector_mod.ANALYTIC_PRESETS.items()})
+        k: dataclasses.replace(v, arousal_evidence=True, arming=False)
+        for k, v in detector_mod.ANALYTIC_PRESETS.items()})
 
 
 

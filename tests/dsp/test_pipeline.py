@@ -81,7 +81,7 @@ def test_config_validation():
 
 
 def test_replay_seek_then_play_gives_the_analysis_episodes(sessions):
-    """Seeking rebuilds the causal pipeline from the start: after a seek (even backwards) the episodes are the analysis'."""
+    """Seeking rebuilds the causal pipeline from the start: after a seek (even back) the episodes are the analysis'."""
     import math
 
     from attune_monitor.acquisition.sources import RecordingSource

@@ -74,7 +74,8 @@ class FakeSession:
         grid, qual = {}, {}
         base = np.arange(self.n)[:, None]
         hr = 62 + 4 * base + 3 * np.sin(2 * np.pi * t / 17.0 + base) + self.rng.normal(0, 0.8, (self.n, n_new))
-        eda = 2.5 + 0.8 * base + 0.6 * np.sin(2 * np.pi * t / 53.0 + base) + 0.05 * t / 10 + self.rng.normal(0, 0.03, (self.n, n_new))
+        eda = (2.5 + 0.8 * base + 0.6 * np.sin(2 * np.pi * t / 53.0 + base) + 0.05 * t / 10
+               + self.rng.normal(0, 0.03, (self.n, n_new)))
         q = np.zeros((self.n, n_new), dtype=np.uint8)
         if self.loss is not None:
             who, a, b = self.loss

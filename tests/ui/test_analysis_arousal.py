@@ -197,7 +197,8 @@ def test_analyze_file_end_to_end_on_the_sample(tmp_path):
     rows = list(csv.DictReader((tmp_path / "rep" / "episodes.csv").read_text(encoding="utf-8").splitlines()))
     assert [r["moving_away"] for r in rows] == ["P2 climbing", "P1 flattening"]
     eps = [x for x in res.summary.splitlines() if re.match(r"\s+#\d", x)]
-    assert "moving away before the flag: P2 climbing" in eps[0] and "moving away before the flag: P1 flattening" in eps[1]
+    assert "moving away before the flag: P2 climbing" in eps[0]
+    assert "moving away before the flag: P1 flattening" in eps[1]
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["schema"] == SCHEMA_ID and validate(doc) == []
     assert (tmp_path / "rep" / "arousal.png").read_bytes()[:4] == b"\x89PNG"

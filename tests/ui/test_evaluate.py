@@ -210,7 +210,8 @@ def test_breakdown_counts_each_rupture_once_per_axis():
     assert br["false_alarms_per_hour"] == {"2 people": [1, 0.5], "3 people": [0, pytest.approx(600 / 3600)]}
     # every axis adds up to the overall counts
     for axis in br["recall"].values():
-        assert sum(d for d, _ in axis.values()) == m["detected"] and sum(t for _, t in axis.values()) == m["truth_ruptures"]
+        assert sum(d for d, _ in axis.values()) == m["detected"]
+        assert sum(t for _, t in axis.values()) == m["truth_ruptures"]
     text = format_metrics(m)
     assert "recall by style: aversive 1/1 (1.00), withdrawn 1/2 (0.50)" in text
     assert "false alarms by group size: 2 people 2.00/h (1 in 0.50 h), 3 people 0.00/h" in text

@@ -153,7 +153,8 @@ def clipping_problems(win) -> list[str]:
                     problems.append(f"a plot runs {vr.right() - view.right()} px past the right edge of its view")
         scene_w = gw.sceneRect().width()
         if gw.centralWidget is not None and gw.centralWidget.geometry().width() > view.width() + 1:
-            problems.append(f"{type(gw).__name__}: its plots are {gw.centralWidget.geometry().width():.0f} px wide in a "
+            plots_w = gw.centralWidget.geometry().width()
+            problems.append(f"{type(gw).__name__}: its plots are {plots_w:.0f} px wide in a "
                             f"{view.width()} px view ({scene_w:.0f})")
     for sa in win.findChildren(QtWidgets.QScrollArea):
         inner = sa.widget()
@@ -240,7 +241,8 @@ def test_replay_toolbar_fits_and_offers_no_record_button(qtbot, n):
     _fit(qtbot, win, SIZES[0])
     assert win.snapshot.arming["learning"]
     assert win.replay_action.isVisible() and not win.record_action.isVisible()
-    assert win.pos_label.text().startswith("0:21 /") and not any(c.isdigit() for c in win.session_label.text().split("people")[-1])
+    assert win.pos_label.text().startswith("0:21 /")
+    assert not any(c.isdigit() for c in win.session_label.text().split("people")[-1])
     if n == 2:
         tile = win.meters.meters[("P1", "P2")]
         tile.repaint()

@@ -87,7 +87,8 @@ def _best_s(argv: list[str], runs: int = 5) -> tuple[float, float]:
 def test_help_imports_nothing_heavy_and_is_fast(argv):
     got = _parse(*argv)
     assert got["code"] == 0 and "usage: attune" in got["help"]
-    assert got["heavy"] == [], f"'attune {' '.join(argv)}' imported {got['heavy']}: import them in run(), not register()"
+    command = " ".join(argv)
+    assert got["heavy"] == [], f"'attune {command}' imported {got['heavy']}: import them in run(), not register()"
     wall, cpu = _best_s(argv, runs=1)  # byte-code cached by the run above
     assert cpu <= CPU_BOUND_S and wall <= _wall_bound_s(), f"'attune {' '.join(argv)}': {wall:.2f} s, CPU {cpu:.2f} s"
 

@@ -105,10 +105,12 @@ class SimulatorClockSource:
         self.messages = live_source.messages
 
     def poll(self):
+        """New chunks, the simulator's completeness time (session time minus the margin) and the status."""
         chunks, _, status = self.live.poll()
         return chunks, self.origin + self.sim.session_time() - self.safety_s, status
 
     def close(self) -> None:
+        """Close the live session."""
         self.live.close()
 
 

@@ -281,7 +281,7 @@ def will_use_gui(args) -> bool:
 
 # -- the live commands' session ----------------------------------------------------------------------------------
 def make_runner(source, config, modalities):
-    """A :class:`attune_monitor.ui.runner.Runner`, with a clear usage error when the chosen signals leave fewer than 2 people.
+    """A :class:`~attune_monitor.ui.runner.Runner`, or a clear usage error when the signals leave fewer than 2 people.
 
     Parameters
     ----------
@@ -344,7 +344,7 @@ def open_view(runner, args, title: str, settings=None) -> int:
 
 
 def wait_for_source(session, wait_s: float):
-    """A :class:`attune_monitor.acquisition.sources.LiveSource` once streams of 2 people are visible, within ``wait_s`` seconds.
+    """A :class:`~attune_monitor.acquisition.sources.LiveSource` once 2 people's streams are seen (within ``wait_s``).
 
     Parameters
     ----------

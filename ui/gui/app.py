@@ -72,12 +72,14 @@ class ErrorReporter(QtCore.QObject):
         self.raised.connect(self._show, QtCore.Qt.ConnectionType.QueuedConnection)
 
     def install(self) -> ErrorReporter:
+        """Report uncaught exceptions of every thread (sys and threading hooks); returns self."""
         self._prev_hook, self._prev_thread_hook = sys.excepthook, threading.excepthook
         sys.excepthook = self._hook
         threading.excepthook = lambda a: self._hook(a.exc_type, a.exc_value, a.exc_traceback)
         return self
 
     def uninstall(self) -> None:
+        """Restore the exception hooks that were there before :meth:`install`."""
         sys.excepthook, threading.excepthook = self._prev_hook, self._prev_thread_hook
 
     def _hook(self, exc_type, exc, tb) -> None:

@@ -163,6 +163,7 @@ class EpisodesPanel(QtWidgets.QWidget):
         item.setToolTip(2, texts[2])
 
     def update_view(self, snap) -> None:
+        """Show the snapshot's episodes, grouped, updating only rows that changed."""
         groups = getattr(snap, "groups", None)
         if groups is None:
             from attune_monitor.ui.model import group_episodes
@@ -205,12 +206,14 @@ class EpisodesPanel(QtWidgets.QWidget):
         return tuple(item.text(c) for c in range(len(COLUMNS)))
 
     def selected_ids(self) -> list[int]:
+        """Episode ids of the selected row (a group row holds several); empty when none."""
         items = self.tree.selectedItems()
         if not items:
             return []
         return list(items[0].data(0, QtCore.Qt.ItemDataRole.UserRole) or [])
 
     def selected_id(self) -> int | None:
+        """The first selected episode id, None when nothing is selected."""
         ids = self.selected_ids()
         return ids[0] if ids else None
 

@@ -415,7 +415,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw_s += time.perf_counter() - t0
 
     def _choose_pairs(self, snap) -> None:
-        """A group: which pairs get a card and a synchrony plot (the flagged ones, the selected one), and the
+        """A group: which pairs get a card and a synchrony plot, and what is left out.
+
+        A group: which pairs get a card and a synchrony plot (the flagged ones, the selected one), and the
         line that says what is left out or why nothing is shown.
         """
         order = {"possible_rupture": 0, "repairing": 1, "drifting": 2}
@@ -537,7 +539,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.next_episode()
             ep = self._show_after_seek
             if ep is not None and (snap.t_now >= ep.get("flagged_s", ep["onset_s"]) or any(
-                    tuple(e["pair"]) == tuple(ep["pair"]) and abs(e["onset_s"] - ep["onset_s"]) < 1 for e in snap.episodes)):
+                    tuple(e["pair"]) == tuple(ep["pair"]) and abs(e["onset_s"] - ep["onset_s"]) < 1
+                    for e in snap.episodes)):
                 self._show_after_seek = None
                 self.show_episode(ep)
         if snap.messages:
@@ -555,12 +558,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dirty = True
 
     def follow_live(self) -> None:
+        """Follow the present again (after looking back at an episode)."""
         self.follow = True
         self.view_end = None
         self.live_action.setVisible(False)
         self._dirty = True
 
     def scroll_to_pair(self, pair) -> None:
+        """Show the pair's timeline (choosing it in a group) and scroll to it."""
         pair = tuple(pair)
         if self.group and pair not in self.timelines.shown:
             self.selected_pair = pair
@@ -576,12 +581,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- facilitator actions ----------------------------------------------------------------------------
     def add_marker(self, kind: str, text: str = "") -> dict:
+        """Add a marker now, say so in the status bar and return it."""
         m = self.model.add_marker(kind, text=text)
         self.statusBar().showMessage(f"Marker: {kind.replace('_', ' ')} at {fmt_time(m['t'])}", 3000)
         self._dirty = True
         return m
 
     def add_note(self) -> None:
+        """Ask for a note and add it at the moment the key was pressed."""
         t = self.model.t_now  # the moment the key was pressed, not when the dialog closes
         text, ok = QtWidgets.QInputDialog.getText(self, "Note", f"Note at {fmt_time(t)}:")
         if ok and text.strip():
@@ -589,6 +596,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._dirty = True
 
     def toggle_recording(self) -> None:
+        """Start recording into the settings' folder, or stop (nothing in a replay)."""
         if self.runner is None or not hasattr(self.runner, "start_recording") or self.model.replay is not None:
             return  # a replay is a recording already
         if self.model.recording:
@@ -604,7 +612,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model.message(f"Recording not started: {exc}")
             self.notify("Recording not started",
                         f"Could not start recording in {folder}:\n{exc}\n\n"
-                        "The session goes on. Choose a folder you can write to in Settings (\u2699), then press Record again.")
+                        "The session goes on. Choose a folder you can write to in Settings (\u2699), "
+                        "then press Record again.")
         else:
             self.statusBar().showMessage(f"Recording to {path}", 5000)
         self._dirty = True
@@ -626,15 +635,18 @@ class MainWindow(QtWidgets.QMainWindow):
             self._dirty = True
 
     def toggle_pause(self) -> None:
+        """Pause or resume the replay (nothing when live)."""
         rp = self.model.replay
         if rp is None:
             return
         self._call("resume" if rp.get("paused") else "pause")
 
     def set_speed(self, speed: float) -> None:
+        """Set the replay speed (1.0: real time)."""
         self._call("set_speed", float(speed))
 
     def seek(self, t: float) -> None:
+        """Jump the replay to session time ``t`` (s) and follow it."""
         self._call("seek", float(t))
         self.follow_live()
 
@@ -652,7 +664,8 @@ class MainWindow(QtWidgets.QMainWindow):
         rec = getattr(src, "recording", None)
         if rec is None or self._index_thread is not None:
             return
-        config, modalities, assign = self.runner.config, getattr(self.runner, "modalities", None), getattr(src, "assign", None)
+        config = self.runner.config
+        modalities, assign = getattr(self.runner, "modalities", None), getattr(src, "assign", None)
 
         def work():
             from attune_monitor.dsp.detector import episode_dict
@@ -698,6 +711,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- settings ------------------------------------------------------------------------------------------
     def open_settings(self) -> None:
+        """Open the settings dialog; apply and save what it accepts."""
         dlg = SettingsDialog(self.settings, self)
         if dlg.exec():
             self.settings = dlg.settings

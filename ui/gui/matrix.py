@@ -74,6 +74,7 @@ class SyncMatrix(QtWidgets.QWidget):
         self._key = None
 
     def update_view(self, snap) -> None:
+        """Show the snapshot's synchrony matrix and pair states; repaints only on change."""
         states = {tuple(ps["pair"]): ps["state"] for ps in snap.pair_states}
         chance = getattr(snap, "chance_matrix", np.full_like(snap.matrix, np.nan))
         key = (np.round(np.nan_to_num(snap.matrix, nan=-9), 2).tobytes(),
@@ -96,6 +97,7 @@ class SyncMatrix(QtWidgets.QWidget):
         return f
 
     def legend_height(self) -> int:
+        """Height of the legend under the matrix, in pixels."""
         return 40
 
     def _layout(self):

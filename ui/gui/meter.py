@@ -62,7 +62,9 @@ def arousal_reason(pair_arousal: dict | None) -> tuple[str, str, str | None]:
 
 
 def fit_reason(reason: str, font: QtGui.QFont, room: float, min_px: int = 8) -> str:
-    """The longest form of ``reason`` that fits in ``room`` pixels, shrinking ``font`` (in place) down to
+    """The longest form of ``reason`` that fits in ``room`` pixels.
+
+    Shrinking ``font`` (in place) down to
     ``min_px`` first: the whole text, then without the parenthesis, then only the arrows and names; ``""`` if
     nothing fits (the tooltip still has it all).
     """
@@ -118,7 +120,9 @@ def meter_details(pair_state: dict) -> str:
 
 
 def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | None = None) -> str:
-    """The gauge's line while there is no baseline to measure against (``waiting``: the pair's lost signals,
+    """The gauge's line while there is no baseline to measure against.
+
+    The gauge's line while there is no baseline to measure against (``waiting``: the pair's lost signals,
     ``{person: [modality, ...]}``).
     """
     if state == "not_in_tune":
@@ -166,6 +170,7 @@ class AttunementMeter(QtWidgets.QWidget):
 
     @property
     def names(self) -> str:
+        """Who the meter is about: the pair, or a person and the group."""
         return f"{self.person} and the group" if self.person else f"{self.pair[0]} \u2013 {self.pair[1]}"
 
     @property
@@ -177,6 +182,7 @@ class AttunementMeter(QtWidgets.QWidget):
 
     @property
     def symbol(self) -> str:
+        """The state's symbol, as shown."""
         return TIE_SYMBOLS["drifting_away"] if self.person else STATE_SYMBOLS.get(self.state, "")
 
     def set_state(self, state: str, level: float | None, details: str = "", pair_arousal: dict | None = None,
@@ -197,7 +203,8 @@ class AttunementMeter(QtWidgets.QWidget):
         self.update()
 
     def _update_tooltip(self) -> None:
-        lvl = "" if self.level is None else f"\nAttunement now: {self.level:.0%} of the way from chance to the usual level."
+        lvl = ("" if self.level is None
+               else f"\nAttunement now: {self.level:.0%} of the way from chance to the usual level.")
         why = f"\n{self.reason_long}" if self.reason_long else ""
         det = f"\n{self.details}" if self.details else ""
         self.setToolTip(f"{self.names}: {self.symbol} {self.words}{lvl}{det}{why}")
@@ -214,7 +221,9 @@ class AttunementMeter(QtWidgets.QWidget):
         p.drawText(rect, flags, text)
 
     def painted_clipped(self) -> list:
-        """Texts painted wider than their room (or outside the tile) in the last paint (for tests; should be
+        """Texts painted wider than their room (or outside the tile) in the last paint.
+
+        Texts painted wider than their room (or outside the tile) in the last paint (for tests; should be
         empty).
         """
         return [(t, room, w) for t, room, w in self.painted if w > room + 0.5]
@@ -432,6 +441,7 @@ class MeterPanel(QtWidgets.QWidget):
         return True
 
     def update_view(self, snap) -> None:
+        """Show each meter's state, level and arousal from the snapshot."""
         pair_arousal = getattr(snap, "pair_arousal", {}) or {}
         arming = getattr(snap, "arming", {}) or {}
         ready = arming.get("pairs", {})

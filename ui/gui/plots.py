@@ -27,7 +27,9 @@ LABEL_STEPS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 300, 600, 900, 1800, 360
 
 
 class TimeTicks:
-    """One time-tick step shared by every time axis of a window, so a person's trace and a pair's synchrony
+    """One time-tick step shared by every time axis of a window.
+
+    So a person's trace and a pair's synchrony
     are labelled at the same times (2:00, 2:30 ... on both) and can be lined up by eye.
 
     :meth:`fit` picks the smallest step of :data:`LABEL_STEPS_S` whose labels keep
@@ -117,7 +119,9 @@ class FittedAxis(pg.AxisItem):
 
 def make_plot(show_time: bool = True, left_width: int = 44, ticks: TimeTicks | None = None,
               fitted_y: bool = False) -> pg.PlotItem:
-    """A quiet, non-interactive plot for streaming data (``ticks``: the window's shared time ticks;
+    """A quiet, non-interactive plot for streaming data.
+
+    A quiet, non-interactive plot for streaming data (``ticks``: the window's shared time ticks;
     ``fitted_y``: a :class:`FittedAxis` on the left).
     """
     items = {"bottom": TimeAxis(orientation="bottom", ticks=ticks)}

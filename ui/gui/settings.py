@@ -116,7 +116,8 @@ class SettingsDialog(QtWidgets.QDialog):
         self.preset = QtWidgets.QComboBox()
         self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(settings.preset)
-        self.preset.setToolTip("conservative: fewer, deeper flags; sensitive: more, earlier prompts (more of them false).")
+        self.preset.setToolTip(
+            "conservative: fewer, deeper flags; sensitive: more, earlier prompts (more of them false).")
         form.addRow("Sensitivity", self.preset)
         self.modalities = QtWidgets.QComboBox()
         self.modalities.addItems(list(MODALITY_CHOICES))

@@ -268,7 +268,7 @@ class SetupDialog(QtWidgets.QDialog):
         self.table.cellWidget(row, COL_PARTICIPANT).setCurrentText(participant)
 
     def set_signal(self, row: int, kind: str | None) -> None:
-        """Use the stream in ``row`` as ``kind`` (``"rr"``, ``"ecg"``, ``"hr"``, ``"ppg"``, ``"eda"``; None: not used)."""
+        """Use the stream in ``row`` as ``kind`` (``"rr"``, ``"ecg"``, ``"hr"``, ``"ppg"``, ``"eda"``; None: unused)."""
         self.table.cellWidget(row, COL_SIGNAL).setCurrentText(KIND_LABEL[kind])
 
     def row_of(self, source_id: str) -> int:
@@ -361,8 +361,8 @@ class SetupDialog(QtWidgets.QDialog):
                 by_person.setdefault(who, set()).add("skin" if kind == "eda" else "heart")
         ok = len(by_person) >= 2
         text = "; ".join(f"<b>{p}</b>: {' + '.join(sorted(m))}" for p, m in sorted(by_person.items())) or "nobody yet"
-        self.summary.setText(f"People: {text}" + ("" if ok else
-                             f" \u2014 <span style='color:{OKABE_ITO['vermillion']}'>synchrony needs at least 2 people</span>"))
+        warning = f" \u2014 <span style='color:{OKABE_ITO['vermillion']}'>synchrony needs at least 2 people</span>"
+        self.summary.setText(f"People: {text}" + ("" if ok else warning))
         self.start_btn.setEnabled(ok)
 
     # -- roster files ---------------------------------------------------------------------------------------
@@ -454,6 +454,7 @@ class SetupDialog(QtWidgets.QDialog):
 
     # -- choices --------------------------------------------------------------------------------------------
     def start_live(self) -> None:
+        """Start live with the streams as assigned (a warning instead when the roster is not valid)."""
         try:
             self.roster()
         except ValueError as exc:   # RosterError: an id that is not allowed

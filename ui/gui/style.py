@@ -108,7 +108,7 @@ def qcolor(spec, alpha: int | None = None) -> QtGui.QColor:
 
 
 def fmt_time(t: float | None) -> str:
-    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour); ``"–"`` when unknown (:func:`attune_monitor.ui.words.clock`)."""
+    """Session seconds as ``m:ss`` (``h:mm:ss`` past an hour); ``"–"`` when unknown (same as ``words.clock``)."""
     return clock(t)
 
 
@@ -121,7 +121,8 @@ QPushButton:hover, QToolButton:hover {{ background: #EEF2F7; }}
 QPushButton:checked, QToolButton:checked {{ background: #FDE7DA; border-color: {OKABE_ITO['vermillion']}; }}
 QPushButton:disabled, QToolButton:disabled {{ color: #A0A4AB; }}
 QTableWidget {{ background: {PANEL}; gridline-color: {GRID}; border: 1px solid {GRID}; border-radius: 6px; }}
-QHeaderView::section {{ background: {BACKGROUND}; border: none; border-bottom: 1px solid {GRID}; padding: 3px; color: {MUTED}; }}
+QHeaderView::section {{ background: {BACKGROUND}; border: none; border-bottom: 1px solid {GRID}; padding: 3px;
+                         color: {MUTED}; }}
 QStatusBar {{ color: {MUTED}; }}
 QLabel#sectionTitle {{ color: {MUTED}; font-weight: 600; letter-spacing: 0.5px; }}
 """

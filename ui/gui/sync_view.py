@@ -283,7 +283,8 @@ class PairTimelines(pg.GraphicsLayoutWidget):
         state, away, evidence, words = self._titles[p]
         a, b = self.pairs[p]
         word = words or STATE_WORDS.get(state, state)
-        sub = f" &nbsp;<span style='color:{MUTED}'>{MODALITY_NAMES[self._records[p][0]['kinds'][0]]}</span>" if self.stacked else ""
+        modality = MODALITY_NAMES[self._records[p][0]['kinds'][0]] if self.stacked else ""
+        sub = f" &nbsp;<span style='color:{MUTED}'>{modality}</span>" if self.stacked else ""
         html = (f"<b style='font-size:11pt'>{a} \u2013 {b}</b>{sub} &nbsp; "
                 f"<span style='color:{STATE_TEXT.get(state, MUTED)}'>{STATE_SYMBOLS.get(state, '')} {word}</span>")
         extra = arousal_title_html(dict(away))

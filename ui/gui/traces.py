@@ -1,4 +1,6 @@
-"""Per-person HR and EDA traces with a signal-status badge, the person's arousal state and, in a group, their
+"""Per-person HR and EDA traces with signal status, arousal state and tie to the group.
+
+Per-person HR and EDA traces with a signal-status badge, the person's arousal state and, in a group, their
 tie to the group.
 
 The arousal state (:data:`attune_monitor.ui.words.AROUSAL_WORDS`: "moving away (climbing)" /
@@ -264,7 +266,8 @@ class PeopleTraces(pg.GraphicsLayoutWidget):
             h.setFixedWidth(w)
         return w
 
-    def _set_header(self, person: str, states: dict, arousal: str, tie: str = "calibrating", force: bool = False) -> None:
+    def _set_header(self, person: str, states: dict, arousal: str, tie: str = "calibrating",
+                    force: bool = False) -> None:
         key = tuple(states.get(m, "absent") for m in self.modalities)
         if (not force and self.badge_state.get(person) == key and self.arousal_state.get(person) == arousal
                 and self.tie_state.get(person) == tie):
