@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 #: windows per computation block (bounds temporaries when one push completes many windows)
 _BLOCK = 256
 
-_blas = None  # threadpoolctl's controller of the loaded BLAS (created on first use), or False without it
+_blas: Any = None  # threadpoolctl's controller of the loaded BLAS (created on first use), or False without it
 
 
 def _one_blas_thread():
@@ -443,7 +444,7 @@ class SynchronyEngine:
             nw = self._new_windows(self.state[m], key)
             if nw is not None:
                 found.append((m,) + nw)
-        stacks = []
+        stacks: list[tuple[np.ndarray, list[np.ndarray], _Group, list[str]]] = []
         for m, js, W, g in found:
             for s in stacks:
                 if len(s[0]) == len(js) and s[0][0] == js[0]:
@@ -464,7 +465,8 @@ class SynchronyEngine:
     def _compute(self, modalities) -> dict:
         cfg = self.config
         ia, ib = self.ia, self.ib
-        acc = {m: {} for m in modalities}  # modality -> metric -> [(js, g, end, values (n, K), status)]
+        # modality -> metric -> [(js, g, end, values (n, K), status)]
+        acc: dict[str, dict[str, list[tuple]]] = {m: {} for m in modalities}
 
         def emit(m, name, js, g, end, v, st_):
             acc[m].setdefault(name, []).append((js, g, end, v, st_))
@@ -537,17 +539,17 @@ class SynchronyEngine:
             end = js * g.step + g.win
             for m, sl in parts:
                 emit(m, "concordance", js, g, end, r[sl], s[sl])
-        res = {}
-        for m, metrics in acc.items():
-            out = res[m] = {}
-            for name, parts_ in metrics.items():
+        res: dict[str, dict[str, sy.WindowedMetric]] = {}
+        for m, per_metric in acc.items():
+            by_name = res[m] = {}
+            for name, parts_ in per_metric.items():
                 js, g, end, v, st_ = parts_[0]
                 if len(parts_) > 1:
                     js = np.concatenate([p[0] for p in parts_])
                     end = np.concatenate([p[2] for p in parts_])
                     v = np.concatenate([p[3] for p in parts_], 0)
                     st_ = np.concatenate([p[4] for p in parts_], 0)
-                out[name] = sy.WindowedMetric(name, v.T, st_.T.copy(), js, end, self.fs, g.win, g.step)
+                by_name[name] = sy.WindowedMetric(name, v.T, st_.T.copy(), js, end, self.fs, g.win, g.step)
         return res
 
     def _change_windows(self, st: _ModalityState, js, g: _Group) -> np.ndarray:
@@ -581,6 +583,9 @@ class SynchronyEngine:
         P, L, n = self.n_people, self.phasic_lag, len(js)
         L1, n_seg = L + 1, g.win - L
         D = self._change_windows(st, js, g)
+        # the rings are made in __init__ for every phasic modality, the only ones this is called for
+        assert st.ph_lead is not None and st.ph_follow is not None and st.ph_index is not None
+        assert st.ph_held is not None
         summ = _xcorr_full(D, ia, ib, L, False, self.fs) if np.isfinite(D).all() else None
         if summ is None:
             R, s = sy.xcorr_windows(D, ia, ib, L, detrend=False, min_valid=self.config.min_valid)
@@ -656,7 +661,7 @@ class SynchronyEngine:
         src = js[:, None] - self.shifts  # (n_new, n_shifts) window index of each shifted partner
         ps = src % R
         here = src >= js[0]
-        Zp = []
+        Zps = []
         for k, st in enumerate(states):
             Zk = Z[k * n : (k + 1) * n]
             z_ring, z_index = ring_of(st)
@@ -667,8 +672,8 @@ class SynchronyEngine:
             keep = js[-R:]
             z_ring[keep % R] = Zk[-R:]
             z_index[keep % R] = keep
-            Zp.append(zp)
-        Zp = Zp[0] if len(Zp) == 1 else np.concatenate(Zp, 0)
+            Zps.append(zp)
+        Zp = Zps[0] if len(Zps) == 1 else np.concatenate(Zps, 0)
         M = np.clip(np.matmul(Z[:, None], Zp.swapaxes(-1, -2)), -1.0, 1.0)  # (n, n_shifts, P, P)
         ia, ib = self.ia, self.ib
         S = np.concatenate([M[:, :, ia, ib], M[:, :, ib, ia]], 1)  # (n, 2 * n_shifts, n_pairs)
@@ -683,5 +688,5 @@ class SynchronyEngine:
 
     def memory_bytes(self) -> int:
         """Bytes held by the history buffers and surrogate rings (bounded, independent of session length)."""
-        return sum(s.buf.nbytes + s.z_ring.nbytes + s.zp_ring.nbytes
-                   + sum(a.nbytes for a in (s.ph_lead, s.ph_follow) if a is not None) for s in self.state.values())
+        return sum(a.nbytes for s in self.state.values()
+                   for a in (s.buf, s.z_ring, s.zp_ring, s.ph_lead, s.ph_follow) if a is not None)

@@ -760,7 +760,7 @@ def _fast_xcorr(x, step, nw, n_seg, L, detrend):
             Rf *= np.matmul(Ua, Vb, out=Tv.reshape(Jc, P, L1 * P))
             Ua[:, :, 0] = S1[:, 0] * inv[:, 0] * math.sqrt(sn)
             Vb[:, 0] = (S1 * inv).reshape(Jc, L1 * P) * math.sqrt(sn)
-            if detrend:
+            if St is not None:  # detrend
                 Ua[:, :, 1] = St[:, 0] * inv[:, 0] / math.sqrt(ctt)
                 Vb[:, 1] = (St * inv).reshape(Jc, L1 * P) / math.sqrt(ctt)
             Rf -= np.matmul(Ua, Vb, out=Tv.reshape(Jc, P, L1 * P))
@@ -985,16 +985,17 @@ def windowed_xcorr(
     lag_s[:] = np.where(ok, lag_i / fs, np.nan)
     leader[:] = np.where(ok, np.where(lag_i > 0, ia, np.where(lag_i < 0, ib, -1)), -1)
     todo = np.flatnonzero(redo)
-    Wv = window_view(x, win, step, nw) if len(todo) else None
-    for b0 in range(0, len(todo), _MASKED_BLOCK):  # windows the fast path could not do: direct, masked
-        sel = todo[b0 : b0 + _MASKED_BLOCK]
-        Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
-        st[sel] = ss
-        r0[sel], rmax[sel], lag_s[sel], leader[sel] = summarize_xcorr(Rr, ia, ib, L, fs)
-        if Rall is not None:
-            Rall[sel] = Rr.swapaxes(1, 2)
+    if len(todo):  # windows the fast path could not do: direct, masked
+        Wv = window_view(x, win, step, nw)
+        for b0 in range(0, len(todo), _MASKED_BLOCK):
+            sel = todo[b0 : b0 + _MASKED_BLOCK]
+            Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
+            st[sel] = ss
+            r0[sel], rmax[sel], lag_s[sel], leader[sel] = summarize_xcorr(Rr, ia, ib, L, fs)
+            if Rall is not None:
+                Rall[sel] = Rr.swapaxes(1, 2)
     res = XcorrResult(r0.T, rmax.T, lag_s.T, leader.T, st.T, idx, end, fs, win, step, L)
-    if return_lags:
+    if Rall is not None:  # return_lags
         return res, Rall.transpose(2, 0, 1)
     return res
 
