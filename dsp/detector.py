@@ -158,6 +158,8 @@ class PairState(StrEnum):
 
 #: States of the per-pair machine, in order (:class:`PairState` members; see :data:`STATE_WORDS` for the UI).
 STATES = tuple(PairState)
+# members read in per-pair loops (an Enum class attribute costs a __getattr__ call each time on Python 3.11)
+_CALIBRATING, _NOT_IN_TUNE = PairState.CALIBRATING, PairState.NOT_IN_TUNE
 #: States in which a pair is not armed: no rupture can be raised (there is no measured attunement to lapse from).
 UNARMED_STATES = (PairState.CALIBRATING, PairState.NOT_IN_TUNE, PairState.OUT_OF_TUNE)
 STATE_WORDS = {
@@ -696,16 +698,20 @@ class ModalityTrack:
 
     def snapshot(self, state: str) -> dict:
         """Current numbers for the UI (baseline and chance as r; the arming excess in Fisher z)."""
+        # (called for every pair and modality whenever the views refresh: attributes read once, enum members
+        # from module constants, no properties)
+        isfinite, tanh = math.isfinite, math.tanh
+        b, c, sz, d, ex, se = self.baseline_z, self.chance_z, self.smooth_z, self.drop, self.excess, self.excess_se
+        armed = isfinite(b)
         return {
-            "state": (PairState.CALIBRATING if not self.cfg.arming or not self.ever_full else PairState.NOT_IN_TUNE)
-            if self.calibrating else state,
-            "baseline": math.tanh(self.baseline_z) if math.isfinite(self.baseline_z) else None,
-            "chance": math.tanh(self.chance_z) if math.isfinite(self.chance_z) else None,
-            "sync": math.tanh(self.smooth_z) if math.isfinite(self.smooth_z) else None,
-            "drop": None if not math.isfinite(self.drop) else float(self.drop),
-            "armed": self.armed,
-            "excess": None if not math.isfinite(self.excess) else round(self.excess, 4),
-            "excess_se": None if not math.isfinite(self.excess_se) else round(self.excess_se, 4),
+            "state": state if armed else (_CALIBRATING if not self.cfg.arming or not self.ever_full else _NOT_IN_TUNE),
+            "baseline": tanh(b) if armed else None,
+            "chance": tanh(c) if isfinite(c) else None,
+            "sync": tanh(sz) if isfinite(sz) else None,
+            "drop": float(d) if isfinite(d) else None,
+            "armed": armed,
+            "excess": round(ex, 4) if isfinite(ex) else None,
+            "excess_se": round(se, 4) if isfinite(se) else None,
         }
 
 
@@ -1155,6 +1161,8 @@ class RuptureDetector:
         self._model = (evidence_model or shipped_model()) if learned else None
         # the last few steps of each person's arousal log-likelihood ratio (see person_arousal)
         self._recent_arousal: deque = deque(maxlen=max(1, int(round(self.cfg.smooth_s / step_s))))
+        self._version = 0  # bumped whenever the machines may have changed (pair_states' cache key)
+        self._states_cache: tuple[int, list] | None = None
 
     def note_signal_loss(self, participant: str, onset_s: float, known_s: float, offset_s: float | None = None) -> None:
         """Tell the detector that ``participant`` lost a signal (any modality) from ``onset_s``.
@@ -1368,17 +1376,25 @@ class RuptureDetector:
             steps.append((t, now, ar))
         for i, m in enumerate(keys):
             self._pending[m] = queues[i][heads[i]:]
+        if steps:
+            self._version += 1
         llr = self._learned_llr(steps)
-        pairs = range(len(self.pairs))
+        n_pairs = len(self.pairs)
+        nan_pairs = [math.nan] * n_pairs
         for s, (t, now, ar) in enumerate(steps):
             if self._shared_pending:
                 events.extend(self._apply_shared(t))
             if ar is not None:
                 self._recent_arousal.append(ar[2])
-            for p in pairs:
-                vals = {m: (sv[p], cv[p], dv[p]) for m, (_, sv, cv, dv) in now.items()}
-                a = ar[1][p] if ar is not None else math.nan
-                evs = self.machines[p].step(t, vals, self._blocked(p, t), a, llr[s, p])
+            # per pair: {modality: (sync, chance, chance_sd)}, built by zips (C loops) rather than per pair
+            mods = list(now)
+            cols = [zip(sv, cv, dv) for (_, sv, cv, dv) in now.values()]
+            vals_of = [dict(zip(mods, row)) for row in zip(*cols)] if mods else [{} for _ in range(n_pairs)]
+            arousal = ar[1] if ar is not None else nan_pairs
+            llr_s = llr[s].tolist()
+            any_loss = any(self._losses.values())
+            for p, mach in enumerate(self.machines):
+                evs = mach.step(t, vals_of[p], any_loss and self._blocked(p, t), arousal[p], llr_s[p])
                 for ev in evs:
                     ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
@@ -1522,15 +1538,23 @@ class RuptureDetector:
         return [max(score, key=score.get)]
 
     def pair_states(self) -> list[dict]:
-        """Per pair: the fused state, its words, the evidence and per-modality snapshots."""
-        out = []
-        for p, pair in enumerate(self.pairs):
-            mach = self.machines[p]
-            out.append({"pair": pair, "state": mach.state, "words": pair_words(mach.state, mach.out_of_tune_since),
-                        "evidence": mach.evidence, "drop": None if not math.isfinite(mach.smooth_drop) else mach.smooth_drop,
-                        "armed": mach.state not in UNARMED_STATES, "out_of_tune_since": mach.out_of_tune_since,
-                        "modalities": mach.snapshots()})
-        return out
+        """Per pair: the fused state, its words, the evidence and per-modality snapshots.
+
+        The machines change only when time steps are processed, so the dicts are built once per change and
+        shared by later calls (a view refreshing 20 times a second between two synchrony windows pays nothing);
+        treat them as read-only. The list itself is new on every call.
+        """
+        if self._states_cache is None or self._states_cache[0] != self._version:
+            out = []
+            isfinite = math.isfinite
+            for pair, mach in zip(self.pairs, self.machines):
+                state, since, sd = mach.state, mach.out_of_tune_since, mach.smooth_drop
+                out.append({"pair": pair, "state": state, "words": pair_words(state, since),
+                            "evidence": mach.evidence, "drop": sd if isfinite(sd) else None,
+                            "armed": state not in UNARMED_STATES, "out_of_tune_since": since,
+                            "modalities": {m: tr.snapshot(state) for m, tr in mach.tracks.items()}})
+            self._states_cache = (self._version, out)
+        return list(self._states_cache[1])
 
     def finish(self, t_end: float | None = None) -> list[Episode]:
         """Close the session: process what is queued; open episodes stay unrepaired.
@@ -1540,6 +1564,7 @@ class RuptureDetector:
         episodes : list of Episode
         """
         self._drain(final=True)
+        self._version += 1
         for ep in self._open.values():
             ep.open = False
             ep.outcome = "session_end"
