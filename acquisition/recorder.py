@@ -436,7 +436,9 @@ class SessionRecorder:
             self._pending_infos.append((key, info))
 
     def follow(self, session) -> None:
-        """Record every stream a :class:`attune_monitor.acquisition.live.LiveSession` receives, and the event / marker streams
+        """Record every stream a live session receives, and its event / marker streams, as they appear.
+
+        Every stream a :class:`attune_monitor.acquisition.live.LiveSession` receives, and the event / marker streams
         it sees (:meth:`~attune_monitor.acquisition.live.LiveSession.marker_streams`), as they appear.
         """
         self._session = session
@@ -520,9 +522,10 @@ class SessionRecorder:
                 self._follow_run(rec, info)
 
     def _follow_run(self, rec: _Inlet, info) -> None:
-        """Go on recording ``rec``'s stream from its new run ``info`` (restarted, or the session went back to the
-        genuine run): a new inlet into the same XDF stream; the old one is drained and closed. Bounded waits;
-        on failure the next round tries again.
+        """Go on recording ``rec``'s stream from its new run ``info``.
+
+        The stream restarted, or the session went back to the genuine run: a new inlet into the same XDF stream;
+        the old one is drained and closed. Bounded waits; on failure the next round tries again.
         """
         from .lsl import pylsl
 
@@ -737,8 +740,9 @@ class SessionRecorder:
         logger.info("recorded the session's roster (%d participants)", len(assignment.participants))
 
     def _derived_clock_offsets(self, stamp: float, force: bool = False) -> None:
-        """A zero ClockOffset for every derived stream every ``clock_interval`` s of session time (and when forced):
-        they are stamped on this computer's LSL clock, and pyxdf warns about a stream without offsets.
+        """A zero ClockOffset for every derived stream every ``clock_interval`` s of session time (and when forced).
+
+        They are stamped on this computer's LSL clock, and pyxdf warns about a stream without offsets.
         """
         if not self._derived_ids or not (force or stamp >= self._next_derived_offset) or not self.active:
             return

@@ -14,8 +14,8 @@ What makes a flag (the measurements behind each choice: docs/validation.md)
   were chosen on real pseudo-pairs (docs/validation.md).
 * **Shared events re-baseline instead of flagging** (:meth:`RuptureDetector.note_shared_event`): a marker (the
   experiment's or the facilitator's note), a task switch, a gap in the data, a signal loss, and everybody's
-  arousal moving the same way at once (:class:`attune_monitor.dsp.divergence.SharedShift`, from the pipeline) disarm every
-  pair; windows holding the event are left out and arming starts again. An open prompt is closed as
+  arousal moving the same way at once (:class:`attune_monitor.dsp.divergence.SharedShift`, from the pipeline) disarm
+  every pair; windows holding the event are left out and arming starts again. An open prompt is closed as
   ``interrupted``.
 * **A long lapse is a state, not a prompt.** A possible rupture not repaired ``lapse_s`` (240 s) after its onset
   closes as ``unrepaired``; the pair shows "out of tune since mm:ss" (state ``out_of_tune``) until it is armed
@@ -71,8 +71,9 @@ States per pair (what the UI shows)::
 synchrony drop and the smoothed arousal drop ``(L - arousal_in_tune) / (arousal_rupture - arousal_in_tune)``
 (below ``repair_frac``: repairing; below ``repaired_frac`` for ``min_repaired_s``: repaired; the episode's end
 is when it fell below ``repaired_frac``, dated back by ``repair_delay_s`` like the onset, never before the
-flag or the deepest point); a new flag soon after a repair reopens the same episode. In groups, an episode names the member of the pair whose arousal
-moved away from the group (when the two differ clearly), else the one most of whose pairs are dropping.
+flag or the deepest point); a new flag soon after a repair reopens the same episode. In groups, an episode names the
+member of the pair whose arousal moved away from the group (when the two differ clearly), else the one most of whose
+pairs are dropping.
 
 Calibration
 -----------
@@ -276,8 +277,8 @@ class DetectorConfig:
     evidence : {"analytic", "learned"}
         What the CUSUM accumulates: ``"analytic"`` (the default of a bare config; every preset in
         :data:`PRESETS` uses ``"learned"``), the synchrony drop weighted by its signal-to-noise ratio
-        plus the arousal term above; ``"learned"``, the log-likelihood ratio of :mod:`attune_monitor.dsp.evidence` (a tree
-        ensemble over synchrony, its recent course and both people's arousal divergence), less ``learned_k``,
+        plus the arousal term above; ``"learned"``, the log-likelihood ratio of :mod:`attune_monitor.dsp.evidence` (a
+        tree ensemble over synchrony, its recent course and both people's arousal divergence), less ``learned_k``,
         per second. Flags, onsets, repair and signal-loss handling are the same either way.
     learned_k, learned_h, learned_clip : float
         The learned evidence's reference and threshold: each second adds ``clip(llr, -learned_clip,
@@ -476,10 +477,11 @@ _DETECTOR_LIMITS = {
 ANALYTIC_PRESETS = {
     "conservative": DetectorConfig(cusum_k=0.8, cusum_h=15.0, drift_h=4.0, arousal_k=3.5, arousal_h=40.0),
     "balanced": DetectorConfig(),
-    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.5, arousal_h=25.0, arousal_floor=1.0,
-                                onset_delay_s=8.0),
+    "sensitive": DetectorConfig(cusum_k=0.6, cusum_h=10.0, drift_h=3.0, arousal_k=3.5, arousal_h=25.0,
+                                arousal_floor=1.0, onset_delay_s=8.0),
 }
-#: Learned evidence (:mod:`attune_monitor.dsp.evidence`): reference and threshold per preset (``bench/train_evidence.py cv``).
+#: Learned evidence (:mod:`attune_monitor.dsp.evidence`): reference and threshold per preset
+#: (``bench/train_evidence.py cv``).
 LEARNED_THRESHOLDS = {"conservative": (3.0, 10.0), "balanced": (3.0, 7.0), "sensitive": (2.5, 7.0)}
 #: The presets with the learned evidence (``get_preset(name, "learned")``, what :data:`PRESETS` are): trees fitted
 #: on the seven rupture families of the simulator, thresholds as leave-one-family-out chose them.
@@ -496,13 +498,17 @@ AROUSAL_KEY = "_arousal"
 
 
 def get_preset(name: str, evidence: str | None = None) -> DetectorConfig:
-    """Return the :class:`DetectorConfig` of a preset by name (with ``evidence`` "analytic" or "learned": that
-    kind of evidence; None: the preset's own, learned)."""
+    """Return the :class:`DetectorConfig` of a preset by name.
+
+    With ``evidence`` "analytic" or "learned": that kind of evidence; None: the preset's own, learned.
+    """
     if name not in PRESETS:
         raise ValueError(f"Invalid value for 'preset': expected one of {', '.join(PRESETS)}, but got {name!r}.")
     if evidence is not None and evidence not in EVIDENCE_KINDS:
-        raise ValueError(f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, but got {evidence!r}.")
-    return {"analytic": ANALYTIC_PRESETS, "learned": LEARNED_PRESETS}.get(evidence, PRESETS)[name]
+        raise ValueError(
+            f"Invalid value for 'evidence': expected one of {', '.join(EVIDENCE_KINDS)}, but got {evidence!r}.")
+    table = PRESETS if evidence is None else {"analytic": ANALYTIC_PRESETS, "learned": LEARNED_PRESETS}[evidence]
+    return table[name]
 
 
 def _clock(seconds: float) -> str:
@@ -646,8 +652,10 @@ class ModalityTrack:
         z = self.z = _fisher(float(sync))
         c = _fisher(float(chance)) if math.isfinite(chance) else math.nan
         if math.isfinite(c):
-            self.chance_z = c if not math.isfinite(self.chance_z) else self.chance_z + self._alpha_chance * (c - self.chance_z)
-        self.smooth_z = z if not math.isfinite(self.smooth_z) else self.smooth_z + self._alpha_smooth * (z - self.smooth_z)
+            self.chance_z = (c if not math.isfinite(self.chance_z)
+                             else self.chance_z + self._alpha_chance * (c - self.chance_z))
+        self.smooth_z = (z if not math.isfinite(self.smooth_z)
+                         else self.smooth_z + self._alpha_smooth * (z - self.smooth_z))
         self.valid_s += self.step_s
         if not cfg.arming:
             if self.calibrating:
@@ -784,8 +792,8 @@ class PairMachine:
             Person-level arousal divergence of the pair this second (log-likelihood ratio, the larger of its two
             people's; NaN: not known), see :mod:`attune_monitor.dsp.divergence`.
         llr : float
-            The learned log-likelihood ratio of this pair this second (:mod:`attune_monitor.dsp.evidence`); used when the
-            config's ``evidence`` is ``"learned"``.
+            The learned log-likelihood ratio of this pair this second (:mod:`attune_monitor.dsp.evidence`); used when
+            the config's ``evidence`` is ``"learned"``.
 
         Returns
         -------
@@ -864,7 +872,8 @@ class PairMachine:
             if len(drops) < 2 and len(self.modalities) >= 2:
                 gain /= cfg.single_h_factor  # one noisy series alone needs more evidence
             self.drop = D
-            self.smooth_drop = D if not math.isfinite(self.smooth_drop) else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop)
+            self.smooth_drop = (D if not math.isfinite(self.smooth_drop)
+                                else self.smooth_drop + self._alpha_smooth * (D - self.smooth_drop))
             if not learned:
                 inc += gain * (D - cfg.cusum_k) * self.step_s
         else:
@@ -875,7 +884,8 @@ class PairMachine:
                 inc += cfg.cusum_h * (la - cfg.arousal_k) / cfg.arousal_h * self.step_s
             a = (arousal - cfg.arousal_in_tune) / (cfg.arousal_rupture - cfg.arousal_in_tune)
             a = min(max(a, -cfg.drop_clip), cfg.drop_clip)
-            self.smooth_arousal = a if not math.isfinite(self.smooth_arousal) else self.smooth_arousal + self._alpha_smooth * (a - self.smooth_arousal)
+            self.smooth_arousal = (a if not math.isfinite(self.smooth_arousal)
+                                   else self.smooth_arousal + self._alpha_smooth * (a - self.smooth_arousal))
         if learned:
             # where chance alone spreads wider than in the simulator (smooth 1 Hz device HR), a drop says less;
             # no ratio (a replay without the ensemble, e.g. the report's baseline line): no evidence either way,
@@ -901,7 +911,8 @@ class PairMachine:
                 self._set("drifting", t, events)
             elif self.state == "drifting" and self.evidence == 0.0:
                 self._set("attuned", t, events)
-            elif self.state == "repaired" and self.state_since is not None and t - self.state_since >= cfg.min_repaired_s:
+            elif (self.state == "repaired" and self.state_since is not None
+                  and t - self.state_since >= cfg.min_repaired_s):
                 self._set("attuned", t, events)
             if self.state in ("attuned", "repaired", "drifting") and self.evidence <= cfg.learn_evidence * h:
                 for tr in self.tracks.values():
@@ -945,8 +956,11 @@ class PairMachine:
         return events
 
     def flag(self, t: float, events: list, who: list | None = None) -> None:
-        """Raise a possible rupture now (the pair's own evidence reached its threshold, or the person-to-group
-        tie of one of its members did: ``who``)."""
+        """Raise a possible rupture now.
+
+        The pair's own evidence reached its threshold, or the person-to-group tie of one of its members did
+        (``who``).
+        """
         cfg = self.cfg
         # onset: the last time the evidence was still low (not merely above 0: a slow creep before a
         # rupture would date it too early)
@@ -1009,15 +1023,16 @@ class PairMachine:
 class PairModalityMachine(PairMachine):
     """A :class:`PairMachine` on one modality alone (replays for reports and tests).
 
-    ``step(t, sync, chance)`` takes one window of that modality.
+    ``step_window(t, sync, chance)`` takes one window of that modality (``step`` keeps the dict form).
     """
 
     def __init__(self, modality: str, config: DetectorConfig, step_s: float):
         super().__init__((modality,), config, step_s)
         self.modality = modality
 
-    def step(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> list[dict]:  # noqa: D102
-        return super().step(t, {self.modality: (sync, chance, chance_sd)})
+    def step_window(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> list[dict]:
+        """Take one window of the modality: its synchrony, chance level and the chance level's SD."""
+        return self.step(t, {self.modality: (sync, chance, chance_sd)})
 
     @property
     def baseline_z(self) -> float:
@@ -1123,7 +1138,8 @@ class RuptureDetector:
         Keep every step's learned-evidence feature rows in :attr:`feature_log` (``(t, X)`` per drain, ``X``
         of shape (n_steps, n_pairs, len(dsp.evidence.FEATURES))), for ``bench/train_evidence.py``.
     evidence_model : object | None
-        What turns feature rows into ratios (an ``llr(X)`` method, as :class:`attune_monitor.dsp.evidence.TreeEnsemble`);
+        What turns feature rows into ratios (an ``llr(X)`` method, as
+        :class:`attune_monitor.dsp.evidence.TreeEnsemble`);
         None: the shipped ensemble. ``bench/train_evidence.py`` passes the trees of a cross-validation fold.
     """
 
@@ -1219,17 +1235,20 @@ class RuptureDetector:
         analytic drops: docs/validation.md.)
         """
         events: list[dict] = []
+        tie_ev = self._tie_ev
+        if tie_ev is None:  # fewer than 3 people: no ties
+            return events
         h = self.cfg.threshold * self.tie_h_scale
         watching = ("attuned", "drifting", "repaired")
         for i, person in enumerate(self.participants):
             mine = [self.machines[p] for p in self._pairs_of[i]]
             incs = [m.last_inc for m in mine if m.state in watching and math.isfinite(m.last_inc)]
             if len(incs) < 2:
-                self._tie_ev[i] = 0.0
+                tie_ev[i] = 0.0
                 continue
-            self._tie_ev[i] = min(max(0.0, self._tie_ev[i] + sum(incs) / len(incs)), 2.0 * h)
-            if self._tie_ev[i] >= h:
-                self._tie_ev[i] = 0.0
+            tie_ev[i] = min(max(0.0, tie_ev[i] + sum(incs) / len(incs)), 2.0 * h)
+            if tie_ev[i] >= h:
+                tie_ev[i] = 0.0
                 for p in self._pairs_of[i]:
                     mach = self.machines[p]
                     if mach.state in watching:
@@ -1254,7 +1273,7 @@ class RuptureDetector:
             return False
         guard = self.window_s + self.cfg.loss_guard_s
         for person in self.pairs[p]:
-            for onset, known, offset in self._losses[person]:
+            for _onset, known, offset in self._losses[person]:
                 if known <= t + 1e-9 and (offset is None or t < offset + guard):
                     return True
         return False
@@ -1333,7 +1352,8 @@ class RuptureDetector:
         if divergence is None:
             divs = [None] * t.size
         else:
-            divs = list(np.moveaxis(np.asarray(divergence, dtype=float).reshape(len(self.participants), -1, t.size), 2, 0))
+            per_person = np.asarray(divergence, dtype=float).reshape(len(self.participants), -1, t.size)
+            divs = list(np.moveaxis(per_person, 2, 0))
         for tt, v, person, dv in zip(t.tolist(), both.T.tolist(), llr.T.tolist(), divs):
             q.append((tt, v, person, dv))
         return self._drain(final=False)
@@ -1439,7 +1459,7 @@ class RuptureDetector:
 
     @property
     def person_arousal(self) -> np.ndarray:
-        """Each person's arousal log-likelihood ratio, mean of the last ``smooth_s`` steps (NaN: unknown), shape (n,)."""
+        """Each person's arousal log-likelihood ratio over the last ``smooth_s`` steps (NaN: unknown), shape (n,)."""
         if not self._recent_arousal:
             return np.full(len(self.participants), np.nan)
         x = np.array(self._recent_arousal, dtype=float)
@@ -1480,6 +1500,7 @@ class RuptureDetector:
         mach = self.machines[p]
         if ev["type"] == "pair_rupture":
             draft = mach.episode
+            assert draft is not None  # the machine drafts the episode as it raises the rupture
             last = self._last_closed.get(p)
             if last is not None and ev["t"] - self._last_below[p] <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
                 # the same rupture again after a brief recovery (or its relapse): reopen it
@@ -1500,19 +1521,19 @@ class RuptureDetector:
             self._refresh(p, ep)
             out.append({"type": kind, "pair": self.pairs[p], "t": ev["t"], "episode": ep})
         elif ev["type"] in ("pair_lapsed", "pair_interrupted"):
-            ep = self._open.pop(p, None)
-            if ep is not None:
-                ep.offset_s, ep.repaired, ep.open = ev["offset_s"], False, False
-                ep.outcome = "unrepaired" if ev["type"] == "pair_lapsed" else "interrupted"
-                out.append({"type": "episode_closed", "pair": self.pairs[p], "t": ev["t"], "episode": ep})
+            closing = self._open.pop(p, None)
+            if closing is not None:
+                closing.offset_s, closing.repaired, closing.open = ev["offset_s"], False, False
+                closing.outcome = "unrepaired" if ev["type"] == "pair_lapsed" else "interrupted"
+                out.append({"type": "episode_closed", "pair": self.pairs[p], "t": ev["t"], "episode": closing})
         elif ev["type"] == "pair_repaired":
-            ep = self._open.pop(p, None)
-            if ep is not None:
-                ep.offset_s, ep.repaired, ep.open = ev["offset_s"], True, False
-                ep.outcome = "repaired"
+            closing = self._open.pop(p, None)
+            if closing is not None:
+                closing.offset_s, closing.repaired, closing.open = ev["offset_s"], True, False
+                closing.outcome = "repaired"
                 self._last_below[p] = ev["below_s"]
-                self._last_closed[p] = ep
-                out.append({"type": "episode_repaired", "pair": self.pairs[p], "t": ev["t"], "episode": ep})
+                self._last_closed[p] = closing
+                out.append({"type": "episode_repaired", "pair": self.pairs[p], "t": ev["t"], "episode": closing})
         return out
 
     def _available(self, p: int) -> int:
@@ -1535,7 +1556,7 @@ class RuptureDetector:
             score[person] = dropping / len(mine)
         if abs(score[a] - score[b]) < 1e-9:
             return [a, b]
-        return [max(score, key=score.get)]
+        return [max(score, key=lambda person: score[person])]
 
     def pair_states(self) -> list[dict]:
         """Per pair: the fused state, its words, the evidence and per-modality snapshots.
@@ -1599,7 +1620,7 @@ class SignalLossTracker:
         bad = ~((q == Quality.OK) | (q == Quality.CORRECTED))
         key = (participant, modality)
         run = self._runs.get(key)
-        events = []
+        events: list[dict] = []
         if q.size == 0:
             return events
         # boundaries of bad runs within the block, vectorised
@@ -1613,7 +1634,8 @@ class SignalLossTracker:
             else:
                 if run is not None:
                     events += self._close(key, run)
-                run = {"start": start + s, "end": start + e, "codes": np.bincount(codes, minlength=len(Quality)), "reported": None}
+                run = {"start": start + s, "end": start + e, "codes": np.bincount(codes, minlength=len(Quality)),
+                       "reported": None}
             if run["reported"] is None and run["end"] - run["start"] >= self.min_n:
                 rec = {"participant": participant, "modality": modality, "onset_s": run["start"] / self.fs,
                        "offset_s": None, "reason": self._reason(run["codes"])}

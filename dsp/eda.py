@@ -111,8 +111,8 @@ class EdaPreprocessor(GridPreprocessor):
         self._q = np.empty(0, np.uint8)
         self._n_flag = 0
         self._n_clean = 0
-        self._zi = None  # filter states; None = restart at the next valid sample
-        self._tzi = None
+        self._zi: np.ndarray | None = None  # filter states; None = restart at the next valid sample
+        self._tzi: np.ndarray | None = None
         self._last_clean_ts = -np.inf
 
     # -- input ---------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ class EdaPreprocessor(GridPreprocessor):
             if restart[a]:
                 self._zi = self._tzi = None
             seg = val[a:b]
-            if self._zi is None:
+            if self._zi is None or self._tzi is None:  # both None together
                 self._zi = self._zi_unit * seg[0]
                 self._tzi = self._tzi_unit * seg[0]
             lvl[a:b], self._zi = sosfilt_1d(self.sos, seg, self._zi)

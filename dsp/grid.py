@@ -164,9 +164,11 @@ def _load_sosfilt():
 
 
 def sosfilt_1d(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`scipy.signal.sosfilt` of one signal ``x`` (shape (n,)) from state ``zi`` (shape (n_sections, 2)),
-    bitwise the same, without its per-call overhead (see :func:`sosfilt_rows`). Returns ``y`` (n,) and the final
-    state (n_sections, 2)."""
+    """:func:`scipy.signal.sosfilt` of one signal, bitwise the same, without its per-call overhead.
+
+    ``x`` has shape (n,), the state ``zi`` (n_sections, 2) (see :func:`sosfilt_rows`). Returns ``y`` (n,) and the
+    final state (n_sections, 2).
+    """
     y, zf = sosfilt_rows(sos, x.reshape(1, -1), zi.reshape(1, *zi.shape))
     return y[0], zf[0]
 

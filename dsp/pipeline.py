@@ -26,10 +26,18 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .detector import DetectorConfig, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
-from .divergence import FEATURES as _AROUSAL_FEATURES
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
-from .limits import (DEFAULT_PRESET, DEFAULT_WINDOW_S, PRESET_NAMES, WINDOW_RANGE_S, Limit, check_fields, check_flag,
-                     config_error)
+from .divergence import FEATURES as _AROUSAL_FEATURES
+from .limits import (
+    DEFAULT_PRESET,
+    DEFAULT_WINDOW_S,
+    PRESET_NAMES,
+    WINDOW_RANGE_S,
+    Limit,
+    check_fields,
+    check_flag,
+    config_error,
+)
 from .quality import Quality
 from .synchrony import fisher_mean, single_session_index
 
@@ -110,7 +118,8 @@ class PipelineConfig:
     history_s : float
         How much grid and synchrony history is kept for displays (bounded memory).
     arousal : bool
-        Feed person-level arousal divergence (:mod:`attune_monitor.dsp.divergence`) to the detector as well as synchrony.
+        Feed person-level arousal divergence (:mod:`attune_monitor.dsp.divergence`) to the detector as well as
+        synchrony.
     wcc_step_s : float
         Step of the windowed cross-correlation (lead-lag) windows. Neither the detector nor the views use
         them every second, and a 1 s step would cost a sizeable share of the pipeline's time (docs/validation.md).
@@ -149,9 +158,12 @@ class PipelineConfig:
 
 
 def engine_config(config: PipelineConfig, modalities) -> EngineConfig:
-    """The synchrony engine's configuration in the pipeline: the pipeline's windows, lead-lag windows every
-    ``wcc_step_s``, and only the chance levels of the metrics the detector follows (:func:`detector_metric`):
-    plain r's for heart rate, phasic synchrony (with its own) for skin conductance."""
+    """The synchrony engine's configuration in the pipeline.
+
+    The pipeline's windows, lead-lag windows every ``wcc_step_s``, and only the chance levels of the metrics the
+    detector follows (:func:`detector_metric`): plain r's for heart rate, phasic synchrony (with its own) for skin
+    conductance.
+    """
     from .engine import RING_CHANCE_OF, EngineConfig
 
     modalities = tuple(modalities)
@@ -182,13 +194,14 @@ class Update:
     arousal_t : ndarray, shape (n_sec,)
         Session times of the new person-level arousal values.
     arousal : ndarray, shape (n_people, n_sec)
-        Log-likelihood ratio "in a rupture" vs "in tune" per person (see :mod:`attune_monitor.dsp.divergence`; NaN: unknown).
+        Log-likelihood ratio "in a rupture" vs "in tune" per person (see :mod:`attune_monitor.dsp.divergence`; NaN:
+        unknown).
     arousal_div : ndarray, shape (n_people, len(dsp.divergence.FEATURES), n_sec)
         The divergence features behind ``arousal`` (person's standard units; NaN: unknown), for views that
         say *how* a person moved away (climbing or flattening).
     arousal_smooth, arousal_state : ndarray, shape (n_people, n_sec)
-        The same read as the detector reads it (:class:`attune_monitor.dsp.divergence.ArousalTracker`: ``smooth_s`` mean,
-        the preset's ``arousal_k``, the couple rule): smoothed ratio and codes into
+        The same read as the detector reads it (:class:`attune_monitor.dsp.divergence.ArousalTracker`: ``smooth_s``
+        mean, the preset's ``arousal_k``, the couple rule): smoothed ratio and codes into
         :data:`attune_monitor.dsp.divergence.AROUSAL_STATES`.
     """
 
@@ -233,13 +246,15 @@ class SessionPipeline:
             get_preset(self.cfg.preset)  # validate early
         self.slots = list(slots)
         self.origin = float(origin)
-        self.participants = list(participants) if participants else list(dict.fromkeys(s.participant for s in self.slots))
+        self.participants = (list(participants) if participants
+                             else list(dict.fromkeys(s.participant for s in self.slots)))
         if len(self.participants) < 2:
             raise ValueError(
                 f"Synchrony needs at least 2 participants, but the streams belong to {len(self.participants)} "
-                f"({', '.join(self.participants) or 'none'}). Check the roster: each person's streams need a participant."
+                f"({', '.join(self.participants) or 'none'}). Check the roster: each person's streams need a "
+                "participant."
             )
-        seen = {}
+        seen: dict[tuple[str, str], int] = {}
         for i, s in enumerate(self.slots):
             key = (s.participant, s.modality)
             if key in seen:
@@ -253,7 +268,7 @@ class SessionPipeline:
         self.modalities = tuple(m for m in ("hr", "eda") if any(s.modality == m for s in self.slots))
         fs = self.cfg.fs
         self.fs = fs
-        self._pre = []
+        self._pre: list[EdaPreprocessor | HeartPreprocessor] = []
         for s in self.slots:
             if s.modality == "eda":
                 self._pre.append(EdaPreprocessor(fs=fs, origin=self.origin, srate=s.srate or None))
@@ -263,7 +278,7 @@ class SessionPipeline:
         # (modality, person index) -> slot index
         self._slot_of = {(s.modality, self.participants.index(s.participant)): i for i, s in enumerate(self.slots)}
         n = len(self.participants)
-        self._pending = [[] for _ in self.slots]  # emitted-but-not-consumed grid blocks per slot
+        self._pending: list[list] = [[] for _ in self.slots]  # emitted-but-not-consumed grid blocks per slot
         self._emitted = [0] * len(self.slots)     # grid index emitted so far per slot
         self.k = 0                                 # grid samples consumed so far (all people, all modalities)
         self.engine = SynchronyEngine(n, fs, engine_config(self.cfg, self.modalities))
@@ -344,10 +359,10 @@ class SessionPipeline:
             vals = np.full((n, n_new), np.nan)
             qual = np.full((n, n_new), Quality.NO_DATA, dtype=np.uint8)
             for person in range(n):
-                i = self._slot_of.get((m, person))
-                if i is None:
+                slot = self._slot_of.get((m, person))
+                if slot is None:
                     continue
-                v, q = self._take(i, n_new)
+                v, q = self._take(slot, n_new)
                 vals[person], qual[person] = v, q
             upd.grid[m], upd.quality[m] = vals, qual
             for person in range(n):
@@ -359,6 +374,7 @@ class SessionPipeline:
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
         if self.arousal is not None:
+            assert self._reading is not None  # made together with self.arousal
             upd.arousal_t, upd.arousal, upd.arousal_div = self.arousal.push(upd.grid)
             for te in self._shared_shift.push(upd.arousal_t, self.arousal.last_relative):
                 # everybody's arousal moved at once (a task switch, a shared stressor): re-baseline, don't flag
@@ -415,7 +431,7 @@ class SessionPipeline:
             h[:, -n_new:] = vals
 
     def _set_context(self, ep, at: float) -> None:
-        """Arousal context (rising / falling / steady) of each person in the pair during the episode, as known at ``at``.
+        """Arousal context (rising / falling / steady) of each person of the pair in the episode, as known at ``at``.
 
         A person whose arousal was moving away from the others during the episode (see :meth:`_moved_away`)
         is "rising" when it climbed (aversive) and "falling" when it flattened (withdrawn); for the others,
@@ -452,8 +468,8 @@ class SessionPipeline:
     def _moved_away(self, ep, end: float) -> dict:
         """``{person: "rising" | "falling"}`` for members of the episode's pair whose arousal moved away.
 
-        Moving away: the person's arousal state (:class:`attune_monitor.dsp.divergence.ArousalTracker`, as the views show it)
-        was climbing or flattening at some second between 10 s before the onset and ``end``; "rising" when
+        Moving away: the person's arousal state (:class:`attune_monitor.dsp.divergence.ArousalTracker`, as the views
+        show it) was climbing or flattening at some second between 10 s before the onset and ``end``; "rising" when
         climbing was the more frequent of the two, else "falling".
         """
         if self.arousal is None:
@@ -486,7 +502,8 @@ class _Block:
 
 
 #: Engine metric holding the surrogate (chance) level of each detector metric.
-CHANCE_OF = {"synchrony": ("surrogate_mean", "surrogate_sd"), "pearson": ("surrogate_pearson_mean", "surrogate_pearson_sd"),
+CHANCE_OF = {"synchrony": ("surrogate_mean", "surrogate_sd"),
+             "pearson": ("surrogate_pearson_mean", "surrogate_pearson_sd"),
              "phasic": ("surrogate_phasic_mean", "surrogate_phasic_sd")}
 
 

@@ -217,8 +217,9 @@ def render(snap, width: int = 100) -> list[str]:
 
 
 def _learning_key(arming: dict | None) -> tuple:
-    """What the learning line says, with the countdown in 30-s steps (a block every 30 s while learning, not
-    one a second).
+    """What the learning line says, with the countdown in 30-s steps.
+
+    A block every 30 s while learning, not one a second.
     """
     if not arming or not arming.get("learning"):
         return ()

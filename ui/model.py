@@ -132,7 +132,8 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
         st, armed, dropping = mine[who]
         others = [frac[o] for o in participants if o != who]
         ev = None if not tie_evidence else tie_evidence.get(who)
-        most = len(armed) >= 2 and len(dropping) >= max(2, (len(armed) + 1) // 2) and frac[who] > float(np.median(others))
+        most = (len(armed) >= 2 and len(dropping) >= max(2, (len(armed) + 1) // 2)
+                and frac[who] > float(np.median(others)))
         if who in named or (ev is not None and ev >= TIE_DRIFT_FRAC) or most:
             state = "drifting_away"
         elif armed:
@@ -679,8 +680,10 @@ class SessionModel:
             )
 
     def _shown_pair_states(self) -> list[dict]:
-        """Copies of the detector's pair states with the words every view shows (:func:`attune_monitor.ui.words.pair_state_words`:
-        "in tune · dipping" while an in-tune pair's smoothed drop is past the repair threshold).
+        """Copies of the detector's pair states with the words every view shows.
+
+        The words of :func:`attune_monitor.ui.words.pair_state_words`: "in tune · dipping" while an in-tune pair's
+        smoothed drop is past the repair threshold.
         """
         out = []
         for ps in self._pair_states:

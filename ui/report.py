@@ -230,7 +230,7 @@ def baseline_trace(sync: np.ndarray, chance: np.ndarray, t: np.ndarray, preset: 
     thr = np.full(t.size, np.nan)
     sd = np.full(t.size, np.nan) if chance_sd is None else np.asarray(chance_sd, dtype=float)
     for k in range(t.size):
-        mach.step(float(t[k]), float(sync[k]), float(chance[k]), float(sd[k]))
+        mach.step_window(float(t[k]), float(sync[k]), float(chance[k]), float(sd[k]))
         thr_z = mach.threshold_z()
         if np.isfinite(thr_z):
             base[k] = math.tanh(mach.baseline_z)

@@ -106,8 +106,9 @@ class Runner:
         self.tick_durations = deque(maxlen=int(maxlen))
 
     def take_tick_durations(self) -> np.ndarray:
-        """The tick durations measured since the last call, oldest first, shape (n_ticks,), in seconds
-        (empty when measuring is off). Safe to call from any thread.
+        """The tick durations measured since the last call, oldest first, shape (n_ticks,), in seconds.
+
+        Empty when measuring is off. Safe to call from any thread.
         """
         d = self.tick_durations
         if d is None:
