@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # LSL stays on loopback: this config is in force before pylsl is first imported.
 export LSLAPICFG := $(CURDIR)/acquisition/lsl_api.cfg
 
-.PHONY: demo test bench recordings install lock clean
+.PHONY: demo test lint bench recordings install lock clean
 
 # Installs the exact versions in constraints.txt (pip included), so a dependency's new release cannot break a
 # fresh clone's `make test`; pyproject.toml keeps the ranges for library users. To move the pins forward:
@@ -22,12 +22,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/attune demo
 
-test: $(STAMP)
+test: $(STAMP) lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 # Style (ruff, config in pyproject.toml) and types of dsp/ and acquisition/ (mypy). mypy cannot follow setuptools'
 # package-dir mapping, so it reads a tree of symlinks in build/mypy (attune_monitor/dsp -> ../../../dsp ...).
-# Not yet a prerequisite of `test` (issue 19): ruff and mypy still report errors; see the last lint commit.
+# A prerequisite of `test` (issue 19): style or type errors fail `make test` before the suite runs.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	rm -rf build/mypy && mkdir -p build/mypy/attune_monitor
