@@ -41,6 +41,12 @@ __all__ = ["EdaPreprocessor", "eda_to_grid"]
 logger = logging.getLogger(__name__)
 
 
+# quality codes as plain ints: these run per stream on every live pull, where each Enum attribute costs a
+# __getattr__ call (Python 3.11); the arrays get the same uint8 codes
+_OK, _CORRECTED, _MOTION, _ELECTRODE_OFF, _NO_DATA = (int(q) for q in (
+    Quality.OK, Quality.CORRECTED, Quality.MOTION, Quality.ELECTRODE_OFF, Quality.NO_DATA))
+
+
 class EdaPreprocessor(GridPreprocessor):
     """Streaming EDA cleaning, tonic/phasic split and resampling to the grid.
 
@@ -158,7 +164,7 @@ class EdaPreprocessor(GridPreprocessor):
         # motion: slope over slope_span
         j = np.searchsorted(ts, ts - self.slope_span, side="right") - 1
         has = j >= 0
-        jj = np.clip(j, 0, n - 1)
+        jj = np.minimum(np.maximum(j, 0), n - 1)
         dt = ts - ts[jj]
         has &= (dt > 0) & (dt <= self.slope_span + self.max_interp_gap) & ~off & ~off[jj]
         with np.errstate(over="ignore", invalid="ignore"):  # absurd values (1e308): an infinite slope is motion
@@ -168,29 +174,29 @@ class EdaPreprocessor(GridPreprocessor):
         lo = np.searchsorted(ts, ts[i0:i1] - self.pad, side="left")
         hi = np.searchsorted(ts, ts[i0:i1] + self.pad, side="right")
         motion = (cs[hi] - cs[lo]) > 0
-        out = np.full(i1 - i0, Quality.OK, np.uint8)
-        out[motion] = Quality.MOTION
-        out[(off | flat)[i0:i1]] = Quality.ELECTRODE_OFF
+        out = np.full(i1 - i0, _OK, np.uint8)
+        out[motion] = _MOTION
+        out[(off | flat)[i0:i1]] = _ELECTRODE_OFF
         return out
 
     # -- stage 2: bridge and filter ------------------------------------------------------------
     def _clean(self, i0: int, i1: int) -> None:
         ts, x, flag = self._ts, self._x, self._flag
-        val = np.where(flag[i0:i1] == Quality.OK, x[i0:i1], np.nan)
+        val = np.where(flag[i0:i1] == _OK, x[i0:i1], np.nan)
         q = flag[i0:i1].copy()
-        mot = np.flatnonzero(q == Quality.MOTION) + i0
+        mot = np.flatnonzero(q == _MOTION) + i0
         if mot.size:
-            other = np.flatnonzero(flag[:self._n_flag] != Quality.MOTION)
+            other = np.flatnonzero(flag[:self._n_flag] != _MOTION)
             k = np.searchsorted(other, mot)
             a = np.where(k > 0, other[np.maximum(k - 1, 0)], -1)
             b = np.where(k < other.size, other[np.minimum(k, other.size - 1)], -1)
             okab = (a >= 0) & (b >= 0)
             aa, bb = np.maximum(a, 0), np.maximum(b, 0)
-            okab &= (flag[aa] == Quality.OK) & (flag[bb] == Quality.OK) & (ts[bb] - ts[aa] <= self.bridge)
+            okab &= (flag[aa] == _OK) & (flag[bb] == _OK) & (ts[bb] - ts[aa] <= self.bridge)
             w = (ts[mot] - ts[aa]) / np.where(ts[bb] > ts[aa], ts[bb] - ts[aa], 1.0)
             lin = x[aa] + w * (x[bb] - x[aa])
             val[mot[okab] - i0] = lin[okab]
-            q[mot[okab] - i0] = Quality.CORRECTED
+            q[mot[okab] - i0] = _CORRECTED
         # low-pass level and tonic, restarting after missing stretches and timestamp gaps
         lvl = np.full(val.shape, np.nan)
         ton = np.full(val.shape, np.nan)
@@ -225,18 +231,18 @@ class EdaPreprocessor(GridPreprocessor):
         m = t.size
         v = np.full(m, np.nan)
         tonic = np.full(m, np.nan)
-        q = np.full(m, Quality.NO_DATA, np.uint8)
+        q = np.full(m, _NO_DATA, np.uint8)
         n = self._n_clean
         if n and m:
             ts = self._ts[:n]
             b = np.searchsorted(ts, t, side="left")
             a = np.searchsorted(ts, t, side="right") - 1
             ok = (a >= 0) & (b < n)
-            ai, bi = np.clip(a, 0, n - 1), np.clip(b, 0, n - 1)
+            ai, bi = np.maximum(a, 0), np.minimum(b, n - 1)  # (a < n, b >= 0)
             ok &= (ts[bi] - ts[ai]) <= self.max_interp_gap
             qa, qb = self._q[ai], self._q[bi]
-            va = (qa == Quality.OK) | (qa == Quality.CORRECTED)
-            vb = (qb == Quality.OK) | (qb == Quality.CORRECTED)
+            va = (qa == _OK) | (qa == _CORRECTED)
+            vb = (qb == _OK) | (qb == _CORRECTED)
             good = ok & va & vb
             span = ts[bi] - ts[ai]
             w = np.where(span > 0, (t - ts[ai]) / np.where(span > 0, span, 1.0), 0.0)

@@ -56,6 +56,8 @@ __all__ = ["KINDS", "BeatCleaner", "HeartPreprocessor", "rr_to_hr_grid", "hr_to_
 logger = logging.getLogger(__name__)
 
 KINDS = ("rr", "hr", "ecg", "ppg")
+# quality codes as plain ints for the per-pull grid code (an Enum attribute costs a __getattr__ call on 3.11)
+_OK, _IMPLAUSIBLE, _NO_DATA = int(Quality.OK), int(Quality.IMPLAUSIBLE), int(Quality.NO_DATA)
 
 
 class _Beat:
@@ -334,13 +336,13 @@ class HeartPreprocessor(GridPreprocessor):
 
     def _hr_values(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v = np.full(t.shape, np.nan)
-        q = np.full(t.shape, Quality.NO_DATA, dtype=np.uint8)
+        q = np.full(t.shape, _NO_DATA, dtype=np.uint8)
         ts, x = self._ts, self._x
         if ts.size and t.size:
             b = np.searchsorted(ts, t, side="left")  # first sample >= t
             a = np.searchsorted(ts, t, side="right") - 1  # last sample <= t
             ok = (a >= 0) & (b < ts.size)
-            ai, bi = np.clip(a, 0, ts.size - 1), np.clip(b, 0, ts.size - 1)
+            ai, bi = np.maximum(a, 0), np.minimum(b, ts.size - 1)  # (a < size, b >= 0)
             ok &= (ts[bi] - ts[ai]) <= self.max_gap
             xa, xb = x[ai], x[bi]
             finite_a = np.isfinite(xa)
@@ -351,15 +353,15 @@ class HeartPreprocessor(GridPreprocessor):
             w = np.where(span > 0, (t - ts[ai]) / np.where(span > 0, span, 1.0), 0.0)
             good = ok & plaus
             v[good] = xa[good] + w[good] * (xb[good] - xa[good])
-            q[good] = Quality.OK
-            q[ok & finite & ~plaus] = Quality.IMPLAUSIBLE
+            q[good] = _OK
+            q[ok & finite & ~plaus] = _IMPLAUSIBLE
             if self.date_back > 0:
                 # a dated-back value still covers the beats up to its own timestamp: after the last sample
                 # before a gap (or the end of the stream) it holds for date_back s instead of a made-up gap
                 hold = ~ok & (a >= 0) & (t - ts[ai] <= self.date_back) & finite_a
                 v[hold & plaus_a] = xa[hold & plaus_a]
-                q[hold & plaus_a] = Quality.OK
-                q[hold & ~plaus_a] = Quality.IMPLAUSIBLE
+                q[hold & plaus_a] = _OK
+                q[hold & ~plaus_a] = _IMPLAUSIBLE
             keep = np.searchsorted(ts, t[-1] - self.max_gap, side="left")
             if keep > 1:
                 self._ts, self._x = ts[keep - 1:], x[keep - 1:]
