@@ -55,7 +55,7 @@ AS_LIMIT = 3 * 2**30     # the children's address space
 
 
 def run_attune(*args, cwd, timeout=30.0) -> dict:
-    """``attune ARGS`` as a child process: ``{code, out, err, seconds, maxrss_mb}``; killed after ``timeout`` s."""
+    """``attune ARGS`` as a child process: ``{code, out, err, seconds, cpu_s, maxrss_mb}``; killed after ``timeout`` s."""
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
@@ -80,7 +80,7 @@ def run_attune(*args, cwd, timeout=30.0) -> dict:
         out.seek(0)
         err.seek(0)
         return {"code": p.returncode, "out": out.read(), "err": err.read(), "seconds": seconds,
-                "maxrss_mb": usage.ru_maxrss / 1024}
+                "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_mb": usage.ru_maxrss / 1024}
 
 
 def lines(text: str) -> list[str]:
@@ -140,7 +140,9 @@ def test_one_unix_timestamp_among_lsl_stamps_is_a_stray_outlier_for_analyze_and_
 
     res = run_attune("analyze", path, "--json", tmp_path / "stray.json", cwd=tmp_path)
     assert res["code"] == 0, res["err"][-2000:]
-    assert res["seconds"] < 10, res["seconds"]  # issue 18's "done when": under 10 s (was 0.23 % after 600 s)
+    # issue 18's "done when": under 10 s (was 0.23 % after 600 s); CPU time, which a loaded machine (parallel test
+    # workers) does not stretch as it does the wall time (13-17 s at a load of 8-11 on 2 cores)
+    assert res["cpu_s"] < 10, (res["cpu_s"], res["seconds"])
     assert res["maxrss_mb"] < 1000, res["maxrss_mb"]
     said = [ln for ln in lines(res["err"]) if "stray timestamps" in ln]
     assert len(said) == 1 and "'P1 E4 EDA': 1 sample(s) stamped 54 years away" in said[0], res["err"]
