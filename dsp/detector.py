@@ -1621,8 +1621,8 @@ class SignalLossTracker:
         key = (participant, modality)
         run = self._runs.get(key)
         events: list[dict] = []
-        if q.size == 0:
-            return events
+        if q.size == 0 or (run is None and not bad.any()):
+            return events  # (the usual live block: all good, no run open; every person, every tick)
         # boundaries of bad runs within the block, vectorised
         edges = np.flatnonzero(np.diff(np.r_[0, bad.astype(np.int8), 0]))
         starts, stops = edges[::2], edges[1::2]
