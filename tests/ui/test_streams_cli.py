@@ -210,6 +210,7 @@ def test_output_cut_short_by_its_reader_ends_quietly(two_people, fmt):
     proc = subprocess.Popen([sys.executable, "-m", "attune_monitor.ui.cli", "streams", "--timeout", "1.5", "--match",
                              f"{prefix}*", *fmt], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader has gone: every write of the table fails with EPIPE
-    err = proc.stderr.read().decode()
+    with proc.stderr:  # closed after reading (an open pipe is a ResourceWarning, an error under filterwarnings)
+        err = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
