@@ -55,7 +55,7 @@ AS_LIMIT = 3 * 2**30     # the children's address space
 
 
 def run_attune(*args, cwd, timeout=30.0) -> dict:
-    """``attune ARGS`` as a child process: ``{code, out, err, seconds, cpu_s, maxrss_mb}``; killed after ``timeout`` s."""
+    """``attune ARGS`` as a child process: ``{code, out, err, seconds, cpu_s, maxrss_mb}``; killed at ``timeout`` s."""
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 

@@ -26,7 +26,8 @@ def _group_eda(n_people: int, seconds: float, srate: float, seed: int) -> tuple[
     ts = np.arange(0.0, seconds, 1.0 / srate) + 0.1
     n = ts.size
     shared = 5.0 + np.sin(2 * np.pi * ts / 70.0)
-    x = shared + np.cumsum(rng.standard_normal((n_people, n)), axis=1) * 0.003 + 0.004 * rng.standard_normal((n_people, n))
+    x = (shared + np.cumsum(rng.standard_normal((n_people, n)), axis=1) * 0.003
+         + 0.004 * rng.standard_normal((n_people, n)))
     x[0, (ts > 30) & (ts < 52)] = 4.321           # flat 22 s: far longer than the 6-s look-back of the flags
     x[1, (ts > 40) & (ts < 40.3)] += 4.0          # motion spike (bridged)
     x[2, (ts > 60) & (ts < 70)] = 0.0             # electrode off
