@@ -143,5 +143,11 @@ def test_session_settings_change_the_pipeline(tmp_path):
                   type(runner.source.inputs[0])("P2", "hr", 1.0, "y")]
         origin = 0.0
 
+        def poll(self, *args, **kwargs):  # a Source (acquisition.protocols): nothing to give
+            return [], None, {}
+
+        def close(self):
+            pass
+
     with pytest.raises(UsageError, match="synchrony needs 2"):
         make_runner(OnePersonEda(), config, ("eda",))
