@@ -34,6 +34,7 @@ import struct
 import threading
 import time
 import xml.etree.ElementTree as ET
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,7 +233,9 @@ class _Stream:
     first_timestamp: float | None = None
     last_timestamp: float | None = None
     sample_count: int = 0
-    clock_offsets: list[tuple[float, float]] = field(default_factory=list)
+    #: every ClockOffset written, flat ``[time, value, time, value, ...]`` (16 bytes each: the footer lists them
+    #: all, and a recording of 8 hours writes thousands; tuples of floats took ~7x the memory)
+    clock_offsets: array = field(default_factory=lambda: array("d"))
     closed: bool = False
 
 
@@ -523,7 +526,7 @@ class XdfWriter:
         with self._lock:
             s = self._stream(stream_id)
             self._write(_chunk(TAG_CLOCK_OFFSET, struct.pack("<Idd", stream_id, collection_time, offset)))
-            s.clock_offsets.append((float(collection_time), float(offset)))
+            s.clock_offsets.extend((float(collection_time), float(offset)))
 
     def _footer(self, s: _Stream) -> bytes:
         root = ET.Element("info")
@@ -533,7 +536,7 @@ class XdfWriter:
         ET.SubElement(root, "last_timestamp").text = _fmt(last)
         ET.SubElement(root, "sample_count").text = str(s.sample_count)
         offs = ET.SubElement(root, "clock_offsets")
-        for t, v in s.clock_offsets:
+        for t, v in zip(s.clock_offsets[0::2], s.clock_offsets[1::2]):
             o = ET.SubElement(offs, "offset")
             ET.SubElement(o, "time").text = _fmt(t)
             ET.SubElement(o, "value").text = _fmt(v)
