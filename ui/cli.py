@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     stops = StopSignals().install()
     try:
         code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at interpreter exit: a reader that went away is a BrokenPipeError caught below
         if stops.received is not None and code in (0, EXIT_SIGINT):
             code = stops.exit_code()  # the command closed cleanly after a stop signal: say which one it was
         return code
