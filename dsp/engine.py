@@ -38,7 +38,7 @@ def _one_blas_thread():
     Where windows complete, the engine's
     matmuls are small (tens of MFLOP at 64 people), and a second BLAS thread only waits for a core that the
     GUI, the inlets and other processes also want. On 2 busy cores (load ~5) the 64-person tick's p99 fell from
-    ~650 ms to ~100 ms with it. Needs threadpoolctl (installed with scikit-learn; else a no-op).
+    ~650 ms to ~100 ms with it. Needs threadpoolctl (a dependency; without it, a no-op).
     """
     global _blas
     if _blas is None:
