@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_analyze import SCENARIO  # the 60-minute dyad (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -144,37 +145,7 @@ def run_ticks(args) -> dict:
 # ----------------------------------------------------------------------------------------------- throughput
 #: The one-hour dyad of the throughput run (the 60-minute dyad of bench/bench_analyze.py: Polar H10 RR and E4 EDA
 #: per person, two scripted ruptures); each file has its own seed.
-DYAD_SCENARIO = """
-name = "scale-dyad"
-description = "one-hour dyad for the batch throughput benchmark"
-duration_s = 3600
-coupling = 0.7
-
-[[participants]]
-id = "P1"
-heart = "rr"
-eda = "e4"
-hr_bpm = 66
-eda_us = 3.0
-
-[[participants]]
-id = "P2"
-heart = "rr"
-eda = "e4"
-hr_bpm = 74
-eda_us = 5.0
-
-[[ruptures]]
-onset_s = 900
-duration_s = 60
-who = "P2"
-
-[[ruptures]]
-onset_s = 2400
-duration_s = 45
-who = "P1"
-style = "withdrawn"
-"""
+DYAD_SCENARIO = SCENARIO.format(duration=3600.0, ecg="false")
 
 
 def dyad_cache(folder: Path, n: int) -> list[Path]:

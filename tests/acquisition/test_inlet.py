@@ -19,6 +19,7 @@ from attune_monitor.acquisition.inlet import StreamReceiver
 from attune_monitor.acquisition.live import LiveSession
 from attune_monitor.acquisition.lsl import pylsl
 from attune_monitor.dsp.quality import Quality
+from tests.helpers.lsl_outlets import wait_until as _wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every wait polls for its condition and returns as soon as it holds; the deadline is only how long a loaded
@@ -52,13 +53,8 @@ def make_info(name, kind, participant, source_id, *, srate=0.0, unit=None, with_
 
 
 def wait_until(pred, timeout=DEADLINE, step=0.02):
-    """Poll ``pred`` until true or ``timeout`` seconds; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
+    """The shared helper with this module's deadline."""
+    return _wait_until(pred, timeout, step)
 
 
 def open_receiver(outlet_info_sid, **kw):
