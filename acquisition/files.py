@@ -723,6 +723,8 @@ def _checked(rec: Recording) -> Recording:
         if d is not None:
             s.descriptor = d
             kept.append(s)
+    if rec.streams and not kept:  # every stream left out: nothing to analyse, and the problems say why
+        raise RecordingError(_one_line(f"{rec.path}: no usable stream: {' '.join(rec.problems)}", 600))
     rec.streams = kept
     return rec
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from attune_monitor.acquisition.files import Recording, RecordingError, load_recording
@@ -136,6 +136,10 @@ e4_folder = st.fixed_dictionaries({name: _e4_file(text) for name, text in E4_GOO
 @pytest.mark.timeout(90)
 @FUZZ
 @given(files=e4_folder)
+# found by this test (2026-12-07): an empty HR.csv and a BVP.csv whose rate line became ",EDA,time" gave a Recording
+# with no streams (the PPG left out for its impossible rate) instead of a RecordingError
+@example(files={"EDA.csv": None, "HR.csv": "", "IBI.csv": None,
+                "BVP.csv": _garble(E4_GOOD["BVP.csv"], [(1, ",EDA,time\n")])})
 def test_e4_folder_reader_on_damaged_exports(files):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "S01"
