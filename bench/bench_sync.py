@@ -28,7 +28,8 @@ the first of our calls in this process that follows the warm-up of every contend
 headline was measured before), ``speedup_vs_pandas_steady`` over the median of 10 further calls;
 ``first_call_fresh_process_ms`` is the very first call of a new Python process (import, data made, one call),
 with the kernel preloaded in the background at import (``dsp._kernels.preload``, the numpy path answering until
-it is ready) and with ``ATTUNE_NUMBA_PRELOAD=0`` (the first call loads it), each also over a batch of 5 calls.
+it is ready) and with ``ATTUNE_NUMBA_PRELOAD=0`` (the default: the first call loads it), each also over a
+batch of 5 calls.
 ``peer_versions``: the versions of the contenders and of numpy / scipy / numba; ``load_avg_1min`` before / after
 each group of timings.
 

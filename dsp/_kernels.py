@@ -9,7 +9,11 @@ cached machine code): ``get(name, wait=False)`` returns None until it is ready, 
 path meanwhile. The thread only compiles (``Dispatcher.compile`` for the example's types), it never runs a
 kernel: numba's default threading layer may not be entered from two threads at once. A fork waits for the
 thread (``os.register_at_fork``), so a child process never inherits a half-held import or compiler lock.
-``ATTUNE_NUMBA_PRELOAD=0`` turns preloading off (the first call then loads the kernel, as before).
+Preloading is opt-in, ``ATTUNE_NUMBA_PRELOAD=1`` (a batch worker that will call the kernel many times): by default
+the first call loads the kernel. Every importing process would otherwise pay numba's import and cache load
+(~1 s of CPU, as much as the whole analysis of a one-hour dyad, whose one pair the numpy path serves as fast), and
+a first compile running beside the main thread made in-process CLI calls lose their stderr line intermittently
+(tests/ui/test_cli_help.py in a fresh clone with numba's cache cold).
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def preload(name: str, example_args: tuple) -> threading.Thread | None:
     Load kernel ``name`` for the argument types of ``example_args`` in a daemon thread (see the module
     notes); returns the thread, or None when numba is missing, preloading is off or the kernel is loaded.
     """
-    if not HAVE_NUMBA or name in _compiled or name in _preloading or os.environ.get("ATTUNE_NUMBA_PRELOAD") == "0":
+    if not HAVE_NUMBA or name in _compiled or name in _preloading or os.environ.get("ATTUNE_NUMBA_PRELOAD") != "1":
         return None
 
     def load():

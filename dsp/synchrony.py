@@ -1221,7 +1221,7 @@ def shifted_surrogate(
 
 
 def _preload_kernel() -> None:
-    """Load the lag-0 kernel in the background now.
+    """Load the lag-0 kernel in the background now, when ``ATTUNE_NUMBA_PRELOAD=1`` (opt-in, see ``_kernels``).
 
     Load the lag-0 kernel in the background now (:func:`attune_monitor.dsp._kernels.preload`), for the
     argument types :func:`rolling_pearson` passes it: the first call of a process then costs what every later
