@@ -120,7 +120,6 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
-from scipy.stats import trim_mean
 
 from .divergence import FEATURES as DIVERGENCE_FEATURES
 from .evidence import PairFeatures, shipped_model
@@ -525,6 +524,38 @@ def pair_words(state: str, out_of_tune_since: float | None = None) -> str:
 
 def _fisher(r: float) -> float:
     return math.atanh(min(max(r, -0.999), 0.999))
+
+
+def trim_mean(values, proportiontocut: float) -> float:
+    """Mean of ``values`` without the ``proportiontocut`` smallest and largest of them (rounded down).
+
+    ``scipy.stats.trim_mean(values, proportiontocut, axis=None)`` in numpy, bitwise (the same partition and
+    mean), without importing scipy.stats: NaN when ``values`` is empty, holds a NaN or is cut entirely.
+
+    Parameters
+    ----------
+    values : array_like, any shape (flattened)
+    proportiontocut : float
+        Share cut at each end, 0 <= proportiontocut <= 0.5.
+
+    Returns
+    -------
+    float
+    """
+    a = np.asarray(values).ravel()
+    if a.size == 0 or np.isnan(a).any():
+        return math.nan
+    lowercut = int(proportiontocut * a.size)
+    uppercut = a.size - lowercut
+    if lowercut > uppercut:
+        raise ValueError(f"Invalid value for 'proportiontocut': at most half of the values can be cut at each end, "
+                         f"but got {proportiontocut}.")
+    if lowercut == uppercut:  # everything cut (proportiontocut 0.5, an even count)
+        return math.nan
+    kept = np.partition(a, (lowercut, uppercut - 1))[lowercut:uppercut]
+    if not np.issubdtype(kept.dtype, np.inexact):  # integers: the mean in float64, as scipy's
+        kept = kept.astype(np.float64)
+    return float(np.mean(kept))
 
 
 class ModalityTrack:

@@ -31,9 +31,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy import signal
 
-from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive, sosfilt_1d
+from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
+from attune_monitor.dsp.iir import lowpass2_sos, sosfilt_1d, sosfilt_zi
 from attune_monitor.dsp.quality import Quality
 
 __all__ = ["EdaPreprocessor", "eda_to_grid"]
@@ -103,9 +103,10 @@ class EdaPreprocessor(GridPreprocessor):
                                else check_positive("max_interp_gap", max_interp_gap))
         nyq = 0.5 * self.srate
         self.cutoff = min(self.cutoff, 0.4 * self.srate)
-        self.sos = signal.butter(2, self.cutoff / nyq, output="sos")
-        self.tonic_sos = signal.butter(2, min(self.tonic_cutoff, 0.4 * self.srate) / nyq, output="sos")
-        self._zi_unit, self._tzi_unit = signal.sosfilt_zi(self.sos), signal.sosfilt_zi(self.tonic_sos)
+        # 2nd-order Butterworth (scipy.signal.butter(2, wn, output="sos"), bitwise, without importing scipy.signal)
+        self.sos = lowpass2_sos(self.cutoff / nyq)
+        self.tonic_sos = lowpass2_sos(min(self.tonic_cutoff, 0.4 * self.srate) / nyq)
+        self._zi_unit, self._tzi_unit = sosfilt_zi(self.sos), sosfilt_zi(self.tonic_sos)
         self._look_flags = max(self.flat_s, self.pad + self.slope_span)
         self.latency = self._look_flags + self.bridge + self.max_interp_gap
         self._history = max(self.flat_s, self.bridge, self.pad + self.slope_span) + self.max_interp_gap + 1.0

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .iir import sosfilt_1d, sosfilt_rows  # their home was here: still importable from grid
+
 __all__ = [
     "GridBlock", "grid_times", "last_index_at_or_before", "concat_blocks", "check_positive", "GridPreprocessor",
     "stream_in_chunks", "sosfilt_rows", "sosfilt_1d"
@@ -116,61 +118,6 @@ def concat_blocks(blocks: list[GridBlock]) -> GridBlock:
         np.concatenate([b.tonic for b in blocks]) if has_eda else None,
         np.concatenate([b.phasic for b in blocks]) if has_eda else None,
     )
-
-
-def sosfilt_rows(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Filter each row of ``x`` with the same second-order sections, each row from its own state.
-
-    The same kernel and arithmetic as :func:`scipy.signal.sosfilt` (``axis=-1``), so the output is bitwise
-    identical to it, without its per-call validation and axis juggling: live calls filter a sample or two,
-    where those cost ~20x the filtering.
-
-    Parameters
-    ----------
-    sos : ndarray, shape (n_sections, 6), float64
-        Second-order sections (e.g. :func:`scipy.signal.butter` with ``output="sos"``).
-    x : ndarray, shape (n_rows, n)
-        Signals, one per row (not modified).
-    zi : ndarray, shape (n_rows, n_sections, 2)
-        Each row's filter state (not modified).
-
-    Returns
-    -------
-    y : ndarray, shape (n_rows, n)
-    zf : ndarray, shape (n_rows, n_sections, 2)
-        The state after the last sample of each row.
-    """
-    y = np.array(x, dtype=np.float64, order="C")  # copies: the kernel works in place
-    zf = np.array(zi, dtype=np.float64, order="C")
-    kernel = _SOSFILT[0] if _SOSFILT else _load_sosfilt()
-    if kernel is None:  # pragma: no cover - a scipy without the kernel under this name
-        from scipy.signal import sosfilt
-        y, z = sosfilt(sos, y, axis=-1, zi=np.moveaxis(zf, 0, 1))
-        return y, np.ascontiguousarray(np.moveaxis(z, 1, 0))
-    kernel(sos, y, zf)
-    return y, zf
-
-
-_SOSFILT: list = []  # the kernel, once loaded (not at import: `import attune_monitor.dsp` stays free of scipy.signal)
-
-
-def _load_sosfilt():
-    try:  # the kernel behind scipy.signal.sosfilt (private; sosfilt_rows falls back to the public function)
-        from scipy.signal._sosfilt import _sosfilt as kernel
-    except ImportError:  # pragma: no cover
-        kernel = None
-    _SOSFILT.append(kernel)
-    return kernel
-
-
-def sosfilt_1d(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`scipy.signal.sosfilt` of one signal, bitwise the same, without its per-call overhead.
-
-    ``x`` has shape (n,), the state ``zi`` (n_sections, 2) (see :func:`sosfilt_rows`). Returns ``y`` (n,) and the
-    final state (n_sections, 2).
-    """
-    y, zf = sosfilt_rows(sos, x.reshape(1, -1), zi.reshape(1, *zi.shape))
-    return y[0], zf[0]
 
 
 def check_positive(name: str, value: float) -> float:

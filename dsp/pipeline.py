@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .detector import DetectorConfig, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
 from .divergence import FEATURES as _AROUSAL_FEATURES
+from .iir import one_pole
 from .limits import (
     DEFAULT_PRESET,
     DEFAULT_WINDOW_S,
@@ -562,7 +562,7 @@ class ChanceLevel:
         if chance.shape[1] and np.isfinite(chance).all() and np.isfinite(self.level).all():
             # the usual case: one first-order IIR filter per pair, state carried in zi
             a = self.alpha
-            out, _ = lfilter([a], [1.0, a - 1.0], chance, axis=1, zi=((1.0 - a) * self.level)[:, None])
+            out = one_pole(a, chance, self.level)  # scipy.signal.lfilter's one-pole recursion, bitwise
             self.level = out[:, -1].copy()
             return out
         out = np.empty_like(chance)
