@@ -56,6 +56,14 @@ REL_SPAN = (300, 30)
 REL_MIN = 20
 #: Steps per block of the running median (bounds the sorted copy: n_pairs x block x 270 values).
 _MEDIAN_BLOCK = 128
+#: Rows per :meth:`TreeEnsemble.log_odds` call from which the compiled (numba) tree walk is used; smaller calls
+#: walk the trees in numpy. numba's first use in a process (its import, scipy.linalg with it, the cached kernel)
+#: costs about as much as the numpy walk of ~10,000 rows, and a row walks ~5x faster compiled: calls of a few
+#: hundred rows or more (batch analysis of 3+ people, ~120 windows per pair and call; live sessions of ~23+
+#: people, one row per pair and step) repay it within the process, a dyad's (~120 rows per batch call, ~3,600
+#: an hour) do not. The two paths give bitwise the same sums (both add the trees' leaf values in tree order),
+#: so the choice changes speed only. Figures: docs/validation.md ("Performance", startup).
+TREE_SUM_NUMBA_ROWS = 256
 #: The shipped ensemble (``bench/train_evidence.py`` writes it).
 MODEL_PATH = Path(__file__).with_name("evidence_model.npz")
 
@@ -177,14 +185,15 @@ class TreeEnsemble:
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """Raw log-odds of "in a rupture" per row, shape ``X.shape[:-1]``.
 
-        Uses the compiled walker of :mod:`attune_monitor.dsp._kernels` when numba is there, else numpy;
-        the two agree to rounding (the sums over trees run in another order).
+        Calls of at least :data:`TREE_SUM_NUMBA_ROWS` rows use the compiled walker of
+        :mod:`attune_monitor.dsp._kernels` when numba is there, smaller ones (and every call without numba) numpy;
+        the two give bitwise the same sums.
         """
         X = np.asarray(X, float)
         flat = np.ascontiguousarray(X.reshape(-1, X.shape[-1]))
         out = np.zeros(flat.shape[0])
         if flat.shape[0]:
-            kernel = _kernels.get("tree_sum")
+            kernel = _kernels.get("tree_sum") if flat.shape[0] >= TREE_SUM_NUMBA_ROWS else None
             if kernel is not None:
                 kernel(flat, self.feature, self.threshold, self.missing_left, self.left, self.right, self.is_leaf,
                        self.value, self.roots, out)
@@ -195,9 +204,13 @@ class TreeEnsemble:
     def _tree_sum_numpy(self, flat: np.ndarray) -> np.ndarray:
         """Sum of every tree's leaf value per row, shape (n_rows,).
 
-        All (row, tree) walks at once, one level per step, dropping the walks that reached a leaf.
+        All (row, tree) walks at once, one level per step, dropping the walks that reached a leaf; the leaf
+        values are then added up in tree order from 0 (a running sum, not numpy's pairwise one), as the compiled
+        walker adds them, so both give the same bits.
         """
         n, n_trees = flat.shape[0], self.roots.size
+        if n_trees == 0:
+            return np.zeros(n)
         row = np.repeat(np.arange(n), n_trees)
         node = np.tile(self.roots, n)
         leaf_of = np.empty(row.size, np.int64)
@@ -212,7 +225,9 @@ class TreeEnsemble:
             x = flat[row, self.feature[node]]
             go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
             node = np.where(go_left, self.left[node], self.right[node])
-        return self.value[leaf_of].reshape(n, n_trees).sum(axis=1)
+        leaves = self.value[leaf_of].reshape(n, n_trees)
+        leaves[:, 0] += 0.0  # the compiled walker starts from 0.0 (a -0.0 first leaf becomes 0.0 there too)
+        return np.cumsum(leaves, axis=1)[:, -1]
 
     def llr(self, X: np.ndarray) -> np.ndarray:
         """Log-likelihood ratio "in a rupture" vs "in tune" per row (log-odds less the training prior)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attune_monitor.dsp import evidence
 from attune_monitor.dsp.divergence import FEATURES as DIV
 from attune_monitor.dsp.evidence import (
     FEATURES,
@@ -89,7 +90,9 @@ def test_tree_evaluator_matches_scikit_learn(compiled, monkeypatch):
 
     if compiled and not _kernels.HAVE_NUMBA:
         pytest.skip("numba not installed: the numpy path is the only one")
-    if not compiled:
+    if compiled:
+        monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 1)  # every call compiled, however small
+    else:
         monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
     spec = importlib.util.spec_from_file_location("train_evidence", BENCH / "train_evidence.py")
     train_evidence = importlib.util.module_from_spec(spec)
@@ -109,6 +112,52 @@ def test_tree_evaluator_matches_scikit_learn(compiled, monkeypatch):
     share = y.mean()
     np.testing.assert_allclose(ens.llr(Xt), model.decision_function(Xt) - np.log(share / (1 - share)), atol=1e-9)
     assert ens.log_odds(Xt.reshape(50, 10, -1)).shape == (50, 10)
+
+
+def _rows(n: int, seed: int) -> np.ndarray:
+    """Feature rows spread over the shipped model's thresholds, a tenth of the values missing."""
+    model = shipped_model()
+    rng = np.random.default_rng(seed)
+    X = np.empty((n, len(FEATURES)))
+    for f in range(len(FEATURES)):
+        thr = model.threshold[(model.feature == f) & ~model.is_leaf]
+        X[:, f] = rng.choice(thr, n) + rng.normal(0, 1e-3, n) if thr.size else rng.normal(size=n)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    return X
+
+
+def test_numpy_and_compiled_tree_sums_are_bitwise_equal():
+    """The numpy walk adds the leaf values in tree order as the compiled one does: the same bits, so the size
+    bound that picks between them changes no output."""
+    from attune_monitor.dsp import _kernels
+
+    kernel = _kernels.get("tree_sum")
+    if kernel is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    model = shipped_model()
+    for n, seed in ((1, 0), (7, 1), (120, 2), (1000, 3)):
+        X = _rows(n, seed)
+        out = np.zeros(n)
+        kernel(X, model.feature, model.threshold, model.missing_left, model.left, model.right, model.is_leaf,
+               model.value, model.roots, out)
+        np.testing.assert_array_equal(model._tree_sum_numpy(X), out)
+
+
+def test_small_calls_walk_in_numpy_large_ones_compiled(monkeypatch):
+    from attune_monitor.dsp import _kernels
+
+    model = shipped_model()
+    asked = []
+    real_get = _kernels.get
+    monkeypatch.setattr(_kernels, "get", lambda name, wait=True: asked.append(name) or real_get(name, wait))
+    small = _rows(evidence.TREE_SUM_NUMBA_ROWS - 1, 4)
+    want = model.baseline + model._tree_sum_numpy(small)
+    np.testing.assert_array_equal(model.log_odds(small), want)
+    assert asked == []
+    large = _rows(evidence.TREE_SUM_NUMBA_ROWS, 5)
+    np.testing.assert_array_equal(model.log_odds(large[None])[0],
+                                  model.baseline + model._tree_sum_numpy(large))
+    assert asked == ["tree_sum"]
 
 
 def test_model_for_other_features_is_refused(tmp_path):
