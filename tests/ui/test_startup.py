@@ -1,4 +1,6 @@
-"""``attune --help`` starts fast: no command imports numpy, scipy, pylsl, Qt or MNE to build its parser.
+"""``attune --help`` starts fast: no command imports numpy, scipy, pylsl, Qt or MNE to build its parser; and
+``attune analyze`` of a dyad with RR + EDA imports neither scipy nor numba (issue 19: their imports cost more
+than the analysis; the filters it needs are in numpy, numba is for large groups only).
 
 The parsers of every command are built for any ``attune`` call, so what a command's ``register()`` imports
 is paid by ``attune --help`` and by every other command. The robust check is what is loaded after parsing
@@ -112,3 +114,58 @@ def test_preset_names_are_the_detectors():
     from attune_monitor.ui.commands.options import DEFAULT_PRESET, PRESET_NAMES
 
     assert PRESET_NAMES == tuple(PRESETS) and DEFAULT_PRESET in PRESET_NAMES
+
+
+#: A dyad with what most sessions record (Polar H10 RR, E4 EDA) and no ECG: no filter of the ECG beat detector
+_RR_EDA_SCENARIO = """
+name = "startup-dyad"
+description = "RR + E4 EDA, no ECG"
+duration_s = 300.0
+coupling = 0.7
+
+[[participants]]
+id = "P1"
+heart = "rr"
+eda = "e4"
+ecg = false
+
+[[participants]]
+id = "P2"
+heart = "rr"
+eda = "e4"
+ecg = false
+"""
+
+#: Analyses ``sys.argv[1]`` in process as ``attune analyze FILE --json OUT`` does, then lists what was loaded.
+_ANALYZE = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from attune_monitor.ui import cli
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        code = cli.main(["analyze", sys.argv[1], "--json", sys.argv[2]])
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("scipy", "numba", "llvmlite") and m.count(".") < 2)
+    print(json.dumps({"code": code, "out": out.getvalue(), "loaded": loaded}))
+    """
+)
+
+
+@pytest.mark.parametrize("recording", ["simulated RR + EDA dyad", "recordings/sample-couple.xdf"])
+def test_analyze_of_a_dyad_imports_no_scipy_signal_stats_or_numba(recording, tmp_path):
+    """sample-couple.xdf also holds P1's ECG and P2's PPG, which the analysis leaves aside (RR is there)."""
+    if recording.endswith(".xdf"):
+        path = ROOT / recording
+    else:
+        (tmp_path / "dyad.toml").write_text(_RR_EDA_SCENARIO)
+        path = tmp_path / "dyad.xdf"
+        sim = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario",
+                              str(tmp_path / "dyad.toml"), "--seed", "1", "--out", str(path)],
+                             capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
+        assert sim.returncode == 0, sim.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-c", _ANALYZE, str(path), str(tmp_path / "out.json")], capture_output=True,
+                         text=True, timeout=300, env=_env(), cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["code"] == 0, got["out"]
+    analysis = json.loads((tmp_path / "out.json").read_text())
+    assert {tuple(p["pair"]) for p in analysis["pairs"]} == {("P1", "P2")}
+    assert got["loaded"] == [], f"attune analyze of a dyad loaded {got['loaded']}"
