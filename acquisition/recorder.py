@@ -13,7 +13,8 @@
 * the **derived synchrony** of every pair, one numeric stream per modality
   (type ``Synchrony``, one channel per pair, rate ``1 / step_s``);
 * the detector's **state changes and episodes** (type ``AttuneEvents``, a
-  string stream of JSON payloads);
+  string stream of JSON payloads: each event's
+  :meth:`attune_monitor.dsp.events.Event.to_dict`);
 * other apps' **event / marker streams** seen by the session (type
   ``Markers`` and the like, or any string stream: an experiment's triggers,
   a button box), recorded like the raw streams;
@@ -77,12 +78,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .roster import RECORDED_ROSTER_NAME, RECORDED_ROSTER_TYPE, recorded_roster
 from .xdf_writer import XdfWriteError, XdfWriter
+
+if TYPE_CHECKING:
+    from attune_monitor.dsp.events import Event
 
 __all__ = [
     "DEFAULT_FOLDER", "SYNC_STREAM_TYPE", "EVENTS_STREAM_NAME", "EVENTS_STREAM_TYPE", "MARKERS_STREAM_NAME",
@@ -181,20 +185,14 @@ def _json_default(o):
     return str(o)
 
 
-def event_payload(ev: dict) -> tuple[float, str]:
-    """A pipeline event as ``(session time, JSON text)`` for the events stream."""
-    d = {}
-    for k, v in ev.items():
-        if k == "episode" and hasattr(v, "__dataclass_fields__"):
-            from attune_monitor.dsp.detector import episode_dict
+def event_payload(ev: Event) -> tuple[float, str]:
+    """A pipeline event as ``(session time, JSON text)`` for the events stream.
 
-            v = episode_dict(v)
-        d[k] = v
-    t = ev.get("t")
-    if t is None:
-        t = ev.get("offset_s") if ev.get("type") == "signal_back" else ev.get("onset_s")
-    t = float(t) if t is not None and math.isfinite(float(t)) else 0.0
-    return t, json.dumps(d, default=_json_default, sort_keys=True)
+    The text is the event's wire form (:meth:`attune_monitor.dsp.events.Event.to_dict`), keys sorted; the time is
+    its ``t`` (a lost signal's onset, a returned signal's offset), 0 when not finite.
+    """
+    t = float(ev.t)
+    return (t if math.isfinite(t) else 0.0), json.dumps(ev.to_dict(), default=_json_default, sort_keys=True)
 
 
 def inlet_buffer(srate: float, channel_count: int, channel_format: str) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from attune_monitor.acquisition.files import is_shared_event, marker_words
 from attune_monitor.dsp.arousal import away_at, away_before_flag
+from attune_monitor.dsp.events import EpisodeOpened, EpisodeReopened, Event, StateChanged
 from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 
 __all__ = ["Analysis", "analyze_recording", "make_pipeline", "feed", "sorted_episodes"]
@@ -205,7 +206,7 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
     grids = {m: [] for m in pipe.modalities}
     quals = {m: [] for m in pipe.modalities}
     wins = {m: [] for m in pipe.modalities}
-    events = []
+    events: list[Event] = []
     n = len(pipe.participants)
     dcfg = pipe.detector.cfg
     ar_t, ar_l, ar_c = [], [], []
@@ -255,8 +256,8 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
     inside = at <= source.duration_s + 1e-9  # offline: nothing past the end of the recording
     flags: dict = {}
     for ev in events:
-        if ev.get("type") in ("episode_open", "episode_update") and "episode" in ev:
-            flags.setdefault(ev["episode"].id, []).append(float(ev["t"]))
+        if isinstance(ev, (EpisodeOpened, EpisodeReopened)):
+            flags.setdefault(ev.episode.id, []).append(float(ev.t))
     return Analysis(
         recording=str(recording.path), duration_s=float(source.duration_s), participants=pipe.participants,
         streams=streams, pairs=pipe.pairs, modalities=pipe.modalities, fs=pipe.fs, step_s=config.step_s,
@@ -265,8 +266,8 @@ def analyze_recording(recording, config: PipelineConfig | None = None, assign=No
         sync=sync, episodes=episodes, signal_loss=list(pipe.loss.periods), problems=list(recording.problems),
         notes=list(source.notes), origin=source.origin,
         window_s=float(config.window_s),
-        state_changes=[(float(ev["t"]), tuple(ev["pair"]), str(ev["state"])) for ev in events
-                       if ev.get("type") == "state" and "pair" in ev],
+        state_changes=[(float(ev.t), tuple(ev.pair), str(ev.state)) for ev in events
+                       if isinstance(ev, StateChanged) and ev.pair is not None],
         arousal_t=at[inside], arousal=al[:, inside], arousal_state=ac[:, inside],
         arousal_threshold=float(dcfg.arousal_k), flag_times=flags,
         markers=[(t - source.origin, name, text) for t, name, text in getattr(recording, "event_markers", list)()],

@@ -28,6 +28,12 @@ Detection (:mod:`~attune_monitor.dsp.detector`)
     :func:`get_preset`, :data:`PRESETS`, :class:`DetectorConfig`,
     :class:`RuptureDetector`, :class:`Episode`, :class:`PairState`,
     :data:`STATES`; arousal readings :func:`away_at`, :func:`away_before_flag`.
+Events (:mod:`~attune_monitor.dsp.events`: what :class:`SessionPipeline` and :class:`RuptureDetector` report)
+    :class:`Event`; per pair :class:`StateChanged` and (inside the detector) :class:`PairRupture`,
+    :class:`PairRepaired`, :class:`PairLapsed`, :class:`PairInterrupted`; per episode :class:`EpisodeOpened`,
+    :class:`EpisodeReopened`, :class:`EpisodeRepaired`, :class:`EpisodeClosed`; per signal :class:`SignalLost`,
+    :class:`SignalBack`; :class:`SharedEvent`; bases :class:`PairEvent`, :class:`EpisodeEvent`,
+    :class:`SignalEvent`; wire names :data:`EVENT_TYPES`.
 A whole recording
     :func:`analyze_recording` (forwarded from :mod:`attune_monitor.analysis`,
     which reads files through the acquisition layer; it is loaded only when
@@ -53,6 +59,10 @@ _HOME = {
     **dict.fromkeys(("get_preset", "PRESETS", "DetectorConfig", "RuptureDetector", "Episode", "PairState", "STATES"),
                     ".detector"),
     **dict.fromkeys(("away_at", "away_before_flag"), ".arousal"),
+    **dict.fromkeys(("Event", "PairEvent", "StateChanged", "PairRupture", "PairRepaired", "PairLapsed",
+                     "PairInterrupted", "EpisodeEvent", "EpisodeOpened", "EpisodeReopened", "EpisodeRepaired",
+                     "EpisodeClosed", "SignalEvent", "SignalLost", "SignalBack", "SharedEvent", "EVENT_TYPES"),
+                    ".events"),
     "analyze_recording": "attune_monitor.analysis",
 }
 

@@ -122,6 +122,23 @@ from enum import StrEnum
 import numpy as np
 
 from .divergence import FEATURES as DIVERGENCE_FEATURES
+from .events import (
+    EpisodeClosed,
+    EpisodeEvent,
+    EpisodeOpened,
+    EpisodeReopened,
+    EpisodeRepaired,
+    Event,
+    PairEvent,
+    PairInterrupted,
+    PairLapsed,
+    PairRepaired,
+    PairRupture,
+    SignalBack,
+    SignalEvent,
+    SignalLost,
+    StateChanged,
+)
 from .evidence import PairFeatures, shipped_model
 from .limits import Limit, check_fields, check_flag, config_error
 from .quality import REASONS, Quality
@@ -799,15 +816,15 @@ class PairMachine:
         self.smooth_arousal = math.nan  # smoothed arousal drop (see DetectorConfig.arousal_in_tune)
         self._onset_floor = -math.inf  # an onset is never dated before this (last repair, loss, calibration)
 
-    def _set(self, state: str, t: float, events: list) -> None:
+    def _set(self, state: str, t: float, events: list[PairEvent]) -> None:
         state = PairState(state)  # a typo'd state fails here, not in a view
         if state != self.state:
-            events.append({"type": "state", "state": state, "previous": self.state, "t": t})
+            events.append(StateChanged(t=t, state=state, previous=self.state))
             self.state = state
             self.state_since = t
 
     def step(self, t: float, values: dict, blocked: bool = False, arousal: float = math.nan,
-             llr: float = math.nan) -> list[dict]:
+             llr: float = math.nan) -> list[PairEvent]:
         """Advance by one time step.
 
         Parameters
@@ -828,10 +845,13 @@ class PairMachine:
 
         Returns
         -------
-        events : list of dict
+        events : list of PairEvent
+            :class:`~attune_monitor.dsp.events.StateChanged`, :class:`~attune_monitor.dsp.events.PairRupture`,
+            :class:`~attune_monitor.dsp.events.PairRepaired` or :class:`~attune_monitor.dsp.events.PairLapsed`
+            (without ``pair``), in the order they happened.
         """
         cfg = self.cfg
-        events: list[dict] = []
+        events: list[PairEvent] = []
         drops, ws, used = [], [], []
         for m in self.modalities:
             tr = self.tracks[m]
@@ -850,7 +870,7 @@ class PairMachine:
         if self.state in ("possible_rupture", "repairing") and ep is not None and t - ep.onset_s >= cfg.lapse_s:
             # a long lapse is a state, not a prompt: close it unrepaired (whatever the signals do now: lost,
             # disarmed, still low), the pair is out of tune until its synchrony is measurably above chance again
-            events.append({"type": "pair_lapsed", "t": t, "offset_s": t})
+            events.append(PairLapsed(t=t, offset_s=t))
             self._close_unarmed(t, "out_of_tune", ep.onset_s, events)
             return events
         if blocked:
@@ -974,8 +994,7 @@ class PairMachine:
                         if ep is not None:
                             shown = max(shown, ep.flagged_s, ep.nadir_s)
                             ep.offset_s, ep.repaired = shown, True
-                        events.append({"type": "pair_repaired", "t": t, "offset_s": shown,
-                                       "below_s": self._cand_since})
+                        events.append(PairRepaired(t=t, offset_s=shown, below_s=self._cand_since))
                         self._cand_since = None
                         self.episode = None
                         self.evidence = 0.0
@@ -986,7 +1005,7 @@ class PairMachine:
                     self._cand_since = None
         return events
 
-    def flag(self, t: float, events: list, who: list | None = None) -> None:
+    def flag(self, t: float, events: list[PairEvent], who: list | None = None) -> None:
         """Raise a possible rupture now.
 
         The pair's own evidence reached its threshold, or the person-to-group tie of one of its members did
@@ -999,10 +1018,7 @@ class PairMachine:
         # dated back by the delay of the trailing windows, but not into what came before
         onset = max(onset - cfg.onset_delay_s, self._onset_floor)
         self.episode = PairEpisodeDraft(onset, t, t, self.severity, list(self.used))
-        ev = {"type": "pair_rupture", "t": t, "onset_s": onset}
-        if who:
-            ev["who"] = list(who)
-        events.append(ev)
+        events.append(PairRupture(t=t, onset_s=onset, who=tuple(who) if who else None))
         self._set("possible_rupture", t, events)
 
     def _unarmed_state(self) -> str:
@@ -1012,7 +1028,7 @@ class PairMachine:
             return "calibrating"
         return "not_in_tune"
 
-    def _close_unarmed(self, t: float, state: str, since: float | None, events: list,
+    def _close_unarmed(self, t: float, state: str, since: float | None, events: list[PairEvent],
                        clean_from: float | None = None) -> None:
         """Forget the episode, the evidence and every baseline; measure the pair afresh from ``clean_from``."""
         clean_from = t if clean_from is None else clean_from
@@ -1026,16 +1042,17 @@ class PairMachine:
             self.out_of_tune_since = since
         self._set(state if self.cfg.arming else "attuned", t, events)
 
-    def shared_event(self, t: float, clean_from: float) -> list[dict]:
+    def shared_event(self, t: float, clean_from: float) -> list[PairEvent]:
         """Something everybody shared happened at ``t`` (a marker, a task switch): re-baseline, don't flag.
 
-        Evidence building up is dropped, an open possible rupture is closed (``pair_interrupted``), and the
+        Evidence building up is dropped, an open possible rupture is closed (a
+        :class:`~attune_monitor.dsp.events.PairInterrupted`), and the
         pair is measured afresh from windows ending at ``clean_from`` on (windows that hold the event are
         left out).
         """
-        events: list[dict] = []
+        events: list[PairEvent] = []
         if self.state in ("possible_rupture", "repairing") and self.episode is not None:
-            events.append({"type": "pair_interrupted", "t": t, "offset_s": t})
+            events.append(PairInterrupted(t=t, offset_s=t))
         self._close_unarmed(t, "out_of_tune" if self.out_of_tune_since is not None else "not_in_tune",
                             None, events, clean_from)
         return events
@@ -1061,7 +1078,7 @@ class PairModalityMachine(PairMachine):
         super().__init__((modality,), config, step_s)
         self.modality = modality
 
-    def step_window(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> list[dict]:
+    def step_window(self, t: float, sync: float, chance: float, chance_sd: float = math.nan) -> list[PairEvent]:
         """Take one window of the modality: its synchrony, chance level and the chance level's SD."""
         return self.step(t, {self.modality: (sync, chance, chance_sd)})
 
@@ -1245,18 +1262,17 @@ class RuptureDetector:
             raise ValueError(f"Invalid value for 't': expected a finite session time in seconds, but got {t!r}.")
         bisect.insort(self._shared_pending, (t, str(what)))
 
-    def _apply_shared(self, t: float) -> list[dict]:
-        events: list[dict] = []
+    def _apply_shared(self, t: float) -> list[Event]:
+        events: list[Event] = []
         while self._shared_pending and self._shared_pending[0][0] <= t + 1e-9:
             te, what = self._shared_pending.pop(0)
             self.shared_events.append((te, what))
             for p, mach in enumerate(self.machines):
                 for ev in mach.shared_event(te, te + self.window_s):
-                    ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
         return events
 
-    def _ties(self, t: float) -> list[dict]:
+    def _ties(self, t: float) -> list[Event]:
         """Each person's tie to the group: the mean of the evidence their armed pairs added this step.
 
         One person drifting away from everyone lowers all their pairs at once; the mean of two or more pairs
@@ -1265,7 +1281,7 @@ class RuptureDetector:
         already in a possible rupture is flagged, naming the person. (Why the learned evidence and not the pairs'
         analytic drops: docs/validation.md.)
         """
-        events: list[dict] = []
+        events: list[Event] = []
         tie_ev = self._tie_ev
         if tie_ev is None:  # fewer than 3 people: no ties
             return events
@@ -1283,10 +1299,9 @@ class RuptureDetector:
                 for p in self._pairs_of[i]:
                     mach = self.machines[p]
                     if mach.state in watching:
-                        evs: list[dict] = []
+                        evs: list[PairEvent] = []
                         mach.flag(t, evs, who=[person])
                         for ev in evs:
-                            ev["pair"] = self.pairs[p]
                             events.extend(self._episode_events(p, ev))
         return events
 
@@ -1310,7 +1325,7 @@ class RuptureDetector:
         return False
 
     def update(self, modality: str, t_end: np.ndarray, sync: np.ndarray, chance: np.ndarray,
-               chance_sd: np.ndarray | None = None) -> list[dict]:
+               chance_sd: np.ndarray | None = None) -> list[Event]:
         """Feed new synchrony windows of one modality.
 
         Windows are queued per modality and processed in time order once every
@@ -1333,10 +1348,10 @@ class RuptureDetector:
 
         Returns
         -------
-        events : list of dict
-            State changes (``type="state"``, with ``pair``) and pair-episode
-            events (``type="episode_open"`` / ``"episode_update"`` /
-            ``"episode_repaired"``, with ``episode`` an :class:`Episode`).
+        events : list of Event
+            State changes (:class:`~attune_monitor.dsp.events.StateChanged`, with ``pair``) and episode events
+            (:class:`~attune_monitor.dsp.events.EpisodeEvent`: opened, reopened, repaired, closed), in time
+            order.
         """
         if modality not in self.modalities:
             raise ValueError(
@@ -1354,7 +1369,7 @@ class RuptureDetector:
             q.append((t, sv, cv, dv))
         return self._drain(final=False)
 
-    def update_arousal(self, t: np.ndarray, llr: np.ndarray, divergence: np.ndarray | None = None) -> list[dict]:
+    def update_arousal(self, t: np.ndarray, llr: np.ndarray, divergence: np.ndarray | None = None) -> list[Event]:
         """Feed person-level arousal divergence (requires ``arousal=True``).
 
         Parameters
@@ -1369,7 +1384,7 @@ class RuptureDetector:
 
         Returns
         -------
-        events : list of dict
+        events : list of Event
             As :meth:`update`.
         """
         if not self.arousal:
@@ -1389,8 +1404,8 @@ class RuptureDetector:
             q.append((tt, v, person, dv))
         return self._drain(final=False)
 
-    def _drain(self, final: bool) -> list[dict]:
-        events: list[dict] = []
+    def _drain(self, final: bool) -> list[Event]:
+        events: list[Event] = []
         keys = [*self.modalities, AROUSAL_KEY] if self.arousal else list(self.modalities)
         queues = [self._pending.get(m, []) for m in keys]
         if final:
@@ -1447,7 +1462,6 @@ class RuptureDetector:
             for p, mach in enumerate(self.machines):
                 evs = mach.step(t, vals_of[p], any_loss and self._blocked(p, t), arousal[p], llr_s[p])
                 for ev in evs:
-                    ev["pair"] = self.pairs[p]
                     events.extend(self._episode_events(p, ev))
             if self._tie_ev is not None:
                 events.extend(self._ties(t))
@@ -1526,45 +1540,53 @@ class RuptureDetector:
                     ep.modalities.append(m)
             ep.confidence = _confidence(self._available(p), ep.modalities, ep.depth)
 
-    def _episode_events(self, p: int, ev: dict) -> list[dict]:
-        out = [ev] if ev["type"] == "state" else []
-        mach = self.machines[p]
-        if ev["type"] == "pair_rupture":
-            draft = mach.episode
+    def _episode_events(self, p: int, ev: PairEvent) -> list[Event]:
+        """What one event of pair ``p``'s machine means for the detector.
+
+        A state change is passed on, naming the pair; a rupture, repair, lapse or interruption becomes an event of
+        the pair's episode (none when there is no episode to open or close).
+        """
+        pair = self.pairs[p]
+        if isinstance(ev, StateChanged):
+            return [replace(ev, pair=pair)]
+        out: list[Event] = []
+        if isinstance(ev, PairRupture):
+            draft = self.machines[p].episode
             assert draft is not None  # the machine drafts the episode as it raises the rupture
             last = self._last_closed.get(p)
-            if last is not None and ev["t"] - self._last_below[p] <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
+            opened: type[EpisodeEvent]
+            if last is not None and ev.t - self._last_below[p] <= self.cfg.merge_gap_s + self.cfg.min_repaired_s:
                 # the same rupture again after a brief recovery (or its relapse): reopen it
                 ep = last
                 ep.open, ep.repaired, ep.offset_s, ep.outcome = True, False, None, "open"
                 self._open[p] = ep
-                kind = "episode_update"
+                opened = EpisodeReopened
             else:
                 ep = Episode(
-                    id=len(self.episodes) + 1, pair=self.pairs[p], people=ev.get("who") or self._who(p),
+                    id=len(self.episodes) + 1, pair=pair, people=list(ev.who) if ev.who else self._who(p),
                     onset_s=draft.onset_s,
-                    flagged_s=ev["t"], nadir_s=draft.nadir_s, offset_s=None, repaired=False,
+                    flagged_s=ev.t, nadir_s=draft.nadir_s, offset_s=None, repaired=False,
                     depth=draft.nadir_drop, modalities=list(draft.modalities), confidence=0.0,
                 )
                 self._open[p] = ep
                 self.episodes.append(ep)
-                kind = "episode_open"
+                opened = EpisodeOpened
             self._refresh(p, ep)
-            out.append({"type": kind, "pair": self.pairs[p], "t": ev["t"], "episode": ep})
-        elif ev["type"] in ("pair_lapsed", "pair_interrupted"):
+            out.append(opened(t=ev.t, pair=pair, episode=ep))
+        elif isinstance(ev, (PairLapsed, PairInterrupted)):
             closing = self._open.pop(p, None)
             if closing is not None:
-                closing.offset_s, closing.repaired, closing.open = ev["offset_s"], False, False
-                closing.outcome = "unrepaired" if ev["type"] == "pair_lapsed" else "interrupted"
-                out.append({"type": "episode_closed", "pair": self.pairs[p], "t": ev["t"], "episode": closing})
-        elif ev["type"] == "pair_repaired":
+                closing.offset_s, closing.repaired, closing.open = ev.offset_s, False, False
+                closing.outcome = "unrepaired" if isinstance(ev, PairLapsed) else "interrupted"
+                out.append(EpisodeClosed(t=ev.t, pair=pair, episode=closing))
+        elif isinstance(ev, PairRepaired):
             closing = self._open.pop(p, None)
             if closing is not None:
-                closing.offset_s, closing.repaired, closing.open = ev["offset_s"], True, False
+                closing.offset_s, closing.repaired, closing.open = ev.offset_s, True, False
                 closing.outcome = "repaired"
-                self._last_below[p] = ev["below_s"]
+                self._last_below[p] = ev.below_s
                 self._last_closed[p] = closing
-                out.append({"type": "episode_repaired", "pair": self.pairs[p], "t": ev["t"], "episode": closing})
+                out.append(EpisodeRepaired(t=ev.t, pair=pair, episode=closing))
         return out
 
     def _available(self, p: int) -> int:
@@ -1638,20 +1660,20 @@ class SignalLossTracker:
         self._runs: dict[tuple[str, str], dict] = {}
         self.periods: list[dict] = []
 
-    def update(self, participant: str, modality: str, start: int, quality: np.ndarray) -> list[dict]:
+    def update(self, participant: str, modality: str, start: int, quality: np.ndarray) -> list[SignalEvent]:
         """Feed codes for grid indices ``start .. start + len(quality) - 1``.
 
         Returns
         -------
-        events : list of dict
-            ``{"type": "signal_loss", ...}`` when a run reaches the minimum duration,
-            ``{"type": "signal_back", ...}`` when it ends.
+        events : list of SignalEvent
+            :class:`~attune_monitor.dsp.events.SignalLost` when a run reaches the minimum duration,
+            :class:`~attune_monitor.dsp.events.SignalBack` when it ends.
         """
         q = np.asarray(quality)
         bad = ~((q == Quality.OK) | (q == Quality.CORRECTED))
         key = (participant, modality)
         run = self._runs.get(key)
-        events: list[dict] = []
+        events: list[SignalEvent] = []
         if q.size == 0 or (run is None and not bad.any()):
             return events  # (the usual live block: all good, no run open; every person, every tick)
         # boundaries of bad runs within the block, vectorised
@@ -1672,7 +1694,7 @@ class SignalLossTracker:
                        "offset_s": None, "reason": self._reason(run["codes"])}
                 run["reported"] = rec
                 self.periods.append(rec)
-                events.append({"type": "signal_loss", **rec})
+                events.append(SignalLost(t=rec["onset_s"], **rec))
             if e < q.size:  # the run ended inside this block
                 events += self._close(key, run)
                 run = None
@@ -1685,13 +1707,13 @@ class SignalLossTracker:
             self._runs[key] = run
         return events
 
-    def _close(self, key, run) -> list[dict]:
+    def _close(self, key, run) -> list[SignalEvent]:
         rec = run.get("reported")
         if rec is None:
             return []
         rec["offset_s"] = run["end"] / self.fs
         rec["reason"] = self._reason(run["codes"])
-        return [{"type": "signal_back", **rec}]
+        return [SignalBack(t=rec["offset_s"], **rec)]
 
     @staticmethod
     def _reason(counts: np.ndarray) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 from .detector import DetectorConfig, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
 from .divergence import FEATURES as _AROUSAL_FEATURES
+from .events import EpisodeEvent, Event, SharedEvent, SignalBack
 from .iir import one_pole
 from .limits import (
     DEFAULT_PRESET,
@@ -189,8 +190,9 @@ class Update:
         ``modality -> (n_people, n_new)`` uint8 quality codes.
     windows : dict
         ``modality -> {"t": (n_win,), "sync": (n_pairs, n_win), "chance": (n_pairs, n_win), ...}``.
-    events : list of dict
-        Detector state changes, episode events and signal-loss events, in time order.
+    events : list of Event
+        Detector state changes, episode events, signal-loss events and shared events
+        (:mod:`attune_monitor.dsp.events`), in time order (a signal's return at the onset of its loss).
     arousal_t : ndarray, shape (n_sec,)
         Session times of the new person-level arousal values.
     arousal : ndarray, shape (n_people, n_sec)
@@ -209,7 +211,7 @@ class Update:
     grid: dict = field(default_factory=dict)
     quality: dict = field(default_factory=dict)
     windows: dict = field(default_factory=dict)
-    events: list = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     arousal_t: np.ndarray = field(default_factory=lambda: np.zeros(0))
     arousal: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     arousal_div: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_AROUSAL_FEATURES), 0)))
@@ -368,8 +370,8 @@ class SessionPipeline:
             for person in range(n):
                 for ev in self.loss.update(self.participants[person], m, self.k, qual[person]):
                     # known once the run reached the tracker's minimum length: the same for any chunking
-                    self.detector.note_signal_loss(ev["participant"], ev["onset_s"],
-                                                   ev["onset_s"] + self.loss.min_n / self.fs, ev["offset_s"])
+                    self.detector.note_signal_loss(ev.participant, ev.onset_s, ev.onset_s + self.loss.min_n / self.fs,
+                                                   ev.offset_s)
                     upd.events.append(ev)
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
@@ -379,7 +381,7 @@ class SessionPipeline:
             for te in self._shared_shift.push(upd.arousal_t, self.arousal.last_relative):
                 # everybody's arousal moved at once (a task switch, a shared stressor): re-baseline, don't flag
                 self.detector.note_shared_event(te, "everybody's arousal moved at once")
-                upd.events.append({"type": "shared_event", "t": te, "what": "everybody's arousal moved at once"})
+                upd.events.append(SharedEvent(t=te, what="everybody's arousal moved at once"))
             upd.arousal_smooth, upd.arousal_state = self._reading.push(upd.arousal, upd.arousal_div)
             if upd.arousal_t.size:
                 keep = self._ar_t.size
@@ -398,11 +400,11 @@ class SessionPipeline:
         if self.arousal is not None and upd.arousal_t.size:
             fed.append(self.detector.update_arousal(upd.arousal_t, upd.arousal, upd.arousal_div))
         for evs in fed:
-            for ev in evs:
-                if "episode" in ev:
-                    self._set_context(ev["episode"], ev["t"])
-                upd.events.append(ev)
-        upd.events.sort(key=lambda e: e.get("t", e.get("onset_s", 0.0)))
+            for dev in evs:
+                if isinstance(dev, EpisodeEvent):
+                    self._set_context(dev.episode, dev.t)
+                upd.events.append(dev)
+        upd.events.sort(key=_time_order)
         return upd
 
     def _take(self, i: int, n_new: int) -> tuple[np.ndarray, np.ndarray]:
@@ -505,6 +507,11 @@ class _Block:
 CHANCE_OF = {"synchrony": ("surrogate_mean", "surrogate_sd"),
              "pearson": ("surrogate_pearson_mean", "surrogate_pearson_sd"),
              "phasic": ("surrogate_phasic_mean", "surrogate_phasic_sd")}
+
+
+def _time_order(ev: Event) -> float:
+    """Where an event goes in an update's time order: at ``t``, a signal's return at the onset of its loss."""
+    return ev.onset_s if isinstance(ev, SignalBack) else ev.t
 
 
 def windows_of(metrics: dict, n_pairs: int, modality: str = "hr") -> dict:

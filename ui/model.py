@@ -21,6 +21,7 @@ from attune_monitor.acquisition.files import marker_fields, marker_words
 from attune_monitor.dsp.arousal import away_before_flag
 from attune_monitor.dsp.detector import STATE_WORDS, UNARMED_STATES, episode_dict, get_preset
 from attune_monitor.dsp.divergence import AROUSAL_STATES, ArousalTracker
+from attune_monitor.dsp.events import EpisodeEvent, SignalBack, SignalLost
 from attune_monitor.dsp.pipeline import mean_fisher
 
 from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, pair_state_words, tie_label
@@ -483,25 +484,26 @@ class SessionModel:
                 self._arousal_code.extend(at, code)
                 self._show_arousal(at, smooth, code)
             for ev in update.events:
-                if "episode" in ev:
-                    d = episode_dict(ev["episode"])
+                if isinstance(ev, EpisodeEvent):
+                    d = episode_dict(ev.episode)
                     old = self._episodes.get(d["id"], {})
                     d["label"] = old.get("label")
                     d["review"] = old.get("review")
                     d["arousal"] = dict(old.get("arousal") or {})
-                    flags = [d.get("flagged_s", d["onset_s"])] + ([ev["t"]] if ev.get("t") is not None else [])
+                    flags = [d.get("flagged_s", d["onset_s"]), ev.t]
                     r = self._arousal_code
                     away = away_before_flag(r.t, r.buf, self.participants, d["pair"], d["onset_s"], flags, self.step_s)
                     for who, st in away.items():
                         d["arousal"].setdefault(who, st)
                     self._episodes[d["id"]] = d
-                elif ev.get("type") == "signal_loss":
-                    self._loss.append({k: ev[k] for k in ("participant", "modality", "onset_s", "offset_s", "reason")})
-                elif ev.get("type") == "signal_back":
+                elif isinstance(ev, SignalLost):
+                    self._loss.append({"participant": ev.participant, "modality": ev.modality, "onset_s": ev.onset_s,
+                                       "offset_s": ev.offset_s, "reason": ev.reason})
+                elif isinstance(ev, SignalBack):
                     for rec in reversed(self._loss):
-                        if (rec["participant"], rec["modality"], rec["onset_s"]) == (ev["participant"], ev["modality"],
-                                                                                     ev["onset_s"]):
-                            rec["offset_s"] = ev["offset_s"]
+                        if (rec["participant"], rec["modality"], rec["onset_s"]) == (ev.participant, ev.modality,
+                                                                                     ev.onset_s):
+                            rec["offset_s"] = ev.offset_s
                             break
             if pair_states is not None:
                 self._pair_states = pair_states

@@ -21,6 +21,8 @@ import pyxdf
 from attune_monitor.acquisition.lsl import pylsl
 from attune_monitor.acquisition.recorder import SessionRecorder, check_label, default_recording_path, event_payload
 from attune_monitor.acquisition.xdf_writer import XdfWriteError
+from attune_monitor.dsp.detector import PairState
+from attune_monitor.dsp.events import EpisodeOpened, SignalBack, SignalLost, StateChanged
 from tests.helpers.lsl_outlets import wait_until
 
 
@@ -127,11 +129,11 @@ def test_derived_streams_events_and_markers(tmp_path, rng):
     ep = Episode(id=1, pair=("P1", "P2"), people=["P1"], onset_s=21.0, flagged_s=24.0, nadir_s=23.0, offset_s=None,
                  repaired=False, depth=0.8, modalities=["hr"], confidence=0.5)
     ups = [
-        _update(np.array([20.0, 21.0, 22.0]), rng, [{"type": "state", "modality": "hr", "state": "drifting",
-                                                      "previous": "attuned", "t": 21.0, "pair": ("P1", "P2")}]),
-        _update(np.array([23.0, 24.0]), rng, [{"type": "episode_open", "pair": ("P1", "P2"), "t": 24.0, "episode": ep},
-                                              {"type": "signal_loss", "participant": "P3", "modality": "eda",
-                                               "onset_s": 22.5, "offset_s": None, "reason": "flat"}]),
+        _update(np.array([20.0, 21.0, 22.0]), rng, [StateChanged(state=PairState.DRIFTING, previous=PairState.ATTUNED,
+                                                                 t=21.0, pair=("P1", "P2"))]),
+        _update(np.array([23.0, 24.0]), rng, [EpisodeOpened(pair=("P1", "P2"), t=24.0, episode=ep),
+                                              SignalLost(t=22.5, participant="P3", modality="eda", onset_s=22.5,
+                                                         offset_s=None, reason="flat")]),
     ]
     for u in ups:
         for listener in runner.listeners:
@@ -153,6 +155,9 @@ def test_derived_streams_events_and_markers(tmp_path, rng):
     ev = got["Attune events"]
     payloads = [json.loads(v[0]) for v in ev["time_series"]]
     assert [p["type"] for p in payloads] == ["state", "episode_open", "signal_loss"]
+    assert payloads[0] == {"type": "state", "state": "drifting", "previous": "attuned", "t": 21.0, "pair": ["P1", "P2"]}
+    assert payloads[2] == {"type": "signal_loss", "participant": "P3", "modality": "eda", "onset_s": 22.5,
+                           "offset_s": None, "reason": "flat"}
     assert payloads[1]["episode"]["pair"] == ["P1", "P2"] and payloads[1]["episode"]["depth"] == 0.8
     np.testing.assert_array_equal(ev["time_stamps"], 5000.0 + np.array([21.0, 24.0, 22.5]))
     mk = got["Attune markers"]
@@ -177,8 +182,7 @@ def test_a_fresh_recording_loads_in_pyxdf_without_a_warning(tmp_path, rng, caplo
     rec.attach(runner)
     for k in range(4):
         rec.on_update(_update(np.arange(20.0 + 4 * k, 24.0 + 4 * k), rng, [
-            {"type": "state", "modality": "hr", "state": "drifting", "previous": "attuned", "t": 21.0 + 4 * k,
-             "pair": ("P1", "P2")}]))
+            StateChanged(state=PairState.DRIFTING, previous=PairState.ATTUNED, t=21.0 + 4 * k, pair=("P1", "P2"))]))
     runner.model.t_now = 30.0
     runner.model.add_marker("note", "a note")
     rec.close()
@@ -294,9 +298,10 @@ def test_default_path_label_and_mode(tmp_path):
 
 
 def test_event_payload_is_json_with_session_time():
-    t, text = event_payload({"type": "signal_back", "participant": "P1", "modality": "hr", "onset_s": 3.0,
-                             "offset_s": np.float64(7.5), "reason": "flat"})
-    assert t == 7.5 and json.loads(text)["offset_s"] == 7.5
+    t, text = event_payload(SignalBack(t=np.float64(7.5), participant="P1", modality="hr", onset_s=3.0,
+                                       offset_s=np.float64(7.5), reason="flat"))
+    assert t == 7.5 and json.loads(text) == {"type": "signal_back", "participant": "P1", "modality": "hr",
+                                             "onset_s": 3.0, "offset_s": 7.5, "reason": "flat"}
 
 
 KILL_SCRIPT = textwrap.dedent("""

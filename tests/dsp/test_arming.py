@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from attune_monitor.dsp.detector import RuptureDetector, get_preset
+from attune_monitor.dsp.events import EpisodeClosed, StateChanged
 
 #: Analytic evidence, onsets not dated back (the series below have no trailing-window lag).
 CFG = dataclasses.replace(get_preset("balanced", "analytic"), onset_delay_s=0.0, repair_delay_s=0.0)
@@ -27,7 +28,7 @@ def _series(rng, segments, noise=0.05):
 
 
 def _states(events):
-    return [(ev["t"], ev["state"]) for ev in events if ev["type"] == "state"]
+    return [(ev.t, ev.state) for ev in events if isinstance(ev, StateChanged)]
 
 
 def _run(sync, chance=0.0, chance_sd=0.25, cfg=CFG, shared=(), chunk=None):
@@ -114,7 +115,7 @@ def test_a_marker_closes_an_open_prompt_as_interrupted(rng):
     assert len(det.episodes) == 1
     ep = det.episodes[0]
     assert ep.outcome == "interrupted" and not ep.repaired and ep.offset_s == pytest.approx(260.0)
-    assert any(ev["type"] == "episode_closed" for ev in events)
+    assert any(isinstance(ev, EpisodeClosed) and ev.episode is ep for ev in events)
 
 
 def test_markers_noted_up_front_give_the_same_result_chunked(rng):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from attune_monitor.dsp.detector import PRESETS, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
+from attune_monitor.dsp.events import EpisodeEvent, EpisodeOpened, EpisodeRepaired
 from attune_monitor.dsp.quality import Quality
 
 #: The balanced preset for series without the lag of a trailing window (see ``_run``): onsets and ends not dated back.
@@ -57,8 +58,8 @@ def test_rupture_then_repair_is_flagged_once(rng):
     assert abs((ep.flagged_s - 120) - expected) <= 5
     assert ep.repaired and 165 <= ep.offset_s <= 185
     assert ep.depth > 0.8 and ep.people == ["A", "B"]
-    kinds = [e["type"] for e in events if e["type"].startswith("episode")]
-    assert kinds == ["episode_open", "episode_repaired"]
+    kinds = [type(e) for e in events if isinstance(e, EpisodeEvent)]
+    assert kinds == [EpisodeOpened, EpisodeRepaired]
 
 
 def test_unrepaired_rupture_stays_open_at_session_end(rng):

@@ -199,13 +199,14 @@ def _steps_to_flag(llr: float, chance_sd: float, n: int = 200) -> float | None:
     from dataclasses import replace
 
     from attune_monitor.dsp.detector import PairMachine, get_preset
+    from attune_monitor.dsp.events import PairRupture
 
     cfg = replace(get_preset("balanced", "learned"), learned_k=3.0, learned_h=10.0, arming=False)  # mechanics only
     assert cfg.evidence == "learned"
     mach = PairMachine(("hr",), cfg, 1.0)
     for t in range(1, n + 1):
         events = mach.step(float(t), {"hr": (0.7, 0.05, chance_sd)}, llr=llr if t > 60 else -5.0)
-        if any(e["type"] == "pair_rupture" for e in events):
+        if any(isinstance(e, PairRupture) for e in events):
             return t - 60
     return None
 

@@ -90,8 +90,8 @@ class FakeSession:
             for i, p in enumerate(self.model.participants):
                 for ev in self.loss_tracker.update(p, m, self.k, qual[m][i]):
                     # as dsp.pipeline does: the detector drops the windows of a lost signal's pairs
-                    self.det.note_signal_loss(ev["participant"], ev["onset_s"],
-                                              ev["onset_s"] + self.loss_tracker.min_n / FS, ev["offset_s"])
+                    self.det.note_signal_loss(ev.participant, ev.onset_s, ev.onset_s + self.loss_tracker.min_n / FS,
+                                              ev.offset_s)
                     events.append(ev)
         self.k += n_new
         t_end = self.k / FS

@@ -17,6 +17,7 @@ import pytest
 
 from attune_monitor.dsp.detector import get_preset
 from attune_monitor.dsp.divergence import FEATURES, LLR_MODEL
+from attune_monitor.dsp.events import EpisodeOpened, EpisodeRepaired
 from attune_monitor.dsp.pipeline import Update
 from attune_monitor.ui.model import AROUSAL_WORDS, SessionModel
 
@@ -174,11 +175,11 @@ def test_pair_evidence_and_episode_arousal():
     assert evidence("attuned", 0.0)["evidence"] is None
     ep = Episode(id=1, pair=("P1", "P2"), people=["P1"], onset_s=38.0, flagged_s=44.0, nadir_s=44.0, offset_s=None,
                  repaired=False, depth=0.3, modalities=["hr", "eda"], confidence=0.5)
-    model.apply(Update(events=[{"type": "episode_open", "pair": ("P1", "P2"), "t": 44.0, "episode": ep}]))
+    model.apply(Update(events=[EpisodeOpened(pair=("P1", "P2"), t=44.0, episode=ep)]))
     model.apply(Update(arousal_t=t[45:], arousal=L[:, 45:], arousal_div=div[:, :, 45:]))
     assert evidence("possible_rupture", 0.2)["evidence"] == "synchrony"  # P1 is back with the group at 90 s
     ep.offset_s, ep.repaired, ep.open = 80.0, True, False
-    model.apply(Update(events=[{"type": "episode_repaired", "pair": ("P1", "P2"), "t": 89.0, "episode": ep}]))
+    model.apply(Update(events=[EpisodeRepaired(pair=("P1", "P2"), t=89.0, episode=ep)]))
     (e,) = model.snapshot().episodes
     assert e["arousal"] == {"P1": "climbing"} and e["repaired"]  # what was seen at the flag is kept
 

@@ -22,6 +22,7 @@ from attune_monitor.acquisition.recorder import record_session
 from attune_monitor.acquisition.scenario import load_scenario
 from attune_monitor.acquisition.sources import InputSpec
 from attune_monitor.acquisition.xdf_writer import XdfWriter
+from attune_monitor.dsp.events import EpisodeEvent, SharedEvent, SignalLost
 from attune_monitor.ui.headless import HeadlessView
 from attune_monitor.ui.runner import Runner
 
@@ -104,10 +105,10 @@ def test_a_long_session_holds_nothing_that_grows_with_time_only_one_entry_per_ev
     def tick():
         upd = runner.step()
         for ev in (upd.events if upd is not None else ()):
-            if "episode" in ev:
-                events["episodes"].add(ev["episode"].id)
-            events["losses"] += ev.get("type") == "signal_loss"
-            events["shared"] += ev.get("type") == "shared_event"
+            if isinstance(ev, EpisodeEvent):
+                events["episodes"].add(ev.episode.id)
+            events["losses"] += isinstance(ev, SignalLost)
+            events["shared"] += isinstance(ev, SharedEvent)
         view.draw()
 
     def measure(half: int) -> dict:

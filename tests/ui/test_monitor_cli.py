@@ -14,6 +14,8 @@ import uuid
 import numpy as np
 import pytest
 
+from attune_monitor.dsp.events import EpisodeOpened, EpisodeRepaired, SignalLost
+
 
 def _model_with_data():
     from attune_monitor.dsp.detector import Episode
@@ -30,7 +32,7 @@ def _model_with_data():
     upd = Update(grid_start=0, grid={m: np.full((3, 124), 70.0) for m in ("hr", "eda")},
                  quality={m: np.zeros((3, 124), np.uint8) for m in ("hr", "eda")},
                  windows={m: {"t": t, "sync": sync, "chance": np.full((3, t.size), 0.1)} for m in ("hr", "eda")},
-                 events=[{"type": "episode_open", "pair": ("P1", "P3"), "t": 27.0, "episode": ep}])
+                 events=[EpisodeOpened(pair=("P1", "P3"), t=27.0, episode=ep)])
     states = [{"pair": p, "state": s, "words": w, "modalities": {}} for p, s, w in
               zip(pairs, ("attuned", "possible_rupture", "drifting"), ("in tune", "possible rupture", "drifting"))]
     model.apply(upd, states, {"P1": {"hr": "ok", "eda": "ok"}, "P2": {"hr": "lost", "eda": "ok"},
@@ -69,7 +71,7 @@ def test_plain_mode_appends_lines_and_reports_each_episode_change_once():
     from attune_monitor.dsp.pipeline import Update
 
     ep.offset_s, ep.repaired, ep.open = 40.0, True, False
-    model.apply(Update(events=[{"type": "episode_repaired", "pair": ("P1", "P3"), "t": 41.0, "episode": ep}]))
+    model.apply(Update(events=[EpisodeRepaired(pair=("P1", "P3"), t=41.0, episode=ep)]))
     model.message("Recording stopped: disk full.")
     view.draw()
     more = out.getvalue()[len(first):]
@@ -241,10 +243,10 @@ def test_plain_mode_heartbeat_loss_and_immediate_episode_lines():
     view.draw()
     assert out.getvalue().count("] status:") == 2
     now[0] += 1.0            # signal loss: a block, but not before `interval` s after the last one
-    model.apply(Update(events=[{"type": "signal_loss", "participant": "P2", "modality": "eda", "onset_s": 84.0,
-                                "offset_s": None, "reason": "no_data"}]))
+    model.apply(Update(events=[SignalLost(t=84.0, participant="P2", modality="eda", onset_s=84.0, offset_s=None,
+                                          reason="no_data")]))
     ep.offset_s, ep.repaired, ep.open = 80.0, True, False
-    model.apply(Update(events=[{"type": "episode_repaired", "pair": ("P1", "P3"), "t": 85.0, "episode": ep}]))
+    model.apply(Update(events=[EpisodeRepaired(pair=("P1", "P3"), t=85.0, episode=ep)]))
     n = len(out.getvalue())
     view.draw()
     new = out.getvalue()[n:]
