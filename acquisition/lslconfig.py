@@ -8,6 +8,8 @@ file cannot be parsed, so the file we ship uses ``;`` comments only.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 import tempfile
@@ -37,6 +39,12 @@ level = -3
 """
 
 
+def _remove(path: Path) -> None:
+    """Delete a configuration file this process wrote (at exit); gone already is fine."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
 def configure(scope: str | None = None) -> Path:
     """Put an LSL configuration in force for this process and its children.
 
@@ -47,7 +55,8 @@ def configure(scope: str | None = None) -> Path:
         ``lsl_api.cfg`` (unless ``LSLAPICFG`` already names a file, which is
         then respected). ``"link"`` / ``"site"`` write a config that lets
         liblsl discover devices on the local network — for live use with
-        wearables on other computers only.
+        wearables on other computers only. That config is a temporary file,
+        deleted when this process exits.
 
     Returns
     -------
@@ -73,6 +82,7 @@ def configure(scope: str | None = None) -> Path:
         with os.fdopen(fd, "w") as fh:
             fh.write(_SCOPE_TEMPLATE.format(scope=scope))
         path = Path(name)
+        atexit.register(_remove, path)  # liblsl has read it by then; one file per run must not pile up in /tmp
     if "pylsl" in sys.modules and os.environ.get("LSLAPICFG") != str(path):
         raise RuntimeError(
             "pylsl was imported before the LSL configuration was chosen; "

@@ -203,3 +203,25 @@ def test_outlets_listen_on_every_interface_as_hardware_md_says(tmp_path):
     assert "**all interfaces (0.0.0.0)**" in hw and "ListenAddress = 127.0.0.1" in hw
     assert f'iifname != "lo" tcp dport {first}-{last} drop' in hw and f"--dport {first}:{last}" in hw
     assert f"-LocalPort {first}-{last}" in hw and f"port {first}:{last}" in hw
+
+
+def test_a_chosen_scope_leaves_no_config_file_behind():
+    """``--lsl-scope link`` writes a temporary config for its run; the run's exit deletes it (it piled up in /tmp).
+
+    Nothing here touches liblsl (a link-scope outlet would leave loopback): the child only chooses the scope.
+    """
+    code = textwrap.dedent(
+        """
+        import os
+        from attune_monitor.acquisition.lslconfig import configure
+        path = configure("link")
+        print(path, os.path.exists(path), "ResolveScope = link" in path.read_text())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    path, existed, linked = out.stdout.split()
+    assert (existed, linked) == ("True", "True")
+    assert Path(path).name.startswith("attune-lsl-link-")
+    assert not Path(path).exists()
