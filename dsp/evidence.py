@@ -171,6 +171,7 @@ class TreeEnsemble:
         self.baseline = float(arrays["baseline"])
         self.prior_logit = float(arrays["prior_logit"])
         self.depth = int(arrays["depth"])
+        self._child = np.stack([self.right, self.left], axis=1).ravel()  # [2 * node + go_left]: the next node
         names = tuple(str(x) for x in arrays["features"])
         if names != FEATURES:
             raise ValueError(f"Invalid evidence model: it was fitted on features {names}, but this version computes "
@@ -211,20 +212,23 @@ class TreeEnsemble:
         n, n_trees = flat.shape[0], self.roots.size
         if n_trees == 0:
             return np.zeros(n)
-        row = np.repeat(np.arange(n), n_trees)
+        values = np.ascontiguousarray(flat, np.float64).ravel()
         node = np.tile(self.roots, n)
-        leaf_of = np.empty(row.size, np.int64)
-        walk = np.arange(row.size)
+        at = np.repeat(np.arange(n) * flat.shape[1], n_trees)  # where each walk's row starts in ``values``
+        walk = np.arange(node.size)
+        leaf_of = np.empty(node.size, np.int64)
         for _ in range(self.depth + 1):
             done = self.is_leaf[node]
-            leaf_of[walk[done]] = node[done]
-            if done.all():
-                break
-            keep = ~done
-            row, node, walk = row[keep], node[keep], walk[keep]
-            x = flat[row, self.feature[node]]
-            go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
-            node = np.where(go_left, self.left[node], self.right[node])
+            n_done = np.count_nonzero(done)
+            if n_done:
+                leaf_of[walk[done]] = node[done]
+                if n_done == node.size:
+                    break
+                keep = ~done
+                node, walk, at = node[keep], walk[keep], at[keep]
+            x = values[at + self.feature[node]]
+            go_left = (x <= self.threshold[node]) | (np.isnan(x) & self.missing_left[node])  # NaN <= t is False
+            node = self._child[2 * node + go_left]
         leaves = self.value[leaf_of].reshape(n, n_trees)
         leaves[:, 0] += 0.0  # the compiled walker starts from 0.0 (a -0.0 first leaf becomes 0.0 there too)
         return np.cumsum(leaves, axis=1)[:, -1]

@@ -206,7 +206,8 @@ def one_pole(alpha: float, x: np.ndarray, level: np.ndarray) -> np.ndarray:
 
     Bitwise ``scipy.signal.lfilter([alpha], [1, alpha - 1], x, axis=1, zi=((1 - alpha) * level)[:, None])[0]``:
     the same two operations per sample as lfilter's transposed direct form (``y = z + b0 x``;
-    ``z = b1 x - a1 y`` with ``b1 = 0``), one numpy step per column over all rows.
+    ``z = b1 x - a1 y`` with ``b1 = 0``), in plain Python per row when there are fewer rows than columns, else one
+    numpy step per column over all rows.
 
     Parameters
     ----------
@@ -226,7 +227,16 @@ def one_pole(alpha: float, x: np.ndarray, level: np.ndarray) -> np.ndarray:
     b0, b1, a1 = float(alpha), 0.0, float(alpha) - 1.0
     z = (1.0 - alpha) * np.asarray(level, np.float64)
     y = np.empty_like(x)
-    for j in range(x.shape[1]):
+    if x.shape[0] < x.shape[1]:  # few rows, many steps (a batch): plain Python per row, the same float operations
+        for r, zr in enumerate(z.tolist()):
+            out = []
+            for xv in x[r].tolist():
+                yv = zr + b0 * xv
+                zr = xv * b1 - yv * a1
+                out.append(yv)
+            y[r] = out
+        return y
+    for j in range(x.shape[1]):  # many rows (pairs), few steps (live): numpy over the rows, step by step
         xj = x[:, j]
         yj = z + b0 * xj
         z = xj * b1 - yj * a1

@@ -121,16 +121,18 @@ def test_one_pole_is_scipys_lfilter_bitwise_and_chunks():
     rng = np.random.default_rng(6)
     step_alpha = ChanceLevel(1, 1.0).alpha  # the pipeline's (1-s step, 60-s half-life)
     for alpha in (step_alpha, ChanceLevel(1, 5.0).alpha, 1e-4, 0.3, 1.0):
-        x = rng.normal(0.1, 0.2, (5, 700))
-        level = rng.normal(0.1, 0.2, 5)
-        y = iir.one_pole(alpha, x, level)
-        ref, _ = signal.lfilter([alpha], [1.0, alpha - 1.0], x, axis=1, zi=((1.0 - alpha) * level)[:, None])
-        np.testing.assert_array_equal(y, ref)
-        parts, lv = [], level
-        for a, b in ((0, 1), (1, 250), (250, 251), (251, 700)):
-            parts.append(iir.one_pole(alpha, x[:, a:b], lv))
-            lv = parts[-1][:, -1]
-        np.testing.assert_array_equal(np.concatenate(parts, axis=1), y)
+        # a batch (few pairs, many windows: the Python path) and a live tick (many pairs, few windows: numpy)
+        for n_rows in (5, 900):
+            x = rng.normal(0.1, 0.2, (n_rows, 700))
+            level = rng.normal(0.1, 0.2, n_rows)
+            y = iir.one_pole(alpha, x, level)
+            ref, _ = signal.lfilter([alpha], [1.0, alpha - 1.0], x, axis=1, zi=((1.0 - alpha) * level)[:, None])
+            np.testing.assert_array_equal(y, ref)
+            parts, lv = [], level
+            for a, b in ((0, 1), (1, 250), (250, 251), (251, 700)):
+                parts.append(iir.one_pole(alpha, x[:, a:b], lv))
+                lv = parts[-1][:, -1]
+            np.testing.assert_array_equal(np.concatenate(parts, axis=1), y)
     assert iir.one_pole(0.5, np.empty((3, 0)), np.zeros(3)).shape == (3, 0)
 
 
