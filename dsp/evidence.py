@@ -57,13 +57,15 @@ REL_MIN = 20
 #: Steps per block of the running median (bounds the sorted copy: n_pairs x block x 270 values).
 _MEDIAN_BLOCK = 128
 #: Rows per :meth:`TreeEnsemble.log_odds` call from which the compiled (numba) tree walk is used; smaller calls
-#: walk the trees in numpy. numba's first use in a process (its import, scipy.linalg with it, the cached kernel)
-#: costs about as much as the numpy walk of ~10,000 rows, and a row walks ~5x faster compiled: calls of a few
-#: hundred rows or more (batch analysis of 3+ people, ~120 windows per pair and call; live sessions of ~23+
-#: people, one row per pair and step) repay it within the process, a dyad's (~120 rows per batch call, ~3,600
-#: an hour) do not. The two paths give bitwise the same sums (both add the trees' leaf values in tree order),
-#: so the choice changes speed only. Figures: docs/validation.md ("Performance", startup).
-TREE_SUM_NUMBA_ROWS = 256
+#: walk the trees in numpy. numba's first use in a process (importing it, and scipy.linalg and llvmlite with it,
+#: then loading the cached kernel) costs about what the numpy walk of ~20,000 rows does, and a row walks ~4x
+#: faster compiled. A batch call holds ~116 windows per pair: a one-hour dyad's 3,600 rows (31 calls) stay in
+#: numpy, and from 4 people (6 pairs, ~700 rows per call, ~22,000 an hour) the load is about repaid within the
+#: hour. A live call holds one row per pair: sessions of 33+ people (528+ pairs) get the compiled walk from the
+#: first step; smaller ones pay ~40 us per pair and step in numpy. The two paths give bitwise the same sums (both
+#: add the leaf values in tree order), so this bound changes speed only. Figures: docs/validation.md
+#: ("Performance", the analyze startup paragraph).
+TREE_SUM_NUMBA_ROWS = 512
 #: The shipped ensemble (``bench/train_evidence.py`` writes it).
 MODEL_PATH = Path(__file__).with_name("evidence_model.npz")
 
