@@ -149,13 +149,19 @@ _ANALYZE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("recording", ["simulated RR + EDA dyad", "recordings/sample-couple.xdf"])
-def test_analyze_of_a_dyad_imports_no_scipy_signal_stats_or_numba(recording, tmp_path):
-    """sample-couple.xdf also holds P1's ECG and P2's PPG, which the analysis leaves aside (RR is there)."""
+@pytest.mark.parametrize("recording", ["simulated RR + EDA dyad", "recordings/sample-couple.xdf",
+                                       "simulated ECG + EDA dyad"])
+def test_analyze_of_a_dyad_imports_scipy_signal_only_for_ecg_and_never_numba(recording, tmp_path):
+    """sample-couple.xdf also holds P1's ECG and P2's PPG, which the analysis leaves aside (RR is there). With ECG
+    as the only heart signal the beat detector needs scipy.signal, and loads it then (the check sees it)."""
+    ecg = "ECG" in recording
     if recording.endswith(".xdf"):
         path = ROOT / recording
     else:
-        (tmp_path / "dyad.toml").write_text(_RR_EDA_SCENARIO)
+        scenario = _RR_EDA_SCENARIO
+        if ecg:
+            scenario = scenario.replace('heart = "rr"', 'heart = "none"').replace("ecg = false", "ecg = true")
+        (tmp_path / "dyad.toml").write_text(scenario)
         path = tmp_path / "dyad.xdf"
         sim = subprocess.run([sys.executable, "-m", "attune_monitor.ui.cli", "simulate", "--scenario",
                               str(tmp_path / "dyad.toml"), "--seed", "1", "--out", str(path)],
@@ -168,4 +174,9 @@ def test_analyze_of_a_dyad_imports_no_scipy_signal_stats_or_numba(recording, tmp
     assert got["code"] == 0, got["out"]
     analysis = json.loads((tmp_path / "out.json").read_text())
     assert {tuple(p["pair"]) for p in analysis["pairs"]} == {("P1", "P2")}
-    assert got["loaded"] == [], f"attune analyze of a dyad loaded {got['loaded']}"
+    heart = {s for person in analysis["participants"] for s in person["streams"] if "H10" in s}
+    assert heart == ({"P1 H10 ECG", "P2 H10 ECG"} if ecg else {"P1 H10 RR", "P2 H10 RR"})
+    if ecg:
+        assert "scipy.signal" in got["loaded"] and "numba" not in got["loaded"], got["loaded"]
+    else:
+        assert got["loaded"] == [], f"attune analyze of a dyad loaded {got['loaded']}"
