@@ -13,6 +13,8 @@ Two measurements, each printed as one JSON object on the last line (``--json PAT
     per tick, as a live session at 1x with the runner's 50-ms tick produces them: a synchrony window
     completes every 4th tick, lead-lag windows every 20th, the phasic chance level every 40th. Ticks of the
     first ``--warmup-s`` seconds of session (the engine's surrogate history of 120 s filling) are left out.
+    The ticks run with the session's heap frozen out of the garbage collector's scans, as the headless
+    monitor runs them (:func:`attune_monitor.ui.runner.session_heap_frozen`).
     Reported per group size: p50 / p99 / max wall ms and the p99 of this thread's CPU time
     (``tick_ms_p99_{n}p``, ``tick_ms_p99_{n}p_cpu_time``, ...), with the load average before and after.
 
@@ -88,6 +90,7 @@ def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.
     """
     from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
     from attune_monitor.ui.model import SessionModel
+    from attune_monitor.ui.runner import session_heap_frozen
 
     rng = np.random.default_rng(seed)
     people = [f"P{k + 1}" for k in range(n_people)]
@@ -98,6 +101,15 @@ def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.
                          preset=cfg.preset)
     t_hr, hr, t_eda, eda = _group_signals(n_people, seconds + 10, rng)
     walls, cpus, adv = [], [], []
+    with session_heap_frozen():  # as `attune monitor --headless` runs its session (ui.headless.run_headless)
+        _ticks(pipe, model, n_people, seconds, warmup_s, t_hr, hr, t_eda, eda, walls, cpus, adv)
+    w, c, a = (np.asarray(v) * 1e3 for v in (walls, cpus, adv))
+    return {"p50": float(np.median(w)), "p99": float(np.percentile(w, 99)), "max": float(w.max()),
+            "cpu_p99": float(np.percentile(c, 99)), "advance_p99": float(np.percentile(a, 99)), "n_ticks": len(w)}
+
+
+def _ticks(pipe, model, n_people, seconds, warmup_s, t_hr, hr, t_eda, eda, walls, cpus, adv) -> None:
+    """The ticks of :func:`pipeline_ticks`, appending wall, CPU and advance seconds of those after warm-up."""
     i_hr = i_eda = 0
     for k in range(1, int(seconds * FS) + 1):
         until = k / FS
@@ -118,9 +130,6 @@ def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.
             walls.append(w1 - w0)
             cpus.append(c1 - c0)
             adv.append(a1 - a0)
-    w, c, a = (np.asarray(v) * 1e3 for v in (walls, cpus, adv))
-    return {"p50": float(np.median(w)), "p99": float(np.percentile(w, 99)), "max": float(w.max()),
-            "cpu_p99": float(np.percentile(c, 99)), "advance_p99": float(np.percentile(a, 99)), "n_ticks": len(w)}
 
 
 def run_ticks(args) -> dict:

@@ -394,23 +394,26 @@ def run_headless(runner, duration: float | None = None, out=sys.stdout, *, inter
     """
     view = HeadlessView(runner.model, out, tty=tty, interval=interval or 5.0)
     frame = interval if (interval and view.tty) else (0.5 if view.tty else 0.25)
-    if getattr(runner, "_thread", None) is None:
-        runner.start()
+    from attune_monitor.ui.runner import session_heap_frozen  # (the runner is imported by whoever made ``runner``)
+
     deadline = None if duration is None else time.monotonic() + float(duration)
     stopped_by = None
-    try:
-        while True:
-            view.draw()
-            if runner.finished.is_set():
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            wait = frame if deadline is None else max(0.0, min(frame, deadline - time.monotonic()))
-            runner.finished.wait(wait)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (ui.cli.Terminated): the session ends the same way
-        stopped_by = getattr(exc, "reason", "Ctrl-C")
-    finally:
-        runner.stop()
+    with session_heap_frozen():  # the session's long-lived objects out of the collector's scans
+        if getattr(runner, "_thread", None) is None:
+            runner.start()
+        try:
+            while True:
+                view.draw()
+                if runner.finished.is_set():
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                wait = frame if deadline is None else max(0.0, min(frame, deadline - time.monotonic()))
+                runner.finished.wait(wait)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (ui.cli.Terminated): the session ends the same way
+            stopped_by = getattr(exc, "reason", "Ctrl-C")
+        finally:
+            runner.stop()
     view.draw(force=True)
     if stopped_by:
         view._write(f"stopped ({stopped_by})\n")

@@ -16,6 +16,7 @@ importable from here.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -33,9 +35,29 @@ from attune_monitor.dsp.pipeline import PipelineConfig
 
 from .model import SessionModel
 
-__all__ = ["Runner", "TickLog"]
+__all__ = ["Runner", "TickLog", "session_heap_frozen"]
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def session_heap_frozen():
+    """Keep the objects that exist now out of the cyclic garbage collector's scans while the block runs.
+
+    :func:`gc.freeze` on the way in (modules, the session's pipeline and model), :func:`gc.unfreeze` on the way
+    out.
+
+    A large group's detector holds thousands of pair machines and tracks for the whole session; a full
+    collection visits all of them, and it falls on whichever tick allocated last, the heavy one where a
+    synchrony window completes. Frozen, they are left out (they are not garbage until the session ends, and
+    unfreezing at its end hands them back). Nothing the pipeline computes changes.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class Runner:

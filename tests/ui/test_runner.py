@@ -191,3 +191,27 @@ def test_preroll_runs_until_the_pairs_are_measured_within_its_bounds():
             runner.preroll(10.0)
     finally:
         runner.stop()
+
+
+def test_headless_session_keeps_its_heap_frozen_while_it_runs_and_hands_it_back():
+    """run_headless freezes the objects that exist when the session starts (the pipeline's machines among
+    them) out of the cyclic collector's scans, and unfreezes them when it ends, Ctrl-C or not."""
+    import gc
+    import io
+
+    from attune_monitor.ui.headless import run_headless
+
+    rec = load_recording(os.path.join(ROOT, "recordings", "sample-couple.xdf"))
+    runner = Runner(RecordingSource(rec, speed=math.inf))
+    seen = []
+    real_step = runner.step
+
+    def step():
+        seen.append(gc.get_freeze_count())
+        return real_step()
+
+    runner.step = step
+    assert gc.get_freeze_count() == 0
+    assert run_headless(runner, duration=30.0, out=io.StringIO()) == 0
+    assert seen and min(seen) > 0
+    assert gc.get_freeze_count() == 0
