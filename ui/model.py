@@ -224,27 +224,51 @@ def trailing_valid_s(sync: np.ndarray, step_s: float) -> np.ndarray:
 
 
 class _Ring:
-    """Fixed-size 2-D ring of columns (rows = people or pairs), newest last."""
+    """Fixed-size 2-D ring of columns (rows = people or pairs), newest last.
+
+    ``buf`` (n_rows, n_cols) and ``t`` (n_cols,) are views of a store a quarter wider, written forward: a new
+    column costs its own copy, and only when the store's end is reached are the newest ``n_cols`` columns moved
+    back to its front (a 64-person session's pair rings are 2016 x 600: moving every column on every window was
+    most of the model's share of the heavy tick). Read them at once; a later ``extend`` moves the views.
+    """
 
     def __init__(self, n_rows: int, n_cols: int, dtype=float, fill=np.nan):
-        self.buf = np.full((n_rows, n_cols), fill, dtype=dtype)
-        self.t = np.full(n_cols, np.nan)
+        self._cap = int(n_cols)
+        width = self._cap + max(1, self._cap // 4)
+        self._store = np.full((n_rows, width), fill, dtype=dtype)
+        self._t_store = np.full(width, np.nan)
+        self._end = self._cap  # the ring is store[:, end - cap: end]
         self.n = 0  # total columns ever written
         self.fill = fill
+
+    @property
+    def buf(self) -> np.ndarray:
+        """The ring, shape (n_rows, n_cols), oldest column first (a view)."""
+        return self._store[:, self._end - self._cap: self._end]
+
+    @property
+    def t(self) -> np.ndarray:
+        """Time of each column, shape (n_cols,) (a view)."""
+        return self._t_store[self._end - self._cap: self._end]
 
     def extend(self, t: np.ndarray, cols: np.ndarray) -> None:
         k = cols.shape[1]
         if k == 0:
             return
-        cap = self.buf.shape[1]
+        cap, end = self._cap, self._end
         if k >= cap:
-            self.buf[:] = cols[:, -cap:]
-            self.t[:] = t[-cap:]
+            self._store[:, :cap] = cols[:, -cap:]
+            self._t_store[:cap] = t[-cap:]
+            self._end = cap
         else:
-            self.buf[:, :-k] = self.buf[:, k:]
-            self.buf[:, -k:] = cols
-            self.t[:-k] = self.t[k:]
-            self.t[-k:] = t
+            if end + k > self._store.shape[1]:  # move the newest cap - k columns to the front
+                keep = cap - k
+                self._store[:, :keep] = self._store[:, end - keep: end]
+                self._t_store[:keep] = self._t_store[end - keep: end]
+                end = keep
+            self._store[:, end: end + k] = cols
+            self._t_store[end: end + k] = t
+            self._end = end + k
         self.n += k
 
     def last(self, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -186,3 +186,55 @@ def test_the_recording_keeps_every_clock_offset_for_its_footer_in_16_bytes_each(
     assert len(offs) == n
     np.testing.assert_allclose([float(o["time"][0]) for o in offs], planted_t, rtol=0, atol=1e-9)
     np.testing.assert_allclose([float(o["value"][0]) for o in offs], planted_v, rtol=0, atol=1e-12)
+
+
+class _ShiftingRing:
+    """The model's ring before issue 21's tick work: every column moved on every extend (the reference)."""
+
+    def __init__(self, n_rows, n_cols, dtype=float, fill=np.nan):
+        self.buf = np.full((n_rows, n_cols), fill, dtype=dtype)
+        self.t = np.full(n_cols, np.nan)
+        self.n = 0
+
+    def extend(self, t, cols):
+        k = cols.shape[1]
+        if k == 0:
+            return
+        cap = self.buf.shape[1]
+        if k >= cap:
+            self.buf[:] = cols[:, -cap:]
+            self.t[:] = t[-cap:]
+        else:
+            self.buf[:, :-k] = self.buf[:, k:]
+            self.buf[:, -k:] = cols
+            self.t[:-k] = self.t[k:]
+            self.t[-k:] = t
+        self.n += k
+
+
+def test_the_models_ring_holds_what_the_shifting_ring_held_after_every_extend():
+    """The ring written forward into a wider store (ui.model._Ring) shows, after each of many extends of random
+    widths (none, one column as live, a few, more than it holds), the same columns, times and last() as the ring
+    that moved every column each time; float and uint8 rings, odd capacities."""
+    from attune_monitor.ui.model import _Ring
+
+    rng = np.random.default_rng(3)
+    for cap, dtype, fill in ((600, float, np.nan), (7, float, np.nan), (1, float, np.nan), (13, np.uint8, 0)):
+        ring, ref = _Ring(5, cap, dtype=dtype, fill=fill), _ShiftingRing(5, cap, dtype=dtype, fill=fill)
+        t0 = 0.0
+        for _ in range(400):
+            k = int(rng.choice([0, 1, 1, 1, 2, 3, cap - 1, cap, cap + 5] if cap > 1 else [0, 1, 2]))
+            k = max(k, 0)
+            t = t0 + np.arange(k, dtype=float)
+            t0 += k
+            cols = (rng.integers(0, 200, (5, k)) if dtype is np.uint8 else rng.standard_normal((5, k))).astype(dtype)
+            ring.extend(t, cols)
+            ref.extend(t, cols)
+            np.testing.assert_array_equal(ring.buf, ref.buf)
+            np.testing.assert_array_equal(ring.t, ref.t)
+            assert ring.n == ref.n
+            n = int(rng.integers(1, cap + 3))
+            lt, lb = ring.last(n)
+            m = min(n, cap, ref.n)
+            np.testing.assert_array_equal(lt, ref.t[cap - m:])
+            np.testing.assert_array_equal(lb, ref.buf[:, cap - m:])
