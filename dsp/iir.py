@@ -27,9 +27,10 @@ import numpy as np
 __all__ = ["lowpass2_sos", "sosfilt_zi", "sosfilt_rows", "sosfilt_1d", "one_pole", "SOSFILT_PYTHON_MAX"]
 
 #: Largest filtering job (rows x samples x sections) run in plain Python; larger ones load scipy's compiled
-#: kernel. Python costs a few hundred ns per sample and section, importing scipy.signal about a second: the
-#: crossover is a few million; this bound keeps the Python side to a fraction of that import (the EDA of a
-#: one-hour E4 recording, 14,400 samples through one section, is far below it; an hour at 100 Hz is above).
+#: kernel (~30x faster per sample). Python costs 0.2-0.4 us per sample and section, importing scipy.signal
+#: about a second: one job of this size costs under a tenth of that in Python, and a few of them repay it. The
+#: pipeline filters in chunks (a batch analysis passes ~2 minutes per call, live a sample or two), far below the
+#: bound even at 100 Hz; one call over a whole long recording at a high rate (``eda_to_grid``) is above it.
 SOSFILT_PYTHON_MAX = 300_000
 
 
