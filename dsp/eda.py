@@ -29,6 +29,7 @@ on complete evidence. Chunked input gives the same output as one-shot input.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -229,6 +230,41 @@ class EdaPreprocessor(GridPreprocessor):
 
     # -- stage 3: grid -------------------------------------------------------------------------
     def _emit(self, k0: int, t: np.ndarray) -> GridBlock:
+        if t.size == 1 and self._n_clean:
+            return self._emit_one(k0, t)
+        return self._emit_many(k0, t)
+
+    def _emit_one(self, k0: int, t: np.ndarray) -> GridBlock:
+        """:meth:`_emit_many` of one grid time (what a live pull emits), in scalars.
+
+        The same operations in the same order on the same doubles, so bitwise the same block, without ~20 numpy
+        calls on 1-element arrays.
+        """
+        n = self._n_clean
+        ts = self._ts
+        tt = float(t[0])
+        b = int(ts[:n].searchsorted(tt, side="left"))
+        a = int(ts[:n].searchsorted(tt, side="right")) - 1
+        ai, bi = max(a, 0), min(b, n - 1)
+        ta, tb = float(ts[ai]), float(ts[bi])
+        ok = a >= 0 and b < n and (tb - ta) <= self.max_interp_gap
+        qa, qb = int(self._q[ai]), int(self._q[bi])
+        va, vb = qa == _OK or qa == _CORRECTED, qb == _OK or qb == _CORRECTED
+        v, tonic, q = math.nan, math.nan, _NO_DATA
+        if ok and va and vb:
+            span = tb - ta
+            w = (tt - ta) / span if span > 0 else 0.0
+            la, ton_a = float(self._lvl[ai]), float(self._ton[ai])
+            v = la + w * (float(self._lvl[bi]) - la)
+            tonic = ton_a + w * (float(self._ton[bi]) - ton_a)
+            q = max(qa, qb)
+        elif ok:
+            q = qa if not va else qb
+        self._trim(tt)
+        values, tonics = np.array([v]), np.array([tonic])
+        return GridBlock(k0, values, np.array([q], np.uint8), tonic=tonics, phasic=values - tonics)
+
+    def _emit_many(self, k0: int, t: np.ndarray) -> GridBlock:
         m = t.size
         v = np.full(m, np.nan)
         tonic = np.full(m, np.nan)

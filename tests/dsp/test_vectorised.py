@@ -122,3 +122,68 @@ def test_pair_states_shared_between_steps_equal_a_fresh_build():
     ref = fresh.detector.pair_states()  # its first call: built from the machines now
     assert got == ref
     assert {ps["state"] for ps in ref} - {"calibrating"}  # the pairs got past learning: states worth comparing
+
+
+def _live_pulls_both_ways(make, ts, x, fs, patch):
+    """Feed ``x`` sample by sample, pulling one grid time at a time, into a preprocessor and into a deep copy of
+    it taken before each pull whose scalar one-sample path is switched off by ``patch``; yield both blocks."""
+    import copy
+
+    p = make()
+    for i in range(ts.size):
+        p.push(ts[i:i + 1], x[i:i + 1])
+        until = ts[i]
+        while True:  # pull grid times one by one (a live pull at the grid rate)
+            ref = copy.deepcopy(p)
+            patch(ref)
+            nxt = (p.next_index / fs) + p.latency + 1e-9
+            if nxt > until:
+                break
+            got, want = p.pull(nxt), ref.pull(nxt)
+            yield got, want, p, ref
+
+
+def test_eda_one_grid_time_path_is_bitwise_the_array_path():
+    """EdaPreprocessor's scalar path for a pull of one grid time (the live case) gives bit for bit the values,
+    tonic, phasic and codes of the array path, and leaves the same buffers, on every person of a series with
+    motion, electrode-off, flat runs and a gap."""
+    ts, x = _group_eda(6, 140.0, 4.0, seed=11)
+    keep = (ts < 120) | (ts > 123)
+    ts, x = ts[keep], x[:, keep]
+    n_one, codes = 0, set()
+    for p in range(x.shape[0]):
+        for got, want, a, b in _live_pulls_both_ways(lambda: EdaPreprocessor(fs=4.0, origin=0.0, srate=4.0), ts,
+                                                     x[p], 4.0, lambda r: setattr(r, "_emit", r._emit_many)):
+            n_one += len(got) == 1
+            for f in ("values", "quality", "tonic", "phasic"):
+                np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
+            codes |= set(got.quality.tolist())
+            np.testing.assert_array_equal(a._ts, b._ts)
+    assert n_one > 2000 and {0, 1, 2, 3, 4} <= codes
+
+
+def test_device_hr_one_grid_time_path_is_bitwise_the_array_path():
+    """HeartPreprocessor("hr")'s scalar path for one grid time gives bit for bit the array path's value and code,
+    dated back (averaging_s 4: the hold after the last sample) or not, through NaN, implausible values (both
+    ends of the range), gaps longer than max_gap and irregular timestamps; the same samples are kept."""
+    from attune_monitor.dsp.heart import HeartPreprocessor
+
+    rng = np.random.default_rng(4)
+    ts = np.cumsum(rng.uniform(0.3, 1.7, 400)) + 0.2
+    ts = np.concatenate([ts[:150], ts[150:] + 9.0])   # a gap longer than max_gap (3 s)
+    x = 70 + np.cumsum(rng.standard_normal(ts.size))
+    x[rng.random(ts.size) < 0.05] = np.nan
+    x[rng.random(ts.size) < 0.05] = 300.0
+    x[rng.random(ts.size) < 0.03] = 10.0
+    for averaging in (0.0, 4.0):
+        n_one, codes = 0, set()
+        for got, want, a, b in _live_pulls_both_ways(
+                lambda averaging=averaging: HeartPreprocessor("hr", fs=4.0, origin=0.0, averaging_s=averaging),
+                ts, x, 4.0, lambda r: setattr(r, "_hr_values", r._hr_values_many)):
+            n_one += len(got) == 1
+            np.testing.assert_array_equal(got.values, want.values)
+            np.testing.assert_array_equal(got.quality, want.quality)
+            codes |= set(got.quality.tolist())
+            np.testing.assert_array_equal(a._ts, b._ts)
+            np.testing.assert_array_equal(a._x, b._x)
+        assert n_one > 1000 and {0, 2, 5} <= codes, (averaging, codes)  # ok, no data, implausible
