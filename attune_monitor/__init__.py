@@ -44,8 +44,6 @@ Run from the repository's root (the sample recording is in ``recordings/``)::
     print(f"{m.values.shape[1]} windows, median r = {np.median(m.values[0]):.2f}")
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
 from pathlib import Path as _Path
 
 # Run from a source checkout (the current directory on sys.path, e.g. `python -c ...` at the clone's root), this
@@ -55,11 +53,6 @@ from pathlib import Path as _Path
 _CHECKOUT = _Path(__file__).resolve().parent.parent
 if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "dsp" / "__init__.py").is_file():
     __path__.append(str(_CHECKOUT))  # noqa: F821 - the package's own __path__
-
-try:
-    __version__ = _version("attune-monitor")
-except PackageNotFoundError:  # pragma: no cover - running from a checkout that was never installed
-    __version__ = "0+unknown"
 
 #: public name -> (module, name there), loaded on first use (PEP 562) so that ``import attune_monitor`` stays cheap
 _HOME = {
@@ -71,7 +64,20 @@ _HOME = {
 __all__ = ["__version__", *_HOME]
 
 
+def _installed_version() -> str:
+    """The installed distribution's version; read on first use (``importlib.metadata`` costs every command ~40 ms)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("attune-monitor")
+    except PackageNotFoundError:  # pragma: no cover - running from a checkout that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _installed_version()
+        return value
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -229,3 +229,13 @@ def test_the_cli_says_an_attune_error_in_one_line_with_exit_code_2(capsys):
     assert main(["simulate", "--scenario", str(missing), "--duration", "60"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("attune simulate: error: ") and str(missing) in err[0]
+
+
+def test_version_is_the_installed_distributions_and_read_lazily():
+    """``attune_monitor.__version__`` is the installed distribution's; importing the package does not read it."""
+    code = ("import sys, attune_monitor; before = 'importlib.metadata' in sys.modules; "
+            "from importlib.metadata import version; "
+            "print(before, attune_monitor.__version__ == version('attune-monitor'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]

@@ -26,9 +26,10 @@ from attune_monitor.ui.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: What no ``--help`` may import (each costs 0.1-1.5 s to import; scipy.signal alone ~0.9 s).
+#: What no ``--help`` may import (each costs 0.1-1.5 s to import; scipy.signal alone ~0.9 s; importlib.metadata,
+#: for ``__version__``, ~0.04 s).
 HEAVY = ("numpy", "scipy", "pylsl", "PySide6", "mne", "numba", "matplotlib", "pyqtgraph", "pyxdf", "mne_lsl",
-         "pandas", "dask", "bleak", "edfio")
+         "pandas", "dask", "bleak", "edfio", "importlib.metadata")
 
 #: Parses ``sys.argv[1:]`` as ``attune`` does (``--help`` prints and ends the parse), then lists the heavy
 #: modules loaded.
@@ -38,7 +39,8 @@ _PARSE = textwrap.dedent(
     from attune_monitor.ui import cli
     with contextlib.redirect_stdout(io.StringIO()) as out:
         code = cli.main(sys.argv[1:])
-    heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(HEAVY)))
+    loaded = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.startswith("importlib.")}
+    heavy = sorted(loaded & set(json.loads(HEAVY)))
     print(json.dumps({"code": code, "help": out.getvalue(), "heavy": heavy}))
     """
 ).replace("json.loads(HEAVY)", repr(list(HEAVY)))
