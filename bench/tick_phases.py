@@ -1,0 +1,133 @@
+"""Where the live tick's CPU goes, per phase (issue 21): the tick of ``bench_scale.py ticks`` with a few methods timed.
+
+The session of :func:`bench_scale.pipeline_ticks` (heart rate at 1 Hz and skin conductance at 4 Hz per person,
+one grid sample per tick, the heap frozen as the headless monitor runs it), with the thread CPU time of each
+phase summed per tick: the preprocessors' ``pull``, the synchrony engine, the detector's ``update`` /
+``update_arousal`` (its per-pair steps) and within it the learned evidence, ``pair_states()``,
+``SessionModel.apply``, and the garbage collector's collections by generation (``gc.callbacks``). Ticks of the
+first ``--warmup-s`` seconds are left out. Printed per phase: the mean over light ticks, the mean over heavy ticks
+(the quarter with the longest whole tick: those where a synchrony window completes) and the p99 over all.
+
+Usage::
+
+    python bench/tick_phases.py --people 64 --seconds 220
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from bench_scale import FS, _group_signals, load
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PHASES = ("pulls", "engine", "detector.update", "detector.update_arousal", "  learned evidence", "pair_states",
+          "model.apply", "gc gen 0", "gc gen 1", "gc gen 2")
+
+
+def _timed(cls, name: str, label: str, acc: dict) -> None:
+    """Replace ``cls.name`` by a wrapper adding its thread CPU seconds to ``acc[label]``."""
+    inner = getattr(cls, name)
+
+    def wrapper(*args, **kwargs):
+        c0 = time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            acc[label] += time.thread_time() - c0
+
+    setattr(cls, name, wrapper)
+
+
+def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -> dict:
+    """Per-phase CPU ms of each tick after warm-up.
+
+    Returns
+    -------
+    dict
+        ``phase -> ndarray, shape (n_ticks,)`` (ms), with ``"tick"`` the whole tick.
+    """
+    from attune_monitor.dsp import detector, engine, grid
+    from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
+    from attune_monitor.ui.model import SessionModel
+    from attune_monitor.ui.runner import session_heap_frozen
+
+    acc: dict = defaultdict(float)
+    for cls, name, label in ((grid.GridPreprocessor, "pull", "pulls"), (engine.SynchronyEngine, "push", "engine"),
+                             (detector.RuptureDetector, "update", "detector.update"),
+                             (detector.RuptureDetector, "update_arousal", "detector.update_arousal"),
+                             (detector.RuptureDetector, "_learned_llr", "  learned evidence"),
+                             (detector.RuptureDetector, "pair_states", "pair_states"),
+                             (SessionModel, "apply", "model.apply")):
+        _timed(cls, name, label, acc)
+    started = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            acc[f"gc gen {info['generation']}"] += time.thread_time() - started[0]
+
+    rng = np.random.default_rng(seed)
+    people = [f"P{k + 1}" for k in range(n_people)]
+    slots = [Slot(p, "hr", 1.0, f"{p}-hr") for p in people] + [Slot(p, "eda", 4.0, f"{p}-eda") for p in people]
+    cfg = PipelineConfig()
+    pipe = SessionPipeline(slots, 0.0, cfg)
+    model = SessionModel(pipe.participants, pipe.modalities, pipe.pairs, cfg.fs, cfg.step_s, cfg.history_s,
+                         preset=cfg.preset)
+    t_hr, hr, t_eda, eda = _group_signals(n_people, seconds + 10, rng)
+    rows = []
+    gc.callbacks.append(on_gc)
+    try:
+        with session_heap_frozen():
+            i_hr = i_eda = 0
+            for k in range(1, int(seconds * FS) + 1):
+                until = k / FS
+                acc.clear()
+                c0 = time.thread_time()
+                j_hr, j_eda = np.searchsorted(t_hr, until, "right"), np.searchsorted(t_eda, until, "right")
+                for p in range(n_people):
+                    if j_hr > i_hr:
+                        pipe.push(p, t_hr[i_hr:j_hr], hr[p, i_hr:j_hr])
+                    if j_eda > i_eda:
+                        pipe.push(n_people + p, t_eda[i_eda:j_eda], eda[p, i_eda:j_eda])
+                i_hr, i_eda = j_hr, j_eda
+                upd = pipe.advance(until)
+                model.apply(upd, pipe.detector.pair_states(), {}, ties=pipe.detector.person_ties)
+                acc["tick"] = time.thread_time() - c0
+                if until > warmup_s:
+                    rows.append(dict(acc))
+    finally:
+        gc.callbacks.remove(on_gc)
+    return {key: np.array([r.get(key, 0.0) for r in rows]) * 1e3 for key in ("tick", *PHASES)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--people", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=220.0, help="session seconds")
+    ap.add_argument("--warmup-s", type=float, default=150.0, help="session seconds left out at the start")
+    args = ap.parse_args(argv)
+    l0 = load()
+    ph = tick_phases(args.people, args.seconds, args.warmup_s)
+    l1 = load()
+    tick = ph["tick"]
+    heavy = tick >= np.percentile(tick, 75)
+    print(f"{args.people} people, CPU ms per tick: p50 {np.median(tick):.1f}, p99 {np.percentile(tick, 99):.1f}, "
+          f"max {tick.max():.1f} ({tick.size} ticks; load {l0} -> {l1})")
+    print(f"  {'phase':26s} {'light mean':>10s} {'heavy mean':>10s} {'p99':>8s}")
+    for key in ("tick", *PHASES):
+        v = ph[key]
+        print(f"  {key:26s} {v[~heavy].mean():10.2f} {v[heavy].mean():10.2f} {np.percentile(v, 99):8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
