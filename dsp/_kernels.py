@@ -281,3 +281,285 @@ def _tree_sum(X, feature, threshold, missing_left, left, right, is_leaf, value, 
                     node = right[node]
             s += value[node]
         out[i] = s
+
+
+def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover
+                flat_abs):
+    """Windowed cross-correlation of every pair at lags ``-L .. L`` with the peak over lags (compiled).
+
+    The compiled twin of ``synchrony._fast_xcorr`` + the peak picking of ``synchrony.windowed_xcorr``.
+    Window ``j``: the leading person's segment is grid samples ``[j*step, j*step + n_seg)``, the
+    follower's segment for lag ``l`` (``0 .. L``) starts ``l`` samples later. Per chunk of ``J`` windows
+    (span ``(Jc - 1) * step + n_seg + L`` samples) the data are re-anchored on the chunk mean of the finite
+    samples (and, with ``detrend``, on the chunk's line: the partial r on time does not change; missing
+    samples count as the anchor, their windows are flagged in ``redo``). Per-person sums over the segment at
+    every offset (``y``, ``y**2``, centred ``t * y``) are differences of prefix sums within the chunk. Per
+    pair, one pass over the chunk's samples accumulates, for every lag at once (contiguous, vectorised),
+    the prefix sums of ``y_a(s) * y_b(s + l)`` and ``y_b(s) * y_a(s + l)``; they are kept only where a
+    window's lead segment starts or ends, and their differences are the windows' cross products. Restarting
+    every chunk keeps the rounding to ~one chunk of additions. Chunks run in parallel (numba ``prange``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_people, n_samples), float64, C-contiguous
+    step, nw, n_seg, L, J : int
+        Window step (samples), number of windows, samples per lagged segment, max lag (samples), windows
+        per chunk.
+    detrend : bool
+        Partial r on time within each segment.
+    ia, ib : ndarray of int64, shape (n_pairs,)
+    r0, rmax : ndarray, shape (n_pairs, nw)
+        Receive r at lag 0 and the maximum r over lags ``-L .. L`` (every r clipped to [-1, 1]); among
+        equal maxima the lag preferred is 0, then -1, +1, -2, +2, ... (as ``synchrony.summarize_xcorr``).
+    lag : ndarray of int64, shape (n_pairs, nw)
+        Receives the lag (samples) of that maximum: ``+l`` when the pair's first person leads.
+    rall : ndarray, shape (n_pairs, nw, 2 * L + 1) or (0, 0, 0)
+        When not empty, receives r at every lag, lags ascending from ``-L``.
+    redo : ndarray of bool, shape (nw,)
+        Receives True for windows with a missing sample or a near-flat segment at some lag (``c <= rel * S2``
+        or ``c <= flat_abs * n_seg * max(1, level) ** 2``, as in the numpy path); their other outputs are
+        undefined (the caller recomputes them with the masked path).
+    rel, flat_abs : float
+    """
+    P = x.shape[0]
+    K = ia.shape[0]
+    L1 = L + 1
+    nch = (nw + J - 1) // J
+    sn = 1.0 / n_seg
+    rsn = math.sqrt(sn)
+    ctt = n_seg * (n_seg * n_seg - 1) / 12.0
+    rct = 1.0 / math.sqrt(ctt)
+    want_all = rall.shape[0] > 0
+    for ch in numba.prange(nch):
+        j0 = ch * J
+        Jc = min(J, nw - j0)
+        s0 = j0 * step
+        span = (Jc - 1) * step + n_seg + L
+        noff = span - n_seg + 1  # segment offsets 0 .. (Jc - 1) * step + L within the chunk
+        half = (span - 1) / 2.0
+        Y = np.empty((P, span))
+        badc = np.zeros(span, np.bool_)
+        sc2 = np.empty(P)
+        for p in range(P):
+            tot = 0.0
+            cnt = 0
+            lvl = 0.0
+            for i in range(span):
+                v = x[p, s0 + i]
+                if np.isfinite(v):
+                    tot += v
+                    cnt += 1
+                    av = abs(v)
+                    if av > lvl:
+                        lvl = av
+            mu = tot / max(cnt, 1)
+            for i in range(span):
+                v = x[p, s0 + i]
+                if np.isfinite(v):
+                    Y[p, i] = v - mu
+                else:
+                    Y[p, i] = 0.0
+                    badc[i] = True
+            if detrend:  # remove the chunk's line (fitted with missing samples as 0, as the numpy path)
+                tyy = 0.0
+                ttt = 0.0
+                for i in range(span):
+                    tki = i - half
+                    tyy += tki * Y[p, i]
+                    ttt += tki * tki
+                beta = tyy / ttt
+                for i in range(span):
+                    if np.isfinite(x[p, s0 + i]):
+                        Y[p, i] -= beta * (i - half)
+            sc2[p] = max(1.0, lvl) ** 2
+        # per-person sums of the segment at every offset -> w = 1 / sqrt(c), u = S1 / sqrt(n), v = St / sqrt(ctt)
+        W = np.empty((P, noff))
+        U = np.empty((P, noff))
+        V = np.zeros((P, noff))
+        lowo = np.zeros(noff, np.bool_)  # some person's segment at this offset is near-flat
+        C1 = np.empty(span + 1)
+        C2 = np.empty(span + 1)
+        Ct = np.empty(span + 1)
+        for p in range(P):
+            a1 = 0.0
+            a2 = 0.0
+            at = 0.0
+            C1[0] = 0.0
+            C2[0] = 0.0
+            Ct[0] = 0.0
+            for i in range(span):
+                v = Y[p, i]
+                a1 += v
+                a2 += v * v
+                at += (i - half) * v
+                C1[i + 1] = a1
+                C2[i + 1] = a2
+                Ct[i + 1] = at
+            for o in range(noff):
+                s1 = C1[o + n_seg] - C1[o]
+                s2 = C2[o + n_seg] - C2[o]
+                c = s2 - s1 * s1 * sn
+                if detrend:
+                    stt = (Ct[o + n_seg] - Ct[o]) - (o + (n_seg - 1) / 2.0 - half) * s1  # sum of centred t * y
+                    c -= stt * stt / ctt
+                    V[p, o] = stt * rct
+                if c <= rel * s2 or c <= flat_abs * n_seg * sc2[p]:
+                    lowo[o] = True
+                W[p, o] = 1.0 / math.sqrt(c) if c > 0.0 else np.nan
+                U[p, o] = s1 * rsn
+        # the same per lag and window, [p, l, j] = offset j * step + l: the pair loop runs along windows
+        U3 = np.empty((P, L1, Jc))
+        W3 = np.empty((P, L1, Jc))
+        V3 = np.empty((P, L1, Jc))
+        for p in range(P):
+            for ll in range(L1):
+                for j in range(Jc):
+                    U3[p, ll, j] = U[p, j * step + ll]
+                    W3[p, ll, j] = W[p, j * step + ll]
+                    V3[p, ll, j] = V[p, j * step + ll]
+        # windows to redo: a missing sample in [start, start + n_seg + L), or a near-flat segment at some lag
+        nbad = 0
+        for i in range(n_seg + L):
+            nbad += badc[i]
+        for j in range(Jc):
+            if j:
+                for i in range(step):
+                    nbad += badc[(j - 1) * step + n_seg + L + i] - badc[(j - 1) * step + i]
+            flag = nbad > 0
+            for ll in range(L1):
+                if lowo[j * step + ll]:
+                    flag = True
+            redo[j0 + j] = flag
+        # per pair: prefix sums of the lagged products for all lags, kept at the windows' segment starts / ends.
+        # Events in sample order: position, window, start (-1: subtract the prefix sum) or end (+1: add it)
+        ne = 2 * Jc
+        epos = np.empty(ne, np.int64)
+        ewin = np.empty(ne, np.int64)
+        esgn = np.empty(ne, np.int64)
+        js = 0
+        je = 0
+        for e in range(ne):
+            if js < Jc and js * step <= je * step + n_seg:  # a start first where a start meets an end
+                epos[e] = js * step
+                ewin[e] = js
+                esgn[e] = -1
+                js += 1
+            else:
+                epos[e] = je * step + n_seg
+                ewin[e] = je
+                esgn[e] = 1
+                je += 1
+        acp = np.empty(L1)
+        acn = np.empty(L1)
+        # rows padded (Jc + 9 values): a power-of-two row length maps the lags' rows to the same cache sets
+        Dp = np.empty((L1, Jc + 9))  # [l, j]: sum over window j's lead segment of y_a(s) y_b(s + l)
+        Dn = np.empty((L1, Jc + 9))  # the same with b leading
+        Rp = np.empty((L1, Jc + 9))  # r; [l, j] with a leading, b following l samples later
+        Rn = np.empty((L1, Jc + 9))  # r; b leading
+        bp = np.empty(Jc)  # running peak over lags and its lag, a leading (from lag 0) and b leading (lags >= 1)
+        lp = np.empty(Jc, np.int64)
+        bn = np.empty(Jc)
+        ln = np.empty(Jc, np.int64)
+        for k in range(K):
+            a = ia[k]
+            b = ib[k]
+            ya = Y[a]
+            yb = Y[b]
+            acp[:] = 0.0
+            acn[:] = 0.0
+            i = 0
+            for e in range(ne):
+                q = epos[e]
+                for t in range((q - i) // 4):  # four samples per pass over the lags: fewer loads, stores of the sums
+                    i4 = i + 4 * t
+                    a0 = ya[i4]
+                    a1 = ya[i4 + 1]
+                    a2 = ya[i4 + 2]
+                    a3 = ya[i4 + 3]
+                    b0 = yb[i4]
+                    b1 = yb[i4 + 1]
+                    b2 = yb[i4 + 2]
+                    b3 = yb[i4 + 3]
+                    fa = ya[i4:]  # views: indices from 0 up, which the compiler vectorises
+                    fb = yb[i4:]
+                    for ll in range(L1):
+                        acp[ll] += (a0 * fb[ll] + a1 * fb[ll + 1]) + (a2 * fb[ll + 2] + a3 * fb[ll + 3])
+                        acn[ll] += (b0 * fa[ll] + b1 * fa[ll + 1]) + (b2 * fa[ll + 2] + b3 * fa[ll + 3])
+                i += (q - i) // 4 * 4
+                for i1 in range(i, q):
+                    a0 = ya[i1]
+                    b0 = yb[i1]
+                    fa = ya[i1:]
+                    fb = yb[i1:]
+                    for ll in range(L1):
+                        acp[ll] += a0 * fb[ll]
+                        acn[ll] += b0 * fa[ll]
+                i = q
+                j = ewin[e]
+                if esgn[e] < 0:
+                    for ll in range(L1):
+                        Dp[ll, j] = -acp[ll]
+                        Dn[ll, j] = -acn[ll]
+                else:
+                    for ll in range(L1):
+                        Dp[ll, j] += acp[ll]
+                        Dn[ll, j] += acn[ll]
+            ua = U3[a, 0]  # the lead segments' (lag 0) values, (Jc,)
+            ub = U3[b, 0]
+            wa = W3[a, 0]
+            wb = W3[b, 0]
+            va = V3[a, 0]
+            vb = V3[b, 0]
+            # r per lag along windows (contiguous, vectorised), clipped; running peak per window: the first
+            # (smallest) lag of a strictly larger r, lag 0 included on a's side
+            for ll in range(L1):
+                Ub = U3[b, ll]
+                Ua = U3[a, ll]
+                Wb = W3[b, ll]
+                Wa = W3[a, ll]
+                dp = Dp[ll]
+                dn = Dn[ll]
+                rp = Rp[ll]
+                rn = Rn[ll]
+                if detrend:
+                    Vb = V3[b, ll]
+                    Va = V3[a, ll]
+                    for j in range(Jc):
+                        rp[j] = (dp[j] - ua[j] * Ub[j] - va[j] * Vb[j]) * (wa[j] * Wb[j])
+                        rn[j] = (dn[j] - ub[j] * Ua[j] - vb[j] * Va[j]) * (wb[j] * Wa[j])
+                else:
+                    for j in range(Jc):
+                        rp[j] = (dp[j] - ua[j] * Ub[j]) * (wa[j] * Wb[j])
+                        rn[j] = (dn[j] - ub[j] * Ua[j]) * (wb[j] * Wa[j])
+                for j in range(Jc):
+                    rp[j] = min(1.0, max(-1.0, rp[j]))
+                    rn[j] = min(1.0, max(-1.0, rn[j]))
+                if ll == 0:
+                    for j in range(Jc):
+                        bp[j] = rp[j]
+                        lp[j] = 0
+                        bn[j] = -np.inf
+                        ln[j] = 0
+                else:
+                    for j in range(Jc):
+                        up = rp[j] > bp[j]
+                        bp[j] = rp[j] if up else bp[j]
+                        lp[j] = ll if up else lp[j]
+                        un = rn[j] > bn[j]
+                        bn[j] = rn[j] if un else bn[j]
+                        ln[j] = ll if un else ln[j]
+            # b leading wins over a leading when larger, or equal at a smaller or the same |lag|
+            for j in range(Jc):
+                best = bp[j]
+                lj = lp[j]
+                if L and (bn[j] > best or (bn[j] == best and ln[j] <= lj)):
+                    best = bn[j]
+                    lj = -ln[j]
+                r0[k, j0 + j] = Rp[0, j]
+                rmax[k, j0 + j] = best
+                lag[k, j0 + j] = lj
+            if want_all:
+                for j in range(Jc):
+                    for ll in range(L1):
+                        rall[k, j0 + j, L + ll] = Rp[ll, j]
+                        rall[k, j0 + j, L - ll] = Rn[ll, j]

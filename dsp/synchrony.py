@@ -43,7 +43,10 @@ Windows with missing data, or where the anchored moments would lose precision (n
 recomputed directly from their samples (masked path), which alone decides what is flat.
 When numba is importable, the plain (not detrended) lag-0 r uses a compiled kernel
 (``dsp._kernels.get("pearson_lag0")``: the same chunk anchoring, running window sums, same precision
-checks; faster than the numpy path, which stays the fallback and the reference).
+checks; faster than the numpy path, which stays the fallback and the reference). So does the windowed
+cross-correlation, detrended or not (``dsp._kernels.get("xcorr_lags")``: the same chunk anchoring; per pair,
+prefix sums of the lagged products for all lags at once, differenced at the windows' segment bounds; the same
+precision checks and peak picking; the numpy path (:func:`_fast_xcorr`) is its reference).
 """
 
 from __future__ import annotations
@@ -766,7 +769,7 @@ def _fast_xcorr(x, step, nw, n_seg, L, detrend):
             Rf -= np.matmul(Ua, Vb, out=Tv.reshape(Jc, P, L1 * P))
         np.clip(Rv, -1.0, 1.0, out=Rv)
         # peak over lags 1..L (lag axis 2); first (smallest) lag among equal maxima
-        best = Rv[:, :, 1:].max(2)
+        best = Rv[:, :, 1:].max(2) if L else np.full(Rv.shape[:2] + Rv.shape[3:], -np.inf)
         arg = np.zeros(best.shape)
         for lag in range(L, 0, -1):
             arg[Rv[:, :, lag] == best] = lag
@@ -952,51 +955,63 @@ def windowed_xcorr(
     idx, end = _geometry(x.shape[1], win, step)
     nw = len(idx)
     K = len(ia)
-    r0 = np.full((nw, K), np.nan)
-    rmax = np.full((nw, K), np.nan)
-    lag_s = np.full((nw, K), np.nan)
-    leader = np.full((nw, K), -1, np.int16)
-    st = np.zeros((nw, K), np.int8)
-    Rall = np.full((nw, 2 * L + 1, K), np.nan) if return_lags else None
-    lag_i = np.zeros((nw, K), np.int64)
+    # outputs (pairs, windows); the numpy path fills them through their (windows, pairs) transposes
+    r0 = np.full((K, nw), np.nan)
+    rmax = np.full((K, nw), np.nan)
+    lag_s = np.full((K, nw), np.nan)
+    leader = np.full((K, nw), -1, np.int16)
+    st = np.zeros((K, nw), np.int8)
+    Rall = np.full((K, nw, 2 * L + 1), np.nan) if return_lags else None
+    lag_i = np.zeros((K, nw), np.int64)
     redo = np.zeros(nw, dtype=bool)
-    for j0, J, rd, R0, best, arg, Rl in _fast_xcorr(x, step, nw, win - L, L, detrend):
-        # [a, b] is "a leads b": pair lag +l when a < b (a = i of the pair), -l when a > b
-        sl = slice(j0, j0 + J)
-        p0 = R0[:, ia, ib]
-        if L:
-            bp, lp = best[:, ia, ib], arg[:, ia, ib]
-            use = bp > p0  # lag 0 wins ties
-            pos = np.where(use, bp, p0)
-            lp = np.where(use, lp, 0.0)
-            neg, ln = best[:, ib, ia], arg[:, ib, ia]
-            # preference among equal maxima: 0, -1, +1, -2, +2, ... (as summarize_xcorr)
-            take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
-            rmax[sl] = np.where(take_neg, neg, pos)
-            lag_i[sl] = np.where(take_neg, -ln, lp)
-        else:
-            rmax[sl] = p0
-        r0[sl] = p0
-        redo[sl] = rd
-        if Rall is not None:
-            Rall[sl, L::-1] = Rl[:, ib, :, ia].transpose(1, 2, 0)  # lags 0, -1, .., -L
-            Rall[sl, L:] = Rl[:, ia, :, ib].transpose(1, 2, 0)  # lags 0, 1, .., L
+    kernel = _kernels.get("xcorr_lags", wait=False) if nw else None
+    if kernel is not None:
+        src = np.ascontiguousarray(x, dtype=np.float64)
+        rall = Rall if Rall is not None else np.empty((0, 0, 0))
+        kernel(src, step, nw, win - L, L, _KERNEL_CHUNK, detrend, ia, ib, r0, rmax, lag_i, rall, redo, FAST_REL,
+               FLAT_ABS)
+    else:
+        r0T, rmaxT, lagT = r0.T, rmax.T, lag_i.T
+        RallT = Rall.transpose(1, 2, 0) if Rall is not None else None  # (windows, lags, pairs)
+        for j0, J, rd, R0, best, arg, Rl in _fast_xcorr(x, step, nw, win - L, L, detrend):
+            # [a, b] is "a leads b": pair lag +l when a < b (a = i of the pair), -l when a > b
+            sl = slice(j0, j0 + J)
+            p0 = R0[:, ia, ib]
+            if L:
+                bp, lp = best[:, ia, ib], arg[:, ia, ib]
+                use = bp > p0  # lag 0 wins ties
+                pos = np.where(use, bp, p0)
+                lp = np.where(use, lp, 0.0)
+                neg, ln = best[:, ib, ia], arg[:, ib, ia]
+                # preference among equal maxima: 0, -1, +1, -2, +2, ... (as summarize_xcorr)
+                take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
+                rmaxT[sl] = np.where(take_neg, neg, pos)
+                lagT[sl] = np.where(take_neg, -ln, lp)
+            else:
+                rmaxT[sl] = p0
+            r0T[sl] = p0
+            redo[sl] = rd
+            if RallT is not None:
+                RallT[sl, L::-1] = Rl[:, ib, :, ia].transpose(1, 2, 0)  # lags 0, -1, .., -L
+                RallT[sl, L:] = Rl[:, ia, :, ib].transpose(1, 2, 0)  # lags 0, 1, .., L
     ok = np.isfinite(rmax)
     lag_s[:] = np.where(ok, lag_i / fs, np.nan)
-    leader[:] = np.where(ok, np.where(lag_i > 0, ia, np.where(lag_i < 0, ib, -1)), -1)
+    leader[:] = np.where(ok, np.where(lag_i > 0, ia[:, None], np.where(lag_i < 0, ib[:, None], -1)), -1)
     todo = np.flatnonzero(redo)
     if len(todo):  # windows the fast path could not do: direct, masked
         Wv = window_view(x, win, step, nw)
         for b0 in range(0, len(todo), _MASKED_BLOCK):
             sel = todo[b0 : b0 + _MASKED_BLOCK]
             Rr, ss = xcorr_windows(Wv[sel], ia, ib, L, detrend=detrend, min_valid=min_valid)
-            st[sel] = ss
-            r0[sel], rmax[sel], lag_s[sel], leader[sel] = summarize_xcorr(Rr, ia, ib, L, fs)
+            st[:, sel] = ss.T
+            out = summarize_xcorr(Rr, ia, ib, L, fs)
+            for arr, v in zip((r0, rmax, lag_s, leader), out):
+                arr[:, sel] = v.T
             if Rall is not None:
-                Rall[sel] = Rr.swapaxes(1, 2)
-    res = XcorrResult(r0.T, rmax.T, lag_s.T, leader.T, st.T, idx, end, fs, win, step, L)
+                Rall[:, sel] = Rr.transpose(1, 0, 2)
+    res = XcorrResult(r0, rmax, lag_s, leader, st, idx, end, fs, win, step, L)
     if Rall is not None:  # return_lags
-        return res, Rall.transpose(2, 0, 1)
+        return res, Rall
     return res
 
 
@@ -1221,16 +1236,20 @@ def shifted_surrogate(
 
 
 def _preload_kernel() -> None:
-    """Load the lag-0 kernel in the background now, when ``ATTUNE_NUMBA_PRELOAD=1`` (opt-in, see ``_kernels``).
+    """Load the compiled kernels in the background now, when ``ATTUNE_NUMBA_PRELOAD=1`` (opt-in, see ``_kernels``).
 
-    Load the lag-0 kernel in the background now (:func:`attune_monitor.dsp._kernels.preload`), for the
-    argument types :func:`rolling_pearson` passes it: the first call of a process then costs what every later
-    one does, instead of ~0.3-0.5 s of numba loading (until it is ready, the numpy path answers).
+    Load the lag-0 and the windowed cross-correlation kernels in the background now
+    (:func:`attune_monitor.dsp._kernels.preload`), for the argument types :func:`rolling_pearson` and
+    :func:`windowed_xcorr` (not detrended) pass them: the first call of a process then costs what every later one
+    does, instead of numba's loading (until a kernel is ready, the numpy path answers).
     """
     ia, ib = pair_index(2)
     nw = 2
     _kernels.preload("pearson_lag0", (np.zeros((2, 4)), 1, nw, 3, _KERNEL_CHUNK, ia, ib, np.empty((1, nw)),
                                       np.zeros(nw, dtype=bool), FAST_REL, FLAT_ABS))
+    _kernels.preload("xcorr_lags", (np.zeros((2, 5)), 1, nw, 3, 1, _KERNEL_CHUNK, False, ia, ib, np.empty((1, nw)),
+                                    np.empty((1, nw)), np.zeros((1, nw), np.int64), np.empty((0, 0, 0)),
+                                    np.zeros(nw, dtype=bool), FAST_REL, FLAT_ABS))
 
 
 _preload_kernel()

@@ -300,3 +300,136 @@ def test_compiled_lag0_kernel_bench_size_equals_numpy_path(monkeypatch):
     m_np = sy.rolling_pearson(x, FS, 30.0, 1.0)
     np.testing.assert_array_equal(m_nb.status, m_np.status)
     np.testing.assert_allclose(m_nb.values, m_np.values, rtol=0, atol=1e-9)
+
+
+def _xcorr_both_paths(monkeypatch, x, window_s, step_s, lag_s, detrend):
+    """windowed_xcorr (with the full lag array) with the compiled kernel and with numba off (numpy path)."""
+    nb = sy.windowed_xcorr(x, FS, window_s, step_s, lag_s, detrend=detrend, return_lags=True)
+    monkeypatch.setattr(sy._kernels, "HAVE_NUMBA", False)
+    try:
+        npy = sy.windowed_xcorr(x, FS, window_s, step_s, lag_s, detrend=detrend, return_lags=True)
+    finally:
+        monkeypatch.setattr(sy._kernels, "HAVE_NUMBA", True)
+    return nb, npy
+
+
+@pytest.mark.skipif(not sy._kernels.HAVE_NUMBA, reason="numba not installed: the numpy path is the only one")
+@pytest.mark.parametrize("detrend", [False, True])
+@pytest.mark.parametrize(
+    ("n", "window_s", "step_s", "lag_s"),
+    [
+        (2200, 29.5, 1.5, 5.0),  # step does not divide the window; several chunks, the last one partial
+        (2200, 30.0, 1.0, 5.0),  # the bench's geometry
+        (2200, 20.0, 32.5, 3.0),  # step longer than the window
+        (2200, 30.0, 1.0, 0.0),  # lag 0 only
+        (2200, 10.0, 0.25, 8.0),  # 33 lags, 8 samples per segment, one-sample step
+        (135, 30.0, 1.0, 2.0),  # shorter than one chunk, a single window
+    ],
+)
+def test_compiled_xcorr_kernel_equals_numpy_path(rng, monkeypatch, detrend, n, window_s, step_s, lag_s):
+    """The numba windowed cross-correlation == the numpy path (its reference) within 1e-9 at every lag, with the
+    same statuses, peak lags and leaders, on random walks with drift, NaN gaps (short: above 80 %; long: missing
+    windows) and a flat stretch; both equal the direct per-window lagged r (``xcorr_windows``)."""
+    P = 9
+    x = _noise_walks(rng, P, n, trend=40.0) + 100.0 * np.arange(P)[:, None]
+    if n > 1000:
+        x[2, 700:703] = np.nan
+        x[5, 1200:1400] = np.nan
+        x[7, 1700:1900] = x[7, 1700]
+    (res, R), (ref, Rref) = _xcorr_both_paths(monkeypatch, x, window_s, step_s, lag_s, detrend)
+    np.testing.assert_array_equal(res.status, ref.status)
+    if n > 1000:
+        assert set(np.unique(res.status)) == {sy.OK, sy.MISSING, sy.FLAT}
+    np.testing.assert_allclose(R, Rref, rtol=0, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(res.r0, ref.r0, rtol=0, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(res.rmax, ref.rmax, rtol=0, atol=1e-9, equal_nan=True)
+    np.testing.assert_array_equal(res.lag_s, ref.lag_s)
+    np.testing.assert_array_equal(res.leader, ref.leader)
+    # the direct per-window reference, and the summary without the lag array is the same
+    L = res.max_lag
+    ia, ib = sy.pair_index(P)
+    nw = res.r0.shape[1]
+    Rd, st = sy.xcorr_windows(sy.window_view(x, res.win, res.step, nw), ia, ib, L, detrend=detrend)
+    np.testing.assert_array_equal(res.status, st.T)
+    np.testing.assert_allclose(R, Rd.transpose(1, 0, 2), rtol=0, atol=1e-9, equal_nan=True)
+    short = sy.windowed_xcorr(x, FS, window_s, step_s, lag_s, detrend=detrend)
+    for f in ("r0", "rmax", "lag_s", "leader", "status"):
+        np.testing.assert_array_equal(getattr(short, f), getattr(res, f))
+    if L == 0:
+        np.testing.assert_array_equal(res.rmax, res.r0)
+        assert np.all(res.lag_s[np.isfinite(res.rmax)] == 0.0) and np.all(res.leader == -1)
+
+
+@pytest.mark.skipif(not sy._kernels.HAVE_NUMBA, reason="numba not installed: the numpy path is the only one")
+@pytest.mark.parametrize("detrend", [False, True])
+def test_compiled_xcorr_kernel_flags_gaps_and_flat_segments(rng, detrend):
+    """The kernel flags for the masked path every window with a missing sample or a segment flat at some lag
+    (chunks of 37 windows, which do not divide the 231 windows), and every r it keeps == the direct per-window
+    r at every lag within 1e-9. (Near a flat stretch the precision check may flag a window in one fast path
+    and not in the other: their anchors differ; either way the output is the same within 1e-9, tested above.)"""
+    P, n = 7, 1500
+    x = _noise_walks(rng, P, n, trend=30.0) + 1000.0 * np.arange(P)[:, None]
+    x[2, 700:703] = np.nan
+    x[5, 300:460] = x[5, 300]
+    win, step, L = 118, 6, 20
+    n_seg = win - L
+    ia, ib = sy.pair_index(P)
+    nw = sy.n_windows(n, win, step)
+    K = len(ia)
+    r0, rmax, lag = np.empty((K, nw)), np.empty((K, nw)), np.empty((K, nw), np.int64)
+    rall = np.empty((K, nw, 2 * L + 1))
+    redo = np.zeros(nw, dtype=bool)
+    kernel = sy._kernels.get("xcorr_lags")
+    kernel(x, step, nw, n_seg, L, 37, detrend, ia, ib, r0, rmax, lag, rall, redo, sy.FAST_REL, sy.FLAT_ABS)
+    W = sy.window_view(x, win, step, nw)
+    gap = np.isnan(W).any(axis=(1, 2))
+    start = np.arange(nw) * step
+    flat = np.array([any(np.ptp(x[5, s + lg : s + lg + n_seg]) == 0 for lg in range(L + 1)) for s in start])
+    assert gap.any() and flat.any()
+    assert redo[gap | flat].all() and not redo.all()
+    Rd, _ = sy.xcorr_windows(W, ia, ib, L, detrend=detrend)
+    np.testing.assert_allclose(rall[:, ~redo], Rd[~redo].transpose(1, 0, 2), rtol=0, atol=1e-9)
+    r0d, rmaxd, lagd, _ = sy.summarize_xcorr(Rd[~redo], ia, ib, L, FS)
+    np.testing.assert_allclose(r0[:, ~redo], r0d.T, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(rmax[:, ~redo], rmaxd.T, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(lag[:, ~redo] / FS, lagd.T)
+
+
+def test_windowed_xcorr_matches_pandas_per_lag(rng):
+    """r at every lag == pandas ``lead.rolling(n).corr(follower.shift(-lag))`` (independent reference), and the
+    peak over lags == the maximum of pandas' lags, in the windows without missing samples of data with a gap
+    (the gap's windows, above 80 % valid, go through the masked path and stay OK)."""
+    P, n = 4, 1300
+    x = _noise_walks(rng, P, n)
+    x[1, 600:604] = np.nan
+    win, step, L = 120, 4, 20
+    n_seg = win - L
+    res, R = sy.windowed_xcorr(x, FS, 30.0, 1.0, 5.0, return_lags=True)
+    nw = res.r0.shape[1]
+    cols = [pd.Series(v) for v in x]
+    for p, (a, b) in enumerate(zip(*sy.pair_index(P))):
+        ref = np.empty((2 * L + 1, nw))
+        for lag in range(-L, L + 1):
+            lead, fol = (cols[a], cols[b]) if lag >= 0 else (cols[b], cols[a])
+            ref[lag + L] = lead.rolling(n_seg).corr(fol.shift(-abs(lag))).to_numpy()[n_seg - 1 :: step][:nw]
+        full = ~np.isnan(sy.window_view(x[[a, b]], win, step, nw)).any(axis=(1, 2))
+        assert np.isfinite(ref[:, full]).all() and (0 < full.sum() < nw) == (1 in (a, b))
+        np.testing.assert_allclose(R[p][full], ref.T[full], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(res.rmax[p, full], ref.max(0)[full], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(res.lag_s[p, full], (np.argmax(ref[:, full], 0) - L) / FS)
+        assert (res.status[p, ~full] == sy.OK).all()  # the gap leaves > 80 % valid: masked path, not missing
+
+
+@pytest.mark.skipif(not sy._kernels.HAVE_NUMBA, reason="numba not installed: the numpy path is the only one")
+def test_compiled_xcorr_kernel_bench_size_equals_numpy_path(monkeypatch):
+    """At the bench size (32 people, 1 h at 4 Hz, 30 s windows, 1 s step, +-5 s) the kernel == numpy path."""
+    rng = np.random.default_rng(7)
+    x = 70 + np.cumsum(rng.standard_normal((32, 14400)), 1) * 0.3
+    nb = sy.windowed_xcorr(x, FS, 30.0, 1.0, 5.0)
+    monkeypatch.setattr(sy._kernels, "HAVE_NUMBA", False)
+    ref = sy.windowed_xcorr(x, FS, 30.0, 1.0, 5.0)
+    np.testing.assert_array_equal(nb.status, ref.status)
+    np.testing.assert_allclose(nb.r0, ref.r0, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(nb.rmax, ref.rmax, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(nb.lag_s, ref.lag_s)
+    np.testing.assert_array_equal(nb.leader, ref.leader)
