@@ -187,3 +187,20 @@ def test_device_hr_one_grid_time_path_is_bitwise_the_array_path():
             np.testing.assert_array_equal(a._ts, b._ts)
             np.testing.assert_array_equal(a._x, b._x)
         assert n_one > 1000 and {0, 2, 5} <= codes, (averaging, codes)  # ok, no data, implausible
+
+
+def test_fisher_clip_spelt_out_is_min_max():
+    """The detector's Fisher z clips with comparisons instead of min(max()): the same value for every input, the
+    bounds, just inside and outside them, signed zeros, infinities and NaN (which passes, as through min/max)."""
+    import math
+
+    from attune_monitor.dsp.detector import _fisher
+
+    rng = np.random.default_rng(2)
+    edge = [0.0, -0.0, 0.999, -0.999, np.nextafter(0.999, 1), np.nextafter(0.999, 0), np.nextafter(-0.999, -1),
+            np.nextafter(-0.999, 0), 1.0, -1.0, 1.5, -7.0, math.inf, -math.inf]
+    for r in [*edge, *rng.uniform(-1.2, 1.2, 2000).tolist()]:
+        want = math.atanh(min(max(r, -0.999), 0.999))
+        got = _fisher(float(r))
+        assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want), r
+    assert math.isnan(_fisher(math.nan))
