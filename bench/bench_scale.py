@@ -80,17 +80,11 @@ def _group_signals(n_people: int, seconds: float, rng):
     return np.arange(n_hr) + 0.5, hr, np.arange(n_eda) / 4 + 0.125, eda
 
 
-def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.0, seed: int = 1) -> dict:
-    """Wall and CPU ms per live tick of the headless monitor's worker for ``n_people`` (see the module notes).
-
-    Returns
-    -------
-    dict with ``p50``, ``p99``, ``max``, ``cpu_p99`` (ms), ``n_ticks`` and ``advance_p99`` (the pipeline's
-    ``advance`` alone).
-    """
+def group_session(n_people: int, seconds: float, seed: int = 1):
+    """The ticks' session: a pipeline and a view model for ``n_people`` (heart rate 1 Hz, skin conductance 4 Hz
+    each), and their signals for ``seconds`` (+10 s): ``(pipe, model, (t_hr, hr, t_eda, eda))``."""
     from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
     from attune_monitor.ui.model import SessionModel
-    from attune_monitor.ui.runner import session_heap_frozen
 
     rng = np.random.default_rng(seed)
     people = [f"P{k + 1}" for k in range(n_people)]
@@ -99,7 +93,20 @@ def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.
     pipe = SessionPipeline(slots, 0.0, cfg)
     model = SessionModel(pipe.participants, pipe.modalities, pipe.pairs, cfg.fs, cfg.step_s, cfg.history_s,
                          preset=cfg.preset)
-    t_hr, hr, t_eda, eda = _group_signals(n_people, seconds + 10, rng)
+    return pipe, model, _group_signals(n_people, seconds + 10, rng)
+
+
+def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.0, seed: int = 1) -> dict:
+    """Wall and CPU ms per live tick of the headless monitor's worker for ``n_people`` (see the module notes).
+
+    Returns
+    -------
+    dict with ``p50``, ``p99``, ``max``, ``cpu_p99`` (ms), ``n_ticks`` and ``advance_p99`` (the pipeline's
+    ``advance`` alone).
+    """
+    from attune_monitor.ui.runner import session_heap_frozen
+
+    pipe, model, (t_hr, hr, t_eda, eda) = group_session(n_people, seconds, seed)
     walls, cpus, adv = [], [], []
     with session_heap_frozen():  # as `attune monitor --headless` runs its session (ui.headless.run_headless)
         _ticks(pipe, model, n_people, seconds, warmup_s, t_hr, hr, t_eda, eda, walls, cpus, adv)

@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from bench_scale import FS, _group_signals, load
+from bench_scale import FS, group_session, load
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,7 +55,6 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
         ``phase -> ndarray, shape (n_ticks,)`` (ms), with ``"tick"`` the whole tick.
     """
     from attune_monitor.dsp import detector, engine, grid
-    from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
     from attune_monitor.ui.model import SessionModel
     from attune_monitor.ui.runner import session_heap_frozen
 
@@ -75,14 +74,7 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
         else:
             acc[f"gc gen {info['generation']}"] += time.thread_time() - started[0]
 
-    rng = np.random.default_rng(seed)
-    people = [f"P{k + 1}" for k in range(n_people)]
-    slots = [Slot(p, "hr", 1.0, f"{p}-hr") for p in people] + [Slot(p, "eda", 4.0, f"{p}-eda") for p in people]
-    cfg = PipelineConfig()
-    pipe = SessionPipeline(slots, 0.0, cfg)
-    model = SessionModel(pipe.participants, pipe.modalities, pipe.pairs, cfg.fs, cfg.step_s, cfg.history_s,
-                         preset=cfg.preset)
-    t_hr, hr, t_eda, eda = _group_signals(n_people, seconds + 10, rng)
+    pipe, model, (t_hr, hr, t_eda, eda) = group_session(n_people, seconds, seed)
     rows = []
     gc.callbacks.append(on_gc)
     try:
