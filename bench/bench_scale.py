@@ -115,19 +115,30 @@ def pipeline_ticks(n_people: int, seconds: float = 300.0, warmup_s: float = 150.
             "cpu_p99": float(np.percentile(c, 99)), "advance_p99": float(np.percentile(a, 99)), "n_ticks": len(w)}
 
 
+def push_until(pipe, n_people: int, signals: tuple, cursor: tuple[int, int], until: float) -> tuple[int, int]:
+    """Push every person's heart-rate and skin samples stamped after ``cursor`` and up to ``until`` s.
+
+    ``signals`` is :func:`group_session`'s ``(t_hr, hr, t_eda, eda)``; ``cursor`` the (heart, skin) sample indices
+    pushed so far. Returns the new cursor.
+    """
+    t_hr, hr, t_eda, eda = signals
+    i_hr, i_eda = cursor
+    j_hr, j_eda = np.searchsorted(t_hr, until, "right"), np.searchsorted(t_eda, until, "right")
+    for p in range(n_people):
+        if j_hr > i_hr:
+            pipe.push(p, t_hr[i_hr:j_hr], hr[p, i_hr:j_hr])
+        if j_eda > i_eda:
+            pipe.push(n_people + p, t_eda[i_eda:j_eda], eda[p, i_eda:j_eda])
+    return int(j_hr), int(j_eda)
+
+
 def _ticks(pipe, model, n_people, seconds, warmup_s, t_hr, hr, t_eda, eda, walls, cpus, adv) -> None:
     """The ticks of :func:`pipeline_ticks`, appending wall, CPU and advance seconds of those after warm-up."""
-    i_hr = i_eda = 0
+    cursor = (0, 0)
     for k in range(1, int(seconds * FS) + 1):
         until = k / FS
         c0, w0 = time.thread_time(), time.perf_counter()
-        j_hr, j_eda = np.searchsorted(t_hr, until, "right"), np.searchsorted(t_eda, until, "right")
-        for p in range(n_people):
-            if j_hr > i_hr:
-                pipe.push(p, t_hr[i_hr:j_hr], hr[p, i_hr:j_hr])
-            if j_eda > i_eda:
-                pipe.push(n_people + p, t_eda[i_eda:j_eda], eda[p, i_eda:j_eda])
-        i_hr, i_eda = j_hr, j_eda
+        cursor = push_until(pipe, n_people, (t_hr, hr, t_eda, eda), cursor, until)
         a0 = time.perf_counter()
         upd = pipe.advance(until)
         a1 = time.perf_counter()

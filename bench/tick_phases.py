@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from bench_scale import FS, group_session, load
+from bench_scale import FS, group_session, load, push_until
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,23 +74,17 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
         else:
             acc[f"gc gen {info['generation']}"] += time.thread_time() - started[0]
 
-    pipe, model, (t_hr, hr, t_eda, eda) = group_session(n_people, seconds, seed)
+    pipe, model, signals = group_session(n_people, seconds, seed)
     rows = []
     gc.callbacks.append(on_gc)
     try:
         with session_heap_frozen():
-            i_hr = i_eda = 0
+            cursor = (0, 0)
             for k in range(1, int(seconds * FS) + 1):
                 until = k / FS
                 acc.clear()
                 c0 = time.thread_time()
-                j_hr, j_eda = np.searchsorted(t_hr, until, "right"), np.searchsorted(t_eda, until, "right")
-                for p in range(n_people):
-                    if j_hr > i_hr:
-                        pipe.push(p, t_hr[i_hr:j_hr], hr[p, i_hr:j_hr])
-                    if j_eda > i_eda:
-                        pipe.push(n_people + p, t_eda[i_eda:j_eda], eda[p, i_eda:j_eda])
-                i_hr, i_eda = j_hr, j_eda
+                cursor = push_until(pipe, n_people, signals, cursor, until)
                 upd = pipe.advance(until)
                 model.apply(upd, pipe.detector.pair_states(), {}, ties=pipe.detector.person_ties)
                 acc["tick"] = time.thread_time() - c0
