@@ -499,6 +499,9 @@ def test_true_duplicates_are_reported_never_used_until_one_is_left():
     a = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
     b = pylsl.StreamOutlet(_hr_info("P1 HR", sid_, "P1"))
     p2 = pylsl.StreamOutlet(_hr_info("P2 HR", sid_, "P2"))
+    # the premise: both copies answer discovery before the session first looks (under load an outlet can answer
+    # late, the session then adopts the first copy and refuses the second: that case is the next test's)
+    assert wait_until(lambda: sum(i.name() == "P1 HR" for i in pylsl.resolve_byprop("source_id", sid_, 3, 1.0)) == 2)
     session = LiveSession(accept=lambda d: d.source_id == sid_, discover_timeout=0.5, rescan_interval=0.3,
                           receiver_options={"stale_after": NOT_STALE})
     try:
