@@ -140,6 +140,8 @@ def run_gui(runner, screenshot: str | Path | None = None, quit_after: float | No
     -------
     exit_code : int
     """
+    from attune_monitor.ui.runner import session_heap_frozen
+
     from .main_window import MainWindow
     from .settings import Settings
 
@@ -148,9 +150,6 @@ def run_gui(runner, screenshot: str | Path | None = None, quit_after: float | No
 
     reporter = ErrorReporter(app, on_error=recording_guard(runner)).install()
     win = MainWindow(runner.model, runner, settings=settings, title=title)
-    if getattr(runner, "_thread", None) is None and hasattr(runner, "start"):
-        runner.start()
-    win.show()
     if screenshot is not None and quit_after is None:
         quit_after = 10.0
     if quit_after is not None:
@@ -165,12 +164,18 @@ def run_gui(runner, screenshot: str | Path | None = None, quit_after: float | No
             app.quit()
 
         QtCore.QTimer.singleShot(int(quit_after * 1000), finish)
-    try:
-        code = app.exec()
-    finally:
-        reporter.uninstall()
+    # the session's long-lived objects (pipeline, detector, model, the window's widgets) out of the collector's
+    # scans while it runs, as `attune monitor --headless` runs it (ui.headless.run_headless)
+    with session_heap_frozen():
         try:
-            runner.stop()
-        except Exception:
-            logger.exception("stopping the session failed")
+            if getattr(runner, "_thread", None) is None and hasattr(runner, "start"):
+                runner.start()
+            win.show()
+            code = app.exec()
+        finally:
+            reporter.uninstall()
+            try:
+                runner.stop()
+            except Exception:
+                logger.exception("stopping the session failed")
     return int(code)
