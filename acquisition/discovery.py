@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from .convention import StreamDescriptor, describe, rate_is_implausible, unusable_reason
-from .lsl import pylsl
+from .lsl import pylsl, stream_xml
 
 __all__ = [
     "DiscoveredStream", "matches", "full_descriptor", "xpath_literal", "identity_predicate", "resolve_identity",
@@ -82,7 +82,7 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
     full : bool
         False when the full header did not arrive in time (the short one was used).
     """
-    short = describe(info.as_xml())
+    short = describe(stream_xml(info))
     if rate_is_implausible(short):
         # no inlet at all: liblsl reserves its queue by the claimed rate as it makes one (1e8 Hz: gigabytes)
         return short, False
@@ -96,8 +96,8 @@ def full_descriptor(info, timeout: float = 1.0, peek: float = 0.0) -> tuple[Stre
         except Exception as exc:  # TimeoutError: list it with what the short header says
             logger.warning("stream %r: full header not received within %.1f s (%s); participant and unit unknown",
                            info.name(), timeout, exc)
-            return describe(info.as_xml()), False
-        d = describe(full.as_xml())
+            return describe(stream_xml(info)), False
+        d = describe(stream_xml(full))
         # (never a stream with an implausible rate: the inlet's queue, sized by the claim, could take gigabytes)
         if peek > 0 and d.kind is not None and d.scale is None and unusable_reason(d) is None:
             try:
@@ -230,7 +230,7 @@ def discover(timeout: float = 1.0, *, header_timeout: float | None = None, match
         if uid in seen:
             continue
         seen.add(uid)
-        short = describe(info.as_xml())
+        short = describe(stream_xml(info))
         if match and not matches(short, match):
             continue
         todo.append(info)

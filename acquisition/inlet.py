@@ -56,7 +56,7 @@ from attune_monitor.dsp.quality import Quality
 
 from .convention import CANONICAL_UNIT, StreamDescriptor, describe, header_fingerprint, unusable_reason
 from .discovery import duplicate_message, resolve_identity
-from .lsl import pylsl
+from .lsl import pylsl, stream_xml
 from .ringbuffer import Chunk, RingBuffer
 
 __all__ = [
@@ -340,7 +340,7 @@ class StreamReceiver:
         if not buffer_seconds > 0:
             raise ValueError(f"Invalid value for 'buffer_seconds': expected seconds > 0, but got {buffer_seconds}.")
         self._info = info
-        self.descriptor = descriptor if descriptor is not None else describe(info.as_xml())
+        self.descriptor = descriptor if descriptor is not None else describe(stream_xml(info))
         if info.channel_format() == pylsl.cf_string:
             raise ValueError(unusable_reason(self.descriptor) or
                              f"Stream {self.descriptor.name!r} carries strings (markers), not a signal; "
@@ -628,7 +628,7 @@ class StreamReceiver:
             inlet.close_stream()
             del inlet
             return False
-        new = describe(full.as_xml())
+        new = describe(stream_xml(full))
         why = self._different_publisher(new)
         old_uid = self.descriptor.uid
         self._run_note = None

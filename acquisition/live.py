@@ -247,7 +247,7 @@ class LiveSession:
         from .convention import describe, unusable_reason
         from .discovery import fetch_descriptors, matches
         from .inlet import StreamReceiver
-        from .lsl import pylsl
+        from .lsl import pylsl, stream_xml
 
         infos = (self._resolver.results() if self._resolver is not None
                  else pylsl.resolve_streams(self.discover_timeout))
@@ -256,7 +256,7 @@ class LiveSession:
             ended = set(self._ended)
         for info in infos:
             uid = info.uid()
-            if uid in live or uid in ended or (self.match and not matches(describe(info.as_xml()), self.match)):
+            if uid in live or uid in ended or (self.match and not matches(describe(stream_xml(info)), self.match)):
                 continue  # (an ended run: liblsl saw its connection end, the resolver lists it a few s longer)
             live[uid] = info
         with self._lock:

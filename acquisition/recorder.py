@@ -442,7 +442,7 @@ class SessionRecorder:
         self._session = session
 
     def _open_pending(self) -> None:
-        from .lsl import pylsl
+        from .lsl import pylsl, stream_xml
 
         with self._lock:
             pending, self._pending_infos = self._pending_infos, []
@@ -470,7 +470,7 @@ class SessionRecorder:
                     self._pending_infos.append((key, info))
                 continue
             with self._lock:
-                stream_id = self._add_stream(full.as_xml())
+                stream_id = self._add_stream(stream_xml(full))
                 if stream_id is None:
                     inlet.close_stream()
                     return

@@ -1,0 +1,79 @@
+"""Reading a stream's header does not leak (issue 21).
+
+``pylsl.StreamInfo.as_xml`` (pylsl 1.18) never frees the string ``lsl_get_xml`` allocates for it; a live session
+reads the header of every stream on the machine every rescan (``LiveSession.scan``, every 2 s), so the monitor's
+resident memory grew by the headers' size with wall time. :func:`attune_monitor.acquisition.lsl.stream_xml` reads
+it and frees liblsl's copy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+
+from attune_monitor.acquisition.lsl import pylsl, stream_xml
+
+ROOT = Path(__file__).resolve().parents[2]
+CALLS = 20_000
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> int:
+    """Bytes the C allocator has handed out and not had back, over all arenas (glibc ``mallinfo2``)."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def _info():
+    info = pylsl.StreamInfo("P1 E4 EDA", "EDA", 1, 4.0, pylsl.cf_float32, "test-xml-leak")
+    desc = info.desc()
+    desc.append_child_value("manufacturer", "Empatica")
+    desc.append_child_value("note", "Zoë's wristband, µS")  # non-ASCII text: decoded as pylsl decodes it
+    chans = desc.append_child("channels")
+    for k in range(8):
+        chans.append_child("channel").append_child_value("label", f"EDA{k}")
+    return info
+
+
+def test_stream_xml_is_the_header_pylsl_returns():
+    info = _info()
+    text = stream_xml(info)
+    assert text == info.as_xml()
+    assert "Zoë's wristband, µS" in text and text.count("<channel>") == 8
+
+
+def test_stream_xml_hands_liblsls_copy_back_while_pylsls_as_xml_keeps_it():
+    info = _info()
+    size = len(stream_xml(info).encode())
+    assert size > 600
+    stream_xml(info)
+    before = _malloc_in_use()
+    for _ in range(CALLS):
+        stream_xml(info)
+    ours = _malloc_in_use() - before
+    before = _malloc_in_use()
+    for _ in range(CALLS):
+        info.as_xml()
+    theirs = _malloc_in_use() - before
+    # pylsl's keeps each header's bytes (the measurement sees a leak of that size); ours keeps nothing per call
+    assert theirs >= 0.9 * CALLS * size, (theirs, size)
+    assert ours < 0.01 * CALLS * size, (ours, size)
+
+
+def test_no_attune_code_calls_pylsls_leaking_as_xml():
+    """Every header Attune reads goes through stream_xml (tests may call as_xml: they run once)."""
+    calls = []
+    for folder in ("acquisition", "ui", "dsp", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.split("#", 1)[0]
+                if re.search(r"\.as_xml\(\)", code) and "``" not in code:
+                    calls.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert calls == []
