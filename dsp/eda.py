@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left, bisect_right
 
 import numpy as np
 
-from attune_monitor.dsp.grid import GridBlock, GridPreprocessor, check_positive
+from attune_monitor.dsp.grid import AppendBuffer, GridBlock, GridPreprocessor, check_positive
 from attune_monitor.dsp.iir import lowpass2_sos, sosfilt_1d, sosfilt_zi
 from attune_monitor.dsp.quality import Quality
 
@@ -79,7 +80,12 @@ class EdaPreprocessor(GridPreprocessor):
     ----------
     latency : float
         Seconds; grid sample ``k`` depends only on input up to ``t_k + latency``.
+    few_max : int
+        Largest number of samples the flag and clean stages finalise with Python scalars (a live pull finalises
+        one or two); more go through the array code. Both give the same bits; 0 forces the array code.
     """
+
+    few_max: int = 16
 
     def __init__(self, fs: float = 4.0, origin: float = 0.0, srate: float | None = None, cutoff: float = 1.0,
                  tonic_cutoff: float = 0.05, min_level: float = 0.05, max_level: float = 100.0,
@@ -108,36 +114,45 @@ class EdaPreprocessor(GridPreprocessor):
         self.sos = lowpass2_sos(self.cutoff / nyq)
         self.tonic_sos = lowpass2_sos(min(self.tonic_cutoff, 0.4 * self.srate) / nyq)
         self._zi_unit, self._tzi_unit = sosfilt_zi(self.sos), sosfilt_zi(self.tonic_sos)
+        self._sos_list, self._tonic_sos_list = self.sos.tolist(), self.tonic_sos.tolist()
+        self._zi_unit_list, self._tzi_unit_list = self._zi_unit.tolist(), self._tzi_unit.tolist()
         self._look_flags = max(self.flat_s, self.pad + self.slope_span)
         self.latency = self._look_flags + self.bridge + self.max_interp_gap
         self._history = max(self.flat_s, self.bridge, self.pad + self.slope_span) + self.max_interp_gap + 1.0
-        self._ts = np.empty(0)
-        self._x = np.empty(0)
-        self._flag = np.empty(0, np.uint8)  # final for [0, n_flag)
-        self._lvl = np.empty(0)  # final for [0, n_clean)
-        self._ton = np.empty(0)
-        self._q = np.empty(0, np.uint8)
+        # the buffers (self._ts ... are the filled parts of the AppendBuffers)
+        self._bufs = {name: AppendBuffer(np.uint8 if name in ("_flag", "_q") else np.float64)
+                      for name in ("_ts", "_x", "_flag", "_lvl", "_ton", "_q")}
+        self._ts = self._x = self._lvl = self._ton = np.empty(0)  # raw; level and tonic final for [0, n_clean)
+        self._flag = self._q = np.empty(0, np.uint8)  # flags final for [0, n_flag); codes for [0, n_clean)
+        self._seed: list[bool] = []  # steeper than max_slope, for the first len(_seed) samples (_flags_few)
         self._n_flag = 0
         self._n_clean = 0
-        self._zi: np.ndarray | None = None  # filter states; None = restart at the next valid sample
-        self._tzi: np.ndarray | None = None
+        # filter states, (n_sections, 2) as lists (the live path steps them in Python); None = restart at the
+        # next valid sample
+        self._zi: list | None = None
+        self._tzi: list | None = None
         self._last_clean_ts = -np.inf
 
     # -- input ---------------------------------------------------------------------------------
     def _ingest(self, ts: np.ndarray, x: np.ndarray) -> None:
-        self._ts = np.concatenate([self._ts, ts])
-        self._x = np.concatenate([self._x, x])
+        self._ts = self._bufs["_ts"].append(ts)
+        self._x = self._bufs["_x"].append(x)
 
     def _advance(self, known_until: float) -> None:
         ts = self._ts
-        f1 = int(np.searchsorted(ts, known_until - self._look_flags, side="right"))
+        f1 = int(ts.searchsorted(known_until - self._look_flags, side="right"))
+        few = self.few_max
         if f1 > self._n_flag:
-            self._flag = np.concatenate([self._flag, self._flags(self._n_flag, f1)])
+            i0 = self._n_flag
+            flags = self._flags_few(i0, f1) if f1 - i0 <= few else self._flags(i0, f1)
+            self._flag = self._bufs["_flag"].append(flags)
             self._n_flag = f1
-        c1 = int(np.searchsorted(ts, known_until - self._look_flags - self.bridge, side="right"))
+        c1 = int(ts.searchsorted(known_until - self._look_flags - self.bridge, side="right"))
         c1 = min(c1, self._n_flag)
         if c1 > self._n_clean:
-            self._clean(self._n_clean, c1)
+            i0 = self._n_clean
+            if c1 - i0 > few or not self._clean_few(i0, c1):
+                self._clean(i0, c1)
             self._n_clean = c1
 
     # -- stage 1: flags ------------------------------------------------------------------------
@@ -181,6 +196,81 @@ class EdaPreprocessor(GridPreprocessor):
         out[(off | flat)[i0:i1]] = _ELECTRODE_OFF
         return out
 
+    def _flags_few(self, i0: int, i1: int) -> np.ndarray:
+        """:meth:`_flags` of a few samples (what a live pull finalises), in Python scalars.
+
+        The same comparisons and arithmetic on the same doubles as the array code, so the same codes, at a cost
+        per new sample instead of per sample of the window. The flat run of each sample is followed only until
+        it is known to reach ``flat_s`` (the array code measures the whole run; one at least that long is flat
+        either way), so nothing further than ``look_flags`` (>= ``flat_s``, ``pad + slope_span``) either side of
+        the new samples is looked at: the array code's window, which reaches a second further back, gives the
+        same runs and slopes there.
+
+        Parameters
+        ----------
+        i0, i1 : int
+            Buffer indices of the samples whose flags are final, ``i0 < i1``.
+
+        Returns
+        -------
+        flags : ndarray, shape (i1 - i0,), uint8
+        """
+        ts_all = self._ts
+        look = self._look_flags
+        w0 = max(int(ts_all.searchsorted(float(ts_all[i0]) - look, side="right")) - 1, 0)
+        e = min(int(ts_all.searchsorted(float(ts_all[i1 - 1]) + look, side="right")) + 1, ts_all.size)
+        ts, x = ts_all[w0:e].tolist(), self._x[w0:e].tolist()
+        n = len(ts)
+        lo_lvl, hi_lvl, res = self.min_level, self.max_level, self.resolution
+        gap, flat_s, pad, span = self.max_interp_gap, self.flat_s, self.pad, self.slope_span
+        span_gap, max_slope = self.slope_span + self.max_interp_gap, self.max_slope
+
+        def step_ok(j: int) -> bool:  # sample j continues the run of j - 1 (never the window's first)
+            if j <= 0 or ts[j] - ts[j - 1] > gap:
+                return False
+            v, u = x[j], x[j - 1]
+            if not lo_lvl <= v <= hi_lvl:  # off (NaN fails both comparisons, as ~isfinite)
+                return False
+            return math.floor(v / res) == math.floor((u if lo_lvl <= u <= hi_lvl else 0.0) / res)
+
+        def seed(j: int) -> bool:  # |slope over slope_span| > max_slope at window sample j (j >= the first lo)
+            jb = bisect_right(ts, ts[j] - span) - 1
+            if jb < 0:
+                return False
+            dt = ts[j] - ts[jb]
+            v, u = x[j], x[jb]
+            if not (0 < dt <= span_gap and lo_lvl <= v <= hi_lvl and lo_lvl <= u <= hi_lvl):
+                return False
+            return abs((v - u) / dt) > max_slope
+
+        out = np.empty(i1 - i0, np.uint8)
+        for o, i in enumerate(range(i0 - w0, i1 - w0)):
+            ti, v = ts[i], x[i]
+            if not lo_lvl <= v <= hi_lvl:
+                out[o] = _ELECTRODE_OFF
+                continue
+            first = i
+            while ti - ts[first] < flat_s and step_ok(first):
+                first -= 1
+            t_first = ts[first]
+            last = i
+            while ts[last] - t_first < flat_s and last + 1 < n and step_ok(last + 1):
+                last += 1
+            if ts[last] - t_first >= flat_s:
+                out[o] = _ELECTRODE_OFF
+                continue
+            lo = bisect_left(ts, ti - pad)
+            hi = bisect_right(ts, ti + pad)
+            # a sample's slope looks back only (slope_span), so it is final once the sample is here: each is
+            # worked out once, by the first flag within pad of it (its look-back lies in that flag's window)
+            seeds = self._seed
+            if len(seeds) < lo + w0:  # (samples no flag yet to be worked out looks at: never read)
+                seeds.extend([False] * (lo + w0 - len(seeds)))
+            for j in range(len(seeds) - w0, hi):
+                seeds.append(seed(j))
+            out[o] = _MOTION if True in seeds[lo + w0:hi + w0] else _OK
+        return out
+
     # -- stage 2: bridge and filter ------------------------------------------------------------
     def _clean(self, i0: int, i1: int) -> None:
         ts, x, flag = self._ts, self._x, self._flag
@@ -207,26 +297,77 @@ class EdaPreprocessor(GridPreprocessor):
         restart = valid & ((ts[i0:i1] - prev_ts) > self.max_interp_gap)
         brk = ~valid | restart
         bounds = np.concatenate(([0], np.flatnonzero(brk), [val.size]))
+        zi = None if self._zi is None else np.array(self._zi)
+        tzi = None if self._tzi is None else np.array(self._tzi)
         for a, b in zip(bounds[:-1], bounds[1:]):
             if a == b:
                 continue
             if not valid[a]:
-                self._zi = self._tzi = None
+                zi = tzi = None
                 a += 1
                 if a >= b:
                     continue
             if restart[a]:
-                self._zi = self._tzi = None
+                zi = tzi = None
             seg = val[a:b]
-            if self._zi is None or self._tzi is None:  # both None together
-                self._zi = self._zi_unit * seg[0]
-                self._tzi = self._tzi_unit * seg[0]
-            lvl[a:b], self._zi = sosfilt_1d(self.sos, seg, self._zi)
-            ton[a:b], self._tzi = sosfilt_1d(self.tonic_sos, seg, self._tzi)
+            if zi is None or tzi is None:  # both None together
+                zi = self._zi_unit * seg[0]
+                tzi = self._tzi_unit * seg[0]
+            lvl[a:b], zi = sosfilt_1d(self.sos, seg, zi)
+            ton[a:b], tzi = sosfilt_1d(self.tonic_sos, seg, tzi)
+        self._zi = None if zi is None else zi.tolist()
+        self._tzi = None if tzi is None else tzi.tolist()
         self._last_clean_ts = float(ts[i1 - 1])
-        self._lvl = np.concatenate([self._lvl, lvl])
-        self._ton = np.concatenate([self._ton, ton])
-        self._q = np.concatenate([self._q, q])
+        self._append_clean(lvl, ton, q)
+
+    def _append_clean(self, lvl, ton, q) -> None:
+        """Append cleaned samples: level, tonic (array-like, shape (m,)) and codes (uint8, shape (m,))."""
+        bufs = self._bufs
+        self._lvl = bufs["_lvl"].append(lvl)
+        self._ton = bufs["_ton"].append(ton)
+        self._q = bufs["_q"].append(q)
+
+    def _clean_few(self, i0: int, i1: int) -> bool:
+        """:meth:`_clean` of a few samples without motion (what a live pull cleans), in Python scalars.
+
+        The same values, restarts and filter recursion (:func:`attune_monitor.dsp.iir.sosfilt_rows`'s operations in
+        the same order, sample by sample), so bitwise the same level, tonic, codes and filter states. A motion
+        sample (a bridge looks for its valid neighbours) is left to :meth:`_clean`: returns False before changing
+        anything.
+
+        Parameters
+        ----------
+        i0, i1 : int
+            Buffer indices of the samples whose flags are final and that are cleaned now, ``i0 < i1``.
+
+        Returns
+        -------
+        done : bool
+        """
+        q = self._flag[i0:i1]
+        codes = q.tolist()
+        if _MOTION in codes:
+            return False
+        ts = self._ts[i0:i1].tolist()
+        xs = self._x[i0:i1].tolist()
+        gap = self.max_interp_gap
+        lvl, ton = [math.nan] * len(xs), [math.nan] * len(xs)
+        z, tz = self._zi, self._tzi
+        prev = self._last_clean_ts
+        for j, (t, xv, c) in enumerate(zip(ts, xs, codes)):
+            if c != _OK:
+                z = tz = None
+            else:
+                if t - prev > gap or z is None or tz is None:  # a restart (timestamp gap), or the first valid
+                    z = [[u0 * xv, u1 * xv] for u0, u1 in self._zi_unit_list]
+                    tz = [[u0 * xv, u1 * xv] for u0, u1 in self._tzi_unit_list]
+                lvl[j] = _sos_step(self._sos_list, xv, z)
+                ton[j] = _sos_step(self._tonic_sos_list, xv, tz)
+            prev = t
+        self._zi, self._tzi = z, tz
+        self._last_clean_ts = prev
+        self._append_clean(lvl, ton, q)
+        return True
 
     # -- stage 3: grid -------------------------------------------------------------------------
     def _emit(self, k0: int, t: np.ndarray) -> GridBlock:
@@ -298,10 +439,24 @@ class EdaPreprocessor(GridPreprocessor):
         d = int(np.searchsorted(self._ts, ref - self._history, side="left"))
         d = min(d, self._n_clean)
         if d > 0:
-            self._ts, self._x = self._ts[d:], self._x[d:]
-            self._flag, self._lvl, self._ton, self._q = self._flag[d:], self._lvl[d:], self._ton[d:], self._q[d:]
+            for name, buf in self._bufs.items():
+                setattr(self, name, buf.drop_first(d))
+            del self._seed[:d]
             self._n_flag -= d
             self._n_clean -= d
+
+
+def _sos_step(sos: list, xv: float, z: list) -> float:
+    """One sample through second-order sections, updating the state ``z`` (n_sections lists of 2) in place.
+
+    The operations of :func:`attune_monitor.dsp.iir.sosfilt_rows` (scipy's ``_sosfilt``) in the same order.
+    """
+    for (b0, b1, b2, _, a1, a2), zs in zip(sos, z):
+        yv = b0 * xv + zs[0]
+        zs[0] = b1 * xv - a1 * yv + zs[1]
+        zs[1] = b2 * xv - a2 * yv
+        xv = yv
+    return xv
 
 
 def eda_to_grid(timestamps, values, srate: float, fs: float = 4.0, origin: float | None = None,

@@ -26,6 +26,7 @@ complete are still used, but only for grid samples not yet emitted.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,8 +34,8 @@ import numpy as np
 from .iir import sosfilt_1d, sosfilt_rows  # their home was here: still importable from grid
 
 __all__ = [
-    "GridBlock", "grid_times", "last_index_at_or_before", "concat_blocks", "check_positive", "GridPreprocessor",
-    "stream_in_chunks", "sosfilt_rows", "sosfilt_1d"
+    "GridBlock", "AppendBuffer", "grid_times", "last_index_at_or_before", "concat_blocks", "check_positive",
+    "GridPreprocessor", "stream_in_chunks", "sosfilt_rows", "sosfilt_1d"
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def grid_times(start: int, n: int, fs: float, origin: float) -> np.ndarray:
 
 def last_index_at_or_before(t: float, fs: float, origin: float) -> int:
     """Largest grid index ``k`` with ``origin + k / fs <= t`` (may be negative)."""
-    k = int(np.floor((t - origin) * fs))
+    k = math.floor((t - origin) * fs)
     # guard against rounding at exact grid times
     while origin + (k + 1) / fs <= t:
         k += 1
@@ -118,6 +119,48 @@ def concat_blocks(blocks: list[GridBlock]) -> GridBlock:
         np.concatenate([b.tonic for b in blocks]) if has_eda else None,
         np.concatenate([b.phasic for b in blocks]) if has_eda else None,
     )
+
+
+class AppendBuffer:
+    """A 1-d array that grows at its end with spare capacity, so appending m values costs O(m) (amortised).
+
+    A live preprocessor appends a sample or two per pull to buffers of thousands; ``np.concatenate`` would copy
+    the whole buffer every time. :meth:`append` and :meth:`drop_first` return the filled part as a view
+    (``values``), valid until the next call on the buffer that reallocates (the caller keeps only the latest).
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+    """
+
+    __slots__ = ("_buf", "_n", "values")
+
+    def __init__(self, dtype=np.float64):
+        self._buf = np.empty(64, dtype)
+        self._n = 0
+        self.values = self._buf[:0]
+
+    def append(self, new) -> np.ndarray:
+        """Append ``new`` (array-like, shape (m,)); returns the values, shape (n + m,)."""
+        new = np.asarray(new, self._buf.dtype)
+        n, n1 = self._n, self._n + new.shape[0]
+        if n1 > self._buf.shape[0]:
+            buf = np.empty(max(2 * self._buf.shape[0], n1), self._buf.dtype)
+            buf[:n] = self._buf[:n]
+            self._buf = buf
+        self._buf[n:n1] = new
+        self._n = n1
+        self.values = self._buf[:n1]
+        return self.values
+
+    def drop_first(self, d: int) -> np.ndarray:
+        """Forget the first ``d`` values (into a new buffer: views handed out before keep their values)."""
+        rest = self._buf[d:self._n]
+        buf = np.empty(max(64, 2 * rest.shape[0]), self._buf.dtype)
+        buf[:rest.shape[0]] = rest
+        self._buf, self._n = buf, rest.shape[0]
+        self.values = buf[:self._n]
+        return self.values
 
 
 def check_positive(name: str, value: float) -> float:
@@ -203,14 +246,16 @@ class GridPreprocessor:
             Possibly empty (``len(block) == 0``), starting at the next grid index.
         """
         until = float(until)
-        if not np.isfinite(until):
+        if not math.isfinite(until):
             raise ValueError(f"Invalid value for 'until': expected a finite time in seconds, but got {until!r}.")
-        self.known_until = max(self.known_until, until)
+        if until > self.known_until:
+            self.known_until = until
         self._advance(self.known_until)
         k_last = last_index_at_or_before(until - self.latency, self.fs, self.origin)
         k0 = self.next_index
         m = max(0, k_last - k0 + 1)
-        t = grid_times(k0, m, self.fs, self.origin)
+        # one grid time (a live pull) without np.arange: the same double, origin + float(k0) / fs
+        t = np.array([self.origin + k0 / self.fs]) if m == 1 else grid_times(k0, m, self.fs, self.origin)
         block = self._emit(k0, t)
         self.next_index = k0 + m
         return block

@@ -1,0 +1,168 @@
+"""The preprocessors' live paths (issue 21) give what their array paths give, on a messy randomised group session.
+
+A live pull finalises a sample or two per stream; :class:`attune_monitor.dsp.eda.EdaPreprocessor` then flags,
+cleans and resamples them with Python scalars (``_flags_few``, ``_clean_few``, ``_emit_one``) and the device-HR
+path of :class:`attune_monitor.dsp.heart.HeartPreprocessor` interpolates one grid time in scalars
+(``_hr_value_one``). Those are meant to be bit for bit the array code that a batch (or a large chunk) runs. Here a
+randomised session of several people (skin conductance at 4, 15 and 32 Hz with jittered timestamps, device HR or
+RR; NaN, timestamp gaps, flat runs, motion spikes, electrode off, people who join late or vanish early) is fed
+through the pipeline twice per chunking, once as it runs and once with every preprocessor forced onto its array
+paths, in chunks from a live tick (0.25 s) to a minute, and the grid values, tonic and phasic levels and quality
+codes must be equal (NaN where NaN), bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attune_monitor.dsp.eda import EdaPreprocessor
+from attune_monitor.dsp.grid import grid_times
+from attune_monitor.dsp.heart import HeartPreprocessor
+from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
+
+SECONDS = 260.0
+
+
+def _eda_stream(rng, srate: float, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Skin conductance (uS) at ``srate`` from ``t0`` to ``t1`` with jitter, gaps and every kind of artefact."""
+    period = 1.0 / srate
+    ts = np.arange(t0, t1, period) + rng.uniform(-0.3, 0.3) * period
+    ts = ts + rng.uniform(-0.2, 0.2, ts.size) * period  # jitter: still strictly increasing
+    x = 4.0 + np.abs(np.cumsum(rng.standard_normal(ts.size)) * 0.02 / np.sqrt(srate)) + 0.002 * rng.standard_normal(
+        ts.size)
+    keep = np.ones(ts.size, bool)
+    for _ in range(rng.integers(2, 5)):
+        a = rng.uniform(t0, t1)
+        kind = rng.integers(0, 6)
+        if kind == 0:    # flat run, from well under to well over flat_s (5 s)
+            sel = (ts > a) & (ts < a + rng.uniform(2.0, 9.0))
+            x[sel] = round(float(x[sel][0]) if sel.any() else 5.0, 3)
+        elif kind == 1:  # motion spike (bridged when short)
+            x[(ts > a) & (ts < a + rng.uniform(0.1, 3.0))] += rng.uniform(2.0, 6.0)
+        elif kind == 2:  # electrode off
+            x[(ts > a) & (ts < a + rng.uniform(0.5, 8.0))] = rng.choice([0.0, 0.01, 150.0])
+        elif kind == 3:  # NaN burst
+            x[(ts > a) & (ts < a + rng.uniform(0.05, 2.0))] = np.nan
+        elif kind == 4:  # timestamp gap, short and long
+            keep &= ~((ts > a) & (ts < a + rng.uniform(0.3, 12.0)))
+        else:            # alternating motion
+            sel = (ts > a) & (ts < a + rng.uniform(1.0, 4.0))
+            x[sel] += 3.0 * (np.arange(sel.sum()) % 2)
+    return ts[keep], x[keep]
+
+
+def _heart_stream(rng, kind: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Device HR (bpm, ~1 Hz, irregular) or RR (s, one per beat) with NaN, implausible values and a gap."""
+    if kind == "hr":
+        ts = t0 + np.cumsum(rng.uniform(0.6, 1.4, int(t1 - t0) + 5))
+        x = 70 + np.cumsum(rng.standard_normal(ts.size))
+        x[rng.random(ts.size) < 0.04] = np.nan
+        x[rng.random(ts.size) < 0.03] = rng.choice([10.0, 300.0])
+    else:
+        rr = 0.8 + 0.05 * np.cumsum(rng.standard_normal(int(1.3 * (t1 - t0)))) / 10
+        rr = np.clip(rr, 0.4, 1.5)
+        rr[rng.random(rr.size) < 0.03] *= 0.5   # extra / ectopic beats
+        rr[rng.random(rr.size) < 0.02] = 3.0    # implausible
+        ts = t0 + np.cumsum(rr)
+        x = rr
+    a = rng.uniform(t0, t1)
+    keep = ~((ts > a) & (ts < a + rng.uniform(2.0, 10.0)))
+    ts, x = ts[keep], x[keep]
+    return ts[ts < t1], x[ts < t1]
+
+
+def _session(seed: int, n_people: int = 7):
+    """Slots and each slot's (timestamps, values): rates 4/15/32 Hz, HR or RR, late joiners and leavers."""
+    rng = np.random.default_rng(seed)
+    slots, data = [], []
+    for k in range(n_people):
+        p = f"P{k + 1}"
+        t0 = 0.3 if k % 3 else rng.uniform(20.0, 60.0)                 # every third joins late
+        t1 = SECONDS if k % 4 != 1 else rng.uniform(120.0, 200.0)        # some vanish before the end
+        heart = "rr" if k % 5 == 2 else "hr"
+        slots.append(Slot(p, heart, 0.0 if heart == "rr" else 1.0, f"{p}-{heart}",
+                          averaging_s=4.0 if (heart == "hr" and k % 2) else 0.0))
+        data.append(_heart_stream(rng, heart, t0, t1))
+        srate = (4.0, 15.0, 32.0)[k % 3]
+        slots.append(Slot(p, "eda", srate, f"{p}-eda"))
+        data.append(_eda_stream(rng, srate, t0 + rng.uniform(0, 1), t1))
+    return slots, data
+
+
+def _array_paths(pipe: SessionPipeline) -> None:
+    """Switch every preprocessor of ``pipe`` onto its array paths (the reference)."""
+    for p in pipe._pre:
+        if isinstance(p, EdaPreprocessor):
+            p.few_max = 0
+            p._emit = p._emit_many
+        elif isinstance(p, HeartPreprocessor) and p.kind == "hr":
+            p._hr_values = p._hr_values_many
+
+
+def _untils(rng, how: str) -> np.ndarray:
+    """Pull times: live ticks, random short or random long chunks, up to the end of the session."""
+    if how == "tick":
+        return np.arange(0.25, SECONDS + 0.25, 0.25)
+    lo, hi = {"short": (0.02, 2.0), "long": (5.0, 60.0)}[how]
+    untils = np.cumsum(rng.uniform(lo, hi, int(2 * SECONDS / (lo + hi)) + 50))
+    return untils[untils < SECONDS]
+
+
+def _feed(pipe: SessionPipeline, data, untils) -> list:
+    """Push each stream's samples up to each ``until`` and pull every preprocessor of ``pipe`` as its
+    ``advance`` does; returns each slot's blocks, the last from a pull past the end and every latency."""
+    cursor = [0] * len(data)
+    blocks: list = [[] for _ in data]
+    end = SECONDS + max(p.latency for p in pipe._pre) + 1.0
+    for until in [*untils, end]:
+        for s, (ts, x) in enumerate(data):
+            j = int(np.searchsorted(ts, until, side="right"))
+            if j > cursor[s]:
+                pipe.push(s, ts[cursor[s]:j], x[cursor[s]:j])
+                cursor[s] = j
+        for s, p in enumerate(pipe._pre):
+            blocks[s].append(p.pull(float(until)))
+    return blocks
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("how", ["tick", "short", "long"])
+def test_live_paths_equal_array_paths_on_a_messy_group(seed, how):
+    slots, data = _session(seed)
+    runs = []
+    for reference in (False, True):
+        pipe = SessionPipeline(slots, 0.0, PipelineConfig())
+        if reference:
+            _array_paths(pipe)
+        runs.append(_feed(pipe, data, _untils(np.random.default_rng(seed + 10), how)))
+    live, ref = runs
+    codes = set()
+    for s, slot in enumerate(slots):
+        got, want = live[s], ref[s]
+        assert [(b.start, len(b)) for b in got] == [(b.start, len(b)) for b in want]
+        assert sum(len(b) for b in got) > 4 * SECONDS
+        for f in ("values", "quality", "tonic", "phasic"):
+            a = [getattr(b, f) for b in got]
+            if a[0] is None:
+                assert slot.kind != "eda"
+                continue
+            np.testing.assert_array_equal(np.concatenate(a), np.concatenate([getattr(b, f) for b in want]))
+        if slot.kind == "eda":
+            codes |= set(np.concatenate([b.quality for b in got]).tolist())
+    # the session exercised what the live paths decide: ok, corrected (bridged motion), motion, electrode off
+    # (out of range and flat), no data
+    assert {0, 1, 2, 3, 4} <= codes, codes
+    if how == "tick":  # the live case: (almost) every pull emitted one grid time through the scalar paths
+        n_one = sum(len(b) == 1 for bs in live for b in bs)
+        assert n_one > 0.9 * SECONDS * 4 * len(slots)
+
+
+def test_one_grid_time_is_grid_times():
+    """A pull of one grid time builds it as ``origin + k0 / fs`` in Python: the same double as grid_times."""
+    rng = np.random.default_rng(3)
+    for _ in range(20000):
+        k0 = int(rng.integers(0, 10 ** rng.integers(1, 9)))
+        fs = float(rng.choice([4.0, 10.0, 3.0, 7.3, rng.uniform(0.5, 100)]))
+        origin = float(rng.choice([0.0, rng.uniform(-1e6, 1e6), rng.uniform(0, 1e9)]))
+        assert grid_times(k0, 1, fs, origin)[0] == origin + k0 / fs
