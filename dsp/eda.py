@@ -144,8 +144,11 @@ class EdaPreprocessor(GridPreprocessor):
         few = self.few_max
         if f1 > self._n_flag:
             i0 = self._n_flag
-            flags = self._flags_few(i0, f1) if f1 - i0 <= few else self._flags(i0, f1)
-            self._flag = self._bufs["_flag"].append(flags)
+            if f1 - i0 == 1 and few:  # the live case: one new flag
+                self._flag = self._bufs["_flag"].append_one(self._flags_few(i0, f1)[0])
+            else:
+                flags = self._flags_few(i0, f1) if f1 - i0 <= few else self._flags(i0, f1)
+                self._flag = self._bufs["_flag"].append(flags)
             self._n_flag = f1
         c1 = int(ts.searchsorted(known_until - self._look_flags - self.bridge, side="right"))
         c1 = min(c1, self._n_flag)
@@ -366,7 +369,13 @@ class EdaPreprocessor(GridPreprocessor):
             prev = t
         self._zi, self._tzi = z, tz
         self._last_clean_ts = prev
-        self._append_clean(lvl, ton, q)
+        if len(codes) == 1:  # the live case
+            bufs = self._bufs
+            self._lvl = bufs["_lvl"].append_one(lvl[0])
+            self._ton = bufs["_ton"].append_one(ton[0])
+            self._q = bufs["_q"].append_one(codes[0])
+        else:
+            self._append_clean(lvl, ton, q)
         return True
 
     # -- stage 3: grid -------------------------------------------------------------------------
@@ -384,26 +393,31 @@ class EdaPreprocessor(GridPreprocessor):
         n = self._n_clean
         ts = self._ts
         tt = float(t[0])
-        b = int(ts[:n].searchsorted(tt, side="left"))
-        a = int(ts[:n].searchsorted(tt, side="right")) - 1
+        b = min(int(ts.searchsorted(tt, side="left")), n)  # first clean sample >= t
+        a = b - 1  # last sample <= t: b - 1 unless t is a sample's time
+        if b < n and ts[b] == tt:
+            a = min(int(ts.searchsorted(tt, side="right")), n) - 1
         ai, bi = max(a, 0), min(b, n - 1)
         ta, tb = float(ts[ai]), float(ts[bi])
         ok = a >= 0 and b < n and (tb - ta) <= self.max_interp_gap
-        qa, qb = int(self._q[ai]), int(self._q[bi])
+        q_all = self._q
+        qa, qb = int(q_all[ai]), int(q_all[bi])
         va, vb = qa == _OK or qa == _CORRECTED, qb == _OK or qb == _CORRECTED
         v, tonic, q = math.nan, math.nan, _NO_DATA
         if ok and va and vb:
             span = tb - ta
             w = (tt - ta) / span if span > 0 else 0.0
-            la, ton_a = float(self._lvl[ai]), float(self._ton[ai])
-            v = la + w * (float(self._lvl[bi]) - la)
-            tonic = ton_a + w * (float(self._ton[bi]) - ton_a)
+            lvl, ton = self._lvl, self._ton
+            la, ton_a = float(lvl[ai]), float(ton[ai])
+            v = la + w * (float(lvl[bi]) - la)
+            tonic = ton_a + w * (float(ton[bi]) - ton_a)
             q = max(qa, qb)
         elif ok:
             q = qa if not va else qb
-        self._trim(tt)
-        values, tonics = np.array([v]), np.array([tonic])
-        return GridBlock(k0, values, np.array([q], np.uint8), tonic=tonics, phasic=values - tonics)
+        if ts.shape[0] >= 4096:
+            self._trim(tt)
+        return GridBlock(k0, np.array([v]), np.array([q], np.uint8), tonic=np.array([tonic]),
+                         phasic=np.array([v - tonic]))
 
     def _emit_many(self, k0: int, t: np.ndarray) -> GridBlock:
         m = t.size

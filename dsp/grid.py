@@ -145,13 +145,26 @@ class AppendBuffer:
         new = np.asarray(new, self._buf.dtype)
         n, n1 = self._n, self._n + new.shape[0]
         if n1 > self._buf.shape[0]:
-            buf = np.empty(max(2 * self._buf.shape[0], n1), self._buf.dtype)
-            buf[:n] = self._buf[:n]
-            self._buf = buf
+            self._grow(n1)
         self._buf[n:n1] = new
         self._n = n1
         self.values = self._buf[:n1]
         return self.values
+
+    def append_one(self, value) -> np.ndarray:
+        """Append one value (a scalar); returns the values, shape (n + 1,)."""
+        n = self._n
+        if n == self._buf.shape[0]:
+            self._grow(n + 1)
+        self._buf[n] = value
+        self._n = n + 1
+        self.values = self._buf[:n + 1]
+        return self.values
+
+    def _grow(self, n1: int) -> None:
+        buf = np.empty(max(2 * self._buf.shape[0], n1), self._buf.dtype)
+        buf[:self._n] = self._buf[:self._n]
+        self._buf = buf
 
     def drop_first(self, d: int) -> np.ndarray:
         """Forget the first ``d`` values (into a new buffer: views handed out before keep their values)."""

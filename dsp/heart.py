@@ -348,7 +348,9 @@ class HeartPreprocessor(GridPreprocessor):
         ts, x = self._ts, self._x
         n = ts.size
         b = int(ts.searchsorted(tt, side="left"))  # first sample >= t
-        a = int(ts.searchsorted(tt, side="right")) - 1  # last sample <= t
+        a = b - 1  # last sample <= t: b - 1 unless t is a sample's time
+        if b < n and ts[b] == tt:
+            a = min(int(ts.searchsorted(tt, side="right")), n) - 1
         ai, bi = max(a, 0), min(b, n - 1)
         ta, tb = float(ts[ai]), float(ts[bi])
         ok = a >= 0 and b < n and (tb - ta) <= self.max_gap

@@ -24,11 +24,15 @@ from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 SECONDS = 260.0
 
 
-def _eda_stream(rng, srate: float, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-    """Skin conductance (uS) at ``srate`` from ``t0`` to ``t1`` with jitter, gaps and every kind of artefact."""
+def _eda_stream(rng, srate: float, t0: float, t1: float, aligned: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Skin conductance (uS) at ``srate`` from ``t0`` to ``t1`` with jitter (none when ``aligned``: every sample
+    on a grid time), gaps and every kind of artefact."""
     period = 1.0 / srate
-    ts = np.arange(t0, t1, period) + rng.uniform(-0.3, 0.3) * period
-    ts = ts + rng.uniform(-0.2, 0.2, ts.size) * period  # jitter: still strictly increasing
+    if aligned:
+        ts = np.arange(np.ceil(t0 * srate), np.floor(t1 * srate)) / srate
+    else:
+        ts = np.arange(t0, t1, period) + rng.uniform(-0.3, 0.3) * period
+        ts = ts + rng.uniform(-0.2, 0.2, ts.size) * period  # jitter: still strictly increasing
     x = 4.0 + np.abs(np.cumsum(rng.standard_normal(ts.size)) * 0.02 / np.sqrt(srate)) + 0.002 * rng.standard_normal(
         ts.size)
     keep = np.ones(ts.size, bool)
@@ -52,10 +56,12 @@ def _eda_stream(rng, srate: float, t0: float, t1: float) -> tuple[np.ndarray, np
     return ts[keep], x[keep]
 
 
-def _heart_stream(rng, kind: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-    """Device HR (bpm, ~1 Hz, irregular) or RR (s, one per beat) with NaN, implausible values and a gap."""
+def _heart_stream(rng, kind: str, t0: float, t1: float, aligned: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Device HR (bpm, ~1 Hz, irregular; on whole seconds when ``aligned``) or RR (s, one per beat) with NaN,
+    implausible values and a gap."""
     if kind == "hr":
-        ts = t0 + np.cumsum(rng.uniform(0.6, 1.4, int(t1 - t0) + 5))
+        ts = (np.arange(np.ceil(t0), t1 + 5) if aligned
+              else t0 + np.cumsum(rng.uniform(0.6, 1.4, int(t1 - t0) + 5)))
         x = 70 + np.cumsum(rng.standard_normal(ts.size))
         x[rng.random(ts.size) < 0.04] = np.nan
         x[rng.random(ts.size) < 0.03] = rng.choice([10.0, 300.0])
@@ -73,7 +79,8 @@ def _heart_stream(rng, kind: str, t0: float, t1: float) -> tuple[np.ndarray, np.
 
 
 def _session(seed: int, n_people: int = 7):
-    """Slots and each slot's (timestamps, values): rates 4/15/32 Hz, HR or RR, late joiners and leavers."""
+    """Slots and each slot's (timestamps, values): rates 4/15/32 Hz, HR or RR, late joiners and leavers; the 4th
+    person's samples lie on grid times (4 Hz skin conductance, device HR on whole seconds)."""
     rng = np.random.default_rng(seed)
     slots, data = [], []
     for k in range(n_people):
@@ -83,10 +90,11 @@ def _session(seed: int, n_people: int = 7):
         heart = "rr" if k % 5 == 2 else "hr"
         slots.append(Slot(p, heart, 0.0 if heart == "rr" else 1.0, f"{p}-{heart}",
                           averaging_s=4.0 if (heart == "hr" and k % 2) else 0.0))
-        data.append(_heart_stream(rng, heart, t0, t1))
+        aligned = k == 3  # samples exactly on grid times (the interpolation's exact-match branch)
+        data.append(_heart_stream(rng, heart, t0, t1, aligned))
         srate = (4.0, 15.0, 32.0)[k % 3]
         slots.append(Slot(p, "eda", srate, f"{p}-eda"))
-        data.append(_eda_stream(rng, srate, t0 + rng.uniform(0, 1), t1))
+        data.append(_eda_stream(rng, srate, t0 + rng.uniform(0, 1), t1, aligned))
     return slots, data
 
 
