@@ -140,9 +140,13 @@ class EdaPreprocessor(GridPreprocessor):
 
     def _advance(self, known_until: float) -> None:
         ts = self._ts
-        f1 = int(ts.searchsorted(known_until - self._look_flags, side="right"))
+        n_flag = self._n_flag
+        final = known_until - self._look_flags
+        # (f1 > n_flag exactly when the first unflagged sample is final: one comparison instead of a search)
+        f1 = (int(ts.searchsorted(final, side="right")) if n_flag < ts.shape[0] and ts[n_flag] <= final
+              else n_flag)
         few = self.few_max
-        if f1 > self._n_flag:
+        if f1 > n_flag:
             i0 = self._n_flag
             if f1 - i0 == 1 and few:  # the live case: one new flag
                 self._flag = self._bufs["_flag"].append_one(self._flags_few(i0, f1)[0])
@@ -150,9 +154,12 @@ class EdaPreprocessor(GridPreprocessor):
                 flags = self._flags_few(i0, f1) if f1 - i0 <= few else self._flags(i0, f1)
                 self._flag = self._bufs["_flag"].append(flags)
             self._n_flag = f1
+        n_clean = self._n_clean
+        if n_clean == self._n_flag:  # nothing flagged is left to clean
+            return
         c1 = int(ts.searchsorted(known_until - self._look_flags - self.bridge, side="right"))
         c1 = min(c1, self._n_flag)
-        if c1 > self._n_clean:
+        if c1 > n_clean:
             i0 = self._n_clean
             if c1 - i0 > few or not self._clean_few(i0, c1):
                 self._clean(i0, c1)
@@ -383,6 +390,9 @@ class EdaPreprocessor(GridPreprocessor):
         if t.size == 1 and self._n_clean:
             return self._emit_one(k0, t)
         return self._emit_many(k0, t)
+
+    def _empty_block(self, k0: int) -> GridBlock:
+        return GridBlock(k0, np.empty(0), np.empty(0, np.uint8), tonic=np.empty(0), phasic=np.empty(0))
 
     def _emit_one(self, k0: int, t: np.ndarray) -> GridBlock:
         """:meth:`_emit_many` of one grid time (what a live pull emits), in scalars.

@@ -266,7 +266,9 @@ class GridPreprocessor:
         self._advance(self.known_until)
         k_last = last_index_at_or_before(until - self.latency, self.fs, self.origin)
         k0 = self.next_index
-        m = max(0, k_last - k0 + 1)
+        m = k_last - k0 + 1
+        if m <= 0:  # nothing to emit (pulls more often than the grid rate): _emit of no grid time changes nothing
+            return self._empty_block(k0)
         # one grid time (a live pull) without np.arange: the same double, origin + float(k0) / fs
         t = np.array([self.origin + k0 / self.fs]) if m == 1 else grid_times(k0, m, self.fs, self.origin)
         block = self._emit(k0, t)
@@ -282,6 +284,10 @@ class GridPreprocessor:
 
     def _emit(self, k0: int, t: np.ndarray) -> GridBlock:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _empty_block(self, k0: int) -> GridBlock:
+        """What ``_emit(k0, t)`` returns for no grid time (``t`` of shape (0,))."""
+        return GridBlock(k0, np.empty(0), np.empty(0, np.uint8))
 
 
 def stream_in_chunks(p: GridPreprocessor, ts, x, rng: np.random.Generator, t_end: float,

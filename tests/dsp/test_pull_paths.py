@@ -3,12 +3,13 @@
 A live pull finalises a sample or two per stream; :class:`attune_monitor.dsp.eda.EdaPreprocessor` then flags,
 cleans and resamples them with Python scalars (``_flags_few``, ``_clean_few``, ``_emit_one``) and the device-HR
 path of :class:`attune_monitor.dsp.heart.HeartPreprocessor` interpolates one grid time in scalars
-(``_hr_value_one``). Those are meant to be bit for bit the array code that a batch (or a large chunk) runs. Here a
-randomised session of several people (skin conductance at 4, 15 and 32 Hz with jittered timestamps, device HR or
-RR; NaN, timestamp gaps, flat runs, motion spikes, electrode off, people who join late or vanish early) is fed
-through the pipeline twice per chunking, once as it runs and once with every preprocessor forced onto its array
-paths, in chunks from a live tick (0.25 s) to a minute, and the grid values, tonic and phasic levels and quality
-codes must be equal (NaN where NaN), bit for bit.
+(``_hr_value_one``); a pull with no grid time due returns an empty block without calling ``_emit``. Those are
+meant to be bit for bit the array code that a batch (or a large chunk) runs. Here a randomised session of several
+people (skin conductance at 4, 15 and 32 Hz with jittered timestamps, device HR or RR; NaN, timestamp gaps, flat
+runs, motion spikes, electrode off, people who join late or vanish early) is fed to the pipeline's preprocessors
+twice per chunking, once as they run and once forced onto their array paths, in chunks from a live tick (0.25 s)
+to a minute, and the grid values, tonic and phasic levels and quality codes must be equal (NaN where NaN), bit
+for bit.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def _session(seed: int, n_people: int = 7):
 def _array_paths(pipe: SessionPipeline) -> None:
     """Switch every preprocessor of ``pipe`` onto its array paths (the reference)."""
     for p in pipe._pre:
+        p._empty_block = lambda k0, p=p: p._emit(k0, np.empty(0))  # a pull with no grid time due
         if isinstance(p, EdaPreprocessor):
             p.few_max = 0
             p._emit = p._emit_many
