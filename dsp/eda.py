@@ -150,7 +150,7 @@ class EdaPreprocessor(GridPreprocessor):
             i0 = self._n_flag
             if f1 - i0 == 1 and few:  # the live case: one new flag
                 self._flag = self._bufs["_flag"].append_one(self._flags_few(i0, f1)[0])
-            else:
+            else:  # (a list of codes or an array: append takes either)
                 flags = self._flags_few(i0, f1) if f1 - i0 <= few else self._flags(i0, f1)
                 self._flag = self._bufs["_flag"].append(flags)
             self._n_flag = f1
@@ -206,7 +206,7 @@ class EdaPreprocessor(GridPreprocessor):
         out[(off | flat)[i0:i1]] = _ELECTRODE_OFF
         return out
 
-    def _flags_few(self, i0: int, i1: int) -> np.ndarray:
+    def _flags_few(self, i0: int, i1: int) -> list:
         """:meth:`_flags` of a few samples (what a live pull finalises), in Python scalars.
 
         The same comparisons and arithmetic on the same doubles as the array code, so the same codes, at a cost
@@ -223,12 +223,18 @@ class EdaPreprocessor(GridPreprocessor):
 
         Returns
         -------
-        flags : ndarray, shape (i1 - i0,), uint8
+        flags : list of int, length i1 - i0
+            Quality codes.
         """
         ts_all = self._ts
         look = self._look_flags
         w0 = max(int(ts_all.searchsorted(float(ts_all[i0]) - look, side="right")) - 1, 0)
-        e = min(int(ts_all.searchsorted(float(ts_all[i1 - 1]) + look, side="right")) + 1, ts_all.size)
+        # the window's end: the first sample after the last one's look-ahead (the flat run's scan stops there).
+        # A pull flags every sample up to known_until - look_flags and known_until >= the last sample, so the
+        # unflagged tail is at most look_flags long: without a search, the window ends at the buffer's end.
+        e = ts_all.shape[0]
+        if i1 < e and float(ts_all[e - 1]) > float(ts_all[i1 - 1]) + look:
+            e = min(int(ts_all.searchsorted(float(ts_all[i1 - 1]) + look, side="right")) + 1, e)
         ts, x = ts_all[w0:e].tolist(), self._x[w0:e].tolist()
         n = len(ts)
         lo_lvl, hi_lvl, res = self.min_level, self.max_level, self.resolution
@@ -253,7 +259,7 @@ class EdaPreprocessor(GridPreprocessor):
                 return False
             return abs((v - u) / dt) > max_slope
 
-        out = np.empty(i1 - i0, np.uint8)
+        out = [_OK] * (i1 - i0)
         for o, i in enumerate(range(i0 - w0, i1 - w0)):
             ti, v = ts[i], x[i]
             if not lo_lvl <= v <= hi_lvl:
@@ -278,7 +284,8 @@ class EdaPreprocessor(GridPreprocessor):
                 seeds.extend([False] * (lo + w0 - len(seeds)))
             for j in range(len(seeds) - w0, hi):
                 seeds.append(seed(j))
-            out[o] = _MOTION if True in seeds[lo + w0:hi + w0] else _OK
+            if True in seeds[lo + w0:hi + w0]:
+                out[o] = _MOTION
         return out
 
     # -- stage 2: bridge and filter ------------------------------------------------------------
