@@ -247,7 +247,10 @@ class EdaPreprocessor(GridPreprocessor):
             v, u = x[j], x[j - 1]
             if not lo_lvl <= v <= hi_lvl:  # off (NaN fails both comparisons, as ~isfinite)
                 return False
-            return math.floor(v / res) == math.floor((u if lo_lvl <= u <= hi_lvl else 0.0) / res)
+            qv, qu = v / res, (u if lo_lvl <= u <= hi_lvl else 0.0) / res
+            # the array code's np.diff(np.floor(levels)) == 0: math.floor of the same double is the same integer;
+            # a level of inf (an absurd max_level / resolution) differs from everything, inf - inf being NaN
+            return qv != math.inf and qu != math.inf and math.floor(qv) == math.floor(qu)
 
         def seed(j: int) -> bool:  # |slope over slope_span| > max_slope at window sample j (j >= the first lo)
             jb = bisect_right(ts, ts[j] - span) - 1

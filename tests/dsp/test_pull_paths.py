@@ -176,3 +176,27 @@ def test_one_grid_time_is_grid_times():
         fs = float(rng.choice([4.0, 10.0, 3.0, 7.3, rng.uniform(0.5, 100)]))
         origin = float(rng.choice([0.0, rng.uniform(-1e6, 1e6), rng.uniform(0, 1e9)]))
         assert grid_times(k0, 1, fs, origin)[0] == origin + k0 / fs
+
+
+def test_flags_of_absurd_ranges_live_equal_the_array_code():
+    """With a conductance range whose levels overflow (max_level / resolution > the largest double) and values up
+    there, the live flags equal the array code's: a level of inf never continues a run (np.diff gives NaN there),
+    so a constant stretch up there is not flat."""
+    rng = np.random.default_rng(8)
+    ts = np.arange(0.0, 60.0, 0.25)
+    x = 4.0 + 0.01 * rng.standard_normal(ts.size)
+    x[(ts > 10) & (ts < 25)] = 5e306       # level 5e310 -> inf: constant, yet not flat for the array code
+    x[(ts > 40) & (ts < 42)] = 3e306       # a short one (not flat)
+    blocks = []
+    for few in (16, 0):
+        p = EdaPreprocessor(fs=4.0, origin=0.0, srate=4.0, max_level=1e307)
+        p.few_max = few
+        out = []
+        with np.errstate(over="ignore", invalid="ignore"):  # the array code: levels of inf, inf - inf (warned)
+            for i in range(ts.size):
+                p.push(ts[i:i + 1], x[i:i + 1])
+                out.append(p.pull(ts[i]))
+            out.append(p.pull(ts[-1] + p.latency))
+        blocks.append(np.concatenate([b.quality for b in out]))
+    np.testing.assert_array_equal(blocks[0], blocks[1])
+    assert (blocks[0][15 * 4:20 * 4] == 0).all()  # the constant stretch up there: not flat, ok
