@@ -74,7 +74,30 @@ def _standardize_both(W):
     return out[0], out[1]
 
 
-def _xcorr_full(W, ia, ib, L, detrend, fs):
+class _Scratch:
+    """Work arrays kept between ticks, by name.
+
+    A live tick at 64 people multiplies arrays of megabytes; allocated afresh each time, every 4 KiB page of
+    them is faulted in again (glibc hands the freed top of the heap back to the system), which cost as much as
+    the arithmetic. Only arrays up to :attr:`max_bytes` are kept (a batch push's blocks are allocated as usual).
+    """
+
+    max_bytes = 8 << 20
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple) -> np.ndarray:
+        """An uninitialised float64 array of ``shape``: the same one for every call with ``name`` and ``shape``."""
+        a = self._arrays.get((name, shape))
+        if a is None:
+            a = np.empty(shape)
+            if a.nbytes <= self.max_bytes:
+                self._arrays[(name, shape)] = a
+        return a
+
+
+def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None):
     """WCC summary of fully valid windows from sums (one matmul for all lags).
 
     The numbers of
@@ -84,6 +107,8 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
     ----------
     W : ndarray, shape (n_windows, n_people, win)
     ia, ib : pair index; L : max lag (samples); detrend : bool; fs : grid rate (Hz)
+    scratch : _Scratch, optional
+        Where the large work arrays are kept between calls (None: allocated per call).
 
     Returns
     -------
@@ -96,8 +121,11 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
     mean = W.mean(-1)
     Y = W - mean[..., None]  # anchored on the window mean: no cancellation from the level
     parts = [Y, Y * Y, Y * np.arange(win, dtype=np.float64)] if detrend else [Y, Y * Y]  # t-term: detrend only
-    C = np.zeros((len(parts), n_w, P, win + 1))
-    np.cumsum(np.stack(parts), -1, out=C[..., 1:])
+    scratch = scratch or _Scratch()
+    C = scratch.get("xcorr_cumsum", (len(parts), n_w, P, win + 1))
+    C[..., 0] = 0.0
+    for k, part in enumerate(parts):
+        np.cumsum(part, -1, out=C[k, ..., 1:])
     lo = np.arange(L1)
     S = C[..., lo + n] - C[..., lo]  # (len(parts), n_w, P, L1): sums over the segment starting at each lag
     S1, S2 = S[0], S[1]
@@ -110,17 +138,25 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
     if ((c <= sy.FAST_REL * S2) | (c <= sy.FLAT_ABS * n * scale * scale)).any():
         return None
     inv = 1.0 / np.sqrt(c)
-    F = sy.sliding_view(Y, n)  # (n_w, P, L1, n): F[.., b, l, :] = Y[b, l:l+n]
-    Sab = np.matmul(Y[..., None, :n], np.ascontiguousarray(F).reshape(n_w, 1, P * L1, n).swapaxes(-1, -2))
-    Sab = Sab.reshape(n_w, P, P, L1)  # [w, a, b, l] = sum y_a(s) y_b(s + l)
-    cov = Sab - (S1[..., 0] / n)[..., None, None] * S1[:, None]
+    # r at every lag from one matrix product per window: the lead segments' residuals (less their mean, and
+    # their trend when detrending), scaled to unit norm, times every person's segment at each lag scaled by its
+    # own norm. The residual has zero sum (and zero trend), so its product with a raw segment is the covariance.
+    lead = Y[..., :n] - (S1[..., 0] / n)[..., None]
     if detrend:
-        cov -= (St[..., 0] / ctt)[..., None, None] * St[:, None]
-    r = np.clip(cov * inv[..., 0, None, None] * inv[:, None], -1.0, 1.0)
+        lead -= (St[..., 0] / ctt)[..., None] * (np.arange(n, dtype=np.float64) - (n - 1) / 2.0)
+    lead *= inv[..., 0, None]
+    follow = scratch.get("xcorr_follow", (n_w, L1, P, n))  # lag-major: [w, l, b] = Y[w, b, l:l+n] / its norm
+    np.multiply(sy.sliding_view(Y, n).swapaxes(1, 2), inv.swapaxes(1, 2)[..., None], out=follow)
+    r = scratch.get("xcorr_r", (n_w, P, L1 * P))
+    np.matmul(lead, follow.reshape(n_w, L1 * P, n).swapaxes(-1, -2), out=r)
+    r = r.reshape(n_w, P, L1, P)
+    np.clip(r, -1.0, 1.0, out=r)  # [w, a, l, b]: r of a's segment 0 with b's segment at lag l
     # peak picking as summarize_xcorr: [a, b] at lag l is "a leads b"; ties to 0, -1, +1, -2, ...
-    p0 = r[:, ia, ib, 0]
+    p0 = r[:, ia, 0, ib]
     if L:
-        best, arg = r[..., 1:].max(-1), r[..., 1:].argmax(-1) + 1  # first maximum: the smallest lag
+        arg = r[:, :, 1:].argmax(2)[:, :, None]  # (n_w, P, 1, P): the first maximum, the smallest lag
+        best = np.take_along_axis(r[:, :, 1:], arg, 2)[:, :, 0]
+        arg = arg[:, :, 0] + 1
         bp, lp = best[:, ia, ib], arg[:, ia, ib]
         use = bp > p0
         pos, lp = np.where(use, bp, p0), np.where(use, lp, 0)
@@ -131,6 +167,42 @@ def _xcorr_full(W, ia, ib, L, detrend, fs):
         rmax, lag = p0, np.zeros(p0.shape, np.int64)
     leader = np.where(lag > 0, ia, np.where(lag < 0, ib, -1)).astype(np.int16)
     return p0, rmax, lag / fs, leader
+
+
+def _best_lagged_products(lead, follow):
+    """Per pair the largest product of a lead segment with the other's follow segments over the lags.
+
+    Parameters
+    ----------
+    lead : ndarray, shape (n, n_people, n_seg)
+    follow : ndarray, shape (n, n_people, L + 1, n_seg)
+        Unit-norm segments (NaN rows propagate).
+
+    Returns
+    -------
+    ndarray, shape (n, n_people, n_people)
+        ``[w, a, b] = max over l of lead[w, a] . follow[w, b, l]``.
+    """
+    n, P, L1, n_seg = follow.shape
+    M = np.matmul(lead, follow.reshape(n, P * L1, n_seg).swapaxes(-1, -2))
+    return M.reshape(n, lead.shape[1], P, L1).max(-1)
+
+
+def _lead_products(lead, follow):
+    """Products of stacked lead segments with one follow segment per person.
+
+    Parameters
+    ----------
+    lead : ndarray, shape (n, K, n_people, n_seg)
+    follow : ndarray, shape (n, n_people, n_seg)
+
+    Returns
+    -------
+    ndarray, shape (n, K, n_people, n_people)
+        ``[w, k, a, b] = lead[w, k, a] . follow[w, b]``.
+    """
+    n, K, P, n_seg = lead.shape
+    return np.matmul(lead.reshape(n, K * P, n_seg), follow.swapaxes(-1, -2)).reshape(n, K, P, follow.shape[1])
 
 
 #: The r whose chance level comes from the rings of past standardized windows (``EngineConfig.chance_of``).
@@ -260,6 +332,22 @@ class _ModalityState:
     ph_follow: np.ndarray | None = None  # (R, n_people, L + 1, n_seg)
     ph_index: np.ndarray | None = None   # (R,) window index held in each ring slot (-1 = none)
     ph_held: tuple | None = None         # (mean, sd) (n_pairs,) of the last window with a computed chance level
+    ph_pending: Any = None               # _PhasicAhead of the next window with a chance level, or None
+
+
+@dataclass
+class _PhasicAhead:
+    """A window's phasic chance level in the making (:meth:`SynchronyEngine._phasic_ahead`)."""
+
+    j: int  # the window (a multiple of phasic_every)
+    in_ring: np.ndarray  # (n_shifts,) partner window held in the ring when started
+    lead: np.ndarray  # (1, n_people, n_seg) standardized lead segments
+    follow: np.ndarray  # (1, n_people, L + 1, n_seg) standardized follow segments (those of lags < n_follow)
+    partner_lead: np.ndarray  # (1, n_shifts, n_people, n_seg) the partners' lead segments (NaN: none)
+    m1: np.ndarray  # (1, n_shifts, n_people, n_people) best lagged product, this window's lead first
+    m2: np.ndarray  # (1, n_shifts, n_people, n_people) the same with the partner's lead first (follow segments so far)
+    n_m1: int = 0  # shifts done in m1
+    n_follow: int = 0  # follow segments done
 
 
 class SynchronyEngine:
@@ -315,6 +403,7 @@ class SynchronyEngine:
         if not set(cfg.phasic_modalities) <= set(cfg.modalities):
             raise ValueError(f"Invalid value for 'phasic_modalities': expected a subset of {cfg.modalities!r}, "
                              f"but got {cfg.phasic_modalities!r}.")
+        self.phasic_seg = win - self.phasic_lag  # samples per lead / follow segment
         self.phasic_every = sy.to_samples(cfg.phasic_chance_every_s, fs, "phasic_chance_every_s", 1) // step or 1
         if cfg.phasic_modalities and np.any(self.shifts % self.phasic_every):
             raise ValueError(
@@ -329,6 +418,7 @@ class SynchronyEngine:
         history = max(win, wwin, cwin) + 1  # + 1: the sample before a window (its first change)
         cap = 4 * history + 64
         self._cap = cap
+        self._scratch = _Scratch()
         self._history = history
         self.state: dict[str, _ModalityState] = {}
         R = int(self.shifts.max())
@@ -386,11 +476,17 @@ class SynchronyEngine:
             new.append((m, b))
         for m, b in new:  # validate every block before any state changes
             self._append(self.state[m], np.where(np.isinf(b), np.nan, b))
+        modalities = [m for m, _ in new]
         if not any((st.n_total - g.win) // g.step >= g.next_j
-                   for st in (self.state[m] for m, _ in new) for g in st.groups.values()):
-            return self._compute([m for m, _ in new])  # no window completes: nothing to multiply
-        with _one_blas_thread():
-            return self._compute([m for m, _ in new])
+                   for st in (self.state[m] for m in modalities) for g in st.groups.values()):
+            out = self._compute(modalities)  # no window completes: nothing to multiply
+        else:
+            with _one_blas_thread():
+                out = self._compute(modalities)
+        for m in modalities:
+            if m in self.config.phasic_modalities:
+                self._phasic_ahead(self.state[m])
+        return out
 
     def _append(self, st: _ModalityState, b: np.ndarray) -> None:
         n_new = b.shape[1]
@@ -522,7 +618,7 @@ class SynchronyEngine:
         for js, W, g, parts in self._stacks(modalities, "wcc"):
             summ = None
             if np.isfinite(W).all():
-                summ = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend, self.fs)
+                summ = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend, self.fs, self._scratch)
             if summ is None:
                 Rl, s = sy.xcorr_windows(W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
                 summ = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
@@ -577,56 +673,37 @@ class SynchronyEngine:
         segment (the first ``win - L``) and ``L + 1`` *follow* segments (starting 0..L later), standardized
         once and kept in a ring; a window is correlated (same lag search) with every partner's window
         ``shifts`` earlier, both ways, and only a person's fully valid, non-flat windows take part (as in
-        :meth:`_surrogate`).
+        :meth:`_surrogate`). A window whose chance level :meth:`_phasic_ahead` has prepared while its samples
+        arrived is finished from that work (the same products, so the same numbers); the others are computed here.
         """
         ia, ib = self.ia, self.ib
-        P, L, n = self.n_people, self.phasic_lag, len(js)
-        L1, n_seg = L + 1, g.win - L
+        n = len(js)
         D = self._change_windows(st, js, g)
         # the rings are made in __init__ for every phasic modality, the only ones this is called for
-        assert st.ph_lead is not None and st.ph_follow is not None and st.ph_index is not None
         assert st.ph_held is not None
-        summ = _xcorr_full(D, ia, ib, L, False, self.fs) if np.isfinite(D).all() else None
+        summ = (_xcorr_full(D, ia, ib, self.phasic_lag, False, self.fs, self._scratch) if np.isfinite(D).all()
+                else None)
         if summ is None:
-            R, s = sy.xcorr_windows(D, ia, ib, L, detrend=False, min_valid=self.config.min_valid)
-            _, rmax, lag_s, _ = sy.summarize_xcorr(R, ia, ib, L, self.fs)
+            R, s = sy.xcorr_windows(D, ia, ib, self.phasic_lag, detrend=False, min_valid=self.config.min_valid)
+            _, rmax, lag_s, _ = sy.summarize_xcorr(R, ia, ib, self.phasic_lag, self.fs)
         else:
             _, rmax, lag_s, _ = summ
             s = np.zeros(rmax.shape, np.int8)
         mean = np.empty((n, len(ia)))
         sd = np.empty((n, len(ia)))
-        every = self.phasic_every
-        at = np.flatnonzero(js % every == 0)  # the windows whose chance level is computed
+        at = np.flatnonzero(js % self.phasic_every == 0)  # the windows whose chance level is computed
         if at.size:
-            jb = js[at]
-            Db = D[at]
-            Zl = sy.standardized_windows(Db[..., :n_seg], detrend=False)  # (nb, P, n_seg)
-            F = np.ascontiguousarray(sy.sliding_view(Db, n_seg)).reshape(len(at), P * L1, n_seg)
-            Zf = sy.standardized_windows(F, detrend=False).reshape(len(at), P, L1, n_seg)
-            ok = np.isfinite(Zl).all(-1) & np.isfinite(Zf).all((-2, -1))  # (nb, P): fully valid, not flat
-            Zl[~ok], Zf[~ok] = np.nan, np.nan
-            Rr, nb, ns = len(st.ph_index), len(at), len(self.shifts)
-            src = jb[:, None] - self.shifts[None, :]  # (nb, n_shifts) the partner's window
-            here = src >= jb[0]  # in this push (its segments are in Zl / Zf)
-            slot = (src // every) % Rr
-            in_ring = ~here & (src >= 0) & (st.ph_index[slot] == src)
-            pl = np.empty((nb, ns) + Zl.shape[1:])
-            pf = np.empty((nb, ns) + Zf.shape[1:])
-            pl[~(here | in_ring)], pf[~(here | in_ring)] = np.nan, np.nan  # no partner window (yet)
-            pl[in_ring], pf[in_ring] = st.ph_lead[slot[in_ring]], st.ph_follow[slot[in_ring]]
-            pos = (src[here] - jb[0]) // every
-            pl[here], pf[here] = Zl[pos], Zf[pos]
-            # (a now, b then): lead_a . follow_b then (a leads) or lead_b then . follow_a (b leads)
-            M1 = np.matmul(Zl[:, None], pf.reshape(nb, ns, P * L1, n_seg).swapaxes(-1, -2)).reshape(nb, ns, P, P, L1)
-            M2 = np.matmul(pl, Zf.reshape(nb, 1, P * L1, n_seg).swapaxes(-1, -2)).reshape(nb, ns, P, P, L1)
-            S = np.empty((nb, len(ia), 2 * ns))
-            S[..., 0::2] = np.maximum(M1[:, :, ia, ib].max(-1), M2[:, :, ib, ia].max(-1)).swapaxes(1, 2)
-            S[..., 1::2] = np.maximum(M1[:, :, ib, ia].max(-1), M2[:, :, ia, ib].max(-1)).swapaxes(1, 2)
-            keep = jb[-Rr:]
-            slots = (keep // every) % Rr
-            st.ph_lead[slots], st.ph_follow[slots] = Zl[-Rr:], Zf[-Rr:]
-            st.ph_index[slots] = keep
-            bm, bsd, _ = sy.surrogate_stats(np.clip(S, -1.0, 1.0))
+            S = []
+            ahead = st.ph_pending
+            st.ph_pending = None
+            if ahead is not None and ahead.j == js[at[0]] and self._phasic_partners_kept(st, ahead):
+                S.append(self._phasic_finish(st, ahead, D[at[0]]))
+                at_direct = at[1:]
+            else:
+                at_direct = at
+            if at_direct.size:
+                S.append(self._phasic_direct(st, js[at_direct], D[at_direct]))
+            bm, bsd, _ = sy.surrogate_stats(np.clip(np.concatenate(S) if len(S) > 1 else S[0], -1.0, 1.0))
         # every window takes the chance level of the last computed window at or before it
         last = np.searchsorted(at, np.arange(n), side="right") - 1  # index into ``at`` (-1: held from before)
         held_m, held_sd = st.ph_held
@@ -638,6 +715,166 @@ class SynchronyEngine:
         sst = np.where(np.isfinite(mean), sy.OK, sy.MISSING).astype(np.int8)
         return [("phasic", rmax, s), ("phasic_lag_s", lag_s, s),
                 ("surrogate_phasic_mean", mean, sst), ("surrogate_phasic_sd", sd, sst)]
+
+    def _phasic_partners(self, st: _ModalityState, j: int):
+        """Window ``j``'s partner windows: (src (n_shifts,) window indices, ring slots, held in the ring)."""
+        assert st.ph_index is not None
+        src = j - self.shifts
+        slot = (src // self.phasic_every) % len(st.ph_index)
+        return src, slot, (src >= 0) & (st.ph_index[slot] == src)
+
+    def _phasic_partners_kept(self, st: _ModalityState, ahead: _PhasicAhead) -> bool:
+        """Whether the ring holds (or lacks) each partner of ``ahead`` as when it started.
+
+        Always so, unless a push skipped windows.
+        """
+        return bool(np.array_equal(self._phasic_partners(st, ahead.j)[2], ahead.in_ring))
+
+    def _phasic_segment(self, D, lag: int) -> np.ndarray:
+        """Standardized segments of changes ``D`` from ``lag``, shape (n, n_people, n_seg).
+
+        ``D`` has shape (n, n_people, >= lag + n_seg). Lag 0 is the lead segment, lags 0..L the follow segments;
+        NaN rows are not fully valid or flat.
+        """
+        return sy.standardized_windows(np.ascontiguousarray(D[..., lag: lag + self.phasic_seg]), detrend=False)
+
+    def _phasic_direct(self, st: _ModalityState, jb, Db) -> np.ndarray:
+        """Chance-level r's of chance windows ``jb`` (changes ``Db``, shape (nb, n_people, win)); enter the ring.
+
+        Returns
+        -------
+        S : ndarray, shape (nb, n_pairs, 2 * n_shifts)
+            Per pair the best lagged r with each shifted partner, (a now, b then) and (b now, a then) per shift.
+        """
+        assert st.ph_lead is not None and st.ph_follow is not None and st.ph_index is not None
+        P, L1, n_seg = self.n_people, self.phasic_lag + 1, self.phasic_seg
+        every = self.phasic_every
+        nb, ns = len(jb), len(self.shifts)
+        Zl = self._phasic_segment(Db, 0)
+        Zf = np.stack([self._phasic_segment(Db, lag) for lag in range(L1)], axis=2)  # (nb, P, L1, n_seg)
+        ok = np.isfinite(Zl).all(-1) & np.isfinite(Zf).all((-2, -1))  # (nb, P): fully valid, not flat
+        Zl[~ok], Zf[~ok] = np.nan, np.nan
+        Rr = len(st.ph_index)
+        src = jb[:, None] - self.shifts[None, :]  # (nb, n_shifts) the partner's window
+        here = src >= jb[0]  # in this push (its segments are in Zl / Zf)
+        slot = (src // every) % Rr
+        in_ring = ~here & (src >= 0) & (st.ph_index[slot] == src)
+        pl = np.empty((nb, ns, P, n_seg))
+        pf = np.empty((nb, ns, P, L1, n_seg))
+        pl[~(here | in_ring)], pf[~(here | in_ring)] = np.nan, np.nan  # no partner window (yet)
+        pl[in_ring], pf[in_ring] = st.ph_lead[slot[in_ring]], st.ph_follow[slot[in_ring]]
+        pos = (src[here] - jb[0]) // every
+        pl[here], pf[here] = Zl[pos], Zf[pos]
+        # (a now, b then): lead_a . follow_b then (a leads) or lead_b then . follow_a (b leads)
+        m1 = np.stack([_best_lagged_products(Zl, pf[:, k]) for k in range(ns)], axis=1)  # (nb, ns, P, P)
+        m2 = _lead_products(pl, Zf[:, :, 0])
+        for lag in range(1, L1):
+            np.maximum(m2, _lead_products(pl, Zf[:, :, lag]), out=m2)
+        keep = jb[-Rr:]
+        slots = (keep // every) % Rr
+        st.ph_lead[slots], st.ph_follow[slots] = Zl[-Rr:], Zf[-Rr:]
+        st.ph_index[slots] = keep
+        return self._phasic_pairs(m1, m2)
+
+    def _phasic_pairs(self, m1, m2) -> np.ndarray:
+        """Per pair and shift the best lagged r both ways, shape (nb, n_pairs, 2 * n_shifts).
+
+        From ``m1`` (the window now leads) and ``m2`` (the partner then leads), each of shape
+        (nb, n_shifts, n_people, n_people).
+        """
+        ia, ib = self.ia, self.ib
+        S = np.empty((m1.shape[0], len(ia), 2 * len(self.shifts)))
+        S[..., 0::2] = np.maximum(m1[:, :, ia, ib], m2[:, :, ib, ia]).swapaxes(1, 2)
+        S[..., 1::2] = np.maximum(m1[:, :, ib, ia], m2[:, :, ia, ib]).swapaxes(1, 2)
+        return S
+
+    def _phasic_ahead(self, st: _ModalityState) -> None:
+        """Prepare the next chance window's phasic chance level from the samples that have arrived (live ticks).
+
+        The chance level of a window ``j`` (a multiple of ``phasic_every``) needs its lead segment, complete
+        ``L`` samples before the window, and follow segment ``l``, complete ``L - l`` samples before it; the
+        partner windows are older. So the lag searches against the partners (the costliest part of the
+        engine at 64 people) run over the ticks before the window completes: per tick, the products of one
+        partner shift with the lead, and those of each newly complete follow segment. :meth:`_phasic` then adds
+        what is left (the last follow segment) and publishes the level with the window, as before. Nothing is
+        prepared while a partner window is still to come (the ring then changes before ``j``).
+        """
+        assert st.ph_index is not None and st.ph_follow is not None and st.ph_lead is not None
+        g = st.groups["sync"]
+        every, L1, n_seg = self.phasic_every, self.phasic_lag + 1, self.phasic_seg
+        j = -(-g.next_j // every) * every  # the next window with a chance level
+        start = j * g.step
+        n_ready = min(st.n_total - start - n_seg + 1, L1)  # follow segments complete (lead: from 1)
+        p = st.ph_pending
+        if p is not None and p.j != j:
+            p = st.ph_pending = None
+        if n_ready < 1 or (start > 0 and start - 1 < st.buf_start):
+            return
+        if p is None:
+            src, slot, in_ring = self._phasic_partners(st, j)
+            if np.any((src >= 0) & (src * g.step + g.win > st.n_total)):
+                return  # a partner window is not complete yet
+            P, ns = self.n_people, len(src)
+            pl = np.full((1, ns, P, n_seg), np.nan)
+            pl[0, in_ring] = st.ph_lead[slot[in_ring]]
+            p = st.ph_pending = _PhasicAhead(
+                j, in_ring, self._phasic_segment(self._changes(st, start, n_seg)[None], 0),
+                np.full((1, P, L1, n_seg), np.nan), pl, np.empty((1, ns, P, P)), np.empty((1, ns, P, P)))
+        if p.n_m1 < len(self.shifts) or p.n_follow < n_ready:
+            with _one_blas_thread():
+                self._phasic_step(st, p, n_ready, self._changes(st, start, n_seg + n_ready - 1)[None], 1)
+
+    def _phasic_step(self, st: _ModalityState, p: _PhasicAhead, n_ready: int, D, n_m1: int) -> None:
+        """Advance ``p``: the lead with ``n_m1`` more partner shifts, the follow segments below lag ``n_ready``.
+
+        ``D``: changes from the window's start, shape (1, n_people, >= n_seg + n_ready - 1).
+        """
+        assert st.ph_follow is not None
+        _, slot, _ = self._phasic_partners(st, p.j)
+        for k in range(p.n_m1, min(p.n_m1 + n_m1, len(self.shifts))):
+            if p.in_ring[k]:
+                p.m1[:, k] = _best_lagged_products(p.lead, st.ph_follow[slot[k]][None])
+            else:
+                p.m1[:, k] = np.nan
+        p.n_m1 = min(p.n_m1 + n_m1, len(self.shifts))
+        for lag in range(p.n_follow, n_ready):
+            p.follow[:, :, lag] = self._phasic_segment(D, lag)
+            prod = _lead_products(p.partner_lead, p.follow[:, :, lag])
+            if lag == 0:
+                p.m2[:] = prod
+            else:
+                np.maximum(p.m2, prod, out=p.m2)
+        p.n_follow = max(p.n_follow, n_ready)
+
+    def _phasic_finish(self, st: _ModalityState, p: _PhasicAhead, D) -> np.ndarray:
+        """Chance-level r's of the window ``p`` prepared (changes ``D``, shape (n_people, win)); enters the ring.
+
+        The same numbers as :meth:`_phasic_direct`: the same products, with the people who are not fully valid
+        (or flat) masked after them rather than before.
+        """
+        assert st.ph_lead is not None and st.ph_follow is not None and st.ph_index is not None
+        L1 = self.phasic_lag + 1
+        self._phasic_step(st, p, L1, D[None], len(self.shifts))
+        ok = (np.isfinite(p.lead).all(-1) & np.isfinite(p.follow).all((-2, -1)))[0]  # (P,)
+        p.m1[:, :, ~ok, :] = np.nan  # a's lead not valid
+        p.m2[:, :, :, ~ok] = np.nan  # b's follow not valid
+        p.lead[:, ~ok], p.follow[:, ~ok] = np.nan, np.nan
+        Rr = len(st.ph_index)
+        slot = (p.j // self.phasic_every) % Rr
+        st.ph_lead[slot], st.ph_follow[slot], st.ph_index[slot] = p.lead[0], p.follow[0], p.j
+        return self._phasic_pairs(p.m1, p.m2)
+
+    def _changes(self, st: _ModalityState, start: int, n: int) -> np.ndarray:
+        """Changes from absolute sample ``start``, shape (n_people, n), as :meth:`_change_windows`.
+
+        Change ``k`` is ``x[start + k] - x[start + k - 1]`` (NaN before the session's first sample).
+        """
+        first = start - 1 - st.buf_start
+        if first >= 0:
+            seg = st.buf[:, first: first + n + 1]
+        else:
+            seg = np.concatenate([np.full((self.n_people, -first), np.nan), st.buf[:, : first + n + 1]], axis=1)
+        return np.diff(seg, axis=1)
 
     def _surrogate(self, states, js, Z, ring: str = "z"):
         """Chance level from the rings of past standardized windows; ``Z`` enters the rings.

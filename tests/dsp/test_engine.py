@@ -323,3 +323,86 @@ print(json.dumps({"ready_before": ready_before, "signatures": len(kernel.signatu
     assert res["signatures"] == 1
     assert res["first_vs_second"] <= 1e-9
     assert res["second_vs_pandas"] <= 1e-9
+
+
+def _phasic_session(rng, P, n):
+    x = np.cumsum(rng.standard_normal((P, n)), 1) * 0.05 + 5.0 + np.arange(P)[:, None]
+    x[1, 700:712] = np.nan  # short gap: the phasic windows over it lose their chance level
+    x[2, 1100:1300] = np.nan  # long gap: missing windows and partner windows
+    x[0, 900:1000] = x[0, 900]  # flat stretch
+    x[P - 1, 600:601] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("P, chunks", [(3, (1,)), (4, (1, 2, 3, 5)), (9, (1, 7, 13)), (17, (3, 4)), (64, (1,))])
+def test_phasic_chance_prepared_over_ticks_is_the_direct_computation(rng, P, chunks):
+    """Issue 21: the phasic chance level of a window is prepared over the ticks before it completes (its lag
+    searches against the partners, a slice per tick). Published with the same window, it is bitwise the level
+    computed at once when the window completes (the path with the preparation switched off, and one batch push),
+    chunked in different sizes, across gaps, a flat stretch and missing partner windows."""
+    n = 1500 if P < 64 else 1000
+    x = _phasic_session(rng, P, n)
+    hr = 70 + 10 * _phasic_session(rng, P, n)
+    cfg = EngineConfig(phasic_modalities=("eda", "hr"), chance_of=("pearson",))
+    if P == 64:  # the live size, skin conductance only (the test's time)
+        cfg = EngineConfig(modalities=("eda",), phasic_modalities=("eda",), chance_of=(), wcc_step_s=30.0)
+    sizes = rng.choice(chunks, size=n)
+
+    def run(ahead: bool, batch: bool = False):
+        eng = SynchronyEngine(P, FS, cfg)
+        if not ahead:
+            eng._phasic_ahead = lambda st: None
+        prepared = []
+        real_finish = eng._phasic_finish
+
+        def finish(st, p, D):
+            prepared.append(p.j)
+            return real_finish(st, p, D)
+
+        eng._phasic_finish = finish
+        outs: dict = {}
+        i = k = 0
+        while i < n:
+            step = n if batch else int(sizes[k])
+            o = eng.push({m: b[:, i: i + step] for m, b in (("eda", x), ("hr", hr)) if m in cfg.modalities})
+            for m, res in o.items():
+                for name in ("phasic", "phasic_lag_s", "surrogate_phasic_mean", "surrogate_phasic_sd"):
+                    if name in res:
+                        outs.setdefault((m, name), []).append(res[name].values)
+            i, k = i + step, k + 1
+        return {key: np.concatenate(v, 1) for key, v in outs.items()}, prepared
+
+    got, prepared = run(ahead=True)
+    direct, none = run(ahead=False)
+    batch, _ = run(ahead=False, batch=True)
+    assert len(prepared) >= (n // 4 - 150) // 10 - 2 and not none  # nearly every chance window was prepared
+    for key in got:
+        np.testing.assert_array_equal(got[key], direct[key])
+        np.testing.assert_allclose(got[key], batch[key], rtol=0, atol=1e-12)
+    mean = got[("eda", "surrogate_phasic_mean")]
+    assert np.isfinite(mean).mean() > 0.5 and np.isnan(mean).any()  # the masks were exercised
+
+
+@pytest.mark.parametrize("detrend", [False, True])
+def test_fast_lagged_r_equals_the_direct_r(rng, detrend):
+    """The engine's lead-lag r of fully valid windows (one matrix product per window: the lead segments' residuals
+    times every lagged segment) equals the direct per-window, per-lag r of ``xcorr_windows`` within 1e-11 and
+    picks the same peak lag and leader, for 2-64 people, lags 0-25 and levels far from 0."""
+    from attune_monitor.dsp.engine import _xcorr_full
+
+    for trial in range(40):
+        P = int(rng.choice([2, 3, 5, 16, 64])) if trial % 8 else 64
+        win = int(rng.integers(20, 130))
+        L = int(rng.integers(0, min(win - 8, 25)))
+        W = np.cumsum(rng.standard_normal((int(rng.integers(1, 4)), P, win)), -1) * rng.uniform(0.01, 5)
+        W += rng.uniform(-100, 100, (1, P, 1))
+        ia, ib = sy.pair_index(P)
+        got = _xcorr_full(W, ia, ib, L, detrend, FS)
+        assert got is not None
+        R, status = sy.xcorr_windows(W, ia, ib, L, detrend=detrend, min_valid=0.8)
+        ref = sy.summarize_xcorr(R, ia, ib, L, FS)
+        assert (status == sy.OK).all()
+        np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=1e-11)
+        np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=1e-11)
+        np.testing.assert_array_equal(got[2], ref[2])
+        np.testing.assert_array_equal(got[3], ref[3])
