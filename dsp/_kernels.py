@@ -54,8 +54,13 @@ def _import_numba() -> bool:
     return True
 
 
+#: Kernels compiled without numba's threads: their live calls are short (a few ms at 64 people), and on 2 busy
+#: cores a second thread mostly adds the wait for it.
+_SERIAL = frozenset({"rolling_median"})
+
+
 def _dispatcher(name: str):
-    return numba.njit(cache=True, fastmath=False, parallel=True)(globals()["_" + name])
+    return numba.njit(cache=True, fastmath=False, parallel=name not in _SERIAL)(globals()["_" + name])
 
 
 def get(name: str, wait: bool = True):
@@ -281,6 +286,116 @@ def _tree_sum(X, feature, threshold, missing_left, left, right, is_leaf, value, 
                     node = right[node]
             s += value[node]
         out[i] = s
+
+
+def _rolling_median(hist, z, win, min_count, srt, cnt, first, init, med):  # pragma: no cover
+    """Median of each row's last values in a window sliding one step at a time (compiled).
+
+    The compiled twin of the running median in ``evidence.PairFeatures.push``: the same values (the two middle
+    order statistics of the window's non-NaN values, averaged), from a sorted copy of each row's window kept
+    between calls and updated per step (one value leaves, one enters) instead of a sort per step. Values are
+    NaN (missing) or finite. Serial (see ``_SERIAL``).
+
+    Parameters
+    ----------
+    hist : ndarray, shape (n_rows, H), float64, C-contiguous
+        The values before this call, oldest first; replaced by the last ``H`` values after it.
+    z : ndarray, shape (T, n_rows)
+        This call's values, step by step.
+    win : int
+        Window length: step ``s`` takes positions ``[s, s + win)`` of ``hist`` followed by ``z`` (``win <= H``).
+    min_count : int
+        Fewer non-NaN values than this give NaN.
+    srt : ndarray, shape (n_rows, win)
+        The window of the step before this call, sorted, its ``cnt`` non-NaN values first then NaN (updated).
+    cnt : ndarray of int64, shape (n_rows,)
+    first : ndarray, shape (n_rows,)
+        The first (oldest) value of the window of the step before this call (updated).
+    init : bool
+        ``srt``, ``cnt`` and ``first`` hold nothing yet: the first step's window is sorted afresh.
+    med : ndarray, shape (n_rows, T)
+        Receives the medians.
+    """
+    n, H = hist.shape
+    T = z.shape[0]
+    for i in range(n):
+        c = cnt[i]
+        s0 = 0
+        if init:
+            c = 0
+            for p in range(win):
+                v = hist[i, p] if p < H else z[p - H, i]
+                if v == v:
+                    srt[i, c] = v
+                    c += 1
+            srt[i, :c] = np.sort(srt[i, :c])
+            srt[i, c:] = np.nan
+            s0 = 1
+            if c >= min_count:
+                med[i, 0] = 0.5 * (srt[i, (c - 1) // 2] + srt[i, c // 2])
+            else:
+                med[i, 0] = np.nan
+        for s in range(s0, T):
+            if s == 0:
+                out_v = first[i]
+            else:
+                out_v = hist[i, s - 1] if s - 1 < H else z[s - 1 - H, i]
+            p = s + win - 1
+            in_v = hist[i, p] if p < H else z[p - H, i]
+            p_out = -1
+            if out_v == out_v:  # the place of a value equal to it (it is in the window)
+                lo, hi = 0, c
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if srt[i, mid] < out_v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                p_out = lo
+            q = c
+            if in_v == in_v:  # the place after the values <= it
+                lo, hi = 0, c
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if srt[i, mid] <= in_v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                q = lo
+            # only the values between the leaving and the entering one move
+            if p_out >= 0 and in_v == in_v:
+                if q > p_out:  # in_v >= out_v: [p_out + 1, q) one to the left, in_v at q - 1
+                    for r in range(p_out, q - 1):
+                        srt[i, r] = srt[i, r + 1]
+                    srt[i, q - 1] = in_v
+                else:  # [q, p_out) one to the right, in_v at q
+                    for r in range(p_out, q, -1):
+                        srt[i, r] = srt[i, r - 1]
+                    srt[i, q] = in_v
+            elif p_out >= 0:  # a value leaves, a missing one enters
+                for r in range(p_out, c - 1):
+                    srt[i, r] = srt[i, r + 1]
+                c -= 1
+                srt[i, c] = np.nan
+            elif in_v == in_v:  # a missing value leaves, a value enters
+                for r in range(c, q, -1):
+                    srt[i, r] = srt[i, r - 1]
+                srt[i, q] = in_v
+                c += 1
+            if c >= min_count:
+                med[i, s] = 0.5 * (srt[i, (c - 1) // 2] + srt[i, c // 2])
+            else:
+                med[i, s] = np.nan
+        cnt[i] = c
+        first[i] = hist[i, T - 1] if T - 1 < H else z[T - 1 - H, i]
+        if T >= H:
+            for q in range(H):
+                hist[i, q] = z[T - H + q, i]
+        else:
+            for q in range(H - T):
+                hist[i, q] = hist[i, q + T]
+            for q in range(T):
+                hist[i, H - T + q] = z[q, i]
 
 
 def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover

@@ -64,7 +64,9 @@ _MEDIAN_BLOCK = 128
 #: hour. A live call holds one row per pair: sessions of 33+ people (528+ pairs) get the compiled walk from the
 #: first step; smaller ones pay ~40 us per pair and step in numpy. The two paths give bitwise the same sums (both
 #: add the leaf values in tree order), so this bound changes speed only. Figures: docs/validation.md
-#: ("Performance", the analyze startup paragraph).
+#: ("Performance", the analyze startup paragraph). :meth:`PairFeatures.push` switches its running median to the
+#: compiled one (``_kernels._rolling_median``, bitwise the same) at the same bound (steps x pairs of a push), so
+#: a process that walks the trees compiled loads numba for both.
 TREE_SUM_NUMBA_ROWS = 512
 #: The shipped ensemble (``bench/train_evidence.py`` writes it).
 MODEL_PATH = Path(__file__).with_name("evidence_model.npz")
@@ -86,6 +88,13 @@ class PairFeatures:
         self.n_pairs = self.i.size
         span = REL_SPAN[0]
         self._sync_hist = np.full((2, self.n_pairs, span), np.nan)  # hr_z, eda_z of the last `span` steps
+        # the compiled running median's state (``_kernels._rolling_median``): per pair the last step's window sorted,
+        # its count of values and its oldest value; valid only right after a compiled call
+        self._sorted = np.full((2, self.n_pairs, span - REL_SPAN[1]), np.nan)
+        self._sorted_count = np.zeros((2, self.n_pairs), np.int64)
+        self._sorted_first = np.full((2, self.n_pairs), np.nan)
+        self._sorted_valid = False
+        self._seen_inf = False  # an infinite z was pushed: the numpy median from then on (it counts inf as missing)
         self._lag_hist = np.full((len(LAGGED), self.n_pairs, max(LAGS)), np.nan)
         self._lag_cols = [FEATURES.index(c) for c in LAGGED]
 
@@ -112,22 +121,14 @@ class PairFeatures:
             return X
         X[:, :, 0], X[:, :, 1], X[:, :, 2], X[:, :, 3] = hz, hr_chance_z, ez, eda_chance_z
         # the pair's own level: median over [t - 300, t - 30) of the steps before
-        lo, gap = REL_SPAN
-        for k, z in enumerate((hz, ez)):
-            hist = np.concatenate([self._sync_hist[k], z.T], axis=1)  # (n_pairs, lo + T)
-            win = np.lib.stride_tricks.sliding_window_view(hist[:, : hist.shape[1] - gap], lo - gap, axis=1)
-            win = win[:, :T]  # step s (at lo + s in hist) takes [s, s + lo - gap)
-            med = np.empty((self.n_pairs, T))
-            for b0 in range(0, T, _MEDIAN_BLOCK):  # blocks of steps: a whole file at once stays small in memory
-                w = win[:, b0: b0 + _MEDIAN_BLOCK]
-                srt = np.sort(w, axis=-1)  # NaN sorts last
-                cnt = np.isfinite(w).sum(axis=-1)
-                lo_i, hi_i = np.maximum(cnt - 1, 0) // 2, cnt // 2
-                m = 0.5 * (np.take_along_axis(srt, lo_i[..., None], -1)[..., 0]
-                           + np.take_along_axis(srt, hi_i[..., None], -1)[..., 0])
-                med[:, b0: b0 + _MEDIAN_BLOCK] = np.where(cnt >= REL_MIN, m, np.nan)
-            X[:, :, 4 + k] = z - med.T
-            self._sync_hist[k] = hist[:, -lo:]
+        self._seen_inf = self._seen_inf or bool(np.isinf(hz).any() or np.isinf(ez).any())
+        kernel = (_kernels.get("rolling_median") if T * self.n_pairs >= TREE_SUM_NUMBA_ROWS and not self._seen_inf
+                  else None)
+        if kernel is not None:
+            self._rel_compiled(kernel, X, hz, ez)
+        else:
+            self._sorted_valid = False
+            self._rel_numpy(X, hz, ez)
         L = np.asarray(arousal, float)
         la, lb = L[:, self.i], L[:, self.j]
         with np.errstate(invalid="ignore"):
@@ -149,6 +150,43 @@ class PairFeatures:
                                                                                         0, 2)
         self._lag_hist = np.moveaxis(hist[:, -H:], 1, 2)
         return X
+
+    def _rel_numpy(self, X, hz, ez) -> None:
+        """Fill columns ``hr_rel`` / ``eda_rel`` of ``X`` (shape (T, n_pairs, n_features)); advance the history.
+
+        z less the pair's median of the steps ``[t - 300, t - 30)``, by sorting each step's window (the reference).
+        """
+        T = hz.shape[0]
+        lo, gap = REL_SPAN
+        for k, z in enumerate((hz, ez)):
+            hist = np.concatenate([self._sync_hist[k], z.T], axis=1)  # (n_pairs, lo + T)
+            win = np.lib.stride_tricks.sliding_window_view(hist[:, : hist.shape[1] - gap], lo - gap, axis=1)
+            win = win[:, :T]  # step s (at lo + s in hist) takes [s, s + lo - gap)
+            med = np.empty((self.n_pairs, T))
+            for b0 in range(0, T, _MEDIAN_BLOCK):  # blocks of steps: a whole file at once stays small in memory
+                w = win[:, b0: b0 + _MEDIAN_BLOCK]
+                srt = np.sort(w, axis=-1)  # NaN sorts last
+                cnt = np.isfinite(w).sum(axis=-1)
+                lo_i, hi_i = np.maximum(cnt - 1, 0) // 2, cnt // 2
+                m = 0.5 * (np.take_along_axis(srt, lo_i[..., None], -1)[..., 0]
+                           + np.take_along_axis(srt, hi_i[..., None], -1)[..., 0])
+                med[:, b0: b0 + _MEDIAN_BLOCK] = np.where(cnt >= REL_MIN, m, np.nan)
+            X[:, :, 4 + k] = z - med.T
+            self._sync_hist[k] = hist[:, -lo:]
+
+    def _rel_compiled(self, kernel, X, hz, ez) -> None:
+        """As :meth:`_rel_numpy`, with the compiled running median (bitwise the same medians).
+
+        Each pair's window is kept sorted between calls and updated per step (one value leaves, one enters), so
+        a live step costs a few hundred moves per pair instead of a sort of 270 values.
+        """
+        lo, gap = REL_SPAN
+        med = np.empty((self.n_pairs, hz.shape[0]))
+        for k, z in enumerate((hz, ez)):
+            kernel(self._sync_hist[k], np.ascontiguousarray(z), lo - gap, REL_MIN, self._sorted[k],
+                   self._sorted_count[k], self._sorted_first[k], not self._sorted_valid, med)
+            X[:, :, 4 + k] = z - med.T
+        self._sorted_valid = True
 
 
 class TreeEnsemble:

@@ -219,3 +219,48 @@ def test_learned_evidence_accumulates_ratio_less_reference():
     assert _steps_to_flag(3.0, 0.4) is None
     assert _steps_to_flag(5.0, 1.0) is None          # 0.25 * 5 - 3 < 0
     assert _steps_to_flag(20.0, 0.5 * 2 ** 0.5) == 4  # clipped to 12, then halved: 3 a second
+
+
+@pytest.mark.parametrize("n, T", [(3, 420), (7, 400), (16, 380), (64, 320)])
+def test_compiled_running_median_equals_the_sorting_one(monkeypatch, n, T):
+    """Issue 21: from TREE_SUM_NUMBA_ROWS rows per call, the pair's own level (median of the steps [t - 300,
+    t - 30)) comes from a sorted window per pair kept between calls (numba), not a sort per step. The feature rows
+    are bitwise those of the sorting (numpy) path for 3-64 people, pushed in one block, step by step or in
+    chunks of 1-40 steps, switching between both paths, with missing values, long gaps and tied values."""
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    rng = np.random.default_rng(n)
+    hz, hc, ez, ec, L, D = _inputs(T, n, seed=n)
+    ez = np.round(ez, 1)  # many equal values enter and leave the windows
+    hz[100:180, : max(1, hz.shape[1] // 3)] = np.nan  # a long gap: counts below REL_MIN, then back
+    args = (hz, hc, ez, ec, L, D)
+    iu = np.triu_indices(n, 1)
+    n_pairs = len(iu[0])
+    monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 10**9)  # the numpy path throughout
+    ref = PairFeatures(n, iu).push(*args)
+    for threshold, sizes in ((1, (1,)), (1, (1, 2, 17, 40)), (5 * n_pairs, (1, 3, 5, 30))):
+        monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", threshold)  # 5 * n_pairs: chunks below 5 steps numpy
+        pf = PairFeatures(n, iu)
+        parts, b0 = [], 0
+        while b0 < T:
+            b1 = min(T, b0 + int(rng.choice(sizes)))
+            parts.append(pf.push(*(a[b0:b1] for a in args)))
+            b0 = b1
+        np.testing.assert_array_equal(np.concatenate(parts), ref)
+    rel = ref[:, :, FEATURES.index("eda_rel")]
+    assert np.isfinite(rel).mean() > 0.5 and np.isnan(rel[REL_MIN + 1:]).any()
+
+
+def test_an_infinite_synchrony_value_keeps_the_sorting_median(monkeypatch):
+    """The sorting path counts an infinite z as missing; the compiled one is then no longer used (same rows)."""
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    hz, hc, ez, ec, L, D = _inputs(400, 4, seed=9)
+    hz[200, 2] = np.inf
+    iu = np.triu_indices(4, 1)
+    monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 10**9)
+    ref = PairFeatures(4, iu).push(hz, hc, ez, ec, L, D)
+    monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 1)
+    pf = PairFeatures(4, iu)
+    got = np.concatenate([pf.push(*(a[s: s + 1] for a in (hz, hc, ez, ec, L, D))) for s in range(400)])
+    np.testing.assert_array_equal(got, ref)
