@@ -147,8 +147,13 @@ __all__ = [
     "OUTCOMES", "EVIDENCE_KINDS", "PairState", "STATES", "UNARMED_STATES", "STATE_WORDS", "DetectorConfig",
     "ANALYTIC_PRESETS", "LEARNED_THRESHOLDS", "LEARNED_PRESETS", "PRESETS", "AROUSAL_KEY", "get_preset",
     "pair_words", "ModalityTrack", "PairEpisodeDraft", "PairMachine", "PairModalityMachine", "Episode",
-    "RuptureDetector", "SignalLossTracker", "arousal_trend", "episode_dict",
+    "RuptureDetector", "SignalLossTracker", "arousal_trend", "episode_dict", "PAIR_BANK_MIN_PAIRS",
 ]
+
+#: From this many pairs on, :class:`RuptureDetector` steps its pairs in arrays with one compiled call per time step
+#: (:mod:`attune_monitor.dsp.pair_bank`, needs numba; same events and states as the per-pair machines) instead of
+#: one :class:`PairMachine` per pair: a group of 8 people has 28 pairs.
+PAIR_BANK_MIN_PAIRS = 28
 
 #: How an episode ended (:attr:`Episode.outcome`).
 OUTCOMES = ("open", "repaired", "unrepaired", "interrupted", "session_end")
@@ -537,6 +542,13 @@ def pair_words(state: str, out_of_tune_since: float | None = None) -> str:
     if state == "out_of_tune" and out_of_tune_since is not None:
         return f"out of tune since {_clock(out_of_tune_since)}"
     return STATE_WORDS.get(state, state)
+
+
+def _bank_available() -> bool:
+    """Numba is there for the pair bank (imports it: called only for groups of :data:`PAIR_BANK_MIN_PAIRS` pairs)."""
+    from .pair_bank import available
+
+    return available()
 
 
 def _fisher(r: float) -> float:
@@ -1199,10 +1211,16 @@ class RuptureDetector:
         What turns feature rows into ratios (an ``llr(X)`` method, as
         :class:`attune_monitor.dsp.evidence.TreeEnsemble`);
         None: the shipped ensemble. ``bench/train_evidence.py`` passes the trees of a cross-validation fold.
+    pair_bank : bool | None
+        Step the pairs in arrays (:mod:`attune_monitor.dsp.pair_bank`; ``machines`` are then read-only views)
+        instead of one :class:`PairMachine` each; the events, episodes and states are the same. None: from
+        :data:`PAIR_BANK_MIN_PAIRS` pairs on, when numba is there and the config arms without a group prior
+        (the presets). True needs that config and numba.
     """
 
     def __init__(self, participants, modalities=("hr", "eda"), step_s: float = 1.0, config="balanced",
-                 window_s: float = 30.0, arousal: bool = False, collect_features: bool = False, evidence_model=None):
+                 window_s: float = 30.0, arousal: bool = False, collect_features: bool = False, evidence_model=None,
+                 pair_bank: bool | None = None):
         self.participants = list(participants)
         self.arousal = bool(arousal)
         self.window_s = float(window_s)
@@ -1212,16 +1230,30 @@ class RuptureDetector:
         n = len(self.participants)
         iu = np.triu_indices(n, 1)
         self.pairs = [(self.participants[i], self.participants[j]) for i, j in zip(*iu)]
-        self.machines = [PairMachine(self.modalities, self.cfg, step_s, self.window_s) for _ in self.pairs]
         self._shared_pending: list[tuple[float, str]] = []  # shared events not yet reached, time order
         # person-to-group ties (3+ people): evidence that one person is drifting away from everyone
         self._tie_ev = np.zeros(n) if n >= 3 else None
         self._pairs_of = [[p for p, pr in enumerate(self.pairs) if person in pr] for person in self.participants]
         self.tie_h_scale = 1.0 + self.cfg.group_h_factor * math.log(max(n, 1))
         self.shared_events: list[tuple[float, str]] = []     # shared events applied (session time, what)
-        for mach in self.machines:
-            # more pairs watched, more chances of a false alarm per session: ask each pair for more evidence
-            mach.h_scale = 1.0 + self.cfg.group_h_factor * math.log(max(len(self.pairs), 1))
+        # more pairs watched, more chances of a false alarm per session: ask each pair for more evidence
+        h_scale = 1.0 + self.cfg.group_h_factor * math.log(max(len(self.pairs), 1))
+        if pair_bank is None:
+            pair_bank = (len(self.pairs) >= PAIR_BANK_MIN_PAIRS and self.cfg.arming
+                         and self.cfg.group_prior_weight <= 0 and _bank_available())
+        self._bank = None
+        if pair_bank:
+            from .pair_bank import PairBank, PairView
+
+            self._bank = PairBank(self.modalities, self.cfg, step_s, self.window_s, iu, n, h_scale,
+                                  self.cfg.threshold * self.tie_h_scale if n >= 3 else None)
+            self.machines: list[PairMachine] = [PairView(self._bank, p) for p in range(len(self.pairs))]
+            if self._tie_ev is not None:
+                self._tie_ev = self._bank.tie_ev
+        else:
+            self.machines = [PairMachine(self.modalities, self.cfg, step_s, self.window_s) for _ in self.pairs]
+            for mach in self.machines:
+                mach.h_scale = h_scale
         self.episodes: list[Episode] = []
         self._open: dict[int, Episode] = {}
         self._pending: dict[str, list] = {}
@@ -1375,8 +1407,13 @@ class RuptureDetector:
         q = self._pending.setdefault(modality, [])
         # plain Python floats: the per-window state machines work on scalars
         sd = np.full_like(sync, np.nan) if chance_sd is None else np.asarray(chance_sd, dtype=float).reshape(sync.shape)
-        for t, sv, cv, dv in zip(t_end.tolist(), sync.T.tolist(), chance.T.tolist(), sd.T.tolist()):
-            q.append((t, sv, cv, dv))
+        if self._bank is not None:  # (the bank takes each step's columns as arrays: of copies, as the lists are)
+            sync, chance, sd = (np.array(x, dtype=float, order="F") for x in (sync, chance, sd))
+            for k, t in enumerate(t_end.tolist()):
+                q.append((t, sync[:, k], chance[:, k], sd[:, k]))
+        else:
+            for t, sv, cv, dv in zip(t_end.tolist(), sync.T.tolist(), chance.T.tolist(), sd.T.tolist()):
+                q.append((t, sv, cv, dv))
         return self._drain(final=False)
 
     def update_arousal(self, t: np.ndarray, llr: np.ndarray, divergence: np.ndarray | None = None) -> list[Event]:
@@ -1410,7 +1447,8 @@ class RuptureDetector:
         else:
             per_person = np.asarray(divergence, dtype=float).reshape(len(self.participants), -1, t.size)
             divs = list(np.moveaxis(per_person, 2, 0))
-        for tt, v, person, dv in zip(t.tolist(), both.T.tolist(), llr.T.tolist(), divs):
+        for tt, v, person, dv in zip(t.tolist(), list(both.T) if self._bank is not None else both.T.tolist(),
+                                     llr.T.tolist(), divs):
             q.append((tt, v, person, dv))
         return self._drain(final=False)
 
@@ -1455,6 +1493,8 @@ class RuptureDetector:
         if steps:
             self._version += 1
         llr = self._learned_llr(steps)
+        if self._bank is not None:
+            return self._drain_bank(steps, llr)
         n_pairs = len(self.pairs)
         nan_pairs = [math.nan] * n_pairs
         for s, (t, now, ar) in enumerate(steps):
@@ -1479,6 +1519,63 @@ class RuptureDetector:
             for p, ep in self._open.items():
                 self._refresh(p, ep)
         return events
+
+    def _drain_bank(self, steps: list, llr: np.ndarray) -> list[Event]:
+        """``_drain``'s per-step loop with the pair bank: one compiled call per step, its records made events."""
+        events: list[Event] = []
+        bank = self._bank
+        assert bank is not None
+        n_pairs, n_mod = len(self.pairs), len(self.modalities)
+        nan_pairs = np.full(n_pairs, np.nan)
+        for s, (t, now, ar) in enumerate(steps):
+            shared: list[float] = []
+            while self._shared_pending and self._shared_pending[0][0] <= t + 1e-9:
+                te, what = self._shared_pending.pop(0)
+                self.shared_events.append((te, what))
+                shared.append(te)
+            if ar is not None:
+                self._recent_arousal.append(ar[2])
+            sync, chance, chance_sd = (np.full((n_pairs, n_mod), np.nan) for _ in range(3))
+            for k, m in enumerate(self.modalities):
+                if m in now:
+                    _, sync[:, k], chance[:, k], chance_sd[:, k] = now[m]
+            blocked = self._blocked_pairs(t) if any(self._losses.values()) else None
+            recs, times = bank.step(t, sync, chance, chance_sd, blocked,
+                                    np.ascontiguousarray(ar[1]) if ar is not None else nan_pairs,
+                                    np.ascontiguousarray(llr[s]), shared)
+            for rec, tm in zip(recs, times):
+                events.extend(self._bank_event(rec, tm))
+            self._group_prior()
+            for p, ep in self._open.items():
+                self._refresh(p, ep)
+        return events
+
+    def _bank_event(self, rec: list, tm: list) -> list[Event]:
+        """The events of one record of the pair bank (``_pair_kernels.K_*``), as ``_episode_events`` makes them."""
+        kind, p = rec[0], rec[1]
+        if kind == 0:  # K_STATE
+            return [StateChanged(t=tm[0], state=STATES[rec[2]], previous=STATES[rec[3]], pair=self.pairs[p])]
+        ev: PairEvent
+        if kind == 1:  # K_RUPTURE
+            ev = PairRupture(t=tm[0], onset_s=tm[1], who=(self.participants[rec[2]],) if rec[2] >= 0 else None)
+            return self._episode_events(p, ev, dropping=(rec[4], rec[5]))
+        if kind == 2:  # K_REPAIRED
+            ev = PairRepaired(t=tm[0], offset_s=tm[1], below_s=tm[2])
+        elif kind == 3:  # K_LAPSED
+            ev = PairLapsed(t=tm[0], offset_s=tm[1])
+        elif kind == 4:  # K_INTERRUPTED
+            ev = PairInterrupted(t=tm[0], offset_s=tm[1])
+        else:  # pragma: no cover
+            raise RuntimeError(f"pair bank: unknown record kind {kind}")
+        return self._episode_events(p, ev)
+
+    def _blocked_pairs(self, t: float) -> np.ndarray:
+        """``_blocked(p, t)`` of every pair at once, shape (n_pairs,) bool: either person's signal loss."""
+        guard = self.window_s + self.cfg.loss_guard_s
+        lost = np.array([any(known <= t + 1e-9 and (offset is None or t < offset + guard)
+                             for _onset, known, offset in self._losses[person]) for person in self.participants])
+        i, j = self._iu
+        return lost[i] | lost[j]
 
     def _learned_llr(self, steps: list) -> np.ndarray:
         """The learned log-likelihood ratio of every pair at each step (NaN when not used), shape (n_steps, n_pairs).
@@ -1550,11 +1647,11 @@ class RuptureDetector:
                     ep.modalities.append(m)
             ep.confidence = _confidence(self._available(p), ep.modalities, ep.depth)
 
-    def _episode_events(self, p: int, ev: PairEvent) -> list[Event]:
+    def _episode_events(self, p: int, ev: PairEvent, dropping: tuple[int, int] | None = None) -> list[Event]:
         """What one event of pair ``p``'s machine means for the detector.
 
         A state change is passed on, naming the pair; a rupture, repair, lapse or interruption becomes an event of
-        the pair's episode (none when there is no episode to open or close).
+        the pair's episode (none when there is no episode to open or close). ``dropping``: see :meth:`_who`.
         """
         pair = self.pairs[p]
         if isinstance(ev, StateChanged):
@@ -1573,7 +1670,7 @@ class RuptureDetector:
                 opened = EpisodeReopened
             else:
                 ep = Episode(
-                    id=len(self.episodes) + 1, pair=pair, people=list(ev.who) if ev.who else self._who(p),
+                    id=len(self.episodes) + 1, pair=pair, people=list(ev.who) if ev.who else self._who(p, dropping),
                     onset_s=draft.onset_s,
                     flagged_s=ev.t, nadir_s=draft.nadir_s, offset_s=None, repaired=False,
                     depth=draft.nadir_drop, modalities=list(draft.modalities), confidence=0.0,
@@ -1602,8 +1699,12 @@ class RuptureDetector:
     def _available(self, p: int) -> int:
         return sum(1 for tr in self.machines[p].tracks.values() if not tr.calibrating)
 
-    def _who(self, p: int) -> list[str]:
-        """Who is disconnecting: in a group, the member of the pair most of whose pairs are dropping."""
+    def _who(self, p: int, dropping: tuple[int, int] | None = None) -> list[str]:
+        """Who is disconnecting: in a group, the member of the pair most of whose pairs are dropping.
+
+        ``dropping``: how many pairs of each of the two are drifting, in a possible rupture or repairing, as the
+        pair bank counted them when the rupture was raised (None: counted here, from the machines).
+        """
         a, b = self.pairs[p]
         if len(self.participants) < 3:
             return [a, b]
@@ -1613,10 +1714,12 @@ class RuptureDetector:
             # one of them moved away from the group in their own arousal: that is who
             return [a] if la > lb else [b]
         score = {}
-        for person in (a, b):
+        for k, person in enumerate((a, b)):
             mine = [q for q, pr in enumerate(self.pairs) if person in pr]
-            dropping = sum(1 for q in mine if self.machines[q].state in ("drifting", "possible_rupture", "repairing"))
-            score[person] = dropping / len(mine)
+            dropping_states = ("drifting", "possible_rupture", "repairing")
+            n_dropping = (sum(1 for q in mine if self.machines[q].state in dropping_states)
+                          if dropping is None else dropping[k])
+            score[person] = n_dropping / len(mine)
         if abs(score[a] - score[b]) < 1e-9:
             return [a, b]
         return [max(score, key=lambda person: score[person])]
@@ -1628,6 +1731,8 @@ class RuptureDetector:
         shared by later calls (a view refreshing 20 times a second between two synchrony windows pays nothing);
         treat them as read-only. The list itself is new on every call.
         """
+        if self._bank is not None and (self._states_cache is None or self._states_cache[0] != self._version):
+            self._states_cache = (self._version, self._bank.states(self.pairs))
         if self._states_cache is None or self._states_cache[0] != self._version:
             out = []
             isfinite = math.isfinite

@@ -1,0 +1,389 @@
+"""Every pair of a large group in arrays, stepped together by one compiled function (the detector's fast path).
+
+:class:`attune_monitor.dsp.detector.PairMachine` and :class:`~attune_monitor.dsp.detector.ModalityTrack` are the
+reference: one Python object per pair and modality, stepped one by one. For a group of many people (hundreds to
+thousands of pairs) that loop dominates the live tick, so :class:`~attune_monitor.dsp.detector.RuptureDetector`
+holds the same state here instead, as a struct of arrays, and steps every pair of a time step, the shared events
+before it and the person-to-group ties after it in one call of the numba kernel
+(:func:`attune_monitor.dsp._pair_kernels.step_all`), which returns compact records that the detector turns into
+the same typed events, in the same order. ``detector.machines`` then holds :class:`PairView` objects: read-only
+views with the reference classes' attributes and methods (``state``, ``evidence``, ``tracks[m].baseline_z``,
+``snapshots()``, ...), read from the arrays.
+
+The bank is used above a size (``detector.PAIR_BANK_MIN_PAIRS``) and only with arming and without the group prior
+(the presets); numba is imported only then (``_pair_kernels`` imports it), so a dyad never loads it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from . import _kernels
+from .detector import (
+    STATES,
+    DetectorConfig,
+    ModalityTrack,
+    PairEpisodeDraft,
+    PairMachine,
+    PairState,
+    pair_words,
+    trim_mean,
+)
+
+__all__ = ["available", "PairBank", "PairView", "TrackView"]
+
+
+def available() -> bool:
+    """True when numba can be imported (the bank needs its kernel)."""
+    if not _kernels.HAVE_NUMBA:
+        return False
+    try:
+        from . import _pair_kernels  # noqa: F401
+    except Exception:  # pragma: no cover - depends on the environment
+        return False
+    return True
+
+
+class PairBank:
+    """The state of every pair's :class:`PairMachine` and its tracks, as arrays (arming, no group prior).
+
+    Parameters
+    ----------
+    modalities : sequence of str
+    config : DetectorConfig
+        With ``arming`` and ``group_prior_weight == 0``.
+    step_s, window_s : float
+        As :class:`PairMachine`.
+    pairs : tuple of ndarray
+        ``(i, j)`` person indices of each pair (``np.triu_indices(n_people, 1)``), shape (n_pairs,) each.
+    n_people : int
+    h_scale : float
+        Every pair's threshold factor (:attr:`PairMachine.h_scale`).
+    tie_h : float | None
+        The person-to-group tie threshold (``threshold * tie_h_scale``); None: no ties (fewer than 3 people).
+
+    Attributes
+    ----------
+    PF, PI, EPM, TF, TI, ARM : ndarray
+        The state (layout: :mod:`attune_monitor.dsp._pair_kernels`): pair floats (n_pairs, NPF), pair ints
+        (n_pairs, NPI), the open draft's modalities (n_pairs, n_mod), track floats (n_pairs, n_mod, NTF), track
+        ints (n_pairs, n_mod, NTI), arming spans (n_pairs, n_mod, maxlen, 3).
+    tie_ev : ndarray, shape (n_people,)
+        Each person's tie evidence (:attr:`RuptureDetector._tie_ev`).
+    """
+
+    def __init__(self, modalities, config: DetectorConfig, step_s: float, window_s: float, pairs, n_people: int,
+                 h_scale: float, tie_h: float | None):
+        from . import _pair_kernels as K
+
+        if not config.arming or config.group_prior_weight > 0:
+            raise ValueError("Invalid config for the pair bank: it needs arming=True and group_prior_weight=0 "
+                             "(use the per-pair machines for other configs).")
+        self.K = K
+        assert (K.T_LASTV, K.T_S0, K.J_FULL, K.J_USED, K.P_HSCALE, K.E_NADIR, K.I_NMODS) == (9, 12, 1, 4, 11, 15, 2), \
+            "the views' columns (_bind_fields) must follow _pair_kernels' layout"
+        self.modalities = tuple(modalities)
+        self.cfg = config
+        self.step_s, self.window_s = float(step_s), float(window_s)
+        self.pa, self.pb = (np.ascontiguousarray(x, dtype=np.int64) for x in pairs)
+        n_pairs, n_mod = self.pa.size, len(self.modalities)
+        self.n_pairs, self.n_mod = n_pairs, n_mod
+        maxlen = max(2, int(round(config.arm_span_s / self.step_s)))
+        nan = math.nan
+        self.PF = np.full((n_pairs, K.NPF), nan)
+        self.PF[:, K.P_EV] = 0.0
+        self.PF[:, K.P_FLOOR] = -math.inf
+        self.PF[:, K.P_HSCALE] = h_scale
+        self.PI = np.zeros((n_pairs, K.NPI), dtype=np.int64)
+        self.PI[:, K.I_STATE] = K.S_CAL
+        self.EPM = np.full((n_pairs, max(n_mod, 1)), -1, dtype=np.int64)
+        self.TF = np.full((n_pairs, n_mod, K.NTF), nan)
+        self.TF[:, :, K.T_VALID] = 0.0
+        self.TF[:, :, K.T_GUARD] = -math.inf
+        self.TF[:, :, K.T_S0:K.T_S0 + 5] = 0.0
+        self.TI = np.zeros((n_pairs, n_mod, K.NTI), dtype=np.int64)
+        self.ARM = np.zeros((n_pairs, n_mod, maxlen, 3))
+        self.tie_ev = np.zeros(n_people)
+        if tie_h is not None:
+            self.pairs_of = np.array([np.flatnonzero((self.pa == i) | (self.pb == i)) for i in range(n_people)],
+                                     dtype=np.int64).reshape(n_people, n_people - 1)
+        else:
+            self.pairs_of = np.zeros((0, 0), dtype=np.int64)
+        self.weights = np.array([config.weight(m) for m in self.modalities], dtype=float)
+        self.prm = self._params(config, tie_h)
+        self._rec_cap = 0
+        self.rec_i = self.rec_f = np.zeros((0, 0))
+        self._no_shared = np.zeros(0)
+        self._no_block = np.zeros(n_pairs, dtype=np.bool_)
+        self._rounded: dict = {}  # (modality index, column) -> (the values, as int64 bits; their round(x, 4) or None)
+
+    def _params(self, cfg: DetectorConfig, tie_h: float | None) -> np.ndarray:
+        """The config vector of the kernel (``_pair_kernels.C_*``), derived exactly as the Python classes do."""
+        K, step = self.K, self.step_s
+        prm = np.zeros(K.N_PRM)
+        prm[K.C_STEP], prm[K.C_WINDOW] = step, self.window_s
+        prm[K.C_A_SMOOTH] = 1.0 - math.exp(-step / max(cfg.smooth_s, 1e-9))
+        prm[K.C_A_BASE] = 1.0 - 0.5 ** (step / max(cfg.baseline_halflife_s, 1e-9))
+        prm[K.C_A_CHANCE] = 1.0 - 0.5 ** (step / max(cfg.chance_halflife_s, 1e-9))
+        prm[K.C_GUARD], prm[K.C_MIN_MARGIN] = cfg.loss_guard_s, cfg.min_margin
+        prm[K.C_ARM_MIN], prm[K.C_ARM_SIGMA], prm[K.C_TRIM] = cfg.arm_min_excess, cfg.arm_sigma, cfg.calibration_trim
+        prm[K.C_DROP_CLIP], prm[K.C_Z_SD], prm[K.C_REF_SD] = cfg.drop_clip, cfg.z_sd, cfg.ref_chance_sd
+        prm[K.C_SINGLE_H] = cfg.single_h_factor
+        prm[K.C_LEARNED] = 1.0 if cfg.evidence == "learned" else 0.0
+        prm[K.C_AR_EVIDENCE] = 1.0 if cfg.arousal_evidence else 0.0
+        prm[K.C_CUSUM_K], prm[K.C_CUSUM_H] = cfg.cusum_k, cfg.cusum_h
+        prm[K.C_AR_FLOOR], prm[K.C_AR_CLIP], prm[K.C_AR_K], prm[K.C_AR_H] = (
+            cfg.arousal_floor, cfg.arousal_clip, cfg.arousal_k, cfg.arousal_h)
+        prm[K.C_AR_IN_TUNE], prm[K.C_AR_RUPTURE] = cfg.arousal_in_tune, cfg.arousal_rupture
+        prm[K.C_L_CLIP], prm[K.C_L_K], prm[K.C_L_GATE] = cfg.learned_clip, cfg.learned_k, cfg.learned_sync_gate
+        prm[K.C_THRESHOLD], prm[K.C_DRIFT] = cfg.threshold, cfg.drift_threshold
+        prm[K.C_ONSET_FRAC], prm[K.C_LEARN_EV] = cfg.onset_frac, cfg.learn_evidence
+        prm[K.C_MIN_REPAIRED], prm[K.C_REPAIR], prm[K.C_REPAIRED], prm[K.C_RELAPSE] = (
+            cfg.min_repaired_s, cfg.repair_frac, cfg.repaired_frac, cfg.relapse_frac)
+        prm[K.C_REPAIR_DELAY], prm[K.C_ONSET_DELAY], prm[K.C_LAPSE] = (
+            cfg.repair_delay_s, cfg.onset_delay_s, cfg.lapse_s)
+        prm[K.C_CAP_DOWN], prm[K.C_CAP_UP] = cfg.baseline_cap_down, cfg.baseline_cap_up
+        prm[K.C_TIE_H] = math.nan if tie_h is None else tie_h
+        prm[K.C_TWO] = 2.0
+        prm[K.C_MULTI] = 1.0 if len(self.modalities) >= 2 else 0.0
+        prm[K.C_ARMING] = 1.0
+        return prm
+
+    def step(self, t: float, sync: np.ndarray, chance: np.ndarray, chance_sd: np.ndarray, blocked: np.ndarray | None,
+             arousal: np.ndarray, llr: np.ndarray, shared_t: list[float]) -> tuple[list, list]:
+        """Step every pair once (after the shared events ``shared_t`` reached at ``t``).
+
+        Parameters
+        ----------
+        t : float
+        sync, chance, chance_sd : ndarray, shape (n_pairs, n_mod)
+            This step's windows (NaN where missing).
+        blocked : ndarray of bool, shape (n_pairs,) | None
+            Pairs whose windows hold a signal loss (None: none).
+        arousal, llr : ndarray, shape (n_pairs,)
+        shared_t : list of float
+            Times of the shared events the detector reached at this step, in order.
+
+        Returns
+        -------
+        records : list of list
+            Per record ``[kind, pair, a, b, c, d]`` (``_pair_kernels.K_*``; armed tracks are settled here and not
+            returned).
+        times : list of list
+            Per record ``[t, x, y]``.
+        """
+        K = self.K
+        need = self.n_pairs * (8 + 2 * self.n_mod) * (1 + len(shared_t)) + 16
+        if need > self._rec_cap:
+            self._rec_cap = need
+            self.rec_i = np.zeros((need, K.NRI), dtype=np.int64)
+            self.rec_f = np.zeros((need, K.NRF))
+        n = K.step_all(float(t), np.asarray(shared_t, dtype=float) if shared_t else self._no_shared,
+                       sync, chance, chance_sd, self._no_block if blocked is None else blocked,
+                       arousal, llr, self.prm, self.weights, self.PF, self.PI, self.EPM, self.TF, self.TI, self.ARM,
+                       self.pa, self.pb, self.pairs_of, self.tie_ev, self.rec_i, self.rec_f)
+        if n > self._rec_cap:  # pragma: no cover - the capacity bounds what one step can emit
+            raise RuntimeError(f"pair bank: {n} records in one step, more than the {self._rec_cap} allowed")
+        recs, times = self.rec_i[:n].tolist(), self.rec_f[:n].tolist()
+        if any(r[0] == K.K_ARMED for r in recs):
+            keep = []
+            for r, tm in zip(recs, times):
+                if r[0] == K.K_ARMED:
+                    self._settle_baseline(r[1], r[2], bool(r[3]))
+                else:
+                    keep.append((r, tm))
+            recs, times = [r for r, _ in keep], [tm for _, tm in keep]
+        return recs, times
+
+    def arm_span(self, p: int, m: int) -> np.ndarray:
+        """The arming span of pair ``p``, modality index ``m``, oldest first, shape (n_windows, 3)."""
+        K = self.K
+        head, ln = int(self.TI[p, m, K.J_HEAD]), int(self.TI[p, m, K.J_LEN])
+        idx = (head + np.arange(ln)) % self.ARM.shape[2]
+        return self.ARM[p, m, idx]
+
+    def _settle_baseline(self, p: int, m: int, first: bool) -> None:
+        """The baseline of a track armed this step: :func:`trim_mean` of its span's z, as ``ModalityTrack.step``."""
+        K = self.K
+        zs = self.arm_span(p, m)[:, 0].tolist()
+        b = float(trim_mean(zs, self.cfg.calibration_trim))
+        self.TF[p, m, K.T_BASE] = b
+        if first:
+            self.TF[p, m, K.T_FIRST] = b
+
+    def states(self, pairs: list) -> list[dict]:
+        """``RuptureDetector.pair_states()`` of the bank: per pair the dict the per-pair machines give, in bulk.
+
+        The same keys and values (each number computed by the same Python function: ``math.tanh``, ``round``)
+        as ``PairMachine`` / ``ModalityTrack.snapshot``, built from per-field lists instead of attribute reads.
+        """
+        K = self.K
+        isfinite, tanh = math.isfinite, math.tanh
+        cal, nit = STATES[K.S_CAL], STATES[K.S_NIT]
+        codes = self.PI[:, K.I_STATE].tolist()
+        states = [STATES[c] for c in codes]
+        oot = [None if x != x else x for x in self.PF[:, K.P_OOT].tolist()]
+        evidence = self.PF[:, K.P_EV].tolist()
+        drop = [x if isfinite(x) else None for x in self.PF[:, K.P_SDROP].tolist()]
+        snaps = []
+        for m in range(self.n_mod):
+            tf = self.TF[:, m]
+            base, chance, sync, d = (tf[:, c].tolist() for c in (K.T_BASE, K.T_CZ, K.T_SZ, K.T_DROP))
+            ex, se = self._rounded4(m, K.T_EXC), self._rounded4(m, K.T_SE)
+            full = self.TI[:, m, K.J_FULL].tolist()
+            snaps.append([
+                {"state": st if armed else (nit if f else cal),
+                 "baseline": tanh(b) if armed else None,
+                 "chance": tanh(c) if isfinite(c) else None,
+                 "sync": tanh(sz) if isfinite(sz) else None,
+                 "drop": dd if isfinite(dd) else None,
+                 "armed": armed,
+                 "excess": e,
+                 "excess_se": s}
+                for st, b, c, sz, dd, e, s, f, armed in zip(states, base, chance, sync, d, ex, se, full,
+                                                           map(isfinite, base))])
+        mods = self.modalities
+        unarmed = (K.S_CAL, K.S_NIT, K.S_OOT)
+        words = [pair_words(st) for st in STATES]
+        return [{"pair": pair, "state": st, "words": words[code] if since is None else pair_words(st, since),
+                 "evidence": ev, "drop": dr,
+                 "armed": code not in unarmed, "out_of_tune_since": since, "modalities": dict(zip(mods, row))}
+                for pair, st, code, since, ev, dr, row in zip(pairs, states, codes, oot, evidence, drop,
+                                                              zip(*snaps))]
+
+
+    def _rounded4(self, m: int, col: int) -> list:
+        """``round(x, 4)`` (None where not finite) of track column ``col`` of every pair in modality ``m``.
+
+        The arming excess and its standard error change only while a track is arming, and ``round`` is the
+        dearest call of :meth:`states`: the values of the last call are kept and only those that changed (bit for
+        bit) are rounded again.
+        """
+        x = np.ascontiguousarray(self.TF[:, m, col])
+        bits = x.view(np.int64)
+        kept = self._rounded.get((m, col))
+        isfinite = math.isfinite
+        if kept is None:
+            out = [round(v, 4) if isfinite(v) else None for v in x.tolist()]
+        else:
+            out = kept[1]
+            for k in np.flatnonzero(bits != kept[0]).tolist():
+                v = float(x[k])
+                out[k] = round(v, 4) if isfinite(v) else None
+        self._rounded[m, col] = (bits.copy(), out)
+        return out
+
+
+class _Field:
+    """An attribute of a view read from (and written to) one column of a bank array row."""
+
+    def __init__(self, row: str, col: int, kind: str = "float"):
+        self.row, self.col, self.kind = row, col, kind
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        v = getattr(obj, self.row)[self.col]
+        if self.kind == "optional":
+            return None if v != v else float(v)
+        if self.kind == "bool":
+            return bool(v)
+        if self.kind == "state":
+            return STATES[int(v)]
+        return float(v)
+
+    def __set__(self, obj, value) -> None:
+        if self.kind == "optional":
+            value = math.nan if value is None else value
+        elif self.kind == "state":
+            value = STATES.index(PairState(value))
+        getattr(obj, self.row)[self.col] = value
+
+
+class TrackView(ModalityTrack):
+    """One pair's track in one modality of a :class:`PairBank`, with :class:`ModalityTrack`'s attributes (read)."""
+
+    def __init__(self, bank: PairBank, p: int, m: int):  # (no ModalityTrack.__init__: the state is the bank's)
+        self.modality = bank.modalities[m]
+        self.cfg = bank.cfg
+        self.step_s, self.window_s = bank.step_s, bank.window_s
+        self._bank, self._p, self._m = bank, p, m
+        self._tf, self._ti = bank.TF[p, m], bank.TI[p, m]
+
+    def _arm_view(self) -> deque:
+        """``ModalityTrack._arm``: the arming span (a copy)."""
+        span = self._bank.arm_span(self._p, self._m)
+        return deque((tuple(x) for x in span.tolist()), maxlen=self._bank.ARM.shape[2])
+
+    def _arm_sums_view(self) -> list:
+        """``ModalityTrack._arm_sums`` (a copy)."""
+        return self._tf[12:17].tolist()
+
+    def step(self, *args, **kwargs):
+        """Not available: the bank steps every track (:meth:`PairBank.step`)."""
+        raise TypeError("a TrackView is read-only: the PairBank steps its tracks")
+
+    reset = learn = step
+
+
+class PairView(PairMachine):
+    """One pair of a :class:`PairBank`, with :class:`PairMachine`'s attributes and read methods."""
+
+    def __init__(self, bank: PairBank, p: int):  # (no PairMachine.__init__: the state is the bank's)
+        self.modalities = bank.modalities
+        self.cfg = bank.cfg
+        self.step_s, self.window_s = bank.step_s, bank.window_s
+        self._bank, self._p = bank, p
+        self._pf, self._pi = bank.PF[p], bank.PI[p]
+        self._weight = {m: bank.cfg.weight(m) for m in self.modalities}
+        self.tracks = {m: TrackView(bank, p, k) for k, m in enumerate(self.modalities)}
+
+    n_used = 0
+
+    def _used_view(self) -> list:
+        """``PairMachine.used``: the modalities that gave evidence at the last step, in order."""
+        ti = self._bank.TI[self._p]
+        return [m for k, m in enumerate(self.modalities) if ti[k, 4]]
+
+    def _episode_view(self) -> PairEpisodeDraft | None:
+        """``PairMachine.episode``: the possible rupture being followed (a copy, built from the bank)."""
+        pi, pf = self._pi, self._pf
+        if not pi[1]:
+            return None
+        mods = [self.modalities[k] for k in self._bank.EPM[self._p, :int(pi[2])].tolist()]
+        return PairEpisodeDraft(float(pf[12]), float(pf[13]), float(pf[14]), float(pf[15]), mods)
+
+    def step(self, *args, **kwargs):
+        """Not available: the bank steps every pair (:meth:`PairBank.step`)."""
+        raise TypeError("a PairView is read-only: the PairBank steps its pairs")
+
+    flag = shared_event = _set = _close_unarmed = step
+
+
+def _bind_fields() -> None:
+    """The views' data attributes, by column (``_pair_kernels``' layout, repeated here to keep numba lazy).
+
+    (Attached with ``setattr``: they replace the reference classes' instance attributes by descriptors.)
+    """
+    track: dict = {name: _Field("_tf", col) for name, col in (
+        ("valid_s", 0), ("baseline_z", 1), ("first_baseline_z", 2), ("chance_z", 3), ("chance_sd", 4), ("z", 5),
+        ("smooth_z", 6), ("drop", 7), ("_guard_until", 8), ("excess", 10), ("excess_se", 11))}
+    track.update(_last_valid_t=_Field("_tf", 9, "optional"), just_calibrated=_Field("_ti", 0, "bool"),
+                 ever_full=_Field("_ti", 1, "bool"), _arm=property(TrackView._arm_view),
+                 _arm_sums=property(TrackView._arm_sums_view))
+    pair: dict = {name: _Field("_pf", col) for name, col in (
+        ("evidence", 1), ("drop", 4), ("smooth_drop", 5), ("smooth_arousal", 6), ("last_inc", 7),
+        ("_onset_floor", 10), ("h_scale", 11))}
+    pair.update({name: _Field("_pf", col, "optional") for name, col in (
+        ("state_since", 0), ("_run_start", 2), ("_low_t", 3), ("out_of_tune_since", 8), ("_cand_since", 9))})
+    pair.update(state=_Field("_pi", 0, "state"), used=property(PairView._used_view),
+                episode=property(PairView._episode_view))
+    for cls, fields in ((TrackView, track), (PairView, pair)):
+        for name, descriptor in fields.items():
+            setattr(cls, name, descriptor)
+
+
+_bind_fields()
