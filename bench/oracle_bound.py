@@ -60,7 +60,7 @@ def person_drops(d: dict, config) -> tuple[dict, list]:
 
     D.PairMachine.step = step
     try:
-        det = tune_detector.replay(d, config)
+        det = tune_detector.replay(d, config, pair_bank=False)  # (the per-pair machines: their step is hooked)
     finally:
         D.PairMachine.step = orig
     truth = d["truth"]

@@ -33,7 +33,7 @@ from .detector import (
     trim_mean,
 )
 
-__all__ = ["available", "PairBank", "PairView", "TrackView"]
+__all__ = ["available", "PairBank", "PairView", "TrackView", "round4"]
 
 
 def available() -> bool:
@@ -118,7 +118,7 @@ class PairBank:
         self.rec_i = self.rec_f = np.zeros((0, 0))
         self._no_shared = np.zeros(0)
         self._no_block = np.zeros(n_pairs, dtype=np.bool_)
-        self._rounded: dict = {}  # (modality index, column) -> (the values, as int64 bits; their round(x, 4) or None)
+        self._words = [pair_words(st) for st in STATES]  # each state's words (out of tune: without its "since")
 
     def _params(self, cfg: DetectorConfig, tie_h: float | None) -> np.ndarray:
         """The config vector of the kernel (``_pair_kernels.C_*``), derived exactly as the Python classes do."""
@@ -247,7 +247,7 @@ class PairBank:
                                                            map(isfinite, base))])
         mods = self.modalities
         unarmed = (K.S_CAL, K.S_NIT, K.S_OOT)
-        words = [pair_words(st) for st in STATES]
+        words = self._words
         return [{"pair": pair, "state": st, "words": words[code] if since is None else pair_words(st, since),
                  "evidence": ev, "drop": dr,
                  "armed": code not in unarmed, "out_of_tune_since": since, "modalities": dict(zip(mods, row))}
@@ -256,25 +256,38 @@ class PairBank:
 
 
     def _rounded4(self, m: int, col: int) -> list:
-        """``round(x, 4)`` (None where not finite) of track column ``col`` of every pair in modality ``m``.
+        """``round(x, 4)`` (None where not finite) of track column ``col`` of every pair in modality ``m``."""
+        return round4(self.TF[:, m, col])
 
-        The arming excess and its standard error change only while a track is arming, and ``round`` is the
-        dearest call of :meth:`states`: the values of the last call are kept and only those that changed (bit for
-        bit) are rounded again.
-        """
-        x = np.ascontiguousarray(self.TF[:, m, col])
-        bits = x.view(np.int64)
-        kept = self._rounded.get((m, col))
-        isfinite = math.isfinite
-        if kept is None:
-            out = [round(v, 4) if isfinite(v) else None for v in x.tolist()]
-        else:
-            out = kept[1]
-            for k in np.flatnonzero(bits != kept[0]).tolist():
-                v = float(x[k])
-                out[k] = round(v, 4) if isfinite(v) else None
-        self._rounded[m, col] = (bits.copy(), out)
-        return out
+
+def round4(x: np.ndarray) -> list:
+    """``[round(v, 4) if math.isfinite(v) else None for v in x]``, bit for bit, mostly vectorised.
+
+    ``round`` is the dearest call of :meth:`PairBank.states`. Where ``y = x * 1e4`` is more than 1e-6 from a
+    half-integer (and below 1e15), the integer nearest to ``x * 10**4`` is ``rint(y)`` (the product's rounding
+    error is far smaller than that distance), and ``k / 1e4`` (both exact) is the double nearest to ``k * 10**-4``,
+    which is what ``round(v, 4)`` returns; the others (halfway cases) are rounded by ``round`` itself.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,)
+
+    Returns
+    -------
+    list of float or None, length n
+    """
+    x = np.asarray(x, dtype=float)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = x * 1e4
+        k = np.rint(y)
+        easy = (np.abs(np.abs(y - k) - 0.5) > 1e-6) & (np.abs(y) < 1e15)
+        r = k / 1e4
+    out = r.tolist()
+    finite = np.isfinite(x)
+    for i in np.flatnonzero(~(easy & finite)).tolist():
+        v = float(x[i])
+        out[i] = round(v, 4) if math.isfinite(v) else None
+    return out
 
 
 class _Field:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -260,3 +261,14 @@ def test_a_simulated_group_session_through_the_pipeline_gives_the_same_episodes(
     assert [repr(ep) for ep in got.episodes] == [repr(ep) for ep in ref.episodes]
     assert [ep.to_json() for ep in got.episodes] == [ep.to_json() for ep in ref.episodes]
     assert got.state_changes == ref.state_changes and got.flag_times == ref.flag_times
+
+
+def test_round4_is_round_bit_for_bit():
+    """``pair_bank.round4`` (pair_states' excess) against Python's ``round(x, 4)``, halfway cases included."""
+    rng = np.random.default_rng(0)
+    half = (rng.integers(-10**6, 10**6, 50000) + 0.5) / 1e4  # decimals ending in 5 at the 5th place
+    near = half + rng.choice([-1, 1], half.size) * np.spacing(half) * rng.integers(0, 3, half.size)
+    x = np.concatenate([rng.standard_normal(50000) * s for s in (1e-4, 1e-2, 1.0, 1e3)] + [half, near, [
+        0.0, -0.0, np.nan, np.inf, -np.inf, 1e300, -1e-320, 5e-5, -5e-5, 1.5e15, 0.00015, 2.675]])
+    want = [round(v, 4) if math.isfinite(v) else None for v in x.tolist()]
+    assert repr(pair_bank.round4(x)) == repr(want)  # (repr: -0.0 and 0.0 apart)
