@@ -97,7 +97,7 @@ class _Scratch:
         return a
 
 
-def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None):
+def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prepared=None):
     """WCC summary of fully valid windows from sums (one matmul for all lags).
 
     The numbers of
@@ -109,6 +109,10 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None):
     ia, ib : pair index; L : max lag (samples); detrend : bool; fs : grid rate (Hz)
     scratch : _Scratch, optional
         Where the large work arrays are kept between calls (None: allocated per call).
+    prepared : ndarray, shape (n_windows, n_people, L + 1, n_people), optional
+        r at every lag (``[w, a, l, b]``: a's segment 0 with b's segment at lag l), prepared while the windows'
+        samples arrived (:meth:`SynchronyEngine._lags_ahead`; the same r within rounding); used once the stack is
+        found not flat.
 
     Returns
     -------
@@ -137,6 +141,8 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None):
     scale = np.maximum(1.0, np.abs(mean))[..., None]
     if ((c <= sy.FAST_REL * S2) | (c <= sy.FLAT_ABS * n * scale * scale)).any():
         return None
+    if prepared is not None:
+        return _xcorr_peaks(np.clip(prepared, -1.0, 1.0, out=prepared), ia, ib, L, fs)
     inv = 1.0 / np.sqrt(c)
     # r at every lag from one matrix product per window: the lead segments' residuals (less their mean, and
     # their trend when detrending), scaled to unit norm, times every person's segment at each lag scaled by its
@@ -151,6 +157,11 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None):
     np.matmul(lead, follow.reshape(n_w, L1 * P, n).swapaxes(-1, -2), out=r)
     r = r.reshape(n_w, P, L1, P)
     np.clip(r, -1.0, 1.0, out=r)  # [w, a, l, b]: r of a's segment 0 with b's segment at lag l
+    return _xcorr_peaks(r, ia, ib, L, fs)
+
+
+def _xcorr_peaks(r, ia, ib, L, fs):
+    """Peak over lags of r, shape (n_windows, n_people, L + 1, n_people): (r0, rmax, lag_s, leader) per pair."""
     # peak picking as summarize_xcorr: [a, b] at lag l is "a leads b"; ties to 0, -1, +1, -2, ...
     p0 = r[:, ia, 0, ib]
     if L:
@@ -333,6 +344,18 @@ class _ModalityState:
     ph_index: np.ndarray | None = None   # (R,) window index held in each ring slot (-1 = none)
     ph_held: tuple | None = None         # (mean, sd) (n_pairs,) of the last window with a computed chance level
     ph_pending: Any = None               # _PhasicAhead of the next window with a chance level, or None
+    wcc_pending: Any = None              # _LagsAhead of the next lead-lag window, or None
+
+
+@dataclass
+class _LagsAhead:
+    """A lead-lag window's r at every lag in the making (:meth:`SynchronyEngine._lags_ahead`)."""
+
+    j: int  # the window
+    anchor: np.ndarray  # (n_people,) the lead segments' mean
+    lead: np.ndarray  # (n_people, n) the lead segments' residuals (less mean and trend), unit norm
+    r: np.ndarray  # (1, n_people, L + 1, n_people) r of the lags so far
+    n_done: int = 0  # lags done
 
 
 @dataclass
@@ -484,8 +507,10 @@ class SynchronyEngine:
             with _one_blas_thread():
                 out = self._compute(modalities)
         for m in modalities:
+            st = self.state[m]
             if m in self.config.phasic_modalities:
-                self._phasic_ahead(self.state[m])
+                self._phasic_ahead(st)
+            self._lags_ahead(st, st.groups["wcc"].next_j, st.n_total)
         return out
 
     def _append(self, st: _ModalityState, b: np.ndarray) -> None:
@@ -618,7 +643,8 @@ class SynchronyEngine:
         for js, W, g, parts in self._stacks(modalities, "wcc"):
             summ = None
             if np.isfinite(W).all():
-                summ = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend, self.fs, self._scratch)
+                summ = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend, self.fs, self._scratch,
+                                   self._lags_prepared(js, [m for m, _ in parts]))
             if summ is None:
                 Rl, s = sy.xcorr_windows(W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
                 summ = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
@@ -663,6 +689,80 @@ class SynchronyEngine:
         else:  # the session's first window: no sample before it
             seg = np.concatenate([np.full((self.n_people, -first), np.nan), st.buf[:, : first + span]], axis=1)
         return sy.window_view(np.diff(seg, axis=1), g.win, g.step, n)
+
+    def _lags_ahead(self, st: _ModalityState, j: int, n_total: int) -> _LagsAhead | None:
+        """Prepare lead-lag window ``j``'s r at the lags whose segments are complete within ``n_total`` samples.
+
+        The lead segment (the window's first ``win - L`` samples) is complete ``L`` samples before the window, the
+        segment at lag ``l`` ``L - l`` before it: per tick, the products of the lead residuals with each newly
+        complete lagged segment (one small matrix product), so the window's tick only checks flatness and picks
+        the peaks. The segments are anchored on the lead's mean rather than the window's (which is not known
+        yet): the same r within rounding. Nothing is prepared over missing samples (the direct path decides).
+        Returns the work so far (None: none).
+        """
+        g = st.groups["wcc"]
+        L = self.max_lag
+        n, L1 = g.win - L, L + 1
+        start = j * g.step
+        n_ready = min(n_total - start - n + 1, L1)
+        p = st.wcc_pending
+        if p is not None and p.j != j:
+            p = st.wcc_pending = None
+        if n_ready < 1 or start < st.buf_start or (p is not None and p.n_done >= n_ready):
+            return p
+        x = st.buf[:, start - st.buf_start: start - st.buf_start + n + n_ready - 1]
+        if not np.isfinite(x).all():
+            st.wcc_pending = None
+            return None
+        detrend = self.config.wcc_detrend
+        tc = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        ctt = n * (n * n - 1) / 12.0
+
+        def norm_sums(seg):  # residual variance of each segment (less mean, and trend when detrending)
+            s1 = seg.sum(-1)
+            c = np.einsum("ij,ij->i", seg, seg) - s1 * s1 / n
+            st_ = seg @ tc if detrend else None
+            if st_ is not None:
+                c = c - st_ * st_ / ctt
+            return s1, st_, c
+
+        if p is None:
+            anchor = x[:, :n].mean(-1)
+            y0 = x[:, :n] - anchor[:, None]
+            s1, st0, c0 = norm_sums(y0)
+            if not (c0 > 0).all():
+                return None  # (nearly) flat: the direct path decides
+            lead = y0 - (s1 / n)[:, None]
+            if st0 is not None:
+                lead -= (st0 / ctt)[:, None] * tc
+            lead *= (1.0 / np.sqrt(c0))[:, None]
+            r = self._scratch.get(f"lags_ahead_{id(st)}", (1, self.n_people, L1, self.n_people))
+            p = st.wcc_pending = _LagsAhead(j, anchor, lead, r)
+        Y = x - p.anchor[:, None]
+        with _one_blas_thread(), np.errstate(invalid="ignore", divide="ignore"):
+            for lag in range(p.n_done, n_ready):
+                seg = Y[:, lag: lag + n]
+                c = norm_sums(seg)[2]
+                np.matmul(p.lead, (seg * (1.0 / np.sqrt(c))[:, None]).T, out=p.r[0, :, lag, :])
+        p.n_done = n_ready
+        return p
+
+    def _lags_prepared(self, js, modalities):
+        """The prepared r of lead-lag window ``js`` (one window) for the stacked ``modalities``, or None.
+
+        Finishes each modality's preparation with the samples now in (the last lags).
+        """
+        if len(js) != 1:
+            return None
+        rs = []
+        for m in modalities:
+            st = self.state[m]
+            p = self._lags_ahead(st, int(js[0]), st.n_total)
+            st.wcc_pending = None
+            if p is None or p.n_done < self.max_lag + 1 or not np.isfinite(p.r).all():
+                return None
+            rs.append(p.r)
+        return rs[0] if len(rs) == 1 else np.concatenate(rs, 0)
 
     def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
         """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.

@@ -406,3 +406,54 @@ def test_fast_lagged_r_equals_the_direct_r(rng, detrend):
         np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=1e-11)
         np.testing.assert_array_equal(got[2], ref[2])
         np.testing.assert_array_equal(got[3], ref[3])
+
+
+@pytest.mark.parametrize("P, chunks, detrend", [(3, (1,), True), (5, (1, 2, 3, 7), False), (9, (1, 4), True),
+                                                (64, (1,), True)])
+def test_lead_lag_prepared_over_ticks_equals_the_direct_computation(rng, P, chunks, detrend):
+    """Issue 21: a lead-lag window's r at each lag is prepared as its lagged segments complete (the lead segment
+    anchored on its own mean); the window's tick checks flatness and picks the peaks. The same r within 1e-12 as
+    the preparation switched off and as one batch push, the same peak lags, leaders and statuses, chunked in
+    different sizes across gaps and a flat stretch."""
+    n = 1300 if P < 64 else 1000
+    blocks = {"eda": _phasic_session(rng, P, n), "hr": 70 + 10 * _phasic_session(rng, P, n)}
+    cfg = EngineConfig(wcc_step_s=5.0, wcc_detrend=detrend, chance_of=())
+    sizes = rng.choice(chunks, size=n)
+    names = ("wcc_r0", "wcc_rmax", "wcc_lag_s", "wcc_leader")
+
+    def run(ahead: bool, batch: bool = False):
+        eng = SynchronyEngine(P, FS, cfg)
+        if not ahead:
+            eng._lags_ahead = lambda st, j, n_total: None
+        used = []
+        real = eng._lags_prepared
+
+        def spy(js, modalities):
+            r = real(js, modalities)
+            used.append(r is not None)
+            return r
+
+        eng._lags_prepared = spy
+        outs: dict = {}
+        i = k = 0
+        while i < n:
+            step = n if batch else int(sizes[k])
+            for m, res in eng.push({m: b[:, i: i + step] for m, b in blocks.items()}).items():
+                for name in names:
+                    if name in res:
+                        outs.setdefault((m, name), []).append((res[name].values, res[name].status))
+            i, k = i + step, k + 1
+        return {key: tuple(np.concatenate(p, 1) for p in zip(*v)) for key, v in outs.items()}, used
+
+    got, used = run(ahead=True)
+    direct, none = run(ahead=False)
+    batch, _ = run(ahead=False, batch=True)
+    assert sum(used) >= 0.6 * len(used) and not any(none)  # most windows prepared (not those over gaps)
+    for key, (v, s) in got.items():
+        for ref in (direct[key], batch[key]):
+            np.testing.assert_array_equal(s, ref[1])
+            if key[1] in ("wcc_lag_s", "wcc_leader"):
+                np.testing.assert_array_equal(v, ref[0])
+            else:
+                np.testing.assert_allclose(v, ref[0], rtol=0, atol=1e-12)
+    assert (got[("hr", "wcc_r0")][1] != sy.OK).any()  # gaps / flat windows went the direct way
