@@ -105,17 +105,19 @@ def _plan(seed: int, n_people: int, n_steps: int) -> list:
     return ops
 
 
-def _run(ops: list, n_people: int, config, bank: bool):
-    det = RuptureDetector([f"P{i}" for i in range(n_people)], ("hr", "eda"), 1.0, config, arousal=True,
+def _run(ops: list, n_people: int, config, bank: bool, modalities=("hr", "eda"), arousal: bool = True):
+    det = RuptureDetector([f"P{i}" for i in range(n_people)], modalities, 1.0, config, arousal=arousal,
                           pair_bank=bank)
     assert (det._bank is not None) == bank
     out: list = []
     looks: list = []
     for op in ops:
         if op[0] == "sync":
-            out += det.update(op[1], op[2], op[3], op[4], op[5])
+            if op[1] in modalities:
+                out += det.update(op[1], op[2], op[3], op[4], op[5])
         elif op[0] == "arousal":
-            out += det.update_arousal(op[1], op[2], op[3])
+            if arousal:
+                out += det.update_arousal(op[1], op[2], op[3])
         elif op[0] == "shared":
             det.note_shared_event(op[1], op[2])
         elif op[0] == "loss":
@@ -166,6 +168,19 @@ def test_bank_gives_the_machines_events_states_and_episodes(seed, n_people, conf
     assert [repr(e) for e in got[3]] == [repr(e) for e in ref[3]]
     assert _state_of(got[0]) == _state_of(ref[0])
     assert got[0].shared_events == ref[0].shared_events and ref[0].shared_events
+
+
+@pytest.mark.parametrize("modalities, arousal, config", [
+    (("hr",), True, "learned"), (("hr", "eda"), False, "analytic"), (("eda",), False, "analytic")])
+def test_bank_without_arousal_or_with_one_modality(modalities, arousal, config):
+    ops = _plan(9, 6, 420)
+    ref = _run(ops, 6, CONFIGS[config], False, modalities, arousal)
+    got = _run(ops, 6, CONFIGS[config], True, modalities, arousal)
+    assert any(type(e).__name__ == "StateChanged" for e in ref[1])
+    assert [repr(e) for e in got[1]] == [repr(e) for e in ref[1]]
+    assert got[2] == ref[2]
+    assert [repr(e) for e in got[3]] == [repr(e) for e in ref[3]]
+    assert _state_of(got[0]) == _state_of(ref[0])
 
 
 def test_the_random_sessions_cover_every_kind_of_event():
