@@ -109,10 +109,11 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
     ia, ib : pair index; L : max lag (samples); detrend : bool; fs : grid rate (Hz)
     scratch : _Scratch, optional
         Where the large work arrays are kept between calls (None: allocated per call).
-    prepared : ndarray, shape (n_windows, n_people, L + 1, n_people), optional
-        r at every lag (``[w, a, l, b]``: a's segment 0 with b's segment at lag l), prepared while the windows'
-        samples arrived (:meth:`SynchronyEngine._lags_ahead`; the same r within rounding); used once the stack is
-        found not flat.
+    prepared : tuple of ndarray, optional
+        ``(r0, best, arg)``, each of shape (n_windows, n_people, n_people): r at lag 0 (``[w, a, b]``: a's lead
+        segment with b's segment at lag 0), the largest r over lags 1..L and its first lag, prepared while the
+        windows' samples arrived (:meth:`SynchronyEngine._lags_ahead`; the same r within rounding); used once the
+        stack is found not flat.
 
     Returns
     -------
@@ -142,7 +143,7 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
     if ((c <= sy.FAST_REL * S2) | (c <= sy.FLAT_ABS * n * scale * scale)).any():
         return None
     if prepared is not None:
-        return _xcorr_peaks(np.clip(prepared, -1.0, 1.0, out=prepared), ia, ib, L, fs)
+        return _xcorr_pairs(*prepared, ia, ib, L, fs)
     inv = 1.0 / np.sqrt(c)
     # r at every lag from one matrix product per window: the lead segments' residuals (less their mean, and
     # their trend when detrending), scaled to unit norm, times every person's segment at each lag scaled by its
@@ -162,12 +163,22 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
 
 def _xcorr_peaks(r, ia, ib, L, fs):
     """Peak over lags of r, shape (n_windows, n_people, L + 1, n_people): (r0, rmax, lag_s, leader) per pair."""
+    if not L:
+        return _xcorr_pairs(r[:, :, 0], None, None, ia, ib, L, fs)
+    arg = r[:, :, 1:].argmax(2)[:, :, None]  # (n_w, P, 1, P): the first maximum, the smallest lag
+    best = np.take_along_axis(r[:, :, 1:], arg, 2)[:, :, 0]
+    return _xcorr_pairs(r[:, :, 0], best, arg[:, :, 0] + 1, ia, ib, L, fs)
+
+
+def _xcorr_pairs(r0, best, arg, ia, ib, L, fs):
+    """(r0, rmax, lag_s, leader) per pair from r at lag 0 and the best r over lags 1..L (and its first lag).
+
+    ``r0``, ``best``, ``arg``: shape (n_windows, n_people, n_people), ``[w, a, b]`` = a's lead segment with b's
+    lagged ones (``best`` / ``arg`` None when L is 0).
+    """
     # peak picking as summarize_xcorr: [a, b] at lag l is "a leads b"; ties to 0, -1, +1, -2, ...
-    p0 = r[:, ia, 0, ib]
+    p0 = r0[:, ia, ib]
     if L:
-        arg = r[:, :, 1:].argmax(2)[:, :, None]  # (n_w, P, 1, P): the first maximum, the smallest lag
-        best = np.take_along_axis(r[:, :, 1:], arg, 2)[:, :, 0]
-        arg = arg[:, :, 0] + 1
         bp, lp = best[:, ia, ib], arg[:, ia, ib]
         use = bp > p0
         pos, lp = np.where(use, bp, p0), np.where(use, lp, 0)
@@ -354,7 +365,10 @@ class _LagsAhead:
     j: int  # the window
     anchor: np.ndarray  # (n_people,) the lead segments' mean
     lead: np.ndarray  # (n_people, n) the lead segments' residuals (less mean and trend), unit norm
-    r: np.ndarray  # (1, n_people, L + 1, n_people) r of the lags so far
+    r0: np.ndarray  # (n_people, n_people) r at lag 0 ([a, b]: a's lead with b's segment)
+    best: np.ndarray  # (n_people, n_people) the largest r over lags 1 .. n_done - 1
+    arg: np.ndarray  # (n_people, n_people) int64: its first lag
+    finite: bool = True  # every r so far finite
     n_done: int = 0  # lags done
 
 
@@ -736,14 +750,21 @@ class SynchronyEngine:
             if st0 is not None:
                 lead -= (st0 / ctt)[:, None] * tc
             lead *= (1.0 / np.sqrt(c0))[:, None]
-            r = self._scratch.get(f"lags_ahead_{id(st)}", (1, self.n_people, L1, self.n_people))
-            p = st.wcc_pending = _LagsAhead(j, anchor, lead, r)
+            P = self.n_people
+            p = st.wcc_pending = _LagsAhead(j, anchor, lead, np.empty((P, P)), np.full((P, P), -np.inf),
+                                            np.ones((P, P), np.int64))
         Y = x - p.anchor[:, None]
         with _one_blas_thread(), np.errstate(invalid="ignore", divide="ignore"):
             for lag in range(p.n_done, n_ready):
                 seg = Y[:, lag: lag + n]
                 c = norm_sums(seg)[2]
-                np.matmul(p.lead, (seg * (1.0 / np.sqrt(c))[:, None]).T, out=p.r[0, :, lag, :])
+                r = np.clip(p.lead @ (seg * (1.0 / np.sqrt(c))[:, None]).T, -1.0, 1.0)
+                p.finite = p.finite and bool(np.isfinite(r).all())
+                if lag == 0:
+                    p.r0 = r
+                else:  # the first maximum over lags (as argmax): only a larger r moves it
+                    up = r > p.best
+                    p.best[up], p.arg[up] = r[up], lag
         p.n_done = n_ready
         return p
 
@@ -754,15 +775,15 @@ class SynchronyEngine:
         """
         if len(js) != 1:
             return None
-        rs = []
+        ps = []
         for m in modalities:
             st = self.state[m]
             p = self._lags_ahead(st, int(js[0]), st.n_total)
             st.wcc_pending = None
-            if p is None or p.n_done < self.max_lag + 1 or not np.isfinite(p.r).all():
+            if p is None or p.n_done < self.max_lag + 1 or not p.finite:
                 return None
-            rs.append(p.r)
-        return rs[0] if len(rs) == 1 else np.concatenate(rs, 0)
+            ps.append(p)
+        return tuple(np.stack([getattr(p, k) for p in ps]) for k in ("r0", "best", "arg"))
 
     def _phasic(self, st: _ModalityState, js, g: _Group) -> list:
         """Phasic synchrony of windows ``js``: [(name, values (n, n_pairs), status)] for the engine's output.
