@@ -143,7 +143,8 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
     if ((c <= sy.FAST_REL * S2) | (c <= sy.FLAT_ABS * n * scale * scale)).any():
         return None
     if prepared is not None:
-        return _xcorr_pairs(*prepared, ia, ib, L, fs)
+        r0, best, arg = prepared
+        return _xcorr_pairs(r0, best, arg, ia, ib, L, fs)
     inv = 1.0 / np.sqrt(c)
     # r at every lag from one matrix product per window: the lead segments' residuals (less their mean, and
     # their trend when detrending), scaled to unit norm, times every person's segment at each lag scaled by its
