@@ -26,6 +26,8 @@ Reported (printed as one JSON object, last line; also written to ``--json PATH``
 * ``rss_slope_mb_per_sim_hour`` (also ``rss_slope_mb_per_h``): least-squares slope of RSS over simulated hours,
   samples after the first 5 %;
   ``rss_mb_by_sim_hour``: the mean RSS of each simulated hour (a leak climbs on; buffers filling level off);
+  ``rss_slope_mb_per_wall_h``: the same samples against wall time (what grows with rescans and ticks, not with
+  data, shows here at its 1x size);
 * ``cpu_pct_first_hour`` / ``cpu_pct_last_hour``: the monitor's mean CPU in the first and last simulated hour;
 * ``tick_ms_first_hour`` / ``tick_ms_last_hour``: p50 / p99 / max / count of the worker's tick durations in the
   first and last simulated hour (ticks are 50 ms apart in wall time; each processes ``speed`` x 50 ms of session);
@@ -41,6 +43,10 @@ Usage::
 
     python bench/bench_soak.py                       # 8 simulated hours at 32x: ~15 min
     python bench/bench_soak.py --hours 2 --json soak.json
+    python bench/bench_soak.py --hours 4 --no-record # the monitor alone, without --record (recording = null)
+
+The slope is per *simulated* hour: memory the monitor takes per *wall* second (rescans, ticks) shows ``speed``
+times smaller than in a session at 1x.
 """
 
 from __future__ import annotations
@@ -283,6 +289,7 @@ def main(argv=None) -> int:
     last = (max(0.0, total_s - 3600.0), total_s)
     late = sess >= 0.05 * total_s
     slope = float(np.polyfit(sess[late] / 3600.0, rss[late], 1)[0]) if late.sum() >= 3 else float("nan")
+    wall_slope = float(np.polyfit(mono[late] / 3600.0, rss[late], 1)[0]) if late.sum() >= 3 else float("nan")
 
     def mean_in(x, lo, hi):
         m = (sess >= lo) & (sess <= hi)
@@ -297,6 +304,7 @@ def main(argv=None) -> int:
         "rss_mb_start": round(float(rss[0]), 1), "rss_mb_end": round(float(rss[-1]), 1),
         "rss_mb_max": round(float(rss.max()), 1), "rss_slope_mb_per_sim_hour": round(slope, 3),
         "rss_slope_mb_per_h": round(slope, 3),  # issue 21's name for the same slope
+        "rss_slope_mb_per_wall_h": round(wall_slope, 2),
         "rss_mb_by_sim_hour": [mean_in(rss, h * 3600.0, min((h + 1) * 3600.0, total_s))
                                for h in range(int(np.ceil(total_s / 3600.0)))],
         "cpu_pct_first_hour": mean_in(cpu, *first), "cpu_pct_last_hour": mean_in(cpu, *last),
