@@ -81,7 +81,7 @@ def test_no_attune_code_calls_pylsls_leaking_as_xml():
 
 def test_a_live_sessions_rescans_keep_no_memory():
     """``LiveSession.scan`` (every 2 s of a session) reads every listed stream's header: 1,500 rescans of a
-    session with 3 streams take no C memory (with pylsl's as_xml they kept ~645 bytes per stream per rescan)."""
+    session with 3 streams keep no C memory for it (with pylsl's as_xml: ~700 bytes per stream per rescan)."""
     import time
     import uuid
 
@@ -101,7 +101,7 @@ def test_a_live_sessions_rescans_keep_no_memory():
             time.sleep(0.2)
         assert len(session.receivers) == 3
         listed = len(session._resolver.results())   # every stream on the machine is read, not only ours
-        for _ in range(50):
+        for _ in range(1000):  # first calls: caches and free lists settle (~160 kB)
             session.scan()
         before = _malloc_in_use()
         for _ in range(1500):
@@ -109,4 +109,5 @@ def test_a_live_sessions_rescans_keep_no_memory():
         grown = _malloc_in_use() - before
     finally:
         session.close()
-    assert grown < 0.1 * 1500 * listed * 600, (grown, listed)
+    # the leak kept >= 600 bytes per stream per rescan; what moves without it is a 64-kB block now and then
+    assert grown < 0.25 * 1500 * listed * 600, (grown, listed)
