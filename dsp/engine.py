@@ -356,7 +356,7 @@ class _ModalityState:
     ph_index: np.ndarray | None = None   # (R,) window index held in each ring slot (-1 = none)
     ph_held: tuple | None = None         # (mean, sd) (n_pairs,) of the last window with a computed chance level
     ph_pending: Any = None               # _PhasicAhead of the next window with a chance level, or None
-    wcc_pending: Any = None              # _LagsAhead of the next lead-lag window, or None
+    lags_pending: dict = field(default_factory=dict)  # (kind, window) -> _LagsAhead ("wcc" / "phasic" r)
 
 
 @dataclass
@@ -525,7 +525,8 @@ class SynchronyEngine:
             st = self.state[m]
             if m in self.config.phasic_modalities:
                 self._phasic_ahead(st)
-            self._lags_ahead(st, st.groups["wcc"].next_j, st.n_total)
+            for kind in ("wcc", "phasic") if m in self.config.phasic_modalities else ("wcc",):
+                self._lags_ahead_all(st, kind)
         return out
 
     def _append(self, st: _ModalityState, b: np.ndarray) -> None:
@@ -659,7 +660,7 @@ class SynchronyEngine:
             summ = None
             if np.isfinite(W).all():
                 summ = _xcorr_full(W, ia, ib, self.max_lag, cfg.wcc_detrend, self.fs, self._scratch,
-                                   self._lags_prepared(js, [m for m, _ in parts]))
+                                   self._lags_prepared("wcc", js, [m for m, _ in parts]))
             if summ is None:
                 Rl, s = sy.xcorr_windows(W, ia, ib, self.max_lag, detrend=cfg.wcc_detrend, min_valid=cfg.min_valid)
                 summ = sy.summarize_xcorr(Rl, ia, ib, self.max_lag, self.fs)
@@ -705,31 +706,45 @@ class SynchronyEngine:
             seg = np.concatenate([np.full((self.n_people, -first), np.nan), st.buf[:, : first + span]], axis=1)
         return sy.window_view(np.diff(seg, axis=1), g.win, g.step, n)
 
-    def _lags_ahead(self, st: _ModalityState, j: int, n_total: int) -> _LagsAhead | None:
-        """Prepare lead-lag window ``j``'s r at the lags whose segments are complete within ``n_total`` samples.
+    def _lags_ahead_all(self, st: _ModalityState, kind: str) -> None:
+        """Prepare every window of ``kind`` whose lead segment is complete (:meth:`_lags_ahead`); drop the others."""
+        g = st.groups["wcc" if kind == "wcc" else "sync"]
+        n = g.win - (self.max_lag if kind == "wcc" else self.phasic_lag)
+        for key in [k for k in st.lags_pending if k[0] == kind and k[1] < g.next_j]:
+            del st.lags_pending[key]
+        j = g.next_j
+        while j * g.step + n <= st.n_total:
+            self._lags_ahead(st, kind, j, st.n_total)
+            j += 1
 
-        The lead segment (the window's first ``win - L`` samples) is complete ``L`` samples before the window, the
-        segment at lag ``l`` ``L - l`` before it: per tick, the products of the lead residuals with each newly
-        complete lagged segment (one small matrix product), so the window's tick only checks flatness and picks
-        the peaks. The segments are anchored on the lead's mean rather than the window's (which is not known
-        yet): the same r within rounding. Nothing is prepared over missing samples (the direct path decides).
-        Returns the work so far (None: none).
+    def _lags_ahead(self, st: _ModalityState, kind: str, j: int, n_total: int) -> _LagsAhead | None:
+        """Prepare window ``j``'s r at the lags whose segments are complete within ``n_total`` samples.
+
+        ``kind``: ``"wcc"`` (the lead-lag windows of the samples) or ``"phasic"`` (the phasic r: the synchrony
+        windows' changes, lags ``+-phasic_max_lag_s``, not detrended). The lead segment (the window's first
+        ``win - L`` values) is complete ``L`` samples before the window, the segment at lag ``l`` ``L - l`` before
+        it: per tick, the products of the lead residuals with each newly complete lagged segment (one small matrix
+        product), so the window's tick only checks flatness and picks the peaks. The segments are anchored on the
+        lead's mean rather than the window's (which is not known yet): the same r within rounding. Nothing is
+        prepared over missing values (the direct path decides). Returns the work so far (None: none).
         """
-        g = st.groups["wcc"]
-        L = self.max_lag
+        wcc = kind == "wcc"
+        g = st.groups["wcc" if wcc else "sync"]
+        L = self.max_lag if wcc else self.phasic_lag
         n, L1 = g.win - L, L + 1
         start = j * g.step
         n_ready = min(n_total - start - n + 1, L1)
-        p = st.wcc_pending
-        if p is not None and p.j != j:
-            p = st.wcc_pending = None
-        if n_ready < 1 or start < st.buf_start or (p is not None and p.n_done >= n_ready):
+        p = st.lags_pending.get((kind, j))
+        if n_ready < 1 or start - (0 if wcc else 1) < st.buf_start or (p is not None and p.n_done >= n_ready):
             return p
-        x = st.buf[:, start - st.buf_start: start - st.buf_start + n + n_ready - 1]
+        if wcc:
+            x = st.buf[:, start - st.buf_start: start - st.buf_start + n + n_ready - 1]
+        else:
+            x = self._changes(st, start, n + n_ready - 1)
         if not np.isfinite(x).all():
-            st.wcc_pending = None
+            st.lags_pending.pop((kind, j), None)
             return None
-        detrend = self.config.wcc_detrend
+        detrend = self.config.wcc_detrend if wcc else False
         tc = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
         ctt = n * (n * n - 1) / 12.0
 
@@ -752,8 +767,8 @@ class SynchronyEngine:
                 lead -= (st0 / ctt)[:, None] * tc
             lead *= (1.0 / np.sqrt(c0))[:, None]
             P = self.n_people
-            p = st.wcc_pending = _LagsAhead(j, anchor, lead, np.empty((P, P)), np.full((P, P), -np.inf),
-                                            np.ones((P, P), np.int64))
+            p = st.lags_pending[(kind, j)] = _LagsAhead(j, anchor, lead, np.empty((P, P)), np.full((P, P), -np.inf),
+                                                        np.ones((P, P), np.int64))
         Y = x - p.anchor[:, None]
         with _one_blas_thread(), np.errstate(invalid="ignore", divide="ignore"):
             for lag in range(p.n_done, n_ready):
@@ -769,19 +784,20 @@ class SynchronyEngine:
         p.n_done = n_ready
         return p
 
-    def _lags_prepared(self, js, modalities):
-        """The prepared r of lead-lag window ``js`` (one window) for the stacked ``modalities``, or None.
+    def _lags_prepared(self, kind: str, js, modalities):
+        """The prepared r of window ``js`` (one window) of ``kind`` for the stacked ``modalities``, or None.
 
         Finishes each modality's preparation with the samples now in (the last lags).
         """
         if len(js) != 1:
             return None
         ps = []
+        L = self.max_lag if kind == "wcc" else self.phasic_lag
         for m in modalities:
             st = self.state[m]
-            p = self._lags_ahead(st, int(js[0]), st.n_total)
-            st.wcc_pending = None
-            if p is None or p.n_done < self.max_lag + 1 or not p.finite:
+            p = self._lags_ahead(st, kind, int(js[0]), st.n_total)
+            st.lags_pending.pop((kind, int(js[0])), None)
+            if p is None or p.n_done < L + 1 or not p.finite:
                 return None
             ps.append(p)
         return tuple(np.stack([getattr(p, k) for p in ps]) for k in ("r0", "best", "arg"))
@@ -803,8 +819,9 @@ class SynchronyEngine:
         D = self._change_windows(st, js, g)
         # the rings are made in __init__ for every phasic modality, the only ones this is called for
         assert st.ph_held is not None
-        summ = (_xcorr_full(D, ia, ib, self.phasic_lag, False, self.fs, self._scratch) if np.isfinite(D).all()
-                else None)
+        summ = (_xcorr_full(D, ia, ib, self.phasic_lag, False, self.fs, self._scratch,
+                            self._lags_prepared("phasic", js, [m for m, s in self.state.items() if s is st]))
+                if np.isfinite(D).all() else None)
         if summ is None:
             R, s = sy.xcorr_windows(D, ia, ib, self.phasic_lag, detrend=False, min_valid=self.config.min_valid)
             _, rmax, lag_s, _ = sy.summarize_xcorr(R, ia, ib, self.phasic_lag, self.fs)
