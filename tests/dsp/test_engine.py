@@ -410,11 +410,14 @@ def test_fast_lagged_r_equals_the_direct_r(rng, detrend):
 
 @pytest.mark.parametrize("P, chunks, detrend", [(3, (1,), True), (5, (1, 2, 3, 7), False), (9, (1, 4), True),
                                                 (64, (1,), True)])
-def test_lead_lag_prepared_over_ticks_equals_the_direct_computation(rng, P, chunks, detrend):
+def test_lead_lag_prepared_over_ticks_equals_the_direct_computation(rng, monkeypatch, P, chunks, detrend):
     """Issue 21: a lead-lag window's r at each lag is prepared as its lagged segments complete (the lead segment
     anchored on its own mean); the window's tick checks flatness and picks the peaks. The same r within 1e-12 as
     the preparation switched off and as one batch push, the same peak lags, leaders and statuses, chunked in
     different sizes across gaps and a flat stretch."""
+    from attune_monitor.dsp import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "LAGS_AHEAD_PEOPLE", 1)  # small groups too (live groups from 32 people)
     n = 1300 if P < 64 else 1000
     blocks = {"eda": _phasic_session(rng, P, n), "hr": 70 + 10 * _phasic_session(rng, P, n)}
     cfg = EngineConfig(wcc_step_s=5.0, wcc_detrend=detrend, chance_of=())
