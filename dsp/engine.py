@@ -146,6 +146,17 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
         r0, best, arg = prepared
         return _xcorr_pairs(r0, best, arg, ia, ib, L, fs)
     inv = 1.0 / np.sqrt(c)
+    if P < XCORR_GEMM_PEOPLE:  # few people: a matrix-vector product per person (the numbers of the code before)
+        F = sy.sliding_view(Y, n)  # (n_w, P, L1, n): F[.., b, l, :] = Y[b, l:l+n]
+        Sab = np.matmul(Y[..., None, :n], np.ascontiguousarray(F).reshape(n_w, 1, P * L1, n).swapaxes(-1, -2))
+        Sab = Sab.reshape(n_w, P, P, L1)  # [w, a, b, l] = sum y_a(s) y_b(s + l)
+        cov = Sab - (S1[..., 0] / n)[..., None, None] * S1[:, None]
+        if detrend:
+            cov -= (St[..., 0] / ctt)[..., None, None] * St[:, None]
+        rl = np.clip(cov * inv[..., 0, None, None] * inv[:, None], -1.0, 1.0)
+        if not L:
+            return _xcorr_pairs(rl[..., 0], None, None, ia, ib, L, fs)
+        return _xcorr_pairs(rl[..., 0], rl[..., 1:].max(-1), rl[..., 1:].argmax(-1) + 1, ia, ib, L, fs)
     # r at every lag from one matrix product per window: the lead segments' residuals (less their mean, and
     # their trend when detrending), scaled to unit norm, times every person's segment at each lag scaled by its
     # own norm. The residual has zero sum (and zero trend), so its product with a raw segment is the covariance.
@@ -227,6 +238,11 @@ def _lead_products(lead, follow):
     n, K, P, n_seg = lead.shape
     return np.matmul(lead.reshape(n, K * P, n_seg), follow.swapaxes(-1, -2)).reshape(n, K, P, follow.shape[1])
 
+
+#: From this many people, ``_xcorr_full`` multiplies each window's lead residuals with all lagged segments in one
+#: matrix product; below it (dyads, small groups, where that product is tiny and the layout costs more than it
+#: saves) a matrix-vector product per person, the code before issue 21.
+XCORR_GEMM_PEOPLE = 8
 
 #: From this many people, live ticks (pushes of at most one synchrony step) prepare the lead-lag windows and the
 #: phasic r lag by lag (:meth:`SynchronyEngine._lags_ahead`). Below it the preparation's per-tick Python overhead
@@ -900,7 +916,9 @@ class SynchronyEngine:
         every = self.phasic_every
         nb, ns = len(jb), len(self.shifts)
         Zl = self._phasic_segment(Db, 0)
-        Zf = np.stack([self._phasic_segment(Db, lag) for lag in range(L1)], axis=2)  # (nb, P, L1, n_seg)
+        # every follow segment in one call (each segment is standardized on its own, as _phasic_segment does)
+        F = np.ascontiguousarray(sy.sliding_view(Db, n_seg)).reshape(nb, P * L1, n_seg)
+        Zf = sy.standardized_windows(F, detrend=False).reshape(nb, P, L1, n_seg)
         ok = np.isfinite(Zl).all(-1) & np.isfinite(Zf).all((-2, -1))  # (nb, P): fully valid, not flat
         Zl[~ok], Zf[~ok] = np.nan, np.nan
         Rr = len(st.ph_index)
