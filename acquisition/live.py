@@ -176,6 +176,7 @@ class LiveSession:
         self._lock = threading.RLock()
         self._receivers: dict = {}  # identity key -> StreamReceiver
         self._known: dict[str, StreamDescriptor] = {}  # identity key -> descriptor (kept while lost)
+        self._warned: set[str] = set()  # the assignment's warnings already logged
         self._infos: dict = {}  # identity key -> resolved pylsl.StreamInfo of the run adopted
         self._seen: dict[str, StreamDescriptor | None] = {}  # uid -> full descriptor (None: vanished / not accepted)
         self._suspects: dict[str, int] = {}  # uid -> scans in a row it claimed an identity received from another uid
@@ -281,7 +282,11 @@ class LiveSession:
                 if d is not None:
                     claims.setdefault(d.key, []).append(uid)
             self._check_claims(claims, live)
-            self._assignment = assign(self._known.values(), self.roster)
+            self._assignment = assign(self._known.values(), self.roster, log=False)
+            for w in self._assignment.warnings:  # (each rescan assigns again: a warning is said once a session)
+                if w not in self._warned:
+                    self._warned.add(w)
+                    logger.warning("%s", w)
             for a in self._assignment.streams:
                 key = a.descriptor.key
                 if key in self._receivers:

@@ -557,8 +557,12 @@ def apply_rule(d: StreamDescriptor, rule: StreamRule) -> StreamDescriptor:
     return d
 
 
-def assign(descriptors, roster: Roster | None = None) -> Assignment:
-    """Assign streams to participants (see :meth:`Roster.assign`; ``roster=None`` = automatic only)."""
+def assign(descriptors, roster: Roster | None = None, log: bool = True) -> Assignment:
+    """Assign streams to participants (see :meth:`Roster.assign`; ``roster=None`` = automatic only).
+
+    ``log=False``: the warnings are only returned (:attr:`Assignment.warnings`), not logged; a caller that
+    assigns again and again (a live session rescans every few seconds) logs each warning once itself.
+    """
     roster = roster or Roster()
     result = Assignment()
     descs = sorted(descriptors, key=lambda d: (d.name, d.source_id, d.hostname, d.uid))
@@ -612,6 +616,7 @@ def assign(descriptors, roster: Roster | None = None) -> Assignment:
             amb = Ambiguity(participant, modality, [s.descriptor for s in same], chosen.descriptor)
             result.ambiguities.append(amb)
             result.warnings.append(amb.message())
-    for w in result.warnings:
-        logger.warning("%s", w)
+    if log:
+        for w in result.warnings:
+            logger.warning("%s", w)
     return result
