@@ -213,6 +213,31 @@ def _quiet_dask():
             logging.getLogger(name).setLevel(level)
 
 
+#: Dask's setting of the environment its nanny gives a worker process before starting it
+PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+
+
+def worker_environ() -> dict:
+    """Dask's pre-spawn environment for a worker, without ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker it starts, so that glibc returns freed memory
+    sooner. Setting it switches off glibc's dynamic mmap threshold: every array over 128 kB is then mapped
+    and unmapped on each allocation, and an analysis, which allocates and frees such arrays all the time, spends
+    a third of its time in page faults (measured in docs/validation.md, "Scale"). Without it a worker's
+    allocator behaves as that of a ``--jobs`` process. The thread limits (``OMP_NUM_THREADS`` ...) stay.
+
+    Returns
+    -------
+    dict
+        Variable name -> value.
+    """
+    import dask
+
+    env = dict(dask.config.get(PRE_SPAWN_ENVIRON, default={}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return env
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None, timeout_s: float = 10.0):
     """A Dask client: on a running scheduler (``scheduler``) or on a local cluster of ``n_workers`` processes.
@@ -238,6 +263,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, time
         Dask is not installed, or the scheduler cannot be reached.
     """
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise BatchError(f"--dask and --scheduler need Dask, which is not installed: {INSTALL_HINT}") from None
@@ -255,9 +281,10 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, time
             else:
                 # dashboard_address=None alone still starts the scheduler's HTTP server (metrics, health) on port
                 # 8787, warning when it is taken: a random loopback port, no dashboard
-                cluster = LocalCluster(n_workers=int(n_workers or 1), threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
-                                       scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
+                with dask.config.set({PRE_SPAWN_ENVIRON: worker_environ()}):
+                    cluster = LocalCluster(n_workers=int(n_workers or 1), threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                                           scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
                 client = Client(cluster, set_as_default=False)
             try:
                 yield client
