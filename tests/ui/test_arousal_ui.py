@@ -264,12 +264,7 @@ def test_model_on_a_simulated_session_matches_the_detector(simulated):
 pytestqt = pytest.importorskip("pytestqt")
 
 
-@pytest.fixture(autouse=True)
-def tmp_qsettings(tmp_path):
-    from PySide6 import QtCore
-
-    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path / "qs"))
-    yield
+pytestmark = pytest.mark.usefixtures("tmp_qsettings")
 
 
 def _window(qtbot, model):

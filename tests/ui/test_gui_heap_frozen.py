@@ -16,14 +16,9 @@ import pytest
 pytest.importorskip("pytestqt")
 from PySide6 import QtCore  # noqa: E402
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("tmp_qsettings")]
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "recordings" / "sample-couple.xdf"
-
-
-@pytest.fixture(autouse=True)
-def tmp_qsettings(tmp_path):
-    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path / "qs"))
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="sample recording missing (make recordings)")

@@ -19,14 +19,9 @@ from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from tests.helpers.gui_fake import FakeSession  # noqa: E402
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("tmp_qsettings")]
 
 SIZES = ((1366, 768), (1920, 1080))
-
-
-@pytest.fixture(autouse=True)
-def tmp_qsettings(tmp_path):
-    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path / "qs"))
 
 
 def _window(qtbot, model):

@@ -15,14 +15,7 @@ from attune_monitor.ui.gui.style import fmt_time  # noqa: E402
 from attune_monitor.ui.model import RUPTURE_TYPES  # noqa: E402
 from tests.helpers.gui_fake import FakeSession  # noqa: E402
 
-pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def tmp_qsettings(tmp_path):
-    """Keep QSettings away from the user's real settings."""
-    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope, str(tmp_path / "qs"))
-    yield tmp_path / "qs"
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("tmp_qsettings")]
 
 
 @pytest.fixture
