@@ -1761,6 +1761,11 @@ class RuptureDetector:
         return self.episodes
 
 
+# the usable quality codes as plain ints: SignalLossTracker tests every stream's block each tick, and each Enum
+# attribute costs a __getattr__ call through the metaclass (Python 3.11)
+_Q_OK, _Q_CORRECTED = int(Quality.OK), int(Quality.CORRECTED)
+
+
 class SignalLossTracker:
     """Streaming runs of unusable samples per participant and modality.
 
@@ -1775,6 +1780,37 @@ class SignalLossTracker:
         self._runs: dict[tuple[str, str], dict] = {}
         self.periods: list[dict] = []
 
+    def update_rows(self, participants, modality: str, start: int, quality: np.ndarray) -> list[SignalEvent]:
+        """:meth:`update` of each row of ``quality`` (person ``participants[i]``), in row order.
+
+        Only the rows with an unusable code or a run still open go through :meth:`update` (the same events in the
+        same order); the rest, all usable with no run open, would report nothing and change nothing. One array
+        test for every person instead of a call per person each tick.
+
+        Parameters
+        ----------
+        participants : sequence of str, length n_people
+        modality : str
+        start : int
+            Grid index of the first column.
+        quality : ndarray, shape (n_people, n_new)
+            Quality codes.
+
+        Returns
+        -------
+        events : list of SignalEvent
+        """
+        q = np.asarray(quality)
+        if q.shape[1] == 0:
+            return []
+        rows = set(np.flatnonzero(((q != _Q_OK) & (q != _Q_CORRECTED)).any(axis=1)).tolist())
+        if self._runs:
+            rows.update(i for i, p in enumerate(participants) if (p, modality) in self._runs)
+        events: list[SignalEvent] = []
+        for i in sorted(rows):
+            events += self.update(participants[i], modality, start, q[i])
+        return events
+
     def update(self, participant: str, modality: str, start: int, quality: np.ndarray) -> list[SignalEvent]:
         """Feed codes for grid indices ``start .. start + len(quality) - 1``.
 
@@ -1785,12 +1821,14 @@ class SignalLossTracker:
             :class:`~attune_monitor.dsp.events.SignalBack` when it ends.
         """
         q = np.asarray(quality)
-        bad = ~((q == Quality.OK) | (q == Quality.CORRECTED))
         key = (participant, modality)
         run = self._runs.get(key)
         events: list[SignalEvent] = []
-        if q.size == 0 or (run is None and not bad.any()):
-            return events  # (the usual live block: all good, no run open; every person, every tick)
+        if q.size == 0:
+            return events
+        bad = (q != _Q_OK) & (q != _Q_CORRECTED)
+        if run is None and not bad.any():
+            return events  # (the usual live block: all good, no run open)
         # boundaries of bad runs within the block, vectorised
         edges = np.flatnonzero(np.diff(np.r_[0, bad.astype(np.int8), 0]))
         starts, stops = edges[::2], edges[1::2]

@@ -292,6 +292,8 @@ class SessionPipeline:
                                         window_s=self.cfg.window_s, arousal=self.arousal is not None)
         self.loss = SignalLossTracker(fs)
         hist = int(self.cfg.history_s * fs)
+        # the last history_s seconds of each person's grid values per modality, a ring: grid sample k in column
+        # k % hist (see _levels)
         self._level_hist = {m: np.full((n, hist), np.nan) for m in self.modalities}
         dcfg = self.detector.cfg
         self._reading = ArousalTracker(n, dcfg.arousal_k, dcfg.smooth_s, self.cfg.step_s) if self.arousal else None
@@ -367,12 +369,11 @@ class SessionPipeline:
                 v, q = self._take(slot, n_new)
                 vals[person], qual[person] = v, q
             upd.grid[m], upd.quality[m] = vals, qual
-            for person in range(n):
-                for ev in self.loss.update(self.participants[person], m, self.k, qual[person]):
-                    # known once the run reached the tracker's minimum length: the same for any chunking
-                    self.detector.note_signal_loss(ev.participant, ev.onset_s, ev.onset_s + self.loss.min_n / self.fs,
-                                                   ev.offset_s)
-                    upd.events.append(ev)
+            for ev in self.loss.update_rows(self.participants, m, self.k, qual):
+                # known once the run reached the tracker's minimum length: the same for any chunking
+                self.detector.note_signal_loss(ev.participant, ev.onset_s, ev.onset_s + self.loss.min_n / self.fs,
+                                               ev.offset_s)
+                upd.events.append(ev)
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
         if self.arousal is not None:
@@ -409,8 +410,12 @@ class SessionPipeline:
 
     def _take(self, i: int, n_new: int) -> tuple[np.ndarray, np.ndarray]:
         """Take the next ``n_new`` grid samples of slot ``i`` from its pending blocks."""
-        vals, quals, need = [], [], n_new
         blocks = self._pending[i]
+        b = blocks[0]
+        if b.values.shape[0] == n_new:  # the live case: the one block pulled since (copied by the caller)
+            blocks.pop(0)
+            return b.values, b.quality
+        vals, quals, need = [], [], n_new
         while need > 0:
             b = blocks[0]
             take = min(need, b.values.size)
@@ -424,13 +429,29 @@ class SessionPipeline:
         return np.concatenate(vals), np.concatenate(quals).astype(np.uint8)
 
     def _remember_levels(self, m: str, vals: np.ndarray) -> None:
+        """Write the new grid values (n_people, n_new) of grid samples ``k ..`` into the ring of modality ``m``."""
         h = self._level_hist[m]
+        hist = h.shape[1]
         n_new = vals.shape[1]
-        if n_new >= h.shape[1]:
-            h[:] = vals[:, -h.shape[1]:]
-        else:
-            h[:, :-n_new] = h[:, n_new:]
-            h[:, -n_new:] = vals
+        k0 = self.k
+        if n_new > hist:  # only the last hist samples stay
+            vals, k0, n_new = vals[:, -hist:], k0 + n_new - hist, hist
+        a = k0 % hist
+        first = min(n_new, hist - a)
+        h[:, a:a + first] = vals[:, :first]
+        h[:, :n_new - first] = vals[:, first:]
+
+    def _levels(self, m: str, person: int) -> np.ndarray:
+        """Grid values of ``person`` in modality ``m`` over the last history_s seconds, oldest first.
+
+        Returns
+        -------
+        levels : ndarray, shape (hist,)
+            Grid samples ``self.k - hist .. self.k - 1`` (NaN before the session's start).
+        """
+        h = self._level_hist[m][person]
+        a = self.k % h.shape[0]
+        return np.concatenate([h[a:], h[:a]])
 
     def _set_context(self, ep, at: float) -> None:
         """Arousal context (rising / falling / steady) of each person of the pair in the episode, as known at ``at``.
@@ -453,7 +474,7 @@ class SessionPipeline:
             zs = []
             for m in self.modalities:
                 # only samples up to the episode's end: what arrived later depends on the chunking
-                x = np.where(t <= end, self._level_hist[m][pi], np.nan)
+                x = np.where(t <= end, self._levels(m, pi), np.nan)
                 ok = np.isfinite(x)
                 if ok.sum() < 8:
                     continue

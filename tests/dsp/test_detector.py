@@ -190,6 +190,32 @@ def test_signal_loss_tracker_runs_and_reasons():
     assert got == [(10.0, 20.0, "electrode_off"), (75.0, 90.0, "no_data")]
 
 
+def test_signal_loss_rows_equal_one_update_per_person():
+    """``update_rows`` (one array test for every person, then :meth:`update` of the rows with a bad code or an open
+    run) gives the events and periods of one ``update`` per person, in the same order, for any chunking."""
+    fs = 4.0
+    rng = np.random.default_rng(5)
+    people = [f"P{k}" for k in range(9)]
+    q = np.zeros((len(people), 2000), np.uint8)
+    q[rng.random(q.shape) < 0.3] = Quality.CORRECTED
+    for _ in range(60):  # bad runs from one sample to 30 s, of every reason
+        p, a = rng.integers(len(people)), rng.integers(q.shape[1])
+        q[p, a:a + rng.integers(1, 120)] = rng.choice([Quality.NO_DATA, Quality.ELECTRODE_OFF, Quality.MOTION,
+                                                        Quality.IMPLAUSIBLE, Quality.WARMUP])
+    q[:, -3:] = Quality.NO_DATA  # runs still open at the end
+    for chunk in (1, 3, 17, 2000):
+        rows, one = SignalLossTracker(fs), SignalLossTracker(fs)
+        got, want = [], []
+        for s in range(0, q.shape[1], chunk):
+            block = q[:, s:s + chunk]
+            got += rows.update_rows(people, "eda", s, block)
+            for i, p in enumerate(people):
+                want += one.update(p, "eda", s, block[i])
+        assert got == want and rows.periods == one.periods and len(want) > 80
+        assert rows.currently_lost() == one.currently_lost() != []
+    assert SignalLossTracker(fs).update_rows(people, "hr", 0, q[:, :0]) == []
+
+
 def test_arousal_trend():
     t = np.arange(0, 60, 0.25)
     assert arousal_trend(t, 0.05 * t, 10, 50) == "rising"

@@ -132,3 +132,34 @@ def test_skin_conductance_is_followed_as_phasic_synchrony(sessions):
     # in tune 0.24 above chance on this seed (the demo's timing: P1 withdraws at 6:50), 0.16 inside the withdrawal
     assert np.median(r[in_tune] - ch[in_tune]) > 0.15
     assert np.median(r[inside] - ch[inside]) < np.median(r[in_tune] - ch[in_tune]) - 0.05
+
+
+def test_level_history_is_the_last_history_s_of_the_grid():
+    """The pipeline's level history (a ring, read by episode contexts) holds the last ``history_s`` seconds of every
+    person's grid values, oldest first, NaN before the session's start: the tail of all the updates' grids, for
+    advances of one grid sample to more than the whole history at once."""
+    from attune_monitor.dsp.pipeline import SessionPipeline, Slot
+
+    rng = np.random.default_rng(4)
+    slots = [Slot(p, "hr", 1.0, f"{p}-hr") for p in ("A", "B", "C")] + [Slot("A", "eda", 4.0, "A-eda")]
+    pipe = SessionPipeline(slots, 0.0, PipelineConfig(history_s=60.0))
+    hist = 240
+    t_hr, t_eda = np.arange(0.5, 400, 1.0), np.arange(0.125, 400, 0.25)
+    data = [(t_hr, 70 + rng.standard_normal(t_hr.size)) for _ in range(3)] + [(t_eda, 5 + rng.random(t_eda.size))]
+    grids = {m: [] for m in pipe.modalities}
+    until, cursor, sizes = 0.0, [0] * 4, set()
+    while until < 390:
+        until += float(rng.choice([0.25, 0.5, 3.0, 45.0, 70.0, 130.0]))  # up to twice history_s in one advance
+        for s, (ts, x) in enumerate(data):
+            j = int(np.searchsorted(ts, until, side="right"))
+            pipe.push(s, ts[cursor[s]:j], x[cursor[s]:j])
+            cursor[s] = j
+        upd = pipe.advance(until)
+        sizes.add(upd.n_new)
+        for m in pipe.modalities:
+            grids[m].append(upd.grid[m])
+            whole = np.concatenate([np.full((3, hist), np.nan)] + grids[m], axis=1)
+            assert whole.shape[1] == hist + pipe.k
+            for person in range(3):
+                np.testing.assert_array_equal(pipe._levels(m, person), whole[person, -hist:])
+    assert pipe.k > 3 * hist and min(sizes) == 1 and max(sizes) > hist, sizes
