@@ -142,7 +142,7 @@ def _ticks(pipe, model, n_people, seconds, warmup_s, t_hr, hr, t_eda, eda, walls
         a0 = time.perf_counter()
         upd = pipe.advance(until)
         a1 = time.perf_counter()
-        model.apply(upd, pipe.detector.pair_states(), {}, ties=pipe.detector.person_ties)
+        model.apply(upd, pipe.detector.pair_table(), {}, ties=pipe.detector.person_ties)
         w1, c1 = time.perf_counter(), time.thread_time()
         if until > warmup_s:
             walls.append(w1 - w0)

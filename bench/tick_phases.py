@@ -3,10 +3,11 @@
 The session of :func:`bench_scale.pipeline_ticks` (heart rate at 1 Hz and skin conductance at 4 Hz per person,
 one grid sample per tick, the heap frozen as the headless monitor runs it), with the thread CPU time of each
 phase summed per tick: the preprocessors' ``pull``, the synchrony engine, the detector's ``update`` /
-``update_arousal`` (its per-pair steps) and within it the learned evidence, ``pair_states()``,
-``SessionModel.apply``, and the garbage collector's collections by generation (``gc.callbacks``). Ticks of the
-first ``--warmup-s`` seconds are left out. Printed per phase: the mean over light ticks, the mean over heavy ticks
-(the quarter with the longest whole tick: those where a synchrony window completes) and the p99 over all.
+``update_arousal`` (its per-pair steps) and within it the learned evidence, ``pair_table()`` (the pair states the
+runner hands the view model), ``SessionModel.apply``, and the garbage collector's collections by generation
+(``gc.callbacks``). Ticks of the first ``--warmup-s`` seconds are left out. Printed per phase: the mean over light
+ticks, the mean over heavy ticks (the quarter with the longest whole tick: those where a synchrony window completes)
+and the p99 over all.
 
 Usage::
 
@@ -28,7 +29,7 @@ from bench_scale import FS, group_session, load, push_until
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PHASES = ("pulls", "engine", "detector.update", "detector.update_arousal", "  learned evidence", "pair_states",
+PHASES = ("pulls", "engine", "detector.update", "detector.update_arousal", "  learned evidence", "pair_table",
           "model.apply", "gc gen 0", "gc gen 1", "gc gen 2")
 
 
@@ -63,7 +64,7 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
                              (detector.RuptureDetector, "update", "detector.update"),
                              (detector.RuptureDetector, "update_arousal", "detector.update_arousal"),
                              (detector.RuptureDetector, "_learned_llr", "  learned evidence"),
-                             (detector.RuptureDetector, "pair_states", "pair_states"),
+                             (detector.RuptureDetector, "pair_table", "pair_table"),
                              (SessionModel, "apply", "model.apply")):
         _timed(cls, name, label, acc)
     started = [0.0]
@@ -86,7 +87,7 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
                 c0 = time.thread_time()
                 cursor = push_until(pipe, n_people, signals, cursor, until)
                 upd = pipe.advance(until)
-                model.apply(upd, pipe.detector.pair_states(), {}, ties=pipe.detector.person_ties)
+                model.apply(upd, pipe.detector.pair_table(), {}, ties=pipe.detector.person_ties)
                 acc["tick"] = time.thread_time() - c0
                 if until > warmup_s:
                     rows.append(dict(acc))

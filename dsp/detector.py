@@ -116,6 +116,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
@@ -1268,7 +1269,7 @@ class RuptureDetector:
         # the last few steps of each person's arousal log-likelihood ratio (see person_arousal)
         self._recent_arousal: deque = deque(maxlen=max(1, int(round(self.cfg.smooth_s / step_s))))
         self._version = 0  # bumped whenever the machines may have changed (pair_states' cache key)
-        self._states_cache: tuple[int, list] | None = None
+        self._states_cache: tuple[int, Sequence[dict]] | None = None
 
     def note_signal_loss(self, participant: str, onset_s: float, known_s: float, offset_s: float | None = None) -> None:
         """Tell the detector that ``participant`` lost a signal (any modality) from ``onset_s``.
@@ -1731,8 +1732,8 @@ class RuptureDetector:
         shared by later calls (a view refreshing 20 times a second between two synchrony windows pays nothing);
         treat them as read-only. The list itself is new on every call.
         """
-        if self._bank is not None and (self._states_cache is None or self._states_cache[0] != self._version):
-            self._states_cache = (self._version, self._bank.states(self.pairs))
+        if self._bank is not None:
+            return list(self.pair_table())
         if self._states_cache is None or self._states_cache[0] != self._version:
             out = []
             isfinite = math.isfinite
@@ -1744,6 +1745,20 @@ class RuptureDetector:
                             "modalities": {m: tr.snapshot(state) for m, tr in mach.tracks.items()}})
             self._states_cache = (self._version, out)
         return list(self._states_cache[1])
+
+    def pair_table(self) -> Sequence[dict]:
+        """:meth:`pair_states` for a view model, with its dicts built only when someone reads them.
+
+        With the pair bank (large groups): a :class:`attune_monitor.dsp.pair_bank.PairStateTable`, the bank's
+        columns copied once per change (the live tick builds no dict; the first reader of a row builds them all,
+        later readers share them). With the per-pair machines: the list of :meth:`pair_states`. Either way a
+        sequence of the same dicts, in pair order, to be treated as read-only.
+        """
+        if self._bank is None:
+            return self.pair_states()
+        if self._states_cache is None or self._states_cache[0] != self._version:
+            self._states_cache = (self._version, self._bank.table(self.pairs))
+        return self._states_cache[1]
 
     def finish(self, t_end: float | None = None) -> list[Episode]:
         """Close the session: process what is queued; open episodes stay unrepaired.

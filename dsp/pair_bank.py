@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from .detector import (
     trim_mean,
 )
 
-__all__ = ["available", "PairBank", "PairView", "TrackView", "round4"]
+__all__ = ["available", "PairBank", "PairStateTable", "PairView", "TrackView", "round4"]
 
 
 def available() -> bool:
@@ -217,23 +218,97 @@ class PairBank:
     def states(self, pairs: list) -> list[dict]:
         """``RuptureDetector.pair_states()`` of the bank: per pair the dict the per-pair machines give, in bulk.
 
-        The same keys and values (each number computed by the same Python function: ``math.tanh``, ``round``)
-        as ``PairMachine`` / ``ModalityTrack.snapshot``, built from per-field lists instead of attribute reads.
+        The rows of :meth:`table` (the same keys and values as ``PairMachine`` / ``ModalityTrack.snapshot``).
+        """
+        return self.table(pairs).rows()
+
+    def table(self, pairs: list) -> PairStateTable:
+        """Every pair's state now, as a :class:`PairStateTable` (a copy of a few columns; no dict is built here).
+
+        Parameters
+        ----------
+        pairs : list of (str, str)
+            The pairs' names, in the bank's order.
         """
         K = self.K
+        return PairStateTable(pairs, self.modalities, self.PI[:, K.I_STATE].copy(),
+                              self.PF[:, [K.P_OOT, K.P_EV, K.P_SDROP]],
+                              self.TF[:, :, [K.T_BASE, K.T_CZ, K.T_SZ, K.T_DROP, K.T_EXC, K.T_SE]],
+                              self.TI[:, :, K.J_FULL].copy(), self._words, (K.S_CAL, K.S_NIT, K.S_OOT))
+
+
+class PairStateTable(Sequence):
+    """Every pair's state at one moment, column by column; each pair's dict built when first read.
+
+    ``RuptureDetector.pair_states()`` of a large group without its cost on the live tick: the detector hands the
+    view model this table (a copy of the bank's columns, taken once per time step), and the per-pair dicts, with
+    their per-modality dicts, are built by the first reader (:meth:`rows`) and shared by later ones. As a sequence
+    it reads like the list ``pair_states()`` returns: ``len``, indexing and iteration give the same dicts, which
+    are to be treated as read-only.
+
+    Parameters
+    ----------
+    pairs : list of (str, str)
+        Shape (n_pairs,).
+    modalities : tuple of str
+        Shape (n_mod,).
+    codes : ndarray of int, shape (n_pairs,)
+        Each pair's state, an index into :data:`attune_monitor.dsp.detector.STATES`.
+    pair_cols : ndarray, shape (n_pairs, 3)
+        Per pair: out of tune since (NaN: not), evidence, smoothed drop.
+    track_cols : ndarray, shape (n_pairs, n_mod, 6)
+        Per pair and modality, in Fisher z: baseline (NaN until armed), chance, smoothed synchrony, drop,
+        the arming excess over chance and its standard error.
+    full : ndarray of int, shape (n_pairs, n_mod)
+        Nonzero where the track's arming span has been full (an unarmed track is then not in tune).
+    words : list of str
+        Each state's words (:func:`attune_monitor.dsp.detector.pair_words` without a "since").
+    unarmed : tuple of int
+        The state codes of a pair that is not armed: calibrating, not in tune, out of tune.
+    """
+
+    def __init__(self, pairs: list, modalities: tuple, codes: np.ndarray, pair_cols: np.ndarray,
+                 track_cols: np.ndarray, full: np.ndarray, words: list, unarmed: tuple):
+        self.pairs = pairs
+        self.modalities = tuple(modalities)
+        self.codes = codes
+        self.pair_cols, self.track_cols, self.full = pair_cols, track_cols, full
+        self._words, self._unarmed = words, unarmed
+        self._rows: list[dict] | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k):
+        return self.rows()[k]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def rows(self) -> list[dict]:
+        """Per pair the dict of ``RuptureDetector.pair_states()`` (built on the first call; the same list after).
+
+        The same keys and values, each number computed by the same Python function (``math.tanh``, ``round``)
+        as ``PairMachine`` / ``ModalityTrack.snapshot``, from per-field lists instead of attribute reads.
+        """
+        if self._rows is None:
+            self._rows = self._build()
+        return self._rows
+
+    def _build(self) -> list[dict]:
         isfinite, tanh = math.isfinite, math.tanh
-        cal, nit = STATES[K.S_CAL], STATES[K.S_NIT]
-        codes = self.PI[:, K.I_STATE].tolist()
+        cal, nit = STATES[self._unarmed[0]], STATES[self._unarmed[1]]
+        codes = self.codes.tolist()
         states = [STATES[c] for c in codes]
-        oot = [None if x != x else x for x in self.PF[:, K.P_OOT].tolist()]
-        evidence = self.PF[:, K.P_EV].tolist()
-        drop = [x if isfinite(x) else None for x in self.PF[:, K.P_SDROP].tolist()]
+        oot = [None if x != x else x for x in self.pair_cols[:, 0].tolist()]
+        evidence = self.pair_cols[:, 1].tolist()
+        drop = [x if isfinite(x) else None for x in self.pair_cols[:, 2].tolist()]
         snaps = []
-        for m in range(self.n_mod):
-            tf = self.TF[:, m]
-            base, chance, sync, d = (tf[:, c].tolist() for c in (K.T_BASE, K.T_CZ, K.T_SZ, K.T_DROP))
-            ex, se = self._rounded4(m, K.T_EXC), self._rounded4(m, K.T_SE)
-            full = self.TI[:, m, K.J_FULL].tolist()
+        for m in range(len(self.modalities)):
+            tc = self.track_cols[:, m]
+            base, chance, sync, d = (tc[:, c].tolist() for c in range(4))
+            ex, se = round4(tc[:, 4]), round4(tc[:, 5])
+            full = self.full[:, m].tolist()
             snaps.append([
                 {"state": st if armed else (nit if f else cal),
                  "baseline": tanh(b) if armed else None,
@@ -246,18 +321,12 @@ class PairBank:
                 for st, b, c, sz, dd, e, s, f, armed in zip(states, base, chance, sync, d, ex, se, full,
                                                            map(isfinite, base))])
         mods = self.modalities
-        unarmed = (K.S_CAL, K.S_NIT, K.S_OOT)
-        words = self._words
+        unarmed, words = self._unarmed, self._words
         return [{"pair": pair, "state": st, "words": words[code] if since is None else pair_words(st, since),
                  "evidence": ev, "drop": dr,
                  "armed": code not in unarmed, "out_of_tune_since": since, "modalities": dict(zip(mods, row))}
-                for pair, st, code, since, ev, dr, row in zip(pairs, states, codes, oot, evidence, drop,
+                for pair, st, code, since, ev, dr, row in zip(self.pairs, states, codes, oot, evidence, drop,
                                                               zip(*snaps))]
-
-
-    def _rounded4(self, m: int, col: int) -> list:
-        """``round(x, 4)`` (None where not finite) of track column ``col`` of every pair in modality ``m``."""
-        return round4(self.TF[:, m, col])
 
 
 def round4(x: np.ndarray) -> list:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -470,7 +471,7 @@ class SessionModel:
         self._grid = {m: _Ring(n, int(history_s * fs)) for m in self.modalities}
         self._sync = {m: _Ring(npairs, int(history_s / step_s)) for m in self.modalities}
         self._chance = {m: _Ring(npairs, int(history_s / step_s)) for m in self.modalities}
-        self._pair_states: list = []
+        self._pair_states: Sequence[dict] = []
         self._ties_evidence: dict = {}
         self._status = {p: {m: "absent" for m in self.modalities} for p in self.participants}
         self._episodes: dict[int, dict] = {}
@@ -486,6 +487,9 @@ class SessionModel:
     def apply(self, update, pair_states=None, status=None, ties=None) -> None:
         """Take one :class:`attune_monitor.dsp.pipeline.Update` (and optional detector/acquisition status).
 
+        ``pair_states``: the detector's :meth:`~attune_monitor.dsp.detector.RuptureDetector.pair_states` list, or
+        its :meth:`~attune_monitor.dsp.detector.RuptureDetector.pair_table` (any sequence of those dicts, in pair
+        order; a large group's table builds its dicts when a snapshot first reads them, not here).
         ``ties``: the detector's ``person_ties`` (``person -> evidence / threshold``), when the source hands
         them over; without them a person's tie is read from their pairs' states alone (:func:`person_ties`).
         """
@@ -633,6 +637,11 @@ class SessionModel:
     # -- reader side -------------------------------------------------------------------------------
     def snapshot(self, seconds: float = 180.0) -> Snapshot:
         """A consistent copy of the last ``seconds`` of the session."""
+        with self._lock:
+            pending = self._pair_states
+        rows = getattr(pending, "rows", None)
+        if rows is not None:  # a pair-state table: its dicts built once, outside the lock (the writer goes on)
+            rows()
         with self._lock:
             n_grid = int(seconds * self.fs)
             n_win = int(seconds / self.step_s)

@@ -286,7 +286,7 @@ class Runner:
         for who, d in (status or {}).items():  # only the people and signals the pipeline uses
             if who in self.model.participants:
                 st[who] = {m: v for m, v in d.items() if m in self.model.modalities}
-        self.model.apply(upd, self.pipeline.detector.pair_states(), st, ties=self.pipeline.detector.person_ties)
+        self.model.apply(upd, self.pipeline.detector.pair_table(), st, ties=self.pipeline.detector.person_ties)
         if self.replay is not None:
             self.model.replay = {
                 "position_s": self.replay.position_s,
