@@ -56,13 +56,13 @@ REL_SPAN = (300, 30)
 REL_MIN = 20
 #: Steps per block of the running median (bounds the sorted copy: n_pairs x block x 270 values).
 _MEDIAN_BLOCK = 128
-#: Rows per :meth:`TreeEnsemble.log_odds` call from which the compiled (numba) tree walk is used; smaller calls
+#: Rows per :meth:`TreeEnsemble.log_odds` call from which the compiled (numba) evaluator is used; smaller calls
 #: walk the trees in numpy. numba's first use in a process (importing it, and scipy.linalg and llvmlite with it,
-#: then loading the cached kernel) costs about what the numpy walk of ~20,000 rows does, and a row walks ~4x
-#: faster compiled. A batch call holds ~116 windows per pair: a one-hour dyad's 3,600 rows (31 calls) stay in
+#: then loading the cached kernel) costs about what the numpy walk of ~20,000 rows does, and a row costs several
+#: times less compiled. A batch call holds ~116 windows per pair: a one-hour dyad's 3,600 rows (31 calls) stay in
 #: numpy, and from 4 people (6 pairs, ~700 rows per call, ~22,000 an hour) the load is about repaid within the
-#: hour. A live call holds one row per pair: sessions of 33+ people (528+ pairs) get the compiled walk from the
-#: first step; smaller ones pay ~40 us per pair and step in numpy. The two paths give bitwise the same sums (both
+#: hour. A live call holds one row per pair: sessions of 33+ people (528+ pairs) get the compiled evaluator from
+#: the first step; smaller ones pay ~40 us per pair and step in numpy. The two paths give bitwise the same sums (both
 #: add the leaf values in tree order), so this bound changes speed only. Figures: docs/validation.md
 #: ("Performance", the analyze startup paragraph). :meth:`PairFeatures.push` switches its running median to the
 #: compiled one (``_kernels._rolling_median``, bitwise the same) at the same bound (steps x pairs of a push), so
@@ -212,6 +212,7 @@ class TreeEnsemble:
         self.prior_logit = float(arrays["prior_logit"])
         self.depth = int(arrays["depth"])
         self._child = np.stack([self.right, self.left], axis=1).ravel()  # [2 * node + go_left]: the next node
+        self._split_tables: tuple | None = None  # split_tables(), built on first use
         names = tuple(str(x) for x in arrays["features"])
         if names != FEATURES:
             raise ValueError(f"Invalid evidence model: it was fitted on features {names}, but this version computes "
@@ -226,21 +227,71 @@ class TreeEnsemble:
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """Raw log-odds of "in a rupture" per row, shape ``X.shape[:-1]``.
 
-        Calls of at least :data:`TREE_SUM_NUMBA_ROWS` rows use the compiled walker of
-        :mod:`attune_monitor.dsp._kernels` when numba is there, smaller ones (and every call without numba) numpy;
-        the two give bitwise the same sums.
+        Calls of at least :data:`TREE_SUM_NUMBA_ROWS` rows use the compiled evaluator of
+        :mod:`attune_monitor.dsp._kernels` when numba is there (and no tree has more than 64 leaves), smaller ones
+        (and every call without numba) numpy; the two give bitwise the same sums.
         """
         X = np.asarray(X, float)
         flat = np.ascontiguousarray(X.reshape(-1, X.shape[-1]))
         out = np.zeros(flat.shape[0])
         if flat.shape[0]:
             kernel = _kernels.get("tree_sum") if flat.shape[0] >= TREE_SUM_NUMBA_ROWS else None
-            if kernel is not None:
-                kernel(flat, self.feature, self.threshold, self.missing_left, self.left, self.right, self.is_leaf,
-                       self.value, self.roots, out)
+            tables = self.split_tables() if kernel is not None else None
+            if kernel is not None and tables is not None:
+                kernel(flat, *tables, out)
             else:
                 out = self._tree_sum_numpy(flat)
         return (self.baseline + out).reshape(X.shape[:-1])
+
+    def split_tables(self) -> tuple | None:
+        """The ensemble as the compiled evaluator reads it (``_kernels._tree_sum``; built once), None past 64 leaves.
+
+        Returns
+        -------
+        tuple of (node_tree, node_feature, node_threshold, node_missing_left, node_mask, leaf_value) | None
+            Per split node (the splits of tree 0, then tree 1, ...): its tree, feature, threshold, where NaN goes
+            and the bits of its tree's leaves outside its left subtree (leaves numbered left to right), shapes
+            (n_splits,); ``leaf_value`` shape (n_trees, max_leaves). None when a tree has more than 64 leaves
+            (they do not fit a word: numpy's walk serves them).
+        """
+        if self._split_tables is None:
+            self._split_tables = self._make_split_tables()
+        return self._split_tables or None
+
+    def _make_split_tables(self) -> tuple:
+        """:meth:`split_tables` (an empty tuple when a tree has more than 64 leaves)."""
+        n_trees = self.roots.size
+        tree, feature, threshold, nan_left, mask = [], [], [], [], []
+        leaves: list[list[float]] = []
+        for h in range(n_trees):
+            values: list[float] = []
+            # depth first, left before right: a node's leaves are the numbers [first, last) given under it
+            stack: list[tuple[int, int]] = [(int(self.roots[h]), -1)]
+            first: dict[int, int] = {}
+            while stack:
+                node, state = stack.pop()
+                if self.is_leaf[node]:
+                    values.append(float(self.value[node]))
+                    continue
+                if state == -1:  # before its subtrees: visit left, then come back, then right
+                    first[node] = len(values)
+                    stack += [(node, 0), (int(self.left[node]), -1)]
+                elif state == 0:  # its left subtree is numbered: [first, now)
+                    left_bits = ((1 << len(values)) - 1) ^ ((1 << first[node]) - 1)
+                    tree.append(h)
+                    feature.append(int(self.feature[node]))
+                    threshold.append(float(self.threshold[node]))
+                    nan_left.append(bool(self.missing_left[node]))
+                    mask.append(((1 << 64) - 1) & ~left_bits)
+                    stack.append((int(self.right[node]), -1))
+            if len(values) > 64:
+                return ()
+            leaves.append(values)
+        leaf_value = np.zeros((n_trees, max((len(v) for v in leaves), default=1)))
+        for h, values in enumerate(leaves):
+            leaf_value[h, :len(values)] = values
+        return (np.array(tree, np.int64), np.array(feature, np.int64), np.array(threshold, np.float64),
+                np.array(nan_left, bool), np.array(mask, np.uint64), leaf_value)
 
     def _tree_sum_numpy(self, flat: np.ndarray) -> np.ndarray:
         """Sum of every tree's leaf value per row, shape (n_rows,).
@@ -270,7 +321,7 @@ class TreeEnsemble:
             go_left = (x <= self.threshold[node]) | (np.isnan(x) & self.missing_left[node])  # NaN <= t is False
             node = self._child[2 * node + go_left]
         leaves = self.value[leaf_of].reshape(n, n_trees)
-        leaves[:, 0] += 0.0  # the compiled walker starts from 0.0 (a -0.0 first leaf becomes 0.0 there too)
+        leaves[:, 0] += 0.0  # the compiled evaluator starts from 0.0 (a -0.0 first leaf becomes 0.0 there too)
         return np.cumsum(leaves, axis=1)[:, -1]
 
     def llr(self, X: np.ndarray) -> np.ndarray:

@@ -127,20 +127,75 @@ def _rows(n: int, seed: int) -> np.ndarray:
 
 
 def test_numpy_and_compiled_tree_sums_are_bitwise_equal():
-    """The numpy walk adds the leaf values in tree order as the compiled one does: the same bits, so the size
-    bound that picks between them changes no output."""
+    """The numpy walk adds the leaf values in tree order as the compiled evaluator does: the same bits, so the size
+    bound that picks between them changes no output (blocks of 512 rows: 1000 and 1300 rows span several)."""
     from attune_monitor.dsp import _kernels
 
     kernel = _kernels.get("tree_sum")
     if kernel is None:
         pytest.skip("numba not installed: the numpy path is the only one")
     model = shipped_model()
-    for n, seed in ((1, 0), (7, 1), (120, 2), (1000, 3)):
+    for n, seed in ((1, 0), (7, 1), (120, 2), (1000, 3), (1300, 4)):
         X = _rows(n, seed)
         out = np.zeros(n)
-        kernel(X, model.feature, model.threshold, model.missing_left, model.left, model.right, model.is_leaf,
-               model.value, model.roots, out)
+        kernel(X, *model.split_tables(), out)
         np.testing.assert_array_equal(model._tree_sum_numpy(X), out)
+
+
+def _random_ensemble(rng, n_trees: int, max_leaves: int, n_features: int = len(FEATURES)) -> TreeEnsemble:
+    """Random trees in ``TreeEnsemble``'s arrays: unbalanced (each split picks a random leaf to split), some a single
+    leaf, NaN sent either way, thresholds from a few values (ties with the rows)."""
+    feature, threshold, missing_left, left, right, is_leaf, value, roots = [], [], [], [], [], [], [], []
+    for _ in range(n_trees):
+        root = len(feature)
+        roots.append(root)
+        feature.append(0), threshold.append(0.0), missing_left.append(False), left.append(0), right.append(0)
+        is_leaf.append(True), value.append(rng.normal())
+        open_leaves = [root]
+        for _ in range(int(rng.integers(0, max_leaves))):  # up to max_leaves leaves
+            node = open_leaves.pop(int(rng.integers(len(open_leaves))))
+            kids = [len(feature), len(feature) + 1]
+            for _ in kids:
+                feature.append(0), threshold.append(0.0), missing_left.append(False), left.append(0), right.append(0)
+                is_leaf.append(True), value.append(rng.normal())
+            is_leaf[node], value[node] = False, 0.0
+            feature[node], threshold[node] = int(rng.integers(n_features)), float(rng.choice([-1.0, -0.5, 0.0, 0.5]))
+            missing_left[node], left[node], right[node] = bool(rng.integers(2)), kids[0], kids[1]
+            open_leaves += kids
+    value[0] = -0.0  # a first leaf of -0.0: both paths start the sum from 0.0
+    return TreeEnsemble({"feature": feature, "threshold": threshold, "missing_left": missing_left, "left": left,
+                         "right": right, "is_leaf": is_leaf, "value": value, "roots": roots, "baseline": 0.25,
+                         "prior_logit": -1.0, "depth": len(feature), "features": list(FEATURES)})
+
+
+def test_compiled_evaluator_on_odd_trees_equals_the_walk(monkeypatch):
+    """Unbalanced and single-leaf trees, rows tied with thresholds, +-inf, missing values in some rows or in every
+    row of a block (each way NaN goes), rows of one block all on one side of a split: the compiled evaluator gives
+    the numpy walk's sums bitwise; trees past 64 leaves are walked in numpy."""
+    from attune_monitor.dsp import _kernels
+
+    kernel = _kernels.get("tree_sum")
+    if kernel is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    rng = np.random.default_rng(7)
+    ens = _random_ensemble(rng, 40, 64)
+    assert ens.split_tables() is not None
+    n = 1100
+    X = rng.choice([-2.0, -1.0, -0.75, -0.5, -0.25, 0.0, -0.0, 0.25, 0.5, 1.0, np.inf, -np.inf], (n, len(FEATURES)))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[:600, 3] = np.nan  # every row of the first block (and some of the second) missing
+    X[:, 5] = 2.0  # above every threshold: every row right
+    X[:, 6] = -2.0  # below: every row left
+    X[512:, 6] = np.nan
+    out = np.zeros(n)
+    kernel(X, *ens.split_tables(), out)
+    np.testing.assert_array_equal(out, ens._tree_sum_numpy(X))
+    monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 1)
+    np.testing.assert_array_equal(ens.log_odds(X), ens.baseline + ens._tree_sum_numpy(X))
+    big = _random_ensemble(np.random.default_rng(8), 3, 80)
+    assert max(np.count_nonzero(big.is_leaf[a:b]) for a, b in zip(big.roots, [*big.roots[1:], big.is_leaf.size])) > 64
+    assert big.split_tables() is None
+    np.testing.assert_array_equal(big.log_odds(X), big.baseline + big._tree_sum_numpy(X))
 
 
 def test_small_calls_walk_in_numpy_large_ones_compiled(monkeypatch):
