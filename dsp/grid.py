@@ -196,6 +196,9 @@ class GridPreprocessor:
     """
 
     latency: float = 0.0
+    #: Largest push whose timestamps are checked in Python scalars (a live push brings a sample or two); larger ones
+    #: go through the array code. Both keep the same samples; 0 forces the array code.
+    few_push: int = 8
 
     def __init__(self, fs: float = 4.0, origin: float = 0.0):
         self.fs = check_positive("fs", fs)
@@ -227,8 +230,22 @@ class GridPreprocessor:
         if ts.shape != x.shape:
             raise ValueError(f"Invalid input: timestamps and values must have the same length, but got "
                              f"{ts.shape[0]} timestamps and {x.shape[0]} values.")
-        if ts.size == 0:
+        n = ts.shape[0]
+        if n == 0:
             return
+        if n <= self.few_push:  # a live push (a sample or two): the same test in Python scalars
+            tl = ts.tolist()
+            last = self.last_ts
+            for t in tl:
+                if not (t > last and math.isfinite(t)):  # (NaN fails t > last)
+                    break  # something to drop: the array code below drops it and warns
+                last = t
+            else:
+                self.last_ts = last
+                if last > self.known_until:
+                    self.known_until = last
+                self._ingest(ts, x)
+                return
         finite = np.isfinite(ts)
         # keep only strictly increasing timestamps (also against the last accepted one)
         prev = np.maximum.accumulate(np.concatenate([[self.last_ts], np.where(finite, ts, -np.inf)]))[:-1]

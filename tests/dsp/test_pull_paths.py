@@ -200,3 +200,39 @@ def test_flags_of_absurd_ranges_live_equal_the_array_code():
         blocks.append(np.concatenate([b.quality for b in out]))
     np.testing.assert_array_equal(blocks[0], blocks[1])
     assert (blocks[0][15 * 4:20 * 4] == 0).all()  # the constant stretch up there: not flat, ok
+
+
+@pytest.mark.parametrize("kind", ["eda", "hr", "rr"])
+def test_small_pushes_keep_what_the_array_code_keeps(kind, caplog):
+    """A push of a few samples checks its timestamps in Python scalars (``few_push``); with repeated, decreasing,
+    NaN and infinite timestamps among pushes of 1 to 12 samples, it keeps, drops (and warns about) exactly what the
+    array code keeps and drops, and the grid is the same bit for bit."""
+    rng = np.random.default_rng(11)
+    ts = np.cumsum(rng.uniform(0.05, 0.5, 3000))
+    x = (4.0 + 0.1 * rng.random(ts.size)) if kind == "eda" else (
+        70 + rng.standard_normal(ts.size) if kind == "hr" else rng.uniform(0.6, 1.0, ts.size))
+    bad = rng.random(ts.size)
+    ts[bad < 0.02] = np.nan
+    ts[(bad >= 0.02) & (bad < 0.03)] = np.inf
+    ts[(bad >= 0.03) & (bad < 0.05)] -= rng.uniform(0.0, 2.0, int(((bad >= 0.03) & (bad < 0.05)).sum()))
+    ts[(bad >= 0.05) & (bad < 0.06)] = -np.inf
+    cuts = np.cumsum(rng.integers(1, 13, ts.size))
+    cuts = np.r_[0, cuts[cuts < ts.size], ts.size]
+    pulls = rng.random(cuts.size) < 0.5
+    runs = []
+    for few in (8, 0):
+        p = (EdaPreprocessor(fs=4.0, origin=0.0, srate=4.0) if kind == "eda"
+             else HeartPreprocessor(kind, fs=4.0, origin=0.0, srate=1.0 if kind == "hr" else None))
+        p.few_push = few
+        caplog.clear()
+        blocks, states = [], []
+        for a, b, pull in zip(cuts[:-1], cuts[1:], pulls):
+            p.push(ts[a:b], x[a:b])
+            states.append((p.last_ts, p.known_until, p.n_dropped))
+            if pull:
+                blocks.append(p.pull(p.last_ts))
+        blocks.append(p.pull(p.last_ts + p.latency))
+        runs.append((states, [(b.start, b.values.tobytes(), b.quality.tobytes()) for b in blocks],
+                     caplog.text.count("dropped")))
+    assert runs[0] == runs[1]
+    assert runs[0][0][-1][2] > 100 and runs[0][2] > 50  # samples were dropped (and warned about) along the way
