@@ -121,14 +121,22 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
         if (len(people) == 1 and ep.get("open", True) and not ep.get("repaired") and ep.get("review") != "dismiss"
                 and states.get(tuple(ep["pair"])) in ("drifting", "possible_rupture")):
             named.add(people[0])
-    mine, frac = {}, {}
-    for who in participants:
-        st = [s for pair, s in states.items() if who in pair]
-        armed = [pair for pair, s in states.items() if who in pair and s not in UNARMED_STATES]
-        dropping = [pair for pair in armed if states[pair] in _ALERT_STATES or (
-            drops.get(pair) is not None and np.isfinite(drops[pair]) and drops[pair] >= TIE_DROP)]
-        mine[who] = (st, armed, dropping)
-        frac[who] = len(dropping) / len(armed) if armed else 0.0
+    # each person's pair states, armed pairs and dropping pairs, in pair order (one pass over the pairs)
+    mine: dict = {who: ([], [], []) for who in participants}
+    for pair, s in states.items():
+        armed = s not in UNARMED_STATES
+        if armed:
+            d = drops.get(pair)
+            dropping = s in _ALERT_STATES or (d is not None and np.isfinite(d) and d >= TIE_DROP)
+        for who in dict.fromkeys(pair):
+            lists = mine.get(who)
+            if lists is not None:
+                lists[0].append(s)
+                if armed:
+                    lists[1].append(pair)
+                    if dropping:
+                        lists[2].append(pair)
+    frac = {who: len(dropping) / len(armed) if armed else 0.0 for who, (_, armed, dropping) in mine.items()}
     out = {}
     for i, who in enumerate(participants):
         st, armed, dropping = mine[who]

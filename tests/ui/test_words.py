@@ -8,13 +8,24 @@ everyone at 60-200 s), and windows fed from a known time, so when the detector a
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 
 import numpy as np
 import pytest
 
-from attune_monitor.dsp.detector import STATE_WORDS, RuptureDetector, get_preset
+from attune_monitor.dsp.detector import STATE_WORDS, UNARMED_STATES, RuptureDetector, get_preset
 from attune_monitor.dsp.pipeline import Update
-from attune_monitor.ui.model import SessionModel, group_episodes, person_ties
+from attune_monitor.ui.model import (
+    _ALERT_STATES,
+    TIE_DRIFT_FRAC,
+    TIE_DROP,
+    TIE_WORDS,
+    SessionModel,
+    group_episodes,
+    person_ties,
+    tie_label,
+)
 from attune_monitor.ui.words import (
     depth_number,
     depth_shown,
@@ -244,3 +255,91 @@ def test_card_words_never_say_in_tune_over_a_gauge_at_chance():
         if s.ties["P3"]["state"] == "drifting_away":
             assert all(ps["words"] != "in tune" for ps in s.pair_states if "P3" in ps["pair"]), s.t_now
     assert dipping >= 2   # the scripted drop really passes through that moment (P1-P3 and P2-P3 at 66 s)
+
+
+# --- person_ties against its previous implementation (a scan of every pair per person), on random groups ---------
+
+def _person_ties_reference(participants, pair_states, episodes, connectedness=None, chance=None,
+                           tie_evidence=None) -> dict:
+    """The previous implementation (one scan of every pair per person), verbatim."""
+    n = len(participants)
+    if n < 3:
+        return {}
+    states = {tuple(ps["pair"]): ps.get("state", "calibrating") for ps in pair_states}
+    drops = {tuple(ps["pair"]): ps.get("drop") for ps in pair_states}
+    named = set()
+    for ep in episodes:
+        people = ep.get("people") or []
+        if (len(people) == 1 and ep.get("open", True) and not ep.get("repaired") and ep.get("review") != "dismiss"
+                and states.get(tuple(ep["pair"])) in ("drifting", "possible_rupture")):
+            named.add(people[0])
+    mine, frac = {}, {}
+    for who in participants:
+        st = [s for pair, s in states.items() if who in pair]
+        armed = [pair for pair, s in states.items() if who in pair and s not in UNARMED_STATES]
+        dropping = [pair for pair in armed if states[pair] in _ALERT_STATES or (
+            drops.get(pair) is not None and np.isfinite(drops[pair]) and drops[pair] >= TIE_DROP)]
+        mine[who] = (st, armed, dropping)
+        frac[who] = len(dropping) / len(armed) if armed else 0.0
+    out = {}
+    for i, who in enumerate(participants):
+        st, armed, dropping = mine[who]
+        others = [frac[o] for o in participants if o != who]
+        ev = None if not tie_evidence else tie_evidence.get(who)
+        most = (len(armed) >= 2 and len(dropping) >= max(2, (len(armed) + 1) // 2)
+                and frac[who] > float(np.median(others)))
+        if who in named or (ev is not None and ev >= TIE_DRIFT_FRAC) or most:
+            state = "drifting_away"
+        elif armed:
+            state = "with_group"
+        elif any(s == "calibrating" for s in st) or not st:
+            state = "calibrating"
+        else:
+            state = "not_in_tune"
+        c = float(connectedness[i]) if connectedness is not None and i < len(connectedness) else float("nan")
+        ch = float(chance[i]) if chance is not None and i < len(chance) else float("nan")
+        out[who] = {"state": state, "words": TIE_WORDS[state], "label": tie_label(state), "conn": c, "chance": ch,
+                    "armed": len(armed), "ties": n - 1, "dropping": len(dropping), "evidence": ev}
+    return out
+
+
+def test_person_ties_as_before_on_random_groups():
+    seen = set()
+    for seed in range(40):
+        seen |= _random_ties_as_before(seed)
+    assert seen == {"drifting_away", "with_group", "calibrating", "not_in_tune"}
+
+
+def _random_ties_as_before(seed: int) -> set:
+    """A random group's ties, new and previous implementation; the tie states seen."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 14))
+    people = [f"P{i}" for i in range(n)]
+    states = list(STATE_WORDS) + ["calibrating"] * 3 + ["attuned"] * 3
+    if seed % 4 == 0:  # nobody armed yet: learning, or not measurably in tune
+        states = [s for s in STATE_WORDS if s in UNARMED_STATES and (seed % 8 or s != "calibrating")]
+    pair_states = []
+    for a, b in itertools.combinations(people, 2):
+        ps = {"pair": (a, b) if rng.random() < 0.9 else [a, b]}
+        if rng.random() < 0.95:
+            ps["state"] = states[rng.integers(len(states))]
+        r = rng.random()
+        ps["drop"] = (None if r < 0.15 else math.nan if r < 0.2 else math.inf if r < 0.22
+                      else np.float64(rng.uniform(0, 1.4)) if r < 0.5 else float(rng.uniform(0, 1.4)))
+        if rng.random() < 0.03:
+            continue  # a pair without a state (the model starts with none)
+        pair_states.append(ps)
+    pair_states.append({"pair": ("P0", "X9"), "state": "drifting", "drop": 0.9})  # someone not in the session
+    episodes = []
+    for _ in range(int(rng.integers(0, 6))):
+        pair = tuple(people[i] for i in sorted(rng.choice(n, 2, replace=False)))
+        episodes.append({"pair": pair, "people": [pair[int(rng.integers(2))]] if rng.random() < 0.7 else list(pair),
+                         "open": bool(rng.random() < 0.7), "repaired": bool(rng.random() < 0.3),
+                         "review": [None, "dismiss", "confirm"][int(rng.integers(3))]})
+    conn = rng.uniform(-0.2, 0.8, n) if rng.random() < 0.8 else None
+    chance = rng.uniform(-0.1, 0.2, n - int(rng.integers(0, 2))) if rng.random() < 0.8 else None
+    ev = {p: float(rng.uniform(0, 0.6)) for p in people if rng.random() < 0.6} if rng.random() < 0.7 else None
+    got = person_ties(people, pair_states, episodes, conn, chance, ev)
+    want = _person_ties_reference(people, pair_states, episodes, conn, chance, ev)
+    assert repr(got) == repr(want), seed
+    return {v["state"] for v in got.values()}
