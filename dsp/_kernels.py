@@ -347,7 +347,7 @@ def _tree_sum(X, node_tree, node_feature, node_threshold, node_missing_left, nod
                 out[b0 + r] += values[_trailing_zeros(w[r] & common)]
 
 
-def _rolling_median(hist, z, win, min_count, srt, cnt, first, init, med):  # pragma: no cover
+def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med):  # pragma: no cover
     """Median of each row's last values in a window sliding one step at a time (compiled).
 
     The compiled twin of the running median in ``evidence.PairFeatures.push``: the same values (the two middle
@@ -358,11 +358,15 @@ def _rolling_median(hist, z, win, min_count, srt, cnt, first, init, med):  # pra
     Parameters
     ----------
     hist : ndarray, shape (n_rows, H), float64, C-contiguous
-        The values before this call, oldest first; replaced by the last ``H`` values after it.
+        The last ``H`` values before this call, a ring: the oldest at column ``head``, then ``head + 1``, ...
+        (modulo ``H``). This call's values enter it (overwriting the oldest; the caller moves ``head`` on by
+        ``T`` modulo ``H``), so a live step writes one column instead of shifting every row.
+    head : int
     z : ndarray, shape (T, n_rows)
         This call's values, step by step.
     win : int
-        Window length: step ``s`` takes positions ``[s, s + win)`` of ``hist`` followed by ``z`` (``win <= H``).
+        Window length: step ``s`` takes positions ``[s, s + win)`` of the ``H`` values before the call followed
+        by ``z`` (``win <= H``).
     min_count : int
         Fewer non-NaN values than this give NaN.
     srt : ndarray, shape (n_rows, win)
@@ -383,7 +387,7 @@ def _rolling_median(hist, z, win, min_count, srt, cnt, first, init, med):  # pra
         if init:
             c = 0
             for p in range(win):
-                v = hist[i, p] if p < H else z[p - H, i]
+                v = hist[i, (head + p) % H] if p < H else z[p - H, i]
                 if v == v:
                     srt[i, c] = v
                     c += 1
@@ -397,10 +401,17 @@ def _rolling_median(hist, z, win, min_count, srt, cnt, first, init, med):  # pra
         for s in range(s0, T):
             if s == 0:
                 out_v = first[i]
+            elif s - 1 < H:
+                pos = head + s - 1  # (head < H: one wrap at most)
+                out_v = hist[i, pos - H if pos >= H else pos]
             else:
-                out_v = hist[i, s - 1] if s - 1 < H else z[s - 1 - H, i]
+                out_v = z[s - 1 - H, i]
             p = s + win - 1
-            in_v = hist[i, p] if p < H else z[p - H, i]
+            if p < H:
+                pos = head + p
+                in_v = hist[i, pos - H if pos >= H else pos]
+            else:
+                in_v = z[p - H, i]
             p_out = -1
             if out_v == out_v:  # the place of a value equal to it (it is in the window)
                 lo, hi = 0, c
@@ -446,15 +457,9 @@ def _rolling_median(hist, z, win, min_count, srt, cnt, first, init, med):  # pra
             else:
                 med[i, s] = np.nan
         cnt[i] = c
-        first[i] = hist[i, T - 1] if T - 1 < H else z[T - 1 - H, i]
-        if T >= H:
-            for q in range(H):
-                hist[i, q] = z[T - H + q, i]
-        else:
-            for q in range(H - T):
-                hist[i, q] = hist[i, q + T]
-            for q in range(T):
-                hist[i, H - T + q] = z[q, i]
+        first[i] = hist[i, (head + T - 1) % H] if T - 1 < H else z[T - 1 - H, i]
+        for q in range(max(0, T - H), T):  # the new values enter the ring, each over the oldest
+            hist[i, (head + q) % H] = z[q, i]
 
 
 def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover

@@ -88,6 +88,7 @@ class PairFeatures:
         self.n_pairs = self.i.size
         span = REL_SPAN[0]
         self._sync_hist = np.full((2, self.n_pairs, span), np.nan)  # hr_z, eda_z of the last `span` steps
+        self._hist_head = 0  # the oldest step's column in _sync_hist (the compiled path keeps it as a ring)
         # the compiled running median's state (``_kernels._rolling_median``): per pair the last step's window sorted,
         # its count of values and its oldest value; valid only right after a compiled call
         self._sorted = np.full((2, self.n_pairs, span - REL_SPAN[1]), np.nan)
@@ -158,6 +159,9 @@ class PairFeatures:
         """
         T = hz.shape[0]
         lo, gap = REL_SPAN
+        if self._hist_head:  # the compiled path's ring, oldest first again
+            self._sync_hist = np.roll(self._sync_hist, -self._hist_head, axis=2)
+            self._hist_head = 0
         for k, z in enumerate((hz, ez)):
             hist = np.concatenate([self._sync_hist[k], z.T], axis=1)  # (n_pairs, lo + T)
             win = np.lib.stride_tricks.sliding_window_view(hist[:, : hist.shape[1] - gap], lo - gap, axis=1)
@@ -178,14 +182,16 @@ class PairFeatures:
         """As :meth:`_rel_numpy`, with the compiled running median (bitwise the same medians).
 
         Each pair's window is kept sorted between calls and updated per step (one value leaves, one enters), so
-        a live step costs a few hundred moves per pair instead of a sort of 270 values.
+        a live step costs a few hundred moves per pair instead of a sort of 270 values; the history is a ring
+        (the step's values overwrite the oldest) rather than shifted.
         """
         lo, gap = REL_SPAN
         med = np.empty((self.n_pairs, hz.shape[0]))
         for k, z in enumerate((hz, ez)):
-            kernel(self._sync_hist[k], np.ascontiguousarray(z), lo - gap, REL_MIN, self._sorted[k],
+            kernel(self._sync_hist[k], self._hist_head, np.ascontiguousarray(z), lo - gap, REL_MIN, self._sorted[k],
                    self._sorted_count[k], self._sorted_first[k], not self._sorted_valid, med)
             X[:, :, 4 + k] = z - med.T
+        self._hist_head = (self._hist_head + hz.shape[0]) % lo
         self._sorted_valid = True
 
 
