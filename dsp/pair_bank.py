@@ -31,10 +31,9 @@ from .detector import (
     PairMachine,
     PairState,
     pair_words,
-    trim_mean,
 )
 
-__all__ = ["available", "PairBank", "PairStateTable", "PairView", "TrackView", "round4"]
+__all__ = ["available", "PairBank", "PairStateTable", "PairView", "TrackView", "round4", "trim_mean_rows"]
 
 
 def available() -> bool:
@@ -46,6 +45,35 @@ def available() -> bool:
     except Exception:  # pragma: no cover - depends on the environment
         return False
     return True
+
+
+def trim_mean_rows(values: np.ndarray, proportiontocut: float) -> np.ndarray:
+    """:func:`attune_monitor.dsp.detector.trim_mean` of each row, bitwise (the same partition and mean per row).
+
+    Parameters
+    ----------
+    values : ndarray, shape (n_rows, n), float64
+    proportiontocut : float
+        Share cut at each end, 0 <= proportiontocut <= 0.5.
+
+    Returns
+    -------
+    ndarray, shape (n_rows,)
+        NaN for a row that holds a NaN, and for every row when ``n`` is 0 or everything is cut.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    k, n = values.shape
+    lowercut = int(proportiontocut * n)
+    uppercut = n - lowercut
+    if lowercut > uppercut:
+        raise ValueError(f"Invalid value for 'proportiontocut': at most half of the values can be cut at each end, "
+                         f"but got {proportiontocut}.")
+    if n == 0 or lowercut == uppercut or k == 0:
+        return np.full(k, np.nan)
+    # np.partition and np.mean along the last axis treat each row as they treat one 1-D array
+    out = np.mean(np.partition(values, (lowercut, uppercut - 1), axis=-1)[:, lowercut:uppercut], axis=-1)
+    out[np.isnan(values).any(axis=-1)] = np.nan
+    return out
 
 
 class PairBank:
@@ -190,12 +218,13 @@ class PairBank:
             raise RuntimeError(f"pair bank: {n} records in one step, more than the {self._rec_cap} allowed")
         recs, times = self.rec_i[:n].tolist(), self.rec_f[:n].tolist()
         if any(r[0] == K.K_ARMED for r in recs):
-            keep = []
+            keep, armed = [], []
             for r, tm in zip(recs, times):
                 if r[0] == K.K_ARMED:
-                    self._settle_baseline(r[1], r[2], bool(r[3]))
+                    armed.append(r)
                 else:
                     keep.append((r, tm))
+            self._settle_baselines(armed)
             recs, times = [r for r, _ in keep], [tm for _, tm in keep]
         return recs, times
 
@@ -206,14 +235,25 @@ class PairBank:
         idx = (head + np.arange(ln)) % self.ARM.shape[2]
         return self.ARM[p, m, idx]
 
-    def _settle_baseline(self, p: int, m: int, first: bool) -> None:
-        """The baseline of a track armed this step: :func:`trim_mean` of its span's z, as ``ModalityTrack.step``."""
+    def _settle_baselines(self, armed: list) -> None:
+        """The baselines of the tracks armed this step: ``trim_mean`` of each span's z, as ``ModalityTrack.step``.
+
+        ``armed``: the step's :data:`~attune_monitor.dsp._pair_kernels.K_ARMED` records ``[kind, pair, modality,
+        first, ., .]`` (each track at most once). The spans of one length are trimmed together
+        (:func:`trim_mean_rows`, bitwise ``trim_mean`` of each): when a group arms, most of its tracks arm within a
+        few steps.
+        """
         K = self.K
-        zs = self.arm_span(p, m)[:, 0].tolist()
-        b = float(trim_mean(zs, self.cfg.calibration_trim))
-        self.TF[p, m, K.T_BASE] = b
-        if first:
-            self.TF[p, m, K.T_FIRST] = b
+        rec = np.array(armed, dtype=np.int64).reshape(-1, K.NRI)
+        p, m, first = rec[:, 1], rec[:, 2], rec[:, 3] != 0
+        head, ln = self.TI[p, m, K.J_HEAD], self.TI[p, m, K.J_LEN]
+        for n in np.unique(ln).tolist():
+            sel = ln == n
+            idx = (head[sel, None] + np.arange(n)) % self.ARM.shape[2]
+            b = trim_mean_rows(self.ARM[p[sel, None], m[sel, None], idx, 0], self.cfg.calibration_trim)
+            self.TF[p[sel], m[sel], K.T_BASE] = b
+            again = first[sel]
+            self.TF[p[sel][again], m[sel][again], K.T_FIRST] = b[again]
 
     def states(self, pairs: list) -> list[dict]:
         """``RuptureDetector.pair_states()`` of the bank: per pair the dict the per-pair machines give, in bulk.

@@ -289,3 +289,20 @@ def test_round4_is_round_bit_for_bit():
         0.0, -0.0, np.nan, np.inf, -np.inf, 1e300, -1e-320, 5e-5, -5e-5, 1.5e15, 0.00015, 2.675]])
     want = [round(v, 4) if math.isfinite(v) else None for v in x.tolist()]
     assert repr(pair_bank.round4(x)) == repr(want)  # (repr: -0.0 and 0.0 apart)
+
+
+def test_trim_mean_rows_is_trim_mean_of_each_row_bit_for_bit():
+    """The baselines of the tracks armed in one step are trimmed together (``trim_mean_rows``): bitwise
+    ``detector.trim_mean`` of each span (its partition and pairwise mean), NaN rows, ties and Fisher z included."""
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 3, 7, 20, 30, 59, 60, 61, 120, 129, 300):
+        A = rng.standard_normal((40, n))
+        A[::3] = np.round(A[::3], 1)  # ties
+        A[1::3] = np.arctanh(np.clip(rng.normal(0.5, 0.25, (len(A[1::3]), n)), -0.999, 0.999))
+        if n:
+            A[5, rng.integers(n)] = np.nan
+        for cut in (0.0, 0.1, 0.25, 0.5):
+            want = [D.trim_mean(row.tolist(), cut) for row in A]
+            assert repr(pair_bank.trim_mean_rows(A, cut).tolist()) == repr(want), (n, cut)
+    with pytest.raises(ValueError, match="proportiontocut"):
+        pair_bank.trim_mean_rows(np.zeros((2, 5)), 0.7)
