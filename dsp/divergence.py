@@ -482,19 +482,21 @@ class ArousalTracker:
         self._tail_l = np.full((self.n, self.w - 1), np.nan)
         self._tail_d = np.full((self.n, F, self.w - 1), np.nan)
 
+    @property
+    def reading(self) -> tuple[int, float, int]:
+        """What its states depend on besides its inputs: ``(n_people, threshold, window in values)``.
+
+        Two trackers with the same reading fed the same inputs from their start give the same states.
+        """
+        return (self.n, self.threshold, self.w)
+
     def push(self, llr: np.ndarray, div: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Take ``llr`` (n_people, n_sec) and ``div`` (n_people, F, n_sec) or None.
 
         Return the smoothed ``L`` (n_people, n_sec) and the state codes (n_people, n_sec) into :data:`AROUSAL_STATES`.
         """
-        llr = np.asarray(llr, dtype=float).reshape(self.n, -1)
-        k = llr.shape[1]
-        F = len(FEATURES)
-        div = np.full((self.n, F, k), np.nan) if div is None or np.size(div) == 0 else np.asarray(div, float)
-        ll = np.concatenate([self._tail_l, llr], axis=1)
-        dd = np.concatenate([self._tail_d, div], axis=2)
-        if self.w > 1:
-            self._tail_l, self._tail_d = ll[:, -(self.w - 1):], dd[:, :, -(self.w - 1):]
+        ll, dd = self._extend(llr, div)
+        k = ll.shape[1] - (self.w - 1)
         if k == 0:
             return np.zeros((self.n, 0)), np.zeros((self.n, 0), np.uint8)
         smooth = _rolling_nanmean(ll, self.w)                    # (n, k)
@@ -512,6 +514,32 @@ class ArousalTracker:
             # no feature behind it (should not happen): call it climbing, the evidence is still there
             code[away] = np.where(flav[away] == 0, 2, flav[away])
         return smooth, code
+
+    def skip(self, llr: np.ndarray, div: np.ndarray | None = None) -> None:
+        """Take ``llr`` and ``div`` as :meth:`push` does, without reading them.
+
+        For when another tracker with the same :attr:`reading` has read them: the state is then what :meth:`push`
+        would have left.
+        """
+        self._extend(llr, div)
+
+    def _extend(self, llr: np.ndarray, div: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``w - 1`` values kept plus the new ones; the kept ones moved on.
+
+        Returns
+        -------
+        ll : ndarray, shape (n_people, w - 1 + n_sec)
+        dd : ndarray, shape (n_people, F, w - 1 + n_sec)
+        """
+        llr = np.asarray(llr, dtype=float).reshape(self.n, -1)
+        k = llr.shape[1]
+        F = len(FEATURES)
+        div = np.full((self.n, F, k), np.nan) if div is None or np.size(div) == 0 else np.asarray(div, float)
+        ll = np.concatenate([self._tail_l, llr], axis=1)
+        dd = np.concatenate([self._tail_d, div], axis=2)
+        if self.w > 1:
+            self._tail_l, self._tail_d = ll[:, -(self.w - 1):], dd[:, :, -(self.w - 1):]
+        return ll, dd
 
 
 def _rolling_nanmean(x: np.ndarray, w: int) -> np.ndarray:

@@ -205,6 +205,9 @@ class Update:
         The same read as the detector reads it (:class:`attune_monitor.dsp.divergence.ArousalTracker`: ``smooth_s``
         mean, the preset's ``arousal_k``, the couple rule): smoothed ratio and codes into
         :data:`attune_monitor.dsp.divergence.AROUSAL_STATES`.
+    arousal_reading : tuple
+        The :attr:`~attune_monitor.dsp.divergence.ArousalTracker.reading` of the tracker behind ``arousal_smooth``
+        and ``arousal_state`` (empty: none), so that a view model with the same tracker can take them as they are.
     """
 
     grid_start: int = 0
@@ -217,6 +220,7 @@ class Update:
     arousal_div: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_AROUSAL_FEATURES), 0)))
     arousal_smooth: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     arousal_state: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    arousal_reading: tuple = ()
 
     @property
     def n_new(self) -> int:
@@ -384,6 +388,7 @@ class SessionPipeline:
                 self.detector.note_shared_event(te, "everybody's arousal moved at once")
                 upd.events.append(SharedEvent(t=te, what="everybody's arousal moved at once"))
             upd.arousal_smooth, upd.arousal_state = self._reading.push(upd.arousal, upd.arousal_div)
+            upd.arousal_reading = self._reading.reading
             if upd.arousal_t.size:
                 keep = self._ar_t.size
                 self._ar_t = np.concatenate([self._ar_t, upd.arousal_t])[-keep:]

@@ -515,7 +515,7 @@ class SessionModel:
                     self._chance[m].extend(w["t"], w.get("chance_level", w["chance"]))
             at = np.asarray(getattr(update, "arousal_t", np.zeros(0)), dtype=float)
             if at.size:
-                smooth, code = self._arousal_track.push(update.arousal, getattr(update, "arousal_div", None))
+                smooth, code = self._arousal_reading(update, at.size)
                 self._arousal_l.extend(at, smooth)
                 self._arousal_code.extend(at, code)
                 self._show_arousal(at, smooth, code)
@@ -547,6 +547,29 @@ class SessionModel:
                 for p, d in status.items():
                     self._status.setdefault(p, {}).update(d)
             self.version += 1
+
+    def _arousal_reading(self, update, n_sec: int) -> tuple[np.ndarray, np.ndarray]:
+        """The arousal tracker's smoothed ratio ``L`` and state codes for the update's new seconds.
+
+        A pipeline reads them with a tracker of its own (``Update.arousal_smooth`` / ``arousal_state``); when that
+        tracker's :attr:`~attune_monitor.dsp.divergence.ArousalTracker.reading` is this model's, they are taken as
+        they are and the model's tracker only moves its window on (:meth:`ArousalTracker.skip`), else the model's
+        tracker reads them. Both give the same states when the model is fed every update of the pipeline from its
+        start (as the runner does).
+
+        Returns
+        -------
+        smooth : ndarray, shape (n_people, n_sec)
+        code : ndarray of uint8, shape (n_people, n_sec)
+        """
+        tracker = self._arousal_track
+        div = getattr(update, "arousal_div", None)
+        smooth, code = getattr(update, "arousal_smooth", None), getattr(update, "arousal_state", None)
+        if (getattr(update, "arousal_reading", ()) == tracker.reading and smooth is not None and code is not None
+                and np.shape(smooth) == np.shape(code) == (tracker.n, n_sec)):
+            tracker.skip(update.arousal, div)
+            return np.asarray(smooth, dtype=float), np.asarray(code, dtype=np.uint8)
+        return tracker.push(update.arousal, div)
 
     def _show_arousal(self, t: np.ndarray, smooth: np.ndarray, code: np.ndarray) -> None:
         """Advance the shown arousal states over new seconds (hysteresis: see the class notes).

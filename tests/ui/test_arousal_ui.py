@@ -260,6 +260,34 @@ def test_model_on_a_simulated_session_matches_the_detector(simulated):
     assert ep and ep[0]["arousal"] == {"P1": "flattening"}
 
 
+def test_model_takes_the_pipelines_reading_or_reads_itself_the_same(simulated):
+    """The pipeline's arousal reading (``Update.arousal_reading`` naming the model's tracker) taken as it is gives
+    what the model's own tracker reads, also when a source stops handing it over half-way (the tracker kept up)."""
+    import dataclasses
+
+    from attune_monitor.dsp.divergence import ArousalTracker
+
+    pipe, _, ups, _ = simulated
+    cfg = get_preset("balanced")
+    assert all(u.arousal_reading == ArousalTracker(2, cfg.arousal_k, cfg.smooth_s, 1.0).reading for u in ups)
+    own = [dataclasses.replace(u, arousal_reading=()) for u in ups]
+    half = len(ups) // 2
+    looks = []
+    for feed_ in (ups, own, ups[:half] + own[half:], own[:half] + ups[half:]):
+        model = SessionModel(pipe.participants, pipe.modalities, pipe.pairs, 4.0, 1.0, 600.0, preset="balanced")
+        if feed_ is ups:  # the pipeline's reading is taken: the model's tracker is never asked to read
+            model._arousal_track.push = None
+        seen = []
+        for u in feed_:
+            model.apply(u)
+            snap = model.snapshot(600.0)
+            seen.append(repr((snap.arousal[0].tolist(), snap.arousal[1].tolist(), snap.arousal[2].tolist(),
+                              snap.people_arousal, snap.pair_arousal)))
+        looks.append(seen)
+    assert looks[0] == looks[1] == looks[2] == looks[3]
+    assert "'flattening'" in "".join(looks[0]) and "'climbing'" in "".join(looks[0])  # (people_arousal)
+
+
 # -- GUI -----------------------------------------------------------------------------------------------------
 pytestqt = pytest.importorskip("pytestqt")
 
