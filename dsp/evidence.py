@@ -96,7 +96,9 @@ class PairFeatures:
         self._sorted_first = np.full((2, self.n_pairs), np.nan)
         self._sorted_valid = False
         self._seen_inf = False  # an infinite z was pushed: the numpy median from then on (it counts inf as missing)
-        self._lag_hist = np.full((len(LAGGED), self.n_pairs, max(LAGS)), np.nan)
+        # the lagged columns of the last max(LAGS) steps, a ring: step k's (n_pairs, n_lagged) at (head + k) % H
+        self._lag_ring = np.full((max(LAGS), self.n_pairs, len(LAGGED)), np.nan)
+        self._lag_head = 0
         self._lag_cols = [FEATURES.index(c) for c in LAGGED]
 
     def push(self, hr_z, hr_chance_z, eda_z, eda_chance_z, arousal, divergence) -> np.ndarray:
@@ -141,15 +143,19 @@ class PairFeatures:
         nf = len(DIVERGENCE_FEATURES)
         X[:, :, 8: 8 + nf] = np.where(a_first[..., None], da, db)
         X[:, :, 8 + nf: 8 + 2 * nf] = np.where(a_first[..., None], db, da)
-        # lagged copies: the column `lag` steps back (from this push or the history)
+        # lagged copies: the columns `lag` steps back (from the ring of the steps before, or from this push)
         base = 8 + 2 * nf
-        cur = np.moveaxis(X[:, :, self._lag_cols], 2, 0)  # (n_lagged, T, n_pairs)
-        hist = np.concatenate([np.moveaxis(self._lag_hist, 2, 1), cur], axis=1)  # (n_lagged, H + T, n_pairs)
-        H = self._lag_hist.shape[2]
+        cur = X[:, :, self._lag_cols]  # (T, n_pairs, n_lagged)
+        ring, H, nl = self._lag_ring, self._lag_ring.shape[0], len(LAGGED)
+        steps = np.arange(T)
         for q, lag in enumerate(LAGS):
-            X[:, :, base + q * len(LAGGED): base + (q + 1) * len(LAGGED)] = np.moveaxis(hist[:, H - lag: H - lag + T],
-                                                                                        0, 2)
-        self._lag_hist = np.moveaxis(hist[:, -H:], 1, 2)
+            cols = slice(base + q * nl, base + (q + 1) * nl)
+            old = steps < lag  # step s takes step s - lag: the ring's (H - lag + s)-th oldest, or this push's
+            X[old, :, cols] = ring[(self._lag_head + H - lag + steps[old]) % H]
+            X[lag:, :, cols] = cur[: max(T - lag, 0)]
+        kept = steps[max(T - H, 0):]  # this push's last H steps enter the ring, each over the oldest
+        ring[(self._lag_head + kept) % H] = cur[kept]
+        self._lag_head = (self._lag_head + T) % H
         return X
 
     def _rel_numpy(self, X, hz, ez) -> None:
