@@ -140,11 +140,15 @@ class EdaPreprocessor(GridPreprocessor):
 
     def _advance(self, known_until: float) -> None:
         ts = self._ts
+        n = ts.shape[0]
         n_flag = self._n_flag
         final = known_until - self._look_flags
-        # (f1 > n_flag exactly when the first unflagged sample is final: one comparison instead of a search)
-        f1 = (int(ts.searchsorted(final, side="right")) if n_flag < ts.shape[0] and ts[n_flag] <= final
-              else n_flag)
+        # f1 = ts.searchsorted(final, side="right") (at least n_flag): f1 > n_flag exactly when the first unflagged
+        # sample is final, and f1 = n_flag + 1 when the next one is not (a live pull), without a search
+        f1 = n_flag
+        if n_flag < n and ts[n_flag] <= final:
+            f1 = (n_flag + 1 if n_flag + 1 == n or ts[n_flag + 1] > final
+                  else int(ts.searchsorted(final, side="right")))
         few = self.few_max
         if f1 > n_flag:
             i0 = self._n_flag
@@ -157,9 +161,12 @@ class EdaPreprocessor(GridPreprocessor):
         n_clean = self._n_clean
         if n_clean == self._n_flag:  # nothing flagged is left to clean
             return
-        c1 = int(ts.searchsorted(known_until - self._look_flags - self.bridge, side="right"))
-        c1 = min(c1, self._n_flag)
-        if c1 > n_clean:
+        # c1 = min(ts.searchsorted(final - bridge, side="right"), n_flag), the same way: c1 > n_clean exactly when
+        # the first uncleaned sample is final, and c1 = n_flag when the last flagged one is
+        done = final - self.bridge
+        n_flag = self._n_flag
+        if ts[n_clean] <= done:
+            c1 = n_flag if ts[n_flag - 1] <= done else min(int(ts.searchsorted(done, side="right")), n_flag)
             i0 = self._n_clean
             if c1 - i0 > few or not self._clean_few(i0, c1):
                 self._clean(i0, c1)
@@ -405,14 +412,25 @@ class EdaPreprocessor(GridPreprocessor):
         return GridBlock(k0, np.empty(0), np.empty(0, np.uint8), tonic=np.empty(0), phasic=np.empty(0))
 
     def _emit_one(self, k0: int, t: np.ndarray) -> GridBlock:
-        """:meth:`_emit_many` of one grid time (what a live pull emits), in scalars.
+        """:meth:`_emit_many` of one grid time (what a live pull emits), in scalars (:meth:`_level_at`).
 
         The same operations in the same order on the same doubles, so bitwise the same block, without ~20 numpy
         calls on 1-element arrays.
         """
+        v, tonic, q = self._level_at(float(t[0]))
+        return GridBlock(k0, np.array([v]), np.array([q], np.uint8), tonic=np.array([tonic]),
+                         phasic=np.array([v - tonic]))
+
+    def _emit_scalar(self, tt: float) -> tuple[float, int] | None:
+        if not self._n_clean:
+            return None
+        v, _, q = self._level_at(tt)
+        return v, q
+
+    def _level_at(self, tt: float) -> tuple[float, float, int]:
+        """Level, tonic level and quality code at grid time ``tt`` (s), as :meth:`_emit_many` gives them."""
         n = self._n_clean
         ts = self._ts
-        tt = float(t[0])
         b = min(int(ts.searchsorted(tt, side="left")), n)  # first clean sample >= t
         a = b - 1  # last sample <= t: b - 1 unless t is a sample's time
         if b < n and ts[b] == tt:
@@ -436,8 +454,7 @@ class EdaPreprocessor(GridPreprocessor):
             q = qa if not va else qb
         if ts.shape[0] >= 4096:
             self._trim(tt)
-        return GridBlock(k0, np.array([v]), np.array([q], np.uint8), tonic=np.array([tonic]),
-                         phasic=np.array([v - tonic]))
+        return v, tonic, q
 
     def _emit_many(self, k0: int, t: np.ndarray) -> GridBlock:
         m = t.size

@@ -275,6 +275,46 @@ class GridPreprocessor:
         block : GridBlock
             Possibly empty (``len(block) == 0``), starting at the next grid index.
         """
+        k0, m = self._due(until)
+        if m <= 0:  # nothing to emit (pulls more often than the grid rate): _emit of no grid time changes nothing
+            return self._empty_block(k0)
+        return self._emit_due(k0, m)
+
+    def pull_scalar(self, until: float) -> tuple[float, int] | GridBlock:
+        """:meth:`pull`, giving one grid sample as Python scalars where the preprocessor has a scalar path.
+
+        For the pipeline's live tick, which takes one grid sample of every stream: no arrays and no block for it.
+
+        Parameters
+        ----------
+        until : float
+            As for :meth:`pull`.
+
+        Returns
+        -------
+        sample : tuple of (float, int) | GridBlock
+            ``(value, quality code)`` of grid sample ``next_index - 1`` when the pull emits exactly one sample and
+            the preprocessor works it out in scalars (bitwise the block's ``values[0]`` and ``quality[0]``);
+            otherwise the block :meth:`pull` returns.
+        """
+        k0, m = self._due(until)
+        if m <= 0:
+            return self._empty_block(k0)
+        if m == 1:
+            one = self._emit_scalar(self.origin + k0 / self.fs)  # (the grid time _emit_due gives)
+            if one is not None:
+                self.next_index = k0 + 1
+                return one
+        return self._emit_due(k0, m)
+
+    def _due(self, until: float) -> tuple[int, int]:
+        """Declare input complete up to ``until`` and finalise it.
+
+        Returns
+        -------
+        k0, m : int
+            The first grid index due and how many are due (``m <= 0``: none).
+        """
         until = float(until)
         if not math.isfinite(until):
             raise ValueError(f"Invalid value for 'until': expected a finite time in seconds, but got {until!r}.")
@@ -283,9 +323,10 @@ class GridPreprocessor:
         self._advance(self.known_until)
         k_last = last_index_at_or_before(until - self.latency, self.fs, self.origin)
         k0 = self.next_index
-        m = k_last - k0 + 1
-        if m <= 0:  # nothing to emit (pulls more often than the grid rate): _emit of no grid time changes nothing
-            return self._empty_block(k0)
+        return k0, k_last - k0 + 1
+
+    def _emit_due(self, k0: int, m: int) -> GridBlock:
+        """Emit the ``m >= 1`` grid samples due from ``k0``."""
         # one grid time (a live pull) without np.arange: the same double, origin + float(k0) / fs
         t = np.array([self.origin + k0 / self.fs]) if m == 1 else grid_times(k0, m, self.fs, self.origin)
         block = self._emit(k0, t)
@@ -301,6 +342,13 @@ class GridPreprocessor:
 
     def _emit(self, k0: int, t: np.ndarray) -> GridBlock:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _emit_scalar(self, tt: float) -> tuple[float, int] | None:
+        """``(values[0], quality[0])`` of ``_emit(k0, [tt])`` in scalars, with the same effects on the state.
+
+        None: no scalar path (now); the caller calls ``_emit``. By default there is none.
+        """
+        return None
 
     def _empty_block(self, k0: int) -> GridBlock:
         """What ``_emit(k0, t)`` returns for no grid time (``t`` of shape (0,))."""

@@ -340,11 +340,21 @@ class HeartPreprocessor(GridPreprocessor):
         return self._hr_values_many(t)
 
     def _hr_value_one(self, tt: float) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_hr_values_many` at one grid time (what a live pull emits), in scalars.
+        """:meth:`_hr_values_many` at one grid time (what a live pull emits), in scalars (:meth:`_hr_at`).
 
         The same operations in the same order on the same doubles, so bitwise the same value and code, without
         ~25 numpy calls on 1-element arrays.
         """
+        v, q = self._hr_at(tt)
+        return np.array([v]), np.array([q], dtype=np.uint8)
+
+    def _emit_scalar(self, tt: float) -> tuple[float, int] | None:
+        if self.kind != "hr" or not self._ts.size:
+            return None
+        return self._hr_at(tt)
+
+    def _hr_at(self, tt: float) -> tuple[float, int]:
+        """Device HR (bpm) and quality code at grid time ``tt`` (s), as :meth:`_hr_values_many` gives them."""
         ts, x = self._ts, self._x
         n = ts.size
         b = int(ts.searchsorted(tt, side="left"))  # first sample >= t
@@ -375,7 +385,7 @@ class HeartPreprocessor(GridPreprocessor):
         keep = int(ts.searchsorted(tt - self.max_gap, side="left"))
         if keep > 1:
             self._ts, self._x = ts[keep - 1:], x[keep - 1:]
-        return np.array([v]), np.array([q], dtype=np.uint8)
+        return v, q
 
     def _hr_values_many(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         v = np.full(t.shape, np.nan)

@@ -28,6 +28,7 @@ from .detector import DetectorConfig, RuptureDetector, SignalLossTracker, arousa
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
 from .divergence import FEATURES as _AROUSAL_FEATURES
 from .events import EpisodeEvent, Event, SharedEvent, SignalBack
+from .grid import GridBlock
 from .iir import one_pole
 from .limits import (
     DEFAULT_PRESET,
@@ -240,7 +241,16 @@ class SessionPipeline:
     config : PipelineConfig
     participants : list of str | None
         Participant order (default: order of first appearance in ``slots``).
+
+    Attributes
+    ----------
+    scalar_pulls : bool
+        Take a stream's grid sample of a live tick as Python scalars
+        (:meth:`attune_monitor.dsp.grid.GridPreprocessor.pull_scalar`) and every person's of a modality into the
+        grid with one array call; False: as blocks (``pull``), a row at a time. The same updates bit for bit.
     """
+
+    scalar_pulls: bool = True
 
     def __init__(self, slots, origin: float, config: PipelineConfig | None = None, participants=None):
         from .eda import EdaPreprocessor
@@ -284,6 +294,9 @@ class SessionPipeline:
         # (modality, person index) -> slot index
         self._slot_of = {(s.modality, self.participants.index(s.participant)): i for i, s in enumerate(self.slots)}
         n = len(self.participants)
+        # modality -> each person's slot, when every person has a stream of it (else absent)
+        self._slot_rows = {m: [self._slot_of[(m, p)] for p in range(n)] for m in self.modalities
+                           if all((m, p) in self._slot_of for p in range(n))}
         self._pending: list[list] = [[] for _ in self.slots]  # emitted-but-not-consumed grid blocks per slot
         self._emitted = [0] * len(self.slots)     # grid index emitted so far per slot
         self.k = 0                                 # grid samples consumed so far (all people, all modalities)
@@ -350,9 +363,13 @@ class SessionPipeline:
         -------
         update : Update
         """
+        scalar = self.scalar_pulls
         for i, p in enumerate(self._pre):
-            block = p.pull(until)
-            if block.values.size:
+            block = p.pull_scalar(until) if scalar else p.pull(until)
+            if isinstance(block, tuple):  # one grid sample, (value, code): pending as (index, value, code)
+                self._pending[i].append((p.next_index - 1, *block))
+                self._emitted[i] = p.next_index
+            elif block.values.size:
                 self._pending[i].append(block)
                 self._emitted[i] = block.start + block.values.size
         ready = min(self._emitted) if self._emitted else self.k
@@ -364,14 +381,18 @@ class SessionPipeline:
         n_new = ready - self.k
         n = len(self.participants)
         for m in self.modalities:
-            vals = np.full((n, n_new), np.nan)
-            qual = np.full((n, n_new), Quality.NO_DATA, dtype=np.uint8)
-            for person in range(n):
-                slot = self._slot_of.get((m, person))
-                if slot is None:
-                    continue
-                v, q = self._take(slot, n_new)
-                vals[person], qual[person] = v, q
+            one = self._take_scalars(m) if n_new == 1 else None
+            if one is not None:
+                vals, qual = one
+            else:
+                vals = np.full((n, n_new), np.nan)
+                qual = np.full((n, n_new), Quality.NO_DATA, dtype=np.uint8)
+                for person in range(n):
+                    slot = self._slot_of.get((m, person))
+                    if slot is None:
+                        continue
+                    v, q = self._take(slot, n_new)
+                    vals[person], qual[person] = v, q
             upd.grid[m], upd.quality[m] = vals, qual
             for ev in self.loss.update_rows(self.participants, m, self.k, qual):
                 # known once the run reached the tracker's minimum length: the same for any chunking
@@ -413,16 +434,36 @@ class SessionPipeline:
         upd.events.sort(key=_time_order)
         return upd
 
+    def _take_scalars(self, m: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Take the next grid sample of every person in modality ``m`` when each is pending as scalars (a live tick).
+
+        Returns
+        -------
+        (vals, qual) : ndarray, shape (n_people, 1), float64 and uint8 | None
+            None (nothing taken) when a person has no stream of ``m`` or their next sample is in a block.
+        """
+        slots = self._slot_rows.get(m)
+        if slots is None:
+            return None
+        pending = self._pending
+        heads = [pending[s][0] for s in slots]
+        if not all(type(h) is tuple for h in heads):
+            return None
+        for s in slots:
+            del pending[s][0]
+        _, v, q = zip(*heads)
+        return np.array(v, np.float64).reshape(-1, 1), np.array(q, np.uint8).reshape(-1, 1)
+
     def _take(self, i: int, n_new: int) -> tuple[np.ndarray, np.ndarray]:
-        """Take the next ``n_new`` grid samples of slot ``i`` from its pending blocks."""
+        """Take the next ``n_new`` grid samples of slot ``i`` from its pending blocks (or scalar samples)."""
         blocks = self._pending[i]
-        b = blocks[0]
+        b = _as_block(blocks, 0)
         if b.values.shape[0] == n_new:  # the live case: the one block pulled since (copied by the caller)
             blocks.pop(0)
             return b.values, b.quality
         vals, quals, need = [], [], n_new
         while need > 0:
-            b = blocks[0]
+            b = _as_block(blocks, 0)
             take = min(need, b.values.size)
             vals.append(b.values[:take])
             quals.append(b.quality[:take])
@@ -527,6 +568,18 @@ class _Block:
     start: int
     values: np.ndarray
     quality: np.ndarray
+
+
+def _as_block(pending: list, j: int) -> _Block | GridBlock:
+    """Entry ``j`` of a slot's pending list as a block.
+
+    A sample pending as ``(index, value, code)`` becomes the block ``pull`` would have given (replaced in the list).
+    """
+    b = pending[j]
+    if type(b) is tuple:
+        k, v, q = b
+        b = pending[j] = _Block(k, np.array([v]), np.array([q], np.uint8))
+    return b
 
 
 #: Engine metric holding the surrogate (chance) level of each detector metric.

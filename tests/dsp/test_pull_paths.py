@@ -236,3 +236,73 @@ def test_small_pushes_keep_what_the_array_code_keeps(kind, caplog):
                      caplog.text.count("dropped")))
     assert runs[0] == runs[1]
     assert runs[0][0][-1][2] > 100 and runs[0][2] > 50  # samples were dropped (and warned about) along the way
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("how", ["tick", "short"])
+def test_scalar_pulls_are_the_pulled_blocks(seed, how):
+    """``pull_scalar`` gives a pull of one grid sample as ``(value, code)``, bit for bit the block ``pull`` gives
+    (and that block otherwise), on every stream of the messy session, leaving the preprocessor where ``pull`` does."""
+    slots, data = _session(seed)
+    pipes = [SessionPipeline(slots, 0.0, PipelineConfig()) for _ in range(2)]
+    untils = _untils(np.random.default_rng(seed + 10), how)
+    cursor = [0] * len(data)
+    n_scalar = 0
+    for until in [*untils, SECONDS + 10.0]:
+        for s, (ts, x) in enumerate(data):
+            j = int(np.searchsorted(ts, until, side="right"))
+            if j > cursor[s]:
+                for pipe in pipes:
+                    pipe.push(s, ts[cursor[s]:j], x[cursor[s]:j])
+                cursor[s] = j
+        for p, ref in zip(pipes[0]._pre, pipes[1]._pre):
+            got, want = p.pull_scalar(float(until)), ref.pull(float(until))
+            if isinstance(got, tuple):
+                n_scalar += 1
+                assert len(want) == 1 and want.start == p.next_index - 1
+                assert np.array([got[0]]).tobytes() == want.values.tobytes() and got[1] == int(want.quality[0])
+                assert type(got[0]) is float and type(got[1]) is int
+            else:
+                assert (got.start, got.values.tobytes(), got.quality.tobytes()) == (
+                    want.start, want.values.tobytes(), want.quality.tobytes())
+            assert p.next_index == ref.next_index
+    if how == "tick":  # device HR and skin conductance have scalar paths, RR does not
+        n_rr = sum(s.kind == "rr" for s in slots)
+        assert n_scalar > 0.9 * SECONDS * 4 * (len(slots) - n_rr)
+
+
+def _digest(upd) -> tuple:
+    """Every array and event of an update, as bytes / reprs."""
+    windows = tuple((m, k, np.asarray(v).tobytes()) for m in sorted(upd.windows) for k, v in
+                    sorted(upd.windows[m].items()))
+    return (upd.grid_start, tuple((m, upd.grid[m].shape, upd.grid[m].tobytes(), upd.quality[m].tobytes())
+                                  for m in sorted(upd.grid)), windows, repr(upd.events),
+            upd.arousal.tobytes(), upd.arousal_state.tobytes(), upd.arousal_div.tobytes())
+
+
+@pytest.mark.parametrize("how", ["tick", "short", "long"])
+@pytest.mark.parametrize("drop_eda", [False, True])
+def test_pipeline_scalar_pulls_equal_block_pulls(how, drop_eda):
+    """The pipeline taking live grid samples as scalars (``scalar_pulls``) gives the updates of taking them as blocks,
+    bit for bit, on the messy session in live ticks and random chunks, also with a person without a skin stream
+    (whose row is then filled a person at a time)."""
+    slots, data = _session(3)
+    if drop_eda:
+        slots, data = slots[:-1], data[:-1]  # the last person has heart rate only
+    untils = [*_untils(np.random.default_rng(13), how), SECONDS]
+    runs = []
+    for scalar in (True, False):
+        pipe = SessionPipeline(slots, 0.0, PipelineConfig())
+        pipe.scalar_pulls = scalar
+        cursor, out = [0] * len(data), []
+        for until in untils:
+            for s, (ts, x) in enumerate(data):
+                j = int(np.searchsorted(ts, until, side="right"))
+                if j > cursor[s]:
+                    pipe.push(s, ts[cursor[s]:j], x[cursor[s]:j])
+                    cursor[s] = j
+            out.append(_digest(pipe.advance(float(until))))
+        out.append(_digest(pipe.flush(SECONDS)))
+        runs.append((out, repr(pipe.loss.periods), repr(pipe.finish())))
+    assert runs[0] == runs[1]
+    assert sum(g[1][1] for d in runs[0][0] for g in d[1][:1]) > 4 * SECONDS - 40  # the grid was produced
