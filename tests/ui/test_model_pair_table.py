@@ -3,8 +3,8 @@
 The reference is the per-pair machines' ``pair_states()`` (a list of dicts built on every change) handed to one
 :class:`SessionModel`; the other model takes the pair bank's ``pair_table()`` as the runner hands it over (its dicts
 built only when a snapshot reads them). On the same random session, every snapshot field that is read from the
-pair states (the states themselves, words, ties, arming, pair arousal, episodes, groups) must be identical, compared
-through ``repr`` (bitwise for floats, NaN-safe).
+pair states (the states themselves, words, ties, arming, pair arousal, episodes, groups) and the terminal view's
+lines must be identical, compared through ``repr`` (bitwise for floats, NaN-safe).
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ import pytest
 from attune_monitor.dsp import pair_bank
 from attune_monitor.dsp.detector import RuptureDetector
 from attune_monitor.dsp.pipeline import Update
+from attune_monitor.ui.headless import render
 from attune_monitor.ui.model import SessionModel
 from tests.dsp.test_pair_bank import LEARNED, _plan
 
 FIELDS = ("pair_states", "ties", "arming", "pair_arousal", "episodes", "groups", "people_arousal", "status")
+
+
+def _look(model) -> list[str]:
+    """The snapshot fields read from the pair states, and the terminal view's lines (every pair's words)."""
+    snap = model.snapshot(60.0)
+    return [repr(getattr(snap, f)) for f in FIELDS] + ["\n".join(render(snap, width=400))]
 
 
 def _session(ops: list, n_people: int, bank: bool, take) -> list[str]:
@@ -42,12 +49,10 @@ def _session(ops: list, n_people: int, bank: bool, take) -> list[str]:
             det.note_signal_loss(*op[1:])
             continue
         else:
-            snap = model.snapshot(60.0)
-            looks.append([repr(getattr(snap, f)) for f in FIELDS])
+            looks.append(_look(model))
             continue
         model.apply(upd, take(det), {})
-    snap = model.snapshot(60.0)
-    looks.append([repr(getattr(snap, f)) for f in FIELDS])
+    looks.append(_look(model))
     return looks
 
 
@@ -60,8 +65,9 @@ def test_model_given_the_bank_table_shows_what_the_dict_path_shows():
     assert len(got) == len(ref) > 10
     flagged = [k for k, look in enumerate(ref) if "possible_rupture" in look[0]]
     assert flagged and any("not_in_tune" in look[0] for look in ref)  # the session has what the views show
+    assert any("vs chance: heart" in look[-1] for look in ref)  # per-modality numbers in the terminal view
     for k, (a, b) in enumerate(zip(got, ref)):
-        for f, x, y in zip(FIELDS, a, b):
+        for f, x, y in zip((*FIELDS, "headless"), a, b):
             assert x == y, (k, f)
 
 
