@@ -357,10 +357,11 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
 
     Parameters
     ----------
-    hist : ndarray, shape (n_rows, H), float64, C-contiguous
-        The last ``H`` values before this call, a ring: the oldest at column ``head``, then ``head + 1``, ...
-        (modulo ``H``). This call's values enter it (overwriting the oldest; the caller moves ``head`` on by
-        ``T`` modulo ``H``), so a live step writes one column instead of shifting every row.
+    hist : ndarray, shape (H, n_rows), float64, C-contiguous
+        The last ``H`` values before this call, step by step, a ring: the oldest at row ``head``, then
+        ``head + 1``, ... (modulo ``H``). This call's values enter it (overwriting the oldest; the caller moves
+        ``head`` on by ``T`` modulo ``H``), so a live step writes one row instead of shifting every pair's
+        history, and reads the two values it needs (leaving, entering) from two contiguous rows.
     head : int
     z : ndarray, shape (T, n_rows)
         This call's values, step by step.
@@ -379,7 +380,7 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
     med : ndarray, shape (n_rows, T)
         Receives the medians.
     """
-    n, H = hist.shape
+    H, n = hist.shape
     T = z.shape[0]
     for i in range(n):
         c = cnt[i]
@@ -387,7 +388,7 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
         if init:
             c = 0
             for p in range(win):
-                v = hist[i, (head + p) % H] if p < H else z[p - H, i]
+                v = hist[(head + p) % H, i] if p < H else z[p - H, i]
                 if v == v:
                     srt[i, c] = v
                     c += 1
@@ -403,13 +404,13 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
                 out_v = first[i]
             elif s - 1 < H:
                 pos = head + s - 1  # (head < H: one wrap at most)
-                out_v = hist[i, pos - H if pos >= H else pos]
+                out_v = hist[pos - H if pos >= H else pos, i]
             else:
                 out_v = z[s - 1 - H, i]
             p = s + win - 1
             if p < H:
                 pos = head + p
-                in_v = hist[i, pos - H if pos >= H else pos]
+                in_v = hist[pos - H if pos >= H else pos, i]
             else:
                 in_v = z[p - H, i]
             p_out = -1
@@ -457,9 +458,9 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
             else:
                 med[i, s] = np.nan
         cnt[i] = c
-        first[i] = hist[i, (head + T - 1) % H] if T - 1 < H else z[T - 1 - H, i]
+        first[i] = hist[(head + T - 1) % H, i] if T - 1 < H else z[T - 1 - H, i]
         for q in range(max(0, T - H), T):  # the new values enter the ring, each over the oldest
-            hist[i, (head + q) % H] = z[q, i]
+            hist[(head + q) % H, i] = z[q, i]
 
 
 def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover

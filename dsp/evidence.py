@@ -87,8 +87,8 @@ class PairFeatures:
         self.i, self.j = (np.asarray(x, int) for x in pairs)
         self.n_pairs = self.i.size
         span = REL_SPAN[0]
-        self._sync_hist = np.full((2, self.n_pairs, span), np.nan)  # hr_z, eda_z of the last `span` steps
-        self._hist_head = 0  # the oldest step's column in _sync_hist (the compiled path keeps it as a ring)
+        self._sync_hist = np.full((2, span, self.n_pairs), np.nan)  # hr_z, eda_z of the last `span` steps
+        self._hist_head = 0  # the oldest step's row in _sync_hist (the compiled path keeps it as a ring)
         # the compiled running median's state (``_kernels._rolling_median``): per pair the last step's window sorted,
         # its count of values and its oldest value; valid only right after a compiled call
         self._sorted = np.full((2, self.n_pairs, span - REL_SPAN[1]), np.nan)
@@ -166,10 +166,10 @@ class PairFeatures:
         T = hz.shape[0]
         lo, gap = REL_SPAN
         if self._hist_head:  # the compiled path's ring, oldest first again
-            self._sync_hist = np.roll(self._sync_hist, -self._hist_head, axis=2)
+            self._sync_hist = np.roll(self._sync_hist, -self._hist_head, axis=1)
             self._hist_head = 0
         for k, z in enumerate((hz, ez)):
-            hist = np.concatenate([self._sync_hist[k], z.T], axis=1)  # (n_pairs, lo + T)
+            hist = np.concatenate([self._sync_hist[k].T, z.T], axis=1)  # (n_pairs, lo + T)
             win = np.lib.stride_tricks.sliding_window_view(hist[:, : hist.shape[1] - gap], lo - gap, axis=1)
             win = win[:, :T]  # step s (at lo + s in hist) takes [s, s + lo - gap)
             med = np.empty((self.n_pairs, T))
@@ -182,7 +182,7 @@ class PairFeatures:
                            + np.take_along_axis(srt, hi_i[..., None], -1)[..., 0])
                 med[:, b0: b0 + _MEDIAN_BLOCK] = np.where(cnt >= REL_MIN, m, np.nan)
             X[:, :, 4 + k] = z - med.T
-            self._sync_hist[k] = hist[:, -lo:]
+            self._sync_hist[k] = hist[:, -lo:].T
 
     def _rel_compiled(self, kernel, X, hz, ez) -> None:
         """As :meth:`_rel_numpy`, with the compiled running median (bitwise the same medians).
