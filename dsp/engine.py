@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,26 +76,39 @@ def _standardize_both(W):
 
 
 class _Scratch:
-    """Work arrays kept between ticks, by name.
+    """Work arrays kept between ticks, one buffer per name.
 
     A live tick at 64 people multiplies arrays of megabytes; allocated afresh each time, every 4 KiB page of
     them is faulted in again (glibc hands the freed top of the heap back to the system), which cost as much as
-    the arithmetic. Only arrays up to :attr:`max_bytes` are kept (a batch push's blocks are allocated as usual).
+    the arithmetic. Each name keeps one flat buffer, as large as the largest request of that name so far, and
+    every call gets a C-ordered view of its front in the shape asked for: the windows a tick brings (and so the
+    shapes) vary with load, and keeping one array per shape kept an array for every backlog size ever seen.
+    Only buffers up to :attr:`max_bytes` are kept (a batch push's blocks are allocated as usual), so the kept
+    memory is at most :attr:`max_bytes` per name.
     """
 
     max_bytes = 8 << 20
 
     def __init__(self) -> None:
-        self._arrays: dict[tuple, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, shape: tuple) -> np.ndarray:
-        """An uninitialised float64 array of ``shape``: the same one for every call with ``name`` and ``shape``."""
-        a = self._arrays.get((name, shape))
-        if a is None:
-            a = np.empty(shape)
-            if a.nbytes <= self.max_bytes:
-                self._arrays[(name, shape)] = a
-        return a
+        """An uninitialised float64 array of ``shape``, C-ordered: a view of ``name``'s buffer when it fits.
+
+        Two calls with the same name share memory: use each name for one array at a time.
+        """
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            if size * 8 > self.max_bytes:
+                return np.empty(shape)
+            buf = self._buffers[name] = np.empty(size)
+        return buf[:size].reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes kept in all buffers."""
+        return sum(b.nbytes for b in self._buffers.values())
 
 
 def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prepared=None):
