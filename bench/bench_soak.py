@@ -30,6 +30,12 @@ Reported (printed as one JSON object, last line; also written to ``--json PATH``
   data, shows here at its 1x size); ``rss_slope_mb_per_h_after_1h``: the slope over the samples after the first
   simulated hour (the start-up climb, ~0.15 simulated h at 32x, can outlast the first 5 % and tilt the slope of a
   short run); ``rss_mb_samples``: every sample as ``[simulated h, MB]``;
+* ``heap_in_use_slope_mb_per_wall_h`` / ``heap_in_use_slope_mb_per_sim_hour`` and ``heap_in_use_mb_by_sim_hour``,
+  ``heap_free_mb_by_sim_hour``, ``py_blocks_slope_per_wall_h``: the same from inside the monitor, from the tick
+  log's lines (:func:`attune_monitor.ui.runner.process_memory`, every 5 s; after the first 5 %): what malloc has
+  handed out and not had back, the free space its arenas keep, and the Python allocator's blocks. The resident
+  set hides growth while the heap's free space is being reused; the heap's in-use bytes do not (null where the
+  monitor's C library has no ``mallinfo2``);
 * ``cpu_pct_first_hour`` / ``cpu_pct_last_hour``: the monitor's mean CPU in the first and last simulated hour;
 * ``tick_ms_first_hour`` / ``tick_ms_last_hour``: p50 / p99 / max / count of the worker's tick durations in the
   first and last simulated hour (ticks are 50 ms apart in wall time; each processes ``speed`` x 50 ms of session);
@@ -295,6 +301,33 @@ def main(argv=None) -> int:
     settled = sess >= 3600.0  # start-up (imports, the first windows' buffers) is over well within the first hour
     slope_1h = float(np.polyfit(sess[settled] / 3600.0, rss[settled], 1)[0]) if settled.sum() >= 3 else float("nan")
 
+    heap = [t for t in ticks if "heap_in_use_mb" in t]
+    heap_report: dict = {"heap_in_use_slope_mb_per_wall_h": None, "heap_in_use_slope_mb_per_sim_hour": None,
+                         "heap_in_use_mb_by_sim_hour": None, "heap_free_mb_by_sim_hour": None,
+                         "py_blocks_slope_per_wall_h": None}
+    if len(heap) >= 3:
+        h_sess = np.array([t["session_s"] for t in heap])
+        h_mono = np.array([t["monotonic"] for t in heap])
+        in_use = np.array([t["heap_in_use_mb"] for t in heap])
+        free = np.array([t["heap_free_mb"] for t in heap])
+        blocks = np.array([t["py_blocks"] for t in heap], dtype=float)
+        h_late = h_sess >= 0.05 * total_s
+        if h_late.sum() >= 3:
+            heap_report["heap_in_use_slope_mb_per_wall_h"] = round(float(
+                np.polyfit(h_mono[h_late] / 3600.0, in_use[h_late], 1)[0]), 2)
+            heap_report["heap_in_use_slope_mb_per_sim_hour"] = round(float(
+                np.polyfit(h_sess[h_late] / 3600.0, in_use[h_late], 1)[0]), 3)
+            heap_report["py_blocks_slope_per_wall_h"] = round(float(
+                np.polyfit(h_mono[h_late] / 3600.0, blocks[h_late], 1)[0]))
+
+        def heap_mean(x, lo, hi):
+            m = (h_sess >= lo) & (h_sess <= hi)
+            return round(float(x[m].mean()), 1) if m.any() else None
+
+        hours = range(int(np.ceil(total_s / 3600.0)))
+        heap_report["heap_in_use_mb_by_sim_hour"] = [heap_mean(in_use, h * 3600.0, (h + 1) * 3600.0) for h in hours]
+        heap_report["heap_free_mb_by_sim_hour"] = [heap_mean(free, h * 3600.0, (h + 1) * 3600.0) for h in hours]
+
     def mean_in(x, lo, hi):
         m = (sess >= lo) & (sess <= hi)
         return round(float(x[m].mean()), 1) if m.any() else None
@@ -313,6 +346,7 @@ def main(argv=None) -> int:
         "rss_mb_samples": [[round(float(h), 4), round(float(m), 2)] for h, m in zip(sess / 3600.0, rss)],
         "rss_mb_by_sim_hour": [mean_in(rss, h * 3600.0, min((h + 1) * 3600.0, total_s))
                                for h in range(int(np.ceil(total_s / 3600.0)))],
+        **heap_report,
         "cpu_pct_first_hour": mean_in(cpu, *first), "cpu_pct_last_hour": mean_in(cpu, *last),
         "tick_ms_first_hour": tick_stats(ticks, *first), "tick_ms_last_hour": tick_stats(ticks, *last),
         "ticks_dropped": int(sum(t["dropped"] for t in ticks)),

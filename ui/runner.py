@@ -16,10 +16,13 @@ importable from here.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
 import math
+import os
+import sys
 import threading
 import time
 import traceback
@@ -35,7 +38,7 @@ from attune_monitor.dsp.pipeline import PipelineConfig
 
 from .model import SessionModel
 
-__all__ = ["Runner", "TickLog", "session_heap_frozen"]
+__all__ = ["Runner", "TickLog", "process_memory", "session_heap_frozen"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,53 @@ def session_heap_frozen():
         yield
     finally:
         gc.unfreeze()
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc >= 2.33): every field a ``size_t``."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _glibc_mallinfo2():
+    """The ``mallinfo2`` of glibc as a ctypes function, or None (another C library, or a glibc before 2.33)."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    fn.restype, fn.argtypes = _MallInfo2, []
+    return fn
+
+
+_MALLINFO2 = _glibc_mallinfo2() if sys.platform.startswith("linux") else None
+
+
+def process_memory() -> dict:
+    """The memory of the running process now, in MB (a probe for soak measurements; cheap enough for every few seconds).
+
+    Returns
+    -------
+    memory : dict
+        ``rss_mb``: resident set (``/proc/self/statm``; absent where there is none); ``py_blocks``: the Python
+        object allocator's blocks in use (:func:`sys.getallocatedblocks`); with glibc's malloc also
+        ``heap_in_use_mb`` (bytes malloc has handed out and not had back, its arenas' and its mmapped chunks':
+        ``uordblks + hblkhd``) and ``heap_free_mb`` (free space its arenas keep, ``fordblks``). Memory taken and
+        not given back shows in ``heap_in_use_mb`` even while the resident set stays level because freed space
+        is reused; free space that is never reused shows in ``heap_free_mb``.
+    """
+    out: dict = {}
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            out["rss_mb"] = round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6, 3)
+    except (OSError, ValueError, IndexError):
+        pass
+    out["py_blocks"] = sys.getallocatedblocks()
+    if _MALLINFO2 is not None:
+        mi = _MALLINFO2()
+        out["heap_in_use_mb"] = round((mi.uordblks + mi.hblkhd) / 1e6, 3)
+        out["heap_free_mb"] = round(mi.fordblks / 1e6, 3)
+    return out
 
 
 class Runner:
@@ -398,7 +448,9 @@ class TickLog:
     ``monotonic`` is :func:`time.monotonic` when the line was written (the same clock in every process on
     Linux, so another process can line its own samples up with it); ``session_s`` is the model's session time
     then; ``ticks_ms`` holds every duration of the interval (ms, oldest first), so percentiles over any span
-    can be computed exactly; ``dropped`` counts ticks the runner's bounded buffer lost. Each line is flushed.
+    can be computed exactly; ``dropped`` counts ticks the runner's bounded buffer lost. Each line also holds
+    the process's memory then (:func:`process_memory`: ``rss_mb``, ``py_blocks``, ``heap_in_use_mb``,
+    ``heap_free_mb``). Each line is flushed.
 
     Parameters
     ----------
@@ -415,8 +467,6 @@ class TickLog:
     """
 
     def __init__(self, runner: Runner, path, interval_s: float = 5.0):
-        import os
-
         if not (math.isfinite(interval_s) and interval_s > 0):
             raise ValueError(f"Invalid value for 'interval_s': expected a positive number of seconds, "
                              f"but got {interval_s}.")
@@ -451,6 +501,7 @@ class TickLog:
                 p50, p99 = np.percentile(d, [50, 99])
                 line.update(p50_ms=round(float(p50), 3), p99_ms=round(float(p99), 3),
                             max_ms=round(float(d.max()), 3))
+            line.update(process_memory())
             line["ticks_ms"] = [round(float(x), 3) for x in d]
             if not self._file.closed:
                 self._file.write(json.dumps(line) + "\n")

@@ -166,3 +166,34 @@ def test_headless_monitor_writes_the_tick_log_during_a_live_session(tmp_path):
     session = [ln["session_s"] for ln in lines]
     assert session == sorted(session) and session[-1] > 20.0  # 11 s at 4x of session time has passed
     assert all(0 < ln["p50_ms"] <= ln["p99_ms"] <= ln["max_ms"] for ln in lines if ln["ticks"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and glibc's malloc")
+def test_each_line_holds_the_process_memory_then(tmp_path):
+    """Issue 21: a line holds the process's memory when it was written: the resident set as psutil reads it, and
+    what malloc has handed out (``heap_in_use_mb``): a 32-MB array made between two lines shows in both, and its
+    release in the heap's."""
+    import psutil
+
+    from attune_monitor.ui import runner as runner_module
+
+    if runner_module._MALLINFO2 is None:
+        pytest.skip("glibc without mallinfo2")
+    log = TickLog(_runner(), tmp_path / "m.jsonl", interval_s=60.0)
+    try:
+        before = log.write()
+        rss = psutil.Process().memory_info().rss / 1e6
+        assert before["rss_mb"] == pytest.approx(rss, abs=3.0)
+        block = np.ones(4_000_000)  # 32 MB, written to: resident
+        during = log.write()
+        del block
+        after = log.write()
+    finally:
+        log.close()
+    assert 31.9 <= during["heap_in_use_mb"] - before["heap_in_use_mb"] <= 33.5
+    assert during["rss_mb"] - before["rss_mb"] >= 30.0
+    assert -33.5 <= after["heap_in_use_mb"] - during["heap_in_use_mb"] <= -31.9
+    assert during["py_blocks"] > 0 and before["heap_free_mb"] >= 0.0
+    lines = [json.loads(ln) for ln in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [ln["heap_in_use_mb"] for ln in lines[:3]] == [before["heap_in_use_mb"], during["heap_in_use_mb"],
+                                                          after["heap_in_use_mb"]]
