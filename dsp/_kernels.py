@@ -256,8 +256,8 @@ def _pearson_lag0(x, step, nw, n_seg, J, ia, ib, out, redo, rel, flat_abs):  # p
                 out[k, j0 + j] = r
 
 
-def _tree_sum(X, node_tree, node_feature, node_threshold, node_missing_left, node_mask, leaf_value,
-              out):  # pragma: no cover
+def _tree_sum(X, tree_start, node_feature, node_threshold, node_missing_left, node_mask, node_left_splits,
+              node_right_splits, leaf_value, out):  # pragma: no cover
     """Sum of the leaf values a gradient-boosted ensemble gives each row (compiled, bit vectors).
 
     The compiled twin of ``evidence.TreeEnsemble._tree_sum_numpy`` (the same sums, bitwise): instead of walking
@@ -265,17 +265,22 @@ def _tree_sum(X, node_tree, node_feature, node_threshold, node_missing_left, nod
     split is tested against a block of rows at once (contiguous, vectorised) and removes the leaves on its other
     side from each row's set of reachable leaves (QuickScorer, Lucchese et al., SIGIR 2015). Per tree and row the
     set is a 64-bit word over the tree's leaves numbered left to right; a row's exit leaf is the lowest leaf left
-    in it (every split on the way goes left, or removed that leaf's left neighbours). Per block of rows a split
-    whose threshold lies at or above every value of the block (every row goes left) is skipped, and one below
-    every value (every row goes right) removes its leaves from the tree's word shared by the block, when the
-    block's missing values (if any) go the same way. The leaf values are then added per row in tree order from
-    0.0, as the walk adds them. Serial (see ``_SERIAL``).
+    in it (every split on the way goes left, or removed that leaf's left neighbours). The leaf values are then
+    added per row in tree order from 0.0, as the walk adds them. Serial (see ``_SERIAL``).
+
+    Per block of rows, a split whose threshold lies at or above every value of the block (every row goes left,
+    NaN too or there is none) is not tested, and neither is any split under its right child: those only remove
+    leaves to the right of every row's exit leaf. A split below every value (every row goes right) removes its
+    left subtree's leaves from the tree's word shared by the block, and the splits under its left child are not
+    tested either.
 
     Parameters
     ----------
     X : ndarray, shape (n_rows, n_features), float64, C-contiguous
-    node_tree, node_feature : ndarray of int64, shape (n_splits,)
-        Each split node's tree and feature, the splits of a tree together.
+    tree_start : ndarray of int64, shape (n_trees + 1,)
+        Tree ``h``'s splits are ``[tree_start[h], tree_start[h + 1])``, in pre-order (a split, its left subtree's
+        splits, its right subtree's).
+    node_feature : ndarray of int64, shape (n_splits,)
     node_threshold : ndarray of float64, shape (n_splits,)
         Go left when ``x <= threshold``.
     node_missing_left : ndarray of bool, shape (n_splits,)
@@ -283,6 +288,8 @@ def _tree_sum(X, node_tree, node_feature, node_threshold, node_missing_left, nod
     node_mask : ndarray of uint64, shape (n_splits,)
         The leaves of the split's tree that are not in its left subtree (bit ``q``: the tree's ``q``-th leaf from
         the left).
+    node_left_splits, node_right_splits : ndarray of int64, shape (n_splits,)
+        How many splits the split's left / right subtree holds.
     leaf_value : ndarray of float64, shape (n_trees, max_leaves)
         Each tree's leaf values, left to right.
     out : ndarray, shape (n_rows,)
@@ -290,11 +297,11 @@ def _tree_sum(X, node_tree, node_feature, node_threshold, node_missing_left, nod
     """
     n, F = X.shape
     n_trees = leaf_value.shape[0]
-    n_splits = node_tree.shape[0]
     B = min(512, n)  # rows per block: the block's words (n_trees x B) stay in the second-level cache
     xt = np.empty((F, B))  # the block's values feature by feature (contiguous along rows)
     words = np.empty((n_trees, B), np.uint64)
     shared = np.empty(n_trees, np.uint64)
+    skip_to = np.zeros(node_feature.shape[0], np.int64)  # > 0 at the first split of a subtree not to test
     lo = np.empty(F)
     hi = np.empty(F)
     has_nan = np.empty(F, np.bool_)
@@ -318,25 +325,38 @@ def _tree_sum(X, node_tree, node_feature, node_threshold, node_missing_left, nod
             has_nan[f] = nan
         words[:, :nb] = every
         shared[:] = every
-        for q in range(n_splits):
-            f = node_feature[q]
-            t = node_threshold[q]
-            nan_left = node_missing_left[q]
-            if t >= hi[f] and (nan_left or not has_nan[f]):
-                continue  # every row of the block goes left
-            h = node_tree[q]
-            mask = node_mask[q]
-            if t < lo[f] and (not nan_left or not has_nan[f]):
-                shared[h] &= mask  # every row goes right
-                continue
-            w = words[h]
-            xf = xt[f]
-            if nan_left:  # right when x > t (False for NaN)
-                for r in range(nb):
-                    w[r] &= mask if xf[r] > t else every
-            else:  # right unless x <= t (NaN: right)
-                for r in range(nb):
-                    w[r] &= every if xf[r] <= t else mask
+        for h in range(n_trees):
+            q = tree_start[h]
+            end = tree_start[h + 1]
+            while q < end:
+                if skip_to[q] > 0:  # (the right subtree of a split every row passes on the left)
+                    nxt = skip_to[q]
+                    skip_to[q] = 0
+                    q = nxt
+                    continue
+                f = node_feature[q]
+                t = node_threshold[q]
+                nan_left = node_missing_left[q]
+                if t >= hi[f] and (nan_left or not has_nan[f]):  # every row of the block goes left
+                    if node_right_splits[q] > 0:
+                        right = q + 1 + node_left_splits[q]
+                        skip_to[right] = right + node_right_splits[q]
+                    q += 1
+                    continue
+                mask = node_mask[q]
+                if t < lo[f] and (not nan_left or not has_nan[f]):  # every row goes right
+                    shared[h] &= mask
+                    q += 1 + node_left_splits[q]
+                    continue
+                w = words[h]
+                xf = xt[f]
+                if nan_left:  # right when x > t (False for NaN)
+                    for r in range(nb):
+                        w[r] &= mask if xf[r] > t else every
+                else:  # right unless x <= t (NaN: right)
+                    for r in range(nb):
+                        w[r] &= every if xf[r] <= t else mask
+                q += 1
         for r in range(nb):
             out[b0 + r] = 0.0
         for h in range(n_trees):

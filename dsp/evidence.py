@@ -260,11 +260,13 @@ class TreeEnsemble:
 
         Returns
         -------
-        tuple of (node_tree, node_feature, node_threshold, node_missing_left, node_mask, leaf_value) | None
-            Per split node (the splits of tree 0, then tree 1, ...): its tree, feature, threshold, where NaN goes
-            and the bits of its tree's leaves outside its left subtree (leaves numbered left to right), shapes
-            (n_splits,); ``leaf_value`` shape (n_trees, max_leaves). None when a tree has more than 64 leaves
-            (they do not fit a word: numpy's walk serves them).
+        tuple of (tree_start, node_feature, node_threshold, node_missing_left, node_mask, node_left_splits,
+        node_right_splits, leaf_value) | None
+            The split nodes of tree 0, then tree 1, ... (tree ``h``: ``[tree_start[h], tree_start[h + 1])``), each
+            tree's in pre-order; per split its feature, threshold, where NaN goes, the bits of its tree's leaves
+            outside its left subtree (leaves numbered left to right) and how many splits its left and right
+            subtrees hold, shapes (n_splits,); ``leaf_value`` shape (n_trees, max_leaves). None when a tree has more
+            than 64 leaves (they do not fit a word: numpy's walk serves them).
         """
         if self._split_tables is None:
             self._split_tables = self._make_split_tables()
@@ -273,37 +275,50 @@ class TreeEnsemble:
     def _make_split_tables(self) -> tuple:
         """:meth:`split_tables` (an empty tuple when a tree has more than 64 leaves)."""
         n_trees = self.roots.size
-        tree, feature, threshold, nan_left, mask = [], [], [], [], []
+        tree_start = [0]
+        feature: list[int] = []
+        threshold: list[float] = []
+        nan_left: list[bool] = []
+        mask: list[int] = []
+        n_left: list[int] = []
+        n_right: list[int] = []
         leaves: list[list[float]] = []
+
+        def visit(node: int, values: list[float]) -> tuple[int, int]:
+            """Number the leaves under ``node`` (left first, into ``values``), list its splits in pre-order.
+
+            Returns (its first leaf, its number of splits).
+            """
+            if self.is_leaf[node]:
+                values.append(float(self.value[node]))
+                return len(values) - 1, 0
+            at = len(feature)
+            feature.append(int(self.feature[node]))
+            threshold.append(float(self.threshold[node]))
+            nan_left.append(bool(self.missing_left[node]))
+            mask.append(0)
+            n_left.append(0)
+            n_right.append(0)
+            first, n_l = visit(int(self.left[node]), values)
+            left_bits = ((1 << len(values)) - 1) ^ ((1 << first) - 1)
+            _, n_r = visit(int(self.right[node]), values)
+            mask[at] = ((1 << 64) - 1) & ~left_bits
+            n_left[at], n_right[at] = n_l, n_r
+            return first, 1 + n_l + n_r
+
         for h in range(n_trees):
             values: list[float] = []
-            # depth first, left before right: a node's leaves are the numbers [first, last) given under it
-            stack: list[tuple[int, int]] = [(int(self.roots[h]), -1)]
-            first: dict[int, int] = {}
-            while stack:
-                node, state = stack.pop()
-                if self.is_leaf[node]:
-                    values.append(float(self.value[node]))
-                    continue
-                if state == -1:  # before its subtrees: visit left, then come back, then right
-                    first[node] = len(values)
-                    stack += [(node, 0), (int(self.left[node]), -1)]
-                elif state == 0:  # its left subtree is numbered: [first, now)
-                    left_bits = ((1 << len(values)) - 1) ^ ((1 << first[node]) - 1)
-                    tree.append(h)
-                    feature.append(int(self.feature[node]))
-                    threshold.append(float(self.threshold[node]))
-                    nan_left.append(bool(self.missing_left[node]))
-                    mask.append(((1 << 64) - 1) & ~left_bits)
-                    stack.append((int(self.right[node]), -1))
+            visit(int(self.roots[h]), values)
             if len(values) > 64:
                 return ()
             leaves.append(values)
+            tree_start.append(len(feature))
         leaf_value = np.zeros((n_trees, max((len(v) for v in leaves), default=1)))
         for h, values in enumerate(leaves):
             leaf_value[h, :len(values)] = values
-        return (np.array(tree, np.int64), np.array(feature, np.int64), np.array(threshold, np.float64),
-                np.array(nan_left, bool), np.array(mask, np.uint64), leaf_value)
+        return (np.array(tree_start, np.int64), np.array(feature, np.int64), np.array(threshold, np.float64),
+                np.array(nan_left, bool), np.array(mask, np.uint64), np.array(n_left, np.int64),
+                np.array(n_right, np.int64), leaf_value)
 
     def _tree_sum_numpy(self, flat: np.ndarray) -> np.ndarray:
         """Sum of every tree's leaf value per row, shape (n_rows,).
