@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _BLOCK = 256
 
 _blas: Any = None  # threadpoolctl's controller of the loaded BLAS (created on first use), or False without it
+_blas_libs: list = []  # its BLAS libraries' controllers
 
 
 def _one_blas_thread():
@@ -39,16 +40,20 @@ def _one_blas_thread():
     Where windows complete, the engine's
     matmuls are small (tens of MFLOP at 64 people), and a second BLAS thread only waits for a core that the
     GUI, the inlets and other processes also want. On 2 busy cores (load ~5) the 64-person tick's p99 fell from
-    ~650 ms to ~100 ms with it. Needs threadpoolctl (a dependency; without it, a no-op).
+    ~650 ms to ~100 ms with it. Needs threadpoolctl (a dependency; without it, a no-op). When every BLAS already
+    runs on one thread (``OPENBLAS_NUM_THREADS=1``, or a limit around the caller) there is nothing to limit: the
+    context is empty, instead of threadpoolctl's limit (which inspects every library on entering and leaving,
+    ~10 us, several times per live tick).
     """
-    global _blas
+    global _blas, _blas_libs
     if _blas is None:
         try:
             from threadpoolctl import ThreadpoolController
             _blas = ThreadpoolController()
+            _blas_libs = [lib for lib in _blas.lib_controllers if lib.user_api == "blas"]
         except Exception:  # not installed (or it cannot inspect the libraries): BLAS keeps its threads
             _blas = False
-    if _blas is False:
+    if _blas is False or all(lib.num_threads == 1 for lib in _blas_libs):
         return contextlib.nullcontext()
     return _blas.limit(limits=1, user_api="blas")
 

@@ -461,3 +461,30 @@ def test_lead_lag_prepared_over_ticks_equals_the_direct_computation(rng, monkeyp
             else:
                 np.testing.assert_allclose(v, ref[0], rtol=0, atol=1e-12)
     assert (got[("hr", "wcc_r0")][1] != sy.OK).any()  # gaps / flat windows went the direct way
+
+
+def test_one_blas_thread_limits_blas_and_is_empty_when_already_one():
+    """Inside ``_one_blas_thread`` BLAS runs on one thread and gets its threads back after; when it already runs on
+    one, the context is empty (threadpoolctl's limit, ~10 us on entering and leaving, is not entered)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from attune_monitor.dsp import engine as engine_mod
+
+    engine_mod._one_blas_thread()  # creates the controller
+    if not engine_mod._blas or not engine_mod._blas_libs:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+
+    mine = {lib.filepath for lib in engine_mod._blas_libs}  # (a BLAS loaded later, e.g. scipy's, is not numpy's)
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["filepath"] in mine]
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        if max(blas_threads()) < 2:
+            pytest.skip("this BLAS runs on one thread only")
+        outside = blas_threads()
+        with engine_mod._one_blas_thread():
+            assert blas_threads() == [1] * len(outside)
+        assert blas_threads() == outside
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        ctx = engine_mod._one_blas_thread()
+        assert isinstance(ctx, contextlib.nullcontext)
