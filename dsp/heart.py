@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from bisect import bisect_left, bisect_right
 from collections import deque
 
 import numpy as np
@@ -271,7 +272,12 @@ class HeartPreprocessor(GridPreprocessor):
     ----------
     latency : float
         Seconds: grid sample ``k`` depends only on input up to ``t_k + latency``.
+    few_search : int
+        Device HR: up to this many buffered samples, a pull of one grid time searches them as a Python list
+        (bisect); more, with numpy's searchsorted. The same indices; 0 forces searchsorted.
     """
+
+    few_search: int = 32
 
     def __init__(self, kind: str = "rr", fs: float = 4.0, origin: float = 0.0, srate: float | None = None,
                  max_gap: float = 3.0, hr_min: float = 25.0, hr_max: float = 240.0, averaging_s: float = 0.0,
@@ -356,15 +362,27 @@ class HeartPreprocessor(GridPreprocessor):
     def _hr_at(self, tt: float) -> tuple[float, int]:
         """Device HR (bpm) and quality code at grid time ``tt`` (s), as :meth:`_hr_values_many` gives them."""
         ts, x = self._ts, self._x
-        n = ts.size
-        b = int(ts.searchsorted(tt, side="left"))  # first sample >= t
-        a = b - 1  # last sample <= t: b - 1 unless t is a sample's time
-        if b < n and ts[b] == tt:
-            a = min(int(ts.searchsorted(tt, side="right")), n) - 1
-        ai, bi = max(a, 0), min(b, n - 1)
-        ta, tb = float(ts[ai]), float(ts[bi])
+        n = ts.shape[0]
+        if n <= self.few_search:  # the live case (the samples of the last seconds): bisect a list == searchsorted
+            tl = ts.tolist()
+            b = bisect_left(tl, tt)  # first sample >= t
+            a = b - 1  # last sample <= t: b - 1 unless t is a sample's time
+            if b < n and tl[b] == tt:
+                a = bisect_right(tl, tt) - 1
+            ai, bi = max(a, 0), min(b, n - 1)
+            ta, tb = tl[ai], tl[bi]
+            keep = bisect_left(tl, tt - self.max_gap)
+        else:
+            b = int(ts.searchsorted(tt, side="left"))
+            a = b - 1
+            if b < n and ts[b] == tt:
+                a = min(int(ts.searchsorted(tt, side="right")), n) - 1
+            ai, bi = max(a, 0), min(b, n - 1)
+            ta, tb = float(ts[ai]), float(ts[bi])
+            keep = int(ts.searchsorted(tt - self.max_gap, side="left"))
         ok = a >= 0 and b < n and (tb - ta) <= self.max_gap
-        xa, xb = float(x[ai]), float(x[bi])
+        xs = x[ai:bi + 1].tolist()  # (bi - ai is 0 or 1)
+        xa, xb = xs[0], xs[-1]
         finite_a = math.isfinite(xa)
         plaus_a = finite_a and self.hr_min <= xa <= self.hr_max
         finite = finite_a and math.isfinite(xb)
@@ -382,7 +400,6 @@ class HeartPreprocessor(GridPreprocessor):
                 v, q = xa, _OK
             else:
                 q = _IMPLAUSIBLE
-        keep = int(ts.searchsorted(tt - self.max_gap, side="left"))
         if keep > 1:
             self._ts, self._x = ts[keep - 1:], x[keep - 1:]
         return v, q
