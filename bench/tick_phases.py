@@ -2,12 +2,12 @@
 
 The session of :func:`bench_scale.pipeline_ticks` (heart rate at 1 Hz and skin conductance at 4 Hz per person,
 one grid sample per tick, the heap frozen as the headless monitor runs it), with the thread CPU time of each
-phase summed per tick: the preprocessors' ``pull``, the synchrony engine, the detector's ``update`` /
-``update_arousal`` (its per-pair steps) and within it the learned evidence, ``pair_table()`` (the pair states the
-runner hands the view model), ``SessionModel.apply``, and the garbage collector's collections by generation
-(``gc.callbacks``). Ticks of the first ``--warmup-s`` seconds are left out. Printed per phase: the mean over light
-ticks, the mean over heavy ticks (the quarter with the longest whole tick: those where a synchrony window completes)
-and the p99 over all.
+phase summed per tick: the preprocessors' ``pull`` (or ``pull_scalar``), the synchrony engine, the detector's
+``update`` / ``update_arousal`` (its per-pair steps) and within it the learned evidence, ``pair_table()`` (the pair
+states the runner hands the view model), ``SessionModel.apply``, and the garbage collector's collections by
+generation (``gc.callbacks``). Ticks of the first ``--warmup-s`` seconds are left out. Printed per phase: the mean
+over light ticks, the mean over heavy ticks (the quarter with the longest whole tick: those where a synchrony window
+completes) and the p99 over all.
 
 Usage::
 
@@ -60,7 +60,8 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
     from attune_monitor.ui.runner import session_heap_frozen
 
     acc: dict = defaultdict(float)
-    for cls, name, label in ((grid.GridPreprocessor, "pull", "pulls"), (engine.SynchronyEngine, "push", "engine"),
+    for cls, name, label in ((grid.GridPreprocessor, "pull", "pulls"), (grid.GridPreprocessor, "pull_scalar", "pulls"),
+                             (engine.SynchronyEngine, "push", "engine"),
                              (detector.RuptureDetector, "update", "detector.update"),
                              (detector.RuptureDetector, "update_arousal", "detector.update_arousal"),
                              (detector.RuptureDetector, "_learned_llr", "  learned evidence"),
