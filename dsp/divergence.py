@@ -347,11 +347,11 @@ class ArousalDivergence:
             with np.errstate(invalid="ignore", divide="ignore"):
                 ref = np.where(others_n > 0, (zz.sum(axis=0, keepdims=True) - zz) / others_n, np.nan)
             return z - ref
-        out = np.full_like(z, np.nan)
-        for i in range(self.n):
-            others = np.delete(z, i, axis=0)  # (n - 1, F, T)
-            ref = _nanmedian_last(np.moveaxis(others, 0, -1))[0]
-            out[i] = z[i] - ref
+        if (z == 0.0).any():  # 0.0 and -0.0 sort as equals: which one leaves the others' sorted values is the loop's
+            return _less_others_median_loop(z)
+        out = np.empty_like(z)
+        for t0 in range(0, z.shape[2], _OTHERS_BLOCK):
+            out[:, :, t0: t0 + _OTHERS_BLOCK] = _less_others_median(z[:, :, t0: t0 + _OTHERS_BLOCK])
         return out
 
     def _llr(self, div: np.ndarray) -> np.ndarray:
@@ -407,6 +407,55 @@ def style_llr(div: np.ndarray, model: dict | None = None, cache: dict | None = N
             a = si @ mvec
             out[rows, j] = xi @ a - 0.5 * mvec @ a + offset[j]
     return out.reshape(*x.shape[:-1], len(STYLES))
+
+
+#: Seconds per block of :func:`_less_others_median` (bounds its (n, n, F, block) comparison).
+_OTHERS_BLOCK = 64
+
+
+def _less_others_median_loop(z: np.ndarray) -> np.ndarray:
+    """``z[i]`` less the median of the other people's values, person by person (the reference).
+
+    Parameters
+    ----------
+    z : ndarray, shape (n_people, F, n_sec)
+
+    Returns
+    -------
+    ndarray, shape (n_people, F, n_sec)
+        ``z[i] - nanmedian(z[j != i])`` (NaN where no other person has a finite value).
+    """
+    out = np.full_like(z, np.nan)
+    for i in range(z.shape[0]):
+        others = np.delete(z, i, axis=0)  # (n - 1, F, T)
+        ref = _nanmedian_last(np.moveaxis(others, 0, -1))[0]
+        out[i] = z[i] - ref
+    return out
+
+
+def _less_others_median(z: np.ndarray) -> np.ndarray:
+    """:func:`_less_others_median_loop` for every person at once, bitwise, when no value is 0.0 or -0.0.
+
+    The people's values are sorted once per feature and second (NaN last). Person ``i``'s others, sorted, are that
+    order without one copy of ``z[i]``: element ``k`` is the sorted ``k``-th where ``k`` is below ``z[i]``'s place
+    (the count of values smaller than it; a NaN's place is after every value) and the ``k + 1``-th from it. The
+    median reads the same two elements and averages them as :func:`_nanmedian_last` does on the others' own sort.
+    Equal values are the same bits (which copy leaves does not matter), except 0.0 and -0.0: the caller gives
+    those to the loop.
+    """
+    n = z.shape[0]
+    srt = np.sort(z, axis=0)  # (n, F, T)
+    finite = np.isfinite(z)
+    cnt = finite.sum(axis=0)[None] - finite  # (n, F, T): finite values among the others
+    with np.errstate(invalid="ignore"):
+        place = (z[None, :] < z[:, None]).sum(axis=1)  # (n, F, T): values below z[i] (0 for a NaN z[i])
+    nan = np.isnan(z)
+    place = np.where(nan, n - nan.sum(axis=0)[None], place)  # a NaN leaves from after every value
+    lo, hi = np.maximum((cnt - 1) // 2, 0), np.maximum(cnt // 2, 0)
+    lo = lo + (lo >= place)
+    hi = hi + (hi >= place)
+    m = 0.5 * (np.take_along_axis(srt, lo, axis=0) + np.take_along_axis(srt, hi, axis=0))
+    return z - np.where(cnt > 0, m, np.nan)
 
 
 def _nanmedian_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -246,3 +246,32 @@ def test_episode_context_is_the_flavour_of_who_moved_away():
     second = [c for on, c in eps if 405 <= on <= 470]  # P1 withdraws at 6:50
     assert first and first[0]["P2"] == "rising"
     assert second and second[0]["P1"] == "falling"
+
+
+def test_less_others_median_for_everyone_at_once_is_the_loop_bit_for_bit():
+    """Issue 21: each person's features less the others' median, for all people at once (one sort per feature and
+    second) give the person-by-person loop's bits: 4-64 people, ties, missing values (a few to nearly all), +-inf;
+    values of 0.0 / -0.0 go to the loop (their order in a sort is not their bits' order)."""
+    from attune_monitor.dsp.divergence import _less_others_median, _less_others_median_loop
+
+    rng = np.random.default_rng(21)
+    for n in (4, 5, 8, 17, 64):
+        for T in (1, 3, 70):
+            for trial in range(8):
+                z = rng.normal(size=(n, 4, T))
+                if trial % 2:
+                    z = np.round(z, 1)
+                    z[z == 0] = 0.5  # ties, no zero
+                z[rng.random(z.shape) < (0.0, 0.1, 0.5, 0.95)[trial % 4]] = np.nan
+                if trial == 4:
+                    z[rng.random(z.shape) < 0.05] = np.inf
+                    z[rng.random(z.shape) < 0.05] = -np.inf
+                with np.errstate(invalid="ignore"):  # inf - inf, in both
+                    got, want = _less_others_median(z), _less_others_median_loop(z)
+                assert np.array_equal(got.view(np.int64), want.view(np.int64)), (n, T, trial)
+    div = ArousalDivergence(6, 4.0)
+    z = rng.normal(size=(6, 4, 130))
+    z[rng.random(z.shape) < 0.2] = np.nan
+    assert np.array_equal(div._divergence(z).view(np.int64), _less_others_median_loop(z).view(np.int64))
+    z[2, 1, 5], z[4, 1, 5] = 0.0, -0.0
+    assert np.array_equal(div._divergence(z).view(np.int64), _less_others_median_loop(z).view(np.int64))
