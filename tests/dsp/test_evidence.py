@@ -104,7 +104,10 @@ def test_tree_evaluator_matches_scikit_learn(compiled, monkeypatch):
     X = rng.normal(size=(n, len(FEATURES)))
     y = ((X[:, 0] - X[:, 6] + 0.5 * X[:, 4] * X[:, 7] + rng.normal(0, 0.5, n)) > 0.8).astype(int)
     X[rng.random(X.shape) < 0.1] = np.nan
-    model = fit(X, y, max_iter=30)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # OpenMP threads spinning beside the other xdist worker on 2 cores took > 120 s
+        model = fit(X, y, max_iter=30)
     ens = TreeEnsemble(export(model, y))
     Xt = rng.normal(size=(500, len(FEATURES)))
     Xt[rng.random(Xt.shape) < 0.2] = np.nan
