@@ -325,6 +325,21 @@ class PairStateTable(Sequence):
     def __iter__(self):
         return iter(self.rows())
 
+    def states(self) -> list:
+        """Each pair's ``"state"`` (a :class:`~attune_monitor.dsp.detector.PairState`), in pair order, no dict built.
+
+        Returns
+        -------
+        list, length n_pairs
+        """
+        return [STATES[c] for c in self.codes.tolist()]
+
+    def drops(self) -> np.ndarray:
+        """Each pair's smoothed drop, shape (n_pairs,): the dicts' ``"drop"`` with NaN where they say None."""
+        d = self.pair_cols[:, 2].astype(float)
+        d[~np.isfinite(d)] = np.nan
+        return d
+
     def rows(self) -> list[dict]:
         """Per pair the dict of ``RuptureDetector.pair_states()`` (built on the first call; the same list after).
 

@@ -62,7 +62,8 @@ from attune_monitor.dsp import _kernels
 
 __all__ = [
     "OK", "MISSING", "FLAT", "STATUS_NAMES", "R_CLIP", "FAST_REL", "FLAT_ABS", "pair_index", "to_samples",
-    "n_windows", "check_fs", "check_min_valid", "fisher_mean", "WindowedMetric", "window_view", "sliding_view",
+    "n_windows", "check_fs", "check_min_valid", "fisher_mean", "fisher_mean_z", "WindowedMetric", "window_view",
+    "sliding_view",
     "masked_r", "pearson_windows", "xcorr_windows", "concordance_windows", "direction_windows",
     "standardized_windows", "rolling_pearson", "synchrony", "XcorrResult", "summarize_xcorr", "windowed_xcorr",
     "concordance_geometry", "sc_concordance", "single_session_index", "directional_agreement", "group_synchrony",
@@ -162,7 +163,20 @@ def fisher_mean(r: np.ndarray, axis=0) -> np.ndarray:
     ``|r|`` is clipped to ``1 - 1e-12`` first. All-NaN slices give NaN.
     """
     r = np.asarray(r, dtype=np.float64)
-    z = np.arctanh(np.clip(r, -R_CLIP, R_CLIP))
+    return fisher_mean_z(np.arctanh(np.clip(r, -R_CLIP, R_CLIP)), axis=axis)
+
+
+def fisher_mean_z(z: np.ndarray, axis=0) -> np.ndarray:
+    """:func:`fisher_mean` from the clipped Fisher z of the correlations, ``arctanh(clip(r, -R_CLIP, R_CLIP))``.
+
+    For a caller that keeps the z of correlations it averages again (the view model's per-window columns): the
+    same operations as :func:`fisher_mean` after its ``arctanh``, so the result is bitwise the same.
+
+    Parameters
+    ----------
+    z : ndarray, float64, any shape
+    axis : int
+    """
     valid = np.isfinite(z)
     cnt = valid.sum(axis=axis)
     s = np.where(valid, z, 0.0).sum(axis=axis)

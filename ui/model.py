@@ -20,10 +20,11 @@ import numpy as np
 
 from attune_monitor.acquisition.files import marker_fields, marker_words
 from attune_monitor.dsp.arousal import away_before_flag
-from attune_monitor.dsp.detector import STATE_WORDS, UNARMED_STATES, episode_dict, get_preset
+from attune_monitor.dsp.detector import STATE_WORDS, STATES, UNARMED_STATES, episode_dict, get_preset
 from attune_monitor.dsp.divergence import AROUSAL_STATES, ArousalTracker
 from attune_monitor.dsp.events import EpisodeEvent, SignalBack, SignalLost
 from attune_monitor.dsp.pipeline import mean_fisher
+from attune_monitor.dsp.synchrony import R_CLIP, fisher_mean_z
 
 from .words import AROUSAL_WORDS, TIE_WORDS, episode_status, group_episode_words, pair_state_words, tie_label
 
@@ -110,52 +111,169 @@ def person_ties(participants, pair_states, episodes, connectedness=None, chance=
         theirs than the median of the others'; else ``"with_group"`` when at least one of their pairs is measurably in
         tune, else ``"not_in_tune"``.
     """
+    return _person_ties(participants, PairColumns(pair_states), episodes, connectedness, chance, tie_evidence)
+
+
+#: Per pair-state code (index into :data:`STATES`, -1 for anything else): armed, an alert, calibrating.
+_ARMED_BY_CODE = np.array([s not in UNARMED_STATES for s in STATES] + [True])
+_ALERT_BY_CODE = np.array([s in _ALERT_STATES for s in STATES] + [False])
+_CALIB_BY_CODE = np.array([s == "calibrating" for s in STATES] + [False])
+_STATE_CODE = {s: k for k, s in enumerate(STATES)}
+
+
+def _people_at(participants, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's people as positions in ``participants`` (-1: not one; the second -1 also when the same)."""
+    who_at = {who: i for i, who in enumerate(participants)}
+    a = np.array([who_at.get(p[0], -1) for p in pairs], dtype=np.intp).reshape(len(pairs))
+    b = np.array([who_at.get(p[1], -1) if p[1] != p[0] else -1 for p in pairs], dtype=np.intp).reshape(len(pairs))
+    return a, b
+
+
+class PairColumns:
+    """The pair states' ``pair``, ``state`` and ``drop`` as columns: what the snapshot reads of every pair.
+
+    Built from a detector's :class:`~attune_monitor.dsp.pair_bank.PairStateTable` without its dicts, or from any
+    sequence of pair-state dicts. Pairs named twice keep the first place and the last values (as a dict keyed by
+    pair would).
+
+    Parameters
+    ----------
+    pair_states : sequence of dict, or PairStateTable
+        Shape (n_states,).
+    known : (list of tuple, dict) | None
+        A view model's pairs (each once) and ``pair -> position``: a table of exactly those pairs takes them as
+        they are (no pass over the pairs).
+
+    Attributes
+    ----------
+    pairs : list of tuple
+        The pairs, each once, shape (n_pairs,).
+    states : list
+        Each pair's ``state`` (None where a dict has none), shape (n_pairs,).
+    codes : ndarray of int, shape (n_pairs,)
+        Index of each pair's state into :data:`STATES`, -1 for anything else; a dict without ``state`` counts as
+        calibrating (as :func:`person_ties` reads it).
+    drops : ndarray, shape (n_pairs,)
+        Each pair's smoothed drop, NaN where None or not finite.
+    calibrating_at : list of int
+        Positions in ``pair_states`` (not in ``pairs``) of the states that are ``calibrating``.
+    """
+
+    def __init__(self, pair_states, known: tuple[list, dict] | None = None):
+        table = hasattr(pair_states, "states") and hasattr(pair_states, "drops")  # a PairStateTable
+        if table:
+            pairs = pair_states.pairs
+            codes = np.asarray(pair_states.codes, dtype=np.intp)
+            states = [STATES[c] for c in codes.tolist()]
+            self.calibrating_at = np.flatnonzero(codes == _STATE_CODE["calibrating"]).tolist()
+            d = pair_states.drops()
+            if known is not None and (pairs is known[0] or pairs == known[0]):  # the model's pairs (each once)
+                self.pairs, self.states, self.codes, self.drops = known[0], states, codes, d
+                self._index: dict | None = known[1]
+                return
+            drops: list = d.tolist()
+            no_state: list = []
+        else:
+            rows = list(pair_states)
+            pairs = [tuple(ps["pair"]) for ps in rows]
+            states = [ps.get("state") for ps in rows]
+            drops = [ps.get("drop") for ps in rows]
+            no_state = [k for k, ps in enumerate(rows) if "state" not in ps]
+            self.calibrating_at = [k for k, st in enumerate(states) if st == "calibrating"]
+        if not all(type(p) is tuple for p in pairs):
+            pairs = [tuple(p) for p in pairs]
+        missing = set(no_state)
+        if len(set(pairs)) != len(pairs):  # first place, last values
+            last = {p: k for k, p in enumerate(pairs)}
+            keep = [last[p] for p in dict.fromkeys(pairs)]
+            pairs = [pairs[k] for k in keep]
+            states = [states[k] for k in keep]
+            drops = [drops[k] for k in keep]
+            missing = {j for j, k in enumerate(keep) if k in missing}
+        code = _STATE_CODE.get
+        codes = np.array([code(st, -1) for st in states], dtype=np.intp).reshape(len(states))
+        if missing:
+            codes[sorted(missing)] = _STATE_CODE["calibrating"]
+        d = np.array([np.nan if x is None else x for x in drops], dtype=float).reshape(len(drops))
+        with np.errstate(invalid="ignore"):
+            d[~np.isfinite(d)] = np.nan
+        self.pairs, self.states, self.codes, self.drops = pairs, states, codes, d
+        self._index = None
+
+    def index(self) -> dict:
+        """``pair -> position`` in :attr:`pairs`."""
+        if self._index is None:
+            self._index = {p: k for k, p in enumerate(self.pairs)}
+        return self._index
+
+    def at(self, pairs: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """The ``state`` (None when the pair has none), its code and the drop (NaN) of each of ``pairs``.
+
+        Returns
+        -------
+        states : list, codes : ndarray of int, drops : ndarray
+            Shape (len(pairs),) each.
+        """
+        if pairs is self.pairs or pairs == self.pairs:
+            return self.states, self.codes, self.drops
+        index = self.index()
+        where = [index.get(p, -1) for p in pairs]
+        states = [self.states[k] if k >= 0 else None for k in where]
+        codes = np.array([self.codes[k] if k >= 0 else -1 for k in where], dtype=np.intp).reshape(len(where))
+        drops = np.array([self.drops[k] if k >= 0 else np.nan for k in where], dtype=float).reshape(len(where))
+        return states, codes, drops
+
+
+def _person_ties(participants, cols: PairColumns, episodes, connectedness=None, chance=None, tie_evidence=None,
+                 people_at: tuple | None = None) -> dict:
+    """:func:`person_ties` from the pair states' columns: every person's counts in one pass of array operations.
+
+    ``people_at``: the positions in ``participants`` of each pair's first and second person (-1: not one of them,
+    or the same), shape (n_pairs,) each, when the caller has them for ``cols.pairs``.
+    """
     n = len(participants)
     if n < 3:
         return {}
-    states = {tuple(ps["pair"]): ps.get("state", "calibrating") for ps in pair_states}
-    drops = {tuple(ps["pair"]): ps.get("drop") for ps in pair_states}
+    index = cols.index()
     named = set()
     for ep in episodes:
         people = ep.get("people") or []
-        if (len(people) == 1 and ep.get("open", True) and not ep.get("repaired") and ep.get("review") != "dismiss"
-                and states.get(tuple(ep["pair"])) in ("drifting", "possible_rupture")):
-            named.add(people[0])
-    # each person's pair states, armed pairs and dropping pairs, in pair order (one pass over the pairs)
-    mine: dict = {who: ([], [], []) for who in participants}
-    for pair, s in states.items():
-        armed = s not in UNARMED_STATES
-        if armed:
-            d = drops.get(pair)
-            dropping = s in _ALERT_STATES or (d is not None and np.isfinite(d) and d >= TIE_DROP)
-        for who in dict.fromkeys(pair):
-            lists = mine.get(who)
-            if lists is not None:
-                lists[0].append(s)
-                if armed:
-                    lists[1].append(pair)
-                    if dropping:
-                        lists[2].append(pair)
-    frac = {who: len(dropping) / len(armed) if armed else 0.0 for who, (_, armed, dropping) in mine.items()}
+        if len(people) == 1 and ep.get("open", True) and not ep.get("repaired") and ep.get("review") != "dismiss":
+            k = index.get(tuple(ep["pair"]))
+            if k is not None and cols.states[k] in ("drifting", "possible_rupture"):
+                named.add(people[0])
+    a, b = _people_at(participants, cols.pairs) if people_at is None else people_at
+    armed = _ARMED_BY_CODE[cols.codes]
+    with np.errstate(invalid="ignore"):
+        dropping = armed & (_ALERT_BY_CODE[cols.codes] | (cols.drops >= TIE_DROP))
+
+    def per_person(mask):
+        return (np.bincount(a[(a >= 0) & mask], minlength=n)
+                + np.bincount(b[(b >= 0) & mask], minlength=n)).tolist()
+
+    every = np.ones(len(cols.pairs), dtype=bool)
+    n_st, n_armed = per_person(every), per_person(armed)
+    n_drop, n_calib = per_person(dropping), per_person(_CALIB_BY_CODE[cols.codes])
+    frac = [d / k if k else 0.0 for d, k in zip(n_drop, n_armed)]
+    others = np.broadcast_to(np.array(frac), (n, n))[~np.eye(n, dtype=bool)].reshape(n, n - 1)
+    median = np.median(others, axis=1).tolist()
     out = {}
     for i, who in enumerate(participants):
-        st, armed, dropping = mine[who]
-        others = [frac[o] for o in participants if o != who]
+        k, d = n_armed[i], n_drop[i]
         ev = None if not tie_evidence else tie_evidence.get(who)
-        most = (len(armed) >= 2 and len(dropping) >= max(2, (len(armed) + 1) // 2)
-                and frac[who] > float(np.median(others)))
+        most = k >= 2 and d >= max(2, (k + 1) // 2) and frac[i] > median[i]
         if who in named or (ev is not None and ev >= TIE_DRIFT_FRAC) or most:
             state = "drifting_away"
-        elif armed:
+        elif k:
             state = "with_group"
-        elif any(s == "calibrating" for s in st) or not st:
+        elif n_calib[i] or not n_st[i]:
             state = "calibrating"
         else:
             state = "not_in_tune"
         c = float(connectedness[i]) if connectedness is not None and i < len(connectedness) else float("nan")
         ch = float(chance[i]) if chance is not None and i < len(chance) else float("nan")
         out[who] = {"state": state, "words": TIE_WORDS[state], "label": tie_label(state), "conn": c, "chance": ch,
-                    "armed": len(armed), "ties": n - 1, "dropping": len(dropping), "evidence": ev}
+                    "armed": k, "ties": n - 1, "dropping": d, "evidence": ev}
     return out
 
 
@@ -285,6 +403,103 @@ class _Ring:
         return self.t[self.buf.shape[1] - n:].copy(), self.buf[:, self.buf.shape[1] - n:].copy()
 
 
+class _WindowColumns:
+    """Per-window columns derived from the synchrony rings, kept between snapshots so each is computed once.
+
+    :meth:`get` hands back ``compute(lo, hi)``'s arrays (each shape (n_rows, hi - lo)) for the windows ``lo`` to
+    ``hi - 1`` (absolute indices: the rings' ``n`` counts), computing only the windows it does not hold from an
+    earlier call with the same ``key`` (a window's values never change once it is in the rings). Up to ``margin``
+    windows before ``lo`` are kept, so a slightly longer request later is still served. The arrays handed back are
+    views of the store, valid until the next call: copy what outlives it.
+    """
+
+    def __init__(self, margin: int = 64):
+        self.margin = int(margin)
+        self.key: tuple | None = None
+        self.lo = self.hi = 0   # windows held: lo .. hi - 1, window lo at column p0 of the stores
+        self.p0 = 0
+        self.stores: list[np.ndarray] = []
+
+    def get(self, key: tuple, lo: int, hi: int, compute) -> tuple:
+        if not (key == self.key and self.lo <= lo <= self.hi <= hi):
+            self._store(key, lo, hi, compute(lo, hi))
+        elif hi > self.hi:
+            new = compute(self.hi, hi)
+            end = self.p0 + self.hi - self.lo
+            if end + (hi - self.hi) <= self.stores[0].shape[1]:
+                for st, a in zip(self.stores, new):
+                    st[:, end: end + a.shape[1]] = a
+                self.hi = hi
+            else:  # full: the windows still wanted moved to a new store, the new ones after them
+                keep = max(self.lo, lo - self.margin)
+                held = [st[:, self.p0 + keep - self.lo: end] for st in self.stores]
+                self._store(key, keep, hi, [np.concatenate([h, a], axis=1) for h, a in zip(held, new)])
+        return tuple(st[:, self.p0 + lo - self.lo: self.p0 + hi - self.lo] for st in self.stores)
+
+    def _store(self, key: tuple, lo: int, hi: int, arrays) -> None:
+        width = (hi - lo) + 2 * self.margin
+        self.stores = []
+        for a in arrays:
+            st = np.empty((a.shape[0], width), dtype=a.dtype)
+            st[:, : hi - lo] = a
+            self.stores.append(st)
+        self.key, self.lo, self.hi, self.p0 = key, lo, hi, 0
+
+
+class ShownPairStates(Sequence):
+    """The pair states a snapshot shows: the detector's dicts copied with the words every view shows.
+
+    Built when first read (:meth:`rows`) and shared by every snapshot taken until the detector's pair states change:
+    a snapshot costs nothing per pair, and a view that reads the states pays for them once per synchrony window. As
+    a sequence it reads like a list of those dicts (``len``, indexing, iteration, ``==`` and ``repr`` as the list's),
+    to be treated as read-only.
+
+    Parameters
+    ----------
+    pair_states : sequence of dict
+        The detector's pair states (a list, or a :class:`~attune_monitor.dsp.pair_bank.PairStateTable`).
+    dip_at : float
+        The smoothed drop from which an in-tune pair reads "in tune · dipping"
+        (:func:`attune_monitor.ui.words.pair_state_words`).
+    """
+
+    def __init__(self, pair_states, dip_at: float):
+        self._source = pair_states
+        self._dip_at = dip_at
+        self._rows: list[dict] | None = None
+
+    def rows(self) -> list[dict]:
+        """The shown dicts (built on the first call)."""
+        if self._rows is None:
+            out = []
+            for ps in self._source:
+                d = dict(ps)
+                if "state" in d:
+                    d["words"] = pair_state_words(d["state"], d.get("words"), d.get("drop"), self._dip_at)
+                out.append(d)
+            self._rows = out
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, k):
+        return self.rows()[k]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self.rows() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self.rows())
+
+
 @dataclass
 class Snapshot:
     """A consistent copy of the session for one redraw.
@@ -298,8 +513,8 @@ class Snapshot:
     sync : dict
         ``modality -> (times (n_w,), sync (n_pairs, n_w), chance (n_pairs, n_w))``; plus key
         ``"combined"`` (Fisher-z mean of the modalities).
-    pair_states : list of dict
-        Per pair: ``pair``, ``state``, ``words`` (what every view says:
+    pair_states : ShownPairStates
+        A sequence of dicts, per pair: ``pair``, ``state``, ``words`` (what every view says:
         :func:`attune_monitor.ui.words.pair_state_words`, e.g.
         "in tune · dipping"), ``drop`` and per-modality ``baseline``/``chance``/``sync``.
     matrix : ndarray, shape (n_people, n_people)
@@ -357,7 +572,7 @@ class Snapshot:
     modalities: tuple
     grid: dict
     sync: dict
-    pair_states: list
+    pair_states: Sequence
     matrix: np.ndarray
     connectedness: np.ndarray
     status: dict
@@ -465,6 +680,16 @@ class SessionModel:
         self.marker_sinks: list = []
         self._messages: list[str] = []
         self._markers: list[dict] = []
+        index = {p: i for i, p in enumerate(self.participants)}
+        #: each person's pairs (positions in ``pairs``), and who is in each pair (incidence, shape (n, n_pairs))
+        self._pairs_of: list[list[int]] = [[] for _ in self.participants]
+        self._incidence = np.zeros((len(self.participants), len(self.pairs)))
+        self._pair_index = {p: k for k, p in enumerate(self.pairs)}
+        self._people_at = _people_at(self.participants, self.pairs)
+        for k, (a, b) in enumerate(self.pairs):
+            self._incidence[index[a], k] = self._incidence[index[b], k] = 1.0
+            for who in dict.fromkeys((a, b)):
+                self._pairs_of[index[who]].append(k)
         self._clear()
 
     def reset(self) -> None:
@@ -490,6 +715,12 @@ class SessionModel:
         self._shown = ["unknown"] * n           # the live arousal state shown for each person (with hysteresis)
         self._shown_since = [np.nan] * n         # session time since when they are shown moving away
         self.t_now = 0.0
+        # the reader's results kept between snapshots (see snapshot): per window, per pair-state change
+        self._windows = _WindowColumns()
+        self._sync_part: tuple | None = None
+        self._pairs_gen = getattr(self, "_pairs_gen", 0) + 1
+        self._pair_part: tuple | None = None
+        self._arousal_part: tuple | None = None
 
     # -- writer side (worker thread) ------------------------------------------------------------
     def apply(self, update, pair_states=None, status=None, ties=None) -> None:
@@ -543,6 +774,7 @@ class SessionModel:
                             break
             if pair_states is not None:
                 self._pair_states = pair_states
+                self._pairs_gen += 1
             if status is not None:
                 for p, d in status.items():
                     self._status.setdefault(p, {}).update(d)
@@ -667,43 +899,23 @@ class SessionModel:
 
     # -- reader side -------------------------------------------------------------------------------
     def snapshot(self, seconds: float = 180.0) -> Snapshot:
-        """A consistent copy of the last ``seconds`` of the session."""
-        with self._lock:
-            pending = self._pair_states
-        rows = getattr(pending, "rows", None)
-        if rows is not None:  # a pair-state table: its dicts built once, outside the lock (the writer goes on)
-            rows()
+        """A consistent copy of the last ``seconds`` of the session.
+
+        What changes only with the synchrony windows (the synchrony series, the matrix, connectedness and its
+        series) is computed once per window and length, and shared by the snapshots until the next window; its
+        transcendental parts (Fisher z of every pair and window) once per window only (:class:`_WindowColumns`).
+        What is read of the pair states (ties, the pairs' arousal, arming, the episodes' status) comes from their
+        columns (:class:`PairColumns`), not their dicts; the shown pair states are a :class:`ShownPairStates`
+        built when a view first reads them, shared until the detector's states change. The arrays and dicts a
+        snapshot shares with others are never changed afterwards: views must treat them as read-only.
+        """
         with self._lock:
             n_grid = int(seconds * self.fs)
             n_win = int(seconds / self.step_s)
             grid = {m: r.last(n_grid) for m, r in self._grid.items()}
-            sync = {}
-            for m in self.modalities:
-                ts, s = self._sync[m].last(n_win)
-                _, c = self._chance[m].last(n_win)
-                sync[m] = (ts, s, c)
-            if self.modalities:
-                ts = sync[self.modalities[0]][0]
-                if all(sync[m][0].shape == ts.shape for m in self.modalities):
-                    comb = mean_fisher(np.stack([sync[m][1] for m in self.modalities]), axis=0)
-                    ch = mean_fisher(np.stack([sync[m][2] for m in self.modalities]), axis=0)
-                    sync["combined"] = (ts, comb, ch)
-            n = len(self.participants)
-            matrix = np.full((n, n), np.nan)
-            chance_matrix = np.full((n, n), np.nan)
-            iu = np.triu_indices(n, 1)
-            key = "combined" if "combined" in sync else (self.modalities[0] if self.modalities else None)
-            if key is not None and sync[key][1].shape[1]:
-                with np.errstate(all="ignore"):
-                    cur = mean_fisher(sync[key][1][:, -5:], axis=1)
-                    cch = mean_fisher(sync[key][2][:, -5:], axis=1)
-                matrix[iu], matrix[(iu[1], iu[0])] = cur, cur
-                chance_matrix[iu], chance_matrix[(iu[1], iu[0])] = cch, cch
-            with np.errstate(all="ignore"):
-                conn = mean_fisher(matrix, axis=1) if n else np.zeros(0)
-                conn_chance = mean_fisher(chance_matrix, axis=1) if n else np.zeros(0)
-            tie_series = self._tie_series(sync.get(key) if key is not None else None)
-            arming = self._arming()
+            sync, matrix, chance_matrix, conn, conn_chance, tie_series = self._sync_and_ties(n_win)
+            cols, shown_states = self._pair_columns()
+            arming = self._arming(cols)
             at, al = self._arousal_l.last(n_win)
             _, ac = self._arousal_code.last(n_win)
             people_arousal = {}
@@ -712,73 +924,194 @@ class SessionModel:
                 llr = float(self._arousal_l.buf[i, -1]) if self._arousal_l.n else float("nan")
                 st = self._shown[i]
                 people_arousal[who] = {"state": st, "words": AROUSAL_WORDS[st], "llr": llr}
-            pair_arousal = {}
-            pstates = {tuple(ps["pair"]): ps for ps in self._pair_states}
-            for pair in self.pairs:
-                away = {w: people_arousal[w]["state"] for w in pair if people_arousal[w]["state"] in ("climbing",
-                                                                                                      "flattening")}
-                ps = pstates.get(tuple(pair), {})
-                evidence = None
-                if ps.get("state") in _ALERT_STATES:
-                    drop = ps.get("drop")
-                    sync_says = drop is not None and np.isfinite(drop) and drop >= self._sync_k
-                    evidence = ("synchrony+arousal" if sync_says else "arousal") if away else "synchrony"
-                pair_arousal[tuple(pair)] = {"away": away, "evidence": evidence}
-            pstate = {tuple(ps["pair"]): ps.get("state") for ps in self._pair_states}
+            pair_arousal = self._pair_arousal(cols)
+            index = cols.index()
             episodes = []
             for e in self._episodes.values():
                 e2 = {**e, "arousal": dict(e.get("arousal") or {})}
-                e2["status"] = episode_status(e2, pstate.get(tuple(e2["pair"])))
+                k = index.get(tuple(e2["pair"]))
+                e2["status"] = episode_status(e2, None if k is None else cols.states[k])
                 episodes.append(e2)
-            ties = person_ties(self.participants, self._pair_states, episodes, conn, conn_chance, self._ties_evidence)
+            ties = _person_ties(self.participants, cols, episodes, conn, conn_chance, self._ties_evidence,
+                                self._people_at if cols.pairs is self.pairs else None)
             return Snapshot(
                 version=self.version, t_now=self.t_now, participants=list(self.participants), pairs=list(self.pairs),
-                modalities=self.modalities, grid=grid, sync=sync, pair_states=self._shown_pair_states(),
-                matrix=matrix, connectedness=conn, status={p: dict(d) for p, d in self._status.items()},
+                modalities=self.modalities, grid=grid, sync=dict(sync), pair_states=shown_states,
+                matrix=matrix.copy(), connectedness=conn.copy(), status={p: dict(d) for p, d in self._status.items()},
                 episodes=episodes, signal_loss=[dict(x) for x in self._loss],
                 markers=[dict(m) for m in self._markers],
                 recording=None if self.recording is None else dict(self.recording),
                 replay=None if self.replay is None else dict(self.replay), messages=list(self._messages),
                 label=self.label, arousal=(at, al, ac), people_arousal=people_arousal, pair_arousal=pair_arousal,
-                arousal_threshold=self.arousal_threshold, chance_matrix=chance_matrix,
-                connectedness_chance=conn_chance, ties=ties, tie_series=tie_series,
+                arousal_threshold=self.arousal_threshold, chance_matrix=chance_matrix.copy(),
+                connectedness_chance=conn_chance.copy(), ties=ties, tie_series=tie_series,
                 groups=group_episodes(episodes, self.participants), arming=arming,
             )
 
-    def _shown_pair_states(self) -> list[dict]:
-        """Copies of the detector's pair states with the words every view shows.
+    def _sync_and_ties(self, n_win: int) -> tuple:
+        """The last ``n_win`` windows' synchrony, the matrix now, connectedness and its series (see :meth:`snapshot`).
 
-        The words of :func:`attune_monitor.ui.words.pair_state_words`: "in tune · dipping" while an in-tune pair's
-        smoothed drop is past the repair threshold.
+        Kept until a window arrives or ``n_win`` changes; the arrays are read-only (shared by snapshots).
+
+        Returns
+        -------
+        sync : dict
+            :attr:`Snapshot.sync`.
+        matrix, chance_matrix : ndarray, shape (n_people, n_people)
+        conn, conn_chance : ndarray, shape (n_people,)
+        tie_series : tuple
+            :attr:`Snapshot.tie_series`.
         """
-        out = []
-        for ps in self._pair_states:
-            d = dict(ps)
-            if "state" in d:
-                d["words"] = pair_state_words(d["state"], d.get("words"), d.get("drop"), self._repair_frac)
-            out.append(d)
+        counts = tuple(self._sync[m].n for m in self.modalities)
+        if self._sync_part is not None and self._sync_part[0] == (counts, n_win):
+            return self._sync_part[1]
+        sync = {}
+        for m in self.modalities:
+            ts, s = self._sync[m].last(n_win)
+            _, c = self._chance[m].last(n_win)
+            sync[m] = (ts, s, c)
+        n = len(self.participants)
+        key = None
+        z = None   # per pair and window: the series' z for the matrix (fisher_mean's clip), for the ties (0.999)
+        if self.modalities:
+            m0 = self.modalities[0]
+            ts = sync[m0][0]
+            k = ts.size
+            hi = self._sync[m0].n
+            if all(sync[m][0].shape == ts.shape for m in self.modalities):
+                offsets = tuple(self._sync[m].n - hi for m in self.modalities)
+                comb, ch, *z = self._windows.get(("combined", offsets), hi - k, hi, self._combined_windows)
+                sync["combined"] = (ts, comb, ch)  # views of windows the store never writes again
+                key = "combined"
+            else:
+                key = m0
+                z = list(self._windows.get(("single", m0), hi - k, hi, self._single_windows))
+        matrix = np.full((n, n), np.nan)
+        chance_matrix = np.full((n, n), np.nan)
+        iu = np.triu_indices(n, 1)
+        if key is not None and z is not None and sync[key][1].shape[1]:
+            with np.errstate(all="ignore"):
+                cur = fisher_mean_z(z[0][:, -5:], axis=1)
+                cch = fisher_mean_z(z[1][:, -5:], axis=1)
+            matrix[iu], matrix[(iu[1], iu[0])] = cur, cur
+            chance_matrix[iu], chance_matrix[(iu[1], iu[0])] = cch, cch
+        with np.errstate(all="ignore"):
+            conn = mean_fisher(matrix, axis=1) if n else np.zeros(0)
+            conn_chance = mean_fisher(chance_matrix, axis=1) if n else np.zeros(0)
+        if key is None or z is None or n < 2:
+            tie_series = (np.zeros(0), np.zeros((n, 0)), np.zeros((n, 0)))
+        else:
+            tie_series = self._tie_series(sync[key][0], *z[2:6])
+        out = (sync, matrix, chance_matrix, conn, conn_chance, tie_series)
+        for a in (matrix, chance_matrix, conn, conn_chance, *tie_series,
+                  *(x for v in sync.values() for x in v)):
+            a.flags.writeable = False
+        self._sync_part = ((counts, n_win), out)
         return out
 
-    def _tie_series(self, series) -> tuple:
-        """Each person's mean synchrony with the others over time and its chance level (see :class:`Snapshot`)."""
-        n = len(self.participants)
-        if series is None or n < 2:
-            return np.zeros(0), np.zeros((n, 0)), np.zeros((n, 0))
-        t, s, c = series
-        index = {p: i for i, p in enumerate(self.participants)}
-        inc = np.zeros((n, len(self.pairs)))
-        for k, (a, b) in enumerate(self.pairs):
-            inc[index[a], k] = inc[index[b], k] = 1.0
+    def _ring_windows(self, ring: _Ring, lo: int, hi: int, offset: int = 0) -> np.ndarray:
+        """Windows ``lo + offset`` to ``hi + offset - 1`` (absolute) of ``ring``, shape (n_rows, hi - lo) (a view)."""
+        start = ring.buf.shape[1] - ring.n + offset
+        return ring.buf[:, start + lo: start + hi]
+
+    def _combined_windows(self, lo: int, hi: int) -> list:
+        """The combined series (Fisher-z mean of the modalities, window by window position) and its z.
+
+        Windows ``lo .. hi - 1`` of the first modality, each with the same place from the end in the others.
+
+        Returns
+        -------
+        list of 8 ndarray, shape (n_pairs, hi - lo) (the last two (n_people, hi - lo))
+            Combined synchrony and chance, then :meth:`_z_columns` of them.
+        """
+        hi0 = self._sync[self.modalities[0]].n
+        s = np.stack([self._ring_windows(self._sync[m], lo, hi, self._sync[m].n - hi0) for m in self.modalities])
+        c = np.stack([self._ring_windows(self._chance[m], lo, hi, self._chance[m].n - hi0) for m in self.modalities])
+        comb = mean_fisher(s, axis=0)
+        ch = mean_fisher(c, axis=0)
+        return [comb, ch, *self._z_columns(comb, ch)]
+
+    def _single_windows(self, lo: int, hi: int) -> list:
+        """:meth:`_combined_windows`' z and counts for the first modality alone (no combined series): 6 arrays."""
+        m0 = self.modalities[0]
+        return self._z_columns(self._ring_windows(self._sync[m0], lo, hi), self._ring_windows(self._chance[m0], lo, hi))
+
+    def _z_columns(self, s: np.ndarray, c: np.ndarray) -> list:
+        """What the matrix and the connectedness series need of a series ``s`` and its chance ``c``, per window.
+
+        ``s``, ``c``: shape (n_pairs, n_w). Returns their clipped Fisher z as :func:`fisher_mean` takes it, as the
+        connectedness series takes it (clipped at 0.999, 0 where not finite), and each person's count of pairs
+        with a value there (shape (n_people, n_w), exact integers).
+        """
+        with np.errstate(all="ignore"):
+            z_s, z_c = np.arctanh(np.clip(s, -0.999, 0.999)), np.arctanh(np.clip(c, -0.999, 0.999))
+            ok_s, ok_c = np.isfinite(z_s), np.isfinite(z_c)
+            return [np.arctanh(np.clip(s, -R_CLIP, R_CLIP)), np.arctanh(np.clip(c, -R_CLIP, R_CLIP)),
+                    np.where(ok_s, z_s, 0.0), np.where(ok_c, z_c, 0.0), self._incidence @ ok_s, self._incidence @ ok_c]
+
+    def _tie_series(self, t: np.ndarray, z_sync: np.ndarray, z_chance: np.ndarray, n_sync: np.ndarray,
+                    n_chance: np.ndarray) -> tuple:
+        """Each person's mean synchrony with the others over time and its chance level (see :class:`Snapshot`).
+
+        ``z_sync``, ``z_chance``: shape (n_pairs, n_w), the pairs' series as ``arctanh(clip(r, -0.999, 0.999))``,
+        0 where that is not finite; ``n_sync``, ``n_chance``: shape (n_people, n_w), each person's count of finite
+        ones.
+        """
+        inc = self._incidence
         out = []
-        for x in (s, c):
-            z = np.arctanh(np.clip(x, -0.999, 0.999))
-            ok = np.isfinite(z)
+        for z, count in ((z_sync, n_sync), (z_chance, n_chance)):
             with np.errstate(all="ignore"):
-                m = (inc @ np.where(ok, z, 0.0)) / (inc @ ok)
+                m = (inc @ z) / count
             out.append(np.tanh(m))
         return t, out[0], out[1]
 
-    def _arming(self) -> dict:
+    def _pair_columns(self) -> tuple:
+        """The pair states' columns and the shown pair states, kept until the detector's states change."""
+        if self._pair_part is None or self._pair_part[0] != self._pairs_gen:
+            ps = self._pair_states
+            known = (self.pairs, self._pair_index) if len(self._pair_index) == len(self.pairs) else None
+            self._pair_part = (self._pairs_gen, PairColumns(ps, known), ShownPairStates(ps, self._repair_frac))
+        return self._pair_part[1], self._pair_part[2]
+
+    def _pair_arousal(self, cols: PairColumns) -> dict:
+        """:attr:`Snapshot.pair_arousal`, kept while the same people are shown moving away with the same evidence.
+
+        Read-only: shared by snapshots.
+        """
+        pairs = self.pairs
+        _, codes, drops = cols.at(pairs)
+        alert = np.flatnonzero(_ALERT_BY_CODE[codes])
+        with np.errstate(invalid="ignore"):
+            says = drops[alert] >= self._sync_k  # NaN (no drop) says nothing
+        key = (tuple(self._shown), alert.tobytes(), says.tobytes())
+        if self._arousal_part is not None and self._arousal_part[0] == key:
+            return self._arousal_part[1]
+        index = {who: i for i, who in enumerate(self.participants)}
+        away_now = {who: st for who, st in zip(self.participants, self._shown) if st in _AWAY}
+        says_at = dict(zip(alert.tolist(), says.tolist()))
+
+        def entry(k: int) -> dict:
+            away = {w: away_now[w] for w in pairs[k] if w in away_now}
+            sync_says = says_at.get(k)
+            evidence = None if sync_says is None else (
+                ("synchrony+arousal" if sync_says else "arousal") if away else "synchrony")
+            return {"away": away, "evidence": evidence}
+
+        if self._arousal_part is None:
+            out = {pair: {"away": {}, "evidence": None} for pair in pairs}
+            redo = {k for who in away_now for k in self._pairs_of[index[who]]} | set(says_at)
+        else:  # the entries that change made anew, the others shared with the previous snapshots
+            _, prev, prev_away, prev_says = self._arousal_part
+            out = dict(prev)
+            moved = {who for who in set(away_now) | set(prev_away) if away_now.get(who) != prev_away.get(who)}
+            redo = {k for who in moved for k in self._pairs_of[index[who]]}
+            redo |= {k for k in set(says_at) | set(prev_says) if says_at.get(k) != prev_says.get(k)}
+        for k in redo:
+            out[pairs[k]] = entry(k)
+        self._arousal_part = (key, out, away_now, says_at)
+        return out
+
+    def _arming(self, cols: PairColumns) -> dict:
         """How long until each pair still learning its baseline has a full arming span (see :class:`Snapshot`).
 
         A pair arms (or reads "not measurably in tune") once one of its signals has ``arm_span_s`` of unbroken
@@ -786,8 +1119,8 @@ class SessionModel:
         their pairs then), nor for ``window_s + loss_guard_s`` after the signal is back. Such a pair waits for
         the signal (``ready_in_s`` None, the person named in ``waiting``).
         """
-        learning = [k for k, ps in enumerate(self._pair_states) if ps.get("state") == "calibrating"]
-        if not self._pair_states:
+        learning = cols.calibrating_at
+        if not len(self._pair_states):
             learning = list(range(len(self.pairs)))
         if not learning:
             return {"learning": False, "ready_in_s": None, "pairs": {}, "waiting": {}}
@@ -804,26 +1137,28 @@ class SessionModel:
             else:
                 clean_from[who] = max(clean_from.get(who, -math.inf), rec["offset_s"] + guard)
         for m in self.modalities:
-            _, s = self._sync[m].last(span)
-            have = trailing_valid_s(s, self.step_s)
+            ring = self._sync[m]
+            have = trailing_valid_s(ring.buf[:, ring.buf.shape[1] - min(span, ring.buf.shape[1], ring.n):], self.step_s)
             if have.shape[0] == len(self.pairs):
                 need = np.minimum(need, np.maximum(self.arm_span_s - have, 0.0) + first)
         need = np.where(np.isfinite(need), need, self.arm_span_s + first)
         pairs, waiting = {}, {}
-        for k in learning:
-            if k >= len(self.pairs):
-                continue
-            pair = tuple(self.pairs[k])
-            gone = [w for w in pair if w in lost]
-            if gone:
-                waiting[pair] = {w: lost[w] for w in gone}
-                pairs[pair] = None
-                continue
-            since = max((clean_from.get(w, -math.inf) for w in pair), default=-math.inf)
-            n = float(need[k])
-            if since > -math.inf:   # after a loss: the span counts from the end of the guard
-                n = max(n, since + self.arm_span_s - self.t_now)
-            pairs[pair] = n
+        learning = [k for k in learning if k < len(self.pairs)]
+        if not lost and not clean_from:  # no signal lost: every learning pair's time is its need
+            pairs = dict(zip((tuple(self.pairs[k]) for k in learning), need[learning].tolist()))
+        else:
+            for k in learning:
+                pair = tuple(self.pairs[k])
+                gone = [w for w in pair if w in lost]
+                if gone:
+                    waiting[pair] = {w: lost[w] for w in gone}
+                    pairs[pair] = None
+                    continue
+                since = max((clean_from.get(w, -math.inf) for w in pair), default=-math.inf)
+                n = float(need[k])
+                if since > -math.inf:   # after a loss: the span counts from the end of the guard
+                    n = max(n, since + self.arm_span_s - self.t_now)
+                pairs[pair] = n
         known = [v for v in pairs.values() if v is not None]
         return {"learning": True, "ready_in_s": max(known) if known else None, "pairs": pairs, "waiting": waiting}
 
