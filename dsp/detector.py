@@ -1746,6 +1746,15 @@ class RuptureDetector:
             self._states_cache = (self._version, out)
         return list(self._states_cache[1])
 
+    def any_calibrating(self) -> bool:
+        """True while some pair is still learning its baseline (state ``calibrating`` in :meth:`pair_states`).
+
+        Read from the machines' states, or the pair bank's state column, without building the pair dicts.
+        """
+        if self._bank is not None:
+            return self._bank.any_calibrating()
+        return any(mach.state == _CALIBRATING for mach in self.machines)
+
     def pair_table(self) -> Sequence[dict]:
         """:meth:`pair_states` for a view model, with its dicts built only when someone reads them.
 

@@ -262,6 +262,10 @@ class PairBank:
         """
         return self.table(pairs).rows()
 
+    def any_calibrating(self) -> bool:
+        """True while some pair is still learning its baseline (state calibrating)."""
+        return bool(np.any(self.PI[:, self.K.I_STATE] == self.K.S_CAL))
+
     def table(self, pairs: list) -> PairStateTable:
         """Every pair's state now, as a :class:`PairStateTable` (a copy of a few columns; no dict is built here).
 

@@ -410,7 +410,7 @@ class Runner:
                 logger.error("pipeline error: %s", "".join(traceback.format_exception(exc)))
                 self.model.message(f"Processing error: {exc}")
                 break
-            if t >= min_s and not any(ps.get("state") == "calibrating" for ps in self.pipeline.detector.pair_states()):
+            if t >= min_s and not self.pipeline.detector.any_calibrating():
                 break
         return self.replay.position_s
 
