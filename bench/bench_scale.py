@@ -18,6 +18,14 @@ Two measurements, each printed as one JSON object on the last line (``--json PAT
     Reported per group size: p50 / p99 / max wall ms and the p99 of this thread's CPU time
     (``tick_ms_p99_{n}p``, ``tick_ms_p99_{n}p_cpu_time``, ...), with the load average before and after.
 
+``snapshot``
+    What a view pays per redraw for ``--snapshot-groups`` people (default 64): the session of ``ticks`` run for
+    ``--seconds``, and after each tick past ``--warmup-s`` the view model's ``snapshot(30)`` (what the terminal view
+    takes per redraw) timed twice in this thread's CPU time: the first after the tick, and again (a redraw with
+    nothing new). Reported: the median and max of the first snapshot after a tick that brought a synchrony window
+    (``snapshot_ms_window_{n}p``, ``snapshot_ms_window_max_{n}p``), of the first after the other ticks
+    (``snapshot_ms_tick_{n}p``) and of the repeats (``snapshot_ms_again_{n}p``), with the load average.
+
 ``throughput``
     ``attune analyze`` over ``--dyads`` one-hour dyad recordings (XDF, RR + EDA per person, written by the
     simulator's offline writer, ``attune_monitor.acquisition.simulator.write_xdf``, into ``--cache DIR``
@@ -29,6 +37,7 @@ Two measurements, each printed as one JSON object on the last line (``--json PAT
 Usage::
 
     python bench/bench_scale.py ticks                       # 8/16/32/64 people, ~3 min
+    python bench/bench_scale.py snapshot --seconds 220      # 64 people, ~1 min
     python bench/bench_scale.py throughput --cache /tmp/attune-dyads   # first run writes 100 files (~6 min)
     python bench/bench_scale.py all --cache /tmp/attune-dyads
 """
@@ -169,6 +178,55 @@ def run_ticks(args) -> dict:
     return out
 
 
+def snapshot_costs(n_people: int, seconds: float = 220.0, warmup_s: float = 150.0, seed: int = 1) -> dict:
+    """CPU ms of the view model's ``snapshot(30)`` after each tick past ``warmup_s`` (see the module notes).
+
+    Returns
+    -------
+    dict with ``window``, ``tick``, ``again`` (ndarray of ms each) and ``n_ticks``.
+    """
+    from attune_monitor.ui.runner import session_heap_frozen
+
+    pipe, model, signals = group_session(n_people, seconds, seed)
+    window, tick, again = [], [], []
+    cursor = (0, 0)
+    with session_heap_frozen():
+        for k in range(1, int(seconds * FS) + 1):
+            until = k / FS
+            cursor = push_until(pipe, n_people, signals, cursor, until)
+            upd = pipe.advance(until)
+            model.apply(upd, pipe.detector.pair_table(), {}, ties=pipe.detector.person_ties)
+            if until <= warmup_s:
+                continue
+            c0 = time.thread_time()
+            model.snapshot(30.0)
+            c1 = time.thread_time()
+            model.snapshot(30.0)
+            c2 = time.thread_time()
+            (window if any(w["t"].size for w in upd.windows.values()) else tick).append(c1 - c0)
+            again.append(c2 - c1)
+    return {"window": np.asarray(window) * 1e3, "tick": np.asarray(tick) * 1e3, "again": np.asarray(again) * 1e3,
+            "n_ticks": len(again)}
+
+
+def run_snapshot(args) -> dict:
+    out: dict = {"snapshot_bench": "SessionModel.snapshot(30) CPU ms after each live tick, and again"}
+    for n in args.snapshot_groups:
+        l0 = load()
+        r = snapshot_costs(n, args.seconds, args.warmup_s)
+        l1 = load()
+        w, t, a = r["window"], r["tick"], r["again"]
+        print(f"{n:3d} people: snapshot(30) after a window median {np.median(w):.2f} ms (max {w.max():.2f}), "
+              f"after another tick {np.median(t):.2f} ms, again {np.median(a):.2f} ms ({r['n_ticks']} ticks; "
+              f"load {l0} -> {l1})", flush=True)
+        out[f"snapshot_ms_window_{n}p"] = round(float(np.median(w)), 3)
+        out[f"snapshot_ms_window_max_{n}p"] = round(float(w.max()), 3)
+        out[f"snapshot_ms_tick_{n}p"] = round(float(np.median(t)), 3)
+        out[f"snapshot_ms_again_{n}p"] = round(float(np.median(a)), 3)
+        out[f"load_avg_1min_snapshot_{n}p"] = [l0, l1]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- throughput
 #: The one-hour dyad of the throughput run (the 60-minute dyad of bench/bench_analyze.py: Polar H10 RR and E4 EDA
 #: per person, two scripted ruptures); each file has its own seed.
@@ -250,9 +308,11 @@ def run_throughput(args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("ticks", "throughput", "all"))
+    ap.add_argument("what", choices=("ticks", "snapshot", "throughput", "all"))
     ap.add_argument("--groups", type=int, nargs="+", default=list(GROUPS), help="group sizes for 'ticks'")
-    ap.add_argument("--seconds", type=float, default=300.0, help="session seconds per group size for 'ticks'")
+    ap.add_argument("--snapshot-groups", type=int, nargs="+", default=[64], help="group sizes for 'snapshot'")
+    ap.add_argument("--seconds", type=float, default=300.0,
+                    help="session seconds per group size for 'ticks' and 'snapshot'")
     ap.add_argument("--warmup-s", type=float, default=150.0, help="session seconds left out at the start")
     ap.add_argument("--cache", type=Path, help="folder for the throughput run's dyad XDFs (written once, reused)")
     ap.add_argument("--dyads", type=int, default=100, help="one-hour dyads for 'throughput' (default 100)")
@@ -262,6 +322,8 @@ def main(argv=None) -> int:
     res = {}
     if args.what in ("ticks", "all"):
         res.update(run_ticks(args))
+    if args.what in ("snapshot", "all"):
+        res.update(run_snapshot(args))
     if args.what in ("throughput", "all"):
         res.update(run_throughput(args))
     print(json.dumps(res))
