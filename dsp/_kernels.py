@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 numba: Any = None
 _trailing_zeros: Any = None  # numba's count-trailing-zeros intrinsic (set with numba's import; used by _tree_sum)
+_centre_chunk_row: Any = None  # _centre_chunk_row_py jitted (set with numba's import; used by two kernels)
 _compiled: dict[str, Any] = {}
 _lock = threading.RLock()  # held while numba is imported or a kernel compiled / loaded
 _preloading: dict[str, threading.Thread] = {}
@@ -42,7 +43,7 @@ _preloading: dict[str, threading.Thread] = {}
 
 def _import_numba() -> bool:
     """Import numba once (under ``_lock``); False (and ``HAVE_NUMBA`` False) when it cannot be imported."""
-    global numba, HAVE_NUMBA, _trailing_zeros
+    global numba, HAVE_NUMBA, _trailing_zeros, _centre_chunk_row
     if numba is not None:
         return True
     try:
@@ -54,6 +55,7 @@ def _import_numba() -> bool:
         return False
     numba = nb
     _trailing_zeros = trailing_zeros
+    _centre_chunk_row = nb.njit(cache=True, fastmath=False)(_centre_chunk_row_py)
     return True
 
 
@@ -127,6 +129,35 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_wait_for_preloads)
 
 
+def _centre_chunk_row_py(x, p, s0, span, Y, badc):  # pragma: no cover - compiled (see _import_numba)
+    """Person ``p``'s chunk ``x[p, s0:s0 + span]`` less the mean of its finite samples, into ``Y[p, :span]``.
+
+    Missing samples become 0 (the anchor) and mark their column in ``badc``. Returns the largest absolute
+    finite value (the level of the flatness test). Shared by the compiled kernels that re-anchor per chunk;
+    jitted with numba's import, since a kernel resolves it when it compiles.
+    """
+    tot = 0.0
+    cnt = 0
+    lvl = 0.0
+    for i in range(span):
+        v = x[p, s0 + i]
+        if np.isfinite(v):
+            tot += v
+            cnt += 1
+            av = abs(v)
+            if av > lvl:
+                lvl = av
+    mu = tot / max(cnt, 1)
+    for i in range(span):
+        v = x[p, s0 + i]
+        if np.isfinite(v):
+            Y[p, i] = v - mu
+        else:
+            Y[p, i] = 0.0
+            badc[i] = True
+    return lvl
+
+
 def _pearson_lag0(x, step, nw, n_seg, J, ia, ib, out, redo, rel, flat_abs):  # pragma: no cover
     """Windowed r at lag 0 for every pair (the compiled twin of ``synchrony._fast_pearson``, no detrend).
 
@@ -166,25 +197,7 @@ def _pearson_lag0(x, step, nw, n_seg, J, ia, ib, out, redo, rel, flat_abs):  # p
         badc = np.zeros(span, np.bool_)
         sc2 = np.empty(P)
         for p in range(P):
-            tot = 0.0
-            cnt = 0
-            lvl = 0.0
-            for i in range(span):
-                v = x[p, s0 + i]
-                if np.isfinite(v):
-                    tot += v
-                    cnt += 1
-                    av = abs(v)
-                    if av > lvl:
-                        lvl = av
-            mu = tot / max(cnt, 1)
-            for i in range(span):
-                v = x[p, s0 + i]
-                if np.isfinite(v):
-                    Y[p, i] = v - mu
-                else:
-                    Y[p, i] = 0.0
-                    badc[i] = True
+            lvl = _centre_chunk_row(x, p, s0, span, Y, badc)
             sc2[p] = max(1.0, lvl) ** 2
         # windows with a missing sample: running count of bad columns
         nbad = 0
@@ -541,25 +554,7 @@ def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, 
         badc = np.zeros(span, np.bool_)
         sc2 = np.empty(P)
         for p in range(P):
-            tot = 0.0
-            cnt = 0
-            lvl = 0.0
-            for i in range(span):
-                v = x[p, s0 + i]
-                if np.isfinite(v):
-                    tot += v
-                    cnt += 1
-                    av = abs(v)
-                    if av > lvl:
-                        lvl = av
-            mu = tot / max(cnt, 1)
-            for i in range(span):
-                v = x[p, s0 + i]
-                if np.isfinite(v):
-                    Y[p, i] = v - mu
-                else:
-                    Y[p, i] = 0.0
-                    badc[i] = True
+            lvl = _centre_chunk_row(x, p, s0, span, Y, badc)
             if detrend:  # remove the chunk's line (fitted with missing samples as 0, as the numpy path)
                 tyy = 0.0
                 ttt = 0.0
