@@ -1061,7 +1061,7 @@ class SessionModel:
         out = []
         for z, count in ((z_sync, n_sync), (z_chance, n_chance)):
             with np.errstate(all="ignore"):
-                m = (inc @ z) / count
+                m = (inc @ np.ascontiguousarray(z)) / count  # a store's columns: BLAS wants them packed
             out.append(np.tanh(m))
         return t, out[0], out[1]
 
