@@ -177,6 +177,7 @@ class LiveSession:
         self._receivers: dict = {}  # identity key -> StreamReceiver
         self._known: dict[str, StreamDescriptor] = {}  # identity key -> descriptor (kept while lost)
         self._warned: set[str] = set()  # the assignment's warnings already logged
+        self._matched: dict[str, bool] = {}  # uid -> whether its header matches ``match`` (uids listed now)
         self._infos: dict = {}  # identity key -> resolved pylsl.StreamInfo of the run adopted
         self._seen: dict[str, StreamDescriptor | None] = {}  # uid -> full descriptor (None: vanished / not accepted)
         self._suspects: dict[str, int] = {}  # uid -> scans in a row it claimed an identity received from another uid
@@ -255,11 +256,21 @@ class LiveSession:
         live: dict[str, object] = {}  # uid -> info, of the streams this session may use
         with self._lock:
             ended = set(self._ended)
+        listed = set()
         for info in infos:
             uid = info.uid()
-            if uid in live or uid in ended or (self.match and not matches(describe(stream_xml(info)), self.match)):
+            listed.add(uid)
+            if uid in live or uid in ended:
                 continue  # (an ended run: liblsl saw its connection end, the resolver lists it a few s longer)
+            if self.match:
+                hit = self._matched.get(uid)
+                if hit is None:  # a uid is one outlet's run, whose header never changes: read it once
+                    hit = self._matched[uid] = matches(describe(stream_xml(info)), self.match)
+                if not hit:
+                    continue
             live[uid] = info
+        for uid in [u for u in self._matched if u not in listed]:
+            del self._matched[uid]  # (not listed now: read again if it is listed again)
         with self._lock:
             new = [info for uid, info in live.items() if uid not in self._seen]
             for uid in [u for u in self._seen if u not in live]:

@@ -111,3 +111,55 @@ def test_a_live_sessions_rescans_keep_no_memory():
         session.close()
     # the leak kept >= 600 bytes per stream per rescan; what moves without it is a 64-kB block now and then
     assert grown < 0.25 * 1500 * listed * 600, (grown, listed)
+
+
+def test_rescans_with_match_read_each_streams_header_once(monkeypatch):
+    """With ``--match``, a rescan reads a listed stream's header only the first time its uid is listed: 50
+    rescans with 2 of our streams listed (and whatever else runs on the machine) test no header again; a stream
+    that appears later is tested once and received, one that does not match is tested once and never received."""
+    import time
+    import uuid
+
+    from attune_monitor.acquisition import discovery
+    from attune_monitor.acquisition.live import LiveSession
+
+    described: list[str] = []  # source ids of the headers a rescan read to test the match
+    real = discovery.matches
+
+    def counting(descriptor, pattern):
+        described.append(descriptor.source_id)
+        return real(descriptor, pattern)
+
+    monkeypatch.setattr(discovery, "matches", counting)
+    tag = f"matchonce-{uuid.uuid4().hex[:8]}"
+
+    def outlet(who: str, prefix: str):
+        info = pylsl.StreamInfo(f"{who} E4 EDA", "EDA", 1, 4.0, pylsl.cf_float32, f"{prefix}-{who}")
+        return pylsl.StreamOutlet(info)
+
+    outlets = [outlet("P1", tag), outlet("P2", tag)]
+    session = LiveSession(match=f"{tag}*", rescan_interval=3600.0, discover_timeout=2.0).start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(session.receivers) < 2 and time.monotonic() < deadline:
+            session.scan()
+            time.sleep(0.2)
+        assert len(session.receivers) == 2
+        described.clear()
+        for _ in range(50):
+            session.scan()
+        assert described == [], described  # nothing new listed: no header read again
+        outlets += [outlet("P3", tag), outlet("P4", f"other-{tag}")]
+        deadline = time.monotonic() + 15
+        while len(session.receivers) < 3 and time.monotonic() < deadline:
+            session.scan()
+            time.sleep(0.2)
+        for _ in range(20):
+            session.scan()
+        assert len(session.receivers) == 3
+        ours = [sid for sid in described if tag in sid]
+        assert sorted(set(ours)) == sorted([f"{tag}-P3", f"other-{tag}-P4"])
+        assert len(ours) == len(set(ours)), described  # each new uid read once
+    finally:
+        session.close()
+        del outlets
