@@ -22,6 +22,7 @@ from attune_monitor.acquisition.files import marker_fields, marker_words
 from attune_monitor.dsp.arousal import away_before_flag
 from attune_monitor.dsp.detector import STATE_WORDS, STATES, UNARMED_STATES, episode_dict, get_preset
 from attune_monitor.dsp.divergence import AROUSAL_STATES, ArousalTracker
+from attune_monitor.dsp.engine import _one_blas_thread
 from attune_monitor.dsp.events import EpisodeEvent, SignalBack, SignalLost
 from attune_monitor.dsp.pipeline import mean_fisher
 from attune_monitor.dsp.synchrony import R_CLIP, fisher_mean_z
@@ -1059,10 +1060,12 @@ class SessionModel:
         """
         inc = self._incidence
         out = []
-        for z, count in ((z_sync, n_sync), (z_chance, n_chance)):
-            with np.errstate(all="ignore"):
-                m = (inc @ np.ascontiguousarray(z)) / count  # a store's columns: BLAS wants them packed
-            out.append(np.tanh(m))
+        # one BLAS thread (as the engine's matmuls): on 2 busy cores a second one only waits, ~10x the CPU time
+        with _one_blas_thread():
+            for z, count in ((z_sync, n_sync), (z_chance, n_chance)):
+                with np.errstate(all="ignore"):
+                    m = (inc @ np.ascontiguousarray(z)) / count  # a store's columns: BLAS wants them packed
+                out.append(np.tanh(m))
         return t, out[0], out[1]
 
     def _pair_columns(self) -> tuple:
@@ -1124,7 +1127,8 @@ class SessionModel:
             learning = list(range(len(self.pairs)))
         if not learning:
             return {"learning": False, "ready_in_s": None, "pairs": {}, "waiting": {}}
-        need = np.full(len(self.pairs), np.inf)
+        learning = [k for k in learning if k < len(self.pairs)]
+        need = np.full(len(learning), np.inf)   # of the learning pairs only
         # before the first window: the window itself still has to fill
         first = max(0.0, self.window_s - self.t_now) if self.t_now < self.window_s else 0.0
         span = int(math.ceil(self.arm_span_s / self.step_s))
@@ -1138,16 +1142,16 @@ class SessionModel:
                 clean_from[who] = max(clean_from.get(who, -math.inf), rec["offset_s"] + guard)
         for m in self.modalities:
             ring = self._sync[m]
-            have = trailing_valid_s(ring.buf[:, ring.buf.shape[1] - min(span, ring.buf.shape[1], ring.n):], self.step_s)
-            if have.shape[0] == len(self.pairs):
+            recent = ring.buf[:, ring.buf.shape[1] - min(span, ring.buf.shape[1], ring.n):]
+            if recent.shape[0] == len(self.pairs):
+                have = trailing_valid_s(recent[learning], self.step_s)
                 need = np.minimum(need, np.maximum(self.arm_span_s - have, 0.0) + first)
         need = np.where(np.isfinite(need), need, self.arm_span_s + first)
         pairs, waiting = {}, {}
-        learning = [k for k in learning if k < len(self.pairs)]
         if not lost and not clean_from:  # no signal lost: every learning pair's time is its need
-            pairs = dict(zip((tuple(self.pairs[k]) for k in learning), need[learning].tolist()))
+            pairs = dict(zip((tuple(self.pairs[k]) for k in learning), need.tolist()))
         else:
-            for k in learning:
+            for j, k in enumerate(learning):
                 pair = tuple(self.pairs[k])
                 gone = [w for w in pair if w in lost]
                 if gone:
@@ -1155,7 +1159,7 @@ class SessionModel:
                     pairs[pair] = None
                     continue
                 since = max((clean_from.get(w, -math.inf) for w in pair), default=-math.inf)
-                n = float(need[k])
+                n = float(need[j])
                 if since > -math.inf:   # after a loss: the span counts from the end of the guard
                     n = max(n, since + self.arm_span_s - self.t_now)
                 pairs[pair] = n
