@@ -68,6 +68,11 @@ def _dispatcher(name: str):
     return numba.njit(cache=True, fastmath=False, parallel=name not in _SERIAL)(globals()["_" + name])
 
 
+def loaded() -> bool:
+    """Whether numba is imported in this process already (by any kernel): its load is paid."""
+    return numba is not None
+
+
 def get(name: str, wait: bool = True):
     """The compiled kernel ``name`` (e.g. ``"pearson_lag0"``), or None when numba cannot be used.
 

@@ -68,6 +68,21 @@ _MEDIAN_BLOCK = 128
 #: compiled one (``_kernels._rolling_median``, bitwise the same) at the same bound (steps x pairs of a push), so
 #: a process that walks the trees compiled loads numba for both.
 TREE_SUM_NUMBA_ROWS = 512
+#: Rows per call from which the compiled evaluator (and running median) is used once numba is loaded in the
+#: process anyway: the pair bank of a live group of 8+ people (:data:`detector.PAIR_BANK_MIN_PAIRS` pairs) loads it,
+#: so a live group of 8-32 people (28-496 rows a step) no longer walks its trees in numpy. Bitwise the same sums.
+TREE_SUM_LOADED_ROWS = 28
+
+
+def use_compiled(rows: int) -> bool:
+    """Whether a call of ``rows`` rows uses the compiled kernels.
+
+    From :data:`TREE_SUM_NUMBA_ROWS` rows, or from :data:`TREE_SUM_LOADED_ROWS` when numba is already loaded (a
+    dyad's calls stay in numpy: it never loads it).
+    """
+    return rows >= TREE_SUM_NUMBA_ROWS or (rows >= TREE_SUM_LOADED_ROWS and _kernels.loaded())
+
+
 #: The shipped ensemble (``bench/train_evidence.py`` writes it).
 MODEL_PATH = Path(__file__).with_name("evidence_model.npz")
 
@@ -125,7 +140,7 @@ class PairFeatures:
         X[:, :, 0], X[:, :, 1], X[:, :, 2], X[:, :, 3] = hz, hr_chance_z, ez, eda_chance_z
         # the pair's own level: median over [t - 300, t - 30) of the steps before
         self._seen_inf = self._seen_inf or bool(np.isinf(hz).any() or np.isinf(ez).any())
-        kernel = (_kernels.get("rolling_median") if T * self.n_pairs >= TREE_SUM_NUMBA_ROWS and not self._seen_inf
+        kernel = (_kernels.get("rolling_median") if use_compiled(T * self.n_pairs) and not self._seen_inf
                   else None)
         if kernel is not None:
             self._rel_compiled(kernel, X, hz, ez)
@@ -239,7 +254,8 @@ class TreeEnsemble:
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """Raw log-odds of "in a rupture" per row, shape ``X.shape[:-1]``.
 
-        Calls of at least :data:`TREE_SUM_NUMBA_ROWS` rows use the compiled evaluator of
+        Calls of at least :data:`TREE_SUM_NUMBA_ROWS` rows (:data:`TREE_SUM_LOADED_ROWS` once numba is loaded:
+        :func:`use_compiled`) use the compiled evaluator of
         :mod:`attune_monitor.dsp._kernels` when numba is there (and no tree has more than 64 leaves), smaller ones
         (and every call without numba) numpy; the two give bitwise the same sums.
         """
@@ -247,7 +263,7 @@ class TreeEnsemble:
         flat = np.ascontiguousarray(X.reshape(-1, X.shape[-1]))
         out = np.zeros(flat.shape[0])
         if flat.shape[0]:
-            kernel = _kernels.get("tree_sum") if flat.shape[0] >= TREE_SUM_NUMBA_ROWS else None
+            kernel = _kernels.get("tree_sum") if use_compiled(flat.shape[0]) else None
             tables = self.split_tables() if kernel is not None else None
             if kernel is not None and tables is not None:
                 kernel(flat, *tables, out)

@@ -208,6 +208,7 @@ def test_small_calls_walk_in_numpy_large_ones_compiled(monkeypatch):
     asked = []
     real_get = _kernels.get
     monkeypatch.setattr(_kernels, "get", lambda name, wait=True: asked.append(name) or real_get(name, wait))
+    monkeypatch.setattr(_kernels, "loaded", lambda: False)  # a process without numba loaded (a dyad's)
     small = _rows(evidence.TREE_SUM_NUMBA_ROWS - 1, 4)
     want = model.baseline + model._tree_sum_numpy(small)
     np.testing.assert_array_equal(model.log_odds(small), want)
@@ -295,9 +296,11 @@ def test_compiled_running_median_equals_the_sorting_one(monkeypatch, n, T):
     iu = np.triu_indices(n, 1)
     n_pairs = len(iu[0])
     monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 10**9)  # the numpy path throughout
+    monkeypatch.setattr(evidence, "TREE_SUM_LOADED_ROWS", 10**9)
     ref = PairFeatures(n, iu).push(*args)
     for threshold, sizes in ((1, (1,)), (1, (1, 2, 17, 40)), (5 * n_pairs, (1, 3, 5, 30))):
         monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", threshold)  # 5 * n_pairs: chunks below 5 steps numpy
+        monkeypatch.setattr(evidence, "TREE_SUM_LOADED_ROWS", threshold)
         pf = PairFeatures(n, iu)
         parts, b0 = [], 0
         while b0 < T:
@@ -317,8 +320,46 @@ def test_an_infinite_synchrony_value_keeps_the_sorting_median(monkeypatch):
     hz[200, 2] = np.inf
     iu = np.triu_indices(4, 1)
     monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 10**9)
+    monkeypatch.setattr(evidence, "TREE_SUM_LOADED_ROWS", 10**9)
     ref = PairFeatures(4, iu).push(hz, hc, ez, ec, L, D)
     monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 1)
     pf = PairFeatures(4, iu)
     got = np.concatenate([pf.push(*(a[s: s + 1] for a in (hz, hc, ez, ec, L, D))) for s in range(400)])
     np.testing.assert_array_equal(got, ref)
+
+
+def test_with_numba_loaded_a_live_groups_step_is_compiled_a_smaller_call_not(monkeypatch):
+    """Issue 21: once numba is loaded (the pair bank of 8+ people loads it), a call of TREE_SUM_LOADED_ROWS rows
+    (one step of a group of 8: 28 pairs) and the running median of such a push use the compiled kernels, with the
+    numpy path's bits; a call of fewer rows walks in numpy. Without numba loaded the 512-row bound holds."""
+    from attune_monitor.dsp import _kernels
+
+    if _kernels.get("tree_sum") is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    model = shipped_model()
+    asked = []
+    real_get = _kernels.get
+    monkeypatch.setattr(_kernels, "get", lambda name, wait=True: asked.append(name) or real_get(name, wait))
+    n_rows = evidence.TREE_SUM_LOADED_ROWS
+    assert n_rows == 28 and evidence.TREE_SUM_NUMBA_ROWS > 496  # groups of 8 to 32 people in one step
+    rows = _rows(n_rows, 6)
+    np.testing.assert_array_equal(model.log_odds(rows), model.baseline + model._tree_sum_numpy(rows))
+    assert asked == ["tree_sum"]
+    fewer = rows[:-1]
+    np.testing.assert_array_equal(model.log_odds(fewer), model.baseline + model._tree_sum_numpy(fewer))
+    assert asked == ["tree_sum"]
+    monkeypatch.setattr(_kernels, "loaded", lambda: False)
+    np.testing.assert_array_equal(model.log_odds(rows), model.baseline + model._tree_sum_numpy(rows))
+    assert asked == ["tree_sum"]
+    monkeypatch.setattr(_kernels, "loaded", lambda: True)
+    # a live group of 8 (28 pairs) pushed step by step: the compiled running median, the sorting one's rows
+    hz, hc, ez, ec, L, D = _inputs(360, 8, seed=3)
+    iu = np.triu_indices(8, 1)
+    pf = PairFeatures(8, iu)
+    got = np.concatenate([pf.push(*(a[s: s + 1] for a in (hz, hc, ez, ec, L, D))) for s in range(360)])
+    assert "rolling_median" in asked
+    monkeypatch.setattr(_kernels, "loaded", lambda: False)
+    monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 10**9)  # the sorting (numpy) median, in one push
+    asked.clear()
+    np.testing.assert_array_equal(got, PairFeatures(8, iu).push(hz, hc, ez, ec, L, D))
+    assert asked == []
