@@ -21,7 +21,7 @@ from attune_monitor.dsp import synchrony as sy
 from attune_monitor.dsp.limits import Limit, check_fields, check_flag, check_names, config_error
 
 __all__ = [
-    "LAGS_AHEAD_PEOPLE", "RING_CHANCE_OF", "EngineConfig", "METRICS", "SynchronyEngine",
+    "LAGS_AHEAD_PEOPLE", "RING_CHANCE_OF", "EngineConfig", "METRICS", "SynchronyEngine", "one_blas_thread",
 ]
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _blas: Any = None  # threadpoolctl's controller of the loaded BLAS (created on f
 _blas_libs: list = []  # its BLAS libraries' controllers
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """A context in which BLAS (numpy's matmul) runs on one thread.
 
     Where windows complete, the engine's
@@ -560,7 +560,7 @@ class SynchronyEngine:
                    for st in (self.state[m] for m in modalities) for g in st.groups.values()):
             out = self._compute(modalities)  # no window completes: nothing to multiply
         else:
-            with _one_blas_thread():
+            with one_blas_thread():
                 out = self._compute(modalities)
         n_new = max(b.shape[1] for _, b in new)
         for m in modalities:
@@ -813,7 +813,7 @@ class SynchronyEngine:
             p = st.lags_pending[(kind, j)] = _LagsAhead(j, anchor, lead, np.empty((P, P)), np.full((P, P), -np.inf),
                                                         np.ones((P, P), np.int64))
         Y = x - p.anchor[:, None]
-        with _one_blas_thread(), np.errstate(invalid="ignore", divide="ignore"):
+        with one_blas_thread(), np.errstate(invalid="ignore", divide="ignore"):
             for lag in range(p.n_done, n_ready):
                 seg = Y[:, lag: lag + n]
                 c = norm_sums(seg)[2]
@@ -1007,7 +1007,7 @@ class SynchronyEngine:
                 j, in_ring, self._phasic_segment(self._changes(st, start, n_seg)[None], 0),
                 np.full((1, P, L1, n_seg), np.nan), pl, np.empty((1, ns, P, P)), np.empty((1, ns, P, P)))
         if p.n_m1 < len(self.shifts) or p.n_follow < n_ready:
-            with _one_blas_thread():
+            with one_blas_thread():
                 self._phasic_step(st, p, n_ready, self._changes(st, start, n_seg + n_ready - 1)[None], 1)
 
     def _phasic_step(self, st: _ModalityState, p: _PhasicAhead, n_ready: int, D, n_m1: int) -> None:

@@ -22,7 +22,7 @@ from attune_monitor.acquisition.files import marker_fields, marker_words
 from attune_monitor.dsp.arousal import away_before_flag
 from attune_monitor.dsp.detector import STATE_WORDS, STATES, UNARMED_STATES, episode_dict, get_preset
 from attune_monitor.dsp.divergence import AROUSAL_STATES, ArousalTracker
-from attune_monitor.dsp.engine import _one_blas_thread
+from attune_monitor.dsp.engine import one_blas_thread
 from attune_monitor.dsp.events import EpisodeEvent, SignalBack, SignalLost
 from attune_monitor.dsp.pipeline import mean_fisher
 from attune_monitor.dsp.synchrony import R_CLIP, fisher_mean_z
@@ -1061,7 +1061,7 @@ class SessionModel:
         inc = self._incidence
         out = []
         # one BLAS thread (as the engine's matmuls): on 2 busy cores a second one only waits, ~10x the CPU time
-        with _one_blas_thread():
+        with one_blas_thread():
             for z, count in ((z_sync, n_sync), (z_chance, n_chance)):
                 with np.errstate(all="ignore"):
                     m = (inc @ np.ascontiguousarray(z)) / count  # a store's columns: BLAS wants them packed

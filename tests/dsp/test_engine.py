@@ -284,7 +284,7 @@ def test_window_ticks_run_blas_on_one_thread_and_give_the_same_numbers(rng):
     assert seen and max(seen) == 1
     assert numpy_blas_threads(ctl.info()) == before  # restored after the push
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine_mod, "_one_blas_thread", contextlib.nullcontext)
+        mp.setattr(engine_mod, "one_blas_thread", contextlib.nullcontext)
         free = SynchronyEngine(4, FS, cfg).push(blocks)
     for m in blocks:
         assert set(limited[m]) == set(free[m])
@@ -464,12 +464,12 @@ def test_lead_lag_prepared_over_ticks_equals_the_direct_computation(rng, monkeyp
 
 
 def test_one_blas_thread_limits_blas_and_is_empty_when_already_one():
-    """Inside ``_one_blas_thread`` BLAS runs on one thread and gets its threads back after; when it already runs on
+    """Inside ``one_blas_thread`` BLAS runs on one thread and gets its threads back after; when it already runs on
     one, the context is empty (threadpoolctl's limit, ~10 us on entering and leaving, is not entered)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from attune_monitor.dsp import engine as engine_mod
 
-    engine_mod._one_blas_thread()  # creates the controller
+    engine_mod.one_blas_thread()  # creates the controller
     if not engine_mod._blas or not engine_mod._blas_libs:
         pytest.skip("no BLAS library that threadpoolctl can control")
 
@@ -482,9 +482,9 @@ def test_one_blas_thread_limits_blas_and_is_empty_when_already_one():
         if max(blas_threads()) < 2:
             pytest.skip("this BLAS runs on one thread only")
         outside = blas_threads()
-        with engine_mod._one_blas_thread():
+        with engine_mod.one_blas_thread():
             assert blas_threads() == [1] * len(outside)
         assert blas_threads() == outside
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
-        ctx = engine_mod._one_blas_thread()
+        ctx = engine_mod.one_blas_thread()
         assert isinstance(ctx, contextlib.nullcontext)
