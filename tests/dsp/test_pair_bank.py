@@ -105,6 +105,26 @@ def _plan(seed: int, n_people: int, n_steps: int) -> list:
     return ops
 
 
+def feed(det, op):
+    """Apply one :func:`_plan` op to ``det`` as the pipeline would: the view model's ``Update`` for a synchrony or
+    arousal step, None for what only the detector hears (a marker, a signal loss), ``"look"`` for a look."""
+    from attune_monitor.dsp.pipeline import Update
+
+    if op[0] == "sync":
+        events = det.update(op[1], op[2], op[3], op[4], op[5])
+        return Update(windows={op[1]: {"t": op[2], "sync": op[3], "chance": op[4]}}, events=events)
+    if op[0] == "arousal":
+        return Update(events=det.update_arousal(op[1], op[2], op[3]), arousal_t=op[1], arousal=op[2],
+                      arousal_div=op[3])
+    if op[0] == "shared":
+        det.note_shared_event(op[1], op[2])
+        return None
+    if op[0] == "loss":
+        det.note_signal_loss(*op[1:])
+        return None
+    return "look"
+
+
 def _run(ops: list, n_people: int, config, bank: bool, modalities=("hr", "eda"), arousal: bool = True):
     det = RuptureDetector([f"P{i}" for i in range(n_people)], modalities, 1.0, config, arousal=arousal,
                           pair_bank=bank)

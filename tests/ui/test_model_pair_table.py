@@ -14,10 +14,9 @@ import pytest
 
 from attune_monitor.dsp import pair_bank
 from attune_monitor.dsp.detector import RuptureDetector
-from attune_monitor.dsp.pipeline import Update
 from attune_monitor.ui.headless import render
 from attune_monitor.ui.model import SessionModel
-from tests.dsp.test_pair_bank import LEARNED, _plan
+from tests.dsp.test_pair_bank import LEARNED, _plan, feed
 
 FIELDS = ("pair_states", "ties", "arming", "pair_arousal", "episodes", "groups", "people_arousal", "status")
 
@@ -36,22 +35,11 @@ def _session(ops: list, n_people: int, bank: bool, take) -> list[str]:
     model = SessionModel(people, ("hr", "eda"), det.pairs, 4.0, 1.0, history_s=120.0, preset=LEARNED)
     looks = []
     for op in ops:
-        if op[0] == "sync":
-            events = det.update(op[1], op[2], op[3], op[4], op[5])
-            upd = Update(windows={op[1]: {"t": op[2], "sync": op[3], "chance": op[4]}}, events=events)
-        elif op[0] == "arousal":
-            events = det.update_arousal(op[1], op[2], op[3])
-            upd = Update(events=events, arousal_t=op[1], arousal=op[2], arousal_div=op[3])
-        elif op[0] == "shared":
-            det.note_shared_event(op[1], op[2])
-            continue
-        elif op[0] == "loss":
-            det.note_signal_loss(*op[1:])
-            continue
-        else:
+        upd = feed(det, op)
+        if upd == "look":
             looks.append(_look(model))
-            continue
-        model.apply(upd, take(det), {})
+        elif upd is not None:
+            model.apply(upd, take(det), {})
     looks.append(_look(model))
     return looks
 

@@ -18,9 +18,9 @@ import pytest
 
 from attune_monitor.dsp import pair_bank
 from attune_monitor.dsp.detector import RuptureDetector
-from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot, Update
+from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
 from attune_monitor.ui.model import SessionModel, ShownPairStates, Snapshot
-from tests.dsp.test_pair_bank import LEARNED, _plan
+from tests.dsp.test_pair_bank import LEARNED, _plan, feed
 from tests.ui.snapshot_reference import ReferenceModel
 
 FIELDS = [f.name for f in dataclasses.fields(Snapshot)]
@@ -52,19 +52,10 @@ def _detector_session(n_people: int, bank: bool, seed: int, lengths=(60.0, 30.0,
     ref = ReferenceModel(people, ("hr", "eda"), det.pairs, 4.0, 1.0, history_s=120.0, preset=LEARNED)
     looks = 0
     for op in _plan(seed, n_people, 330):
-        if op[0] == "sync":
-            events = det.update(op[1], op[2], op[3], op[4], op[5])
-            upd = Update(windows={op[1]: {"t": op[2], "sync": op[3], "chance": op[4]}}, events=events)
-        elif op[0] == "arousal":
-            events = det.update_arousal(op[1], op[2], op[3])
-            upd = Update(events=events, arousal_t=op[1], arousal=op[2], arousal_div=op[3])
-        elif op[0] == "shared":
-            det.note_shared_event(op[1], op[2])
+        upd = feed(det, op)
+        if upd is None:
             continue
-        elif op[0] == "loss":
-            det.note_signal_loss(*op[1:])
-            continue
-        else:
+        if upd == "look":
             seconds = lengths[looks % len(lengths)]
             a, b = new.snapshot(seconds), new.snapshot(seconds)  # the second one from what the first kept
             want = ref.snapshot(seconds)
