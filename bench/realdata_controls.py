@@ -74,6 +74,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1040,7 +1041,6 @@ def run_controls(config="balanced", heart: str = "hr", quick: bool = False, jobs
                                     "bvp": w == 30.0})
     results, splice_results, sweep_results = [], [], []
     t = time.perf_counter()
-    rng = np.random.default_rng(seed)
     n_total = len(tasks)
     with _pool(jobs) as pool:
         futs = {pool.submit(run_pair, tk): "pair" for tk in tasks}
@@ -1057,6 +1057,8 @@ def run_controls(config="balanced", heart: str = "hr", quick: bool = False, jobs
                     log(f"[{done}/{n_total}] {r['group']:13s} {r['a']} x {r['b']}: {len(r['episodes'])} prompts, "
                         f"{r['paired_h']:.2f} h ({r['seconds']:.1f} s)")
                     if r["group"] == "real":
+                        # each pair's own generator: placements do not depend on which pair's run finished first
+                        rng = np.random.default_rng([seed, zlib.crc32(f"{r['a']}|{r['b']}".encode())])
                         for plan in plan_splices(people, r, kinds, rng, splice_runs):
                             tk = dict(base, group="splice", a=r["a"], b=r["b"], align=False, splices=tuple(plan))
                             nf = pool.submit(run_pair, tk)
