@@ -281,7 +281,31 @@ class PairBank:
                               self.TI[:, :, K.J_FULL].copy(), self._words, (K.S_CAL, K.S_NIT, K.S_OOT))
 
 
-class PairStateTable(Sequence):
+class LazyRows(Sequence):
+    """A read-only sequence of dicts built when first read (:meth:`rows`) and shared by later readers.
+
+    Subclasses give ``__len__`` (without building) and ``_build``; indexing and iteration read :meth:`rows`.
+    """
+
+    _rows: list[dict] | None = None
+
+    def rows(self) -> list[dict]:
+        """The dicts (built on the first call; the same list after)."""
+        if self._rows is None:
+            self._rows = self._build()
+        return self._rows
+
+    def _build(self) -> list[dict]:
+        raise NotImplementedError
+
+    def __getitem__(self, k):
+        return self.rows()[k]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+
+class PairStateTable(LazyRows):
     """Every pair's state at one moment, column by column; each pair's dict built when first read.
 
     ``RuptureDetector.pair_states()`` of a large group without its cost on the live tick: the detector hands the
@@ -318,16 +342,9 @@ class PairStateTable(Sequence):
         self.codes = codes
         self.pair_cols, self.track_cols, self.full = pair_cols, track_cols, full
         self._words, self._unarmed = words, unarmed
-        self._rows: list[dict] | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
-
-    def __getitem__(self, k):
-        return self.rows()[k]
-
-    def __iter__(self):
-        return iter(self.rows())
 
     def states(self) -> list:
         """Each pair's ``"state"`` (a :class:`~attune_monitor.dsp.detector.PairState`), in pair order, no dict built.
@@ -350,9 +367,7 @@ class PairStateTable(Sequence):
         The same keys and values, each number computed by the same Python function (``math.tanh``, ``round``)
         as ``PairMachine`` / ``ModalityTrack.snapshot``, from per-field lists instead of attribute reads.
         """
-        if self._rows is None:
-            self._rows = self._build()
-        return self._rows
+        return super().rows()
 
     def _build(self) -> list[dict]:
         isfinite, tanh = math.isfinite, math.tanh

@@ -24,6 +24,7 @@ from attune_monitor.dsp.detector import STATE_WORDS, STATES, UNARMED_STATES, epi
 from attune_monitor.dsp.divergence import AROUSAL_STATES, ArousalTracker
 from attune_monitor.dsp.engine import one_blas_thread
 from attune_monitor.dsp.events import EpisodeEvent, SignalBack, SignalLost
+from attune_monitor.dsp.pair_bank import LazyRows
 from attune_monitor.dsp.pipeline import mean_fisher
 from attune_monitor.dsp.synchrony import R_CLIP, fisher_mean_z
 
@@ -447,7 +448,7 @@ class _WindowColumns:
         self.key, self.lo, self.hi, self.p0 = key, lo, hi, 0
 
 
-class ShownPairStates(Sequence):
+class ShownPairStates(LazyRows):
     """The pair states a snapshot shows: the detector's dicts copied with the words every view shows.
 
     Built when first read (:meth:`rows`) and shared by every snapshot taken until the detector's pair states change:
@@ -467,28 +468,18 @@ class ShownPairStates(Sequence):
     def __init__(self, pair_states, dip_at: float):
         self._source = pair_states
         self._dip_at = dip_at
-        self._rows: list[dict] | None = None
 
-    def rows(self) -> list[dict]:
-        """The shown dicts (built on the first call)."""
-        if self._rows is None:
-            out = []
-            for ps in self._source:
-                d = dict(ps)
-                if "state" in d:
-                    d["words"] = pair_state_words(d["state"], d.get("words"), d.get("drop"), self._dip_at)
-                out.append(d)
-            self._rows = out
-        return self._rows
+    def _build(self) -> list[dict]:
+        out = []
+        for ps in self._source:
+            d = dict(ps)
+            if "state" in d:
+                d["words"] = pair_state_words(d["state"], d.get("words"), d.get("drop"), self._dip_at)
+            out.append(d)
+        return out
 
     def __len__(self) -> int:
         return len(self._source)
-
-    def __getitem__(self, k):
-        return self.rows()[k]
-
-    def __iter__(self):
-        return iter(self.rows())
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str):
