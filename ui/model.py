@@ -355,49 +355,50 @@ def trailing_valid_s(sync: np.ndarray, step_s: float) -> np.ndarray:
 class _Ring:
     """Fixed-size 2-D ring of columns (rows = people or pairs), newest last.
 
-    ``buf`` (n_rows, n_cols) and ``t`` (n_cols,) are views of a store a quarter wider, written forward: a new
-    column costs its own copy, and only when the store's end is reached are the newest ``n_cols`` columns moved
-    back to its front (a 64-person session's pair rings are 2016 x 600: moving every column on every window was
-    most of the model's share of the heavy tick). Read them at once; a later ``extend`` moves the views.
+    ``buf`` (n_rows, n_cols) and ``t`` (n_cols,) are views of a store twice as wide that holds every column twice,
+    at ``c % n_cols`` and ``c % n_cols + n_cols`` (column ``c`` counted from the session's start): the newest
+    ``n_cols`` columns are then always the contiguous slice starting at ``n % n_cols``, and a new column costs two
+    copies of itself. Nothing is ever moved: the ring written forward into a store a quarter wider moved its
+    newest columns back to the front whenever the store's end was reached (a 64-person session's four pair rings of
+    2016 x 600, moved every 150 windows: the longest tick). Read the views at once; a later ``extend`` moves them.
     """
 
     def __init__(self, n_rows: int, n_cols: int, dtype=float, fill=np.nan):
         self._cap = int(n_cols)
-        width = self._cap + max(1, self._cap // 4)
-        self._store = np.full((n_rows, width), fill, dtype=dtype)
-        self._t_store = np.full(width, np.nan)
-        self._end = self._cap  # the ring is store[:, end - cap: end]
+        self._store = np.full((n_rows, 2 * self._cap), fill, dtype=dtype)
+        self._t_store = np.full(2 * self._cap, np.nan)
         self.n = 0  # total columns ever written
         self.fill = fill
 
     @property
     def buf(self) -> np.ndarray:
         """The ring, shape (n_rows, n_cols), oldest column first (a view)."""
-        return self._store[:, self._end - self._cap: self._end]
+        s = self.n % self._cap
+        return self._store[:, s: s + self._cap]
 
     @property
     def t(self) -> np.ndarray:
         """Time of each column, shape (n_cols,) (a view)."""
-        return self._t_store[self._end - self._cap: self._end]
+        s = self.n % self._cap
+        return self._t_store[s: s + self._cap]
 
     def extend(self, t: np.ndarray, cols: np.ndarray) -> None:
         k = cols.shape[1]
         if k == 0:
             return
-        cap, end = self._cap, self._end
-        if k >= cap:
-            self._store[:, :cap] = cols[:, -cap:]
-            self._t_store[:cap] = t[-cap:]
-            self._end = cap
-        else:
-            if end + k > self._store.shape[1]:  # move the newest cap - k columns to the front
-                keep = cap - k
-                self._store[:, :keep] = self._store[:, end - keep: end]
-                self._t_store[:keep] = self._t_store[end - keep: end]
-                end = keep
-            self._store[:, end: end + k] = cols
-            self._t_store[end: end + k] = t
-            self._end = end + k
+        cap = self._cap
+        if k > cap:  # only the newest cap columns stay
+            self.n += k - cap
+            t, cols, k = t[-cap:], cols[:, -cap:], cap
+        s = self.n % cap  # the slot of the first new column
+        first = min(k, cap - s)  # columns up to the first half's end; the rest wrap to its front
+        for at in (s, s + cap):
+            self._store[:, at: at + first] = cols[:, :first]
+            self._t_store[at: at + first] = t[:first]
+        if first < k:
+            for at in (0, cap):
+                self._store[:, at: at + k - first] = cols[:, first:]
+                self._t_store[at: at + k - first] = t[first:]
         self.n += k
 
     def last(self, n: int) -> tuple[np.ndarray, np.ndarray]:

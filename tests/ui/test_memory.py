@@ -213,7 +213,7 @@ class _ShiftingRing:
 
 
 def test_the_models_ring_holds_what_the_shifting_ring_held_after_every_extend():
-    """The ring written forward into a wider store (ui.model._Ring) shows, after each of many extends of random
+    """The ring that holds each column twice (ui.model._Ring) shows, after each of many extends of random
     widths (none, one column as live, a few, more than it holds), the same columns, times and last() as the ring
     that moved every column each time; float and uint8 rings, odd capacities."""
     from attune_monitor.ui.model import _Ring
