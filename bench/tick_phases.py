@@ -2,10 +2,16 @@
 
 The session of :func:`bench_scale.pipeline_ticks` (heart rate at 1 Hz and skin conductance at 4 Hz per person,
 one grid sample per tick, the heap frozen as the headless monitor runs it), with the thread CPU time of each
-phase summed per tick: the preprocessors' ``pull`` (or ``pull_scalar``), the synchrony engine, the detector's
-``update`` / ``update_arousal`` (its per-pair steps) and within it the learned evidence, ``pair_table()`` (the pair
-states the runner hands the view model), ``SessionModel.apply``, and the garbage collector's collections by
-generation (``gc.callbacks``). Ticks of the first ``--warmup-s`` seconds are left out. Printed per phase: the mean
+phase summed per tick: the new samples handed to the pipeline (``SessionPipeline.push``), then the phases of
+``SessionPipeline.advance`` in its order: the preprocessors' ``pull`` (or
+``pull_scalar``), taking every person's sample into the grid, the signal-loss tracker, the grid-level history ring,
+the synchrony engine, the person-level arousal divergence (``ArousalDivergence.push``), the shared-shift check,
+the arousal reading (``ArousalTracker.push``), the arousal-state history, ``windows_of`` and the chance level per
+modality, the detector's ``update`` / ``update_arousal`` (which steps every pair: within it the learned evidence,
+its feature rows and tree sum, and the pair bank's step); then ``pair_table()`` (the pair states the runner hands
+the view model), ``SessionModel.apply``, and the garbage collector's collections by generation (``gc.callbacks``).
+``other`` is the tick less its top-level phases (the rest of ``advance`` and of the tick loop). Ticks of the first
+``--warmup-s`` seconds are left out. Printed per phase (nested phases indented, part of the phase above): the mean
 over light ticks, the mean over heavy ticks (the quarter with the longest whole tick: those where a synchrony window
 completes) and the p99 over all.
 
@@ -29,8 +35,14 @@ from bench_scale import FS, group_session, load, push_until
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PHASES = ("pulls", "engine", "detector.update", "detector.update_arousal", "  learned evidence", "pair_table",
-          "model.apply", "gc gen 0", "gc gen 1", "gc gen 2")
+PHASES = ("samples push", "pulls", "grid take", "loss tracker", "levels ring", "engine", "arousal.push",
+          "shared_shift.push", "reading.push", "arousal ring", "windows_of", "chance level", "detector.update",
+          "detector.update_arousal",
+          "  learned evidence", "    feature rows", "    tree sum", "  pair bank step", "pair_table", "model.apply",
+          "gc gen 0", "gc gen 1", "gc gen 2")
+#: Top-level phases: what they do not cover of a tick is ``other`` (nested phases and the collector's, which runs
+#: within some phase, are not counted twice).
+TOP = tuple(p for p in PHASES if not p.startswith(" ") and not p.startswith("gc "))
 
 
 def _timed(cls, name: str, label: str, acc: dict) -> None:
@@ -55,18 +67,35 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
     dict
         ``phase -> ndarray, shape (n_ticks,)`` (ms), with ``"tick"`` the whole tick.
     """
-    from attune_monitor.dsp import detector, engine, grid
+    from attune_monitor.dsp import detector, divergence, engine, evidence, grid, pipeline
     from attune_monitor.ui.model import SessionModel
     from attune_monitor.ui.runner import session_heap_frozen
 
     acc: dict = defaultdict(float)
-    for cls, name, label in ((grid.GridPreprocessor, "pull", "pulls"), (grid.GridPreprocessor, "pull_scalar", "pulls"),
-                             (engine.SynchronyEngine, "push", "engine"),
-                             (detector.RuptureDetector, "update", "detector.update"),
-                             (detector.RuptureDetector, "update_arousal", "detector.update_arousal"),
-                             (detector.RuptureDetector, "_learned_llr", "  learned evidence"),
-                             (detector.RuptureDetector, "pair_table", "pair_table"),
-                             (SessionModel, "apply", "model.apply")):
+    timed = [(pipeline.SessionPipeline, "push", "samples push"),
+             (grid.GridPreprocessor, "pull", "pulls"), (grid.GridPreprocessor, "pull_scalar", "pulls"),
+             (pipeline.SessionPipeline, "_take_scalars", "grid take"), (pipeline.SessionPipeline, "_take", "grid take"),
+             (detector.SignalLossTracker, "update_rows", "loss tracker"),
+             (pipeline.SessionPipeline, "_remember_levels", "levels ring"),
+             (engine.SynchronyEngine, "push", "engine"),
+             (divergence.ArousalDivergence, "push", "arousal.push"),
+             (divergence.SharedShift, "push", "shared_shift.push"),
+             (divergence.ArousalTracker, "push", "reading.push"),
+             (pipeline.SessionPipeline, "_remember_arousal", "arousal ring"),
+             (pipeline, "windows_of", "windows_of"),
+             (pipeline.ChanceLevel, "update", "chance level"),
+             (detector.RuptureDetector, "update", "detector.update"),
+             (detector.RuptureDetector, "update_arousal", "detector.update_arousal"),
+             (detector.RuptureDetector, "_learned_llr", "  learned evidence"),
+             (evidence.PairFeatures, "push", "    feature rows"),
+             (evidence.TreeEnsemble, "llr", "    tree sum"),
+             (detector.RuptureDetector, "pair_table", "pair_table"),
+             (SessionModel, "apply", "model.apply")]
+    if detector._bank_available():  # the pair bank needs numba
+        from attune_monitor.dsp import pair_bank
+
+        timed.append((pair_bank.PairBank, "step", "  pair bank step"))
+    for cls, name, label in timed:
         _timed(cls, name, label, acc)
     started = [0.0]
 
@@ -94,7 +123,9 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
                     rows.append(dict(acc))
     finally:
         gc.callbacks.remove(on_gc)
-    return {key: np.array([r.get(key, 0.0) for r in rows]) * 1e3 for key in ("tick", *PHASES)}
+    out = {key: np.array([r.get(key, 0.0) for r in rows]) * 1e3 for key in ("tick", *PHASES)}
+    out["other"] = out["tick"] - sum(out[key] for key in TOP)
+    return out
 
 
 def main(argv=None) -> int:
@@ -111,7 +142,7 @@ def main(argv=None) -> int:
     print(f"{args.people} people, CPU ms per tick: p50 {np.median(tick):.1f}, p99 {np.percentile(tick, 99):.1f}, "
           f"max {tick.max():.1f} ({tick.size} ticks; load {l0} -> {l1})")
     print(f"  {'phase':26s} {'light mean':>10s} {'heavy mean':>10s} {'p99':>8s}")
-    for key in ("tick", *PHASES):
+    for key in ("tick", *PHASES, "other"):
         v = ph[key]
         print(f"  {key:26s} {v[~heavy].mean():10.2f} {v[heavy].mean():10.2f} {np.percentile(v, 99):8.2f}")
     return 0

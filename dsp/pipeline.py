@@ -411,9 +411,7 @@ class SessionPipeline:
             upd.arousal_smooth, upd.arousal_state = self._reading.push(upd.arousal, upd.arousal_div)
             upd.arousal_reading = self._reading.reading
             if upd.arousal_t.size:
-                keep = self._ar_t.size
-                self._ar_t = np.concatenate([self._ar_t, upd.arousal_t])[-keep:]
-                self._ar_state = np.concatenate([self._ar_state, upd.arousal_state], axis=1)[:, -keep:]
+                self._remember_arousal(upd.arousal_t, upd.arousal_state)
         for m in self.modalities:
             w = upd.windows[m] = windows_of(res[m], len(self.detector.pairs), m)
             w["chance_level"] = self._chance[m].update(w["chance"])
@@ -486,6 +484,12 @@ class SessionPipeline:
         first = min(n_new, hist - a)
         h[:, a:a + first] = vals[:, :first]
         h[:, :n_new - first] = vals[:, first:]
+
+    def _remember_arousal(self, t: np.ndarray, state: np.ndarray) -> None:
+        """Keep the new seconds' times (n_sec,) and arousal state codes (n_people, n_sec) for episode contexts."""
+        keep = self._ar_t.size
+        self._ar_t = np.concatenate([self._ar_t, t])[-keep:]
+        self._ar_state = np.concatenate([self._ar_state, state], axis=1)[:, -keep:]
 
     def _levels(self, m: str, person: int) -> np.ndarray:
         """Grid values of ``person`` in modality ``m`` over the last history_s seconds, oldest first.
