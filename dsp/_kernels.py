@@ -61,7 +61,7 @@ def _import_numba() -> bool:
 
 #: Kernels compiled without numba's threads: their live calls are short (a few ms at 64 people), and on 2 busy
 #: cores a second thread mostly adds the wait for it.
-_SERIAL = frozenset({"rolling_median", "tree_sum"})
+_SERIAL = frozenset({"rolling_median", "tree_sum", "pair_rows"})
 
 
 def _dispatcher(name: str):
@@ -499,6 +499,64 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
         first[i] = hist[(head + T - 1) % H, i] if T - 1 < H else z[T - 1 - H, i]
         for q in range(max(0, T - H), T):  # the new values enter the ring, each over the oldest
             hist[(head + q) % H, i] = z[q, i]
+
+
+def _pair_rows(X, a_first, D, pi, pj, ring, head, lag_cols, lags, div_col, base):  # pragma: no cover
+    """The person-level and lagged columns of the learned evidence's feature rows (compiled; copies only).
+
+    The compiled twin of the numpy column assignments in ``evidence.PairFeatures.push`` (the same values: every
+    one is copied, none computed): each pair's two people's divergence features, the larger ratio's first, and
+    the lagged columns from the ring of the steps before or from this call's rows; then this call's last steps
+    enter the ring. Serial (see ``_SERIAL``).
+
+    Parameters
+    ----------
+    X : ndarray, shape (T, n_pairs, n_features)
+        The rows, with the columns ``lag_cols`` filled (read) and the divergence and lagged ones filled here.
+    a_first : ndarray of bool, shape (T, n_pairs)
+        The pair's first person (``pi``) has the larger ratio.
+    D : ndarray, shape (T, n_people, nf)
+        Each person's divergence features.
+    pi, pj : ndarray of int64, shape (n_pairs,)
+    ring : ndarray, shape (H, n_pairs, len(lag_cols))
+        The lagged columns of the last ``H`` steps before this call, step ``k`` back at ``(head - k) % H``
+        (updated: this call's last ``min(T, H)`` steps overwrite the oldest; the caller moves ``head`` on by ``T``).
+    head : int
+    lag_cols : ndarray of int64, shape (n_lagged,)
+    lags : ndarray of int64, shape (n_lags,)
+        Steps back of each lagged block (each at most ``H``).
+    div_col, base : int
+        The first divergence column (``nf`` of the first person, then ``nf`` of the other) and the first lagged
+        column (``n_lagged`` per lag, in ``lags`` order).
+    """
+    T, P = X.shape[0], X.shape[1]
+    nf = D.shape[2]
+    H = ring.shape[0]
+    nl = lag_cols.shape[0]
+    for s in range(T):
+        for p in range(P):
+            if a_first[s, p]:
+                a, b = pi[p], pj[p]
+            else:
+                a, b = pj[p], pi[p]
+            for f in range(nf):
+                X[s, p, div_col + f] = D[s, a, f]
+                X[s, p, div_col + nf + f] = D[s, b, f]
+            for q in range(lags.shape[0]):
+                lag = lags[q]
+                c0 = base + q * nl
+                if s < lag:
+                    r = (head + H - lag + s) % H
+                    for c in range(nl):
+                        X[s, p, c0 + c] = ring[r, p, c]
+                else:
+                    for c in range(nl):
+                        X[s, p, c0 + c] = X[s - lag, p, lag_cols[c]]
+    for s in range(max(T - H, 0), T):
+        r = (head + s) % H
+        for p in range(P):
+            for c in range(nl):
+                ring[r, p, c] = X[s, p, lag_cols[c]]
 
 
 def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover

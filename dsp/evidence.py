@@ -65,8 +65,9 @@ _MEDIAN_BLOCK = 128
 #: the first step; smaller ones pay ~40 us per pair and step in numpy. The two paths give bitwise the same sums (both
 #: add the leaf values in tree order), so this bound changes speed only. Figures: docs/validation.md
 #: ("Performance", the analyze startup paragraph). :meth:`PairFeatures.push` switches its running median to the
-#: compiled one (``_kernels._rolling_median``, bitwise the same) at the same bound (steps x pairs of a push), so
-#: a process that walks the trees compiled loads numba for both.
+#: compiled one (``_kernels._rolling_median``, bitwise the same) and its per-pair copies of the people's
+#: divergence features and of the lagged columns to ``_kernels._pair_rows`` at the same bound (steps x pairs of a
+#: push), so a process that walks the trees compiled loads numba for all three.
 TREE_SUM_NUMBA_ROWS = 512
 #: Rows per call from which the compiled evaluator (and running median) is used once numba is loaded in the
 #: process anyway: the pair bank of a live group of 8+ people (:data:`detector.PAIR_BANK_MIN_PAIRS` pairs) loads it,
@@ -99,7 +100,7 @@ class PairFeatures:
 
     def __init__(self, n_people: int, pairs: tuple[np.ndarray, np.ndarray]):
         self.n = int(n_people)
-        self.i, self.j = (np.asarray(x, int) for x in pairs)
+        self.i, self.j = (np.ascontiguousarray(x, np.int64) for x in pairs)
         self.n_pairs = self.i.size
         span = REL_SPAN[0]
         self._sync_hist = np.full((2, span, self.n_pairs), np.nan)  # hr_z, eda_z of the last `span` steps
@@ -115,6 +116,8 @@ class PairFeatures:
         self._lag_ring = np.full((max(LAGS), self.n_pairs, len(LAGGED)), np.nan)
         self._lag_head = 0
         self._lag_cols = [FEATURES.index(c) for c in LAGGED]
+        self._lag_col_arr = np.array(self._lag_cols, np.int64)
+        self._lags = np.array(LAGS, np.int64)
 
     def push(self, hr_z, hr_chance_z, eda_z, eda_chance_z, arousal, divergence) -> np.ndarray:
         """Feature rows of the next steps.
@@ -134,14 +137,17 @@ class PairFeatures:
         """
         hz, ez = np.asarray(hr_z, float), np.asarray(eda_z, float)
         T = hz.shape[0]
-        X = np.full((T, self.n_pairs, len(FEATURES)), np.nan)
+        compiled = use_compiled(T * self.n_pairs)
+        rows = _kernels.get("pair_rows") if compiled else None
+        # every column is written below (the compiled columns too): no need to fill X first then
+        shape = (T, self.n_pairs, len(FEATURES))
+        X = np.empty(shape) if rows is not None else np.full(shape, np.nan)
         if T == 0:
             return X
         X[:, :, 0], X[:, :, 1], X[:, :, 2], X[:, :, 3] = hz, hr_chance_z, ez, eda_chance_z
         # the pair's own level: median over [t - 300, t - 30) of the steps before
         self._seen_inf = self._seen_inf or bool(np.isinf(hz).any() or np.isinf(ez).any())
-        kernel = (_kernels.get("rolling_median") if use_compiled(T * self.n_pairs) and not self._seen_inf
-                  else None)
+        kernel = _kernels.get("rolling_median") if compiled and not self._seen_inf else None
         if kernel is not None:
             self._rel_compiled(kernel, X, hz, ez)
         else:
@@ -154,6 +160,11 @@ class PairFeatures:
         X[:, :, 6] = np.fmax(la, lb)
         X[:, :, 7] = np.fmin(la, lb)
         D = np.asarray(divergence, float)
+        if rows is not None:  # the same copies, compiled (``_kernels._pair_rows``)
+            rows(X, np.ascontiguousarray(a_first), np.ascontiguousarray(D), self.i, self.j, self._lag_ring,
+                 self._lag_head, self._lag_col_arr, self._lags, 8, 8 + 2 * len(DIVERGENCE_FEATURES))
+            self._lag_head = (self._lag_head + T) % self._lag_ring.shape[0]
+            return X
         da, db = D[:, self.i], D[:, self.j]  # (T, n_pairs, F)
         nf = len(DIVERGENCE_FEATURES)
         X[:, :, 8: 8 + nf] = np.where(a_first[..., None], da, db)

@@ -1,0 +1,145 @@
+"""The heavy live tick's arousal and detector side (issue 21): each fast path gives what its reference path gives.
+
+A live session of a group (heart rate at 1 Hz and skin conductance at 4 Hz per person, one grid sample per tick as
+the headless monitor runs it) with what exercises every branch: a shared step of everybody's level (a shared
+shift), a marker (a shared event noted in advance), one person climbing alone and one flattening (ratios past the
+exclusion bound, arousal states climbing and flattening, episodes), and signal gaps of heart rate and skin
+conductance (signal losses, NaN features, blocked pairs). It is run once as it runs and once with one fast path
+forced onto its reference, and every output must be equal bit for bit: the updates' arousal arrays and chance
+levels, the events, the learned evidence's feature rows and ratios, the pair table, the person ties and the
+episodes at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attune_monitor.dsp import _kernels, detector, evidence
+from attune_monitor.dsp.pipeline import PipelineConfig, SessionPipeline, Slot
+
+N_PEOPLE = 9  # 36 pairs: the pair bank and (numba loaded) the compiled evidence of a live step
+SECONDS = 260.0
+FS = 4.0
+
+
+def _signals(n: int, seconds: float, seed: int):
+    """Heart rate (1 Hz) and skin conductance (4 Hz) of ``n`` people with a shared step, a climb, a flattening and
+    gaps: ``(t_hr, hr, t_eda, eda)``, values (n, n_samples)."""
+    rng = np.random.default_rng(seed)
+
+    def walks(m, fs, scale):
+        shared = np.cumsum(rng.standard_normal(m)) * scale / np.sqrt(fs)
+        own = np.cumsum(rng.standard_normal((n, m)), 1) * 0.5 * scale / np.sqrt(fs)
+        return shared + own + 0.1 * scale * rng.standard_normal((n, m))
+
+    n_hr, n_eda = int(seconds) + 10, int(seconds + 10) * 4
+    t_hr, t_eda = np.arange(n_hr) + 0.5, np.arange(n_eda) / 4 + 0.125
+    hr = 70 + 5 * np.tanh(walks(n_hr, 1.0, 1.0) / 5)
+    eda = 5 + np.abs(walks(n_eda, 4.0, 0.02))
+    hr[:, t_hr >= 200] += 15.0  # everybody's level steps up at once
+    eda[:, t_eda >= 200] *= 1.6
+    sel = (t_hr >= 150) & (t_hr < 215)
+    hr[1, sel] += np.linspace(0, 20, sel.sum())  # person 1 climbs alone
+    sel = (t_eda >= 150) & (t_eda < 215)
+    eda[1, sel] += np.linspace(0, 3, sel.sum())
+    sel = (t_eda >= 160) & (t_eda < 230)
+    eda[2, sel] = eda[2, sel][0]  # person 2 flattens
+    hr[0, (t_hr >= 120) & (t_hr < 135)] = np.nan  # gaps
+    eda[3, ((t_eda >= 170) & (t_eda < 182)) | ((t_eda >= 240) & (t_eda < 260))] = np.nan
+    eda[n - 1, (t_eda >= 100) & (t_eda < 104)] = np.nan
+    return t_hr, hr, t_eda, eda
+
+
+def _run(monkeypatch, n: int = N_PEOPLE, seconds: float = SECONDS, seed: int = 5) -> dict:
+    """Every output of the live session (see the module notes), as plain arrays and strings."""
+    t_hr, hr, t_eda, eda = _signals(n, seconds, seed)
+    people = [f"P{k + 1}" for k in range(n)]
+    slots = [Slot(p, "hr", 1.0, f"{p}-hr") for p in people] + [Slot(p, "eda", 4.0, f"{p}-eda") for p in people]
+    pipe = SessionPipeline(slots, 0.0, PipelineConfig())
+    pipe.note_shared_event(230.0, "marker")
+    rows, ratios = [], []
+    push, llr = evidence.PairFeatures.push, detector.RuptureDetector._learned_llr
+    monkeypatch.setattr(evidence.PairFeatures, "push", lambda self, *a: rows.append(push(self, *a).copy()) or rows[-1])
+    monkeypatch.setattr(detector.RuptureDetector, "_learned_llr",
+                        lambda self, steps: ratios.append(llr(self, steps).copy()) or ratios[-1])
+    out: dict = {"ticks": []}
+    i_hr = i_eda = 0
+    for k in range(1, int(seconds * FS) + 1):
+        until = k / FS
+        j_hr, j_eda = np.searchsorted(t_hr, until, "right"), np.searchsorted(t_eda, until, "right")
+        for p in range(n):
+            if j_hr > i_hr:
+                pipe.push(p, t_hr[i_hr:j_hr], hr[p, i_hr:j_hr])
+            if j_eda > i_eda:
+                pipe.push(n + p, t_eda[i_eda:j_eda], eda[p, i_eda:j_eda])
+        i_hr, i_eda = j_hr, j_eda
+        upd = pipe.advance(until)
+        tick = [upd.arousal_t, upd.arousal, upd.arousal_div, upd.arousal_smooth, upd.arousal_state,
+                repr(upd.arousal_reading), [repr(e) for e in upd.events], repr(pipe.detector.person_ties)]
+        tick += [upd.windows[m]["chance_level"] for m in upd.windows]
+        if upd.arousal_t.size:
+            tick += [repr(list(pipe.detector.pair_table())), pipe.detector.person_arousal]
+        out["ticks"].append(tick)
+    out["rows"], out["ratios"] = rows, ratios
+    out["episodes"] = [repr(e) for e in pipe.finish()]
+    out["contexts"] = [repr(e.context) for e in pipe.detector.episodes]
+    return out
+
+
+def _assert_same(a, b, where: str = "") -> None:
+    """Equal bit for bit (arrays: shape, dtype and bytes; NaN where NaN)."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype, where
+        assert a.tobytes() == b.tobytes(), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.fixture(scope="module")
+def as_it_runs():
+    """The session as it runs (every fast path on), and the kernels it asked for."""
+    if _kernels.get("pair_rows") is None:
+        pytest.skip("numba not installed: the reference paths are the only ones")
+    mp = pytest.MonkeyPatch()
+    asked: list[str] = []
+    real_get = _kernels.get
+    mp.setattr(_kernels, "get", lambda name, wait=True: asked.append(name) or real_get(name, wait))
+    try:
+        out = _run(mp)
+    finally:
+        mp.undo()
+    return out, set(asked)
+
+
+def test_the_session_exercises_what_the_paths_differ_on(as_it_runs):
+    """The session is not a trivial one: episodes, climbing and flattening people, losses, a shared shift."""
+    out, _ = as_it_runs
+    events = "".join(e for tick in out["ticks"] for e in tick[6])
+    for kind in ("EpisodeOpened", "SignalLost", "SignalBack", "SharedEvent", "StateChanged"):
+        assert kind in events
+    states = np.concatenate([tick[4] for tick in out["ticks"] if tick[4].size], axis=1)
+    assert {2, 3} <= set(np.unique(states).tolist())  # climbing and flattening
+    assert all(r.shape[1] == N_PEOPLE * (N_PEOPLE - 1) // 2 for r in out["rows"])
+
+
+@pytest.mark.parametrize("kernel", ["pair_rows"])
+def test_compiled_kernel_equals_its_reference(as_it_runs, kernel, monkeypatch):
+    """The session with ``kernel`` refused (its numpy reference runs) gives the same outputs, bit for bit."""
+    out, asked = as_it_runs
+    assert kernel in asked
+    real_get = _kernels.get
+    refused: list[str] = []
+    monkeypatch.setattr(_kernels, "get",
+                        lambda name, wait=True: refused.append(name) if name == kernel else real_get(name, wait))
+    ref = _run(monkeypatch)
+    assert refused
+    _assert_same(ref, out)
