@@ -131,7 +131,7 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
     prepared : tuple of ndarray, optional
         ``(r0, best, arg)``, each of shape (n_windows, n_people, n_people): r at lag 0 (``[w, a, b]``: a's lead
         segment with b's segment at lag 0), the largest r over lags 1..L and its first lag, prepared while the
-        windows' samples arrived (:meth:`SynchronyEngine._lags_ahead`; the same r within rounding); used once the
+        windows' samples arrived (:meth:`SynchronyEngine._lags_ahead_many`; the same r within rounding); used once the
         stack is found not flat.
 
     Returns
@@ -192,6 +192,93 @@ def _xcorr_full(W, ia, ib, L, detrend, fs, scratch: _Scratch | None = None, prep
     return _xcorr_peaks(r, ia, ib, L, fs)
 
 
+def _pairs_of(M, ab):
+    """``M[..., a, b]`` for every pair, gathered by the flat index ``ab = a * n_people + b``.
+
+    Parameters
+    ----------
+    M : ndarray, shape (..., n_people, n_people)
+    ab : ndarray of int, shape (n_pairs,)
+
+    Returns
+    -------
+    ndarray, shape (..., n_pairs)
+        ``M[..., ia, ib]``: the same numbers in the same memory order (pair-major, as numpy's fancy indexing lays
+        them out, so that later reductions add in the same order), from one gather of rows, a fraction of the cost
+        of the two-index fancy indexing on a stack of matrices.
+    """
+    lead = M.shape[:-2]
+    return np.take(M.reshape((-1, M.shape[-2] * M.shape[-1])).T, ab, axis=0).T.reshape(lead + (len(ab),))
+
+
+def _pairs_flat(M, ab):
+    """``M[..., a, b]`` for every pair (flat index ``ab = a * n_people + b``), C-ordered: shape (..., n_pairs)."""
+    return np.take(M.reshape(M.shape[:-2] + (-1,)), ab, axis=-1)
+
+
+#: numpy sums a contiguous axis of at most this many values with 8 accumulators (beyond it, it splits the axis)
+_PAIRWISE_BLOCK = 128
+
+
+def _sum_values(X):
+    """``X.sum(1)`` of ``X`` (n, K, m) in the order numpy adds a contiguous axis of K values.
+
+    numpy's pairwise summation: below 8 values one after another from 0; up to :data:`_PAIRWISE_BLOCK` values 8
+    running sums (values ``j``, ``j + 8``, ...) combined as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``,
+    then the rest one after another, then added to 0. So the sums over the K values of the ``m`` rows, which numpy
+    makes one short reduction per row (slow), come in ``K`` vector additions, bit for bit.
+
+    Returns
+    -------
+    ndarray, shape (n, m); None when ``K`` exceeds :data:`_PAIRWISE_BLOCK`.
+    """
+    K = X.shape[1]
+    if K > _PAIRWISE_BLOCK:
+        return None
+    if K < 8:
+        res = np.zeros((X.shape[0], X.shape[2]))
+        for k in range(K):
+            res += X[:, k]
+        return res
+    r = [X[:, j].copy() for j in range(8)]
+    top = K - K % 8
+    for i in range(8, top, 8):
+        for j in range(8):
+            r[j] += X[:, i + j]
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for i in range(top, K):
+        res += X[:, i]
+    res += 0.0  # numpy adds the sum to the reduction's identity (-0.0 + 0.0 is 0.0)
+    return res
+
+
+def _surrogate_stats_values_first(S):
+    """:func:`attune_monitor.dsp.synchrony.surrogate_stats` of ``S.swapaxes(1, 2)`` made contiguous, bit for bit.
+
+    Parameters
+    ----------
+    S : ndarray, shape (n, K, n_pairs)
+        The K chance r's of each pair, value-major (one row of pairs per value).
+
+    Returns
+    -------
+    mean, sd : ndarray, shape (n, n_pairs)
+        Over the finite values; NaN with fewer than 2.
+    """
+    v = np.isfinite(S)
+    n = v.sum(1)
+    s0 = np.where(v, S, 0.0)
+    total = _sum_values(s0)
+    if total is None:  # (more than 128 shifts)
+        mean, sd, _ = sy.surrogate_stats(np.ascontiguousarray(S.swapaxes(1, 2)))
+        return mean, sd
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+        var = _sum_values(np.where(v, S - mean[:, None], 0.0) ** 2) / (n - 1)
+    ok = n >= 2
+    return np.where(ok, mean, np.nan), np.where(ok, np.sqrt(var), np.nan)
+
+
 def _xcorr_peaks(r, ia, ib, L, fs):
     """Peak over lags of r, shape (n_windows, n_people, L + 1, n_people): (r0, rmax, lag_s, leader) per pair."""
     if not L:
@@ -208,12 +295,14 @@ def _xcorr_pairs(r0, best, arg, ia, ib, L, fs):
     lagged ones (``best`` / ``arg`` None when L is 0).
     """
     # peak picking as summarize_xcorr: [a, b] at lag l is "a leads b"; ties to 0, -1, +1, -2, ...
-    p0 = r0[:, ia, ib]
+    P = r0.shape[-1]
+    ab, ba = ia * P + ib, ib * P + ia
+    p0 = _pairs_of(r0, ab)
     if L:
-        bp, lp = best[:, ia, ib], arg[:, ia, ib]
+        bp, lp = _pairs_of(best, ab), _pairs_of(arg, ab)
         use = bp > p0
         pos, lp = np.where(use, bp, p0), np.where(use, lp, 0)
-        neg, ln = best[:, ib, ia], arg[:, ib, ia]
+        neg, ln = _pairs_of(best, ba), _pairs_of(arg, ba)
         take_neg = (neg > pos) | ((neg == pos) & (ln <= lp))
         rmax, lag = np.where(take_neg, neg, pos), np.where(take_neg, -ln, lp)
     else:
@@ -451,6 +540,7 @@ class SynchronyEngine:
         self.fs = fs = sy.check_fs(fs)
         self.n_people = int(n_people)
         self.ia, self.ib = sy.pair_index(self.n_people)
+        self._ab, self._ba = self.ia * self.n_people + self.ib, self.ib * self.n_people + self.ia  # flat [a, b], [b, a]
         sy.check_min_valid(cfg.min_valid)
         if not cfg.modalities or len(set(cfg.modalities)) != len(cfg.modalities):
             raise ValueError(
@@ -663,7 +753,7 @@ class SynchronyEngine:
                 n = W.shape[0]
                 metrics = []
                 for name, rr in (("synchrony", M2[:n]), ("pearson", M2[n:]), ("pearson_diff", Mf)):
-                    r = np.clip(rr[:, ia, ib], -1.0, 1.0)
+                    r = np.clip(_pairs_of(rr, self._ab), -1.0, 1.0)
                     metrics.append((name, r, np.where(np.isnan(r), sy.FLAT, sy.OK).astype(np.int8)))
             else:
                 Z = sy.standardized_windows(W, detrend=True)
@@ -750,82 +840,107 @@ class SynchronyEngine:
         return sy.window_view(np.diff(seg, axis=1), g.win, g.step, n)
 
     def _lags_ahead_all(self, st: _ModalityState, kind: str) -> None:
-        """Prepare every window of ``kind`` whose lead segment is complete (:meth:`_lags_ahead`); drop the others."""
+        """Prepare every window of ``kind`` whose lead segment is complete (:meth:`_lags_ahead_many`); drop others."""
         g = st.groups["wcc" if kind == "wcc" else "sync"]
         n = g.win - (self.max_lag if kind == "wcc" else self.phasic_lag)
         for key in [k for k in st.lags_pending if k[0] == kind and k[1] < g.next_j]:
             del st.lags_pending[key]
-        j = g.next_j
-        while j * g.step + n <= st.n_total:
-            self._lags_ahead(st, kind, j, st.n_total)
-            j += 1
+        last = (st.n_total - n) // g.step  # the last window whose lead segment is complete
+        if last >= g.next_j:
+            self._lags_ahead_many(st, kind, range(g.next_j, last + 1), st.n_total)
 
     def _lags_ahead(self, st: _ModalityState, kind: str, j: int, n_total: int) -> _LagsAhead | None:
         """Prepare window ``j``'s r at the lags whose segments are complete within ``n_total`` samples.
 
+        :meth:`_lags_ahead_many` of the one window: the work so far (None: none).
+        """
+        return self._lags_ahead_many(st, kind, (j,), n_total).get(j)
+
+    def _lags_ahead_many(self, st: _ModalityState, kind: str, js, n_total: int) -> dict:
+        """Prepare windows ``js``' r at the lags whose segments are complete within ``n_total`` samples.
+
         ``kind``: ``"wcc"`` (the lead-lag windows of the samples) or ``"phasic"`` (the phasic r: the synchrony
         windows' changes, lags ``+-phasic_max_lag_s``, not detrended). The lead segment (the window's first
         ``win - L`` values) is complete ``L`` samples before the window, the segment at lag ``l`` ``L - l`` before
-        it: per tick, the products of the lead residuals with each newly complete lagged segment (one small matrix
-        product), so the window's tick only checks flatness and picks the peaks. The segments are anchored on the
-        lead's mean rather than the window's (which is not known yet): the same r within rounding. Nothing is
-        prepared over missing values (the direct path decides). Returns the work so far (None: none).
+        it: per tick, the products of each window's lead residuals with its newly complete lagged segment, for all
+        the windows in the making at once (one stacked matrix product: a live tick has several, each a step apart),
+        so the window's tick only checks flatness and picks the peaks. The segments are anchored on the lead's mean
+        rather than the window's (which is not known yet): the same r within rounding. Nothing is prepared over
+        missing values (the direct path decides).
+
+        Returns
+        -------
+        dict
+            window -> the work so far (None: none).
         """
         wcc = kind == "wcc"
         g = st.groups["wcc" if wcc else "sync"]
         L = self.max_lag if wcc else self.phasic_lag
         n, L1 = g.win - L, L + 1
-        start = j * g.step
-        n_ready = min(n_total - start - n + 1, L1)
-        p = st.lags_pending.get((kind, j))
-        if n_ready < 1 or start - (0 if wcc else 1) < st.buf_start or (p is not None and p.n_done >= n_ready):
-            return p
-        if wcc:
-            x = st.buf[:, start - st.buf_start: start - st.buf_start + n + n_ready - 1]
-        else:
-            x = self._changes(st, start, n + n_ready - 1)
-        if not np.isfinite(x).all():
-            st.lags_pending.pop((kind, j), None)
-            return None
         detrend = self.config.wcc_detrend if wcc else False
         tc = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
         ctt = n * (n * n - 1) / 12.0
-
-        def norm_sums(seg):  # residual variance of each segment (less mean, and trend when detrending)
-            s1 = seg.sum(-1)
-            c = np.einsum("ij,ij->i", seg, seg) - s1 * s1 / n
-            st_ = seg @ tc if detrend else None
-            if st_ is not None:
-                c = c - st_ * st_ / ctt
-            return s1, st_, c
-
-        if p is None:
-            anchor = x[:, :n].mean(-1)
-            y0 = x[:, :n] - anchor[:, None]
-            s1, st0, c0 = norm_sums(y0)
-            if not (c0 > 0).all():
-                return None  # (nearly) flat: the direct path decides
-            lead = y0 - (s1 / n)[:, None]
-            if st0 is not None:
-                lead -= (st0 / ctt)[:, None] * tc
-            lead *= (1.0 / np.sqrt(c0))[:, None]
-            P = self.n_people
-            p = st.lags_pending[(kind, j)] = _LagsAhead(j, anchor, lead, np.empty((P, P)), np.full((P, P), -np.inf),
-                                                        np.ones((P, P), np.int64))
-        Y = x - p.anchor[:, None]
+        out: dict = {}
+        tasks: list = []  # (work, lag, segment (n_people, n) less the anchor)
+        for j in js:
+            start = j * g.step
+            n_ready = min(n_total - start - n + 1, L1)
+            p = out[j] = st.lags_pending.get((kind, j))
+            if n_ready < 1 or start - (0 if wcc else 1) < st.buf_start or (p is not None and p.n_done >= n_ready):
+                continue
+            done = 0 if p is None else p.n_done  # the samples from lag ``done``'s segment on
+            m = n + n_ready - 1 - done
+            if wcc:
+                x = st.buf[:, start + done - st.buf_start: start + done - st.buf_start + m]
+            else:
+                x = self._changes(st, start + done, m)
+            if not np.isfinite(x).all():
+                st.lags_pending.pop((kind, j), None)
+                out[j] = None
+                continue
+            if p is None:
+                anchor = x[:, :n].mean(-1)
+                y0 = x[:, :n] - anchor[:, None]
+                s1 = y0.sum(-1)
+                c0 = np.einsum("ij,ij->i", y0, y0) - s1 * s1 / n
+                st0 = y0 @ tc if detrend else None
+                if st0 is not None:
+                    c0 = c0 - st0 * st0 / ctt
+                if not (c0 > 0).all():
+                    out[j] = None
+                    continue  # (nearly) flat: the direct path decides
+                lead = y0 - (s1 / n)[:, None]
+                if st0 is not None:
+                    lead -= (st0 / ctt)[:, None] * tc
+                lead *= (1.0 / np.sqrt(c0))[:, None]
+                P = self.n_people
+                p = out[j] = st.lags_pending[(kind, j)] = _LagsAhead(
+                    j, anchor, lead, np.empty((P, P)), np.full((P, P), -np.inf), np.ones((P, P), np.int64))
+            Y = x - p.anchor[:, None]
+            tasks.extend((p, lag, Y[:, lag - done: lag - done + n]) for lag in range(done, n_ready))
+            p.n_done = n_ready
+        if not tasks:
+            return out
+        seg = np.stack([t[2] for t in tasks])  # (n_tasks, n_people, n)
+        s1 = seg.sum(-1)
+        c = np.einsum("kij,kij->ki", seg, seg) - s1 * s1 / n  # residual variance (less mean, and trend)
+        if detrend:
+            st_ = seg @ tc
+            c = c - st_ * st_ / ctt
         with one_blas_thread(), np.errstate(invalid="ignore", divide="ignore"):
-            for lag in range(p.n_done, n_ready):
-                seg = Y[:, lag: lag + n]
-                c = norm_sums(seg)[2]
-                r = np.clip(p.lead @ (seg * (1.0 / np.sqrt(c))[:, None]).T, -1.0, 1.0)
-                p.finite = p.finite and bool(np.isfinite(r).all())
-                if lag == 0:
-                    p.r0 = r
-                else:  # the first maximum over lags (as argmax): only a larger r moves it
-                    up = r > p.best
-                    p.best[up], p.arg[up] = r[up], lag
-        p.n_done = n_ready
-        return p
+            seg *= (1.0 / np.sqrt(c))[..., None]
+            r = np.matmul(np.stack([t[0].lead for t in tasks]), seg.swapaxes(-1, -2))
+        np.clip(r, -1.0, 1.0, out=r)
+        finite = np.isfinite(r).all((1, 2))
+        for k, (p, lag, _) in enumerate(tasks):  # each window's lags in order
+            p.finite = p.finite and bool(finite[k])
+            if lag == 0:
+                p.r0 = r[k]
+            else:  # the first maximum over lags (as argmax): only a larger r moves it
+                up = r[k] > p.best
+                np.copyto(p.best, r[k], where=up)
+                np.copyto(p.arg, lag, where=up)
+        return out
 
     def _lags_prepared(self, kind: str, js, modalities):
         """The prepared r of window ``js`` (one window) of ``kind`` for the stacked ``modalities``, or None.
@@ -887,7 +1002,7 @@ class SynchronyEngine:
                 at_direct = at
             if at_direct.size:
                 S.append(self._phasic_direct(st, js[at_direct], D[at_direct]))
-            bm, bsd, _ = sy.surrogate_stats(np.clip(np.concatenate(S) if len(S) > 1 else S[0], -1.0, 1.0))
+            bm, bsd = _surrogate_stats_values_first(np.clip(np.concatenate(S) if len(S) > 1 else S[0], -1.0, 1.0))
         # every window takes the chance level of the last computed window at or before it
         last = np.searchsorted(at, np.arange(n), side="right") - 1  # index into ``at`` (-1: held from before)
         held_m, held_sd = st.ph_held
@@ -927,7 +1042,7 @@ class SynchronyEngine:
 
         Returns
         -------
-        S : ndarray, shape (nb, n_pairs, 2 * n_shifts)
+        S : ndarray, shape (nb, 2 * n_shifts, n_pairs)
             Per pair the best lagged r with each shifted partner, (a now, b then) and (b now, a then) per shift.
         """
         assert st.ph_lead is not None and st.ph_follow is not None and st.ph_index is not None
@@ -963,15 +1078,15 @@ class SynchronyEngine:
         return self._phasic_pairs(m1, m2)
 
     def _phasic_pairs(self, m1, m2) -> np.ndarray:
-        """Per pair and shift the best lagged r both ways, shape (nb, n_pairs, 2 * n_shifts).
+        """Per shift and pair the best lagged r both ways, shape (nb, 2 * n_shifts, n_pairs).
 
         From ``m1`` (the window now leads) and ``m2`` (the partner then leads), each of shape
         (nb, n_shifts, n_people, n_people).
         """
-        ia, ib = self.ia, self.ib
-        S = np.empty((m1.shape[0], len(ia), 2 * len(self.shifts)))
-        S[..., 0::2] = np.maximum(m1[:, :, ia, ib], m2[:, :, ib, ia]).swapaxes(1, 2)
-        S[..., 1::2] = np.maximum(m1[:, :, ib, ia], m2[:, :, ia, ib]).swapaxes(1, 2)
+        ab, ba = self._ab, self._ba
+        S = np.empty((m1.shape[0], 2 * len(self.shifts), len(ab)))
+        S[:, 0::2] = np.maximum(_pairs_flat(m1, ab), _pairs_flat(m2, ba))
+        S[:, 1::2] = np.maximum(_pairs_flat(m1, ba), _pairs_flat(m2, ab))
         return S
 
     def _phasic_ahead(self, st: _ModalityState) -> None:
@@ -1084,6 +1199,10 @@ class SynchronyEngine:
         src = js[:, None] - self.shifts  # (n_new, n_shifts) window index of each shifted partner
         ps = src % R
         here = src >= js[0]
+        if n == 1 and len(states) == 1 and self.n_people >= LAGS_AHEAD_PEOPLE:
+            M = self._surrogate_tick(ring_of(states[0]), int(js[0]), Z[0])
+            return _surrogate_stats_values_first(
+                np.concatenate([_pairs_flat(M, self._ab), _pairs_flat(M, self._ba)], 1))
         Zps = []
         for k, st in enumerate(states):
             Zk = Z[k * n : (k + 1) * n]
@@ -1098,10 +1217,40 @@ class SynchronyEngine:
             Zps.append(zp)
         Zp = Zps[0] if len(Zps) == 1 else np.concatenate(Zps, 0)
         M = np.clip(np.matmul(Z[:, None], Zp.swapaxes(-1, -2)), -1.0, 1.0)  # (n, n_shifts, P, P)
-        ia, ib = self.ia, self.ib
-        S = np.concatenate([M[:, :, ia, ib], M[:, :, ib, ia]], 1)  # (n, 2 * n_shifts, n_pairs)
-        mean, sd, _ = sy.surrogate_stats(S.swapaxes(1, 2))
-        return mean, sd
+        S = np.concatenate([_pairs_flat(M, self._ab), _pairs_flat(M, self._ba)], 1)  # (n, 2 * n_shifts, n_pairs)
+        return _surrogate_stats_values_first(S)
+
+    def _surrogate_tick(self, ring, j: int, Z) -> np.ndarray:
+        """A live tick's chance r's of window ``j`` (a large group, one modality); ``Z`` enters the ring.
+
+        The products of :meth:`_surrogate` (the same numbers), each partner's straight from its ring slot rather than
+        from a gathered copy of all partners' windows (megabytes at 64 people).
+
+        Parameters
+        ----------
+        ring : tuple of ndarray
+            The modality's ring of standardized windows (R, n_people, win) and the window index in each slot (R,).
+        j : int
+        Z : ndarray, shape (n_people, win)
+            Window ``j`` standardized.
+
+        Returns
+        -------
+        ndarray, shape (1, n_shifts, n_people, n_people)
+            ``[0, k, a, b]``: r of a's window ``j`` with b's window ``j - shifts[k]`` (NaN where the ring lacks it),
+            clipped to [-1, 1].
+        """
+        z_ring, z_index = ring
+        R = len(z_index)
+        M = np.empty((1, len(self.shifts), self.n_people, self.n_people))
+        for k, src in enumerate(j - self.shifts):
+            slot = src % R
+            if src >= 0 and z_index[slot] == src:
+                np.matmul(Z, z_ring[slot].T, out=M[0, k])
+            else:
+                M[0, k] = np.nan
+        z_ring[j % R], z_index[j % R] = Z, j
+        return np.clip(M, -1.0, 1.0, out=M)
 
     # ------------------------------------------------------------------ state
     @property

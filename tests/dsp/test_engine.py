@@ -427,7 +427,7 @@ def test_lead_lag_prepared_over_ticks_equals_the_direct_computation(rng, monkeyp
     def run(ahead: bool, batch: bool = False):
         eng = SynchronyEngine(P, FS, cfg)
         if not ahead:
-            eng._lags_ahead = lambda st, kind, j, n_total: None
+            eng._lags_ahead_many = lambda st, kind, js, n_total: {}
         used = []
         real = eng._lags_prepared
 
@@ -488,3 +488,44 @@ def test_one_blas_thread_limits_blas_and_is_empty_when_already_one():
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         ctx = engine_mod.one_blas_thread()
         assert isinstance(ctx, contextlib.nullcontext)
+
+
+def test_pair_gather_is_fancy_indexing_with_its_memory_order(rng):
+    """``_pairs_of(M, ab)`` gives ``M[..., ia, ib]`` (and the reverse pairs) with the same values and the same memory
+    order of the axes (later reductions add in the same order), for stacks of matrices of 2-64 people, contiguous
+    or strided; ``_pairs_flat`` the same values C-ordered."""
+    from attune_monitor.dsp.engine import _pairs_flat, _pairs_of
+
+    def order(a):  # the axes of length > 1, fastest first
+        return [i for _, i in sorted((abs(s), i) for i, (s, n) in enumerate(zip(a.strides, a.shape)) if n > 1)]
+
+    for P in (2, 3, 8, 64):
+        ia, ib = sy.pair_index(P)
+        for lead in ((1,), (2,), (1, 6), (3, 6)):
+            for M in (rng.standard_normal(lead + (P, P)), rng.standard_normal(lead + (P, 3, P))[..., 0, :]):
+                for x, y in ((ia, ib), (ib, ia)):
+                    ref, got = M[..., x, y], _pairs_of(M, x * P + y)
+                    np.testing.assert_array_equal(got, ref)
+                    assert order(got) == order(ref)
+                    flat = _pairs_flat(M, x * P + y)
+                    np.testing.assert_array_equal(flat, ref)
+                    assert flat.flags.c_contiguous
+
+
+def test_chance_stats_value_major_are_surrogate_stats_bit_for_bit(rng):
+    """The engine's mean and SD of each pair's chance r's from a value-major stack (a vector sum per value) are
+    ``surrogate_stats`` of the pair-major stack bit for bit (numpy's pairwise summation order), for 1-140 values per
+    pair, with NaN, pairs with fewer than 2 values, exact zeros and -0.0."""
+    from attune_monitor.dsp.engine import _surrogate_stats_values_first
+
+    for K in list(range(1, 40)) + [64, 127, 128, 129, 140]:
+        S = rng.standard_normal((2, K, 300)) * 10.0 ** rng.uniform(-8, 2, (2, K, 300))
+        S[rng.random(S.shape) < 0.2] = np.nan
+        S[:, :, :5] = np.nan  # no values
+        S[:, 1:, 5:10] = np.nan  # one value at most
+        S[:, :, 10:12] = 0.0
+        S[:, :, 12] = -0.0
+        mean, sd = _surrogate_stats_values_first(S)
+        rm, rsd, _ = sy.surrogate_stats(np.ascontiguousarray(S.swapaxes(1, 2)))
+        assert np.array_equal(mean, rm, equal_nan=True) and np.array_equal(sd, rsd, equal_nan=True), K
+        assert np.array_equal(np.signbit(mean), np.signbit(rm))
