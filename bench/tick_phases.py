@@ -3,8 +3,9 @@
 The session of :func:`bench_scale.pipeline_ticks` (heart rate at 1 Hz and skin conductance at 4 Hz per person,
 one grid sample per tick, the heap frozen as the headless monitor runs it), with the thread CPU time of each
 phase summed per tick: the new samples handed to the pipeline (``SessionPipeline.push``), then the phases of
-``SessionPipeline.advance`` in its order: the preprocessors' ``pull`` (or
-``pull_scalar``), taking every person's sample into the grid, the signal-loss tracker, the grid-level history ring,
+``SessionPipeline.advance`` in its order: the pulls of every stream's grid sample (``_pull_streams``: the
+preprocessors' ``pull_scalar`` or the stream banks, :mod:`attune_monitor.dsp.stream_bank`), taking every
+person's sample into the grid, the signal-loss tracker, the grid-level history ring,
 the synchrony engine, the person-level arousal divergence (``ArousalDivergence.push``), the shared-shift check,
 the arousal reading (``ArousalTracker.push``), the arousal-state history, ``windows_of`` and the chance level per
 modality, the detector's ``update`` / ``update_arousal`` (which steps every pair: within it the learned evidence,
@@ -67,13 +68,13 @@ def tick_phases(n_people: int, seconds: float, warmup_s: float, seed: int = 1) -
     dict
         ``phase -> ndarray, shape (n_ticks,)`` (ms), with ``"tick"`` the whole tick.
     """
-    from attune_monitor.dsp import detector, divergence, engine, evidence, grid, pipeline
+    from attune_monitor.dsp import detector, divergence, engine, evidence, pipeline
     from attune_monitor.ui.model import SessionModel
     from attune_monitor.ui.runner import session_heap_frozen
 
     acc: dict = defaultdict(float)
     timed = [(pipeline.SessionPipeline, "push", "samples push"),
-             (grid.GridPreprocessor, "pull", "pulls"), (grid.GridPreprocessor, "pull_scalar", "pulls"),
+             (pipeline.SessionPipeline, "_pull_streams", "pulls"),
              (pipeline.SessionPipeline, "_take_scalars", "grid take"), (pipeline.SessionPipeline, "_take", "grid take"),
              (detector.SignalLossTracker, "update_rows", "loss tracker"),
              (pipeline.SessionPipeline, "_remember_levels", "levels ring"),

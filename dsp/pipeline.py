@@ -27,6 +27,7 @@ import numpy as np
 from .detector import DetectorConfig, RuptureDetector, SignalLossTracker, arousal_trend, get_preset
 from .divergence import AROUSAL_STATES, ArousalDivergence, ArousalTracker, SharedShift
 from .divergence import FEATURES as _AROUSAL_FEATURES
+from .eda import EdaPreprocessor
 from .events import EpisodeEvent, Event, SharedEvent, SignalBack
 from .grid import GridBlock
 from .iir import one_pole
@@ -41,6 +42,8 @@ from .limits import (
     config_error,
 )
 from .quality import Quality
+from .stream_bank import STREAM_BANK_MIN_STREAMS, bank_key
+from .stream_bank import available as stream_bank_available
 from .synchrony import fisher_mean, single_session_index
 
 __all__ = [
@@ -53,6 +56,9 @@ if TYPE_CHECKING:  # imported where used, like the engine itself
     from .engine import EngineConfig
 
 logger = logging.getLogger(__name__)
+
+# dsp._stream_kernels' statuses and next-index column (repeated here: that module imports numba)
+_NOTHING, _ONE, _K_NEXT = 0, 1, 4
 
 #: Engine metric the rupture detector follows (and the views show as "synchrony"), per modality. Heart rate:
 #: plain windowed Pearson r. Skin conductance: *phasic* synchrony, the best r over lags of +-3 s between the
@@ -251,9 +257,11 @@ class SessionPipeline:
     """
 
     scalar_pulls: bool = True
+    #: Fewest streams of one kind and parameter set whose live pulls a bank makes at once
+    #: (:mod:`attune_monitor.dsp.stream_bank`, with numba; the same grid bit for bit); ``None``: never.
+    stream_bank_min: int | None = STREAM_BANK_MIN_STREAMS
 
     def __init__(self, slots, origin: float, config: PipelineConfig | None = None, participants=None):
-        from .eda import EdaPreprocessor
         from .engine import SynchronyEngine
         from .heart import HeartPreprocessor
 
@@ -291,6 +299,11 @@ class SessionPipeline:
             else:
                 self._pre.append(HeartPreprocessor(kind=s.kind, fs=fs, origin=self.origin, srate=s.srate or None,
                                                    averaging_s=s.averaging_s))
+        # large groups: the live pulls of the streams of each kind in one compiled call (dsp.stream_bank)
+        self._banks: list = []                     # (bank, the slot of each of its rows)
+        self._bank_of: dict[int, tuple] = {}       # slot -> (bank, row)
+        self._loose = list(range(len(self.slots)))  # slots pulled one by one
+        self._make_banks()
         # (modality, person index) -> slot index
         self._slot_of = {(s.modality, self.participants.index(s.participant)): i for i, s in enumerate(self.slots)}
         n = len(self.participants)
@@ -321,6 +334,35 @@ class SessionPipeline:
         self.pairs = self.detector.pairs
         self.last_time = 0.0
 
+    def _make_banks(self) -> None:
+        """Banks for the kinds of stream with at least ``stream_bank_min`` preprocessors of one parameter set."""
+        if self.stream_bank_min is None:
+            return
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(self._pre):
+            key = bank_key(p)
+            if key is not None:
+                groups.setdefault(key, []).append(i)
+        big = [g for g in groups.values() if len(g) >= max(self.stream_bank_min, 1)]
+        if not big or not stream_bank_available():
+            return
+        from .stream_bank import EdaBank, HeartRateBank
+
+        for g in big:
+            pres = [self._pre[i] for i in g]
+            bank = EdaBank(pres) if isinstance(pres[0], EdaPreprocessor) else HeartRateBank(pres)
+            self._banks.append((bank, g))
+            for r, i in enumerate(g):
+                self._bank_of[i] = (bank, r)
+        self._loose = [i for i in range(len(self.slots)) if i not in self._bank_of]
+
+    def _drop_banks(self) -> None:
+        """Hand every banked stream back to its preprocessor object, for good."""
+        for bank, _ in self._banks:
+            for r in np.flatnonzero(bank.inside).tolist():
+                bank.release(r)
+        self._banks, self._bank_of, self._loose = [], {}, list(range(len(self.slots)))
+
     # -- input ------------------------------------------------------------------------------
     def push(self, slot: int, timestamps: np.ndarray, values: np.ndarray) -> None:
         """Give the pipeline new raw samples of one stream.
@@ -337,6 +379,13 @@ class SessionPipeline:
         ts = np.asarray(timestamps, dtype=float).ravel()
         vs = np.asarray(values, dtype=float).ravel()
         if ts.size:
+            banked = self._bank_of.get(slot)
+            if banked is not None:
+                bank, r = banked
+                if bank.inside[r]:
+                    if bank.push(r, ts, vs):
+                        return
+                    bank.release(r)  # (timestamps to drop, a burst): the object takes it
             self._pre[slot].push(ts, vs)
 
     def note_shared_event(self, t: float, what: str = "marker") -> None:
@@ -363,15 +412,7 @@ class SessionPipeline:
         -------
         update : Update
         """
-        scalar = self.scalar_pulls
-        for i, p in enumerate(self._pre):
-            block = p.pull_scalar(until) if scalar else p.pull(until)
-            if isinstance(block, tuple):  # one grid sample, (value, code): pending as (index, value, code)
-                self._pending[i].append((p.next_index - 1, *block))
-                self._emitted[i] = p.next_index
-            elif block.values.size:
-                self._pending[i].append(block)
-                self._emitted[i] = block.start + block.values.size
+        self._pull_streams(until)
         ready = min(self._emitted) if self._emitted else self.k
         if end is not None:
             ready = min(ready, int(math.floor((end - self.origin) * self.fs)) + 1)
@@ -431,6 +472,47 @@ class SessionPipeline:
                 upd.events.append(dev)
         upd.events.sort(key=_time_order)
         return upd
+
+    def _pull_streams(self, until: float) -> None:
+        """Pull every stream's preprocessor up to ``until``; what they emit goes to ``_pending``."""
+        scalar = self.scalar_pulls
+        if self._banks and not scalar:
+            self._drop_banks()
+        if self._banks:
+            until = float(until)
+            if not math.isfinite(until):
+                raise ValueError(f"Invalid value for 'until': expected a finite time in seconds, but got {until!r}.")
+            pending, emitted = self._pending, self._emitted
+            for bank, slots in self._banks:
+                status = bank.pull(until).tolist()
+                inside = bank.inside.tolist()
+                vals, quals, nxt = bank.vals.tolist(), bank.quals.tolist(), bank.IN[:, _K_NEXT].tolist()
+                for r, i in enumerate(slots):
+                    if inside[r]:
+                        st = status[r]
+                        if st == _ONE:  # one grid sample: pending as (index, value, code)
+                            pending[i].append((nxt[r] - 1, vals[r], quals[r]))
+                            emitted[i] = nxt[r]
+                            continue
+                        if st == _NOTHING:
+                            continue
+                        bank.release(r)  # off the scalar path: the object pulls it
+                    if type(self._pull_one(i, until, True)) is tuple:
+                        bank.adopt(r)  # a plain pull again: back into the bank
+        for i in self._loose:
+            self._pull_one(i, until, scalar)
+
+    def _pull_one(self, i: int, until: float, scalar: bool):
+        """Pull slot ``i``'s preprocessor up to ``until`` (``pull_scalar`` when ``scalar``); returns what it gave."""
+        p = self._pre[i]
+        block = p.pull_scalar(until) if scalar else p.pull(until)
+        if isinstance(block, tuple):  # one grid sample, (value, code): pending as (index, value, code)
+            self._pending[i].append((p.next_index - 1, *block))
+            self._emitted[i] = p.next_index
+        elif block.values.size:
+            self._pending[i].append(block)
+            self._emitted[i] = block.start + block.values.size
+        return block
 
     def _take_scalars(self, m: str) -> tuple[np.ndarray, np.ndarray] | None:
         """Take the next grid sample of every person in modality ``m`` when each is pending as scalars (a live tick).
