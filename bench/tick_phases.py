@@ -134,7 +134,13 @@ def main(argv=None) -> int:
     ap.add_argument("--people", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=220.0, help="session seconds")
     ap.add_argument("--warmup-s", type=float, default=150.0, help="session seconds left out at the start")
+    ap.add_argument("--per-stream", action="store_true",
+                    help="pull every stream on its own (no stream banks: dsp.stream_bank), for comparison")
     args = ap.parse_args(argv)
+    if args.per_stream:
+        from attune_monitor.dsp.pipeline import SessionPipeline
+
+        SessionPipeline.stream_bank_min = None
     l0 = load()
     ph = tick_phases(args.people, args.seconds, args.warmup_s)
     l1 = load()
