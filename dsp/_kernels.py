@@ -56,12 +56,14 @@ def _import_numba() -> bool:
     numba = nb
     _trailing_zeros = trailing_zeros
     _centre_chunk_row = nb.njit(cache=True, fastmath=False)(_centre_chunk_row_py)
+    for name in ("_select_two", "_median_of"):  # called by _window_medians: compiled with it
+        globals()[name] = nb.njit(cache=True, fastmath=False)(globals()[name])
     return True
 
 
 #: Kernels compiled without numba's threads: their live calls are short (a few ms at 64 people), and on 2 busy
 #: cores a second thread mostly adds the wait for it.
-_SERIAL = frozenset({"rolling_median", "tree_sum", "pair_rows"})
+_SERIAL = frozenset({"rolling_median", "tree_sum", "pair_rows", "window_medians"})
 
 
 def _dispatcher(name: str):
@@ -557,6 +559,123 @@ def _pair_rows(X, a_first, D, pi, pj, ring, head, lag_cols, lags, div_col, base)
         for p in range(P):
             for c in range(nl):
                 ring[r, p, c] = X[s, p, lag_cols[c]]
+
+
+def _select_two(a, n, k):  # pragma: no cover - compiled with its callers
+    """The ``k``-th and ``k + 1``-th smallest of ``a[:n]`` (0-based; NaN-free; ``a[:n]`` reordered).
+
+    Hoare's selection: when it returns, ``a[:k]`` are at most ``a[k]`` and ``a[k + 1:n]`` at least, so the next
+    order statistic is the least of those. The ``k + 1``-th is ``a[k]`` again when ``k + 1 == n``.
+    """
+    lo, hi = 0, n - 1
+    while hi > lo:
+        pivot = a[(lo + hi) >> 1]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                x = a[i]
+                a[i] = a[j]
+                a[j] = x
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    first = a[k]
+    nxt = first
+    if k + 1 < n:
+        nxt = a[k + 1]
+        for r in range(k + 2, n):
+            if a[r] < nxt:
+                nxt = a[r]
+    return first, nxt
+
+
+def _median_of(a, n):  # pragma: no cover - compiled with its callers
+    """``divergence._nanmedian_last`` of one row whose non-NaN values are ``a[:n]``: (median, finite count).
+
+    The count is of the finite values; the median reads the sorted row at ``(count - 1) // 2`` and ``count // 2``
+    (an infinity sorts among the values, as in numpy's sort), NaN when no value is finite.
+    """
+    c = 0
+    for r in range(n):
+        if math.isfinite(a[r]):
+            c += 1
+    if c == 0:
+        return math.nan, 0
+    lo = (c - 1) // 2
+    x, y = _select_two(a, n, lo)
+    if c // 2 == lo:
+        y = x
+    return 0.5 * (x + y), c
+
+
+def _window_medians(win, away, with_mad, med, cnt, mad, buf):  # pragma: no cover
+    """Per person and feature, the median of a window's values without the seconds found diverged (compiled).
+
+    The compiled twin of ``divergence.ArousalDivergence._relative``'s refresh: ``np.where(_keep(away, win), win,
+    NaN)`` then ``_nanmedian_last`` (and, ``with_mad``, ``_nanmedian_last`` of the absolute deviations from that
+    median), the same values: each median is an average of the same two order statistics, found by selection
+    instead of a sort. Only a value -0.0 could leave a sort in another order than the selection's (0.0 and -0.0 are
+    equal): the kernel then stops and returns False, and the caller takes the numpy path. Serial (``_SERIAL``).
+
+    Parameters
+    ----------
+    win : ndarray, shape (n_people, F, W)
+    away : ndarray of bool, shape (n_people, W)
+        The seconds to leave out, unless they are most of the window (then every second is used).
+    with_mad : bool
+    med, mad : ndarray, shape (n_people, F)
+        Receive the medians (NaN: no finite value) and the medians of the absolute deviations (``with_mad``).
+    cnt : ndarray of int64, shape (n_people, F)
+        Receives the counts of finite values.
+    buf : ndarray, shape (W,)
+        Scratch.
+
+    Returns
+    -------
+    bool
+        False when a kept value is -0.0 (the outputs are then incomplete).
+    """
+    n, F, W = win.shape
+    for i in range(n):
+        n_keep = 0
+        for t in range(W):
+            if not away[i, t]:
+                n_keep += 1
+        every = n_keep / W < 0.5
+        for f in range(F):
+            m = 0
+            for t in range(W):
+                if every or not away[i, t]:
+                    v = win[i, f, t]
+                    if v == v:
+                        if v == 0.0 and math.copysign(1.0, v) < 0.0:
+                            return False
+                        buf[m] = v
+                        m += 1
+            md, c = _median_of(buf, m)
+            med[i, f] = md
+            cnt[i, f] = c
+            if with_mad:
+                k = 0
+                for t in range(W):
+                    if every or not away[i, t]:
+                        v = win[i, f, t]
+                        if v == v:
+                            d = abs(v - md)
+                            if d == d:
+                                buf[k] = d
+                                k += 1
+                mad[i, f] = _median_of(buf, k)[0]
+    return True
 
 
 def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover

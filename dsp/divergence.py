@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _kernels
 from .limits import Limit, check_fields
 
 __all__ = [
@@ -81,6 +82,11 @@ LLR_MODEL = {
     "offset": (0.0, 1.0),
 }
 
+
+#: People from whom the baseline and spread refreshes take their medians from the compiled kernel
+#: (``_kernels._window_medians``, selection instead of a sort: bitwise the same medians) once numba is loaded in the
+#: process (the pair bank of a live group of 8+ people loads it); a dyad never loads numba for it.
+WINDOW_MEDIANS_MIN_PEOPLE = 8
 
 #: Typical spread of each baseline-relative feature (``FEATURES`` order; the EDA level's as a fraction of the
 #: person's skin-conductance level): the median over the people of simulated tune-split sessions after 15
@@ -299,19 +305,29 @@ class ArousalDivergence:
         fresh_scale = self._sec % max(1, int(round(c.scale_refresh_s))) == 0
         gap, nb = int(round(c.baseline_gap_s)), self._base_keep
         sgap, ns = int(round(c.scale_gap_s)), self._scale_keep
+        kernel = _kernels.get("window_medians") if self.n >= WINDOW_MEDIANS_MIN_PEOPLE and _kernels.loaded() else None
         if fresh:
             away = self._llr_hist >= c.exclude_llr  # (n, llr_keep), last column = the previous second
             # baseline of the first new second: the raw features of seconds [-nb, -gap) back
             win = self._feat_hist[:, :, : nb - gap]
-            win = np.where(self._keep(away[:, -nb: away.shape[1] - gap], win), win, np.nan)
-            med, cnt = _nanmedian_last(win)
+            got = self._window_medians(kernel, win, away[:, -nb: away.shape[1] - gap], False)
+            if got is None:
+                win = np.where(self._keep(away[:, -nb: away.shape[1] - gap], win), win, np.nan)
+                med, cnt = _nanmedian_last(win)
+            else:
+                med, cnt, _ = got
             self._base_held = np.where(cnt >= c.baseline_min_s, med, np.nan)
         if fresh_scale:
             away = self._llr_hist >= c.exclude_llr
             sw = self._dev_hist[:, :, : ns - sgap]
-            sw = np.where(self._keep(away[:, -ns: away.shape[1] - sgap], sw), sw, np.nan)
-            med, scnt = _nanmedian_last(sw)
-            mad = 1.4826 * _nanmedian_last(np.abs(sw - med[..., None]))[0]
+            got = self._window_medians(kernel, sw, away[:, -ns: away.shape[1] - sgap], True)
+            if got is None:
+                sw = np.where(self._keep(away[:, -ns: away.shape[1] - sgap], sw), sw, np.nan)
+                med, scnt = _nanmedian_last(sw)
+                mad = 1.4826 * _nanmedian_last(np.abs(sw - med[..., None]))[0]
+            else:
+                med, scnt, mad = got
+                mad = 1.4826 * mad
             mad = np.where(scnt > 0, mad, 0.0)
             # shrunk towards a typical spread while there are few values (see SCALE_PRIOR)
             prior = np.broadcast_to(np.asarray(SCALE_PRIOR, float)[None, :], mad.shape).copy()
@@ -324,6 +340,33 @@ class ArousalDivergence:
         self._dev_hist = np.concatenate([self._dev_hist, dev], axis=2)[:, :, -ns:]
         self._sec += n_sec
         return dev / self._scale_held[:, :, None]
+
+    @staticmethod
+    def _window_medians(kernel, win: np.ndarray, away: np.ndarray, with_mad: bool) -> tuple | None:
+        """The refresh's medians by the compiled kernel (``_kernels._window_medians``), None to take the numpy path.
+
+        Parameters
+        ----------
+        kernel : the compiled kernel | None
+            None: the numpy path (a small group, or numba not loaded).
+        win : ndarray, shape (n, F, W)
+        away : ndarray of bool, shape (n, W)
+        with_mad : bool
+
+        Returns
+        -------
+        (med, cnt, mad) : ndarray, shape (n, F) each | None
+            As ``_nanmedian_last`` of the kept window (and of its absolute deviations from ``med``, unscaled) gives
+            them, bit for bit; None without the kernel or when it met a -0.0 (see the kernel).
+        """
+        if kernel is None:
+            return None
+        n, F, W = win.shape
+        med, mad = np.empty((n, F)), np.empty((n, F))
+        cnt = np.empty((n, F), np.int64)
+        if not kernel(np.ascontiguousarray(win), np.ascontiguousarray(away), with_mad, med, cnt, mad, np.empty(W)):
+            return None
+        return med, cnt, mad
 
     @staticmethod
     def _keep(away: np.ndarray, win: np.ndarray) -> np.ndarray:

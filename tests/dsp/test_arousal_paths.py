@@ -131,7 +131,7 @@ def test_the_session_exercises_what_the_paths_differ_on(as_it_runs):
     assert all(r.shape[1] == N_PEOPLE * (N_PEOPLE - 1) // 2 for r in out["rows"])
 
 
-@pytest.mark.parametrize("kernel", ["pair_rows"])
+@pytest.mark.parametrize("kernel", ["pair_rows", "window_medians"])
 def test_compiled_kernel_equals_its_reference(as_it_runs, kernel, monkeypatch):
     """The session with ``kernel`` refused (its numpy reference runs) gives the same outputs, bit for bit."""
     out, asked = as_it_runs
@@ -143,3 +143,40 @@ def test_compiled_kernel_equals_its_reference(as_it_runs, kernel, monkeypatch):
     ref = _run(monkeypatch)
     assert refused
     _assert_same(ref, out)
+
+
+def test_compiled_window_medians_equal_the_sorting_ones_on_ties_infinities_and_signed_zeros():
+    """The refresh's medians by selection (``_kernels._window_medians``) against ``_nanmedian_last`` of the kept
+    window: many ties (rounded values), NaN, infinities, windows mostly or wholly away; a -0.0 sends the call to
+    the numpy path (None)."""
+    from attune_monitor.dsp.divergence import ArousalDivergence, _nanmedian_last
+
+    kernel = _kernels.get("window_medians")
+    if kernel is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    rng = np.random.default_rng(0)
+    n_kernel = n_signed = 0
+    for trial in range(300):
+        n, W = int(rng.integers(1, 10)), int(rng.integers(1, 60))
+        win = np.round(rng.standard_normal((n, 4, W)), int(rng.integers(0, 3)))
+        win[win == 0] = 0.0  # rounding leaves -0.0: only where put on purpose below
+        win[rng.random(win.shape) < rng.random() * 0.5] = np.nan
+        if trial % 7 == 0:
+            win[rng.random(win.shape) < 0.05] = np.inf
+        if trial % 11 == 0:
+            win[rng.random(win.shape) < 0.05] = -np.inf
+        if trial % 13 == 0:
+            win[rng.random(win.shape) < 0.1] = -0.0
+        away = rng.random((n, W)) < rng.random()
+        got = ArousalDivergence._window_medians(kernel, win, away, True)
+        kept = np.where(ArousalDivergence._keep(away, win), win, np.nan)
+        med, cnt = _nanmedian_last(kept)
+        with np.errstate(invalid="ignore"):
+            mad = _nanmedian_last(np.abs(kept - med[..., None]))[0]
+        if got is None:
+            assert (np.signbit(kept) & (kept == 0)).any()
+            n_signed += 1
+            continue
+        n_kernel += 1
+        assert med.tobytes() == got[0].tobytes() and np.array_equal(cnt, got[1]) and mad.tobytes() == got[2].tobytes()
+    assert n_kernel > 250 and n_signed > 5
