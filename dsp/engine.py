@@ -646,18 +646,23 @@ class SynchronyEngine:
         for m, b in new:  # validate every block before any state changes
             self._append(self.state[m], np.where(np.isinf(b), np.nan, b))
         modalities = [m for m, _ in new]
-        if not any((st.n_total - g.win) // g.step >= g.next_j
-                   for st in (self.state[m] for m in modalities) for g in st.groups.values()):
+        states = [self.state[m] for m in modalities]
+        sync_window = any((st.n_total - st.groups["sync"].win) // st.groups["sync"].step >= st.groups["sync"].next_j
+                          for st in states)
+        if not sync_window and not any((st.n_total - g.win) // g.step >= g.next_j
+                                       for st in states for g in st.groups.values()):
             out = self._compute(modalities)  # no window completes: nothing to multiply
         else:
             with one_blas_thread():
                 out = self._compute(modalities)
         n_new = max(b.shape[1] for _, b in new)
-        for m in modalities:
-            st = self.state[m]
+        live = self.n_people >= LAGS_AHEAD_PEOPLE and n_new <= states[0].groups["sync"].step  # a large group's tick
+        for m, st in zip(modalities, states):
             if m in self.config.phasic_modalities:
                 self._phasic_ahead(st)
-            if self.n_people >= LAGS_AHEAD_PEOPLE and n_new <= st.groups["sync"].step:  # live ticks of a large group
+            # the synchrony windows' tick is the longest: there the lag products of the windows to come wait for the
+            # next tick, which does what is then ready (the windows completing now were finished in _compute)
+            if live and not sync_window:
                 for kind in ("wcc", "phasic") if m in self.config.phasic_modalities else ("wcc",):
                     self._lags_ahead_all(st, kind)
         return out

@@ -176,6 +176,25 @@ def test_directional_agreement_loop(rng):
         assert m.values[0, j] == pytest.approx(np.mean(sg[0] == sg[1]))
 
 
+@pytest.mark.parametrize("P", [2, 5, 64])
+def test_direction_windows_count_every_pair_exactly(rng, P):
+    """direction_windows of fully valid windows (products of the signs) is, bit for bit, the share of each pair's
+    changes with the same sign counted one by one: windows where every sample changes, with some zero changes, and
+    with only zero changes for one person."""
+    ia, ib = sy.pair_index(P)
+    for zeros in (0.0, 0.2, 0.9):
+        W = np.cumsum(rng.standard_normal((3, P, 61)), -1)
+        if zeros:
+            W = np.round(W, 1)
+            W[:, 0] = W[:, 0, :1]  # no change at all
+            W[rng.random(W.shape) < zeros] = 0.0
+        got, st = sy.direction_windows(W, ia, ib)
+        sg = np.sign(np.diff(W, axis=-1))
+        want = np.array([[np.count_nonzero(sg[w, a] == sg[w, b]) / 60 for a, b in zip(ia, ib)] for w in range(3)])
+        np.testing.assert_array_equal(got, want)
+        assert (st == sy.OK).all()
+
+
 def test_group_and_connectedness():
     # 3 people: pairs (0,1), (0,2), (1,2)
     r = np.array([[0.8, 0.5], [0.8, np.nan], [0.1, 0.5]])
