@@ -63,7 +63,7 @@ def _import_numba() -> bool:
 
 #: Kernels compiled without numba's threads: their live calls are short (a few ms at 64 people), and on 2 busy
 #: cores a second thread mostly adds the wait for it.
-_SERIAL = frozenset({"rolling_median", "tree_sum", "pair_rows", "window_medians"})
+_SERIAL = frozenset({"rolling_median", "tree_sum", "pair_rows", "window_medians", "less_others_median"})
 
 
 def _dispatcher(name: str):
@@ -676,6 +676,61 @@ def _window_medians(win, away, with_mad, med, cnt, mad, buf):  # pragma: no cove
                                 k += 1
                 mad[i, f] = _median_of(buf, k)[0]
     return True
+
+
+def _less_others_median(z, nan, out):  # pragma: no cover
+    """Each person's value less the median of the other people's, per feature and second (compiled).
+
+    The compiled twin of ``divergence._less_others_median`` (for values none of which is 0.0 or -0.0, as there),
+    with its arithmetic: the people's values sorted once (NaN last), person ``i``'s others read from that order
+    without one copy of ``z[i]`` (element ``k`` is the ``k``-th below ``z[i]``'s place, the ``k + 1``-th from it),
+    their two middle values averaged, and ``z[i]`` less that (less ``nan[0]`` when no other value is finite,
+    as numpy subtracts its NaN). Serial (see ``_SERIAL``).
+
+    Parameters
+    ----------
+    z : ndarray, shape (n_people, F, n_sec)
+    nan : ndarray, shape (1,)
+        Holds NaN (passed, not a constant, so that the subtraction is the one numpy does).
+    out : ndarray, shape (n_people, F, n_sec)
+        Receives the divergences.
+    """
+    n, F, T = z.shape
+    col = np.empty(n)
+    srt = np.empty(n)
+    for f in range(F):
+        for t in range(T):
+            n_nan = 0
+            n_fin = 0
+            for i in range(n):
+                v = z[i, f, t]
+                col[i] = v
+                srt[i] = v
+                if v != v:
+                    n_nan += 1
+                elif math.isfinite(v):
+                    n_fin += 1
+            srt.sort()  # NaN last
+            for i in range(n):
+                v = col[i]
+                if v != v:
+                    place = n - n_nan
+                else:
+                    place = 0
+                    for j in range(n):
+                        if col[j] < v:
+                            place += 1
+                cnt = n_fin - 1 if math.isfinite(v) else n_fin
+                if cnt > 0:
+                    lo = (cnt - 1) // 2
+                    hi = cnt // 2
+                    if lo >= place:
+                        lo += 1
+                    if hi >= place:
+                        hi += 1
+                    out[i, f, t] = v - 0.5 * (srt[lo] + srt[hi])
+                else:
+                    out[i, f, t] = v - nan[0]
 
 
 def _xcorr_lags(x, step, nw, n_seg, L, J, detrend, ia, ib, r0, rmax, lag, rall, redo, rel,  # pragma: no cover

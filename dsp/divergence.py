@@ -84,8 +84,9 @@ LLR_MODEL = {
 
 
 #: People from whom the baseline and spread refreshes take their medians from the compiled kernel
-#: (``_kernels._window_medians``, selection instead of a sort: bitwise the same medians) once numba is loaded in the
-#: process (the pair bank of a live group of 8+ people loads it); a dyad never loads numba for it.
+#: (``_kernels._window_medians``, selection instead of a sort: bitwise the same medians), and the divergence its
+#: others' medians (``_kernels._less_others_median``, the same arithmetic), once numba is loaded in the process (the
+#: pair bank of a live group of 8+ people loads it); a dyad never loads numba for them.
 WINDOW_MEDIANS_MIN_PEOPLE = 8
 
 #: Typical spread of each baseline-relative feature (``FEATURES`` order; the EDA level's as a fraction of the
@@ -393,6 +394,11 @@ class ArousalDivergence:
         if (z == 0.0).any():  # 0.0 and -0.0 sort as equals: which one leaves the others' sorted values is the loop's
             return _less_others_median_loop(z)
         out = np.empty_like(z)
+        kernel = (_kernels.get("less_others_median") if self.n >= WINDOW_MEDIANS_MIN_PEOPLE and _kernels.loaded()
+                  else None)
+        if kernel is not None:  # the same arithmetic, compiled (``_kernels._less_others_median``)
+            kernel(np.ascontiguousarray(z, dtype=np.float64), _NAN, out)
+            return out
         for t0 in range(0, z.shape[2], _OTHERS_BLOCK):
             out[:, :, t0: t0 + _OTHERS_BLOCK] = _less_others_median(z[:, :, t0: t0 + _OTHERS_BLOCK])
         return out
@@ -451,6 +457,9 @@ def style_llr(div: np.ndarray, model: dict | None = None, cache: dict | None = N
             out[rows, j] = xi @ a - 0.5 * mvec @ a + offset[j]
     return out.reshape(*x.shape[:-1], len(STYLES))
 
+
+#: NaN, as an array the compiled ``_less_others_median`` reads (numpy's NaN of ``np.where``).
+_NAN = np.full(1, np.nan)
 
 #: Seconds per block of :func:`_less_others_median` (bounds its (n, n, F, block) comparison).
 _OTHERS_BLOCK = 64

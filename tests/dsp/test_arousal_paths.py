@@ -131,7 +131,7 @@ def test_the_session_exercises_what_the_paths_differ_on(as_it_runs):
     assert all(r.shape[1] == N_PEOPLE * (N_PEOPLE - 1) // 2 for r in out["rows"])
 
 
-@pytest.mark.parametrize("kernel", ["pair_rows", "window_medians"])
+@pytest.mark.parametrize("kernel", ["pair_rows", "window_medians", "less_others_median"])
 def test_compiled_kernel_equals_its_reference(as_it_runs, kernel, monkeypatch):
     """The session with ``kernel`` refused (its numpy reference runs) gives the same outputs, bit for bit."""
     out, asked = as_it_runs
@@ -180,3 +180,30 @@ def test_compiled_window_medians_equal_the_sorting_ones_on_ties_infinities_and_s
         n_kernel += 1
         assert med.tobytes() == got[0].tobytes() and np.array_equal(cnt, got[1]) and mad.tobytes() == got[2].tobytes()
     assert n_kernel > 250 and n_signed > 5
+
+
+def test_compiled_less_others_median_equals_numpys_on_ties_infinities_and_nan():
+    """``_kernels._less_others_median`` against ``divergence._less_others_median`` (the numpy path it replaces for
+    8+ people), bit for bit: groups of 4-70, many ties (rounded values), NaN of either sign, infinities, people with
+    no finite other."""
+    from attune_monitor.dsp import divergence
+
+    kernel = _kernels.get("less_others_median")
+    if kernel is None:
+        pytest.skip("numba not installed: the numpy path is the only one")
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n, T = int(rng.integers(4, 70)), int(rng.integers(1, 6))
+        z = np.round(rng.standard_normal((n, 4, T)), int(rng.integers(1, 3)))
+        z[z == 0] = 0.5  # no 0.0 / -0.0: those go to the loop (as in ArousalDivergence._divergence)
+        z[rng.random(z.shape) < rng.random() * 0.95] = np.nan
+        if trial % 5 == 0:
+            z[rng.random(z.shape) < 0.05] = np.inf
+        if trial % 7 == 0:
+            z[rng.random(z.shape) < 0.05] = -np.inf
+        if trial % 9 == 0:
+            z[rng.random(z.shape) < 0.05] = -np.nan
+        out = np.empty_like(z)
+        kernel(z, divergence._NAN, out)
+        with np.errstate(invalid="ignore"):  # inf - inf
+            assert out.tobytes() == divergence._less_others_median(z).tobytes()
