@@ -21,7 +21,8 @@ from attune_monitor.dsp import synchrony as sy
 from attune_monitor.dsp.limits import Limit, check_fields, check_flag, check_names, config_error
 
 __all__ = [
-    "LAGS_AHEAD_PEOPLE", "RING_CHANCE_OF", "EngineConfig", "METRICS", "SynchronyEngine", "one_blas_thread",
+    "FAST_CONCORDANCE_PEOPLE", "LAGS_AHEAD_PEOPLE", "RING_CHANCE_OF", "EngineConfig", "METRICS", "SynchronyEngine",
+    "one_blas_thread",
 ]
 
 logger = logging.getLogger(__name__)
@@ -279,6 +280,34 @@ def _surrogate_stats_values_first(S):
     return np.where(ok, mean, np.nan), np.where(ok, np.sqrt(var), np.nan)
 
 
+def _concordance_full(W, ab, n_slope: int):
+    """SC concordance of fully valid windows: Pearson r of every pair's slope series, from unit-norm rows.
+
+    The numbers of :func:`attune_monitor.dsp.synchrony.concordance_windows` within rounding: the same slopes, a
+    person whose slopes are (numerically) constant is flat (as there, relative to the slopes' level) and gives
+    the pair NaN with status FLAT.
+
+    Parameters
+    ----------
+    W : ndarray, shape (n_windows, n_people, win)
+        Fully valid windows.
+    ab : ndarray of int, shape (n_pairs,)
+        The pairs' flat index ``a * n_people + b``.
+    n_slope : int
+        Samples per slope.
+
+    Returns
+    -------
+    r : ndarray, shape (n_windows, n_pairs)
+    status : ndarray of int8, shape (n_windows, n_pairs)
+    """
+    t = np.arange(n_slope, dtype=np.float64) - (n_slope - 1) / 2.0
+    S = sy.sliding_view(W, n_slope) @ (t / (t @ t))  # (n_windows, n_people, n_slopes): the slopes
+    Z = sy.standardized_windows(S, detrend=False)
+    r = np.clip(_pairs_of(np.matmul(Z, Z.swapaxes(-1, -2)), ab), -1.0, 1.0)
+    return r, np.where(np.isnan(r), sy.FLAT, sy.OK).astype(np.int8)
+
+
 def _xcorr_peaks(r, ia, ib, L, fs):
     """Peak over lags of r, shape (n_windows, n_people, L + 1, n_people): (r0, rmax, lag_s, leader) per pair."""
     if not L:
@@ -357,6 +386,12 @@ XCORR_GEMM_PEOPLE = 8
 #: outweighs the matrix products it spreads (16 people: engine p99 3.4 -> 3.9 ms with it); a batch push completes
 #: many windows at once and would not use it.
 LAGS_AHEAD_PEOPLE = 32
+
+#: From this many people, the concordance of fully valid windows is r of the standardized slope series (one
+#: matrix product per window: :func:`_concordance_full`) instead of the masked r of
+#: :func:`attune_monitor.dsp.synchrony.concordance_windows`, which computes a dozen products and masks for windows
+#: with missing samples; the same r within rounding (smaller groups keep the masked r's numbers bit for bit).
+FAST_CONCORDANCE_PEOPLE = 32
 
 #: The r whose chance level comes from the rings of past standardized windows (``EngineConfig.chance_of``).
 RING_CHANCE_OF = ("synchrony", "pearson")
@@ -811,7 +846,10 @@ class SynchronyEngine:
                     emit(m, name, js, g, end, v[sl], s[sl])
         conc = [m for m in modalities if m in cfg.concordance_modalities]
         for js, W, g, parts in self._stacks(conc, "conc"):
-            r, s = sy.concordance_windows(W, ia, ib, self.n_slope, cfg.min_valid)
+            if self.n_people >= FAST_CONCORDANCE_PEOPLE and np.isfinite(W).all():
+                r, s = _concordance_full(W, self._ab, self.n_slope)
+            else:
+                r, s = sy.concordance_windows(W, ia, ib, self.n_slope, cfg.min_valid)
             end = js * g.step + g.win
             for m, sl in parts:
                 emit(m, "concordance", js, g, end, r[sl], s[sl])

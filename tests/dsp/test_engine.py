@@ -529,3 +529,29 @@ def test_chance_stats_value_major_are_surrogate_stats_bit_for_bit(rng):
         rm, rsd, _ = sy.surrogate_stats(np.ascontiguousarray(S.swapaxes(1, 2)))
         assert np.array_equal(mean, rm, equal_nan=True) and np.array_equal(sd, rsd, equal_nan=True), K
         assert np.array_equal(np.signbit(mean), np.signbit(rm))
+
+
+def test_large_group_concordance_equals_the_masked_r(rng, monkeypatch):
+    """From FAST_CONCORDANCE_PEOPLE the concordance of fully valid windows is r of the standardized slopes (one
+    matrix product); ticks of one sample of a 40-person session with gaps, flat stretches (one person, and a
+    stretch of slopes that are constant but not zero) and a level of thousands give the masked r of
+    ``concordance_windows`` (the path below the threshold) within 1e-12 with the same statuses."""
+    from attune_monitor.dsp import engine as engine_mod
+
+    P, n = 40, 1400
+    x = _phasic_session(rng, P, n)
+    x[3, 200:320] = 7.0 + 0.01 * np.arange(120)  # constant slope: flat slopes, not flat samples
+    x[4] += 5000.0
+    cfg = EngineConfig(modalities=("eda",), chance_of=(), wcc_step_s=30.0)
+
+    def run(threshold):
+        monkeypatch.setattr(engine_mod, "FAST_CONCORDANCE_PEOPLE", threshold)
+        eng = SynchronyEngine(P, FS, cfg)
+        outs = (eng.push({"eda": x[:, i: i + 1]}).get("eda", {}) for i in range(n))
+        got = [o["concordance"] for o in outs if "concordance" in o]
+        return (np.concatenate([g.values for g in got], 1), np.concatenate([g.status for g in got], 1))
+
+    fast, ref = run(P), run(P + 1)
+    np.testing.assert_array_equal(fast[1], ref[1])
+    np.testing.assert_allclose(fast[0], ref[0], rtol=0, atol=1e-12)
+    assert (ref[1] == sy.FLAT).any() and (ref[1] == sy.MISSING).any() and (ref[1] == sy.OK).mean() > 0.9
