@@ -453,26 +453,17 @@ def _rolling_median(hist, head, z, win, min_count, srt, cnt, first, init, med): 
                 in_v = hist[pos - H if pos >= H else pos, i]
             else:
                 in_v = z[p - H, i]
-            p_out = -1
-            if out_v == out_v:  # the place of a value equal to it (it is in the window)
-                lo, hi = 0, c
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if srt[i, mid] < out_v:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                p_out = lo
-            q = c
-            if in_v == in_v:  # the place after the values <= it
-                lo, hi = 0, c
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if srt[i, mid] <= in_v:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                q = lo
+            # the place of a value equal to the leaving one (it is in the window: the count of values below it)
+            # and the place after the values <= the entering one, counted in one branch-free pass over the sorted
+            # values (a binary search's unpredictable branches cost more at a few hundred values)
+            below_out = 0
+            upto_in = 0
+            for r in range(c):
+                x = srt[i, r]
+                below_out += x < out_v
+                upto_in += x <= in_v
+            p_out = below_out if out_v == out_v else -1
+            q = upto_in if in_v == in_v else c
             # only the values between the leaving and the entering one move
             if p_out >= 0 and in_v == in_v:
                 if q > p_out:  # in_v >= out_v: [p_out + 1, q) one to the left, in_v at q - 1
