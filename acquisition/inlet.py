@@ -3,8 +3,10 @@
 :class:`StreamReceiver` owns the inlet of one stream. Its worker thread
 
 * pulls with ``pull_chunk(timeout=0.0, dest_obj=...)`` into a preallocated
-  buffer (the mne-lsl pattern), with LSL's clock synchronisation
-  (``proc_clocksync``); the stamps are then cleaned by a :class:`TimestampCleaner`:
+  buffer (the mne-lsl pattern), and adds the sender's clock offset measured by a
+  :class:`~attune_monitor.acquisition.lsl.ClockOffset` (what liblsl's ``proc_clocksync`` does, without the memory
+  an inlet's own clock synchronisation takes as long as it lives); the stamps are then cleaned by a
+  :class:`TimestampCleaner`:
   a jump of the sender's clock is re-anchored and said once, regular streams are
   dejittered (irregular ones are not: dejittering event times would move the
   beats), and every stream is monotonized (what liblsl's ``proc_dejitter |
@@ -56,7 +58,7 @@ from attune_monitor.dsp.quality import Quality
 
 from .convention import CANONICAL_UNIT, StreamDescriptor, describe, header_fingerprint, unusable_reason
 from .discovery import duplicate_message, resolve_identity
-from .lsl import pylsl, stream_xml
+from .lsl import ClockOffset, pylsl, stream_xml
 from .ringbuffer import Chunk, RingBuffer
 
 __all__ = [
@@ -143,13 +145,15 @@ class ReceiverStatus:
 
 
 def processing_flags(srate: float) -> int:
-    """LSL post-processing flags of a receiver's inlet: clock synchronisation only.
+    """LSL post-processing flags of a receiver's inlet: none.
 
+    The clock offset is added by the receiver from a :class:`~attune_monitor.acquisition.lsl.ClockOffset`: with
+    ``proc_clocksync`` liblsl would measure it on the data inlet, whose memory then grows for as long as it lives.
     Monotonizing and dejittering are done by :class:`TimestampCleaner`, after clock jumps are looked for: liblsl
     would clamp a clock set back by 60 s into a minute of identical timestamps (the stream looks lost), and its
     dejitter spreads a jump over minutes, so that neither can be seen nor undone.
     """
-    return pylsl.proc_clocksync
+    return 0
 
 
 #: Halving time (s) of the weight of past samples in the dejitter fit (liblsl's SmoothingHalftime default).
@@ -365,6 +369,7 @@ class StreamReceiver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._inlet: Any = None  # pylsl.StreamInlet of the run received now
+        self._clock_offset: ClockOffset | None = None  # its sender's clock offset to ours
         self._dest: np.ndarray | None = None
         self._gaps: list[Gap] = []
         self._problems: dict[str, int] = {}
@@ -628,15 +633,18 @@ class StreamReceiver:
             inlet.close_stream()
             del inlet
             return False
+        clock = ClockOffset(info)
+        clock.measure(max(self.resolve_timeout, 1.0))  # the first estimate takes ~0.6 s; _drain waits for it
         new = describe(stream_xml(full))
         why = self._different_publisher(new)
         old_uid = self.descriptor.uid
         self._run_note = None
         if why is None and old_uid and new.uid != old_uid and new.uid not in self._past_uids:
-            why = self._created_while_received(inlet, full)
+            why = self._created_while_received(clock, full)
         if why is not None:
             inlet.close_stream()
             del inlet
+            clock.close()
             self.refuse(new.uid, why)
             return False
         self._check_header(new)
@@ -644,6 +652,7 @@ class StreamReceiver:
             with self._lock:
                 self._past_uids.add(old_uid)
         self._inlet = inlet
+        self._clock_offset = clock
         self._opened_at = pylsl.local_clock()
         # a new run has its own clock: jumps are looked for within a run; stamps stay monotonic across runs
         prev = self._clock
@@ -653,7 +662,7 @@ class StreamReceiver:
         self._dest = np.empty((self.max_chunk, new.channel_count), dtype=inlet.np_dtype or np.float64)
         return True
 
-    def _created_while_received(self, inlet, full) -> str | None:
+    def _created_while_received(self, clock: ClockOffset, full) -> str | None:
         """Why a new run claiming this stream cannot be its restart, else ``None``.
 
         Why a new run claiming this stream cannot be its restart, else ``None`` (and :attr:`_run_note` says when
@@ -663,9 +672,8 @@ class StreamReceiver:
             last = self._last_arrival  # local_clock() of the last sample of the run lost
         if last is None:
             return None
-        try:
-            offset = inlet.time_correction(max(self.resolve_timeout, 1.0))  # its clock -> ours
-        except Exception:  # noqa: BLE001 - not measured in time: cannot tell
+        offset = clock.offset  # its clock -> ours
+        if offset is None:  # not measured in time: cannot tell
             return None
         created = full.created_at() + offset
         if created < last - 1.0:
@@ -732,6 +740,9 @@ class StreamReceiver:
         self.descriptor = new
 
     def _close_inlet(self) -> None:
+        clock, self._clock_offset = self._clock_offset, None
+        if clock is not None:
+            clock.close()
         inlet, self._inlet = self._inlet, None
         if inlet is not None:
             try:
@@ -894,8 +905,11 @@ class StreamReceiver:
         if self.state == "stale" and not self._dejitter_reset:
             self._reset_dejitter()
             self._dejitter_reset = True
-        inlet, dest = self._inlet, self._dest
-        assert inlet is not None and dest is not None, "drained before a stream was opened"
+        inlet, dest, sync = self._inlet, self._dest, self._clock_offset
+        assert inlet is not None and dest is not None and sync is not None, "drained before a stream was opened"
+        offset = sync.measure()
+        if offset is None:  # the sender's clock not measured yet: its samples wait in the inlet's queue
+            return
         while True:
             _, ts = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, dest_obj=dest, as_numpy=True)
             n = len(ts)
@@ -904,7 +918,7 @@ class StreamReceiver:
             clock = self._clock
             assert clock is not None  # opened with the inlet
             before = clock.n_jumps
-            ts = clock.process(ts, pylsl.local_clock())
+            ts = clock.process(np.asarray(ts, dtype=np.float64) + offset, pylsl.local_clock())
             for _, size in clock.jumps[len(clock.jumps) - min(clock.n_jumps - before, len(clock.jumps)):]:
                 self._clock_jumped(size, clock.offset)
             self._ingest(ts, dest[:n])

@@ -192,7 +192,7 @@ class LiveSession:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._resolver: Any = None  # pylsl.ContinuousResolver, made by start()
-        self._marker_inlets: dict = {}  # key -> (pylsl.StreamInlet, descriptor): other apps' markers, live
+        self._marker_inlets: dict = {}  # key -> (pylsl.StreamInlet, descriptor, ClockOffset): other apps' markers
         self._changed = threading.Condition(self._lock)
 
     # ---------------------------------------------------------------- lifecycle
@@ -223,7 +223,8 @@ class LiveSession:
             r.close()
         with self._lock:
             inlets, self._marker_inlets = list(self._marker_inlets.values()), {}
-        for inlet, _ in inlets:
+        for inlet, _, clock in inlets:
+            clock.close()
             try:
                 inlet.close_stream()
             except Exception:  # noqa: BLE001 - closing what may already be gone
@@ -417,9 +418,11 @@ class LiveSession:
 
         Opened with ``recover=False``: liblsl's own recovery runs an endless resolve per lost inlet, each wave
         binding ports of the 32 outlets need; a marker stream that ends is taken up again by the session's
-        continuous resolver when it comes back (:meth:`scan`).
+        continuous resolver when it comes back (:meth:`scan`). liblsl monotonizes the stamps; the clock offset
+        is added from a :class:`~attune_monitor.acquisition.lsl.ClockOffset` (the inlet's own clock
+        synchronisation would hold more memory for as long as it lives).
         """
-        from .lsl import pylsl
+        from .lsl import ClockOffset, pylsl
 
         for key, info in self.marker_streams().items():
             with self._lock:
@@ -428,13 +431,15 @@ class LiveSession:
                 d = self._known[key]
             try:
                 inlet = pylsl.StreamInlet(info, max_buflen=MARKER_QUEUE_SECONDS, recover=False,
-                                          processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize)
+                                          processing_flags=pylsl.proc_monotonize)
                 inlet.open_stream(self.discover_timeout)
             except Exception as exc:  # noqa: BLE001 - timeout / lost: the next scan tries again
                 logger.info("cannot follow markers of %r yet (%s)", info.name(), exc)
                 continue
+            clock = ClockOffset(info)
+            clock.measure(self.discover_timeout)  # the first estimate takes ~0.6 s: poll_markers waits for it
             with self._lock:
-                self._marker_inlets[key] = (inlet, d)
+                self._marker_inlets[key] = (inlet, d, clock)
                 self._marker_limits.setdefault(key, _MarkerLimit())
             logger.info("following markers of %r", info.name())
 
@@ -475,20 +480,24 @@ class LiveSession:
             inlets = list(self._marker_inlets.items())
         out = []
         now = time.monotonic()
-        for key, (inlet, d) in inlets:
+        for key, (inlet, d, clock) in inlets:
+            offset = clock.measure()
+            if offset is None:  # its clock not measured yet: its markers wait in the inlet's queue
+                continue
             try:
                 vals, ts = inlet.pull_chunk(timeout=0.0, max_samples=MARKER_PULL)
             except pylsl.util.LostError:
                 with self._lock:  # this run ended: the scan takes the stream up again when it comes back
                     self._marker_inlets.pop(key, None)
                     self._mark_ended(d.uid)
+                clock.close()
                 logger.warning("marker stream %r ended; following it again if it comes back", d.name)
                 continue
             limit = self._marker_limits.setdefault(key, _MarkerLimit())
             kept = limit.admit(len(ts), now)
             if kept < len(ts):  # newest first: the view is live
                 vals, ts = vals[len(ts) - kept:], ts[len(ts) - kept:]
-            out += [(float(t), d.name, text) for text, t in zip(marker_texts(d, vals), ts) if text]
+            out += [(float(t) + offset, d.name, text) for text, t in zip(marker_texts(d, vals), ts) if text]
             msg = limit.report(d.name, now)
             if msg:
                 with self._lock:
@@ -557,7 +566,7 @@ class LiveSession:
             receivers = list(self._receivers.items())
             duplicates = list(self._duplicates.values())
             unusable = list(self._unusable.values())
-            names = {k: d.name for k, (_, d) in self._marker_inlets.items()}
+            names = {k: d.name for k, (_, d, _) in self._marker_inlets.items()}
             flooding = [lim.report_total(names.get(k, k)) for k, lim in self._marker_limits.items() if lim.dropped]
         primary = {}
         for a in assignment.streams:

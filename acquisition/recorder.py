@@ -6,7 +6,8 @@
 * every **raw** stream of the session, as LabRecorder records it: the full
   header of the device (``inlet.info().as_xml()``, desc included), all
   channels, the LSL timestamps as sent (no post-processing) and a ClockOffset
-  chunk from ``inlet.time_correction()`` every ``clock_interval`` seconds, so
+  chunk every ``clock_interval`` seconds (the offset ``inlet.time_correction()``
+  gives, measured by :class:`attune_monitor.acquisition.lsl.ClockOffset`), so
   that pyxdf, MNE-based tools and EEGLAB synchronise the clocks themselves;
   the recorder opens **its own inlets** (liblsl serves many inlets per outlet)
   so that the recording does not depend on what the monitor keeps of a stream;
@@ -280,6 +281,7 @@ class _Inlet:
     max_buflen: int = 360        # as given to pylsl.StreamInlet (see inlet_buffer)
     capacity: int = 0            # samples the inlet's queue holds
     offset: float | None = None  # the last clock offset measured (the sender's stamp + offset = local time)
+    clock: Any = None            # the ClockOffset of the run read now (measured beside the inlet, in bounded memory)
     last_pull: float = 0.0       # time.monotonic() of the last pull
     burst: _Burst = field(default_factory=_Burst)
     last_note: float = -math.inf  # time.monotonic() of the last log entry about this stream
@@ -296,7 +298,7 @@ class SessionRecorder:
     flush_interval : float
         Seconds; data are forced to disk at least this often.
     clock_interval : float
-        Seconds between ``time_correction()`` measurements of each raw stream.
+        Seconds between clock-offset chunks of each raw stream.
     poll_interval : float
         Seconds between pulls of the recorder's inlets.
     label : str | None
@@ -442,7 +444,7 @@ class SessionRecorder:
         self._session = session
 
     def _open_pending(self) -> None:
-        from .lsl import pylsl, stream_xml
+        from .lsl import ClockOffset, pylsl, stream_xml
 
         with self._lock:
             pending, self._pending_infos = self._pending_infos, []
@@ -481,19 +483,19 @@ class SessionRecorder:
                 rec = _Inlet(key, full.name(), inlet, stream_id, string, 0.0, dest, srate=srate, max_buflen=max_buflen,
                              capacity=capacity, last_pull=time.monotonic())
                 rec.uid = full.uid()
+                rec.clock = ClockOffset(info)
                 self._inlets[key] = rec
             logger.info("recording %r as XDF stream %d", full.name(), stream_id)
             self._clock_offset(rec, pylsl, timeout=2.0)
         self._publish_status()
 
     def _clock_offset(self, rec: _Inlet, pylsl, timeout: float = 0.5) -> None:
-        try:
-            offset = rec.inlet.time_correction(timeout)
-        except Exception as exc:  # lost or not yet measured: the next round tries again
-            logger.debug("time_correction of %r failed: %s", rec.name, exc)
+        offset = rec.clock.measure(timeout)
+        if offset is None:  # not measured yet: the next round tries again
+            logger.debug("no clock offset of %r yet", rec.name)
             rec.next_offset = time.monotonic() + 1.0
             return
-        rec.offset = float(offset)
+        rec.offset = offset
         self._write(self.writer.write_clock_offset, rec.stream_id, pylsl.local_clock(), offset)
         rec.next_offset = time.monotonic() + self.clock_interval
 
@@ -525,7 +527,7 @@ class SessionRecorder:
         The stream restarted, or the session went back to the genuine run: a new inlet into the same XDF stream;
         the old one is drained and closed. Bounded waits; on failure the next round tries again.
         """
-        from .lsl import pylsl
+        from .lsl import ClockOffset, pylsl
 
         try:
             inlet = pylsl.StreamInlet(info, max_buflen=rec.max_buflen, recover=False, processing_flags=0)
@@ -537,6 +539,8 @@ class SessionRecorder:
             self._pull_all()  # what the old run sent last
         finally:
             old, rec.inlet, rec.uid = rec.inlet, inlet, info.uid()
+            rec.clock.close()
+            rec.clock = ClockOffset(info)
             try:
                 old.close_stream()
             except Exception:  # noqa: BLE001 - already gone
@@ -848,6 +852,8 @@ class SessionRecorder:
             if self._last_stamp is not None:
                 self._derived_clock_offsets(self._last_stamp, force=True)
         for rec in list(self._inlets.values()):
+            if rec.clock is not None:
+                rec.clock.close()
             try:
                 rec.inlet.close_stream()
             except Exception:  # noqa: BLE001 - already gone

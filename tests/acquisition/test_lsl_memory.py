@@ -163,3 +163,115 @@ def test_rescans_with_match_read_each_streams_header_once(monkeypatch):
     finally:
         session.close()
         del outlets
+
+
+# --------------------------------------------------------------------------- clock offsets (issue 21, part 2)
+# liblsl (pylsl 1.18.6) measures an inlet's clock offset every TimeUpdateInterval (2 s) from its first
+# time_correction() / proc_clocksync pull on, and each round leaves one more receive pending on the inlet's UDP
+# socket until the inlet is destroyed (~250 bytes a round): a receiver's memory grew with wall time.
+
+
+def _outlet(tag: str, srate: float = 32.0):
+    info = pylsl.StreamInfo("P1 E4 EDA", "EDA", 1, srate, pylsl.cf_float32, tag)
+    info.desc().append_child_value("manufacturer", "Empatica")
+    return pylsl.StreamOutlet(info)
+
+
+def _resolve(tag: str):
+    found = pylsl.resolve_byprop("source_id", tag, 1, 10.0)
+    assert found, f"stream {tag} not found"
+    return found[0]
+
+
+def test_a_clock_offset_is_what_time_correction_measures_and_goes_on_across_renewals():
+    import time
+    import uuid
+
+    from attune_monitor.acquisition.lsl import ClockOffset
+
+    tag = f"clockoffset-{uuid.uuid4().hex[:8]}"
+    outlet = _outlet(tag)
+    info = _resolve(tag)
+    reference = pylsl.StreamInlet(info, recover=False)
+    clock = ClockOffset(info, renew_s=2.5)
+    try:
+        first = clock.measure(5.0)
+        assert first is not None
+        expected = reference.time_correction(5.0)
+        # the same machine's clock, measured by liblsl's own NTP-like probes: both within a few ms of 0 and equal
+        assert abs(first - expected) < 0.005 and abs(first) < 0.005, (first, expected)
+        deadline = time.monotonic() + 20
+        while clock.renewals < 2 and time.monotonic() < deadline:
+            value = clock.measure()
+            assert value is not None and abs(value - expected) < 0.005
+            time.sleep(0.05)
+        assert clock.renewals >= 2  # each successor measured, then took over
+    finally:
+        clock.close()
+        del reference, outlet
+
+
+_RECEIVERS_SCRIPT = """
+import ctypes, json, sys, time, uuid
+import numpy as np
+from attune_monitor.acquisition import lsl
+from attune_monitor.acquisition.inlet import StreamReceiver
+from attune_monitor.acquisition.lsl import pylsl
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+def in_use():
+    info = libc.mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+n, seconds = int(sys.argv[1]), float(sys.argv[2])
+lsl.CLOCK_RENEW_S = float(sys.argv[3])
+tag = "clockmem-" + uuid.uuid4().hex[:8]
+outlet = pylsl.StreamOutlet(pylsl.StreamInfo("P1 E4 EDA", "EDA", 1, 32.0, pylsl.cf_float32, tag))
+info = pylsl.resolve_byprop("source_id", tag, 1, 10.0)[0]
+receivers = [StreamReceiver(info, buffer_seconds=10.0, poll_interval=0.05).start() for _ in range(n)]
+floors = {}
+t0 = time.monotonic()
+sent = 0
+while (elapsed := time.monotonic() - t0) < seconds:
+    due = int(elapsed * 32.0)
+    if due > sent:
+        outlet.push_chunk(np.full((due - sent, 1), 5.0, np.float32))
+        sent = due
+    window = int(elapsed // 5)
+    floors[window] = min(floors.get(window, 1 << 62), in_use())
+    time.sleep(0.05)
+states = [r.state for r in receivers]
+written = [r.buffer.n_written for r in receivers]
+for r in receivers:
+    r.close()
+print(json.dumps({"floors": [floors[w] for w in sorted(floors)], "states": states, "written": written}))
+"""
+
+
+def test_receivers_keep_no_memory_for_their_clock_synchronisation():
+    """32 receivers on one stream for 50 s (in a process of their own: only they allocate): the C memory they
+    hold stops growing once their time-only inlets are renewed (every 3 s here). With liblsl's ``proc_clocksync``
+    on the data inlets it grew by ~250 bytes per inlet per 2-s round, ~100 kB over the 25 s measured, for as long
+    as the receivers ran."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    n = 32
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", _RECEIVERS_SCRIPT, str(n), "50", "3"], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(s in ("connected", "noisy") for s in out["states"]), out["states"]
+    assert min(out["written"]) > 1000
+    floors = out["floors"]  # the least C memory in use of each 5-s window: what is held, not what is in flight
+    # from 20-25 s (every receiver opened, its clock measured and renewed several times) to 45-50 s
+    grown = floors[9] - floors[4]
+    leak = n * 250 * 25 / 2.0  # what liblsl's clock synchronisation of the data inlets kept meanwhile: ~100 kB
+    assert grown < 0.4 * leak, (grown, leak, [f - floors[4] for f in floors])
