@@ -72,7 +72,7 @@ def stream_xml(info) -> str:
 
 
 #: Seconds one time-only inlet measures a stream's clock before a new one takes over (:class:`ClockOffset`).
-CLOCK_RENEW_S = 300.0
+CLOCK_RENEW_S = 30.0
 #: Seconds between two looks of the clock keeper's thread at every stream's time-only inlets.
 CLOCK_POLL_S = 0.1
 
