@@ -525,6 +525,9 @@ def _nanmedian_last(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(cnt > 0, m, np.nan), cnt
 
 
+#: Inverse covariances of :data:`LLR_MODEL` by feature subset (:func:`style_llr`'s cache for the default model).
+_DEFAULT_INV: dict[tuple, np.ndarray] = {}
+
 #: Person-level arousal states (the codes :class:`ArousalTracker` gives), in code order.
 AROUSAL_STATES = ("unknown", "with_group", "climbing", "flattening")
 
@@ -549,7 +552,8 @@ def arousal_flavour(div: np.ndarray, model: dict | None = None) -> np.ndarray:
     flavour : ndarray of int, shape (...)
         Code into :data:`AROUSAL_STATES`: 2 climbing, 3 flattening, 0 when no feature is known.
     """
-    llr = style_llr(div, model)  # (..., 2): aversive, withdrawn
+    # (..., 2): aversive, withdrawn; the default model's inverse covariances kept between calls
+    llr = style_llr(div, model, _DEFAULT_INV if model is None else None)
     known = np.isfinite(llr).all(axis=-1)
     return np.where(known, np.where(llr[..., 0] >= llr[..., 1], 2, 3), 0).astype(np.uint8)
 
@@ -695,6 +699,8 @@ class SharedShift:
         relative : ndarray, shape (n_people, len(FEATURES), n_sec)
         """
         t = np.asarray(t, dtype=float)
+        if t.size == 0:  # no second completed (most live ticks): nothing to look at, the run goes on
+            return []
         lev = np.asarray(relative, dtype=float)[:, [FEATURES.index("hr_level"), FEATURES.index("eda_level")], :]
         ok = np.isfinite(lev)
         n_ok = ok.sum(axis=0)  # (2, n_sec)

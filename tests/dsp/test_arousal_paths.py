@@ -207,3 +207,40 @@ def test_compiled_less_others_median_equals_numpys_on_ties_infinities_and_nan():
         kernel(z, divergence._NAN, out)
         with np.errstate(invalid="ignore"):  # inf - inf
             assert out.tobytes() == divergence._less_others_median(z).tobytes()
+
+
+def test_shared_shift_takes_empty_pushes_as_nothing():
+    """A live tick that completes no second pushes none (``SharedShift.push`` returns at once): the same events as
+    the seconds pushed without them, with runs of shared seconds across the empty pushes."""
+    from attune_monitor.dsp.divergence import FEATURES, SharedShift
+
+    rng = np.random.default_rng(4)
+    n, n_sec = 6, 400
+    rel = rng.standard_normal((n, len(FEATURES), n_sec))
+    for start in (50, 120, 135, 300):  # everybody's level up (or down) by 8 SD for 2-5 seconds
+        rel[:, 0, start: start + int(rng.integers(2, 6))] += 8.0 * rng.choice([-1.0, 1.0])
+    rel[rng.random(rel.shape) < 0.05] = np.nan
+    t = np.arange(n_sec) + 0.75
+    plain, with_empty = SharedShift(n), SharedShift(n)
+    want = [e for s in range(n_sec) for e in plain.push(t[s: s + 1], rel[:, :, s: s + 1])]
+    got = []
+    for s in range(n_sec):
+        for _ in range(3):
+            assert with_empty.push(np.zeros(0), np.zeros((n, len(FEATURES), 0))) == []
+        got += with_empty.push(t[s: s + 1], rel[:, :, s: s + 1])
+    assert got == want and len(want) >= 3
+
+
+def test_arousal_flavour_with_its_kept_inverses_equals_a_fresh_computation():
+    """``arousal_flavour`` of the default model keeps its inverse covariances between calls: the codes equal those
+    of ``style_llr`` with a fresh cache, for every subset of known features."""
+    from attune_monitor.dsp.divergence import arousal_flavour, style_llr
+
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        div = rng.standard_normal((40, 7, 4)) * 2
+        div[rng.random(div.shape) < 0.3] = np.nan
+        llr = style_llr(div, None, {})
+        known = np.isfinite(llr).all(axis=-1)
+        want = np.where(known, np.where(llr[..., 0] >= llr[..., 1], 2, 3), 0).astype(np.uint8)
+        np.testing.assert_array_equal(arousal_flavour(div), want)
