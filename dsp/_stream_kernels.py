@@ -14,7 +14,8 @@ A row whose pull leaves that path (more than one grid sample due, many samples t
 bridge) is left as it is, or as far as the scalar path went before the array code takes over, with status
 :data:`FALLBACK`: the caller hands it to its preprocessor object for this pull.
 
-Layout: ``TS``, ``X`` (n_rows, capacity) the raw samples (device heart rate: dated back), oldest first; EDA also
+Layout: ``N`` (n_rows,) samples buffered and ``LAST`` (n_rows,) the last pushed timestamp (written by the pushes);
+``TS``, ``X`` (n_rows, capacity) the raw samples (device heart rate: dated back), oldest first; EDA also
 ``FLAG``, ``LVL``, ``TON``, ``Q``, ``SEED`` aligned with them; ``IN`` (n_rows, NI) int fields, ``F`` (n_rows, NF)
 float fields (``I_*``, ``F_*`` below); ``P`` the parameters (``P_*``).
 """
@@ -26,12 +27,13 @@ import math
 import numpy as np
 from numba import njit
 
-# int fields: samples buffered, flagged, cleaned, motion seeds worked out, next grid index, filter state set
-I_N, I_FLAG, I_CLEAN, I_SEED, I_NEXT, I_HASZ = range(6)
-NI = 6
-# float fields: known_until, last_ts, last cleaned timestamp, level filter state (2), tonic filter state (2)
-F_KNOWN, F_LAST, F_LCLEAN, F_Z0, F_Z1, F_TZ0, F_TZ1 = range(7)
-NF = 7
+# int fields: samples flagged, cleaned, motion seeds worked out, next grid index, filter state set
+I_FLAG, I_CLEAN, I_SEED, I_NEXT, I_HASZ = range(5)
+NI = 5
+# float fields: known_until (before the pushes since the last pull), last cleaned timestamp, level filter state
+# (2), tonic filter state (2)
+F_KNOWN, F_LCLEAN, F_Z0, F_Z1, F_TZ0, F_TZ1 = range(6)
+NF = 6
 # EDA parameters: lowest / highest level, resolution, max interp gap, flat_s, pad, slope_span, max_slope,
 # look_flags, bridge, history, few_max, then the two sections [b0 b1 b2 1 a1 a2] and their unit states (2)
 (P_LO, P_HI, P_RES, P_GAP, P_FLAT, P_PAD, P_SPAN, P_SLOPE, P_LOOK, P_BRIDGE, P_HIST, P_FEW) = range(12)
@@ -198,7 +200,7 @@ def _clean_few(r, i0, i1, TS, X, FLAG, LVL, TON, Q, IN, F, P):  # pragma: no cov
 
 
 @njit(cache=True)
-def eda_pull(rows, until, k_last, origin, fs, TS, X, FLAG, LVL, TON, Q, SEED, IN, F, P, vals, quals,
+def eda_pull(rows, until, k_last, origin, fs, N, LAST, TS, X, FLAG, LVL, TON, Q, SEED, IN, F, P, vals, quals,
              status):  # pragma: no cover - compiled
     """``pull_scalar(until)`` of the EDA rows ``rows`` (see the module notes); ``k_last`` the last grid index due.
 
@@ -214,10 +216,13 @@ def eda_pull(rows, until, k_last, origin, fs, TS, X, FLAG, LVL, TON, Q, SEED, IN
             status[r] = FALLBACK
             continue
         ku = F[r, F_KNOWN]
+        if LAST[r] > ku:  # (the pushes' known_until)
+            ku = LAST[r]
+            F[r, F_KNOWN] = ku
         if until > ku:
             ku = until
         ts = TS[r]
-        n = IN[r, I_N]
+        n = N[r]
         n_flag = IN[r, I_FLAG]
         final = ku - P[P_LOOK]
         f1 = n_flag
@@ -297,14 +302,15 @@ def eda_pull(rows, until, k_last, origin, fs, TS, X, FLAG, LVL, TON, Q, SEED, IN
                         TON[r, j] = TON[r, j + d]
                         Q[r, j] = Q[r, j + d]
                         SEED[r, j] = SEED[r, j + d]
-                    IN[r, I_N] = keep
+                    N[r] = keep
                     IN[r, I_FLAG] -= d
                     IN[r, I_CLEAN] -= d
                     IN[r, I_SEED] = max(IN[r, I_SEED] - d, 0)
 
 
 @njit(cache=True)
-def hr_pull(rows, until, k_last, origin, fs, TS, X, IN, F, P, vals, quals, status):  # pragma: no cover - compiled
+def hr_pull(rows, until, k_last, origin, fs, N, LAST, TS, X, IN, F, P, vals, quals,
+            status):  # pragma: no cover - compiled
     """``pull_scalar(until)`` of the device heart-rate rows ``rows`` (``HeartPreprocessor``, ``kind="hr"``).
 
     Per row ``status`` :data:`NOTHING`, :data:`ONE` (``vals``, ``quals``) or :data:`FALLBACK` (see
@@ -317,13 +323,15 @@ def hr_pull(rows, until, k_last, origin, fs, TS, X, IN, F, P, vals, quals, statu
         if m > 1:
             status[r] = FALLBACK
             continue
+        if LAST[r] > F[r, F_KNOWN]:  # (the pushes' known_until)
+            F[r, F_KNOWN] = LAST[r]
         if until > F[r, F_KNOWN]:
             F[r, F_KNOWN] = until
         if m <= 0:
             status[r] = NOTHING
             continue
         tt = origin + k0 / fs
-        n = IN[r, I_N]
+        n = N[r]
         v = math.nan
         q = NO_DATA
         if n:
@@ -362,7 +370,7 @@ def hr_pull(rows, until, k_last, origin, fs, TS, X, IN, F, P, vals, quals, statu
                 for j in range(n - d):
                     TS[r, j] = TS[r, j + d]
                     X[r, j] = X[r, j + d]
-                IN[r, I_N] = n - d
+                N[r] = n - d
         vals[r] = v
         quals[r] = q
         IN[r, I_NEXT] = k0 + 1

@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # imported where used, like the engine itself
 logger = logging.getLogger(__name__)
 
 # dsp._stream_kernels' statuses and next-index column (repeated here: that module imports numba)
-_NOTHING, _ONE, _K_NEXT = 0, 1, 4
+_NOTHING, _ONE, _K_NEXT = 0, 1, 3
 
 #: Engine metric the rupture detector follows (and the views show as "synchrony"), per modality. Heart rate:
 #: plain windowed Pearson r. Skin conductance: *phasic* synchrony, the best r over lags of +-3 s between the
@@ -310,6 +310,17 @@ class SessionPipeline:
         # modality -> each person's slot, when every person has a stream of it (else absent)
         self._slot_rows = {m: [self._slot_of[(m, p)] for p in range(n)] for m in self.modalities
                            if all((m, p) in self._slot_of for p in range(n))}
+        # modality -> (bank index, each person's row) when one bank holds every person's stream of it; then a tick
+        # where each of its rows gave one grid sample keeps them as the bank's arrays (_fresh) instead of _pending
+        self._bank_rows: dict[str, tuple[int, np.ndarray]] = {}
+        for m, row_slots in self._slot_rows.items():
+            owner = self._bank_of.get(row_slots[0], (None, 0))[0]
+            if owner is not None and all(self._bank_of.get(i, (None, 0))[0] is owner for i in row_slots):
+                b = next(j for j, (bank, _) in enumerate(self._banks) if bank is owner)
+                self._bank_rows[m] = (b, np.array([self._bank_of[i][1] for i in row_slots], np.int64))
+        self._fresh_bank = {b for b, _ in self._bank_rows.values()}
+        # bank index -> its pulls' (grid index, (n_rows,) values, (n_rows,) codes), oldest first, not in _pending
+        self._fresh: dict[int, list] = {}
         self._pending: list[list] = [[] for _ in self.slots]  # emitted-but-not-consumed grid blocks per slot
         self._emitted = [0] * len(self.slots)     # grid index emitted so far per slot
         self.k = 0                                 # grid samples consumed so far (all people, all modalities)
@@ -358,6 +369,9 @@ class SessionPipeline:
 
     def _drop_banks(self) -> None:
         """Hand every banked stream back to its preprocessor object, for good."""
+        self._spill_fresh()
+        self._fresh_bank.clear()
+        self._bank_rows.clear()
         for bank, _ in self._banks:
             for r in np.flatnonzero(bank.inside).tolist():
                 bank.release(r)
@@ -382,7 +396,7 @@ class SessionPipeline:
             banked = self._bank_of.get(slot)
             if banked is not None:
                 bank, r = banked
-                if bank.inside[r]:
+                if bank.held[r]:
                     if bank.push(r, ts, vs):
                         return
                     bank.release(r)  # (timestamps to drop, a burst): the object takes it
@@ -426,6 +440,8 @@ class SessionPipeline:
             if one is not None:
                 vals, qual = one
             else:
+                if self._fresh:
+                    self._spill_fresh(m)
                 vals = np.full((n, n_new), np.nan)
                 qual = np.full((n, n_new), Quality.NO_DATA, dtype=np.uint8)
                 for person in range(n):
@@ -483,8 +499,21 @@ class SessionPipeline:
             if not math.isfinite(until):
                 raise ValueError(f"Invalid value for 'until': expected a finite time in seconds, but got {until!r}.")
             pending, emitted = self._pending, self._emitted
-            for bank, slots in self._banks:
-                status = bank.pull(until).tolist()
+            for b, (bank, slots) in enumerate(self._banks):
+                st = bank.pull(until)
+                if b in self._fresh_bank and bank.rows.shape[0] == len(slots) and (st == _ONE).all():
+                    nxt_all = bank.IN[:, _K_NEXT]
+                    k1 = int(nxt_all[0])
+                    # (while a bank has samples kept as arrays, none of its streams has any in _pending)
+                    if (nxt_all == k1).all() and (b in self._fresh or not any(pending[i] for i in slots)):
+                        # the live tick: every row gave grid sample k1 - 1, kept as arrays for _take_scalars
+                        self._fresh.setdefault(b, []).append((k1 - 1, bank.vals.copy(), bank.quals.copy()))
+                        for i in slots:
+                            emitted[i] = k1
+                        continue
+                if b in self._fresh:
+                    self._spill_fresh(bank=b)
+                status = st.tolist()
                 inside = bank.inside.tolist()
                 vals, quals, nxt = bank.vals.tolist(), bank.quals.tolist(), bank.IN[:, _K_NEXT].tolist()
                 for r, i in enumerate(slots):
@@ -514,6 +543,20 @@ class SessionPipeline:
             self._emitted[i] = block.start + block.values.size
         return block
 
+    def _spill_fresh(self, modality: str | None = None, bank: int | None = None) -> None:
+        """Put the grid samples kept as banks' arrays (``_fresh``) into ``_pending`` as scalars, as pulled one by one.
+
+        Only those of ``modality``'s banks, or of bank number ``bank``, when given.
+        """
+        pending = self._pending
+        for b in list(self._fresh):
+            slots = self._banks[b][1]
+            if (modality is not None and self.slots[slots[0]].modality != modality) or bank not in (None, b):
+                continue
+            for k, vals, quals in self._fresh.pop(b):
+                for i, v, q in zip(slots, vals.tolist(), quals.tolist()):
+                    pending[i].append((k, v, q))
+
     def _take_scalars(self, m: str) -> tuple[np.ndarray, np.ndarray] | None:
         """Take the next grid sample of every person in modality ``m`` when each is pending as scalars (a live tick).
 
@@ -522,6 +565,15 @@ class SessionPipeline:
         (vals, qual) : ndarray, shape (n_people, 1), float64 and uint8 | None
             None (nothing taken) when a person has no stream of ``m`` or their next sample is in a block.
         """
+        if self._fresh:
+            b, rows = self._bank_rows.get(m, (-1, None))
+            queue = self._fresh.get(b)
+            if queue and queue[0][0] == self.k:  # every person's sample k, from one bank's pull
+                _, vals, quals = queue.pop(0)
+                if not queue:
+                    del self._fresh[b]
+                return vals[rows].reshape(-1, 1), quals[rows].reshape(-1, 1)
+            self._spill_fresh(m)
         slots = self._slot_rows.get(m)
         if slots is None:
             return None

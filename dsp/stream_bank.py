@@ -96,7 +96,9 @@ class StreamBank:
         self.cap = int(capacity)
         self.IN = np.zeros((n, K.NI), np.int64)
         self.F = np.zeros((n, K.NF))
-        self.F[:, [K.F_KNOWN, K.F_LAST, K.F_LCLEAN]] = -np.inf
+        self.F[:, [K.F_KNOWN, K.F_LCLEAN]] = -np.inf
+        self.N = np.zeros(n, np.int64)  # samples buffered
+        self.LAST = np.full(n, -np.inf)  # the last pushed timestamp
         self.TS = np.zeros((n, self.cap))
         self.X = np.zeros((n, self.cap))
         self.vals = np.full(n, np.nan)
@@ -104,7 +106,8 @@ class StreamBank:
         self.status = np.zeros(n, np.int64)
         self.inside = np.ones(n, bool)
         self.rows = np.arange(n, dtype=np.int64)
-        self._last = [-math.inf] * n  # F[:, F_LAST] as Python floats (read by every push)
+        self.held = [True] * n  # inside, as a list (read by every push)
+        self._back = 0.0  # subtracted from pushed timestamps (device heart rate: dated back)
 
     # -- input -----------------------------------------------------------------------------------
     def push(self, r: int, ts: np.ndarray, x: np.ndarray) -> bool:
@@ -116,27 +119,28 @@ class StreamBank:
         m = ts.shape[0]
         if x.shape != ts.shape:
             return False
-        last = self._last[r]
+        last = self.LAST[r]
+        k = int(self.N[r])
+        if m == 1:  # the live case, in scalars
+            t = ts.item()
+            if not (t > last and t != math.inf) or k == self.cap:  # (NaN fails t > last)
+                return False
+            self.TS[r, k] = t - self._back if self._back else t
+            self.X[r, k] = x.item()
+            self.N[r] = k + 1
+            self.LAST[r] = t
+            return True
         for t in ts.tolist():
-            if not (t > last and math.isfinite(t)):  # (NaN fails t > last)
+            if not (t > last and math.isfinite(t)):
                 return False
             last = t
-        K, IN = self.K, self.IN
-        k = int(IN[r, K.I_N])
         if k + m > self.cap:
             return False
-        self._ingest(r, k, ts, x, m)
-        IN[r, K.I_N] = k + m
-        self._last[r] = last
-        F = self.F
-        F[r, K.F_LAST] = last
-        if last > F[r, K.F_KNOWN]:
-            F[r, K.F_KNOWN] = last
-        return True
-
-    def _ingest(self, r: int, k: int, ts: np.ndarray, x: np.ndarray, m: int) -> None:
-        self.TS[r, k:k + m] = ts
+        self.TS[r, k:k + m] = ts - self._back if self._back else ts
         self.X[r, k:k + m] = x
+        self.N[r] = k + m
+        self.LAST[r] = last
+        return True
 
     # -- pulls -------------------------------------------------------------------------------------
     def pull(self, until: float) -> np.ndarray:
@@ -164,6 +168,7 @@ class StreamBank:
         """Give row ``r``'s state to its preprocessor object, which from now on is pulled on its own."""
         self.write_state(r, self.pres[r])
         self.inside[r] = False
+        self.held[r] = False
         self.rows = np.flatnonzero(self.inside).astype(np.int64)
 
     def write_state(self, r: int, p) -> None:
@@ -171,8 +176,8 @@ class StreamBank:
         K, IN, F = self.K, self.IN, self.F
         self._release(r, p)
         p.next_index = int(IN[r, K.I_NEXT])
-        p.last_ts = float(F[r, K.F_LAST])
-        p.known_until = float(F[r, K.F_KNOWN])
+        p.last_ts = float(self.LAST[r])
+        p.known_until = max(float(F[r, K.F_KNOWN]), p.last_ts)  # (a push's known_until)
 
     def adopt(self, r: int) -> bool:
         """Take row ``r``'s state back from its object (after a plain pull of it); False when it does not fit."""
@@ -181,10 +186,10 @@ class StreamBank:
         if not self._adopt(r, p):
             return False
         IN[r, K.I_NEXT] = p.next_index
-        F[r, K.F_LAST] = p.last_ts
+        self.LAST[r] = p.last_ts
         F[r, K.F_KNOWN] = p.known_until
-        self._last[r] = float(p.last_ts)
         self.inside[r] = True
+        self.held[r] = True
         self.rows = np.flatnonzero(self.inside).astype(np.int64)
         return True
 
@@ -216,12 +221,14 @@ class EdaBank(StreamBank):
         self.SEED = np.zeros((n, self.cap), np.uint8)
 
     def _pull(self, until: float, k_last: int) -> None:
-        self.K.eda_pull(self.rows, until, k_last, self.origin, self.fs, self.TS, self.X, self.FLAG, self.LVL,
-                        self.TON, self.Q, self.SEED, self.IN, self.F, self.P, self.vals, self.quals, self.status)
+        self.K.eda_pull(self.rows, until, k_last, self.origin, self.fs, self.N, self.LAST, self.TS, self.X, self.FLAG,
+                        self.LVL, self.TON, self.Q, self.SEED, self.IN, self.F, self.P, self.vals, self.quals,
+                        self.status)
 
     def _release(self, r: int, p: EdaPreprocessor) -> None:
         K, IN, F = self.K, self.IN, self.F
-        n, nf, nc, ns = (int(IN[r, j]) for j in (K.I_N, K.I_FLAG, K.I_CLEAN, K.I_SEED))
+        n = int(self.N[r])
+        nf, nc, ns = (int(IN[r, j]) for j in (K.I_FLAG, K.I_CLEAN, K.I_SEED))
         bufs = {name: AppendBuffer(np.uint8 if name in ("_flag", "_q") else np.float64)
                 for name in ("_ts", "_x", "_flag", "_lvl", "_ton", "_q")}
         p._bufs = bufs
@@ -264,7 +271,8 @@ class EdaBank(StreamBank):
         self.TON[r, :nc - d] = p._ton[d:nc]
         self.Q[r, :nc - d] = p._q[d:nc]
         self.SEED[r, :len(seeds)] = seeds
-        IN[r, K.I_N], IN[r, K.I_FLAG], IN[r, K.I_CLEAN], IN[r, K.I_SEED] = n - d, nf - d, nc - d, len(seeds)
+        self.N[r] = n - d
+        IN[r, K.I_FLAG], IN[r, K.I_CLEAN], IN[r, K.I_SEED] = nf - d, nc - d, len(seeds)
         zi, tzi = p._zi, p._tzi
         if zi is None or tzi is None:  # (both None together)
             IN[r, K.I_HASZ] = 0
@@ -286,18 +294,14 @@ class HeartRateBank(StreamBank):
         p0 = pres[0]
         super().__init__(pres, 256)
         self.P = np.array([p0.max_gap, p0.hr_min, p0.hr_max, p0.date_back], np.float64)
-        self.date_back = p0.date_back
-
-    def _ingest(self, r: int, k: int, ts: np.ndarray, x: np.ndarray, m: int) -> None:
-        self.TS[r, k:k + m] = ts - self.date_back
-        self.X[r, k:k + m] = x
+        self._back = p0.date_back
 
     def _pull(self, until: float, k_last: int) -> None:
-        self.K.hr_pull(self.rows, until, k_last, self.origin, self.fs, self.TS, self.X, self.IN, self.F, self.P,
-                       self.vals, self.quals, self.status)
+        self.K.hr_pull(self.rows, until, k_last, self.origin, self.fs, self.N, self.LAST, self.TS, self.X, self.IN,
+                       self.F, self.P, self.vals, self.quals, self.status)
 
     def _release(self, r: int, p: HeartPreprocessor) -> None:
-        n = int(self.IN[r, self.K.I_N])
+        n = int(self.N[r])
         p._ts = self.TS[r, :n].copy()
         p._x = self.X[r, :n].copy()
 
@@ -307,5 +311,5 @@ class HeartRateBank(StreamBank):
             return False
         self.TS[r, :n] = p._ts
         self.X[r, :n] = p._x
-        self.IN[r, self.K.I_N] = n
+        self.N[r] = n
         return True

@@ -28,20 +28,21 @@ pytestmark = pytest.mark.skipif(not stream_bank.available(), reason="the banks n
 SECONDS = 220.0
 
 
-def _group(seed: int, n_people: int = 12):
-    """Slots and each slot's (timestamps, values) of the messy group (see the module notes)."""
+def _group(seed: int, n_people: int = 12, uniform: bool = False):
+    """Slots and each slot's (timestamps, values) of the messy group (see the module notes); ``uniform``: everybody
+    has device heart rate without dating back and 4 Hz skin conductance (one bank per modality)."""
     rng = np.random.default_rng(seed)
     slots, data = [], []
     for k in range(n_people):
         p = f"P{k + 1}"
         t0 = 0.3 if k % 4 else rng.uniform(20.0, 60.0)                 # every fourth joins late
         t1 = SECONDS if k % 5 != 1 else rng.uniform(100.0, 170.0)      # some vanish before the end
-        heart = "rr" if k == 7 else "hr"
-        averaging = 4.0 if k % 3 == 2 else 0.0                         # two banks of device heart rate
+        heart = "rr" if k == 7 and not uniform else "hr"
+        averaging = 4.0 if k % 3 == 2 and not uniform else 0.0          # two banks of device heart rate
         slots.append(Slot(p, heart, 0.0 if heart == "rr" else 1.0, f"{p}-{heart}",
                           averaging_s=averaging if heart == "hr" else 0.0))
         data.append(_heart_stream(rng, heart, t0, t1, aligned=k == 3))
-        srate = 15.0 if k % 5 == 4 else 4.0                            # two banks of skin conductance
+        srate = 15.0 if k % 5 == 4 and not uniform else 4.0            # two banks of skin conductance
         slots.append(Slot(p, "eda", srate, f"{p}-eda"))
         data.append(_eda_stream(rng, srate, t0 + rng.uniform(0, 1), t1, aligned=k == 3))
     # a stream with repeated, decreasing and NaN timestamps (the push drops them: the bank hands the row back)
@@ -108,17 +109,36 @@ class _Count:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("how, single", [("tick", False), ("tick", True), ("short", False), ("long", True)])
-def test_banks_give_the_per_stream_updates(seed, how, single, monkeypatch):
-    slots, data = _group(seed)
+@pytest.mark.parametrize("how, single, uniform", [("tick", False, False), ("tick", True, False),
+                                                  ("short", False, False), ("long", True, False),
+                                                  ("tick", False, True), ("tick", True, True),
+                                                  ("short", False, True)])
+def test_banks_give_the_per_stream_updates(seed, how, single, uniform, monkeypatch):
+    slots, data = _group(seed, uniform=uniform)
     untils = _untils(np.random.default_rng(seed + 20), how)
     late = 2 * 9  # P10's heart rate arrives in bursts
     ref, ref_pipe = _run(slots, data, None, untils, single, late)
     released, adopted = _Count(monkeypatch, "release"), _Count(monkeypatch, "adopt")
+    direct = [0, 0]  # takes of a modality's grid sample straight from its bank's arrays, other takes
+    take = SessionPipeline._take_scalars
+
+    def counted(pipe, m):
+        b = pipe._bank_rows.get(m, (-1,))[0]
+        fresh = b in pipe._fresh and pipe._fresh[b][0][0] == pipe.k
+        out = take(pipe, m)
+        direct[0 if fresh else 1] += out is not None
+        return out
+
+    monkeypatch.setattr(SessionPipeline, "_take_scalars", counted)
     got, pipe = _run(slots, data, 2, untils, single, late)
     assert not ref_pipe._banks
     kinds = sorted((type(b).__name__, len(g)) for b, g in pipe._banks)
-    assert kinds == [("EdaBank", 2), ("EdaBank", 10), ("HeartRateBank", 4), ("HeartRateBank", 7)], kinds
+    if uniform:  # one bank per modality: a live tick's samples go from the bank's arrays into the grid
+        assert kinds == [("EdaBank", 12), ("HeartRateBank", 12)], kinds
+        assert direct[0] > (500 if how == "tick" else 0) and direct[1] > 10, direct
+    else:
+        assert kinds == [("EdaBank", 2), ("EdaBank", 10), ("HeartRateBank", 4), ("HeartRateBank", 7)], kinds
+        assert direct[0] == 0
     assert got[1:] == ref[1:]  # loss periods, episodes
     for k, (a, b) in enumerate(zip(got[0], ref[0])):
         assert a == b, f"update {k} differs"
