@@ -159,6 +159,14 @@ class StreamBank:
     def _pull(self, until: float, k_last: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _load_kernel(self) -> None:
+        """Compile (or load from numba's cache) the kernel now, with a pull of no row, not at the first tick."""
+        rows, self.rows = self.rows, np.empty(0, np.int64)
+        try:
+            self._pull(0.0, 0)
+        finally:
+            self.rows = rows
+
     def next_index(self, r: int) -> int:
         """The next grid index of row ``r`` (in the bank)."""
         return int(self.IN[r, self.K.I_NEXT])
@@ -219,6 +227,7 @@ class EdaBank(StreamBank):
         self.TON = np.zeros((n, self.cap))
         self.Q = np.zeros((n, self.cap), np.uint8)
         self.SEED = np.zeros((n, self.cap), np.uint8)
+        self._load_kernel()
 
     def _pull(self, until: float, k_last: int) -> None:
         self.K.eda_pull(self.rows, until, k_last, self.origin, self.fs, self.N, self.LAST, self.TS, self.X, self.FLAG,
@@ -295,6 +304,7 @@ class HeartRateBank(StreamBank):
         super().__init__(pres, 256)
         self.P = np.array([p0.max_gap, p0.hr_min, p0.hr_max, p0.date_back], np.float64)
         self._back = p0.date_back
+        self._load_kernel()
 
     def _pull(self, until: float, k_last: int) -> None:
         self.K.hr_pull(self.rows, until, k_last, self.origin, self.fs, self.N, self.LAST, self.TS, self.X, self.IN,
