@@ -234,6 +234,10 @@ class Update:
         """Number of new grid samples."""
         return next((v.shape[1] for v in self.grid.values()), 0)
 
+#: From this many people a live window tick leaves the detector's steps to the next tick
+#: (:attr:`SessionPipeline.stagger_min_people`): below it a tick's whole work fits its budget.
+STAGGER_MIN_PEOPLE = 32
+
 
 class SessionPipeline:
     """Causal all-participants pipeline.
@@ -254,12 +258,18 @@ class SessionPipeline:
         Take a stream's grid sample of a live tick as Python scalars
         (:meth:`attune_monitor.dsp.grid.GridPreprocessor.pull_scalar`) and every person's of a modality into the
         grid with one array call; False: as blocks (``pull``), a row at a time. The same updates bit for bit.
+    stagger_min_people : int | None
+        From this many people, a tick that completes synchrony windows leaves the detector's steps of that tick
+        to the next :meth:`advance` (the engine's window work and the detector's per-pair work then fall on two
+        ticks instead of one; the detector's flags and states come one tick later). The detector receives the very
+        same calls in the same order, so its episodes and states are the same bit for bit; ``None``: never.
     """
 
     scalar_pulls: bool = True
     #: Fewest streams of one kind and parameter set whose live pulls a bank makes at once
     #: (:mod:`attune_monitor.dsp.stream_bank`, with numba; the same grid bit for bit); ``None``: never.
     stream_bank_min: int | None = STREAM_BANK_MIN_STREAMS
+    stagger_min_people: int | None = STAGGER_MIN_PEOPLE
 
     def __init__(self, slots, origin: float, config: PipelineConfig | None = None, participants=None):
         from .engine import SynchronyEngine
@@ -343,6 +353,8 @@ class SessionPipeline:
         self._ar_t = np.full(hist_sec, np.nan)
         self._ar_state = np.zeros((n, hist_sec), np.uint8)
         self.pairs = self.detector.pairs
+        # the detector's calls of a window tick left to the next advance (stagger_min_people): (method, args), in order
+        self._detector_calls: list[tuple] = []
         self.last_time = 0.0
 
     def _make_banks(self) -> None:
@@ -408,7 +420,10 @@ class SessionPipeline:
         Every pair is re-baselined when the detector reaches ``t`` (:meth:`attune_monitor.dsp.detector.RuptureDetector.
         note_shared_event`). Note events known in advance (a recording's markers) before processing.
         """
-        self.detector.note_shared_event(t, what)
+        if self._detector_calls:  # behind the detector's steps still waiting (a staggered tick)
+            self._detector_calls.append((self.detector.note_shared_event, (t, what)))
+        else:
+            self.detector.note_shared_event(t, what)
 
     # -- processing ----------------------------------------------------------------------------
     def advance(self, until: float, end: float | None = None) -> Update:
@@ -432,9 +447,14 @@ class SessionPipeline:
             ready = min(ready, int(math.floor((end - self.origin) * self.fs)) + 1)
         upd = Update(grid_start=self.k)
         if ready <= self.k:
+            if self._detector_calls:
+                self._run_detector_calls(self._detector_calls, upd)
+                self._detector_calls = []
+                upd.events.sort(key=_time_order)
             return upd
         n_new = ready - self.k
         n = len(self.participants)
+        calls: list[tuple] = []  # this tick's detector steps, in order (see _run_detector_calls)
         for m in self.modalities:
             one = self._take_scalars(m) if n_new == 1 else None
             if one is not None:
@@ -453,8 +473,8 @@ class SessionPipeline:
             upd.grid[m], upd.quality[m] = vals, qual
             for ev in self.loss.update_rows(self.participants, m, self.k, qual):
                 # known once the run reached the tracker's minimum length: the same for any chunking
-                self.detector.note_signal_loss(ev.participant, ev.onset_s, ev.onset_s + self.loss.min_n / self.fs,
-                                               ev.offset_s)
+                calls.append((self.detector.note_signal_loss,
+                              (ev.participant, ev.onset_s, ev.onset_s + self.loss.min_n / self.fs, ev.offset_s)))
                 upd.events.append(ev)
             self._remember_levels(m, vals)
         res = self.engine.push(upd.grid)
@@ -463,7 +483,7 @@ class SessionPipeline:
             upd.arousal_t, upd.arousal, upd.arousal_div = self.arousal.push(upd.grid)
             for te in self._shared_shift.push(upd.arousal_t, self.arousal.last_relative):
                 # everybody's arousal moved at once (a task switch, a shared stressor): re-baseline, don't flag
-                self.detector.note_shared_event(te, "everybody's arousal moved at once")
+                calls.append((self.detector.note_shared_event, (te, "everybody's arousal moved at once")))
                 upd.events.append(SharedEvent(t=te, what="everybody's arousal moved at once"))
             upd.arousal_smooth, upd.arousal_state = self._reading.push(upd.arousal, upd.arousal_div)
             upd.arousal_reading = self._reading.reading
@@ -474,20 +494,32 @@ class SessionPipeline:
             w["chance_level"] = self._chance[m].update(w["chance"])
         self.k = ready
         self.last_time = ready / self.fs
-        fed = []
+        windowed = False
         for m in self.modalities:
             w = upd.windows[m]
             if w["t"].size:
-                fed.append(self.detector.update(m, w["t"], w["sync"], w["chance"], w["chance_sd"]))
+                windowed = True
+                calls.append((self.detector.update, (m, w["t"], w["sync"], w["chance"], w["chance_sd"])))
         if self.arousal is not None and upd.arousal_t.size:
-            fed.append(self.detector.update_arousal(upd.arousal_t, upd.arousal, upd.arousal_div))
-        for evs in fed:
-            for dev in evs:
+            calls.append((self.detector.update_arousal, (upd.arousal_t, upd.arousal, upd.arousal_div)))
+        waiting, self._detector_calls = self._detector_calls, []
+        if windowed and end is None and self.stagger_min_people is not None and n >= self.stagger_min_people:
+            # the engine's window work was this tick's: the detector's part goes to the next tick
+            self._run_detector_calls(waiting, upd)
+            self._detector_calls = calls
+        else:
+            self._run_detector_calls(waiting + calls if waiting else calls, upd)
+        upd.events.sort(key=_time_order)
+        return upd
+
+    def _run_detector_calls(self, calls: list[tuple], upd: Update) -> None:
+        """Make the detector's ``calls`` (``(method, args)``, in order) and add what they raise to ``upd.events``."""
+        for method, args in calls:
+            evs = method(*args)
+            for dev in evs or ():
                 if isinstance(dev, EpisodeEvent):
                     self._set_context(dev.episode, dev.t)
                 upd.events.append(dev)
-        upd.events.sort(key=_time_order)
-        return upd
 
     def _pull_streams(self, until: float) -> None:
         """Pull every stream's preprocessor up to ``until``; what they emit goes to ``_pending``."""
@@ -698,6 +730,9 @@ class SessionPipeline:
 
     def finish(self) -> list:
         """End of session: returns all episodes (open ones stay unrepaired)."""
+        if self._detector_calls:  # a staggered last tick (without flush): its detector steps first
+            self._run_detector_calls(self._detector_calls, Update(grid_start=self.k))
+            self._detector_calls = []
         return self.detector.finish(self.last_time)
 
 
