@@ -446,11 +446,13 @@ class SessionPipeline:
         if end is not None:
             ready = min(ready, int(math.floor((end - self.origin) * self.fs)) + 1)
         upd = Update(grid_start=self.k)
+        if self._detector_calls:
+            # the last tick's detector steps (stagger_min_people), before anything of this tick moves: the level and
+            # arousal histories its episodes' contexts read are as that tick left them
+            waiting, self._detector_calls = self._detector_calls, []
+            self._run_detector_calls(waiting, upd)
         if ready <= self.k:
-            if self._detector_calls:
-                self._run_detector_calls(self._detector_calls, upd)
-                self._detector_calls = []
-                upd.events.sort(key=_time_order)
+            upd.events.sort(key=_time_order)
             return upd
         n_new = ready - self.k
         n = len(self.participants)
@@ -502,13 +504,10 @@ class SessionPipeline:
                 calls.append((self.detector.update, (m, w["t"], w["sync"], w["chance"], w["chance_sd"])))
         if self.arousal is not None and upd.arousal_t.size:
             calls.append((self.detector.update_arousal, (upd.arousal_t, upd.arousal, upd.arousal_div)))
-        waiting, self._detector_calls = self._detector_calls, []
         if windowed and end is None and self.stagger_min_people is not None and n >= self.stagger_min_people:
-            # the engine's window work was this tick's: the detector's part goes to the next tick
-            self._run_detector_calls(waiting, upd)
-            self._detector_calls = calls
+            self._detector_calls = calls  # the engine's window work was this tick's: the detector's is the next's
         else:
-            self._run_detector_calls(waiting + calls if waiting else calls, upd)
+            self._run_detector_calls(calls, upd)
         upd.events.sort(key=_time_order)
         return upd
 

@@ -19,6 +19,9 @@ from attune_monitor.dsp import pipeline as P
 from attune_monitor.dsp.events import EpisodeEvent, StateChanged
 
 TICK_S = 0.25
+#: 90 s of level history (default 600): the ring the episodes' contexts read wraps within the session, so a context
+#: read one tick late (the ring moved on) would differ
+SHORT_HISTORY = P.PipelineConfig(history_s=90.0)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def _live(recording, stagger: int | None, marker_at: float):
     from attune_monitor.analysis import feed, make_pipeline
 
     source = RecordingSource(recording, speed=math.inf)
-    pipe = make_pipeline(source, P.PipelineConfig())
+    pipe = make_pipeline(source, SHORT_HISTORY)
     pipe.stagger_min_people = stagger
     calls = []  # every call the detector receives: (method, its times), in order
     for name in ("update", "update_arousal", "note_signal_loss", "note_shared_event"):
@@ -83,7 +86,8 @@ def test_a_staggered_live_run_gives_the_same_episodes_and_states_one_tick_later(
     assert ref["episodes"] and any("P3" in ep["pair"] for ep in ref["episodes"])  # the withdrawal is flagged
     assert got["calls"] == ref["calls"]  # the detector is told the same things in the same order
     assert {c[0] for c in ref["calls"]} == {"update", "update_arousal", "note_signal_loss", "note_shared_event"}
-    assert got["episodes"] == ref["episodes"]
+    assert all(ep["context"] for ep in ref["episodes"])
+    assert got["episodes"] == ref["episodes"]  # their contexts included
     assert got["pairs"] == ref["pairs"] and got["losses"] == ref["losses"]
     flat_ref = [e for u in ref["updates"] for e in u]
     flat_got = [e for u in got["updates"] for e in u]
@@ -101,15 +105,16 @@ def test_a_staggered_live_run_gives_the_same_episodes_and_states_one_tick_later(
 
 
 def test_below_the_threshold_and_in_batches_nothing_is_staggered(group_recording):
-    """The shipped threshold (32 people) leaves a group of 8 unstaggered; an analysis chunk with windows, too, when
-    the pipeline flushes (``end``): the detector's calls never outlive the session."""
+    """The shipped threshold (32 people) leaves a group of 8 unstaggered; with the stagger forced on, an analysis in
+    60-s chunks gives the same episodes (contexts included: read before the next chunk moves the histories), state
+    changes and flag times, and the flush leaves nothing waiting."""
     from attune_monitor.analysis import analyze_recording
 
     assert P.SessionPipeline.stagger_min_people == P.STAGGER_MIN_PEOPLE == 32
-    ref = analyze_recording(group_recording, chunk_s=60.0)
+    ref = analyze_recording(group_recording, SHORT_HISTORY, chunk_s=60.0)
     try:
         P.SessionPipeline.stagger_min_people = 2
-        got = analyze_recording(group_recording, chunk_s=60.0)
+        got = analyze_recording(group_recording, SHORT_HISTORY, chunk_s=60.0)
     finally:
         P.SessionPipeline.stagger_min_people = P.STAGGER_MIN_PEOPLE
     assert [ep.to_json() for ep in got.episodes] == [ep.to_json() for ep in ref.episodes]
