@@ -162,6 +162,11 @@ def _ticks(pipe, model, n_people, seconds, warmup_s, t_hr, hr, t_eda, eda, walls
 def run_ticks(args) -> dict:
     out = {"tick_bench": "headless worker tick (pipeline advance + model), 1 grid sample per tick",
            "tick_groups": list(args.groups)}
+    if getattr(args, "no_stagger", False):
+        from attune_monitor.dsp.pipeline import SessionPipeline
+
+        SessionPipeline.stagger_min_people = None
+        out["tick_stagger"] = False
     for n in args.groups:
         l0 = load()
         r = pipeline_ticks(n, args.seconds, args.warmup_s)
@@ -317,6 +322,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, help="folder for the throughput run's dyad XDFs (written once, reused)")
     ap.add_argument("--dyads", type=int, default=100, help="one-hour dyads for 'throughput' (default 100)")
     ap.add_argument("--no-dask", action="store_true", help="measure only --jobs 1 / 2, even when --dask exists")
+    ap.add_argument("--no-stagger", action="store_true",
+                    help="'ticks': the detector's part of a window on the window's own tick (SessionPipeline."
+                         "stagger_min_people None), for before/after figures on one commit")
     ap.add_argument("--json", type=Path, help="also write the JSON object here")
     args = ap.parse_args(argv)
     res = {}
