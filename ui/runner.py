@@ -37,6 +37,7 @@ from attune_monitor.analysis import Analysis, analyze_recording, feed, make_pipe
 from attune_monitor.dsp.pipeline import PipelineConfig
 
 from .model import SessionModel
+from .words import clock
 
 __all__ = ["Runner", "TickLog", "process_memory", "session_heap_frozen"]
 
@@ -241,6 +242,8 @@ class Runner:
         if seek is not None:
             self._restart(seek)
             return None
+        if self._flushed and self.replay is None:
+            return None  # a live source with an end (the demo's simulator) is over: nothing more will come
         chunks, until, status = self.source.poll()
         feed(self.pipeline, chunks)
         with self._shared_lock:
@@ -271,6 +274,16 @@ class Runner:
             self.pipeline.finish()
             self._flushed = True
             self._publish(upd, status)
+            self.finished.set()
+        ended_at = getattr(self.source, "ended_at", None) if self.replay is None else None
+        end = ended_at() if ended_at is not None else None
+        if end is not None and not self._flushed:  # the simulated session is over: closed as a replay's end is
+            upd = self.pipeline.flush(end)
+            self.pipeline.finish()
+            self._flushed = True
+            self._publish(upd, status)
+            self.model.message(f"The simulated session ended at {clock(end - self.source.origin)}; "
+                               "what it showed stays on screen.")
             self.finished.set()
         return upd
 

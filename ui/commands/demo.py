@@ -91,11 +91,14 @@ class SimulatorClockSource:
     declares data complete up to ``local_clock()``, which would hold the
     pipeline at real time. Here data are complete up to the simulator's session
     time minus a safety margin of 0.5 s of wall clock (network and chunking).
-    Session time 0 is the simulator's first sample.
+    Session time 0 is the simulator's first sample. The simulated session has an end (:meth:`ended_at`): the
+    runner then closes the session as a replay's end does, instead of reporting every stream lost.
     """
 
     def __init__(self, live_source, simulator, safety_wall_s: float = 0.5):
         self.live = live_source
+        self.safety_wall_s = float(safety_wall_s)
+        self._done_at: float | None = None  # monotonic time at which the simulator was first seen finished
         self.session = live_source.session  # the record button records its raw streams
         self.sim = simulator
         self.inputs = live_source.inputs
@@ -108,6 +111,23 @@ class SimulatorClockSource:
         """New chunks, the simulator's completeness time (session time minus the margin) and the status."""
         chunks, _, status = self.live.poll()
         return chunks, self.origin + self.sim.session_time() - self.safety_s, status
+
+    def ended_at(self) -> float | None:
+        """The simulated session's end (stream time) once it is over, else ``None``.
+
+        Over: the simulator pushed its last sample at least the safety margin plus 0.5 s of wall clock ago, so LSL
+        has delivered it (a stream is called lost only after seconds without data).
+        """
+        import time
+
+        if not self.sim.finished or self.sim.error is not None:
+            return None
+        now = time.monotonic()
+        if self._done_at is None:
+            self._done_at = now
+        if now - self._done_at < self.safety_wall_s + 0.5:
+            return None
+        return self.origin + float(self.sim.session.duration_s)
 
     def close(self) -> None:
         """Close the live session."""
