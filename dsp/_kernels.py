@@ -70,6 +70,17 @@ def _dispatcher(name: str):
     return numba.njit(cache=True, fastmath=False, parallel=name not in _SERIAL)(globals()["_" + name])
 
 
+def module_available(module: str) -> bool:
+    """True when numba and this package's compiled module ``module`` (e.g. ``"_pair_kernels"``) can be imported."""
+    if not HAVE_NUMBA:
+        return False
+    try:
+        importlib.import_module(f"{__package__}.{module}")
+    except Exception:  # pragma: no cover - depends on the environment
+        return False
+    return True
+
+
 def loaded() -> bool:
     """Whether numba is imported in this process already (by any kernel): its load is paid."""
     return numba is not None

@@ -38,13 +38,7 @@ __all__ = ["available", "PairBank", "PairStateTable", "PairView", "TrackView", "
 
 def available() -> bool:
     """True when numba can be imported (the bank needs its kernel)."""
-    if not _kernels.HAVE_NUMBA:
-        return False
-    try:
-        from . import _pair_kernels  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the environment
-        return False
-    return True
+    return _kernels.module_available("_pair_kernels")
 
 
 def trim_mean_rows(values: np.ndarray, proportiontocut: float) -> np.ndarray:

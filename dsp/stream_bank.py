@@ -38,13 +38,7 @@ STREAM_BANK_MIN_STREAMS = 8
 
 def available() -> bool:
     """True when numba can be imported (the banks need their kernels)."""
-    if not _kernels.HAVE_NUMBA:
-        return False
-    try:
-        from . import _stream_kernels  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the environment
-        return False
-    return True
+    return _kernels.module_available("_stream_kernels")
 
 
 def bank_key(p) -> tuple | None:

@@ -270,21 +270,22 @@ class Runner:
             upd = self.pipeline.advance(until)
             self._publish(upd, status)
         if self.replay is not None and self.replay.finished and not self._flushed:
-            upd = self.pipeline.flush(self.replay.end)
-            self.pipeline.finish()
-            self._flushed = True
-            self._publish(upd, status)
-            self.finished.set()
+            upd = self._end_session(self.replay.end, status)
         ended_at = getattr(self.source, "ended_at", None) if self.replay is None else None
         end = ended_at() if ended_at is not None else None
         if end is not None and not self._flushed:  # the simulated session is over: closed as a replay's end is
-            upd = self.pipeline.flush(end)
-            self.pipeline.finish()
-            self._flushed = True
-            self._publish(upd, status)
             self.model.message(f"The simulated session ended at {clock(end - self.source.origin)}; "
                                "what it showed stays on screen.")
-            self.finished.set()
+            upd = self._end_session(end, status)
+        return upd
+
+    def _end_session(self, end: float, status):
+        """The source is over at stream time ``end``: flush and finish the pipeline, publish, set :attr:`finished`."""
+        upd = self.pipeline.flush(end)
+        self.pipeline.finish()
+        self._flushed = True
+        self._publish(upd, status)
+        self.finished.set()
         return upd
 
     # -- recording ---------------------------------------------------------------------------------
