@@ -57,9 +57,6 @@ if TYPE_CHECKING:  # imported where used, like the engine itself
 
 logger = logging.getLogger(__name__)
 
-# dsp._stream_kernels' statuses and next-index column (repeated here: that module imports numba)
-_NOTHING, _ONE, _K_NEXT = 0, 1, 3
-
 #: Engine metric the rupture detector follows (and the views show as "synchrony"), per modality. Heart rate:
 #: plain windowed Pearson r. Skin conductance: *phasic* synchrony, the best r over lags of +-3 s between the
 #: partners' sample-to-sample changes (co-occurring skin-conductance responses, a second or two apart; see
@@ -531,9 +528,11 @@ class SessionPipeline:
                 raise ValueError(f"Invalid value for 'until': expected a finite time in seconds, but got {until!r}.")
             pending, emitted = self._pending, self._emitted
             for b, (bank, slots) in enumerate(self._banks):
+                K = bank.K  # its kernels' module (numba is loaded once a bank exists): statuses, columns
+                ONE, NOTHING = K.ONE, K.NOTHING
                 st = bank.pull(until)
-                if b in self._fresh_bank and bank.rows.shape[0] == len(slots) and (st == _ONE).all():
-                    nxt_all = bank.IN[:, _K_NEXT]
+                if b in self._fresh_bank and bank.rows.shape[0] == len(slots) and (st == ONE).all():
+                    nxt_all = bank.IN[:, K.I_NEXT]
                     k1 = int(nxt_all[0])
                     # (while a bank has samples kept as arrays, none of its streams has any in _pending)
                     if (nxt_all == k1).all() and (b in self._fresh or not any(pending[i] for i in slots)):
@@ -546,15 +545,15 @@ class SessionPipeline:
                     self._spill_fresh(bank=b)
                 status = st.tolist()
                 inside = bank.inside.tolist()
-                vals, quals, nxt = bank.vals.tolist(), bank.quals.tolist(), bank.IN[:, _K_NEXT].tolist()
+                vals, quals, nxt = bank.vals.tolist(), bank.quals.tolist(), bank.IN[:, K.I_NEXT].tolist()
                 for r, i in enumerate(slots):
                     if inside[r]:
                         st = status[r]
-                        if st == _ONE:  # one grid sample: pending as (index, value, code)
+                        if st == ONE:  # one grid sample: pending as (index, value, code)
                             pending[i].append((nxt[r] - 1, vals[r], quals[r]))
                             emitted[i] = nxt[r]
                             continue
-                        if st == _NOTHING:
+                        if st == NOTHING:
                             continue
                         bank.release(r)  # off the scalar path: the object pulls it
                     if type(self._pull_one(i, until, True)) is tuple:
