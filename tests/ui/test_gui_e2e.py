@@ -272,7 +272,10 @@ def test_lost_stream_shows_lost_within_2s_and_recovers(qtbot):
         runner = Runner(LiveSource(session))
         win = _window(qtbot, runner)
         runner.start()
-        qtbot.waitUntil(lambda: win.traces.badge("P2", "hr") == "ok", timeout=10000)
+        # both streams flowing into the pipeline first: a receiver holds its samples until its sender's clock offset
+        # is measured (~0.6 s, longer on a loaded machine), and until then nothing advances
+        qtbot.waitUntil(lambda: win.traces.badge("P2", "hr") == "ok" and win.traces.badge("P1", "hr") == "ok"
+                        and runner.model.snapshot().t_now > 1.0, timeout=15000)
         alive["P2"] = False
         outs["P2"] = None   # the device vanishes: outlet destroyed
         t0 = time.monotonic()
