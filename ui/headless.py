@@ -16,6 +16,13 @@ arousal), and the episodes as they are flagged.
   arousal note, the episodes) -- at most once every ``interval`` seconds -- plus a
   heartbeat block after ``heartbeat`` seconds without one, so a log shows the
   monitor is alive. Synchrony numbers alone never trigger a block.
+* From :data:`COMPACT_PEOPLE` people on (a group of 16 has 120 pairs), both list
+  by name only the people whose signals or arousal differ from most others' and
+  the pairs that need attention (drifting, a possible rupture, repairing,
+  repaired, out of tune, an arousal note), and count the rest in one line
+  ("112 other pairs: 100 in tune, 12 not measurably in tune"). Each pair's
+  evidence behind "not measurably in tune" is then in the live view's matrix
+  and in ``attune analyze --json``.
 
 A flag is a prompt to check in with the people, never a diagnosis.
 """
@@ -31,12 +38,13 @@ import time
 import numpy as np
 
 from attune_monitor.ui.model import tune_evidence_words
-from attune_monitor.ui.words import arming_words
+from attune_monitor.ui.words import STATE_WORDS, arming_words
 
 __all__ = [
     "EXIT_SIGINT", "EXIT_SIGTERM", "DISCLAIMER", "has_display", "clock", "current_sync", "signal_status",
     "arousal_words", "pair_arousal_text", "open_losses", "episode_text", "reached_markers", "marker_text", "render",
-    "HeadlessView", "run_headless"
+    "HeadlessView", "run_headless", "COMPACT_PEOPLE", "QUIET_STATES", "is_compact", "most_common", "group_text",
+    "pair_rows"
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +56,92 @@ DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 
 _STATUS_WORDS = {"ok": "ok", "noisy": "noisy", "lost": "LOST", "recovered": "recovered", "absent": "-",
                  "connected": "ok", "stale": "stale", "connecting": "connecting"}
+
+
+#: From this many people the terminal view lists by name only the people and pairs that need attention and
+#: counts the rest in one line each: a group of 16 has 120 pairs, of 64 2016, more than a screen holds or a log
+#: can carry every few seconds. Smaller groups get every person and pair, as before.
+COMPACT_PEOPLE = 6
+#: Pair states a compact view counts instead of listing (nothing to look at: learning, no measured attunement,
+#: in tune); a pair whose arousal note is on is listed whatever its state.
+QUIET_STATES = ("calibrating", "not_in_tune", "attuned")
+
+
+def is_compact(snap) -> bool:
+    """Whether the view of ``snap`` is compact (:data:`COMPACT_PEOPLE` people or more)."""
+    return len(snap.participants) >= COMPACT_PEOPLE
+
+
+def most_common(values: dict) -> tuple[str | None, list]:
+    """The value most people share and the people who differ.
+
+    Parameters
+    ----------
+    values : dict
+        ``person -> text`` (in the session's order).
+
+    Returns
+    -------
+    common : str | None
+        The most frequent text (the first person's on a tie; None when ``values`` is empty).
+    others : list of str
+        The people whose text differs, in the session's order.
+    """
+    counts: dict = {}
+    for v in values.values():
+        counts[v] = counts.get(v, 0) + 1
+    if not counts:
+        return None, []
+    common = max(counts, key=lambda v: counts[v])  # dicts keep the first-seen order: ties go to the earlier
+    return common, [p for p, v in values.items() if v != common]
+
+
+def group_text(values: dict) -> str:
+    """``"P3 hr=LOST eda=ok; the other 15: hr=ok eda=ok"`` (``"all 16: ..."`` when nobody differs)."""
+    common, odd = most_common(values)
+    if common is None:
+        return ""
+    rest = len(values) - len(odd)
+    return "; ".join([*(f"{p} {values[p]}" for p in odd),
+                      f"{'the other' if odd else 'all'} {rest}: {common}"])
+
+
+def pair_rows(snap, compact: bool | None = None) -> tuple[list[int], str]:
+    """The pairs a view lists by name, and the count of the others.
+
+    Parameters
+    ----------
+    snap : ui.model.Snapshot
+    compact : bool | None
+        Count the quiet pairs (:data:`QUIET_STATES`); default :func:`is_compact`.
+
+    Returns
+    -------
+    listed : list of int
+        Indices into ``snap.pairs`` to show one by one (every pair when not compact).
+    counted : str
+        ``"117 other pairs: 110 in tune, 7 not measurably in tune"``, ``"all 120 pairs: in tune"`` (``""`` when
+        nothing was counted).
+    """
+    compact = is_compact(snap) if compact is None else compact
+    if not compact:
+        return list(range(len(snap.pairs))), ""
+    states = {tuple(ps["pair"]): ps.get("state") for ps in snap.pair_states}
+    listed, counts = [], {}
+    for k, pair in enumerate(snap.pairs):
+        st = states.get(tuple(pair))
+        if (st is None or st in QUIET_STATES) and not pair_arousal_text(snap, pair):
+            words = "waiting for data" if st is None else STATE_WORDS.get(st, str(st))
+            counts[words] = counts.get(words, 0) + 1
+        else:
+            listed.append(k)
+    if not counts:
+        return listed, ""
+    n = sum(counts.values())
+    head = f"{n} other pair{'s' if n != 1 else ''}" if listed else f"all {n} pairs"
+    if len(counts) == 1:
+        return listed, f"{head}: {next(iter(counts))}"
+    return listed, head + ": " + ", ".join(f"{c} {w}" for w, c in sorted(counts.items(), key=lambda x: -x[1]))
 
 
 def has_display() -> bool:
@@ -158,7 +252,7 @@ def marker_text(m: dict) -> str:
     return f"{clock(m['t'])} " + (f"{words}: {text}" if words and text else (words or text))
 
 
-def render(snap, width: int = 100) -> list[str]:
+def render(snap, width: int = 100, compact: bool | None = None) -> list[str]:
     """The lines of one full frame of the view.
 
     Parameters
@@ -166,6 +260,9 @@ def render(snap, width: int = 100) -> list[str]:
     snap : ui.model.Snapshot
     width : int
         Characters per line (longer lines are cut).
+    compact : bool | None
+        List only the people and pairs that need attention and count the rest (:func:`pair_rows`); default
+        :func:`is_compact` (:data:`COMPACT_PEOPLE` people or more).
 
     Returns
     -------
@@ -191,18 +288,29 @@ def render(snap, width: int = 100) -> list[str]:
     lines.append("People      " + "".join(f"  {m:>9s}" for m in mods) + "   arousal")
     status = signal_status(snap)
     words = arousal_words(snap)
-    for p in snap.participants:
-        lines.append(f"  {p:<10s}" + "".join(f"  {status[p][m]:>9s}" for m in mods) + f"   {words[p]}")
+    compact = is_compact(snap) if compact is None else compact
+    rows = {p: (tuple(status[p][m] for m in mods), words[p]) for p in snap.participants}
+    common, people = most_common(rows) if compact else (None, list(snap.participants))
+    for p in people:
+        lines.append(f"  {p:<10s}" + "".join(f"  {x:>9s}" for x in rows[p][0]) + f"   {rows[p][1]}")
+    if common is not None:
+        rest = len(rows) - len(people)
+        lines.append(f"  {('other ' if people else 'all ') + str(rest):<10s}" + "".join(f"  {x:>9s}" for x in common[0])
+                     + f"   {common[1]}")
     cur = current_sync(snap)
     states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
+    listed, counted = pair_rows(snap, compact)
     lines.append("Pairs" + " " * 9 + "".join(f"{m:>8s}" for m in mods) + "   state")
-    for k, pair in enumerate(snap.pairs):
+    for k in listed:
+        pair = snap.pairs[k]
         ps = states.get(tuple(pair), {})
         words = ps.get("words") or "waiting for data"
         evidence = tune_evidence_words(ps)
         words += f" ({evidence})" if evidence else ""
         lines.append(f"  {'-'.join(pair):<12s}" + "".join(f"{_num(cur[m][k]):>8s}" for m in mods) + f"   {words}"
                      + pair_arousal_text(snap, pair))
+    if counted:
+        lines.append("  " + counted)
     eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
     lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
     for ep in eps[-6:]:
@@ -293,8 +401,10 @@ class HeadlessView:
         out = []
         if not self._introduced:
             self._introduced = True
-            out.append(f"people: {', '.join(snap.participants)}; pairs: "
-                       f"{', '.join('-'.join(p) for p in snap.pairs)}; modalities: {', '.join(snap.modalities)}")
+            pairs = (f"every two of them ({len(snap.pairs)}; listed below when they need attention, the rest "
+                     "counted by state)" if is_compact(snap) else ", ".join("-".join(p) for p in snap.pairs))
+            out.append(f"people: {', '.join(snap.participants)}; pairs: {pairs}; "
+                       f"modalities: {', '.join(snap.modalities)}")
             out.append(DISCLAIMER)
         for msg in snap.messages[self._n_msgs:]:
             out.append(f"[{clock(snap.t_now)}] ! {msg}")
@@ -316,17 +426,22 @@ class HeadlessView:
         if force or (key != self._shown_key and since >= self.interval) or since >= self.heartbeat:
             self._last_block = now
             self._shown_key = key
-            st = "; ".join(f"{p} " + " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
-                           for p in snap.participants)
+            compact = is_compact(snap)
+            per = {p: " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
+                   for p in snap.participants}
+            st = group_text(per) if compact else "; ".join(f"{p} {v}" for p, v in per.items())
             learning = arming_words(getattr(snap, "arming", None))
             if learning:
                 out.append(f"[{clock(snap.t_now)}] {learning}")
             out.append(f"[{clock(snap.t_now)}] status: {st}")
             words = arousal_words(snap)
-            out.append(f"[{clock(snap.t_now)}] arousal: " + "; ".join(f"{p} {words[p]}" for p in snap.participants))
+            out.append(f"[{clock(snap.t_now)}] arousal: " + (group_text(words) if compact else "; ".join(
+                f"{p} {words[p]}" for p in snap.participants)))
             cur = current_sync(snap)
             states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
-            for k, pair in enumerate(snap.pairs):
+            listed, counted = pair_rows(snap, compact)
+            for k in listed:
+                pair = snap.pairs[k]
                 ps = states.get(tuple(pair), {})
                 syn = " ".join(f"{m} {_num(cur[m][k]).strip()}" for m in snap.modalities)
                 evidence = tune_evidence_words(ps)
@@ -334,6 +449,8 @@ class HeadlessView:
                            f"{ps.get('words') or 'waiting for data'}"
                            + (f" ({evidence})" if evidence else "")
                            + pair_arousal_text(snap, pair))
+            if counted:
+                out.append(f"[{clock(snap.t_now)}] pairs: {counted}")
             lost = open_losses(snap)
             if lost:
                 out.append(f"[{clock(snap.t_now)}] signal loss: " + "; ".join(

@@ -4,7 +4,7 @@ The reference is the per-pair machines' ``pair_states()`` (a list of dicts built
 :class:`SessionModel`; the other model takes the pair bank's ``pair_table()`` as the runner hands it over (its dicts
 built only when a snapshot reads them). On the same random session, every snapshot field that is read from the
 pair states (the states themselves, words, ties, arming, pair arousal, episodes, groups) and the terminal view's
-lines must be identical, compared through ``repr`` (bitwise for floats, NaN-safe).
+lines (every pair listed) must be identical, compared through ``repr`` (bitwise for floats, NaN-safe).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ FIELDS = ("pair_states", "ties", "arming", "pair_arousal", "episodes", "groups",
 def _look(model) -> list[str]:
     """The snapshot fields read from the pair states, and the terminal view's lines (every pair's words)."""
     snap = model.snapshot(60.0)
-    return [repr(getattr(snap, f)) for f in FIELDS] + ["\n".join(render(snap, width=400))]
+    return [repr(getattr(snap, f)) for f in FIELDS] + ["\n".join(render(snap, width=400, compact=False))]
 
 
 def _session(ops: list, n_people: int, bank: bool, take) -> list[str]:

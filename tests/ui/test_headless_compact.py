@@ -1,0 +1,107 @@
+"""The terminal view of a large group: the people and pairs that need attention by name, the rest counted.
+
+Known truth: a model of 8 people (28 pairs) is handed pair states and a signal status chosen here; the lines must
+name exactly the odd person and the pairs in a state worth a look, and count every other pair by its state.
+Below :data:`COMPACT_PEOPLE` people (and with ``compact=False``) every person and pair is listed as before.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from attune_monitor.dsp.pipeline import Update
+from attune_monitor.ui.headless import COMPACT_PEOPLE, HeadlessView, group_text, most_common, pair_rows, render
+from attune_monitor.ui.model import SessionModel
+
+MODS = ("hr", "eda")
+WORDS = {"attuned": "in tune", "possible_rupture": "possible rupture", "drifting": "drifting",
+         "not_in_tune": "not measurably in tune", "calibrating": "learning baseline"}
+#: the pairs not in tune in the session below (every other pair is "attuned")
+ODD_PAIRS = {("P1", "P3"): "possible_rupture", ("P2", "P3"): "drifting", ("P4", "P5"): "not_in_tune",
+             ("P6", "P7"): "calibrating"}
+
+
+def _model(n_people: int, lost: str | None = "P3"):
+    people = [f"P{i + 1}" for i in range(n_people)]
+    pairs = list(itertools.combinations(people, 2))
+    model = SessionModel(people, MODS, pairs, 4.0, 1.0, 60.0)
+    states = []
+    for pair in pairs:
+        st = ODD_PAIRS.get(pair, "attuned")
+        states.append({"pair": pair, "state": st, "words": WORDS[st], "armed": st != "not_in_tune",
+                       "modalities": {}})
+    status = {p: {m: ("lost" if (p == lost and m == "hr") else "ok") for m in MODS} for p in people}
+    model.apply(Update(grid_start=0, grid={m: np.full((n_people, 40), 70.0) for m in MODS},
+                       quality={m: np.zeros((n_people, 40), np.uint8) for m in MODS}), states, status)
+    return model, pairs
+
+
+def _plain(model) -> str:
+    out = io.StringIO()
+    HeadlessView(model, out, tty=False, interval=0.0).draw(force=True)
+    return out.getvalue()
+
+
+def test_most_common_and_group_text():
+    assert most_common({}) == (None, [])
+    assert most_common({"A": "x", "B": "y", "C": "x"}) == ("x", ["B"])
+    assert most_common({"A": "x", "B": "y"}) == ("x", ["B"])  # a tie goes to the first seen
+    assert group_text({"A": "ok", "B": "ok"}) == "all 2: ok"
+    assert group_text({"A": "ok", "B": "LOST", "C": "ok"}) == "B LOST; the other 2: ok"
+
+
+def test_plain_view_of_eight_people_names_what_needs_attention_and_counts_the_rest():
+    assert COMPACT_PEOPLE <= 8
+    model, pairs = _model(8)
+    text = _plain(model)
+    assert "pairs: every two of them (28;" in text
+    assert "] status: P3 hr=LOST eda=ok; the other 7: hr=ok eda=ok\n" in text
+    assert "] arousal: all 8: learning baseline\n" in text
+    listed = re.findall(r"\] pair (P\d+-P\d+): ", text)
+    assert listed == ["P1-P3", "P2-P3"]  # the possible rupture and the drifting pair, in pair order
+    assert "possible rupture" in text.split("pair P1-P3: ")[1].splitlines()[0]
+    counted = re.search(r"\] pairs: (\d+) other pairs: (.*)\n", text)
+    assert counted, text
+    assert int(counted.group(1)) == 26
+    parts = dict((w, int(c)) for c, w in (re.match(r"(\d+) (.*)", x).groups() for x in counted.group(2).split(", ")))
+    assert parts == {"in tune": 24, "not measurably in tune": 1, "learning baseline": 1}
+    assert sum(parts.values()) + len(listed) == len(pairs)
+
+
+def test_terminal_frame_of_eight_people_lists_the_odd_person_and_pairs():
+    model, _ = _model(8)
+    lines = render(model.snapshot(), width=200)
+    people = [ln.split()[0] for ln in lines[lines.index(next(ln for ln in lines if ln.startswith("People"))) + 1:
+                                             lines.index(next(ln for ln in lines if ln.startswith("Pairs")))]]
+    assert people == ["P3", "other"]
+    other = next(ln for ln in lines if ln.startswith("  other 7"))
+    assert other.split()[2:4] == ["ok", "ok"]
+    pair_lines = [ln for ln in lines if re.match(r"  P\d+-P\d+ ", ln)]
+    assert [ln.split()[0] for ln in pair_lines] == ["P1-P3", "P2-P3"]
+    assert any(ln.strip() == "26 other pairs: 24 in tune, 1 not measurably in tune, 1 learning baseline"
+               for ln in lines)
+    full = render(model.snapshot(), width=200, compact=False)
+    assert len([ln for ln in full if re.match(r"  P\d+-P\d+ ", ln)]) == 28
+    assert len([ln for ln in full if re.match(r"  P\d ", ln)]) == 8
+
+
+@pytest.mark.parametrize("n_people", [2, 4, COMPACT_PEOPLE - 1])
+def test_small_groups_list_every_person_and_pair(n_people):
+    model, pairs = _model(n_people, lost=None)
+    text = _plain(model)
+    assert len(re.findall(r"\] pair P\d+-P\d+: ", text)) == len(pairs)
+    assert "] pairs: " not in text
+    assert "] status: " + "; ".join(f"P{i + 1} hr=ok eda=ok" for i in range(n_people)) + "\n" in text
+
+
+def test_a_group_with_every_pair_quiet_is_one_line():
+    model, pairs = _model(8, lost=None)
+    snap = model.snapshot()
+    snap.pair_states = [dict(ps, state="attuned", words="in tune") for ps in snap.pair_states]
+    listed, counted = pair_rows(snap)
+    assert listed == [] and counted == f"all {len(pairs)} pairs: in tune"
