@@ -38,13 +38,13 @@ import time
 import numpy as np
 
 from attune_monitor.ui.model import tune_evidence_words
-from attune_monitor.ui.words import STATE_WORDS, arming_words
+from attune_monitor.ui.words import OUTCOME_WORDS, STATE_WORDS, arming_words
 
 __all__ = [
     "EXIT_SIGINT", "EXIT_SIGTERM", "DISCLAIMER", "has_display", "clock", "current_sync", "signal_status",
     "arousal_words", "pair_arousal_text", "open_losses", "episode_text", "reached_markers", "marker_text", "render",
     "HeadlessView", "run_headless", "COMPACT_PEOPLE", "QUIET_STATES", "is_compact", "most_common", "group_text",
-    "pair_rows"
+    "pair_rows", "group_text_line"
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,6 +240,30 @@ def episode_text(ep: dict) -> str:
             f"confidence {ep.get('confidence', 0):.2f}; {tail}{label}")
 
 
+def group_text_line(group: dict, participants=None) -> str:
+    """One line about a group of episodes (:attr:`attune_monitor.ui.model.Snapshot.groups`, two or more).
+
+    ``"05:24 P3 drifting away — 7 of 7 ties dropped (#1-#7, P1 P2 P4 P5 P6 P7 P8); open: check in"``.
+    """
+    eps = sorted(group["episodes"], key=lambda e: e["id"])
+    person = group["person"]
+    others = [p for e in eps for p in e["pair"] if p != person]
+    if participants is not None:
+        order = {p: k for k, p in enumerate(participants)}
+        others.sort(key=lambda p: order.get(p, len(order)))
+    ids = [e["id"] for e in eps]
+    span = f"#{ids[0]}-#{ids[-1]}" if ids == list(range(ids[0], ids[-1] + 1)) else ", ".join(f"#{i}" for i in ids)
+    onset = min(e["onset_s"] for e in eps)
+    if group.get("open"):
+        tail = "repairing" if group.get("state") == "repairing" else "open: check in"
+    else:
+        tail = OUTCOME_WORDS.get(group.get("state"), str(group.get("state", "closed")).replace("_", " "))
+        ends = [e.get("offset_s") for e in eps if e.get("offset_s") is not None]
+        if ends:
+            tail += f" by {clock(max(ends))}"
+    return f"{clock(onset)} {group['words']} ({span}, with {' '.join(others)}); {tail}"
+
+
 def reached_markers(snap) -> list[dict]:
     """Markers from elsewhere (a replayed recording's, other apps' live) whose time has come, in time order."""
     return sorted((m for m in snap.markers if m.get("external") and m["t"] <= snap.t_now + 1e-9), key=lambda m: m["t"])
@@ -313,8 +337,15 @@ def render(snap, width: int = 100, compact: bool | None = None) -> list[str]:
         lines.append("  " + counted)
     eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
     lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
-    for ep in eps[-6:]:
-        lines.append("  " + episode_text(ep))
+    shown = [(ep["onset_s"], episode_text(ep)) for ep in eps]
+    if compact:  # one person's episodes with several of the others: one line
+        grouped = [g for g in getattr(snap, "groups", None) or () if g.get("person") and len(g["episodes"]) >= 2]
+        ids = {e["id"] for g in grouped for e in g["episodes"]}
+        shown = sorted([(ep["onset_s"], episode_text(ep)) for ep in eps if ep["id"] not in ids]
+                       + [(min(e["onset_s"] for e in g["episodes"]), "group " + group_text_line(g, snap.participants))
+                          for g in grouped], key=lambda x: x[0])
+    for _onset, text in shown[-6:]:
+        lines.append("  " + text)
     marks = reached_markers(snap)
     if marks:
         lines.append(f"Markers ({len(marks)}), last: {marker_text(marks[-1])}")
@@ -370,7 +401,7 @@ class HeadlessView:
         self._drawn = 0
         self._version = -1
         self._last_block = -math.inf
-        self._seen_eps: dict[int, tuple] = {}
+        self._seen_eps: dict = {}  # episode id, or ('group', person, first id) -> what its line said
         self._seen_markers: set = set()
         self._n_msgs = 0
         self._introduced = False
@@ -409,7 +440,21 @@ class HeadlessView:
         for msg in snap.messages[self._n_msgs:]:
             out.append(f"[{clock(snap.t_now)}] ! {msg}")
         self._n_msgs = len(snap.messages)
+        in_groups: set = set()
+        if is_compact(snap):  # one person's episodes with several of the others: one line for the group
+            for g in getattr(snap, "groups", None) or ():
+                eps = g["episodes"]
+                if g.get("person") is None or len(eps) < 2:
+                    continue
+                in_groups.update(e["id"] for e in eps)
+                key = ("group", g["person"], min(e["id"] for e in eps))
+                shown = (len(eps), g.get("state"), g.get("open"))
+                if self._seen_eps.get(key) != shown:
+                    self._seen_eps[key] = shown
+                    out.append(f"[{clock(snap.t_now)}] group episode {group_text_line(g, snap.participants)}")
         for ep in sorted(snap.episodes, key=lambda e: e["onset_s"]):
+            if ep["id"] in in_groups:
+                continue
             key = (ep.get("repaired"), ep.get("open"), tuple(ep.get("modalities") or ()), ep.get("label"))
             if self._seen_eps.get(ep["id"]) != key:
                 self._seen_eps[ep["id"]] = key

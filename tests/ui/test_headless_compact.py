@@ -105,3 +105,53 @@ def test_a_group_with_every_pair_quiet_is_one_line():
     snap.pair_states = [dict(ps, state="attuned", words="in tune") for ps in snap.pair_states]
     listed, counted = pair_rows(snap)
     assert listed == [] and counted == f"all {len(pairs)} pairs: in tune"
+
+
+def _episode(i, pair, onset, person="P3", repaired_at=None):
+    return {"id": i, "pair": pair, "onset_s": onset, "flagged_s": onset + 15.0, "people": [person],
+            "modalities": ["hr", "eda"], "confidence": 1.0, "open": repaired_at is None,
+            "repaired": repaired_at is not None, "offset_s": repaired_at,
+            "outcome": "repaired" if repaired_at is not None else "open"}
+
+
+class _Frozen:
+    """A model whose snapshot is the one given (the view reads nothing else)."""
+
+    def __init__(self, snap):
+        self.snap = snap
+
+    def snapshot(self, seconds=30.0):
+        return self.snap
+
+
+def test_one_persons_episodes_with_the_group_are_one_line_in_a_large_group():
+    from attune_monitor.ui.model import group_episodes
+
+    model, _ = _model(8, lost=None)
+    snap = model.snapshot()
+    # P3 flagged with five of the others within seconds (ids out of pair order), and one unrelated pair
+    eps = [_episode(1, ("P3", "P6"), 320.0), _episode(2, ("P1", "P3"), 321.0), _episode(3, ("P3", "P8"), 321.0),
+           _episode(4, ("P2", "P3"), 322.0), _episode(5, ("P3", "P4"), 322.0),
+           _episode(6, ("P5", "P7"), 100.0, person="P5", repaired_at=160.0)]
+    snap.episodes = eps
+    snap.groups = group_episodes(eps, snap.participants)
+    out = io.StringIO()
+    view = HeadlessView(_Frozen(snap), out, tty=False, interval=0.0)
+    view.draw(force=True)
+    text = out.getvalue()
+    groups = re.findall(r"\] group episode (.*)\n", text)
+    assert groups == ["05:20 P3 drifting away \u2014 5 of 7 ties dropped (#1-#5, with P1 P2 P4 P6 P8); open: check in"]
+    singles = re.findall(r"\] episode (#\d+) ", text)
+    assert singles == ["#6"]  # a pair episode of its own keeps its line
+    view.draw(force=True)  # nothing changed: no line repeated
+    assert out.getvalue().count("group episode") == 1
+    for e in eps[:5]:
+        e.update(open=False, repaired=True, offset_s=e["onset_s"] + 40.0, outcome="repaired")
+    snap.groups = group_episodes(eps, snap.participants)
+    view.draw(force=True)
+    last = re.findall(r"\] group episode (.*)\n", out.getvalue())[-1]
+    assert last == "05:20 P3 drifted away \u2014 5 of 7 ties dropped (#1-#5, with P1 P2 P4 P6 P8); repaired by 06:02"
+    frame = render(snap, width=300)
+    assert "  group " + last in frame
+    assert sum(ln.startswith("  #") for ln in frame) == 1  # P5-P7's own episode
+    assert sum(ln.startswith("  #") for ln in render(snap, width=300, compact=False)) == 6
