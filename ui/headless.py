@@ -19,7 +19,7 @@ arousal), and the episodes as they are flagged.
 * From :data:`COMPACT_PEOPLE` people on (a group of 16 has 120 pairs), both list
   by name only the people whose signals or arousal differ from most others' and
   the pairs that need attention (drifting, a possible rupture, repairing,
-  repaired, out of tune, an arousal note), and count the rest in one line
+  repaired, out of tune), and count the rest in one line
   ("112 other pairs: 100 in tune, 12 not measurably in tune"). Each pair's
   evidence behind "not measurably in tune" is then in the live view's matrix
   and in ``attune analyze --json``.
@@ -63,7 +63,8 @@ _STATUS_WORDS = {"ok": "ok", "noisy": "noisy", "lost": "LOST", "recovered": "rec
 #: can carry every few seconds. Smaller groups get every person and pair, as before.
 COMPACT_PEOPLE = 6
 #: Pair states a compact view counts instead of listing (nothing to look at: learning, no measured attunement,
-#: in tune); a pair whose arousal note is on is listed whatever its state.
+#: in tune). A quiet pair with a person's arousal moving away is counted too: the arousal line names the person
+#: (a 64-person session with ten people's arousal flattening would otherwise list some 600 pairs).
 QUIET_STATES = ("calibrating", "not_in_tune", "attuned")
 
 
@@ -130,7 +131,7 @@ def pair_rows(snap, compact: bool | None = None) -> tuple[list[int], str]:
     listed, counts = [], {}
     for k, pair in enumerate(snap.pairs):
         st = states.get(tuple(pair))
-        if (st is None or st in QUIET_STATES) and not pair_arousal_text(snap, pair):
+        if st is None or st in QUIET_STATES:
             words = "waiting for data" if st is None else STATE_WORDS.get(st, str(st))
             counts[words] = counts.get(words, 0) + 1
         else:
@@ -172,10 +173,10 @@ def current_sync(snap) -> dict:
     for m, (_ts, s, _c) in snap.sync.items():
         vals = np.full(len(snap.pairs), np.nan)
         if s.size:
-            for p in range(s.shape[0]):
-                fin = np.flatnonzero(np.isfinite(s[p]))
-                if fin.size:
-                    vals[p] = s[p, fin[-1]]
+            fin = np.isfinite(s)
+            last = s.shape[1] - 1 - np.argmax(fin[:, ::-1], axis=1)  # each row's last finite column
+            rows = np.flatnonzero(fin.any(axis=1))
+            vals[rows] = s[rows, last[rows]]
         out[m] = vals
     return out
 

@@ -155,3 +155,25 @@ def test_one_persons_episodes_with_the_group_are_one_line_in_a_large_group():
     assert "  group " + last in frame
     assert sum(ln.startswith("  #") for ln in frame) == 1  # P5-P7's own episode
     assert sum(ln.startswith("  #") for ln in render(snap, width=300, compact=False)) == 6
+
+
+def test_current_sync_is_each_pairs_last_finite_value():
+    from types import SimpleNamespace
+
+    from attune_monitor.ui.headless import current_sync
+
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-1, 1, (7, 12))
+    s[rng.random(s.shape) < 0.4] = np.nan
+    s[2] = np.nan  # a pair with nothing yet
+    s[3, -1] = 0.25  # the newest column finite
+    s[4, :] = np.nan
+    s[4, 0] = -0.5  # only the oldest
+    snap = SimpleNamespace(pairs=[("a", str(k)) for k in range(7)],
+                           sync={"hr": (np.arange(12.0), s, s), "eda": (np.zeros(0), np.zeros((0, 0)), None)})
+    got = current_sync(snap)
+    for p in range(7):
+        fin = [v for v in s[p] if np.isfinite(v)]
+        assert (np.isnan(got["hr"][p]) if not fin else got["hr"][p] == fin[-1]), p
+    assert got["hr"][3] == 0.25 and got["hr"][4] == -0.5 and np.isnan(got["hr"][2])
+    assert got["eda"].shape == (7,) and np.isnan(got["eda"]).all()
