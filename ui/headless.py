@@ -509,10 +509,13 @@ class HeadlessView:
         """What a status block says in words (not the synchrony numbers): a new block is due when it changes."""
         status = signal_status(snap) if status is None else status
         states = {tuple(ps["pair"]): ps.get("words") or ps.get("state") for ps in snap.pair_states}
+        listed, counted = pair_rows(snap)  # a large group's block shows these pairs and counts the others
         return (
             tuple((p, tuple(sorted(d.items()))) for p, d in sorted(status.items())),
             tuple(sorted(arousal_words(snap).items())),
-            tuple((tuple(pair), states.get(tuple(pair)), pair_arousal_text(snap, pair)) for pair in snap.pairs),
+            tuple((tuple(snap.pairs[k]), states.get(tuple(snap.pairs[k])), pair_arousal_text(snap, snap.pairs[k]))
+                  for k in listed),
+            counted,
             tuple(sorted((ep["id"], bool(ep.get("repaired")), bool(ep.get("open", True))) for ep in snap.episodes)),
             tuple(open_losses(snap)),
             _learning_key(getattr(snap, "arming", None)),
