@@ -277,6 +277,8 @@ class Runner:
             self.model.message(f"The simulated session ended at {clock(end - self.source.origin)}; "
                                "what it showed stays on screen.")
             upd = self._end_session(end, status)
+            if self.recorder is not None:  # the demo's Record button: the recording ends with the session
+                self.stop_recording()
         return upd
 
     def _end_session(self, end: float, status):

@@ -28,3 +28,36 @@ def test_the_headless_demo_ends_when_its_simulated_session_ends():
     assert runner.finished.is_set() and runner.pipeline.last_time >= 299.0
     before = runner.model.snapshot().t_now
     assert runner.step() is None and runner.model.snapshot().t_now == before  # nothing more is polled
+
+
+def test_a_recording_started_in_the_demo_is_closed_when_its_session_ends(tmp_path):
+    """The live view's Record button during a demo: at the simulated session's end the file is closed (footers
+    written, readable by pyxdf with every stream) and the view says where it was saved, instead of recording
+    nothing on until the window closes."""
+    import pyxdf
+
+    from attune_monitor.ui.commands.demo import start_demo
+
+    runner = start_demo("couple-calm", speed=64.0)
+    path = tmp_path / "demo.xdf"
+    try:
+        runner.start()
+        rec = runner.start_recording(path)
+        assert runner.finished.wait(60.0), "the demo's session did not end"
+        deadline = time.monotonic() + 10.0
+        while (runner.recorder is not None or runner.model.recording is not None) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # before the runner is stopped (which closes a recording too)
+        closed_at_end = (runner.recorder is None, runner.model.recording is None, rec.writer.closed)
+        msgs = runner.model.snapshot().messages
+    finally:
+        runner.stop()
+        runner.simulator.stop()
+    assert closed_at_end == (True, True, True)
+    assert any(f"Recording saved: {path}" in m for m in msgs), msgs
+    streams, _ = pyxdf.load_xdf(str(path))
+    names = {s["info"]["name"][0] for s in streams}
+    assert sum(1 for s in streams if len(s["time_stamps"]) > 10) >= 4, names  # 2 people x heart + skin at least
+    last = max(float(s["time_stamps"][-1]) for s in streams if len(s["time_stamps"]))
+    first = min(float(s["time_stamps"][0]) for s in streams if len(s["time_stamps"]))
+    assert 250.0 < last - first < 320.0  # the session's 300 s (stamped in session time, whatever the speed-up)
