@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 import time
 
@@ -515,7 +516,7 @@ class HeadlessView:
             tuple(sorted(arousal_words(snap).items())),
             tuple((tuple(snap.pairs[k]), states.get(tuple(snap.pairs[k])), pair_arousal_text(snap, snap.pairs[k]))
                   for k in listed),
-            counted,
+            re.sub(r"\d+", "#", counted),  # which states are counted; the counts alone wait for the next block
             tuple(sorted((ep["id"], bool(ep.get("repaired")), bool(ep.get("open", True))) for ep in snap.episodes)),
             tuple(open_losses(snap)),
             _learning_key(getattr(snap, "arming", None)),

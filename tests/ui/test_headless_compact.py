@@ -177,3 +177,29 @@ def test_current_sync_is_each_pairs_last_finite_value():
         assert (np.isnan(got["hr"][p]) if not fin else got["hr"][p] == fin[-1]), p
     assert got["hr"][3] == 0.25 and got["hr"][4] == -0.5 and np.isnan(got["hr"][2])
     assert got["eda"].shape == (7,) and np.isnan(got["eda"]).all()
+
+
+def test_a_new_block_comes_for_what_is_listed_not_for_a_count():
+    model, pairs = _model(8, lost=None)
+    out = io.StringIO()
+    view = HeadlessView(model, out, tty=False, interval=0.0)
+    view.draw()
+    assert out.getvalue().count("] pairs: ") == 1
+
+    def states(changes):
+        rows = []
+        for pair in pairs:
+            st = changes.get(pair, ODD_PAIRS.get(pair, "attuned"))
+            rows.append({"pair": pair, "state": st, "words": WORDS[st], "armed": st != "not_in_tune",
+                         "modalities": {}})
+        return rows
+
+    model.apply(Update(), states({("P1", "P2"): "not_in_tune"}))  # 23 in tune, 2 not: the same states counted
+    view.draw()
+    assert out.getvalue().count("] pairs: ") == 1
+    model.apply(Update(), states({("P1", "P2"): "drifting"}))  # a pair to look at
+    view.draw()
+    text = out.getvalue()
+    assert text.count("] pairs: ") == 2 and "] pair P1-P2: " in text
+    assert text.rstrip().splitlines()[-1].endswith("pairs: 25 other pairs: 23 in tune, 1 not measurably in tune, "
+                                                   "1 learning baseline")
