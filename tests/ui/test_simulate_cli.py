@@ -134,3 +134,20 @@ def test_default_seed_rupture_is_flagged_with_the_balanced_preset(tmp_path):
     assert main(["evaluate", str(tmp_path), "--preset", "balanced", "--json", str(tmp_path / "e.json")]) == 0
     m = json.loads((tmp_path / "e.json").read_text())["overall"]
     assert m["truth_ruptures"] == 2 and m["detected"] == 2, m
+
+
+def test_a_group_of_64_is_simulated_and_65_refused(tmp_path, capsys):
+    """The live pipeline is measured at 64 people (issue 21): the simulator gives a lab that group to try."""
+    import pyxdf
+
+    out = tmp_path / "g64.xdf"
+    assert main(["simulate", "--scenario", "group-withdrawal", "--participants", "64", "--duration", "20",
+                 "--out", str(out)]) == 0
+    streams, _ = pyxdf.load_xdf(str(out))
+    people = {s["info"]["source_id"][0].split("-p")[-1].split("-")[0] for s in streams}
+    assert len(people) == 64 and len(streams) >= 128  # heart and skin for each
+    capsys.readouterr()
+    assert main(["simulate", "--participants", "65", "--out", str(tmp_path / "x.xdf")]) == 2
+    err = capsys.readouterr().err
+    assert "between 1 and 64" in err and "--participants 64" in err
+    assert not (tmp_path / "x.xdf").exists()
