@@ -594,7 +594,7 @@ class HeartRateBridge:
     # -- LSL
 
     def _make_outlets(self, ble_name: str | None) -> None:
-        from .lsl import pylsl
+        from .lsl import open_outlet, pylsl
 
         if self._clock is None:
             self._clock = pylsl.local_clock
@@ -617,7 +617,7 @@ class HeartRateBridge:
             acq = desc.append_child("acquisition")
             acq.append_child_value("bridge", "attune bridge ble-hr")
             acq.append_child_value("ble_name", ble_name or "")
-            outlets.append(pylsl.StreamOutlet(info))
+            outlets.append(open_outlet(info))
         self.rr_outlet, self.hr_outlet = outlets
         logger.info("publishing LSL streams %r and %r", f"{base} RR", f"{base} HR")
 

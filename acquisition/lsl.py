@@ -19,6 +19,8 @@ import os
 import threading
 import time
 
+from attune_monitor.errors import AttuneError
+
 from .lslconfig import configure
 
 if "LSLAPICFG" not in os.environ:
@@ -27,7 +29,7 @@ if "LSLAPICFG" not in os.environ:
 import pylsl  # noqa: E402  (must follow the configuration)
 from pylsl.lib import lib as _liblsl  # noqa: E402
 
-__all__ = ["CLOCK_POLL_S", "CLOCK_RENEW_S", "ClockOffset", "pylsl", "stream_xml"]
+__all__ = ["CLOCK_POLL_S", "CLOCK_RENEW_S", "ClockOffset", "OutletError", "open_outlet", "pylsl", "stream_xml"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,54 @@ _get_xml.argtypes = [ctypes.c_void_p]
 _destroy_string = _liblsl["lsl_destroy_string"]
 _destroy_string.restype = None
 _destroy_string.argtypes = [ctypes.c_void_p]
+
+
+class OutletError(AttuneError):
+    """An LSL stream could not be published: liblsl found no free port for its outlet."""
+
+
+def open_outlet(info, **kwargs):
+    """``pylsl.StreamOutlet(info, **kwargs)``, or an :class:`OutletError` that says why and what to do.
+
+    liblsl's own error is ``RuntimeError("could not create stream outlet.")``. With Attune's configuration
+    (``PortRange = 256``, ``AllowRandomPorts = false``: every outlet on the ports the firewall rule of hardware.md
+    covers) that is almost always every port taken, by this process's outlets or other LSL senders on the machine.
+
+    Parameters
+    ----------
+    info : pylsl.StreamInfo
+    **kwargs
+        ``chunk_size``, ``max_buffered``, as :class:`pylsl.StreamOutlet` takes them.
+
+    Raises
+    ------
+    OutletError
+        Naming the stream, the port range and what to do.
+    """
+    try:
+        return pylsl.StreamOutlet(info, **kwargs)
+    except RuntimeError as exc:
+        cfg = os.environ.get("LSLAPICFG") or "liblsl's defaults"
+        base, span = _config_int("BasePort", 16572), _config_int("PortRange", 32)
+        raise OutletError(
+            f"Could not publish the LSL stream {info.name()!r}: liblsl found no free port for it. The LSL "
+            f"configuration in force ({cfg}) keeps outlets on TCP/UDP {base}-{base + span - 1} (PortRange = {span}; "
+            "Attune's has AllowRandomPorts = false, so that the firewall rule in hardware.md covers them all), and "
+            "those are in use by this program's streams and other LSL senders on this computer. Close other LSL "
+            "senders, publish fewer streams (fewer --participants), or point LSLAPICFG at a copy of the file with "
+            f"a larger PortRange. (liblsl: {exc})") from exc
+
+
+def _config_int(key: str, default: int) -> int:
+    """``key = N`` of the LSL configuration file in force (``LSLAPICFG``), else ``default``."""
+    import re
+
+    try:
+        with open(os.environ["LSLAPICFG"], encoding="utf-8") as f:
+            m = re.search(rf"^\s*{key}\s*=\s*(\d+)\s*$", f.read(), re.M)
+    except (KeyError, OSError, UnicodeDecodeError):
+        return default
+    return int(m.group(1)) if m else default
 
 
 def stream_xml(info) -> str:

@@ -25,7 +25,7 @@ SCOPES = ("machine", "link", "site")
 _SCOPE_TEMPLATE = """; Attune: LSL configuration for live use, scope chosen with --lsl-scope.
 [ports]
 IPv6 = disable
-PortRange = 128
+PortRange = 256
 AllowRandomPorts = false
 
 [multicast]

@@ -122,13 +122,13 @@ class RecordingPublisher:
 
     def open(self) -> None:
         """Create the outlets (so that consumers can find them before samples flow)."""
-        from .lsl import pylsl
+        from .lsl import open_outlet, pylsl
 
         if self._outlets:
             return
         for s in self.streams:
             info = stream_info_from_xml(header_xml(s), pylsl, self.source_suffix)
-            self._outlets.append(pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360))
+            self._outlets.append(open_outlet(info, chunk_size=0, max_buffered=360))
             ts = np.asarray(s.timestamps, dtype=float)
             self._cursor.append(int(np.searchsorted(ts, self.origin + self.start_s, side="left")))
 

@@ -134,12 +134,12 @@ class Simulator:
         Call it before :meth:`start` when consumers must connect first so that
         they receive the session from its very first sample.
         """
-        from .lsl import pylsl
+        from .lsl import open_outlet, pylsl
 
         if not self._outlets:
             if self.instance is None:
                 self._take_instance()
-            self._outlets = [pylsl.StreamOutlet(stream_info(s, pylsl), chunk_size=0, max_buffered=360)
+            self._outlets = [open_outlet(stream_info(s, pylsl), chunk_size=0, max_buffered=360)
                              for s in self.session.streams]
 
     def _take_instance(self) -> None:

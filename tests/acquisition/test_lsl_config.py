@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -119,12 +120,12 @@ def _cfg_int(key: str) -> int:
 
 def test_more_than_32_streams_on_this_machine_are_all_found():
     """liblsl finds a stream on this machine only on the ports BasePort .. BasePort + PortRange - 1 (unicast to
-    KnownPeers); its default range of 32 left the 33rd stream undiscoverable. The shipped range is 128 and no
+    KnownPeers); its default range of 32 left the 33rd stream undiscoverable. The shipped range is 256 and no
     outlet leaves it (AllowRandomPorts = false: the firewall rule of hardware.md covers them all)."""
     text = DEFAULT_CONFIG.read_text()
-    assert re.search(r"^\s*PortRange\s*=\s*128\s*$", text, re.M)
+    assert re.search(r"^\s*PortRange\s*=\s*256\s*$", text, re.M)
     assert re.search(r"^\s*AllowRandomPorts\s*=\s*false\s*$", text, re.M)
-    assert "AllowRandomPorts = false" in _SCOPE_TEMPLATE and "PortRange = 128" in _SCOPE_TEMPLATE
+    assert "AllowRandomPorts = false" in _SCOPE_TEMPLATE and "PortRange = 256" in _SCOPE_TEMPLATE
     tag = f"cfg-many-{uuid.uuid4().hex[:10]}"
     n = 40
     outlets = [pylsl.StreamOutlet(pylsl.StreamInfo(f"probe {i}", "EEG", 1, 10.0, "float32", f"{tag}-{i}"))
@@ -225,3 +226,37 @@ def test_a_chosen_scope_leaves_no_config_file_behind():
     assert (existed, linked) == ("True", "True")
     assert Path(path).name.startswith("attune-lsl-link-")
     assert not Path(path).exists()
+
+
+_OUT_OF_PORTS = textwrap.dedent(
+    """
+    import json, sys, uuid
+    from attune_monitor.acquisition.lsl import OutletError, open_outlet, pylsl
+    tag = uuid.uuid4().hex[:8]
+    outlets, err = [], None
+    for i in range(12):
+        try:
+            outlets.append(open_outlet(pylsl.StreamInfo(f"probe {i}", "EEG", 1, 10.0, "float32", f"{tag}-{i}")))
+        except OutletError as exc:
+            err = str(exc)
+            break
+    print(json.dumps({"opened": len(outlets), "error": err}))
+    """
+)
+
+
+def test_an_outlet_beyond_the_port_range_is_a_clear_error(tmp_path):
+    """With AllowRandomPorts = false liblsl refuses an outlet once the range is used up ('could not create stream
+    outlet.'); Attune says which stream, which ports and what to do (``attune`` turns it into its one-line exit 2).
+    A configuration of 3 ports: at most 3 outlets (fewer when other tests' outlets hold some of them)."""
+    cfg = tmp_path / "lsl_api.cfg"
+    cfg.write_text(DEFAULT_CONFIG.read_text().replace("PortRange = 256", "PortRange = 3"))
+    assert "PortRange = 3" in cfg.read_text()
+    env = dict(os.environ, LSLAPICFG=str(cfg))
+    out = subprocess.run([sys.executable, "-c", _OUT_OF_PORTS], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["opened"] <= 3 and res["error"], res
+    err = res["error"]
+    assert f"probe {res['opened']}" in err and "16572-16574" in err and "PortRange = 3" in err and str(cfg) in err
+    assert "Close other LSL senders" in err
