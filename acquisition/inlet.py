@@ -64,7 +64,7 @@ from .ringbuffer import Chunk, RingBuffer
 __all__ = [
     "PLAUSIBLE_RANGE", "IRREGULAR_MAX_RATE", "STATES", "LSL_QUEUE_SECONDS", "STALE_MISSES_LOST", "Gap",
     "ReceiverStatus", "processing_flags", "DEJITTER_HALFTIME", "CLOCK_JUMP_BACK_S", "CLOCK_JUMP_FORWARD_S",
-    "TimestampCleaner", "StreamReceiver"
+    "TimestampCleaner", "StreamReceiver", "RECEIVER_PULLS_PER_S", "MAX_PULL_INTERVAL_S", "pull_interval"
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,26 @@ LSL_QUEUE_SECONDS = 30
 #: Consecutive stale checks (2 s apart, each a resolve of up to max(resolve_timeout, 1 s)) that must fail
 #: to find a quiet stream before it is reported lost.
 STALE_MISSES_LOST = 2
+
+#: Pulls per second that all the receivers of a process make together, at most: each receiver's worker pulls every
+#: :func:`pull_interval` seconds. One thread per stream, each waking every 20 ms, cost a 64-person live monitor
+#: (144 streams) 84-99 % of one core and its ticks their GIL (p50 7-13 ms, p99 160-220 ms); pulling every 0.1 s,
+#: 30-32 % and p50 3 ms, p99 25 ms (docs/validation.md, "Large groups live").
+RECEIVER_PULLS_PER_S = 800.0
+#: The longest wait between two pulls of a receiver (s), however many there are: well under the live source's
+#: safety margin (0.5 s, :class:`attune_monitor.acquisition.sources.LiveSource`), so that no sample arrives after
+#: the time its stream was declared complete.
+MAX_PULL_INTERVAL_S = 0.1
+
+
+def pull_interval(n_receivers: int, poll_interval: float = 0.02) -> float:
+    """Seconds a receiver's worker waits between two pulls when ``n_receivers`` run in this process.
+
+    ``poll_interval`` (a receiver's own) up to :data:`RECEIVER_PULLS_PER_S` pulls per second in all, then longer, up
+    to :data:`MAX_PULL_INTERVAL_S` (or ``poll_interval`` when that is longer). 2-16 streams (a dyad, a small
+    group): 0.02 s; 32: 0.04 s; 64: 0.08 s; 80 or more: 0.1 s.
+    """
+    return max(float(poll_interval), min(n_receivers / RECEIVER_PULLS_PER_S, MAX_PULL_INTERVAL_S))
 
 
 @dataclass(frozen=True)
@@ -319,7 +339,8 @@ class StreamReceiver:
     participant : str | None
         Who wears the device (from the roster); default ``descriptor.participant``.
     poll_interval : float
-        Seconds the worker sleeps between non-blocking pulls.
+        Seconds the worker sleeps between non-blocking pulls; longer when many receivers run in the process
+        (:func:`pull_interval`: at most :data:`RECEIVER_PULLS_PER_S` pulls per second in all).
     resolve_timeout : float
         Bound on each re-resolve of a lost stream, in seconds.
     stale_after : float | None
@@ -482,13 +503,33 @@ class StreamReceiver:
         with self._lock:
             return self._state
 
+    #: Receivers whose worker runs in this process (for :func:`pull_interval`).
+    _n_running = 0
+    _running_lock = threading.Lock()
+
+    @classmethod
+    def running(cls) -> int:
+        """How many receivers' workers run in this process now."""
+        return cls._n_running
+
     def start(self) -> StreamReceiver:
         """Start the worker thread (returns ``self``)."""
         if self._thread is not None:
             return self
-        self._thread = threading.Thread(target=self._run, name=f"attune-recv-{self.descriptor.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run_counted, name=f"attune-recv-{self.descriptor.name}",
+                                        daemon=True)
         self._thread.start()
         return self
+
+    def _run_counted(self) -> None:
+        """:meth:`_run`, counted in :meth:`running` while it runs."""
+        with StreamReceiver._running_lock:
+            StreamReceiver._n_running += 1
+        try:
+            self._run()
+        finally:
+            with StreamReceiver._running_lock:
+                StreamReceiver._n_running -= 1
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the worker and close the inlet (bounded by ``timeout`` seconds)."""
@@ -802,7 +843,7 @@ class StreamReceiver:
                             self._mark_lost("stale and no longer found on the network")
                             info = None
                             continue
-                self._stop.wait(self.poll_interval)
+                self._stop.wait(pull_interval(StreamReceiver._n_running, self.poll_interval))
         except Exception:  # never die silently: the status says what happened
             logger.exception("receiver for %r stopped on an unexpected error", self.descriptor.name)
             self._flag("internal", "receiver stopped on an unexpected error (see log)", 0)
