@@ -86,8 +86,8 @@ STALE_MISSES_LOST = 2
 
 #: Pulls per second that all the receivers of a process make together, at most: each receiver's worker pulls every
 #: :func:`pull_interval` seconds. One thread per stream, each waking every 20 ms, cost a 64-person live monitor
-#: (144 streams) 84-99 % of one core and its ticks their GIL (p50 7-13 ms, p99 160-220 ms); pulling every 0.1 s,
-#: 30-32 % and p50 3 ms, p99 25 ms (docs/validation.md, "Large groups live").
+#: (144 streams) 83-91 % of one core and its ticks their GIL (p50 4.2-6.1 ms, p99 61-157 ms); pulling every 0.1 s,
+#: 34-41 %, p50 2.8-3.2 ms, p99 16-27 ms (docs/validation.md, "Large groups live, over LSL").
 RECEIVER_PULLS_PER_S = 800.0
 #: The longest wait between two pulls of a receiver (s), however many there are: well under the live source's
 #: safety margin (0.5 s, :class:`attune_monitor.acquisition.sources.LiveSource`), so that no sample arrives after
