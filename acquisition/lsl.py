@@ -16,6 +16,7 @@ import ctypes
 import logging
 import math
 import os
+import re
 import threading
 import time
 
@@ -81,8 +82,6 @@ def open_outlet(info, **kwargs):
 
 def _config_int(key: str, default: int) -> int:
     """``key = N`` of the LSL configuration file in force (``LSLAPICFG``), else ``default``."""
-    import re
-
     try:
         with open(os.environ["LSLAPICFG"], encoding="utf-8") as f:
             m = re.search(rf"^\s*{key}\s*=\s*(\d+)\s*$", f.read(), re.M)

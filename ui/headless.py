@@ -45,7 +45,7 @@ __all__ = [
     "EXIT_SIGINT", "EXIT_SIGTERM", "DISCLAIMER", "has_display", "clock", "current_sync", "signal_status",
     "arousal_words", "pair_arousal_text", "open_losses", "episode_text", "reached_markers", "marker_text", "render",
     "HeadlessView", "run_headless", "COMPACT_PEOPLE", "QUIET_STATES", "is_compact", "most_common", "group_text",
-    "pair_rows", "group_text_line"
+    "pair_rows", "group_text_line", "person_groups"
 ]
 
 logger = logging.getLogger(__name__)
@@ -266,6 +266,11 @@ def group_text_line(group: dict, participants=None) -> str:
     return f"{clock(onset)} {group['words']} ({span}, with {' '.join(others)}); {tail}"
 
 
+def person_groups(snap) -> list[dict]:
+    """The episode groups a compact view shows as one line: one person's episodes with two or more of the others."""
+    return [g for g in getattr(snap, "groups", None) or () if g.get("person") is not None and len(g["episodes"]) >= 2]
+
+
 def reached_markers(snap) -> list[dict]:
     """Markers from elsewhere (a replayed recording's, other apps' live) whose time has come, in time order."""
     return sorted((m for m in snap.markers if m.get("external") and m["t"] <= snap.t_now + 1e-9), key=lambda m: m["t"])
@@ -341,7 +346,7 @@ def render(snap, width: int = 100, compact: bool | None = None) -> list[str]:
     lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
     shown = [(ep["onset_s"], episode_text(ep)) for ep in eps]
     if compact:  # one person's episodes with several of the others: one line
-        grouped = [g for g in getattr(snap, "groups", None) or () if g.get("person") and len(g["episodes"]) >= 2]
+        grouped = person_groups(snap)
         ids = {e["id"] for g in grouped for e in g["episodes"]}
         shown = sorted([(ep["onset_s"], episode_text(ep)) for ep in eps if ep["id"] not in ids]
                        + [(min(e["onset_s"] for e in g["episodes"]), "group " + group_text_line(g, snap.participants))
@@ -444,10 +449,8 @@ class HeadlessView:
         self._n_msgs = len(snap.messages)
         in_groups: set = set()
         if is_compact(snap):  # one person's episodes with several of the others: one line for the group
-            for g in getattr(snap, "groups", None) or ():
+            for g in person_groups(snap):
                 eps = g["episodes"]
-                if g.get("person") is None or len(eps) < 2:
-                    continue
                 in_groups.update(e["id"] for e in eps)
                 key = ("group", g["person"], min(e["id"] for e in eps))
                 shown = (len(eps), g.get("state"), g.get("open"))
