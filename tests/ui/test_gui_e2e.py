@@ -31,6 +31,33 @@ def _window(qtbot, runner):
     return win
 
 
+class _SessionTrace:
+    """What a live session showed every 10 s of session time (pair states, drops, signals, losses, messages), so
+    that a test waiting for a flag that never comes says why."""
+
+    def __init__(self, runner, every_s: float = 10.0):
+        self.runner, self.every_s, self.rows, self._next = runner, every_s, [], -math.inf
+
+    def sample(self) -> bool:
+        """Record a row when session time has moved on by ``every_s``; always False (for ``waitUntil``)."""
+        model = self.runner.model
+        if model.t_now >= self._next:
+            self._next = model.t_now + self.every_s
+            snap = model.snapshot(1)
+            states = "; ".join(f"{'-'.join(p['pair'])} {p['words']} drop="
+                               f"{p['drop'] if p['drop'] is None else round(p['drop'], 2)}" for p in snap.pair_states)
+            status = " ".join(f"{who}:{','.join(f'{m}={v}' for m, v in st.items())}"
+                              for who, st in snap.status.items())
+            sim_t = self.runner.simulator.session_time()
+            self.rows.append(f"t={model.t_now:6.1f} sim={sim_t:6.1f} | {states} | {status} | "
+                             f"losses={len(snap.signal_loss)} markers={len(snap.markers)}")
+        return False
+
+    def text(self) -> str:
+        messages = self.runner.model.snapshot(1).messages
+        return "\n".join(self.rows + ["messages:"] + list(messages)[-20:])
+
+
 def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tmp_path):
     """Simulated couple at 16x: traces update; press Record: elapsed time and file name show; a marker goes in;
     the scripted rupture (90 s) shows in the panel; a label chosen there goes in; Stop -> the XDF holds every
@@ -62,7 +89,11 @@ def test_demo_live_record_button_rupture_flag_and_label_into_recording(qtbot, tm
         assert x.size > 10 and np.isfinite(y).sum() > 5 and 40 < np.nanmedian(y) < 120
         win.add_marker("rupture_noticed")
         # the pair is measurably in tune after ~3-4 min of session time; the scripted rupture starts at 4:30
-        qtbot.waitUntil(lambda: win.episodes.count() >= 1, timeout=60000)
+        trace = _SessionTrace(runner)
+        try:
+            qtbot.waitUntil(lambda: trace.sample() or win.episodes.count() >= 1, timeout=60000)
+        except qtbot.TimeoutError:
+            pytest.fail("no episode flagged; what the session went through:\n" + trace.text())
         ep = win.snapshot.episodes[0]
         # the scripted rupture starts at 270 s (P2's arousal climbs alone for 60 s)
         assert 260 <= ep["onset_s"] <= 330 and tuple(ep["pair"]) == ("P1", "P2")

@@ -129,6 +129,10 @@ class SimulatorClockSource:
             return None
         return self.origin + float(self.sim.session.duration_s)
 
+    def new_streams(self) -> list[str]:
+        """Names of streams that appeared after the source was made (not in its slots): announced by the runner."""
+        return self.live.new_streams()
+
     def close(self) -> None:
         """Close the live session."""
         self.live.close()
@@ -166,8 +170,11 @@ def start_demo(scenario: str = DEFAULT_SCENARIO, participants: int | None = None
     sim.open()  # outlets visible first, so the session receives the very first sample
     session = LiveSession(match=f"{prefix}*", rescan_interval=1.0).start()
     try:
-        live = wait_for_source(session, wait_s)
-        time.sleep(0.5)  # inlets of every stream connected
+        live = wait_for_source(session, wait_s, expected={s.source_id for s in sim.session.streams})
+        deadline = time.monotonic() + wait_s
+        while any(r.state == "connecting" for r in session.receivers.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # every inlet open before the first sample is pushed (a loaded machine takes seconds)
+        time.sleep(0.3)
         sim.start()
         runner = make_runner(SimulatorClockSource(live, sim), config or PipelineConfig(preset=preset), modalities)
     except BaseException:

@@ -343,8 +343,18 @@ def open_view(runner, args, title: str, settings=None) -> int:
     return run_headless(runner, duration=duration, out=sys.stdout)
 
 
-def wait_for_source(session, wait_s: float):
+#: Seconds without a new stream after which the streams seen are taken as the session's (2+ people seen).
+SETTLE_S = 1.0
+
+
+def wait_for_source(session, wait_s: float, expected=None, settle_s: float = SETTLE_S):
     """A :class:`~attune_monitor.acquisition.sources.LiveSource` once 2 people's streams are seen (within ``wait_s``).
+
+    The source's slots are fixed when it is made, so it is made once the streams have settled: at least 2 people
+    seen and no new stream for ``settle_s`` plus one of the session's rescans (a loaded machine resolves a
+    device's streams seconds apart), or, when the streams to come are known (``expected``), once every one of
+    them is received. At ``wait_s`` the streams seen so far are used (2 people at least); one that appears later
+    is announced, not added.
 
     Parameters
     ----------
@@ -352,6 +362,10 @@ def wait_for_source(session, wait_s: float):
         Started.
     wait_s : float
         How long to wait (s).
+    expected : collection of str, optional
+        Source ids of every stream that will come (the demo's simulator knows them).
+    settle_s : float
+        Seconds without a new stream after which the streams are taken as complete (without ``expected``).
 
     Raises
     ------
@@ -361,22 +375,33 @@ def wait_for_source(session, wait_s: float):
     from attune_monitor.acquisition.files import RecordingError
     from attune_monitor.acquisition.sources import LiveSource
 
-    deadline = time.monotonic() + wait_s
+    start = time.monotonic()
+    deadline = start + wait_s
+    expected = set(expected) if expected is not None else None
+    settle_s = max(settle_s, float(getattr(session, "rescan_interval", 0.0)) + 0.5)
     last = None
+    n_seen, changed_at = -1, start
     while True:
-        if len(session.participants) >= 2:
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # let the other streams of a device in
+        now = time.monotonic()
+        receivers = session.receivers
+        if len(receivers) != n_seen:
+            n_seen, changed_at = len(receivers), now
+        if expected is not None:
+            complete = expected <= {r.descriptor.source_id for r in receivers.values()}
+        else:
+            complete = now - changed_at >= settle_s
+        if len(session.participants) >= 2 and (complete or now >= deadline):
             try:
                 return LiveSource(session)
             except RecordingError as exc:
                 last = exc
-        if time.monotonic() >= deadline:
+        if now >= deadline:
             why = str(last) if last else (
                 f"found streams of {len(session.participants)} participant(s) "
                 f"({', '.join(session.participants) or 'none'}); synchrony needs at least 2")
             raise UsageError(f"no session to monitor after {wait_s:g} s: {why}. Start the wearables or "
                              "`attune simulate`, check `attune streams`, or wait longer with --wait.")
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 # -- recordings (analyze, export, replay) --------------------------------------------------------------------------
