@@ -1274,15 +1274,22 @@ def main(argv=None) -> int:
                     help="give each recording a marker at every phase start (an experiment's trigger stream)")
     ap.add_argument("--data", default=str(DATA), help="the emopaircompete folder")
     ap.add_argument("--json", help="write every number to this file")
+    ap.add_argument("--override", type=json.loads, default=None,
+                    help='detector fields replaced, a JSON object, e.g. \'{"arming": false}\' (the detector before '
+                         "arming: what the evidence alone prompts on real pairs)")
     args = ap.parse_args(argv)
+    import dataclasses
+
     from attune_monitor.dsp.detector import get_preset
 
     try:
         config = get_preset(args.preset, args.evidence)  # validates the name
-    except ValueError as exc:
+        if args.override:
+            config = dataclasses.replace(config, **args.override).validate()
+    except (ValueError, TypeError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.evidence is None:
+    if args.evidence is None and not args.override:
         config = args.preset  # the preset as the pipeline runs it (by name)
     t = time.perf_counter()
     try:
