@@ -52,26 +52,26 @@ def test_a_stream_resolving_late_is_waited_for(made):
     session = _Session([(0.0, "P1", "p1-hr"), (0.2, "P2", "p2-eda"), (1.0, "P1", "p1-eda"), (1.8, "P2", "p2-hr")])
     ids, at = wait_for_source(session, wait_s=15)
     assert ids == ["p1-eda", "p1-hr", "p2-eda", "p2-hr"]
-    assert 1.8 + options.SETTLE_S <= at < 1.8 + options.SETTLE_S + 0.5
+    assert 1.8 + options.SETTLE_S <= at < 1.8 + options.SETTLE_S + 1.5  # (slack for a loaded machine)
 
 
 def test_settling_waits_one_rescan_beyond_the_grace(made):
     # a session rescanning every 2 s (attune monitor's default) can list a stream 2 s after the one before it
     session = _Session([(0.0, "P1", "a"), (0.0, "P2", "b"), (2.2, "P2", "c")], rescan_interval=2.0)
     ids, at = wait_for_source(session, wait_s=15)
-    assert ids == ["a", "b", "c"] and 2.2 + 2.5 <= at < 2.2 + 3.0
+    assert ids == ["a", "b", "c"] and 2.2 + 2.5 <= at < 2.2 + 4.0
 
 
 def test_expected_streams_are_all_waited_for_and_no_longer(made):
     session = _Session([(0.0, "P1", "a"), (0.0, "P2", "b"), (3.0, "P2", "c")], rescan_interval=5.0)
     ids, at = wait_for_source(session, wait_s=15, expected={"a", "b", "c"})
-    assert ids == ["a", "b", "c"] and 3.0 <= at < 3.5   # no settling once every expected stream is in
+    assert ids == ["a", "b", "c"] and 3.0 <= at < 4.5   # no settling (5.5 s) once every expected stream is in
 
 
 def test_at_the_deadline_what_is_there_is_used_or_a_clear_error(made):
     session = _Session([(0.0, "P1", "a"), (0.0, "P2", "b")])
     ids, at = wait_for_source(session, wait_s=1.5, expected={"a", "b", "never"})
-    assert ids == ["a", "b"] and 1.5 <= at < 2.0
+    assert ids == ["a", "b"] and 1.5 <= at < 3.0
     lonely = _Session([(0.0, "P1", "a")])
     with pytest.raises(UsageError, match=r"no session to monitor after 1 s: found streams of 1 participant\(s\) "
                                          r"\(P1\); synchrony needs at least 2.*--wait"):
