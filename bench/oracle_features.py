@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realdata_controls import auc  # noqa: E402  (P(ruptures > nulls), ties half)
+
 #: The pipeline's grid rate (Hz) in the cache.
 GRID_FS = 4.0
 #: Seconds after a rupture's onset before 30-s windows reach into it.
@@ -102,14 +105,6 @@ def person_features(d: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if vals:
             out[f"engine:{metric}"] = (t_win, np.nanmean(vals, axis=0))
     return out
-
-
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney), ties counted half."""
-    if pos.size == 0 or neg.size == 0:
-        return math.nan
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
-                 / (pos.size * neg.size))
 
 
 def score_family(files: list[str], rng: np.random.Generator, min_people: int = 2) -> dict[str, tuple[list, list]]:

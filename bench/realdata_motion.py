@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realdata_controls import auc  # noqa: E402  (P(real > pseudo), ties half)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "realdata" / "rMEA"
@@ -57,12 +59,6 @@ def dyad_means(patient: np.ndarray, therapist: np.ndarray) -> dict[str, float]:
     res = windows_of(SynchronyEngine(2, float(FS), cfg).push({"motion": np.vstack([patient[:n], therapist[:n]])})
                      ["motion"], 1, "motion")
     return {m: float(np.nanmean(np.arctanh(np.clip(res[m], -0.999, 0.999)))) for m in METRICS}
-
-
-def auc(pos, neg) -> float:
-    """P(pos > neg), ties counted half."""
-    p, q = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float(((p > q).sum() + 0.5 * (p == q).sum()) / (p.size * q.size))
 
 
 def run(data: Path = DATA) -> dict:

@@ -344,13 +344,11 @@ def render(snap, width: int = 100, compact: bool | None = None) -> list[str]:
         lines.append("  " + counted)
     eps = sorted(snap.episodes, key=lambda e: e["onset_s"])
     lines.append(f"Episodes ({len(eps)})" if eps else "Episodes: none flagged")
-    shown = [(ep["onset_s"], episode_text(ep)) for ep in eps]
-    if compact:  # one person's episodes with several of the others: one line
-        grouped = person_groups(snap)
-        ids = {e["id"] for g in grouped for e in g["episodes"]}
-        shown = sorted([(ep["onset_s"], episode_text(ep)) for ep in eps if ep["id"] not in ids]
-                       + [(min(e["onset_s"] for e in g["episodes"]), "group " + group_text_line(g, snap.participants))
-                          for g in grouped], key=lambda x: x[0])
+    grouped = person_groups(snap) if compact else []  # one person's episodes with several of the others: one line
+    ids = {e["id"] for g in grouped for e in g["episodes"]}
+    shown = sorted([(ep["onset_s"], episode_text(ep)) for ep in eps if ep["id"] not in ids]
+                   + [(min(e["onset_s"] for e in g["episodes"]), "group " + group_text_line(g, snap.participants))
+                      for g in grouped], key=lambda x: x[0])
     for _onset, text in shown[-6:]:
         lines.append("  " + text)
     marks = reached_markers(snap)
@@ -471,12 +469,13 @@ class HeadlessView:
                 out.append(f"[{clock(snap.t_now)}] marker {marker_text(m)}")
         now = self._clock()
         status = signal_status(snap)
-        key = self.shown_key(snap, status)
+        compact = is_compact(snap)
+        listed, counted = pair_rows(snap, compact)
+        key = self.shown_key(snap, status, (listed, counted))
         since = now - self._last_block
         if force or (key != self._shown_key and since >= self.interval) or since >= self.heartbeat:
             self._last_block = now
             self._shown_key = key
-            compact = is_compact(snap)
             per = {p: " ".join(f"{m}={status[p][m].replace(' ', '-')}" for m in snap.modalities)
                    for p in snap.participants}
             st = group_text(per) if compact else "; ".join(f"{p} {v}" for p, v in per.items())
@@ -489,7 +488,6 @@ class HeadlessView:
                 f"{p} {words[p]}" for p in snap.participants)))
             cur = current_sync(snap)
             states = {tuple(ps["pair"]): ps for ps in snap.pair_states}
-            listed, counted = pair_rows(snap, compact)
             for k in listed:
                 pair = snap.pairs[k]
                 ps = states.get(tuple(pair), {})
@@ -509,11 +507,14 @@ class HeadlessView:
             self._write("".join(ln + "\n" for ln in out))
 
     @staticmethod
-    def shown_key(snap, status: dict | None = None) -> tuple:
-        """What a status block says in words (not the synchrony numbers): a new block is due when it changes."""
+    def shown_key(snap, status: dict | None = None, rows: tuple | None = None) -> tuple:
+        """What a status block says in words (not the synchrony numbers): a new block is due when it changes.
+
+        ``status`` and ``rows`` (:func:`pair_rows`) when the caller has them already.
+        """
         status = signal_status(snap) if status is None else status
         states = {tuple(ps["pair"]): ps.get("words") or ps.get("state") for ps in snap.pair_states}
-        listed, counted = pair_rows(snap)  # a large group's block shows these pairs and counts the others
+        listed, counted = pair_rows(snap) if rows is None else rows  # a large group: listed ones, the rest counted
         return (
             tuple((p, tuple(sorted(d.items()))) for p, d in sorted(status.items())),
             tuple(sorted(arousal_words(snap).items())),
