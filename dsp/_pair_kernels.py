@@ -49,10 +49,11 @@ NPF = 16
 I_STATE, I_HASEP, I_NMODS = range(3)
 NPI = 3
 # track fields (float): valid_s, baseline, first baseline, chance z, chance sd, z, smoothed z, drop, guard,
-# last valid t, arming excess and its standard error, the five running sums of the arming span
+# last valid t, arming excess and its standard error, the five running sums of the arming span, testable since
 T_VALID, T_BASE, T_FIRST, T_CZ, T_CSD, T_Z, T_SZ, T_DROP, T_GUARD, T_LASTV, T_EXC, T_SE = range(12)
 T_S0 = 12
-NTF = 17
+T_TEST = 17
+NTF = 18
 # track fields (int): just calibrated, arming span ever full, ring head, ring length, used this step
 J_JUST, J_FULL, J_HEAD, J_LEN, J_USED = range(5)
 NTI = 5
@@ -69,8 +70,8 @@ NRI, NRF = 6, 3
  C_DROP_CLIP, C_Z_SD, C_REF_SD, C_SINGLE_H, C_LEARNED, C_AR_EVIDENCE, C_CUSUM_K, C_CUSUM_H, C_AR_FLOOR,
  C_AR_CLIP, C_AR_K, C_AR_H, C_AR_IN_TUNE, C_AR_RUPTURE, C_L_CLIP, C_L_K, C_L_GATE, C_THRESHOLD, C_DRIFT,
  C_ONSET_FRAC, C_LEARN_EV, C_MIN_REPAIRED, C_REPAIR, C_REPAIRED, C_RELAPSE, C_REPAIR_DELAY, C_ONSET_DELAY,
- C_LAPSE, C_CAP_DOWN, C_CAP_UP, C_TIE_H, C_TWO, C_MULTI, C_ARMING) = range(44)
-N_PRM = 44
+ C_LAPSE, C_CAP_DOWN, C_CAP_UP, C_TIE_H, C_TWO, C_MULTI, C_ARMING, C_ARM_GRACE, C_ARM_RISE) = range(46)
+N_PRM = 46
 
 
 @njit(_sig(i8, A2i, A2f, i8, i8, i8, i8, i8, f8, f8, f8), cache=True)
@@ -189,6 +190,14 @@ def _arm_stats(p, m, TF, TI, prm):  # pragma: no cover - compiled
     return TF[p, m, T_S0] / n, spread / math.sqrt(n_indep)
 
 
+@njit(_sig(f8, i8, i8, f8, A3f, A1f), cache=True)
+def _arm_threshold(p, m, t, TF, prm):  # pragma: no cover - compiled
+    """``ModalityTrack.arm_threshold``."""
+    extra = t - TF[p, m, T_TEST] - prm[C_ARM_GRACE]
+    extra = extra if extra > 0.0 else 0.0
+    return prm[C_ARM_SIGMA] + math.log2(1.0 + extra / prm[C_ARM_RISE])
+
+
 @njit(_sig(f8, i8, i8, A3i, A4f, f8), cache=True)
 def _trim_mean_sorted(p, m, TI, ARM, proportiontocut):  # pragma: no cover - compiled
     """The trimmed mean of the arming span's z (by sorting; the caller replaces it by ``trim_mean``'s)."""
@@ -248,13 +257,16 @@ def _track_step(p, m, t, sync, chance, chance_sd, prm, TF, TI, ARM, rec_i, rec_f
     calibrating = not math.isfinite(TF[p, m, T_BASE])
     if full and calibrating:
         TI[p, m, J_FULL] = 1
+        if TF[p, m, T_TEST] != TF[p, m, T_TEST]:
+            TF[p, m, T_TEST] = t
         ex, se = _arm_stats(p, m, TF, TI, prm)
         TF[p, m, T_EXC] = ex
         TF[p, m, T_SE] = se
     if calibrating:
         if full:
-            lo, hi = prm[C_ARM_MIN], prm[C_ARM_SIGMA] * TF[p, m, T_SE]
+            lo, hi = prm[C_ARM_MIN], _arm_threshold(p, m, t, TF, prm) * TF[p, m, T_SE]
             if TF[p, m, T_EXC] >= (hi if hi > lo else lo):
+                TF[p, m, T_TEST] = math.nan
                 TF[p, m, T_BASE] = _trim_mean_sorted(p, m, TI, ARM, prm[C_TRIM])
                 first = 0
                 if not math.isfinite(TF[p, m, T_FIRST]):

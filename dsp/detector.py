@@ -9,7 +9,9 @@ What makes a flag (the measurements behind each choice: docs/validation.md)
 * **Arming: a rupture needs an attunement to lapse from.** A modality of a pair is armed once the mean of its
   synchrony minus its chance level (Fisher z) over the last ``arm_span_s`` (120 s) of clean windows reaches
   ``arm_sigma`` (3) standard errors (the time-shifted-partner surrogate's spread over the square root of the
-  number of independent windows in the span); its baseline is that span's level. Unarmed, a pair shows "not
+  number of independent windows in the span); its baseline is that span's level. The test runs on every window,
+  so the threshold rises with the log of the time a track has gone unarmed (``arm_grace_s``, ``arm_rise_s``):
+  strangers tested all session long are not armed by chance late in it. Unarmed, a pair shows "not
   measurably in tune" (state ``not_in_tune``) with that evidence and raises nothing. The span and the threshold
   were chosen on real pseudo-pairs (docs/validation.md).
 * **Shared events re-baseline instead of flagging** (:meth:`RuptureDetector.note_shared_event`): a marker (the
@@ -328,6 +330,13 @@ class DetectorConfig:
         independent windows in the span (``arm_span_s / window_s``, at least 1).
     arm_min_excess : float
         ... and at least this much (Fisher z), however narrow the surrogate.
+    arm_grace_s, arm_rise_s : float
+        The longer a track has been tested without arming, the more standard errors it needs: a test run on
+        every window of a whole session arms a pair that was never in tune, by chance, far more often than one
+        test at ``arm_sigma`` would. From the first full span the threshold is ``arm_sigma`` for ``arm_grace_s``
+        seconds, then ``arm_sigma + log2(1 + (u - arm_grace_s) / arm_rise_s)`` after ``u`` seconds unarmed: one
+        more standard error at ``arm_grace_s + arm_rise_s``, two at ``arm_grace_s + 3 * arm_rise_s``. It falls
+        back to ``arm_sigma`` once the track arms. ``arm_rise_s=inf``: a fixed threshold.
     lapse_s : float
         A possible rupture not repaired this long after its onset is closed as *unrepaired*: the pair shows
         "out of tune since" the onset and is disarmed until its synchrony is measurably above chance again
@@ -381,6 +390,8 @@ class DetectorConfig:
     arm_span_s: float = 120.0
     arm_sigma: float = 3.0
     arm_min_excess: float = 0.2
+    arm_grace_s: float = 180.0
+    arm_rise_s: float = 300.0
     lapse_s: float = 240.0
     arousal_evidence: bool = False
 
@@ -491,6 +502,8 @@ _DETECTOR_LIMITS = {
     "arm_span_s": _POSITIVE_S,
     "arm_sigma": Limit(0, None, what="standard errors"),
     "arm_min_excess": Limit(0, None, what="a Fisher-z excess"),
+    "arm_grace_s": _SECONDS,
+    "arm_rise_s": Limit(0, None, low_open=True, what="seconds", inf=True),
     "lapse_s": Limit(0, None, low_open=True, what="seconds", inf=True),
 }
 
@@ -598,12 +611,13 @@ class ModalityTrack:
     """Arming, baseline, chance level and drop of one pair in one modality (streaming).
 
     With ``config.arming`` (the default) the track is *armed* once the mean of (synchrony - chance) in
-    Fisher z over the last ``arm_span_s`` of clean windows reaches ``arm_sigma`` standard errors and
-    ``arm_min_excess``: only then is there an attunement to lapse from, and the baseline is that span's
-    trimmed mean. A gap in the windows, a signal loss or a shared event (:meth:`reset`) disarms it; the
-    windows that touch the event are left out and arming starts again. Armed, it follows the baseline
-    slowly while the pair is attuned and gives each new window's ``drop`` (NaN when this modality has no
-    evidence: missing, unarmed, just back from a gap, or no longer clearly above chance).
+    Fisher z over the last ``arm_span_s`` of clean windows reaches :meth:`arm_threshold` standard errors
+    (``arm_sigma``, more the longer it has gone unarmed) and ``arm_min_excess``: only then is there an
+    attunement to lapse from, and the baseline is that span's trimmed mean. A gap in the windows, a signal loss
+    or a shared event (:meth:`reset`) disarms it; the windows that touch the event are left out and arming starts
+    again. Armed, it follows the baseline slowly while the pair is attuned and gives each new window's ``drop``
+    (NaN when this modality has no evidence: missing, unarmed, just back from a gap, or no longer clearly above
+    chance).
 
     Without arming, the first ``calibration_s`` of valid windows are the baseline, whatever they are.
     """
@@ -631,6 +645,7 @@ class ModalityTrack:
         self.excess = math.nan     # mean (z - chance z) over the arming span
         self.excess_se = math.nan  # its standard error
         self.ever_full = False     # has the arming span ever been filled (else: still learning)
+        self.testable_since = math.nan  # session time the arming test first ran since the track was last armed
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
         self._alpha_base = 1.0 - 0.5 ** (self.step_s / max(config.baseline_halflife_s, 1e-9))
         self._alpha_chance = 1.0 - 0.5 ** (self.step_s / max(config.chance_halflife_s, 1e-9))
@@ -656,6 +671,18 @@ class ModalityTrack:
         if not math.isfinite(self.chance_sd) or self.chance_sd <= self.cfg.ref_chance_sd:
             return 1.0
         return (self.cfg.ref_chance_sd / self.chance_sd) ** 2
+
+    def arm_threshold(self, t: float) -> float:
+        """Standard errors the arming excess needs at session time ``t`` (``arm_sigma``, rising while unarmed).
+
+        ``arm_sigma + log2(1 + max(0, t - testable_since - arm_grace_s) / arm_rise_s)``: the test runs on every
+        window, so the longer a pair goes unarmed the more chance alone would arm it; the threshold rises with
+        the log of that time (it is not reset by a gap or a shared event, only by arming).
+        """
+        cfg = self.cfg
+        extra = t - self.testable_since - cfg.arm_grace_s
+        extra = extra if extra > 0.0 else 0.0  # (NaN: not testing yet)
+        return cfg.arm_sigma + math.log2(1.0 + extra / cfg.arm_rise_s)
 
     def reset(self, clean_from: float) -> None:
         """Disarm: forget the baseline and the arming span; windows ending before ``clean_from`` give nothing.
@@ -745,9 +772,12 @@ class ModalityTrack:
             full = len(self._arm) == self._arm.maxlen
             if full and self.calibrating:  # (while armed the span is kept, its statistics not needed)
                 self.ever_full = True
+                if self.testable_since != self.testable_since:
+                    self.testable_since = t
                 self.excess, self.excess_se = self._arm_stats()
             if self.calibrating:
-                if full and self.excess >= max(cfg.arm_min_excess, cfg.arm_sigma * self.excess_se):
+                if full and self.excess >= max(cfg.arm_min_excess, self.arm_threshold(t) * self.excess_se):
+                    self.testable_since = math.nan
                     zs = [x[0] for x in self._arm]
                     self.baseline_z = float(trim_mean(zs, cfg.calibration_trim))
                     if not math.isfinite(self.first_baseline_z):

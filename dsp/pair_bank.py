@@ -106,8 +106,8 @@ class PairBank:
             raise ValueError("Invalid config for the pair bank: it needs arming=True and group_prior_weight=0 "
                              "(use the per-pair machines for other configs).")
         self.K = K
-        assert (K.T_LASTV, K.T_S0, K.J_FULL, K.J_USED, K.P_HSCALE, K.E_NADIR, K.I_NMODS) == (9, 12, 1, 4, 11, 15, 2), \
-            "the views' columns (_bind_fields) must follow _pair_kernels' layout"
+        layout = (K.T_LASTV, K.T_S0, K.T_TEST, K.J_FULL, K.J_USED, K.P_HSCALE, K.E_NADIR, K.I_NMODS)
+        assert layout == (9, 12, 17, 1, 4, 11, 15, 2), "_bind_fields' columns must follow _pair_kernels' layout"
         self.modalities = tuple(modalities)
         self.cfg = config
         self.step_s, self.window_s = float(step_s), float(window_s)
@@ -173,6 +173,7 @@ class PairBank:
         prm[K.C_TWO] = 2.0
         prm[K.C_MULTI] = 1.0 if len(self.modalities) >= 2 else 0.0
         prm[K.C_ARMING] = 1.0
+        prm[K.C_ARM_GRACE], prm[K.C_ARM_RISE] = cfg.arm_grace_s, cfg.arm_rise_s
         return prm
 
     def step(self, t: float, sync: np.ndarray, chance: np.ndarray, chance_sd: np.ndarray, blocked: np.ndarray | None,
@@ -520,7 +521,8 @@ def _bind_fields() -> None:
     """
     track: dict = {name: _Field("_tf", col) for name, col in (
         ("valid_s", 0), ("baseline_z", 1), ("first_baseline_z", 2), ("chance_z", 3), ("chance_sd", 4), ("z", 5),
-        ("smooth_z", 6), ("drop", 7), ("_guard_until", 8), ("excess", 10), ("excess_se", 11))}
+        ("smooth_z", 6), ("drop", 7), ("_guard_until", 8), ("excess", 10), ("excess_se", 11),
+        ("testable_since", 17))}
     track.update(_last_valid_t=_Field("_tf", 9, "optional"), just_calibrated=_Field("_ti", 0, "bool"),
                  ever_full=_Field("_ti", 1, "bool"), _arm=property(TrackView._arm_view),
                  _arm_sums=property(TrackView._arm_sums_view))

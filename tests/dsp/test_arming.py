@@ -284,3 +284,68 @@ def test_one_person_drifting_from_the_group_is_flagged_by_their_tie_naming_them(
     solo.update("hr", t, sync[det.pairs.index(p3[0])][None], np.zeros((1, n)), np.full((1, n), 0.25))
     solo.finish(t[-1])
     assert not solo.episodes or solo.episodes[0].flagged_s > next(iter(flagged.values())).flagged_s
+
+
+def _modest(u_s: float, k: float = 3.6, chance_sd: float = 0.25) -> np.ndarray:
+    """``u_s`` seconds at chance, then 300 s whose full arming span sits exactly ``k`` standard errors above it."""
+    se = math.atanh(chance_sd) / math.sqrt(CFG.arm_span_s / 30.0)
+    return np.concatenate([np.zeros(int(u_s)), np.full(300, math.tanh(k * se))])
+
+
+@pytest.mark.parametrize("u_s, arms", [(100, True), (300, True), (600, False), (1200, False)])
+def test_the_arming_threshold_rises_with_the_time_a_pair_has_gone_unarmed(u_s, arms):
+    """The known threshold ``arm_sigma + log2(1 + max(0, u - arm_grace_s) / arm_rise_s)``: 3 standard errors
+    during the grace (180 s after the first full span at 120 s), 3.6 at u = 335 s, 4 at u = 480 s. A pair
+    3.6 s.e. above chance arms after 100 or 300 s at chance (later after 300), not after 600 or 1200; with a fixed
+    threshold it arms every time, and the threshold falls back to ``arm_sigma`` once armed."""
+    sync = _modest(u_s)
+    det, events = _run(sync)
+    fixed, fixed_events = _run(sync, cfg=dataclasses.replace(CFG, arm_rise_s=math.inf))
+    assert fixed.pair_states()[0]["armed"]
+    armed_at = [t for t, s in _states(events) if s == "attuned"]
+    assert bool(armed_at) == arms
+    track = det.machines[0].tracks["hr"]
+    if arms:
+        # j s into the new level the span's mean is min(j, 120) / 120 * 3.6 s.e.; the threshold at session
+        # time T is 3 + log2(1 + max(0, T - 120 - 180) / 300) (the test runs from the first full span, 120 s)
+        def need(t):
+            return 3.0 + math.log2(1 + max(0.0, t - CFG.arm_span_s - CFG.arm_grace_s) / CFG.arm_rise_s)
+
+        expect = next(u_s + j for j in range(1, 301) if min(j, 120) / 120 * 3.6 >= need(u_s + j))
+        assert expect - 2 <= armed_at[0] <= expect + 2
+        assert (u_s, expect) in ((100, 200), (300, 416))  # (in the grace: 3 s.e.; past it: 3.47)
+        assert math.isnan(track.testable_since) and track.arm_threshold(1e6) == CFG.arm_sigma
+    else:
+        assert track.testable_since == pytest.approx(CFG.arm_span_s, abs=1)
+        assert track.arm_threshold(u_s + 300) > 3.6
+        assert [t for t, s in _states(fixed_events) if s == "attuned"]
+
+
+def _strangers(cfg, seed: int, bias_se: float, n_people: int = 10, duration_s: int = 3600) -> float:
+    """The share of 45 pairs of strangers armed at some time in an hour.
+
+    Each pair's windowed r is chance: overlapping 30-s windows (a moving sum of 30 one-second innovations) whose
+    Fisher z has the surrogate's spread, shifted by ``bias_se`` standard errors of the span's mean (a chance level
+    that runs low, as skin conductance's does on real strangers: docs/method.md).
+    """
+    rng = np.random.default_rng(seed)
+    n_pairs = n_people * (n_people - 1) // 2
+    sd_z = math.atanh(0.25)
+    c = np.cumsum(rng.standard_normal((n_pairs, duration_s + 30)), axis=1)
+    z = sd_z * (c[:, 30:] - c[:, :-30]) / math.sqrt(30) + bias_se * sd_z / math.sqrt(CFG.arm_span_s / 30.0)
+    det = RuptureDetector([f"P{i}" for i in range(n_people)], modalities=("hr",), step_s=1.0, config=cfg,
+                          window_s=30.0)
+    t = np.arange(duration_s, dtype=float) + 1.0
+    events = det.update("hr", t, np.tanh(z), np.zeros_like(z), np.full_like(z, 0.25))
+    return len({ev.pair for ev in events if isinstance(ev, StateChanged) and ev.state == "attuned"}) / n_pairs
+
+
+@pytest.mark.parametrize("bias_se", [0.0, 0.3])
+def test_strangers_tested_for_an_hour_are_rarely_armed_by_chance(bias_se):
+    """Known truth: these pairs are never in tune. A fixed 3-s.e. test run on every window arms about a tenth of
+    them (9 %, 19 % with a chance level 0.3 s.e. low: 8 hours of 45 pairs each); the rising threshold arms
+    0.3 % and 1.4 %, most of them in the first minutes, where one test at 3 s.e. still decides."""
+    fixed = np.mean([_strangers(dataclasses.replace(CFG, arm_rise_s=math.inf), s, bias_se) for s in range(8)])
+    rising = np.mean([_strangers(CFG, s, bias_se) for s in range(8)])
+    assert fixed >= 0.06
+    assert rising <= 0.02 and rising <= fixed / 5

@@ -24,11 +24,12 @@ from attune_monitor.dsp.detector import RuptureDetector, get_preset
 pytestmark = pytest.mark.skipif(not pair_bank.available(), reason="the pair bank needs numba")
 
 # fast configs, so that a few hundred steps arm, flag, repair, lapse and re-arm
+# (arming thresholds that rise within these 420-s sessions: arm_grace_s / arm_rise_s short)
 LEARNED = replace(get_preset("balanced"), arm_span_s=30.0, lapse_s=90.0, min_repaired_s=3.0, learned_h=4.0,
-                  learned_k=0.5, merge_gap_s=60.0, group_h_factor=1.0)
+                  learned_k=0.5, merge_gap_s=60.0, group_h_factor=1.0, arm_grace_s=20.0, arm_rise_s=40.0)
 ANALYTIC = replace(get_preset("sensitive", "analytic"), arm_span_s=25.0, lapse_s=70.0, min_repaired_s=3.0,
                    arousal_evidence=True, cusum_h=5.0, drift_h=2.0, merge_gap_s=60.0,
-                   group_h_factor=1.0)
+                   group_h_factor=1.0, arm_grace_s=0.0, arm_rise_s=60.0)
 
 
 def _plan(seed: int, n_people: int, n_steps: int) -> list:
@@ -154,7 +155,7 @@ MACHINE = ("state", "state_since", "evidence", "_run_start", "_low_t", "drop", "
            "last_inc", "out_of_tune_since", "_cand_since", "_onset_floor", "h_scale", "used", "severity")
 TRACK = ("valid_s", "baseline_z", "first_baseline_z", "chance_z", "chance_sd", "z", "smooth_z", "drop",
          "_guard_until", "_last_valid_t", "excess", "excess_se", "ever_full", "calibrating", "margin",
-         "spread_factor")
+         "spread_factor", "testable_since")
 
 
 def _state_of(det) -> list:
@@ -190,6 +191,15 @@ def test_bank_gives_the_machines_events_states_and_episodes(seed, n_people, conf
     assert [repr(e) for e in got[3]] == [repr(e) for e in ref[3]]
     assert _state_of(got[0]) == _state_of(ref[0])
     assert got[0].shared_events == ref[0].shared_events and ref[0].shared_events
+
+
+@pytest.mark.parametrize("config", ["learned", "analytic"])
+def test_the_sessions_exercise_the_rising_arming_threshold(config):
+    """The reference's events change when the arming threshold is fixed: the parity above covers the rise."""
+    ops, ref = _reference(9, 6, config)
+    fixed = _run(ops, 6, replace(CONFIGS[config], arm_rise_s=math.inf), bank=False)
+    assert [repr(e) for e in fixed[1]] != [repr(e) for e in ref[1]]
+    assert any(tr.testable_since == tr.testable_since for m in ref[0].machines for tr in m.tracks.values())
 
 
 @pytest.mark.parametrize("modalities, arousal, config", [
