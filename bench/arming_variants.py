@@ -1,4 +1,4 @@
-"""Stricter arming, two prototypes: ``bench/families.py`` with the detector's arming test wrapped.
+"""Stricter arming, a prototype: ``bench/families.py`` with the detector's arming test wrapped.
 
 Not the detector's code: :class:`attune_monitor.dsp.detector.ModalityTrack` is wrapped, and the pair bank (numba,
 28+ pairs) switched off so every pair goes through the wrapped track. The arguments are ``families.py``'s.
@@ -7,21 +7,19 @@ Not the detector's code: :class:`attune_monitor.dsp.detector.ModalityTrack` is w
   ``arm_span_s``) the track stays unarmed for ``CONFIRM_S`` more seconds and arms only if the test still passes
   then; while waiting, an excess below ``CONFIRM_LOW`` standard errors starts it over (a gap, a loss or a shared
   event too).
-- ``ARMING_VARIANT=spend``: the test's threshold rises with the time the track has been testable (its span full)
-  but unarmed: ``arm_sigma + GAIN * log2(1 + max(0, unarmed - GRACE_S) / PER_S)``, so a session-long run of tests
-  does not arm strangers by chance late in a session.
+- The second prototype (``ARMING_VARIANT=spend``: the threshold rising with the time a track has been testable but
+  unarmed) is now the detector's own arming (``DetectorConfig.arm_grace_s`` 180 s, ``arm_rise_s`` 300 s: the
+  prototype's ``GRACE_S=180 PER_S=300 GAIN=1``). The confirmation below now runs on top of it; the fixed threshold
+  of before is ``families.py score CACHE --override '{"arm_rise_s": Infinity}'``.
 
 Usage::
 
     CONFIRM_S=20 python bench/arming_variants.py score /tmp/families/choose-cache
     CONFIRM_S=0 python bench/arming_variants.py score CACHE     # the shipped arming (same figures as families.py)
-    ARMING_VARIANT=spend GRACE_S=180 PER_S=300 GAIN=1 python bench/arming_variants.py score CACHE
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import os
 import sys
@@ -32,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attune_monitor.dsp import detector as D  # noqa: E402
 
-VARIANT = os.environ.get("ARMING_VARIANT", "confirm")
 CONFIRM_S = float(os.environ.get("CONFIRM_S", "60"))
 CONFIRM_LOW = float(os.environ.get("CONFIRM_LOW", "2"))
 _step, _reset = D.ModalityTrack.step, D.ModalityTrack.reset
@@ -64,37 +61,7 @@ def reset(self, clean_from):
     return _reset(self, clean_from)
 
 
-GRACE_S = float(os.environ.get("GRACE_S", "180"))
-PER_S = float(os.environ.get("PER_S", "300"))
-GAIN = float(os.environ.get("GAIN", "1.0"))
-
-
-@functools.cache
-def _with_sigma(cfg, sigma):
-    return dataclasses.replace(cfg, arm_sigma=sigma)
-
-
-def spend_step(self, t, sync, chance, chance_sd=math.nan):
-    base = getattr(self, "_base_cfg", None)
-    if base is None:
-        base = self._base_cfg = self.cfg
-    if self.calibrating and base.arming:
-        since = getattr(self, "_testable_since", None)
-        if since is None and len(self._arm) == self._arm.maxlen:
-            self._testable_since = since = t
-        extra = 0.0 if since is None else max(0.0, t - since - GRACE_S) / PER_S
-        self.cfg = _with_sigma(base, round(base.arm_sigma + GAIN * math.log2(1.0 + extra), 3))
-    out = _step(self, t, sync, chance, chance_sd)
-    if not self.calibrating:
-        self._testable_since = None
-    self.cfg = base
-    return out
-
-
-if VARIANT == "spend":
-    D.ModalityTrack.step = spend_step
-else:
-    D.ModalityTrack.step, D.ModalityTrack.reset = step, reset
+D.ModalityTrack.step, D.ModalityTrack.reset = step, reset
 D.PAIR_BANK_MIN_PAIRS = 10**9
 
 if __name__ == "__main__":

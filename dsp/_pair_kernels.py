@@ -49,11 +49,12 @@ NPF = 16
 I_STATE, I_HASEP, I_NMODS = range(3)
 NPI = 3
 # track fields (float): valid_s, baseline, first baseline, chance z, chance sd, z, smoothed z, drop, guard,
-# last valid t, arming excess and its standard error, the five running sums of the arming span, testable since
+# last valid t, arming excess and its standard error, the five running sums of the arming span, testable since,
+# the standard errors the last test needed
 T_VALID, T_BASE, T_FIRST, T_CZ, T_CSD, T_Z, T_SZ, T_DROP, T_GUARD, T_LASTV, T_EXC, T_SE = range(12)
 T_S0 = 12
-T_TEST = 17
-NTF = 18
+T_TEST, T_NEED = 17, 18
+NTF = 19
 # track fields (int): just calibrated, arming span ever full, ring head, ring length, used this step
 J_JUST, J_FULL, J_HEAD, J_LEN, J_USED = range(5)
 NTI = 5
@@ -121,6 +122,7 @@ def _reset(p, m, clean_from, TF, TI, arming):  # pragma: no cover - compiled
             TF[p, m, T_S0 + k] = 0.0
         TF[p, m, T_EXC] = math.nan
         TF[p, m, T_SE] = math.nan
+        TF[p, m, T_NEED] = math.nan
     g = TF[p, m, T_GUARD]
     TF[p, m, T_GUARD] = clean_from if clean_from > g else g
     TF[p, m, T_DROP] = math.nan
@@ -262,9 +264,10 @@ def _track_step(p, m, t, sync, chance, chance_sd, prm, TF, TI, ARM, rec_i, rec_f
         ex, se = _arm_stats(p, m, TF, TI, prm)
         TF[p, m, T_EXC] = ex
         TF[p, m, T_SE] = se
+        TF[p, m, T_NEED] = _arm_threshold(p, m, t, TF, prm)
     if calibrating:
         if full:
-            lo, hi = prm[C_ARM_MIN], _arm_threshold(p, m, t, TF, prm) * TF[p, m, T_SE]
+            lo, hi = prm[C_ARM_MIN], TF[p, m, T_NEED] * TF[p, m, T_SE]
             if TF[p, m, T_EXC] >= (hi if hi > lo else lo):
                 TF[p, m, T_TEST] = math.nan
                 TF[p, m, T_BASE] = _trim_mean_sorted(p, m, TI, ARM, prm[C_TRIM])

@@ -646,6 +646,7 @@ class ModalityTrack:
         self.excess_se = math.nan  # its standard error
         self.ever_full = False     # has the arming span ever been filled (else: still learning)
         self.testable_since = math.nan  # session time the arming test first ran since the track was last armed
+        self.arm_need = math.nan   # standard errors the excess needed at the last test (arm_threshold)
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
         self._alpha_base = 1.0 - 0.5 ** (self.step_s / max(config.baseline_halflife_s, 1e-9))
         self._alpha_chance = 1.0 - 0.5 ** (self.step_s / max(config.chance_halflife_s, 1e-9))
@@ -694,7 +695,7 @@ class ModalityTrack:
             self.baseline_z = math.nan
             self._arm.clear()
             self._arm_sums = [0.0, 0.0, 0.0, 0.0, 0.0]
-            self.excess = self.excess_se = math.nan
+            self.excess = self.excess_se = self.arm_need = math.nan
         self._guard_until = max(self._guard_until, clean_from)
         self.drop = math.nan
 
@@ -775,8 +776,9 @@ class ModalityTrack:
                 if self.testable_since != self.testable_since:
                     self.testable_since = t
                 self.excess, self.excess_se = self._arm_stats()
+                self.arm_need = self.arm_threshold(t)
             if self.calibrating:
-                if full and self.excess >= max(cfg.arm_min_excess, self.arm_threshold(t) * self.excess_se):
+                if full and self.excess >= max(cfg.arm_min_excess, self.arm_need * self.excess_se):
                     self.testable_since = math.nan
                     zs = [x[0] for x in self._arm]
                     self.baseline_z = float(trim_mean(zs, cfg.calibration_trim))
@@ -807,6 +809,7 @@ class ModalityTrack:
         # from module constants, no properties)
         isfinite, tanh = math.isfinite, math.tanh
         b, c, sz, d, ex, se = self.baseline_z, self.chance_z, self.smooth_z, self.drop, self.excess, self.excess_se
+        need = self.arm_need
         armed = isfinite(b)
         return {
             "state": state if armed else (_CALIBRATING if not self.cfg.arming or not self.ever_full else _NOT_IN_TUNE),
@@ -817,6 +820,7 @@ class ModalityTrack:
             "armed": armed,
             "excess": round(ex, 4) if isfinite(ex) else None,
             "excess_se": round(se, 4) if isfinite(se) else None,
+            "arm_need": round(need, 2) if isfinite(need) else None,
         }
 
 

@@ -106,8 +106,8 @@ class PairBank:
             raise ValueError("Invalid config for the pair bank: it needs arming=True and group_prior_weight=0 "
                              "(use the per-pair machines for other configs).")
         self.K = K
-        layout = (K.T_LASTV, K.T_S0, K.T_TEST, K.J_FULL, K.J_USED, K.P_HSCALE, K.E_NADIR, K.I_NMODS)
-        assert layout == (9, 12, 17, 1, 4, 11, 15, 2), "_bind_fields' columns must follow _pair_kernels' layout"
+        layout = (K.T_LASTV, K.T_S0, K.T_TEST, K.T_NEED, K.J_FULL, K.J_USED, K.P_HSCALE, K.E_NADIR, K.I_NMODS)
+        assert layout == (9, 12, 17, 18, 1, 4, 11, 15, 2), "_bind_fields' columns must follow _pair_kernels' layout"
         self.modalities = tuple(modalities)
         self.cfg = config
         self.step_s, self.window_s = float(step_s), float(window_s)
@@ -272,7 +272,7 @@ class PairBank:
         K = self.K
         return PairStateTable(pairs, self.modalities, self.PI[:, K.I_STATE].copy(),
                               self.PF[:, [K.P_OOT, K.P_EV, K.P_SDROP]],
-                              self.TF[:, :, [K.T_BASE, K.T_CZ, K.T_SZ, K.T_DROP, K.T_EXC, K.T_SE]],
+                              self.TF[:, :, [K.T_BASE, K.T_CZ, K.T_SZ, K.T_DROP, K.T_EXC, K.T_SE, K.T_NEED]],
                               self.TI[:, :, K.J_FULL].copy(), self._words, (K.S_CAL, K.S_NIT, K.S_OOT))
 
 
@@ -377,6 +377,7 @@ class PairStateTable(LazyRows):
             tc = self.track_cols[:, m]
             base, chance, sync, d = (tc[:, c].tolist() for c in range(4))
             ex, se = round4(tc[:, 4]), round4(tc[:, 5])
+            need = [round(x, 2) if isfinite(x) else None for x in tc[:, 6].tolist()]
             full = self.full[:, m].tolist()
             snaps.append([
                 {"state": st if armed else (nit if f else cal),
@@ -386,9 +387,10 @@ class PairStateTable(LazyRows):
                  "drop": dd if isfinite(dd) else None,
                  "armed": armed,
                  "excess": e,
-                 "excess_se": s}
-                for st, b, c, sz, dd, e, s, f, armed in zip(states, base, chance, sync, d, ex, se, full,
-                                                           map(isfinite, base))])
+                 "excess_se": s,
+                 "arm_need": nd}
+                for st, b, c, sz, dd, e, s, nd, f, armed in zip(states, base, chance, sync, d, ex, se, need, full,
+                                                               map(isfinite, base))])
         mods = self.modalities
         unarmed, words = self._unarmed, self._words
         return [{"pair": pair, "state": st, "words": words[code] if since is None else pair_words(st, since),
@@ -522,7 +524,7 @@ def _bind_fields() -> None:
     track: dict = {name: _Field("_tf", col) for name, col in (
         ("valid_s", 0), ("baseline_z", 1), ("first_baseline_z", 2), ("chance_z", 3), ("chance_sd", 4), ("z", 5),
         ("smooth_z", 6), ("drop", 7), ("_guard_until", 8), ("excess", 10), ("excess_se", 11),
-        ("testable_since", 17))}
+        ("testable_since", 17), ("arm_need", 18))}
     track.update(_last_valid_t=_Field("_tf", 9, "optional"), just_calibrated=_Field("_ti", 0, "bool"),
                  ever_full=_Field("_ti", 1, "bool"), _arm=property(TrackView._arm_view),
                  _arm_sums=property(TrackView._arm_sums_view))

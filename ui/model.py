@@ -48,18 +48,23 @@ DISCLAIMER = "A flag is a prompt to check in with the people, not a diagnosis."
 def tune_evidence_words(pair_state: dict | None) -> str:
     """The evidence behind "not measurably in tune".
 
-    Each signal's synchrony above chance (Fisher z) over the arming span with its standard error, e.g. ``"vs chance:
-    heart +0.05±0.21 · skin -0.02±0.12"`` (``""`` while there is nothing to show or the pair is armed).
+    Each signal's synchrony above chance (Fisher z) over the arming span with its standard error, and how many
+    standard errors arming needs now (it rises the longer the pair goes unarmed; the least over the signals), e.g.
+    ``"vs chance: heart +0.05±0.21 · skin -0.02±0.12, needs 3.6 s.e."`` (``""`` while there is nothing to show or
+    the pair is armed).
     """
     if not pair_state or pair_state.get("armed", True):
         return ""
     names = {"hr": "heart", "eda": "skin"}
-    parts = []
+    parts, needs = [], []
     for m, d in (pair_state.get("modalities") or {}).items():
         ex, se = d.get("excess"), d.get("excess_se")
         if ex is not None and se is not None:
             parts.append(f"{names.get(m, m)} {ex:+.2f}\u00b1{se:.2f}")
-    return ("vs chance: " + " \u00b7 ".join(parts)) if parts else ""
+            if d.get("arm_need") is not None:
+                needs.append(d["arm_need"])
+    need = f", needs {min(needs):.1f} s.e." if needs else ""
+    return ("vs chance: " + " \u00b7 ".join(parts) + need) if parts else ""
 
 
 #: A person's tie evidence (the detector's ``person_ties``: evidence / threshold) at or above which they read as

@@ -493,9 +493,11 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     from attune_monitor.dsp.detector import get_preset
 
     dc = get_preset(preset) if isinstance(preset, str) else preset
+    rising = (f", rising the longer a pair is tested without passing: {dc.arm_sigma + 1:g} after "
+              f"{(dc.arm_grace_s + dc.arm_rise_s) / 60:g} minutes" if math.isfinite(dc.arm_rise_s) else "")
     parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
                  f"while its synchrony has been measurably above chance (its mean over the last {dc.arm_span_s:g} s of "
-                 f"windows at least {dc.arm_sigma:g} standard errors above the time-shifted-partner level). "
+                 f"windows at least {dc.arm_sigma:g} standard errors above the time-shifted-partner level{rising}). "
                  "A pair never in tune is <em>not measurably in tune</em>, and nothing is flagged for it. "
                  f"A possible rupture that does not come back within {dc.lapse_s / 60:g} minutes of its onset "
                  "closes as not repaired and the pair shows <em>out of tune</em> until it is measurably in tune "

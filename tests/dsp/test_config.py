@@ -190,7 +190,8 @@ def test_defaults_presets_and_edges_are_accepted():
     PipelineConfig(window_s=hi, history_s=hi)
     PipelineConfig(window_s=int(lo) + 1, fs=1, max_lag_s=3, arousal=False)  # ints are numbers
     DetectorConfig(arousal_floor=-INF, arousal_clip=INF, drop_clip=INF, learned_clip=INF)
-    DetectorConfig(lapse_s=INF, arm_rise_s=INF, arming=False, arousal_evidence=True, evidence="learned", weights=(("hr", 0.0),))
+    DetectorConfig(lapse_s=INF, arm_rise_s=INF, arming=False, arousal_evidence=True, evidence="learned",
+                   weights=(("hr", 0.0),))
     EngineConfig(chance_of=(), chance_modalities=None, phasic_modalities=("eda",), max_lag_s=0)
     DivergenceConfig(exclude_llr=INF)
     assert math.isinf(DivergenceConfig(exclude_llr=INF).exclude_llr)

@@ -155,7 +155,7 @@ MACHINE = ("state", "state_since", "evidence", "_run_start", "_low_t", "drop", "
            "last_inc", "out_of_tune_since", "_cand_since", "_onset_floor", "h_scale", "used", "severity")
 TRACK = ("valid_s", "baseline_z", "first_baseline_z", "chance_z", "chance_sd", "z", "smooth_z", "drop",
          "_guard_until", "_last_valid_t", "excess", "excess_se", "ever_full", "calibrating", "margin",
-         "spread_factor", "testable_since")
+         "spread_factor", "testable_since", "arm_need")
 
 
 def _state_of(det) -> list:

@@ -33,14 +33,15 @@ def test_strangers_are_prompted_at_most_the_issues_pseudo_pair_rate(analyses):
     assert len(docs) == 6 and all(len(d["attunement"]) == 6 for d in docs)  # 4 people: 6 pairs each
     pair_hours = sum(len(d["attunement"]) * d["duration_s"] / 3600.0 for d in docs)
     prompts = sum(len(d["episodes"]) for d in docs)
-    # target <= 0.5 prompts per paired hour (issue 16, pseudo-pairs); measured 2 in 18 pair-hours (0.11)
+    # target <= 0.5 prompts per paired hour (issue 16, pseudo-pairs); measured 0 in 18 pair-hours (2 before the
+    # arming threshold rose with the time unarmed)
     assert prompts / pair_hours <= 0.5, (prompts, pair_hours)
 
 
 def test_strangers_are_shown_not_measurably_in_tune_nearly_all_the_time(analyses):
     docs, _ = analyses
     armed = np.array([a["armed_fraction"] for d in docs for a in d["attunement"]])
-    # the arming test (120 s above chance by 3 standard errors) runs all session long, so a pair of strangers
-    # can pass it by chance; measured: 8 of 36 pairs at some time, 4.4 % of the pair-time
-    assert armed.mean() <= 0.10, armed
-    assert np.mean(armed == 0) >= 0.6, armed
+    # the arming test runs all session long, so a fixed threshold let strangers pass it by chance (8 of 36 pairs
+    # at some time, 4.4 % of the pair-time); rising with the time unarmed: 1 of 36, 0.7 %
+    assert armed.mean() <= 0.03, armed
+    assert np.mean(armed == 0) >= 0.9, armed

@@ -343,3 +343,25 @@ def _random_ties_as_before(seed: int) -> set:
     want = _person_ties_reference(people, pair_states, episodes, conn, chance, ev)
     assert repr(got) == repr(want), seed
     return {v["state"] for v in got.values()}
+
+
+def test_not_in_tune_words_give_the_evidence_and_the_rising_threshold():
+    """A dyad at chance for 600 s: first full arming span at 120 s, 180 s of grace, then the threshold
+    ``3 + log2(1 + (600 - 120 - 180) / 300)`` = 4.0 standard errors; the words show the evidence and that need."""
+    from attune_monitor.ui.model import tune_evidence_words
+
+    rng = np.random.default_rng(3)
+    cfg = get_preset("balanced")
+    det = RuptureDetector(["A", "B"], modalities=("hr", "eda"), step_s=1.0, config=cfg, window_s=30.0)
+    t = np.arange(600, dtype=float) + 1.0
+    for m in ("hr", "eda"):
+        sync = np.tanh(0.05 * rng.standard_normal((1, t.size)))
+        det.update(m, t, sync, np.zeros_like(sync), np.full_like(sync, 0.25))
+    ps = det.pair_states()[0]
+    assert not ps["armed"] and ps["state"] == "not_in_tune"
+    assert {d["arm_need"] for d in ps["modalities"].values()} == {4.0}
+    hr = ps["modalities"]["hr"]
+    words = tune_evidence_words(ps)
+    assert words.startswith(f"vs chance: heart {hr['excess']:+.2f}\u00b1{hr['excess_se']:.2f} \u00b7 skin ")
+    assert words.endswith(", needs 4.0 s.e.")
+    assert tune_evidence_words({**ps, "armed": True}) == ""
