@@ -432,3 +432,21 @@ def test_tile_says_in_tune_dipping_while_the_detector_lags_the_drop(qtbot):
     painted = [t for t, _room, _w in tile.painted]
     assert ("\u25cf in tune \u00b7 dipping" in painted or ["\u25cf in tune \u00b7", "dipping"] == painted[1:3]), painted
     assert tile.painted_clipped() == []
+
+
+@pytest.mark.parametrize("width", [130, 138, 146])
+def test_a_small_group_tile_wraps_not_measurably_in_tune_instead_of_cutting_it(qtbot, width):
+    """A group's small tile (130-146 px wide, 84 high: 4 people on a laptop screen) showed "○ not measura…": the
+    state word did not fit one line at the smallest type, nor two. It now wraps onto two lines in smaller type."""
+    from attune_monitor.ui.gui.meter import AttunementMeter
+
+    tile = AttunementMeter(("P1", "P2"))
+    qtbot.addWidget(tile)
+    tile.setMinimumSize(130, 84)
+    tile.set_state("not_in_tune", None, "vs chance: heart +0.44\u00b10.18 \u00b7 skin +0.16\u00b10.16, needs 3.8 s.e.")
+    tile.resize(width, 84)
+    tile.grab()  # paints it
+    painted = [t for t, _room, _w in tile.painted]
+    assert painted[1:3] == ["\u25cb not measurably", "in tune"], painted
+    assert not any(t.endswith("\u2026") for t in painted[:3]), painted
+    assert tile.painted_clipped() == []

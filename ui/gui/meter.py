@@ -19,6 +19,7 @@ from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_
 
 __all__ = [
     "arousal_reason", "fit_reason", "attunement_level", "meter_details", "waiting_words", "MIN_WORD_PX",
+    "MIN_WRAPPED_PX",
     "AttunementMeter", "MeterPanel"
 ]
 
@@ -137,6 +138,9 @@ def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | N
 
 #: Smallest type a tile's state word is drawn in (px); below that it wraps onto two lines.
 MIN_WORD_PX = 11
+#: ... and the smallest type for those two lines when the word does not fit one line at all (a small group tile's
+#: "not measurably in tune"), before it would be cut short.
+MIN_WRAPPED_PX = 9
 
 
 class AttunementMeter(QtWidgets.QWidget):
@@ -302,7 +306,7 @@ class AttunementMeter(QtWidgets.QWidget):
         one_line_fits = QtGui.QFontMetricsF(fw).horizontalAdvance(word) <= w
         if (size < 28 or not one_line_fits) and " " in word:
             # two lines in larger type read better than one in small type (and fit where one line does not)
-            for s2 in range(start, MIN_WORD_PX - 1, -1):
+            for s2 in range(start, (MIN_WORD_PX if one_line_fits else MIN_WRAPPED_PX) - 1, -1):
                 fw.setPixelSize(s2)
                 fm = QtGui.QFontMetricsF(fw)
                 split = _two_lines(word, fm, w)
