@@ -9,7 +9,7 @@ the live LSL source (:class:`attune_monitor.acquisition.live.LiveSource`)::
     source.poll()      -> (chunks, until, status)
         chunks : list of (slot index, timestamps (n,), values (n,) canonical units)
         until  : float | None, every slot is complete up to this time
-        status : {participant: {modality: "ok" | "noisy" | "lost" | "recovered"}}
+        status : {participant: {modality: "ok" | "noisy" | "lost" | "recovered" | "connecting"}}
     source.close()
 
 and, optionally (the live source), ``source.poll_markers()`` -> new ``(timestamp, stream name, text)`` of
@@ -268,8 +268,9 @@ class RecordingSource:
 
 
 #: Receiver states shown to the user, from the inlet layer's states.
-_STATUS_WORDS = {"connected": "ok", "connecting": "lost", "stale": "lost", "lost": "lost", "recovered": "recovered",
-                 "noisy": "noisy", "closed": "lost"}
+#: Inlet state -> the status word the views show (a stream whose inlet is still opening is "connecting", not lost).
+_STATUS_WORDS = {"connected": "ok", "connecting": "connecting", "stale": "lost", "lost": "lost",
+                 "recovered": "recovered", "noisy": "noisy", "closed": "lost"}
 
 
 class LiveSource:

@@ -520,7 +520,7 @@ class Snapshot:
     connectedness : ndarray, shape (n_people,)
         Each person's mean current synchrony with the others.
     status : dict
-        ``participant -> {modality: "ok" | "noisy" | "lost" | "recovered" | "absent"}``.
+        ``participant -> {modality: "ok" | "noisy" | "lost" | "recovered" | "absent" | "connecting"}``.
     episodes : list of dict
         Episode dicts (:func:`attune_monitor.dsp.detector.episode_dict`) plus ``"arousal"``: ``{person: "climbing" |
         "flattening"}`` for members of the pair whose arousal was moving away before it was flagged (from

@@ -77,6 +77,7 @@ STATUS_STYLE = {
     "recovered": (OKABE_ITO["sky_blue"], "\u21BB"),
     "absent": ("#9CA3AF", "\u2013"),
     "no data": ("#9CA3AF", "\u2013"),
+    "connecting": ("#6B7280", "\u25CC"),  # dotted circle: the inlet is still opening
 }
 
 #: Person-level arousal state (dsp.divergence.AROUSAL_STATES) -> (text colour, symbol, trace shading rgba or None).

@@ -68,7 +68,7 @@ def display_status(status: str, open_loss_reason: str | None) -> str:
     samples unusable (electrode off, motion): that shows as ``noisy``; no data
     at all shows as ``lost``.
     """
-    if open_loss_reason is None or status in ("lost", "absent", "no data"):
+    if open_loss_reason is None or status in ("lost", "absent", "no data", "connecting"):
         return status
     return "lost" if open_loss_reason == "no_data" else "noisy"
 
