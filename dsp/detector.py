@@ -13,7 +13,7 @@ What makes a flag (the measurements behind each choice: docs/validation.md)
   so the threshold rises with the log of the time a track has gone unarmed (``arm_grace_s``, ``arm_rise_s``):
   strangers tested all session long are not armed by chance late in it. Unarmed, a pair shows "not
   measurably in tune" (state ``not_in_tune``) with that evidence and raises nothing. The span and the threshold
-  were chosen on real pseudo-pairs (docs/validation.md).
+  were chosen on real pseudo-pairs, the rise on simulated strangers and the choose set (docs/validation.md).
 * **Shared events re-baseline instead of flagging** (:meth:`RuptureDetector.note_shared_event`): a marker (the
   experiment's or the facilitator's note), a task switch, a gap in the data, a signal loss, and everybody's
   arousal moving the same way at once (:class:`attune_monitor.dsp.divergence.SharedShift`, from the pipeline) disarm
