@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tune_detector  # noqa: E402
+from realdata_controls import auc  # noqa: E402  (P(ruptures > nulls), ties half)
 
 from attune_monitor.dsp import detector as D  # noqa: E402
 
@@ -86,14 +87,6 @@ def person_drops(d: dict, config) -> tuple[dict, list]:
         y = np.array([1 if all(x == 1 for x in ls) else 0 if all(x == 0 for x in ls) else -1 for ls in labs])
         out[who] = (ts, v, y)
     return out, rups
-
-
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney), ties counted half."""
-    if pos.size == 0 or neg.size == 0:
-        return math.nan
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
-                 / (pos.size * neg.size))
 
 
 def main(argv=None) -> int:
