@@ -10,10 +10,11 @@ What makes a flag (the measurements behind each choice: docs/validation.md)
   synchrony minus its chance level (Fisher z) over the last ``arm_span_s`` (120 s) of clean windows reaches
   ``arm_sigma`` (3) standard errors (the time-shifted-partner surrogate's spread over the square root of the
   number of independent windows in the span); its baseline is that span's level. The test runs on every window,
-  so the threshold rises with the log of the time a track has gone unarmed (``arm_grace_s``, ``arm_rise_s``):
-  strangers tested all session long are not armed by chance late in it. Unarmed, a pair shows "not
-  measurably in tune" (state ``not_in_tune``) with that evidence and raises nothing. The span and the threshold
-  were chosen on real pseudo-pairs, the rise on simulated strangers and the choose set (docs/validation.md).
+  so its threshold keeps ``arm_sigma``'s one-sided tail divided by the number of spans tested while the track has
+  been unarmed (Bonferroni, ``arm_correct``): strangers tested all session long are not armed by chance late in it.
+  Unarmed, a pair shows "not measurably in tune" (state ``not_in_tune``) with that evidence and raises nothing. The
+  span and the threshold were chosen on real pseudo-pairs; the correction has no parameter of its own
+  (docs/validation.md).
 * **Shared events re-baseline instead of flagging** (:meth:`RuptureDetector.note_shared_event`): a marker (the
   experiment's or the facilitator's note), a task switch, a gap in the data, a signal loss, and everybody's
   arousal moving the same way at once (:class:`attune_monitor.dsp.divergence.SharedShift`, from the pipeline) disarm
@@ -150,7 +151,8 @@ __all__ = [
     "OUTCOMES", "EVIDENCE_KINDS", "PairState", "STATES", "UNARMED_STATES", "STATE_WORDS", "DetectorConfig",
     "ANALYTIC_PRESETS", "LEARNED_THRESHOLDS", "LEARNED_PRESETS", "PRESETS", "AROUSAL_KEY", "get_preset",
     "pair_words", "ModalityTrack", "PairEpisodeDraft", "PairMachine", "PairModalityMachine", "Episode",
-    "RuptureDetector", "SignalLossTracker", "arousal_trend", "episode_dict", "PAIR_BANK_MIN_PAIRS",
+    "RuptureDetector", "SignalLossTracker", "arousal_trend", "episode_dict", "PAIR_BANK_MIN_PAIRS", "arm_tail",
+    "normal_isf",
 ]
 
 #: From this many pairs on, :class:`RuptureDetector` steps its pairs in arrays with one compiled call per time step
@@ -330,13 +332,13 @@ class DetectorConfig:
         independent windows in the span (``arm_span_s / window_s``, at least 1).
     arm_min_excess : float
         ... and at least this much (Fisher z), however narrow the surrogate.
-    arm_grace_s, arm_rise_s : float
+    arm_correct : bool
         The longer a track has been tested without arming, the more standard errors it needs: a test run on
         every window of a whole session arms a pair that was never in tune, by chance, far more often than one
-        test at ``arm_sigma`` would. From the first full span the threshold is ``arm_sigma`` for ``arm_grace_s``
-        seconds, then ``arm_sigma + log2(1 + (u - arm_grace_s) / arm_rise_s)`` after ``u`` seconds unarmed: one
-        more standard error at ``arm_grace_s + arm_rise_s``, two at ``arm_grace_s + 3 * arm_rise_s``. It falls
-        back to ``arm_sigma`` once the track arms. ``arm_rise_s=inf``: a fixed threshold.
+        test at ``arm_sigma`` would. After ``u`` seconds of testing unarmed the threshold is the normal quantile
+        whose upper tail is ``arm_sigma``'s divided by ``1 + u / arm_span_s`` (the spans tested so far): with
+        ``arm_sigma`` 3 and a 120-s span, 3.46 standard errors after 8 minutes, 3.64 after 18, 3.82 after 38. It
+        falls back to ``arm_sigma`` once the track arms. False: a fixed threshold.
     lapse_s : float
         A possible rupture not repaired this long after its onset is closed as *unrepaired*: the pair shows
         "out of tune since" the onset and is disarmed until its synchrony is measurably above chance again
@@ -390,8 +392,7 @@ class DetectorConfig:
     arm_span_s: float = 120.0
     arm_sigma: float = 3.0
     arm_min_excess: float = 0.2
-    arm_grace_s: float = 180.0
-    arm_rise_s: float = 300.0
+    arm_correct: bool = True
     lapse_s: float = 240.0
     arousal_evidence: bool = False
 
@@ -408,7 +409,7 @@ class DetectorConfig:
             A ``ValueError`` naming the field, the value, the range and a value to use instead.
         """
         check_fields(self, _DETECTOR_LIMITS)
-        for name in ("arming", "arousal_evidence"):
+        for name in ("arming", "arousal_evidence", "arm_correct"):
             check_flag(self, name)
         if self.evidence not in EVIDENCE_KINDS:
             raise config_error(self, "evidence", f"one of {', '.join(EVIDENCE_KINDS)}", self.evidence)
@@ -502,8 +503,6 @@ _DETECTOR_LIMITS = {
     "arm_span_s": _POSITIVE_S,
     "arm_sigma": Limit(0, None, what="standard errors"),
     "arm_min_excess": Limit(0, None, what="a Fisher-z excess"),
-    "arm_grace_s": _SECONDS,
-    "arm_rise_s": Limit(0, None, low_open=True, what="seconds", inf=True),
     "lapse_s": Limit(0, None, low_open=True, what="seconds", inf=True),
 }
 
@@ -607,6 +606,49 @@ def trim_mean(values, proportiontocut: float) -> float:
     return float(np.mean(kept))
 
 
+def arm_tail(config: DetectorConfig) -> float:
+    """The one-sided tail of ``arm_sigma`` (NaN without ``arm_correct``: the threshold stays ``arm_sigma``)."""
+    return 0.5 * math.erfc(config.arm_sigma / math.sqrt(2.0)) if config.arm_correct else math.nan
+
+
+def normal_isf(tail: float) -> float:
+    """The standard normal quantile with upper tail ``tail`` (0 < tail < 1): ``z`` with ``P(Z > z) = tail``.
+
+    Wichura's AS241 (Applied Statistics 37, 1988: relative error about 1e-16), on the tail itself so that a small
+    tail keeps its precision. :mod:`attune_monitor.dsp._pair_kernels` has the same arithmetic, for bitwise equal
+    thresholds.
+    """
+    q = 0.5 - tail
+    if abs(q) <= 0.425:
+        r = 0.180625 - q * q
+        num = (((((((2.5090809287301226727e+3 * r + 3.3430575583588128105e+4) * r + 6.7265770927008700853e+4) * r
+                   + 4.5921953931549871457e+4) * r + 1.3731693765509461125e+4) * r + 1.9715909503065514427e+3) * r
+                + 1.3314166789178437745e+2) * r + 3.3871328727963666080e+0) * q
+        den = (((((((5.2264952788528545610e+3 * r + 2.8729085735721942674e+4) * r + 3.9307895800092710610e+4) * r
+                   + 2.1213794301586595867e+4) * r + 5.3941960214247511077e+3) * r + 6.8718700749205790830e+2) * r
+                + 4.2313330701600911252e+1) * r + 1.0)
+        return num / den
+    r = math.sqrt(-math.log(tail if q > 0.0 else 1.0 - tail))
+    if r <= 5.0:
+        r = r - 1.6
+        num = (((((((7.7454501427834140764e-4 * r + 2.27238449892691845833e-2) * r + 2.41780725177450611770e-1) * r
+                   + 1.27045825245236838258e+0) * r + 3.64784832476320460504e+0) * r + 5.76949722146069140550e+0)
+                 * r + 4.63033784615654529590e+0) * r + 1.42343711074968357734e+0)
+        den = (((((((1.05075007164441684324e-9 * r + 5.4759380849953449460e-4) * r + 1.51986665636164571966e-2) * r
+                   + 1.48103976427480074590e-1) * r + 6.89767334985100004550e-1) * r + 1.67638483018380384940e+0)
+                 * r + 2.05319162663775882187e+0) * r + 1.0)
+    else:
+        r = r - 5.0
+        num = (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r + 1.24266094738807843860e-3) * r
+                   + 2.65321895265761230930e-2) * r + 2.96560571828504891230e-1) * r + 1.78482653991729133580e+0)
+                 * r + 5.46378491116411436990e+0) * r + 6.65790464350110377720e+0)
+        den = (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r + 1.84631831751005468180e-5)
+                   * r + 7.86869131145613259100e-4) * r + 1.48753612908506148525e-2) * r
+                 + 1.36929880922735805310e-1) * r + 5.99832206555887937690e-1) * r + 1.0)
+    x = num / den
+    return x if q > 0.0 else -x
+
+
 class ModalityTrack:
     """Arming, baseline, chance level and drop of one pair in one modality (streaming).
 
@@ -647,6 +689,7 @@ class ModalityTrack:
         self.ever_full = False     # has the arming span ever been filled (else: still learning)
         self.testable_since = math.nan  # session time the arming test first ran since the track was last armed
         self.arm_need = math.nan   # standard errors the excess needed at the last test (arm_threshold)
+        self._arm_tail = arm_tail(config)
         self._alpha_smooth = 1.0 - math.exp(-self.step_s / max(config.smooth_s, 1e-9))
         self._alpha_base = 1.0 - 0.5 ** (self.step_s / max(config.baseline_halflife_s, 1e-9))
         self._alpha_chance = 1.0 - 0.5 ** (self.step_s / max(config.chance_halflife_s, 1e-9))
@@ -676,14 +719,15 @@ class ModalityTrack:
     def arm_threshold(self, t: float) -> float:
         """Standard errors the arming excess needs at session time ``t`` (``arm_sigma``, rising while unarmed).
 
-        ``arm_sigma + log2(1 + max(0, t - testable_since - arm_grace_s) / arm_rise_s)``: the test runs on every
-        window, so the longer a pair goes unarmed the more chance alone would arm it; the threshold rises with
-        the log of that time (it is not reset by a gap or a shared event, only by arming).
+        The test runs on every window; after ``u = t - testable_since`` seconds of it without arming, the threshold
+        is the normal quantile whose upper tail is ``arm_sigma``'s divided by ``1 + u / arm_span_s``, the number of
+        spans tested (Bonferroni). A gap or a shared event does not reset ``u``: the tests already run still count.
         """
-        cfg = self.cfg
-        extra = t - self.testable_since - cfg.arm_grace_s
-        extra = extra if extra > 0.0 else 0.0  # (NaN: not testing yet)
-        return cfg.arm_sigma + math.log2(1.0 + extra / cfg.arm_rise_s)
+        u = t - self.testable_since
+        if not u > 0.0 or self._arm_tail != self._arm_tail:  # (NaN: not testing yet / no correction)
+            return self.cfg.arm_sigma
+        z = normal_isf(self._arm_tail / (1.0 + u / self.cfg.arm_span_s))
+        return z if z > self.cfg.arm_sigma else self.cfg.arm_sigma
 
     def reset(self, clean_from: float) -> None:
         """Disarm: forget the baseline and the arming span; windows ending before ``clean_from`` give nothing.

@@ -30,6 +30,7 @@ from .detector import (
     PairEpisodeDraft,
     PairMachine,
     PairState,
+    arm_tail,
     pair_words,
 )
 
@@ -173,7 +174,7 @@ class PairBank:
         prm[K.C_TWO] = 2.0
         prm[K.C_MULTI] = 1.0 if len(self.modalities) >= 2 else 0.0
         prm[K.C_ARMING] = 1.0
-        prm[K.C_ARM_GRACE], prm[K.C_ARM_RISE] = cfg.arm_grace_s, cfg.arm_rise_s
+        prm[K.C_ARM_TAIL], prm[K.C_ARM_SPAN] = arm_tail(cfg), cfg.arm_span_s
         return prm
 
     def step(self, t: float, sync: np.ndarray, chance: np.ndarray, chance_sd: np.ndarray, blocked: np.ndarray | None,

@@ -493,8 +493,13 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     from attune_monitor.dsp.detector import get_preset
 
     dc = get_preset(preset) if isinstance(preset, str) else preset
-    rising = (f", rising the longer a pair is tested without passing: {dc.arm_sigma + 1:g} after "
-              f"{(dc.arm_grace_s + dc.arm_rise_s) / 60:g} minutes" if math.isfinite(dc.arm_rise_s) else "")
+    rising = ""
+    if dc.arm_correct:
+        from attune_monitor.dsp.detector import arm_tail, normal_isf
+
+        need = [normal_isf(arm_tail(dc) / (1.0 + u / dc.arm_span_s)) for u in (480.0, 1080.0)]
+        rising = (f", more the longer a pair is tested without passing: {need[0]:.2f} after 8 minutes, "
+                  f"{need[1]:.2f} after 18")
     parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
                  f"while its synchrony has been measurably above chance (its mean over the last {dc.arm_span_s:g} s of "
                  f"windows at least {dc.arm_sigma:g} standard errors above the time-shifted-partner level{rising}). "

@@ -64,8 +64,6 @@ DETECTOR_BAD = {
     "drift_h": [-1.0],
     "onset_frac": [-0.1, 1.0],
     "lapse_s": [0, -240.0, -INF],
-    "arm_grace_s": [-1.0, INF],
-    "arm_rise_s": [0, -300.0, -INF],
     "arousal_clip": [],   # any number, +-inf: no clip (NaN, strings ... refused)
     "arousal_floor": [],  # -inf: no floor
     "drop_clip": [0, -1.0, -INF],
@@ -190,7 +188,7 @@ def test_defaults_presets_and_edges_are_accepted():
     PipelineConfig(window_s=hi, history_s=hi)
     PipelineConfig(window_s=int(lo) + 1, fs=1, max_lag_s=3, arousal=False)  # ints are numbers
     DetectorConfig(arousal_floor=-INF, arousal_clip=INF, drop_clip=INF, learned_clip=INF)
-    DetectorConfig(lapse_s=INF, arm_rise_s=INF, arming=False, arousal_evidence=True, evidence="learned",
+    DetectorConfig(lapse_s=INF, arm_correct=False, arming=False, arousal_evidence=True, evidence="learned",
                    weights=(("hr", 0.0),))
     EngineConfig(chance_of=(), chance_modalities=None, phasic_modalities=("eda",), max_lag_s=0)
     DivergenceConfig(exclude_llr=INF)

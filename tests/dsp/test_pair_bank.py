@@ -24,12 +24,12 @@ from attune_monitor.dsp.detector import RuptureDetector, get_preset
 pytestmark = pytest.mark.skipif(not pair_bank.available(), reason="the pair bank needs numba")
 
 # fast configs, so that a few hundred steps arm, flag, repair, lapse and re-arm
-# (arming thresholds that rise within these 420-s sessions: arm_grace_s / arm_rise_s short)
+# (short arming spans: many spans tested within these 420-s sessions, so the arming thresholds rise)
 LEARNED = replace(get_preset("balanced"), arm_span_s=30.0, lapse_s=90.0, min_repaired_s=3.0, learned_h=4.0,
-                  learned_k=0.5, merge_gap_s=60.0, group_h_factor=1.0, arm_grace_s=20.0, arm_rise_s=40.0)
+                  learned_k=0.5, merge_gap_s=60.0, group_h_factor=1.0)
 ANALYTIC = replace(get_preset("sensitive", "analytic"), arm_span_s=25.0, lapse_s=70.0, min_repaired_s=3.0,
                    arousal_evidence=True, cusum_h=5.0, drift_h=2.0, merge_gap_s=60.0,
-                   group_h_factor=1.0, arm_grace_s=0.0, arm_rise_s=60.0)
+                   group_h_factor=1.0)
 
 
 def _plan(seed: int, n_people: int, n_steps: int) -> list:
@@ -197,7 +197,7 @@ def test_bank_gives_the_machines_events_states_and_episodes(seed, n_people, conf
 def test_the_sessions_exercise_the_rising_arming_threshold(config):
     """The reference's events change when the arming threshold is fixed: the parity above covers the rise."""
     ops, ref = _reference(9, 6, config)
-    fixed = _run(ops, 6, replace(CONFIGS[config], arm_rise_s=math.inf), bank=False)
+    fixed = _run(ops, 6, replace(CONFIGS[config], arm_correct=False), bank=False)
     assert [repr(e) for e in fixed[1]] != [repr(e) for e in ref[1]]
     assert any(tr.testable_since == tr.testable_since for m in ref[0].machines for tr in m.tracks.values())
 
@@ -336,3 +336,12 @@ def test_trim_mean_rows_is_trim_mean_of_each_row_bit_for_bit():
             assert repr(pair_bank.trim_mean_rows(A, cut).tolist()) == repr(want), (n, cut)
     with pytest.raises(ValueError, match="proportiontocut"):
         pair_bank.trim_mean_rows(np.zeros((2, 5)), 0.7)
+
+
+def test_the_kernels_inverse_normal_is_bitwise_the_detectors():
+    """The arming threshold's quantile: the compiled ``_normal_isf`` and ``detector.normal_isf`` agree to the bit."""
+    from attune_monitor.dsp import _pair_kernels as K
+    from attune_monitor.dsp.detector import normal_isf
+
+    tails = np.concatenate([np.geomspace(1e-300, 0.5, 5000), np.random.default_rng(1).uniform(0, 1, 5000)]).tolist()
+    assert [K._normal_isf(p) for p in tails] == [normal_isf(p) for p in tails]
