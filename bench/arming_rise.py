@@ -1,11 +1,10 @@
-"""Another shape for the arming threshold's rise, tried through the benches: a Bonferroni rise.
+"""The arming threshold's first rise (log2, shipped for a few hours on 2026-12-08), run through the benches.
 
 Not the detector's code: :meth:`attune_monitor.dsp.detector.ModalityTrack.arm_threshold` is replaced and the pair bank
-(numba, 28+ pairs) switched off, so every pair goes through the replaced method. The shipped rise is
-``arm_sigma + log2(1 + max(0, u - arm_grace_s) / arm_rise_s)`` after ``u`` seconds unarmed; the Bonferroni rise keeps
-the one-sided tail of ``arm_sigma`` divided by the number of arming spans tested so far,
-``Phi^-1(1 - (1 - Phi(arm_sigma)) / (1 + u / arm_span_s))``: 3.46 standard errors at 8 minutes unarmed, 3.64 at 18,
-3.82 at 38 (the shipped rise: 4, 5, 6).
+(numba, 28+ pairs) switched off, so every pair goes through the replaced method. The detector's rise is a Bonferroni
+correction (``arm_sigma``'s one-sided tail divided by the number of spans tested while unarmed: 3.46 standard errors
+after 8 minutes, 3.64 after 18, 3.82 after 38). The log2 rise was ``arm_sigma + log2(1 + max(0, u - 180) / 300)``
+after ``u`` seconds unarmed: 4, 5 and 6 there. The fixed threshold is ``--override '{"arm_correct": false}'``.
 
 Usage (the rest of the arguments are the wrapped bench's)::
 
@@ -16,28 +15,26 @@ Usage (the rest of the arguments are the wrapped bench's)::
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
-from statistics import NormalDist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attune_monitor.dsp import detector as D  # noqa: E402
 
-_NORMAL = NormalDist()
+GRACE_S, RISE_S = 180.0, 300.0
 
 
-def bonferroni_threshold(self, t: float) -> float:
-    """Standard errors arming needs at ``t``: ``arm_sigma``'s tail over the number of spans tested."""
-    cfg = self.cfg
-    u = t - self.testable_since
-    u = u if u > 0.0 else 0.0  # (NaN: not testing yet)
-    tail = (1.0 - _NORMAL.cdf(cfg.arm_sigma)) / (1.0 + u / cfg.arm_span_s)
-    return _NORMAL.inv_cdf(1.0 - tail)
+def log2_threshold(self, t: float) -> float:
+    """Standard errors arming needed at ``t`` with the log2 rise (a 180-s grace, one more per doubling of 300 s)."""
+    extra = t - self.testable_since - GRACE_S
+    extra = extra if extra > 0.0 else 0.0  # (NaN: not testing yet)
+    return self.cfg.arm_sigma + math.log2(1.0 + extra / RISE_S)
 
 
-D.ModalityTrack.arm_threshold = bonferroni_threshold
+D.ModalityTrack.arm_threshold = log2_threshold
 D.PAIR_BANK_MIN_PAIRS = 10**9
 
 if __name__ == "__main__":

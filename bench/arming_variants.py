@@ -8,9 +8,9 @@ Not the detector's code: :class:`attune_monitor.dsp.detector.ModalityTrack` is w
   then; while waiting, an excess below ``CONFIRM_LOW`` standard errors starts it over (a gap, a loss or a shared
   event too).
 - The second prototype (``ARMING_VARIANT=spend``: the threshold rising with the time a track has been testable but
-  unarmed) is now the detector's own arming (``DetectorConfig.arm_grace_s`` 180 s, ``arm_rise_s`` 300 s: the
-  prototype's ``GRACE_S=180 PER_S=300 GAIN=1``). The confirmation below now runs on top of it; the fixed threshold
-  of before is ``families.py score CACHE --override '{"arm_rise_s": Infinity}'``.
+  unarmed) became the detector's arming, first as a log2 rise (``bench/arming_rise.py``) and then as a Bonferroni
+  correction for the spans tested (``DetectorConfig.arm_correct``). The confirmation below runs on top of it; the
+  fixed threshold of before is ``families.py score CACHE --override '{"arm_correct": false}'``.
 
 Usage::
 
