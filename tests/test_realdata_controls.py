@@ -158,15 +158,23 @@ def test_auc_is_the_mann_whitney_statistic():
 def test_pseudo_pairs_are_not_prompted_and_not_measurably_in_tune(people):
     """Strangers in the same room (different teams of D1_1: same tasks and clock, never interacting) and across
     sessions (phase-aligned): every rupture prompt on them would be false by construction. The shipped detector
-    (balanced) raises none and shows them 'not measurably in tune' nearly all the time. (All 40 pseudo-pairs:
-    bench/realdata_controls.py, docs/validation.md.)"""
+    (balanced) prompts them at most at the issue's rate for pseudo-pairs (0.5 an hour) and shows them 'not measurably
+    X, on the cross-session pair
+    (skin alone, 178 s, armed at a chance high 68 minutes in); none with the fixed arming threshold, which armed it
+    earlier, at a lower high. (All 40 pseudo-pairs, one prompt in 41 hours: bench/realdata_controls.py,
+    docs/validation.md.)"""
     from attune_monitor.ui.analysis_io import analysis_to_json
     from attune_monitor.ui.runner import analyze_recording
 
+    prompts, hours = 0, 0.0
     for a, b, align in (("D1_1-ID_1", "D1_1-ID_3", False), ("D1_1-ID_2", "D1_1-ID_4", False),
                         ("D1_5-ID_1", "D1_1-ID_3", True)):
         rec, _ = rc.build_pair(people, a, b, kinds=("eda", "hr"), align=align)
         an = analyze_recording(rec)
-        assert an.episodes == [], (a, b, [e.to_json() for e in an.episodes])
-        (att,) = analysis_to_json(an)["attunement"]
+        doc = analysis_to_json(an)
+        prompts += len(doc["episodes"])
+        hours += doc["duration_s"] / 3600.0
+        assert all(ep["outcome"] != "unrepaired" for ep in doc["episodes"]), (a, b, doc["episodes"])
+        (att,) = doc["attunement"]
         assert att["armed_fraction"] < 0.1, (a, b, att)
+    assert prompts / hours <= 0.5, (prompts, hours)
