@@ -27,6 +27,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .detector import normal_isf
+
 # explicit signatures (C-contiguous arrays; strings, evaluated by numba in ``numba.types``): each function is
 # compiled once, at import (or loaded from numba's cache), never once more per literal argument
 # (``_set(p, S_PR, ...)``), which tripled the cold compile
@@ -192,38 +194,8 @@ def _arm_stats(p, m, TF, TI, prm):  # pragma: no cover - compiled
     return TF[p, m, T_S0] / n, spread / math.sqrt(n_indep)
 
 
-@njit(_sig(f8, f8), cache=True)
-def _normal_isf(tail):  # pragma: no cover - compiled
-    """``detector.normal_isf`` (the same arithmetic in the same order)."""
-    q = 0.5 - tail
-    if abs(q) <= 0.425:
-        r = 0.180625 - q * q
-        num = (((((((2.5090809287301226727e+3 * r + 3.3430575583588128105e+4) * r + 6.7265770927008700853e+4) * r
-                   + 4.5921953931549871457e+4) * r + 1.3731693765509461125e+4) * r + 1.9715909503065514427e+3) * r
-                + 1.3314166789178437745e+2) * r + 3.3871328727963666080e+0) * q
-        den = (((((((5.2264952788528545610e+3 * r + 2.8729085735721942674e+4) * r + 3.9307895800092710610e+4) * r
-                   + 2.1213794301586595867e+4) * r + 5.3941960214247511077e+3) * r + 6.8718700749205790830e+2) * r
-                + 4.2313330701600911252e+1) * r + 1.0)
-        return num / den
-    r = math.sqrt(-math.log(tail if q > 0.0 else 1.0 - tail))
-    if r <= 5.0:
-        r = r - 1.6
-        num = (((((((7.7454501427834140764e-4 * r + 2.27238449892691845833e-2) * r + 2.41780725177450611770e-1) * r
-                   + 1.27045825245236838258e+0) * r + 3.64784832476320460504e+0) * r + 5.76949722146069140550e+0)
-                 * r + 4.63033784615654529590e+0) * r + 1.42343711074968357734e+0)
-        den = (((((((1.05075007164441684324e-9 * r + 5.4759380849953449460e-4) * r + 1.51986665636164571966e-2) * r
-                   + 1.48103976427480074590e-1) * r + 6.89767334985100004550e-1) * r + 1.67638483018380384940e+0)
-                 * r + 2.05319162663775882187e+0) * r + 1.0)
-    else:
-        r = r - 5.0
-        num = (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r + 1.24266094738807843860e-3) * r
-                   + 2.65321895265761230930e-2) * r + 2.96560571828504891230e-1) * r + 1.78482653991729133580e+0)
-                 * r + 5.46378491116411436990e+0) * r + 6.65790464350110377720e+0)
-        den = (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r + 1.84631831751005468180e-5)
-                   * r + 7.86869131145613259100e-4) * r + 1.48753612908506148525e-2) * r
-                 + 1.36929880922735805310e-1) * r + 5.99832206555887937690e-1) * r + 1.0)
-    x = num / den
-    return x if q > 0.0 else -x
+#: ``detector.normal_isf`` compiled as it is (the same arithmetic in the same order: bitwise equal thresholds)
+_normal_isf = njit(_sig(f8, f8), cache=True)(normal_isf)
 
 
 @njit(_sig(f8, i8, i8, f8, A3f, A1f), cache=True)
