@@ -152,7 +152,7 @@ __all__ = [
     "ANALYTIC_PRESETS", "LEARNED_THRESHOLDS", "LEARNED_PRESETS", "PRESETS", "AROUSAL_KEY", "get_preset",
     "pair_words", "ModalityTrack", "PairEpisodeDraft", "PairMachine", "PairModalityMachine", "Episode",
     "RuptureDetector", "SignalLossTracker", "arousal_trend", "episode_dict", "PAIR_BANK_MIN_PAIRS", "arm_tail",
-    "normal_isf",
+    "arm_sigma_after", "normal_isf",
 ]
 
 #: From this many pairs on, :class:`RuptureDetector` steps its pairs in arrays with one compiled call per time step
@@ -611,12 +611,26 @@ def arm_tail(config: DetectorConfig) -> float:
     return 0.5 * math.erfc(config.arm_sigma / math.sqrt(2.0)) if config.arm_correct else math.nan
 
 
+def arm_sigma_after(config: DetectorConfig, unarmed_s: float, tail: float | None = None) -> float:
+    """Standard errors arming needs after ``unarmed_s`` seconds of testing without passing.
+
+    ``arm_sigma``'s one-sided tail divided by ``1 + unarmed_s / arm_span_s``, the spans tested (Bonferroni); never
+    below ``arm_sigma``. ``arm_sigma`` itself at 0 s, for NaN and without ``arm_correct``. ``tail``: the config's
+    :func:`arm_tail`, when the caller keeps it.
+    """
+    tail = arm_tail(config) if tail is None else tail
+    if not unarmed_s > 0.0 or tail != tail:  # (NaN: not testing yet / no correction)
+        return config.arm_sigma
+    z = normal_isf(tail / (1.0 + unarmed_s / config.arm_span_s))
+    return z if z > config.arm_sigma else config.arm_sigma
+
+
 def normal_isf(tail: float) -> float:
     """The standard normal quantile with upper tail ``tail`` (0 < tail < 1): ``z`` with ``P(Z > z) = tail``.
 
     Wichura's AS241 (Applied Statistics 37, 1988: relative error about 1e-16), on the tail itself so that a small
-    tail keeps its precision. :mod:`attune_monitor.dsp._pair_kernels` has the same arithmetic, for bitwise equal
-    thresholds.
+    tail keeps its precision. :mod:`attune_monitor.dsp._pair_kernels` compiles this very function (bitwise equal
+    thresholds).
     """
     q = 0.5 - tail
     if abs(q) <= 0.425:
@@ -723,11 +737,7 @@ class ModalityTrack:
         is the normal quantile whose upper tail is ``arm_sigma``'s divided by ``1 + u / arm_span_s``, the number of
         spans tested (Bonferroni). A gap or a shared event does not reset ``u``: the tests already run still count.
         """
-        u = t - self.testable_since
-        if not u > 0.0 or self._arm_tail != self._arm_tail:  # (NaN: not testing yet / no correction)
-            return self.cfg.arm_sigma
-        z = normal_isf(self._arm_tail / (1.0 + u / self.cfg.arm_span_s))
-        return z if z > self.cfg.arm_sigma else self.cfg.arm_sigma
+        return arm_sigma_after(self.cfg, t - self.testable_since, self._arm_tail)
 
     def reset(self, clean_from: float) -> None:
         """Disarm: forget the baseline and the arming span; windows ending before ``clean_from`` give nothing.

@@ -495,9 +495,9 @@ def write_report(analysis, out_dir, doc: dict | None = None, time_offset: float 
     dc = get_preset(preset) if isinstance(preset, str) else preset
     rising = ""
     if dc.arm_correct:
-        from attune_monitor.dsp.detector import arm_tail, normal_isf
+        from attune_monitor.dsp.detector import arm_sigma_after
 
-        need = [normal_isf(arm_tail(dc) / (1.0 + u / dc.arm_span_s)) for u in (480.0, 1080.0)]
+        need = [arm_sigma_after(dc, u) for u in (480.0, 1080.0)]
         rising = (f", more the longer a pair is tested without passing: {need[0]:.2f} after 8 minutes, "
                   f"{need[1]:.2f} after 18")
     parts.append('<p class="note">A possible rupture needs an attunement to lapse from: a pair is watched for one only '
