@@ -92,6 +92,8 @@ def test_readme_is_a_short_user_guide():
         assert figure in text, figure
         number = figure.replace("*", "").split()[0 if "prompts" in figure or "one in" in figure else -1]
         assert number in source, (figure, "not in docs/validation.md's 'The README's figures' section")
+    for figure in ("10 of 13", "2 of 16"):  # real rupture timing (bench/coded_conflict.py)
+        assert figure in text and figure in source, figure
     assert "docs/validation.md" in text
 
 
