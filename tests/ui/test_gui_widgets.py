@@ -450,3 +450,27 @@ def test_a_small_group_tile_wraps_not_measurably_in_tune_instead_of_cutting_it(q
     assert painted[1:3] == ["\u25cb not measurably", "in tune"], painted
     assert not any(t.endswith("\u2026") for t in painted[:3]), painted
     assert tile.painted_clipped() == []
+
+
+def test_a_tall_card_wraps_its_evidence_instead_of_cutting_it(qtbot):
+    """A couple's card (about 290 x 230 px) cut the evidence to "vs chance: heart +0.64±0.21 · ski…": skin and what
+    arming needs were hidden though the card had room. A tall card now wraps it onto up to three lines; a short one
+    keeps one line (elided, the tooltip holds it all)."""
+    from attune_monitor.ui.gui.meter import AttunementMeter
+
+    details = "vs chance: heart +0.64\u00b10.21 \u00b7 skin +0.20\u00b10.15, needs 3.4 s.e."
+    card = AttunementMeter(("P1", "P2"))
+    qtbot.addWidget(card)
+    card.set_state("out_of_tune", None, details, words="\u25bd out of tune since 04:51")
+    card.resize(290, 232)
+    card.grab()
+    painted = [t for t, _room, _w in card.painted]
+    tail = painted[painted.index(next(t for t in painted if t.startswith("vs chance"))):]
+    assert " ".join(tail) == details, painted
+    assert tail[0].endswith("\u00b7") and len(tail) >= 2, tail  # broken after the separator, not inside a figure
+    assert card.painted_clipped() == []
+    card.resize(290, 150)  # short: one line, cut
+    card.grab()
+    painted = [t for t, _room, _w in card.painted]
+    (line,) = [t for t in painted if t.startswith("vs chance")]
+    assert line.endswith("\u2026") and card.painted_clipped() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -19,7 +21,7 @@ from .style import AROUSAL_STYLE, GRID, INK, MUTED, PANEL, STATE_COLOURS, STATE_
 
 __all__ = [
     "arousal_reason", "fit_reason", "attunement_level", "meter_details", "waiting_words", "MIN_WORD_PX",
-    "MIN_WRAPPED_PX",
+    "MIN_WRAPPED_PX", "DETAIL_WRAP_MIN_H", "wrap_lines",
     "AttunementMeter", "MeterPanel"
 ]
 
@@ -141,6 +143,8 @@ MIN_WORD_PX = 11
 #: ... and the smallest type for those two lines when the word does not fit one line at all (a small group tile's
 #: "not measurably in tune"), before it would be cut short.
 MIN_WRAPPED_PX = 9
+#: A card at least this tall (px, inside its frame) wraps its details onto up to three lines instead of cutting them.
+DETAIL_WRAP_MIN_H = 180
 
 
 class AttunementMeter(QtWidgets.QWidget):
@@ -283,10 +287,15 @@ class AttunementMeter(QtWidgets.QWidget):
                 tw = QtGui.QFontMetricsF(fr).horizontalAdvance(text)
                 self._text(p, QtCore.QRectF(inner.right() - tw - 1, inner.top(), tw + 1, name_h), left_mid, text)
             p.setFont(f)
-        # details line (current r per modality), only when there is room
+        # details (current r per modality, or the evidence vs chance), only when there is room: one line, and up
+        # to three in a tall card rather than cut ("vs chance: heart +0.64±0.21 · ski…" hid skin and the need)
         small = QtGui.QFont(self.font())
         small.setPixelSize(int(max(9, min(14, h * 0.09))))
-        detail_h = small.pixelSize() * 1.4 if (self.details and h > 130) else 0.0
+        fs = QtGui.QFontMetricsF(small)
+        detail_lines = (wrap_lines(self.details, fs, w, 3 if h > DETAIL_WRAP_MIN_H else 1)
+                        if (self.details and h > 130 and not self.person) else [])
+        detail_lh = small.pixelSize() * 1.4
+        detail_h = detail_lh * len(detail_lines)
         # gauge: chance (left) ... usual (right), labels under the track
         track_h = max(6.0, min(14.0, h * 0.07))
         label_h = small.pixelSize() * 1.3
@@ -335,7 +344,6 @@ class AttunementMeter(QtWidgets.QWidget):
         p.setFont(small)
         p.setPen(qcolor(MUTED))
         lab = QtCore.QRectF(inner.left(), track.bottom() + 1, w, label_h)
-        fs = QtGui.QFontMetricsF(small)
         if self.person:
             text = self.details
             self._text(p, lab, left_mid, fs.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, w))
@@ -347,10 +355,34 @@ class AttunementMeter(QtWidgets.QWidget):
             cw, uw = fs.horizontalAdvance("chance"), fs.horizontalAdvance("usual")
             self._text(p, QtCore.QRectF(lab.left(), lab.top(), cw + 1, label_h), left_mid, "chance")
             self._text(p, QtCore.QRectF(lab.right() - uw - 1, lab.top(), uw + 1, label_h), left_mid, "usual")
-        if detail_h and not self.person:
-            details = fs.elidedText(self.details, QtCore.Qt.TextElideMode.ElideRight, w)
-            self._text(p, QtCore.QRectF(inner.left(), lab.bottom(), w, detail_h), left_mid, details)
+        for k, line in enumerate(detail_lines):
+            self._text(p, QtCore.QRectF(inner.left(), lab.bottom() + k * detail_lh, w, detail_lh), left_mid, line)
         p.end()
+
+
+def wrap_lines(text: str, fm: QtGui.QFontMetricsF, room: float, max_lines: int) -> list[str]:
+    """``text`` in at most ``max_lines`` lines of ``room`` px, broken at spaces (the last line elided if it must be).
+
+    Lines break after a separator (``·`` or ``,``) where they can, as :func:`_two_lines` keeps ``·``.
+    """
+    # broken after a separator ("heart +0.64±0.21 ·", "skin +0.20±0.15,"), so a figure stays with its name; a
+    # piece wider than the room is broken at its spaces
+    words: list[str] = []
+    for piece in re.split(r"(?<=[\u00b7,]) ", text):
+        words.extend([piece] if fm.horizontalAdvance(piece) <= room else piece.split(" "))
+    lines: list[str] = []
+    line = ""
+    for word in words:
+        trial = f"{line} {word}" if line else word
+        if line and fm.horizontalAdvance(trial) > room and len(lines) < max_lines - 1:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    if line:
+        lines.append(line)
+    return [x if fm.horizontalAdvance(x) <= room else fm.elidedText(x, QtCore.Qt.TextElideMode.ElideRight, room)
+            for x in lines]
 
 
 def _two_lines(text: str, fm: QtGui.QFontMetricsF, room: float) -> list[str] | None:
