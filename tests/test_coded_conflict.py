@@ -11,32 +11,15 @@ Skipped without the shared data.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from attune_monitor.dsp.detector import get_preset
 from attune_monitor.ui.cli import main
+from tests.helpers.bench import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _bench(name):
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH))
-    return mod
-
-
-cc = _bench("coded_conflict")
+cc = load_bench("coded_conflict")
 LAPSE_S = get_preset("balanced").lapse_s
 
 

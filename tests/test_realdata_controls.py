@@ -3,29 +3,20 @@ builds. No detector results are asserted here (the detector is being changed); t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers.bench import load_bench
+
 pytestmark = pytest.mark.realdata
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 # a D1_1 team (2), a person of team 1, a person of team 3, and the D1_5 team
 KEYS = {"D1_1-ID_1", "D1_1-ID_2", "D1_1-ID_3", "D1_1-ID_4", "D1_5-ID_1"}
 
 
-def _bench(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while it loads
-    spec.loader.exec_module(mod)
-    return mod
-
-
-rc = _bench("realdata_controls")
+rc = load_bench("realdata_controls")
 
 
 @pytest.fixture(scope="module")

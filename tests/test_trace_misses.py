@@ -6,31 +6,14 @@ added, evidence, threshold, blocked, modalities used), so each cause is known; `
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from attune_monitor.dsp.detector import get_preset
+from tests.helpers.bench import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _bench(name):
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH))
-    return mod
-
-
-tm = _bench("trace_misses")
+tm = load_bench("trace_misses")
 CFG = get_preset("balanced")
 ON, OFF = 300.0, 360.0
 PAIR = ("P1", "P2")

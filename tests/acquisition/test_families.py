@@ -4,9 +4,7 @@ the built-in scenarios' data are what they were before families existed, and the
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,17 +17,10 @@ from attune_monitor.acquisition.scenario import (
     load_scenario,
     parse_scenario,
 )
+from tests.helpers.bench import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 ON, DUR = 120.0, 180.0
 INSIDE = (ON + 10, ON + DUR)  # the rupture at its full extent (after any 3-s onset)
-
-
-def _bench(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _scenario(family=None, n=2, who="P2", coupling=0.7, **rupture):
@@ -88,7 +79,7 @@ def test_builtin_scenarios_give_the_same_samples_as_before_families():
 
 
 def test_eval_sets_without_families_are_unchanged():
-    mes = _bench("make_eval_set")
+    mes = load_bench("make_eval_set")
     for seed, (text_digest, data_digest) in EVAL_SET_HASHES.items():
         text, _ = mes.random_scenario(seed)
         assert hashlib.sha256(text.encode()).hexdigest()[:16] == text_digest, seed
@@ -238,7 +229,7 @@ def test_family_validation_messages():
 
 
 def test_family_eval_set_draws_only_the_listed_families_and_randomises_sessions():
-    mes = _bench("make_eval_set")
+    mes = load_bench("make_eval_set")
     assert mes.parse_families("all") == list(RUPTURE_FAMILIES)
     with pytest.raises(ValueError, match="expected a comma-separated list of coupling_loss, aversive"):
         mes.parse_families("partial,sulk")
@@ -265,7 +256,7 @@ def test_lofo_choice_respects_the_false_alarm_ceiling_and_grid_errors_are_clear(
     from attune_monitor.dsp.detector import get_preset
     from attune_monitor.ui.commands.evaluate import Detection, score_file
 
-    fam = _bench("families")
+    fam = load_bench("families")
     truth = {"duration_s": 3600.0, "participants": ["P1", "P2"], "confounds": [],
              "ruptures": [{"onset_s": 100.0, "offset_s": 160.0, "who": "P2", "pairs": [["P1", "P2"]]}]}
     hit = Detection(("P1", "P2"), ("P1", "P2"), 110.0, 130.0)

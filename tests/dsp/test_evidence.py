@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,7 @@ from attune_monitor.dsp.evidence import (
     TreeEnsemble,
     shipped_model,
 )
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.helpers.bench import load_bench
 
 
 def _inputs(T: int, n: int = 3, seed: int = 0):
@@ -94,9 +92,7 @@ def test_tree_evaluator_matches_scikit_learn(compiled, monkeypatch):
         monkeypatch.setattr(evidence, "TREE_SUM_NUMBA_ROWS", 1)  # every call compiled, however small
     else:
         monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
-    spec = importlib.util.spec_from_file_location("train_evidence", BENCH / "train_evidence.py")
-    train_evidence = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_evidence)
+    train_evidence = load_bench("train_evidence")
     export, fit = train_evidence.export, train_evidence.fit
 
     rng = np.random.default_rng(1)

@@ -3,16 +3,13 @@ no synchrony on average; real dyads show more (bench/realdata_motion.py reports 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.helpers.bench import load_bench
+
 pytestmark = pytest.mark.realdata
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +17,7 @@ def result(realdata):
     root = realdata / "rMEA"
     if not (root / "normal").is_dir() or not (root / "dropout").is_dir():
         pytest.skip(f"rMEA interviews not available: {root} (normal/, dropout/) is absent")
-    spec = importlib.util.spec_from_file_location("realdata_motion", BENCH / "realdata_motion.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["realdata_motion"] = mod
-    spec.loader.exec_module(mod)
-    return mod.run(root)
+    return load_bench("realdata_motion").run(root)
 
 
 def test_pseudo_dyads_who_never_met_show_no_synchrony_on_average(result):
