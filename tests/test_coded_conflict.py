@@ -11,13 +11,11 @@ Skipped without the shared data.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from attune_monitor.dsp.detector import get_preset
-from attune_monitor.ui.cli import main
 from tests.helpers.bench import load_bench
+from tests.helpers.sessions import simulate_and_analyze
 
 cc = load_bench("coded_conflict")
 LAPSE_S = get_preset("balanced").lapse_s
@@ -51,11 +49,7 @@ def _analyse(tmp_path, dyad, seed, lead_in_s):
     text, sc = cc.scenario(dyad, seed, lead_in_s)
     toml = tmp_path / f"{dyad}.toml"
     toml.write_text(text)
-    xdf, truth = tmp_path / f"{dyad}.xdf", tmp_path / f"{dyad}.truth.json"
-    assert main(["simulate", "--scenario", str(toml), "--seed", str(seed), "--out", str(xdf),
-                 "--truth", str(truth)]) == 0
-    assert main(["analyze", str(xdf), "--json", str(tmp_path / "out.json")]) == 0
-    return sc, json.loads((tmp_path / "out.json").read_text())
+    return sc, simulate_and_analyze(tmp_path, toml, seed)[1]
 
 
 def test_a_chronic_conflict_after_an_attuned_start_is_one_prompt_then_out_of_tune(codes, tmp_path):

@@ -11,26 +11,20 @@ Through the user's commands: ``attune simulate --out`` then ``attune analyze --j
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from attune_monitor.dsp.detector import get_preset
-from attune_monitor.ui.cli import main
+from tests.helpers.sessions import simulate_and_analyze
 
 CONFLICT, BACK, WITHDRAWAL = 270.0, 750.0, 960.0  # truth: onsets and the coupling's return
 
 
 @pytest.fixture(scope="module")
 def doc(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lasting")
-    xdf, truth = folder / "s3.xdf", folder / "s3.truth.json"
-    assert main(["simulate", "--scenario", "couple-lasting-conflict", "--seed", "3", "--out", str(xdf),
-                 "--truth", str(truth)]) == 0
-    ruptures = json.loads(truth.read_text())["ruptures"]
-    assert [(r["onset_s"], r["offset_s"]) for r in ruptures] == [(CONFLICT, BACK), (WITHDRAWAL, WITHDRAWAL + 60)]
-    assert main(["analyze", str(xdf), "--json", str(folder / "out.json")]) == 0
-    return json.loads((folder / "out.json").read_text())
+    truth, doc = simulate_and_analyze(tmp_path_factory.mktemp("lasting"), "couple-lasting-conflict", 3)
+    assert [(r["onset_s"], r["offset_s"]) for r in truth["ruptures"]] == [(CONFLICT, BACK),
+                                                                          (WITHDRAWAL, WITHDRAWAL + 60)]
+    return doc
 
 
 def test_a_lasting_conflict_is_one_prompt_closed_unrepaired_then_a_state(doc):

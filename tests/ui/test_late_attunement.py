@@ -10,25 +10,18 @@ commands: ``attune simulate --out`` then ``attune analyze --json``.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from attune_monitor.ui.cli import main
+from tests.helpers.sessions import simulate_and_analyze
 
 BACK_S = 605.0  # the coupling returns (truth: the first scripted span ends)
 
 
 @pytest.fixture(scope="module")
 def doc(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("late")
-    xdf, truth = folder / "s0.xdf", folder / "s0.truth.json"
-    assert main(["simulate", "--scenario", "couple-late-attunement", "--seed", "0", "--out", str(xdf),
-                 "--truth", str(truth)]) == 0
-    ruptures = json.loads(truth.read_text())["ruptures"]
-    assert [(r["onset_s"], r["offset_s"]) for r in ruptures] == [(5, BACK_S), (1200, 1290)]
-    assert main(["analyze", str(xdf), "--json", str(folder / "out.json")]) == 0
-    return json.loads((folder / "out.json").read_text())
+    truth, doc = simulate_and_analyze(tmp_path_factory.mktemp("late"), "couple-late-attunement", 0)
+    assert [(r["onset_s"], r["offset_s"]) for r in truth["ruptures"]] == [(5, BACK_S), (1200, 1290)]
+    return doc
 
 
 def test_a_pair_that_comes_into_tune_late_is_armed_within_minutes_of_it(doc):
