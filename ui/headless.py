@@ -164,6 +164,15 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60:02d}:{rem % 60:02d}"
 
 
+def event_clock(seconds: float | None) -> str:
+    """An event's time (an onset, a repair, a marker) as :func:`clock` shows it, but rounded.
+
+    Every other view rounds it, so an episode's onset and the pair's "out of tune since" read the same;
+    :func:`clock` truncates (it is the running session clock).
+    """
+    return clock(None if seconds is None or not math.isfinite(seconds) else round(seconds))
+
+
 def _num(x) -> str:
     return "   -  " if x is None or not np.isfinite(x) else f"{x:+.2f} "
 
@@ -225,20 +234,21 @@ def episode_text(ep: dict) -> str:
     who = ep.get("people") or []
     lead = f", led by {', '.join(who)}" if who and len(who) == 1 else ""
     if ep.get("repaired") and ep.get("offset_s") is not None:
-        tail = f"repaired at {clock(ep['offset_s'])} (after {ep['offset_s'] - ep['onset_s']:.0f} s)"
+        tail = f"repaired at {event_clock(ep['offset_s'])} (after {ep['offset_s'] - ep['onset_s']:.0f} s)"
     elif ep.get("open", True):
         tail = "open: check in"
     elif ep.get("outcome") == "unrepaired" and ep.get("offset_s") is not None:
-        tail = f"not repaired: out of tune since {clock(ep['onset_s'])} (prompt closed at {clock(ep['offset_s'])})"
+        since, closed = event_clock(ep["onset_s"]), event_clock(ep["offset_s"])
+        tail = f"not repaired: out of tune since {since} (prompt closed at {closed})"
     elif ep.get("outcome") == "interrupted" and ep.get("offset_s") is not None:
-        tail = f"closed at a shared event at {clock(ep['offset_s'])} (re-baselined)"
+        tail = f"closed at a shared event at {event_clock(ep['offset_s'])} (re-baselined)"
     else:
         tail = "not repaired"
     label = f" [{ep['label']}]" if ep.get("label") else ""
     ar = ep.get("arousal") or {}
     if ar:
         mods = "+".join([*(ep.get("modalities") or []), *(f"{w}'s arousal {st}" for w, st in ar.items())])
-    return (f"#{ep['id']} {clock(ep['onset_s'])} possible rupture {pair} ({mods}{lead}), "
+    return (f"#{ep['id']} {event_clock(ep['onset_s'])} possible rupture {pair} ({mods}{lead}), "
             f"confidence {ep.get('confidence', 0):.2f}; {tail}{label}")
 
 
@@ -262,8 +272,8 @@ def group_text_line(group: dict, participants=None) -> str:
         tail = OUTCOME_WORDS.get(group.get("state"), str(group.get("state", "closed")).replace("_", " "))
         ends = [e.get("offset_s") for e in eps if e.get("offset_s") is not None]
         if ends:
-            tail += f" by {clock(max(ends))}"
-    return f"{clock(onset)} {group['words']} ({span}, with {' '.join(others)}); {tail}"
+            tail += f" by {event_clock(max(ends))}"
+    return f"{event_clock(onset)} {group['words']} ({span}, with {' '.join(others)}); {tail}"
 
 
 def person_groups(snap) -> list[dict]:
@@ -280,7 +290,7 @@ def marker_text(m: dict) -> str:
     """One marker in words: ``"01:23 repair"``, ``"02:05 PsychoPy task: trial 3"``."""
     words = m["kind"] if m["kind"] != "note" else ""
     text = m.get("text") or ""
-    return f"{clock(m['t'])} " + (f"{words}: {text}" if words and text else (words or text))
+    return f"{event_clock(m['t'])} " + (f"{words}: {text}" if words and text else (words or text))
 
 
 def render(snap, width: int = 100, compact: bool | None = None) -> list[str]:
@@ -502,7 +512,7 @@ class HeadlessView:
             lost = open_losses(snap)
             if lost:
                 out.append(f"[{clock(snap.t_now)}] signal loss: " + "; ".join(
-                    f"{p} {m} since {clock(on)} ({reason.replace('_', ' ')})" for p, m, on, reason in lost))
+                    f"{p} {m} since {event_clock(on)} ({reason.replace('_', ' ')})" for p, m, on, reason in lost))
         if out:
             self._write("".join(ln + "\n" for ln in out))
 

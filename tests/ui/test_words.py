@@ -365,3 +365,17 @@ def test_not_in_tune_words_give_the_evidence_and_the_rising_threshold():
     assert words.startswith(f"vs chance: heart {hr['excess']:+.2f}\u00b1{hr['excess_se']:.2f} \u00b7 skin ")
     assert words.endswith(", needs 3.5 s.e.")
     assert tune_evidence_words({**ps, "armed": True}) == ""
+
+
+def test_the_terminal_dates_an_episode_as_the_pair_state_does():
+    """An onset of 290.75 s read "#1 04:50" in the episode line (truncated) and "out of tune since 04:51" in the
+    pair's state (rounded) on the same screen."""
+    from attune_monitor.dsp.detector import pair_words
+    from attune_monitor.ui.headless import clock, episode_text
+
+    ep = {"id": 1, "pair": ["P1", "P2"], "onset_s": 290.75, "offset_s": 530.75, "outcome": "unrepaired",
+          "modalities": ["hr"], "confidence": 1.0, "repaired": False, "open": False}
+    text = episode_text(ep)
+    assert text.startswith("#1 04:51 ") and "out of tune since 04:51 (prompt closed at 08:51)" in text, text
+    assert pair_words("out_of_tune", 290.75) == "out of tune since 04:51"
+    assert clock(290.75) == "04:50"  # the running session clock still truncates
