@@ -27,7 +27,9 @@ class _Session:
 
     @property
     def receivers(self):
-        return {sid: SimpleNamespace(descriptor=SimpleNamespace(source_id=sid)) for _, sid in self._now()}
+        return {sid: SimpleNamespace(descriptor=SimpleNamespace(source_id=sid, name=f"{sid} stream", hostname="lab",
+                                                                type="x"))
+                for _, sid in self._now()}
 
     @property
     def participants(self):
@@ -76,3 +78,41 @@ def test_at_the_deadline_what_is_there_is_used_or_a_clear_error(made):
     with pytest.raises(UsageError, match=r"no session to monitor after 1 s: found streams of 1 participant\(s\) "
                                          r"\(P1\); synchrony needs at least 2.*--wait"):
         wait_for_source(lonely, wait_s=1.0)
+
+
+def _roster(text):
+    from attune_monitor.acquisition.roster import Roster
+
+    return Roster.from_toml("version = 1\n" + text)
+
+
+ROSTER = """
+[[participant]]
+id = "P1"
+  [[participant.streams]]
+  source_id = "a"
+[[participant]]
+id = "P2"
+  [[participant.streams]]
+  name = "b stream"
+  [[participant.streams]]
+  source_id = "c*"
+"""
+
+
+def test_a_rosters_streams_are_all_waited_for(made):
+    # P2's second stream comes 4 s in, well after the streams "settled" (2.5 s with no new one): the roster says it
+    # is coming, so the source waits for it, and no longer
+    session = _Session([(0.0, "P1", "a"), (0.0, "P2", "b"), (4.0, "P2", "c-eda")], rescan_interval=0.5)
+    roster = _roster(ROSTER)
+    ids, at = wait_for_source(session, wait_s=15, roster=roster)
+    assert ids == ["a", "b", "c-eda"] and 4.0 <= at < 5.0
+    assert options.roster_missing(roster, session.receivers) == []
+
+
+def test_a_roster_stream_that_never_comes_is_named_after_the_wait(made):
+    session = _Session([(0.0, "P1", "a"), (0.0, "P2", "b")])
+    roster = _roster(ROSTER)
+    ids, at = wait_for_source(session, wait_s=1.5, roster=roster)
+    assert ids == ["a", "b"] and 1.5 <= at < 3.0
+    assert options.roster_missing(roster, session.receivers) == ["P2: source_id 'c*'"]

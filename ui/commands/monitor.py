@@ -26,6 +26,7 @@ from .options import (
     describe_settings,
     make_runner,
     open_view,
+    roster_missing,
     session_settings,
     wait_for_source,
     will_use_gui,
@@ -160,7 +161,7 @@ def run(args) -> int:
     session = LiveSession(roster=roster, match=args.match).start()
     recorder = tick_log = None
     try:
-        source = wait_for_source(session, args.wait)
+        source = wait_for_source(session, args.wait, roster=roster)
         runner = make_runner(source, config, modalities)
         if tick_log_path is not None:
             from ..runner import TickLog
@@ -172,6 +173,11 @@ def run(args) -> int:
                                  f"({exc.strerror or exc}); choose a new file in a folder you can write to.") from None
         for w in session.status().warnings:
             runner.model.message(w)
+        for what in roster_missing(roster, session.receivers):
+            text = (f"The roster's stream {what} did not appear within {args.wait:g} s: monitoring without it "
+                    "(a stream that comes later is announced, not added; restart, or raise --wait, to include it).")
+            runner.model.message(text)
+            print(f"attune monitor: {text}", file=sys.stderr)
         session.notices()  # said just now in the warnings; the runner shows only what comes later
         if path is not None:
             recorder = record_session(path, runner, session, label=args.label)  # XdfWriteError: said by the cli

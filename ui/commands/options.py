@@ -36,7 +36,7 @@ __all__ = [
     "DEFAULT_SCENARIO", "DEFAULT_SEED", "MIN_RATE_HZ", "MAX_RATE_HZ", "MAX_SPAN_S",
     "check_range", "check_positive", "check_at_least", "check_preset",
     "add_session_options", "session_settings", "session_modalities", "describe_settings", "will_use_gui",
-    "make_runner", "open_view", "wait_for_source", "make_assign", "check_usable",
+    "make_runner", "open_view", "roster_missing", "wait_for_source", "make_assign", "check_usable",
 ]
 
 #: The signals a session can use: ``--signals`` choice -> (the GUI's words for it, the modalities it uses).
@@ -347,14 +347,36 @@ def open_view(runner, args, title: str, settings=None) -> int:
 SETTLE_S = 1.0
 
 
-def wait_for_source(session, wait_s: float, expected=None, settle_s: float = SETTLE_S):
+def roster_missing(roster, receivers) -> list[str]:
+    """The roster's stream rules that no received stream matches, in words (``"P2: name 'Polar H10 8553*'"``).
+
+    Parameters
+    ----------
+    roster : acquisition.roster.Roster | None
+    receivers : dict
+        ``key -> receiver`` of a live session (each with a ``descriptor``).
+    """
+    if roster is None:
+        return []
+    seen = [r.descriptor for r in receivers.values()]
+    out = []
+    for person in roster.participants:
+        for rule in person.streams:
+            if not any(rule.matches(d) for d in seen):
+                what = ", ".join(f"{f} {v!r}" for f, v in rule.to_toml().items() if f in ("name", "source_id",
+                                                                                          "hostname", "type"))
+                out.append(f"{person.id}: {what}")
+    return out
+
+
+def wait_for_source(session, wait_s: float, expected=None, settle_s: float = SETTLE_S, roster=None):
     """A :class:`~attune_monitor.acquisition.sources.LiveSource` once 2 people's streams are seen (within ``wait_s``).
 
     The source's slots are fixed when it is made, so it is made once the streams have settled: at least 2 people
     seen and no new stream for ``settle_s`` plus one of the session's rescans (a loaded machine resolves a
-    device's streams seconds apart), or, when the streams to come are known (``expected``), once every one of
-    them is received. At ``wait_s`` the streams seen so far are used (2 people at least); one that appears later
-    is announced, not added.
+    device's streams seconds apart), or, when the streams to come are known (``expected``, or a ``roster``'s
+    stream rules), once every one of them is received. At ``wait_s`` the streams seen so far are used (2 people at
+    least); one that appears later is announced, not added (:func:`roster_missing` names a roster's).
 
     Parameters
     ----------
@@ -364,6 +386,8 @@ def wait_for_source(session, wait_s: float, expected=None, settle_s: float = SET
         How long to wait (s).
     expected : collection of str, optional
         Source ids of every stream that will come (the demo's simulator knows them).
+    roster : acquisition.roster.Roster, optional
+        Who wears which stream: complete once each of its stream rules matches a received stream.
     settle_s : float
         Seconds without a new stream after which the streams are taken as complete (without ``expected``).
 
@@ -388,6 +412,8 @@ def wait_for_source(session, wait_s: float, expected=None, settle_s: float = SET
             n_seen, changed_at = len(receivers), now
         if expected is not None:
             complete = expected <= {r.descriptor.source_id for r in receivers.values()}
+        elif roster is not None and any(p.streams for p in roster.participants):
+            complete = not roster_missing(roster, receivers)
         else:
             complete = now - changed_at >= settle_s
         if len(session.participants) >= 2 and (complete or now >= deadline):
