@@ -152,3 +152,15 @@ def test_roster_example_loads_and_assigns_as_described(tmp_path):
     assert who(name="Shimmer_5E2A", type="GSR", hostname="lab-pc-2") == ("P2", "eda")
     assert who(name="EDA", type="EDA", source_id="MD-V5-0000999") is None  # someone else's EmotiBit
     assert roster.ignored(StreamDescriptor(name="ACC_X", type="AccelerometerX"))
+
+
+def test_the_heart_kinds_preference_is_stated_as_the_roster_applies_it():
+    """hardware.md said "RR is preferred, then ECG, PPG, HR" while the code prefers the device's HR over PPG."""
+    from attune_monitor.acquisition.roster import KIND_PREFERENCE
+
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    m = re.search(r"\(RR is preferred, then ([^)]*)\)", text)
+    assert m, "hardware.md no longer says which heart kind is preferred"
+    stated = [w for w in re.findall(r"\b(ECG|HR|PPG)\b", m.group(1))]
+    code = sorted((k for k in KIND_PREFERENCE if k not in ("rr", "eda")), key=KIND_PREFERENCE.get)
+    assert [w.lower() for w in stated] == code, (stated, code)
