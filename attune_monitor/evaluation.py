@@ -38,7 +38,8 @@ whose onset is closest to its onset.
   against the same 20 s, as a second line): it is what a facilitator
   experiences live, and it is longer (the evidence has to build up).
 * **Repair** per detected rupture, from the same earliest-flagged matched
-  episode: whether it was shown repaired before the recording ended, and
+  episode: whether it was shown repaired before the recording ended (a prompt closed as not repaired after a
+  long lapse, or at a shared event, is not), and
   its *repair latency* = the episode's reported end (``offset_s``: when
   its drop fell below ``repaired_frac``, dated back by the detector's
   ``repair_delay_s``) - the truth's
@@ -57,9 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "EARLY_S", "LATE_S", "SIGNAL_LOSS_KINDS", "DURATION_BINS_S", "DURATION_LABELS", "TARGETS",
+    "EARLY_S", "LATE_S", "SIGNAL_LOSS_KINDS", "ARMED_LABELS", "DURATION_BINS_S", "DURATION_LABELS", "TARGETS",
     "Detection", "FileScore", "score_file", "aggregate", "breakdown", "format_breakdown", "format_metrics",
-    "detections_from_result", "truth_problem", "find_cases", "duration_label",
+    "detections_from_result", "armed_spans_from_result", "truth_problem", "find_cases", "duration_label",
 ]
 
 #: Tolerances of the matching window around a truth rupture (s).
@@ -81,7 +82,8 @@ class Detection:
     people: tuple
     onset_s: float
     flagged_s: float
-    offset_s: float | None = None  # shown repaired at (None: not repaired by the end)
+    offset_s: float | None = None  # shown repaired (or closed) at (None: still open at the end)
+    repaired: bool | None = None   # False: closed without a repair (a lapse, a shared event); None: by offset_s
 
 
 @dataclass
@@ -130,6 +132,17 @@ def _involves(det: Detection, rupture: dict) -> bool:
     return frozenset(det.pair) in pairs or rupture.get("who") in det.pair
 
 
+#: The ``armed`` axis of :func:`breakdown`: a pair of the rupture armed at its onset, or none.
+ARMED_LABELS = ("armed at the onset", "not measurably in tune at the onset")
+
+
+def _armed_at(rupture: dict, armed_spans: dict) -> bool:
+    """Whether one of the rupture's pairs (its ``pairs``, else every pair of its ``who``) was armed at its onset."""
+    t = float(rupture["onset_s"])
+    pairs = [frozenset(p) for p in rupture.get("pairs", [])] or [k for k in armed_spans if rupture.get("who") in k]
+    return any(a <= t <= b for p in pairs for a, b in armed_spans.get(p, ()))
+
+
 def _in_window(t: float, onset: float, offset: float) -> bool:
     return onset - EARLY_S <= t <= offset + LATE_S
 
@@ -144,7 +157,8 @@ def duration_label(seconds: float) -> str:
 DURATION_LABELS = tuple(duration_label(x) for x in (0.0, *DURATION_BINS_S))
 
 
-def score_file(detections, truth: dict, name: str = "", duration_s: float | None = None) -> FileScore:
+def score_file(detections, truth: dict, name: str = "", duration_s: float | None = None,
+               armed_spans: dict | None = None) -> FileScore:
     """Match one recording's episodes with its truth.
 
     Parameters
@@ -157,6 +171,10 @@ def score_file(detections, truth: dict, name: str = "", duration_s: float | None
     name : str
     duration_s : float | None
         Analysed duration (default: the truth's).
+    armed_spans : dict | None
+        ``frozenset(pair) -> [(start, end), ...]`` in truth time: when each pair was measurably in tune (armed).
+        Given, each truth rupture is labelled by whether one of its pairs was armed at its onset (a rupture needs
+        an attunement to lapse from), for :func:`breakdown`'s ``armed`` axis.
 
     Returns
     -------
@@ -186,15 +204,18 @@ def score_file(detections, truth: dict, name: str = "", duration_s: float | None
     for k, r in enumerate(ruptures):
         ms = matched[k]
         sc.detected.append(bool(ms))
-        sc.rupture_kinds.append({"style": str(r.get("style") or "unknown"),
-                                 "duration": duration_label(float(r["offset_s"]) - float(r["onset_s"]))})
+        kinds = {"style": str(r.get("style") or "unknown"),
+                 "duration": duration_label(float(r["offset_s"]) - float(r["onset_s"]))}
+        if armed_spans is not None:
+            kinds["armed"] = ARMED_LABELS[not _armed_at(r, armed_spans)]
+        sc.rupture_kinds.append(kinds)
         sc.truth_pairs += len(r.get("pairs", [])) or 1
         sc.truth_pairs_detected += len({frozenset(d.pair) for d in ms})
         if ms:
             first = min(ms, key=lambda d: d.flagged_s)
             sc.detection_latency_s.append(first.flagged_s - float(r["onset_s"]))
             sc.onset_latency_s.append(min(d.onset_s for d in ms) - float(r["onset_s"]))
-            if first.offset_s is None:
+            if first.offset_s is None or first.repaired is False:
                 sc.unrepaired += 1
             else:
                 sc.repair_latency_s.append(first.offset_s - float(r.get("repair_s", r["offset_s"])))
@@ -280,37 +301,43 @@ def aggregate(scores) -> dict:
 def breakdown(scores) -> dict:
     """Where the detector succeeds and fails.
 
-    Recall per rupture style, group size and duration, and false alarms per hour per group size.
+    Recall per rupture style, group size, duration and (when :func:`score_file` was given the pairs' armed spans)
+    whether a pair was measurably in tune at the onset; false alarms per hour per group size.
 
     Returns
     -------
     breakdown : dict
-        ``{"recall": {"style" | "group_size" | "duration": {label: [detected, total]}},
+        ``{"recall": {"style" | "group_size" | "duration" [| "armed"]: {label: [detected, total]}},
         "false_alarms_per_hour": {group_size: [false alarms, hours]}}``; group sizes as ``"2 people"``.
     """
-    rec: dict = {"style": {}, "group_size": {}, "duration": {}}
+    rec: dict = {"style": {}, "group_size": {}, "duration": {}, "armed": {}}
     fa: dict = {}
     for s in scores:
         size = f"{s.group_size} people"
         for hit, kinds in zip(s.detected, s.rupture_kinds):
-            for axis, label in (("style", kinds["style"]), ("group_size", size), ("duration", kinds["duration"])):
+            axes = [("style", kinds["style"]), ("group_size", size), ("duration", kinds["duration"])]
+            if "armed" in kinds:
+                axes.append(("armed", kinds["armed"]))
+            for axis, label in axes:
                 c = rec[axis].setdefault(label, [0, 0])
                 c[0] += int(hit)
                 c[1] += 1
         c = fa.setdefault(size, [0, 0.0])
         c[0] += len(s.false_alarms)
         c[1] += s.duration_s / 3600.0
-    return {"recall": {"style": dict(sorted(rec["style"].items())),
-                       "group_size": dict(sorted(rec["group_size"].items())),
-                       "duration": {k: rec["duration"][k] for k in DURATION_LABELS if k in rec["duration"]}},
-            "false_alarms_per_hour": dict(sorted(fa.items()))}
+    recall = {"style": dict(sorted(rec["style"].items())), "group_size": dict(sorted(rec["group_size"].items())),
+              "duration": {k: rec["duration"][k] for k in DURATION_LABELS if k in rec["duration"]}}
+    if rec["armed"]:
+        recall["armed"] = {k: rec["armed"][k] for k in ARMED_LABELS if k in rec["armed"]}
+    return {"recall": recall, "false_alarms_per_hour": dict(sorted(fa.items()))}
 
 
 def format_breakdown(b: dict) -> list[str]:
     """Readable lines of :func:`breakdown` (empty when there is nothing to break down)."""
     lines = []
-    for axis, title in (("style", "style"), ("group_size", "group size"), ("duration", "duration")):
-        parts = [f"{label} {d}/{t} ({d / t:.2f})" for label, (d, t) in b["recall"][axis].items() if t]
+    for axis, title in (("style", "style"), ("group_size", "group size"), ("duration", "duration"),
+                        ("armed", "attunement (a rupture needs one to lapse from)")):
+        parts = [f"{label} {d}/{t} ({d / t:.2f})" for label, (d, t) in b["recall"].get(axis, {}).items() if t]
         if parts:
             lines.append(f"recall by {title}: " + ", ".join(parts))
     parts = [f"{label} {n / h:.2f}/h ({n} in {h:.2f} h)" for label, (n, h) in b["false_alarms_per_hour"].items()
@@ -334,8 +361,19 @@ def detections_from_result(res, truth: dict) -> list:
     for ep, flagged in zip(res.doc["episodes"], res.flagged_s):
         off = ep.get("offset_s")
         out.append(Detection(tuple(ep["pair"]), tuple(ep["people"]), ep["onset_s"] + shift, flagged + shift,
-                             None if off is None else off + shift))
+                             None if off is None else off + shift, repaired=bool(ep.get("repaired", off is not None))))
     return out
+
+
+def armed_spans_from_result(res, truth: dict) -> dict:
+    """``frozenset(pair) -> [(start, end), ...]``: when each pair of an analyze result was armed, in truth time.
+
+    From the analysis document's ``attunement`` (see :func:`detections_from_result` for the times); for
+    :func:`score_file`'s ``armed_spans``.
+    """
+    shift = res.origin - float(truth.get("time_origin", res.origin))
+    return {frozenset(a["pair"]): [(x + shift, y + shift) for x, y in a.get("armed_spans", [])]
+            for a in res.doc.get("attunement", [])}
 
 
 def _number(x) -> bool:

@@ -87,7 +87,7 @@ def classify(det, rows: dict, rups: list, d: dict, config) -> list[dict]:
     tr = d["truth"]
     shift = d["origin"] - float(tr.get("time_origin", d["origin"]))
     dets = [Detection(tuple(e.pair), tuple(e.people), e.onset_s + shift, e.flagged_s + shift,
-                      None if e.offset_s is None else e.offset_s + shift) for e in det.episodes]
+                      None if e.offset_s is None else e.offset_s + shift, repaired=e.repaired) for e in det.episodes]
     fs = score_file(dets, tr, "", duration_s=float(tr.get("duration_s", d["duration_s"])))
     shared = [te for te, _ in det.shared_events]
     out = []

@@ -108,7 +108,8 @@ def score(data, config, window_s: float = 30.0, metric: str = "sync", arousal: b
         tr = d["truth"]
         shift = d["origin"] - float(tr.get("time_origin", d["origin"]))
         dets = [Detection(tuple(e.pair), tuple(e.people), e.onset_s + shift, e.flagged_s + shift,
-                          None if e.offset_s is None else e.offset_s + shift) for e in det.episodes]
+                          None if e.offset_s is None else e.offset_s + shift, repaired=e.repaired)
+                for e in det.episodes]
         scores.append(score_file(dets, tr, tr.get("scenario", ""),
                                  duration_s=float(tr.get("duration_s", d["duration_s"]))))
     return aggregate(scores), scores

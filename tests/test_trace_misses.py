@@ -64,7 +64,8 @@ def test_each_cause_is_named(name, rows_of, shared, cause):
 
 
 def test_a_matched_episode_is_detected_whatever_the_trace():
-    ep = SimpleNamespace(pair=PAIR, people=["P2"], onset_s=ON + 5, flagged_s=ON + 30, offset_s=OFF, outcome="repaired")
+    ep = SimpleNamespace(pair=PAIR, people=["P2"], onset_s=ON + 5, flagged_s=ON + 30, offset_s=OFF, outcome="repaired",
+                         repaired=True)
     det, rows, rups, d = _session(lambda t: _row(drop=0.2), episodes=[ep])
     (rec,) = tm.classify(det, rows, rups, d, CFG)
     assert rec["detected"] and rec["cause"] == "detected"

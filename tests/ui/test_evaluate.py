@@ -243,3 +243,29 @@ def test_detections_carry_the_episode_end_in_truth_time():
 
     a, b = detections_from_result(R, {"time_origin": 1000.0})
     assert a.offset_s == 100.0 and b.offset_s is None
+
+
+def test_a_prompt_closed_without_a_repair_is_not_counted_as_repaired():
+    """A long lapse closes its prompt as not repaired (it has an end, but no repair): `attune evaluate` counted it as
+    shown repaired, with a repair latency of minutes before the truth's repair (13 of 13 on a chronic conflict
+    whose prompts had all lapsed but 3)."""
+    lapsed = Detection(("P1", "P2"), ("P2",), 104.0, 115.0, 344.0, repaired=False)   # closed 240 s after its onset
+    s = score_file([lapsed], TRUTH)
+    assert s.detected == [True, False] and s.unrepaired == 1 and s.repair_latency_s == []
+    assert score_file([Detection(("P1", "P2"), ("P2",), 104.0, 115.0, 170.0, repaired=True)],
+                      TRUTH).repair_latency_s == [14.0]
+
+
+def test_recall_is_broken_down_by_whether_a_pair_was_armed_at_the_onset():
+    """A rupture needs an attunement to lapse from: given the pairs' armed spans, each truth rupture is labelled by
+    whether one of its pairs was armed at its onset (rupture 1 at 100 s: P1-P2 armed from 150 s, P2-P3 never; rupture
+    2 at 400 s: P1-P2 armed)."""
+    armed = {frozenset(("P1", "P2")): [(150.0, 600.0)], frozenset(("P1", "P3")): [(420.0, 600.0)]}
+    s = score_file([D(("P1", "P3"), 398, 415)], TRUTH, armed_spans=armed)
+    assert [k["armed"] for k in s.rupture_kinds] == ["not measurably in tune at the onset", "armed at the onset"]
+    m = aggregate([s])
+    assert m["breakdown"]["recall"]["armed"] == {"armed at the onset": [1, 1],
+                                                 "not measurably in tune at the onset": [0, 1]}
+    assert ("recall by attunement (a rupture needs one to lapse from): armed at the onset 1/1 (1.00), "
+            "not measurably in tune at the onset 0/1 (0.00)") in format_metrics(m)
+    assert "armed" not in aggregate([score_file([], TRUTH)])["breakdown"]["recall"]  # no spans given: no axis

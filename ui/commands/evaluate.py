@@ -26,6 +26,7 @@ from attune_monitor.evaluation import (  # noqa: F401 - the old names stay impor
     Detection,
     FileScore,
     aggregate,
+    armed_spans_from_result,
     breakdown,
     detections_from_result,
     duration_label,
@@ -111,7 +112,8 @@ def run(args) -> int:
             code = max(code, res.code)
             continue
         s = score_file(detections_from_result(res, truth), truth, rpath.name,
-                       duration_s=float(truth.get("duration_s", res.doc["duration_s"])))
+                       duration_s=float(truth.get("duration_s", res.doc["duration_s"])),
+                       armed_spans=armed_spans_from_result(res, truth))
         scores.append(s)
         lat = ", ".join(f"{x:.0f}" for x in s.detection_latency_s) or "-"
         print(f"{rpath.name:<32} truth {s.n_truth}  detected {sum(s.detected)}  episodes {s.n_episodes}  "
