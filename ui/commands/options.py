@@ -386,10 +386,11 @@ def wait_for_source(session, wait_s: float, expected=None, settle_s: float = SET
         How long to wait (s).
     expected : collection of str, optional
         Source ids of every stream that will come (the demo's simulator knows them).
+    settle_s : float
+        Seconds without a new stream after which the streams are taken as complete (without ``expected`` or a
+        ``roster``).
     roster : acquisition.roster.Roster, optional
         Who wears which stream: complete once each of its stream rules matches a received stream.
-    settle_s : float
-        Seconds without a new stream after which the streams are taken as complete (without ``expected``).
 
     Raises
     ------
