@@ -176,7 +176,7 @@ def score(out: Path, preset: str = "balanced", override: dict | None = None) -> 
     import realdata_controls as rc
 
     from attune_monitor.dsp.detector import get_preset
-    from attune_monitor.evaluation import aggregate, detections_from_result, score_file
+    from attune_monitor.evaluation import aggregate, armed_spans_from_result, detections_from_result, score_file
     from attune_monitor.ui.commands.analyze import analyze_file
 
     cfg = dataclasses.replace(get_preset(preset), **(override or {}))
@@ -187,7 +187,8 @@ def score(out: Path, preset: str = "balanced", override: dict | None = None) -> 
             truth = json.loads(xdf.with_suffix(".truth.json").read_text())
             with rc._detector_config(cfg):
                 res = analyze_file(str(xdf))
-            s = score_file(detections_from_result(res, truth), truth, xdf.name, res.doc["duration_s"])
+            s = score_file(detections_from_result(res, truth), truth, xdf.name, res.doc["duration_s"],
+                           armed_spans=armed_spans_from_result(res, truth))
             scores.append(s)
             shift = res.origin - float(truth.get("time_origin", res.origin))
             att = res.doc["attunement"][0] if res.doc["attunement"] else {}

@@ -247,7 +247,7 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
         assert p2.returncode == 2 and "skipped 3 up to date" in p2.stderr, p2.stderr
         # evaluate with the same cache, now that the files are here too: the same bytes and preset are the same
         # keys, so it scores the kept results; the scores are those of the --jobs 1 results
-        from attune_monitor.evaluation import aggregate, detections_from_result, score_file
+        from attune_monitor.evaluation import aggregate, armed_spans_from_result, detections_from_result, score_file
 
         shutil.copytree(folder["dir"], local)
         os.remove(local / "broken.xdf")
@@ -260,7 +260,8 @@ def test_scheduler_in_another_process_end_to_end(folder, tmp_path):
         for f, ref in zip(folder["files"][:3], folder["ref"]):
             truth = json.loads(Path(f).with_name(Path(f).stem + ".truth.json").read_text())
             scores.append(score_file(detections_from_result(ref, truth), truth, Path(f).name,
-                                     duration_s=float(truth["duration_s"])))
+                                     duration_s=float(truth["duration_s"]),
+                                     armed_spans=armed_spans_from_result(ref, truth)))
         got = json.loads((tmp_path / "d.json").read_text())
         assert got["overall"] == json.loads(json.dumps(aggregate(scores)))
         assert got["overall"]["truth_ruptures"] == 4 and got["overall"]["detected"] >= 1
