@@ -450,6 +450,8 @@ def test_a_small_group_tile_wraps_not_measurably_in_tune_instead_of_cutting_it(q
     assert painted[1:3] == ["\u25cb not measurably", "in tune"], painted
     assert not any(t.endswith("\u2026") for t in painted[:3]), painted
     assert tile.painted_clipped() == []
+    # the gauge's line, cut to "synchrony not above …" before: the short words instead
+    assert "not above chance" in painted and not any(t.endswith("\u2026") for t in painted), painted
 
 
 def test_a_tall_card_wraps_its_evidence_instead_of_cutting_it(qtbot):

@@ -122,12 +122,15 @@ def meter_details(pair_state: dict) -> str:
     return ("r now: " + " \u00b7 ".join(parts)) if parts else ""
 
 
-def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | None = None) -> str:
+def waiting_words(state: str, ready_in_s: float | None = None, waiting: dict | None = None,
+                  short: bool = False) -> str:
     """The gauge's line while there is no baseline to measure against.
 
     The gauge's line while there is no baseline to measure against (``waiting``: the pair's lost signals,
-    ``{person: [modality, ...]}``).
+    ``{person: [modality, ...]}``); ``short``: the words for a small tile, where the full line does not fit.
     """
+    if state in ("not_in_tune", "out_of_tune") and short:
+        return "not above chance"
     if state == "not_in_tune":
         return "synchrony not above chance: nothing to lapse from"
     if state == "out_of_tune":
@@ -350,6 +353,8 @@ class AttunementMeter(QtWidgets.QWidget):
         elif self.level is None:
             waiting = self.waiting if self.waiting and self.state == "calibrating" else waiting_words(
                 self.state, self.ready_in_s)
+            if fs.horizontalAdvance(waiting) > w and self.state in ("not_in_tune", "out_of_tune"):
+                waiting = waiting_words(self.state, short=True)  # a small tile: the gist, not a cut sentence
             self._text(p, lab, left_mid, fs.elidedText(waiting, QtCore.Qt.TextElideMode.ElideRight, w))
         else:
             cw, uw = fs.horizontalAdvance("chance"), fs.horizontalAdvance("usual")
