@@ -836,6 +836,11 @@ class SessionModel:
             self._status.setdefault(participant, {})[modality] = state
             self.version += 1
 
+    def episode_list(self) -> list[dict]:
+        """Every episode so far (copies of the dicts the snapshots carry), in the order they opened."""
+        with self._lock:
+            return [dict(e) for e in self._episodes.values()]
+
     def message(self, text: str) -> None:
         """A user-visible message (stream lost, recording error ...)."""
         with self._lock:

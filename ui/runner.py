@@ -277,6 +277,10 @@ class Runner:
             self.model.message(f"The simulated session ended at {clock(end - self.source.origin)}; "
                                "what it showed stays on screen.")
             upd = self._end_session(end, status)
+            scripted = getattr(self.source, "scripted_words", None)
+            if scripted is not None:  # the demo: what was scripted, and whether it was flagged
+                for text in scripted(self.model.episode_list()):
+                    self.model.message(text)
             if self.recorder is not None:  # the demo's Record button: the recording ends with the session
                 self.stop_recording()
         return upd

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import time
 
+from attune_monitor.ui.words import clock
+
 
 def test_the_headless_demo_ends_when_its_simulated_session_ends():
     from attune_monitor.ui.commands.demo import start_demo
@@ -61,3 +63,29 @@ def test_a_recording_started_in_the_demo_is_closed_when_its_session_ends(tmp_pat
     last = max(float(s["time_stamps"][-1]) for s in streams if len(s["time_stamps"]))
     first = min(float(s["time_stamps"][0]) for s in streams if len(s["time_stamps"]))
     assert 250.0 < last - first < 320.0  # the session's 300 s (stamped in session time, whatever the speed-up)
+
+
+def test_the_demo_says_at_its_end_what_was_scripted_and_whether_it_was_flagged():
+    """The detector never sees the scenario's script; at the end the demo compares: each scripted rupture, and the
+    time it was flagged or "not flagged" (then why that happens), so a newcomer can tell a hit from a miss."""
+    from attune_monitor.ui.commands.demo import start_demo
+    from attune_monitor.ui.headless import run_headless
+
+    runner = start_demo("couple-rupture-repair", speed=64.0, seed=3)  # 540 s of session: ~9 s of wall clock
+    out = io.StringIO()
+    try:
+        code = run_headless(runner, duration=90.0, out=out, tty=False)
+    finally:
+        runner.simulator.stop()
+    text = out.getvalue()
+    assert code == 0, text
+    (line,) = [x for x in text.splitlines() if "Scripted in this simulation" in x]
+    eps = sorted(runner.model.episode_list(), key=lambda e: e["onset_s"])
+    assert len(eps) == 2, eps
+    first, second = (clock(e["flagged_s"]) for e in eps)
+    assert (f"P2 climbs alone (arousal up, coupling lost) 4:30-5:30: flagged at {first}; "
+            f"P1 withdraws (flattens, coupling lost) 6:50-7:50: flagged at {second}.") in line, line
+    assert "not flagged" not in line and "misses some" not in line
+    # a miss says so: the same words from the source, given no episodes
+    (missed,) = runner.source.scripted_words([])
+    assert missed.count("not flagged") == 2 and "Attune misses some ruptures" in missed, missed

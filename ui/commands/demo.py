@@ -31,8 +31,16 @@ from .options import (
 )
 
 __all__ = [
-    "PARTICIPANTS", "SPEED_RANGE", "scenario_description", "register", "SimulatorClockSource", "start_demo", "run"
+    "PARTICIPANTS", "SPEED_RANGE", "SCRIPTED_WORDS", "scenario_description", "register", "SimulatorClockSource",
+    "start_demo", "run",
 ]
+
+#: What each rupture family of the simulator scripts, in the words of the demo's closing message.
+SCRIPTED_WORDS = {
+    "aversive": "climbs alone (arousal up, coupling lost)", "withdrawn": "withdraws (flattens, coupling lost)",
+    "coupling_loss": "loses the coupling", "partial": "partly loses the coupling", "drift": "drifts away",
+    "sudden": "breaks off", "leave_group": "leaves the group",
+}
 
 #: The people a demo can show (the live view's layout) and how much faster than real time it can run.
 PARTICIPANTS = (2, 8)
@@ -132,6 +140,42 @@ class SimulatorClockSource:
     def new_streams(self) -> list[str]:
         """Names of streams that appeared after the source was made (not in its slots): announced by the runner."""
         return self.live.new_streams()
+
+    def scripted_words(self, episodes) -> list[str]:
+        """At the end: each rupture the scenario scripted (which the detector never saw), and whether it was flagged.
+
+        Parameters
+        ----------
+        episodes : list of dict
+            The session's episodes (session time, which is the truth's: both count from the simulator's first
+            sample).
+
+        Returns
+        -------
+        lines : list of str
+            One message, or none when nothing was scripted.
+        """
+        from attune_monitor.evaluation import Detection, score_file
+
+        from ..words import clock
+
+        truth = self.sim.session.truth
+        ruptures = truth.get("ruptures", [])
+        if not ruptures:
+            return []
+        dets = [Detection(tuple(e["pair"]), tuple(e.get("people") or ()), float(e["onset_s"]),
+                          float(e.get("flagged_s", e["onset_s"])), e.get("offset_s")) for e in episodes]
+        sc = score_file(dets, truth)
+        latency = iter(sc.detection_latency_s)
+        parts = []
+        for r, hit in zip(ruptures, sc.detected):
+            what = SCRIPTED_WORDS.get(r.get("family") or r.get("style"), "a rupture")
+            span = f"{r['who']} {what} {clock(r['onset_s'])}-{clock(r['offset_s'])}"
+            parts.append(f"{span}: flagged at {clock(r['onset_s'] + next(latency))}" if hit else
+                         f"{span}: not flagged")
+        tail = ("" if all(sc.detected) else " (Attune misses some ruptures, and flags none while a pair is not yet "
+                "measurably in tune: docs/validation.md)")
+        return ["Scripted in this simulation (the detector never sees the script): " + "; ".join(parts) + "." + tail]
 
     def close(self) -> None:
         """Close the live session."""
