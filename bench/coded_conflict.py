@@ -232,6 +232,11 @@ def main(argv=None) -> int:
             print(f"{dyad}: scored {runs or 'none'}; shorter runs left out: {len(short)}")
         make(args.out, args.n, args.jobs, args.lead_in, args.tension_family)
         return 0
+    missing = [d for d in DYADS if not any((args.out / d).glob("*.xdf"))]
+    if missing:
+        print(f"{args.out}: no sessions of {', '.join(missing)} (<dyad>/*.xdf); make them first: "
+              f"python bench/coded_conflict.py make {args.out}", file=sys.stderr)
+        return 2
     res = score(args.out, args.preset, json.loads(args.override) if args.override else None)
     for dyad, r in res.items():
         m = r["metrics"]
