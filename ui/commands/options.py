@@ -358,13 +358,14 @@ def roster_missing(roster, receivers) -> list[str]:
     """
     if roster is None:
         return []
+    from attune_monitor.acquisition.roster import MATCH_FIELDS
+
     seen = [r.descriptor for r in receivers.values()]
     out = []
     for person in roster.participants:
         for rule in person.streams:
             if not any(rule.matches(d) for d in seen):
-                what = ", ".join(f"{f} {v!r}" for f, v in rule.to_toml().items() if f in ("name", "source_id",
-                                                                                          "hostname", "type"))
+                what = ", ".join(f"{f} {getattr(rule, f)!r}" for f in MATCH_FIELDS if getattr(rule, f) is not None)
                 out.append(f"{person.id}: {what}")
     return out
 
